@@ -1,0 +1,31 @@
+"""Testbench side of the runner contract (runs inside the simulator, next to cocotb).
+
+The host (:func:`archgen.verif.runner.run_testbench`) passes parameters as JSON in ARCHGEN_TB_PARAMS and
+a file path in ARCHGEN_TB_RESULT; a testbench reads the first and writes its results to the second.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+__all__ = ["load_params", "write_result"]
+
+
+def load_params() -> dict:
+    """The parameters the host passed to run_testbench (an empty dict when run by hand)."""
+    text = os.environ.get("ARCHGEN_TB_PARAMS", "")
+    return json.loads(text) if text else {}
+
+
+def write_result(d: dict) -> None:
+    """Write the testbench's results (JSON-serialisable) where the host will read them.
+
+    Written atomically so a crash mid-write never leaves half a file that the host would parse.
+    """
+    path = os.environ.get("ARCHGEN_TB_RESULT")
+    if not path:
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(d, f, sort_keys=True)
+    os.replace(tmp, path)
