@@ -1,0 +1,360 @@
+"""The SpAtten engine spec: schema, semantic checks, and the frozen value every other layer reads.
+
+A spec is YAML (or a dict) with ``version: 1`` and ``kind: spatten``; see arch/specs/spatten.yaml for the
+paper's full-size design. Loading runs in two phases, collecting every problem into one SpecError:
+(1) JSON Schema (types, ranges, unknown keys), (2) semantics (divisibility, powers of two, SRAM sizes that
+match the token count). The result, :class:`SpattenSpec`, also derives the fixed-point formats and the
+pipeline latencies of the generated engine (:func:`spatten_formats`, :func:`spatten_latencies`): both the
+RTL generator (archgen.rtlgen) and the cycle model (archgen.sim) read them from here, so they cannot drift.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from archgen.arch.errors import SpecError, problem
+
+__all__ = [
+    "SPATTEN_SCHEMA", "SpattenSpec", "QKUnit", "PVUnit", "SoftmaxUnit", "TopKUnit", "SramUnit",
+    "ProgressiveQuantization", "DramSpec", "SpattenFormats", "SpattenLatencies",
+    "load_spatten_spec", "is_spatten_spec", "spatten_formats", "spatten_latencies", "spec_hash",
+    "builtin_spec_path",
+]
+
+_POS = {"type": "integer", "minimum": 1}
+
+
+def _obj(props: dict, required: list[str] | None = None) -> dict:
+    return {"type": "object", "additionalProperties": False, "properties": props,
+            "required": list(props) if required is None else required}
+
+
+SPATTEN_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "archgen SpAtten engine spec",
+    **_obj({
+        "version": {"const": 1},
+        "kind": {"const": "spatten"},
+        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "clock_mhz": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
+        "technology": {"type": "string"},
+        "head_dim": {"type": "integer", "minimum": 2, "maximum": 1024},
+        "max_tokens": {"type": "integer", "minimum": 2, "maximum": 65536},
+        "units": _obj({
+            "qk": _obj({"multipliers": _POS, "bits": {"type": "integer", "minimum": 2, "maximum": 32}}),
+            "pv": _obj({"multipliers": _POS, "bits": {"type": "integer", "minimum": 2, "maximum": 32}}),
+            "softmax": _obj({"parallelism": _POS, "fifo_depth": _POS,
+                             "exp_taylor_order": {"type": "integer", "minimum": 2, "maximum": 8}},
+                            required=["parallelism", "fifo_depth"]),
+            "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2}}),
+            "key_sram": _obj({"bytes": _POS, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
+            "value_sram": _obj({"bytes": _POS, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
+        }),
+        "progressive_quantization": _obj({
+            "msb_bits": _POS, "lsb_bits": {"type": "integer", "minimum": 0},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1}}),
+        "dram": _obj({"kind": {"type": "string"}, "channels": _POS, "channel_bits": _POS,
+                      "bandwidth_gb_s": {"type": "number", "exclusiveMinimum": 0}}),
+    }, required=["version", "kind", "name", "clock_mhz", "head_dim", "max_tokens", "units",
+                 "progressive_quantization", "dram"]),
+}
+
+
+@dataclass(frozen=True)
+class QKUnit:
+    multipliers: int
+    bits: int
+
+
+@dataclass(frozen=True)
+class PVUnit:
+    multipliers: int
+    bits: int
+
+
+@dataclass(frozen=True)
+class SoftmaxUnit:
+    parallelism: int
+    fifo_depth: int
+    exp_taylor_order: int = 5
+
+
+@dataclass(frozen=True)
+class TopKUnit:
+    parallelism: int
+    fifo_depth: int
+
+
+@dataclass(frozen=True)
+class SramUnit:
+    bytes: int
+    buffers: int
+
+
+@dataclass(frozen=True)
+class ProgressiveQuantization:
+    msb_bits: int
+    lsb_bits: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class DramSpec:
+    kind: str
+    channels: int
+    channel_bits: int
+    bandwidth_gb_s: float
+
+
+@dataclass(frozen=True)
+class SpattenSpec:
+    """One SpAtten engine; ``lanes`` (= qk.multipliers / head_dim) keys are scored per cycle."""
+
+    name: str
+    clock_mhz: float
+    technology: str
+    head_dim: int
+    max_tokens: int
+    qk: QKUnit
+    pv: PVUnit
+    softmax: SoftmaxUnit
+    topk: TopKUnit
+    key_sram: SramUnit
+    value_sram: SramUnit
+    pq: ProgressiveQuantization
+    dram: DramSpec
+    version: int = 1
+
+    @property
+    def lanes(self) -> int:
+        """Keys scored per cycle by the QxK unit, also the softmax and PxV lane count."""
+        return self.qk.multipliers // self.head_dim
+
+    @property
+    def groups(self) -> int:
+        """Rows of ``lanes`` tokens in one key/value buffer."""
+        return self.max_tokens // self.lanes
+
+    @property
+    def bits(self) -> int:
+        return self.qk.bits
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["progressive_quantization"] = d.pop("pq")
+        d["units"] = {k: d.pop(k) for k in ("qk", "pv", "softmax", "topk", "key_sram", "value_sram")}
+        d["kind"] = "spatten"
+        return d
+
+
+def spec_hash(spec: SpattenSpec) -> str:
+    """sha256 of the canonical JSON of the spec (what the manifest records)."""
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def is_spatten_spec(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("kind") == "spatten"
+
+
+def builtin_spec_path(name: str) -> Path:
+    """Path of a built-in spec, e.g. ``builtin_spec_path("spatten_small")``."""
+    return Path(__file__).resolve().parent / "specs" / f"{name}.yaml"
+
+
+def _is_pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
+def _schema_problems(data: dict) -> list:
+    validator = jsonschema.Draft202012Validator(SPATTEN_SCHEMA)
+    out = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        path = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            for key in extra:
+                allowed = ", ".join(err.schema.get("properties", {}))
+                out.append(problem(f"{path}.{key}" if path else key, f"unknown key; allowed here: {allowed}"))
+        elif err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            out.append(problem(f"{path}.{missing}" if path else missing, "required key is missing"))
+        else:
+            msg = err.message
+            if " is not " in msg:
+                msg = "must be " + msg.split(" is not ", 1)[1]
+            elif msg.startswith(repr(err.instance)):
+                msg = msg[len(repr(err.instance)):].strip()
+            out.append(problem(path or "(top)", msg, err.instance))
+    return out
+
+
+def _semantic_problems(d: dict) -> list:
+    out = []
+    u = d["units"]
+    hd, n = d["head_dim"], d["max_tokens"]
+    qk, pv, sm, tk = u["qk"], u["pv"], u["softmax"], u["topk"]
+    if not _is_pow2(hd):
+        out.append(problem("head_dim", "must be a power of two (the QxK adder tree is binary)", hd))
+    if qk["multipliers"] % hd:
+        out.append(problem("units.qk.multipliers", f"must be a multiple of head_dim = {hd}", qk["multipliers"]))
+    lanes = qk["multipliers"] // hd if qk["multipliers"] % hd == 0 else None
+    if lanes is not None and not _is_pow2(lanes):
+        out.append(problem("units.qk.multipliers", "multipliers / head_dim (scores per cycle) must be a power "
+                           "of two", qk["multipliers"]))
+    if pv["multipliers"] != qk["multipliers"]:
+        out.append(problem("units.pv.multipliers", "this generator needs as many PxV as QxK multipliers "
+                           f"({qk['multipliers']}): both run head_dim x lanes", pv["multipliers"]))
+    if pv["bits"] != qk["bits"]:
+        out.append(problem("units.pv.bits", f"must equal units.qk.bits = {qk['bits']}", pv["bits"]))
+    if lanes is not None and sm["parallelism"] != lanes:
+        out.append(problem("units.softmax.parallelism", f"must equal qk.multipliers / head_dim = {lanes} "
+                           "(this generator feeds softmax lane for lane)", sm["parallelism"]))
+    if sm["fifo_depth"] * sm["parallelism"] < n:
+        out.append(problem("units.softmax.fifo_depth", f"fifo_depth x parallelism must hold max_tokens = {n} "
+                           "scores (softmax needs the whole row before normalising)", sm["fifo_depth"]))
+    if not _is_pow2(tk["parallelism"]):
+        out.append(problem("units.topk.parallelism", "must be a power of two", tk["parallelism"]))
+    elif lanes is not None and tk["parallelism"] < lanes:
+        out.append(problem("units.topk.parallelism", f"must be at least the softmax lanes ({lanes})",
+                           tk["parallelism"]))
+    if lanes is not None and n % lanes:
+        out.append(problem("max_tokens", f"must be a multiple of the lanes ({lanes})", n))
+    if not _is_pow2(n):
+        out.append(problem("max_tokens", "must be a power of two (buffer addressing)", n))
+    for key in ("key_sram", "value_sram"):
+        want = u[key]["buffers"] * n * hd * qk["bits"] // 8
+        if u[key]["bytes"] != want:
+            out.append(problem(f"units.{key}.bytes", f"must be buffers x max_tokens x head_dim x bits / 8 = {want}",
+                               u[key]["bytes"]))
+    pq = d["progressive_quantization"]
+    if pq["msb_bits"] + pq["lsb_bits"] != qk["bits"]:
+        out.append(problem("progressive_quantization.msb_bits", f"msb_bits + lsb_bits must equal units.qk.bits "
+                           f"= {qk['bits']} (the buffers hold full-precision values)", pq["msb_bits"]))
+    return out
+
+
+def load_spatten_spec(source: str | Path | dict) -> SpattenSpec:
+    """Load and validate a SpAtten spec from a YAML path or a dict; raise SpecError listing every problem."""
+    origin = None
+    if isinstance(source, dict):
+        data = source
+    else:
+        origin = str(source)
+        try:
+            data = yaml.safe_load(Path(source).read_text())
+        except OSError as exc:
+            raise SpecError([problem("", f"cannot read the spec file: {exc.strerror}", str(source))]) from None
+        except yaml.YAMLError as exc:
+            raise SpecError([problem("", f"not valid YAML: {exc}")], source=origin) from None
+    if not isinstance(data, dict):
+        raise SpecError([problem("", "a spec must be a mapping", type(data).__name__)], source=origin)
+    problems = _schema_problems(data)
+    if problems:
+        raise SpecError(problems, source=origin)
+    problems = _semantic_problems(data)
+    if problems:
+        raise SpecError(problems, source=origin)
+    u = data["units"]
+    return SpattenSpec(
+        name=data["name"], clock_mhz=float(data["clock_mhz"]), technology=data.get("technology", "unspecified"),
+        head_dim=data["head_dim"], max_tokens=data["max_tokens"],
+        qk=QKUnit(**u["qk"]), pv=PVUnit(**u["pv"]), softmax=SoftmaxUnit(**u["softmax"]),
+        topk=TopKUnit(**u["topk"]), key_sram=SramUnit(**u["key_sram"]), value_sram=SramUnit(**u["value_sram"]),
+        pq=ProgressiveQuantization(msb_bits=data["progressive_quantization"]["msb_bits"],
+                                   lsb_bits=data["progressive_quantization"]["lsb_bits"],
+                                   threshold=float(data["progressive_quantization"]["threshold"])),
+        dram=DramSpec(kind=data["dram"]["kind"], channels=data["dram"]["channels"],
+                      channel_bits=data["dram"]["channel_bits"],
+                      bandwidth_gb_s=float(data["dram"]["bandwidth_gb_s"])),
+    )
+
+
+def _clog2(x: int) -> int:
+    return max(0, (x - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class SpattenFormats:
+    """Fixed-point formats of the engine (ours; the paper gives only the 12-bit datapath).
+
+    q, k, v: signed ``bits``-bit integers. score: signed ``score_bits`` integer (exact dot product).
+    exp: unsigned UQ1.``exp_frac`` (1.0 = 2**exp_frac). prob: unsigned UQ1.``prob_frac`` in ``prob_bits``
+    bits (1.0 = 2**prob_frac). out: signed ``acc_bits`` integer = sum(prob_fx * v), i.e. the attention
+    output in units of 2**-prob_frac of V's unit. recip: floor(2**recip_num_bits / sum(exp)).
+    """
+
+    bits: int
+    score_bits: int
+    exp_frac: int
+    exp_bits: int
+    sum_bits: int
+    recip_guard: int
+    recip_num_bits: int
+    recip_bits: int
+    prob_frac: int
+    prob_bits: int
+    acc_bits: int
+    shift_bits: int
+    log2e_fx: int
+    ln2_fx: int
+    taylor_coeffs: tuple[int, ...]
+
+
+def spatten_formats(spec: SpattenSpec) -> SpattenFormats:
+    import math
+    b, d, n = spec.bits, spec.head_dim, spec.max_tokens
+    exp_frac = 16
+    guard = _clog2(n) + 1
+    order = spec.softmax.exp_taylor_order
+    coeffs = tuple(round((-1) ** i / math.factorial(i) * 2 ** exp_frac) for i in range(order + 1))
+    return SpattenFormats(
+        bits=b, score_bits=2 * b + _clog2(d), exp_frac=exp_frac, exp_bits=exp_frac + 1,
+        sum_bits=exp_frac + 1 + _clog2(n + 1), recip_guard=guard,
+        recip_num_bits=2 * exp_frac + guard, recip_bits=exp_frac + guard + 1,
+        prob_frac=15, prob_bits=16, acc_bits=16 + b + _clog2(n) + 1, shift_bits=6,
+        log2e_fx=round(math.log2(math.e) * 2 ** exp_frac), ln2_fx=round(math.log(2) * 2 ** exp_frac),
+        taylor_coeffs=coeffs)
+
+
+@dataclass(frozen=True)
+class SpattenLatencies:
+    """Cycle contract of the generated core (ours; see docs/spatten.md for the phase diagram).
+
+    Each ``*_pipe`` is the number of register stages between issuing a row and its result; a phase over
+    ``g`` rows takes ``g + pipe`` cycles. ``recip`` is the divider's fixed cycle count.
+    """
+
+    query_accept: int
+    qk_pipe: int
+    exp_pipe: int
+    recip: int
+    norm_pipe: int
+    pq_decide: int
+    pv_pipe: int
+    topk_feed_pipe: int
+    output: int
+
+
+def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
+    f = spatten_formats(spec)
+    lanes = spec.lanes
+    return SpattenLatencies(
+        query_accept=1,
+        # key SRAM read, multiply, log2(D) adder-tree levels, score write + max tree
+        qk_pipe=1 + 1 + _clog2(spec.head_dim) + 1,
+        # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, write + sum
+        exp_pipe=1 + 1 + 1 + 1 + (len(f.taylor_coeffs) - 1) + 1 + 1,
+        recip=f.recip_bits + 1,
+        norm_pipe=1 + 1 + 1,
+        pq_decide=1,
+        # prob/value read, multiply, log2(lanes) adder levels, accumulate
+        pv_pipe=1 + 1 + _clog2(lanes) + 1,
+        topk_feed_pipe=1,
+        output=1,
+    )
