@@ -1,0 +1,166 @@
+"""Validity of an affine space-time map: every iteration runs exactly once, no FU runs two iterations
+in one cycle.
+
+Two checks that must agree: an analytic one for separable TS->I maps (every temporal and spatial
+variable appears in one loop only; then a loop is covered exactly once iff its terms form a mixed-radix
+number system, Krasner-Ranulac), and brute-force enumeration of the reference problem, used for
+non-separable maps and by the property tests as the ground truth.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .affine import AffineMap
+
+__all__ = ["Coverage", "time_var_ranges", "check_coverage", "brute_force_coverage", "is_separable",
+           "stt_conflict"]
+
+BRUTE_FORCE_LIMIT = 2_000_000
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Result of a check: ``ok`` or the first missed / duplicated iteration found."""
+
+    ok: bool
+    missed: tuple[int, ...] | None = None
+    duplicated: tuple[int, ...] | None = None
+    method: str = ""
+
+
+def time_var_ranges(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str, int]) -> dict[str, int]:
+    """Trip count of each temporal variable: the smallest count from 0 that reaches past the loop bound.
+
+    A temporal variable ``v`` with coefficient a > 0 in loop l (expression a*v + spatial part + m)
+    runs 0 .. ceil((N_l - m - min spatial part) / a) - 1; a variable absent from every loop runs once.
+    """
+    space = {f"s{a}": e for a, e in enumerate(shape)}
+    trips: dict[str, int] = {}
+    for dim, expr in zip(ts_map.names, ts_map.exprs):
+        tvars = [(v, c) for v, c in expr.terms if v not in space]
+        smin = sum(c * (space[v] - 1) for v, c in expr.terms if v in space and c < 0)
+        for v, c in tvars:
+            reach = bounds[dim] - expr.const - smin
+            trip = max(1, -(-reach // abs(c))) if c != 0 else 1
+            trips[v] = max(trips.get(v, 1), trip)
+    for v in ts_map.inputs:
+        if v not in space:
+            trips.setdefault(v, 1)
+    return trips
+
+
+def is_separable(ts_map: AffineMap) -> bool:
+    seen: set[str] = set()
+    for expr in ts_map.exprs:
+        for v in expr.variables:
+            if v in seen:
+                return False
+            seen.add(v)
+    return True
+
+
+def check_coverage(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str, int]) -> Coverage:
+    """Analytic check for separable maps; brute force otherwise."""
+    if not is_separable(ts_map):
+        return brute_force_coverage(ts_map, shape, bounds)
+    space = {f"s{a}": e for a, e in enumerate(shape)}
+    trips = time_var_ranges(ts_map, shape, bounds)
+    for v in ts_map.inputs:
+        if not any(v in e.variables for e in ts_map.exprs) and (space.get(v, trips.get(v, 1)) > 1):
+            # an unused variable with extent > 1 repeats every iteration along it
+            point = tuple(0 for _ in ts_map.exprs)
+            return Coverage(False, duplicated=point, method="analytic")
+    for dim, expr in zip(ts_map.names, ts_map.exprs):
+        n = bounds[dim]
+        terms = sorted(((abs(c), space[v] if v in space else trips[v], c) for v, c in expr.terms), key=lambda t: t[0])
+        # reflect negative coefficients: the value set of c*x over [0,e) equals |c|*x shifted by c*(e-1)
+        base = expr.const + sum(c * (e - 1) for _, e, c in terms if c < 0)
+        radix = 1
+        ok = True
+        for mag, ext, _ in terms:
+            if ext == 1:
+                continue
+            if mag != radix:
+                ok = False
+                break
+            radix *= ext
+        if ok and base <= 0 and base + radix >= n:
+            continue
+        # the fast test failed: enumerate this loop alone (separable, so loops are independent)
+        kind, value = _witness(expr, space, trips, n)
+        if kind == "exact":
+            continue
+        idx = ts_map.names.index(dim)
+        point = tuple(value if i == idx else 0 for i in range(len(ts_map.exprs)))
+        if kind == "missed":
+            return Coverage(False, missed=point, method="analytic")
+        return Coverage(False, duplicated=point, method="analytic")
+    return Coverage(True, method="analytic")
+
+
+def _witness(expr, space, trips, n):
+    ranges = [range(space[v] if v in space else trips[v]) for v, _ in expr.terms]
+    counts = np.zeros(n, dtype=np.int64)
+    coeffs = [c for _, c in expr.terms]
+    for combo in itertools.product(*ranges):
+        val = expr.const + sum(c * x for c, x in zip(coeffs, combo))
+        if 0 <= val < n:
+            counts[val] += 1
+    dup = np.nonzero(counts > 1)[0]
+    if dup.size:
+        return ("duplicated", int(dup[0]))
+    miss = np.nonzero(counts == 0)[0]
+    if miss.size:
+        return ("missed", int(miss[0]))
+    return ("exact", 0)
+
+
+def brute_force_coverage(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str, int]) -> Coverage:
+    """Enumerate every (t, s) in its box, count hits of each in-bounds iteration."""
+    space = {f"s{a}": e for a, e in enumerate(shape)}
+    trips = time_var_ranges(ts_map, shape, bounds)
+    extents = [space[v] if v in space else trips[v] for v in ts_map.inputs]
+    total = math.prod(extents)
+    if total > BRUTE_FORCE_LIMIT:
+        raise ValueError(f"brute-force check would enumerate {total} points; use smaller reference bounds")
+    grids = np.meshgrid(*[np.arange(e) for e in extents], indexing="ij")
+    pts = np.stack([g.ravel() for g in grids], axis=-1) if extents else np.zeros((1, 0), dtype=np.int64)
+    xs = ts_map.apply(pts)
+    dims_n = [bounds[d] for d in ts_map.names]
+    inside = np.all((xs >= 0) & (xs < np.array(dims_n)), axis=1)
+    flat = np.ravel_multi_index(xs[inside].T, dims_n) if inside.any() else np.zeros(0, dtype=np.int64)
+    counts = np.bincount(flat, minlength=math.prod(dims_n))
+    dup = np.nonzero(counts > 1)[0]
+    if dup.size:
+        return Coverage(False, duplicated=tuple(int(v) for v in np.unravel_index(dup[0], dims_n)), method="brute force")
+    miss = np.nonzero(counts == 0)[0]
+    if miss.size:
+        return Coverage(False, missed=tuple(int(v) for v in np.unravel_index(miss[0], dims_n)), method="brute force")
+    return Coverage(True, method="brute force")
+
+
+def stt_conflict(stt: np.ndarray, bounds: list[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Two iterations that an I->ST matrix puts on the same FU in the same cycle, or None.
+
+    Square T with det != 0 is injective everywhere; otherwise search the reference box for a collision.
+    """
+    mat = np.asarray(stt, dtype=np.int64)
+    if mat.shape[0] == mat.shape[1] and round(abs(np.linalg.det(mat))) != 0:
+        return None
+    total = math.prod(bounds)
+    if total > BRUTE_FORCE_LIMIT:
+        raise ValueError("reference bounds too large to search for a collision")
+    grids = np.meshgrid(*[np.arange(b) for b in bounds], indexing="ij")
+    pts = np.stack([g.ravel() for g in grids], axis=-1)
+    img = pts @ mat.T
+    _, first, inverse = np.unique(img, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    for idx in range(len(pts)):
+        j = first[inverse[idx]]
+        if j != idx:
+            return tuple(int(v) for v in pts[j]), tuple(int(v) for v in pts[idx])
+    return None

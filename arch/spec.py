@@ -1,0 +1,496 @@
+"""Loading and validating accelerator specs (kind: array).
+
+Two phases, every problem collected into one SpecError: the JSON Schema (types, ranges, unknown keys),
+then semantics (operands and loops exist, shapes agree, each dataflow covers every iteration exactly
+once and never runs two iterations on one FU in one cycle). The result is an immutable ``Design``.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jsonschema
+import numpy as np
+import yaml
+
+from .affine import AffineExpr, AffineMap, AffineParseError, parse_affine
+from .einsum import EinsumError, Operation, parse_operation
+from .errors import Problem, SpecError, problem
+from .mapping_check import check_coverage, stt_conflict, time_var_ranges
+from .names import Dim, space_var, time_var
+
+__all__ = ["DataType", "Dataflow", "Design", "load_spec", "load_spec_data", "read_spec_file", "apply_overrides",
+           "find_spec", "builtin_specs", "spec_schema", "parse_shape"]
+
+
+@dataclass(frozen=True)
+class DataType:
+    """A fixed-point integer type such as int8 (signed) or uint12."""
+
+    bits: int
+    signed: bool = True
+
+    @staticmethod
+    def parse(text: str) -> "DataType":
+        signed = not text.startswith("u")
+        return DataType(int(text[3:] if signed else text[4:]), signed)
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'u'}int{self.bits}"
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    """An affine space-time map in TS->I form: ``x = ts_map(t, s)``, with a control vector.
+
+    ``spatial`` (axis -> loop) is set when the map is in the tiled form the RTL generator executes:
+    each array axis carries one loop as ``loop = extent * t_loop + s_axis`` and every other loop is
+    ``loop = t_loop``. ``order`` lists the loops' temporal variables outer to inner.
+    """
+
+    name: str
+    ts_map: AffineMap                 # inputs: t_<dim>... then s0..; outputs named by loop dims
+    order: tuple[Dim, ...]
+    control: tuple[int, ...]
+    spatial: tuple[tuple[int, Dim], ...] | None
+    form: str = "spatial"
+    description: str = ""
+    inner: tuple[Dim, ...] | None = None   # explicit tile-inner loops; None = trailing non-spatial loops
+
+    @property
+    def spatial_dims(self) -> dict[int, Dim]:
+        return dict(self.spatial or ())
+
+    @property
+    def axis_of(self) -> dict[Dim, int]:
+        return {d: a for a, d in (self.spatial or ())}
+
+    def inner_dims(self) -> tuple[Dim, ...]:
+        """The loops run inside one array tile: given in the spec, or the trailing non-spatial loops."""
+        if self.inner is not None:
+            return self.inner
+        spatial = set(self.axis_of)
+        inner: list[Dim] = []
+        for d in reversed(self.order):
+            if d in spatial:
+                break
+            inner.insert(0, d)
+        return tuple(inner)
+
+    def outer_dims(self) -> tuple[Dim, ...]:
+        return self.order[: len(self.order) - len(self.inner_dims())]
+
+
+@dataclass(frozen=True)
+class Design:
+    """A validated accelerator spec: one operation, one array, one or more dataflows."""
+
+    name: str
+    operation: Operation
+    types: tuple[tuple[str, DataType], ...]
+    shape: tuple[int, ...]
+    dataflows: tuple[Dataflow, ...]
+    bounds: tuple[tuple[str, int], ...]
+    clock_mhz: float = 500.0
+    description: str = ""
+    version: int = 1
+    source_hash: str = ""
+    raw: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def type_of(self) -> dict[str, DataType]:
+        return dict(self.types)
+
+    @property
+    def reference_bounds(self) -> dict[str, int]:
+        return dict(self.bounds)
+
+    @property
+    def n_fus(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def acc_type(self) -> DataType:
+        return self.type_of[self.operation.output.name]
+
+    def dataflow(self, name: str | None = None) -> Dataflow:
+        if name is None:
+            return self.dataflows[0]
+        for df in self.dataflows:
+            if df.name == name:
+                return df
+        known = ", ".join(d.name for d in self.dataflows)
+        raise SpecError([problem("dataflow", f"no dataflow named {name!r} in spec {self.name!r}; choose one of: {known}", name)])
+
+
+# ----------------------------------------------------------------------------------------------
+# files, built-ins, overrides
+
+def spec_schema() -> dict:
+    return json.loads(resources.files("archgen.arch").joinpath("spec.schema.json").read_text())
+
+
+def builtin_specs() -> dict[str, Path]:
+    root = resources.files("archgen.arch").joinpath("specs")
+    return {p.name: Path(str(p)) for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith(".yaml")}
+
+
+def find_spec(name: str | Path) -> Path:
+    """The file in the current directory first, then the built-in spec of that name."""
+    path = Path(name)
+    if path.exists():
+        return path
+    builtins = builtin_specs()
+    for candidate in (path.name, path.name + ".yaml"):
+        if candidate in builtins:
+            return builtins[candidate]
+    close = difflib.get_close_matches(path.name, list(builtins), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; built-in specs: {', '.join(builtins)}"
+    raise SpecError([problem("spec", f"no such file, and no built-in spec of that name{hint}", str(name))])
+
+
+def read_spec_file(path: Path) -> dict:
+    """YAML to a dict; syntax errors become one SpecError line with the line number."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise SpecError([problem("spec", f"cannot read the file: {err.strerror}", str(path))]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError([problem("yaml", f"syntax error at {where}: {what}")], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise SpecError([problem("", "a spec is a YAML mapping with keys version, name, operation, ...", type(data).__name__)],
+                        source=str(path))
+    return data
+
+
+def parse_shape(value) -> Any:
+    """'32x32' -> [32, 32]; other values pass through for the schema to judge."""
+    if isinstance(value, str) and re.fullmatch(r"\d+(x\d+){0,2}", value.strip()):
+        return [int(v) for v in value.strip().split("x")]
+    return value
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """``["array.shape=32x32", "clock_mhz=500"]`` applied to a copy of the raw spec; values are YAML."""
+    out = json.loads(json.dumps(data))
+    problems: list[Problem] = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(problem("--set", "overrides read FIELD=VALUE, e.g. array.shape=32x32", item))
+            continue
+        key, _, raw = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            problems.append(problem("--set", "empty field name", item))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = value
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def load_spec(name: str | Path, overrides: Sequence[str] = ()) -> Design:
+    path = find_spec(name)
+    data = read_spec_file(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return load_spec_data(data, source=str(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# phase 1: schema
+
+def _schema_problems(data: dict) -> list[Problem]:
+    schema = spec_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        path = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = list((err.schema.get("properties") or {}).keys())
+            extra = [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
+            for key in extra:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+                problems.append(problem(f"{path}.{key}" if path else key, f"unknown key; {fix}"))
+            continue
+        if err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            problems.append(problem(f"{path}.{missing}" if path else missing, "required key is missing"))
+            continue
+        if err.validator == "minimum":
+            problems.append(problem(path, f"must be at least {err.validator_value}", err.instance))
+            continue
+        if err.validator in ("maximum", "exclusiveMinimum"):
+            word = "at most" if err.validator == "maximum" else "greater than"
+            problems.append(problem(path, f"must be {word} {err.validator_value}", err.instance))
+            continue
+        if err.validator == "oneOf" and path.endswith("shape"):
+            bad = [v for v in err.instance if isinstance(v, int) and v < 1] if isinstance(err.instance, list) else []
+            msg = "every array dimension must be at least 1" if bad else "a list of 1 to 3 positive integers, e.g. [4, 4], or '4x4'"
+            problems.append(problem(path, msg, err.instance))
+            continue
+        if err.validator == "pattern" and "types" in path:
+            problems.append(problem(path, "data types are intN or uintN with N in 1..64, e.g. int8", err.instance))
+            continue
+        if err.validator == "const" and path == "version":
+            problems.append(problem(path, "only spec version 1 exists", err.instance))
+            continue
+        problems.append(problem(path or "spec", err.message.replace(repr(err.instance), "").strip() or err.message, err.instance))
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# phase 2: semantics
+
+def load_spec_data(data: Mapping, source: str | None = None) -> Design:
+    data = dict(data)
+    if "array" in data and isinstance(data["array"], dict) and "shape" in data["array"]:
+        data["array"] = dict(data["array"], shape=parse_shape(data["array"]["shape"]))
+    problems = _schema_problems(data)
+    if problems:
+        raise SpecError(problems, source=source)
+    problems = []
+    try:
+        op = parse_operation(data["operation"])
+    except EinsumError as err:
+        raise SpecError([problem("operation", f"{err.reason} at position {err.pos}", data["operation"])], source=source) from None
+    names = [o.name for o in op.operands]
+    types = {}
+    for key, text in data["types"].items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"operands are {', '.join(names)}"
+            problems.append(problem(f"types.{key}", f"no operand of that name in the operation; {fix}"))
+        else:
+            types[key] = DataType.parse(text)
+    for n in names:
+        if n not in data["types"]:
+            problems.append(problem(f"types.{n}", "every operand needs a data type, e.g. int8"))
+    shape = tuple(int(v) for v in data["array"]["shape"])
+    bounds = {d: int(data.get("bounds", {}).get(d, 0)) for d in op.dims}
+    for key in data.get("bounds", {}):
+        if key not in op.dims:
+            problems.append(problem(f"bounds.{key}", f"no loop of that name; loops are {', '.join(op.dims)}"))
+    dataflows = []
+    for df_name, df_data in data["dataflows"].items():
+        df, df_problems = _parse_dataflow(df_name, df_data, op, shape)
+        problems += df_problems
+        if df is not None:
+            dataflows.append(df)
+    # reference bounds default to two tiles plus a remainder on spatial loops, 3 on the others
+    for d in op.dims:
+        if bounds[d] == 0:
+            axes = [dict(df.spatial or ()).get(a) for df in dataflows for a in range(len(shape))]
+            exts = [shape[a] for df in dataflows for a, dd in (df.spatial or ()) if dd == d]
+            bounds[d] = 2 * max(exts) + 1 if exts else 3
+    for df in dataflows:
+        problems += _check_dataflow(df, op, shape, bounds)
+    if problems:
+        raise SpecError(problems, source=source)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return Design(
+        name=data["name"], operation=op, types=tuple((n, types[n]) for n in names), shape=shape,
+        dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
+        description=data.get("description", ""), version=data["version"], source_hash=digest, raw=data)
+
+
+def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]):
+    path = f"dataflows.{name}"
+    problems: list[Problem] = []
+    forms = [f for f in ("spatial", "map", "stt") if f in d]
+    if len(forms) != 1:
+        problems.append(problem(path, "give the space-time map in exactly one form: spatial, map or stt",
+                                forms or "none"))
+        return None, problems
+    form = forms[0]
+    rank = len(shape)
+    control = tuple(d.get("control", [0] * rank))
+    if len(control) != rank:
+        problems.append(problem(f"{path}.control", f"needs one entry per array axis ({rank})", list(control)))
+    order = tuple(d.get("order", op.dims))
+    bad_order = [x for x in order if x not in op.dims]
+    for x in bad_order:
+        close = difflib.get_close_matches(x, op.dims, n=1)
+        problems.append(problem(f"{path}.order", f"unknown loop {x!r}" + (f"; did you mean {close[0]!r}?" if close else ""), x))
+    if not bad_order and sorted(order) != sorted(op.dims):
+        missing = [x for x in op.dims if x not in order]
+        problems.append(problem(f"{path}.order", f"must list every loop once; missing {', '.join(missing)}", list(order)))
+    tvars = tuple(time_var(x) for x in op.dims)
+    svars = tuple(space_var(a) for a in range(rank))
+    spatial = None
+    if form == "spatial":
+        assign = d["spatial"]
+        used_axes: dict[int, str] = {}
+        for dim, axis in assign.items():
+            if dim not in op.dims:
+                close = difflib.get_close_matches(dim, op.dims, n=1)
+                problems.append(problem(f"{path}.spatial.{dim}", "no loop of that name" +
+                                        (f"; did you mean {close[0]!r}?" if close else f"; loops are {', '.join(op.dims)}")))
+            elif axis >= rank:
+                problems.append(problem(f"{path}.spatial.{dim}", f"the array has {rank} axis(es), numbered from 0", axis))
+            elif axis in used_axes:
+                problems.append(problem(f"{path}.spatial.{dim}", f"axis {axis} already carries loop {used_axes[axis]!r}; one loop per axis", axis))
+            else:
+                used_axes[axis] = dim
+        for axis in range(rank):
+            if axis not in used_axes and shape[axis] > 1 and not problems:
+                problems.append(problem(f"{path}.spatial", f"array axis {axis} (extent {shape[axis]}) carries no loop, so its "
+                                        "FUs would repeat the same iterations; assign a loop to it or make its extent 1", dict(assign)))
+        if problems:
+            return None, problems
+        exprs = []
+        for dim in op.dims:
+            axis = next((a for a, dd in used_axes.items() if dd == dim), None)
+            if axis is None:
+                exprs.append(AffineExpr.var(time_var(dim)))
+            else:
+                exprs.append(AffineExpr.of({time_var(dim): shape[axis], space_var(axis): 1}))
+        ts_map = AffineMap(tvars + svars, tuple(exprs), op.dims)
+        spatial = tuple(sorted((a, Dim(dd)) for a, dd in used_axes.items()))
+    elif form == "map":
+        given = d["map"]
+        for dim in given:
+            if dim not in op.dims:
+                problems.append(problem(f"{path}.map.{dim}", f"no loop of that name; loops are {', '.join(op.dims)}"))
+        exprs = []
+        for dim in op.dims:
+            if dim not in given:
+                problems.append(problem(f"{path}.map.{dim}", "every loop needs an expression, e.g. 't_%s'" % dim))
+                continue
+            try:
+                exprs.append(parse_affine(str(given[dim]), allowed=tvars + svars))
+            except AffineParseError as err:
+                problems.append(problem(f"{path}.map.{dim}", f"{err.reason} (variables: t_<loop> and s0..s{rank - 1})", given[dim]))
+        if problems:
+            return None, problems
+        ts_map = AffineMap(tvars + svars, tuple(exprs), op.dims)
+        spatial = _tiled_form(ts_map, op.dims, shape)
+    else:
+        mat = np.array(d["stt"], dtype=object)
+        ok_shape = all(len(r) == len(op.dims) for r in d["stt"]) and len(d["stt"]) == rank + 1
+        if not ok_shape:
+            problems.append(problem(f"{path}.stt", f"needs {rank} spatial rows and one time row, each with {len(op.dims)} "
+                                    f"entries (loops {', '.join(op.dims)}); for more loops than rank+1 use 'spatial' or 'map'",
+                                    d["stt"]))
+            return None, problems
+        mat = np.array(d["stt"], dtype=np.int64)
+        assign = {}
+        for a in range(rank):
+            row = mat[a]
+            if sorted(abs(row)) != [0] * (len(row) - 1) + [1] or row.sum() != 1:
+                problems.append(problem(f"{path}.stt.{a}", "spatial rows must select one loop (a unit row) for the generator; "
+                                        "write skewed spatial maps in the 'map' form", row.tolist()))
+                continue
+            assign[a] = op.dims[int(np.argmax(row))]
+        if problems:
+            return None, problems
+        time_row = mat[rank]
+        control = tuple(int(time_row[op.dims.index(assign[a])]) for a in range(rank))
+        exprs = []
+        for dim in op.dims:
+            axis = next((a for a, dd in assign.items() if dd == dim), None)
+            exprs.append(AffineExpr.var(time_var(dim)) if axis is None
+                         else AffineExpr.of({time_var(dim): shape[axis], space_var(axis): 1}))
+        ts_map = AffineMap(tvars + svars, tuple(exprs), op.dims)
+        spatial = tuple(sorted((a, Dim(dd)) for a, dd in assign.items()))
+    inner = None
+    if "inner" in d and not problems:
+        inner = tuple(Dim(x) for x in d["inner"])
+        if tuple(order[len(order) - len(inner):]) != inner or not inner:
+            problems.append(problem(f"{path}.inner", "must be a non-empty suffix of order", list(inner)))
+        elif spatial is not None and any(x in dict((dd, a) for a, dd in spatial) for x in inner):
+            problems.append(problem(f"{path}.inner", "spatial loops are tiled across the array and cannot run inside a tile",
+                                    list(inner)))
+    df = Dataflow(name, ts_map, tuple(Dim(x) for x in order), tuple(int(c) for c in control), spatial, form,
+                  d.get("description", ""), inner)
+    if form == "stt":
+        object.__setattr__(df, "_stt", np.array(d["stt"], dtype=np.int64))
+    return df, problems
+
+
+def _tiled_form(ts_map: AffineMap, dims, shape) -> tuple[tuple[int, Dim], ...] | None:
+    """Recognise ``loop = extent * t_loop + s_axis`` / ``loop = t_loop``; None for other maps."""
+    assign = {}
+    for dim, e in zip(dims, ts_map.exprs):
+        co = e.coeffs
+        if e.const != 0 or co.get(time_var(dim)) is None:
+            return None
+        svars = [v for v in co if v.startswith("s")]
+        others = [v for v in co if v not in svars and v != time_var(dim)]
+        if others:
+            return None
+        if not svars:
+            if co[time_var(dim)] != 1:
+                return None
+            continue
+        if len(svars) != 1 or co[svars[0]] != 1:
+            return None
+        axis = int(svars[0][1:])
+        if co[time_var(dim)] != shape[axis] or axis in assign:
+            return None
+        assign[axis] = Dim(dim)
+    if sorted(assign) != [a for a in range(len(shape)) if shape[a] > 1 or a in assign]:
+        return None
+    return tuple(sorted(assign.items()))
+
+
+def _check_dataflow(df: Dataflow, op: Operation, shape, bounds) -> list[Problem]:
+    path = f"dataflows.{df.name}"
+    stt = getattr(df, "_stt", None)
+    if stt is not None:
+        try:
+            clash = stt_conflict(stt, [bounds[d] for d in op.dims])
+        except ValueError as err:
+            return [problem(f"{path}.stt", str(err))]
+        if clash is not None:
+            x1, x2 = clash
+            s = tuple(int(v) for v in stt[:-1] @ np.array(x1))
+            t = int(stt[-1] @ np.array(x1))
+            fmt = lambda x: "(" + ", ".join(f"{d}={v}" for d, v in zip(op.dims, x)) + ")"
+            return [problem(f"{path}.stt", f"not injective on the array in time: iterations {fmt(x1)} and {fmt(x2)} both "
+                            f"run on FU {s} at cycle {t}; the time row must separate iterations that share an FU",
+                            stt.tolist())]
+    try:
+        cov = check_coverage(df.ts_map, shape, bounds)
+    except ValueError as err:
+        return [problem(path, str(err))]
+    if cov.ok:
+        return []
+    fmt = lambda x: "(" + ", ".join(f"{d}={v}" for d, v in zip(op.dims, x)) + ")"
+    field_name = {"spatial": "spatial", "map": "map", "stt": "stt"}[df.form]
+    if cov.missed is not None:
+        return [problem(f"{path}.{field_name}", f"misses iterations, e.g. {fmt(cov.missed)} is never executed "
+                        f"(reference bounds {bounds}); every iteration must run exactly once")]
+    return [problem(f"{path}.{field_name}", f"runs some iterations more than once, e.g. {fmt(cov.duplicated)} "
+                    f"(reference bounds {bounds}); the map must be injective")]
