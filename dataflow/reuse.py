@@ -1,0 +1,88 @@
+"""Integer reuse analysis: which (dt, ds) moves leave an operand's element unchanged.
+
+FU s2 at time t2 reuses the element FU s1 used at t1 exactly when ``A_X M [dt; ds] = 0``. The
+solutions are enumerated over the small box {-1, 0, 1} per temporal and spatial variable (adjacent
+loops, neighbouring FUs) and classified as DESIGN.md section 2 says: stationary (ds = 0), direct
+(same-cycle fan-out or spatial reduction) or delay (register chain / FIFO). The physical delay of a
+move is ``sum_l dt_l * stride_l + c.ds`` with stride_l the product of the trip counts of the loops
+inside l, so it depends on the problem size; it is reported for the reference bounds.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from archgen.arch.mapping_check import time_var_ranges
+from archgen.arch.names import time_var
+from archgen.arch.spec import Dataflow, Design
+
+__all__ = ["ReuseVector", "reuse_vectors", "temporal_strides"]
+
+
+@dataclass(frozen=True)
+class ReuseVector:
+    """One reuse move of an operand: temporal step ``dt`` (per loop in ``order``), spatial step ``ds``."""
+
+    operand: str
+    dt: tuple[int, ...]
+    ds: tuple[int, ...]
+    delay: int                     # physical cycles between the two uses (>= 0 after orientation)
+    kind: str                      # "stationary" | "direct" | "delay"
+
+    def describe(self, order) -> str:
+        moves = [f"{'+' if v > 0 else '-'}t_{d}" for v, d in zip(self.dt, order) if v]
+        moves += [f"{'+' if v > 0 else '-'}s{a}" for a, v in enumerate(self.ds) if v]
+        return " ".join(moves)
+
+
+def temporal_strides(df: Dataflow, shape, bounds: dict[str, int]) -> dict[str, int]:
+    """Cycles between consecutive values of each temporal variable in the linearised loop order."""
+    trips = time_var_ranges(df.ts_map, tuple(shape), bounds)
+    strides, acc = {}, 1
+    for d in reversed(df.order):
+        strides[d] = acc
+        acc *= trips[time_var(d)]
+    return strides
+
+
+def reuse_vectors(design: Design, df: Dataflow, operand: str, bounds: dict[str, int] | None = None) -> list[ReuseVector]:
+    op = design.operation
+    bounds = bounds or design.reference_bounds
+    x = op.operand(operand)
+    access = x.access_matrix(op.dims)                      # tensor dims x loops
+    mmat = df.ts_map.matrix                                # loops x (t vars in op.dims order, then s vars)
+    n_t, n_s = len(op.dims), len(design.shape)
+    tpos = [op.dims.index(d) for d in df.order]            # column of each ordered loop's t var
+    strides = temporal_strides(df, design.shape, bounds)
+    am = access @ mmat
+    found: dict[tuple, ReuseVector] = {}
+    for vec in itertools.product((-1, 0, 1), repeat=n_t + n_s):
+        if not any(vec):
+            continue
+        dt_ordered = tuple(vec[:n_t])                      # indexed by position in df.order
+        ds = tuple(vec[n_t:])
+        full = np.zeros(n_t + n_s, dtype=np.int64)
+        for k, pos in enumerate(tpos):
+            full[pos] = dt_ordered[k]
+        full[n_t:] = ds
+        if np.any(am @ full):
+            continue
+        # a spatial step is only meaningful inside the array
+        if any(v and design.shape[a] == 1 for a, v in enumerate(ds)):
+            continue
+        delay = sum(v * strides[d] for v, d in zip(dt_ordered, df.order)) + sum(c * v for c, v in zip(df.control, ds))
+        if delay < 0 or (delay == 0 and next(v for v in vec if v) < 0):
+            dt_ordered, ds, delay = tuple(-v for v in dt_ordered), tuple(-v for v in ds), -delay
+        if not any(ds):
+            kind = "stationary"
+        elif delay == 0:
+            kind = "direct"
+        else:
+            kind = "delay"
+        key = (dt_ordered, ds)
+        found.setdefault(key, ReuseVector(operand, dt_ordered, ds, int(delay), kind))
+    # keep the elementary moves: a vector that is the sum of two found ones adds no new connection
+    return sorted(found.values(), key=lambda r: (r.kind != "stationary", r.delay, sum(map(abs, r.dt + r.ds)), r.ds, r.dt))
