@@ -1,0 +1,171 @@
+"""The DRAM side of a generated array: what each stream carries, beat by beat, and what comes out.
+
+From the FU graph, the tile mapping and concrete tensors this builds every input stream's beats
+(lanes of one array step), the partial-sum beats read back between tiles, and the exact output beats
+the array must produce (partial sums after each tile, zeros on padded lanes). The testbench plays
+these streams as the memory system; the cycle model counts their bytes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from archgen.mappings.tiling import Tile, TileMapping
+
+from .interconnect import FUGraph
+
+__all__ = ["HostProgram", "host_program", "wrap", "random_operands", "stream_ports"]
+
+
+def wrap(values: np.ndarray, bits: int, signed: bool = True) -> np.ndarray:
+    """Two's-complement wrap-around to ``bits``, the accumulators' documented overflow rule."""
+    v = np.asarray(values, dtype=np.int64) & ((1 << bits) - 1)
+    if signed:
+        v = np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
+    return v
+
+
+def stream_ports(fg: FUGraph) -> dict[str, tuple[str, int, int]]:
+    """Port name -> (operand, lanes, bits) for every stream of the top level."""
+    ports = {}
+    for p in fg.inputs:
+        ports[f"in_{p.name}"] = (p.name, p.n_lanes, p.width)
+    out = fg.output
+    if out.psum_in:
+        n = out.n_lanes if out.role != "stream_out" or out.tree_axes else len(_chain_roots(fg))
+        ports[f"psum_{out.name}"] = (out.name, n, out.width)
+    ports[f"out_{out.name}"] = (out.name, out.n_lanes, out.width)
+    return ports
+
+
+def _chain_roots(fg: FUGraph):
+    return [l.fus[0] for l in fg.output.lanes]
+
+
+@dataclass(frozen=True)
+class HostProgram:
+    streams: dict            # input port name -> int64 array [beats, lanes]
+    expected: np.ndarray     # int64 [beats, lanes] the output port must produce, in order
+    out_index: np.ndarray    # int64 [beats, lanes, rank_C]: output element of each lane (-1 = padding)
+    result: np.ndarray       # the final output tensor (numpy reference)
+
+
+def random_operands(fg: FUGraph, mapping: TileMapping, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random tensors over each input type's whole range, negative values included."""
+    op = fg.design.operation
+    out = {}
+    for x in op.inputs:
+        t = fg.design.type_of[x.name]
+        out[x.name] = rng.integers(t.lo, t.hi + 1, size=op.tensor_shape(x.name, mapping.bound), dtype=np.int64)
+    return out
+
+
+def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Loop values x[step, fu, dim] for the given FU coordinates and step numbers of one tile."""
+    design, df = fg.design, fg.dataflow
+    dims = design.operation.dims
+    trips = mapping.trips()
+    inner = df.inner_dims()
+    outer = dict(tile.outer)
+    axis_of = df.axis_of
+    inner_vals = np.stack(np.unravel_index(steps, [trips[d] for d in inner]), axis=-1) if inner else np.zeros((len(steps), 0), dtype=np.int64)
+    x = np.zeros((len(steps), len(coords), len(dims)), dtype=np.int64)
+    for k, d in enumerate(dims):
+        if d in axis_of:
+            a = axis_of[d]
+            x[:, :, k] = design.shape[a] * outer[d] + coords[None, :, a]
+        elif d in inner:
+            x[:, :, k] = inner_vals[:, None, inner.index(d)]
+        else:
+            x[:, :, k] = outer[d]
+    return x
+
+
+def _gather(tensor: np.ndarray, operand, dims, x: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
+    """Values of ``operand`` at iterations x (zeros where the iteration is padding) and its indices."""
+    amat = operand.access_matrix(dims)
+    idx = x @ amat.T + operand.access_offset()
+    inside = np.all(x < np.array([bounds[d] for d in dims]), axis=-1)
+    safe = np.where(inside[..., None], idx, 0)
+    vals = tensor[tuple(np.moveaxis(safe, -1, 0))]
+    return np.where(inside, vals, 0), np.where(inside[..., None], idx, -1)
+
+
+def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarray]) -> HostProgram:
+    design = fg.design
+    op = design.operation
+    dims = op.dims
+    bounds = mapping.bound
+    acc_bits = fg.acc_width
+    shape = design.shape
+    coords_all = np.array(list(np.ndindex(*shape)), dtype=np.int64)
+    rows = math.prod(shape[:-1])
+    steps = np.arange(mapping.steps)
+    out = fg.output
+    result = np.zeros(op.tensor_shape(out.name, bounds), dtype=np.int64)
+    streams: dict[str, list] = {}
+    expected, out_index = [], []
+
+    def add(port, beats):
+        streams.setdefault(port, []).append(beats)
+
+    def row_coords():
+        # beat r, lane l -> FU (unravel(r) over shape[:-1], l)
+        prefix = np.array(list(np.ndindex(*shape[:-1])) or [()], dtype=np.int64).reshape(rows, len(shape) - 1)
+        lanes = np.arange(shape[-1])
+        return np.concatenate([np.repeat(prefix[:, None, :], shape[-1], axis=1),
+                               np.broadcast_to(lanes[None, :, None], (rows, shape[-1], 1))], axis=-1)
+
+    rc = row_coords()                                          # [rows, lanes, rank]
+    for tile in mapping.tiles():
+        # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
+        for p in fg.inputs:
+            if p.role != "stationary":
+                continue
+            x = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
+            vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
+            add(f"in_{p.name}", vals.reshape(rows, shape[-1]))
+        for p in fg.inputs:
+            if p.role != "stream":
+                continue
+            roots = np.array([l.fus[0] for l in p.lanes], dtype=np.int64)
+            x = _iterations(fg, mapping, tile, roots, steps)
+            vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
+            add(f"in_{p.name}", vals)
+        # the tile's products, accumulated into the running result
+        x = _iterations(fg, mapping, tile, coords_all, steps)
+        prod = np.ones(x.shape[:2], dtype=np.int64)
+        for inp in op.inputs:
+            v, _ = _gather(tensors[inp.name], inp, dims, x, bounds)
+            prod = prod * v
+        _, cidx = _gather(result, op.output, dims, x, bounds)
+        before = result.copy()
+        valid = cidx[..., 0] >= 0
+        np.add.at(result, tuple(cidx[valid].T), prod[valid])
+        result = wrap(result, acc_bits)
+        if out.role == "accumulate":
+            xr = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
+            _, idx = _gather(result, op.output, dims, xr, bounds)
+            idx = idx.reshape(rows, shape[-1], -1)
+            if out.psum_in and not tile.first:
+                add(f"psum_{out.name}", _lookup(before, idx))
+            expected.append(_lookup(result, idx))
+            out_index.append(idx)
+        else:
+            terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
+            xt = _iterations(fg, mapping, tile, terms, steps)
+            _, idx = _gather(result, op.output, dims, xt, bounds)
+            if out.psum_in and not tile.first:
+                add(f"psum_{out.name}", _lookup(before, idx))
+            expected.append(_lookup(result, idx))
+            out_index.append(idx)
+    return HostProgram({k: np.concatenate(v, axis=0) for k, v in streams.items()},
+                       np.concatenate(expected, axis=0), np.concatenate(out_index, axis=0), result)
+
+
+def _lookup(tensor: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    ok = idx[..., 0] >= 0
+    safe = np.where(ok[..., None], idx, 0)
+    return np.where(ok, tensor[tuple(np.moveaxis(safe, -1, 0))], 0)
