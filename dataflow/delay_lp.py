@@ -1,0 +1,375 @@
+"""Delay matching and pipelining of a primitive graph as a linear program (PuLP + bundled CBC).
+
+Variables: tau_v, the cycle at which node v latches its inputs. On a matched edge e = (u, v) the
+physical registers are s_e = tau_v - tau_u - L_u = D_e + r_e, where D_e are the registers the schedule
+itself needs and r_e >= 0 the ones pipelining and balancing add. Minimise the register bits
+sum_e w_e s_e (equivalently sum w_e r_e: the D_e part is constant). Timing: every combinational segment
+u -> ... -> v whose estimated delay exceeds the clock period needs one register,
+tau_v - tau_u - L_u >= 1. Fan-out sharing: a net driving several sinks is one shared register chain
+tapped by each sink, so it pays once for its deepest sink, through a mirror vertex m_u >= tau_v
+(cost w_u (m_u - tau_u - L_u)). Every constraint is a difference of two variables, so the matrix is
+totally unimodular: the LP optimum is integral and its dual is a min-cost flow, which
+:func:`min_cost_flow_dual` solves with networkx as an independent cross-check.
+
+Several dataflows sharing hardware (:func:`insert_pipeline_registers_fused`) pay, per edge or net,
+the maximum over dataflows of its registers (epigraph variables R >= s^m). Those rows have three
+nonzeros, total unimodularity is lost, and the result is re-solved as an integer program if the LP
+vertex is fractional (reported in `integral_lp`).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Sequence
+
+import networkx as nx
+import pulp
+
+from archgen.arch.errors import ArchgenError
+from archgen.dataflow.primitives import PrimitiveGraph, naive_register_bits
+
+__all__ = [
+    "ClockTargetError",
+    "DelayMatchingError",
+    "RetimedGraph",
+    "FusedRetiming",
+    "insert_pipeline_registers",
+    "insert_pipeline_registers_fused",
+    "min_cost_flow_dual",
+    "timing_cuts",
+]
+
+_EPS = 1e-6
+
+
+class ClockTargetError(ArchgenError):
+    """The clock period cannot be met by adding registers: a single primitive (or net) is too slow."""
+
+    def __init__(self, period_ns: float, offenders: list[tuple[object, float, str]]):
+        self.period_ns = period_ns
+        self.offenders = tuple(offenders)
+        worst = sorted(offenders, key=lambda o: -o[1])
+        lines = [f"  {what} {node!r}: {delay:.3f} ns" for node, delay, what in worst[:8]]
+        more = f"\n  ... and {len(worst) - 8} more" if len(worst) > 8 else ""
+        super().__init__(f"clock period {period_ns:.3f} ns cannot be met: {len(worst)} primitive(s) are slower than "
+                         f"the period on their own (clock-to-Q and setup included); pipeline them internally or "
+                         f"relax the clock (the slowest needs >= {worst[0][1]:.3f} ns):\n" + "\n".join(lines) + more)
+
+
+class DelayMatchingError(ArchgenError):
+    """The delay-matching LP has no solution; the message names the constraint set and a witness cycle."""
+
+
+@dataclass(frozen=True)
+class _System:
+    """x_head - x_tail >= b rows, objective coefficients, and the bookkeeping to read a solution back."""
+
+    rows: dict                    # (head, tail) -> (b, set of constraint kinds)
+    cost: dict                    # variable -> integer coefficient (sums to zero per dataflow)
+    variables: tuple
+    epigraph: dict                # key -> (width, [(head, tail, const)]) for resources shared by dataflows
+    timing_rows: int
+
+
+def _check_clock(prim: PrimitiveGraph, period: float) -> None:
+    g, cq, su = prim.graph, prim.clk_to_q_ns, prim.setup_ns
+    bad = []
+    for v, d in g.nodes(data=True):
+        need = cq + d["delay_ns"] + su
+        if need > period + _EPS:
+            bad.append((v, need, d["kind"]))
+        if d["latency"] >= 1 and d["out_ns"] + su > period + _EPS:
+            bad.append((v, d["out_ns"] + su, d["kind"] + " clock-to-output"))
+    for u, v, e in g.edges(data=True):
+        need = cq + e.get("wire_ns", 0.0) + su
+        if need > period + _EPS:
+            bad.append(((u, v), need, f"net of {g.out_degree(u)} sinks"))
+    if bad:
+        raise ClockTargetError(period, bad)
+
+
+def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object, object]]:
+    """Pairs (u, v) such that some register-free segment from u's output to v is slower than the period.
+
+    Each needs tau_v - tau_u - L_u >= 1. Found by a longest-path walk from every node over edges without
+    schedule registers (D_e = 0) through combinational nodes; the walk stops where a cut is required,
+    because every path that continues is then cut too (tau is monotone along edges).
+    """
+    g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
+    order = {v: i for i, v in enumerate(nx.topological_sort(g))}
+    cuts = set()
+    for u, du in g.nodes(data=True):
+        start = du["out_ns"] if du["latency"] >= 1 else cq + du["delay_ns"]
+        arrival = {u: start}
+        frontier, cut = {u}, set()
+        while frontier:
+            a = min(frontier, key=order.__getitem__)  # topological order: arrival[a] is final
+            frontier.discard(a)
+            if a in cut:
+                continue
+            for b in g.successors(a):
+                e = g.edges[a, b]
+                if e["delay"] > 0 or e["hold"]:
+                    continue
+                db = g.nodes[b]
+                t = arrival[a] + e.get("wire_ns", 0.0) + db["delay_ns"]
+                if t + su > period + _EPS:
+                    cut.add(b)
+                    cuts.add((u, b))
+                elif db["latency"] == 0 and t > arrival.get(b, -1.0):
+                    arrival[b] = t
+                    frontier.add(b)
+    return sorted(cuts, key=lambda c: (order[c[0]], order[c[1]]))
+
+
+def _difference_system(prims: Sequence[PrimitiveGraph], period: float, share_fanout: bool) -> _System:
+    rows: dict = {}
+    timing_rows = 0
+
+    def row(head, tail, b, kind):
+        old = rows.get((head, tail))
+        if old is None:
+            rows[(head, tail)] = (b, {kind})
+        else:
+            rows[(head, tail)] = (max(old[0], b), old[1] | {kind})
+
+    needs: dict = defaultdict(list)   # resource key -> [(m, width, head, tail, const)]
+    for m, prim in enumerate(prims):
+        g = prim.graph
+        _check_clock(prim, period)
+        for u, v, e in g.edges(data=True):
+            if not e["hold"]:
+                row((m, "tau", v), (m, "tau", u), g.nodes[u]["latency"] + e["delay"], "delay matching")
+        for u in g.nodes:
+            L = g.nodes[u]["latency"]
+            outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
+            if share_fanout and len(outs) > 1:
+                mirror = (m, "mirror", u)
+                for v, _ in outs:
+                    row(mirror, (m, "tau", v), 0, "fan-out sharing")
+                needs[("net", u)].append((m, max(e["width"] for _, e in outs), mirror, (m, "tau", u), L))
+            else:
+                for v, e in outs:
+                    needs[("edge", u, v)].append((m, e["width"], (m, "tau", v), (m, "tau", u), L))
+        for u, v in timing_cuts(prim, period):
+            row((m, "tau", v), (m, "tau", u), g.nodes[u]["latency"] + 1, "timing")
+            timing_rows += 1
+    cost: dict = defaultdict(int)
+    epigraph = {}
+    for key, uses in needs.items():
+        width = max(w for _, w, _, _, _ in uses)
+        if len(uses) == 1:
+            _, _, head, tail, _ = uses[0]
+            cost[head] += width
+            cost[tail] -= width
+        else:
+            epigraph[key] = (width, [(head, tail, const) for _, _, head, tail, const in uses])
+            cost[("R", key)] += width
+    variables = set(cost)
+    for head, tail in rows:
+        variables.update((head, tail))
+    return _System(rows, dict(cost), tuple(sorted(variables, key=repr)), epigraph, timing_rows)
+
+
+def _infeasibility(system: _System) -> DelayMatchingError:
+    """Name the positive cycle (sum of lower bounds > 0 around a loop) that makes the LP infeasible."""
+    cg = nx.DiGraph()
+    for (head, tail), (b, kinds) in system.rows.items():
+        cg.add_edge(tail, head, weight=-b, kinds=kinds)
+    cg.add_node("__root__")
+    for v in list(cg.nodes):
+        if v != "__root__":
+            cg.add_edge("__root__", v, weight=0, kinds=set())
+    try:
+        cycle = nx.find_negative_cycle(cg, "__root__")
+    except nx.NetworkXError:
+        return DelayMatchingError("the delay-matching LP is infeasible but no positive-delay cycle was found; "
+                                  "this is a bug, please report the primitive graph")
+    kinds = set()
+    for a, b in zip(cycle, cycle[1:]):
+        kinds |= cg.edges[a, b]["kinds"]
+    nodes = " -> ".join(repr(c[2]) for c in cycle)
+    which = "timing" if "timing" in kinds else "delay matching"
+    return DelayMatchingError(f"the LP is infeasible: the {which} constraints ({', '.join(sorted(kinds))}) go round a "
+                              f"cycle that needs more registers than it can hold: {nodes}; a loop must carry "
+                              "at least its latency in schedule delay (D_e)")
+
+
+def _solve(system: _System, integer: bool) -> tuple[dict, float, str]:
+    prob = pulp.LpProblem("delay_matching", pulp.LpMinimize)
+    cat = pulp.LpInteger if integer else pulp.LpContinuous
+    x = {v: pulp.LpVariable(f"x{i}", lowBound=0, cat=cat) for i, v in enumerate(system.variables)}
+    prob += pulp.LpAffineExpression([(x[v], c) for v, c in system.cost.items() if c])
+    for (head, tail), (b, _) in system.rows.items():
+        prob += pulp.LpAffineExpression([(x[head], 1), (x[tail], -1)]) >= b
+    for key, (_, uses) in system.epigraph.items():
+        for head, tail, const in uses:
+            prob += pulp.LpAffineExpression([(x[("R", key)], 1), (x[head], -1), (x[tail], 1)]) >= -const
+    t0 = time.perf_counter()
+    prob.solve(pulp.PULP_CBC_CMD(msg=False))
+    elapsed = time.perf_counter() - t0
+    status = pulp.LpStatus[prob.status]
+    return {v: (var.varValue or 0.0) for v, var in x.items()}, elapsed, status
+
+
+@dataclass(frozen=True)
+class RetimedGraph:
+    """Where the registers go. `stages[(u, v)]` = physical registers between u's output and v's input
+    (the schedule's D_e plus what the LP added); with fan-out sharing a net is one chain of
+    `chain_depth[u]` registers and each sink taps it at its own `stages`."""
+
+    prim: PrimitiveGraph = field(compare=False, repr=False)
+    clock_period_ns: float
+    share_fanout: bool
+    tau: Mapping = field(repr=False)
+    stages: Mapping = field(repr=False)
+    extra: Mapping = field(repr=False)
+    chain_depth: Mapping = field(repr=False)
+    register_bits: int
+    unshared_register_bits: int
+    naive_register_bits: int
+    latency_cycles: int
+    lp_variables: int
+    lp_constraints: int
+    timing_constraints: int
+    solve_time_s: float
+    integral_lp: bool
+
+    def registers_on(self, u, v) -> int:
+        """Registers on primitive edge (u, v), D_e included (0 on hold edges)."""
+        return self.stages[(u, v)]
+
+    def fu_edge_registers(self) -> dict:
+        """FU-graph edge -> registers on its primitive edge (edges into adder trees: the leaf edge only)."""
+        g = self.prim.graph
+        return {g.edges[u, v]["fu_edge"]: s for (u, v), s in self.stages.items() if g.edges[u, v]["fu_edge"]}
+
+
+def _read_back(prim: PrimitiveGraph, m: int, values: dict, share_fanout: bool):
+    g = prim.graph
+    tau = {v: round(values[(m, "tau", v)]) for v in g.nodes}
+    for comp in nx.weakly_connected_components(g):
+        low = min(tau[v] for v in comp)
+        for v in comp:
+            tau[v] -= low
+    stages, extra, depth = {}, {}, {}
+    shared = unshared = 0
+    for u, v, e in g.edges(data=True):
+        if e["hold"]:
+            stages[(u, v)] = extra[(u, v)] = 0
+            continue
+        s = tau[v] - tau[u] - g.nodes[u]["latency"]
+        stages[(u, v)], extra[(u, v)] = s, s - e["delay"]
+        unshared += e["width"] * s
+    for u in g.nodes:
+        outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
+        if share_fanout and len(outs) > 1:
+            depth[u] = max(stages[(u, v)] for v, _ in outs)
+            shared += max(e["width"] for _, e in outs) * depth[u]
+        else:
+            shared += sum(e["width"] * stages[(u, v)] for v, e in outs)
+    sinks = [v for v in g.nodes if g.out_degree(v) == 0]
+    latency = max((tau[v] for v in sinks), default=0)
+    return tau, stages, extra, depth, shared, unshared, latency
+
+
+def _run(prims, period, share_fanout):
+    if not period > 0:
+        raise ValueError(f"clock_period_ns must be positive, not {period!r}")
+    system = _difference_system(prims, period, share_fanout)
+    cg = nx.DiGraph((tail, head) for head, tail in system.rows)
+    if not nx.is_directed_acyclic_graph(cg):
+        raise _infeasibility(system)
+    values, elapsed, status = _solve(system, integer=False)
+    integral = all(abs(val - round(val)) < _EPS for val in values.values())
+    if status == "Infeasible":
+        raise _infeasibility(system)
+    if status != "Optimal":
+        raise DelayMatchingError(f"CBC returned status {status!r} for the delay-matching LP")
+    if not integral:
+        values, more, status = _solve(system, integer=True)
+        elapsed += more
+        if status != "Optimal":
+            raise DelayMatchingError(f"CBC returned status {status!r} for the integer delay-matching program")
+    n_rows = len(system.rows) + sum(len(u) for _, u in system.epigraph.values())
+    return system, values, elapsed, integral, n_rows
+
+
+def insert_pipeline_registers(prim: PrimitiveGraph, clock_period_ns: float, *,
+                              share_fanout: bool = True) -> RetimedGraph:
+    """Delay-match and pipeline `prim` for a clock period (ns); raise ClockTargetError or DelayMatchingError."""
+    system, values, elapsed, integral, n_rows = _run([prim], clock_period_ns, share_fanout)
+    tau, stages, extra, depth, shared, unshared, latency = _read_back(prim, 0, values, share_fanout)
+    return RetimedGraph(prim, float(clock_period_ns), share_fanout, MappingProxyType(tau), MappingProxyType(stages),
+                        MappingProxyType(extra), MappingProxyType(depth), shared, unshared, naive_register_bits(prim),
+                        latency, len(system.variables), n_rows, system.timing_rows, elapsed, integral)
+
+
+@dataclass(frozen=True)
+class FusedRetiming:
+    """Registers for several dataflows on shared hardware: per dataflow a RetimedGraph (its taps), and per
+    shared edge or net the register count the hardware must hold (the maximum over dataflows)."""
+
+    per_dataflow: tuple[RetimedGraph, ...]
+    shared_stages: Mapping = field(repr=False)   # ("edge", u, v) or ("net", u) -> registers built
+    register_bits: int
+    separate_register_bits: int                  # sum of the dataflows' own optima, for comparison
+    lp_variables: int
+    lp_constraints: int
+    solve_time_s: float
+    integral_lp: bool
+
+
+def insert_pipeline_registers_fused(prims: Sequence[PrimitiveGraph], clock_period_ns: float, *,
+                                    share_fanout: bool = True) -> FusedRetiming:
+    """Jointly delay-match several dataflows whose primitive graphs share node ids (the same hardware)."""
+    prims = list(prims)
+    if not prims:
+        raise ValueError("insert_pipeline_registers_fused needs at least one primitive graph")
+    system, values, elapsed, integral, n_rows = _run(prims, clock_period_ns, share_fanout)
+    per = []
+    built: dict = {}
+    for m, prim in enumerate(prims):
+        tau, stages, extra, depth, shared, unshared, latency = _read_back(prim, m, values, share_fanout)
+        per.append(RetimedGraph(prim, float(clock_period_ns), share_fanout, MappingProxyType(tau),
+                                MappingProxyType(stages), MappingProxyType(extra), MappingProxyType(depth), shared,
+                                unshared, naive_register_bits(prim), latency, len(system.variables), n_rows,
+                                system.timing_rows, elapsed, integral))
+        g = prim.graph
+        for u in g.nodes:
+            outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
+            if share_fanout and len(outs) > 1:
+                key, w, s = ("net", u), max(e["width"] for _, e in outs), depth[u]
+                built[key] = (w, max(s, built.get(key, (w, 0))[1]))
+            else:
+                for v, e in outs:
+                    key = ("edge", u, v)
+                    built[key] = (e["width"], max(stages[(u, v)], built.get(key, (0, 0))[1]))
+    bits = sum(w * s for w, s in built.values())
+    separate = sum(insert_pipeline_registers(p, clock_period_ns, share_fanout=share_fanout).register_bits
+                   for p in prims)
+    return FusedRetiming(tuple(per), MappingProxyType({k: s for k, (_, s) in built.items()}), bits, separate,
+                         len(system.variables), n_rows, elapsed, integral)
+
+
+def min_cost_flow_dual(prim: PrimitiveGraph, clock_period_ns: float, *, share_fanout: bool = True) -> tuple[int, int]:
+    """Solve the LP's dual as a min-cost flow (networkx) and the primal with CBC; return both optima.
+
+    Primal: min c.x s.t. x_h - x_t >= b. Dual: max sum b f over arcs t -> h with flow conservation
+    inflow - outflow = c at every variable, f >= 0 - an uncapacitated min-cost flow with arc cost -b.
+    Strong duality makes the two values equal; a difference flags a modelling or solver error.
+    """
+    system = _difference_system([prim], clock_period_ns, share_fanout)
+    flow_graph = nx.DiGraph()
+    for v in system.variables:
+        flow_graph.add_node(v, demand=int(system.cost.get(v, 0)))
+    for (head, tail), (b, _) in system.rows.items():
+        flow_graph.add_edge(tail, head, weight=-int(b))
+    flow_cost = nx.min_cost_flow_cost(flow_graph)
+    values, _, status = _solve(system, integer=False)
+    if status != "Optimal":
+        raise DelayMatchingError(f"CBC returned status {status!r} for the delay-matching LP")
+    primal = sum(c * values[v] for v, c in system.cost.items())
+    return round(primal), -flow_cost

