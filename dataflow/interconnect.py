@@ -92,11 +92,16 @@ class FUGraph:
 
     def skew(self, coord) -> int:
         """Cycles FU ``coord`` runs behind the earliest FU (c.s normalised to start at 0)."""
-        return _cs(self.control, coord) - min(_cs(self.control, s) for s in self.coords())
+        return _cs(self.control, coord) - self._min_cs
+
+    @property
+    def _min_cs(self) -> int:
+        # c.s is linear, so its extremes sit at the corners: per axis 0 or extent-1
+        return sum(min(0, c * (e - 1)) for c, e in zip(self.control, self.shape))
 
     @property
     def max_skew(self) -> int:
-        return max(self.skew(s) for s in self.coords())
+        return sum(max(0, c * (e - 1)) for c, e in zip(self.control, self.shape)) - self._min_cs
 
     def coords(self):
         return itertools.product(*[range(e) for e in self.shape])

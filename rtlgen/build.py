@@ -1,0 +1,108 @@
+"""Verilog and manifest for a spec: the files ``archgen build`` writes.
+
+Output is deterministic: no source locations, no timestamps, no absolute paths; the same spec gives
+the same bytes. Writing goes to a temporary directory first and replaces the previous outputs only
+when everything succeeded, so a failed build leaves earlier results intact.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from archgen.arch.spec import Design
+from archgen.dataflow.host import stream_ports
+from archgen.dataflow.interconnect import FUGraph, derive_interconnect
+from archgen.dataflow.schedule import array_schedule
+
+from .array import STEP_BITS, TRIP_BITS, ArrayTop, cmd_layout
+
+__all__ = ["build_array", "array_manifest", "write_outputs", "manifest_json", "CONTRACT_TEXT"]
+
+CONTRACT_TEXT = ("cycles from the cmd handshake to done = 1 + sum over tiles of "
+                 "(1 + LOAD + COMPUTE + DRAIN); LOAD = rows if a stationary input or (accumulated output and "
+                 "not the first visit) else 0; COMPUTE = steps + fill; DRAIN = rows if the output is accumulated "
+                 "in place else 0 (ideal DRAM side: every beat offered and taken at once)")
+
+
+def build_array(design: Design, dataflow: str | None = None) -> tuple[str, dict]:
+    """(Verilog text, manifest dict) for one dataflow of an array spec."""
+    fg = derive_interconnect(design, dataflow)
+    top = ArrayTop(fg)
+    text = verilog.convert(top, name=design.name, emit_src=False)
+    return text, array_manifest(fg, top, text)
+
+
+def array_manifest(fg: FUGraph, top: ArrayTop, text: str) -> dict:
+    sch = top.schedule
+    ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
+    layout = cmd_layout(fg)
+    ports.append({"name": "cmd", "dir": "in", "kind": "stream", "bits": layout.size,
+                  "fields": [{"name": n, "bits": f.shape.width, "offset": f.offset} for n, f in layout]})
+    for name, (operand, lanes, bits) in stream_ports(fg).items():
+        ports.append({"name": name, "dir": "out" if name.startswith("out_") else "in", "kind": "stream",
+                      "operand": operand, "lanes": lanes, "lane_bits": bits, "bits": lanes * bits,
+                      "signed": fg.design.type_of[operand].signed})
+    ports += [{"name": "done", "dir": "out", "bits": 1}, {"name": "busy", "dir": "out", "bits": 1}]
+    plans = [{"operand": p.name, "role": p.role, "lanes": p.n_lanes, "bits": p.width,
+              "lane_skews": [l.skew for l in p.lanes], "reuse_axes": [list(r) for r in p.reuse_axes],
+              "tree_axes": list(p.tree_axes), "psum_in": p.psum_in} for p in fg.plans]
+    return {
+        "archgen_manifest": 1,
+        "name": fg.design.name,
+        "spec_hash": fg.design.source_hash,
+        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "verilog_lines": text.count("\n"),
+        "top": fg.design.name,
+        "modules": sorted({line.split()[1].split("(")[0] for line in text.splitlines() if line.startswith("module ")}),
+        "parameters": {
+            "array_shape": list(fg.shape),
+            "dataflow": fg.dataflow.name,
+            "spatial": {str(a): d for a, d in (fg.dataflow.spatial or ())},
+            "order": list(fg.dataflow.order),
+            "inner": list(fg.dataflow.inner_dims()),
+            "control": list(fg.control),
+            "types": {n: str(t) for n, t in fg.design.types},
+            "clock_mhz": fg.design.clock_mhz,
+            "overflow": "wrap (two's complement at the output type's width)",
+            "step_bits": STEP_BITS, "trip_bits": TRIP_BITS,
+        },
+        "operands": plans,
+        "ports": ports,
+        "cycle_contract": {"schedule": asdict(sch), "formula": CONTRACT_TEXT},
+    }
+
+
+def write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Path]:
+    """Write all files or none: stage in a sibling temp dir, then move each into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".archgen-stage-", dir=out_dir.parent))
+    try:
+        for name, content in files.items():
+            p = stage / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name in files:
+            dest = out_dir / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / name, dest)
+            written[name] = dest
+        return written
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def manifest_json(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
