@@ -142,9 +142,11 @@ def write_sim_report(results: list[LayerResult], out_dir: Path, *, design: str, 
 def _fmt(x: float) -> str:
     if x == 0:
         return "0"
-    if abs(x) >= 1e5 or abs(x) < 1e-2:
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) < 1e15):
+        return f"{int(x):,}"
+    if abs(x) >= 1e12 or abs(x) < 1e-2:
         return f"{x:.3e}"
-    return f"{x:,.1f}" if not float(x).is_integer() else f"{int(x):,}"
+    return f"{x:,.1f}"
 
 
 def render_table(results: list[LayerResult]):
