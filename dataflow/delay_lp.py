@@ -153,6 +153,8 @@ def _difference_system(prims: Sequence[PrimitiveGraph], period: float, share_fan
             else:
                 for v, e in outs:
                     needs[("edge", u, v)].append((m, e["width"], (m, "tau", v), (m, "tau", u), L))
+        if not nx.is_directed_acyclic_graph(g):
+            continue             # no timing walk on a loop; _run reports the loop from the matching rows
         for u, v in timing_cuts(prim, period):
             row((m, "tau", v), (m, "tau", u), g.nodes[u]["latency"] + 1, "timing")
             timing_rows += 1
@@ -168,6 +170,7 @@ def _difference_system(prims: Sequence[PrimitiveGraph], period: float, share_fan
             epigraph[key] = (width, [(head, tail, const) for _, _, head, tail, const in uses])
             cost[("R", key)] += width
     variables = set(cost)
+    variables.update((m, "tau", v) for m, prim in enumerate(prims) for v in prim.graph.nodes)
     for head, tail in rows:
         variables.update((head, tail))
     return _System(rows, dict(cost), tuple(sorted(variables, key=repr)), epigraph, timing_rows)
@@ -185,8 +188,9 @@ def _infeasibility(system: _System) -> DelayMatchingError:
     try:
         cycle = nx.find_negative_cycle(cg, "__root__")
     except nx.NetworkXError:
-        return DelayMatchingError("the delay-matching LP is infeasible but no positive-delay cycle was found; "
-                                  "this is a bug, please report the primitive graph")
+        loop = nx.find_cycle(nx.DiGraph((t, h) for h, t in system.rows))
+        return DelayMatchingError("the primitive graph has a loop without latency or schedule delay (a combinational "
+                                  f"loop), which no register placement can pipeline: {[c[0][2] for c in loop]}")
     kinds = set()
     for a, b in zip(cycle, cycle[1:]):
         kinds |= cg.edges[a, b]["kinds"]
@@ -279,8 +283,7 @@ def _run(prims, period, share_fanout):
     if not period > 0:
         raise ValueError(f"clock_period_ns must be positive, not {period!r}")
     system = _difference_system(prims, period, share_fanout)
-    cg = nx.DiGraph((tail, head) for head, tail in system.rows)
-    if not nx.is_directed_acyclic_graph(cg):
+    if not all(nx.is_directed_acyclic_graph(p.graph) for p in prims):
         raise _infeasibility(system)
     values, elapsed, status = _solve(system, integer=False)
     integral = all(abs(val - round(val)) < _EPS for val in values.values())
