@@ -44,6 +44,9 @@ WAIVERS: tuple[str, ...] = (
     # Amaranth encodes a register's reset/initial value as ``reg x = <init>;`` and then assigns it in an
     # ``always`` block; that is its documented output style, and Verilator honours the initial value.
     "-Wno-PROCASSINIT",
+    # Amaranth writes each combinational signal as "default assignment, then a case over the FSM state
+    # with only the states that change it"; the default makes the missing case items intentional.
+    "-Wno-CASEINCOMPLETE",
     # Verilog may arrive as a file whose name differs from the module (e.g. ``design.v`` holding
     # ``topk``); archgen names modules from specs, not files.
     "-Wno-DECLFILENAME",

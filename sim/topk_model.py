@@ -1,0 +1,202 @@
+"""Exact cycle model and functional reference of archgen's SpAtten top-k engine (rtlgen/topk.py).
+
+The model does not time anything by measurement: it runs the same quick-select rounds as the hardware
+(same pivot rule, same partitions, same FIFO-or-buffer choice) on the actual scores and adds up the
+documented phase lengths of docs/topk.md ("Cycle contract"). The RTL implements the same schedule; the
+verification compares the two cycle for cycle.
+
+Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffer rows):
+
+========================  ==========================================================================
+phase                     cycles
+========================  ==========================================================================
+command accepted          1   (the command handshake cycle; counting starts there)
+ingest                    B + 1  (B input beats back to back, 1 cycle to drain the packers)
+decide                    1   (flush partial rows, choose the side and the next pivot)
+each quick-select round   S + 2 + 1  (S rows read, 2 pipeline cycles, 1 decide); S = ceil(|W| / P)
+                          when the working set W fits a FIFO (|W| <= D * P), else S = B (the
+                          buffer is rescanned with the bounds lo < x < hi)
+replay                    B + 2 + 1 + 1  (B rows read, 2 pipeline cycles, flush, drain)
+========================  ==========================================================================
+
+``cycles`` counts rising edges from the command handshake to the cycle in which ``done`` is high,
+with the input stream back to back and the output stream always ready. k = 0 skips the rounds and the
+replay; k >= (number of valid elements) skips the rounds.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+__all__ = [
+    "LFSR_TAPS",
+    "lfsr_seed",
+    "lfsr_next",
+    "pivot_lane",
+    "TopKRound",
+    "TopKRun",
+    "topk_reference",
+    "simulate_topk",
+    "topk_process",
+    "CMD_CYCLES",
+    "DECIDE_CYCLES",
+    "SCAN_LATENCY",
+    "REPLAY_TAIL",
+]
+
+# Galois LFSR x^16 + x^14 + x^13 + x^11 + 1 (maximal length, period 65535).
+LFSR_TAPS = 0xB400
+# An all-zero LFSR never leaves zero; seed 0 therefore means this fixed state.
+LFSR_ZERO_SEED = 0xACE1
+
+CMD_CYCLES = 1       # the command handshake cycle
+INGEST_DRAIN = 1     # the last input beat still has to pass the packers
+DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, pick the pivot
+SCAN_LATENCY = 2     # synchronous memory read + compare register before the packers
+REPLAY_TAIL = 2      # flush the output packer, then drain the output register
+
+
+def lfsr_seed(seed: int) -> int:
+    """State loaded by a command carrying ``seed`` (16 bits)."""
+    seed &= 0xFFFF
+    return seed if seed else LFSR_ZERO_SEED
+
+
+def lfsr_next(state: int) -> int:
+    """One step of the right-shifting Galois LFSR."""
+    return (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
+
+
+def pivot_lane(state: int, working_set: int, parallelism: int) -> int:
+    """Lane of the pivot inside the working set's first row: floor(state * min(P, |W|) / 2^16)."""
+    return (state * min(parallelism, working_set)) >> 16
+
+
+@dataclass(frozen=True)
+class TopKRound:
+    """One quick-select round: where it read from, the pivot, the partition sizes and the decision."""
+
+    source: str          # "fifo" (the side chosen last round) or "buffer" (rescan with bounds)
+    rows: int            # rows read (S)
+    size: int            # |W|
+    pivot: int
+    greater: int
+    equal: int
+    less: int
+    decision: str        # "right", "left" or "found"
+    cycles: int
+
+
+@dataclass(frozen=True)
+class TopKRun:
+    """Result of one request: kept indices/values in original order, cycles and the rounds taken."""
+
+    indices: tuple[int, ...]
+    values: tuple[int, ...]
+    cycles: int
+    rounds: tuple[TopKRound, ...]
+    mode: str                    # "none" (k = 0), "all" (k >= valid count) or "select"
+    kth: int | None = None
+    keep_equal: int | None = None
+    output_beats: int = 0        # beats on the output stream: kept elements packed P per beat
+
+
+def _valid_mask(n: int, valid: Sequence[bool] | None) -> np.ndarray:
+    if valid is None:
+        return np.ones(n, dtype=bool)
+    mask = np.asarray(valid, dtype=bool)
+    if mask.shape != (n,):
+        raise ValueError(f"valid mask must have one entry per score ({n}), not shape {mask.shape!r}")
+    return mask
+
+
+def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None = None) -> list[int]:
+    """Indices of the k largest valid scores, in original order; ties go to the lower index.
+
+    Independent of the engine's algorithm: a stable sort by descending value.
+    """
+    x = np.asarray(scores, dtype=np.int64)
+    mask = _valid_mask(len(x), valid)
+    idx = np.flatnonzero(mask)
+    if k <= 0 or len(idx) == 0:
+        return []
+    order = idx[np.argsort(-x[idx], kind="stable")]
+    return sorted(int(i) for i in order[:k])
+
+
+def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
+                  fifo_depth: int = 64, valid: Sequence[bool] | None = None) -> TopKRun:
+    """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles."""
+    if parallelism < 1 or parallelism & (parallelism - 1):
+        raise ValueError(f"parallelism must be a power of two >= 1, not {parallelism!r}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, not {k!r}")
+    x = [int(v) for v in scores]
+    n, p = len(x), parallelism
+    mask = _valid_mask(n, valid)
+    buffer_rows = -(-n // p)
+    capacity = fifo_depth * p
+    members = [i for i in range(n) if mask[i]]
+    n_valid = len(members)
+
+    cycles = CMD_CYCLES + buffer_rows + INGEST_DRAIN + DECIDE_CYCLES
+    replay = buffer_rows + SCAN_LATENCY + REPLAY_TAIL
+    if k == 0:
+        return _finish(TopKRun((), (), cycles, (), "none"), p)
+    if k >= n_valid:
+        kept = members
+        return _finish(TopKRun(tuple(kept), tuple(x[i] for i in kept), cycles + replay, (), "all"), p)
+
+    state = lfsr_seed(seed)
+    work = members                      # the working set, in scan (= original index) order
+    target = k                          # rank (1-based) of the wanted value inside work
+    pivot = x[work[pivot_lane(state, len(work), p)]]
+    state = lfsr_next(state)
+    rounds: list[TopKRound] = []
+    while True:
+        from_fifo = len(work) <= capacity
+        rows = -(-len(work) // p) if from_fifo else buffer_rows
+        greater = [i for i in work if x[i] > pivot]
+        equal = sum(1 for i in work if x[i] == pivot)
+        less = [i for i in work if x[i] < pivot]
+        step = rows + SCAN_LATENCY + DECIDE_CYCLES
+        cycles += step
+        if target <= len(greater):
+            decision, work = "right", greater
+        elif target <= len(greater) + equal:
+            decision = "found"
+        else:
+            decision, target, work = "left", target - len(greater) - equal, less
+        rounds.append(TopKRound("fifo" if from_fifo else "buffer", rows,
+                                len(greater) + equal + len(less), pivot, len(greater), equal,
+                                len(less), decision, step))
+        if decision == "found":
+            keep_equal = target - len(greater)
+            break
+        pivot = x[work[pivot_lane(state, len(work), p)]]
+        state = lfsr_next(state)
+
+    kth = pivot
+    kept, equal_seen = [], 0
+    for i in members:
+        if x[i] > kth:
+            kept.append(i)
+        elif x[i] == kth:
+            if equal_seen < keep_equal:
+                kept.append(i)
+            equal_seen += 1
+    return _finish(TopKRun(tuple(kept), tuple(x[i] for i in kept), cycles + replay, tuple(rounds),
+                           "select", kth, keep_equal), p)
+
+
+def _finish(run: TopKRun, p: int) -> TopKRun:
+    return replace(run, output_beats=-(-len(run.indices) // p))
+
+
+def topk_process(env, scores: Sequence[int], k: int, **kwargs):
+    """SimPy process: occupies the engine for the request's exact cycles; returns the TopKRun."""
+    run = simulate_topk(scores, k, **kwargs)
+    yield env.timeout(run.cycles)
+    return run
