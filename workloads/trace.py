@@ -18,7 +18,7 @@ import numpy as np
 
 from archgen.arch.errors import SpecError, problem
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "AttentionTrace", "TraceHeader", "load_trace", "save_trace",
+__all__ = ["FORMAT", "FORMAT_VERSION", "AttentionTrace", "TraceHeader", "check_trace_workload", "load_trace", "save_trace",
            "synthetic_trace"]
 
 FORMAT = "archgen-attention-trace"
@@ -184,10 +184,15 @@ def load_trace(path: str | Path, workload=None) -> AttentionTrace:
     header = TraceHeader(**raw)
     trace = AttentionTrace(header, arrays["probs"], arrays["head_importance"])
     if workload is not None:
-        problems = _workload_problems(header, workload)
-        if problems:
-            raise SpecError(problems, source=str(path))
+        check_trace_workload(trace, workload, source=str(path))
     return trace
+
+
+def check_trace_workload(trace: AttentionTrace, workload, *, source: str | None = None) -> None:
+    """Raise `SpecError` naming every header field that does not fit ``workload``."""
+    problems = _workload_problems(trace.header, workload)
+    if problems:
+        raise SpecError(problems, source=source)
 
 
 def synthetic_trace(layers: int, heads: int, seq_len: int, *, queries: int | None = None,

@@ -1,0 +1,209 @@
+"""A transformer workload on the SpAtten engine, layer by layer, with the dense baseline alongside.
+
+For every transformer layer: `run_spatten_algo` decides which tokens, heads and V rows are used and
+which rows re-fetch LSBs; this module turns that into DRAM bytes, compute cycles and energy.
+
+Timing model (stated, not measured on RTL here):
+- DRAM time = bytes / (HBM bandwidth / clock). The fetcher is decoupled from the datapath by FIFOs and
+  the K/V SRAMs are double-buffered, so a layer takes ``max(compute, DRAM)`` cycles.
+- Compute time per query row uses the unit throughputs of the spec: QxK scores ``qk.multipliers / D``
+  keys per cycle, softmax ``softmax.parallelism`` per cycle, prob x V ``pv.multipliers / D`` V rows
+  per cycle, the local-V top-k ``topk.parallelism`` per cycle over about 3 passes (quick-select's
+  average partition work plus the replay; our estimate). The chain is pipelined across queries, so a
+  row occupies the engine for the slowest stage; a row that re-fetches LSBs repeats QxK and softmax.
+  The pipeline fill (sum of the spec's stage latencies) is paid once per layer and step.
+
+Energy: MACs at the units' widths, the softmax's Taylor multiply-adds, one SRAM access of ``D x bits``
+per key (value) row read, in a bank of ``bytes / (buffers x lanes)`` (one bank per key lane), one SRAM
+write per row filled from DRAM, and DRAM bytes at the table's pJ/bit for the spec's DRAM kind.
+  This is the unit-throughput estimate, not the exact per-query cycle function of the RTL core
+  (archgen.sim.spatten_model); results say so in ``extra["compute_model"]``.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from archgen.arch.errors import SpecError, problem
+
+from archgen.workloads.trace import check_trace_workload, synthetic_trace
+
+from .energy import Action, EnergyModel
+from .results import LayerResult, roofline_cycles
+from .spatten_algo import SpattenAlgoConfig, run_spatten_algo
+
+__all__ = ["COMPUTE_MODEL", "simulate_spatten", "spatten_area_mm2", "spatten_bytes_per_cycle",
+           "spatten_peak_macs_per_cycle"]
+
+COMPUTE_MODEL = "unit-throughput estimate"
+_TOPK_PASSES = 3
+
+
+def spatten_peak_macs_per_cycle(spec) -> int:
+    return spec.qk.multipliers + spec.pv.multipliers
+
+
+def spatten_bytes_per_cycle(spec) -> float:
+    return spec.dram.bandwidth_gb_s * 1e9 / (spec.clock_mhz * 1e6)
+
+
+def _node_nm(spec) -> float | None:
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:nm)?$", spec.technology or "")
+    return float(m.group(1)) if m else None
+
+
+def _pipeline_fill(spec) -> int:
+    try:
+        from archgen.arch.spatten_spec import spatten_latencies
+        lat = spatten_latencies(spec)
+    except (ImportError, AttributeError):
+        return 0
+    return sum(int(v) for v in vars(lat).values())
+
+
+def _row_cycles(spec, d: int, keys: np.ndarray, values: np.ndarray, lsb: np.ndarray, topk: bool) -> np.ndarray:
+    lanes = max(spec.qk.multipliers // d, 1)
+    pv_rows = max(spec.pv.multipliers // d, 1)
+    qk = np.ceil(keys / lanes) * (1 + lsb)
+    sm = np.ceil(keys / spec.softmax.parallelism) * (1 + lsb)
+    pv = np.ceil(values / pv_rows)
+    stages = [qk, sm, pv]
+    if topk:
+        stages.append(_TOPK_PASSES * np.ceil(keys / spec.topk.parallelism))
+    return np.maximum.reduce(stages)
+
+
+def _bank_bytes(spec, sram) -> int:
+    """One SRAM bank: a buffer split into one bank per key lane (each lane reads its own key row)."""
+    return max(sram.bytes // (sram.buffers * spec.lanes), 1)
+
+
+def _energy(model: EnergyModel, spec, d: int, qk_macs: int, av_macs: int, key_reads: int, value_reads: int,
+            softmax_elems: int, dram_read: int, dram_write: int, sram_fill_keys: int, sram_fill_values: int):
+    bits = spec.qk.bits
+    row_bits = d * bits
+    taylor = getattr(spec.softmax, "exp_taylor_order", 5)
+    kbank, vbank = _bank_bytes(spec, spec.key_sram), _bank_bytes(spec, spec.value_sram)
+    return model.energy_of({
+        "qk_unit": {Action("mac", spec.qk.bits): qk_macs},
+        "pv_unit": {Action("mac", spec.pv.bits): av_macs},
+        # exp by a Taylor series: one multiply and one add per order, at 16 bits (our sizing), + normalise
+        "softmax": {Action("mult", 16): softmax_elems * (taylor + 1), Action("add", 16): softmax_elems * (taylor + 1)},
+        "key_sram": {Action("sram_read", row_bits, capacity_bytes=kbank): key_reads,
+                     Action("sram_write", row_bits, capacity_bytes=kbank): sram_fill_keys},
+        "value_sram": {Action("sram_read", row_bits, capacity_bytes=vbank): value_reads,
+                       Action("sram_write", row_bits, capacity_bytes=vbank): sram_fill_values},
+        "dram": {Action("dram_read", 8, dram=spec.dram.kind): dram_read,
+                 Action("dram_write", 8, dram=spec.dram.kind): dram_write},
+    })
+
+
+def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoConfig | None = None, *,
+                     head_dim: int | None = None, energy_model: EnergyModel | None = None,
+                     concentration: float = 2.0, seed: int = 0) -> list[LayerResult]:
+    """Attention of every layer of ``workload`` (or of ``trace`` alone) on the SpAtten engine ``spec``.
+
+    Without a trace a seeded synthetic one is generated to the workload's shape (``concentration``,
+    ``seed``). ``algo_config`` defaults to the spec's progressive-quantization setting with no pruning.
+    Each result's ``extra`` carries the dense baseline (``dense_cycles``, ``dense_dram_bytes``, ...),
+    the reductions and the tokens and heads kept.
+    """
+    problems = []
+    if workload is None and trace is None:
+        problems.append(problem("workload", "give a workload, a trace, or both"))
+    if workload is not None and workload.heads is None:
+        problems.append(problem("workload", f"{workload.name} has no attention layers for SpAtten", workload.name))
+    if problems:
+        raise SpecError(problems)
+    d = head_dim or (workload.head_dim if workload is not None else spec.head_dim)
+    if algo_config is None:
+        algo_config = SpattenAlgoConfig(msb_bits=spec.pq.msb_bits, lsb_bits=spec.pq.lsb_bits,
+                                        threshold=spec.pq.threshold)
+    if trace is None:
+        if workload.phase == "decode":
+            trace = synthetic_trace(workload.n_layers, workload.heads, workload.kv_len + 1, queries=1,
+                                    concentration=concentration, seed=seed, head_dim=d, model=workload.name)
+        else:
+            trace = synthetic_trace(workload.n_layers, workload.heads, workload.seq, concentration=concentration,
+                                    seed=seed, head_dim=d, model=workload.name,
+                                    causal=workload.name.startswith(("gpt", "llama")))
+    elif workload is not None:
+        check_trace_workload(trace, workload, source="trace")
+    h = trace.header
+    if h.seq_len > spec.max_tokens:
+        raise SpecError([problem("seq", f"the engine {spec.name} buffers at most max_tokens={spec.max_tokens} keys "
+                                        "per head; use a shorter sequence or a larger spec", h.seq_len)])
+    if d > spec.qk.multipliers:
+        raise SpecError([problem("head_dim", f"exceeds the QxK unit's {spec.qk.multipliers} multipliers", d)])
+
+    algo = run_spatten_algo(trace, algo_config, head_dim=d)
+    energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
+    peak = spatten_peak_macs_per_cycle(spec)
+    bpc = spatten_bytes_per_cycle(spec)
+    ns_per_cycle = 1e3 / spec.clock_mhz
+    fill = _pipeline_fill(spec)
+    steps = 1 if h.phase == "prefill" else h.queries
+    topk = algo_config.value_prune > 0
+    results = []
+    for s in algo.layers:
+        compute = float(_row_cycles(spec, d, s.row_keys, s.row_values, s.row_lsb, topk).sum()) + fill * steps
+        dense_keys = s.dense_row_keys
+        dense_compute = float(_row_cycles(spec, d, dense_keys, dense_keys, np.zeros_like(dense_keys), False).sum()) \
+            + fill * steps
+        dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
+                "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
+                "query.read": s.query_bytes, "output.write": s.output_write_bytes}
+        dram_bytes = sum(dram.values())
+        cycles = max(compute, dram_bytes / bpc)
+        dense_cycles = max(dense_compute, s.dense_dram_bytes / bpc)
+        bound = roofline_cycles(s.macs, dram_bytes, peak, bpc)
+        key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
+        value_reads = int(s.row_values.sum())
+        bits = spec.qk.bits
+        key_fill = math.ceil((s.key_msb_bytes + s.key_lsb_bytes) * 8 / (d * bits))
+        value_fill = math.ceil((s.value_msb_bytes + s.value_lsb_bytes) * 8 / (d * bits))
+        energy = _energy(energy_model, spec, d, s.qk_macs, s.av_macs, key_reads, value_reads,
+                         int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum()),
+                         dram_bytes - s.output_write_bytes, s.output_write_bytes, key_fill, value_fill)
+        dense_energy = _energy(energy_model, spec, d, s.dense_qk_macs, s.dense_av_macs, int(dense_keys.sum()),
+                               int(dense_keys.sum()), int(dense_keys.sum()),
+                               s.dense_dram_bytes - s.dense_output_write_bytes, s.dense_output_write_bytes,
+                               math.ceil(s.dense_key_bytes * 8 / (d * bits)),
+                               math.ceil(s.dense_value_bytes * 8 / (d * bits)))
+        extra = {
+            "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
+            "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
+            "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
+            "dense_cycles": dense_cycles, "dense_dram_bytes": s.dense_dram_bytes, "dense_macs": s.dense_macs,
+            "dense_energy_pj": sum(dense_energy.values()),
+            "speedup": dense_cycles / cycles, "dram_reduction": s.dense_dram_bytes / dram_bytes,
+            "compute_reduction": s.dense_macs / s.macs if s.macs else float("inf"),
+            "compute_model": COMPUTE_MODEL,
+        }
+        results.append(LayerResult(
+            name=f"layer{s.layer}.attention", kind="attention", macs=s.macs, cycles=cycles,
+            time_ns=cycles * ns_per_cycle, utilisation=s.macs / (peak * cycles) if cycles else 0.0,
+            dram_bytes=dram, sram_accesses={"key_sram.read": key_reads, "value_sram.read": value_reads,
+                                            "key_sram.write": key_fill, "value_sram.write": value_fill},
+            energy_pj=energy, roofline_cycles=bound, extra=extra))
+    return results
+
+
+def spatten_area_mm2(spec, energy_model: EnergyModel | None = None) -> dict[str, float]:
+    """Datapath and buffer area estimate from the energy table's area data (mm^2, at the spec's node).
+
+    Covers the QxK and prob x V multiplier arrays with their adder trees (one add per multiplier), the
+    key/value SRAMs and the softmax lanes (Taylor multiply-adds at 16 bits); not the fetcher, crossbars,
+    top-k FIFOs or control, so it is a lower bound to compare with the paper's 18.71 mm^2.
+    """
+    m = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
+    taylor = getattr(spec.softmax, "exp_taylor_order", 5)
+    return {
+        "qk_unit": spec.qk.multipliers * m.op_area_mm2("mac", spec.qk.bits),
+        "pv_unit": spec.pv.multipliers * m.op_area_mm2("mac", spec.pv.bits),
+        "softmax": spec.softmax.parallelism * (taylor + 1) * (m.op_area_mm2("mult", 16) + m.op_area_mm2("add", 16)),
+        "key_sram": m.sram_area_mm2(spec.key_sram.bytes),
+        "value_sram": m.sram_area_mm2(spec.value_sram.bytes),
+    }
