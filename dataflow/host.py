@@ -84,10 +84,14 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
 
 
 def _gather(tensor: np.ndarray, operand, dims, x: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``operand`` at iterations x (zeros where the iteration is padding) and its indices."""
+    """Values of ``operand`` at iterations x (zeros where its element is padding) and its indices.
+
+    Only the loops the operand depends on decide: C[i,j] is a real element even on an iteration
+    whose k lies in the padding of the last k tile."""
     amat = operand.access_matrix(dims)
     idx = x @ amat.T + operand.access_offset()
-    inside = np.all(x < np.array([bounds[d] for d in dims]), axis=-1)
+    used = [k for k, d in enumerate(dims) if operand.uses(d)]
+    inside = np.all(x[..., used] < np.array([bounds[dims[k]] for k in used]), axis=-1)
     safe = np.where(inside[..., None], idx, 0)
     vals = tensor[tuple(np.moveaxis(safe, -1, 0))]
     return np.where(inside, vals, 0), np.where(inside[..., None], idx, -1)
