@@ -1,0 +1,55 @@
+"""Human-readable account of a dataflow's analysis, for ``archgen build SPEC --explain``."""
+from __future__ import annotations
+
+from collections import Counter
+
+from archgen.arch.spec import Design
+
+from .banking import derive_banking
+from .interconnect import derive_interconnect
+from .reuse import reuse_vectors
+from .schedule import array_schedule
+
+__all__ = ["explain"]
+
+_ROLE = {"stream": "streamed", "stationary": "stationary (one register per FU, loaded between tiles)",
+         "accumulate": "accumulated in place (drained row by row after each tile)",
+         "stream_out": "streamed out through spatial reduction"}
+
+
+def explain(design: Design, dataflow: str | None = None) -> list[str]:
+    df = design.dataflow(dataflow)
+    lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
+             f"dataflow {df.name} ({df.form} form)",
+             f"  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
+             f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(df.inner_dims()) or '-'}; "
+             f"control vector c = {list(df.control)}"]
+    lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "
+                 f"{design.reference_bounds}):")
+    for x in design.operation.operands:
+        vecs = [r for r in reuse_vectors(design, df, x.name) if sum(map(abs, r.dt + r.ds)) == 1]
+        text = "; ".join(f"{r.kind} {r.describe(df.order)} ({r.delay} cycles)" for r in vecs) or "none"
+        lines.append(f"    {x.name}: {text}")
+    if df.spatial is None:
+        lines.append("  (not a tiled map: the generator cannot build it; connections below need the tiled form)")
+        return lines
+    fg = derive_interconnect(design, df)
+    sch = array_schedule(fg)
+    banking = {b.operand: b for b in derive_banking(fg)}
+    lines.append("  derived connections:")
+    for p in fg.plans:
+        edges = Counter((e["kind"], e["delay"], e.get("axis")) for _, _, e in fg.graph.edges(data=True)
+                        if e["operand"] == p.name)
+        desc = ", ".join(f"{n} x {k}" + (f" along axis {a}" if a is not None else "") + f" (delay {d})"
+                         for (k, d, a), n in sorted(edges.items(), key=lambda kv: str(kv[0])))
+        fan = [e.get("fanout") for _, _, e in fg.graph.edges(data=True) if e["operand"] == p.name and e.get("fanout")]
+        lines.append(f"    {p.name} [{p.width} bit]: {_ROLE[p.role]}; {p.n_lanes} lane(s), skews {[l.skew for l in p.lanes]}"
+                     + (f"; broadcast fan-out {max(fan)}" if fan else "")
+                     + ("; partial sums of earlier tiles come back in" if p.psum_in else ""))
+        lines.append(f"      edges: {desc}")
+        b = banking[p.name]
+        lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
+                     f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
+    lines.append(f"  schedule per tile: TILE 1 + LOAD {sch.rows if sch.has_stationary else ('0 or ' + str(sch.rows) if sch.psum_in and sch.accumulate else 0)}"
+                 f" + COMPUTE steps+{sch.fill} + DRAIN {sch.drain_cycles()} cycles")
+    return lines
