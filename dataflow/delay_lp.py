@@ -254,7 +254,10 @@ class RetimedGraph:
 def _read_back(prim: PrimitiveGraph, m: int, values: dict, share_fanout: bool):
     g = prim.graph
     tau = {v: round(values[(m, "tau", v)]) for v in g.nodes}
-    for comp in nx.weakly_connected_components(g):
+    matched = nx.DiGraph()
+    matched.add_nodes_from(g.nodes)
+    matched.add_edges_from((u, v) for u, v, e in g.edges(data=True) if not e["hold"])
+    for comp in nx.weakly_connected_components(matched):
         low = min(tau[v] for v in comp)
         for v in comp:
             tau[v] -= low
@@ -274,8 +277,7 @@ def _read_back(prim: PrimitiveGraph, m: int, values: dict, share_fanout: bool):
             shared += max(e["width"] for _, e in outs) * depth[u]
         else:
             shared += sum(e["width"] * stages[(u, v)] for v, e in outs)
-    sinks = [v for v in g.nodes if g.out_degree(v) == 0]
-    latency = max((tau[v] for v in sinks), default=0)
+    latency = max(tau.values(), default=0)     # earliest launch (tau 0) to the last latch, in cycles
     return tau, stages, extra, depth, shared, unshared, latency
 
 

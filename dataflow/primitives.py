@@ -8,7 +8,8 @@ registers the schedule itself requires: systolic hops, skews, de-skews), `wire_n
 penalty of the net that drives it) and `fu_edge`, the FU-graph edge it implements (None inside an FU).
 
 What stays outside delay matching: an edge with ``hold=True`` feeds a value that is constant while it
-is used (a stationary operand's register output, or a partial-sum preload into an accumulator). Its
+is used (a stationary operand's register output, a partial-sum preload into an accumulator, an
+accumulator's result read out after the reduction). Its
 timing still starts from a register (the stationary or accumulator register) and is checked there.
 
 Registers on streamed operands are not nodes: they are what the LP puts on edges (the D_e the schedule
@@ -190,7 +191,9 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
                                     "port on one of its ends; check the FU roles", dict(e)))
             continue
         load = e.get("phase") == "load"
-        hold = load and p.nodes[dst]["kind"] == "acc"   # preload of an accumulator: not a streaming path
+        # an accumulator is preloaded before and read out after its reduction, while its value is held:
+        # neither path streams alongside the MACs, so neither is delay-matched against them
+        hold = (load and p.nodes[dst]["kind"] == "acc") or p.nodes[src]["kind"] == "acc"
         edge(src, dst, width=e["width"], delay=e["delay"], kind=kind, operand=x, fu_edge=(u, v), hold=hold)
 
     if problems:

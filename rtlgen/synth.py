@@ -23,6 +23,7 @@ __all__ = [
     "yosys_elaborate_check",
     "yosys_stats",
     "nextpnr_ecp5",
+    "parse_nextpnr_log",
 ]
 
 # Native binary first (faster, user's choice), then the YoWASP wheel that `archgen[synth]` installs.
