@@ -28,6 +28,12 @@ class TopKRequest:
     scores: tuple[int, ...]
     keep: tuple[bool, ...]
 
+    def __post_init__(self):
+        if len(self.keep) != len(self.scores):
+            raise ValueError(f"keep needs one bit per score ({len(self.scores)}), not {len(self.keep)}")
+        if self.k < 0:
+            raise ValueError(f"k must be >= 0, not {self.k!r}")
+
     @property
     def n(self) -> int:
         return len(self.scores)

@@ -1,0 +1,110 @@
+"""The top-k cycle model: its selection against an independent reference, and its cycle contract."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archgen.sim.topk_model import (lfsr_next, lfsr_seed, pivot_lane, simulate_topk, topk_process,
+                                    topk_reference)
+
+scores_st = st.one_of(
+    st.lists(st.integers(-3, 3), min_size=0, max_size=120),                 # heavy ties
+    st.lists(st.integers(-(1 << 15), (1 << 15) - 1), min_size=0, max_size=300),
+)
+
+
+def _brute_force(scores, k, valid):
+    ranked = sorted((i for i in range(len(scores)) if valid[i]), key=lambda i: (-scores[i], i))
+    return sorted(ranked[:max(k, 0)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(scores=scores_st, data=st.data())
+def test_model_selects_the_reference_set(scores, data):
+    n = len(scores)
+    k = data.draw(st.integers(0, n + 3))
+    p = data.draw(st.sampled_from([1, 2, 4, 8, 16, 32]))
+    depth = data.draw(st.sampled_from([1, 2, 4, 64]))
+    valid = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    seed = data.draw(st.integers(0, 0xFFFF))
+    run = simulate_topk(scores, k, parallelism=p, seed=seed, fifo_depth=depth, valid=valid)
+    expected = _brute_force(scores, k, valid)
+    assert list(run.indices) == expected == topk_reference(scores, k, valid)
+    assert list(run.values) == [scores[i] for i in expected]
+    assert run.output_beats == -(-len(expected) // p)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores=scores_st, data=st.data())
+def test_cycles_follow_the_documented_schedule(scores, data):
+    n = len(scores)
+    k = data.draw(st.integers(0, n + 3))
+    p = data.draw(st.sampled_from([1, 2, 4, 8, 16, 32]))
+    depth = data.draw(st.sampled_from([1, 2, 64]))
+    run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
+    b = -(-n // p)
+    if k == 0:
+        assert run.mode == "none" and run.cycles == b + 3
+    elif k >= n:
+        assert run.mode == "all" and run.cycles == 2 * b + 7
+    else:
+        assert run.mode == "select"
+        assert run.cycles == 2 * b + 7 + sum(r.rows + 3 for r in run.rounds)
+        size = n
+        for r in run.rounds:
+            assert r.size == size == r.greater + r.equal + r.less
+            assert r.rows == (-(-size // p) if size <= depth * p else b)
+            assert r.source == ("fifo" if size <= depth * p else "buffer")
+            size = r.greater if r.decision == "right" else r.less
+        assert run.rounds[-1].decision == "found"
+        assert run.kth == sorted(scores, reverse=True)[k - 1]
+
+
+def test_pinned_small_case():
+    # 8 scores, P = 2, k = 3. lfsr_seed(1) = 1 -> lane (1 * 2) >> 16 = 0 -> pivot = scores[0] = 5.
+    scores = [5, -1, 9, 5, 0, 7, 5, -4]
+    run = simulate_topk(scores, 3, parallelism=2, seed=1)
+    assert run.indices == (0, 2, 5) and run.values == (5, 9, 7)
+    first = run.rounds[0]
+    assert (first.pivot, first.greater, first.equal, first.less) == (5, 2, 3, 3)
+    assert first.decision == "found" and run.keep_equal == 1
+    # B = 4 rows: 1 + (4 + 2) + (4 rows + 3) + (4 + 4) = 22 cycles
+    assert run.cycles == 22
+
+
+def test_lfsr_is_maximal_length():
+    state, seen = lfsr_seed(0), set()
+    while state not in seen:
+        seen.add(state)
+        state = lfsr_next(state)
+    assert len(seen) == 65535 and 0 not in seen
+
+
+def test_pivot_lane_stays_inside_the_first_row():
+    for state in (1, 0x8000, 0xFFFF):
+        for size in (1, 3, 16, 1000):
+            assert 0 <= pivot_lane(state, size, 16) < min(16, size)
+
+
+def test_more_lanes_means_fewer_cycles_on_average():
+    rng = np.random.default_rng(0)
+    data = [rng.integers(-1000, 1000, 1024) for _ in range(10)]
+    mean = {p: np.mean([simulate_topk(x, 512, parallelism=p, seed=s, fifo_depth=1024 // p).cycles
+                        for s, x in enumerate(data)]) for p in (1, 4, 16)}
+    assert mean[1] > mean[4] > mean[16]
+
+
+def test_simpy_process_takes_the_model_cycles():
+    simpy = pytest.importorskip("simpy")
+    env = simpy.Environment()
+    scores = list(range(100))
+    proc = env.process(topk_process(env, scores, 10, parallelism=4, seed=3))
+    env.run()
+    assert env.now == simulate_topk(scores, 10, parallelism=4, seed=3).cycles
+    assert proc.value.indices == tuple(range(90, 100))
+
+
+@pytest.mark.parametrize("p", [0, 3, 12])
+def test_rejects_non_power_of_two_lanes(p):
+    with pytest.raises(ValueError, match="power of two"):
+        simulate_topk([1, 2, 3], 1, parallelism=p)
