@@ -110,6 +110,8 @@ class Design:
     clock_mhz: float = 500.0
     description: str = ""
     version: int = 1
+    dram_gbps: float = 16.0
+    dram_kind: str = "ddr"
     source_hash: str = ""
     raw: Any = field(default=None, compare=False, repr=False)
 
@@ -124,6 +126,10 @@ class Design:
     @property
     def n_fus(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        return self.dram_gbps * 1e3 / self.clock_mhz
 
     @property
     def acc_type(self) -> DataType:
@@ -322,7 +328,9 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
     return Design(
         name=data["name"], operation=op, types=tuple((n, types[n]) for n in names), shape=shape,
         dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
-        description=data.get("description", ""), version=data["version"], source_hash=digest, raw=data)
+        description=data.get("description", ""), version=data["version"],
+        dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
+        source_hash=digest, raw=data)
 
 
 def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]):

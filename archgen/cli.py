@@ -1,0 +1,357 @@
+"""The ``archgen`` command: build, sim, verify, sweep, list, doctor.
+
+The composition root: it may import every layer. Library code raises; this module turns ArchgenError
+into a message on stderr and an exit status (2: bad input or a check that failed, 3: a tool is missing),
+never a traceback for a user's mistake.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from archgen import __version__
+from archgen.arch.errors import ArchgenError, SpecError, ToolMissingError, problem
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TOOL = 0, 1, 2, 3
+
+
+def _console():
+    from rich.console import Console
+    return Console(highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# spec loading shared by every command
+
+def _raw_spec(name: str, overrides):
+    from archgen.arch.spec import apply_overrides, find_spec, read_spec_file
+    path = find_spec(name)
+    data = read_spec_file(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return path, data
+
+
+def _is_spatten(data) -> bool:
+    return isinstance(data, dict) and data.get("kind") == "spatten"
+
+
+def _load_array(path, data):
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data(data, source=str(path))
+
+
+def _load_spatten(path, data):
+    from archgen.arch.spatten_spec import load_spatten_spec
+    return load_spatten_spec(data)
+
+
+def _parse_dims(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise SpecError([problem(what, "comma-separated positive integers, e.g. 13,29,7", text)]) from None
+    if any(v < 1 for v in vals):
+        raise SpecError([problem(what, "sizes must be at least 1", text)])
+    return vals
+
+
+# ------------------------------------------------------------------------------------------------
+# build
+
+def cmd_build(args) -> int:
+    con = _console()
+    path, data = _raw_spec(args.spec, args.set)
+    if _is_spatten(data):
+        return _build_spatten(args, path, data, con)
+    design = _load_array(path, data)
+    from archgen.dataflow.explain import explain
+    from archgen.rtlgen.build import build_array, manifest_json, write_outputs
+    if args.explain:
+        dfs = [args.dataflow] if args.dataflow else [d.name for d in design.dataflows]
+        for name in dfs:
+            for line in explain(design, name):
+                con.print(line, markup=False)
+        if args.out is None:
+            return EXIT_OK
+    if len(design.dataflows) > 1 and not args.dataflow:
+        raise SpecError([problem("--dataflow", "this spec has several dataflows; fused builds are not available yet, "
+                                 f"pick one of: {', '.join(d.name for d in design.dataflows)}")])
+    out = Path(args.out or Path("out") / design.name)
+    t0 = time.perf_counter()
+    text, manifest = build_array(design, args.dataflow)
+    files = {f"{design.name}.v": text, "manifest.json": manifest_json(manifest)}
+    report_lines = []
+    if args.report:
+        report = _array_report(design, args, text, manifest)
+        files["report.json"] = json.dumps(report, indent=2, sort_keys=True) + "\n"
+        report_lines = [f"  {k}: {v}" for k, v in report.items()]
+    written = write_outputs(out, files)
+    dt = time.perf_counter() - t0
+    con.print(f"built {design.name} ({'x'.join(map(str, design.shape))}, dataflow {manifest['parameters']['dataflow']}) "
+              f"in {dt:.2f} s: {manifest['verilog_lines']} lines of Verilog", markup=False)
+    for name, p in written.items():
+        con.print(f"  wrote {p}", markup=False)
+    for line in report_lines:
+        con.print(line, markup=False)
+    return EXIT_OK
+
+
+def _array_report(design, args, text, manifest) -> dict:
+    report = {"verilog_lines": manifest["verilog_lines"], "fus": design.n_fus}
+    try:
+        from archgen.rtlgen.synth import yosys_stats
+        stats = yosys_stats(text, design.name)
+        report["yosys"] = stats
+    except ToolMissingError as err:
+        report["yosys"] = f"not run: {err}"
+    return report
+
+
+def _build_spatten(args, path, data, con) -> int:
+    from archgen.rtlgen.build import manifest_json, write_outputs
+    from archgen.rtlgen.spatten_top import build_spatten
+    spec = _load_spatten(path, data)
+    out = Path(args.out or Path("out") / spec.name)
+    t0 = time.perf_counter()
+    text, manifest = build_spatten(spec)
+    files = {f"{spec.name}.v": text, "manifest.json": manifest_json(manifest)}
+    if args.report:
+        from archgen.rtlgen.spatten_top import spatten_cells_by_unit
+        cells = spatten_cells_by_unit(text, spec.name)
+        files["report.json"] = json.dumps({"cells_by_unit": cells}, indent=2, sort_keys=True) + "\n"
+    written = write_outputs(out, files)
+    con.print(f"built {spec.name} (SpAtten engine) in {time.perf_counter() - t0:.2f} s: {text.count(chr(10))} lines of Verilog",
+              markup=False)
+    for p in written.values():
+        con.print(f"  wrote {p}", markup=False)
+    if args.report:
+        for unit, n in sorted(cells.items()):
+            con.print(f"  cells {unit}: {n}", markup=False)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# verify
+
+def cmd_verify(args) -> int:
+    con = _console()
+    path, data = _raw_spec(args.spec, args.set)
+    if _is_spatten(data):
+        return _verify_spatten(args, path, data, con)
+    design = _load_array(path, data)
+    from archgen.verif.array_check import verify_array
+    if args.gemm:
+        sizes = _parse_dims(args.gemm, "--gemm")
+        if len(sizes) != 3:
+            raise SpecError([problem("--gemm", "three sizes M,K,N", args.gemm)])
+        m, k, n = sizes
+        names = design.operation.dims
+        if tuple(sorted(names)) != ("i", "j", "k"):
+            raise SpecError([problem("--gemm", f"this spec's loops are {', '.join(names)}; use --bounds", args.gemm)])
+        bounds = {"i": m, "k": k, "j": n}
+    elif args.bounds:
+        bounds = {}
+        for item in args.bounds.split(","):
+            key, _, val = item.partition("=")
+            bounds[key.strip()] = _parse_dims(val, f"--bounds {key}")[0]
+    else:
+        bounds = design.reference_bounds
+    res = verify_array(design, bounds, seed=args.seed, dataflow=args.dataflow)
+    con.print(f"{design.name} / {res.dataflow}  problem {res.bounds}  seed {args.seed}", markup=False)
+    con.print(f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
+              + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} beats differ; first {res.detail.get('first_mismatch')})"),
+              markup=False)
+    con.print(f"  RTL cycles:   {res.rtl_cycles} cycles", markup=False)
+    con.print(f"  model cycles: {res.model_cycles} cycles  ({'equal' if res.rtl_cycles == res.model_cycles else 'DIFFERENT'})",
+              markup=False)
+    return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def _verify_spatten(args, path, data, con) -> int:
+    spec = _load_spatten(path, data)
+    if args.unit == "topk":
+        from archgen.verif.topk_check import verify_topk
+        if args.n is None or args.k is None:
+            raise SpecError([problem("--n/--k", "the top-k check needs --n N and --k K")])
+        res = verify_topk(args.n, args.k, spec.topk.parallelism, args.seed, max_n=max(spec.topk.max_n, args.n) if hasattr(spec.topk, "max_n") else max(2048, args.n))
+    elif args.unit == "core":
+        from archgen.verif.spatten_check import verify_core
+        res = verify_core(spec, n_keys=args.n or 32, n_queries=args.queries, seed=args.seed, local_v_keep=args.k)
+    else:
+        raise SpecError([problem("--unit", "a SpAtten spec is verified unit by unit: --unit topk or --unit core", args.unit)])
+    ok = bool(res.get("correct")) and res.get("rtl_cycles") == res.get("model_cycles")
+    con.print(f"{spec.name} unit {args.unit}: outputs {'correct' if res.get('correct') else 'WRONG'}", markup=False)
+    for key in ("max_error",):
+        if key in res:
+            con.print(f"  {key}: {res[key]}", markup=False)
+    con.print(f"  RTL cycles:   {res.get('rtl_cycles')} cycles", markup=False)
+    con.print(f"  model cycles: {res.get('model_cycles')} cycles", markup=False)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+# ------------------------------------------------------------------------------------------------
+# sim
+
+def cmd_sim(args) -> int:
+    con = _console()
+    path, data = _raw_spec(args.spec, args.set)
+    from archgen.workloads.library import get_workload
+    workload = get_workload(args.workload, seq=args.seq, phase=args.phase, kv_len=args.kv_len, batch=args.batch)
+    from archgen.sim.report import render_table, write_sim_report
+    if _is_spatten(data):
+        spec = _load_spatten(path, data)
+        from archgen.sim.spatten_sim import simulate_spatten, spatten_bytes_per_cycle, spatten_peak_macs_per_cycle
+        trace = None
+        if args.trace:
+            from archgen.workloads.trace import load_trace
+            trace = load_trace(args.trace, workload=workload)
+        results = simulate_spatten(spec, workload, trace)
+        name, clock = spec.name, spec.clock_mhz
+        peak, bpc = spatten_peak_macs_per_cycle(spec), spatten_bytes_per_cycle(spec)
+        skipped = []
+    else:
+        design = _load_array(path, data)
+        if args.trace:
+            raise SpecError([problem("--trace", "attention traces drive SpAtten's pruning; an array design has none to apply")])
+        from archgen.sim.array_sim import simulate_workload_on_array
+        from rich.progress import Progress
+        n = len(workload.layers)
+        with Progress(console=con, transient=True, disable=not sys.stderr.isatty()) as prog:
+            task = prog.add_task("simulating", total=n)
+            results, skipped = simulate_workload_on_array(design, workload, dataflow=args.dataflow,
+                                                          progress=lambda _n: prog.advance(task))
+        name, clock = design.name, design.clock_mhz
+        peak, bpc = design.n_fus, design.dram_bytes_per_cycle
+    con.print(render_table(results))
+    if skipped:
+        elems = sum(s.elements for s in skipped)
+        con.print(f"{len(skipped)} element-wise layer(s) ({', '.join(sorted({s.kind for s in skipped}))}; {elems} elements) "
+                  "run outside the array and are not timed", markup=False)
+    if args.out:
+        paths = write_sim_report(results, Path(args.out), design=name, clock_mhz=clock, peak_macs_per_cycle=peak,
+                                 dram_bytes_per_cycle=bpc)
+        for p in paths.values():
+            con.print(f"  wrote {p}", markup=False)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# list, doctor, sweep
+
+def cmd_list(args) -> int:
+    con = _console()
+    import yaml
+    from archgen.arch.spec import builtin_specs
+    con.print("built-in specs:", markup=False)
+    for name, path in builtin_specs().items():
+        data = yaml.safe_load(path.read_text())
+        con.print(f"  {name:22s} {data.get('description', '')}", markup=False)
+    from archgen.workloads.library import list_workloads
+    con.print("workloads:", markup=False)
+    for w in list_workloads():
+        con.print(f"  {w.name:22s} {w.description}", markup=False)
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from archgen.doctor import run_doctor
+    con = _console()
+    ok = True
+    for check in run_doctor():
+        mark = "ok " if check.ok else ("-- " if check.optional else "ERR")
+        con.print(f"[{mark}] {check.name}: {check.detail}", markup=False)
+        if not check.ok and check.fix:
+            con.print(f"      fix: {check.fix}", markup=False)
+        ok = ok and (check.ok or check.optional)
+    return EXIT_OK if ok else EXIT_TOOL
+
+
+def cmd_sweep(args) -> int:
+    from archgen.sim.sweep import run_sweep_cli
+    return run_sweep_cli(args, _console())
+
+
+# ------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archgen", description="Spatial accelerator generator: Verilog and a cycle model that agree.")
+    p.add_argument("--version", action="version", version=f"archgen {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def spec_args(sp):
+        sp.add_argument("spec", help="spec file, or the name of a built-in spec (archgen list)")
+        sp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a spec field, e.g. --set array.shape=32x32 --set clock_mhz=700 (repeatable)")
+        sp.add_argument("--dataflow", help="dataflow name (default: the spec's first)")
+
+    b = sub.add_parser("build", help="write Verilog and a manifest for a spec")
+    spec_args(b)
+    b.add_argument("-o", "--out", help="output directory (default out/<name>)")
+    b.add_argument("--explain", action="store_true", help="print the derived interconnect and memory banks")
+    b.add_argument("--report", action="store_true", help="also synthesise with Yosys and report statistics")
+    b.add_argument("--no-pipeline", action="store_true", help="do not insert pipeline registers (compare with --report)")
+    b.set_defaults(func=cmd_build)
+
+    v = sub.add_parser("verify", help="run one random problem on Verilator: outputs exact, RTL cycles == model cycles")
+    spec_args(v)
+    v.add_argument("--gemm", help="GEMM sizes M,K,N")
+    v.add_argument("--bounds", help="loop sizes, e.g. n=1,k=6,p=3,q=3,c=5,r=3,s=3")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--unit", choices=["topk", "core"], help="SpAtten unit to verify")
+    v.add_argument("--n", type=int, help="SpAtten: number of scores / keys")
+    v.add_argument("--k", type=int, help="SpAtten: k of the top-k (or kept values for --unit core)")
+    v.add_argument("--queries", type=int, default=2, help="SpAtten core: number of queries")
+    v.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("sim", help="simulate a workload on a design: per-layer cycles, DRAM traffic, energy")
+    spec_args(s)
+    s.add_argument("--workload", required=True, help="workload name (archgen list)")
+    s.add_argument("--seq", type=int, help="sequence length for transformers")
+    s.add_argument("--phase", default="prefill", choices=["prefill", "decode"])
+    s.add_argument("--kv-len", type=int, help="KV-cache length for decode")
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--trace", help="attention trace file (.npz) for SpAtten")
+    s.add_argument("--out", help="directory for sim.json, sim.csv and plots")
+    s.set_defaults(func=cmd_sim)
+
+    w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable")
+    w.add_argument("spec", help="base spec")
+    w.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    w.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2,...",
+                   help="a field and its values, e.g. --vary array.shape=8x8,16x16,32x32 (repeatable)")
+    w.add_argument("--workload", required=True)
+    w.add_argument("--seq", type=int)
+    w.add_argument("--out", default="sweep", help="results directory (resumes if it exists)")
+    w.add_argument("--workers", type=int, default=1, help="local processes")
+    w.add_argument("--dask", help="Dask scheduler address (optional extra)")
+    w.set_defaults(func=cmd_sweep)
+
+    ls = sub.add_parser("list", help="built-in specs and workloads")
+    ls.set_defaults(func=cmd_list)
+    d = sub.add_parser("doctor", help="check Python, amaranth, cocotb, Verilator, Yosys, nextpnr")
+    d.set_defaults(func=cmd_doctor)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ToolMissingError as err:
+        print(f"archgen: {err}", file=sys.stderr)
+        return EXIT_TOOL
+    except ArchgenError as err:
+        print(f"archgen: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("archgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
