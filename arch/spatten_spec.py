@@ -351,7 +351,7 @@ def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
         # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, write + sum
         exp_pipe=1 + 1 + 1 + 1 + (len(f.taylor_coeffs) - 1) + 1 + 1,
         recip=f.recip_bits + 1,
-        norm_pipe=1 + 1 + 1,
+        norm_pipe=1 + 1,
         pq_decide=1,
         # prob/value read, multiply, log2(lanes) adder levels, accumulate
         pv_pipe=1 + 1 + _clog2(lanes) + 1,

@@ -210,10 +210,13 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
         if not parts:
             problems.append(problem("--set", "empty field name", item))
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        if re.fullmatch(r"\s*\d+(x\d+){1,2}\s*", raw):
+            value = raw.strip()          # a shape such as 0x4 (YAML would read it as hex)
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
         node = out
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):

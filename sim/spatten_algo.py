@@ -33,6 +33,7 @@ Our modelling choices, where the paper is silent or a trace cannot tell:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +143,8 @@ class LayerAttentionStats:
     row_values: np.ndarray = field(repr=False, compare=False, default=None)
     row_lsb: np.ndarray = field(repr=False, compare=False, default=None)
     dense_row_keys: np.ndarray = field(repr=False, compare=False, default=None)
+    # per processed row, cycles of the local-V top-k when a cycle function was given (else empty)
+    row_topk_cycles: np.ndarray = field(repr=False, compare=False, default=None)
 
     @property
     def dram_bytes(self) -> int:
@@ -217,14 +220,21 @@ class _LayerAccumulator:
         self.c: dict[str, int] = {}
         self.lsb_rows = 0
         self.row_keys, self.row_values, self.row_lsb, self.dense_row_keys = [], [], [], []
+        self.row_topk = []
 
     def add(self, **kw):
         for k, v in kw.items():
             self.c[k] = self.c.get(k, 0) + int(v)
 
 
-def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64) -> SpattenAlgoResult:
-    """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`)."""
+def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
+                     topk_cycles: Callable[[np.ndarray, int], int] | None = None) -> SpattenAlgoResult:
+    """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
+
+    With local value pruning on and ``topk_cycles`` given, ``topk_cycles(probs, k)`` is called for every
+    processed row with that row's renormalised probabilities over its visible kept keys and the number
+    of V rows to keep; its results land in ``row_topk_cycles`` (a cycle model of the top-k engine).
+    """
     if not isinstance(head_dim, int) or head_dim < 1:
         raise SpecError([problem("head_dim", "must be a positive integer", head_dim)])
     h = trace.header
@@ -301,6 +311,9 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                 a.row_keys.append(n_keys)
                 a.row_values.append(n_v)
                 a.row_lsb.append(lsb_rows.astype(np.int8))
+                if topk_cycles is not None and config.value_prune > 0:
+                    a.row_topk.append(np.array([topk_cycles(p[r][vis[r]], int(n_v[r])) for r in range(q_rows.size)],
+                                               dtype=np.int64))
             s_head[alive_head] += trace.head_importance[l, alive_head]
 
     out = []
@@ -320,6 +333,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
             dense_query_bytes=c["dense_query_bytes"], dense_output_write_bytes=c["dense_output_write_bytes"],
             dense_qk_macs=c["dense_qk_macs"], dense_av_macs=c["dense_av_macs"], dense_rows=c["dense_rows"],
             row_keys=cat(a.row_keys, np.int32), row_values=cat(a.row_values, np.int32),
-            row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32)))
+            row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32),
+            row_topk_cycles=cat(a.row_topk, np.int64)))
     return SpattenAlgoResult(config, head_dim, tuple(out), tuple(float(x) for x in tok_sched),
                              tuple(float(x) for x in head_sched))

@@ -8,8 +8,10 @@ Timing model (stated, not measured on RTL here):
   the K/V SRAMs are double-buffered, so a layer takes ``max(compute, DRAM)`` cycles.
 - Compute time per query row uses the unit throughputs of the spec: QxK scores ``qk.multipliers / D``
   keys per cycle, softmax ``softmax.parallelism`` per cycle, prob x V ``pv.multipliers / D`` V rows
-  per cycle, the local-V top-k ``topk.parallelism`` per cycle over about 3 passes (quick-select's
-  average partition work plus the replay; our estimate). The chain is pipelined across queries, so a
+  per cycle, and the local-V top-k (when value pruning is on) takes the exact cycles of the top-k
+  engine's model (`archgen.sim.topk_model.simulate_topk`, the RTL's cycle contract) on the row's
+  probabilities quantized to the engine's UQ1.prob_frac format (``topk_cycles="exact"``), or, for
+  speed, a closed-form estimate (``"estimate"``, see `topk_estimate_cycles`). The chain is pipelined across queries, so a
   row occupies the engine for the slowest stage; a row that re-fetches LSBs repeats QxK and softmax.
   The pipeline fill (sum of the spec's stage latencies) is paid once per layer and step.
 
@@ -35,10 +37,38 @@ from .results import LayerResult, roofline_cycles
 from .spatten_algo import SpattenAlgoConfig, run_spatten_algo
 
 __all__ = ["COMPUTE_MODEL", "simulate_spatten", "spatten_area_mm2", "spatten_bytes_per_cycle",
-           "spatten_peak_macs_per_cycle"]
+           "spatten_peak_macs_per_cycle", "topk_estimate_cycles"]
 
 COMPUTE_MODEL = "unit-throughput estimate"
-_TOPK_PASSES = 3
+_TOPK_MODES = ("exact", "estimate")
+
+
+def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.ndarray:
+    """Expected cycles of the quick-select engine without running it: ingest ``B + 3`` (``B = n / P``
+    rows), the expected elements scanned by quick-select with a random pivot
+    ``2n + 2k ln(n/k) + 2(n-k) ln(n/(n-k))`` (Knuth, TAOCP vol. 3, 5.2.2) at P per cycle plus 3 cycles
+    per round over ``log2 n`` rounds, and the replay ``B + 4``. k >= n skips the rounds."""
+    n = np.asarray(n, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    b = np.ceil(n / parallelism)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
+        scanned = 2 * n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
+        rounds = np.ceil(scanned / parallelism) + 3 * np.ceil(np.log2(np.maximum(n, 2)))
+    return np.where(k >= n, b + 3 + b + 4, b + 3 + rounds + b + 4)
+
+
+def _exact_topk_fn(spec):
+    from archgen.arch.spatten_spec import spatten_formats
+
+    from .topk_model import simulate_topk
+
+    one = 1 << spatten_formats(spec).prob_frac
+
+    def cycles(probs: np.ndarray, k: int) -> int:
+        fx = np.minimum(np.floor(probs * one), one).astype(np.int64)
+        return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth).cycles
+    return cycles
 
 
 def spatten_peak_macs_per_cycle(spec) -> int:
@@ -63,15 +93,16 @@ def _pipeline_fill(spec) -> int:
     return sum(int(v) for v in vars(lat).values())
 
 
-def _row_cycles(spec, d: int, keys: np.ndarray, values: np.ndarray, lsb: np.ndarray, topk: bool) -> np.ndarray:
+def _row_cycles(spec, d: int, keys: np.ndarray, values: np.ndarray, lsb: np.ndarray,
+                topk: np.ndarray | None) -> np.ndarray:
     lanes = max(spec.qk.multipliers // d, 1)
     pv_rows = max(spec.pv.multipliers // d, 1)
     qk = np.ceil(keys / lanes) * (1 + lsb)
     sm = np.ceil(keys / spec.softmax.parallelism) * (1 + lsb)
     pv = np.ceil(values / pv_rows)
     stages = [qk, sm, pv]
-    if topk:
-        stages.append(_TOPK_PASSES * np.ceil(keys / spec.topk.parallelism))
+    if topk is not None:
+        stages.append(topk)
     return np.maximum.reduce(stages)
 
 
@@ -102,11 +133,12 @@ def _energy(model: EnergyModel, spec, d: int, qk_macs: int, av_macs: int, key_re
 
 def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoConfig | None = None, *,
                      head_dim: int | None = None, energy_model: EnergyModel | None = None,
-                     concentration: float = 2.0, seed: int = 0) -> list[LayerResult]:
+                     concentration: float = 2.0, seed: int = 0, topk_cycles: str = "exact") -> list[LayerResult]:
     """Attention of every layer of ``workload`` (or of ``trace`` alone) on the SpAtten engine ``spec``.
 
     Without a trace a seeded synthetic one is generated to the workload's shape (``concentration``,
-    ``seed``). ``algo_config`` defaults to the spec's progressive-quantization setting with no pruning.
+    ``seed``). ``topk_cycles`` is ``"exact"`` (the top-k engine's cycle model, per row) or
+    ``"estimate"`` (closed form, faster). ``algo_config`` defaults to the spec's progressive-quantization setting with no pruning.
     Each result's ``extra`` carries the dense baseline (``dense_cycles``, ``dense_dram_bytes``, ...),
     the reductions and the tokens and heads kept.
     """
@@ -115,6 +147,8 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         problems.append(problem("workload", "give a workload, a trace, or both"))
     if workload is not None and workload.heads is None:
         problems.append(problem("workload", f"{workload.name} has no attention layers for SpAtten", workload.name))
+    if topk_cycles not in _TOPK_MODES:
+        problems.append(problem("topk_cycles", f"must be one of {_TOPK_MODES}", topk_cycles))
     if problems:
         raise SpecError(problems)
     d = head_dim or (workload.head_dim if workload is not None else spec.head_dim)
@@ -138,19 +172,25 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     if d > spec.qk.multipliers:
         raise SpecError([problem("head_dim", f"exceeds the QxK unit's {spec.qk.multipliers} multipliers", d)])
 
-    algo = run_spatten_algo(trace, algo_config, head_dim=d)
+    exact = topk_cycles == "exact" and algo_config.value_prune > 0
+    algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None)
     energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
     peak = spatten_peak_macs_per_cycle(spec)
     bpc = spatten_bytes_per_cycle(spec)
     ns_per_cycle = 1e3 / spec.clock_mhz
     fill = _pipeline_fill(spec)
     steps = 1 if h.phase == "prefill" else h.queries
-    topk = algo_config.value_prune > 0
     results = []
     for s in algo.layers:
+        if algo_config.value_prune == 0:
+            topk = None
+        elif exact:
+            topk = s.row_topk_cycles
+        else:
+            topk = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
         compute = float(_row_cycles(spec, d, s.row_keys, s.row_values, s.row_lsb, topk).sum()) + fill * steps
         dense_keys = s.dense_row_keys
-        dense_compute = float(_row_cycles(spec, d, dense_keys, dense_keys, np.zeros_like(dense_keys), False).sum()) \
+        dense_compute = float(_row_cycles(spec, d, dense_keys, dense_keys, np.zeros_like(dense_keys), None).sum()) \
             + fill * steps
         dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
                 "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
@@ -180,7 +220,7 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
             "dense_energy_pj": sum(dense_energy.values()),
             "speedup": dense_cycles / cycles, "dram_reduction": s.dense_dram_bytes / dram_bytes,
             "compute_reduction": s.dense_macs / s.macs if s.macs else float("inf"),
-            "compute_model": COMPUTE_MODEL,
+            "compute_model": COMPUTE_MODEL, "topk_cycles": topk_cycles if topk is not None else "unused",
         }
         results.append(LayerResult(
             name=f"layer{s.layer}.attention", kind="attention", macs=s.macs, cycles=cycles,

@@ -115,3 +115,15 @@ def test_decode_keeps_the_current_token():
     assert all(s.rows == 2 * 4 for s in r.layers)          # one row per head and step
     assert r.layers[-1].tokens_kept < r.layers[-1].tokens
     assert r.dram_reduction > 1
+
+
+def test_topk_cycle_hook_sees_each_row():
+    tr = synthetic_trace(1, 2, 10, queries=1, seed=0, dtype="float32")
+    seen = []
+
+    def hook(p, k):
+        seen.append((p.size, k, round(float(p.sum()), 5)))
+        return 7
+    r = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.5, **NO_PQ), head_dim=4, topk_cycles=hook)
+    assert seen == [(10, 5, 1.0), (10, 5, 1.0)]
+    assert list(r.layers[0].row_topk_cycles) == [7, 7]

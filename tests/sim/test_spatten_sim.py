@@ -81,3 +81,21 @@ def test_area_estimate(full):
     assert set(a) == {"qk_unit", "pv_unit", "softmax", "key_sram", "value_sram"}
     assert a["key_sram"] == pytest.approx(a["value_sram"])
     assert 0 < sum(a.values()) < 18.71      # a datapath + buffer lower bound of the paper's total
+
+
+def test_topk_exact_and_estimate(small):
+    from archgen.sim.topk_model import simulate_topk
+    from archgen.sim.spatten_sim import topk_estimate_cycles
+    tr = synthetic_trace(2, 2, 48, seed=0)
+    cfg = SpattenAlgoConfig(value_prune=0.5, progressive=False)
+    exact = simulate_spatten(small, trace=tr, algo_config=cfg, head_dim=16)
+    est = simulate_spatten(small, trace=tr, algo_config=cfg, head_dim=16, topk_cycles="estimate")
+    assert exact[0].extra["topk_cycles"] == "exact" and est[0].extra["topk_cycles"] == "estimate"
+    # the estimate lands near the exact engine model on these rows
+    ratio = sum(r.extra["compute_cycles"] for r in est) / sum(r.extra["compute_cycles"] for r in exact)
+    assert 0.7 < ratio < 1.4
+    # k >= n: ingest and replay only, as the engine's contract says
+    run = simulate_topk(list(range(48)), 48, parallelism=4, fifo_depth=16)
+    assert topk_estimate_cycles(48, 48, 4) == pytest.approx(run.cycles, abs=2)
+    with pytest.raises(SpecError, match="topk_cycles"):
+        simulate_spatten(small, trace=tr, topk_cycles="fast")
