@@ -337,7 +337,7 @@ class SpattenLatencies:
     norm_pipe: int
     pq_decide: int
     pv_pipe: int
-    topk_feed_pipe: int
+    topk_handoff: int
     output: int
 
 
@@ -346,15 +346,15 @@ def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
     lanes = spec.lanes
     return SpattenLatencies(
         query_accept=1,
-        # key SRAM read, multiply, log2(D) adder-tree levels, score write + max tree
-        qk_pipe=1 + 1 + _clog2(spec.head_dim) + 1,
+        # key SRAM read, multiply, log2(D) adder-tree levels; then the softmax takes the scores
+        qk_pipe=1 + 1 + _clog2(spec.head_dim),
         # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, write + sum
         exp_pipe=1 + 1 + 1 + 1 + (len(f.taylor_coeffs) - 1) + 1 + 1,
         recip=f.recip_bits + 1,
         norm_pipe=1 + 1,
         pq_decide=1,
-        # prob/value read, multiply, log2(lanes) adder levels, accumulate
-        pv_pipe=1 + 1 + _clog2(lanes) + 1,
-        topk_feed_pipe=1,
+        # prob/value read, multiply, log2(lanes) adder levels (the accumulate edge ends the phase)
+        pv_pipe=1 + 1 + _clog2(lanes),
+        topk_handoff=1,
         output=1,
     )

@@ -1,0 +1,205 @@
+"""Fixed-point softmax unit of the SpAtten engine, ``lanes`` scores per cycle.
+
+One row at a time: LOAD accepts beats of ``lanes`` integer scores (with keep bits; a row ends at ``last``)
+into the score buffer while a max tree tracks the row maximum; EXP reads the buffer back, computes
+exp((s - max) * 2**-shift) by range reduction (2**-(n + f)) and a Taylor series of 2**-f (the paper's
+5th order by default), writes the exponentials in place and sums them; RECIP runs a restoring divider
+(one quotient bit per cycle) for floor(2**recip_num_bits / sum); NORM reads the exponentials again and
+emits probabilities in UQ1.15. Every step is bit-exact with archgen.sim.spatten_model.softmax_fixed.
+
+The output stream is ``always_ready``: the consumer must take a beat every cycle it is offered, which is
+what keeps the unit's latency a fixed function of the row length (the cycle contract).
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+
+__all__ = ["Softmax", "score_beat_layout", "prob_beat_layout"]
+
+
+def score_beat_layout(lanes: int, score_bits: int) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(signed(score_bits), lanes),
+                              "keep": unsigned(lanes), "last": unsigned(1)})
+
+
+def prob_beat_layout(lanes: int, prob_bits: int) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(prob_bits), lanes),
+                              "keep": unsigned(lanes), "last": unsigned(1)})
+
+
+class _State(enum.Enum, shape=3):
+    LOAD = 0
+    EXP = 1
+    RECIP = 2
+    NORM = 3
+
+
+def max_tree(m: Module, values: list, keeps: list, width: int):
+    """Combinational signed max over the kept lanes; the most negative value when no lane is kept."""
+    floor = Const(-(1 << (width - 1)), signed(width))
+    level = [Mux(k, v, floor) for v, k in zip(values, keeps)]
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level), 2):
+            a, b = level[i], level[i + 1] if i + 1 < len(level) else floor
+            w = Signal(signed(width))
+            m.d.comb += w.eq(Mux(a > b, a, b))
+            nxt.append(w)
+        level = nxt
+    return level[0]
+
+
+class Softmax(wiring.Component):
+    """Softmax over rows of up to ``spec.max_tokens`` scores; see the module docstring for the phases."""
+
+    def __init__(self, spec: SpattenSpec):
+        self.spec = spec
+        self.fmt = spatten_formats(spec)
+        self.lanes = spec.lanes
+        self.depth = spec.softmax.fifo_depth
+        super().__init__({
+            "inp": In(stream.Signature(score_beat_layout(self.lanes, self.fmt.score_bits))),
+            "shift": In(self.fmt.shift_bits),
+            "out": Out(stream.Signature(prob_beat_layout(self.lanes, self.fmt.prob_bits), always_ready=True)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f, P, sw = self.fmt, self.lanes, self.fmt.score_bits
+        fb = f.exp_frac
+        row_w = P * sw + P
+        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=self.depth, init=[])
+        rp, wp = buf.read_port(), buf.write_port()
+        abits = max(1, (self.depth - 1).bit_length())
+
+        state = Signal(_State)
+        rows = Signal(abits + 1)       # rows held in the buffer for the current row of scores
+        ptr = Signal(abits + 1)
+        row_max = Signal(signed(sw), init=-(1 << (sw - 1)))
+        total = Signal(f.sum_bits)
+        recip = Signal(f.recip_bits)
+        rem = Signal(f.sum_bits + 1)
+        steps = Signal(range(f.recip_bits + 1))
+        m.d.comb += self.busy.eq(state != _State.LOAD)
+
+        # LOAD: write each beat to the buffer, fold its kept lanes into the row maximum.
+        beat = self.inp.payload
+        m.d.comb += self.inp.ready.eq(state == _State.LOAD)
+        in_max = max_tree(m, [beat.data[i] for i in range(P)], [beat.keep[i] for i in range(P)], sw)
+        load_fire = self.inp.valid & self.inp.ready
+
+        # Read-side issue shared by EXP and NORM: one row per cycle, rows 0..rows-1.
+        issue = Signal()
+        issue_last = Signal()
+        m.d.comb += [issue_last.eq(ptr == rows - 1), rp.addr.eq(ptr), rp.en.eq(1)]
+        row_data = [rp.data[i * sw:(i + 1) * sw].as_signed() for i in range(P)]
+        row_keep = rp.data[P * sw:]
+
+        # EXP pipeline: stage registers carry (valid, last, addr, keep) alongside the lane values.
+        def ctl(name):
+            return (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"), Signal(abits, name=f"{name}_addr"),
+                    Signal(P, name=f"{name}_keep"))
+
+        def advance(dst, src):
+            m.d.sync += [a.eq(b) for a, b in zip(dst, src)]
+
+        exp_issue = Signal()
+        c0 = (Signal(name="x0_v"), Signal(name="x0_last"), Signal(abits, name="x0_addr"))
+        m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last), c0[2].eq(ptr)]
+        c1 = ctl("x1")
+        advance(c1, (c0[0], c0[1], c0[2], row_keep))
+        diff = [Signal(sw + 1, name=f"diff{i}") for i in range(P)]
+        m.d.sync += [diff[i].eq(row_max - row_data[i]) for i in range(P)]
+        c2 = ctl("x2")
+        advance(c2, c1)
+        prod = [Signal(sw + 1 + f.log2e_fx.bit_length(), name=f"ylog{i}") for i in range(P)]
+        m.d.sync += [prod[i].eq(diff[i] * f.log2e_fx) for i in range(P)]
+        c3 = ctl("x3")
+        advance(c3, c2)
+        nint = [Signal(range(f.exp_bits + 1), name=f"nint{i}") for i in range(P)]
+        frac = [Signal(fb, name=f"frac{i}") for i in range(P)]
+        for i in range(P):
+            y = Signal(len(prod[i]), name=f"y{i}")
+            m.d.comb += y.eq(prod[i] >> self.shift)
+            m.d.sync += [nint[i].eq(Mux(y[fb:] >= f.exp_bits, f.exp_bits, y[fb:])), frac[i].eq(y[:fb])]
+        stage = ctl("x4")
+        advance(stage, c3)
+        t = [Signal(fb, name=f"t{i}") for i in range(P)]
+        n_d = [Signal(range(f.exp_bits + 1), name=f"n4_{i}") for i in range(P)]
+        m.d.sync += [t[i].eq((frac[i] * f.ln2_fx) >> fb) for i in range(P)]
+        m.d.sync += [n_d[i].eq(nint[i]) for i in range(P)]
+        coeffs = f.taylor_coeffs
+        acc = [Const(coeffs[-1], signed(fb + 3)) for _ in range(P)]
+        for j, c in enumerate(reversed(coeffs[:-1])):
+            nxt = ctl(f"h{j}")
+            advance(nxt, stage)
+            stage = nxt
+            acc_n = [Signal(signed(fb + 3), name=f"h{j}_acc{i}") for i in range(P)]
+            t_n = [Signal(fb, name=f"h{j}_t{i}") for i in range(P)]
+            n_n = [Signal(range(f.exp_bits + 1), name=f"h{j}_n{i}") for i in range(P)]
+            for i in range(P):
+                m.d.sync += [acc_n[i].eq(c + ((acc[i] * t[i]) >> fb)), t_n[i].eq(t[i]), n_n[i].eq(n_d[i])]
+            acc, t, n_d = acc_n, t_n, n_n
+        ce = ctl("xe")
+        advance(ce, stage)
+        exps = [Signal(f.exp_bits, name=f"e{i}") for i in range(P)]
+        for i in range(P):
+            clamped = Mux(acc[i] < 0, 0, Mux(acc[i] > (1 << fb), 1 << fb, acc[i][:f.exp_bits]))
+            m.d.sync += exps[i].eq(Mux(stage[3][i], clamped >> n_d[i], 0))
+        exp_sum = Signal(f.sum_bits)
+        m.d.comb += exp_sum.eq(sum(exps))
+        m.d.comb += [wp.addr.eq(ce[2]), wp.en.eq(ce[0]),
+                     wp.data.eq(Cat(*[Cat(e, Const(0, sw - f.exp_bits)) for e in exps], ce[3]))]
+
+        # NORM pipeline: read, multiply by the reciprocal, emit.
+        norm_issue = Signal()
+        n0 = (Signal(name="n0_v"), Signal(name="n0_last"))
+        m.d.sync += [n0[0].eq(norm_issue), n0[1].eq(issue_last)]
+        probs = [Signal(f.exp_bits + f.recip_bits, name=f"pe{i}") for i in range(P)]
+        nv, nlast, nkeep = Signal(), Signal(), Signal(P)
+        m.d.sync += [nv.eq(n0[0]), nlast.eq(n0[1]), nkeep.eq(row_keep)]
+        m.d.sync += [probs[i].eq(rp.data[i * sw:i * sw + f.exp_bits] * recip) for i in range(P)]
+        out = self.out.payload
+        m.d.comb += [self.out.valid.eq(nv), out.last.eq(nlast), out.keep.eq(nkeep)]
+        m.d.comb += [out.data[i].eq(probs[i] >> (f.recip_num_bits - f.prob_frac)) for i in range(P)]
+
+        with m.Switch(state):
+            with m.Case(_State.LOAD):
+                with m.If(load_fire):
+                    m.d.sync += [rows.eq(rows + 1), row_max.eq(Mux(in_max > row_max, in_max, row_max))]
+                    with m.If(beat.last):
+                        m.d.sync += [state.eq(_State.EXP), ptr.eq(0), total.eq(0)]
+            with m.Case(_State.EXP):
+                m.d.comb += exp_issue.eq(ptr < rows)
+                with m.If(ptr < rows):
+                    m.d.sync += ptr.eq(ptr + 1)
+                with m.If(ce[0]):
+                    m.d.sync += total.eq(total + exp_sum)
+                    with m.If(ce[1]):
+                        m.d.sync += [state.eq(_State.RECIP), rem.eq(1 << (f.recip_num_bits - f.recip_bits)),
+                                     recip.eq(0), steps.eq(f.recip_bits)]
+            with m.Case(_State.RECIP):
+                with m.If(steps == 0):
+                    m.d.sync += [state.eq(_State.NORM), ptr.eq(0)]
+                with m.Else():
+                    shifted = Cat(Const(0, 1), rem)
+                    ge = shifted >= total
+                    m.d.sync += [rem.eq(Mux(ge, shifted - total, shifted)), recip.eq(Cat(ge, recip)),
+                                 steps.eq(steps - 1)]
+            with m.Case(_State.NORM):
+                m.d.comb += norm_issue.eq(ptr < rows)
+                with m.If(ptr < rows):
+                    m.d.sync += ptr.eq(ptr + 1)
+                with m.If(nv & nlast):
+                    m.d.sync += [state.eq(_State.LOAD), rows.eq(0), row_max.eq(-(1 << (sw - 1)))]
+
+        # LOAD writes come straight from the input beat; EXP write-back has priority (LOAD is idle then).
+        with m.If(state == _State.LOAD):
+            m.d.comb += [wp.addr.eq(rows), wp.en.eq(load_fire),
+                         wp.data.eq(Cat(*[beat.data[i] for i in range(P)], beat.keep))]
+        return m

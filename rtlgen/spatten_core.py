@@ -1,0 +1,306 @@
+"""SpAtten attention core for one head: QxK -> softmax -> PQ decision -> local-V top-k -> prob x V.
+
+Interface (streams; payload fields listed from the least significant bit):
+
+- ``kv``    In {index, bank, is_value, data: D x signed(bits)}: writes one key or value row into buffer
+  ``bank`` (double buffering: load one bank while the other computes). Always ready.
+- ``cmd``   In {n_keys, n_queries, keep_k, shift, pq_enable, threshold, bank, seed}: run ``n_queries``
+  queries against keys/values 0..n_keys-1 of ``bank``; scores are scaled by 2**-shift before the
+  softmax; local-V pruning keeps the ``keep_k`` largest probabilities when keep_k < n_keys; progressive
+  quantization (``pq_enable``) first uses the MSBs of K and V and recomputes once with full precision
+  when the row's largest probability is below ``threshold`` (UQ1.15). ``seed`` seeds the top-k pivot LFSR.
+- ``query`` In {D x signed(bits)}: one beat per query.
+- ``out``   Out {data: D x signed(acc_bits), need_lsb}: the attention output row per query, in units
+  of 2**-15 of V's unit (sum over kept keys of prob_fx * v), and whether the LSB pass ran.
+- ``done``  one-cycle pulse after the command's last output row is accepted; ``busy``.
+
+The QxK and PxV units are spatial multiplier arrays with registered adder trees (lanes x head_dim
+multipliers each), written here as parameterised arrays rather than derived by archgen's affine array
+generator. The phases of one query run one after another (docs/spatten.md, "Cycle contract");
+archgen.sim.spatten_model reproduces them cycle for cycle.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+from archgen.rtlgen.pq_decision import PQDecision
+from archgen.rtlgen.softmax import Softmax
+from archgen.rtlgen.topk import TopK
+
+__all__ = ["SpattenCore", "core_cmd_layout"]
+
+
+def _clog2(x: int) -> int:
+    return max(0, (x - 1).bit_length())
+
+
+def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
+    nb = spec.max_tokens.bit_length()
+    return data.StructLayout({
+        "n_keys": unsigned(nb), "n_queries": unsigned(16), "keep_k": unsigned(nb),
+        "shift": unsigned(spatten_formats(spec).shift_bits), "pq_enable": unsigned(1),
+        "threshold": unsigned(16), "bank": unsigned(1), "seed": unsigned(16)})
+
+
+class _S(enum.Enum, shape=4):
+    IDLE = 0
+    QUERY = 1
+    QK = 2
+    SOFTMAX = 3
+    TK_CMD = 4
+    TK_FEED = 5
+    TK_WAIT = 6
+    PV = 7
+    PV_DRAIN = 8
+    OUT = 9
+
+
+def _tree(m: Module, values: list, width: int, name: str) -> tuple[list, int]:
+    """Registered binary adder tree; returns (the sum signal as a one-element list, levels)."""
+    level, depth = values, 0
+    while len(level) > 1:
+        depth += 1
+        nxt = []
+        for i in range(0, len(level), 2):
+            s = Signal(signed(width), name=f"{name}_l{depth}_{i // 2}")
+            m.d.sync += s.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
+            nxt.append(s)
+        level = nxt
+    return level, depth
+
+
+class SpattenCore(wiring.Component):
+    def __init__(self, spec: SpattenSpec):
+        self.spec = spec
+        self.fmt = f = spatten_formats(spec)
+        self.lanes, self.dim, self.bits = spec.lanes, spec.head_dim, spec.bits
+        self.tk_lanes = spec.topk.parallelism
+        self.ratio = self.tk_lanes // self.lanes
+        nb = spec.max_tokens.bit_length()
+        super().__init__({
+            "kv": In(stream.Signature(data.StructLayout({
+                "index": unsigned(_clog2(spec.max_tokens)), "bank": unsigned(1), "is_value": unsigned(1),
+                "data": data.ArrayLayout(signed(self.bits), self.dim)}))),
+            "cmd": In(stream.Signature(core_cmd_layout(spec))),
+            "query": In(stream.Signature(data.ArrayLayout(signed(self.bits), self.dim))),
+            "out": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(f.acc_bits), self.dim), "need_lsb": unsigned(1)}))),
+            "done": Out(1),
+            "busy": Out(1),
+        })
+        self._nb = nb
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, f = self.spec, self.fmt
+        L, D, b, N = self.lanes, self.dim, self.bits, spec.max_tokens
+        G = N // L
+        banks = spec.key_sram.buffers
+        gbits = _clog2(G)
+        row_w = D * b
+        Pt, R = self.tk_lanes, self.ratio
+
+        m.submodules.softmax = sm = Softmax(spec)
+        m.submodules.pq = pq = PQDecision(L, f.prob_bits)
+        m.submodules.topk = tk = TopK(Pt, N, width=f.prob_bits + 1, fifo_depth=spec.topk.fifo_depth)
+
+        # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L.
+        m.submodules.kbuf = kbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
+        m.submodules.vbuf = vbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
+        kw, vw = kbuf.write_port(granularity=row_w), vbuf.write_port(granularity=row_w)
+        kr, vr = kbuf.read_port(), vbuf.read_port()
+        kvp = self.kv.payload
+        row_addr = Cat(kvp.index[_clog2(L):], kvp.bank) if banks > 1 else kvp.index[_clog2(L):]
+        lane_en = Signal(L)
+        m.d.comb += [self.kv.ready.eq(1), lane_en.eq(1 << kvp.index[:_clog2(L)] if L > 1 else 1)]
+        for w, sel in ((kw, ~kvp.is_value), (vw, kvp.is_value)):
+            m.d.comb += [w.addr.eq(row_addr), w.data.eq(Cat(*([kvp.data.as_value()] * L))),
+                         w.en.eq(Mux(self.kv.valid & sel, lane_en, 0))]
+
+        # Probability buffer: softmax beats (L lanes) packed R to a top-k row (Pt lanes).
+        prow_w = f.prob_bits * L
+        prows = -(-N // Pt)
+        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.prob_bits), depth=prows, init=[])
+        pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
+
+        c = Signal(core_cmd_layout(spec))
+        state = Signal(_S)
+        q = Signal(data.ArrayLayout(signed(b), D))
+        queries_left = Signal(16)
+        second_pass = Signal()
+        need_lsb = Signal()
+        g = Signal(gbits + 1)
+        n_groups = Signal(gbits + 1)
+        m.d.comb += n_groups.eq((c.n_keys + L - 1) >> _clog2(L))
+        last_g = Signal()
+        m.d.comb += last_g.eq(g == n_groups - 1)
+        bank_row = Signal(gbits + 1)
+        m.d.comb += bank_row.eq(Cat(g[:gbits], c.bank) if banks > 1 else g[:gbits])
+        m.d.comb += [self.busy.eq(state != _S.IDLE), sm.shift.eq(c.shift),
+                     pq.threshold.eq(c.threshold), pq.enable.eq(c.pq_enable & ~second_pass)]
+
+        # ---- QxK: L x D multipliers, D-input registered adder tree per lane --------------------------
+        lsb_mask = Const(((1 << b) - 1) & ~((1 << spec.pq.lsb_bits) - 1), b)
+        msb_only = Signal()
+        m.d.comb += msb_only.eq(c.pq_enable & ~second_pass)
+        qk_issue = Signal()
+        m.d.comb += [kr.addr.eq(bank_row), kr.en.eq(1)]
+        i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
+        keep_row = Cat(*[(g * L + i) < c.n_keys for i in range(L)])
+        m.d.sync += [i_v.eq(qk_issue), i_last.eq(last_g), i_keep.eq(keep_row)]
+        prods = []
+        for lane in range(L):
+            lane_p = []
+            for d in range(D):
+                kraw = kr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
+                k = Mux(msb_only, kraw & lsb_mask, kraw).as_signed()
+                p = Signal(signed(2 * b), name=f"qk_p{lane}_{d}")
+                m.d.sync += p.eq(q[d] * k)
+                lane_p.append(p)
+            prods.append(lane_p)
+        m_v, m_last, m_keep = Signal(), Signal(), Signal(L)
+        m.d.sync += [m_v.eq(i_v), m_last.eq(i_last), m_keep.eq(i_keep)]
+        scores = []
+        depth = 0
+        for lane in range(L):
+            s, depth = _tree(m, prods[lane], f.score_bits, f"qk_t{lane}")
+            scores.append(s[0])
+        ctl = (m_v, m_last, m_keep)
+        for lvl in range(depth):
+            nxt = (Signal(name=f"qk_v{lvl}"), Signal(name=f"qk_last{lvl}"), Signal(L, name=f"qk_keep{lvl}"))
+            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
+            ctl = nxt
+        m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2])]
+        m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
+
+        # ---- softmax output -> probability buffer and PQ decision -----------------------------------
+        beat_no = Signal(gbits + 1)
+        wiring.connect(m, sm.out, pq.inp)
+        m.d.comb += [pw.addr.eq(beat_no >> _clog2(R)), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
+                     pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
+        with m.If(sm.out.valid):
+            m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
+
+        # ---- top-k feed and kept-token bits --------------------------------------------------------
+        keep_bits = Signal(N)
+        tk_ptr = Signal(_clog2(prows) + 1)
+        tk_rows = Signal(_clog2(prows) + 1)
+        m.d.comb += tk_rows.eq((c.n_keys + Pt - 1) >> _clog2(Pt))
+        tk_fire = tk.inp.valid & tk.inp.ready
+        m.d.comb += [tk.cmd.payload.n.eq(c.n_keys), tk.cmd.payload.k.eq(c.keep_k), tk.cmd.payload.seed.eq(c.seed)]
+        m.d.comb += [tk.inp.payload.data[i].eq(pr.data[i * f.prob_bits:(i + 1) * f.prob_bits]) for i in range(Pt)]
+        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c.n_keys for i in range(Pt)]))
+        m.d.comb += tk.out.ready.eq(1)
+        with m.If(tk.out.valid):
+            for i in range(Pt):
+                with m.If(tk.out.payload.keep[i]):
+                    m.d.sync += keep_bits.bit_select(tk.out.payload.index[i], 1).eq(1)
+
+        # ---- prob x V: L x D multipliers, L-input registered adder tree per feature ------------------
+        pv_issue = Signal()
+        m.d.comb += [vr.addr.eq(bank_row), vr.en.eq(1), pr.en.eq(1)]
+        with m.If(state == _S.TK_FEED):
+            m.d.comb += pr.addr.eq(tk_ptr + tk_fire)
+        with m.Elif(state == _S.TK_CMD):
+            m.d.comb += pr.addr.eq(0)
+        with m.Else():
+            m.d.comb += pr.addr.eq(g >> _clog2(R))
+        v_v, v_last, v_keep, v_sub = Signal(), Signal(), Signal(L), Signal(max(1, _clog2(R)))
+        pruned = Signal()
+        kept_row = Mux(pruned, keep_bits.word_select(g[:gbits], L), keep_row)
+        m.d.sync += [v_v.eq(pv_issue), v_last.eq(last_g), v_keep.eq(kept_row),
+                     v_sub.eq(g[:_clog2(R)] if R > 1 else 0)]
+        prob_row = pr.data.word_select(v_sub, prow_w) if R > 1 else pr.data
+        v_msb_only = Signal()
+        m.d.comb += v_msb_only.eq(c.pq_enable & ~need_lsb)
+        pv_w = f.prob_bits + b + 1
+        feature_terms = [[] for _ in range(D)]
+        for lane in range(L):
+            prob = Mux(v_keep[lane], prob_row[lane * f.prob_bits:(lane + 1) * f.prob_bits], 0)
+            for d in range(D):
+                vraw = vr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
+                v = Mux(v_msb_only, vraw & lsb_mask, vraw).as_signed()
+                p = Signal(signed(pv_w), name=f"pv_p{lane}_{d}")
+                m.d.sync += p.eq(Cat(prob, Const(0, 1)).as_signed() * v)
+                feature_terms[d].append(p)
+        pm_v, pm_last = Signal(), Signal()
+        m.d.sync += [pm_v.eq(v_v), pm_last.eq(v_last)]
+        sums = []
+        for d in range(D):
+            s, depth = _tree(m, feature_terms[d], pv_w + _clog2(L), f"pv_t{d}")
+            sums.append(s[0])
+        ctl = (pm_v, pm_last)
+        for lvl in range(depth):
+            nxt = (Signal(name=f"pv_v{lvl}"), Signal(name=f"pv_last{lvl}"))
+            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
+            ctl = nxt
+        acc = Signal(data.ArrayLayout(signed(f.acc_bits), D))
+        acc_clear = Signal()
+        with m.If(acc_clear):
+            m.d.sync += acc.eq(0)
+        with m.Elif(ctl[0]):
+            m.d.sync += [acc[d].eq(acc[d] + sums[d]) for d in range(D)]
+        m.d.comb += [self.out.payload.data.eq(acc), self.out.payload.need_lsb.eq(need_lsb)]
+
+        # ---- control ---------------------------------------------------------------------------
+        m.d.sync += self.done.eq(0)
+        with m.Switch(state):
+            with m.Case(_S.IDLE):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [c.eq(self.cmd.payload), queries_left.eq(self.cmd.payload.n_queries)]
+                    with m.If(self.cmd.payload.n_queries != 0):
+                        m.d.sync += state.eq(_S.QUERY)
+                    with m.Else():
+                        m.d.sync += self.done.eq(1)
+            with m.Case(_S.QUERY):
+                m.d.comb += self.query.ready.eq(1)
+                with m.If(self.query.valid):
+                    m.d.sync += [q.eq(self.query.payload), state.eq(_S.QK), g.eq(0), second_pass.eq(0),
+                                 need_lsb.eq(0)]
+            with m.Case(_S.QK):
+                m.d.comb += qk_issue.eq(1)
+                m.d.sync += g.eq(g + 1)
+                with m.If(last_g):
+                    m.d.sync += state.eq(_S.SOFTMAX)
+            with m.Case(_S.SOFTMAX):
+                with m.If(pq.decision):
+                    with m.If(pq.need_lsb):
+                        m.d.sync += [second_pass.eq(1), need_lsb.eq(1), state.eq(_S.QK), g.eq(0)]
+                    with m.Elif(c.keep_k < c.n_keys):
+                        m.d.sync += [state.eq(_S.TK_CMD), keep_bits.eq(0), pruned.eq(1)]
+                    with m.Else():
+                        m.d.sync += [state.eq(_S.PV), g.eq(0), pruned.eq(0)]
+            with m.Case(_S.TK_CMD):
+                m.d.comb += tk.cmd.valid.eq(1)
+                with m.If(tk.cmd.ready):
+                    m.d.sync += [state.eq(_S.TK_FEED), tk_ptr.eq(0)]
+            with m.Case(_S.TK_FEED):
+                m.d.comb += tk.inp.valid.eq(1)
+                with m.If(tk_fire):
+                    m.d.sync += tk_ptr.eq(tk_ptr + 1)
+                    with m.If(tk_ptr == tk_rows - 1):
+                        m.d.sync += state.eq(_S.TK_WAIT)
+            with m.Case(_S.TK_WAIT):
+                with m.If(tk.done):
+                    m.d.sync += [state.eq(_S.PV), g.eq(0)]
+            with m.Case(_S.PV):
+                m.d.comb += [pv_issue.eq(1), acc_clear.eq(g == 0)]
+                m.d.sync += g.eq(g + 1)
+                with m.If(last_g):
+                    m.d.sync += state.eq(_S.PV_DRAIN)
+            with m.Case(_S.PV_DRAIN):
+                with m.If(ctl[0] & ctl[1]):
+                    m.d.sync += state.eq(_S.OUT)
+            with m.Case(_S.OUT):
+                m.d.comb += self.out.valid.eq(1)
+                with m.If(self.out.ready):
+                    m.d.sync += queries_left.eq(queries_left - 1)
+                    with m.If(queries_left == 1):
+                        m.d.sync += [state.eq(_S.IDLE), self.done.eq(1)]
+                    with m.Else():
+                        m.d.sync += state.eq(_S.QUERY)
+        return m
