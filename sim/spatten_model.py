@@ -1,9 +1,15 @@
-"""Bit-exact numpy models of the SpAtten engine's fixed-point arithmetic (no hardware library imported).
+"""Cycle model and bit-exact functional model of archgen's SpAtten attention core (rtlgen/spatten_core.py).
 
-These are the golden functions the RTL is checked against value for value, and the functional half of the
-cycle model: the top-k's data-dependent latency and the progressive-quantization refetch depend on the exact
-fixed-point probabilities, so the model computes them the way the hardware does. Formats are
-:class:`archgen.arch.spatten_spec.SpattenFormats`; docs/spatten.md derives them.
+Two halves, no hardware library imported:
+
+- Bit-exact numpy functions of the fixed-point arithmetic (``qk_scores``, ``softmax_fixed``, ...): the
+  golden values the RTL is checked against value for value. They are also needed for timing: the
+  progressive-quantization refetch and the top-k's data-dependent latency depend on the exact
+  fixed-point probabilities, so the model computes them the way the hardware does.
+- The cycle model (``softmax_cycles``, ``query_cycles``, ``core_cycles``, ``core_process``): closed-form
+  phase lengths from :func:`archgen.arch.spatten_spec.spatten_latencies` (the same constants the RTL
+  pipeline is built with) plus :func:`archgen.sim.topk_model.simulate_topk` run on the actual
+  probabilities. docs/spatten.md ("Cycle contract") lists the phases.
 """
 from __future__ import annotations
 
@@ -11,11 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats
+from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats, spatten_latencies
+from archgen.sim.topk_model import TopKRun, simulate_topk
 
 __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
+    "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
+    "core_process",
 ]
 
 
@@ -133,3 +142,111 @@ def core_reference(spec: SpattenSpec, q: np.ndarray, keys: np.ndarray, values: n
     keep = topk_keep_mask(sm.probs, k) if k < n else np.ones(n, dtype=bool)
     out = pv_accumulate(sm.probs, vals, keep)
     return QueryResult(out, sm.probs, keep, bool(need), 2 if need else 1, first.probs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cycle model. Every count is in clock cycles of the core's clock (spec.clock_mhz).
+
+def _groups(spec: SpattenSpec, n_keys: int) -> int:
+    return -(-n_keys // spec.lanes)
+
+
+def softmax_cycles(spec: SpattenSpec, n_keys: int) -> int:
+    """Cycles from the softmax accepting a row's last score beat to its last probability beat (inclusive)."""
+    lat, g = spatten_latencies(spec), _groups(spec, n_keys)
+    return 2 * g + lat.exp_pipe + lat.recip + lat.norm_pipe
+
+
+def pass_cycles(spec: SpattenSpec, n_keys: int) -> int:
+    """One QxK + softmax + PQ-decision pass: G issue cycles, the QxK pipeline, the softmax, the decision."""
+    lat, g = spatten_latencies(spec), _groups(spec, n_keys)
+    return g + lat.qk_pipe + softmax_cycles(spec, n_keys) + lat.pq_decide
+
+
+def pv_cycles(spec: SpattenSpec, n_keys: int) -> int:
+    """The prob x V sweep over all G rows of the buffer plus its pipeline."""
+    return _groups(spec, n_keys) + spatten_latencies(spec).pv_pipe
+
+
+@dataclass(frozen=True)
+class QueryCycles:
+    """Cycles of one query by phase; ``total`` is what the query adds to the command's run."""
+
+    accept: int
+    passes: tuple[int, ...]
+    topk: int
+    pv: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.accept + sum(self.passes) + self.topk + self.pv + self.output
+
+
+def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
+                 topk_cycles: int | None = None) -> QueryCycles:
+    """Closed-form cycles of one query against ``n_keys`` cached keys.
+
+    ``lsb_pass``: the PQ decision asked for the LSBs, so the QxK/softmax pass runs twice.
+    ``topk_cycles``: the local-V top-k's cycles from its command handshake to ``done`` (from
+    :func:`archgen.sim.topk_model.simulate_topk` on the row's probabilities), or None when the row is not
+    pruned (keep_k >= n_keys). Assumes the query stream offers the query at once and ``out`` is ready.
+    """
+    if not 1 <= n_keys <= spec.max_tokens:
+        raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n_keys!r}")
+    lat = spatten_latencies(spec)
+    one = pass_cycles(spec, n_keys)
+    tk = 0 if topk_cycles is None else topk_cycles + lat.topk_handoff
+    return QueryCycles(lat.query_accept, (one, one) if lsb_pass else (one,), tk, pv_cycles(spec, n_keys),
+                       lat.output)
+
+
+@dataclass(frozen=True)
+class CoreRun:
+    """One command on the core: outputs (bit-exact), per-query cycles and top-k runs, and the total.
+
+    ``cycles`` counts rising edges from the command handshake to the cycle in which ``done`` is high.
+    """
+
+    results: tuple[QueryResult, ...]
+    queries: tuple[QueryCycles, ...]
+    topk_runs: tuple[TopKRun | None, ...]
+    cycles: int
+
+    @property
+    def outputs(self) -> np.ndarray:
+        return np.stack([r.out for r in self.results]) if self.results else np.zeros((0, 0), dtype=np.int64)
+
+
+def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values: np.ndarray, *, shift: int,
+                keep_k: int | None = None, pq_enable: bool = True, thr_fx: int | None = None,
+                seed: int = 0) -> CoreRun:
+    """Run one command (all ``queries`` against ``keys``/``values``) through the model of the core.
+
+    Returns the bit-exact outputs and the exact cycle count the RTL takes (see :class:`CoreRun`).
+    """
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.int64))
+    n = len(keys)
+    k = n if keep_k is None else keep_k
+    results, qcs, runs = [], [], []
+    for q in queries:
+        r = core_reference(spec, q, keys, values, shift=shift, keep_k=k, pq_enable=pq_enable, thr_fx=thr_fx)
+        run = None
+        if k < n:
+            run = simulate_topk([int(p) for p in r.probs], k, parallelism=spec.topk.parallelism, seed=seed,
+                                fifo_depth=spec.topk.fifo_depth)
+            if set(run.indices) != set(np.flatnonzero(r.keep).tolist()):
+                raise AssertionError("top-k model and core reference disagree on the kept tokens")
+        results.append(r)
+        runs.append(run)
+        qcs.append(query_cycles(spec, n, lsb_pass=r.need_lsb, topk_cycles=None if run is None else run.cycles))
+    # The command handshake cycle, then the queries back to back; done rises the cycle after the last output.
+    total = 1 + sum(qc.total for qc in qcs)
+    return CoreRun(tuple(results), tuple(qcs), tuple(runs), total)
+
+
+def core_process(env, spec: SpattenSpec, queries, keys, values, **kwargs):
+    """SimPy process: occupies the core for the command's exact cycles; returns the CoreRun."""
+    run = core_cycles(spec, queries, keys, values, **kwargs)
+    yield env.timeout(run.cycles)
+    return run
