@@ -68,7 +68,9 @@ def result_table() -> None:
     spec = load_spatten_spec(builtin_spec_path("spatten"))
     configs = {
         "all (token 0.3, head 0.1, V 0.3, PQ 8+4 @0.1)": PAPER,
+        "token + head + PQ (no local V)": SpattenAlgoConfig(token_prune=0.3, head_prune=0.1),
         "token + local V only": SpattenAlgoConfig(token_prune=0.3, value_prune=0.3, progressive=False),
+        "token only": SpattenAlgoConfig(token_prune=0.3, progressive=False),
         "head only": SpattenAlgoConfig(head_prune=0.1, progressive=False),
         "PQ 8+4 @0.1 only": SpattenAlgoConfig(),
     }

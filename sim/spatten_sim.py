@@ -84,6 +84,11 @@ def _node_nm(spec) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def _is_decoder(workload) -> bool:
+    from archgen.workloads.library import list_workloads
+    return any(w.name == workload.name and w.family == "decoder" for w in list_workloads())
+
+
 def _pipeline_fill(spec) -> int:
     try:
         from archgen.arch.spatten_spec import spatten_latencies
@@ -162,7 +167,7 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         else:
             trace = synthetic_trace(workload.n_layers, workload.heads, workload.seq, concentration=concentration,
                                     seed=seed, head_dim=d, model=workload.name,
-                                    causal=workload.name.startswith(("gpt", "llama")))
+                                    causal=_is_decoder(workload))
     elif workload is not None:
         check_trace_workload(trace, workload, source="trace")
     h = trace.header
