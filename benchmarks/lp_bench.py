@@ -3,6 +3,8 @@
     python benchmarks/lp_bench.py                 # 4x4 .. 32x32, ASIC table, 1.0 ns and 0.8 ns clocks
     python benchmarks/lp_bench.py --sizes 4 8     # smaller
     python benchmarks/lp_bench.py measure-ecp5    # re-measure the ECP5 delay table (nextpnr, ~15 s/design)
+    python benchmarks/lp_bench.py fmax --sizes 4 --target ecp5 --periods 1000 8 \\
+        --specs gemm_os_bcast "gemm_ws@dataflows.ws.control=[0,1]"   # before/after: Yosys depth, ECP5 Fmax
 
 Times are wall-clock on this machine: `lower` = primitive lowering, `lp` = building and solving with CBC
 (PuLP writes an MPS file and runs the bundled cbc), `dual` = networkx min_cost_flow of the dual.
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+
+import networkx as nx
 
 
 def bench(sizes, specs, periods, target):
@@ -29,7 +33,8 @@ def bench(sizes, specs, periods, target):
     print("|" + "---|" * 17)
     for spec in specs:
         for n in sizes:
-            design = load_spec(spec, [f"array.shape=[{n},{n}]"])
+            name, _, extra = spec.partition("@")     # "gemm_ws@dataflows.ws.control=[0,1]": one override
+            design = load_spec(name, [f"array.shape=[{n},{n}]"] + ([extra] if extra else []))
             fg = derive_interconnect(design)
             t0 = time.perf_counter()
             prim = lower_to_primitives(fg, table)
@@ -118,17 +123,106 @@ def measure_ecp5(names: list[str]) -> None:
               f"ffs={rep['ffs']} dsps={rep['dsps']}", flush=True)
 
 
+# ---- before/after: structural Verilog of a retimed primitive graph, Yosys depth and nextpnr Fmax ----
+
+def emit_verilog(r) -> str:
+    """A benchmark-only netlist of a RetimedGraph: memory ports become input registers, drains output
+    registers (muxed by `sel` when several FUs share one), every edge gets the LP's register count
+    (one chain per net when fan-out is shared). Not the product RTL generator (rtlgen/array.py)."""
+    g = r.prim.graph
+    name = {v: f"n{i}" for i, v in enumerate(sorted(g.nodes, key=repr))}
+    ports, body = ["input clk", "input load", "input clr", "input [7:0] sel"], []
+    chains = {}
+
+    def chain(key, src, width, depth):
+        regs = [f"{key}_{k}" for k in range(depth)]
+        for k, reg in enumerate(regs):
+            body.append(f"  reg [{width-1}:0] {reg}; always @(posedge clk) {reg} <= {regs[k-1] if k else src};")
+        return regs
+
+    def expr(u, v):
+        e, s = g.edges[u, v], r.stages[(u, v)]
+        if s == 0:
+            return name[u]
+        if u in r.chain_depth:
+            if u not in chains:
+                w = max(g.edges[u, x]["width"] for x in g.successors(u))
+                chains[u] = chain(f"{name[u]}_c", name[u], w, r.chain_depth[u])
+            return chains[u][s - 1]
+        return chain(f"{name[u]}_{name[v]}", name[u], e["width"], s)[-1]
+
+    for v in nx.topological_sort(g):
+        d, w, sig = g.nodes[v], g.nodes[v]["width"], name[v]
+        ins = [(u, g.edges[u, v]) for u in sorted(g.predecessors(v), key=repr)]
+        live = [expr(u, v) for u, e in ins if not e["hold"]]
+        held = [expr(u, v) for u, e in ins if e["hold"]]
+        kind = d["kind"]
+        if kind == "mem_port":
+            ports.append(f"input [{w-1}:0] i_{sig}")
+            body.append(f"  reg [{w-1}:0] {sig}; always @(posedge clk) {sig} <= i_{sig};")
+        elif kind == "port":
+            body.append(f"  wire [{w-1}:0] {sig} = {live[0]};")
+        elif kind == "stationary_reg":
+            body.append(f"  reg [{w-1}:0] {sig}; always @(posedge clk) if (load) {sig} <= {live[0]};")
+        elif kind == "mul":
+            body.append(f"  wire [{w-1}:0] {sig} = {' * '.join(live + held)};")
+        elif kind in ("add", "tree_add"):
+            body.append(f"  wire [{w-1}:0] {sig} = {' + '.join(live)};")
+        elif kind == "acc":
+            init = held[0] if held else f"{w}'d0"
+            body.append(f"  reg [{w-1}:0] {sig}; always @(posedge clk) {sig} <= clr ? {init} : {sig} + {' + '.join(live)};")
+        elif kind == "drain":
+            srcs = live + held
+            ports.append(f"output reg [{w-1}:0] o_{sig}")
+            if len(srcs) == 1:
+                body.append(f"  always @(posedge clk) o_{sig} <= {srcs[0]};")
+            else:
+                cases = " ".join(f"{k}: o_{sig} <= {x};" for k, x in enumerate(srcs))
+                body.append(f"  always @(posedge clk) case (sel) {cases} default: o_{sig} <= {srcs[0]}; endcase")
+        else:
+            raise ValueError(f"no netlist template for primitive kind {kind!r}")
+    return "module top(\n  " + ",\n  ".join(ports) + ");\n" + "\n".join(body) + "\nendmodule\n"
+
+
+def fmax_before_after(specs, n, target, periods):
+    from archgen.arch.spec import load_spec
+    from archgen.dataflow.delay_lp import insert_pipeline_registers
+    from archgen.dataflow.delays import DelayTable
+    from archgen.dataflow.interconnect import derive_interconnect
+    from archgen.dataflow.primitives import lower_to_primitives
+    from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
+
+    table = DelayTable.load(target)
+    print("| spec | array | LP clock target (ns) | register bits | latency (cycles) | Yosys depth (gates) | "
+          "ECP5 LUTs | FFs | DSPs | nextpnr Fmax (MHz) | met |")
+    print("|" + "---|" * 11)
+    for spec in specs:
+        name, _, extra = spec.partition("@")
+        fg = derive_interconnect(load_spec(name, [f"array.shape=[{n},{n}]"] + ([extra] if extra else [])))
+        prim = lower_to_primitives(fg, table)
+        for period in periods:
+            r = insert_pipeline_registers(prim, period)
+            verilog = emit_verilog(r)
+            depth = yosys_stats(verilog, "top")["logic_depth"]
+            pnr = nextpnr_ecp5(verilog, "top", clock_mhz=1000.0 / period)
+            print(f"| {spec} | {n}x{n} | {period:g} | {r.register_bits} | {r.latency_cycles} | {depth} | "
+                  f"{pnr['luts']} | {pnr['ffs']} | {pnr['dsps']} | {pnr['min_fmax_mhz']:.1f} | {pnr['timing_met']} |", flush=True)
+
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", nargs="?", default="lp", choices=["lp", "measure-ecp5"])
+    ap.add_argument("mode", nargs="?", default="lp", choices=["lp", "measure-ecp5", "fmax"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16, 32])
-    ap.add_argument("--specs", nargs="+", default=["gemm_os_bcast", "gemm_os", "gemm_ws"])
+    ap.add_argument("--specs", nargs="+", default=["gemm_os_bcast", "gemm_os", "gemm_ws",
+                                                         "gemm_ws@dataflows.ws.control=[0,1]"])
     ap.add_argument("--periods", type=float, nargs="+", default=[1.0, 0.8])
     ap.add_argument("--target", default="asic")
     ap.add_argument("--designs", nargs="*", default=[], help="measure-ecp5: only these test designs")
     args = ap.parse_args(argv)
-    if args.mode == "measure-ecp5":
+    if args.mode == "fmax":
+        fmax_before_after(args.specs, args.sizes[0], args.target, args.periods)
+    elif args.mode == "measure-ecp5":
         measure_ecp5(args.designs)
     else:
         bench(args.sizes, args.specs, args.periods, args.target)

@@ -89,6 +89,7 @@ Info: Max frequency for clock '$glbnet$clk': 140.50 MHz (PASS at 100.00 MHz)
     rep = synth.parse_nextpnr_log(log)
     assert rep["utilisation"]["TRELLIS_FF"] == {"used": 36, "available": 83640}
     assert rep["fmax_mhz"] == {"$glbnet$clk": 140.50}
+    assert rep["timing_met"] is True
 
 
 @pytest.mark.slow
