@@ -161,7 +161,9 @@ class TopK(wiring.Component):
         rows_s = Signal(range(max(self.buffer_rows, d) + 1))
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
-        first_l, first_r = Signal(row_bits), Signal(row_bits)
+        ws_size = Signal(cb)          # |W| of the round being set up
+        piv_row = Signal(range(d))
+        piv_lanes = Signal(range(p + 1))
         after_ingest = Signal()
         mode_all = Signal()
         kth = Signal(signed(w))
@@ -243,13 +245,11 @@ class TopK(wiring.Component):
         with m.If(part):
             m.d.sync += [cnt_g.eq(cnt_g + _popcount(b_gt, p)), cnt_e.eq(cnt_e + _popcount(b_eq, p)),
                          cnt_l.eq(cnt_l + _popcount(b_lt, p))]
-        for pk, wr, fw, first in ((pack_l, wr_l, fl_wr, first_l), (pack_r, wr_r, fr_wr, first_r)):
+        for pk, wr, fw in ((pack_l, wr_l, fl_wr), (pack_r, wr_r, fr_wr)):
             m.d.comb += [fw.addr.eq(wr), fw.data.eq(Cat(pk.row_lanes, pk.row_keep)),
                          fw.en.eq(pk.row_valid & (wr < d))]
             with m.If(pk.row_valid & (wr < d)):
                 m.d.sync += wr.eq(wr + 1)
-            with m.If(pk.row_valid & (wr == 0)):
-                m.d.sync += first.eq(pk.row_lanes)
         with m.If(adv):
             m.d.sync += out_valid.eq(pack_o.row_valid)
             with m.If(pack_o.row_valid):
@@ -264,21 +264,29 @@ class TopK(wiring.Component):
         rd_addr = Signal.like(cnt)
         m.d.comb += [buf_rd.addr.eq(rd_addr), fl_rd.addr.eq(rd_addr), fr_rd.addr.eq(rd_addr)]
 
-        # Next pivot: lane floor(lfsr * min(P, |W|) / 2^16) of the chosen side's first row.
+        # Pivot: a row floor(lfsr * rows / 2^16) of the chosen side's FIFO (rows = the rows it holds),
+        # then a lane floor(lfsr' * lanes_in_that_row / 2^16); see docs/topk.md "Pivot rule".
         side_right = Signal()
         side_size = Signal(cb)
-        first_row = Signal(row_bits)
-        m.d.comb += first_row.eq(Mux(side_right,
-                                     Mux(wr_r == 0, pack_r.acc_lanes, first_r),
-                                     Mux(wr_l == 0, pack_l.acc_lanes, first_l)))
-        span = Signal(range(p + 1))
-        m.d.comb += span.eq(Mux(side_size < p, side_size, p))
+        side_rows = Signal(range(max(self.buffer_rows, d) + 1))
+        m.d.comb += side_rows.eq(Mux(side_size <= d * p, (side_size + p - 1) >> lg, d))
+        row_sel = Signal(range(d))
+        m.d.comb += row_sel.eq((lfsr * side_rows) >> 16)
         lane_sel = Signal(range(max(p, 2)))
-        m.d.comb += lane_sel.eq((lfsr * span) >> 16)
+        m.d.comb += lane_sel.eq((lfsr * piv_lanes) >> 16)
+        pivot_row = Signal(row_bits + p)
+        m.d.comb += pivot_row.eq(Mux(src_right, fr_rd.data, fl_rd.data))
         pick = Signal(signed(w))
-        m.d.comb += pick.eq(first_row.word_select(lane_sel, lane_bits)[:w])
-        next_lfsr = Signal(16)
-        m.d.comb += next_lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], LFSR_TAPS, 0))
+        m.d.comb += pick.eq(pivot_row[:row_bits].word_select(lane_sel, lane_bits)[:w])
+        rest = Signal(cb + 1)
+        m.d.comb += rest.eq(ws_size - (piv_row << lg))
+        # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
+        state = lfsr
+        for step in range(16):
+            shifted = Signal(16, name=f"lfsr_shift{step}")
+            m.d.comb += shifted.eq((state >> 1) ^ Mux(state[0], LFSR_TAPS, 0))
+            state = shifted
+        next_lfsr = state
 
         m.d.comb += self.busy.eq(1)
         with m.FSM(name="topk_fsm"):
@@ -328,13 +336,20 @@ class TopK(wiring.Component):
                     m.d.sync += [hi.eq(pivot), hi_inf.eq(0), target.eq(target - cnt_g - cnt_e)]
                 with m.If(go_scan):
                     fits = side_size <= d * p
-                    m.d.sync += [pivot.eq(pick), lfsr.eq(next_lfsr), rounds.eq(rounds + 1),
-                                 src_fifo.eq(fits), src_right.eq(side_right),
+                    m.d.sync += [piv_row.eq(row_sel), ws_size.eq(side_size), lfsr.eq(next_lfsr),
+                                 rounds.eq(rounds + 1), src_fifo.eq(fits), src_right.eq(side_right),
                                  rows_s.eq(Mux(fits, (side_size + p - 1) >> lg, rows_b)),
                                  cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), wr_l.eq(0), wr_r.eq(0)]
-                    m.next = "SCAN"
+                    m.next = "PIVOT_RD"
+            with m.State("PIVOT_RD"):
+                # The FIFO row read here arrives during SCAN's first cycle, when no lane is compared yet.
+                m.d.comb += rd_addr.eq(piv_row)
+                m.d.sync += piv_lanes.eq(Mux(rest >= p, p, rest))
+                m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rd_addr.eq(cnt)
+                with m.If(cnt == 0):
+                    m.d.sync += [pivot.eq(pick), lfsr.eq(next_lfsr)]
                 m.d.sync += [a_valid.eq(cnt < rows_s), a_replay.eq(0), a_from_fifo.eq(src_fifo),
                              a_right.eq(src_right), a_row.eq(cnt), cnt.eq(cnt + 1)]
                 with m.If(cnt == rows_s + 1):

@@ -13,7 +13,8 @@ phase                     cycles
 command accepted          1   (the command handshake cycle; counting starts there)
 ingest                    B + 1  (B input beats back to back, 1 cycle to drain the packers)
 decide                    1   (flush partial rows, choose the side and the next pivot)
-each quick-select round   S + 2 + 1  (S rows read, 2 pipeline cycles, 1 decide); S = ceil(|W| / P)
+each quick-select round   1 + S + 2 + 1  (pivot row read, S rows read, 2 pipeline cycles, decide);
+                          S = ceil(|W| / P)
                           when the working set W fits a FIFO (|W| <= D * P), else S = B (the
                           buffer is rescanned with the bounds lo < x < hi)
 replay                    B + 2 + 1 + 1  (B rows read, 2 pipeline cycles, flush, drain)
@@ -34,7 +35,8 @@ __all__ = [
     "LFSR_TAPS",
     "lfsr_seed",
     "lfsr_next",
-    "pivot_lane",
+    "lfsr_step",
+    "pick_pivot",
     "TopKRound",
     "TopKRun",
     "topk_reference",
@@ -53,7 +55,8 @@ LFSR_ZERO_SEED = 0xACE1
 
 CMD_CYCLES = 1       # the command handshake cycle
 INGEST_DRAIN = 1     # the last input beat still has to pass the packers
-DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, pick the pivot
+DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, pick the pivot's row
+PIVOT_READ = 1       # read the pivot's FIFO row (its lane is selected while the scan starts)
 SCAN_LATENCY = 2     # synchronous memory read + compare register before the packers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
 
@@ -64,14 +67,35 @@ def lfsr_seed(seed: int) -> int:
     return seed if seed else LFSR_ZERO_SEED
 
 
-def lfsr_next(state: int) -> int:
-    """One step of the right-shifting Galois LFSR."""
+def lfsr_step(state: int) -> int:
+    """One shift of the right-shifting Galois LFSR."""
     return (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
 
 
-def pivot_lane(state: int, working_set: int, parallelism: int) -> int:
-    """Lane of the pivot inside the working set's first row: floor(state * min(P, |W|) / 2^16)."""
-    return (state * min(parallelism, working_set)) >> 16
+def lfsr_next(state: int) -> int:
+    """The next random value: 16 shifts at once (an XOR network in hardware).
+
+    Consecutive single shifts share 15 bits, so the row and the lane of a pivot drawn from two
+    adjacent states would be correlated (some lanes never chosen); 16 shifts give fresh bits.
+    """
+    for _ in range(16):
+        state = lfsr_step(state)
+    return state
+
+
+def pick_pivot(state: int, size: int, parallelism: int, fifo_depth: int) -> tuple[int, int]:
+    """Position of the pivot inside the working set (in scan order) and the LFSR state after it.
+
+    The chosen side's FIFO holds rows = ceil(|W| / P) rows, or its first fifo_depth rows when W did not
+    fit. Row r = floor(s * rows / 2^16); then, with the next state s', lane = floor(s' * m / 2^16)
+    where m = min(P, |W| - r * P) is the number of elements in that row. Two LFSR steps per pivot.
+    """
+    p = parallelism
+    rows = -(-size // p) if size <= fifo_depth * p else fifo_depth
+    row = (state * rows) >> 16
+    state = lfsr_next(state)
+    lane = (state * min(p, size - row * p)) >> 16
+    return row * p + lane, lfsr_next(state)
 
 
 @dataclass(frozen=True)
@@ -152,8 +176,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     state = lfsr_seed(seed)
     work = members                      # the working set, in scan (= original index) order
     target = k                          # rank (1-based) of the wanted value inside work
-    pivot = x[work[pivot_lane(state, len(work), p)]]
-    state = lfsr_next(state)
+    pos, state = pick_pivot(state, len(work), p, fifo_depth)
+    pivot = x[work[pos]]
     rounds: list[TopKRound] = []
     while True:
         from_fifo = len(work) <= capacity
@@ -161,7 +185,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         greater = [i for i in work if x[i] > pivot]
         equal = sum(1 for i in work if x[i] == pivot)
         less = [i for i in work if x[i] < pivot]
-        step = rows + SCAN_LATENCY + DECIDE_CYCLES
+        step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
         cycles += step
         if target <= len(greater):
             decision, work = "right", greater
@@ -175,8 +199,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         if decision == "found":
             keep_equal = target - len(greater)
             break
-        pivot = x[work[pivot_lane(state, len(work), p)]]
-        state = lfsr_next(state)
+        pos, state = pick_pivot(state, len(work), p, fifo_depth)
+        pivot = x[work[pos]]
 
     kth = pivot
     kept, equal_seen = [], 0

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.sim.topk_model import (lfsr_next, lfsr_seed, pivot_lane, simulate_topk, topk_process,
+from archgen.sim.topk_model import (lfsr_next, lfsr_seed, pick_pivot, simulate_topk, topk_process,
                                     topk_reference)
 
 scores_st = st.one_of(
@@ -49,7 +49,7 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         assert run.mode == "all" and run.cycles == 2 * b + 7
     else:
         assert run.mode == "select"
-        assert run.cycles == 2 * b + 7 + sum(r.rows + 3 for r in run.rounds)
+        assert run.cycles == 2 * b + 7 + sum(r.rows + 4 for r in run.rounds)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
@@ -61,15 +61,17 @@ def test_cycles_follow_the_documented_schedule(scores, data):
 
 
 def test_pinned_small_case():
-    # 8 scores, P = 2, k = 3. lfsr_seed(1) = 1 -> lane (1 * 2) >> 16 = 0 -> pivot = scores[0] = 5.
+    # 8 scores, P = 2, k = 3. lfsr_seed(1) = 1 -> row (1 * 4) >> 16 = 0; 16 shifts later the state is
+    # 0x7C41 -> lane (0x7C41 * 2) >> 16 = 0 -> pivot = scores[0] = 5: 2 greater, 3 equal -> found,
+    # keep the first 3 - 2 = 1 of the fives.
     scores = [5, -1, 9, 5, 0, 7, 5, -4]
     run = simulate_topk(scores, 3, parallelism=2, seed=1)
     assert run.indices == (0, 2, 5) and run.values == (5, 9, 7)
-    first = run.rounds[0]
-    assert (first.pivot, first.greater, first.equal, first.less) == (5, 2, 3, 3)
-    assert first.decision == "found" and run.keep_equal == 1
-    # B = 4 rows: 1 + (4 + 2) + (4 rows + 3) + (4 + 4) = 22 cycles
-    assert run.cycles == 22
+    (only,) = run.rounds
+    assert (only.pivot, only.greater, only.equal, only.less, only.decision) == (5, 2, 3, 3, "found")
+    assert run.keep_equal == 1 and lfsr_next(1) == 0x7C41
+    # B = 4 rows: 1 + (4 + 2) + (1 + 4 + 2 + 1) + (4 + 4) = 23 cycles
+    assert run.cycles == 23
 
 
 def test_lfsr_is_maximal_length():
@@ -80,10 +82,20 @@ def test_lfsr_is_maximal_length():
     assert len(seen) == 65535 and 0 not in seen
 
 
-def test_pivot_lane_stays_inside_the_first_row():
+def test_pivot_stays_inside_what_the_fifo_holds():
     for state in (1, 0x8000, 0xFFFF):
-        for size in (1, 3, 16, 1000):
-            assert 0 <= pivot_lane(state, size, 16) < min(16, size)
+        for size in (1, 3, 16, 17, 1000, 5000):
+            pos, nxt = pick_pivot(state, size, 16, 64)
+            assert 0 <= pos < min(size, 64 * 16) and nxt == lfsr_next(lfsr_next(state))
+
+
+def test_pivot_is_close_to_uniform_when_the_set_fits():
+    # 6 elements, P = 4: rows 0 (4 elements) and 1 (2 elements); every position must be reachable
+    state, hits = lfsr_seed(1), [0] * 6
+    for _ in range(6000):
+        pos, state = pick_pivot(state, 6, 4, 8)
+        hits[pos] += 1
+    assert min(hits) > 600
 
 
 def test_more_lanes_means_fewer_cycles_on_average():
