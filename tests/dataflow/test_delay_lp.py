@@ -241,3 +241,13 @@ def test_fused_dataflows_take_the_max_per_shared_edge():
             key = ("net", u) if u in r.chain_depth else ("edge", u, v)
             if key in fused.shared_stages:
                 assert fused.shared_stages[key] >= (r.chain_depth[u] if u in r.chain_depth else s)
+
+
+def test_ecp5_clock_faster_than_the_dsp_multiplier_is_refused():
+    table = DelayTable.load("ecp5")
+    prim = lower_to_primitives(os_broadcast(2), table)
+    with pytest.raises(ClockTargetError) as info:
+        insert_pipeline_registers(prim, 5.0)
+    slow = {node for node, _, _ in info.value.offenders}
+    assert ("mul", (0, 0)) in slow and ("mem_port", "A", 0) in slow   # DSP 5.81 ns, EBR read 6.13 ns
+    assert "clock period 5.000 ns cannot be met" in str(info.value)
