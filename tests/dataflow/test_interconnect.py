@@ -1,0 +1,217 @@
+"""Derived interconnect against the hand-derived table of DESIGN.md section 2, operand by operand, plus
+graph properties that must hold on every array shape: one source per FU and operand (an arborescence
+rooted at memory), values arriving exactly when their FU runs, partial sums leaving aligned."""
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec, load_spec_data
+from archgen.dataflow.interconnect import derive_interconnect
+
+# operand -> (role, set of FU-to-FU links as (kind, axis, delay per hop)); DESIGN.md section 2
+TABLE = {
+    "gemm_os": {"A": ("stream", {("systolic", 1, 1)}),          # forward along j, 1 cycle
+                "B": ("stream", {("systolic", 0, 1)}),          # forward along i, 1 cycle
+                "C": ("accumulate", set())},                    # stationary accumulator
+    "gemm_ws": {"A": ("stream", {("systolic", 1, 1)}),          # systolic along j
+                "B": ("stationary", set()),                     # stationary
+                "C": ("stream_out", {("reduce_chain", 0, 1)})},  # partial-sum chain along k (axis 0)
+    "gemm_is": {"A": ("stationary", set()),
+                "B": ("stream", {("systolic", 0, 1)}),
+                "C": ("stream_out", {("reduce_chain", 1, 1)})},  # partial-sum chain along k (axis 1)
+    "gemm_os_bcast": {"A": ("stream", set()),                   # row broadcast: no FU-to-FU hop
+                      "B": ("stream", set()),                   # column broadcast
+                      "C": ("accumulate", set())},
+    "conv_ws": {"I": ("stream", {("systolic", 1, 1)}),
+                "W": ("stationary", set()),
+                "O": ("stream_out", {("reduce_chain", 0, 1)})},
+}
+GEMMS = ["gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast"]
+SHAPES = [None, "3x5", "1x8", "8x1"]
+
+
+def design_of(name, shape=None):
+    return load_spec(name, [f"array.shape={shape}"] if shape else [])
+
+
+def edges_of(fg, operand):
+    return [(u, v, e) for u, v, e in fg.graph.edges(data=True) if e["operand"] == operand]
+
+
+def fu_links(fg, operand):
+    return [(u, v, e) for u, v, e in edges_of(fg, operand) if u[0] == "fu" and v[0] == "fu"]
+
+
+def fus(fg):
+    return [("fu", s) for s in fg.coords()]
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_interconnect_matches_design_table(name):
+    fg = derive_interconnect(design_of(name))
+    assert [p.name for p in fg.plans] == list(TABLE[name])
+    for operand, (role, links) in TABLE[name].items():
+        plan = fg.plan(operand)
+        assert plan.role == role, operand
+        got = {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, operand)}
+        assert got == links, operand
+        for u, v, e in fu_links(fg, operand):
+            # one hop forward along the axis (toward the FUs that run later)
+            step = [b - a for a, b in zip(u[1], v[1])]
+            assert step == [int(ax == e["axis"]) for ax in range(2)], (operand, u, v)
+        n_links = sum((fg.shape[a] - 1) * math.prod(fg.shape) // fg.shape[a] for _, a, _ in links)
+        assert len(fu_links(fg, operand)) == n_links
+
+
+@pytest.mark.parametrize("name, operand, axis, same", [
+    ("gemm_os_bcast", "A", 1, 0),     # A[i,k]: one wire along a row (same s0)
+    ("gemm_os_bcast", "B", 0, 1),     # B[k,j]: one wire down a column (same s1)
+])
+@pytest.mark.parametrize("shape", [None, "3x5"])
+def test_broadcast_lanes(name, operand, axis, same, shape):
+    fg = derive_interconnect(design_of(name, shape))
+    plan = fg.plan(operand)
+    assert plan.reuse_axes == ((axis, 0),)
+    assert plan.n_lanes == fg.shape[same]
+    for lane in plan.lanes:
+        assert lane.skew == 0
+        assert len(lane.fus) == fg.shape[axis] and len({s[same] for s in lane.fus}) == 1
+    for u, v, e in edges_of(fg, operand):
+        assert u[0] == "mem" and e["kind"] == "broadcast" and e["delay"] == 0 and e["fanout"] == fg.shape[axis]
+
+
+@pytest.mark.parametrize("name, reuse", [
+    ("gemm_os", {"A": ((1, 1),), "B": ((0, 1),), "C": ()}),
+    ("gemm_ws", {"A": ((1, 1),), "B": (), "C": ((0, 1),)}),
+    ("gemm_is", {"A": (), "B": ((0, 1),), "C": ((1, 1),)}),
+    ("gemm_os_bcast", {"A": ((1, 0),), "B": ((0, 0),), "C": ()}),
+])
+def test_plans_reuse_axes_and_partial_sums(name, reuse):
+    fg = derive_interconnect(design_of(name))
+    for operand, axes in reuse.items():
+        assert fg.plan(operand).reuse_axes == axes, operand
+    # reduction loop k runs outside the tile in WS and IS: earlier tiles' partial sums come back in
+    assert fg.output.psum_in == (name in ("gemm_ws", "gemm_is"))
+    systolic = name != "gemm_os_bcast"
+    for p in fg.inputs:
+        if p.role == "stream":
+            assert [lane.skew for lane in p.lanes] == ([0, 1, 2, 3] if systolic else [0, 0, 0, 0])
+
+
+# ---------------------------------------------------------------------------------------------
+# properties on every shape
+
+
+def check_graph_properties(fg):
+    g = fg.graph
+    all_fus = fus(fg)
+    for plan in fg.plans:
+        sub = nx.DiGraph([(u, v, e) for u, v, e in edges_of(fg, plan.name)])
+        if plan.role in ("stream", "stationary"):
+            # every FU has exactly one source: an arborescence per lane, rooted at a memory lane
+            for fu in all_fus:
+                assert sub.in_degree(fu) == 1, (plan.name, fu)
+            assert nx.is_branching(sub)
+            roots = [v for v in sub if sub.in_degree(v) == 0]
+            assert all(r[0] == "mem" for r in roots)
+            members = sorted(s for lane in plan.lanes for s in lane.fus)
+            assert members == sorted(fg.coords()), plan.name         # lanes partition the array
+        if plan.role == "stream":
+            # the value reaches FU s exactly when s runs: path delay from memory == skew of s
+            for root in (r for r in sub if sub.in_degree(r) == 0):
+                for fu, path in nx.single_source_shortest_path(sub, root).items():
+                    if fu[0] == "fu":
+                        delay = sum(sub.edges[a, b]["delay"] for a, b in zip(path, path[1:]))
+                        assert delay == fg.skew(fu[1]), (plan.name, fu, path)
+        if plan.role == "stationary":
+            assert all(e["kind"] == "memory" and e["phase"] == "load" for _, _, e in edges_of(fg, plan.name))
+        if plan.role == "accumulate":
+            for fu in all_fus:
+                assert [e["kind"] for _, _, e in g.out_edges(fu, data=True) if e["operand"] == plan.name] == ["drain"]
+        if plan.role == "stream_out" and not plan.tree_axes:
+            chain = nx.DiGraph([(u, v, e) for u, v, e in edges_of(fg, plan.name) if e["kind"] in ("reduce_chain", "drain")])
+            spans = set()
+            for fu in all_fus:
+                assert chain.out_degree(fu) == 1, fu                  # one place each partial sum goes
+                path = [fu]
+                while path[-1][0] == "fu":
+                    nxt = next(iter(chain.successors(path[-1])))
+                    if nxt[0] == "fu":
+                        assert chain.edges[path[-1], nxt]["delay"] == fg.skew(nxt[1]) - fg.skew(path[-1][1])
+                    path.append(nxt)
+                spans.add(fg.skew(fu[1]) + sum(chain.edges[a, b]["delay"] for a, b in zip(path, path[1:])))
+            assert len(spans) == 1, spans                             # every result leaves aligned
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", GEMMS + ["conv_ws"])
+def test_graph_properties_on_other_shapes(name, shape):
+    fg = derive_interconnect(design_of(name, shape))
+    assert fg.shape == (tuple(int(v) for v in shape.split("x")) if shape else (4, 4))
+    check_graph_properties(fg)
+    # the table's links survive along every axis longer than 1 and vanish along the others
+    for operand, (role, links) in TABLE[name].items():
+        assert fg.plan(operand).role == role
+        got = {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, operand)}
+        assert got == {link for link in links if fg.shape[link[1]] > 1}, operand
+
+
+BMM = {"version": 1, "name": "bmm3d", "operation": "C[b,i,j] += A[b,i,k] * B[b,k,j]",
+       "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2, 2]},
+       "dataflows": {"os": {"spatial": {"i": 0, "j": 1, "b": 2}, "order": ["b", "i", "j", "k"], "control": [1, 1, 1]}}}
+
+
+def test_three_dimensional_array():
+    fg = derive_interconnect(load_spec_data(BMM))
+    check_graph_properties(fg)
+    assert {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, "A")} == {("systolic", 1, 1)}
+    assert {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, "B")} == {("systolic", 0, 1)}
+    assert fg.plan("C").role == "accumulate"
+
+
+@pytest.mark.parametrize("spec", [
+    # GEMM on a 2x2x2 array: k is spread over axis 2, so two FUs hold partial sums of each C[i,j]
+    {"version": 1, "name": "gemm3d", "operation": "C[i,j] += A[i,k] * B[k,j]",
+     "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2, 2]},
+     "dataflows": {"d": {"spatial": {"i": 0, "j": 1, "k": 2}, "order": ["i", "j", "k"], "control": [1, 1, 1]}}},
+    # 2-D: output channels x input channels, filter taps inside the tile: c is reduced across axis 1
+    {"version": 1, "name": "conv_kc", "operation": "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]",
+     "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+     "bounds": {"n": 1, "k": 2, "p": 2, "q": 2, "c": 2, "r": 2, "s": 2},
+     "dataflows": {"d": {"spatial": {"k": 0, "c": 1}, "order": ["n", "p", "q", "k", "c", "r", "s"],
+                         "inner": ["r", "s"], "control": [1, 1]}}},
+], ids=["gemm_2x2x2_k_spatial", "conv_c_spatial_output_stationary"])
+def test_reduction_loop_on_an_array_axis_is_reduced_or_rejected(spec):
+    """FUs along an axis that carries a reduction loop hold partial sums of the same output element:
+    the derived plan must add them (a chain or a tree along that axis), or the spec must be rejected."""
+    design = load_spec_data(spec)
+    df = design.dataflows[0]
+    out = design.operation.output
+    reduced_axes = {a for a, d in df.spatial_dims.items() if not out.uses(d) and design.shape[a] > 1}
+    assert reduced_axes
+    try:
+        fg = derive_interconnect(design)
+    except SpecError:
+        return
+    plan = fg.output
+    handled = {a for a, _ in plan.reuse_axes} | set(plan.tree_axes)
+    assert reduced_axes <= handled, (plan.role, plan.reuse_axes, plan.tree_axes)
+
+
+def test_non_tiled_map_is_rejected_with_a_spec_error():
+    data = {"version": 1, "name": "skew", "operation": "C[i,j] += A[i,k] * B[k,j]",
+            "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2]},
+            "bounds": {"i": 2, "j": 2, "k": 2},
+            "dataflows": {"m": {"map": {"i": "t_i + 2*s0", "j": "t_j", "k": "t_k"}}}}
+    design = load_spec_data(data)
+    assert design.dataflows[0].spatial is None
+    with pytest.raises(SpecError, match="tiled maps only"):
+        derive_interconnect(design)
