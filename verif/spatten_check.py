@@ -15,9 +15,14 @@ import math
 import numpy as np
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
-from archgen.sim.spatten_model import core_cycles, mask_lsbs, threshold_fx
+from archgen.sim.spatten_model import (core_cycles, mask_lsbs, pq_need_lsb, softmax_cycles, softmax_fixed,
+                                       threshold_fx)
 
-__all__ = ["verify_core", "float_attention", "default_shift", "OUTPUT_TOLERANCE", "core_verilog"]
+__all__ = ["verify_core", "check_softmax_unit", "check_pq_unit", "float_attention", "float_softmax",
+           "default_shift", "OUTPUT_TOLERANCE", "SOFTMAX_TOLERANCE", "core_verilog"]
+
+# Largest allowed |fixed-point probability - float softmax| (measured worst case 1.9e-4, docs/spatten.md).
+SOFTMAX_TOLERANCE = 4e-4
 
 # Largest allowed |RTL output - float attention| / max|V|: the probabilities carry 2**-15 LSBs plus the
 # exp approximation error (about 1.5e-4 at worst, docs/spatten.md), and the output sums n of them.
@@ -107,3 +112,112 @@ def verify_core(spec: SpattenSpec, n_keys: int, n_queries: int, seed: int, local
             "kept": [int(r.keep.sum()) for r in model.results], "passed": bool(res.get("passed")),
             "out_cycles": res.get("out_cycles"), "shift": shift,
             **({"log_tail": res["log_tail"]} if "log_tail" in res else {})}
+
+
+def float_softmax(scores: np.ndarray, shift: int) -> np.ndarray:
+    x = np.asarray(scores, dtype=np.float64) / 2.0 ** shift
+    p = np.exp(x - x.max())
+    return p / p.sum()
+
+
+def _feed_rows(ctx, dut, lanes, row):
+    """Beats of one row for the softmax input: lanes per beat, keep bits, last on the final beat."""
+    n = len(row)
+    beats = -(-n // lanes)
+    for g in range(beats):
+        idx = [g * lanes + i for i in range(lanes)]
+        yield ([int(row[i]) if i < n else 0 for i in idx], sum(1 << j for j, i in enumerate(idx) if i < n),
+               int(g == beats - 1))
+
+
+def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
+    """Rows of integer scores through rtlgen.softmax.Softmax on Amaranth's simulator, back to back.
+
+    Compares every probability with softmax_fixed (exactly) and float softmax (``max_error``), and each
+    row's cycles (rising edges from the cycle the last input beat is accepted to the cycle the last
+    output beat is valid) with sim.spatten_model.softmax_cycles.
+    """
+    from amaranth.sim import Simulator
+
+    from archgen.rtlgen.softmax import Softmax
+
+    dut = Softmax(spec)
+    lanes = spec.lanes
+    got: list[list[int]] = []
+    cycles: list[int] = []
+
+    async def bench(ctx):
+        ctx.set(dut.shift, shift)
+        for row in rows:
+            for data, keep, last in _feed_rows(ctx, dut, lanes, row):
+                for i, v in enumerate(data):
+                    ctx.set(dut.inp.payload.data[i], v)
+                ctx.set(dut.inp.payload.keep, keep)
+                ctx.set(dut.inp.payload.last, last)
+                ctx.set(dut.inp.valid, 1)
+                while not ctx.get(dut.inp.ready):
+                    await ctx.tick()
+                await ctx.tick()
+            ctx.set(dut.inp.valid, 0)
+            out, cyc = [], 1  # the tick above was the accept cycle's edge: we are one edge past it
+            while True:
+                if ctx.get(dut.out.valid):
+                    out += [ctx.get(dut.out.payload.data[i]) for i in range(lanes)]
+                    if ctx.get(dut.out.payload.last):
+                        break
+                await ctx.tick()
+                cyc += 1
+                if cyc > 100 * spec.max_tokens + 1000:
+                    raise AssertionError("softmax produced no last beat")
+            got.append(out[:len(row)])
+            cycles.append(cyc)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    fmt = spatten_formats(spec)
+    exact, err = True, 0.0
+    model = []
+    for row, g in zip(rows, got):
+        ref = softmax_fixed(row, shift, fmt).probs
+        exact &= bool(np.array_equal(np.array(g, dtype=np.int64), ref))
+        err = max(err, float(np.max(np.abs(np.array(g) / 2.0 ** fmt.prob_frac - float_softmax(row, shift)))))
+        model.append(softmax_cycles(spec, len(row)))
+    return {"correct": exact and err <= SOFTMAX_TOLERANCE and cycles == model, "bit_exact": exact,
+            "max_error": err, "rtl_cycles": cycles, "model_cycles": model}
+
+
+def check_pq_unit(spec: SpattenSpec, rows: list, threshold: int, enable: bool = True) -> dict:
+    """Probability rows through rtlgen.pq_decision.PQDecision; decisions vs sim.spatten_model.pq_need_lsb."""
+    from amaranth.sim import Simulator
+
+    from archgen.rtlgen.pq_decision import PQDecision
+
+    dut = PQDecision(spec.lanes)
+    got: list[tuple[bool, int, int]] = []
+
+    async def bench(ctx):
+        ctx.set(dut.threshold, threshold)
+        ctx.set(dut.enable, int(enable))
+        for row in rows:
+            for data, keep, last in _feed_rows(ctx, dut, spec.lanes, row):
+                for i, v in enumerate(data):
+                    ctx.set(dut.inp.payload.data[i], v)
+                ctx.set(dut.inp.payload.keep, keep)
+                ctx.set(dut.inp.payload.last, last)
+                ctx.set(dut.inp.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.inp.valid, 0)
+            assert ctx.get(dut.decision), "decision must follow the last beat by one cycle"
+            got.append((bool(ctx.get(dut.need_lsb)), ctx.get(dut.row_max), 1))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [enable and pq_need_lsb(np.asarray(r), threshold) for r in rows]
+    maxes = [int(np.max(r)) for r in rows]
+    return {"correct": [g[0] for g in got] == want and [g[1] for g in got] == maxes,
+            "need_lsb": [g[0] for g in got], "expected": want}

@@ -1,0 +1,103 @@
+"""SpAtten cycle model and bit-exact functional model (no hardware simulator involved)."""
+import numpy as np
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats, spatten_latencies
+from archgen.sim.spatten_model import (core_cycles, core_process, core_reference, exp_fixed, mask_lsbs,
+                                       pass_cycles, pv_cycles, query_cycles, softmax_cycles, softmax_fixed,
+                                       threshold_fx, topk_keep_mask)
+from archgen.sim.topk_model import topk_reference
+
+SMALL = load_spatten_spec(builtin_spec_path("spatten_small"))
+FULL = load_spatten_spec(builtin_spec_path("spatten"))
+
+
+def test_exp_fixed_tracks_exp():
+    fmt = spatten_formats(FULL)
+    d = np.arange(0, 1 << 20, 37)
+    for shift in (0, 8, 16):
+        err = np.abs(exp_fixed(d, shift, fmt) / 2 ** 16 - np.exp(-d / 2.0 ** shift))
+        assert err.max() < 2e-4
+    assert exp_fixed(np.array([0]), 5, fmt)[0] == 1 << 16  # exp(0) is exactly 1.0
+
+
+@pytest.mark.parametrize("spec", [SMALL, FULL], ids=["small", "full"])
+def test_softmax_fixed_error_bound_random_and_adversarial(spec):
+    fmt = spatten_formats(spec)
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(-2 ** 24, 2 ** 24, rng.integers(1, spec.max_tokens + 1)) for _ in range(50)]
+    rows += [np.zeros(spec.max_tokens, dtype=np.int64), np.array([7]),
+             np.array([-(2 ** 29), 2 ** 29 - 1] * 4), np.arange(spec.max_tokens) * 1000]
+    for row in rows:
+        p = softmax_fixed(row, 18, fmt).probs
+        x = row / 2.0 ** 18
+        ref = np.exp(x - x.max())
+        ref /= ref.sum()
+        assert np.max(np.abs(p / 2 ** 15 - ref)) < 4e-4
+        assert p.max() <= 1 << 15
+
+
+def test_mask_lsbs_is_floor_to_msb_grid():
+    assert mask_lsbs(np.array([-1, 15, 16, -17]), 4).tolist() == [-16, 0, 16, -32]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=40), st.integers(0, 45))
+def test_topk_keep_mask_agrees_with_topk_reference(values, k):
+    mask = topk_keep_mask(np.array(values), k)
+    assert np.flatnonzero(mask).tolist() == topk_reference(values, k)
+
+
+def test_closed_form_phases():
+    lat = spatten_latencies(SMALL)
+    assert softmax_cycles(SMALL, 10) == 2 * 3 + lat.exp_pipe + lat.recip + lat.norm_pipe
+    assert pass_cycles(SMALL, 10) == 3 + lat.qk_pipe + softmax_cycles(SMALL, 10) + lat.pq_decide
+    assert pv_cycles(SMALL, 64) == 16 + lat.pv_pipe
+    q = query_cycles(SMALL, 10)
+    assert q.total == 1 + pass_cycles(SMALL, 10) + pv_cycles(SMALL, 10) + 1
+    q2 = query_cycles(SMALL, 10, lsb_pass=True, topk_cycles=40)
+    assert q2.total == q.total + pass_cycles(SMALL, 10) + 40 + lat.topk_handoff
+    with pytest.raises(ValueError, match="n_keys must be in 1..64"):
+        query_cycles(SMALL, 65)
+
+
+def test_core_cycles_uses_pq_and_topk_on_actual_data():
+    rng = np.random.default_rng(3)
+    n, d = 48, SMALL.head_dim
+    k, v, q = (rng.integers(-512, 512, (n, d)) for _ in range(3))
+    flat = core_cycles(SMALL, q[:2], k, v, shift=21, keep_k=n)  # large shift: flat rows, LSBs fetched
+    assert all(r.need_lsb for r in flat.results)
+    pruned = core_cycles(SMALL, q[:2], k, v, shift=21, keep_k=6)
+    assert all(run is not None and len(run.indices) == 6 for run in pruned.topk_runs)
+    assert pruned.cycles == 1 + sum(qc.total for qc in pruned.queries)
+    for qc, run in zip(pruned.queries, pruned.topk_runs):
+        assert qc.topk == run.cycles + 1
+    assert all(int(r.keep.sum()) == 6 for r in pruned.results)
+
+
+def test_core_reference_matches_float_attention():
+    rng = np.random.default_rng(5)
+    n, d = 30, FULL.head_dim
+    k, v = rng.integers(-512, 512, (n, d)), rng.integers(-512, 512, (n, d))
+    q = rng.integers(-512, 512, d)
+    r = core_reference(FULL, q, k, v, shift=17, pq_enable=False)
+    s = k @ q / 2.0 ** 17
+    p = np.exp(s - s.max())
+    p /= p.sum()
+    assert np.max(np.abs(r.out / 2 ** 15 - p @ v)) / 512 < 2e-3
+
+
+def test_simpy_process_takes_the_model_cycles():
+    rng = np.random.default_rng(1)
+    k, v, q = (rng.integers(-512, 512, (12, SMALL.head_dim)) for _ in range(3))
+    env = simpy.Environment()
+    proc = env.process(core_process(env, SMALL, q[:1], k, v, shift=17))
+    env.run()
+    assert env.now == proc.value.cycles == core_cycles(SMALL, q[:1], k, v, shift=17).cycles
+
+
+def test_threshold_fx():
+    assert threshold_fx(0.1, spatten_formats(SMALL)) == 3277
