@@ -39,7 +39,7 @@ class LayerResult:
     sram_accesses: dict[str, int] = field(default_factory=dict)
     energy_pj: dict[str, float] = field(default_factory=dict)
     roofline_cycles: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float | str] = field(default_factory=dict)
 
     def __post_init__(self):
         bad = [k for k in self.dram_bytes if k.rsplit(".", 1)[-1] not in ("read", "write")]

@@ -163,6 +163,14 @@ class LayerAttentionStats:
     def dense_macs(self) -> int:
         return self.dense_qk_macs + self.dense_av_macs
 
+    @property
+    def dram_reduction(self) -> float:
+        return self.dense_dram_bytes / self.dram_bytes if self.dram_bytes else float("inf")
+
+    @property
+    def compute_reduction(self) -> float:
+        return self.dense_macs / self.macs if self.macs else float("inf")
+
 
 @dataclass(frozen=True)
 class SpattenAlgoResult:

@@ -99,3 +99,17 @@ def test_topk_exact_and_estimate(small):
     assert topk_estimate_cycles(48, 48, 4) == pytest.approx(run.cycles, abs=2)
     with pytest.raises(SpecError, match="topk_cycles"):
         simulate_spatten(small, trace=tr, topk_cycles="fast")
+
+
+def test_results_feed_the_report(full, tmp_path):
+    import json
+
+    from archgen.sim.report import write_sim_report
+    rs = simulate_spatten(full, get_workload("bert-base", seq=32), seed=0)
+    paths = write_sim_report(rs, tmp_path, design=full.name, clock_mhz=full.clock_mhz,
+                             peak_macs_per_cycle=spatten_peak_macs_per_cycle(full),
+                             dram_bytes_per_cycle=spatten_bytes_per_cycle(full))
+    doc = json.loads(paths["json"].read_text())
+    assert len(doc["layers"]) == 12
+    assert doc["layers"][0]["extra"]["compute_model"] == "unit-throughput estimate"
+    assert doc["total"]["dram_bytes"] == sum(r.dram_total_bytes for r in rs)
