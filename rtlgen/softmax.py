@@ -143,14 +143,17 @@ class Softmax(wiring.Component):
             t_n = [Signal(fb, name=f"h{j}_t{i}") for i in range(P)]
             n_n = [Signal(range(f.exp_bits + 1), name=f"h{j}_n{i}") for i in range(P)]
             for i in range(P):
-                m.d.sync += [acc_n[i].eq(c + ((acc[i] * t[i]) >> fb)), t_n[i].eq(t[i]), n_n[i].eq(n_d[i])]
+                m.d.sync += [acc_n[i].eq(c + ((acc[i] * t[i] + (1 << (fb - 1))) >> fb)), t_n[i].eq(t[i]),
+                             n_n[i].eq(n_d[i])]
             acc, t, n_d = acc_n, t_n, n_n
         ce = ctl("xe")
         advance(ce, stage)
         exps = [Signal(f.exp_bits, name=f"e{i}") for i in range(P)]
         for i in range(P):
             clamped = Mux(acc[i] < 0, 0, Mux(acc[i] > (1 << fb), 1 << fb, acc[i][:f.exp_bits]))
-            m.d.sync += exps[i].eq(Mux(stage[3][i], clamped >> n_d[i], 0))
+            # Rounding shift (bias 2**(n-1)); n == exp_bits means the exponential underflowed to 0.
+            rounded = (clamped + ((Const(1, f.exp_bits + 2) << n_d[i]) >> 1)) >> n_d[i]
+            m.d.sync += exps[i].eq(Mux(stage[3][i] & (n_d[i] != f.exp_bits), rounded, 0))
         exp_sum = Signal(f.sum_bits)
         m.d.comb += exp_sum.eq(sum(exps))
         m.d.comb += [wp.addr.eq(ce[2]), wp.en.eq(ce[0]),

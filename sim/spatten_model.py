@@ -42,7 +42,8 @@ def exp_fixed(d: np.ndarray, shift: int, fmt: SpattenFormats) -> np.ndarray:
     """exp(-d * 2**-shift) in UQ1.exp_frac for integer d >= 0, as the RTL computes it.
 
     Range reduction to 2**-(n + f) with y = d * log2(e) in fixed point; 2**-f = exp(-f ln 2) by a Taylor
-    series of order len(taylor_coeffs) - 1 evaluated with Horner steps that each floor to exp_frac bits.
+    series of order len(taylor_coeffs) - 1 evaluated with Horner steps that each round to exp_frac bits,
+    then a rounding right shift by n.
     """
     fb = fmt.exp_frac
     d = np.asarray(d, dtype=np.int64)
@@ -52,10 +53,14 @@ def exp_fixed(d: np.ndarray, shift: int, fmt: SpattenFormats) -> np.ndarray:
     t = (f * fmt.ln2_fx) >> fb
     coeffs = fmt.taylor_coeffs
     acc = np.full_like(t, coeffs[-1])
+    half = 1 << (fb - 1)
     for c in reversed(coeffs[:-1]):
-        acc = c + ((acc * t) >> fb)
+        acc = c + ((acc * t + half) >> fb)
     acc = np.clip(acc, 0, 1 << fb)
-    return np.where(n_int >= fmt.exp_bits, 0, acc >> np.minimum(n_int, fmt.exp_bits))
+    # Round (not floor) when scaling by 2**-n: a row of many small exponentials would otherwise lose up
+    # to one LSB each, bias the sum low, and inflate the large probabilities (measured 1.9e-3 with floor).
+    n_sat = np.minimum(n_int, fmt.exp_bits)
+    return np.where(n_int >= fmt.exp_bits, 0, (acc + ((1 << n_sat) >> 1)) >> n_sat)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from archgen.sim.spatten_model import (core_cycles, mask_lsbs, pq_need_lsb, soft
 __all__ = ["verify_core", "check_softmax_unit", "check_pq_unit", "float_attention", "float_softmax",
            "default_shift", "OUTPUT_TOLERANCE", "SOFTMAX_TOLERANCE", "core_verilog"]
 
-# Largest allowed |fixed-point probability - float softmax| (measured worst case 1.9e-4, docs/spatten.md).
-SOFTMAX_TOLERANCE = 4e-4
+# Largest allowed |fixed-point probability - float softmax| (measured worst case 3.5e-4, docs/spatten.md).
+SOFTMAX_TOLERANCE = 5e-4
 
 # Largest allowed |RTL output - float attention| / max|V|: the probabilities carry 2**-15 LSBs plus the
 # exp approximation error (about 1.5e-4 at worst, docs/spatten.md), and the output sums n of them.

@@ -22,7 +22,7 @@ def test_softmax_random_rows_bit_exact_and_cycle_exact():
     rows = [rng.integers(-2 ** 20, 2 ** 20, n) for n in (1, 3, 4, 17, 64)]
     r = check_softmax_unit(SMALL, rows, 16)
     assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r
-    assert r["max_error"] < 4e-4 and r["correct"]
+    assert r["max_error"] < 5e-4 and r["correct"]
 
 
 def test_softmax_adversarial_rows():
