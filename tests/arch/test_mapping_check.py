@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from archgen.arch.affine import AffineExpr, AffineMap, parse_affine
@@ -112,8 +112,17 @@ def test_analytic_check_agrees_with_brute_force_with_negative_steps_and_offsets(
     assert slow.ok == exactly_once(counts, ts_map, bounds)
 
 
+# i = t_i + 1 never runs i = 0; s0 is unused, so the map also repeats what it runs
+WITNESS_UNUSED_AXIS = (make_map({"i": parse_affine("t_i + 1")}, 1), (2,), {"i": 1})
+# i = t_i + s0 repeats i = 1, but j = t_j + 1 never runs j = 0, so (1, 0) never runs at all
+WITNESS_OTHER_LOOP_MISSES = (make_map({"i": parse_affine("t_i + s0"), "j": parse_affine("t_j + 1")}, 1), (2,),
+                             {"i": 3, "j": 2})
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(separable_cases(), separable_cases(signed=True)))
+@example(WITNESS_UNUSED_AXIS)
+@example(WITNESS_OTHER_LOOP_MISSES)
 def test_analytic_witness_is_a_real_missed_or_repeated_iteration(case):
     # the witness goes into the SpecError message ("e.g. (i=0, j=2) is never executed"): it must be true
     ts_map, shape, bounds = case
