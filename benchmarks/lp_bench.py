@@ -111,16 +111,17 @@ DESIGNS = {
 }
 
 
-def measure_ecp5(names: list[str]) -> None:
+def measure_ecp5(names: list[str], seeds=(1,)) -> None:
     """Each design: in-registers -> one primitive -> out-register; nextpnr post-route Fmax gives the period;
     subtracting the bare reg -> reg period leaves the primitive's own delay (routing included)."""
     from archgen.rtlgen.synth import nextpnr_ecp5
 
     for name in names or DESIGNS:
-        rep = nextpnr_ecp5(DESIGNS[name], "top", clock_mhz=100.0, seed=1)
-        mhz = rep["min_fmax_mhz"]
-        print(f"{name:16s} fmax={mhz:8.2f} MHz period={1000.0/mhz:6.3f} ns luts={rep['luts']} "
-              f"ffs={rep['ffs']} dsps={rep['dsps']}", flush=True)
+        for seed in seeds:
+            rep = nextpnr_ecp5(DESIGNS[name], "top", clock_mhz=100.0, seed=seed)
+            mhz = rep["min_fmax_mhz"]
+            print(f"{name:16s} seed={seed} fmax={mhz:8.2f} MHz period={1000.0/mhz:6.3f} ns luts={rep['luts']} "
+                  f"ffs={rep['ffs']} dsps={rep['dsps']}", flush=True)
 
 
 # ---- before/after: structural Verilog of a retimed primitive graph, Yosys depth and nextpnr Fmax ----
@@ -219,11 +220,12 @@ def main(argv=None):
     ap.add_argument("--periods", type=float, nargs="+", default=[1.0, 0.8])
     ap.add_argument("--target", default="asic")
     ap.add_argument("--designs", nargs="*", default=[], help="measure-ecp5: only these test designs")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1], help="measure-ecp5: placement seeds")
     args = ap.parse_args(argv)
     if args.mode == "fmax":
         fmax_before_after(args.specs, args.sizes[0], args.target, args.periods)
     elif args.mode == "measure-ecp5":
-        measure_ecp5(args.designs)
+        measure_ecp5(args.designs, args.seeds)
     else:
         bench(args.sizes, args.specs, args.periods, args.target)
 
