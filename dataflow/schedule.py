@@ -1,23 +1,29 @@
-"""The cycle contract of a generated array: the closed form that the RTL controller obeys and the
-cycle model evaluates.
+"""The cycle contract of a generated array: the constants and rules that the RTL controller obeys and
+the SimPy model (sim/array_model.py) plays out.
 
-Per tile the controller runs, in order (one state per cycle):
-  TILE     1 cycle: tile counters advance, the first-visit flag is decided.
-  LOAD     R beats when some input is stationary, or the output is accumulated in place and partial
-           sums of earlier tiles must be read back (R = product of all array extents but the last).
-  COMPUTE  T + fill cycles: T = steps (one input beat per cycle); fill = the largest FU skew for
-           accumulate-in-place outputs, the largest drain skew + 1 for streamed outputs.
-  DRAIN    R beats for accumulate-in-place outputs (one array row per beat), none otherwise.
-The command handshake takes 1 cycle and ``done`` rises right after the last tile, so
-    total = 1 + sum over tiles (1 + LOAD + COMPUTE + DRAIN)
-with an ideal DRAM side (every stream beat offered when asked, every result taken at once).
+Three processes run concurrently in the RTL, each advancing at most one beat per cycle; cycle 0 is
+the command handshake and everything may start at cycle 1:
+
+LOADER   (stationary inputs, or accumulators that start from partial sums) writes the shadow
+         registers of the next tile that needs them, one array row per cycle (``rows`` cycles). It may
+         start only when the shadow is free: one cycle after the FU with the largest skew swapped the
+         previous contents in. A tile that needs no load is skipped in one cycle.
+ISSUER   sends one step (one beat of every streamed input) per cycle, tiles back to back. The first
+         step of a tile that needs loaded data waits for the shadow to be full; for outputs accumulated
+         in place, the last step of tile n waits until tile n-1 has been drained (its results would
+         overwrite the output registers).
+DRAIN    (outputs accumulated in place) sends the output registers one row per cycle, starting one
+         cycle after the FU with the largest skew committed the tile's last step.
+         Streamed outputs leave ``out_latency`` cycles after their step was issued.
+
+``done`` rises in the cycle after the last output: the cycle the last drain row's count becomes
+visible, or one cycle after the last streamed output beat. With an ideal DRAM side the array never
+waits on a stream, so the RTL's cycles equal the model's exactly.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from archgen.mappings.tiling import Tile, TileMapping
 
 from .interconnect import FUGraph
 
@@ -26,50 +32,30 @@ __all__ = ["ArraySchedule", "array_schedule"]
 
 @dataclass(frozen=True)
 class ArraySchedule:
-    rows: int                 # R: beats to load or drain the whole array
+    rows: int                 # beats to load or drain the whole array (all extents but the last)
+    max_skew: int             # cycles between the first and the last FU starting the same step
     has_stationary: bool
-    accumulate: bool          # output accumulated in place (drained after the tile)
+    accumulate: bool          # output accumulated in place (drained after each tile)
     psum_in: bool             # partial sums of earlier tiles come back in
-    fill: int                 # COMPUTE cycles beyond the steps
-    out_latency: int          # streamed outputs: cycles from an input beat to its output beat
-    pipeline: int = 0         # extra FU pipeline stages (LP-inserted registers on the FU path)
+    out_latency: int          # streamed outputs: cycles from issuing a step to its output beat
+    pipeline: int = 0         # extra FU pipeline stages (registers the LP pass adds inside FUs)
 
-    def load_cycles(self, first: bool) -> int:
-        needs = self.has_stationary or (self.accumulate and self.psum_in and not first)
-        return self.rows if needs else 0
+    @property
+    def has_loader(self) -> bool:
+        return self.has_stationary or (self.accumulate and self.psum_in)
 
-    def compute_cycles(self, steps: int) -> int:
-        return steps + self.fill
-
-    def drain_cycles(self) -> int:
-        return self.rows if self.accumulate else 0
-
-    def tile_cycles(self, steps: int, first: bool) -> int:
-        return 1 + self.load_cycles(first) + self.compute_cycles(steps) + self.drain_cycles()
-
-    def total_cycles(self, mapping: TileMapping) -> int:
-        """Closed form for a whole problem; the SimPy model must agree with it on an ideal DRAM side."""
-        steps = mapping.steps
-        n_first = sum(1 for t in mapping.tiles() if t.first) if self.psum_in else mapping.n_tiles
-        n_other = mapping.n_tiles - n_first
-        return 1 + n_first * self.tile_cycles(steps, True) + n_other * self.tile_cycles(steps, False)
+    def needs_load(self, first: bool) -> bool:
+        return self.has_stationary or (self.accumulate and self.psum_in and not first)
 
 
 def array_schedule(fg: FUGraph, pipeline: int = 0) -> ArraySchedule:
-    rows = math.prod(fg.shape[:-1])
     out = fg.output
     accumulate = out.role == "accumulate"
     if accumulate:
-        fill = fg.max_skew + pipeline
         out_latency = 0
+    elif out.tree_axes:
+        out_latency = max(l.skew for l in out.lanes) + 1 + pipeline
     else:
-        span = max(l.skew + _chain_len(fg, l) for l in out.lanes) if out.tree_axes == () else max(l.skew for l in out.lanes)
-        out_latency = span + 1 + pipeline
-        fill = out_latency
-    return ArraySchedule(rows, any(p.role == "stationary" for p in fg.inputs), accumulate, out.psum_in, fill,
-                         out_latency, pipeline)
-
-
-def _chain_len(fg: FUGraph, lane) -> int:
-    """Skew from a reduction chain's root to its terminal FU."""
-    return fg.skew(lane.fus[-1]) - fg.skew(lane.fus[0])
+        out_latency = max(fg.skew(l.fus[-1]) for l in out.lanes) + 1 + pipeline
+    return ArraySchedule(math.prod(fg.shape[:-1]), fg.max_skew + (pipeline if accumulate else 0),
+                         any(p.role == "stationary" for p in fg.inputs), accumulate, out.psum_in, out_latency, pipeline)

@@ -84,173 +84,160 @@ class ArrayTop(wiring.Component):
         out_port = getattr(self, f"out_{out_plan.name}")
         psum_port = getattr(self, f"psum_{out_plan.name}", None)
         outer = df.outer_dims()
-        red = set(d for d in outer if not design.operation.output.uses(d))
-
-        # ---- controller state ---------------------------------------------------------------
-        steps = Signal(STEP_BITS, name="steps")
-        trips = {d: Signal(TRIP_BITS, name=f"trips_{d}") for d in outer}
-        cnt = {d: Signal(TRIP_BITS, name=f"tile_{d}") for d in outer}
-        cc = Signal(STEP_BITS + 1, name="cc")                 # cycle within COMPUTE
-        row = Signal(range(max(rows, 2)), name="row")         # beat within LOAD / DRAIN
-        first = Signal(name="first_visit")
-        last_tile = Signal(name="last_tile")
-        m.d.comb += first.eq(Const(1) if not red else _all([cnt[d] == 0 for d in red]))
-        m.d.comb += last_tile.eq(Const(1) if not outer else _all([cnt[d] == trips[d] - 1 for d in outer]))
-
+        red = [d for d in outer if not design.operation.output.uses(d)]
         stationary = [p for p in fg.inputs if p.role == "stationary"]
         streamed = [p for p in fg.inputs if p.role == "stream"]
         acc_mode = out_plan.role == "accumulate"
-        needs_load = Signal(name="needs_load")
-        load_cond = Const(1 if stationary else 0)
-        if acc_mode and out_plan.psum_in:
-            load_cond = load_cond | ~first
-        m.d.comb += needs_load.eq(load_cond)
-
-        in_window = Signal(name="in_window")                  # COMPUTE cycles that take an input beat
-        out_window = Signal(name="out_window")                # COMPUTE cycles that give an output beat
-        m.d.comb += in_window.eq(cc < steps)
-        if not acc_mode:
-            m.d.comb += out_window.eq((cc >= sch.out_latency) & (cc < steps + sch.out_latency))
-
-        adv = Signal(name="advance")
-        cadv = Signal(name="compute_advance")
-        loading = Signal(name="loading")
-        draining = Signal(name="draining")
-        computing = Signal(name="computing")
-        end_tile = Signal(name="end_of_tile")
-
-        # which streams must offer a beat for the array to take one step
-        ins_ok = Signal(name="inputs_ok")
-        out_needed = Signal(name="output_needed")
-        psum_stream_needed = Const(0)
-        conds = []
-        for p in stationary:
-            conds.append(~loading | getattr(self, f"in_{p.name}").valid)
-        for p in streamed:
-            conds.append(~(computing & in_window) | getattr(self, f"in_{p.name}").valid)
-        if psum_port is not None:
-            if acc_mode:
-                psum_stream_needed = loading & ~first
-            else:
-                psum_stream_needed = computing & in_window & ~first
-            conds.append(~psum_stream_needed | psum_port.valid)
-        m.d.comb += ins_ok.eq(_all(conds) if conds else 1)
-        m.d.comb += out_needed.eq(draining if acc_mode else (computing & out_window))
-        m.d.comb += adv.eq(ins_ok & (~out_needed | out_port.ready))
-        m.d.comb += cadv.eq(adv & computing)
-        m.d.comb += out_port.valid.eq(out_needed & ins_ok)
-        for p in stationary:
-            m.d.comb += getattr(self, f"in_{p.name}").ready.eq(adv & loading)
-        for p in streamed:
-            m.d.comb += getattr(self, f"in_{p.name}").ready.eq(adv & computing & in_window)
-        if psum_port is not None:
-            m.d.comb += psum_port.ready.eq(adv & psum_stream_needed)
-
-        last_compute = cc == steps + sch.fill - 1
-
-        def finish_tile():
-            """End of a tile: the next tile (odometer, innermost outer loop fastest) or done."""
-            m.d.comb += end_tile.eq(1)
-            with m.If(last_tile):
-                m.next = "DONE"
-            with m.Else():
-                m.next = "TILE"
-                carry = Const(1)
-                for d in reversed(outer):
-                    wrap_here = cnt[d] == trips[d] - 1
-                    with m.If(carry):
-                        m.d.sync += cnt[d].eq(Mux(wrap_here, 0, cnt[d] + 1))
-                    carry = carry & wrap_here
-        with m.FSM(name="ctrl"):
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    m.d.sync += steps.eq(self.cmd.payload.steps)
-                    for d in outer:
-                        m.d.sync += [trips[d].eq(getattr(self.cmd.payload, f"trips_{d}")), cnt[d].eq(0)]
-                    m.next = "TILE"
-            with m.State("TILE"):
-                m.d.sync += [cc.eq(0), row.eq(0)]
-                with m.If(needs_load):
-                    m.next = "LOAD"
-                with m.Else():
-                    m.next = "COMPUTE"
-            with m.State("LOAD"):
-                m.d.comb += loading.eq(1)
-                with m.If(adv):
-                    m.d.sync += row.eq(row + 1)
-                    with m.If(row == rows - 1):
-                        m.d.sync += row.eq(0)
-                        m.next = "COMPUTE"
-            with m.State("COMPUTE"):
-                m.d.comb += computing.eq(1)
-                with m.If(adv):
-                    m.d.sync += cc.eq(cc + 1)
-                    with m.If(last_compute):
-                        if acc_mode:
-                            m.next = "DRAIN"
-                        else:
-                            finish_tile()
-            if acc_mode:
-                with m.State("DRAIN"):
-                    m.d.comb += draining.eq(1)
-                    with m.If(adv):
-                        m.d.sync += row.eq(row + 1)
-                        with m.If(row == rows - 1):
-                            finish_tile()
-            with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
-                m.next = "IDLE"
-        m.d.comb += self.busy.eq(~self.cmd.ready)
-
-        # ---- control delay line: (valid, first step) of each FU, tapped at the FU's skew -------------
+        acc_init = acc_mode and out_plan.psum_in            # accumulators start from partial sums
+        has_loader = bool(stationary) or acc_init
+        acc_shape = _shape(out_plan.width, out_plan.signed)
         max_skew = fg.max_skew
-        v_line = [Signal(name=f"step_valid_d{k}") for k in range(max_skew + 1)]
-        f_line = [Signal(name=f"step_first_d{k}") for k in range(max_skew + 1)]
-        m.d.comb += [v_line[0].eq(computing & in_window), f_line[0].eq(computing & (cc == 0))]
-        for k in range(1, max_skew + 1):
-            with m.If(cadv):
-                m.d.sync += [v_line[k].eq(v_line[k - 1]), f_line[k].eq(f_line[k - 1])]
+        line_len = max(max_skew, 0 if acc_mode else sch.out_latency)
 
-        # ---- operand values at every FU -------------------------------------------------------
+        # ---- command ---------------------------------------------------------------------------
+        steps = Signal(STEP_BITS, name="steps")
+        trips = {d: Signal(TRIP_BITS, name=f"trips_{d}") for d in outer}
+        running = Signal(name="running")
+        start = Signal(name="start")
+        finish = Signal(name="finish")
+        m.d.comb += [self.cmd.ready.eq(~running), start.eq(self.cmd.valid & ~running), self.busy.eq(running)]
+        with m.If(start):
+            m.d.sync += [running.eq(1), steps.eq(self.cmd.payload.steps)]
+            for d in outer:
+                m.d.sync += trips[d].eq(getattr(self.cmd.payload, f"trips_{d}"))
+        with m.If(finish):
+            m.d.sync += running.eq(0)
+        m.d.comb += self.done.eq(finish)
+
+        adv = Signal(name="advance")          # the datapath (delay lines, FUs) moves one slot
+
+        # ---- control delay line: per issued step (valid, first, last, swap, final) ----------------
+        names = ("valid", "first", "last", "swap", "final")
+        line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(line_len + 1)] for n in names}
+        for k in range(1, line_len + 1):
+            with m.If(adv):
+                for n in names:
+                    m.d.sync += line[n][k].eq(line[n][k - 1])
+
+        # ---- loader: fills the shadow registers of the next loaded tile, row by row ---------------
+        shadow_full = Signal(name="shadow_full")
+        ld_row = Signal(range(max(rows, 2)), name="load_row")
+        ld_beat = Signal(name="load_beat")
+        ld_first = Signal(name="load_first_visit")
+        if has_loader:
+            ld = _Odometer(m, "load", outer, red, trips, start)
+            ld_done = Signal(name="load_done")
+            ld_busy = Signal(name="load_busy")
+            ld_needs = Signal(name="load_needed")
+            m.d.comb += [ld_first.eq(ld.first), ld_needs.eq(Const(1) if stationary else ~ld.first)]
+            active = running & ~ld_done
+            can_beat = active & ld_needs & (ld_busy | ~shadow_full)
+            valids = [getattr(self, f"in_{p.name}").valid for p in stationary]
+            if acc_init:
+                valids.append(ld.first | psum_port.valid)
+            m.d.comb += ld_beat.eq(can_beat & _all(valids) if valids else can_beat)
+            for p in stationary:
+                m.d.comb += getattr(self, f"in_{p.name}").ready.eq(ld_beat)
+            if acc_init:
+                m.d.comb += psum_port.ready.eq(ld_beat & ~ld.first)
+            skip = active & ~ld_needs
+            with m.If(ld_beat):
+                m.d.sync += [ld_row.eq(ld_row + 1), ld_busy.eq(1)]
+                with m.If(ld_row == rows - 1):
+                    m.d.sync += [ld_row.eq(0), ld_busy.eq(0), shadow_full.eq(1)]
+            with m.If((ld_beat & (ld_row == rows - 1)) | skip):
+                ld.advance()
+                with m.If(ld.last):
+                    m.d.sync += ld_done.eq(1)
+            with m.If(start):
+                m.d.sync += [ld_done.eq(0), ld_busy.eq(0), ld_row.eq(0), shadow_full.eq(0)]
+
+        # ---- issuer: one step per cycle, tiles back to back -----------------------------------------
+        iss = _Odometer(m, "issue", outer, red, trips, start)
+        is_step = Signal(STEP_BITS, name="issue_step")
+        is_done = Signal(name="issue_done")
+        is_count = Signal(32, name="tiles_issued")
+        drained = Signal(32, name="tiles_drained")
+        committed = Signal(32, name="tiles_committed")
+        issue = Signal(name="issue")
+        is_needs = Const(1) if stationary else (~iss.first if acc_init else Const(0))
+        first_step = is_step == 0
+        last_step = is_step == steps - 1
+        conds = [running, ~is_done, adv]
+        if has_loader:
+            conds.append(~(first_step & is_needs) | shadow_full)
+        if acc_mode:
+            # a tile's results may overwrite the output registers only once the previous tile is drained
+            conds.append(~last_step | (drained >= is_count))
+        for p in streamed:
+            conds.append(getattr(self, f"in_{p.name}").valid)
+        if psum_port is not None and not acc_mode:
+            conds.append(iss.first | psum_port.valid)
+        m.d.comb += issue.eq(_all(conds))
+        for p in streamed:
+            m.d.comb += getattr(self, f"in_{p.name}").ready.eq(issue)
+        if psum_port is not None and not acc_mode:
+            m.d.comb += psum_port.ready.eq(issue & ~iss.first)
+        m.d.comb += [line["valid"][0].eq(issue), line["first"][0].eq(issue & first_step),
+                     line["last"][0].eq(issue & last_step), line["swap"][0].eq(issue & first_step & is_needs),
+                     line["final"][0].eq(issue & last_step & iss.last)]
+        with m.If(issue):
+            m.d.sync += is_step.eq(is_step + 1)
+            with m.If(last_step):
+                m.d.sync += [is_step.eq(0), is_count.eq(is_count + 1)]
+                iss.advance()
+                with m.If(iss.last):
+                    m.d.sync += is_done.eq(1)
+        if has_loader:
+            # the shadow is free once the last FU (largest skew) has swapped it in
+            with m.If(adv & line["swap"][max_skew]):
+                m.d.sync += shadow_full.eq(0)
+            with m.If(ld_beat & (ld_row == rows - 1)):
+                m.d.sync += shadow_full.eq(1)
+        with m.If(start):
+            m.d.sync += [is_step.eq(0), is_done.eq(0), is_count.eq(0), drained.eq(0), committed.eq(0)]
+
+        def tap(name, s):
+            return line[name][fg.skew(s)]
+
+        # ---- operand values at every FU -----------------------------------------------------------
         values: dict[str, dict[tuple, object]] = {}
         for p in stationary:
             port = getattr(self, f"in_{p.name}")
-            is_signed = design.type_of[p.name].signed
+            shp = _shape(p.width, design.type_of[p.name].signed)
             regs = {}
             for s in coords:
-                r = Signal(_shape(p.width, is_signed), name=f"{p.name}_stat_{_tag(s)}")
-                with m.If(adv & loading & (row == _row_index(s, shape))):
-                    m.d.sync += r.eq(port.payload[s[-1]])
-                regs[s] = r
+                shadow = Signal(shp, name=f"{p.name}_shadow_{_tag(s)}")
+                act = Signal(shp, name=f"{p.name}_stat_{_tag(s)}")
+                with m.If(ld_beat & (ld_row == _row_index(s, shape))):
+                    m.d.sync += shadow.eq(port.payload[s[-1]])
+                with m.If(adv & tap("swap", s)):
+                    m.d.sync += act.eq(shadow)
+                regs[s] = Mux(tap("swap", s), shadow, act)
             values[p.name] = regs
+        g = fg.graph
         for p in streamed:
             port = getattr(self, f"in_{p.name}")
-            is_signed = design.type_of[p.name].signed
+            shp = _shape(p.width, design.type_of[p.name].signed)
             vals: dict[tuple, object] = {}
-            lane_of_root = {}
-            g = fg.graph
             for lane in p.lanes:
                 mem = ("mem", p.name, lane.index)
-                skewed = _delay(m, port.payload[lane.index], lane.skew, cadv, f"{p.name}_lane{lane.index}_skew",
-                                _shape(p.width, is_signed))
-                for _, v, e in g.out_edges(mem, data=True):
+                skewed = _delay(m, port.payload[lane.index], lane.skew, adv, f"{p.name}_lane{lane.index}_skew", shp)
+                frontier = []
+                for _, v in g.out_edges(mem):
                     vals[v[1]] = skewed
-                # follow FU-to-FU edges breadth first from the lane's FUs
-                frontier = [v[1] for _, v in g.out_edges(mem)]
+                    frontier.append(v[1])
                 while frontier:
                     nxt = []
                     for u in frontier:
                         for _, v, e in g.out_edges(("fu", u), data=True):
                             if e["operand"] != p.name or v[0] != "fu":
                                 continue
-                            vals[v[1]] = _delay(m, vals[u], e["delay"], cadv, f"{p.name}_{_tag(u)}_to_{_tag(v[1])}",
-                                                _shape(p.width, is_signed))
+                            vals[v[1]] = _delay(m, vals[u], e["delay"], adv, f"{p.name}_{_tag(u)}_to_{_tag(v[1])}", shp)
                             nxt.append(v[1])
                     frontier = nxt
             values[p.name] = vals
 
-        acc_shape = _shape(out_plan.width, out_plan.signed)
         prods = {}
         for s in coords:
             prod = None
@@ -261,60 +248,105 @@ class ArrayTop(wiring.Component):
             m.d.comb += sig.eq(prod)
             prods[s] = sig
 
-        # ---- outputs ---------------------------------------------------------------------------
+        # ---- outputs --------------------------------------------------------------------------------
         if acc_mode:
-            accs = {}
+            m.d.comb += adv.eq(1)      # results leave through the output registers, never the pipeline
+            outs = {}
             for s in coords:
                 acc = Signal(acc_shape, name=f"{out_plan.name}_acc_{_tag(s)}")
-                k = fg.skew(s)
+                res = Signal(acc_shape, name=f"{out_plan.name}_out_{_tag(s)}")
                 base = Const(0, acc_shape)
-                if out_plan.psum_in:
-                    init = Signal(acc_shape, name=f"{out_plan.name}_init_{_tag(s)}")
-                    with m.If(adv & loading & ~first & (row == _row_index(s, shape))):
-                        m.d.sync += init.eq(psum_port.payload[s[-1]])
-                    base = Mux(first, 0, init)
-                with m.If(cadv & v_line[k]):
-                    m.d.sync += acc.eq(Mux(f_line[k], base, acc) + prods[s])
-                accs[s] = acc
+                if acc_init:
+                    shadow = Signal(acc_shape, name=f"{out_plan.name}_init_{_tag(s)}")
+                    with m.If(ld_beat & (ld_row == _row_index(s, shape))):
+                        m.d.sync += shadow.eq(Mux(ld_first, 0, psum_port.payload[s[-1]]))
+                    base = Mux(tap("swap", s), shadow, 0)
+                total = Signal(acc_shape, name=f"{out_plan.name}_sum_{_tag(s)}")
+                m.d.comb += total.eq(Mux(tap("first", s), base, acc) + prods[s])
+                with m.If(adv & tap("valid", s)):
+                    m.d.sync += acc.eq(total)
+                    with m.If(tap("last", s)):
+                        m.d.sync += res.eq(total)
+                outs[s] = res
+            with m.If(line["last"][max_skew]):
+                m.d.sync += committed.eq(committed + 1)
+            dr_row = Signal(range(max(rows, 2)), name="drain_row")
+            m.d.comb += out_port.valid.eq(running & (drained < committed))
             for lane in range(shape[-1]):
-                col = Array([accs[s] for s in coords if s[-1] == lane])
-                m.d.comb += out_port.payload[lane].eq(col[row])
-        elif out_plan.tree_axes:
-            for lane in out_plan.lanes:
-                tree = Signal(acc_shape, name=f"{out_plan.name}_tree{lane.index}")
-                base = Const(0, acc_shape)
-                if out_plan.psum_in:
-                    base = _delay(m, Mux(first, 0, psum_port.payload[lane.index]), lane.skew, cadv,
-                                  f"{out_plan.name}_psum{lane.index}_skew", acc_shape)
-                total = base
-                for s in lane.fus:
-                    total = total + prods[s]
-                with m.If(cadv):
-                    m.d.sync += tree.eq(total)
-                drain = _drain_delay(fg, ("tree", out_plan.name, lane.index), out_plan.name)
-                res = _delay(m, tree, drain, cadv, f"{out_plan.name}_out{lane.index}_deskew", acc_shape)
-                m.d.comb += out_port.payload[lane.index].eq(res)
+                col = Array([outs[s] for s in coords if s[-1] == lane])
+                m.d.comb += out_port.payload[lane].eq(col[dr_row])
+            with m.If(out_port.valid & out_port.ready):
+                m.d.sync += dr_row.eq(dr_row + 1)
+                with m.If(dr_row == rows - 1):
+                    m.d.sync += [dr_row.eq(0), drained.eq(drained + 1)]
+            with m.If(start):
+                m.d.sync += dr_row.eq(0)
+            m.d.comb += finish.eq(running & is_done & (drained == is_count))
         else:
-            g = fg.graph
+            lat = sch.out_latency
+            m.d.comb += out_port.valid.eq(line["valid"][lat])
+            m.d.comb += adv.eq(~(out_port.valid & ~out_port.ready))
+            final_seen = Signal(name="final_seen")
+            with m.If(out_port.valid & out_port.ready & line["final"][lat]):
+                m.d.sync += final_seen.eq(1)
+            with m.If(start):
+                m.d.sync += final_seen.eq(0)
+            m.d.comb += finish.eq(running & final_seen)
+            with m.If(finish):
+                m.d.sync += final_seen.eq(0)
             for lane in out_plan.lanes:
                 src = Const(0, acc_shape)
                 if out_plan.psum_in:
-                    src = _delay(m, Mux(first, 0, psum_port.payload[lane.index]), lane.skew, cadv,
+                    src = _delay(m, Mux(iss.first, 0, psum_port.payload[lane.index]), lane.skew, adv,
                                  f"{out_plan.name}_psum{lane.index}_skew", acc_shape)
-                prev = None
-                for pos, s in enumerate(lane.fus):
-                    if prev is not None:
-                        hop = g.edges[("fu", prev), ("fu", s)]["delay"]
-                        src = _delay(m, psum_regs_prev, hop - 1, cadv, f"{out_plan.name}_{_tag(prev)}_to_{_tag(s)}", acc_shape)
-                    reg = Signal(acc_shape, name=f"{out_plan.name}_psum_{_tag(s)}")
-                    with m.If(cadv):
-                        m.d.sync += reg.eq(src + prods[s])
-                    psum_regs_prev = reg
-                    prev = s
-                drain = _drain_delay(fg, ("fu", lane.fus[-1]), out_plan.name)
-                res = _delay(m, psum_regs_prev, drain, cadv, f"{out_plan.name}_out{lane.index}_deskew", acc_shape)
+                if out_plan.tree_axes:
+                    reg = Signal(acc_shape, name=f"{out_plan.name}_tree{lane.index}")
+                    total = src
+                    for s in lane.fus:
+                        total = total + prods[s]
+                    with m.If(adv):
+                        m.d.sync += reg.eq(total)
+                    node = ("tree", out_plan.name, lane.index)
+                else:
+                    prev = None
+                    for s in lane.fus:
+                        if prev is not None:
+                            hop = g.edges[("fu", prev), ("fu", s)]["delay"]
+                            src = _delay(m, reg, hop - 1, adv, f"{out_plan.name}_{_tag(prev)}_to_{_tag(s)}", acc_shape)
+                        reg = Signal(acc_shape, name=f"{out_plan.name}_psum_{_tag(s)}")
+                        with m.If(adv):
+                            m.d.sync += reg.eq(src + prods[s])
+                        prev = s
+                    node = ("fu", lane.fus[-1])
+                res = _delay(m, reg, _drain_delay(fg, node, out_plan.name), adv,
+                             f"{out_plan.name}_out{lane.index}_deskew", acc_shape)
                 m.d.comb += out_port.payload[lane.index].eq(res)
         return m
+
+
+class _Odometer:
+    """Tile counters over the outer loops (innermost fastest), with first-visit and last-tile flags."""
+
+    def __init__(self, m: Module, name: str, outer, red, trips, reset):
+        self.m = m
+        self.outer = outer
+        self.trips = trips
+        self.cnt = {d: Signal(TRIP_BITS, name=f"{name}_tile_{d}") for d in outer}
+        self.first = Signal(name=f"{name}_first_visit")
+        self.last = Signal(name=f"{name}_last_tile")
+        m.d.comb += self.first.eq(Const(1) if not red else _all([self.cnt[d] == 0 for d in red]))
+        m.d.comb += self.last.eq(Const(1) if not outer else _all([self.cnt[d] == trips[d] - 1 for d in outer]))
+        with m.If(reset):
+            for d in outer:
+                m.d.sync += self.cnt[d].eq(0)
+
+    def advance(self):
+        carry = Const(1)
+        for d in reversed(self.outer):
+            wrap_here = self.cnt[d] == self.trips[d] - 1
+            with self.m.If(carry):
+                self.m.d.sync += self.cnt[d].eq(Mux(wrap_here, 0, self.cnt[d] + 1))
+            carry = carry & wrap_here
 
 
 def _drain_delay(fg: FUGraph, node, operand) -> int:
