@@ -177,9 +177,12 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
         drained[k].succeed()
         env.process(writeback(k))
 
+    written = [env.event() for _ in tiles]
+
     def writeback(k):
         nbytes = sum(v * ports[p][2] / 8 for p, v in traffic[k].items() if p.startswith("out_"))
         yield from transfer(nbytes)
+        written[k].succeed()
 
     def finish():
         yield issue_done
@@ -189,6 +192,9 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
         else:
             yield env.timeout(stats["last_issue"] + sch.out_latency + 1 - env.now)
             stats["done"] = env.now
+        # the layer ends when its last results are in DRAM (instantly on an ideal DRAM side)
+        yield simpy.AllOf(env, written)
+        stats["done"] = max(stats["done"], env.now)
 
     env.process(dma())
     if sch.has_loader:
