@@ -13,6 +13,9 @@ Interface (streams; payload fields listed from the least significant bit):
 - ``out``   Out {data: D x signed(acc_bits), need_lsb}: the attention output row per query, in units
   of 2**-15 of V's unit (sum over kept keys of prob_fx * v), and whether the LSB pass ran.
 - ``done``  one-cycle pulse after the command's last output row is accepted; ``busy``.
+- Importance accumulators beside the chain (cascade pruning): ``tok_imp`` reads the token-importance
+  row ``imp_addr`` (lanes x 32-bit sums of the final probabilities of every query since ``imp_clear``,
+  one cycle read latency); ``head_score`` is the sum of |out[d]| over every output row since ``imp_clear``.
 
 The QxK and PxV units are spatial multiplier arrays with registered adder trees (lanes x head_dim
 multipliers each), written here as parameterised arrays rather than derived by archgen's affine array
@@ -26,11 +29,15 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
 from archgen.rtlgen.softmax import Softmax
 from archgen.rtlgen.topk import TopK
 
-__all__ = ["SpattenCore", "core_cmd_layout"]
+__all__ = ["SpattenCore", "core_cmd_layout", "TOKEN_IMPORTANCE_BITS", "HEAD_SCORE_BITS"]
+
+TOKEN_IMPORTANCE_BITS = 32   # 65535 queries x 1.0 (2**15) fits; saturates beyond
+HEAD_SCORE_BITS = 48
 
 
 def _clog2(x: int) -> int:
@@ -90,6 +97,10 @@ class SpattenCore(wiring.Component):
                 "data": data.ArrayLayout(signed(f.acc_bits), self.dim), "need_lsb": unsigned(1)}))),
             "done": Out(1),
             "busy": Out(1),
+            "imp_clear": In(1),
+            "imp_addr": In(max(1, _clog2(spec.groups))),
+            "tok_imp": Out(data.ArrayLayout(unsigned(TOKEN_IMPORTANCE_BITS), self.lanes)),
+            "head_score": Out(HEAD_SCORE_BITS),
         })
         self._nb = nb
 
@@ -237,6 +248,13 @@ class SpattenCore(wiring.Component):
             nxt = (Signal(name=f"pv_v{lvl}"), Signal(name=f"pv_last{lvl}"))
             m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
             ctl = nxt
+        # Token importance: every probability of the final pass, kept or pruned, as the sweep reads it.
+        m.submodules.tok_imp = ti = TokenImportance(N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
+        v_group, v_lanes = Signal(gbits), Signal(L)
+        m.d.sync += [v_group.eq(g[:gbits]), v_lanes.eq(keep_row)]
+        m.d.comb += [ti.inp.valid.eq(v_v), ti.inp.payload.group.eq(v_group), ti.inp.payload.keep.eq(v_lanes),
+                     ti.inp.payload.data.as_value().eq(prob_row), ti.clear.eq(self.imp_clear),
+                     ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
         acc = Signal(data.ArrayLayout(signed(f.acc_bits), D))
         acc_clear = Signal()
         with m.If(acc_clear):
@@ -244,6 +262,9 @@ class SpattenCore(wiring.Component):
         with m.Elif(ctl[0]):
             m.d.sync += [acc[d].eq(acc[d] + sums[d]) for d in range(D)]
         m.d.comb += [self.out.payload.data.eq(acc), self.out.payload.need_lsb.eq(need_lsb)]
+        m.submodules.head_imp = hi = HeadImportance(D, f.acc_bits, HEAD_SCORE_BITS)
+        m.d.comb += [hi.inp.valid.eq(self.out.valid & self.out.ready), hi.inp.payload.eq(acc),
+                     hi.clear.eq(self.imp_clear), self.head_score.eq(hi.score)]
 
         # ---- control ---------------------------------------------------------------------------
         m.d.sync += self.done.eq(0)

@@ -18,7 +18,7 @@ from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
 from archgen.sim.spatten_model import (core_cycles, mask_lsbs, pq_need_lsb, softmax_cycles, softmax_fixed,
                                        threshold_fx)
 
-__all__ = ["verify_core", "check_softmax_unit", "check_pq_unit", "float_attention", "float_softmax",
+__all__ = ["verify_core", "verify_spatten_unit", "SPATTEN_UNITS", "check_softmax_unit", "check_pq_unit", "float_attention", "float_softmax",
            "default_shift", "OUTPUT_TOLERANCE", "SOFTMAX_TOLERANCE", "core_verilog"]
 
 # Largest allowed |fixed-point probability - float softmax| (measured worst case 3.5e-4, docs/spatten.md).
@@ -62,8 +62,8 @@ def verify_core(spec: SpattenSpec, n_keys: int, n_queries: int, seed: int, local
     """Random K, V, Q on the core RTL (Verilator) vs the fixed-point model, float numpy and the cycle model.
 
     Returns ``{"correct", "bit_exact", "max_error", "tolerance", "rtl_cycles", "model_cycles",
-    "cycles_match", "need_lsb", "kept", "passed"}``; ``correct`` means bit-exact and within tolerance and
-    cycle-exact. Raises ValueError for arguments the engine cannot run.
+    "cycles_match", "importance_match", "need_lsb", "kept", "passed"}``; ``correct`` means bit-exact,
+    within tolerance, cycle-exact, and the importance accumulators equal the model's sums. Raises ValueError for arguments the engine cannot run.
     """
     from archgen.verif.runner import run_testbench
 
@@ -89,7 +89,7 @@ def verify_core(spec: SpattenSpec, n_keys: int, n_queries: int, seed: int, local
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
         "keys": keys.tolist(), "values": values.tolist(), "queries": queries.tolist(), "shift": shift,
         "keep_k": keep_k, "pq_enable": int(pq_enable), "threshold": thr, "bank": bank, "seed": seed & 0xFFFF,
-        "max_cycles": 4 * model.cycles + 1000,
+        "max_cycles": 4 * model.cycles + 1000, "groups": spec.groups, "lanes": spec.lanes,
     }
     res = run_testbench(core_verilog(spec), spec.name, "archgen.verif.tb_spatten", params,
                         cache_dir=cache_dir, timeout_s=timeout_s)
@@ -105,9 +105,17 @@ def verify_core(spec: SpattenSpec, n_keys: int, n_queries: int, seed: int, local
             errors.append(np.max(np.abs(got[i] / 2.0 ** fmt.prob_frac - ref)) / max(1, np.abs(v_used).max()))
     max_error = float(max(errors)) if errors else float("inf")
     cycles_match = res.get("cycles") == model.cycles
-    correct = bit_exact and max_error <= OUTPUT_TOLERANCE and cycles_match and bool(res.get("passed"))
+    # Importance accumulators: token = sum over queries of the final probabilities; head = sum of |out|.
+    want_tok = np.zeros(spec.max_tokens, dtype=np.int64)
+    for r in model.results:
+        want_tok[:n_keys] += r.probs
+    want_head = int(np.abs(want).sum()) if want.size else 0
+    importance_match = (res.get("token_importance") == want_tok.tolist() and res.get("head_score") == want_head)
+    correct = (bit_exact and max_error <= OUTPUT_TOLERANCE and cycles_match and importance_match
+               and bool(res.get("passed")))
     return {"correct": correct, "bit_exact": bit_exact, "max_error": max_error, "tolerance": OUTPUT_TOLERANCE,
             "rtl_cycles": res.get("cycles"), "model_cycles": model.cycles, "cycles_match": cycles_match,
+            "importance_match": importance_match,
             "need_lsb": [bool(r.need_lsb) for r in model.results], "rtl_need_lsb": res.get("need_lsb"),
             "kept": [int(r.keep.sum()) for r in model.results], "passed": bool(res.get("passed")),
             "out_cycles": res.get("out_cycles"), "shift": shift,
@@ -221,3 +229,31 @@ def check_pq_unit(spec: SpattenSpec, rows: list, threshold: int, enable: bool = 
     maxes = [int(np.max(r)) for r in rows]
     return {"correct": [g[0] for g in got] == want and [g[1] for g in got] == maxes,
             "need_lsb": [g[0] for g in got], "expected": want}
+
+
+SPATTEN_UNITS = ("core", "softmax", "pq")
+
+
+def verify_spatten_unit(spec: SpattenSpec, unit: str, *, seed: int = 0, n_keys: int | None = None,
+                        n_queries: int = 2, local_v_keep: int | None = None, rows: int = 6) -> dict:
+    """``archgen verify SPEC --unit UNIT``: one entry point for the CLI.
+
+    ``core``: :func:`verify_core` (Verilator); ``softmax`` / ``pq``: random rows (plus an all-equal row)
+    on Amaranth's simulator, ``rows`` of them. ``n_keys`` defaults to the spec's max_tokens.
+    Raises ValueError for an unknown unit.
+    """
+    n = spec.max_tokens if n_keys is None else n_keys
+    if unit == "core":
+        return verify_core(spec, n, n_queries, seed, local_v_keep)
+    rng = np.random.default_rng(seed)
+    sizes = [int(x) for x in rng.integers(1, spec.max_tokens + 1, max(0, rows - 1))] + [n]
+    if unit == "softmax":
+        sw = spatten_formats(spec).score_bits
+        data = [rng.integers(-(1 << (sw - 2)), 1 << (sw - 2), k) for k in sizes[:-1]]
+        data.append(np.zeros(n, dtype=np.int64))
+        return check_softmax_unit(spec, data, default_shift(spec))
+    if unit == "pq":
+        fmt = spatten_formats(spec)
+        data = [rng.integers(0, (1 << fmt.prob_frac) + 1, k) for k in sizes]
+        return check_pq_unit(spec, data, threshold_fx(spec.pq.threshold, fmt))
+    raise ValueError(f"unit must be one of {', '.join(SPATTEN_UNITS)}, not {unit!r}")

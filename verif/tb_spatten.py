@@ -6,7 +6,8 @@ payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shi
 ``threshold``, ``bank``, ``seed``). The testbench plays the DRAM side: it writes K and V into the buffer,
 issues one command, offers the queries back to back and takes every output at once.
 
-Results: ``outputs`` (q x D signed integers), ``need_lsb`` per query, ``cycles`` (rising edges from the
+Results: ``outputs`` (q x D signed integers), ``need_lsb`` per query, ``token_importance`` (per token),
+``head_score``, ``cycles`` (rising edges from the
 command handshake to the cycle ``done`` is high), ``out_cycles`` (cycle of each output, same origin).
 """
 import cocotb
@@ -70,11 +71,22 @@ async def spatten_core_command(dut):
             break
         await RisingEdge(dut.clk)
 
+    # Importance accumulators: read every row (one cycle read latency), then the head score.
+    tok_imp = []
+    for grp in range(p["groups"]):
+        await FallingEdge(dut.clk)
+        dut.imp_addr.value = grp
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        word = int(dut.tok_imp.value)
+        tok_imp += [(word >> (32 * i)) & 0xFFFFFFFF for i in range(p["lanes"])]
+    head_score = int(dut.head_score.value)
+
     outputs, need = [], []
     for w in out_mon.payloads:
         outputs.append([signed((w >> (d * acc_bits)) & ((1 << acc_bits) - 1), acc_bits) for d in range(dim)])
         need.append((w >> (dim * acc_bits)) & 1)
-    write_result({"outputs": outputs, "need_lsb": need,
+    write_result({"outputs": outputs, "need_lsb": need, "token_importance": tok_imp, "head_score": head_score,
                   "cycles": (done_seen[0] - cmd_cycle) if done_seen else None,
                   "out_cycles": [c - cmd_cycle for c in out_mon.cycles]})
     assert done_seen, "done never rose after the last output"

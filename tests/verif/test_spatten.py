@@ -3,7 +3,7 @@ attention, RTL cycles == model cycles. One Verilator build (cached) serves every
 import pytest
 
 from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec
-from archgen.verif.spatten_check import OUTPUT_TOLERANCE, verify_core
+from archgen.verif.spatten_check import OUTPUT_TOLERANCE, verify_core, verify_spatten_unit
 
 SMALL = load_spatten_spec(builtin_spec_path("spatten_small"))
 
@@ -26,10 +26,22 @@ def test_core_matches_numpy_and_model(n_keys, n_queries, seed, keep, extra):
     assert r["bit_exact"], r
     assert r["max_error"] <= OUTPUT_TOLERANCE, r
     assert r["rtl_cycles"] == r["model_cycles"], r
+    assert r["importance_match"], r
     assert r["rtl_need_lsb"] == [int(x) for x in r["need_lsb"]]
     assert r["correct"]
     if extra.get("shift") == 21:
         assert all(r["need_lsb"])  # the flat rows must really take the LSB pass
+
+
+@pytest.mark.parametrize("unit", ["softmax", "pq"])
+def test_unit_entry_points_on_amaranth_sim(unit):
+    r = verify_spatten_unit(SMALL, unit, seed=3)
+    assert r["correct"], r
+
+
+def test_unknown_unit_is_rejected():
+    with pytest.raises(ValueError, match="unit must be one of core, softmax, pq, not 'qk'"):
+        verify_spatten_unit(SMALL, "qk")
 
 
 def test_verify_core_rejects_bad_arguments():
