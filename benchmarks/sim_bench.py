@@ -3,12 +3,19 @@
     python benchmarks/sim_bench.py              # timings (best of --repeat runs)
     python benchmarks/sim_bench.py --results    # DRAM/compute reduction and speedup table (docs/spatten_results.md)
 
-Numbers are printed, never asserted; docs/spatten_results.md records a run.
+Numbers are printed, never asserted; docs/spatten_results.md records a run. The PAPER setting includes
+local value pruning, so every row's top-k runs through the exact top-k engine model (the slow part).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+# Small batched matmuls gain nothing from BLAS threads, and on a shared 2-core machine the threads
+# made trace generation 4x slower (measured); set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec
 from archgen.sim.spatten_algo import SpattenAlgoConfig, run_spatten_algo

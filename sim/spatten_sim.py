@@ -3,23 +3,23 @@
 For every transformer layer: `run_spatten_algo` decides which tokens, heads and V rows are used and
 which rows re-fetch LSBs; this module turns that into DRAM bytes, compute cycles and energy.
 
-Timing model (stated, not measured on RTL here):
-- DRAM time = bytes / (HBM bandwidth / clock). The fetcher is decoupled from the datapath by FIFOs and
-  the K/V SRAMs are double-buffered, so a layer takes ``max(compute, DRAM)`` cycles.
-- Compute time per query row uses the unit throughputs of the spec: QxK scores ``qk.multipliers / D``
-  keys per cycle, softmax ``softmax.parallelism`` per cycle, prob x V ``pv.multipliers / D`` V rows
-  per cycle, and the local-V top-k (when value pruning is on) takes the exact cycles of the top-k
-  engine's model (`archgen.sim.topk_model.simulate_topk`, the RTL's cycle contract) on the row's
-  probabilities quantized to the engine's UQ1.prob_frac format (``topk_cycles="exact"``), or, for
-  speed, a closed-form estimate (``"estimate"``, see `topk_estimate_cycles`). The chain is pipelined across queries, so a
-  row occupies the engine for the slowest stage; a row that re-fetches LSBs repeats QxK and softmax.
-  The pipeline fill (sum of the spec's stage latencies) is paid once per layer and step.
+Timing:
+- Compute: the attention core's exact per-query cycle function
+  (`archgen.sim.spatten_model.query_cycles`, the RTL's cycle contract): one query at a time, a
+  QxK + softmax + PQ-decision pass over the kept keys (twice when the row re-fetches LSBs), the local-V
+  top-k when value pruning is on, the prob x V sweep, the output; plus the command handshake cycle
+  per (head, step). The top-k's cycles come from the top-k engine model
+  (`archgen.sim.topk_model.simulate_topk`) on the row's trace probabilities quantized to the engine's
+  UQ1.prob_frac format (``topk_cycles="exact"``), or from a closed form (``"estimate"``,
+  `topk_estimate_cycles`) for speed. A head dimension below the spec's runs zero-padded (the core's
+  lanes are fixed by the spec), so its cycles are those of ``spec.head_dim``.
+- DRAM: bytes / (HBM bandwidth / clock). K/V SRAMs are double-buffered, so the next head's fetch
+  overlaps this head's compute and a layer takes ``max(compute, DRAM)`` cycles (our overlap model; the
+  first fill and the LSB re-fetch stall inside a query are not charged separately).
 
 Energy: MACs at the units' widths, the softmax's Taylor multiply-adds, one SRAM access of ``D x bits``
 per key (value) row read, in a bank of ``bytes / (buffers x lanes)`` (one bank per key lane), one SRAM
 write per row filled from DRAM, and DRAM bytes at the table's pJ/bit for the spec's DRAM kind.
-  This is the unit-throughput estimate, not the exact per-query cycle function of the RTL core
-  (archgen.sim.spatten_model); results say so in ``extra["compute_model"]``.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from .spatten_algo import SpattenAlgoConfig, run_spatten_algo
 __all__ = ["COMPUTE_MODEL", "simulate_spatten", "spatten_area_mm2", "spatten_bytes_per_cycle",
            "spatten_peak_macs_per_cycle", "topk_estimate_cycles"]
 
-COMPUTE_MODEL = "unit-throughput estimate"
+COMPUTE_MODEL = "spatten_model.query_cycles"
 _TOPK_MODES = ("exact", "estimate")
 
 
@@ -66,6 +66,8 @@ def _exact_topk_fn(spec):
     one = 1 << spatten_formats(spec).prob_frac
 
     def cycles(probs: np.ndarray, k: int) -> int:
+        if k >= probs.size:
+            return -1                   # the core skips the top-k when every V row is kept
         fx = np.minimum(np.floor(probs * one), one).astype(np.int64)
         return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth).cycles
     return cycles
@@ -89,26 +91,22 @@ def _is_decoder(workload) -> bool:
     return any(w.name == workload.name and w.family == "decoder" for w in list_workloads())
 
 
-def _pipeline_fill(spec) -> int:
-    try:
-        from archgen.arch.spatten_spec import spatten_latencies
-        lat = spatten_latencies(spec)
-    except (ImportError, AttributeError):
-        return 0
-    return sum(int(v) for v in vars(lat).values())
+def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None, commands: int) -> int:
+    """Sum of the core's per-query cycles (`query_cycles`) plus one handshake cycle per command.
 
+    ``topk`` holds each row's top-k cycles, or -1 where the row keeps every V row (no top-k run)."""
+    from .spatten_model import query_cycles
 
-def _row_cycles(spec, d: int, keys: np.ndarray, values: np.ndarray, lsb: np.ndarray,
-                topk: np.ndarray | None) -> np.ndarray:
-    lanes = max(spec.qk.multipliers // d, 1)
-    pv_rows = max(spec.pv.multipliers // d, 1)
-    qk = np.ceil(keys / lanes) * (1 + lsb)
-    sm = np.ceil(keys / spec.softmax.parallelism) * (1 + lsb)
-    pv = np.ceil(values / pv_rows)
-    stages = [qk, sm, pv]
-    if topk is not None:
-        stages.append(topk)
-    return np.maximum.reduce(stages)
+    cache: dict[tuple[int, bool, int], int] = {}
+    total = commands
+    tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
+    for n, l, t in zip(keys.tolist(), lsb.tolist(), tk.tolist()):
+        key = (n, bool(l), t)
+        c = cache.get(key)
+        if c is None:
+            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t).total
+        total += c
+    return total
 
 
 def _bank_bytes(spec, sram) -> int:
@@ -174,8 +172,9 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     if h.seq_len > spec.max_tokens:
         raise SpecError([problem("seq", f"the engine {spec.name} buffers at most max_tokens={spec.max_tokens} keys "
                                         "per head; use a shorter sequence or a larger spec", h.seq_len)])
-    if d > spec.qk.multipliers:
-        raise SpecError([problem("head_dim", f"exceeds the QxK unit's {spec.qk.multipliers} multipliers", d)])
+    if d > spec.head_dim:
+        raise SpecError([problem("head_dim", f"exceeds the engine's head_dim={spec.head_dim} "
+                                             f"({spec.name}); use a spec built for it", d)])
 
     exact = topk_cycles == "exact" and algo_config.value_prune > 0
     algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None)
@@ -183,7 +182,6 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     peak = spatten_peak_macs_per_cycle(spec)
     bpc = spatten_bytes_per_cycle(spec)
     ns_per_cycle = 1e3 / spec.clock_mhz
-    fill = _pipeline_fill(spec)
     steps = 1 if h.phase == "prefill" else h.queries
     results = []
     for s in algo.layers:
@@ -192,11 +190,12 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         elif exact:
             topk = s.row_topk_cycles
         else:
-            topk = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
-        compute = float(_row_cycles(spec, d, s.row_keys, s.row_values, s.row_lsb, topk).sum()) + fill * steps
+            est = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
+            topk = np.where(s.row_values >= s.row_keys, -1, np.round(est)).astype(np.int64)
+        commands = int(round(s.heads_kept * steps))
+        compute = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, commands))
         dense_keys = s.dense_row_keys
-        dense_compute = float(_row_cycles(spec, d, dense_keys, dense_keys, np.zeros_like(dense_keys), None).sum()) \
-            + fill * steps
+        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.heads * steps))
         dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
                 "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
                 "query.read": s.query_bytes, "output.write": s.output_write_bytes}
