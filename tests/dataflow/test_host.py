@@ -1,5 +1,6 @@
-"""The DRAM-side program against an independent numpy einsum, and the schedule's closed form against
-the SimPy cycle model, on random problem sizes (padded tiles included) and the conv spec."""
+"""The DRAM-side program against an independent numpy einsum, and the documented cycle contract of
+dataflow/schedule.py (replayed here as recurrences) against the SimPy cycle model, on random problem
+sizes (padded tiles included) and the conv spec."""
 from __future__ import annotations
 
 import functools
@@ -54,18 +55,6 @@ def replay_contract(sch, mapping) -> int:
     return drained if sch.accumulate else last_issue + sch.out_latency + 1
 
 
-def contract_cycles(sch, mapping) -> int:
-    if hasattr(sch, "total_cycles"):          # the schedule states its own closed form
-        return sch.total_cycles(mapping)
-    return replay_contract(sch, mapping)
-
-
-@functools.lru_cache(maxsize=None)
-def graph(name: str, shape: str | None = None):
-    design = load_spec(name, [f"array.shape={shape}"] if shape else [])
-    return derive_interconnect(design)
-
-
 def check_program(fg, bounds, seed):
     design = fg.design
     mapping = map_problem(design, bounds)
@@ -99,7 +88,7 @@ def check_program(fg, bounds, seed):
 
     # the closed form the RTL controller obeys == the SimPy model on an ideal DRAM side
     model = simulate_array(fg, mapping)
-    assert model.total_cycles == contract_cycles(sch, mapping)
+    assert model.total_cycles == replay_contract(sch, mapping)
     assert model.total_cycles >= mapping.n_tiles * mapping.steps
     assert model.total_cycles >= math.ceil(mapping.macs / design.n_fus)
     # a finite DRAM can only slow it down
@@ -119,7 +108,7 @@ def test_gemm_host_program_and_cycles(name, shape, m, k, n, seed):
 def test_gemm_reference_problem(name):
     fg = graph(name)
     mapping, model = check_program(fg, fg.design.reference_bounds, 1)
-    assert mapping.n_tiles == 3 * 3 and model.total_cycles == contract_cycles(array_schedule(fg), mapping)
+    assert mapping.n_tiles == 3 * 3 and model.total_cycles == replay_contract(array_schedule(fg), mapping)
 
 
 def test_conv_reference_bounds():
