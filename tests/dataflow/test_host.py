@@ -22,6 +22,12 @@ from archgen.verif.golden import reference_einsum
 GEMMS = ["gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast"]
 
 
+@functools.lru_cache(maxsize=None)
+def graph(name: str, shape: str | None = None):
+    design = load_spec(name, [f"array.shape={shape}"] if shape else [])
+    return derive_interconnect(design)
+
+
 def replay_contract(sch, mapping) -> int:
     """The cycle contract of dataflow/schedule.py replayed as plain recurrences, tile by tile (no SimPy):
     cycle 0 is the handshake; the loader fills the shadow registers (rows cycles, or skips a tile in
