@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,11 +216,17 @@ def test_missing_spec_argument_is_a_usage_error(capsys):
 # a failed build leaves the previous outputs alone
 
 
-@pytest.fixture
-def previous_build(tmp_path, capsys):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "gemm_os"
     assert main(["build", "gemm_os", "-o", str(out)]) == 0
-    capsys.readouterr()
+    return out
+
+
+@pytest.fixture
+def previous_build(built_once, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(built_once, out)
     return out, snapshot(out)
 
 
