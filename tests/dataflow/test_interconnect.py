@@ -1,15 +1,18 @@
 """Derived interconnect against the hand-derived table of DESIGN.md section 2, operand by operand, plus
 graph properties that must hold on every array shape: one source per FU and operand (an arborescence
-rooted at memory), values arriving exactly when their FU runs, partial sums leaving aligned."""
+rooted at memory), values arriving exactly when their FU runs, partial sums leaving aligned; and the
+memory banking of section 3 (lanes never share a bank, addresses advance by affine strides)."""
 from __future__ import annotations
 
 import math
 
 import networkx as nx
+import numpy as np
 import pytest
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec, load_spec_data
+from archgen.dataflow.banking import derive_banking
 from archgen.dataflow.interconnect import derive_interconnect
 
 # operand -> (role, set of FU-to-FU links as (kind, axis, delay per hop)); DESIGN.md section 2
@@ -215,3 +218,33 @@ def test_non_tiled_map_is_rejected_with_a_spec_error():
     assert design.dataflows[0].spatial is None
     with pytest.raises(SpecError, match="tiled maps only"):
         derive_interconnect(design)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory banking (DESIGN.md section 3)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", GEMMS + ["conv_ws"])
+def test_banking_is_conflict_free_with_affine_address_strides(name, shape):
+    fg = derive_interconnect(design_of(name, shape))
+    op, df = fg.design.operation, fg.dataflow
+    mmat = df.ts_map.matrix                      # loops x (t vars in loop order, then s0..)
+    n_t = len(op.dims)
+    for b in derive_banking(fg):
+        plan = fg.plan(b.operand)
+        x = op.operand(b.operand)
+        amat = x.access_matrix(op.dims)
+        assert b.lanes == plan.n_lanes and b.total_banks == plan.n_lanes
+        # the FU each lane's memory port serves in a cycle: fed from memory, or drained to memory
+        if plan.role == "stream_out":
+            ports = [next(u[1] for u, _ in fg.graph.in_edges(("drain", b.operand, lane.index))) for lane in plan.lanes]
+        else:
+            ports = [lane.fus[0] for lane in plan.lanes]
+        idx = [tuple(int(v) for v in amat @ mmat[:, n_t:] @ np.array(s)) for s in ports]
+        lo = [min(col) for col in zip(*idx)]
+        banks = {tuple(((v - l) // g) % n for v, l, g, n in zip(i, lo, b.gcd, b.banks)) for i in idx}
+        assert len(banks) == plan.n_lanes, (b.operand, idx, b)           # no two lanes share a bank
+        # in-bank addresses advance by fixed strides per temporal loop: column t_d of A_X M
+        want = {f"t_{d}": tuple(int(v) for v in amat @ mmat[:, op.dims.index(d)]) for d in df.order}
+        assert dict(b.strides) == {v: s for v, s in want.items() if any(s)}
