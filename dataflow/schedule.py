@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from .interconnect import FUGraph
+from .pipelining import ArrayTiming, array_timing
 
 __all__ = ["ArraySchedule", "array_schedule"]
 
@@ -33,12 +34,13 @@ __all__ = ["ArraySchedule", "array_schedule"]
 @dataclass(frozen=True)
 class ArraySchedule:
     rows: int                 # beats to load or drain the whole array (all extents but the last)
-    max_skew: int             # cycles between the first and the last FU starting the same step
+    commit_skew: int          # cycles from issuing a step to the last FU accumulating it
+    swap_skew: int            # cycles from issuing a tile's first step to the last FU swapping in its shadow
     has_stationary: bool
     accumulate: bool          # output accumulated in place (drained after each tile)
     psum_in: bool             # partial sums of earlier tiles come back in
     out_latency: int          # streamed outputs: cycles from issuing a step to its output beat
-    pipeline: int = 0         # extra FU pipeline stages (registers the LP pass adds inside FUs)
+    pipeline_registers: int = 0   # registers the LP added for the clock target (0: none)
 
     @property
     def has_loader(self) -> bool:
@@ -48,14 +50,20 @@ class ArraySchedule:
         return self.has_stationary or (self.accumulate and self.psum_in and not first)
 
 
-def array_schedule(fg: FUGraph, pipeline: int = 0) -> ArraySchedule:
+def array_schedule(fg: FUGraph, timing: ArrayTiming | None = None) -> ArraySchedule:
+    timing = timing or array_timing(fg)
+    t = timing.time
+    g = timing.prim.graph
     out = fg.output
     accumulate = out.role == "accumulate"
-    if accumulate:
-        out_latency = 0
-    elif out.tree_axes:
-        out_latency = max(l.skew for l in out.lanes) + 1 + pipeline
-    else:
-        out_latency = max(fg.skew(l.fus[-1]) for l in out.lanes) + 1 + pipeline
-    return ArraySchedule(math.prod(fg.shape[:-1]), fg.max_skew + (pipeline if accumulate else 0),
-                         any(p.role == "stationary" for p in fg.inputs), accumulate, out.psum_in, out_latency, pipeline)
+    accs = [v for v in g if v[0] == "acc"]
+    commit = max((t[v] for v in accs), default=0)
+    swaps = [t[("mul", s)] for s in fg.coords()
+             if any(g.nodes[u]["kind"] == "stationary_reg" for u in g.predecessors(("mul", s)))]
+    if accumulate and out.psum_in:
+        swaps += [t[v] for v in accs]
+    drains = [v for v in g if v[0] == "drain"]
+    out_latency = 0 if accumulate else max(t[v] + g.nodes[v]["latency"] for v in drains)
+    return ArraySchedule(math.prod(fg.shape[:-1]), commit, max(swaps, default=0),
+                         any(p.role == "stationary" for p in fg.inputs), accumulate, out.psum_in, out_latency,
+                         sum(timing.retimed.extra.values()))

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import math
 
+import networkx as nx
+
 from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph
+from archgen.dataflow.pipelining import ArrayTiming, array_timing
 from archgen.dataflow.schedule import ArraySchedule, array_schedule
 
 __all__ = ["ArrayTop", "cmd_layout", "STEP_BITS", "TRIP_BITS"]
@@ -59,9 +62,10 @@ class ArrayTop(wiring.Component):
     - ``done``: high for one cycle after the last tile; ``busy``: a problem is running.
     """
 
-    def __init__(self, fg: FUGraph, schedule: ArraySchedule | None = None):
+    def __init__(self, fg: FUGraph, timing: ArrayTiming | None = None):
         self.fg = fg
-        self.schedule = schedule or array_schedule(fg)
+        self.timing = timing or array_timing(fg)
+        self.schedule = array_schedule(fg, self.timing)
         self.ports_info = stream_ports(fg)
         members = {"cmd": In(stream.Signature(cmd_layout(fg)))}
         for port, (operand, lanes, bits) in self.ports_info.items():
@@ -91,8 +95,9 @@ class ArrayTop(wiring.Component):
         acc_init = acc_mode and out_plan.psum_in            # accumulators start from partial sums
         has_loader = bool(stationary) or acc_init
         acc_shape = _shape(out_plan.width, out_plan.signed)
-        max_skew = fg.max_skew
-        line_len = max(max_skew, 0 if acc_mode else sch.out_latency)
+        tm = self.timing
+        pg = tm.prim.graph
+        line_len = max(sch.commit_skew, sch.swap_skew, 0 if acc_mode else sch.out_latency)
 
         # ---- command ---------------------------------------------------------------------------
         steps = Signal(STEP_BITS, name="steps")
@@ -190,85 +195,127 @@ class ArrayTop(wiring.Component):
                     m.d.sync += is_done.eq(1)
         if has_loader:
             # the shadow is free once the last FU (largest skew) has swapped it in
-            with m.If(adv & line["swap"][max_skew]):
+            with m.If(adv & line["swap"][sch.swap_skew]):
                 m.d.sync += shadow_full.eq(0)
             with m.If(ld_beat & (ld_row == rows - 1)):
                 m.d.sync += shadow_full.eq(1)
         with m.If(start):
             m.d.sync += [is_step.eq(0), is_done.eq(0), is_count.eq(0), drained.eq(0), committed.eq(0)]
 
-        def tap(name, s):
-            return line[name][fg.skew(s)]
+        def tap(name, node):
+            return line[name][tm.time[node]]
 
-        # ---- operand values at every FU -----------------------------------------------------------
-        values: dict[str, dict[tuple, object]] = {}
+        # ---- datapath: one Amaranth value per primitive node output, registers per retimed edge ------
+        # A node's output feeds one shared register chain; each sink taps it at the edge's register
+        # count (fan-out sharing), so the hardware holds exactly the registers the LP placed.
+        outv: dict = {}
+        chains: dict = {}
+
+        def src(u, v, shape):
+            k = tm.regs(u, v)
+            if k == 0:
+                return outv[u]
+            if u not in chains:
+                chains[u] = []
+            ch = chains[u]
+            prev = ch[-1] if ch else outv[u]
+            while len(ch) < k:
+                r = Signal(shape, name=f"{_nname(u)}_d{len(ch) + 1}")
+                with m.If(adv):
+                    m.d.sync += r.eq(prev)
+                ch.append(r)
+                prev = r
+            return ch[k - 1]
+
+        shadow_of: dict = {}
+        stat_shape = {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs}
         for p in stationary:
             port = getattr(self, f"in_{p.name}")
-            shp = _shape(p.width, design.type_of[p.name].signed)
-            regs = {}
             for s in coords:
-                shadow = Signal(shp, name=f"{p.name}_shadow_{_tag(s)}")
-                act = Signal(shp, name=f"{p.name}_stat_{_tag(s)}")
+                shadow = Signal(stat_shape[p.name], name=f"{p.name}_shadow_{_tag(s)}")
                 with m.If(ld_beat & (ld_row == _row_index(s, shape))):
                     m.d.sync += shadow.eq(port.payload[s[-1]])
-                with m.If(adv & tap("swap", s)):
+                shadow_of[(p.name, s)] = shadow
+
+        outs = {}
+        for v in nx.topological_sort(pg):
+            d = pg.nodes[v]
+            kind = d["kind"]
+            if kind == "mem_port":
+                if v not in tm.lane_offset:
+                    continue                                  # load-phase port: the loader writes shadows
+                _, operand, lane = v
+                if operand == out_plan.name:
+                    raw = Mux(iss.first, 0, psum_port.payload[lane])
+                    shp = acc_shape
+                else:
+                    raw = getattr(self, f"in_{operand}").payload[lane]
+                    shp = stat_shape[operand]
+                outv[v] = _delay(m, raw, tm.lane_offset[v], adv, f"{operand}_lane{lane}_issue", shp)
+            elif kind == "port":
+                (u,) = [u for u in pg.predecessors(v)]
+                outv[v] = src(u, v, stat_shape[d["operand"]])
+            elif kind == "stationary_reg":
+                _, s, operand = v
+                shadow = shadow_of[(operand, s)]
+                act = Signal(stat_shape[operand], name=f"{operand}_stat_{_tag(s)}")
+                swap = tap("swap", ("mul", s))
+                with m.If(adv & swap):
                     m.d.sync += act.eq(shadow)
-                regs[s] = Mux(tap("swap", s), shadow, act)
-            values[p.name] = regs
-        g = fg.graph
-        for p in streamed:
-            port = getattr(self, f"in_{p.name}")
-            shp = _shape(p.width, design.type_of[p.name].signed)
-            vals: dict[tuple, object] = {}
-            for lane in p.lanes:
-                mem = ("mem", p.name, lane.index)
-                skewed = _delay(m, port.payload[lane.index], lane.skew, adv, f"{p.name}_lane{lane.index}_skew", shp)
-                frontier = []
-                for _, v in g.out_edges(mem):
-                    vals[v[1]] = skewed
-                    frontier.append(v[1])
-                while frontier:
-                    nxt = []
-                    for u in frontier:
-                        for _, v, e in g.out_edges(("fu", u), data=True):
-                            if e["operand"] != p.name or v[0] != "fu":
-                                continue
-                            vals[v[1]] = _delay(m, vals[u], e["delay"], adv, f"{p.name}_{_tag(u)}_to_{_tag(v[1])}", shp)
-                            nxt.append(v[1])
-                    frontier = nxt
-            values[p.name] = vals
-
-        prods = {}
-        for s in coords:
-            prod = None
-            for p in fg.inputs:
-                v = values[p.name][s]
-                prod = v if prod is None else prod * v
-            sig = Signal(acc_shape, name=f"prod_{_tag(s)}")
-            m.d.comb += sig.eq(prod)
-            prods[s] = sig
-
-        # ---- outputs --------------------------------------------------------------------------------
-        if acc_mode:
-            m.d.comb += adv.eq(1)      # results leave through the output registers, never the pipeline
-            outs = {}
-            for s in coords:
+                outv[v] = Mux(swap, shadow, act)
+            elif kind == "mul":
+                prod = None
+                for u in sorted(pg.predecessors(v)):
+                    x = src(u, v, stat_shape[pg.nodes[u]["operand"]])
+                    prod = x if prod is None else prod * x
+                sig = Signal(acc_shape, name=f"prod_{_tag(v[1])}")
+                if d["latency"]:
+                    with m.If(adv):
+                        m.d.sync += sig.eq(prod)
+                else:
+                    m.d.comb += sig.eq(prod)
+                outv[v] = sig
+            elif kind == "acc":
+                s = v[1]
+                (mul,) = [u for u in pg.predecessors(v) if not pg.edges[u, v]["hold"]]
                 acc = Signal(acc_shape, name=f"{out_plan.name}_acc_{_tag(s)}")
                 res = Signal(acc_shape, name=f"{out_plan.name}_out_{_tag(s)}")
                 base = Const(0, acc_shape)
                 if acc_init:
-                    shadow = Signal(acc_shape, name=f"{out_plan.name}_init_{_tag(s)}")
+                    init = Signal(acc_shape, name=f"{out_plan.name}_init_{_tag(s)}")
                     with m.If(ld_beat & (ld_row == _row_index(s, shape))):
-                        m.d.sync += shadow.eq(Mux(ld_first, 0, psum_port.payload[s[-1]]))
-                    base = Mux(tap("swap", s), shadow, 0)
+                        m.d.sync += init.eq(Mux(ld_first, 0, psum_port.payload[s[-1]]))
+                    base = Mux(tap("swap", v), init, 0)
                 total = Signal(acc_shape, name=f"{out_plan.name}_sum_{_tag(s)}")
-                m.d.comb += total.eq(Mux(tap("first", s), base, acc) + prods[s])
-                with m.If(adv & tap("valid", s)):
+                m.d.comb += total.eq(Mux(tap("first", v), base, acc) + src(mul, v, acc_shape))
+                with m.If(adv & tap("valid", v)):
                     m.d.sync += acc.eq(total)
-                    with m.If(tap("last", s)):
+                    with m.If(tap("last", v)):
                         m.d.sync += res.eq(total)
+                outv[v] = acc
                 outs[s] = res
-            with m.If(line["last"][max_skew]):
+            elif kind in ("add", "tree_add"):
+                total = None
+                for u in sorted(pg.predecessors(v), key=repr):
+                    x = src(u, v, acc_shape)
+                    total = x if total is None else total + x
+                sig = Signal(acc_shape, name=_nname(v))
+                m.d.comb += sig.eq(total)
+                outv[v] = sig
+            elif kind == "drain":
+                if acc_mode:
+                    continue
+                (u,) = list(pg.predecessors(v))
+                reg = Signal(acc_shape, name=f"{out_plan.name}_drain{v[2]}")
+                with m.If(adv):
+                    m.d.sync += reg.eq(src(u, v, acc_shape))
+                align = sch.out_latency - (tm.time[v] + d["latency"])
+                res = _delay(m, reg, align, adv, f"{out_plan.name}_out{v[2]}_align", acc_shape)
+                m.d.comb += out_port.payload[v[2]].eq(res)
+
+        if acc_mode:
+            m.d.comb += adv.eq(1)      # results leave through the output registers, never the pipeline
+            with m.If(line["last"][sch.commit_skew]):
                 m.d.sync += committed.eq(committed + 1)
             dr_row = Signal(range(max(rows, 2)), name="drain_row")
             m.d.comb += out_port.valid.eq(running & (drained < committed))
@@ -294,33 +341,6 @@ class ArrayTop(wiring.Component):
             m.d.comb += finish.eq(running & final_seen)
             with m.If(finish):
                 m.d.sync += final_seen.eq(0)
-            for lane in out_plan.lanes:
-                src = Const(0, acc_shape)
-                if out_plan.psum_in:
-                    src = _delay(m, Mux(iss.first, 0, psum_port.payload[lane.index]), lane.skew, adv,
-                                 f"{out_plan.name}_psum{lane.index}_skew", acc_shape)
-                if out_plan.tree_axes:
-                    reg = Signal(acc_shape, name=f"{out_plan.name}_tree{lane.index}")
-                    total = src
-                    for s in lane.fus:
-                        total = total + prods[s]
-                    with m.If(adv):
-                        m.d.sync += reg.eq(total)
-                    node = ("tree", out_plan.name, lane.index)
-                else:
-                    prev = None
-                    for s in lane.fus:
-                        if prev is not None:
-                            hop = g.edges[("fu", prev), ("fu", s)]["delay"]
-                            src = _delay(m, reg, hop - 1, adv, f"{out_plan.name}_{_tag(prev)}_to_{_tag(s)}", acc_shape)
-                        reg = Signal(acc_shape, name=f"{out_plan.name}_psum_{_tag(s)}")
-                        with m.If(adv):
-                            m.d.sync += reg.eq(src + prods[s])
-                        prev = s
-                    node = ("fu", lane.fus[-1])
-                res = _delay(m, reg, _drain_delay(fg, node, out_plan.name), adv,
-                             f"{out_plan.name}_out{lane.index}_deskew", acc_shape)
-                m.d.comb += out_port.payload[lane.index].eq(res)
         return m
 
 
@@ -347,6 +367,14 @@ class _Odometer:
             with self.m.If(carry):
                 self.m.d.sync += self.cnt[d].eq(Mux(wrap_here, 0, self.cnt[d] + 1))
             carry = carry & wrap_here
+
+
+def _nname(node) -> str:
+    """A readable Verilog name for a primitive node, e.g. ('tree_add', 'C', 0, 1, 2) -> tree_add_C_0_1_2."""
+    parts = []
+    for p in node:
+        parts.append(_tag(p) if isinstance(p, tuple) else str(p))
+    return "_".join(parts)
 
 
 def _drain_delay(fg: FUGraph, node, operand) -> int:

@@ -19,28 +19,38 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph, derive_interconnect
+from archgen.dataflow.pipelining import ArrayTiming, array_timing
 from archgen.dataflow.schedule import array_schedule
 
 from .array import STEP_BITS, TRIP_BITS, ArrayTop, cmd_layout
 
 __all__ = ["build_array", "array_manifest", "write_outputs", "manifest_json", "CONTRACT_TEXT"]
 
-CONTRACT_TEXT = ("cycles from the cmd handshake to done = 1 + sum over tiles of "
-                 "(1 + LOAD + COMPUTE + DRAIN); LOAD = rows if a stationary input or (accumulated output and "
-                 "not the first visit) else 0; COMPUTE = steps + fill; DRAIN = rows if the output is accumulated "
-                 "in place else 0 (ideal DRAM side: every beat offered and taken at once)")
+CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.py): one step issued per cycle, "
+                 "tiles back to back; a tile's first step waits for its stationary data (rows cycles, started once "
+                 "the previous shadow was swapped in at every FU, swap_skew + 1 after its first step); the last "
+                 "step of tile n waits for tile n-1's drain (accumulated outputs); drain takes rows cycles from "
+                 "commit_skew + 1 after the last step; streamed outputs leave out_latency after their step; done "
+                 "is high in the cycle after the last output (ideal DRAM side)")
 
 
-def build_array(design: Design, dataflow: str | None = None) -> tuple[str, dict]:
+def design_timing(design: Design, fg: FUGraph, *, pipeline: bool = True, target: str = "asic") -> ArrayTiming:
+    """Registers per edge for the spec's clock target (``pipeline=False``: only the schedule's own)."""
+    return array_timing(fg, 1e3 / design.clock_mhz if pipeline else None, target)
+
+
+def build_array(design: Design, dataflow: str | None = None, *, pipeline: bool = True,
+                target: str = "asic") -> tuple[str, dict]:
     """(Verilog text, manifest dict) for one dataflow of an array spec."""
     fg = derive_interconnect(design, dataflow)
-    top = ArrayTop(fg)
+    top = ArrayTop(fg, design_timing(design, fg, pipeline=pipeline, target=target))
     text = verilog.convert(top, name=design.name, emit_src=False)
     return text, array_manifest(fg, top, text)
 
 
 def array_manifest(fg: FUGraph, top: ArrayTop, text: str) -> dict:
     sch = top.schedule
+    rt = top.timing.retimed
     ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
     layout = cmd_layout(fg)
     ports.append({"name": "cmd", "dir": "in", "kind": "stream", "bits": layout.size,
@@ -76,6 +86,12 @@ def array_manifest(fg: FUGraph, top: ArrayTop, text: str) -> dict:
         "operands": plans,
         "ports": ports,
         "cycle_contract": {"schedule": asdict(sch), "formula": CONTRACT_TEXT},
+        "pipelining": {
+            "clock_target_ns": top.timing.clock_period_ns, "delay_table": top.timing.target,
+            "register_bits": rt.register_bits, "registers_added": sum(rt.extra.values()),
+            "naive_register_bits": rt.naive_register_bits, "lp_variables": rt.lp_variables,
+            "lp_constraints": rt.lp_constraints,
+        },
     }
 
 

@@ -84,9 +84,10 @@ class _Flag:
 
 def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float | None = None,
                    schedule: ArraySchedule | None = None, buffers: int = 2) -> ArrayModelResult:
+    """``schedule`` carries the pipelining (array_schedule(fg, array_timing(...))); default: none."""
     sch = schedule or array_schedule(fg)
     steps = mapping.steps
-    rows, skew = sch.rows, sch.max_skew
+    rows = sch.rows
     ports = stream_ports(fg)
     tiles = list(mapping.tiles())
     n = len(tiles)
@@ -145,7 +146,7 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
                 yield drained[k - 1]
             stats["firsts"].append(env.now)
             if needs:
-                env.process(free_shadow_after(skew + 1))
+                env.process(free_shadow_after(sch.swap_skew + 1))
             if steps > 1:
                 yield env.timeout(steps - 1)
                 if sch.accumulate and k > 0 and not drained[k - 1].triggered:
@@ -157,7 +158,7 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
             for p, v in traffic[k].items():
                 elements[p] += v
             if sch.accumulate:
-                env.process(commit_then_drain(k, last_issue + skew + 1))
+                env.process(commit_then_drain(k, last_issue + sch.commit_skew + 1))
             else:
                 env.process(writeback(k))
         stats["last_issue"] = last_issue

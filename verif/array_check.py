@@ -18,7 +18,8 @@ from archgen.dataflow.host import host_program, random_operands, stream_ports
 from archgen.dataflow.interconnect import derive_interconnect
 from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.array import cmd_layout
-from archgen.rtlgen.build import build_array
+from archgen.dataflow.schedule import array_schedule
+from archgen.rtlgen.build import build_array, design_timing
 from archgen.sim.array_model import simulate_array
 
 from .golden import reference_einsum
@@ -43,14 +44,16 @@ class ArrayVerification:
 
 
 def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
-                 idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None) -> ArrayVerification:
+                 idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None,
+                 pipeline: bool = True) -> ArrayVerification:
     fg = derive_interconnect(design, dataflow)
+    timing = design_timing(design, fg, pipeline=pipeline)
     mapping = map_problem(design, bounds, fg.dataflow)
     rng = np.random.default_rng(seed)
     tensors = random_operands(fg, mapping, rng)
     prog = host_program(fg, mapping, tensors)
-    text, manifest = build_array(design, fg.dataflow.name)
-    model = simulate_array(fg, mapping)
+    text, manifest = build_array(design, fg.dataflow.name, pipeline=pipeline)
+    model = simulate_array(fg, mapping, schedule=array_schedule(fg, timing))
     ports = stream_ports(fg)
     in_ports, out_port = [], None
     for name, (operand, lanes, bits) in ports.items():
@@ -84,5 +87,6 @@ def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         exact = bool(np.array_equal(final, ref))
     detail = {k: res.get(k) for k in ("beats_expected", "beats_got", "mismatches", "first_mismatch", "log_tail")}
     detail["verilog_lines"] = manifest["verilog_lines"]
+    detail["registers_added"] = manifest["pipelining"]["registers_added"]
     return ArrayVerification(design.name, fg.dataflow.name, dict(mapping.bound), exact, res.get("rtl_cycles"),
                              model.total_cycles, detail)
