@@ -94,7 +94,6 @@ class Softmax(wiring.Component):
         load_fire = self.inp.valid & self.inp.ready
 
         # Read-side issue shared by EXP and NORM: one row per cycle, rows 0..rows-1.
-        issue = Signal()
         issue_last = Signal()
         m.d.comb += [issue_last.eq(ptr == rows - 1), rp.addr.eq(ptr), rp.en.eq(1)]
         row_data = [rp.data[i * sw:(i + 1) * sw].as_signed() for i in range(P)]
