@@ -211,3 +211,17 @@ def test_stt_time_row_ignoring_k_collides():
     x1, x2 = stt_conflict(stt, [3, 3, 3])
     assert x1[:2] == x2[:2] and x1[2] != x2[2]
     assert stt_conflict(np.array([[1, 0, 0], [0, 1, 0], [1, 1, 1]]), [3, 3, 3]) is None
+
+
+def test_time_running_backwards_is_judged_on_its_real_range():
+    """k = 2 - t_k with k < 3: t_k = 0, 1, 2 run k = 2, 1, 0, each once (later t_k leave the loop).
+    The checks must either accept the map or reject negative time steps outright; calling it
+    'misses iterations' sends the user after the wrong problem."""
+    m = _gemm_map("4*t_i + s0", "4*t_j + s1", "2 - t_k")
+    bounds = {"i": 9, "j": 9, "k": 3}
+    for check in (check_coverage, brute_force_coverage):
+        try:
+            cov = check(m, (4, 4), bounds)
+        except ValueError:
+            continue
+        assert cov.ok, (check.__name__, cov)
