@@ -36,8 +36,8 @@ CYCLE_CONTRACT = {
 }
 
 # Which engine unit each generated Verilog module belongs to (Amaranth names submodules by path).
-UNIT_OF_MODULE = (("softmax", "softmax"), ("pq", "pq_decision"), ("topk", "topk"), ("kbuf", "key_sram"),
-                  ("vbuf", "value_sram"), ("pbuf", "prob_buffer"))
+UNIT_OF_MODULE = (("softmax", "softmax"), ("pq", "pq_decision"), ("topk", "topk"),
+                  ("tok_imp", "token_importance"), ("head_imp", "head_importance"))
 
 
 def _sig_value(core, path):
@@ -85,7 +85,7 @@ def spatten_cells_by_unit(verilog_text: str | Path, top: str) -> dict:
     """Generic Yosys ``synth`` cell counts per engine unit (``--report``); memories may stay $mem cells.
 
     Returns ``{"units": {unit: cells}, "modules": {module: cells}, "total_cells": n}``; cells of the
-    top module itself (QxK and PxV arrays, control, buffers' glue) are reported as ``core``.
+    top module itself (QxK and PxV arrays, key/value/probability buffers, control) are reported as ``core``.
     """
     from archgen.rtlgen.synth import yosys_stats
 
@@ -94,11 +94,9 @@ def spatten_cells_by_unit(verilog_text: str | Path, top: str) -> dict:
     per_module = {}
     for name, mod in stats["modules"].items():
         per_module[name] = mod["total_cells"]
-        unit = "core" if name == top else "other"
-        for key, label in UNIT_OF_MODULE:
-            if f".{key}" in name or name.endswith(key) or f"{top}.{key}" in name:
-                unit = label
-                break
+        # Amaranth names a submodule's Verilog module by its path: top.softmax, top.topk.pack_l.ze, ...
+        parts = name.split(".")
+        unit = "core" if len(parts) == 1 else dict(UNIT_OF_MODULE).get(parts[1], parts[1])
         units[unit] = units.get(unit, 0) + mod["total_cells"]
     return {"units": dict(sorted(units.items())), "modules": dict(sorted(per_module.items())),
             "total_cells": stats["total_cells"]}
