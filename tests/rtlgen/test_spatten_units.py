@@ -166,3 +166,53 @@ def test_write_spatten_build_writes_verilog_and_manifest(tmp_path, small_build):
     assert text == small_build[0]  # a second, independent build: same bytes
     manifest = json.loads(written["manifest.json"].read_text())
     assert manifest["verilog_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_core_on_amaranth_sim_matches_model_values_and_cycles():
+    """The core without Verilator: one command (PQ refetch + local-V pruning), outputs and cycles vs model."""
+    from archgen.rtlgen.spatten_core import SpattenCore
+    from archgen.sim.spatten_model import core_cycles
+
+    rng = np.random.default_rng(11)
+    n, d, nq, keep, shift = 24, SMALL.head_dim, 2, 6, 21
+    keys, values, queries = (rng.integers(-512, 512, (m, d)) for m in (n, n, nq))
+    thr = threshold_fx(SMALL.pq.threshold, spatten_formats(SMALL))
+    model = core_cycles(SMALL, queries, keys, values, shift=shift, keep_k=keep, thr_fx=thr, seed=9)
+    assert all(r.need_lsb for r in model.results)
+    dut = SpattenCore(SMALL)
+    seen = {"outs": []}
+
+    async def bench(ctx):
+        for is_value, mat in ((0, keys), (1, values)):
+            for i in range(n):
+                ctx.set(dut.kv.payload, {"index": i, "bank": 0, "is_value": is_value, "data": mat[i].tolist()})
+                ctx.set(dut.kv.valid, 1)
+                await ctx.tick()
+        ctx.set(dut.kv.valid, 0)
+        ctx.set(dut.cmd.payload, {"n_keys": n, "n_queries": nq, "keep_k": keep, "shift": shift, "pq_enable": 1,
+                                  "threshold": thr, "bank": 0, "seed": 9})
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.out.ready, 1)
+        await ctx.tick()  # the command handshake edge (cmd.ready is high when idle)
+        ctx.set(dut.cmd.valid, 0)
+        cycle, q = 1, 0
+        ctx.set(dut.query.payload, queries[0].tolist())
+        ctx.set(dut.query.valid, 1)
+        while not ctx.get(dut.done):
+            query_taken = ctx.get(dut.query.ready)
+            if ctx.get(dut.out.valid):
+                seen["outs"].append([ctx.get(dut.out.payload.data[i]) for i in range(d)])
+            await ctx.tick()
+            cycle += 1
+            if query_taken:
+                q += 1
+                if q < nq:
+                    ctx.set(dut.query.payload, queries[q].tolist())
+                else:
+                    ctx.set(dut.query.valid, 0)
+            assert cycle < 10 * model.cycles
+        seen["cycles"] = cycle
+
+    _run(dut, bench)
+    assert seen["cycles"] == model.cycles
+    assert np.array_equal(np.array(seen["outs"]), model.outputs)
