@@ -218,7 +218,7 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log written)"
 
 
-def _build(src_bytes: bytes, verilog: str | Path, toplevel: str, build_args: tuple[str, ...],
+def _build(src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],
            root: Path, env: dict[str, str]) -> Path:
     """Build (or reuse) the Verilator model; returns the build directory."""
     key_src = b"\0".join([src_bytes, toplevel.encode(), "\0".join(build_args).encode(),
@@ -274,7 +274,7 @@ def run_testbench(verilog: str | Path, toplevel: str, test_module: str, params: 
     env = verilator_env()
     root = cache_root(cache_dir)
     build_args = (*BUILD_ARGS, *extra_build_args)
-    build_dir = _build(_verilog_bytes(verilog), verilog, toplevel, build_args, root, env)
+    build_dir = _build(_verilog_bytes(verilog), toplevel, build_args, root, env)
 
     run_parent = root / "runs"
     run_parent.mkdir(parents=True, exist_ok=True)
