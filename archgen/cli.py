@@ -82,7 +82,7 @@ def cmd_build(args) -> int:
                                  f"pick one of: {', '.join(d.name for d in design.dataflows)}")])
     out = Path(args.out or Path("out") / design.name)
     t0 = time.perf_counter()
-    text, manifest = build_array(design, args.dataflow)
+    text, manifest = build_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
     files = {f"{design.name}.v": text, "manifest.json": manifest_json(manifest)}
     report_lines = []
     if args.report:
@@ -101,11 +101,28 @@ def cmd_build(args) -> int:
 
 
 def _array_report(design, args, text, manifest) -> dict:
-    report = {"verilog_lines": manifest["verilog_lines"], "fus": design.n_fus}
+    """Pipelining figures from the manifest plus Yosys statistics and, when installed, nextpnr Fmax."""
+    from archgen.dataflow.interconnect import derive_interconnect
+    from archgen.dataflow.pipelining import array_timing
+    pipe = manifest["pipelining"]
+    fg = derive_interconnect(design, args.dataflow)
+    rt = array_timing(fg, pipe["clock_target_ns"], pipe["delay_table"]).retimed
+    report = {"verilog_lines": manifest["verilog_lines"], "fus": design.n_fus,
+              "clock_target_ns": pipe["clock_target_ns"], "registers_added": pipe["registers_added"],
+              "register_bits": pipe["register_bits"], "naive_register_bits": pipe["naive_register_bits"],
+              "lp_variables": pipe["lp_variables"], "lp_constraints": pipe["lp_constraints"],
+              "lp_solve_s": round(rt.solve_time_s, 3)}
     try:
-        from archgen.rtlgen.synth import yosys_stats
+        from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
         stats = yosys_stats(text, design.name)
-        report["yosys"] = stats
+        report["yosys_cells"] = stats.get("total_cells")
+        report["yosys_cells_by_type"] = stats.get("cells")
+        report["yosys_logic_depth"] = stats.get("logic_depth")
+        try:
+            pnr = nextpnr_ecp5(text, design.name, clock_mhz=design.clock_mhz)
+            report["ecp5"] = {k: pnr.get(k) for k in ("min_fmax_mhz", "luts", "ffs", "dsps", "timing_met") if k in pnr}
+        except ToolMissingError as err:
+            report["ecp5"] = f"not run: {err}"
     except ToolMissingError as err:
         report["yosys"] = f"not run: {err}"
     return report
@@ -293,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--out", help="output directory (default out/<name>)")
     b.add_argument("--explain", action="store_true", help="print the derived interconnect and memory banks")
     b.add_argument("--report", action="store_true", help="also synthesise with Yosys and report statistics")
-    b.add_argument("--no-pipeline", action="store_true", help="do not insert pipeline registers (compare with --report)")
+    b.add_argument("--no-pipeline", action="store_true",
+                   help="only the registers the schedule needs, no pipelining for the clock target (compare with --report)")
+    b.add_argument("--target", default="asic", help="delay table for pipelining: asic (45 nm estimates), ecp5, or a file")
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("verify", help="run one random problem on Verilator: outputs exact, RTL cycles == model cycles")
