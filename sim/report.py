@@ -70,9 +70,11 @@ def _plot_roofline(results, path, design, peak, bpc):
     ax.axvline(peak / bpc, color="grey", ls=":", lw=1)
     if pts:
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color="tab:blue", zorder=3, label="layers")
-        if len(pts) <= 24:
+        # names only while they stay legible; sim.csv has every layer's coordinates
+        if len(pts) <= 8:
             for x, y, name in pts:
                 ax.annotate(name, (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        ax.set_ylim(min(p[1] for p in pts) / 2, peak * 2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("operational intensity (MACs / DRAM byte)")
@@ -102,7 +104,7 @@ def _plot_energy(results, path, design):
     ax.set_ylabel("energy (uJ)")
     ax.set_title(f"{design}: energy by component", fontsize=9)
     if comps:
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, metadata=_PNG_META)
     plt.close(fig)
@@ -156,7 +158,8 @@ def render_table(results: list[LayerResult]):
     t = Table(title="per-layer results", show_footer=False)
     for col in ("layer", "kind", "MACs", "cycles", "time (ns)", "util (%)", "roofline (cycles)",
                 "DRAM (bytes)", "energy (pJ)"):
-        t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+        # fold rather than truncate: an ellipsis would hide digits of a number
+        t.add_column(col, justify="left" if col in ("layer", "kind") else "right", overflow="fold")
     for r in results:
         t.add_row(r.name, r.kind, _fmt(r.macs), _fmt(r.cycles), _fmt(r.time_ns), f"{100 * r.utilisation:.1f}",
                   _fmt(r.roofline_cycles), _fmt(r.dram_total_bytes), _fmt(r.energy_total_pj))
