@@ -97,3 +97,44 @@ def test_failing_testbench_reports_not_passed(adder_verilog):
     res = run_testbench(adder_verilog, "pipelined_adder", "archgen.verif.tb_runner_demo",
                         {"count": 20, "seed": 1, "width": 7}, timeout_s=300)
     assert not res["passed"] and res["failures"] == 1
+
+
+def test_lane_packing_round_trips_signed_values():
+    from archgen.verif.streams import pack_lanes, signed, unpack_lanes
+
+    lanes = [-128, 127, 0, -1, 5]
+    word = pack_lanes(lanes, 8)
+    assert word & 0xFF == 0x80 and (word >> 8) & 0xFF == 0x7F and (word >> 24) & 0xFF == 0xFF
+    assert unpack_lanes(word, 8, 5) == lanes
+    assert signed(0x1FF, 9) == -1 and signed(0xFF, 9) == 255
+    with pytest.raises(ValueError, match="does not fit in 8 bits"):
+        pack_lanes([300], 8)
+
+
+def test_check_equal_reports_first_mismatch_with_context():
+    from archgen.verif.streams import check_equal
+
+    check_equal([1, 2, 3], [1, 2, 3])
+    with pytest.raises(AssertionError, match=r"sum 2: expected 3, got 4"):
+        check_equal([1, 2, 3, 5], [1, 2, 4, 5], what="sum")
+    with pytest.raises(AssertionError, match=r"count: expected 3, got 2"):
+        check_equal([1, 2, 3], [1, 2])
+
+
+def _run_adder_in_subprocess(cache_dir: str) -> bool:
+    v = verilog.convert(PipelinedAdder(), name="pipelined_adder")
+    res = run_testbench(v, "pipelined_adder", "archgen.verif.tb_runner_demo", {"count": 10, "seed": 2},
+                        cache_dir=Path(cache_dir), timeout_s=600)
+    return bool(res["passed"])
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_concurrent_runs_share_one_build(tmp_path):
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        assert pool.map(_run_adder_in_subprocess, [str(tmp_path)] * 2) == [True, True]
+    builds = [d for d in tmp_path.iterdir() if d.is_dir() and d.name.startswith("pipelined_adder-")]
+    assert len(builds) == 1 and (builds[0] / ".archgen-built").is_file()
+    assert list((tmp_path / "runs").iterdir()) == []    # per-run directories are cleaned up
