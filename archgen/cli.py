@@ -20,7 +20,8 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TOOL = 0, 1, 2, 3
 
 def _console():
     from rich.console import Console
-    return Console(highlight=False, soft_wrap=True)
+    # piped output (logs, CI) gets a wide fixed width so tables do not wrap into unreadable columns
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,8 +217,7 @@ def _verify_spatten(args, path, data, con) -> int:
 def cmd_sim(args) -> int:
     con = _console()
     path, data = _raw_spec(args.spec, args.set)
-    from archgen.workloads.library import get_workload
-    workload = get_workload(args.workload, seq=args.seq, phase=args.phase, kv_len=args.kv_len, batch=args.batch)
+    workload = _workload(args)
     from archgen.sim.report import render_table, write_sim_report
     if _is_spatten(data):
         spec = _load_spatten(path, data)
@@ -240,7 +240,8 @@ def cmd_sim(args) -> int:
         with Progress(console=con, transient=True, disable=not sys.stderr.isatty()) as prog:
             task = prog.add_task("simulating", total=n)
             results, skipped = simulate_workload_on_array(design, workload, dataflow=args.dataflow,
-                                                          progress=lambda _n: prog.advance(task))
+                                                          progress=lambda _n: prog.advance(task),
+                                                          pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram)
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
     con.print(render_table(results))
@@ -254,6 +255,19 @@ def cmd_sim(args) -> int:
         for p in paths.values():
             con.print(f"  wrote {p}", markup=False)
     return EXIT_OK
+
+
+def _workload(args):
+    """A library workload, or ``gemm:M,K,N`` for one GEMM layer (C[i,j] += A[i,k] * B[k,j])."""
+    from archgen.workloads.library import get_workload
+    if args.workload.startswith("gemm:"):
+        from archgen.workloads.ops import Layer, Workload
+        m, k, n = (_parse_dims(args.workload[5:], "--workload gemm:M,K,N") + [0, 0, 0])[:3]
+        if not n:
+            raise SpecError([problem("--workload", "a single GEMM reads gemm:M,K,N", args.workload)])
+        layer = Layer(name="gemm", kind="gemm", einsum="C[i,j] += A[i,k] * B[k,j]", bounds={"i": m, "k": k, "j": n})
+        return Workload(name=args.workload, layers=(layer,))
+    return get_workload(args.workload, seq=args.seq, phase=args.phase, kv_len=args.kv_len, batch=args.batch)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,13 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="simulate a workload on a design: per-layer cycles, DRAM traffic, energy")
     spec_args(s)
-    s.add_argument("--workload", required=True, help="workload name (archgen list)")
+    s.add_argument("--workload", required=True, help="workload name (archgen list), or gemm:M,K,N for one GEMM")
     s.add_argument("--seq", type=int, help="sequence length for transformers")
     s.add_argument("--phase", default="prefill", choices=["prefill", "decode"])
     s.add_argument("--kv-len", type=int, help="KV-cache length for decode")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--trace", help="attention trace file (.npz) for SpAtten")
     s.add_argument("--out", help="directory for sim.json, sim.csv and plots")
+    s.add_argument("--ideal-dram", action="store_true",
+                   help="streams never wait on DRAM (the Verilator testbench's condition; compare with archgen verify)")
+    s.add_argument("--no-pipeline", action="store_true", help="simulate the design built with --no-pipeline")
     s.set_defaults(func=cmd_sim)
 
     w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable")

@@ -19,7 +19,7 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph, derive_interconnect
-from archgen.dataflow.pipelining import ArrayTiming, array_timing
+from archgen.dataflow.pipelining import design_timing
 from archgen.dataflow.schedule import array_schedule
 
 from .array import STEP_BITS, TRIP_BITS, ArrayTop, cmd_layout
@@ -32,11 +32,6 @@ CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.p
                  "step of tile n waits for tile n-1's drain (accumulated outputs); drain takes rows cycles from "
                  "commit_skew + 1 after the last step; streamed outputs leave out_latency after their step; done "
                  "is high in the cycle after the last output (ideal DRAM side)")
-
-
-def design_timing(design: Design, fg: FUGraph, *, pipeline: bool = True, target: str = "asic") -> ArrayTiming:
-    """Registers per edge for the spec's clock target (``pipeline=False``: only the schedule's own)."""
-    return array_timing(fg, 1e3 / design.clock_mhz if pipeline else None, target)
 
 
 def build_array(design: Design, dataflow: str | None = None, *, pipeline: bool = True,

@@ -16,6 +16,8 @@ from archgen.arch.einsum import Operation, parse_operation
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.interconnect import FUGraph, derive_interconnect
+from archgen.dataflow.pipelining import design_timing
+from archgen.dataflow.schedule import array_schedule
 from archgen.mappings.tiling import map_problem
 
 from .array_model import simulate_array
@@ -112,10 +114,17 @@ def _as_gemm_embedding(dop: Operation) -> dict[str, str] | None:
 
 
 def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None = None,
-                               energy: EnergyModel | None = None, progress=None) -> tuple[list[LayerResult], list[SkippedLayer]]:
+                               energy: EnergyModel | None = None, progress=None,
+                               pipeline: bool = True, ideal_dram: bool = False) -> tuple[list[LayerResult], list[SkippedLayer]]:
+    """Per-layer results on the design as ``archgen build`` generates it (pipelined for its clock).
+
+    ``ideal_dram``: streams never wait on DRAM (the condition the Verilator testbench creates), so a
+    layer's cycles equal what ``archgen verify`` measures on the RTL."""
     fg = derive_interconnect(design, dataflow)
+    sch = array_schedule(fg, design_timing(design, fg, pipeline=pipeline))
     energy = energy or EnergyModel.load()
     bpc = design.dram_bytes_per_cycle
+    model_bpc = None if ideal_dram else bpc
     results, skipped = [], []
     hops = sum(1 for u, v, e in fg.graph.edges(data=True) if u[0] == "fu" and v[0] == "fu")
     in_bits = [p.width for p in fg.inputs]
@@ -127,7 +136,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
             continue
         bounds, repeat, how = lower_layer(layer, design)
         mapping = map_problem(design, bounds, fg.dataflow)
-        r = simulate_array(fg, mapping, bytes_per_cycle=bpc)
+        r = simulate_array(fg, mapping, bytes_per_cycle=model_bpc, schedule=sch)
         cycles = r.total_cycles * repeat
         macs = layer.macs
         dram = {}
@@ -145,7 +154,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
                      Action("dram_write", 64, dram=design.dram_kind): sum(v for k, v in dram.items() if k.endswith("write")) / 8},
         }
         epj = energy.energy_of(acts)
-        bound = roofline_cycles(macs, sum(dram.values()), design.n_fus, bpc)
+        bound = roofline_cycles(macs, 0 if ideal_dram else sum(dram.values()), design.n_fus, bpc)
         results.append(LayerResult(
             name=layer.name, kind=layer.kind, macs=macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
             utilisation=macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,

@@ -19,7 +19,8 @@ from archgen.dataflow.interconnect import derive_interconnect
 from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.array import cmd_layout
 from archgen.dataflow.schedule import array_schedule
-from archgen.rtlgen.build import build_array, design_timing
+from archgen.dataflow.pipelining import design_timing
+from archgen.rtlgen.build import build_array
 from archgen.sim.array_model import simulate_array
 
 from .golden import reference_einsum

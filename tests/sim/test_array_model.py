@@ -44,12 +44,9 @@ def test_bcast_is_issue_bound():
 def _recurrence(fg, mapping) -> int:
     """The contract of dataflow/schedule.py written as a plain recurrence (no SimPy)."""
     sch = array_schedule(fg)
-    T, R, S = mapping.steps, sch.rows, sch.max_skew
-    loader_free, shadow_free, prev_issue_end, prev_drain_end = 1, 1, 1, 0
-    loaded_at = {}
+    T, R = mapping.steps, sch.rows
+    shadow_free, prev_issue_end, prev_drain_end = 1, 1, 0
     tiles = list(mapping.tiles())
-    for k, tile in enumerate(tiles):            # the loader runs ahead only as far as the shadow allows
-        pass
     t_load = 1
     last = 0
     for k, tile in enumerate(tiles):
@@ -65,13 +62,13 @@ def _recurrence(fg, mapping) -> int:
         if sch.accumulate and T == 1 and k > 0:
             first = max(first, prev_drain_end)
         if needs:
-            shadow_free = first + S + 1
+            shadow_free = first + sch.swap_skew + 1
         last = first + T - 1
         if sch.accumulate and k > 0:
             last = max(last, prev_drain_end)
         prev_issue_end = last + 1
         if sch.accumulate:
-            prev_drain_end = max(last + S + 1, prev_drain_end) + R
+            prev_drain_end = max(last + sch.commit_skew + 1, prev_drain_end) + R
     return prev_drain_end if sch.accumulate else last + sch.out_latency + 1
 
 
