@@ -185,6 +185,9 @@ def parse_affine(text: str, allowed: Iterable[str] | None = None) -> AffineExpr:
     pos = 0
     text = str(text)
     while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
             break

@@ -140,7 +140,8 @@ def parse_operation(text: str) -> Operation:
 
     out = Operand(OperandName(out_name), parse_indices(out_parts))
     ins = tuple(Operand(OperandName(n), parse_indices(p)) for n, p in inputs_raw)
-    for e in out.indices:
+    for e, (piece, at) in zip(out.indices, out_parts):
         if len(e.terms) != 1 or e.terms[0][1] != 1 or e.const != 0:
-            raise EinsumError(f"output index {e} must be a plain loop index", text, text.find("[") + 1)
+            lead = len(piece) - len(piece.lstrip())
+            raise EinsumError(f"output index {e} must be a plain loop index", text, at + lead)
     return Operation(tuple(Dim(d) for d in dims), out, ins, " ".join(text.split()))

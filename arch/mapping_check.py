@@ -30,6 +30,7 @@ class Coverage:
     missed: tuple[int, ...] | None = None
     duplicated: tuple[int, ...] | None = None
     method: str = ""
+    loop: str | None = None        # the loop whose expression is at fault, when known
 
 
 def time_var_ranges(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str, int]) -> dict[str, int]:
@@ -43,9 +44,12 @@ def time_var_ranges(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str,
     for dim, expr in zip(ts_map.names, ts_map.exprs):
         tvars = [(v, c) for v, c in expr.terms if v not in space]
         smin = sum(c * (space[v] - 1) for v, c in expr.terms if v in space and c < 0)
+        smax = sum(c * (space[v] - 1) for v, c in expr.terms if v in space and c > 0)
         for v, c in tvars:
-            reach = bounds[dim] - expr.const - smin
-            trip = max(1, -(-reach // abs(c))) if c != 0 else 1
+            if c > 0:       # counts up from the constant: run until the bound is passed
+                trip = max(1, -(-(bounds[dim] - expr.const - smin) // c))
+            else:           # counts down from the constant: run until 0 is reached
+                trip = max(1, (expr.const + smax) // -c + 1)
             trips[v] = max(trips.get(v, 1), trip)
     for v in ts_map.inputs:
         if v not in space:
@@ -71,9 +75,13 @@ def check_coverage(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str, 
     trips = time_var_ranges(ts_map, shape, bounds)
     for v in ts_map.inputs:
         if not any(v in e.variables for e in ts_map.exprs) and (space.get(v, trips.get(v, 1)) > 1):
-            # an unused variable with extent > 1 repeats every iteration along it
-            point = tuple(0 for _ in ts_map.exprs)
-            return Coverage(False, duplicated=point, method="analytic")
+            # an unused variable with extent > 1 repeats every iteration it reaches: not a valid map;
+            # the concrete witness (missed or repeated) comes from enumeration when that is affordable
+            try:
+                cov = brute_force_coverage(ts_map, shape, bounds)
+                return Coverage(False, cov.missed, cov.duplicated, "analytic")
+            except ValueError:
+                return Coverage(False, duplicated=tuple(0 for _ in ts_map.exprs), method="analytic")
     for dim, expr in zip(ts_map.names, ts_map.exprs):
         n = bounds[dim]
         terms = sorted(((abs(c), space[v] if v in space else trips[v], c) for v, c in expr.terms), key=lambda t: t[0])
@@ -96,9 +104,14 @@ def check_coverage(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict[str, 
             continue
         idx = ts_map.names.index(dim)
         point = tuple(value if i == idx else 0 for i in range(len(ts_map.exprs)))
+        try:        # a joint witness is exact (another loop may miss the 0 used above)
+            cov = brute_force_coverage(ts_map, shape, bounds)
+            return Coverage(False, cov.missed, cov.duplicated, "analytic", dim)
+        except ValueError:
+            pass
         if kind == "missed":
-            return Coverage(False, missed=point, method="analytic")
-        return Coverage(False, duplicated=point, method="analytic")
+            return Coverage(False, missed=point, method="analytic", loop=dim)
+        return Coverage(False, duplicated=point, method="analytic", loop=dim)
     return Coverage(True, method="analytic")
 
 

@@ -500,8 +500,13 @@ def _check_dataflow(df: Dataflow, op: Operation, shape, bounds) -> list[Problem]
         return []
     fmt = lambda x: "(" + ", ".join(f"{d}={v}" for d, v in zip(op.dims, x)) + ")"
     field_name = {"spatial": "spatial", "map": "map", "stt": "stt"}[df.form]
+    where, got = f"{path}.{field_name}", None
+    if cov.loop is not None and df.form == "map":
+        where = f"{path}.map.{cov.loop}"
+        got = str(df.ts_map.exprs[df.ts_map.names.index(cov.loop)])
+    extra = (got,) if got is not None else ()
     if cov.missed is not None:
-        return [problem(f"{path}.{field_name}", f"misses iterations, e.g. {fmt(cov.missed)} is never executed "
-                        f"(reference bounds {bounds}); every iteration must run exactly once")]
-    return [problem(f"{path}.{field_name}", f"runs some iterations more than once, e.g. {fmt(cov.duplicated)} "
-                    f"(reference bounds {bounds}); the map must be injective")]
+        return [problem(where, f"misses iterations, e.g. {fmt(cov.missed)} is never executed "
+                        f"(reference bounds {bounds}); every iteration must run exactly once", *extra)]
+    return [problem(where, f"runs some iterations more than once, e.g. {fmt(cov.duplicated)} "
+                    f"(reference bounds {bounds}); the map must be injective", *extra)]

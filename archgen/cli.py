@@ -195,7 +195,8 @@ def _verify_spatten(args, path, data, con) -> int:
         from archgen.verif.topk_check import verify_topk
         if args.n is None or args.k is None:
             raise SpecError([problem("--n/--k", "the top-k check needs --n N and --k K")])
-        res = verify_topk(args.n, args.k, spec.topk.parallelism, args.seed, max_n=max(spec.topk.max_n, args.n) if hasattr(spec.topk, "max_n") else max(2048, args.n))
+        res = verify_topk(args.n, args.k, spec.topk.parallelism, args.seed, max_n=max(2048, args.n),
+                          fifo_depth=spec.topk.fifo_depth)
     elif args.unit == "core":
         from archgen.verif.spatten_check import verify_core
         res = verify_core(spec, n_keys=args.n or 32, n_queries=args.queries, seed=args.seed, local_v_keep=args.k)

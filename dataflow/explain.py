@@ -50,6 +50,9 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         b = banking[p.name]
         lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
                      f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
-    lines.append(f"  schedule per tile: TILE 1 + LOAD {sch.rows if sch.has_stationary else ('0 or ' + str(sch.rows) if sch.psum_in and sch.accumulate else 0)}"
-                 f" + COMPUTE steps+{sch.fill} + DRAIN {sch.drain_cycles()} cycles")
+    load = sch.rows if sch.has_stationary else (f"0 or {sch.rows}" if sch.psum_in and sch.accumulate else 0)
+    tail = (f"drain {sch.rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
+            else f"outputs {sch.out_latency} cycles after their step")
+    lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
+                 f"shadow registers (overlapped); {tail}")
     return lines

@@ -144,6 +144,13 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None) 
     reduce_axes = [a for a in range(len(shape)) if shape[a] > 1 and not out.uses(axis_dim[a])]
     outer_reduction = any(not out.uses(d) for d in df.outer_dims())
     if not any(out.uses(d) for d in inner):
+        if reduce_axes:
+            raise SpecError([problem(f"dataflows.{df.name}.spatial", f"the output {out.name} is accumulated in place, "
+                                     f"but array axis(es) {reduce_axes} carry reduction loop(s) "
+                                     f"{', '.join(axis_dim[a] for a in reduce_axes)}: FUs along them would hold "
+                                     "partial sums of one element; the generator has no reduction network after the "
+                                     "accumulators yet, so put an output loop on that axis or an output loop inside "
+                                     "the tile (a streamed output reduces across the array)", dict(df.spatial_dims))])
         plans.append(_accumulate(g, out.name, shape, coords, types[out.name], outer_reduction))
     else:
         needs = [d for d in inner if not out.uses(d)]

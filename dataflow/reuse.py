@@ -57,6 +57,8 @@ def reuse_vectors(design: Design, df: Dataflow, operand: str, bounds: dict[str, 
     n_t, n_s = len(op.dims), len(design.shape)
     tpos = [op.dims.index(d) for d in df.order]            # column of each ordered loop's t var
     strides = temporal_strides(df, design.shape, bounds)
+    trips = time_var_ranges(df.ts_map, tuple(design.shape), bounds)
+    once = [trips[time_var(d)] == 1 for d in df.order]
     am = access @ mmat
     found: dict[tuple, ReuseVector] = {}
     for vec in itertools.product((-1, 0, 1), repeat=n_t + n_s):
@@ -70,8 +72,10 @@ def reuse_vectors(design: Design, df: Dataflow, operand: str, bounds: dict[str, 
         full[n_t:] = ds
         if np.any(am @ full):
             continue
-        # a spatial step is only meaningful inside the array
+        # a spatial step is only meaningful inside the array, a temporal one along a loop that repeats
         if any(v and design.shape[a] == 1 for a, v in enumerate(ds)):
+            continue
+        if any(v and o for v, o in zip(dt_ordered, once)):
             continue
         delay = sum(v * strides[d] for v, d in zip(dt_ordered, df.order)) + sum(c * v for c, v in zip(df.control, ds))
         if delay < 0 or (delay == 0 and next(v for v in vec if v) < 0):

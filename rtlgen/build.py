@@ -16,6 +16,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from archgen.arch.errors import ArchgenError
 from archgen.arch.spec import Design
 from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph, derive_interconnect
@@ -93,6 +94,15 @@ def array_manifest(fg: FUGraph, top: ArrayTop, text: str) -> dict:
 def write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Path]:
     """Write all files or none: stage in a sibling temp dir, then move each into place."""
     out_dir = Path(out_dir)
+    try:
+        return _write_outputs(out_dir, files)
+    except OSError as err:
+        where = err.filename or out_dir
+        raise ArchgenError(f"cannot write the outputs to {out_dir}: {err.strerror} ({where}); "
+                           "choose another -o directory") from None
+
+
+def _write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".archgen-stage-", dir=out_dir.parent))
     try:
