@@ -47,10 +47,7 @@ def replay_contract(sch, mapping) -> int:
     commit skew + 1 after the last step and takes rows cycles; done follows the last output."""
     tiles = list(mapping.tiles())
     steps, rows = mapping.steps, sch.rows
-    # skews from issue to the last FU swapping in its shadow / committing a step (one max_skew before
-    # pipelining split them)
-    swap_skew = getattr(sch, "swap_skew", getattr(sch, "max_skew", None))
-    commit_skew = getattr(sch, "commit_skew", getattr(sch, "max_skew", None))
+    swap_skew, commit_skew = sch.swap_skew, sch.commit_skew
     t_load = t_issue = shadow_free = 1
     loaded = drained = None
     for k, tile in enumerate(tiles):
