@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.arch.spec import load_spec
+from archgen.arch.spec import find_spec, load_spec, load_spec_data, read_spec_file
 from archgen.dataflow.host import host_program, random_operands, stream_ports
 from archgen.dataflow.interconnect import derive_interconnect
 from archgen.dataflow.schedule import array_schedule
@@ -144,8 +144,22 @@ def test_conv_random_bounds(bounds, seed):
 
 def test_accumulator_wraps_like_the_reference():
     # int4 accumulators overflow on a 9-deep int8 dot product: both sides wrap to 4 bits
-    from archgen.arch.spec import find_spec, load_spec_data, read_spec_file
     data = read_spec_file(find_spec("gemm_os"))
     data["types"] = {"A": "int8", "B": "int8", "C": "int4"}
     fg = derive_interconnect(load_spec_data(data))
     check_program(fg, {"i": 5, "k": 9, "j": 6}, 3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(b=st.integers(1, 3), i=st.integers(1, 5), j=st.integers(1, 5), k=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_batched_gemm_on_a_three_dimensional_array(b, i, j, k, seed):
+    fg = _bmm_graph()
+    check_program(fg, {"b": b, "i": i, "j": j, "k": k}, seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _bmm_graph():
+    return derive_interconnect(load_spec_data({
+        "version": 1, "name": "bmm3d", "operation": "C[b,i,j] += A[b,i,k] * B[b,k,j]",
+        "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2, 2]},
+        "dataflows": {"os": {"spatial": {"i": 0, "j": 1, "b": 2}, "order": ["b", "i", "j", "k"], "control": [1, 1, 1]}}}))
