@@ -19,6 +19,7 @@ vertex is fractional (reported in `integral_lp`).
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -204,7 +205,11 @@ def _infeasibility(system: _System) -> DelayMatchingError:
 def _solve(system: _System, integer: bool) -> tuple[dict, float, str]:
     prob = pulp.LpProblem("delay_matching", pulp.LpMinimize)
     cat = pulp.LpInteger if integer else pulp.LpContinuous
-    x = {v: pulp.LpVariable(f"x{i}", lowBound=0, cat=cat) for i, v in enumerate(system.variables)}
+    # PuLP >= 3.3 attaches variables to the model (the PuLP 4 API); older releases construct them freely
+    if hasattr(prob, "add_variable"):
+        x = {v: prob.add_variable(f"x{i}", 0, None, cat=cat) for i, v in enumerate(system.variables)}
+    else:
+        x = {v: pulp.LpVariable(f"x{i}", lowBound=0, cat=cat) for i, v in enumerate(system.variables)}
     prob += pulp.LpAffineExpression([(x[v], c) for v, c in system.cost.items() if c])
     for (head, tail), (b, _) in system.rows.items():
         prob += pulp.LpAffineExpression([(x[head], 1), (x[tail], -1)]) >= b
@@ -212,7 +217,11 @@ def _solve(system: _System, integer: bool) -> tuple[dict, float, str]:
         for head, tail, const in uses:
             prob += pulp.LpAffineExpression([(x[("R", key)], 1), (x[head], -1), (x[tail], 1)]) >= -const
     t0 = time.perf_counter()
-    prob.solve(pulp.PULP_CBC_CMD(msg=False))
+    with warnings.catch_warnings():
+        # the bundled CBC is what archgen ships with; PuLP 3.3 warns that PuLP 4 will unbundle it
+        warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False)
+    prob.solve(solver)
     elapsed = time.perf_counter() - t0
     status = pulp.LpStatus[prob.status]
     return {v: (var.varValue or 0.0) for v, var in x.items()}, elapsed, status
