@@ -8,7 +8,6 @@ Operand sizes are derived from the einsum and the bounds, so a shape is written 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -30,32 +29,22 @@ ELEMENTWISE_KINDS = frozenset({"softmax", "layernorm", "rmsnorm", "gelu", "relu"
                                "add", "pool", "embedding"})
 LAYER_KINDS = COMPUTE_KINDS | ELEMENTWISE_KINDS
 
-_OPERAND = re.compile(r"([A-Za-z_]\w*)\s*\[([^\]]*)\]")
-_TERM = re.compile(r"^(?:(\d+)\s*\*\s*)?([A-Za-z_]\w*)(?:\s*\*\s*(\d+))?$")
-
-
-def _index_extent(expr: str, bounds: dict[str, int], where: str) -> int:
-    """Extent of one affine index (``p*2+r`` -> 2*(P-1) + (R-1) + 1); only non-negative coefficients."""
-    span = 0
-    for raw in expr.split("+"):
-        term = raw.strip()
-        if term.isdigit():
-            continue
-        m = _TERM.match(term)
-        if not m or m.group(2) not in bounds:
-            raise SpecError([problem(where, f"index term {term!r} is not var, var*int or int*var over "
-                                            f"the bounds {sorted(bounds)}")])
-        coef = int(m.group(1) or 1) * int(m.group(3) or 1)
-        span += coef * (bounds[m.group(2)] - 1)
-    return span + 1
-
-
 def _operand_shapes(einsum: str, bounds: dict[str, int], where: str) -> dict[str, tuple[int, ...]]:
-    """Shape (extent per index) of every operand in the einsum, output first."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, indices in _OPERAND.findall(einsum):
-        shapes[name] = tuple(_index_extent(ix, bounds, where) for ix in indices.split(","))
-    return shapes
+    """Shape (extent per index) of every operand in the einsum, output first (the IR's own parser)."""
+    from archgen.arch.einsum import EinsumError, parse_operation
+    try:
+        op = parse_operation(einsum)
+    except EinsumError as err:
+        raise SpecError([problem(where, f"{err.reason} at position {err.pos}", einsum)]) from None
+    missing = [d for d in op.dims if d not in bounds]
+    if missing:
+        raise SpecError([problem(where, f"loops {missing} have no bound; bounds are {sorted(bounds)}", einsum)])
+    for x in op.operands:
+        for e in x.indices:
+            if any(c < 0 for _, c in e.terms) or e.const < 0:
+                raise SpecError([problem(where, f"index {e} of {x.name} has a negative term; workload layers use "
+                                                "non-negative affine indices", einsum)])
+    return {x.name: op.tensor_shape(x.name, bounds) for x in (op.output, *op.inputs)}
 
 
 @dataclass(frozen=True)
