@@ -95,8 +95,10 @@ def spatten_cells_by_unit(verilog_text: str | Path, top: str) -> dict:
     for name, mod in stats["modules"].items():
         per_module[name] = mod["total_cells"]
         # Amaranth names a submodule's Verilog module by its path: top.softmax, top.topk.pack_l.ze, ...
+        # (Yosys may suffix a uniquified copy with "$<n>", e.g. top.tok_imp$362.)
         parts = name.split(".")
-        unit = "core" if len(parts) == 1 else dict(UNIT_OF_MODULE).get(parts[1], parts[1])
+        sub = parts[1].split("$")[0] if len(parts) > 1 else ""
+        unit = "core" if len(parts) == 1 else dict(UNIT_OF_MODULE).get(sub, sub)
         units[unit] = units.get(unit, 0) + mod["total_cells"]
     return {"units": dict(sorted(units.items())), "modules": dict(sorted(per_module.items())),
             "total_cells": stats["total_cells"]}
