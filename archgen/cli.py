@@ -130,25 +130,21 @@ def _array_report(design, args, text, manifest) -> dict:
 
 
 def _build_spatten(args, path, data, con) -> int:
-    from archgen.rtlgen.build import manifest_json, write_outputs
-    from archgen.rtlgen.spatten_top import build_spatten
+    from archgen.rtlgen.spatten_top import write_spatten_build
     spec = _load_spatten(path, data)
     out = Path(args.out or Path("out") / spec.name)
     t0 = time.perf_counter()
-    text, manifest = build_spatten(spec)
-    files = {f"{spec.name}.v": text, "manifest.json": manifest_json(manifest)}
-    if args.report:
-        from archgen.rtlgen.spatten_top import spatten_cells_by_unit
-        cells = spatten_cells_by_unit(text, spec.name)
-        files["report.json"] = json.dumps({"cells_by_unit": cells}, indent=2, sort_keys=True) + "\n"
-    written = write_outputs(out, files)
-    con.print(f"built {spec.name} (SpAtten engine) in {time.perf_counter() - t0:.2f} s: {text.count(chr(10))} lines of Verilog",
+    written = write_spatten_build(spec, out, report=args.report)
+    lines = written[f"{spec.name}.v"].read_text().count("\n")
+    con.print(f"built {spec.name} (SpAtten engine) in {time.perf_counter() - t0:.2f} s: {lines} lines of Verilog",
               markup=False)
     for p in written.values():
         con.print(f"  wrote {p}", markup=False)
-    if args.report:
-        for unit, n in sorted(cells.items()):
+    if args.report and "cells_by_unit.json" in written:
+        cells = json.loads(written["cells_by_unit.json"].read_text())
+        for unit, n in sorted(cells.get("units", {}).items()):
             con.print(f"  cells {unit}: {n}", markup=False)
+        con.print(f"  cells total: {cells.get('total_cells')}", markup=False)
     return EXIT_OK
 
 
@@ -197,11 +193,13 @@ def _verify_spatten(args, path, data, con) -> int:
             raise SpecError([problem("--n/--k", "the top-k check needs --n N and --k K")])
         res = verify_topk(args.n, args.k, spec.topk.parallelism, args.seed, max_n=max(2048, args.n),
                           fifo_depth=spec.topk.fifo_depth)
-    elif args.unit == "core":
-        from archgen.verif.spatten_check import verify_core
-        res = verify_core(spec, n_keys=args.n or 32, n_queries=args.queries, seed=args.seed, local_v_keep=args.k)
+    elif args.unit in ("core", "softmax", "pq"):
+        from archgen.verif.spatten_check import verify_spatten_unit
+        res = verify_spatten_unit(spec, args.unit, seed=args.seed, n_keys=args.n, n_queries=args.queries,
+                                  local_v_keep=args.k)
     else:
-        raise SpecError([problem("--unit", "a SpAtten spec is verified unit by unit: --unit topk or --unit core", args.unit)])
+        raise SpecError([problem("--unit", "a SpAtten spec is verified unit by unit: --unit topk, core, softmax or pq",
+                                 args.unit)])
     ok = bool(res.get("correct")) and res.get("rtl_cycles") == res.get("model_cycles")
     con.print(f"{spec.name} unit {args.unit}: outputs {'correct' if res.get('correct') else 'WRONG'}", markup=False)
     for key in ("max_error",):
@@ -335,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--gemm", help="GEMM sizes M,K,N")
     v.add_argument("--bounds", help="loop sizes, e.g. n=1,k=6,p=3,q=3,c=5,r=3,s=3")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--unit", choices=["topk", "core"], help="SpAtten unit to verify")
+    v.add_argument("--unit", choices=["topk", "core", "softmax", "pq"], help="SpAtten unit to verify")
     v.add_argument("--n", type=int, help="SpAtten: number of scores / keys")
     v.add_argument("--k", type=int, help="SpAtten: k of the top-k (or kept values for --unit core)")
     v.add_argument("--queries", type=int, default=2, help="SpAtten core: number of queries")
