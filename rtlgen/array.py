@@ -169,8 +169,11 @@ class ArrayTop(wiring.Component):
         first_step = is_step == 0
         last_step = is_step == steps - 1
         conds = [running, ~is_done, adv]
+        swap_pending = Signal(name="swap_pending")   # a swap is travelling through the array
         if has_loader:
-            conds.append(~(first_step & is_needs) | shadow_full)
+            # the shadow holds this tile's data only once the previous tile's swap reached every FU and
+            # the loader refilled it; with short tiles the previous swap may still be in flight
+            conds.append(~(first_step & is_needs) | (shadow_full & ~swap_pending))
         if acc_mode:
             # a tile's results may overwrite the output registers only once the previous tile is drained
             conds.append(~last_step | (drained >= is_count))
@@ -194,9 +197,13 @@ class ArrayTop(wiring.Component):
                 with m.If(iss.last):
                     m.d.sync += is_done.eq(1)
         if has_loader:
+            with m.If(line["swap"][0]):
+                m.d.sync += swap_pending.eq(1)
             # the shadow is free once the last FU (largest skew) has swapped it in
             with m.If(adv & line["swap"][sch.swap_skew]):
-                m.d.sync += shadow_full.eq(0)
+                m.d.sync += [shadow_full.eq(0), swap_pending.eq(0)]
+            with m.If(start):
+                m.d.sync += swap_pending.eq(0)
             with m.If(ld_beat & (ld_row == rows - 1)):
                 m.d.sync += shadow_full.eq(1)
         with m.If(start):
