@@ -50,6 +50,8 @@ class HostProgram:
     expected: np.ndarray     # int64 [beats, lanes] the output port must produce, in order
     out_index: np.ndarray    # int64 [beats, lanes, rank_C]: output element of each lane (-1 = padding)
     result: np.ndarray       # the final output tensor (numpy reference)
+    psum_source: np.ndarray | None = None   # int64 [psum beats, lanes]: output beat that wrote the value read
+                                            # (-1: padding); the DRAM side can only serve it after that beat
 
 
 def random_operands(fg: FUGraph, mapping: TileMapping, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -123,6 +125,26 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
                                np.broadcast_to(lanes[None, :, None], (rows, shape[-1], 1))], axis=-1)
 
     rc = row_coords()                                          # [rows, lanes, rank]
+    last_writer: dict[tuple, int] = {}                         # output element -> last output beat writing it
+    psum_source: list = []
+    n_out = 0
+
+    def record_psum(idx):
+        src = np.full(idx.shape[:2], -1, dtype=np.int64)
+        for b in range(idx.shape[0]):
+            for l in range(idx.shape[1]):
+                if idx[b, l, 0] >= 0:
+                    src[b, l] = last_writer.get(tuple(idx[b, l]), -1)
+        psum_source.append(src)
+
+    def record_out(idx):
+        nonlocal n_out
+        for b in range(idx.shape[0]):
+            for l in range(idx.shape[1]):
+                if idx[b, l, 0] >= 0:
+                    last_writer[tuple(idx[b, l])] = n_out + b
+        n_out += idx.shape[0]
+
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
@@ -155,18 +177,23 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
             idx = idx.reshape(rows, shape[-1], -1)
             if out.psum_in and not tile.first:
                 add(f"psum_{out.name}", _lookup(before, idx))
+                record_psum(idx)
             expected.append(_lookup(result, idx))
             out_index.append(idx)
+            record_out(idx)
         else:
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
             xt = _iterations(fg, mapping, tile, terms, steps)
             _, idx = _gather(result, op.output, dims, xt, bounds)
             if out.psum_in and not tile.first:
                 add(f"psum_{out.name}", _lookup(before, idx))
+                record_psum(idx)
             expected.append(_lookup(result, idx))
             out_index.append(idx)
+            record_out(idx)
     return HostProgram({k: np.concatenate(v, axis=0) for k, v in streams.items()},
-                       np.concatenate(expected, axis=0), np.concatenate(out_index, axis=0), result)
+                       np.concatenate(expected, axis=0), np.concatenate(out_index, axis=0), result,
+                       np.concatenate(psum_source, axis=0) if psum_source else None)
 
 
 def _lookup(tensor: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -29,6 +29,26 @@ from .runner import run_testbench
 __all__ = ["ArrayVerification", "verify_array"]
 
 
+def _psum_causality(prog, res, out_name: str) -> int:
+    """Partial sums the array read before the output beat that produces them had left it.
+
+    The testbench serves partial sums from the golden program, so it would hide a schedule that reads
+    a partial sum before writing it; a real memory could not. Counted here from the cycles the bench
+    recorded: a read must come at least one cycle after the write."""
+    if prog.psum_source is None:
+        return 0
+    psum_cycles = (res.get("in_cycles") or {}).get(f"psum_{out_name}")
+    out_cycles = res.get("out_cycles")
+    if not psum_cycles or out_cycles is None:
+        return 0
+    bad = 0
+    for b, srcs in enumerate(prog.psum_source.tolist()):
+        for s in srcs:
+            if s >= 0 and (s >= len(out_cycles) or out_cycles[s] >= psum_cycles[b]):
+                bad += 1
+    return bad
+
+
 @dataclass(frozen=True)
 class ArrayVerification:
     design: str
@@ -86,7 +106,10 @@ def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         final[tuple(prog.out_index[ok].T)] = got[ok]
         ref = reference_einsum(design.operation, tensors, mapping.bound, fg.acc_width)
         exact = bool(np.array_equal(final, ref))
+    causal = _psum_causality(prog, res, fg.output.name)
     detail = {k: res.get(k) for k in ("beats_expected", "beats_got", "mismatches", "first_mismatch", "log_tail")}
+    detail["psum_reads_before_write"] = causal
+    exact = exact and causal == 0
     detail["verilog_lines"] = manifest["verilog_lines"]
     detail["registers_added"] = manifest["pipelining"]["registers_added"]
     return ArrayVerification(design.name, fg.dataflow.name, dict(mapping.bound), exact, res.get("rtl_cycles"),

@@ -39,11 +39,12 @@ async def run_program(dut):
     out_port = params["out_port"]
     mon = StreamMonitor(dut, out_port["name"], dut.clk, drive_ready=True, stall_prob=stall, seed=seed + 1,
                         cycle=counter).start()
+    senders = {}
     for k, port in enumerate(params["in_ports"]):
         beats = prog[port["name"]]
         words = [pack_lanes(row, port["lane_bits"]) for row in beats.tolist()]
         drv = StreamDriver(dut, port["name"], dut.clk, idle_prob=idle, seed=seed + 10 + k, cycle=counter)
-        cocotb.start_soon(drv.send(words))
+        senders[port["name"]] = cocotb.start_soon(drv.send(words))
     cmd_word = 0
     for field in params["cmd_fields"]:
         cmd_word |= int(params["cmd"][field["name"]]) << field["offset"]
@@ -55,8 +56,11 @@ async def run_program(dut):
            for w in mon.payloads]
     expected = prog["expected"].tolist()
     mismatches = [i for i, (e, g) in enumerate(zip(expected, got)) if e != g]
+    in_cycles = {name: (task.result() if task.done() else None) for name, task in senders.items()}
     write_result({
         "rtl_cycles": done_at - accepted[0],
+        "in_cycles": in_cycles,
+        "out_cycles": list(mon.cycles),
         "beats_expected": len(expected),
         "beats_got": len(got),
         "mismatches": len(mismatches),
