@@ -223,17 +223,19 @@ def get_workload(name: str, seq: int | None = None, phase: str = "prefill", kv_l
         if phase == "decode":
             if seq is not None:
                 problems.append(problem("seq", "decode takes kv_len (cached tokens), not seq", seq))
+            # beyond the trained positions the shapes extrapolate (long-context variants); architects
+            # sweep sequence length, so any length is accepted
             kv = m["default_seq"] - 1 if kv_len is None else kv_len
-            if not isinstance(kv, int) or kv < 0 or kv + 1 > max_pos:
-                problems.append(problem("kv_len", f"must be an integer in 0..{max_pos - 1} "
-                                                  f"({name} has {max_pos} positions)", kv_len))
+            if not isinstance(kv, int) or isinstance(kv, bool) or kv < 0:
+                problems.append(problem("kv_len", f"must be an integer >= 0 (cached tokens; {name} was trained "
+                                                  f"with {max_pos} positions)", kv_len))
         else:
             if kv_len is not None:
                 problems.append(problem("kv_len", "applies to phase='decode' only", kv_len))
             s = m["default_seq"] if seq is None else seq
-            if not isinstance(s, int) or not 1 <= s <= max_pos:
-                problems.append(problem("seq", f"must be an integer in 1..{max_pos} ({name} has {max_pos} "
-                                               "positions)", seq))
+            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+                problems.append(problem("seq", f"must be an integer >= 1 ({name} was trained with {max_pos} "
+                                               "positions; longer sequences extrapolate the shapes)", seq))
     if problems:
         raise SpecError(problems)
 

@@ -65,3 +65,19 @@ def test_gemm_16x16(spec):
     res = verify_array(design, {"i": 37, "k": 41, "j": 19}, seed=11)
     assert res.outputs_exact, res.detail
     assert res.rtl_cycles == res.model_cycles
+
+
+@pytest.mark.parametrize("spec, overrides", [
+    ("gemm_os_bcast", ["array.shape=8x8", "clock_mhz=1000"]),   # broadcast nets pipelined (shared chains)
+    ("gemm_ws", ["clock_mhz=1000"]),                           # registers inside FUs and on memory lanes
+    ("conv_ws", ["clock_mhz=1000"]),
+])
+def test_pipelined_designs(spec, overrides):
+    """The LP inserts registers at this clock target; numbers and cycles must still agree."""
+    design = load_spec(f"{spec}.yaml", overrides)
+    bounds = ({"n": 1, "k": 6, "p": 3, "q": 3, "c": 5, "r": 3, "s": 3} if spec.startswith("conv")
+              else {"i": 13, "k": 29, "j": 7})
+    res = verify_array(design, bounds, seed=9)
+    assert res.detail["registers_added"] > 0
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles

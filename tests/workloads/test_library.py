@@ -75,6 +75,13 @@ def test_batch_scales_macs():
     assert get_workload("resnet50", batch=4).macs == 4 * get_workload("resnet50").macs
 
 
+def test_any_sequence_length():
+    """Architects sweep sequence length past the trained positions: the shapes scale."""
+    short, long = get_workload("bert-base", seq=512), get_workload("bert-base", seq=2048)
+    assert long.macs > 4 * short.macs * 0.9
+    assert get_workload("gpt2-small", phase="decode", kv_len=4095).kv_len == 4095
+
+
 def test_unknown_name_lists_known():
     with pytest.raises(SpecError) as e:
         get_workload("resnet51")
@@ -83,10 +90,10 @@ def test_unknown_name_lists_known():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(name="bert-base", seq=0), "seq"),
-    (dict(name="bert-base", seq=513), "seq"),
+    (dict(name="bert-base", seq=-5), "seq"),
     (dict(name="bert-base", phase="decode"), "phase"),
     (dict(name="resnet50", seq=128), "seq"),
-    (dict(name="gpt2-small", phase="decode", kv_len=1024), "kv_len"),
+    (dict(name="gpt2-small", phase="decode", kv_len=-1), "kv_len"),
     (dict(name="gpt2-small", phase="decode", seq=10), "seq"),
     (dict(name="gpt2-small", kv_len=10), "kv_len"),
     (dict(name="gpt2-small", phase="generate"), "phase"),
