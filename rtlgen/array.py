@@ -100,16 +100,17 @@ class ArrayTop(wiring.Component):
         line_len = max(sch.commit_skew, sch.swap_skew, 0 if acc_mode else sch.out_latency)
 
         # ---- command ---------------------------------------------------------------------------
-        steps = Signal(STEP_BITS, name="steps")
-        trips = {d: Signal(TRIP_BITS, name=f"trips_{d}") for d in outer}
+        # counts minus one are latched with the command so the per-cycle compares are plain equalities
+        steps_m1 = Signal(STEP_BITS, name="steps_minus_1")
+        trips = {d: Signal(TRIP_BITS, name=f"trips_minus_1_{d}") for d in outer}
         running = Signal(name="running")
         start = Signal(name="start")
         finish = Signal(name="finish")
         m.d.comb += [self.cmd.ready.eq(~running), start.eq(self.cmd.valid & ~running), self.busy.eq(running)]
         with m.If(start):
-            m.d.sync += [running.eq(1), steps.eq(self.cmd.payload.steps)]
+            m.d.sync += [running.eq(1), steps_m1.eq(self.cmd.payload.steps - 1)]
             for d in outer:
-                m.d.sync += trips[d].eq(getattr(self.cmd.payload, f"trips_{d}"))
+                m.d.sync += trips[d].eq(getattr(self.cmd.payload, f"trips_{d}") - 1)
         with m.If(finish):
             m.d.sync += running.eq(0)
         m.d.comb += self.done.eq(finish)
@@ -161,13 +162,17 @@ class ArrayTop(wiring.Component):
         iss = _Odometer(m, "issue", outer, red, trips, start)
         is_step = Signal(STEP_BITS, name="issue_step")
         is_done = Signal(name="issue_done")
-        is_count = Signal(32, name="tiles_issued")
-        drained = Signal(32, name="tiles_drained")
-        committed = Signal(32, name="tiles_committed")
+        # small up/down counters instead of wide tile counts: at most one tile is ever in flight
+        # between issue, commit and drain, so three bits hold every difference that matters
+        undrained = Signal(3, name="tiles_issued_not_drained")
+        to_drain = Signal(3, name="tiles_committed_not_drained")
+        tile_done_issuing = Signal(name="tile_done_issuing")
+        tile_drained = Signal(name="tile_drained")
+        tile_committed = Signal(name="tile_committed")
         issue = Signal(name="issue")
         is_needs = Const(1) if stationary else (~iss.first if acc_init else Const(0))
         first_step = is_step == 0
-        last_step = is_step == steps - 1
+        last_step = is_step == steps_m1
         conds = [running, ~is_done, adv]
         swap_pending = Signal(name="swap_pending")   # a swap is travelling through the array
         if has_loader:
@@ -176,7 +181,7 @@ class ArrayTop(wiring.Component):
             conds.append(~(first_step & is_needs) | (shadow_full & ~swap_pending))
         if acc_mode:
             # a tile's results may overwrite the output registers only once the previous tile is drained
-            conds.append(~last_step | (drained >= is_count))
+            conds.append(~last_step | (undrained == 0))
         for p in streamed:
             conds.append(getattr(self, f"in_{p.name}").valid)
         if psum_port is not None and not acc_mode:
@@ -192,7 +197,8 @@ class ArrayTop(wiring.Component):
         with m.If(issue):
             m.d.sync += is_step.eq(is_step + 1)
             with m.If(last_step):
-                m.d.sync += [is_step.eq(0), is_count.eq(is_count + 1)]
+                m.d.sync += is_step.eq(0)
+                m.d.comb += tile_done_issuing.eq(1)
                 iss.advance()
                 with m.If(iss.last):
                     m.d.sync += is_done.eq(1)
@@ -206,8 +212,11 @@ class ArrayTop(wiring.Component):
                 m.d.sync += swap_pending.eq(0)
             with m.If(ld_beat & (ld_row == rows - 1)):
                 m.d.sync += shadow_full.eq(1)
+        if acc_mode:
+            m.d.sync += [undrained.eq(undrained + tile_done_issuing - tile_drained),
+                         to_drain.eq(to_drain + tile_committed - tile_drained)]
         with m.If(start):
-            m.d.sync += [is_step.eq(0), is_done.eq(0), is_count.eq(0), drained.eq(0), committed.eq(0)]
+            m.d.sync += [is_step.eq(0), is_done.eq(0), undrained.eq(0), to_drain.eq(0)]
 
         def tap(name, node):
             return line[name][tm.time[node]]
@@ -322,20 +331,20 @@ class ArrayTop(wiring.Component):
 
         if acc_mode:
             m.d.comb += adv.eq(1)      # results leave through the output registers, never the pipeline
-            with m.If(line["last"][sch.commit_skew]):
-                m.d.sync += committed.eq(committed + 1)
+            m.d.comb += tile_committed.eq(line["last"][sch.commit_skew])
             dr_row = Signal(range(max(rows, 2)), name="drain_row")
-            m.d.comb += out_port.valid.eq(running & (drained < committed))
+            m.d.comb += out_port.valid.eq(running & (to_drain != 0))
             for lane in range(shape[-1]):
                 col = Array([outs[s] for s in coords if s[-1] == lane])
                 m.d.comb += out_port.payload[lane].eq(col[dr_row])
             with m.If(out_port.valid & out_port.ready):
                 m.d.sync += dr_row.eq(dr_row + 1)
                 with m.If(dr_row == rows - 1):
-                    m.d.sync += [dr_row.eq(0), drained.eq(drained + 1)]
+                    m.d.sync += dr_row.eq(0)
+                    m.d.comb += tile_drained.eq(1)
             with m.If(start):
                 m.d.sync += dr_row.eq(0)
-            m.d.comb += finish.eq(running & is_done & (drained == is_count))
+            m.d.comb += finish.eq(running & is_done & (undrained == 0))
         else:
             lat = sch.out_latency
             m.d.comb += out_port.valid.eq(line["valid"][lat])
@@ -355,6 +364,7 @@ class _Odometer:
     """Tile counters over the outer loops (innermost fastest), with first-visit and last-tile flags."""
 
     def __init__(self, m: Module, name: str, outer, red, trips, reset):
+        """``trips``: the outer loops' trip counts minus one."""
         self.m = m
         self.outer = outer
         self.trips = trips
@@ -362,7 +372,7 @@ class _Odometer:
         self.first = Signal(name=f"{name}_first_visit")
         self.last = Signal(name=f"{name}_last_tile")
         m.d.comb += self.first.eq(Const(1) if not red else _all([self.cnt[d] == 0 for d in red]))
-        m.d.comb += self.last.eq(Const(1) if not outer else _all([self.cnt[d] == trips[d] - 1 for d in outer]))
+        m.d.comb += self.last.eq(Const(1) if not outer else _all([self.cnt[d] == trips[d] for d in outer]))
         with m.If(reset):
             for d in outer:
                 m.d.sync += self.cnt[d].eq(0)
@@ -370,7 +380,7 @@ class _Odometer:
     def advance(self):
         carry = Const(1)
         for d in reversed(self.outer):
-            wrap_here = self.cnt[d] == self.trips[d] - 1
+            wrap_here = self.cnt[d] == self.trips[d]
             with self.m.If(carry):
                 self.m.d.sync += self.cnt[d].eq(Mux(wrap_here, 0, self.cnt[d] + 1))
             carry = carry & wrap_here
