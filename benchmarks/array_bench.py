@@ -39,7 +39,19 @@ def main():
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     cycles, secs = model_speed(args.spec, "32x32", {"i": 512, "k": 768, "j": 768})
-    print(f"model: 512x768x768 GEMM on a 32x32 {args.spec}: {cycles} cycles predicted in {secs * 1e3:.1f} ms\n")
+    print(f"model: 512x768x768 GEMM on a 32x32 {args.spec}: {cycles} cycles predicted in {secs * 1e3:.1f} ms")
+    from archgen.sim.array_sim import simulate_workload_on_array
+    from archgen.sim.results import totals
+    from archgen.workloads.library import get_workload
+    design = load_spec(args.spec, ["array.shape=32x32"])
+    for name, seq in (("bert-base", 512), ("resnet50", None)):
+        t = time.perf_counter()
+        res, _ = simulate_workload_on_array(design, get_workload(name, seq=seq))
+        tot = totals(res)
+        print(f"whole network {name}{'' if seq is None else f' seq {seq}'} on 32x32 {args.spec} (16 GB/s, "
+              f"{design.clock_mhz:g} MHz): {len(res)} layers, {tot['cycles']:.4g} cycles, {tot['time_ns'] / 1e6:.2f} ms "
+              f"simulated, in {time.perf_counter() - t:.2f} s wall")
+    print()
     print("| spec | array | Verilog lines | Amaranth -> Verilog (s) | Verilator build (s) | problem | RTL cycles | "
           "sim wall (s) | simulated cycles/s | RTL == model |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -171,26 +171,19 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         valid = cidx[..., 0] >= 0
         np.add.at(result, tuple(cidx[valid].T), prod[valid])
         result = wrap(result, acc_bits)
-        if out.role == "accumulate":
+        if out.role == "accumulate":       # one beat per array row after the tile
             xr = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             _, idx = _gather(result, op.output, dims, xr, bounds)
             idx = idx.reshape(rows, shape[-1], -1)
-            if out.psum_in and not tile.first:
-                add(f"psum_{out.name}", _lookup(before, idx))
-                record_psum(idx)
-            expected.append(_lookup(result, idx))
-            out_index.append(idx)
-            record_out(idx)
-        else:
+        else:                              # one beat per step from the reduction terminals
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
-            xt = _iterations(fg, mapping, tile, terms, steps)
-            _, idx = _gather(result, op.output, dims, xt, bounds)
-            if out.psum_in and not tile.first:
-                add(f"psum_{out.name}", _lookup(before, idx))
-                record_psum(idx)
-            expected.append(_lookup(result, idx))
-            out_index.append(idx)
-            record_out(idx)
+            _, idx = _gather(result, op.output, dims, _iterations(fg, mapping, tile, terms, steps), bounds)
+        if out.psum_in and not tile.first:
+            add(f"psum_{out.name}", _lookup(before, idx))
+            record_psum(idx)
+        expected.append(_lookup(result, idx))
+        out_index.append(idx)
+        record_out(idx)
     return HostProgram({k: np.concatenate(v, axis=0) for k, v in streams.items()},
                        np.concatenate(expected, axis=0), np.concatenate(out_index, axis=0), result,
                        np.concatenate(psum_source, axis=0) if psum_source else None)
