@@ -12,7 +12,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,7 +23,7 @@ import yaml
 from .affine import AffineExpr, AffineMap, AffineParseError, parse_affine
 from .einsum import EinsumError, Operation, parse_operation
 from .errors import Problem, SpecError, problem
-from .mapping_check import check_coverage, stt_conflict, time_var_ranges
+from .mapping_check import check_coverage, stt_conflict
 from .names import Dim, space_var, time_var
 
 __all__ = ["DataType", "Dataflow", "Design", "load_spec", "load_spec_data", "read_spec_file", "apply_overrides",
@@ -320,7 +319,6 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
     # reference bounds default to two tiles plus a remainder on spatial loops, 3 on the others
     for d in op.dims:
         if bounds[d] == 0:
-            axes = [dict(df.spatial or ()).get(a) for df in dataflows for a in range(len(shape))]
             exts = [shape[a] for df in dataflows for a, dd in (df.spatial or ()) if dd == d]
             bounds[d] = 2 * max(exts) + 1 if exts else 3
     for df in dataflows:

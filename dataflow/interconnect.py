@@ -14,7 +14,6 @@ read the same graph.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 
 import networkx as nx

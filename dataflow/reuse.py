@@ -10,7 +10,6 @@ inside l, so it depends on the problem size; it is reported for the reference bo
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -17,7 +17,6 @@ Arithmetic wraps at the output type's width (two's complement); there is no satu
 """
 from __future__ import annotations
 
-import math
 
 import networkx as nx
 
@@ -28,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph
 from archgen.dataflow.pipelining import ArrayTiming, array_timing
-from archgen.dataflow.schedule import ArraySchedule, array_schedule
+from archgen.dataflow.schedule import array_schedule
 
 __all__ = ["ArrayTop", "cmd_layout", "STEP_BITS", "TRIP_BITS"]
 
@@ -392,13 +391,6 @@ def _nname(node) -> str:
     for p in node:
         parts.append(_tag(p) if isinstance(p, tuple) else str(p))
     return "_".join(parts)
-
-
-def _drain_delay(fg: FUGraph, node, operand) -> int:
-    for _, v, e in fg.graph.out_edges(node, data=True):
-        if v[0] == "drain" and e["operand"] == operand:
-            return e["delay"]
-    raise ValueError(f"{node} has no drain edge")
 
 
 def _row_index(s, shape) -> int:

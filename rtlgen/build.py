@@ -21,7 +21,6 @@ from archgen.arch.spec import Design
 from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph, derive_interconnect
 from archgen.dataflow.pipelining import design_timing
-from archgen.dataflow.schedule import array_schedule
 
 from .array import STEP_BITS, TRIP_BITS, ArrayTop, cmd_layout
 

@@ -168,7 +168,6 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
         yield env.timeout(delay)
         shadow_free.set(True)
 
-    drain_free = _Flag(env, True)
 
     def commit_then_drain(k, commit_visible):
         yield env.timeout(commit_visible - env.now)

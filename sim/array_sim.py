@@ -9,13 +9,12 @@ and counted, not timed.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from archgen.arch.einsum import Operation, parse_operation
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
-from archgen.dataflow.interconnect import FUGraph, derive_interconnect
+from archgen.dataflow.interconnect import derive_interconnect
 from archgen.dataflow.pipelining import design_timing
 from archgen.dataflow.schedule import array_schedule
 from archgen.mappings.tiling import map_problem
