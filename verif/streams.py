@@ -18,7 +18,8 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 __all__ = [
     "signed",
@@ -29,6 +30,7 @@ __all__ = [
     "StreamDriver",
     "StreamMonitor",
     "check_equal",
+    "start_clock_and_reset",
 ]
 
 
@@ -194,3 +196,14 @@ def check_equal(expected: Sequence, got: Sequence, *, what: str = "beat", contex
         raise AssertionError(
             f"{what} count: expected {len(expected)}, got {len(got)}; first {n} agree; "
             f"extra: {(expected[n:n + context + 1] if len(expected) > n else got[n:n + context + 1])!r}")
+
+
+async def start_clock_and_reset(dut, reset_cycles: int = 2) -> CycleCounter:
+    """Start a 100 MHz clock on ``dut.clk``, hold ``dut.rst`` for ``reset_cycles`` edges, release it at a
+    falling edge, and return a started cycle counter (every bench measures cycles from here)."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, reset_cycles)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    return CycleCounter(dut.clk).start()

@@ -7,10 +7,8 @@ Parameters (ARCHGEN_TB_PARAMS): ``width`` (lane bits), ``count`` (beats), ``seed
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
-from archgen.verif.streams import (CycleCounter, StreamDriver, StreamMonitor, check_equal,
+from archgen.verif.streams import (StreamDriver, StreamMonitor, check_equal, start_clock_and_reset,
                                    pack_lanes, signed)
 from archgen.verif.tbutil import load_params, write_result
 
@@ -23,12 +21,7 @@ async def pipelined_adder(dut):
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     pairs = [(rng.randint(lo, hi), rng.randint(lo, hi)) for _ in range(count)]
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
-    counter = CycleCounter(dut.clk).start()
+    counter = await start_clock_and_reset(dut, 2)
     drv = StreamDriver(dut, "i", dut.clk, idle_prob=float(p.get("idle_prob", 0.0)),
                        seed=int(p.get("seed", 0)), cycle=counter)
     mon = StreamMonitor(dut, "o", dut.clk, drive_ready=True, stall_prob=float(p.get("stall_prob", 0.0)),

@@ -11,10 +11,9 @@ Results: ``outputs`` (q x D signed integers), ``need_lsb`` per query, ``token_im
 command handshake to the cycle ``done`` is high), ``out_cycles`` (cycle of each output, same origin).
 """
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from archgen.verif.streams import CycleCounter, StreamDriver, StreamMonitor, pack_lanes, signed
+from archgen.verif.streams import StreamDriver, StreamMonitor, pack_lanes, signed, start_clock_and_reset
 from archgen.verif.tbutil import load_params, write_result
 
 
@@ -42,12 +41,7 @@ async def spatten_core_command(dut):
     ib, cb, sb = p["index_bits"], p["count_bits"], p["shift_bits"]
     keys, values, queries = p["keys"], p["values"], p["queries"]
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
-    counter = CycleCounter(dut.clk).start()
+    counter = await start_clock_and_reset(dut, 2)
 
     kv = StreamDriver(dut, "kv", dut.clk, cycle=counter)
     beats = []

@@ -11,10 +11,9 @@ import json
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from archgen.verif.streams import CycleCounter, StreamDriver, StreamMonitor, pack_lanes, unpack_lanes
+from archgen.verif.streams import StreamDriver, StreamMonitor, pack_lanes, unpack_lanes, start_clock_and_reset
 from archgen.verif.tbutil import load_params, write_result
 
 
@@ -54,15 +53,10 @@ async def topk_requests(dut):
     cb, ib = int(prm["count_bits"]), int(prm["index_bits"])
     rng = random.Random(int(prm.get("seed", 0)))
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
     dut.cmd__valid.value = 0
     dut.inp__valid.value = 0
     dut.out__ready.value = 0
-    await ClockCycles(dut.clk, 3)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
-    counter = CycleCounter(dut.clk).start()
+    counter = await start_clock_and_reset(dut, 3)
 
     cmd = StreamDriver(dut, "cmd", dut.clk, cycle=counter)
     inp = StreamDriver(dut, "inp", dut.clk, idle_prob=float(prm.get("idle_prob", 0.0)),
