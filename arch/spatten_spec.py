@@ -4,8 +4,10 @@ A spec is YAML (or a dict) with ``version: 1`` and ``kind: spatten``; see arch/s
 paper's full-size design. Loading runs in two phases, collecting every problem into one SpecError:
 (1) JSON Schema (types, ranges, unknown keys), (2) semantics (divisibility, powers of two, SRAM sizes that
 match the token count). The result, :class:`SpattenSpec`, also derives the fixed-point formats and the
-pipeline latencies of the generated engine (:func:`spatten_formats`, :func:`spatten_latencies`): both the
-RTL generator (archgen.rtlgen) and the cycle model (archgen.sim) read them from here, so they cannot drift.
+the fields of the pipeline latencies (:func:`spatten_formats`, :class:`SpattenLatencies`). The latencies
+themselves depend on the QxK and PxV arrays the dataflow analysis derives, so
+:func:`archgen.dataflow.spatten_arrays.spatten_latencies` computes them; the RTL generator and the cycle
+model both read them from there, so they cannot drift.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from archgen.arch.errors import SpecError, problem
 __all__ = [
     "SPATTEN_SCHEMA", "SpattenSpec", "QKUnit", "PVUnit", "SoftmaxUnit", "TopKUnit", "SramUnit",
     "ProgressiveQuantization", "DramSpec", "SpattenFormats", "SpattenLatencies",
-    "load_spatten_spec", "is_spatten_spec", "spatten_formats", "spatten_latencies", "spec_hash",
+    "load_spatten_spec", "is_spatten_spec", "spatten_formats", "spec_hash", "QK_OPERATION", "PV_OPERATION",
     "builtin_spec_path",
 ]
 
@@ -34,6 +36,19 @@ def _obj(props: dict, required: list[str] | None = None) -> dict:
     return {"type": "object", "additionalProperties": False, "properties": props,
             "required": list(props) if required is None else required}
 
+
+# The multiplier arrays are einsums over g (key group, time), l (lane), d (head dimension), mapped by
+# archgen.dataflow.spatten_arrays; these are the paper's forms.
+QK_OPERATION = "S[g,l] += Q[d] * K[g,l,d]"
+PV_OPERATION = "U[g,d] += P[g,l] * V[g,l,d]"
+
+_ARRAY_UNIT = {
+    "multipliers": _POS, "bits": {"type": "integer", "minimum": 2, "maximum": 32},
+    "operation": {"type": "string", "description": "einsum over g, l, d (see archgen.dataflow.spatten_arrays)"},
+    "control": {"type": "array", "items": {"type": "integer", "minimum": -4, "maximum": 4}, "minItems": 2,
+                "maxItems": 2, "description": "control vector over the array axes (l, d); [0, 0] = same-cycle "
+                "broadcast and adder trees, non-zero = systolic skew and reduction chains"},
+}
 
 SPATTEN_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -47,8 +62,8 @@ SPATTEN_SCHEMA: dict = {
         "head_dim": {"type": "integer", "minimum": 2, "maximum": 1024},
         "max_tokens": {"type": "integer", "minimum": 2, "maximum": 65536},
         "units": _obj({
-            "qk": _obj({"multipliers": _POS, "bits": {"type": "integer", "minimum": 2, "maximum": 32}}),
-            "pv": _obj({"multipliers": _POS, "bits": {"type": "integer", "minimum": 2, "maximum": 32}}),
+            "qk": _obj(_ARRAY_UNIT, required=["multipliers", "bits"]),
+            "pv": _obj(_ARRAY_UNIT, required=["multipliers", "bits"]),
             "softmax": _obj({"parallelism": _POS, "fifo_depth": _POS,
                              "exp_taylor_order": {"type": "integer", "minimum": 2, "maximum": 8}},
                             required=["parallelism", "fifo_depth"]),
@@ -70,12 +85,16 @@ SPATTEN_SCHEMA: dict = {
 class QKUnit:
     multipliers: int
     bits: int
+    operation: str = QK_OPERATION
+    control: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
 class PVUnit:
     multipliers: int
     bits: int
+    operation: str = PV_OPERATION
+    control: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -264,7 +283,8 @@ def load_spatten_spec(source: str | Path | dict) -> SpattenSpec:
     return SpattenSpec(
         name=data["name"], clock_mhz=float(data["clock_mhz"]), technology=data.get("technology", "unspecified"),
         head_dim=data["head_dim"], max_tokens=data["max_tokens"],
-        qk=QKUnit(**u["qk"]), pv=PVUnit(**u["pv"]), softmax=SoftmaxUnit(**u["softmax"]),
+        qk=QKUnit(**{**u["qk"], "control": tuple(u["qk"].get("control", (0, 0)))}),
+        pv=PVUnit(**{**u["pv"], "control": tuple(u["pv"].get("control", (0, 0)))}), softmax=SoftmaxUnit(**u["softmax"]),
         topk=TopKUnit(**u["topk"]), key_sram=SramUnit(**u["key_sram"]), value_sram=SramUnit(**u["value_sram"]),
         pq=ProgressiveQuantization(msb_bits=data["progressive_quantization"]["msb_bits"],
                                    lsb_bits=data["progressive_quantization"]["lsb_bits"],
@@ -339,22 +359,3 @@ class SpattenLatencies:
     pv_pipe: int
     topk_handoff: int
     output: int
-
-
-def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
-    f = spatten_formats(spec)
-    lanes = spec.lanes
-    return SpattenLatencies(
-        query_accept=1,
-        # key SRAM read, multiply, log2(D) adder-tree levels; then the softmax takes the scores
-        qk_pipe=1 + 1 + _clog2(spec.head_dim),
-        # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, write + sum
-        exp_pipe=1 + 1 + 1 + 1 + (len(f.taylor_coeffs) - 1) + 1 + 1,
-        recip=f.recip_bits + 1,
-        norm_pipe=1 + 1,
-        pq_decide=1,
-        # prob/value read, multiply, log2(lanes) adder levels (the accumulate edge ends the phase)
-        pv_pipe=1 + 1 + _clog2(lanes),
-        topk_handoff=1,
-        output=1,
-    )

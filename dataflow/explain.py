@@ -21,7 +21,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     df = design.dataflow(dataflow)
     lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
              f"dataflow {df.name} ({df.form} form)",
-             f"  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
+             "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
              f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(df.inner_dims()) or '-'}; "
              f"control vector c = {list(df.control)}"]
     lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "

@@ -13,6 +13,8 @@ read the same graph.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import itertools
 from dataclasses import dataclass, field
 
@@ -114,7 +116,13 @@ def _fu(coord):
     return ("fu", tuple(coord))
 
 
-def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None) -> FUGraph:
+def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, *,
+                        single_tile: Sequence[str] = ()) -> FUGraph:
+    """The FU graph and operand plans of ``dataflow``.
+
+    ``single_tile`` names outer loops the caller promises run one tile only (the array covers their whole
+    range, as in SpAtten's head-dimension arrays): a reduction over them needs no partial-sum input.
+    """
     df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
     if df.spatial is None:
         raise SpecError([problem(f"dataflows.{df.name}", "the generator executes tiled maps only (each array axis "
@@ -141,7 +149,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None) 
         plans.append(_streamed_input(g, x.name, shape, coords, skew, df.control, invariant_axes, types[x.name]))
     out = op.output
     reduce_axes = [a for a in range(len(shape)) if shape[a] > 1 and not out.uses(axis_dim[a])]
-    outer_reduction = any(not out.uses(d) for d in df.outer_dims())
+    outer_reduction = any(not out.uses(d) for d in df.outer_dims() if d not in single_tile)
     if not any(out.uses(d) for d in inner):
         if reduce_axes:
             raise SpecError([problem(f"dataflows.{df.name}.spatial", f"the output {out.name} is accumulated in place, "

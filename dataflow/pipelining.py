@@ -17,7 +17,7 @@ from functools import lru_cache
 from .delay_lp import RetimedGraph, insert_pipeline_registers
 from .delays import DelayTable
 from .interconnect import FUGraph
-from .primitives import PrimitiveGraph, lower_to_primitives
+from .primitives import PrimitiveGraph, lower_to_primitives, pipeline_slow_multipliers
 
 __all__ = ["ArrayTiming", "array_timing", "design_timing"]
 
@@ -66,6 +66,8 @@ def array_timing(fg: FUGraph, clock_period_ns: float | None = None, target: str 
     """Lower, delay-match and (with a clock period) pipeline the array; ``None`` = no timing cuts."""
     table = DelayTable.load(target)
     prim = lower_to_primitives(fg, table)
+    if clock_period_ns is not None:
+        pipeline_slow_multipliers(prim, clock_period_ns)
     retimed = insert_pipeline_registers(prim, math.inf if clock_period_ns is None else clock_period_ns)
     ports = _streamed_ports(prim)
     tau = retimed.tau

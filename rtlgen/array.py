@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,6 +28,7 @@ from archgen.dataflow.host import stream_ports
 from archgen.dataflow.interconnect import FUGraph
 from archgen.dataflow.pipelining import ArrayTiming, array_timing
 from archgen.dataflow.schedule import array_schedule
+from archgen.rtlgen.datapath import RetimedNets, delay_line, node_name, shape_of, tag
 
 __all__ = ["ArrayTop", "cmd_layout", "STEP_BITS", "TRIP_BITS"]
 
@@ -43,12 +44,11 @@ def cmd_layout(fg: FUGraph) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
-def _shape(bits: int, is_signed: bool):
-    return signed(bits) if is_signed else unsigned(bits)
+_shape, _tag, _nname = shape_of, tag, node_name
 
 
-def _tag(coord) -> str:
-    return "_".join(str(c) for c in coord)
+def _delay(m: Module, value, n: int, en, name: str, shape):
+    return delay_line(m, value, n, en, name, shape)
 
 
 class ArrayTop(wiring.Component):
@@ -221,29 +221,10 @@ class ArrayTop(wiring.Component):
             return line[name][tm.time[node]]
 
         # ---- datapath: one Amaranth value per primitive node output, registers per retimed edge ------
-        # A node's output feeds one shared register chain; each sink taps it at the edge's register
-        # count (fan-out sharing), so the hardware holds exactly the registers the LP placed.
-        outv: dict = {}
-        chains: dict = {}
-
-        def src(u, v, shape):
-            k = tm.regs(u, v)
-            if k == 0:
-                return outv[u]
-            if u not in chains:
-                chains[u] = []
-            ch = chains[u]
-            prev = ch[-1] if ch else outv[u]
-            while len(ch) < k:
-                r = Signal(shape, name=f"{_nname(u)}_d{len(ch) + 1}")
-                with m.If(adv):
-                    m.d.sync += r.eq(prev)
-                ch.append(r)
-                prev = r
-            return ch[k - 1]
-
-        shadow_of: dict = {}
         stat_shape = {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs}
+        nets = RetimedNets(m, tm, adv, stat_shape.__getitem__, acc_shape)
+        outv, src = nets.out, nets.src
+        shadow_of: dict = {}
         for p in stationary:
             port = getattr(self, f"in_{p.name}")
             for s in coords:
@@ -256,6 +237,8 @@ class ArrayTop(wiring.Component):
         for v in nx.topological_sort(pg):
             d = pg.nodes[v]
             kind = d["kind"]
+            if nets.build(v):
+                continue
             if kind == "mem_port":
                 if v not in tm.lane_offset:
                     continue                                  # load-phase port: the loader writes shadows
@@ -267,9 +250,6 @@ class ArrayTop(wiring.Component):
                     raw = getattr(self, f"in_{operand}").payload[lane]
                     shp = stat_shape[operand]
                 outv[v] = _delay(m, raw, tm.lane_offset[v], adv, f"{operand}_lane{lane}_issue", shp)
-            elif kind == "port":
-                (u,) = [u for u in pg.predecessors(v)]
-                outv[v] = src(u, v, stat_shape[d["operand"]])
             elif kind == "stationary_reg":
                 _, s, operand = v
                 shadow = shadow_of[(operand, s)]
@@ -278,18 +258,6 @@ class ArrayTop(wiring.Component):
                 with m.If(adv & swap):
                     m.d.sync += act.eq(shadow)
                 outv[v] = Mux(swap, shadow, act)
-            elif kind == "mul":
-                prod = None
-                for u in sorted(pg.predecessors(v)):
-                    x = src(u, v, stat_shape[pg.nodes[u]["operand"]])
-                    prod = x if prod is None else prod * x
-                sig = Signal(acc_shape, name=f"prod_{_tag(v[1])}")
-                if d["latency"]:
-                    with m.If(adv):
-                        m.d.sync += sig.eq(prod)
-                else:
-                    m.d.comb += sig.eq(prod)
-                outv[v] = sig
             elif kind == "acc":
                 s = v[1]
                 (mul,) = [u for u in pg.predecessors(v) if not pg.edges[u, v]["hold"]]
@@ -309,14 +277,6 @@ class ArrayTop(wiring.Component):
                         m.d.sync += res.eq(total)
                 outv[v] = acc
                 outs[s] = res
-            elif kind in ("add", "tree_add"):
-                total = None
-                for u in sorted(pg.predecessors(v), key=repr):
-                    x = src(u, v, acc_shape)
-                    total = x if total is None else total + x
-                sig = Signal(acc_shape, name=_nname(v))
-                m.d.comb += sig.eq(total)
-                outv[v] = sig
             elif kind == "drain":
                 if acc_mode:
                     continue
@@ -385,14 +345,6 @@ class _Odometer:
             carry = carry & wrap_here
 
 
-def _nname(node) -> str:
-    """A readable Verilog name for a primitive node, e.g. ('tree_add', 'C', 0, 1, 2) -> tree_add_C_0_1_2."""
-    parts = []
-    for p in node:
-        parts.append(_tag(p) if isinstance(p, tuple) else str(p))
-    return "_".join(parts)
-
-
 def _row_index(s, shape) -> int:
     """Beat (row) in which FU s is loaded or drained: s without its last coordinate, raveled."""
     if len(shape) == 1:
@@ -408,16 +360,3 @@ def _all(conds):
     for c in conds[1:]:
         out = out & c
     return out
-
-
-def _delay(m: Module, value, n: int, en, name: str, shape):
-    """``value`` delayed by n enabled clock cycles (n = 0: the value itself, as a named wire)."""
-    if n == 0:
-        return value
-    prev = value
-    for k in range(n):
-        r = Signal(shape, name=f"{name}{k}" if n > 1 else name)
-        with m.If(en):
-            m.d.sync += r.eq(prev)
-        prev = r
-    return prev

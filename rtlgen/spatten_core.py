@@ -17,9 +17,9 @@ Interface (streams; payload fields listed from the least significant bit):
   row ``imp_addr`` (lanes x 32-bit sums of the final probabilities of every query since ``imp_clear``,
   one cycle read latency); ``head_score`` is the sum of |out[d]| over every output row since ``imp_clear``.
 
-The QxK and PxV units are spatial multiplier arrays with registered adder trees (lanes x head_dim
-multipliers each), written here as parameterised arrays rather than derived by archgen's affine array
-generator. The phases of one query run one after another (docs/spatten.md, "Cycle contract");
+The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``units.pv.operation``
+(lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
+(archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`. The phases of one query run one after another (docs/spatten.md, "Cycle contract");
 archgen.sim.spatten_model reproduces them cycle for cycle.
 """
 from __future__ import annotations
@@ -29,6 +29,8 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+from archgen.dataflow.spatten_arrays import spatten_arrays
+from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
 from archgen.rtlgen.softmax import Softmax
@@ -63,20 +65,6 @@ class _S(enum.Enum, shape=4):
     PV = 7
     PV_DRAIN = 8
     OUT = 9
-
-
-def _tree(m: Module, values: list, width: int, name: str) -> tuple[list, int]:
-    """Registered binary adder tree; returns (the sum signal as a one-element list, levels)."""
-    level, depth = values, 0
-    while len(level) > 1:
-        depth += 1
-        nxt = []
-        for i in range(0, len(level), 2):
-            s = Signal(signed(width), name=f"{name}_l{depth}_{i // 2}")
-            m.d.sync += s.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
-            nxt.append(s)
-        level = nxt
-    return level, depth
 
 
 class SpattenCore(wiring.Component):
@@ -162,25 +150,20 @@ class SpattenCore(wiring.Component):
         i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
         keep_row = Cat(*[(g * L + i) < c.n_keys for i in range(L)])
         m.d.sync += [i_v.eq(qk_issue), i_last.eq(last_g), i_keep.eq(keep_row)]
-        prods = []
-        for lane in range(L):
-            lane_p = []
-            for d in range(D):
-                kraw = kr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
-                k = Mux(msb_only, kraw & lsb_mask, kraw).as_signed()
-                p = Signal(signed(2 * b), name=f"qk_p{lane}_{d}")
-                m.d.sync += p.eq(q[d] * k)
-                lane_p.append(p)
-            prods.append(lane_p)
-        m_v, m_last, m_keep = Signal(), Signal(), Signal(L)
-        m.d.sync += [m_v.eq(i_v), m_last.eq(i_last), m_keep.eq(i_keep)]
-        scores = []
-        depth = 0
-        for lane in range(L):
-            s, depth = _tree(m, prods[lane], f.score_bits, f"qk_t{lane}")
-            scores.append(s[0])
-        ctl = (m_v, m_last, m_keep)
-        for lvl in range(depth):
+        # the QxK array (dataflow.spatten_arrays): the query held for the pass, one key element per FU
+        qk_arr = spatten_arrays(spec)["qk"]
+        m.submodules.qk = qk = EinsumUnit(qk_arr)
+        qn, kn, sn = (qk_arr.roles[r] for r in ("query", "key", "score"))
+        qk_key = getattr(qk, f"in_{kn}")
+        for i, (lane, d) in enumerate(qk.lane_fus(kn)):
+            kraw = kr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
+            m.d.comb += qk_key[i].eq(Mux(msb_only, kraw & lsb_mask, kraw).as_signed())
+        m.d.comb += [getattr(qk, f"in_{qn}")[i].eq(q[idx[0]]) for i, idx in enumerate(qk.footprint(qn))]
+        scores = [None] * L
+        for i, fu in enumerate(qk.lane_fus(sn)):
+            scores[fu[0]] = getattr(qk, f"out_{sn}")[i]
+        ctl = (i_v, i_last, i_keep)
+        for lvl in range(qk.latency):
             nxt = (Signal(name=f"qk_v{lvl}"), Signal(name=f"qk_last{lvl}"), Signal(L, name=f"qk_keep{lvl}"))
             m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
             ctl = nxt
@@ -196,7 +179,7 @@ class SpattenCore(wiring.Component):
             m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
 
         # ---- top-k feed and kept-token bits --------------------------------------------------------
-        keep_bits = Signal(N)
+        keep_bits = Signal(prows * Pt)
         tk_ptr = Signal(_clog2(prows) + 1)
         tk_rows = Signal(_clog2(prows) + 1)
         m.d.comb += tk_rows.eq((c.n_keys + Pt - 1) >> _clog2(Pt))
@@ -205,10 +188,9 @@ class SpattenCore(wiring.Component):
         m.d.comb += [tk.inp.payload.data[i].eq(pr.data[i * f.prob_bits:(i + 1) * f.prob_bits]) for i in range(Pt)]
         m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c.n_keys for i in range(Pt)]))
         m.d.comb += tk.out.ready.eq(1)
-        with m.If(tk.out.valid):
-            for i in range(Pt):
-                with m.If(tk.out.payload.keep[i]):
-                    m.d.sync += keep_bits.bit_select(tk.out.payload.index[i], 1).eq(1)
+        # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
+        with m.If(tk.mask_valid):
+            m.d.sync += keep_bits.word_select(tk.mask_row, Pt).eq(tk.mask)
 
         # ---- prob x V: L x D multipliers, L-input registered adder tree per feature ------------------
         pv_issue = Signal()
@@ -227,24 +209,21 @@ class SpattenCore(wiring.Component):
         prob_row = pr.data.word_select(v_sub, prow_w) if R > 1 else pr.data
         v_msb_only = Signal()
         m.d.comb += v_msb_only.eq(c.pq_enable & ~need_lsb)
-        pv_w = f.prob_bits + b + 1
-        feature_terms = [[] for _ in range(D)]
-        for lane in range(L):
-            prob = Mux(v_keep[lane], prob_row[lane * f.prob_bits:(lane + 1) * f.prob_bits], 0)
-            for d in range(D):
-                vraw = vr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
-                v = Mux(v_msb_only, vraw & lsb_mask, vraw).as_signed()
-                p = Signal(signed(pv_w), name=f"pv_p{lane}_{d}")
-                m.d.sync += p.eq(Cat(prob, Const(0, 1)).as_signed() * v)
-                feature_terms[d].append(p)
-        pm_v, pm_last = Signal(), Signal()
-        m.d.sync += [pm_v.eq(v_v), pm_last.eq(v_last)]
-        sums = []
-        for d in range(D):
-            s, depth = _tree(m, feature_terms[d], pv_w + _clog2(L), f"pv_t{d}")
-            sums.append(s[0])
-        ctl = (pm_v, pm_last)
-        for lvl in range(depth):
+        # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
+        pv_arr = spatten_arrays(spec)["pv"]
+        m.submodules.pv = pv = EinsumUnit(pv_arr)
+        pn, vn, un = (pv_arr.roles[r] for r in ("prob", "value", "partial"))
+        for i, (lane, _) in enumerate(pv.lane_fus(pn)):
+            m.d.comb += getattr(pv, f"in_{pn}")[i].eq(
+                Mux(v_keep[lane], prob_row[lane * f.prob_bits:(lane + 1) * f.prob_bits], 0))
+        for i, (lane, d) in enumerate(pv.lane_fus(vn)):
+            vraw = vr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
+            m.d.comb += getattr(pv, f"in_{vn}")[i].eq(Mux(v_msb_only, vraw & lsb_mask, vraw).as_signed())
+        sums = [None] * D
+        for i, fu in enumerate(pv.lane_fus(un)):
+            sums[fu[1]] = getattr(pv, f"out_{un}")[i]
+        ctl = (v_v, v_last)
+        for lvl in range(pv.latency):
             nxt = (Signal(name=f"pv_v{lvl}"), Signal(name=f"pv_last{lvl}"))
             m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
             ctl = nxt

@@ -16,7 +16,8 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from archgen.arch.spatten_spec import SpattenSpec, spatten_formats, spatten_latencies, spec_hash
+from archgen.arch.spatten_spec import SpattenSpec, spatten_formats, spec_hash
+from archgen.dataflow.spatten_arrays import spatten_latencies
 from archgen.rtlgen.spatten_core import SpattenCore
 
 __all__ = ["build_spatten", "write_spatten_build", "spatten_manifest", "spatten_cells_by_unit", "CYCLE_CONTRACT",

@@ -11,6 +11,10 @@ Interface (every boundary a stream; payload layouts below, first field in the le
   last, whose keep bits are a prefix. No beat is sent when nothing is kept.
 - ``done`` high for one cycle when the request is complete; ``busy``; ``rounds`` = quick-select rounds
   of the last request.
+- ``mask_valid``, ``mask_row``, ``mask``: during the replay, the keep decision of input row ``mask_row``
+  (elements ``mask_row * P + lane``) before packing, one row per cycle in which the replay advances. A
+  consumer that wants a keep bit per element writes these P-bit rows instead of decoding ``out``'s
+  indices (P dynamic one-bit writes into an n-bit vector are an n-way decoder per lane).
 
 The schedule, the pivot rule and the memory organisation are ours where the paper is silent; they are
 described in docs/topk.md, and archgen.sim.topk_model follows the same schedule cycle for cycle.
@@ -123,6 +127,9 @@ class TopK(wiring.Component):
             "done": Out(1),
             "busy": Out(1),
             "rounds": Out(16),
+            "mask_valid": Out(1),
+            "mask_row": Out(range(max(self.buffer_rows, 2))),
+            "mask": Out(p),
         })
 
     def elaborate(self, platform):
@@ -185,6 +192,7 @@ class TopK(wiring.Component):
         b_valid, b_replay = Signal(), Signal()
         b_lanes = Signal(row_bits)
         b_gt, b_eq, b_lt, b_keep = Signal(p), Signal(p), Signal(p), Signal(p)
+        b_row = Signal.like(a_row)
 
         # Stage A sources.
         with m.If(ingest_beat):
@@ -231,7 +239,7 @@ class TopK(wiring.Component):
         with m.If(adv):
             m.d.sync += [b_valid.eq(a_live), b_replay.eq(a_replay & a_valid),
                          b_lanes.eq(Cat(*[Cat(a_vals[i], a_idx[i]) for i in range(p)])),
-                         b_gt.eq(gt), b_eq.eq(eq), b_lt.eq(lt), b_keep.eq(keep)]
+                         b_gt.eq(gt), b_eq.eq(eq), b_lt.eq(lt), b_keep.eq(keep), b_row.eq(a_row)]
             with m.If(a_valid & a_replay):
                 m.d.sync += eq_seen.eq(eq_seen + _popcount(eq_k, p))
 
@@ -242,6 +250,7 @@ class TopK(wiring.Component):
                      pack_r.in_lanes.eq(b_lanes), pack_r.in_keep.eq(b_gt), pack_r.in_en.eq(part),
                      pack_o.in_lanes.eq(b_lanes), pack_o.in_keep.eq(b_keep),
                      pack_o.in_en.eq(b_valid & b_replay & adv)]
+        m.d.comb += [self.mask_valid.eq(b_valid & b_replay & adv), self.mask_row.eq(b_row), self.mask.eq(b_keep)]
         with m.If(part):
             m.d.sync += [cnt_g.eq(cnt_g + _popcount(b_gt, p)), cnt_e.eq(cnt_e + _popcount(b_eq, p)),
                          cnt_l.eq(cnt_l + _popcount(b_lt, p))]

@@ -7,7 +7,7 @@ Two halves, no hardware library imported:
   progressive-quantization refetch and the top-k's data-dependent latency depend on the exact
   fixed-point probabilities, so the model computes them the way the hardware does.
 - The cycle model (``softmax_cycles``, ``query_cycles``, ``core_cycles``, ``core_process``): closed-form
-  phase lengths from :func:`archgen.arch.spatten_spec.spatten_latencies` (the same constants the RTL
+  phase lengths from :func:`archgen.dataflow.spatten_arrays.spatten_latencies` (the same constants the RTL
   pipeline is built with) plus :func:`archgen.sim.topk_model.simulate_topk` run on the actual
   probabilities. docs/spatten.md ("Cycle contract") lists the phases.
 """
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats, spatten_latencies
+from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats
+from archgen.dataflow.spatten_arrays import spatten_latencies
 from archgen.sim.topk_model import TopKRun, simulate_topk
 
 __all__ = [

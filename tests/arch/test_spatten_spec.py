@@ -7,7 +7,8 @@ import yaml
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spatten_spec import (SPATTEN_SCHEMA, builtin_spec_path, is_spatten_spec, load_spatten_spec,
-                                       spatten_formats, spatten_latencies, spec_hash)
+                                       spatten_formats, spec_hash)
+from archgen.dataflow.spatten_arrays import spatten_arrays, spatten_latencies
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,5 +112,7 @@ def test_formats_and_latencies_follow_the_spec():
     assert f.score_bits == 2 * 12 + 6  # exact 64-term dot product of 12-bit values
     assert f.taylor_coeffs[:3] == (65536, -65536, 32768) and len(f.taylor_coeffs) == 6
     lat = spatten_latencies(s)
-    assert lat.qk_pipe == 2 + 6 and lat.pv_pipe == 2 + 3
+    arrays = spatten_arrays(s)
+    # one cycle of key/value SRAM read, then the arrays the dataflow analysis derived and the LP pipelined
+    assert lat.qk_pipe == 1 + arrays["qk"].latency and lat.pv_pipe == 1 + arrays["pv"].latency
     assert lat.recip == f.recip_bits + 1

@@ -5,7 +5,8 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats, spatten_latencies
+from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats
+from archgen.dataflow.spatten_arrays import spatten_latencies
 from archgen.sim.spatten_model import (core_cycles, core_process, core_reference, exp_fixed, mask_lsbs,
                                        pass_cycles, pv_cycles, query_cycles, softmax_cycles, softmax_fixed,
                                        threshold_fx, topk_keep_mask)
