@@ -54,17 +54,24 @@ def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
         "threshold": unsigned(16), "bank": unsigned(1), "seed": unsigned(16)})
 
 
-class _S(enum.Enum, shape=4):
+class _A(enum.Enum, shape=3):
+    """Front stage: query -> QxK -> softmax -> PQ decision (twice with the LSB pass)."""
     IDLE = 0
     QUERY = 1
     QK = 2
     SOFTMAX = 3
-    TK_CMD = 4
-    TK_FEED = 5
-    TK_WAIT = 6
-    PV = 7
-    PV_DRAIN = 8
-    OUT = 9
+    HANDOFF = 4     # the row is ready; waiting for the back stage to take it
+
+
+class _B(enum.Enum, shape=3):
+    """Back stage: local-V top-k -> prob x V -> output row."""
+    IDLE = 0
+    TK_CMD = 1
+    TK_FEED = 2
+    TK_WAIT = 3
+    PV = 4
+    PV_DRAIN = 5
+    OUT = 6
 
 
 class SpattenCore(wiring.Component):
@@ -122,23 +129,35 @@ class SpattenCore(wiring.Component):
         # Probability buffer: softmax beats (L lanes) packed R to a top-k row (Pt lanes).
         prow_w = f.prob_bits * L
         prows = -(-N // Pt)
-        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.prob_bits), depth=prows, init=[])
+        # two banks: the front stage writes query i+1's row while the back stage reads query i's
+        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.prob_bits), depth=2 * prows, init=[])
         pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
 
         c = Signal(core_cmd_layout(spec))
-        state = Signal(_S)
+        running = Signal()
+        st_a, st_b = Signal(_A), Signal(_B)
         q = Signal(data.ArrayLayout(signed(b), D))
-        queries_left = Signal(16)
+        to_accept = Signal(16)          # queries the front stage has still to take
+        to_output = Signal(16)          # output rows the back stage has still to send
         second_pass = Signal()
-        need_lsb = Signal()
-        g = Signal(gbits + 1)
+        need_lsb = Signal()             # front stage: this query's row needed the LSB pass
+        need_lsb_b = Signal()           # back stage: the same, for the query it works on
+        bank_a, bank_b = Signal(), Signal()    # probability-buffer bank of each stage
         n_groups = Signal(gbits + 1)
         m.d.comb += n_groups.eq((c.n_keys + L - 1) >> _clog2(L))
-        last_g = Signal()
-        m.d.comb += last_g.eq(g == n_groups - 1)
-        bank_row = Signal(gbits + 1)
-        m.d.comb += bank_row.eq(Cat(g[:gbits], c.bank) if banks > 1 else g[:gbits])
-        m.d.comb += [self.busy.eq(state != _S.IDLE), sm.shift.eq(c.shift),
+
+        def sweep(name):
+            """A row counter over the buffers' groups: (counter, last, valid-token lanes, buffer row)."""
+            cnt = Signal(gbits + 1, name=f"g_{name}")
+            last = Signal(name=f"last_g_{name}")
+            row = Signal(gbits + 1, name=f"bank_row_{name}")
+            m.d.comb += [last.eq(cnt == n_groups - 1),
+                         row.eq(Cat(cnt[:gbits], c.bank) if banks > 1 else cnt[:gbits])]
+            return cnt, last, Cat(*[(cnt * L + i) < c.n_keys for i in range(L)]), row
+
+        g, last_g, keep_row, bank_row = sweep("a")
+        g_b, last_g_b, keep_row_b, bank_row_b = sweep("b")
+        m.d.comb += [self.busy.eq(running), sm.shift.eq(c.shift),
                      pq.threshold.eq(c.threshold), pq.enable.eq(c.pq_enable & ~second_pass)]
 
         # ---- QxK: L x D multipliers, D-input registered adder tree per lane --------------------------
@@ -148,7 +167,6 @@ class SpattenCore(wiring.Component):
         qk_issue = Signal()
         m.d.comb += [kr.addr.eq(bank_row), kr.en.eq(1)]
         i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
-        keep_row = Cat(*[(g * L + i) < c.n_keys for i in range(L)])
         m.d.sync += [i_v.eq(qk_issue), i_last.eq(last_g), i_keep.eq(keep_row)]
         # the QxK array (dataflow.spatten_arrays): the query held for the pass, one key element per FU
         qk_arr = spatten_arrays(spec)["qk"]
@@ -173,7 +191,7 @@ class SpattenCore(wiring.Component):
         # ---- softmax output -> probability buffer and PQ decision -----------------------------------
         beat_no = Signal(gbits + 1)
         wiring.connect(m, sm.out, pq.inp)
-        m.d.comb += [pw.addr.eq(beat_no >> _clog2(R)), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
+        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + Mux(bank_a, prows, 0)), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
                      pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
         with m.If(sm.out.valid):
             m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
@@ -194,21 +212,23 @@ class SpattenCore(wiring.Component):
 
         # ---- prob x V: L x D multipliers, L-input registered adder tree per feature ------------------
         pv_issue = Signal()
-        m.d.comb += [vr.addr.eq(bank_row), vr.en.eq(1), pr.en.eq(1)]
-        with m.If(state == _S.TK_FEED):
-            m.d.comb += pr.addr.eq(tk_ptr + tk_fire)
-        with m.Elif(state == _S.TK_CMD):
-            m.d.comb += pr.addr.eq(0)
+        m.d.comb += [vr.addr.eq(bank_row_b), vr.en.eq(1), pr.en.eq(1)]
+        p_row = Signal.like(pr.addr)
+        m.d.comb += pr.addr.eq(p_row + Mux(bank_b, prows, 0))
+        with m.If(st_b == _B.TK_FEED):
+            m.d.comb += p_row.eq(tk_ptr + tk_fire)
+        with m.Elif(st_b == _B.TK_CMD):
+            m.d.comb += p_row.eq(0)
         with m.Else():
-            m.d.comb += pr.addr.eq(g >> _clog2(R))
+            m.d.comb += p_row.eq(g_b >> _clog2(R))
         v_v, v_last, v_keep, v_sub = Signal(), Signal(), Signal(L), Signal(max(1, _clog2(R)))
         pruned = Signal()
-        kept_row = Mux(pruned, keep_bits.word_select(g[:gbits], L), keep_row)
-        m.d.sync += [v_v.eq(pv_issue), v_last.eq(last_g), v_keep.eq(kept_row),
-                     v_sub.eq(g[:_clog2(R)] if R > 1 else 0)]
+        kept_row = Mux(pruned, keep_bits.word_select(g_b[:gbits], L), keep_row_b)
+        m.d.sync += [v_v.eq(pv_issue), v_last.eq(last_g_b), v_keep.eq(kept_row),
+                     v_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
         prob_row = pr.data.word_select(v_sub, prow_w) if R > 1 else pr.data
         v_msb_only = Signal()
-        m.d.comb += v_msb_only.eq(c.pq_enable & ~need_lsb)
+        m.d.comb += v_msb_only.eq(c.pq_enable & ~need_lsb_b)
         # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
         pv_arr = spatten_arrays(spec)["pv"]
         m.submodules.pv = pv = EinsumUnit(pv_arr)
@@ -230,7 +250,7 @@ class SpattenCore(wiring.Component):
         # Token importance: every probability of the final pass, kept or pruned, as the sweep reads it.
         m.submodules.tok_imp = ti = TokenImportance(N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
         v_group, v_lanes = Signal(gbits), Signal(L)
-        m.d.sync += [v_group.eq(g[:gbits]), v_lanes.eq(keep_row)]
+        m.d.sync += [v_group.eq(g_b[:gbits]), v_lanes.eq(keep_row_b)]
         m.d.comb += [ti.inp.valid.eq(v_v), ti.inp.payload.group.eq(v_group), ti.inp.payload.keep.eq(v_lanes),
                      ti.inp.payload.data.as_value().eq(prob_row), ti.clear.eq(self.imp_clear),
                      ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
@@ -240,67 +260,84 @@ class SpattenCore(wiring.Component):
             m.d.sync += acc.eq(0)
         with m.Elif(ctl[0]):
             m.d.sync += [acc[d].eq(acc[d] + sums[d]) for d in range(D)]
-        m.d.comb += [self.out.payload.data.eq(acc), self.out.payload.need_lsb.eq(need_lsb)]
+        m.d.comb += [self.out.payload.data.eq(acc), self.out.payload.need_lsb.eq(need_lsb_b)]
         m.submodules.head_imp = hi = HeadImportance(D, f.acc_bits, HEAD_SCORE_BITS)
         m.d.comb += [hi.inp.valid.eq(self.out.valid & self.out.ready), hi.inp.payload.eq(acc),
                      hi.clear.eq(self.imp_clear), self.head_score.eq(hi.score)]
 
-        # ---- control ---------------------------------------------------------------------------
+        # ---- control: two stages, one query in each ------------------------------------------------
+        # The front stage hands a finished probability row to the back stage when the back stage is free
+        # (idle, or sending its output row in this very cycle), then takes the next query at once.
+        offer = Signal()
+        b_free = Signal()
+        take = Signal()
+        m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)), take.eq(offer & b_free)]
         m.d.sync += self.done.eq(0)
-        with m.Switch(state):
-            with m.Case(_S.IDLE):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    m.d.sync += [c.eq(self.cmd.payload), queries_left.eq(self.cmd.payload.n_queries)]
-                    with m.If(self.cmd.payload.n_queries != 0):
-                        m.d.sync += state.eq(_S.QUERY)
-                    with m.Else():
-                        m.d.sync += self.done.eq(1)
-            with m.Case(_S.QUERY):
+        with m.If(~running):
+            m.d.comb += self.cmd.ready.eq(1)
+            with m.If(self.cmd.valid):
+                m.d.sync += [c.eq(self.cmd.payload), to_accept.eq(self.cmd.payload.n_queries),
+                             to_output.eq(self.cmd.payload.n_queries), bank_a.eq(0), bank_b.eq(0)]
+                with m.If(self.cmd.payload.n_queries != 0):
+                    m.d.sync += [running.eq(1), st_a.eq(_A.QUERY)]
+                with m.Else():
+                    m.d.sync += self.done.eq(1)
+
+        with m.Switch(st_a):
+            with m.Case(_A.QUERY):
                 m.d.comb += self.query.ready.eq(1)
                 with m.If(self.query.valid):
-                    m.d.sync += [q.eq(self.query.payload), state.eq(_S.QK), g.eq(0), second_pass.eq(0),
-                                 need_lsb.eq(0)]
-            with m.Case(_S.QK):
+                    m.d.sync += [q.eq(self.query.payload), st_a.eq(_A.QK), g.eq(0), second_pass.eq(0),
+                                 need_lsb.eq(0), to_accept.eq(to_accept - 1)]
+            with m.Case(_A.QK):
                 m.d.comb += qk_issue.eq(1)
                 m.d.sync += g.eq(g + 1)
                 with m.If(last_g):
-                    m.d.sync += state.eq(_S.SOFTMAX)
-            with m.Case(_S.SOFTMAX):
+                    m.d.sync += st_a.eq(_A.SOFTMAX)
+            with m.Case(_A.SOFTMAX):
                 with m.If(pq.decision):
                     with m.If(pq.need_lsb):
-                        m.d.sync += [second_pass.eq(1), need_lsb.eq(1), state.eq(_S.QK), g.eq(0)]
-                    with m.Elif(c.keep_k < c.n_keys):
-                        m.d.sync += [state.eq(_S.TK_CMD), keep_bits.eq(0), pruned.eq(1)]
+                        m.d.sync += [second_pass.eq(1), need_lsb.eq(1), st_a.eq(_A.QK), g.eq(0)]
                     with m.Else():
-                        m.d.sync += [state.eq(_S.PV), g.eq(0), pruned.eq(0)]
-            with m.Case(_S.TK_CMD):
+                        m.d.comb += offer.eq(1)
+                        m.d.sync += st_a.eq(_A.HANDOFF)
+            with m.Case(_A.HANDOFF):
+                m.d.comb += offer.eq(1)
+        with m.If(take):
+            m.d.sync += [st_a.eq(Mux(to_accept != 0, _A.QUERY, _A.IDLE)), bank_a.eq(~bank_a),
+                         bank_b.eq(bank_a), need_lsb_b.eq(need_lsb)]
+
+        with m.Switch(st_b):
+            with m.Case(_B.TK_CMD):
                 m.d.comb += tk.cmd.valid.eq(1)
                 with m.If(tk.cmd.ready):
-                    m.d.sync += [state.eq(_S.TK_FEED), tk_ptr.eq(0)]
-            with m.Case(_S.TK_FEED):
+                    m.d.sync += [st_b.eq(_B.TK_FEED), tk_ptr.eq(0)]
+            with m.Case(_B.TK_FEED):
                 m.d.comb += tk.inp.valid.eq(1)
                 with m.If(tk_fire):
                     m.d.sync += tk_ptr.eq(tk_ptr + 1)
                     with m.If(tk_ptr == tk_rows - 1):
-                        m.d.sync += state.eq(_S.TK_WAIT)
-            with m.Case(_S.TK_WAIT):
+                        m.d.sync += st_b.eq(_B.TK_WAIT)
+            with m.Case(_B.TK_WAIT):
                 with m.If(tk.done):
-                    m.d.sync += [state.eq(_S.PV), g.eq(0)]
-            with m.Case(_S.PV):
-                m.d.comb += [pv_issue.eq(1), acc_clear.eq(g == 0)]
-                m.d.sync += g.eq(g + 1)
-                with m.If(last_g):
-                    m.d.sync += state.eq(_S.PV_DRAIN)
-            with m.Case(_S.PV_DRAIN):
+                    m.d.sync += [st_b.eq(_B.PV), g_b.eq(0)]
+            with m.Case(_B.PV):
+                m.d.comb += [pv_issue.eq(1), acc_clear.eq(g_b == 0)]
+                m.d.sync += g_b.eq(g_b + 1)
+                with m.If(last_g_b):
+                    m.d.sync += st_b.eq(_B.PV_DRAIN)
+            with m.Case(_B.PV_DRAIN):
                 with m.If(ctl[0] & ctl[1]):
-                    m.d.sync += state.eq(_S.OUT)
-            with m.Case(_S.OUT):
+                    m.d.sync += st_b.eq(_B.OUT)
+            with m.Case(_B.OUT):
                 m.d.comb += self.out.valid.eq(1)
                 with m.If(self.out.ready):
-                    m.d.sync += queries_left.eq(queries_left - 1)
-                    with m.If(queries_left == 1):
-                        m.d.sync += [state.eq(_S.IDLE), self.done.eq(1)]
-                    with m.Else():
-                        m.d.sync += state.eq(_S.QUERY)
+                    m.d.sync += [to_output.eq(to_output - 1), st_b.eq(_B.IDLE)]
+                    with m.If(to_output == 1):
+                        m.d.sync += [running.eq(0), self.done.eq(1), st_a.eq(_A.IDLE)]
+        with m.If(take):       # after the Switch: a take in the OUT cycle starts the next query's back stage
+            with m.If(c.keep_k < c.n_keys):
+                m.d.sync += [st_b.eq(_B.TK_CMD), keep_bits.eq(0), pruned.eq(1)]
+            with m.Else():
+                m.d.sync += [st_b.eq(_B.PV), g_b.eq(0), pruned.eq(0)]
         return m

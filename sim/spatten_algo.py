@@ -145,6 +145,9 @@ class LayerAttentionStats:
     dense_row_keys: np.ndarray = field(repr=False, compare=False, default=None)
     # per processed row, cycles of the local-V top-k when a cycle function was given (else empty)
     row_topk_cycles: np.ndarray = field(repr=False, compare=False, default=None)
+    # rows per core command (one head of one step), in row order; the same for the dense baseline
+    command_rows: np.ndarray = field(repr=False, compare=False, default=None)
+    dense_command_rows: np.ndarray = field(repr=False, compare=False, default=None)
 
     @property
     def dram_bytes(self) -> int:
@@ -229,6 +232,7 @@ class _LayerAccumulator:
         self.lsb_rows = 0
         self.row_keys, self.row_values, self.row_lsb, self.dense_row_keys = [], [], [], []
         self.row_topk = []
+        self.command_rows, self.dense_command_rows = [], []
 
     def add(self, **kw):
         for k, v in kw.items():
@@ -292,6 +296,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                       dense_qk_macs=int(dense_vis_n.sum()) * d, dense_av_macs=int(dense_vis_n.sum()) * d,
                       dense_rows=rows.size)
                 a.dense_row_keys.append(dense_vis_n)
+                a.dense_command_rows.append(rows.size)
             for head in alive_head:
                 p = trace.probs[l, head][np.ix_(q_rows, kept)].astype(np.float64) * vis
                 sums = p.sum(axis=1, keepdims=True)
@@ -317,6 +322,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                           value_lsb_bytes=_nbytes(int(v_mask[lsb_rows].any(axis=0).sum()) * d, lsb))
                 a.lsb_rows += int(lsb_rows.sum())
                 a.row_keys.append(n_keys)
+                a.command_rows.append(q_rows.size)
                 a.row_values.append(n_v)
                 a.row_lsb.append(lsb_rows.astype(np.int8))
                 if topk_cycles is not None and config.value_prune > 0:
@@ -342,6 +348,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
             dense_qk_macs=c["dense_qk_macs"], dense_av_macs=c["dense_av_macs"], dense_rows=c["dense_rows"],
             row_keys=cat(a.row_keys, np.int32), row_values=cat(a.row_values, np.int32),
             row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32),
-            row_topk_cycles=cat(a.row_topk, np.int64)))
+            row_topk_cycles=cat(a.row_topk, np.int64),
+            command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64)))
     return SpattenAlgoResult(config, head_dim, tuple(out), tuple(float(x) for x in tok_sched),
                              tuple(float(x) for x in head_sched))

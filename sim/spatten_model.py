@@ -13,6 +13,8 @@ Two halves, no hardware library imported:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process",
+    "core_process", "overlapped_cycles",
 ]
 
 
@@ -185,8 +187,36 @@ class QueryCycles:
     output: int
 
     @property
+    def front(self) -> int:
+        """Cycles in the front stage: query accept, QxK + softmax + PQ pass(es)."""
+        return self.accept + sum(self.passes)
+
+    @property
+    def back(self) -> int:
+        """Cycles in the back stage: top-k, prob x V, output handshake."""
+        return self.topk + self.pv + self.output
+
+    @property
     def total(self) -> int:
-        return self.accept + sum(self.passes) + self.topk + self.pv + self.output
+        """Latency of the query alone (front then back, nothing overlapped)."""
+        return self.front + self.back
+
+
+def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:
+    """Cycles of a command whose queries flow through the two-stage core (the cmd handshake included).
+
+    The front stage of query i+1 runs while the back stage works on query i: with ``a`` the cycle the
+    front stage starts a query and ``b`` the cycle the back stage is free again,
+    ``start_back(i) = max(a(i) + front(i), b(i-1))``, ``b(i) = start_back(i) + back(i)`` and the front stage
+    takes the next query when it hands this one over, ``a(i+1) = start_back(i)``. ``done`` is high in
+    cycle ``b(last)``; the handshake is cycle 0 and a(0) = 1.
+    """
+    a, b_free = 1, 0
+    for qc in queries:
+        start_back = max(a + qc.front, b_free)
+        b_free = start_back + qc.back
+        a = start_back
+    return b_free if queries else 1
 
 
 def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
@@ -246,8 +276,7 @@ def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values
         results.append(r)
         runs.append(run)
         qcs.append(query_cycles(spec, n, lsb_pass=r.need_lsb, topk_cycles=None if run is None else run.cycles))
-    # The command handshake cycle, then the queries back to back; done rises the cycle after the last output.
-    total = 1 + sum(qc.total for qc in qcs)
+    total = overlapped_cycles(qcs)
     return CoreRun(tuple(results), tuple(qcs), tuple(runs), total)
 
 

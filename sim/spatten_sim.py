@@ -91,21 +91,29 @@ def _is_decoder(workload) -> bool:
     return any(w.name == workload.name and w.family == "decoder" for w in list_workloads())
 
 
-def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None, commands: int) -> int:
-    """Sum of the core's per-query cycles (`query_cycles`) plus one handshake cycle per command.
+def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None, commands: np.ndarray) -> int:
+    """Cycles of the core over a layer's commands (one per head and step), each through the two-stage
+    pipeline of the core (`overlapped_cycles`, which counts each command's handshake cycle).
 
-    ``topk`` holds each row's top-k cycles, or -1 where the row keeps every V row (no top-k run)."""
-    from .spatten_model import query_cycles
+    ``commands`` holds the rows of each command in row order; ``topk`` each row's top-k cycles, or -1
+    where the row keeps every V row (no top-k run)."""
+    from .spatten_model import overlapped_cycles, query_cycles
 
-    cache: dict[tuple[int, bool, int], int] = {}
-    total = commands
+    cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
+    per_row = []
     for n, l, t in zip(keys.tolist(), lsb.tolist(), tk.tolist()):
         key = (n, bool(l), t)
         c = cache.get(key)
         if c is None:
-            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t).total
-        total += c
+            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t)
+        per_row.append(c)
+    total, start = 0, 0
+    for rows in commands.tolist():
+        total += overlapped_cycles(per_row[start:start + rows])
+        start += rows
+    if start != len(per_row):
+        raise ValueError(f"command row counts cover {start} rows, the layer has {len(per_row)}")
     return total
 
 
@@ -182,7 +190,6 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     peak = spatten_peak_macs_per_cycle(spec)
     bpc = spatten_bytes_per_cycle(spec)
     ns_per_cycle = 1e3 / spec.clock_mhz
-    steps = 1 if h.phase == "prefill" else h.queries
     results = []
     for s in algo.layers:
         if algo_config.value_prune == 0:
@@ -192,10 +199,9 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         else:
             est = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
             topk = np.where(s.row_values >= s.row_keys, -1, np.round(est)).astype(np.int64)
-        commands = int(round(s.heads_kept * steps))
-        compute = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, commands))
+        compute = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows))
         dense_keys = s.dense_row_keys
-        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.heads * steps))
+        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows))
         dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
                 "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
                 "query.read": s.query_bytes, "output.write": s.output_write_bytes}

@@ -117,6 +117,7 @@ def verify_core(spec: SpattenSpec, n_keys: int, n_queries: int, seed: int, local
             "rtl_cycles": res.get("cycles"), "model_cycles": model.cycles, "cycles_match": cycles_match,
             "importance_match": importance_match,
             "need_lsb": [bool(r.need_lsb) for r in model.results], "rtl_need_lsb": res.get("need_lsb"),
+            "stages": [(qc.front, qc.back) for qc in model.queries],
             "kept": [int(r.keep.sum()) for r in model.results], "passed": bool(res.get("passed")),
             "out_cycles": res.get("out_cycles"), "shift": shift,
             **({"log_tail": res["log_tail"]} if "log_tail" in res else {})}

@@ -29,9 +29,11 @@ def test_dense_run_matches_its_baseline(full):
         assert r.cycles == r.extra["dense_cycles"]
         assert r.dram_total_bytes == r.extra["dense_dram_bytes"]
         assert r.cycles >= r.roofline_cycles
-    # 12 heads x 64 queries through the core's per-query cycle function, one handshake per head
-    per_query = query_cycles(full, 64).total
-    assert rs[0].extra["compute_cycles"] == 12 * 64 * per_query + 12
+    # 12 heads (commands) x 64 identical queries through the two-stage core: the handshake, the first
+    # query's front and back stages, then one query per max(front, back) cycles
+    qc = query_cycles(full, 64)
+    per_head = 1 + qc.front + qc.back + 63 * max(qc.front, qc.back)
+    assert rs[0].extra["compute_cycles"] == 12 * per_head
     assert rs[0].macs == 2 * 12 * 64 * 64 * 64
 
 
