@@ -114,8 +114,17 @@ def spatten_array_design(spec: SpattenSpec, unit: str) -> Design:
     try:
         return load_spec_data(data, source=f"units.{unit}")
     except SpecError as err:
-        raise SpecError([Problem(f"units.{unit}.{p.path}" if p.path else where, p.message, p.got, p.has_got)
-                         for p in err.problems]) from None
+        raise _in_unit(unit, err) from None
+
+
+def _in_unit(unit: str, err: SpecError) -> SpecError:
+    """An error of the unit's generated array spec, re-addressed to the SpAtten spec's own fields: the
+    user wrote ``units.<unit>.operation`` / ``.control``, not the array spec's ``dataflows`` or ``types``."""
+    def where(path: str) -> str:
+        if path.endswith(".control"):
+            return f"units.{unit}.control"
+        return f"units.{unit}.operation"
+    return SpecError([Problem(where(p.path or ""), p.message, p.got, p.has_got) for p in err.problems])
 
 
 def _roles(unit: str, design: Design, fg: FUGraph) -> dict:
@@ -151,7 +160,10 @@ def _arrays(spec: SpattenSpec, pipeline: bool) -> dict[str, EinsumArray]:
     out = {}
     for unit in ("qk", "pv"):
         design = spatten_array_design(spec, unit)
-        fg = derive_interconnect(design, single_tile=("l", "d"))   # the array spans l and d
+        try:
+            fg = derive_interconnect(design, single_tile=("l", "d"))   # the array spans l and d
+        except SpecError as err:
+            raise _in_unit(unit, err) from None
         roles = _roles(unit, design, fg)
         timing = array_timing(fg, 1e3 / spec.clock_mhz if pipeline else None, target="asic")
         latency = array_schedule(fg, timing).out_latency

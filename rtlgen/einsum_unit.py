@@ -11,7 +11,8 @@ Ports (combinational values, no handshake; the unit always advances):
 - ``in_<X>`` for a streamed input: one element per stream lane; lane i feeds FU ``lane_fus(X)[i]`` (and
   the FUs the analysis reaches from it); the unit adds the lane's skew registers itself.
 - ``in_<X>`` for a stationary input: one element per distinct element of X the array touches
-  (``stationary_footprint``); the caller holds them constant while the unit computes with them.
+  (``stationary_footprint``); the caller holds them constant while the unit computes with them, from
+  a register (the timing graph counts them as the stationary registers' clock-to-Q outputs).
 - ``out_<Y>``: one result per output lane (FUs ``lane_fus(Y)[i]`` reduced), ``latency`` cycles after
   the step's inputs were presented.
 """

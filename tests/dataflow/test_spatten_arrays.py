@@ -335,8 +335,7 @@ def test_pipeline_slow_multipliers_period_too_short_for_anything(small, period):
         assert snapshot(prim) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: period == clk_to_q + setup leaves a float-noise budget "
-                   "(0.14 - 0.1 - 0.04 = 6.9e-18 > 0) and the multipliers get ~1e17 stages")
+# regression: a float-noise budget (0.14 - 0.1 - 0.04 = 6.9e-18 > 0) once gave the multipliers ~1e17 stages
 def test_pipeline_slow_multipliers_period_equal_to_register_overhead(small):
     prim = fresh_prims(small)["qk"]
     period = prim.clk_to_q_ns + prim.setup_ns                # zero budget for logic
@@ -370,9 +369,7 @@ def test_bad_operation_names_the_field(unit, operation):
     assert any(p.path == where for p in exc.value.problems)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an output without the time loop g is rejected by "
-                   "derive_interconnect with the path 'dataflows.<unit>.spatial', which is not a field of "
-                   "the SpAtten spec; spatten_arrays does not translate it to units.<unit>.operation")
+# regression: derive_interconnect's 'dataflows.<unit>.spatial' path once leaked through (not a SpAtten field)
 @pytest.mark.parametrize("unit,operation", [("qk", "S[l] += Q[d] * K[g,l,d]"),
                                             ("pv", "U[d] += P[g,l] * V[g,l,d]")])
 def test_output_without_time_loop_names_the_field(unit, operation):
