@@ -140,6 +140,12 @@ def _build_spatten(args, path, data, con) -> int:
               markup=False)
     for p in written.values():
         con.print(f"  wrote {p}", markup=False)
+    arrays = json.loads(written["manifest.json"].read_text()).get("arrays", {})
+    for unit, a in sorted(arrays.items(), key=lambda kv: kv[0] != "qk"):
+        con.print(f"  {unit} array {a['operation']} on {a['array_shape'][0]}x{a['array_shape'][1]}: latency "
+                  f"{a['latency_cycles']} cycles at {a['clock_period_ns']:g} ns, {a['register_bits']} register bits "
+                  f"(naive {a['naive_register_bits']}), multiplier stages {a['multiplier_internal_stages'] + 1}",
+                  markup=False)
     if args.report and "cells_by_unit.json" in written:
         cells = json.loads(written["cells_by_unit.json"].read_text())
         for unit, n in sorted(cells.get("units", {}).items()):

@@ -73,7 +73,7 @@ def test_verify_core_rejects_bad_arguments():
 
 @pytest.mark.slow
 @pytest.mark.verilator
-def test_full_size_core_one_query():
+def test_full_size_core_two_queries():
     full = load_spatten_spec(builtin_spec_path("spatten"))
-    r = verify_core(full, 100, 1, 7, 30, timeout_s=3600)
+    r = verify_core(full, 100, 2, 7, 30, timeout_s=3600)   # two queries: the stages overlap
     assert r["correct"], r
