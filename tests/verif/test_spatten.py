@@ -77,3 +77,22 @@ def test_full_size_core_two_queries():
     full = load_spatten_spec(builtin_spec_path("spatten"))
     r = verify_core(full, 100, 2, 7, 30, timeout_s=3600)   # two queries: the stages overlap
     assert r["correct"], r
+
+
+@pytest.mark.verilator
+def test_core_with_systolic_arrays():
+    """The spec's control vectors are the generator's, not decoration: a QxK reduction chain along d and a
+    PxV probability forwarded systolically along d change the arrays' latencies (and so qk_pipe and
+    pv_pipe), and the core stays bit-exact and cycle-exact with the model."""
+    from archgen.dataflow.spatten_arrays import spatten_latencies
+
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["name"] = "spatten_small_systolic"
+    raw["units"]["qk"]["control"] = [0, 1]
+    raw["units"]["pv"]["control"] = [1, 1]
+    spec = load_spatten_spec(raw)
+    assert spatten_latencies(spec).qk_pipe > spatten_latencies(SMALL).qk_pipe
+    r = verify_core(spec, 30, 2, 11, 7)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r
+    assert r["correct"]
