@@ -61,6 +61,7 @@ class _A(enum.Enum, shape=3):
     QK = 2
     SOFTMAX = 3
     HANDOFF = 4     # the row is ready; waiting for the back stage to take it
+    EMPTY = 5       # a command without queries: done once the back stage has finished the earlier ones
 
 
 class _B(enum.Enum, shape=3):
@@ -133,31 +134,29 @@ class SpattenCore(wiring.Component):
         m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.prob_bits), depth=2 * prows, init=[])
         pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
 
-        c = Signal(core_cmd_layout(spec))
-        running = Signal()
+        c = Signal(core_cmd_layout(spec))      # the front stage's command
+        c_b = Signal(core_cmd_layout(spec))    # the command of the query in the back stage
         st_a, st_b = Signal(_A), Signal(_B)
         q = Signal(data.ArrayLayout(signed(b), D))
         to_accept = Signal(16)          # queries the front stage has still to take
-        to_output = Signal(16)          # output rows the back stage has still to send
+        last_b = Signal()               # the back stage's query is its command's last
         second_pass = Signal()
         need_lsb = Signal()             # front stage: this query's row needed the LSB pass
         need_lsb_b = Signal()           # back stage: the same, for the query it works on
         bank_a, bank_b = Signal(), Signal()    # probability-buffer bank of each stage
-        n_groups = Signal(gbits + 1)
-        m.d.comb += n_groups.eq((c.n_keys + L - 1) >> _clog2(L))
-
-        def sweep(name):
+        def sweep(name, cmd):
             """A row counter over the buffers' groups: (counter, last, valid-token lanes, buffer row)."""
             cnt = Signal(gbits + 1, name=f"g_{name}")
+            n_groups = Signal(gbits + 1, name=f"n_groups_{name}")
             last = Signal(name=f"last_g_{name}")
             row = Signal(gbits + 1, name=f"bank_row_{name}")
-            m.d.comb += [last.eq(cnt == n_groups - 1),
-                         row.eq(Cat(cnt[:gbits], c.bank) if banks > 1 else cnt[:gbits])]
-            return cnt, last, Cat(*[(cnt * L + i) < c.n_keys for i in range(L)]), row
+            m.d.comb += [n_groups.eq((cmd.n_keys + L - 1) >> _clog2(L)), last.eq(cnt == n_groups - 1),
+                         row.eq(Cat(cnt[:gbits], cmd.bank) if banks > 1 else cnt[:gbits])]
+            return cnt, last, Cat(*[(cnt * L + i) < cmd.n_keys for i in range(L)]), row
 
-        g, last_g, keep_row, bank_row = sweep("a")
-        g_b, last_g_b, keep_row_b, bank_row_b = sweep("b")
-        m.d.comb += [self.busy.eq(running), sm.shift.eq(c.shift),
+        g, last_g, keep_row, bank_row = sweep("a", c)
+        g_b, last_g_b, keep_row_b, bank_row_b = sweep("b", c_b)
+        m.d.comb += [self.busy.eq((st_a != _A.IDLE) | (st_b != _B.IDLE)), sm.shift.eq(c.shift),
                      pq.threshold.eq(c.threshold), pq.enable.eq(c.pq_enable & ~second_pass)]
 
         # ---- QxK: L x D multipliers, D-input registered adder tree per lane --------------------------
@@ -200,11 +199,12 @@ class SpattenCore(wiring.Component):
         keep_bits = Signal(prows * Pt)
         tk_ptr = Signal(_clog2(prows) + 1)
         tk_rows = Signal(_clog2(prows) + 1)
-        m.d.comb += tk_rows.eq((c.n_keys + Pt - 1) >> _clog2(Pt))
+        m.d.comb += tk_rows.eq((c_b.n_keys + Pt - 1) >> _clog2(Pt))
         tk_fire = tk.inp.valid & tk.inp.ready
-        m.d.comb += [tk.cmd.payload.n.eq(c.n_keys), tk.cmd.payload.k.eq(c.keep_k), tk.cmd.payload.seed.eq(c.seed)]
+        m.d.comb += [tk.cmd.payload.n.eq(c_b.n_keys), tk.cmd.payload.k.eq(c_b.keep_k),
+                     tk.cmd.payload.seed.eq(c_b.seed)]
         m.d.comb += [tk.inp.payload.data[i].eq(pr.data[i * f.prob_bits:(i + 1) * f.prob_bits]) for i in range(Pt)]
-        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c.n_keys for i in range(Pt)]))
+        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_b.n_keys for i in range(Pt)]))
         m.d.comb += tk.out.ready.eq(1)
         # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
         with m.If(tk.mask_valid):
@@ -228,7 +228,7 @@ class SpattenCore(wiring.Component):
                      v_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
         prob_row = pr.data.word_select(v_sub, prow_w) if R > 1 else pr.data
         v_msb_only = Signal()
-        m.d.comb += v_msb_only.eq(c.pq_enable & ~need_lsb_b)
+        m.d.comb += v_msb_only.eq(c_b.pq_enable & ~need_lsb_b)
         # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
         pv_arr = spatten_arrays(spec)["pv"]
         m.submodules.pv = pv = EinsumUnit(pv_arr)
@@ -267,21 +267,24 @@ class SpattenCore(wiring.Component):
 
         # ---- control: two stages, one query in each ------------------------------------------------
         # The front stage hands a finished probability row to the back stage when the back stage is free
-        # (idle, or sending its output row in this very cycle), then takes the next query at once.
+        # (idle, or sending its output row in this very cycle), then takes the next query at once; once
+        # it has handed over a command's last query it takes the next command, while the back stage
+        # finishes the previous one (each query carries its command into the back stage).
         offer = Signal()
         b_free = Signal()
         take = Signal()
         m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)), take.eq(offer & b_free)]
         m.d.sync += self.done.eq(0)
-        with m.If(~running):
+        with m.If(st_a == _A.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
-                m.d.sync += [c.eq(self.cmd.payload), to_accept.eq(self.cmd.payload.n_queries),
-                             to_output.eq(self.cmd.payload.n_queries), bank_a.eq(0), bank_b.eq(0)]
+                m.d.sync += [c.eq(self.cmd.payload), to_accept.eq(self.cmd.payload.n_queries)]
                 with m.If(self.cmd.payload.n_queries != 0):
-                    m.d.sync += [running.eq(1), st_a.eq(_A.QUERY)]
-                with m.Else():
+                    m.d.sync += st_a.eq(_A.QUERY)
+                with m.Elif(st_b == _B.IDLE):
                     m.d.sync += self.done.eq(1)
+                with m.Else():
+                    m.d.sync += st_a.eq(_A.EMPTY)
 
         with m.Switch(st_a):
             with m.Case(_A.QUERY):
@@ -303,9 +306,12 @@ class SpattenCore(wiring.Component):
                         m.d.sync += st_a.eq(_A.HANDOFF)
             with m.Case(_A.HANDOFF):
                 m.d.comb += offer.eq(1)
+            with m.Case(_A.EMPTY):
+                with m.If(st_b == _B.IDLE):
+                    m.d.sync += [self.done.eq(1), st_a.eq(_A.IDLE)]
         with m.If(take):
             m.d.sync += [st_a.eq(Mux(to_accept != 0, _A.QUERY, _A.IDLE)), bank_a.eq(~bank_a),
-                         bank_b.eq(bank_a), need_lsb_b.eq(need_lsb)]
+                         bank_b.eq(bank_a), need_lsb_b.eq(need_lsb), c_b.eq(c), last_b.eq(to_accept == 0)]
 
         with m.Switch(st_b):
             with m.Case(_B.TK_CMD):
@@ -332,9 +338,9 @@ class SpattenCore(wiring.Component):
             with m.Case(_B.OUT):
                 m.d.comb += self.out.valid.eq(1)
                 with m.If(self.out.ready):
-                    m.d.sync += [to_output.eq(to_output - 1), st_b.eq(_B.IDLE)]
-                    with m.If(to_output == 1):
-                        m.d.sync += [running.eq(0), self.done.eq(1), st_a.eq(_A.IDLE)]
+                    m.d.sync += st_b.eq(_B.IDLE)
+                    with m.If(last_b):
+                        m.d.sync += self.done.eq(1)
         with m.If(take):       # after the Switch: a take in the OUT cycle starts the next query's back stage
             with m.If(c.keep_k < c.n_keys):
                 m.d.sync += [st_b.eq(_B.TK_CMD), keep_bits.eq(0), pruned.eq(1)]

@@ -27,7 +27,7 @@ __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process", "overlapped_cycles",
+    "core_process", "overlapped_cycles", "command_stream_cycles",
 ]
 
 
@@ -202,21 +202,41 @@ class QueryCycles:
         return self.front + self.back
 
 
-def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:
-    """Cycles of a command whose queries flow through the two-stage core (the cmd handshake included).
+def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int]:
+    """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
+    first command's handshake), through the two-stage core.
 
     The front stage of query i+1 runs while the back stage works on query i: with ``a`` the cycle the
     front stage starts a query and ``b`` the cycle the back stage is free again,
-    ``start_back(i) = max(a(i) + front(i), b(i-1))``, ``b(i) = start_back(i) + back(i)`` and the front stage
-    takes the next query when it hands this one over, ``a(i+1) = start_back(i)``. ``done`` is high in
-    cycle ``b(last)``; the handshake is cycle 0 and a(0) = 1.
+    ``start_back(i) = max(a(i) + front(i), b(i-1))``, ``b(i) = start_back(i) + back(i)``, and the front
+    stage takes the next query when it hands this one over, ``a(i+1) = start_back(i)``. The front stage
+    accepts the next command in the cycle after it handed over the last query of the previous one
+    (``start_back``), while the back stage finishes that query; the command's first query starts the
+    cycle after its handshake. A command without queries is done one cycle after the back stage is idle.
     """
-    a, b_free = 1, 0
-    for qc in queries:
-        start_back = max(a + qc.front, b_free)
-        b_free = start_back + qc.back
-        a = start_back
-    return b_free if queries else 1
+    dones = []
+    hs, b_free = 0, 0
+    for queries in commands:
+        if not queries:
+            done = hs + 1 if b_free <= hs else b_free + 1
+            dones.append(done)
+            hs = hs + 1 if b_free <= hs else done
+            continue
+        a = hs + 1
+        for qc in queries:
+            start_back = max(a + qc.front, b_free)
+            b_free = start_back + qc.back
+            a = start_back
+        dones.append(b_free)
+        hs = a
+    return dones
+
+
+def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:
+    """Cycles of one command (handshake to ``done``) through the two-stage core; see
+    :func:`command_stream_cycles`. A command of n equal queries takes
+    ``1 + front + back + (n - 1) x max(front, back)`` cycles."""
+    return command_stream_cycles([queries])[0]
 
 
 def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,

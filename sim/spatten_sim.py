@@ -92,12 +92,14 @@ def _is_decoder(workload) -> bool:
 
 
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None, commands: np.ndarray) -> int:
-    """Cycles of the core over a layer's commands (one per head and step), each through the two-stage
-    pipeline of the core (`overlapped_cycles`, which counts each command's handshake cycle).
+    """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
+    core's front stage takes a command's first query while its back stage finishes the previous
+    command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
+    is not issued.
 
     ``commands`` holds the rows of each command in row order; ``topk`` each row's top-k cycles, or -1
     where the row keeps every V row (no top-k run)."""
-    from .spatten_model import overlapped_cycles, query_cycles
+    from .spatten_model import command_stream_cycles, query_cycles
 
     cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
@@ -108,13 +110,14 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         if c is None:
             c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t)
         per_row.append(c)
-    total, start = 0, 0
+    stream, start = [], 0
     for rows in commands.tolist():
-        total += overlapped_cycles(per_row[start:start + rows])
+        if rows:
+            stream.append(per_row[start:start + rows])
         start += rows
     if start != len(per_row):
         raise ValueError(f"command row counts cover {start} rows, the layer has {len(per_row)}")
-    return total
+    return command_stream_cycles(stream)[-1] if stream else 0
 
 
 def _bank_bytes(spec, sram) -> int:

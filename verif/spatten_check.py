@@ -56,69 +56,96 @@ def float_attention(q: np.ndarray, keys: np.ndarray, values: np.ndarray, shift: 
     return p @ values.astype(np.float64)
 
 
-def verify_core(spec: SpattenSpec, n_keys: int, n_queries: int, seed: int, local_v_keep: int | None = None, *,
+def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=None, *,
                 pq_enable: bool = True, shift: int | None = None, value_bits: int = 10, bank: int = 1,
-                cache_dir=None, timeout_s: float | None = 600.0) -> dict:
+                commands: int = 1, cache_dir=None, timeout_s: float | None = 600.0) -> dict:
     """Random K, V, Q on the core RTL (Verilator) vs the fixed-point model, float numpy and the cycle model.
 
-    Returns ``{"correct", "bit_exact", "max_error", "tolerance", "rtl_cycles", "model_cycles",
-    "cycles_match", "importance_match", "need_lsb", "kept", "passed"}``; ``correct`` means bit-exact,
-    within tolerance, cycle-exact, and the importance accumulators equal the model's sums. Raises ValueError for arguments the engine cannot run.
+    With ``commands`` > 1 the testbench offers that many commands back to back, each on its own K/V bank
+    (``bank``, ``bank + 1``, ... modulo the buffers) with its own random data; ``n_keys``, ``n_queries``
+    and ``local_v_keep`` may then be one value per command. Returns ``{"correct", "bit_exact",
+    "max_error", "tolerance", "rtl_cycles", "model_cycles", "rtl_done_cycles", "model_done_cycles",
+    "cycles_match", "importance_match", "need_lsb", "stages", "kept", "passed", ...}``; ``correct``
+    means bit-exact, within tolerance, cycle-exact (every command's done), and the importance
+    accumulators equal the model's sums. Raises ValueError for arguments the engine cannot run.
     """
+    from archgen.sim.spatten_model import command_stream_cycles
     from archgen.verif.runner import run_testbench
 
-    if not 1 <= n_keys <= spec.max_tokens:
-        raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n_keys!r}")
-    if not 1 <= n_queries < 1 << 16:
-        raise ValueError(f"n_queries must be in 1..65535, not {n_queries!r}")
-    if local_v_keep is not None and not 0 <= local_v_keep <= spec.max_tokens:
-        raise ValueError(f"local_v_keep must be in 0..{spec.max_tokens}, not {local_v_keep!r}")
+    def per_command(value, name):
+        vals = list(value) if isinstance(value, (list, tuple)) else [value] * commands
+        if len(vals) != commands:
+            raise ValueError(f"{name} must be one value or {commands} values (one per command), not {value!r}")
+        return vals
+
+    if not 1 <= commands <= spec.key_sram.buffers:
+        raise ValueError(f"commands must be in 1..{spec.key_sram.buffers} (one K/V bank each) for {spec.name!r}, "
+                         f"not {commands!r}")
+    keys_n, queries_n = per_command(n_keys, "n_keys"), per_command(n_queries, "n_queries")
+    keeps = per_command(local_v_keep, "local_v_keep")
+    for n, nq, keep in zip(keys_n, queries_n, keeps):
+        if not 1 <= n <= spec.max_tokens:
+            raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n!r}")
+        if not 0 <= nq < 1 << 16 or (commands == 1 and nq == 0):
+            raise ValueError(f"n_queries must be in 1..65535 (0 allowed for some of several commands), not {nq!r}")
+        if keep is not None and not 0 <= keep <= spec.max_tokens:
+            raise ValueError(f"local_v_keep must be in 0..{spec.max_tokens}, not {keep!r}")
     fmt = spatten_formats(spec)
     rng = np.random.default_rng(seed)
     lim = 1 << (value_bits - 1)
-    keys = rng.integers(-lim, lim, (n_keys, spec.head_dim))
-    values = rng.integers(-lim, lim, (n_keys, spec.head_dim))
-    queries = rng.integers(-lim, lim, (n_queries, spec.head_dim))
     shift = default_shift(spec, value_bits) if shift is None else shift
-    keep_k = n_keys if local_v_keep is None else min(local_v_keep, n_keys)
     thr = threshold_fx(spec.pq.threshold, fmt)
-    model = core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_enable,
-                        thr_fx=thr, seed=seed & 0xFFFF)
+    cmds, runs = [], []
+    for ci, (n, nq, keep) in enumerate(zip(keys_n, queries_n, keeps)):
+        keys = rng.integers(-lim, lim, (n, spec.head_dim))
+        values = rng.integers(-lim, lim, (n, spec.head_dim))
+        queries = rng.integers(-lim, lim, (nq, spec.head_dim))
+        keep_k = n if keep is None else min(keep, n)
+        cmd_seed = (seed + ci) & 0xFFFF
+        runs.append(core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_enable,
+                                thr_fx=thr, seed=cmd_seed))
+        cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,
+                     "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed})
+    model_done = command_stream_cycles([r.queries for r in runs])
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
-        "keys": keys.tolist(), "values": values.tolist(), "queries": queries.tolist(), "shift": shift,
-        "keep_k": keep_k, "pq_enable": int(pq_enable), "threshold": thr, "bank": bank, "seed": seed & 0xFFFF,
-        "max_cycles": 4 * model.cycles + 1000, "groups": spec.groups, "lanes": spec.lanes,
+        "commands": [{"keys": c["keys"].tolist(), "values": c["values"].tolist(), "queries": c["queries"].tolist(),
+                      "shift": shift, "keep_k": c["keep_k"], "pq_enable": int(pq_enable), "threshold": thr,
+                      "bank": c["bank"], "seed": c["seed"]} for c in cmds],
+        "max_cycles": 4 * model_done[-1] + 1000, "groups": spec.groups, "lanes": spec.lanes,
     }
     res = run_testbench(core_verilog(spec), spec.name, "archgen.verif.tb_spatten", params,
                         cache_dir=cache_dir, timeout_s=timeout_s)
     got = np.array(res.get("outputs", []), dtype=np.int64).reshape(-1, spec.head_dim)
-    want = model.outputs
+    want = np.concatenate([r.outputs.reshape(-1, spec.head_dim) for r in runs])
     bit_exact = got.shape == want.shape and bool(np.array_equal(got, want))
     errors = []
-    for i, r in enumerate(model.results):
-        k_used = keys if (r.need_lsb or not pq_enable) else mask_lsbs(keys, spec.pq.lsb_bits)
-        v_used = values if (r.need_lsb or not pq_enable) else mask_lsbs(values, spec.pq.lsb_bits)
-        ref = float_attention(queries[i], k_used, v_used, shift, r.keep)
+    results = [(c, r) for c, run in zip(cmds, runs) for r in run.results]
+    for i, ((c, r), q) in enumerate(zip(results, np.concatenate([c["queries"] for c in cmds]))):
+        k_used = c["keys"] if (r.need_lsb or not pq_enable) else mask_lsbs(c["keys"], spec.pq.lsb_bits)
+        v_used = c["values"] if (r.need_lsb or not pq_enable) else mask_lsbs(c["values"], spec.pq.lsb_bits)
+        ref = float_attention(q, k_used, v_used, shift, r.keep)
         if i < len(got):
             errors.append(np.max(np.abs(got[i] / 2.0 ** fmt.prob_frac - ref)) / max(1, np.abs(v_used).max()))
     max_error = float(max(errors)) if errors else float("inf")
-    cycles_match = res.get("cycles") == model.cycles
+    cycles_match = res.get("done_cycles") == model_done
     # Importance accumulators: token = sum over queries of the final probabilities; head = sum of |out|.
     want_tok = np.zeros(spec.max_tokens, dtype=np.int64)
-    for r in model.results:
-        want_tok[:n_keys] += r.probs
+    for c, r in results:
+        want_tok[:len(c["keys"])] += r.probs
     want_head = int(np.abs(want).sum()) if want.size else 0
     importance_match = (res.get("token_importance") == want_tok.tolist() and res.get("head_score") == want_head)
     correct = (bit_exact and max_error <= OUTPUT_TOLERANCE and cycles_match and importance_match
                and bool(res.get("passed")))
     return {"correct": correct, "bit_exact": bit_exact, "max_error": max_error, "tolerance": OUTPUT_TOLERANCE,
-            "rtl_cycles": res.get("cycles"), "model_cycles": model.cycles, "cycles_match": cycles_match,
+            "rtl_cycles": res.get("cycles"), "model_cycles": model_done[-1], "cycles_match": cycles_match,
+            "rtl_done_cycles": res.get("done_cycles"), "model_done_cycles": model_done,
             "importance_match": importance_match,
-            "need_lsb": [bool(r.need_lsb) for r in model.results], "rtl_need_lsb": res.get("need_lsb"),
-            "stages": [(qc.front, qc.back) for qc in model.queries],
-            "kept": [int(r.keep.sum()) for r in model.results], "passed": bool(res.get("passed")),
+            "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),
+            "stages": [(qc.front, qc.back) for run in runs for qc in run.queries],
+            "serial_cycles": sum(1 + sum(qc.total for qc in run.queries) for run in runs),
+            "kept": [int(r.keep.sum()) for _, r in results], "passed": bool(res.get("passed")),
             "out_cycles": res.get("out_cycles"), "shift": shift,
             **({"log_tail": res["log_tail"]} if "log_tail" in res else {})}
 

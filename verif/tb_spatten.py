@@ -1,14 +1,16 @@
 """cocotb testbench of the SpAtten attention core (runs inside the simulator; host side: spatten_check.py).
 
 Parameters (ARCHGEN_TB_PARAMS, all integers or lists of integers): field widths of the core's stream
-payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shift_bits``), the data
-(``keys``, ``values``: n x D; ``queries``: q x D), and the command (``shift``, ``keep_k``, ``pq_enable``,
-``threshold``, ``bank``, ``seed``). The testbench plays the DRAM side: it writes K and V into the buffer,
-issues one command, offers the queries back to back and takes every output at once.
+payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shift_bits``) and
+``commands``: a list of {``keys``, ``values`` (n x D), ``queries`` (q x D), ``shift``, ``keep_k``,
+``pq_enable``, ``threshold``, ``bank``, ``seed``}, at most one per K/V bank. The testbench plays the DRAM
+side: it writes every command's K and V into its bank, then offers the commands back to back (each as
+soon as the core accepts it) and all their queries in order, and takes every output at once.
 
-Results: ``outputs`` (q x D signed integers), ``need_lsb`` per query, ``token_importance`` (per token),
-``head_score``, ``cycles`` (rising edges from the
-command handshake to the cycle ``done`` is high), ``out_cycles`` (cycle of each output, same origin).
+Results: ``outputs`` (D signed integers per query, in command order), ``need_lsb`` per query,
+``token_importance`` (per token, summed over the commands), ``head_score``, ``done_cycles`` (per
+command: rising edges from the first command's handshake to the cycle ``done`` is high), ``cycles``
+(the last of them), ``cmd_cycles`` (each command's handshake), ``out_cycles`` (each output, same origin).
 """
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
@@ -39,15 +41,16 @@ async def spatten_core_command(dut):
     p = load_params()
     b, dim, acc_bits = p["bits"], p["dim"], p["acc_bits"]
     ib, cb, sb = p["index_bits"], p["count_bits"], p["shift_bits"]
-    keys, values, queries = p["keys"], p["values"], p["queries"]
+    commands = p["commands"]
 
     counter = await start_clock_and_reset(dut, 2)
 
     kv = StreamDriver(dut, "kv", dut.clk, cycle=counter)
     beats = []
-    for is_value, rows in ((0, keys), (1, values)):
-        for i, row in enumerate(rows):
-            beats.append(_pack([(i, ib), (p["bank"], 1), (is_value, 1), (pack_lanes(row, b), dim * b)]))
+    for c in commands:
+        for is_value, rows in ((0, c["keys"]), (1, c["values"])):
+            for i, row in enumerate(rows):
+                beats.append(_pack([(i, ib), (c["bank"], 1), (is_value, 1), (pack_lanes(row, b), dim * b)]))
     await kv.send(beats)
 
     done_seen: list[int] = []
@@ -55,13 +58,15 @@ async def spatten_core_command(dut):
     out_mon = StreamMonitor(dut, "out", dut.clk, drive_ready=True, cycle=counter).start()
     qdrv = StreamDriver(dut, "query", dut.clk, cycle=counter)
     cmd = StreamDriver(dut, "cmd", dut.clk, cycle=counter)
-    word = _pack([(len(keys), cb), (len(queries), 16), (p["keep_k"], cb), (p["shift"], sb),
-                  (p["pq_enable"], 1), (p["threshold"], 16), (p["bank"], 1), (p["seed"], 16)])
+    words = [_pack([(len(c["keys"]), cb), (len(c["queries"]), 16), (c["keep_k"], cb), (c["shift"], sb),
+                    (c["pq_enable"], 1), (c["threshold"], 16), (c["bank"], 1), (c["seed"], 16)]) for c in commands]
+    queries = [q for c in commands for q in c["queries"]]
     cocotb.start_soon(qdrv.send([pack_lanes(q, b) for q in queries]))
-    cmd_cycle = (await cmd.send([word]))[0]
+    cmd_cycles = await cmd.send(words)
+    cmd_cycle = cmd_cycles[0]
     await out_mon.wait_for(len(queries), max_cycles=p.get("max_cycles", 200000))
     for _ in range(4):
-        if done_seen:
+        if len(done_seen) >= len(commands):
             break
         await RisingEdge(dut.clk)
 
@@ -81,6 +86,8 @@ async def spatten_core_command(dut):
         outputs.append([signed((w >> (d * acc_bits)) & ((1 << acc_bits) - 1), acc_bits) for d in range(dim)])
         need.append((w >> (dim * acc_bits)) & 1)
     write_result({"outputs": outputs, "need_lsb": need, "token_importance": tok_imp, "head_score": head_score,
-                  "cycles": (done_seen[0] - cmd_cycle) if done_seen else None,
+                  "done_cycles": [c - cmd_cycle for c in done_seen],
+                  "cycles": (done_seen[-1] - cmd_cycle) if done_seen else None,
+                  "cmd_cycles": [c - cmd_cycle for c in cmd_cycles],
                   "out_cycles": [c - cmd_cycle for c in out_mon.cycles]})
-    assert done_seen, "done never rose after the last output"
+    assert len(done_seen) == len(commands), f"done rose {len(done_seen)} times for {len(commands)} commands"

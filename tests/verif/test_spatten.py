@@ -38,6 +38,27 @@ def test_core_matches_numpy_and_model(n_keys, n_queries, seed, keep, extra):
 
 
 @pytest.mark.verilator
+@pytest.mark.parametrize("n_keys, n_queries, keep", [
+    pytest.param([37, 20], [3, 2], [9, None], id="two-commands-pruned-then-dense"),
+    pytest.param([64, 5], [2, 3], [None, 0], id="two-commands-pq-then-keep-none"),
+    pytest.param([30, 12], [0, 2], [None, 4], id="empty-command-first"),
+    pytest.param([30, 12], [2, 0], [5, None], id="empty-command-waits-for-the-back-stage"),
+])
+def test_core_streams_commands(n_keys, n_queries, keep):
+    """Commands offered back to back on the two K/V banks: the front stage takes the next command while
+    the back stage finishes the last query of the previous one; every done is cycle-exact."""
+    extra = {"shift": 21} if n_keys[0] == 64 else {}
+    r = verify_core(SMALL, n_keys, n_queries, 21, keep, commands=2, **extra)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+    if all(n_queries):
+        # the second command's first query overlaps the first command's last back stage
+        assert r["rtl_cycles"] < r["serial_cycles"]
+
+
+@pytest.mark.verilator
 def test_core_back_stage_bound():
     """A longer buffer (256 tokens) where the local-V top-k makes the back stage the slower one: each
     finished row waits in the front stage until the back stage takes it, cycle-exact with the model."""
