@@ -151,6 +151,8 @@ def _build_spatten(args, path, data, con) -> int:
         for unit, n in sorted(cells.get("units", {}).items()):
             con.print(f"  cells {unit}: {n}", markup=False)
         con.print(f"  cells total: {cells.get('total_cells')}", markup=False)
+        if cells.get("logic_depth") is not None:
+            con.print(f"  longest register-to-register path: {cells['logic_depth']} generic cells", markup=False)
     return EXIT_OK
 
 

@@ -9,18 +9,23 @@ Interface (streams; payload fields listed from the least significant bit):
   softmax; local-V pruning keeps the ``keep_k`` largest probabilities when keep_k < n_keys; progressive
   quantization (``pq_enable``) first uses the MSBs of K and V and recomputes once with full precision
   when the row's largest probability is below ``threshold`` (UQ1.15). ``seed`` seeds the top-k pivot LFSR.
+  Accepted whenever the front stage is idle: the next command may start while the back stage finishes
+  the previous one (use the other K/V bank for it).
 - ``query`` In {D x signed(bits)}: one beat per query.
 - ``out``   Out {data: D x signed(acc_bits), need_lsb}: the attention output row per query, in units
   of 2**-15 of V's unit (sum over kept keys of prob_fx * v), and whether the LSB pass ran.
-- ``done``  one-cycle pulse after the command's last output row is accepted; ``busy``.
+- ``done``  one-cycle pulse after a command's last output row is accepted (one per command, in order);
+  ``busy``: either stage is working.
 - Importance accumulators beside the chain (cascade pruning): ``tok_imp`` reads the token-importance
   row ``imp_addr`` (lanes x 32-bit sums of the final probabilities of every query since ``imp_clear``,
   one cycle read latency); ``head_score`` is the sum of |out[d]| over every output row since ``imp_clear``.
 
 The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``units.pv.operation``
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
-(archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`. The phases of one query run one after another (docs/spatten.md, "Cycle contract");
-archgen.sim.spatten_model reproduces them cycle for cycle.
+(archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
+Two stages work on consecutive queries: the front (query, QxK, softmax, PQ decision) and the back
+(top-k, PxV, output), with a double-banked probability buffer between them (docs/spatten.md, "Cycle
+contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
 """
 from __future__ import annotations
 

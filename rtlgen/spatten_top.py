@@ -110,7 +110,8 @@ def build_spatten(spec: SpattenSpec) -> tuple[str, dict]:
 def spatten_cells_by_unit(verilog_text: str | Path, top: str) -> dict:
     """Generic Yosys ``synth`` cell counts per engine unit (``--report``); memories may stay $mem cells.
 
-    Returns ``{"units": {unit: cells}, "modules": {module: cells}, "total_cells": n}``; cells of the
+    Returns ``{"units": {unit: cells}, "modules": {module: cells}, "total_cells": n, "logic_depth": n}``
+    (``logic_depth``: the longest register-to-register path in generic cells, Yosys ``ltp -noff``); cells of the
     top module itself (key/value/probability buffers, keep bits, accumulators, control) are reported as
     ``core``; the QxK and PxV arrays as ``qk_array`` and ``pv_array``.
     """
@@ -128,7 +129,7 @@ def spatten_cells_by_unit(verilog_text: str | Path, top: str) -> dict:
         unit = "core" if len(parts) == 1 else dict(UNIT_OF_MODULE).get(sub, sub)
         units[unit] = units.get(unit, 0) + mod["total_cells"]
     return {"units": dict(sorted(units.items())), "modules": dict(sorted(per_module.items())),
-            "total_cells": stats["total_cells"]}
+            "total_cells": stats["total_cells"], "logic_depth": stats.get("logic_depth")}
 
 
 def write_spatten_build(spec: SpattenSpec, out_dir: str | Path, *, report: bool = False) -> dict[str, Path]:
