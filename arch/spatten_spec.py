@@ -354,7 +354,6 @@ class SpattenLatencies:
     qk_pipe: int
     exp_pipe: int
     recip: int
-    norm_pipe: int
     pq_decide: int
     pv_pipe: int
     topk_handoff: int

@@ -184,13 +184,13 @@ def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
         query_accept=1,
         # key SRAM read, then the QxK array (multipliers, adder trees, the LP's registers); then softmax
         qk_pipe=1 + arrays["qk"].latency,
-        # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, write + sum
+        # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, emit + sum
         exp_pipe=1 + 1 + 1 + 1 + (len(f.taylor_coeffs) - 1) + 1 + 1,
         recip=f.recip_bits + 1,
-        norm_pipe=1 + 1,
         pq_decide=1,
-        # probability/value read, then the PxV array; its partial sums enter the accumulator that cycle
-        pv_pipe=1 + arrays["pv"].latency,
+        # exponential read, normalise (x reciprocal) while the value row is read, then the PxV array;
+        # its partial sums enter the accumulator that cycle
+        pv_pipe=1 + 1 + arrays["pv"].latency,
         topk_handoff=1,
         output=1,
     )

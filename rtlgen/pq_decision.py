@@ -2,10 +2,12 @@
 
 SpAtten fetches the MSBs of K and V first; when the largest probability of a row is below the threshold
 (the row is "flat", so quantization error matters), it fetches the LSBs and recomputes once. This unit
-watches the softmax output stream (``always_ready``, so it never back-pressures), folds each beat's kept
-lanes into a running maximum with a max tree, and one cycle after the row's last beat pulses
-``decision`` with ``need_lsb = enable & (row max < threshold)``. Bit-exact with
-archgen.sim.spatten_model.pq_need_lsb.
+watches the softmax's exponential stream (``always_ready``, so it never back-pressures) and folds each
+beat's kept lanes into a running maximum with a max tree. The probabilities are the exponentials times
+the row's reciprocal, a monotone map, so the largest probability is the largest exponential normalised:
+when the softmax pulses ``recip_valid``, the unit forms ``row_max = (max_exp * recip) >> norm_shift`` and
+one cycle later pulses ``decision`` with ``need_lsb = enable & (row_max < threshold)``. Bit-exact with
+archgen.sim.spatten_model.pq_need_lsb on the row's probabilities.
 """
 from __future__ import annotations
 
@@ -13,27 +15,34 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from archgen.rtlgen.softmax import prob_beat_layout
+from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+from archgen.rtlgen.softmax import exp_beat_layout
 
 __all__ = ["PQDecision"]
 
 
 class PQDecision(wiring.Component):
-    """``inp``: probability beats (lanes x UQ1.15); ``threshold`` in the same format; ``enable``."""
+    """``inp``: exponential beats (lanes x UQ1.exp_frac) of one row; ``recip``/``recip_valid``: the row's
+    reciprocal; ``threshold`` in UQ1.prob_frac; ``enable``. Outputs ``decision`` (pulse), ``need_lsb``
+    and ``row_max`` (the row's largest probability, UQ1.prob_frac), held until the next decision."""
 
-    def __init__(self, lanes: int, prob_bits: int = 16):
-        self.lanes, self.prob_bits = lanes, prob_bits
+    def __init__(self, spec: SpattenSpec):
+        self.fmt = f = spatten_formats(spec)
+        self.lanes = spec.lanes
         super().__init__({
-            "inp": In(stream.Signature(prob_beat_layout(lanes, prob_bits), always_ready=True)),
-            "threshold": In(prob_bits),
+            "inp": In(stream.Signature(exp_beat_layout(self.lanes, f.exp_bits), always_ready=True)),
+            "recip": In(f.recip_bits),
+            "recip_valid": In(1),
+            "threshold": In(f.prob_bits),
             "enable": In(1),
             "decision": Out(1),
             "need_lsb": Out(1),
-            "row_max": Out(prob_bits),
+            "row_max": Out(f.prob_bits),
         })
 
     def elaborate(self, platform):
         m = Module()
+        f = self.fmt
         beat = self.inp.payload
         level = [Mux(beat.keep[i], beat.data[i], 0) for i in range(self.lanes)]
         while len(level) > 1:
@@ -42,19 +51,18 @@ class PQDecision(wiring.Component):
                 if i + 1 == len(level):
                     nxt.append(level[i])
                     continue
-                w = Signal(self.prob_bits)
+                w = Signal(f.exp_bits)
                 m.d.comb += w.eq(Mux(level[i] > level[i + 1], level[i], level[i + 1]))
                 nxt.append(w)
             level = nxt
         beat_max = level[0]
-        running = Signal(self.prob_bits)
-        merged = Mux(beat_max > running, beat_max, running)
+        running = Signal(f.exp_bits)      # exponentials are >= 0: a row starts from zero
+        with m.If(self.inp.valid & (beat_max > running)):
+            m.d.sync += running.eq(beat_max)
+        p_max = Signal(f.prob_bits)
+        m.d.comb += p_max.eq((running * self.recip) >> (f.recip_num_bits - f.prob_frac))
         m.d.sync += self.decision.eq(0)
-        with m.If(self.inp.valid):
-            with m.If(beat.last):
-                # The row is complete: publish, and start the next row from zero (probabilities are >= 0).
-                m.d.sync += [self.decision.eq(1), self.row_max.eq(merged),
-                             self.need_lsb.eq(self.enable & (merged < self.threshold)), running.eq(0)]
-            with m.Else():
-                m.d.sync += running.eq(merged)
+        with m.If(self.recip_valid):
+            m.d.sync += [self.decision.eq(1), self.row_max.eq(p_max),
+                         self.need_lsb.eq(self.enable & (p_max < self.threshold)), running.eq(0)]
         return m

@@ -3,9 +3,11 @@
 One row at a time: LOAD accepts beats of ``lanes`` integer scores (with keep bits; a row ends at ``last``)
 into the score buffer while a max tree tracks the row maximum; EXP reads the buffer back, computes
 exp((s - max) * 2**-shift) by range reduction (2**-(n + f)) and a Taylor series of 2**-f (the paper's
-5th order by default), writes the exponentials in place and sums them; RECIP runs a restoring divider
-(one quotient bit per cycle) for floor(2**recip_num_bits / sum); NORM reads the exponentials again and
-emits probabilities in UQ1.15. Every step is bit-exact with archgen.sim.spatten_model.softmax_fixed.
+5th order by default), emits the exponentials on ``out`` and sums them; RECIP runs a restoring divider
+(one quotient bit per cycle) for floor(2**recip_num_bits / sum) and pulses ``recip_valid``. The division
+itself is left to the consumer: :class:`Normalize` turns exponentials into UQ1.15 probabilities with one
+multiplier per lane, where they are used (the core does it in its prob x V sweep, so the softmax does not
+sweep the row a third time). Every step is bit-exact with archgen.sim.spatten_model.softmax_fixed.
 
 The output stream is ``always_ready``: the consumer must take a beat every cycle it is offered, which is
 what keeps the unit's latency a fixed function of the row length (the cycle contract).
@@ -18,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
 
-__all__ = ["Softmax", "score_beat_layout", "prob_beat_layout"]
+__all__ = ["Softmax", "Normalize", "score_beat_layout", "exp_beat_layout"]
 
 
 def score_beat_layout(lanes: int, score_bits: int) -> data.StructLayout:
@@ -26,16 +28,15 @@ def score_beat_layout(lanes: int, score_bits: int) -> data.StructLayout:
                               "keep": unsigned(lanes), "last": unsigned(1)})
 
 
-def prob_beat_layout(lanes: int, prob_bits: int) -> data.StructLayout:
-    return data.StructLayout({"data": data.ArrayLayout(unsigned(prob_bits), lanes),
+def exp_beat_layout(lanes: int, exp_bits: int) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(exp_bits), lanes),
                               "keep": unsigned(lanes), "last": unsigned(1)})
 
 
-class _State(enum.Enum, shape=3):
+class _State(enum.Enum, shape=2):
     LOAD = 0
     EXP = 1
     RECIP = 2
-    NORM = 3
 
 
 def max_tree(m: Module, values: list, keeps: list, width: int):
@@ -54,7 +55,12 @@ def max_tree(m: Module, values: list, keeps: list, width: int):
 
 
 class Softmax(wiring.Component):
-    """Softmax over rows of up to ``spec.max_tokens`` scores; see the module docstring for the phases."""
+    """Softmax over rows of up to ``spec.max_tokens`` scores; see the module docstring for the phases.
+
+    ``out``: the row's exponentials (UQ1.exp_frac), one beat per score beat, pruned lanes 0.
+    ``recip``: floor(2**recip_num_bits / sum of the row's exponentials), valid from the ``recip_valid``
+    pulse until the next row's division starts.
+    """
 
     def __init__(self, spec: SpattenSpec):
         self.spec = spec
@@ -64,7 +70,9 @@ class Softmax(wiring.Component):
         super().__init__({
             "inp": In(stream.Signature(score_beat_layout(self.lanes, self.fmt.score_bits))),
             "shift": In(self.fmt.shift_bits),
-            "out": Out(stream.Signature(prob_beat_layout(self.lanes, self.fmt.prob_bits), always_ready=True)),
+            "out": Out(stream.Signature(exp_beat_layout(self.lanes, self.fmt.exp_bits), always_ready=True)),
+            "recip": Out(self.fmt.recip_bits),
+            "recip_valid": Out(1),
             "busy": Out(1),
         })
 
@@ -82,7 +90,7 @@ class Softmax(wiring.Component):
         ptr = Signal(abits + 1)
         row_max = Signal(signed(sw), init=-(1 << (sw - 1)))
         total = Signal(f.sum_bits)
-        recip = Signal(f.recip_bits)
+        recip = self.recip
         rem = Signal(f.sum_bits + 1)
         steps = Signal(range(f.recip_bits + 1))
         m.d.comb += self.busy.eq(state != _State.LOAD)
@@ -155,20 +163,9 @@ class Softmax(wiring.Component):
             m.d.sync += exps[i].eq(Mux(stage[3][i] & (n_d[i] != f.exp_bits), rounded, 0))
         exp_sum = Signal(f.sum_bits)
         m.d.comb += exp_sum.eq(sum(exps))
-        m.d.comb += [wp.addr.eq(ce[2]), wp.en.eq(ce[0]),
-                     wp.data.eq(Cat(*[Cat(e, Const(0, sw - f.exp_bits)) for e in exps], ce[3]))]
-
-        # NORM pipeline: read, multiply by the reciprocal, emit.
-        norm_issue = Signal()
-        n0 = (Signal(name="n0_v"), Signal(name="n0_last"))
-        m.d.sync += [n0[0].eq(norm_issue), n0[1].eq(issue_last)]
-        probs = [Signal(f.exp_bits + f.recip_bits, name=f"pe{i}") for i in range(P)]
-        nv, nlast, nkeep = Signal(), Signal(), Signal(P)
-        m.d.sync += [nv.eq(n0[0]), nlast.eq(n0[1]), nkeep.eq(row_keep)]
-        m.d.sync += [probs[i].eq(rp.data[i * sw:i * sw + f.exp_bits] * recip) for i in range(P)]
         out = self.out.payload
-        m.d.comb += [self.out.valid.eq(nv), out.last.eq(nlast), out.keep.eq(nkeep)]
-        m.d.comb += [out.data[i].eq(probs[i] >> (f.recip_num_bits - f.prob_frac)) for i in range(P)]
+        m.d.comb += [self.out.valid.eq(ce[0]), out.last.eq(ce[1]), out.keep.eq(ce[3])]
+        m.d.comb += [out.data[i].eq(exps[i]) for i in range(P)]
 
         with m.Switch(state):
             with m.Case(_State.LOAD):
@@ -187,21 +184,37 @@ class Softmax(wiring.Component):
                                      recip.eq(0), steps.eq(f.recip_bits)]
             with m.Case(_State.RECIP):
                 with m.If(steps == 0):
-                    m.d.sync += [state.eq(_State.NORM), ptr.eq(0)]
+                    m.d.comb += self.recip_valid.eq(1)
+                    m.d.sync += [state.eq(_State.LOAD), rows.eq(0), row_max.eq(-(1 << (sw - 1)))]
                 with m.Else():
                     shifted = Cat(Const(0, 1), rem)
                     ge = shifted >= total
                     m.d.sync += [rem.eq(Mux(ge, shifted - total, shifted)), recip.eq(Cat(ge, recip)),
                                  steps.eq(steps - 1)]
-            with m.Case(_State.NORM):
-                m.d.comb += norm_issue.eq(ptr < rows)
-                with m.If(ptr < rows):
-                    m.d.sync += ptr.eq(ptr + 1)
-                with m.If(nv & nlast):
-                    m.d.sync += [state.eq(_State.LOAD), rows.eq(0), row_max.eq(-(1 << (sw - 1)))]
 
-        # LOAD writes come straight from the input beat; EXP write-back has priority (LOAD is idle then).
-        with m.If(state == _State.LOAD):
-            m.d.comb += [wp.addr.eq(rows), wp.en.eq(load_fire),
-                         wp.data.eq(Cat(*[beat.data[i] for i in range(P)], beat.keep))]
+        m.d.comb += [wp.addr.eq(rows), wp.en.eq(load_fire),
+                     wp.data.eq(Cat(*[beat.data[i] for i in range(P)], beat.keep))]
+        return m
+
+
+class Normalize(wiring.Component):
+    """Probabilities from exponentials: ``probs[i] = (exps[i] * recip) >> (recip_num_bits - prob_frac)``
+    (UQ1.prob_frac), one multiplier per lane and one register stage (latency 1 cycle)."""
+
+    def __init__(self, spec: SpattenSpec, lanes: int):
+        self.fmt = f = spatten_formats(spec)
+        self.lanes = lanes
+        super().__init__({
+            "exps": In(data.ArrayLayout(unsigned(f.exp_bits), lanes)),
+            "recip": In(f.recip_bits),
+            "probs": Out(data.ArrayLayout(unsigned(f.prob_bits), lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self.fmt
+        for i in range(self.lanes):
+            prod = Signal(f.exp_bits + f.recip_bits, name=f"prod{i}")
+            m.d.comb += prod.eq(self.exps[i] * self.recip)
+            m.d.sync += self.probs[i].eq(prod >> (f.recip_num_bits - f.prob_frac))
         return m

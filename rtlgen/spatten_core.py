@@ -38,7 +38,7 @@ from archgen.dataflow.spatten_arrays import spatten_arrays
 from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
-from archgen.rtlgen.softmax import Softmax
+from archgen.rtlgen.softmax import Normalize, Softmax
 from archgen.rtlgen.topk import TopK
 
 __all__ = ["SpattenCore", "core_cmd_layout", "TOKEN_IMPORTANCE_BITS", "HEAD_SCORE_BITS"]
@@ -116,8 +116,10 @@ class SpattenCore(wiring.Component):
         Pt, R = self.tk_lanes, self.ratio
 
         m.submodules.softmax = sm = Softmax(spec)
-        m.submodules.pq = pq = PQDecision(L, f.prob_bits)
-        m.submodules.topk = tk = TopK(Pt, N, width=f.prob_bits + 1, fifo_depth=spec.topk.fifo_depth)
+        m.submodules.pq = pq = PQDecision(spec)
+        # the local-V top-k ranks the exponentials: the same order as the probabilities (recip > 0),
+        # without the rounding of the division
+        m.submodules.topk = tk = TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth)
 
         # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L.
         m.submodules.kbuf = kbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
@@ -132,11 +134,12 @@ class SpattenCore(wiring.Component):
             m.d.comb += [w.addr.eq(row_addr), w.data.eq(Cat(*([kvp.data.as_value()] * L))),
                          w.en.eq(Mux(self.kv.valid & sel, lane_en, 0))]
 
-        # Probability buffer: softmax beats (L lanes) packed R to a top-k row (Pt lanes).
-        prow_w = f.prob_bits * L
+        # Exponential buffer: softmax beats (L lanes) packed R to a top-k row (Pt lanes); the back stage
+        # normalises them (x the row's reciprocal) as it reads them for prob x V.
+        prow_w = f.exp_bits * L
         prows = -(-N // Pt)
         # two banks: the front stage writes query i+1's row while the back stage reads query i's
-        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.prob_bits), depth=2 * prows, init=[])
+        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=2 * prows, init=[])
         pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
 
         c = Signal(core_cmd_layout(spec))      # the front stage's command
@@ -148,7 +151,8 @@ class SpattenCore(wiring.Component):
         second_pass = Signal()
         need_lsb = Signal()             # front stage: this query's row needed the LSB pass
         need_lsb_b = Signal()           # back stage: the same, for the query it works on
-        bank_a, bank_b = Signal(), Signal()    # probability-buffer bank of each stage
+        bank_a, bank_b = Signal(), Signal()    # exponential-buffer bank of each stage
+        recip_b = Signal(f.recip_bits)         # the back stage's row reciprocal
         def sweep(name, cmd):
             """A row counter over the buffers' groups: (counter, last, valid-token lanes, buffer row)."""
             cnt = Signal(gbits + 1, name=f"g_{name}")
@@ -162,7 +166,8 @@ class SpattenCore(wiring.Component):
         g, last_g, keep_row, bank_row = sweep("a", c)
         g_b, last_g_b, keep_row_b, bank_row_b = sweep("b", c_b)
         m.d.comb += [self.busy.eq((st_a != _A.IDLE) | (st_b != _B.IDLE)), sm.shift.eq(c.shift),
-                     pq.threshold.eq(c.threshold), pq.enable.eq(c.pq_enable & ~second_pass)]
+                     pq.threshold.eq(c.threshold), pq.enable.eq(c.pq_enable & ~second_pass),
+                     pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid)]
 
         # ---- QxK: L x D multipliers, D-input registered adder tree per lane --------------------------
         lsb_mask = Const(((1 << b) - 1) & ~((1 << spec.pq.lsb_bits) - 1), b)
@@ -192,7 +197,7 @@ class SpattenCore(wiring.Component):
         m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2])]
         m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
 
-        # ---- softmax output -> probability buffer and PQ decision -----------------------------------
+        # ---- softmax exponentials -> exponential buffer and PQ decision ------------------------------
         beat_no = Signal(gbits + 1)
         wiring.connect(m, sm.out, pq.inp)
         m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + Mux(bank_a, prows, 0)), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
@@ -208,7 +213,7 @@ class SpattenCore(wiring.Component):
         tk_fire = tk.inp.valid & tk.inp.ready
         m.d.comb += [tk.cmd.payload.n.eq(c_b.n_keys), tk.cmd.payload.k.eq(c_b.keep_k),
                      tk.cmd.payload.seed.eq(c_b.seed)]
-        m.d.comb += [tk.inp.payload.data[i].eq(pr.data[i * f.prob_bits:(i + 1) * f.prob_bits]) for i in range(Pt)]
+        m.d.comb += [tk.inp.payload.data[i].eq(pr.data[i * f.exp_bits:(i + 1) * f.exp_bits]) for i in range(Pt)]
         m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_b.n_keys for i in range(Pt)]))
         m.d.comb += tk.out.ready.eq(1)
         # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
@@ -216,8 +221,11 @@ class SpattenCore(wiring.Component):
             m.d.sync += keep_bits.word_select(tk.mask_row, Pt).eq(tk.mask)
 
         # ---- prob x V: L x D multipliers, L-input registered adder tree per feature ------------------
+        # cycle t: issue row g (exponential read); t+1: normalise it, read the value row; t+2: PxV
         pv_issue = Signal()
-        m.d.comb += [vr.addr.eq(bank_row_b), vr.en.eq(1), pr.en.eq(1)]
+        v_addr = Signal.like(bank_row_b)
+        m.d.sync += v_addr.eq(bank_row_b)
+        m.d.comb += [vr.addr.eq(v_addr), vr.en.eq(1), pr.en.eq(1)]
         p_row = Signal.like(pr.addr)
         m.d.comb += pr.addr.eq(p_row + Mux(bank_b, prows, 0))
         with m.If(st_b == _B.TK_FEED):
@@ -226,12 +234,18 @@ class SpattenCore(wiring.Component):
             m.d.comb += p_row.eq(0)
         with m.Else():
             m.d.comb += p_row.eq(g_b >> _clog2(R))
-        v_v, v_last, v_keep, v_sub = Signal(), Signal(), Signal(L), Signal(max(1, _clog2(R)))
+        e_v, e_last, e_keep, e_lanes, e_sub = Signal(), Signal(), Signal(L), Signal(L), Signal(max(1, _clog2(R)))
+        e_group = Signal(gbits)
         pruned = Signal()
         kept_row = Mux(pruned, keep_bits.word_select(g_b[:gbits], L), keep_row_b)
-        m.d.sync += [v_v.eq(pv_issue), v_last.eq(last_g_b), v_keep.eq(kept_row),
-                     v_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
-        prob_row = pr.data.word_select(v_sub, prow_w) if R > 1 else pr.data
+        m.d.sync += [e_v.eq(pv_issue), e_last.eq(last_g_b), e_keep.eq(kept_row), e_lanes.eq(keep_row_b),
+                     e_group.eq(g_b[:gbits]), e_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
+        exp_row = pr.data.word_select(e_sub, prow_w) if R > 1 else pr.data
+        m.submodules.norm = norm = Normalize(spec, L)
+        m.d.comb += [norm.exps.as_value().eq(exp_row), norm.recip.eq(recip_b)]
+        prob_row = norm.probs
+        v_v, v_last, v_keep = Signal(), Signal(), Signal(L)
+        m.d.sync += [v_v.eq(e_v), v_last.eq(e_last), v_keep.eq(e_keep)]
         v_msb_only = Signal()
         m.d.comb += v_msb_only.eq(c_b.pq_enable & ~need_lsb_b)
         # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
@@ -239,8 +253,7 @@ class SpattenCore(wiring.Component):
         m.submodules.pv = pv = EinsumUnit(pv_arr)
         pn, vn, un = (pv_arr.roles[r] for r in ("prob", "value", "partial"))
         for i, (lane, _) in enumerate(pv.lane_fus(pn)):
-            m.d.comb += getattr(pv, f"in_{pn}")[i].eq(
-                Mux(v_keep[lane], prob_row[lane * f.prob_bits:(lane + 1) * f.prob_bits], 0))
+            m.d.comb += getattr(pv, f"in_{pn}")[i].eq(Mux(v_keep[lane], prob_row[lane], 0))
         for i, (lane, d) in enumerate(pv.lane_fus(vn)):
             vraw = vr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
             m.d.comb += getattr(pv, f"in_{vn}")[i].eq(Mux(v_msb_only, vraw & lsb_mask, vraw).as_signed())
@@ -255,9 +268,9 @@ class SpattenCore(wiring.Component):
         # Token importance: every probability of the final pass, kept or pruned, as the sweep reads it.
         m.submodules.tok_imp = ti = TokenImportance(N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
         v_group, v_lanes = Signal(gbits), Signal(L)
-        m.d.sync += [v_group.eq(g_b[:gbits]), v_lanes.eq(keep_row_b)]
+        m.d.sync += [v_group.eq(e_group), v_lanes.eq(e_lanes)]
         m.d.comb += [ti.inp.valid.eq(v_v), ti.inp.payload.group.eq(v_group), ti.inp.payload.keep.eq(v_lanes),
-                     ti.inp.payload.data.as_value().eq(prob_row), ti.clear.eq(self.imp_clear),
+                     ti.inp.payload.data.as_value().eq(prob_row.as_value()), ti.clear.eq(self.imp_clear),
                      ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
         acc = Signal(data.ArrayLayout(signed(f.acc_bits), D))
         acc_clear = Signal()
@@ -316,7 +329,8 @@ class SpattenCore(wiring.Component):
                     m.d.sync += [self.done.eq(1), st_a.eq(_A.IDLE)]
         with m.If(take):
             m.d.sync += [st_a.eq(Mux(to_accept != 0, _A.QUERY, _A.IDLE)), bank_a.eq(~bank_a),
-                         bank_b.eq(bank_a), need_lsb_b.eq(need_lsb), c_b.eq(c), last_b.eq(to_accept == 0)]
+                         bank_b.eq(bank_a), need_lsb_b.eq(need_lsb), c_b.eq(c), last_b.eq(to_accept == 0),
+                         recip_b.eq(sm.recip)]
 
         with m.Switch(st_b):
             with m.Case(_B.TK_CMD):

@@ -26,12 +26,15 @@ __all__ = ["build_spatten", "write_spatten_build", "spatten_manifest", "spatten_
 CYCLE_CONTRACT = {
     "measured": "rising edges from the cmd handshake to the cycle in which done is high; query stream "
                 "offers each query at once, out always ready",
-    "command": "1 + sum over queries of query_cycles",
-    "query_cycles": "query_accept + passes x pass + topk + pv + output",
-    "pass": "G + qk_pipe + (2 G + exp_pipe + recip + norm_pipe) + pq_decide, G = ceil(n_keys / lanes); "
+    "command": "two stages overlap consecutive queries: back_start(i) = max(a(i) + front(i), "
+               "back_free(i-1)), back_free(i) = back_start(i) + back(i), a(i+1) = back_start(i), a(0) = 1; "
+               "done in cycle back_free(last) (archgen.sim.spatten_model.command_stream_cycles)",
+    "front": "query_accept + passes x pass",
+    "back": "topk + pv + output",
+    "pass": "G + qk_pipe + (G + exp_pipe + recip) + pq_decide, G = ceil(n_keys / lanes); "
             "passes = 2 when progressive quantization asks for the LSBs, else 1",
     "topk": "0 when keep_k >= n_keys, else topk_handoff + the top-k engine's cycles from its command "
-            "handshake to done (archgen.sim.topk_model.simulate_topk on the row's probabilities)",
+            "handshake to done (archgen.sim.topk_model.simulate_topk on the row's exponentials)",
     "pv": "G + pv_pipe",
     "model": "archgen.sim.spatten_model.core_cycles / query_cycles",
 }

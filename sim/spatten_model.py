@@ -5,11 +5,11 @@ Two halves, no hardware library imported:
 - Bit-exact numpy functions of the fixed-point arithmetic (``qk_scores``, ``softmax_fixed``, ...): the
   golden values the RTL is checked against value for value. They are also needed for timing: the
   progressive-quantization refetch and the top-k's data-dependent latency depend on the exact
-  fixed-point probabilities, so the model computes them the way the hardware does.
+  fixed-point exponentials and probabilities, so the model computes them the way the hardware does.
 - The cycle model (``softmax_cycles``, ``query_cycles``, ``core_cycles``, ``core_process``): closed-form
   phase lengths from :func:`archgen.dataflow.spatten_arrays.spatten_latencies` (the same constants the RTL
   pipeline is built with) plus :func:`archgen.sim.topk_model.simulate_topk` run on the actual
-  probabilities. docs/spatten.md ("Cycle contract") lists the phases.
+  exponentials. docs/spatten.md ("Cycle contract") lists the phases.
 """
 from __future__ import annotations
 
@@ -96,7 +96,10 @@ def threshold_fx(threshold: float, fmt: SpattenFormats) -> int:
 
 
 def pq_need_lsb(probs: np.ndarray, thr_fx: int) -> bool:
-    """Progressive quantization: fetch the LSBs when the row's largest probability is below the threshold."""
+    """Progressive quantization: fetch the LSBs when the row's largest probability is below the threshold.
+
+    The RTL forms that maximum as (largest exponential x reciprocal) >> shift; the floor is monotone, so it
+    equals the largest of the row's probabilities."""
     return int(np.max(probs)) < thr_fx
 
 
@@ -128,6 +131,7 @@ class QueryResult:
 
     out: np.ndarray
     probs: np.ndarray
+    exps: np.ndarray
     keep: np.ndarray
     need_lsb: bool
     passes: int
@@ -136,7 +140,10 @@ class QueryResult:
 
 def core_reference(spec: SpattenSpec, q: np.ndarray, keys: np.ndarray, values: np.ndarray, *, shift: int,
                    keep_k: int | None = None, pq_enable: bool = True, thr_fx: int | None = None) -> QueryResult:
-    """One query through the core: MSB pass, PQ decision, optional full-precision pass, local-V top-k, PxV."""
+    """One query through the core: MSB pass, PQ decision, optional full-precision pass, local-V top-k, PxV.
+
+    The local-V top-k ranks the exponentials (the probabilities before the division's rounding: the same
+    order, fewer ties); ties keep the earliest tokens."""
     fmt = spatten_formats(spec)
     n = len(keys)
     if thr_fx is None:
@@ -147,9 +154,9 @@ def core_reference(spec: SpattenSpec, q: np.ndarray, keys: np.ndarray, values: n
     sm = softmax_fixed(qk_scores(q, keys), shift, fmt) if need else first
     vals = values if (need or not pq_enable) else mask_lsbs(values, spec.pq.lsb_bits)
     k = n if keep_k is None else keep_k
-    keep = topk_keep_mask(sm.probs, k) if k < n else np.ones(n, dtype=bool)
+    keep = topk_keep_mask(sm.exps, k) if k < n else np.ones(n, dtype=bool)
     out = pv_accumulate(sm.probs, vals, keep)
-    return QueryResult(out, sm.probs, keep, bool(need), 2 if need else 1, first.probs)
+    return QueryResult(out, sm.probs, sm.exps, keep, bool(need), 2 if need else 1, first.probs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -160,9 +167,10 @@ def _groups(spec: SpattenSpec, n_keys: int) -> int:
 
 
 def softmax_cycles(spec: SpattenSpec, n_keys: int) -> int:
-    """Cycles from the softmax accepting a row's last score beat to its last probability beat (inclusive)."""
+    """Cycles from the softmax accepting a row's last score beat to its ``recip_valid`` pulse: the
+    exponential sweep over the row's G beats, its pipeline, the divider."""
     lat, g = spatten_latencies(spec), _groups(spec, n_keys)
-    return 2 * g + lat.exp_pipe + lat.recip + lat.norm_pipe
+    return g + lat.exp_pipe + lat.recip
 
 
 def pass_cycles(spec: SpattenSpec, n_keys: int) -> int:
@@ -172,7 +180,7 @@ def pass_cycles(spec: SpattenSpec, n_keys: int) -> int:
 
 
 def pv_cycles(spec: SpattenSpec, n_keys: int) -> int:
-    """The prob x V sweep over all G rows of the buffer plus its pipeline."""
+    """The prob x V sweep over all G rows of the buffer (normalising as it reads) plus its pipeline."""
     return _groups(spec, n_keys) + spatten_latencies(spec).pv_pipe
 
 
@@ -245,7 +253,7 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
 
     ``lsb_pass``: the PQ decision asked for the LSBs, so the QxK/softmax pass runs twice.
     ``topk_cycles``: the local-V top-k's cycles from its command handshake to ``done`` (from
-    :func:`archgen.sim.topk_model.simulate_topk` on the row's probabilities), or None when the row is not
+    :func:`archgen.sim.topk_model.simulate_topk` on the row's exponentials), or None when the row is not
     pruned (keep_k >= n_keys). Assumes the query stream offers the query at once and ``out`` is ready.
     """
     if not 1 <= n_keys <= spec.max_tokens:
@@ -289,7 +297,7 @@ def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values
         r = core_reference(spec, q, keys, values, shift=shift, keep_k=k, pq_enable=pq_enable, thr_fx=thr_fx)
         run = None
         if k < n:
-            run = simulate_topk([int(p) for p in r.probs], k, parallelism=spec.topk.parallelism, seed=seed,
+            run = simulate_topk([int(e) for e in r.exps], k, parallelism=spec.topk.parallelism, seed=seed,
                                 fifo_depth=spec.topk.fifo_depth)
             if set(run.indices) != set(np.flatnonzero(r.keep).tolist()):
                 raise AssertionError("top-k model and core reference disagree on the kept tokens")

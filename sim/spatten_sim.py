@@ -5,12 +5,14 @@ which rows re-fetch LSBs; this module turns that into DRAM bytes, compute cycles
 
 Timing:
 - Compute: the attention core's exact per-query cycle function
-  (`archgen.sim.spatten_model.query_cycles`, the RTL's cycle contract): one query at a time, a
-  QxK + softmax + PQ-decision pass over the kept keys (twice when the row re-fetches LSBs), the local-V
-  top-k when value pruning is on, the prob x V sweep, the output; plus the command handshake cycle
-  per (head, step). The top-k's cycles come from the top-k engine model
-  (`archgen.sim.topk_model.simulate_topk`) on the row's trace probabilities quantized to the engine's
-  UQ1.prob_frac format (``topk_cycles="exact"``), or from a closed form (``"estimate"``,
+  (`archgen.sim.spatten_model.query_cycles`, the RTL's cycle contract): a front stage (QxK +
+  softmax + PQ-decision pass over the kept keys, twice when the row re-fetches LSBs) and a back stage
+  (the local-V top-k when value pruning is on, the prob x V sweep, the output) that overlap consecutive
+  queries, the layer's commands (one per head and step) streamed through them
+  (`command_stream_cycles`). The top-k's cycles come from the top-k engine model
+  (`archgen.sim.topk_model.simulate_topk`) on what the engine ranks, the row's exponentials: the trace
+  probabilities over the row maximum in the engine's UQ1.exp_frac format
+  (``topk_cycles="exact"``), or from a closed form (``"estimate"``,
   `topk_estimate_cycles`) for speed. A head dimension below the spec's runs zero-padded (the core's
   lanes are fixed by the spec), so its cycles are those of ``spec.head_dim``.
 - DRAM: bytes / (HBM bandwidth / clock). K/V SRAMs are double-buffered, so the next head's fetch
@@ -63,12 +65,14 @@ def _exact_topk_fn(spec):
 
     from .topk_model import simulate_topk
 
-    one = 1 << spatten_formats(spec).prob_frac
+    one = 1 << spatten_formats(spec).exp_frac
 
     def cycles(probs: np.ndarray, k: int) -> int:
         if k >= probs.size:
             return -1                   # the core skips the top-k when every V row is kept
-        fx = np.minimum(np.floor(probs * one), one).astype(np.int64)
+        # exp(s - max) = p / max(p), in UQ1.exp_frac as the softmax emits it
+        top = float(probs.max()) if probs.size else 0.0
+        fx = np.minimum(np.floor(probs / (top if top > 0 else 1.0) * one), one).astype(np.int64)
         return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth).cycles
     return cycles
 

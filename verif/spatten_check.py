@@ -167,19 +167,26 @@ def _feed_rows(ctx, dut, lanes, row):
 
 
 def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
-    """Rows of integer scores through rtlgen.softmax.Softmax on Amaranth's simulator, back to back.
+    """Rows of integer scores through rtlgen.softmax.Softmax and Normalize on Amaranth's simulator.
 
-    Compares every probability with softmax_fixed (exactly) and float softmax (``max_error``), and each
-    row's cycles (rising edges from the cycle the last input beat is accepted to the cycle the last
-    output beat is valid) with sim.spatten_model.softmax_cycles.
+    Rows go back to back. Compares every exponential and each row's reciprocal with softmax_fixed
+    (exactly), the probabilities Normalize makes of them with softmax_fixed (exactly) and float softmax
+    (``max_error``), and each row's cycles (rising edges from the cycle the last input beat is accepted to
+    the ``recip_valid`` cycle) with sim.spatten_model.softmax_cycles.
     """
+    from amaranth import Module
     from amaranth.sim import Simulator
 
-    from archgen.rtlgen.softmax import Softmax
+    from archgen.rtlgen.softmax import Normalize, Softmax
 
-    dut = Softmax(spec)
     lanes = spec.lanes
-    got: list[list[int]] = []
+    top = Module()
+    top.submodules.sm = dut = Softmax(spec)
+    top.submodules.norm = norm = Normalize(spec, lanes)
+    top.d.comb += norm.recip.eq(dut.recip)
+    got_exps: list[list[int]] = []
+    got_recip: list[int] = []
+    got_probs: list[list[int]] = []
     cycles: list[int] = []
 
     async def bench(ctx):
@@ -195,49 +202,59 @@ def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
                     await ctx.tick()
                 await ctx.tick()
             ctx.set(dut.inp.valid, 0)
-            out, cyc = [], 1  # the tick above was the accept cycle's edge: we are one edge past it
-            while True:
+            beats, cyc = [], 1  # the tick above was the accept cycle's edge: we are one edge past it
+            while not ctx.get(dut.recip_valid):
                 if ctx.get(dut.out.valid):
-                    out += [ctx.get(dut.out.payload.data[i]) for i in range(lanes)]
-                    if ctx.get(dut.out.payload.last):
-                        break
+                    beats.append([ctx.get(dut.out.payload.data[i]) for i in range(lanes)])
                 await ctx.tick()
                 cyc += 1
                 if cyc > 100 * spec.max_tokens + 1000:
-                    raise AssertionError("softmax produced no last beat")
-            got.append(out[:len(row)])
+                    raise AssertionError("softmax produced no reciprocal")
+            got_recip.append(ctx.get(dut.recip))
+            got_exps.append([e for b in beats for e in b][:len(row)])
+            probs = []
+            for b in beats:                   # Normalize: one beat per cycle, the result a cycle later
+                for i, e in enumerate(b):
+                    ctx.set(norm.exps[i], e)
+                await ctx.tick()
+                probs += [ctx.get(norm.probs[i]) for i in range(lanes)]
+            got_probs.append(probs[:len(row)])
             cycles.append(cyc)
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-9)
     sim.add_testbench(bench)
     sim.run()
     fmt = spatten_formats(spec)
     exact, err = True, 0.0
     model = []
-    for row, g in zip(rows, got):
-        ref = softmax_fixed(row, shift, fmt).probs
-        exact &= bool(np.array_equal(np.array(g, dtype=np.int64), ref))
-        err = max(err, float(np.max(np.abs(np.array(g) / 2.0 ** fmt.prob_frac - float_softmax(row, shift)))))
+    for row, e, r, p in zip(rows, got_exps, got_recip, got_probs):
+        ref = softmax_fixed(row, shift, fmt)
+        exact &= (bool(np.array_equal(np.array(e, dtype=np.int64), ref.exps)) and r == ref.recip
+                  and bool(np.array_equal(np.array(p, dtype=np.int64), ref.probs)))
+        err = max(err, float(np.max(np.abs(np.array(p) / 2.0 ** fmt.prob_frac - float_softmax(row, shift)))))
         model.append(softmax_cycles(spec, len(row)))
     return {"correct": exact and err <= SOFTMAX_TOLERANCE and cycles == model, "bit_exact": exact,
             "max_error": err, "rtl_cycles": cycles, "model_cycles": model}
 
 
-def check_pq_unit(spec: SpattenSpec, rows: list, threshold: int, enable: bool = True) -> dict:
-    """Probability rows through rtlgen.pq_decision.PQDecision; decisions vs sim.spatten_model.pq_need_lsb."""
+def check_pq_unit(spec: SpattenSpec, rows: list, shift: int, threshold: int, enable: bool = True) -> dict:
+    """Score rows' exponentials and reciprocals (softmax_fixed) through rtlgen.pq_decision.PQDecision;
+    decisions and row maxima vs sim.spatten_model.pq_need_lsb and the largest probability."""
     from amaranth.sim import Simulator
 
     from archgen.rtlgen.pq_decision import PQDecision
 
-    dut = PQDecision(spec.lanes)
-    got: list[tuple[bool, int, int]] = []
+    fmt = spatten_formats(spec)
+    traces = [softmax_fixed(r, shift, fmt) for r in rows]
+    dut = PQDecision(spec)
+    got: list[tuple[bool, int]] = []
 
     async def bench(ctx):
         ctx.set(dut.threshold, threshold)
         ctx.set(dut.enable, int(enable))
-        for row in rows:
-            for data, keep, last in _feed_rows(ctx, dut, spec.lanes, row):
+        for tr in traces:
+            for data, keep, last in _feed_rows(ctx, dut, spec.lanes, tr.exps):
                 for i, v in enumerate(data):
                     ctx.set(dut.inp.payload.data[i], v)
                 ctx.set(dut.inp.payload.keep, keep)
@@ -245,16 +262,20 @@ def check_pq_unit(spec: SpattenSpec, rows: list, threshold: int, enable: bool = 
                 ctx.set(dut.inp.valid, 1)
                 await ctx.tick()
             ctx.set(dut.inp.valid, 0)
-            assert ctx.get(dut.decision), "decision must follow the last beat by one cycle"
-            got.append((bool(ctx.get(dut.need_lsb)), ctx.get(dut.row_max), 1))
+            ctx.set(dut.recip, tr.recip)
+            ctx.set(dut.recip_valid, 1)
+            await ctx.tick()
+            ctx.set(dut.recip_valid, 0)
+            assert ctx.get(dut.decision), "decision must follow recip_valid by one cycle"
+            got.append((bool(ctx.get(dut.need_lsb)), ctx.get(dut.row_max)))
             await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-9)
     sim.add_testbench(bench)
     sim.run()
-    want = [enable and pq_need_lsb(np.asarray(r), threshold) for r in rows]
-    maxes = [int(np.max(r)) for r in rows]
+    want = [enable and pq_need_lsb(tr.probs, threshold) for tr in traces]
+    maxes = [int(np.max(tr.probs)) for tr in traces]
     return {"correct": [g[0] for g in got] == want and [g[1] for g in got] == maxes,
             "need_lsb": [g[0] for g in got], "expected": want}
 
@@ -281,7 +302,9 @@ def verify_spatten_unit(spec: SpattenSpec, unit: str, *, seed: int = 0, n_keys: 
         data.append(np.zeros(n, dtype=np.int64))
         return check_softmax_unit(spec, data, default_shift(spec))
     if unit == "pq":
+        # score spreads from flat (LSB refetch) to peaked, so both decisions occur
         fmt = spatten_formats(spec)
-        data = [rng.integers(0, (1 << fmt.prob_frac) + 1, k) for k in sizes]
-        return check_pq_unit(spec, data, threshold_fx(spec.pq.threshold, fmt))
+        shift = default_shift(spec)
+        data = [rng.integers(0, 1 << int(rng.integers(0, shift + 4)), k) for k in sizes]
+        return check_pq_unit(spec, data, shift, threshold_fx(spec.pq.threshold, fmt))
     raise ValueError(f"unit must be one of {', '.join(SPATTEN_UNITS)}, not {unit!r}")

@@ -6,7 +6,7 @@ from amaranth.sim import Simulator
 from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.spatten_top import build_spatten
-from archgen.sim.spatten_model import threshold_fx
+from archgen.sim.spatten_model import softmax_fixed, threshold_fx
 from archgen.verif.spatten_check import check_pq_unit, check_softmax_unit
 
 SMALL = load_spatten_spec(builtin_spec_path("spatten_small"))
@@ -40,12 +40,24 @@ def test_softmax_adversarial_rows():
 
 def test_pq_decision_against_threshold():
     rng = np.random.default_rng(1)
-    thr = threshold_fx(0.1, spatten_formats(SMALL))
-    rows = [rng.integers(0, 32769, n) for n in (1, 5, 64)]
-    rows += [np.full(9, thr - 1), np.full(9, thr), np.array([0, 0, 0, 32768])]
-    r = check_pq_unit(SMALL, rows, thr)
-    assert r["correct"] and r["need_lsb"][3] and not r["need_lsb"][4], r
-    assert check_pq_unit(SMALL, rows, thr, enable=False)["need_lsb"] == [False] * len(rows)
+    fmt = spatten_formats(SMALL)
+    thr = threshold_fx(0.1, fmt)
+    # flat rows (refetch), peaked rows (no refetch), one key, a full buffer, all equal
+    rows = [rng.integers(0, 1 << 10, 40), rng.integers(0, 1 << 22, 40), np.array([3]),
+            rng.integers(-(1 << 16), 1 << 16, 64), np.zeros(30, dtype=np.int64)]
+    r = check_pq_unit(SMALL, rows, 16, thr)
+    assert r["correct"], r
+    assert True in r["need_lsb"] and False in r["need_lsb"], r     # both decisions exercised
+    assert check_pq_unit(SMALL, rows, 16, thr, enable=False)["need_lsb"] == [False] * len(rows)
+
+
+def test_pq_decision_threshold_boundary():
+    """The decision flips exactly where the threshold passes the row's largest probability."""
+    row = np.random.default_rng(4).integers(0, 1 << 18, 50)
+    p_max = int(softmax_fixed(row, 16, spatten_formats(SMALL)).probs.max())
+    assert check_pq_unit(SMALL, [row], 16, p_max)["need_lsb"] == [False]
+    r = check_pq_unit(SMALL, [row], 16, p_max + 1)
+    assert r["correct"] and r["need_lsb"] == [True], r
 
 
 def _run(dut, bench):
