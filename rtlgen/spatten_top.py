@@ -40,7 +40,8 @@ CYCLE_CONTRACT = {
 }
 
 # Which engine unit each generated Verilog module belongs to (Amaranth names submodules by path).
-UNIT_OF_MODULE = (("qk", "qk_array"), ("pv", "pv_array"), ("softmax", "softmax"), ("pq", "pq_decision"), ("topk", "topk"),
+UNIT_OF_MODULE = (("qk", "qk_array"), ("pv", "pv_array"), ("softmax", "softmax"), ("norm", "normalize"),
+                  ("pq", "pq_decision"), ("topk", "topk"),
                   ("tok_imp", "token_importance"), ("head_imp", "head_importance"))
 
 
