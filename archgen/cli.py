@@ -210,7 +210,7 @@ def _verify_spatten(args, path, data, con) -> int:
                                  args.unit)])
     ok = bool(res.get("correct")) and res.get("rtl_cycles") == res.get("model_cycles")
     con.print(f"{spec.name} unit {args.unit}: outputs {'correct' if res.get('correct') else 'WRONG'}", markup=False)
-    for key in ("max_error",):
+    for key in ("max_error", "need_lsb"):
         if key in res:
             con.print(f"  {key}: {res[key]}", markup=False)
     con.print(f"  RTL cycles:   {res.get('rtl_cycles')} cycles", markup=False)
