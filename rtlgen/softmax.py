@@ -107,19 +107,19 @@ class Softmax(wiring.Component):
         row_data = [rp.data[i * sw:(i + 1) * sw].as_signed() for i in range(P)]
         row_keep = rp.data[P * sw:]
 
-        # EXP pipeline: stage registers carry (valid, last, addr, keep) alongside the lane values.
+        # EXP pipeline: stage registers carry (valid, last, keep) alongside the lane values.
         def ctl(name):
-            return (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"), Signal(abits, name=f"{name}_addr"),
+            return (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"),
                     Signal(P, name=f"{name}_keep"))
 
         def advance(dst, src):
             m.d.sync += [a.eq(b) for a, b in zip(dst, src)]
 
         exp_issue = Signal()
-        c0 = (Signal(name="x0_v"), Signal(name="x0_last"), Signal(abits, name="x0_addr"))
-        m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last), c0[2].eq(ptr)]
+        c0 = (Signal(name="x0_v"), Signal(name="x0_last"))
+        m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last)]
         c1 = ctl("x1")
-        advance(c1, (c0[0], c0[1], c0[2], row_keep))
+        advance(c1, (c0[0], c0[1], row_keep))
         diff = [Signal(sw + 1, name=f"diff{i}") for i in range(P)]
         m.d.sync += [diff[i].eq(row_max - row_data[i]) for i in range(P)]
         c2 = ctl("x2")
@@ -160,11 +160,11 @@ class Softmax(wiring.Component):
             clamped = Mux(acc[i] < 0, 0, Mux(acc[i] > (1 << fb), 1 << fb, acc[i][:f.exp_bits]))
             # Rounding shift (bias 2**(n-1)); n == exp_bits means the exponential underflowed to 0.
             rounded = (clamped + ((Const(1, f.exp_bits + 2) << n_d[i]) >> 1)) >> n_d[i]
-            m.d.sync += exps[i].eq(Mux(stage[3][i] & (n_d[i] != f.exp_bits), rounded, 0))
+            m.d.sync += exps[i].eq(Mux(stage[2][i] & (n_d[i] != f.exp_bits), rounded, 0))
         exp_sum = Signal(f.sum_bits)
         m.d.comb += exp_sum.eq(sum(exps))
         out = self.out.payload
-        m.d.comb += [self.out.valid.eq(ce[0]), out.last.eq(ce[1]), out.keep.eq(ce[3])]
+        m.d.comb += [self.out.valid.eq(ce[0]), out.last.eq(ce[1]), out.keep.eq(ce[2])]
         m.d.comb += [out.data[i].eq(exps[i]) for i in range(P)]
 
         with m.Switch(state):

@@ -71,8 +71,8 @@ def _exact_topk_fn(spec):
         if k >= probs.size:
             return -1                   # the core skips the top-k when every V row is kept
         # exp(s - max) = p / max(p), in UQ1.exp_frac as the softmax emits it
-        top = float(probs.max()) if probs.size else 0.0
-        fx = np.minimum(np.floor(probs / (top if top > 0 else 1.0) * one), one).astype(np.int64)
+        top = max(float(probs.max()), np.finfo(float).tiny)   # k < size, so the row is not empty
+        fx = np.minimum(np.floor(probs / top * one), one).astype(np.int64)
         return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth).cycles
     return cycles
 
