@@ -177,6 +177,9 @@ def int_inverse(matrix) -> np.ndarray | None:
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z_0-9]*)|(.))")
 
 
+MAX_COEFF = 1 << 30       # far beyond any loop extent or stride; keeps access matrices inside int64
+
+
 def parse_affine(text: str, allowed: Iterable[str] | None = None) -> AffineExpr:
     """Parse ``"2*p + r - 1"``-style text. Products must have a constant factor; anything else
     (``i*j``, ``i/2``, ``i%4``, parentheses around non-constants) is rejected as non-affine."""
@@ -238,6 +241,9 @@ def parse_affine(text: str, allowed: Iterable[str] | None = None) -> AffineExpr:
                     i += 1
                     continue
                 break
+            if abs(factor_const) > MAX_COEFF:
+                raise AffineParseError(f"the factor {factor_const} is too large (at most {MAX_COEFF} in magnitude)",
+                                       text, at)
             if var is None:
                 const += sign * factor_const
             else:

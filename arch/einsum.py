@@ -100,7 +100,7 @@ def _parse_access(text: str, start: int, full: str) -> tuple[str, list[tuple[str
 
 
 def parse_operation(text: str) -> Operation:
-    """Parse ``OUT[...] += IN1[...] * IN2[...]`` (any number of inputs, at least one)."""
+    """Parse ``OUT[...] += IN1[...] * IN2[...]`` (two or more inputs)."""
     if not isinstance(text, str) or "+=" not in text:
         raise EinsumError("an operation reads OUT[...] += IN[...] * IN[...]; '+=' is missing", str(text), 0)
     lhs_end = text.index("+=")
@@ -117,6 +117,9 @@ def parse_operation(text: str) -> Operation:
         if text[pos] != "*":
             raise EinsumError(f"expected '*' between operands, found {text[pos]!r}", text, pos)
         pos += 1
+    if len(inputs_raw) < 2:
+        raise EinsumError("an operation reads OUT[...] += IN[...] * IN[...] with at least two inputs (a product); "
+                          "one input is a copy, not a multiply-accumulate", text, pos)
     names = [out_name] + [n for n, _ in inputs_raw]
     for i, n in enumerate(names):
         if n in names[:i]:

@@ -1,9 +1,10 @@
 """Errors raised by archgen's library code. Only the CLI turns them into messages and exit codes."""
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 
-__all__ = ["Problem", "SpecError", "ArchgenError", "ToolMissingError"]
+__all__ = ["Problem", "SpecError", "ArchgenError", "ToolMissingError", "problem", "short_repr"]
 
 
 class ArchgenError(Exception):
@@ -22,8 +23,19 @@ class Problem:
     def __str__(self) -> str:
         text = f"{self.path}: {self.message}" if self.path else self.message
         if self.has_got:
-            text += f" (got {self.got!r})"
+            text += f" (got {short_repr(self.got)})"
         return text
+
+
+_REPR = reprlib.Repr()      # Python 3.10 has no keyword arguments here
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 8, 8, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 200, 80, 40
+
+
+def short_repr(value: object, limit: int = 240) -> str:
+    """``repr`` cut to a readable length without expanding large or deep values first."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def problem(path: str, message: str, *got) -> Problem:

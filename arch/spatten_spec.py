@@ -17,10 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
 from archgen.arch.errors import SpecError, problem
+from archgen.arch.reader import read_yaml_file
+from archgen.arch.schema import schema_problems
 
 __all__ = [
     "SPATTEN_SCHEMA", "SpattenSpec", "QKUnit", "PVUnit", "SoftmaxUnit", "TopKUnit", "SramUnit",
@@ -29,7 +28,7 @@ __all__ = [
     "builtin_spec_path",
 ]
 
-_POS = {"type": "integer", "minimum": 1}
+_POS = {"type": "integer", "minimum": 1, "maximum": 1 << 20}   # every count here is far below a million
 
 
 def _obj(props: dict, required: list[str] | None = None) -> dict:
@@ -57,7 +56,7 @@ SPATTEN_SCHEMA: dict = {
         "version": {"const": 1},
         "kind": {"const": "spatten"},
         "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-        "clock_mhz": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
+        "clock_mhz": {"type": "number", "minimum": 1, "maximum": 10000},
         "technology": {"type": "string"},
         "head_dim": {"type": "integer", "minimum": 2, "maximum": 1024},
         "max_tokens": {"type": "integer", "minimum": 2, "maximum": 65536},
@@ -67,15 +66,15 @@ SPATTEN_SCHEMA: dict = {
             "softmax": _obj({"parallelism": _POS, "fifo_depth": _POS,
                              "exp_taylor_order": {"type": "integer", "minimum": 2, "maximum": 8}},
                             required=["parallelism", "fifo_depth"]),
-            "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2}}),
-            "key_sram": _obj({"bytes": _POS, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
-            "value_sram": _obj({"bytes": _POS, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
+            "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2, "maximum": 1 << 20}}),
+            "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
+            "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
         }),
         "progressive_quantization": _obj({
-            "msb_bits": _POS, "lsb_bits": {"type": "integer", "minimum": 0},
+            "msb_bits": {"type": "integer", "minimum": 1, "maximum": 32}, "lsb_bits": {"type": "integer", "minimum": 0, "maximum": 32},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1}}),
         "dram": _obj({"kind": {"type": "string"}, "channels": _POS, "channel_bits": _POS,
-                      "bandwidth_gb_s": {"type": "number", "exclusiveMinimum": 0}}),
+                      "bandwidth_gb_s": {"type": "number", "minimum": 0.001, "maximum": 100000}}),
     }, required=["version", "kind", "name", "clock_mhz", "head_dim", "max_tokens", "units",
                  "progressive_quantization", "dram"]),
 }
@@ -191,26 +190,7 @@ def _is_pow2(x: int) -> bool:
 
 
 def _schema_problems(data: dict) -> list:
-    validator = jsonschema.Draft202012Validator(SPATTEN_SCHEMA)
-    out = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
-        path = ".".join(str(p) for p in err.absolute_path)
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            for key in extra:
-                allowed = ", ".join(err.schema.get("properties", {}))
-                out.append(problem(f"{path}.{key}" if path else key, f"unknown key; allowed here: {allowed}"))
-        elif err.validator == "required":
-            missing = err.message.split("'")[1] if "'" in err.message else err.message
-            out.append(problem(f"{path}.{missing}" if path else missing, "required key is missing"))
-        else:
-            msg = err.message
-            if " is not " in msg:
-                msg = "must be " + msg.split(" is not ", 1)[1]
-            elif msg.startswith(repr(err.instance)):
-                msg = msg[len(repr(err.instance)):].strip()
-            out.append(problem(path or "(top)", msg, err.instance))
-    return out
+    return schema_problems(SPATTEN_SCHEMA, data, {"version": "only spec version 1 exists"})
 
 
 def _semantic_problems(d: dict) -> list:
@@ -265,12 +245,7 @@ def load_spatten_spec(source: str | Path | dict) -> SpattenSpec:
         data = source
     else:
         origin = str(source)
-        try:
-            data = yaml.safe_load(Path(source).read_text())
-        except OSError as exc:
-            raise SpecError([problem("", f"cannot read the spec file: {exc.strerror}", str(source))]) from None
-        except yaml.YAMLError as exc:
-            raise SpecError([problem("", f"not valid YAML: {exc}")], source=origin) from None
+        data = read_yaml_file(source)
     if not isinstance(data, dict):
         raise SpecError([problem("", "a spec must be a mapping", type(data).__name__)], source=origin)
     problems = _schema_problems(data)

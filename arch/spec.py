@@ -16,14 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import jsonschema
 import numpy as np
-import yaml
 
 from .affine import AffineExpr, AffineMap, AffineParseError, parse_affine
 from .einsum import EinsumError, Operation, parse_operation
 from .errors import Problem, SpecError, problem
 from .mapping_check import check_coverage, stt_conflict
+from .reader import parse_override_value, read_yaml_file
+from .schema import schema_problems
 from .names import Dim, space_var, time_var
 
 __all__ = ["DataType", "Dataflow", "Design", "load_spec", "load_spec_data", "read_spec_file", "apply_overrides",
@@ -171,21 +171,12 @@ def find_spec(name: str | Path) -> Path:
 
 
 def read_spec_file(path: Path) -> dict:
-    """YAML to a dict; syntax errors become one SpecError line with the line number."""
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise SpecError([problem("spec", f"cannot read the file: {err.strerror}", str(path))]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        what = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SpecError([problem("yaml", f"syntax error at {where}: {what}")], source=str(path)) from None
+    """A spec file as a plain dict, read by the safe reader (arch/reader.py): encoding, size, depth,
+    alias, duplicate-key and number checks, each failure one SpecError line with its position."""
+    data = read_yaml_file(path)
     if not isinstance(data, dict):
-        raise SpecError([problem("", "a spec is a YAML mapping with keys version, name, operation, ...", type(data).__name__)],
-                        source=str(path))
+        raise SpecError([problem("", "a spec is a YAML mapping with keys version, name, operation, ...",
+                                 type(data).__name__)], source=str(path))
     return data
 
 
@@ -213,9 +204,10 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
             value = raw.strip()          # a shape such as 0x4 (YAML would read it as hex)
         else:
             try:
-                value = yaml.safe_load(raw) if raw.strip() else ""
-            except yaml.YAMLError:
-                value = raw
+                value = parse_override_value(raw, key.strip())
+            except SpecError as err:
+                problems += err.problems
+                continue
         node = out
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
@@ -238,43 +230,21 @@ def load_spec(name: str | Path, overrides: Sequence[str] = ()) -> Design:
 # ----------------------------------------------------------------------------------------------
 # phase 1: schema
 
+_SCHEMA_HINTS = {
+    "array.shape": "a list of 1 to 3 positive integers, e.g. [4, 4], or '4x4'",
+    "version": "only spec version 1 exists",
+    "types.*": "data types are intN or uintN with N in 1..64, e.g. int8",
+    "dataflows": "dataflow names start with a letter or '_' and hold letters, digits and '_'",
+}
+
+
 def _schema_problems(data: dict) -> list[Problem]:
-    schema = spec_schema()
-    validator = jsonschema.Draft202012Validator(schema)
     problems = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
-        path = ".".join(str(p) for p in err.absolute_path)
-        if err.validator == "additionalProperties":
-            allowed = list((err.schema.get("properties") or {}).keys())
-            extra = [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
-            for key in extra:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
-                problems.append(problem(f"{path}.{key}" if path else key, f"unknown key; {fix}"))
-            continue
-        if err.validator == "required":
-            missing = err.message.split("'")[1] if "'" in err.message else err.message
-            problems.append(problem(f"{path}.{missing}" if path else missing, "required key is missing"))
-            continue
-        if err.validator == "minimum":
-            problems.append(problem(path, f"must be at least {err.validator_value}", err.instance))
-            continue
-        if err.validator in ("maximum", "exclusiveMinimum"):
-            word = "at most" if err.validator == "maximum" else "greater than"
-            problems.append(problem(path, f"must be {word} {err.validator_value}", err.instance))
-            continue
-        if err.validator == "oneOf" and path.endswith("shape"):
-            bad = [v for v in err.instance if isinstance(v, int) and v < 1] if isinstance(err.instance, list) else []
-            msg = "every array dimension must be at least 1" if bad else "a list of 1 to 3 positive integers, e.g. [4, 4], or '4x4'"
-            problems.append(problem(path, msg, err.instance))
-            continue
-        if err.validator == "pattern" and "types" in path:
-            problems.append(problem(path, "data types are intN or uintN with N in 1..64, e.g. int8", err.instance))
-            continue
-        if err.validator == "const" and path == "version":
-            problems.append(problem(path, "only spec version 1 exists", err.instance))
-            continue
-        problems.append(problem(path or "spec", err.message.replace(repr(err.instance), "").strip() or err.message, err.instance))
+    for p in schema_problems(spec_schema(), data, _SCHEMA_HINTS):
+        if p.path == "array.shape" and isinstance(p.got, list) and any(
+                isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in p.got):
+            p = problem(p.path, "every array dimension must be at least 1", p.got)
+        problems.append(p)
     return problems
 
 
