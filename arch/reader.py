@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, SpecError, problem
+from .errors import Problem, SpecError, problem, short_repr
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "read_yaml_file", "parse_yaml_text", "parse_override_value"]
 
@@ -74,10 +74,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, str):
-            where = f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}"
+            kind = {bool: "true/false", int: "an integer", float: "a number"}.get(type(key), type(key).__name__)
             raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} at {where} is a {type(key).__name__}, not text; quote it, "
-                f"e.g. '{key}'", key_node.start_mark)
+                None, None, f"the key {short_repr(key)} is {kind}, not text; keys are names: quote it if you "
+                f"mean the text, e.g. '{short_repr(key)}'", key_node.start_mark)
         if key in out:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first at line {first_line[key]}); YAML would keep only the last, "

@@ -174,6 +174,9 @@ def read_spec_file(path: Path) -> dict:
     """A spec file as a plain dict, read by the safe reader (arch/reader.py): encoding, size, depth,
     alias, duplicate-key and number checks, each failure one SpecError line with its position."""
     data = read_yaml_file(path)
+    if data is None:
+        raise SpecError([problem("spec", "the file is empty; a spec is a YAML mapping with keys version, name, "
+                                 "operation, ... (see archgen list for examples)")], source=str(path))
     if not isinstance(data, dict):
         raise SpecError([problem("", "a spec is a YAML mapping with keys version, name, operation, ...",
                                  type(data).__name__)], source=str(path))

@@ -14,8 +14,21 @@ from pathlib import Path
 
 from archgen import __version__
 from archgen.arch.errors import ArchgenError, SpecError, ToolMissingError, problem
+from archgen.limits import (guard_array_workload, guard_design_size, guard_int, guard_spatten_workload,
+                            guard_verify_problem)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TOOL = 0, 1, 2, 3
+
+
+class UsageError(ArchgenError):
+    """A command line argparse cannot read (unknown option, missing value, not a number)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and calling sys.exit from inside."""
+
+    def error(self, message):
+        raise UsageError(f"{message}; see '{self.prog} --help'")
 
 
 def _console():
@@ -50,14 +63,26 @@ def _load_spatten(path, data):
     return load_spatten_spec(data)
 
 
-def _parse_dims(text: str, what: str) -> list[int]:
+def _parse_dims(text: str, what: str, count: int | None = None, example: str = "13,29,7") -> list[int]:
+    """Comma-separated positive integers, exactly ``count`` of them when given."""
+    want = f"{count} comma-separated positive integers, e.g. {example}" if count else \
+        f"comma-separated positive integers, e.g. {example}"
     try:
         vals = [int(v) for v in text.split(",")]
     except ValueError:
-        raise SpecError([problem(what, "comma-separated positive integers, e.g. 13,29,7", text)]) from None
+        raise SpecError([problem(what, want, text)]) from None
+    if count is not None and len(vals) != count:
+        raise SpecError([problem(what, want, text)])
     if any(v < 1 for v in vals):
         raise SpecError([problem(what, "sizes must be at least 1", text)])
+    if any(v > 1_000_000 for v in vals):
+        raise SpecError([problem(what, "sizes must be at most 1,000,000 (the spec's bounds limit)", text)])
     return vals
+
+
+def _check_out(path, flag: str):
+    from archgen.arch.files import check_output_dir
+    return check_output_dir(path, flag)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -66,9 +91,16 @@ def _parse_dims(text: str, what: str) -> list[int]:
 def cmd_build(args) -> int:
     con = _console()
     path, data = _raw_spec(args.spec, args.set)
+    if args.out is not None:
+        _check_out(args.out, "--out")
     if _is_spatten(data):
+        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline"), "a SpAtten spec")
         return _build_spatten(args, path, data, con)
     design = _load_array(path, data)
+    guard_design_size(design, "build", args.force)
+    design.dataflow(args.dataflow)              # an unknown --dataflow is refused before any work
+    from archgen.dataflow.delays import DelayTable
+    DelayTable.load(args.target)
     from archgen.dataflow.explain import explain
     from archgen.rtlgen.build import build_array, manifest_json, write_outputs
     if args.explain:
@@ -81,7 +113,7 @@ def cmd_build(args) -> int:
     if len(design.dataflows) > 1 and not args.dataflow:
         raise SpecError([problem("--dataflow", "this spec has several dataflows; fused builds are not available yet, "
                                  f"pick one of: {', '.join(d.name for d in design.dataflows)}")])
-    out = Path(args.out or Path("out") / design.name)
+    out = _check_out(args.out or Path("out") / design.name, "--out")
     t0 = time.perf_counter()
     text, manifest = build_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
     files = {f"{design.name}.v": text, "manifest.json": manifest_json(manifest)}
@@ -132,7 +164,7 @@ def _array_report(design, args, text, manifest) -> dict:
 def _build_spatten(args, path, data, con) -> int:
     from archgen.rtlgen.spatten_top import write_spatten_build
     spec = _load_spatten(path, data)
-    out = Path(args.out or Path("out") / spec.name)
+    out = _check_out(args.out or Path("out") / spec.name, "--out")
     t0 = time.perf_counter()
     written = write_spatten_build(spec, out, report=args.report)
     lines = written[f"{spec.name}.v"].read_text().count("\n")
@@ -161,27 +193,31 @@ def _build_spatten(args, path, data, con) -> int:
 
 def cmd_verify(args) -> int:
     con = _console()
+    _check_options(guard_int("--seed", args.seed, 0, 2**32 - 1, "a numpy seed"))
     path, data = _raw_spec(args.spec, args.set)
     if _is_spatten(data):
+        _refuse_array_options(args, ("gemm", "bounds", "dataflow"), "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
+    _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
     design = _load_array(path, data)
+    design.dataflow(args.dataflow)
     from archgen.verif.array_check import verify_array
-    if args.gemm:
-        sizes = _parse_dims(args.gemm, "--gemm")
-        if len(sizes) != 3:
-            raise SpecError([problem("--gemm", "three sizes M,K,N", args.gemm)])
-        m, k, n = sizes
+    if args.gemm is not None and args.bounds is not None:
+        raise SpecError([problem("--gemm", "give --gemm or --bounds, not both", args.gemm)])
+    if args.gemm is not None:
+        m, k, n = _parse_dims(args.gemm, "--gemm", 3)
         names = design.operation.dims
         if tuple(sorted(names)) != ("i", "j", "k"):
             raise SpecError([problem("--gemm", f"this spec's loops are {', '.join(names)}; use --bounds", args.gemm)])
         bounds = {"i": m, "k": k, "j": n}
-    elif args.bounds:
-        bounds = {}
-        for item in args.bounds.split(","):
-            key, _, val = item.partition("=")
-            bounds[key.strip()] = _parse_dims(val, f"--bounds {key}")[0]
+    elif args.bounds is not None:
+        bounds = _parse_bounds(args.bounds, design)
     else:
         bounds = design.reference_bounds
+    guard_design_size(design, "verify", args.force)
+    from archgen.mappings.tiling import map_problem
+    guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow)),
+                         "--gemm" if args.gemm is not None else "--bounds", args.force)
     res = verify_array(design, bounds, seed=args.seed, dataflow=args.dataflow)
     con.print(f"{design.name} / {res.dataflow}  problem {res.bounds}  seed {args.seed}", markup=False)
     con.print(f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
@@ -193,18 +229,66 @@ def cmd_verify(args) -> int:
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
+def _parse_bounds(text: str, design) -> dict[str, int]:
+    """``n=1,k=6,...``: every key a loop of the spec, each once, each a positive integer."""
+    bounds: dict[str, int] = {}
+    problems = []
+    for item in text.split(","):
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            problems.append(problem("--bounds", "LOOP=SIZE pairs separated by commas, e.g. i=8,j=8,k=4", item))
+        elif key not in design.operation.dims:
+            problems.append(problem(f"--bounds {key}", f"no loop of that name; loops are "
+                                    f"{', '.join(design.operation.dims)}"))
+        elif key in bounds:
+            problems.append(problem(f"--bounds {key}", "given twice", item))
+        else:
+            try:
+                bounds[key] = _parse_dims(val, f"--bounds {key}", 1, "8")[0]
+            except SpecError as err:
+                problems += err.problems
+    if problems:
+        raise SpecError(problems)
+    return {d: bounds.get(d, 1) for d in design.operation.dims}
+
+
+def _refuse_array_options(args, names, what: str) -> None:
+    """Options that do not apply to this kind of spec are refused, not silently ignored."""
+    given = [n for n in names if getattr(args, n, None) not in (None, False)]
+    if given:
+        raise SpecError([problem("--" + n.replace("_", "-"), f"does not apply to {what}", getattr(args, n))
+                         for n in given])
+
+
+def _check_options(problems) -> None:
+    if problems:
+        raise SpecError(problems)
+
+
 def _verify_spatten(args, path, data, con) -> int:
     spec = _load_spatten(path, data)
+    if args.unit is None:
+        raise SpecError([problem("--unit", "a SpAtten spec is verified unit by unit: --unit topk, core, softmax or pq")])
+    n_max = spec.max_tokens
+    if args.unit != "core" and args.queries is not None:
+        raise SpecError([problem("--queries", "applies to --unit core only", args.queries)])
+    if args.unit in ("softmax", "pq") and args.k is not None:
+        raise SpecError([problem("--k", f"does not apply to --unit {args.unit}", args.k)])
+    _check_options(guard_int("--n", args.n, 1, n_max, f"keys per row; {spec.name} holds max_tokens = {n_max}")
+                   + guard_int("--queries", args.queries, 1, 64, "queries per check")
+                   + guard_int("--k", args.k, 0, args.n if args.n is not None else n_max,
+                               "kept elements, at most --n" if args.n is not None else "kept elements"))
     if args.unit == "topk":
         from archgen.verif.topk_check import verify_topk
         if args.n is None or args.k is None:
             raise SpecError([problem("--n/--k", "the top-k check needs --n N and --k K")])
-        res = verify_topk(args.n, args.k, spec.topk.parallelism, args.seed, max_n=max(2048, args.n),
+        res = verify_topk(args.n, args.k, spec.topk.parallelism, args.seed, max_n=n_max,
                           fifo_depth=spec.topk.fifo_depth)
     elif args.unit in ("core", "softmax", "pq"):
         from archgen.verif.spatten_check import verify_spatten_unit
-        res = verify_spatten_unit(spec, args.unit, seed=args.seed, n_keys=args.n, n_queries=args.queries,
-                                  local_v_keep=args.k)
+        res = verify_spatten_unit(spec, args.unit, seed=args.seed, n_keys=args.n,
+                                  n_queries=2 if args.queries is None else args.queries, local_v_keep=args.k)
     else:
         raise SpecError([problem("--unit", "a SpAtten spec is verified unit by unit: --unit topk, core, softmax or pq",
                                  args.unit)])
@@ -223,12 +307,19 @@ def _verify_spatten(args, path, data, con) -> int:
 
 def cmd_sim(args) -> int:
     con = _console()
+    _check_options(guard_int("--seq", args.seq, 1, 1_000_000, "tokens") + guard_int("--batch", args.batch, 1, 1_000_000)
+                   + guard_int("--kv-len", args.kv_len, 0, 1_000_000, "cached tokens"))
     path, data = _raw_spec(args.spec, args.set)
+    if args.out:
+        _check_out(args.out, "--out")
     workload = _workload(args)
     from archgen.sim.report import render_table, write_sim_report
     if _is_spatten(data):
         spec = _load_spatten(path, data)
         from archgen.sim.spatten_sim import simulate_spatten, spatten_bytes_per_cycle, spatten_peak_macs_per_cycle
+        _refuse_array_options(args, ("dataflow", "ideal_dram", "no_pipeline"), "a SpAtten spec")
+        if args.trace is None:
+            guard_spatten_workload(workload, args.force)
         trace = None
         if args.trace:
             from archgen.workloads.trace import load_trace
@@ -241,6 +332,8 @@ def cmd_sim(args) -> int:
         design = _load_array(path, data)
         if args.trace:
             raise SpecError([problem("--trace", "attention traces drive SpAtten's pruning; an array design has none to apply")])
+        guard_design_size(design, "sim", args.force)
+        guard_array_workload(design, workload, args.dataflow, args.force)
         from archgen.sim.array_sim import simulate_workload_on_array
         from rich.progress import Progress
         n = len(workload.layers)
@@ -267,13 +360,6 @@ def cmd_sim(args) -> int:
 def _workload(args):
     """A library workload, or ``gemm:M,K,N`` for one GEMM layer (C[i,j] += A[i,k] * B[k,j])."""
     from archgen.workloads.library import get_workload
-    if args.workload.startswith("gemm:"):
-        from archgen.workloads.ops import Layer, Workload
-        m, k, n = (_parse_dims(args.workload[5:], "--workload gemm:M,K,N") + [0, 0, 0])[:3]
-        if not n:
-            raise SpecError([problem("--workload", "a single GEMM reads gemm:M,K,N", args.workload)])
-        layer = Layer(name="gemm", kind="gemm", einsum="C[i,j] += A[i,k] * B[k,j]", bounds={"i": m, "k": k, "j": n})
-        return Workload(name=args.workload, layers=(layer,))
     return get_workload(args.workload, seq=args.seq, phase=args.phase, kv_len=args.kv_len, batch=args.batch)
 
 
@@ -309,14 +395,35 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    _check_options(guard_int("--workers", args.workers, 1, 64, "local processes")
+                   + guard_int("--seq", args.seq, 1, 1_000_000, "tokens"))
+    _check_out(args.out, "--out")
+    from archgen.workloads.library import get_workload
+    get_workload(args.workload, seq=args.seq)            # an unknown workload is refused before any point runs
     from archgen.sim.sweep import run_sweep_cli
     return run_sweep_cli(args, _console())
+
+
+def cmd_check(args) -> int:
+    """Load and validate a spec (both phases) and print what it describes; nothing is built."""
+    con = _console()
+    path, data = _raw_spec(args.spec, args.set)
+    if _is_spatten(data):
+        spec = _load_spatten(path, data)
+        con.print(f"{path}: valid SpAtten spec {spec.name!r}: head_dim {spec.head_dim}, max_tokens {spec.max_tokens}, "
+                  f"{spec.qk.multipliers} + {spec.pv.multipliers} multipliers at {spec.clock_mhz:g} MHz", markup=False)
+        return EXIT_OK
+    design = _load_array(path, data)
+    con.print(f"{path}: valid array spec {design.name!r}: {design.operation} on a {'x'.join(map(str, design.shape))} "
+              f"array at {design.clock_mhz:g} MHz; dataflows {', '.join(d.name for d in design.dataflows)}",
+              markup=False)
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archgen", description="Spatial accelerator generator: Verilog and a cycle model that agree.")
+    p = _Parser(prog="archgen", description="Spatial accelerator generator: Verilog and a cycle model that agree.")
     p.add_argument("--version", action="version", version=f"archgen {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -334,17 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-pipeline", action="store_true",
                    help="only the registers the schedule needs, no pipelining for the clock target (compare with --report)")
     b.add_argument("--target", default="asic", help="delay table for pipelining: asic (45 nm estimates), ecp5, or a file")
+    b.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("verify", help="run one random problem on Verilator: outputs exact, RTL cycles == model cycles")
     spec_args(v)
     v.add_argument("--gemm", help="GEMM sizes M,K,N")
     v.add_argument("--bounds", help="loop sizes, e.g. n=1,k=6,p=3,q=3,c=5,r=3,s=3")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int, default=0, help="random operands (0..2^32-1)")
     v.add_argument("--unit", choices=["topk", "core", "softmax", "pq"], help="SpAtten unit to verify")
     v.add_argument("--n", type=int, help="SpAtten: number of scores / keys")
     v.add_argument("--k", type=int, help="SpAtten: k of the top-k (or kept values for --unit core)")
-    v.add_argument("--queries", type=int, default=2, help="SpAtten core: number of queries")
+    v.add_argument("--queries", type=int, help="SpAtten core: number of queries (default 2)")
+    v.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     v.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("sim", help="simulate a workload on a design: per-layer cycles, DRAM traffic, energy")
@@ -359,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ideal-dram", action="store_true",
                    help="streams never wait on DRAM (the Verilator testbench's condition; compare with archgen verify)")
     s.add_argument("--no-pipeline", action="store_true", help="simulate the design built with --no-pipeline")
+    s.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     s.set_defaults(func=cmd_sim)
 
     w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable")
@@ -371,7 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", default="sweep", help="results directory (resumes if it exists)")
     w.add_argument("--workers", type=int, default=1, help="local processes")
     w.add_argument("--dask", help="Dask scheduler address (optional extra)")
+    w.add_argument("--repair", action="store_true",
+                   help="drop corrupt or edited records from the results store and recompute them")
     w.set_defaults(func=cmd_sweep)
+
+    c = sub.add_parser("check", help="validate a spec and print what it describes (nothing is built)")
+    c.add_argument("spec", help="spec file, or the name of a built-in spec")
+    c.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    c.set_defaults(func=cmd_check)
 
     ls = sub.add_parser("list", help="built-in specs and workloads")
     ls.set_defaults(func=cmd_list)
@@ -382,8 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return args.func(args)
     except ToolMissingError as err:
         print(f"archgen: {err}", file=sys.stderr)

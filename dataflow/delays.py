@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from archgen.arch.reader import read_yaml_file
 from archgen.arch.errors import SpecError, problem
 
 __all__ = ["DelayTable", "WidthCurve"]
@@ -87,7 +88,7 @@ class DelayTable:
             if not path.is_file():
                 raise SpecError([problem("target", f"not a built-in delay table {_BUILTIN} nor an existing "
                                          "YAML file", str(target))])
-            text, source = path.read_text(), str(path)
+            return cls.from_dict(read_yaml_file(path, what="delay table"), source=str(path))
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:

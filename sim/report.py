@@ -10,6 +10,8 @@ import json
 import math
 from pathlib import Path
 
+from archgen.arch.files import write_all_or_nothing
+
 from .results import LayerResult, roofline_cycles, totals
 
 __all__ = ["render_table", "roofline_cycles", "write_sim_report"]
@@ -115,8 +117,6 @@ def write_sim_report(results: list[LayerResult], out_dir: Path, *, design: str, 
     """Write ``sim.json``, ``sim.csv``, ``roofline.png`` and ``energy.png`` into ``out_dir``."""
     if not results:
         raise ValueError("write_sim_report needs at least one LayerResult")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     peak, bpc = peak_macs_per_cycle, dram_bytes_per_cycle
     tot = totals(results)
     doc = {
@@ -126,19 +126,22 @@ def write_sim_report(results: list[LayerResult], out_dir: Path, *, design: str, 
         "layers": [dict(_layer_record(r), bound=_bound(r, peak, bpc)) for r in results],
         "total": dict(tot, utilisation=tot["macs"] / (peak * tot["cycles"]) if tot["cycles"] else 0.0),
     }
-    paths = {"json": out_dir / "sim.json", "csv": out_dir / "sim.csv", "roofline_png": out_dir / "roofline.png",
-             "energy_png": out_dir / "energy.png"}
-    paths["json"].write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     cols, rows = _csv_rows(results)
     for r, row in zip(results, rows):
         row["bound"] = _bound(r, peak, bpc)
-    with paths["csv"].open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    _plot_roofline(results, paths["roofline_png"], design, peak, bpc)
-    _plot_energy(results, paths["energy_png"], design)
-    return paths
+
+    def write_csv(path: Path) -> None:
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+
+    files = {"sim.json": json.dumps(doc, indent=2, sort_keys=True) + "\n", "sim.csv": write_csv,
+             "roofline.png": lambda p: _plot_roofline(results, p, design, peak, bpc),
+             "energy.png": lambda p: _plot_energy(results, p, design)}
+    written = write_all_or_nothing(out_dir, files)
+    return {"json": written["sim.json"], "csv": written["sim.csv"], "roofline_png": written["roofline.png"],
+            "energy_png": written["energy.png"]}
 
 
 def _fmt(x: float) -> str:

@@ -22,7 +22,7 @@ from archgen.arch.errors import SpecError, problem
 
 from .ops import Layer, Workload, WorkloadInfo
 
-__all__ = ["get_workload", "list_workloads", "GEMM", "QK_BMM", "AV_BMM"]
+__all__ = ["get_workload", "gemm_workload", "list_workloads", "GEMM", "QK_BMM", "AV_BMM"]
 
 GEMM = "C[i,j] += A[i,k] * B[k,j]"
 QK_BMM = "S[b,i,j] += Q[b,i,k] * K[b,j,k]"
@@ -193,6 +193,29 @@ def _decoder(m, batch, phase, q_len, kv_len):
     return layers
 
 
+def gemm_workload(name: str, *, seq=None, kv_len=None, batch: int = 1) -> Workload:
+    """``gemm:M,K,N``: one GEMM layer C[i,j] += A[i,k] * B[k,j] with i < M, k < K, j < N."""
+    text = name[len("gemm:"):]
+    problems = []
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) != 3 or any(v < 1 for v in sizes):
+        problems.append(problem("workload", "a single GEMM reads gemm:M,K,N with three positive integers, e.g. "
+                                "gemm:64,128,32", name))
+    for flag, v in (("seq", seq), ("kv_len", kv_len)):
+        if v is not None:
+            problems.append(problem(flag, "a gemm:M,K,N workload has no sequence; omit it", v))
+    if batch != 1:
+        problems.append(problem("batch", "a gemm:M,K,N workload is one GEMM; fold a batch into M", batch))
+    if problems:
+        raise SpecError(problems)
+    m, k, n = sizes
+    layer = Layer(name="gemm", kind="gemm", einsum="C[i,j] += A[i,k] * B[k,j]", bounds={"i": m, "k": k, "j": n})
+    return Workload(name=name, layers=(layer,))
+
+
 def get_workload(name: str, seq: int | None = None, phase: str = "prefill", kv_len: int | None = None,
                  batch: int = 1) -> Workload:
     """Build a named workload.
@@ -201,6 +224,8 @@ def get_workload(name: str, seq: int | None = None, phase: str = "prefill", kv_l
     step of a decoder with ``kv_len`` cached tokens (default: the model's default sequence length).
     Vision models take neither. Raises `SpecError` listing known names or the bad argument.
     """
+    if isinstance(name, str) and name.startswith("gemm:"):
+        return gemm_workload(name, seq=seq, kv_len=kv_len, batch=batch)
     models = _models()
     if name not in models:
         raise SpecError([problem("workload", f"unknown workload; known: {', '.join(sorted(models))}", name)])

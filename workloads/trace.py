@@ -101,7 +101,7 @@ def _check_arrays(h: TraceHeader, probs: np.ndarray, head_imp: np.ndarray) -> No
             bad = [f"{probs.ndim} dimensions instead of 4"]
         problems.append(problem("probs.shape", f"does not match the header [layers, heads, queries, seq_len]"
                                                f" = {list(want)}: {'; '.join(bad)}", tuple(probs.shape)))
-    elif str(probs.dtype) != h.dtype:
+    elif probs.dtype.kind != "f" or str(probs.dtype) != h.dtype:
         problems.append(problem("probs.dtype", f"header says {h.dtype}", str(probs.dtype)))
     else:
         tol = _ROW_SUM_TOL[h.dtype]
@@ -118,6 +118,11 @@ def _check_arrays(h: TraceHeader, probs: np.ndarray, head_imp: np.ndarray) -> No
     if head_imp.shape != (h.layers, h.heads):
         problems.append(problem("head_importance.shape", f"must be [layers, heads] = {[h.layers, h.heads]}",
                                 tuple(head_imp.shape)))
+    elif head_imp.dtype.kind not in "fiu":
+        problems.append(problem("head_importance.dtype", "must be numeric", str(head_imp.dtype)))
+    elif not np.isfinite(head_imp).all() or (head_imp < 0).any():
+        problems.append(problem("head_importance", "must be finite and >= 0 (a sum of |P V|)",
+                                float(head_imp[~np.isfinite(head_imp) | (head_imp < 0)].flat[0])))
     if problems:
         raise SpecError(problems)
 
@@ -158,21 +163,41 @@ def _workload_problems(h: TraceHeader, workload) -> list:
     return problems
 
 
-def load_trace(path: str | Path, workload=None) -> AttentionTrace:
-    """Read a trace and check it against its own header and, when given, a `Workload`."""
-    path = Path(path)
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file; any numpy, zip or OS failure becomes one SpecError naming the file."""
+    if path.is_dir():
+        raise SpecError([problem("trace", "is a directory; give an .npz trace file", str(path))])
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise SpecError([problem("trace", f"cannot read {path} as an .npz trace: {exc}")]) from exc
+            if not hasattr(data, "files"):
+                raise SpecError([problem("trace", f"{path} holds a single array, not an .npz archive of a trace")])
+            return {k: data[k] for k in data.files}
+    except SpecError:
+        raise
+    except OSError as exc:
+        raise SpecError([problem("trace", f"cannot read {path}: {exc.strerror or exc}")]) from None
+    except ValueError as exc:
+        why = ("it is neither an .npz archive nor an .npy array (numpy could only read it by unpickling "
+               "Python objects, which archgen never does)" if "pickle" in str(exc) else f"numpy cannot read it ({exc})")
+        raise SpecError([problem("trace", f"{path} is not an .npz trace: {why}")]) from None
+    except Exception as exc:          # EOFError, zipfile.BadZipFile, zlib.error, KeyError from a damaged archive
+        raise SpecError([problem("trace", f"{path} is not a readable .npz trace (empty, truncated or damaged: "
+                                 f"{type(exc).__name__}: {exc}); traces are written by archgen.workloads.trace.save_trace")]) from None
+
+
+def load_trace(path: str | Path, workload=None) -> AttentionTrace:
+    """Read a trace and check it against its own header and, when given, a `Workload`."""
+    arrays = _read_npz(Path(path))
     missing = [k for k in ("header", "probs", "head_importance") if k not in arrays]
     if missing:
-        raise SpecError([problem("trace", f"{path} lacks arrays {missing}")])
+        raise SpecError([problem("trace", f"{path} lacks the arrays {', '.join(missing)}; it is not an archgen trace")])
     try:
         raw = json.loads(arrays["header"].tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SpecError([problem("header", f"not valid JSON: {exc}")]) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise SpecError([problem("trace.header", f"not valid JSON text: {exc}")]) from None
+    if not isinstance(raw, dict):
+        raise SpecError([problem("trace.header", "must be a JSON object with model, layers, heads, seq_len, queries",
+                                 type(raw).__name__)])
     known = {f.name for f in fields(TraceHeader)}
     unknown = sorted(set(raw) - known)
     required = {"model", "layers", "heads", "seq_len", "queries"} - set(raw)
@@ -180,6 +205,8 @@ def load_trace(path: str | Path, workload=None) -> AttentionTrace:
         raise SpecError([problem(f"header.{k}", "unknown field") for k in unknown]
                         + [problem(f"header.{k}", "required field missing") for k in sorted(required)])
     if raw.get("tokens") is not None:
+        if not isinstance(raw["tokens"], list) or not all(isinstance(t, str) for t in raw["tokens"]):
+            raise SpecError([problem("header.tokens", "must be a list of strings", raw["tokens"])])
         raw["tokens"] = tuple(raw["tokens"])
     header = TraceHeader(**raw)
     trace = AttentionTrace(header, arrays["probs"], arrays["head_importance"])

@@ -23,7 +23,8 @@ def test_sweep_resumes_and_is_deterministic(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "evaluate_point", lambda p: calls.append(p) or {})
     again = sw.run_sweep(points, tmp_path)
     assert calls == [] and again == first           # nothing recomputed after a restart
-    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    header, *lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert json.loads(header) == {"archgen_sweep_store": 1}
     assert [json.loads(x)["key"] for x in lines] == [p.key() for p in points]
 
 
