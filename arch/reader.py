@@ -49,6 +49,8 @@ class _TooDeep(Exception):
 class _Loader(yaml.SafeLoader):
     """SafeLoader with a nesting limit, duplicate-key refusal, YAML 1.2 floats and dates as text."""
 
+    int_keys = False
+
     def compose_node(self, parent, index):
         self._depth = getattr(self, "_depth", 0) + 1
         try:
@@ -73,7 +75,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     first_line: dict = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, str):
+        if not isinstance(key, str) and not (loader.int_keys and isinstance(key, int) and not isinstance(key, bool)):
             kind = {bool: "true/false", int: "an integer", float: "a number"}.get(type(key), type(key).__name__)
             raise yaml.constructor.ConstructorError(
                 None, None, f"the key {short_repr(key)} is {kind}, not text; keys are names: quote it if you "
@@ -96,6 +98,12 @@ def _refuse_tag(loader: _Loader, node):
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 for _tag in ("binary", "set", "omap", "pairs", "timestamp"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+
+class _IntKeyLoader(_Loader):
+    """For tables keyed by bit width (delay tables: ``delay_ns: {8: 0.6, 16: 0.95}``)."""
+
+    int_keys = True
 
 
 def _where(mark) -> str:
@@ -141,7 +149,7 @@ class _Recursive(Exception):
         self.path = path
 
 
-def parse_yaml_text(data: bytes | str, source: str | None = None, *, what: str = "spec") -> Any:
+def parse_yaml_text(data: bytes | str, source: str | None = None, *, what: str = "spec", int_keys: bool = False) -> Any:
     """Decode, parse and check one YAML document; raise SpecError (``yaml: ...``) on any failure."""
     if isinstance(data, bytes):
         if len(data) > MAX_BYTES:
@@ -158,7 +166,7 @@ def parse_yaml_text(data: bytes | str, source: str | None = None, *, what: str =
             raise SpecError([problem(what, f"the text is {len(text):,} characters; a {what} is at most "
                                      f"{MAX_BYTES:,}")], source=source)
     try:
-        value = yaml.load(text, Loader=_Loader)
+        value = yaml.load(text, Loader=_IntKeyLoader if int_keys else _Loader)
     except _TooDeep as err:
         raise SpecError([problem("yaml", f"nested more than {MAX_DEPTH} levels deep at {_where(err.mark)}")],
                         source=source) from None
@@ -185,7 +193,7 @@ def parse_yaml_text(data: bytes | str, source: str | None = None, *, what: str =
     return tree
 
 
-def read_yaml_file(path: str | Path, *, what: str = "spec") -> Any:
+def read_yaml_file(path: str | Path, *, what: str = "spec", int_keys: bool = False) -> Any:
     """Read and parse a YAML file with the checks above; unreadable files become a SpecError."""
     path = Path(path)
     try:
@@ -198,7 +206,7 @@ def read_yaml_file(path: str | Path, *, what: str = "spec") -> Any:
     if len(data) > MAX_BYTES:
         raise SpecError([problem(what, f"the file is larger than {MAX_BYTES:,} bytes; a {what} is a short YAML file")],
                         source=str(path))
-    return parse_yaml_text(data, source=str(path), what=what)
+    return parse_yaml_text(data, source=str(path), what=what, int_keys=int_keys)
 
 
 def parse_override_value(raw: str, field: str) -> Any:

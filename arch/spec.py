@@ -416,6 +416,14 @@ def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]
                                     list(inner)))
     df = Dataflow(name, ts_map, tuple(Dim(x) for x in order), tuple(int(c) for c in control), spatial, form,
                   d.get("description", ""), inner)
+    if spatial is not None and not problems and not df.inner_dims() and len(spatial) < len(order):
+        # the tiles' steps are the loops after the last spatial one; with none, every operand would be
+        # held for a one-step tile and nothing streams through the array
+        spatial_loops = {dd for _a, dd in spatial}
+        suggestion = [x for x in order if x in spatial_loops] + [x for x in order if x not in spatial_loops]
+        problems.append(problem(f"{path}.order", "no temporal loop runs inside a tile: the generator needs at least "
+                                "one non-spatial loop after the last spatial loop (or an explicit 'inner'), e.g. "
+                                f"order {suggestion}", list(order)))
     if form == "stt":
         object.__setattr__(df, "_stt", np.array(d["stt"], dtype=np.int64))
     return df, problems

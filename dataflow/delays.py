@@ -88,7 +88,7 @@ class DelayTable:
             if not path.is_file():
                 raise SpecError([problem("target", f"not a built-in delay table {_BUILTIN} nor an existing "
                                          "YAML file", str(target))])
-            return cls.from_dict(read_yaml_file(path, what="delay table"), source=str(path))
+            return cls.from_dict(read_yaml_file(path, what="delay table", int_keys=True), source=str(path))
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
