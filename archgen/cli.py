@@ -80,6 +80,12 @@ def _parse_dims(text: str, what: str, count: int | None = None, example: str = "
     return vals
 
 
+def _working(con, what: str):
+    """A spinner on a terminal while long work runs; nothing in logs and pipes."""
+    import contextlib
+    return con.status(what) if sys.stdout.isatty() else contextlib.nullcontext()
+
+
 def _check_out(path, flag: str):
     from archgen.arch.files import check_output_dir
     return check_output_dir(path, flag)
@@ -201,7 +207,6 @@ def cmd_verify(args) -> int:
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
     design = _load_array(path, data)
     design.dataflow(args.dataflow)
-    from archgen.verif.array_check import verify_array
     if args.gemm is not None and args.bounds is not None:
         raise SpecError([problem("--gemm", "give --gemm or --bounds, not both", args.gemm)])
     if args.gemm is not None:
@@ -218,7 +223,9 @@ def cmd_verify(args) -> int:
     from archgen.mappings.tiling import map_problem
     guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow)),
                          "--gemm" if args.gemm is not None else "--bounds", args.force)
-    res = verify_array(design, bounds, seed=args.seed, dataflow=args.dataflow)
+    from archgen.verif.array_check import verify_array
+    with _working(con, f"verifying {design.name} on Verilator (build, then run)"):
+        res = verify_array(design, bounds, seed=args.seed, dataflow=args.dataflow)
     con.print(f"{design.name} / {res.dataflow}  problem {res.bounds}  seed {args.seed}", markup=False)
     con.print(f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
               + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} beats differ; first {res.detail.get('first_mismatch')})"),
@@ -230,7 +237,7 @@ def cmd_verify(args) -> int:
 
 
 def _parse_bounds(text: str, design) -> dict[str, int]:
-    """``n=1,k=6,...``: every key a loop of the spec, each once, each a positive integer."""
+    """``n=1,k=6,...``: every loop of the spec exactly once, each a positive integer."""
     bounds: dict[str, int] = {}
     problems = []
     for item in text.split(","):
@@ -248,9 +255,13 @@ def _parse_bounds(text: str, design) -> dict[str, int]:
                 bounds[key] = _parse_dims(val, f"--bounds {key}", 1, "8")[0]
             except SpecError as err:
                 problems += err.problems
+    missing = [d for d in design.operation.dims if d not in bounds]
+    if missing and not problems:
+        problems.append(problem("--bounds", f"give a size for every loop of the spec; missing {', '.join(missing)}",
+                                text))
     if problems:
         raise SpecError(problems)
-    return {d: bounds.get(d, 1) for d in design.operation.dims}
+    return {d: bounds[d] for d in design.operation.dims}
 
 
 def _refuse_array_options(args, names, what: str) -> None:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cli"))
-from hostile_cases import cases  # noqa: E402
+from hostile_cases import cases, more_cases  # noqa: E402
 
 
 def run_case(name, argv, files, timeout):
@@ -58,7 +58,7 @@ def main():
     a = ap.parse_args()
     counts: dict[str, int] = {}
     slow = 0
-    for name, argv, files in cases():
+    for name, argv, files in cases() + more_cases():
         if a.only and a.only not in name:
             continue
         outcome, dt, detail = run_case(name, argv, files, a.timeout)

@@ -137,3 +137,27 @@ def cases():
     add("store foreign", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.jsonl": '{"hello": 1}\n'})
     add("store is dir", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.jsonl/x": "1"})
     return c
+
+
+def more_cases():
+    """Cases added after the first corpus run (kept apart so the issue's classes stay recognisable)."""
+    g = GEMM
+    c = []
+    add = lambda name, argv, files=None: c.append((name, argv, files or {}))
+    add("bounds missing loop", ["verify", "s.yaml", "--bounds", "i=4,j=4"], _spec(g))
+    add("bounds twice", ["verify", "s.yaml", "--bounds", "i=4,j=4,k=2,i=5"], _spec(g))
+    add("gemm and bounds", ["verify", "s.yaml", "--gemm", "4,4,4", "--bounds", "i=4,j=4,k=4"], _spec(g))
+    add("order no inner loop", ["check", "s.yaml"], _spec(g.replace("order: [i, j, k]", "order: [i, k, j]")))
+    add("unknown option", ["build", "s.yaml", "--frobnicate"], _spec(g))
+    add("seed not int", ["verify", "s.yaml", "--seed", "abc"], _spec(g))
+    add("out under file", ["build", "s.yaml", "-o", "f/sub"], {**_spec(g), "f": "x"})
+    add("delay table hostile", ["build", "s.yaml", "--target", "t.yaml", "-o", "o"], {**_spec(g), "t.yaml": b"\xff\xfe"})
+    add("unit missing on spatten", ["verify", "spatten_small.yaml"])
+    add("queries on topk", ["verify", "spatten_small.yaml", "--unit", "topk", "--n", "8", "--k", "2", "--queries", "3"])
+    add("dataflow on spatten", ["build", "spatten_small.yaml", "--dataflow", "os", "-o", "o"])
+    add("spatten nan bandwidth", ["check", "spatten_small.yaml", "--set", "dram.bandwidth_gb_s=.nan"])
+    add("spatten huge multipliers", ["check", "spatten_small.yaml", "--set", "units.qk.multipliers=100000000000"])
+    add("spatten bad yaml", ["check", "s.yaml"], _spec("version: 1\nkind: spatten\nname: [\n"))
+    add("sweep vary nan", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--vary", "clock_mhz=.nan", "--out", "sw"], _spec(g))
+    add("workload gemm with seq", ["sim", "s.yaml", "--workload", "gemm:4,4,4", "--seq", "8"], _spec(g))
+    return c

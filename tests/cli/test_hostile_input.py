@@ -13,9 +13,9 @@ import pytest
 
 from archgen.cli import main
 
-from hostile_cases import GEMM, cases
+from hostile_cases import GEMM, cases, more_cases
 
-CASES = cases()
+CASES = cases() + more_cases()
 
 
 def _run(argv, root: Path, monkeypatch):
