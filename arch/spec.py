@@ -212,11 +212,27 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
                 problems += err.problems
                 continue
         node = out
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                node[p] = {}
-            node = node[p]
-        node[parts[-1]] = value
+        for depth, p in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                # a list entry by position: --set dataflows.os.control.0=2
+                if not (p.isdigit() and int(p) < len(node)):
+                    problems.append(problem(f"--set {key.strip()}", f"{'.'.join(parts[:depth]) or 'the spec'} is a list "
+                                            f"of {len(node)}; address an entry by its position 0..{len(node) - 1}", p))
+                    break
+                p = int(p)
+                if last:
+                    node[p] = value
+                else:
+                    if not isinstance(node[p], (dict, list)):
+                        node[p] = {}
+                    node = node[p]
+            elif last:
+                node[p] = value
+            else:
+                if not isinstance(node.get(p), (dict, list)):
+                    node[p] = {}
+                node = node[p]
     if problems:
         raise SpecError(problems)
     return out
