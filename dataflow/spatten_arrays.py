@@ -29,6 +29,7 @@ from functools import lru_cache
 from archgen.arch.errors import Problem, SpecError, problem
 from archgen.arch.spatten_spec import SpattenLatencies, SpattenSpec, spatten_formats
 from archgen.arch.spec import Design, load_spec_data
+from archgen.dataflow.spatten_stages import exp_stages, recip_cycles
 from archgen.dataflow.interconnect import FUGraph, OperandPlan, derive_interconnect
 from archgen.dataflow.pipelining import ArrayTiming, array_timing
 from archgen.dataflow.schedule import array_schedule
@@ -184,9 +185,9 @@ def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
         query_accept=1,
         # key SRAM read, then the QxK array (multipliers, adder trees, the LP's registers); then softmax
         qk_pipe=1 + arrays["qk"].latency,
-        # score read, subtract, x log2(e) and shift, f x ln2, Horner steps, 2^-n shift, emit + sum
-        exp_pipe=1 + 1 + 1 + 1 + (len(f.taylor_coeffs) - 1) + 1 + 1,
-        recip=f.recip_bits + 1,
+        # the exponential pipeline and the divider as rtlgen/softmax.py builds them (one stage per entry)
+        exp_pipe=len(exp_stages(f)),
+        recip=recip_cycles(f),
         pq_decide=1,
         # exponential read, normalise (x reciprocal) while the value row is read, then the PxV array;
         # its partial sums enter the accumulator that cycle

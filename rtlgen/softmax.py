@@ -19,6 +19,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+from archgen.dataflow.spatten_stages import exp_stages, recip_steps
 
 __all__ = ["Softmax", "Normalize", "score_beat_layout", "exp_beat_layout"]
 
@@ -92,7 +93,7 @@ class Softmax(wiring.Component):
         total = Signal(f.sum_bits)
         recip = self.recip
         rem = Signal(f.sum_bits + 1)
-        steps = Signal(range(f.recip_bits + 1))
+        steps = Signal(range(recip_steps(f) + 1))
         m.d.comb += self.busy.eq(state != _State.LOAD)
 
         # LOAD: write each beat to the buffer, fold its kept lanes into the row maximum.
@@ -107,8 +108,12 @@ class Softmax(wiring.Component):
         row_data = [rp.data[i * sw:(i + 1) * sw].as_signed() for i in range(P)]
         row_keep = rp.data[P * sw:]
 
-        # EXP pipeline: stage registers carry (valid, last, keep) alongside the lane values.
+        # EXP pipeline: stage registers carry (valid, last, keep) alongside the lane values, one stage
+        # per entry of exp_stages (checked below, so the model's count is the one built here)
+        built: list[str] = ["x0"]
+
         def ctl(name):
+            built.append(name)
             return (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"),
                     Signal(P, name=f"{name}_keep"))
 
@@ -161,6 +166,9 @@ class Softmax(wiring.Component):
             # Rounding shift (bias 2**(n-1)); n == exp_bits means the exponential underflowed to 0.
             rounded = (clamped + ((Const(1, f.exp_bits + 2) << n_d[i]) >> 1)) >> n_d[i]
             m.d.sync += exps[i].eq(Mux(stage[2][i] & (n_d[i] != f.exp_bits), rounded, 0))
+        if tuple(built) != exp_stages(f):
+            raise RuntimeError(f"softmax built the stages {built}, but the cycle model counts {exp_stages(f)} "
+                               "(archgen.dataflow.spatten_stages); update both together")
         exp_sum = Signal(f.sum_bits)
         m.d.comb += exp_sum.eq(sum(exps))
         out = self.out.payload
@@ -181,7 +189,7 @@ class Softmax(wiring.Component):
                     m.d.sync += total.eq(total + exp_sum)
                     with m.If(ce[1]):
                         m.d.sync += [state.eq(_State.RECIP), rem.eq(1 << (f.recip_num_bits - f.recip_bits)),
-                                     recip.eq(0), steps.eq(f.recip_bits)]
+                                     recip.eq(0), steps.eq(recip_steps(f))]
             with m.Case(_State.RECIP):
                 with m.If(steps == 0):
                     m.d.comb += self.recip_valid.eq(1)

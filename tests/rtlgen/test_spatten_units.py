@@ -240,3 +240,25 @@ def test_core_on_amaranth_sim_matches_model_values_and_cycles():
     _run(dut, bench)
     assert seen["cycles"] == model.cycles
     assert np.array_equal(np.array(seen["outs"]), model.outputs)
+
+
+def test_softmax_builds_the_stages_the_model_counts():
+    """The exponential pipeline's stage registers (signals named <stage>_v, latched in the sync domain)
+    are exactly exp_stages, and the cycle constants read their count (not a hand-kept sum)."""
+    from amaranth.hdl import Fragment
+
+    from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats
+    from archgen.dataflow.spatten_arrays import spatten_latencies
+    from archgen.dataflow.spatten_stages import exp_stages, recip_cycles
+    from archgen.rtlgen.softmax import Softmax
+
+    for name in ("spatten_small", "spatten"):
+        spec = load_spatten_spec(builtin_spec_path(name))
+        fmt = spatten_formats(spec)
+        frag = Fragment.get(Softmax(spec), None)
+        built = {st.lhs.name for st in frag.statements["sync"]
+                 if hasattr(getattr(st, "lhs", None), "name") and st.lhs.name.endswith("_v")}
+        assert built == {f"{s}_v" for s in exp_stages(fmt)}
+        lat = spatten_latencies(spec)
+        assert lat.exp_pipe == len(exp_stages(fmt)) == len(fmt.taylor_coeffs) + 5
+        assert lat.recip == recip_cycles(fmt) == fmt.recip_bits + 1
