@@ -23,7 +23,7 @@ from archgen.arch.schema import schema_problems
 
 __all__ = [
     "SPATTEN_SCHEMA", "SpattenSpec", "QKUnit", "PVUnit", "SoftmaxUnit", "TopKUnit", "SramUnit",
-    "ProgressiveQuantization", "DramSpec", "SpattenFormats", "SpattenLatencies",
+    "ProgressiveQuantization", "DramSpec", "PruningSpec", "PruneSchedule", "SpattenFormats", "SpattenLatencies",
     "load_spatten_spec", "is_spatten_spec", "spatten_formats", "spec_hash", "QK_OPERATION", "PV_OPERATION",
     "builtin_spec_path",
 ]
@@ -47,6 +47,16 @@ _ARRAY_UNIT = {
     "control": {"type": "array", "items": {"type": "integer", "minimum": -4, "maximum": 4}, "minItems": 2,
                 "maxItems": 2, "description": "control vector over the array axes (l, d); [0, 0] = same-cycle "
                 "broadcast and adder trees, non-zero = systolic skew and reduction chains"},
+}
+
+_RATIO = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+_SCHEDULE = {
+    "start": dict(_RATIO, description="fraction removed at the first pruned layer"),
+    "end": dict(_RATIO, description="fraction removed at the last layer (a linear ramp in between)"),
+    "unpruned_layers": {"type": "number", "minimum": 0, "maximum": 1,
+                        "description": "fraction of the leading layers left dense (paper: 0.15 tokens, 0.30 heads)"},
+    "per_layer": {"type": "array", "items": _RATIO, "minItems": 1, "maxItems": 1024,
+                  "description": "fraction removed before each layer; replaces start/end/unpruned_layers"},
 }
 
 SPATTEN_SCHEMA: dict = {
@@ -73,6 +83,12 @@ SPATTEN_SCHEMA: dict = {
         "progressive_quantization": _obj({
             "msb_bits": {"type": "integer", "minimum": 1, "maximum": 32}, "lsb_bits": {"type": "integer", "minimum": 0, "maximum": 32},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1}}),
+        "pruning": _obj({
+            "token": _obj(_SCHEDULE, required=[]),
+            "head": _obj(_SCHEDULE, required=[]),
+            "local_v": dict(_RATIO, description="fraction of V rows removed per query by the local top-k "
+                            "(SpAtten's local value pruning)"),
+        }, required=[]),
         "dram": _obj({"kind": {"type": "string"}, "channels": _POS, "channel_bits": _POS,
                       "bandwidth_gb_s": {"type": "number", "minimum": 0.001, "maximum": 100000}}),
     }, required=["version", "kind", "name", "clock_mhz", "head_dim", "max_tokens", "units",
@@ -131,6 +147,30 @@ class DramSpec:
 
 
 @dataclass(frozen=True)
+class PruneSchedule:
+    """Fractions of tokens (or heads) removed per layer: the paper's ramp, or an explicit list."""
+
+    start: float = 0.0
+    end: float = 0.0
+    unpruned_layers: float = 0.15
+    per_layer: tuple[float, ...] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.per_layer and any(self.per_layer)) or self.start > 0 or self.end > 0
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    """Run-time pruning settings (the RTL is the same for all of them): cascade token and head pruning
+    and local value pruning, as fractions removed (SpAtten, Sec. III)."""
+
+    token: PruneSchedule = PruneSchedule()
+    head: PruneSchedule = PruneSchedule(unpruned_layers=0.30)
+    local_v: float = 0.0
+
+
+@dataclass(frozen=True)
 class SpattenSpec:
     """One SpAtten engine; ``lanes`` (= qk.multipliers / head_dim) keys are scored per cycle."""
 
@@ -148,6 +188,7 @@ class SpattenSpec:
     pq: ProgressiveQuantization
     dram: DramSpec
     version: int = 1
+    pruning: PruningSpec = PruningSpec()
 
     @property
     def lanes(self) -> int:
@@ -163,8 +204,20 @@ class SpattenSpec:
     def bits(self) -> int:
         return self.qk.bits
 
-    def to_dict(self) -> dict:
+    def to_dict(self, *, runtime: bool = True) -> dict:
+        """The spec as plain data; ``runtime=False`` leaves out the run-time pruning settings (the
+        hardware part, which the manifest and the spec hash record)."""
         d = asdict(self)
+        if not runtime:
+            d.pop("pruning")
+        else:
+            for kind in ("token", "head"):
+                sched = d["pruning"][kind]
+                if sched["per_layer"] is None:
+                    del sched["per_layer"]
+                else:
+                    sched = {"per_layer": list(sched["per_layer"])}
+                d["pruning"][kind] = sched
         d["progressive_quantization"] = d.pop("pq")
         d["units"] = {k: d.pop(k) for k in ("qk", "pv", "softmax", "topk", "key_sram", "value_sram")}
         d["kind"] = "spatten"
@@ -172,8 +225,10 @@ class SpattenSpec:
 
 
 def spec_hash(spec: SpattenSpec) -> str:
-    """sha256 of the canonical JSON of the spec (what the manifest records)."""
-    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+    """sha256 of the canonical JSON of the hardware spec (what the manifest records). Pruning is a
+    run-time setting that does not change the RTL, so it is not part of the hash."""
+    d = spec.to_dict(runtime=False)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 def is_spatten_spec(data: Any) -> bool:
@@ -231,6 +286,11 @@ def _semantic_problems(d: dict) -> list:
         if u[key]["bytes"] != want:
             out.append(problem(f"units.{key}.bytes", f"must be buffers x max_tokens x head_dim x bits / 8 = {want}",
                                u[key]["bytes"]))
+    for kind in ("token", "head"):
+        sched = d.get("pruning", {}).get(kind, {})
+        if "per_layer" in sched and set(sched) & {"start", "end", "unpruned_layers"}:
+            out.append(problem(f"pruning.{kind}.per_layer", "give either per_layer or start/end/unpruned_layers, "
+                               "not both", sorted(sched)))
     pq = d["progressive_quantization"]
     if pq["msb_bits"] + pq["lsb_bits"] != qk["bits"]:
         out.append(problem("progressive_quantization.msb_bits", f"msb_bits + lsb_bits must equal units.qk.bits "
@@ -264,10 +324,22 @@ def load_spatten_spec(source: str | Path | dict) -> SpattenSpec:
         pq=ProgressiveQuantization(msb_bits=data["progressive_quantization"]["msb_bits"],
                                    lsb_bits=data["progressive_quantization"]["lsb_bits"],
                                    threshold=float(data["progressive_quantization"]["threshold"])),
+        pruning=_pruning(data.get("pruning", {})),
         dram=DramSpec(kind=data["dram"]["kind"], channels=data["dram"]["channels"],
                       channel_bits=data["dram"]["channel_bits"],
                       bandwidth_gb_s=float(data["dram"]["bandwidth_gb_s"])),
     )
+
+
+def _pruning(d: dict) -> PruningSpec:
+    def schedule(x: dict, default: PruneSchedule) -> PruneSchedule:
+        per = x.get("per_layer")
+        return PruneSchedule(start=float(x.get("start", default.start)), end=float(x.get("end", default.end)),
+                             unpruned_layers=float(x.get("unpruned_layers", default.unpruned_layers)),
+                             per_layer=tuple(float(v) for v in per) if per is not None else None)
+    base = PruningSpec()
+    return PruningSpec(token=schedule(d.get("token", {}), base.token), head=schedule(d.get("head", {}), base.head),
+                       local_v=float(d.get("local_v", 0.0)))
 
 
 def _clog2(x: int) -> int:

@@ -323,8 +323,15 @@ def cmd_sim(args) -> int:
     path, data = _raw_spec(args.spec, args.set)
     if args.out:
         _check_out(args.out, "--out")
-    workload = _workload(args)
-    from archgen.sim.report import render_table, write_sim_report
+    if args.workload is None and not (_is_spatten(data) and args.trace):
+        raise SpecError([problem("--workload", "name a workload (archgen list) or gemm:M,K,N; only a SpAtten "
+                                 "simulation with --trace can take the model's dimensions from the trace")])
+    for flag, value in (("--seq", args.seq), ("--kv-len", args.kv_len)):
+        if args.workload is None and value is not None:
+            raise SpecError([problem(flag, "the trace fixes the sequence; give --workload to check it against one",
+                                     value)])
+    workload = _workload(args) if args.workload is not None else None
+    from archgen.sim.report import render_spatten_table, render_table, spatten_summary, write_sim_report
     if _is_spatten(data):
         spec = _load_spatten(path, data)
         from archgen.sim.spatten_sim import simulate_spatten, spatten_bytes_per_cycle, spatten_peak_macs_per_cycle
@@ -335,10 +342,13 @@ def cmd_sim(args) -> int:
         if args.trace:
             from archgen.workloads.trace import load_trace
             trace = load_trace(args.trace, workload=workload)
-        results = simulate_spatten(spec, workload, trace)
+        with _working(con, f"simulating {spec.name} layer by layer"):
+            results = simulate_spatten(spec, workload, trace)
         name, clock = spec.name, spec.clock_mhz
         peak, bpc = spatten_peak_macs_per_cycle(spec), spatten_bytes_per_cycle(spec)
         skipped = []
+        con.print(render_spatten_table(results))
+        con.print(spatten_summary(results, clock), markup=False)
     else:
         design = _load_array(path, data)
         if args.trace:
@@ -355,7 +365,7 @@ def cmd_sim(args) -> int:
                                                           pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram)
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
-    con.print(render_table(results))
+        con.print(render_table(results))
     if skipped:
         elems = sum(s.elements for s in skipped)
         con.print(f"{len(skipped)} element-wise layer(s) ({', '.join(sorted({s.kind for s in skipped}))}; {elems} elements) "
@@ -415,6 +425,41 @@ def cmd_sweep(args) -> int:
     return run_sweep_cli(args, _console())
 
 
+def cmd_trace(args) -> int:
+    """``trace extract``: a trace from a local Hugging Face BERT-style model; ``trace show``: a header."""
+    con = _console()
+    from archgen.workloads.trace import load_trace, save_trace
+    if args.trace_command == "show":
+        h = load_trace(args.file).header
+        con.print(f"{args.file}: {h.model}, {h.layers} layers x {h.heads} heads, {h.queries} queries over "
+                  f"{h.seq_len} tokens ({h.phase}{', causal' if h.causal else ''}), {h.dtype}, source {h.source}",
+                  markup=False)
+        return EXIT_OK
+    _check_options(guard_int("--max-tokens", args.max_tokens, 2, 65536, "tokens after tokenisation"))
+    model = Path(args.model_dir)
+    if not model.is_dir():
+        raise SpecError([problem("MODEL_DIR", "not a directory; give a local model directory with config.json, "
+                                 "model.safetensors and tokenizer.json", str(model))])
+    try:
+        text = Path(args.text).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError([problem("--text", f"cannot read a UTF-8 text file: {err}", args.text)]) from None
+    if not text.strip():
+        raise SpecError([problem("--text", "the file holds no text", args.text)])
+    out = Path(args.output)
+    if out.is_dir():
+        raise SpecError([problem("-o", "is a directory; give the .npz file to write", args.output)])
+    _check_out(out.parent if str(out.parent) else Path("."), "-o")
+    from archgen.workloads.hf_extract import extract_trace
+    with _working(con, f"running {model.name} on {len(text):,} characters"):
+        trace = extract_trace(model, text, max_tokens=args.max_tokens)
+    from archgen.arch.files import write_all_or_nothing
+    write_all_or_nothing(out.parent, {out.name: lambda p: save_trace(trace, p)})
+    h = trace.header
+    con.print(f"wrote {out}: {h.layers} layers x {h.heads} heads over {h.seq_len} tokens", markup=False)
+    return EXIT_OK
+
+
 def cmd_check(args) -> int:
     """Load and validate a spec (both phases) and print what it describes; nothing is built."""
     con = _console()
@@ -469,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="simulate a workload on a design: per-layer cycles, DRAM traffic, energy")
     spec_args(s)
-    s.add_argument("--workload", required=True, help="workload name (archgen list), or gemm:M,K,N for one GEMM")
+    s.add_argument("--workload", help="workload name (archgen list), or gemm:M,K,N for one GEMM; a SpAtten run "
+                   "with --trace may omit it (dimensions from the trace header)")
     s.add_argument("--seq", type=int, help="sequence length for transformers")
     s.add_argument("--phase", default="prefill", choices=["prefill", "decode"])
     s.add_argument("--kv-len", type=int, help="KV-cache length for decode")
@@ -495,6 +541,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--repair", action="store_true",
                    help="drop corrupt or edited records from the results store and recompute them")
     w.set_defaults(func=cmd_sweep)
+
+    t = sub.add_parser("trace", help="attention traces: extract from a local model, show a header")
+    tsub = t.add_subparsers(dest="trace_command", required=True)
+    te = tsub.add_parser("extract", help="a trace from a local Hugging Face BERT-style model directory (hf extra)")
+    te.add_argument("model_dir", metavar="MODEL_DIR")
+    te.add_argument("--text", required=True, help="UTF-8 text file to run through the model")
+    te.add_argument("-o", "--output", required=True, help="the .npz trace to write")
+    te.add_argument("--max-tokens", type=int, default=512, help="truncate after this many tokens (default 512)")
+    ts = tsub.add_parser("show", help="print a trace's header")
+    ts.add_argument("file")
+    t.set_defaults(func=cmd_trace)
 
     c = sub.add_parser("check", help="validate a spec and print what it describes (nothing is built)")
     c.add_argument("spec", help="spec file, or the name of a built-in spec")

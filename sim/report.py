@@ -14,7 +14,7 @@ from archgen.arch.files import write_all_or_nothing
 
 from .results import LayerResult, roofline_cycles, totals
 
-__all__ = ["render_table", "roofline_cycles", "write_sim_report"]
+__all__ = ["render_table", "render_spatten_table", "spatten_summary", "roofline_cycles", "write_sim_report"]
 
 _PNG_META = {"Software": None}
 
@@ -177,3 +177,38 @@ def render_table(results: list[LayerResult]):
     t.add_row("total", "", _fmt(tot["macs"]), _fmt(tot["cycles"]), _fmt(tot["time_ns"]), util,
               _fmt(tot["roofline_cycles"]), _fmt(tot["dram_bytes"]), _fmt(tot["energy_pj"]), style="bold")
     return t
+
+
+def render_spatten_table(results: list[LayerResult]):
+    """SpAtten per-layer results: what pruning kept, what it cost, and the gain over the dense run of
+    the same engine (``speedup``, DRAM and energy ratios are dense / pruned)."""
+    from rich.table import Table
+
+    t = Table(title="SpAtten per-layer results (ratios: dense run of the same engine / this run)")
+    cols = ("layer", "tokens kept", "heads kept", "LSB refetch (% rows)", "compute (cycles)", "DRAM (cycles)",
+            "cycles", "DRAM (bytes)", "energy (uJ)", "speedup (x)", "DRAM (x)", "energy (x)")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "layer" else "right", overflow="fold", no_wrap=col == "layer")
+    for r in results:
+        x = r.extra
+        t.add_row(r.name, f"{x['tokens_kept']:.1f} / {x['tokens']:.0f}", f"{x['heads_kept']:.1f} / {x['heads']}",
+                  f"{100 * x['lsb_row_fraction']:.1f}", _fmt(round(x["compute_cycles"])),
+                  _fmt(round(x["dram_cycles"])), _fmt(round(r.cycles)), _fmt(r.dram_total_bytes),
+                  f"{r.energy_total_pj / 1e6:.3f}", f"{x['speedup']:.2f}", f"{x['dram_reduction']:.2f}",
+                  f"{x['dense_energy_pj'] / r.energy_total_pj:.2f}" if r.energy_total_pj else "")
+    return t
+
+
+def spatten_summary(results: list[LayerResult], clock_mhz: float) -> str:
+    """One line for the whole model: time, and speedup, DRAM and energy against the dense baselines."""
+    cycles = sum(r.cycles for r in results)
+    dense = sum(r.extra["dense_cycles"] for r in results)
+    dram = sum(r.dram_total_bytes for r in results)
+    dense_dram = sum(r.extra["dense_dram_bytes"] for r in results)
+    fp32 = sum(r.extra["dense_fp32_dram_bytes"] for r in results)
+    energy = sum(r.energy_total_pj for r in results)
+    dense_energy = sum(r.extra["dense_energy_pj"] for r in results)
+    return (f"whole model: {_fmt(round(cycles))} cycles ({cycles * 1e3 / clock_mhz / 1e6:.4g} ms at {clock_mhz:g} MHz); "
+            f"speedup {dense / cycles:.2f}x over the dense run ({_fmt(round(dense))} cycles); DRAM {_fmt(dram)} bytes: "
+            f"{dense_dram / dram:.2f}x less than dense, {fp32 / dram:.2f}x less than dense fp32 K/V "
+            f"({_fmt(round(fp32))} bytes); energy {energy / 1e6:.4g} uJ, {dense_energy / energy:.2f}x less than dense")

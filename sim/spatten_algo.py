@@ -54,6 +54,8 @@ class SpattenAlgoConfig:
     head_prune_start: float | None = None
     head_unpruned_frac: float = 0.30
     value_prune: float = 0.0
+    token_schedule: tuple[float, ...] | None = None   # explicit per-layer ratios (replace the ramp)
+    head_schedule: tuple[float, ...] | None = None
     progressive: bool = True
     msb_bits: int = 8
     lsb_bits: int = 4
@@ -65,6 +67,10 @@ class SpattenAlgoConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < 1):
                 problems.append(problem(f"algo.{name}", "a pruning ratio must be in [0, 1)", v))
+        for name in ("token_schedule", "head_schedule"):
+            sched = getattr(self, name)
+            if sched is not None and (not sched or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in sched)):
+                problems.append(problem(f"algo.{name}", "per-layer pruning ratios must each be in [0, 1)", sched))
         for name in ("token_unpruned_frac", "head_unpruned_frac"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v <= 1):
@@ -239,6 +245,15 @@ class _LayerAccumulator:
             self.c[k] = self.c.get(k, 0) + int(v)
 
 
+def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, start) -> np.ndarray:
+    if explicit is None:
+        return prune_schedule(n_layers, average, unpruned_frac, start)
+    if len(explicit) != n_layers:
+        raise SpecError([problem(f"pruning.{kind}.per_layer", f"has {len(explicit)} entries but the trace has "
+                                 f"{n_layers} layers; give one ratio per layer", len(explicit))])
+    return np.asarray(explicit, dtype=float)
+
+
 def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
                      topk_cycles: Callable[[np.ndarray, int], int] | None = None) -> SpattenAlgoResult:
     """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
@@ -251,8 +266,10 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
         raise SpecError([problem("head_dim", "must be a positive integer", head_dim)])
     h = trace.header
     L, H, K = h.layers, h.heads, h.seq_len
-    tok_sched = prune_schedule(L, config.token_prune, config.token_unpruned_frac, config.token_prune_start)
-    head_sched = prune_schedule(L, config.head_prune, config.head_unpruned_frac, config.head_prune_start)
+    tok_sched = _layer_schedule(L, "token", config.token_schedule, config.token_prune, config.token_unpruned_frac,
+                                config.token_prune_start)
+    head_sched = _layer_schedule(L, "head", config.head_schedule, config.head_prune, config.head_unpruned_frac,
+                                 config.head_prune_start)
     positions = trace.query_positions()
     steps = [np.arange(h.queries)] if h.phase == "prefill" else [np.array([q]) for q in range(h.queries)]
     s_tok = np.zeros(K)
