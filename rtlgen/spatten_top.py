@@ -66,7 +66,7 @@ def spatten_manifest(spec: SpattenSpec, core: SpattenCore, text: str) -> dict:
         "name": spec.name,
         "top": spec.name,
         "spec_hash": spec_hash(spec),
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict(runtime=False),
         "parameters": {"lanes": spec.lanes, "groups": spec.groups, "formats": asdict(spatten_formats(spec)),
                        "latencies": asdict(spatten_latencies(spec))},
         "modules": modules,
