@@ -6,9 +6,8 @@ from collections import Counter
 from archgen.arch.spec import Design
 
 from .banking import derive_banking
-from .interconnect import derive_interconnect
+from .compile import compile_array
 from .reuse import reuse_vectors
-from .schedule import array_schedule
 
 __all__ = ["explain"]
 
@@ -33,8 +32,8 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     if df.spatial is None:
         lines.append("  (not a tiled map: the generator cannot build it; connections below need the tiled form)")
         return lines
-    fg = derive_interconnect(design, df)
-    sch = array_schedule(fg)
+    compiled = compile_array(design, df, pipeline=False)
+    fg, sch = compiled.fu_graph, compiled.schedule
     banking = {b.operand: b for b in derive_banking(fg)}
     lines.append("  derived connections:")
     for p in fg.plans:

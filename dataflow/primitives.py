@@ -25,7 +25,8 @@ import networkx as nx
 from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.delays import DelayTable
 
-__all__ = ["PrimitiveGraph", "lower_to_primitives", "naive_register_bits", "tree_levels", "PRIMITIVE_KINDS"]
+__all__ = ["PrimitiveGraph", "lower_to_primitives", "multiplier_stages", "naive_register_bits", "tree_levels",
+           "PRIMITIVE_KINDS"]
 
 PRIMITIVE_KINDS = ("mem_port", "port", "stationary_reg", "mul", "add", "acc", "tree_add", "drain")
 _INPUT_ROLES = ("stream", "stationary")
@@ -55,8 +56,11 @@ def _unit(node) -> object:
     return ("fu", node[1]) if node[0] in ("port", "stationary_reg", "mul", "add", "acc") else node
 
 
-def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
-    """Lower `fu_graph` (an FUGraph: `.graph`, `.widths`, `.acc_width`) with delays from `table`."""
+def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float | None = None) -> PrimitiveGraph:
+    """Lower `fu_graph` (an FUGraph: `.graph`, `.widths`, `.acc_width`) with delays from `table`.
+
+    With a clock period, every multiplier slower than the clock gets internal stages
+    (:func:`multiplier_stages`) as it is built; the graph is never changed afterwards."""
     g: nx.DiGraph = fu_graph.graph
     acc_width = int(fu_graph.acc_width)
     problems = []
@@ -100,8 +104,15 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
             continue
         in_w = [int(fu_graph.widths[x]) for x in ins]
         mul = ("mul", coord)
-        node(mul, "mul", latency=table.multiplier_latency, delay_ns=table.multiplier_ns(max(in_w)),
-             width=min(sum(in_w), acc_width))
+        mul_ns = table.multiplier_ns(max(in_w))
+        stages = 1 if table.multiplier_latency > 0 or clock_period_ns is None else \
+            multiplier_stages(mul_ns, table.clk_to_q_ns, table.setup_ns, clock_period_ns)
+        if stages > 1:
+            part = mul_ns / stages
+            node(mul, "mul", latency=stages - 1, delay_ns=part, out_ns=table.clk_to_q_ns + part,
+                 width=min(sum(in_w), acc_width), internal_stages=stages - 1)
+        else:
+            node(mul, "mul", latency=table.multiplier_latency, delay_ns=mul_ns, width=min(sum(in_w), acc_width))
         for x, w in zip(ins, in_w):
             if roles[x] == "stationary":
                 src = ("stationary_reg", coord, x)
@@ -211,29 +222,23 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
     return PrimitiveGraph(p, table.target, table.clk_to_q_ns, table.setup_ns, name)
 
 
-def pipeline_slow_multipliers(prim: PrimitiveGraph, clock_period_ns: float) -> int:
-    """Give every multiplier slower than the clock internal pipeline stages; return how many it added.
+def multiplier_stages(delay_ns: float, clk_to_q_ns: float, setup_ns: float, clock_period_ns: float) -> int:
+    """Equal stages a multiplier of ``delay_ns`` is split into to fit the clock (1: it fits, or nothing would).
 
-    A multiplier of delay d that cannot fit between two registers (clock-to-Q + d + setup > period) is
-    split into s = ceil(d / (period - clock-to-Q - setup)) equal stages: ``latency`` grows by s - 1, its
-    inputs see d / s before the first internal register and its output d / s after the last. The RTL
-    writes the s - 1 registers behind the product, where the synthesis tool's register balancing
-    (retiming) moves them into the partial-product tree, the usual way to describe a pipelined
-    multiplier. Without this, a 16 x 12-bit product (1.09 ns with the register overheads in the ASIC
-    table) could never meet a 1 ns clock, whatever the LP placed around it.
+    A multiplier that cannot fit between two registers (clock-to-Q + d + setup > period) is split into
+    s = ceil(d / (period - clock-to-Q - setup)) equal stages: its latency is s - 1, its inputs see d / s
+    before the first internal register and its output d / s after the last. The RTL writes the s - 1
+    registers behind the product, where the synthesis tool's register balancing (retiming) moves them
+    into the partial-product tree, the usual way to describe a pipelined multiplier. Without this, a
+    16 x 12-bit product (1.09 ns with the register overheads in the ASIC table) could never meet a 1 ns
+    clock, whatever the LP placed around it.
     """
-    budget = clock_period_ns - prim.clk_to_q_ns - prim.setup_ns
+    budget = clock_period_ns - clk_to_q_ns - setup_ns
     if budget <= 1e-9:          # nothing fits between two registers (float noise counts as nothing)
-        return 0
-    added = 0
-    for v, d in prim.graph.nodes(data=True):
-        if d["kind"] != "mul" or d["latency"] > 0 or prim.clk_to_q_ns + d["delay_ns"] + prim.setup_ns <= clock_period_ns:
-            continue
-        stages = math.ceil(d["delay_ns"] / budget - 1e-9)
-        part = d["delay_ns"] / stages
-        d.update(latency=stages - 1, delay_ns=part, out_ns=prim.clk_to_q_ns + part, internal_stages=stages - 1)
-        added += stages - 1
-    return added
+        return 1
+    if clk_to_q_ns + delay_ns + setup_ns <= clock_period_ns:
+        return 1
+    return math.ceil(delay_ns / budget - 1e-9)
 
 
 def _lower_target(v, g):

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 from .interconnect import FUGraph
-from .pipelining import ArrayTiming, array_timing
+from .pipelining import ArrayTiming
 
 __all__ = ["ArraySchedule", "array_schedule"]
 
@@ -50,8 +50,8 @@ class ArraySchedule:
         return self.has_stationary or (self.accumulate and self.psum_in and not first)
 
 
-def array_schedule(fg: FUGraph, timing: ArrayTiming | None = None) -> ArraySchedule:
-    timing = timing or array_timing(fg)
+def array_schedule(fg: FUGraph, timing: ArrayTiming) -> ArraySchedule:
+    """The schedule constants of ``fg`` under ``timing`` (called by compile_array only)."""
     t = timing.time
     g = timing.prim.graph
     out = fg.output

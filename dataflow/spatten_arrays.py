@@ -29,9 +29,9 @@ from functools import lru_cache
 from archgen.arch.errors import Problem, SpecError, problem
 from archgen.arch.spatten_spec import SpattenLatencies, SpattenSpec, spatten_formats
 from archgen.arch.spec import Design, load_spec_data
-from archgen.dataflow.interconnect import FUGraph, OperandPlan, derive_interconnect
-from archgen.dataflow.pipelining import ArrayTiming, array_timing
-from archgen.dataflow.schedule import array_schedule
+from archgen.dataflow.compile import CompiledArray, compile_array
+from archgen.dataflow.interconnect import FUGraph, OperandPlan
+from archgen.dataflow.pipelining import ArrayTiming
 
 __all__ = ["EinsumArray", "spatten_array_design", "spatten_arrays", "spatten_latencies", "operand_index",
            "stationary_footprint", "ARRAY_LOOPS"]
@@ -53,11 +53,21 @@ class EinsumArray:
     """
 
     unit: str
-    design: Design
-    fg: FUGraph = field(repr=False)
-    timing: ArrayTiming = field(repr=False)
+    compiled: CompiledArray = field(repr=False)
     roles: dict
     latency: int
+
+    @property
+    def design(self) -> Design:
+        return self.compiled.design
+
+    @property
+    def fg(self) -> FUGraph:
+        return self.compiled.fu_graph
+
+    @property
+    def timing(self) -> ArrayTiming:
+        return self.compiled.timing
 
     def plan(self, role: str) -> OperandPlan:
         return self.fg.plan(self.roles[role])
@@ -159,15 +169,16 @@ def _roles(unit: str, design: Design, fg: FUGraph) -> dict:
 def _arrays(spec: SpattenSpec, pipeline: bool) -> dict[str, EinsumArray]:
     out = {}
     for unit in ("qk", "pv"):
-        design = spatten_array_design(spec, unit)
+        design = spatten_array_design(spec, unit)       # its clock is the spec's
         try:
-            fg = derive_interconnect(design, single_tile=("l", "d"))   # the array spans l and d
+            compiled = compile_array(design, pipeline=pipeline, target="asic",
+                                     single_tile=("l", "d"))   # the array spans l and d
         except SpecError as err:
+            if err.source is not None:                  # not the analysis: lowering, timing
+                raise
             raise _in_unit(unit, err) from None
-        roles = _roles(unit, design, fg)
-        timing = array_timing(fg, 1e3 / spec.clock_mhz if pipeline else None, target="asic")
-        latency = array_schedule(fg, timing).out_latency
-        out[unit] = EinsumArray(unit, design, fg, timing, roles, latency)
+        roles = _roles(unit, design, compiled.fu_graph)
+        out[unit] = EinsumArray(unit, compiled, roles, compiled.schedule.out_latency)
     return out
 
 

@@ -24,24 +24,18 @@ from amaranth import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from archgen.dataflow.host import stream_ports
-from archgen.dataflow.interconnect import FUGraph
-from archgen.dataflow.pipelining import ArrayTiming, array_timing
-from archgen.dataflow.schedule import array_schedule
+from archgen.dataflow.compile import CompiledArray
+from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, PortRole, port_name
 from archgen.rtlgen.datapath import RetimedNets, delay_line, node_name, shape_of, tag
 
-__all__ = ["ArrayTop", "cmd_layout", "STEP_BITS", "TRIP_BITS"]
-
-STEP_BITS = 32
-TRIP_BITS = 16
+__all__ = ["ArrayTop", "struct_layout"]
 
 
-def cmd_layout(fg: FUGraph) -> data.StructLayout:
-    """The command: number of steps per tile, then one trip count per outer loop (outer to inner)."""
-    fields = {"steps": unsigned(STEP_BITS)}
-    for d in fg.dataflow.outer_dims():
-        fields[f"trips_{d}"] = unsigned(TRIP_BITS)
-    return data.StructLayout(fields)
+def struct_layout(command: CommandLayout) -> data.StructLayout:
+    """The Amaranth layout of a command word described as plain data by the compile step."""
+    layout = data.StructLayout({f.name: unsigned(f.bits) for f in command.fields})
+    assert all(layout[f.name].offset == f.offset for f in command.fields)
+    return layout
 
 
 _shape, _tag, _nname = shape_of, tag, node_name
@@ -61,19 +55,24 @@ class ArrayTop(wiring.Component):
     - ``done``: high for one cycle after the last tile; ``busy``: a problem is running.
     """
 
-    def __init__(self, fg: FUGraph, timing: ArrayTiming | None = None):
-        self.fg = fg
-        self.timing = timing or array_timing(fg)
-        self.schedule = array_schedule(fg, self.timing)
-        self.ports_info = stream_ports(fg)
-        members = {"cmd": In(stream.Signature(cmd_layout(fg)))}
-        for port, (operand, lanes, bits) in self.ports_info.items():
-            is_signed = fg.design.type_of[operand].signed
-            sig = stream.Signature(data.ArrayLayout(_shape(bits, is_signed), lanes))
-            members[port] = Out(sig) if port.startswith("out_") else In(sig)
-        members["done"] = Out(1)
-        members["busy"] = Out(1)
+    def __init__(self, compiled: CompiledArray):
+        self.compiled = compiled
+        self.fg = compiled.fu_graph
+        self.timing = compiled.timing
+        self.schedule = compiled.schedule
+        members = {}
+        for port in compiled.ports:
+            if port.name == "cmd":
+                sig = stream.Signature(struct_layout(compiled.command))
+            elif port.stream:
+                sig = stream.Signature(data.ArrayLayout(_shape(port.width, port.signed), port.lanes))
+            else:
+                sig = port.width
+            members[port.name] = Out(sig) if port.direction is Direction.OUT else In(sig)
         super().__init__(members)
+
+    def _in(self, operand: str):
+        return getattr(self, port_name(PortRole.INPUT, operand))
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -84,8 +83,9 @@ class ArrayTop(wiring.Component):
         coords = list(fg.coords())
         rows = sch.rows
         out_plan = fg.output
-        out_port = getattr(self, f"out_{out_plan.name}")
-        psum_port = getattr(self, f"psum_{out_plan.name}", None)
+        out_port = getattr(self, self.compiled.output_port.name)
+        psum = self.compiled.psum_port
+        psum_port = None if psum is None else getattr(self, psum.name)
         outer = df.outer_dims()
         red = [d for d in outer if not design.operation.output.uses(d)]
         stationary = [p for p in fg.inputs if p.role == "stationary"]
@@ -137,12 +137,12 @@ class ArrayTop(wiring.Component):
             m.d.comb += [ld_first.eq(ld.first), ld_needs.eq(Const(1) if stationary else ~ld.first)]
             active = running & ~ld_done
             can_beat = active & ld_needs & (ld_busy | ~shadow_full)
-            valids = [getattr(self, f"in_{p.name}").valid for p in stationary]
+            valids = [self._in(p.name).valid for p in stationary]
             if acc_init:
                 valids.append(ld.first | psum_port.valid)
             m.d.comb += ld_beat.eq(can_beat & _all(valids) if valids else can_beat)
             for p in stationary:
-                m.d.comb += getattr(self, f"in_{p.name}").ready.eq(ld_beat)
+                m.d.comb += self._in(p.name).ready.eq(ld_beat)
             if acc_init:
                 m.d.comb += psum_port.ready.eq(ld_beat & ~ld.first)
             skip = active & ~ld_needs
@@ -182,12 +182,12 @@ class ArrayTop(wiring.Component):
             # a tile's results may overwrite the output registers only once the previous tile is drained
             conds.append(~last_step | (undrained == 0))
         for p in streamed:
-            conds.append(getattr(self, f"in_{p.name}").valid)
+            conds.append(self._in(p.name).valid)
         if psum_port is not None and not acc_mode:
             conds.append(iss.first | psum_port.valid)
         m.d.comb += issue.eq(_all(conds))
         for p in streamed:
-            m.d.comb += getattr(self, f"in_{p.name}").ready.eq(issue)
+            m.d.comb += self._in(p.name).ready.eq(issue)
         if psum_port is not None and not acc_mode:
             m.d.comb += psum_port.ready.eq(issue & ~iss.first)
         m.d.comb += [line["valid"][0].eq(issue), line["first"][0].eq(issue & first_step),
@@ -226,7 +226,7 @@ class ArrayTop(wiring.Component):
         outv, src = nets.out, nets.src
         shadow_of: dict = {}
         for p in stationary:
-            port = getattr(self, f"in_{p.name}")
+            port = self._in(p.name)
             for s in coords:
                 shadow = Signal(stat_shape[p.name], name=f"{p.name}_shadow_{_tag(s)}")
                 with m.If(ld_beat & (ld_row == _row_index(s, shape))):
@@ -247,7 +247,7 @@ class ArrayTop(wiring.Component):
                     raw = Mux(iss.first, 0, psum_port.payload[lane])
                     shp = acc_shape
                 else:
-                    raw = getattr(self, f"in_{operand}").payload[lane]
+                    raw = self._in(operand).payload[lane]
                     shp = stat_shape[operand]
                 outv[v] = _delay(m, raw, tm.lane_offset[v], adv, f"{operand}_lane{lane}_issue", shp)
             elif kind == "stationary_reg":

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from archgen.dataflow.host import stream_ports
-from archgen.dataflow.interconnect import FUGraph
-from archgen.dataflow.schedule import ArraySchedule, array_schedule
+from archgen.dataflow.compile import CompiledArray
+from archgen.dataflow.ir import PortRole, Role
 from archgen.mappings.tiling import TileMapping
 
 __all__ = ["ArrayModelResult", "simulate_array", "tile_traffic"]
@@ -44,17 +43,18 @@ class ArrayModelResult:
         return self.dram_wait_cycles
 
 
-def tile_traffic(fg: FUGraph, sch: ArraySchedule, steps: int, first: bool) -> dict[str, int]:
+def tile_traffic(compiled: CompiledArray, steps: int, first: bool) -> dict[str, int]:
     """Elements on each stream port for one tile (what the host program sends and receives)."""
+    sch, fg = compiled.schedule, compiled.fu_graph
     out = {}
-    for port, (operand, lanes, bits) in stream_ports(fg).items():
-        plan = fg.plan(operand)
-        if port.startswith("in_"):
-            out[port] = lanes * (sch.rows if plan.role == "stationary" else steps)
-        elif port.startswith("psum_"):
-            out[port] = 0 if first else lanes * (sch.rows if sch.accumulate else steps)
+    for port in compiled.stream_ports:
+        if port.role is PortRole.INPUT:
+            beats = sch.rows if fg.plan(port.operand).role == Role.STATIONARY else steps
+        elif port.role is PortRole.PSUM:
+            beats = 0 if first else (sch.rows if sch.accumulate else steps)
         else:
-            out[port] = lanes * (sch.rows if sch.accumulate else steps)
+            beats = sch.rows if sch.accumulate else steps
+        out[port.name] = port.lanes * beats
     return out
 
 
@@ -82,13 +82,14 @@ class _Flag:
         return ev
 
 
-def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float | None = None,
-                   schedule: ArraySchedule | None = None, buffers: int = 2) -> ArrayModelResult:
-    """``schedule`` carries the pipelining (array_schedule(fg, array_timing(...))); default: none."""
-    sch = schedule or array_schedule(fg)
+def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_cycle: float | None = None,
+                   buffers: int = 2) -> ArrayModelResult:
+    """Cycles of one tiled problem on the compiled array (its schedule carries the pipelining)."""
+    sch = compiled.schedule
     steps = mapping.steps
     rows = sch.rows
-    ports = stream_ports(fg)
+    ports = {p.name: p for p in compiled.stream_ports}
+    outgoing = {p.name for p in compiled.stream_ports if p.role is PortRole.OUTPUT}
     tiles = list(mapping.tiles())
     n = len(tiles)
     env = simpy.Environment()
@@ -101,7 +102,7 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
     issue_done = env.event()
     stats = {"issue": 0, "dram_wait": 0, "firsts": []}
     elements = {p: 0 for p in ports}
-    traffic = [tile_traffic(fg, sch, steps, t.first) for t in tiles]
+    traffic = [tile_traffic(compiled, steps, t.first) for t in tiles]
 
     def transfer(nbytes: float):
         if bytes_per_cycle is None or nbytes == 0:
@@ -113,7 +114,7 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
     def dma():
         for k in range(n):
             yield slots.get(1)
-            nbytes = sum(v * ports[p][2] / 8 for p, v in traffic[k].items() if not p.startswith("out_"))
+            nbytes = sum(v * ports[p].width / 8 for p, v in traffic[k].items() if p not in outgoing)
             yield from transfer(nbytes)
             fetched[k].succeed()
 
@@ -180,7 +181,7 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
     written = [env.event() for _ in tiles]
 
     def writeback(k):
-        nbytes = sum(v * ports[p][2] / 8 for p, v in traffic[k].items() if p.startswith("out_"))
+        nbytes = sum(v * ports[p].width / 8 for p, v in traffic[k].items() if p in outgoing)
         yield from transfer(nbytes)
         written[k].succeed()
 
@@ -204,8 +205,8 @@ def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float 
     env.run()
     total = int(stats["done"])
     firsts = stats["firsts"] + [total]
-    bytes_moved = {p: elements[p] * ports[p][2] // 8 for p in ports}
+    bytes_moved = {p: elements[p] * ports[p].width // 8 for p in ports}
     return ArrayModelResult(
         total_cycles=total, tile_cycles=tuple(b - a for a, b in zip(firsts, firsts[1:])), macs=mapping.macs,
-        mac_slots=mapping.padded_macs, n_fus=fg.design.n_fus, issue_cycles=stats["issue"], elements=elements,
+        mac_slots=mapping.padded_macs, n_fus=compiled.design.n_fus, issue_cycles=stats["issue"], elements=elements,
         bytes_moved=bytes_moved, dram_wait_cycles=int(stats["dram_wait"]))
