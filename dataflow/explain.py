@@ -7,13 +7,14 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
+from .ir import Role
 from .reuse import reuse_vectors
 
 __all__ = ["explain"]
 
-_ROLE = {"stream": "streamed", "stationary": "stationary (one register per FU, loaded between tiles)",
-         "accumulate": "accumulated in place (drained row by row after each tile)",
-         "stream_out": "streamed out through spatial reduction"}
+_ROLE = {Role.STREAM: "streamed", Role.STATIONARY: "stationary (one register per FU, loaded between tiles)",
+         Role.ACCUMULATE: "accumulated in place (drained row by row after each tile)",
+         Role.STREAM_OUT: "streamed out through spatial reduction"}
 
 
 def explain(design: Design, dataflow: str | None = None) -> list[str]:

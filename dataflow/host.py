@@ -15,7 +15,7 @@ import numpy as np
 from archgen.mappings.tiling import Tile, TileMapping
 
 from .interconnect import FUGraph
-from .ir import PortRole, port_name
+from .ir import PortRole, Role, port_name
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
 
@@ -132,13 +132,13 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
-            if p.role != "stationary":
+            if p.role is not Role.STATIONARY:
                 continue
             x = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
             add(port_name(PortRole.INPUT, p.name), vals.reshape(rows, shape[-1]))
         for p in fg.inputs:
-            if p.role != "stream":
+            if p.role is not Role.STREAM:
                 continue
             roots = np.array([l.fus[0] for l in p.lanes], dtype=np.int64)
             x = _iterations(fg, mapping, tile, roots, steps)
@@ -155,7 +155,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         valid = cidx[..., 0] >= 0
         np.add.at(result, tuple(cidx[valid].T), prod[valid])
         result = wrap(result, acc_bits)
-        if out.role == "accumulate":       # one beat per array row after the tile
+        if out.role is Role.ACCUMULATE:       # one beat per array row after the tile
             xr = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             _, idx = _gather(result, op.output, dims, xr, bounds)
             idx = idx.reshape(rows, shape[-1], -1)

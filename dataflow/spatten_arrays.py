@@ -31,6 +31,7 @@ from archgen.arch.spatten_spec import SpattenLatencies, SpattenSpec, spatten_for
 from archgen.arch.spec import Design, load_spec_data
 from archgen.dataflow.compile import CompiledArray, compile_array
 from archgen.dataflow.interconnect import FUGraph, OperandPlan
+from archgen.dataflow.ir import Role
 from archgen.dataflow.pipelining import ArrayTiming
 
 __all__ = ["EinsumArray", "spatten_array_design", "spatten_arrays", "spatten_latencies", "operand_index",
@@ -143,21 +144,21 @@ def _roles(unit: str, design: Design, fg: FUGraph) -> dict:
     where = f"units.{unit}.operation"
     out = fg.output
     plans = {p.name: p for p in fg.inputs}
-    got = {n: (p.role, p.n_lanes) for n, p in plans.items()}
-    if out.role != "stream_out" or out.psum_in:
+    got = {n: (str(p.role), p.n_lanes) for n, p in plans.items()}
+    if out.role is not Role.STREAM_OUT or out.psum_in:
         raise SpecError([problem(where, "the output must leave the array once per group (it must use g and "
-                                 "every loop it does not use must be reduced across the array)", out.role)])
+                                 "every loop it does not use must be reduced across the array)", str(out.role))])
     if unit == "qk":
-        stat = [n for n, p in plans.items() if p.role == "stationary"]
-        full = [n for n, p in plans.items() if p.role == "stream" and p.n_lanes == L * D]
+        stat = [n for n, p in plans.items() if p.role is Role.STATIONARY]
+        full = [n for n, p in plans.items() if p.role is Role.STREAM and p.n_lanes == L * D]
         if len(stat) != 1 or len(full) != 1 or stationary_footprint(design, stat[0]) != tuple((d,) for d in range(D)) \
                 or out.n_lanes != L:
             raise SpecError([problem(where, "QxK must hold the query over the head dimension (an operand indexed "
                                      "[d] only) against one key element per FU (indexed [g,l,d]), and give one "
                                      "score per lane", got)])
         return {"query": stat[0], "key": full[0], "score": out.name}
-    bcast = [n for n, p in plans.items() if p.role == "stream" and p.n_lanes == L]
-    full = [n for n, p in plans.items() if p.role == "stream" and p.n_lanes == L * D]
+    bcast = [n for n, p in plans.items() if p.role is Role.STREAM and p.n_lanes == L]
+    full = [n for n, p in plans.items() if p.role is Role.STREAM and p.n_lanes == L * D]
     if len(bcast) != 1 or len(full) != 1 or out.n_lanes != D:
         raise SpecError([problem(where, "PxV must stream one probability per lane (indexed [g,l]) against one "
                                  "value element per FU (indexed [g,l,d]), and give one partial sum per "

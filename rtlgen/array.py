@@ -25,7 +25,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.dataflow.compile import CompiledArray
-from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, PortRole, port_name
+from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.datapath import RetimedNets, delay_line, node_name, shape_of, tag
 
 __all__ = ["ArrayTop", "struct_layout"]
@@ -88,9 +88,9 @@ class ArrayTop(wiring.Component):
         psum_port = None if psum is None else getattr(self, psum.name)
         outer = df.outer_dims()
         red = [d for d in outer if not design.operation.output.uses(d)]
-        stationary = [p for p in fg.inputs if p.role == "stationary"]
-        streamed = [p for p in fg.inputs if p.role == "stream"]
-        acc_mode = out_plan.role == "accumulate"
+        stationary = [p for p in fg.inputs if p.role is Role.STATIONARY]
+        streamed = [p for p in fg.inputs if p.role is Role.STREAM]
+        acc_mode = out_plan.role is Role.ACCUMULATE
         acc_init = acc_mode and out_plan.psum_in            # accumulators start from partial sums
         has_loader = bool(stationary) or acc_init
         acc_shape = _shape(out_plan.width, out_plan.signed)
@@ -239,10 +239,10 @@ class ArrayTop(wiring.Component):
             kind = d["kind"]
             if nets.build(v):
                 continue
-            if kind == "mem_port":
+            if kind is NodeKind.MEM_PORT:
                 if v not in tm.lane_offset:
                     continue                                  # load-phase port: the loader writes shadows
-                _, operand, lane = v
+                operand, lane = v.operand, v.lane
                 if operand == out_plan.name:
                     raw = Mux(iss.first, 0, psum_port.payload[lane])
                     shp = acc_shape
@@ -250,16 +250,16 @@ class ArrayTop(wiring.Component):
                     raw = self._in(operand).payload[lane]
                     shp = stat_shape[operand]
                 outv[v] = _delay(m, raw, tm.lane_offset[v], adv, f"{operand}_lane{lane}_issue", shp)
-            elif kind == "stationary_reg":
-                _, s, operand = v
+            elif kind is NodeKind.STATIONARY_REG:
+                s, operand = v.coord, v.operand
                 shadow = shadow_of[(operand, s)]
                 act = Signal(stat_shape[operand], name=f"{operand}_stat_{_tag(s)}")
-                swap = tap("swap", ("mul", s))
+                swap = tap("swap", Node(NodeKind.MUL, s))
                 with m.If(adv & swap):
                     m.d.sync += act.eq(shadow)
                 outv[v] = Mux(swap, shadow, act)
-            elif kind == "acc":
-                s = v[1]
+            elif kind is NodeKind.ACC:
+                s = v.coord
                 (mul,) = [u for u in pg.predecessors(v) if not pg.edges[u, v]["hold"]]
                 acc = Signal(acc_shape, name=f"{out_plan.name}_acc_{_tag(s)}")
                 res = Signal(acc_shape, name=f"{out_plan.name}_out_{_tag(s)}")
@@ -277,16 +277,16 @@ class ArrayTop(wiring.Component):
                         m.d.sync += res.eq(total)
                 outv[v] = acc
                 outs[s] = res
-            elif kind == "drain":
+            elif kind is NodeKind.DRAIN:
                 if acc_mode:
                     continue
                 (u,) = list(pg.predecessors(v))
-                reg = Signal(acc_shape, name=f"{out_plan.name}_drain{v[2]}")
+                reg = Signal(acc_shape, name=f"{out_plan.name}_drain{v.lane}")
                 with m.If(adv):
                     m.d.sync += reg.eq(src(u, v, acc_shape))
                 align = sch.out_latency - (tm.time[v] + d["latency"])
-                res = _delay(m, reg, align, adv, f"{out_plan.name}_out{v[2]}_align", acc_shape)
-                m.d.comb += out_port.payload[v[2]].eq(res)
+                res = _delay(m, reg, align, adv, f"{out_plan.name}_out{v.lane}_align", acc_shape)
+                m.d.comb += out_port.payload[v.lane].eq(res)
 
         if acc_mode:
             m.d.comb += adv.eq(1)      # results leave through the output registers, never the pipeline
