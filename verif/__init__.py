@@ -1,1 +1,33 @@
-"""archgen.verif"""
+"""archgen.verif: the Verilator runner, testbench helpers, golden models and the checks behind
+`archgen verify`.
+
+The public API, curated; names load on first use (PEP 562), so importing the package stays cheap and
+does not pull in a framework the caller does not need.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+_EXPORTS = {
+    "ArrayVerification": "array_check",
+    "verify_array": "array_check",
+    "run_testbench": "runner",
+    "lint_verilog": "runner",
+    "verilator_env": "runner",
+    "reference_einsum": "golden",
+    "verify_topk": "topk_check",
+    "verify_spatten_unit": "spatten_check",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+def __dir__():
+    return __all__
