@@ -1,13 +1,10 @@
 """archgen.arch: the affine algebra, typed names, the IR dataclasses, spec loading and errors.
 
-The public API, curated; names load on first use (PEP 562), so importing the package stays cheap and
-does not pull in a framework the caller does not need.
+The curated public API, loaded lazily (archgen/_exports.py).
 """
-from __future__ import annotations
+from archgen._exports import lazy_exports
 
-from importlib import import_module
-
-_EXPORTS = {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "DataType": "spec",
     "Dataflow": "spec",
     "Design": "spec",
@@ -35,17 +32,4 @@ _EXPORTS = {
     "SpattenSpec": "spatten_spec",
     "load_spatten_spec": "spatten_spec",
     "is_spatten_spec": "spatten_spec",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
-
-
-def __dir__():
-    return __all__
+})

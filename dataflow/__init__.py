@@ -1,14 +1,10 @@
-"""archgen.dataflow: reuse analysis, interconnect, primitive graph, LP delay matching, schedule, and
-the compile step that runs them once (spec -> Design -> CompiledArray).
+"""archgen.dataflow: reuse analysis, interconnect, primitives, LP delay matching, schedule, compile step.
 
-The public API, curated; names load on first use (PEP 562), so importing the package stays cheap and
-does not pull in a framework the caller does not need.
+The curated public API, loaded lazily (archgen/_exports.py).
 """
-from __future__ import annotations
+from archgen._exports import lazy_exports
 
-from importlib import import_module
-
-_EXPORTS = {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "CompiledArray": "compile",
     "compile_array": "compile",
     "clear_compile_cache": "compile",
@@ -46,17 +42,4 @@ _EXPORTS = {
     "derive_banking": "banking",
     "EinsumArray": "spatten_arrays",
     "spatten_latencies": "spatten_arrays",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
-
-
-def __dir__():
-    return __all__
+})

@@ -19,7 +19,14 @@ STEP_BITS = 32
 TRIP_BITS = 16
 
 
-class Role(str, enum.Enum):
+class _Name(str, enum.Enum):
+    """An enum whose members print as their plain value (manifests, messages)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Role(_Name):
     """How an operand moves through the array under one dataflow (per operand, and per FU)."""
 
     STREAM = "stream"              # input changing with the inner loops: one beat per step
@@ -36,11 +43,8 @@ class Role(str, enum.Enum):
     def is_output(self) -> bool:
         return self in (Role.ACCUMULATE, Role.STREAM_OUT, Role.REDUCE)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class NodeKind(str, enum.Enum):
+class NodeKind(_Name):
     # FU graph
     FU = "fu"
     MEM = "mem"
@@ -55,11 +59,8 @@ class NodeKind(str, enum.Enum):
     ACC = "acc"
     TREE_ADD = "tree_add"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EdgeKind(str, enum.Enum):
+class EdgeKind(_Name):
     MEMORY = "memory"
     BROADCAST = "broadcast"
     SYSTOLIC = "systolic"
@@ -68,9 +69,6 @@ class EdgeKind(str, enum.Enum):
     REDUCE_CHAIN = "reduce_chain"
     TREE = "tree"
     INTERNAL = "internal"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -138,23 +136,17 @@ def fu(coord) -> Node:
     return Node(NodeKind.FU, coord=tuple(coord))
 
 
-class PortRole(str, enum.Enum):
+class PortRole(_Name):
     COMMAND = "command"
     INPUT = "input"            # an input operand (stationary rows or streamed steps)
     PSUM = "psum"              # partial sums of the output from earlier tiles
     OUTPUT = "output"          # results
     STATUS = "status"          # done / busy
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Direction(str, enum.Enum):
+class Direction(_Name):
     IN = "in"
     OUT = "out"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def port_name(role: PortRole, operand: str) -> str:

@@ -1,14 +1,10 @@
-"""archgen.verif: the Verilator runner, testbench helpers, golden models and the checks behind
-`archgen verify`.
+"""archgen.verif: the Verilator runner, testbench helpers, golden models, `archgen verify`.
 
-The public API, curated; names load on first use (PEP 562), so importing the package stays cheap and
-does not pull in a framework the caller does not need.
+The curated public API, loaded lazily (archgen/_exports.py).
 """
-from __future__ import annotations
+from archgen._exports import lazy_exports
 
-from importlib import import_module
-
-_EXPORTS = {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "ArrayVerification": "array_check",
     "verify_array": "array_check",
     "run_testbench": "runner",
@@ -17,17 +13,4 @@ _EXPORTS = {
     "reference_einsum": "golden",
     "verify_topk": "topk_check",
     "verify_spatten_unit": "spatten_check",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
-
-
-def __dir__():
-    return __all__
+})
