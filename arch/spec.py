@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -71,6 +71,7 @@ class Dataflow:
     form: str = "spatial"
     description: str = ""
     inner: tuple[Dim, ...] | None = None   # explicit tile-inner loops; None = trailing non-spatial loops
+    stt: tuple[tuple[int, ...], ...] | None = None   # the I->ST matrix as written (form "stt"), rows [s; t]
 
     @property
     def spatial_dims(self) -> dict[int, Dim]:
@@ -112,7 +113,6 @@ class Design:
     dram_gbps: float = 16.0
     dram_kind: str = "ddr"
     source_hash: str = ""
-    raw: Any = field(default=None, compare=False, repr=False)
 
     @property
     def type_of(self) -> dict[str, DataType]:
@@ -320,7 +320,7 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
         description=data.get("description", ""), version=data["version"],
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
-        source_hash=digest, raw=data)
+        source_hash=digest)
 
 
 def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]):
@@ -430,8 +430,9 @@ def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]
         elif spatial is not None and any(x in dict((dd, a) for a, dd in spatial) for x in inner):
             problems.append(problem(f"{path}.inner", "spatial loops are tiled across the array and cannot run inside a tile",
                                     list(inner)))
+    stt = tuple(tuple(int(v) for v in row) for row in d["stt"]) if form == "stt" else None
     df = Dataflow(name, ts_map, tuple(Dim(x) for x in order), tuple(int(c) for c in control), spatial, form,
-                  d.get("description", ""), inner)
+                  d.get("description", ""), inner, stt)
     if spatial is not None and not problems and not df.inner_dims() and len(spatial) < len(order):
         # the tiles' steps are the loops after the last spatial one; with none, every operand would be
         # held for a one-step tile and nothing streams through the array
@@ -440,8 +441,6 @@ def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]
         problems.append(problem(f"{path}.order", "no temporal loop runs inside a tile: the generator needs at least "
                                 "one non-spatial loop after the last spatial loop (or an explicit 'inner'), e.g. "
                                 f"order {suggestion}", list(order)))
-    if form == "stt":
-        object.__setattr__(df, "_stt", np.array(d["stt"], dtype=np.int64))
     return df, problems
 
 
@@ -473,7 +472,7 @@ def _tiled_form(ts_map: AffineMap, dims, shape) -> tuple[tuple[int, Dim], ...] |
 
 def _check_dataflow(df: Dataflow, op: Operation, shape, bounds) -> list[Problem]:
     path = f"dataflows.{df.name}"
-    stt = getattr(df, "_stt", None)
+    stt = None if df.stt is None else np.array(df.stt, dtype=np.int64)
     if stt is not None:
         try:
             clash = stt_conflict(stt, [bounds[d] for d in op.dims])

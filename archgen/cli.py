@@ -107,8 +107,9 @@ def cmd_build(args) -> int:
     design.dataflow(args.dataflow)              # an unknown --dataflow is refused before any work
     from archgen.dataflow.delays import DelayTable
     DelayTable.load(args.target)
+    from archgen.dataflow.compile import compile_array
     from archgen.dataflow.explain import explain
-    from archgen.rtlgen.build import build_array, manifest_json, write_outputs
+    from archgen.rtlgen.build import array_verilog, manifest_json, write_outputs
     if args.explain:
         dfs = [args.dataflow] if args.dataflow else [d.name for d in design.dataflows]
         for name in dfs:
@@ -121,11 +122,12 @@ def cmd_build(args) -> int:
                                  f"pick one of: {', '.join(d.name for d in design.dataflows)}")])
     out = _check_out(args.out or Path("out") / design.name, "--out")
     t0 = time.perf_counter()
-    text, manifest = build_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
+    compiled = compile_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
+    text, manifest = array_verilog(compiled)
     files = {f"{design.name}.v": text, "manifest.json": manifest_json(manifest)}
     report_lines = []
     if args.report:
-        report = _array_report(design, args, text, manifest)
+        report = _array_report(compiled, text, manifest)
         files["report.json"] = json.dumps(report, indent=2, sort_keys=True) + "\n"
         report_lines = [f"  {k}: {v}" for k, v in report.items()]
     written = write_outputs(out, files)
@@ -139,13 +141,10 @@ def cmd_build(args) -> int:
     return EXIT_OK
 
 
-def _array_report(design, args, text, manifest) -> dict:
+def _array_report(compiled, text, manifest) -> dict:
     """Pipelining figures from the manifest plus Yosys statistics and, when installed, nextpnr Fmax."""
-    from archgen.dataflow.interconnect import derive_interconnect
-    from archgen.dataflow.pipelining import array_timing
+    design, rt = compiled.design, compiled.retimed
     pipe = manifest["pipelining"]
-    fg = derive_interconnect(design, args.dataflow)
-    rt = array_timing(fg, pipe["clock_target_ns"], pipe["delay_table"]).retimed
     report = {"verilog_lines": manifest["verilog_lines"], "fus": design.n_fus,
               "clock_target_ns": pipe["clock_target_ns"], "registers_added": pipe["registers_added"],
               "register_bits": pipe["register_bits"], "naive_register_bits": pipe["naive_register_bits"],

@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 
 from archgen.arch.spec import load_spec
-from archgen.dataflow.interconnect import derive_interconnect
-from archgen.dataflow.pipelining import design_timing
-from archgen.dataflow.schedule import array_schedule
+from archgen.dataflow.compile import compile_array
 from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.build import build_array
 from archgen.sim.array_model import simulate_array
@@ -23,11 +21,10 @@ from archgen.sim.array_model import simulate_array
 
 def model_speed(spec: str, shape: str, bounds: dict) -> tuple[int, float]:
     design = load_spec(spec, [f"array.shape={shape}"])
-    fg = derive_interconnect(design)
-    sch = array_schedule(fg, design_timing(design, fg))
-    mp = map_problem(design, bounds, fg.dataflow)
+    compiled = compile_array(design)
+    mp = map_problem(design, bounds, compiled.dataflow)
     t = time.perf_counter()
-    r = simulate_array(fg, mp, schedule=sch)
+    r = simulate_array(compiled, mp)
     return r.total_cycles, time.perf_counter() - t
 
 

@@ -6,8 +6,9 @@
     python benchmarks/lp_bench.py fmax --sizes 4 --target ecp5 --periods 1000 8 \\
         --specs gemm_os_bcast "gemm_ws@dataflows.ws.control=[0,1]"   # before/after: Yosys depth, ECP5 Fmax
 
-Times are wall-clock on this machine: `lower` = primitive lowering, `lp` = building and solving with CBC
-(PuLP writes an MPS file and runs the bundled cbc), `dual` = networkx min_cost_flow of the dual.
+Times are wall-clock on this machine: `compile` = compile_array (analysis, lowering, building and solving
+the LP with CBC: PuLP writes an MPS file and runs the bundled cbc), `dual` = networkx min_cost_flow of the
+dual.
 """
 from __future__ import annotations
 
@@ -18,37 +19,38 @@ import time
 import networkx as nx
 
 
-def bench(sizes, specs, periods, target):
+def _compiled(spec: str, n: int, period: float, target: str):
+    """The design as archgen builds it, pipelined for ``period`` (the spec's clock set to match)."""
     from archgen.arch.spec import load_spec
-    from archgen.dataflow.delay_lp import insert_pipeline_registers, min_cost_flow_dual
+    from archgen.dataflow.compile import compile_array
+    name, _, extra = spec.partition("@")     # "gemm_ws@dataflows.ws.control=[0,1]": one override
+    design = load_spec(name, [f"array.shape=[{n},{n}]", f"clock_mhz={1e3 / period!r}"] + ([extra] if extra else []))
+    return compile_array(design, target=target)
+
+
+def bench(sizes, specs, periods, target):
+    from archgen.dataflow.delay_lp import min_cost_flow_dual
     from archgen.dataflow.delays import DelayTable
-    from archgen.dataflow.interconnect import derive_interconnect
-    from archgen.dataflow.primitives import lower_to_primitives
 
     table = DelayTable.load(target)
     print(f"target={target}  ({table.basis})")
-    print("| spec | array | clock (ns) | nodes | edges | LP vars | LP rows | timing rows | lower (s) | "
-          "LP build+solve (s) | CBC solve (s) | dual MCF (s) | registers (bits) | unshared (bits) | "
+    print("| spec | array | clock (ns) | nodes | edges | LP vars | LP rows | timing rows | compile (s) | "
+          "CBC solve (s) | dual MCF (s) | registers (bits) | unshared (bits) | "
           "naive (bits) | latency (cycles) | dual == primal |")
-    print("|" + "---|" * 17)
+    print("|" + "---|" * 16)
     for spec in specs:
         for n in sizes:
-            name, _, extra = spec.partition("@")     # "gemm_ws@dataflows.ws.control=[0,1]": one override
-            design = load_spec(name, [f"array.shape=[{n},{n}]"] + ([extra] if extra else []))
-            fg = derive_interconnect(design)
-            t0 = time.perf_counter()
-            prim = lower_to_primitives(fg, table)
-            t_lower = time.perf_counter() - t0
             for period in periods:
                 t0 = time.perf_counter()
-                r = insert_pipeline_registers(prim, period)
-                t_lp = time.perf_counter() - t0
+                compiled = _compiled(spec, n, period, target)
+                t_compile = time.perf_counter() - t0
+                prim, r = compiled.prim, compiled.retimed
                 t0 = time.perf_counter()
                 primal, dual = min_cost_flow_dual(prim, period)
                 t_dual = time.perf_counter() - t0    # includes a second CBC solve of the primal
                 print(f"| {spec} | {n}x{n} | {period} | {prim.graph.number_of_nodes()} | "
                       f"{prim.graph.number_of_edges()} | {r.lp_variables} | {r.lp_constraints} | "
-                      f"{r.timing_constraints} | {t_lower:.2f} | {t_lp:.2f} | {r.solve_time_s:.2f} | {t_dual:.2f} | "
+                      f"{r.timing_constraints} | {t_compile:.2f} | {r.solve_time_s:.2f} | {t_dual:.2f} | "
                       f"{r.register_bits} | {r.unshared_register_bits} | {r.naive_register_bits} | "
                       f"{r.latency_cycles} | {primal == dual} |", flush=True)
 
@@ -186,23 +188,14 @@ def emit_verilog(r) -> str:
 
 
 def fmax_before_after(specs, n, target, periods):
-    from archgen.arch.spec import load_spec
-    from archgen.dataflow.delay_lp import insert_pipeline_registers
-    from archgen.dataflow.delays import DelayTable
-    from archgen.dataflow.interconnect import derive_interconnect
-    from archgen.dataflow.primitives import lower_to_primitives
     from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
 
-    table = DelayTable.load(target)
     print("| spec | array | LP clock target (ns) | register bits | latency (cycles) | Yosys depth (gates) | "
           "ECP5 LUTs | FFs | DSPs | nextpnr Fmax (MHz) | met |")
     print("|" + "---|" * 11)
     for spec in specs:
-        name, _, extra = spec.partition("@")
-        fg = derive_interconnect(load_spec(name, [f"array.shape=[{n},{n}]"] + ([extra] if extra else [])))
-        prim = lower_to_primitives(fg, table)
         for period in periods:
-            r = insert_pipeline_registers(prim, period)
+            r = _compiled(spec, n, period, target).retimed
             verilog = emit_verilog(r)
             depth = yosys_stats(verilog, "top")["logic_depth"]
             pnr = nextpnr_ecp5(verilog, "top", clock_mhz=1000.0 / period)

@@ -12,22 +12,17 @@ import argparse
 import time
 
 from archgen.arch.spec import load_spec
-from archgen.dataflow.interconnect import derive_interconnect
-from archgen.dataflow.pipelining import array_timing
-from archgen.rtlgen.array import ArrayTop
-from archgen.rtlgen.build import array_manifest
+from archgen.dataflow.compile import compile_array
+from archgen.rtlgen.build import array_verilog
 from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
 from archgen.rtlgen.timing_wrapper import io_wrapper
-from amaranth.back import verilog
 
 
 def row(spec, shape, mhz, pipeline):
     design = load_spec(spec, [f"array.shape={shape}", f"clock_mhz={mhz}"])
-    fg = derive_interconnect(design)
-    tm = array_timing(fg, 1e3 / mhz if pipeline else None, "ecp5")
-    top = ArrayTop(fg, tm)
-    text = verilog.convert(top, name=design.name, emit_src=False)
-    rt = tm.retimed
+    compiled = compile_array(design, pipeline=pipeline, target="ecp5")
+    text, manifest = array_verilog(compiled)
+    rt = compiled.retimed
     g = rt.prim.graph
     # registers the clock needs inside FUs (e.g. after the multiplier): a naive scheme needs them as well
     internal = sum(x * g.edges[e]["width"] for e, x in rt.extra.items()
@@ -35,7 +30,7 @@ def row(spec, shape, mhz, pipeline):
     stats = yosys_stats(text, design.name, target="ecp5")
     t = time.perf_counter()
     # large arrays have more stream pins than the package: place them inside a 4-pin shift wrapper
-    ports = array_manifest(fg, top, text)["ports"]
+    ports = manifest["ports"]
     wrapped = text + io_wrapper(design.name, ports)
     pnr = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz)
     return (f"| {spec} | {shape} | {mhz} | {'LP' if pipeline else 'none'} | {rt.register_bits} | {rt.naive_register_bits} | {rt.naive_register_bits + internal} | "

@@ -1,1 +1,45 @@
-"""archgen.dataflow"""
+"""archgen.dataflow: reuse analysis, interconnect, primitives, LP delay matching, schedule, compile step.
+
+The curated public API, loaded lazily (archgen/_exports.py).
+"""
+from archgen._exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "CompiledArray": "compile",
+    "compile_array": "compile",
+    "clear_compile_cache": "compile",
+    "Role": "ir",
+    "NodeKind": "ir",
+    "EdgeKind": "ir",
+    "PortRole": "ir",
+    "Direction": "ir",
+    "Node": "ir",
+    "Port": "ir",
+    "CommandField": "ir",
+    "CommandLayout": "ir",
+    "ReuseVector": "reuse",
+    "reuse_vectors": "reuse",
+    "unit_reuse": "reuse",
+    "FUGraph": "interconnect",
+    "OperandPlan": "interconnect",
+    "Lane": "interconnect",
+    "derive_interconnect": "interconnect",
+    "PrimitiveGraph": "primitives",
+    "lower_to_primitives": "primitives",
+    "RetimedGraph": "delay_lp",
+    "ClockTargetError": "delay_lp",
+    "DelayMatchingError": "delay_lp",
+    "insert_pipeline_registers": "delay_lp",
+    "insert_pipeline_registers_fused": "delay_lp",
+    "min_cost_flow_dual": "delay_lp",
+    "DelayTable": "delays",
+    "ArrayTiming": "pipelining",
+    "ArraySchedule": "schedule",
+    "HostProgram": "host",
+    "host_program": "host",
+    "random_operands": "host",
+    "Banking": "banking",
+    "derive_banking": "banking",
+    "EinsumArray": "spatten_arrays",
+    "spatten_latencies": "spatten_arrays",
+})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from archgen.arch.names import time_var
 
 from .interconnect import FUGraph
+from .ir import Role
 
 __all__ = ["Banking", "derive_banking"]
 
@@ -37,9 +38,9 @@ def derive_banking(fg: FUGraph) -> list[Banking]:
     for plan in fg.plans:
         x = op.operand(plan.name)
         amat = x.access_matrix(op.dims)
-        if plan.role in ("stationary", "accumulate"):
+        if plan.role in (Role.STATIONARY, Role.ACCUMULATE):
             lanes_fus = [l.fus[0] for l in plan.lanes]         # one row: FUs (0.., lane)
-        elif plan.role == "stream_out":
+        elif plan.role is Role.STREAM_OUT:
             lanes_fus = [l.fus[-1] for l in plan.lanes]
         else:
             lanes_fus = [l.fus[0] for l in plan.lanes]

@@ -314,6 +314,10 @@ def _run(prims, period, share_fanout):
 def insert_pipeline_registers(prim: PrimitiveGraph, clock_period_ns: float, *,
                               share_fanout: bool = True) -> RetimedGraph:
     """Delay-match and pipeline `prim` for a clock period (ns); raise ClockTargetError or DelayMatchingError."""
+    return _retime(prim, clock_period_ns, share_fanout)
+
+
+def _retime(prim: PrimitiveGraph, clock_period_ns: float, share_fanout: bool) -> RetimedGraph:
     system, values, elapsed, integral, n_rows = _run([prim], clock_period_ns, share_fanout)
     tau, stages, extra, depth, shared, unshared, latency = _read_back(prim, 0, values, share_fanout)
     return RetimedGraph(prim, float(clock_period_ns), share_fanout, MappingProxyType(tau), MappingProxyType(stages),
@@ -362,8 +366,7 @@ def insert_pipeline_registers_fused(prims: Sequence[PrimitiveGraph], clock_perio
                     key = ("edge", u, v)
                     built[key] = (e["width"], max(stages[(u, v)], built.get(key, (0, 0))[1]))
     bits = sum(w * s for w, s in built.values())
-    separate = sum(insert_pipeline_registers(p, clock_period_ns, share_fanout=share_fanout).register_bits
-                   for p in prims)
+    separate = sum(_retime(p, clock_period_ns, share_fanout).register_bits for p in prims)
     return FusedRetiming(tuple(per), MappingProxyType({k: s for k, (_, s) in built.items()}), bits, separate,
                          len(system.variables), n_rows, elapsed, integral)
 

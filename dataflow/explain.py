@@ -6,15 +6,15 @@ from collections import Counter
 from archgen.arch.spec import Design
 
 from .banking import derive_banking
-from .interconnect import derive_interconnect
+from .compile import compile_array
+from .ir import Role
 from .reuse import reuse_vectors
-from .schedule import array_schedule
 
 __all__ = ["explain"]
 
-_ROLE = {"stream": "streamed", "stationary": "stationary (one register per FU, loaded between tiles)",
-         "accumulate": "accumulated in place (drained row by row after each tile)",
-         "stream_out": "streamed out through spatial reduction"}
+_ROLE = {Role.STREAM: "streamed", Role.STATIONARY: "stationary (one register per FU, loaded between tiles)",
+         Role.ACCUMULATE: "accumulated in place (drained row by row after each tile)",
+         Role.STREAM_OUT: "streamed out through spatial reduction"}
 
 
 def explain(design: Design, dataflow: str | None = None) -> list[str]:
@@ -33,8 +33,8 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     if df.spatial is None:
         lines.append("  (not a tiled map: the generator cannot build it; connections below need the tiled form)")
         return lines
-    fg = derive_interconnect(design, df)
-    sch = array_schedule(fg)
+    compiled = compile_array(design, df, pipeline=False)
+    fg, sch = compiled.fu_graph, compiled.schedule
     banking = {b.operand: b for b in derive_banking(fg)}
     lines.append("  derived connections:")
     for p in fg.plans:

@@ -15,8 +15,9 @@ import numpy as np
 from archgen.mappings.tiling import Tile, TileMapping
 
 from .interconnect import FUGraph
+from .ir import PortRole, Role, port_name
 
-__all__ = ["HostProgram", "host_program", "wrap", "random_operands", "stream_ports"]
+__all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
 
 
 def wrap(values: np.ndarray, bits: int, signed: bool = True) -> np.ndarray:
@@ -25,23 +26,6 @@ def wrap(values: np.ndarray, bits: int, signed: bool = True) -> np.ndarray:
     if signed:
         v = np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
     return v
-
-
-def stream_ports(fg: FUGraph) -> dict[str, tuple[str, int, int]]:
-    """Port name -> (operand, lanes, bits) for every stream of the top level."""
-    ports = {}
-    for p in fg.inputs:
-        ports[f"in_{p.name}"] = (p.name, p.n_lanes, p.width)
-    out = fg.output
-    if out.psum_in:
-        n = out.n_lanes if out.role != "stream_out" or out.tree_axes else len(_chain_roots(fg))
-        ports[f"psum_{out.name}"] = (out.name, n, out.width)
-    ports[f"out_{out.name}"] = (out.name, out.n_lanes, out.width)
-    return ports
-
-
-def _chain_roots(fg: FUGraph):
-    return [l.fus[0] for l in fg.output.lanes]
 
 
 @dataclass(frozen=True)
@@ -148,18 +132,18 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
-            if p.role != "stationary":
+            if p.role is not Role.STATIONARY:
                 continue
             x = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
-            add(f"in_{p.name}", vals.reshape(rows, shape[-1]))
+            add(port_name(PortRole.INPUT, p.name), vals.reshape(rows, shape[-1]))
         for p in fg.inputs:
-            if p.role != "stream":
+            if p.role is not Role.STREAM:
                 continue
             roots = np.array([l.fus[0] for l in p.lanes], dtype=np.int64)
             x = _iterations(fg, mapping, tile, roots, steps)
             vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
-            add(f"in_{p.name}", vals)
+            add(port_name(PortRole.INPUT, p.name), vals)
         # the tile's products, accumulated into the running result
         x = _iterations(fg, mapping, tile, coords_all, steps)
         prod = np.ones(x.shape[:2], dtype=np.int64)
@@ -171,7 +155,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         valid = cidx[..., 0] >= 0
         np.add.at(result, tuple(cidx[valid].T), prod[valid])
         result = wrap(result, acc_bits)
-        if out.role == "accumulate":       # one beat per array row after the tile
+        if out.role is Role.ACCUMULATE:       # one beat per array row after the tile
             xr = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             _, idx = _gather(result, op.output, dims, xr, bounds)
             idx = idx.reshape(rows, shape[-1], -1)
@@ -179,7 +163,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
             _, idx = _gather(result, op.output, dims, _iterations(fg, mapping, tile, terms, steps), bounds)
         if out.psum_in and not tile.first:
-            add(f"psum_{out.name}", _lookup(before, idx))
+            add(port_name(PortRole.PSUM, out.name), _lookup(before, idx))
             record_psum(idx)
         expected.append(_lookup(result, idx))
         out_index.append(idx)

@@ -1,10 +1,11 @@
 """From a dataflow to an FU-level graph: who feeds whom, through how many registers.
 
-Input operands are either stationary (invariant over the tile's inner loops: one register per FU,
-loaded between tiles) or streamed: then every same-cycle reuse move (dt = 0, a step along an array
-axis the operand does not depend on) is a candidate FU-to-FU connection with delay c.ds, and a
-minimum spanning arborescence (networkx) over those candidates plus a memory root picks one source
-per FU. Delay-0 trees become one broadcast net from a memory lane; delayed edges become systolic
+Everything here is read from one reuse analysis, the unit solutions of ``A_X M [dt; ds] = 0``
+(dataflow/reuse.py ``unit_reuse``). Input operands are either stationary (a move along every inner
+loop of the tile keeps the element: one register per FU, loaded between tiles) or streamed: then every
+spatial move (dt = 0, one step along an array axis) is a candidate FU-to-FU connection with delay
+c.ds, and a minimum spanning arborescence (networkx) over those candidates plus a memory root picks
+one source per FU. Delay-0 trees become one broadcast net from a memory lane; delayed edges become systolic
 register chains. Outputs are accumulated in place (invariant over the inner loops) or streamed out
 through spatial reductions along the axes the output does not depend on (a register chain when the
 control vector skews that axis, an adder tree when it does not). Edge attributes follow the schema in
@@ -22,6 +23,9 @@ import networkx as nx
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
+
+from .ir import EdgeKind, Node, NodeKind, Role, fu
+from .reuse import ReuseVector, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "MEMORY_PORT_COST"]
 
@@ -42,7 +46,7 @@ class OperandPlan:
     """How one operand moves through the array under one dataflow."""
 
     name: str
-    role: str                 # "stream" | "stationary" | "accumulate" | "stream_out"
+    role: Role                # STREAM | STATIONARY | ACCUMULATE | STREAM_OUT
     width: int
     lanes: tuple[Lane, ...]   # stream lanes (inputs and psum inputs) or drain lanes (outputs)
     reuse_axes: tuple[tuple[int, int], ...] = ()   # (axis, delay per hop) of forwarding / reduction
@@ -85,11 +89,11 @@ class FUGraph:
 
     @property
     def inputs(self) -> tuple[OperandPlan, ...]:
-        return tuple(p for p in self.plans if p.role in ("stream", "stationary"))
+        return tuple(p for p in self.plans if p.role in (Role.STREAM, Role.STATIONARY))
 
     @property
     def output(self) -> OperandPlan:
-        return next(p for p in self.plans if p.role in ("accumulate", "stream_out"))
+        return next(p for p in self.plans if p.role in (Role.ACCUMULATE, Role.STREAM_OUT))
 
     def skew(self, coord) -> int:
         """Cycles FU ``coord`` runs behind the earliest FU (c.s normalised to start at 0)."""
@@ -112,8 +116,35 @@ def _cs(control, coord) -> int:
     return sum(c * s for c, s in zip(control, coord))
 
 
-def _fu(coord):
-    return ("fu", tuple(coord))
+def _mem(operand: str, lane: int | None) -> Node:
+    return Node(NodeKind.MEM, operand=operand, lane=lane)
+
+
+def _drain(operand: str, lane: int) -> Node:
+    return Node(NodeKind.DRAIN, operand=operand, lane=lane)
+
+
+@dataclass(frozen=True)
+class _Reuse:
+    """One operand's unit reuse moves (dataflow/reuse.py), as the interconnect reads them."""
+
+    held_over: frozenset            # loops whose step keeps the element (temporal reuse)
+    moves: dict                     # array axis -> (direction, delay c.ds) of the oriented spatial move
+
+    @staticmethod
+    def of(vectors: list[ReuseVector], order) -> "_Reuse":
+        held = frozenset(d for r in vectors for d in r.held_over(order))
+        return _Reuse(held, {r.spatial_axis: (r.ds[r.spatial_axis], r.delay) for r in vectors
+                             if r.spatial_axis is not None})
+
+    @property
+    def axes(self) -> list[int]:
+        return sorted(self.moves)
+
+    def steps(self, axis: int) -> list[tuple[int, int]]:
+        """(step, delay) of the candidate connections along ``axis``: a same-cycle move goes either way."""
+        step, delay = self.moves[axis]
+        return [(1, 0), (-1, 0)] if delay == 0 else [(step, delay)]
 
 
 def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, *,
@@ -131,26 +162,28 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     op = design.operation
     shape = design.shape
     axis_dim = df.spatial_dims
-    inner = set(df.inner_dims())
+    inner = df.inner_dims()
+    reuse = {x.name: _Reuse.of(unit_reuse(design, df, x.name), df.order) for x in op.operands}
     g = nx.DiGraph(name=design.name, dataflow=df.name, shape=shape, control=df.control)
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
-        g.add_node(_fu(s), kind="fu", coord=s, roles={})
+        g.add_node(fu(s), kind=NodeKind.FU, coord=s, roles={})
     base = min(_cs(df.control, s) for s in coords)
     skew = {s: _cs(df.control, s) - base for s in coords}
     types = design.type_of
     plans = []
     problems = []
     for x in op.inputs:
-        invariant_axes = [a for a in range(len(shape)) if shape[a] > 1 and not x.uses(axis_dim[a])]
-        if not any(x.uses(d) for d in inner):
+        rx = reuse[x.name]
+        if set(inner) <= rx.held_over:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
-        plans.append(_streamed_input(g, x.name, shape, coords, skew, df.control, invariant_axes, types[x.name]))
+        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name]))
     out = op.output
-    reduce_axes = [a for a in range(len(shape)) if shape[a] > 1 and not out.uses(axis_dim[a])]
-    outer_reduction = any(not out.uses(d) for d in df.outer_dims() if d not in single_tile)
-    if not any(out.uses(d) for d in inner):
+    ro = reuse[out.name]
+    reduce_axes = ro.axes
+    outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
+    if set(inner) <= ro.held_over:
         if reduce_axes:
             raise SpecError([problem(f"dataflows.{df.name}.spatial", f"the output {out.name} is accumulated in place, "
                                      f"but array axis(es) {reduce_axes} carry reduction loop(s) "
@@ -160,23 +193,21 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
                                      "the tile (a streamed output reduces across the array)", dict(df.spatial_dims))])
         plans.append(_accumulate(g, out.name, shape, coords, types[out.name], outer_reduction))
     else:
-        needs = [d for d in inner if not out.uses(d)]
+        needs = [d for d in inner if d in ro.held_over]
         if needs:
             problems.append(problem(f"dataflows.{df.name}.order", f"the output {out.name} does not depend on inner loop(s) "
                                     f"{', '.join(needs)} but does on others; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
                                     list(df.order)))
-        chained = [a for a in reduce_axes if df.control[a] != 0]
-        trees = [a for a in reduce_axes if df.control[a] == 0]
+        chained = [a for a in reduce_axes if ro.moves[a][1] != 0]     # a delay per hop: a register chain
+        trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
         if chained and trees:
             problems.append(problem(f"dataflows.{df.name}.control", "spatial reductions must be all chains (control != 0) "
                                     "or all trees (control == 0) on the reduced axes", list(df.control)))
         if problems:
             raise SpecError(problems)
-        plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, chained, trees, types[out.name],
-                                      outer_reduction))
-    if problems:
-        raise SpecError(problems)
+        plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, ro, chained, trees,
+                                      types[out.name], outer_reduction))
     return FUGraph(design, df, g, tuple(plans))
 
 
@@ -185,83 +216,83 @@ def _stationary(g, name, shape, coords, dtype) -> OperandPlan:
     lanes = []
     for lane in range(shape[-1]):
         fus = tuple(s for s in coords if s[-1] == lane)
-        g.add_node(("mem", name, lane), kind="mem", operand=name, lane=lane, bank=lane)
+        mem = _mem(name, lane)
+        g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
         for s in fus:
-            g.add_edge(("mem", name, lane), _fu(s), operand=name, kind="memory", delay=0, width=dtype.bits, phase="load")
-            g.nodes[_fu(s)]["roles"][name] = "stationary"
+            g.add_edge(mem, fu(s), operand=name, kind=EdgeKind.MEMORY, delay=0, width=dtype.bits, phase="load")
+            g.nodes[fu(s)]["roles"][name] = Role.STATIONARY
         lanes.append(Lane(lane, fus, 0))
-    return OperandPlan(name, "stationary", dtype.bits, tuple(lanes), signed=dtype.signed)
+    return OperandPlan(name, Role.STATIONARY, dtype.bits, tuple(lanes), signed=dtype.signed)
 
 
-def _candidates(coords, shape, control, axes, reverse=False):
-    """Same-cycle reuse moves along ``axes``: FU-to-FU edges with delay c.ds >= 0."""
+def _candidates(coords, shape, reuse: _Reuse, axes):
+    """The reuse moves along ``axes`` as FU-to-FU edges with delay c.ds >= 0."""
     cand = nx.DiGraph()
-    cand.add_nodes_from(_fu(s) for s in coords)
+    cand.add_nodes_from(fu(s) for s in coords)
     for s in coords:
         for a in axes:
-            for step in (1, -1):
+            for step, delay in reuse.steps(a):
                 t = list(s)
                 t[a] += step
                 if not 0 <= t[a] < shape[a]:
                     continue
-                delay = control[a] * step
-                if delay < 0:
-                    continue
-                src, dst = (_fu(s), _fu(t)) if not reverse else (_fu(t), _fu(s))
                 # prefer forward steps on ties so broadcast trees are chains from index 0
-                cost = (max(delay, 0) * 10 + 1) + (0 if step > 0 else 0.5)
-                cand.add_edge(src, dst, delay=delay, axis=a, weight=cost)
+                cost = (delay * 10 + 1) + (0 if step > 0 else 0.5)
+                cand.add_edge(fu(s), fu(t), delay=delay, axis=a, weight=cost)
     return cand
 
 
-def _streamed_input(g, name, shape, coords, skew, control, axes, dtype) -> OperandPlan:
-    cand = _candidates(coords, shape, control, axes)
-    root = ("mem", name, "*")
+def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> OperandPlan:
+    cand = _candidates(coords, shape, reuse, reuse.axes)
+    root = _mem(name, None)
     cand.add_node(root)
     for s in coords:
-        cand.add_edge(root, _fu(s), delay=skew[s], axis=None, weight=MEMORY_PORT_COST)
+        cand.add_edge(root, fu(s), delay=skew[s], axis=None, weight=MEMORY_PORT_COST)
     tree = nx.minimum_spanning_arborescence(cand, attr="weight", preserve_attrs=True)
     lanes = []
     roots = sorted(v for v in tree.successors(root))
-    for lane, fu in enumerate(roots):
-        mem = ("mem", name, lane)
-        g.add_node(mem, kind="mem", operand=name, lane=lane, bank=lane)
-        members = [fu] + [v for v in nx.descendants(tree, fu)]
-        zero = all(tree.edges[e]["delay"] == 0 for e in nx.bfs_edges(tree, fu))
+    for lane, first in enumerate(roots):
+        mem = _mem(name, lane)
+        g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
+        members = [first] + [v for v in nx.descendants(tree, first)]
+        zero = all(tree.edges[e]["delay"] == 0 for e in nx.bfs_edges(tree, first))
         if zero and len(members) > 1:
             # a same-cycle tree is one net: the lane drives every member directly
             for v in sorted(members):
-                g.add_edge(mem, v, operand=name, kind="broadcast", delay=skew[fu[1]], width=dtype.bits, fanout=len(members))
+                g.add_edge(mem, v, operand=name, kind=EdgeKind.BROADCAST, delay=skew[first.coord], width=dtype.bits,
+                           fanout=len(members))
         else:
-            g.add_edge(mem, fu, operand=name, kind="memory", delay=skew[fu[1]], width=dtype.bits)
-            for u, v in nx.bfs_edges(tree, fu):
+            g.add_edge(mem, first, operand=name, kind=EdgeKind.MEMORY, delay=skew[first.coord], width=dtype.bits)
+            for u, v in nx.bfs_edges(tree, first):
                 e = tree.edges[u, v]
-                kind = "systolic" if e["delay"] > 0 else "broadcast"
+                kind = EdgeKind.SYSTOLIC if e["delay"] > 0 else EdgeKind.BROADCAST
                 g.add_edge(u, v, operand=name, kind=kind, delay=e["delay"], width=dtype.bits, axis=e["axis"])
         for v in members:
-            g.nodes[v]["roles"][name] = "stream"
-        lanes.append(Lane(lane, tuple(v[1] for v in [fu] + sorted(set(members) - {fu})), skew[fu[1]]))
-    reuse = tuple((a, abs(control[a])) for a in axes)
-    return OperandPlan(name, "stream", dtype.bits, tuple(lanes), reuse, signed=dtype.signed)
+            g.nodes[v]["roles"][name] = Role.STREAM
+        lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))
+    moves = tuple((a, reuse.moves[a][1]) for a in reuse.axes)
+    return OperandPlan(name, Role.STREAM, dtype.bits, tuple(lanes), moves, signed=dtype.signed)
 
 
 def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:
     lanes = []
     for lane in range(shape[-1]):
         fus = tuple(s for s in coords if s[-1] == lane)
-        g.add_node(("drain", name, lane), kind="drain", operand=name, lane=lane)
+        drain, mem = _drain(name, lane), _mem(name, lane)
+        g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
         if psum_in:
-            g.add_node(("mem", name, lane), kind="mem", operand=name, lane=lane, bank=lane)
+            g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
         for s in fus:
-            g.nodes[_fu(s)]["roles"][name] = "accumulate"
-            g.add_edge(_fu(s), ("drain", name, lane), operand=name, kind="drain", delay=0, width=dtype.bits)
+            g.nodes[fu(s)]["roles"][name] = Role.ACCUMULATE
+            g.add_edge(fu(s), drain, operand=name, kind=EdgeKind.DRAIN, delay=0, width=dtype.bits)
             if psum_in:
-                g.add_edge(("mem", name, lane), _fu(s), operand=name, kind="memory", delay=0, width=dtype.bits, phase="load")
+                g.add_edge(mem, fu(s), operand=name, kind=EdgeKind.MEMORY, delay=0, width=dtype.bits, phase="load")
         lanes.append(Lane(lane, fus, 0))
-    return OperandPlan(name, "accumulate", dtype.bits, tuple(lanes), psum_in=psum_in, signed=dtype.signed)
+    return OperandPlan(name, Role.ACCUMULATE, dtype.bits, tuple(lanes), psum_in=psum_in, signed=dtype.signed)
 
 
-def _streamed_output(g, name, shape, coords, skew, control, chained, trees, dtype, psum_in) -> OperandPlan:
+def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chained, trees, dtype,
+                     psum_in) -> OperandPlan:
     lanes = []
     if trees:
         # one adder tree per group of FUs that differ only along the tree axes
@@ -272,43 +303,45 @@ def _streamed_output(g, name, shape, coords, skew, control, chained, trees, dtyp
         span = max(skew[s] for s in coords)
         for lane, key in enumerate(sorted(groups)):
             fus = tuple(sorted(groups[key]))
-            tnode = ("tree", name, lane)
-            g.add_node(tnode, kind="tree", operand=name, group=lane, n_inputs=len(fus))
+            tnode, drain = Node(NodeKind.TREE, operand=name, lane=lane), _drain(name, lane)
+            g.add_node(tnode, kind=NodeKind.TREE, operand=name, group=lane, n_inputs=len(fus))
             for s in fus:
-                g.nodes[_fu(s)]["roles"][name] = "reduce"
-                g.add_edge(_fu(s), tnode, operand=name, kind="reduce", delay=0, width=dtype.bits)
-            g.add_node(("drain", name, lane), kind="drain", operand=name, lane=lane)
-            g.add_edge(tnode, ("drain", name, lane), operand=name, kind="drain", delay=span - skew[fus[0]], width=dtype.bits)
+                g.nodes[fu(s)]["roles"][name] = Role.REDUCE
+                g.add_edge(fu(s), tnode, operand=name, kind=EdgeKind.REDUCE, delay=0, width=dtype.bits)
+            g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
+            g.add_edge(tnode, drain, operand=name, kind=EdgeKind.DRAIN, delay=span - skew[fus[0]], width=dtype.bits)
             if psum_in:
-                g.add_node(("mem", name, lane), kind="mem", operand=name, lane=lane, bank=lane)
-                g.add_edge(("mem", name, lane), tnode, operand=name, kind="memory", delay=skew[fus[0]], width=dtype.bits)
+                mem = _mem(name, lane)
+                g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
+                g.add_edge(mem, tnode, operand=name, kind=EdgeKind.MEMORY, delay=skew[fus[0]], width=dtype.bits)
             lanes.append(Lane(lane, fus, skew[fus[0]]))
-        return OperandPlan(name, "stream_out", dtype.bits, tuple(lanes), tree_axes=tuple(trees), psum_in=psum_in,
+        return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), tree_axes=tuple(trees), psum_in=psum_in,
                            signed=dtype.signed)
     # chains: partial sums move toward larger c.s; terminal FUs (no successor) drain
-    cand = _candidates(coords, shape, control, chained, reverse=False)
+    cand = _candidates(coords, shape, reuse, chained)
     cand = nx.DiGraph((u, v, d) for u, v, d in cand.edges(data=True) if d["delay"] > 0)
-    cand.add_nodes_from(_fu(s) for s in coords)
+    cand.add_nodes_from(fu(s) for s in coords)
     succ = {}
     for s in coords:
-        outs = sorted(cand.successors(_fu(s)), key=lambda v: (cand.edges[_fu(s), v]["weight"], v))
+        outs = sorted(cand.successors(fu(s)), key=lambda v: (cand.edges[fu(s), v]["weight"], v))
         # one successor per FU along the first chained axis that has one (an in-tree toward the drain)
         for a in chained:
-            nxt = [v for v in outs if cand.edges[_fu(s), v]["axis"] == a]
+            nxt = [v for v in outs if cand.edges[fu(s), v]["axis"] == a]
             if nxt:
-                succ[s] = (nxt[0][1], cand.edges[_fu(s), nxt[0]]["delay"], a)
+                succ[s] = (nxt[0].coord, cand.edges[fu(s), nxt[0]]["delay"], a)
                 break
     for s, (t, delay, a) in succ.items():
-        g.add_edge(_fu(s), _fu(t), operand=name, kind="reduce_chain", delay=delay, width=dtype.bits, axis=a)
+        g.add_edge(fu(s), fu(t), operand=name, kind=EdgeKind.REDUCE_CHAIN, delay=delay, width=dtype.bits, axis=a)
     for s in coords:
-        g.nodes[_fu(s)]["roles"][name] = "reduce"
+        g.nodes[fu(s)]["roles"][name] = Role.REDUCE
     terminals = sorted(s for s in coords if s not in succ)
     has_pred = {t for t, _, _ in succ.values()}
     roots = sorted(s for s in coords if s not in has_pred)
     span = max(skew[s] for s in terminals)
     for lane, s in enumerate(terminals):
-        g.add_node(("drain", name, lane), kind="drain", operand=name, lane=lane)
-        g.add_edge(_fu(s), ("drain", name, lane), operand=name, kind="drain", delay=span - skew[s], width=dtype.bits)
+        drain = _drain(name, lane)
+        g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
+        g.add_edge(fu(s), drain, operand=name, kind=EdgeKind.DRAIN, delay=span - skew[s], width=dtype.bits)
         chain = [s]
         while True:
             preds = [u for u, (t, _, _) in succ.items() if t == chain[0]]
@@ -318,7 +351,8 @@ def _streamed_output(g, name, shape, coords, skew, control, chained, trees, dtyp
         lanes.append(Lane(lane, tuple(chain), skew[chain[0]]))
     if psum_in:
         for lane, s in enumerate(roots):
-            g.add_node(("mem", name, lane), kind="mem", operand=name, lane=lane, bank=lane)
-            g.add_edge(("mem", name, lane), _fu(s), operand=name, kind="memory", delay=skew[s], width=dtype.bits)
-    reuse = tuple((a, abs(control[a])) for a in chained)
-    return OperandPlan(name, "stream_out", dtype.bits, tuple(lanes), reuse, psum_in=psum_in, signed=dtype.signed)
+            mem = _mem(name, lane)
+            g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
+            g.add_edge(mem, fu(s), operand=name, kind=EdgeKind.MEMORY, delay=skew[s], width=dtype.bits)
+    moves = tuple((a, reuse.moves[a][1]) for a in chained)
+    return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), moves, psum_in=psum_in, signed=dtype.signed)

@@ -10,16 +10,12 @@ times from here, so RTL and model pick up the same latencies.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from .delay_lp import RetimedGraph, insert_pipeline_registers
-from .delays import DelayTable
-from .interconnect import FUGraph
-from .primitives import PrimitiveGraph, lower_to_primitives, pipeline_slow_multipliers
+from .delay_lp import RetimedGraph
+from .primitives import PrimitiveGraph
 
-__all__ = ["ArrayTiming", "array_timing", "design_timing"]
+__all__ = ["ArrayTiming", "timing_from_retimed"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +58,9 @@ def _streamed_ports(prim: PrimitiveGraph) -> list:
     return out
 
 
-def array_timing(fg: FUGraph, clock_period_ns: float | None = None, target: str = "asic") -> ArrayTiming:
-    """Lower, delay-match and (with a clock period) pipeline the array; ``None`` = no timing cuts."""
-    table = DelayTable.load(target)
-    prim = lower_to_primitives(fg, table)
-    if clock_period_ns is not None:
-        pipeline_slow_multipliers(prim, clock_period_ns)
-    retimed = insert_pipeline_registers(prim, math.inf if clock_period_ns is None else clock_period_ns)
+def timing_from_retimed(retimed: RetimedGraph, clock_period_ns: float | None, target: str) -> ArrayTiming:
+    """Node times relative to the issue of a step, read from the LP's latch times (no solve here)."""
+    prim = retimed.prim
     ports = _streamed_ports(prim)
     tau = retimed.tau
     t0 = min(tau[p] for p in ports)
@@ -77,35 +69,3 @@ def array_timing(fg: FUGraph, clock_period_ns: float | None = None, target: str 
     time = {v: tau[v] - base for v in prim.graph.nodes}
     offsets = {p: tau[p] - t0 for p in ports}
     return ArrayTiming(retimed, clock_period_ns, target, time, offsets)
-
-
-def design_timing(design, fg: FUGraph, *, pipeline: bool = True, target: str = "asic") -> ArrayTiming:
-    """Registers per edge for the spec's clock target (``pipeline=False``: only the schedule's own).
-
-    Cached per (spec, dataflow, target): builds, verification and whole-network simulations of one
-    design share a single LP solve."""
-    return _cached_timing(design.source_hash, fg.dataflow.name, 1e3 / design.clock_mhz if pipeline else None,
-                          target, fg)
-
-
-@lru_cache(maxsize=64)
-def _cached_timing_inner(key, fg_holder):
-    return array_timing(fg_holder.fg, key[2], key[3])
-
-
-class _Holder:
-    """Hashes by key only, so the FU graph rides along without being hashed."""
-
-    def __init__(self, key, fg):
-        self.key, self.fg = key, fg
-
-    def __hash__(self):
-        return hash(self.key)
-
-    def __eq__(self, other):
-        return isinstance(other, _Holder) and other.key == self.key
-
-
-def _cached_timing(spec_hash, dataflow, period, target, fg):
-    key = (spec_hash, dataflow, period, target)
-    return _cached_timing_inner(key, _Holder(key, fg))

@@ -24,12 +24,15 @@ import networkx as nx
 
 from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.delays import DelayTable
+from archgen.dataflow.ir import EdgeKind, Node, NodeKind, Role
 
-__all__ = ["PrimitiveGraph", "lower_to_primitives", "naive_register_bits", "tree_levels", "PRIMITIVE_KINDS"]
+__all__ = ["PrimitiveGraph", "lower_to_primitives", "multiplier_stages", "naive_register_bits", "tree_levels",
+           "PRIMITIVE_KINDS"]
 
-PRIMITIVE_KINDS = ("mem_port", "port", "stationary_reg", "mul", "add", "acc", "tree_add", "drain")
-_INPUT_ROLES = ("stream", "stationary")
-_OUTPUT_ROLES = ("accumulate", "reduce")
+PRIMITIVE_KINDS = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.MUL, NodeKind.ADD,
+                   NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.DRAIN)
+_INPUT_ROLES = (Role.STREAM, Role.STATIONARY)
+_OUTPUT_ROLES = (Role.ACCUMULATE, Role.REDUCE)
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,11 @@ class PrimitiveGraph:
         return [n for n, d in self.graph.nodes(data=True) if d["kind"] == kind]
 
 
-def _unit(node) -> object:
-    """The hardware unit a primitive belongs to: its FU for FU-internal primitives, itself otherwise."""
-    return ("fu", node[1]) if node[0] in ("port", "stationary_reg", "mul", "add", "acc") else node
+def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float | None = None) -> PrimitiveGraph:
+    """Lower `fu_graph` (an FUGraph: `.graph`, `.widths`, `.acc_width`) with delays from `table`.
 
-
-def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
-    """Lower `fu_graph` (an FUGraph: `.graph`, `.widths`, `.acc_width`) with delays from `table`."""
+    With a clock period, every multiplier slower than the clock gets internal stages
+    (:func:`multiplier_stages`) as it is built; the graph is never changed afterwards."""
     g: nx.DiGraph = fu_graph.graph
     acc_width = int(fu_graph.acc_width)
     problems = []
@@ -64,7 +65,7 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
 
     def node(nid, kind, *, latency, delay_ns=0.0, out_ns=0.0, width, **extra):
         p.add_node(nid, kind=kind, latency=int(latency), delay_ns=float(delay_ns), out_ns=float(out_ns),
-                   width=int(width), unit=_unit(nid), **extra)
+                   width=int(width), unit=nid.unit, **extra)
 
     def edge(u, v, *, width, delay, kind, operand, fu_edge=None, hold=False):
         if p.has_edge(u, v):
@@ -76,19 +77,19 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
 
     # memory ports, drains
     for n, d in g.nodes(data=True):
-        if d.get("kind") == "mem":
-            node(("mem_port", d["operand"], d["lane"]), "mem_port", latency=table.memory_latency,
+        if d.get("kind") == NodeKind.MEM:
+            node(_mem_port(d["operand"], d["lane"]), NodeKind.MEM_PORT, latency=table.memory_latency,
                  out_ns=table.memory_clk_to_out_ns, width=fu_graph.widths.get(d["operand"], acc_width),
                  operand=d["operand"], lane=d["lane"])
-        elif d.get("kind") == "drain":
-            node(("drain", d["operand"], d["lane"]), "drain", latency=1, width=acc_width,
+        elif d.get("kind") == NodeKind.DRAIN:
+            node(Node(NodeKind.DRAIN, operand=d["operand"], lane=d["lane"]), NodeKind.DRAIN, latency=1, width=acc_width,
                  operand=d["operand"], lane=d["lane"])
 
     # FUs: input ports (or stationary registers), multiplier, partial-sum adder or accumulator
     psum_out: dict[tuple, tuple] = {}     # (fu node, output operand) -> primitive producing it
     inputs_of: dict[tuple, tuple] = {}    # (fu node, input operand) -> primitive receiving it
     for n, d in g.nodes(data=True):
-        if d.get("kind") != "fu":
+        if d.get("kind") != NodeKind.FU:
             continue
         coord, roles = tuple(d["coord"]), d.get("roles", {})
         ins = sorted(x for x, r in roles.items() if r in _INPUT_ROLES)
@@ -96,34 +97,42 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
         bad = sorted(x for x, r in roles.items() if r not in _INPUT_ROLES + _OUTPUT_ROLES)
         if bad or not ins or len(outs) != 1:
             problems.append(problem(f"fu {coord}.roles", "an FU needs at least one input operand (stream or "
-                                    "stationary) and exactly one output (accumulate or reduce)", dict(roles)))
+                                    "stationary) and exactly one output (accumulate or reduce)",
+                                    {x: str(r) for x, r in roles.items()}))
             continue
         in_w = [int(fu_graph.widths[x]) for x in ins]
-        mul = ("mul", coord)
-        node(mul, "mul", latency=table.multiplier_latency, delay_ns=table.multiplier_ns(max(in_w)),
-             width=min(sum(in_w), acc_width))
+        mul = Node(NodeKind.MUL, coord)
+        mul_ns = table.multiplier_ns(max(in_w))
+        stages = 1 if table.multiplier_latency > 0 or clock_period_ns is None else \
+            multiplier_stages(mul_ns, table.clk_to_q_ns, table.setup_ns, clock_period_ns)
+        if stages > 1:
+            part = mul_ns / stages
+            node(mul, NodeKind.MUL, latency=stages - 1, delay_ns=part, out_ns=table.clk_to_q_ns + part,
+                 width=min(sum(in_w), acc_width), internal_stages=stages - 1)
+        else:
+            node(mul, NodeKind.MUL, latency=table.multiplier_latency, delay_ns=mul_ns, width=min(sum(in_w), acc_width))
         for x, w in zip(ins, in_w):
-            if roles[x] == "stationary":
-                src = ("stationary_reg", coord, x)
-                node(src, "stationary_reg", latency=1, out_ns=table.clk_to_q_ns, width=w, operand=x)
+            if roles[x] == Role.STATIONARY:
+                src = Node(NodeKind.STATIONARY_REG, coord, x)
+                node(src, NodeKind.STATIONARY_REG, latency=1, out_ns=table.clk_to_q_ns, width=w, operand=x)
             else:
-                src = ("port", coord, x)
-                node(src, "port", latency=0, width=w, operand=x)
+                src = Node(NodeKind.PORT, coord, x)
+                node(src, NodeKind.PORT, latency=0, width=w, operand=x)
             inputs_of[(n, x)] = src
-            edge(src, mul, width=w, delay=0, kind="internal", operand=x, hold=roles[x] == "stationary")
+            edge(src, mul, width=w, delay=0, kind=EdgeKind.INTERNAL, operand=x, hold=roles[x] == Role.STATIONARY)
         out = outs[0]
         psum_in = [e for e in g.in_edges(n, data=True) if e[2].get("operand") == out and e[2].get("phase") != "load"]
-        if roles[out] == "accumulate":
-            acc = ("acc", coord)
-            node(acc, "acc", latency=1, delay_ns=table.adder_ns(acc_width), out_ns=table.clk_to_q_ns,
+        if roles[out] == Role.ACCUMULATE:
+            acc = Node(NodeKind.ACC, coord)
+            node(acc, NodeKind.ACC, latency=1, delay_ns=table.adder_ns(acc_width), out_ns=table.clk_to_q_ns,
                  width=acc_width, operand=out)
-            edge(mul, acc, width=p.nodes[mul]["width"], delay=0, kind="internal", operand=out)
+            edge(mul, acc, width=p.nodes[mul]["width"], delay=0, kind=EdgeKind.INTERNAL, operand=out)
             psum_out[(n, out)] = acc
             inputs_of[(n, out)] = acc
         elif psum_in:
-            add = ("add", coord)
-            node(add, "add", latency=0, delay_ns=table.adder_ns(acc_width), width=acc_width, operand=out)
-            edge(mul, add, width=p.nodes[mul]["width"], delay=0, kind="internal", operand=out)
+            add = Node(NodeKind.ADD, coord)
+            node(add, NodeKind.ADD, latency=0, delay_ns=table.adder_ns(acc_width), width=acc_width, operand=out)
+            edge(mul, add, width=p.nodes[mul]["width"], delay=0, kind=EdgeKind.INTERNAL, operand=out)
             psum_out[(n, out)] = add
             inputs_of[(n, out)] = add
         else:
@@ -133,20 +142,20 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
     tree_leaves: dict[tuple, list] = {}
     tree_root: dict[tuple, tuple] = {}
     for n, d in g.nodes(data=True):
-        if d.get("kind") == "tree":
+        if d.get("kind") == NodeKind.TREE:
             tree_leaves[n] = sorted(u for u in g.predecessors(n))
     for t, preds in tree_leaves.items():
         leaves = []
         for u in preds:
             e = g.edges[u, t]
-            src = psum_out.get((u, e["operand"])) if g.nodes[u].get("kind") == "fu" else \
-                ("mem_port", g.nodes[u]["operand"], g.nodes[u]["lane"])
+            src = psum_out.get((u, e["operand"])) if g.nodes[u].get("kind") == NodeKind.FU else \
+                _mem_port(g.nodes[u]["operand"], g.nodes[u]["lane"])
             if src is None:
                 problems.append(problem(f"edge {u!r} -> {t!r}", "tree input from an FU without that output", e))
                 continue
             leaves.append((src, e, (u, t)))
         declared = g.nodes[t].get("n_inputs")
-        n_fu = sum(1 for u in preds if g.nodes[u].get("kind") == "fu")
+        n_fu = sum(1 for u in preds if g.nodes[u].get("kind") == NodeKind.FU)
         if declared is not None and declared != n_fu:
             problems.append(problem(f"{t!r}.n_inputs", "does not match the FUs feeding the tree", (declared, n_fu)))
         level, current = 0, leaves
@@ -154,12 +163,12 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
             level += 1
             nxt = []
             for j in range(0, len(current) - 1, 2):
-                a = ("tree_add", t[1], t[2], level, j // 2)
-                node(a, "tree_add", latency=0, width=acc_width, operand=t[1], level=level,
+                a = Node(NodeKind.TREE_ADD, operand=t.operand, lane=t.lane, level=level, index=j // 2)
+                node(a, NodeKind.TREE_ADD, latency=0, width=acc_width, operand=t.operand, level=level,
                      delay_ns=table.adder_ns(acc_width) + table.tree_level_wire_ns)
                 for src, e, fe in current[j:j + 2]:
-                    edge(src, a, width=e["width"], delay=e["delay"], kind=e["kind"], operand=t[1], fu_edge=fe)
-                nxt.append((a, {"width": acc_width, "delay": 0, "kind": "tree"}, None))
+                    edge(src, a, width=e["width"], delay=e["delay"], kind=e["kind"], operand=t.operand, fu_edge=fe)
+                nxt.append((a, {"width": acc_width, "delay": 0, "kind": EdgeKind.TREE}, None))
             if len(current) % 2:
                 nxt.append(current[-1])
             current = nxt
@@ -170,9 +179,9 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
     for u, v, e in g.edges(data=True):
         ku, kv = g.nodes[u].get("kind"), g.nodes[v].get("kind")
         x, kind = e.get("operand"), e.get("kind")
-        if kv == "tree":
+        if kv == NodeKind.TREE:
             continue                                 # lowered with the tree
-        if ku == "tree":
+        if ku == NodeKind.TREE:
             if u not in tree_root:
                 continue
             src, carried, fe = tree_root[u]
@@ -183,9 +192,9 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
                 edge(src, _lower_target(v, g), width=e["width"], delay=e["delay"], kind=kind, operand=x,
                      fu_edge=(u, v))
             continue
-        src = ("mem_port", g.nodes[u]["operand"], g.nodes[u]["lane"]) if ku == "mem" else \
-            inputs_of.get((u, x)) if kind == "systolic" else psum_out.get((u, x))
-        dst = _lower_target(v, g) if kv == "drain" else inputs_of.get((v, x))
+        src = _mem_port(g.nodes[u]["operand"], g.nodes[u]["lane"]) if ku == NodeKind.MEM else \
+            inputs_of.get((u, x)) if kind == EdgeKind.SYSTOLIC else psum_out.get((u, x))
+        dst = _lower_target(v, g) if kv == NodeKind.DRAIN else inputs_of.get((v, x))
         if src is None or dst is None:
             problems.append(problem(f"edge {u!r} -> {v!r}", f"operand {x!r} (kind {kind!r}) has no matching "
                                     "port on one of its ends; check the FU roles", dict(e)))
@@ -193,7 +202,7 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
         load = e.get("phase") == "load"
         # an accumulator is preloaded before and read out after its reduction, while its value is held:
         # neither path streams alongside the MACs, so neither is delay-matched against them
-        hold = (load and p.nodes[dst]["kind"] == "acc") or p.nodes[src]["kind"] == "acc"
+        hold = (load and p.nodes[dst]["kind"] == NodeKind.ACC) or p.nodes[src]["kind"] == NodeKind.ACC
         edge(src, dst, width=e["width"], delay=e["delay"], kind=kind, operand=x, fu_edge=(u, v), hold=hold)
 
     if problems:
@@ -211,34 +220,32 @@ def lower_to_primitives(fu_graph, table: DelayTable) -> PrimitiveGraph:
     return PrimitiveGraph(p, table.target, table.clk_to_q_ns, table.setup_ns, name)
 
 
-def pipeline_slow_multipliers(prim: PrimitiveGraph, clock_period_ns: float) -> int:
-    """Give every multiplier slower than the clock internal pipeline stages; return how many it added.
+def multiplier_stages(delay_ns: float, clk_to_q_ns: float, setup_ns: float, clock_period_ns: float) -> int:
+    """Equal stages a multiplier of ``delay_ns`` is split into to fit the clock (1: it fits, or nothing would).
 
-    A multiplier of delay d that cannot fit between two registers (clock-to-Q + d + setup > period) is
-    split into s = ceil(d / (period - clock-to-Q - setup)) equal stages: ``latency`` grows by s - 1, its
-    inputs see d / s before the first internal register and its output d / s after the last. The RTL
-    writes the s - 1 registers behind the product, where the synthesis tool's register balancing
-    (retiming) moves them into the partial-product tree, the usual way to describe a pipelined
-    multiplier. Without this, a 16 x 12-bit product (1.09 ns with the register overheads in the ASIC
-    table) could never meet a 1 ns clock, whatever the LP placed around it.
+    A multiplier that cannot fit between two registers (clock-to-Q + d + setup > period) is split into
+    s = ceil(d / (period - clock-to-Q - setup)) equal stages: its latency is s - 1, its inputs see d / s
+    before the first internal register and its output d / s after the last. The RTL writes the s - 1
+    registers behind the product, where the synthesis tool's register balancing (retiming) moves them
+    into the partial-product tree, the usual way to describe a pipelined multiplier. Without this, a
+    16 x 12-bit product (1.09 ns with the register overheads in the ASIC table) could never meet a 1 ns
+    clock, whatever the LP placed around it.
     """
-    budget = clock_period_ns - prim.clk_to_q_ns - prim.setup_ns
+    budget = clock_period_ns - clk_to_q_ns - setup_ns
     if budget <= 1e-9:          # nothing fits between two registers (float noise counts as nothing)
-        return 0
-    added = 0
-    for v, d in prim.graph.nodes(data=True):
-        if d["kind"] != "mul" or d["latency"] > 0 or prim.clk_to_q_ns + d["delay_ns"] + prim.setup_ns <= clock_period_ns:
-            continue
-        stages = math.ceil(d["delay_ns"] / budget - 1e-9)
-        part = d["delay_ns"] / stages
-        d.update(latency=stages - 1, delay_ns=part, out_ns=prim.clk_to_q_ns + part, internal_stages=stages - 1)
-        added += stages - 1
-    return added
+        return 1
+    if clk_to_q_ns + delay_ns + setup_ns <= clock_period_ns:
+        return 1
+    return math.ceil(delay_ns / budget - 1e-9)
 
 
-def _lower_target(v, g):
+def _mem_port(operand: str, lane: int) -> Node:
+    return Node(NodeKind.MEM_PORT, operand=operand, lane=lane)
+
+
+def _lower_target(v, g) -> Node:
     d = g.nodes[v]
-    return ("drain", d["operand"], d["lane"])
+    return Node(NodeKind.DRAIN, operand=d["operand"], lane=d["lane"])
 
 
 def naive_register_bits(prim: PrimitiveGraph) -> int:

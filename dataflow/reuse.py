@@ -18,7 +18,7 @@ from archgen.arch.mapping_check import time_var_ranges
 from archgen.arch.names import time_var
 from archgen.arch.spec import Dataflow, Design
 
-__all__ = ["ReuseVector", "reuse_vectors", "temporal_strides"]
+__all__ = ["ReuseVector", "reuse_vectors", "unit_reuse", "temporal_strides"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,17 @@ class ReuseVector:
     ds: tuple[int, ...]
     delay: int                     # physical cycles between the two uses (>= 0 after orientation)
     kind: str                      # "stationary" | "direct" | "delay"
+
+    def held_over(self, order) -> tuple[str, ...]:
+        """The loops of a temporal-only move (ds = 0): the element stays while they advance."""
+        return () if any(self.ds) else tuple(d for v, d in zip(self.dt, order) if v)
+
+    @property
+    def spatial_axis(self) -> int | None:
+        """The array axis of a spatial-only unit move (dt = 0), else None."""
+        if any(self.dt) or sum(map(abs, self.ds)) != 1:
+            return None
+        return next(a for a, v in enumerate(self.ds) if v)
 
     def describe(self, order) -> str:
         moves = [f"{'+' if v > 0 else '-'}t_{d}" for v, d in zip(self.dt, order) if v]
@@ -48,8 +59,25 @@ def temporal_strides(df: Dataflow, shape, bounds: dict[str, int]) -> dict[str, i
 
 
 def reuse_vectors(design: Design, df: Dataflow, operand: str, bounds: dict[str, int] | None = None) -> list[ReuseVector]:
+    """Every reuse move in the box {-1, 0, 1}^(loops + axes) at ``bounds`` (default: the reference bounds);
+    moves along a loop that runs once at those bounds are left out."""
+    n = len(design.operation.dims) + len(design.shape)
+    box = (v for v in itertools.product((-1, 0, 1), repeat=n) if any(v))
+    return _solutions(design, df, operand, box, bounds or design.reference_bounds, skip_single_trips=True)
+
+
+def unit_reuse(design: Design, df: Dataflow, operand: str) -> list[ReuseVector]:
+    """The unit moves (one loop step, or one step along one array axis) that keep ``operand``'s element:
+    the zero columns of A_X M. Independent of the problem size (no trip count filters them out), so
+    the interconnect derived from them holds for every problem; delays are at the reference bounds."""
+    n = len(design.operation.dims) + len(design.shape)
+    units = (tuple(int(i == j) for i in range(n)) for j in range(n))
+    return _solutions(design, df, operand, units, design.reference_bounds, skip_single_trips=False)
+
+
+def _solutions(design: Design, df: Dataflow, operand: str, vectors, bounds: dict[str, int],
+               skip_single_trips: bool) -> list[ReuseVector]:
     op = design.operation
-    bounds = bounds or design.reference_bounds
     x = op.operand(operand)
     access = x.access_matrix(op.dims)                      # tensor dims x loops
     mmat = df.ts_map.matrix                                # loops x (t vars in op.dims order, then s vars)
@@ -57,12 +85,10 @@ def reuse_vectors(design: Design, df: Dataflow, operand: str, bounds: dict[str, 
     tpos = [op.dims.index(d) for d in df.order]            # column of each ordered loop's t var
     strides = temporal_strides(df, design.shape, bounds)
     trips = time_var_ranges(df.ts_map, tuple(design.shape), bounds)
-    once = [trips[time_var(d)] == 1 for d in df.order]
+    once = [skip_single_trips and trips[time_var(d)] == 1 for d in df.order]
     am = access @ mmat
     found: dict[tuple, ReuseVector] = {}
-    for vec in itertools.product((-1, 0, 1), repeat=n_t + n_s):
-        if not any(vec):
-            continue
+    for vec in vectors:
         dt_ordered = tuple(vec[:n_t])                      # indexed by position in df.order
         ds = tuple(vec[n_t:])
         full = np.zeros(n_t + n_s, dtype=np.int64)

@@ -26,7 +26,8 @@ import math
 from dataclasses import dataclass
 
 from .interconnect import FUGraph
-from .pipelining import ArrayTiming, array_timing
+from .ir import Node, NodeKind, Role
+from .pipelining import ArrayTiming
 
 __all__ = ["ArraySchedule", "array_schedule"]
 
@@ -50,20 +51,20 @@ class ArraySchedule:
         return self.has_stationary or (self.accumulate and self.psum_in and not first)
 
 
-def array_schedule(fg: FUGraph, timing: ArrayTiming | None = None) -> ArraySchedule:
-    timing = timing or array_timing(fg)
+def array_schedule(fg: FUGraph, timing: ArrayTiming) -> ArraySchedule:
+    """The schedule constants of ``fg`` under ``timing`` (called by compile_array only)."""
     t = timing.time
     g = timing.prim.graph
     out = fg.output
-    accumulate = out.role == "accumulate"
-    accs = [v for v in g if v[0] == "acc"]
+    accumulate = out.role is Role.ACCUMULATE
+    accs = [v for v in g if v.kind is NodeKind.ACC]
     commit = max((t[v] for v in accs), default=0)
-    swaps = [t[("mul", s)] for s in fg.coords()
-             if any(g.nodes[u]["kind"] == "stationary_reg" for u in g.predecessors(("mul", s)))]
+    muls = [Node(NodeKind.MUL, s) for s in fg.coords()]
+    swaps = [t[m] for m in muls if any(u.kind is NodeKind.STATIONARY_REG for u in g.predecessors(m))]
     if accumulate and out.psum_in:
         swaps += [t[v] for v in accs]
-    drains = [v for v in g if v[0] == "drain"]
+    drains = [v for v in g if v.kind is NodeKind.DRAIN]
     out_latency = 0 if accumulate else max(t[v] + g.nodes[v]["latency"] for v in drains)
     return ArraySchedule(math.prod(fg.shape[:-1]), commit, max(swaps, default=0),
-                         any(p.role == "stationary" for p in fg.inputs), accumulate, out.psum_in, out_latency,
+                         any(p.role is Role.STATIONARY for p in fg.inputs), accumulate, out.psum_in, out_latency,
                          sum(timing.retimed.extra.values()))

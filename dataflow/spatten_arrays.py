@@ -30,9 +30,10 @@ from archgen.arch.errors import Problem, SpecError, problem
 from archgen.arch.spatten_spec import SpattenLatencies, SpattenSpec, spatten_formats
 from archgen.arch.spec import Design, load_spec_data
 from archgen.dataflow.spatten_stages import exp_stages, recip_cycles
-from archgen.dataflow.interconnect import FUGraph, OperandPlan, derive_interconnect
-from archgen.dataflow.pipelining import ArrayTiming, array_timing
-from archgen.dataflow.schedule import array_schedule
+from archgen.dataflow.compile import CompiledArray, compile_array
+from archgen.dataflow.interconnect import FUGraph, OperandPlan
+from archgen.dataflow.ir import Role
+from archgen.dataflow.pipelining import ArrayTiming
 
 __all__ = ["EinsumArray", "spatten_array_design", "spatten_arrays", "spatten_latencies", "operand_index",
            "stationary_footprint", "ARRAY_LOOPS"]
@@ -54,11 +55,21 @@ class EinsumArray:
     """
 
     unit: str
-    design: Design
-    fg: FUGraph = field(repr=False)
-    timing: ArrayTiming = field(repr=False)
+    compiled: CompiledArray = field(repr=False)
     roles: dict
     latency: int
+
+    @property
+    def design(self) -> Design:
+        return self.compiled.design
+
+    @property
+    def fg(self) -> FUGraph:
+        return self.compiled.fu_graph
+
+    @property
+    def timing(self) -> ArrayTiming:
+        return self.compiled.timing
 
     def plan(self, role: str) -> OperandPlan:
         return self.fg.plan(self.roles[role])
@@ -134,21 +145,21 @@ def _roles(unit: str, design: Design, fg: FUGraph) -> dict:
     where = f"units.{unit}.operation"
     out = fg.output
     plans = {p.name: p for p in fg.inputs}
-    got = {n: (p.role, p.n_lanes) for n, p in plans.items()}
-    if out.role != "stream_out" or out.psum_in:
+    got = {n: (str(p.role), p.n_lanes) for n, p in plans.items()}
+    if out.role is not Role.STREAM_OUT or out.psum_in:
         raise SpecError([problem(where, "the output must leave the array once per group (it must use g and "
-                                 "every loop it does not use must be reduced across the array)", out.role)])
+                                 "every loop it does not use must be reduced across the array)", str(out.role))])
     if unit == "qk":
-        stat = [n for n, p in plans.items() if p.role == "stationary"]
-        full = [n for n, p in plans.items() if p.role == "stream" and p.n_lanes == L * D]
+        stat = [n for n, p in plans.items() if p.role is Role.STATIONARY]
+        full = [n for n, p in plans.items() if p.role is Role.STREAM and p.n_lanes == L * D]
         if len(stat) != 1 or len(full) != 1 or stationary_footprint(design, stat[0]) != tuple((d,) for d in range(D)) \
                 or out.n_lanes != L:
             raise SpecError([problem(where, "QxK must hold the query over the head dimension (an operand indexed "
                                      "[d] only) against one key element per FU (indexed [g,l,d]), and give one "
                                      "score per lane", got)])
         return {"query": stat[0], "key": full[0], "score": out.name}
-    bcast = [n for n, p in plans.items() if p.role == "stream" and p.n_lanes == L]
-    full = [n for n, p in plans.items() if p.role == "stream" and p.n_lanes == L * D]
+    bcast = [n for n, p in plans.items() if p.role is Role.STREAM and p.n_lanes == L]
+    full = [n for n, p in plans.items() if p.role is Role.STREAM and p.n_lanes == L * D]
     if len(bcast) != 1 or len(full) != 1 or out.n_lanes != D:
         raise SpecError([problem(where, "PxV must stream one probability per lane (indexed [g,l]) against one "
                                  "value element per FU (indexed [g,l,d]), and give one partial sum per "
@@ -160,15 +171,16 @@ def _roles(unit: str, design: Design, fg: FUGraph) -> dict:
 def _arrays(spec: SpattenSpec, pipeline: bool) -> dict[str, EinsumArray]:
     out = {}
     for unit in ("qk", "pv"):
-        design = spatten_array_design(spec, unit)
+        design = spatten_array_design(spec, unit)       # its clock is the spec's
         try:
-            fg = derive_interconnect(design, single_tile=("l", "d"))   # the array spans l and d
+            compiled = compile_array(design, pipeline=pipeline, target="asic",
+                                     single_tile=("l", "d"))   # the array spans l and d
         except SpecError as err:
+            if err.source is not None:                  # not the analysis: lowering, timing
+                raise
             raise _in_unit(unit, err) from None
-        roles = _roles(unit, design, fg)
-        timing = array_timing(fg, 1e3 / spec.clock_mhz if pipeline else None, target="asic")
-        latency = array_schedule(fg, timing).out_latency
-        out[unit] = EinsumArray(unit, design, fg, timing, roles, latency)
+        roles = _roles(unit, design, compiled.fu_graph)
+        out[unit] = EinsumArray(unit, compiled, roles, compiled.schedule.out_latency)
     return out
 
 

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from archgen.arch.errors import ArchgenError
+from archgen.arch.files import write_all_or_nothing
 from archgen.arch.spec import Design
-from archgen.dataflow.host import stream_ports
-from archgen.dataflow.interconnect import FUGraph, derive_interconnect
-from archgen.dataflow.pipelining import design_timing
+from archgen.dataflow.compile import CompiledArray, compile_array
+from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, PortRole
 
-from .array import STEP_BITS, TRIP_BITS, ArrayTop, cmd_layout
+from .array import ArrayTop
 
-__all__ = ["build_array", "array_manifest", "write_outputs", "manifest_json", "CONTRACT_TEXT"]
+__all__ = ["build_array", "array_verilog", "array_manifest", "write_outputs", "manifest_json", "CONTRACT_TEXT"]
 
 CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.py): one step issued per cycle, "
                  "tiles back to back; a tile's first step waits for its stationary data (rows cycles, started once "
@@ -37,52 +33,57 @@ CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.p
 def build_array(design: Design, dataflow: str | None = None, *, pipeline: bool = True,
                 target: str = "asic") -> tuple[str, dict]:
     """(Verilog text, manifest dict) for one dataflow of an array spec."""
-    fg = derive_interconnect(design, dataflow)
-    top = ArrayTop(fg, design_timing(design, fg, pipeline=pipeline, target=target))
-    text = verilog.convert(top, name=design.name, emit_src=False)
-    return text, array_manifest(fg, top, text)
+    return array_verilog(compile_array(design, dataflow, pipeline=pipeline, target=target))
 
 
-def array_manifest(fg: FUGraph, top: ArrayTop, text: str) -> dict:
-    sch = top.schedule
-    rt = top.timing.retimed
+def array_verilog(compiled: CompiledArray) -> tuple[str, dict]:
+    """(Verilog text, manifest dict) of a compiled array."""
+    text = verilog.convert(ArrayTop(compiled), name=compiled.design.name, emit_src=False)
+    return text, array_manifest(compiled, text)
+
+
+def array_manifest(compiled: CompiledArray, text: str) -> dict:
+    design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
+    rt = compiled.retimed
     ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
-    layout = cmd_layout(fg)
-    ports.append({"name": "cmd", "dir": "in", "kind": "stream", "bits": layout.size,
-                  "fields": [{"name": n, "bits": f.shape.width, "offset": f.offset} for n, f in layout]})
-    for name, (operand, lanes, bits) in stream_ports(fg).items():
-        ports.append({"name": name, "dir": "out" if name.startswith("out_") else "in", "kind": "stream",
-                      "operand": operand, "lanes": lanes, "lane_bits": bits, "bits": lanes * bits,
-                      "signed": fg.design.type_of[operand].signed})
-    ports += [{"name": "done", "dir": "out", "bits": 1}, {"name": "busy", "dir": "out", "bits": 1}]
-    plans = [{"operand": p.name, "role": p.role, "lanes": p.n_lanes, "bits": p.width,
+    for port in compiled.ports:
+        if port.role is PortRole.COMMAND:
+            ports.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "bits": port.bits,
+                          "fields": [{"name": f.name, "bits": f.bits, "offset": f.offset}
+                                     for f in compiled.command.fields]})
+        elif port.stream:
+            ports.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "operand": port.operand,
+                          "lanes": port.lanes, "lane_bits": port.width, "bits": port.bits, "signed": port.signed})
+        else:
+            ports.append({"name": port.name, "dir": str(port.direction), "bits": port.bits})
+    plans = [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes, "bits": p.width,
               "lane_skews": [l.skew for l in p.lanes], "reuse_axes": [list(r) for r in p.reuse_axes],
               "tree_axes": list(p.tree_axes), "psum_in": p.psum_in} for p in fg.plans]
     return {
         "archgen_manifest": 1,
-        "name": fg.design.name,
-        "spec_hash": fg.design.source_hash,
+        "name": design.name,
+        "spec_hash": design.source_hash,
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "verilog_lines": text.count("\n"),
-        "top": fg.design.name,
+        "top": design.name,
         "modules": sorted({line.split()[1].split("(")[0] for line in text.splitlines() if line.startswith("module ")}),
         "parameters": {
-            "array_shape": list(fg.shape),
-            "dataflow": fg.dataflow.name,
-            "spatial": {str(a): d for a, d in (fg.dataflow.spatial or ())},
-            "order": list(fg.dataflow.order),
-            "inner": list(fg.dataflow.inner_dims()),
-            "control": list(fg.control),
-            "types": {n: str(t) for n, t in fg.design.types},
-            "clock_mhz": fg.design.clock_mhz,
+            "array_shape": list(design.shape),
+            "dataflow": df.name,
+            "spatial": {str(a): d for a, d in (df.spatial or ())},
+            "order": list(df.order),
+            "inner": list(df.inner_dims()),
+            "control": list(df.control),
+            "types": {n: str(t) for n, t in design.types},
+            "clock_mhz": design.clock_mhz,
             "overflow": "wrap (two's complement at the output type's width)",
             "step_bits": STEP_BITS, "trip_bits": TRIP_BITS,
         },
         "operands": plans,
         "ports": ports,
-        "cycle_contract": {"schedule": asdict(sch), "formula": CONTRACT_TEXT},
+        "cycle_contract": {"schedule": asdict(compiled.schedule), "formula": CONTRACT_TEXT},
         "pipelining": {
-            "clock_target_ns": top.timing.clock_period_ns, "delay_table": top.timing.target,
+            "clock_target_ns": compiled.clock_period_ns, "delay_table": compiled.target,
             "register_bits": rt.register_bits, "registers_added": sum(rt.extra.values()),
             "naive_register_bits": rt.naive_register_bits, "lp_variables": rt.lp_variables,
             "lp_constraints": rt.lp_constraints,
@@ -91,37 +92,8 @@ def array_manifest(fg: FUGraph, top: ArrayTop, text: str) -> dict:
 
 
 def write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Path]:
-    """Write all files or none: stage in a sibling temp dir, then move each into place."""
-    out_dir = Path(out_dir)
-    try:
-        return _write_outputs(out_dir, files)
-    except OSError as err:
-        where = err.filename or out_dir
-        raise ArchgenError(f"cannot write the outputs to {out_dir}: {err.strerror} ({where}); "
-                           "choose another -o directory") from None
-
-
-def _write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Path]:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".archgen-stage-", dir=out_dir.parent))
-    try:
-        for name, content in files.items():
-            p = stage / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                p.write_bytes(content)
-            else:
-                p.write_text(content)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = {}
-        for name in files:
-            dest = out_dir / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / name, dest)
-            written[name] = dest
-        return written
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    """Write all files or none (archgen.arch.files.write_all_or_nothing, shared with sim and sweep)."""
+    return write_all_or_nothing(out_dir, files)
 
 
 def manifest_json(manifest: dict) -> str:

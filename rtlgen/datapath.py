@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from amaranth import Module, Signal, signed, unsigned
 
+from archgen.dataflow.ir import NodeKind
 from archgen.dataflow.pipelining import ArrayTiming
 
 __all__ = ["RetimedNets", "shape_of", "tag", "node_name", "delay_line"]
@@ -24,8 +25,8 @@ def tag(coord) -> str:
 
 
 def node_name(node) -> str:
-    """A readable Verilog name for a primitive node, e.g. ('tree_add', 'C', 0, 1, 2) -> tree_add_C_0_1_2."""
-    return "_".join(tag(p) if isinstance(p, tuple) else str(p) for p in node)
+    """A readable Verilog name for a primitive node, e.g. Node('tree_add', 'C', 0, 1, 2) -> tree_add_C_0_1_2."""
+    return node.name
 
 
 def delay_line(m: Module, value, n: int, en, name: str, shape):
@@ -73,26 +74,26 @@ class RetimedNets:
         m, g = self.m, self.graph
         d = g.nodes[v]
         kind = d["kind"]
-        if kind == "port":
+        if kind is NodeKind.PORT:
             (u,) = list(g.predecessors(v))
             self.out[v] = self.src(u, v, self.input_shape(d["operand"]))
-        elif kind == "mul":
+        elif kind is NodeKind.MUL:
             prod = None
             for u in sorted(g.predecessors(v)):
                 x = self.src(u, v, self.input_shape(g.nodes[u]["operand"]))
                 prod = x if prod is None else prod * x
-            sig = Signal(self.acc_shape, name=f"prod_{tag(v[1])}")
+            sig = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}")
             if d["latency"] == 0:
                 m.d.comb += sig.eq(prod)
             else:
                 # the first register right behind the product, the LP's internal stages after it (for the
                 # synthesis tool to balance into the partial-product tree)
-                stages = delay_line(m, prod, d["latency"], self.adv, f"prod_{tag(v[1])}_s", self.acc_shape)
+                stages = delay_line(m, prod, d["latency"], self.adv, f"prod_{tag(v.coord)}_s", self.acc_shape)
                 m.d.comb += sig.eq(stages)
             self.out[v] = sig
-        elif kind in ("add", "tree_add"):
+        elif kind in (NodeKind.ADD, NodeKind.TREE_ADD):
             total = None
-            for u in sorted(g.predecessors(v), key=repr):
+            for u in sorted(g.predecessors(v), key=lambda n: repr(n.path)):
                 x = self.src(u, v, self.acc_shape)
                 total = x if total is None else total + x
             sig = Signal(self.acc_shape, name=node_name(v))

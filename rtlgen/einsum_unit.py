@@ -24,6 +24,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.errors import SpecError, problem
+from archgen.dataflow.ir import NodeKind, Role
 from archgen.dataflow.spatten_arrays import EinsumArray, operand_index, stationary_footprint
 from archgen.rtlgen.datapath import RetimedNets, delay_line, shape_of
 
@@ -36,14 +37,14 @@ class EinsumUnit(wiring.Component):
         fg = array.fg
         design = fg.design
         out = fg.output
-        if out.role != "stream_out" or out.psum_in:
+        if out.role is not Role.STREAM_OUT or out.psum_in:
             raise SpecError([problem(f"units.{array.unit}.operation", "an array unit without a controller needs a "
-                                     "streamed output without partial-sum inputs", out.role)])
+                                     "streamed output without partial-sum inputs", str(out.role))])
         self.latency = array.latency
-        self._foot = {p.name: stationary_footprint(design, p.name) for p in fg.inputs if p.role == "stationary"}
+        self._foot = {p.name: stationary_footprint(design, p.name) for p in fg.inputs if p.role is Role.STATIONARY}
         members = {}
         for p in fg.inputs:
-            n = len(self._foot[p.name]) if p.role == "stationary" else p.n_lanes
+            n = len(self._foot[p.name]) if p.role is Role.STATIONARY else p.n_lanes
             members[f"in_{p.name}"] = In(data.ArrayLayout(shape_of(p.width, design.type_of[p.name].signed), n))
         members[f"out_{out.name}"] = Out(data.ArrayLayout(shape_of(out.width, out.signed), out.n_lanes))
         super().__init__(members)
@@ -72,22 +73,22 @@ class EinsumUnit(wiring.Component):
                 continue
             d = pg.nodes[v]
             kind = d["kind"]
-            if kind == "mem_port":
+            if kind is NodeKind.MEM_PORT:
                 if v not in tm.lane_offset:
                     continue                      # load port of a stationary operand: the caller holds it
-                _, operand, lane = v
+                operand, lane = v.operand, v.lane
                 raw = getattr(self, f"in_{operand}")[lane]
                 nets.out[v] = delay_line(m, raw, tm.lane_offset[v], Const(1), f"{operand}_lane{lane}_skew",
                                          in_shape[operand])
-            elif kind == "stationary_reg":
-                _, s, operand = v
+            elif kind is NodeKind.STATIONARY_REG:
+                s, operand = v.coord, v.operand
                 nets.out[v] = getattr(self, f"in_{operand}")[slot[operand][operand_index(design, operand, s)]]
-            elif kind == "drain":
+            elif kind is NodeKind.DRAIN:
                 (u,) = list(pg.predecessors(v))
-                reg = Signal(acc_shape, name=f"{out.name}_drain{v[2]}")
+                reg = Signal(acc_shape, name=f"{out.name}_drain{v.lane}")
                 m.d.sync += reg.eq(nets.src(u, v, acc_shape))
                 align = self.latency - (tm.time[v] + d["latency"])
-                m.d.comb += out_port[v[2]].eq(delay_line(m, reg, align, Const(1), f"{out.name}_out{v[2]}_align",
+                m.d.comb += out_port[v.lane].eq(delay_line(m, reg, align, Const(1), f"{out.name}_out{v.lane}_align",
                                                          acc_shape))
             else:
                 raise SpecError([problem(f"units.{arr.unit}.operation", "this primitive needs the array "

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from archgen.dataflow.host import stream_ports
-from archgen.dataflow.interconnect import FUGraph
-from archgen.dataflow.schedule import ArraySchedule, array_schedule
+from archgen.dataflow.compile import CompiledArray
+from archgen.dataflow.control import (Flag, accumulator_drain_process, issuer_process, loader_process,
+                                      stream_drain_process)
+from archgen.dataflow.ir import PortRole, Role
 from archgen.mappings.tiling import TileMapping
 
 __all__ = ["ArrayModelResult", "simulate_array", "tile_traffic"]
@@ -44,168 +45,119 @@ class ArrayModelResult:
         return self.dram_wait_cycles
 
 
-def tile_traffic(fg: FUGraph, sch: ArraySchedule, steps: int, first: bool) -> dict[str, int]:
+def tile_traffic(compiled: CompiledArray, steps: int, first: bool) -> dict[str, int]:
     """Elements on each stream port for one tile (what the host program sends and receives)."""
+    sch, fg = compiled.schedule, compiled.fu_graph
     out = {}
-    for port, (operand, lanes, bits) in stream_ports(fg).items():
-        plan = fg.plan(operand)
-        if port.startswith("in_"):
-            out[port] = lanes * (sch.rows if plan.role == "stationary" else steps)
-        elif port.startswith("psum_"):
-            out[port] = 0 if first else lanes * (sch.rows if sch.accumulate else steps)
+    for port in compiled.stream_ports:
+        if port.role is PortRole.INPUT:
+            beats = sch.rows if fg.plan(port.operand).role == Role.STATIONARY else steps
+        elif port.role is PortRole.PSUM:
+            beats = 0 if first else (sch.rows if sch.accumulate else steps)
         else:
-            out[port] = lanes * (sch.rows if sch.accumulate else steps)
+            beats = sch.rows if sch.accumulate else steps
+        out[port.name] = port.lanes * beats
     return out
 
 
-class _Flag:
-    """A level that processes can wait on (SimPy events fire once; this re-arms)."""
+class _MemorySide:
+    """The DRAM side of the model: a DMA process fills a ``buffers``-deep on-chip buffer tile by tile ahead
+    of the array, results are written back on the same channel (one transfer at a time)."""
 
-    def __init__(self, env: simpy.Environment, value: bool):
-        self.env, self.value, self._waiters = env, value, []
+    def __init__(self, env, tile_bytes: list[dict], outgoing: set, bytes_per_cycle: float | None, buffers: int):
+        self.env, self.tile_bytes, self.outgoing, self.bytes_per_cycle = env, tile_bytes, outgoing, bytes_per_cycle
+        self.dram = simpy.Resource(env, capacity=1)
+        self.slots = simpy.Container(env, capacity=buffers, init=buffers)
+        self.fetched = [env.event() for _ in tile_bytes]     # the tile's operands are in the on-chip buffer
+        self.written = [env.event() for _ in tile_bytes]     # the tile's results reached DRAM
+        self.wait_cycles = 0                                 # cycles the issuer or loader waited on DRAM
 
-    def set(self, value: bool):
-        self.value = value
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            if w[0] == value:
-                w[1].succeed()
-            else:
-                self._waiters.append(w)
+    def _transfer(self, nbytes: float):
+        if self.bytes_per_cycle is None or nbytes == 0:
+            return
+        with self.dram.request() as req:
+            yield req
+            yield self.env.timeout(math.ceil(nbytes / self.bytes_per_cycle))
 
-    def wait(self, value: bool = True):
-        ev = self.env.event()
-        if self.value == value:
-            ev.succeed()
-        else:
-            self._waiters.append((value, ev))
-        return ev
+    def dma(self):
+        for k, nbytes in enumerate(self.tile_bytes):
+            yield self.slots.get(1)
+            yield from self._transfer(sum(v for p, v in nbytes.items() if p not in self.outgoing))
+            self.fetched[k].succeed()
+
+    def wait_fetched(self, k: int):
+        if not self.fetched[k].triggered:
+            t0 = self.env.now
+            yield self.fetched[k]
+            self.wait_cycles += self.env.now - t0
+
+    def writeback(self, k: int):
+        yield from self._transfer(sum(v for p, v in self.tile_bytes[k].items() if p in self.outgoing))
+        self.written[k].succeed()
 
 
-def simulate_array(fg: FUGraph, mapping: TileMapping, *, bytes_per_cycle: float | None = None,
-                   schedule: ArraySchedule | None = None, buffers: int = 2) -> ArrayModelResult:
-    """``schedule`` carries the pipelining (array_schedule(fg, array_timing(...))); default: none."""
-    sch = schedule or array_schedule(fg)
+def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_cycle: float | None = None,
+                   buffers: int = 2) -> ArrayModelResult:
+    """Cycles of one tiled problem on the compiled array (its schedule carries the pipelining).
+
+    The array's loader, issuer and drain are the model halves of dataflow/control.py; this function adds
+    the memory side (a DMA process and write-backs on one DRAM channel) and wires them together."""
+    sch = compiled.schedule
     steps = mapping.steps
-    rows = sch.rows
-    ports = stream_ports(fg)
+    ports = {p.name: p for p in compiled.stream_ports}
+    outgoing = {p.name for p in compiled.stream_ports if p.role is PortRole.OUTPUT}
     tiles = list(mapping.tiles())
     n = len(tiles)
     env = simpy.Environment()
-    dram = simpy.Resource(env, capacity=1)
-    slots = simpy.Container(env, capacity=buffers, init=buffers)
-    fetched = [env.event() for _ in tiles]        # tile's operands are in the on-chip buffer
+    traffic = [tile_traffic(compiled, steps, t.first) for t in tiles]
+    mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in tr.items()} for tr in traffic], outgoing,
+                      bytes_per_cycle, buffers)
     loaded = [env.event() for _ in tiles]         # shadow registers hold the tile's stationary data
     drained = [env.event() for _ in tiles]        # the tile's results have left the array
-    shadow_free = _Flag(env, True)
-    issue_done = env.event()
-    stats = {"issue": 0, "dram_wait": 0, "firsts": []}
+    shadow_free = Flag(env, True)
+    stats = {"issue": 0, "firsts": []}
     elements = {p: 0 for p in ports}
-    traffic = [tile_traffic(fg, sch, steps, t.first) for t in tiles]
-
-    def transfer(nbytes: float):
-        if bytes_per_cycle is None or nbytes == 0:
-            return
-        with dram.request() as req:
-            yield req
-            yield env.timeout(math.ceil(nbytes / bytes_per_cycle))
-
-    def dma():
-        for k in range(n):
-            yield slots.get(1)
-            nbytes = sum(v * ports[p][2] / 8 for p, v in traffic[k].items() if not p.startswith("out_"))
-            yield from transfer(nbytes)
-            fetched[k].succeed()
-
-    def wait_fetched(k):
-        if not fetched[k].triggered:
-            t0 = env.now
-            yield fetched[k]
-            stats["dram_wait"] += env.now - t0
-
-    def loader():
-        yield env.timeout(1)                                   # running from cycle 1
-        for k, tile in enumerate(tiles):
-            if not sch.needs_load(tile.first):
-                yield env.timeout(1)                           # skipping a tile takes its cycle
-                continue
-            yield from wait_fetched(k)
-            yield shadow_free.wait(True)
-            shadow_free.set(False)
-            yield env.timeout(rows)
-            loaded[k].succeed()
-
-    def issuer():
-        yield env.timeout(1)
-        for k, tile in enumerate(tiles):
-            yield from wait_fetched(k)
-            needs = sch.has_loader and sch.needs_load(tile.first)
-            if needs:
-                yield loaded[k]
-            if sch.accumulate and steps == 1 and k > 0:
-                yield drained[k - 1]
-            stats["firsts"].append(env.now)
-            if needs:
-                env.process(free_shadow_after(sch.swap_skew + 1))
-            if steps > 1:
-                yield env.timeout(steps - 1)
-                if sch.accumulate and k > 0 and not drained[k - 1].triggered:
-                    yield drained[k - 1]
-            last_issue = env.now
-            yield env.timeout(1)
-            stats["issue"] += steps
-            slots.put(1)
-            for p, v in traffic[k].items():
-                elements[p] += v
-            if sch.accumulate:
-                env.process(commit_then_drain(k, last_issue + sch.commit_skew + 1))
-            else:
-                env.process(writeback(k))
-        stats["last_issue"] = last_issue
-        issue_done.succeed()
 
     def free_shadow_after(delay):
         yield env.timeout(delay)
         shadow_free.set(True)
 
+    def on_first(k, needs):
+        stats["firsts"].append(env.now)
+        if needs:
+            env.process(free_shadow_after(sch.swap_skew + 1))
 
-    def commit_then_drain(k, commit_visible):
-        yield env.timeout(commit_visible - env.now)
-        if k > 0:
-            yield drained[k - 1]
-        yield env.timeout(rows)
-        drained[k].succeed()
-        env.process(writeback(k))
+    def on_tile(k, last_issue):
+        stats["issue"] += steps
+        mem.slots.put(1)
+        for p, v in traffic[k].items():
+            elements[p] += v
+        if sch.accumulate:
+            env.process(accumulator_drain_process(env, sch, k, last_issue, drained,
+                                                  lambda j: env.process(mem.writeback(j))))
+        else:
+            env.process(mem.writeback(k))
 
-    written = [env.event() for _ in tiles]
-
-    def writeback(k):
-        nbytes = sum(v * ports[p][2] / 8 for p, v in traffic[k].items() if p.startswith("out_"))
-        yield from transfer(nbytes)
-        written[k].succeed()
-
-    def finish():
-        yield issue_done
+    def finish(issuer):
+        last_issue = yield issuer
         if sch.accumulate:
             yield drained[n - 1]
-            stats["done"] = env.now
         else:
-            yield env.timeout(stats["last_issue"] + sch.out_latency + 1 - env.now)
-            stats["done"] = env.now
+            yield from stream_drain_process(env, sch, last_issue)
+        stats["done"] = env.now
         # the layer ends when its last results are in DRAM (instantly on an ideal DRAM side)
-        yield simpy.AllOf(env, written)
+        yield simpy.AllOf(env, mem.written)
         stats["done"] = max(stats["done"], env.now)
 
-    env.process(dma())
+    env.process(mem.dma())
     if sch.has_loader:
-        env.process(loader())
-    env.process(issuer())
-    env.process(finish())
+        env.process(loader_process(env, sch, tiles, shadow_free, loaded, mem.wait_fetched))
+    env.process(finish(env.process(issuer_process(env, sch, steps, tiles, loaded, drained, mem.wait_fetched,
+                                                  on_first, on_tile))))
     env.run()
     total = int(stats["done"])
     firsts = stats["firsts"] + [total]
-    bytes_moved = {p: elements[p] * ports[p][2] // 8 for p in ports}
     return ArrayModelResult(
         total_cycles=total, tile_cycles=tuple(b - a for a, b in zip(firsts, firsts[1:])), macs=mapping.macs,
-        mac_slots=mapping.padded_macs, n_fus=fg.design.n_fus, issue_cycles=stats["issue"], elements=elements,
-        bytes_moved=bytes_moved, dram_wait_cycles=int(stats["dram_wait"]))
+        mac_slots=mapping.padded_macs, n_fus=compiled.design.n_fus, issue_cycles=stats["issue"], elements=elements,
+        bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports}, dram_wait_cycles=int(mem.wait_cycles))

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from archgen.arch.einsum import Operation, parse_operation
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
-from archgen.dataflow.interconnect import derive_interconnect
-from archgen.dataflow.pipelining import design_timing
-from archgen.dataflow.schedule import array_schedule
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.ir import NodeKind, PortRole
 from archgen.mappings.tiling import map_problem
 
 from .array_model import simulate_array
@@ -119,13 +118,15 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
 
     ``ideal_dram``: streams never wait on DRAM (the condition the Verilator testbench creates), so a
     layer's cycles equal what ``archgen verify`` measures on the RTL."""
-    fg = derive_interconnect(design, dataflow)
-    sch = array_schedule(fg, design_timing(design, fg, pipeline=pipeline))
+    compiled = compile_array(design, dataflow, pipeline=pipeline)
+    fg = compiled.fu_graph
+    ports = {p.name: p for p in compiled.stream_ports}
     energy = energy or EnergyModel.load()
     bpc = design.dram_bytes_per_cycle
     model_bpc = None if ideal_dram else bpc
     results, skipped = [], []
-    hops = sum(1 for u, v, e in fg.graph.edges(data=True) if u[0] == "fu" and v[0] == "fu")
+    hops = sum(1 for u, v in fg.graph.edges if fg.graph.nodes[u]["kind"] == NodeKind.FU
+               and fg.graph.nodes[v]["kind"] == NodeKind.FU)
     in_bits = [p.width for p in fg.inputs]
     for layer in workload.layers:
         if progress:
@@ -135,13 +136,12 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
             continue
         bounds, repeat, how = lower_layer(layer, design)
         mapping = map_problem(design, bounds, fg.dataflow)
-        r = simulate_array(fg, mapping, bytes_per_cycle=model_bpc, schedule=sch)
+        r = simulate_array(compiled, mapping, bytes_per_cycle=model_bpc)
         cycles = r.total_cycles * repeat
         macs = layer.macs
         dram = {}
         for port, nbytes in r.bytes_moved.items():
-            operand = port.split("_", 1)[1]
-            key = f"{operand}.{'write' if port.startswith('out_') else 'read'}"
+            key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
             dram[key] = dram.get(key, 0) + nbytes * repeat
         slots = r.mac_slots * repeat
         steps_total = mapping.n_tiles * mapping.steps * repeat

@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from archgen.arch.spec import Design
-from archgen.dataflow.host import host_program, random_operands, stream_ports
-from archgen.dataflow.interconnect import derive_interconnect
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.host import host_program, random_operands
+from archgen.dataflow.ir import PortRole
 from archgen.mappings.tiling import map_problem
-from archgen.rtlgen.array import cmd_layout
-from archgen.dataflow.schedule import array_schedule
-from archgen.dataflow.pipelining import design_timing
-from archgen.rtlgen.build import build_array
+from archgen.rtlgen.build import array_verilog
 from archgen.sim.array_model import simulate_array
 
 from .golden import reference_einsum
@@ -67,31 +65,29 @@ class ArrayVerification:
 def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                  idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None,
                  pipeline: bool = True) -> ArrayVerification:
-    fg = derive_interconnect(design, dataflow)
-    timing = design_timing(design, fg, pipeline=pipeline)
+    compiled = compile_array(design, dataflow, pipeline=pipeline)
+    fg = compiled.fu_graph
     mapping = map_problem(design, bounds, fg.dataflow)
     rng = np.random.default_rng(seed)
     tensors = random_operands(fg, mapping, rng)
     prog = host_program(fg, mapping, tensors)
-    text, manifest = build_array(design, fg.dataflow.name, pipeline=pipeline)
-    model = simulate_array(fg, mapping, schedule=array_schedule(fg, timing))
-    ports = stream_ports(fg)
+    text, manifest = array_verilog(compiled)
+    model = simulate_array(compiled, mapping)
     in_ports, out_port = [], None
-    for name, (operand, lanes, bits) in ports.items():
-        info = {"name": name, "lanes": lanes, "lane_bits": bits, "signed": design.type_of[operand].signed}
-        if name.startswith("out_"):
+    for port in compiled.stream_ports:
+        info = {"name": port.name, "lanes": port.lanes, "lane_bits": port.width, "signed": port.signed}
+        if port.role is PortRole.OUTPUT:
             out_port = info
-        elif name in prog.streams:
+        elif port.name in prog.streams:
             in_ports.append(info)
-    layout = cmd_layout(fg)
     trips = mapping.trips()
-    cmd = {"steps": mapping.steps, **{f"trips_{d}": trips[d] for d in fg.dataflow.outer_dims()}}
+    cmd = {f.name: mapping.steps if f.loop is None else trips[f.loop] for f in compiled.command.fields}
     with tempfile.TemporaryDirectory(prefix="archgen-verify-") as tmp:
         path = Path(tmp) / "program.npz"
         np.savez(path, expected=prog.expected, **prog.streams)
         params = {
             "program": str(path), "in_ports": in_ports, "out_port": out_port, "cmd": cmd,
-            "cmd_fields": [{"name": n, "offset": f.offset} for n, f in layout], "seed": seed,
+            "cmd_fields": [{"name": f.name, "offset": f.offset} for f in compiled.command.fields], "seed": seed,
             "idle_prob": idle_prob, "stall_prob": stall_prob,
             "max_cycles": 20 * model.total_cycles + 1000,
         }

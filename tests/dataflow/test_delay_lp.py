@@ -13,7 +13,8 @@ from archgen.dataflow.delay_lp import (ClockTargetError, DelayMatchingError, ins
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.primitives import PrimitiveGraph, lower_to_primitives
 
-from test_primitives import os_broadcast, tree_array, ws_systolic
+from archgen.dataflow.ir import Node, NodeKind
+from test_primitives import MP, F, M, os_broadcast, tree_array, ws_systolic
 
 CQ, SU = 0.1, 0.1
 
@@ -222,7 +223,7 @@ def test_broadcast_needs_registers_only_when_the_clock_is_tight():
     assert tight.register_bits > 0 and tight.latency_cycles > relaxed.latency_cycles
     assert all(tight.registers_on(u, v) >= 0 for u, v in prim.graph.edges)
     regs = tight.fu_edge_registers()
-    assert regs[(("mem", "A", 0), ("fu", (0, 0)))] == tight.registers_on(("mem_port", "A", 0), ("port", (0, 0), "A"))
+    assert regs[(M("A", 0), F((0, 0)))] == tight.registers_on(MP("A", 0), Node(NodeKind.PORT, (0, 0), "A"))
 
 
 def test_fused_dataflows_take_the_max_per_shared_edge():
@@ -231,8 +232,8 @@ def test_fused_dataflows_take_the_max_per_shared_edge():
     b = lower_to_primitives(os_broadcast(2), table)
     # second dataflow: the same hardware but B arrives with a one-cycle skew per column
     for (u, v, e) in b.graph.edges(data=True):
-        if u[0] == "mem_port" and u[1] == "B":
-            e["delay"] = u[2]
+        if u.kind is NodeKind.MEM_PORT and u.operand == "B":
+            e["delay"] = u.lane
     fused = insert_pipeline_registers_fused([a, b], 1.0)
     assert fused.register_bits <= fused.separate_register_bits
     for m, r in enumerate(fused.per_dataflow):
@@ -249,5 +250,5 @@ def test_ecp5_clock_faster_than_the_dsp_multiplier_is_refused():
     with pytest.raises(ClockTargetError) as info:
         insert_pipeline_registers(prim, 5.0)
     slow = {node for node, _, _ in info.value.offenders}
-    assert ("mul", (0, 0)) in slow and ("mem_port", "A", 0) in slow   # DSP 5.81 ns, EBR read 6.13 ns
+    assert Node(NodeKind.MUL, (0, 0)) in slow and MP("A", 0) in slow   # DSP 5.81 ns, EBR read 6.13 ns
     assert "clock period 5.000 ns cannot be met" in str(info.value)

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archgen.arch.spec import find_spec, load_spec, load_spec_data, read_spec_file
-from archgen.dataflow.host import host_program, random_operands, stream_ports
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.host import host_program, random_operands
 from archgen.dataflow.interconnect import derive_interconnect
-from archgen.dataflow.schedule import array_schedule
 from archgen.mappings.tiling import map_problem
 from archgen.sim.array_model import simulate_array, tile_traffic
 from archgen.verif.golden import reference_einsum
@@ -25,17 +25,11 @@ GEMMS = ["gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast"]
 @functools.lru_cache(maxsize=None)
 def graph(name: str, shape: str | None = None):
     design = load_spec(name, [f"array.shape={shape}"] if shape else [])
-    return derive_interconnect(design)
+    return compile_array(design, pipeline=False).fu_graph
 
 
-_schedules: dict[int, object] = {}
-
-
-def schedule_of(fg):
-    # deriving the schedule solves the pipelining LP: once per graph
-    if id(fg) not in _schedules:
-        _schedules[id(fg)] = (fg, array_schedule(fg))
-    return _schedules[id(fg)][1]
+def compiled_of(fg):
+    return compile_array(fg.design, fg.dataflow, pipeline=False)
 
 
 def replay_contract(sch, mapping) -> int:
@@ -93,23 +87,24 @@ def check_program(fg, bounds, seed):
     assert all(ref[k] == v for k, v in last.items())
 
     # the streams carry exactly what the cycle model counts
-    sch = schedule_of(fg)
-    traffic = {p: 0 for p in stream_ports(fg)}
+    compiled = compiled_of(fg)
+    sch = compiled.schedule
+    traffic = {p.name: 0 for p in compiled.stream_ports}
     for tile in mapping.tiles():
-        for p, n in tile_traffic(fg, sch, mapping.steps, tile.first).items():
+        for p, n in tile_traffic(compiled, mapping.steps, tile.first).items():
             traffic[p] += n
     for port, beats in hp.streams.items():
         assert beats.size == traffic[port], port
-        assert beats.shape[1] == stream_ports(fg)[port][1]
+        assert beats.shape[1] == compiled.port(port).lanes
     assert exp.size == traffic[f"out_{design.operation.output.name}"]
 
     # the closed form the RTL controller obeys == the SimPy model on an ideal DRAM side
-    model = simulate_array(fg, mapping, schedule=sch)
+    model = simulate_array(compiled, mapping)
     assert model.total_cycles == replay_contract(sch, mapping)
     assert model.total_cycles >= mapping.n_tiles * mapping.steps
     assert model.total_cycles >= math.ceil(mapping.macs / design.n_fus)
     # a finite DRAM can only slow it down
-    slow = simulate_array(fg, mapping, bytes_per_cycle=4.0, schedule=sch)
+    slow = simulate_array(compiled, mapping, bytes_per_cycle=4.0)
     assert slow.total_cycles >= model.total_cycles
     return mapping, model
 
@@ -125,7 +120,7 @@ def test_gemm_host_program_and_cycles(name, shape, m, k, n, seed):
 def test_gemm_reference_problem(name):
     fg = graph(name)
     mapping, model = check_program(fg, fg.design.reference_bounds, 1)
-    assert mapping.n_tiles == 3 * 3 and model.total_cycles == replay_contract(schedule_of(fg), mapping)
+    assert mapping.n_tiles == 3 * 3 and model.total_cycles == replay_contract(compiled_of(fg).schedule, mapping)
 
 
 def test_conv_reference_bounds():

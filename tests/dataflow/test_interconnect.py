@@ -14,6 +14,7 @@ from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec, load_spec_data
 from archgen.dataflow.banking import derive_banking
 from archgen.dataflow.interconnect import derive_interconnect
+from archgen.dataflow.ir import Node, NodeKind, fu as fu_node
 
 # operand -> (role, set of FU-to-FU links as (kind, axis, delay per hop)); DESIGN.md section 2
 TABLE = {
@@ -46,11 +47,11 @@ def edges_of(fg, operand):
 
 
 def fu_links(fg, operand):
-    return [(u, v, e) for u, v, e in edges_of(fg, operand) if u[0] == "fu" and v[0] == "fu"]
+    return [(u, v, e) for u, v, e in edges_of(fg, operand) if u.kind is NodeKind.FU and v.kind is NodeKind.FU]
 
 
 def fus(fg):
-    return [("fu", s) for s in fg.coords()]
+    return [fu_node(s) for s in fg.coords()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +69,7 @@ def test_interconnect_matches_design_table(name):
         assert got == links, operand
         for u, v, e in fu_links(fg, operand):
             # one hop forward along the axis (toward the FUs that run later)
-            step = [b - a for a, b in zip(u[1], v[1])]
+            step = [b - a for a, b in zip(u.coord, v.coord)]
             assert step == [int(ax == e["axis"]) for ax in range(2)], (operand, u, v)
         n_links = sum((fg.shape[a] - 1) * math.prod(fg.shape) // fg.shape[a] for _, a, _ in links)
         assert len(fu_links(fg, operand)) == n_links
@@ -88,7 +89,7 @@ def test_broadcast_lanes(name, operand, axis, same, shape):
         assert lane.skew == 0
         assert len(lane.fus) == fg.shape[axis] and len({s[same] for s in lane.fus}) == 1
     for u, v, e in edges_of(fg, operand):
-        assert u[0] == "mem" and e["kind"] == "broadcast" and e["delay"] == 0 and e["fanout"] == fg.shape[axis]
+        assert u.kind is NodeKind.MEM and e["kind"] == "broadcast" and e["delay"] == 0 and e["fanout"] == fg.shape[axis]
 
 
 @pytest.mark.parametrize("name, reuse", [
@@ -124,16 +125,16 @@ def check_graph_properties(fg):
                 assert sub.in_degree(fu) == 1, (plan.name, fu)
             assert nx.is_branching(sub)
             roots = [v for v in sub if sub.in_degree(v) == 0]
-            assert all(r[0] == "mem" for r in roots)
+            assert all(r.kind is NodeKind.MEM for r in roots)
             members = sorted(s for lane in plan.lanes for s in lane.fus)
             assert members == sorted(fg.coords()), plan.name         # lanes partition the array
         if plan.role == "stream":
             # the value reaches FU s exactly when s runs: path delay from memory == skew of s
             for root in (r for r in sub if sub.in_degree(r) == 0):
                 for fu, path in nx.single_source_shortest_path(sub, root).items():
-                    if fu[0] == "fu":
+                    if fu.kind is NodeKind.FU:
                         delay = sum(sub.edges[a, b]["delay"] for a, b in zip(path, path[1:]))
-                        assert delay == fg.skew(fu[1]), (plan.name, fu, path)
+                        assert delay == fg.skew(fu.coord), (plan.name, fu, path)
         if plan.role == "stationary":
             assert all(e["kind"] == "memory" and e["phase"] == "load" for _, _, e in edges_of(fg, plan.name))
         if plan.role == "accumulate":
@@ -145,12 +146,12 @@ def check_graph_properties(fg):
             for fu in all_fus:
                 assert chain.out_degree(fu) == 1, fu                  # one place each partial sum goes
                 path = [fu]
-                while path[-1][0] == "fu":
+                while path[-1].kind is NodeKind.FU:
                     nxt = next(iter(chain.successors(path[-1])))
-                    if nxt[0] == "fu":
-                        assert chain.edges[path[-1], nxt]["delay"] == fg.skew(nxt[1]) - fg.skew(path[-1][1])
+                    if nxt.kind is NodeKind.FU:
+                        assert chain.edges[path[-1], nxt]["delay"] == fg.skew(nxt.coord) - fg.skew(path[-1].coord)
                     path.append(nxt)
-                spans.add(fg.skew(fu[1]) + sum(chain.edges[a, b]["delay"] for a, b in zip(path, path[1:])))
+                spans.add(fg.skew(fu.coord) + sum(chain.edges[a, b]["delay"] for a, b in zip(path, path[1:])))
             assert len(spans) == 1, spans                             # every result leaves aligned
 
 
@@ -238,7 +239,8 @@ def test_banking_is_conflict_free_with_affine_address_strides(name, shape):
         assert b.lanes == plan.n_lanes and b.total_banks == plan.n_lanes
         # the FU each lane's memory port serves in a cycle: fed from memory, or drained to memory
         if plan.role == "stream_out":
-            ports = [next(u[1] for u, _ in fg.graph.in_edges(("drain", b.operand, lane.index))) for lane in plan.lanes]
+            ports = [next(u.coord for u, _ in fg.graph.in_edges(Node(NodeKind.DRAIN, operand=b.operand, lane=lane.index)))
+                     for lane in plan.lanes]
         else:
             ports = [lane.fus[0] for lane in plan.lanes]
         idx = [tuple(int(v) for v in amat @ mmat[:, n_t:] @ np.array(s)) for s in ports]

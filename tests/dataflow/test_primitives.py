@@ -10,7 +10,25 @@ import pytest
 
 from archgen.arch.errors import SpecError
 from archgen.dataflow.delays import DelayTable
+from archgen.dataflow.ir import Node, NodeKind
+from archgen.dataflow.ir import fu as F
 from archgen.dataflow.primitives import lower_to_primitives, naive_register_bits, tree_levels
+
+
+def M(operand, lane):
+    return Node(NodeKind.MEM, operand=operand, lane=lane)
+
+
+def D(operand, lane):
+    return Node(NodeKind.DRAIN, operand=operand, lane=lane)
+
+
+def T(operand, lane):
+    return Node(NodeKind.TREE, operand=operand, lane=lane)
+
+
+def MP(operand, lane):
+    return Node(NodeKind.MEM_PORT, operand=operand, lane=lane)
 
 
 @dataclass(frozen=True)
@@ -27,15 +45,15 @@ def os_broadcast(n=4):
     g = nx.DiGraph()
     for i in range(n):
         for j in range(n):
-            g.add_node(("fu", (i, j)), kind="fu", coord=(i, j), roles={"A": "stream", "B": "stream", "C": "accumulate"})
+            g.add_node(F((i, j)), kind="fu", coord=(i, j), roles={"A": "stream", "B": "stream", "C": "accumulate"})
     for lane in range(n):
-        g.add_node(("mem", "A", lane), kind="mem", operand="A", lane=lane, bank=lane)
-        g.add_node(("mem", "B", lane), kind="mem", operand="B", lane=lane, bank=lane)
-        g.add_node(("drain", "C", lane), kind="drain", operand="C", lane=lane)
+        g.add_node(M("A", lane), kind="mem", operand="A", lane=lane, bank=lane)
+        g.add_node(M("B", lane), kind="mem", operand="B", lane=lane, bank=lane)
+        g.add_node(D("C", lane), kind="drain", operand="C", lane=lane)
         for k in range(n):
-            g.add_edge(("mem", "A", lane), ("fu", (lane, k)), operand="A", kind="broadcast", delay=0, width=8)
-            g.add_edge(("mem", "B", lane), ("fu", (k, lane)), operand="B", kind="broadcast", delay=0, width=8)
-            g.add_edge(("fu", (k, lane)), ("drain", "C", lane), operand="C", kind="drain", delay=0, width=32)
+            g.add_edge(M("A", lane), F((lane, k)), operand="A", kind="broadcast", delay=0, width=8)
+            g.add_edge(M("B", lane), F((k, lane)), operand="B", kind="broadcast", delay=0, width=8)
+            g.add_edge(F((k, lane)), D("C", lane), operand="C", kind="drain", delay=0, width=32)
     return HandFUGraph(g, (n, n), (0, 0), {"A": 8, "B": 8, "C": 32}, 32)
 
 
@@ -44,20 +62,20 @@ def ws_systolic(n=4):
     g = nx.DiGraph()
     for k in range(n):
         for j in range(n):
-            g.add_node(("fu", (k, j)), kind="fu", coord=(k, j), roles={"A": "stream", "B": "stationary", "C": "reduce"})
+            g.add_node(F((k, j)), kind="fu", coord=(k, j), roles={"A": "stream", "B": "stationary", "C": "reduce"})
     for lane in range(n):
-        g.add_node(("mem", "A", lane), kind="mem", operand="A", lane=lane, bank=lane)
-        g.add_node(("mem", "B", lane), kind="mem", operand="B", lane=lane, bank=lane)
-        g.add_node(("drain", "C", lane), kind="drain", operand="C", lane=lane)
-        g.add_edge(("mem", "A", lane), ("fu", (lane, 0)), operand="A", kind="memory", delay=lane, width=8)
+        g.add_node(M("A", lane), kind="mem", operand="A", lane=lane, bank=lane)
+        g.add_node(M("B", lane), kind="mem", operand="B", lane=lane, bank=lane)
+        g.add_node(D("C", lane), kind="drain", operand="C", lane=lane)
+        g.add_edge(M("A", lane), F((lane, 0)), operand="A", kind="memory", delay=lane, width=8)
         for j in range(n - 1):
-            g.add_edge(("fu", (lane, j)), ("fu", (lane, j + 1)), operand="A", kind="systolic", delay=1, width=8)
+            g.add_edge(F((lane, j)), F((lane, j + 1)), operand="A", kind="systolic", delay=1, width=8)
         for k in range(n):
-            g.add_edge(("mem", "B", lane), ("fu", (k, lane)), operand="B", kind="memory", delay=0, width=8,
+            g.add_edge(M("B", lane), F((k, lane)), operand="B", kind="memory", delay=0, width=8,
                        phase="load")
         for k in range(n - 1):
-            g.add_edge(("fu", (k, lane)), ("fu", (k + 1, lane)), operand="C", kind="reduce_chain", delay=1, width=32)
-        g.add_edge(("fu", (n - 1, lane)), ("drain", "C", lane), operand="C", kind="drain", delay=n - 1 - lane,
+            g.add_edge(F((k, lane)), F((k + 1, lane)), operand="C", kind="reduce_chain", delay=1, width=32)
+        g.add_edge(F((n - 1, lane)), D("C", lane), operand="C", kind="drain", delay=n - 1 - lane,
                    width=32)
     return HandFUGraph(g, (n, n), (1, 1), {"A": 8, "B": 8, "C": 32}, 32)
 
@@ -67,15 +85,15 @@ def tree_array(n_rows, n_cols):
     g = nx.DiGraph()
     for i in range(n_rows):
         for j in range(n_cols):
-            g.add_node(("fu", (i, j)), kind="fu", coord=(i, j), roles={"A": "stream", "B": "stationary", "C": "reduce"})
+            g.add_node(F((i, j)), kind="fu", coord=(i, j), roles={"A": "stream", "B": "stationary", "C": "reduce"})
     for j in range(n_cols):
-        g.add_node(("mem", "A", j), kind="mem", operand="A", lane=j, bank=j)
-        g.add_node(("tree", "C", j), kind="tree", operand="C", group=j, n_inputs=n_rows)
-        g.add_node(("drain", "C", j), kind="drain", operand="C", lane=j)
-        g.add_edge(("tree", "C", j), ("drain", "C", j), operand="C", kind="drain", delay=0, width=32)
+        g.add_node(M("A", j), kind="mem", operand="A", lane=j, bank=j)
+        g.add_node(T("C", j), kind="tree", operand="C", group=j, n_inputs=n_rows)
+        g.add_node(D("C", j), kind="drain", operand="C", lane=j)
+        g.add_edge(T("C", j), D("C", j), operand="C", kind="drain", delay=0, width=32)
         for i in range(n_rows):
-            g.add_edge(("mem", "A", j), ("fu", (i, j)), operand="A", kind="broadcast", delay=0, width=8)
-            g.add_edge(("fu", (i, j)), ("tree", "C", j), operand="C", kind="reduce", delay=0, width=32)
+            g.add_edge(M("A", j), F((i, j)), operand="A", kind="broadcast", delay=0, width=8)
+            g.add_edge(F((i, j)), T("C", j), operand="C", kind="reduce", delay=0, width=32)
     return HandFUGraph(g, (n_rows, n_cols), (0, 0), {"A": 8, "B": 8, "C": 32}, 32)
 
 
@@ -92,14 +110,14 @@ def test_os_broadcast_lowering(asic):
     prim = lower_to_primitives(os_broadcast(4), asic)
     assert kinds(prim) == {"port": 32, "mul": 16, "acc": 16, "mem_port": 8, "drain": 4}
     g = prim.graph
-    assert g.out_degree(("mem_port", "A", 0)) == 4
-    e = g.edges[("mem_port", "A", 0), ("port", (0, 2), "A")]
-    assert (e["width"], e["delay"], e["kind"], e["fu_edge"]) == (8, 0, "broadcast", (("mem", "A", 0), ("fu", (0, 2))))
+    assert g.out_degree(MP("A", 0)) == 4
+    e = g.edges[MP("A", 0), Node(NodeKind.PORT, (0, 2), "A")]
+    assert (e["width"], e["delay"], e["kind"], e["fu_edge"]) == (8, 0, "broadcast", (M("A", 0), F((0, 2))))
     assert e["wire_ns"] == pytest.approx(asic.fanout_ns(4))
-    assert g.nodes[("acc", (1, 1))]["latency"] == 1
-    assert g.nodes[("mul", (1, 1))]["delay_ns"] == pytest.approx(asic.multiplier_ns(8))
-    assert g.edges[("acc", (3, 1)), ("drain", "C", 1)]["width"] == 32
-    assert g.edges[("acc", (3, 1)), ("drain", "C", 1)]["hold"]        # read out after the reduction
+    assert g.nodes[Node(NodeKind.ACC, (1, 1))]["latency"] == 1
+    assert g.nodes[Node(NodeKind.MUL, (1, 1))]["delay_ns"] == pytest.approx(asic.multiplier_ns(8))
+    assert g.edges[Node(NodeKind.ACC, (3, 1)), D("C", 1)]["width"] == 32
+    assert g.edges[Node(NodeKind.ACC, (3, 1)), D("C", 1)]["hold"]        # read out after the reduction
 
 
 def test_ws_systolic_lowering(asic):
@@ -107,24 +125,24 @@ def test_ws_systolic_lowering(asic):
     g = prim.graph
     # the chain's first FU has no incoming partial sum, so no adder
     assert kinds(prim) == {"port": 16, "stationary_reg": 16, "mul": 16, "add": 12, "mem_port": 8, "drain": 4}
-    assert g.edges[("port", (0, 0), "A"), ("port", (0, 1), "A")]["delay"] == 1
-    assert g.edges[("mul", (0, 2)), ("add", (1, 2))]["kind"] == "reduce_chain"
-    assert g.edges[("add", (2, 2)), ("add", (3, 2))]["delay"] == 1
-    assert g.edges[("stationary_reg", (1, 1), "B"), ("mul", (1, 1))]["hold"]
-    assert not g.edges[("mem_port", "B", 1), ("stationary_reg", (2, 1), "B")]["hold"]   # the load path is matched
+    assert g.edges[Node(NodeKind.PORT, (0, 0), "A"), Node(NodeKind.PORT, (0, 1), "A")]["delay"] == 1
+    assert g.edges[Node(NodeKind.MUL, (0, 2)), Node(NodeKind.ADD, (1, 2))]["kind"] == "reduce_chain"
+    assert g.edges[Node(NodeKind.ADD, (2, 2)), Node(NodeKind.ADD, (3, 2))]["delay"] == 1
+    assert g.edges[Node(NodeKind.STATIONARY_REG, (1, 1), "B"), Node(NodeKind.MUL, (1, 1))]["hold"]
+    assert not g.edges[MP("B", 1), Node(NodeKind.STATIONARY_REG, (2, 1), "B")]["hold"]   # the load path is matched
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 9])
 def test_tree_of_n_inputs_has_ceil_log2_levels(asic, n):
     prim = lower_to_primitives(tree_array(n, 2), asic)
     g = prim.graph
-    adders = [v for v, d in g.nodes(data=True) if d["kind"] == "tree_add" and v[2] == 0]
+    adders = [v for v, d in g.nodes(data=True) if d["kind"] == "tree_add" and v.lane == 0]
     assert len(adders) == n - 1                       # a two-input tree of n leaves has n - 1 adders
     assert max((g.nodes[v]["level"] for v in adders), default=0) == tree_levels(n) == (math.ceil(math.log2(n)) if n > 1 else 0)
     # every leaf reaches the drain; the longest leaf-to-drain path crosses exactly ceil(log2 n) adders
-    drain = ("drain", "C", 0)
-    depth = max(sum(1 for x in path if x[0] == "tree_add")
-                for i in range(n) for path in nx.all_simple_paths(g, ("mul", (i, 0)), drain))
+    drain = D("C", 0)
+    depth = max(sum(1 for x in path if x.kind is NodeKind.TREE_ADD)
+                for i in range(n) for path in nx.all_simple_paths(g, Node(NodeKind.MUL, (i, 0)), drain))
     assert depth == tree_levels(n)
 
 
@@ -136,8 +154,8 @@ def test_naive_scheme_registers_every_inter_unit_edge(asic):
 
 def test_bad_roles_are_reported_together(asic):
     fg = os_broadcast(2)
-    fg.graph.nodes[("fu", (0, 0))]["roles"] = {"A": "stream"}
-    fg.graph.nodes[("fu", (1, 1))]["roles"] = {"A": "stream", "B": "stream", "C": "sideways"}
+    fg.graph.nodes[F((0, 0))]["roles"] = {"A": "stream"}
+    fg.graph.nodes[F((1, 1))]["roles"] = {"A": "stream", "B": "stream", "C": "sideways"}
     with pytest.raises(SpecError) as info:
         lower_to_primitives(fg, asic)
     assert len(info.value.problems) >= 2

@@ -1,5 +1,5 @@
 """SpAtten's QxK and PxV arrays as derived einsum arrays (dataflow/spatten_arrays.py), their timing, and
-pipeline_slow_multipliers (dataflow/primitives.py).
+multiplier_stages (dataflow/primitives.py).
 
 Every expectation is derived here from the spec (lanes, head_dim, bits), the einsum semantics or the
 delay table, never read back from the code under test.
@@ -20,7 +20,7 @@ from archgen.arch.spatten_spec import (
 )
 from archgen.dataflow.delay_lp import timing_cuts
 from archgen.dataflow.delays import DelayTable
-from archgen.dataflow.primitives import lower_to_primitives, pipeline_slow_multipliers
+from archgen.dataflow.primitives import lower_to_primitives, multiplier_stages
 from archgen.dataflow.spatten_arrays import (
     spatten_arrays,
     spatten_latencies,
@@ -252,7 +252,7 @@ def test_skewed_variants_meet_the_clock(unit, control):
     assert a.latency >= structural_latency(a.timing) > 1        # the skew costs cycles even unpipelined
 
 
-# ------------------------------------------------------------------------------ pipeline_slow_multipliers
+# ------------------------------------------------------------------------------ multiplier stages
 
 def expected_stages(table: DelayTable, width: int, period: float) -> int:
     d = table.multiplier_ns(width)
@@ -286,9 +286,11 @@ def test_full_spec_pv_multipliers_are_staged_and_qk_not():
         assert all(a.timing.prim.graph.nodes[v]["latency"] == 0 for v in a.timing.prim.nodes_of_kind("mul"))
 
 
-def fresh_prims(spec):
+def prims_at(spec, period=None):
+    """Each unit's primitive graph lowered with (or without) a clock period: multiplier stages included."""
     table = DelayTable.load("asic")
-    return {u: lower_to_primitives(a.fg, table) for u, a in spatten_arrays(spec, pipeline=False).items()}
+    return {u: lower_to_primitives(a.fg, table, clock_period_ns=period)
+            for u, a in spatten_arrays(spec, pipeline=False).items()}
 
 
 def snapshot(prim):
@@ -296,93 +298,40 @@ def snapshot(prim):
 
 
 @pytest.mark.parametrize("period", [0.15, 0.3, 0.5, 0.7, 0.86, 0.9, 1.0, 1.09, 1.2, 2.0])
-def test_pipeline_slow_multipliers_makes_every_multiplier_fit(small, period):
-    for unit, prim in fresh_prims(small).items():
+def test_slow_multipliers_are_staged_to_fit_every_clock(small, period):
+    plain = prims_at(small)
+    for unit, prim in prims_at(small, period).items():
         cq, su = prim.clk_to_q_ns, prim.setup_ns
-        before = snapshot(prim)
-        added = pipeline_slow_multipliers(prim, period)
+        before = snapshot(plain[unit])
         g = prim.graph
-        total = 0
         for v, d in g.nodes(data=True):
             old = before[v]
             if d["kind"] != "mul":
-                assert d == old, v                # only multipliers change
+                assert d == old, v                # only multipliers differ
                 continue
             stages = d["latency"] + 1
-            total += d["latency"]
             assert cq + d["delay_ns"] + su <= period + TOL, (unit, v, d)
             if cq + old["delay_ns"] + su <= period:
                 assert d == old, (unit, v)        # a multiplier that fits stays combinational
                 continue
-            assert d["latency"] >= 1
+            assert d["latency"] >= 1 and d["internal_stages"] == d["latency"]
             assert d["out_ns"] + su <= period + TOL, (unit, v, d)
             assert d["delay_ns"] * stages == pytest.approx(old["delay_ns"])
             # minimal: one stage fewer would not fit
             assert old["delay_ns"] / (stages - 1) > period - cq - su - TOL
-        assert added == total
-        # idempotent: already staged multipliers are left alone
-        after = snapshot(prim)
-        assert pipeline_slow_multipliers(prim, period) == 0
-        assert snapshot(prim) == after
 
 
 @pytest.mark.parametrize("period", [0.0, 0.05, 0.1, 0.13])
-def test_pipeline_slow_multipliers_period_too_short_for_anything(small, period):
-    for prim in fresh_prims(small).values():
+def test_no_multiplier_is_staged_when_the_period_is_too_short_for_anything(small, period):
+    plain = prims_at(small)
+    for unit, prim in prims_at(small, period).items():
         assert period < prim.clk_to_q_ns + prim.setup_ns     # not even a register-to-register hop fits
-        before = snapshot(prim)
-        assert pipeline_slow_multipliers(prim, period) == 0
-        assert snapshot(prim) == before
+        assert snapshot(prim) == snapshot(plain[unit])
 
 
 # regression: a float-noise budget (0.14 - 0.1 - 0.04 = 6.9e-18 > 0) once gave the multipliers ~1e17 stages
-def test_pipeline_slow_multipliers_period_equal_to_register_overhead(small):
-    prim = fresh_prims(small)["qk"]
+def test_no_multiplier_is_staged_at_a_period_equal_to_register_overhead(small):
+    prim = prims_at(small)["qk"]
     period = prim.clk_to_q_ns + prim.setup_ns                # zero budget for logic
-    before = snapshot(prim)
-    assert pipeline_slow_multipliers(prim, period) == 0
-    assert snapshot(prim) == before
-
-
-# ------------------------------------------------------------------------------------------- bad input
-
-BAD_OPERATIONS = [
-    ("qk", "S[g,l] += Q[d] *"),                  # parse error
-    ("qk", "S[g,l] += Q[x] * K[g,l,x]"),         # loops other than g, l, d
-    ("qk", "S[g,l] += Q[g,d] * K[g,l,d]"),       # the query is streamed, not held
-    ("qk", "S[g,l,d] += Q[d] * K[g,l,d]"),       # no reduction: one output per FU
-    ("qk", "S[g,l] += Q[d] * K[g,l,d] * R[d]"),  # three inputs
-    ("pv", "U[g,d] += P[g,l] *"),                # parse error
-    ("pv", "U[g,d] += P[g,x] * V[g,x,d]"),       # loops other than g, l, d
-    ("pv", "U[g,d] += P[g,l,d] * V[g,l,d]"),     # the probability is not broadcast along d
-    ("pv", "U[g,d] += P[g,l] * V[l,d]"),         # the value is held, not streamed
-]
-
-
-@pytest.mark.parametrize("unit,operation", BAD_OPERATIONS)
-def test_bad_operation_names_the_field(unit, operation):
-    spec = load_spatten_spec(with_unit(unit, operation=operation))   # the einsum is checked on use
-    with pytest.raises(SpecError) as exc:
-        spatten_arrays(spec)
-    where = f"units.{unit}.operation"
-    assert where in str(exc.value)
-    assert any(p.path == where for p in exc.value.problems)
-
-
-# regression: derive_interconnect's 'dataflows.<unit>.spatial' path once leaked through (not a SpAtten field)
-@pytest.mark.parametrize("unit,operation", [("qk", "S[l] += Q[d] * K[g,l,d]"),
-                                            ("pv", "U[d] += P[g,l] * V[g,l,d]")])
-def test_output_without_time_loop_names_the_field(unit, operation):
-    spec = load_spatten_spec(with_unit(unit, operation=operation))
-    with pytest.raises(SpecError) as exc:
-        spatten_arrays(spec)
-    assert f"units.{unit}.operation" in str(exc.value)
-
-
-@pytest.mark.parametrize("unit", ["qk", "pv"])
-@pytest.mark.parametrize("control", [[0, 0, 0], [0], [5, 0]])
-def test_bad_control_rejected_at_load(unit, control):
-    with pytest.raises(SpecError) as exc:
-        load_spatten_spec(with_unit(unit, control=control))
-    assert f"units.{unit}.control" in str(exc.value)
-    assert all(p.path.startswith(f"units.{unit}.control") for p in exc.value.problems)
+    assert snapshot(prims_at(small, period)["qk"]) == snapshot(prim)
+    assert multiplier_stages(1.0, prim.clk_to_q_ns, prim.setup_ns, period) == 1

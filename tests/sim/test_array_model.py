@@ -11,16 +11,15 @@ import random
 import pytest
 
 from archgen.arch.spec import load_spec
-from archgen.dataflow.interconnect import derive_interconnect
-from archgen.dataflow.schedule import array_schedule
+from archgen.dataflow.compile import compile_array
 from archgen.mappings.tiling import map_problem
 from archgen.sim.array_model import simulate_array
 
 
 def _model(spec, shape, bounds, **kw):
     design = load_spec(spec, [f"array.shape={shape}"])
-    fg = derive_interconnect(design)
-    return simulate_array(fg, map_problem(design, bounds, fg.dataflow), **kw)
+    compiled = compile_array(design, pipeline=False)
+    return simulate_array(compiled, map_problem(design, bounds, compiled.dataflow), **kw)
 
 
 def test_os_64x64_by_hand():
@@ -41,9 +40,9 @@ def test_bcast_is_issue_bound():
     assert _model("gemm_os_bcast.yaml", "8x8", {"i": 16, "k": 50, "j": 24}).total_cycles == (50 + 0 + 8 + 1) + 5 * 50
 
 
-def _recurrence(fg, mapping) -> int:
+def _recurrence(compiled, mapping) -> int:
     """The contract of dataflow/schedule.py written as a plain recurrence (no SimPy)."""
-    sch = array_schedule(fg)
+    sch = compiled.schedule
     T, R = mapping.steps, sch.rows
     shadow_free, prev_issue_end, prev_drain_end = 1, 1, 0
     tiles = list(mapping.tiles())
@@ -78,9 +77,10 @@ def test_simpy_model_equals_recurrence(spec):
     for _ in range(6):
         shape = f"{rng.randint(1, 9)}x{rng.randint(2, 9)}"
         design = load_spec(spec, [f"array.shape={shape}"])
-        fg = derive_interconnect(design)
-        mp = map_problem(design, {"i": rng.randint(1, 40), "k": rng.randint(1, 40), "j": rng.randint(1, 40)}, fg.dataflow)
-        assert simulate_array(fg, mp).total_cycles == _recurrence(fg, mp), (shape, mp.bounds)
+        compiled = compile_array(design, pipeline=False)
+        mp = map_problem(design, {"i": rng.randint(1, 40), "k": rng.randint(1, 40), "j": rng.randint(1, 40)},
+                         compiled.dataflow)
+        assert simulate_array(compiled, mp).total_cycles == _recurrence(compiled, mp), (shape, mp.bounds)
 
 
 def test_finite_bandwidth_never_faster_than_ideal_or_roofline():

@@ -1,0 +1,142 @@
+"""The compile step of an array: one design and dataflow in, one immutable :class:`CompiledArray` out.
+
+    spec -> Design -> compile_array -> CompiledArray -> {RTL (rtlgen), cycle model (sim), manifest, report}
+
+``compile_array`` is the only place that runs the passes: interconnect derivation (reuse analysis),
+lowering to primitives (multiplier stages included), the delay-matching LP, the timing read-out and
+the schedule. Every consumer (``archgen build``/``sim``/``verify``/``sweep``, the SpAtten arrays,
+``--explain``, the benchmarks) takes the result, so the RTL and the model are built from one object and
+the LP runs once per design. Results are cached by the full content key: the Design value (every field
+of the spec, so a ``dataclasses.replace``d design is a different key), the dataflow, the clock period,
+the delay table and the single-tile loops.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import networkx as nx
+
+from archgen.arch.spec import Dataflow, Design
+
+from .delay_lp import RetimedGraph, insert_pipeline_registers
+from .delays import DelayTable
+from .interconnect import FUGraph, derive_interconnect
+from .ir import CommandLayout, Direction, Port, PortRole, command_layout, port_name
+from .pipelining import ArrayTiming, timing_from_retimed
+from .primitives import PrimitiveGraph, lower_to_primitives
+from .schedule import ArraySchedule, array_schedule
+
+__all__ = ["CompiledArray", "compile_array", "clear_compile_cache", "array_ports"]
+
+
+@dataclass(frozen=True)
+class CompiledArray:
+    """Everything the RTL generator and the cycle model need about one array, computed once."""
+
+    design: Design
+    dataflow: Dataflow
+    fu_graph: FUGraph = field(repr=False, compare=False)
+    timing: ArrayTiming = field(repr=False, compare=False)
+    schedule: ArraySchedule
+    ports: tuple[Port, ...]
+    command: CommandLayout
+    pipeline: bool
+    target: str
+    single_tile: tuple[str, ...] = ()
+    key: str = ""                 # sha256 of the content key (spec content, dataflow, clock, target, ...)
+
+    def __repr__(self) -> str:
+        return (f"CompiledArray({self.design.name!r}, dataflow={self.dataflow.name!r}, "
+                f"shape={'x'.join(map(str, self.design.shape))}, clock_ns={self.clock_period_ns}, "
+                f"target={self.target!r}, schedule={self.schedule}, key={self.key[:12]!r})")
+
+    @property
+    def prim(self) -> PrimitiveGraph:
+        return self.timing.prim
+
+    @property
+    def retimed(self) -> RetimedGraph:
+        """The LP's result with its solve statistics (solve_time_s, lp_variables, lp_constraints, ...)."""
+        return self.timing.retimed
+
+    @property
+    def clock_period_ns(self) -> float | None:
+        return self.timing.clock_period_ns
+
+    def port(self, name: str) -> Port:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def ports_of(self, role: PortRole) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.role is role)
+
+    @property
+    def stream_ports(self) -> tuple[Port, ...]:
+        """Operand streams (inputs, partial sums, outputs), in port order."""
+        return tuple(p for p in self.ports if p.role in (PortRole.INPUT, PortRole.PSUM, PortRole.OUTPUT))
+
+    @property
+    def output_port(self) -> Port:
+        return self.ports_of(PortRole.OUTPUT)[0]
+
+    @property
+    def psum_port(self) -> Port | None:
+        found = self.ports_of(PortRole.PSUM)
+        return found[0] if found else None
+
+
+def array_ports(fg: FUGraph, command: CommandLayout) -> tuple[Port, ...]:
+    """The top level's ports: command, operand streams, done and busy."""
+    types = fg.design.type_of
+    ports = [Port("cmd", Direction.IN, PortRole.COMMAND, command.size)]
+    for p in fg.inputs:
+        ports.append(Port(port_name(PortRole.INPUT, p.name), Direction.IN, PortRole.INPUT, p.width, p.n_lanes, p.name,
+                          types[p.name].signed))
+    out = fg.output
+    signed = types[out.name].signed
+    if out.psum_in:
+        ports.append(Port(port_name(PortRole.PSUM, out.name), Direction.IN, PortRole.PSUM, out.width, out.n_lanes,
+                          out.name, signed))
+    ports.append(Port(port_name(PortRole.OUTPUT, out.name), Direction.OUT, PortRole.OUTPUT, out.width, out.n_lanes,
+                      out.name, signed))
+    ports += [Port("done", Direction.OUT, PortRole.STATUS, 1, stream=False),
+              Port("busy", Direction.OUT, PortRole.STATUS, 1, stream=False)]
+    return tuple(ports)
+
+
+def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pipeline: bool = True,
+                  target: str = "asic", single_tile: Sequence[str] = ()) -> CompiledArray:
+    """Compile one dataflow of ``design``: pipelined for the spec's clock unless ``pipeline=False``
+    (then the LP keeps only the registers the schedule needs), with the delay table ``target``.
+
+    ``single_tile`` names outer loops the caller promises run one tile only (see derive_interconnect).
+    """
+    df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
+    period = 1e3 / design.clock_mhz if pipeline else None
+    return _compile(design, df, period, str(target), tuple(single_tile))
+
+
+def clear_compile_cache() -> None:
+    _compile.cache_clear()
+
+
+@lru_cache(maxsize=64)
+def _compile(design: Design, df: Dataflow, period: float | None, target: str,
+             single_tile: tuple[str, ...]) -> CompiledArray:
+    fg = derive_interconnect(design, df, single_tile=single_tile)
+    prim = lower_to_primitives(fg, DelayTable.load(target), clock_period_ns=period)
+    nx.freeze(fg.graph)               # shared by every consumer of the cached result: read-only from here
+    nx.freeze(prim.graph)
+    retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
+    timing = timing_from_retimed(retimed, period, target)
+    schedule = array_schedule(fg, timing)
+    command = command_layout(df.outer_dims())
+    key = hashlib.sha256(repr((design, df, period, target, single_tile)).encode()).hexdigest()
+    return CompiledArray(design, df, fg, timing, schedule, array_ports(fg, command), command, period is not None,
+                         target, single_tile, key)

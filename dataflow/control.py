@@ -1,0 +1,332 @@
+"""The array's control rules (dataflow/schedule.py's cycle contract), each written once per view, side by side.
+
+The tile controller of a generated array is three concurrent units plus the tile walk they share:
+
+=============  =======================================  ============================================
+unit           hardware half (Amaranth, cycle by cycle)  model half (SimPy, tile events)
+=============  =======================================  ============================================
+tile walk      :func:`tile_counter_hw`                   ``TileMapping.tiles()`` (mappings/tiling.py)
+loader         :func:`loader_hw`                         :func:`loader_process`
+issuer         :func:`issuer_hw`                         :func:`issuer_process`
+drain          :func:`accumulator_drain_hw`,             :func:`accumulator_drain_process`,
+               :func:`stream_drain_hw`                   :func:`stream_drain_process`
+=============  =======================================  ============================================
+
+A rule is changed in both halves of its pair here, and ``tests/dataflow/test_control.py`` drives each
+pair with the same random stimulus and compares their cycle traces (and the Verilator regression then
+compares the whole array). Neither half imports its framework: the hardware halves receive Amaranth's
+``hdl`` namespace and a Module from rtlgen, the model halves a SimPy environment from sim, so this
+module stays in the model layer (no amaranth, no simpy imports here).
+
+Time convention shared by both halves: cycle 0 is the command handshake; a model event at cycle t is the
+first cycle in which the hardware's registered state shows it (e.g. the shadow is full at t, the issuer
+may issue a tile's first step at t).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .ir import STEP_BITS, TRIP_BITS
+from .schedule import ArraySchedule
+
+__all__ = ["Flag", "CommandHW", "TileCounterHW", "LoaderHW", "IssuerHW", "DrainHW",
+           "tile_counter_hw", "loader_hw", "issuer_hw", "accumulator_drain_hw", "stream_drain_hw",
+           "loader_process", "issuer_process", "accumulator_drain_process", "stream_drain_process",
+           "all_of"]
+
+
+def all_of(conds):
+    """The AND of a non-empty list of one-bit values."""
+    out = conds[0]
+    for c in conds[1:]:
+        out = out & c
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the command, as both halves see it
+
+@dataclass(frozen=True)
+class CommandHW:
+    """The latched command: ``start`` (handshake cycle), ``running``, counts minus one."""
+
+    start: Any
+    running: Any
+    steps_m1: Any
+    trips_m1: dict          # outer loop -> trip count minus one
+    outer: tuple            # outer loops, outer to inner
+    red: tuple              # outer loops the output does not depend on (reduction loops)
+
+
+# ------------------------------------------------------------------------------------------------
+# tile walk
+
+@dataclass(frozen=True)
+class TileCounterHW:
+    first: Any              # first visit of the tile's output (every reduction counter at 0)
+    last: Any               # the last tile
+    advance: Any            # callable: emit the step to the next tile (inside the caller's m.If)
+
+
+def tile_counter_hw(m, hdl, name: str, cmd: CommandHW) -> TileCounterHW:
+    """Counters over the outer loops (innermost fastest), with first-visit and last-tile flags; the model
+    half is ``TileMapping.tiles()``: the same order, ``Tile.first`` the same flag."""
+    cnt = {d: hdl.Signal(TRIP_BITS, name=f"{name}_tile_{d}") for d in cmd.outer}
+    first = hdl.Signal(name=f"{name}_first_visit")
+    last = hdl.Signal(name=f"{name}_last_tile")
+    m.d.comb += first.eq(hdl.Const(1) if not cmd.red else all_of([cnt[d] == 0 for d in cmd.red]))
+    m.d.comb += last.eq(hdl.Const(1) if not cmd.outer else all_of([cnt[d] == cmd.trips_m1[d] for d in cmd.outer]))
+    with m.If(cmd.start):
+        for d in cmd.outer:
+            m.d.sync += cnt[d].eq(0)
+
+    def advance():
+        carry = hdl.Const(1)
+        for d in reversed(cmd.outer):
+            wrap_here = cnt[d] == cmd.trips_m1[d]
+            with m.If(carry):
+                m.d.sync += cnt[d].eq(hdl.Mux(wrap_here, 0, cnt[d] + 1))
+            carry = carry & wrap_here
+
+    return TileCounterHW(first, last, advance)
+
+
+def _needs_load_hw(hdl, sch: ArraySchedule, first):
+    """``ArraySchedule.needs_load`` on a first-visit signal."""
+    if sch.has_stationary:
+        return hdl.Const(1)
+    return ~first if sch.accumulate and sch.psum_in else hdl.Const(0)
+
+
+# ------------------------------------------------------------------------------------------------
+# loader
+
+@dataclass(frozen=True)
+class LoaderHW:
+    beat: Any               # a row of loaded data is accepted this cycle
+    row: Any                # the row being loaded
+    first: Any              # the loaded tile's first visit (its partial sums are zero, not read)
+    ready: Any              # the shadow holds the next tile's data and no swap is in flight
+
+
+def loader_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, data_valid, swap_issued, release) -> LoaderHW:
+    """LOADER: writes the shadow registers of the next tile that needs them, one row per cycle, once the
+    shadow is free; a tile without a load is skipped in one cycle.
+
+    ``data_valid(first)``: the loaded streams' valid, given the first-visit flag; ``swap_issued``: a
+    tile's first step was issued (its swap starts through the array); ``release``: that swap reached
+    the FU with the largest skew (the shadow is free from the next cycle)."""
+    rows = sch.rows
+    shadow_full = hdl.Signal(name="shadow_full")
+    row = hdl.Signal(range(max(rows, 2)), name="load_row")
+    beat = hdl.Signal(name="load_beat")
+    first = hdl.Signal(name="load_first_visit")
+    swap_pending = hdl.Signal(name="swap_pending")   # a swap is travelling through the array
+    tiles = tile_counter_hw(m, hdl, "load", cmd)
+    done = hdl.Signal(name="load_done")
+    busy = hdl.Signal(name="load_busy")
+    needs = hdl.Signal(name="load_needed")
+    m.d.comb += [first.eq(tiles.first), needs.eq(_needs_load_hw(hdl, sch, tiles.first))]
+    active = cmd.running & ~done
+    can_beat = active & needs & (busy | ~shadow_full)
+    m.d.comb += beat.eq(can_beat & data_valid(tiles.first))
+    skip = active & ~needs
+    last_row = beat & (row == rows - 1)
+    with m.If(beat):
+        m.d.sync += [row.eq(row + 1), busy.eq(1)]
+        with m.If(row == rows - 1):
+            m.d.sync += [row.eq(0), busy.eq(0), shadow_full.eq(1)]
+    with m.If(last_row | skip):
+        tiles.advance()
+        with m.If(tiles.last):
+            m.d.sync += done.eq(1)
+    with m.If(cmd.start):
+        m.d.sync += [done.eq(0), busy.eq(0), row.eq(0), shadow_full.eq(0)]
+    with m.If(swap_issued):
+        m.d.sync += swap_pending.eq(1)
+    with m.If(release):
+        m.d.sync += [shadow_full.eq(0), swap_pending.eq(0)]
+    with m.If(cmd.start):
+        m.d.sync += swap_pending.eq(0)
+    with m.If(last_row):
+        m.d.sync += shadow_full.eq(1)
+    return LoaderHW(beat, row, first, shadow_full & ~swap_pending)
+
+
+class Flag:
+    """A level that SimPy processes can wait on (SimPy events fire once; this re-arms)."""
+
+    def __init__(self, env, value: bool):
+        self.env, self.value, self._waiters = env, value, []
+
+    def set(self, value: bool):
+        self.value = value
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if w[0] == value:
+                w[1].succeed()
+            else:
+                self._waiters.append(w)
+
+    def wait(self, value: bool = True):
+        ev = self.env.event()
+        if self.value == value:
+            ev.succeed()
+        else:
+            self._waiters.append((value, ev))
+        return ev
+
+
+def loader_process(env, sch: ArraySchedule, tiles, shadow_free: Flag, loaded, wait_fetched):
+    """LOADER (model half): ``loaded[k]`` fires when tile k's shadow is full; ``shadow_free`` is set by
+    the issuer's swap (``swap_skew + 1`` after the tile's first step)."""
+    yield env.timeout(1)                                   # running from cycle 1
+    for k, tile in enumerate(tiles):
+        if not sch.needs_load(tile.first):
+            yield env.timeout(1)                           # skipping a tile takes its cycle
+            continue
+        yield from wait_fetched(k)
+        yield shadow_free.wait(True)
+        shadow_free.set(False)
+        yield env.timeout(sch.rows)
+        loaded[k].succeed()
+
+
+# ------------------------------------------------------------------------------------------------
+# issuer
+
+@dataclass(frozen=True)
+class IssuerHW:
+    issue: Any              # a step is issued this cycle (one beat of every streamed input)
+    first_step: Any         # ... and it is its tile's first step
+    last_step: Any          # ... its tile's last step
+    swap: Any               # ... the first step of a tile that swaps loaded data in
+    final: Any              # ... the problem's last step
+    first_visit: Any        # the issued tile's first visit (level)
+    done: Any               # every step has been issued (level)
+
+
+def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, shadow_ready, drained_all) -> IssuerHW:
+    """ISSUER: one step per cycle, tiles back to back. A tile's first step that needs loaded data waits
+    for ``shadow_ready``; with outputs accumulated in place, a tile's last step waits for
+    ``drained_all`` (every earlier tile drained). ``stream_valid(first)``: the streamed inputs' valid."""
+    tiles = tile_counter_hw(m, hdl, "issue", cmd)
+    step = hdl.Signal(STEP_BITS, name="issue_step")
+    done = hdl.Signal(name="issue_done")
+    issue = hdl.Signal(name="issue")
+    needs = _needs_load_hw(hdl, sch, tiles.first)
+    first_step = step == 0
+    last_step = step == cmd.steps_m1
+    conds = [cmd.running, ~done, adv]
+    if shadow_ready is not None:
+        # the shadow holds this tile's data only once the previous tile's swap reached every FU and
+        # the loader refilled it; with short tiles the previous swap may still be in flight
+        conds.append(~(first_step & needs) | shadow_ready)
+    if drained_all is not None:
+        # a tile's results may overwrite the output registers only once the previous tile is drained
+        conds.append(~last_step | drained_all)
+    conds.append(stream_valid(tiles.first))
+    m.d.comb += issue.eq(all_of(conds))
+    with m.If(issue):
+        m.d.sync += step.eq(step + 1)
+        with m.If(last_step):
+            m.d.sync += step.eq(0)
+            tiles.advance()
+            with m.If(tiles.last):
+                m.d.sync += done.eq(1)
+    with m.If(cmd.start):
+        m.d.sync += [step.eq(0), done.eq(0)]
+    return IssuerHW(issue, issue & first_step, issue & last_step, issue & first_step & needs,
+                    issue & last_step & tiles.last, tiles.first, done)
+
+
+def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, wait_fetched, on_first, on_tile):
+    """ISSUER (model half). ``on_first(k)`` runs at tile k's first step, ``on_tile(k, last_issue)`` after its
+    last; returns the cycle of the last step."""
+    yield env.timeout(1)
+    last_issue = 0
+    for k, tile in enumerate(tiles):
+        yield from wait_fetched(k)
+        needs = sch.has_loader and sch.needs_load(tile.first)
+        if needs:
+            yield loaded[k]
+        if sch.accumulate and steps == 1 and k > 0:
+            yield drained[k - 1]
+        on_first(k, needs)
+        if steps > 1:
+            yield env.timeout(steps - 1)
+            if sch.accumulate and k > 0 and not drained[k - 1].triggered:
+                yield drained[k - 1]
+        last_issue = env.now
+        yield env.timeout(1)
+        on_tile(k, last_issue)
+    return last_issue
+
+
+# ------------------------------------------------------------------------------------------------
+# drain
+
+@dataclass(frozen=True)
+class DrainHW:
+    valid: Any              # an output beat is offered this cycle
+    row: Any                # accumulators: the array row offered (None for streamed outputs)
+    drained_all: Any        # accumulators: every tile issued so far has been drained (None otherwise)
+    advance: Any            # the datapath moves this cycle
+    finish: Any             # the last output left: done
+
+
+def accumulator_drain_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, tile_issued, committed, out_ready,
+                         issue_done) -> DrainHW:
+    """DRAIN (outputs accumulated in place): sends the result registers one row per cycle, starting the
+    cycle after the FU with the largest skew committed the tile's last step (``committed``)."""
+    rows = sch.rows
+    # small up/down counters instead of wide tile counts: at most one tile is ever in flight
+    # between issue, commit and drain, so three bits hold every difference that matters
+    undrained = hdl.Signal(3, name="tiles_issued_not_drained")
+    to_drain = hdl.Signal(3, name="tiles_committed_not_drained")
+    drained = hdl.Signal(name="tile_drained")
+    row = hdl.Signal(range(max(rows, 2)), name="drain_row")
+    valid = hdl.Signal(name="drain_valid")
+    m.d.comb += valid.eq(cmd.running & (to_drain != 0))
+    with m.If(valid & out_ready):
+        m.d.sync += row.eq(row + 1)
+        with m.If(row == rows - 1):
+            m.d.sync += row.eq(0)
+            m.d.comb += drained.eq(1)
+    m.d.sync += [undrained.eq(undrained + tile_issued - drained), to_drain.eq(to_drain + committed - drained)]
+    with m.If(cmd.start):
+        m.d.sync += [row.eq(0), undrained.eq(0), to_drain.eq(0)]
+    return DrainHW(valid, row, undrained == 0, hdl.Const(1), cmd.running & issue_done & (undrained == 0))
+
+
+def stream_drain_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, step_valid, step_final, out_ready) -> DrainHW:
+    """DRAIN (streamed outputs): a step's output beat leaves ``out_latency`` cycles after its issue
+    (``step_valid``/``step_final`` are the issue flags that many cycles later); a stalled output freezes
+    the datapath; done follows the final beat's handshake."""
+    final_seen = hdl.Signal(name="final_seen")
+    advance = ~(step_valid & ~out_ready)
+    finish = cmd.running & final_seen
+    with m.If(step_valid & out_ready & step_final):
+        m.d.sync += final_seen.eq(1)
+    with m.If(cmd.start):
+        m.d.sync += final_seen.eq(0)
+    with m.If(finish):
+        m.d.sync += final_seen.eq(0)
+    return DrainHW(step_valid, None, None, advance, finish)
+
+
+def accumulator_drain_process(env, sch: ArraySchedule, k: int, last_issue: int, drained, then):
+    """DRAIN (model half, accumulated outputs): tile k drains ``rows`` cycles from ``commit_skew + 1`` after
+    its last step, after tile k - 1; ``drained[k]`` fires when its last row has left."""
+    yield env.timeout(last_issue + sch.commit_skew + 1 - env.now)
+    if k > 0:
+        yield drained[k - 1]
+    yield env.timeout(sch.rows)
+    drained[k].succeed()
+    then(k)
+
+
+def stream_drain_process(env, sch: ArraySchedule, last_issue: int):
+    """DRAIN (model half, streamed outputs): done one cycle after the last step's output beat."""
+    yield env.timeout(last_issue + sch.out_latency + 1 - env.now)
