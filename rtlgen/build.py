@@ -6,7 +6,6 @@ when everything succeeded, so a failed build leaves earlier results intact.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from archgen.dataflow.compile import CompiledArray, compile_array
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, PortRole
 
 from .array import ArrayTop
+from .manifest import manifest_core
 
 __all__ = ["build_array", "array_verilog", "array_manifest", "write_outputs", "manifest_json", "CONTRACT_TEXT"]
 
@@ -38,57 +38,55 @@ def build_array(design: Design, dataflow: str | None = None, *, pipeline: bool =
 
 def array_verilog(compiled: CompiledArray) -> tuple[str, dict]:
     """(Verilog text, manifest dict) of a compiled array."""
-    text = verilog.convert(ArrayTop(compiled), name=compiled.design.name, emit_src=False)
-    return text, array_manifest(compiled, text)
+    top = ArrayTop(compiled)
+    text = verilog.convert(top, name=compiled.design.name, emit_src=False)
+    return text, array_manifest(compiled, top, text)
 
 
-def array_manifest(compiled: CompiledArray, text: str) -> dict:
+def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
+    """The common manifest (rtlgen/manifest.py) plus the array's interfaces, operand plans and pipelining."""
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     rt = compiled.retimed
-    ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
+    interfaces = []
     for port in compiled.ports:
         if port.role is PortRole.COMMAND:
-            ports.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "bits": port.bits,
-                          "fields": [{"name": f.name, "bits": f.bits, "offset": f.offset}
-                                     for f in compiled.command.fields]})
+            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "bits": port.bits,
+                               "fields": [{"name": f.name, "bits": f.bits, "offset": f.offset}
+                                          for f in compiled.command.fields]})
         elif port.stream:
-            ports.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "operand": port.operand,
-                          "lanes": port.lanes, "lane_bits": port.width, "bits": port.bits, "signed": port.signed})
+            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "operand": port.operand,
+                               "lanes": port.lanes, "lane_bits": port.width, "bits": port.bits,
+                               "signed": port.signed})
         else:
-            ports.append({"name": port.name, "dir": str(port.direction), "bits": port.bits})
+            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "signal", "bits": port.bits})
     plans = [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes, "bits": p.width,
               "lane_skews": [l.skew for l in p.lanes], "reuse_axes": [list(r) for r in p.reuse_axes],
               "tree_axes": list(p.tree_axes), "psum_in": p.psum_in} for p in fg.plans]
-    return {
-        "archgen_manifest": 1,
-        "name": design.name,
-        "spec_hash": design.source_hash,
-        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "verilog_lines": text.count("\n"),
-        "top": design.name,
-        "modules": sorted({line.split()[1].split("(")[0] for line in text.splitlines() if line.startswith("module ")}),
-        "parameters": {
-            "array_shape": list(design.shape),
-            "dataflow": df.name,
-            "spatial": {str(a): d for a, d in (df.spatial or ())},
-            "order": list(df.order),
-            "inner": list(df.inner_dims()),
-            "control": list(df.control),
-            "types": {n: str(t) for n, t in design.types},
-            "clock_mhz": design.clock_mhz,
-            "overflow": "wrap (two's complement at the output type's width)",
-            "step_bits": STEP_BITS, "trip_bits": TRIP_BITS,
-        },
+    parameters = {
+        "array_shape": list(design.shape),
+        "dataflow": df.name,
+        "spatial": {str(a): d for a, d in (df.spatial or ())},
+        "order": list(df.order),
+        "inner": list(df.inner_dims()),
+        "control": list(df.control),
+        "types": {n: str(t) for n, t in design.types},
+        "clock_mhz": design.clock_mhz,
+        "overflow": "wrap (two's complement at the output type's width)",
+        "step_bits": STEP_BITS, "trip_bits": TRIP_BITS,
+    }
+    manifest = manifest_core("array", design.name, design.source_hash, text, top, parameters,
+                             {"schedule": asdict(compiled.schedule), "formula": CONTRACT_TEXT})
+    manifest.update({
+        "interfaces": interfaces,
         "operands": plans,
-        "ports": ports,
-        "cycle_contract": {"schedule": asdict(compiled.schedule), "formula": CONTRACT_TEXT},
         "pipelining": {
             "clock_target_ns": compiled.clock_period_ns, "delay_table": compiled.target,
             "register_bits": rt.register_bits, "registers_added": sum(rt.extra.values()),
             "naive_register_bits": rt.naive_register_bits, "lp_variables": rt.lp_variables,
             "lp_constraints": rt.lp_constraints,
         },
-    }
+    })
+    return manifest
 
 
 def write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Path]:

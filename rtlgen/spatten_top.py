@@ -7,18 +7,17 @@ cycle contract the cycle model (archgen.sim.spatten_model) reproduces.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import asdict
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.lib import wiring
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats, spec_hash
 from archgen.dataflow.spatten_arrays import spatten_arrays, spatten_latencies
 from archgen.rtlgen.spatten_core import SpattenCore
+
+from .manifest import manifest_core
 
 __all__ = ["build_spatten", "write_spatten_build", "spatten_manifest", "spatten_cells_by_unit", "CYCLE_CONTRACT",
            "UNIT_OF_MODULE"]
@@ -45,40 +44,19 @@ UNIT_OF_MODULE = (("qk", "qk_array"), ("pv", "pv_array"), ("softmax", "softmax")
                   ("tok_imp", "token_importance"), ("head_imp", "head_importance"))
 
 
-def _sig_value(core, path):
-    obj = core
-    for step in path:
-        obj = obj[step] if isinstance(step, int) else getattr(obj, step)
-    return obj.as_value() if hasattr(obj, "as_value") else obj
-
-
 def spatten_manifest(spec: SpattenSpec, core: SpattenCore, text: str) -> dict:
-    modules = sorted(set(re.findall(r"^module\s+\\?([^\s(]+)", text, flags=re.M)))
-    ports = []
-    for path, member, _ in core.signature.flatten(core):
-        ports.append({"name": "__".join(str(x) for x in path),
-                      "direction": "in" if member.flow == wiring.In else "out",
-                      "width": len(_sig_value(core, path))})
-    ports = [{"name": "clk", "direction": "in", "width": 1}, {"name": "rst", "direction": "in", "width": 1},
-             *ports]
-    return {
-        "kind": "spatten",
-        "name": spec.name,
-        "top": spec.name,
-        "spec_hash": spec_hash(spec),
+    """The common manifest (rtlgen/manifest.py) plus the spec, the arrays' summary and notes."""
+    parameters = {"lanes": spec.lanes, "groups": spec.groups, "formats": asdict(spatten_formats(spec)),
+                  "latencies": asdict(spatten_latencies(spec))}
+    manifest = manifest_core("spatten", spec.name, spec_hash(spec), text, core, parameters, CYCLE_CONTRACT)
+    manifest.update({
         "spec": spec.to_dict(runtime=False),
-        "parameters": {"lanes": spec.lanes, "groups": spec.groups, "formats": asdict(spatten_formats(spec)),
-                       "latencies": asdict(spatten_latencies(spec))},
-        "modules": modules,
-        "ports": ports,
-        "verilog_file": f"{spec.name}.v",
-        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "cycle_contract": CYCLE_CONTRACT,
         "arrays": spatten_array_summary(spec),
         "notes": ["QxK and PxV are generated from units.qk.operation / units.pv.operation by the dataflow "
                   "analysis and LP pipelining (archgen.dataflow.spatten_arrays)",
                   "interface and formats: docs/spatten.md"],
-    }
+    })
+    return manifest
 
 
 def spatten_array_summary(spec: SpattenSpec) -> dict:

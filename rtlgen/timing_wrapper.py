@@ -12,17 +12,11 @@ __all__ = ["io_wrapper"]
 
 
 def io_wrapper(top: str, ports: list[dict], wrapper: str = "fmax_wrap") -> str:
-    """Verilog for ``wrapper`` around ``top``; ``ports`` as in manifest.json (name, dir, bits, kind)."""
+    """Verilog for ``wrapper`` around ``top``; ``ports`` as in manifest.json (the top's Verilog ports)."""
     ins, outs = [], []
     for p in ports:
-        if p["name"] in ("clk", "rst"):
-            continue
-        names = ([f"{p['name']}__payload", f"{p['name']}__valid", f"{p['name']}__ready"]
-                 if p.get("kind") == "stream" else [p["name"]])
-        widths = [p["bits"], 1, 1] if p.get("kind") == "stream" else [p["bits"]]
-        for n, w, role in zip(names, widths, ("payload", "valid", "ready")):
-            drives_in = (p["dir"] == "in") != (role == "ready")
-            (ins if drives_in else outs).append((n, w))
+        if p["name"] not in ("clk", "rst"):
+            (ins if p["dir"] == "in" else outs).append((p["name"], p["bits"]))
     n_in = sum(w for _, w in ins)
     n_out = sum(w for _, w in outs)
     lines = [f"module {wrapper}(input clk, input rst, input sin, input load, output sout);",

@@ -131,7 +131,9 @@ def test_build_is_deterministic_and_manifest_complete(small_build):
     assert "module spatten_small(" in v1
     names = {p["name"]: p for p in m1["ports"]}
     assert {"cmd__payload", "kv__payload", "query__payload", "out__payload", "done", "busy"} <= set(names)
-    assert names["query__payload"]["width"] == SMALL.head_dim * SMALL.bits
+    assert names["query__payload"]["bits"] == SMALL.head_dim * SMALL.bits
+    from archgen.rtlgen.manifest import validate_manifest
+    validate_manifest(m1)
     assert m1["spec_hash"] and m1["cycle_contract"]["model"].startswith("archgen.sim.spatten_model")
     assert "spatten_small.softmax" in m1["modules"] and "spatten_small.topk" in m1["modules"]
 
