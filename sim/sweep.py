@@ -21,7 +21,8 @@ from .store import STORE_NAME, ResultStore, model_version
 from .sweep_eval import SweepPoint, evaluate_point
 
 __all__ = ["SweepPoint", "expand_grid", "run_sweep", "pareto_front", "model_version", "OBJECTIVES",
-           "DEFAULT_OBJECTIVES", "STORE_NAME", "evaluate_point", "parse_dask", "validate_points"]
+           "DEFAULT_OBJECTIVES", "STORE_NAME", "evaluate_point", "parse_dask", "validate_points",
+           "design_totals"]
 
 #: objective name -> record field (all minimised); units are in the field names
 OBJECTIVES = {"latency": "time_ns", "energy": "energy_pj", "area": "area_mm2", "edp": "edp_pj_ns",
@@ -94,6 +95,27 @@ def validate_points(points: list[SweepPoint]) -> None:
             break
     if problems:
         raise SpecError(problems)
+
+
+def design_totals(records: list[dict]) -> list[dict]:
+    """One record per design (spec, overrides, dataflow), summed over its workloads: the time and
+    energy to run each workload once, EDP of those totals. With one workload, the records themselves.
+    A Pareto front compares designs, never one design's workload against another's."""
+    import hashlib
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["spec"], tuple(r["overrides"]), r["dataflow"]), []).append(r)
+    if all(len(g) == 1 for g in groups.values()):
+        return list(records)
+    out = []
+    for (_spec, _ov, _df), rs in groups.items():
+        first = rs[0]
+        t, e = sum(r["time_ns"] for r in rs), sum(r["energy_pj"] for r in rs)
+        out.append(dict(first, key=hashlib.sha256(" ".join(sorted(r["key"] for r in rs)).encode()).hexdigest()[:24],
+                        workload=f"all {len(rs)} workloads", seq=None, points=[r["key"] for r in rs],
+                        cycles=sum(r["cycles"] for r in rs), time_ns=t, energy_pj=e, edp_pj_ns=t * e,
+                        dram_bytes=sum(r["dram_bytes"] for r in rs)))
+    return out
 
 
 def parse_dask(text: str | None) -> tuple[str, object] | None:

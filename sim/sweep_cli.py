@@ -8,7 +8,8 @@ from pathlib import Path
 
 from archgen.arch.errors import SpecError, problem
 
-from .sweep import DEFAULT_OBJECTIVES, OBJECTIVES, expand_grid, pareto_front, run_sweep, validate_points
+from .sweep import (DEFAULT_OBJECTIVES, OBJECTIVES, design_totals, expand_grid, pareto_front, run_sweep,
+                    validate_points)
 from .sweep_eval import SweepPoint
 
 __all__ = ["sweep_points_from_args", "run_sweep_cli"]
@@ -95,9 +96,10 @@ def run_sweep_cli(args, con) -> int:
     rate = f" ({new / elapsed:.1f} points/s)" if new and elapsed > 0 else ""
     con.print(f"  {new} point(s) computed in {elapsed:.1f} s{rate}, {counts['stored']} taken from the store",
               markup=False)
-    front = pareto_front(records, objectives)
+    designs = design_totals(records)
+    front = pareto_front(designs, objectives)
     from .sweep_report import front_table, write_sweep_outputs
-    con.print(front_table(front, records, objectives))
-    written = write_sweep_outputs(out, records, front, objectives, plots=not args.no_plots)
+    con.print(front_table(front, designs, objectives))
+    written = write_sweep_outputs(out, records, designs, front, objectives, plots=not args.no_plots)
     con.print(f"  wrote {', '.join(sorted(p.name for p in written.values()))} in {out}", markup=False)
     return 0

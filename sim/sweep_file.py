@@ -224,6 +224,24 @@ def _workload_ref(entry, base_dir: Path, where: str, problems: list, seq: int | 
     return f"{kind}:{path.resolve()}", None
 
 
+def _split_gemms(workloads) -> list[Problem]:
+    """``[gemm:4,4,4]`` in YAML flow style is three items ("gemm:4", 4, 4): say so, not 'bad workload'."""
+    if not isinstance(workloads, list):
+        return []
+    out = []
+    for i, w in enumerate(workloads[:-1]):
+        if isinstance(w, str) and w.startswith("gemm:") and "," not in w and isinstance(workloads[i + 1], int):
+            parts = [w]
+            for v in workloads[i + 1:]:
+                if not isinstance(v, int) or len(parts) == 3:
+                    break
+                parts.append(str(v))
+            text = ",".join(parts)
+            out.append(problem(f"workloads.{i}", f"YAML splits {text} at its commas inside [...]; quote it: "
+                               f"\"{text}\"", w))
+    return out
+
+
 def read_sweep_file(path: str | Path) -> SweepFile:
     """Read and validate a sweep file (schema, then axis names, values, ranges and files)."""
     from archgen.arch.reader import read_yaml_file
@@ -232,7 +250,7 @@ def read_sweep_file(path: str | Path) -> SweepFile:
     if not isinstance(data, dict):
         raise SpecError([problem("", "a sweep file is a YAML mapping with keys version, kind, base, axes, workloads",
                                  type(data).__name__)], source=str(path))
-    problems = _schema(data)
+    problems = _split_gemms(data.get("workloads")) or _schema(data)
     if problems:
         raise SpecError(problems, source=str(path))
     base_dir = path.parent

@@ -4,8 +4,9 @@ plots (a Pareto scatter and per-axis sensitivity), all deterministic for the sam
 Files written into the sweep's directory (all or nothing, next to the results store):
 
 - ``points.csv``, ``points.json``: every point of this sweep, in point order, with a ``pareto`` column;
-- ``pareto.csv``, ``pareto.json``: the front on the sweep's objectives;
-- ``pareto.png``: latency against energy, the front highlighted;
+- ``pareto.csv``, ``pareto.json``: the front on the sweep's objectives, among designs (a design's
+  latency and energy summed over the sweep's workloads when there are several);
+- ``pareto.png``: latency against energy of every design, the front highlighted;
 - ``sensitivity.png``: for each axis that varies, the best and the median EDP at each of its values.
 """
 from __future__ import annotations
@@ -69,7 +70,8 @@ def front_table(front: list[dict], records: list[dict], objectives: Sequence[str
     for extra in ("time_ns", "energy_pj", "edp_pj_ns", "area_mm2"):
         if extra not in fields:
             fields.append(extra)
-    table = Table(title=f"Pareto front on {', '.join(objectives)}: {len(front)} of {len(records)} points")
+    summed = " (latency and energy summed over each design's workloads)" if any("points" in r for r in records) else ""
+    table = Table(title=f"Pareto front on {', '.join(objectives)}: {len(front)} of {len(records)} designs{summed}")
     table.add_column("point")
     for f in fields:
         name, _scale, unit = _UNITS[f]
@@ -113,7 +115,7 @@ def _pareto_png(records, front, objectives, path: Path) -> None:
         if min(values) > 0 and max(values) / min(values) > 30:
             getattr(ax, f"set_{axis}scale")("log")
     ax.legend(loc="best", fontsize="small")
-    ax.set_title(f"{len(records)} design points")
+    ax.set_title(f"{len(records)} designs")
     fig.tight_layout()
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
@@ -153,14 +155,19 @@ def _sensitivity_png(records, path: Path) -> None:
     plt.close(fig)
 
 
-def write_sweep_outputs(out_dir: str | Path, records: list[dict], front: list[dict],
+def write_sweep_outputs(out_dir: str | Path, records: list[dict], designs: list[dict], front: list[dict],
                         objectives: Sequence[str], *, plots: bool = True) -> dict[str, Path]:
-    """Write the CSV, JSON and (with ``plots``) PNG outputs; returns name -> path."""
+    """Write the CSV, JSON and (with ``plots``) PNG outputs; returns name -> path.
+
+    ``records`` are the points; ``designs`` the per-design totals over workloads (sweep.design_totals)
+    and ``front`` the Pareto front among them. A point's ``pareto`` column says whether its design is
+    on the front."""
     from archgen.arch.files import write_all_or_nothing
-    on_front = {r["key"] for r in front}
+    on_front = {k for r in front for k in r.get("points", [r["key"]])}
+    front_keys = {r["key"] for r in front}
     files = {"points.csv": _csv(records, on_front), "points.json": _json(records),
-             "pareto.csv": _csv(front, on_front), "pareto.json": _json(front)}
+             "pareto.csv": _csv(front, front_keys), "pareto.json": _json(front)}
     if plots:
-        files["pareto.png"] = lambda p: _pareto_png(records, front, objectives, p)
-        files["sensitivity.png"] = lambda p: _sensitivity_png(records, p)
+        files["pareto.png"] = lambda p: _pareto_png(designs, front, objectives, p)
+        files["sensitivity.png"] = lambda p: _sensitivity_png(designs, p)
     return write_all_or_nothing(out_dir, files)

@@ -5,8 +5,10 @@ and a trailing comma on every row:
 
 - convolution form: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
   Num Filter, Strides,`` (optionally a ninth column: the stride along the width; otherwise the stride
-  applies to both). The IFMAP sizes already include any padding: SCALE-Sim computes the output as
-  ``(IFMAP - Filter) // Stride + 1``. A layer whose name contains ``DP`` is depthwise: SCALE-Sim runs
+  applies to both). The IFMAP sizes already include any padding. The output size is SCALE-Sim's
+  ``ceil((IFMAP - Filter + Stride) / Stride)``, so MAC counts match SCALE-Sim's; when the stride does
+  not divide ``IFMAP - Filter``, the last window reaches past the IFMAP (by less than one stride) and
+  the einsum's input is that much larger than the IFMAP. A layer whose name contains ``DP`` is depthwise: SCALE-Sim runs
   it as ``Channels`` separate one-channel convolutions with ``Num Filter`` filters each, and so do we
   (one conv layer with ``c = 1``, repeated ``Channels`` times);
 - GEMM form: ``Layer, M, N, K,``: C (M x N) += A (M x K) * B (K x N).
@@ -88,7 +90,7 @@ def parse_scalesim_topology(text: str, *, name: str = "topology", source: str | 
         raise SpecError([problem("topology", "the file has a header but no layers")], source=source)
     problems, layers, seen = [], [], set()
     for line, cells in body:
-        while len(cells) > len(columns) and not cells[-1]:
+        while cells and not cells[-1]:
             cells = cells[:-1]      # SCALE-Sim writes a trailing comma on every row
         where = f"row {line}"
         if len(cells) != len(columns):
@@ -137,7 +139,7 @@ def _conv_layer(lname: str, v: dict) -> tuple[Layer | None, tuple | None]:
         return None, ("Filter Height", f"larger than the IFMAP Height ({ih}); SCALE-Sim IFMAP sizes include padding", fh)
     if fw > iw:
         return None, ("Filter Width", f"larger than the IFMAP Width ({iw}); SCALE-Sim IFMAP sizes include padding", fw)
-    p, q = (ih - fh) // sh + 1, (iw - fw) // sw + 1
+    p, q = -(-(ih - fh + sh) // sh), -(-(iw - fw + sw) // sw)       # SCALE-Sim's ceil, not floor
     pi = f"p*{sh}+r" if sh > 1 else "p+r"
     qi = f"q*{sw}+s" if sw > 1 else "q+s"
     einsum = f"O[n,k,p,q] += I[n,c,{pi},{qi}] * W[k,c,r,s]"
