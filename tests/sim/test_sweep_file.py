@@ -172,3 +172,27 @@ def test_vary_form_takes_objectives(tmp_path, monkeypatch):
     assert rc == 2 and "--objectives: two or more distinct names" in err
     rc, _out, err = _run(["sweep", "gemm_os.yaml", "--out", "o2"], tmp_path, monkeypatch)
     assert rc == 2 and "--workload: a sweep over a spec needs --workload" in err
+
+
+def test_onnx_and_scalesim_workloads_in_a_sweep(tmp_path, monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])
+    w = numpy_helper.from_array(np.zeros((16, 8), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g", [x], [y], [w])
+    onnx.save(helper.make_model(graph), str(tmp_path / "fc.onnx"))
+    (tmp_path / "t.csv").write_text("Layer, M, N, K,\nfc, 4, 8, 16,\n")
+    _file(tmp_path, HEAD + "axes:\n  clock_mhz: [400, 800]\nworkloads: [fc.onnx, {scalesim: t.csv}]\n")
+    rc, out, err = _run(["sweep", "s.yaml", "--out", "o", "--no-plots"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    points = json.loads((tmp_path / "o" / "points.json").read_text())
+    by_wl = {}
+    for p in points:
+        by_wl.setdefault(p["workload"].split(":")[0], []).append(p["cycles"])
+    assert by_wl["onnx"] == by_wl["scalesim"]           # the same 4x16x8 GEMM through both formats
+    # the key follows the file's content: editing the topology recomputes its points only
+    (tmp_path / "t.csv").write_text("Layer, M, N, K,\nfc, 4, 8, 32,\n")
+    rc, out, err = _run(["sweep", "s.yaml", "--out", "o", "--no-plots"], tmp_path, monkeypatch)
+    assert rc == 0 and "2 point(s) computed" in out and "2 taken from the store" in out, out + err
