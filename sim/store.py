@@ -33,6 +33,7 @@ import os
 import sqlite3
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from archgen.arch.errors import SpecError, problem
 
@@ -260,9 +261,18 @@ class ResultStore:
     @classmethod
     def _rebuild(cls, path: Path, why: str) -> "ResultStore":
         """--repair of a file SQLite cannot read: salvage checked rows into a fresh store beside it."""
+        damaged = path.with_name(path.name + ".damaged")
+        os.replace(path, damaged)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, damaged.with_name(damaged.name + suffix))
+        # without a log beside it, read the damaged copy as immutable: SQLite then creates no files
+        wal = damaged.with_name(damaged.name + "-wal").exists()
         salvaged = []
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            uri = f"file:{quote(str(damaged))}?mode=ro{'' if wal else '&immutable=1'}"
+            conn = sqlite3.connect(uri, uri=True)
             conn.text_factory = bytes
             try:
                 salvaged = conn.execute("SELECT id, key, model, record, checksum FROM points ORDER BY id").fetchall()
@@ -272,12 +282,6 @@ class ResultStore:
             salvaged = []
         decoded = [d for d, _why in map(_decode_row, salvaged) if d is not None]
         good = [r for r in decoded if _record_problem(r[1], r[2], r[3], r[4]) is None]
-        damaged = path.with_name(path.name + ".damaged")
-        os.replace(path, damaged)
-        for suffix in ("-wal", "-shm", "-journal"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                os.replace(side, damaged.with_name(damaged.name + suffix))
         store = cls(path, None, {}, [f"{path}: {why}; kept as {damaged.name}, rebuilt with the {len(good)} row(s) "
                                      "that could be read and checked; the rest are recomputed"])
         for _id, key, model, text, _checksum in good:
