@@ -401,6 +401,8 @@ def cmd_sweep(args) -> int:
     if args.dask and args.workers != 1:
         raise SpecError([problem("--workers", "local processes do not apply with --dask (the cluster has its own "
                                  "workers)", args.workers)])
+    from archgen.sim.sweep import parse_dask
+    parse_dask(args.dask)                                # a bad address is refused before any point is validated
     from archgen.sim.sweep_cli import run_sweep_cli
     return run_sweep_cli(args, _console())
 

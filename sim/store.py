@@ -207,6 +207,9 @@ class ResultStore:
         except sqlite3.DatabaseError as err:
             if conn is not None:
                 conn.close()
+            if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+                raise SpecError([problem("--out", f"{path}: in use by another process (SQLite: {err}); wait for it "
+                                         "to finish or choose another --out")]) from None
             if repair:
                 return cls._rebuild(path, f"SQLite cannot read it ({err})")
             raise SpecError([problem("--out", f"{path}: corrupt: SQLite cannot read it ({err}); nothing from it was "
@@ -253,7 +256,7 @@ class ResultStore:
                                      "from it was used. Rerun with --repair to delete the bad rows and recompute "
                                      "them, or delete the file")])
         if bad:
-            with _transaction(conn):
+            with _transaction(conn, path):
                 conn.executemany("DELETE FROM points WHERE id = ?", [(b[0],) for b in bad])
             notes += [f"{path} row {row_id}: deleted ({why}); recomputed" for row_id, _k, why in bad]
         return cls(path, conn, rows, notes)
@@ -311,7 +314,7 @@ class ResultStore:
     def _insert(self, key: str, model: str, text: str) -> None:
         if self._conn is None:
             self._create()
-        with _transaction(self._conn):
+        with _transaction(self._conn, self.path):
             self._conn.execute("INSERT OR REPLACE INTO points (key, model, record, checksum) VALUES (?, ?, ?, ?)",
                                (key, model, text, record_checksum(key, model, text)))
 
@@ -335,13 +338,18 @@ class ResultStore:
 
 
 class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included)."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included). Another
+    process writing the same store is waited for (30 s), then reported, never called corruption."""
 
-    def __init__(self, conn):
-        self.conn = conn
+    def __init__(self, conn, path):
+        self.conn, self.path = conn, path
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise SpecError([problem("--out", f"{self.path}: in use by another process (SQLite: {err}); wait for it "
+                                     "to finish or choose another --out")]) from None
 
     def __exit__(self, kind, *rest):
         self.conn.execute("ROLLBACK" if kind else "COMMIT")

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from archgen.arch.errors import SpecError, problem
+from archgen.arch.errors import ArchgenError, SpecError, problem
 
 from .store import STORE_NAME, ResultStore, model_version
 from .sweep_eval import SweepPoint, evaluate_point
@@ -103,6 +103,7 @@ def design_totals(records: list[dict]) -> list[dict]:
     A Pareto front compares designs, never one design's workload against another's."""
     import hashlib
     groups: dict[tuple, list[dict]] = {}
+    records = list({r["key"]: r for r in records}.values())      # a point listed twice counts once
     for r in records:
         groups.setdefault((r["spec"], tuple(r["overrides"]), r["dataflow"]), []).append(r)
     if all(len(g) == 1 for g in groups.values()):
@@ -157,7 +158,15 @@ def run_sweep(points: list[SweepPoint], out_dir: Path, *, workers: int = 1, dask
         if on_start:
             on_start(len(points), len(points) - len(todo))
 
+        expected = set(keys.values())
+
         def save(rec):
+            if rec.get("key") not in expected:
+                # a worker with other archgen code (a remote Dask worker), or a spec file edited mid-sweep
+                raise ArchgenError(f"a point came back with key {str(rec.get('key'))[:24]!r}, which no point of this "
+                                   f"sweep has: the worker runs model {rec.get('model')!r}, this process "
+                                   f"{model_version()!r}, or a spec or workload file changed during the sweep; "
+                                   "nothing was stored from it")
             stored = store.put(rec)
             if on_result:
                 on_result(stored)

@@ -110,3 +110,49 @@ def test_dask_address_forms():
     for bad in ("local:0", "local:x", "myhost"):
         with pytest.raises(SpecError, match="--dask"):
             sw.parse_dask(bad)
+
+
+def test_a_record_from_other_code_is_not_stored(tmp_path, monkeypatch):
+    from archgen.arch.errors import ArchgenError
+    from archgen.sim import sweep_eval
+    real = sweep_eval.evaluate_point
+    monkeypatch.setattr(sw, "evaluate_point", lambda p: dict(real(p), key="f" * 24, model="m-remote"))
+    with pytest.raises(ArchgenError, match="the worker runs model 'm-remote'"):
+        sw.run_sweep([sw.SweepPoint("gemm_os.yaml", (), "gemm:4,4,4")], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_design_totals_sum_over_workloads_and_count_a_point_once():
+    a = {"key": "a", "spec": "s", "overrides": ["x=1"], "dataflow": "os", "time_ns": 2, "energy_pj": 3, "cycles": 1,
+         "dram_bytes": 4}
+    b = dict(a, key="b", time_ns=5, energy_pj=7)
+    (d,) = sw.design_totals([a, b, dict(a)])
+    assert (d["time_ns"], d["energy_pj"], d["edp_pj_ns"], d["points"]) == (7, 10, 70, ["a", "b"])
+    assert sw.design_totals([a, dict(b, overrides=["x=2"])]) == [a, dict(b, overrides=["x=2"])]
+
+
+def test_a_store_locked_by_another_process_is_not_called_corrupt(tmp_path, monkeypatch):
+    from archgen.sim import store as store_mod
+    path = tmp_path / STORE_NAME
+    rec = {"key": "a" * 24, "spec": "x", "overrides": [], "workload": "w", "seq": None, "dataflow": "os", "fus": 1,
+           "clock_mhz": 1, "cycles": 1, "time_ns": 1, "dram_bytes": 1, "energy_pj": 1, "edp_pj_ns": 1,
+           "area_mm2": 1, "model": model_version()}
+    with ResultStore.open(path) as s:
+        s.put(rec)
+    real = store_mod.ResultStore._connect
+
+    def impatient(p):
+        conn = real(p)
+        conn.execute("PRAGMA busy_timeout=50")
+        return conn
+    monkeypatch.setattr(store_mod.ResultStore, "_connect", staticmethod(impatient))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")                   # another sweep in the middle of a write
+    try:
+        with ResultStore.open(path) as s:               # reading is not blocked (write-ahead log)
+            assert list(s.rows) == ["a" * 24]
+            with pytest.raises(SpecError, match="results.sqlite: in use by another process"):
+                s.put(dict(rec, key="b" * 24))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
