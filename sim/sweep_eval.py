@@ -37,8 +37,11 @@ class SweepPoint:
     dataflow: str | None = None
 
     def design_data(self) -> dict:
-        from archgen.arch.spec import apply_overrides, find_spec, read_spec_file
-        return apply_overrides(read_spec_file(find_spec(self.spec)), self.overrides)
+        """The base spec with the overrides applied (a fresh copy)."""
+        from archgen.arch.spec import apply_overrides, find_spec
+        path = find_spec(self.spec)
+        st = path.stat()
+        return apply_overrides(_read_spec(str(path), str(path.resolve()), st.st_mtime_ns, st.st_size), self.overrides)
 
     def key(self) -> str:
         from .store import model_version
@@ -46,6 +49,13 @@ class SweepPoint:
                            "workload": workload_identity(self.workload, self.seq), "mapping": MAPPING,
                            "model": model_version()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@lru_cache(maxsize=16)
+def _read_spec(path: str, resolved: str, mtime_ns: int, size: int) -> dict:
+    """A spec file parsed once per content version (the sweep reads it for every point); callers copy."""
+    from archgen.arch.spec import read_spec_file
+    return read_spec_file(Path(path))
 
 
 def _split_file_ref(ref: str) -> tuple[str, str] | None:
