@@ -140,8 +140,10 @@ def _number_text(v) -> str:
 
 def _value_text(axis: str, v) -> str | None:
     """An axis value as override text (what ``--set`` would read), or None when it cannot be one."""
-    if isinstance(v, bool) or v is None:
+    if v is None:
         return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if axis == "array.shape" and isinstance(v, list):
         return "x".join(str(x) for x in v) if all(isinstance(x, int) and not isinstance(x, bool) for x in v) else None
     if isinstance(v, (int, float)):
