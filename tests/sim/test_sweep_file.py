@@ -210,3 +210,17 @@ def test_progress_bar_counts_points_and_rate(capsys):
     quiet.start(10, 0)
     quiet.advance({})
     assert quiet.bar is None
+
+
+@pytest.mark.parametrize("out, expected", [
+    ("f", "--out: exists and is not a directory"),
+    ("f/sub", "is a file, so no directory can be made below it"),
+    ("/proc/archgen-sweep", "is inside /proc, a system directory"),
+])
+def test_out_must_be_a_writable_directory(tmp_path, monkeypatch, out, expected):
+    _file(tmp_path, SMALL)
+    (tmp_path / "f").write_text("x")
+    before = set(tmp_path.rglob("*"))
+    rc, _out, err = _run(["sweep", "s.yaml", "--out", out], tmp_path, monkeypatch)
+    assert rc == 2 and expected in err and "Traceback" not in err, err
+    assert set(tmp_path.rglob("*")) == before
