@@ -418,9 +418,12 @@ def cmd_sweep(args) -> int:
     _check_options(guard_int("--workers", args.workers, 1, 64, "local processes")
                    + guard_int("--seq", args.seq, 1, 1_000_000, "tokens"))
     _check_out(args.out, "--out")
-    from archgen.workloads.library import get_workload
-    get_workload(args.workload, seq=args.seq)            # an unknown workload is refused before any point runs
-    from archgen.sim.sweep import run_sweep_cli
+    if args.dask and args.workers != 1:
+        raise SpecError([problem("--workers", "local processes do not apply with --dask (the cluster has its own "
+                                 "workers)", args.workers)])
+    from archgen.sim.sweep import parse_dask
+    parse_dask(args.dask)                                # a bad address is refused before any point is validated
+    from archgen.sim.sweep_cli import run_sweep_cli
     return run_sweep_cli(args, _console())
 
 
@@ -527,18 +530,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     s.set_defaults(func=cmd_sim)
 
-    w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable")
-    w.add_argument("spec", help="base spec")
-    w.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable (docs/dse.md)")
+    w.add_argument("spec", help="a sweep file (kind: sweep), or a base spec with --vary and --workload")
+    w.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a spec field of every point (repeatable)")
     w.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2,...",
                    help="a field and its values, e.g. --vary array.shape=8x8,16x16,32x32 (repeatable)")
-    w.add_argument("--workload", required=True)
-    w.add_argument("--seq", type=int)
+    w.add_argument("--workload", help="workload name, or gemm:M,K,N (with a base spec)")
+    w.add_argument("--seq", type=int, help="sequence length for transformers (with a base spec)")
+    w.add_argument("--objectives", metavar="A,B,...",
+                   help="Pareto objectives out of latency, energy, area, edp, cycles, dram, fus "
+                        "(default latency,energy,area)")
     w.add_argument("--out", default="sweep", help="results directory (resumes if it exists)")
     w.add_argument("--workers", type=int, default=1, help="local processes")
-    w.add_argument("--dask", help="Dask scheduler address (optional extra)")
+    w.add_argument("--dask", metavar="ADDRESS",
+                   help="run on Dask: a scheduler address (tcp://HOST:PORT) or local:N for a LocalCluster of N "
+                        "workers (optional extra)")
     w.add_argument("--repair", action="store_true",
-                   help="drop corrupt or edited records from the results store and recompute them")
+                   help="delete corrupt or edited rows from the results store and recompute them")
+    w.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     w.set_defaults(func=cmd_sweep)
 
     t = sub.add_parser("trace", help="attention traces: extract from a local model, show a header")

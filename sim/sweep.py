@@ -1,40 +1,33 @@
 """Design-space sweeps with the cycle model: resumable, deterministic, local or on Dask.
 
-A sweep varies spec fields over given values (cartesian product), simulates one workload on each
-design point with the array model, and stores one JSON record per point as it finishes, keyed by a
-hash of (spec, workload, model version). Running the same sweep again skips the points already stored,
-so an interrupted sweep resumes. The Pareto front (latency vs energy vs FUs) is printed and stored.
+A sweep is a list of `SweepPoint`s (a design after overrides, a dataflow, a workload), either the
+cartesian product of ``--vary`` values or a sweep file (sim/sweep_file.py). Each point not already in
+the results store (sim/store.py, an SQLite file keyed by a hash of design, workload, mapping and model
+version) is evaluated with the array model (sim/sweep_eval.py) and stored in its own transaction as
+it finishes, so an interrupted sweep resumes where it stopped and nothing stored is computed again.
+Outputs (table, Pareto front, CSV, JSON, plots) are in sim/sweep_report.py.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+import signal
+import threading
 from pathlib import Path
+from typing import Callable, Sequence
 
-from archgen.arch.errors import SpecError, problem
+from archgen.arch.errors import ArchgenError, SpecError, problem
 
-__all__ = ["SweepPoint", "expand_grid", "run_sweep", "pareto_front", "MODEL_VERSION", "run_sweep_cli"]
+from .store import STORE_NAME, ResultStore, model_version
+from .sweep_eval import SweepPoint, evaluate_point
 
-MODEL_VERSION = "array-model-1"
+__all__ = ["SweepPoint", "expand_grid", "run_sweep", "pareto_front", "model_version", "OBJECTIVES",
+           "DEFAULT_OBJECTIVES", "STORE_NAME", "evaluate_point", "parse_dask", "validate_points",
+           "design_totals"]
 
-
-@dataclass(frozen=True)
-class SweepPoint:
-    spec: str
-    overrides: tuple[str, ...]
-    workload: str
-    seq: int | None
-
-    def key(self) -> str:
-        from archgen.arch.spec import apply_overrides, find_spec, read_spec_file
-        data = apply_overrides(read_spec_file(find_spec(self.spec)), self.overrides)
-        blob = json.dumps({"spec": data, "workload": self.workload, "seq": self.seq, "model": MODEL_VERSION},
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+#: objective name -> record field (all minimised); units are in the field names
+OBJECTIVES = {"latency": "time_ns", "energy": "energy_pj", "area": "area_mm2", "edp": "edp_pj_ns",
+              "cycles": "cycles", "dram": "dram_bytes", "fus": "fus"}
+DEFAULT_OBJECTIVES = ("latency", "energy", "area")
 
 
 def expand_grid(vary: list[str]) -> list[tuple[str, ...]]:
@@ -53,201 +46,233 @@ def expand_grid(vary: list[str]) -> list[tuple[str, ...]]:
     return [tuple(c) for c in itertools.product(*axes)] if axes else [()]
 
 
-def evaluate_point(point: SweepPoint) -> dict:
-    """One design point: whole-workload cycles, time, DRAM bytes and energy from the array model."""
-    from archgen.arch.spec import load_spec
-    from archgen.sim.array_sim import simulate_workload_on_array
-    from archgen.sim.results import totals
-    from archgen.workloads.library import get_workload
-    design = load_spec(point.spec, point.overrides)
-    results, _ = simulate_workload_on_array(design, get_workload(point.workload, seq=point.seq))
-    t = totals(results)
-    return {"key": point.key(), "spec": point.spec, "overrides": list(point.overrides), "workload": point.workload,
-            "seq": point.seq, "fus": design.n_fus, "clock_mhz": design.clock_mhz, "cycles": t["cycles"],
-            "time_ns": t["time_ns"], "dram_bytes": t["dram_bytes"], "energy_pj": t["energy_pj"],
-            "edp_pj_ns": t["energy_pj"] * t["time_ns"], "model": MODEL_VERSION}
-
-
-def pareto_front(records: list[dict], objectives=("time_ns", "energy_pj", "fus")) -> list[dict]:
+def pareto_front(records: list[dict], objectives: Sequence[str] = DEFAULT_OBJECTIVES) -> list[dict]:
+    """Records no other record beats on every objective (names of OBJECTIVES or record fields)."""
+    fields = [OBJECTIVES.get(o, o) for o in objectives]
+    values = [tuple(r[f] for f in fields) for r in records]
     front = []
-    for r in records:
-        dominated = any(all(o[k] <= r[k] for k in objectives) and any(o[k] < r[k] for k in objectives) for o in records)
+    for r, v in zip(records, values):
+        dominated = any(all(a <= b for a, b in zip(o, v)) and o != v for o in values)
         if not dominated:
             front.append(r)
-    return sorted(front, key=lambda r: tuple(r[k] for k in objectives))
+    return sorted(front, key=lambda r: tuple(r[f] for f in fields))
 
 
-STORE_NAME = "results.jsonl"
-_STORE_HEADER = {"archgen_sweep_store": 1}
-_RECORD_FIELDS = {"key": str, "spec": str, "overrides": list, "workload": str, "fus": int, "clock_mhz": (int, float),
-                  "cycles": (int, float), "time_ns": (int, float), "dram_bytes": (int, float),
-                  "energy_pj": (int, float), "edp_pj_ns": (int, float), "model": str, "checksum": str}
+def validate_points(points: list[SweepPoint]) -> None:
+    """Load every distinct design and workload of the sweep before any point is simulated; one
+    SpecError with every distinct problem, each prefixed with the point it was found in."""
+    from archgen.arch.spec import find_spec, load_spec_data
+    from .sweep_eval import load_workload
+    problems, seen_designs, seen_workloads, seen_messages = [], {}, set(), set()
+
+    def add(where, err):
+        for p in err.problems:
+            if (p.path, p.message) not in seen_messages:
+                seen_messages.add((p.path, p.message))
+                problems.append(problem(f"{where}: {p.path}" if where else p.path, p.message, *(
+                    (p.got,) if p.has_got else ())))
+
+    for pt in points:
+        if pt.overrides not in seen_designs:
+            try:
+                seen_designs[pt.overrides] = load_spec_data(pt.design_data(), source=str(find_spec(pt.spec)))
+            except SpecError as err:
+                seen_designs[pt.overrides] = None
+                add(" ".join(pt.overrides), err)
+        design = seen_designs[pt.overrides]
+        if design is not None and pt.dataflow is not None:
+            try:
+                design.dataflow(pt.dataflow)
+            except SpecError as err:
+                add("", err)
+        if (pt.workload, pt.seq) not in seen_workloads:
+            seen_workloads.add((pt.workload, pt.seq))
+            try:
+                load_workload(pt.workload, pt.seq)
+            except SpecError as err:
+                add("", err)
+        if len(problems) >= 20:
+            break
+    if problems:
+        raise SpecError(problems)
 
 
-def _checksum(rec: dict) -> str:
-    body = {k: v for k, v in rec.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+def design_totals(records: list[dict]) -> list[dict]:
+    """One record per design (spec, overrides, dataflow), summed over its workloads: the time and
+    energy to run each workload once, EDP of those totals. With one workload, the records themselves.
+    A Pareto front compares designs, never one design's workload against another's."""
+    import hashlib
+    groups: dict[tuple, list[dict]] = {}
+    records = list({r["key"]: r for r in records}.values())      # a point listed twice counts once
+    for r in records:
+        groups.setdefault((r["spec"], tuple(r["overrides"]), r["dataflow"]), []).append(r)
+    if all(len(g) == 1 for g in groups.values()):
+        return list(records)
+    out = []
+    for (_spec, _ov, _df), rs in groups.items():
+        first = rs[0]
+        t, e = sum(r["time_ns"] for r in rs), sum(r["energy_pj"] for r in rs)
+        out.append(dict(first, key=hashlib.sha256(" ".join(sorted(r["key"] for r in rs)).encode()).hexdigest()[:24],
+                        workload=f"all {len(rs)} workloads", seq=None, points=[r["key"] for r in rs],
+                        cycles=sum(r["cycles"] for r in rs), time_ns=t, energy_pj=e, edp_pj_ns=t * e,
+                        dram_bytes=sum(r["dram_bytes"] for r in rs)))
+    return out
 
 
-def _store_line(rec: dict) -> str:
-    return json.dumps(dict(rec, checksum=_checksum(rec)), sort_keys=True) + "\n"
+def parse_dask(text: str | None) -> tuple[str, object] | None:
+    """``local:N`` -> ("local", N); ``tcp://HOST:PORT`` (or any scheduler address) -> ("address", text)."""
+    if text is None:
+        return None
+    if text.startswith("local:"):
+        n = text[len("local:"):]
+        if not n.isdigit() or not 1 <= int(n) <= 64:
+            raise SpecError([problem("--dask", "local:N starts a LocalCluster of N worker processes, N in 1..64",
+                                     text)])
+        return "local", int(n)
+    if "://" not in text:
+        raise SpecError([problem("--dask", "a scheduler address such as tcp://HOST:8786, or local:N", text)])
+    return "address", text
 
 
-def _record_problem(rec) -> str | None:
-    """Why a parsed line is not a valid record of this store, or None."""
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    missing = [k for k in _RECORD_FIELDS if k not in rec]
-    if missing:
-        return f"lacks the fields {', '.join(missing)}"
-    for k, kind in _RECORD_FIELDS.items():
-        if not isinstance(rec[k], kind) or isinstance(rec[k], bool):
-            return f"field {k!r} has the wrong type"
-    if rec["checksum"] != _checksum(rec):
-        return "checksum mismatch: the record was edited or corrupted after it was written"
-    for k in ("cycles", "time_ns", "energy_pj", "dram_bytes", "edp_pj_ns"):
-        if not (rec[k] >= 0 and rec[k] != float("inf")):
-            return f"field {k!r} is not a finite non-negative number"
-    return None
-
-
-def read_store(store: Path, *, repair: bool = False) -> tuple[dict[str, dict], list[str]]:
-    """Validated records by key, and notes about what was dropped.
-
-    Every line but the header must be a record whose checksum matches; a record from another model
-    version is skipped (it will be recomputed). Any other bad line raises SpecError naming the file and
-    the line, unless
-    ``repair`` is set: then bad lines are dropped (and so recomputed) and the file is rewritten."""
-    if store.is_dir():
-        raise SpecError([problem("--out", f"{store} is a directory, not a sweep results store; remove it or choose "
-                                 "another --out", str(store))])
-    try:
-        raw = store.read_bytes()
-    except OSError as err:
-        raise SpecError([problem("--out", f"cannot read the results store {store}: {err.strerror}", str(store))]) from None
-    lines = raw.split(b"\n")
-    records: dict[str, dict] = {}
-    notes, bad = [], []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            # each record is one fsync'd write() of a short line, so a partial line means the file was
-            # damaged from outside (or the disk filled up): refused like any other bad line
-            bad.append((n, "not a JSON record (truncated or garbled)"))
-            continue
-        if n == 1 and rec == _STORE_HEADER:
-            continue
-        if n == 1 and not (isinstance(rec, dict) and "checksum" in rec):
-            bad.append((n, "this file is not an archgen sweep store (no store header)"))
-            continue
-        why = _record_problem(rec)
-        if why is not None:
-            bad.append((n, why))
-        elif rec["model"] != MODEL_VERSION:
-            notes.append(f"{store} line {n}: computed by model {rec['model']!r}, now {MODEL_VERSION!r}; recomputed")
-        else:
-            records[rec["key"]] = rec
-    if bad and not repair:
-        first = bad[0]
-        more = f" (and {len(bad) - 1} more bad line(s))" if len(bad) > 1 else ""
-        raise SpecError([problem("--out", f"{store} line {first[0]}: {first[1]}{more}; nothing from it was used. "
-                                 "Rerun with --repair to drop the bad lines and recompute them, or delete the file")])
-    if bad:
-        notes += [f"{store} line {n}: dropped ({why}); recomputed" for n, why in bad]
-        text = json.dumps(_STORE_HEADER) + "\n" + "".join(_store_line(r) for r in records.values())
-        tmp = store.with_name(store.name + ".repair")
-        tmp.write_text(text)
-        os.replace(tmp, store)
-    return records, notes
-
-
-def run_sweep(points: list[SweepPoint], out_dir: Path, *, workers: int = 1, dask_address: str | None = None,
-              on_result=None, repair: bool = False, notes: list | None = None) -> list[dict]:
+def run_sweep(points: list[SweepPoint], out_dir: Path, *, workers: int = 1, dask: str | None = None,
+              on_result: Callable[[dict], None] | None = None, repair: bool = False,
+              notes: list | None = None, on_start: Callable[[int, int], None] | None = None) -> list[dict]:
     """Evaluate every point not already in ``out_dir``'s store; returns the records in point order.
 
-    Records are appended as they finish (one line each, with a checksum), so an interrupted sweep
-    resumes where it stopped. The store is validated on read (``read_store``); no tampered or
-    corrupt record is ever returned or reported."""
+    ``on_start(total, already_done)`` is called once the store has been read; ``on_result(record)``
+    after each new point is stored. The store is checked on open (sim/store.py): no tampered or
+    corrupt row is ever returned. A sweep that fails before storing anything leaves no directory."""
+    dask_spec = parse_dask(dask)
     out_dir = Path(out_dir)
-    store = out_dir / STORE_NAME
     created_dir = not out_dir.exists()
-    done: dict[str, dict] = {}
-    if store.exists() or store.is_symlink():
-        done, read_notes = read_store(store, repair=repair)
-        if notes is not None:
-            notes += read_notes
     keys = {p: p.key() for p in points}
-    todo = [p for p in points if keys[p] not in done]
-
-    def save(rec):
-        if not store.exists():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            with store.open("a") as fh:
-                fh.write(json.dumps(_STORE_HEADER) + "\n")
-        with store.open("a") as fh:
-            fh.write(_store_line(rec))
-            fh.flush()
-            os.fsync(fh.fileno())
-        done[rec["key"]] = dict(rec, checksum=_checksum(rec))
-        if on_result:
-            on_result(rec)
-
+    store = ResultStore.open(out_dir / STORE_NAME, repair=repair)
     try:
-        _evaluate_all(todo, save, workers, dask_address)
-    except BaseException:
-        if created_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise
-    records = [done[keys[p]] for p in points]
-    front = pareto_front(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "pareto.json.tmp"
-    tmp.write_text(json.dumps(front, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out_dir / "pareto.json")
-    return records
+        if notes is not None:
+            notes += store.notes
+        todo, seen = [], set()
+        for p in points:
+            if keys[p] not in store.rows and keys[p] not in seen:
+                seen.add(keys[p])
+                todo.append(p)
+        if on_start:
+            on_start(len(points), len(points) - len(todo))
 
+        expected = set(keys.values())
 
-def _evaluate_all(todo, save, workers, dask_address):
-    if dask_address:
+        def save(rec):
+            if rec.get("key") not in expected:
+                # a worker with other archgen code (a remote Dask worker), or a spec file edited mid-sweep
+                raise ArchgenError(f"a point came back with key {str(rec.get('key'))[:24]!r}, which no point of this "
+                                   f"sweep has: the worker runs model {rec.get('model')!r}, this process "
+                                   f"{model_version()!r}, or a spec or workload file changed during the sweep; "
+                                   "nothing was stored from it")
+            stored = store.put(rec)
+            if on_result:
+                on_result(stored)
+
         try:
-            from dask.distributed import Client, as_completed as dask_completed
-        except ImportError:
-            from archgen.arch.errors import ToolMissingError
-            raise ToolMissingError("Dask is not installed: pip install -e '.[dask]'") from None
-        with Client(dask_address) as client:
-            futures = client.map(evaluate_point, todo, pure=True)
-            for fut in dask_completed(futures):
-                save(fut.result())
+            with _interrupt_guard() as guard:
+                _evaluate_all(todo, save, workers, dask_spec, guard)
+        except BaseException:
+            store.close()
+            if created_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+        return [store.rows[keys[p]] for p in points]
+    finally:
+        store.close()
+
+
+class _interrupt_guard:
+    """SIGINT is delivered between points, never inside a store write: a point is either stored
+    whole or not at all, so an interrupted sweep never computes a stored point again."""
+
+    def __init__(self):
+        self.critical = False
+        self.pending = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.critical:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def store(self, save, rec):
+        self.critical = True
+        try:
+            save(rec)
+        finally:
+            self.critical = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _evaluate_all(todo, save, workers, dask_spec, guard):
+    if not todo:
+        return
+    if dask_spec is not None:
+        _evaluate_on_dask(todo, save, dask_spec, guard)
     elif workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        # workers ignore SIGINT; the parent stops handing out points and stores what has finished
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+        futs, saved = [], set()
+        try:
             futs = [pool.submit(evaluate_point, p) for p in todo]
             for fut in as_completed(futs):
-                save(fut.result())
+                saved.add(fut)
+                guard.store(save, fut.result())
+        except KeyboardInterrupt:
+            # points already running finish (workers ignore SIGINT); store them rather than lose them
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut in futs:
+                if fut not in saved and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    saved.add(fut)
+                    save(fut.result())
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for p in todo:
-            save(evaluate_point(p))
+            guard.store(save, evaluate_point(p))
 
 
-def run_sweep_cli(args, con) -> int:
-    grid = expand_grid(args.vary)
-    points = [SweepPoint(args.spec, tuple(args.set) + g, args.workload, args.seq) for g in grid]
-    for p in points:      # validate every point before spending time on any
-        from archgen.arch.spec import load_spec
-        load_spec(p.spec, p.overrides)
-    con.print(f"sweep: {len(points)} design point(s) on {args.workload}; results in {args.out}", markup=False)
-    notes: list[str] = []
-    records = run_sweep(points, Path(args.out), workers=args.workers, dask_address=args.dask,
-                        repair=getattr(args, "repair", False), notes=notes,
-                        on_result=lambda r: con.print(f"  {' '.join(r['overrides']) or '(base)'}: {r['cycles']:.0f} cycles, "
-                                                      f"{r['energy_pj'] / 1e6:.3f} uJ", markup=False))
-    for note in notes:
-        con.print(f"  note: {note}", markup=False)
-    front = pareto_front(records)
-    con.print("Pareto front (time ns, energy pJ, FUs):", markup=False)
-    for r in front:
-        con.print(f"  {' '.join(r['overrides']) or '(base)'}: {r['time_ns']:.0f} ns, {r['energy_pj']:.3g} pJ, {r['fus']} FUs",
-                  markup=False)
-    return 0
+def _evaluate_on_dask(todo, save, dask_spec, guard):
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+    except ImportError:
+        from archgen.arch.errors import ToolMissingError
+        raise ToolMissingError("Dask is not installed: pip install -e '.[dask]'") from None
+    kind, arg = dask_spec
+    cluster = None
+    try:
+        if kind == "local":
+            cluster = LocalCluster(n_workers=arg, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            try:
+                client = Client(arg, timeout=30)
+            except (OSError, TimeoutError) as err:
+                raise SpecError([problem("--dask", f"cannot reach the Dask scheduler: {err}", arg)]) from None
+        with client:
+            futures = client.map(evaluate_point, todo, pure=True)
+            for fut in dask_completed(futures):
+                guard.store(save, fut.result())
+    finally:
+        if cluster is not None:
+            cluster.close()

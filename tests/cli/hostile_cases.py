@@ -42,6 +42,37 @@ def _flow_bomb(depth: int = 9) -> str:
     return text
 
 
+def _store_bytes() -> bytes:
+    """A valid archgen results store holding one (made-up) row, as bytes."""
+    import tempfile
+    from pathlib import Path
+
+    from archgen.sim.store import ResultStore, model_version
+    rec = {"key": "k" * 24, "spec": "s.yaml", "overrides": [], "workload": "gemm:4,4,4", "seq": None, "dataflow": "os",
+           "fus": 16, "clock_mhz": 500, "cycles": 10, "time_ns": 20.0, "dram_bytes": 48, "energy_pj": 1.0,
+           "edp_pj_ns": 20.0, "area_mm2": 0.01, "model": model_version()}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "results.sqlite"
+        with ResultStore.open(path) as store:
+            store.put(rec)
+        return path.read_bytes()
+
+
+def _foreign_sqlite() -> bytes:
+    """Another program's SQLite database."""
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "other.db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE hello (x INTEGER)")
+        conn.execute("INSERT INTO hello VALUES (1)")
+        conn.commit()
+        conn.close()
+        return path.read_bytes()
+
+
 def cases():
     """(name, argv, files) triples. argv[0] is the subcommand; files maps names to text or bytes."""
     g = GEMM
@@ -131,11 +162,13 @@ def cases():
     add("sweep fails", ["sweep", "s.yaml", "--workload", "nosuchmodel", "--out", "sw"], _spec(g))
     add("spec dir", ["build", ".", "-o", "o"], {})
     add("spec missing", ["build", "nope.yaml", "-o", "o"], {})
-    # stores
-    add("store truncated", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.jsonl": '{"key": "abc", "cyc'})
-    add("store garbled", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.jsonl": "\x00\x01garbage\n"})
-    add("store foreign", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.jsonl": '{"hello": 1}\n'})
-    add("store is dir", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.jsonl/x": "1"})
+    # stores (results.sqlite): a real store cut short, bytes that are no database, another program's
+    # SQLite database, a directory in its place
+    real = _store_bytes()
+    add("store truncated", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.sqlite": real[: len(real) // 2 + 100]})
+    add("store garbled", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.sqlite": b"\x00\x01garbage\n"})
+    add("store foreign", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.sqlite": _foreign_sqlite()})
+    add("store is dir", ["sweep", "s.yaml", "--workload", "gemm:4,4,4", "--out", "sw"], {**_spec(g), "sw/results.sqlite/x": "1"})
     return c
 
 

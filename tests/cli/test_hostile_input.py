@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -127,34 +128,99 @@ def _sweep(tmp_path, monkeypatch, *extra):
                 tmp_path, monkeypatch)
 
 
+def _rows(store: Path) -> dict[str, tuple]:
+    conn = sqlite3.connect(store)
+    try:
+        return {k: (i, json.loads(r), c) for i, k, r, c in conn.execute("SELECT id, key, record, checksum FROM points")}
+    finally:
+        conn.close()
+
+
+def _sql(store: Path, statement: str, *params) -> None:
+    conn = sqlite3.connect(store)
+    conn.execute(statement, params)
+    conn.commit()
+    conn.close()
+
+
 def test_tampered_record_is_refused_and_repaired(tmp_path, monkeypatch):
     rc, _out, _err = _sweep(tmp_path, monkeypatch)
     assert rc == 0
-    store = tmp_path / "sw" / "results.jsonl"
-    header, first, second = store.read_text().splitlines()
-    honest = json.loads(second)
+    store = tmp_path / "sw" / "results.sqlite"
+    rows = _rows(store)
+    assert [v[0] for v in rows.values()] == [1, 2]
+    key = next(k for k, v in rows.items() if v[0] == 2)
+    honest = rows[key][1]
     forged = dict(honest, cycles=1, time_ns=1)
-    store.write_text("\n".join([header, first, json.dumps(forged)]) + "\n")
+    _sql(store, "UPDATE points SET record = ? WHERE id = 2", json.dumps(forged, sort_keys=True))
+    before = store.read_bytes()
     rc, out, err = _sweep(tmp_path, monkeypatch)
-    assert rc == 2 and "results.jsonl line 3: checksum mismatch" in err
-    assert "cycles" not in out and "Pareto" not in out
+    assert rc == 2 and f"results.sqlite row 2 (key '{key[:20]}'): checksum mismatch" in err, err
+    assert "cycles" not in out and "Pareto" not in out and "latency" not in out
+    assert store.read_bytes() == before                     # nothing changed without --repair
     rc, out, err = _sweep(tmp_path, monkeypatch, "--repair")
-    assert rc == 0 and "line 3: dropped" in out
-    again = [json.loads(x) for x in store.read_text().splitlines()[1:]]
-    assert {r["key"]: r["cycles"] for r in again}[honest["key"]] == honest["cycles"]
-    assert "1 ns" not in out
+    assert rc == 0 and "row 2: deleted (checksum mismatch" in out, out + err
+    again = _rows(store)
+    assert again[key][1]["cycles"] == honest["cycles"] and again[key][0] == 3       # recomputed, nothing else
+    assert "0.001 " not in out and "| 1 " not in out
+    points = json.loads((tmp_path / "sw" / "points.json").read_text())
+    assert {p["key"]: p["cycles"] for p in points}[key] == honest["cycles"]
+
+
+def test_row_with_a_recomputed_checksum_but_bad_values_is_refused(tmp_path, monkeypatch):
+    from archgen.sim.store import record_checksum
+    rc, _out, _err = _sweep(tmp_path, monkeypatch)
+    store = tmp_path / "sw" / "results.sqlite"
+    key, (_i, rec, _c) = next(iter(_rows(store).items()))
+    text = json.dumps(dict(rec, cycles=-5), sort_keys=True, separators=(",", ":"))
+    _sql(store, "UPDATE points SET record = ?, checksum = ? WHERE key = ?", text,
+         record_checksum(key, rec["model"], text), key)
+    rc, out, err = _sweep(tmp_path, monkeypatch)
+    assert rc == 2 and "row 1" in err and "'cycles' is not a finite non-negative number" in err
 
 
 def test_foreign_and_truncated_stores(tmp_path, monkeypatch):
+    from hostile_cases import _foreign_sqlite
     (tmp_path / "sw").mkdir()
-    store = tmp_path / "sw" / "results.jsonl"
-    store.write_text('{"hello": 1}\n')
+    store = tmp_path / "sw" / "results.sqlite"
+    foreign = _foreign_sqlite()
+    store.write_bytes(foreign)
     rc, _out, err = _sweep(tmp_path, monkeypatch)
-    assert rc == 2 and "line 1: this file is not an archgen sweep store" in err
-    assert store.read_text() == '{"hello": 1}\n'           # nothing was changed without --repair
-    store.write_text('{"archgen_sweep_store": 1}\n{"key": "ab')
+    assert rc == 2 and "results.sqlite: an SQLite database of another program, not an archgen sweep store" in err
+    rc, _out, err = _sweep(tmp_path, monkeypatch, "--repair")
+    assert rc == 2 and "--repair never overwrites it" in err
+    assert store.read_bytes() == foreign and sorted(p.name for p in (tmp_path / "sw").iterdir()) == ["results.sqlite"]
+    store.write_text('{"archgen_sweep_store": 1}\n')                   # the JSONL store of older archgen
     rc, _out, err = _sweep(tmp_path, monkeypatch)
-    assert rc == 2 and "line 2: not a JSON record (truncated or garbled)" in err
+    assert rc == 2 and "not an SQLite database, so not an archgen sweep store" in err
+
+    store.unlink()
+    rc, _out, _err = _sweep(tmp_path, monkeypatch)
+    good = store.read_bytes()
+    store.write_bytes(good[: len(good) - 1000])
+    rc, _out, err = _sweep(tmp_path, monkeypatch)
+    assert rc == 2 and "results.sqlite: truncated or garbled" in err and "nothing from it was used" in err
+    # garbled inside a row's bytes: the row's checksum refuses it
+    garbled = bytearray(good)
+    at = good.index(b'"cycles"')
+    garbled[at: at + 12] = b"\xff" * 12
+    store.write_bytes(bytes(garbled))
+    rc, out, err = _sweep(tmp_path, monkeypatch)
+    assert rc == 2 and re.search(r"results.sqlite row \d \(key '\w+'\): a column is not UTF-8 text", err), err
+    assert "Pareto" not in out
+    # garbled page structure, file header intact: SQLite's own check refuses it
+    garbled = bytearray(good)
+    page = int.from_bytes(good[16:18], "big")
+    garbled[page: page + 12] = b"\xff" * 12
+    store.write_bytes(bytes(garbled))
+    rc, out, err = _sweep(tmp_path, monkeypatch)
+    assert rc == 2 and "results.sqlite: corrupt: SQLite cannot read it" in err, err
+    assert "Pareto" not in out
+    # --repair rebuilds from what can be read and keeps the damaged file beside it
+    rc, out, err = _sweep(tmp_path, monkeypatch, "--repair")
+    assert rc == 0, err
+    assert "kept as results.sqlite.damaged" in out or "deleted" in out
+    assert len(_rows(store)) == 2
 
 
 def test_failed_sweep_leaves_no_directory(tmp_path, monkeypatch):
