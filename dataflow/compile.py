@@ -12,6 +12,7 @@ the delay table and the single-tile loops.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
@@ -119,10 +120,24 @@ def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pip
     """
     df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
     period = 1e3 / design.clock_mhz if pipeline else None
-    return _compile(design, df, period, str(target), tuple(single_tile))
+    return _compile_for(design, df, period, str(target), tuple(single_tile))
+
+
+@lru_cache(maxsize=256)
+def _compile_for(design: Design, df: Dataflow, period: float | None, target: str,
+                 single_tile: tuple[str, ...]) -> CompiledArray:
+    return dataclasses.replace(_compile(_hardware_only(design), df, period, target, single_tile), design=design)
+
+
+def _hardware_only(design: Design) -> Design:
+    """The design with the fields that cannot change the hardware blanked (DRAM bandwidth and kind, the
+    description, the source hash): designs that differ only there share one compile, as a sweep over
+    bandwidth needs. Everything else (operation, types, shape, dataflows, clock, bounds, name) keys it."""
+    return dataclasses.replace(design, description="", dram_gbps=0.0, dram_kind="", source_hash="")
 
 
 def clear_compile_cache() -> None:
+    _compile_for.cache_clear()
     _compile.cache_clear()
 
 

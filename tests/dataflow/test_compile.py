@@ -63,6 +63,16 @@ def test_cache_key_is_the_whole_content(count_solves):
     assert len(count_solves) == 5
 
 
+def test_dram_and_description_do_not_recompile(count_solves):
+    """A sweep over DRAM bandwidth shares one compile; each result still carries its own design."""
+    design = load_spec("gemm_os.yaml", ["array.shape=3x2"])
+    a = compile_array(design)
+    fast = dataclasses.replace(design, dram_gbps=512.0, dram_kind="hbm2", description="other")
+    b = compile_array(fast)
+    assert len(count_solves) == 1
+    assert b.design is fast and a.design is design and b.schedule == a.schedule and b.key == a.key
+
+
 def test_compiled_array_is_frozen_and_typed():
     c = compile_array(load_spec("gemm_ws.yaml"))
     assert isinstance(c, CompiledArray)
