@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Role", "NodeKind", "EdgeKind", "PortRole", "Direction", "Node", "Port", "CommandField", "CommandLayout",
+__all__ = ["Role", "NodeKind", "EdgeKind", "PortRole", "Direction", "Node", "Link", "Port", "CommandField", "CommandLayout",
            "command_layout", "port_name", "STEP_BITS", "TRIP_BITS"]
 
 STEP_BITS = 32
@@ -126,6 +126,19 @@ class Node:
         if self.kind in (NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.MUL, NodeKind.ADD, NodeKind.ACC):
             return fu(self.coord)
         return self
+
+
+@dataclass(frozen=True)
+class Link:
+    """An FU-graph edge: how one operand's value moves from one node to the next."""
+
+    operand: str
+    kind: EdgeKind
+    delay: int                    # registers the schedule needs on it (skew, systolic hop, de-skew)
+    width: int
+    axis: int | None = None       # the array axis a hop or a chain link moves along
+    fanout: int | None = None     # a broadcast net: the FUs it drives
+    load: bool = False            # used in the load phase (stationary data, accumulator preload)
 
 
 def _sort_key(path):
