@@ -203,15 +203,6 @@ class CommandLayout:
     def size(self) -> int:
         return sum(f.bits for f in self.fields)
 
-    def encode(self, values: dict[str, int]) -> int:
-        word = 0
-        for f in self.fields:
-            v = int(values[f.name])
-            if not 0 <= v < (1 << f.bits):
-                raise ValueError(f"command field {f.name} holds {f.bits} bits, not {v!r}")
-            word |= v << f.offset
-        return word
-
 
 def command_layout(outer_loops) -> CommandLayout:
     """Steps per tile, then one trip count per outer loop (outer to inner)."""
