@@ -38,11 +38,10 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     banking = {b.operand: b for b in derive_banking(fg)}
     lines.append("  derived connections:")
     for p in fg.plans:
-        edges = Counter((e["kind"], e["delay"], e.get("axis")) for _, _, e in fg.graph.edges(data=True)
-                        if e["operand"] == p.name)
+        edges = Counter((e.kind, e.delay, e.axis) for _, _, e in fg.links(p.name))
         desc = ", ".join(f"{n} x {k}" + (f" along axis {a}" if a is not None else "") + f" (delay {d})"
                          for (k, d, a), n in sorted(edges.items(), key=lambda kv: str(kv[0])))
-        fan = [e.get("fanout") for _, _, e in fg.graph.edges(data=True) if e["operand"] == p.name and e.get("fanout")]
+        fan = [e.fanout for _, _, e in fg.links(p.name) if e.fanout]
         lines.append(f"    {p.name} [{p.width} bit]: {_ROLE[p.role]}; {p.n_lanes} lane(s), skews {[l.skew for l in p.lanes]}"
                      + (f"; broadcast fan-out {max(fan)}" if fan else "")
                      + ("; partial sums of earlier tiles come back in" if p.psum_in else ""))

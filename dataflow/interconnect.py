@@ -24,7 +24,7 @@ import networkx as nx
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-from .ir import EdgeKind, Node, NodeKind, Role, fu
+from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "MEMORY_PORT_COST"]
@@ -83,6 +83,11 @@ class FUGraph:
     @property
     def acc_width(self) -> int:
         return self.design.acc_type.bits
+
+    def links(self, operand: str | None = None) -> list[tuple[Node, Node, Link]]:
+        """(source, sink, Link) of every edge, or of one operand's edges."""
+        return [(u, v, e["link"]) for u, v, e in self.graph.edges(data=True)
+                if operand is None or e["link"].operand == operand]
 
     def plan(self, name: str) -> OperandPlan:
         return next(p for p in self.plans if p.name == name)
@@ -219,7 +224,7 @@ def _stationary(g, name, shape, coords, dtype) -> OperandPlan:
         mem = _mem(name, lane)
         g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
         for s in fus:
-            g.add_edge(mem, fu(s), operand=name, kind=EdgeKind.MEMORY, delay=0, width=dtype.bits, phase="load")
+            g.add_edge(mem, fu(s), link=Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
             g.nodes[fu(s)]["roles"][name] = Role.STATIONARY
         lanes.append(Lane(lane, fus, 0))
     return OperandPlan(name, Role.STATIONARY, dtype.bits, tuple(lanes), signed=dtype.signed)
@@ -259,14 +264,14 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
         if zero and len(members) > 1:
             # a same-cycle tree is one net: the lane drives every member directly
             for v in sorted(members):
-                g.add_edge(mem, v, operand=name, kind=EdgeKind.BROADCAST, delay=skew[first.coord], width=dtype.bits,
-                           fanout=len(members))
+                g.add_edge(mem, v, link=Link(name, EdgeKind.BROADCAST, skew[first.coord], dtype.bits,
+                                             fanout=len(members)))
         else:
-            g.add_edge(mem, first, operand=name, kind=EdgeKind.MEMORY, delay=skew[first.coord], width=dtype.bits)
+            g.add_edge(mem, first, link=Link(name, EdgeKind.MEMORY, skew[first.coord], dtype.bits))
             for u, v in nx.bfs_edges(tree, first):
                 e = tree.edges[u, v]
                 kind = EdgeKind.SYSTOLIC if e["delay"] > 0 else EdgeKind.BROADCAST
-                g.add_edge(u, v, operand=name, kind=kind, delay=e["delay"], width=dtype.bits, axis=e["axis"])
+                g.add_edge(u, v, link=Link(name, kind, e["delay"], dtype.bits, axis=e["axis"]))
         for v in members:
             g.nodes[v]["roles"][name] = Role.STREAM
         lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))
@@ -284,9 +289,9 @@ def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:
             g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
         for s in fus:
             g.nodes[fu(s)]["roles"][name] = Role.ACCUMULATE
-            g.add_edge(fu(s), drain, operand=name, kind=EdgeKind.DRAIN, delay=0, width=dtype.bits)
+            g.add_edge(fu(s), drain, link=Link(name, EdgeKind.DRAIN, 0, dtype.bits))
             if psum_in:
-                g.add_edge(mem, fu(s), operand=name, kind=EdgeKind.MEMORY, delay=0, width=dtype.bits, phase="load")
+                g.add_edge(mem, fu(s), link=Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
         lanes.append(Lane(lane, fus, 0))
     return OperandPlan(name, Role.ACCUMULATE, dtype.bits, tuple(lanes), psum_in=psum_in, signed=dtype.signed)
 
@@ -307,13 +312,13 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
             g.add_node(tnode, kind=NodeKind.TREE, operand=name, group=lane, n_inputs=len(fus))
             for s in fus:
                 g.nodes[fu(s)]["roles"][name] = Role.REDUCE
-                g.add_edge(fu(s), tnode, operand=name, kind=EdgeKind.REDUCE, delay=0, width=dtype.bits)
+                g.add_edge(fu(s), tnode, link=Link(name, EdgeKind.REDUCE, 0, dtype.bits))
             g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
-            g.add_edge(tnode, drain, operand=name, kind=EdgeKind.DRAIN, delay=span - skew[fus[0]], width=dtype.bits)
+            g.add_edge(tnode, drain, link=Link(name, EdgeKind.DRAIN, span - skew[fus[0]], dtype.bits))
             if psum_in:
                 mem = _mem(name, lane)
                 g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
-                g.add_edge(mem, tnode, operand=name, kind=EdgeKind.MEMORY, delay=skew[fus[0]], width=dtype.bits)
+                g.add_edge(mem, tnode, link=Link(name, EdgeKind.MEMORY, skew[fus[0]], dtype.bits))
             lanes.append(Lane(lane, fus, skew[fus[0]]))
         return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), tree_axes=tuple(trees), psum_in=psum_in,
                            signed=dtype.signed)
@@ -331,7 +336,7 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
                 succ[s] = (nxt[0].coord, cand.edges[fu(s), nxt[0]]["delay"], a)
                 break
     for s, (t, delay, a) in succ.items():
-        g.add_edge(fu(s), fu(t), operand=name, kind=EdgeKind.REDUCE_CHAIN, delay=delay, width=dtype.bits, axis=a)
+        g.add_edge(fu(s), fu(t), link=Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
     for s in coords:
         g.nodes[fu(s)]["roles"][name] = Role.REDUCE
     terminals = sorted(s for s in coords if s not in succ)
@@ -341,7 +346,7 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
     for lane, s in enumerate(terminals):
         drain = _drain(name, lane)
         g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
-        g.add_edge(fu(s), drain, operand=name, kind=EdgeKind.DRAIN, delay=span - skew[s], width=dtype.bits)
+        g.add_edge(fu(s), drain, link=Link(name, EdgeKind.DRAIN, span - skew[s], dtype.bits))
         chain = [s]
         while True:
             preds = [u for u, (t, _, _) in succ.items() if t == chain[0]]
@@ -353,6 +358,6 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
         for lane, s in enumerate(roots):
             mem = _mem(name, lane)
             g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
-            g.add_edge(mem, fu(s), operand=name, kind=EdgeKind.MEMORY, delay=skew[s], width=dtype.bits)
+            g.add_edge(mem, fu(s), link=Link(name, EdgeKind.MEMORY, skew[s], dtype.bits))
     moves = tuple((a, reuse.moves[a][1]) for a in chained)
     return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), moves, psum_in=psum_in, signed=dtype.signed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Role", "NodeKind", "EdgeKind", "PortRole", "Direction", "Node", "Port", "CommandField", "CommandLayout",
+__all__ = ["Role", "NodeKind", "EdgeKind", "PortRole", "Direction", "Node", "Link", "Port", "CommandField", "CommandLayout",
            "command_layout", "port_name", "STEP_BITS", "TRIP_BITS"]
 
 STEP_BITS = 32
@@ -128,6 +128,19 @@ class Node:
         return self
 
 
+@dataclass(frozen=True)
+class Link:
+    """An FU-graph edge: how one operand's value moves from one node to the next."""
+
+    operand: str
+    kind: EdgeKind
+    delay: int                    # registers the schedule needs on it (skew, systolic hop, de-skew)
+    width: int
+    axis: int | None = None       # the array axis a hop or a chain link moves along
+    fanout: int | None = None     # a broadcast net: the FUs it drives
+    load: bool = False            # used in the load phase (stationary data, accumulator preload)
+
+
 def _sort_key(path):
     return tuple(("", p) if isinstance(p, str) else (type(p).__name__, p) for p in path)
 
@@ -189,15 +202,6 @@ class CommandLayout:
     @property
     def size(self) -> int:
         return sum(f.bits for f in self.fields)
-
-    def encode(self, values: dict[str, int]) -> int:
-        word = 0
-        for f in self.fields:
-            v = int(values[f.name])
-            if not 0 <= v < (1 << f.bits):
-                raise ValueError(f"command field {f.name} holds {f.bits} bits, not {v!r}")
-            word |= v << f.offset
-        return word
 
 
 def command_layout(outer_loops) -> CommandLayout:

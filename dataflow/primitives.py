@@ -24,7 +24,7 @@ import networkx as nx
 
 from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.delays import DelayTable
-from archgen.dataflow.ir import EdgeKind, Node, NodeKind, Role
+from archgen.dataflow.ir import EdgeKind, Link, Node, NodeKind, Role
 
 __all__ = ["PrimitiveGraph", "lower_to_primitives", "multiplier_stages", "naive_register_bits", "tree_levels",
            "PRIMITIVE_KINDS"]
@@ -121,7 +121,7 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
             inputs_of[(n, x)] = src
             edge(src, mul, width=w, delay=0, kind=EdgeKind.INTERNAL, operand=x, hold=roles[x] == Role.STATIONARY)
         out = outs[0]
-        psum_in = [e for e in g.in_edges(n, data=True) if e[2].get("operand") == out and e[2].get("phase") != "load"]
+        psum_in = [e for _, _, e in g.in_edges(n, data="link") if e.operand == out and not e.load]
         if roles[out] == Role.ACCUMULATE:
             acc = Node(NodeKind.ACC, coord)
             node(acc, NodeKind.ACC, latency=1, delay_ns=table.adder_ns(acc_width), out_ns=table.clk_to_q_ns,
@@ -147,8 +147,8 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
     for t, preds in tree_leaves.items():
         leaves = []
         for u in preds:
-            e = g.edges[u, t]
-            src = psum_out.get((u, e["operand"])) if g.nodes[u].get("kind") == NodeKind.FU else \
+            e = g.edges[u, t]["link"]
+            src = psum_out.get((u, e.operand)) if g.nodes[u].get("kind") == NodeKind.FU else \
                 _mem_port(g.nodes[u]["operand"], g.nodes[u]["lane"])
             if src is None:
                 problems.append(problem(f"edge {u!r} -> {t!r}", "tree input from an FU without that output", e))
@@ -167,8 +167,8 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
                 node(a, NodeKind.TREE_ADD, latency=0, width=acc_width, operand=t.operand, level=level,
                      delay_ns=table.adder_ns(acc_width) + table.tree_level_wire_ns)
                 for src, e, fe in current[j:j + 2]:
-                    edge(src, a, width=e["width"], delay=e["delay"], kind=e["kind"], operand=t.operand, fu_edge=fe)
-                nxt.append((a, {"width": acc_width, "delay": 0, "kind": EdgeKind.TREE}, None))
+                    edge(src, a, width=e.width, delay=e.delay, kind=e.kind, operand=t.operand, fu_edge=fe)
+                nxt.append((a, Link(t.operand, EdgeKind.TREE, 0, acc_width), None))
             if len(current) % 2:
                 nxt.append(current[-1])
             current = nxt
@@ -176,9 +176,9 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
             tree_root[t] = current[0]
 
     # FU-graph edges between units
-    for u, v, e in g.edges(data=True):
+    for u, v, e in g.edges(data="link"):
         ku, kv = g.nodes[u].get("kind"), g.nodes[v].get("kind")
-        x, kind = e.get("operand"), e.get("kind")
+        x, kind = e.operand, e.kind
         if kv == NodeKind.TREE:
             continue                                 # lowered with the tree
         if ku == NodeKind.TREE:
@@ -186,10 +186,10 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
                 continue
             src, carried, fe = tree_root[u]
             if fe is not None:                       # one-input tree: the leaf edge itself reaches the drain
-                edge(src, _lower_target(v, g), width=carried["width"], delay=carried["delay"] + e["delay"],
+                edge(src, _lower_target(v, g), width=carried.width, delay=carried.delay + e.delay,
                      kind=kind, operand=x, fu_edge=(u, v))
             else:
-                edge(src, _lower_target(v, g), width=e["width"], delay=e["delay"], kind=kind, operand=x,
+                edge(src, _lower_target(v, g), width=e.width, delay=e.delay, kind=kind, operand=x,
                      fu_edge=(u, v))
             continue
         src = _mem_port(g.nodes[u]["operand"], g.nodes[u]["lane"]) if ku == NodeKind.MEM else \
@@ -197,13 +197,13 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
         dst = _lower_target(v, g) if kv == NodeKind.DRAIN else inputs_of.get((v, x))
         if src is None or dst is None:
             problems.append(problem(f"edge {u!r} -> {v!r}", f"operand {x!r} (kind {kind!r}) has no matching "
-                                    "port on one of its ends; check the FU roles", dict(e)))
+                                    "port on one of its ends; check the FU roles", e))
             continue
-        load = e.get("phase") == "load"
+        load = e.load
         # an accumulator is preloaded before and read out after its reduction, while its value is held:
         # neither path streams alongside the MACs, so neither is delay-matched against them
         hold = (load and p.nodes[dst]["kind"] == NodeKind.ACC) or p.nodes[src]["kind"] == NodeKind.ACC
-        edge(src, dst, width=e["width"], delay=e["delay"], kind=kind, operand=x, fu_edge=(u, v), hold=hold)
+        edge(src, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v), hold=hold)
 
     if problems:
         raise SpecError(problems, source="primitive lowering")

@@ -43,7 +43,7 @@ def design_of(name, shape=None):
 
 
 def edges_of(fg, operand):
-    return [(u, v, e) for u, v, e in fg.graph.edges(data=True) if e["operand"] == operand]
+    return fg.links(operand)
 
 
 def fu_links(fg, operand):
@@ -65,12 +65,12 @@ def test_interconnect_matches_design_table(name):
     for operand, (role, links) in TABLE[name].items():
         plan = fg.plan(operand)
         assert plan.role == role, operand
-        got = {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, operand)}
+        got = {(e.kind, e.axis, e.delay) for _, _, e in fu_links(fg, operand)}
         assert got == links, operand
         for u, v, e in fu_links(fg, operand):
             # one hop forward along the axis (toward the FUs that run later)
             step = [b - a for a, b in zip(u.coord, v.coord)]
-            assert step == [int(ax == e["axis"]) for ax in range(2)], (operand, u, v)
+            assert step == [int(ax == e.axis) for ax in range(2)], (operand, u, v)
         n_links = sum((fg.shape[a] - 1) * math.prod(fg.shape) // fg.shape[a] for _, a, _ in links)
         assert len(fu_links(fg, operand)) == n_links
 
@@ -89,7 +89,7 @@ def test_broadcast_lanes(name, operand, axis, same, shape):
         assert lane.skew == 0
         assert len(lane.fus) == fg.shape[axis] and len({s[same] for s in lane.fus}) == 1
     for u, v, e in edges_of(fg, operand):
-        assert u.kind is NodeKind.MEM and e["kind"] == "broadcast" and e["delay"] == 0 and e["fanout"] == fg.shape[axis]
+        assert u.kind is NodeKind.MEM and e.kind == "broadcast" and e.delay == 0 and e.fanout == fg.shape[axis]
 
 
 @pytest.mark.parametrize("name, reuse", [
@@ -118,7 +118,7 @@ def check_graph_properties(fg):
     g = fg.graph
     all_fus = fus(fg)
     for plan in fg.plans:
-        sub = nx.DiGraph([(u, v, e) for u, v, e in edges_of(fg, plan.name)])
+        sub = nx.DiGraph([(u, v, {"delay": e.delay}) for u, v, e in edges_of(fg, plan.name)])
         if plan.role in ("stream", "stationary"):
             # every FU has exactly one source: an arborescence per lane, rooted at a memory lane
             for fu in all_fus:
@@ -136,12 +136,13 @@ def check_graph_properties(fg):
                         delay = sum(sub.edges[a, b]["delay"] for a, b in zip(path, path[1:]))
                         assert delay == fg.skew(fu.coord), (plan.name, fu, path)
         if plan.role == "stationary":
-            assert all(e["kind"] == "memory" and e["phase"] == "load" for _, _, e in edges_of(fg, plan.name))
+            assert all(e.kind == "memory" and e.load for _, _, e in edges_of(fg, plan.name))
         if plan.role == "accumulate":
             for fu in all_fus:
-                assert [e["kind"] for _, _, e in g.out_edges(fu, data=True) if e["operand"] == plan.name] == ["drain"]
+                assert [e.kind for _, _, e in g.out_edges(fu, data="link") if e.operand == plan.name] == ["drain"]
         if plan.role == "stream_out" and not plan.tree_axes:
-            chain = nx.DiGraph([(u, v, e) for u, v, e in edges_of(fg, plan.name) if e["kind"] in ("reduce_chain", "drain")])
+            chain = nx.DiGraph([(u, v, {"delay": e.delay}) for u, v, e in edges_of(fg, plan.name)
+                                if e.kind in ("reduce_chain", "drain")])
             spans = set()
             for fu in all_fus:
                 assert chain.out_degree(fu) == 1, fu                  # one place each partial sum goes
@@ -164,7 +165,7 @@ def test_graph_properties_on_other_shapes(name, shape):
     # the table's links survive along every axis longer than 1 and vanish along the others
     for operand, (role, links) in TABLE[name].items():
         assert fg.plan(operand).role == role
-        got = {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, operand)}
+        got = {(e.kind, e.axis, e.delay) for _, _, e in fu_links(fg, operand)}
         assert got == {link for link in links if fg.shape[link[1]] > 1}, operand
 
 
@@ -176,8 +177,8 @@ BMM = {"version": 1, "name": "bmm3d", "operation": "C[b,i,j] += A[b,i,k] * B[b,k
 def test_three_dimensional_array():
     fg = derive_interconnect(load_spec_data(BMM))
     check_graph_properties(fg)
-    assert {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, "A")} == {("systolic", 1, 1)}
-    assert {(e["kind"], e["axis"], e["delay"]) for _, _, e in fu_links(fg, "B")} == {("systolic", 0, 1)}
+    assert {(e.kind, e.axis, e.delay) for _, _, e in fu_links(fg, "A")} == {("systolic", 1, 1)}
+    assert {(e.kind, e.axis, e.delay) for _, _, e in fu_links(fg, "B")} == {("systolic", 0, 1)}
     assert fg.plan("C").role == "accumulate"
 
 

@@ -10,9 +10,14 @@ import pytest
 
 from archgen.arch.errors import SpecError
 from archgen.dataflow.delays import DelayTable
-from archgen.dataflow.ir import Node, NodeKind
+from archgen.dataflow.ir import EdgeKind, Link, Node, NodeKind
 from archgen.dataflow.ir import fu as F
 from archgen.dataflow.primitives import lower_to_primitives, naive_register_bits, tree_levels
+
+
+def add(g, u, v, *, operand, kind, delay, width, phase=None):
+    """An FU-graph edge after the schema derive_interconnect writes (one Link per edge)."""
+    g.add_edge(u, v, link=Link(operand, EdgeKind(kind), delay, width, load=phase == "load"))
 
 
 def M(operand, lane):
@@ -51,9 +56,9 @@ def os_broadcast(n=4):
         g.add_node(M("B", lane), kind="mem", operand="B", lane=lane, bank=lane)
         g.add_node(D("C", lane), kind="drain", operand="C", lane=lane)
         for k in range(n):
-            g.add_edge(M("A", lane), F((lane, k)), operand="A", kind="broadcast", delay=0, width=8)
-            g.add_edge(M("B", lane), F((k, lane)), operand="B", kind="broadcast", delay=0, width=8)
-            g.add_edge(F((k, lane)), D("C", lane), operand="C", kind="drain", delay=0, width=32)
+            add(g, M("A", lane), F((lane, k)), operand="A", kind="broadcast", delay=0, width=8)
+            add(g, M("B", lane), F((k, lane)), operand="B", kind="broadcast", delay=0, width=8)
+            add(g, F((k, lane)), D("C", lane), operand="C", kind="drain", delay=0, width=32)
     return HandFUGraph(g, (n, n), (0, 0), {"A": 8, "B": 8, "C": 32}, 32)
 
 
@@ -67,15 +72,15 @@ def ws_systolic(n=4):
         g.add_node(M("A", lane), kind="mem", operand="A", lane=lane, bank=lane)
         g.add_node(M("B", lane), kind="mem", operand="B", lane=lane, bank=lane)
         g.add_node(D("C", lane), kind="drain", operand="C", lane=lane)
-        g.add_edge(M("A", lane), F((lane, 0)), operand="A", kind="memory", delay=lane, width=8)
+        add(g, M("A", lane), F((lane, 0)), operand="A", kind="memory", delay=lane, width=8)
         for j in range(n - 1):
-            g.add_edge(F((lane, j)), F((lane, j + 1)), operand="A", kind="systolic", delay=1, width=8)
+            add(g, F((lane, j)), F((lane, j + 1)), operand="A", kind="systolic", delay=1, width=8)
         for k in range(n):
-            g.add_edge(M("B", lane), F((k, lane)), operand="B", kind="memory", delay=0, width=8,
+            add(g, M("B", lane), F((k, lane)), operand="B", kind="memory", delay=0, width=8,
                        phase="load")
         for k in range(n - 1):
-            g.add_edge(F((k, lane)), F((k + 1, lane)), operand="C", kind="reduce_chain", delay=1, width=32)
-        g.add_edge(F((n - 1, lane)), D("C", lane), operand="C", kind="drain", delay=n - 1 - lane,
+            add(g, F((k, lane)), F((k + 1, lane)), operand="C", kind="reduce_chain", delay=1, width=32)
+        add(g, F((n - 1, lane)), D("C", lane), operand="C", kind="drain", delay=n - 1 - lane,
                    width=32)
     return HandFUGraph(g, (n, n), (1, 1), {"A": 8, "B": 8, "C": 32}, 32)
 
@@ -90,10 +95,10 @@ def tree_array(n_rows, n_cols):
         g.add_node(M("A", j), kind="mem", operand="A", lane=j, bank=j)
         g.add_node(T("C", j), kind="tree", operand="C", group=j, n_inputs=n_rows)
         g.add_node(D("C", j), kind="drain", operand="C", lane=j)
-        g.add_edge(T("C", j), D("C", j), operand="C", kind="drain", delay=0, width=32)
+        add(g, T("C", j), D("C", j), operand="C", kind="drain", delay=0, width=32)
         for i in range(n_rows):
-            g.add_edge(M("A", j), F((i, j)), operand="A", kind="broadcast", delay=0, width=8)
-            g.add_edge(F((i, j)), T("C", j), operand="C", kind="reduce", delay=0, width=32)
+            add(g, M("A", j), F((i, j)), operand="A", kind="broadcast", delay=0, width=8)
+            add(g, F((i, j)), T("C", j), operand="C", kind="reduce", delay=0, width=32)
     return HandFUGraph(g, (n_rows, n_cols), (0, 0), {"A": 8, "B": 8, "C": 32}, 32)
 
 
