@@ -394,6 +394,9 @@ def cmd_list(args) -> int:
     for name, path in builtin_specs().items():
         data = yaml.safe_load(path.read_text())
         con.print(f"  {name:22s} {data.get('description', '')}", markup=False)
+        if not _is_spatten(data):
+            from archgen.arch.spec import load_spec_data
+            con.print(f"  {'':22s} memory: {load_spec_data(data, source=str(path)).memory.describe()}", markup=False)
     from archgen.workloads.library import list_workloads
     con.print("workloads:", markup=False)
     for w in list_workloads():
