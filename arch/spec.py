@@ -126,7 +126,21 @@ class DramPort:
     width_bytes: int
     latency: int = 64
     burst_bytes: int = 64
-    outstanding: int = 8
+    outstanding: int = 64
+
+    def transfer_cycles(self, nbytes: int) -> int:
+        """Cycles to move ``nbytes`` contiguous bytes (docs/memory.md): ``n`` bursts, burst i issued at
+        ``floor(i / O) * P + (i mod O) * c`` with ``c = ceil(burst / width)`` and ``P = max(O c, latency + c)``;
+        done ``latency + c'`` after the last issue (``c'``: the last, possibly short, burst's data cycles).
+        Zero bytes take zero cycles."""
+        if nbytes <= 0:
+            return 0
+        w, burst, o, lat = self.width_bytes, self.burst_bytes, self.outstanding, self.latency
+        n = -(-nbytes // burst)
+        c = -(-burst // w)
+        c_last = -(-(nbytes - (n - 1) * burst) // w)
+        period = max(o * c, lat + c)
+        return ((n - 1) // o) * period + ((n - 1) % o) * c + lat + c_last
 
 
 @dataclass(frozen=True)
@@ -147,7 +161,7 @@ class MemorySystem:
         return sum(b.bytes for b in self.buffers)
 
     def describe(self) -> str:
-        parts = [f"{b.operand} {b.bytes} B{' x2' if b.double_buffer else ''}" for b in self.buffers]
+        parts = [f"{b.operand} {b.bytes} B{' (2 halves)' if b.double_buffer else ''}" for b in self.buffers]
         d = self.dram
         return (", ".join(parts) + f"; DRAM {d.width_bytes} B/cycle, latency {d.latency} cycles, "
                 f"burst {d.burst_bytes} B, {d.outstanding} outstanding")
@@ -388,7 +402,13 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         source_hash=digest, memory=memory)
 
 
-DEFAULT_BUFFER_BYTES_PER_FU = 256
+# a default buffer holds, per half, one array tile whose whole inner loop runs up to this many steps on
+# every lane of the array's widest axis (ResNet-50's 3x3x512 reduction is 4608, Llama-2-7B's FFN 11008)
+DEFAULT_LANE_ELEMENTS = 16384
+
+
+def _default_buffer_bytes(shape, bits: int) -> int:
+    return 2 * DEFAULT_LANE_ELEMENTS * max(shape) * max(1, math.ceil(bits / 8))
 
 
 def _default_dram_width(gbps: float, clock_mhz: float) -> int:
@@ -397,8 +417,8 @@ def _default_dram_width(gbps: float, clock_mhz: float) -> int:
 
 def default_memory(design: "Design") -> MemorySystem:
     """The memory system a spec without ``memory:`` gets (docs/memory.md)."""
-    nbytes = max(1024, DEFAULT_BUFFER_BYTES_PER_FU * design.n_fus)
-    bufs = tuple(BufferSpec(o.name, nbytes, port_bytes=max(1, math.ceil(design.type_of[o.name].bits / 8)))
+    bufs = tuple(BufferSpec(o.name, _default_buffer_bytes(design.shape, design.type_of[o.name].bits),
+                            port_bytes=max(1, math.ceil(design.type_of[o.name].bits / 8)))
                  for o in design.operation.operands)
     return MemorySystem(bufs, DramPort(_default_dram_width(design.dram_gbps, design.clock_mhz)))
 
@@ -412,19 +432,18 @@ def _parse_memory(raw: Mapping, op: Operation, types: Mapping[str, DataType], sh
             close = difflib.get_close_matches(key, names + ["dram"], n=1)
             fix = f"did you mean {close[0]!r}?" if close else f"buffers are named by operand ({', '.join(names)}) or 'dram'"
             problems.append(problem(f"memory.{key}", f"no operand of that name; {fix}"))
-    n_fus = math.prod(shape)
-    default_bytes = max(1024, DEFAULT_BUFFER_BYTES_PER_FU * n_fus)
     bufs = []
     for n in names:
         b = dict(raw.get(n, {}))
         elem = max(1, math.ceil(types[n].bits / 8)) if n in types else 1
+        default_bytes = _default_buffer_bytes(shape, types[n].bits if n in types else 8)
         bufs.append(BufferSpec(n, int(b.get("bytes", default_bytes)), int(b.get("banks", 0)),
                                int(b.get("read_ports", 1)), int(b.get("write_ports", 1)),
                                int(b.get("port_bytes", elem)), bool(b.get("double_buffer", True))))
     d = dict(raw.get("dram", {}))
     clock = float(data.get("clock_mhz", 500))
     width = d.get("width_bytes", _default_dram_width(float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), clock))
-    dram = DramPort(int(width), int(d.get("latency", 64)), int(d.get("burst_bytes", 64)), int(d.get("outstanding", 8)))
+    dram = DramPort(int(width), int(d.get("latency", 64)), int(d.get("burst_bytes", 64)), int(d.get("outstanding", 64)))
     return MemorySystem(tuple(bufs), dram), problems
 
 

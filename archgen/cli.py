@@ -365,6 +365,13 @@ def cmd_sim(args) -> int:
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
         con.print(render_table(results))
+        if not args.ideal_dram:
+            from archgen.sim.memory_report import render_memory_table
+            con.print(render_memory_table(results))
+            con.print(f"memory system: {design.memory_system.describe()} (docs/memory.md)", markup=False)
+        else:
+            con.print("--ideal-dram: the memory system is bypassed; each layer is one array command with streams "
+                      "that never wait", markup=False)
     if skipped:
         elems = sum(s.elements for s in skipped)
         con.print(f"{len(skipped)} element-wise layer(s) ({', '.join(sorted({s.kind for s in skipped}))}; {elems} elements) "

@@ -13,8 +13,8 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
 2. per order, start from one array tile per block (refuse the layer if that does not fit) and
    repeatedly double the block size along the loop whose doubling lowers the estimate most, among
    the doublings that still fit, until none helps;
-3. the estimate is ``max(compute, DRAM bytes / width) + first block's bytes / width + blocks x
-   per-block overhead`` cycles; ties go to fewer DRAM bytes, then to the earlier candidate.
+3. the estimate is ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x
+   per-block overhead`` cycles (transfer: the DRAM port's burst timing); ties go to fewer DRAM bytes, then to the earlier candidate.
 """
 from __future__ import annotations
 
@@ -103,8 +103,7 @@ class LayerCommand:
 
     def describe(self) -> str:
         tile = dict(self.tile)
-        return (f"order {' > '.join(self.order)}, blocks of " +
-                ", ".join(f"{d}: {tile[d]} array tile(s)" for d in self.order))
+        return " > ".join(f"{d}:{tile[d]}" for d in self.order) + " array tiles per block"
 
 
 def footprint_elements(design: Design, operand: str, ranges: dict[str, tuple[int, int]], bounds: dict[str, int]) -> int:
@@ -207,13 +206,15 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
     return cmd
 
 
-def _estimate(cmd: LayerCommand, width: int) -> tuple[float, int]:
+def _estimate(cmd: LayerCommand) -> tuple[float, int]:
+    port = cmd.design.memory_system.dram
     nbytes = sum(dram_bytes(cmd).values())
     m = cmd.mapping
     compute = m.n_tiles * m.steps
     blocks = math.prod(cmd.n_blocks().values())
     first = sum(_largest_block_bytes(cmd).values())
-    return max(compute, nbytes / width) + first / width + blocks * BLOCK_OVERHEAD_CYCLES, nbytes
+    return (max(compute, port.transfer_cycles(nbytes)) + port.transfer_cycles(first) + blocks * BLOCK_OVERHEAD_CYCLES,
+            nbytes)
 
 
 def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
@@ -221,14 +222,13 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
     mapping = map_problem(design, bounds, dataflow)
     outer = tuple(dataflow.outer_dims())
     trips = mapping.trips()
-    width = design.memory_system.dram.width_bytes
     smallest = make_command(design, bounds, dataflow, {d: 1 for d in outer}, outer, layer)   # raises if nothing fits
     orders = list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]
     best = None
     for order in orders:
         tile = {d: 1 for d in outer}
         cmd = LayerCommand(design, dataflow, smallest.bounds, tuple((d, 1) for d in outer), order)
-        cost = _estimate(cmd, width)
+        cost = _estimate(cmd)
         while True:
             step = None
             for d in order:
@@ -238,7 +238,7 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
                 c2 = LayerCommand(design, dataflow, smallest.bounds, tuple((e, trial[e]) for e in outer), order)
                 if _misfits(c2):
                     continue
-                e2 = _estimate(c2, width)
+                e2 = _estimate(c2)
                 if e2 < cost and (step is None or e2 < step[0]):
                     step = (e2, trial, c2)
             if step is None:

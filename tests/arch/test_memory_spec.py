@@ -12,11 +12,11 @@ def test_defaults_scale_with_the_array_and_follow_the_dram_bandwidth():
     d = load_spec("gemm_os")
     mem = d.memory
     assert [b.operand for b in mem.buffers] == ["A", "B", "C"]
-    assert mem.buffer("A") == BufferSpec("A", 4096, 0, 1, 1, 1, True)
-    assert mem.buffer("C").port_bytes == 4                       # int32 accumulator
-    assert mem.dram == DramPort(32, 64, 64, 8)                   # 16 GB/s at 500 MHz
+    assert mem.buffer("A") == BufferSpec("A", 131072, 0, 1, 1, 1, True)
+    assert mem.buffer("C").port_bytes == 4 and mem.buffer("C").bytes == 4 * 131072    # int32 accumulator
+    assert mem.dram == DramPort(32, 64, 64, 64)                   # 16 GB/s at 500 MHz
     big = load_spec("gemm_os", ["array.shape=32x32"])
-    assert big.memory.buffer("A").bytes == 256 * 1024
+    assert big.memory.buffer("A").bytes == 1024 * 1024
     slow = load_spec("gemm_os", ["dram.bandwidth_gbps=4"])
     assert slow.memory.dram.width_bytes == 8
 
@@ -25,7 +25,7 @@ def test_overrides_reach_every_field():
     d = load_spec("gemm_os", ["memory.A.bytes=65536", "memory.B.double_buffer=false", "memory.dram.latency=200",
                               "memory.dram.burst_bytes=128", "memory.dram.outstanding=2", "memory.C.banks=2"])
     assert d.memory.buffer("A").bytes == 65536
-    assert d.memory.buffer("B").half_bytes == 4096
+    assert d.memory.buffer("B").half_bytes == 131072
     assert d.memory.buffer("C").banks == 2
     assert d.memory.dram == DramPort(32, 200, 128, 2)
     assert d != load_spec("gemm_os")                              # a different design (and compile key)
@@ -49,4 +49,4 @@ def test_cli_exits_2_on_a_zero_dram_width_and_list_shows_memory():
     from archgen.cli import main
     assert main(["build", "gemm_os", "--set", "memory.dram.width_bytes=0", "-o", "/nonexistent/never"]) == 2
     out = subprocess.run([sys.executable, "-m", "archgen", "list"], capture_output=True, text=True, check=True).stdout
-    assert "memory: A 4096 B x2, B 4096 B x2, C 4096 B x2; DRAM 32 B/cycle, latency 64 cycles" in out
+    assert "memory: A 131072 B (2 halves), B 131072 B (2 halves), C 524288 B (2 halves); DRAM 32 B/cycle, latency 64 cycles" in out

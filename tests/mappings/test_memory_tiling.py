@@ -92,8 +92,8 @@ def test_plan_is_deterministic_fits_and_refuses_by_name():
     tiny = load_spec("gemm_os", ["memory.A.bytes=64"])
     with pytest.raises(SpecError) as err:
         plan_layer(tiny, {"i": 4, "k": 64, "j": 4}, tiny.dataflow(), "fc1")
-    assert str(err.value) == ("layers.fc1: operand A needs 2 x 256 B for a block of order i > j, blocks of i: "
-                              "1 array tile(s), j: 1 array tile(s); buffer memory.A.bytes is 64 B")
+    assert str(err.value) == ("layers.fc1: operand A needs 2 x 256 B for a block of i:1 > j:1 array tiles per block; "
+                              "buffer memory.A.bytes is 64 B")
     with pytest.raises(SpecError) as err:
         make_command(design, {"i": 8, "k": 8, "j": 8}, df, {"i": 1, "j": 1}, ("i", "k"), "fc1")
     assert "layers.fc1.order: the tile-loop order must list the outer loops of dataflow 'os' (i, j) once each" in str(err.value)
