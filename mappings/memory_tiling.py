@@ -134,6 +134,47 @@ def _reload_position(cmd: LayerCommand, operand: str) -> int:
     return pos
 
 
+def _separable_sum(cmd: LayerCommand, x, dep, nb, inner) -> int | None:
+    """Sum of the footprints of all of X's blocks when every tensor index uses at most one tiled loop
+    and no tiled loop appears in two indices: the box then factorises into one sum per index (the
+    clipping is per index too). None when the indices couple tiled loops (enumerate instead)."""
+    tiled = set(dep)
+    seen: set = set()
+    for e in x.indices:
+        used = [d for d in e.coeffs if d in tiled]
+        if len(used) > 1 or seen & set(used):
+            return None
+        seen |= set(used)
+    shape = cmd.design.operation.tensor_shape(x.name, cmd.bound)
+    total = 1
+    for e, size in zip(x.indices, shape):
+        used = [d for d in e.coeffs if d in tiled]
+        acc = 0
+        for b in range(nb[used[0]]) if used else [0]:
+            ranges = dict(inner)
+            if used:
+                ranges[used[0]] = cmd.loop_range(used[0], b)
+            lo = hi = e.const
+            for d, c in e.coeffs.items():
+                s0, t0 = ranges[d]
+                lo += min(c * s0, c * (t0 - 1))
+                hi += max(c * s0, c * (t0 - 1))
+            acc += max(0, min(hi, size - 1) - max(lo, 0) + 1)
+        total *= acc
+    return total
+
+
+def _enumerated_sum(cmd: LayerCommand, x, dep, nb, inner) -> int:
+    """Sum of the footprints of all of X's blocks, block by block."""
+    total = 0
+    for idx in itertools.product(*[range(nb[d]) for d in dep]):
+        ranges = dict(inner)
+        for d, b in zip(dep, idx):
+            ranges[d] = cmd.loop_range(d, b)
+        total += footprint_elements(cmd.design, x.name, ranges, cmd.bound)
+    return total
+
+
 def dram_bytes(cmd: LayerCommand) -> dict[str, int]:
     """Closed form of docs/memory.md: ``"<X>.read"`` / ``"<Y>.write"`` bytes of one run of the layer."""
     op = cmd.design.operation
@@ -144,15 +185,9 @@ def dram_bytes(cmd: LayerCommand) -> dict[str, int]:
         repeats = math.prod(nb[d] for d in cmd.order[:p + 1] if not x.uses(d))
         dep = [d for d in cmd.order if x.uses(d)]
         inner = {d: (0, cmd.bound[d]) for d in op.dims if d not in nb}
-        distinct = 0
-        for idx in itertools.product(*[range(nb[d]) for d in dep]):
-            ranges = dict(inner)
-            for d, b in zip(dep, idx):
-                ranges[d] = cmd.loop_range(d, b)
-            for d in cmd.order:
-                if d not in ranges:
-                    ranges[d] = cmd.loop_range(d, 0)     # the operand does not depend on it
-            distinct += footprint_elements(cmd.design, x.name, ranges, cmd.bound)
+        distinct = _separable_sum(cmd, x, dep, nb, inner)
+        if distinct is None:
+            distinct = _enumerated_sum(cmd, x, dep, nb, inner)
         distinct *= element_bytes(cmd.design, x.name)
         if x is op.output:
             out[f"{x.name}.write"] = repeats * distinct
@@ -202,7 +237,8 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
     if bad:
         halves = {b.operand: b.halves for b in design.memory_system.buffers}
         raise SpecError([problem(f"layers.{layer}", f"operand {name} needs {halves[name]} x {need} B for a block of "
-                                 f"{cmd.describe()}; buffer memory.{name}.bytes is {have} B") for name, need, have in bad])
+                                 f"{cmd.describe()}; buffer memory.{name}.bytes is {have} B (--set memory.{name}.bytes="
+                                 f"{halves[name] * need} or more)") for name, need, have in bad])
     return cmd
 
 

@@ -130,7 +130,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     compiled = compile_array(design, dataflow, pipeline=pipeline)
     fg = compiled.fu_graph
     energy = energy or EnergyModel.load()
-    results, skipped, planned = [], [], []
+    results, skipped, planned, refused = [], [], [], []
     if not ideal_dram:
         check_memory_system(fg)
     for layer in workload.layers:
@@ -138,8 +138,14 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
             skipped.append(SkippedLayer(layer.name, layer.kind, layer.elements * layer.count))
             continue
         bounds, repeat, how = lower_layer(layer, design)
-        cmd = None if ideal_dram else plan_layer(design, bounds, fg.dataflow, layer.name)
+        try:
+            cmd = None if ideal_dram else plan_layer(design, bounds, fg.dataflow, layer.name)
+        except SpecError as err:              # every layer that does not fit is named, then nothing runs
+            refused += err.problems
+            continue
         planned.append((layer, bounds, repeat, how, cmd))
+    if refused:
+        raise SpecError(refused)
     for layer, bounds, repeat, how, cmd in planned:
         if progress:
             progress(layer.name)

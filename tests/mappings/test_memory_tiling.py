@@ -93,7 +93,20 @@ def test_plan_is_deterministic_fits_and_refuses_by_name():
     with pytest.raises(SpecError) as err:
         plan_layer(tiny, {"i": 4, "k": 64, "j": 4}, tiny.dataflow(), "fc1")
     assert str(err.value) == ("layers.fc1: operand A needs 2 x 256 B for a block of i:1 > j:1 array tiles per block; "
-                              "buffer memory.A.bytes is 64 B")
+                              "buffer memory.A.bytes is 64 B (--set memory.A.bytes=512 or more)")
     with pytest.raises(SpecError) as err:
         make_command(design, {"i": 8, "k": 8, "j": 8}, df, {"i": 1, "j": 1}, ("i", "k"), "fc1")
     assert "layers.fc1.order: the tile-loop order must list the outer loops of dataflow 'os' (i, j) once each" in str(err.value)
+
+
+@pytest.mark.parametrize("spec, bounds, tile, order", CASES)
+def test_factorised_sum_equals_block_by_block(spec, bounds, tile, order):
+    from archgen.mappings.memory_tiling import _enumerated_sum, _separable_sum
+    design = load_spec(spec, [f"memory.{x}.bytes=1048576" for x in {"conv_ws": "IWO"}.get(spec, "ABC")])
+    cmd = make_command(design, bounds, design.dataflow(), tile, order)
+    nb = cmd.n_blocks()
+    inner = {d: (0, cmd.bound[d]) for d in design.operation.dims if d not in nb}
+    for x in design.operation.operands:
+        dep = [d for d in cmd.order if x.uses(d)]
+        fast = _separable_sum(cmd, x, dep, nb, inner)
+        assert fast is not None and fast == _enumerated_sum(cmd, x, dep, nb, inner)

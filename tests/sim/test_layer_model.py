@@ -84,3 +84,13 @@ def test_bank_counts_must_divide_the_lanes_and_commands_must_match_the_dataflow(
     with pytest.raises(SpecError) as err:
         simulate_layer(compile_array(ws), cmd, layer="fc")
     assert str(err.value) == "layers.fc.dataflow: the command was planned for dataflow 'os'; this design runs 'ws' (got 'os')"
+
+
+def test_cli_dram_overrides_force_a_memory_bound_run(capsys):
+    from archgen.cli import main
+    assert main(["sim", "gemm_os", "--workload", "gemm:64,64,64", "--dram-bw", "0"]) == 2
+    assert "--dram-bw: must be in 1..65,536 (bytes per cycle of the DRAM port) (got 0)" in capsys.readouterr().err
+    assert main(["sim", "gemm_os", "--workload", "gemm:64,64,64", "--dram-bw", "4", "--ideal-dram"]) == 2
+    assert main(["sim", "gemm_os", "--workload", "gemm:64,64,64", "--dram-bw", "1", "--dram-latency", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "DRAM 1 B/cycle, latency 300 cycles" in out and "stall dram" in out
