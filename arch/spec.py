@@ -26,7 +26,7 @@ from .reader import parse_override_value, read_yaml_file
 from .schema import schema_problems
 from .names import Dim, space_var, time_var
 
-__all__ = ["DataType", "Dataflow", "Design", "load_spec", "load_spec_data", "read_spec_file", "apply_overrides",
+__all__ = ["DataType", "Dataflow", "Design", "BufferSpec", "DramPort", "MemorySystem", "load_spec", "load_spec_data", "read_spec_file", "apply_overrides",
            "find_spec", "builtin_specs", "spec_schema", "parse_shape"]
 
 
@@ -98,6 +98,76 @@ class Dataflow:
 
 
 @dataclass(frozen=True)
+class BufferSpec:
+    """One operand's on-chip buffer (docs/memory.md). ``banks == 0``: one bank per memory-fed lane."""
+
+    operand: str
+    bytes: int
+    banks: int = 0
+    read_ports: int = 1
+    write_ports: int = 1
+    port_bytes: int = 1
+    double_buffer: bool = True
+
+    @property
+    def halves(self) -> int:
+        return 2 if self.double_buffer else 1
+
+    @property
+    def half_bytes(self) -> int:
+        """Bytes one block may occupy."""
+        return self.bytes // self.halves
+
+
+@dataclass(frozen=True)
+class DramPort:
+    """The DRAM port the DMA engine drives: bytes per cycle, latency in cycles, burst bytes, bursts in flight."""
+
+    width_bytes: int
+    latency: int = 64
+    burst_bytes: int = 64
+    outstanding: int = 64
+
+    def transfer_cycles(self, nbytes: int) -> int:
+        """Cycles to move ``nbytes`` contiguous bytes (docs/memory.md): ``n`` bursts, burst i issued at
+        ``floor(i / O) * P + (i mod O) * c`` with ``c = ceil(burst / width)`` and ``P = max(O c, latency + c)``;
+        done ``latency + c'`` after the last issue (``c'``: the last, possibly short, burst's data cycles).
+        Zero bytes take zero cycles."""
+        if nbytes <= 0:
+            return 0
+        w, burst, o, lat = self.width_bytes, self.burst_bytes, self.outstanding, self.latency
+        n = -(-nbytes // burst)
+        c = -(-burst // w)
+        c_last = -(-(nbytes - (n - 1) * burst) // w)
+        period = max(o * c, lat + c)
+        return ((n - 1) // o) * period + ((n - 1) % o) * c + lat + c_last
+
+
+@dataclass(frozen=True)
+class MemorySystem:
+    """Buffers per operand (the output's is the accumulator buffer) and the DRAM port, defaults resolved."""
+
+    buffers: tuple[BufferSpec, ...]
+    dram: DramPort
+
+    def buffer(self, operand: str) -> BufferSpec:
+        for b in self.buffers:
+            if b.operand == operand:
+                return b
+        raise KeyError(operand)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(b.bytes for b in self.buffers)
+
+    def describe(self) -> str:
+        parts = [f"{b.operand} {b.bytes} B{' (2 halves)' if b.double_buffer else ''}" for b in self.buffers]
+        d = self.dram
+        return (", ".join(parts) + f"; DRAM {d.width_bytes} B/cycle, latency {d.latency} cycles, "
+                f"burst {d.burst_bytes} B, {d.outstanding} outstanding")
+
+
+@dataclass(frozen=True)
 class Design:
     """A validated accelerator spec: one operation, one array, one or more dataflows."""
 
@@ -113,6 +183,12 @@ class Design:
     dram_gbps: float = 16.0
     dram_kind: str = "ddr"
     source_hash: str = ""
+    memory: MemorySystem | None = None     # resolved by the loader; None only for hand-built Designs
+
+    @property
+    def memory_system(self) -> MemorySystem:
+        """The spec's memory system, or the defaults for a Design built without one."""
+        return self.memory if self.memory is not None else default_memory(self)
 
     @property
     def type_of(self) -> dict[str, DataType]:
@@ -314,13 +390,61 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         problems += _check_dataflow(df, op, shape, bounds)
     if problems:
         raise SpecError(problems, source=source)
+    memory, mem_problems = _parse_memory(data.get("memory", {}), op, types, shape, data)
+    if mem_problems:
+        raise SpecError(mem_problems, source=source)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return Design(
         name=data["name"], operation=op, types=tuple((n, types[n]) for n in names), shape=shape,
         dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
         description=data.get("description", ""), version=data["version"],
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
-        source_hash=digest)
+        source_hash=digest, memory=memory)
+
+
+# a default buffer holds, per half, one array tile whose whole inner loop runs up to this many steps on
+# every lane of the array's widest axis (ResNet-50's 3x3x512 reduction is 4608, Llama-2-7B's FFN 11008)
+DEFAULT_LANE_ELEMENTS = 16384
+
+
+def _default_buffer_bytes(shape, bits: int) -> int:
+    return 2 * DEFAULT_LANE_ELEMENTS * max(shape) * max(1, math.ceil(bits / 8))
+
+
+def _default_dram_width(gbps: float, clock_mhz: float) -> int:
+    return max(1, int(gbps * 1e3 / clock_mhz))
+
+
+def default_memory(design: "Design") -> MemorySystem:
+    """The memory system a spec without ``memory:`` gets (docs/memory.md)."""
+    bufs = tuple(BufferSpec(o.name, _default_buffer_bytes(design.shape, design.type_of[o.name].bits),
+                            port_bytes=max(1, math.ceil(design.type_of[o.name].bits / 8)))
+                 for o in design.operation.operands)
+    return MemorySystem(bufs, DramPort(_default_dram_width(design.dram_gbps, design.clock_mhz)))
+
+
+def _parse_memory(raw: Mapping, op: Operation, types: Mapping[str, DataType], shape, data: Mapping):
+    """Resolve ``memory:`` with defaults; unknown operands are named (the schema checked the fields)."""
+    problems: list[Problem] = []
+    names = [o.name for o in op.operands]
+    for key in raw:
+        if key != "dram" and key not in names:
+            close = difflib.get_close_matches(key, names + ["dram"], n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"buffers are named by operand ({', '.join(names)}) or 'dram'"
+            problems.append(problem(f"memory.{key}", f"no operand of that name; {fix}"))
+    bufs = []
+    for n in names:
+        b = dict(raw.get(n, {}))
+        elem = max(1, math.ceil(types[n].bits / 8)) if n in types else 1
+        default_bytes = _default_buffer_bytes(shape, types[n].bits if n in types else 8)
+        bufs.append(BufferSpec(n, int(b.get("bytes", default_bytes)), int(b.get("banks", 0)),
+                               int(b.get("read_ports", 1)), int(b.get("write_ports", 1)),
+                               int(b.get("port_bytes", elem)), bool(b.get("double_buffer", True))))
+    d = dict(raw.get("dram", {}))
+    clock = float(data.get("clock_mhz", 500))
+    width = d.get("width_bytes", _default_dram_width(float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), clock))
+    dram = DramPort(int(width), int(d.get("latency", 64)), int(d.get("burst_bytes", 64)), int(d.get("outstanding", 64)))
+    return MemorySystem(tuple(bufs), dram), problems
 
 
 def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]):

@@ -319,7 +319,15 @@ def cmd_sim(args) -> int:
     con = _console()
     _check_options(guard_int("--seq", args.seq, 1, 1_000_000, "tokens") + guard_int("--batch", args.batch, 1, 1_000_000)
                    + guard_int("--kv-len", args.kv_len, 0, 1_000_000, "cached tokens"))
-    path, data = _raw_spec(args.spec, args.set)
+    _check_options(guard_int("--dram-bw", args.dram_bw, 1, 65536, "bytes per cycle of the DRAM port")
+                   + guard_int("--dram-latency", args.dram_latency, 0, 100000, "cycles"))
+    if args.ideal_dram:
+        _check_options([problem(f, "does not apply with --ideal-dram (the memory system is bypassed)", v)
+                        for f, v in (("--dram-bw", args.dram_bw), ("--dram-latency", args.dram_latency))
+                        if v is not None])
+    dram_sets = ([f"memory.dram.width_bytes={args.dram_bw}"] if args.dram_bw is not None else []) + \
+        ([f"memory.dram.latency={args.dram_latency}"] if args.dram_latency is not None else [])
+    path, data = _raw_spec(args.spec, list(args.set) + dram_sets)
     if args.out:
         _check_out(args.out, "--out")
     if args.workload is None and not (_is_spatten(data) and args.trace):
@@ -334,7 +342,7 @@ def cmd_sim(args) -> int:
     if _is_spatten(data):
         spec = _load_spatten(path, data)
         from archgen.sim.spatten_sim import simulate_spatten, spatten_bytes_per_cycle, spatten_peak_macs_per_cycle
-        _refuse_array_options(args, ("dataflow", "ideal_dram", "no_pipeline"), "a SpAtten spec")
+        _refuse_array_options(args, ("dataflow", "ideal_dram", "no_pipeline", "dram_bw", "dram_latency"), "a SpAtten spec")
         if args.trace is None:
             guard_spatten_workload(workload, args.force)
         trace = None
@@ -365,6 +373,13 @@ def cmd_sim(args) -> int:
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
         con.print(render_table(results))
+        if not args.ideal_dram:
+            from archgen.sim.memory_report import render_memory_table
+            con.print(render_memory_table(results))
+            con.print(f"memory system: {design.memory_system.describe()} (docs/memory.md)", markup=False)
+        else:
+            con.print("--ideal-dram: the memory system is bypassed; each layer is one array command with streams "
+                      "that never wait", markup=False)
     if skipped:
         elems = sum(s.elements for s in skipped)
         con.print(f"{len(skipped)} element-wise layer(s) ({', '.join(sorted({s.kind for s in skipped}))}; {elems} elements) "
@@ -394,6 +409,9 @@ def cmd_list(args) -> int:
     for name, path in builtin_specs().items():
         data = yaml.safe_load(path.read_text())
         con.print(f"  {name:22s} {data.get('description', '')}", markup=False)
+        if not _is_spatten(data):
+            from archgen.arch.spec import load_spec_data
+            con.print(f"  {'':22s} memory: {load_spec_data(data, source=str(path)).memory.describe()}", markup=False)
     from archgen.workloads.library import list_workloads
     con.print("workloads:", markup=False)
     for w in list_workloads():
@@ -527,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ideal-dram", action="store_true",
                    help="streams never wait on DRAM (the Verilator testbench's condition; compare with archgen verify)")
     s.add_argument("--no-pipeline", action="store_true", help="simulate the design built with --no-pipeline")
+    s.add_argument("--dram-bw", type=int, metavar="BYTES", help="DRAM port width in bytes per cycle "
+                   "(overrides memory.dram.width_bytes)")
+    s.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "
+                   "(overrides memory.dram.latency)")
     s.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     s.set_defaults(func=cmd_sim)
 

@@ -1,5 +1,5 @@
 """Whole workloads on a generated array: each compute layer lowered onto the design's operation,
-simulated with the array's cycle model at the spec's DRAM bandwidth, costed with the energy table.
+simulated through the memory system (buffers, DMA, DRAM port; docs/memory.md), costed with the energy table.
 
 Lowering: a layer whose einsum has the design's structure (same accesses up to renaming the loops)
 maps loop for loop; any other compute layer is viewed as a batched GEMM (im2col for convolutions:
@@ -16,10 +16,13 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.ir import NodeKind, PortRole
+from archgen.dataflow.memctl import check_memory_system
+from archgen.mappings.memory_tiling import plan_layer
 from archgen.mappings.tiling import map_problem
 
 from .array_model import simulate_array
 from .energy import Action, EnergyModel
+from .layer_model import simulate_layer
 from .results import LayerResult, roofline_cycles
 
 __all__ = ["lower_layer", "simulate_workload_on_array", "SkippedLayer"]
@@ -116,48 +119,111 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
                                pipeline: bool = True, ideal_dram: bool = False) -> tuple[list[LayerResult], list[SkippedLayer]]:
     """Per-layer results on the design as ``archgen build`` generates it (pipelined for its clock).
 
-    ``ideal_dram``: streams never wait on DRAM (the condition the Verilator testbench creates), so a
-    layer's cycles equal what ``archgen verify`` measures on the RTL."""
+    Every compute layer runs through the memory system (docs/memory.md): a layer command planned by
+    mappings/memory_tiling.py, simulated by sim/layer_model.py with the spec's buffers and DRAM port.
+    All layers are planned before any is simulated, so a layer that does not fit its buffers is refused
+    (SpecError naming the layer, operand and sizes) before anything runs.
+
+    ``ideal_dram``: streams never wait on DRAM (the condition the array's Verilator testbench creates),
+    and the whole layer is one array command, so a layer's cycles equal what ``archgen verify`` measures
+    on the array's RTL; the memory system is bypassed."""
     compiled = compile_array(design, dataflow, pipeline=pipeline)
     fg = compiled.fu_graph
-    ports = {p.name: p for p in compiled.stream_ports}
     energy = energy or EnergyModel.load()
-    bpc = design.dram_bytes_per_cycle
-    model_bpc = None if ideal_dram else bpc
-    results, skipped = [], []
-    hops = sum(1 for u, v in fg.graph.edges if fg.graph.nodes[u]["kind"] == NodeKind.FU
-               and fg.graph.nodes[v]["kind"] == NodeKind.FU)
-    in_bits = [p.width for p in fg.inputs]
+    results, skipped, planned, refused = [], [], [], []
+    if not ideal_dram:
+        check_memory_system(fg)
     for layer in workload.layers:
-        if progress:
-            progress(layer.name)
         if not layer.einsum:
             skipped.append(SkippedLayer(layer.name, layer.kind, layer.elements * layer.count))
             continue
         bounds, repeat, how = lower_layer(layer, design)
-        mapping = map_problem(design, bounds, fg.dataflow)
-        r = simulate_array(compiled, mapping, bytes_per_cycle=model_bpc)
-        cycles = r.total_cycles * repeat
-        macs = layer.macs
-        dram = {}
-        for port, nbytes in r.bytes_moved.items():
-            key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
-            dram[key] = dram.get(key, 0) + nbytes * repeat
-        slots = r.mac_slots * repeat
-        steps_total = mapping.n_tiles * mapping.steps * repeat
-        acts = {
-            "compute": {Action("mult", max(in_bits)): slots, Action("add", fg.acc_width): slots},
-            "registers": {Action("register_file", max(in_bits)): slots * len(in_bits)},
-            "interconnect": {Action("pe_hop", max(in_bits)): hops * steps_total},
-            "dram": {Action("dram_read", 64, dram=design.dram_kind): sum(v for k, v in dram.items() if k.endswith("read")) / 8,
-                     Action("dram_write", 64, dram=design.dram_kind): sum(v for k, v in dram.items() if k.endswith("write")) / 8},
-        }
-        epj = energy.energy_of(acts)
-        bound = roofline_cycles(macs, 0 if ideal_dram else sum(dram.values()), design.n_fus, bpc)
-        results.append(LayerResult(
-            name=layer.name, kind=layer.kind, macs=macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
-            utilisation=macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
-            energy_pj=epj, roofline_cycles=bound,
-            extra={"repeat": repeat, "tiles": mapping.n_tiles * repeat, "padded_mac_slots": slots,
-                   "stall_cycles": r.stall_cycles * repeat, "lowering": how}))
+        try:
+            cmd = None if ideal_dram else plan_layer(design, bounds, fg.dataflow, layer.name)
+        except SpecError as err:              # every layer that does not fit is named, then nothing runs
+            refused += err.problems
+            continue
+        planned.append((layer, bounds, repeat, how, cmd))
+    if refused:
+        raise SpecError(refused)
+    for layer, bounds, repeat, how, cmd in planned:
+        if progress:
+            progress(layer.name)
+        if cmd is None:
+            results.append(_ideal_layer(compiled, layer, bounds, repeat, how, energy))
+        else:
+            results.append(_memory_layer(compiled, layer, cmd, repeat, how, energy))
     return results, skipped
+
+
+def _hops(fg) -> int:
+    return sum(1 for u, v in fg.graph.edges if fg.graph.nodes[u]["kind"] == NodeKind.FU
+               and fg.graph.nodes[v]["kind"] == NodeKind.FU)
+
+
+def _core_actions(compiled, slots: int, steps_total: int) -> dict:
+    fg = compiled.fu_graph
+    in_bits = [p.width for p in fg.inputs]
+    return {
+        "compute": {Action("mult", max(in_bits)): slots, Action("add", fg.acc_width): slots},
+        "registers": {Action("register_file", max(in_bits)): slots * len(in_bits)},
+        "interconnect": {Action("pe_hop", max(in_bits)): _hops(fg) * steps_total},
+    }
+
+
+def _dram_actions(design: Design, dram: dict) -> dict:
+    return {Action("dram_read", 64, dram=design.dram_kind): sum(v for k, v in dram.items() if k.endswith("read")) / 8,
+            Action("dram_write", 64, dram=design.dram_kind): sum(v for k, v in dram.items() if k.endswith("write")) / 8}
+
+
+def _memory_layer(compiled, layer, cmd, repeat: int, how: str, energy: EnergyModel) -> LayerResult:
+    design = compiled.design
+    mem = design.memory_system
+    r = simulate_layer(compiled, cmd, layer=layer.name)
+    cycles = r.cycles * repeat
+    dram = {k: v * repeat for k, v in r.dram_bytes.items()}
+    acc = {k: v * repeat for k, v in r.buffer_accesses.items()}
+    acts = _core_actions(compiled, r.mac_slots * repeat, r.steps * repeat)
+    acts["dram"] = _dram_actions(design, dram)
+    buf_acts: dict = {}
+    for key, n in acc.items():
+        x, kind = key.rsplit(".", 1)
+        a = Action("sram_read" if kind == "read" else "sram_write", design.type_of[x].bits,
+                   capacity_bytes=mem.buffer(x).bytes)
+        buf_acts[a] = buf_acts.get(a, 0) + n
+    acts["buffers"] = buf_acts
+    bpc = mem.dram.width_bytes
+    bound = roofline_cycles(layer.macs, sum(dram.values()), design.n_fus, bpc)
+    extra = {"repeat": repeat, "blocks": r.blocks * repeat, "tiles": cmd.mapping.n_tiles * repeat,
+             "padded_mac_slots": r.mac_slots * repeat, "lowering": how, "mapping": cmd.describe(),
+             "stall_cycles": sum(r.stall_cycles.values()) * repeat}
+    for cause, v in r.stall_cycles.items():
+        extra[f"stall_cycles.{cause}"] = v * repeat
+    return LayerResult(
+        name=layer.name, kind=layer.kind, macs=layer.macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
+        utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
+        sram_accesses={f"buffer.{k}": v for k, v in acc.items()}, energy_pj=energy.energy_of(acts),
+        roofline_cycles=bound, extra=extra)
+
+
+def _ideal_layer(compiled, layer, bounds, repeat: int, how: str, energy: EnergyModel) -> LayerResult:
+    design = compiled.design
+    fg = compiled.fu_graph
+    ports = {p.name: p for p in compiled.stream_ports}
+    mapping = map_problem(design, bounds, fg.dataflow)
+    r = simulate_array(compiled, mapping)
+    cycles = r.total_cycles * repeat
+    dram = {}
+    for port, nbytes in r.bytes_moved.items():
+        key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
+        dram[key] = dram.get(key, 0) + nbytes * repeat
+    slots = r.mac_slots * repeat
+    acts = _core_actions(compiled, slots, mapping.n_tiles * mapping.steps * repeat)
+    acts["dram"] = _dram_actions(design, dram)
+    bound = roofline_cycles(layer.macs, 0, design.n_fus, design.dram_bytes_per_cycle)
+    return LayerResult(
+        name=layer.name, kind=layer.kind, macs=layer.macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
+        utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
+        energy_pj=energy.energy_of(acts), roofline_cycles=bound,
+        extra={"repeat": repeat, "tiles": mapping.n_tiles * repeat, "padded_mac_slots": slots,
+               "stall_cycles": r.stall_cycles * repeat, "lowering": how})

@@ -1,0 +1,285 @@
+"""Buffer-level tiling of one layer: the layer command of docs/memory.md, its fit and its DRAM bytes.
+
+A *block* groups ``tile[d]`` consecutive array tiles along every outer (tile-walk) loop d of the
+dataflow; inner loops are never split. Blocks are walked in ``order`` (outer to inner). An operand's
+block is kept resident while only loops it does not depend on advance, so its DRAM bytes are a closed
+form of the tiling and the order (:func:`dram_bytes`); ``tests/mappings/test_memory_tiling.py`` checks
+that form against a walk that collects element indices block by block.
+
+The heuristic (:func:`plan_layer`), deterministic and documented:
+
+1. candidate orders: every permutation of the outer loops when there are at most four, else the
+   dataflow's own order;
+2. per order, start from one array tile per block (refuse the layer if that does not fit) and
+   repeatedly double the block size along the loop whose doubling lowers the estimate most, among
+   the doublings that still fit, until none helps;
+3. the estimate is ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x
+   per-block overhead`` cycles (transfer: the DRAM port's burst timing); ties go to fewer DRAM bytes, then to the earlier candidate.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator
+
+from archgen.arch.errors import SpecError, problem
+from archgen.arch.spec import Dataflow, Design
+
+from .tiling import TileMapping, map_problem
+
+__all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "dram_bytes", "element_bytes",
+           "BLOCK_OVERHEAD_CYCLES"]
+
+# estimate of the cycles one array command costs beyond its steps (fill and drain); used by the
+# heuristic only, never by the cycle model
+BLOCK_OVERHEAD_CYCLES = 64
+
+
+def element_bytes(design: Design, operand: str) -> int:
+    return max(1, math.ceil(design.type_of[operand].bits / 8))
+
+
+@dataclass(frozen=True)
+class Block:
+    index: int
+    tiles: tuple[tuple[str, int], ...]             # outer loop -> block index along it
+    ranges: tuple[tuple[str, int, int], ...]       # every loop -> [start, end) of its elements
+
+
+@dataclass(frozen=True)
+class LayerCommand:
+    """The layer command: bounds, block sizes (array tiles per block along each outer loop), order."""
+
+    design: Design
+    dataflow: Dataflow
+    bounds: tuple[tuple[str, int], ...]
+    tile: tuple[tuple[str, int], ...]              # outer loop -> array tiles per block
+    order: tuple[str, ...]                         # tile-loop order, outer to inner
+
+    @cached_property
+    def mapping(self) -> TileMapping:
+        return TileMapping(self.design, self.dataflow, self.bounds)
+
+    @property
+    def bound(self) -> dict[str, int]:
+        return dict(self.bounds)
+
+    def n_blocks(self) -> dict[str, int]:
+        trips, tile = self.mapping.trips(), dict(self.tile)
+        return {d: math.ceil(trips[d] / tile[d]) for d in self.order}
+
+    def loop_range(self, d: str, b: int) -> tuple[int, int]:
+        """Elements [start, end) of outer loop d in its block b (ragged at the edge)."""
+        t = dict(self.tile)[d]
+        ext = self.design.shape[self.dataflow.axis_of[d]] if d in self.dataflow.axis_of else 1
+        return b * t * ext, min((b + 1) * t * ext, self.bound[d])
+
+    def blocks(self) -> Iterator[Block]:
+        nb = self.n_blocks()
+        inner = [(d, 0, self.bound[d]) for d in self.design.operation.dims if d not in nb]
+        for i, idx in enumerate(itertools.product(*[range(nb[d]) for d in self.order])):
+            rng = [(d, *self.loop_range(d, b)) for d, b in zip(self.order, idx)] + inner
+            yield Block(i, tuple(zip(self.order, idx)), tuple(rng))
+
+    def block_mapping(self, block: Block) -> TileMapping:
+        """The array command a block runs: its loop extents as a problem of their own."""
+        return TileMapping(self.design, self.dataflow, tuple((d, e - s) for d, s, e in
+                                                             sorted(block.ranges, key=lambda r: self._dim_pos(r[0]))))
+
+    def _dim_pos(self, d: str) -> int:
+        return self.design.operation.dims.index(d)
+
+    def depends(self, operand: str) -> tuple[str, ...]:
+        """Tile loops the operand's block depends on, in order."""
+        x = self.design.operation.operand(operand)
+        return tuple(d for d in self.order if x.uses(d))
+
+    def footprint_bytes(self, operand: str, block: Block) -> int:
+        """Bytes of the box of elements of ``operand`` the block touches (clipped to the tensor)."""
+        return footprint_elements(self.design, operand, dict((d, (s, e)) for d, s, e in block.ranges),
+                                  self.bound) * element_bytes(self.design, operand)
+
+    def describe(self) -> str:
+        tile = dict(self.tile)
+        return " > ".join(f"{d}:{tile[d]}" for d in self.order) + " array tiles per block"
+
+
+def footprint_elements(design: Design, operand: str, ranges: dict[str, tuple[int, int]], bounds: dict[str, int]) -> int:
+    """Elements in the bounding box of the operand's indices over the loop ranges, clipped to its shape."""
+    x = design.operation.operand(operand)
+    shape = design.operation.tensor_shape(operand, bounds)
+    n = 1
+    for e, size in zip(x.indices, shape):
+        lo = hi = e.const
+        for d, c in e.coeffs.items():
+            s, t = ranges[d]
+            lo += min(c * s, c * (t - 1))
+            hi += max(c * s, c * (t - 1))
+        lo, hi = max(lo, 0), min(hi, size - 1)
+        n *= max(0, hi - lo + 1)
+    return n
+
+
+def _reload_position(cmd: LayerCommand, operand: str) -> int:
+    """Position in the order of the innermost loop the operand depends on that has more than one block
+    (-1: the operand's block never changes)."""
+    nb = cmd.n_blocks()
+    x = cmd.design.operation.operand(operand)
+    pos = -1
+    for i, d in enumerate(cmd.order):
+        if x.uses(d) and nb[d] > 1:
+            pos = i
+    return pos
+
+
+def _separable_sum(cmd: LayerCommand, x, dep, nb, inner) -> int | None:
+    """Sum of the footprints of all of X's blocks when every tensor index uses at most one tiled loop
+    and no tiled loop appears in two indices: the box then factorises into one sum per index (the
+    clipping is per index too). None when the indices couple tiled loops (enumerate instead)."""
+    tiled = set(dep)
+    seen: set = set()
+    for e in x.indices:
+        used = [d for d in e.coeffs if d in tiled]
+        if len(used) > 1 or seen & set(used):
+            return None
+        seen |= set(used)
+    shape = cmd.design.operation.tensor_shape(x.name, cmd.bound)
+    total = 1
+    for e, size in zip(x.indices, shape):
+        used = [d for d in e.coeffs if d in tiled]
+        acc = 0
+        for b in range(nb[used[0]]) if used else [0]:
+            ranges = dict(inner)
+            if used:
+                ranges[used[0]] = cmd.loop_range(used[0], b)
+            lo = hi = e.const
+            for d, c in e.coeffs.items():
+                s0, t0 = ranges[d]
+                lo += min(c * s0, c * (t0 - 1))
+                hi += max(c * s0, c * (t0 - 1))
+            acc += max(0, min(hi, size - 1) - max(lo, 0) + 1)
+        total *= acc
+    return total
+
+
+def _enumerated_sum(cmd: LayerCommand, x, dep, nb, inner) -> int:
+    """Sum of the footprints of all of X's blocks, block by block."""
+    total = 0
+    for idx in itertools.product(*[range(nb[d]) for d in dep]):
+        ranges = dict(inner)
+        for d, b in zip(dep, idx):
+            ranges[d] = cmd.loop_range(d, b)
+        total += footprint_elements(cmd.design, x.name, ranges, cmd.bound)
+    return total
+
+
+def dram_bytes(cmd: LayerCommand) -> dict[str, int]:
+    """Closed form of docs/memory.md: ``"<X>.read"`` / ``"<Y>.write"`` bytes of one run of the layer."""
+    op = cmd.design.operation
+    nb = cmd.n_blocks()
+    out: dict[str, int] = {}
+    for x in op.operands:
+        p = _reload_position(cmd, x.name)
+        repeats = math.prod(nb[d] for d in cmd.order[:p + 1] if not x.uses(d))
+        dep = [d for d in cmd.order if x.uses(d)]
+        inner = {d: (0, cmd.bound[d]) for d in op.dims if d not in nb}
+        distinct = _separable_sum(cmd, x, dep, nb, inner)
+        if distinct is None:
+            distinct = _enumerated_sum(cmd, x, dep, nb, inner)
+        distinct *= element_bytes(cmd.design, x.name)
+        if x is op.output:
+            out[f"{x.name}.write"] = repeats * distinct
+            if repeats > 1:
+                out[f"{x.name}.read"] = (repeats - 1) * distinct
+        else:
+            out[f"{x.name}.read"] = repeats * distinct
+    return out
+
+
+def _largest_block_bytes(cmd: LayerCommand) -> dict[str, int]:
+    """Per operand, the footprint of the first block (the largest: edge blocks are only smaller)."""
+    first = next(cmd.blocks())
+    return {x.name: cmd.footprint_bytes(x.name, first) for x in cmd.design.operation.operands}
+
+
+def _misfits(cmd: LayerCommand) -> list[tuple[str, int, int]]:
+    mem = cmd.design.memory_system
+    bad = []
+    for name, nbytes in _largest_block_bytes(cmd).items():
+        buf = mem.buffer(name)
+        if buf.halves * nbytes > buf.bytes:
+            bad.append((name, nbytes, buf.bytes))
+    return bad
+
+
+def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, tile: dict[str, int],
+                 order: tuple[str, ...], layer: str = "layer") -> LayerCommand:
+    """A checked command: every outer loop tiled by a positive count, the order a permutation of them,
+    and every block fitting its buffer. Raises SpecError naming the layer, the operand and the sizes."""
+    mapping = map_problem(design, bounds, dataflow)
+    outer = tuple(dataflow.outer_dims())
+    problems = []
+    if sorted(order) != sorted(outer):
+        problems.append(problem(f"layers.{layer}.order", f"the tile-loop order must list the outer loops of dataflow "
+                                f"{dataflow.name!r} ({', '.join(outer)}) once each", list(order)))
+    for d in outer:
+        t = tile.get(d)
+        if not isinstance(t, int) or t < 1:
+            problems.append(problem(f"layers.{layer}.tile.{d}", "array tiles per block must be a positive integer", t))
+    if problems:
+        raise SpecError(problems)
+    trips = mapping.trips()
+    cmd = LayerCommand(design, dataflow, mapping.bounds, tuple((d, min(tile[d], trips[d])) for d in outer),
+                       tuple(order))
+    bad = _misfits(cmd)
+    if bad:
+        halves = {b.operand: b.halves for b in design.memory_system.buffers}
+        raise SpecError([problem(f"layers.{layer}", f"operand {name} needs {halves[name]} x {need} B for a block of "
+                                 f"{cmd.describe()}; buffer memory.{name}.bytes is {have} B (--set memory.{name}.bytes="
+                                 f"{halves[name] * need} or more)") for name, need, have in bad])
+    return cmd
+
+
+def _estimate(cmd: LayerCommand) -> tuple[float, int]:
+    port = cmd.design.memory_system.dram
+    nbytes = sum(dram_bytes(cmd).values())
+    m = cmd.mapping
+    compute = m.n_tiles * m.steps
+    blocks = math.prod(cmd.n_blocks().values())
+    first = sum(_largest_block_bytes(cmd).values())
+    return (max(compute, port.transfer_cycles(nbytes)) + port.transfer_cycles(first) + blocks * BLOCK_OVERHEAD_CYCLES,
+            nbytes)
+
+
+def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
+    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits."""
+    mapping = map_problem(design, bounds, dataflow)
+    outer = tuple(dataflow.outer_dims())
+    trips = mapping.trips()
+    smallest = make_command(design, bounds, dataflow, {d: 1 for d in outer}, outer, layer)   # raises if nothing fits
+    orders = list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]
+    best = None
+    for order in orders:
+        tile = {d: 1 for d in outer}
+        cmd = LayerCommand(design, dataflow, smallest.bounds, tuple((d, 1) for d in outer), order)
+        cost = _estimate(cmd)
+        while True:
+            step = None
+            for d in order:
+                if tile[d] >= trips[d]:
+                    continue
+                trial = dict(tile, **{d: min(2 * tile[d], trips[d])})
+                c2 = LayerCommand(design, dataflow, smallest.bounds, tuple((e, trial[e]) for e in outer), order)
+                if _misfits(c2):
+                    continue
+                e2 = _estimate(c2)
+                if e2 < cost and (step is None or e2 < step[0]):
+                    step = (e2, trial, c2)
+            if step is None:
+                break
+            cost, tile, cmd = step
+        if best is None or cost < best[0]:
+            best = (cost, cmd)
+    return best[1]
