@@ -48,7 +48,8 @@ _MAGIC = b"SQLite format 3\x00"
 # part of each point's key, so the built-in specs are not listed)
 MODEL_SOURCES = (
     ("archgen.sim", "array_model.py"), ("archgen.sim", "array_sim.py"), ("archgen.sim", "energy.py"),
-    ("archgen.sim", "results.py"), ("archgen.sim", "sweep_eval.py"), ("archgen.sim", "data/*"),
+    ("archgen.sim", "results.py"), ("archgen.sim", "sweep_eval.py"), ("archgen.sim", "layer_model.py"),
+    ("archgen.sim", "data/*"),
     ("archgen.dataflow", "*.py"), ("archgen.dataflow", "data/*"),
     ("archgen.mappings", "*.py"),
     ("archgen.arch", "einsum.py"), ("archgen.arch", "affine.py"), ("archgen.arch", "spec.py"),
