@@ -130,10 +130,10 @@ def _compile_for(design: Design, df: Dataflow, period: float | None, target: str
 
 
 def _hardware_only(design: Design) -> Design:
-    """The design with the fields that cannot change the hardware blanked (DRAM bandwidth and kind, the
-    description, the source hash): designs that differ only there share one compile, as a sweep over
+    """The design with the fields that cannot change the array's hardware blanked (DRAM bandwidth and kind,
+    the memory system, which is not part of the generated RTL yet, the description, the source hash): designs that differ only there share one compile, as a sweep over
     bandwidth needs. Everything else (operation, types, shape, dataflows, clock, bounds, name) keys it."""
-    return dataclasses.replace(design, description="", dram_gbps=0.0, dram_kind="", source_hash="")
+    return dataclasses.replace(design, description="", dram_gbps=0.0, dram_kind="", source_hash="", memory=None)
 
 
 def clear_compile_cache() -> None:

@@ -31,10 +31,11 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw"]
 
 
-def check_memory_system(fg: FUGraph) -> None:
+def check_memory_system(fg: FUGraph, design=None) -> None:
     """The spec's buffers against the array under one dataflow: every bank count divides the lanes its
-    operand is fed on (the banking of ``--explain``), so one bank port serves each lane every cycle."""
-    mem = fg.design.memory_system
+    operand is fed on (the banking of ``--explain``), so one bank port serves each lane every cycle.
+    ``design``: the compiled design (``CompiledArray.design``), whose memory system counts."""
+    mem = (fg.design if design is None else design).memory_system
     problems = []
     for plan in fg.plans:
         buf = mem.buffer(plan.name)
@@ -46,14 +47,17 @@ def check_memory_system(fg: FUGraph) -> None:
         raise SpecError(problems)
 
 
-def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer") -> None:
-    """A command planned for another design or dataflow is refused before anything runs."""
+def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
+    """A command planned for another design or dataflow is refused before anything runs. ``design``: the
+    design the array was compiled for (``CompiledArray.design``; the FU graph's own is the hardware-only
+    view that compiles are shared under, without DRAM settings)."""
+    design = fg.design if design is None else design
     if cmd.dataflow != fg.dataflow:
         raise SpecError([problem(f"layers.{layer}.dataflow", f"the command was planned for dataflow "
                                  f"{cmd.dataflow.name!r}; this design runs {fg.dataflow.name!r}", cmd.dataflow.name)])
-    if cmd.design != fg.design:
+    if cmd.design != design:
         raise SpecError([problem(f"layers.{layer}", f"the command was planned for design {cmd.design.name!r}, "
-                                 f"not this {fg.design.name!r}")])
+                                 f"not this {design.name!r}")])
 
 
 def transfer_cycles(nbytes: int, port: DramPort) -> int:

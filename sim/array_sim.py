@@ -132,7 +132,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     energy = energy or EnergyModel.load()
     results, skipped, planned, refused = [], [], [], []
     if not ideal_dram:
-        check_memory_system(fg)
+        check_memory_system(fg, compiled.design)
     for layer in workload.layers:
         if not layer.einsum:
             skipped.append(SkippedLayer(layer.name, layer.kind, layer.elements * layer.count))

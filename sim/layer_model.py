@@ -39,7 +39,7 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
                    layer: str = "layer") -> LayerMemoryResult:
     """One layer command on the compiled array through the memory system; refuses a command planned for
     another design or dataflow (SpecError)."""
-    check_command(cmd, compiled.fu_graph, layer)
+    check_command(cmd, compiled.fu_graph, layer, compiled.design)
     design = compiled.design
     mem = design.memory_system
     port = mem.dram
