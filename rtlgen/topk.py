@@ -69,7 +69,9 @@ class _Packer(Elaboratable):
         m.d.comb += [self.acc_keep[i].eq(self.acc_count > i) for i in range(p)]
         m.d.comb += [
             ze.i_data.as_value().eq(Cat(self.acc_lanes, self.in_lanes)),
-            ze.i_keep.eq(Cat(self.acc_keep, Mux(self.in_en, self.in_keep, 0))),
+            # in_en only enables the registers below: keeping it off the eliminator's inputs keeps a
+            # late enable (the output stream's ready) off the prefix-sum path
+            ze.i_keep.eq(Cat(self.acc_keep, self.in_keep)),
         ]
         packed = ze.o_data.as_value()
         low, high = packed[:p * lb], packed[p * lb:]
@@ -139,6 +141,8 @@ class TopK(wiring.Component):
         lane_bits = w + ib
         row_bits = p * lane_bits
         cb = self.count_bits
+        ext = signed(w + 1)                       # scores, pivot and bounds with room for +-infinity
+        pos_inf, neg_inf = 1 << (w - 1), -(1 << (w - 1)) - 1
 
         buf = Memory(shape=unsigned(p * (w + 1)), depth=self.buffer_rows, init=[])
         fifo_l = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
@@ -160,105 +164,118 @@ class TopK(wiring.Component):
         m.d.comb += self.rounds.eq(rounds)
         # Quick-select state.
         target = Signal(cb)
-        pivot = Signal(signed(w))
-        lo, hi = Signal(signed(w)), Signal(signed(w))
-        lo_inf, hi_inf = Signal(), Signal()
+        pivot = Signal(ext)
+        lo, hi = Signal(ext), Signal(ext)                # working set: lo < x < hi
         src_fifo = Signal()          # 1: read the partition FIFO of side src_right; 0: the buffer
         src_right = Signal()
         rows_s = Signal(range(max(self.buffer_rows, d) + 1))
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
-        ws_size = Signal(cb)          # |W| of the round being set up
-        piv_row = Signal(range(d))
-        piv_lanes = Signal(range(p + 1))
+        draw_size = Signal(range(min(d * p, (1 << cb) - 1) + 1))   # elements the pivot is drawn from
+        piv_lane = Signal(range(max(p, 2)))
+        first_lane = Signal(range(max(p, 2)))           # lane of the first beat that gives the pivot
         after_ingest = Signal()
         mode_all = Signal()
         kth = Signal(signed(w))
-        keep_eq = Signal(cb)
-        eq_seen = Signal(cb)
-        cnt = Signal(range(max(self.buffer_rows, d) + 3))
+        eq_left = Signal(cb)         # elements equal to the k-th value still to keep (replay)
+        cnt = Signal(range(max(self.buffer_rows, d) + 5))
 
-        # Pipeline: stage A = source lanes (input beat or memory read data), stage B = packers.
+        # Pipeline (see docs/topk.md "Pipeline"): address -> s1 (memory read) -> s2 (memory output
+        # registers / registered input beat) -> s3 (compare registers) -> partition packers, or
+        # -> s4 (replay keep registers) -> output packer -> output register.
         out_valid = Signal()
-        adv = Signal()               # the replay pipeline may move (output register free)
+        adv = Signal()               # the pipeline may move (the output register is free or drains)
         m.d.comb += [adv.eq(~out_valid | self.out.ready), self.out.valid.eq(out_valid)]
-        a_valid, a_replay = Signal(), Signal()
-        a_row = Signal(range(max(self.buffer_rows, 1)))
-        a_from_fifo, a_right = Signal(), Signal()
         ingest_beat = Signal()
-        a_vals = [Signal(signed(w), name=f"a_val{i}") for i in range(p)]
-        a_idx = [Signal(ib, name=f"a_idx{i}") for i in range(p)]
-        a_keep = Signal(p)
-        b_valid, b_replay = Signal(), Signal()
-        b_lanes = Signal(row_bits)
-        b_gt, b_eq, b_lt, b_keep = Signal(p), Signal(p), Signal(p), Signal(p)
-        b_row = Signal.like(a_row)
-
-        # Stage A sources.
-        with m.If(ingest_beat):
-            beat = cnt
-            for i in range(p):
-                full_index = Signal(cb + lg + 1, name=f"in_index{i}")
-                m.d.comb += [full_index.eq((beat << lg) | i),
-                             a_vals[i].eq(self.inp.payload.data[i]),
-                             a_idx[i].eq(full_index),
-                             a_keep[i].eq(self.inp.payload.keep[i] & (full_index < n))]
-        with m.Elif(a_from_fifo):
-            row = Mux(a_right, fr_rd.data, fl_rd.data)
-            for i in range(p):
-                lane = row[i * lane_bits:(i + 1) * lane_bits]
-                m.d.comb += [a_vals[i].eq(lane[:w]), a_idx[i].eq(lane[w:]),
-                             a_keep[i].eq(row[row_bits + i])]
-        with m.Else():
-            for i in range(p):
-                m.d.comb += [a_vals[i].eq(buf_rd.data[i * w:(i + 1) * w]),
-                             a_idx[i].eq((a_row << lg) | i),
-                             a_keep[i].eq(buf_rd.data[p * w + i])]
-        a_live = Signal()
-        m.d.comb += a_live.eq(ingest_beat | a_valid)
-
-        # Stage A compare: quick-select partition, or the replay's keep decision.
-        gt, eq, lt, keep = Signal(p), Signal(p), Signal(p), Signal(p)
-        eq_k = Signal(p)
-        for i in range(p):
-            v = a_vals[i]
-            inside = a_keep[i] & (lo_inf | (v > lo)) & (hi_inf | (v < hi))
-            m.d.comb += [
-                gt[i].eq(~ingest_beat & inside & (v > pivot)),
-                eq[i].eq(~ingest_beat & inside & (v == pivot)),
-                lt[i].eq(Mux(ingest_beat, a_keep[i], inside & (v < pivot))),
-                eq_k[i].eq(a_keep[i] & (v == kth)),
-            ]
-        # Equal elements are kept in original order until keep_eq of them have passed.
-        prefix = eq_seen
-        for i in range(p):
-            before = Signal(cb + 1, name=f"eq_before{i}")
-            m.d.comb += before.eq(prefix)
-            m.d.comb += keep[i].eq(a_keep[i] & (mode_all | (a_vals[i] > kth) | (eq_k[i] & (before < keep_eq))))
-            prefix = before + eq_k[i]
+        s1_valid, s1_replay, s1_fifo, s1_right = Signal(), Signal(), Signal(), Signal()
+        s1_row = Signal(range(max(self.buffer_rows, d, 2)))
+        s2_valid, s2_replay, s2_fifo, s2_right, s2_input = Signal(), Signal(), Signal(), Signal(), Signal()
+        s2_row = Signal.like(s1_row)
+        r_buf = Signal(p * (w + 1))
+        r_fl, r_fr = Signal(row_bits + p), Signal(row_bits + p)
+        r_in = Signal(p * (w + 1))
         with m.If(adv):
-            m.d.sync += [b_valid.eq(a_live), b_replay.eq(a_replay & a_valid),
-                         b_lanes.eq(Cat(*[Cat(a_vals[i], a_idx[i]) for i in range(p)])),
-                         b_gt.eq(gt), b_eq.eq(eq), b_lt.eq(lt), b_keep.eq(keep), b_row.eq(a_row)]
-            with m.If(a_valid & a_replay):
-                m.d.sync += eq_seen.eq(eq_seen + _popcount(eq_k, p))
+            m.d.sync += [s1_valid.eq(0),
+                         s2_valid.eq(s1_valid | ingest_beat), s2_replay.eq(s1_valid & s1_replay),
+                         s2_fifo.eq(s1_fifo & ~ingest_beat), s2_right.eq(s1_right),
+                         s2_input.eq(ingest_beat), s2_row.eq(Mux(ingest_beat, cnt, s1_row)),
+                         r_buf.eq(buf_rd.data), r_fl.eq(fl_rd.data), r_fr.eq(fr_rd.data)]
+        in_row = Signal(p * (w + 1))      # an input beat as stored: data, then keep (index < n included)
+        full_index = [Signal(cb + lg + 1, name=f"in_index{i}") for i in range(p)]
+        m.d.comb += [full_index[i].eq((cnt << lg) | i) for i in range(p)]
+        m.d.comb += in_row.eq(Cat(self.inp.payload.data,
+                                  *[self.inp.payload.keep[i] & (full_index[i] < n) for i in range(p)]))
+        with m.If(ingest_beat):
+            m.d.sync += r_in.eq(in_row)
 
-        # Stage B: partition packers write FIFO_L / FIFO_R; the output packer fills the output register.
+        # s2: choose the source, compare (partition against the pivot inside the bounds, and the
+        # replay's comparison with the k-th value).
+        vals = [Signal(signed(w), name=f"s2_val{i}") for i in range(p)]
+        idxs = [Signal(ib, name=f"s2_idx{i}") for i in range(p)]
+        keeps = Signal(p)
+        plain = Mux(s2_input, r_in, r_buf)
+        fifo_row = Mux(s2_right, r_fr, r_fl)
+        for i in range(p):
+            lane = fifo_row[i * lane_bits:(i + 1) * lane_bits]
+            with m.If(s2_fifo):
+                m.d.comb += [vals[i].eq(lane[:w]), idxs[i].eq(lane[w:]), keeps[i].eq(fifo_row[row_bits + i])]
+            with m.Else():
+                m.d.comb += [vals[i].eq(plain[i * w:(i + 1) * w]), idxs[i].eq((s2_row << lg) | i),
+                             keeps[i].eq(plain[p * w + i])]
+        gt, eq, lt, gtk, eqk = Signal(p), Signal(p), Signal(p), Signal(p), Signal(p)
+        for i in range(p):
+            v = vals[i]
+            inside = keeps[i] & (v > lo) & (v < hi)
+            m.d.comb += [gt[i].eq(inside & (v > pivot)), eq[i].eq(inside & (v == pivot)),
+                         lt[i].eq(inside & (v < pivot)),
+                         gtk[i].eq(keeps[i] & (v > kth)), eqk[i].eq(keeps[i] & (v == kth))]
+        s3_valid, s3_replay = Signal(), Signal()
+        s3_row = Signal.like(s1_row)
+        s3_lanes = Signal(row_bits)
+        s3_gt, s3_eq, s3_lt, s3_gtk, s3_eqk, s3_keep = (Signal(p, name=f"s3_{x}")
+                                                        for x in ("gt", "eq", "lt", "gtk", "eqk", "keep"))
+        with m.If(adv):
+            m.d.sync += [s3_valid.eq(s2_valid), s3_replay.eq(s2_replay), s3_row.eq(s2_row),
+                         s3_lanes.eq(Cat(*[Cat(vals[i], idxs[i]) for i in range(p)])),
+                         s3_gt.eq(gt), s3_eq.eq(eq), s3_lt.eq(lt), s3_gtk.eq(gtk), s3_eqk.eq(eqk),
+                         s3_keep.eq(keeps)]
+
+        # s3 -> partition packers (FIFO_L / FIFO_R) and counts.
         part = Signal()
-        m.d.comb += part.eq(b_valid & ~b_replay)
-        m.d.comb += [pack_l.in_lanes.eq(b_lanes), pack_l.in_keep.eq(b_lt), pack_l.in_en.eq(part),
-                     pack_r.in_lanes.eq(b_lanes), pack_r.in_keep.eq(b_gt), pack_r.in_en.eq(part),
-                     pack_o.in_lanes.eq(b_lanes), pack_o.in_keep.eq(b_keep),
-                     pack_o.in_en.eq(b_valid & b_replay & adv)]
-        m.d.comb += [self.mask_valid.eq(b_valid & b_replay & adv), self.mask_row.eq(b_row), self.mask.eq(b_keep)]
+        m.d.comb += part.eq(s3_valid & ~s3_replay)
+        m.d.comb += [pack_l.in_lanes.eq(s3_lanes), pack_l.in_keep.eq(s3_lt), pack_l.in_en.eq(part),
+                     pack_r.in_lanes.eq(s3_lanes), pack_r.in_keep.eq(s3_gt), pack_r.in_en.eq(part)]
         with m.If(part):
-            m.d.sync += [cnt_g.eq(cnt_g + _popcount(b_gt, p)), cnt_e.eq(cnt_e + _popcount(b_eq, p)),
-                         cnt_l.eq(cnt_l + _popcount(b_lt, p))]
+            m.d.sync += [cnt_g.eq(cnt_g + _popcount(s3_gt, p)), cnt_e.eq(cnt_e + _popcount(s3_eq, p)),
+                         cnt_l.eq(cnt_l + _popcount(s3_lt, p))]
         for pk, wr, fw in ((pack_l, wr_l, fl_wr), (pack_r, wr_r, fr_wr)):
             m.d.comb += [fw.addr.eq(wr), fw.data.eq(Cat(pk.row_lanes, pk.row_keep)),
                          fw.en.eq(pk.row_valid & (wr < d))]
             with m.If(pk.row_valid & (wr < d)):
                 m.d.sync += wr.eq(wr + 1)
+
+        # s3 -> replay keep decision (s4): greater than the k-th value, or equal and among the first
+        # eq_left equal ones in index order (a lane prefix count against a down-counter).
+        keep = Signal(p)
+        prefix = 0
+        for i in range(p):
+            m.d.comb += keep[i].eq(s3_keep[i] & (mode_all | s3_gtk[i] | (s3_eqk[i] & (prefix < eq_left))))
+            prefix = prefix + s3_eqk[i]
+        s4_valid = Signal()
+        s4_row = Signal.like(s1_row)
+        s4_lanes, s4_keep = Signal(row_bits), Signal(p)
+        eq_here = Signal(range(p + 1))
+        m.d.comb += eq_here.eq(_popcount(s3_eqk, p))
+        with m.If(adv):
+            m.d.sync += [s4_valid.eq(s3_valid & s3_replay), s4_row.eq(s3_row), s4_lanes.eq(s3_lanes),
+                         s4_keep.eq(keep)]
+            with m.If(s3_valid & s3_replay):
+                m.d.sync += eq_left.eq(Mux(eq_left > eq_here, eq_left - eq_here, 0))
+
+        # s4 -> output packer -> output register.
+        m.d.comb += [pack_o.in_lanes.eq(s4_lanes), pack_o.in_keep.eq(s4_keep),
+                     pack_o.in_en.eq(s4_valid & adv)]
+        m.d.comb += [self.mask_valid.eq(s4_valid & adv), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
         with m.If(adv):
             m.d.sync += out_valid.eq(pack_o.row_valid)
             with m.If(pack_o.row_valid):
@@ -268,27 +285,19 @@ class TopK(wiring.Component):
                         pack_o.row_keep))]
 
         # Memory ports.
-        m.d.comb += [buf_wr.addr.eq(cnt), buf_wr.data.eq(Cat(self.inp.payload.data, a_keep)),
-                     buf_wr.en.eq(ingest_beat), buf_rd.en.eq(adv), fl_rd.en.eq(1), fr_rd.en.eq(1)]
         rd_addr = Signal.like(cnt)
-        m.d.comb += [buf_rd.addr.eq(rd_addr), fl_rd.addr.eq(rd_addr), fr_rd.addr.eq(rd_addr)]
+        m.d.comb += [buf_wr.addr.eq(cnt), buf_wr.data.eq(in_row), buf_wr.en.eq(ingest_beat),
+                     buf_rd.en.eq(adv), fl_rd.en.eq(1), fr_rd.en.eq(1),
+                     buf_rd.addr.eq(rd_addr), fl_rd.addr.eq(rd_addr), fr_rd.addr.eq(rd_addr)]
 
-        # Pivot: a row floor(lfsr * rows / 2^16) of the chosen side's FIFO (rows = the rows it holds),
-        # then a lane floor(lfsr' * lanes_in_that_row / 2^16); see docs/topk.md "Pivot rule".
-        side_right = Signal()
-        side_size = Signal(cb)
-        side_rows = Signal(range(max(self.buffer_rows, d) + 1))
-        m.d.comb += side_rows.eq(Mux(side_size <= d * p, (side_size + p - 1) >> lg, d))
-        row_sel = Signal(range(d))
-        m.d.comb += row_sel.eq((lfsr * side_rows) >> 16)
-        lane_sel = Signal(range(max(p, 2)))
-        m.d.comb += lane_sel.eq((lfsr * piv_lanes) >> 16)
-        pivot_row = Signal(row_bits + p)
-        m.d.comb += pivot_row.eq(Mux(src_right, fr_rd.data, fl_rd.data))
+        # Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements the
+        # chosen side's FIFO holds; its row is read, its lane picked from the registered row.
+        draw_pos = Signal(range(max(d * p, 2)))
+        m.d.comb += draw_pos.eq((lfsr * draw_size) >> 16)
+        pick_row = Signal(row_bits + p)
+        m.d.comb += pick_row.eq(Mux(src_right, r_fr, r_fl))
         pick = Signal(signed(w))
-        m.d.comb += pick.eq(pivot_row[:row_bits].word_select(lane_sel, lane_bits)[:w])
-        rest = Signal(cb + 1)
-        m.d.comb += rest.eq(ws_size - (piv_row << lg))
+        m.d.comb += pick.eq(pick_row[:row_bits].word_select(piv_lane, lane_bits)[:w])
         # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
         state = lfsr
         for step in range(16):
@@ -297,17 +306,31 @@ class TopK(wiring.Component):
             state = shifted
         next_lfsr = state
 
+        # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
+        t = Signal(cb)
+        m.d.comb += t.eq(Mux(after_ingest, k, target))
+        ge = Signal(cb + 1)
+        m.d.comb += ge.eq(cnt_g + cnt_e)
+        total = Signal(cb + 2)
+        m.d.comb += total.eq(cnt_g + cnt_e + cnt_l)
+        side_right = Signal()
+        side_size = Signal(cb)
+        fits = Signal()
+        m.d.comb += fits.eq(side_size <= d * p)
+
         m.d.comb += self.busy.eq(1)
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
                 with m.If(self.cmd.valid):
                     c = self.cmd.payload
+                    seed_state = Signal(16)
+                    m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
                     m.d.sync += [n.eq(c.n), k.eq(c.k), rows_b.eq((c.n + p - 1) >> lg),
-                                 lfsr.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed)), rounds.eq(0),
-                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), wr_l.eq(0), wr_r.eq(0),
-                                 after_ingest.eq(1), lo_inf.eq(1), hi_inf.eq(1), mode_all.eq(0),
-                                 eq_seen.eq(0)]
+                                 lfsr.eq(seed_state), first_lane.eq(seed_state >> (16 - lg) if p > 1 else 0),
+                                 rounds.eq(0), cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0),
+                                 wr_l.eq(0), wr_r.eq(0), after_ingest.eq(1), mode_all.eq(0),
+                                 pivot.eq(pos_inf), lo.eq(neg_inf), hi.eq(pos_inf)]
                     m.d.comb += [pack_l.clear.eq(1), pack_r.clear.eq(1), pack_o.clear.eq(1)]
                     with m.If(c.n == 0):
                         m.next = "INGEST_DRAIN"
@@ -317,62 +340,66 @@ class TopK(wiring.Component):
                 m.d.comb += [self.inp.ready.eq(1), ingest_beat.eq(self.inp.valid)]
                 with m.If(self.inp.valid):
                     m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == 0):
+                        # the first beat's lane first_lane is the pivot of the ingest partition; a
+                        # hole there (or a lane >= n) leaves the pivot at +infinity (all to FIFO_L)
+                        first = self.inp.payload.data[first_lane] if p > 1 else self.inp.payload.data[0]
+                        first_keep = in_row[p * w:].bit_select(first_lane, 1) if p > 1 else in_row[p * w]
+                        m.d.sync += [pivot.eq(Mux(first_keep, first, pos_inf)), lfsr.eq(next_lfsr)]
                     with m.If(cnt + 1 == rows_b):
                         m.next = "INGEST_DRAIN"
             with m.State("INGEST_DRAIN"):
+                m.next = "INGEST_DRAIN2"
+            with m.State("INGEST_DRAIN2"):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += [pack_l.flush.eq(1), pack_r.flush.eq(1)]
                 go_scan = Signal()
-                with m.If(after_ingest):
-                    m.d.comb += [side_right.eq(0), side_size.eq(cnt_l)]
-                    m.d.sync += [after_ingest.eq(0), target.eq(k)]
-                    with m.If(k == 0):
-                        m.next = "DONE"
-                    with m.Elif(k >= cnt_l):
-                        m.d.sync += [mode_all.eq(1), cnt.eq(0)]
-                        m.next = "REPLAY"
-                    with m.Else():
-                        m.d.comb += go_scan.eq(1)
-                with m.Elif(target <= cnt_g):
-                    m.d.comb += [side_right.eq(1), side_size.eq(cnt_g), go_scan.eq(1)]
-                    m.d.sync += [lo.eq(pivot), lo_inf.eq(0)]
-                with m.Elif(target <= cnt_g + cnt_e):
-                    m.d.sync += [kth.eq(pivot), keep_eq.eq(target - cnt_g), cnt.eq(0)]
+                m.d.sync += after_ingest.eq(0)
+                with m.If(after_ingest & (k == 0)):
+                    m.next = "DONE"
+                with m.Elif(after_ingest & (k >= total)):
+                    m.d.sync += [mode_all.eq(1), cnt.eq(0)]
                     m.next = "REPLAY"
                 with m.Else():
-                    m.d.comb += [side_right.eq(0), side_size.eq(cnt_l), go_scan.eq(1)]
-                    m.d.sync += [hi.eq(pivot), hi_inf.eq(0), target.eq(target - cnt_g - cnt_e)]
+                    m.d.sync += rounds.eq(rounds + 1)
+                    with m.If(t <= cnt_g):
+                        m.d.comb += [side_right.eq(1), side_size.eq(cnt_g), go_scan.eq(1)]
+                        m.d.sync += [lo.eq(pivot), target.eq(t)]
+                    with m.Elif(t <= ge):
+                        m.d.sync += [kth.eq(pivot), eq_left.eq(t - cnt_g), cnt.eq(0)]
+                        m.next = "REPLAY"
+                    with m.Else():
+                        m.d.comb += [side_right.eq(0), side_size.eq(cnt_l), go_scan.eq(1)]
+                        m.d.sync += [hi.eq(pivot), target.eq(t - ge)]
                 with m.If(go_scan):
-                    fits = side_size <= d * p
-                    m.d.sync += [piv_row.eq(row_sel), ws_size.eq(side_size), lfsr.eq(next_lfsr),
-                                 rounds.eq(rounds + 1), src_fifo.eq(fits), src_right.eq(side_right),
+                    m.d.sync += [draw_size.eq(Mux(fits, side_size, d * p)), src_fifo.eq(fits),
+                                 src_right.eq(side_right),
                                  rows_s.eq(Mux(fits, (side_size + p - 1) >> lg, rows_b)),
                                  cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), wr_l.eq(0), wr_r.eq(0)]
                     m.next = "PIVOT_RD"
             with m.State("PIVOT_RD"):
-                # The FIFO row read here arrives during SCAN's first cycle, when no lane is compared yet.
-                m.d.comb += rd_addr.eq(piv_row)
-                m.d.sync += piv_lanes.eq(Mux(rest >= p, p, rest))
+                # the pivot's row is read now, registered during SCAN's cycle 0, picked in cycle 1
+                m.d.comb += rd_addr.eq(draw_pos >> lg)
+                m.d.sync += [piv_lane.eq(draw_pos & (p - 1)), lfsr.eq(next_lfsr)]
                 m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rd_addr.eq(cnt)
-                with m.If(cnt == 0):
-                    m.d.sync += [pivot.eq(pick), lfsr.eq(next_lfsr)]
-                m.d.sync += [a_valid.eq(cnt < rows_s), a_replay.eq(0), a_from_fifo.eq(src_fifo),
-                             a_right.eq(src_right), a_row.eq(cnt), cnt.eq(cnt + 1)]
-                with m.If(cnt == rows_s + 1):
+                with m.If(cnt == 1):
+                    m.d.sync += pivot.eq(pick)
+                m.d.sync += [s1_valid.eq(cnt < rows_s), s1_replay.eq(0), s1_fifo.eq(src_fifo),
+                             s1_right.eq(src_right), s1_row.eq(cnt), cnt.eq(cnt + 1)]
+                with m.If(cnt == rows_s + 2):
                     m.next = "DECIDE"
             with m.State("REPLAY"):
                 m.d.comb += rd_addr.eq(cnt)
                 with m.If(adv):
-                    m.d.sync += [a_valid.eq(cnt < rows_b), a_replay.eq(1), a_from_fifo.eq(0),
-                                 a_row.eq(cnt), cnt.eq(cnt + 1)]
-                    with m.If(cnt == rows_b + 1):
+                    m.d.sync += [s1_valid.eq(cnt < rows_b), s1_replay.eq(1), s1_fifo.eq(0),
+                                 s1_row.eq(cnt), cnt.eq(cnt + 1)]
+                    with m.If(cnt == rows_b + 3):
                         m.next = "RFLUSH"
             with m.State("RFLUSH"):
                 m.d.comb += pack_o.flush.eq(adv)
-                m.d.sync += a_valid.eq(0)
                 with m.If(adv):
                     m.next = "RDRAIN"
             with m.State("RDRAIN"):
