@@ -91,7 +91,11 @@ class _Packer(Elaboratable):
 
 
 def _popcount(bits, n):
-    return sum(bits[i] for i in range(n)) if n > 1 else bits[0]
+    """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
+    terms = [bits[i] for i in range(n)]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class TopK(wiring.Component):
@@ -170,8 +174,8 @@ class TopK(wiring.Component):
         src_right = Signal()
         rows_s = Signal(range(max(self.buffer_rows, d) + 1))
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
+        cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
-        draw_size = Signal(range(min(d * p, (1 << cb) - 1) + 1))   # elements the pivot is drawn from
         piv_lane = Signal(range(max(p, 2)))
         first_lane = Signal(range(max(p, 2)))           # lane of the first beat that gives the pivot
         after_ingest = Signal()
@@ -247,7 +251,9 @@ class TopK(wiring.Component):
                      pack_r.in_lanes.eq(s3_lanes), pack_r.in_keep.eq(s3_gt), pack_r.in_en.eq(part)]
         with m.If(part):
             m.d.sync += [cnt_g.eq(cnt_g + _popcount(s3_gt, p)), cnt_e.eq(cnt_e + _popcount(s3_eq, p)),
-                         cnt_l.eq(cnt_l + _popcount(s3_lt, p))]
+                         cnt_l.eq(cnt_l + _popcount(s3_lt, p)),
+                         cnt_ge.eq(cnt_ge + _popcount(s3_gt | s3_eq, p)),
+                         cnt_all.eq(cnt_all + _popcount(s3_gt | s3_eq | s3_lt, p))]
         for pk, wr, fw in ((pack_l, wr_l, fl_wr), (pack_r, wr_r, fr_wr)):
             m.d.comb += [fw.addr.eq(wr), fw.data.eq(Cat(pk.row_lanes, pk.row_keep)),
                          fw.en.eq(pk.row_valid & (wr < d))]
@@ -292,8 +298,6 @@ class TopK(wiring.Component):
 
         # Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements the
         # chosen side's FIFO holds; its row is read, its lane picked from the registered row.
-        draw_pos = Signal(range(max(d * p, 2)))
-        m.d.comb += draw_pos.eq((lfsr * draw_size) >> 16)
         pick_row = Signal(row_bits + p)
         m.d.comb += pick_row.eq(Mux(src_right, r_fr, r_fl))
         pick = Signal(signed(w))
@@ -309,14 +313,25 @@ class TopK(wiring.Component):
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
         t = Signal(cb)
         m.d.comb += t.eq(Mux(after_ingest, k, target))
-        ge = Signal(cb + 1)
-        m.d.comb += ge.eq(cnt_g + cnt_e)
-        total = Signal(cb + 2)
-        m.d.comb += total.eq(cnt_g + cnt_e + cnt_l)
+        ge, total = cnt_ge, cnt_all
+        # both sides' FIFO fit and row count are computed before the decision picks one (short path)
+        fits_g, fits_l = Signal(), Signal()
+        rows_g, rows_l = Signal.like(rows_s), Signal.like(rows_s)
+        for fit, rows, size in ((fits_g, rows_g, cnt_g), (fits_l, rows_l, cnt_l)):
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, rows_b))]
+        # Both sides' draws are multiplied straight from the counters and registered every cycle (in
+        # Decide they hold the final counts); a side that does not fit draws from its first D * P
+        # elements (a constant multiply). Two registers rather than one multiplexed product keep the
+        # side decision off the multiplier's inputs (Yosys would otherwise share one multiplier).
+        # Pivot read: the chosen side's position selects the row; its low bits are the lane.
+        pos_cap = Signal(range(max(d * p, 2)))
+        m.d.sync += pos_cap.eq((lfsr * (d * p)) >> 16)
+        pos_g, pos_l = Signal(range(max(d * p, 2))), Signal(range(max(d * p, 2)))
+        m.d.sync += [pos_g.eq(Mux(fits_g, (lfsr * cnt_g) >> 16, pos_cap)),
+                     pos_l.eq(Mux(fits_l, (lfsr * cnt_l) >> 16, pos_cap))]
+        draw_pos = Signal(range(max(d * p, 2)))
+        m.d.comb += draw_pos.eq(Mux(src_right, pos_g, pos_l))
         side_right = Signal()
-        side_size = Signal(cb)
-        fits = Signal()
-        m.d.comb += fits.eq(side_size <= d * p)
 
         m.d.comb += self.busy.eq(1)
         with m.FSM(name="topk_fsm"):
@@ -329,6 +344,7 @@ class TopK(wiring.Component):
                     m.d.sync += [n.eq(c.n), k.eq(c.k), rows_b.eq((c.n + p - 1) >> lg),
                                  lfsr.eq(seed_state), first_lane.eq(seed_state >> (16 - lg) if p > 1 else 0),
                                  rounds.eq(0), cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0),
+                                 cnt_ge.eq(0), cnt_all.eq(0),
                                  wr_l.eq(0), wr_r.eq(0), after_ingest.eq(1), mode_all.eq(0),
                                  pivot.eq(pos_inf), lo.eq(neg_inf), hi.eq(pos_inf)]
                     m.d.comb += [pack_l.clear.eq(1), pack_r.clear.eq(1), pack_o.clear.eq(1)]
@@ -364,19 +380,19 @@ class TopK(wiring.Component):
                 with m.Else():
                     m.d.sync += rounds.eq(rounds + 1)
                     with m.If(t <= cnt_g):
-                        m.d.comb += [side_right.eq(1), side_size.eq(cnt_g), go_scan.eq(1)]
+                        m.d.comb += [side_right.eq(1), go_scan.eq(1)]
                         m.d.sync += [lo.eq(pivot), target.eq(t)]
                     with m.Elif(t <= ge):
                         m.d.sync += [kth.eq(pivot), eq_left.eq(t - cnt_g), cnt.eq(0)]
                         m.next = "REPLAY"
                     with m.Else():
-                        m.d.comb += [side_right.eq(0), side_size.eq(cnt_l), go_scan.eq(1)]
+                        m.d.comb += [side_right.eq(0), go_scan.eq(1)]
                         m.d.sync += [hi.eq(pivot), target.eq(t - ge)]
                 with m.If(go_scan):
-                    m.d.sync += [draw_size.eq(Mux(fits, side_size, d * p)), src_fifo.eq(fits),
-                                 src_right.eq(side_right),
-                                 rows_s.eq(Mux(fits, (side_size + p - 1) >> lg, rows_b)),
-                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), wr_l.eq(0), wr_r.eq(0)]
+                    m.d.sync += [src_fifo.eq(Mux(side_right, fits_g, fits_l)), src_right.eq(side_right),
+                                 rows_s.eq(Mux(side_right, rows_g, rows_l)),
+                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), cnt_ge.eq(0), cnt_all.eq(0),
+                                 wr_l.eq(0), wr_r.eq(0)]
                     m.next = "PIVOT_RD"
             with m.State("PIVOT_RD"):
                 # the pivot's row is read now, registered during SCAN's cycle 0, picked in cycle 1
