@@ -90,6 +90,49 @@ class _Packer(Elaboratable):
         return m
 
 
+class _AppendPacker(Elaboratable):
+    """Appends an already compacted vector (``in_count`` lanes first, other lanes zero) to a partial
+    row; emits full rows of P lanes. The output side's packer: its input is compacted one pipeline
+    stage earlier, so that only a shift by the partial row's count is on the loop through the
+    partial-row registers. ``flush`` emits the partial row (keep bits a prefix) and empties it.
+    """
+
+    def __init__(self, lanes: int, lane_bits: int):
+        self.lanes, self.lane_bits = lanes, lane_bits
+        self.in_lanes = Signal(lanes * lane_bits)
+        self.in_count = Signal(range(lanes + 1))
+        self.in_en = Signal()
+        self.flush = Signal()
+        self.clear = Signal()
+        self.row_valid = Signal()
+        self.row_lanes = Signal(lanes * lane_bits)
+        self.row_keep = Signal(lanes)
+        self.acc_lanes = Signal(lanes * lane_bits)    # lanes at or above acc_count are zero
+        self.acc_count = Signal(range(lanes + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        p, lb = self.lanes, self.lane_bits
+        window = Signal(2 * p * lb)
+        m.d.comb += window.eq(self.acc_lanes | (self.in_lanes << (self.acc_count * lb)))
+        total = Signal(range(2 * p + 1))
+        m.d.comb += total.eq(self.acc_count + self.in_count)
+        low, high = window[:p * lb], window[p * lb:]
+        with m.If(self.clear):
+            m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
+        with m.Elif(self.in_en):
+            with m.If(total >= p):
+                m.d.comb += [self.row_valid.eq(1), self.row_lanes.eq(low), self.row_keep.eq((1 << p) - 1)]
+                m.d.sync += [self.acc_lanes.eq(high), self.acc_count.eq(total - p)]
+            with m.Else():
+                m.d.sync += [self.acc_lanes.eq(low), self.acc_count.eq(total)]
+        with m.Elif(self.flush):
+            m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes),
+                         self.row_keep.eq(Cat(*[self.acc_count > i for i in range(p)]))]
+            m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
+        return m
+
+
 def _popcount(bits, n):
     """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
     terms = [bits[i] for i in range(n)]
@@ -157,7 +200,8 @@ class TopK(wiring.Component):
         fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
         m.submodules.pack_l = pack_l = _Packer(p, lane_bits)
         m.submodules.pack_r = pack_r = _Packer(p, lane_bits)
-        m.submodules.pack_o = pack_o = _Packer(p, lane_bits)
+        m.submodules.pack_o = pack_o = _AppendPacker(p, lane_bits)
+        m.submodules.compact_o = compact_o = ZeroEliminator(p, unsigned(lane_bits))
 
         # Request registers.
         n = Signal(cb)
@@ -191,34 +235,33 @@ class TopK(wiring.Component):
         adv = Signal()               # the pipeline may move (the output register is free or drains)
         m.d.comb += [adv.eq(~out_valid | self.out.ready), self.out.valid.eq(out_valid)]
         ingest_beat = Signal()
-        s1_valid, s1_replay, s1_fifo, s1_right = Signal(), Signal(), Signal(), Signal()
+        s1_valid, s1_replay, s1_fifo = Signal(name="s1_valid"), Signal(name="s1_replay"), Signal(name="s1_fifo")
         s1_row = Signal(range(max(self.buffer_rows, d, 2)))
-        s2_valid, s2_replay, s2_fifo, s2_right, s2_input = Signal(), Signal(), Signal(), Signal(), Signal()
+        s2_valid, s2_replay, s2_fifo = Signal(name="s2_valid"), Signal(name="s2_replay"), Signal(name="s2_fifo")
         s2_row = Signal.like(s1_row)
-        r_buf = Signal(p * (w + 1))
-        r_fl, r_fr = Signal(row_bits + p), Signal(row_bits + p)
-        r_in = Signal(p * (w + 1))
-        with m.If(adv):
-            m.d.sync += [s1_valid.eq(0),
-                         s2_valid.eq(s1_valid | ingest_beat), s2_replay.eq(s1_valid & s1_replay),
-                         s2_fifo.eq(s1_fifo & ~ingest_beat), s2_right.eq(s1_right),
-                         s2_input.eq(ingest_beat), s2_row.eq(Mux(ingest_beat, cnt, s1_row)),
-                         r_buf.eq(buf_rd.data), r_fl.eq(fl_rd.data), r_fr.eq(fr_rd.data)]
+        # s2 registers: r_plain holds an input beat (ingest) or a buffer row, r_fifo a row of the FIFO of
+        # side src_right; one 2:1 multiplexer sits between a block RAM and its register, none between
+        # the registers and the comparators but the FIFO-or-plain choice.
+        r_plain = Signal(p * (w + 1))
+        r_fifo = Signal(row_bits + p)
         in_row = Signal(p * (w + 1))      # an input beat as stored: data, then keep (index < n included)
         full_index = [Signal(cb + lg + 1, name=f"in_index{i}") for i in range(p)]
         m.d.comb += [full_index[i].eq((cnt << lg) | i) for i in range(p)]
         m.d.comb += in_row.eq(Cat(self.inp.payload.data,
                                   *[self.inp.payload.keep[i] & (full_index[i] < n) for i in range(p)]))
-        with m.If(ingest_beat):
-            m.d.sync += r_in.eq(in_row)
+        with m.If(adv):
+            m.d.sync += [s1_valid.eq(0),
+                         s2_valid.eq(s1_valid | ingest_beat), s2_replay.eq(s1_valid & s1_replay),
+                         s2_fifo.eq(s1_fifo & ~ingest_beat), s2_row.eq(Mux(ingest_beat, cnt, s1_row)),
+                         r_plain.eq(Mux(ingest_beat, in_row, buf_rd.data)),
+                         r_fifo.eq(Mux(src_right, fr_rd.data, fl_rd.data))]
 
         # s2: choose the source, compare (partition against the pivot inside the bounds, and the
         # replay's comparison with the k-th value).
         vals = [Signal(signed(w), name=f"s2_val{i}") for i in range(p)]
         idxs = [Signal(ib, name=f"s2_idx{i}") for i in range(p)]
         keeps = Signal(p)
-        plain = Mux(s2_input, r_in, r_buf)
-        fifo_row = Mux(s2_right, r_fr, r_fl)
+        plain, fifo_row = r_plain, r_fifo
         for i in range(p):
             lane = fifo_row[i * lane_bits:(i + 1) * lane_bits]
             with m.If(s2_fifo):
@@ -226,13 +269,25 @@ class TopK(wiring.Component):
             with m.Else():
                 m.d.comb += [vals[i].eq(plain[i * w:(i + 1) * w]), idxs[i].eq((s2_row << lg) | i),
                              keeps[i].eq(plain[p * w + i])]
+        # The comparators are duplicated per source (FIFO row, plain row) and the one-bit results are
+        # selected: the source multiplexer then is not in front of the comparators' carry chains.
         gt, eq, lt, gtk, eqk = Signal(p), Signal(p), Signal(p), Signal(p), Signal(p)
-        for i in range(p):
-            v = vals[i]
-            inside = keeps[i] & (v > lo) & (v < hi)
-            m.d.comb += [gt[i].eq(inside & (v > pivot)), eq[i].eq(inside & (v == pivot)),
-                         lt[i].eq(inside & (v < pivot)),
-                         gtk[i].eq(keeps[i] & (v > kth)), eqk[i].eq(keeps[i] & (v == kth))]
+        sources = []
+        for tag, row, lane_of in (("f", fifo_row, lambda i: fifo_row[i * lane_bits:i * lane_bits + w]),
+                                  ("p", plain, lambda i: plain[i * w:(i + 1) * w])):
+            keep_of = (lambda i: fifo_row[row_bits + i]) if tag == "f" else (lambda i: plain[p * w + i])
+            bits = [Signal(p, name=f"{tag}_{x}") for x in ("gt", "eq", "lt", "gtk", "eqk")]
+            for i in range(p):
+                v = Signal(signed(w), name=f"{tag}_val{i}")
+                m.d.comb += v.eq(lane_of(i))
+                kp = keep_of(i)
+                inside = kp & (v > lo) & (v < hi)
+                m.d.comb += [bits[0][i].eq(inside & (v > pivot)), bits[1][i].eq(inside & (v == pivot)),
+                             bits[2][i].eq(inside & (v < pivot)),
+                             bits[3][i].eq(kp & (v > kth)), bits[4][i].eq(kp & (v == kth))]
+            sources.append(bits)
+        for dst, f_bits, p_bits in zip((gt, eq, lt, gtk, eqk), *sources):
+            m.d.comb += dst.eq(Mux(s2_fifo, f_bits, p_bits))
         s3_valid, s3_replay = Signal(), Signal()
         s3_row = Signal.like(s1_row)
         s3_lanes = Signal(row_bits)
@@ -279,9 +334,19 @@ class TopK(wiring.Component):
                 m.d.sync += eq_left.eq(Mux(eq_left > eq_here, eq_left - eq_here, 0))
 
         # s4 -> output packer -> output register.
-        m.d.comb += [pack_o.in_lanes.eq(s4_lanes), pack_o.in_keep.eq(s4_keep),
-                     pack_o.in_en.eq(s4_valid & adv)]
         m.d.comb += [self.mask_valid.eq(s4_valid & adv), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
+
+        # s4 -> s5: the kept lanes compacted to the front (other lanes zeroed) and their count.
+        m.d.comb += [compact_o.i_data.as_value().eq(s4_lanes), compact_o.i_keep.eq(s4_keep)]
+        s5_valid = Signal()
+        s5_lanes = Signal(row_bits)
+        s5_count = Signal(range(p + 1))
+        with m.If(adv):
+            m.d.sync += [s5_valid.eq(s4_valid), s5_count.eq(compact_o.o_count),
+                         s5_lanes.eq(Cat(*[Mux(compact_o.o_keep[i], compact_o.o_data[i], 0)
+                                           for i in range(p)]))]
+        m.d.comb += [pack_o.in_lanes.eq(s5_lanes), pack_o.in_count.eq(s5_count),
+                     pack_o.in_en.eq(s5_valid & adv)]
         with m.If(adv):
             m.d.sync += out_valid.eq(pack_o.row_valid)
             with m.If(pack_o.row_valid):
@@ -298,10 +363,8 @@ class TopK(wiring.Component):
 
         # Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements the
         # chosen side's FIFO holds; its row is read, its lane picked from the registered row.
-        pick_row = Signal(row_bits + p)
-        m.d.comb += pick_row.eq(Mux(src_right, r_fr, r_fl))
         pick = Signal(signed(w))
-        m.d.comb += pick.eq(pick_row[:row_bits].word_select(piv_lane, lane_bits)[:w])
+        m.d.comb += pick.eq(r_fifo[:row_bits].word_select(piv_lane, lane_bits)[:w])
         # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
         state = lfsr
         for step in range(16):
@@ -404,7 +467,7 @@ class TopK(wiring.Component):
                 with m.If(cnt == 1):
                     m.d.sync += pivot.eq(pick)
                 m.d.sync += [s1_valid.eq(cnt < rows_s), s1_replay.eq(0), s1_fifo.eq(src_fifo),
-                             s1_right.eq(src_right), s1_row.eq(cnt), cnt.eq(cnt + 1)]
+                             s1_row.eq(cnt), cnt.eq(cnt + 1)]
                 with m.If(cnt == rows_s + 2):
                     m.next = "DECIDE"
             with m.State("REPLAY"):
@@ -412,7 +475,7 @@ class TopK(wiring.Component):
                 with m.If(adv):
                     m.d.sync += [s1_valid.eq(cnt < rows_b), s1_replay.eq(1), s1_fifo.eq(0),
                                  s1_row.eq(cnt), cnt.eq(cnt + 1)]
-                    with m.If(cnt == rows_b + 3):
+                    with m.If(cnt == rows_b + 4):
                         m.next = "RFLUSH"
             with m.State("RFLUSH"):
                 m.d.comb += pack_o.flush.eq(adv)

@@ -18,8 +18,8 @@ each further round        1 + S + 3 + 1  (pivot row read, S rows read, 3 pipelin
                           memory output register, compare register; decide); S = ceil(|W| / P)
                           when the working set W fits a FIFO (|W| <= D * P), else S = B (the
                           buffer is rescanned with the bounds lo < x < hi)
-replay                    B + 4 + 1 + 1  (B rows read, 4 pipeline cycles: memory, output register,
-                          compare register, keep register; flush; drain)
+replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
+                          compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
 
 ``cycles`` counts rising edges from the command handshake to the cycle in which ``done`` is high,
@@ -62,7 +62,7 @@ INGEST_DRAIN = 2     # the last input beat passes the input register and the com
 DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
 PIVOT_READ = 1       # read the pivot's FIFO row (its lane is picked while the scan starts)
 SCAN_LATENCY = 3     # synchronous memory read, memory output register, compare register
-REPLAY_LATENCY = 4   # the same three, then the keep-decision register before the output packer
+REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
 
 
