@@ -40,56 +40,6 @@ def field_bits(max_n: int) -> tuple[int, int]:
     return max_n.bit_length(), max(1, (max_n - 1).bit_length())
 
 
-class _Packer(Elaboratable):
-    """Appends the kept lanes of each input vector to a partial row; emits full rows of P lanes.
-
-    A zero eliminator over 2P lanes (the P-lane partial row, already compact, followed by the new
-    vector) does the packing, so a row is written only when it is full and the FIFOs hold dense rows.
-    ``flush`` emits the partial row (keep bits a prefix) and empties the packer.
-    """
-
-    def __init__(self, lanes: int, lane_bits: int):
-        self.lanes, self.lane_bits = lanes, lane_bits
-        self.in_lanes = Signal(lanes * lane_bits)
-        self.in_keep = Signal(lanes)
-        self.in_en = Signal()
-        self.flush = Signal()
-        self.clear = Signal()
-        self.row_valid = Signal()
-        self.row_lanes = Signal(lanes * lane_bits)
-        self.row_keep = Signal(lanes)
-        self.acc_lanes = Signal(lanes * lane_bits)
-        self.acc_count = Signal(range(lanes + 1))
-        self.acc_keep = Signal(lanes)
-
-    def elaborate(self, platform):
-        m = Module()
-        p, lb = self.lanes, self.lane_bits
-        m.submodules.ze = ze = ZeroEliminator(2 * p, unsigned(lb))
-        m.d.comb += [self.acc_keep[i].eq(self.acc_count > i) for i in range(p)]
-        m.d.comb += [
-            ze.i_data.as_value().eq(Cat(self.acc_lanes, self.in_lanes)),
-            # in_en only enables the registers below: keeping it off the eliminator's inputs keeps a
-            # late enable (the output stream's ready) off the prefix-sum path
-            ze.i_keep.eq(Cat(self.acc_keep, self.in_keep)),
-        ]
-        packed = ze.o_data.as_value()
-        low, high = packed[:p * lb], packed[p * lb:]
-        with m.If(self.clear):
-            m.d.sync += self.acc_count.eq(0)
-        with m.Elif(self.in_en):
-            with m.If(ze.o_count >= p):
-                m.d.comb += [self.row_valid.eq(1), self.row_lanes.eq(low), self.row_keep.eq((1 << p) - 1)]
-                m.d.sync += [self.acc_lanes.eq(high), self.acc_count.eq(ze.o_count - p)]
-            with m.Else():
-                m.d.sync += [self.acc_lanes.eq(low), self.acc_count.eq(ze.o_count)]
-        with m.Elif(self.flush):
-            m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes),
-                         self.row_keep.eq(self.acc_keep)]
-            m.d.sync += self.acc_count.eq(0)
-        return m
-
-
 class _AppendPacker(Elaboratable):
     """Appends an already compacted vector (``in_count`` lanes first, other lanes zero) to a partial
     row; emits full rows of P lanes. The output side's packer: its input is compacted one pipeline
@@ -113,8 +63,15 @@ class _AppendPacker(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         p, lb = self.lanes, self.lane_bits
+        # shift the new lanes up by acc_count (< P) lanes: log2(P) stages of constant shifts
+        shifted = Signal(2 * p * lb)
+        m.d.comb += shifted.eq(self.in_lanes)
+        for j in range((p - 1).bit_length()):
+            stage = Signal(2 * p * lb, name=f"append_shift{j}")
+            m.d.comb += stage.eq(Mux(self.acc_count[j], shifted << ((1 << j) * lb), shifted))
+            shifted = stage
         window = Signal(2 * p * lb)
-        m.d.comb += window.eq(self.acc_lanes | (self.in_lanes << (self.acc_count * lb)))
+        m.d.comb += window.eq(self.acc_lanes | shifted)
         total = Signal(range(2 * p + 1))
         m.d.comb += total.eq(self.acc_count + self.in_count)
         low, high = window[:p * lb], window[p * lb:]
@@ -198,8 +155,10 @@ class TopK(wiring.Component):
         buf_wr, buf_rd = buf.write_port(), buf.read_port()
         fl_wr, fl_rd = fifo_l.write_port(), fifo_l.read_port()
         fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
-        m.submodules.pack_l = pack_l = _Packer(p, lane_bits)
-        m.submodules.pack_r = pack_r = _Packer(p, lane_bits)
+        m.submodules.pack_l = pack_l = _AppendPacker(p, lane_bits)
+        m.submodules.pack_r = pack_r = _AppendPacker(p, lane_bits)
+        m.submodules.compact_l = compact_l = ZeroEliminator(p, unsigned(lane_bits))
+        m.submodules.compact_r = compact_r = ZeroEliminator(p, unsigned(lane_bits))
         m.submodules.pack_o = pack_o = _AppendPacker(p, lane_bits)
         m.submodules.compact_o = compact_o = ZeroEliminator(p, unsigned(lane_bits))
 
@@ -269,41 +228,57 @@ class TopK(wiring.Component):
             with m.Else():
                 m.d.comb += [vals[i].eq(plain[i * w:(i + 1) * w]), idxs[i].eq((s2_row << lg) | i),
                              keeps[i].eq(plain[p * w + i])]
-        # The comparators are duplicated per source (FIFO row, plain row) and the one-bit results are
-        # selected: the source multiplexer then is not in front of the comparators' carry chains.
-        gt, eq, lt, gtk, eqk = Signal(p), Signal(p), Signal(p), Signal(p), Signal(p)
+        # The comparators are duplicated per source (FIFO row, plain row) and only their one-bit
+        # results are selected and registered; the AND with the keep bit and the bounds is done after
+        # the register. A FIFO row needs no bounds: a FIFO holds exactly the working set.
+        names = ("gt", "eq", "lt", "gtk", "eqk", "in_lo", "in_hi")
+        raw = [Signal(p, name=f"s2_{x}") for x in names]
         sources = []
-        for tag, row, lane_of in (("f", fifo_row, lambda i: fifo_row[i * lane_bits:i * lane_bits + w]),
-                                  ("p", plain, lambda i: plain[i * w:(i + 1) * w])):
-            keep_of = (lambda i: fifo_row[row_bits + i]) if tag == "f" else (lambda i: plain[p * w + i])
-            bits = [Signal(p, name=f"{tag}_{x}") for x in ("gt", "eq", "lt", "gtk", "eqk")]
+        for tag, lane_of in (("f", lambda i: fifo_row[i * lane_bits:i * lane_bits + w]),
+                             ("p", lambda i: plain[i * w:(i + 1) * w])):
+            bits = [Signal(p, name=f"{tag}_{x}") for x in names]
             for i in range(p):
                 v = Signal(signed(w), name=f"{tag}_val{i}")
                 m.d.comb += v.eq(lane_of(i))
-                kp = keep_of(i)
-                inside = kp & (v > lo) & (v < hi)
-                m.d.comb += [bits[0][i].eq(inside & (v > pivot)), bits[1][i].eq(inside & (v == pivot)),
-                             bits[2][i].eq(inside & (v < pivot)),
-                             bits[3][i].eq(kp & (v > kth)), bits[4][i].eq(kp & (v == kth))]
+                m.d.comb += [bits[0][i].eq(v > pivot), bits[1][i].eq(v == pivot), bits[2][i].eq(v < pivot),
+                             bits[3][i].eq(v > kth), bits[4][i].eq(v == kth),
+                             bits[5][i].eq(1 if tag == "f" else v > lo),
+                             bits[6][i].eq(1 if tag == "f" else v < hi)]
             sources.append(bits)
-        for dst, f_bits, p_bits in zip((gt, eq, lt, gtk, eqk), *sources):
+        for dst, f_bits, p_bits in zip(raw, *sources):
             m.d.comb += dst.eq(Mux(s2_fifo, f_bits, p_bits))
-        s3_valid, s3_replay = Signal(), Signal()
+        s3_valid, s3_replay = Signal(name="s3_valid"), Signal(name="s3_replay")
         s3_row = Signal.like(s1_row)
         s3_lanes = Signal(row_bits)
-        s3_gt, s3_eq, s3_lt, s3_gtk, s3_eqk, s3_keep = (Signal(p, name=f"s3_{x}")
-                                                        for x in ("gt", "eq", "lt", "gtk", "eqk", "keep"))
+        s3_raw = [Signal(p, name=f"s3_{x}_raw") for x in names]
+        s3_keep = Signal(p)
         with m.If(adv):
             m.d.sync += [s3_valid.eq(s2_valid), s3_replay.eq(s2_replay), s3_row.eq(s2_row),
                          s3_lanes.eq(Cat(*[Cat(vals[i], idxs[i]) for i in range(p)])),
-                         s3_gt.eq(gt), s3_eq.eq(eq), s3_lt.eq(lt), s3_gtk.eq(gtk), s3_eqk.eq(eqk),
-                         s3_keep.eq(keeps)]
+                         s3_keep.eq(keeps), *[r.eq(x) for r, x in zip(s3_raw, raw)]]
+        s3_gt, s3_eq, s3_lt, s3_gtk, s3_eqk = (Signal(p, name=f"s3_{x}") for x in names[:5])
+        inside = Signal(p)
+        m.d.comb += [inside.eq(s3_keep & s3_raw[5] & s3_raw[6]),
+                     s3_gt.eq(inside & s3_raw[0]), s3_eq.eq(inside & s3_raw[1]), s3_lt.eq(inside & s3_raw[2]),
+                     s3_gtk.eq(s3_keep & s3_raw[3]), s3_eqk.eq(s3_keep & s3_raw[4])]
 
-        # s3 -> partition packers (FIFO_L / FIFO_R) and counts.
+        # s3 -> counts, and each side's lanes compacted into a register (s3c); s3c -> the partition
+        # packers (FIFO_L / FIFO_R), which only shift the compacted row behind their partial row.
         part = Signal()
         m.d.comb += part.eq(s3_valid & ~s3_replay)
-        m.d.comb += [pack_l.in_lanes.eq(s3_lanes), pack_l.in_keep.eq(s3_lt), pack_l.in_en.eq(part),
-                     pack_r.in_lanes.eq(s3_lanes), pack_r.in_keep.eq(s3_gt), pack_r.in_en.eq(part)]
+        s3c_part = Signal()
+        side_rows = []
+        for ze, sel in ((compact_l, s3_lt), (compact_r, s3_gt)):
+            m.d.comb += [ze.i_data.as_value().eq(s3_lanes), ze.i_keep.eq(sel)]
+            lanes, count = Signal(row_bits), Signal(range(p + 1))
+            with m.If(adv):
+                m.d.sync += [count.eq(ze.o_count),
+                             lanes.eq(Cat(*[Mux(ze.o_keep[i], ze.o_data[i], 0) for i in range(p)]))]
+            side_rows.append((lanes, count))
+        with m.If(adv):
+            m.d.sync += s3c_part.eq(part)
+        for pk, (lanes, count) in zip((pack_l, pack_r), side_rows):
+            m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(s3c_part)]
         with m.If(part):
             m.d.sync += [cnt_g.eq(cnt_g + _popcount(s3_gt, p)), cnt_e.eq(cnt_e + _popcount(s3_eq, p)),
                          cnt_l.eq(cnt_l + _popcount(s3_lt, p)),
@@ -430,6 +405,8 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN"):
                 m.next = "INGEST_DRAIN2"
             with m.State("INGEST_DRAIN2"):
+                m.next = "INGEST_DRAIN3"
+            with m.State("INGEST_DRAIN3"):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += [pack_l.flush.eq(1), pack_r.flush.eq(1)]
@@ -468,7 +445,7 @@ class TopK(wiring.Component):
                     m.d.sync += pivot.eq(pick)
                 m.d.sync += [s1_valid.eq(cnt < rows_s), s1_replay.eq(0), s1_fifo.eq(src_fifo),
                              s1_row.eq(cnt), cnt.eq(cnt + 1)]
-                with m.If(cnt == rows_s + 2):
+                with m.If(cnt == rows_s + 3):
                     m.next = "DECIDE"
             with m.State("REPLAY"):
                 m.d.comb += rd_addr.eq(cnt)

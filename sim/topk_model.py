@@ -11,11 +11,12 @@ Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffe
 phase                     cycles
 ========================  ==========================================================================
 command accepted          1   (the command handshake cycle; counting starts there)
-ingest + first partition  B + 2  (B input beats back to back, partitioned against a pivot taken from
-                          the first beat; 2 cycles for the last beat to reach the packers)
+ingest + first partition  B + 3  (B input beats back to back, partitioned against a pivot taken from
+                          the first beat; 3 cycles for the last beat to reach the FIFOs)
 decide                    1   (flush partial rows, choose the side, update bounds and target)
-each further round        1 + S + 3 + 1  (pivot row read, S rows read, 3 pipeline cycles: memory,
-                          memory output register, compare register; decide); S = ceil(|W| / P)
+each further round        1 + S + 4 + 1  (pivot row read, S rows read, 4 pipeline cycles: memory,
+                          memory output register, compare register, compacted-row register;
+                          decide); S = ceil(|W| / P)
                           when the working set W fits a FIFO (|W| <= D * P), else S = B (the
                           buffer is rescanned with the bounds lo < x < hi)
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
@@ -58,10 +59,10 @@ LFSR_TAPS = 0xB400
 LFSR_ZERO_SEED = 0xACE1
 
 CMD_CYCLES = 1       # the command handshake cycle
-INGEST_DRAIN = 2     # the last input beat passes the input register and the compare register
+INGEST_DRAIN = 3     # the last input beat passes the input, compare and compacted-row registers
 DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
 PIVOT_READ = 1       # read the pivot's FIFO row (its lane is picked while the scan starts)
-SCAN_LATENCY = 3     # synchronous memory read, memory output register, compare register
+SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
 REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
 
