@@ -9,8 +9,8 @@ Interface (every boundary a stream; payload layouts below, first field in the le
 - ``out``  Out stream {data: P x signed(width), index: P x unsigned, keep: P bits}: the kept elements in
   original order, packed to the front of each beat by zero eliminators; every beat is full except the
   last, whose keep bits are a prefix. No beat is sent when nothing is kept.
-- ``done`` high for one cycle when the request is complete; ``busy``; ``rounds`` = quick-select rounds
-  of the last request.
+- ``done`` high for one cycle when the request is complete; ``busy``; ``rounds`` = partitions whose
+  decision was used in the last request (the ingest partition included; 0 for k = 0 or k >= count).
 - ``mask_valid``, ``mask_row``, ``mask``: during the replay, the keep decision of input row ``mask_row``
   (elements ``mask_row * P + lane``) before packing, one row per cycle in which the replay advances. A
   consumer that wants a keep bit per element writes these P-bit rows instead of decoding ``out``'s
