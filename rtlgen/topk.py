@@ -188,8 +188,9 @@ class TopK(wiring.Component):
         cnt = Signal(range(max(self.buffer_rows, d) + 5))
 
         # Pipeline (see docs/topk.md "Pipeline"): address -> s1 (memory read) -> s2 (memory output
-        # registers / registered input beat) -> s3 (compare registers) -> partition packers, or
-        # -> s4 (replay keep registers) -> output packer -> output register.
+        # registers / registered input beat) -> s3 (compare registers) -> s3c (compacted sides) ->
+        # partition packers, or -> s4 (replay keep registers) -> s5 (compacted kept row) -> output
+        # packer -> output register.
         out_valid = Signal()
         adv = Signal()               # the pipeline may move (the output register is free or drains)
         m.d.comb += [adv.eq(~out_valid | self.out.ready), self.out.valid.eq(out_valid)]
@@ -215,8 +216,7 @@ class TopK(wiring.Component):
                          r_plain.eq(Mux(ingest_beat, in_row, buf_rd.data)),
                          r_fifo.eq(Mux(src_right, fr_rd.data, fl_rd.data))]
 
-        # s2: choose the source, compare (partition against the pivot inside the bounds, and the
-        # replay's comparison with the k-th value).
+        # s2: the selected source's lanes (values, indices, keep bits) go to s3 as data.
         vals = [Signal(signed(w), name=f"s2_val{i}") for i in range(p)]
         idxs = [Signal(ib, name=f"s2_idx{i}") for i in range(p)]
         keeps = Signal(p)
