@@ -9,8 +9,8 @@ Interface (every boundary a stream; payload layouts below, first field in the le
 - ``out``  Out stream {data: P x signed(width), index: P x unsigned, keep: P bits}: the kept elements in
   original order, packed to the front of each beat by zero eliminators; every beat is full except the
   last, whose keep bits are a prefix. No beat is sent when nothing is kept.
-- ``done`` high for one cycle when the request is complete; ``busy``; ``rounds`` = quick-select rounds
-  of the last request.
+- ``done`` high for one cycle when the request is complete; ``busy``; ``rounds`` = partitions whose
+  decision was used in the last request (the ingest partition included; 0 for k = 0 or k >= count).
 - ``mask_valid``, ``mask_row``, ``mask``: during the replay, the keep decision of input row ``mask_row``
   (elements ``mask_row * P + lane``) before packing, one row per cycle in which the replay advances. A
   consumer that wants a keep bit per element writes these P-bit rows instead of decoding ``out``'s
@@ -40,56 +40,62 @@ def field_bits(max_n: int) -> tuple[int, int]:
     return max_n.bit_length(), max(1, (max_n - 1).bit_length())
 
 
-class _Packer(Elaboratable):
-    """Appends the kept lanes of each input vector to a partial row; emits full rows of P lanes.
-
-    A zero eliminator over 2P lanes (the P-lane partial row, already compact, followed by the new
-    vector) does the packing, so a row is written only when it is full and the FIFOs hold dense rows.
-    ``flush`` emits the partial row (keep bits a prefix) and empties the packer.
+class _AppendPacker(Elaboratable):
+    """Appends an already compacted vector (``in_count`` lanes first, other lanes zero) to a partial
+    row; emits full rows of P lanes. The output side's packer: its input is compacted one pipeline
+    stage earlier, so that only a shift by the partial row's count is on the loop through the
+    partial-row registers. ``flush`` emits the partial row (keep bits a prefix) and empties it.
     """
 
     def __init__(self, lanes: int, lane_bits: int):
         self.lanes, self.lane_bits = lanes, lane_bits
         self.in_lanes = Signal(lanes * lane_bits)
-        self.in_keep = Signal(lanes)
+        self.in_count = Signal(range(lanes + 1))
         self.in_en = Signal()
         self.flush = Signal()
         self.clear = Signal()
         self.row_valid = Signal()
         self.row_lanes = Signal(lanes * lane_bits)
         self.row_keep = Signal(lanes)
-        self.acc_lanes = Signal(lanes * lane_bits)
+        self.acc_lanes = Signal(lanes * lane_bits)    # lanes at or above acc_count are zero
         self.acc_count = Signal(range(lanes + 1))
-        self.acc_keep = Signal(lanes)
 
     def elaborate(self, platform):
         m = Module()
         p, lb = self.lanes, self.lane_bits
-        m.submodules.ze = ze = ZeroEliminator(2 * p, unsigned(lb))
-        m.d.comb += [self.acc_keep[i].eq(self.acc_count > i) for i in range(p)]
-        m.d.comb += [
-            ze.i_data.as_value().eq(Cat(self.acc_lanes, self.in_lanes)),
-            ze.i_keep.eq(Cat(self.acc_keep, Mux(self.in_en, self.in_keep, 0))),
-        ]
-        packed = ze.o_data.as_value()
-        low, high = packed[:p * lb], packed[p * lb:]
+        # shift the new lanes up by acc_count (< P) lanes: log2(P) stages of constant shifts
+        shifted = Signal(2 * p * lb)
+        m.d.comb += shifted.eq(self.in_lanes)
+        for j in range((p - 1).bit_length()):
+            stage = Signal(2 * p * lb, name=f"append_shift{j}")
+            m.d.comb += stage.eq(Mux(self.acc_count[j], shifted << ((1 << j) * lb), shifted))
+            shifted = stage
+        window = Signal(2 * p * lb)
+        m.d.comb += window.eq(self.acc_lanes | shifted)
+        total = Signal(range(2 * p + 1))
+        m.d.comb += total.eq(self.acc_count + self.in_count)
+        low, high = window[:p * lb], window[p * lb:]
         with m.If(self.clear):
-            m.d.sync += self.acc_count.eq(0)
+            m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
         with m.Elif(self.in_en):
-            with m.If(ze.o_count >= p):
+            with m.If(total >= p):
                 m.d.comb += [self.row_valid.eq(1), self.row_lanes.eq(low), self.row_keep.eq((1 << p) - 1)]
-                m.d.sync += [self.acc_lanes.eq(high), self.acc_count.eq(ze.o_count - p)]
+                m.d.sync += [self.acc_lanes.eq(high), self.acc_count.eq(total - p)]
             with m.Else():
-                m.d.sync += [self.acc_lanes.eq(low), self.acc_count.eq(ze.o_count)]
+                m.d.sync += [self.acc_lanes.eq(low), self.acc_count.eq(total)]
         with m.Elif(self.flush):
             m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes),
-                         self.row_keep.eq(self.acc_keep)]
-            m.d.sync += self.acc_count.eq(0)
+                         self.row_keep.eq(Cat(*[self.acc_count > i for i in range(p)]))]
+            m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
         return m
 
 
 def _popcount(bits, n):
-    return sum(bits[i] for i in range(n)) if n > 1 else bits[0]
+    """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
+    terms = [bits[i] for i in range(n)]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class TopK(wiring.Component):
@@ -139,6 +145,8 @@ class TopK(wiring.Component):
         lane_bits = w + ib
         row_bits = p * lane_bits
         cb = self.count_bits
+        ext = signed(w + 1)                       # scores, pivot and bounds with room for +-infinity
+        pos_inf, neg_inf = 1 << (w - 1), -(1 << (w - 1)) - 1
 
         buf = Memory(shape=unsigned(p * (w + 1)), depth=self.buffer_rows, init=[])
         fifo_l = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
@@ -147,9 +155,12 @@ class TopK(wiring.Component):
         buf_wr, buf_rd = buf.write_port(), buf.read_port()
         fl_wr, fl_rd = fifo_l.write_port(), fifo_l.read_port()
         fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
-        m.submodules.pack_l = pack_l = _Packer(p, lane_bits)
-        m.submodules.pack_r = pack_r = _Packer(p, lane_bits)
-        m.submodules.pack_o = pack_o = _Packer(p, lane_bits)
+        m.submodules.pack_l = pack_l = _AppendPacker(p, lane_bits)
+        m.submodules.pack_r = pack_r = _AppendPacker(p, lane_bits)
+        m.submodules.compact_l = compact_l = ZeroEliminator(p, unsigned(lane_bits))
+        m.submodules.compact_r = compact_r = ZeroEliminator(p, unsigned(lane_bits))
+        m.submodules.pack_o = pack_o = _AppendPacker(p, lane_bits)
+        m.submodules.compact_o = compact_o = ZeroEliminator(p, unsigned(lane_bits))
 
         # Request registers.
         n = Signal(cb)
@@ -160,105 +171,157 @@ class TopK(wiring.Component):
         m.d.comb += self.rounds.eq(rounds)
         # Quick-select state.
         target = Signal(cb)
-        pivot = Signal(signed(w))
-        lo, hi = Signal(signed(w)), Signal(signed(w))
-        lo_inf, hi_inf = Signal(), Signal()
+        pivot = Signal(ext)
+        lo, hi = Signal(ext), Signal(ext)                # working set: lo < x < hi
         src_fifo = Signal()          # 1: read the partition FIFO of side src_right; 0: the buffer
         src_right = Signal()
         rows_s = Signal(range(max(self.buffer_rows, d) + 1))
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
+        cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
-        ws_size = Signal(cb)          # |W| of the round being set up
-        piv_row = Signal(range(d))
-        piv_lanes = Signal(range(p + 1))
+        piv_lane = Signal(range(max(p, 2)))
+        first_lane = Signal(range(max(p, 2)))           # lane of the first beat that gives the pivot
         after_ingest = Signal()
         mode_all = Signal()
         kth = Signal(signed(w))
-        keep_eq = Signal(cb)
-        eq_seen = Signal(cb)
-        cnt = Signal(range(max(self.buffer_rows, d) + 3))
+        eq_left = Signal(cb)         # elements equal to the k-th value still to keep (replay)
+        cnt = Signal(range(max(self.buffer_rows, d) + 5))
 
-        # Pipeline: stage A = source lanes (input beat or memory read data), stage B = packers.
+        # Pipeline (see docs/topk.md "Pipeline"): address -> s1 (memory read) -> s2 (memory output
+        # registers / registered input beat) -> s3 (compare registers) -> s3c (compacted sides) ->
+        # partition packers, or -> s4 (replay keep registers) -> s5 (compacted kept row) -> output
+        # packer -> output register.
         out_valid = Signal()
-        adv = Signal()               # the replay pipeline may move (output register free)
+        adv = Signal()               # the pipeline may move (the output register is free or drains)
         m.d.comb += [adv.eq(~out_valid | self.out.ready), self.out.valid.eq(out_valid)]
-        a_valid, a_replay = Signal(), Signal()
-        a_row = Signal(range(max(self.buffer_rows, 1)))
-        a_from_fifo, a_right = Signal(), Signal()
         ingest_beat = Signal()
-        a_vals = [Signal(signed(w), name=f"a_val{i}") for i in range(p)]
-        a_idx = [Signal(ib, name=f"a_idx{i}") for i in range(p)]
-        a_keep = Signal(p)
-        b_valid, b_replay = Signal(), Signal()
-        b_lanes = Signal(row_bits)
-        b_gt, b_eq, b_lt, b_keep = Signal(p), Signal(p), Signal(p), Signal(p)
-        b_row = Signal.like(a_row)
-
-        # Stage A sources.
-        with m.If(ingest_beat):
-            beat = cnt
-            for i in range(p):
-                full_index = Signal(cb + lg + 1, name=f"in_index{i}")
-                m.d.comb += [full_index.eq((beat << lg) | i),
-                             a_vals[i].eq(self.inp.payload.data[i]),
-                             a_idx[i].eq(full_index),
-                             a_keep[i].eq(self.inp.payload.keep[i] & (full_index < n))]
-        with m.Elif(a_from_fifo):
-            row = Mux(a_right, fr_rd.data, fl_rd.data)
-            for i in range(p):
-                lane = row[i * lane_bits:(i + 1) * lane_bits]
-                m.d.comb += [a_vals[i].eq(lane[:w]), a_idx[i].eq(lane[w:]),
-                             a_keep[i].eq(row[row_bits + i])]
-        with m.Else():
-            for i in range(p):
-                m.d.comb += [a_vals[i].eq(buf_rd.data[i * w:(i + 1) * w]),
-                             a_idx[i].eq((a_row << lg) | i),
-                             a_keep[i].eq(buf_rd.data[p * w + i])]
-        a_live = Signal()
-        m.d.comb += a_live.eq(ingest_beat | a_valid)
-
-        # Stage A compare: quick-select partition, or the replay's keep decision.
-        gt, eq, lt, keep = Signal(p), Signal(p), Signal(p), Signal(p)
-        eq_k = Signal(p)
-        for i in range(p):
-            v = a_vals[i]
-            inside = a_keep[i] & (lo_inf | (v > lo)) & (hi_inf | (v < hi))
-            m.d.comb += [
-                gt[i].eq(~ingest_beat & inside & (v > pivot)),
-                eq[i].eq(~ingest_beat & inside & (v == pivot)),
-                lt[i].eq(Mux(ingest_beat, a_keep[i], inside & (v < pivot))),
-                eq_k[i].eq(a_keep[i] & (v == kth)),
-            ]
-        # Equal elements are kept in original order until keep_eq of them have passed.
-        prefix = eq_seen
-        for i in range(p):
-            before = Signal(cb + 1, name=f"eq_before{i}")
-            m.d.comb += before.eq(prefix)
-            m.d.comb += keep[i].eq(a_keep[i] & (mode_all | (a_vals[i] > kth) | (eq_k[i] & (before < keep_eq))))
-            prefix = before + eq_k[i]
+        s1_valid, s1_replay, s1_fifo = Signal(name="s1_valid"), Signal(name="s1_replay"), Signal(name="s1_fifo")
+        s1_row = Signal(range(max(self.buffer_rows, d, 2)))
+        s2_valid, s2_replay, s2_fifo = Signal(name="s2_valid"), Signal(name="s2_replay"), Signal(name="s2_fifo")
+        s2_row = Signal.like(s1_row)
+        # s2 registers: r_plain holds an input beat (ingest) or a buffer row, r_fifo a row of the FIFO of
+        # side src_right; one 2:1 multiplexer sits between a block RAM and its register, none between
+        # the registers and the comparators but the FIFO-or-plain choice.
+        r_plain = Signal(p * (w + 1))
+        r_fifo = Signal(row_bits + p)
+        in_row = Signal(p * (w + 1))      # an input beat as stored: data, then keep (index < n included)
+        full_index = [Signal(cb + lg + 1, name=f"in_index{i}") for i in range(p)]
+        m.d.comb += [full_index[i].eq((cnt << lg) | i) for i in range(p)]
+        m.d.comb += in_row.eq(Cat(self.inp.payload.data,
+                                  *[self.inp.payload.keep[i] & (full_index[i] < n) for i in range(p)]))
         with m.If(adv):
-            m.d.sync += [b_valid.eq(a_live), b_replay.eq(a_replay & a_valid),
-                         b_lanes.eq(Cat(*[Cat(a_vals[i], a_idx[i]) for i in range(p)])),
-                         b_gt.eq(gt), b_eq.eq(eq), b_lt.eq(lt), b_keep.eq(keep), b_row.eq(a_row)]
-            with m.If(a_valid & a_replay):
-                m.d.sync += eq_seen.eq(eq_seen + _popcount(eq_k, p))
+            m.d.sync += [s1_valid.eq(0),
+                         s2_valid.eq(s1_valid | ingest_beat), s2_replay.eq(s1_valid & s1_replay),
+                         s2_fifo.eq(s1_fifo & ~ingest_beat), s2_row.eq(Mux(ingest_beat, cnt, s1_row)),
+                         r_plain.eq(Mux(ingest_beat, in_row, buf_rd.data)),
+                         r_fifo.eq(Mux(src_right, fr_rd.data, fl_rd.data))]
 
-        # Stage B: partition packers write FIFO_L / FIFO_R; the output packer fills the output register.
+        # s2: the selected source's lanes (values, indices, keep bits) go to s3 as data.
+        vals = [Signal(signed(w), name=f"s2_val{i}") for i in range(p)]
+        idxs = [Signal(ib, name=f"s2_idx{i}") for i in range(p)]
+        keeps = Signal(p)
+        plain, fifo_row = r_plain, r_fifo
+        for i in range(p):
+            lane = fifo_row[i * lane_bits:(i + 1) * lane_bits]
+            with m.If(s2_fifo):
+                m.d.comb += [vals[i].eq(lane[:w]), idxs[i].eq(lane[w:]), keeps[i].eq(fifo_row[row_bits + i])]
+            with m.Else():
+                m.d.comb += [vals[i].eq(plain[i * w:(i + 1) * w]), idxs[i].eq((s2_row << lg) | i),
+                             keeps[i].eq(plain[p * w + i])]
+        # The comparators are duplicated per source (FIFO row, plain row) and only their one-bit
+        # results are selected and registered; the AND with the keep bit and the bounds is done after
+        # the register. A FIFO row needs no bounds: a FIFO holds exactly the working set.
+        names = ("gt", "eq", "lt", "gtk", "eqk", "in_lo", "in_hi")
+        raw = [Signal(p, name=f"s2_{x}") for x in names]
+        sources = []
+        for tag, lane_of in (("f", lambda i: fifo_row[i * lane_bits:i * lane_bits + w]),
+                             ("p", lambda i: plain[i * w:(i + 1) * w])):
+            bits = [Signal(p, name=f"{tag}_{x}") for x in names]
+            for i in range(p):
+                v = Signal(signed(w), name=f"{tag}_val{i}")
+                m.d.comb += v.eq(lane_of(i))
+                m.d.comb += [bits[0][i].eq(v > pivot), bits[1][i].eq(v == pivot), bits[2][i].eq(v < pivot),
+                             bits[3][i].eq(v > kth), bits[4][i].eq(v == kth),
+                             bits[5][i].eq(1 if tag == "f" else v > lo),
+                             bits[6][i].eq(1 if tag == "f" else v < hi)]
+            sources.append(bits)
+        for dst, f_bits, p_bits in zip(raw, *sources):
+            m.d.comb += dst.eq(Mux(s2_fifo, f_bits, p_bits))
+        s3_valid, s3_replay = Signal(name="s3_valid"), Signal(name="s3_replay")
+        s3_row = Signal.like(s1_row)
+        s3_lanes = Signal(row_bits)
+        s3_raw = [Signal(p, name=f"s3_{x}_raw") for x in names]
+        s3_keep = Signal(p)
+        with m.If(adv):
+            m.d.sync += [s3_valid.eq(s2_valid), s3_replay.eq(s2_replay), s3_row.eq(s2_row),
+                         s3_lanes.eq(Cat(*[Cat(vals[i], idxs[i]) for i in range(p)])),
+                         s3_keep.eq(keeps), *[r.eq(x) for r, x in zip(s3_raw, raw)]]
+        s3_gt, s3_eq, s3_lt, s3_gtk, s3_eqk = (Signal(p, name=f"s3_{x}") for x in names[:5])
+        inside = Signal(p)
+        m.d.comb += [inside.eq(s3_keep & s3_raw[5] & s3_raw[6]),
+                     s3_gt.eq(inside & s3_raw[0]), s3_eq.eq(inside & s3_raw[1]), s3_lt.eq(inside & s3_raw[2]),
+                     s3_gtk.eq(s3_keep & s3_raw[3]), s3_eqk.eq(s3_keep & s3_raw[4])]
+
+        # s3 -> counts, and each side's lanes compacted into a register (s3c); s3c -> the partition
+        # packers (FIFO_L / FIFO_R), which only shift the compacted row behind their partial row.
         part = Signal()
-        m.d.comb += part.eq(b_valid & ~b_replay)
-        m.d.comb += [pack_l.in_lanes.eq(b_lanes), pack_l.in_keep.eq(b_lt), pack_l.in_en.eq(part),
-                     pack_r.in_lanes.eq(b_lanes), pack_r.in_keep.eq(b_gt), pack_r.in_en.eq(part),
-                     pack_o.in_lanes.eq(b_lanes), pack_o.in_keep.eq(b_keep),
-                     pack_o.in_en.eq(b_valid & b_replay & adv)]
-        m.d.comb += [self.mask_valid.eq(b_valid & b_replay & adv), self.mask_row.eq(b_row), self.mask.eq(b_keep)]
+        m.d.comb += part.eq(s3_valid & ~s3_replay)
+        s3c_part = Signal()
+        side_rows = []
+        for ze, sel in ((compact_l, s3_lt), (compact_r, s3_gt)):
+            m.d.comb += [ze.i_data.as_value().eq(s3_lanes), ze.i_keep.eq(sel)]
+            lanes, count = Signal(row_bits), Signal(range(p + 1))
+            with m.If(adv):
+                m.d.sync += [count.eq(ze.o_count),
+                             lanes.eq(Cat(*[Mux(ze.o_keep[i], ze.o_data[i], 0) for i in range(p)]))]
+            side_rows.append((lanes, count))
+        with m.If(adv):
+            m.d.sync += s3c_part.eq(part)
+        for pk, (lanes, count) in zip((pack_l, pack_r), side_rows):
+            m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(s3c_part)]
         with m.If(part):
-            m.d.sync += [cnt_g.eq(cnt_g + _popcount(b_gt, p)), cnt_e.eq(cnt_e + _popcount(b_eq, p)),
-                         cnt_l.eq(cnt_l + _popcount(b_lt, p))]
+            m.d.sync += [cnt_g.eq(cnt_g + _popcount(s3_gt, p)), cnt_e.eq(cnt_e + _popcount(s3_eq, p)),
+                         cnt_l.eq(cnt_l + _popcount(s3_lt, p)),
+                         cnt_ge.eq(cnt_ge + _popcount(s3_gt | s3_eq, p)),
+                         cnt_all.eq(cnt_all + _popcount(s3_gt | s3_eq | s3_lt, p))]
         for pk, wr, fw in ((pack_l, wr_l, fl_wr), (pack_r, wr_r, fr_wr)):
             m.d.comb += [fw.addr.eq(wr), fw.data.eq(Cat(pk.row_lanes, pk.row_keep)),
                          fw.en.eq(pk.row_valid & (wr < d))]
             with m.If(pk.row_valid & (wr < d)):
                 m.d.sync += wr.eq(wr + 1)
+
+        # s3 -> replay keep decision (s4): greater than the k-th value, or equal and among the first
+        # eq_left equal ones in index order (a lane prefix count against a down-counter).
+        keep = Signal(p)
+        prefix = 0
+        for i in range(p):
+            m.d.comb += keep[i].eq(s3_keep[i] & (mode_all | s3_gtk[i] | (s3_eqk[i] & (prefix < eq_left))))
+            prefix = prefix + s3_eqk[i]
+        s4_valid = Signal()
+        s4_row = Signal.like(s1_row)
+        s4_lanes, s4_keep = Signal(row_bits), Signal(p)
+        eq_here = Signal(range(p + 1))
+        m.d.comb += eq_here.eq(_popcount(s3_eqk, p))
+        with m.If(adv):
+            m.d.sync += [s4_valid.eq(s3_valid & s3_replay), s4_row.eq(s3_row), s4_lanes.eq(s3_lanes),
+                         s4_keep.eq(keep)]
+            with m.If(s3_valid & s3_replay):
+                m.d.sync += eq_left.eq(Mux(eq_left > eq_here, eq_left - eq_here, 0))
+
+        # s4 -> output packer -> output register.
+        m.d.comb += [self.mask_valid.eq(s4_valid & adv), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
+
+        # s4 -> s5: the kept lanes compacted to the front (other lanes zeroed) and their count.
+        m.d.comb += [compact_o.i_data.as_value().eq(s4_lanes), compact_o.i_keep.eq(s4_keep)]
+        s5_valid = Signal()
+        s5_lanes = Signal(row_bits)
+        s5_count = Signal(range(p + 1))
+        with m.If(adv):
+            m.d.sync += [s5_valid.eq(s4_valid), s5_count.eq(compact_o.o_count),
+                         s5_lanes.eq(Cat(*[Mux(compact_o.o_keep[i], compact_o.o_data[i], 0)
+                                           for i in range(p)]))]
+        m.d.comb += [pack_o.in_lanes.eq(s5_lanes), pack_o.in_count.eq(s5_count),
+                     pack_o.in_en.eq(s5_valid & adv)]
         with m.If(adv):
             m.d.sync += out_valid.eq(pack_o.row_valid)
             with m.If(pack_o.row_valid):
@@ -268,27 +331,15 @@ class TopK(wiring.Component):
                         pack_o.row_keep))]
 
         # Memory ports.
-        m.d.comb += [buf_wr.addr.eq(cnt), buf_wr.data.eq(Cat(self.inp.payload.data, a_keep)),
-                     buf_wr.en.eq(ingest_beat), buf_rd.en.eq(adv), fl_rd.en.eq(1), fr_rd.en.eq(1)]
         rd_addr = Signal.like(cnt)
-        m.d.comb += [buf_rd.addr.eq(rd_addr), fl_rd.addr.eq(rd_addr), fr_rd.addr.eq(rd_addr)]
+        m.d.comb += [buf_wr.addr.eq(cnt), buf_wr.data.eq(in_row), buf_wr.en.eq(ingest_beat),
+                     buf_rd.en.eq(adv), fl_rd.en.eq(1), fr_rd.en.eq(1),
+                     buf_rd.addr.eq(rd_addr), fl_rd.addr.eq(rd_addr), fr_rd.addr.eq(rd_addr)]
 
-        # Pivot: a row floor(lfsr * rows / 2^16) of the chosen side's FIFO (rows = the rows it holds),
-        # then a lane floor(lfsr' * lanes_in_that_row / 2^16); see docs/topk.md "Pivot rule".
-        side_right = Signal()
-        side_size = Signal(cb)
-        side_rows = Signal(range(max(self.buffer_rows, d) + 1))
-        m.d.comb += side_rows.eq(Mux(side_size <= d * p, (side_size + p - 1) >> lg, d))
-        row_sel = Signal(range(d))
-        m.d.comb += row_sel.eq((lfsr * side_rows) >> 16)
-        lane_sel = Signal(range(max(p, 2)))
-        m.d.comb += lane_sel.eq((lfsr * piv_lanes) >> 16)
-        pivot_row = Signal(row_bits + p)
-        m.d.comb += pivot_row.eq(Mux(src_right, fr_rd.data, fl_rd.data))
+        # Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements the
+        # chosen side's FIFO holds; its row is read, its lane picked from the registered row.
         pick = Signal(signed(w))
-        m.d.comb += pick.eq(pivot_row[:row_bits].word_select(lane_sel, lane_bits)[:w])
-        rest = Signal(cb + 1)
-        m.d.comb += rest.eq(ws_size - (piv_row << lg))
+        m.d.comb += pick.eq(r_fifo[:row_bits].word_select(piv_lane, lane_bits)[:w])
         # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
         state = lfsr
         for step in range(16):
@@ -297,17 +348,43 @@ class TopK(wiring.Component):
             state = shifted
         next_lfsr = state
 
+        # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
+        t = Signal(cb)
+        m.d.comb += t.eq(Mux(after_ingest, k, target))
+        ge, total = cnt_ge, cnt_all
+        # both sides' FIFO fit and row count are computed before the decision picks one (short path)
+        fits_g, fits_l = Signal(), Signal()
+        rows_g, rows_l = Signal.like(rows_s), Signal.like(rows_s)
+        for fit, rows, size in ((fits_g, rows_g, cnt_g), (fits_l, rows_l, cnt_l)):
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, rows_b))]
+        # Both sides' draws are multiplied straight from the counters and registered every cycle (in
+        # Decide they hold the final counts); a side that does not fit draws from its first D * P
+        # elements (a constant multiply). Two registers rather than one multiplexed product keep the
+        # side decision off the multiplier's inputs (Yosys would otherwise share one multiplier).
+        # Pivot read: the chosen side's position selects the row; its low bits are the lane.
+        pos_cap = Signal(range(max(d * p, 2)))
+        m.d.sync += pos_cap.eq((lfsr * (d * p)) >> 16)
+        pos_g, pos_l = Signal(range(max(d * p, 2))), Signal(range(max(d * p, 2)))
+        m.d.sync += [pos_g.eq(Mux(fits_g, (lfsr * cnt_g) >> 16, pos_cap)),
+                     pos_l.eq(Mux(fits_l, (lfsr * cnt_l) >> 16, pos_cap))]
+        draw_pos = Signal(range(max(d * p, 2)))
+        m.d.comb += draw_pos.eq(Mux(src_right, pos_g, pos_l))
+        side_right = Signal()
+
         m.d.comb += self.busy.eq(1)
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
                 with m.If(self.cmd.valid):
                     c = self.cmd.payload
+                    seed_state = Signal(16)
+                    m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
                     m.d.sync += [n.eq(c.n), k.eq(c.k), rows_b.eq((c.n + p - 1) >> lg),
-                                 lfsr.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed)), rounds.eq(0),
-                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), wr_l.eq(0), wr_r.eq(0),
-                                 after_ingest.eq(1), lo_inf.eq(1), hi_inf.eq(1), mode_all.eq(0),
-                                 eq_seen.eq(0)]
+                                 lfsr.eq(seed_state), first_lane.eq(seed_state >> (16 - lg) if p > 1 else 0),
+                                 rounds.eq(0), cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0),
+                                 cnt_ge.eq(0), cnt_all.eq(0),
+                                 wr_l.eq(0), wr_r.eq(0), after_ingest.eq(1), mode_all.eq(0),
+                                 pivot.eq(pos_inf), lo.eq(neg_inf), hi.eq(pos_inf)]
                     m.d.comb += [pack_l.clear.eq(1), pack_r.clear.eq(1), pack_o.clear.eq(1)]
                     with m.If(c.n == 0):
                         m.next = "INGEST_DRAIN"
@@ -317,62 +394,68 @@ class TopK(wiring.Component):
                 m.d.comb += [self.inp.ready.eq(1), ingest_beat.eq(self.inp.valid)]
                 with m.If(self.inp.valid):
                     m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == 0):
+                        # the first beat's lane first_lane is the pivot of the ingest partition; a
+                        # hole there (or a lane >= n) leaves the pivot at +infinity (all to FIFO_L)
+                        first = self.inp.payload.data[first_lane] if p > 1 else self.inp.payload.data[0]
+                        first_keep = in_row[p * w:].bit_select(first_lane, 1) if p > 1 else in_row[p * w]
+                        m.d.sync += [pivot.eq(Mux(first_keep, first, pos_inf)), lfsr.eq(next_lfsr)]
                     with m.If(cnt + 1 == rows_b):
                         m.next = "INGEST_DRAIN"
             with m.State("INGEST_DRAIN"):
+                m.next = "INGEST_DRAIN2"
+            with m.State("INGEST_DRAIN2"):
+                m.next = "INGEST_DRAIN3"
+            with m.State("INGEST_DRAIN3"):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += [pack_l.flush.eq(1), pack_r.flush.eq(1)]
                 go_scan = Signal()
-                with m.If(after_ingest):
-                    m.d.comb += [side_right.eq(0), side_size.eq(cnt_l)]
-                    m.d.sync += [after_ingest.eq(0), target.eq(k)]
-                    with m.If(k == 0):
-                        m.next = "DONE"
-                    with m.Elif(k >= cnt_l):
-                        m.d.sync += [mode_all.eq(1), cnt.eq(0)]
-                        m.next = "REPLAY"
-                    with m.Else():
-                        m.d.comb += go_scan.eq(1)
-                with m.Elif(target <= cnt_g):
-                    m.d.comb += [side_right.eq(1), side_size.eq(cnt_g), go_scan.eq(1)]
-                    m.d.sync += [lo.eq(pivot), lo_inf.eq(0)]
-                with m.Elif(target <= cnt_g + cnt_e):
-                    m.d.sync += [kth.eq(pivot), keep_eq.eq(target - cnt_g), cnt.eq(0)]
+                m.d.sync += after_ingest.eq(0)
+                with m.If(after_ingest & (k == 0)):
+                    m.next = "DONE"
+                with m.Elif(after_ingest & (k >= total)):
+                    m.d.sync += [mode_all.eq(1), cnt.eq(0)]
                     m.next = "REPLAY"
                 with m.Else():
-                    m.d.comb += [side_right.eq(0), side_size.eq(cnt_l), go_scan.eq(1)]
-                    m.d.sync += [hi.eq(pivot), hi_inf.eq(0), target.eq(target - cnt_g - cnt_e)]
+                    m.d.sync += rounds.eq(rounds + 1)
+                    with m.If(t <= cnt_g):
+                        m.d.comb += [side_right.eq(1), go_scan.eq(1)]
+                        m.d.sync += [lo.eq(pivot), target.eq(t)]
+                    with m.Elif(t <= ge):
+                        m.d.sync += [kth.eq(pivot), eq_left.eq(t - cnt_g), cnt.eq(0)]
+                        m.next = "REPLAY"
+                    with m.Else():
+                        m.d.comb += [side_right.eq(0), go_scan.eq(1)]
+                        m.d.sync += [hi.eq(pivot), target.eq(t - ge)]
                 with m.If(go_scan):
-                    fits = side_size <= d * p
-                    m.d.sync += [piv_row.eq(row_sel), ws_size.eq(side_size), lfsr.eq(next_lfsr),
-                                 rounds.eq(rounds + 1), src_fifo.eq(fits), src_right.eq(side_right),
-                                 rows_s.eq(Mux(fits, (side_size + p - 1) >> lg, rows_b)),
-                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), wr_l.eq(0), wr_r.eq(0)]
+                    m.d.sync += [src_fifo.eq(Mux(side_right, fits_g, fits_l)), src_right.eq(side_right),
+                                 rows_s.eq(Mux(side_right, rows_g, rows_l)),
+                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), cnt_ge.eq(0), cnt_all.eq(0),
+                                 wr_l.eq(0), wr_r.eq(0)]
                     m.next = "PIVOT_RD"
             with m.State("PIVOT_RD"):
-                # The FIFO row read here arrives during SCAN's first cycle, when no lane is compared yet.
-                m.d.comb += rd_addr.eq(piv_row)
-                m.d.sync += piv_lanes.eq(Mux(rest >= p, p, rest))
+                # the pivot's row is read now, registered during SCAN's cycle 0, picked in cycle 1
+                m.d.comb += rd_addr.eq(draw_pos >> lg)
+                m.d.sync += [piv_lane.eq(draw_pos & (p - 1)), lfsr.eq(next_lfsr)]
                 m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rd_addr.eq(cnt)
-                with m.If(cnt == 0):
-                    m.d.sync += [pivot.eq(pick), lfsr.eq(next_lfsr)]
-                m.d.sync += [a_valid.eq(cnt < rows_s), a_replay.eq(0), a_from_fifo.eq(src_fifo),
-                             a_right.eq(src_right), a_row.eq(cnt), cnt.eq(cnt + 1)]
-                with m.If(cnt == rows_s + 1):
+                with m.If(cnt == 1):
+                    m.d.sync += pivot.eq(pick)
+                m.d.sync += [s1_valid.eq(cnt < rows_s), s1_replay.eq(0), s1_fifo.eq(src_fifo),
+                             s1_row.eq(cnt), cnt.eq(cnt + 1)]
+                with m.If(cnt == rows_s + 3):
                     m.next = "DECIDE"
             with m.State("REPLAY"):
                 m.d.comb += rd_addr.eq(cnt)
                 with m.If(adv):
-                    m.d.sync += [a_valid.eq(cnt < rows_b), a_replay.eq(1), a_from_fifo.eq(0),
-                                 a_row.eq(cnt), cnt.eq(cnt + 1)]
-                    with m.If(cnt == rows_b + 1):
+                    m.d.sync += [s1_valid.eq(cnt < rows_b), s1_replay.eq(1), s1_fifo.eq(0),
+                                 s1_row.eq(cnt), cnt.eq(cnt + 1)]
+                    with m.If(cnt == rows_b + 4):
                         m.next = "RFLUSH"
             with m.State("RFLUSH"):
                 m.d.comb += pack_o.flush.eq(adv)
-                m.d.sync += a_valid.eq(0)
                 with m.If(adv):
                     m.next = "RDRAIN"
             with m.State("RDRAIN"):

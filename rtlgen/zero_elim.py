@@ -26,6 +26,26 @@ def compact_reference(values, keep):
     return kept, len(kept)
 
 
+def _inclusive_prefix_counts(m, bits, name):
+    """Signals c[i] = bits[0] + ... + bits[i], built as a Kogge-Stone prefix network (log2 levels)."""
+    n = len(bits)
+    level = []
+    for i, b in enumerate(bits):
+        s = Signal(range(n + 1), name=f"{name}_l0_{i}")
+        m.d.comb += s.eq(b)
+        level.append(s)
+    dist, j = 1, 0
+    while dist < n:
+        j += 1
+        nxt = []
+        for i in range(n):
+            s = Signal(range(n + 1), name=f"{name}_l{j}_{i}")
+            m.d.comb += s.eq(level[i] + level[i - dist] if i >= dist else level[i])
+            nxt.append(s)
+        level, dist = nxt, dist * 2
+    return level
+
+
 class ZeroEliminator(wiring.Component):
     """Combinational compaction of ``lanes`` lanes of ``shape``.
 
@@ -55,13 +75,14 @@ class ZeroEliminator(wiring.Component):
         m = Module()
         n = self.lanes
         shift_bits = max(1, self.stages)
-        # Prefix sum of dropped lanes: shift[i] = number of lanes < i whose keep bit is 0.
+        # Prefix sum of dropped lanes: shift[i] = number of lanes < i whose keep bit is 0. A parallel
+        # prefix (Kogge-Stone: log2(n) levels of adders) rather than a ripple of n - 1 adders, which
+        # was the critical path of the top-k packers on ECP5.
         shift = [Signal(range(n + 1), name=f"shift{i}") for i in range(n)]
-        for i in range(n):
-            if i == 0:
-                m.d.comb += shift[0].eq(0)
-            else:
-                m.d.comb += shift[i].eq(shift[i - 1] + ~self.i_keep[i - 1])
+        incl = _inclusive_prefix_counts(m, [~self.i_keep[i] for i in range(n)], "drop")
+        m.d.comb += shift[0].eq(0)
+        for i in range(1, n):
+            m.d.comb += shift[i].eq(incl[i - 1])
         valid = [self.i_keep[i] for i in range(n)]
         value = [self.i_data[i] for i in range(n)]
         amount = [shift[i][:shift_bits] for i in range(n)]
@@ -92,7 +113,7 @@ class ZeroEliminator(wiring.Component):
                 na.append(a)
             valid, value, amount = nv, nd, na
         count = Signal(range(n + 1))
-        m.d.comb += count.eq(sum(self.i_keep[i] for i in range(n)) if n > 1 else self.i_keep[0])
+        m.d.comb += count.eq(n - incl[n - 1])
         m.d.comb += self.o_count.eq(count)
         for p in range(n):
             m.d.comb += [self.o_data[p].eq(value[p]), self.o_keep[p].eq(valid[p])]

@@ -46,18 +46,19 @@ _TOPK_MODES = ("exact", "estimate")
 
 
 def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.ndarray:
-    """Expected cycles of the quick-select engine without running it: ingest ``B + 3`` (``B = n / P``
-    rows), the expected elements scanned by quick-select with a random pivot
-    ``2n + 2k ln(n/k) + 2(n-k) ln(n/(n-k))`` (Knuth, TAOCP vol. 3, 5.2.2) at P per cycle plus 3 cycles
-    per round over ``log2 n`` rounds, and the replay ``B + 4``. k >= n skips the rounds."""
+    """Expected cycles of the quick-select engine without running it (docs/topk.md, "Cycle contract"):
+    command and ingest ``B + 5`` (``B = n / P`` rows; the first partition rides on the ingest), the
+    expected elements scanned by quick-select with a random pivot ``2n + 2k ln(n/k) + 2(n-k) ln(n/(n-k))``
+    (Knuth, TAOCP vol. 3, 5.2.2) less the n of the ingest partition, at P per cycle, plus 6 cycles per
+    round over ``log2 n`` rounds, and the replay ``B + 7``. k >= n skips the rounds."""
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.ceil(n / parallelism)
     with np.errstate(divide="ignore", invalid="ignore"):
         kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
-        scanned = 2 * n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
-        rounds = np.ceil(scanned / parallelism) + 3 * np.ceil(np.log2(np.maximum(n, 2)))
-    return np.where(k >= n, b + 3 + b + 4, b + 3 + rounds + b + 4)
+        scanned = n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
+        rounds = np.ceil(scanned / parallelism) + 6 * np.ceil(np.log2(np.maximum(n, 2)))
+    return np.where(k >= n, b + 5 + b + 7, b + 5 + rounds + b + 7)
 
 
 def _exact_topk_fn(spec):

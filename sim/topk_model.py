@@ -11,13 +11,16 @@ Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffe
 phase                     cycles
 ========================  ==========================================================================
 command accepted          1   (the command handshake cycle; counting starts there)
-ingest                    B + 1  (B input beats back to back, 1 cycle to drain the packers)
-decide                    1   (flush partial rows, choose the side and the next pivot)
-each quick-select round   1 + S + 2 + 1  (pivot row read, S rows read, 2 pipeline cycles, decide);
-                          S = ceil(|W| / P)
+ingest + first partition  B + 3  (B input beats back to back, partitioned against a pivot taken from
+                          the first beat; 3 cycles for the last beat to reach the FIFOs)
+decide                    1   (flush partial rows, choose the side, update bounds and target)
+each further round        1 + S + 4 + 1  (pivot row read, S rows read, 4 pipeline cycles: memory,
+                          memory output register, compare register, compacted-row register;
+                          decide); S = ceil(|W| / P)
                           when the working set W fits a FIFO (|W| <= D * P), else S = B (the
                           buffer is rescanned with the bounds lo < x < hi)
-replay                    B + 2 + 1 + 1  (B rows read, 2 pipeline cycles, flush, drain)
+replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
+                          compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
 
 ``cycles`` counts rising edges from the command handshake to the cycle in which ``done`` is high,
@@ -45,7 +48,9 @@ __all__ = [
     "CMD_CYCLES",
     "DECIDE_CYCLES",
     "SCAN_LATENCY",
+    "REPLAY_LATENCY",
     "REPLAY_TAIL",
+    "first_pivot_lane",
 ]
 
 # Galois LFSR x^16 + x^14 + x^13 + x^11 + 1 (maximal length, period 65535).
@@ -54,10 +59,11 @@ LFSR_TAPS = 0xB400
 LFSR_ZERO_SEED = 0xACE1
 
 CMD_CYCLES = 1       # the command handshake cycle
-INGEST_DRAIN = 1     # the last input beat still has to pass the packers
-DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, pick the pivot's row
-PIVOT_READ = 1       # read the pivot's FIFO row (its lane is selected while the scan starts)
-SCAN_LATENCY = 2     # synchronous memory read + compare register before the packers
+INGEST_DRAIN = 3     # the last input beat passes the input, compare and compacted-row registers
+DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
+PIVOT_READ = 1       # read the pivot's FIFO row (its lane is picked while the scan starts)
+SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
+REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
 
 
@@ -83,34 +89,41 @@ def lfsr_next(state: int) -> int:
     return state
 
 
+def first_pivot_lane(state: int, parallelism: int) -> int:
+    """Lane of the first input beat whose element is the ingest partition's pivot.
+
+    The top log2(P) bits of the seeded LFSR state (no multiply on the command path). When that lane
+    is not a candidate (a hole, or a lane >= n in a short request) the ingest pivot is +infinity.
+    """
+    lg = (parallelism - 1).bit_length()
+    return state >> (16 - lg) if lg else 0
+
+
 def pick_pivot(state: int, size: int, parallelism: int, fifo_depth: int) -> tuple[int, int]:
     """Position of the pivot inside the working set (in scan order) and the LFSR state after it.
 
-    The chosen side's FIFO holds rows = ceil(|W| / P) rows, or its first fifo_depth rows when W did not
-    fit. Row r = floor(s * rows / 2^16); then, with the next state s', lane = floor(s' * m / 2^16)
-    where m = min(P, |W| - r * P) is the number of elements in that row. Two LFSR steps per pivot.
+    The chosen side's FIFO holds m = |W| elements densely (rows of P, in index order), or its first
+    fifo_depth * P elements when W did not fit. The pivot is element floor(s * m / 2^16) of those: its
+    row is that position divided by P, its lane the remainder (one multiply, then bit slices).
     """
-    p = parallelism
-    rows = -(-size // p) if size <= fifo_depth * p else fifo_depth
-    row = (state * rows) >> 16
-    state = lfsr_next(state)
-    lane = (state * min(p, size - row * p)) >> 16
-    return row * p + lane, lfsr_next(state)
+    m = min(size, fifo_depth * parallelism)
+    return (state * m) >> 16, lfsr_next(state)
 
 
 @dataclass(frozen=True)
 class TopKRound:
     """One quick-select round: where it read from, the pivot, the partition sizes and the decision."""
 
-    source: str          # "fifo" (the side chosen last round) or "buffer" (rescan with bounds)
-    rows: int            # rows read (S)
+    source: str          # "ingest" (partition while the input arrives), "fifo" (the side chosen last
+                         # round) or "buffer" (rescan with bounds)
+    rows: int            # rows read (S; B for the ingest partition)
     size: int            # |W|
-    pivot: int
+    pivot: int | None     # None: +infinity (the first beat's pivot lane was a hole)
     greater: int
     equal: int
     less: int
     decision: str        # "right", "left" or "found"
-    cycles: int
+    cycles: int          # cycles the round adds (0 for the ingest partition: it rides on the ingest)
 
 
 @dataclass(frozen=True)
@@ -166,26 +179,30 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     n_valid = len(members)
 
     cycles = CMD_CYCLES + buffer_rows + INGEST_DRAIN + DECIDE_CYCLES
-    replay = buffer_rows + SCAN_LATENCY + REPLAY_TAIL
+    replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
     if k >= n_valid:
         kept = members
         return _finish(TopKRun(tuple(kept), tuple(x[i] for i in kept), cycles + replay, (), "all"), p)
 
+    # The ingest partition's pivot: one lane of the first beat (a hole there: +infinity, i.e. every
+    # element goes to FIFO_L and the first real pivot is drawn from it).
     state = lfsr_seed(seed)
+    lane = first_pivot_lane(state, p)
+    state = lfsr_next(state)
+    pivot = x[lane] if lane < n and mask[lane] else None
     work = members                      # the working set, in scan (= original index) order
     target = k                          # rank (1-based) of the wanted value inside work
-    pos, state = pick_pivot(state, len(work), p, fifo_depth)
-    pivot = x[work[pos]]
+    source, rows, step = "ingest", buffer_rows, 0
     rounds: list[TopKRound] = []
     while True:
-        from_fifo = len(work) <= capacity
-        rows = -(-len(work) // p) if from_fifo else buffer_rows
-        greater = [i for i in work if x[i] > pivot]
-        equal = sum(1 for i in work if x[i] == pivot)
-        less = [i for i in work if x[i] < pivot]
-        step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
+        if pivot is None:
+            greater, equal, less = [], 0, work
+        else:
+            greater = [i for i in work if x[i] > pivot]
+            equal = sum(1 for i in work if x[i] == pivot)
+            less = [i for i in work if x[i] < pivot]
         cycles += step
         if target <= len(greater):
             decision, work = "right", greater
@@ -193,14 +210,18 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
             decision = "found"
         else:
             decision, target, work = "left", target - len(greater) - equal, less
-        rounds.append(TopKRound("fifo" if from_fifo else "buffer", rows,
-                                len(greater) + equal + len(less), pivot, len(greater), equal,
+        rounds.append(TopKRound(source, rows, len(greater) + equal + len(less),
+                                pivot, len(greater), equal,
                                 len(less), decision, step))
         if decision == "found":
             keep_equal = target - len(greater)
             break
         pos, state = pick_pivot(state, len(work), p, fifo_depth)
         pivot = x[work[pos]]
+        from_fifo = len(work) <= capacity
+        source = "fifo" if from_fifo else "buffer"
+        rows = -(-len(work) // p) if from_fifo else buffer_rows
+        step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
 
     kth = pivot
     kept, equal_seen = [], 0

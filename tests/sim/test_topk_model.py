@@ -44,34 +44,48 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
     b = -(-n // p)
     if k == 0:
-        assert run.mode == "none" and run.cycles == b + 3
+        assert run.mode == "none" and run.cycles == b + 5
     elif k >= n:
-        assert run.mode == "all" and run.cycles == 2 * b + 7
+        assert run.mode == "all" and run.cycles == 2 * b + 12
     else:
         assert run.mode == "select"
-        assert run.cycles == 2 * b + 7 + sum(r.rows + 4 for r in run.rounds)
+        first, *later = run.rounds
+        assert (first.source, first.rows, first.cycles) == ("ingest", b, 0)
+        assert run.cycles == 2 * b + 12 + sum(r.rows + 6 for r in later)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
-            assert r.rows == (-(-size // p) if size <= depth * p else b)
-            assert r.source == ("fifo" if size <= depth * p else "buffer")
+            if r is not first:
+                assert r.rows == (-(-size // p) if size <= depth * p else b)
+                assert r.source == ("fifo" if size <= depth * p else "buffer")
             size = r.greater if r.decision == "right" else r.less
         assert run.rounds[-1].decision == "found"
         assert run.kth == sorted(scores, reverse=True)[k - 1]
 
 
 def test_pinned_small_case():
-    # 8 scores, P = 2, k = 3. lfsr_seed(1) = 1 -> row (1 * 4) >> 16 = 0; 16 shifts later the state is
-    # 0x7C41 -> lane (0x7C41 * 2) >> 16 = 0 -> pivot = scores[0] = 5: 2 greater, 3 equal -> found,
-    # keep the first 3 - 2 = 1 of the fives.
+    # 8 scores, P = 2, k = 3. lfsr_seed(1) = 1 -> first-beat lane = top bit of 0x0001 = 0 -> the ingest
+    # partition's pivot is scores[0] = 5: 2 greater, 3 equal -> found while ingesting; keep the first
+    # 3 - 2 = 1 of the fives.
     scores = [5, -1, 9, 5, 0, 7, 5, -4]
     run = simulate_topk(scores, 3, parallelism=2, seed=1)
     assert run.indices == (0, 2, 5) and run.values == (5, 9, 7)
     (only,) = run.rounds
-    assert (only.pivot, only.greater, only.equal, only.less, only.decision) == (5, 2, 3, 3, "found")
+    assert (only.source, only.pivot, only.greater, only.equal, only.less, only.decision) == (
+        "ingest", 5, 2, 3, 3, "found")
     assert run.keep_equal == 1 and lfsr_next(1) == 0x7C41
-    # B = 4 rows: 1 + (4 + 2) + (1 + 4 + 2 + 1) + (4 + 4) = 23 cycles
-    assert run.cycles == 23
+    # B = 4 rows: 1 + (4 + 3) + 1 + (4 + 5 + 2) = 20 cycles
+    assert run.cycles == 20
+
+
+def test_hole_under_the_first_pivot_lane_means_no_ingest_pivot():
+    # lane 0 is drawn (seed 1) but is a hole: every candidate goes to FIFO_L, the first drawn pivot
+    # comes from there, and the result is still exact
+    scores = [100, 3, 1, 2, 4, 0]
+    valid = [False, True, True, True, True, True]
+    run = simulate_topk(scores, 2, parallelism=2, seed=1, valid=valid)
+    assert run.rounds[0].pivot is None and run.rounds[0].less == 5 and run.rounds[0].decision == "left"
+    assert run.indices == (1, 4)
 
 
 def test_lfsr_is_maximal_length():
@@ -86,7 +100,7 @@ def test_pivot_stays_inside_what_the_fifo_holds():
     for state in (1, 0x8000, 0xFFFF):
         for size in (1, 3, 16, 17, 1000, 5000):
             pos, nxt = pick_pivot(state, size, 16, 64)
-            assert 0 <= pos < min(size, 64 * 16) and nxt == lfsr_next(lfsr_next(state))
+            assert 0 <= pos < min(size, 64 * 16) and nxt == lfsr_next(state)
 
 
 def test_pivot_is_close_to_uniform_when_the_set_fits():

@@ -48,7 +48,7 @@ def test_back_to_back_requests_exact(p, max_n, depth, count):
     from archgen.sim.topk_model import simulate_topk
     sources = {r.source for q in reqs for r in simulate_topk(q.scores, q.k, parallelism=p, seed=q.seed,
                                                              fifo_depth=depth, valid=q.keep).rounds}
-    assert sources == {"fifo", "buffer"}
+    assert sources == {"ingest", "fifo", "buffer"}
 
 
 @pytest.mark.verilator
