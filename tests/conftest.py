@@ -1,4 +1,7 @@
-"""Shared pytest options: slow and model-file tests are opt-in with --runslow."""
+"""Shared pytest options (slow and model-file tests are opt-in with --runslow) and the in-process CLI runner."""
+import contextlib
+import io
+
 import pytest
 
 
@@ -14,3 +17,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords or "hf" in item.keywords:
             item.add_marker(skip)
+
+
+def run_cli(argv, root, monkeypatch):
+    """``archgen.cli.main(argv)`` in-process with ``root`` as the working directory: (exit code, stdout, stderr)."""
+    from archgen.cli import main
+    monkeypatch.chdir(root)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()

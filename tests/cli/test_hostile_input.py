@@ -2,8 +2,6 @@
 traceback, and no file written (the corpus is tests/cli/hostile_cases.py)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import sqlite3
@@ -11,20 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli as _run
 
-from archgen.cli import main
 
 from hostile_cases import GEMM, cases, more_cases
 
 CASES = cases() + more_cases()
-
-
-def _run(argv, root: Path, monkeypatch):
-    monkeypatch.chdir(root)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _lay_out(root: Path, files: dict) -> set[Path]:

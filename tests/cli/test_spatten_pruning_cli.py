@@ -1,16 +1,14 @@
 """SpAtten pruning from the spec and the command line, traces without a library workload, trace tools."""
 from __future__ import annotations
 
-import contextlib
-import io
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spec_hash
 from archgen.arch.spec import apply_overrides, read_spec_file
-from archgen.cli import main
 from archgen.sim.spatten_algo import prune_schedule
 from archgen.sim.spatten_sim import algo_config_from_spec
 from archgen.workloads.trace import save_trace, synthetic_trace
@@ -22,11 +20,7 @@ def _spec(*sets):
 
 
 def _cli(argv, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli(argv, tmp_path, monkeypatch)
 
 
 def test_builtin_specs_are_dense_by_default():

@@ -2,15 +2,13 @@
 examples, and the outputs of a whole sweep (table, CSV, JSON, plots; deterministic)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as _run
 
 from archgen.arch.errors import SpecError
-from archgen.cli import main
 from archgen.sim.sweep_file import is_sweep_file, read_sweep_file, sweep_points
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -100,14 +98,6 @@ def test_is_sweep_file(tmp_path):
     assert is_sweep_file(EXAMPLES / "shared_shape_sweep.yaml")
     assert not is_sweep_file(EXAMPLES / "gemm_dataflows.yaml") and not is_sweep_file("gemm_os.yaml")
     assert not is_sweep_file(_file(tmp_path, "a: [", "broken.yaml"))
-
-
-def _run(argv, root: Path, monkeypatch):
-    monkeypatch.chdir(root)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 SMALL = HEAD + """axes:
