@@ -144,22 +144,22 @@ def emit_verilog(r) -> str:
         return regs
 
     def expr(u, v):
-        e, s = g.edges[u, v], r.stages[(u, v)]
+        e, s = r.prim.wire(u, v), r.stages[(u, v)]
         if s == 0:
             return name[u]
         if u in r.chain_depth:
             if u not in chains:
-                w = max(g.edges[u, x]["width"] for x in g.successors(u))
+                w = max(x.width for _, x in r.prim.out_wires(u))
                 chains[u] = chain(f"{name[u]}_c", name[u], w, r.chain_depth[u])
             return chains[u][s - 1]
-        return chain(f"{name[u]}_{name[v]}", name[u], e["width"], s)[-1]
+        return chain(f"{name[u]}_{name[v]}", name[u], e.width, s)[-1]
 
     for v in nx.topological_sort(g):
-        d, w, sig = g.nodes[v], g.nodes[v]["width"], name[v]
-        ins = [(u, g.edges[u, v]) for u in sorted(g.predecessors(v), key=repr)]
-        live = [expr(u, v) for u, e in ins if not e["hold"]]
-        held = [expr(u, v) for u, e in ins if e["hold"]]
-        kind = d["kind"]
+        w, sig = r.prim.primitive(v).width, name[v]
+        ins = sorted(r.prim.in_wires(v), key=lambda ue: repr(ue[0]))
+        live = [expr(u, v) for u, e in ins if not e.hold]
+        held = [expr(u, v) for u, e in ins if e.hold]
+        kind = v.kind
         if kind == "mem_port":
             ports.append(f"input [{w-1}:0] i_{sig}")
             body.append(f"  reg [{w-1}:0] {sig}; always @(posedge clk) {sig} <= i_{sig};")

@@ -23,10 +23,8 @@ def row(spec, shape, mhz, pipeline):
     compiled = compile_array(design, pipeline=pipeline, target="ecp5")
     text, manifest = array_verilog(compiled)
     rt = compiled.retimed
-    g = rt.prim.graph
     # registers the clock needs inside FUs (e.g. after the multiplier): a naive scheme needs them as well
-    internal = sum(x * g.edges[e]["width"] for e, x in rt.extra.items()
-                   if x and g.nodes[e[0]]["unit"] == g.nodes[e[1]]["unit"])
+    internal = sum(x * rt.prim.wires[e].width for e, x in rt.extra.items() if x and e[0].unit == e[1].unit)
     stats = yosys_stats(text, design.name, target="ecp5")
     t = time.perf_counter()
     # large arrays have more stream pins than the package: place them inside a 4-pin shift wrapper

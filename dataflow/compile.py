@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import networkx as nx
-
 from archgen.arch.spec import Dataflow, Design
 
 from .delay_lp import RetimedGraph, insert_pipeline_registers
@@ -146,8 +144,6 @@ def _compile(design: Design, df: Dataflow, period: float | None, target: str,
              single_tile: tuple[str, ...]) -> CompiledArray:
     fg = derive_interconnect(design, df, single_tile=single_tile)
     prim = lower_to_primitives(fg, DelayTable.load(target), clock_period_ns=period)
-    nx.freeze(fg.graph)               # shared by every consumer of the cached result: read-only from here
-    nx.freeze(prim.graph)
     retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)

@@ -77,14 +77,14 @@ class _System:
 def _check_clock(prim: PrimitiveGraph, period: float) -> None:
     g, cq, su = prim.graph, prim.clk_to_q_ns, prim.setup_ns
     bad = []
-    for v, d in g.nodes(data=True):
-        need = cq + d["delay_ns"] + su
+    for v, d in prim.primitives.items():
+        need = cq + d.delay_ns + su
         if need > period + _EPS:
-            bad.append((v, need, d["kind"]))
-        if d["latency"] >= 1 and d["out_ns"] + su > period + _EPS:
-            bad.append((v, d["out_ns"] + su, d["kind"] + " clock-to-output"))
-    for u, v, e in g.edges(data=True):
-        need = cq + e.get("wire_ns", 0.0) + su
+            bad.append((v, need, str(v.kind)))
+        if d.latency >= 1 and d.out_ns + su > period + _EPS:
+            bad.append((v, d.out_ns + su, f"{v.kind} clock-to-output"))
+    for u, v, e in prim.edges():
+        need = cq + e.wire_ns + su
         if need > period + _EPS:
             bad.append(((u, v), need, f"net of {g.out_degree(u)} sinks"))
     if bad:
@@ -101,8 +101,8 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
     g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
     order = {v: i for i, v in enumerate(nx.topological_sort(g))}
     cuts = set()
-    for u, du in g.nodes(data=True):
-        start = du["out_ns"] if du["latency"] >= 1 else cq + du["delay_ns"]
+    for u, du in prim.primitives.items():
+        start = du.out_ns if du.latency >= 1 else cq + du.delay_ns
         arrival = {u: start}
         frontier, cut = {u}, set()
         while frontier:
@@ -111,15 +111,15 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
             if a in cut:
                 continue
             for b in g.successors(a):
-                e = g.edges[a, b]
-                if e["delay"] > 0 or e["hold"]:
+                e = prim.wire(a, b)
+                if e.delay > 0 or e.hold:
                     continue
-                db = g.nodes[b]
-                t = arrival[a] + e.get("wire_ns", 0.0) + db["delay_ns"]
+                db = prim.primitive(b)
+                t = arrival[a] + e.wire_ns + db.delay_ns
                 if t + su > period + _EPS:
                     cut.add(b)
                     cuts.add((u, b))
-                elif db["latency"] == 0 and t > arrival.get(b, -1.0):
+                elif db.latency == 0 and t > arrival.get(b, -1.0):
                     arrival[b] = t
                     frontier.add(b)
     return sorted(cuts, key=lambda c: (order[c[0]], order[c[1]]))
@@ -140,24 +140,24 @@ def _difference_system(prims: Sequence[PrimitiveGraph], period: float, share_fan
     for m, prim in enumerate(prims):
         g = prim.graph
         _check_clock(prim, period)
-        for u, v, e in g.edges(data=True):
-            if not e["hold"]:
-                row((m, "tau", v), (m, "tau", u), g.nodes[u]["latency"] + e["delay"], "delay matching")
+        for u, v, e in prim.edges():
+            if not e.hold:
+                row((m, "tau", v), (m, "tau", u), prim.primitive(u).latency + e.delay, "delay matching")
         for u in g.nodes:
-            L = g.nodes[u]["latency"]
-            outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
+            L = prim.primitive(u).latency
+            outs = [(v, e) for v, e in prim.out_wires(u) if not e.hold]
             if share_fanout and len(outs) > 1:
                 mirror = (m, "mirror", u)
                 for v, _ in outs:
                     row(mirror, (m, "tau", v), 0, "fan-out sharing")
-                needs[("net", u)].append((m, max(e["width"] for _, e in outs), mirror, (m, "tau", u), L))
+                needs[("net", u)].append((m, max(e.width for _, e in outs), mirror, (m, "tau", u), L))
             else:
                 for v, e in outs:
-                    needs[("edge", u, v)].append((m, e["width"], (m, "tau", v), (m, "tau", u), L))
+                    needs[("edge", u, v)].append((m, e.width, (m, "tau", v), (m, "tau", u), L))
         if not nx.is_directed_acyclic_graph(g):
             continue             # no timing walk on a loop; _run reports the loop from the matching rows
         for u, v in timing_cuts(prim, period):
-            row((m, "tau", v), (m, "tau", u), g.nodes[u]["latency"] + 1, "timing")
+            row((m, "tau", v), (m, "tau", u), prim.primitive(u).latency + 1, "timing")
             timing_rows += 1
     cost: dict = defaultdict(int)
     epigraph = {}
@@ -256,8 +256,8 @@ class RetimedGraph:
 
     def fu_edge_registers(self) -> dict:
         """FU-graph edge -> registers on its primitive edge (edges into adder trees: the leaf edge only)."""
-        g = self.prim.graph
-        return {g.edges[u, v]["fu_edge"]: s for (u, v), s in self.stages.items() if g.edges[u, v]["fu_edge"]}
+        w = self.prim.wires
+        return {w[(u, v)].fu_edge: s for (u, v), s in self.stages.items() if w[(u, v)].fu_edge}
 
 
 def _read_back(prim: PrimitiveGraph, m: int, values: dict, share_fanout: bool):
@@ -265,27 +265,27 @@ def _read_back(prim: PrimitiveGraph, m: int, values: dict, share_fanout: bool):
     tau = {v: round(values[(m, "tau", v)]) for v in g.nodes}
     matched = nx.DiGraph()
     matched.add_nodes_from(g.nodes)
-    matched.add_edges_from((u, v) for u, v, e in g.edges(data=True) if not e["hold"])
+    matched.add_edges_from((u, v) for u, v, e in prim.edges() if not e.hold)
     for comp in nx.weakly_connected_components(matched):
         low = min(tau[v] for v in comp)
         for v in comp:
             tau[v] -= low
     stages, extra, depth = {}, {}, {}
     shared = unshared = 0
-    for u, v, e in g.edges(data=True):
-        if e["hold"]:
+    for u, v, e in prim.edges():
+        if e.hold:
             stages[(u, v)] = extra[(u, v)] = 0
             continue
-        s = tau[v] - tau[u] - g.nodes[u]["latency"]
-        stages[(u, v)], extra[(u, v)] = s, s - e["delay"]
-        unshared += e["width"] * s
+        s = tau[v] - tau[u] - prim.primitive(u).latency
+        stages[(u, v)], extra[(u, v)] = s, s - e.delay
+        unshared += e.width * s
     for u in g.nodes:
-        outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
+        outs = [(v, e) for v, e in prim.out_wires(u) if not e.hold]
         if share_fanout and len(outs) > 1:
             depth[u] = max(stages[(u, v)] for v, _ in outs)
-            shared += max(e["width"] for _, e in outs) * depth[u]
+            shared += max(e.width for _, e in outs) * depth[u]
         else:
-            shared += sum(e["width"] * stages[(u, v)] for v, e in outs)
+            shared += sum(e.width * stages[(u, v)] for v, e in outs)
     latency = max(tau.values(), default=0)     # earliest launch (tau 0) to the last latch, in cycles
     return tau, stages, extra, depth, shared, unshared, latency
 
@@ -357,14 +357,14 @@ def insert_pipeline_registers_fused(prims: Sequence[PrimitiveGraph], clock_perio
                                 system.timing_rows, elapsed, integral))
         g = prim.graph
         for u in g.nodes:
-            outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
+            outs = [(v, e) for v, e in prim.out_wires(u) if not e.hold]
             if share_fanout and len(outs) > 1:
-                key, w, s = ("net", u), max(e["width"] for _, e in outs), depth[u]
+                key, w, s = ("net", u), max(e.width for _, e in outs), depth[u]
                 built[key] = (w, max(s, built.get(key, (w, 0))[1]))
             else:
                 for v, e in outs:
                     key = ("edge", u, v)
-                    built[key] = (e["width"], max(stages[(u, v)], built.get(key, (0, 0))[1]))
+                    built[key] = (e.width, max(stages[(u, v)], built.get(key, (0, 0))[1]))
     bits = sum(w * s for w, s in built.values())
     separate = sum(_retime(p, clock_period_ns, share_fanout).register_bits for p in prims)
     return FusedRetiming(tuple(per), MappingProxyType({k: s for k, (_, s) in built.items()}), bits, separate,

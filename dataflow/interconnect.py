@@ -8,16 +8,18 @@ c.ds, and a minimum spanning arborescence (networkx) over those candidates plus 
 one source per FU. Delay-0 trees become one broadcast net from a memory lane; delayed edges become systolic
 register chains. Outputs are accumulated in place (invariant over the inner loops) or streamed out
 through spatial reductions along the axes the output does not depend on (a register chain when the
-control vector skews that axis, an adder tree when it does not). Edge attributes follow the schema in
-DESIGN.md / docs/architecture.md so the primitive lowering, the RTL generator and the cycle model all
-read the same graph.
+control vector skews that axis, an adder tree when it does not). Every edge carries one typed
+:class:`Link` and every FU the :class:`Role` of each operand (docs/architecture.md), so the primitive
+lowering, the RTL generator and the cycle model all read the same graph.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import networkx as nx
 
@@ -61,12 +63,29 @@ class OperandPlan:
 
 @dataclass(frozen=True)
 class FUGraph:
-    """The FU graph of one dataflow plus the per-operand plans that the RTL and the model share."""
+    """The FU graph of one dataflow plus the per-operand plans that the RTL and the model share.
+
+    ``graph`` is the topology (a frozen networkx DiGraph of :class:`Node` values, attribute dicts empty);
+    the payloads are typed: ``link_of`` maps an edge ``(u, v)`` to its :class:`Link`, ``fu_roles`` an FU
+    to the :class:`Role` of each operand it uses."""
 
     design: Design
     dataflow: Dataflow
     graph: nx.DiGraph = field(compare=False, repr=False)
     plans: tuple[OperandPlan, ...]
+    link_of: Mapping[tuple[Node, Node], Link] = field(compare=False, repr=False)
+    fu_roles: Mapping[Node, Mapping[str, Role]] = field(compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.design.name}/{self.dataflow.name}"
+
+    def link(self, u: Node, v: Node) -> Link:
+        return self.link_of[(u, v)]
+
+    def roles_of(self, n: Node) -> Mapping[str, Role]:
+        """operand -> Role at FU ``n`` (empty for other nodes)."""
+        return self.fu_roles.get(n, _NO_ROLES)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,8 +105,8 @@ class FUGraph:
 
     def links(self, operand: str | None = None) -> list[tuple[Node, Node, Link]]:
         """(source, sink, Link) of every edge, or of one operand's edges."""
-        return [(u, v, e["link"]) for u, v, e in self.graph.edges(data=True)
-                if operand is None or e["link"].operand == operand]
+        return [(u, v, self.link_of[(u, v)]) for u, v in self.graph.edges
+                if operand is None or self.link_of[(u, v)].operand == operand]
 
     def plan(self, name: str) -> OperandPlan:
         return next(p for p in self.plans if p.name == name)
@@ -115,6 +134,37 @@ class FUGraph:
 
     def coords(self):
         return itertools.product(*[range(e) for e in self.shape])
+
+
+class _Builder:
+    """The FU graph under construction: topology, links and FU roles, frozen into an FUGraph at the end."""
+
+    def __init__(self):
+        self.g = nx.DiGraph()
+        self.links: dict[tuple[Node, Node], Link] = {}
+        self.roles: dict[Node, dict[str, Role]] = {}
+
+    def add_fu(self, n: Node) -> None:
+        self.g.add_node(n)
+        self.roles[n] = {}
+
+    def add_node(self, n: Node) -> None:
+        self.g.add_node(n)
+
+    def add_edge(self, u: Node, v: Node, link: Link) -> None:
+        self.g.add_edge(u, v)
+        self.links[(u, v)] = link
+
+    def set_role(self, n: Node, operand: str, role: Role) -> None:
+        self.roles[n][operand] = role
+
+    def freeze(self, design, df, plans) -> "FUGraph":
+        nx.freeze(self.g)
+        roles = {n: MappingProxyType(dict(r)) for n, r in self.roles.items()}
+        return FUGraph(design, df, self.g, plans, MappingProxyType(dict(self.links)), MappingProxyType(roles))
+
+
+_NO_ROLES: Mapping[str, Role] = MappingProxyType({})
 
 
 def _cs(control, coord) -> int:
@@ -169,10 +219,10 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     axis_dim = df.spatial_dims
     inner = df.inner_dims()
     reuse = {x.name: _Reuse.of(unit_reuse(design, df, x.name), df.order) for x in op.operands}
-    g = nx.DiGraph(name=design.name, dataflow=df.name, shape=shape, control=df.control)
+    g = _Builder()
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
-        g.add_node(fu(s), kind=NodeKind.FU, coord=s, roles={})
+        g.add_fu(fu(s))
     base = min(_cs(df.control, s) for s in coords)
     skew = {s: _cs(df.control, s) - base for s in coords}
     types = design.type_of
@@ -213,7 +263,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
             raise SpecError(problems)
         plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, ro, chained, trees,
                                       types[out.name], outer_reduction))
-    return FUGraph(design, df, g, tuple(plans))
+    return g.freeze(design, df, tuple(plans))
 
 
 def _stationary(g, name, shape, coords, dtype) -> OperandPlan:
@@ -222,18 +272,26 @@ def _stationary(g, name, shape, coords, dtype) -> OperandPlan:
     for lane in range(shape[-1]):
         fus = tuple(s for s in coords if s[-1] == lane)
         mem = _mem(name, lane)
-        g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
+        g.add_node(mem)
         for s in fus:
-            g.add_edge(mem, fu(s), link=Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
-            g.nodes[fu(s)]["roles"][name] = Role.STATIONARY
+            g.add_edge(mem, fu(s), Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
+            g.set_role(fu(s), name, Role.STATIONARY)
         lanes.append(Lane(lane, fus, 0))
     return OperandPlan(name, Role.STATIONARY, dtype.bits, tuple(lanes), signed=dtype.signed)
 
 
-def _candidates(coords, shape, reuse: _Reuse, axes):
+@dataclass(frozen=True)
+class _Move:
+    """A candidate FU-to-FU connection: its registers (c.ds), the array axis it moves along, its cost."""
+
+    delay: int
+    axis: int | None
+    cost: float
+
+
+def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _Move]:
     """The reuse moves along ``axes`` as FU-to-FU edges with delay c.ds >= 0."""
-    cand = nx.DiGraph()
-    cand.add_nodes_from(fu(s) for s in coords)
+    moves = {}
     for s in coords:
         for a in axes:
             for step, delay in reuse.steps(a):
@@ -243,37 +301,39 @@ def _candidates(coords, shape, reuse: _Reuse, axes):
                     continue
                 # prefer forward steps on ties so broadcast trees are chains from index 0
                 cost = (delay * 10 + 1) + (0 if step > 0 else 0.5)
-                cand.add_edge(fu(s), fu(t), delay=delay, axis=a, weight=cost)
-    return cand
+                moves[(fu(s), fu(t))] = _Move(delay, a, cost)
+    return moves
 
 
 def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> OperandPlan:
-    cand = _candidates(coords, shape, reuse, reuse.axes)
+    moves = _candidates(coords, shape, reuse, reuse.axes)
     root = _mem(name, None)
-    cand.add_node(root)
     for s in coords:
-        cand.add_edge(root, fu(s), delay=skew[s], axis=None, weight=MEMORY_PORT_COST)
-    tree = nx.minimum_spanning_arborescence(cand, attr="weight", preserve_attrs=True)
+        moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
+    cand = nx.DiGraph()
+    cand.add_nodes_from([fu(s) for s in coords] + [root])
+    cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
+    tree = nx.minimum_spanning_arborescence(cand)
     lanes = []
     roots = sorted(v for v in tree.successors(root))
     for lane, first in enumerate(roots):
         mem = _mem(name, lane)
-        g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
+        g.add_node(mem)
         members = [first] + [v for v in nx.descendants(tree, first)]
-        zero = all(tree.edges[e]["delay"] == 0 for e in nx.bfs_edges(tree, first))
+        zero = all(moves[e].delay == 0 for e in nx.bfs_edges(tree, first))
         if zero and len(members) > 1:
             # a same-cycle tree is one net: the lane drives every member directly
             for v in sorted(members):
-                g.add_edge(mem, v, link=Link(name, EdgeKind.BROADCAST, skew[first.coord], dtype.bits,
-                                             fanout=len(members)))
+                g.add_edge(mem, v, Link(name, EdgeKind.BROADCAST, skew[first.coord], dtype.bits,
+                                        fanout=len(members)))
         else:
-            g.add_edge(mem, first, link=Link(name, EdgeKind.MEMORY, skew[first.coord], dtype.bits))
+            g.add_edge(mem, first, Link(name, EdgeKind.MEMORY, skew[first.coord], dtype.bits))
             for u, v in nx.bfs_edges(tree, first):
-                e = tree.edges[u, v]
-                kind = EdgeKind.SYSTOLIC if e["delay"] > 0 else EdgeKind.BROADCAST
-                g.add_edge(u, v, link=Link(name, kind, e["delay"], dtype.bits, axis=e["axis"]))
+                e = moves[(u, v)]
+                kind = EdgeKind.SYSTOLIC if e.delay > 0 else EdgeKind.BROADCAST
+                g.add_edge(u, v, Link(name, kind, e.delay, dtype.bits, axis=e.axis))
         for v in members:
-            g.nodes[v]["roles"][name] = Role.STREAM
+            g.set_role(v, name, Role.STREAM)
         lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))
     moves = tuple((a, reuse.moves[a][1]) for a in reuse.axes)
     return OperandPlan(name, Role.STREAM, dtype.bits, tuple(lanes), moves, signed=dtype.signed)
@@ -284,14 +344,14 @@ def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:
     for lane in range(shape[-1]):
         fus = tuple(s for s in coords if s[-1] == lane)
         drain, mem = _drain(name, lane), _mem(name, lane)
-        g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
+        g.add_node(drain)
         if psum_in:
-            g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
+            g.add_node(mem)
         for s in fus:
-            g.nodes[fu(s)]["roles"][name] = Role.ACCUMULATE
-            g.add_edge(fu(s), drain, link=Link(name, EdgeKind.DRAIN, 0, dtype.bits))
+            g.set_role(fu(s), name, Role.ACCUMULATE)
+            g.add_edge(fu(s), drain, Link(name, EdgeKind.DRAIN, 0, dtype.bits))
             if psum_in:
-                g.add_edge(mem, fu(s), link=Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
+                g.add_edge(mem, fu(s), Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
         lanes.append(Lane(lane, fus, 0))
     return OperandPlan(name, Role.ACCUMULATE, dtype.bits, tuple(lanes), psum_in=psum_in, signed=dtype.signed)
 
@@ -309,44 +369,45 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
         for lane, key in enumerate(sorted(groups)):
             fus = tuple(sorted(groups[key]))
             tnode, drain = Node(NodeKind.TREE, operand=name, lane=lane), _drain(name, lane)
-            g.add_node(tnode, kind=NodeKind.TREE, operand=name, group=lane, n_inputs=len(fus))
+            g.add_node(tnode)
             for s in fus:
-                g.nodes[fu(s)]["roles"][name] = Role.REDUCE
-                g.add_edge(fu(s), tnode, link=Link(name, EdgeKind.REDUCE, 0, dtype.bits))
-            g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
-            g.add_edge(tnode, drain, link=Link(name, EdgeKind.DRAIN, span - skew[fus[0]], dtype.bits))
+                g.set_role(fu(s), name, Role.REDUCE)
+                g.add_edge(fu(s), tnode, Link(name, EdgeKind.REDUCE, 0, dtype.bits))
+            g.add_node(drain)
+            g.add_edge(tnode, drain, Link(name, EdgeKind.DRAIN, span - skew[fus[0]], dtype.bits))
             if psum_in:
                 mem = _mem(name, lane)
-                g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
-                g.add_edge(mem, tnode, link=Link(name, EdgeKind.MEMORY, skew[fus[0]], dtype.bits))
+                g.add_node(mem)
+                g.add_edge(mem, tnode, Link(name, EdgeKind.MEMORY, skew[fus[0]], dtype.bits))
             lanes.append(Lane(lane, fus, skew[fus[0]]))
         return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), tree_axes=tuple(trees), psum_in=psum_in,
                            signed=dtype.signed)
     # chains: partial sums move toward larger c.s; terminal FUs (no successor) drain
-    cand = _candidates(coords, shape, reuse, chained)
-    cand = nx.DiGraph((u, v, d) for u, v, d in cand.edges(data=True) if d["delay"] > 0)
-    cand.add_nodes_from(fu(s) for s in coords)
+    out_moves: dict[Node, list] = {}
+    for (u, v), m in _candidates(coords, shape, reuse, chained).items():
+        if m.delay > 0:
+            out_moves.setdefault(u, []).append((v, m))
     succ = {}
     for s in coords:
-        outs = sorted(cand.successors(fu(s)), key=lambda v: (cand.edges[fu(s), v]["weight"], v))
+        outs = sorted(out_moves.get(fu(s), []), key=lambda vm: (vm[1].cost, vm[0]))
         # one successor per FU along the first chained axis that has one (an in-tree toward the drain)
         for a in chained:
-            nxt = [v for v in outs if cand.edges[fu(s), v]["axis"] == a]
+            nxt = [(v, m) for v, m in outs if m.axis == a]
             if nxt:
-                succ[s] = (nxt[0].coord, cand.edges[fu(s), nxt[0]]["delay"], a)
+                succ[s] = (nxt[0][0].coord, nxt[0][1].delay, a)
                 break
     for s, (t, delay, a) in succ.items():
-        g.add_edge(fu(s), fu(t), link=Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
+        g.add_edge(fu(s), fu(t), Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
     for s in coords:
-        g.nodes[fu(s)]["roles"][name] = Role.REDUCE
+        g.set_role(fu(s), name, Role.REDUCE)
     terminals = sorted(s for s in coords if s not in succ)
     has_pred = {t for t, _, _ in succ.values()}
     roots = sorted(s for s in coords if s not in has_pred)
     span = max(skew[s] for s in terminals)
     for lane, s in enumerate(terminals):
         drain = _drain(name, lane)
-        g.add_node(drain, kind=NodeKind.DRAIN, operand=name, lane=lane)
-        g.add_edge(fu(s), drain, link=Link(name, EdgeKind.DRAIN, span - skew[s], dtype.bits))
+        g.add_node(drain)
+        g.add_edge(fu(s), drain, Link(name, EdgeKind.DRAIN, span - skew[s], dtype.bits))
         chain = [s]
         while True:
             preds = [u for u, (t, _, _) in succ.items() if t == chain[0]]
@@ -357,7 +418,7 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
     if psum_in:
         for lane, s in enumerate(roots):
             mem = _mem(name, lane)
-            g.add_node(mem, kind=NodeKind.MEM, operand=name, lane=lane, bank=lane)
-            g.add_edge(mem, fu(s), link=Link(name, EdgeKind.MEMORY, skew[s], dtype.bits))
+            g.add_node(mem)
+            g.add_edge(mem, fu(s), Link(name, EdgeKind.MEMORY, skew[s], dtype.bits))
     moves = tuple((a, reuse.moves[a][1]) for a in chained)
     return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), moves, psum_in=psum_in, signed=dtype.signed)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Role", "NodeKind", "EdgeKind", "PortRole", "Direction", "Node", "Link", "Port", "CommandField", "CommandLayout",
-           "command_layout", "port_name", "STEP_BITS", "TRIP_BITS"]
+__all__ = ["Role", "NodeKind", "EdgeKind", "PortRole", "Direction", "Node", "Link", "Primitive", "Wire", "Port",
+           "CommandField", "CommandLayout", "command_layout", "port_name", "STEP_BITS", "TRIP_BITS"]
 
 STEP_BITS = 32
 TRIP_BITS = 16
@@ -139,6 +139,40 @@ class Link:
     axis: int | None = None       # the array axis a hop or a chain link moves along
     fanout: int | None = None     # a broadcast net: the FUs it drives
     load: bool = False            # used in the load phase (stationary data, accumulator preload)
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """A primitive-graph node's payload: its timing and width (its kind and place are its :class:`Node` key).
+
+    ``latency``: cycles from its inputs being latched to its output being valid (0: combinational);
+    ``delay_ns``: combinational delay through it (latency 0) or in front of its first internal register;
+    ``out_ns``: clock to output of a registered node; ``internal_stages``: registers inside a multiplier
+    split to fit the clock (they are its latency)."""
+
+    latency: int
+    width: int
+    delay_ns: float = 0.0
+    out_ns: float = 0.0
+    internal_stages: int = 0
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A primitive-graph edge's payload.
+
+    ``delay``: the registers the schedule needs on it (D_e); ``hold``: it feeds a value held constant while
+    it is used (stationary register output, accumulator preload or read-out), so it is not delay-matched;
+    ``wire_ns``: the fan-out penalty of the net that drives it; ``fu_edge``: the FU-graph edge it
+    implements (None inside an FU and between adder-tree levels)."""
+
+    operand: str
+    kind: EdgeKind
+    width: int
+    delay: int
+    hold: bool = False
+    wire_ns: float = 0.0
+    fu_edge: tuple | None = None
 
 
 def _sort_key(path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .delay_lp import RetimedGraph
+from .ir import NodeKind
 from .primitives import PrimitiveGraph
 
 __all__ = ["ArrayTiming", "timing_from_retimed"]
@@ -40,7 +41,7 @@ class ArrayTiming:
         return max((self.regs(u, v) for v in g.successors(u)), default=0)
 
     def node_latency(self, v) -> int:
-        return self.prim.graph.nodes[v]["latency"]
+        return self.prim.primitive(v).latency
 
     @property
     def pipelined(self) -> bool:
@@ -48,14 +49,8 @@ class ArrayTiming:
 
 
 def _streamed_ports(prim: PrimitiveGraph) -> list:
-    g = prim.graph
-    out = []
-    for v, d in g.nodes(data=True):
-        if d["kind"] != "mem_port":
-            continue
-        if any(not g.edges[v, w]["hold"] and g.nodes[w]["kind"] != "stationary_reg" for w in g.successors(v)):
-            out.append(v)
-    return out
+    return [v for v in prim.nodes_of_kind(NodeKind.MEM_PORT)
+            if any(not e.hold and w.kind is not NodeKind.STATIONARY_REG for w, e in prim.out_wires(v))]
 
 
 def timing_from_retimed(retimed: RetimedGraph, clock_period_ns: float | None, target: str) -> ArrayTiming:
@@ -64,7 +59,7 @@ def timing_from_retimed(retimed: RetimedGraph, clock_period_ns: float | None, ta
     ports = _streamed_ports(prim)
     tau = retimed.tau
     t0 = min(tau[p] for p in ports)
-    mem_lat = prim.graph.nodes[ports[0]]["latency"]
+    mem_lat = prim.primitive(ports[0]).latency
     base = t0 + mem_lat
     time = {v: tau[v] - base for v in prim.graph.nodes}
     offsets = {p: tau[p] - t0 for p in ports}

@@ -64,7 +64,7 @@ def array_schedule(fg: FUGraph, timing: ArrayTiming) -> ArraySchedule:
     if accumulate and out.psum_in:
         swaps += [t[v] for v in accs]
     drains = [v for v in g if v.kind is NodeKind.DRAIN]
-    out_latency = 0 if accumulate else max(t[v] + g.nodes[v]["latency"] for v in drains)
+    out_latency = 0 if accumulate else max(t[v] + timing.node_latency(v) for v in drains)
     return ArraySchedule(math.prod(fg.shape[:-1]), commit, max(swaps, default=0),
                          any(p.role is Role.STATIONARY for p in fg.inputs), accumulate, out.psum_in, out_latency,
                          sum(timing.retimed.extra.values()))

@@ -217,9 +217,9 @@ class ArrayTop(wiring.Component):
         ctx.nets.out[v] = Mux(swap, shadow, act)
 
     def _accumulator(self, ctx, v: Node):
-        m, s, pg = ctx.m, v.coord, self.timing.prim.graph
+        m, s = ctx.m, v.coord
         name, shape = self.fg.output.name, ctx.acc_shape
-        (mul,) = [u for u in pg.predecessors(v) if not pg.edges[u, v]["hold"]]
+        (mul,) = [u for u, e in self.timing.prim.in_wires(v) if not e.hold]
         acc = Signal(shape, name=f"{name}_acc_{_tag(s)}")
         res = Signal(shape, name=f"{name}_out_{_tag(s)}")
         base = Const(0, shape)
@@ -245,7 +245,7 @@ class ArrayTop(wiring.Component):
         reg = Signal(ctx.acc_shape, name=f"{name}_drain{v.lane}")
         with m.If(ctx.adv):
             m.d.sync += reg.eq(ctx.nets.src(u, v, ctx.acc_shape))
-        align = self.schedule.out_latency - (self.timing.time[v] + pg.nodes[v]["latency"])
+        align = self.schedule.out_latency - (self.timing.time[v] + self.timing.node_latency(v))
         res = _delay(m, reg, align, ctx.adv, f"{name}_out{v.lane}_align", ctx.acc_shape)
         m.d.comb += getattr(self, self.compiled.output_port.name).payload[v.lane].eq(res)
 

@@ -72,23 +72,22 @@ class RetimedNets:
     def build(self, v) -> bool:
         """Emit node v if it is a port, multiplier or adder; False for the kinds the caller owns."""
         m, g = self.m, self.graph
-        d = g.nodes[v]
-        kind = d["kind"]
+        kind, latency = v.kind, self.tm.node_latency(v)
         if kind is NodeKind.PORT:
             (u,) = list(g.predecessors(v))
-            self.out[v] = self.src(u, v, self.input_shape(d["operand"]))
+            self.out[v] = self.src(u, v, self.input_shape(v.operand))
         elif kind is NodeKind.MUL:
             prod = None
             for u in sorted(g.predecessors(v)):
-                x = self.src(u, v, self.input_shape(g.nodes[u]["operand"]))
+                x = self.src(u, v, self.input_shape(u.operand))
                 prod = x if prod is None else prod * x
             sig = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}")
-            if d["latency"] == 0:
+            if latency == 0:
                 m.d.comb += sig.eq(prod)
             else:
                 # the first register right behind the product, the LP's internal stages after it (for the
                 # synthesis tool to balance into the partial-product tree)
-                stages = delay_line(m, prod, d["latency"], self.adv, f"prod_{tag(v.coord)}_s", self.acc_shape)
+                stages = delay_line(m, prod, latency, self.adv, f"prod_{tag(v.coord)}_s", self.acc_shape)
                 m.d.comb += sig.eq(stages)
             self.out[v] = sig
         elif kind in (NodeKind.ADD, NodeKind.TREE_ADD):

@@ -24,7 +24,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.errors import SpecError, problem
-from archgen.dataflow.ir import NodeKind, Role
+from archgen.dataflow.ir import NodeKind, PortRole, Role, port_name
 from archgen.dataflow.spatten_arrays import EinsumArray, operand_index, stationary_footprint
 from archgen.rtlgen.datapath import RetimedNets, delay_line, shape_of
 
@@ -45,8 +45,8 @@ class EinsumUnit(wiring.Component):
         members = {}
         for p in fg.inputs:
             n = len(self._foot[p.name]) if p.role is Role.STATIONARY else p.n_lanes
-            members[f"in_{p.name}"] = In(data.ArrayLayout(shape_of(p.width, design.type_of[p.name].signed), n))
-        members[f"out_{out.name}"] = Out(data.ArrayLayout(shape_of(out.width, out.signed), out.n_lanes))
+            members[port_name(PortRole.INPUT, p.name)] = In(data.ArrayLayout(shape_of(p.width, design.type_of[p.name].signed), n))
+        members[port_name(PortRole.OUTPUT, out.name)] = Out(data.ArrayLayout(shape_of(out.width, out.signed), out.n_lanes))
         super().__init__(members)
 
     def lane_fus(self, operand: str) -> list[tuple[int, ...]]:
@@ -67,27 +67,26 @@ class EinsumUnit(wiring.Component):
         in_shape = {p.name: shape_of(p.width, design.type_of[p.name].signed) for p in fg.inputs}
         nets = RetimedNets(m, tm, Const(1), in_shape.__getitem__, acc_shape)
         slot = {x: {idx: i for i, idx in enumerate(f)} for x, f in self._foot.items()}
-        out_port = getattr(self, f"out_{out.name}")
+        out_port = getattr(self, port_name(PortRole.OUTPUT, out.name))
         for v in nx.topological_sort(pg):
             if nets.build(v):
                 continue
-            d = pg.nodes[v]
-            kind = d["kind"]
+            kind = v.kind
             if kind is NodeKind.MEM_PORT:
                 if v not in tm.lane_offset:
                     continue                      # load port of a stationary operand: the caller holds it
                 operand, lane = v.operand, v.lane
-                raw = getattr(self, f"in_{operand}")[lane]
+                raw = getattr(self, port_name(PortRole.INPUT, operand))[lane]
                 nets.out[v] = delay_line(m, raw, tm.lane_offset[v], Const(1), f"{operand}_lane{lane}_skew",
                                          in_shape[operand])
             elif kind is NodeKind.STATIONARY_REG:
                 s, operand = v.coord, v.operand
-                nets.out[v] = getattr(self, f"in_{operand}")[slot[operand][operand_index(design, operand, s)]]
+                nets.out[v] = getattr(self, port_name(PortRole.INPUT, operand))[slot[operand][operand_index(design, operand, s)]]
             elif kind is NodeKind.DRAIN:
                 (u,) = list(pg.predecessors(v))
                 reg = Signal(acc_shape, name=f"{out.name}_drain{v.lane}")
                 m.d.sync += reg.eq(nets.src(u, v, acc_shape))
-                align = self.latency - (tm.time[v] + d["latency"])
+                align = self.latency - (tm.time[v] + tm.node_latency(v))
                 m.d.comb += out_port[v.lane].eq(delay_line(m, reg, align, Const(1), f"{out.name}_out{v.lane}_align",
                                                          acc_shape))
             else:

@@ -157,8 +157,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
 
 
 def _hops(fg) -> int:
-    return sum(1 for u, v in fg.graph.edges if fg.graph.nodes[u]["kind"] == NodeKind.FU
-               and fg.graph.nodes[v]["kind"] == NodeKind.FU)
+    return sum(1 for u, v in fg.graph.edges if u.kind is NodeKind.FU and v.kind is NodeKind.FU)
 
 
 def _core_actions(compiled, slots: int, steps_total: int) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import host_program, random_operands
-from archgen.dataflow.ir import PortRole
+from archgen.dataflow.ir import PortRole, port_name
 from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.build import array_verilog
 from archgen.sim.array_model import simulate_array
@@ -35,7 +35,7 @@ def _psum_causality(prog, res, out_name: str) -> int:
     recorded: a read must come at least one cycle after the write."""
     if prog.psum_source is None:
         return 0
-    psum_cycles = (res.get("in_cycles") or {}).get(f"psum_{out_name}")
+    psum_cycles = (res.get("in_cycles") or {}).get(port_name(PortRole.PSUM, out_name))
     out_cycles = res.get("out_cycles")
     if not psum_cycles or out_cycles is None:
         return 0

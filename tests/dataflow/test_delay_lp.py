@@ -1,6 +1,7 @@
 """LP delay matching: integrality, balance, brute-force optimality, min-cost-flow duality, timing, errors."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import networkx as nx
@@ -13,20 +14,23 @@ from archgen.dataflow.delay_lp import (ClockTargetError, DelayMatchingError, ins
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.primitives import PrimitiveGraph, lower_to_primitives
 
-from archgen.dataflow.ir import Node, NodeKind
+from archgen.dataflow.ir import EdgeKind, Node, NodeKind, Primitive, Wire
 from test_primitives import MP, F, M, os_broadcast, tree_array, ws_systolic
 
 CQ, SU = 0.1, 0.1
 
 
+def N(x) -> Node:
+    """A test node named ``x`` (each its own unit)."""
+    return Node(NodeKind.ADD, (x,))
+
+
 def make_prim(nodes, edges) -> PrimitiveGraph:
-    """nodes: {id: (latency, delay_ns)}; edges: {(u, v): (width, D, hold)}."""
-    g = nx.DiGraph()
-    for v, (lat, delay) in nodes.items():
-        g.add_node(v, kind="test", latency=lat, delay_ns=delay, out_ns=CQ if lat else 0.0, width=8, unit=v)
-    for (u, v), (w, d, hold) in edges.items():
-        g.add_edge(u, v, width=w, delay=d, hold=hold, kind="test", operand="X", fu_edge=None, wire_ns=0.0)
-    return PrimitiveGraph(g, "test", CQ, SU, "random")
+    """nodes: {id: (latency, delay_ns)}; edges: {(u, v): (width, D, hold)}; node ids become N(id)."""
+    return PrimitiveGraph.build(
+        [(N(v), Primitive(lat, 8, delay, CQ if lat else 0.0)) for v, (lat, delay) in nodes.items()],
+        [(N(u), N(v), Wire("X", EdgeKind.INTERNAL, w, d, hold)) for (u, v), (w, d, hold) in edges.items()],
+        target="test", clk_to_q_ns=CQ, setup_ns=SU, name="random")
 
 
 @st.composite
@@ -43,38 +47,38 @@ def small_dags(draw, max_nodes=5):
 def cost(prim, tau, share):
     g, bits = prim.graph, 0
     for u in g.nodes:
-        outs = [(v, e) for v, e in g.adj[u].items() if not e["hold"]]
-        s = [tau[v] - tau[u] - g.nodes[u]["latency"] for v, _ in outs]
+        outs = [(v, e) for v, e in prim.out_wires(u) if not e.hold]
+        s = [tau[v] - tau[u] - prim.primitive(u).latency for v, _ in outs]
         if share and len(outs) > 1:
-            bits += max(e["width"] for _, e in outs) * max(s)
+            bits += max(e.width for _, e in outs) * max(s)
         else:
-            bits += sum(e["width"] * x for (_, e), x in zip(outs, s))
+            bits += sum(e.width * x for (_, e), x in zip(outs, s))
     return bits
 
 
 def path_needs_register(prim, path, period):
     """Independent of timing_cuts: is this register-free candidate path slower than the period?"""
-    g = prim.graph
+    p, w = prim.primitive, prim.wire
     u = path[0]
-    if any(g.edges[a, b]["delay"] > 0 or g.edges[a, b]["hold"] for a, b in zip(path, path[1:])):
+    if any(w(a, b).delay > 0 or w(a, b).hold for a, b in zip(path, path[1:])):
         return False
-    if any(g.nodes[x]["latency"] > 0 for x in path[1:-1]):
+    if any(p(x).latency > 0 for x in path[1:-1]):
         return False
-    t = g.nodes[u]["out_ns"] if g.nodes[u]["latency"] else CQ + g.nodes[u]["delay_ns"]
-    t += sum(g.nodes[x]["delay_ns"] for x in path[1:])
+    t = p(u).out_ns if p(u).latency else CQ + p(u).delay_ns
+    t += sum(p(x).delay_ns for x in path[1:])
     return t + SU > period + 1e-9
 
 
 def feasible(prim, tau, period):
     g = prim.graph
-    for u, v, e in g.edges(data=True):
-        if not e["hold"] and tau[v] - tau[u] - g.nodes[u]["latency"] < e["delay"]:
+    for u, v, e in prim.edges():
+        if not e.hold and tau[v] - tau[u] - prim.primitive(u).latency < e.delay:
             return False
     for u in g.nodes:
         for v in g.nodes:
             if u != v:
                 for path in nx.all_simple_paths(g, u, v):
-                    if path_needs_register(prim, path, period) and tau[v] - tau[u] - g.nodes[u]["latency"] < 1:
+                    if path_needs_register(prim, path, period) and tau[v] - tau[u] - prim.primitive(u).latency < 1:
                         return False
     return True
 
@@ -84,9 +88,9 @@ def brute_force(prim, period, share):
     node per connected group at 0 leaves every other tau within (n - 1) * max_b of it."""
     g = prim.graph
     nodes = sorted(g.nodes)
-    checks = [(u, v, g.nodes[u]["latency"] + 1) for u in nodes for v in nodes if u != v
+    checks = [(u, v, prim.primitive(u).latency + 1) for u in nodes for v in nodes if u != v
               and any(path_needs_register(prim, p, period) for p in nx.all_simple_paths(g, u, v))]
-    matched = [(u, v, g.nodes[u]["latency"] + e["delay"]) for u, v, e in g.edges(data=True) if not e["hold"]]
+    matched = [(u, v, prim.primitive(u).latency + e.delay) for u, v, e in prim.edges() if not e.hold]
     rows = matched + checks
     bound = (len(nodes) - 1) * max([b for _, _, b in rows] + [0])
     groups = nx.Graph()
@@ -104,18 +108,18 @@ def brute_force(prim, period, share):
 
 
 def assert_delay_matched(prim, r):
-    g = prim.graph
-    for u, v, e in g.edges(data=True):
-        if e["hold"]:
+    lat_of = lambda x: prim.primitive(x).latency
+    for u, v, e in prim.edges():
+        if e.hold:
             continue
         s = r.stages[(u, v)]
-        assert s >= e["delay"] and r.extra[(u, v)] == s - e["delay"]
-        assert r.tau[v] == r.tau[u] + g.nodes[u]["latency"] + s
+        assert s >= e.delay and r.extra[(u, v)] == s - e.delay
+        assert r.tau[v] == r.tau[u] + lat_of(u) + s
     # every pair of register-balanced paths between the same two nodes has the same latency
-    matched = nx.DiGraph((u, v) for u, v, e in g.edges(data=True) if not e["hold"])
+    matched = nx.DiGraph((u, v) for u, v, e in prim.edges() if not e.hold)
     for u in matched:
         for v in matched:
-            lat = {sum(g.nodes[a]["latency"] + r.stages[(a, b)] for a, b in zip(p, p[1:]))
+            lat = {sum(lat_of(a) + r.stages[(a, b)] for a, b in zip(p, p[1:]))
                    for p in nx.all_simple_paths(matched, u, v)}
             assert len(lat) <= 1, (u, v, lat)
 
@@ -126,7 +130,7 @@ def test_lp_is_integral_balanced_feasible_and_equals_the_min_cost_flow_dual(prim
     try:
         r = insert_pipeline_registers(prim, period, share_fanout=share)
     except ClockTargetError:
-        assert any(CQ + d["delay_ns"] + SU > period for _, d in prim.graph.nodes(data=True))
+        assert any(CQ + d.delay_ns + SU > period for d in prim.primitives.values())
         return
     assert r.integral_lp
     assert_delay_matched(prim, r)
@@ -171,8 +175,8 @@ def test_fanout_sharing_pays_for_the_deepest_sink_once():
     prim = make_prim(nodes, edges)
     shared = insert_pipeline_registers(prim, 10.0, share_fanout=True)
     alone = insert_pipeline_registers(prim, 10.0, share_fanout=False)
-    assert [shared.registers_on("s", x) for x in "abc"] == [0, 1, 2]
-    assert shared.chain_depth["s"] == 2                 # one chain of two registers, tapped at 0, 1, 2
+    assert [shared.registers_on(N("s"), N(x)) for x in "abc"] == [0, 1, 2]
+    assert shared.chain_depth[N("s")] == 2                 # one chain of two registers, tapped at 0, 1, 2
     assert shared.register_bits == 8 * 2
     assert alone.register_bits == 8 * (0 + 1 + 2)
     assert shared.unshared_register_bits == alone.register_bits
@@ -184,7 +188,7 @@ def test_clock_target_error_names_the_slow_primitive():
     with pytest.raises(ClockTargetError) as info:
         insert_pipeline_registers(prim, 2.0)
     assert "'mul'" in str(info.value) and "3.200 ns" in str(info.value)
-    assert info.value.offenders[0][0] == "mul"
+    assert info.value.offenders[0][0] == N("mul")
 
 
 def test_positive_cycle_is_reported_as_infeasible():
@@ -207,12 +211,12 @@ def test_array_graphs_are_matched_and_dual_checked(build, target, periods):
 
 
 def assert_delay_matched_fast(prim, r):
-    g = prim.graph
-    for u, v, e in g.edges(data=True):
-        if not e["hold"]:
-            assert r.tau[v] - r.tau[u] - g.nodes[u]["latency"] == r.stages[(u, v)] >= e["delay"]
+    lat_of = lambda x: prim.primitive(x).latency
+    for u, v, e in prim.edges():
+        if not e.hold:
+            assert r.tau[v] - r.tau[u] - lat_of(u) == r.stages[(u, v)] >= e.delay
     for u, v in timing_cuts(prim, r.clock_period_ns):
-        assert r.tau[v] - r.tau[u] - g.nodes[u]["latency"] >= 1
+        assert r.tau[v] - r.tau[u] - lat_of(u) >= 1
 
 
 def test_broadcast_needs_registers_only_when_the_clock_is_tight():
@@ -229,11 +233,12 @@ def test_broadcast_needs_registers_only_when_the_clock_is_tight():
 def test_fused_dataflows_take_the_max_per_shared_edge():
     table = DelayTable.load("asic")
     a = lower_to_primitives(os_broadcast(2), table)
-    b = lower_to_primitives(os_broadcast(2), table)
+    same = lower_to_primitives(os_broadcast(2), table)
     # second dataflow: the same hardware but B arrives with a one-cycle skew per column
-    for (u, v, e) in b.graph.edges(data=True):
-        if u.kind is NodeKind.MEM_PORT and u.operand == "B":
-            e["delay"] = u.lane
+    skewed = [(u, v, dataclasses.replace(e, delay=u.lane) if u.kind is NodeKind.MEM_PORT and u.operand == "B" else e)
+              for u, v, e in same.edges()]
+    b = PrimitiveGraph.build(same.primitives.items(), skewed, target=same.target, clk_to_q_ns=same.clk_to_q_ns,
+                             setup_ns=same.setup_ns, name="skewed")
     fused = insert_pipeline_registers_fused([a, b], 1.0)
     assert fused.register_bits <= fused.separate_register_bits
     for m, r in enumerate(fused.per_dataflow):

@@ -139,7 +139,7 @@ def check_graph_properties(fg):
             assert all(e.kind == "memory" and e.load for _, _, e in edges_of(fg, plan.name))
         if plan.role == "accumulate":
             for fu in all_fus:
-                assert [e.kind for _, _, e in g.out_edges(fu, data="link") if e.operand == plan.name] == ["drain"]
+                assert [fg.link(fu, v).kind for v in g.successors(fu) if fg.link(fu, v).operand == plan.name] == ["drain"]
         if plan.role == "stream_out" and not plan.tree_axes:
             chain = nx.DiGraph([(u, v, {"delay": e.delay}) for u, v, e in edges_of(fg, plan.name)
                                 if e.kind in ("reduce_chain", "drain")])
