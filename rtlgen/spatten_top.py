@@ -76,8 +76,7 @@ def spatten_array_summary(spec: SpattenSpec) -> dict:
             "register_bits": tm.retimed.register_bits,
             "naive_register_bits": tm.retimed.naive_register_bits,
             "lp_variables": tm.retimed.lp_variables, "lp_constraints": tm.retimed.lp_constraints,
-            "multiplier_internal_stages": max((d.get("internal_stages", 0)
-                                               for _, d in tm.prim.graph.nodes(data=True)), default=0),
+            "multiplier_internal_stages": max((p.internal_stages for p in tm.prim.primitives.values()), default=0),
         }
     return out
 

@@ -20,6 +20,7 @@ from archgen.arch.spatten_spec import (
 )
 from archgen.dataflow.delay_lp import timing_cuts
 from archgen.dataflow.delays import DelayTable
+from archgen.dataflow.ir import NodeKind
 from archgen.dataflow.primitives import lower_to_primitives, multiplier_stages
 from archgen.dataflow.spatten_arrays import (
     spatten_arrays,
@@ -127,20 +128,19 @@ def structural_latency(timing) -> int:
     ports are the unit's inputs (their read latency is before the port, so they start at -latency), and
     the drain's own register is added at the end.
     """
-    g = timing.prim.graph
+    prim = timing.prim
+    lat = lambda x: prim.primitive(x).latency
     at = {}
-    for v in nx.topological_sort(g):
-        d = g.nodes[v]
-        ins = [at[u] + g.nodes[u]["latency"] + g.edges[u, v]["delay"]
-               for u in g.predecessors(v) if not g.edges[u, v]["hold"] and u in at]
+    for v in nx.topological_sort(prim.graph):
+        ins = [at[u] + lat(u) + e.delay for u, e in prim.in_wires(v) if not e.hold and u in at]
         if ins:
             at[v] = max(ins)
-        elif d["kind"] == "mem_port" and any(not g.edges[v, w]["hold"] and g.nodes[w]["kind"] != "stationary_reg"
-                                             for w in g.successors(v)):
-            at[v] = -d["latency"]            # a streamed port: the unit's input
-    drains = [v for v in g if g.nodes[v]["kind"] == "drain"]
+        elif v.kind is NodeKind.MEM_PORT and any(not e.hold and w.kind is not NodeKind.STATIONARY_REG
+                                                 for w, e in prim.out_wires(v)):
+            at[v] = -lat(v)                  # a streamed port: the unit's input
+    drains = prim.nodes_of_kind(NodeKind.DRAIN)
     assert drains and all(v in at for v in drains)
-    return max(at[v] + g.nodes[v]["latency"] for v in drains)
+    return max(at[v] + lat(v) for v in drains)
 
 
 def test_latencies_feed_the_core_constants(spec):
@@ -157,9 +157,10 @@ def test_unpipelined_latency_is_the_drain_register_only(spec):
     # input, so the only register between a step at the ports and its result is the drain's (latency 1).
     for unit in ("qk", "pv"):
         a = spatten_arrays(spec, pipeline=False)[unit]
-        g = a.timing.prim.graph
-        assert all(e["delay"] == 0 for _, _, e in g.edges(data=True))
-        assert all(g.nodes[v]["latency"] == 0 for v in g if g.nodes[v]["kind"] in ("mul", "tree_add", "port"))
+        prim = a.timing.prim
+        assert all(e.delay == 0 for _, _, e in prim.edges())
+        assert all(prim.primitive(v).latency == 0 for v in prim.graph
+                   if v.kind in (NodeKind.MUL, NodeKind.TREE_ADD, NodeKind.PORT))
         assert not a.timing.pipelined
         assert a.latency == structural_latency(a.timing) == 1
 
@@ -200,25 +201,24 @@ def timing_violations(timing, period):
             bad.append((where, t + su))
 
     for v in nx.topological_sort(g):
-        d = g.nodes[v]
+        d = prim.primitive(v)
         arrival = 0.0
-        for u in g.predecessors(v):
-            e = g.edges[u, v]
-            wire = e.get("wire_ns", 0.0)
+        for u, e in prim.in_wires(v):
+            wire = e.wire_ns
             regs = timing.regs(u, v)
             assert regs >= 0
-            if not e["hold"]:
-                assert regs >= e["delay"], (u, v)        # the schedule's own registers are kept
+            if not e.hold:
+                assert regs >= e.delay, (u, v)           # the schedule's own registers are kept
             if regs > 0:
                 end(out[u] + wire, (u, v))
                 arrival = max(arrival, cq + wire)
             else:
                 arrival = max(arrival, out[u] + wire)
-        if d["latency"] >= 1:
-            end(arrival + d["delay_ns"], v)
-            out[v] = d["out_ns"]
+        if d.latency >= 1:
+            end(arrival + d.delay_ns, v)
+            out[v] = d.out_ns
         else:
-            out[v] = arrival + d["delay_ns"]
+            out[v] = arrival + d.delay_ns
     return bad
 
 
@@ -237,11 +237,11 @@ def test_retimed_arrays_satisfy_every_timing_cut(spec):
     period = 1e3 / spec.clock_mhz
     for unit in ("qk", "pv"):
         t = spatten_arrays(spec)[unit].timing
-        g, tau = t.prim.graph, t.retimed.tau
+        tau = t.retimed.tau
         cuts = timing_cuts(t.prim, period)
         assert cuts
         for u, v in cuts:
-            assert tau[v] - tau[u] - g.nodes[u]["latency"] >= 1, (unit, u, v)
+            assert tau[v] - tau[u] - t.node_latency(u) >= 1, (unit, u, v)
 
 
 @pytest.mark.parametrize("unit,control", [("qk", [0, 1]), ("qk", [1, 1]), ("pv", [1, 0]), ("pv", [0, -1])])
@@ -278,12 +278,12 @@ def test_full_spec_pv_multipliers_are_staged_and_qk_not():
         assert len(muls) == spec.lanes * spec.head_dim
         width = qk_w if unit == "qk" else pv_w
         for v in muls:
-            nd = a.timing.prim.graph.nodes[v]
-            assert nd["latency"] == want[unit] - 1, (unit, v, nd)
-            assert nd["delay_ns"] * want[unit] == pytest.approx(table.multiplier_ns(width))
+            nd = a.timing.prim.primitive(v)
+            assert nd.latency == want[unit] - 1, (unit, v, nd)
+            assert nd.delay_ns * want[unit] == pytest.approx(table.multiplier_ns(width))
     # and nothing is split without a clock target
     for a in spatten_arrays(spec, pipeline=False).values():
-        assert all(a.timing.prim.graph.nodes[v]["latency"] == 0 for v in a.timing.prim.nodes_of_kind("mul"))
+        assert all(a.timing.prim.primitive(v).latency == 0 for v in a.timing.prim.nodes_of_kind("mul"))
 
 
 def prims_at(spec, period=None):
@@ -294,7 +294,7 @@ def prims_at(spec, period=None):
 
 
 def snapshot(prim):
-    return {v: dict(d) for v, d in prim.graph.nodes(data=True)}
+    return dict(prim.primitives)
 
 
 @pytest.mark.parametrize("period", [0.15, 0.3, 0.5, 0.7, 0.86, 0.9, 1.0, 1.09, 1.2, 2.0])
@@ -303,22 +303,21 @@ def test_slow_multipliers_are_staged_to_fit_every_clock(small, period):
     for unit, prim in prims_at(small, period).items():
         cq, su = prim.clk_to_q_ns, prim.setup_ns
         before = snapshot(plain[unit])
-        g = prim.graph
-        for v, d in g.nodes(data=True):
+        for v, d in prim.primitives.items():
             old = before[v]
-            if d["kind"] != "mul":
+            if v.kind is not NodeKind.MUL:
                 assert d == old, v                # only multipliers differ
                 continue
-            stages = d["latency"] + 1
-            assert cq + d["delay_ns"] + su <= period + TOL, (unit, v, d)
-            if cq + old["delay_ns"] + su <= period:
+            stages = d.latency + 1
+            assert cq + d.delay_ns + su <= period + TOL, (unit, v, d)
+            if cq + old.delay_ns + su <= period:
                 assert d == old, (unit, v)        # a multiplier that fits stays combinational
                 continue
-            assert d["latency"] >= 1 and d["internal_stages"] == d["latency"]
-            assert d["out_ns"] + su <= period + TOL, (unit, v, d)
-            assert d["delay_ns"] * stages == pytest.approx(old["delay_ns"])
+            assert d.latency >= 1 and d.internal_stages == d.latency
+            assert d.out_ns + su <= period + TOL, (unit, v, d)
+            assert d.delay_ns * stages == pytest.approx(old.delay_ns)
             # minimal: one stage fewer would not fit
-            assert old["delay_ns"] / (stages - 1) > period - cq - su - TOL
+            assert old.delay_ns / (stages - 1) > period - cq - su - TOL
 
 
 @pytest.mark.parametrize("period", [0.0, 0.05, 0.1, 0.13])
