@@ -110,13 +110,16 @@ class LoaderHW:
     ready: Any              # the shadow holds the next tile's data and no swap is in flight
 
 
-def loader_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, data_valid, swap_issued, release) -> LoaderHW:
+def loader_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, data_valid, swap_issued, release,
+              tile_drained=None) -> LoaderHW:
     """LOADER: writes the shadow registers of the next tile that needs them, one row per cycle, once the
     shadow is free; a tile without a load is skipped in one cycle.
 
-    ``data_valid(first)``: the loaded streams' valid, given the first-visit flag; ``swap_issued``: a
+    ``data_valid(first, row)``: the loaded streams' valid, given the first-visit flag and the row; ``swap_issued``: a
     tile's first step was issued (its swap starts through the array); ``release``: that swap reached
-    the FU with the largest skew (the shadow is free from the next cycle)."""
+    the FU with the largest skew (the shadow is free from the next cycle); ``tile_drained``: a tile's
+    last output row left (given when accumulators are preloaded with partial sums: a preload starts only
+    once every earlier tile has drained, so it reads what they wrote, one cycle or more later)."""
     rows = sch.rows
     shadow_full = hdl.Signal(name="shadow_full")
     row = hdl.Signal(range(max(rows, 2)), name="load_row")
@@ -129,10 +132,21 @@ def loader_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, data_valid, swap_issue
     needs = hdl.Signal(name="load_needed")
     m.d.comb += [first.eq(tiles.first), needs.eq(_needs_load_hw(hdl, sch, tiles.first))]
     active = cmd.running & ~done
-    can_beat = active & needs & (busy | ~shadow_full)
-    m.d.comb += beat.eq(can_beat & data_valid(tiles.first))
+    start_ok = ~shadow_full
+    if tile_drained is not None:
+        # tiles loaded (or skipped) but not yet drained: skips of first visits can run far ahead of the drain
+        loaded_not_drained = hdl.Signal(STEP_BITS, name="tiles_loaded_not_drained")
+        m.d.sync += loaded_not_drained.eq(loaded_not_drained + (last_row_or_skip := hdl.Signal(name="load_tile_end"))
+                                          - tile_drained)
+        with m.If(cmd.start):
+            m.d.sync += loaded_not_drained.eq(0)
+        start_ok = start_ok & (tiles.first | (loaded_not_drained == 0))
+    can_beat = active & needs & (busy | start_ok)
+    m.d.comb += beat.eq(can_beat & data_valid(tiles.first, row))
     skip = active & ~needs
     last_row = beat & (row == rows - 1)
+    if tile_drained is not None:
+        m.d.comb += last_row_or_skip.eq(last_row | skip)
     with m.If(beat):
         m.d.sync += [row.eq(row + 1), busy.eq(1)]
         with m.If(row == rows - 1):
@@ -178,15 +192,18 @@ class Flag:
         return ev
 
 
-def loader_process(env, sch: ArraySchedule, tiles, shadow_free: Flag, loaded, wait_fetched):
+def loader_process(env, sch: ArraySchedule, tiles, shadow_free: Flag, loaded, wait_fetched, drained=None):
     """LOADER (model half): ``loaded[k]`` fires when tile k's shadow is full; ``shadow_free`` is set by
-    the issuer's swap (``swap_skew + 1`` after the tile's first step)."""
+    the issuer's swap (``swap_skew + 1`` after the tile's first step); with ``drained`` (accumulators
+    preloaded with partial sums) a preload of tile k also waits for tile k - 1 to have drained."""
     yield env.timeout(1)                                   # running from cycle 1
     for k, tile in enumerate(tiles):
         if not sch.needs_load(tile.first):
             yield env.timeout(1)                           # skipping a tile takes its cycle
             continue
         yield from wait_fetched(k)
+        if drained is not None and k > 0 and not tile.first:
+            yield drained[k - 1]
         yield shadow_free.wait(True)
         shadow_free.set(False)
         yield env.timeout(sch.rows)
@@ -274,13 +291,14 @@ class DrainHW:
     drained_all: Any        # accumulators: every tile issued so far has been drained (None otherwise)
     advance: Any            # the datapath moves this cycle
     finish: Any             # the last output left: done
+    tile_drained: Any = None    # accumulators: a tile's last row left this cycle
 
 
 def accumulator_drain_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, tile_issued, committed, out_ready,
                          issue_done) -> DrainHW:
     """DRAIN (outputs accumulated in place): sends the result registers one row per cycle, starting the
     cycle after the FU with the largest skew committed the tile's last step (``committed``)."""
-    rows = sch.rows
+    rows = sch.drain_rows
     # small up/down counters instead of wide tile counts: at most one tile is ever in flight
     # between issue, commit and drain, so three bits hold every difference that matters
     undrained = hdl.Signal(3, name="tiles_issued_not_drained")
@@ -297,7 +315,7 @@ def accumulator_drain_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, tile_issued
     m.d.sync += [undrained.eq(undrained + tile_issued - drained), to_drain.eq(to_drain + committed - drained)]
     with m.If(cmd.start):
         m.d.sync += [row.eq(0), undrained.eq(0), to_drain.eq(0)]
-    return DrainHW(valid, row, undrained == 0, hdl.Const(1), cmd.running & issue_done & (undrained == 0))
+    return DrainHW(valid, row, undrained == 0, hdl.Const(1), cmd.running & issue_done & (undrained == 0), drained)
 
 
 def stream_drain_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, step_valid, step_final, out_ready) -> DrainHW:
@@ -322,7 +340,7 @@ def accumulator_drain_process(env, sch: ArraySchedule, k: int, last_issue: int, 
     yield env.timeout(last_issue + sch.commit_skew + 1 - env.now)
     if k > 0:
         yield drained[k - 1]
-    yield env.timeout(sch.rows)
+    yield env.timeout(sch.drain_rows)
     drained[k].succeed()
     then(k)
 

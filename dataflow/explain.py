@@ -44,13 +44,16 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         fan = [e.fanout for _, _, e in fg.links(p.name) if e.fanout]
         lines.append(f"    {p.name} [{p.width} bit]: {_ROLE[p.role]}; {p.n_lanes} lane(s), skews {[l.skew for l in p.lanes]}"
                      + (f"; broadcast fan-out {max(fan)}" if fan else "")
+                     + (f"; reduced across array axis(es) {sorted(set(p.tree_axes) | {a for a, _ in p.reuse_axes})} by "
+                        f"{'adder trees' if p.tree_axes else 'partial-sum chains'} into one accumulator per element"
+                        if p.role is Role.ACCUMULATE and (p.tree_axes or p.reuse_axes) else "")
                      + ("; partial sums of earlier tiles come back in" if p.psum_in else ""))
         lines.append(f"      edges: {desc}")
         b = banking[p.name]
         lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
                      f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
     load = sch.rows if sch.has_stationary else (f"0 or {sch.rows}" if sch.psum_in and sch.accumulate else 0)
-    tail = (f"drain {sch.rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
+    tail = (f"drain {sch.drain_rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
             else f"outputs {sch.out_latency} cycles after their step")
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")

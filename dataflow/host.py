@@ -109,6 +109,9 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
                                np.broadcast_to(lanes[None, :, None], (rows, shape[-1], 1))], axis=-1)
 
     rc = row_coords()                                          # [rows, lanes, rank]
+    # accumulated outputs drain (and are preloaded) lane by lane in each output lane's FU order
+    drain_rc = np.array([[lane.fus[r] for lane in out.lanes] for r in range(len(out.lanes[0].fus))],
+                        dtype=np.int64).reshape(len(out.lanes[0].fus), out.n_lanes, len(shape))
     last_writer: dict[tuple, int] = {}                         # output element -> last output beat writing it
     psum_source: list = []
     n_out = 0
@@ -156,9 +159,9 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         np.add.at(result, tuple(cidx[valid].T), prod[valid])
         result = wrap(result, acc_bits)
         if out.role is Role.ACCUMULATE:       # one beat per array row after the tile
-            xr = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
+            xr = _iterations(fg, mapping, tile, drain_rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             _, idx = _gather(result, op.output, dims, xr, bounds)
-            idx = idx.reshape(rows, shape[-1], -1)
+            idx = idx.reshape(drain_rc.shape[0], drain_rc.shape[1], -1)
         else:                              # one beat per step from the reduction terminals
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
             _, idx = _gather(result, op.output, dims, _iterations(fg, mapping, tile, terms, steps), bounds)

@@ -238,15 +238,20 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     ro = reuse[out.name]
     reduce_axes = ro.axes
     outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
+    chained = [a for a in reduce_axes if ro.moves[a][1] != 0]     # a delay per hop: a register chain
+    trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
+    mixed = problem(f"dataflows.{df.name}.control", "spatial reductions must be all chains (control != 0) or all "
+                    "trees (control == 0) on the reduced axes", list(df.control))
     if set(inner) <= ro.held_over:
+        if chained and trees:
+            problems.append(mixed)
+        if problems:
+            raise SpecError(problems)
         if reduce_axes:
-            raise SpecError([problem(f"dataflows.{df.name}.spatial", f"the output {out.name} is accumulated in place, "
-                                     f"but array axis(es) {reduce_axes} carry reduction loop(s) "
-                                     f"{', '.join(axis_dim[a] for a in reduce_axes)}: FUs along them would hold "
-                                     "partial sums of one element; the generator has no reduction network after the "
-                                     "accumulators yet, so put an output loop on that axis or an output loop inside "
-                                     "the tile (a streamed output reduces across the array)", dict(df.spatial_dims))])
-        plans.append(_accumulate(g, out.name, shape, coords, types[out.name], outer_reduction))
+            plans.append(_reduced_accumulate(g, out.name, shape, coords, ro, chained, trees, types[out.name],
+                                             outer_reduction))
+        else:
+            plans.append(_accumulate(g, out.name, shape, coords, types[out.name], outer_reduction))
     else:
         needs = [d for d in inner if d in ro.held_over]
         if needs:
@@ -254,11 +259,8 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
                                     f"{', '.join(needs)} but does on others; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
                                     list(df.order)))
-        chained = [a for a in reduce_axes if ro.moves[a][1] != 0]     # a delay per hop: a register chain
-        trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
         if chained and trees:
-            problems.append(problem(f"dataflows.{df.name}.control", "spatial reductions must be all chains (control != 0) "
-                                    "or all trees (control == 0) on the reduced axes", list(df.control)))
+            problems.append(mixed)
         if problems:
             raise SpecError(problems)
         plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, ro, chained, trees,
@@ -356,6 +358,71 @@ def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:
     return OperandPlan(name, Role.ACCUMULATE, dtype.bits, tuple(lanes), psum_in=psum_in, signed=dtype.signed)
 
 
+def _chain_successors(coords, shape, reuse: _Reuse, chained) -> dict:
+    """FU -> (next FU, registers, axis) of the partial-sum chains along the ``chained`` axes: one successor
+    per FU, along the first chained axis that has one (an in-tree toward the chain terminals)."""
+    out_moves: dict[Node, list] = {}
+    for (u, v), m in _candidates(coords, shape, reuse, chained).items():
+        if m.delay > 0:
+            out_moves.setdefault(u, []).append((v, m))
+    succ = {}
+    for s in coords:
+        outs = sorted(out_moves.get(fu(s), []), key=lambda vm: (vm[1].cost, vm[0]))
+        for a in chained:
+            nxt = [(v, m) for v, m in outs if m.axis == a]
+            if nxt:
+                succ[s] = (nxt[0][0].coord, nxt[0][1].delay, a)
+                break
+    return succ
+
+
+def _reduced_accumulate(g, name, shape, coords, reuse: _Reuse, chained, trees, dtype, psum_in) -> OperandPlan:
+    """An output accumulated in place whose reduction also runs across array axes: the FUs that differ only
+    along those axes are summed every step (an adder tree when the control vector is 0 on them, a partial-sum
+    chain when it is not) into one accumulator per output element, and the accumulators drain row by row.
+    Drain lanes run along the last array axis that is not reduced (one lane if every axis is reduced);
+    partial sums of earlier tiles are preloaded into the accumulators over the same lanes and rows."""
+    reduced = set(chained) | set(trees)
+    kept = [a for a in range(len(shape)) if a not in reduced]
+    lane_axis = kept[-1] if kept else None
+    canon = lambda s: tuple(0 if a in reduced else v for a, v in enumerate(s))
+    outputs = sorted({canon(s) for s in coords})
+    acc_of = {c: Node(NodeKind.ACC, coord=c) for c in outputs}
+    for s in coords:
+        g.set_role(fu(s), name, Role.REDUCE)
+    if trees:
+        for i, c in enumerate(outputs):
+            tnode = Node(NodeKind.TREE, operand=name, lane=i)
+            g.add_node(tnode)
+            for s in (s for s in coords if canon(s) == c):
+                g.add_edge(fu(s), tnode, Link(name, EdgeKind.REDUCE, 0, dtype.bits))
+            g.add_node(acc_of[c])
+            g.add_edge(tnode, acc_of[c], Link(name, EdgeKind.REDUCE, 0, dtype.bits))
+    else:
+        succ = _chain_successors(coords, shape, reuse, chained)
+        for s, (t, delay, a) in succ.items():
+            g.add_edge(fu(s), fu(t), Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
+        for s in sorted(s for s in coords if s not in succ):
+            g.add_node(acc_of[canon(s)])
+            g.add_edge(fu(s), acc_of[canon(s)], Link(name, EdgeKind.REDUCE, 0, dtype.bits))
+    lanes = []
+    for lane in range(shape[lane_axis] if kept else 1):
+        fus = tuple(c for c in outputs if lane_axis is None or c[lane_axis] == lane)
+        drain = _drain(name, lane)
+        g.add_node(drain)
+        for c in fus:
+            g.add_edge(acc_of[c], drain, Link(name, EdgeKind.DRAIN, 0, dtype.bits))
+        if psum_in:
+            mem = _mem(name, lane)
+            g.add_node(mem)
+            for c in fus:
+                g.add_edge(mem, acc_of[c], Link(name, EdgeKind.MEMORY, 0, dtype.bits, load=True))
+        lanes.append(Lane(lane, fus, 0))
+    axes = tuple((a, reuse.moves[a][1]) for a in chained)
+    return OperandPlan(name, Role.ACCUMULATE, dtype.bits, tuple(lanes), axes, tree_axes=tuple(trees),
+                       psum_in=psum_in, signed=dtype.signed)
+
+
 def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chained, trees, dtype,
                      psum_in) -> OperandPlan:
     lanes = []
@@ -383,19 +450,7 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
         return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), tree_axes=tuple(trees), psum_in=psum_in,
                            signed=dtype.signed)
     # chains: partial sums move toward larger c.s; terminal FUs (no successor) drain
-    out_moves: dict[Node, list] = {}
-    for (u, v), m in _candidates(coords, shape, reuse, chained).items():
-        if m.delay > 0:
-            out_moves.setdefault(u, []).append((v, m))
-    succ = {}
-    for s in coords:
-        outs = sorted(out_moves.get(fu(s), []), key=lambda vm: (vm[1].cost, vm[0]))
-        # one successor per FU along the first chained axis that has one (an in-tree toward the drain)
-        for a in chained:
-            nxt = [(v, m) for v, m in outs if m.axis == a]
-            if nxt:
-                succ[s] = (nxt[0][0].coord, nxt[0][1].delay, a)
-                break
+    succ = _chain_successors(coords, shape, reuse, chained)
     for s, (t, delay, a) in succ.items():
         g.add_edge(fu(s), fu(t), Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
     for s in coords:

@@ -58,9 +58,12 @@ def timing_from_retimed(retimed: RetimedGraph, clock_period_ns: float | None, ta
     prim = retimed.prim
     ports = _streamed_ports(prim)
     tau = retimed.tau
-    t0 = min(tau[p] for p in ports)
-    mem_lat = prim.primitive(ports[0]).latency
-    base = t0 + mem_lat
+    if ports:
+        t0 = min(tau[p] for p in ports)
+        base = t0 + prim.primitive(ports[0]).latency
+    else:
+        # every input stationary (one step per tile): the step is issued when the earliest product is formed
+        base = t0 = min(tau[v] for v in prim.nodes_of_kind(NodeKind.MUL))
     time = {v: tau[v] - base for v in prim.graph.nodes}
     offsets = {p: tau[p] - t0 for p in ports}
     return ArrayTiming(retimed, clock_period_ns, target, time, offsets)

@@ -127,6 +127,8 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
                  width=fu_graph.widths.get(n.operand, acc_width))
         elif n.kind == NodeKind.DRAIN:
             node(_drain(n), latency=1, width=acc_width)
+        elif n.kind == NodeKind.ACC:      # the accumulator of an output reduced across the array
+            node(n, latency=1, delay_ns=table.adder_ns(acc_width), out_ns=table.clk_to_q_ns, width=acc_width)
 
     # FUs: input ports (or stationary registers), multiplier, partial-sum adder or accumulator
     psum_out: dict[tuple, Node] = {}     # (fu node, output operand) -> primitive producing it
@@ -224,15 +226,16 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
             if u not in tree_root:
                 continue
             src, carried, fe = tree_root[u]
-            if fe is not None:                       # one-input tree: the leaf edge itself reaches the drain
-                edge(src, _drain(v), width=carried.width, delay=carried.delay + e.delay,
-                     kind=kind, operand=x, fu_edge=(u, v))
+            dst = v if kv == NodeKind.ACC else _drain(v)
+            if fe is not None:                       # one-input tree: the leaf edge itself reaches its sink
+                edge(src, dst, width=carried.width, delay=carried.delay + e.delay, kind=kind, operand=x,
+                     fu_edge=(u, v))
             else:
-                edge(src, _drain(v), width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
+                edge(src, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
             continue
-        src = _mem_port(u.operand, u.lane) if ku == NodeKind.MEM else \
+        src = _mem_port(u.operand, u.lane) if ku == NodeKind.MEM else u if ku == NodeKind.ACC else \
             inputs_of.get((u, x)) if kind == EdgeKind.SYSTOLIC else psum_out.get((u, x))
-        dst = _drain(v) if kv == NodeKind.DRAIN else inputs_of.get((v, x))
+        dst = _drain(v) if kv == NodeKind.DRAIN else v if kv == NodeKind.ACC else inputs_of.get((v, x))
         if src is None or dst is None:
             problems.append(problem(f"edge {u!r} -> {v!r}", f"operand {x!r} (kind {kind!r}) has no matching "
                                     "port on one of its ends; check the FU roles", e))

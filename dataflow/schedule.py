@@ -7,12 +7,15 @@ the command handshake and everything may start at cycle 1:
 LOADER   (stationary inputs, or accumulators that start from partial sums) writes the shadow
          registers of the next tile that needs them, one array row per cycle (``rows`` cycles). It may
          start only when the shadow is free: one cycle after the FU with the largest skew swapped the
-         previous contents in. A tile that needs no load is skipped in one cycle.
+         previous contents in. A tile that needs no load is skipped in one cycle. A partial-sum preload
+         (accumulators of a tile that is not its output block's first visit) also waits until every
+         earlier tile has drained, so it reads what they wrote.
 ISSUER   sends one step (one beat of every streamed input) per cycle, tiles back to back. The first
          step of a tile that needs loaded data waits for the shadow to be full; for outputs accumulated
          in place, the last step of tile n waits until tile n-1 has been drained (its results would
          overwrite the output registers).
-DRAIN    (outputs accumulated in place) sends the output registers one row per cycle, starting one
+DRAIN    (outputs accumulated in place) sends the output registers one row per cycle (``drain_rows``
+         rows: fewer than ``rows`` when the output is also reduced across array axes), starting one
          cycle after the FU with the largest skew committed the tile's last step.
          Streamed outputs leave ``out_latency`` cycles after their step was issued.
 
@@ -34,7 +37,7 @@ __all__ = ["ArraySchedule", "array_schedule"]
 
 @dataclass(frozen=True)
 class ArraySchedule:
-    rows: int                 # beats to load or drain the whole array (all extents but the last)
+    rows: int                 # beats to load the array's shadow registers (one per array row)
     commit_skew: int          # cycles from issuing a step to the last FU accumulating it
     swap_skew: int            # cycles from issuing a tile's first step to the last FU swapping in its shadow
     has_stationary: bool
@@ -42,6 +45,7 @@ class ArraySchedule:
     psum_in: bool             # partial sums of earlier tiles come back in
     out_latency: int          # streamed outputs: cycles from issuing a step to its output beat
     pipeline_registers: int = 0   # registers the LP added for the clock target (0: none)
+    drain_rows: int = 0       # accumulated outputs: beats to drain (or preload) the accumulators
 
     @property
     def has_loader(self) -> bool:
@@ -65,6 +69,9 @@ def array_schedule(fg: FUGraph, timing: ArrayTiming) -> ArraySchedule:
         swaps += [t[v] for v in accs]
     drains = [v for v in g if v.kind is NodeKind.DRAIN]
     out_latency = 0 if accumulate else max(t[v] + timing.node_latency(v) for v in drains)
-    return ArraySchedule(math.prod(fg.shape[:-1]), commit, max(swaps, default=0),
-                         any(p.role is Role.STATIONARY for p in fg.inputs), accumulate, out.psum_in, out_latency,
-                         sum(timing.retimed.extra.values()))
+    stationary = any(p.role is Role.STATIONARY for p in fg.inputs)
+    # one accumulator per output element: as many as FUs unless the output is also reduced across the array
+    drain_rows = len(out.lanes[0].fus) if accumulate else 0
+    rows = math.prod(fg.shape[:-1]) if stationary or not accumulate else drain_rows
+    return ArraySchedule(rows, commit, max(swaps, default=0), stationary, accumulate, out.psum_in, out_latency,
+                         sum(timing.retimed.extra.values()), drain_rows)

@@ -17,6 +17,8 @@ Arithmetic wraps at the output type's width (two's complement); there is no satu
 """
 from __future__ import annotations
 
+import functools
+
 
 import networkx as nx
 
@@ -90,17 +92,24 @@ class ArrayTop(wiring.Component):
 
         loader = None
         if sch.has_loader:
-            def load_valid(first):
+            def load_valid(first, row):
                 valids = [self._in(p.name).valid for p in stationary]
                 if sch.accumulate and sch.psum_in:
-                    valids.append(first | psum_port.valid)
+                    psum_valid = first | psum_port.valid
+                    valids.append(psum_valid if self._fewer_psum_rows is None else psum_valid | self._fewer_psum_rows(row))
                 return all_of(valids) if valids else Const(1)
 
-            loader = loader_hw(m, hdl, sch, cmd, load_valid, line["swap"][0], adv & line["swap"][sch.swap_skew])
+            # a partial-sum preload reads what earlier tiles wrote: it waits for their drain
+            preload_after = Signal(name="tile_drained_for_preload") if sch.accumulate and sch.psum_in else None
+            loader = loader_hw(m, hdl, sch, cmd, load_valid, line["swap"][0], adv & line["swap"][sch.swap_skew],
+                               preload_after)
             for p in stationary:
                 m.d.comb += self._in(p.name).ready.eq(loader.beat)
             if sch.accumulate and sch.psum_in:
-                m.d.comb += psum_port.ready.eq(loader.beat & ~loader.first)
+                ready = loader.beat & ~loader.first
+                if self._fewer_psum_rows is not None:
+                    ready = ready & ~self._fewer_psum_rows(loader.row)
+                m.d.comb += psum_port.ready.eq(ready)
 
         def issue_valid(first):
             valids = [self._in(p.name).valid for p in streamed]
@@ -122,6 +131,8 @@ class ArrayTop(wiring.Component):
             drain = accumulator_drain_hw(m, hdl, sch, cmd, iss.last_step, line["last"][sch.commit_skew],
                                          out_port.ready, iss.done)
             m.d.comb += drained_all.eq(drain.drained_all)
+            if sch.psum_in:
+                m.d.comb += preload_after.eq(drain.tile_drained)
         else:
             lat = sch.out_latency
             drain = stream_drain_hw(m, hdl, sch, cmd, line["valid"][lat], line["final"][lat], out_port.ready)
@@ -226,8 +237,9 @@ class ArrayTop(wiring.Component):
         if self.schedule.psum_in:
             psum_port = getattr(self, self.compiled.psum_port.name)
             init = Signal(shape, name=f"{name}_init_{_tag(s)}")
-            with m.If(ctx.loader.beat & (ctx.loader.row == _row_index(s, self.compiled.design.shape))):
-                m.d.sync += init.eq(Mux(ctx.loader.first, 0, psum_port.payload[s[-1]]))
+            row, lane = self._drain_position[s]
+            with m.If(ctx.loader.beat & (ctx.loader.row == row)):
+                m.d.sync += init.eq(Mux(ctx.loader.first, 0, psum_port.payload[lane]))
             base = Mux(ctx.tap("swap", v), init, 0)
         total = Signal(shape, name=f"{name}_sum_{_tag(s)}")
         m.d.comb += total.eq(Mux(ctx.tap("first", v), base, acc) + ctx.nets.src(mul, v, shape))
@@ -252,10 +264,21 @@ class ArrayTop(wiring.Component):
     def _drain_rows(self, ctx, outs, drain):
         """Accumulated outputs: the drain's row selects one result register per lane."""
         out_port = getattr(self, self.compiled.output_port.name)
-        coords = list(self.fg.coords())
-        for lane in range(self.compiled.design.shape[-1]):
-            col = Array([outs[s] for s in coords if s[-1] == lane])
-            ctx.m.d.comb += out_port.payload[lane].eq(col[drain.row])
+        for lane in self.fg.output.lanes:
+            col = Array([outs[s] for s in lane.fus])
+            ctx.m.d.comb += out_port.payload[lane.index].eq(col[drain.row])
+
+    @property
+    def _fewer_psum_rows(self):
+        """When the output is reduced across the array and an input is stationary, the loader runs more rows
+        than there are partial-sum rows: a function telling whether its row is past them (else None)."""
+        sch = self.schedule
+        return None if sch.drain_rows >= sch.rows else (lambda row: row >= sch.drain_rows)
+
+    @functools.cached_property
+    def _drain_position(self) -> dict:
+        """Accumulator coordinate -> (row, lane) in which it drains and is preloaded."""
+        return {s: (row, lane.index) for lane in self.fg.output.lanes for row, s in enumerate(lane.fus)}
 
 
 class _Datapath:

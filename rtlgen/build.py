@@ -25,7 +25,8 @@ __all__ = ["build_array", "array_verilog", "array_manifest", "write_outputs", "m
 CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.py): one step issued per cycle, "
                  "tiles back to back; a tile's first step waits for its stationary data (rows cycles, started once "
                  "the previous shadow was swapped in at every FU, swap_skew + 1 after its first step); the last "
-                 "step of tile n waits for tile n-1's drain (accumulated outputs); drain takes rows cycles from "
+                 "step of tile n waits for tile n-1's drain (accumulated outputs); a partial-sum preload into "
+                 "accumulators starts after the previous tile's drain; drain takes drain_rows cycles from "
                  "commit_skew + 1 after the last step; streamed outputs leave out_latency after their step; done "
                  "is high in the cycle after the last output (ideal DRAM side)")
 

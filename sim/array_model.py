@@ -53,9 +53,9 @@ def tile_traffic(compiled: CompiledArray, steps: int, first: bool) -> dict[str, 
         if port.role is PortRole.INPUT:
             beats = sch.rows if fg.plan(port.operand).role == Role.STATIONARY else steps
         elif port.role is PortRole.PSUM:
-            beats = 0 if first else (sch.rows if sch.accumulate else steps)
+            beats = 0 if first else (sch.drain_rows if sch.accumulate else steps)
         else:
-            beats = sch.rows if sch.accumulate else steps
+            beats = sch.drain_rows if sch.accumulate else steps
         out[port.name] = port.lanes * beats
     return out
 
@@ -151,7 +151,8 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
 
     env.process(mem.dma())
     if sch.has_loader:
-        env.process(loader_process(env, sch, tiles, shadow_free, loaded, mem.wait_fetched))
+        env.process(loader_process(env, sch, tiles, shadow_free, loaded, mem.wait_fetched,
+                                   drained if sch.accumulate and sch.psum_in else None))
     env.process(finish(env.process(issuer_process(env, sch, steps, tiles, loaded, drained, mem.wait_fetched,
                                                   on_first, on_tile))))
     env.run()

@@ -53,7 +53,7 @@ def random_schedule(rng: random.Random, *, loader: bool | None = None) -> ArrayS
     psum_in = rng.random() < 0.5 or (loader and not stationary)
     return ArraySchedule(rows=rng.randint(1, 4), commit_skew=rng.randint(0, 3), swap_skew=rng.randint(0, 3),
                          has_stationary=stationary, accumulate=accumulate, psum_in=psum_in,
-                         out_latency=rng.randint(0, 4))
+                         out_latency=rng.randint(0, 4), drain_rows=rng.randint(1, 4))
 
 
 class Harness(Elaboratable):
@@ -100,20 +100,37 @@ def run_hw(harness: Harness, trips, bench_cycle, cycles: int, steps: int = 1):
 
 # ------------------------------------------------------------------------------------------------ loader
 
-def loader_pair(sch: ArraySchedule, problem, waits):
+def _drain_time(k, tiles, needs, loaded_at, prev, gaps):
+    """The drain stand-in: tile k drains ``gaps[k]`` cycles after the loader finished it (a load, or a
+    one-cycle skip after the last load), after tile k - 1; None while that load is still to come."""
+    j = max((i for i in range(k + 1) if needs[i]), default=-1)
+    if j >= 0 and j not in loaded_at:
+        return None
+    base = loaded_at[j] if j >= 0 else 1
+    return max(prev + 1, base + (k - j) + gaps[k])
+
+
+def loader_pair(sch: ArraySchedule, problem, waits, gaps):
     """Trace: the cycles at which each loaded tile's shadow is full. The issuer stand-in issues the tile's
-    first step ``waits[k]`` cycles later; its swap reaches the last FU ``swap_skew`` cycles after that."""
+    first step ``waits[k]`` cycles later; its swap reaches the last FU ``swap_skew`` cycles after that.
+    With partial-sum preloads the drain stand-in (``_drain_time``) drains the tiles in order."""
     outer, trips, red, tiles = problem
+    needs = [sch.needs_load(t.first) for t in tiles]
+    preload = sch.accumulate and sch.psum_in
     env = simpy.Environment()
     loaded = [env.event() for _ in tiles]
+    drained = [env.event() for _ in tiles]
     shadow_free, model = Flag(env, True), []
+    loaded_model = {}
+    for k, ev in enumerate(loaded):          # the cycle each load finished, whoever waits on it
+        ev.callbacks.append(lambda _ev, k=k: loaded_model.__setitem__(k, env.now))
 
     def no_dram(_k):
         return iter(())
 
     def issuer_standin():
         for k, tile in enumerate(tiles):
-            if sch.needs_load(tile.first):
+            if needs[k]:
                 yield loaded[k]
                 model.append(env.now)
                 yield env.timeout(waits[k])
@@ -123,16 +140,30 @@ def loader_pair(sch: ArraySchedule, problem, waits):
         yield env.timeout(delay)
         shadow_free.set(True)
 
-    env.process(loader_process(env, sch, tiles, shadow_free, loaded, no_dram))
+    def drain_standin():
+        prev = 0
+        for k in range(len(tiles)):
+            if needs[k]:
+                yield loaded[k]
+            t = _drain_time(k, tiles, needs, loaded_model, prev, gaps)
+            yield env.timeout(t - env.now)
+            drained[k].succeed()
+            prev = t
+
+    env.process(loader_process(env, sch, tiles, shadow_free, loaded, no_dram, drained if preload else None))
     env.process(issuer_standin())
+    if preload:
+        env.process(drain_standin())
     env.run()
 
     def build(h, m):
-        return loader_hw(m, hdl, sch, h.cmd, lambda first: 1, h.input("swap_issued"), h.input("release"))
+        return loader_hw(m, hdl, sch, h.cmd, lambda first, row: 1, h.input("swap_issued"), h.input("release"),
+                         h.input("tile_drained") if preload else None)
 
     h = Harness(outer, red, build)
-    needing = [k for k, t in enumerate(tiles) if sch.needs_load(t.first)]
+    needing = [k for k, t in enumerate(tiles) if needs[k]]
     hw, swaps, releases, prev = [], {}, {}, 0
+    loaded_hw, drain = {}, {"k": 0, "prev": 0}
 
     def bench(ctx, c):
         nonlocal prev
@@ -140,14 +171,24 @@ def loader_pair(sch: ArraySchedule, problem, waits):
         if ready and not prev:
             k = needing[len(hw)]
             hw.append(c)
+            loaded_hw[k] = c
             swaps[c + waits[k]] = True
             releases[c + waits[k] + sch.swap_skew] = True
         prev = ready
         ctx.set(h.inputs["swap_issued"], int(c in swaps))
         ctx.set(h.inputs["release"], int(c in releases))
+        if preload:
+            # the drain unit pulses in the last row's cycle; the count it feeds is visible one cycle later
+            pulse = 0
+            if drain["k"] < len(tiles):
+                t = _drain_time(drain["k"], tiles, needs, loaded_hw, drain["prev"], gaps)
+                if t is not None and c == t - 1:
+                    pulse, drain["prev"] = 1, t
+                    drain["k"] += 1
+            ctx.set(h.inputs["tile_drained"], pulse)
         return len(hw) == len(needing) and c > max(releases, default=0)
 
-    run_hw(h, trips, bench, 400)
+    run_hw(h, trips, bench, 600)
     return hw, model
 
 
@@ -157,7 +198,8 @@ def test_loader_pair(seed):
     sch = random_schedule(rng, loader=True)
     problem = random_problem(rng)
     waits = [rng.randint(0, 5) for _ in problem[3]]
-    hw, model = loader_pair(sch, problem, waits)
+    gaps = [rng.randint(3, 8) for _ in problem[3]]
+    hw, model = loader_pair(sch, problem, waits, gaps)
     assert hw == model, (sch, problem, waits)
 
 
@@ -283,7 +325,7 @@ def accumulator_drain_pair(sch: ArraySchedule, gaps):
             if len(issued) < n:
                 pending.append(c + 1 + gaps[len(issued)])
         ctx.set(h.inputs["committed"], int(c - sch.commit_skew in issued))     # the step line's tap
-        if ctx.get(u.valid) and ctx.get(u.row) == sch.rows - 1:
+        if ctx.get(u.valid) and ctx.get(u.row) == sch.drain_rows - 1:
             hw.append(c + 1)
         return bool(ctx.get(u.finish))
 

@@ -37,8 +37,9 @@ def replay_contract(sch, mapping) -> int:
     cycle 0 is the handshake; the loader fills the shadow registers (rows cycles, or skips a tile in
     one cycle) once the previous contents were swapped in (swap skew + 1 after that tile's first step);
     the issuer sends one step per cycle, waiting for the tile's load and, for outputs accumulated in
-    place, holding the last step of a tile until the previous tile has drained; the drain starts
-    commit skew + 1 after the last step and takes rows cycles; done follows the last output."""
+    place, holding the last step of a tile until the previous tile has drained; a partial-sum preload
+    into accumulators starts only after the previous tile has drained; the drain starts commit skew + 1
+    after the last step and takes drain_rows cycles; done follows the last output."""
     tiles = list(mapping.tiles())
     steps, rows = mapping.steps, sch.rows
     swap_skew, commit_skew = sch.swap_skew, sch.commit_skew
@@ -48,7 +49,10 @@ def replay_contract(sch, mapping) -> int:
         needs = sch.has_loader and sch.needs_load(tile.first)
         if sch.has_loader:
             if needs:
-                loaded = max(t_load, shadow_free) + rows
+                start = max(t_load, shadow_free)
+                if sch.accumulate and sch.psum_in and not tile.first and k > 0:
+                    start = max(start, drained)        # a partial-sum preload reads what tile k - 1 wrote
+                loaded = start + rows
                 t_load = loaded
             else:
                 t_load += 1
@@ -62,7 +66,7 @@ def replay_contract(sch, mapping) -> int:
             t = max(t, drained)
         last_issue, t_issue = t, t + 1
         if sch.accumulate:
-            drained = max(last_issue + commit_skew + 1, drained or 0) + rows
+            drained = max(last_issue + commit_skew + 1, drained or 0) + sch.drain_rows
     return drained if sch.accumulate else last_issue + sch.out_latency + 1
 
 
@@ -121,6 +125,16 @@ def test_gemm_reference_problem(name):
     fg = graph(name)
     mapping, model = check_program(fg, fg.design.reference_bounds, 1)
     assert mapping.n_tiles == 3 * 3 and model.total_cycles == replay_contract(compiled_of(fg).schedule, mapping)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.sampled_from(["4x4x2", "2x3x3", "1x4x2", "3x1x2", "2x2x1"]), control=st.sampled_from(["1,1,0", "1,1,1", "0,0,0"]),
+       m=st.integers(1, 7), k=st.integers(1, 7), n=st.integers(1, 7), seed=st.integers(0, 2**16))
+def test_gemm_reduced_across_the_third_axis(shape, control, m, k, n, seed):
+    """gemm_os3d: k across axis 2, reduced by adder trees (control 0 there) or chains into one accumulator
+    per C element; exact results, traffic and the contract with partial-sum preloads after drains."""
+    design = load_spec("gemm_os3d", [f"array.shape={shape}", f"dataflows.os3d.control=[{control}]"])
+    check_program(compile_array(design, pipeline=False).fu_graph, {"i": m, "k": k, "j": n}, seed)
 
 
 def test_conv_reference_bounds():

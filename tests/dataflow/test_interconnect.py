@@ -251,3 +251,26 @@ def test_banking_is_conflict_free_with_affine_address_strides(name, shape):
         # in-bank addresses advance by fixed strides per temporal loop: column t_d of A_X M
         want = {f"t_{d}": tuple(int(v) for v in amat @ mmat[:, op.dims.index(d)]) for d in df.order}
         assert dict(b.strides) == {v: s for v, s in want.items() if any(s)}
+
+
+@pytest.mark.parametrize("shape,control", [("4x4x2", "1,1,0"), ("2x3x3", "1,1,1"), ("1x4x2", "0,0,0"),
+                                           ("3x2x4", "1,0,-1")])
+def test_reduction_across_an_array_axis_feeds_one_accumulator_per_element(shape, control):
+    """gemm_os3d: every FU's product reaches exactly one accumulator, through an adder tree (control 0 on
+    the reduced axis) or a partial-sum chain, and the FUs sharing it are exactly those that differ only
+    along the reduced axis; the accumulators drain along the last axis that is not reduced."""
+    fg = derive_interconnect(load_spec("gemm_os3d", [f"array.shape={shape}", f"dataflows.os3d.control=[{control}]"]))
+    e0, e1, e2 = fg.shape
+    accs = [v for v in fg.graph if v.kind is NodeKind.ACC]
+    assert len(accs) == e0 * e1
+    reach = {}
+    for s in fg.coords():
+        found = [v for v in nx.descendants(fg.graph, fu_node(s)) if v.kind is NodeKind.ACC]
+        assert len(found) == 1, s
+        reach.setdefault(found[0], set()).add(s)
+    assert all(sorted(fus) == sorted((s[0], s[1], z) for z in range(e2)) for fus in reach.values()
+               for s in [next(iter(fus))])
+    out = fg.output
+    assert out.role == "accumulate" and out.n_lanes == e1 and all(len(l.fus) == e0 for l in out.lanes)
+    kinds = {fg.link(u, v).kind for u, v in fg.graph.edges if fg.link(u, v).operand == "C"}
+    assert ("tree" if control.endswith(",0") else "chain") == ("tree" if "reduce_chain" not in kinds else "chain")

@@ -67,7 +67,7 @@ def _recurrence(compiled, mapping) -> int:
             last = max(last, prev_drain_end)
         prev_issue_end = last + 1
         if sch.accumulate:
-            prev_drain_end = max(last + sch.commit_skew + 1, prev_drain_end) + R
+            prev_drain_end = max(last + sch.commit_skew + 1, prev_drain_end) + sch.drain_rows
     return prev_drain_end if sch.accumulate else last + sch.out_latency + 1
 
 
