@@ -24,6 +24,7 @@ import networkx as nx
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
+from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, unit_reuse
 
@@ -253,7 +254,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
     cand.add_node(root)
     for s in coords:
         cand.add_edge(root, fu(s), delay=skew[s], axis=None, weight=MEMORY_PORT_COST)
-    tree = nx.minimum_spanning_arborescence(cand, attr="weight", preserve_attrs=True)
+    tree = minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
     lanes = []
     roots = sorted(v for v in tree.successors(root))
     for lane, first in enumerate(roots):
