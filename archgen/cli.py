@@ -369,7 +369,9 @@ def cmd_sim(args) -> int:
             task = prog.add_task("simulating", total=n)
             results, skipped = simulate_workload_on_array(design, workload, dataflow=args.dataflow,
                                                           progress=lambda _n: prog.advance(task),
-                                                          pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram)
+                                                          pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram,
+                                                          mapper=args.mapper, mapper_objective=args.objective,
+                                                          mapper_seed=args.seed)
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
         con.print(render_table(results))
@@ -550,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "
                    "(overrides memory.dram.latency)")
     s.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
+    s.add_argument("--mapper", choices=["heuristic", "search"], default="heuristic",
+                   help="layer mapping: the plan_layer heuristic, or a seeded search judged by the cycle model")
+    s.add_argument("--objective", choices=["latency", "energy", "edp"], default="edp", help="--mapper search objective")
+    s.add_argument("--seed", type=int, default=0, help="--mapper search seed")
     s.set_defaults(func=cmd_sim)
 
     w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable (docs/dse.md)")
