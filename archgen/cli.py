@@ -447,6 +447,12 @@ def cmd_sweep(args) -> int:
     return run_sweep_cli(args, _console())
 
 
+def cmd_search(args) -> int:
+    _check_out(args.out, "--out")
+    from archgen.sim.search_cli import run_search_cli
+    return run_search_cli(args, _console())
+
+
 def cmd_trace(args) -> int:
     """``trace extract``: a trace from a local Hugging Face BERT-style model; ``trace show``: a header."""
     con = _console()
@@ -578,6 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete corrupt or edited rows from the results store and recompute them")
     w.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     w.set_defaults(func=cmd_sweep)
+    se = sub.add_parser("search", help="NAAS-style CMA-ES search of shape, dataflow, buffers and mapping (docs/dse.md)")
+    se.add_argument("--workload", action="append", required=True,
+                    help="a workload (library name or gemm:M,K,N); repeat for several (geometric-mean EDP)")
+    se.add_argument("--budget", default="eyeriss", help="eyeriss, edgetpu, or PES,ONCHIP_BYTES,DRAM_BYTES_PER_CYCLE")
+    se.add_argument("--evaluations", type=int, default=24, help="distinct designs to evaluate")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--mode", choices=["naas", "sizing"], default="naas",
+                    help="naas: dataflow and per-layer mapping searched too; sizing: fixed dataflow, sizes only")
+    se.add_argument("--out", required=True, help="directory of the results store (resumable)")
+    se.set_defaults(func=cmd_search)
 
     t = sub.add_parser("trace", help="attention traces: extract from a local model, show a header")
     tsub = t.add_subparsers(dest="trace_command", required=True)
