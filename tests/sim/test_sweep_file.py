@@ -44,6 +44,10 @@ def test_examples_read_and_expand():
     cnn = read_sweep_file(EXAMPLES / "cnn_sweep.yaml")
     assert cnn.workloads[0] == (f"scalesim:{(EXAMPLES / 'tiny_cnn_topology.csv').resolve()}", None)
     assert cnn.objectives == ("latency", "energy", "edp")
+    buf = sweep_points(read_sweep_file(EXAMPLES / "buffer_sweep.yaml"))
+    assert len(buf) == 240 and {p.mapper for p in buf} == {"heuristic", "search"}
+    assert buf[0].overrides == ("array.shape=8x8", "memory.A.bytes=4096", "memory.C.bytes=8192",
+                                "memory.dram.width_bytes=8")
 
 
 def test_ranges_lists_and_values(tmp_path):
