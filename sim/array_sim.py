@@ -139,6 +139,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     fg = compiled.fu_graph
     energy = energy or EnergyModel.load()
     results, skipped, planned, refused = [], [], [], []
+    plans: dict = {}                          # layer bounds -> command (repeated layer shapes are planned once)
     if not ideal_dram:
         check_memory_system(fg, compiled.design)
     for layer in workload.layers:
@@ -147,12 +148,16 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
             continue
         bounds, repeat, how = lower_layer(layer, design)
         try:
+            shape_key = tuple(sorted(bounds.items()))    # a plan depends on the design and the bounds only
             if ideal_dram:
                 cmd = None
+            elif shape_key in plans:
+                cmd = plans[shape_key]
             elif mapper == "search":
-                cmd = _searched(compiled, layer, bounds, repeat, how, energy, mapper_objective, mapper_seed)
+                cmd = plans[shape_key] = _searched(compiled, layer, bounds, repeat, how, energy, mapper_objective,
+                                                   mapper_seed)
             else:
-                cmd = plan_layer(design, bounds, fg.dataflow, layer.name)
+                cmd = plans[shape_key] = plan_layer(design, bounds, fg.dataflow, layer.name)
         except SpecError as err:              # every layer that does not fit is named, then nothing runs
             refused += err.problems
             continue

@@ -7,8 +7,10 @@ A candidate is a vector z in [0, 1]^8 (the NAAS encoding, for the GEMM-family bu
 * z2..z4: importances of the loops i, j, k; the two most important are the parallel (spatial) loops, which
   fixes the dataflow and its connectivity: {i, j} output-stationary (gemm_os), {j, k} weight-stationary
   (gemm_ws), {i, k} input-stationary (gemm_is);
-* z5..z7: the on-chip budget's split between the buffers of A, B and C (proportional, in 256 B units,
-  every buffer at least 1 KiB);
+* z5..z7: the split of the on-chip budget left after every buffer got what the workloads need at
+  least (`buffer_floors`: the smallest block of every layer, two halves when double buffered) between
+  the buffers of A, B and C (proportional, in 256 B units); a shape whose floors exceed the budget is
+  infeasible without simulating anything;
 * per-layer mapping: every layer is mapped by mappings/mapper.py's search (EDP objective, seed 0).
 
 ``mode="sizing"`` is the sizing-only baseline: dataflow fixed (``fixed_dataflow``, default output-
@@ -73,8 +75,10 @@ class Candidate:
         return self.shape[0] * self.shape[1]
 
 
-def decode(z, budget: Budget, mode: str = "naas", fixed_dataflow: str = "gemm_os.yaml") -> Candidate:
-    """The design a vector names; always within the budget (PEs, on-chip bytes)."""
+def decode(z, budget: Budget, mode: str = "naas", fixed_dataflow: str = "gemm_os.yaml",
+           floors: tuple[int, int, int] | None = None) -> Candidate:
+    """The design a vector names; always within the budget (PEs, on-chip bytes). ``floors``: the bytes each
+    buffer needs at least (default 1 KiB each); the rest of the budget is split by z5..z7."""
     z = [min(1.0, max(0.0, float(v))) for v in z]
     p = int(round(math.exp(math.log(4) + z[0] * (math.log(budget.pes) - math.log(4)))))
     p = max(4, min(budget.pes, p))
@@ -86,12 +90,46 @@ def decode(z, budget: Budget, mode: str = "naas", fixed_dataflow: str = "gemm_os
         spec, mapper = _DATAFLOWS[top], "search"
     else:
         spec, mapper = fixed_dataflow, "heuristic"
-    unit, floor = 256, 1024
-    spare = (budget.onchip_bytes - 3 * floor) // unit
+    unit = 256
+    floors = floors or (1024, 1024, 1024)
+    spare = max(0, (budget.onchip_bytes - sum(floors)) // unit)
     w = [0.05 + v for v in z[5:8]]
     share = [int(spare * x / sum(w)) for x in w]
-    buffers = tuple(floor + unit * s for s in share)
+    buffers = tuple(f + unit * s for f, s in zip(floors, share))
     return Candidate(spec, (rows, cols), buffers, mapper)
+
+
+def buffer_floors(spec: str, shape: tuple[int, int], workloads) -> tuple[int, int, int] | None:
+    """Bytes the A, B and C buffers need so that every layer of every workload fits with one array tile
+    per block (the smallest block plan_layer can choose; two halves when double buffered), rounded up
+    to 256 B and at least 1 KiB; None if a layer cannot run on the design at all."""
+    from archgen.arch.spec import load_spec
+    from archgen.mappings.memory_tiling import LayerCommand, _largest_block_bytes
+    from archgen.mappings.tiling import map_problem
+    from .array_sim import lower_layer
+    from .sweep_eval import load_workload
+    design = load_spec(spec, [f"array.shape=[{shape[0]},{shape[1]}]"])
+    df = design.dataflow(None)
+    outer = tuple(df.outer_dims())
+    need = {b.operand: 1024 for b in design.memory_system.buffers}
+    halves = {b.operand: b.halves for b in design.memory_system.buffers}
+    try:
+        for ref, seq in workloads:
+            seen = set()
+            for layer in load_workload(ref, seq).layers:
+                if not layer.einsum:
+                    continue
+                bounds = lower_layer(layer, design)[0]
+                key = tuple(sorted(bounds.items()))
+                if key in seen:
+                    continue
+                seen.add(key)
+                cmd = LayerCommand(design, df, map_problem(design, bounds, df).bounds, tuple((d, 1) for d in outer), outer)
+                for x, nbytes in _largest_block_bytes(cmd).items():
+                    need[x] = max(need[x], -(-halves[x] * nbytes // 256) * 256)
+    except SpecError:
+        return None
+    return tuple(need[x] for x in ("A", "B", "C"))
 
 
 def _points(c: Candidate, budget: Budget, workloads):
@@ -117,6 +155,7 @@ def run_search(workloads, budget: Budget, out_dir: str | Path, *, evaluations: i
     store = ResultStore.open(out / STORE_NAME)
     history, computed, reused = [], 0, 0
     cache: dict = {}
+    floors: dict = {}
     try:
         es = cma.CMAEvolutionStrategy([0.5] * DIM, 0.3, {"seed": seed + 1, "popsize": popsize, "bounds": [0, 1],
                                                          "verbose": -9, "CMA_diagonal": False})
@@ -126,7 +165,22 @@ def run_search(workloads, budget: Budget, out_dir: str | Path, *, evaluations: i
             xs = es.ask()
             scores = []
             for x in xs:
-                cand = decode(x, budget, mode)
+                shape_only = decode(x, budget, mode)
+                fkey = (shape_only.spec, shape_only.shape)
+                if fkey not in floors:
+                    floors[fkey] = buffer_floors(shape_only.spec, shape_only.shape, workloads)
+                fl = floors[fkey]
+                if fl is None or sum(fl) > budget.onchip_bytes:
+                    cand = shape_only                   # cannot fit the budget: scored without simulating
+                    if cand not in cache:
+                        cache[cand] = INFEASIBLE
+                        if len(history) < evaluations:
+                            history.append({"candidate": cand, "edp_pj_ns": INFEASIBLE, "feasible": False})
+                            if on_eval:
+                                on_eval(history[-1])
+                    scores.append(cache[cand])
+                    continue
+                cand = decode(x, budget, mode, floors=fl)
                 if cand not in cache:
                     recs, ok = [], True
                     for pt in _points(cand, budget, workloads):
