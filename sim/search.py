@@ -29,7 +29,7 @@ from pathlib import Path
 
 from archgen.arch.errors import SpecError, problem
 
-__all__ = ["Budget", "Candidate", "decode", "run_search", "INFEASIBLE", "BUDGETS"]
+__all__ = ["Budget", "Candidate", "decode", "buffer_floors", "run_search", "INFEASIBLE", "BUDGETS"]
 
 INFEASIBLE = 1e40
 DIM = 8
