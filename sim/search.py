@@ -17,7 +17,8 @@ A candidate is a vector z in [0, 1]^8 (the NAAS encoding, for the GEMM-family bu
 stationary), z2..z4 ignored, layers mapped by plan_layer; PE count, shape and buffers still searched.
 
 The fitness is the geometric mean over the workloads of each one's EDP (pJ x ns); a design whose layers
-do not fit its buffers scores ``INFEASIBLE``. The DRAM port is the budget's bandwidth. Every point is a
+do not fit its buffers scores ``INFEASIBLE`` (times 1 + its buffer floors over the on-chip budget, so
+CMA-ES is steered back into the budget). The DRAM port is the budget's bandwidth. Every point is a
 sweep point (sim/sweep_eval.py) kept in the sweep's SQLite store under ``out_dir``: a rerun with the same
 seed asks CMA-ES the same questions and finds the answers stored, so it computes nothing twice.
 """
@@ -171,9 +172,9 @@ def run_search(workloads, budget: Budget, out_dir: str | Path, *, evaluations: i
                     floors[fkey] = buffer_floors(shape_only.spec, shape_only.shape, workloads)
                 fl = floors[fkey]
                 if fl is None or sum(fl) > budget.onchip_bytes:
-                    cand = shape_only                   # cannot fit the budget: scored without simulating
-                    if cand not in cache:
-                        cache[cand] = INFEASIBLE
+                    cand = shape_only                   # cannot fit the budget: scored without simulating,
+                    if cand not in cache:               # worse the further its floors are over the budget
+                        cache[cand] = INFEASIBLE * (1.0 + (sum(fl) / budget.onchip_bytes if fl else 100.0))
                         if len(history) < evaluations:
                             history.append({"candidate": cand, "edp_pj_ns": INFEASIBLE, "feasible": False})
                             if on_eval:
