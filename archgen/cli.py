@@ -369,7 +369,9 @@ def cmd_sim(args) -> int:
             task = prog.add_task("simulating", total=n)
             results, skipped = simulate_workload_on_array(design, workload, dataflow=args.dataflow,
                                                           progress=lambda _n: prog.advance(task),
-                                                          pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram)
+                                                          pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram,
+                                                          mapper=args.mapper, mapper_objective=args.objective,
+                                                          mapper_seed=args.seed)
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
         con.print(render_table(results))
@@ -443,6 +445,12 @@ def cmd_sweep(args) -> int:
     parse_dask(args.dask)                                # a bad address is refused before any point is validated
     from archgen.sim.sweep_cli import run_sweep_cli
     return run_sweep_cli(args, _console())
+
+
+def cmd_search(args) -> int:
+    _check_out(args.out, "--out")
+    from archgen.sim.search_cli import run_search_cli
+    return run_search_cli(args, _console())
 
 
 def cmd_trace(args) -> int:
@@ -550,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "
                    "(overrides memory.dram.latency)")
     s.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
+    s.add_argument("--mapper", choices=["heuristic", "search"], default="heuristic",
+                   help="layer mapping: the plan_layer heuristic, or a seeded search judged by the cycle model")
+    s.add_argument("--objective", choices=["latency", "energy", "edp"], default="edp", help="--mapper search objective")
+    s.add_argument("--seed", type=int, default=0, help="--mapper search seed")
     s.set_defaults(func=cmd_sim)
 
     w = sub.add_parser("sweep", help="explore a design space with the cycle model; resumable (docs/dse.md)")
@@ -572,6 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete corrupt or edited rows from the results store and recompute them")
     w.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     w.set_defaults(func=cmd_sweep)
+    se = sub.add_parser("search", help="NAAS-style CMA-ES search of shape, dataflow, buffers and mapping (docs/dse.md)")
+    se.add_argument("--workload", action="append", required=True,
+                    help="a workload (library name or gemm:M,K,N); repeat for several (geometric-mean EDP)")
+    se.add_argument("--budget", default="eyeriss", help="eyeriss, edgetpu, or PES,ONCHIP_BYTES,DRAM_BYTES_PER_CYCLE")
+    se.add_argument("--evaluations", type=int, default=24, help="distinct designs to evaluate")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--mode", choices=["naas", "sizing"], default="naas",
+                    help="naas: dataflow and per-layer mapping searched too; sizing: fixed dataflow, sizes only")
+    se.add_argument("--out", required=True, help="directory of the results store (resumable)")
+    se.set_defaults(func=cmd_search)
 
     t = sub.add_parser("trace", help="attention traces: extract from a local model, show a header")
     tsub = t.add_subparsers(dest="trace_command", required=True)

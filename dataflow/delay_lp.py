@@ -227,6 +227,34 @@ def _solve(system: _System, integer: bool) -> tuple[dict, float, str]:
     return {v: (var.varValue or 0.0) for v, var in x.items()}, elapsed, status
 
 
+# Which solver runs the delay-matching LP: "auto" uses the min-cost-flow solver (dataflow/flow_solver.py:
+# OR-Tools, returns the least optimal tau, with an optimality certificate) where the system is a pure
+# difference system on an acyclic constraint graph and CBC otherwise; "cbc" forces CBC (tests cross-check).
+LP_SOLVER = "auto"
+
+
+def _solve_auto(system: _System) -> tuple[dict, float, str]:
+    if LP_SOLVER != "cbc" and not system.epigraph:
+        from .flow_solver import FlowSolverError, solve_difference_lp
+
+        t0 = time.perf_counter()
+        index = {v: i for i, v in enumerate(system.variables)}
+        tails = [index[t] for h, t in system.rows]
+        heads = [index[h] for h, t in system.rows]
+        bounds = [b for b, _ in system.rows.values()]
+        cost = [0] * len(index)
+        for v, c in system.cost.items():
+            cost[index[v]] = c
+        try:
+            sol = solve_difference_lp(len(index), tails, heads, bounds, cost)
+        except FlowSolverError:
+            sol = None          # unbounded or a failed certificate: CBC decides and reports
+        if sol is not None:
+            x = sol.x.tolist()
+            return dict(zip(system.variables, map(float, x))), time.perf_counter() - t0, "Optimal"
+    return _solve(system, integer=False)
+
+
 @dataclass(frozen=True)
 class RetimedGraph:
     """Where the registers go. `stages[(u, v)]` = physical registers between u's output and v's input
@@ -296,7 +324,7 @@ def _run(prims, period, share_fanout):
     system = _difference_system(prims, period, share_fanout)
     if not all(nx.is_directed_acyclic_graph(p.graph) for p in prims):
         raise _infeasibility(system)
-    values, elapsed, status = _solve(system, integer=False)
+    values, elapsed, status = _solve_auto(system)
     integral = all(abs(val - round(val)) < _EPS for val in values.values())
     if status == "Infeasible":
         raise _infeasibility(system)

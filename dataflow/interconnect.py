@@ -26,6 +26,7 @@ import networkx as nx
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
+from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, unit_reuse
 
@@ -315,7 +316,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
     cand = nx.DiGraph()
     cand.add_nodes_from([fu(s) for s in coords] + [root])
     cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
-    tree = nx.minimum_spanning_arborescence(cand)
+    tree = minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
     lanes = []
     roots = sorted(v for v in tree.successors(root))
     for lane, first in enumerate(roots):

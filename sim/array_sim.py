@@ -116,7 +116,9 @@ def _as_gemm_embedding(dop: Operation) -> dict[str, str] | None:
 
 def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None = None,
                                energy: EnergyModel | None = None, progress=None,
-                               pipeline: bool = True, ideal_dram: bool = False) -> tuple[list[LayerResult], list[SkippedLayer]]:
+                               pipeline: bool = True, ideal_dram: bool = False, mapper: str = "heuristic",
+                               mapper_objective: str = "edp", mapper_seed: int = 0,
+                               ) -> tuple[list[LayerResult], list[SkippedLayer]]:
     """Per-layer results on the design as ``archgen build`` generates it (pipelined for its clock).
 
     Every compute layer runs through the memory system (docs/memory.md): a layer command planned by
@@ -126,11 +128,18 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
 
     ``ideal_dram``: streams never wait on DRAM (the condition the array's Verilator testbench creates),
     and the whole layer is one array command, so a layer's cycles equal what ``archgen verify`` measures
-    on the array's RTL; the memory system is bypassed."""
+    on the array's RTL; the memory system is bypassed.
+
+    ``mapper``: ``heuristic`` plans each layer with ``plan_layer``; ``search`` with mappings/mapper.py's
+    ``search_layer`` (objective ``mapper_objective``, seeded by ``mapper_seed``), whose finalists this
+    module's layer model judges."""
+    if mapper not in ("heuristic", "search"):
+        raise SpecError([problem("mapper", "must be heuristic or search", mapper)])
     compiled = compile_array(design, dataflow, pipeline=pipeline)
     fg = compiled.fu_graph
     energy = energy or EnergyModel.load()
     results, skipped, planned, refused = [], [], [], []
+    plans: dict = {}                          # layer bounds -> command (repeated layer shapes are planned once)
     if not ideal_dram:
         check_memory_system(fg, compiled.design)
     for layer in workload.layers:
@@ -139,7 +148,16 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
             continue
         bounds, repeat, how = lower_layer(layer, design)
         try:
-            cmd = None if ideal_dram else plan_layer(design, bounds, fg.dataflow, layer.name)
+            shape_key = tuple(sorted(bounds.items()))    # a plan depends on the design and the bounds only
+            if ideal_dram:
+                cmd = None
+            elif shape_key in plans:
+                cmd = plans[shape_key]
+            elif mapper == "search":
+                cmd = plans[shape_key] = _searched(compiled, layer, bounds, repeat, how, energy, mapper_objective,
+                                                   mapper_seed)
+            else:
+                cmd = plans[shape_key] = plan_layer(design, bounds, fg.dataflow, layer.name)
         except SpecError as err:              # every layer that does not fit is named, then nothing runs
             refused += err.problems
             continue
@@ -154,6 +172,16 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
         else:
             results.append(_memory_layer(compiled, layer, cmd, repeat, how, energy))
     return results, skipped
+
+
+def _searched(compiled, layer, bounds, repeat, how, energy, objective, seed):
+    from archgen.mappings.mapper import search_layer
+
+    def evaluate(cmd):        # the layer as it will be reported (all repeats): same ranking, same checks
+        r = _memory_layer(compiled, layer, cmd, repeat, how, energy)
+        return r.cycles, sum(r.energy_pj.values())
+    return search_layer(compiled.design, bounds, compiled.fu_graph.dataflow, evaluate, energy,
+                        objective=objective, seed=seed, layer=layer.name).command
 
 
 def _hops(fg) -> int:

@@ -63,6 +63,7 @@ _RECORD_FIELDS = {"key": str, "spec": str, "overrides": list, "workload": str, "
                   "clock_mhz": (int, float), "cycles": (int, float), "time_ns": (int, float),
                   "dram_bytes": (int, float), "energy_pj": (int, float), "edp_pj_ns": (int, float),
                   "area_mm2": (int, float), "model": str}
+_OPTIONAL_FIELDS = {"mapper": str}     # absent means the default mapper (heuristic)
 _NUMBERS = ("fus", "clock_mhz", "cycles", "time_ns", "dram_bytes", "energy_pj", "edp_pj_ns", "area_mm2")
 
 _SCHEMA = """
@@ -127,6 +128,9 @@ def _record_problem(key: str, model: str, text: str, checksum: str) -> str | Non
         return f"the record lacks the fields {', '.join(missing)}"
     for k, kind in _RECORD_FIELDS.items():
         if not isinstance(rec[k], kind) or isinstance(rec[k], bool):
+            return f"field {k!r} has the wrong type"
+    for k, kind in _OPTIONAL_FIELDS.items():
+        if k in rec and not isinstance(rec[k], kind):
             return f"field {k!r} has the wrong type"
     for k in _NUMBERS:
         if not (math.isfinite(rec[k]) and rec[k] >= 0):

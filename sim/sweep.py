@@ -105,11 +105,12 @@ def design_totals(records: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     records = list({r["key"]: r for r in records}.values())      # a point listed twice counts once
     for r in records:
-        groups.setdefault((r["spec"], tuple(r["overrides"]), r["dataflow"]), []).append(r)
+        groups.setdefault((r["spec"], tuple(r["overrides"]), r["dataflow"], r.get("mapper", "heuristic")),
+                          []).append(r)
     if all(len(g) == 1 for g in groups.values()):
         return list(records)
     out = []
-    for (_spec, _ov, _df), rs in groups.items():
+    for rs in groups.values():
         first = rs[0]
         t, e = sum(r["time_ns"] for r in rs), sum(r["energy_pj"] for r in rs)
         out.append(dict(first, key=hashlib.sha256(" ".join(sorted(r["key"] for r in rs)).encode()).hexdigest()[:24],

@@ -21,7 +21,8 @@ from archgen.arch.errors import SpecError, problem
 
 __all__ = ["SweepPoint", "evaluate_point", "load_workload", "workload_identity", "area_mm2", "MAPPING"]
 
-#: the mapping every point uses today: the fixed tiling of mappings/tiling.py (the mapper comes later)
+#: the default mapping: plan_layer's heuristic (mappings/memory_tiling.py); a point with mapper="search"
+#: is keyed "search-edp-seed0" instead (mappings/mapper.py)
 MAPPING = "tiling-default"
 _FILE_KINDS = ("scalesim", "onnx")
 
@@ -35,6 +36,11 @@ class SweepPoint:
     workload: str
     seq: int | None = None
     dataflow: str | None = None
+    mapper: str = "heuristic"          # or "search": mappings/mapper.py, EDP objective, seed 0
+
+    @property
+    def mapping(self) -> str:
+        return MAPPING if self.mapper == "heuristic" else "search-edp-seed0"
 
     def design_data(self) -> dict:
         """The base spec with the overrides applied (a fresh copy)."""
@@ -46,7 +52,7 @@ class SweepPoint:
     def key(self) -> str:
         from .store import model_version
         blob = json.dumps({"design": self.design_data(), "dataflow": self.dataflow,
-                           "workload": workload_identity(self.workload, self.seq), "mapping": MAPPING,
+                           "workload": workload_identity(self.workload, self.seq), "mapping": self.mapping,
                            "model": model_version()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -129,12 +135,12 @@ def evaluate_point(point: SweepPoint) -> dict:
     energy = _energy_model()
     dataflow = design.dataflow(point.dataflow).name
     results, _skipped = simulate_workload_on_array(design, load_workload(point.workload, point.seq),
-                                                   dataflow=dataflow, energy=energy)
+                                                   dataflow=dataflow, energy=energy, mapper=point.mapper)
     t = totals(results)
     key = point.key()
     _log_evaluation(key)
     return {"key": key, "spec": point.spec, "overrides": list(point.overrides), "workload": point.workload,
-            "seq": point.seq, "dataflow": dataflow, "fus": design.n_fus, "clock_mhz": design.clock_mhz,
+            "seq": point.seq, "dataflow": dataflow, "mapper": point.mapper, "fus": design.n_fus, "clock_mhz": design.clock_mhz,
             "cycles": t["cycles"], "time_ns": t["time_ns"], "dram_bytes": t["dram_bytes"],
             "energy_pj": t["energy_pj"], "edp_pj_ns": t["energy_pj"] * t["time_ns"],
             "area_mm2": area_mm2(design, energy), "model": model_version()}

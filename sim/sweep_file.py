@@ -38,7 +38,12 @@ AXES = {
     "clock_mhz": "the clock target in MHz",
     "types": "a mapping of operand data types, e.g. {A: int8, B: int8, C: int32}",
     "types.*": "one operand's data type, e.g. int16",
+    "memory.*.bytes": "one operand's on-chip buffer size in bytes, e.g. memory.A.bytes",
+    "memory.dram.width_bytes": "the DRAM port width in bytes per cycle",
+    "memory.dram.latency": "the DRAM latency in cycles",
+    "mapper": "the layer mapper: heuristic (plan_layer) or search (mappings/mapper.py, EDP, seed 0)",
 }
+MAPPERS = ("heuristic", "search")
 MAX_AXIS_VALUES = 10_000
 MAX_POINTS = 1_000_000
 
@@ -184,10 +189,11 @@ def _axis_values(axis: str, raw, problems: list) -> tuple:
                 out.append(tuple(sorted(v.items())))
         return tuple(out)
     out = []
+    what = AXES.get(axis) or (AXES["memory.*.bytes"] if axis.startswith("memory.") else AXES["types.*"])
     for i, v in enumerate(values):
         text = _value_text(axis, v)
-        if text is None:
-            problems.append(problem(f"{where}.{i}", f"must be {AXES.get(axis) or AXES['types.*']}", v))
+        if text is None or (axis == "mapper" and text not in MAPPERS):
+            problems.append(problem(f"{where}.{i}", f"must be {what}", v))
         elif text in out:
             problems.append(problem(f"{where}.{i}", "this value appears twice", v))
         else:
@@ -198,9 +204,11 @@ def _axis_values(axis: str, raw, problems: list) -> tuple:
 def _check_axis_name(axis: str) -> Problem | None:
     if axis in AXES or (axis.startswith("types.") and len(axis) > len("types.")):
         return None
+    parts = axis.split(".")
+    if len(parts) == 3 and parts[0] == "memory" and parts[2] == "bytes" and parts[1] not in ("", "dram"):
+        return None
     close = difflib.get_close_matches(axis, [a for a in AXES if a != "types.*"], n=1)
-    later = " (buffer sizes come with the memory-system work and cannot be swept yet)" \
-        if "buffer" in axis or "sram" in axis or "glb" in axis else ""
+    later = " (buffer sizes are memory.<operand>.bytes)" if "buffer" in axis or "sram" in axis or "glb" in axis else ""
     fix = f"did you mean {close[0]!r}? " if close else ""
     return problem(f"axes.{axis}", f"not an axis a sweep can vary{later}; {fix}axes are "
                    f"{', '.join(AXES)} (types.<operand>)")
@@ -298,14 +306,16 @@ def sweep_points(sf: SweepFile, extra: tuple[str, ...] = ()) -> list[SweepPoint]
     names = [a for a, _v in sf.axes]
     points = []
     for combo in itertools.product(*(v for _a, v in sf.axes)):
-        overrides, dataflow = list(sf.fixed) + list(extra), None
+        overrides, dataflow, mapper = list(sf.fixed) + list(extra), None, "heuristic"
         for axis, value in zip(names, combo):
             if axis == "dataflow":
                 dataflow = value
+            elif axis == "mapper":
+                mapper = value
             elif axis == "types":
                 overrides += [f"types.{op}={t}" for op, t in value]
             else:
                 overrides.append(f"{axis}={value}")
         for workload, seq in sf.workloads:
-            points.append(SweepPoint(sf.base, tuple(overrides), workload, seq, dataflow))
+            points.append(SweepPoint(sf.base, tuple(overrides), workload, seq, dataflow, mapper))
     return points

@@ -21,7 +21,7 @@ from .sweep import OBJECTIVES
 
 __all__ = ["point_label", "axis_values", "front_table", "write_sweep_outputs", "CSV_COLUMNS"]
 
-CSV_COLUMNS = ("key", "spec", "overrides", "dataflow", "workload", "seq", "fus", "clock_mhz", "cycles", "time_ns",
+CSV_COLUMNS = ("key", "spec", "overrides", "dataflow", "mapper", "workload", "seq", "fus", "clock_mhz", "cycles", "time_ns",
                "energy_pj", "edp_pj_ns", "area_mm2", "dram_bytes", "pareto")
 _UNITS = {"time_ns": ("latency", 1e-3, "us"), "energy_pj": ("energy", 1e-6, "uJ"), "area_mm2": ("area", 1, "mm^2"),
           "edp_pj_ns": ("EDP", 1e-9, "uJ*ms"), "cycles": ("cycles", 1, "cycles"),
@@ -89,7 +89,8 @@ def _csv(records: list[dict], on_front: set[str]) -> str:
     w.writerow(CSV_COLUMNS)
     for r in records:
         row = dict(r, overrides=" ".join(r["overrides"]), pareto=r["key"] in on_front,
-                   workload=_workload_label(r["workload"]), seq="" if r.get("seq") is None else r["seq"])
+                   workload=_workload_label(r["workload"]), seq="" if r.get("seq") is None else r["seq"],
+                   mapper=r.get("mapper", "heuristic"))
         w.writerow([row[c] for c in CSV_COLUMNS])
     return buf.getvalue()
 
