@@ -389,9 +389,13 @@ def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
                     f"loop must be whole in one block (tile.{d} = {cmd.mapping.trips()[d]})", dict(cmd.tile)[d])
 
 
-def layer_program(compiled, cmd: LayerCommand, layer: str = "layer") -> LayerProgram:
+def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command expanded for the generated top: buffer layouts, DRAM layout, and the descriptor
-    table (one row per block: what L, C and W do), built from :func:`layer_jobs` (the model's job list)."""
+    table (one row per block: what L, C and W do), built from :func:`layer_jobs` (the model's job list).
+
+    ``spec_size``: each buffer half holds ``memory.<X>.bytes / halves`` (what synthesis builds); False
+    sizes the halves to this command's largest block (after the same fit check), which keeps a
+    simulation build small; the timing does not depend on it."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_rtl_command(cmd, layer)
@@ -489,6 +493,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer") -> LayerPro
         need = max(cmd.footprint_bytes(x.name, b) for b in blocks) // eb
         if need > half:
             _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half", buf.bytes)
+        if not spec_size:
+            half = max(banks, -(-need // banks) * banks)
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb)
 
     def box(x, blk):
