@@ -398,6 +398,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     simulation build small; the timing does not depend on it."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
+    check_memory_system(compiled.fu_graph, compiled.design)
     check_rtl_command(cmd, layer)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system

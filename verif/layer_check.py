@@ -88,3 +88,17 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
               "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
     return LayerVerification(design.name, df.name, dict(mapping.bound), cmd.describe(), exact, res.get("rtl_cycles"),
                              model.cycles, dram_bytes(cmd), detail)
+
+
+def format_layer_verification(res: LayerVerification, seed: int) -> list[str]:
+    """What ``archgen verify`` prints for a whole layer."""
+    st = res.detail.get("stall_cycles", {})
+    out = [f"{res.design} / {res.dataflow}  layer {res.bounds}  seed {seed}",
+           f"  command: {res.command}, {res.detail.get('blocks')} blocks",
+           f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
+           + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} elements differ; {res.detail.get('error') or ''})"),
+           f"  RTL cycles:   {res.rtl_cycles} cycles",
+           f"  model cycles: {res.model_cycles} cycles  ({'equal' if res.rtl_cycles == res.model_cycles else 'DIFFERENT'})",
+           f"  stalls: dram {st.get('dram')} cycles, array fill/drain {st.get('array')} cycles",
+           "  DRAM: " + ", ".join(f"{k} {v:,} B" for k, v in sorted(res.dram_bytes.items()))]
+    return out

@@ -82,3 +82,32 @@ def test_dataflow_shape_dram_matrix(spec, shape, dram):
 def test_8x8_os_layer():
     r = verify_layer(load_spec("gemm_os", ["array.shape=8x8"] + COMPUTE), {"i": 37, "k": 41, "j": 19}, seed=4)
     _check(r)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "memory.A.bytes=16"], "layers.layer: operand A needs 2 x"),
+    (["--dram-bw", "0"], "--dram-bw: must be in 1..65,536"),
+    (["--set", "memory.dram.width_bytes=0"], "memory.dram.width_bytes"),
+    (["--set", "memory.A.banks=3"], "memory.A.banks: must divide the 4 memory-fed lanes"),
+    (["--dram-bw", "4", "--ideal-dram"], "--dram-bw: does not apply with --ideal-dram"),
+])
+def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, monkeypatch):
+    from archgen.cli import main
+    import archgen.verif.layer_check as layer_check
+
+    def no_build(*a, **k):
+        raise AssertionError("nothing may run")
+    monkeypatch.setattr(layer_check, "run_testbench", no_build)
+    assert main(["verify", "gemm_os", "--gemm", "8,16,8"] + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_verify_refuses_a_command_for_another_dataflow():
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.memctl import layer_program
+    from archgen.mappings.memory_tiling import plan_layer
+    other = load_spec("gemm_os")
+    cmd = plan_layer(other, {"i": 8, "k": 8, "j": 8}, other.dataflow(), "fc")
+    with pytest.raises(SpecError, match=r"layers.fc.dataflow: the command was planned for dataflow 'os'; this "
+                                        r"design runs 'ws'"):
+        layer_program(compile_array(load_spec("gemm_ws")), cmd, "fc")
