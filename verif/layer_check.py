@@ -57,8 +57,10 @@ def _convert(prog, image, name):
 
 def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                  tile: dict | None = None, order: tuple | None = None, cache_dir: Path | None = None,
-                 layer: str = "layer") -> LayerVerification:
-    """Plan (or take ``tile``/``order``), check, build and run one layer; nothing runs if the command is refused."""
+                 layer: str = "layer", binary: bool = True) -> LayerVerification:
+    """Plan (or take ``tile``/``order``), check, build and run one layer; nothing runs if the command is refused.
+    ``binary`` (default): run as a stand-alone Verilator executable (verif/layer_binary.py); False: under
+    cocotb (verif/tb_layer.py), same top, same checks."""
     compiled = compile_array(design, dataflow)
     df = compiled.dataflow
     if tile is not None:
@@ -75,7 +77,13 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     out_regions = [a for (x, _k), (a, *_r) in prog.regions.items() if x == design.operation.output.name]
     lo = min(out_regions)
     params = {"max_cycles": 4 * model.cycles + 1000, "read_words": [lo, prog.dram_words]}
-    res = run_testbench(text, name, "archgen.verif.tb_layer", params, cache_dir=cache_dir)
+    if binary:
+        from .layer_binary import run_layer_binary, strip_zero_memory_init
+        res = run_layer_binary(strip_zero_memory_init(text), name, dram_words=prog.dram_words,
+                               word_bits=8 * prog.word_bytes, read=(lo, prog.dram_words),
+                               max_cycles=params["max_cycles"], cache_dir=cache_dir)
+    else:
+        res = run_testbench(text, name, "archgen.verif.tb_layer", params, cache_dir=cache_dir)
     words = [0] * lo + list(res.get("words", []))
     out = design.operation.output
     shape = design.operation.tensor_shape(out.name, mapping.bound)
