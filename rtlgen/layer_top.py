@@ -132,9 +132,14 @@ class LayerTop(Elaboratable):
         self.cycles = Signal(CYCLE_BITS)
         self.rb_addr = Signal(range(self.dram_depth + 1))
         self.rb_data = Signal(8 * prog.word_bytes)
+        # bytes the DMA actually moved, counted from the data path (elements written into a buffer, or
+        # read out of the accumulator buffer for DRAM), per "<X>.read" / "<Y>.write"
+        op = prog.cmd.design.operation
+        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read") for x in op.inputs}
+        self.moved[f"{op.output.name}.write"] = Signal(40, name=f"moved_{op.output.name}_write")
 
     def ports(self):
-        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data]
+        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
 
     def elaborate(self, platform):
         m = Module()
@@ -268,6 +273,11 @@ class LayerTop(Elaboratable):
             elems = [d_rd.data[i * bits:(i + 1) * bits] for i in range(lay.per_word)]
             en = [data_v & (target == xi) & (elems_left > i) for i in range(lay.per_word)]
             bufs[x].write_group(m, dst_pos, elems, en)
+        for xi, x in enumerate(inputs):
+            lay = P.layouts[x]
+            with m.If(data_v & (target == xi)):
+                m.d.sync += self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + lay.elem_bytes * Mux(
+                    elems_left >= lay.per_word, lay.per_word, elems_left))
         with m.If(data_v):
             m.d.sync += [dst_pos.eq(dst_pos + P.layouts[inputs[0]].per_word), elems_left.eq(elems_left - P.layouts[inputs[0]].per_word)]
             # (every input has the same element width in the supported designs; checked below)
@@ -280,9 +290,14 @@ class LayerTop(Elaboratable):
         wb_left = Signal(32, name="wb_words_left")
         wb_ptr = Signal(32, name="wb_dram_ptr")
         wb_v = Signal(name="wb_valid")
+        wb_elems = Signal(32, name="wb_elems_left")
         with m.If(seq.start_w & (row_w["wr_bytes"] != 0)):
-            m.d.sync += [wb_pos.eq(row_w["wr_pos"]), wb_ptr.eq(row_w["wr_word"]),
+            m.d.sync += [wb_pos.eq(row_w["wr_pos"]), wb_ptr.eq(row_w["wr_word"]), wb_elems.eq(row_w["wr_elems"]),
                          wb_left.eq(_ceil_div_const(row_w["wr_bytes"], Wb))]
+        with m.Elif(wb_left != 0):
+            take = Mux(wb_elems >= olay.per_word, olay.per_word, wb_elems)
+            m.d.sync += [wb_elems.eq(wb_elems - take),
+                         self.moved[f"{out_name}.write"].eq(self.moved[f"{out_name}.write"] + olay.elem_bytes * take)]
         wb_read = Signal(name="wb_reading")
         m.d.comb += wb_read.eq(wb_left != 0)
         wb_data = bufs[out_name].read_group(m, wb_pos, olay.per_word)

@@ -30,9 +30,10 @@ module archgen_layer_tb;
   wire finished;
   wire [39:0] cycles;
   wire [{wb}:0] rb_data;
+{moved_decl}
   reg [63:0] edges = 0;
   integer i;
-  {top} dut(.clk(clk), .rst(rst), .go(go), .finished(finished), .cycles(cycles), .rb_addr(rb_addr), .rb_data(rb_data));
+  {top} dut(.clk(clk), .rst(rst), .go(go), .finished(finished), .cycles(cycles), .rb_addr(rb_addr), .rb_data(rb_data){moved_conn});
   always #5 clk = ~clk;
   always @(posedge clk) begin
     edges <= edges + 1;
@@ -43,6 +44,7 @@ module archgen_layer_tb;
     go = 1;
     wait (finished == 1'b1);
     $display("CYCLES %0d", cycles);
+{moved_print}
     for (i = {lo}; i < {hi}; i = i + 1) begin
       rb_addr = i;
       #1 $display("W %h", rb_data);
@@ -63,10 +65,15 @@ def strip_zero_memory_init(text: str) -> str:
 
 
 def run_layer_binary(verilog: str, top: str, *, dram_words: int, word_bits: int, read: tuple[int, int],
-                     max_cycles: int, cache_dir: Path | None = None, timeout_s: float = 3600) -> dict:
-    """Build (cached) and run; returns rtl_cycles, words (the DRAM read back over ``read``), wall_s."""
+                     max_cycles: int, moved: tuple[str, ...] = (), cache_dir: Path | None = None,
+                     timeout_s: float = 3600) -> dict:
+    """Build (cached) and run; returns rtl_cycles, words (the DRAM read back over ``read``), wall_s and
+    ``moved`` (the top's ``moved_*`` byte counters named in ``moved``)."""
     ab = max(1, (dram_words).bit_length()) - 1
-    tb = _TB.format(ab=ab, wb=word_bits - 1, top=top, limit=max_cycles, lo=read[0], hi=read[1])
+    tb = _TB.format(ab=ab, wb=word_bits - 1, top=top, limit=max_cycles, lo=read[0], hi=read[1],
+                    moved_decl="\n".join(f"  wire [39:0] {n};" for n in moved),
+                    moved_conn="".join(f", .{n}({n})" for n in moved),
+                    moved_print="\n".join(f'    $display("MOVED {n} %0d", {n});' for n in moved))
     # the wheel's verilated.mk leaves the coroutine flag empty (like the PCH flag, docs/TOOLCHAIN): give it
     args = ("--binary", "--timing", "-CFLAGS", "-fcoroutines", "-O3", "--x-assign", "fast", "--x-initial", "fast", *BUILD_ARGS,
             "--top-module", "archgen_layer_tb")
@@ -99,6 +106,8 @@ def run_layer_binary(verilog: str, top: str, *, dram_words: int, word_bits: int,
             out["rtl_cycles"] = int(line.split()[1])
         elif line.startswith("W "):
             out["words"].append(int(line.split()[1], 16))
+        elif line.startswith("MOVED "):
+            out.setdefault("moved", {})[line.split()[1]] = int(line.split()[2])
         elif line.startswith("TIMEOUT"):
             out["error"] = f"finished never rose within {max_cycles} cycles"
     if "rtl_cycles" not in out and "error" not in out:

@@ -42,7 +42,8 @@ class LayerVerification:
 
     @property
     def ok(self) -> bool:
-        return self.outputs_exact and self.rtl_cycles == self.model_cycles
+        return (self.outputs_exact and self.rtl_cycles == self.model_cycles
+                and self.detail.get("rtl_dram_bytes") == self.dram_bytes)
 
 
 def layer_verilog(prog, image, name: str) -> str:
@@ -76,12 +77,16 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     text = _convert(prog, image, name)
     out_regions = [a for (x, _k), (a, *_r) in prog.regions.items() if x == design.operation.output.name]
     lo = min(out_regions)
-    params = {"max_cycles": 4 * model.cycles + 1000, "read_words": [lo, prog.dram_words]}
+    moved_names = {k: f"moved_{k.replace('.', '_')}" for k in
+                   [f"{x.name}.read" for x in design.operation.inputs] + [f"{design.operation.output.name}.write"]}
+    params = {"max_cycles": 4 * model.cycles + 1000, "read_words": [lo, prog.dram_words],
+              "moved": moved_names}
     if binary:
         from .layer_binary import run_layer_binary, strip_zero_memory_init
         res = run_layer_binary(strip_zero_memory_init(text), name, dram_words=prog.dram_words,
                                word_bits=8 * prog.word_bytes, read=(lo, prog.dram_words),
-                               max_cycles=params["max_cycles"], cache_dir=cache_dir)
+                               max_cycles=params["max_cycles"], moved=tuple(moved_names.values()),
+                               cache_dir=cache_dir)
     else:
         res = run_testbench(text, name, "archgen.verif.tb_layer", params, cache_dir=cache_dir)
     words = [0] * lo + list(res.get("words", []))
@@ -91,7 +96,9 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
                            signed=design.type_of[out.name].signed)
     ref = reference_einsum(design.operation, tensors, mapping.bound, compiled.fu_graph.acc_width)
     exact = bool(res.get("passed", True)) and "error" not in res and bool(np.array_equal(got, ref))
-    detail = {"wall_s": res.get("wall_s"), "blocks": model.blocks, "stall_cycles": model.stall_cycles,
+    raw = res.get("moved") or {}
+    rtl_bytes = {k: raw[n] for k, n in moved_names.items() if n in raw and (raw[n] or k in model.dram_bytes)}
+    detail = {"wall_s": res.get("wall_s"), "rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
               "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(),
               "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
     return LayerVerification(design.name, df.name, dict(mapping.bound), cmd.describe(), exact, res.get("rtl_cycles"),

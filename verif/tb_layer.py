@@ -39,4 +39,5 @@ async def run_layer(dut):
         dut.rb_addr.value = a
         await Timer(1, unit="ns")
         words.append(int(dut.rb_data.value))
-    write_result({"rtl_cycles": cycles, "wall_s": wall, "words": words, "read_from": lo})
+    moved = {n: int(getattr(dut, n).value) for n in params.get("moved", {}).values()}
+    write_result({"rtl_cycles": cycles, "wall_s": wall, "words": words, "read_from": lo, "moved": moved})

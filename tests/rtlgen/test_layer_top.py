@@ -35,6 +35,7 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
             if ctx.get(top.finished):
                 break
         res["cycles"] = ctx.get(top.cycles)
+        res["moved"] = {k: ctx.get(v) for k, v in top.moved.items()}
         words = []
         for a in range(p.dram_words):
             ctx.set(top.rb_addr, a)
@@ -44,7 +45,7 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     sim.run()
     got = p.read_output(res["words"], d.operation.tensor_shape(d.operation.output.name, mp.bound))
     ref = reference_einsum(d.operation, tensors, mp.bound, c.fu_graph.acc_width)
-    return got, ref, res["cycles"], simulate_layer(c, cmd), cmd
+    return got, ref, res["cycles"], simulate_layer(c, cmd), cmd, res["moved"]
 
 
 @pytest.mark.parametrize("spec, shape, tile, order", [
@@ -55,10 +56,10 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
 ])
 def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order):
     bounds = {"i": 7, "k": 5, "j": 6}
-    got, ref, cycles, model, cmd = _run(spec, [f"array.shape={shape}", "memory.dram.width_bytes=8",
+    got, ref, cycles, model, cmd, moved = _run(spec, [f"array.shape={shape}", "memory.dram.width_bytes=8",
                                                "memory.dram.latency=5", "memory.dram.burst_bytes=16",
                                                "memory.dram.outstanding=2"], bounds, tile, order)
     assert model.blocks > 1
     assert np.array_equal(got, ref)
     assert cycles == model.cycles
-    assert model.dram_bytes == dram_bytes(cmd)
+    assert model.dram_bytes == dram_bytes(cmd) == moved       # moved: counted on the RTL's data path

@@ -23,6 +23,8 @@ MEMORY = ["memory.dram.width_bytes=4", "memory.dram.latency=40"]
 def _check(r):
     assert r.outputs_exact, r.detail
     assert r.rtl_cycles == r.model_cycles, (r.rtl_cycles, r.model_cycles, r.command)
+    # bytes the RTL's DMA moved (counted on its data path) == the closed form of the command
+    assert r.detail["rtl_dram_bytes"] == r.dram_bytes
 
 
 def test_ragged_os_layer_keeps_a_resident_across_the_j_blocks():
