@@ -1,10 +1,12 @@
 """Whole layers through the generated memory system on Verilator (rtlgen/layer_top.py): the output tensor
 read back from the top's DRAM equals numpy, and the RTL's cycles equal sim/layer_model's, exactly.
 
-Default cases (three builds): a ragged OS layer whose A blocks stay resident across the j blocks (the
-reuse shows in DRAM bytes), a memory-bound WS layer on a non-square array, a stride-2 convolution over
-several blocks. Opt-in (--runslow): OS, WS and IS on 2x2, 2x3 and 4x4 arrays, each compute-bound
-(32 B/cycle) and memory-bound (4 B/cycle, latency 40), and the 8x8 array.
+Default cases (four small builds, stand-alone Verilator binaries): a ragged OS layer whose A blocks stay
+resident across the j blocks (the reuse shows in DRAM bytes), a memory-bound WS layer on a non-square
+array, a stride-2 convolution over several blocks, `archgen verify` on an IS layer. In every case the
+bytes the RTL's DMA moved (counted on its data path) equal the closed form. Opt-in (--runslow): OS,
+WS and IS on 2x2, 2x3 and 4x4 arrays, each compute-bound (32 B/cycle, small buffers: several blocks)
+and memory-bound (4 B/cycle, latency 40, one burst in flight), and an 8x8 layer under cocotb.
 """
 import math
 
@@ -66,20 +68,25 @@ def test_refused_commands_build_nothing():
         verify_layer(load_spec("gemm_os", ["memory.dram.width_bytes=2"]), {"i": 4, "k": 4, "j": 4})
 
 
+# small buffers so the planner makes several blocks; one burst in flight for the memory-bound setting
+SMALL = ["memory.A.bytes=4096", "memory.B.bytes=4096", "memory.C.bytes=2048"]
 MATRIX = [pytest.param(spec, shape, dram, id=f"{spec}-{shape}-{name}", marks=pytest.mark.slow)
           for spec in ("gemm_os", "gemm_ws", "gemm_is") for shape in ("2x2", "2x3", "4x4")
-          for name, dram in (("compute", COMPUTE), ("memory", MEMORY))]
+          for name, dram in (("compute", COMPUTE + SMALL), ("memory", MEMORY + ["memory.dram.outstanding=1"]))]
 
 
 @pytest.mark.parametrize("spec, shape, dram", MATRIX)
 def test_dataflow_shape_dram_matrix(spec, shape, dram):
     rows, cols = (int(v) for v in shape.split("x"))
-    side = 4 * math.lcm(rows, cols)
-    bounds = {"i": side + 1, "k": 2 * side - 1, "j": side - 1}       # ragged on every loop
+    side = 2 * math.lcm(rows, cols)
+    if dram[0] == COMPUTE[0]:
+        bounds = {"i": 2 * side + 1, "k": 4 * side - 1, "j": 2 * side - 1}     # ragged on every loop
+    else:
+        bounds = {"i": side + 1, "k": side // 2 + 1, "j": side - 1}            # little reuse: DRAM-bound
     r = verify_layer(load_spec(spec, [f"array.shape={shape}"] + dram), bounds, seed=11)
     _check(r)
     stall, compute = r.detail["stall_cycles"]["dram"], r.detail["compute_cycles"]
-    assert (stall < compute) if dram is COMPUTE else (stall > compute), (stall, compute)
+    assert (stall < compute) if dram[0] == COMPUTE[0] else (stall > compute), (stall, compute)
 
 
 @pytest.mark.slow
@@ -117,3 +124,11 @@ def test_verify_refuses_a_command_for_another_dataflow():
     with pytest.raises(SpecError, match=r"layers.fc.dataflow: the command was planned for dataflow 'os'; this "
                                         r"design runs 'ws'"):
         layer_program(compile_array(load_spec("gemm_ws")), cmd, "fc")
+
+
+def test_cli_verify_runs_the_layer_through_the_memory_system(capsys):
+    from archgen.cli import main
+    assert main(["verify", "gemm_is", "--set", "array.shape=2x2", "--gemm", "5,6,3", "--dram-bw", "4",
+                 "--dram-latency", "9", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "outputs: exact" in out and "(equal)" in out and "DRAM: A.read" in out
