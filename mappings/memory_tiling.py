@@ -12,7 +12,8 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
    dataflow's own order;
 2. per order, start from one array tile per block along every loop the output depends on and the whole
    loop along every reduction loop (the array has no "add onto an earlier block's partial sums" mode;
-   docs/memory.md), refuse the layer if that does not fit, and
+   docs/memory.md; if that does not fit, one array tile along those too: a split reduction the model
+   times but the RTL refuses), refuse the layer if nothing fits, and
    repeatedly double the block size along the loop whose doubling lowers the estimate most, among
    the doublings that still fit, until none helps;
 3. the estimate is ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x
@@ -262,9 +263,15 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
     trips = mapping.trips()
     # a reduction loop is never split over blocks: the array starts every block as a first visit (it has no
     # command mode that adds onto an earlier block's partial sums), so those loops are whole in every block
+    # (when even that does not fit, the reduction loops start at one array tile too: such a command splits
+    # the reduction, which the cycle model times but the generated RTL refuses; docs/memory.md)
     red = {d for d in outer if not design.operation.output.uses(d)}
     start = {d: trips[d] if d in red else 1 for d in outer}
-    smallest = make_command(design, bounds, dataflow, start, outer, layer)   # raises if nothing fits
+    try:
+        smallest = make_command(design, bounds, dataflow, start, outer, layer)
+    except SpecError:
+        start = {d: 1 for d in outer}
+        smallest = make_command(design, bounds, dataflow, start, outer, layer)   # raises if nothing fits
     orders = list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]
     best = None
     for order in orders:
