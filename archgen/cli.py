@@ -199,9 +199,10 @@ def _build_spatten(args, path, data, con) -> int:
 def cmd_verify(args) -> int:
     con = _console()
     _check_options(guard_int("--seed", args.seed, 0, 2**32 - 1, "a numpy seed"))
-    path, data = _raw_spec(args.spec, args.set)
+    path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
     if _is_spatten(data):
-        _refuse_array_options(args, ("gemm", "bounds", "dataflow"), "a SpAtten spec (it is verified unit by unit)")
+        _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency"),
+                              "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
     design = _load_array(path, data)
@@ -222,6 +223,13 @@ def cmd_verify(args) -> int:
     from archgen.mappings.tiling import map_problem
     guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow)),
                          "--gemm" if args.gemm is not None else "--bounds", args.force)
+    if not args.ideal_dram:                  # the whole layer through the memory system (docs/memory.md)
+        from archgen.verif.layer_check import format_layer_verification, verify_layer
+        with _working(con, f"verifying {design.name} with its memory system on Verilator (build, then run)"):
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=args.dataflow)
+        for line in format_layer_verification(lres, args.seed):
+            con.print(line, markup=False)
+        return EXIT_OK if lres.ok else EXIT_FAIL
     from archgen.verif.array_check import verify_array
     with _working(con, f"verifying {design.name} on Verilator (build, then run)"):
         res = verify_array(design, bounds, seed=args.seed, dataflow=args.dataflow)
@@ -312,6 +320,18 @@ def _verify_spatten(args, path, data, con) -> int:
     return EXIT_OK if ok else EXIT_FAIL
 
 
+def _dram_sets(args) -> list[str]:
+    """``--dram-bw``/``--dram-latency`` as ``--set`` overrides of ``memory.dram`` (sim and verify)."""
+    _check_options(guard_int("--dram-bw", args.dram_bw, 1, 65536, "bytes per cycle of the DRAM port")
+                   + guard_int("--dram-latency", args.dram_latency, 0, 100000, "cycles"))
+    if args.ideal_dram:
+        _check_options([problem(f, "does not apply with --ideal-dram (the memory system is bypassed)", v)
+                        for f, v in (("--dram-bw", args.dram_bw), ("--dram-latency", args.dram_latency))
+                        if v is not None])
+    return ([f"memory.dram.width_bytes={args.dram_bw}"] if args.dram_bw is not None else []) + \
+        ([f"memory.dram.latency={args.dram_latency}"] if args.dram_latency is not None else [])
+
+
 # ------------------------------------------------------------------------------------------------
 # sim
 
@@ -319,15 +339,7 @@ def cmd_sim(args) -> int:
     con = _console()
     _check_options(guard_int("--seq", args.seq, 1, 1_000_000, "tokens") + guard_int("--batch", args.batch, 1, 1_000_000)
                    + guard_int("--kv-len", args.kv_len, 0, 1_000_000, "cached tokens"))
-    _check_options(guard_int("--dram-bw", args.dram_bw, 1, 65536, "bytes per cycle of the DRAM port")
-                   + guard_int("--dram-latency", args.dram_latency, 0, 100000, "cycles"))
-    if args.ideal_dram:
-        _check_options([problem(f, "does not apply with --ideal-dram (the memory system is bypassed)", v)
-                        for f, v in (("--dram-bw", args.dram_bw), ("--dram-latency", args.dram_latency))
-                        if v is not None])
-    dram_sets = ([f"memory.dram.width_bytes={args.dram_bw}"] if args.dram_bw is not None else []) + \
-        ([f"memory.dram.latency={args.dram_latency}"] if args.dram_latency is not None else [])
-    path, data = _raw_spec(args.spec, list(args.set) + dram_sets)
+    path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
     if args.out:
         _check_out(args.out, "--out")
     if args.workload is None and not (_is_spatten(data) and args.trace):
@@ -528,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     b.set_defaults(func=cmd_build)
 
-    v = sub.add_parser("verify", help="run one random problem on Verilator: outputs exact, RTL cycles == model cycles")
+    v = sub.add_parser("verify", help="run one random layer through the memory system on Verilator: outputs exact, RTL cycles == model cycles")
     spec_args(v)
     v.add_argument("--gemm", help="GEMM sizes M,K,N")
     v.add_argument("--bounds", help="loop sizes, e.g. n=1,k=6,p=3,q=3,c=5,r=3,s=3")
@@ -537,6 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n", type=int, help="SpAtten: number of scores / keys")
     v.add_argument("--k", type=int, help="SpAtten: k of the top-k (or kept values for --unit core)")
     v.add_argument("--queries", type=int, help="SpAtten core: number of queries (default 2)")
+    v.add_argument("--ideal-dram", action="store_true",
+                   help="the array alone with ideal streams (no memory system; one array command)")
+    v.add_argument("--dram-bw", type=int, metavar="BYTES", help="DRAM port width in bytes per cycle "
+                   "(overrides memory.dram.width_bytes)")
+    v.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "
+                   "(overrides memory.dram.latency)")
     v.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     v.set_defaults(func=cmd_verify)
 

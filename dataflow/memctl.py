@@ -19,6 +19,7 @@ This module imports neither simpy nor amaranth: the model halves receive a SimPy
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
@@ -265,3 +266,365 @@ def layer_sequencer_hw(m, hdl, depth: int, n_blocks, l_done, w_done, c_done, run
     with m.If(~run):
         m.d.sync += [x.eq(0) for x in (nl, nw, nc, lf, wf, cf, dma_busy, arr_busy)]
     return SequencerHW(start_l, start_w, start_c, nl, nw, nc, run & (wf == n_blocks) & (cf == n_blocks))
+
+
+# ------------------------------------------------------------------------------------------------
+# the layer program: the command expanded block by block for the generated top (rtlgen/layer_top.py)
+#
+# Buffer layout (both halves, every operand): a block's box of tensor elements (the footprint of
+# docs/memory.md) row-major with the operand's *lane dimension* last, so the lanes of one beat are
+# consecutive positions; position p lives in bank ``p mod banks`` at word ``p div banks`` (banks a power
+# of two >= the lanes and >= the elements of one DRAM word), so a beat's lanes and a DRAM word's elements
+# each hit distinct banks. DRAM holds every distinct block once, in the same order, word aligned, so a
+# load moves exactly ``footprint_bytes`` (the model's count). Each array port walks its buffer with
+# nested counters and constant per-block strides (``PortWalk``): the affine address generator.
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(1, (max(1, n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class BufferLayout:
+    operand: str
+    elem_bytes: int
+    banks: int                    # power of two
+    half_elems: int               # elements per half (a multiple of banks)
+    halves: int
+    per_word: int                 # elements in one DRAM word
+
+    @property
+    def depth(self) -> int:       # words per bank
+        return self.halves * self.half_elems // self.banks
+
+
+@dataclass(frozen=True)
+class PortWalk:
+    """One array port's address generator: its levels (outer to inner) and per-block values."""
+
+    port: str                     # array port name
+    operand: str
+    kind: str                     # "read" (input / psum) or "write" (output)
+    levels: tuple[str, ...]       # "tile:<d>", "red" (the non-first reduction tiles), "inner:<d>", "row"
+    lanes: int
+    lane_level: int | None        # level whose last iteration may have fewer valid lanes
+    row_level: int | None         # tile level whose last iteration may have fewer valid rows
+    row_counter: int | None       # the "row" level
+    rows: int
+
+
+@dataclass(frozen=True)
+class LayerProgram:
+    compiled: object
+    cmd: LayerCommand
+    depth: int
+    word_bytes: int
+    layouts: dict                 # operand -> BufferLayout
+    walks: tuple                  # PortWalk per array stream port
+    rows: tuple                   # per block: dict field -> int (the descriptor table)
+    dram_words: int
+    regions: dict                 # (operand, block key) -> (word address, box lo, box ext (permuted), perm)
+    jobs: tuple
+
+    def dram_image(self, tensors: dict) -> list[int]:
+        """The DRAM's initial words: every input block, tile-major (the host's bulk preload)."""
+        words = [0] * self.dram_words
+        for (x, _key), (addr, lo, ext, perm) in self.regions.items():
+            if x not in tensors:
+                continue
+            lay = self.layouts[x]
+            box = _box_values(tensors[x], lo, ext, perm)
+            _pack(words, addr, box, lay.elem_bytes, lay.per_word, self.word_bytes)
+        return words
+
+    def read_output(self, words: list[int], shape: tuple[int, ...], signed: bool = True):
+        """The output tensor assembled from the DRAM's words after the layer (the host's bulk read)."""
+        import numpy as np
+        out_name = self.cmd.design.operation.output.name
+        lay = self.layouts[out_name]
+        result = np.zeros(shape, dtype=np.int64)
+        bits = 8 * lay.elem_bytes
+        for (x, _key), (addr, lo, ext, perm) in self.regions.items():
+            if x != out_name:
+                continue
+            n = math.prod(ext)
+            flat = []
+            for i in range(n):
+                w, s = divmod(i, lay.per_word)
+                v = (words[addr + w] >> (s * bits)) & ((1 << bits) - 1)
+                flat.append(v - (1 << bits) if signed and v >> (bits - 1) else v)
+            arr = np.array(flat, dtype=np.int64).reshape(ext)
+            inv = [perm.index(k) for k in range(len(perm))]
+            arr = arr.transpose(inv)
+            result[tuple(slice(a, a + e) for a, e in zip(lo, [ext[perm.index(k)] for k in range(len(perm))]))] = arr
+        return result
+
+
+def _box_values(tensor, lo, ext, perm) -> list[int]:
+    sl = tuple(slice(lo[k], lo[k] + ext[perm.index(k)]) for k in range(len(lo)))
+    return [int(v) for v in tensor[sl].transpose(perm).reshape(-1)]
+
+
+def _pack(words: list[int], addr: int, values: list[int], eb: int, per_word: int, word_bytes: int) -> None:
+    bits = 8 * eb
+    mask = (1 << bits) - 1
+    for i, v in enumerate(values):
+        w, s = divmod(i, per_word)
+        words[addr + w] |= (int(v) & mask) << (s * bits)
+
+
+def _refuse(field: str, msg: str, value=None):
+    raise SpecError([problem(field, msg, value) if value is not None else problem(field, msg)])
+
+
+def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
+    """What the generated top needs beyond the model: the array has no "not first visit" command mode, so
+    a reduction loop split over blocks (a block accumulating onto an earlier block's partial sums) is
+    refused; plan_layer never plans one."""
+    op = cmd.design.operation
+    nb = cmd.n_blocks()
+    for d in cmd.order:
+        if not op.output.uses(d) and nb[d] > 1:
+            _refuse(f"layers.{layer}.tile.{d}", f"the reduction loop {d} is split over {nb[d]} blocks; the array "
+                    f"starts every block as a first visit (no partial sums from an earlier block), so a reduction "
+                    f"loop must be whole in one block (tile.{d} = {cmd.mapping.trips()[d]})", dict(cmd.tile)[d])
+
+
+def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
+    """The command expanded for the generated top: buffer layouts, DRAM layout, and the descriptor
+    table (one row per block: what L, C and W do), built from :func:`layer_jobs` (the model's job list).
+
+    ``spec_size``: each buffer half holds ``memory.<X>.bytes / halves`` (what synthesis builds); False
+    sizes the halves to this command's largest block (after the same fit check), which keeps a
+    simulation build small; the timing does not depend on it."""
+    from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
+    check_command(cmd, compiled.fu_graph, layer, compiled.design)
+    check_memory_system(compiled.fu_graph, compiled.design)
+    check_rtl_command(cmd, layer)
+    design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
+    mem = design.memory_system
+    port = mem.dram
+    op = design.operation
+    W = port.width_bytes
+    if port.latency < 1:
+        _refuse("memory.dram.latency", "the generated DRAM port needs a latency of at least 1 cycle", port.latency)
+    if port.burst_bytes % W:
+        _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
+                port.burst_bytes)
+    if len(design.shape) != 2:
+        _refuse("array.shape", "the generated memory system supports two-dimensional arrays", list(design.shape))
+    depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
+    jobs = layer_jobs(cmd)
+    blocks = [j.block for j in jobs]
+    bound = cmd.bound
+    trips_all = cmd.mapping.trips()
+    outer = tuple(df.outer_dims())
+    inner = tuple(df.inner_dims())
+    red = tuple(d for d in outer if not op.output.uses(d))
+    if red and tuple(outer[len(outer) - len(red):]) != red:
+        _refuse(f"dataflows.{df.name}.order", "the generated memory system needs the reduction tile loops innermost "
+                "among the outer loops", list(df.order))
+    axis_of = df.axis_of
+    shape = design.shape
+    out = fg.output
+
+    # per port: how lane l and row r map to FU coordinates
+    port_specs = []      # (port name, operand, kind, coords(l, r) -> FU coord, has_rows, steps?)
+    for p in fg.inputs:
+        pn = port_name_of(PortRole.INPUT, p.name)
+        if p.role is Role.STATIONARY:
+            port_specs.append((pn, p.name, "read", lambda l, r: (r, l), True))
+        else:
+            roots = [ln.fus[0] for ln in p.lanes]
+            port_specs.append((pn, p.name, "read", (lambda rs: lambda l, r: rs[l])(roots), False))
+    if out.role is Role.ACCUMULATE:
+        out_coords, out_rows = (lambda l, r: (r, l)), True
+    else:
+        terms = [ln.fus[-1] for ln in out.lanes]
+        out_coords, out_rows = (lambda ts: lambda l, r: ts[l])(terms), False
+    if compiled.psum_port is not None:
+        port_specs.append((compiled.psum_port.name, out.name, "psum", out_coords, out_rows))
+    port_specs.append((compiled.output_port.name, out.name, "write", out_coords, out_rows))
+    lanes_of = {p.name: p.lanes for p in compiled.stream_ports}
+
+    def xvec(blk, start, vals, coord):
+        """Loop values at tile counters / inner counters ``vals`` and FU coordinate ``coord``."""
+        x = {}
+        for d in op.dims:
+            if d in axis_of:
+                a = axis_of[d]
+                x[d] = shape[a] * (start[d] + vals.get(f"tile:{d}", 0)) + coord[a]
+            elif d in inner:
+                x[d] = vals.get(f"inner:{d}", 0)
+            else:
+                x[d] = start[d] + vals.get(f"tile:{d}", 0)
+        return x
+
+    def index(x_op, x):
+        return tuple(e.const + sum(c * x[d] for d, c in e.coeffs.items()) for e in x_op.indices)
+
+    # lane dimension of every operand (the tensor dimension the lanes step through, by +1)
+    lane_dim: dict[str, int] = {}
+    first = blocks[0]
+    start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
+    for pn, x, kind, coords, rows in port_specs:
+        xop = op.operand(x)
+        if lanes_of[pn] < 2:
+            lane_dim.setdefault(x, len(xop.indices) - 1)
+            continue
+        i0 = index(xop, xvec(first, start0, {}, coords(0, 0)))
+        i1 = index(xop, xvec(first, start0, {}, coords(1, 0)))
+        diff = [k for k in range(len(i0)) if i0[k] != i1[k]]
+        if len(diff) != 1 or i1[diff[0]] - i0[diff[0]] != 1 or lane_dim.get(x, diff[0]) != diff[0]:
+            _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1; "
+                    "the generated buffers cannot bank it")
+        lane_dim[x] = diff[0]
+
+    # buffer layouts
+    layouts = {}
+    for x in op.operands:
+        buf = mem.buffer(x.name)
+        eb = element_bytes(design, x.name)
+        if W % eb:
+            _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
+                    "the generated top", W)
+        lanes = max(lanes_of[pn] for pn, xx, *_ in port_specs if xx == x.name)
+        banks = _pow2_at_least(max(lanes, W // eb))
+        half = buf.bytes // (eb * buf.halves)
+        half = max(banks, half // banks * banks)
+        need = max(cmd.footprint_bytes(x.name, b) for b in blocks) // eb
+        if need > half:
+            _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half", buf.bytes)
+        if not spec_size:
+            half = max(banks, -(-need // banks) * banks)
+        layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb)
+
+    def box(x, blk):
+        xop = op.operand(x)
+        ranges = {d: (s, e) for d, s, e in blk.ranges}
+        tshape = op.tensor_shape(x, bound)
+        lo, ext = [], []
+        for e, size in zip(xop.indices, tshape):
+            a = b_ = e.const
+            for d, c in e.coeffs.items():
+                s, t = ranges[d]
+                a += min(c * s, c * (t - 1))
+                b_ += max(c * s, c * (t - 1))
+            a, b_ = max(a, 0), min(b_, size - 1)
+            lo.append(a)
+            ext.append(b_ - a + 1)
+        ld = lane_dim[x]
+        perm = [k for k in range(len(lo)) if k != ld] + [ld]
+        return tuple(lo), tuple(ext[k] for k in perm), tuple(perm)
+
+    def pos_fn(x, lo, pext, perm):
+        pitch = [0] * len(perm)
+        acc = 1
+        for i in reversed(range(len(perm))):
+            pitch[perm[i]] = acc
+            acc *= pext[i]
+        return lambda idx: sum((idx[k] - lo[k]) * pitch[k] for k in range(len(lo)))
+
+    # DRAM layout: every distinct block of every operand once, word aligned, in first-use order
+    dep = {x.name: [i for i, d in enumerate(cmd.order) if x.uses(d)] for x in op.operands}
+    regions: dict = {}
+    next_word = 0
+    for blk in blocks:
+        for x in op.operands:
+            key = (x.name, tuple(blk.tiles[i][1] for i in dep[x.name]))
+            if key not in regions:
+                lo, pext, perm = box(x.name, blk)
+                regions[key] = (next_word, lo, pext, perm)
+                next_word += -(-math.prod(pext) * layouts[x.name].elem_bytes // W)
+
+    # walks
+    coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
+    walks = []
+    for pn, x, kind, coords, rows in port_specs:
+        levels = [f"tile:{d}" for d in outer if not (kind == "psum" and d in red)]
+        if kind == "psum" and red:
+            levels.append("red")
+        levels += ["row"] if rows else [f"inner:{d}" for d in inner]
+        lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
+        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == 0), None) if rows else None
+        xop = op.operand(x)
+        lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
+        row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
+        walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
+                              levels.index("row") if rows else None, shape[0] if rows else 1))
+
+    # the descriptor table
+    half_of = {x.name: -1 for x in op.operands}
+    cur_key: dict = {}
+    rows_out = []
+    for k, j in enumerate(jobs):
+        blk = j.block
+        row: dict[str, int] = {}
+        start = {d: b * dict(cmd.tile)[d] for d, b in blk.tiles}
+        btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
+        for d in outer:
+            row[f"trips_{d}"] = btrips[d]
+        loads = dict(j.load)
+        for x in op.operands:
+            key = (x.name, tuple(blk.tiles[i][1] for i in dep[x.name]))
+            lay = layouts[x.name]
+            if x is op.output:
+                if k == 0 or key != cur_key.get(x.name):
+                    half_of[x.name] = (half_of[x.name] + 1) % lay.halves
+                cur_key[x.name] = key
+                addr = regions[key][0]
+                row.update({f"wr_bytes": j.write, "wr_word": addr, "wr_pos": half_of[x.name] * lay.half_elems,
+                            "wr_elems": j.write // lay.elem_bytes})
+                continue
+            if x.name in loads:
+                half_of[x.name] = (half_of[x.name] + 1) % lay.halves
+                row.update({f"ld_{x.name}": 1, f"ld_bytes_{x.name}": loads[x.name], f"ld_word_{x.name}": regions[key][0],
+                            f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems,
+                            f"ld_elems_{x.name}": loads[x.name] // lay.elem_bytes})
+            else:
+                row.update({f"ld_{x.name}": 0, f"ld_bytes_{x.name}": 0, f"ld_word_{x.name}": 0, f"ld_pos_{x.name}": 0,
+                            f"ld_elems_{x.name}": 0})
+        if op.output.name in loads:
+            _refuse(f"layers.{layer}", "a block reads partial sums of an earlier block (not supported by the array)")
+        for w in walks:
+            xop = op.operand(w.operand)
+            lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
+            f = pos_fn(w.operand, lo, pext, perm)
+            hb = half_of[w.operand] * layouts[w.operand].half_elems
+
+            def at(vals, l=0, r=0):
+                return hb + f(index(xop, xvec(blk, start, vals, coords_of[w.port](l, r))))
+            base = at({})
+            trips = []
+            for lv in w.levels:
+                if lv.startswith("tile:"):
+                    trips.append(btrips[lv[5:]])
+                elif lv == "red":
+                    trips.append(math.prod(btrips[d] for d in red) - 1)
+                elif lv == "row":
+                    trips.append(shape[0])
+                else:
+                    trips.append(trips_all[lv[6:]])
+            for li, lv in enumerate(w.levels):
+                if lv == "red":
+                    stride = 0
+                elif lv == "row":
+                    stride = at({}, 0, 1) - base
+                else:
+                    stride = at({lv: 1}) - base
+                if stride < 0:
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: a negative address stride is not supported")
+                row[f"{w.port}_stride{li}"] = stride
+                row[f"{w.port}_trips{li}"] = trips[li]
+            if w.lanes > 1 and at({}, 1) - base != 1:
+                raise AssertionError("lane stride")
+            row[f"{w.port}_base"] = base
+            row[f"{w.port}_beats"] = math.prod(trips)
+            if w.lane_level is not None:
+                d = w.levels[w.lane_level][5:]
+                row[f"{w.port}_lane_last"] = min(w.lanes, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
+            if w.row_level is not None:
+                d = w.levels[w.row_level][5:]
+                row[f"{w.port}_row_last"] = min(shape[0], bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
+        rows_out.append(row)
+    return LayerProgram(compiled, cmd, depth, W, layouts, tuple(walks), tuple(rows_out), next_word,
+                        {k: v for k, v in regions.items()}, tuple(jobs))

@@ -10,7 +10,10 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
 
 1. candidate orders: every permutation of the outer loops when there are at most four, else the
    dataflow's own order;
-2. per order, start from one array tile per block (refuse the layer if that does not fit) and
+2. per order, start from one array tile per block along every loop the output depends on and the whole
+   loop along every reduction loop (the array has no "add onto an earlier block's partial sums" mode;
+   docs/memory.md; if that does not fit, one array tile along those too: a split reduction the model
+   times but the RTL refuses), refuse the layer if nothing fits, and
    repeatedly double the block size along the loop whose doubling lowers the estimate most, among
    the doublings that still fit, until none helps;
 3. the estimate is ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x
@@ -258,12 +261,22 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
     mapping = map_problem(design, bounds, dataflow)
     outer = tuple(dataflow.outer_dims())
     trips = mapping.trips()
-    smallest = make_command(design, bounds, dataflow, {d: 1 for d in outer}, outer, layer)   # raises if nothing fits
+    # a reduction loop is never split over blocks: the array starts every block as a first visit (it has no
+    # command mode that adds onto an earlier block's partial sums), so those loops are whole in every block
+    # (when even that does not fit, the reduction loops start at one array tile too: such a command splits
+    # the reduction, which the cycle model times but the generated RTL refuses; docs/memory.md)
+    red = {d for d in outer if not design.operation.output.uses(d)}
+    start = {d: trips[d] if d in red else 1 for d in outer}
+    try:
+        smallest = make_command(design, bounds, dataflow, start, outer, layer)
+    except SpecError:
+        start = {d: 1 for d in outer}
+        smallest = make_command(design, bounds, dataflow, start, outer, layer)   # raises if nothing fits
     orders = list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]
     best = None
     for order in orders:
-        tile = {d: 1 for d in outer}
-        cmd = LayerCommand(design, dataflow, smallest.bounds, tuple((d, 1) for d in outer), order)
+        tile = dict(start)
+        cmd = LayerCommand(design, dataflow, smallest.bounds, tuple((d, tile[d]) for d in outer), order)
         cost = _estimate(cmd)
         while True:
             step = None

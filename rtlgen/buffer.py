@@ -54,3 +54,66 @@ class OperandBuffer(wiring.Component):
             m.d.comb += [wp.en.eq(self.w_en[b]), wp.addr.eq(self.w_addr[b]), wp.data.eq(self.w_data[b]),
                          rp.addr.eq(self.r_addr[b]), self.r_data[b].eq(rp.data)]
         return m
+
+
+class CyclicBanks:
+    """A buffer whose element position p lives in bank ``p mod banks`` at word ``p div banks`` (banks a
+    power of two), one element per word: any run of up to ``banks`` consecutive positions (the lanes of
+    one beat, the elements of one DRAM word) touches each bank at most once, so it moves in one cycle
+    through one port per bank. Built inside the caller's module (rtlgen/layer_top.py); each bank is an
+    Amaranth memory with one write port and synchronous read ports."""
+
+    def __init__(self, m: Module, name: str, banks: int, depth: int, bits: int):
+        assert banks >= 2 and banks & (banks - 1) == 0
+        self.banks, self.depth, self.bits, self.name = banks, depth, bits, name
+        self.k = banks.bit_length() - 1
+        self.mems = []
+        for b in range(banks):
+            mem = Memory(shape=unsigned(bits), depth=depth, init=[])
+            m.submodules[f"{name}_bank{b}"] = mem
+            self.mems.append(mem)
+        self.wports = None
+
+    def _bank_addr(self, pos, b):
+        """Word of bank b holding the first position >= pos that maps to b."""
+        from amaranth import Mux
+        lo = pos[:self.k]
+        return (pos >> self.k) + Mux(lo > b, 1, 0)
+
+    def _lane_of(self, pos, b):
+        """Which element of a run starting at pos bank b holds: (b - pos) mod banks."""
+        from amaranth import Const
+        return (Const(b, self.k + 1) - pos[:self.k])[:self.k]
+
+    def _write(self, m: Module, pos, data, en):
+        from amaranth import Array
+        assert self.wports is None, "one writer per buffer"
+        self.wports = []
+        n = len(data)
+        for b, mem in enumerate(self.mems):
+            wp = mem.write_port()
+            self.wports.append(wp)
+            lane = self._lane_of(pos, b)
+            dsel = Array(list(data) + [0] * (self.banks - n))[lane]
+            esel = Array(list(en) + [0] * (self.banks - n))[lane]
+            m.d.comb += [wp.addr.eq(self._bank_addr(pos, b)), wp.data.eq(dsel), wp.en.eq(esel)]
+
+    write_group = _write
+    write_lanes = _write
+
+    def _read(self, m: Module, pos, n: int, transparent: bool = False):
+        """Elements pos .. pos+n-1 (n <= banks), one cycle after ``pos`` is presented."""
+        from amaranth import Array, Signal
+        datas = []
+        for b, mem in enumerate(self.mems):
+            tf = (self.wports[b],) if transparent and self.wports else ()
+            rp = mem.read_port(transparent_for=tf)
+            m.d.comb += rp.addr.eq(self._bank_addr(pos, b))
+            datas.append(rp.data)
+        lo = Signal(self.k, name=f"{self.name}_rd_lo")
+        m.d.sync += lo.eq(pos[:self.k])
+        arr = Array(datas)
+        return [arr[(lo + l)[:self.k]] for l in range(n)]
+
+    read_group = _read
+    read_lanes = _read

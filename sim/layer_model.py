@@ -38,7 +38,9 @@ class LayerMemoryResult:
 def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = False,
                    layer: str = "layer") -> LayerMemoryResult:
     """One layer command on the compiled array through the memory system; refuses a command planned for
-    another design or dataflow (SpecError)."""
+    another design or dataflow (SpecError). A command that splits a reduction loop over blocks is timed
+    as fresh array commands plus the partial-sum traffic; the generated RTL refuses such a command
+    (``memctl.check_rtl_command``), so no Verilator run backs those cycles."""
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     design = compiled.design
     mem = design.memory_system

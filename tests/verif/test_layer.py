@@ -1,0 +1,134 @@
+"""Whole layers through the generated memory system on Verilator (rtlgen/layer_top.py): the output tensor
+read back from the top's DRAM equals numpy, and the RTL's cycles equal sim/layer_model's, exactly.
+
+Default cases (four small builds, stand-alone Verilator binaries): a ragged OS layer whose A blocks stay
+resident across the j blocks (the reuse shows in DRAM bytes), a memory-bound WS layer on a non-square
+array, a stride-2 convolution over several blocks, `archgen verify` on an IS layer. In every case the
+bytes the RTL's DMA moved (counted on its data path) equal the closed form. Opt-in (--runslow): OS,
+WS and IS on 2x2, 2x3 and 4x4 arrays, each compute-bound (32 B/cycle, small buffers: several blocks)
+and memory-bound (4 B/cycle, latency 40, one burst in flight), and an 8x8 layer under cocotb.
+"""
+import math
+
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec
+from archgen.verif.layer_check import verify_layer
+
+pytestmark = pytest.mark.verilator
+
+COMPUTE = ["memory.dram.width_bytes=32", "memory.dram.latency=8"]
+MEMORY = ["memory.dram.width_bytes=4", "memory.dram.latency=40"]
+
+
+def _check(r):
+    assert r.outputs_exact, r.detail
+    assert r.rtl_cycles == r.model_cycles, (r.rtl_cycles, r.model_cycles, r.command)
+    # bytes the RTL's DMA moved (counted on its data path) == the closed form of the command
+    assert r.detail["rtl_dram_bytes"] == r.dram_bytes
+
+
+def test_ragged_os_layer_keeps_a_resident_across_the_j_blocks():
+    design = load_spec("gemm_os", ["array.shape=2x2"] + COMPUTE)
+    bounds = {"i": 7, "k": 9, "j": 5}                    # 7 = 3 tiles + 1 row, 5 = 2 tiles + 1 column
+    r = verify_layer(design, bounds, tile={"i": 2, "j": 1}, order=("i", "j"), seed=3)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 2, "j": 3}
+    # A's block depends on i only: loaded once per i block and reused by the 3 j blocks
+    assert r.dram_bytes["A.read"] == 7 * 9
+    assert r.dram_bytes["B.read"] == 2 * 9 * 5           # B's blocks come back for every i block
+    assert r.dram_bytes["C.write"] == 7 * 5 * 4
+
+
+def test_memory_bound_ws_layer_on_a_non_square_array():
+    design = load_spec("gemm_ws", ["array.shape=2x3"] + MEMORY)
+    r = verify_layer(design, {"i": 9, "k": 7, "j": 8}, seed=5)
+    _check(r)
+    assert r.detail["stall_cycles"]["dram"] > r.detail["compute_cycles"]
+
+
+def test_stride_2_convolution_over_several_blocks():
+    design = load_spec("conv_ws", ["array.shape=3x2", "memory.dram.width_bytes=8", "memory.dram.latency=12"])
+    bounds = {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}
+    r = verify_layer(design, bounds, tile={"k": 1, "c": 2, "r": 3, "s": 2}, order=("k", "c", "r", "s"), seed=2)
+    _check(r)
+    assert r.detail["n_blocks"]["k"] == 3                # k = 5 on 2 columns: ragged last block
+    # the input does not depend on k and its own loops (c, r, s) are whole: its halo box (rows p*2+r up to
+    # 2*2+2, columns q*2+s up to 3*2+1) is loaded once and stays resident across the 3 k blocks
+    assert r.dram_bytes["I.read"] == 1 * 5 * (2 * 2 + 3) * (2 * 3 + 2)
+    assert r.dram_bytes["W.read"] == 5 * 5 * 3 * 2
+
+
+def test_refused_commands_build_nothing():
+    design = load_spec("gemm_ws", ["array.shape=2x2"] + COMPUTE)
+    with pytest.raises(SpecError, match=r"layers.layer.tile.k: the reduction loop k is split over 2 blocks"):
+        verify_layer(design, {"i": 4, "k": 8, "j": 4}, tile={"j": 1, "k": 2}, order=("j", "k"))
+    with pytest.raises(SpecError, match=r"memory.dram.width_bytes: must be a multiple of operand C's element size"):
+        verify_layer(load_spec("gemm_os", ["memory.dram.width_bytes=2"]), {"i": 4, "k": 4, "j": 4})
+
+
+# small buffers so the planner makes several blocks; one burst in flight for the memory-bound setting
+SMALL = ["memory.A.bytes=4096", "memory.B.bytes=4096", "memory.C.bytes=2048"]
+MATRIX = [pytest.param(spec, shape, dram, id=f"{spec}-{shape}-{name}", marks=pytest.mark.slow)
+          for spec in ("gemm_os", "gemm_ws", "gemm_is") for shape in ("2x2", "2x3", "4x4")
+          for name, dram in (("compute", COMPUTE + SMALL), ("memory", MEMORY + ["memory.dram.outstanding=1"]))]
+
+
+@pytest.mark.parametrize("spec, shape, dram", MATRIX)
+def test_dataflow_shape_dram_matrix(spec, shape, dram):
+    rows, cols = (int(v) for v in shape.split("x"))
+    side = 2 * math.lcm(rows, cols)
+    if dram[0] == COMPUTE[0]:
+        bounds = {"i": 2 * side + 1, "k": 4 * side - 1, "j": 2 * side - 1}     # ragged on every loop
+    else:
+        bounds = {"i": side + 1, "k": side // 2 + 1, "j": side - 1}            # little reuse: DRAM-bound
+    r = verify_layer(load_spec(spec, [f"array.shape={shape}"] + dram), bounds, seed=11)
+    _check(r)
+    stall, compute = r.detail["stall_cycles"]["dram"], r.detail["compute_cycles"]
+    assert (stall < compute) if dram[0] == COMPUTE[0] else (stall > compute), (stall, compute)
+
+
+@pytest.mark.slow
+def test_8x8_os_layer_under_cocotb():
+    """The cocotb path (verif/tb_layer.py) on the same kind of top."""
+    r = verify_layer(load_spec("gemm_os", ["array.shape=8x8"] + COMPUTE), {"i": 37, "k": 41, "j": 19}, seed=4,
+                     binary=False)
+    _check(r)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "memory.A.bytes=16"], "layers.layer: operand A needs 2 x"),
+    (["--dram-bw", "0"], "--dram-bw: must be in 1..65,536"),
+    (["--set", "memory.dram.width_bytes=0"], "memory.dram.width_bytes"),
+    (["--set", "memory.A.banks=3"], "memory.A.banks: must divide the 4 memory-fed lanes"),
+    (["--dram-bw", "4", "--ideal-dram"], "--dram-bw: does not apply with --ideal-dram"),
+])
+def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, monkeypatch):
+    from archgen.cli import main
+    import archgen.verif.layer_check as layer_check
+
+    def no_build(*a, **k):
+        raise AssertionError("nothing may run")
+    monkeypatch.setattr(layer_check, "run_testbench", no_build)
+    assert main(["verify", "gemm_os", "--gemm", "8,16,8"] + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_verify_refuses_a_command_for_another_dataflow():
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.memctl import layer_program
+    from archgen.mappings.memory_tiling import plan_layer
+    other = load_spec("gemm_os")
+    cmd = plan_layer(other, {"i": 8, "k": 8, "j": 8}, other.dataflow(), "fc")
+    with pytest.raises(SpecError, match=r"layers.fc.dataflow: the command was planned for dataflow 'os'; this "
+                                        r"design runs 'ws'"):
+        layer_program(compile_array(load_spec("gemm_ws")), cmd, "fc")
+
+
+def test_cli_verify_runs_the_layer_through_the_memory_system(capsys):
+    from archgen.cli import main
+    assert main(["verify", "gemm_is", "--set", "array.shape=2x2", "--gemm", "5,6,3", "--dram-bw", "4",
+                 "--dram-latency", "9", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "outputs: exact" in out and "(equal)" in out and "DRAM: A.read" in out

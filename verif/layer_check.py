@@ -1,0 +1,119 @@
+"""A whole layer through the generated memory system on Verilator, against numpy and the cycle model.
+
+``verify_layer`` is what ``archgen verify SPEC --gemm M,K,N`` runs: the layer command (``plan_layer``,
+or a given tiling and order), random operands over each type's whole range preloaded into the top's
+DRAM, the layer run at Verilator speed, the output tensor read back from DRAM against an independent
+numpy evaluation of the loop nest, and the RTL's cycles against ``sim/layer_model.simulate_layer``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from archgen.arch.spec import Design
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.host import random_operands
+from archgen.dataflow.memctl import layer_program
+from archgen.mappings.memory_tiling import dram_bytes, make_command, plan_layer
+from archgen.mappings.tiling import map_problem
+from archgen.rtlgen.layer_top import LayerTop
+from archgen.sim.layer_model import simulate_layer
+
+from .golden import reference_einsum
+from .runner import run_testbench
+
+__all__ = ["LayerVerification", "verify_layer", "layer_verilog"]
+
+
+@dataclass(frozen=True)
+class LayerVerification:
+    design: str
+    dataflow: str
+    bounds: dict
+    command: str
+    outputs_exact: bool
+    rtl_cycles: int | None
+    model_cycles: int
+    dram_bytes: dict
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (self.outputs_exact and self.rtl_cycles == self.model_cycles
+                and self.detail.get("rtl_dram_bytes") == self.dram_bytes)
+
+
+def layer_verilog(prog, image, name: str) -> str:
+    """Verilog of the layer top (array, memory system and testbench DRAM preloaded with ``image``)."""
+    return _convert(prog, image, name)
+
+
+def _convert(prog, image, name):
+    top = LayerTop(prog, image)
+    return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
+
+
+def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
+                 tile: dict | None = None, order: tuple | None = None, cache_dir: Path | None = None,
+                 layer: str = "layer", binary: bool = True) -> LayerVerification:
+    """Plan (or take ``tile``/``order``), check, build and run one layer; nothing runs if the command is refused.
+    ``binary`` (default): run as a stand-alone Verilator executable (verif/layer_binary.py); False: under
+    cocotb (verif/tb_layer.py), same top, same checks."""
+    compiled = compile_array(design, dataflow)
+    df = compiled.dataflow
+    if tile is not None:
+        cmd = make_command(design, bounds, df, tile, tuple(order or df.outer_dims()), layer)
+    else:
+        cmd = plan_layer(design, bounds, df, layer)
+    prog = layer_program(compiled, cmd, layer, spec_size=False)           # refusals happen here, before anything is built
+    model = simulate_layer(compiled, cmd, layer=layer)
+    mapping = map_problem(design, bounds, df)
+    tensors = random_operands(compiled.fu_graph, mapping, np.random.default_rng(seed))
+    image = prog.dram_image(tensors)
+    name = f"{design.name}_layer"
+    text = _convert(prog, image, name)
+    out_regions = [a for (x, _k), (a, *_r) in prog.regions.items() if x == design.operation.output.name]
+    lo = min(out_regions)
+    moved_names = {k: f"moved_{k.replace('.', '_')}" for k in
+                   [f"{x.name}.read" for x in design.operation.inputs] + [f"{design.operation.output.name}.write"]}
+    params = {"max_cycles": 4 * model.cycles + 1000, "read_words": [lo, prog.dram_words],
+              "moved": moved_names}
+    if binary:
+        from .layer_binary import run_layer_binary, strip_zero_memory_init
+        res = run_layer_binary(strip_zero_memory_init(text), name, dram_words=prog.dram_words,
+                               word_bits=8 * prog.word_bytes, read=(lo, prog.dram_words),
+                               max_cycles=params["max_cycles"], moved=tuple(moved_names.values()),
+                               cache_dir=cache_dir)
+    else:
+        res = run_testbench(text, name, "archgen.verif.tb_layer", params, cache_dir=cache_dir)
+    words = [0] * lo + list(res.get("words", []))
+    out = design.operation.output
+    shape = design.operation.tensor_shape(out.name, mapping.bound)
+    got = prog.read_output(words + [0] * (prog.dram_words - len(words)), shape,
+                           signed=design.type_of[out.name].signed)
+    ref = reference_einsum(design.operation, tensors, mapping.bound, compiled.fu_graph.acc_width)
+    exact = bool(res.get("passed", True)) and "error" not in res and bool(np.array_equal(got, ref))
+    raw = res.get("moved") or {}
+    rtl_bytes = {k: raw[n] for k, n in moved_names.items() if n in raw and (raw[n] or k in model.dram_bytes)}
+    detail = {"wall_s": res.get("wall_s"), "rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
+              "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(),
+              "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
+    return LayerVerification(design.name, df.name, dict(mapping.bound), cmd.describe(), exact, res.get("rtl_cycles"),
+                             model.cycles, dram_bytes(cmd), detail)
+
+
+def format_layer_verification(res: LayerVerification, seed: int) -> list[str]:
+    """What ``archgen verify`` prints for a whole layer."""
+    st = res.detail.get("stall_cycles", {})
+    out = [f"{res.design} / {res.dataflow}  layer {res.bounds}  seed {seed}",
+           f"  command: {res.command}, {res.detail.get('blocks')} blocks",
+           f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
+           + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} elements differ; {res.detail.get('error') or ''})"),
+           f"  RTL cycles:   {res.rtl_cycles} cycles",
+           f"  model cycles: {res.model_cycles} cycles  ({'equal' if res.rtl_cycles == res.model_cycles else 'DIFFERENT'})",
+           f"  stalls: dram {st.get('dram')} cycles, array fill/drain {st.get('array')} cycles",
+           "  DRAM: " + ", ".join(f"{k} {v:,} B" for k, v in sorted(res.dram_bytes.items()))]
+    return out
