@@ -37,6 +37,28 @@ def test_dense_run_matches_its_baseline(full):
     assert qc.front > qc.back + 1
     assert rs[0].extra["compute_cycles"] == 1 + 12 * 64 * qc.front + 11 + qc.back
     assert rs[0].macs == 2 * 12 * 64 * 64 * 64
+    # each stage's busy cycles, summed over the 12 x 64 rows (dense: no top-k)
+    x = rs[0].extra
+    assert (x["front_stage_cycles"], x["topk_stage_cycles"], x["pv_stage_cycles"]) == \
+        (12 * 64 * qc.front, 0, 12 * 64 * (qc.pv + qc.output))
+
+
+def test_stage_cycles_with_local_v_pruning(small):
+    from archgen.sim.report import render_spatten_table
+    tr = synthetic_trace(2, 2, 32, seed=4)
+    rs = simulate_spatten(small, trace=tr, algo_config=SpattenAlgoConfig(value_prune=0.5, progressive=False))
+    for r in rs:
+        x = r.extra
+        assert x["topk_stage_cycles"] > 0
+        # the back stage (top-k + PxV) of every row is in the stream; the stream overlaps the stages
+        assert max(x["front_stage_cycles"], x["topk_stage_cycles"] + x["pv_stage_cycles"]) < x["compute_cycles"] \
+            < x["front_stage_cycles"] + x["topk_stage_cycles"] + x["pv_stage_cycles"] + 2 * x["rows"]
+    from rich.console import Console
+    con = Console(width=400, record=True)
+    con.print(render_spatten_table(rs))
+    text = con.export_text()
+    assert "front (cycles)" in text and "top-k (cycles)" in text and "PxV (cycles)" in text
+    assert f"{rs[0].extra['topk_stage_cycles']:,}" in text
 
 
 def test_pruning_reduces_dram_and_time(full):
