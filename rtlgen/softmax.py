@@ -11,8 +11,10 @@ last exponential the row goes to the divider (``div_start``) if the divider is f
 is high, else the sweep side waits (WAIT) until it can: the divider, a restoring divider with one
 quotient bit per cycle, computes floor(2**recip_num_bits / sum) and pulses ``recip_valid`` (``recip``
 and the row's largest exponential ``max_exp`` hold until the next ``div_start``). The sweep side is idle
-again the cycle after ``div_start``, so the next row's sweep overlaps this row's division. The ``go``
-clears the bank's row count and maximum, so the bank can be loaded again from the next cycle on. The
+again the cycle after ``div_start``, so the next row's sweep overlaps this row's division. ``clear``
+empties bank ``clear_bank`` before it is loaded again; ``go`` leaves the bank as it is, so that
+``abort`` (drop the row being swept, its beats in the pipeline included) can be followed by a second
+sweep of the same scores. The
 division itself is left to the consumer: :class:`Normalize` turns exponentials into UQ1.15 probabilities
 with one multiplier per lane, where they are used (the core does it in its prob x V sweep, so the
 softmax does not sweep the row a third time). Every step is bit-exact with
@@ -82,6 +84,9 @@ class Softmax(wiring.Component):
             "inp": In(stream.Signature(score_beat_layout(self.lanes, self.fmt.score_bits), always_ready=True)),
             "in_bank": In(1),
             "go": In(1),
+            "clear": In(1),
+            "clear_bank": In(1),
+            "abort": In(1),
             "go_bank": In(1),
             "idle": Out(1),
             "div_allow": In(1),
@@ -126,7 +131,7 @@ class Softmax(wiring.Component):
         in_max = max_tree(m, [beat.data[i] for i in range(P)], [beat.keep[i] for i in range(P)], sw)
         load_fire = self.inp.valid
         for b in range(2):
-            with m.If(self.go & (self.go_bank == b)):
+            with m.If(self.clear & (self.clear_bank == b)):
                 m.d.sync += [rows[b].eq(0), bmax[b].eq(floor)]
             with m.Elif(load_fire & (self.in_bank == b)):
                 m.d.sync += [rows[b].eq(rows[b] + 1), bmax[b].eq(Mux(in_max > bmax[b], in_max, bmax[b]))]
@@ -143,8 +148,9 @@ class Softmax(wiring.Component):
 
         def ctl(name):
             built.append(name)
-            return (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"),
-                    Signal(P, name=f"{name}_keep"))
+            t = (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"), Signal(P, name=f"{name}_keep"))
+            valids.append(t[0])
+            return t
 
         def advance(dst, src):
             m.d.sync += [a.eq(b) for a, b in zip(dst, src)]
@@ -152,6 +158,7 @@ class Softmax(wiring.Component):
         exp_issue = Signal()
         c0 = (Signal(name="x0_v"), Signal(name="x0_last"))
         m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last)]
+        valids = [c0[0]]
         c1 = ctl("x1")
         advance(c1, (c0[0], c0[1], row_keep))
         diff = [Signal(sw + 1, name=f"diff{i}") for i in range(P)]
@@ -248,6 +255,11 @@ class Softmax(wiring.Component):
                 ge = shifted >= d_total
                 m.d.sync += [rem.eq(Mux(ge, shifted - d_total, shifted)), recip.eq(Cat(ge, recip)),
                              steps.eq(steps - 1)]
+
+        # abort: drop the row being swept (its beats in the pipeline and the sweep itself); the bank
+        # keeps its scores, so the row can be swept again
+        with m.If(self.abort):
+            m.d.sync += [state.eq(_State.IDLE), *[v.eq(0) for v in valids]]
 
         m.d.comb += [wp.addr.eq(Cat(Mux(self.in_bank, rows[1], rows[0])[:abits], self.in_bank)), wp.en.eq(load_fire),
                      wp.data.eq(Cat(*[beat.data[i] for i in range(P)], beat.keep))]

@@ -70,11 +70,10 @@ class _A(enum.Enum, shape=2):
     EMPTY = 2       # a command without queries: done once every earlier query has left the core
 
 
-class _E(enum.Enum, shape=2):
+class _E(enum.Enum, shape=1):
     """Softmax stage: the exponential sweep of one row (its division overlaps the next row's sweep)."""
     IDLE = 0
     RUN = 1         # sweeping, until the divider takes the row
-    DECIDE = 2      # a row that may need its LSBs: the next sweep waits for its PQ decision
 
 
 class _B(enum.Enum, shape=3):
@@ -384,44 +383,45 @@ class SpattenCore(wiring.Component):
                 m.d.sync += pass2[j].eq(1)
             with m.If(qk_end & (cur == j)):
                 m.d.sync += loaded[j].eq(1)
-            with m.If((st_e == _E.IDLE) & (eb == j) & loaded[j]):
-                m.d.sync += loaded[j].eq(0)
         with m.If(qk_end):
             m.d.sync += qk_busy.eq(0)
 
-        # softmax stage: sweeps in query order; a row that cannot need its LSBs (PQ off, or its LSB
-        # pass) leaves the stage when the divider takes it, so the next sweep overlaps its division; a
-        # row that may need them holds the stage until its PQ decision
+        # softmax stage: sweeps in query order. A row leaves it when the divider takes the row, so the
+        # next sweep overlaps the division. A row that cannot need its LSBs (PQ off, or its LSB pass)
+        # frees its score bank then; one that may need them keeps its bank until its PQ decision, and
+        # the next row's sweep is speculative: when the decision asks for the LSBs, that sweep is
+        # dropped (its scores stay in their bank), the row's QxK reruns into its bank, and the two rows
+        # are swept again in order.
         may_rf = Signal()
         m.d.comb += may_rf.eq(c_e.pq_enable & ~pass2_e)
-        commit = Signal()               # the swept row will not be swept again: free its score bank
-        with m.Switch(st_e):
-            with m.Case(_E.IDLE):
-                with m.If(Mux(eb, loaded[1], loaded[0]) & sm.idle & ~Mux(wpb == 2, pb_busy[2], Mux(wpb[0], pb_busy[1], pb_busy[0]))):
-                    m.d.comb += [sm.go.eq(1), sm.go_bank.eq(eb)]
-                    m.d.sync += st_e.eq(_E.RUN)
-            with m.Case(_E.RUN):
-                with m.If(sm.div_start):
-                    m.d.sync += [c_d.eq(c_e), pass2_d.eq(pass2_e), last_d.eq(Mux(eb, last_q[1], last_q[0])),
-                                 sb_d.eq(eb), bank_d.eq(wpb), rf_d.eq(may_rf), div_pending.eq(1)]
-                    with m.If(may_rf):
-                        m.d.sync += st_e.eq(_E.DECIDE)
-                    with m.Else():
-                        m.d.comb += commit.eq(1)
-            with m.Case(_E.DECIDE):
-                with m.If(pq.decision):
-                    with m.If(pq.need_lsb):
-                        m.d.sync += [refetch.eq(1), st_e.eq(_E.IDLE)]
-                    with m.Else():
-                        m.d.comb += commit.eq(1)
-        with m.If(commit):
-            m.d.sync += [st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(Mux(wpb == 2, 0, wpb + 1))]
-            for j in range(3):
-                with m.If(wpb == j):
-                    m.d.sync += pb_busy[j].eq(1)
+        squash = Signal()
+        m.d.comb += squash.eq(pq.decision & pq.need_lsb)
+        go = Signal()
+        pb_free = ~Mux(wpb == 2, pb_busy[2], Mux(wpb[0], pb_busy[1], pb_busy[0]))
+        m.d.comb += go.eq((st_e == _E.IDLE) & Mux(eb, loaded[1], loaded[0]) & sm.idle & pb_free & ~squash)
+        m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
+                     sm.clear.eq(q_fire | (refetch & ~qk_busy)), sm.clear_bank.eq(Mux(q_fire, nb, eb))]
+        with m.If(go):
+            m.d.sync += st_e.eq(_E.RUN)
+        leave = Signal()
+        m.d.comb += leave.eq((st_e == _E.RUN) & sm.div_start)
+        with m.If(leave):
+            m.d.sync += [c_d.eq(c_e), pass2_d.eq(pass2_e), last_d.eq(Mux(eb, last_q[1], last_q[0])),
+                         sb_d.eq(eb), bank_d.eq(wpb), rf_d.eq(may_rf), div_pending.eq(1),
+                         st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(Mux(wpb == 2, 0, wpb + 1))]
+        for j in range(3):
+            with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (bank_d == j))):
+                m.d.sync += pb_busy[j].eq(1)
         for j in range(2):
-            with m.If(commit & (eb == j)):
+            with m.If((leave & ~may_rf & (eb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (sb_d == j))):
                 m.d.sync += sb_busy[j].eq(0)
+            with m.If(go & (eb == j)):
+                m.d.sync += loaded[j].eq(0)
+        with m.If(squash):          # back to the row that needs its LSBs
+            m.d.sync += [refetch.eq(1), st_e.eq(_E.IDLE), eb.eq(sb_d), wpb.eq(bank_d), beat_no.eq(0)]
+            for j in range(2):
+                with m.If((st_e == _E.RUN) & (eb == j)):
+                    m.d.sync += loaded[j].eq(1)     # the dropped sweep's scores are still in its bank
         # the divider's decision: to the hold slot (the divider takes no row while the slot is full)
         m.d.comb += sm.div_allow.eq(~hold_valid & ~pq.decision)
         with m.If(pq.decision):

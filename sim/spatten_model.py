@@ -277,17 +277,18 @@ class _Stream:
         qc, _a, last_score, bank = job
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
         start, decision = self._sweep(qc, go)
-        if qc.pq:                   # the stage waits for the decision
-            commit = decision
-            if qc.passes == 2:      # refetch: QxK again into the same bank, priority over new queries
-                r = max(decision + 1, self.qk_free)
-                self.qk_free = r + qc.qk
-                start, decision = self._sweep(qc, r + qc.qk)
-                commit = start      # the LSB pass cannot ask again
-        else:
-            commit = start
-        self.sm_free = commit + 1
-        self.bank_free[bank] = commit + 1
+        # the row leaves the softmax stage when the divider takes it; its score bank is free then, or
+        # at its PQ decision when it may need its LSBs
+        bank_free = decision + 1 if qc.pq else start + 1
+        if qc.pq and qc.passes == 2:
+            # refetch: QxK again into the same bank, priority over new queries; the next row's
+            # speculative sweep (if any) is dropped at the decision and starts again after this one
+            r = max(decision + 1, self.qk_free)
+            self.qk_free = r + qc.qk
+            start, decision = self._sweep(qc, r + qc.qk)
+            bank_free = start + 1       # the LSB pass cannot ask again
+        self.sm_free = start + 1
+        self.bank_free[bank] = bank_free
         # the decided row waits in the hold slot; the back stage takes it when idle or in the cycle it
         # sends its previous output row (b_free - 1)
         take = max(decision + 1, self.b_free - 1)
@@ -308,10 +309,11 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int
     (``go``) when the row's last score has arrived, the previous row has left the stage and its
     exponential-buffer bank (rows rotate over three) is free; the divider takes the row ``exp`` cycles
     later, or once it is free, the hold slot is empty and no decision is being made; the decision
-    comes ``div + decide`` cycles after that. A row leaves the softmax stage, and frees its score bank,
-    when the divider takes it, or, with PQ on, at its decision; an LSB refetch reruns QxK from the
-    cycle after the decision (or when the QxK stage is free: the next query has always been accepted
-    by then) and sweeps again. The decided row waits in the hold slot until the back stage takes it
+    comes ``div + decide`` cycles after that. A row leaves the softmax stage when the divider takes
+    it and frees its score bank then, or, with PQ on, at its decision (the next row's sweep meanwhile is
+    speculative); an LSB refetch drops that speculative sweep, reruns QxK from the cycle after the
+    decision (or when the QxK stage is free: the next query has always been accepted by then) and
+    sweeps the row again, then the next one. The decided row waits in the hold slot until the back stage takes it
     (``take = max(decision + 1, b_free - 1)``: idle, or in the cycle it sends its previous output row),
     which is idle again at ``b_free = take + 1 + back``. A command is done at its last query's
     ``b_free``; the next command's handshake is the cycle after its last query's acceptance. A command

@@ -208,6 +208,13 @@ def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
             ctx.set(dut.inp.valid, int(beat is not None))
             ctx.set(dut.in_bank, bank)
 
+        async def clear(bank):
+            ctx.set(dut.clear, 1)
+            ctx.set(dut.clear_bank, bank)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+
+        await clear(0)
         for beat in beats_of[0]:            # the first row alone; every later one loads during a sweep
             drive(beat, 0)
             await ctx.tick()
@@ -218,12 +225,16 @@ def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
             await ctx.tick()
             ctx.set(dut.go, 0)
             pending = list(beats_of[r + 1]) if r + 1 < len(rows) else []
+            if pending:
+                ctx.set(dut.clear, 1)         # the next row's bank, emptied in the first sweep cycle
+                ctx.set(dut.clear_bank, (r + 1) % 2)
             beats, cyc = [], 1  # one edge past the go cycle
             while not ctx.get(dut.recip_valid):
                 if ctx.get(dut.out.valid):
                     beats.append([ctx.get(dut.out.payload.data[i]) for i in range(lanes)])
-                drive(pending.pop(0) if pending else None, (r + 1) % 2)
+                drive(pending.pop(0) if pending and cyc > 1 else None, (r + 1) % 2)
                 await ctx.tick()
+                ctx.set(dut.clear, 0)
                 cyc += 1
                 if cyc > 100 * spec.max_tokens + 1000:
                     raise AssertionError("softmax produced no reciprocal")

@@ -78,10 +78,12 @@ def test_stream_of_equal_queries_runs_at_the_slowest_stage():
         q = query_cycles(spec, n)
         per_query = command_stream_cycles([[q] * 41])[0] - command_stream_cycles([[q] * 40])[0]
         assert per_query == max(q.qk, q.exp + 1, q.div + q.decide + 2, q.back), (spec.name, n)
-        # PQ on: the next sweep waits for the decision
+        # PQ on, no refetch: a row keeps its score bank until its decision, so with two score banks the
+        # QxK of query i+2 waits for query i's decision: two queries per qk + exp + div + decide + 1
         p = query_cycles(spec, n, pq_enable=True)
-        per_query = command_stream_cycles([[p] * 41])[0] - command_stream_cycles([[p] * 40])[0]
-        assert per_query == max(p.qk, p.sweep + 1, p.back), (spec.name, n)
+        per_two = command_stream_cycles([[p] * 42])[0] - command_stream_cycles([[p] * 40])[0]
+        assert per_two == max(2 * p.qk, 2 * (p.exp + 1), 2 * (p.div + p.decide + 2), 2 * p.back,
+                              p.qk + p.exp + p.div + p.decide + 1), (spec.name, n)
     # one query alone: accepted the cycle after the handshake, then its whole latency
     assert command_stream_cycles([[q]]) == [1 + q.total]
 
