@@ -29,7 +29,8 @@ from functools import lru_cache
 from archgen.arch.errors import Problem, SpecError, problem
 from archgen.arch.spatten_spec import SpattenLatencies, SpattenSpec, spatten_formats
 from archgen.arch.spec import Design, load_spec_data
-from archgen.dataflow.spatten_stages import exp_stages, recip_cycles
+from archgen.dataflow.spatten_stages import (accept_stages, exp_stages, output_stages, pq_stages, pv_feed_stages,
+                                             qk_feed_stages, recip_cycles, topk_handoff_stages)
 from archgen.dataflow.compile import CompiledArray, compile_array
 from archgen.dataflow.interconnect import FUGraph, OperandPlan
 from archgen.dataflow.ir import Role
@@ -194,16 +195,16 @@ def spatten_latencies(spec: SpattenSpec) -> SpattenLatencies:
     f = spatten_formats(spec)
     arrays = spatten_arrays(spec)
     return SpattenLatencies(
-        query_accept=1,
+        query_accept=len(accept_stages()),
         # key SRAM read, then the QxK array (multipliers, adder trees, the LP's registers); then softmax
-        qk_pipe=1 + arrays["qk"].latency,
+        qk_pipe=len(qk_feed_stages()) + arrays["qk"].latency,
         # the exponential pipeline and the divider as rtlgen/softmax.py builds them (one stage per entry)
         exp_pipe=len(exp_stages(f)),
         recip=recip_cycles(f),
-        pq_decide=1,
+        pq_decide=len(pq_stages()),
         # exponential read, normalise (x reciprocal) while the value row is read, then the PxV array;
         # its partial sums enter the accumulator that cycle
-        pv_pipe=1 + 1 + arrays["pv"].latency,
-        topk_handoff=1,
-        output=1,
+        pv_pipe=len(pv_feed_stages()) + arrays["pv"].latency,
+        topk_handoff=len(topk_handoff_stages()),
+        output=len(output_stages()),
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from archgen.arch.spatten_spec import SpattenFormats
 
-__all__ = ["exp_stages", "recip_steps", "recip_cycles"]
+__all__ = ["exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
+           "pq_stages", "accept_stages", "topk_handoff_stages", "output_stages", "check_built"]
 
 
 def exp_stages(fmt: SpattenFormats) -> tuple[str, ...]:
@@ -32,3 +33,49 @@ def recip_cycles(fmt: SpattenFormats) -> int:
     """Cycles from the row's last exponential to ``recip_valid``: the quotient bits plus the cycle that
     reports the result."""
     return recip_steps(fmt) + 1
+
+
+# The core's own register stages around the arrays and the library units (rtlgen/spatten_core.py builds
+# one register per entry, in this order, and checks at elaboration that it built exactly these).
+
+def qk_feed_stages() -> tuple[str, ...]:
+    """Registers between a QxK issue and the QxK array's inputs: the key buffer's synchronous read."""
+    return ("key_read",)
+
+
+def pv_feed_stages() -> tuple[str, ...]:
+    """Registers between a PxV issue and the PxV array's inputs: the exponential buffer's synchronous
+    read, then Normalize's product register (the value buffer is read in the same cycle)."""
+    return ("exp_read", *normalize_stages())
+
+
+def normalize_stages() -> tuple[str, ...]:
+    """rtlgen.softmax.Normalize: one register after the exponential x reciprocal product."""
+    return ("normalize",)
+
+
+def pq_stages() -> tuple[str, ...]:
+    """rtlgen.pq_decision.PQDecision: the decision register after ``recip_valid``."""
+    return ("decision",)
+
+
+def accept_stages() -> tuple[str, ...]:
+    """The QxK stage takes a query: the query (or refetch) is registered before the first issue."""
+    return ("query",)
+
+
+def topk_handoff_stages() -> tuple[str, ...]:
+    """The back stage sees the top-k's ``done`` and starts the PxV sweep the cycle after."""
+    return ("topk_done",)
+
+
+def output_stages() -> tuple[str, ...]:
+    """The back stage offers the accumulated output row for one cycle (``out`` always ready)."""
+    return ("out",)
+
+
+def check_built(unit: str, built, expected: tuple[str, ...]) -> None:
+    """Raise when an elaborate built other register stages than the cycle model counts."""
+    if tuple(built) != tuple(expected):
+        raise RuntimeError(f"{unit} built the stages {list(built)}, but the cycle model counts {list(expected)} "
+                           "(archgen.dataflow.spatten_stages); update both together")

@@ -16,6 +16,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
+from archgen.dataflow.spatten_stages import check_built, pq_stages
 from archgen.rtlgen.softmax import exp_beat_layout
 
 __all__ = ["PQDecision"]
@@ -26,11 +27,15 @@ class PQDecision(wiring.Component):
     reciprocal; ``threshold`` in UQ1.prob_frac; ``enable``. Outputs ``decision`` (pulse), ``need_lsb``
     and ``row_max`` (the row's largest probability, UQ1.prob_frac), held until the next decision."""
 
-    def __init__(self, spec: SpattenSpec):
+    def __init__(self, spec: SpattenSpec, *, external_max: bool = False):
         self.fmt = f = spatten_formats(spec)
         self.lanes = spec.lanes
+        self.external_max = external_max
         super().__init__({
             "inp": In(stream.Signature(exp_beat_layout(self.lanes, f.exp_bits), always_ready=True)),
+            # with external_max: the row's largest exponential, valid with recip_valid (the softmax
+            # tracks it when rows overlap its divider, so the stream maximum would mix two rows)
+            "max_exp": In(f.exp_bits),
             "recip": In(f.recip_bits),
             "recip_valid": In(1),
             "threshold": In(f.prob_bits),
@@ -60,7 +65,9 @@ class PQDecision(wiring.Component):
         with m.If(self.inp.valid & (beat_max > running)):
             m.d.sync += running.eq(beat_max)
         p_max = Signal(f.prob_bits)
-        m.d.comb += p_max.eq((running * self.recip) >> (f.recip_num_bits - f.prob_frac))
+        row_max_exp = self.max_exp if self.external_max else running
+        m.d.comb += p_max.eq((row_max_exp * self.recip) >> (f.recip_num_bits - f.prob_frac))
+        check_built("PQDecision", ["decision"], pq_stages())   # the decision register below
         m.d.sync += self.decision.eq(0)
         with m.If(self.recip_valid):
             m.d.sync += [self.decision.eq(1), self.row_max.eq(p_max),

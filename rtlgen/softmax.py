@@ -1,16 +1,28 @@
 """Fixed-point softmax unit of the SpAtten engine, ``lanes`` scores per cycle.
 
-One row at a time: LOAD accepts beats of ``lanes`` integer scores (with keep bits; a row ends at ``last``)
-into the score buffer while a max tree tracks the row maximum; EXP reads the buffer back, computes
+Two score banks, so the next row's scores load while this row's exponentials are computed (the core
+overlaps the QxK sweep of one query with the exponential sweep of the previous one). The load side
+accepts beats of ``lanes`` integer scores (with keep bits) into bank ``in_bank`` while a max tree tracks
+that bank's row maximum; it is always ready. The sweep side starts on a ``go`` pulse for bank
+``go_bank`` (a fully loaded row; ``idle`` must be high): EXP reads the bank back, computes
 exp((s - max) * 2**-shift) by range reduction (2**-(n + f)) and a Taylor series of 2**-f (the paper's
-5th order by default), emits the exponentials on ``out`` and sums them; RECIP runs a restoring divider
-(one quotient bit per cycle) for floor(2**recip_num_bits / sum) and pulses ``recip_valid``. The division
-itself is left to the consumer: :class:`Normalize` turns exponentials into UQ1.15 probabilities with one
-multiplier per lane, where they are used (the core does it in its prob x V sweep, so the softmax does not
-sweep the row a third time). Every step is bit-exact with archgen.sim.spatten_model.softmax_fixed.
+5th order by default), emits the exponentials on ``out``, sums them and tracks their maximum. With its
+last exponential the row goes to the divider (``div_start``) if the divider is free and ``div_allow``
+is high, else the sweep side waits (WAIT) until it can: the divider, a restoring divider with one
+quotient bit per cycle, computes floor(2**recip_num_bits / sum) and pulses ``recip_valid`` (``recip``
+and the row's largest exponential ``max_exp`` hold until the next ``div_start``). The sweep side is idle
+again the cycle after ``div_start``, so the next row's sweep overlaps this row's division. ``clear``
+empties bank ``clear_bank`` before it is loaded again; ``go`` leaves the bank as it is, so that
+``abort`` (drop the row being swept, its beats in the pipeline included) can be followed by a second
+sweep of the same scores. The
+division itself is left to the consumer: :class:`Normalize` turns exponentials into UQ1.15 probabilities
+with one multiplier per lane, where they are used (the core does it in its prob x V sweep, so the
+softmax does not sweep the row a third time). Every step is bit-exact with
+archgen.sim.spatten_model.softmax_fixed.
 
 The output stream is ``always_ready``: the consumer must take a beat every cycle it is offered, which is
-what keeps the unit's latency a fixed function of the row length (the cycle contract).
+what keeps the unit's latency a fixed function of the row length (the cycle contract: ``go`` to
+``recip_valid`` in ``G + exp_pipe + recip`` cycles, archgen.sim.spatten_model.softmax_cycles).
 """
 from __future__ import annotations
 
@@ -19,7 +31,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
-from archgen.dataflow.spatten_stages import exp_stages, recip_steps
+from archgen.dataflow.spatten_stages import check_built, exp_stages, normalize_stages, recip_steps
 
 __all__ = ["Softmax", "Normalize", "score_beat_layout", "exp_beat_layout"]
 
@@ -35,9 +47,9 @@ def exp_beat_layout(lanes: int, exp_bits: int) -> data.StructLayout:
 
 
 class _State(enum.Enum, shape=2):
-    LOAD = 0
+    IDLE = 0
     EXP = 1
-    RECIP = 2
+    WAIT = 2        # the row is swept; its sum waits for the divider
 
 
 def max_tree(m: Module, values: list, keeps: list, width: int):
@@ -69,7 +81,17 @@ class Softmax(wiring.Component):
         self.lanes = spec.lanes
         self.depth = spec.softmax.fifo_depth
         super().__init__({
-            "inp": In(stream.Signature(score_beat_layout(self.lanes, self.fmt.score_bits))),
+            "inp": In(stream.Signature(score_beat_layout(self.lanes, self.fmt.score_bits), always_ready=True)),
+            "in_bank": In(1),
+            "go": In(1),
+            "clear": In(1),
+            "clear_bank": In(1),
+            "abort": In(1),
+            "go_bank": In(1),
+            "idle": Out(1),
+            "div_allow": In(1),
+            "div_start": Out(1),
+            "max_exp": Out(self.fmt.exp_bits),
             "shift": In(self.fmt.shift_bits),
             "out": Out(stream.Signature(exp_beat_layout(self.lanes, self.fmt.exp_bits), always_ready=True)),
             "recip": Out(self.fmt.recip_bits),
@@ -82,29 +104,41 @@ class Softmax(wiring.Component):
         f, P, sw = self.fmt, self.lanes, self.fmt.score_bits
         fb = f.exp_frac
         row_w = P * sw + P
-        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=self.depth, init=[])
+        # two banks of `depth` rows: bank b holds rows b * depth ..
+        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=2 * self.depth, init=[])
         rp, wp = buf.read_port(), buf.write_port()
         abits = max(1, (self.depth - 1).bit_length())
+        floor = -(1 << (sw - 1))
 
         state = Signal(_State)
-        rows = Signal(abits + 1)       # rows held in the buffer for the current row of scores
+        rows = [Signal(abits + 1, name=f"rows{b}") for b in range(2)]        # loaded rows per bank
+        bmax = [Signal(signed(sw), init=floor, name=f"bank_max{b}") for b in range(2)]
+        s_rows = Signal(abits + 1)     # the swept row: its length, maximum and bank
+        row_max = Signal(signed(sw), init=floor)
+        s_bank = Signal()
         ptr = Signal(abits + 1)
-        row_max = Signal(signed(sw), init=-(1 << (sw - 1)))
         total = Signal(f.sum_bits)
+        emax = Signal(f.exp_bits)      # the swept row's largest exponential so far
         recip = self.recip
+        d_total = Signal(f.sum_bits)   # the divider's row: its sum
         rem = Signal(f.sum_bits + 1)
         steps = Signal(range(recip_steps(f) + 1))
-        m.d.comb += self.busy.eq(state != _State.LOAD)
+        div_busy = Signal()
+        m.d.comb += [self.busy.eq((state != _State.IDLE) | div_busy), self.idle.eq(state == _State.IDLE)]
 
-        # LOAD: write each beat to the buffer, fold its kept lanes into the row maximum.
+        # Load side: write each beat to its bank, fold its kept lanes into that bank's maximum.
         beat = self.inp.payload
-        m.d.comb += self.inp.ready.eq(state == _State.LOAD)
         in_max = max_tree(m, [beat.data[i] for i in range(P)], [beat.keep[i] for i in range(P)], sw)
-        load_fire = self.inp.valid & self.inp.ready
+        load_fire = self.inp.valid
+        for b in range(2):
+            with m.If(self.clear & (self.clear_bank == b)):
+                m.d.sync += [rows[b].eq(0), bmax[b].eq(floor)]
+            with m.Elif(load_fire & (self.in_bank == b)):
+                m.d.sync += [rows[b].eq(rows[b] + 1), bmax[b].eq(Mux(in_max > bmax[b], in_max, bmax[b]))]
 
-        # Read-side issue shared by EXP and NORM: one row per cycle, rows 0..rows-1.
+        # Sweep side: one row per cycle, rows 0..s_rows-1 of bank s_bank.
         issue_last = Signal()
-        m.d.comb += [issue_last.eq(ptr == rows - 1), rp.addr.eq(ptr), rp.en.eq(1)]
+        m.d.comb += [issue_last.eq(ptr == s_rows - 1), rp.addr.eq(Cat(ptr[:abits], s_bank)), rp.en.eq(1)]
         row_data = [rp.data[i * sw:(i + 1) * sw].as_signed() for i in range(P)]
         row_keep = rp.data[P * sw:]
 
@@ -114,8 +148,9 @@ class Softmax(wiring.Component):
 
         def ctl(name):
             built.append(name)
-            return (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"),
-                    Signal(P, name=f"{name}_keep"))
+            t = (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"), Signal(P, name=f"{name}_keep"))
+            valids.append(t[0])
+            return t
 
         def advance(dst, src):
             m.d.sync += [a.eq(b) for a, b in zip(dst, src)]
@@ -123,6 +158,7 @@ class Softmax(wiring.Component):
         exp_issue = Signal()
         c0 = (Signal(name="x0_v"), Signal(name="x0_last"))
         m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last)]
+        valids = [c0[0]]
         c1 = ctl("x1")
         advance(c1, (c0[0], c0[1], row_keep))
         diff = [Signal(sw + 1, name=f"diff{i}") for i in range(P)]
@@ -175,32 +211,57 @@ class Softmax(wiring.Component):
         m.d.comb += [self.out.valid.eq(ce[0]), out.last.eq(ce[1]), out.keep.eq(ce[2])]
         m.d.comb += [out.data[i].eq(exps[i]) for i in range(P)]
 
+        # the divider takes a swept row (sum and largest exponential) when it is free and the consumer
+        # allows it; the sweep side is then free for the next row while the division runs
+        beat_max = exps[0]
+        for i in range(1, P):
+            bm = Signal(f.exp_bits, name=f"beat_max{i}")
+            m.d.comb += bm.eq(Mux(exps[i] > beat_max, exps[i], beat_max))
+            beat_max = bm
+        fin_total, fin_max = Signal(f.sum_bits), Signal(f.exp_bits)
+        m.d.comb += [fin_total.eq(total + exp_sum), fin_max.eq(Mux(beat_max > emax, beat_max, emax))]
+        div_ready = Signal()
+        m.d.comb += div_ready.eq(~div_busy & self.div_allow)
+        start_direct = Signal()
+        m.d.comb += [start_direct.eq((state == _State.EXP) & ce[0] & ce[1] & div_ready),
+                     self.div_start.eq(start_direct | ((state == _State.WAIT) & div_ready))]
         with m.Switch(state):
-            with m.Case(_State.LOAD):
-                with m.If(load_fire):
-                    m.d.sync += [rows.eq(rows + 1), row_max.eq(Mux(in_max > row_max, in_max, row_max))]
-                    with m.If(beat.last):
-                        m.d.sync += [state.eq(_State.EXP), ptr.eq(0), total.eq(0)]
+            with m.Case(_State.IDLE):
+                with m.If(self.go):
+                    m.d.sync += [state.eq(_State.EXP), ptr.eq(0), total.eq(0), emax.eq(0), s_bank.eq(self.go_bank),
+                                 s_rows.eq(Mux(self.go_bank, rows[1], rows[0])),
+                                 row_max.eq(Mux(self.go_bank, bmax[1], bmax[0]))]
             with m.Case(_State.EXP):
-                m.d.comb += exp_issue.eq(ptr < rows)
-                with m.If(ptr < rows):
+                m.d.comb += exp_issue.eq(ptr < s_rows)
+                with m.If(ptr < s_rows):
                     m.d.sync += ptr.eq(ptr + 1)
                 with m.If(ce[0]):
-                    m.d.sync += total.eq(total + exp_sum)
+                    m.d.sync += [total.eq(fin_total), emax.eq(fin_max)]
                     with m.If(ce[1]):
-                        m.d.sync += [state.eq(_State.RECIP), rem.eq(1 << (f.recip_num_bits - f.recip_bits)),
-                                     recip.eq(0), steps.eq(recip_steps(f))]
-            with m.Case(_State.RECIP):
-                with m.If(steps == 0):
-                    m.d.comb += self.recip_valid.eq(1)
-                    m.d.sync += [state.eq(_State.LOAD), rows.eq(0), row_max.eq(-(1 << (sw - 1)))]
-                with m.Else():
-                    shifted = Cat(Const(0, 1), rem)
-                    ge = shifted >= total
-                    m.d.sync += [rem.eq(Mux(ge, shifted - total, shifted)), recip.eq(Cat(ge, recip)),
-                                 steps.eq(steps - 1)]
+                        m.d.sync += state.eq(Mux(div_ready, _State.IDLE, _State.WAIT))
+            with m.Case(_State.WAIT):
+                with m.If(div_ready):
+                    m.d.sync += state.eq(_State.IDLE)
+        with m.If(self.div_start):
+            m.d.sync += [div_busy.eq(1), d_total.eq(Mux(start_direct, fin_total, total)),
+                         self.max_exp.eq(Mux(start_direct, fin_max, emax)),
+                         rem.eq(1 << (f.recip_num_bits - f.recip_bits)), recip.eq(0), steps.eq(recip_steps(f))]
+        with m.Elif(div_busy):
+            with m.If(steps == 0):
+                m.d.comb += self.recip_valid.eq(1)
+                m.d.sync += div_busy.eq(0)
+            with m.Else():
+                shifted = Cat(Const(0, 1), rem)
+                ge = shifted >= d_total
+                m.d.sync += [rem.eq(Mux(ge, shifted - d_total, shifted)), recip.eq(Cat(ge, recip)),
+                             steps.eq(steps - 1)]
 
-        m.d.comb += [wp.addr.eq(rows), wp.en.eq(load_fire),
+        # abort: drop the row being swept (its beats in the pipeline and the sweep itself); the bank
+        # keeps its scores, so the row can be swept again
+        with m.If(self.abort):
+            m.d.sync += [state.eq(_State.IDLE), *[v.eq(0) for v in valids]]
+
+        m.d.comb += [wp.addr.eq(Cat(Mux(self.in_bank, rows[1], rows[0])[:abits], self.in_bank)), wp.en.eq(load_fire),
                      wp.data.eq(Cat(*[beat.data[i] for i in range(P)], beat.keep))]
         return m
 
@@ -212,6 +273,7 @@ class Normalize(wiring.Component):
     def __init__(self, spec: SpattenSpec, lanes: int):
         self.fmt = f = spatten_formats(spec)
         self.lanes = lanes
+        self.stages = ("normalize",)      # the register after the product (probs)
         super().__init__({
             "exps": In(data.ArrayLayout(unsigned(f.exp_bits), lanes)),
             "recip": In(f.recip_bits),
@@ -221,6 +283,7 @@ class Normalize(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f = self.fmt
+        check_built("Normalize", self.stages, normalize_stages())
         for i in range(self.lanes):
             prod = Signal(f.exp_bits + f.recip_bits, name=f"prod{i}")
             m.d.comb += prod.eq(self.exps[i] * self.recip)

@@ -9,8 +9,8 @@ Interface (streams; payload fields listed from the least significant bit):
   softmax; local-V pruning keeps the ``keep_k`` largest probabilities when keep_k < n_keys; progressive
   quantization (``pq_enable``) first uses the MSBs of K and V and recomputes once with full precision
   when the row's largest probability is below ``threshold`` (UQ1.15). ``seed`` seeds the top-k pivot LFSR.
-  Accepted whenever the front stage is idle: the next command may start while the back stage finishes
-  the previous one (use the other K/V bank for it).
+  Accepted the cycle after the previous command's last query was accepted: the next command may start
+  while the later stages finish the previous one (use the other K/V bank for it).
 - ``query`` In {D x signed(bits)}: one beat per query.
 - ``out``   Out {data: D x signed(acc_bits), need_lsb}: the attention output row per query, in units
   of 2**-15 of V's unit (sum over kept keys of prob_fx * v), and whether the LSB pass ran.
@@ -23,9 +23,11 @@ Interface (streams; payload fields listed from the least significant bit):
 The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``units.pv.operation``
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
-Two stages work on consecutive queries: the front (query, QxK, softmax, PQ decision) and the back
-(top-k, PxV, output), with a double-banked probability buffer between them (docs/spatten.md, "Cycle
-contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
+Stages work on consecutive queries: QxK (into a double-banked score buffer), the softmax's
+exponential sweep (into a three-banked exponential buffer), the divider and PQ decision (overlapping
+the next sweep when the row cannot need its LSBs) with a one-row hold slot, and the back stage (top-k,
+PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model reproduces them cycle for
+cycle.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_arrays
+from archgen.dataflow.spatten_stages import (accept_stages, check_built, output_stages, pv_feed_stages,
+                                             qk_feed_stages, topk_handoff_stages)
 from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
@@ -59,14 +63,17 @@ def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
         "threshold": unsigned(16), "bank": unsigned(1), "seed": unsigned(16)})
 
 
-class _A(enum.Enum, shape=3):
-    """Front stage: query -> QxK -> softmax -> PQ decision (twice with the LSB pass)."""
+class _A(enum.Enum, shape=2):
+    """Command and query acceptance."""
     IDLE = 0
     QUERY = 1
-    QK = 2
-    SOFTMAX = 3
-    HANDOFF = 4     # the row is ready; waiting for the back stage to take it
-    EMPTY = 5       # a command without queries: done once the back stage has finished the earlier ones
+    EMPTY = 2       # a command without queries: done once every earlier query has left the core
+
+
+class _E(enum.Enum, shape=1):
+    """Softmax stage: the exponential sweep of one row (its division overlaps the next row's sweep)."""
+    IDLE = 0
+    RUN = 1         # sweeping, until the divider takes the row
 
 
 class _B(enum.Enum, shape=3):
@@ -116,7 +123,7 @@ class SpattenCore(wiring.Component):
         Pt, R = self.tk_lanes, self.ratio
 
         m.submodules.softmax = sm = Softmax(spec)
-        m.submodules.pq = pq = PQDecision(spec)
+        m.submodules.pq = pq = PQDecision(spec, external_max=True)
         # the local-V top-k ranks the exponentials: the same order as the probabilities (recip > 0),
         # without the rounding of the division
         m.submodules.topk = tk = TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth)
@@ -138,21 +145,51 @@ class SpattenCore(wiring.Component):
         # normalises them (x the row's reciprocal) as it reads them for prob x V.
         prow_w = f.exp_bits * L
         prows = -(-N // Pt)
-        # two banks: the front stage writes query i+1's row while the back stage reads query i's
-        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=2 * prows, init=[])
+        # three banks: the softmax stage writes query i+2's row while query i+1's waits for its division
+        # or for the back stage, which reads query i's
+        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=3 * prows, init=[])
         pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
 
-        c = Signal(core_cmd_layout(spec))      # the front stage's command
-        c_b = Signal(core_cmd_layout(spec))    # the command of the query in the back stage
-        st_a, st_b = Signal(_A), Signal(_B)
+        # The front is two stages with a double-banked score buffer between them: the QxK stage fills
+        # score bank j with query i's scores (j = i mod 2) while the softmax stage sweeps the other bank.
+        # Per score bank: the query, its command, whether this is its LSB pass, whether it is its
+        # command's last query; a bank is busy from the query's acceptance until the back stage takes
+        # its row, so an LSB refetch reruns QxK into the same bank.
+        c_q = Signal(core_cmd_layout(spec))    # the command whose queries are being accepted
+        c_reg = [Signal(core_cmd_layout(spec), name=f"c_sb{j}") for j in range(2)]
+        q_reg = [Signal(data.ArrayLayout(signed(b), D), name=f"q_sb{j}") for j in range(2)]
+        pass2 = [Signal(name=f"pass2_sb{j}") for j in range(2)]
+        last_q = [Signal(name=f"last_q_sb{j}") for j in range(2)]
+        sb_busy = [Signal(name=f"busy_sb{j}") for j in range(2)]
+        loaded = [Signal(name=f"loaded_sb{j}") for j in range(2)]
+        nb = Signal()                   # score bank of the next accepted query
+        cur = Signal()                  # score bank the QxK stage works on
+        eb = Signal()                   # score bank the softmax stage works on (queries in order)
+        qk_busy, qk_issuing, refetch = Signal(), Signal(), Signal()
+        c = Signal(core_cmd_layout(spec))      # the QxK stage's command (of bank cur)
+        c_e = Signal(core_cmd_layout(spec))    # the softmax stage's command (of bank eb)
+        m.d.comb += [c.eq(Mux(cur, c_reg[1], c_reg[0])), c_e.eq(Mux(eb, c_reg[1], c_reg[0]))]
         q = Signal(data.ArrayLayout(signed(b), D))
-        to_accept = Signal(16)          # queries the front stage has still to take
+        m.d.comb += q.eq(Mux(cur, q_reg[1], q_reg[0]))
+        second_pass = Signal()          # the QxK stage runs an LSB pass
+        m.d.comb += second_pass.eq(Mux(cur, pass2[1], pass2[0]))
+        pass2_e = Signal()
+        m.d.comb += pass2_e.eq(Mux(eb, pass2[1], pass2[0]))
+        c_b = Signal(core_cmd_layout(spec))    # the command of the query in the back stage
+        st_a, st_e, st_b = Signal(_A), Signal(_E), Signal(_B)
+        to_accept = Signal(16)          # queries of c_q still to accept
         last_b = Signal()               # the back stage's query is its command's last
-        second_pass = Signal()
-        need_lsb = Signal()             # front stage: this query's row needed the LSB pass
-        need_lsb_b = Signal()           # back stage: the same, for the query it works on
-        bank_a, bank_b = Signal(), Signal()    # exponential-buffer bank of each stage
+        need_lsb_b = Signal()           # back stage: its query's row needed the LSB pass
+        # exponential-buffer banks (0..2): the sweep's, the divider's row's, the held row's, the back's
+        wpb, bank_d, bank_h, bank_b = (Signal(2, name=n) for n in ("wpb", "bank_d", "bank_h", "bank_b"))
+        pb_busy = [Signal(name=f"busy_pb{j}") for j in range(3)]   # holds a row the back has not finished
         recip_b = Signal(f.recip_bits)         # the back stage's row reciprocal
+        # the divider's row and the held row (decided, waiting for the back stage): their metadata
+        c_d, c_h = Signal(core_cmd_layout(spec)), Signal(core_cmd_layout(spec))
+        pass2_d, pass2_h, last_d, last_h, rf_d = Signal(), Signal(), Signal(), Signal(), Signal()
+        sb_d = Signal()
+        div_pending, hold_valid = Signal(), Signal()
+        recip_h = Signal(f.recip_bits)
         def sweep(name, cmd):
             """A row counter over the buffers' groups: (counter, last, valid-token lanes, buffer row)."""
             cnt = Signal(gbits + 1, name=f"g_{name}")
@@ -165,9 +202,11 @@ class SpattenCore(wiring.Component):
 
         g, last_g, keep_row, bank_row = sweep("a", c)
         g_b, last_g_b, keep_row_b, bank_row_b = sweep("b", c_b)
-        m.d.comb += [self.busy.eq((st_a != _A.IDLE) | (st_b != _B.IDLE)), sm.shift.eq(c.shift),
-                     pq.threshold.eq(c.threshold), pq.enable.eq(c.pq_enable & ~second_pass),
-                     pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid)]
+        all_idle = Signal()             # no query anywhere in the core
+        m.d.comb += [all_idle.eq(~sb_busy[0] & ~sb_busy[1] & ~div_pending & ~hold_valid & (st_b == _B.IDLE)),
+                     self.busy.eq((st_a != _A.IDLE) | ~all_idle), sm.shift.eq(c_e.shift),
+                     pq.threshold.eq(c_d.threshold), pq.enable.eq(c_d.pq_enable & ~pass2_d),
+                     pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid), pq.max_exp.eq(sm.max_exp)]
 
         # ---- QxK: L x D multipliers, D-input registered adder tree per lane --------------------------
         lsb_mask = Const(((1 << b) - 1) & ~((1 << spec.pq.lsb_bits) - 1), b)
@@ -177,6 +216,7 @@ class SpattenCore(wiring.Component):
         m.d.comb += [kr.addr.eq(bank_row), kr.en.eq(1)]
         i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
         m.d.sync += [i_v.eq(qk_issue), i_last.eq(last_g), i_keep.eq(keep_row)]
+        check_built("the core's QxK feed", ["key_read"], qk_feed_stages())   # kr: a synchronous read port
         # the QxK array (dataflow.spatten_arrays): the query held for the pass, one key element per FU
         qk_arr = spatten_arrays(spec)["qk"]
         m.submodules.qk = qk = EinsumUnit(qk_arr)
@@ -194,13 +234,16 @@ class SpattenCore(wiring.Component):
             nxt = (Signal(name=f"qk_v{lvl}"), Signal(name=f"qk_last{lvl}"), Signal(L, name=f"qk_keep{lvl}"))
             m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
             ctl = nxt
-        m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2])]
+        m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2]),
+                     sm.in_bank.eq(cur)]
+        qk_end = Signal()               # the QxK stage's last score reaches the softmax
+        m.d.comb += qk_end.eq(ctl[0] & ctl[1])
         m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
 
         # ---- softmax exponentials -> exponential buffer and PQ decision ------------------------------
         beat_no = Signal(gbits + 1)
         wiring.connect(m, sm.out, pq.inp)
-        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + Mux(bank_a, prows, 0)), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
+        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + wpb * prows), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
                      pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
         with m.If(sm.out.valid):
             m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
@@ -227,7 +270,7 @@ class SpattenCore(wiring.Component):
         m.d.sync += v_addr.eq(bank_row_b)
         m.d.comb += [vr.addr.eq(v_addr), vr.en.eq(1), pr.en.eq(1)]
         p_row = Signal.like(pr.addr)
-        m.d.comb += pr.addr.eq(p_row + Mux(bank_b, prows, 0))
+        m.d.comb += pr.addr.eq(p_row + bank_b * prows)
         with m.If(st_b == _B.TK_FEED):
             m.d.comb += p_row.eq(tk_ptr + tk_fire)
         with m.Elif(st_b == _B.TK_CMD):
@@ -246,6 +289,8 @@ class SpattenCore(wiring.Component):
         prob_row = norm.probs
         v_v, v_last, v_keep = Signal(), Signal(), Signal(L)
         m.d.sync += [v_v.eq(e_v), v_last.eq(e_last), v_keep.eq(e_keep)]
+        # e_*: the exponential buffer's read (pr, synchronous); v_*: alongside Normalize's stages
+        check_built("the core's PxV feed", ["exp_read", *norm.stages], pv_feed_stages())
         v_msb_only = Signal()
         m.d.comb += v_msb_only.eq(c_b.pq_enable & ~need_lsb_b)
         # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
@@ -283,54 +328,115 @@ class SpattenCore(wiring.Component):
         m.d.comb += [hi.inp.valid.eq(self.out.valid & self.out.ready), hi.inp.payload.eq(acc),
                      hi.clear.eq(self.imp_clear), self.head_score.eq(hi.score)]
 
-        # ---- control: two stages, one query in each ------------------------------------------------
-        # The front stage hands a finished probability row to the back stage when the back stage is free
-        # (idle, or sending its output row in this very cycle), then takes the next query at once; once
-        # it has handed over a command's last query it takes the next command, while the back stage
-        # finishes the previous one (each query carries its command into the back stage).
+        # ---- control: QxK stage | softmax stage | back stage ------------------------------------------
+        # Acceptance: a query is taken when the QxK stage is free, its score bank (query index mod 2) is
+        # free and no LSB refetch waits (a refetch has priority). The softmax stage sweeps the banks in
+        # query order (an LSB pass before any later query) and hands a finished row to the back stage
+        # when the back stage is free (idle, or sending its output row in this very cycle).
         offer = Signal()
         b_free = Signal()
         take = Signal()
         m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)), take.eq(offer & b_free)]
         m.d.sync += self.done.eq(0)
-        with m.If(st_a == _A.IDLE):
-            m.d.comb += self.cmd.ready.eq(1)
-            with m.If(self.cmd.valid):
-                m.d.sync += [c.eq(self.cmd.payload), to_accept.eq(self.cmd.payload.n_queries)]
-                with m.If(self.cmd.payload.n_queries != 0):
-                    m.d.sync += st_a.eq(_A.QUERY)
-                with m.Elif(st_b == _B.IDLE):
-                    m.d.sync += self.done.eq(1)
-                with m.Else():
-                    m.d.sync += st_a.eq(_A.EMPTY)
-
+        nb_free = Signal()
+        m.d.comb += nb_free.eq(~Mux(nb, sb_busy[1], sb_busy[0]))
+        q_fire = Signal()
         with m.Switch(st_a):
-            with m.Case(_A.QUERY):
-                m.d.comb += self.query.ready.eq(1)
-                with m.If(self.query.valid):
-                    m.d.sync += [q.eq(self.query.payload), st_a.eq(_A.QK), g.eq(0), second_pass.eq(0),
-                                 need_lsb.eq(0), to_accept.eq(to_accept - 1)]
-            with m.Case(_A.QK):
-                m.d.comb += qk_issue.eq(1)
-                m.d.sync += g.eq(g + 1)
-                with m.If(last_g):
-                    m.d.sync += st_a.eq(_A.SOFTMAX)
-            with m.Case(_A.SOFTMAX):
-                with m.If(pq.decision):
-                    with m.If(pq.need_lsb):
-                        m.d.sync += [second_pass.eq(1), need_lsb.eq(1), st_a.eq(_A.QK), g.eq(0)]
+            with m.Case(_A.IDLE):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [c_q.eq(self.cmd.payload), to_accept.eq(self.cmd.payload.n_queries)]
+                    with m.If(self.cmd.payload.n_queries != 0):
+                        m.d.sync += st_a.eq(_A.QUERY)
+                    with m.Elif(all_idle):
+                        m.d.sync += self.done.eq(1)
                     with m.Else():
-                        m.d.comb += offer.eq(1)
-                        m.d.sync += st_a.eq(_A.HANDOFF)
-            with m.Case(_A.HANDOFF):
-                m.d.comb += offer.eq(1)
+                        m.d.sync += st_a.eq(_A.EMPTY)
+            with m.Case(_A.QUERY):
+                m.d.comb += [self.query.ready.eq(~qk_busy & nb_free & ~refetch), q_fire.eq(self.query.valid & self.query.ready)]
+                with m.If(q_fire):
+                    m.d.sync += [to_accept.eq(to_accept - 1), nb.eq(~nb)]
+                    with m.If(to_accept == 1):
+                        m.d.sync += st_a.eq(_A.IDLE)
             with m.Case(_A.EMPTY):
-                with m.If(st_b == _B.IDLE):
+                with m.If(all_idle):
                     m.d.sync += [self.done.eq(1), st_a.eq(_A.IDLE)]
+
+        # QxK stage: issue the groups, then wait for the last score to reach the softmax (the array's
+        # stationary query is the bank's register, constant until then). Taking a query (or a refetch)
+        # is one registered cycle before the first issue.
+        check_built("the core's QxK stage", ["query"], accept_stages())
+        with m.If(refetch & ~qk_busy):
+            m.d.sync += [qk_busy.eq(1), qk_issuing.eq(1), cur.eq(eb), g.eq(0), refetch.eq(0)]
+        with m.Elif(q_fire):
+            m.d.sync += [qk_busy.eq(1), qk_issuing.eq(1), cur.eq(nb), g.eq(0)]
+        with m.If(qk_issuing):
+            m.d.comb += qk_issue.eq(1)
+            m.d.sync += g.eq(g + 1)
+            with m.If(last_g):
+                m.d.sync += qk_issuing.eq(0)
+        for j in range(2):
+            with m.If(q_fire & (nb == j)):
+                m.d.sync += [q_reg[j].eq(self.query.payload), c_reg[j].eq(c_q), pass2[j].eq(0),
+                             last_q[j].eq(to_accept == 1), sb_busy[j].eq(1)]
+            with m.If(refetch & ~qk_busy & (eb == j)):
+                m.d.sync += pass2[j].eq(1)
+            with m.If(qk_end & (cur == j)):
+                m.d.sync += loaded[j].eq(1)
+        with m.If(qk_end):
+            m.d.sync += qk_busy.eq(0)
+
+        # softmax stage: sweeps in query order. A row leaves it when the divider takes the row, so the
+        # next sweep overlaps the division. A row that cannot need its LSBs (PQ off, or its LSB pass)
+        # frees its score bank then; one that may need them keeps its bank until its PQ decision, and
+        # the next row's sweep is speculative: when the decision asks for the LSBs, that sweep is
+        # dropped (its scores stay in their bank), the row's QxK reruns into its bank, and the two rows
+        # are swept again in order.
+        may_rf = Signal()
+        m.d.comb += may_rf.eq(c_e.pq_enable & ~pass2_e)
+        squash = Signal()
+        m.d.comb += squash.eq(pq.decision & pq.need_lsb)
+        go = Signal()
+        pb_free = ~Mux(wpb == 2, pb_busy[2], Mux(wpb[0], pb_busy[1], pb_busy[0]))
+        m.d.comb += go.eq((st_e == _E.IDLE) & Mux(eb, loaded[1], loaded[0]) & sm.idle & pb_free & ~squash)
+        m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
+                     sm.clear.eq(q_fire | (refetch & ~qk_busy)), sm.clear_bank.eq(Mux(q_fire, nb, eb))]
+        with m.If(go):
+            m.d.sync += st_e.eq(_E.RUN)
+        leave = Signal()
+        m.d.comb += leave.eq((st_e == _E.RUN) & sm.div_start)
+        with m.If(leave):
+            m.d.sync += [c_d.eq(c_e), pass2_d.eq(pass2_e), last_d.eq(Mux(eb, last_q[1], last_q[0])),
+                         sb_d.eq(eb), bank_d.eq(wpb), rf_d.eq(may_rf), div_pending.eq(1),
+                         st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(Mux(wpb == 2, 0, wpb + 1))]
+        for j in range(3):
+            with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (bank_d == j))):
+                m.d.sync += pb_busy[j].eq(1)
+        for j in range(2):
+            with m.If((leave & ~may_rf & (eb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (sb_d == j))):
+                m.d.sync += sb_busy[j].eq(0)
+            with m.If(go & (eb == j)):
+                m.d.sync += loaded[j].eq(0)
+        with m.If(squash):          # back to the row that needs its LSBs
+            m.d.sync += [refetch.eq(1), st_e.eq(_E.IDLE), eb.eq(sb_d), wpb.eq(bank_d), beat_no.eq(0)]
+            for j in range(2):
+                with m.If((st_e == _E.RUN) & (eb == j)):
+                    m.d.sync += loaded[j].eq(1)     # the dropped sweep's scores are still in its bank
+        # the divider's decision: to the hold slot (the divider takes no row while the slot is full)
+        m.d.comb += sm.div_allow.eq(~hold_valid & ~pq.decision)
+        with m.If(pq.decision):
+            m.d.sync += div_pending.eq(0)
+            with m.If(~pq.need_lsb):
+                m.d.sync += [hold_valid.eq(1), c_h.eq(c_d), pass2_h.eq(pass2_d), last_h.eq(last_d),
+                             recip_h.eq(sm.recip), bank_h.eq(bank_d)]
+        m.d.comb += offer.eq(hold_valid)
         with m.If(take):
-            m.d.sync += [st_a.eq(Mux(to_accept != 0, _A.QUERY, _A.IDLE)), bank_a.eq(~bank_a),
-                         bank_b.eq(bank_a), need_lsb_b.eq(need_lsb), c_b.eq(c), last_b.eq(to_accept == 0),
-                         recip_b.eq(sm.recip)]
+            m.d.sync += [hold_valid.eq(0), bank_b.eq(bank_h), need_lsb_b.eq(pass2_h), c_b.eq(c_h),
+                         last_b.eq(last_h), recip_b.eq(recip_h)]
+        with m.If((st_b == _B.OUT) & self.out.ready):
+            for j in range(3):
+                with m.If(bank_b == j):
+                    m.d.sync += pb_busy[j].eq(0)
 
         with m.Switch(st_b):
             with m.Case(_B.TK_CMD):
@@ -343,7 +449,8 @@ class SpattenCore(wiring.Component):
                     m.d.sync += tk_ptr.eq(tk_ptr + 1)
                     with m.If(tk_ptr == tk_rows - 1):
                         m.d.sync += st_b.eq(_B.TK_WAIT)
-            with m.Case(_B.TK_WAIT):
+            with m.Case(_B.TK_WAIT):          # top-k done -> PxV from the next cycle
+                check_built("the core's back stage", ["topk_done"], topk_handoff_stages())
                 with m.If(tk.done):
                     m.d.sync += [st_b.eq(_B.PV), g_b.eq(0)]
             with m.Case(_B.PV):
@@ -354,14 +461,15 @@ class SpattenCore(wiring.Component):
             with m.Case(_B.PV_DRAIN):
                 with m.If(ctl[0] & ctl[1]):
                     m.d.sync += st_b.eq(_B.OUT)
-            with m.Case(_B.OUT):
+            with m.Case(_B.OUT):              # one cycle offering the output row
+                check_built("the core's output", ["out"], output_stages())
                 m.d.comb += self.out.valid.eq(1)
                 with m.If(self.out.ready):
                     m.d.sync += st_b.eq(_B.IDLE)
                     with m.If(last_b):
                         m.d.sync += self.done.eq(1)
         with m.If(take):       # after the Switch: a take in the OUT cycle starts the next query's back stage
-            with m.If(c.keep_k < c.n_keys):
+            with m.If(c_h.keep_k < c_h.n_keys):
                 m.d.sync += [st_b.eq(_B.TK_CMD), keep_bits.eq(0), pruned.eq(1)]
             with m.Else():
                 m.d.sync += [st_b.eq(_B.PV), g_b.eq(0), pruned.eq(0)]

@@ -25,13 +25,15 @@ __all__ = ["build_spatten", "write_spatten_build", "spatten_manifest", "spatten_
 CYCLE_CONTRACT = {
     "measured": "rising edges from the cmd handshake to the cycle in which done is high; query stream "
                 "offers each query at once, out always ready",
-    "command": "two stages overlap consecutive queries: back_start(i) = max(a(i) + front(i), "
-               "back_free(i-1)), back_free(i) = back_start(i) + back(i), a(i+1) = back_start(i), a(0) = 1; "
-               "done in cycle back_free(last) (archgen.sim.spatten_model.command_stream_cycles)",
-    "front": "query_accept + passes x pass",
+    "command": "stages QxK | softmax sweep | divider + PQ decision + hold slot | back (top-k, PxV, output) "
+               "overlap consecutive queries; a row that cannot need its LSBs leaves the softmax stage when "
+               "the divider takes it, one that may holds it until its decision; an LSB refetch reruns QxK "
+               "into the same score bank; done in cycle b_free(last) (docs/spatten.md, "
+               "archgen.sim.spatten_model.command_stream_cycles)",
+    "qk": "1 + G + qk_pipe, G = ceil(n_keys / lanes)",
+    "exp": "G + exp_pipe (go to the last exponential)",
+    "div": "recip, then pq_decide",
     "back": "topk + pv + output",
-    "pass": "G + qk_pipe + (G + exp_pipe + recip) + pq_decide, G = ceil(n_keys / lanes); "
-            "passes = 2 when progressive quantization asks for the LSBs, else 1",
     "topk": "0 when keep_k >= n_keys, else topk_handoff + the top-k engine's cycles from its command "
             "handshake to done (archgen.sim.topk_model.simulate_topk on the row's exponentials)",
     "pv": "G + pv_pipe",

@@ -181,18 +181,23 @@ def render_table(results: list[LayerResult]):
 
 def render_spatten_table(results: list[LayerResult]):
     """SpAtten per-layer results: what pruning kept, what it cost, and the gain over the dense run of
-    the same engine (``speedup``, DRAM and energy ratios are dense / pruned)."""
+    the same engine (``speedup``, DRAM and energy ratios are dense / pruned).
+
+    ``front``, ``top-k`` and ``PxV`` are each stage's busy cycles summed over the layer's rows; the
+    stages overlap across queries, so ``compute`` (the streamed total) is less than their sum, and the
+    layer takes ``max(compute, DRAM)``."""
     from rich.table import Table
 
     t = Table(title="SpAtten per-layer results (ratios: dense run of the same engine / this run)")
-    cols = ("layer", "tokens kept", "heads kept", "LSB refetch (% rows)", "compute (cycles)", "DRAM (cycles)",
-            "cycles", "DRAM (bytes)", "energy (uJ)", "speedup (x)", "DRAM (x)", "energy (x)")
+    cols = ("layer", "tokens kept", "heads kept", "LSB refetch (% rows)", "front (cycles)", "top-k (cycles)",
+            "PxV (cycles)", "compute (cycles)", "DRAM (cycles)", "cycles", "DRAM (bytes)", "energy (uJ)", "speedup (x)", "DRAM (x)", "energy (x)")
     for col in cols:
         t.add_column(col, justify="left" if col == "layer" else "right", overflow="fold", no_wrap=col == "layer")
     for r in results:
         x = r.extra
         t.add_row(r.name, f"{x['tokens_kept']:.1f} / {x['tokens']:.0f}", f"{x['heads_kept']:.1f} / {x['heads']}",
-                  f"{100 * x['lsb_row_fraction']:.1f}", _fmt(round(x["compute_cycles"])),
+                  f"{100 * x['lsb_row_fraction']:.1f}", _fmt(x["front_stage_cycles"]), _fmt(x["topk_stage_cycles"]),
+                  _fmt(x["pv_stage_cycles"]), _fmt(round(x["compute_cycles"])),
                   _fmt(round(x["dram_cycles"])), _fmt(round(r.cycles)), _fmt(r.dram_total_bytes),
                   f"{r.energy_total_pj / 1e6:.3f}", f"{x['speedup']:.2f}", f"{x['dram_reduction']:.2f}",
                   f"{x['dense_energy_pj'] / r.energy_total_pj:.2f}" if r.energy_total_pj else "")

@@ -167,16 +167,29 @@ def _groups(spec: SpattenSpec, n_keys: int) -> int:
 
 
 def softmax_cycles(spec: SpattenSpec, n_keys: int) -> int:
-    """Cycles from the softmax accepting a row's last score beat to its ``recip_valid`` pulse: the
+    """Cycles from the softmax's ``go`` (a loaded score bank) to its ``recip_valid`` pulse: the
     exponential sweep over the row's G beats, its pipeline, the divider."""
     lat, g = spatten_latencies(spec), _groups(spec, n_keys)
     return g + lat.exp_pipe + lat.recip
 
 
+def qk_cycles(spec: SpattenSpec, n_keys: int) -> int:
+    """The QxK stage's occupancy for one pass: the cycle it takes the query (or the refetch), G issue
+    cycles, the QxK pipeline up to the cycle the last score reaches the softmax."""
+    lat = spatten_latencies(spec)
+    return lat.query_accept + _groups(spec, n_keys) + lat.qk_pipe
+
+
+def sweep_cycles(spec: SpattenSpec, n_keys: int) -> int:
+    """A row alone in the softmax: from its ``go`` to the PQ decision (the exponential sweep, its
+    pipeline, the divider, the decision register)."""
+    return softmax_cycles(spec, n_keys) + spatten_latencies(spec).pq_decide
+
+
 def pass_cycles(spec: SpattenSpec, n_keys: int) -> int:
-    """One QxK + softmax + PQ-decision pass: G issue cycles, the QxK pipeline, the softmax, the decision."""
-    lat, g = spatten_latencies(spec), _groups(spec, n_keys)
-    return g + lat.qk_pipe + softmax_cycles(spec, n_keys) + lat.pq_decide
+    """One QxK + softmax + PQ-decision pass of a query alone: the QxK stage, then the softmax (which
+    starts the cycle after the last score arrives)."""
+    return qk_cycles(spec, n_keys) + sweep_cycles(spec, n_keys)
 
 
 def pv_cycles(spec: SpattenSpec, n_keys: int) -> int:
@@ -186,18 +199,40 @@ def pv_cycles(spec: SpattenSpec, n_keys: int) -> int:
 
 @dataclass(frozen=True)
 class QueryCycles:
-    """Cycles of one query by phase; ``total`` is what the query adds to the command's run."""
+    """Cycles of one query by stage (docs/spatten.md, "Cycle contract").
 
-    accept: int
-    passes: tuple[int, ...]
+    ``qk``: the QxK stage per pass; ``exp``: the exponential sweep, ``go`` to the last exponential
+    (G + exp_pipe); ``div``: the divider, start to ``recip_valid``; ``decide``: the PQ decision register;
+    ``passes``: 2 when the PQ decision asked for the LSBs; ``pq``: the command has PQ on (so the first
+    pass may need the LSBs, and the next sweep waits for its decision); ``topk``, ``pv``, ``output``:
+    the back stage.
+    """
+
+    qk: int
+    exp: int
+    div: int
+    decide: int
+    passes: int
+    pq: bool
     topk: int
     pv: int
     output: int
 
     @property
+    def sweep(self) -> int:
+        """A row alone in the softmax, ``go`` to the PQ decision."""
+        return self.exp + self.div + self.decide
+
+    @property
     def front(self) -> int:
-        """Cycles in the front stage: query accept, QxK + softmax + PQ pass(es)."""
-        return self.accept + sum(self.passes)
+        """Cycles from the query's acceptance to the back stage taking it, alone in the core (an LSB
+        refetch starts the cycle after the first decision; a decided row waits one cycle in the hold slot)."""
+        return self.passes * (self.qk + self.sweep) + (self.passes - 1) + 1
+
+    @property
+    def front_busy(self) -> int:
+        """Busy cycles of the front stages together (QxK, softmax, divider), over all passes."""
+        return self.passes * (self.qk + self.sweep)
 
     @property
     def back(self) -> int:
@@ -206,52 +241,134 @@ class QueryCycles:
 
     @property
     def total(self) -> int:
-        """Latency of the query alone (front then back, nothing overlapped)."""
-        return self.front + self.back
+        """Latency of the query alone (front, the take cycle, back), from its acceptance."""
+        return self.front + 1 + self.back
+
+
+class _Stream:
+    """The stages' state while a command stream runs (see :func:`command_stream_cycles`)."""
+
+    def __init__(self):
+        self.qk_free = 0            # first cycle the QxK stage may take a job
+        self.sm_free = 0            # first cycle the softmax stage may start a sweep
+        self.div_free = 0           # first cycle the divider may take a row
+        self.hold_free = 0          # first cycle the hold slot is empty (the divider may take a row)
+        self.b_free = 0             # cycle the back stage is idle again (done of its last row)
+        self.bank_free = [0, 0]     # first cycle each score bank may take a query
+        self.pb_free = [0, 0, 0]    # first cycle each exponential-buffer bank may take a sweep
+        self.nb = 0                 # score bank of the next query
+        self.wpb = 0                # exponential-buffer bank of the next row
+
+    def accept(self, qc: QueryCycles, earliest: int) -> tuple:
+        a = max(earliest, self.qk_free, self.bank_free[self.nb])
+        self.qk_free = a + qc.qk
+        job = (qc, a, a + qc.qk - 1, self.nb)      # (cycles, accepted, last score in the softmax, bank)
+        self.nb ^= 1
+        return job
+
+    def _sweep(self, qc: QueryCycles, go: int) -> tuple[int, int]:
+        """A pass from its go: (divider start, decision)."""
+        start = max(go + qc.exp, self.div_free, self.hold_free)
+        decision = start + qc.div + qc.decide
+        self.div_free = decision + 1       # the decision cycle itself blocks the divider
+        return start, decision
+
+    def resolve(self, job) -> int:
+        qc, _a, last_score, bank = job
+        go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
+        start, decision = self._sweep(qc, go)
+        # the row leaves the softmax stage when the divider takes it; its score bank is free then, or
+        # at its PQ decision when it may need its LSBs
+        bank_free = decision + 1 if qc.pq else start + 1
+        if qc.pq and qc.passes == 2:
+            # refetch: QxK again into the same bank, priority over new queries; the next row's
+            # speculative sweep (if any) is dropped at the decision and starts again after this one
+            r = max(decision + 1, self.qk_free)
+            self.qk_free = r + qc.qk
+            start, decision = self._sweep(qc, r + qc.qk)
+            bank_free = start + 1       # the LSB pass cannot ask again
+        self.sm_free = start + 1
+        self.bank_free[bank] = bank_free
+        # the decided row waits in the hold slot; the back stage takes it when idle or in the cycle it
+        # sends its previous output row (b_free - 1)
+        take = max(decision + 1, self.b_free - 1)
+        self.hold_free = take + 1
+        self.b_free = take + 1 + qc.back
+        self.pb_free[self.wpb] = self.b_free
+        self.wpb = (self.wpb + 1) % 3
+        return self.b_free
 
 
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
-    first command's handshake), through the two-stage core.
+    first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
-    The front stage of query i+1 runs while the back stage works on query i: with ``a`` the cycle the
-    front stage starts a query and ``b`` the cycle the back stage is free again,
-    ``start_back(i) = max(a(i) + front(i), b(i-1))``, ``b(i) = start_back(i) + back(i)``, and the front
-    stage takes the next query when it hands this one over, ``a(i+1) = start_back(i)``. The front stage
-    accepts the next command in the cycle after it handed over the last query of the previous one
-    (``start_back``), while the back stage finishes that query; the command's first query starts the
-    cycle after its handshake. A command without queries is done one cycle after the back stage is idle.
+    QxK stage: takes query i in cycle ``a(i) = max(earliest, qk_free, bank_free(i mod 2))`` and is busy
+    for ``qk`` cycles; ``earliest`` is the cycle after the previous query's acceptance, or after the
+    command's handshake for its first query. Softmax, rows in query order: a sweep starts
+    (``go``) when the row's last score has arrived, the previous row has left the stage and its
+    exponential-buffer bank (rows rotate over three) is free; the divider takes the row ``exp`` cycles
+    later, or once it is free, the hold slot is empty and no decision is being made; the decision
+    comes ``div + decide`` cycles after that. A row leaves the softmax stage when the divider takes
+    it and frees its score bank then, or, with PQ on, at its decision (the next row's sweep meanwhile is
+    speculative); an LSB refetch drops that speculative sweep, reruns QxK from the cycle after the
+    decision (or when the QxK stage is free: the next query has always been accepted by then) and
+    sweeps the row again, then the next one. The decided row waits in the hold slot until the back stage takes it
+    (``take = max(decision + 1, b_free - 1)``: idle, or in the cycle it sends its previous output row),
+    which is idle again at ``b_free = take + 1 + back``. A command is done at its last query's
+    ``b_free``; the next command's handshake is the cycle after its last query's acceptance. A command
+    without queries waits until the core is empty: done at ``hs + 1`` if the back stage is idle by its
+    handshake ``hs``, else at ``b_free + 1`` (the next handshake then).
     """
-    dones = []
-    hs, b_free = 0, 0
-    for queries in commands:
+    st = _Stream()
+    dones: list[int | None] = [None] * len(commands)
+    hs = 0
+    inflight: list = []             # accepted, not yet resolved: (job, command, last)
+
+    def resolve_oldest():
+        job, ci, last = inflight.pop(0)
+        free = st.resolve(job)
+        if last:
+            dones[ci] = free
+
+    for ci, queries in enumerate(commands):
         if not queries:
-            done = hs + 1 if b_free <= hs else b_free + 1
-            dones.append(done)
-            hs = hs + 1 if b_free <= hs else done
+            while inflight:
+                resolve_oldest()
+            if st.b_free <= hs:
+                dones[ci] = hs + 1
+                hs += 1
+            else:
+                dones[ci] = st.b_free + 1
+                hs = dones[ci]
             continue
-        a = hs + 1
-        for qc in queries:
-            start_back = max(a + qc.front, b_free)
-            b_free = start_back + qc.back
-            a = start_back
-        dones.append(b_free)
-        hs = a
-    return dones
+        earliest = hs + 1
+        for qi, qc in enumerate(queries):
+            # query i is accepted before query i-1's sweep (it frees i's bank with query i-2) and
+            # before query i-1's refetch, if any
+            job = st.accept(qc, earliest)
+            earliest = job[1] + 1
+            inflight.append((job, ci, qi == len(queries) - 1))
+            if len(inflight) == 2:
+                resolve_oldest()
+        hs = earliest      # the cycle after the last query's acceptance
+    while inflight:
+        resolve_oldest()
+    return dones  # type: ignore[return-value]
 
 
 def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:
-    """Cycles of one command (handshake to ``done``) through the two-stage core; see
-    :func:`command_stream_cycles`. A command of n equal queries takes
-    ``1 + front + back + (n - 1) x max(front, back)`` cycles."""
+    """Cycles of one command (handshake to ``done``) through the core; see :func:`command_stream_cycles`."""
     return command_stream_cycles([queries])[0]
 
 
 def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
-                 topk_cycles: int | None = None) -> QueryCycles:
-    """Closed-form cycles of one query against ``n_keys`` cached keys.
+                 topk_cycles: int | None = None, pq_enable: bool = False) -> QueryCycles:
+    """Closed-form stage cycles of one query against ``n_keys`` cached keys.
 
-    ``lsb_pass``: the PQ decision asked for the LSBs, so the QxK/softmax pass runs twice.
+    ``lsb_pass``: the PQ decision asked for the LSBs, so the QxK and softmax stages run twice.
+    ``pq_enable``: the command has progressive quantization on (implied by ``lsb_pass``): the softmax
+    stage then holds the row until its PQ decision.
     ``topk_cycles``: the local-V top-k's cycles from its command handshake to ``done`` (from
     :func:`archgen.sim.topk_model.simulate_topk` on the row's exponentials), or None when the row is not
     pruned (keep_k >= n_keys). Assumes the query stream offers the query at once and ``out`` is ready.
@@ -259,10 +376,9 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
     if not 1 <= n_keys <= spec.max_tokens:
         raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n_keys!r}")
     lat = spatten_latencies(spec)
-    one = pass_cycles(spec, n_keys)
     tk = 0 if topk_cycles is None else topk_cycles + lat.topk_handoff
-    return QueryCycles(lat.query_accept, (one, one) if lsb_pass else (one,), tk, pv_cycles(spec, n_keys),
-                       lat.output)
+    return QueryCycles(qk_cycles(spec, n_keys), _groups(spec, n_keys) + lat.exp_pipe, lat.recip, lat.pq_decide,
+                       2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output)
 
 
 @dataclass(frozen=True)
@@ -303,7 +419,8 @@ def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values
                 raise AssertionError("top-k model and core reference disagree on the kept tokens")
         results.append(r)
         runs.append(run)
-        qcs.append(query_cycles(spec, n, lsb_pass=r.need_lsb, topk_cycles=None if run is None else run.cycles))
+        qcs.append(query_cycles(spec, n, lsb_pass=r.need_lsb, topk_cycles=None if run is None else run.cycles,
+                                pq_enable=pq_enable))
     total = overlapped_cycles(qcs)
     return CoreRun(tuple(results), tuple(qcs), tuple(runs), total)
 

@@ -96,14 +96,20 @@ def _is_decoder(workload) -> bool:
     return any(w.name == workload.name and w.family == "decoder" for w in list_workloads())
 
 
-def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None, commands: np.ndarray) -> int:
+def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
+                 commands: np.ndarray, pq: bool = False) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
     is not issued.
 
     ``commands`` holds the rows of each command in row order; ``topk`` each row's top-k cycles, or -1
-    where the row keeps every V row (no top-k run)."""
+    where the row keeps every V row (no top-k run); ``pq``: the commands have progressive quantization on
+    (the softmax stage then waits for each first pass's PQ decision).
+
+    Returns the layer's cycles and each stage's busy cycles summed over the rows: ``front`` (query
+    accept, QxK + softmax + PQ passes), ``topk`` (local-V top-k and its hand-off) and ``pv`` (prob x V
+    sweep and output). In this core the top-k and the PxV sweep share the back stage."""
     from .spatten_model import command_stream_cycles, query_cycles
 
     cache: dict = {}
@@ -113,7 +119,7 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         key = (n, bool(l), t)
         c = cache.get(key)
         if c is None:
-            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t)
+            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t, pq_enable=pq)
         per_row.append(c)
     stream, start = [], 0
     for rows in commands.tolist():
@@ -122,7 +128,9 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         start += rows
     if start != len(per_row):
         raise ValueError(f"command row counts cover {start} rows, the layer has {len(per_row)}")
-    return command_stream_cycles(stream)[-1] if stream else 0
+    stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row),
+              "pv": sum(c.pv + c.output for c in per_row)}
+    return (command_stream_cycles(stream)[-1] if stream else 0), stages
 
 
 def _bank_bytes(spec, sram) -> int:
@@ -225,9 +233,11 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         else:
             est = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
             topk = np.where(s.row_values >= s.row_keys, -1, np.round(est)).astype(np.int64)
-        compute = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows))
+        use_pq = algo_config.progressive and algo_config.lsb_bits > 0
+        compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq)
+        compute = float(compute)
         dense_keys = s.dense_row_keys
-        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows))
+        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows)[0])
         dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
                 "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
                 "query.read": s.query_bytes, "output.write": s.output_write_bytes}
@@ -252,6 +262,9 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
             "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
             "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
             "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
+            # each stage's busy cycles over the layer's rows (stages overlap, so they do not add up)
+            "front_stage_cycles": stages["front"], "topk_stage_cycles": stages["topk"],
+            "pv_stage_cycles": stages["pv"],
             "dense_cycles": dense_cycles, "dense_dram_bytes": s.dense_dram_bytes, "dense_macs": s.dense_macs,
             "dense_energy_pj": sum(dense_energy.values()),
             "speedup": dense_cycles / cycles, "dram_reduction": s.dense_dram_bytes / dram_bytes,

@@ -144,7 +144,10 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "importance_match": importance_match,
             "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),
             "stages": [(qc.front, qc.back) for run in runs for qc in run.queries],
+            # per query: the QxK stage and the softmax stage per pass, the passes, the back stage
+            "stage_cycles": [(qc.qk, qc.sweep, qc.passes, qc.back) for run in runs for qc in run.queries],
             "serial_cycles": sum(1 + sum(qc.total for qc in run.queries) for run in runs),
+            "cmd_cycles": res.get("cmd_cycles"),
             "kept": [int(r.keep.sum()) for _, r in results], "passed": bool(res.get("passed")),
             "out_cycles": res.get("out_cycles"), "shift": shift,
             **({"log_tail": res["log_tail"]} if "log_tail" in res else {})}
@@ -169,10 +172,11 @@ def _feed_rows(ctx, dut, lanes, row):
 def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
     """Rows of integer scores through rtlgen.softmax.Softmax and Normalize on Amaranth's simulator.
 
-    Rows go back to back. Compares every exponential and each row's reciprocal with softmax_fixed
-    (exactly), the probabilities Normalize makes of them with softmax_fixed (exactly) and float softmax
-    (``max_error``), and each row's cycles (rising edges from the cycle the last input beat is accepted to
-    the ``recip_valid`` cycle) with sim.spatten_model.softmax_cycles.
+    Rows alternate between the two score banks, each loading while the previous one is swept. Compares
+    every exponential and each row's reciprocal with softmax_fixed (exactly), the probabilities Normalize
+    makes of them with softmax_fixed (exactly) and float softmax (``max_error``), and each row's cycles
+    (rising edges from the ``go`` cycle to the ``recip_valid`` cycle) with
+    sim.spatten_model.softmax_cycles.
     """
     from amaranth import Module
     from amaranth.sim import Simulator
@@ -189,27 +193,54 @@ def check_softmax_unit(spec: SpattenSpec, rows: list, shift: int) -> dict:
     got_probs: list[list[int]] = []
     cycles: list[int] = []
 
+    beats_of = [list(_feed_rows(None, dut, lanes, row)) for row in rows]
+
     async def bench(ctx):
         ctx.set(dut.shift, shift)
-        for row in rows:
-            for data, keep, last in _feed_rows(ctx, dut, lanes, row):
-                for i, v in enumerate(data):
-                    ctx.set(dut.inp.payload.data[i], v)
-                ctx.set(dut.inp.payload.keep, keep)
-                ctx.set(dut.inp.payload.last, last)
-                ctx.set(dut.inp.valid, 1)
-                while not ctx.get(dut.inp.ready):
-                    await ctx.tick()
-                await ctx.tick()
-            ctx.set(dut.inp.valid, 0)
-            beats, cyc = [], 1  # the tick above was the accept cycle's edge: we are one edge past it
+        ctx.set(dut.div_allow, 1)
+
+        def drive(beat, bank):
+            data, keep, last = beat if beat is not None else ([0] * lanes, 0, 0)
+            for i, v in enumerate(data):
+                ctx.set(dut.inp.payload.data[i], v)
+            ctx.set(dut.inp.payload.keep, keep)
+            ctx.set(dut.inp.payload.last, last)
+            ctx.set(dut.inp.valid, int(beat is not None))
+            ctx.set(dut.in_bank, bank)
+
+        async def clear(bank):
+            ctx.set(dut.clear, 1)
+            ctx.set(dut.clear_bank, bank)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+
+        await clear(0)
+        for beat in beats_of[0]:            # the first row alone; every later one loads during a sweep
+            drive(beat, 0)
+            await ctx.tick()
+        drive(None, 0)
+        for r, row in enumerate(rows):
+            ctx.set(dut.go, 1)
+            ctx.set(dut.go_bank, r % 2)
+            await ctx.tick()
+            ctx.set(dut.go, 0)
+            pending = list(beats_of[r + 1]) if r + 1 < len(rows) else []
+            if pending:
+                ctx.set(dut.clear, 1)         # the next row's bank, emptied in the first sweep cycle
+                ctx.set(dut.clear_bank, (r + 1) % 2)
+            beats, cyc = [], 1  # one edge past the go cycle
             while not ctx.get(dut.recip_valid):
                 if ctx.get(dut.out.valid):
                     beats.append([ctx.get(dut.out.payload.data[i]) for i in range(lanes)])
+                drive(pending.pop(0) if pending and cyc > 1 else None, (r + 1) % 2)
                 await ctx.tick()
+                ctx.set(dut.clear, 0)
                 cyc += 1
                 if cyc > 100 * spec.max_tokens + 1000:
                     raise AssertionError("softmax produced no reciprocal")
+            drive(None, 0)
+            if pending:
+                raise AssertionError("the next row did not load during this row's sweep (test too short)")
             got_recip.append(ctx.get(dut.recip))
             got_exps.append([e for b in beats for e in b][:len(row)])
             probs = []

@@ -267,3 +267,28 @@ def test_softmax_builds_the_stages_the_model_counts():
         lat = spatten_latencies(spec)
         assert lat.exp_pipe == len(exp_stages(fmt)) == len(fmt.taylor_coeffs) + 5
         assert lat.recip == recip_cycles(fmt) == fmt.recip_bits + 1
+
+
+def test_core_constants_come_from_the_units_stage_lists(monkeypatch):
+    """Issue 11: every SpAtten cycle constant is counted from a stage list that the unit building those
+    registers checks at elaboration; a list that disagrees with the RTL fails the build."""
+    from amaranth.hdl import Fragment
+
+    from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec
+    from archgen.dataflow import spatten_stages as st
+    from archgen.dataflow.spatten_arrays import spatten_arrays, spatten_latencies
+    from archgen.rtlgen import pq_decision, softmax, spatten_core
+
+    spec = load_spatten_spec(builtin_spec_path("spatten_small"))
+    lat, arrays = spatten_latencies(spec), spatten_arrays(spec)
+    assert lat.qk_pipe == len(st.qk_feed_stages()) + arrays["qk"].latency
+    assert lat.pv_pipe == len(st.pv_feed_stages()) + arrays["pv"].latency
+    assert (lat.query_accept, lat.pq_decide, lat.topk_handoff, lat.output) == tuple(
+        len(f()) for f in (st.accept_stages, st.pq_stages, st.topk_handoff_stages, st.output_stages))
+    for module, name, unit in ((pq_decision, "pq_stages", "PQDecision"), (softmax, "normalize_stages", "Normalize"),
+                               (spatten_core, "qk_feed_stages", "the core's QxK feed"),
+                               (spatten_core, "output_stages", "the core's output")):
+        with monkeypatch.context() as mp:
+            mp.setattr(module, name, lambda: ("one", "more"))
+            with pytest.raises(RuntimeError, match=f"{unit} built the stages"):
+                Fragment.get(spatten_core.SpattenCore(spec), None)

