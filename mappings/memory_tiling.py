@@ -109,18 +109,27 @@ class LayerCommand:
         return " > ".join(f"{d}:{tile[d]}" for d in self.order) + " array tiles per block"
 
 
-def footprint_elements(design: Design, operand: str, ranges: dict[str, tuple[int, int]], bounds: dict[str, int]) -> int:
-    """Elements in the bounding box of the operand's indices over the loop ranges, clipped to its shape."""
+def bounding_box(design: Design, operand: str, ranges: dict[str, tuple[int, int]],
+                 bounds: dict[str, int]) -> list[tuple[int, int]]:
+    """Per tensor axis, the inclusive [lo, hi] that the operand's affine indices reach over the loop ranges
+    (half-open ``(start, end)`` per loop), clipped to the tensor's shape."""
     x = design.operation.operand(operand)
     shape = design.operation.tensor_shape(operand, bounds)
-    n = 1
+    box = []
     for e, size in zip(x.indices, shape):
         lo = hi = e.const
         for d, c in e.coeffs.items():
             s, t = ranges[d]
             lo += min(c * s, c * (t - 1))
             hi += max(c * s, c * (t - 1))
-        lo, hi = max(lo, 0), min(hi, size - 1)
+        box.append((max(lo, 0), min(hi, size - 1)))
+    return box
+
+
+def footprint_elements(design: Design, operand: str, ranges: dict[str, tuple[int, int]], bounds: dict[str, int]) -> int:
+    """Elements in the bounding box of the operand's indices over the loop ranges, clipped to its shape."""
+    n = 1
+    for lo, hi in bounding_box(design, operand, ranges, bounds):
         n *= max(0, hi - lo + 1)
     return n
 

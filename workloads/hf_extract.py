@@ -19,7 +19,7 @@ from archgen.arch.errors import SpecError, ToolMissingError, problem
 
 from .trace import AttentionTrace, TraceHeader
 
-__all__ = ["BertForward", "bundled_minilm_dir", "extract_trace", "run_bert"]
+__all__ = ["BertForward", "SPATTEN_ABSTRACT", "bundled_minilm_dir", "bundled_minilm_trace", "extract_trace", "run_bert"]
 
 _FILES = ("config.json", "model.safetensors", "tokenizer.json")
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -57,6 +57,27 @@ def bundled_minilm_dir() -> Path | None:
         return None
     d = Path(next(iter(spec.submodule_search_locations))) / "model"
     return d if all((d / f).is_file() for f in _FILES) else None
+
+
+# The input text of the benchmarks' real-trace rows: the SpAtten paper's abstract (Wang et al., HPCA 2021).
+SPATTEN_ABSTRACT = ("SpAtten is an efficient algorithm-architecture co-design that leverages token sparsity, head "
+                    "sparsity, and quantization opportunities to reduce the attention computation and memory "
+                    "access. Inspired by the high redundancy of human languages, we propose the novel cascade token "
+                    "pruning to prune away unimportant tokens in the sentence. We also propose cascade head pruning "
+                    "to remove unessential heads. Cascade pruning is fundamentally different from weight pruning "
+                    "since there is no trainable weight in the attention mechanism, and the pruned tokens and heads "
+                    "are selected on the fly.")
+
+
+def bundled_minilm_trace(text: str = SPATTEN_ABSTRACT) -> AttentionTrace | None:
+    """The real all-MiniLM-L6-v2 trace on ``text``, or None when the model files or the hf extra are missing."""
+    d = bundled_minilm_dir()
+    if d is None:
+        return None
+    try:
+        return extract_trace(d, text)
+    except ToolMissingError:
+        return None
 
 
 def _layernorm(x, w, b, eps):
