@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Mapping, Sequence
 
 import networkx as nx
-import pulp
+import numpy as np
 
 from archgen.arch.errors import ArchgenError
 from archgen.dataflow.primitives import PrimitiveGraph, naive_register_bits
@@ -203,6 +203,8 @@ def _infeasibility(system: _System) -> DelayMatchingError:
 
 
 def _solve(system: _System, integer: bool) -> tuple[dict, float, str]:
+    import pulp     # CBC: fused dataflows and the cross-check only; imported on first use (CLI start-up)
+
     prob = pulp.LpProblem("delay_matching", pulp.LpMinimize)
     cat = pulp.LpInteger if integer else pulp.LpContinuous
     # PuLP >= 3.3 attaches variables to the model (the PuLP 4 API); older releases construct them freely
@@ -346,6 +348,14 @@ def insert_pipeline_registers(prim: PrimitiveGraph, clock_period_ns: float, *,
 
 
 def _retime(prim: PrimitiveGraph, clock_period_ns: float, share_fanout: bool) -> RetimedGraph:
+    if LP_SOLVER != "cbc":
+        fast = _retime_fast(prim, clock_period_ns, share_fanout)
+        if fast is not None:
+            return fast
+    return _retime_general(prim, clock_period_ns, share_fanout)
+
+
+def _retime_general(prim: PrimitiveGraph, clock_period_ns: float, share_fanout: bool) -> RetimedGraph:
     system, values, elapsed, integral, n_rows = _run([prim], clock_period_ns, share_fanout)
     tau, stages, extra, depth, shared, unshared, latency = _read_back(prim, 0, values, share_fanout)
     return RetimedGraph(prim, float(clock_period_ns), share_fanout, MappingProxyType(tau), MappingProxyType(stages),
@@ -418,3 +428,190 @@ def min_cost_flow_dual(prim: PrimitiveGraph, clock_period_ns: float, *, share_fa
         raise DelayMatchingError(f"CBC returned status {status!r} for the delay-matching LP")
     primal = sum(c * values[v] for v, c in system.cost.items())
     return round(primal), -flow_cost
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Array fast path of one primitive graph with the min-cost-flow solver (every single-dataflow compile).
+# The same rows, costs, solver and read-back as _difference_system/_solve_auto/_read_back, built on integer
+# node indices with numpy instead of per-row Python dicts keyed by node tuples (which dominated compile time
+# on large arrays). Anything unusual (a cyclic graph, a system the flow solver declines) returns None and the
+# general path runs, so errors and fallbacks are unchanged; tests/dataflow/test_delay_lp.py compares both.
+
+
+def _graph_arrays(prim: PrimitiveGraph):
+    """Node and edge payloads as arrays; edges in the order of ``prim.wires`` (which ``build`` inserted)."""
+    nodes = list(prim.primitives)
+    n = len(nodes)
+    idx = {v: i for i, v in enumerate(nodes)}
+    ps = list(prim.primitives.values())
+    lat = np.fromiter((p.latency for p in ps), np.int64, n)
+    dly = np.fromiter((p.delay_ns for p in ps), np.float64, n)
+    outns = np.fromiter((p.out_ns for p in ps), np.float64, n)
+    keys = list(prim.wires)
+    ws = list(prim.wires.values())
+    m = len(keys)
+    eu = np.fromiter((idx[u] for u, _ in keys), np.int64, m)
+    ev = np.fromiter((idx[v] for _, v in keys), np.int64, m)
+    width = np.fromiter((w.width for w in ws), np.int64, m)
+    delay = np.fromiter((w.delay for w in ws), np.int64, m)
+    hold = np.fromiter((w.hold for w in ws), bool, m)
+    wns = np.fromiter((w.wire_ns for w in ws), np.float64, m)
+    return nodes, lat, dly, outns, eu, ev, width, delay, hold, wns
+
+
+def _timing_cut_arrays(n, lat, dly, outns, eu, ev, delay, hold, wns, cq, su, period):
+    """:func:`timing_cuts` on arrays: unique (u, v) index pairs (as u * n + v keys), any order.
+
+    The walk of every start node at once, node by node in topological order of the register-free edges: a
+    (start, node) pair is final when its node's level comes up (all its predecessors have lower levels); it is
+    dropped if some path already cut it, else its arrival (the maximum over its paths) moves on."""
+    from .flow_solver import _levels, _ranges
+
+    el = np.flatnonzero((delay == 0) & ~hold)
+    tl, hd, wl = eu[el], ev[el], wns[el]
+    order = np.argsort(tl, kind="stable")
+    tl, hd, wl = tl[order], hd[order], wl[order]
+    starts = np.searchsorted(tl, np.arange(n + 1))
+    level = _levels(n, tl, hd)
+    limit = period + _EPS
+    src = np.arange(n, dtype=np.int64)
+    node = src.copy()
+    arr = np.where(lat >= 1, outns, cq + dly)
+    cut_keys = []
+    cut_all = np.zeros(0, dtype=np.int64)
+    while src.size:
+        lv = level[node]
+        now = lv == lv.min()
+        s, a, t = src[now], node[now], arr[now]
+        src, node, arr = src[~now], node[~now], arr[~now]
+        key = s * n + a
+        if cut_all.size:
+            keep = ~np.isin(key, cut_all)
+            s, a, t, key = s[keep], a[keep], t[keep], key[keep]
+        # one entry per pair, the latest arrival
+        o = np.lexsort((-t, key))
+        first = np.ones(o.size, dtype=bool)
+        first[1:] = key[o][1:] != key[o][:-1]
+        o = o[first]
+        s, a, t = s[o], a[o], t[o]
+        cnt = starts[a + 1] - starts[a]
+        rows = _ranges(starts[a], starts[a + 1])
+        s2 = np.repeat(s, cnt)
+        b = hd[rows]
+        t2 = np.repeat(t, cnt) + wl[rows] + dly[b]
+        over = t2 + su > limit
+        if over.any():
+            new = s2[over] * n + b[over]
+            cut_keys.append(new)
+            cut_all = np.union1d(cut_all, new)
+        go = ~over & (lat[b] == 0)
+        src = np.concatenate([src, s2[go]])
+        node = np.concatenate([node, b[go]])
+        arr = np.concatenate([arr, t2[go]])
+    return cut_all
+
+
+def _components_min(n, eu, ev, values):
+    """Per node, the minimum of ``values`` over its weakly connected component of the edges (eu, ev)."""
+    parent = np.arange(n, dtype=np.int64)
+    while True:
+        pu, pv = parent[eu], parent[ev]
+        lo, hi = np.minimum(pu, pv), np.maximum(pu, pv)
+        diff = lo != hi
+        if not diff.any():
+            break
+        np.minimum.at(parent, hi[diff], lo[diff])       # hook roots onto smaller roots (parent <= self)
+        while True:                                      # compress to roots
+            pp = parent[parent]
+            if np.array_equal(pp, parent):
+                break
+            parent = pp
+    low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(low, parent, values)
+    return low[parent]
+
+
+def _retime_fast(prim: PrimitiveGraph, period: float, share_fanout: bool) -> RetimedGraph | None:
+    if not period > 0:
+        raise ValueError(f"clock_period_ns must be positive, not {period!r}")
+    from .flow_solver import FlowSolverError, _levels, solve_difference_lp
+
+    nodes, lat, dly, outns, eu, ev, width, delay, hold, wns = _graph_arrays(prim)
+    n, cq, su = len(nodes), prim.clk_to_q_ns, prim.setup_ns
+    if n == 0 or eu.size == 0:
+        return None
+    limit = period + _EPS
+    if ((cq + dly + su > limit).any() or ((lat >= 1) & (outns + su > limit)).any()
+            or (cq + wns + su > limit).any()):
+        _check_clock(prim, period)          # raises, naming the offenders
+    if _levels(n, eu, ev) is None:
+        return None                         # a loop: the general path reports it
+    live = np.flatnonzero(~hold)
+    lu, lv, lw = eu[live], ev[live], width[live]
+    outs = np.bincount(lu, minlength=n)
+    shared_u = (outs > 1) if share_fanout else np.zeros(n, dtype=bool)
+    mirror = np.full(n, -1, dtype=np.int64)
+    mirror[shared_u] = n + np.arange(int(shared_u.sum()))
+    n_var = n + int(shared_u.sum())
+    # rows x_head - x_tail >= b: delay matching, fan-out sharing (mirror >= every sink), timing cuts
+    heads = [lv]
+    tails = [lu]
+    bs = [lat[lu] + delay[live]]
+    on_net = shared_u[lu]
+    heads.append(mirror[lu[on_net]])
+    tails.append(lv[on_net])
+    bs.append(np.zeros(int(on_net.sum()), dtype=np.int64))
+    cuts = _timing_cut_arrays(n, lat, dly, outns, eu, ev, delay, hold, wns, cq, su, period)
+    cu, cv = cuts // n, cuts % n
+    heads.append(cv)
+    tails.append(cu)
+    bs.append(lat[cu] + 1)
+    head, tail, b = np.concatenate(heads), np.concatenate(tails), np.concatenate(bs)
+    key, inv = np.unique(head * n_var + tail, return_inverse=True)
+    bmax = np.full(key.size, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(bmax, inv, b)
+    r_head, r_tail = key // n_var, key % n_var
+    # cost: an unshared edge pays width * (tau_v - tau_u), a shared net max width * (mirror_u - tau_u)
+    cost = np.zeros(n_var, dtype=np.int64)
+    single = ~on_net
+    np.add.at(cost, lv[single], lw[single])
+    np.subtract.at(cost, lu[single], lw[single])
+    net_w = np.zeros(n, dtype=np.int64)
+    np.maximum.at(net_w, lu[on_net], lw[on_net])
+    su_idx = np.flatnonzero(shared_u)
+    cost[mirror[su_idx]] += net_w[su_idx]
+    cost[su_idx] -= net_w[su_idx]
+    t0 = time.perf_counter()
+    try:
+        sol = solve_difference_lp(n_var, r_tail, r_head, bmax, cost)
+    except FlowSolverError:
+        sol = None
+    if sol is None:
+        return None
+    elapsed = time.perf_counter() - t0
+    # read-back, as _read_back: tau normalised per weakly connected component of the matched edges
+    tau = sol.x[:n].astype(np.int64)
+    tau = tau - _components_min(n, lu, lv, tau)
+    s = np.where(hold, 0, tau[ev] - tau[eu] - lat[eu])
+    ex = np.where(hold, 0, s - delay)
+    unshared = int((width * s)[~hold].sum())
+    ls = s[live]
+    depth_arr = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(depth_arr, lu[on_net], ls[on_net])
+    shared = int((net_w[su_idx] * depth_arr[su_idx]).sum()) + int((lw * ls)[single].sum())
+    latency = int(tau.max()) if n else 0
+    # mappings in the graph's order (nodes; edges grouped by source in node order, each source's edges in
+    # insertion order, which is the wires' order: build added them in that order)
+    g = prim.graph
+    eorder = np.argsort(eu, kind="stable")
+    edges = list(g.edges)
+    if len(edges) != eorder.size or not np.array_equal(np.bincount(eu, minlength=n),
+                                                       np.fromiter((len(a) for a in g._adj.values()), np.int64, n)):
+        return None
+    tau_map = dict(zip(nodes, tau.tolist()))
+    stages = dict(zip(edges, s[eorder].tolist()))
+    extra = dict(zip(edges, ex[eorder].tolist()))
+    depth = dict(zip([nodes[i] for i in su_idx.tolist()], depth_arr[su_idx].tolist()))
+    return RetimedGraph(prim, float(period), share_fanout, MappingProxyType(tau_map), MappingProxyType(stages),
+                        MappingProxyType(extra), MappingProxyType(depth), shared, unshared, naive_register_bits(prim),
+                        latency, n_var, int(key.size), int(cuts.size), elapsed, True)
