@@ -88,22 +88,25 @@ def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
     blocks = list(cmd.blocks())
     dep = {x.name: [i for i, d in enumerate(cmd.order) if x.uses(d)] for x in op.operands}
 
-    def key(x: str, blk: Block):
-        return tuple(blk.tiles[i][1] for i in dep[x])
+    # each operand's block key (its block index along the loops it depends on), once per block
+    keys = {x: [tuple(blk.tiles[i][1] for i in ix) for blk in blocks] for x, ix in dep.items()}
+
+    def key(x: str, k: int):
+        return keys[x][k]
 
     seen_out: set = set()
     jobs = []
     for k, blk in enumerate(blocks):
         load = []
         for x in op.inputs:
-            if k == 0 or key(x.name, blocks[k - 1]) != key(x.name, blk):
+            if k == 0 or key(x.name, k - 1) != key(x.name, k):
                 load.append((x.name, cmd.footprint_bytes(x.name, blk)))
-        new_out = k == 0 or key(out, blocks[k - 1]) != key(out, blk)
-        if new_out and key(out, blk) in seen_out:
+        new_out = k == 0 or key(out, k - 1) != key(out, k)
+        if new_out and key(out, k) in seen_out:
             load.append((out, cmd.footprint_bytes(out, blk)))       # partial sums of an earlier visit
-        leaving = k == len(blocks) - 1 or key(out, blocks[k + 1]) != key(out, blk)
+        leaving = k == len(blocks) - 1 or key(out, k + 1) != key(out, k)
         if leaving:
-            seen_out.add(key(out, blk))
+            seen_out.add(key(out, k))
         jobs.append(BlockJobs(blk, tuple(load), cmd.footprint_bytes(out, blk) if leaving else 0))
     return jobs
 

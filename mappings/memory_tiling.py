@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterator
 
+import numpy as np
+
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
@@ -69,15 +71,31 @@ class LayerCommand:
     def bound(self) -> dict[str, int]:
         return dict(self.bounds)
 
+    @cached_property
+    def _ranges_of(self) -> dict:
+        """Per outer loop: (elements per block, the loop's bound), for :meth:`loop_range`."""
+        tile, bound, axis_of = dict(self.tile), dict(self.bounds), self.dataflow.axis_of
+        return {d: (t * (self.design.shape[axis_of[d]] if d in axis_of else 1), bound[d]) for d, t in tile.items()}
+
+    @cached_property
+    def _boxes(self) -> dict:
+        """Per operand: [(const, ((loop, coeff), ...), tensor size)] per index, and its element bytes."""
+        op, bound = self.design.operation, dict(self.bounds)
+        out = {}
+        for x in op.operands:
+            shape = op.tensor_shape(x.name, bound)
+            out[x.name] = ([(e.const, tuple(e.coeffs.items()), size) for e, size in zip(x.indices, shape)],
+                           element_bytes(self.design, x.name))
+        return out
+
     def n_blocks(self) -> dict[str, int]:
         trips, tile = self.mapping.trips(), dict(self.tile)
         return {d: math.ceil(trips[d] / tile[d]) for d in self.order}
 
     def loop_range(self, d: str, b: int) -> tuple[int, int]:
         """Elements [start, end) of outer loop d in its block b (ragged at the edge)."""
-        t = dict(self.tile)[d]
-        ext = self.design.shape[self.dataflow.axis_of[d]] if d in self.dataflow.axis_of else 1
-        return b * t * ext, min((b + 1) * t * ext, self.bound[d])
+        per, end = self._ranges_of[d]
+        return b * per, min((b + 1) * per, end)
 
     def blocks(self) -> Iterator[Block]:
         nb = self.n_blocks()
@@ -101,8 +119,18 @@ class LayerCommand:
 
     def footprint_bytes(self, operand: str, block: Block) -> int:
         """Bytes of the box of elements of ``operand`` the block touches (clipped to the tensor)."""
-        return footprint_elements(self.design, operand, dict((d, (s, e)) for d, s, e in block.ranges),
-                                  self.bound) * element_bytes(self.design, operand)
+        # footprint_elements (bounding_box) on data cached per command: the same arithmetic, per block
+        indices, eb = self._boxes[operand]
+        ranges = {d: (s, e) for d, s, e in block.ranges}
+        n = 1
+        for const, coeffs, size in indices:
+            lo = hi = const
+            for d, c in coeffs:
+                s, t = ranges[d]
+                lo += min(c * s, c * (t - 1))
+                hi += max(c * s, c * (t - 1))
+            n *= max(0, min(hi, size - 1) - max(lo, 0) + 1)
+        return n * eb
 
     def describe(self) -> str:
         tile = dict(self.tile)
@@ -161,18 +189,18 @@ def _separable_sum(cmd: LayerCommand, x, dep, nb, inner) -> int | None:
     total = 1
     for e, size in zip(x.indices, shape):
         used = [d for d in e.coeffs if d in tiled]
-        acc = 0
-        for b in range(nb[used[0]]) if used else [0]:
-            ranges = dict(inner)
-            if used:
-                ranges[used[0]] = cmd.loop_range(used[0], b)
-            lo = hi = e.const
-            for d, c in e.coeffs.items():
-                s0, t0 = ranges[d]
-                lo += min(c * s0, c * (t0 - 1))
-                hi += max(c * s0, c * (t0 - 1))
-            acc += max(0, min(hi, size - 1) - max(lo, 0) + 1)
-        total *= acc
+        # every block of the tiled loop at once (int64 arrays; the same integer arithmetic as a block loop)
+        ranges: dict = dict(inner)
+        if used:
+            per, end = cmd._ranges_of[used[0]]
+            b = np.arange(nb[used[0]], dtype=np.int64)
+            ranges[used[0]] = (b * per, np.minimum((b + 1) * per, end))
+        lo = hi = e.const
+        for d, c in e.coeffs.items():
+            s0, t0 = ranges[d]
+            lo = lo + np.minimum(c * s0, c * (t0 - 1))
+            hi = hi + np.maximum(c * s0, c * (t0 - 1))
+        total *= int(np.maximum(0, np.minimum(hi, size - 1) - np.maximum(lo, 0) + 1).sum())
     return total
 
 
