@@ -375,9 +375,8 @@ def cmd_sim(args) -> int:
         guard_design_size(design, "sim", args.force)
         guard_array_workload(design, workload, args.dataflow, args.force)
         from archgen.sim.array_sim import simulate_workload_on_array
-        from rich.progress import Progress
         n = len(workload.layers)
-        with Progress(console=con, transient=True, disable=not sys.stderr.isatty()) as prog:
+        with _sim_progress(con) as prog:
             task = prog.add_task("simulating", total=n)
             results, skipped = simulate_workload_on_array(design, workload, dataflow=args.dataflow,
                                                           progress=lambda _n: prog.advance(task),
@@ -404,6 +403,27 @@ def cmd_sim(args) -> int:
         for p in paths.values():
             con.print(f"  wrote {p}", markup=False)
     return EXIT_OK
+
+
+def _sim_progress(con):
+    """rich's progress bar on a terminal; off a terminal a no-op (rich.progress is not even imported)."""
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+        return Progress(console=con, transient=True)
+
+    class _Quiet:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, *a, **k):
+            return 0
+
+        def advance(self, *a, **k):
+            pass
+    return _Quiet()
 
 
 def _workload(args):

@@ -54,7 +54,7 @@ def _unique_greedy(g: nx.DiGraph, attr: str):
             state[p] = True
     tree = nx.DiGraph()
     tree.add_nodes_from(g.nodes(data=True))
-    for u, v, d in g.edges(data=True):
-        if parent.get(v) == u:
-            tree.add_edge(u, v, **d)
+    # the chosen edges in g's edge order (as networkx's answer): per node, its successors whose parent it is
+    tree.add_edges_from((u, v, d) for u, nbrs in g._adj.items() for v, d in nbrs.items()
+                        if (p := parent.get(v)) is u or p == u)
     return tree

@@ -67,13 +67,49 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
 
 
+# Below this many arcs the flows are solved by networkx (already imported by the caller) instead of OR-Tools,
+# whose import costs more than the solve on small arrays (CLI start-up); the answer is the same: the least
+# optimum is unique and every flow passes the same certificate.
+SMALL_ARCS = 4000
+
+
+def _nx_network(n_nodes, tails, heads, caps, costs=None):
+    """A networkx DiGraph of the arcs, or None if two arcs join the same pair (a DiGraph cannot hold both)."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(range(n_nodes))
+    pairs = list(zip(tails.tolist(), heads.tolist()))
+    if len(set(pairs)) != len(pairs):
+        return None, pairs
+    if costs is None:
+        g.add_edges_from((t, h, {"capacity": c}) for (t, h), c in zip(pairs, caps.tolist()))
+    else:
+        g.add_edges_from((t, h, {"capacity": c, "weight": w}) for (t, h), c, w in zip(pairs, caps.tolist(),
+                                                                                     costs.tolist()))
+    return g, pairs
+
+
 def _zero_cost_flow(n_nodes, tails, heads, usable, supplies, big):
     """A flow meeting `supplies` on the usable arcs only (max flow from a super source), or None."""
-    from ortools.graph.python import max_flow
-
     src, snk = n_nodes, n_nodes + 1
     pos, neg = np.flatnonzero(supplies > 0), np.flatnonzero(supplies < 0)
     use = np.flatnonzero(usable)
+    if use.size + pos.size + neg.size <= SMALL_ARCS:
+        import networkx as nx
+
+        g, pairs = _nx_network(n_nodes + 2, np.concatenate([tails[use], np.full(pos.size, src), neg]),
+                               np.concatenate([heads[use], pos, np.full(neg.size, snk)]),
+                               np.concatenate([np.full(use.size, big), supplies[pos], -supplies[neg]]))
+        if g is not None:
+            value, fd = nx.maximum_flow(g, src, snk)
+            if value != int(supplies[pos].sum()):
+                return None
+            flow = np.zeros(tails.size, dtype=np.int64)
+            flow[use] = [fd[t][h] for t, h in pairs[:use.size]]
+            return flow
+    from ortools.graph.python import max_flow
+
     smf = max_flow.SimpleMaxFlow()
     arcs = smf.add_arcs_with_capacity(
         np.concatenate([tails[use], np.full(pos.size, src), neg]),
@@ -121,6 +157,18 @@ def _raise(x: np.ndarray, idx: np.ndarray, val: np.ndarray) -> bool:
 
 
 def _min_cost_flow(n_nodes, tails, heads, caps, costs, supplies):
+    if tails.size <= SMALL_ARCS:
+        import networkx as nx
+
+        g, pairs = _nx_network(n_nodes, tails, heads, caps, costs)
+        if g is not None:
+            for v, sup in enumerate(supplies.tolist()):
+                g.nodes[v]["demand"] = -sup
+            try:
+                cost, fd = nx.network_simplex(g)
+            except (nx.NetworkXUnfeasible, nx.NetworkXUnbounded) as e:
+                raise FlowSolverError(f"networkx network simplex: {e}") from e
+            return np.array([fd[t][h] for t, h in pairs], dtype=np.int64), int(cost)
     from ortools.graph.python import min_cost_flow   # compiled; imported on first use (CLI start-up)
 
     smcf = min_cost_flow.SimpleMinCostFlow()

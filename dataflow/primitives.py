@@ -61,16 +61,14 @@ class PrimitiveGraph:
               target: str, clk_to_q_ns: float, setup_ns: float, name: str = "") -> "PrimitiveGraph":
         """The graph of ``nodes`` and ``wires`` (in that insertion order); every wire joins two listed nodes."""
         g = nx.DiGraph()
-        prims = {}
-        for v, p in nodes:
-            g.add_node(v)
-            prims[v] = p
+        prims = dict(nodes)
+        g.add_nodes_from(prims)
         links = {}
         for u, v, w in wires:
             if u not in prims or v not in prims:
                 raise ValueError(f"wire {u!r} -> {v!r} joins a node that is not in the graph")
-            g.add_edge(u, v)
             links[(u, v)] = w
+        g.add_edges_from(links)           # in the wires' order, as one add_edge per wire
         nx.freeze(g)
         return cls(g, MappingProxyType(prims), MappingProxyType(links), target, clk_to_q_ns, setup_ns, name)
 
@@ -248,10 +246,12 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
     if problems:
         raise SpecError(problems, source="primitive lowering")
     fanout = Counter(u for u, _ in pending)
-    wires = [(u, v, replace(w, wire_ns=table.fanout_ns(fanout[u]))) for (u, v), w in pending.items()]
+    net_ns = {k: table.fanout_ns(k) for k in set(fanout.values())}
+    wires = [(u, v, Wire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]], w.fu_edge))
+             for (u, v), w in pending.items()]
     prim = PrimitiveGraph.build(nodes.items(), wires, target=table.target, clk_to_q_ns=table.clk_to_q_ns,
                                 setup_ns=table.setup_ns, name=fu_graph.name)
-    if not nx.is_directed_acyclic_graph(prim.graph):
+    if not _is_acyclic(prim.graph):
         cycle = nx.find_cycle(prim.graph)
         raise SpecError([problem("primitive graph", "has a combinational/registered cycle; delay matching needs "
                                  "a DAG", cycle)], source="primitive lowering")
@@ -292,12 +292,39 @@ def naive_register_bits(prim: PrimitiveGraph) -> int:
     nothing shared between the sinks of a net and no balancing added (so a lower bound on a balanced naive
     design). Hold edges are not counted."""
     bits = 0
-    for u, v, e in prim.edges():
+    units: dict = {}
+    for (u, v), e in prim.wires.items():
         if e.hold:
             continue
-        crosses = u.unit != v.unit
+        uu = units.get(u)
+        if uu is None:
+            uu = units[u] = u.unit
+        uv = units.get(v)
+        if uv is None:
+            uv = units[v] = v.unit
+        crosses = uu != uv
         bits += e.width * (max(e.delay, 1) if crosses else e.delay)
     return bits
+
+
+def _is_acyclic(g: nx.DiGraph) -> bool:
+    """``nx.is_directed_acyclic_graph(g)`` by Kahn's algorithm on integer node numbers (large arrays)."""
+    index = {v: i for i, v in enumerate(g)}
+    succ = [[index[w] for w in nbrs] for nbrs in g._adj.values()]
+    indeg = [0] * len(succ)
+    for out in succ:
+        for j in out:
+            indeg[j] += 1
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for j in succ[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                ready.append(j)
+    return seen == len(succ)
 
 
 def tree_levels(n_inputs: int) -> int:

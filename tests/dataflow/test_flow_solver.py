@@ -138,3 +138,19 @@ def test_unbalanced_costs_and_negative_bounds_agree_with_cbc_or_are_refused_as_u
         return
     assert status == "Optimal" and sol.objective == round(pulp.value(prob.objective) or 0)
     assert (sol.x <= np.round([v.varValue or 0.0 for v in x]) + 1e-9).all()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_networkx_flows_for_small_systems_equal_ortools(seed, monkeypatch):
+    """Small systems solve their flows with networkx (no OR-Tools import at start-up); both branches, both
+    libraries: the same least optimum."""
+    n, tail, head, b, cost = _random_dag_lp(np.random.default_rng(seed))
+    small = solve_difference_lp(n, tail, head, b, cost)
+    monkeypatch.setattr(flow_solver, "SMALL_ARCS", 0)
+    big = solve_difference_lp(n, tail, head, b, cost)
+    assert big.objective == small.objective and np.array_equal(big.x, small.x)
+    monkeypatch.setattr(flow_solver, "_zero_cost_flow", lambda *a: None)
+    flow_big = solve_difference_lp(n, tail, head, b, cost)
+    monkeypatch.setattr(flow_solver, "SMALL_ARCS", 10 ** 9)
+    flow_small = solve_difference_lp(n, tail, head, b, cost)
+    assert np.array_equal(flow_big.x, small.x) and np.array_equal(flow_small.x, small.x)
