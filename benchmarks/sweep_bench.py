@@ -4,7 +4,8 @@
     python benchmarks/sweep_bench.py --quick    # start-up rows only
 
 Each figure is measured in fresh processes (the CLI as a user runs it), wall time, median of
-``--repeat`` runs for start-up. Sweep rates: points computed per second of wall time, in a fresh
+``--repeat`` runs for start-up, with the CPU seconds (user + system) of the process next to it: on a
+loaded machine wall time mostly measures the wait for a core, CPU time much less so. Sweep rates: points computed per second of wall time, in a fresh
 results directory, for the shared-shape example (500 points: one 4x4 array, DRAM bandwidth x clock x
 four small GEMMs) with 1 and 2 local processes, on Dask local:2, and for a sweep whose every point is
 a new array shape (2x2 ... 32x32, gemm:64,64,64). Numbers are printed, never asserted; on a shared
@@ -24,12 +25,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHGEN = [sys.executable, "-m", "archgen"]
+_last_cpu = 0.0          # CPU seconds (user + system) of the last _wall's process tree
+
+
+def _cpu_children() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _wall(argv, cwd=None) -> tuple[float, str]:
-    t = time.perf_counter()
+    global _last_cpu
+    t, c = time.perf_counter(), _cpu_children()
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t
+    _last_cpu = _cpu_children() - c
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr}")
     return dt, proc.stdout
@@ -40,8 +50,11 @@ def startup(repeat: int) -> list[tuple[str, str]]:
     for label, argv in (("archgen --help", ["--help"]),
                         ("archgen sim gemm_os.yaml --workload gemm:1,1,1", ["sim", "gemm_os.yaml", "--workload",
                                                                              "gemm:1,1,1"])):
-        times = [_wall(ARCHGEN + argv)[0] for _ in range(repeat)]
-        rows.append((label, f"{statistics.median(times):.2f} s (median of {repeat})"))
+        times, cpus = [], []
+        for _ in range(repeat):
+            times.append(_wall(ARCHGEN + argv)[0])
+            cpus.append(_last_cpu)
+        rows.append((label, f"{statistics.median(times):.2f} s (median of {repeat}; CPU {statistics.median(cpus):.2f} s)"))
     return rows
 
 
@@ -50,7 +63,8 @@ def _sweep_rate(argv) -> str:
         dt, out = _wall(ARCHGEN + ["sweep", *argv, "--out", str(Path(d) / "sw"), "--no-plots"])
     m = re.search(r"(\d+) point\(s\) computed in ([\d.]+) s", out)
     n, inner = int(m.group(1)), float(m.group(2))
-    return f"{n / inner:.1f} points/s ({n} points in {inner:.1f} s; {dt:.1f} s with start-up and outputs)"
+    return (f"{n / inner:.1f} points/s ({n} points in {inner:.1f} s; {dt:.1f} s with start-up and outputs, "
+            f"CPU {_last_cpu:.1f} s)")
 
 
 def sweeps() -> list[tuple[str, str]]:
