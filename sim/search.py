@@ -33,6 +33,7 @@ from archgen.arch.errors import SpecError, problem
 __all__ = ["Budget", "Candidate", "decode", "buffer_floors", "run_search", "INFEASIBLE", "BUDGETS"]
 
 INFEASIBLE = 1e40
+MAX_SIDE = 1024          # arch/spec.schema.json: at most 1024 FUs along an array axis
 DIM = 8
 _DATAFLOWS = {frozenset("ij"): "gemm_os.yaml", frozenset("jk"): "gemm_ws.yaml", frozenset("ik"): "gemm_is.yaml"}
 
@@ -83,8 +84,9 @@ def decode(z, budget: Budget, mode: str = "naas", fixed_dataflow: str = "gemm_os
     z = [min(1.0, max(0.0, float(v))) for v in z]
     p = int(round(math.exp(math.log(4) + z[0] * (math.log(budget.pes) - math.log(4)))))
     p = max(4, min(budget.pes, p))
-    rows = max(1, min(p, int(round(math.exp(z[1] * math.log(p))))))
-    cols = max(1, p // rows)
+    # each side at most MAX_SIDE (the spec's limit per array axis): the rows keep cols within it too
+    rows = max(-(-p // MAX_SIDE), 1, min(p, MAX_SIDE, int(round(math.exp(z[1] * math.log(p))))))
+    cols = max(1, min(MAX_SIDE, p // rows))
     if mode == "naas":
         imp = dict(zip("ijk", z[2:5]))
         top = frozenset(sorted("ijk", key=lambda d: (-imp[d], d))[:2])
@@ -109,7 +111,10 @@ def buffer_floors(spec: str, shape: tuple[int, int], workloads) -> tuple[int, in
     from archgen.mappings.tiling import map_problem
     from .array_sim import lower_layer
     from .sweep_eval import load_workload
-    design = load_spec(spec, [f"array.shape=[{shape[0]},{shape[1]}]"])
+    try:
+        design = load_spec(spec, [f"array.shape=[{shape[0]},{shape[1]}]"])
+    except SpecError:
+        return None
     df = design.dataflow(None)
     outer = tuple(df.outer_dims())
     need = {b.operand: 1024 for b in design.memory_system.buffers}

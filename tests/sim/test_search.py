@@ -16,7 +16,7 @@ def test_decode_always_respects_the_budget():
         for mode in ("naas", "sizing"):
             for z in list(rng.uniform(-0.5, 1.5, size=(200, S.DIM))) + [np.zeros(S.DIM), np.ones(S.DIM)]:
                 c = S.decode(z, budget, mode)
-                assert 1 <= c.pes <= budget.pes and min(c.shape) >= 1
+                assert 1 <= c.pes <= budget.pes and min(c.shape) >= 1 and max(c.shape) <= S.MAX_SIDE
                 assert sum(c.buffers) <= budget.onchip_bytes and min(c.buffers) >= 1024
                 assert (mode == "sizing") == (c.spec == "gemm_os.yaml" and c.mapper == "heuristic") or mode == "naas"
     specs = {S.decode(z, BUDGET).spec for z in rng.uniform(0, 1, size=(100, S.DIM))}
