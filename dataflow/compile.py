@@ -147,7 +147,7 @@ def _compile(design: Design, df: Dataflow, period: float | None, target: str,
     retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)
-    command = command_layout(df.outer_dims())
+    command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo))   # halo: the row length of its loop
     key = hashlib.sha256(repr((design, df, period, target, single_tile)).encode()).hexdigest()
     return CompiledArray(design, df, fg, timing, schedule, array_ports(fg, command), command, period is not None,
                          target, single_tile, key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ import networkx as nx
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
+from archgen.mappings.tiling import DelayAxis, delay_axes, delay_halo
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
-from .reuse import ReuseVector, unit_reuse
+from .reuse import ReuseVector, delay_reuse, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "MEMORY_PORT_COST"]
 
@@ -136,6 +138,15 @@ class FUGraph:
     def coords(self):
         return itertools.product(*[range(e) for e in self.shape])
 
+    @property
+    def halo(self) -> tuple[tuple[str, int], ...]:
+        """(innermost loop, halo steps) when delay connections fill at each row of it (mappings/tiling.py)."""
+        return delay_halo(self.design, self.dataflow) if self.fifos() else ()
+
+    def fifos(self) -> list[tuple[Node, Node, Link]]:
+        """The delay connections: (sending FU, receiving FU, Link with its FIFO depth in steps)."""
+        return [(u, v, e) for u, v, e in self.links() if e.kind is EdgeKind.DELAY]
+
 
 class _Builder:
     """The FU graph under construction: topology, links and FU roles, frozen into an FUGraph at the end."""
@@ -186,6 +197,7 @@ class _Reuse:
 
     held_over: frozenset            # loops whose step keeps the element (temporal reuse)
     moves: dict                     # array axis -> (direction, delay c.ds) of the oriented spatial move
+    delays: tuple = ()              # (DelayAxis, physical delay in cycles) of the delay connections built
 
     @staticmethod
     def of(vectors: list[ReuseVector], order) -> "_Reuse":
@@ -220,6 +232,10 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     axis_dim = df.spatial_dims
     inner = df.inner_dims()
     reuse = {x.name: _Reuse.of(unit_reuse(design, df, x.name), df.order) for x in op.operands}
+    for x in op.inputs:
+        found = _delay_connections(design, df, x.name)
+        if found:
+            reuse[x.name] = dataclasses.replace(reuse[x.name], delays=found)
     g = _Builder()
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
@@ -269,6 +285,25 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     return g.freeze(design, df, tuple(plans))
 
 
+def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:
+    """(DelayAxis, physical delay) of each delay connection of ``operand``: the axes come from
+    mappings/tiling.py ``delay_axes`` (the rule the halo of the tile walk follows), the delay from the
+    reuse analysis' solution of ``A_X M [dt; ds] = 0`` for that move (dataflow/reuse.py ``delay_reuse``)."""
+    axes = [a for a in delay_axes(design, df) if a.operand == operand]
+    if not axes:
+        return ()
+    loop = axes[0].loop
+    k = list(df.order).index(loop)
+    sols = delay_reuse(design, df, operand, loop)
+    out = []
+    for a in axes:
+        match = [r for r in sols if r.dt[k] == 1 and r.ds[a.axis] == a.step]
+        if len(match) != 1 or match[0].delay != 1 + a.skew:
+            raise AssertionError(f"delay connection {a} disagrees with the reuse analysis {sols}")
+        out.append((a, match[0].delay))
+    return tuple(out)
+
+
 def _stationary(g, name, shape, coords, dtype) -> OperandPlan:
     """One register per FU, loaded row by row over a bus: lane = last-axis coordinate."""
     lanes = []
@@ -290,6 +325,7 @@ class _Move:
     delay: int
     axis: int | None
     cost: float
+    fifo: int = 0             # a delay connection: FIFO steps in front of the ``delay`` registers
 
 
 def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _Move]:
@@ -308,8 +344,23 @@ def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _
     return moves
 
 
+def _fifo_candidates(coords, shape, reuse: _Reuse) -> dict[tuple[Node, Node], _Move]:
+    """The delay connections as FU-to-FU edges: a one-step FIFO, then c.ds registers. A little dearer than a
+    systolic hop of the same length, so the tree takes plain forwarding where both reach an FU."""
+    moves = {}
+    for a, depth in reuse.delays:
+        for s in coords:
+            t = list(s)
+            t[a.axis] += a.step
+            if 0 <= t[a.axis] < shape[a.axis]:
+                moves[(fu(s), fu(t))] = _Move(a.skew, a.axis, depth * 10 + 1.25, fifo=1)
+    return moves
+
+
 def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> OperandPlan:
     moves = _candidates(coords, shape, reuse, reuse.axes)
+    for e, m in _fifo_candidates(coords, shape, reuse).items():
+        moves.setdefault(e, m)
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
@@ -323,7 +374,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
         mem = _mem(name, lane)
         g.add_node(mem)
         members = [first] + [v for v in nx.descendants(tree, first)]
-        zero = all(moves[e].delay == 0 for e in nx.bfs_edges(tree, first))
+        zero = all(moves[e].delay == 0 and not moves[e].fifo for e in nx.bfs_edges(tree, first))
         if zero and len(members) > 1:
             # a same-cycle tree is one net: the lane drives every member directly
             for v in sorted(members):
@@ -333,8 +384,8 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
             g.add_edge(mem, first, Link(name, EdgeKind.MEMORY, skew[first.coord], dtype.bits))
             for u, v in nx.bfs_edges(tree, first):
                 e = moves[(u, v)]
-                kind = EdgeKind.SYSTOLIC if e.delay > 0 else EdgeKind.BROADCAST
-                g.add_edge(u, v, Link(name, kind, e.delay, dtype.bits, axis=e.axis))
+                kind = EdgeKind.DELAY if e.fifo else EdgeKind.SYSTOLIC if e.delay > 0 else EdgeKind.BROADCAST
+                g.add_edge(u, v, Link(name, kind, e.delay, dtype.bits, axis=e.axis, fifo=e.fifo))
         for v in members:
             g.set_role(v, name, Role.STREAM)
         lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))
