@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
+from .interconnect import tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -31,8 +33,14 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         text = "; ".join(f"{r.kind} {r.describe(df.order)} ({r.delay} cycles)" for r in vecs) or "none"
         lines.append(f"    {x.name}: {text}")
     if df.spatial is None:
-        lines.append("  (not a tiled map: the generator cannot build it; connections below need the tiled form)")
-        return lines
+        try:
+            tiled = tiled_equivalent(design, df)
+        except SpecError as err:
+            lines.append("  (not built: " + "; ".join(str(p) for p in err.problems) + ")")
+            return lines
+        lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
+                     f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
+        df = tiled
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
     banking = {b.operand: b for b in derive_banking(fg)}

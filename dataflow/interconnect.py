@@ -24,7 +24,9 @@ from types import MappingProxyType
 
 import networkx as nx
 
+from archgen.arch.affine import AffineExpr, AffineMap
 from archgen.arch.errors import SpecError, problem
+from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
 from archgen.mappings.tiling import DelayAxis, delay_axes, delay_halo
 
@@ -32,7 +34,7 @@ from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "MEMORY_PORT_COST"]
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MEMORY_PORT_COST"]
 
 MEMORY_PORT_COST = 1000      # a memory lane costs far more than a register hop or a wire
 
@@ -222,11 +224,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     ``single_tile`` names outer loops the caller promises run one tile only (the array covers their whole
     range, as in SpAtten's head-dimension arrays): a reduction over them needs no partial-sum input.
     """
-    df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
-    if df.spatial is None:
-        raise SpecError([problem(f"dataflows.{df.name}", "the generator executes tiled maps only (each array axis "
-                                 "carries one loop as loop = extent*t_loop + s_axis); this map can be checked and "
-                                 "explained but not built", df.form)])
+    df = tiled_equivalent(design, dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow))
     op = design.operation
     shape = design.shape
     axis_dim = df.spatial_dims
@@ -283,6 +281,72 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, ro, chained, trees,
                                       types[out.name], outer_reduction))
     return g.freeze(design, df, tuple(plans))
+
+
+def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
+    """``df`` itself when it is tiled; for a ``map`` whose tile's innermost loop is skewed by the FU coordinates
+    (``k: "t_k - s0 - s1"``: FU s runs iteration k at step k + s0 + s1 of its row), the tiled map with the
+    control vector that skew implies (c - sigma per axis: FU s runs sigma.s cycles later). Both give every FU
+    the same iterations in the same order; the skewed map's parallelogram of (t, s) points is the tiled one
+    shifted by c.s cycles per FU, so the array issues rows back to back instead of padding each with the
+    skew's span of masked steps. Maps that skew the FU assignment itself (hexagonal arrays) or a loop that
+    is not the innermost are refused with a field-named message."""
+    if df.spatial is not None:
+        return df
+    op, shape = design.operation, design.shape
+    path = f"dataflows.{df.name}.{df.form}"
+    spatial: dict[int, str] = {}
+    skews: dict[str, dict[int, int]] = {}
+    problems = []
+    for d, e in zip(op.dims, df.ts_map.exprs):
+        co = e.coeffs
+        tv = {v: c for v, c in co.items() if v.startswith("t_")}
+        sv = {int(v[1:]): c for v, c in co.items() if not v.startswith("t_")}
+        if set(tv) != {time_var(d)}:
+            problems.append(problem(f"{path}.{d}", f"the generator builds maps in which loop {d} reads only its own "
+                                    f"temporal variable t_{d} (tiled, possibly skewed by FU coordinates)", str(e)))
+            continue
+        a_tiled = [a for a, c in sv.items() if c == 1 and tv[time_var(d)] == shape[a] and shape[a] > 1]
+        if tv[time_var(d)] != 1 and a_tiled:
+            a = a_tiled[0]
+            if a in spatial or len(sv) != 1:
+                problems.append(problem(f"{path}.{d}", "spatially skewed maps (the FU of an iteration depends on "
+                                        "several loops, as in hexagonal arrays) are not built; give each array axis one "
+                                        f"loop as loop = extent*t_loop + s_axis", str(e)))
+                continue
+            spatial[a] = d
+        elif tv[time_var(d)] == 1:
+            if sv:
+                skews[d] = sv
+        else:
+            problems.append(problem(f"{path}.{d}", f"loop {d} must be t_{d} (+ a skew by s0..) or extent*t_{d} + "
+                                    "s_axis for the generator", str(e)))
+    if problems:
+        raise SpecError(problems)
+    missing = [a for a in range(len(shape)) if shape[a] > 1 and a not in spatial]
+    if missing:
+        raise SpecError([problem(path, f"array axis(es) {missing} carry no tiled loop (loop = extent*t_loop + s_axis); "
+                                 "the generator needs one per axis", df.form)])
+    order = df.order
+    spatial_loops = set(spatial.values())
+    inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
+    control = list(df.control)
+    for d, sv in skews.items():
+        if not inner or d != inner[-1]:
+            raise SpecError([problem(f"{path}.{d}", "a skew by FU coordinates is built on the innermost loop of the tile "
+                                     f"only ({inner[-1] if inner else 'none'}), where it is a fixed delay per FU; on "
+                                     f"loop {d} it would depend on the problem size", str(df.ts_map.exprs[op.dims.index(d)]))])
+        for a, c in sv.items():
+            control[a] -= c
+    exprs = []
+    for d in op.dims:
+        a = next((a for a, dd in spatial.items() if dd == d), None)
+        exprs.append(AffineExpr.var(time_var(d)) if a is None
+                     else AffineExpr.of({time_var(d): shape[a], space_var(a): 1}))
+    ts_map = AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names)
+    return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
+                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
+                               inner=tuple(inner) if df.inner is not None else None, stt=None)
 
 
 def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:
