@@ -166,6 +166,8 @@ class _Builder:
         self.g.add_node(n)
 
     def add_edge(self, u: Node, v: Node, link: Link) -> None:
+        if (u, v) in self.links and self.links[(u, v)] != link:
+            raise AssertionError(f"two connections on {u!r} -> {v!r}: {self.links[(u, v)]} and {link}")
         self.g.add_edge(u, v)
         self.links[(u, v)] = link
 
@@ -325,8 +327,9 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
         raise SpecError(problems)
     missing = [a for a in range(len(shape)) if shape[a] > 1 and a not in spatial]
     if missing:
-        raise SpecError([problem(path, f"array axis(es) {missing} carry no tiled loop (loop = extent*t_loop + s_axis); "
-                                 "the generator needs one per axis", df.form)])
+        raise SpecError([problem(path, f"array axis(es) {missing} carry no loop in the tiled form loop = "
+                                 "extent*t_loop + s_axis; maps that distribute loops over the FUs otherwise (in blocks, "
+                                 "along diagonals) are not built", df.form)])
     order = df.order
     spatial_loops = set(spatial.values())
     inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]

@@ -44,7 +44,8 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     Only tiled maps with a loop inside the tile qualify. A move qualifies when it is one hop along an
     axis with more than one FU, one step of the tile's innermost loop (so the FIFO depth is fixed, not a
     function of the problem size), the receiving FU runs no earlier than the sending one (c.ds >= 0),
-    and the axis's loop is also used by another input, whose padding zeros the products of padded FUs.
+    and the axis's loop is also used by another input, whose padding zeros the products of padded FUs; an
+    axis along which the output's partial sums run in a chain (the same FU pairs) is left to the chain.
     """
     if df.spatial is None or not df.inner_dims():
         return ()
@@ -52,6 +53,7 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     dims = op.dims
     inner = df.inner_dims()
     loop = inner[-1]
+    out = op.output.access_matrix(dims)
     found = []
     for x in op.inputs:
         amat = x.access_matrix(dims)
@@ -61,6 +63,8 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
         for axis, d in df.spatial:
             if design.shape[axis] < 2 or not any(o.uses(d) for o in op.inputs if o.name != x.name):
                 continue
+            if not out[:, dims.index(d)].any() and df.control[axis] != 0:
+                continue                               # the output's partial-sum chain runs along this axis
             col_s = amat[:, dims.index(d)]
             for step in (1, -1):
                 # A (e_loop * 1 + e_d * step) = 0: one step of the loop later, one hop along the axis

@@ -18,8 +18,8 @@ CASES = [
                  {"n": 1, "k": 2, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}, 5, id="1x4"),
     pytest.param(("array.shape=2x3", "clock_mhz=1200"), {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}, 11,
                  id="pipelined-2x3"),
-    pytest.param(("array.shape=2x4", "dataflows.rs.control=[-1, 1]"),
-                 {"n": 1, "k": 5, "p": 5, "q": 1, "c": 2, "r": 3, "s": 2}, 4, id="fifo-plus-register-2x4",
+    pytest.param(("array.shape=3x2", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1, 0]"),
+                 {"n": 1, "k": 5, "p": 5, "q": 1, "c": 2, "r": 3, "s": 2}, 4, id="fifo-axis1-3x2",
                  marks=pytest.mark.slow),
     pytest.param((), {"n": 1, "k": 6, "p": 5, "q": 3, "c": 3, "r": 3, "s": 3}, 3, id="4x4", marks=pytest.mark.slow),
 ]
