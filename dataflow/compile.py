@@ -23,7 +23,7 @@ from archgen.arch.spec import Dataflow, Design
 
 from .delay_lp import RetimedGraph, insert_pipeline_registers
 from .delays import DelayTable
-from .interconnect import FUGraph, derive_interconnect
+from .interconnect import FUGraph, derive_interconnect, tiled_equivalent
 from .ir import CommandLayout, Direction, Port, PortRole, command_layout, port_name
 from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
@@ -117,6 +117,7 @@ def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pip
     ``single_tile`` names outer loops the caller promises run one tile only (see derive_interconnect).
     """
     df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
+    df = tiled_equivalent(design, df)        # skewed maps run as the tiled map with the control they imply
     period = 1e3 / design.clock_mhz if pipeline else None
     return _compile_for(design, df, period, str(target), tuple(single_tile))
 
@@ -147,7 +148,7 @@ def _compile(design: Design, df: Dataflow, period: float | None, target: str,
     retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)
-    command = command_layout(df.outer_dims())
+    command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo))   # halo: the row length of its loop
     key = hashlib.sha256(repr((design, df, period, target, single_tile)).encode()).hexdigest()
     return CompiledArray(design, df, fg, timing, schedule, array_ports(fg, command), command, period is not None,
                          target, single_tile, key)

@@ -33,7 +33,7 @@ from .schedule import ArraySchedule
 __all__ = ["Flag", "CommandHW", "TileCounterHW", "LoaderHW", "IssuerHW", "DrainHW",
            "tile_counter_hw", "loader_hw", "issuer_hw", "accumulator_drain_hw", "stream_drain_hw",
            "loader_process", "issuer_process", "accumulator_drain_process", "stream_drain_process",
-           "all_of"]
+           "all_of", "halo_hw"]
 
 
 def all_of(conds):
@@ -256,6 +256,20 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
         m.d.sync += [step.eq(0), done.eq(0)]
     return IssuerHW(issue, issue & first_step, issue & last_step, issue & first_step & needs,
                     issue & last_step & tiles.last, tiles.first, done)
+
+
+def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int):
+    """Delay connections: the issued step is one of the ``halo`` steps that start each row of the innermost
+    loop ``loop`` (the FIFOs fill, products are masked). The row is the command's trip count of ``loop``
+    plus the halo. Model half: ``TileMapping.steps`` counts the halo steps, so the issuer's timing holds."""
+    pos = hdl.Signal(TRIP_BITS, name=f"halo_pos_{loop}")
+    flag = hdl.Signal(name="issue_halo")
+    m.d.comb += flag.eq(pos < halo)
+    with m.If(issue):
+        m.d.sync += pos.eq(hdl.Mux(pos == cmd.trips_m1[loop] + halo, 0, pos + 1))
+    with m.If(cmd.start):
+        m.d.sync += pos.eq(0)
+    return flag
 
 
 def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, wait_fetched, on_first, on_tile):

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
+from .interconnect import tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -31,16 +33,23 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         text = "; ".join(f"{r.kind} {r.describe(df.order)} ({r.delay} cycles)" for r in vecs) or "none"
         lines.append(f"    {x.name}: {text}")
     if df.spatial is None:
-        lines.append("  (not a tiled map: the generator cannot build it; connections below need the tiled form)")
-        return lines
+        try:
+            tiled = tiled_equivalent(design, df)
+        except SpecError as err:
+            lines.append("  (not built: " + "; ".join(str(p) for p in err.problems) + ")")
+            return lines
+        lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
+                     f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
+        df = tiled
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
     banking = {b.operand: b for b in derive_banking(fg)}
     lines.append("  derived connections:")
     for p in fg.plans:
-        edges = Counter((e.kind, e.delay, e.axis) for _, _, e in fg.links(p.name))
-        desc = ", ".join(f"{n} x {k}" + (f" along axis {a}" if a is not None else "") + f" (delay {d})"
-                         for (k, d, a), n in sorted(edges.items(), key=lambda kv: str(kv[0])))
+        edges = Counter((e.kind, e.delay, e.axis, e.fifo) for _, _, e in fg.links(p.name))
+        desc = ", ".join(f"{n} x {k}" + (f" along axis {a}" if a is not None else "")
+                         + (f" (FIFO {f} step + {d} registers)" if f else f" (delay {d})")
+                         for (k, d, a, f), n in sorted(edges.items(), key=lambda kv: str(kv[0])))
         fan = [e.fanout for _, _, e in fg.links(p.name) if e.fanout]
         lines.append(f"    {p.name} [{p.width} bit]: {_ROLE[p.role]}; {p.n_lanes} lane(s), skews {[l.skew for l in p.lanes]}"
                      + (f"; broadcast fan-out {max(fan)}" if fan else "")
@@ -52,9 +61,29 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         b = banking[p.name]
         lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
                      f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
+    lines += _delay_connection_lines(fg)
     load = sch.rows if sch.has_stationary else (f"0 or {sch.rows}" if sch.psum_in and sch.accumulate else 0)
     tail = (f"drain {sch.drain_rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
             else f"outputs {sch.out_latency} cycles after their step")
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")
+    return lines
+
+
+def _delay_connection_lines(fg) -> list[str]:
+    """Each delay connection (FIFO) with its depth, and the halo steps that fill them (issue 14)."""
+    fifos = fg.fifos()
+    if not fifos:
+        return []
+    df = fg.dataflow
+    (loop, halo), = fg.halo
+    lines = [f"  delay connections (reuse with dt != 0 built as FIFOs; depth = physical delay dt*stride + c.ds "
+             f"of the solution of A_X M [dt; ds] = 0):"]
+    for u, v, e in sorted(fifos, key=lambda f: (f[2].operand, f[0], f[1])):
+        ds = [b - a for a, b in zip(u.coord, v.coord)]
+        lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} + {e.delay} "
+                     f"register(s) = depth {e.fifo + e.delay} cycle(s)  (dt: +t_{loop}, ds: {ds})")
+    memory_fed = {p.name: p.n_lanes for p in fg.inputs}
+    lines.append(f"    halo: each row of t_{loop} starts with {halo} step(s) in which the FIFOs fill and products are "
+                 f"masked; memory-fed input lanes: " + ", ".join(f"{k} {n}" for k, n in memory_fed.items()))
     return lines

@@ -52,11 +52,14 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
     """Loop values x[step, fu, dim] for the given FU coordinates and step numbers of one tile."""
     design, df = fg.design, fg.dataflow
     dims = design.operation.dims
-    trips = mapping.trips()
+    trips = mapping.issued_trips()
+    halo = mapping.halo
     inner = df.inner_dims()
     outer = dict(tile.outer)
     axis_of = df.axis_of
     inner_vals = np.stack(np.unravel_index(steps, [trips[d] for d in inner]), axis=-1) if inner else np.zeros((len(steps), 0), dtype=np.int64)
+    # halo steps (delay connections filling) come first in each row of their loop: negative loop values
+    inner_vals = inner_vals - np.array([halo.get(d, 0) for d in inner], dtype=np.int64)
     x = np.zeros((len(steps), len(coords), len(dims)), dtype=np.int64)
     for k, d in enumerate(dims):
         if d in axis_of:
@@ -77,7 +80,7 @@ def _gather(tensor: np.ndarray, operand, dims, x: np.ndarray, bounds) -> tuple[n
     amat = operand.access_matrix(dims)
     idx = x @ amat.T + operand.access_offset()
     used = [k for k, d in enumerate(dims) if operand.uses(d)]
-    inside = np.all(x[..., used] < np.array([bounds[dims[k]] for k in used]), axis=-1)
+    inside = np.all((x[..., used] < np.array([bounds[dims[k]] for k in used])) & (x[..., used] >= 0), axis=-1)
     safe = np.where(inside[..., None], idx, 0)
     vals = tensor[tuple(np.moveaxis(safe, -1, 0))]
     return np.where(inside, vals, 0), np.where(inside[..., None], idx, -1)
@@ -132,6 +135,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
                     last_writer[tuple(idx[b, l])] = n_out + b
         n_out += idx.shape[0]
 
+    chained_operands = {e.operand for _, _, e in fg.fifos()}
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
@@ -145,7 +149,12 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
                 continue
             roots = np.array([l.fus[0] for l in p.lanes], dtype=np.int64)
             x = _iterations(fg, mapping, tile, roots, steps)
-            vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
+            if p.name in chained_operands:
+                # a FIFO chain's root also streams what the FUs behind it use later (halo steps, padded
+                # root FUs): every element inside the tensor is sent, not only those of the root's own loops
+                vals = _gather_elements(tensors[p.name], op.operand(p.name), dims, x)
+            else:
+                vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)
             add(port_name(PortRole.INPUT, p.name), vals)
         # the tile's products, accumulated into the running result
         x = _iterations(fg, mapping, tile, coords_all, steps)
@@ -174,6 +183,14 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
     return HostProgram({k: np.concatenate(v, axis=0) for k, v in streams.items()},
                        np.concatenate(expected, axis=0), np.concatenate(out_index, axis=0), result,
                        np.concatenate(psum_source, axis=0) if psum_source else None)
+
+
+def _gather_elements(tensor: np.ndarray, operand, dims, x: np.ndarray) -> np.ndarray:
+    """Values of ``operand`` at iterations x by tensor index: zero only where the index leaves the tensor."""
+    idx = x @ operand.access_matrix(dims).T + operand.access_offset()
+    inside = np.all((idx >= 0) & (idx < np.array(tensor.shape)), axis=-1)
+    safe = np.where(inside[..., None], idx, 0)
+    return np.where(inside, tensor[tuple(np.moveaxis(safe, -1, 0))], 0)
 
 
 def _lookup(tensor: np.ndarray, idx: np.ndarray) -> np.ndarray:

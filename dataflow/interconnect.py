@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,14 +24,17 @@ from types import MappingProxyType
 
 import networkx as nx
 
+from archgen.arch.affine import AffineExpr, AffineMap
 from archgen.arch.errors import SpecError, problem
+from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
+from archgen.mappings.tiling import DelayAxis, delay_axes, delay_halo
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
-from .reuse import ReuseVector, unit_reuse
+from .reuse import ReuseVector, delay_reuse, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "MEMORY_PORT_COST"]
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MEMORY_PORT_COST"]
 
 MEMORY_PORT_COST = 1000      # a memory lane costs far more than a register hop or a wire
 
@@ -136,6 +140,15 @@ class FUGraph:
     def coords(self):
         return itertools.product(*[range(e) for e in self.shape])
 
+    @property
+    def halo(self) -> tuple[tuple[str, int], ...]:
+        """(innermost loop, halo steps) when delay connections fill at each row of it (mappings/tiling.py)."""
+        return delay_halo(self.design, self.dataflow) if self.fifos() else ()
+
+    def fifos(self) -> list[tuple[Node, Node, Link]]:
+        """The delay connections: (sending FU, receiving FU, Link with its FIFO depth in steps)."""
+        return [(u, v, e) for u, v, e in self.links() if e.kind is EdgeKind.DELAY]
+
 
 class _Builder:
     """The FU graph under construction: topology, links and FU roles, frozen into an FUGraph at the end."""
@@ -153,6 +166,8 @@ class _Builder:
         self.g.add_node(n)
 
     def add_edge(self, u: Node, v: Node, link: Link) -> None:
+        if (u, v) in self.links and self.links[(u, v)] != link:
+            raise AssertionError(f"two connections on {u!r} -> {v!r}: {self.links[(u, v)]} and {link}")
         self.g.add_edge(u, v)
         self.links[(u, v)] = link
 
@@ -186,6 +201,7 @@ class _Reuse:
 
     held_over: frozenset            # loops whose step keeps the element (temporal reuse)
     moves: dict                     # array axis -> (direction, delay c.ds) of the oriented spatial move
+    delays: tuple = ()              # (DelayAxis, physical delay in cycles) of the delay connections built
 
     @staticmethod
     def of(vectors: list[ReuseVector], order) -> "_Reuse":
@@ -210,16 +226,16 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     ``single_tile`` names outer loops the caller promises run one tile only (the array covers their whole
     range, as in SpAtten's head-dimension arrays): a reduction over them needs no partial-sum input.
     """
-    df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
-    if df.spatial is None:
-        raise SpecError([problem(f"dataflows.{df.name}", "the generator executes tiled maps only (each array axis "
-                                 "carries one loop as loop = extent*t_loop + s_axis); this map can be checked and "
-                                 "explained but not built", df.form)])
+    df = tiled_equivalent(design, dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow))
     op = design.operation
     shape = design.shape
     axis_dim = df.spatial_dims
     inner = df.inner_dims()
     reuse = {x.name: _Reuse.of(unit_reuse(design, df, x.name), df.order) for x in op.operands}
+    for x in op.inputs:
+        found = _delay_connections(design, df, x.name)
+        if found:
+            reuse[x.name] = dataclasses.replace(reuse[x.name], delays=found)
     g = _Builder()
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
@@ -269,6 +285,92 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     return g.freeze(design, df, tuple(plans))
 
 
+def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
+    """``df`` itself when it is tiled; for a ``map`` whose tile's innermost loop is skewed by the FU coordinates
+    (``k: "t_k - s0 - s1"``: FU s runs iteration k at step k + s0 + s1 of its row), the tiled map with the
+    control vector that skew implies (c - sigma per axis: FU s runs sigma.s cycles later). Both give every FU
+    the same iterations in the same order; the skewed map's parallelogram of (t, s) points is the tiled one
+    shifted by c.s cycles per FU, so the array issues rows back to back instead of padding each with the
+    skew's span of masked steps. Maps that skew the FU assignment itself (hexagonal arrays) or a loop that
+    is not the innermost are refused with a field-named message."""
+    if df.spatial is not None:
+        return df
+    op, shape = design.operation, design.shape
+    path = f"dataflows.{df.name}.{df.form}"
+    spatial: dict[int, str] = {}
+    skews: dict[str, dict[int, int]] = {}
+    problems = []
+    for d, e in zip(op.dims, df.ts_map.exprs):
+        co = e.coeffs
+        tv = {v: c for v, c in co.items() if v.startswith("t_")}
+        sv = {int(v[1:]): c for v, c in co.items() if not v.startswith("t_")}
+        if set(tv) != {time_var(d)}:
+            problems.append(problem(f"{path}.{d}", f"the generator builds maps in which loop {d} reads only its own "
+                                    f"temporal variable t_{d} (tiled, possibly skewed by FU coordinates)", str(e)))
+            continue
+        a_tiled = [a for a, c in sv.items() if c == 1 and tv[time_var(d)] == shape[a] and shape[a] > 1]
+        if tv[time_var(d)] != 1 and a_tiled:
+            a = a_tiled[0]
+            if a in spatial or len(sv) != 1:
+                problems.append(problem(f"{path}.{d}", "spatially skewed maps (the FU of an iteration depends on "
+                                        "several loops, as in hexagonal arrays) are not built; give each array axis one "
+                                        f"loop as loop = extent*t_loop + s_axis", str(e)))
+                continue
+            spatial[a] = d
+        elif tv[time_var(d)] == 1:
+            if sv:
+                skews[d] = sv
+        else:
+            problems.append(problem(f"{path}.{d}", f"loop {d} must be t_{d} (+ a skew by s0..) or extent*t_{d} + "
+                                    "s_axis for the generator", str(e)))
+    if problems:
+        raise SpecError(problems)
+    missing = [a for a in range(len(shape)) if shape[a] > 1 and a not in spatial]
+    if missing:
+        raise SpecError([problem(path, f"array axis(es) {missing} carry no loop in the tiled form loop = "
+                                 "extent*t_loop + s_axis; maps that distribute loops over the FUs otherwise (in blocks, "
+                                 "along diagonals) are not built", df.form)])
+    order = df.order
+    spatial_loops = set(spatial.values())
+    inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
+    control = list(df.control)
+    for d, sv in skews.items():
+        if not inner or d != inner[-1]:
+            raise SpecError([problem(f"{path}.{d}", "a skew by FU coordinates is built on the innermost loop of the tile "
+                                     f"only ({inner[-1] if inner else 'none'}), where it is a fixed delay per FU; on "
+                                     f"loop {d} it would depend on the problem size", str(df.ts_map.exprs[op.dims.index(d)]))])
+        for a, c in sv.items():
+            control[a] -= c
+    exprs = []
+    for d in op.dims:
+        a = next((a for a, dd in spatial.items() if dd == d), None)
+        exprs.append(AffineExpr.var(time_var(d)) if a is None
+                     else AffineExpr.of({time_var(d): shape[a], space_var(a): 1}))
+    ts_map = AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names)
+    return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
+                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
+                               inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
+def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:
+    """(DelayAxis, physical delay) of each delay connection of ``operand``: the axes come from
+    mappings/tiling.py ``delay_axes`` (the rule the halo of the tile walk follows), the delay from the
+    reuse analysis' solution of ``A_X M [dt; ds] = 0`` for that move (dataflow/reuse.py ``delay_reuse``)."""
+    axes = [a for a in delay_axes(design, df) if a.operand == operand]
+    if not axes:
+        return ()
+    loop = axes[0].loop
+    k = list(df.order).index(loop)
+    sols = delay_reuse(design, df, operand, loop)
+    out = []
+    for a in axes:
+        match = [r for r in sols if r.dt[k] == 1 and r.ds[a.axis] == a.step]
+        if len(match) != 1 or match[0].delay != 1 + a.skew:
+            raise AssertionError(f"delay connection {a} disagrees with the reuse analysis {sols}")
+        out.append((a, match[0].delay))
+    return tuple(out)
+
+
 def _stationary(g, name, shape, coords, dtype) -> OperandPlan:
     """One register per FU, loaded row by row over a bus: lane = last-axis coordinate."""
     lanes = []
@@ -290,6 +392,7 @@ class _Move:
     delay: int
     axis: int | None
     cost: float
+    fifo: int = 0             # a delay connection: FIFO steps in front of the ``delay`` registers
 
 
 def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _Move]:
@@ -308,8 +411,23 @@ def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _
     return moves
 
 
+def _fifo_candidates(coords, shape, reuse: _Reuse) -> dict[tuple[Node, Node], _Move]:
+    """The delay connections as FU-to-FU edges: a one-step FIFO, then c.ds registers. A little dearer than a
+    systolic hop of the same length, so the tree takes plain forwarding where both reach an FU."""
+    moves = {}
+    for a, depth in reuse.delays:
+        for s in coords:
+            t = list(s)
+            t[a.axis] += a.step
+            if 0 <= t[a.axis] < shape[a.axis]:
+                moves[(fu(s), fu(t))] = _Move(a.skew, a.axis, depth * 10 + 1.25, fifo=1)
+    return moves
+
+
 def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> OperandPlan:
     moves = _candidates(coords, shape, reuse, reuse.axes)
+    for e, m in _fifo_candidates(coords, shape, reuse).items():
+        moves.setdefault(e, m)
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
@@ -323,7 +441,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
         mem = _mem(name, lane)
         g.add_node(mem)
         members = [first] + [v for v in nx.descendants(tree, first)]
-        zero = all(moves[e].delay == 0 for e in nx.bfs_edges(tree, first))
+        zero = all(moves[e].delay == 0 and not moves[e].fifo for e in nx.bfs_edges(tree, first))
         if zero and len(members) > 1:
             # a same-cycle tree is one net: the lane drives every member directly
             for v in sorted(members):
@@ -333,8 +451,8 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
             g.add_edge(mem, first, Link(name, EdgeKind.MEMORY, skew[first.coord], dtype.bits))
             for u, v in nx.bfs_edges(tree, first):
                 e = moves[(u, v)]
-                kind = EdgeKind.SYSTOLIC if e.delay > 0 else EdgeKind.BROADCAST
-                g.add_edge(u, v, Link(name, kind, e.delay, dtype.bits, axis=e.axis))
+                kind = EdgeKind.DELAY if e.fifo else EdgeKind.SYSTOLIC if e.delay > 0 else EdgeKind.BROADCAST
+                g.add_edge(u, v, Link(name, kind, e.delay, dtype.bits, axis=e.axis, fifo=e.fifo))
         for v in members:
             g.set_role(v, name, Role.STREAM)
         lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))

@@ -58,6 +58,7 @@ class NodeKind(_Name):
     ADD = "add"
     ACC = "acc"
     TREE_ADD = "tree_add"
+    FIFO = "fifo"                  # a delay connection's FIFO in front of an FU's input port (issue 14)
 
 
 class EdgeKind(_Name):
@@ -69,6 +70,7 @@ class EdgeKind(_Name):
     REDUCE_CHAIN = "reduce_chain"
     TREE = "tree"
     INTERNAL = "internal"
+    DELAY = "delay"                # a delay connection: FIFO of ``Link.fifo`` steps, then ``delay`` registers
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class Node:
         k = self.kind
         if k in (NodeKind.FU, NodeKind.MUL, NodeKind.ADD, NodeKind.ACC):
             return (k.value, self.coord)
-        if k in (NodeKind.PORT, NodeKind.STATIONARY_REG):
+        if k in (NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.FIFO):
             return (k.value, self.coord, self.operand)
         if k is NodeKind.TREE_ADD:
             return (k.value, self.operand, self.lane, self.level, self.index)
@@ -139,6 +141,7 @@ class Link:
     axis: int | None = None       # the array axis a hop or a chain link moves along
     fanout: int | None = None     # a broadcast net: the FUs it drives
     load: bool = False            # used in the load phase (stationary data, accumulator preload)
+    fifo: int = 0                 # a delay connection: steps of the innermost loop its FIFO holds
 
 
 @dataclass(frozen=True)

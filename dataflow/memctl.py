@@ -403,6 +403,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
     check_rtl_command(cmd, layer)
+    if compiled.fu_graph.halo:
+        # delay connections (issue 14): the array issues halo steps the layer top's descriptors do not carry
+        _refuse(f"dataflows.{cmd.dataflow.name}", "has delay connections (FIFO chains with halo steps), which the "
+                "generated memory system does not drive yet; run the array alone (archgen verify SPEC --ideal-dram)")
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram

@@ -34,7 +34,7 @@ __all__ = ["PrimitiveGraph", "lower_to_primitives", "multiplier_stages", "naive_
            "PRIMITIVE_KINDS"]
 
 PRIMITIVE_KINDS = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.MUL, NodeKind.ADD,
-                   NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.DRAIN)
+                   NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.DRAIN, NodeKind.FIFO)
 _INPUT_ROLES = (Role.STREAM, Role.STATIONARY)
 _OUTPUT_ROLES = (Role.ACCUMULATE, Role.REDUCE)
 
@@ -230,6 +230,18 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
                      fu_edge=(u, v))
             else:
                 edge(src, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
+            continue
+        if kind == EdgeKind.DELAY:
+            # a delay connection: the sender's input port -> a FIFO (one step per valid step at its own time,
+            # so it holds in steps, not cycles) -> the c.ds registers the schedule needs -> the receiver's port
+            src, dst = inputs_of.get((u, x)), inputs_of.get((v, x))
+            if src is None or dst is None:
+                problems.append(problem(f"edge {u!r} -> {v!r}", f"delay connection of {x!r} without input ports", e))
+                continue
+            fifo = Node(NodeKind.FIFO, v.coord, x)
+            node(fifo, latency=0, out_ns=table.clk_to_q_ns, width=e.width)
+            edge(src, fifo, width=e.width, delay=0, kind=kind, operand=x, fu_edge=(u, v))
+            edge(fifo, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
             continue
         src = _mem_port(u.operand, u.lane) if ku == NodeKind.MEM else u if ku == NodeKind.ACC else \
             inputs_of.get((u, x)) if kind == EdgeKind.SYSTOLIC else psum_out.get((u, x))

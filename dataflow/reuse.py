@@ -18,7 +18,7 @@ from archgen.arch.mapping_check import time_var_ranges
 from archgen.arch.names import time_var
 from archgen.arch.spec import Dataflow, Design
 
-__all__ = ["ReuseVector", "reuse_vectors", "unit_reuse", "temporal_strides"]
+__all__ = ["ReuseVector", "reuse_vectors", "unit_reuse", "delay_reuse", "temporal_strides"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,23 @@ def unit_reuse(design: Design, df: Dataflow, operand: str) -> list[ReuseVector]:
     n = len(design.operation.dims) + len(design.shape)
     units = (tuple(int(i == j) for i in range(n)) for j in range(n))
     return _solutions(design, df, operand, units, design.reference_bounds, skip_single_trips=False)
+
+
+def delay_reuse(design: Design, df: Dataflow, operand: str, loop: str) -> list[ReuseVector]:
+    """The delay moves of ``operand`` that step one array axis and ``loop`` (one step) together: the
+    solutions of ``A_X M [dt; ds] = 0`` with dt = +-1 on ``loop`` only and ds a unit step, oriented so that
+    their physical delay (``dt * stride + c.ds`` cycles, the FIFO depth of the connection) is >= 0."""
+    n_t, n_s = len(design.operation.dims), len(design.shape)
+    k = list(df.order).index(loop)
+    vecs = []
+    for a in range(n_s):
+        for dt in (1, -1):
+            for ds in (1, -1):
+                v = [0] * (n_t + n_s)
+                v[k], v[n_t + a] = dt, ds
+                vecs.append(tuple(v))
+    return [r for r in _solutions(design, df, operand, vecs, design.reference_bounds, skip_single_trips=False)
+            if r.kind != "stationary"]
 
 
 def _solutions(design: Design, df: Dataflow, operand: str, vectors, bounds: dict[str, int],

@@ -4,9 +4,15 @@ A tile is one iteration of the outer loops (tile indices of the spatial loops, a
 non-spatial loops the dataflow runs outside the tile); inside it the array runs the inner loops as
 ``steps`` consecutive steps. Spatial loops whose size is not a multiple of the array extent get a
 padded last tile (the DRAM side feeds zeros and drops the padded results).
+
+Delay connections (an input reused by a neighbouring FU one step of the innermost loop later,
+``A_X M [dt; ds] = 0`` with dt = +1 on that loop and ds one hop along an array axis) add a *halo* to
+the innermost loop: every row of it starts with ``halo`` extra steps in which the FIFO chains fill
+from their memory-fed root and every product is masked to zero (:func:`delay_axes`, :attr:`TileMapping.halo`).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -15,7 +21,69 @@ from typing import Iterator, Mapping
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-__all__ = ["TileMapping", "Tile", "map_problem"]
+__all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo"]
+
+
+@dataclass(frozen=True)
+class DelayAxis:
+    """An input's delay connection along one array axis: FU s + ``step`` (one hop along ``axis``) uses, one
+    step of the innermost loop ``loop`` later, the element FU s used (``A_X M [dt; ds] = 0`` with dt = +1 on
+    ``loop``, ds = ``step`` on ``axis``). ``skew`` = c.ds >= 0 cycles of FU skew between the two FUs."""
+
+    operand: str
+    axis: int
+    step: int
+    loop: str
+    skew: int
+
+
+@functools.lru_cache(maxsize=256)
+def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
+    """The delay connections the generator builds for ``df``, in operand then axis order.
+
+    Only tiled maps with a loop inside the tile qualify. A move qualifies when it is one hop along an
+    axis with more than one FU, one step of the tile's innermost loop (so the FIFO depth is fixed, not a
+    function of the problem size), the receiving FU runs no earlier than the sending one (c.ds >= 0),
+    and the axis's loop is also used by another input, whose padding zeros the products of padded FUs; an
+    axis along which the output's partial sums run in a chain (the same FU pairs) is left to the chain.
+    """
+    if df.spatial is None or not df.inner_dims():
+        return ()
+    op = design.operation
+    dims = op.dims
+    inner = df.inner_dims()
+    loop = inner[-1]
+    out = op.output.access_matrix(dims)
+    found = []
+    for x in op.inputs:
+        amat = x.access_matrix(dims)
+        if all(not amat[:, dims.index(d)].any() for d in inner):
+            continue                                   # stationary: no stream to chain
+        col_l = amat[:, dims.index(loop)]
+        for axis, d in df.spatial:
+            if design.shape[axis] < 2 or not any(o.uses(d) for o in op.inputs if o.name != x.name):
+                continue
+            if not out[:, dims.index(d)].any() and df.control[axis] != 0:
+                continue                               # the output's partial-sum chain runs along this axis
+            col_s = amat[:, dims.index(d)]
+            for step in (1, -1):
+                # A (e_loop * 1 + e_d * step) = 0: one step of the loop later, one hop along the axis
+                if col_l.any() and not (col_l + step * col_s).any():
+                    skew = df.control[axis] * step
+                    if skew >= 0:
+                        found.append(DelayAxis(x.name, axis, step, loop, int(skew)))
+    return tuple(found)
+
+
+def delay_halo(design: Design, df: Dataflow) -> tuple[tuple[str, int], ...]:
+    """(innermost loop, halo steps) when the dataflow has delay connections, else (): the longest chain of
+    FIFO hops from a memory-fed FU is at most the sum of (extent - 1) over an operand's delay axes."""
+    per_operand: dict[str, int] = {}
+    for a in delay_axes(design, df):
+        per_operand[a.operand] = per_operand.get(a.operand, 0) + design.shape[a.axis] - 1
+    if not per_operand:
+        return ()
+    return ((df.inner_dims()[-1], max(per_operand.values())),)
 
 
 @dataclass(frozen=True)
@@ -43,6 +111,18 @@ class TileMapping:
         return {d: (math.ceil(n / self.design.shape[axis_of[d]]) if d in axis_of else n) for d, n in self.bounds}
 
     @property
+    def halo(self) -> dict[str, int]:
+        """Inner loop -> extra steps at the start of each of its rows (delay connections filling up)."""
+        return dict(delay_halo(self.design, self.dataflow))
+
+    def issued_trips(self) -> dict[str, int]:
+        """Trip counts as the array issues them: the halo steps included."""
+        t = self.trips()
+        for d, h in self.halo.items():
+            t[d] += h
+        return t
+
+    @property
     def outer_dims(self) -> tuple[str, ...]:
         return self.dataflow.outer_dims()
 
@@ -52,7 +132,8 @@ class TileMapping:
 
     @property
     def steps(self) -> int:
-        t = self.trips()
+        """Steps issued per tile (halo steps included)."""
+        t = self.issued_trips()
         return math.prod(t[d] for d in self.inner_dims)
 
     @property

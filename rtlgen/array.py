@@ -27,7 +27,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.dataflow.compile import CompiledArray
-from archgen.dataflow.control import CommandHW, accumulator_drain_hw, all_of, issuer_hw, loader_hw, stream_drain_hw
+from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
+                                      stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.datapath import RetimedNets, delay_line, shape_of, tag
 
@@ -126,6 +127,8 @@ class ArrayTop(wiring.Component):
         m.d.comb += [line["valid"][0].eq(iss.issue), line["first"][0].eq(iss.first_step),
                      line["last"][0].eq(iss.last_step), line["swap"][0].eq(iss.swap),
                      line["final"][0].eq(iss.final)]
+        for loop, halo in self.fg.halo:
+            m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo))
 
         if sch.accumulate:
             drain = accumulator_drain_hw(m, hdl, sch, cmd, iss.last_step, line["last"][sch.commit_skew],
@@ -146,7 +149,8 @@ class ArrayTop(wiring.Component):
         outer = tuple(df.outer_dims())
         red = tuple(d for d in outer if not self.compiled.design.operation.output.uses(d))
         steps_m1 = Signal(STEP_BITS, name="steps_minus_1")
-        trips = {d: Signal(TRIP_BITS, name=f"trips_minus_1_{d}") for d in outer}
+        trips = {f.loop: Signal(TRIP_BITS, name=f"trips_minus_1_{f.loop}") for f in self.compiled.command.fields
+                 if f.loop is not None}
         running = Signal(name="running")
         start = Signal(name="start")
         finish = Signal(name="finish")
@@ -166,7 +170,7 @@ class ArrayTop(wiring.Component):
         the control of the step it is working on at its own node time."""
         sch = self.schedule
         length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency)
-        names = ("valid", "first", "last", "swap", "final")
+        names = ("valid", "first", "last", "swap", "final") + (("halo",) if self.fg.halo else ())
         line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
         for k in range(1, length + 1):
             with m.If(adv):
@@ -180,7 +184,8 @@ class ArrayTop(wiring.Component):
         out = fg.output
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
-        ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape)
+        ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape,
+                               mask=(lambda v: ctx.tap("halo", v)) if fg.halo else None)
         for p in fg.inputs:
             if p.role is Role.STATIONARY:
                 self._shadows(ctx, p.name)
@@ -194,6 +199,8 @@ class ArrayTop(wiring.Component):
                 self._memory_lane(ctx, v)
             elif kind is NodeKind.STATIONARY_REG:
                 self._stationary_register(ctx, v)
+            elif kind is NodeKind.FIFO:
+                self._fifo(ctx, v)
             elif kind is NodeKind.ACC:
                 outs[v.coord] = self._accumulator(ctx, v)
             elif kind is NodeKind.DRAIN and not self.schedule.accumulate:
@@ -217,6 +224,22 @@ class ArrayTop(wiring.Component):
         else:
             raw, shp = self._in(operand).payload[lane], ctx.in_shape[operand]
         ctx.nets.out[v] = _delay(ctx.m, raw, self.timing.lane_offset[v], ctx.adv, f"{operand}_lane{lane}_issue", shp)
+
+    def _fifo(self, ctx, v: Node):
+        """A delay connection's FIFO: it shifts once per valid step at its own node time, so it holds the
+        sender's values of the last ``depth`` steps whatever bubbles the issuer left between them."""
+        pg = self.timing.prim.graph
+        (u,) = list(pg.predecessors(v))
+        (dst,) = list(pg.successors(v))
+        depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge).fifo
+        shp = ctx.in_shape[v.operand]
+        prev = ctx.nets.src(u, v, shp)
+        for k in range(depth):
+            r = Signal(shp, name=f"{v.operand}_fifo_{_tag(v.coord)}_{k}")
+            with ctx.m.If(ctx.adv & ctx.tap("valid", v)):
+                ctx.m.d.sync += r.eq(prev)
+            prev = r
+        ctx.nets.out[v] = prev
 
     def _stationary_register(self, ctx, v: Node):
         m, s, operand = ctx.m, v.coord, v.operand

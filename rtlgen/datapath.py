@@ -8,7 +8,7 @@ the memory ports, stationary registers and accumulators, and where drains go, is
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 
 from archgen.dataflow.ir import NodeKind
 from archgen.dataflow.pipelining import ArrayTiming
@@ -44,11 +44,13 @@ class RetimedNets:
     """Node output values and their register chains for one retimed primitive graph.
 
     ``adv`` enables every register (the array's global stall); ``input_shape(operand)`` gives the shape
-    of an input operand, ``acc_shape`` the shape of products and sums (the output type).
+    of an input operand, ``acc_shape`` the shape of products and sums (the output type); ``mask(node)``,
+    when given, zeroes a multiplier's product on the steps it flags (halo steps of delay connections).
     """
 
-    def __init__(self, m: Module, timing: ArrayTiming, adv, input_shape, acc_shape):
+    def __init__(self, m: Module, timing: ArrayTiming, adv, input_shape, acc_shape, mask=None):
         self.m, self.tm, self.adv = m, timing, adv
+        self.mask = mask            # node -> 1-bit value: the multiplier's step is masked (a halo step)
         self.graph = timing.prim.graph
         self.input_shape, self.acc_shape = input_shape, acc_shape
         self.out: dict = {}
@@ -81,6 +83,8 @@ class RetimedNets:
             for u in sorted(g.predecessors(v)):
                 x = self.src(u, v, self.input_shape(u.operand))
                 prod = x if prod is None else prod * x
+            if self.mask is not None:
+                prod = Mux(self.mask(v), 0, prod)
             sig = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}")
             if latency == 0:
                 m.d.comb += sig.eq(prod)

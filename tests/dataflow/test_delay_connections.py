@@ -1,0 +1,164 @@
+"""Delay connections (issue 14 item 2): reuse with dt != 0 built as FIFOs chosen by the arborescence.
+
+The FIFO depths are checked against an independent solve of A_X M [dt; ds] = 0: for each FIFO edge
+u -> v the test evaluates the operand's access on concrete iterations of the loop nest (no reuse.py, no
+tiling.py) and finds the one-step move of the innermost loop under which FU v uses FU u's element, then
+counts the cycles between the two uses from the schedule (a step per cycle, FU s c.s cycles late).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.host import host_program, random_operands
+from archgen.dataflow.interconnect import derive_interconnect
+from archgen.dataflow.ir import EdgeKind, Role
+from archgen.mappings.tiling import map_problem
+from archgen.sim.array_model import simulate_array
+
+CONFIGS = [
+    (),
+    ("array.shape=3x2",),
+    ("array.shape=5x3", "dataflows.rs.control=[0, 2]"),
+    ("array.shape=1x4", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1, 0]"),
+    ("array.shape=2x3", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[2, 0]"),
+    ("array.shape=3x3", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1, 0]"),
+]
+
+
+def _element(design, operand, coord, inner_vals, outer_vals):
+    """The element index operand uses at FU ``coord`` on the iteration given by loop values (tiled map read
+    straight off the spec: spatial loop = extent * tile + coordinate)."""
+    df = design.dataflow(None)
+    op = design.operation
+    x = {}
+    for d in op.dims:
+        if d in df.axis_of:
+            a = df.axis_of[d]
+            x[d] = design.shape[a] * outer_vals.get(d, 0) + coord[a]
+        elif d in inner_vals:
+            x[d] = inner_vals[d]
+        else:
+            x[d] = outer_vals.get(d, 0)
+    vec = np.array([x[d] for d in op.dims])
+    o = op.operand(operand)
+    return tuple(o.access_matrix(op.dims) @ vec + o.access_offset())
+
+
+@pytest.mark.parametrize("overrides", CONFIGS)
+def test_fifo_depths_match_an_independent_solve(overrides):
+    design = load_spec("conv_rs", list(overrides))
+    fg = derive_interconnect(design)
+    df = fg.dataflow
+    inner = df.inner_dims()
+    fifos = fg.fifos()
+    assert fifos
+    c = df.control
+    for u, v, e in fifos:
+        ds = tuple(b - a for a, b in zip(u.coord, v.coord))
+        assert sum(map(abs, ds)) == 1
+        # which one-step move dt of one inner loop makes FU v at t + dt use what FU u used at t, on every
+        # sampled iteration (interior points, so the move stays inside the loop ranges)
+        solutions = []
+        for d, sign in itertools.product(inner, (1, -1)):
+            ok = True
+            for t in itertools.product(*[range(1, 4)] * len(inner)):
+                tv = dict(zip(inner, t))
+                later = dict(tv, **{d: tv[d] + sign})
+                if _element(design, e.operand, u.coord, tv, {}) != _element(design, e.operand, v.coord, later, {}):
+                    ok = False
+                    break
+            if ok:
+                solutions.append((d, sign))
+        assert solutions == [(inner[-1], 1)], (u, v, solutions)
+        # the physical delay between the two uses: one step of the innermost loop plus c.ds of FU skew
+        cycles = 1 + sum(ci * di for ci, di in zip(c, ds))
+        assert e.fifo + e.delay == cycles
+        assert e.fifo == 1 and e.delay >= 0
+
+
+def test_conv_rs_needs_fewer_memory_fed_input_lanes_than_conv_ws():
+    for shape in ("4x4", "3x2", "2x5"):
+        rs = derive_interconnect(load_spec("conv_rs", [f"array.shape={shape}"]))
+        ws = derive_interconnect(load_spec("conv_ws", [f"array.shape={shape}"]))
+        assert rs.fifos()
+        lanes = lambda fg: {p.name: p.n_lanes for p in fg.inputs}
+        assert sum(lanes(rs).values()) < sum(lanes(ws).values()), (shape, lanes(rs), lanes(ws))
+        assert lanes(rs)["I"] < lanes(ws)["I"]
+
+
+def test_every_fu_of_a_chained_operand_is_fed_once_and_halo_covers_the_chains():
+    for overrides in CONFIGS:
+        fg = derive_interconnect(load_spec("conv_rs", list(overrides)))
+        if not fg.fifos():
+            continue
+        (loop, halo), = fg.halo
+        sources = {}
+        for u, v, e in fg.links("I"):
+            if v.kind.value == "fu":
+                sources.setdefault(v, []).append(e.kind)
+        assert all(len(s) == 1 for s in sources.values())
+        # steps of the innermost loop between an FU and the memory-fed root of its chain
+        depth = {}
+        for lane in fg.plan("I").lanes:
+            root = lane.fus[0]
+            depth[root] = 0
+        changed = True
+        while changed:
+            changed = False
+            for u, v, e in fg.links("I"):
+                if u.kind.value == "fu" and u.coord in depth and v.coord not in depth:
+                    depth[v.coord] = depth[u.coord] + e.fifo
+                    changed = True
+        assert max(depth.values()) <= halo
+
+
+def test_host_program_halo_steps_and_model_agree_on_steps():
+    design = load_spec("conv_rs", ["array.shape=3x2"])
+    compiled = compile_array(design)
+    fg = compiled.fu_graph
+    bounds = {"n": 1, "k": 3, "p": 4, "q": 2, "c": 2, "r": 4, "s": 2}
+    mapping = map_problem(design, bounds, fg.dataflow)
+    assert mapping.halo == {"p": 2}
+    assert mapping.steps == (4 + 2) * 2
+    rng = np.random.default_rng(0)
+    prog = host_program(fg, mapping, random_operands(fg, mapping, rng))
+    assert prog.streams["in_I"].shape == (mapping.n_tiles * mapping.steps, 1)
+    # halo steps produce no result: their output beats are padding (zero)
+    out = prog.out_index.reshape(mapping.n_tiles, 2, 6, -1, prog.out_index.shape[-1])
+    assert np.all(out[:, :, :2, :, 0] == -1)
+    res = simulate_array(compiled, mapping)
+    assert res.issue_cycles == mapping.n_tiles * mapping.steps
+
+
+def test_existing_designs_have_no_delay_connections():
+    for name in ("gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast", "gemm_os3d", "conv_ws"):
+        design = load_spec(name)
+        for df in design.dataflows:
+            fg = derive_interconnect(design, df)
+            assert not fg.fifos() and fg.halo == ()
+            assert all(e.kind is not EdgeKind.DELAY for _, _, e in fg.links())
+
+
+@pytest.mark.parametrize("control", ["[1, 1]", "[-1, 1]"])
+def test_axes_without_a_fifo_stay_memory_fed(control):
+    # [1, 1]: c.ds < 0 on the chain axis, the receiving FU would run before the sender;
+    # [-1, 1]: the output's partial-sum chain runs between the same FUs along axis 0
+    design = load_spec("conv_rs", [f"dataflows.rs.control={control}"])
+    fg = derive_interconnect(design)
+    assert not fg.fifos() and fg.halo == ()
+    assert map_problem(design, design.reference_bounds, fg.dataflow).halo == {}
+    assert fg.plan("I").role is Role.STREAM and fg.plan("I").n_lanes == 4
+
+
+def test_memory_system_refuses_delay_connections_with_a_field_named_message():
+    from archgen.dataflow.memctl import layer_program
+    from archgen.mappings.memory_tiling import plan_layer
+    design = load_spec("conv_rs")
+    compiled = compile_array(design)
+    cmd = plan_layer(design, design.reference_bounds, compiled.dataflow, "l0")
+    with pytest.raises(SpecError, match=r"dataflows\.rs: has delay connections"):
+        layer_program(compiled, cmd)
