@@ -184,6 +184,7 @@ class Design:
     dram_kind: str = "ddr"
     source_hash: str = ""
     memory: MemorySystem | None = None     # resolved by the loader; None only for hand-built Designs
+    fuse: tuple[str, ...] = ()             # dataflows built into one design (spec field ``fuse``), in select order
 
     @property
     def memory_system(self) -> MemorySystem:
@@ -388,6 +389,7 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
             bounds[d] = 2 * max(exts) + 1 if exts else 3
     for df in dataflows:
         problems += _check_dataflow(df, op, shape, bounds)
+    problems += _fuse_problems(data.get("fuse", ()), [df.name for df in dataflows], data["dataflows"])
     if problems:
         raise SpecError(problems, source=source)
     memory, mem_problems = _parse_memory(data.get("memory", {}), op, types, shape, data)
@@ -399,7 +401,20 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
         description=data.get("description", ""), version=data["version"],
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
-        source_hash=digest, memory=memory)
+        source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())))
+
+
+def _fuse_problems(fuse, parsed: list[str], declared) -> list[Problem]:
+    """``fuse`` names at least two distinct dataflows of the spec (the schema checked the list's shape)."""
+    problems = []
+    for i, name in enumerate(fuse):
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"dataflows are {', '.join(declared)}"
+            problems.append(problem(f"fuse.{i}", f"no dataflow of that name; {fix}", name))
+        elif list(fuse).index(name) != i:
+            problems.append(problem(f"fuse.{i}", "dataflow listed twice", name))
+    return problems
 
 
 # a default buffer holds, per half, one array tile whose whole inner loop runs up to this many steps on

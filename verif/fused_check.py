@@ -25,7 +25,7 @@ from .array_check import ArrayVerification, _psum_causality
 from .golden import reference_einsum
 from .runner import run_testbench
 
-__all__ = ["verify_fused"]
+__all__ = ["verify_fused", "verify_fused_sequence"]
 
 
 def verify_fused(design: Design, fuse, bounds: dict[str, int], dataflow: str, *, seed: int = 0,
@@ -72,3 +72,50 @@ def verify_fused(design: Design, fuse, bounds: dict[str, int], dataflow: str, *,
     detail["fused"] = list(fused.names)
     return ArrayVerification(design.name, dataflow, dict(mapping.bound), exact and causal == 0, res.get("rtl_cycles"),
                              model.total_cycles, detail)
+
+
+def verify_fused_sequence(design: Design, fuse, runs, *, cache_dir: Path | None = None,
+                          pipeline: bool = True) -> list[ArrayVerification]:
+    """Several problems ``runs`` = [(dataflow, bounds, seed), ...] back to back in ONE simulation of the fused
+    design (verif/tb_fused.py): the dataflow changes from command to command with no rebuild and no reset.
+    Each run is checked like :func:`verify_fused` (exact beats and result, RTL cycles == model cycles)."""
+    fused = compile_fused(design, fuse, pipeline=pipeline)
+    text, _ = fused_verilog(fused)
+    preps, params_runs = [], []
+    with tempfile.TemporaryDirectory(prefix="archgen-verify-fused-") as tmp:
+        for n, (dataflow, bounds, seed) in enumerate(runs):
+            view = fused.view(dataflow)
+            fg = view.fu_graph
+            mapping = map_problem(design, bounds, fg.dataflow)
+            tensors = random_operands(fg, mapping, np.random.default_rng(seed))
+            prog = host_program(fg, mapping, tensors)
+            model = simulate_array(view, mapping)
+            path = Path(tmp) / f"program{n}.npz"
+            np.savez(path, expected=prog.expected, **prog.streams)
+            ports = [{"name": p.name, "lanes": p.lanes, "lane_bits": p.width, "signed": p.signed}
+                     for p in view.stream_ports]
+            params_runs.append({
+                "program": str(path), "cmd": fused.command_word(dataflow, mapping.steps, mapping.trips()),
+                "in_ports": [p for p in ports if p["name"] in prog.streams],
+                "out_port": next(p for p in ports if p["name"] == view.output_port.name),
+                "max_cycles": 20 * model.total_cycles + 1000})
+            preps.append((dataflow, mapping, tensors, prog, model, fg))
+        out_name = fused.views[0].output_port.name
+        params = {"runs": params_runs, "out_name": out_name, "seed": 0,
+                  "cmd_fields": [{"name": f.name, "offset": f.offset} for f in fused.command.fields]}
+        res = run_testbench(text, design.name, "archgen.verif.tb_fused", params, cache_dir=cache_dir)
+    out = []
+    for (dataflow, mapping, tensors, prog, model, fg), r in zip(preps, res.get("runs", [{}] * len(preps))):
+        got = np.array(r.get("got", []), dtype=np.int64)
+        exact = got.shape == prog.expected.shape and bool(np.all(got == prog.expected))
+        if exact:
+            final = np.zeros_like(prog.result)
+            ok = prog.out_index[..., 0] >= 0
+            final[tuple(prog.out_index[ok].T)] = got[ok]
+            exact = bool(np.array_equal(final, reference_einsum(design.operation, tensors, mapping.bound,
+                                                                fg.acc_width)))
+        detail = {k: r.get(k) for k in ("beats_expected", "beats_got", "mismatches")}
+        detail["fused"] = list(fused.names)
+        out.append(ArrayVerification(design.name, dataflow, dict(mapping.bound), exact, r.get("rtl_cycles"),
+                                     model.total_cycles, detail))
+    return out
