@@ -404,6 +404,34 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())))
 
 
+def borrow_dataflow(design: Design, spec: str | Path, name: str, new_name: str, path: str = "--fuse") -> Dataflow:
+    """Dataflow ``name`` of another spec, re-read and checked on ``design``'s operation, array and bounds (for
+    fusing it into ``design``); a SpecError naming ``path`` when it does not exist or computes another
+    operation."""
+    other = read_spec_file(find_spec(spec))
+    label = other.get("name", str(spec)) if isinstance(other, dict) else str(spec)
+    flows = other.get("dataflows") if isinstance(other, dict) else None
+    if not isinstance(flows, dict) or not isinstance(flows.get(name), dict):
+        known = ", ".join(flows) if isinstance(flows, dict) else "none"
+        raise SpecError([problem(path, f"spec {label!r} has no dataflow named {name!r}; it has: {known}",
+                                 f"{spec}:{name}")])
+    try:
+        op = parse_operation(str(other.get("operation", "")))
+    except EinsumError:
+        op = None
+    if op is None or str(op) != str(design.operation):
+        raise SpecError([problem(path, f"dataflow {name!r} of spec {label!r} computes '{other.get('operation')}', "
+                                 f"this spec computes '{design.operation}'; only dataflows of one operation can "
+                                 "share an array", f"{spec}:{name}")])
+    df, problems = _parse_dataflow(new_name, flows[name], design.operation, design.shape)
+    if df is not None:
+        problems += _check_dataflow(df, design.operation, design.shape, design.reference_bounds)
+    if problems:
+        raise SpecError([problem(path, f"dataflow {name!r} of spec {label!r} on this array: {p.path}: {p.message}",
+                                 f"{spec}:{name}") for p in problems])
+    return df
+
+
 def _fuse_problems(fuse, parsed: list[str], declared) -> list[Problem]:
     """``fuse`` names at least two distinct dataflows of the spec (the schema checked the list's shape)."""
     problems = []

@@ -43,32 +43,16 @@ def fused_dataflows(design, fuse_arg: str | None, dataflow: str | None, command:
 
 
 def _borrow(design, entry: str):
-    """Add dataflow NAME of spec SPEC (``SPEC:NAME``) to ``design``, refusing another operation or array."""
-    from archgen.arch.spec import load_spec
+    """Add dataflow NAME of spec SPEC (``SPEC:NAME``) to ``design``: re-read on this spec's array, refused when
+    it computes another operation (arch/spec.py ``borrow_dataflow``)."""
+    from archgen.arch.spec import borrow_dataflow
     spec, _, name = entry.rpartition(":")
-    other = load_spec(spec)
-    df = other.dataflow(name) if name in [d.name for d in other.dataflows] else None
-    if df is None:
-        raise SpecError([problem("--fuse", f"spec {other.name!r} has no dataflow named {name!r}; it has: "
-                                 f"{', '.join(d.name for d in other.dataflows)}", entry)])
-    if str(other.operation) != str(design.operation):
-        raise SpecError([problem("--fuse", f"dataflow {name!r} of spec {other.name!r} computes "
-                                 f"'{other.operation}', this spec computes '{design.operation}'; only dataflows of "
-                                 "one operation can share an array", entry)])
-    for what, a, b in (("array shape", other.shape, design.shape), ("operand types", other.types, design.types)):
-        if a != b:
-            raise SpecError([problem("--fuse", f"dataflow {name!r} of spec {other.name!r} is for {what} "
-                                     f"{_show(a)}, this spec has {_show(b)}; fused dataflows share one array", entry)])
-    new = name if name not in [d.name for d in design.dataflows] else f"{other.name}_{name}"
-    if new in [d.name for d in design.dataflows]:
+    names = [d.name for d in design.dataflows]
+    new = name if name not in names else f"{spec.rsplit('/', 1)[-1].removesuffix('.yaml')}_{name}"
+    if new in names:
         return design, new                     # the same borrowed dataflow named twice: check_fusable says so
-    return dataclasses.replace(design, dataflows=design.dataflows + (dataclasses.replace(df, name=new),)), new
-
-
-def _show(value) -> str:
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return ", ".join(f"{n}: {t}" for n, t in value)
-    return "x".join(map(str, value))
+    df = borrow_dataflow(design, spec, name, new)
+    return dataclasses.replace(design, dataflows=design.dataflows + (df,)), new
 
 
 # ------------------------------------------------------------------------------------------------
