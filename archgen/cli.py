@@ -230,12 +230,9 @@ def cmd_verify(args) -> int:
                          "--gemm" if args.gemm is not None else "--bounds", args.force)
     from archgen.fusion_cli import fused_dataflows, verify_fused_cli
     design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "verify")
-    if fuse and args.ideal_dram:             # each dataflow of the fused design (docs/dataflows.md, Fusion)
+    if fuse:                                 # each dataflow of the fused design (docs/dataflows.md, Fusion)
         with _working(con, f"verifying fused {design.name} on Verilator (build, then run)"):
             return verify_fused_cli(args, design, fuse, bounds, con)
-    if fuse and (args.fuse or not args.dataflow):
-        raise SpecError([problem("--ideal-dram", "a fused design is verified at the array level: add --ideal-dram "
-                                 "(the whole-layer memory system is built around single-dataflow arrays)")])
     if not args.ideal_dram:                  # the whole layer through the memory system (docs/memory.md)
         from archgen.verif.layer_check import format_layer_verification, verify_layer
         with _working(con, f"verifying {design.name} with its memory system on Verilator (build, then run)"):

@@ -206,16 +206,26 @@ def format_fusion_report(report: dict) -> list[str]:
 # verify
 
 def verify_fused_cli(args, design, names, bounds, con) -> int:
+    """Each fused dataflow (or ``--dataflow``) on the fused design: the array alone with ideal streams
+    (``--ideal-dram``), or the whole layer through the memory system with the select from the layer."""
     from archgen.verif.fused_check import verify_fused
-    which = [args.dataflow] if args.dataflow else list(names)
+    from archgen.verif.layer_check import format_layer_verification, verify_layer
     if args.dataflow and args.dataflow not in names:
         raise SpecError([problem("--dataflow", f"dataflow {args.dataflow!r} is not fused in this design; fused: "
                                  f"{', '.join(names)}", args.dataflow)])
+    which = [args.dataflow] if args.dataflow else list(names)
     ok = True
     for name in which:
+        con.print(f"{design.name}: fused {'+'.join(names)}, running {name} (command field dataflow = "
+                  f"{names.index(name)})", markup=False)
+        if not args.ideal_dram:
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
+            for line in format_layer_verification(lres, args.seed):
+                con.print(line, markup=False)
+            ok = ok and lres.ok
+            continue
         res = verify_fused(design, names, bounds, name, seed=args.seed)
-        con.print(f"{design.name} (fused {'+'.join(names)}) / {name}  problem {res.bounds}  seed {args.seed}",
-                  markup=False)
+        con.print(f"{design.name} / {name}  problem {res.bounds}  seed {args.seed}", markup=False)
         con.print(f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
                   + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} beats differ; first "
                                                     f"{res.detail.get('first_mismatch')})"), markup=False)

@@ -42,8 +42,7 @@ def test_fuse_flag_borrows_a_dataflow_of_another_spec(tmp_path, monkeypatch):
     (["build", "gemm_os", "--fuse", "os,gemm_os3d:os3d"], "--fuse: dataflow 'os3d' of spec 'gemm_os3d' on this array"),
     (["build", "gemm_os", "--fuse", "os,gemm_ws:zz"], "--fuse: spec 'gemm_ws' has no dataflow named 'zz'"),
     (["build", "gemm_fused", "--set", "fuse=[os,xs]"], "fuse.1: no dataflow of that name"),
-    (["verify", "gemm_fused"], "--ideal-dram: a fused design is verified at the array level"),
-    (["verify", "gemm_fused", "--ideal-dram", "--fuse", "os,ws", "--dataflow", "is"],
+    (["verify", "gemm_fused", "--fuse", "os,ws", "--dataflow", "is"],
      "--dataflow: dataflow 'is' is not fused in this design"),
     (["build", "spatten_small", "--fuse", "os,ws"], "--fuse"),
 ])
