@@ -86,7 +86,7 @@ def build_fused(args, design, names, con) -> int:
     return 0
 
 
-def _synth(text: str, top: str, ports: list, clock_mhz: float) -> dict:
+def _synth(text: str, top: str, ports: list, clock_mhz: float, pnr: bool = True) -> dict:
     """Yosys generic cells, flip-flops and mux cells, and nextpnr-ecp5 Fmax (each 'not run' when missing).
     Place and route runs inside rtlgen/timing_wrapper.py's shift-register wrapper: the arrays have more
     stream pins than the ECP5 package."""
@@ -102,6 +102,8 @@ def _synth(text: str, top: str, ports: list, clock_mhz: float) -> dict:
     out["flip_flops"] = sum(n for t, n in cells.items() if "DFF" in t)
     out["mux_cells"] = sum(n for t, n in cells.items() if "MUX" in t)
     out["logic_depth"] = stats["logic_depth"]
+    if not pnr:
+        return out
     try:
         pnr = nextpnr_ecp5(text + io_wrapper(top, ports), "fmax_wrap", clock_mhz=clock_mhz)
         out["ecp5_fmax_mhz"] = pnr.get("min_fmax_mhz")
@@ -117,7 +119,7 @@ def _schedule_delta(fused_sch, single_sch) -> dict:
 
 
 def fusion_report(fused, text: str, top, *, pipeline: bool = True, target: str = "asic",
-                  bounds: dict | None = None, synth: bool = True) -> dict:
+                  bounds: dict | None = None, synth: bool = True, pnr: bool = True) -> dict:
     """Cost of fusion: the fused design's synthesis figures next to each single design's and their sum, and
     each dataflow's cycles on a reference problem in the fused and in the single design (the cycle model,
     which the Verilator regression holds equal to the RTL for both), with the schedule constants that differ."""
@@ -147,11 +149,11 @@ def fusion_report(fused, text: str, top, *, pipeline: bool = True, target: str =
                                                                                               single.schedule)}
         if synth:
             s_text, s_manifest = array_verilog(single)
-            singles[name] = _synth(s_text, design.name, s_manifest["ports"], design.clock_mhz)
+            singles[name] = _synth(s_text, design.name, s_manifest["ports"], design.clock_mhz, pnr)
     report["cycles"] = cycles
     if synth:
         from archgen.rtlgen.manifest import signature_ports
-        report["synthesis"] = {"fused": _synth(text, design.name, signature_ports(top), design.clock_mhz),
+        report["synthesis"] = {"fused": _synth(text, design.name, signature_ports(top), design.clock_mhz, pnr),
                                "single": singles}
         keys = ("cells", "flip_flops", "mux_cells")
         if all(k in s for s in singles.values() for k in keys):
