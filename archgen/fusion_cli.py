@@ -21,7 +21,8 @@ def fused_dataflows(design, fuse_arg: str | None, dataflow: str | None, command:
     ``--fuse a,b,c`` names dataflows of the spec, or ``SPEC:NAME`` for a dataflow of another spec (a built-in
     name or a file) that computes the same operation on the same array and types; it is added to the
     design under its own name (``SPEC_NAME`` if that clashes). Without ``--fuse`` the spec's ``fuse:`` list
-    applies unless ``--dataflow`` picks a single dataflow (build) ..."""
+    applies; for ``build``, ``--dataflow`` instead builds that one dataflow's single design, for ``verify`` it
+    picks which fused dataflow runs."""
     if fuse_arg is None:
         if design.fuse and (dataflow is None or command == "verify"):
             return design, tuple(design.fuse)
