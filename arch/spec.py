@@ -184,6 +184,7 @@ class Design:
     dram_kind: str = "ddr"
     source_hash: str = ""
     memory: MemorySystem | None = None     # resolved by the loader; None only for hand-built Designs
+    fuse: tuple[str, ...] = ()             # dataflows built into one design (spec field ``fuse``), in select order
 
     @property
     def memory_system(self) -> MemorySystem:
@@ -388,6 +389,7 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
             bounds[d] = 2 * max(exts) + 1 if exts else 3
     for df in dataflows:
         problems += _check_dataflow(df, op, shape, bounds)
+    problems += _fuse_problems(data.get("fuse", ()), [df.name for df in dataflows], data["dataflows"])
     if problems:
         raise SpecError(problems, source=source)
     memory, mem_problems = _parse_memory(data.get("memory", {}), op, types, shape, data)
@@ -399,7 +401,48 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
         description=data.get("description", ""), version=data["version"],
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
-        source_hash=digest, memory=memory)
+        source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())))
+
+
+def borrow_dataflow(design: Design, spec: str | Path, name: str, new_name: str, path: str = "--fuse") -> Dataflow:
+    """Dataflow ``name`` of another spec, re-read and checked on ``design``'s operation, array and bounds (for
+    fusing it into ``design``); a SpecError naming ``path`` when it does not exist or computes another
+    operation."""
+    other = read_spec_file(find_spec(spec))
+    label = other.get("name", str(spec)) if isinstance(other, dict) else str(spec)
+    flows = other.get("dataflows") if isinstance(other, dict) else None
+    if not isinstance(flows, dict) or not isinstance(flows.get(name), dict):
+        known = ", ".join(flows) if isinstance(flows, dict) else "none"
+        raise SpecError([problem(path, f"spec {label!r} has no dataflow named {name!r}; it has: {known}",
+                                 f"{spec}:{name}")])
+    try:
+        op = parse_operation(str(other.get("operation", "")))
+    except EinsumError:
+        op = None
+    if op is None or str(op) != str(design.operation):
+        raise SpecError([problem(path, f"dataflow {name!r} of spec {label!r} computes '{other.get('operation')}', "
+                                 f"this spec computes '{design.operation}'; only dataflows of one operation can "
+                                 "share an array", f"{spec}:{name}")])
+    df, problems = _parse_dataflow(new_name, flows[name], design.operation, design.shape)
+    if df is not None:
+        problems += _check_dataflow(df, design.operation, design.shape, design.reference_bounds)
+    if problems:
+        raise SpecError([problem(path, f"dataflow {name!r} of spec {label!r} on this array: {p.path}: {p.message}",
+                                 f"{spec}:{name}") for p in problems])
+    return df
+
+
+def _fuse_problems(fuse, parsed: list[str], declared) -> list[Problem]:
+    """``fuse`` names at least two distinct dataflows of the spec (the schema checked the list's shape)."""
+    problems = []
+    for i, name in enumerate(fuse):
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"dataflows are {', '.join(declared)}"
+            problems.append(problem(f"fuse.{i}", f"no dataflow of that name; {fix}", name))
+        elif list(fuse).index(name) != i:
+            problems.append(problem(f"fuse.{i}", "dataflow listed twice", name))
+    return problems
 
 
 # a default buffer holds, per half, one array tile whose whole inner loop runs up to this many steps on

@@ -100,7 +100,7 @@ def cmd_build(args) -> int:
     if args.out is not None:
         _check_out(args.out, "--out")
     if _is_spatten(data):
-        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline"), "a SpAtten spec")
+        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline", "fuse"), "a SpAtten spec")
         return _build_spatten(args, path, data, con)
     design = _load_array(path, data)
     guard_design_size(design, "build", args.force)
@@ -117,9 +117,14 @@ def cmd_build(args) -> int:
                 con.print(line, markup=False)
         if args.out is None:
             return EXIT_OK
+    from archgen.fusion_cli import build_fused, fused_dataflows
+    design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "build")
+    if fuse:                                    # several dataflows in one design (docs/dataflows.md, Fusion)
+        return build_fused(args, design, fuse, con)
     if len(design.dataflows) > 1 and not args.dataflow:
-        raise SpecError([problem("--dataflow", "this spec has several dataflows; fused builds are not available yet, "
-                                 f"pick one of: {', '.join(d.name for d in design.dataflows)}")])
+        raise SpecError([problem("--dataflow", "this spec has several dataflows; pick one of: "
+                                 f"{', '.join(d.name for d in design.dataflows)}, or build them into one design "
+                                 "with --fuse (or the spec's fuse: list)")])
     out = _check_out(args.out or Path("out") / design.name, "--out")
     t0 = time.perf_counter()
     compiled = compile_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
@@ -201,7 +206,7 @@ def cmd_verify(args) -> int:
     _check_options(guard_int("--seed", args.seed, 0, 2**32 - 1, "a numpy seed"))
     path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
     if _is_spatten(data):
-        _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency"),
+        _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency", "fuse"),
                               "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
@@ -223,6 +228,11 @@ def cmd_verify(args) -> int:
     from archgen.mappings.tiling import map_problem
     guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow)),
                          "--gemm" if args.gemm is not None else "--bounds", args.force)
+    from archgen.fusion_cli import fused_dataflows, verify_fused_cli
+    design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "verify")
+    if fuse:                                 # each dataflow of the fused design (docs/dataflows.md, Fusion)
+        with _working(con, f"verifying fused {design.name} on Verilator (build, then run)"):
+            return verify_fused_cli(args, design, fuse, bounds, con)
     if not args.ideal_dram:                  # the whole layer through the memory system (docs/memory.md)
         from archgen.verif.layer_check import format_layer_verification, verify_layer
         with _working(con, f"verifying {design.name} with its memory system on Verilator (build, then run)"):
@@ -558,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the registers the schedule needs, no pipelining for the clock target (compare with --report)")
     b.add_argument("--target", default="asic", help="delay table for pipelining: asic (45 nm estimates), ecp5, or a file")
     b.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
+    b.add_argument("--fuse", metavar="DF,DF,...",
+                   help="build these dataflows into one design, selected per command (e.g. os,ws,is; SPEC:NAME borrows "
+                        "a dataflow of another spec with the same operation and array)")
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("verify", help="run one random layer through the memory system on Verilator: outputs exact, RTL cycles == model cycles")
@@ -576,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "
                    "(overrides memory.dram.latency)")
     v.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
+    v.add_argument("--fuse", metavar="DF,DF,...", help="verify the fused design of these dataflows (with --ideal-dram; "
+                   "--dataflow picks one, default all)")
     v.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("sim", help="simulate a workload on a design: per-layer cycles, DRAM traffic, energy")

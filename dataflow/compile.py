@@ -29,7 +29,7 @@ from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
 from .schedule import ArraySchedule, array_schedule
 
-__all__ = ["CompiledArray", "compile_array", "clear_compile_cache", "array_ports"]
+__all__ = ["CompiledArray", "compile_array", "compile_fused", "clear_compile_cache", "array_ports"]
 
 
 @dataclass(frozen=True)
@@ -138,17 +138,55 @@ def _hardware_only(design: Design) -> Design:
 def clear_compile_cache() -> None:
     _compile_for.cache_clear()
     _compile.cache_clear()
+    _compile_fused.cache_clear()
 
 
 @lru_cache(maxsize=64)
 def _compile(design: Design, df: Dataflow, period: float | None, target: str,
              single_tile: tuple[str, ...]) -> CompiledArray:
+    fg, prim = _front(design, df, period, target, single_tile)
+    retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
+    return _back(design, df, fg, retimed, period, target, single_tile)
+
+
+def _front(design: Design, df: Dataflow, period: float | None, target: str,
+           single_tile: tuple[str, ...]) -> tuple[FUGraph, PrimitiveGraph]:
+    """Reuse analysis, interconnect and lowering: everything before the LP."""
     fg = derive_interconnect(design, df, single_tile=single_tile)
     prim = lower_to_primitives(fg, DelayTable.load(target), clock_period_ns=period)
-    retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
+    return fg, prim
+
+
+def _back(design: Design, df: Dataflow, fg: FUGraph, retimed: RetimedGraph, period: float | None, target: str,
+          single_tile: tuple[str, ...], fused: tuple[str, ...] = ()) -> CompiledArray:
+    """Node times, schedule, ports and command of one dataflow from its LP result."""
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)
     command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo))   # halo: the row length of its loop
-    key = hashlib.sha256(repr((design, df, period, target, single_tile)).encode()).hexdigest()
+    key = hashlib.sha256(repr((design, df, period, target, single_tile) + ((fused,) if fused else ()))
+                         .encode()).hexdigest()
     return CompiledArray(design, df, fg, timing, schedule, array_ports(fg, command), command, period is not None,
                          target, single_tile, key)
+
+
+def compile_fused(design: Design, dataflows: Sequence[str], *, pipeline: bool = True, target: str = "asic"):
+    """Several dataflows of ``design`` on one array (dataflow/fusion.py): a FusedArray whose ``views`` are
+    one CompiledArray per dataflow with the fused design's timing (what the model and the benches use)."""
+    from .fusion import check_fusable
+    period = 1e3 / design.clock_mhz if pipeline else None
+    return _compile_fused(design, check_fusable(design, list(dataflows)), period, str(target))
+
+
+@lru_cache(maxsize=16)
+def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | None, target: str):
+    from .fusion import FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, retime_fused
+    hw = _hardware_only(design)
+    names = tuple(df.name for df in dfs)
+    fronts = [_front(hw, df, period, target, ()) for df in dfs]
+    plan = retime_fused(names, [p for _, p in fronts], DelayTable.load(target).mux2_ns,
+                        math.inf if period is None else period, merge_fu_graphs([fg for fg, _ in fronts]))
+    views = tuple(dataclasses.replace(_back(hw, df, fg, rt, period, target, (), names), design=design)
+                  for df, (fg, _), rt in zip(dfs, fronts, plan.retiming.per_dataflow))
+    command = fused_command_layout(design, dfs)
+    key = hashlib.sha256(repr((hw, dfs, period, target, "fused")).encode()).hexdigest()
+    return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key)

@@ -20,7 +20,8 @@ from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, PortRole
 from .array import ArrayTop
 from .manifest import manifest_core
 
-__all__ = ["build_array", "array_verilog", "array_manifest", "write_outputs", "manifest_json", "CONTRACT_TEXT"]
+__all__ = ["build_array", "array_verilog", "array_manifest", "fused_manifest", "write_outputs", "manifest_json",
+           "CONTRACT_TEXT"]
 
 CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.py): one step issued per cycle, "
                  "tiles back to back; a tile's first step waits for its stationary data (rows cycles, started once "
@@ -97,3 +98,41 @@ def write_outputs(out_dir: Path, files: dict[str, str | bytes]) -> dict[str, Pat
 
 def manifest_json(manifest: dict) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def fused_manifest(fused, top, text: str) -> dict:
+    """The manifest of a fused design (rtlgen/fused_array.py): the common core, the interfaces, and per
+    dataflow its select value, schedule and operand plans."""
+    design = fused.design
+    interfaces = []
+    for port in fused.ports:
+        if port.role is PortRole.COMMAND:
+            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "bits": port.bits,
+                               "fields": [{"name": f.name, "bits": f.bits, "offset": f.offset}
+                                          for f in fused.command.fields]})
+        elif port.stream:
+            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "operand": port.operand,
+                               "lanes": port.lanes, "lane_bits": port.width, "bits": port.bits,
+                               "signed": port.signed})
+        else:
+            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "signal", "bits": port.bits})
+    per = {}
+    for k, view in enumerate(fused.views):
+        df = view.dataflow
+        per[df.name] = {"select": k, "spatial": {str(a): d for a, d in (df.spatial or ())}, "order": list(df.order),
+                        "control": list(df.control), "schedule": asdict(view.schedule),
+                        "operands": [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes}
+                                     for p in view.fu_graph.plans]}
+    parameters = {"array_shape": list(design.shape), "fused": list(fused.names), "select_field": "dataflow",
+                  "types": {n: str(t) for n, t in design.types}, "clock_mhz": design.clock_mhz,
+                  "overflow": "wrap (two's complement at the output type's width)",
+                  "step_bits": STEP_BITS, "trip_bits": TRIP_BITS, "dataflows": per}
+    manifest = manifest_core("array", design.name, design.source_hash, text, top, parameters,
+                             {"formula": CONTRACT_TEXT + "; per dataflow with that dataflow's schedule "
+                              "(parameters.dataflows.*.schedule), selected by the command's dataflow field"})
+    rt = fused.plan.retiming
+    manifest.update({"interfaces": interfaces, "fusion": {
+        "select_muxes": top.mux_count, "mux_points": len(fused.plan.muxes),
+        "register_bits": rt.register_bits, "separate_register_bits": rt.separate_register_bits,
+        "lp_variables": rt.lp_variables, "lp_constraints": rt.lp_constraints, "lp_rounds": fused.plan.rounds}})
+    return manifest

@@ -123,8 +123,10 @@ class LayerTop(Elaboratable):
     """Ports: ``go`` (in, level: run the layer), ``finished`` (out), ``cycles`` (out), ``rb_addr``/``rb_data``
     (the testbench DRAM's read-back port)."""
 
-    def __init__(self, prog: LayerProgram, dram_init: list[int]):
+    def __init__(self, prog: LayerProgram, dram_init: list[int], array=None, command_fields=None):
         self.prog = prog
+        # a fused array (rtlgen/fused_array.py) runs the layer with extra command fields (its dataflow select)
+        self.array, self.command_fields = array, dict(command_fields or {})
         self.dram_init = list(dram_init)
         self.dram_depth = max(1, len(self.dram_init))
         self.go = Signal()
@@ -150,7 +152,7 @@ class LayerTop(Elaboratable):
         dram = design.memory_system.dram
         Wb = P.word_bytes
         n = len(P.rows)
-        m.submodules.array = arr = ArrayTop(comp)
+        m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
 
         # ---- sequencer (dataflow/memctl.py: DMA order and gates) -------------------------------------
         run = Signal(name="layer_run")
@@ -317,6 +319,8 @@ class LayerTop(Elaboratable):
                 m.d.comb += getattr(cmdp, f.name).eq(P.cmd.mapping.steps)
             else:
                 m.d.comb += getattr(cmdp, f.name).eq(row_c[f"trips_{f.loop}"])
+        for name, value in self.command_fields.items():
+            m.d.comb += getattr(cmdp, name).eq(value)
         m.d.comb += c_done.eq(arr.done)
 
         wr_port = None

@@ -51,18 +51,33 @@ def layer_verilog(prog, image, name: str) -> str:
     return _convert(prog, image, name)
 
 
-def _convert(prog, image, name):
+def _convert(prog, image, name, fused=None):
+    if fused is not None:             # the fused array inside the memory system, its select from the layer
+        from archgen.rtlgen.fused_array import FusedArrayTop
+        df = prog.compiled.dataflow.name
+        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None
+                  and f.loop not in prog.compiled.dataflow.outer_dims()}
+        fields["dataflow"] = fused.index(df)
+        top = LayerTop(prog, image, FusedArrayTop(fused), fields)
+        return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
     top = LayerTop(prog, image)
     return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
 
 
 def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                  tile: dict | None = None, order: tuple | None = None, cache_dir: Path | None = None,
-                 layer: str = "layer", binary: bool = True) -> LayerVerification:
+                 layer: str = "layer", binary: bool = True, fuse=None) -> LayerVerification:
     """Plan (or take ``tile``/``order``), check, build and run one layer; nothing runs if the command is refused.
     ``binary`` (default): run as a stand-alone Verilator executable (verif/layer_binary.py); False: under
-    cocotb (verif/tb_layer.py), same top, same checks."""
-    compiled = compile_array(design, dataflow)
+    cocotb (verif/tb_layer.py), same top, same checks. ``fuse``: the array is the fused design of these
+    dataflows (dataflow/fusion.py), running ``dataflow`` with the fused timing, selected by the layer."""
+    fused = None
+    if fuse:
+        from archgen.dataflow.compile import compile_fused
+        fused = compile_fused(design, fuse)
+        compiled = fused.view(dataflow or fused.names[0])
+    else:
+        compiled = compile_array(design, dataflow)
     df = compiled.dataflow
     if tile is not None:
         cmd = make_command(design, bounds, df, tile, tuple(order or df.outer_dims()), layer)
@@ -74,7 +89,7 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     tensors = random_operands(compiled.fu_graph, mapping, np.random.default_rng(seed))
     image = prog.dram_image(tensors)
     name = f"{design.name}_layer"
-    text = _convert(prog, image, name)
+    text = _convert(prog, image, name, fused)
     out_regions = [a for (x, _k), (a, *_r) in prog.regions.items() if x == design.operation.output.name]
     lo = min(out_regions)
     moved_names = {k: f"moved_{k.replace('.', '_')}" for k in

@@ -1,0 +1,410 @@
+"""Amaranth top level of a fused design: several dataflows on one array, selected per command.
+
+The datapath is the union of the dataflows' retimed primitive graphs (dataflow/fusion.py): one
+multiplier, accumulator and partial-sum adder per FU, one shadow/stationary register pair per operand
+and FU, one register chain per net as deep as the deepest tap any dataflow reads. Every node input whose
+source or register tap differs between dataflows reads through a mux on the dataflow select register,
+which the command latches (field ``dataflow``: the index in the fuse list). Each dataflow keeps its own
+tile controller (the loader, issuer and drain halves of dataflow/control.py with that dataflow's
+schedule, each in a submodule); only the selected one runs, and the step line they feed is shared.
+
+Ports are the union of the dataflows' ports (rtlgen/array.py documents them); a stream has as many lanes
+as the dataflow that uses most, and a dataflow with fewer uses lanes 0..n-1 (the others are ignored on
+input and zero on output).
+"""
+from __future__ import annotations
+
+from amaranth import Array, Const, Module, Mux, Signal, hdl
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from archgen.dataflow.control import CommandHW, accumulator_drain_hw, all_of, issuer_hw, loader_hw, stream_drain_hw
+from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, slot_of
+from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Direction, Node, NodeKind, PortRole, Role, port_name
+from archgen.rtlgen.array import _row_index, struct_layout
+from archgen.rtlgen.datapath import shape_of, tag
+
+__all__ = ["FusedArrayTop", "fused_verilog"]
+
+_LINE = ("valid", "first", "last", "swap", "final")
+
+
+def _any(values):
+    values = list(values)
+    if not values:
+        return Const(0)
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
+
+
+class FusedArrayTop(wiring.Component):
+    """Top level of a fused array: the ports of rtlgen/array.py's ArrayTop (streams sized for the widest
+    dataflow) and a command whose ``dataflow`` field selects the dataflow of the problem it starts."""
+
+    def __init__(self, fused: FusedArray):
+        self.fused = fused
+        members = {}
+        for port in fused.ports:
+            if port.role is PortRole.COMMAND:
+                sig = stream.Signature(struct_layout(fused.command))
+            elif port.stream:
+                sig = stream.Signature(data.ArrayLayout(shape_of(port.width, port.signed), port.lanes))
+            else:
+                sig = port.width
+            members[port.name] = Out(sig) if port.direction is Direction.OUT else In(sig)
+        super().__init__(members)
+        self.mux_count = 0                      # muxes on the select built by the last elaborate
+
+    def _port(self, name: str):
+        return getattr(self, name, None)
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        F = self.fused
+        self.mux_count = 0
+        views = F.views
+        self.sel = sel = Signal(range(max(len(views), 2)), name="dataflow_sel")
+        running, start, finish = Signal(name="running"), Signal(name="start"), Signal(name="finish")
+        steps_m1 = Signal(STEP_BITS, name="steps_minus_1")
+        loops = [f.loop for f in F.command.fields if f.loop is not None]
+        trips = {d: Signal(TRIP_BITS, name=f"trips_minus_1_{d}") for d in loops}
+        m.d.comb += [self.cmd.ready.eq(~running), start.eq(self.cmd.valid & ~running), self.busy.eq(running),
+                     self.done.eq(finish)]
+        with m.If(start):
+            m.d.sync += [running.eq(1), steps_m1.eq(self.cmd.payload.steps - 1),
+                         sel.eq(getattr(self.cmd.payload, SELECT_FIELD))]
+            for d in loops:
+                m.d.sync += trips[d].eq(getattr(self.cmd.payload, f"trips_{d}") - 1)
+        with m.If(finish):
+            m.d.sync += running.eq(0)
+
+        self.adv = adv = Signal(name="advance")
+        length = max(max(v.schedule.commit_skew, v.schedule.swap_skew,
+                         0 if v.schedule.accumulate else v.schedule.out_latency) for v in views)
+        self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in _LINE}
+        for k in range(1, length + 1):
+            with m.If(adv):
+                for n in _LINE:
+                    m.d.sync += line[n][k].eq(line[n][k - 1])
+
+        self.ctl = [self._controller(m, k, view, start, running, steps_m1, trips) for k, view in enumerate(views)]
+        ctl = self.ctl
+        for n in _LINE:
+            m.d.comb += line[n][0].eq(_any(c[n] for c in ctl))
+        m.d.comb += [adv.eq(self._pick(m, 1, "advance_sel", [(k, k, c["advance"]) for k, c in enumerate(ctl)])),
+                     finish.eq(_any(c["finish"] for c in ctl))]
+        for port in F.ports:
+            if port.role in (PortRole.INPUT, PortRole.PSUM):
+                m.d.comb += self._port(port.name).ready.eq(_any(c["ready"].get(port.name, Const(0)) for c in ctl))
+        out_port = self._port(F.ports[[p.role for p in F.ports].index(PortRole.OUTPUT)].name)
+        m.d.comb += out_port.valid.eq(_any(c["out_valid"] for c in ctl))
+        self._datapath(m, out_port)
+        return m
+
+    # ---- selection ------------------------------------------------------------------------------
+    def _pick(self, m, shape, name, options):
+        """The value of the selected dataflow among ``options`` = [(dataflow index, key, value)]: options
+        with equal keys are one value (a shared source needs no mux); dataflows not listed do not care."""
+        groups: dict = {}
+        for k, key, value in options:
+            groups.setdefault(key, (value, []))[1].append(k)
+        if not groups:
+            return Const(0, shape)
+        items = list(groups.values())
+        if len(items) == 1:
+            return items[0][0]
+        self.mux_count += 1
+        sig = Signal(shape, name=name)
+        with m.Switch(self.sel):
+            for value, ks in items[1:]:
+                with m.Case(*ks):
+                    m.d.comb += sig.eq(value)
+            with m.Default():
+                m.d.comb += sig.eq(items[0][0])
+        return sig
+
+    # ---- one dataflow's controller --------------------------------------------------------------
+    def _controller(self, top, k, view, start, running, steps_m1, trips) -> dict:
+        """Loader, issuer and drain of dataflow ``k`` (rtlgen/array.py ArrayTop.elaborate, with every
+        shared input gated by 'dataflow k is selected')."""
+        m = Module()
+        name = view.dataflow.name
+        top.submodules[f"ctrl_{name}"] = m
+        sch, fg = view.schedule, view.fu_graph
+        chosen = Signal(name="selected")
+        top.d.comb += chosen.eq(self.sel == k)
+        outer = tuple(view.dataflow.outer_dims())
+        red = tuple(d for d in outer if not view.design.operation.output.uses(d))
+        start_k = Signal(name="start")
+        top.d.comb += start_k.eq(start & (getattr(self.cmd.payload, SELECT_FIELD) == k))
+        run_k = Signal(name="running")
+        m.d.comb += run_k.eq(running & chosen)
+        cmd = CommandHW(start_k, run_k, steps_m1, {d: trips[d] for d in outer}, outer, red)
+        line = {n: [s & run_k for s in self.line[n]] for n in _LINE}
+        psum = view.psum_port
+        psum_port = None if psum is None else self._port(psum.name)
+        stationary = [p for p in fg.inputs if p.role is Role.STATIONARY]
+        streamed = [p for p in fg.inputs if p.role is Role.STREAM]
+        fewer = None if sch.drain_rows >= sch.rows else (lambda row: row >= sch.drain_rows)
+        ready: dict = {}
+        loader = None
+        preload_after = None
+        if sch.has_loader:
+            def load_valid(first, row):
+                valids = [self._port(port_name(PortRole.INPUT, p.name)).valid for p in stationary]
+                if sch.accumulate and sch.psum_in:
+                    pv = first | psum_port.valid
+                    valids.append(pv if fewer is None else pv | fewer(row))
+                return all_of(valids) if valids else Const(1)
+
+            preload_after = Signal(name="tile_drained_for_preload") if sch.accumulate and sch.psum_in else None
+            loader = loader_hw(m, hdl, sch, cmd, load_valid, line["swap"][0], self.adv & line["swap"][sch.swap_skew],
+                               preload_after)
+            for p in stationary:
+                ready[port_name(PortRole.INPUT, p.name)] = loader.beat
+            if sch.accumulate and sch.psum_in:
+                r = loader.beat & ~loader.first
+                ready[psum.name] = r if fewer is None else r & ~fewer(loader.row)
+
+        def issue_valid(first):
+            valids = [self._port(port_name(PortRole.INPUT, p.name)).valid for p in streamed]
+            if psum_port is not None and not sch.accumulate:
+                valids.append(first | psum_port.valid)
+            return all_of(valids) if valids else Const(1)
+
+        drained_all = Signal(name="all_tiles_drained") if sch.accumulate else None
+        iss = issuer_hw(m, hdl, sch, cmd, self.adv, issue_valid, None if loader is None else loader.ready, drained_all)
+        for p in streamed:
+            ready[port_name(PortRole.INPUT, p.name)] = iss.issue
+        if psum_port is not None and not sch.accumulate:
+            ready[psum.name] = iss.issue & ~iss.first_visit
+        out_ready = self._port(view.output_port.name).ready
+        if sch.accumulate:
+            drain = accumulator_drain_hw(m, hdl, sch, cmd, iss.last_step, line["last"][sch.commit_skew],
+                                         out_ready, iss.done)
+            m.d.comb += drained_all.eq(drain.drained_all)
+            if sch.psum_in:
+                m.d.comb += preload_after.eq(drain.tile_drained)
+        else:
+            lat = sch.out_latency
+            drain = stream_drain_hw(m, hdl, sch, cmd, line["valid"][lat], line["final"][lat], out_ready)
+        return {"valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
+                "final": iss.final, "advance": drain.advance, "finish": drain.finish & chosen,
+                "out_valid": drain.valid & chosen, "ready": ready, "loader": loader, "iss": iss, "drain": drain,
+                "fewer": fewer}
+
+    # ---- datapath: the union of the dataflows' retimed graphs ------------------------------------
+    def _datapath(self, m, out_port):
+        F = self.fused
+        views = F.views
+        design = F.design
+        out_name = design.operation.output.name
+        self.acc_shape = shape_of(design.acc_type.bits, design.acc_type.signed)
+        self.in_shape = {n: shape_of(t.bits, t.signed) for n, t in design.types if n != out_name}
+        prims = [v.timing.prim for v in views]
+        users: dict = {}
+        for k, prim in enumerate(prims):
+            for v in prim.graph.nodes:
+                users.setdefault(v, []).append(k)
+        self.out = {v: Signal(self._shape_of(v), name=v.name) for v in sorted(users)}
+        self.chains: dict = {}
+        self.shadow: dict = {}
+        results = {}
+        for v in sorted(users):
+            kind, ks = v.kind, users[v]
+            if kind is NodeKind.MEM_PORT:
+                self._memory_lane(m, v, ks)
+            elif kind is NodeKind.PORT:
+                m.d.comb += self.out[v].eq(self._input(m, v, ks, "in"))
+            elif kind is NodeKind.STATIONARY_REG:
+                self._stationary(m, v, ks)
+            elif kind is NodeKind.MUL:
+                self._multiplier(m, v, ks)
+            elif kind in (NodeKind.ADD, NodeKind.TREE_ADD):
+                slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)}, key=repr)
+                total = None
+                for s in slots:
+                    x = self._input(m, v, ks, s)
+                    total = x if total is None else total + x
+                m.d.comb += self.out[v].eq(total)
+            elif kind is NodeKind.ACC:
+                results[v.coord] = self._accumulator(m, v, ks)
+            elif kind is NodeKind.DRAIN:
+                self._drain(m, v, ks)
+        self._outputs(m, out_port, results)
+
+    def _shape_of(self, v: Node):
+        if v.kind in (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG) and v.operand in self.in_shape:
+            return self.in_shape[v.operand]
+        return self.acc_shape
+
+    def _inputs(self, k: int, v: Node) -> list:
+        """(slot, source, registers) of v's data inputs in dataflow k (dataflow/fusion.py's slots)."""
+        view = self.fused.views[k]
+        prim, stages = view.timing.prim, view.retimed.stages
+        ins = [(u, e) for u, e in prim.in_wires(v) if not e.hold or v.kind is NodeKind.MUL]
+        if v.kind is NodeKind.TREE_ADD:
+            ins = sorted(ins, key=lambda ue: repr(ue[0].path))
+            return [(i, u, stages[(u, v)]) for i, (u, _) in enumerate(ins)]
+        return [(slot_of(v, u), u, stages[(u, v)]) for u, _ in ins]
+
+    def _tap(self, m, u: Node, regs: int):
+        """u's output behind ``regs`` registers of its one shared chain."""
+        if regs == 0:
+            return self.out[u]
+        ch = self.chains.setdefault(u, [])
+        prev = ch[-1] if ch else self.out[u]
+        while len(ch) < regs:
+            r = Signal(self._shape_of(u) if u.kind is not NodeKind.MUL else self.acc_shape,
+                       name=f"{u.name}_d{len(ch) + 1}")
+            with m.If(self.adv):
+                m.d.sync += r.eq(prev)
+            ch.append(r)
+            prev = r
+        return ch[regs - 1]
+
+    def _input(self, m, v: Node, ks, slot):
+        options = []
+        for k in ks:
+            for s, u, regs in self._inputs(k, v):
+                if s == slot:
+                    options.append((k, (u, regs), self._tap(m, u, regs)))
+        shape = self._shape_of(v) if v.kind is NodeKind.PORT else self.acc_shape
+        if v.kind is NodeKind.MUL:
+            shape = self.in_shape[slot]
+        return self._pick(m, shape, f"{v.name}_{slot}_sel", options)
+
+    def _step(self, m, name: str, v: Node, ks, at: Node | None = None):
+        """The step-line control ``name`` at node ``at`` (default v) for the selected dataflow."""
+        at = v if at is None else at
+        opts = [(k, self.fused.views[k].timing.time[at], self.line[name][self.fused.views[k].timing.time[at]])
+                for k in ks]
+        return self._pick(m, 1, f"{v.name}_{name}_sel", opts)
+
+    def _memory_lane(self, m, v: Node, ks):
+        F = self.fused
+        streamed = [k for k in ks if v in F.views[k].timing.lane_offset]
+        if not streamed:
+            return                                  # a load-phase lane: writes shadows, see _stationary
+        if v.operand == F.design.operation.output.name:
+            first = self._pick(m, 1, "issue_first_visit_sel", [(k, k, self.ctl[k]["iss"].first_visit)
+                                                                 for k in streamed])
+            psum = self._port(port_name(PortRole.PSUM, v.operand))
+            raw = Mux(first, 0, psum.payload[v.lane])
+        else:
+            raw = self._port(port_name(PortRole.INPUT, v.operand)).payload[v.lane]
+        offsets = {k: F.views[k].timing.lane_offset[v] for k in streamed}
+        taps = [raw]
+        for i in range(max(offsets.values())):
+            r = Signal(self._shape_of(v), name=f"{v.operand}_lane{v.lane}_issue{i}")
+            with m.If(self.adv):
+                m.d.sync += r.eq(taps[-1])
+            taps.append(r)
+        m.d.comb += self.out[v].eq(self._pick(m, self._shape_of(v), f"{v.name}_offset_sel",
+                                              [(k, o, taps[o]) for k, o in offsets.items()]))
+
+    def _stationary(self, m, v: Node, ks):
+        s, x = v.coord, v.operand
+        shape = self.in_shape[x]
+        shadow = Signal(shape, name=f"{x}_shadow_{tag(s)}")
+        row = _row_index(s, self.fused.design.shape)
+        write = _any(self.ctl[k]["loader"].beat & (self.ctl[k]["loader"].row == row) for k in ks)
+        with m.If(write):
+            m.d.sync += shadow.eq(self._port(port_name(PortRole.INPUT, x)).payload[s[-1]])
+        act = Signal(shape, name=f"{x}_stat_{tag(s)}")
+        swap = self._step(m, "swap", v, ks, Node(NodeKind.MUL, s))
+        with m.If(self.adv & swap):
+            m.d.sync += act.eq(shadow)
+        m.d.comb += self.out[v].eq(Mux(swap, shadow, act))
+
+    def _multiplier(self, m, v: Node, ks):
+        slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)})
+        prod = None
+        for x in slots:
+            val = self._input(m, v, ks, x)
+            prod = val if prod is None else prod * val
+        latency = self.fused.views[ks[0]].timing.node_latency(v)
+        prev = prod
+        for i in range(latency):
+            r = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}_s{i}" if latency > 1 else f"prod_{tag(v.coord)}_s")
+            with m.If(self.adv):
+                m.d.sync += r.eq(prev)
+            prev = r
+        m.d.comb += self.out[v].eq(prev)
+
+    def _accumulator(self, m, v: Node, ks):
+        s, shape, F = v.coord, self.acc_shape, self.fused
+        acc = Signal(shape, name=f"acc_{tag(s)}")
+        res = Signal(shape, name=f"res_{tag(s)}")
+        bases = []
+        for k in ks:
+            sch = F.views[k].schedule
+            if not sch.psum_in:
+                bases.append((k, "zero", Const(0, shape)))
+                continue
+            psum = self._port(F.views[k].psum_port.name)
+            pos = {c: (r, lane.index) for lane in F.views[k].fu_graph.output.lanes for r, c in enumerate(lane.fus)}
+            row, lane = pos[s]
+            loader = self.ctl[k]["loader"]
+            init = Signal(shape, name=f"init_{tag(s)}_{F.views[k].dataflow.name}")
+            with m.If(loader.beat & (loader.row == row)):
+                m.d.sync += init.eq(Mux(loader.first, 0, psum.payload[lane]))
+            swap = self.line["swap"][F.views[k].timing.time[v]]
+            bases.append((k, ("init", k), Mux(swap, init, 0)))
+        base = self._pick(m, shape, f"{v.name}_base_sel", bases)
+        total = Signal(shape, name=f"sum_{tag(s)}")
+        m.d.comb += total.eq(Mux(self._step(m, "first", v, ks), base, acc) + self._input(m, v, ks, "in"))
+        with m.If(self.adv & self._step(m, "valid", v, ks)):
+            m.d.sync += acc.eq(total)
+            with m.If(self._step(m, "last", v, ks)):
+                m.d.sync += res.eq(total)
+        m.d.comb += self.out[v].eq(acc)
+        return res
+
+    def _drain(self, m, v: Node, ks):
+        """Streamed-output drain lanes: the drain register, then de-skewed per dataflow."""
+        F = self.fused
+        streamed = [k for k in ks if not F.views[k].schedule.accumulate]
+        if not streamed:
+            return
+        reg = Signal(self.acc_shape, name=f"drain_{v.operand}_{v.lane}")
+        with m.If(self.adv):
+            m.d.sync += reg.eq(self._input(m, v, streamed, "in"))
+        align = {k: F.views[k].schedule.out_latency - (F.views[k].timing.time[v] + F.views[k].timing.node_latency(v))
+                 for k in streamed}
+        taps = [reg]
+        for i in range(max(align.values())):
+            r = Signal(self.acc_shape, name=f"{v.operand}_out{v.lane}_align{i}")
+            with m.If(self.adv):
+                m.d.sync += r.eq(taps[-1])
+            taps.append(r)
+        m.d.comb += self.out[v].eq(self._pick(m, self.acc_shape, f"{v.name}_align_sel",
+                                              [(k, a, taps[a]) for k, a in align.items()]))
+
+    def _outputs(self, m, out_port, results):
+        F = self.fused
+        lanes = len(out_port.payload)
+        for lane in range(lanes):
+            options = []
+            for k, view in enumerate(F.views):
+                out = view.fu_graph.output
+                if lane >= out.n_lanes:
+                    continue
+                if view.schedule.accumulate:
+                    col = Array([results[c] for c in out.lanes[lane].fus])
+                    options.append((k, ("rows", k), col[self.ctl[k]["drain"].row]))
+                else:
+                    options.append((k, ("stream", lane), self.out[Node(NodeKind.DRAIN, operand=out.name, lane=lane)]))
+            m.d.comb += out_port.payload[lane].eq(self._pick(m, self.acc_shape, f"out_lane{lane}_sel", options))
+
+
+def fused_verilog(fused: FusedArray) -> tuple[str, "FusedArrayTop"]:
+    """(Verilog text, the elaborated top) of a fused design; deterministic like every archgen build."""
+    from amaranth.back import verilog
+
+    top = FusedArrayTop(fused)
+    text = verilog.convert(top, name=fused.design.name, emit_src=False)
+    return text, top

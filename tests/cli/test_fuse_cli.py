@@ -1,0 +1,53 @@
+"""``archgen build/verify --fuse`` and the spec's ``fuse:`` list through the CLI entry point: what a fused
+build writes, and bad fuse lists refused by field with exit 2 before anything is written."""
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_build_fused_writes_verilog_and_a_manifest_with_the_select(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_fused", "--set", "array.shape=2x2", "-o", "o"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "fused dataflows os, ws, is" in out and "0 = os, 1 = ws, 2 = is" in out
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    cmd = next(i for i in man["interfaces"] if i["name"] == "cmd")
+    assert [f["name"] for f in cmd["fields"]][-1] == "dataflow"
+    assert man["parameters"]["fused"] == ["os", "ws", "is"]
+    assert man["fusion"]["select_muxes"] > 0
+    assert {p["name"] for p in man["ports"]} >= {"cmd__payload", "in_A__payload", "out_C__payload", "done"}
+
+
+def test_dataflow_builds_one_single_design_of_a_fused_spec(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_fused", "--set", "array.shape=2x2", "--dataflow", "ws", "-o", "o"],
+                           tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "dataflow ws" in out
+
+
+def test_fuse_flag_borrows_a_dataflow_of_another_spec(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_os", "--set", "array.shape=2x2", "--fuse", "os,gemm_is:is", "-o", "o"],
+                           tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "fused dataflows os, is" in out
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["build", "gemm_fused", "--fuse", "os,xs"], "--fuse: no dataflow named 'xs' in spec 'gemm_fused'"),
+    (["build", "gemm_fused", "--fuse", "os"], "--fuse: fusion needs at least two dataflows"),
+    (["build", "gemm_fused", "--fuse", "os,os"], "--fuse: dataflow(s) os listed twice"),
+    (["build", "gemm_fused", "--fuse", "os,ws", "--dataflow", "os"], "--fuse: give --fuse (one fused design) or"),
+    (["build", "gemm_os", "--fuse", "os,conv_ws:ws"], "--fuse: dataflow 'ws' of spec 'conv_ws' computes"),
+    (["build", "gemm_os", "--fuse", "os,gemm_os3d:os3d"], "--fuse: dataflow 'os3d' of spec 'gemm_os3d' on this array"),
+    (["build", "gemm_os", "--fuse", "os,gemm_ws:zz"], "--fuse: spec 'gemm_ws' has no dataflow named 'zz'"),
+    (["build", "gemm_fused", "--set", "fuse=[os,xs]"], "fuse.1: no dataflow of that name"),
+    (["verify", "gemm_fused", "--fuse", "os,ws", "--dataflow", "is"],
+     "--dataflow: dataflow 'is' is not fused in this design"),
+    (["build", "spatten_small", "--fuse", "os,ws"], "--fuse"),
+])
+def test_bad_fuse_lists_are_refused_by_field(argv, line, tmp_path, monkeypatch):
+    rc, out, err = run_cli(argv + ["-o", "o"] if argv[0] == "build" else argv, tmp_path, monkeypatch)
+    assert rc == 2, (out, err)
+    assert line in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

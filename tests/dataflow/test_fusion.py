@@ -1,0 +1,118 @@
+"""Dataflow fusion (dataflow/fusion.py, compile_fused): the merge, the mux plan, the epigraph LP and the
+per-dataflow views; bad fuse lists from the spec and the command line."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec
+from archgen.dataflow.compile import compile_array, compile_fused
+from archgen.dataflow.fusion import SELECT_FIELD, mux_plan
+from archgen.dataflow.ir import NodeKind
+from archgen.mappings.tiling import map_problem
+from archgen.sim.array_model import simulate_array
+
+SHAPES = ["4x4", "3x2", "1x4", "2x5"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_views_are_the_dataflows_with_the_fused_timing(shape):
+    design = load_spec("gemm_fused", [f"array.shape={shape}"])
+    fused = compile_fused(design, design.fuse)
+    assert fused.names == ("os", "ws", "is")
+    for name, view in zip(fused.names, fused.views):
+        single = compile_array(design, name)
+        assert view.dataflow == single.dataflow
+        assert view.ports == single.ports and view.command == single.command
+        # the fused timing never makes a dataflow faster than its single design
+        assert view.schedule.commit_skew >= single.schedule.commit_skew
+        assert view.schedule.out_latency >= single.schedule.out_latency
+        assert view.timing.prim.graph.number_of_nodes() == single.prim.graph.number_of_nodes()
+    # every stream of the fused top is as wide as the widest dataflow's
+    for port in fused.ports:
+        lanes = [v.port(port.name).lanes for v in fused.views if port.name in [p.name for p in v.ports]]
+        if port.stream and port.name != "cmd":
+            assert port.lanes == max(lanes)
+    assert fused.command.fields[-1].name == SELECT_FIELD
+    assert fused.port("cmd").width == fused.command.size
+
+
+def test_muxes_sit_exactly_where_sources_differ():
+    design = load_spec("gemm_fused", ["array.shape=3x4"])
+    fused = compile_fused(design, design.fuse)
+    prims = [v.timing.prim for v in fused.views]
+    stages = [v.retimed.stages for v in fused.views]
+    muxed = {(mp.node, mp.slot) for mp in fused.plan.muxes}
+    assert fused.plan.muxes == mux_plan(prims, stages)
+    for mp in fused.plan.muxes:
+        distinct = {s for s in mp.sources if s is not None}
+        assert len(distinct) == mp.inputs > 1
+    # the A and B forwarding chains are shared: OS and WS forward A along axis 1, OS and IS forward B along
+    # axis 0, so no port of a streamed operand in the middle of the array needs a mux
+    ports = [(n, slot) for n, slot in muxed if n.kind is NodeKind.PORT]
+    assert ports == []
+    # the multiplier input switches between a streamed port and a stationary register where one dataflow
+    # holds the operand: B (WS) and A (IS) at every FU
+    mul_slots = sorted((n.coord, slot) for n, slot in muxed if n.kind is NodeKind.MUL)
+    coords = list(itertools.product(range(3), range(4)))
+    assert mul_slots == sorted([(c, "A") for c in coords] + [(c, "B") for c in coords])
+
+
+def test_epigraph_pays_the_maximum_register_count_per_shared_edge():
+    design = load_spec("gemm_fused", ["array.shape=2x3", "clock_mhz=1500"])
+    fused = compile_fused(design, design.fuse)
+    rt = fused.plan.retiming
+    assert rt.register_bits <= rt.separate_register_bits
+    for key, built in rt.shared_stages.items():
+        for view in fused.views:
+            st = view.retimed
+            if key[0] == "edge" and (key[1], key[2]) in st.stages:
+                assert st.stages[(key[1], key[2])] <= built
+            elif key[0] == "net" and key[1] in st.chain_depth:
+                assert st.chain_depth[key[1]] <= built
+
+
+@pytest.mark.parametrize("shape,clock", [("4x4", 500), ("2x3", 1500), ("1x4", 1200)])
+def test_fused_cycles_follow_the_fused_schedule(shape, clock):
+    """A dataflow's cycles in the fused design differ from its single design only through the schedule
+    constants (the mux stages), and never downwards."""
+    design = load_spec("gemm_fused", [f"array.shape={shape}", f"clock_mhz={clock}"])
+    fused = compile_fused(design, design.fuse)
+    for name, view in zip(fused.names, fused.views):
+        single = compile_array(design, name)
+        mapping = map_problem(design, {"i": 7, "k": 9, "j": 5}, view.dataflow)
+        f, s = simulate_array(view, mapping).total_cycles, simulate_array(single, mapping).total_cycles
+        assert f >= s
+        if view.schedule == single.schedule:
+            assert f == s
+
+
+def test_spec_fuse_errors_name_the_field():
+    with pytest.raises(SpecError) as err:
+        load_spec("gemm_fused", ["fuse=[os,xs,os]"])
+    text = str(err.value)
+    assert "fuse.1: no dataflow of that name" in text and "fuse.2: dataflow listed twice" in text
+    with pytest.raises(SpecError) as err:
+        load_spec("gemm_fused", ["fuse=[os]"])
+    assert "fuse" in str(err.value)
+
+
+def test_check_fusable_refuses_unknown_and_single():
+    design = load_spec("gemm_fused")
+    with pytest.raises(SpecError, match=r"--fuse: no dataflow named 'xs'"):
+        from archgen.dataflow.fusion import check_fusable
+        check_fusable(design, ["os", "xs"], path="--fuse")
+    with pytest.raises(SpecError, match="at least two"):
+        compile_fused(design, ["os"])
+
+
+def test_fused_verilog_is_deterministic_and_has_the_select():
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = load_spec("gemm_fused", ["array.shape=2x2"])
+    fused = compile_fused(design, ["os", "ws"])
+    a, top = fused_verilog(fused)
+    b, _ = fused_verilog(fused)
+    assert a == b
+    assert "dataflow_sel" in a and top.mux_count > 0

@@ -1,0 +1,121 @@
+"""Verify one dataflow of a fused design on Verilator: exact outputs and RTL cycles == model cycles.
+
+The Verilog is the fused top (rtlgen/fused_array.py) whatever the dataflow: the dataflow is a field of
+the command word, so every dataflow of a fused design runs on one Verilator build (cached by the
+Verilog's hash). The DRAM side is the dataflow's own host program (dataflow/host.py) on lanes 0..n-1 of
+the fused streams; the model is ``simulate_array`` on the dataflow's view, which carries the fused
+design's timing.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from archgen.arch.spec import Design
+from archgen.dataflow.compile import compile_fused
+from archgen.dataflow.host import host_program, random_operands
+from archgen.dataflow.ir import PortRole
+from archgen.mappings.tiling import map_problem
+from archgen.rtlgen.fused_array import fused_verilog
+from archgen.sim.array_model import simulate_array
+
+from .array_check import ArrayVerification, _psum_causality
+from .golden import reference_einsum
+from .runner import run_testbench
+
+__all__ = ["verify_fused", "verify_fused_sequence"]
+
+
+def verify_fused(design: Design, fuse, bounds: dict[str, int], dataflow: str, *, seed: int = 0,
+                 idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None,
+                 pipeline: bool = True) -> ArrayVerification:
+    fused = compile_fused(design, fuse, pipeline=pipeline)
+    view = fused.view(dataflow)
+    fg = view.fu_graph
+    mapping = map_problem(design, bounds, fg.dataflow)
+    rng = np.random.default_rng(seed)
+    tensors = random_operands(fg, mapping, rng)
+    prog = host_program(fg, mapping, tensors)
+    text, top = fused_verilog(fused)
+    model = simulate_array(view, mapping)
+    in_ports, out_port = [], None
+    for port in view.stream_ports:
+        # the dataflow's own lane count: its lanes are the fused stream's lanes 0..n-1
+        info = {"name": port.name, "lanes": port.lanes, "lane_bits": port.width, "signed": port.signed}
+        if port.role is PortRole.OUTPUT:
+            out_port = info
+        elif port.name in prog.streams:
+            in_ports.append(info)
+    cmd = fused.command_word(dataflow, mapping.steps, mapping.trips())
+    with tempfile.TemporaryDirectory(prefix="archgen-verify-fused-") as tmp:
+        path = Path(tmp) / "program.npz"
+        np.savez(path, expected=prog.expected, **prog.streams)
+        params = {
+            "program": str(path), "in_ports": in_ports, "out_port": out_port, "cmd": cmd,
+            "cmd_fields": [{"name": f.name, "offset": f.offset} for f in fused.command.fields], "seed": seed,
+            "idle_prob": idle_prob, "stall_prob": stall_prob,
+            "max_cycles": 20 * model.total_cycles + 1000,
+        }
+        res = run_testbench(text, design.name, "archgen.verif.tb_array", params, cache_dir=cache_dir)
+    got = np.array(res.get("got", []), dtype=np.int64)
+    exact = bool(res.get("passed")) and got.shape == prog.expected.shape and bool(np.all(got == prog.expected))
+    if exact:
+        final = np.zeros_like(prog.result)
+        ok = prog.out_index[..., 0] >= 0
+        final[tuple(prog.out_index[ok].T)] = got[ok]
+        exact = bool(np.array_equal(final, reference_einsum(design.operation, tensors, mapping.bound, fg.acc_width)))
+    causal = _psum_causality(prog, res, fg.output.name)
+    detail = {k: res.get(k) for k in ("beats_expected", "beats_got", "mismatches", "first_mismatch", "log_tail")}
+    detail["psum_reads_before_write"] = causal
+    detail["fused"] = list(fused.names)
+    return ArrayVerification(design.name, dataflow, dict(mapping.bound), exact and causal == 0, res.get("rtl_cycles"),
+                             model.total_cycles, detail)
+
+
+def verify_fused_sequence(design: Design, fuse, runs, *, cache_dir: Path | None = None,
+                          pipeline: bool = True) -> list[ArrayVerification]:
+    """Several problems ``runs`` = [(dataflow, bounds, seed), ...] back to back in ONE simulation of the fused
+    design (verif/tb_fused.py): the dataflow changes from command to command with no rebuild and no reset.
+    Each run is checked like :func:`verify_fused` (exact beats and result, RTL cycles == model cycles)."""
+    fused = compile_fused(design, fuse, pipeline=pipeline)
+    text, _ = fused_verilog(fused)
+    preps, params_runs = [], []
+    with tempfile.TemporaryDirectory(prefix="archgen-verify-fused-") as tmp:
+        for n, (dataflow, bounds, seed) in enumerate(runs):
+            view = fused.view(dataflow)
+            fg = view.fu_graph
+            mapping = map_problem(design, bounds, fg.dataflow)
+            tensors = random_operands(fg, mapping, np.random.default_rng(seed))
+            prog = host_program(fg, mapping, tensors)
+            model = simulate_array(view, mapping)
+            path = Path(tmp) / f"program{n}.npz"
+            np.savez(path, expected=prog.expected, **prog.streams)
+            ports = [{"name": p.name, "lanes": p.lanes, "lane_bits": p.width, "signed": p.signed}
+                     for p in view.stream_ports]
+            params_runs.append({
+                "program": str(path), "cmd": fused.command_word(dataflow, mapping.steps, mapping.trips()),
+                "in_ports": [p for p in ports if p["name"] in prog.streams],
+                "out_port": next(p for p in ports if p["name"] == view.output_port.name),
+                "max_cycles": 20 * model.total_cycles + 1000})
+            preps.append((dataflow, mapping, tensors, prog, model, fg))
+        out_name = fused.views[0].output_port.name
+        params = {"runs": params_runs, "out_name": out_name, "seed": 0,
+                  "cmd_fields": [{"name": f.name, "offset": f.offset} for f in fused.command.fields]}
+        res = run_testbench(text, design.name, "archgen.verif.tb_fused", params, cache_dir=cache_dir)
+    out = []
+    for (dataflow, mapping, tensors, prog, model, fg), r in zip(preps, res.get("runs", [{}] * len(preps))):
+        got = np.array(r.get("got", []), dtype=np.int64)
+        exact = got.shape == prog.expected.shape and bool(np.all(got == prog.expected))
+        if exact:
+            final = np.zeros_like(prog.result)
+            ok = prog.out_index[..., 0] >= 0
+            final[tuple(prog.out_index[ok].T)] = got[ok]
+            exact = bool(np.array_equal(final, reference_einsum(design.operation, tensors, mapping.bound,
+                                                                fg.acc_width)))
+        detail = {k: r.get(k) for k in ("beats_expected", "beats_got", "mismatches")}
+        detail["fused"] = list(fused.names)
+        out.append(ArrayVerification(design.name, dataflow, dict(mapping.bound), exact, r.get("rtl_cycles"),
+                                     model.total_cycles, detail))
+    return out
