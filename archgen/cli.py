@@ -121,6 +121,9 @@ def cmd_build(args) -> int:
         raise SpecError([problem("--dataflow", "this spec has several dataflows; fused builds are not available yet, "
                                  f"pick one of: {', '.join(d.name for d in design.dataflows)}")])
     out = _check_out(args.out or Path("out") / design.name, "--out")
+    if getattr(args, "memory", False):
+        from archgen.rtlgen.build import write_layer_build
+        return write_layer_build(design, args, out, con)
     t0 = time.perf_counter()
     compiled = compile_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
     text, manifest = array_verilog(compiled)
@@ -534,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--out", help="output directory (default out/<name>)")
     b.add_argument("--explain", action="store_true", help="print the derived interconnect and memory banks")
     b.add_argument("--report", action="store_true", help="also synthesise with Yosys and report statistics")
+    b.add_argument("--memory", action="store_true",
+                   help="the whole accelerator: array + buffers, DMA (external DRAM port) and layer controller "
+                        "(run-time command tables); with --report: ECP5 cells, DP16KD block RAMs, nextpnr Fmax")
     b.add_argument("--no-pipeline", action="store_true",
                    help="only the registers the schedule needs, no pipelining for the clock target (compare with --report)")
     b.add_argument("--target", default="asic", help="delay table for pipelining: asic (45 nm estimates), ecp5, or a file")

@@ -490,8 +490,17 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     "the generated top", W)
         lanes = max(lanes_of[pn] for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
+        if buf.banks and buf.banks != banks:
+            _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "
+                    f"least the {lanes} lanes of one beat and the {W // eb} elements of one DRAM word, so that each "
+                    f"moves through one port per bank in one cycle); set {banks}, or 0 to let the generator choose",
+                    buf.banks)
         half = buf.bytes // (eb * buf.halves)
-        half = max(banks, half // banks * banks)
+        if half < banks:
+            _refuse(f"memory.{x.name}.bytes", f"the generated buffer of {x.name} needs at least one {eb}-byte word in "
+                    f"each of its {banks} banks per half ({buf.halves} x {banks} x {eb} = {buf.halves * banks * eb} B)",
+                    buf.bytes)
+        half = half // banks * banks
         need = max(cmd.footprint_bytes(x.name, b) for b in blocks) // eb
         if need > half:
             _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half", buf.bytes)
@@ -642,12 +651,19 @@ WALK_COUNTER_BITS = 20       # address generator counters (rtlgen/layer_top.py a
 class DescriptorFormat:
     tables: dict                  # "L" | "W" | "C" -> tuple of (field, bits)
     rows: int                     # depth of every table: the most blocks a command may have
+    design: str = ""              # the design and dataflow the top was built for
+    dataflow: str = ""
 
     def width(self, table: str) -> int:
         return max(1, sum(w for _, w in self.tables[table]))
 
-    def encode(self, rows, layer: str = "layer") -> dict:
-        """Packed words per table for the rows of a layer program; refuses a row value that does not fit."""
+    def encode(self, rows, layer: str = "layer", dataflow: str | None = None) -> dict:
+        """Packed words per table for the rows of a layer program (``dataflow``: the one it was planned
+        for); refuses a command for another dataflow, more blocks than the tables hold, or a row value
+        that does not fit its field, naming the layer and the field."""
+        if dataflow is not None and self.dataflow and dataflow != self.dataflow:
+            _refuse(f"layers.{layer}.dataflow", f"the command was planned for dataflow {dataflow!r}; this top "
+                    f"({self.design}) runs {self.dataflow!r}", dataflow)
         if len(rows) > self.rows:
             _refuse(f"layers.{layer}.tile", f"the command has {len(rows)} blocks; the generated descriptor tables "
                     f"hold {self.rows} (larger tiles give fewer blocks)", len(rows))
@@ -693,7 +709,7 @@ def descriptor_format(prog: "LayerProgram", rows: int = DESCRIPTOR_ROWS) -> Desc
             C.append((f"{w.port}_lane_last", w.lanes.bit_length()))
         if w.row_level is not None:
             C.append((f"{w.port}_row_last", w.rows.bit_length()))
-    return DescriptorFormat({"L": tuple(L), "W": tuple(W), "C": tuple(C)}, rows)
+    return DescriptorFormat({"L": tuple(L), "W": tuple(W), "C": tuple(C)}, rows, comp.design.name, comp.dataflow.name)
 
 
 def probe_command(design, dataflow=None) -> LayerCommand:

@@ -392,7 +392,7 @@ class LayerTop(Elaboratable):
         self.dram_depth = max(1, len(self.dram_init))
         rows = max(1, len(prog.rows))
         self.fmt = descriptor_format(prog, rows=1 << max(1, (rows - 1).bit_length()))
-        self.words = self.fmt.encode(prog.rows, layer)
+        self.words = self.fmt.encode(prog.rows, layer, prog.cmd.dataflow.name)
         self.core = LayerCore(prog, self.fmt)
         self.go = Signal()
         self.finished = Signal()

@@ -22,6 +22,7 @@ __all__ = [
     "find_tool",
     "yosys_elaborate_check",
     "yosys_stats",
+    "yosys_ecp5_memory_map",
     "nextpnr_ecp5",
     "parse_nextpnr_log",
 ]
@@ -147,6 +148,29 @@ def yosys_stats(verilog: str | Path, top: str, *, target: str = "generic") -> di
         "modules": modules,
         "logic_depth": max(depths),
     }
+
+
+def yosys_ecp5_memory_map(verilog: str | Path, top: str) -> dict:
+    """How Yosys maps the design's memories on ECP5, without the slow gate-level steps: ``synth_ecp5``
+    up to its ``map_ram`` step (``memory_libmap`` with the ECP5 block-RAM and LUT-RAM libraries, then the
+    techmap to DP16KD / TRELLIS_DPR16X4), and the cell counts after it. Returns ``{"cells": {type: n},
+    "memories_left": n}`` (memories left for the flip-flop mapping)."""
+    _check_top(top)
+    tool = find_tool("yosys")
+    with tempfile.TemporaryDirectory(prefix="archgen-yosys-") as tmp:
+        work = Path(tmp)
+        src = _verilog_path(verilog, work)
+        script = (f"read_verilog -sv {src}; synth_ecp5 -top {top} -run :map_ffram; "
+                  f"tee -q -o mem.json stat -json")
+        tool.run(["-q", "-p", script], cwd=work)
+        stat = json.loads((work / "mem.json").read_text())
+    cells: dict[str, int] = {}
+    mems = 0
+    for mod in stat["modules"].values():
+        for k, v in mod.get("num_cells_by_type", {}).items():
+            cells[k] = cells.get(k, 0) + int(v)
+    mems = sum(v for k, v in cells.items() if k in ("$mem", "$mem_v2"))
+    return {"cells": cells, "memories_left": mems}
 
 
 _UTIL_RE = re.compile(r"Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%")
