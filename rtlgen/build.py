@@ -145,24 +145,28 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
 
 
 def layer_core_report(text: str, top: str, clock_mhz: float, *, pnr: bool = True) -> dict:
-    """ECP5 synthesis of the layer top: Yosys cells (DP16KD = block RAM), and nextpnr Fmax when ``pnr``."""
+    """ECP5 synthesis of the layer top (one ``synth_ecp5`` run): Yosys cells (DP16KD = block RAM) and,
+    when ``pnr`` and installed, nextpnr-ecp5 placement, routing and Fmax on the same netlist."""
     from archgen.arch.errors import ToolMissingError
-    from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
-    report: dict = {}
+    from archgen.rtlgen.synth import ecp5_synth_pnr, find_tool
     try:
-        stats = yosys_stats(text, top, target="ecp5")
+        find_tool("yosys")
     except ToolMissingError as err:
         return {"yosys": f"not run: {err}"}
-    cells = stats.get("cells", {})
-    report.update({"yosys_cells": stats.get("total_cells"), "dp16kd": int(cells.get("DP16KD", 0)),
-                   "yosys_cells_by_type": cells, "yosys_logic_depth": stats.get("logic_depth")})
+    note = None
     if pnr:
         try:
-            res = nextpnr_ecp5(text, top, clock_mhz=clock_mhz)
-            report["ecp5"] = {k: res.get(k) for k in ("min_fmax_mhz", "luts", "ffs", "dsps", "timing_met", "device")}
-            report["ecp5"]["dp16kd_used"] = res["utilisation"].get("DP16KD", {}).get("used")
+            find_tool("nextpnr-ecp5")
         except ToolMissingError as err:
-            report["ecp5"] = f"not run: {err}"
+            pnr, note = False, f"not run: {err}"
+    res = ecp5_synth_pnr(text, top, clock_mhz=clock_mhz, pnr=pnr)
+    cells = res["cells"]
+    report = {"yosys_cells": res["total_cells"], "dp16kd": int(cells.get("DP16KD", 0)), "yosys_cells_by_type": cells}
+    if res["pnr"] is not None:
+        report["ecp5"] = {k: res["pnr"][k] for k in ("device", "min_fmax_mhz", "luts", "ffs", "dsps", "dp16kd_used",
+                                                      "timing_met")}
+    elif note:
+        report["ecp5"] = note
     return report
 
 
@@ -181,8 +185,7 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
         if "yosys" in report:
             lines.append(f"  yosys: {report['yosys']}")
         else:
-            lines.append(f"  yosys (synth_ecp5): {report['yosys_cells']} cells, {report['dp16kd']} DP16KD block RAMs, "
-                         f"logic depth {report['yosys_logic_depth']} cells")
+            lines.append(f"  yosys (synth_ecp5): {report['yosys_cells']} cells, {report['dp16kd']} DP16KD block RAMs")
         if isinstance(ecp5, dict):
             lines.append(f"  nextpnr-ecp5 ({ecp5['device']}): Fmax {ecp5['min_fmax_mhz']} MHz, {ecp5['luts']} LUTs, "
                          f"{ecp5['ffs']} FFs, {ecp5['dp16kd_used']} DP16KD")

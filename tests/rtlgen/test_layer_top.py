@@ -68,7 +68,7 @@ def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order):
 # ------------------------------------------------------------------------------------------------
 # the synthesizable top (LayerCore): one build per dataflow, block RAM, refusals
 
-from amaranth.back import verilog as _verilog  # noqa: E402
+from amaranth.back import rtlil as _rtlil  # noqa: E402
 
 from archgen.arch.errors import SpecError  # noqa: E402
 from archgen.dataflow.memctl import descriptor_format, probe_command  # noqa: E402
@@ -80,7 +80,7 @@ from archgen.rtlgen.layer_top import LayerCore  # noqa: E402
                  ({"i": 3, "k": 2, "j": 5}, {"j": 3, "k": 1}, ("j", "k"))]),
 ])
 def test_one_build_runs_every_layer_of_the_dataflow(spec, layers):
-    """The core's Verilog depends on the design and dataflow only: different layers (bounds, tiles, tile
+    """The core's netlist (RTLIL, what the Verilog is written from) depends on the design and dataflow only: different layers (bounds, tiles, tile
     orders) expand to different descriptor rows but to the same hardware (the rows are written at run time)."""
     d = load_spec(spec, ["array.shape=2x2", "memory.A.bytes=1024", "memory.B.bytes=1024", "memory.C.bytes=2048"])
     c = compile_array(d)
@@ -90,7 +90,7 @@ def test_one_build_runs_every_layer_of_the_dataflow(spec, layers):
         cmd = make_command(d, bounds, d.dataflow(), tile, order)
         p = layer_program(c, cmd)
         core = LayerCore(p)
-        texts.add(_verilog.convert(core, name="core", ports=core.ports(), emit_src=False))
+        texts.add(_rtlil.convert(core, name="core", ports=core.ports(), emit_src=False))
         words.append(core.fmt.encode(p.rows, dataflow=cmd.dataflow.name))
     assert len(texts) == 1
     assert words[0] != words[1]                    # the layers differ only in what the host writes
