@@ -100,7 +100,7 @@ def cmd_build(args) -> int:
     if args.out is not None:
         _check_out(args.out, "--out")
     if _is_spatten(data):
-        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline"), "a SpAtten spec")
+        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline", "memory"), "a SpAtten spec")
         return _build_spatten(args, path, data, con)
     design = _load_array(path, data)
     guard_design_size(design, "build", args.force)
