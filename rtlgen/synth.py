@@ -175,9 +175,12 @@ def yosys_ecp5_memory_map(verilog: str | Path, top: str) -> dict:
 
 
 def ecp5_synth_pnr(verilog: str | Path, top: str, *, clock_mhz: float, device: str = "85k", seed: int = 1,
-                   pnr: bool = True) -> dict:
+                   pnr: bool = True, out_of_context: bool = True) -> dict:
     """One ``synth_ecp5`` run (flattened) for both the Yosys cell statistics and, when ``pnr``, nextpnr-ecp5
-    on its netlist (large designs: synthesis is not repeated). Returns ``{"cells": {type: n},
+    on its netlist (large designs: synthesis is not repeated). ``out_of_context``: place and route without
+    I/O buffers (nextpnr ``--out-of-context``), for a top with more port bits than the package has pins
+    (the layer top's descriptor and DRAM data ports); Fmax then covers the register-to-register paths.
+    Returns ``{"cells": {type: n},
     "total_cells", "pnr": {...} as :func:`nextpnr_ecp5` or None}``."""
     _check_top(top)
     if device not in _ECP5_DEVICES:
@@ -194,7 +197,8 @@ def ecp5_synth_pnr(verilog: str | Path, top: str, *, clock_mhz: float, device: s
         out = {"cells": dict(mod.get("num_cells_by_type", {})), "total_cells": int(mod.get("num_cells", 0)), "pnr": None}
         if pnr_tool is not None:
             log = pnr_tool.run([f"--{device}", "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
-                                "--seed", str(seed), "--threads", "1", "--timing-allow-fail"], cwd=work)
+                                "--seed", str(seed), "--threads", "1", "--timing-allow-fail",
+                                *(["--out-of-context"] if out_of_context else [])], cwd=work)
             rep = parse_nextpnr_log(log)
             util = rep["utilisation"]
             out["pnr"] = {"device": device, "clock_mhz": clock_mhz,
