@@ -93,23 +93,34 @@ def radix_study_cycles(scores, k: int, p: int, fifo_depth: int, width: int = 16,
     return cycles + replay
 
 
+def _exp_rows(rng, n: int, concentration: float, exp_frac: int = 16):
+    """A row of exponentials as the SpAtten core's softmax hands them to its top-k: exp(s - max) in
+    UQ1.exp_frac, logits concentration * (0.7 z + sqrt(0.51) e) (workloads.trace.synthetic_trace's model;
+    z is drawn per row here)."""
+    one = 1 << exp_frac
+    logit = concentration * (0.7 * rng.standard_normal(n) + np.sqrt(0.51) * rng.standard_normal(n))
+    return np.minimum(np.floor(np.exp(logit - logit.max()) * one), one).astype(np.int64)
+
+
 def study(n: int, ks: list[int], trials: int) -> None:
     rng = np.random.default_rng(2021)
-    dists = {"uniform int16": lambda: rng.integers(-(1 << 15), 1 << 15, n),
-             "ties (-3..3)": lambda: rng.integers(-3, 4, n),
-             "narrow (0..255)": lambda: rng.integers(0, 256, n),
-             "normal (sd 300)": lambda: np.clip(rng.normal(0, 300, n), -(1 << 15), (1 << 15) - 1).astype(int)}
+    dists = {"uniform int16": (16, lambda: rng.integers(-(1 << 15), 1 << 15, n)),
+             "ties (-3..3)": (16, lambda: rng.integers(-3, 4, n)),
+             "narrow (0..255)": (16, lambda: rng.integers(0, 256, n)),
+             "normal (sd 300)": (16, lambda: np.clip(rng.normal(0, 300, n), -(1 << 15), (1 << 15) - 1).astype(int)),
+             "exp rows, c = 1": (18, lambda: _exp_rows(rng, n, 1.0)),
+             "exp rows, c = 4": (18, lambda: _exp_rows(rng, n, 4.0))}
     print(f"design study (model only, no RTL for the radix variant), n = {n}, D = 64, mean over {trials} inputs; "
           "elements per cycle / P")
     print(f"{'input':>16} {'k':>5} {'P':>3} {'quick-select /P':>15} {'radix-16 /P':>11} {'engine bound /P':>15}")
-    for name, gen in dists.items():
+    for name, (width, gen) in dists.items():
         xs = [gen() for _ in range(trials)]
         for k in ks:
             for p in (1, 16, 32):
                 q = np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles for s, x in enumerate(xs)])
-                r = np.mean([radix_study_cycles(x, k, p, 64) for x in xs])
+                r = np.mean([radix_study_cycles(x, k, p, 64, width=width) for x in xs])
                 print(f"{name:>16} {k:>5} {p:>3} {n / q / p:>15.2f} {n / r / p:>11.2f} "
-                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}")
+                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
 
 
 def main() -> None:
