@@ -30,11 +30,11 @@ def topk_ports(verilog: str) -> list[dict]:
     return ports
 
 
-def row(p: int, max_n: int, depth: int, mhz: float, seed: int) -> str:
+def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float) -> str:
     text = topk_verilog(p, max_n, 16, depth)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
-    r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed)
+    r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed, timeout_s=timeout_s)
     fmax = r["min_fmax_mhz"]
     return (f"| {p} | {max_n} | {depth} | {fmax:.1f} MHz | {'meets' if r['timing_met'] else 'fails'} {mhz:g} MHz | "
             f"{r['luts']} | {r['ffs']} | {r['utilisation'].get('DP16KD', {}).get('used', 0)} | {r['dsps']} | "
@@ -48,11 +48,12 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=64)
     ap.add_argument("--mhz", type=float, default=100.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per tool run")
     args = ap.parse_args()
     print("| P | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | P&R wall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for p in args.p:
-        print(row(p, args.max_n, args.depth, args.mhz, args.seed), flush=True)
+        print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout), flush=True)
 
 
 if __name__ == "__main__":
