@@ -1,6 +1,6 @@
 """Top-k engine: cycles and elements per cycle vs parallelism, from the exact cycle model (checked on RTL).
 
-Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl]
+Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl] [--study]
 
 For n scores and each k, prints the mean model cycles over ``trials`` random inputs (uniform int16,
 seeded) for P = 1..32 with the paper's FIFO depth (64 rows) and with FIFOs deep enough for the whole
@@ -9,8 +9,17 @@ limit: every element read once, P per cycle); the same relative to P = 1 next to
 throughput (168/299/485/653/776/771 GFLOPS); and a sort-based baseline: a bitonic sorting network with
 P compare-exchange units, log2(n)(log2(n)+1)/2 stages of n/2 compare-exchanges, i.e. ceil(n / 2P) cycles
 per stage (a lower bound: no stage-to-stage shuffle cost, no re-ordering of the selected elements by
-index). ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
+index). Two bounds are printed next to each P (elements per cycle as a fraction of P): "engine bound",
+this engine's cycles if the k-th value were found on the ingest partition (no further round:
+command + ingest + drain + decide + replay, from the model's contract constants), and "port bound",
+B + ceil(k / P) cycles (B = ceil(n / P)), which no engine with these ports can beat: the first element
+in index order cannot be decided before every input beat has arrived, and the P-lane output stream then
+needs ceil(k / P) beats. ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
+
+``--study`` prints a design study, model only (no RTL exists for it): the cycles a radix-histogram
+selection would take in this engine's frame (same ingest, replay and per-round costs), next to this
+engine's quick-select, on four input distributions. See ``radix_study_cycles``.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ import time
 
 import numpy as np
 
+from archgen.sim import topk_model
 from archgen.sim.topk_model import simulate_topk
 
 PAPER_GFLOPS = {1: 168, 2: 299, 4: 485, 8: 653, 16: 776, 32: 771}
@@ -30,22 +40,110 @@ def bitonic_cycles(n: int, p: int) -> int:
     return stages * math.ceil(n / (2 * p))
 
 
+def engine_bound_cycles(n: int, k: int, p: int) -> int:
+    """Cycles of this engine when the ingest partition's pivot is the k-th value (no further round)."""
+    b = -(-n // p)
+    return (topk_model.CMD_CYCLES + b + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES
+            + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
+
+
+def port_bound_cycles(n: int, k: int, p: int) -> int:
+    """Lower bound for any engine with a P-lane input and a P-lane in-order output: B + ceil(k / P)."""
+    return -(-n // p) + -(-min(k, n) // p)
+
+
+def radix_study_cycles(scores, k: int, p: int, fifo_depth: int, width: int = 16, bucket_bits: int = 4) -> int:
+    """Design study (model only, no RTL): cycles of a radix-histogram selection in this engine's frame.
+
+    Every scan (the ingest included) counts the working set W = {lo < x < hi} into 2^bucket_bits
+    buckets of equal power-of-two width over (lo, hi) and writes W to a FIFO; the decide step picks the
+    bucket holding the target rank, which becomes the new (lo, hi), until a bucket is one value wide
+    (the k-th value). A later round reads the previous W from its FIFO when it fitted (D * P elements),
+    else the buffer. Costs are this engine's (docs/topk.md "Cycle contract"): command, ingest + drain +
+    decide, each further round S + scan latency + decide + 1 (the bucket prefix scan), replay.
+    """
+    x = [int(v) for v in scores]
+    n = len(x)
+    b = -(-n // p)
+    cycles = topk_model.CMD_CYCLES + b + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES
+    replay = b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL
+    if k == 0:
+        return cycles
+    if k >= n:
+        return cycles + replay
+    lo, hi = -(1 << (width - 1)) - 1, 1 << (width - 1)        # exclusive bounds
+    t, prev, prev_fit, first = k, x, n <= fifo_depth * p, True
+    while hi - lo - 1 > 1:
+        w = [v for v in prev if lo < v < hi]
+        if not first:
+            cycles += (-(-len(prev) // p) if prev_fit else b) + topk_model.SCAN_LATENCY + topk_model.DECIDE_CYCLES + 1
+        first = False
+        shift = max(0, (hi - lo - 2).bit_length() - bucket_bits)
+        counts = [0] * ((((hi - lo - 2) >> shift) + 1))
+        for v in w:
+            counts[(v - lo - 1) >> shift] += 1
+        above, j = 0, len(counts) - 1
+        while above + counts[j] < t:
+            above, j = above + counts[j], j - 1
+        t -= above
+        lo, hi = lo + (j << shift), min(hi, lo + 1 + ((j + 1) << shift))
+        prev, prev_fit = w, len(w) <= fifo_depth * p
+    if sorted(x, reverse=True)[k - 1] != lo + 1:   # the study must select the true k-th value
+        raise AssertionError(f"radix study found {lo + 1}, not the k-th value")
+    return cycles + replay
+
+
+def _exp_rows(rng, n: int, concentration: float, exp_frac: int = 16):
+    """A row of exponentials as the SpAtten core's softmax hands them to its top-k: exp(s - max) in
+    UQ1.exp_frac, logits concentration * (0.7 z + sqrt(0.51) e) (workloads.trace.synthetic_trace's model;
+    z is drawn per row here)."""
+    one = 1 << exp_frac
+    logit = concentration * (0.7 * rng.standard_normal(n) + np.sqrt(0.51) * rng.standard_normal(n))
+    return np.minimum(np.floor(np.exp(logit - logit.max()) * one), one).astype(np.int64)
+
+
+def study(n: int, ks: list[int], trials: int) -> None:
+    rng = np.random.default_rng(2021)
+    dists = {"uniform int16": (16, lambda: rng.integers(-(1 << 15), 1 << 15, n)),
+             "ties (-3..3)": (16, lambda: rng.integers(-3, 4, n)),
+             "narrow (0..255)": (16, lambda: rng.integers(0, 256, n)),
+             "normal (sd 300)": (16, lambda: np.clip(rng.normal(0, 300, n), -(1 << 15), (1 << 15) - 1).astype(int)),
+             "exp rows, c = 1": (18, lambda: _exp_rows(rng, n, 1.0)),
+             "exp rows, c = 4": (18, lambda: _exp_rows(rng, n, 4.0))}
+    print(f"design study (model only, no RTL for the radix variant), n = {n}, D = 64, mean over {trials} inputs; "
+          "elements per cycle / P")
+    print(f"{'input':>16} {'k':>5} {'P':>3} {'quick-select /P':>15} {'radix-16 /P':>11} {'engine bound /P':>15}")
+    for name, (width, gen) in dists.items():
+        xs = [gen() for _ in range(trials)]
+        for k in ks:
+            for p in (1, 16, 32):
+                q = np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles for s, x in enumerate(xs)])
+                r = np.mean([radix_study_cycles(x, k, p, 64, width=width) for x in xs])
+                print(f"{name:>16} {k:>5} {p:>3} {n / q / p:>15.2f} {n / r / p:>11.2f} "
+                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="k values (default: n/2 and n/32)")
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")
+    ap.add_argument("--study", action="store_true", help="print the radix-histogram design study instead")
     args = ap.parse_args()
     n = args.n
     ks = args.k or [n // 2, max(1, n // 32)]
+    if args.study:
+        study(n, ks, min(args.trials, 10))
+        return
     rng = np.random.default_rng(2021)
     inputs = [rng.integers(-(1 << 15), 1 << 15, n) for _ in range(args.trials)]
 
     for k in ks:
         print(f"top-k, n = {n}, k = {k}, mean over {args.trials} random int16 inputs (model cycles)")
         print(f"{'P':>3} {'cycles D=64':>12} {'elem/cycle':>10} {'/P':>5} {'cycles D=n/P':>13} {'elem/cycle':>10} "
-              f"{'/P':>5} {'rel. D=n/P':>10} {'paper rel.':>10} {'bitonic cyc':>12} {'speed-up':>9}")
+              f"{'/P':>5} {'rel. D=n/P':>10} {'paper rel.':>10} {'bitonic cyc':>12} {'speed-up':>9} "
+              f"{'engine bound /P':>15} {'port bound /P':>13}")
         base = None
         for p in (1, 2, 4, 8, 16, 32):
             c64 = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
@@ -56,9 +154,11 @@ def main() -> None:
             bit = bitonic_cycles(n, p)
             print(f"{p:>3} {c64:>12.1f} {n / c64:>10.2f} {n / c64 / p:>5.2f} {cfull:>13.1f} {n / cfull:>10.2f} "
                   f"{n / cfull / p:>5.2f} {(n / cfull) / base:>10.2f} {PAPER_GFLOPS[p] / PAPER_GFLOPS[1]:>10.2f} "
-                  f"{bit:>12d} {bit / cfull:>8.2f}x")
+                  f"{bit:>12d} {bit / cfull:>8.2f}x "
+                  f"{n / engine_bound_cycles(n, k, p) / p:>15.2f} {n / port_bound_cycles(n, k, p) / p:>13.2f}")
         print("cycles are clock cycles from command to done; elem/cycle = n / cycles; /P = elem/cycle / P; "
-              "speed-up = bitonic cycles / top-k cycles (D = n/P)\n")
+              "speed-up = bitonic cycles / top-k cycles (D = n/P); engine bound: no round after the ingest "
+              "partition; port bound: B + ceil(k/P) cycles\n")
 
     if args.rtl:
         from archgen.verif.topk_check import verify_topk

@@ -236,7 +236,7 @@ def parse_nextpnr_log(log: str) -> dict:
 
 
 def nextpnr_ecp5(verilog: str | Path, top: str, *, device: str = "85k", clock_mhz: float = 100.0,
-                 seed: int = 1) -> dict:
+                 seed: int = 1, timeout_s: float = 1800.0) -> dict:
     """Synthesize with `synth_ecp5`, place and route with nextpnr-ecp5, report utilisation and Fmax.
 
     Returns ``{"device", "clock_mhz", "luts", "ffs", "dsps", "utilisation": {bel: {"used", "available"}},
@@ -254,9 +254,11 @@ def nextpnr_ecp5(verilog: str | Path, top: str, *, device: str = "85k", clock_mh
     with tempfile.TemporaryDirectory(prefix="archgen-pnr-") as tmp:
         work = Path(tmp)
         src = _verilog_path(verilog, work)
-        yosys.run(["-q", "-p", f"read_verilog -sv {src}; synth_ecp5 -top {top} -json netlist.json"], cwd=work)
+        yosys.run(["-q", "-p", f"read_verilog -sv {src}; synth_ecp5 -top {top} -json netlist.json"], cwd=work,
+                  timeout_s=timeout_s)
         log = pnr.run([f"--{device}", "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
-                       "--seed", str(seed), "--threads", "1", "--timing-allow-fail"], cwd=work)
+                       "--seed", str(seed), "--threads", "1", "--timing-allow-fail"], cwd=work,
+                      timeout_s=timeout_s)
     report = parse_nextpnr_log(log)
     util = report["utilisation"]
     return {
