@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from archgen.arch.spatten_spec import SpattenFormats
 
-__all__ = ["exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
+__all__ = ["EXP_BUFFER_BANKS", "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
            "pq_stages", "accept_stages", "topk_handoff_stages", "output_stages", "check_built"]
 
 
@@ -33,6 +33,12 @@ def recip_cycles(fmt: SpattenFormats) -> int:
     """Cycles from the row's last exponential to ``recip_valid``: the quotient bits plus the cycle that
     reports the result."""
     return recip_steps(fmt) + 1
+
+
+# Rows of exponentials the core holds at once (rtlgen/spatten_core.py's exponential buffer, and the
+# model's rotation in sim.spatten_model): the softmax stage's sweep, the row at the divider or in the hold
+# slot, the top-k stage's row, the PxV stage's row.
+EXP_BUFFER_BANKS = 4
 
 
 # The core's own register stages around the arrays and the library units (rtlgen/spatten_core.py builds

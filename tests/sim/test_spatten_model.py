@@ -61,8 +61,9 @@ def test_closed_form_phases():
     assert pass_cycles(SMALL, 10) == qk_cycles(SMALL, 10) + sweep_cycles(SMALL, 10)
     assert pv_cycles(SMALL, 64) == 16 + lat.pv_pipe
     q = query_cycles(SMALL, 10)
-    # the pass, a cycle in the hold slot, the take, the PxV sweep and the output
-    assert q.total == pass_cycles(SMALL, 10) + 1 + 1 + pv_cycles(SMALL, 10) + 1
+    # the pass, a cycle in the hold slot, the top-k stage's take, the PxV stage's take, the PxV sweep
+    # and the output
+    assert q.total == pass_cycles(SMALL, 10) + 1 + 1 + 1 + pv_cycles(SMALL, 10) + 1
     q2 = query_cycles(SMALL, 10, lsb_pass=True, topk_cycles=40)
     # the refetch starts the cycle after the first decision
     assert q2.total == q.total + 1 + pass_cycles(SMALL, 10) + 40 + lat.topk_handoff
@@ -102,8 +103,11 @@ def test_stream_rules_pinned_on_two_refetching_queries():
     d1 = max(go1 + q.exp, t0 + 1) + q.div + q.decide   # its divider waits for query 0's hold slot
     r1 = max(d1 + 1, r0 + qk)
     s1 = max(r1 + qk + q.exp, t0 + 1)              # the divider waits for the hold slot to empty
-    t1 = max(s1 + q.div + q.decide + 1, t0 + q.back)   # the back stage takes it in its output cycle at the earliest
-    assert command_stream_cycles([[q, q]]) == [t1 + 1 + q.back]
+    p0 = t0 + 1 + q.topk                           # the PxV stage takes row 0 once its top-k is done
+    b0 = p0 + 1 + q.pv_stage                       # the PxV stage is idle again
+    t1 = max(s1 + q.div + q.decide + 1, p0)        # the top-k stage takes row 1 once row 0 moved on
+    p1 = max(t1 + 1 + q.topk, b0 - 1)              # the PxV stage takes it in its output cycle at the earliest
+    assert command_stream_cycles([[q, q]]) == [p1 + 1 + q.pv_stage]
 
 
 def test_core_cycles_uses_pq_and_topk_on_actual_data():
