@@ -254,7 +254,7 @@ def test_softmax_builds_the_stages_the_model_counts():
 
     from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats
     from archgen.dataflow.spatten_arrays import spatten_latencies
-    from archgen.dataflow.spatten_stages import exp_stages, recip_cycles
+    from archgen.dataflow.spatten_stages import DIVIDER_BITS, exp_stages, recip_cycles
     from archgen.rtlgen.softmax import Softmax
 
     for name in ("spatten_small", "spatten"):
@@ -266,7 +266,7 @@ def test_softmax_builds_the_stages_the_model_counts():
         assert built == {f"{s}_v" for s in exp_stages(fmt)}
         lat = spatten_latencies(spec)
         assert lat.exp_pipe == len(exp_stages(fmt)) == len(fmt.taylor_coeffs) + 5
-        assert lat.recip == recip_cycles(fmt) == fmt.recip_bits + 1
+        assert lat.recip == recip_cycles(fmt) == -(-fmt.recip_bits // DIVIDER_BITS) + 1
 
 
 def test_core_constants_come_from_the_units_stage_lists(monkeypatch):
