@@ -6,18 +6,21 @@ which rows re-fetch LSBs; this module turns that into DRAM bytes, compute cycles
 Timing:
 - Compute: the attention core's exact per-query cycle function
   (`archgen.sim.spatten_model.query_cycles`, the RTL's cycle contract): a front stage (QxK +
-  softmax + PQ-decision pass over the kept keys, twice when the row re-fetches LSBs) and a back stage
-  (the local-V top-k when value pruning is on, the prob x V sweep, the output) that overlap consecutive
-  queries, the layer's commands (one per head and step) streamed through them
+  softmax + PQ-decision pass over the kept keys, twice when the row re-fetches LSBs), a top-k stage
+  (the local-V top-k when value pruning is on) and a PxV stage (the prob x V sweep, the output) that
+  overlap consecutive queries, the layer's commands (one per head and step) streamed through them
   (`command_stream_cycles`). The top-k's cycles come from the top-k engine model
   (`archgen.sim.topk_model.simulate_topk`) on what the engine ranks, the row's exponentials: the trace
   probabilities over the row maximum in the engine's UQ1.exp_frac format
   (``topk_cycles="exact"``), or from a closed form (``"estimate"``,
   `topk_estimate_cycles`) for speed. A head dimension below the spec's runs zero-padded (the core's
   lanes are fixed by the spec), so its cycles are those of ``spec.head_dim``.
-- DRAM: bytes / (HBM bandwidth / clock). K/V SRAMs are double-buffered, so the next head's fetch
-  overlaps this head's compute and a layer takes ``max(compute, DRAM)`` cycles (our overlap model; the
-  first fill and the LSB re-fetch stall inside a query are not charged separately).
+- DRAM: bytes / (HBM bandwidth / clock), split over the layer's commands (`_command_loads`). The K/V
+  SRAMs are double-buffered: each command waits for its own load, which starts after the previous load
+  and once the command two before (same bank) is done (`spatten_model.dram_ready`, the rule the RTL
+  is verified against on Verilator); the layer time is that stream plus the first load, at least
+  ``max(compute, DRAM)`` (``compute_cycles``: the stream with the K/V on chip). The LSBs a command's
+  rows refetch are charged to its load (our model).
 
 Energy: MACs at the units' widths, the softmax's Taylor multiply-adds, one SRAM access of ``D x bits``
 per key (value) row read, in a bank of ``bytes / (buffers x lanes)`` (one bank per key lane), one SRAM
