@@ -24,10 +24,11 @@ The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``unit
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
 Stages work on consecutive queries: QxK (into a double-banked score buffer), the softmax's
-exponential sweep (into a three-banked exponential buffer), the divider and PQ decision (overlapping
-the next sweep when the row cannot need its LSBs) with a one-row hold slot, and the back stage (top-k,
-PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model reproduces them cycle for
-cycle.
+exponential sweep (into a four-banked exponential buffer), the divider and PQ decision (overlapping
+the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (local-V
+top-k into a double-banked keep mask; it holds its finished row until the PxV stage takes it) and the
+PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model
+reproduces them cycle for cycle.
 """
 from __future__ import annotations
 

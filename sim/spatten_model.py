@@ -226,7 +226,7 @@ class QueryCycles:
 
     @property
     def front(self) -> int:
-        """Cycles from the query's acceptance to the back stage taking it, alone in the core (an LSB
+        """Cycles from the query's acceptance to the top-k stage taking it, alone in the core (an LSB
         refetch starts the cycle after the first decision; a decided row waits one cycle in the hold slot)."""
         return self.passes * (self.qk + self.sweep) + (self.passes - 1) + 1
 
@@ -351,12 +351,15 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
     comes ``div + decide`` cycles after that. A row leaves the softmax stage when the divider takes
     it and frees its score bank then, or, with PQ on, at its decision (the next row's sweep meanwhile is
     speculative); an LSB refetch drops that speculative sweep, reruns QxK from the cycle after the
-    decision (or when the QxK stage is free: the next query has always been accepted by then) and
-    sweeps the row again, then the next one. The decided row waits in the hold slot until the back stage takes it
-    (``take = max(decision + 1, b_free - 1)``: idle, or in the cycle it sends its previous output row),
-    which is idle again at ``b_free = take + 1 + back``. A command is done at its last query's
-    ``b_free``; the next command's handshake is the cycle after its last query's acceptance. A command
-    without queries waits until the core is empty: done at ``hs + 1`` if the back stage is idle by its
+    decision (or when the QxK stage is free; a query not accepted by the decision waits for the
+    refetch) and sweeps the row again, then the next one. The decided row waits in the hold slot until
+    the top-k stage takes it (``take = max(decision + 1, t_free)``, ``t_free`` the cycle the PxV stage
+    took the top-k stage's previous row); it is ready ``topk`` cycles after the take cycle and the PxV
+    stage takes it at ``take_p = max(take + 1 + topk, b_free - 1)`` (idle, or in the cycle it sends its
+    previous output row), idle again at ``b_free = take_p + 1 + pv + output``. A command is done at its
+    last query's ``b_free``; the next command's handshake is the cycle after its last query's
+    acceptance. A command without queries waits until the core is empty: done at ``hs + 1`` if the PxV
+    stage is idle by its
     handshake ``hs``, else at ``b_free + 1`` (the next handshake then).
 
     ``ready``: when a command may be handshaked at the earliest (its K/V bank loaded), a list of cycles
