@@ -148,3 +148,27 @@ def test_simpy_process_takes_the_model_cycles():
 
 def test_threshold_fx():
     assert threshold_fx(0.1, spatten_formats(SMALL)) == 3277
+
+
+def test_dram_ready_pins_the_load_rule():
+    """Commands waiting for their K/V loads (spatten_model.dram_ready): one load at a time, command i's
+    after command i - 2 (its bank) is done; DRAM-bound single-query commands then finish one alone-latency
+    after their load ends."""
+    from archgen.sim.spatten_model import dram_ready
+
+    q = query_cycles(SMALL, 40, pq_enable=True)
+    alone = command_stream_cycles([[q]])[0]
+    # empty loads: two commands run as without DRAM; a third still waits for the first one's bank
+    assert command_stream_cycles([[q]] * 2, ready=dram_ready([0, 0])) == command_stream_cycles([[q]] * 2)
+    d = command_stream_cycles([[q]] * 3, ready=dram_ready([0, 0, 0]))
+    assert d[2] == command_stream_cycles([[q]] * 3, ready=[0, 0, d[0] + 1])[2] > command_stream_cycles([[q]] * 3)[2]
+    big = 1000
+    d = command_stream_cycles([[q]] * 4, ready=dram_ready([big] * 4))
+    e1 = big                                    # the first command's load is before cycle 0
+    e2 = max(e1, d[0] + 1) + big
+    e3 = max(e2, d[1] + 1) + big
+    assert d == [alone, e1 + alone, e2 + alone, e3 + alone]
+    # a load shorter than a command: the bank rule binds (load 3 waits for command 1's done)
+    short = [5, 5, 5, 5]
+    d = command_stream_cycles([[q, q]] * 4, ready=dram_ready(short))
+    assert d[3] > d[1] and d == sorted(d)
