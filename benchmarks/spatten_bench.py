@@ -1,6 +1,7 @@
 """Issue 15's SpAtten acceptance figures, measured on the model (= RTL cycles, docs/spatten.md).
 
     python benchmarks/spatten_bench.py           # every figure (a few minutes: local-V runs the exact top-k model)
+    python benchmarks/spatten_bench.py --only MiniLM   # only the table rows whose trace name contains MiniLM
 
 Prints, never asserts (docs/spatten_results.md records a run):
 1. dense BERT-base seq 512 on spatten.yaml: fraction of the multipliers' peak (QxK + PxV MACs per cycle);
@@ -67,8 +68,15 @@ def _traces():
 
 
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="run only the rows of table 2-4 whose trace name contains this text")
+    args = ap.parse_args()
     spec = load_spatten_spec(builtin_spec_path("spatten"))
     peak = spatten_peak_macs_per_cycle(spec)
+    if args.only:
+        _table(spec, [t for t in _traces() if args.only.lower() in t[0].lower()])
+        return
 
     print("## 1. dense BERT-base seq 512 on spatten.yaml (PQ off, no pruning)")
     for label, cfg in (("PQ off", SpattenAlgoConfig(progressive=False)),):
@@ -76,7 +84,11 @@ def main() -> None:
         print(f"{label}: {t['macs']:,} MACs in {t['cycles']:,.0f} cycles: {100 * t['macs'] / (peak * t['cycles']):.1f}% "
               f"of the {peak} multipliers' peak")
 
-    traces = _traces()
+    _table(spec, _traces())
+    _aggressive(spec)
+
+
+def _table(spec, traces) -> None:
     print("\n## 2-4. per trace: speedup (dense run of the same engine / this run) and compute reduction")
     print("| trace | token: speedup | token: compute red. | speedup / compute red. | token + V: speedup "
           "| token+head+PQ: speedup | + V: speedup | PQ alone: speedup | PQ: LSB rows |")
@@ -91,6 +103,9 @@ def main() -> None:
               f"{res['thp']['speedup']:.2f}x | {res['thpv']['speedup']:.2f}x | {res['pq']['speedup']:.2f}x | "
               f"{100 * res['pq']['lsb']:.1f}% |")
 
+
+
+def _aggressive(spec) -> None:
     print("\n## 5. GPT-2 decode 992 + 32, token ramp 0.3 -> 0.9 + local V 0.5 (no PQ)")
     for c in (1.0, 2.0, 4.0):
         tr = synthetic_trace(12, 12, 1024, queries=32, concentration=c, seed=0)

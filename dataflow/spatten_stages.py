@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from archgen.arch.spatten_spec import SpattenFormats
 
-__all__ = ["exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
+__all__ = ["EXP_BUFFER_BANKS", "DIVIDER_BITS", "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
            "pq_stages", "accept_stages", "topk_handoff_stages", "output_stages", "check_built"]
 
 
@@ -24,15 +24,27 @@ def exp_stages(fmt: SpattenFormats) -> tuple[str, ...]:
     return ("x0", "x1", "x2", "x3", "x4", *horner, "xe")
 
 
+# Quotient bits the softmax's restoring divider computes per cycle (chained subtract-compare steps; our
+# choice): two, so that the divider (recip + decide + 2 cycles per row) is no slower than the
+# exponential sweep of rows of 7 or more key groups (G + exp_pipe + 1) on either built-in spec.
+DIVIDER_BITS = 2
+
+
 def recip_steps(fmt: SpattenFormats) -> int:
-    """Quotient bits of the restoring divider, one per cycle."""
-    return fmt.recip_bits
+    """Cycles of the restoring divider's steps: ``DIVIDER_BITS`` quotient bits per cycle."""
+    return -(-fmt.recip_bits // DIVIDER_BITS)
 
 
 def recip_cycles(fmt: SpattenFormats) -> int:
     """Cycles from the row's last exponential to ``recip_valid``: the quotient bits plus the cycle that
     reports the result."""
     return recip_steps(fmt) + 1
+
+
+# Rows of exponentials the core holds at once (rtlgen/spatten_core.py's exponential buffer, and the
+# model's rotation in sim.spatten_model): the softmax stage's sweep, the row at the divider or in the hold
+# slot, the top-k stage's row, the PxV stage's row.
+EXP_BUFFER_BANKS = 4
 
 
 # The core's own register stages around the arrays and the library units (rtlgen/spatten_core.py builds

@@ -8,8 +8,8 @@ that bank's row maximum; it is always ready. The sweep side starts on a ``go`` p
 exp((s - max) * 2**-shift) by range reduction (2**-(n + f)) and a Taylor series of 2**-f (the paper's
 5th order by default), emits the exponentials on ``out``, sums them and tracks their maximum. With its
 last exponential the row goes to the divider (``div_start``) if the divider is free and ``div_allow``
-is high, else the sweep side waits (WAIT) until it can: the divider, a restoring divider with one
-quotient bit per cycle, computes floor(2**recip_num_bits / sum) and pulses ``recip_valid`` (``recip``
+is high, else the sweep side waits (WAIT) until it can: the divider, a restoring divider with DIVIDER_BITS
+quotient bits per cycle (archgen.dataflow.spatten_stages), computes floor(2**recip_num_bits / sum) and pulses ``recip_valid`` (``recip``
 and the row's largest exponential ``max_exp`` hold until the next ``div_start``). The sweep side is idle
 again the cycle after ``div_start``, so the next row's sweep overlaps this row's division. ``clear``
 empties bank ``clear_bank`` before it is loaded again; ``go`` leaves the bank as it is, so that
@@ -31,7 +31,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
-from archgen.dataflow.spatten_stages import check_built, exp_stages, normalize_stages, recip_steps
+from archgen.dataflow.spatten_stages import DIVIDER_BITS, check_built, exp_stages, normalize_stages, recip_steps
 
 __all__ = ["Softmax", "Normalize", "score_beat_layout", "exp_beat_layout"]
 
@@ -251,10 +251,21 @@ class Softmax(wiring.Component):
                 m.d.comb += self.recip_valid.eq(1)
                 m.d.sync += div_busy.eq(0)
             with m.Else():
-                shifted = Cat(Const(0, 1), rem)
-                ge = shifted >= d_total
-                m.d.sync += [rem.eq(Mux(ge, shifted - d_total, shifted)), recip.eq(Cat(ge, recip)),
-                             steps.eq(steps - 1)]
+                # DIVIDER_BITS restoring steps chained in one cycle; the first cycle does the remainder
+                # (recip_bits mod DIVIDER_BITS) when the quotient bits do not divide evenly
+                k = DIVIDER_BITS
+                first = recip_steps(f) * k - f.recip_bits      # bits the first cycle skips
+                r_cur, q_cur = rem, recip
+                for j in range(k):
+                    shifted = Cat(Const(0, 1), r_cur)
+                    ge = shifted >= d_total
+                    r_n = Signal(len(rem), name=f"div_rem{j}")
+                    q_n = Signal(len(recip), name=f"div_q{j}")
+                    skip = (steps == recip_steps(f)) & (j < first) if first else Const(0, 1)
+                    m.d.comb += [r_n.eq(Mux(skip, r_cur, Mux(ge, shifted - d_total, shifted))),
+                                 q_n.eq(Mux(skip, q_cur, Cat(ge, q_cur)))]
+                    r_cur, q_cur = r_n, q_n
+                m.d.sync += [rem.eq(r_cur), recip.eq(q_cur), steps.eq(steps - 1)]
 
         # abort: drop the row being swept (its beats in the pipeline and the sweep itself); the bank
         # keeps its scores, so the row can be swept again

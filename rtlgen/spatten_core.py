@@ -24,21 +24,22 @@ The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``unit
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
 Stages work on consecutive queries: QxK (into a double-banked score buffer), the softmax's
-exponential sweep (into a three-banked exponential buffer), the divider and PQ decision (overlapping
-the next sweep when the row cannot need its LSBs) with a one-row hold slot, and the back stage (top-k,
-PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model reproduces them cycle for
-cycle.
+exponential sweep (into a four-banked exponential buffer), the divider and PQ decision (overlapping
+the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (local-V
+top-k into a double-banked keep mask; it holds its finished row until the PxV stage takes it) and the
+PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model
+reproduces them cycle for cycle.
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_arrays
-from archgen.dataflow.spatten_stages import (accept_stages, check_built, output_stages, pv_feed_stages,
-                                             qk_feed_stages, topk_handoff_stages)
+from archgen.dataflow.spatten_stages import (EXP_BUFFER_BANKS as _EXP_BANKS, accept_stages, check_built,
+                                             output_stages, pv_feed_stages, qk_feed_stages, topk_handoff_stages)
 from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
@@ -76,15 +77,21 @@ class _E(enum.Enum, shape=1):
     RUN = 1         # sweeping, until the divider takes the row
 
 
-class _B(enum.Enum, shape=3):
-    """Back stage: local-V top-k -> prob x V -> output row."""
+class _T(enum.Enum, shape=3):
+    """Top-k stage: the local-V top-k of one row into its keep-mask bank, then hold the row for PxV."""
     IDLE = 0
     TK_CMD = 1
     TK_FEED = 2
     TK_WAIT = 3
-    PV = 4
-    PV_DRAIN = 5
-    OUT = 6
+    FULL = 4        # the row's keep mask is complete (or it is not pruned): the PxV stage may take it
+
+
+class _B(enum.Enum, shape=2):
+    """PxV stage: prob x V over the row -> output row."""
+    IDLE = 0
+    PV = 1
+    PV_DRAIN = 2
+    OUT = 3
 
 
 class SpattenCore(wiring.Component):
@@ -145,10 +152,11 @@ class SpattenCore(wiring.Component):
         # normalises them (x the row's reciprocal) as it reads them for prob x V.
         prow_w = f.exp_bits * L
         prows = -(-N // Pt)
-        # three banks: the softmax stage writes query i+2's row while query i+1's waits for its division
-        # or for the back stage, which reads query i's
-        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=3 * prows, init=[])
-        pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
+        # four banks: the softmax stage writes query i+3's row while query i+2's waits for its division
+        # (or in the hold slot), the top-k stage reads query i+1's and the PxV stage query i's
+        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=_EXP_BANKS * prows,
+                                                 init=[])
+        pw, pr, pr_t = pbuf.write_port(granularity=prow_w), pbuf.read_port(), pbuf.read_port()
 
         # The front is two stages with a double-banked score buffer between them: the QxK stage fills
         # score bank j with query i's scores (j = i mod 2) while the softmax stage sweeps the other bank.
@@ -175,15 +183,20 @@ class SpattenCore(wiring.Component):
         m.d.comb += second_pass.eq(Mux(cur, pass2[1], pass2[0]))
         pass2_e = Signal()
         m.d.comb += pass2_e.eq(Mux(eb, pass2[1], pass2[0]))
-        c_b = Signal(core_cmd_layout(spec))    # the command of the query in the back stage
-        st_a, st_e, st_b = Signal(_A), Signal(_E), Signal(_B)
+        c_b = Signal(core_cmd_layout(spec))    # the command of the query in the PxV stage
+        c_t = Signal(core_cmd_layout(spec))    # the command of the query in the top-k stage
+        st_a, st_e, st_t, st_b = Signal(_A), Signal(_E), Signal(_T), Signal(_B)
         to_accept = Signal(16)          # queries of c_q still to accept
-        last_b = Signal()               # the back stage's query is its command's last
-        need_lsb_b = Signal()           # back stage: its query's row needed the LSB pass
-        # exponential-buffer banks (0..2): the sweep's, the divider's row's, the held row's, the back's
-        wpb, bank_d, bank_h, bank_b = (Signal(2, name=n) for n in ("wpb", "bank_d", "bank_h", "bank_b"))
-        pb_busy = [Signal(name=f"busy_pb{j}") for j in range(3)]   # holds a row the back has not finished
-        recip_b = Signal(f.recip_bits)         # the back stage's row reciprocal
+        last_b, last_t = Signal(), Signal()             # the stage's query is its command's last
+        need_lsb_b, need_lsb_t = Signal(), Signal()     # the stage's row needed the LSB pass
+        # exponential-buffer banks (0..3): the sweep's, the divider's row's, the held row's, the top-k's,
+        # the PxV's
+        wpb, bank_d, bank_h, bank_t, bank_b = (Signal(2, name=n) for n in ("wpb", "bank_d", "bank_h", "bank_t",
+                                                                           "bank_b"))
+        pb_busy = [Signal(name=f"busy_pb{j}") for j in range(_EXP_BANKS)]   # a row the PxV has not finished
+        recip_b, recip_t = Signal(f.recip_bits), Signal(f.recip_bits)     # the stages' row reciprocals
+        kb_t, kb_b = Signal(), Signal()        # keep-mask banks of the top-k's and the PxV's rows
+        pruned_t = Signal()
         # the divider's row and the held row (decided, waiting for the back stage): their metadata
         c_d, c_h = Signal(core_cmd_layout(spec)), Signal(core_cmd_layout(spec))
         pass2_d, pass2_h, last_d, last_h, rf_d = Signal(), Signal(), Signal(), Signal(), Signal()
@@ -203,7 +216,8 @@ class SpattenCore(wiring.Component):
         g, last_g, keep_row, bank_row = sweep("a", c)
         g_b, last_g_b, keep_row_b, bank_row_b = sweep("b", c_b)
         all_idle = Signal()             # no query anywhere in the core
-        m.d.comb += [all_idle.eq(~sb_busy[0] & ~sb_busy[1] & ~div_pending & ~hold_valid & (st_b == _B.IDLE)),
+        m.d.comb += [all_idle.eq(~sb_busy[0] & ~sb_busy[1] & ~div_pending & ~hold_valid & (st_t == _T.IDLE)
+                                 & (st_b == _B.IDLE)),
                      self.busy.eq((st_a != _A.IDLE) | ~all_idle), sm.shift.eq(c_e.shift),
                      pq.threshold.eq(c_d.threshold), pq.enable.eq(c_d.pq_enable & ~pass2_d),
                      pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid), pq.max_exp.eq(sm.max_exp)]
@@ -248,20 +262,23 @@ class SpattenCore(wiring.Component):
         with m.If(sm.out.valid):
             m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
 
-        # ---- top-k feed and kept-token bits --------------------------------------------------------
-        keep_bits = Signal(prows * Pt)
+        # ---- top-k stage: feed and kept-token bits (double-banked: the top-k stage writes one bank while
+        # the PxV stage reads the other) ---------------------------------------------------------------
+        keep_bits = [Signal(prows * Pt, name=f"keep_bits{j}") for j in range(2)]
         tk_ptr = Signal(_clog2(prows) + 1)
         tk_rows = Signal(_clog2(prows) + 1)
-        m.d.comb += tk_rows.eq((c_b.n_keys + Pt - 1) >> _clog2(Pt))
+        m.d.comb += tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
         tk_fire = tk.inp.valid & tk.inp.ready
-        m.d.comb += [tk.cmd.payload.n.eq(c_b.n_keys), tk.cmd.payload.k.eq(c_b.keep_k),
-                     tk.cmd.payload.seed.eq(c_b.seed)]
-        m.d.comb += [tk.inp.payload.data[i].eq(pr.data[i * f.exp_bits:(i + 1) * f.exp_bits]) for i in range(Pt)]
-        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_b.n_keys for i in range(Pt)]))
+        m.d.comb += [tk.cmd.payload.n.eq(c_t.n_keys), tk.cmd.payload.k.eq(c_t.keep_k),
+                     tk.cmd.payload.seed.eq(c_t.seed)]
+        m.d.comb += [tk.inp.payload.data[i].eq(pr_t.data[i * f.exp_bits:(i + 1) * f.exp_bits]) for i in range(Pt)]
+        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
         m.d.comb += tk.out.ready.eq(1)
+        m.d.comb += [pr_t.addr.eq(Mux(st_t == _T.TK_FEED, tk_ptr + tk_fire, 0) + bank_t * prows), pr_t.en.eq(1)]
         # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
-        with m.If(tk.mask_valid):
-            m.d.sync += keep_bits.word_select(tk.mask_row, Pt).eq(tk.mask)
+        for j in range(2):
+            with m.If(tk.mask_valid & (kb_t == j)):
+                m.d.sync += keep_bits[j].word_select(tk.mask_row, Pt).eq(tk.mask)
 
         # ---- prob x V: L x D multipliers, L-input registered adder tree per feature ------------------
         # cycle t: issue row g (exponential read); t+1: normalise it, read the value row; t+2: PxV
@@ -271,16 +288,11 @@ class SpattenCore(wiring.Component):
         m.d.comb += [vr.addr.eq(v_addr), vr.en.eq(1), pr.en.eq(1)]
         p_row = Signal.like(pr.addr)
         m.d.comb += pr.addr.eq(p_row + bank_b * prows)
-        with m.If(st_b == _B.TK_FEED):
-            m.d.comb += p_row.eq(tk_ptr + tk_fire)
-        with m.Elif(st_b == _B.TK_CMD):
-            m.d.comb += p_row.eq(0)
-        with m.Else():
-            m.d.comb += p_row.eq(g_b >> _clog2(R))
+        m.d.comb += p_row.eq(g_b >> _clog2(R))
         e_v, e_last, e_keep, e_lanes, e_sub = Signal(), Signal(), Signal(L), Signal(L), Signal(max(1, _clog2(R)))
         e_group = Signal(gbits)
         pruned = Signal()
-        kept_row = Mux(pruned, keep_bits.word_select(g_b[:gbits], L), keep_row_b)
+        kept_row = Mux(pruned, Mux(kb_b, keep_bits[1], keep_bits[0]).word_select(g_b[:gbits], L), keep_row_b)
         m.d.sync += [e_v.eq(pv_issue), e_last.eq(last_g_b), e_keep.eq(kept_row), e_lanes.eq(keep_row_b),
                      e_group.eq(g_b[:gbits]), e_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
         exp_row = pr.data.word_select(e_sub, prow_w) if R > 1 else pr.data
@@ -328,15 +340,19 @@ class SpattenCore(wiring.Component):
         m.d.comb += [hi.inp.valid.eq(self.out.valid & self.out.ready), hi.inp.payload.eq(acc),
                      hi.clear.eq(self.imp_clear), self.head_score.eq(hi.score)]
 
-        # ---- control: QxK stage | softmax stage | back stage ------------------------------------------
+        # ---- control: QxK stage | softmax stage | top-k stage | PxV stage ------------------------------
         # Acceptance: a query is taken when the QxK stage is free, its score bank (query index mod 2) is
         # free and no LSB refetch waits (a refetch has priority). The softmax stage sweeps the banks in
-        # query order (an LSB pass before any later query) and hands a finished row to the back stage
-        # when the back stage is free (idle, or sending its output row in this very cycle).
+        # query order (an LSB pass before any later query); a decided row waits in the hold slot until the
+        # top-k stage takes it (idle, or handing its row to the PxV stage in this very cycle), and the
+        # top-k stage holds its finished row until the PxV stage takes it (idle, or sending its output
+        # row in this very cycle).
         offer = Signal()
-        b_free = Signal()
-        take = Signal()
-        m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)), take.eq(offer & b_free)]
+        b_free, t_free = Signal(), Signal()
+        take, take_p = Signal(), Signal()
+        m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)),
+                     take_p.eq((st_t == _T.FULL) & b_free),
+                     t_free.eq((st_t == _T.IDLE) | take_p), take.eq(offer & t_free)]
         m.d.sync += self.done.eq(0)
         nb_free = Signal()
         m.d.comb += nb_free.eq(~Mux(nb, sb_busy[1], sb_busy[0]))
@@ -397,7 +413,7 @@ class SpattenCore(wiring.Component):
         squash = Signal()
         m.d.comb += squash.eq(pq.decision & pq.need_lsb)
         go = Signal()
-        pb_free = ~Mux(wpb == 2, pb_busy[2], Mux(wpb[0], pb_busy[1], pb_busy[0]))
+        pb_free = ~Array(pb_busy)[wpb]
         m.d.comb += go.eq((st_e == _E.IDLE) & Mux(eb, loaded[1], loaded[0]) & sm.idle & pb_free & ~squash)
         m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
                      sm.clear.eq(q_fire | (refetch & ~qk_busy)), sm.clear_bank.eq(Mux(q_fire, nb, eb))]
@@ -408,8 +424,8 @@ class SpattenCore(wiring.Component):
         with m.If(leave):
             m.d.sync += [c_d.eq(c_e), pass2_d.eq(pass2_e), last_d.eq(Mux(eb, last_q[1], last_q[0])),
                          sb_d.eq(eb), bank_d.eq(wpb), rf_d.eq(may_rf), div_pending.eq(1),
-                         st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(Mux(wpb == 2, 0, wpb + 1))]
-        for j in range(3):
+                         st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(wpb + 1)]
+        for j in range(_EXP_BANKS):
             with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (bank_d == j))):
                 m.d.sync += pb_busy[j].eq(1)
         for j in range(2):
@@ -431,28 +447,46 @@ class SpattenCore(wiring.Component):
                              recip_h.eq(sm.recip), bank_h.eq(bank_d)]
         m.d.comb += offer.eq(hold_valid)
         with m.If(take):
-            m.d.sync += [hold_valid.eq(0), bank_b.eq(bank_h), need_lsb_b.eq(pass2_h), c_b.eq(c_h),
-                         last_b.eq(last_h), recip_b.eq(recip_h)]
+            m.d.sync += [hold_valid.eq(0), bank_t.eq(bank_h), need_lsb_t.eq(pass2_h), c_t.eq(c_h),
+                         last_t.eq(last_h), recip_t.eq(recip_h), kb_t.eq(~kb_t)]
+        with m.If(take_p):
+            m.d.sync += [bank_b.eq(bank_t), need_lsb_b.eq(need_lsb_t), c_b.eq(c_t), last_b.eq(last_t),
+                         recip_b.eq(recip_t), kb_b.eq(kb_t), pruned.eq(pruned_t), st_b.eq(_B.PV), g_b.eq(0)]
         with m.If((st_b == _B.OUT) & self.out.ready):
-            for j in range(3):
+            for j in range(_EXP_BANKS):
                 with m.If(bank_b == j):
                     m.d.sync += pb_busy[j].eq(0)
 
-        with m.Switch(st_b):
-            with m.Case(_B.TK_CMD):
+        # top-k stage
+        with m.Switch(st_t):
+            with m.Case(_T.TK_CMD):
                 m.d.comb += tk.cmd.valid.eq(1)
                 with m.If(tk.cmd.ready):
-                    m.d.sync += [st_b.eq(_B.TK_FEED), tk_ptr.eq(0)]
-            with m.Case(_B.TK_FEED):
+                    m.d.sync += [st_t.eq(_T.TK_FEED), tk_ptr.eq(0)]
+            with m.Case(_T.TK_FEED):
                 m.d.comb += tk.inp.valid.eq(1)
                 with m.If(tk_fire):
                     m.d.sync += tk_ptr.eq(tk_ptr + 1)
                     with m.If(tk_ptr == tk_rows - 1):
-                        m.d.sync += st_b.eq(_B.TK_WAIT)
-            with m.Case(_B.TK_WAIT):          # top-k done -> PxV from the next cycle
-                check_built("the core's back stage", ["topk_done"], topk_handoff_stages())
+                        m.d.sync += st_t.eq(_T.TK_WAIT)
+            with m.Case(_T.TK_WAIT):          # top-k done -> the row is ready for PxV from the next cycle
+                check_built("the core's top-k stage", ["topk_done"], topk_handoff_stages())
                 with m.If(tk.done):
-                    m.d.sync += [st_b.eq(_B.PV), g_b.eq(0)]
+                    m.d.sync += st_t.eq(_T.FULL)
+            with m.Case(_T.FULL):
+                with m.If(take_p):
+                    m.d.sync += st_t.eq(_T.IDLE)
+        with m.If(take):       # after the Switch: a take in the cycle the PxV stage takes the row restarts it
+            with m.If(c_h.keep_k < c_h.n_keys):
+                m.d.sync += [st_t.eq(_T.TK_CMD), pruned_t.eq(1)]
+                for j in range(2):
+                    with m.If(kb_t != j):        # the bank this row gets (kb_t toggles with the take)
+                        m.d.sync += keep_bits[j].eq(0)
+            with m.Else():
+                m.d.sync += [st_t.eq(_T.FULL), pruned_t.eq(0)]
+
+        # PxV stage
+        with m.Switch(st_b):
             with m.Case(_B.PV):
                 m.d.comb += [pv_issue.eq(1), acc_clear.eq(g_b == 0)]
                 m.d.sync += g_b.eq(g_b + 1)
@@ -468,9 +502,6 @@ class SpattenCore(wiring.Component):
                     m.d.sync += st_b.eq(_B.IDLE)
                     with m.If(last_b):
                         m.d.sync += self.done.eq(1)
-        with m.If(take):       # after the Switch: a take in the OUT cycle starts the next query's back stage
-            with m.If(c_h.keep_k < c_h.n_keys):
-                m.d.sync += [st_b.eq(_B.TK_CMD), keep_bits.eq(0), pruned.eq(1)]
-            with m.Else():
-                m.d.sync += [st_b.eq(_B.PV), g_b.eq(0), pruned.eq(0)]
+        with m.If(take_p):     # after the Switch: a take in the OUT cycle starts the next row's sweep
+            m.d.sync += st_b.eq(_B.PV)
         return m

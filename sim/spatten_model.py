@@ -21,13 +21,14 @@ import numpy as np
 
 from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_latencies
+from archgen.dataflow.spatten_stages import EXP_BUFFER_BANKS
 from archgen.sim.topk_model import TopKRun, simulate_topk
 
 __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process", "overlapped_cycles", "command_stream_cycles",
+    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready",
 ]
 
 
@@ -204,8 +205,8 @@ class QueryCycles:
     ``qk``: the QxK stage per pass; ``exp``: the exponential sweep, ``go`` to the last exponential
     (G + exp_pipe); ``div``: the divider, start to ``recip_valid``; ``decide``: the PQ decision register;
     ``passes``: 2 when the PQ decision asked for the LSBs; ``pq``: the command has PQ on (so the first
-    pass may need the LSBs, and the next sweep waits for its decision); ``topk``, ``pv``, ``output``:
-    the back stage.
+    pass may need the LSBs, and the next sweep waits for its decision); ``topk``: the top-k stage
+    (0 when the row is not pruned); ``pv``, ``output``: the PxV stage.
     """
 
     qk: int
@@ -225,7 +226,7 @@ class QueryCycles:
 
     @property
     def front(self) -> int:
-        """Cycles from the query's acceptance to the back stage taking it, alone in the core (an LSB
+        """Cycles from the query's acceptance to the top-k stage taking it, alone in the core (an LSB
         refetch starts the cycle after the first decision; a decided row waits one cycle in the hold slot)."""
         return self.passes * (self.qk + self.sweep) + (self.passes - 1) + 1
 
@@ -236,13 +237,20 @@ class QueryCycles:
 
     @property
     def back(self) -> int:
-        """Cycles in the back stage: top-k, prob x V, output handshake."""
+        """Cycles in the stages after the PQ decision: top-k, prob x V, output handshake (alone; in a
+        stream the top-k of one row overlaps the prob x V of the previous one)."""
         return self.topk + self.pv + self.output
 
     @property
+    def pv_stage(self) -> int:
+        """The PxV stage's occupancy per row: the sweep and the output handshake."""
+        return self.pv + self.output
+
+    @property
     def total(self) -> int:
-        """Latency of the query alone (front, the take cycle, back), from its acceptance."""
-        return self.front + 1 + self.back
+        """Latency of the query alone from its acceptance: front, the top-k stage's take cycle, the top-k,
+        the PxV stage's take cycle, the PxV sweep and the output."""
+        return self.front + 2 + self.back
 
 
 class _Stream:
@@ -253,9 +261,10 @@ class _Stream:
         self.sm_free = 0            # first cycle the softmax stage may start a sweep
         self.div_free = 0           # first cycle the divider may take a row
         self.hold_free = 0          # first cycle the hold slot is empty (the divider may take a row)
-        self.b_free = 0             # cycle the back stage is idle again (done of its last row)
+        self.t_free = 0             # first cycle the top-k stage may take a row from the hold slot
+        self.b_free = 0             # cycle the PxV stage is idle again (done of its last row)
         self.bank_free = [0, 0]     # first cycle each score bank may take a query
-        self.pb_free = [0, 0, 0]    # first cycle each exponential-buffer bank may take a sweep
+        self.pb_free = [0] * EXP_BUFFER_BANKS   # first cycle each exponential-buffer bank may take a sweep
         self.nb = 0                 # score bank of the next query
         self.wpb = 0                # exponential-buffer bank of the next row
 
@@ -273,6 +282,12 @@ class _Stream:
         self.div_free = decision + 1       # the decision cycle itself blocks the divider
         return start, decision
 
+    def first_decision_of(self, job) -> int:
+        """The cycle of the job's first PQ decision, were it resolved now (no state changes)."""
+        qc, _a, last_score, _bank = job
+        go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
+        return max(go + qc.exp, self.div_free, self.hold_free) + qc.div + qc.decide
+
     def resolve(self, job) -> int:
         qc, _a, last_score, bank = job
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
@@ -289,17 +304,41 @@ class _Stream:
             bank_free = start + 1       # the LSB pass cannot ask again
         self.sm_free = start + 1
         self.bank_free[bank] = bank_free
-        # the decided row waits in the hold slot; the back stage takes it when idle or in the cycle it
-        # sends its previous output row (b_free - 1)
-        take = max(decision + 1, self.b_free - 1)
+        # the decided row waits in the hold slot; the top-k stage takes it when idle or in the cycle it
+        # hands its previous row to the PxV stage; the row is ready for PxV ``topk`` cycles after the
+        # take cycle (at once when it is not pruned) and waits in the top-k stage until the PxV stage
+        # takes it (idle, or in the cycle it sends its previous output row, b_free - 1)
+        take = max(decision + 1, self.t_free)
         self.hold_free = take + 1
-        self.b_free = take + 1 + qc.back
+        take_p = max(take + 1 + qc.topk, self.b_free - 1)
+        self.t_free = take_p
+        self.b_free = take_p + 1 + qc.pv_stage
         self.pb_free[self.wpb] = self.b_free
-        self.wpb = (self.wpb + 1) % 3
+        self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
         return self.b_free
 
 
-def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int]:
+def dram_ready(load_cycles: Sequence[int]):
+    """Earliest handshake of each command when its keys and values come from DRAM (for the ``ready``
+    argument of :func:`command_stream_cycles`): one transfer at a time, command ``ci``'s load taking
+    ``load_cycles[ci]`` cycles; it starts when the previous load has ended and, since command ``ci`` uses
+    the K/V bank of command ``ci - 2``, the cycle after that command's ``done``. The first command's
+    load is ``load_cycles[0]`` cycles before cycle 0 (its handshake), so it never waits."""
+    ends: dict[int, int] = {}
+
+    def ready(ci: int, dones: Sequence[int | None]) -> int:
+        if ci == 0:
+            ends[0] = 0
+            return 0
+        start = ends[ci - 1]
+        if ci >= 2:
+            start = max(start, dones[ci - 2] + 1)     # type: ignore[operator]
+        ends[ci] = start + int(load_cycles[ci])
+        return ends[ci]
+    return ready
+
+
+def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -312,13 +351,20 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int
     comes ``div + decide`` cycles after that. A row leaves the softmax stage when the divider takes
     it and frees its score bank then, or, with PQ on, at its decision (the next row's sweep meanwhile is
     speculative); an LSB refetch drops that speculative sweep, reruns QxK from the cycle after the
-    decision (or when the QxK stage is free: the next query has always been accepted by then) and
-    sweeps the row again, then the next one. The decided row waits in the hold slot until the back stage takes it
-    (``take = max(decision + 1, b_free - 1)``: idle, or in the cycle it sends its previous output row),
-    which is idle again at ``b_free = take + 1 + back``. A command is done at its last query's
-    ``b_free``; the next command's handshake is the cycle after its last query's acceptance. A command
-    without queries waits until the core is empty: done at ``hs + 1`` if the back stage is idle by its
+    decision (or when the QxK stage is free; a query not accepted by the decision waits for the
+    refetch) and sweeps the row again, then the next one. The decided row waits in the hold slot until
+    the top-k stage takes it (``take = max(decision + 1, t_free)``, ``t_free`` the cycle the PxV stage
+    took the top-k stage's previous row); it is ready ``topk`` cycles after the take cycle and the PxV
+    stage takes it at ``take_p = max(take + 1 + topk, b_free - 1)`` (idle, or in the cycle it sends its
+    previous output row), idle again at ``b_free = take_p + 1 + pv + output``. A command is done at its
+    last query's ``b_free``; the next command's handshake is the cycle after its last query's
+    acceptance. A command without queries waits until the core is empty: done at ``hs + 1`` if the PxV
+    stage is idle by its
     handshake ``hs``, else at ``b_free + 1`` (the next handshake then).
+
+    ``ready``: when a command may be handshaked at the earliest (its K/V bank loaded), a list of cycles
+    or a function ``ready(ci, dones)`` of the command index and the done cycles known so far (every
+    command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
     """
     st = _Stream()
     dones: list[int | None] = [None] * len(commands)
@@ -332,6 +378,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int
             dones[ci] = free
 
     for ci, queries in enumerate(commands):
+        if ready is not None:
+            hs = max(hs, ready(ci, dones) if callable(ready) else int(ready[ci]))
         if not queries:
             while inflight:
                 resolve_oldest()
@@ -345,7 +393,11 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]]) -> list[int
         earliest = hs + 1
         for qi, qc in enumerate(queries):
             # query i is accepted before query i-1's sweep (it frees i's bank with query i-2) and
-            # before query i-1's refetch, if any
+            # before query i-1's refetch, if any, unless it comes later than query i-1's PQ decision
+            # (a command waiting for its K/V): the refetch then takes the QxK stage first
+            if inflight and inflight[-1][0][0].passes == 2:
+                if max(earliest, st.qk_free, st.bank_free[st.nb]) > st.first_decision_of(inflight[-1][0]):
+                    resolve_oldest()
             job = st.accept(qc, earliest)
             earliest = job[1] + 1
             inflight.append((job, ci, qi == len(queries) - 1))

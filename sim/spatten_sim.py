@@ -6,18 +6,21 @@ which rows re-fetch LSBs; this module turns that into DRAM bytes, compute cycles
 Timing:
 - Compute: the attention core's exact per-query cycle function
   (`archgen.sim.spatten_model.query_cycles`, the RTL's cycle contract): a front stage (QxK +
-  softmax + PQ-decision pass over the kept keys, twice when the row re-fetches LSBs) and a back stage
-  (the local-V top-k when value pruning is on, the prob x V sweep, the output) that overlap consecutive
-  queries, the layer's commands (one per head and step) streamed through them
+  softmax + PQ-decision pass over the kept keys, twice when the row re-fetches LSBs), a top-k stage
+  (the local-V top-k when value pruning is on) and a PxV stage (the prob x V sweep, the output) that
+  overlap consecutive queries, the layer's commands (one per head and step) streamed through them
   (`command_stream_cycles`). The top-k's cycles come from the top-k engine model
   (`archgen.sim.topk_model.simulate_topk`) on what the engine ranks, the row's exponentials: the trace
   probabilities over the row maximum in the engine's UQ1.exp_frac format
   (``topk_cycles="exact"``), or from a closed form (``"estimate"``,
   `topk_estimate_cycles`) for speed. A head dimension below the spec's runs zero-padded (the core's
   lanes are fixed by the spec), so its cycles are those of ``spec.head_dim``.
-- DRAM: bytes / (HBM bandwidth / clock). K/V SRAMs are double-buffered, so the next head's fetch
-  overlaps this head's compute and a layer takes ``max(compute, DRAM)`` cycles (our overlap model; the
-  first fill and the LSB re-fetch stall inside a query are not charged separately).
+- DRAM: bytes / (HBM bandwidth / clock), split over the layer's commands (`_command_loads`). The K/V
+  SRAMs are double-buffered: each command waits for its own load, which starts after the previous load
+  and once the command two before (same bank) is done (`spatten_model.dram_ready`, the rule the RTL
+  is verified against on Verilator); the layer time is that stream plus the first load, at least
+  ``max(compute, DRAM)`` (``compute_cycles``: the stream with the K/V on chip). The LSBs a command's
+  rows refetch are charged to its load (our model).
 
 Energy: MACs at the units' widths, the softmax's Taylor multiply-adds, one SRAM access of ``D x bits``
 per key (value) row read, in a bank of ``bytes / (buffers x lanes)`` (one bank per key lane), one SRAM
@@ -96,8 +99,22 @@ def _is_decoder(workload) -> bool:
     return any(w.name == workload.name and w.family == "decoder" for w in list_workloads())
 
 
+def _command_loads(keys: np.ndarray, commands: np.ndarray, dram_bytes: float, bytes_per_cycle: float) -> list[int]:
+    """Each issued command's DRAM time in cycles: the layer's bytes split over its commands in proportion
+    to what each moves (keys and values of its longest row, its queries and outputs: ``2 x keys + 2 x
+    rows`` vectors), rounded up to whole cycles. Our model: the LSBs a command's rows refetch are
+    charged to its own load."""
+    weights, start = [], 0
+    for rows in commands.tolist():
+        if rows:
+            weights.append(2 * int(keys[start:start + rows].max()) + 2 * rows)
+        start += rows
+    total = sum(weights)
+    return [math.ceil(dram_bytes * w / total / bytes_per_cycle) for w in weights] if total else []
+
+
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
-                 commands: np.ndarray, pq: bool = False) -> tuple[int, dict[str, int]]:
+                 commands: np.ndarray, pq: bool = False, loads: list[int] | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
@@ -109,8 +126,13 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
 
     Returns the layer's cycles and each stage's busy cycles summed over the rows: ``front`` (query
     accept, QxK + softmax + PQ passes), ``topk`` (local-V top-k and its hand-off) and ``pv`` (prob x V
-    sweep and output). In this core the top-k and the PxV sweep share the back stage."""
-    from .spatten_model import command_stream_cycles, query_cycles
+    sweep and output), each a stage of its own.
+
+    ``loads``: each issued command's K/V load in cycles (`_command_loads`); a command then waits for its
+    load, which starts after the previous one and once the command two before (its K/V bank) is done
+    (`spatten_model.dram_ready`, the rule the RTL is verified against on Verilator); the first load is
+    added in front. None: the K/V are on chip."""
+    from .spatten_model import command_stream_cycles, dram_ready, query_cycles
 
     cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
@@ -130,7 +152,11 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         raise ValueError(f"command row counts cover {start} rows, the layer has {len(per_row)}")
     stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row),
               "pv": sum(c.pv + c.output for c in per_row)}
-    return (command_stream_cycles(stream)[-1] if stream else 0), stages
+    if not stream:
+        return 0, stages
+    if loads is None:
+        return command_stream_cycles(stream)[-1], stages
+    return loads[0] + command_stream_cycles(stream, ready=dram_ready(loads))[-1], stages
 
 
 def _bank_bytes(spec, sram) -> int:
@@ -234,16 +260,20 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
             est = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
             topk = np.where(s.row_values >= s.row_keys, -1, np.round(est)).astype(np.int64)
         use_pq = algo_config.progressive and algo_config.lsb_bits > 0
-        compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq)
-        compute = float(compute)
-        dense_keys = s.dense_row_keys
-        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows)[0])
         dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
                 "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
                 "query.read": s.query_bytes, "output.write": s.output_write_bytes}
         dram_bytes = sum(dram.values())
-        cycles = max(compute, dram_bytes / bpc)
-        dense_cycles = max(dense_compute, s.dense_dram_bytes / bpc)
+        compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq)
+        compute = float(compute)
+        dense_keys = s.dense_row_keys
+        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows)[0])
+        # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
+        cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
+                                    loads=_command_loads(s.row_keys, s.command_rows, dram_bytes, bpc))[0])
+        dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
+                                          loads=_command_loads(dense_keys, s.dense_command_rows, s.dense_dram_bytes,
+                                                               bpc))[0])
         bound = roofline_cycles(s.macs, dram_bytes, peak, bpc)
         key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
         value_reads = int(s.row_values.sum())

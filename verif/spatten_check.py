@@ -58,7 +58,8 @@ def float_attention(q: np.ndarray, keys: np.ndarray, values: np.ndarray, shift: 
 
 def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=None, *,
                 pq_enable: bool = True, shift: int | None = None, value_bits: int = 10, bank: int = 1,
-                commands: int = 1, cache_dir=None, timeout_s: float | None = 600.0) -> dict:
+                commands: int = 1, dram_row_cycles: int = 0, cache_dir=None,
+                timeout_s: float | None = 600.0) -> dict:
     """Random K, V, Q on the core RTL (Verilator) vs the fixed-point model, float numpy and the cycle model.
 
     With ``commands`` > 1 the testbench offers that many commands back to back, each on its own K/V bank
@@ -68,8 +69,14 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     "cycles_match", "importance_match", "need_lsb", "stages", "kept", "passed", ...}``; ``correct``
     means bit-exact, within tolerance, cycle-exact (every command's done), and the importance
     accumulators equal the model's sums. Raises ValueError for arguments the engine cannot run.
+
+    ``dram_row_cycles`` = r > 0: the testbench loads each command's K and V through the ``kv`` port at
+    one row per r cycles while the core works on the earlier commands (banks alternating, any number of
+    commands), and offers the command when its load is over; the model is
+    ``command_stream_cycles(..., ready=dram_ready(...))`` with the same loads (a DRAM-bound stream when
+    the loads are longer than the commands' compute).
     """
-    from archgen.sim.spatten_model import command_stream_cycles
+    from archgen.sim.spatten_model import command_stream_cycles, dram_ready
     from archgen.verif.runner import run_testbench
 
     def per_command(value, name):
@@ -78,7 +85,9 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             raise ValueError(f"{name} must be one value or {commands} values (one per command), not {value!r}")
         return vals
 
-    if not 1 <= commands <= spec.key_sram.buffers:
+    if not isinstance(dram_row_cycles, int) or dram_row_cycles < 0:
+        raise ValueError(f"dram_row_cycles must be an integer >= 0, not {dram_row_cycles!r}")
+    if not 1 <= commands <= (1 << 16 if dram_row_cycles else spec.key_sram.buffers):
         raise ValueError(f"commands must be in 1..{spec.key_sram.buffers} (one K/V bank each) for {spec.name!r}, "
                          f"not {commands!r}")
     keys_n, queries_n = per_command(n_keys, "n_keys"), per_command(n_queries, "n_queries")
@@ -106,7 +115,8 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                                 thr_fx=thr, seed=cmd_seed))
         cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,
                      "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed})
-    model_done = command_stream_cycles([r.queries for r in runs])
+    ready = dram_ready([2 * len(c["keys"]) * dram_row_cycles for c in cmds]) if dram_row_cycles else None
+    model_done = command_stream_cycles([r.queries for r in runs], ready=ready)
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
@@ -114,6 +124,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                       "shift": shift, "keep_k": c["keep_k"], "pq_enable": int(pq_enable), "threshold": thr,
                       "bank": c["bank"], "seed": c["seed"]} for c in cmds],
         "max_cycles": 4 * model_done[-1] + 1000, "groups": spec.groups, "lanes": spec.lanes,
+        "dram_row_cycles": dram_row_cycles,
     }
     res = run_testbench(core_verilog(spec), spec.name, "archgen.verif.tb_spatten", params,
                         cache_dir=cache_dir, timeout_s=timeout_s)
@@ -141,11 +152,14 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     return {"correct": correct, "bit_exact": bit_exact, "max_error": max_error, "tolerance": OUTPUT_TOLERANCE,
             "rtl_cycles": res.get("cycles"), "model_cycles": model_done[-1], "cycles_match": cycles_match,
             "rtl_done_cycles": res.get("done_cycles"), "model_done_cycles": model_done,
+            "undelayed_done_cycles": command_stream_cycles([r.queries for r in runs]),
             "importance_match": importance_match,
             "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),
             "stages": [(qc.front, qc.back) for run in runs for qc in run.queries],
-            # per query: the QxK stage and the softmax stage per pass, the passes, the back stage
-            "stage_cycles": [(qc.qk, qc.sweep, qc.passes, qc.back) for run in runs for qc in run.queries],
+            # per query: the QxK stage and the softmax stage per pass, the passes, the divider's pace
+            # (division, decision and two hand-off cycles), the top-k stage, the PxV stage
+            "stage_cycles": [(qc.qk, qc.sweep, qc.passes, qc.div + qc.decide + 2, qc.topk, qc.pv_stage)
+                             for run in runs for qc in run.queries],
             "serial_cycles": sum(1 + sum(qc.total for qc in run.queries) for run in runs),
             "cmd_cycles": res.get("cmd_cycles"),
             "kept": [int(r.keep.sum()) for _, r in results], "passed": bool(res.get("passed")),

@@ -7,6 +7,12 @@ payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shi
 side: it writes every command's K and V into its bank, then offers the commands back to back (each as
 soon as the core accepts it) and all their queries in order, and takes every output at once.
 
+With ``dram_row_cycles`` = r > 0 the testbench plays a DRAM of one K or V row per r cycles instead
+(any number of commands, banks alternating): the first command's rows are written before it; command
+ci's load starts when the previous load has ended and the cycle after command ci - 2 (the same bank) is
+done, takes 2 x n_keys x r cycles, and the command is offered from the cycle its load ends
+(sim.spatten_model.dram_ready, the same rule).
+
 Results: ``outputs`` (D signed integers per query, in command order), ``need_lsb`` per query,
 ``token_importance`` (per token, summed over the commands), ``head_score``, ``done_cycles`` (per
 command: rising edges from the first command's handshake to the cycle ``done`` is high), ``cycles``
@@ -36,6 +42,43 @@ async def _watch_done(dut, counter, seen: list):
             seen.append(counter())
 
 
+async def _send_after_loads(dut, counter, kv, words, commands, kv_beats, row_cycles, done_seen):
+    """Commands offered once their K/V loads are over; the loads run beside (see the module docstring)."""
+    ready: dict[int, int] = {0: 0}
+    cycles: list[int] = []
+
+    async def loader(cmd0):
+        for ci in range(1, len(commands)):
+            start = ready[ci - 1]
+            if ci >= 2:
+                while len(done_seen) < ci - 1:
+                    await FallingEdge(dut.clk)
+                start = max(start, done_seen[ci - 2] - cmd0 + 1)
+            while counter() - cmd0 < start:
+                await FallingEdge(dut.clk)
+            beats = kv_beats(commands[ci])
+            ready[ci] = start + len(beats) * row_cycles    # the beats below take len(beats) cycles
+            await kv.send(beats)
+
+    for ci, word in enumerate(words):
+        while True:
+            await FallingEdge(dut.clk)
+            if ci and (ci not in ready or counter() - cycles[0] < ready[ci]):
+                dut.cmd__valid.value = 0
+                continue
+            dut.cmd__valid.value = 1
+            dut.cmd__payload.value = word
+            await ReadOnly()
+            if int(dut.cmd__ready.value):
+                cycles.append(counter())
+                if ci == 0:
+                    cocotb.start_soon(loader(cycles[0]))
+                break
+    await FallingEdge(dut.clk)
+    dut.cmd__valid.value = 0
+    return cycles
+
+
 @cocotb.test()
 async def spatten_core_command(dut):
     p = load_params()
@@ -46,12 +89,13 @@ async def spatten_core_command(dut):
     counter = await start_clock_and_reset(dut, 2)
 
     kv = StreamDriver(dut, "kv", dut.clk, cycle=counter)
-    beats = []
-    for c in commands:
-        for is_value, rows in ((0, c["keys"]), (1, c["values"])):
-            for i, row in enumerate(rows):
-                beats.append(_pack([(i, ib), (c["bank"], 1), (is_value, 1), (pack_lanes(row, b), dim * b)]))
-    await kv.send(beats)
+    row_cycles = p.get("dram_row_cycles", 0)
+
+    def kv_beats(c):
+        return [_pack([(i, ib), (c["bank"], 1), (is_value, 1), (pack_lanes(row, b), dim * b)])
+                for is_value, rows in ((0, c["keys"]), (1, c["values"])) for i, row in enumerate(rows)]
+
+    await kv.send([w for c in (commands[:1] if row_cycles else commands) for w in kv_beats(c)])
 
     done_seen: list[int] = []
     cocotb.start_soon(_watch_done(dut, counter, done_seen))
@@ -62,7 +106,10 @@ async def spatten_core_command(dut):
                     (c["pq_enable"], 1), (c["threshold"], 16), (c["bank"], 1), (c["seed"], 16)]) for c in commands]
     queries = [q for c in commands for q in c["queries"]]
     cocotb.start_soon(qdrv.send([pack_lanes(q, b) for q in queries]))
-    cmd_cycles = await cmd.send(words)
+    if not row_cycles:
+        cmd_cycles = await cmd.send(words)
+    else:
+        cmd_cycles = await _send_after_loads(dut, counter, kv, words, commands, kv_beats, row_cycles, done_seen)
     cmd_cycle = cmd_cycles[0]
     await out_mon.wait_for(len(queries), max_cycles=p.get("max_cycles", 200000))
     for _ in range(4):

@@ -254,7 +254,7 @@ def test_softmax_builds_the_stages_the_model_counts():
 
     from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec, spatten_formats
     from archgen.dataflow.spatten_arrays import spatten_latencies
-    from archgen.dataflow.spatten_stages import exp_stages, recip_cycles
+    from archgen.dataflow.spatten_stages import DIVIDER_BITS, exp_stages, recip_cycles
     from archgen.rtlgen.softmax import Softmax
 
     for name in ("spatten_small", "spatten"):
@@ -266,7 +266,7 @@ def test_softmax_builds_the_stages_the_model_counts():
         assert built == {f"{s}_v" for s in exp_stages(fmt)}
         lat = spatten_latencies(spec)
         assert lat.exp_pipe == len(exp_stages(fmt)) == len(fmt.taylor_coeffs) + 5
-        assert lat.recip == recip_cycles(fmt) == fmt.recip_bits + 1
+        assert lat.recip == recip_cycles(fmt) == -(-fmt.recip_bits // DIVIDER_BITS) + 1
 
 
 def test_core_constants_come_from_the_units_stage_lists(monkeypatch):
@@ -292,3 +292,23 @@ def test_core_constants_come_from_the_units_stage_lists(monkeypatch):
             mp.setattr(module, name, lambda: ("one", "more"))
             with pytest.raises(RuntimeError, match=f"{unit} built the stages"):
                 Fragment.get(spatten_core.SpattenCore(spec), None)
+
+
+def test_softmax_divider_with_an_odd_number_of_quotient_bits():
+    """The divider computes DIVIDER_BITS quotient bits per cycle; with an odd recip_bits (32 tokens:
+    16 + 6 + 1 = 23) its first cycle computes the leftover bit. Values and cycles against the model."""
+    import yaml
+
+    from archgen.dataflow.spatten_stages import DIVIDER_BITS
+
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw.update(name="spatten_small_32", max_tokens=32)
+    raw["units"]["softmax"]["fifo_depth"] = 8
+    raw["units"]["key_sram"]["bytes"] = raw["units"]["value_sram"]["bytes"] = 2 * 32 * 16 * 12 // 8
+    spec = load_spatten_spec(raw)
+    assert spatten_formats(spec).recip_bits % DIVIDER_BITS == 1
+    rng = np.random.default_rng(12)
+    rows = [rng.integers(-(1 << 20), 1 << 20, n) for n in (1, 7, 32, 19)]
+    r = check_softmax_unit(spec, rows, 16)
+    assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r
+    assert r["correct"], r

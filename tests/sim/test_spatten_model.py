@@ -61,8 +61,9 @@ def test_closed_form_phases():
     assert pass_cycles(SMALL, 10) == qk_cycles(SMALL, 10) + sweep_cycles(SMALL, 10)
     assert pv_cycles(SMALL, 64) == 16 + lat.pv_pipe
     q = query_cycles(SMALL, 10)
-    # the pass, a cycle in the hold slot, the take, the PxV sweep and the output
-    assert q.total == pass_cycles(SMALL, 10) + 1 + 1 + pv_cycles(SMALL, 10) + 1
+    # the pass, a cycle in the hold slot, the top-k stage's take, the PxV stage's take, the PxV sweep
+    # and the output
+    assert q.total == pass_cycles(SMALL, 10) + 1 + 1 + 1 + pv_cycles(SMALL, 10) + 1
     q2 = query_cycles(SMALL, 10, lsb_pass=True, topk_cycles=40)
     # the refetch starts the cycle after the first decision
     assert q2.total == q.total + 1 + pass_cycles(SMALL, 10) + 40 + lat.topk_handoff
@@ -102,8 +103,11 @@ def test_stream_rules_pinned_on_two_refetching_queries():
     d1 = max(go1 + q.exp, t0 + 1) + q.div + q.decide   # its divider waits for query 0's hold slot
     r1 = max(d1 + 1, r0 + qk)
     s1 = max(r1 + qk + q.exp, t0 + 1)              # the divider waits for the hold slot to empty
-    t1 = max(s1 + q.div + q.decide + 1, t0 + q.back)   # the back stage takes it in its output cycle at the earliest
-    assert command_stream_cycles([[q, q]]) == [t1 + 1 + q.back]
+    p0 = t0 + 1 + q.topk                           # the PxV stage takes row 0 once its top-k is done
+    b0 = p0 + 1 + q.pv_stage                       # the PxV stage is idle again
+    t1 = max(s1 + q.div + q.decide + 1, p0)        # the top-k stage takes row 1 once row 0 moved on
+    p1 = max(t1 + 1 + q.topk, b0 - 1)              # the PxV stage takes it in its output cycle at the earliest
+    assert command_stream_cycles([[q, q]]) == [p1 + 1 + q.pv_stage]
 
 
 def test_core_cycles_uses_pq_and_topk_on_actual_data():
@@ -144,3 +148,27 @@ def test_simpy_process_takes_the_model_cycles():
 
 def test_threshold_fx():
     assert threshold_fx(0.1, spatten_formats(SMALL)) == 3277
+
+
+def test_dram_ready_pins_the_load_rule():
+    """Commands waiting for their K/V loads (spatten_model.dram_ready): one load at a time, command i's
+    after command i - 2 (its bank) is done; DRAM-bound single-query commands then finish one alone-latency
+    after their load ends."""
+    from archgen.sim.spatten_model import dram_ready
+
+    q = query_cycles(SMALL, 40, pq_enable=True)
+    alone = command_stream_cycles([[q]])[0]
+    # empty loads: two commands run as without DRAM; a third still waits for the first one's bank
+    assert command_stream_cycles([[q]] * 2, ready=dram_ready([0, 0])) == command_stream_cycles([[q]] * 2)
+    d = command_stream_cycles([[q]] * 3, ready=dram_ready([0, 0, 0]))
+    assert d[2] == command_stream_cycles([[q]] * 3, ready=[0, 0, d[0] + 1])[2] > command_stream_cycles([[q]] * 3)[2]
+    big = 1000
+    d = command_stream_cycles([[q]] * 4, ready=dram_ready([big] * 4))
+    e1 = big                                    # the first command's load is before cycle 0
+    e2 = max(e1, d[0] + 1) + big
+    e3 = max(e2, d[1] + 1) + big
+    assert d == [alone, e1 + alone, e2 + alone, e3 + alone]
+    # a load shorter than a command: the bank rule binds (load 3 waits for command 1's done)
+    short = [5, 5, 5, 5]
+    d = command_stream_cycles([[q, q]] * 4, ready=dram_ready(short))
+    assert d[3] > d[1] and d == sorted(d)

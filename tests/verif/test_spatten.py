@@ -94,7 +94,9 @@ def test_core_back_stage_bound():
     spec = load_spatten_spec(raw)
     r = verify_core(spec, 200, 5, 8, 3, pq_enable=False)
     assert r["passed"], r.get("log_tail")
-    assert all(back > max(qk, sweep + 1) for qk, sweep, _, back in r["stage_cycles"]), r["stage_cycles"]
+    # the top-k stage (top-k + its take cycle) is the slowest: rows wait in the hold slot
+    assert all(topk + 1 > max(qk, sweep - div + 1, div, pv) for qk, sweep, _, div, topk, pv in r["stage_cycles"]), \
+        r["stage_cycles"]
     assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r
     assert r["correct"]
 
@@ -138,7 +140,37 @@ def test_core_with_systolic_arrays():
     raw["units"]["pv"]["control"] = [1, 1]
     spec = load_spatten_spec(raw)
     assert spatten_latencies(spec).qk_pipe > spatten_latencies(SMALL).qk_pipe
-    r = verify_core(spec, 30, 2, 11, 7)
+    # two commands, the second dense: the long PxV pipeline makes the PxV stage the slowest
+    r = verify_core(spec, [30, 30], [2, 4], 11, [7, None], commands=2)
     assert r["passed"], r.get("log_tail")
-    assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r
+    assert all(pv + 1 > max(qk, sweep - div + 1, div) for qk, sweep, _, div, topk, pv in r["stage_cycles"][2:])
+    assert r["bit_exact"] and r["rtl_done_cycles"] == r["model_done_cycles"], r
     assert r["correct"]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("row_cycles, n_keys, n_queries, keep, extra", [
+    # loads far longer than the commands' compute: each command waits for its K/V; PQ refetches,
+    # pruned and dense commands, banks reused after the command two before is done
+    pytest.param(3, [48, 30, 40, 20, 33], [3, 2, 2, 3, 1], [None, 7, 5, None, 9], {"seed": 36, "shift": 19},
+                 id="dram-bound-pq-pruned"),
+    # one row per cycle: some commands wait for their load, others for the core
+    pytest.param(1, [64, 12, 50, 8], [2, 4, 1, 3], [20, None, None, 3], {"seed": 7, "pq_enable": False},
+                 id="dram-and-compute-mixed"),
+])
+def test_core_dram_bound_streams(row_cycles, n_keys, n_queries, keep, extra):
+    """The testbench as a DRAM of one K/V row per ``row_cycles`` cycles: command i's load runs beside
+    the earlier commands once command i - 2 (its bank) is done, and the command starts when it ends;
+    every done cycle-exact with command_stream_cycles(..., ready=dram_ready(...))."""
+    from archgen.sim.spatten_model import command_stream_cycles
+
+    extra = dict(extra)
+    seed = extra.pop("seed")
+    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), dram_row_cycles=row_cycles,
+                    **extra)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+    # the loads really set the pace: without them the stream would be done earlier
+    assert r["model_done_cycles"][-1] > r["undelayed_done_cycles"][-1]
