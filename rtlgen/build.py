@@ -45,22 +45,28 @@ def array_verilog(compiled: CompiledArray) -> tuple[str, dict]:
     return text, array_manifest(compiled, top, text)
 
 
-def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
-    """The common manifest (rtlgen/manifest.py) plus the array's interfaces, operand plans and pipelining."""
-    design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
-    rt = compiled.retimed
+def port_interfaces(ports, command) -> list[dict]:
+    """The manifest's ``interfaces``: the command stream with its fields, the operand streams, the signals."""
     interfaces = []
-    for port in compiled.ports:
+    for port in ports:
         if port.role is PortRole.COMMAND:
             interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "bits": port.bits,
                                "fields": [{"name": f.name, "bits": f.bits, "offset": f.offset}
-                                          for f in compiled.command.fields]})
+                                          for f in command.fields]})
         elif port.stream:
             interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "operand": port.operand,
                                "lanes": port.lanes, "lane_bits": port.width, "bits": port.bits,
                                "signed": port.signed})
         else:
             interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "signal", "bits": port.bits})
+    return interfaces
+
+
+def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
+    """The common manifest (rtlgen/manifest.py) plus the array's interfaces, operand plans and pipelining."""
+    design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
+    rt = compiled.retimed
+    interfaces = port_interfaces(compiled.ports, compiled.command)
     plans = [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes, "bits": p.width,
               "lane_skews": [l.skew for l in p.lanes], "reuse_axes": [list(r) for r in p.reuse_axes],
               "tree_axes": list(p.tree_axes), "psum_in": p.psum_in} for p in fg.plans]
@@ -104,18 +110,7 @@ def fused_manifest(fused, top, text: str) -> dict:
     """The manifest of a fused design (rtlgen/fused_array.py): the common core, the interfaces, and per
     dataflow its select value, schedule and operand plans."""
     design = fused.design
-    interfaces = []
-    for port in fused.ports:
-        if port.role is PortRole.COMMAND:
-            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "bits": port.bits,
-                               "fields": [{"name": f.name, "bits": f.bits, "offset": f.offset}
-                                          for f in fused.command.fields]})
-        elif port.stream:
-            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "stream", "operand": port.operand,
-                               "lanes": port.lanes, "lane_bits": port.width, "bits": port.bits,
-                               "signed": port.signed})
-        else:
-            interfaces.append({"name": port.name, "dir": str(port.direction), "kind": "signal", "bits": port.bits})
+    interfaces = port_interfaces(fused.ports, fused.command)
     per = {}
     for k, view in enumerate(fused.views):
         df = view.dataflow
