@@ -62,34 +62,27 @@ class ArrayVerification:
         return self.outputs_exact and self.rtl_cycles == self.model_cycles
 
 
-def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
-                 idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None,
-                 pipeline: bool = True) -> ArrayVerification:
-    compiled = compile_array(design, dataflow, pipeline=pipeline)
-    fg = compiled.fu_graph
-    mapping = map_problem(design, bounds, fg.dataflow)
-    rng = np.random.default_rng(seed)
-    tensors = random_operands(fg, mapping, rng)
-    prog = host_program(fg, mapping, tensors)
-    text, manifest = array_verilog(compiled)
-    model = simulate_array(compiled, mapping)
+def run_stream_program(text: str, design: Design, stream_ports, command, cmd: dict, prog, tensors, mapping, fg,
+                       model_cycles: int, *, seed: int, idle_prob: float, stall_prob: float,
+                       cache_dir: Path | None, prefix: str):
+    """Run a host program (dataflow/host.py) through verif/tb_array.py on ``text`` and check the beats and
+    the assembled result against a tiling-independent evaluation. Returns (exact, psum reads before their
+    write, the testbench's result, detail)."""
     in_ports, out_port = [], None
-    for port in compiled.stream_ports:
+    for port in stream_ports:
         info = {"name": port.name, "lanes": port.lanes, "lane_bits": port.width, "signed": port.signed}
         if port.role is PortRole.OUTPUT:
             out_port = info
         elif port.name in prog.streams:
             in_ports.append(info)
-    trips = mapping.trips()
-    cmd = {f.name: mapping.steps if f.loop is None else trips[f.loop] for f in compiled.command.fields}
-    with tempfile.TemporaryDirectory(prefix="archgen-verify-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         path = Path(tmp) / "program.npz"
         np.savez(path, expected=prog.expected, **prog.streams)
         params = {
             "program": str(path), "in_ports": in_ports, "out_port": out_port, "cmd": cmd,
-            "cmd_fields": [{"name": f.name, "offset": f.offset} for f in compiled.command.fields], "seed": seed,
+            "cmd_fields": [{"name": f.name, "offset": f.offset} for f in command.fields], "seed": seed,
             "idle_prob": idle_prob, "stall_prob": stall_prob,
-            "max_cycles": 20 * model.total_cycles + 1000,
+            "max_cycles": 20 * model_cycles + 1000,
         }
         res = run_testbench(text, design.name, "archgen.verif.tb_array", params, cache_dir=cache_dir)
     got = np.array(res.get("got", []), dtype=np.int64)
@@ -104,6 +97,25 @@ def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         exact = bool(np.array_equal(final, ref))
     causal = _psum_causality(prog, res, fg.output.name)
     detail = {k: res.get(k) for k in ("beats_expected", "beats_got", "mismatches", "first_mismatch", "log_tail")}
+    return exact, causal, res, detail
+
+
+def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
+                 idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None,
+                 pipeline: bool = True) -> ArrayVerification:
+    compiled = compile_array(design, dataflow, pipeline=pipeline)
+    fg = compiled.fu_graph
+    mapping = map_problem(design, bounds, fg.dataflow)
+    rng = np.random.default_rng(seed)
+    tensors = random_operands(fg, mapping, rng)
+    prog = host_program(fg, mapping, tensors)
+    text, manifest = array_verilog(compiled)
+    model = simulate_array(compiled, mapping)
+    trips = mapping.trips()
+    cmd = {f.name: mapping.steps if f.loop is None else trips[f.loop] for f in compiled.command.fields}
+    exact, causal, res, detail = run_stream_program(
+        text, design, compiled.stream_ports, compiled.command, cmd, prog, tensors, mapping, fg, model.total_cycles,
+        seed=seed, idle_prob=idle_prob, stall_prob=stall_prob, cache_dir=cache_dir, prefix="archgen-verify-")
     detail["psum_reads_before_write"] = causal
     exact = exact and causal == 0
     detail["verilog_lines"] = manifest["verilog_lines"]

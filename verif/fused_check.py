@@ -16,12 +16,11 @@ import numpy as np
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_fused
 from archgen.dataflow.host import host_program, random_operands
-from archgen.dataflow.ir import PortRole
 from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.fused_array import fused_verilog
 from archgen.sim.array_model import simulate_array
 
-from .array_check import ArrayVerification, _psum_causality
+from .array_check import ArrayVerification, _psum_causality, run_stream_program
 from .golden import reference_einsum
 from .runner import run_testbench
 
@@ -40,34 +39,11 @@ def verify_fused(design: Design, fuse, bounds: dict[str, int], dataflow: str, *,
     prog = host_program(fg, mapping, tensors)
     text, top = fused_verilog(fused)
     model = simulate_array(view, mapping)
-    in_ports, out_port = [], None
-    for port in view.stream_ports:
-        # the dataflow's own lane count: its lanes are the fused stream's lanes 0..n-1
-        info = {"name": port.name, "lanes": port.lanes, "lane_bits": port.width, "signed": port.signed}
-        if port.role is PortRole.OUTPUT:
-            out_port = info
-        elif port.name in prog.streams:
-            in_ports.append(info)
     cmd = fused.command_word(dataflow, mapping.steps, mapping.trips())
-    with tempfile.TemporaryDirectory(prefix="archgen-verify-fused-") as tmp:
-        path = Path(tmp) / "program.npz"
-        np.savez(path, expected=prog.expected, **prog.streams)
-        params = {
-            "program": str(path), "in_ports": in_ports, "out_port": out_port, "cmd": cmd,
-            "cmd_fields": [{"name": f.name, "offset": f.offset} for f in fused.command.fields], "seed": seed,
-            "idle_prob": idle_prob, "stall_prob": stall_prob,
-            "max_cycles": 20 * model.total_cycles + 1000,
-        }
-        res = run_testbench(text, design.name, "archgen.verif.tb_array", params, cache_dir=cache_dir)
-    got = np.array(res.get("got", []), dtype=np.int64)
-    exact = bool(res.get("passed")) and got.shape == prog.expected.shape and bool(np.all(got == prog.expected))
-    if exact:
-        final = np.zeros_like(prog.result)
-        ok = prog.out_index[..., 0] >= 0
-        final[tuple(prog.out_index[ok].T)] = got[ok]
-        exact = bool(np.array_equal(final, reference_einsum(design.operation, tensors, mapping.bound, fg.acc_width)))
-    causal = _psum_causality(prog, res, fg.output.name)
-    detail = {k: res.get(k) for k in ("beats_expected", "beats_got", "mismatches", "first_mismatch", "log_tail")}
+    exact, causal, res, detail = run_stream_program(
+        text, design, view.stream_ports, fused.command, cmd, prog, tensors, mapping, fg, model.total_cycles,
+        seed=seed, idle_prob=idle_prob, stall_prob=stall_prob, cache_dir=cache_dir,
+        prefix="archgen-verify-fused-")
     detail["psum_reads_before_write"] = causal
     detail["fused"] = list(fused.names)
     return ArrayVerification(design.name, dataflow, dict(mapping.bound), exact and causal == 0, res.get("rtl_cycles"),
