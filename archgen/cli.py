@@ -388,6 +388,8 @@ def cmd_sim(args) -> int:
         guard_design_size(design, "sim", args.force)
         guard_array_workload(design, workload, args.dataflow, args.force)
         from archgen.sim.array_sim import simulate_workload_on_array
+        # a spec with `fuse:` is one fused design; --dataflow simulates that dataflow's single design instead
+        fuse = tuple(design.fuse) if args.dataflow is None else ()
         n = len(workload.layers)
         with _sim_progress(con) as prog:
             task = prog.add_task("simulating", total=n)
@@ -395,10 +397,13 @@ def cmd_sim(args) -> int:
                                                           progress=lambda _n: prog.advance(task),
                                                           pipeline=not args.no_pipeline, ideal_dram=args.ideal_dram,
                                                           mapper=args.mapper, mapper_objective=args.objective,
-                                                          mapper_seed=args.seed)
+                                                          mapper_seed=args.seed, fuse=fuse)
         name, clock = design.name, design.clock_mhz
         peak, bpc = design.n_fus, design.dram_bytes_per_cycle
-        con.print(render_table(results))
+        con.print(render_table(results, dataflow_column=bool(fuse)))
+        if fuse:
+            con.print(f"fused design ({', '.join(fuse)}): each layer runs under the dataflow best on --objective "
+                      f"{args.objective} in the fused design's timing (docs/dataflows.md, Fusion)", markup=False)
         if not args.ideal_dram:
             from archgen.sim.memory_report import render_memory_table
             con.print(render_memory_table(results))
@@ -619,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
     s.add_argument("--mapper", choices=["heuristic", "search"], default="heuristic",
                    help="layer mapping: the plan_layer heuristic, or a seeded search judged by the cycle model")
-    s.add_argument("--objective", choices=["latency", "energy", "edp"], default="edp", help="--mapper search objective")
+    s.add_argument("--objective", choices=["latency", "energy", "edp"], default="edp", help="objective of --mapper search and of a fused design's per-layer dataflow choice")
     s.add_argument("--seed", type=int, default=0, help="--mapper search seed")
     s.set_defaults(func=cmd_sim)
 

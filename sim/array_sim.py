@@ -118,6 +118,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
                                energy: EnergyModel | None = None, progress=None,
                                pipeline: bool = True, ideal_dram: bool = False, mapper: str = "heuristic",
                                mapper_objective: str = "edp", mapper_seed: int = 0,
+                               fuse: tuple[str, ...] = (),
                                ) -> tuple[list[LayerResult], list[SkippedLayer]]:
     """Per-layer results on the design as ``archgen build`` generates it (pipelined for its clock).
 
@@ -132,46 +133,74 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
 
     ``mapper``: ``heuristic`` plans each layer with ``plan_layer``; ``search`` with mappings/mapper.py's
     ``search_layer`` (objective ``mapper_objective``, seeded by ``mapper_seed``), whose finalists this
-    module's layer model judges."""
+    module's layer model judges.
+
+    ``fuse``: the dataflows of one fused design (docs/dataflows.md, Fusion). Each layer is planned and
+    simulated under every one of them with the fused design's timing (its mux stages included), and runs
+    under the one best on ``mapper_objective`` (``latency``: cycles, then energy; ``energy``: energy, then
+    cycles; ``edp``: cycles x energy, then cycles; then the ``fuse`` order): the command's dataflow field,
+    chosen per layer as the fused RTL allows. ``extra["dataflow"]`` names it. A layer is refused only when
+    no dataflow fits it."""
     if mapper not in ("heuristic", "search"):
         raise SpecError([problem("mapper", "must be heuristic or search", mapper)])
-    compiled = compile_array(design, dataflow, pipeline=pipeline)
-    fg = compiled.fu_graph
+    if mapper_objective not in ("latency", "energy", "edp"):
+        raise SpecError([problem("mapper.objective", "must be latency, energy or edp", mapper_objective)])
+    if fuse and dataflow is not None:
+        raise SpecError([problem("dataflow", "give one dataflow or a fused set, not both", dataflow)])
+    if fuse:
+        from archgen.dataflow.compile import compile_fused
+        views = compile_fused(design, fuse, pipeline=pipeline).views
+    else:
+        views = (compile_array(design, dataflow, pipeline=pipeline),)
     energy = energy or EnergyModel.load()
-    results, skipped, planned, refused = [], [], [], []
-    plans: dict = {}                          # layer bounds -> command (repeated layer shapes are planned once)
     if not ideal_dram:
-        check_memory_system(fg, compiled.design)
+        for compiled in views:
+            check_memory_system(compiled.fu_graph, compiled.design)
+    results, skipped, planned, refused = [], [], [], []
+    plans: dict = {}                          # (dataflow, layer bounds) -> command: a shape is planned once
     for layer in workload.layers:
         if not layer.einsum:
             skipped.append(SkippedLayer(layer.name, layer.kind, layer.elements * layer.count))
             continue
         bounds, repeat, how = lower_layer(layer, design)
-        try:
-            shape_key = tuple(sorted(bounds.items()))    # a plan depends on the design and the bounds only
-            if ideal_dram:
-                cmd = None
-            elif shape_key in plans:
-                cmd = plans[shape_key]
-            elif mapper == "search":
-                cmd = plans[shape_key] = _searched(compiled, layer, bounds, repeat, how, energy, mapper_objective,
-                                                   mapper_seed)
-            else:
-                cmd = plans[shape_key] = plan_layer(design, bounds, fg.dataflow, layer.name)
-        except SpecError as err:              # every layer that does not fit is named, then nothing runs
-            refused += err.problems
+        options, why = [], []
+        for compiled in views:
+            try:
+                options.append((compiled, _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper,
+                                                mapper_objective, mapper_seed, plans)))
+            except SpecError as err:          # every layer that does not fit is named, then nothing runs
+                why += err.problems
+        if not options:
+            refused += why
             continue
-        planned.append((layer, bounds, repeat, how, cmd))
+        planned.append((layer, repeat, how, bounds, options))
     if refused:
         raise SpecError(refused)
-    for layer, bounds, repeat, how, cmd in planned:
+    for layer, repeat, how, bounds, options in planned:
         if progress:
             progress(layer.name)
-        if cmd is None:
-            results.append(_ideal_layer(compiled, layer, bounds, repeat, how, energy))
-        else:
-            results.append(_memory_layer(compiled, layer, cmd, repeat, how, energy))
+        runs = [_ideal_layer(c, layer, bounds, repeat, how, energy) if cmd is None
+                else _memory_layer(c, layer, cmd, repeat, how, energy) for c, cmd in options]
+        results.append(min(runs, key=lambda r: _rank(r, mapper_objective)))     # min keeps the first tie
     return results, skipped
+
+
+def _rank(r: LayerResult, objective: str) -> tuple[float, float]:
+    e = sum(r.energy_pj.values())
+    return {"latency": (r.cycles, e), "energy": (e, r.cycles), "edp": (r.cycles * e, r.cycles)}[objective]
+
+
+def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, objective, seed, plans):
+    """The layer command under ``compiled``'s dataflow (None with ideal DRAM: one array command)."""
+    if ideal_dram:
+        return None
+    key = (compiled.fu_graph.dataflow.name, tuple(sorted(bounds.items())))   # a plan depends on these only
+    if key not in plans:
+        if mapper == "search":
+            plans[key] = _searched(compiled, layer, bounds, repeat, how, energy, objective, seed)
+        else:
+            plans[key] = plan_layer(compiled.design, bounds, compiled.fu_graph.dataflow, layer.name)
+    return plans[key]
 
 
 def _searched(compiled, layer, bounds, repeat, how, energy, objective, seed):
@@ -223,6 +252,7 @@ def _memory_layer(compiled, layer, cmd, repeat: int, how: str, energy: EnergyMod
     bound = roofline_cycles(layer.macs, sum(dram.values()), design.n_fus, bpc)
     extra = {"repeat": repeat, "blocks": r.blocks * repeat, "tiles": cmd.mapping.n_tiles * repeat,
              "padded_mac_slots": r.mac_slots * repeat, "lowering": how, "mapping": cmd.describe(),
+             "dataflow": compiled.fu_graph.dataflow.name,
              "stall_cycles": sum(r.stall_cycles.values()) * repeat}
     for cause, v in r.stall_cycles.items():
         extra[f"stall_cycles.{cause}"] = v * repeat
@@ -253,4 +283,4 @@ def _ideal_layer(compiled, layer, bounds, repeat: int, how: str, energy: EnergyM
         utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
         energy_pj=energy.energy_of(acts), roofline_cycles=bound,
         extra={"repeat": repeat, "tiles": mapping.n_tiles * repeat, "padded_mac_slots": slots,
-               "stall_cycles": r.stall_cycles * repeat, "lowering": how})
+               "stall_cycles": r.stall_cycles * repeat, "lowering": how, "dataflow": fg.dataflow.name})

@@ -154,17 +154,20 @@ def _fmt(x: float) -> str:
     return f"{x:,.1f}"
 
 
-def render_table(results: list[LayerResult]):
-    """A rich `Table` with one row per layer and a total row; units in the headers."""
+def render_table(results: list[LayerResult], *, dataflow_column: bool = False):
+    """A rich `Table` with one row per layer and a total row; units in the headers. ``dataflow_column``
+    adds the dataflow each layer ran under (a fused design picks one per layer command)."""
     from rich.table import Table
 
     t = Table(title="per-layer results", show_footer=False)
-    for col in ("layer", "kind", "MACs", "cycles", "time (ns)", "util (%)", "roofline (cycles)",
-                "DRAM (bytes)", "energy (pJ)"):
+    cols = ("layer", "kind") + (("dataflow",) if dataflow_column else ()) + (
+        "MACs", "cycles", "time (ns)", "util (%)", "roofline (cycles)", "DRAM (bytes)", "energy (pJ)")
+    for col in cols:
         # fold rather than truncate: an ellipsis would hide digits of a number
-        t.add_column(col, justify="left" if col in ("layer", "kind") else "right", overflow="fold")
+        t.add_column(col, justify="left" if col in ("layer", "kind", "dataflow") else "right", overflow="fold")
     for r in results:
-        t.add_row(r.name, r.kind, _fmt(r.macs), _fmt(r.cycles), _fmt(r.time_ns), f"{100 * r.utilisation:.1f}",
+        df = (str(r.extra.get("dataflow", "")),) if dataflow_column else ()
+        t.add_row(r.name, r.kind, *df, _fmt(r.macs), _fmt(r.cycles), _fmt(r.time_ns), f"{100 * r.utilisation:.1f}",
                   _fmt(r.roofline_cycles), _fmt(r.dram_total_bytes), _fmt(r.energy_total_pj))
     tot = totals(results)
     peak_known = [r for r in results if r.utilisation > 0 and r.cycles > 0]
@@ -174,8 +177,9 @@ def render_table(results: list[LayerResult]):
         r0 = peak_known[0]
         peak = r0.macs / (r0.utilisation * r0.cycles)
         util = f"{100 * tot['macs'] / (peak * tot['cycles']):.1f}" if not math.isclose(tot["cycles"], 0) else ""
-    t.add_row("total", "", _fmt(tot["macs"]), _fmt(tot["cycles"]), _fmt(tot["time_ns"]), util,
-              _fmt(tot["roofline_cycles"]), _fmt(tot["dram_bytes"]), _fmt(tot["energy_pj"]), style="bold")
+    t.add_row("total", "", *(("",) if dataflow_column else ()), _fmt(tot["macs"]), _fmt(tot["cycles"]),
+              _fmt(tot["time_ns"]), util, _fmt(tot["roofline_cycles"]), _fmt(tot["dram_bytes"]),
+              _fmt(tot["energy_pj"]), style="bold")
     return t
 
 

@@ -51,3 +51,16 @@ def test_bad_fuse_lists_are_refused_by_field(argv, line, tmp_path, monkeypatch):
     assert rc == 2, (out, err)
     assert line in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_sim_of_a_fused_spec_picks_a_dataflow_per_layer(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["sim", "gemm_fused", "--workload", "resnet50", "--objective", "latency", "--out", "r"],
+                           tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "fused design (os, ws, is)" in out and "--objective latency" in out
+    rows = json.loads((tmp_path / "r" / "sim.json").read_text())["layers"]
+    chosen = {r["extra"]["dataflow"] for r in rows}
+    assert len(chosen) > 1 and chosen <= {"os", "ws", "is"}
+    rc, single, err = run_cli(["sim", "gemm_fused", "--workload", "resnet50", "--dataflow", "os"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "fused design" not in single
