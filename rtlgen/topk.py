@@ -29,10 +29,11 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.rtlgen.zero_elim import ZeroEliminator
 
-__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED"]
+__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES"]
 
 LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
 LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
+SAMPLE_LANES = 8          # lanes of the pivot row ranked for the pivot, same as archgen.sim.topk_model
 
 
 def field_bits(max_n: int) -> tuple[int, int]:
@@ -88,6 +89,14 @@ class _AppendPacker(Elaboratable):
                          self.row_keep.eq(Cat(*[self.acc_count > i for i in range(p)]))]
             m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
         return m
+
+
+def _or_select(sel, words, count, width):
+    """The ``width``-bit word of ``words`` whose one-hot ``sel`` bit is set (an AND-OR, no encoder)."""
+    terms = [Mux(sel[i], words[i * width:(i + 1) * width], 0) for i in range(count)]
+    while len(terms) > 1:
+        terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _popcount(bits, n):
@@ -150,6 +159,7 @@ class TopK(wiring.Component):
         self._output(m, r, mem, s4)
         self._memory_ports(m, r, mem)
         self._pivot_draw(m, r)
+        self._pivot_sample(m, r)
         self._control(m, r, mem)
         return m
 
@@ -295,10 +305,10 @@ class TopK(wiring.Component):
 
     def _pivot_draw(self, m, r):
         """Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements
-        the chosen side's FIFO holds; its row is read, its lane picked from the registered row. Also the
-        decision's inputs that do not depend on the decision (both sides' FIFO fit and row count)."""
+        the chosen side's FIFO holds; its row is read and its first lanes ranked (``_pivot_sample``).
+        Also the decision's inputs that do not depend on the decision (both sides' FIFO fit and row
+        count)."""
         p, d, lg = self.parallelism, self.fifo_depth, r.lg
-        m.d.comb += r.pick.eq(r.r_fifo[:r.row_bits].word_select(r.piv_lane, r.lane_bits)[:self.width])
         # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
         state = r.lfsr
         for step in range(16):
@@ -322,6 +332,30 @@ class TopK(wiring.Component):
                      pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap))]
         m.d.comb += r.draw_pos.eq(Mux(r.src_right, pos_g, pos_l))
 
+    def _pivot_sample(self, m, r):
+        """Target-aware pivot (docs/topk.md "Pivot rule"): among the pivot row's first S = min(P, 8)
+        lanes (those the FIFO row holds), the element whose rank from the top is floor(S * t / |W|)
+        (clipped to the lanes held), so that the pivot sits near the target's quantile of W. The
+        wanted rank is registered from the round's target and size (no divider: S - 1 constant
+        multiples of |W| against S * t); the ranks are computed in SCAN's cycle 0 from the registered
+        row, the pivot selected from registered candidates in cycle 1."""
+        w, lb, s = self.width, r.lane_bits, r.sample_lanes
+        m.d.sync += r.want_rank.eq(sum((j * r.size_s <= s * r.target) for j in range(1, s)) if s > 1 else 0)
+        vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
+        keep = r.r_fifo[r.row_bits:r.row_bits + s]
+        m.d.comb += [vals[i].eq(r.r_fifo[i * lb:i * lb + w]) for i in range(s)]
+        m.d.comb += r.sample_vals.eq(Cat(*vals))
+        held = Signal(range(s + 1))
+        m.d.comb += held.eq(_popcount(keep, s))
+        rank = Signal(range(max(s, 2)))
+        m.d.comb += rank.eq(Mux(r.want_rank < held, r.want_rank, held - 1))
+        for i in range(s):
+            above = [keep[j] & ((vals[j] > vals[i]) | ((vals[j] == vals[i]) & (j < i))) for j in range(s) if j != i]
+            rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
+            m.d.comb += rank_i.eq(_popcount(Cat(*above), s - 1) if above else 0)
+            m.d.comb += r.sample_sel[i].eq(keep[i] & (rank_i == rank))
+        m.d.comb += r.pick.eq(_or_select(r.piv_sel, r.piv_cands, s, w))
+
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ drain) -> decide <-> pivot read, scan -> replay -> done."""
         m.d.comb += self.busy.eq(1)
@@ -339,12 +373,17 @@ class TopK(wiring.Component):
             with m.State("DECIDE"):
                 self._on_decide(m, r, mem)
             with m.State("PIVOT_RD"):
-                # the pivot's row is read now, registered during SCAN's cycle 0, picked in cycle 1
+                # the pivot's row is read now, registered in PIVOT_WAIT, ranked in SCAN's cycle 0 and
+                # the pivot taken from the ranked sample in cycle 1
                 m.d.comb += r.rd_addr.eq(r.draw_pos >> r.lg)
-                m.d.sync += [r.piv_lane.eq(r.draw_pos & (self.parallelism - 1)), r.lfsr.eq(r.next_lfsr)]
+                m.d.sync += r.lfsr.eq(r.next_lfsr)
+                m.next = "PIVOT_WAIT"
+            with m.State("PIVOT_WAIT"):
                 m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
+                with m.If(r.cnt == 0):
+                    m.d.sync += [r.piv_sel.eq(r.sample_sel), r.piv_cands.eq(r.sample_vals)]
                 with m.If(r.cnt == 1):
                     m.d.sync += r.pivot.eq(r.pick)
                 m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_s), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
@@ -428,6 +467,7 @@ class TopK(wiring.Component):
         with m.If(go_scan):
             m.d.sync += [r.src_fifo.eq(Mux(side_right, r.fits_g, r.fits_l)), r.src_right.eq(side_right),
                          r.rows_s.eq(Mux(side_right, r.rows_g, r.rows_l)),
+                         r.size_s.eq(Mux(side_right, r.cnt_g, r.cnt_l)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.wr_l.eq(0), r.wr_r.eq(0)]
             m.next = "PIVOT_RD"
@@ -493,7 +533,6 @@ class _Registers:
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
         self.cnt_g, self.cnt_e, self.cnt_l, self.cnt_ge, self.cnt_all = cnt_g, cnt_e, cnt_l, cnt_ge, cnt_all
         self.wr_l, self.wr_r = wr_l, wr_r
-        self.piv_lane = Signal(range(max(p, 2)), name="piv_lane")
         self.first_lane = Signal(range(max(p, 2)), name="first_lane")   # lane of beat 0 giving the pivot
         self.after_ingest = Signal(name="after_ingest")
         self.mode_all = Signal(name="mode_all")
@@ -519,6 +558,14 @@ class _Registers:
         self.keeps = Signal(p, name="keeps")
         # Memory read address, pivot draw and decision inputs.
         self.rd_addr = Signal.like(self.cnt, name="rd_addr")
+        # Pivot sample: the first S lanes of the pivot row, ranked against the wanted rank.
+        self.sample_lanes = s = min(p, SAMPLE_LANES)
+        self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
+        self.want_rank = Signal(range(max(s, 2)), name="want_rank")
+        self.sample_sel = Signal(s, name="sample_sel")
+        self.sample_vals = Signal(s * w, name="sample_vals")
+        self.piv_sel = Signal(s, name="piv_sel")
+        self.piv_cands = Signal(s * w, name="piv_cands")
         self.pick = Signal(signed(w), name="pick")
         self.next_lfsr = None                     # the LFSR 16 shifts on (set by the pivot draw)
         self.t = Signal(cb, name="t")

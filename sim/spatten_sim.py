@@ -60,7 +60,7 @@ def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.n
     with np.errstate(divide="ignore", invalid="ignore"):
         kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
         scanned = n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
-        rounds = np.ceil(scanned / parallelism) + 6 * np.ceil(np.log2(np.maximum(n, 2)))
+        rounds = np.ceil(scanned / parallelism) + 7 * np.ceil(np.log2(np.maximum(n, 2)))
     return np.where(k >= n, b + 5 + b + 7, b + 5 + rounds + b + 7)
 
 

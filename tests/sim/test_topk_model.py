@@ -51,7 +51,7 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         assert run.mode == "select"
         first, *later = run.rounds
         assert (first.source, first.rows, first.cycles) == ("ingest", b, 0)
-        assert run.cycles == 2 * b + 12 + sum(r.rows + 6 for r in later)
+        assert run.cycles == 2 * b + 12 + sum(r.rows + 7 for r in later)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
