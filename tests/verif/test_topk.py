@@ -70,6 +70,13 @@ def test_lint_warnings_pinned(p):
     assert lint_verilog(topk_verilog(p, 100, fifo_depth=4), "topk") == []
 
 
+def test_rtl_and_model_share_the_pivot_constants():
+    from archgen.rtlgen import topk as rtl
+    from archgen.sim import topk_model as model
+    assert (rtl.SAMPLE_LANES, rtl.LFSR_TAPS, rtl.LFSR_ZERO_SEED) == (
+        model.SAMPLE_LANES, model.LFSR_TAPS, model.LFSR_ZERO_SEED)
+
+
 def test_verilog_is_deterministic():
     assert topk_verilog(4, 64, fifo_depth=4) == topk_verilog(4, 64, fifo_depth=4)
 
