@@ -1,6 +1,6 @@
 """Top-k engine: cycles and elements per cycle vs parallelism, from the exact cycle model (checked on RTL).
 
-Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl] [--study]
+Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl] [--study] [--levers]
 
 For n scores and each k, prints the mean model cycles over ``trials`` random inputs (uniform int16,
 seeded) for P = 1..32 with the paper's FIFO depth (64 rows) and with FIFOs deep enough for the whole
@@ -20,6 +20,10 @@ model cycles.
 ``--study`` prints a design study, model only (no RTL exists for it): the cycles a radix-histogram
 selection would take in this engine's frame (same ingest, replay and per-round costs), next to this
 engine's quick-select, on four input distributions. See ``radix_study_cycles``.
+
+``--levers`` prints what-if figures, model only: this engine's phases (``cycle_parts``) with the replay
+reading two rows per cycle, with no per-round overhead, with both, and with both and no round after the
+ingest (see ``levers``).
 """
 from __future__ import annotations
 
@@ -123,6 +127,71 @@ def study(n: int, ks: list[int], trials: int) -> None:
                       f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
 
 
+def cycle_parts(run, n: int, p: int) -> dict[str, int]:
+    """A model run's cycles split by phase (docs/topk.md "Cycle contract"): ``fixed`` (command, ingest
+    with its partition, drain, first decide), ``scan`` (rows read by the rounds after the ingest),
+    ``overhead`` (pivot read, scan latency and decide of each such round) and ``replay``. They add up to
+    ``run.cycles`` (checked)."""
+    b = -(-n // p)
+    fixed = topk_model.CMD_CYCLES + b + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES
+    later = [r for r in run.rounds if r.source != "ingest"]
+    scan = sum(r.rows for r in later)
+    overhead = sum(r.cycles - r.rows for r in later)
+    replay = b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL if run.mode != "none" else 0
+    parts = {"fixed": fixed, "scan": scan, "overhead": overhead, "replay": replay}
+    if sum(parts.values()) != run.cycles:
+        raise AssertionError(f"phases {parts} do not add up to the model's {run.cycles} cycles")
+    return parts
+
+
+def levers(n: int, ks: list[int], trials: int) -> None:
+    """What-if figures (model only, no RTL): this engine's measured phases with one lever changed at a
+    time. "2-row replay": the replay reads two buffer rows per cycle (ceil(B/2) rows instead of B);
+    "no round overhead": each round after the ingest costs only the rows it reads (0 instead of pivot
+    read + scan latency + decide); "selection at ingest end": no round after the ingest partition."""
+    rng = np.random.default_rng(2021)
+    inputs = [rng.integers(-(1 << 15), 1 << 15, n) for _ in range(trials)]
+    print(f"levers (model only), n = {n}, D = 64, mean over {trials} random int16 inputs; "
+          "elements per cycle / P (the goal of issue 15: >= 0.50)")
+    print(f"{'k':>5} {'P':>3} {'now':>6} {'scan rows':>9} {'overhead':>8} {'2-row replay':>12} "
+          f"{'no round overhead':>17} {'both':>6} {'both + selection at ingest end':>30}")
+    for k in ks:
+        for p in (1, 2, 4, 8, 16, 32):
+            b = -(-n // p)
+            half = b - -(-b // 2)                      # replay rows saved by reading two per cycle
+            runs = [simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64) for s, x in enumerate(inputs)]
+            parts = [cycle_parts(r, n, p) for r in runs]
+            now = np.mean([r.cycles for r in runs])
+            two = now - half
+            no_ovh = now - np.mean([q["overhead"] for q in parts])
+            both = no_ovh - half
+            ideal = np.mean([q["fixed"] + q["replay"] - half for q in parts])
+            print(f"{k:>5} {p:>3} {n / now / p:>6.2f} {np.mean([q['scan'] for q in parts]):>9.1f} "
+                  f"{np.mean([q['overhead'] for q in parts]):>8.1f} {n / two / p:>12.2f} {n / no_ovh / p:>17.2f} "
+                  f"{n / both / p:>6.2f} {n / ideal / p:>30.2f}", flush=True)
+
+
+def core_stages(rows: int = 10) -> None:
+    """Per query on spatten.yaml: the top-k stage (local-V keep n/2, ``simulate_topk`` on synthetic
+    exponential rows) against the front stage's exponential sweep, both from the core's cycle model."""
+    from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec
+    from archgen.sim.spatten_model import query_cycles
+
+    spec = load_spatten_spec(builtin_spec_path("spatten"))
+    rng = np.random.default_rng(1)
+    p, depth = spec.topk.parallelism, spec.topk.fifo_depth
+    print(f"\nspatten.yaml: L = {spec.lanes} keys per cycle, top-k P = {p}: the top-k stage keeps up at "
+          f"{spec.lanes / p:.2f} P; mean over {rows} exponential rows, keep n/2 (cycles per query)")
+    print(f"{'n':>5} {'c':>4} {'top-k stage':>11} {'exp sweep':>9} {'QxK':>5} {'PxV':>5}")
+    for n in (384, 512, 1024):
+        for c in (1.0, 4.0):
+            xs = [_exp_rows(rng, n, c) for _ in range(rows)]
+            tk = np.mean([simulate_topk(x, n // 2, parallelism=p, fifo_depth=depth, seed=i).cycles
+                          for i, x in enumerate(xs)])
+            q = query_cycles(spec, n, topk_cycles=int(round(tk)))
+            print(f"{n:>5} {c:>4} {q.topk:>11} {q.exp:>9} {q.qk:>5} {q.pv:>5}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024)
@@ -130,11 +199,17 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")
     ap.add_argument("--study", action="store_true", help="print the radix-histogram design study instead")
+    ap.add_argument("--levers", action="store_true",
+                    help="print what-if figures (2-row replay, no round overhead) from the model's phases instead")
     args = ap.parse_args()
     n = args.n
     ks = args.k or [n // 2, max(1, n // 32)]
     if args.study:
         study(n, ks, min(args.trials, 10))
+        return
+    if args.levers:
+        levers(n, ks, args.trials)
+        core_stages()
         return
     rng = np.random.default_rng(2021)
     inputs = [rng.integers(-(1 << 15), 1 << 15, n) for _ in range(args.trials)]

@@ -101,91 +101,100 @@ class Softmax(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        f, P, sw = self.fmt, self.lanes, self.fmt.score_bits
-        fb = f.exp_frac
-        row_w = P * sw + P
-        # two banks of `depth` rows: bank b holds rows b * depth ..
-        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=2 * self.depth, init=[])
-        rp, wp = buf.read_port(), buf.write_port()
-        abits = max(1, (self.depth - 1).bit_length())
-        floor = -(1 << (sw - 1))
+        s = _SoftmaxWork(self, m)
+        m.d.comb += [self.busy.eq((s.state != _State.IDLE) | s.div_busy), self.idle.eq(s.state == _State.IDLE)]
+        load_fire = self._load_side(m, s)
+        issue_last, row_data, row_keep = self._sweep_read(m, s)
+        exp_issue, exps, ce, valids = self._exp_pipeline(m, s, issue_last, row_data, row_keep)
+        start_direct, fin_total, fin_max, div_ready = self._row_end(m, s, exps, ce)
+        self._sweep_fsm(m, s, exp_issue, ce, fin_total, fin_max, div_ready)
+        self._divider(m, s, start_direct, fin_total, fin_max)
+        # abort: drop the row being swept (its beats in the pipeline and the sweep itself); the bank
+        # keeps its scores, so the row can be swept again
+        with m.If(self.abort):
+            m.d.sync += [s.state.eq(_State.IDLE), *[v.eq(0) for v in valids]]
+        beat = self.inp.payload
+        m.d.comb += [s.wp.addr.eq(Cat(Mux(self.in_bank, s.rows[1], s.rows[0])[:s.abits], self.in_bank)),
+                     s.wp.en.eq(load_fire), s.wp.data.eq(Cat(*[beat.data[i] for i in range(self.lanes)], beat.keep))]
+        return m
 
-        state = Signal(_State)
-        rows = [Signal(abits + 1, name=f"rows{b}") for b in range(2)]        # loaded rows per bank
-        bmax = [Signal(signed(sw), init=floor, name=f"bank_max{b}") for b in range(2)]
-        s_rows = Signal(abits + 1)     # the swept row: its length, maximum and bank
-        row_max = Signal(signed(sw), init=floor)
-        s_bank = Signal()
-        ptr = Signal(abits + 1)
-        total = Signal(f.sum_bits)
-        emax = Signal(f.exp_bits)      # the swept row's largest exponential so far
-        recip = self.recip
-        d_total = Signal(f.sum_bits)   # the divider's row: its sum
-        rem = Signal(f.sum_bits + 1)
-        steps = Signal(range(recip_steps(f) + 1))
-        div_busy = Signal()
-        m.d.comb += [self.busy.eq((state != _State.IDLE) | div_busy), self.idle.eq(state == _State.IDLE)]
-
-        # Load side: write each beat to its bank, fold its kept lanes into that bank's maximum.
+    def _load_side(self, m, s):
+        """Load side: write each beat to its bank, fold its kept lanes into that bank's maximum."""
+        P, sw, rows, bmax = self.lanes, self.fmt.score_bits, s.rows, s.bmax
         beat = self.inp.payload
         in_max = max_tree(m, [beat.data[i] for i in range(P)], [beat.keep[i] for i in range(P)], sw)
         load_fire = self.inp.valid
         for b in range(2):
             with m.If(self.clear & (self.clear_bank == b)):
-                m.d.sync += [rows[b].eq(0), bmax[b].eq(floor)]
+                m.d.sync += [rows[b].eq(0), bmax[b].eq(s.floor)]
             with m.Elif(load_fire & (self.in_bank == b)):
                 m.d.sync += [rows[b].eq(rows[b] + 1), bmax[b].eq(Mux(in_max > bmax[b], in_max, bmax[b]))]
+        return load_fire
 
-        # Sweep side: one row per cycle, rows 0..s_rows-1 of bank s_bank.
+    def _sweep_read(self, m, s):
+        """Sweep side: one row per cycle, rows 0..s_rows-1 of bank s_bank."""
+        P, sw, rp = self.lanes, self.fmt.score_bits, s.rp
         issue_last = Signal()
-        m.d.comb += [issue_last.eq(ptr == s_rows - 1), rp.addr.eq(Cat(ptr[:abits], s_bank)), rp.en.eq(1)]
+        m.d.comb += [issue_last.eq(s.ptr == s.s_rows - 1), rp.addr.eq(Cat(s.ptr[:s.abits], s.s_bank)), rp.en.eq(1)]
         row_data = [rp.data[i * sw:(i + 1) * sw].as_signed() for i in range(P)]
         row_keep = rp.data[P * sw:]
+        return issue_last, row_data, row_keep
 
-        # EXP pipeline: stage registers carry (valid, last, keep) alongside the lane values, one stage
-        # per entry of exp_stages (checked below, so the model's count is the one built here)
-        built: list[str] = ["x0"]
-
-        def ctl(name):
-            built.append(name)
-            t = (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"), Signal(P, name=f"{name}_keep"))
-            valids.append(t[0])
-            return t
-
-        def advance(dst, src):
-            m.d.sync += [a.eq(b) for a, b in zip(dst, src)]
-
+    def _exp_pipeline(self, m, s, issue_last, row_data, row_keep):
+        """EXP pipeline: stage registers carry (valid, last, keep) alongside the lane values, one stage
+        per entry of exp_stages (checked here, so the model's count is the one built here). Range
+        reduction to 2**-(n + f), then Horner steps of the Taylor series of 2**-f, then the rounding
+        shift. Returns (issue, exponentials, last stage's (valid, last, keep), every stage's valid)."""
+        f, P, sw, fb = self.fmt, self.lanes, self.fmt.score_bits, self.fmt.exp_frac
+        pipe = _ExpStages(m, P)
         exp_issue = Signal()
         c0 = (Signal(name="x0_v"), Signal(name="x0_last"))
         m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last)]
-        valids = [c0[0]]
-        c1 = ctl("x1")
-        advance(c1, (c0[0], c0[1], row_keep))
+        pipe.valids.append(c0[0])
+        c1 = pipe.ctl("x1")
+        pipe.advance(c1, (c0[0], c0[1], row_keep))
         diff = [Signal(sw + 1, name=f"diff{i}") for i in range(P)]
-        m.d.sync += [diff[i].eq(row_max - row_data[i]) for i in range(P)]
-        c2 = ctl("x2")
-        advance(c2, c1)
+        m.d.sync += [diff[i].eq(s.row_max - row_data[i]) for i in range(P)]
+        c2 = pipe.ctl("x2")
+        pipe.advance(c2, c1)
         prod = [Signal(sw + 1 + f.log2e_fx.bit_length(), name=f"ylog{i}") for i in range(P)]
         m.d.sync += [prod[i].eq(diff[i] * f.log2e_fx) for i in range(P)]
-        c3 = ctl("x3")
-        advance(c3, c2)
+        c3 = pipe.ctl("x3")
+        pipe.advance(c3, c2)
         nint = [Signal(range(f.exp_bits + 1), name=f"nint{i}") for i in range(P)]
         frac = [Signal(fb, name=f"frac{i}") for i in range(P)]
         for i in range(P):
             y = Signal(len(prod[i]), name=f"y{i}")
             m.d.comb += y.eq(prod[i] >> self.shift)
             m.d.sync += [nint[i].eq(Mux(y[fb:] >= f.exp_bits, f.exp_bits, y[fb:])), frac[i].eq(y[:fb])]
-        stage = ctl("x4")
-        advance(stage, c3)
+        stage = pipe.ctl("x4")
+        pipe.advance(stage, c3)
         t = [Signal(fb, name=f"t{i}") for i in range(P)]
         n_d = [Signal(range(f.exp_bits + 1), name=f"n4_{i}") for i in range(P)]
         m.d.sync += [t[i].eq((frac[i] * f.ln2_fx) >> fb) for i in range(P)]
         m.d.sync += [n_d[i].eq(nint[i]) for i in range(P)]
+        stage, acc, n_d = self._taylor(m, pipe, stage, t, n_d)
+        ce = pipe.ctl("xe")
+        pipe.advance(ce, stage)
+        exps = [Signal(f.exp_bits, name=f"e{i}") for i in range(P)]
+        for i in range(P):
+            clamped = Mux(acc[i] < 0, 0, Mux(acc[i] > (1 << fb), 1 << fb, acc[i][:f.exp_bits]))
+            # Rounding shift (bias 2**(n-1)); n == exp_bits means the exponential underflowed to 0.
+            rounded = (clamped + ((Const(1, f.exp_bits + 2) << n_d[i]) >> 1)) >> n_d[i]
+            m.d.sync += exps[i].eq(Mux(stage[2][i] & (n_d[i] != f.exp_bits), rounded, 0))
+        if tuple(pipe.built) != exp_stages(f):
+            raise RuntimeError(f"softmax built the stages {pipe.built}, but the cycle model counts {exp_stages(f)} "
+                               "(archgen.dataflow.spatten_stages); update both together")
+        return exp_issue, exps, ce, pipe.valids
+
+    def _taylor(self, m, pipe, stage, t, n_d):
+        """One pipeline stage per Horner step of the Taylor series of 2**-t (t, n carried along)."""
+        f, P, fb = self.fmt, self.lanes, self.fmt.exp_frac
         coeffs = f.taylor_coeffs
         acc = [Const(coeffs[-1], signed(fb + 3)) for _ in range(P)]
         for j, c in enumerate(reversed(coeffs[:-1])):
-            nxt = ctl(f"h{j}")
-            advance(nxt, stage)
+            nxt = pipe.ctl(f"h{j}")
+            pipe.advance(nxt, stage)
             stage = nxt
             acc_n = [Signal(signed(fb + 3), name=f"h{j}_acc{i}") for i in range(P)]
             t_n = [Signal(fb, name=f"h{j}_t{i}") for i in range(P)]
@@ -194,62 +203,63 @@ class Softmax(wiring.Component):
                 m.d.sync += [acc_n[i].eq(c + ((acc[i] * t[i] + (1 << (fb - 1))) >> fb)), t_n[i].eq(t[i]),
                              n_n[i].eq(n_d[i])]
             acc, t, n_d = acc_n, t_n, n_n
-        ce = ctl("xe")
-        advance(ce, stage)
-        exps = [Signal(f.exp_bits, name=f"e{i}") for i in range(P)]
-        for i in range(P):
-            clamped = Mux(acc[i] < 0, 0, Mux(acc[i] > (1 << fb), 1 << fb, acc[i][:f.exp_bits]))
-            # Rounding shift (bias 2**(n-1)); n == exp_bits means the exponential underflowed to 0.
-            rounded = (clamped + ((Const(1, f.exp_bits + 2) << n_d[i]) >> 1)) >> n_d[i]
-            m.d.sync += exps[i].eq(Mux(stage[2][i] & (n_d[i] != f.exp_bits), rounded, 0))
-        if tuple(built) != exp_stages(f):
-            raise RuntimeError(f"softmax built the stages {built}, but the cycle model counts {exp_stages(f)} "
-                               "(archgen.dataflow.spatten_stages); update both together")
+        return stage, acc, n_d
+
+    def _row_end(self, m, s, exps, ce):
+        """The output beat, and the row's end: the divider takes a swept row (sum and largest
+        exponential) when it is free and the consumer allows it; the sweep side is then free for the
+        next row while the division runs."""
+        f, P = self.fmt, self.lanes
         exp_sum = Signal(f.sum_bits)
         m.d.comb += exp_sum.eq(sum(exps))
         out = self.out.payload
         m.d.comb += [self.out.valid.eq(ce[0]), out.last.eq(ce[1]), out.keep.eq(ce[2])]
         m.d.comb += [out.data[i].eq(exps[i]) for i in range(P)]
-
-        # the divider takes a swept row (sum and largest exponential) when it is free and the consumer
-        # allows it; the sweep side is then free for the next row while the division runs
         beat_max = exps[0]
         for i in range(1, P):
             bm = Signal(f.exp_bits, name=f"beat_max{i}")
             m.d.comb += bm.eq(Mux(exps[i] > beat_max, exps[i], beat_max))
             beat_max = bm
         fin_total, fin_max = Signal(f.sum_bits), Signal(f.exp_bits)
-        m.d.comb += [fin_total.eq(total + exp_sum), fin_max.eq(Mux(beat_max > emax, beat_max, emax))]
+        m.d.comb += [fin_total.eq(s.total + exp_sum), fin_max.eq(Mux(beat_max > s.emax, beat_max, s.emax))]
         div_ready = Signal()
-        m.d.comb += div_ready.eq(~div_busy & self.div_allow)
+        m.d.comb += div_ready.eq(~s.div_busy & self.div_allow)
         start_direct = Signal()
-        m.d.comb += [start_direct.eq((state == _State.EXP) & ce[0] & ce[1] & div_ready),
-                     self.div_start.eq(start_direct | ((state == _State.WAIT) & div_ready))]
+        m.d.comb += [start_direct.eq((s.state == _State.EXP) & ce[0] & ce[1] & div_ready),
+                     self.div_start.eq(start_direct | ((s.state == _State.WAIT) & div_ready))]
+        return start_direct, fin_total, fin_max, div_ready
+
+    def _sweep_fsm(self, m, s, exp_issue, ce, fin_total, fin_max, div_ready):
+        state, ptr = s.state, s.ptr
         with m.Switch(state):
             with m.Case(_State.IDLE):
                 with m.If(self.go):
-                    m.d.sync += [state.eq(_State.EXP), ptr.eq(0), total.eq(0), emax.eq(0), s_bank.eq(self.go_bank),
-                                 s_rows.eq(Mux(self.go_bank, rows[1], rows[0])),
-                                 row_max.eq(Mux(self.go_bank, bmax[1], bmax[0]))]
+                    m.d.sync += [state.eq(_State.EXP), ptr.eq(0), s.total.eq(0), s.emax.eq(0),
+                                 s.s_bank.eq(self.go_bank), s.s_rows.eq(Mux(self.go_bank, s.rows[1], s.rows[0])),
+                                 s.row_max.eq(Mux(self.go_bank, s.bmax[1], s.bmax[0]))]
             with m.Case(_State.EXP):
-                m.d.comb += exp_issue.eq(ptr < s_rows)
-                with m.If(ptr < s_rows):
+                m.d.comb += exp_issue.eq(ptr < s.s_rows)
+                with m.If(ptr < s.s_rows):
                     m.d.sync += ptr.eq(ptr + 1)
                 with m.If(ce[0]):
-                    m.d.sync += [total.eq(fin_total), emax.eq(fin_max)]
+                    m.d.sync += [s.total.eq(fin_total), s.emax.eq(fin_max)]
                     with m.If(ce[1]):
                         m.d.sync += state.eq(Mux(div_ready, _State.IDLE, _State.WAIT))
             with m.Case(_State.WAIT):
                 with m.If(div_ready):
                     m.d.sync += state.eq(_State.IDLE)
+
+    def _divider(self, m, s, start_direct, fin_total, fin_max):
+        """Restoring divider: floor(2**recip_num_bits / sum), DIVIDER_BITS quotient bits per cycle."""
+        f, recip, rem, steps, d_total = self.fmt, self.recip, s.rem, s.steps, s.d_total
         with m.If(self.div_start):
-            m.d.sync += [div_busy.eq(1), d_total.eq(Mux(start_direct, fin_total, total)),
-                         self.max_exp.eq(Mux(start_direct, fin_max, emax)),
+            m.d.sync += [s.div_busy.eq(1), d_total.eq(Mux(start_direct, fin_total, s.total)),
+                         self.max_exp.eq(Mux(start_direct, fin_max, s.emax)),
                          rem.eq(1 << (f.recip_num_bits - f.recip_bits)), recip.eq(0), steps.eq(recip_steps(f))]
-        with m.Elif(div_busy):
+        with m.Elif(s.div_busy):
             with m.If(steps == 0):
                 m.d.comb += self.recip_valid.eq(1)
-                m.d.sync += div_busy.eq(0)
+                m.d.sync += s.div_busy.eq(0)
             with m.Else():
                 # DIVIDER_BITS restoring steps chained in one cycle; the first cycle does the remainder
                 # (recip_bits mod DIVIDER_BITS) when the quotient bits do not divide evenly
@@ -267,14 +277,56 @@ class Softmax(wiring.Component):
                     r_cur, q_cur = r_n, q_n
                 m.d.sync += [rem.eq(r_cur), recip.eq(q_cur), steps.eq(steps - 1)]
 
-        # abort: drop the row being swept (its beats in the pipeline and the sweep itself); the bank
-        # keeps its scores, so the row can be swept again
-        with m.If(self.abort):
-            m.d.sync += [state.eq(_State.IDLE), *[v.eq(0) for v in valids]]
 
-        m.d.comb += [wp.addr.eq(Cat(Mux(self.in_bank, rows[1], rows[0])[:abits], self.in_bank)), wp.en.eq(load_fire),
-                     wp.data.eq(Cat(*[beat.data[i] for i in range(P)], beat.keep))]
-        return m
+class _ExpStages:
+    """The EXP pipeline's control registers: one (valid, last, keep) triple per named stage."""
+
+    def __init__(self, m: Module, lanes: int):
+        self.m, self.lanes = m, lanes
+        self.built: list[str] = ["x0"]
+        self.valids: list = []
+
+    def ctl(self, name):
+        self.built.append(name)
+        t = (Signal(name=f"{name}_v"), Signal(name=f"{name}_last"), Signal(self.lanes, name=f"{name}_keep"))
+        self.valids.append(t[0])
+        return t
+
+    def advance(self, dst, src):
+        self.m.d.sync += [a.eq(b) for a, b in zip(dst, src)]
+
+
+class _SoftmaxWork:
+    """One elaboration's score buffer and sweep/divider registers (declared as locals, so that
+    Amaranth names them after the variables, then exposed as attributes)."""
+
+    def __init__(self, sm: "Softmax", m: Module):
+        f, P, sw = sm.fmt, sm.lanes, sm.fmt.score_bits
+        row_w = P * sw + P
+        # two banks of `depth` rows: bank b holds rows b * depth ..
+        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=2 * sm.depth, init=[])
+        ports = buf.read_port(), buf.write_port()
+        rp, wp = ports
+        abits = max(1, (sm.depth - 1).bit_length())
+        floor = -(1 << (sw - 1))
+
+        state = Signal(_State)
+        rows = [Signal(abits + 1, name=f"rows{b}") for b in range(2)]        # loaded rows per bank
+        bmax = [Signal(signed(sw), init=floor, name=f"bank_max{b}") for b in range(2)]
+        s_rows = Signal(abits + 1)     # the swept row: its length, maximum and bank
+        row_max = Signal(signed(sw), init=floor)
+        s_bank = Signal()
+        ptr = Signal(abits + 1)
+        total = Signal(f.sum_bits)
+        emax = Signal(f.exp_bits)      # the swept row's largest exponential so far
+        d_total = Signal(f.sum_bits)   # the divider's row: its sum
+        rem = Signal(f.sum_bits + 1)
+        steps = Signal(range(recip_steps(f) + 1))
+        div_busy = Signal()
+        self.rp, self.wp, self.abits, self.floor = rp, wp, abits, floor
+        self.state, self.rows, self.bmax, self.s_rows, self.row_max, self.s_bank = state, rows, bmax, s_rows, row_max, s_bank
+        self.ptr, self.total, self.emax, self.d_total, self.rem, self.steps = ptr, total, emax, d_total, rem, steps
+        self.div_busy = div_busy
 
 
 class Normalize(wiring.Component):

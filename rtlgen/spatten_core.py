@@ -121,14 +121,371 @@ class SpattenCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        spec, f = self.spec, self.fmt
-        L, D, b, N = self.lanes, self.dim, self.bits, spec.max_tokens
-        G = N // L
-        banks = spec.key_sram.buffers
-        gbits = _clog2(G)
-        row_w = D * b
-        Pt, R = self.tk_lanes, self.ratio
+        s = _CoreWork(self, m)
+        qk_end = self._qxk(m, s)
+        beat_no = self._exp_buffer(m, s)
+        tk_fire, tk_rows, keep_bits = self._topk_feed(m, s)
+        pv_issue, acc_clear, pv_out = self._pxv(m, s, keep_bits)
+        offer, take, take_p, q_fire = self._accept(m, s)
+        self._qxk_stage(m, s, q_fire, qk_end)
+        self._softmax_stage(m, s, q_fire, beat_no, offer, take, take_p)
+        self._topk_stage(m, s, tk_fire, tk_rows, keep_bits, take, take_p)
+        self._pxv_stage(m, s, pv_issue, acc_clear, pv_out, take_p)
+        return m
 
+    # ---- datapath ---------------------------------------------------------------------------------
+    def _qxk(self, m, s):
+        """QxK: L x D multipliers, D-input registered adder tree per lane; returns ``qk_end`` (the QxK
+        stage's last score reaches the softmax)."""
+        spec, L, D, b = self.spec, s.L, s.D, s.b
+        sm, kr = s.sm, s.kr
+        lsb_mask = Const(((1 << b) - 1) & ~((1 << spec.pq.lsb_bits) - 1), b)
+        s.lsb_mask = lsb_mask
+        msb_only = Signal()
+        m.d.comb += msb_only.eq(s.c.pq_enable & ~s.second_pass)
+        qk_issue = Signal()
+        s.qk_issue = qk_issue
+        m.d.comb += [kr.addr.eq(s.bank_row), kr.en.eq(1)]
+        i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
+        m.d.sync += [i_v.eq(qk_issue), i_last.eq(s.last_g), i_keep.eq(s.keep_row)]
+        check_built("the core's QxK feed", ["key_read"], qk_feed_stages())   # kr: a synchronous read port
+        # the QxK array (dataflow.spatten_arrays): the query held for the pass, one key element per FU
+        qk_arr = spatten_arrays(spec)["qk"]
+        m.submodules.qk = qk = EinsumUnit(qk_arr)
+        qn, kn, sn = (qk_arr.roles[r] for r in ("query", "key", "score"))
+        qk_key = getattr(qk, f"in_{kn}")
+        for i, (lane, d) in enumerate(qk.lane_fus(kn)):
+            kraw = kr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
+            m.d.comb += qk_key[i].eq(Mux(msb_only, kraw & lsb_mask, kraw).as_signed())
+        m.d.comb += [getattr(qk, f"in_{qn}")[i].eq(s.q[idx[0]]) for i, idx in enumerate(qk.footprint(qn))]
+        scores = [None] * L
+        for i, fu in enumerate(qk.lane_fus(sn)):
+            scores[fu[0]] = getattr(qk, f"out_{sn}")[i]
+        ctl = (i_v, i_last, i_keep)
+        for lvl in range(qk.latency):
+            nxt = (Signal(name=f"qk_v{lvl}"), Signal(name=f"qk_last{lvl}"), Signal(L, name=f"qk_keep{lvl}"))
+            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
+            ctl = nxt
+        m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2]),
+                     sm.in_bank.eq(s.cur)]
+        qk_end = Signal()               # the QxK stage's last score reaches the softmax
+        m.d.comb += qk_end.eq(ctl[0] & ctl[1])
+        m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
+        return qk_end
+
+    def _exp_buffer(self, m, s):
+        """Softmax exponentials -> exponential buffer (R beats to a top-k row) and PQ decision; returns
+        the beat counter."""
+        sm, pw, R = s.sm, s.pw, s.R
+        beat_no = Signal(s.gbits + 1)
+        wiring.connect(m, sm.out, s.pq.inp)
+        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + s.wpb * s.prows),
+                     pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
+                     pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
+        with m.If(sm.out.valid):
+            m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
+        return beat_no
+
+    def _topk_feed(self, m, s):
+        """Top-k stage datapath: the feed from the exponential buffer and the kept-token bits
+        (double-banked: the top-k stage writes one bank while the PxV stage reads the other)."""
+        tk, pr_t, c_t, f, Pt, prows = s.tk, s.pr_t, s.c_t, self.fmt, s.Pt, s.prows
+        keep_bits = [Signal(prows * Pt, name=f"keep_bits{j}") for j in range(2)]
+        tk_ptr = Signal(_clog2(prows) + 1)
+        s.tk_ptr = tk_ptr
+        tk_rows = Signal(_clog2(prows) + 1)
+        m.d.comb += tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
+        tk_fire = tk.inp.valid & tk.inp.ready
+        m.d.comb += [tk.cmd.payload.n.eq(c_t.n_keys), tk.cmd.payload.k.eq(c_t.keep_k),
+                     tk.cmd.payload.seed.eq(c_t.seed)]
+        m.d.comb += [tk.inp.payload.data[i].eq(pr_t.data[i * f.exp_bits:(i + 1) * f.exp_bits]) for i in range(Pt)]
+        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
+        m.d.comb += tk.out.ready.eq(1)
+        m.d.comb += [pr_t.addr.eq(Mux(s.st_t == _T.TK_FEED, tk_ptr + tk_fire, 0) + s.bank_t * prows), pr_t.en.eq(1)]
+        # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
+        for j in range(2):
+            with m.If(tk.mask_valid & (s.kb_t == j)):
+                m.d.sync += keep_bits[j].word_select(tk.mask_row, Pt).eq(tk.mask)
+        return tk_fire, tk_rows, keep_bits
+
+    def _pxv(self, m, s, keep_bits):
+        """prob x V: L x D multipliers, L-input registered adder tree per feature, with the importance
+        accumulators beside it. Cycle t: issue row g (exponential read); t+1: normalise it, read the
+        value row; t+2: PxV. Returns (issue, accumulator clear, the array's (valid, last) output)."""
+        spec, f, L, D, b, N, gbits, R = self.spec, self.fmt, s.L, s.D, s.b, s.N, s.gbits, s.R
+        vr, pr, g_b = s.vr, s.pr, s.g_b
+        pv_issue = Signal()
+        v_addr = Signal.like(s.bank_row_b)
+        m.d.sync += v_addr.eq(s.bank_row_b)
+        m.d.comb += [vr.addr.eq(v_addr), vr.en.eq(1), pr.en.eq(1)]
+        p_row = Signal.like(pr.addr)
+        m.d.comb += pr.addr.eq(p_row + s.bank_b * s.prows)
+        m.d.comb += p_row.eq(g_b >> _clog2(R))
+        e_v, e_last, e_keep, e_lanes, e_sub = Signal(), Signal(), Signal(L), Signal(L), Signal(max(1, _clog2(R)))
+        e_group = Signal(gbits)
+        pruned = Signal()
+        s.pruned = pruned
+        kept_row = Mux(pruned, Mux(s.kb_b, keep_bits[1], keep_bits[0]).word_select(g_b[:gbits], L), s.keep_row_b)
+        m.d.sync += [e_v.eq(pv_issue), e_last.eq(s.last_g_b), e_keep.eq(kept_row), e_lanes.eq(s.keep_row_b),
+                     e_group.eq(g_b[:gbits]), e_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
+        exp_row = pr.data.word_select(e_sub, s.prow_w) if R > 1 else pr.data
+        m.submodules.norm = norm = Normalize(spec, L)
+        m.d.comb += [norm.exps.as_value().eq(exp_row), norm.recip.eq(s.recip_b)]
+        prob_row = norm.probs
+        v_v, v_last, v_keep = Signal(), Signal(), Signal(L)
+        m.d.sync += [v_v.eq(e_v), v_last.eq(e_last), v_keep.eq(e_keep)]
+        # e_*: the exponential buffer's read (pr, synchronous); v_*: alongside Normalize's stages
+        check_built("the core's PxV feed", ["exp_read", *norm.stages], pv_feed_stages())
+        v_msb_only = Signal()
+        m.d.comb += v_msb_only.eq(s.c_b.pq_enable & ~s.need_lsb_b)
+        # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
+        pv_arr = spatten_arrays(spec)["pv"]
+        m.submodules.pv = pv = EinsumUnit(pv_arr)
+        pn, vn, un = (pv_arr.roles[r] for r in ("prob", "value", "partial"))
+        for i, (lane, _) in enumerate(pv.lane_fus(pn)):
+            m.d.comb += getattr(pv, f"in_{pn}")[i].eq(Mux(v_keep[lane], prob_row[lane], 0))
+        for i, (lane, d) in enumerate(pv.lane_fus(vn)):
+            vraw = vr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
+            m.d.comb += getattr(pv, f"in_{vn}")[i].eq(Mux(v_msb_only, vraw & s.lsb_mask, vraw).as_signed())
+        sums = [None] * D
+        for i, fu in enumerate(pv.lane_fus(un)):
+            sums[fu[1]] = getattr(pv, f"out_{un}")[i]
+        ctl = (v_v, v_last)
+        for lvl in range(pv.latency):
+            nxt = (Signal(name=f"pv_v{lvl}"), Signal(name=f"pv_last{lvl}"))
+            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
+            ctl = nxt
+        # Token importance: every probability of the final pass, kept or pruned, as the sweep reads it.
+        m.submodules.tok_imp = ti = TokenImportance(N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
+        v_group, v_lanes = Signal(gbits), Signal(L)
+        m.d.sync += [v_group.eq(e_group), v_lanes.eq(e_lanes)]
+        m.d.comb += [ti.inp.valid.eq(v_v), ti.inp.payload.group.eq(v_group), ti.inp.payload.keep.eq(v_lanes),
+                     ti.inp.payload.data.as_value().eq(prob_row.as_value()), ti.clear.eq(self.imp_clear),
+                     ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
+        acc_clear = self._accumulate(m, s, sums, ctl)
+        return pv_issue, acc_clear, ctl
+
+    def _accumulate(self, m, s, sums, ctl):
+        """The output row accumulator (cleared at a row's first group) and the head-importance sum."""
+        f, D = self.fmt, s.D
+        acc = Signal(data.ArrayLayout(signed(f.acc_bits), D))
+        acc_clear = Signal()
+        with m.If(acc_clear):
+            m.d.sync += acc.eq(0)
+        with m.Elif(ctl[0]):
+            m.d.sync += [acc[d].eq(acc[d] + sums[d]) for d in range(D)]
+        m.d.comb += [self.out.payload.data.eq(acc), self.out.payload.need_lsb.eq(s.need_lsb_b)]
+        m.submodules.head_imp = hi = HeadImportance(D, f.acc_bits, HEAD_SCORE_BITS)
+        m.d.comb += [hi.inp.valid.eq(self.out.valid & self.out.ready), hi.inp.payload.eq(acc),
+                     hi.clear.eq(self.imp_clear), self.head_score.eq(hi.score)]
+        return acc_clear
+
+    # ---- control: QxK stage | softmax stage | top-k stage | PxV stage ------------------------------
+    def _accept(self, m, s):
+        """Acceptance: a query is taken when the QxK stage is free, its score bank (query index mod 2) is
+        free and no LSB refetch waits (a refetch has priority). The softmax stage sweeps the banks in
+        query order (an LSB pass before any later query); a decided row waits in the hold slot until the
+        top-k stage takes it (idle, or handing its row to the PxV stage in this very cycle), and the
+        top-k stage holds its finished row until the PxV stage takes it (idle, or sending its output
+        row in this very cycle). Returns (offer, take, take_p, q_fire)."""
+        st_t, st_b = s.st_t, s.st_b
+        offer = Signal()
+        b_free, t_free = Signal(), Signal()
+        take, take_p = Signal(), Signal()
+        m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)),
+                     take_p.eq((st_t == _T.FULL) & b_free),
+                     t_free.eq((st_t == _T.IDLE) | take_p), take.eq(offer & t_free)]
+        m.d.sync += self.done.eq(0)
+        nb_free = Signal()
+        m.d.comb += nb_free.eq(~Mux(s.nb, s.sb_busy[1], s.sb_busy[0]))
+        q_fire = Signal()
+        with m.Switch(s.st_a):
+            with m.Case(_A.IDLE):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [s.c_q.eq(self.cmd.payload), s.to_accept.eq(self.cmd.payload.n_queries)]
+                    with m.If(self.cmd.payload.n_queries != 0):
+                        m.d.sync += s.st_a.eq(_A.QUERY)
+                    with m.Elif(s.all_idle):
+                        m.d.sync += self.done.eq(1)
+                    with m.Else():
+                        m.d.sync += s.st_a.eq(_A.EMPTY)
+            with m.Case(_A.QUERY):
+                m.d.comb += [self.query.ready.eq(~s.qk_busy & nb_free & ~s.refetch),
+                             q_fire.eq(self.query.valid & self.query.ready)]
+                with m.If(q_fire):
+                    m.d.sync += [s.to_accept.eq(s.to_accept - 1), s.nb.eq(~s.nb)]
+                    with m.If(s.to_accept == 1):
+                        m.d.sync += s.st_a.eq(_A.IDLE)
+            with m.Case(_A.EMPTY):
+                with m.If(s.all_idle):
+                    m.d.sync += [self.done.eq(1), s.st_a.eq(_A.IDLE)]
+        return offer, take, take_p, q_fire
+
+    def _qxk_stage(self, m, s, q_fire, qk_end):
+        """QxK stage: issue the groups, then wait for the last score to reach the softmax (the array's
+        stationary query is the bank's register, constant until then). Taking a query (or a refetch)
+        is one registered cycle before the first issue."""
+        check_built("the core's QxK stage", ["query"], accept_stages())
+        qk_busy, refetch, g = s.qk_busy, s.refetch, s.g
+        with m.If(refetch & ~qk_busy):
+            m.d.sync += [qk_busy.eq(1), s.qk_issuing.eq(1), s.cur.eq(s.eb), g.eq(0), refetch.eq(0)]
+        with m.Elif(q_fire):
+            m.d.sync += [qk_busy.eq(1), s.qk_issuing.eq(1), s.cur.eq(s.nb), g.eq(0)]
+        with m.If(s.qk_issuing):
+            m.d.comb += s.qk_issue.eq(1)
+            m.d.sync += g.eq(g + 1)
+            with m.If(s.last_g):
+                m.d.sync += s.qk_issuing.eq(0)
+        for j in range(2):
+            with m.If(q_fire & (s.nb == j)):
+                m.d.sync += [s.q_reg[j].eq(self.query.payload), s.c_reg[j].eq(s.c_q), s.pass2[j].eq(0),
+                             s.last_q[j].eq(s.to_accept == 1), s.sb_busy[j].eq(1)]
+            with m.If(refetch & ~qk_busy & (s.eb == j)):
+                m.d.sync += s.pass2[j].eq(1)
+            with m.If(qk_end & (s.cur == j)):
+                m.d.sync += s.loaded[j].eq(1)
+        with m.If(qk_end):
+            m.d.sync += qk_busy.eq(0)
+
+    def _softmax_stage(self, m, s, q_fire, beat_no, offer, take, take_p):
+        """Softmax stage: sweeps in query order. A row leaves it when the divider takes the row, so the
+        next sweep overlaps the division. A row that cannot need its LSBs (PQ off, or its LSB pass)
+        frees its score bank then; one that may need them keeps its bank until its PQ decision, and
+        the next row's sweep is speculative: when the decision asks for the LSBs, that sweep is
+        dropped (its scores stay in their bank), the row's QxK reruns into its bank, and the two rows
+        are swept again in order."""
+        sm, pq, eb, wpb = s.sm, s.pq, s.eb, s.wpb
+        may_rf = Signal()
+        m.d.comb += may_rf.eq(s.c_e.pq_enable & ~s.pass2_e)
+        squash = Signal()
+        m.d.comb += squash.eq(pq.decision & pq.need_lsb)
+        go = Signal()
+        pb_free = ~Array(s.pb_busy)[wpb]
+        m.d.comb += go.eq((s.st_e == _E.IDLE) & Mux(eb, s.loaded[1], s.loaded[0]) & sm.idle & pb_free & ~squash)
+        m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
+                     sm.clear.eq(q_fire | (s.refetch & ~s.qk_busy)), sm.clear_bank.eq(Mux(q_fire, s.nb, eb))]
+        with m.If(go):
+            m.d.sync += s.st_e.eq(_E.RUN)
+        leave = Signal()
+        m.d.comb += leave.eq((s.st_e == _E.RUN) & sm.div_start)
+        with m.If(leave):
+            m.d.sync += [s.c_d.eq(s.c_e), s.pass2_d.eq(s.pass2_e), s.last_d.eq(Mux(eb, s.last_q[1], s.last_q[0])),
+                         s.sb_d.eq(eb), s.bank_d.eq(wpb), s.rf_d.eq(may_rf), s.div_pending.eq(1),
+                         s.st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(wpb + 1)]
+        for j in range(_EXP_BANKS):
+            with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.bank_d == j))):
+                m.d.sync += s.pb_busy[j].eq(1)
+        for j in range(2):
+            with m.If((leave & ~may_rf & (eb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.sb_d == j))):
+                m.d.sync += s.sb_busy[j].eq(0)
+            with m.If(go & (eb == j)):
+                m.d.sync += s.loaded[j].eq(0)
+        with m.If(squash):          # back to the row that needs its LSBs
+            m.d.sync += [s.refetch.eq(1), s.st_e.eq(_E.IDLE), eb.eq(s.sb_d), wpb.eq(s.bank_d), beat_no.eq(0)]
+            for j in range(2):
+                with m.If((s.st_e == _E.RUN) & (eb == j)):
+                    m.d.sync += s.loaded[j].eq(1)     # the dropped sweep's scores are still in its bank
+        self._handoff(m, s, offer, take, take_p)
+
+    def _handoff(self, m, s, offer, take, take_p):
+        """The divider's decision goes to the hold slot (the divider takes no row while the slot is
+        full); the top-k stage takes the held row, the PxV stage the top-k stage's finished row."""
+        sm, pq = s.sm, s.pq
+        m.d.comb += sm.div_allow.eq(~s.hold_valid & ~pq.decision)
+        with m.If(pq.decision):
+            m.d.sync += s.div_pending.eq(0)
+            with m.If(~pq.need_lsb):
+                m.d.sync += [s.hold_valid.eq(1), s.c_h.eq(s.c_d), s.pass2_h.eq(s.pass2_d), s.last_h.eq(s.last_d),
+                             s.recip_h.eq(sm.recip), s.bank_h.eq(s.bank_d)]
+        m.d.comb += offer.eq(s.hold_valid)
+        with m.If(take):
+            m.d.sync += [s.hold_valid.eq(0), s.bank_t.eq(s.bank_h), s.need_lsb_t.eq(s.pass2_h), s.c_t.eq(s.c_h),
+                         s.last_t.eq(s.last_h), s.recip_t.eq(s.recip_h), s.kb_t.eq(~s.kb_t)]
+        with m.If(take_p):
+            m.d.sync += [s.bank_b.eq(s.bank_t), s.need_lsb_b.eq(s.need_lsb_t), s.c_b.eq(s.c_t), s.last_b.eq(s.last_t),
+                         s.recip_b.eq(s.recip_t), s.kb_b.eq(s.kb_t), s.pruned.eq(s.pruned_t), s.st_b.eq(_B.PV),
+                         s.g_b.eq(0)]
+        with m.If((s.st_b == _B.OUT) & self.out.ready):
+            for j in range(_EXP_BANKS):
+                with m.If(s.bank_b == j):
+                    m.d.sync += s.pb_busy[j].eq(0)
+
+    def _topk_stage(self, m, s, tk_fire, tk_rows, keep_bits, take, take_p):
+        """Top-k stage: command, feed, wait for done, then hold the row until the PxV stage takes it."""
+        tk, st_t = s.tk, s.st_t
+        with m.Switch(st_t):
+            with m.Case(_T.TK_CMD):
+                m.d.comb += tk.cmd.valid.eq(1)
+                with m.If(tk.cmd.ready):
+                    m.d.sync += [st_t.eq(_T.TK_FEED), s.tk_ptr.eq(0)]
+            with m.Case(_T.TK_FEED):
+                m.d.comb += tk.inp.valid.eq(1)
+                with m.If(tk_fire):
+                    m.d.sync += s.tk_ptr.eq(s.tk_ptr + 1)
+                    with m.If(s.tk_ptr == tk_rows - 1):
+                        m.d.sync += st_t.eq(_T.TK_WAIT)
+            with m.Case(_T.TK_WAIT):          # top-k done -> the row is ready for PxV from the next cycle
+                check_built("the core's top-k stage", ["topk_done"], topk_handoff_stages())
+                with m.If(tk.done):
+                    m.d.sync += st_t.eq(_T.FULL)
+            with m.Case(_T.FULL):
+                with m.If(take_p):
+                    m.d.sync += st_t.eq(_T.IDLE)
+        with m.If(take):       # after the Switch: a take in the cycle the PxV stage takes the row restarts it
+            with m.If(s.c_h.keep_k < s.c_h.n_keys):
+                m.d.sync += [st_t.eq(_T.TK_CMD), s.pruned_t.eq(1)]
+                for j in range(2):
+                    with m.If(s.kb_t != j):        # the bank this row gets (kb_t toggles with the take)
+                        m.d.sync += keep_bits[j].eq(0)
+            with m.Else():
+                m.d.sync += [st_t.eq(_T.FULL), s.pruned_t.eq(0)]
+
+    def _pxv_stage(self, m, s, pv_issue, acc_clear, pv_out, take_p):
+        """PxV stage: sweep the row's groups, drain the array, offer the output row for one cycle."""
+        st_b, g_b = s.st_b, s.g_b
+        with m.Switch(st_b):
+            with m.Case(_B.PV):
+                m.d.comb += [pv_issue.eq(1), acc_clear.eq(g_b == 0)]
+                m.d.sync += g_b.eq(g_b + 1)
+                with m.If(s.last_g_b):
+                    m.d.sync += st_b.eq(_B.PV_DRAIN)
+            with m.Case(_B.PV_DRAIN):
+                with m.If(pv_out[0] & pv_out[1]):
+                    m.d.sync += st_b.eq(_B.OUT)
+            with m.Case(_B.OUT):              # one cycle offering the output row
+                check_built("the core's output", ["out"], output_stages())
+                m.d.comb += self.out.valid.eq(1)
+                with m.If(self.out.ready):
+                    m.d.sync += st_b.eq(_B.IDLE)
+                    with m.If(s.last_b):
+                        m.d.sync += self.done.eq(1)
+        with m.If(take_p):     # after the Switch: a take in the OUT cycle starts the next row's sweep
+            m.d.sync += st_b.eq(_B.PV)
+
+
+class _CoreWork:
+    """One elaboration's units, buffers and the stage registers that several blocks share.
+
+    Amaranth names a signal after the local variable it is first assigned to, so the declarations
+    below are written as locals (as they were inside ``elaborate``) and then exposed as attributes;
+    the generated Verilog keeps its names.
+    """
+
+    def __init__(self, core: SpattenCore, m: Module):
+        spec, f = core.spec, core.fmt
+        self.L, self.D, self.b, self.N = L, D, b, N = core.lanes, core.dim, core.bits, spec.max_tokens
+        self.G = G = N // L
+        self.banks = spec.key_sram.buffers
+        self.gbits = _clog2(G)
+        self.Pt, self.R = core.tk_lanes, core.ratio
+        self._add_units(core, m)
+        self._declare_stage_registers(core, m)
+
+    def _add_units(self, core, m):
+        spec, f, L, D, b, N, G, banks, Pt, R = (core.spec, core.fmt, self.L, self.D, self.b, self.N, self.G,
+                                                 self.banks, self.Pt, self.R)
+        row_w = D * b
         m.submodules.softmax = sm = Softmax(spec)
         m.submodules.pq = pq = PQDecision(spec, external_max=True)
         # the local-V top-k ranks the exponentials: the same order as the probabilities (recip > 0),
@@ -140,13 +497,13 @@ class SpattenCore(wiring.Component):
         m.submodules.vbuf = vbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
         kw, vw = kbuf.write_port(granularity=row_w), vbuf.write_port(granularity=row_w)
         kr, vr = kbuf.read_port(), vbuf.read_port()
-        kvp = self.kv.payload
+        kvp = core.kv.payload
         row_addr = Cat(kvp.index[_clog2(L):], kvp.bank) if banks > 1 else kvp.index[_clog2(L):]
         lane_en = Signal(L)
-        m.d.comb += [self.kv.ready.eq(1), lane_en.eq(1 << kvp.index[:_clog2(L)] if L > 1 else 1)]
+        m.d.comb += [core.kv.ready.eq(1), lane_en.eq(1 << kvp.index[:_clog2(L)] if L > 1 else 1)]
         for w, sel in ((kw, ~kvp.is_value), (vw, kvp.is_value)):
             m.d.comb += [w.addr.eq(row_addr), w.data.eq(Cat(*([kvp.data.as_value()] * L))),
-                         w.en.eq(Mux(self.kv.valid & sel, lane_en, 0))]
+                         w.en.eq(Mux(core.kv.valid & sel, lane_en, 0))]
 
         # Exponential buffer: softmax beats (L lanes) packed R to a top-k row (Pt lanes); the back stage
         # normalises them (x the row's reciprocal) as it reads them for prob x V.
@@ -156,8 +513,13 @@ class SpattenCore(wiring.Component):
         # (or in the hold slot), the top-k stage reads query i+1's and the PxV stage query i's
         m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=_EXP_BANKS * prows,
                                                  init=[])
-        pw, pr, pr_t = pbuf.write_port(granularity=prow_w), pbuf.read_port(), pbuf.read_port()
+        ports = pbuf.write_port(granularity=prow_w), pbuf.read_port(), pbuf.read_port()
+        pw, pr, pr_t = ports
+        self.sm, self.pq, self.tk, self.kr, self.vr, self.pw, self.pr, self.pr_t = sm, pq, tk, kr, vr, pw, pr, pr_t
+        self.prow_w, self.prows = prow_w, prows
 
+    def _declare_stage_registers(self, core, m):
+        spec, f, L, D, b, gbits, banks = core.spec, core.fmt, self.L, self.D, self.b, self.gbits, self.banks
         # The front is two stages with a double-banked score buffer between them: the QxK stage fills
         # score bank j with query i's scores (j = i mod 2) while the softmax stage sweeps the other bank.
         # Per score bank: the query, its command, whether this is its LSB pass, whether it is its
@@ -203,6 +565,9 @@ class SpattenCore(wiring.Component):
         sb_d = Signal()
         div_pending, hold_valid = Signal(), Signal()
         recip_h = Signal(f.recip_bits)
+        vars(self).update((name, value) for name, value in locals().items()
+                          if name not in ("self", "core", "m", "spec", "f", "L", "D", "b", "gbits", "banks"))
+
         def sweep(name, cmd):
             """A row counter over the buffers' groups: (counter, last, valid-token lanes, buffer row)."""
             cnt = Signal(gbits + 1, name=f"g_{name}")
@@ -213,295 +578,13 @@ class SpattenCore(wiring.Component):
                          row.eq(Cat(cnt[:gbits], cmd.bank) if banks > 1 else cnt[:gbits])]
             return cnt, last, Cat(*[(cnt * L + i) < cmd.n_keys for i in range(L)]), row
 
-        g, last_g, keep_row, bank_row = sweep("a", c)
-        g_b, last_g_b, keep_row_b, bank_row_b = sweep("b", c_b)
+        self.g, self.last_g, self.keep_row, self.bank_row = sweep("a", c)
+        self.g_b, self.last_g_b, self.keep_row_b, self.bank_row_b = sweep("b", c_b)
         all_idle = Signal()             # no query anywhere in the core
+        self.all_idle = all_idle
+        sm, pq = self.sm, self.pq
         m.d.comb += [all_idle.eq(~sb_busy[0] & ~sb_busy[1] & ~div_pending & ~hold_valid & (st_t == _T.IDLE)
                                  & (st_b == _B.IDLE)),
-                     self.busy.eq((st_a != _A.IDLE) | ~all_idle), sm.shift.eq(c_e.shift),
+                     core.busy.eq((st_a != _A.IDLE) | ~all_idle), sm.shift.eq(c_e.shift),
                      pq.threshold.eq(c_d.threshold), pq.enable.eq(c_d.pq_enable & ~pass2_d),
                      pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid), pq.max_exp.eq(sm.max_exp)]
-
-        # ---- QxK: L x D multipliers, D-input registered adder tree per lane --------------------------
-        lsb_mask = Const(((1 << b) - 1) & ~((1 << spec.pq.lsb_bits) - 1), b)
-        msb_only = Signal()
-        m.d.comb += msb_only.eq(c.pq_enable & ~second_pass)
-        qk_issue = Signal()
-        m.d.comb += [kr.addr.eq(bank_row), kr.en.eq(1)]
-        i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
-        m.d.sync += [i_v.eq(qk_issue), i_last.eq(last_g), i_keep.eq(keep_row)]
-        check_built("the core's QxK feed", ["key_read"], qk_feed_stages())   # kr: a synchronous read port
-        # the QxK array (dataflow.spatten_arrays): the query held for the pass, one key element per FU
-        qk_arr = spatten_arrays(spec)["qk"]
-        m.submodules.qk = qk = EinsumUnit(qk_arr)
-        qn, kn, sn = (qk_arr.roles[r] for r in ("query", "key", "score"))
-        qk_key = getattr(qk, f"in_{kn}")
-        for i, (lane, d) in enumerate(qk.lane_fus(kn)):
-            kraw = kr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
-            m.d.comb += qk_key[i].eq(Mux(msb_only, kraw & lsb_mask, kraw).as_signed())
-        m.d.comb += [getattr(qk, f"in_{qn}")[i].eq(q[idx[0]]) for i, idx in enumerate(qk.footprint(qn))]
-        scores = [None] * L
-        for i, fu in enumerate(qk.lane_fus(sn)):
-            scores[fu[0]] = getattr(qk, f"out_{sn}")[i]
-        ctl = (i_v, i_last, i_keep)
-        for lvl in range(qk.latency):
-            nxt = (Signal(name=f"qk_v{lvl}"), Signal(name=f"qk_last{lvl}"), Signal(L, name=f"qk_keep{lvl}"))
-            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
-            ctl = nxt
-        m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2]),
-                     sm.in_bank.eq(cur)]
-        qk_end = Signal()               # the QxK stage's last score reaches the softmax
-        m.d.comb += qk_end.eq(ctl[0] & ctl[1])
-        m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
-
-        # ---- softmax exponentials -> exponential buffer and PQ decision ------------------------------
-        beat_no = Signal(gbits + 1)
-        wiring.connect(m, sm.out, pq.inp)
-        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + wpb * prows), pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
-                     pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
-        with m.If(sm.out.valid):
-            m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
-
-        # ---- top-k stage: feed and kept-token bits (double-banked: the top-k stage writes one bank while
-        # the PxV stage reads the other) ---------------------------------------------------------------
-        keep_bits = [Signal(prows * Pt, name=f"keep_bits{j}") for j in range(2)]
-        tk_ptr = Signal(_clog2(prows) + 1)
-        tk_rows = Signal(_clog2(prows) + 1)
-        m.d.comb += tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
-        tk_fire = tk.inp.valid & tk.inp.ready
-        m.d.comb += [tk.cmd.payload.n.eq(c_t.n_keys), tk.cmd.payload.k.eq(c_t.keep_k),
-                     tk.cmd.payload.seed.eq(c_t.seed)]
-        m.d.comb += [tk.inp.payload.data[i].eq(pr_t.data[i * f.exp_bits:(i + 1) * f.exp_bits]) for i in range(Pt)]
-        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
-        m.d.comb += tk.out.ready.eq(1)
-        m.d.comb += [pr_t.addr.eq(Mux(st_t == _T.TK_FEED, tk_ptr + tk_fire, 0) + bank_t * prows), pr_t.en.eq(1)]
-        # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
-        for j in range(2):
-            with m.If(tk.mask_valid & (kb_t == j)):
-                m.d.sync += keep_bits[j].word_select(tk.mask_row, Pt).eq(tk.mask)
-
-        # ---- prob x V: L x D multipliers, L-input registered adder tree per feature ------------------
-        # cycle t: issue row g (exponential read); t+1: normalise it, read the value row; t+2: PxV
-        pv_issue = Signal()
-        v_addr = Signal.like(bank_row_b)
-        m.d.sync += v_addr.eq(bank_row_b)
-        m.d.comb += [vr.addr.eq(v_addr), vr.en.eq(1), pr.en.eq(1)]
-        p_row = Signal.like(pr.addr)
-        m.d.comb += pr.addr.eq(p_row + bank_b * prows)
-        m.d.comb += p_row.eq(g_b >> _clog2(R))
-        e_v, e_last, e_keep, e_lanes, e_sub = Signal(), Signal(), Signal(L), Signal(L), Signal(max(1, _clog2(R)))
-        e_group = Signal(gbits)
-        pruned = Signal()
-        kept_row = Mux(pruned, Mux(kb_b, keep_bits[1], keep_bits[0]).word_select(g_b[:gbits], L), keep_row_b)
-        m.d.sync += [e_v.eq(pv_issue), e_last.eq(last_g_b), e_keep.eq(kept_row), e_lanes.eq(keep_row_b),
-                     e_group.eq(g_b[:gbits]), e_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
-        exp_row = pr.data.word_select(e_sub, prow_w) if R > 1 else pr.data
-        m.submodules.norm = norm = Normalize(spec, L)
-        m.d.comb += [norm.exps.as_value().eq(exp_row), norm.recip.eq(recip_b)]
-        prob_row = norm.probs
-        v_v, v_last, v_keep = Signal(), Signal(), Signal(L)
-        m.d.sync += [v_v.eq(e_v), v_last.eq(e_last), v_keep.eq(e_keep)]
-        # e_*: the exponential buffer's read (pr, synchronous); v_*: alongside Normalize's stages
-        check_built("the core's PxV feed", ["exp_read", *norm.stages], pv_feed_stages())
-        v_msb_only = Signal()
-        m.d.comb += v_msb_only.eq(c_b.pq_enable & ~need_lsb_b)
-        # the PxV array: probabilities broadcast along the head dimension, adder trees over the lanes
-        pv_arr = spatten_arrays(spec)["pv"]
-        m.submodules.pv = pv = EinsumUnit(pv_arr)
-        pn, vn, un = (pv_arr.roles[r] for r in ("prob", "value", "partial"))
-        for i, (lane, _) in enumerate(pv.lane_fus(pn)):
-            m.d.comb += getattr(pv, f"in_{pn}")[i].eq(Mux(v_keep[lane], prob_row[lane], 0))
-        for i, (lane, d) in enumerate(pv.lane_fus(vn)):
-            vraw = vr.data[(lane * D + d) * b:(lane * D + d + 1) * b]
-            m.d.comb += getattr(pv, f"in_{vn}")[i].eq(Mux(v_msb_only, vraw & lsb_mask, vraw).as_signed())
-        sums = [None] * D
-        for i, fu in enumerate(pv.lane_fus(un)):
-            sums[fu[1]] = getattr(pv, f"out_{un}")[i]
-        ctl = (v_v, v_last)
-        for lvl in range(pv.latency):
-            nxt = (Signal(name=f"pv_v{lvl}"), Signal(name=f"pv_last{lvl}"))
-            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
-            ctl = nxt
-        # Token importance: every probability of the final pass, kept or pruned, as the sweep reads it.
-        m.submodules.tok_imp = ti = TokenImportance(N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
-        v_group, v_lanes = Signal(gbits), Signal(L)
-        m.d.sync += [v_group.eq(e_group), v_lanes.eq(e_lanes)]
-        m.d.comb += [ti.inp.valid.eq(v_v), ti.inp.payload.group.eq(v_group), ti.inp.payload.keep.eq(v_lanes),
-                     ti.inp.payload.data.as_value().eq(prob_row.as_value()), ti.clear.eq(self.imp_clear),
-                     ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
-        acc = Signal(data.ArrayLayout(signed(f.acc_bits), D))
-        acc_clear = Signal()
-        with m.If(acc_clear):
-            m.d.sync += acc.eq(0)
-        with m.Elif(ctl[0]):
-            m.d.sync += [acc[d].eq(acc[d] + sums[d]) for d in range(D)]
-        m.d.comb += [self.out.payload.data.eq(acc), self.out.payload.need_lsb.eq(need_lsb_b)]
-        m.submodules.head_imp = hi = HeadImportance(D, f.acc_bits, HEAD_SCORE_BITS)
-        m.d.comb += [hi.inp.valid.eq(self.out.valid & self.out.ready), hi.inp.payload.eq(acc),
-                     hi.clear.eq(self.imp_clear), self.head_score.eq(hi.score)]
-
-        # ---- control: QxK stage | softmax stage | top-k stage | PxV stage ------------------------------
-        # Acceptance: a query is taken when the QxK stage is free, its score bank (query index mod 2) is
-        # free and no LSB refetch waits (a refetch has priority). The softmax stage sweeps the banks in
-        # query order (an LSB pass before any later query); a decided row waits in the hold slot until the
-        # top-k stage takes it (idle, or handing its row to the PxV stage in this very cycle), and the
-        # top-k stage holds its finished row until the PxV stage takes it (idle, or sending its output
-        # row in this very cycle).
-        offer = Signal()
-        b_free, t_free = Signal(), Signal()
-        take, take_p = Signal(), Signal()
-        m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)),
-                     take_p.eq((st_t == _T.FULL) & b_free),
-                     t_free.eq((st_t == _T.IDLE) | take_p), take.eq(offer & t_free)]
-        m.d.sync += self.done.eq(0)
-        nb_free = Signal()
-        m.d.comb += nb_free.eq(~Mux(nb, sb_busy[1], sb_busy[0]))
-        q_fire = Signal()
-        with m.Switch(st_a):
-            with m.Case(_A.IDLE):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    m.d.sync += [c_q.eq(self.cmd.payload), to_accept.eq(self.cmd.payload.n_queries)]
-                    with m.If(self.cmd.payload.n_queries != 0):
-                        m.d.sync += st_a.eq(_A.QUERY)
-                    with m.Elif(all_idle):
-                        m.d.sync += self.done.eq(1)
-                    with m.Else():
-                        m.d.sync += st_a.eq(_A.EMPTY)
-            with m.Case(_A.QUERY):
-                m.d.comb += [self.query.ready.eq(~qk_busy & nb_free & ~refetch), q_fire.eq(self.query.valid & self.query.ready)]
-                with m.If(q_fire):
-                    m.d.sync += [to_accept.eq(to_accept - 1), nb.eq(~nb)]
-                    with m.If(to_accept == 1):
-                        m.d.sync += st_a.eq(_A.IDLE)
-            with m.Case(_A.EMPTY):
-                with m.If(all_idle):
-                    m.d.sync += [self.done.eq(1), st_a.eq(_A.IDLE)]
-
-        # QxK stage: issue the groups, then wait for the last score to reach the softmax (the array's
-        # stationary query is the bank's register, constant until then). Taking a query (or a refetch)
-        # is one registered cycle before the first issue.
-        check_built("the core's QxK stage", ["query"], accept_stages())
-        with m.If(refetch & ~qk_busy):
-            m.d.sync += [qk_busy.eq(1), qk_issuing.eq(1), cur.eq(eb), g.eq(0), refetch.eq(0)]
-        with m.Elif(q_fire):
-            m.d.sync += [qk_busy.eq(1), qk_issuing.eq(1), cur.eq(nb), g.eq(0)]
-        with m.If(qk_issuing):
-            m.d.comb += qk_issue.eq(1)
-            m.d.sync += g.eq(g + 1)
-            with m.If(last_g):
-                m.d.sync += qk_issuing.eq(0)
-        for j in range(2):
-            with m.If(q_fire & (nb == j)):
-                m.d.sync += [q_reg[j].eq(self.query.payload), c_reg[j].eq(c_q), pass2[j].eq(0),
-                             last_q[j].eq(to_accept == 1), sb_busy[j].eq(1)]
-            with m.If(refetch & ~qk_busy & (eb == j)):
-                m.d.sync += pass2[j].eq(1)
-            with m.If(qk_end & (cur == j)):
-                m.d.sync += loaded[j].eq(1)
-        with m.If(qk_end):
-            m.d.sync += qk_busy.eq(0)
-
-        # softmax stage: sweeps in query order. A row leaves it when the divider takes the row, so the
-        # next sweep overlaps the division. A row that cannot need its LSBs (PQ off, or its LSB pass)
-        # frees its score bank then; one that may need them keeps its bank until its PQ decision, and
-        # the next row's sweep is speculative: when the decision asks for the LSBs, that sweep is
-        # dropped (its scores stay in their bank), the row's QxK reruns into its bank, and the two rows
-        # are swept again in order.
-        may_rf = Signal()
-        m.d.comb += may_rf.eq(c_e.pq_enable & ~pass2_e)
-        squash = Signal()
-        m.d.comb += squash.eq(pq.decision & pq.need_lsb)
-        go = Signal()
-        pb_free = ~Array(pb_busy)[wpb]
-        m.d.comb += go.eq((st_e == _E.IDLE) & Mux(eb, loaded[1], loaded[0]) & sm.idle & pb_free & ~squash)
-        m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
-                     sm.clear.eq(q_fire | (refetch & ~qk_busy)), sm.clear_bank.eq(Mux(q_fire, nb, eb))]
-        with m.If(go):
-            m.d.sync += st_e.eq(_E.RUN)
-        leave = Signal()
-        m.d.comb += leave.eq((st_e == _E.RUN) & sm.div_start)
-        with m.If(leave):
-            m.d.sync += [c_d.eq(c_e), pass2_d.eq(pass2_e), last_d.eq(Mux(eb, last_q[1], last_q[0])),
-                         sb_d.eq(eb), bank_d.eq(wpb), rf_d.eq(may_rf), div_pending.eq(1),
-                         st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(wpb + 1)]
-        for j in range(_EXP_BANKS):
-            with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (bank_d == j))):
-                m.d.sync += pb_busy[j].eq(1)
-        for j in range(2):
-            with m.If((leave & ~may_rf & (eb == j)) | (pq.decision & rf_d & ~pq.need_lsb & (sb_d == j))):
-                m.d.sync += sb_busy[j].eq(0)
-            with m.If(go & (eb == j)):
-                m.d.sync += loaded[j].eq(0)
-        with m.If(squash):          # back to the row that needs its LSBs
-            m.d.sync += [refetch.eq(1), st_e.eq(_E.IDLE), eb.eq(sb_d), wpb.eq(bank_d), beat_no.eq(0)]
-            for j in range(2):
-                with m.If((st_e == _E.RUN) & (eb == j)):
-                    m.d.sync += loaded[j].eq(1)     # the dropped sweep's scores are still in its bank
-        # the divider's decision: to the hold slot (the divider takes no row while the slot is full)
-        m.d.comb += sm.div_allow.eq(~hold_valid & ~pq.decision)
-        with m.If(pq.decision):
-            m.d.sync += div_pending.eq(0)
-            with m.If(~pq.need_lsb):
-                m.d.sync += [hold_valid.eq(1), c_h.eq(c_d), pass2_h.eq(pass2_d), last_h.eq(last_d),
-                             recip_h.eq(sm.recip), bank_h.eq(bank_d)]
-        m.d.comb += offer.eq(hold_valid)
-        with m.If(take):
-            m.d.sync += [hold_valid.eq(0), bank_t.eq(bank_h), need_lsb_t.eq(pass2_h), c_t.eq(c_h),
-                         last_t.eq(last_h), recip_t.eq(recip_h), kb_t.eq(~kb_t)]
-        with m.If(take_p):
-            m.d.sync += [bank_b.eq(bank_t), need_lsb_b.eq(need_lsb_t), c_b.eq(c_t), last_b.eq(last_t),
-                         recip_b.eq(recip_t), kb_b.eq(kb_t), pruned.eq(pruned_t), st_b.eq(_B.PV), g_b.eq(0)]
-        with m.If((st_b == _B.OUT) & self.out.ready):
-            for j in range(_EXP_BANKS):
-                with m.If(bank_b == j):
-                    m.d.sync += pb_busy[j].eq(0)
-
-        # top-k stage
-        with m.Switch(st_t):
-            with m.Case(_T.TK_CMD):
-                m.d.comb += tk.cmd.valid.eq(1)
-                with m.If(tk.cmd.ready):
-                    m.d.sync += [st_t.eq(_T.TK_FEED), tk_ptr.eq(0)]
-            with m.Case(_T.TK_FEED):
-                m.d.comb += tk.inp.valid.eq(1)
-                with m.If(tk_fire):
-                    m.d.sync += tk_ptr.eq(tk_ptr + 1)
-                    with m.If(tk_ptr == tk_rows - 1):
-                        m.d.sync += st_t.eq(_T.TK_WAIT)
-            with m.Case(_T.TK_WAIT):          # top-k done -> the row is ready for PxV from the next cycle
-                check_built("the core's top-k stage", ["topk_done"], topk_handoff_stages())
-                with m.If(tk.done):
-                    m.d.sync += st_t.eq(_T.FULL)
-            with m.Case(_T.FULL):
-                with m.If(take_p):
-                    m.d.sync += st_t.eq(_T.IDLE)
-        with m.If(take):       # after the Switch: a take in the cycle the PxV stage takes the row restarts it
-            with m.If(c_h.keep_k < c_h.n_keys):
-                m.d.sync += [st_t.eq(_T.TK_CMD), pruned_t.eq(1)]
-                for j in range(2):
-                    with m.If(kb_t != j):        # the bank this row gets (kb_t toggles with the take)
-                        m.d.sync += keep_bits[j].eq(0)
-            with m.Else():
-                m.d.sync += [st_t.eq(_T.FULL), pruned_t.eq(0)]
-
-        # PxV stage
-        with m.Switch(st_b):
-            with m.Case(_B.PV):
-                m.d.comb += [pv_issue.eq(1), acc_clear.eq(g_b == 0)]
-                m.d.sync += g_b.eq(g_b + 1)
-                with m.If(last_g_b):
-                    m.d.sync += st_b.eq(_B.PV_DRAIN)
-            with m.Case(_B.PV_DRAIN):
-                with m.If(ctl[0] & ctl[1]):
-                    m.d.sync += st_b.eq(_B.OUT)
-            with m.Case(_B.OUT):              # one cycle offering the output row
-                check_built("the core's output", ["out"], output_stages())
-                m.d.comb += self.out.valid.eq(1)
-                with m.If(self.out.ready):
-                    m.d.sync += st_b.eq(_B.IDLE)
-                    with m.If(last_b):
-                        m.d.sync += self.done.eq(1)
-        with m.If(take_p):     # after the Switch: a take in the OUT cycle starts the next row's sweep
-            m.d.sync += st_b.eq(_B.PV)
-        return m

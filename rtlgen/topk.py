@@ -29,10 +29,11 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.rtlgen.zero_elim import ZeroEliminator
 
-__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED"]
+__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES"]
 
 LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
 LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
+SAMPLE_LANES = 8          # lanes of the pivot row ranked for the pivot, same as archgen.sim.topk_model
 
 
 def field_bits(max_n: int) -> tuple[int, int]:
@@ -90,6 +91,14 @@ class _AppendPacker(Elaboratable):
         return m
 
 
+def _or_select(sel, words, count, width):
+    """The ``width``-bit word of ``words`` whose one-hot ``sel`` bit is set (an AND-OR, no encoder)."""
+    terms = [Mux(sel[i], words[i * width:(i + 1) * width], 0) for i in range(count)]
+    while len(terms) > 1:
+        terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 def _popcount(bits, n):
     """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
     terms = [bits[i] for i in range(n)]
@@ -140,268 +149,221 @@ class TopK(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p, w, ib, d = self.parallelism, self.width, self.index_bits, self.fifo_depth
-        lg = (p - 1).bit_length()
-        lane_bits = w + ib
-        row_bits = p * lane_bits
-        cb = self.count_bits
-        ext = signed(w + 1)                       # scores, pivot and bounds with room for +-infinity
-        pos_inf, neg_inf = 1 << (w - 1), -(1 << (w - 1)) - 1
+        mem = _Memories(m, self)
+        r = _Registers(self)
+        m.d.comb += self.rounds.eq(r.rounds)
+        self._stage2(m, r, mem)
+        s3 = self._compare(m, r)
+        self._partition(m, r, mem, s3)
+        s4 = self._replay_keep(m, r, s3)
+        self._output(m, r, mem, s4)
+        self._memory_ports(m, r, mem)
+        self._pivot_draw(m, r)
+        self._pivot_sample(m, r)
+        self._control(m, r, mem)
+        return m
 
-        buf = Memory(shape=unsigned(p * (w + 1)), depth=self.buffer_rows, init=[])
-        fifo_l = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
-        fifo_r = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
-        m.submodules.buf, m.submodules.fifo_l, m.submodules.fifo_r = buf, fifo_l, fifo_r
-        buf_wr, buf_rd = buf.write_port(), buf.read_port()
-        fl_wr, fl_rd = fifo_l.write_port(), fifo_l.read_port()
-        fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
-        m.submodules.pack_l = pack_l = _AppendPacker(p, lane_bits)
-        m.submodules.pack_r = pack_r = _AppendPacker(p, lane_bits)
-        m.submodules.compact_l = compact_l = ZeroEliminator(p, unsigned(lane_bits))
-        m.submodules.compact_r = compact_r = ZeroEliminator(p, unsigned(lane_bits))
-        m.submodules.pack_o = pack_o = _AppendPacker(p, lane_bits)
-        m.submodules.compact_o = compact_o = ZeroEliminator(p, unsigned(lane_bits))
-
-        # Request registers.
-        n = Signal(cb)
-        k = Signal(cb)
-        rows_b = Signal(range(self.buffer_rows + 1))     # B = ceil(n / P)
-        lfsr = Signal(16)
-        rounds = Signal(16)
-        m.d.comb += self.rounds.eq(rounds)
-        # Quick-select state.
-        target = Signal(cb)
-        pivot = Signal(ext)
-        lo, hi = Signal(ext), Signal(ext)                # working set: lo < x < hi
-        src_fifo = Signal()          # 1: read the partition FIFO of side src_right; 0: the buffer
-        src_right = Signal()
-        rows_s = Signal(range(max(self.buffer_rows, d) + 1))
-        cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
-        cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
-        wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
-        piv_lane = Signal(range(max(p, 2)))
-        first_lane = Signal(range(max(p, 2)))           # lane of the first beat that gives the pivot
-        after_ingest = Signal()
-        mode_all = Signal()
-        kth = Signal(signed(w))
-        eq_left = Signal(cb)         # elements equal to the k-th value still to keep (replay)
-        cnt = Signal(range(max(self.buffer_rows, d) + 5))
-
-        # Pipeline (see docs/topk.md "Pipeline"): address -> s1 (memory read) -> s2 (memory output
-        # registers / registered input beat) -> s3 (compare registers) -> s3c (compacted sides) ->
-        # partition packers, or -> s4 (replay keep registers) -> s5 (compacted kept row) -> output
-        # packer -> output register.
-        out_valid = Signal()
-        adv = Signal()               # the pipeline may move (the output register is free or drains)
-        m.d.comb += [adv.eq(~out_valid | self.out.ready), self.out.valid.eq(out_valid)]
-        ingest_beat = Signal()
-        s1_valid, s1_replay, s1_fifo = Signal(name="s1_valid"), Signal(name="s1_replay"), Signal(name="s1_fifo")
-        s1_row = Signal(range(max(self.buffer_rows, d, 2)))
-        s2_valid, s2_replay, s2_fifo = Signal(name="s2_valid"), Signal(name="s2_replay"), Signal(name="s2_fifo")
-        s2_row = Signal.like(s1_row)
-        # s2 registers: r_plain holds an input beat (ingest) or a buffer row, r_fifo a row of the FIFO of
-        # side src_right; one 2:1 multiplexer sits between a block RAM and its register, none between
-        # the registers and the comparators but the FIFO-or-plain choice.
-        r_plain = Signal(p * (w + 1))
-        r_fifo = Signal(row_bits + p)
-        in_row = Signal(p * (w + 1))      # an input beat as stored: data, then keep (index < n included)
-        full_index = [Signal(cb + lg + 1, name=f"in_index{i}") for i in range(p)]
-        m.d.comb += [full_index[i].eq((cnt << lg) | i) for i in range(p)]
-        m.d.comb += in_row.eq(Cat(self.inp.payload.data,
-                                  *[self.inp.payload.keep[i] & (full_index[i] < n) for i in range(p)]))
-        with m.If(adv):
-            m.d.sync += [s1_valid.eq(0),
-                         s2_valid.eq(s1_valid | ingest_beat), s2_replay.eq(s1_valid & s1_replay),
-                         s2_fifo.eq(s1_fifo & ~ingest_beat), s2_row.eq(Mux(ingest_beat, cnt, s1_row)),
-                         r_plain.eq(Mux(ingest_beat, in_row, buf_rd.data)),
-                         r_fifo.eq(Mux(src_right, fr_rd.data, fl_rd.data))]
-
-        # s2: the selected source's lanes (values, indices, keep bits) go to s3 as data.
-        vals = [Signal(signed(w), name=f"s2_val{i}") for i in range(p)]
-        idxs = [Signal(ib, name=f"s2_idx{i}") for i in range(p)]
-        keeps = Signal(p)
-        plain, fifo_row = r_plain, r_fifo
+    def _stage2(self, m, r, mem):
+        """s1 -> s2: the memory outputs (or the input beat during the ingest) into registers, then the
+        selected source's lanes (values, indices, keep bits) as s2 data."""
+        p, w, lg = self.parallelism, self.width, r.lg
+        m.d.comb += [r.adv.eq(~r.out_valid | self.out.ready), self.out.valid.eq(r.out_valid)]
+        full_index = [Signal(self.count_bits + lg + 1, name=f"in_index{i}") for i in range(p)]
+        m.d.comb += [full_index[i].eq((r.cnt << lg) | i) for i in range(p)]
+        m.d.comb += r.in_row.eq(Cat(self.inp.payload.data,
+                                    *[self.inp.payload.keep[i] & (full_index[i] < r.n) for i in range(p)]))
+        with m.If(r.adv):
+            m.d.sync += [r.s1_valid.eq(0),
+                         r.s2_valid.eq(r.s1_valid | r.ingest_beat), r.s2_replay.eq(r.s1_valid & r.s1_replay),
+                         r.s2_fifo.eq(r.s1_fifo & ~r.ingest_beat), r.s2_row.eq(Mux(r.ingest_beat, r.cnt, r.s1_row)),
+                         r.r_plain.eq(Mux(r.ingest_beat, r.in_row, mem.buf_rd.data)),
+                         r.r_fifo.eq(Mux(r.src_right, mem.fr_rd.data, mem.fl_rd.data))]
+        plain, fifo_row = r.r_plain, r.r_fifo
         for i in range(p):
-            lane = fifo_row[i * lane_bits:(i + 1) * lane_bits]
-            with m.If(s2_fifo):
-                m.d.comb += [vals[i].eq(lane[:w]), idxs[i].eq(lane[w:]), keeps[i].eq(fifo_row[row_bits + i])]
+            lane = fifo_row[i * r.lane_bits:(i + 1) * r.lane_bits]
+            with m.If(r.s2_fifo):
+                m.d.comb += [r.vals[i].eq(lane[:w]), r.idxs[i].eq(lane[w:]),
+                             r.keeps[i].eq(fifo_row[r.row_bits + i])]
             with m.Else():
-                m.d.comb += [vals[i].eq(plain[i * w:(i + 1) * w]), idxs[i].eq((s2_row << lg) | i),
-                             keeps[i].eq(plain[p * w + i])]
-        # The comparators are duplicated per source (FIFO row, plain row) and only their one-bit
-        # results are selected and registered; the AND with the keep bit and the bounds is done after
-        # the register. A FIFO row needs no bounds: a FIFO holds exactly the working set.
+                m.d.comb += [r.vals[i].eq(plain[i * w:(i + 1) * w]), r.idxs[i].eq((r.s2_row << lg) | i),
+                             r.keeps[i].eq(plain[p * w + i])]
+
+    def _compare(self, m, r):
+        """s2 -> s3: x against the pivot, the k-th value and the bounds. The comparators are duplicated
+        per source (FIFO row, plain row) and only their one-bit results are selected and registered; the
+        AND with the keep bit and the bounds is done after the register. A FIFO row needs no bounds: a
+        FIFO holds exactly the working set."""
+        p, w, lane_bits = self.parallelism, self.width, r.lane_bits
         names = ("gt", "eq", "lt", "gtk", "eqk", "in_lo", "in_hi")
         raw = [Signal(p, name=f"s2_{x}") for x in names]
         sources = []
-        for tag, lane_of in (("f", lambda i: fifo_row[i * lane_bits:i * lane_bits + w]),
-                             ("p", lambda i: plain[i * w:(i + 1) * w])):
+        for tag, lane_of in (("f", lambda i: r.r_fifo[i * lane_bits:i * lane_bits + w]),
+                             ("p", lambda i: r.r_plain[i * w:(i + 1) * w])):
             bits = [Signal(p, name=f"{tag}_{x}") for x in names]
             for i in range(p):
                 v = Signal(signed(w), name=f"{tag}_val{i}")
                 m.d.comb += v.eq(lane_of(i))
-                m.d.comb += [bits[0][i].eq(v > pivot), bits[1][i].eq(v == pivot), bits[2][i].eq(v < pivot),
-                             bits[3][i].eq(v > kth), bits[4][i].eq(v == kth),
-                             bits[5][i].eq(1 if tag == "f" else v > lo),
-                             bits[6][i].eq(1 if tag == "f" else v < hi)]
+                m.d.comb += [bits[0][i].eq(v > r.pivot), bits[1][i].eq(v == r.pivot), bits[2][i].eq(v < r.pivot),
+                             bits[3][i].eq(v > r.kth), bits[4][i].eq(v == r.kth),
+                             bits[5][i].eq(1 if tag == "f" else v > r.lo),
+                             bits[6][i].eq(1 if tag == "f" else v < r.hi)]
             sources.append(bits)
         for dst, f_bits, p_bits in zip(raw, *sources):
-            m.d.comb += dst.eq(Mux(s2_fifo, f_bits, p_bits))
-        s3_valid, s3_replay = Signal(name="s3_valid"), Signal(name="s3_replay")
-        s3_row = Signal.like(s1_row)
-        s3_lanes = Signal(row_bits)
-        s3_raw = [Signal(p, name=f"s3_{x}_raw") for x in names]
-        s3_keep = Signal(p)
-        with m.If(adv):
-            m.d.sync += [s3_valid.eq(s2_valid), s3_replay.eq(s2_replay), s3_row.eq(s2_row),
-                         s3_lanes.eq(Cat(*[Cat(vals[i], idxs[i]) for i in range(p)])),
-                         s3_keep.eq(keeps), *[r.eq(x) for r, x in zip(s3_raw, raw)]]
-        s3_gt, s3_eq, s3_lt, s3_gtk, s3_eqk = (Signal(p, name=f"s3_{x}") for x in names[:5])
-        inside = Signal(p)
-        m.d.comb += [inside.eq(s3_keep & s3_raw[5] & s3_raw[6]),
-                     s3_gt.eq(inside & s3_raw[0]), s3_eq.eq(inside & s3_raw[1]), s3_lt.eq(inside & s3_raw[2]),
-                     s3_gtk.eq(s3_keep & s3_raw[3]), s3_eqk.eq(s3_keep & s3_raw[4])]
+            m.d.comb += dst.eq(Mux(r.s2_fifo, f_bits, p_bits))
+        s3 = _Stage3(r, names)
+        with m.If(r.adv):
+            m.d.sync += [s3.valid.eq(r.s2_valid), s3.replay.eq(r.s2_replay), s3.row.eq(r.s2_row),
+                         s3.lanes.eq(Cat(*[Cat(r.vals[i], r.idxs[i]) for i in range(p)])),
+                         s3.keep.eq(r.keeps), *[x3.eq(x) for x3, x in zip(s3.raw, raw)]]
+        m.d.comb += [s3.inside.eq(s3.keep & s3.raw[5] & s3.raw[6]),
+                     s3.gt.eq(s3.inside & s3.raw[0]), s3.eq.eq(s3.inside & s3.raw[1]),
+                     s3.lt.eq(s3.inside & s3.raw[2]),
+                     s3.gtk.eq(s3.keep & s3.raw[3]), s3.eqk.eq(s3.keep & s3.raw[4])]
+        return s3
 
-        # s3 -> counts, and each side's lanes compacted into a register (s3c); s3c -> the partition
-        # packers (FIFO_L / FIFO_R), which only shift the compacted row behind their partial row.
+    def _partition(self, m, r, mem, s3):
+        """s3 -> counts, and each side's lanes compacted into a register (s3c); s3c -> the partition
+        packers (FIFO_L / FIFO_R), which only shift the compacted row behind their partial row."""
+        p, d, row_bits = self.parallelism, self.fifo_depth, r.row_bits
         part = Signal()
-        m.d.comb += part.eq(s3_valid & ~s3_replay)
+        m.d.comb += part.eq(s3.valid & ~s3.replay)
         s3c_part = Signal()
         side_rows = []
-        for ze, sel in ((compact_l, s3_lt), (compact_r, s3_gt)):
-            m.d.comb += [ze.i_data.as_value().eq(s3_lanes), ze.i_keep.eq(sel)]
+        for ze, sel in ((mem.compact_l, s3.lt), (mem.compact_r, s3.gt)):
+            m.d.comb += [ze.i_data.as_value().eq(s3.lanes), ze.i_keep.eq(sel)]
             lanes, count = Signal(row_bits), Signal(range(p + 1))
-            with m.If(adv):
+            with m.If(r.adv):
                 m.d.sync += [count.eq(ze.o_count),
                              lanes.eq(Cat(*[Mux(ze.o_keep[i], ze.o_data[i], 0) for i in range(p)]))]
             side_rows.append((lanes, count))
-        with m.If(adv):
+        with m.If(r.adv):
             m.d.sync += s3c_part.eq(part)
-        for pk, (lanes, count) in zip((pack_l, pack_r), side_rows):
+        for pk, (lanes, count) in zip((mem.pack_l, mem.pack_r), side_rows):
             m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(s3c_part)]
         with m.If(part):
-            m.d.sync += [cnt_g.eq(cnt_g + _popcount(s3_gt, p)), cnt_e.eq(cnt_e + _popcount(s3_eq, p)),
-                         cnt_l.eq(cnt_l + _popcount(s3_lt, p)),
-                         cnt_ge.eq(cnt_ge + _popcount(s3_gt | s3_eq, p)),
-                         cnt_all.eq(cnt_all + _popcount(s3_gt | s3_eq | s3_lt, p))]
-        for pk, wr, fw in ((pack_l, wr_l, fl_wr), (pack_r, wr_r, fr_wr)):
+            m.d.sync += [r.cnt_g.eq(r.cnt_g + _popcount(s3.gt, p)), r.cnt_e.eq(r.cnt_e + _popcount(s3.eq, p)),
+                         r.cnt_l.eq(r.cnt_l + _popcount(s3.lt, p)),
+                         r.cnt_ge.eq(r.cnt_ge + _popcount(s3.gt | s3.eq, p)),
+                         r.cnt_all.eq(r.cnt_all + _popcount(s3.gt | s3.eq | s3.lt, p))]
+        for pk, wr, fw in ((mem.pack_l, r.wr_l, mem.fl_wr), (mem.pack_r, r.wr_r, mem.fr_wr)):
             m.d.comb += [fw.addr.eq(wr), fw.data.eq(Cat(pk.row_lanes, pk.row_keep)),
                          fw.en.eq(pk.row_valid & (wr < d))]
             with m.If(pk.row_valid & (wr < d)):
                 m.d.sync += wr.eq(wr + 1)
 
-        # s3 -> replay keep decision (s4): greater than the k-th value, or equal and among the first
-        # eq_left equal ones in index order (a lane prefix count against a down-counter).
+    def _replay_keep(self, m, r, s3):
+        """s3 -> s4: the replay's keep decision: greater than the k-th value, or equal and among the first
+        eq_left equal ones in index order (a lane prefix count against a down-counter); s4 is also the
+        ``mask`` port."""
+        p = self.parallelism
         keep = Signal(p)
         prefix = 0
         for i in range(p):
-            m.d.comb += keep[i].eq(s3_keep[i] & (mode_all | s3_gtk[i] | (s3_eqk[i] & (prefix < eq_left))))
-            prefix = prefix + s3_eqk[i]
+            m.d.comb += keep[i].eq(s3.keep[i] & (r.mode_all | s3.gtk[i] | (s3.eqk[i] & (prefix < r.eq_left))))
+            prefix = prefix + s3.eqk[i]
         s4_valid = Signal()
-        s4_row = Signal.like(s1_row)
-        s4_lanes, s4_keep = Signal(row_bits), Signal(p)
+        s4_row = Signal.like(r.s1_row, name="s4_row")
+        s4_lanes, s4_keep = Signal(r.row_bits), Signal(p)
         eq_here = Signal(range(p + 1))
-        m.d.comb += eq_here.eq(_popcount(s3_eqk, p))
-        with m.If(adv):
-            m.d.sync += [s4_valid.eq(s3_valid & s3_replay), s4_row.eq(s3_row), s4_lanes.eq(s3_lanes),
+        m.d.comb += eq_here.eq(_popcount(s3.eqk, p))
+        with m.If(r.adv):
+            m.d.sync += [s4_valid.eq(s3.valid & s3.replay), s4_row.eq(s3.row), s4_lanes.eq(s3.lanes),
                          s4_keep.eq(keep)]
-            with m.If(s3_valid & s3_replay):
-                m.d.sync += eq_left.eq(Mux(eq_left > eq_here, eq_left - eq_here, 0))
+            with m.If(s3.valid & s3.replay):
+                m.d.sync += r.eq_left.eq(Mux(r.eq_left > eq_here, r.eq_left - eq_here, 0))
+        m.d.comb += [self.mask_valid.eq(s4_valid & r.adv), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
+        return s4_valid, s4_lanes, s4_keep
 
-        # s4 -> output packer -> output register.
-        m.d.comb += [self.mask_valid.eq(s4_valid & adv), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
-
-        # s4 -> s5: the kept lanes compacted to the front (other lanes zeroed) and their count.
+    def _output(self, m, r, mem, s4):
+        """s4 -> s5 (the kept lanes compacted to the front, other lanes zeroed, and their count) ->
+        output packer -> output register."""
+        p, w, lane_bits = self.parallelism, self.width, r.lane_bits
+        s4_valid, s4_lanes, s4_keep = s4
+        compact_o, pack_o = mem.compact_o, mem.pack_o
         m.d.comb += [compact_o.i_data.as_value().eq(s4_lanes), compact_o.i_keep.eq(s4_keep)]
         s5_valid = Signal()
-        s5_lanes = Signal(row_bits)
+        s5_lanes = Signal(r.row_bits)
         s5_count = Signal(range(p + 1))
-        with m.If(adv):
+        with m.If(r.adv):
             m.d.sync += [s5_valid.eq(s4_valid), s5_count.eq(compact_o.o_count),
                          s5_lanes.eq(Cat(*[Mux(compact_o.o_keep[i], compact_o.o_data[i], 0)
                                            for i in range(p)]))]
         m.d.comb += [pack_o.in_lanes.eq(s5_lanes), pack_o.in_count.eq(s5_count),
-                     pack_o.in_en.eq(s5_valid & adv)]
-        with m.If(adv):
-            m.d.sync += out_valid.eq(pack_o.row_valid)
+                     pack_o.in_en.eq(s5_valid & r.adv)]
+        with m.If(r.adv):
+            m.d.sync += r.out_valid.eq(pack_o.row_valid)
             with m.If(pack_o.row_valid):
                 m.d.sync += [self.out.payload.as_value().eq(
                     Cat(*[pack_o.row_lanes[i * lane_bits:i * lane_bits + w] for i in range(p)],
                         *[pack_o.row_lanes[i * lane_bits + w:(i + 1) * lane_bits] for i in range(p)],
                         pack_o.row_keep))]
 
-        # Memory ports.
-        rd_addr = Signal.like(cnt)
-        m.d.comb += [buf_wr.addr.eq(cnt), buf_wr.data.eq(in_row), buf_wr.en.eq(ingest_beat),
-                     buf_rd.en.eq(adv), fl_rd.en.eq(1), fr_rd.en.eq(1),
-                     buf_rd.addr.eq(rd_addr), fl_rd.addr.eq(rd_addr), fr_rd.addr.eq(rd_addr)]
+    def _memory_ports(self, m, r, mem):
+        m.d.comb += [mem.buf_wr.addr.eq(r.cnt), mem.buf_wr.data.eq(r.in_row), mem.buf_wr.en.eq(r.ingest_beat),
+                     mem.buf_rd.en.eq(r.adv), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1),
+                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr), mem.fr_rd.addr.eq(r.rd_addr)]
 
-        # Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements the
-        # chosen side's FIFO holds; its row is read, its lane picked from the registered row.
-        pick = Signal(signed(w))
-        m.d.comb += pick.eq(r_fifo[:row_bits].word_select(piv_lane, lane_bits)[:w])
+    def _pivot_draw(self, m, r):
+        """Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements
+        the chosen side's FIFO holds; its row is read and its first lanes ranked (``_pivot_sample``).
+        Also the decision's inputs that do not depend on the decision (both sides' FIFO fit and row
+        count)."""
+        p, d, lg = self.parallelism, self.fifo_depth, r.lg
         # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
-        state = lfsr
+        state = r.lfsr
         for step in range(16):
             shifted = Signal(16, name=f"lfsr_shift{step}")
             m.d.comb += shifted.eq((state >> 1) ^ Mux(state[0], LFSR_TAPS, 0))
             state = shifted
-        next_lfsr = state
-
+        r.next_lfsr = state
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
-        t = Signal(cb)
-        m.d.comb += t.eq(Mux(after_ingest, k, target))
-        ge, total = cnt_ge, cnt_all
-        # both sides' FIFO fit and row count are computed before the decision picks one (short path)
-        fits_g, fits_l = Signal(), Signal()
-        rows_g, rows_l = Signal.like(rows_s), Signal.like(rows_s)
-        for fit, rows, size in ((fits_g, rows_g, cnt_g), (fits_l, rows_l, cnt_l)):
-            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, rows_b))]
+        m.d.comb += r.t.eq(Mux(r.after_ingest, r.k, r.target))
+        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_g), (r.fits_l, r.rows_l, r.cnt_l)):
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
         # Both sides' draws are multiplied straight from the counters and registered every cycle (in
         # Decide they hold the final counts); a side that does not fit draws from its first D * P
         # elements (a constant multiply). Two registers rather than one multiplexed product keep the
         # side decision off the multiplier's inputs (Yosys would otherwise share one multiplier).
         # Pivot read: the chosen side's position selects the row; its low bits are the lane.
         pos_cap = Signal(range(max(d * p, 2)))
-        m.d.sync += pos_cap.eq((lfsr * (d * p)) >> 16)
+        m.d.sync += pos_cap.eq((r.lfsr * (d * p)) >> 16)
         pos_g, pos_l = Signal(range(max(d * p, 2))), Signal(range(max(d * p, 2)))
-        m.d.sync += [pos_g.eq(Mux(fits_g, (lfsr * cnt_g) >> 16, pos_cap)),
-                     pos_l.eq(Mux(fits_l, (lfsr * cnt_l) >> 16, pos_cap))]
-        draw_pos = Signal(range(max(d * p, 2)))
-        m.d.comb += draw_pos.eq(Mux(src_right, pos_g, pos_l))
-        side_right = Signal()
+        m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_g) >> 16, pos_cap)),
+                     pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap))]
+        m.d.comb += r.draw_pos.eq(Mux(r.src_right, pos_g, pos_l))
 
+    def _pivot_sample(self, m, r):
+        """Target-aware pivot (docs/topk.md "Pivot rule"): among the pivot row's first S = min(P, 8)
+        lanes (those the FIFO row holds), the element whose rank from the top is floor(S * t / |W|)
+        (clipped to the lanes held), so that the pivot sits near the target's quantile of W. The
+        wanted rank is registered from the round's target and size (no divider: S - 1 constant
+        multiples of |W| against S * t); the ranks are computed in SCAN's cycle 0 from the registered
+        row, the pivot selected from registered candidates in cycle 1."""
+        w, lb, s = self.width, r.lane_bits, r.sample_lanes
+        m.d.sync += r.want_rank.eq(sum((j * r.size_s <= s * r.target) for j in range(1, s)) if s > 1 else 0)
+        vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
+        keep = r.r_fifo[r.row_bits:r.row_bits + s]
+        m.d.comb += [vals[i].eq(r.r_fifo[i * lb:i * lb + w]) for i in range(s)]
+        m.d.comb += r.sample_vals.eq(Cat(*vals))
+        held = Signal(range(s + 1))
+        m.d.comb += held.eq(_popcount(keep, s))
+        rank = Signal(range(max(s, 2)))
+        m.d.comb += rank.eq(Mux(r.want_rank < held, r.want_rank, held - 1))
+        for i in range(s):
+            above = [keep[j] & ((vals[j] > vals[i]) | ((vals[j] == vals[i]) & (j < i))) for j in range(s) if j != i]
+            rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
+            m.d.comb += rank_i.eq(_popcount(Cat(*above), s - 1) if above else 0)
+            m.d.comb += r.sample_sel[i].eq(keep[i] & (rank_i == rank))
+        m.d.comb += r.pick.eq(_or_select(r.piv_sel, r.piv_cands, s, w))
+
+    def _control(self, m, r, mem):
+        """The request FSM: idle -> ingest (+ drain) -> decide <-> pivot read, scan -> replay -> done."""
         m.d.comb += self.busy.eq(1)
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
-                m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
-                with m.If(self.cmd.valid):
-                    c = self.cmd.payload
-                    seed_state = Signal(16)
-                    m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
-                    m.d.sync += [n.eq(c.n), k.eq(c.k), rows_b.eq((c.n + p - 1) >> lg),
-                                 lfsr.eq(seed_state), first_lane.eq(seed_state >> (16 - lg) if p > 1 else 0),
-                                 rounds.eq(0), cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0),
-                                 cnt_ge.eq(0), cnt_all.eq(0),
-                                 wr_l.eq(0), wr_r.eq(0), after_ingest.eq(1), mode_all.eq(0),
-                                 pivot.eq(pos_inf), lo.eq(neg_inf), hi.eq(pos_inf)]
-                    m.d.comb += [pack_l.clear.eq(1), pack_r.clear.eq(1), pack_o.clear.eq(1)]
-                    with m.If(c.n == 0):
-                        m.next = "INGEST_DRAIN"
-                    with m.Else():
-                        m.next = "INGEST"
+                self._on_command(m, r, mem)
             with m.State("INGEST"):
-                m.d.comb += [self.inp.ready.eq(1), ingest_beat.eq(self.inp.valid)]
-                with m.If(self.inp.valid):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == 0):
-                        # the first beat's lane first_lane is the pivot of the ingest partition; a
-                        # hole there (or a lane >= n) leaves the pivot at +infinity (all to FIFO_L)
-                        first = self.inp.payload.data[first_lane] if p > 1 else self.inp.payload.data[0]
-                        first_keep = in_row[p * w:].bit_select(first_lane, 1) if p > 1 else in_row[p * w]
-                        m.d.sync += [pivot.eq(Mux(first_keep, first, pos_inf)), lfsr.eq(next_lfsr)]
-                    with m.If(cnt + 1 == rows_b):
-                        m.next = "INGEST_DRAIN"
+                self._on_ingest(m, r)
             with m.State("INGEST_DRAIN"):
                 m.next = "INGEST_DRAIN2"
             with m.State("INGEST_DRAIN2"):
@@ -409,62 +371,223 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN3"):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
-                m.d.comb += [pack_l.flush.eq(1), pack_r.flush.eq(1)]
-                go_scan = Signal()
-                m.d.sync += after_ingest.eq(0)
-                with m.If(after_ingest & (k == 0)):
-                    m.next = "DONE"
-                with m.Elif(after_ingest & (k >= total)):
-                    m.d.sync += [mode_all.eq(1), cnt.eq(0)]
-                    m.next = "REPLAY"
-                with m.Else():
-                    m.d.sync += rounds.eq(rounds + 1)
-                    with m.If(t <= cnt_g):
-                        m.d.comb += [side_right.eq(1), go_scan.eq(1)]
-                        m.d.sync += [lo.eq(pivot), target.eq(t)]
-                    with m.Elif(t <= ge):
-                        m.d.sync += [kth.eq(pivot), eq_left.eq(t - cnt_g), cnt.eq(0)]
-                        m.next = "REPLAY"
-                    with m.Else():
-                        m.d.comb += [side_right.eq(0), go_scan.eq(1)]
-                        m.d.sync += [hi.eq(pivot), target.eq(t - ge)]
-                with m.If(go_scan):
-                    m.d.sync += [src_fifo.eq(Mux(side_right, fits_g, fits_l)), src_right.eq(side_right),
-                                 rows_s.eq(Mux(side_right, rows_g, rows_l)),
-                                 cnt.eq(0), cnt_g.eq(0), cnt_e.eq(0), cnt_l.eq(0), cnt_ge.eq(0), cnt_all.eq(0),
-                                 wr_l.eq(0), wr_r.eq(0)]
-                    m.next = "PIVOT_RD"
+                self._on_decide(m, r, mem)
             with m.State("PIVOT_RD"):
-                # the pivot's row is read now, registered during SCAN's cycle 0, picked in cycle 1
-                m.d.comb += rd_addr.eq(draw_pos >> lg)
-                m.d.sync += [piv_lane.eq(draw_pos & (p - 1)), lfsr.eq(next_lfsr)]
+                # the pivot's row is read now, registered in PIVOT_WAIT, ranked in SCAN's cycle 0 and
+                # the pivot taken from the ranked sample in cycle 1
+                m.d.comb += r.rd_addr.eq(r.draw_pos >> r.lg)
+                m.d.sync += r.lfsr.eq(r.next_lfsr)
+                m.next = "PIVOT_WAIT"
+            with m.State("PIVOT_WAIT"):
                 m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rd_addr.eq(cnt)
-                with m.If(cnt == 1):
-                    m.d.sync += pivot.eq(pick)
-                m.d.sync += [s1_valid.eq(cnt < rows_s), s1_replay.eq(0), s1_fifo.eq(src_fifo),
-                             s1_row.eq(cnt), cnt.eq(cnt + 1)]
-                with m.If(cnt == rows_s + 3):
+                m.d.comb += r.rd_addr.eq(r.cnt)
+                with m.If(r.cnt == 0):
+                    m.d.sync += [r.piv_sel.eq(r.sample_sel), r.piv_cands.eq(r.sample_vals)]
+                with m.If(r.cnt == 1):
+                    m.d.sync += r.pivot.eq(r.pick)
+                m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_s), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
+                             r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
+                with m.If(r.cnt == r.rows_s + 3):
                     m.next = "DECIDE"
             with m.State("REPLAY"):
-                m.d.comb += rd_addr.eq(cnt)
-                with m.If(adv):
-                    m.d.sync += [s1_valid.eq(cnt < rows_b), s1_replay.eq(1), s1_fifo.eq(0),
-                                 s1_row.eq(cnt), cnt.eq(cnt + 1)]
-                    with m.If(cnt == rows_b + 4):
+                m.d.comb += r.rd_addr.eq(r.cnt)
+                with m.If(r.adv):
+                    m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_b), r.s1_replay.eq(1), r.s1_fifo.eq(0),
+                                 r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
+                    with m.If(r.cnt == r.rows_b + 4):
                         m.next = "RFLUSH"
             with m.State("RFLUSH"):
-                m.d.comb += pack_o.flush.eq(adv)
-                with m.If(adv):
+                m.d.comb += mem.pack_o.flush.eq(r.adv)
+                with m.If(r.adv):
                     m.next = "RDRAIN"
             with m.State("RDRAIN"):
-                with m.If(adv):
+                with m.If(r.adv):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
-        return m
+
+    def _on_command(self, m, r, mem):
+        p, lg = self.parallelism, r.lg
+        m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
+        with m.If(self.cmd.valid):
+            c = self.cmd.payload
+            seed_state = Signal(16)
+            m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
+            m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
+                         r.lfsr.eq(seed_state), r.first_lane.eq(seed_state >> (16 - lg) if p > 1 else 0),
+                         r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
+                         r.cnt_ge.eq(0), r.cnt_all.eq(0),
+                         r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
+                         r.pivot.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf)]
+            m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_o.clear.eq(1)]
+            with m.If(c.n == 0):
+                m.next = "INGEST_DRAIN"
+            with m.Else():
+                m.next = "INGEST"
+
+    def _on_ingest(self, m, r):
+        p, w = self.parallelism, self.width
+        m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid)]
+        with m.If(self.inp.valid):
+            m.d.sync += r.cnt.eq(r.cnt + 1)
+            with m.If(r.cnt == 0):
+                # the first beat's lane first_lane is the pivot of the ingest partition; a
+                # hole there (or a lane >= n) leaves the pivot at +infinity (all to FIFO_L)
+                first = self.inp.payload.data[r.first_lane] if p > 1 else self.inp.payload.data[0]
+                first_keep = r.in_row[p * w:].bit_select(r.first_lane, 1) if p > 1 else r.in_row[p * w]
+                m.d.sync += [r.pivot.eq(Mux(first_keep, first, r.pos_inf)), r.lfsr.eq(r.next_lfsr)]
+            with m.If(r.cnt + 1 == r.rows_b):
+                m.next = "INGEST_DRAIN"
+
+    def _on_decide(self, m, r, mem):
+        """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
+        otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1)]
+        go_scan = Signal()
+        side_right = r.side_right
+        m.d.sync += r.after_ingest.eq(0)
+        with m.If(r.after_ingest & (r.k == 0)):
+            m.next = "DONE"
+        with m.Elif(r.after_ingest & (r.k >= r.cnt_all)):
+            m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0)]
+            m.next = "REPLAY"
+        with m.Else():
+            m.d.sync += r.rounds.eq(r.rounds + 1)
+            with m.If(r.t <= r.cnt_g):
+                m.d.comb += [side_right.eq(1), go_scan.eq(1)]
+                m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t)]
+            with m.Elif(r.t <= r.cnt_ge):
+                m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.cnt.eq(0)]
+                m.next = "REPLAY"
+            with m.Else():
+                m.d.comb += [side_right.eq(0), go_scan.eq(1)]
+                m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
+        with m.If(go_scan):
+            m.d.sync += [r.src_fifo.eq(Mux(side_right, r.fits_g, r.fits_l)), r.src_right.eq(side_right),
+                         r.rows_s.eq(Mux(side_right, r.rows_g, r.rows_l)),
+                         r.size_s.eq(Mux(side_right, r.cnt_g, r.cnt_l)),
+                         r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
+                         r.cnt_all.eq(0), r.wr_l.eq(0), r.wr_r.eq(0)]
+            m.next = "PIVOT_RD"
+
+
+class _Memories:
+    """The engine's block RAMs (input buffer, FIFO_L, FIFO_R) with their ports, and its packers and
+    zero eliminators, added to ``m``."""
+
+    def __init__(self, m, tk: TopK):
+        p, w, d = tk.parallelism, tk.width, tk.fifo_depth
+        lane_bits = w + tk.index_bits
+        row_bits = p * lane_bits
+        buf = Memory(shape=unsigned(p * (w + 1)), depth=tk.buffer_rows, init=[])
+        fifo_l = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
+        fifo_r = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
+        m.submodules.buf, m.submodules.fifo_l, m.submodules.fifo_r = buf, fifo_l, fifo_r
+        buf_wr, buf_rd = buf.write_port(), buf.read_port()
+        fl_wr, fl_rd = fifo_l.write_port(), fifo_l.read_port()
+        fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
+        self.buf_wr, self.buf_rd, self.fl_wr, self.fl_rd, self.fr_wr, self.fr_rd = \
+            buf_wr, buf_rd, fl_wr, fl_rd, fr_wr, fr_rd
+        m.submodules.pack_l = self.pack_l = _AppendPacker(p, lane_bits)
+        m.submodules.pack_r = self.pack_r = _AppendPacker(p, lane_bits)
+        m.submodules.compact_l = self.compact_l = ZeroEliminator(p, unsigned(lane_bits))
+        m.submodules.compact_r = self.compact_r = ZeroEliminator(p, unsigned(lane_bits))
+        m.submodules.pack_o = self.pack_o = _AppendPacker(p, lane_bits)
+        m.submodules.compact_o = self.compact_o = ZeroEliminator(p, unsigned(lane_bits))
+
+
+class _Registers:
+    """The request, quick-select and pipeline signals that several of the engine's blocks share.
+
+    Pipeline (docs/topk.md "Pipeline"): address -> s1 (memory read) -> s2 (memory output registers /
+    registered input beat) -> s3 (compare registers) -> s3c (compacted sides) -> partition packers, or
+    -> s4 (replay keep registers) -> s5 (compacted kept row) -> output packer -> output register.
+    """
+
+    def __init__(self, tk: TopK):
+        p, w, ib, d = tk.parallelism, tk.width, tk.index_bits, tk.fifo_depth
+        self.lg = (p - 1).bit_length()
+        self.lane_bits = w + ib
+        self.row_bits = p * self.lane_bits
+        cb = tk.count_bits
+        ext = signed(w + 1)                       # scores, pivot and bounds with room for +-infinity
+        self.pos_inf, self.neg_inf = 1 << (w - 1), -(1 << (w - 1)) - 1
+        # Request registers.
+        self.n = Signal(cb, name="n")
+        self.k = Signal(cb, name="k")
+        self.rows_b = Signal(range(tk.buffer_rows + 1), name="rows_b")     # B = ceil(n / P)
+        self.lfsr = Signal(16, name="lfsr")
+        self.rounds = Signal(16, name="rounds")
+        # Quick-select state.
+        self.target = Signal(cb, name="target")
+        self.pivot = Signal(ext, name="pivot")
+        lo, hi = Signal(ext), Signal(ext)                # working set: lo < x < hi
+        self.lo, self.hi = lo, hi
+        self.src_fifo = Signal(name="src_fifo")   # 1: read the partition FIFO of side src_right; 0: the buffer
+        self.src_right = Signal(name="src_right")
+        self.rows_s = Signal(range(max(tk.buffer_rows, d) + 1), name="rows_s")
+        cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
+        cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
+        wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
+        self.cnt_g, self.cnt_e, self.cnt_l, self.cnt_ge, self.cnt_all = cnt_g, cnt_e, cnt_l, cnt_ge, cnt_all
+        self.wr_l, self.wr_r = wr_l, wr_r
+        self.first_lane = Signal(range(max(p, 2)), name="first_lane")   # lane of beat 0 giving the pivot
+        self.after_ingest = Signal(name="after_ingest")
+        self.mode_all = Signal(name="mode_all")
+        self.kth = Signal(signed(w), name="kth")
+        self.eq_left = Signal(cb, name="eq_left")   # elements equal to the k-th value still to keep (replay)
+        self.cnt = Signal(range(max(tk.buffer_rows, d) + 5), name="cnt")
+        # Pipeline control: the pipeline may move (adv) when the output register is free or drains.
+        self.out_valid = Signal(name="out_valid")
+        self.adv = Signal(name="adv")
+        self.ingest_beat = Signal(name="ingest_beat")
+        self.s1_valid, self.s1_replay, self.s1_fifo = (Signal(name=x) for x in ("s1_valid", "s1_replay", "s1_fifo"))
+        self.s1_row = Signal(range(max(tk.buffer_rows, d, 2)), name="s1_row")
+        self.s2_valid, self.s2_replay, self.s2_fifo = (Signal(name=x) for x in ("s2_valid", "s2_replay", "s2_fifo"))
+        self.s2_row = Signal.like(self.s1_row, name="s2_row")
+        # s2 registers: r_plain holds an input beat (ingest) or a buffer row, r_fifo a row of the FIFO of
+        # side src_right; one 2:1 multiplexer sits between a block RAM and its register, none between
+        # the registers and the comparators but the FIFO-or-plain choice.
+        self.r_plain = Signal(p * (w + 1), name="r_plain")
+        self.r_fifo = Signal(self.row_bits + p, name="r_fifo")
+        self.in_row = Signal(p * (w + 1), name="in_row")  # an input beat as stored: data, then keep (index < n)
+        self.vals = [Signal(signed(w), name=f"s2_val{i}") for i in range(p)]
+        self.idxs = [Signal(ib, name=f"s2_idx{i}") for i in range(p)]
+        self.keeps = Signal(p, name="keeps")
+        # Memory read address, pivot draw and decision inputs.
+        self.rd_addr = Signal.like(self.cnt, name="rd_addr")
+        # Pivot sample: the first S lanes of the pivot row, ranked against the wanted rank.
+        self.sample_lanes = s = min(p, SAMPLE_LANES)
+        self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
+        self.want_rank = Signal(range(max(s, 2)), name="want_rank")
+        self.sample_sel = Signal(s, name="sample_sel")
+        self.sample_vals = Signal(s * w, name="sample_vals")
+        self.piv_sel = Signal(s, name="piv_sel")
+        self.piv_cands = Signal(s * w, name="piv_cands")
+        self.pick = Signal(signed(w), name="pick")
+        self.next_lfsr = None                     # the LFSR 16 shifts on (set by the pivot draw)
+        self.t = Signal(cb, name="t")
+        fits_g, fits_l = Signal(), Signal()
+        rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
+        self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
+        self.draw_pos = Signal(range(max(d * p, 2)), name="draw_pos")
+        self.side_right = Signal(name="side_right")
+
+
+class _Stage3:
+    """s3: the registered row and comparison bits, and the per-lane classes derived from them."""
+
+    def __init__(self, r: _Registers, names):
+        p = len(r.keeps)
+        self.valid, self.replay = Signal(name="s3_valid"), Signal(name="s3_replay")
+        self.row = Signal.like(r.s1_row, name="s3_row")
+        self.lanes = Signal(r.row_bits, name="s3_lanes")
+        self.raw = [Signal(p, name=f"s3_{x}_raw") for x in names]
+        self.keep = Signal(p, name="s3_keep")
+        self.gt, self.eq, self.lt, self.gtk, self.eqk = (Signal(p, name=f"s3_{x}") for x in names[:5])
+        self.inside = Signal(p, name="inside")
 
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,

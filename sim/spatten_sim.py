@@ -60,7 +60,7 @@ def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.n
     with np.errstate(divide="ignore", invalid="ignore"):
         kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
         scanned = n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
-        rounds = np.ceil(scanned / parallelism) + 6 * np.ceil(np.log2(np.maximum(n, 2)))
+        rounds = np.ceil(scanned / parallelism) + 7 * np.ceil(np.log2(np.maximum(n, 2)))
     return np.where(k >= n, b + 5 + b + 7, b + 5 + rounds + b + 7)
 
 
@@ -214,6 +214,30 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     Each result's ``extra`` carries the dense baseline (``dense_cycles``, ``dense_dram_bytes``, ...),
     the reductions and the tokens and heads kept.
     """
+    _check_request(workload, trace, topk_cycles)
+    d = head_dim or (workload.head_dim if workload is not None else spec.head_dim)
+    if algo_config is None:
+        algo_config = algo_config_from_spec(spec)
+    trace = _trace_for(spec, workload, trace, d, concentration, seed)
+    exact = topk_cycles == "exact" and algo_config.value_prune > 0
+    algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None)
+    energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
+    results = []
+    for s in algo.layers:
+        if algo_config.value_prune == 0:
+            topk = None
+        elif exact:
+            topk = s.row_topk_cycles
+        else:
+            est = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
+            topk = np.where(s.row_values >= s.row_keys, -1, np.round(est)).astype(np.int64)
+        use_pq = algo_config.progressive and algo_config.lsb_bits > 0
+        results.append(_layer_result(spec, s, d, topk, use_pq, energy_model,
+                                     topk_cycles if topk is not None else "unused"))
+    return results
+
+
+def _check_request(workload, trace, topk_cycles) -> None:
     problems = []
     if workload is None and trace is None:
         problems.append(problem("workload", "give a workload, a trace, or both"))
@@ -223,9 +247,10 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         problems.append(problem("topk_cycles", f"must be one of {_TOPK_MODES}", topk_cycles))
     if problems:
         raise SpecError(problems)
-    d = head_dim or (workload.head_dim if workload is not None else spec.head_dim)
-    if algo_config is None:
-        algo_config = algo_config_from_spec(spec)
+
+
+def _trace_for(spec, workload, trace, d: int, concentration: float, seed: int):
+    """The given trace (checked against the workload and the engine), or a seeded synthetic one."""
     if trace is None:
         if workload.phase == "decode":
             trace = synthetic_trace(workload.n_layers, workload.heads, workload.kv_len + 1, queries=1,
@@ -243,75 +268,63 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     if d > spec.head_dim:
         raise SpecError([problem("head_dim", f"exceeds the engine's head_dim={spec.head_dim} "
                                              f"({spec.name}); use a spec built for it", d)])
+    return trace
 
-    exact = topk_cycles == "exact" and algo_config.value_prune > 0
-    algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None)
-    energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
+
+def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel, topk_mode: str) -> LayerResult:
+    """One layer's result from its algorithm statistics ``s``: cycles (compute, and with each command
+    waiting for its K/V load, as the RTL), DRAM and SRAM traffic and energy, and the dense baseline."""
     peak = spatten_peak_macs_per_cycle(spec)
     bpc = spatten_bytes_per_cycle(spec)
-    ns_per_cycle = 1e3 / spec.clock_mhz
-    results = []
-    for s in algo.layers:
-        if algo_config.value_prune == 0:
-            topk = None
-        elif exact:
-            topk = s.row_topk_cycles
-        else:
-            est = topk_estimate_cycles(s.row_keys, s.row_values, spec.topk.parallelism)
-            topk = np.where(s.row_values >= s.row_keys, -1, np.round(est)).astype(np.int64)
-        use_pq = algo_config.progressive and algo_config.lsb_bits > 0
-        dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
-                "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
-                "query.read": s.query_bytes, "output.write": s.output_write_bytes}
-        dram_bytes = sum(dram.values())
-        compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq)
-        compute = float(compute)
-        dense_keys = s.dense_row_keys
-        dense_compute = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows)[0])
-        # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
-        cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
-                                    loads=_command_loads(s.row_keys, s.command_rows, dram_bytes, bpc))[0])
-        dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
-                                          loads=_command_loads(dense_keys, s.dense_command_rows, s.dense_dram_bytes,
-                                                               bpc))[0])
-        bound = roofline_cycles(s.macs, dram_bytes, peak, bpc)
-        key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
-        value_reads = int(s.row_values.sum())
-        bits = spec.qk.bits
-        key_fill = math.ceil((s.key_msb_bytes + s.key_lsb_bytes) * 8 / (d * bits))
-        value_fill = math.ceil((s.value_msb_bytes + s.value_lsb_bytes) * 8 / (d * bits))
-        energy = _energy(energy_model, spec, d, s.qk_macs, s.av_macs, key_reads, value_reads,
-                         int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum()),
-                         dram_bytes - s.output_write_bytes, s.output_write_bytes, key_fill, value_fill)
-        dense_energy = _energy(energy_model, spec, d, s.dense_qk_macs, s.dense_av_macs, int(dense_keys.sum()),
-                               int(dense_keys.sum()), int(dense_keys.sum()),
-                               s.dense_dram_bytes - s.dense_output_write_bytes, s.dense_output_write_bytes,
-                               math.ceil(s.dense_key_bytes * 8 / (d * bits)),
-                               math.ceil(s.dense_value_bytes * 8 / (d * bits)))
-        extra = {
-            "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
-            "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
-            "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
-            # each stage's busy cycles over the layer's rows (stages overlap, so they do not add up)
-            "front_stage_cycles": stages["front"], "topk_stage_cycles": stages["topk"],
-            "pv_stage_cycles": stages["pv"],
-            "dense_cycles": dense_cycles, "dense_dram_bytes": s.dense_dram_bytes, "dense_macs": s.dense_macs,
-            "dense_energy_pj": sum(dense_energy.values()),
-            "speedup": dense_cycles / cycles, "dram_reduction": s.dense_dram_bytes / dram_bytes,
-            # the paper's memory figures compare with full-precision (fp32) keys, values, queries and
-            # outputs: the same dense traffic at 32 bits per element instead of the engine's qk.bits
-            "dense_fp32_dram_bytes": s.dense_dram_bytes * 32 / spec.qk.bits,
-            "dram_reduction_vs_fp32": s.dense_dram_bytes * 32 / spec.qk.bits / dram_bytes,
-            "compute_reduction": s.dense_macs / s.macs if s.macs else float("inf"),
-            "compute_model": COMPUTE_MODEL, "topk_cycles": topk_cycles if topk is not None else "unused",
-        }
-        results.append(LayerResult(
-            name=f"layer{s.layer}.attention", kind="attention", macs=s.macs, cycles=cycles,
-            time_ns=cycles * ns_per_cycle, utilisation=s.macs / (peak * cycles) if cycles else 0.0,
-            dram_bytes=dram, sram_accesses={"key_sram.read": key_reads, "value_sram.read": value_reads,
-                                            "key_sram.write": key_fill, "value_sram.write": value_fill},
-            energy_pj=energy, roofline_cycles=bound, extra=extra))
-    return results
+    dram = {"key_msb.read": s.key_msb_bytes, "key_lsb.read": s.key_lsb_bytes,
+            "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
+            "query.read": s.query_bytes, "output.write": s.output_write_bytes}
+    dram_bytes = sum(dram.values())
+    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq)
+    compute = float(compute)
+    dense_keys = s.dense_row_keys
+    # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
+    cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
+                                loads=_command_loads(s.row_keys, s.command_rows, dram_bytes, bpc))[0])
+    dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
+                                      loads=_command_loads(dense_keys, s.dense_command_rows, s.dense_dram_bytes,
+                                                           bpc))[0])
+    key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
+    value_reads = int(s.row_values.sum())
+    bits = spec.qk.bits
+    key_fill = math.ceil((s.key_msb_bytes + s.key_lsb_bytes) * 8 / (d * bits))
+    value_fill = math.ceil((s.value_msb_bytes + s.value_lsb_bytes) * 8 / (d * bits))
+    energy = _energy(energy_model, spec, d, s.qk_macs, s.av_macs, key_reads, value_reads,
+                     int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum()),
+                     dram_bytes - s.output_write_bytes, s.output_write_bytes, key_fill, value_fill)
+    dense_energy = _energy(energy_model, spec, d, s.dense_qk_macs, s.dense_av_macs, int(dense_keys.sum()),
+                           int(dense_keys.sum()), int(dense_keys.sum()),
+                           s.dense_dram_bytes - s.dense_output_write_bytes, s.dense_output_write_bytes,
+                           math.ceil(s.dense_key_bytes * 8 / (d * bits)),
+                           math.ceil(s.dense_value_bytes * 8 / (d * bits)))
+    extra = {
+        "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
+        "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
+        "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
+        # each stage's busy cycles over the layer's rows (stages overlap, so they do not add up)
+        "front_stage_cycles": stages["front"], "topk_stage_cycles": stages["topk"],
+        "pv_stage_cycles": stages["pv"],
+        "dense_cycles": dense_cycles, "dense_dram_bytes": s.dense_dram_bytes, "dense_macs": s.dense_macs,
+        "dense_energy_pj": sum(dense_energy.values()),
+        "speedup": dense_cycles / cycles, "dram_reduction": s.dense_dram_bytes / dram_bytes,
+        # the paper's memory figures compare with full-precision (fp32) keys, values, queries and
+        # outputs: the same dense traffic at 32 bits per element instead of the engine's qk.bits
+        "dense_fp32_dram_bytes": s.dense_dram_bytes * 32 / spec.qk.bits,
+        "dram_reduction_vs_fp32": s.dense_dram_bytes * 32 / spec.qk.bits / dram_bytes,
+        "compute_reduction": s.dense_macs / s.macs if s.macs else float("inf"),
+        "compute_model": COMPUTE_MODEL, "topk_cycles": topk_mode,
+    }
+    return LayerResult(
+        name=f"layer{s.layer}.attention", kind="attention", macs=s.macs, cycles=cycles,
+        time_ns=cycles * (1e3 / spec.clock_mhz), utilisation=s.macs / (peak * cycles) if cycles else 0.0,
+        dram_bytes=dram, sram_accesses={"key_sram.read": key_reads, "value_sram.read": value_reads,
+                                        "key_sram.write": key_fill, "value_sram.write": value_fill},
+        energy_pj=energy, roofline_cycles=roofline_cycles(s.macs, dram_bytes, peak, bpc), extra=extra)
 
 
 def spatten_area_mm2(spec, energy_model: EnergyModel | None = None) -> dict[str, float]:

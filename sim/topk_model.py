@@ -14,7 +14,7 @@ command accepted          1   (the command handshake cycle; counting starts ther
 ingest + first partition  B + 3  (B input beats back to back, partitioned against a pivot taken from
                           the first beat; 3 cycles for the last beat to reach the FIFOs)
 decide                    1   (flush partial rows, choose the side, update bounds and target)
-each further round        1 + S + 4 + 1  (pivot row read, S rows read, 4 pipeline cycles: memory,
+each further round        2 + S + 4 + 1  (pivot row read and ranked, S rows read, 4 pipeline cycles: memory,
                           memory output register, compare register, compacted-row register;
                           decide); S = ceil(|W| / P)
                           when the working set W fits a FIFO (|W| <= D * P), else S = B (the
@@ -51,6 +51,9 @@ __all__ = [
     "REPLAY_LATENCY",
     "REPLAY_TAIL",
     "first_pivot_lane",
+    "SAMPLE_LANES",
+    "sample_rank",
+    "sample_pivot",
 ]
 
 # Galois LFSR x^16 + x^14 + x^13 + x^11 + 1 (maximal length, period 65535).
@@ -61,7 +64,9 @@ LFSR_ZERO_SEED = 0xACE1
 CMD_CYCLES = 1       # the command handshake cycle
 INGEST_DRAIN = 3     # the last input beat passes the input, compare and compacted-row registers
 DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
-PIVOT_READ = 1       # read the pivot's FIFO row (its lane is picked while the scan starts)
+PIVOT_READ = 2       # read the pivot's FIFO row, wait for its register (its sample is ranked while the
+                     # scan starts)
+SAMPLE_LANES = 8     # lanes of the pivot row ranked to choose the pivot (at most P)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
 REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
@@ -108,6 +113,23 @@ def pick_pivot(state: int, size: int, parallelism: int, fifo_depth: int) -> tupl
     """
     m = min(size, fifo_depth * parallelism)
     return (state * m) >> 16, lfsr_next(state)
+
+
+def sample_rank(target: int, size: int, lanes: int) -> int:
+    """Wanted rank (0 = largest) inside a sample of ``lanes`` elements of a working set of ``size``
+    whose ``target``-th largest (1-based) is sought: floor(target * lanes / size), clipped to lanes - 1,
+    computed as the number of r in 1..lanes-1 with r * size <= lanes * target (no divider)."""
+    return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
+
+
+def sample_pivot(sample: Sequence[int], target: int, size: int, parallelism: int) -> int:
+    """The pivot chosen from the pivot row's first ``min(P, SAMPLE_LANES)`` elements (``sample``, in
+    lane order, only the lanes the FIFO row holds): the one whose rank from the top inside the sample
+    is :func:`sample_rank` (clipped to the sample's size), so that the pivot sits near the target's
+    quantile of the working set."""
+    lanes = min(parallelism, SAMPLE_LANES)
+    rank = min(sample_rank(target, size, lanes), len(sample) - 1)
+    return sorted(sample, reverse=True)[rank]
 
 
 @dataclass(frozen=True)
@@ -217,7 +239,10 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
             keep_equal = target - len(greater)
             break
         pos, state = pick_pivot(state, len(work), p, fifo_depth)
-        pivot = x[work[pos]]
+        row_start = pos - pos % p
+        held = min(len(work), capacity)            # what the FIFO holds of the working set
+        sample = [x[i] for i in work[row_start:min(row_start + min(p, SAMPLE_LANES), held)]]
+        pivot = sample_pivot(sample, target, len(work), p)
         from_fifo = len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows

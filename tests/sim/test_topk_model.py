@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.sim.topk_model import (lfsr_next, lfsr_seed, pick_pivot, simulate_topk, topk_process,
-                                    topk_reference)
+from archgen.sim.topk_model import (lfsr_next, lfsr_seed, pick_pivot, sample_pivot, sample_rank, simulate_topk,
+                                    topk_process, topk_reference)
 
 scores_st = st.one_of(
     st.lists(st.integers(-3, 3), min_size=0, max_size=120),                 # heavy ties
@@ -51,7 +51,7 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         assert run.mode == "select"
         first, *later = run.rounds
         assert (first.source, first.rows, first.cycles) == ("ingest", b, 0)
-        assert run.cycles == 2 * b + 12 + sum(r.rows + 6 for r in later)
+        assert run.cycles == 2 * b + 12 + sum(r.rows + 7 for r in later)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
@@ -134,3 +134,19 @@ def test_simpy_process_takes_the_model_cycles():
 def test_rejects_non_power_of_two_lanes(p):
     with pytest.raises(ValueError, match="power of two"):
         simulate_topk([1, 2, 3], 1, parallelism=p)
+
+
+def test_sample_rank_is_the_floored_quantile_without_a_divider():
+    for lanes in (1, 2, 4, 8):
+        for size in range(1, 40):
+            for target in range(1, size + 1):
+                assert sample_rank(target, size, lanes) == min(lanes - 1, target * lanes // size)
+
+
+def test_sample_pivot_takes_the_wanted_rank_clipped_to_the_lanes_held():
+    # 8 lanes sampled (P = 16), target 3 of 24: rank floor(8 * 3 / 24) = 1 -> the second largest
+    assert sample_pivot([5, 9, 1, 7, 3, 3, 0, 2], 3, 24, 16) == 7
+    # a partial last row holding 2 lanes: the wanted rank 7 is clipped to 1
+    assert sample_pivot([4, 6], 24, 24, 16) == 4
+    # P = 2 samples 2 lanes; P = 1 takes its one lane whatever the target
+    assert sample_pivot([4, 6], 1, 10, 2) == 6 and sample_pivot([4], 9, 10, 1) == 4

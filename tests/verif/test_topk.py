@@ -1,6 +1,6 @@
 """Top-k engine RTL on Verilator: exact set and order vs numpy, and RTL cycles == model cycles.
 
-Each build runs many requests back to back. The default suite uses two small builds (P = 1 and P = 8,
+Each build runs many requests back to back. The default suite uses two small builds (P = 1 and P = 16,
 tiny FIFOs so that both the FIFO path and the buffer-rescan path run); P = 1..32 at max_n = 2048 is
 behind --runslow.
 """
@@ -11,9 +11,9 @@ from archgen.verif.runner import lint_verilog
 from archgen.verif.topk_check import (TopKRequest, check_topk, random_requests, run_topk_rtl,
                                       verify_topk)
 
-SMALL = [  # (parallelism, max_n, fifo_depth, requests)
+SMALL = [  # (parallelism, max_n, fifo_depth, requests); P = 16 ranks an 8-lane pivot sample (S < P)
     (1, 48, 8, 30),
-    (8, 100, 2, 40),
+    (16, 160, 2, 40),
 ]
 
 
@@ -68,6 +68,13 @@ def test_backpressure_and_input_bubbles_keep_results_exact():
 @pytest.mark.parametrize("p", [1, 8])
 def test_lint_warnings_pinned(p):
     assert lint_verilog(topk_verilog(p, 100, fifo_depth=4), "topk") == []
+
+
+def test_rtl_and_model_share_the_pivot_constants():
+    from archgen.rtlgen import topk as rtl
+    from archgen.sim import topk_model as model
+    assert (rtl.SAMPLE_LANES, rtl.LFSR_TAPS, rtl.LFSR_ZERO_SEED) == (
+        model.SAMPLE_LANES, model.LFSR_TAPS, model.LFSR_ZERO_SEED)
 
 
 def test_verilog_is_deterministic():
