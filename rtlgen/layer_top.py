@@ -13,6 +13,9 @@ movement that those rules time:
   one write port and synchronous read ports, two halves when double-buffered;
 * address generators (:func:`affine_walk_hw`): nested counters with per-block constant strides, adds
   only; a port re-reads its current position every cycle, so what it presents is always up to date;
+* the add-on write (a split reduction's later block, command flag ``acc``): the output write walk adds
+  the partial sum already in the accumulator buffer to what the array writes where it starts a sum
+  from zero (docs/memory.md "Split inner loops and split reductions"); cycle-neutral;
 * the DMA: a load job moves every changed operand block one after another (the timer started the cycle
   after the previous transfer's last cycle); data words arrive ``latency`` cycles after each burst
   request, one word a cycle, and are written straight into the buffer; a write-back streams the
@@ -35,7 +38,7 @@ from archgen.dataflow.memctl import (DRAM_WORD_BITS, DescriptorFormat, LayerProg
 from archgen.rtlgen.array import ArrayTop
 from archgen.rtlgen.buffer import CyclicBanks
 
-__all__ = ["LayerCore", "LayerTop", "affine_walk_hw"]
+__all__ = ["LayerCore", "LayerTop", "affine_walk_hw", "buffer_copies"]
 
 CYCLE_BITS = 40
 _LD_FIELDS = ("ld_bytes", "ld_word", "ld_pos", "ld_elems")
@@ -217,13 +220,11 @@ class LayerCore(Elaboratable):
                                    ("C", seq.c_block, seq.start_c))}
 
     def _buffers(self, m):
-        """One banked buffer per operand, with a read copy per reader (the write-back reads the output's)."""
+        """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`)."""
         P = self.prog
         op = P.compiled.design.operation
-        readers = {x: sum(1 for w in P.walks if w.operand == x and w.kind != "write") for x in P.layouts}
-        readers[op.output.name] += 1
-        return {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=max(1, readers[x]))
-                for x, lay in P.layouts.items()}
+        return {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=n)
+                for (x, lay), n in zip(P.layouts.items(), buffer_copies(P).values())}
 
     def _dma_control(self, m, seq, rows, done, inputs):
         """One transfer timer for the DRAM port: a load job moves its flagged operands one after another
@@ -400,7 +401,9 @@ class LayerCore(Elaboratable):
             bits = 8 * lay.elem_bytes
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
-            buf.write_lanes(m, pos, data, [fire & ok & row_ok for ok in lane_ok])
+            wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
+            buf.write_lanes(m, pos, wdata, [fire & ok & row_ok for ok in lane_ok])
+            self._add_onto_partial_sums(m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata)
             return
         m.d.comb += p.valid.eq(beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
@@ -408,6 +411,27 @@ class LayerCore(Elaboratable):
         vals = buf.read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
+
+    def _add_onto_partial_sums(self, m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata):
+        """A split reduction's later block (command flag ``acc``): where the array starts a sum from zero (the
+        first reduction tile of the command; every tile when the reduction is the streamed loop) the result
+        written is the array's plus the partial sum already at that position. The old value comes from the
+        accumulator's own read copy, addressed one cycle ahead like the read walks (transparent for the
+        write port), so the add costs no cycle: the write port stays always ready."""
+        red = {d for d in self.prog.cmd.dataflow.outer_dims() if not self.prog.compiled.design.operation.output.uses(d)}
+        first = Const(1)
+        for j, lv in enumerate(w.levels):
+            if lv.startswith("tile:") and lv[5:] in red:
+                first = first & (cnt[j] == 0)
+        acc = Signal(name=f"{w.port}_acc")
+        with m.If(seq.start_c):
+            m.d.sync += acc.eq(row_c["acc"])
+        addr = Signal(32, name=f"{w.port}_acc_pos")
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+        old = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+        bits = len(wdata[0])
+        for l in range(w.lanes):
+            m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old[l])[:bits], data[l]))
 
     @staticmethod
     def _walk_bounds(m, w, seq, row_c, cnt, tm1):
@@ -507,6 +531,17 @@ class LayerTop(Elaboratable):
         m.d.comb += core.rd_rsp_data.eq(d_rd.data)
         m.d.comb += [d_wr.en.eq(core.wr_valid), d_wr.addr.eq(core.wr_addr), d_wr.data.eq(core.wr_data)]
         return m
+
+
+def buffer_copies(prog: LayerProgram) -> dict[str, int]:
+    """Read copies of each operand's buffer (rtlgen/buffer.py: one simple dual-port memory per reader): one per
+    array port reading it; the output's also one for the write-back and one for the add onto partial sums."""
+    op = prog.compiled.design.operation
+    out = {}
+    for x in prog.layouts:
+        n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
+        out[x] = max(1, n + (2 if x == op.output.name else 0))
+    return out
 
 
 def _first_set(mask, n):
