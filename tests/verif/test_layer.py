@@ -101,6 +101,17 @@ def test_is_with_its_streamed_n_in_explicit_chunks():
     _check(r)
 
 
+@pytest.mark.slow
+def test_strided_convolution_with_p_chunks_and_c_split_over_blocks():
+    """Several inner loops (n, p, q) with p cut into ragged chunks (5 = 2 + 2 + 1) and the reduction c split
+    over blocks after p: halo boxes per chunk, the add-on write across the c blocks."""
+    design = load_spec("conv_ws", ["array.shape=3x2", "memory.dram.width_bytes=8", "memory.dram.latency=12"])
+    bounds = {"n": 2, "k": 5, "p": 5, "q": 4, "c": 5, "r": 3, "s": 2}
+    r = verify_layer(design, bounds, tile={"k": 1, "c": 2, "r": 3, "s": 2, "p": 2}, order=("k", "p", "c", "r", "s"),
+                     seed=2)
+    _check(r)
+
+
 def _tiles(command):
     return [(p.split(":")[0].strip(), int(p.split(":")[1].split()[0])) for p in command.split(" per block")[0].split(">")]
 
