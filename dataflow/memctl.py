@@ -28,7 +28,8 @@ from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, el
 
 from .interconnect import FUGraph
 
-__all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs", "dma_order", "dma_process", "compute_process",
+__all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
+           "adds_onto_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command"]
 
@@ -110,6 +111,15 @@ def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
             seen_out.add(key(out, k))
         jobs.append(BlockJobs(blk, tuple(load), cmd.footprint_bytes(out, blk) if leaving else 0))
     return jobs
+
+
+def adds_onto_partial_sums(cmd: LayerCommand, jobs: list[BlockJobs]) -> list[bool]:
+    """Per block: it continues the previous block's output block (a reduction loop split over blocks, the
+    output kept in its buffer half), so the array's results add onto the partial sums there."""
+    out = cmd.design.operation.output
+    ix = [i for i, d in enumerate(cmd.order) if out.uses(d)]
+    keys = [tuple(j.block.tiles[i][1] for i in ix) for j in jobs]
+    return [k > 0 and keys[k] == keys[k - 1] for k in range(len(jobs))]
 
 
 def dma_order(n: int, depth: int) -> list[tuple[str, int]]:
@@ -381,16 +391,20 @@ def _refuse(field: str, msg: str, value=None):
 
 
 def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
-    """What the generated top needs beyond the model: the array has no "not first visit" command mode, so
-    a reduction loop split over blocks (a block accumulating onto an earlier block's partial sums) is
-    refused; plan_layer never plans one."""
-    op = cmd.design.operation
-    nb = cmd.n_blocks()
-    for d in cmd.order:
-        if not op.output.uses(d) and nb[d] > 1:
-            _refuse(f"layers.{layer}.tile.{d}", f"the reduction loop {d} is split over {nb[d]} blocks; the array "
-                    f"starts every block as a first visit (no partial sums from an earlier block), so a reduction "
-                    f"loop must be whole in one block (tile.{d} = {cmd.mapping.trips()[d]})", dict(cmd.tile)[d])
+    """What the generated top needs beyond the model. A reduction loop split over blocks is supported while
+    the output block stays in its buffer half across the split (later blocks add onto the partial sums
+    there: the ``acc`` command flag, docs/memory.md); an output block that comes back after another one
+    (its partial sums written to DRAM and read again) is refused: the DMA loads inputs only."""
+    from archgen.mappings.memory_tiling import _reloads_partial_sums
+    if _reloads_partial_sums(cmd):
+        op = cmd.design.operation
+        nb = cmd.n_blocks()
+        split = [d for d in cmd.order if not op.output.uses(d) and nb[d] > 1]
+        d = split[0] if split else cmd.order[-1]
+        _refuse(f"layers.{layer}.order", f"the reduction loop {d} is split over {nb[d]} blocks and the output block "
+                f"comes back after another one, so its partial sums would go to DRAM and back; the generated top keeps "
+                f"partial sums on chip only: put the split reduction loops after every loop the output depends on "
+                f"(or tile.{d} = {cmd.mapping.trips()[d]})", list(cmd.order))
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
@@ -424,7 +438,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     jobs = layer_jobs(cmd)
     blocks = [j.block for j in jobs]
     bound = cmd.bound
-    trips_all = cmd.mapping.trips()
     outer = tuple(df.outer_dims())
     inner = tuple(df.inner_dims())
     red = tuple(d for d in outer if not op.output.uses(d))
@@ -462,7 +475,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 a = axis_of[d]
                 x[d] = shape[a] * (start[d] + vals.get(f"tile:{d}", 0)) + coord[a]
             elif d in inner:
-                x[d] = vals.get(f"inner:{d}", 0)
+                x[d] = start.get(d, 0) + vals.get(f"inner:{d}", 0)      # a split inner loop starts at its chunk
             else:
                 x[d] = start[d] + vals.get(f"tile:{d}", 0)
         return x
@@ -534,6 +547,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
 
     # DRAM layout: every distinct block of every operand once, word aligned, in first-use order
     dep = {x.name: [i for i, d in enumerate(cmd.order) if x.uses(d)] for x in op.operands}
+    adds = adds_onto_partial_sums(cmd, jobs)
     regions: dict = {}
     next_word = 0
     for blk in blocks:
@@ -569,9 +583,13 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         row: dict[str, int] = {}
         start = {d: b * dict(cmd.tile)[d] for d, b in blk.tiles}
         btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
+        bext = {d: e - s for d, s, e in blk.ranges}
         for d in outer:
             row[f"trips_{d}"] = btrips[d]
-        row["steps"] = cmd.mapping.steps
+        row["steps"] = math.prod(bext[d] for d in inner)         # this block's chunk of the inner loops
+        # a later block of the same output block (a split reduction): the array's results add onto the
+        # partial sums in the buffer half (the output half and block stay; layer_jobs writes back once)
+        row["acc"] = int(adds[k])
         loads = dict(j.load)
         for x in op.operands:
             key = (x.name, tuple(blk.tiles[i][1] for i in dep[x.name]))
@@ -593,7 +611,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row.update({f"ld_{x.name}": 0, f"ld_bytes_{x.name}": 0, f"ld_word_{x.name}": 0, f"ld_pos_{x.name}": 0,
                             f"ld_elems_{x.name}": 0})
         if op.output.name in loads:
-            _refuse(f"layers.{layer}", "a block reads partial sums of an earlier block (not supported by the array)")
+            raise AssertionError("check_rtl_command refuses partial-sum reloads")
         for w in walks:
             xop = op.operand(w.operand)
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
@@ -612,7 +630,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 elif lv == "row":
                     trips.append(shape[0])
                 else:
-                    trips.append(trips_all[lv[6:]])
+                    trips.append(bext[lv[6:]])
             for li, lv in enumerate(w.levels):
                 if lv == "red":
                     stride = 0
@@ -706,7 +724,8 @@ def descriptor_format(prog: "LayerProgram", rows: int = DESCRIPTOR_ROWS) -> Desc
     y = op.output.name
     W = [("wr_bytes", byte_bits[y]), ("wr_word", DRAM_WORD_BITS), ("wr_pos", pos_bits[y]), ("wr_elems", byte_bits[y])]
     steps_bits = max([f.bits for f in comp.command.fields if f.loop is None] or [32])
-    C = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]
+    C = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits),
+                                                                                            ("acc", 1)]
     for w in prog.walks:
         pb = pos_bits[w.operand]
         C += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]

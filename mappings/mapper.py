@@ -3,10 +3,12 @@
 ``plan_layer`` (mappings/memory_tiling.py) is the fast default: a greedy doubling per order. This module
 searches the same space more widely and judges the finalists with the cycle model:
 
-1. the space: the order of the outer (tile-walk) loops and, per outer loop, the array tiles per block
-   (every power of two up to the trip count, the trip count itself, and ``ceil(trips / k)`` for small k,
-   so blocks can split a loop evenly); a command is admissible only if every operand's block fits its
-   buffer (double-buffered buffers hold two), the same check ``make_command`` applies;
+1. the space: the order of the tile loops (the outer loops and the inner loops, which a block may cut
+   into chunks) and, per loop, the array tiles (inner loops: elements) per block (every power of two up
+   to the trip count, the trip count itself, and ``ceil(trips / k)`` for small k, so blocks can split a
+   loop evenly); a command is admissible only if every operand's block fits its buffer (double-buffered
+   buffers hold two), the same check ``make_command`` applies, and its output partial sums never go back
+   to DRAM (the generated RTL refuses that);
 2. the estimate of a command, used to rank candidates: cycles as in ``plan_layer`` (``max(compute,
    DRAM transfer) + first load + blocks x overhead``) and energy as compute plus DRAM bytes at the energy
    table's pJ/bit plus the buffer fills those bytes cause; the objective is ``latency``, ``energy`` or
@@ -27,8 +29,8 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 
-from .memory_tiling import (LayerCommand, _estimate, _misfits, dram_bytes, element_bytes, make_command,
-                            plan_layer)
+from .memory_tiling import (LayerCommand, _canonical, _estimate, _misfits, _reloads_partial_sums, _split_orders,
+                            dram_bytes, element_bytes, make_command, plan_layer)
 from .tiling import map_problem
 
 __all__ = ["OBJECTIVES", "MapperChoice", "search_layer", "estimate_command"]
@@ -98,27 +100,31 @@ def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, 
     heuristic = plan_layer(design, bounds, dataflow, layer)       # raises when nothing fits
     mapping = map_problem(design, bounds, dataflow)
     outer = tuple(dataflow.outer_dims())
+    inner = tuple(dataflow.inner_dims())
+    loops = outer + inner            # an inner loop at its whole bound is not split (one chunk)
     trips = mapping.trips()
-    choices = {d: _tile_choices(trips[d]) for d in outer}
-    orders = list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]
+    choices = {d: _tile_choices(trips[d]) for d in loops}
+    red = {d for d in outer if not design.operation.output.uses(d)}
+    orders = list(itertools.permutations(loops)) if len(loops) <= 4 else _split_orders(outer, inner, red)
     rng = np.random.default_rng(seed)
     cache: dict = {}
 
     def est(tile: tuple, order: tuple):
         key = (tile, order)
         if key not in cache:
-            cmd = LayerCommand(design, dataflow, heuristic.bounds, tuple(zip(outer, tile)), order)
-            if _misfits(cmd):
+            cmd = LayerCommand(design, dataflow, heuristic.bounds, tuple(zip(loops, tile)), order)
+            if _misfits(cmd) or _reloads_partial_sums(cmd):
                 cache[key] = None
             else:
                 c, e = estimate_command(cmd, energy)
-                cache[key] = (_objective_value(objective, c, e), len(cache), cmd)
+                cache[key] = (_objective_value(objective, c, e), len(cache), _canonical(cmd))
         return cache[key]
 
-    h_tile = tuple(dict(heuristic.tile)[d] for d in outer)
-    start = [(h_tile, heuristic.order)]
+    h = dict(heuristic.tile)
+    h_tile = tuple(h.get(d, trips[d]) for d in loops)
+    start = [(h_tile, heuristic.order + tuple(d for d in inner if d not in h))]
     for _ in range(samples):
-        tile = tuple(int(choices[d][rng.integers(len(choices[d]))]) for d in outer)
+        tile = tuple(int(choices[d][rng.integers(len(choices[d]))]) for d in loops)
         start.append((tile, orders[int(rng.integers(len(orders)))]))
     scored = [(r[0], r[1], t, o) for t, o in start if (r := est(t, o)) is not None]
     scored.sort()
@@ -128,7 +134,7 @@ def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, 
         improved = True
         while improved:
             improved = False
-            for nt, no in _neighbours(tile, order, outer, trips):
+            for nt, no in _neighbours(tile, order, loops, trips):
                 r = est(nt, no)
                 if r is not None and r[0] < cur[0]:
                     tile, order, cur, improved = nt, no, r, True

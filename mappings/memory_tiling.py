@@ -1,23 +1,37 @@
 """Buffer-level tiling of one layer: the layer command of docs/memory.md, its fit and its DRAM bytes.
 
 A *block* groups ``tile[d]`` consecutive array tiles along every outer (tile-walk) loop d of the
-dataflow; inner loops are never split. Blocks are walked in ``order`` (outer to inner). An operand's
-block is kept resident while only loops it does not depend on advance, so its DRAM bytes are a closed
-form of the tiling and the order (:func:`dram_bytes`); ``tests/mappings/test_memory_tiling.py`` checks
-that form against a walk that collects element indices block by block.
+dataflow and, for an inner (streamed) loop d that the command *splits*, ``tile[d]`` consecutive
+elements of it (a chunk): the chunk loop is one more tile loop, and each block is one array command
+over its shorter inner range (the array reloads its stationary operand for every tile of it, as it
+always does). Blocks are walked in ``order`` (outer to inner, over the outer loops and the split inner
+loops). An operand's block is kept resident while only loops it does not depend on advance, so its
+DRAM bytes are a closed form of the tiling and the order (:func:`dram_bytes`);
+``tests/mappings/test_memory_tiling.py`` checks that form against a walk that collects element indices
+block by block. A reduction loop split over blocks (an outer reduction tile loop, or a split inner
+reduction loop such as OS's k) makes a later block *add onto* the partial sums an earlier block left in
+the output buffer; when the output block comes back after another one, the partial sums go to DRAM
+and back (``<Y>.read``): the cycle model times that, the generated RTL refuses it, and the planner
+never plans it.
 
 The heuristic (:func:`plan_layer`), deterministic and documented:
 
-1. candidate orders: every permutation of the outer loops when there are at most four, else the
-   dataflow's own order;
-2. per order, start from one array tile per block along every loop the output depends on and the whole
-   loop along every reduction loop (the array has no "add onto an earlier block's partial sums" mode;
-   docs/memory.md; if that does not fit, one array tile along those too: a split reduction the model
-   times but the RTL refuses), refuse the layer if nothing fits, and
-   repeatedly double the block size along the loop whose doubling lowers the estimate most, among
-   the doublings that still fit, until none helps;
-3. the estimate is ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x
-   per-block overhead`` cycles (transfer: the DRAM port's burst timing); ties go to fewer DRAM bytes, then to the earlier candidate.
+1. whole inner loops: start from one array tile per block along every loop the output depends on and
+   the whole loop along every outer reduction loop (if that does not fit, one array tile along those
+   too); per order (every permutation of the outer loops when there are at most four, else the
+   dataflow's own order) repeatedly double the block along the loop whose doubling lowers the estimate
+   most, among the doublings that still fit, until none helps;
+2. split inner loops, when step 1 found no command or only one that splits a reduction tile loop over
+   blocks (whole inner loops fit the buffers only badly; otherwise step 1's command stands, which keeps
+   planning fast): from the same two starts, with every inner loop in the tile set and every order
+   of outer and inner loops (at most four loops; else two fixed orders), halve the largest inner chunk
+   until the block fits, then the same greedy descent with two moves: double any loop's block, halve
+   an inner chunk; inner loops left whole are dropped from the command;
+3. commands whose output partial sums would go back to DRAM are skipped in both; the estimate is
+   ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x per-block overhead``
+   cycles (transfer: the DRAM port's burst timing; compute counts one fill and drain, ``rows + cols``
+   cycles, per extra chunk of every array tile); the lowest estimate wins, ties go to the earlier
+   candidate (whole inner loops first). The estimate is a heuristic; the cycle model gives the number.
 """
 from __future__ import annotations
 
@@ -132,9 +146,20 @@ class LayerCommand:
             n *= max(0, min(hi, size - 1) - max(lo, 0) + 1)
         return n * eb
 
+    @property
+    def split_inner(self) -> tuple[str, ...]:
+        """Inner (streamed) loops of the dataflow that this command cuts into chunks: each chunk is an extra
+        tile loop whose blocks run the array over ``tile[d]`` elements of the loop (docs/memory.md)."""
+        inner = self.dataflow.inner_dims()
+        return tuple(d for d, _ in self.tile if d in inner)
+
     def describe(self) -> str:
         tile = dict(self.tile)
-        return " > ".join(f"{d}:{tile[d]}" for d in self.order) + " array tiles per block"
+        split = self.split_inner
+        text = " > ".join(f"{d}:{tile[d]}" for d in self.order)
+        if not split:
+            return text + " array tiles per block"
+        return text + f" per block (array tiles; {', '.join(split)}: elements per chunk)"
 
 
 def bounding_box(design: Design, operand: str, ranges: dict[str, tuple[int, int]],
@@ -260,18 +285,30 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
     and every block fitting its buffer. Raises SpecError naming the layer, the operand and the sizes."""
     mapping = map_problem(design, bounds, dataflow)
     outer = tuple(dataflow.outer_dims())
+    inner = tuple(dataflow.inner_dims())
+    split = tuple(d for d in inner if d in tile)
     problems = []
-    if sorted(order) != sorted(outer):
+    for d in tile:
+        if d not in outer and d not in inner:
+            problems.append(problem(f"layers.{layer}.tile.{d}", f"no loop of that name under dataflow {dataflow.name!r} "
+                                    f"(outer loops: {', '.join(outer)}; inner loops: {', '.join(inner)})", tile[d]))
+    if sorted(order) != sorted(outer + split):
+        want = ", ".join(outer) + (f", and the split inner loops {', '.join(split)}" if split else "")
         problems.append(problem(f"layers.{layer}.order", f"the tile-loop order must list the outer loops of dataflow "
-                                f"{dataflow.name!r} ({', '.join(outer)}) once each", list(order)))
+                                f"{dataflow.name!r} ({want}) once each", list(order)))
     for d in outer:
         t = tile.get(d)
         if not isinstance(t, int) or t < 1:
             problems.append(problem(f"layers.{layer}.tile.{d}", "array tiles per block must be a positive integer", t))
+    for d in split:
+        t = tile[d]
+        if not isinstance(t, int) or t < 1:
+            problems.append(problem(f"layers.{layer}.tile.{d}", "elements per chunk of a split inner loop must be a "
+                                    "positive integer", t))
     if problems:
         raise SpecError(problems)
     trips = mapping.trips()
-    cmd = LayerCommand(design, dataflow, mapping.bounds, tuple((d, min(tile[d], trips[d])) for d in outer),
+    cmd = LayerCommand(design, dataflow, mapping.bounds, tuple((d, min(tile[d], trips[d])) for d in outer + split),
                        tuple(order))
     bad = _misfits(cmd)
     if bad:
@@ -282,54 +319,130 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
     return cmd
 
 
+def _chunk_overhead(cmd: LayerCommand) -> int:
+    """Estimated cycles that cutting inner loops into chunks adds: every extra chunk of an array tile is one
+    more array tile (the stationary operand reloaded, the pipeline filled and drained once more)."""
+    nb = cmd.n_blocks()
+    chunks = math.prod(nb[d] for d in cmd.split_inner)
+    if chunks == 1:
+        return 0
+    m = cmd.mapping
+    return m.n_tiles * (chunks - 1) * sum(cmd.design.shape)
+
+
+def _reloads_partial_sums(cmd: LayerCommand) -> bool:
+    """The output's block comes back after another output block (its partial sums go to DRAM and back):
+    the cycle model times it, the generated RTL refuses it (dataflow/memctl.check_rtl_command)."""
+    return f"{cmd.design.operation.output.name}.read" in dram_bytes(cmd)
+
+
 def _estimate(cmd: LayerCommand) -> tuple[float, int]:
     port = cmd.design.memory_system.dram
     nbytes = sum(dram_bytes(cmd).values())
     m = cmd.mapping
-    compute = m.n_tiles * m.steps
+    compute = m.n_tiles * m.steps + _chunk_overhead(cmd)
     blocks = math.prod(cmd.n_blocks().values())
     first = sum(_largest_block_bytes(cmd).values())
     return (max(compute, port.transfer_cycles(nbytes)) + port.transfer_cycles(first) + blocks * BLOCK_OVERHEAD_CYCLES,
             nbytes)
 
 
-def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
-    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits."""
-    mapping = map_problem(design, bounds, dataflow)
-    outer = tuple(dataflow.outer_dims())
-    trips = mapping.trips()
-    # a reduction loop is never split over blocks: the array starts every block as a first visit (it has no
-    # command mode that adds onto an earlier block's partial sums), so those loops are whole in every block
-    # (when even that does not fit, the reduction loops start at one array tile too: such a command splits
-    # the reduction, which the cycle model times but the generated RTL refuses; docs/memory.md)
-    red = {d for d in outer if not design.operation.output.uses(d)}
-    start = {d: trips[d] if d in red else 1 for d in outer}
-    try:
-        smallest = make_command(design, bounds, dataflow, start, outer, layer)
-    except SpecError:
-        start = {d: 1 for d in outer}
-        smallest = make_command(design, bounds, dataflow, start, outer, layer)   # raises if nothing fits
-    orders = list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]
-    best = None
-    for order in orders:
-        tile = dict(start)
-        cmd = LayerCommand(design, dataflow, smallest.bounds, tuple((d, tile[d]) for d in outer), order)
-        cost = _estimate(cmd)
-        while True:
-            step = None
-            for d in order:
-                if tile[d] >= trips[d]:
+def _canonical(cmd: LayerCommand) -> LayerCommand:
+    """The same command without the inner loops it leaves whole (one chunk: nothing is split)."""
+    nb = cmd.n_blocks()
+    whole = {d for d in cmd.split_inner if nb[d] == 1}
+    if not whole:
+        return cmd
+    return LayerCommand(cmd.design, cmd.dataflow, cmd.bounds, tuple((d, t) for d, t in cmd.tile if d not in whole),
+                        tuple(d for d in cmd.order if d not in whole))
+
+
+def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, halve: tuple = ()):
+    """From a fitting ``tile``: repeatedly take the move that lowers the estimate most among those that still
+    fit and reload no partial sums (double one loop's block; halve a chunk of a loop in ``halve``), until
+    none helps. Returns (estimate, command)."""
+    keys = tuple(tile)
+    cmd = LayerCommand(design, dataflow, bounds, tuple((e, tile[e]) for e in keys), order)
+    cost = _estimate(cmd)
+    while True:
+        step = None
+        for d in order:
+            moves = [min(2 * tile[d], trips[d])] + ([max(1, tile[d] // 2)] if d in halve else [])
+            for v in moves:
+                if v == tile[d]:
                     continue
-                trial = dict(tile, **{d: min(2 * tile[d], trips[d])})
-                c2 = LayerCommand(design, dataflow, smallest.bounds, tuple((e, trial[e]) for e in outer), order)
-                if _misfits(c2):
+                trial = dict(tile, **{d: v})
+                c2 = LayerCommand(design, dataflow, bounds, tuple((e, trial[e]) for e in keys), order)
+                if _misfits(c2) or _reloads_partial_sums(c2):
                     continue
                 e2 = _estimate(c2)
                 if e2 < cost and (step is None or e2 < step[0]):
                     step = (e2, trial, c2)
-            if step is None:
-                break
-            cost, tile, cmd = step
-        if best is None or cost < best[0]:
-            best = (cost, cmd)
+        if step is None:
+            return cost, cmd
+        cost, tile, cmd = step
+
+
+def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order: tuple, trips: dict):
+    """Halve the largest inner chunk (the earlier loop on ties) until the block fits; None if it never does."""
+    tile = dict(outer_tile, **{d: trips[d] for d in inner})
+    keys = tuple(tile)
+    while True:
+        cmd = LayerCommand(design, dataflow, bounds, tuple((e, tile[e]) for e in keys), order)
+        if not _misfits(cmd):
+            return tile
+        d = max(inner, key=lambda e: (tile[e], -inner.index(e)))
+        if tile[d] == 1:
+            return None
+        tile[d] = -(-tile[d] // 2)
+
+
+def _split_orders(outer: tuple, inner: tuple, red: set) -> list[tuple]:
+    loops = outer + inner
+    if len(loops) <= 4:
+        return list(itertools.permutations(loops))
+    keep = tuple(d for d in outer if d not in red)
+    return [loops, keep + inner + tuple(d for d in outer if d in red)]
+
+
+def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
+    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits."""
+    mapping = map_problem(design, bounds, dataflow)
+    outer = tuple(dataflow.outer_dims())
+    inner = tuple(dataflow.inner_dims())
+    trips = mapping.trips()
+    b = mapping.bounds
+    red = {d for d in outer if not design.operation.output.uses(d)}
+    whole_red = {d: trips[d] if d in red else 1 for d in outer}
+    ones = {d: 1 for d in outer}
+    best = None
+    # 1. blocks with whole inner loops (the reduction tile loops whole when that fits, else one array tile)
+    for start in (whole_red, ones):
+        if _misfits(LayerCommand(design, dataflow, b, tuple(start.items()), outer)):
+            continue
+        for order in (list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]):
+            if _reloads_partial_sums(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
+                continue
+            cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips)
+            if best is None or cost < best[0]:
+                best = (cost, cmd)
+        break
+    # 2. blocks that also cut the inner loops into chunks (every loop order; no partial-sum reloads), when
+    #    whole inner loops fit only with a reduction tile loop split over blocks, or not at all
+    nb = best[1].n_blocks() if best else {}
+    if inner and (best is None or any(nb[d] > 1 for d in red)):
+        for start in (whole_red, ones):
+            for order in _split_orders(outer, inner, red):
+                tile = _split_start(design, dataflow, b, start, inner, order, trips)
+                if tile is None:
+                    continue
+                cmd = LayerCommand(design, dataflow, b, tuple(tile.items()), order)
+                if _reloads_partial_sums(cmd):
+                    continue
+                cost, cmd = _greedy(design, dataflow, b, tile, order, trips, halve=inner)
+                if best is None or cost < best[0]:
+                    best = (cost, _canonical(cmd))
+    if best is None:
+        make_command(design, bounds, dataflow, dict(ones, **{d: 1 for d in inner}), outer + inner, layer)   # raises
+        raise AssertionError("a fitting command was not found")     # unreachable: the smallest block fits
     return best[1]

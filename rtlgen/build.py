@@ -156,7 +156,7 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
     array, the spec's buffers at their full size, the DMA with an external DRAM port and the layer
     controller with its run-time command interface (one build runs every layer of the dataflow)."""
     from archgen.dataflow.memctl import layer_program, probe_command
-    from archgen.rtlgen.layer_top import LayerCore
+    from archgen.rtlgen.layer_top import LayerCore, buffer_copies
     compiled = compile_array(design, dataflow, pipeline=pipeline, target=target)
     prog = layer_program(compiled, probe_command(design, compiled.dataflow), "probe", spec_size=True)
     core = LayerCore(prog)
@@ -166,8 +166,7 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
     manifest = {
         "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
         "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
-                        "halves": lay.halves, "copies": sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
-                        + (x == design.operation.output.name)}
+                        "halves": lay.halves, "copies": buffer_copies(prog)[x]}
                     for x, lay in prog.layouts.items()},
         "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},

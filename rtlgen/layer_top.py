@@ -13,6 +13,9 @@ movement that those rules time:
   one write port and synchronous read ports, two halves when double-buffered;
 * address generators (:func:`affine_walk_hw`): nested counters with per-block constant strides, adds
   only; a port re-reads its current position every cycle, so what it presents is always up to date;
+* the add-on write (a split reduction's later block, command flag ``acc``): the output write walk adds
+  the partial sum already in the accumulator buffer to what the array writes where it starts a sum
+  from zero (docs/memory.md "Split inner loops and split reductions"); cycle-neutral;
 * the DMA: a load job moves every changed operand block one after another (the timer started the cycle
   after the previous transfer's last cycle); data words arrive ``latency`` cycles after each burst
   request, one word a cycle, and are written straight into the buffer; a write-back streams the
@@ -24,6 +27,8 @@ movement that those rules time:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib.memory import Memory
 
@@ -33,9 +38,21 @@ from archgen.dataflow.memctl import (DRAM_WORD_BITS, DescriptorFormat, LayerProg
 from archgen.rtlgen.array import ArrayTop
 from archgen.rtlgen.buffer import CyclicBanks
 
-__all__ = ["LayerCore", "LayerTop", "affine_walk_hw"]
+__all__ = ["LayerCore", "LayerTop", "affine_walk_hw", "buffer_copies"]
 
 CYCLE_BITS = 40
+_LD_FIELDS = ("ld_bytes", "ld_word", "ld_pos", "ld_elems")
+
+
+@dataclass(frozen=True)
+class _Dma:
+    """The DMA's signals shared by its control, burst-request and load data-path blocks."""
+    timer: object          # transfer_timer_hw's outputs (issue, done)
+    t_start: Signal        # a transfer starts this cycle
+    is_w: Signal           # the running job is a write-back
+    ld_start: object       # a load transfer starts this cycle
+    sel: Signal            # operand of the transfer starting now
+    sel_fields: dict       # its descriptor fields: bytes, word, pos, elems
 
 
 class _HostTable:
@@ -163,74 +180,75 @@ class LayerCore(Elaboratable):
         m = Module()
         P = self.prog
         comp = P.compiled
-        design = comp.design
-        op = design.operation
-        dram = design.memory_system.dram
-        Wb = P.word_bytes
+        op = comp.design.operation
         m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
+        run, seq, done = self._sequencer(m)
+        rows = self._descriptor_tables(m, run, seq)
+        bufs = self._buffers(m)
+        inputs = [x.name for x in op.inputs]
+        dma = self._dma_control(m, seq, rows, done, inputs)
+        self._burst_requests(m, seq, rows, dma)
+        self._load_datapath(m, bufs, dma, inputs)
+        self._write_back(m, seq, rows["W"], bufs[op.output.name])
+        self._array_command(m, arr, seq, rows["C"], done)
+        for w in sorted(P.walks, key=lambda w: w.kind != "write"):
+            self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand])
+        return m
 
-        # ---- sequencer (dataflow/memctl.py: DMA order and gates) -------------------------------------
+    def _sequencer(self, m):
+        """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high."""
         run = Signal(name="layer_run")
         m.d.sync += run.eq(self.go)
-        l_done, w_done, c_done = Signal(name="l_done"), Signal(name="w_done"), Signal(name="c_done")
+        done = {"L": Signal(name="l_done"), "W": Signal(name="w_done"), "C": Signal(name="c_done")}
         nblk = Signal(20, name="layer_blocks")
         m.d.sync += nblk.eq(self.n_blocks)
-        seq = layer_sequencer_hw(m, hdl, P.depth, nblk, l_done, w_done, c_done, run)
+        seq = layer_sequencer_hw(m, hdl, self.prog.depth, nblk, done["L"], done["W"], done["C"], run)
         m.d.comb += self.finished.eq(seq.finished)
         with m.If(run & ~seq.finished):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(~run):
             m.d.sync += [self.cycles.eq(0), *[v.eq(0) for v in self.moved.values()]]
+        return run, seq, done
 
-        # ---- the command: descriptor tables, registered reads at each block counter's next value -------
+    def _descriptor_tables(self, m, run, seq):
+        """The command: one table per job kind, read (registered) at each block counter's next value."""
         def nxt(counter, start):
             return Mux(run, counter + start, 0)
-        row_l, row_w, row_c = (
-            _HostTable(m, t.lower(), self.fmt.tables[t], self.fmt.rows, self.desc_we, self.desc_addr, self.desc[t],
-                       nxt(ctr, st)[:len(self.desc_addr)])
-            for t, ctr, st in (("L", seq.l_block, seq.start_l), ("W", seq.w_block, seq.start_w),
-                               ("C", seq.c_block, seq.start_c)))
+        return {t: _HostTable(m, t.lower(), self.fmt.tables[t], self.fmt.rows, self.desc_we, self.desc_addr,
+                              self.desc[t], nxt(ctr, st)[:len(self.desc_addr)])
+                for t, ctr, st in (("L", seq.l_block, seq.start_l), ("W", seq.w_block, seq.start_w),
+                                   ("C", seq.c_block, seq.start_c))}
 
-        # ---- buffers ---------------------------------------------------------------------------------
-        bufs = {}
-        readers = {x: sum(1 for w in P.walks if w.operand == x and w.kind != "write") for x in P.layouts}
-        readers[op.output.name] += 1                       # the write-back reads the accumulator buffer too
-        for x, lay in P.layouts.items():
-            bufs[x] = CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=max(1, readers[x]))
+    def _buffers(self, m):
+        """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`)."""
+        P = self.prog
+        op = P.compiled.design.operation
+        return {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=n)
+                for (x, lay), n in zip(P.layouts.items(), buffer_copies(P).values())}
 
-        # ---- DMA control: one transfer timer for the DRAM port ---------------------------------------
-        inputs = [x.name for x in op.inputs]
+    def _dma_control(self, m, seq, rows, done, inputs):
+        """One transfer timer for the DRAM port: a load job moves its flagged operands one after another
+        (the first starts with the job, each next one the cycle after the previous ends); a write-back job
+        is one transfer. Returns the DMA's shared signals (timer, selected operand and its fields)."""
+        row_l, row_w = rows["L"], rows["W"]
         t_start = Signal(name="dma_transfer_start")
         t_bytes = Signal(32, name="dma_transfer_bytes")
-        timer = transfer_timer_hw(m, hdl, dram, t_start, t_bytes)
-        is_w = Signal(name="dma_job_is_write")             # the running job is a write-back
+        timer = transfer_timer_hw(m, hdl, self.prog.compiled.design.memory_system.dram, t_start, t_bytes)
+        is_w = Signal(name="dma_job_is_write")
         pend = Signal(len(inputs), name="dma_pending")      # operands of the load job still to move
         cur = Signal(range(len(inputs) + 1), name="dma_operand")
         kick = Signal(name="dma_kick")                       # start the next transfer of the job this cycle
-        latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in inputs for k in ("ld_bytes", "ld_word", "ld_pos", "ld_elems")}
+        latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in inputs for k in _LD_FIELDS}
         m.d.sync += kick.eq(0)
-
         flags = Cat(*[row_l[f"ld_{x}"] for x in inputs])
-        first_of = lambda mask: _first_set(mask, len(inputs))      # noqa: E731
-        # operand of the transfer starting now, its fields
-        sel = Signal(range(len(inputs) + 1), name="dma_sel")
-        sel_fields = {k: Signal(32, name=f"dma_sel_{k}") for k in ("bytes", "word", "pos", "elems")}
-        with m.If(seq.start_l):
-            m.d.comb += sel.eq(first_of(flags))
-            for k, fk in (("bytes", "ld_bytes"), ("word", "ld_word"), ("pos", "ld_pos"), ("elems", "ld_elems")):
-                m.d.comb += sel_fields[k].eq(Array([row_l[f"{fk}_{x}"] for x in inputs])[sel])
-        with m.Else():
-            m.d.comb += sel.eq(first_of(pend))
-            for k, fk in (("bytes", "ld_bytes"), ("word", "ld_word"), ("pos", "ld_pos"), ("elems", "ld_elems")):
-                m.d.comb += sel_fields[k].eq(Array([latched[f"{fk}_{x}"] for x in inputs])[sel])
-
+        sel, sel_fields = self._dma_select(m, seq, row_l, flags, pend, latched, inputs)
         with m.If(seq.start_l):
             m.d.sync += is_w.eq(0)
             for x in inputs:
-                for k in ("ld_bytes", "ld_word", "ld_pos", "ld_elems"):
+                for k in _LD_FIELDS:
                     m.d.sync += latched[f"{k}_{x}"].eq(row_l[f"{k}_{x}"])
             with m.If(flags == 0):
-                m.d.comb += l_done.eq(1)                      # an empty job: the sequencer's one cycle
+                m.d.comb += done["L"].eq(1)                   # an empty job: the sequencer's one cycle
             with m.Else():
                 m.d.comb += [t_start.eq(1), t_bytes.eq(sel_fields["bytes"])]
                 m.d.sync += [cur.eq(sel), pend.eq(flags & ~(1 << sel))]
@@ -241,46 +259,66 @@ class LayerCore(Elaboratable):
             with m.If(pend != 0):
                 m.d.sync += kick.eq(1)
             with m.Else():
-                m.d.comb += l_done.eq(1)
-
-        out_name = op.output.name
+                m.d.comb += done["L"].eq(1)
         with m.If(seq.start_w):
             m.d.sync += is_w.eq(1)
             with m.If(row_w["wr_bytes"] == 0):
-                m.d.comb += w_done.eq(1)
+                m.d.comb += done["W"].eq(1)
             with m.Else():
                 m.d.comb += [t_start.eq(1), t_bytes.eq(row_w["wr_bytes"])]
         with m.If(timer.done & is_w):
-            m.d.comb += w_done.eq(1)
+            m.d.comb += done["W"].eq(1)
+        return _Dma(timer, t_start, is_w, t_start & ~seq.start_w, sel, sel_fields)
 
-        # ---- burst requests: one per timer issue, word addresses consecutive within a transfer ---------
-        c_words = dram.burst_bytes // Wb
-        ld_start = t_start & ~seq.start_w
-        writing = Mux(t_start, seq.start_w, is_w)
+    @staticmethod
+    def _dma_select(m, seq, row_l, flags, pend, latched, inputs):
+        """The operand of the transfer starting now (the first flagged one) and its descriptor fields: from
+        the load row when the job starts, from the job's latched copy for its later transfers."""
+        sel = Signal(range(len(inputs) + 1), name="dma_sel")
+        sel_fields = {k: Signal(32, name=f"dma_sel_{k}") for k in ("bytes", "word", "pos", "elems")}
+        with m.If(seq.start_l):
+            m.d.comb += sel.eq(_first_set(flags, len(inputs)))
+            for k, fk in zip(("bytes", "word", "pos", "elems"), _LD_FIELDS):
+                m.d.comb += sel_fields[k].eq(Array([row_l[f"{fk}_{x}"] for x in inputs])[sel])
+        with m.Else():
+            m.d.comb += sel.eq(_first_set(pend, len(inputs)))
+            for k, fk in zip(("bytes", "word", "pos", "elems"), _LD_FIELDS):
+                m.d.comb += sel_fields[k].eq(Array([latched[f"{fk}_{x}"] for x in inputs])[sel])
+        return sel, sel_fields
+
+    def _burst_requests(self, m, seq, rows, dma):
+        """One burst request per timer issue, word addresses consecutive within a transfer."""
+        Wb = self.prog.word_bytes
+        row_w = rows["W"]
+        c_words = self.prog.compiled.design.memory_system.dram.burst_bytes // Wb
+        ld_start = dma.ld_start
+        writing = Mux(dma.t_start, seq.start_w, dma.is_w)
         req_ptr = Signal(DRAM_WORD_BITS, name="dma_req_word")
         req_left = Signal(32, name="dma_req_words_left")
         cur_ptr = Signal(DRAM_WORD_BITS, name="dma_req_word_now")
         cur_left = Signal(32, name="dma_req_words_left_now")
         with m.If(ld_start):
-            m.d.comb += [cur_ptr.eq(sel_fields["word"]), cur_left.eq(_ceil_div_const(sel_fields["bytes"], Wb))]
-        with m.Elif(t_start):
+            m.d.comb += [cur_ptr.eq(dma.sel_fields["word"]), cur_left.eq(_ceil_div_const(dma.sel_fields["bytes"], Wb))]
+        with m.Elif(dma.t_start):
             m.d.comb += [cur_ptr.eq(row_w["wr_word"]), cur_left.eq(_ceil_div_const(row_w["wr_bytes"], Wb))]
         with m.Else():
             m.d.comb += [cur_ptr.eq(req_ptr), cur_left.eq(req_left)]
         words_now = Mux(cur_left < c_words, cur_left, c_words)
-        with m.If(timer.issue):
+        with m.If(dma.timer.issue):
             m.d.sync += [req_ptr.eq(cur_ptr + c_words), req_left.eq(cur_left - words_now)]
-        m.d.comb += [self.rd_req_valid.eq(timer.issue & ~writing), self.rd_req_addr.eq(cur_ptr),
+        m.d.comb += [self.rd_req_valid.eq(dma.timer.issue & ~writing), self.rd_req_addr.eq(cur_ptr),
                      self.rd_req_words.eq(words_now),
-                     self.wr_req_valid.eq(timer.issue & writing), self.wr_req_addr.eq(cur_ptr),
+                     self.wr_req_valid.eq(dma.timer.issue & writing), self.wr_req_addr.eq(cur_ptr),
                      self.wr_req_words.eq(words_now)]
 
-        # ---- load data path: the response words straight into the buffer ------------------------------
+    def _load_datapath(self, m, bufs, dma, inputs):
+        """The read response words straight into the selected operand's buffer, counted per operand."""
+        P = self.prog
         dst_pos = Signal(32, name="dma_dst_pos")
         elems_left = Signal(32, name="dma_elems_left")
         target = Signal(range(len(inputs) + 1), name="dma_target")
-        with m.If(ld_start):
-            m.d.sync += [dst_pos.eq(sel_fields["pos"]), elems_left.eq(sel_fields["elems"]), target.eq(sel)]
+        with m.If(dma.ld_start):
+            m.d.sync += [dst_pos.eq(dma.sel_fields["pos"]), elems_left.eq(dma.sel_fields["elems"]), target.eq(dma.sel)]
         data_v = self.rd_rsp_valid
         for xi, x in enumerate(inputs):
             lay = P.layouts[x]
@@ -293,13 +331,17 @@ class LayerCore(Elaboratable):
             with m.If(data_v & (target == xi)):
                 m.d.sync += self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + lay.elem_bytes * Mux(
                     elems_left >= lay.per_word, lay.per_word, elems_left))
+        per_word = P.layouts[inputs[0]].per_word     # every input has the same element width in the supported designs
         with m.If(data_v):
-            m.d.sync += [dst_pos.eq(dst_pos + P.layouts[inputs[0]].per_word), elems_left.eq(elems_left - P.layouts[inputs[0]].per_word)]
-            # (every input has the same element width in the supported designs; checked below)
-            with m.If(elems_left < P.layouts[inputs[0]].per_word):
+            m.d.sync += [dst_pos.eq(dst_pos + per_word), elems_left.eq(elems_left - per_word)]
+            with m.If(elems_left < per_word):
                 m.d.sync += elems_left.eq(0)
 
-        # ---- write-back data path: the accumulator half out, one word a cycle ------------------------
+    def _write_back(self, m, seq, row_w, obuf):
+        """The accumulator half out to the DRAM write stream, one word a cycle from the job's start."""
+        P = self.prog
+        Wb = P.word_bytes
+        out_name = P.compiled.design.operation.output.name
         olay = P.layouts[out_name]
         wb_pos = Signal(32, name="wb_pos")
         wb_left = Signal(32, name="wb_words_left")
@@ -315,7 +357,7 @@ class LayerCore(Elaboratable):
                          self.moved[f"{out_name}.write"].eq(self.moved[f"{out_name}.write"] + olay.elem_bytes * take)]
         wb_read = Signal(name="wb_reading")
         m.d.comb += wb_read.eq(wb_left != 0)
-        wb_data = bufs[out_name].read_group(m, wb_pos, olay.per_word, port="drain")
+        wb_data = obuf.read_group(m, wb_pos, olay.per_word, port="drain")
         with m.If(wb_read):
             m.d.sync += [wb_pos.eq(wb_pos + olay.per_word), wb_left.eq(wb_left - 1)]
         m.d.sync += wb_v.eq(wb_read)
@@ -323,64 +365,93 @@ class LayerCore(Elaboratable):
             m.d.sync += wb_ptr.eq(wb_ptr + 1)
         m.d.comb += [self.wr_valid.eq(wb_v), self.wr_addr.eq(wb_ptr), self.wr_data.eq(Cat(*wb_data))]
 
-        # ---- compute: the array command and the ports' address generators ----------------------------
+    def _array_command(self, m, arr, seq, row_c, done):
+        """The array's command from the compute row, issued when the compute job starts."""
         cmdp = arr.cmd.payload
         m.d.comb += arr.cmd.valid.eq(seq.start_c)
-        for f in comp.command.fields:
+        for f in self.prog.compiled.command.fields:
             if f.loop is None:
                 m.d.comb += getattr(cmdp, f.name).eq(row_c["steps"])
             else:
                 m.d.comb += getattr(cmdp, f.name).eq(row_c[f"trips_{f.loop}"])
         for name, value in self.command_fields.items():
             m.d.comb += getattr(cmdp, name).eq(value)
-        m.d.comb += c_done.eq(arr.done)
+        m.d.comb += done["C"].eq(arr.done)
 
-        for w in sorted(P.walks, key=lambda w: w.kind != "write"):
-            p = getattr(arr, w.port)
-            nl = len(w.levels)
-            pos, nxt_pos, cnt, tm1 = affine_walk_hw(
-                m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
-                [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
-                p.valid & p.ready)
-            beats = Signal(32, name=f"{w.port}_beats_left")
-            fire = p.valid & p.ready
-            with m.If(seq.start_c):
-                m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
-            with m.Elif(fire):
-                m.d.sync += beats.eq(beats - 1)
-            # lanes and rows in bounds for the current beat
-            lane_ok = [Const(1)] * w.lanes
-            lane_last = Signal(16, name=f"{w.port}_lane_last")
-            row_last = Signal(16, name=f"{w.port}_row_last")
-            with m.If(seq.start_c):
-                m.d.sync += [lane_last.eq(row_c.get(f"{w.port}_lane_last", w.lanes)),
-                             row_last.eq(row_c.get(f"{w.port}_row_last", w.rows))]
-            if w.lane_level is not None:
-                j = w.lane_level
-                nv = Mux(cnt[j] == tm1[j], lane_last, w.lanes)
-                lane_ok = [nv > l for l in range(w.lanes)]
-            row_ok = Const(1)
-            if w.row_level is not None:
-                j = w.row_level
-                nv = Mux(cnt[j] == tm1[j], row_last, w.rows)
-                row_ok = cnt[w.row_counter] < nv
-            lay = P.layouts[w.operand]
-            shape = p.payload[0].shape()
-            if w.kind == "write":
-                m.d.comb += p.ready.eq(1)
-                bits = 8 * lay.elem_bytes
-                data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
-                        for l in range(w.lanes)]
-                ens = [fire & ok & row_ok for ok in lane_ok]
-                bufs[w.operand].write_lanes(m, pos, data, ens)
-                continue
-            m.d.comb += p.valid.eq(beats != 0)
-            addr = Signal(32, name=f"{w.port}_read_pos")
-            m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
-            vals = bufs[w.operand].read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
-            for l in range(w.lanes):
-                m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
-        return m
+    def _port_walk(self, m, arr, w, seq, row_c, buf):
+        """One array port's address generator: its buffer positions walked per beat, lanes and rows out of
+        the block's bounds masked (reads give 0, writes are dropped)."""
+        p = getattr(arr, w.port)
+        nl = len(w.levels)
+        fire = p.valid & p.ready
+        pos, nxt_pos, cnt, tm1 = affine_walk_hw(
+            m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
+            [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
+            fire)
+        beats = Signal(32, name=f"{w.port}_beats_left")
+        with m.If(seq.start_c):
+            m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
+        with m.Elif(fire):
+            m.d.sync += beats.eq(beats - 1)
+        lane_ok, row_ok = self._walk_bounds(m, w, seq, row_c, cnt, tm1)
+        lay = self.prog.layouts[w.operand]
+        shape = p.payload[0].shape()
+        if w.kind == "write":
+            m.d.comb += p.ready.eq(1)
+            bits = 8 * lay.elem_bytes
+            data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
+                    for l in range(w.lanes)]
+            wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
+            buf.write_lanes(m, pos, wdata, [fire & ok & row_ok for ok in lane_ok])
+            self._add_onto_partial_sums(m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata)
+            return
+        m.d.comb += p.valid.eq(beats != 0)
+        addr = Signal(32, name=f"{w.port}_read_pos")
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+        vals = buf.read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
+        for l in range(w.lanes):
+            m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
+
+    def _add_onto_partial_sums(self, m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata):
+        """A split reduction's later block (command flag ``acc``): where the array starts a sum from zero (the
+        first reduction tile of the command; every tile when the reduction is the streamed loop) the result
+        written is the array's plus the partial sum already at that position. The old value comes from the
+        accumulator's own read copy, addressed one cycle ahead like the read walks (transparent for the
+        write port), so the add costs no cycle: the write port stays always ready."""
+        red = {d for d in self.prog.cmd.dataflow.outer_dims() if not self.prog.compiled.design.operation.output.uses(d)}
+        first = Const(1)
+        for j, lv in enumerate(w.levels):
+            if lv.startswith("tile:") and lv[5:] in red:
+                first = first & (cnt[j] == 0)
+        acc = Signal(name=f"{w.port}_acc")
+        with m.If(seq.start_c):
+            m.d.sync += acc.eq(row_c["acc"])
+        addr = Signal(32, name=f"{w.port}_acc_pos")
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+        old = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+        bits = len(wdata[0])
+        for l in range(w.lanes):
+            m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old[l])[:bits], data[l]))
+
+    @staticmethod
+    def _walk_bounds(m, w, seq, row_c, cnt, tm1):
+        """Lanes and rows in bounds for the current beat (a ragged block's last lane/row group is short)."""
+        lane_ok = [Const(1)] * w.lanes
+        lane_last = Signal(16, name=f"{w.port}_lane_last")
+        row_last = Signal(16, name=f"{w.port}_row_last")
+        with m.If(seq.start_c):
+            m.d.sync += [lane_last.eq(row_c.get(f"{w.port}_lane_last", w.lanes)),
+                         row_last.eq(row_c.get(f"{w.port}_row_last", w.rows))]
+        if w.lane_level is not None:
+            j = w.lane_level
+            nv = Mux(cnt[j] == tm1[j], lane_last, w.lanes)
+            lane_ok = [nv > l for l in range(w.lanes)]
+        row_ok = Const(1)
+        if w.row_level is not None:
+            j = w.row_level
+            nv = Mux(cnt[j] == tm1[j], row_last, w.rows)
+            row_ok = cnt[w.row_counter] < nv
+        return lane_ok, row_ok
 
 
 class LayerTop(Elaboratable):
@@ -460,6 +531,17 @@ class LayerTop(Elaboratable):
         m.d.comb += core.rd_rsp_data.eq(d_rd.data)
         m.d.comb += [d_wr.en.eq(core.wr_valid), d_wr.addr.eq(core.wr_addr), d_wr.data.eq(core.wr_data)]
         return m
+
+
+def buffer_copies(prog: LayerProgram) -> dict[str, int]:
+    """Read copies of each operand's buffer (rtlgen/buffer.py: one simple dual-port memory per reader): one per
+    array port reading it; the output's also one for the write-back and one for the add onto partial sums."""
+    op = prog.compiled.design.operation
+    out = {}
+    for x in prog.layouts:
+        n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
+        out[x] = max(1, n + (2 if x == op.output.name else 0))
+    return out
 
 
 def _first_set(mask, n):

@@ -14,7 +14,8 @@ import simpy
 
 from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.ir import PortRole
-from archgen.dataflow.memctl import check_command, compute_process, dma_order, dma_process, layer_jobs
+from archgen.dataflow.memctl import (adds_onto_partial_sums, check_command, compute_process, dma_order, dma_process,
+                                     layer_jobs)
 from archgen.mappings.memory_tiling import LayerCommand, element_bytes
 
 from .array_model import simulate_array
@@ -38,9 +39,10 @@ class LayerMemoryResult:
 def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = False,
                    layer: str = "layer") -> LayerMemoryResult:
     """One layer command on the compiled array through the memory system; refuses a command planned for
-    another design or dataflow (SpecError). A command that splits a reduction loop over blocks is timed
-    as fresh array commands plus the partial-sum traffic; the generated RTL refuses such a command
-    (``memctl.check_rtl_command``), so no Verilator run backs those cycles."""
+    another design or dataflow (SpecError). A block that continues a split reduction adds onto the partial
+    sums in the output buffer at no cycle cost (the RTL's add-on write); a command whose output block comes
+    back after another (partial sums through DRAM) is timed with that traffic, but the generated RTL
+    refuses it (``memctl.check_rtl_command``), so no Verilator run backs those cycles."""
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     design = compiled.design
     mem = design.memory_system
@@ -87,6 +89,10 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
     # array's own fill, drain and load phases
     stalls = {"dram": total - compute, "buffer_ports": 0, "array": compute - steps}
     acc = dict(reads)
+    y = design.operation.output.name
+    for j, add in zip(jobs, adds_onto_partial_sums(cmd, jobs)):
+        if add:          # the add onto partial sums reads the output block's old values once
+            acc[f"{y}.read"] = acc.get(f"{y}.read", 0) + cmd.footprint_bytes(y, j.block) // element_bytes(design, y)
     for key, b in dram.items():          # DMA side of the buffers: fills (reads from DRAM) and drains
         x, kind = key.rsplit(".", 1)
         flip = "write" if kind == "read" else "read"

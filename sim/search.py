@@ -8,7 +8,7 @@ A candidate is a vector z in [0, 1]^8 (the NAAS encoding, for the GEMM-family bu
   fixes the dataflow and its connectivity: {i, j} output-stationary (gemm_os), {j, k} weight-stationary
   (gemm_ws), {i, k} input-stationary (gemm_is);
 * z5..z7: the split of the on-chip budget left after every buffer got what the workloads need at
-  least (`buffer_floors`: the smallest block of every layer, two halves when double buffered) between
+  least (`buffer_floors`: a small block of every layer, two halves when double buffered) between
   the buffers of A, B and C (proportional, in 256 B units); a shape whose floors exceed the budget is
   infeasible without simulating anything;
 * per-layer mapping: every layer is mapped by mappings/mapper.py's search (EDP objective, seed 0).
@@ -104,8 +104,10 @@ def decode(z, budget: Budget, mode: str = "naas", fixed_dataflow: str = "gemm_os
 
 def buffer_floors(spec: str, shape: tuple[int, int], workloads) -> tuple[int, int, int] | None:
     """Bytes the A, B and C buffers need so that every layer of every workload fits with one array tile
-    per block (the smallest block plan_layer can choose; two halves when double buffered), rounded up
-    to 256 B and at least 1 KiB; None if a layer cannot run on the design at all."""
+    per block along the outer loops and streamed (inner) loops cut into chunks of ``rows + cols`` elements
+    (plan_layer may cut them shorter, but a chunk shorter than one array fill and drain spends more cycles
+    on the array's overhead than on steps, and multiplies the blocks the model walks; two halves when
+    double buffered), rounded up to 256 B and at least 1 KiB; None if a layer cannot run on the design."""
     from archgen.arch.spec import load_spec
     from archgen.mappings.memory_tiling import LayerCommand, _largest_block_bytes
     from archgen.mappings.tiling import map_problem
@@ -117,6 +119,8 @@ def buffer_floors(spec: str, shape: tuple[int, int], workloads) -> tuple[int, in
         return None
     df = design.dataflow(None)
     outer = tuple(df.outer_dims())
+    inner = tuple(df.inner_dims())
+    chunk = sum(shape)              # a streamed chunk at least one array fill and drain long (plan_layer's estimate)
     need = {b.operand: 1024 for b in design.memory_system.buffers}
     halves = {b.operand: b.halves for b in design.memory_system.buffers}
     try:
@@ -130,7 +134,8 @@ def buffer_floors(spec: str, shape: tuple[int, int], workloads) -> tuple[int, in
                 if key in seen:
                     continue
                 seen.add(key)
-                cmd = LayerCommand(design, df, map_problem(design, bounds, df).bounds, tuple((d, 1) for d in outer), outer)
+                cmd = LayerCommand(design, df, map_problem(design, bounds, df).bounds,
+                                   tuple((d, 1) for d in outer) + tuple((d, chunk) for d in inner), outer + inner)
                 for x, nbytes in _largest_block_bytes(cmd).items():
                     need[x] = max(need[x], -(-halves[x] * nbytes // 256) * 256)
     except SpecError:

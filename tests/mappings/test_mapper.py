@@ -72,7 +72,7 @@ def test_search_is_deterministic_per_seed_and_explores():
 
 def test_search_rejects_an_unknown_objective_and_a_layer_that_cannot_fit():
     spec, shape, _ = CASES[0]
-    design = load_spec(spec, [f"array.shape={shape}", "memory.A.bytes=16"])
+    design = load_spec(spec, [f"array.shape={shape}", "memory.A.bytes=4"])      # not even one k chunk of A fits
     compiled = compile_array(design)
     df = compiled.fu_graph.dataflow
     with pytest.raises(SpecError, match="objective"):

@@ -61,10 +61,19 @@ CASES = [
      {"k": 1, "c": 1, "r": 2, "s": 1}, ("k", "c", "r", "s")),                  # strided conv: halo boxes
     ("conv_ws", {"n": 1, "k": 6, "p": 3, "q": 3, "c": 5, "r": 3, "s": 3},
      {"k": 2, "c": 1, "r": 1, "s": 3}, ("c", "r", "k", "s")),
+    # split inner (streamed) loops: chunks of elements as extra tile loops, ragged last chunks
+    ("gemm_ws", {"i": 23, "k": 11, "j": 10}, {"j": 1, "k": 6, "i": 5}, ("j", "k", "i")),     # M chunks, B resident
+    ("gemm_ws", {"i": 23, "k": 11, "j": 10}, {"j": 2, "k": 1, "i": 7}, ("i", "j", "k")),     # M chunk outermost
+    ("gemm_os", {"i": 13, "k": 17, "j": 9}, {"i": 2, "j": 1, "k": 4}, ("i", "j", "k")),      # K chunks: C resident
+    ("gemm_os", {"i": 13, "k": 17, "j": 9}, {"i": 2, "j": 1, "k": 4}, ("k", "i", "j")),      # partial sums spill
+    ("gemm_is", {"i": 9, "k": 6, "j": 13}, {"i": 1, "k": 2, "j": 4}, ("j", "i", "k")),
 ]
+# p and r tiled together share the input index p*2 + r: the closed form enumerates those blocks
+COUPLED = [("conv_ws", {"n": 2, "k": 6, "p": 5, "q": 3, "c": 5, "r": 3, "s": 3},
+            {"k": 1, "c": 2, "r": 3, "s": 1, "p": 2, "n": 1}, ("k", "n", "p", "c", "r", "s"))]   # halo per p chunk
 
 
-@pytest.mark.parametrize("spec, bounds, tile, order", CASES)
+@pytest.mark.parametrize("spec, bounds, tile, order", CASES + COUPLED)
 def test_closed_form_dram_bytes_equal_a_block_walk(spec, bounds, tile, order):
     names = {"conv_ws": "IWO"}.get(spec, "ABC")
     design = load_spec(spec, [f"memory.{x}.bytes=1048576" for x in names])
@@ -89,11 +98,12 @@ def test_plan_is_deterministic_fits_and_refuses_by_name():
     df = design.dataflow()
     a = plan_layer(design, {"i": 100, "k": 300, "j": 70}, df, "fc1")
     assert a == plan_layer(design, {"i": 100, "k": 300, "j": 70}, df, "fc1")
-    tiny = load_spec("gemm_os", ["memory.A.bytes=64"])
+    # the smallest block splits the streamed reduction k into chunks of one element: 4 rows x 1 B of A
+    tiny = load_spec("gemm_os", ["memory.A.bytes=4"])
     with pytest.raises(SpecError) as err:
         plan_layer(tiny, {"i": 4, "k": 64, "j": 4}, tiny.dataflow(), "fc1")
-    assert str(err.value) == ("layers.fc1: operand A needs 2 x 256 B for a block of i:1 > j:1 array tiles per block; "
-                              "buffer memory.A.bytes is 64 B (--set memory.A.bytes=512 or more)")
+    assert str(err.value) == ("layers.fc1: operand A needs 2 x 4 B for a block of i:1 > j:1 > k:1 per block (array "
+                              "tiles; k: elements per chunk); buffer memory.A.bytes is 4 B (--set memory.A.bytes=8 or more)")
     with pytest.raises(SpecError) as err:
         make_command(design, {"i": 8, "k": 8, "j": 8}, df, {"i": 1, "j": 1}, ("i", "k"), "fc1")
     assert "layers.fc1.order: the tile-loop order must list the outer loops of dataflow 'os' (i, j) once each" in str(err.value)

@@ -60,10 +60,68 @@ def test_stride_2_convolution_over_several_blocks():
     assert r.dram_bytes["W.read"] == 5 * 5 * 3 * 2
 
 
+SPLIT_DRAM = ["memory.dram.width_bytes=8", "memory.dram.latency=8"]
+
+
+def test_planner_splits_the_streamed_m_of_ws_into_ragged_chunks():
+    """Weight-stationary on a non-square array with an A buffer too small for the whole streamed M: plan_layer
+    cuts i into chunks (23 = 7 x 3 + 2), each chunk one array command with the weights reloaded per tile."""
+    design = load_spec("gemm_ws", ["array.shape=2x3", "memory.A.bytes=64", "memory.C.bytes=256"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 23, "k": 7, "j": 8}, seed=7)
+    _check(r)
+    assert "i: elements per chunk" in r.command and r.detail["n_blocks"]["i"] == 8, r.command
+    assert r.detail["n_blocks"]["k"] == 1                     # the reduction stays whole: no add onto partial sums
+
+
+def test_planner_splits_the_streamed_reduction_of_os_and_adds_onto_partial_sums():
+    """Output-stationary with K = 29 too long for the A and B buffers: the streamed reduction k is cut into
+    chunks (ragged last chunk); every later chunk's block adds onto the partial sums the earlier ones left
+    in the output buffer (command flag acc), and C is written back once per output block."""
+    design = load_spec("gemm_os", ["array.shape=3x2", "memory.A.bytes=48", "memory.B.bytes=48"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 7, "k": 29, "j": 5}, seed=8)
+    _check(r)
+    assert r.detail["n_blocks"]["k"] > 1 and 29 % dict(_tiles(r.command))["k"], r.command
+    assert r.dram_bytes["C.write"] == 7 * 5 * 4 and "C.read" not in r.dram_bytes
+
+
+def test_outer_reduction_split_over_blocks_with_m_chunks():
+    """WS with the reduction tile loop k split over blocks (innermost, so C stays on chip) and M in chunks:
+    the first reduction tile of each later block adds onto the buffer's partial sums, the others read
+    them through the array's partial-sum port as before."""
+    design = load_spec("gemm_ws", ["array.shape=2x3", "memory.A.bytes=32"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 11, "k": 7, "j": 8}, seed=9)
+    _check(r)
+    assert r.detail["n_blocks"]["k"] > 1 and r.detail["n_blocks"]["i"] > 1, r.command
+
+
+@pytest.mark.slow
+def test_is_with_its_streamed_n_in_explicit_chunks():
+    design = load_spec("gemm_is", ["array.shape=3x2"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 7, "k": 5, "j": 10}, tile={"i": 1, "k": 3, "j": 4}, order=("i", "k", "j"), seed=1)
+    _check(r)
+
+
+@pytest.mark.slow
+def test_strided_convolution_with_p_chunks_and_c_split_over_blocks():
+    """Several inner loops (n, p, q) with p cut into ragged chunks (5 = 2 + 2 + 1) and the reduction c split
+    over blocks after p: halo boxes per chunk, the add-on write across the c blocks."""
+    design = load_spec("conv_ws", ["array.shape=3x2", "memory.dram.width_bytes=8", "memory.dram.latency=12"])
+    bounds = {"n": 2, "k": 5, "p": 5, "q": 4, "c": 5, "r": 3, "s": 2}
+    r = verify_layer(design, bounds, tile={"k": 1, "c": 2, "r": 3, "s": 2, "p": 2}, order=("k", "p", "c", "r", "s"),
+                     seed=2)
+    _check(r)
+
+
+def _tiles(command):
+    return [(p.split(":")[0].strip(), int(p.split(":")[1].split()[0])) for p in command.split(" per block")[0].split(">")]
+
+
 def test_refused_commands_build_nothing():
     design = load_spec("gemm_ws", ["array.shape=2x2"] + COMPUTE)
-    with pytest.raises(SpecError, match=r"layers.layer.tile.k: the reduction loop k is split over 2 blocks"):
-        verify_layer(design, {"i": 4, "k": 8, "j": 4}, tile={"j": 1, "k": 2}, order=("j", "k"))
+    # k split over 2 blocks with j innermost: each C block comes back (partial sums through DRAM)
+    with pytest.raises(SpecError, match=r"layers.layer.order: the reduction loop k is split over 2 blocks and the "
+                                        r"output block comes back"):
+        verify_layer(design, {"i": 4, "k": 8, "j": 4}, tile={"j": 1, "k": 2}, order=("k", "j"))
     with pytest.raises(SpecError, match=r"memory.dram.width_bytes: must be a multiple of operand C's element size"):
         verify_layer(load_spec("gemm_os", ["memory.dram.width_bytes=2"]), {"i": 4, "k": 4, "j": 4})
 
@@ -98,7 +156,7 @@ def test_8x8_os_layer_under_cocotb():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--set", "memory.A.bytes=16"], "layers.layer: operand A needs 2 x"),
+    (["--set", "memory.C.bytes=16"], "layers.layer: operand C needs 2 x"),      # an output tile cannot be cut
     (["--dram-bw", "0"], "--dram-bw: must be in 1..65,536"),
     (["--set", "memory.dram.width_bytes=0"], "memory.dram.width_bytes"),
     (["--set", "memory.A.banks=3"], "memory.A.banks: must divide the 4 memory-fed lanes"),
