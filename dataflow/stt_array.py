@@ -1,0 +1,366 @@
+"""Skewed space-time maps (hexagonal / diagonal systolic arrays): interconnect, tiling and schedule.
+
+An ``stt`` dataflow ``[s; t] = T x`` whose spatial rows mix loops (``s0 = i - k, s1 = j - k, t = i + j + k``,
+the Kung-Leiserson hexagonal array that TensorLib and AutoSA generate) has no tiled TS->I form: T need not
+be unimodular, FU coordinates start below zero, and every operand moves (dataflow/reuse.py ``stt_hops``):
+GEMM's A along axis 1, B along axis 0 and the partial sums of C along the diagonal (-1, -1).
+
+How it becomes hardware (rtlgen/stt_array.py builds exactly this):
+
+* **Chains.** For each operand with hop (ds, dt), the array is cut into maximal chains s, s + ds, s + 2 ds, ...
+  that run from boundary to boundary of the rectangle. A chain's root is fed by one memory lane; each hop
+  is dt registers (dt = 0: a wire). The output's chains are partial-sum chains: FU s computes
+  ``c_out = c_in + prod(inputs)`` with c_in the psum lane (root) or its predecessor's c_out delayed by dt;
+  the chain's last FU drives one output lane.
+* **Lock step.** The whole datapath advances one *slot* when every input stream has a beat and the output
+  can take one (one enable; a bubble or a stall freezes everything). In every slot every lane carries a
+  value: the element that enters the chain then, or zero. Because T is injective and zero fills the
+  gaps, a product is nonzero only at a real iteration, where the chains deliver exactly its A, B and
+  partial sum: idle FUs and FUs on the chains' extensions beyond the iteration box add zero.
+* **Tiling.** A problem larger than the array runs in boxes of iterations (``b_l`` per loop) whose image
+  ``S x`` spans at most the array: ``sum_l |S[a, l]| (b_l - 1) + 1 <= P_a`` on every axis a; coordinates
+  are offset so the box's image starts at FU 0. Boxes are the tile loops in the dataflow's ``order``
+  (innermost fastest); the last box of a loop is ragged (zero-padded). Each box takes a *window* of
+  ``W`` slots, from the first element that enters any chain to the last one that leaves the array
+  (inputs run to the chain end, outputs leave at it), so boxes never share a register; a partial sum of
+  an output block visited again (reduction loop split into boxes) enters with the next visit's psum
+  beats. The box is chosen per problem: the one with the fewest total slots (``choose_box``).
+
+Cycle contract (rtlgen/stt_array.py, sim/array_model.py): cycle 0 is the command handshake; slot n
+(0-based) fires at cycle n + 1 when the streams never wait; its output beat leaves in the same cycle; done
+is high in the cycle after the last slot. Total: ``tiles * W + 1`` cycles.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+from archgen.arch.errors import SpecError, problem
+from archgen.arch.spec import Dataflow, Design
+
+from .ir import CommandLayout, Direction, Port, PortRole, command_layout, port_name
+from .reuse import SttHop, stt_hops
+
+__all__ = ["SttNetwork", "SttTiling", "CompiledSttArray", "derive_stt_network", "choose_box", "stt_tiling",
+           "compile_stt_array"]
+
+Coord = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SttNetwork:
+    """The chains of every operand on the full array (independent of the problem and of the box)."""
+
+    design: Design
+    dataflow: Dataflow
+    hops: tuple[SttHop, ...]                         # inputs in operation order, then the output
+    chains: tuple[tuple[tuple[Coord, ...], ...], ...]  # per hop: chains (root first), ordered by root
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.design.shape
+
+    @property
+    def space(self) -> np.ndarray:
+        return np.array(self.dataflow.stt, dtype=np.int64)[:-1]
+
+    @property
+    def time(self) -> np.ndarray:
+        return np.array(self.dataflow.stt, dtype=np.int64)[-1]
+
+    @property
+    def inputs(self) -> tuple[SttHop, ...]:
+        return self.hops[:-1]
+
+    @property
+    def output(self) -> SttHop:
+        return self.hops[-1]
+
+    @property
+    def acc_width(self) -> int:
+        return self.design.acc_type.bits
+
+    def lanes(self, operand: str) -> int:
+        return len(self.chains_of(operand))
+
+    def chains_of(self, operand: str) -> tuple[tuple[Coord, ...], ...]:
+        return self.chains[[h.name for h in self.hops].index(operand)]
+
+    @cached_property
+    def _positions(self) -> dict:
+        """operand -> (lane, position, chain length) arrays indexed by FU coordinate."""
+        out = {}
+        for h, chains in zip(self.hops, self.chains):
+            lane = np.zeros(self.shape, dtype=np.int64)
+            pos = np.zeros(self.shape, dtype=np.int64)
+            length = np.zeros(self.shape, dtype=np.int64)
+            for li, chain in enumerate(chains):
+                for p, s in enumerate(chain):
+                    lane[s], pos[s], length[s] = li, p, len(chain)
+            out[h.name] = (lane, pos, length)
+        return out
+
+    def position(self, operand: str):
+        return self._positions[operand]
+
+    def describe(self) -> list[str]:
+        dims = self.design.operation.dims
+        lines = []
+        for h in self.hops:
+            chains = self.chains_of(h.name)
+            longest = max(len(c) for c in chains)
+            end = "; leaves at the chain's last FU (one output lane per chain)" if h.is_output else ""
+            lines.append(f"{h.describe(dims)}; {len(chains)} chain(s) of up to {longest} FU(s), "
+                         f"{len(chains)} memory lane(s) at their roots{end}")
+        return lines
+
+
+def derive_stt_network(design: Design, df: Dataflow) -> SttNetwork:
+    """Cut the array into each operand's chains along its hop (reuse analysis: dataflow/reuse.py)."""
+    hops = stt_hops(design, df)
+    shape = design.shape
+    inside = lambda s: all(0 <= v < e for v, e in zip(s, shape))
+    chains = []
+    for h in hops:
+        mine = []
+        for s in itertools.product(*[range(e) for e in shape]):
+            if inside(tuple(a - d for a, d in zip(s, h.ds))):
+                continue                                  # not a root
+            chain, cur = [], s
+            while inside(cur):
+                chain.append(cur)
+                cur = tuple(a + d for a, d in zip(cur, h.ds))
+            mine.append(tuple(chain))
+        chains.append(tuple(mine))
+    return SttNetwork(design, df, hops, tuple(chains))
+
+
+# ------------------------------------------------------------------------------------------------
+# tiling
+
+@dataclass(frozen=True)
+class SttTiling:
+    """A problem on the array: the box, its window, the tiles in order."""
+
+    network: SttNetwork = field(repr=False, compare=False)
+    bound: dict                       # loop -> problem size
+    box: dict                         # loop -> box extent
+    offset: tuple[int, ...]           # FU = S x_local + offset
+    start: int                        # slot of the box's first entering element, relative to t = T_t x_local
+    window: int                       # slots per box
+
+    @property
+    def tile_trips(self) -> dict:
+        return {d: -(-self.bound[d] // self.box[d]) for d in self.bound}
+
+    @property
+    def n_tiles(self) -> int:
+        return math.prod(self.tile_trips.values())
+
+    @property
+    def slots(self) -> int:
+        return self.n_tiles * self.window
+
+    @property
+    def total_cycles(self) -> int:
+        """Cycles from the command handshake to done with streams that never wait (the contract above)."""
+        return self.slots + 1
+
+    def tiles(self):
+        """Tile origins (loop -> first index) in the dataflow's order, innermost fastest."""
+        order = self.network.dataflow.order
+        trips = self.tile_trips
+        for combo in itertools.product(*[range(trips[d]) for d in order]):
+            yield {d: c * self.box[d] for d, c in zip(order, combo)}
+
+    def macs(self) -> int:
+        return math.prod(self.bound.values())
+
+
+def _box_points(dims, box) -> np.ndarray:
+    grids = np.meshgrid(*[np.arange(box[d]) for d in dims], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=-1).astype(np.int64)
+
+
+def _offset(space: np.ndarray, dims, box) -> tuple[int, ...]:
+    return tuple(int(-sum(min(0, c) * (box[d] - 1) for c, d in zip(row, dims))) for row in space)
+
+
+def _window(net: SttNetwork, box: dict) -> tuple[int, int]:
+    """(start, window) of one box: start = the earliest slot an element enters a chain (t of the box's
+    iterations counts from 0 at x_local = 0), window = slots until the last element has left the array."""
+    dims = net.design.operation.dims
+    pts = _box_points(dims, box)
+    ext = np.array([box[d] for d in dims])
+    off = np.array(_offset(net.space, dims, box))
+    t = pts @ net.time
+    lo, hi = None, None
+    for h in net.hops:
+        lane, pos, length = net.position(h.name)
+        dx = np.array(h.dx)
+        first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
+        last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+        sf = tuple((pts[first] @ net.space.T + off).T)
+        enter = t[first] - pos[sf] * h.dt
+        if h.is_output:
+            sl = tuple((pts[last] @ net.space.T + off).T)
+            leave = t[last] + (length[sl] - 1 - pos[sl]) * h.dt
+        else:
+            leave = t[first] + (length[sf] - 1 - pos[sf]) * h.dt
+        lo = int(enter.min()) if lo is None else min(lo, int(enter.min()))
+        hi = int(leave.max()) if hi is None else max(hi, int(leave.max()))
+    return lo, hi - lo + 1
+
+
+def _box_limits(net: SttNetwork, bound: dict) -> dict:
+    """Largest box extent per loop that one axis allows on its own (the span rule with the others at 1)."""
+    dims = net.design.operation.dims
+    lim = {}
+    for li, d in enumerate(dims):
+        cap = bound[d]
+        for a, row in enumerate(net.space):
+            if row[li]:
+                cap = min(cap, (net.shape[a] - 1) // abs(int(row[li])) + 1)
+        lim[d] = max(1, cap)
+    return lim
+
+
+def _fits(net: SttNetwork, box: dict) -> bool:
+    dims = net.design.operation.dims
+    return all(sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 <= e
+               for row, e in zip(net.space, net.shape))
+
+
+def choose_box(net: SttNetwork, bound: dict) -> dict:
+    """The box with the fewest total slots (tiles x window) among the boxes that fit the array; candidate
+    extents per loop are the smallest ones for each tile count (ceil(N / q)). A lower bound (the box's own
+    time span, sum |t_l| (b_l - 1) + 1 slots per tile) prunes the exact window computations; ties go to
+    the larger box, then to the first in loop order."""
+    dims = net.design.operation.dims
+    lim = _box_limits(net, bound)
+    cands = [sorted({-(-bound[d] // q) for q in range(1, bound[d] + 1)} & set(range(1, lim[d] + 1)))
+             for d in dims]
+    scored = []
+    for combo in itertools.product(*cands):
+        box = dict(zip(dims, combo))
+        if not _fits(net, box):
+            continue
+        tiles = math.prod(-(-bound[d] // box[d]) for d in dims)
+        span = sum(abs(int(c)) * (box[d] - 1) for c, d in zip(net.time, dims)) + 1
+        scored.append((tiles * span, tuple(-v for v in combo), tiles, box))
+    scored.sort(key=lambda r: (r[0], r[1]))
+    best = None
+    for lb, neg, tiles, box in scored:
+        if best is not None and lb > best[0]:
+            break
+        total = tiles * _window(net, box)[1]
+        if best is None or (total, neg) < (best[0], best[1]):
+            best = (total, neg, box)
+    return best[2]
+
+
+def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTiling:
+    """The tiling of problem ``bound`` (loop -> size): the given box (checked) or ``choose_box``'s."""
+    dims = net.design.operation.dims
+    bound = {d: int(bound[d]) for d in dims}
+    if box is None:
+        box = choose_box(net, bound)
+    else:
+        box = {d: int(box[d]) for d in dims}
+        if not _fits(net, box) or any(box[d] < 1 for d in dims):
+            spans = [sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 for row in net.space]
+            raise SpecError([problem("box", f"the image of this box spans {spans} FUs, the array is "
+                                     f"{list(net.shape)}; every box extent must be >= 1 and fit", box)])
+    start, window = _window(net, box)
+    return SttTiling(net, bound, box, _offset(net.space, dims, box), start, window)
+
+
+# ------------------------------------------------------------------------------------------------
+# compile
+
+@dataclass(frozen=True)
+class CompiledSttArray:
+    """What the RTL generator (rtlgen/stt_array.py), the model and the host program need about a skewed
+    stt array. The hardware does not depend on the problem: the command carries the number of slots."""
+
+    design: Design
+    dataflow: Dataflow
+    network: SttNetwork = field(repr=False, compare=False)
+    ports: tuple[Port, ...]
+    command: CommandLayout
+    target: str = "asic"
+    key: str = ""
+
+    pipeline = False                  # no LP: every hop register is the dataflow's own (dt per hop)
+
+    @property
+    def fu_graph(self) -> SttNetwork:
+        return self.network
+
+    def port(self, name: str) -> Port:
+        return next(p for p in self.ports if p.name == name)
+
+    @property
+    def stream_ports(self) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.role in (PortRole.INPUT, PortRole.PSUM, PortRole.OUTPUT))
+
+    @property
+    def output_port(self) -> Port:
+        return next(p for p in self.ports if p.role is PortRole.OUTPUT)
+
+    @property
+    def psum_port(self) -> Port:
+        return next(p for p in self.ports if p.role is PortRole.PSUM)
+
+
+def compile_stt_array(design: Design, df: Dataflow, target: str = "asic") -> CompiledSttArray:
+    return _compile(design, df, str(target))
+
+
+@lru_cache(maxsize=64)
+def _compile(design: Design, df: Dataflow, target: str) -> CompiledSttArray:
+    net = derive_stt_network(design, df)
+    types = design.type_of
+    command = command_layout(())
+    ports = [Port("cmd", Direction.IN, PortRole.COMMAND, command.size)]
+    for h in net.inputs:
+        t = types[h.name]
+        ports.append(Port(port_name(PortRole.INPUT, h.name), Direction.IN, PortRole.INPUT, t.bits, net.lanes(h.name),
+                          h.name, t.signed))
+    out, acc = net.output, design.acc_type
+    ports.append(Port(port_name(PortRole.PSUM, out.name), Direction.IN, PortRole.PSUM, acc.bits, net.lanes(out.name),
+                      out.name, acc.signed))
+    ports.append(Port(port_name(PortRole.OUTPUT, out.name), Direction.OUT, PortRole.OUTPUT, acc.bits,
+                      net.lanes(out.name), out.name, acc.signed))
+    ports += [Port("done", Direction.OUT, PortRole.STATUS, 1, stream=False),
+              Port("busy", Direction.OUT, PortRole.STATUS, 1, stream=False)]
+    key = hashlib.sha256(repr((design, df, target, "stt")).encode()).hexdigest()
+    return CompiledSttArray(design, df, net, tuple(ports), command, target, key)
+
+
+def explain_stt(design: Design, df: Dataflow) -> list[str]:
+    """``archgen build --explain`` for a skewed stt map: the map, each operand's hop and chains, the tiling."""
+    net = derive_stt_network(design, df)
+    dims = design.operation.dims
+    def fmt(row) -> str:
+        text = " ".join(f"{'+' if c > 0 else '-'} {'' if abs(c) == 1 else abs(c)}{d}" for c, d in zip(row, dims) if c)
+        return (text[2:] if text.startswith("+ ") else "-" + text[2:]) if text else "0"
+    lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
+             f"dataflow {df.name} (stt form, skewed spatial rows)",
+             "  map: " + ", ".join(f"s{a} = {fmt(r)} + offset{a}" for a, r in enumerate(net.space))
+             + f", t = {fmt(net.time)}",
+             f"  boxes of iterations whose image fits the array, in order (outer->inner) {', '.join(df.order)}; "
+             "one lock-step slot per cycle",
+             "  reuse (A_X dx = 0; (ds, dt) = T dx):"]
+    lines += ["    " + line for line in net.describe()]
+    ref = design.reference_bounds
+    t = stt_tiling(net, ref)
+    lines.append(f"  reference problem {ref}: box {t.box}, FU offset {list(t.offset)}, window {t.window} slots, "
+                 f"{t.n_tiles} box(es), {t.total_cycles} cycles, utilisation "
+                 f"{t.macs() / (t.total_cycles * design.n_fus):.3f}")
+    return lines
