@@ -224,6 +224,19 @@ def stt_move_problems(stt: np.ndarray, op, path: str) -> list:
         return []
     space = mat[:-1]
     out = []
+    loops = set()
+    for x in op.inputs:
+        null = integer_null_space(x.access_matrix(op.dims))
+        if len(null) == 1 and sum(map(abs, null[0])) == 1:
+            loops.add(int(np.argmax(np.abs(null[0]))))
+        elif len(null) == 1:
+            out.append(problem(path, f"input {x.name} is reused along {dict(zip(op.dims, null[0]))}, not along one loop: "
+                               "the skewed-map generator's boxes zero-fill every element outside the box, which is "
+                               "exact only when each input is reused along one loop; use a 'spatial' or 'map' "
+                               "dataflow", mat.tolist()))
+    if len(loops) == 1 and len(op.inputs) > 1:
+        out.append(problem(path, f"every input is reused along loop {op.dims[loops.pop()]}: a product would not pin "
+                           "its iteration to the box; use a 'spatial' or 'map' dataflow", mat.tolist()))
     for x in op.operands:
         null = integer_null_space(x.access_matrix(op.dims))
         if len(null) != 1:

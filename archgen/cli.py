@@ -151,13 +151,13 @@ def cmd_build(args) -> int:
 
 def _array_report(compiled, text, manifest) -> dict:
     """Pipelining figures from the manifest plus Yosys statistics and, when installed, nextpnr Fmax."""
-    design, rt = compiled.design, compiled.retimed
-    pipe = manifest["pipelining"]
+    design, pipe = compiled.design, manifest["pipelining"]
     report = {"verilog_lines": manifest["verilog_lines"], "fus": design.n_fus,
-              "clock_target_ns": pipe["clock_target_ns"], "registers_added": pipe["registers_added"],
-              "register_bits": pipe["register_bits"], "naive_register_bits": pipe["naive_register_bits"],
-              "lp_variables": pipe["lp_variables"], "lp_constraints": pipe["lp_constraints"],
-              "lp_solve_s": round(rt.solve_time_s, 3)}
+              "clock_target_ns": pipe["clock_target_ns"], "registers_added": pipe["registers_added"]}
+    if "lp_variables" in pipe:                  # skewed stt arrays have no LP (dataflow/stt_array.py)
+        report.update({"register_bits": pipe["register_bits"], "naive_register_bits": pipe["naive_register_bits"],
+                       "lp_variables": pipe["lp_variables"], "lp_constraints": pipe["lp_constraints"],
+                       "lp_solve_s": round(compiled.retimed.solve_time_s, 3)})
     try:
         from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
         stats = yosys_stats(text, design.name)

@@ -243,7 +243,10 @@ def choose_box(net: SttNetwork, bound: dict) -> dict:
     the larger box, then to the first in loop order."""
     dims = net.design.operation.dims
     lim = _box_limits(net, bound)
-    cands = [sorted({-(-bound[d] // q) for q in range(1, bound[d] + 1)} & set(range(1, lim[d] + 1)))
+    # a loop no spatial row reads runs whole inside the box: splitting it only repeats the fill and drain
+    free = {d for li, d in enumerate(dims) if not net.space[:, li].any()}
+    cands = [[bound[d]] if d in free else
+             [b for b in range(1, lim[d] + 1) if b == -(-bound[d] // -(-bound[d] // b))]   # b = ceil(N / q)
              for d in dims]
     scored = []
     for combo in itertools.product(*cands):
