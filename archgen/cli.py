@@ -253,8 +253,8 @@ def cmd_verify(args) -> int:
               + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} beats differ; first {res.detail.get('first_mismatch')})"),
               markup=False)
     if "box" in res.detail:
-        con.print(f"  boxes of {res.detail['box']}, {res.detail['window']} slots each (array level: the memory system "
-                  "does not run skewed stt maps)", markup=False)
+        con.print(f"  boxes of {res.detail['box']}: {res.detail['span']} slots each, one every {res.detail['period']} "
+                  "slots (array level: the memory system does not run skewed stt maps)", markup=False)
     con.print(f"  RTL cycles:   {res.rtl_cycles} cycles", markup=False)
     con.print(f"  model cycles: {res.model_cycles} cycles  ({'equal' if res.rtl_cycles == res.model_cycles else 'DIFFERENT'})",
               markup=False)

@@ -145,14 +145,18 @@ def derive_stt_network(design: Design, df: Dataflow) -> SttNetwork:
 
 @dataclass(frozen=True)
 class SttTiling:
-    """A problem on the array: the box, its window, the tiles in order."""
+    """A problem on the array: the box, the period between boxes, the tiles in order.
+
+    Box m's slots are its iterations' times ``t = T_t x_local`` shifted so that its first entering element
+    enters in slot ``m * period``; its last output leaves in slot ``m * period + span - 1``."""
 
     network: SttNetwork = field(repr=False, compare=False)
     bound: dict                       # loop -> problem size
     box: dict                         # loop -> box extent
     offset: tuple[int, ...]           # FU = S x_local + offset
-    start: int                        # slot of the box's first entering element, relative to t = T_t x_local
-    window: int                       # slots per box
+    start: int                        # t of the box's first entering element (t = T_t x_local)
+    span: int                         # slots from a box's first entering element to its last leaving output
+    period: int                       # slots between consecutive boxes' first slots
 
     @property
     def tile_trips(self) -> dict:
@@ -164,7 +168,7 @@ class SttTiling:
 
     @property
     def slots(self) -> int:
-        return self.n_tiles * self.window
+        return (self.n_tiles - 1) * self.period + self.span
 
     @property
     def total_cycles(self) -> int:
@@ -191,30 +195,99 @@ def _offset(space: np.ndarray, dims, box) -> tuple[int, ...]:
     return tuple(int(-sum(min(0, c) * (box[d] - 1) for c, d in zip(row, dims))) for row in space)
 
 
-def _window(net: SttNetwork, box: dict) -> tuple[int, int]:
-    """(start, window) of one box: start = the earliest slot an element enters a chain (t of the box's
-    iterations counts from 0 at x_local = 0), window = slots until the last element has left the array."""
+@dataclass(frozen=True)
+class _BoxGeometry:
+    """Where one full box's elements travel, in slots relative to its first entering element."""
+
+    start: int                        # t (= T_t x_local) of the first entering element
+    span: int                         # slots until its last output has left
+    entries: tuple                    # per hop: bool [lanes, slots]: a real element enters that lane then
+    presence: tuple                   # per input hop: bool [FUs, slots]: a real element is at that FU then
+    psum_gap: int                     # max over output elements of (leave - enter) slots
+
+
+def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
     dims = net.design.operation.dims
     pts = _box_points(dims, box)
     ext = np.array([box[d] for d in dims])
     off = np.array(_offset(net.space, dims, box))
     t = pts @ net.time
-    lo, hi = None, None
+    flat_fu = np.ravel_multi_index(tuple((pts @ net.space.T + off).T), net.shape)
+    per_hop = []
     for h in net.hops:
-        lane, pos, length = net.position(h.name)
+        lane, pos, length = (a.ravel()[flat_fu] for a in net.position(h.name))
         dx = np.array(h.dx)
         first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
         last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
-        sf = tuple((pts[first] @ net.space.T + off).T)
-        enter = t[first] - pos[sf] * h.dt
+        enter = t[first] - pos[first] * h.dt
+        leave = (t[last] + (length[last] - 1 - pos[last]) * h.dt) if h.is_output else \
+            (t[first] + (length[first] - 1 - pos[first]) * h.dt)
+        if h.is_output:         # pair each output line's entry with its exit through the element it carries
+            out = net.design.operation.output
+            key = lambda sel: np.lexsort((pts[sel] @ out.access_matrix(dims).T).T[::-1])
+            enter, leave = enter[key(first)], leave[key(last)]
+            lane = lane.copy()
+            lane[np.nonzero(first)[0]] = lane[first][key(first)]
+        per_hop.append((h, lane[first], enter, leave))
+    start = min(int(e.min()) for _, _, e, _ in per_hop)
+    out_leave = per_hop[-1][3]
+    span = int(out_leave.max()) - start + 1
+    horizon = max(int(lv.max()) for _, _, _, lv in per_hop) - start + 1
+    entries, presence = [], []
+    for h, lanes, enter, _leave in per_hop:
+        grid = np.zeros((net.lanes(h.name), horizon), dtype=bool)
+        grid[lanes, enter - start] = True
+        entries.append(grid)
         if h.is_output:
-            sl = tuple((pts[last] @ net.space.T + off).T)
-            leave = t[last] + (length[sl] - 1 - pos[sl]) * h.dt
-        else:
-            leave = t[first] + (length[sf] - 1 - pos[sf]) * h.dt
-        lo = int(enter.min()) if lo is None else min(lo, int(enter.min()))
-        hi = int(leave.max()) if hi is None else max(hi, int(leave.max()))
-    return lo, hi - lo + 1
+            continue
+        pres = np.zeros((math.prod(net.shape), horizon), dtype=bool)
+        chains = net.chains_of(h.name)
+        for l, e in zip(lanes.tolist(), (enter - start).tolist()):
+            for g, s in enumerate(chains[l]):
+                pres[np.ravel_multi_index(s, net.shape), e + g * h.dt] = True
+        presence.append(pres)
+    _h, _lanes, enter, leave = per_hop[-1]
+    gap = int((leave - enter).max())
+    return _BoxGeometry(start, span, tuple(entries), tuple(presence), gap)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, shift: int) -> bool:
+    """Some row of ``a`` is true in a column c where ``b`` is true in column c - shift (shift >= 0)."""
+    n = a.shape[1]
+    if shift >= n:
+        return False
+    return bool(np.any(a[:, shift:] & b[:, : n - shift]))
+
+
+def _period(geo: _BoxGeometry, revisit: int | None) -> int:
+    """The smallest period P such that boxes P apart never meet: no lane takes real elements of two boxes in
+    one slot (a chain is a shift register, so no register then holds two boxes' elements), no FU sees real
+    elements of two inputs from different boxes in one slot (their product would land on some partial
+    sum), and an output block visited again ``revisit`` boxes later reads its partial sum after it left."""
+    horizon = max(e.shape[1] for e in geo.entries)
+    lo = 1 if revisit is None else -(-(geo.psum_gap + 1) // revisit)
+    for period in range(max(1, lo), horizon + 1):
+        ok = True
+        for k in range(1, -(-horizon // period) + 1):
+            shift = k * period
+            if any(_overlap(e, e, shift) for e in geo.entries) or any(
+                    _overlap(a, b, shift) or _overlap(b, a, shift)
+                    for i, a in enumerate(geo.presence) for b in geo.presence[i + 1:]):
+                ok = False
+                break
+        if ok:
+            return period
+    return max(horizon, lo)
+
+
+def _revisit_distance(net: SttNetwork, box: dict, bound: dict) -> int | None:
+    """Boxes between consecutive visits of one output block (None: every block is visited once)."""
+    order = net.dataflow.order
+    out = net.design.operation.output
+    trips = {d: -(-bound[d] // box[d]) for d in order}
+    dists = [math.prod(trips[e] for e in order[i + 1:]) for i, d in enumerate(order)
+             if not out.uses(d) and trips[d] > 1]
+    return min(dists) if dists else None
 
 
 def _box_limits(net: SttNetwork, bound: dict) -> dict:
@@ -236,11 +309,19 @@ def _fits(net: SttNetwork, box: dict) -> bool:
                for row, e in zip(net.space, net.shape))
 
 
+def _evaluate(net: SttNetwork, box: dict, bound: dict) -> tuple[int, int, _BoxGeometry]:
+    """(total slots, period, geometry) of a box."""
+    geo = _geometry(net, box)
+    period = _period(geo, _revisit_distance(net, box, bound))
+    tiles = math.prod(-(-bound[d] // box[d]) for d in box)
+    return (tiles - 1) * period + geo.span, period, geo
+
+
 def choose_box(net: SttNetwork, bound: dict) -> dict:
-    """The box with the fewest total slots (tiles x window) among the boxes that fit the array; candidate
-    extents per loop are the smallest ones for each tile count (ceil(N / q)). A lower bound (the box's own
-    time span, sum |t_l| (b_l - 1) + 1 slots per tile) prunes the exact window computations; ties go to
-    the larger box, then to the first in loop order."""
+    """The box with the fewest total slots among the boxes that fit the array; candidate extents per loop
+    are the smallest ones for each tile count (ceil(N / q)). A lower bound (every FU does one iteration per
+    slot, so the tiles need at least tiles x box volume / FUs slots; one box at least its own time span)
+    prunes the exact evaluations; ties go to the larger box, then to the first in loop order."""
     dims = net.design.operation.dims
     lim = _box_limits(net, bound)
     # a loop no spatial row reads runs whole inside the box: splitting it only repeats the fill and drain
@@ -248,6 +329,7 @@ def choose_box(net: SttNetwork, bound: dict) -> dict:
     cands = [[bound[d]] if d in free else
              [b for b in range(1, lim[d] + 1) if b == -(-bound[d] // -(-bound[d] // b))]   # b = ceil(N / q)
              for d in dims]
+    n_fus = math.prod(net.shape)
     scored = []
     for combo in itertools.product(*cands):
         box = dict(zip(dims, combo))
@@ -255,13 +337,14 @@ def choose_box(net: SttNetwork, bound: dict) -> dict:
             continue
         tiles = math.prod(-(-bound[d] // box[d]) for d in dims)
         span = sum(abs(int(c)) * (box[d] - 1) for c, d in zip(net.time, dims)) + 1
-        scored.append((tiles * span, tuple(-v for v in combo), tiles, box))
+        lower = max(-(-tiles * math.prod(combo) // n_fus), span)
+        scored.append((lower, tuple(-v for v in combo), box))
     scored.sort(key=lambda r: (r[0], r[1]))
     best = None
-    for lb, neg, tiles, box in scored:
-        if best is not None and lb > best[0]:
+    for lower, neg, box in scored:
+        if best is not None and lower > best[0]:
             break
-        total = tiles * _window(net, box)[1]
+        total = _evaluate(net, box, bound)[0]
         if best is None or (total, neg) < (best[0], best[1]):
             best = (total, neg, box)
     return best[2]
@@ -279,8 +362,8 @@ def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTili
             spans = [sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 for row in net.space]
             raise SpecError([problem("box", f"the image of this box spans {spans} FUs, the array is "
                                      f"{list(net.shape)}; every box extent must be >= 1 and fit", box)])
-    start, window = _window(net, box)
-    return SttTiling(net, bound, box, _offset(net.space, dims, box), start, window)
+    _total, period, geo = _evaluate(net, box, bound)
+    return SttTiling(net, bound, box, _offset(net.space, dims, box), geo.start, geo.span, period)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,7 +446,8 @@ def explain_stt(design: Design, df: Dataflow) -> list[str]:
     lines += ["    " + line for line in net.describe()]
     ref = design.reference_bounds
     t = stt_tiling(net, ref)
-    lines.append(f"  reference problem {ref}: box {t.box}, FU offset {list(t.offset)}, window {t.window} slots, "
+    lines.append(f"  reference problem {ref}: box {t.box}, FU offset {list(t.offset)}, {t.span} slots per box, a box "
+                 f"every {t.period} slots, "
                  f"{t.n_tiles} box(es), {t.total_cycles} cycles, utilisation "
                  f"{t.macs() / (t.total_cycles * design.n_fus):.3f}")
     return lines

@@ -33,7 +33,7 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
     off = np.array(tiling.offset)
     t_local = pts @ net.time - tiling.start
     fus = tuple((pts @ net.space.T + off).T)
-    S, W = tiling.slots, tiling.window
+    S, period = tiling.slots, tiling.period
     acc_bits = design.acc_type.bits
     out = op.output
     out_lanes = net.lanes(out.name)
@@ -53,7 +53,7 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
         last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
         geometry[h.name] = (first, last, lane[fus], pos[fus], length[fus])
     for m, origin in enumerate(tiling.tiles()):
-        base = m * W
+        base = m * period
         x = pts + np.array([origin[d] for d in dims])
         inside = np.all(x < bound, axis=1)
         prod = np.ones(len(x), dtype=np.int64)

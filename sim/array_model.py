@@ -168,14 +168,17 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
 
 def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None, buffers: int = 2) -> ArrayModelResult:
     """Cycles of one problem on a skewed stt array (dataflow/stt_array.py): the issuer fires one slot per
-    cycle, box after box (``window`` slots each), once the box's beats are on chip; done follows the last
-    slot by one cycle. Every lane carries a beat in every slot (zeros included), as the RTL's streams do."""
+    cycle; box m's beats are the slots from m * period on (boxes overlap when the period is shorter than a
+    box's span), and the issuer enters them only once the box's operands are on chip; done follows the
+    last slot by one cycle. Every lane carries a beat in every slot (zeros included), as the RTL's streams do."""
     ports = {p.name: p for p in compiled.stream_ports}
     outgoing = {p.name for p in compiled.stream_ports if p.role is PortRole.OUTPUT}
-    n, window = tiling.n_tiles, tiling.window
-    per_tile = {p: ports[p].lanes * window for p in ports}
+    n, period, span = tiling.n_tiles, tiling.period, tiling.span
+    # beats that belong to box m: its period's slots (the last box: the rest of its span)
+    slots_of = [period] * (n - 1) + [span]
+    per_tile = [{p: ports[p].lanes * k for p in ports} for k in slots_of]
     env = simpy.Environment()
-    mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in per_tile.items()} for _ in range(n)], outgoing,
+    mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in tr.items()} for tr in per_tile], outgoing,
                       bytes_per_cycle, buffers)
     firsts: list[int] = []
 
@@ -183,7 +186,7 @@ def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None
         for k in range(n):
             yield from mem.wait_fetched(k)
             firsts.append(env.now + 1)
-            yield env.timeout(window)           # slots fire at now + 1 .. now + window
+            yield env.timeout(slots_of[k])      # slots fire at now + 1 .. now + slots_of[k]
             mem.slots.put(1)
             env.process(mem.writeback(k))
         yield env.timeout(1)                    # done: the cycle after the last slot
@@ -196,7 +199,7 @@ def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None
     env.run()
     total = int(proc.value)
     marks = firsts + [total]
-    elements = {p: v * n for p, v in per_tile.items()}
+    elements = {p: sum(tr[p] for tr in per_tile) for p in ports}
     return ArrayModelResult(
         total_cycles=total, tile_cycles=tuple(b - a for a, b in zip(marks, marks[1:])), macs=tiling.macs(),
         mac_slots=tiling.slots * compiled.design.n_fus, n_fus=compiled.design.n_fus, issue_cycles=tiling.slots,

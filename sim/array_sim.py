@@ -296,5 +296,5 @@ def _stt_workload(compiled, workload, energy: EnergyModel, progress) -> tuple[li
             energy_pj=energy.energy_of(acts),
             roofline_cycles=roofline_cycles(layer.macs, 0, design.n_fus, design.dram_bytes_per_cycle),
             extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": 0,
-                   "lowering": how, "box": dict(tiling.box), "window": tiling.window}))
+                   "lowering": how, "box": dict(tiling.box), "box_period": tiling.period}))
     return results, skipped

@@ -148,6 +148,7 @@ def _verify_stt(compiled, bounds: dict[str, int], *, seed: int, idle_prob: float
     detail["verilog_lines"] = manifest["verilog_lines"]
     detail["registers_added"] = 0
     detail["box"] = dict(tiling.box)
-    detail["window"] = tiling.window
+    detail["span"] = tiling.span
+    detail["period"] = tiling.period
     return ArrayVerification(design.name, compiled.dataflow.name, dict(tiling.bound), exact and causal == 0,
                              res.get("rtl_cycles"), model.total_cycles, detail)
