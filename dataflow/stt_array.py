@@ -60,6 +60,7 @@ class SttNetwork:
     dataflow: Dataflow
     hops: tuple[SttHop, ...]                         # inputs in operation order, then the output
     chains: tuple[tuple[tuple[Coord, ...], ...], ...]  # per hop: chains (root first), ordered by root
+    product_stages: int = 0           # registers behind each multiplier (clock target): partial sums run this late
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -120,8 +121,12 @@ class SttNetwork:
         return lines
 
 
-def derive_stt_network(design: Design, df: Dataflow) -> SttNetwork:
-    """Cut the array into each operand's chains along its hop (reuse analysis: dataflow/reuse.py)."""
+def derive_stt_network(design: Design, df: Dataflow, product_stages: int = 0) -> SttNetwork:
+    """Cut the array into each operand's chains along its hop (reuse analysis: dataflow/reuse.py).
+
+    ``product_stages`` registers behind every multiplier delay each product by as many slots; the partial
+    sums then run that many slots behind the inputs (their psum beats enter and their outputs leave later),
+    which keeps every product meeting the partial sum of its own iteration."""
     hops = stt_hops(design, df)
     shape = design.shape
     inside = lambda s: all(0 <= v < e for v, e in zip(s, shape))
@@ -137,7 +142,7 @@ def derive_stt_network(design: Design, df: Dataflow) -> SttNetwork:
                 cur = tuple(a + d for a, d in zip(cur, h.ds))
             mine.append(tuple(chain))
         chains.append(tuple(mine))
-    return SttNetwork(design, df, hops, tuple(chains))
+    return SttNetwork(design, df, hops, tuple(chains), int(product_stages))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -219,8 +224,9 @@ def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
         dx = np.array(h.dx)
         first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
         last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
-        enter = t[first] - pos[first] * h.dt
-        leave = (t[last] + (length[last] - 1 - pos[last]) * h.dt) if h.is_output else \
+        late = net.product_stages if h.is_output else 0
+        enter = t[first] - pos[first] * h.dt + late
+        leave = (t[last] + (length[last] - 1 - pos[last]) * h.dt + late) if h.is_output else \
             (t[first] + (length[first] - 1 - pos[first]) * h.dt)
         if h.is_output:         # pair each output line's entry with its exit through the element it carries
             out = net.design.operation.output
@@ -381,8 +387,12 @@ class CompiledSttArray:
     command: CommandLayout
     target: str = "asic"
     key: str = ""
+    clock_period_ns: float | None = None
+    critical_path_ns: float = 0.0     # estimated register-to-register path with the product stages (delay table)
 
-    pipeline = False                  # no LP: every hop register is the dataflow's own (dt per hop)
+    @property
+    def pipeline(self) -> bool:
+        return self.clock_period_ns is not None
 
     @property
     def fu_graph(self) -> SttNetwork:
@@ -404,13 +414,39 @@ class CompiledSttArray:
         return next(p for p in self.ports if p.role is PortRole.PSUM)
 
 
-def compile_stt_array(design: Design, df: Dataflow, target: str = "asic") -> CompiledSttArray:
-    return _compile(design, df, str(target))
+def compile_stt_array(design: Design, df: Dataflow, target: str = "asic", pipeline: bool = True) -> CompiledSttArray:
+    """The skewed array of ``df``; pipelined for the spec's clock (registers behind the multipliers, from the
+    delay table ``target``) unless ``pipeline=False``."""
+    return _compile(design, df, str(target), 1e3 / design.clock_mhz if pipeline else None)
+
+
+def _path_ns(table, in_bits: int, acc_bits: int, adders: int, stages: int) -> float:
+    """Longest register-to-register path of an FU: the last of ``stages + 1`` equal parts of the product, then
+    the ``adders`` partial-sum adders that run without a register between them (a chain with dt = 0)."""
+    mul = table.multiplier_ns(in_bits) / (stages + 1)
+    return table.clk_to_q_ns + mul + adders * table.adder_ns(acc_bits) + table.setup_ns
+
+
+def _product_stages(net: SttNetwork, target: str, period: float | None) -> tuple[int, float]:
+    """Registers behind each multiplier for the clock (0 without a target), and the estimated path. When the
+    adders and register overheads alone exceed the period no number of stages helps: none are added and the
+    path is reported as it is."""
+    from .delays import DelayTable
+    table = DelayTable.load(target)
+    design = net.design
+    in_bits = max(design.type_of[h.name].bits for h in net.inputs)
+    adders = 1 if net.output.dt else max(len(c) for c in net.chains_of(net.output.name))
+    path = lambda k: _path_ns(table, in_bits, design.acc_type.bits, adders, k)   # noqa: E731
+    stages, rest = 0, path(0) - table.multiplier_ns(in_bits)      # the path without the product
+    if period is not None and path(0) > period and rest < period:
+        stages = math.ceil(table.multiplier_ns(in_bits) / (period - rest) - 1e-9) - 1
+    return stages, path(stages)
 
 
 @lru_cache(maxsize=64)
-def _compile(design: Design, df: Dataflow, target: str) -> CompiledSttArray:
-    net = derive_stt_network(design, df)
+def _compile(design: Design, df: Dataflow, target: str, period: float | None) -> CompiledSttArray:
+    stages, path = _product_stages(derive_stt_network(design, df), target, period)
+    net = derive_stt_network(design, df, stages)
     types = design.type_of
     command = command_layout(())
     ports = [Port("cmd", Direction.IN, PortRole.COMMAND, command.size)]
@@ -425,8 +461,8 @@ def _compile(design: Design, df: Dataflow, target: str) -> CompiledSttArray:
                       net.lanes(out.name), out.name, acc.signed))
     ports += [Port("done", Direction.OUT, PortRole.STATUS, 1, stream=False),
               Port("busy", Direction.OUT, PortRole.STATUS, 1, stream=False)]
-    key = hashlib.sha256(repr((design, df, target, "stt")).encode()).hexdigest()
-    return CompiledSttArray(design, df, net, tuple(ports), command, target, key)
+    key = hashlib.sha256(repr((design, df, target, period, "stt")).encode()).hexdigest()
+    return CompiledSttArray(design, df, net, tuple(ports), command, target, key, period, path)
 
 
 def explain_stt(design: Design, df: Dataflow) -> list[str]:
@@ -444,6 +480,12 @@ def explain_stt(design: Design, df: Dataflow) -> list[str]:
              "one lock-step slot per cycle",
              "  reuse (A_X dx = 0; (ds, dt) = T dx):"]
     lines += ["    " + line for line in net.describe()]
+    compiled = compile_stt_array(design, df)
+    net = compiled.network
+    lines.append(f"  clock {design.clock_mhz:g} MHz ({compiled.clock_period_ns:.3f} ns): {net.product_stages} register(s) "
+                 f"behind each multiplier, estimated FU path {compiled.critical_path_ns:.3f} ns"
+                 + ("" if compiled.critical_path_ns <= compiled.clock_period_ns + 1e-9 else
+                    " (does not meet the clock: the partial-sum adders alone are longer)"))
     ref = design.reference_bounds
     t = stt_tiling(net, ref)
     lines.append(f"  reference problem {ref}: box {t.box}, FU offset {list(t.offset)}, {t.span} slots per box, a box "

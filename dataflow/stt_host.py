@@ -76,13 +76,13 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
             sums[key] = sums.get(key, 0) + p
         for k in np.nonzero(first & held)[0]:
             key = tuple(oidx[k].tolist())
-            slot = base + t_local[k] - pos[k] * net.output.dt
+            slot = base + t_local[k] - pos[k] * net.output.dt + net.product_stages
             if key in written:
                 psum[slot, lane[k]] = written[key][1]
                 psum_source[slot, lane[k]] = written[key][0]
         for k in np.nonzero(last & held)[0]:
             key = tuple(oidx[k].tolist())
-            slot = base + t_local[k] + (length[k] - 1 - pos[k]) * net.output.dt
+            slot = base + t_local[k] + (length[k] - 1 - pos[k]) * net.output.dt + net.product_stages
             prev = written.get(key, (-1, 0))[1]
             value = int(_wrap(np.array(prev + sums[key]), acc_bits))
             expected[slot, lane[k]] = value

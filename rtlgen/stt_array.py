@@ -95,6 +95,8 @@ class SttArrayTop(wiring.Component):
                 prod = value[(net.inputs[0].name, s)]
                 for h in net.inputs[1:]:
                     prod = prod * value[(h.name, s)]
+                # registers behind the product (clock target); synthesis retiming moves them into the multiplier
+                prod = delay_line(m, prod, net.product_stages, fire, f"{out_h.name}_prod_{tag(s)}_", acc_shape)
                 c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
                 m.d.comb += c_out.eq(c_in + prod)
             m.d.comb += out_port.payload[lane].eq(c_out)
@@ -126,6 +128,8 @@ def stt_array_verilog(compiled: CompiledSttArray) -> tuple[str, dict]:
         "interfaces": port_interfaces(compiled.ports, compiled.command),
         "operands": [{"operand": h.name, "role": "psum_chain" if h.is_output else "chain", "lanes": net.lanes(h.name),
                       "hop": list(h.ds), "registers_per_hop": h.dt, "reuse_direction": list(h.dx)} for h in net.hops],
-        "pipelining": {"clock_target_ns": None, "delay_table": compiled.target, "registers_added": 0},
+        "pipelining": {"clock_target_ns": compiled.clock_period_ns, "delay_table": compiled.target,
+                       "registers_added": net.product_stages * design.n_fus, "product_stages": net.product_stages,
+                       "estimated_path_ns": round(compiled.critical_path_ns, 4)},
     })
     return text, manifest

@@ -146,7 +146,7 @@ def _verify_stt(compiled, bounds: dict[str, int], *, seed: int, idle_prob: float
         prefix="archgen-verify-stt-")
     detail["psum_reads_before_write"] = causal
     detail["verilog_lines"] = manifest["verilog_lines"]
-    detail["registers_added"] = 0
+    detail["registers_added"] = manifest["pipelining"]["registers_added"]
     detail["box"] = dict(tiling.box)
     detail["span"] = tiling.span
     detail["period"] = tiling.period

@@ -29,8 +29,9 @@ from archgen.verif.golden import reference_einsum
 HEX = [[1, 0, -1], [0, 1, -1], [1, 1, 1]]
 
 
-def _design(shape, stt, order=("i", "j", "k")):
+def _design(shape, stt, order=("i", "j", "k"), clock_mhz=500):
     return load_spec_data({"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                           "clock_mhz": clock_mhz,
                            "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
                            "dataflows": {"d": {"stt": stt, "order": list(order)}}})
 
@@ -39,6 +40,7 @@ def lockstep(net, prog) -> np.ndarray:
     """Output beats of the chains of ``net`` fed the host program's streams, slot by slot."""
     coords = list(itertools.product(*[range(e) for e in net.shape]))
     regs = {(h.name, s): [0] * h.dt for h in net.hops for s in coords}   # the dt hop registers after FU s
+    prods = {s: [0] * net.product_stages for s in coords}                 # the registers behind the product
     bits = net.acc_width
     wrap = lambda v: ((int(v) + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
     outs = np.zeros_like(prog.expected)
@@ -54,7 +56,10 @@ def lockstep(net, prog) -> np.ndarray:
             for p, s in enumerate(chain):
                 c_in = (prog.streams[f"psum_{h.name}"][n, lane] if p == 0 else
                         regs[(h.name, chain[p - 1])][-1] if h.dt else cout[chain[p - 1]])
-                cout[s] = wrap(c_in + math.prod(int(val[(x.name, s)]) for x in net.inputs))
+                product = math.prod(int(val[(x.name, s)]) for x in net.inputs)
+                if net.product_stages:
+                    product, prods[s] = prods[s][-1], [product] + prods[s][:-1]
+                cout[s] = wrap(c_in + product)
             outs[n, lane] = cout[chain[-1]]
         for x in net.hops:
             for s in coords:
@@ -129,8 +134,9 @@ def test_choose_box_is_the_fastest_fitting_box():
     ((2, 3), [[2, 0, -1], [0, 1, -1], [1, 1, 1]], "ijk", (3, 4, 5)),        # B hops two FUs
     ((3, 3), [[1, 0, -1], [0, 1, -1], [1, 1, 0]], "ijk", (3, 4, 5)),        # combinational partial-sum chain
 ])
-def test_host_program_matches_lockstep_chains_and_numpy(shape, stt, order, bound):
-    design = _design(shape, stt, tuple(order))
+@pytest.mark.parametrize("clock_mhz", [500, 1500])
+def test_host_program_matches_lockstep_chains_and_numpy(shape, stt, order, bound, clock_mhz):
+    design = _design(shape, stt, tuple(order), clock_mhz)
     compiled, tiling, tensors, prog = _run(design, dict(zip("ikj", bound)), seed=sum(bound))
     assert np.array_equal(lockstep(compiled.network, prog), prog.expected)
     final = np.zeros_like(prog.result)
@@ -154,11 +160,11 @@ def _accepted(rows) -> bool:
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(stt=st.lists(st.lists(st.integers(-2, 2), min_size=3, max_size=3), min_size=3, max_size=3).filter(_accepted), shape=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+@given(clock_mhz=st.sampled_from([500, 1500, 3000]), stt=st.lists(st.lists(st.integers(-2, 2), min_size=3, max_size=3), min_size=3, max_size=3).filter(_accepted), shape=st.tuples(st.integers(1, 4), st.integers(1, 4)),
        bound=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
        order=st.permutations("ijk"), seed=st.integers(0, 1000))
-def test_random_skewed_maps_are_exact(stt, shape, bound, order, seed):
-    design = _design(shape, stt, tuple(order))
+def test_random_skewed_maps_are_exact(clock_mhz, stt, shape, bound, order, seed):
+    design = _design(shape, stt, tuple(order), clock_mhz)
     compiled, tiling, tensors, prog = _run(design, dict(zip("ijk", bound)), seed)
     assert np.array_equal(lockstep(compiled.network, prog), prog.expected)
     final = np.zeros_like(prog.result)
@@ -218,3 +224,18 @@ def test_cli_refuses_a_singular_map_with_exit_2(tmp_path, capsys):
     assert main(["build", str(path), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"archgen: {path}: dataflows.hex.stt: not injective"), err
+
+
+def test_clock_target_puts_registers_behind_the_multipliers():
+    slow, fast = (compile_array(_design((3, 3), HEX, clock_mhz=mhz)) for mhz in (500, 1500))
+    assert slow.network.product_stages == 0
+    assert fast.network.product_stages >= 1
+    assert fast.critical_path_ns <= fast.clock_period_ns < slow.critical_path_ns
+    bound = {"i": 4, "j": 5, "k": 6}
+    # the partial sums run product_stages slots later: one box spans that much longer
+    assert (stt_tiling(fast.network, bound, {"i": 2, "j": 2, "k": 2}).span
+            == stt_tiling(slow.network, bound, {"i": 2, "j": 2, "k": 2}).span + fast.network.product_stages)
+    assert compile_array(_design((3, 3), HEX, clock_mhz=1500), pipeline=False).network.product_stages == 0
+    # adders alone longer than the clock: no stage helps, none is added, the path is reported as it is
+    hopeless = compile_array(_design((3, 3), HEX, clock_mhz=3000))
+    assert hopeless.network.product_stages == 0 and hopeless.critical_path_ns > hopeless.clock_period_ns
