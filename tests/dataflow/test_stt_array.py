@@ -239,3 +239,13 @@ def test_clock_target_puts_registers_behind_the_multipliers():
     # adders alone longer than the clock: no stage helps, none is added, the path is reported as it is
     hopeless = compile_array(_design((3, 3), HEX, clock_mhz=3000))
     assert hopeless.network.product_stages == 0 and hopeless.critical_path_ns > hopeless.clock_period_ns
+
+
+def test_fusing_a_skewed_map_is_refused_by_name():
+    from archgen.dataflow.fusion import check_fusable
+    design = load_spec_data({"version": 1, "name": "mix", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [4, 4]},
+                             "dataflows": {"hex": {"stt": HEX}, "os": {"spatial": {"i": 0, "j": 1}, "control": [1, 1]}}})
+    with pytest.raises(SpecError) as err:
+        check_fusable(design, ["hex", "os"])
+    assert [str(p) for p in err.value.problems][0].startswith("fuse: dataflow 'hex' is a skewed stt map")
