@@ -249,3 +249,16 @@ def test_fusing_a_skewed_map_is_refused_by_name():
     with pytest.raises(SpecError) as err:
         check_fusable(design, ["hex", "os"])
     assert [str(p) for p in err.value.problems][0].startswith("fuse: dataflow 'hex' is a skewed stt map")
+
+
+def test_manifest_is_valid_and_names_the_chains():
+    from archgen.rtlgen.build import build_array
+    from archgen.rtlgen.manifest import validate_manifest
+    text, manifest = build_array(load_spec("gemm_hex"))
+    validate_manifest(manifest)
+    ops = {o["operand"]: o for o in manifest["operands"]}
+    assert ops["C"] == {"operand": "C", "role": "psum_chain", "lanes": 7, "hop": [-1, -1], "registers_per_hop": 1,
+                        "reuse_direction": [0, 0, 1]}
+    ports = {p["name"]: p for p in manifest["interfaces"]}
+    assert ports["psum_C"]["lanes"] == ports["out_C"]["lanes"] == 7 and ports["in_A"]["lanes"] == 4
+    assert "C_hop_0_0_" in text                       # the diagonal hop register into FU (0, 0)
