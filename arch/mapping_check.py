@@ -216,7 +216,8 @@ def integer_null_space(mat: np.ndarray) -> list[tuple[int, ...]]:
 def stt_move_problems(stt: np.ndarray, op, path: str) -> list:
     """Why the lock-step network of a skewed ``stt`` map (dataflow/stt_array.py) cannot carry an operand, as
     field-named problems: each operand's elements must be reused along one line of iterations (one reuse
-    direction) that the spatial rows turn into a move across the array, so that the element travels a chain.
+    direction), which the element travels as a chain across the array (or, when the spatial rows map the
+    line to one FU, a register ring at that FU), and each input along one loop.
 
     A singular T is left to the injectivity check, which names the colliding iterations."""
     mat = np.asarray(stt, dtype=np.int64)
@@ -244,10 +245,4 @@ def stt_move_problems(stt: np.ndarray, op, path: str) -> list:
                                "skewed-map generator moves each operand along one chain (one reuse direction), so this "
                                "operation needs a 'spatial' or 'map' dataflow", mat.tolist()))
             continue
-        ds = space @ np.array(null[0])
-        if not ds.any():
-            out.append(problem(path, f"operand {x.name} would stay on one FU (its reuse direction "
-                               f"{dict(zip(op.dims, null[0]))} maps to no move across the array): a stationary operand "
-                               "under skewed spatial rows needs a per-FU loader that is not built; use unit spatial rows "
-                               "for this dataflow", mat.tolist()))
     return out

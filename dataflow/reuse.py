@@ -151,11 +151,19 @@ class SttHop:
     dt: int
     is_output: bool = False
 
+    @property
+    def stationary(self) -> bool:
+        """The element stays on one FU (ds = 0): a ring of dt registers there, loaded through its own lane."""
+        return not any(self.ds)
+
     def describe(self, dims) -> str:
+        step = " ".join(f"{'+' if v > 0 else '-'}{'' if abs(v) == 1 else abs(v)}{d}" for v, d in zip(self.dx, dims) if v)
+        if self.stationary:
+            what = "accumulated in a ring" if self.is_output else "held in a ring"
+            return f"{self.name}: reused along {step}: stationary, {what} of {self.dt} register(s) at each FU"
         move = ", ".join(f"{v:+d}" for v in self.ds)
         regs = "a broadcast wire (0 registers)" if self.dt == 0 else f"{self.dt} register(s) per hop"
         what = "partial-sum chain" if self.is_output else "chain"
-        step = " ".join(f"{'+' if v > 0 else '-'}{'' if abs(v) == 1 else abs(v)}{d}" for v, d in zip(self.dx, dims) if v)
         return f"{self.name}: reused along {step}: {what} moving ({move}) FUs in {self.dt} cycle(s), {regs}"
 
 
@@ -164,7 +172,7 @@ def stt_hops(design: Design, df: Dataflow) -> tuple[SttHop, ...]:
 
     ``A_X M [dt; ds] = 0`` in I->ST form: the moves that keep X's element are ``(ds, dt) = T dx`` for dx in
     the integer null space of A_X; the spec check (arch/mapping_check.stt_move_problems) has made sure it
-    is one line that moves across the array."""
+    is one line (which a map may also keep on one FU: a stationary operand, ds = 0, dt != 0)."""
     op = design.operation
     mat = np.array(df.stt, dtype=np.int64)
     space, time = mat[:-1], mat[-1]

@@ -115,6 +115,10 @@ class SttNetwork:
         for h in self.hops:
             chains = self.chains_of(h.name)
             longest = max(len(c) for c in chains)
+            if h.stationary:
+                lines.append(f"{h.describe(dims)}; {len(chains)} lane(s), one per FU, each adding to its ring "
+                             "(load: new - held, clear: - held)" + ("; every FU drives an output lane" if h.is_output else ""))
+                continue
             end = "; leaves at the chain's last FU (one output lane per chain)" if h.is_output else ""
             lines.append(f"{h.describe(dims)}; {len(chains)} chain(s) of up to {longest} FU(s), "
                          f"{len(chains)} memory lane(s) at their roots{end}")
@@ -133,6 +137,9 @@ def derive_stt_network(design: Design, df: Dataflow, product_stages: int = 0) ->
     chains = []
     for h in hops:
         mine = []
+        if h.stationary:          # a ring at every FU: the FU is its own chain, loaded through its own lane
+            chains.append(tuple((s,) for s in itertools.product(*[range(e) for e in shape])))
+            continue
         for s in itertools.product(*[range(e) for e in shape]):
             if inside(tuple(a - d for a, d in zip(s, h.ds))):
                 continue                                  # not a root
@@ -207,6 +214,7 @@ class _BoxGeometry:
     start: int                        # t (= T_t x_local) of the first entering element
     span: int                         # slots until its last output has left
     entries: tuple                    # per hop: bool [lanes, slots]: a real element enters that lane then
+                                      # (stationary hops: bool [FUs, slots], the slots its ring is used)
     presence: tuple                   # per input hop: bool [FUs, slots]: a real element is at that FU then
     psum_gap: int                     # max over output elements of (leave - enter) slots
 
@@ -226,21 +234,33 @@ def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
         last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
         late = net.product_stages if h.is_output else 0
         enter = t[first] - pos[first] * h.dt + late
-        leave = (t[last] + (length[last] - 1 - pos[last]) * h.dt + late) if h.is_output else \
-            (t[first] + (length[first] - 1 - pos[first]) * h.dt)
+        if h.stationary:        # held from the first use; its ring is cleared dt slots after the last use
+            leave = t[last] + late + h.dt
+        elif h.is_output:
+            leave = t[last] + (length[last] - 1 - pos[last]) * h.dt + late
+        else:
+            leave = t[first] + (length[first] - 1 - pos[first]) * h.dt
+        exit_ = t[last] + late + (0 if h.stationary else (length[last] - 1 - pos[last]) * h.dt)
         if h.is_output:         # pair each output line's entry with its exit through the element it carries
             out = net.design.operation.output
             key = lambda sel: np.lexsort((pts[sel] @ out.access_matrix(dims).T).T[::-1])
-            enter, leave = enter[key(first)], leave[key(last)]
+            enter, exit_ = enter[key(first)], exit_[key(last)]
             lane = lane.copy()
             lane[np.nonzero(first)[0]] = lane[first][key(first)]
-        per_hop.append((h, lane[first], enter, leave))
-    start = min(int(e.min()) for _, _, e, _ in per_hop)
-    out_leave = per_hop[-1][3]
-    span = int(out_leave.max()) - start + 1
-    horizon = max(int(lv.max()) for _, _, _, lv in per_hop) - start + 1
+        per_hop.append((h, lane[first], enter, leave, exit_))
+    start = min(int(e.min()) for _, _, e, _, _ in per_hop)
+    span = max(int(lv.max()) for h, _, _, lv, _ in per_hop if h.is_output or h.stationary) - start + 1
+    horizon = max(int(lv.max()) for _, _, _, lv, _ in per_hop) - start + 1
     entries, presence = [], []
-    for h, lanes, enter, _leave in per_hop:
+    for h, lanes, enter, _leave, _exit in per_hop:
+        if h.stationary:        # a ring holds one element at a time: its uses may not meet another box's
+            pres = np.zeros((math.prod(net.shape), horizon), dtype=bool)
+            late = net.product_stages if h.is_output else 0
+            pres[flat_fu, t - start + late] = True
+            entries.append(pres)
+            if not h.is_output:
+                presence.append(pres)
+            continue
         grid = np.zeros((net.lanes(h.name), horizon), dtype=bool)
         grid[lanes, enter - start] = True
         entries.append(grid)
@@ -252,8 +272,8 @@ def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
             for g, s in enumerate(chains[l]):
                 pres[np.ravel_multi_index(s, net.shape), e + g * h.dt] = True
         presence.append(pres)
-    _h, _lanes, enter, leave = per_hop[-1]
-    gap = int((leave - enter).max())
+    _h, _lanes, enter, _leave, exit_ = per_hop[-1]
+    gap = int((exit_ - enter).max())
     return _BoxGeometry(start, span, tuple(entries), tuple(presence), gap)
 
 

@@ -44,6 +44,7 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
     out_index = np.full((S, out_lanes, out.access_matrix(dims).shape[0]), -1, dtype=np.int64)
     result = np.zeros(op.tensor_shape(out.name, tiling.bound), dtype=np.int64)
     written: dict[tuple, tuple[int, int]] = {}        # output element -> (beat of its last exit, value)
+    rings: list = []                                   # stationary operands: (slot, load?, operand, lane, dt, value, source)
     # per hop: the box points where an element enters (first use) and, for the output, leaves
     geometry = {}
     for h in net.hops:
@@ -66,6 +67,12 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
             vals[held] = tensors[h.name][tuple(idx[held].T)]
             prod *= np.where(inside, vals, 0)
             sel = first & held          # it enters at its line's first box point, in the problem or not
+            if h.stationary:            # load at the first use, clear dt slots after the last (ring events)
+                lasts = _last_of_line(geometry[h.name][1], idx, sel)
+                for k, kl in zip(np.nonzero(sel)[0], lasts):
+                    rings.append((base + t_local[k], 1, h.name, lane[k], h.dt, int(vals[k]), None))
+                    rings.append((base + t_local[kl] + h.dt, 0, h.name, lane[k], h.dt, 0, None))
+                continue
             slots = base + t_local[sel] - pos[sel] * h.dt
             streams[f"in_{h.name}"][slots, lane[sel]] = vals[sel]
         first, last, lane, pos, length = geometry[out.name]
@@ -74,6 +81,10 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
         sums: dict[tuple, int] = {}
         for key, p in zip(map(tuple, oidx[inside].tolist()), prod[inside].tolist()):
             sums[key] = sums.get(key, 0) + p
+        if net.output.stationary:
+            _stationary_output(net, base, t_local, lane, first & held, last, oidx, prod * inside, written, rings,
+                               expected, out_index, result, acc_bits)
+            continue
         for k in np.nonzero(first & held)[0]:
             key = tuple(oidx[k].tolist())
             slot = base + t_local[k] - pos[k] * net.output.dt + net.product_stages
@@ -89,5 +100,46 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
             out_index[slot, lane[k]] = key
             written[key] = (int(slot), value)
             result[key] = value
-    return HostProgram(streams=streams | {f"psum_{out.name}": psum}, expected=expected, out_index=out_index,
-                       result=result, psum_source=psum_source)
+    streams[f"psum_{out.name}"] = psum
+    bits = {h.name: (acc_bits if h.is_output else design.type_of[h.name].bits) for h in net.hops}
+    port = {h.name: f"psum_{h.name}" if h.is_output else f"in_{h.name}" for h in net.hops}
+    held_now: dict = {}                                # (operand, lane, phase) -> value its ring holds
+    for slot, load, name, lane_, dt, value, source in sorted(rings, key=lambda e: e[:4]):
+        key = (name, lane_, slot % dt)
+        # a lane adds to its FU's ring: loading writes new - held, clearing writes - held (both wrap)
+        delta = (value[0] if load and isinstance(value, tuple) else value) - held_now.get(key, 0)
+        streams[port[name]][slot, lane_] = int(_wrap(np.array(streams[port[name]][slot, lane_] + delta), bits[name]))
+        held_now[key] = (value[1] if isinstance(value, tuple) else value) if load else 0
+        if load and source is not None:
+            psum_source[slot, lane_] = source
+    return HostProgram(streams=streams, expected=expected, out_index=out_index, result=result,
+                       psum_source=psum_source)
+
+
+def _last_of_line(last: np.ndarray, idx: np.ndarray, sel: np.ndarray) -> list[int]:
+    """For each selected first point, the box point where its line (same element index) ends."""
+    ends = {tuple(idx[k].tolist()): k for k in np.nonzero(last)[0]}
+    return [ends[tuple(idx[k].tolist())] for k in np.nonzero(sel)[0]]
+
+
+def _stationary_output(net, base, t_local, lane, first, last, oidx, prod, written, rings, expected, out_index,
+                       result, acc_bits):
+    """An output that stays on one FU: its ring starts from the partial sum of an earlier visit (or 0), every
+    use adds a product, every slot's value is on the FU's output lane; the last use's value is the result."""
+    late = net.product_stages
+    dt = net.output.dt
+    for k in np.nonzero(first)[0]:
+        key = tuple(oidx[k].tolist())
+        line = np.nonzero(np.all(oidx == oidx[k], axis=1))[0]
+        line = line[np.argsort(t_local[line])]
+        prev_beat, running = written.get(key, (None, 0))
+        start = running
+        for j in line:
+            running = int(_wrap(np.array(running + prod[j]), acc_bits))
+            expected[base + t_local[j] + late, lane[k]] = running
+        end = base + t_local[line[-1]] + late
+        out_index[end, lane[k]] = key
+        written[key] = (int(end), running)
+        result[key] = running
+        rings.append((base + t_local[k] + late, 1, net.output.name, lane[k], dt, (start, running), prev_beat))
+        rings.append((end + dt, 0, net.output.name, lane[k], dt, 0, None))

@@ -82,6 +82,13 @@ class SttArrayTop(wiring.Component):
         for h in net.inputs:
             shp = shape_of(types[h.name].bits, types[h.name].signed)
             for lane, chain in enumerate(net.chains_of(h.name)):
+                if h.stationary:       # a ring of dt registers at the FU; its lane adds (load: new - held)
+                    (s,) = chain
+                    held = Signal(shp, name=f"{h.name}_held_{tag(s)}")
+                    ring = delay_line(m, held, h.dt, fire, f"{h.name}_ring_{tag(s)}_", shp)
+                    m.d.comb += held.eq(ring + in_ports[h.name].payload[lane])
+                    value[(h.name, s)] = held
+                    continue
                 prev = in_ports[h.name].payload[lane]
                 for p, s in enumerate(chain):
                     if p:
@@ -90,14 +97,18 @@ class SttArrayTop(wiring.Component):
         for lane, chain in enumerate(net.chains_of(out_h.name)):
             c_in = psum_port.payload[lane]
             for p, s in enumerate(chain):
-                if p:
+                if out_h.stationary:   # an accumulator ring at the FU: the psum lane adds to what it holds
+                    c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
+                    c_in = c_in + delay_line(m, c_out, out_h.dt, fire, f"{out_h.name}_ring_{tag(s)}_", acc_shape)
+                elif p:
                     c_in = delay_line(m, c_out, out_h.dt, fire, f"{out_h.name}_hop_{tag(s)}_", acc_shape)
                 prod = value[(net.inputs[0].name, s)]
                 for h in net.inputs[1:]:
                     prod = prod * value[(h.name, s)]
                 # registers behind the product (clock target); synthesis retiming moves them into the multiplier
                 prod = delay_line(m, prod, net.product_stages, fire, f"{out_h.name}_prod_{tag(s)}_", acc_shape)
-                c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
+                if not out_h.stationary:
+                    c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
                 m.d.comb += c_out.eq(c_in + prod)
             m.d.comb += out_port.payload[lane].eq(c_out)
         return m

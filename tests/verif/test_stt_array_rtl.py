@@ -3,7 +3,8 @@
 Each case: outputs exact (beats against the host program, the assembled result against numpy), no partial
 sum read before the output beat that wrote it, and RTL cycles == model cycles. Shapes: square, non-square
 and 1xN arrays, ragged GEMM sizes, several seeds, hops of two registers and of none (a combinational
-partial-sum chain), random stream bubbles and output stalls.
+partial-sum chain), operands kept on one FU (register rings loaded through per-FU lanes), random stream
+bubbles and output stalls.
 """
 import pytest
 
@@ -29,6 +30,10 @@ CASES = [
     pytest.param((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]], {"i": 4, "k": 3, "j": 5}, 4, id="diag-3x4-two-register-hops",
                  marks=pytest.mark.slow),
     pytest.param((3, 3), [[1, 0, -1], [0, 1, -1], [1, 1, 0]], {"i": 3, "k": 5, "j": 4}, 5, id="diag-3x3-combinational-psum"),
+    pytest.param((3, 3), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], {"i": 4, "k": 5, "j": 3}, 10,
+                 id="sheared-3x3-stationary-C-ring"),
+    pytest.param((3, 3), [[1, 0, 1], [1, 0, 0], [0, 1, 1]], {"i": 3, "k": 2, "j": 5}, 11,
+                 id="3x3-stationary-A-ring", marks=pytest.mark.slow),
     pytest.param((8, 8), HEX, {"i": 13, "k": 11, "j": 9}, 6, id="hex-8x8", marks=pytest.mark.slow),
     pytest.param((2, 6), [[2, 0, -1], [0, 1, -1], [1, 1, 1]], {"i": 3, "k": 5, "j": 7}, 7, id="hex-2x6-two-fu-hops",
                  marks=pytest.mark.slow),
