@@ -266,3 +266,25 @@ def test_manifest_is_valid_and_names_the_chains():
     ports = {p["name"]: p for p in manifest["interfaces"]}
     assert ports["psum_C"]["lanes"] == ports["out_C"]["lanes"] == 7 and ports["in_A"]["lanes"] == 4
     assert "C_hop_0_0_" in text                       # the diagonal hop register into FU (0, 0)
+
+
+@pytest.mark.parametrize("operation,message", [
+    ("O[k,p] += W[k,r] * I[p+r]", "dataflows.d.stt: operand I is reused along 2 directions of the loop nest"),
+    ("C[i,j] += A[i,j+k] * B[k,j]", "dataflows.d.stt: input A is reused along {'i': 0, 'j': 1, 'k': -1}, not along one loop"),
+])
+def test_operands_the_chains_cannot_carry_are_refused_by_name(operation, message):
+    with pytest.raises(SpecError) as err:
+        load_spec_data({"version": 1, "name": "x", "operation": operation,
+                        "types": {n: "int8" for n in ("O", "W", "I", "A", "B", "C") if f"{n}[" in operation},
+                        "array": {"shape": [3, 3]}, "dataflows": {"d": {"stt": HEX}}})
+    assert any(str(p).startswith(message) for p in err.value.problems), [str(p) for p in err.value.problems]
+
+
+@pytest.mark.parametrize("stt,stationary", [([[1, 1, 0], [0, 1, 0], [1, 1, 1]], "C"),
+                                            ([[1, 0, 1], [1, 0, 0], [0, 1, 1]], "A")])
+def test_operand_kept_on_one_fu_gets_a_ring_and_a_lane_per_fu(stt, stationary):
+    compiled = compile_array(_design((3, 3), stt))
+    hop = next(h for h in compiled.network.hops if h.name == stationary)
+    assert hop.stationary and hop.dt == 1
+    assert compiled.network.lanes(stationary) == 9
+    assert any("stationary" in line for line in explain(_design((3, 3), stt)))
