@@ -2,8 +2,8 @@
 
 An ``stt`` dataflow ``[s; t] = T x`` whose spatial rows mix loops (``s0 = i - k, s1 = j - k, t = i + j + k``,
 the Kung-Leiserson hexagonal array that TensorLib and AutoSA generate) has no tiled TS->I form: T need not
-be unimodular, FU coordinates start below zero, and every operand moves (dataflow/reuse.py ``stt_hops``):
-GEMM's A along axis 1, B along axis 0 and the partial sums of C along the diagonal (-1, -1).
+be unimodular and FU coordinates start below zero. Each operand travels along its hop (dataflow/reuse.py
+``stt_hops``): GEMM's A along axis 1, B along axis 0 and the partial sums of C along the diagonal (-1, -1).
 
 How it becomes hardware (rtlgen/stt_array.py builds exactly this):
 
@@ -11,24 +11,28 @@ How it becomes hardware (rtlgen/stt_array.py builds exactly this):
   that run from boundary to boundary of the rectangle. A chain's root is fed by one memory lane; each hop
   is dt registers (dt = 0: a wire). The output's chains are partial-sum chains: FU s computes
   ``c_out = c_in + prod(inputs)`` with c_in the psum lane (root) or its predecessor's c_out delayed by dt;
-  the chain's last FU drives one output lane.
+  the chain's last FU drives one output lane. An operand the map keeps on one FU (ds = 0) gets a ring of
+  dt registers at every FU and one lane per FU that adds to it (the host sends new - held to load, - held
+  to clear).
 * **Lock step.** The whole datapath advances one *slot* when every input stream has a beat and the output
   can take one (one enable; a bubble or a stall freezes everything). In every slot every lane carries a
-  value: the element that enters the chain then, or zero. Because T is injective and zero fills the
-  gaps, a product is nonzero only at a real iteration, where the chains deliver exactly its A, B and
-  partial sum: idle FUs and FUs on the chains' extensions beyond the iteration box add zero.
+  value: the element that enters the chain then, or zero. Because T is injective, zero fills the gaps and
+  each input is reused along one loop, a product is nonzero only at a real iteration, where the chains
+  deliver exactly its inputs and partial sum: idle FUs and FUs on the chains' extensions add zero.
 * **Tiling.** A problem larger than the array runs in boxes of iterations (``b_l`` per loop) whose image
   ``S x`` spans at most the array: ``sum_l |S[a, l]| (b_l - 1) + 1 <= P_a`` on every axis a; coordinates
   are offset so the box's image starts at FU 0. Boxes are the tile loops in the dataflow's ``order``
-  (innermost fastest); the last box of a loop is ragged (zero-padded). Each box takes a *window* of
-  ``W`` slots, from the first element that enters any chain to the last one that leaves the array
-  (inputs run to the chain end, outputs leave at it), so boxes never share a register; a partial sum of
-  an output block visited again (reduction loop split into boxes) enters with the next visit's psum
-  beats. The box is chosen per problem: the one with the fewest total slots (``choose_box``).
+  (innermost fastest); the last box of a loop is ragged (zero-filled). Box m starts ``m * period`` slots
+  in; a box spans ``span`` slots from its first entering element to its last leaving output (or ring
+  clear). The period is the smallest at which boxes never meet (``_period``); a partial sum of an output
+  block visited again enters with the later visit's psum beats, after it left. The box is chosen per
+  problem: the one with the fewest total slots (``choose_box``).
+* **Clock target.** Registers behind every multiplier when the delay table's FU path exceeds the period;
+  the partial sums then run that many slots later (``product_stages``).
 
 Cycle contract (rtlgen/stt_array.py, sim/array_model.py): cycle 0 is the command handshake; slot n
 (0-based) fires at cycle n + 1 when the streams never wait; its output beat leaves in the same cycle; done
-is high in the cycle after the last slot. Total: ``tiles * W + 1`` cycles.
+is high in the cycle after the last slot. Total: ``(boxes - 1) * period + span + 1`` cycles.
 """
 from __future__ import annotations
 

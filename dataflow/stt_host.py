@@ -1,11 +1,12 @@
 """The host's side of a skewed stt array (dataflow/stt_array.py): the beats of every stream, slot by slot.
 
-For each box in order, every element enters its chain's root lane in the slot that brings it to its
-first use on time (``t(x_first) - position * dt``, counted from the box's window start); partial sums of an
-output block visited before enter with the value its previous visit produced; each output element leaves
-on its chain's lane ``(length - 1 - position) * dt`` slots after its last product. Every other lane of
-every slot carries zero, which is what makes the lock-step array exact (the zero-fill argument in
-dataflow/stt_array.py); the expected output beats are zero there too.
+Box m's slots start at ``m * period``. Every element enters its chain's root lane in the slot that brings it
+to its first use on time (``t(x_first) - position * dt``, counted from the box's first slot); partial sums
+of an output block visited before enter with the value its previous visit produced; each output element
+leaves on its chain's lane ``(length - 1 - position) * dt`` slots after its last product. Operands kept on
+one FU are ring events (load at the first use, clear dt slots after the last) turned into additive lane
+beats in slot order. Every other lane of every slot carries zero, which is what makes the lock-step array
+exact (the zero-fill argument in dataflow/stt_array.py); the expected output beats are zero there too.
 """
 from __future__ import annotations
 
