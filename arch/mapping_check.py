@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .affine import AffineMap
+from .errors import problem
 
 __all__ = ["Coverage", "time_var_ranges", "check_coverage", "brute_force_coverage", "is_separable",
-           "stt_conflict"]
+           "stt_conflict", "integer_null_space", "stt_move_problems"]
 
 BRUTE_FORCE_LIMIT = 2_000_000
 
@@ -177,3 +178,71 @@ def stt_conflict(stt: np.ndarray, bounds: list[int]) -> tuple[tuple[int, ...], t
         if j != idx:
             return tuple(int(v) for v in pts[j]), tuple(int(v) for v in pts[idx])
     return None
+
+
+def integer_null_space(mat: np.ndarray) -> list[tuple[int, ...]]:
+    """A basis of the integer vectors v with ``mat @ v = 0`` when that lattice has rank <= 1 (the primitive
+    vector, first nonzero entry positive), else every basis vector of a rational basis scaled to integers.
+
+    Exact for the small integer matrices of access functions: the null vector of a rank n-1 matrix is the
+    vector of signed maximal minors of n-1 independent rows (the generalised cross product)."""
+    a = np.asarray(mat, dtype=np.int64).reshape(-1, np.asarray(mat).shape[-1])
+    n = a.shape[1]
+    rank = int(np.linalg.matrix_rank(a)) if a.size else 0
+    if rank == n:
+        return []
+    if rank == n - 1:
+        rows: list[np.ndarray] = []
+        for r in a:                                     # n-1 independent rows
+            if np.linalg.matrix_rank(np.array(rows + [r])) == len(rows) + 1:
+                rows.append(r)
+            if len(rows) == n - 1:
+                break
+        m = np.array(rows, dtype=np.int64).reshape(n - 1, n)
+        v = [(-1) ** c * int(round(np.linalg.det(np.delete(m, c, axis=1)))) if n > 1 else 1 for c in range(n)]
+        g = math.gcd(*v)
+        v = [x // g for x in v]
+        first = next(x for x in v if x)
+        return [tuple(x if first > 0 else -x for x in v)]
+    # rank < n-1: a rational basis from the SVD, scaled to small integers (only used to report)
+    _, _, vt = np.linalg.svd(a.astype(float)) if a.size else (None, None, np.eye(n))
+    basis = []
+    for v in vt[rank:]:
+        scale = 1 / min(abs(x) for x in v if abs(x) > 1e-9)
+        basis.append(tuple(int(round(x * scale)) for x in v))
+    return basis
+
+
+def stt_move_problems(stt: np.ndarray, op, path: str) -> list:
+    """Why the lock-step network of a skewed ``stt`` map (dataflow/stt_array.py) cannot carry an operand, as
+    field-named problems: each operand's elements must be reused along one line of iterations (one reuse
+    direction), which the element travels as a chain across the array (or, when the spatial rows map the
+    line to one FU, a register ring at that FU), and each input along one loop.
+
+    A singular T is left to the injectivity check, which names the colliding iterations."""
+    mat = np.asarray(stt, dtype=np.int64)
+    if mat.shape[0] != mat.shape[1] or round(abs(np.linalg.det(mat))) == 0:
+        return []
+    space = mat[:-1]
+    out = []
+    loops = set()
+    for x in op.inputs:
+        null = integer_null_space(x.access_matrix(op.dims))
+        if len(null) == 1 and sum(map(abs, null[0])) == 1:
+            loops.add(int(np.argmax(np.abs(null[0]))))
+        elif len(null) == 1:
+            out.append(problem(path, f"input {x.name} is reused along {dict(zip(op.dims, null[0]))}, not along one loop: "
+                               "the skewed-map generator's boxes zero-fill every element outside the box, which is "
+                               "exact only when each input is reused along one loop; use a 'spatial' or 'map' "
+                               "dataflow", mat.tolist()))
+    if len(loops) == 1 and len(op.inputs) > 1:
+        out.append(problem(path, f"every input is reused along loop {op.dims[loops.pop()]}: a product would not pin "
+                           "its iteration to the box; use a 'spatial' or 'map' dataflow", mat.tolist()))
+    for x in op.operands:
+        null = integer_null_space(x.access_matrix(op.dims))
+        if len(null) != 1:
+            out.append(problem(path, f"operand {x.name} is reused along {len(null)} directions of the loop nest; the "
+                               "skewed-map generator moves each operand along one chain (one reuse direction), so this "
+                               "operation needs a 'spatial' or 'map' dataflow", mat.tolist()))
+            continue
+    return out

@@ -21,7 +21,7 @@ import numpy as np
 from .affine import AffineExpr, AffineMap, AffineParseError, parse_affine
 from .einsum import EinsumError, Operation, parse_operation
 from .errors import Problem, SpecError, problem
-from .mapping_check import check_coverage, stt_conflict
+from .mapping_check import check_coverage, stt_conflict, stt_move_problems
 from .reader import parse_override_value, read_yaml_file
 from .schema import schema_problems
 from .names import Dim, space_var, time_var
@@ -64,7 +64,7 @@ class Dataflow:
     """
 
     name: str
-    ts_map: AffineMap                 # inputs: t_<dim>... then s0..; outputs named by loop dims
+    ts_map: AffineMap | None          # inputs: t_<dim>... then s0..; outputs named by loop dims (None: skewed stt)
     order: tuple[Dim, ...]
     control: tuple[int, ...]
     spatial: tuple[tuple[int, Dim], ...] | None
@@ -72,6 +72,12 @@ class Dataflow:
     description: str = ""
     inner: tuple[Dim, ...] | None = None   # explicit tile-inner loops; None = trailing non-spatial loops
     stt: tuple[tuple[int, ...], ...] | None = None   # the I->ST matrix as written (form "stt"), rows [s; t]
+
+    @property
+    def skewed(self) -> bool:
+        """An ``stt`` map whose spatial rows mix loops (hexagonal/diagonal arrays, dataflow/stt_array.py): it
+        has no TS->I form (T need not be unimodular) and runs on the array as a lock-step systolic network."""
+        return self.form == "stt" and self.spatial is None
 
     @property
     def spatial_dims(self) -> dict[int, Dim]:
@@ -570,25 +576,24 @@ def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]
                                     d["stt"]))
             return None, problems
         mat = np.array(d["stt"], dtype=np.int64)
-        assign = {}
-        for a in range(rank):
-            row = mat[a]
-            if sorted(abs(row)) != [0] * (len(row) - 1) + [1] or row.sum() != 1:
-                problems.append(problem(f"{path}.stt.{a}", "spatial rows must select one loop (a unit row) for the generator; "
-                                        "write skewed spatial maps in the 'map' form", row.tolist()))
-                continue
-            assign[a] = op.dims[int(np.argmax(row))]
-        if problems:
-            return None, problems
-        time_row = mat[rank]
-        control = tuple(int(time_row[op.dims.index(assign[a])]) for a in range(rank))
-        exprs = []
-        for dim in op.dims:
-            axis = next((a for a, dd in assign.items() if dd == dim), None)
-            exprs.append(AffineExpr.var(time_var(dim)) if axis is None
-                         else AffineExpr.of({time_var(dim): shape[axis], space_var(axis): 1}))
-        ts_map = AffineMap(tvars + svars, tuple(exprs), op.dims)
-        spatial = tuple(sorted((a, Dim(dd)) for a, dd in assign.items()))
+        unit = [sorted(abs(mat[a])) == [0] * (len(op.dims) - 1) + [1] and mat[a].sum() == 1 for a in range(rank)]
+        if all(unit):
+            assign = {a: op.dims[int(np.argmax(mat[a]))] for a in range(rank)}
+            if len(set(assign.values())) == rank:
+                time_row = mat[rank]
+                control = tuple(int(time_row[op.dims.index(assign[a])]) for a in range(rank))
+                exprs = []
+                for dim in op.dims:
+                    axis = next((a for a, dd in assign.items() if dd == dim), None)
+                    exprs.append(AffineExpr.var(time_var(dim)) if axis is None
+                                 else AffineExpr.of({time_var(dim): shape[axis], space_var(axis): 1}))
+                ts_map = AffineMap(tvars + svars, tuple(exprs), op.dims)
+                spatial = tuple(sorted((a, Dim(dd)) for a, dd in assign.items()))
+        if spatial is None:
+            # spatial rows that mix loops: a skewed (hexagonal/diagonal) map, run by dataflow/stt_array.py
+            problems += stt_move_problems(mat, op, f"{path}.stt")
+            ts_map = None
+            control = (0,) * rank
     inner = None
     if "inner" in d and not problems:
         inner = tuple(Dim(x) for x in d["inner"])
@@ -653,6 +658,8 @@ def _check_dataflow(df: Dataflow, op: Operation, shape, bounds) -> list[Problem]
             return [problem(f"{path}.stt", f"not injective on the array in time: iterations {fmt(x1)} and {fmt(x2)} both "
                             f"run on FU {s} at cycle {t}; the time row must separate iterations that share an FU",
                             stt.tolist())]
+    if df.skewed:       # tiled by boxes whose image fits the array (dataflow/stt_array.py): covered by construction
+        return []
     try:
         cov = check_coverage(df.ts_map, shape, bounds)
     except ValueError as err:

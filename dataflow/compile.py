@@ -117,6 +117,9 @@ def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pip
     ``single_tile`` names outer loops the caller promises run one tile only (see derive_interconnect).
     """
     df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
+    if df.skewed:                            # hexagonal/diagonal stt maps: lock-step chains, no LP (stt_array.py)
+        from .stt_array import compile_stt_array
+        return compile_stt_array(design, df, target, pipeline)
     df = tiled_equivalent(design, df)        # skewed maps run as the tiled map with the control they imply
     period = 1e3 / design.clock_mhz if pipeline else None
     return _compile_for(design, df, period, str(target), tuple(single_tile))

@@ -21,6 +21,9 @@ _ROLE = {Role.STREAM: "streamed", Role.STATIONARY: "stationary (one register per
 
 def explain(design: Design, dataflow: str | None = None) -> list[str]:
     df = design.dataflow(dataflow)
+    if df.skewed:
+        from .stt_array import explain_stt
+        return explain_stt(design, df)
     lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
              f"dataflow {df.name} ({df.form} form)",
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),

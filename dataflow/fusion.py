@@ -55,6 +55,10 @@ def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> t
         if n not in known:
             problems.append(problem(path, f"no dataflow named {n!r} in spec {design.name!r}; choose from: "
                                     f"{', '.join(known)}", n))
+    for n in sorted({n for n in names if n in known and design.dataflow(n).skewed}):
+        problems.append(problem(path, f"dataflow {n!r} is a skewed stt map (a lock-step chain network, "
+                                f"dataflow/stt_array.py); fusing it with other dataflows is not built; build it "
+                                f"alone with --dataflow {n}", list(names)))
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         problems.append(problem(path, f"dataflow(s) {', '.join(dup)} listed twice", list(names)))

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archgen.arch.mapping_check import time_var_ranges
+from archgen.arch.mapping_check import integer_null_space, time_var_ranges
 from archgen.arch.names import time_var
 from archgen.arch.spec import Dataflow, Design
 
-__all__ = ["ReuseVector", "reuse_vectors", "unit_reuse", "delay_reuse", "temporal_strides"]
+__all__ = ["ReuseVector", "reuse_vectors", "unit_reuse", "delay_reuse", "temporal_strides", "SttHop", "stt_hops"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,56 @@ def _solutions(design: Design, df: Dataflow, operand: str, vectors, bounds: dict
         found.setdefault(key, ReuseVector(operand, dt_ordered, ds, int(delay), kind))
     # keep the elementary moves: a vector that is the sum of two found ones adds no new connection
     return sorted(found.values(), key=lambda r: (r.kind != "stationary", r.delay, sum(map(abs, r.dt + r.ds)), r.ds, r.dt))
+
+
+@dataclass(frozen=True)
+class SttHop:
+    """How one operand travels under a skewed I->ST map ``[s; t] = T x`` (dataflow/stt_array.py).
+
+    The operand's elements are reused along the line of iterations ``x + m dx`` (``A_X dx = 0``); the map
+    turns one step along it into ``ds`` FUs across the array and ``dt`` cycles, oriented so that dt >= 0
+    (for dt = 0, so that the first nonzero ds entry is positive). An input element therefore rides a chain
+    of FUs s, s + ds, ... through dt registers per hop (dt = 0: a broadcast wire); the output's partial
+    sum rides the same kind of chain, each FU adding its product onto the sum from its predecessor.
+    """
+
+    name: str
+    dx: tuple[int, ...]
+    ds: tuple[int, ...]
+    dt: int
+    is_output: bool = False
+
+    @property
+    def stationary(self) -> bool:
+        """The element stays on one FU (ds = 0): a ring of dt registers there, loaded through its own lane."""
+        return not any(self.ds)
+
+    def describe(self, dims) -> str:
+        step = " ".join(f"{'+' if v > 0 else '-'}{'' if abs(v) == 1 else abs(v)}{d}" for v, d in zip(self.dx, dims) if v)
+        if self.stationary:
+            what = "accumulated in a ring" if self.is_output else "held in a ring"
+            return f"{self.name}: reused along {step}: stationary, {what} of {self.dt} register(s) at each FU"
+        move = ", ".join(f"{v:+d}" for v in self.ds)
+        regs = "a broadcast wire (0 registers)" if self.dt == 0 else f"{self.dt} register(s) per hop"
+        what = "partial-sum chain" if self.is_output else "chain"
+        return f"{self.name}: reused along {step}: {what} moving ({move}) FUs in {self.dt} cycle(s), {regs}"
+
+
+def stt_hops(design: Design, df: Dataflow) -> tuple[SttHop, ...]:
+    """The hop of every operand of a skewed stt dataflow (inputs in operation order, then the output).
+
+    ``A_X M [dt; ds] = 0`` in I->ST form: the moves that keep X's element are ``(ds, dt) = T dx`` for dx in
+    the integer null space of A_X; the spec check (arch/mapping_check.stt_move_problems) has made sure it
+    is one line (which a map may also keep on one FU: a stationary operand, ds = 0, dt != 0)."""
+    op = design.operation
+    mat = np.array(df.stt, dtype=np.int64)
+    space, time = mat[:-1], mat[-1]
+    hops = []
+    for x in op.inputs + (op.output,):
+        (dx,) = integer_null_space(x.access_matrix(op.dims))
+        dx = np.array(dx, dtype=np.int64)
+        ds, dt = space @ dx, int(time @ dx)
+        if dt < 0 or (dt == 0 and next(v for v in ds if v) < 0):
+            dx, ds, dt = -dx, -ds, -dt
+        hops.append(SttHop(x.name, tuple(int(v) for v in dx), tuple(int(v) for v in ds), dt, x is op.output))
+    return tuple(hops)

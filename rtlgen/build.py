@@ -40,6 +40,9 @@ def build_array(design: Design, dataflow: str | None = None, *, pipeline: bool =
 
 def array_verilog(compiled: CompiledArray) -> tuple[str, dict]:
     """(Verilog text, manifest dict) of a compiled array."""
+    if not isinstance(compiled, CompiledArray):          # a skewed stt map (dataflow/stt_array.py)
+        from .stt_array import stt_array_verilog
+        return stt_array_verilog(compiled)
     top = ArrayTop(compiled)
     text = verilog.convert(top, name=compiled.design.name, emit_src=False)
     return text, array_manifest(compiled, top, text)

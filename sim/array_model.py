@@ -21,7 +21,7 @@ from archgen.dataflow.control import (Flag, accumulator_drain_process, issuer_pr
 from archgen.dataflow.ir import PortRole, Role
 from archgen.mappings.tiling import TileMapping
 
-__all__ = ["ArrayModelResult", "simulate_array", "tile_traffic"]
+__all__ = ["ArrayModelResult", "simulate_array", "simulate_stt_array", "tile_traffic"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
 
     The array's loader, issuer and drain are the model halves of dataflow/control.py; this function adds
     the memory side (a DMA process and write-backs on one DRAM channel) and wires them together."""
+    if not isinstance(compiled, CompiledArray):        # a skewed stt map: ``mapping`` is its SttTiling
+        return simulate_stt_array(compiled, mapping, bytes_per_cycle=bytes_per_cycle, buffers=buffers)
     sch = compiled.schedule
     steps = mapping.steps
     ports = {p.name: p for p in compiled.stream_ports}
@@ -162,3 +164,44 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
         total_cycles=total, tile_cycles=tuple(b - a for a, b in zip(firsts, firsts[1:])), macs=mapping.macs,
         mac_slots=mapping.padded_macs, n_fus=compiled.design.n_fus, issue_cycles=stats["issue"], elements=elements,
         bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports}, dram_wait_cycles=int(mem.wait_cycles))
+
+
+def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None, buffers: int = 2) -> ArrayModelResult:
+    """Cycles of one problem on a skewed stt array (dataflow/stt_array.py): the issuer fires one slot per
+    cycle; box m's beats are the slots from m * period on (boxes overlap when the period is shorter than a
+    box's span), and the issuer enters them only once the box's operands are on chip; done follows the
+    last slot by one cycle. Every lane carries a beat in every slot (zeros included), as the RTL's streams do."""
+    ports = {p.name: p for p in compiled.stream_ports}
+    outgoing = {p.name for p in compiled.stream_ports if p.role is PortRole.OUTPUT}
+    n, period, span = tiling.n_tiles, tiling.period, tiling.span
+    # beats that belong to box m: its period's slots (the last box: the rest of its span)
+    slots_of = [period] * (n - 1) + [span]
+    per_tile = [{p: ports[p].lanes * k for p in ports} for k in slots_of]
+    env = simpy.Environment()
+    mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in tr.items()} for tr in per_tile], outgoing,
+                      bytes_per_cycle, buffers)
+    firsts: list[int] = []
+
+    def issuer():
+        for k in range(n):
+            yield from mem.wait_fetched(k)
+            firsts.append(env.now + 1)
+            yield env.timeout(slots_of[k])      # slots fire at now + 1 .. now + slots_of[k]
+            mem.slots.put(1)
+            env.process(mem.writeback(k))
+        yield env.timeout(1)                    # done: the cycle after the last slot
+        done = env.now
+        yield simpy.AllOf(env, mem.written)
+        return max(done, env.now)
+
+    env.process(mem.dma())
+    proc = env.process(issuer())
+    env.run()
+    total = int(proc.value)
+    marks = firsts + [total]
+    elements = {p: sum(tr[p] for tr in per_tile) for p in ports}
+    return ArrayModelResult(
+        total_cycles=total, tile_cycles=tuple(b - a for a, b in zip(marks, marks[1:])), macs=tiling.macs(),
+        mac_slots=tiling.slots * compiled.design.n_fus, n_fus=compiled.design.n_fus, issue_cycles=tiling.slots,
+        elements=elements, bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports},
+        dram_wait_cycles=int(mem.wait_cycles))

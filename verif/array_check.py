@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from archgen.arch.spec import Design
-from archgen.dataflow.compile import compile_array
+from archgen.dataflow.compile import CompiledArray, compile_array
 from archgen.dataflow.host import host_program, random_operands
 from archgen.dataflow.ir import PortRole, port_name
 from archgen.mappings.tiling import map_problem
@@ -104,6 +104,9 @@ def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
                  idle_prob: float = 0.0, stall_prob: float = 0.0, cache_dir: Path | None = None,
                  pipeline: bool = True) -> ArrayVerification:
     compiled = compile_array(design, dataflow, pipeline=pipeline)
+    if not isinstance(compiled, CompiledArray):        # a skewed stt map (dataflow/stt_array.py)
+        return _verify_stt(compiled, bounds, seed=seed, idle_prob=idle_prob, stall_prob=stall_prob,
+                           cache_dir=cache_dir)
     fg = compiled.fu_graph
     mapping = map_problem(design, bounds, fg.dataflow)
     rng = np.random.default_rng(seed)
@@ -122,3 +125,30 @@ def verify_array(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     detail["registers_added"] = manifest["pipelining"]["registers_added"]
     return ArrayVerification(design.name, fg.dataflow.name, dict(mapping.bound), exact, res.get("rtl_cycles"),
                              model.total_cycles, detail)
+
+
+def _verify_stt(compiled, bounds: dict[str, int], *, seed: int, idle_prob: float, stall_prob: float,
+                cache_dir: Path | None, box: dict | None = None) -> ArrayVerification:
+    """verify_array for a skewed stt array: its own tiling and host program (dataflow/stt_host.py), the same
+    testbench, checks and cycle comparison."""
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.dataflow.stt_host import stt_host_program
+    design, net = compiled.design, compiled.network
+    tiling = stt_tiling(net, bounds, box)
+    rng = np.random.default_rng(seed)
+    tensors = random_operands(net, tiling, rng)
+    prog = stt_host_program(tiling, tensors)
+    text, manifest = array_verilog(compiled)
+    model = simulate_array(compiled, tiling)
+    exact, causal, res, detail = run_stream_program(
+        text, design, compiled.stream_ports, compiled.command, {"steps": tiling.slots}, prog, tensors, tiling, net,
+        model.total_cycles, seed=seed, idle_prob=idle_prob, stall_prob=stall_prob, cache_dir=cache_dir,
+        prefix="archgen-verify-stt-")
+    detail["psum_reads_before_write"] = causal
+    detail["verilog_lines"] = manifest["verilog_lines"]
+    detail["registers_added"] = manifest["pipelining"]["registers_added"]
+    detail["box"] = dict(tiling.box)
+    detail["span"] = tiling.span
+    detail["period"] = tiling.period
+    return ArrayVerification(design.name, compiled.dataflow.name, dict(tiling.bound), exact and causal == 0,
+                             res.get("rtl_cycles"), model.total_cycles, detail)

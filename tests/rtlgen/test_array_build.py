@@ -6,7 +6,7 @@ import pytest
 from archgen.arch.spec import load_spec
 from archgen.rtlgen.build import build_array, manifest_json
 
-SPECS = ["gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast", "conv_ws"]
+SPECS = ["gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast", "conv_ws", "gemm_hex"]
 
 
 @pytest.mark.parametrize("spec", SPECS)

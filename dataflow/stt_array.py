@@ -1,0 +1,519 @@
+"""Skewed space-time maps (hexagonal / diagonal systolic arrays): interconnect, tiling and schedule.
+
+An ``stt`` dataflow ``[s; t] = T x`` whose spatial rows mix loops (``s0 = i - k, s1 = j - k, t = i + j + k``,
+the Kung-Leiserson hexagonal array that TensorLib and AutoSA generate) has no tiled TS->I form: T need not
+be unimodular and FU coordinates start below zero. Each operand travels along its hop (dataflow/reuse.py
+``stt_hops``): GEMM's A along axis 1, B along axis 0 and the partial sums of C along the diagonal (-1, -1).
+
+How it becomes hardware (rtlgen/stt_array.py builds exactly this):
+
+* **Chains.** For each operand with hop (ds, dt), the array is cut into maximal chains s, s + ds, s + 2 ds, ...
+  that run from boundary to boundary of the rectangle. A chain's root is fed by one memory lane; each hop
+  is dt registers (dt = 0: a wire). The output's chains are partial-sum chains: FU s computes
+  ``c_out = c_in + prod(inputs)`` with c_in the psum lane (root) or its predecessor's c_out delayed by dt;
+  the chain's last FU drives one output lane. An operand the map keeps on one FU (ds = 0) gets a ring of
+  dt registers at every FU and one lane per FU that adds to it (the host sends new - held to load, - held
+  to clear).
+* **Lock step.** The whole datapath advances one *slot* when every input stream has a beat and the output
+  can take one (one enable; a bubble or a stall freezes everything). In every slot every lane carries a
+  value: the element that enters the chain then, or zero. Because T is injective, zero fills the gaps and
+  each input is reused along one loop, a product is nonzero only at a real iteration, where the chains
+  deliver exactly its inputs and partial sum: idle FUs and FUs on the chains' extensions add zero.
+* **Tiling.** A problem larger than the array runs in boxes of iterations (``b_l`` per loop) whose image
+  ``S x`` spans at most the array: ``sum_l |S[a, l]| (b_l - 1) + 1 <= P_a`` on every axis a; coordinates
+  are offset so the box's image starts at FU 0. Boxes are the tile loops in the dataflow's ``order``
+  (innermost fastest); the last box of a loop is ragged (zero-filled). Box m starts ``m * period`` slots
+  in; a box spans ``span`` slots from its first entering element to its last leaving output (or ring
+  clear). The period is the smallest at which boxes never meet (``_period``); a partial sum of an output
+  block visited again enters with the later visit's psum beats, after it left. The box is chosen per
+  problem: the one with the fewest total slots (``choose_box``).
+* **Clock target.** Registers behind every multiplier when the delay table's FU path exceeds the period;
+  the partial sums then run that many slots later (``product_stages``).
+
+Cycle contract (rtlgen/stt_array.py, sim/array_model.py): cycle 0 is the command handshake; slot n
+(0-based) fires at cycle n + 1 when the streams never wait; its output beat leaves in the same cycle; done
+is high in the cycle after the last slot. Total: ``(boxes - 1) * period + span + 1`` cycles.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+from archgen.arch.errors import SpecError, problem
+from archgen.arch.spec import Dataflow, Design
+
+from .ir import CommandLayout, Direction, Port, PortRole, command_layout, port_name
+from .reuse import SttHop, stt_hops
+
+__all__ = ["SttNetwork", "SttTiling", "CompiledSttArray", "derive_stt_network", "choose_box", "stt_tiling",
+           "compile_stt_array"]
+
+Coord = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SttNetwork:
+    """The chains of every operand on the full array (independent of the problem and of the box)."""
+
+    design: Design
+    dataflow: Dataflow
+    hops: tuple[SttHop, ...]                         # inputs in operation order, then the output
+    chains: tuple[tuple[tuple[Coord, ...], ...], ...]  # per hop: chains (root first), ordered by root
+    product_stages: int = 0           # registers behind each multiplier (clock target): partial sums run this late
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.design.shape
+
+    @property
+    def space(self) -> np.ndarray:
+        return np.array(self.dataflow.stt, dtype=np.int64)[:-1]
+
+    @property
+    def time(self) -> np.ndarray:
+        return np.array(self.dataflow.stt, dtype=np.int64)[-1]
+
+    @property
+    def inputs(self) -> tuple[SttHop, ...]:
+        return self.hops[:-1]
+
+    @property
+    def output(self) -> SttHop:
+        return self.hops[-1]
+
+    @property
+    def acc_width(self) -> int:
+        return self.design.acc_type.bits
+
+    def lanes(self, operand: str) -> int:
+        return len(self.chains_of(operand))
+
+    def chains_of(self, operand: str) -> tuple[tuple[Coord, ...], ...]:
+        return self.chains[[h.name for h in self.hops].index(operand)]
+
+    @cached_property
+    def _positions(self) -> dict:
+        """operand -> (lane, position, chain length) arrays indexed by FU coordinate."""
+        out = {}
+        for h, chains in zip(self.hops, self.chains):
+            lane = np.zeros(self.shape, dtype=np.int64)
+            pos = np.zeros(self.shape, dtype=np.int64)
+            length = np.zeros(self.shape, dtype=np.int64)
+            for li, chain in enumerate(chains):
+                for p, s in enumerate(chain):
+                    lane[s], pos[s], length[s] = li, p, len(chain)
+            out[h.name] = (lane, pos, length)
+        return out
+
+    def position(self, operand: str):
+        return self._positions[operand]
+
+    def describe(self) -> list[str]:
+        dims = self.design.operation.dims
+        lines = []
+        for h in self.hops:
+            chains = self.chains_of(h.name)
+            longest = max(len(c) for c in chains)
+            if h.stationary:
+                lines.append(f"{h.describe(dims)}; {len(chains)} lane(s), one per FU, each adding to its ring "
+                             "(load: new - held, clear: - held)" + ("; every FU drives an output lane" if h.is_output else ""))
+                continue
+            end = "; leaves at the chain's last FU (one output lane per chain)" if h.is_output else ""
+            lines.append(f"{h.describe(dims)}; {len(chains)} chain(s) of up to {longest} FU(s), "
+                         f"{len(chains)} memory lane(s) at their roots{end}")
+        return lines
+
+
+def derive_stt_network(design: Design, df: Dataflow, product_stages: int = 0) -> SttNetwork:
+    """Cut the array into each operand's chains along its hop (reuse analysis: dataflow/reuse.py).
+
+    ``product_stages`` registers behind every multiplier delay each product by as many slots; the partial
+    sums then run that many slots behind the inputs (their psum beats enter and their outputs leave later),
+    which keeps every product meeting the partial sum of its own iteration."""
+    hops = stt_hops(design, df)
+    shape = design.shape
+    inside = lambda s: all(0 <= v < e for v, e in zip(s, shape))
+    chains = []
+    for h in hops:
+        mine = []
+        if h.stationary:          # a ring at every FU: the FU is its own chain, loaded through its own lane
+            chains.append(tuple((s,) for s in itertools.product(*[range(e) for e in shape])))
+            continue
+        for s in itertools.product(*[range(e) for e in shape]):
+            if inside(tuple(a - d for a, d in zip(s, h.ds))):
+                continue                                  # not a root
+            chain, cur = [], s
+            while inside(cur):
+                chain.append(cur)
+                cur = tuple(a + d for a, d in zip(cur, h.ds))
+            mine.append(tuple(chain))
+        chains.append(tuple(mine))
+    return SttNetwork(design, df, hops, tuple(chains), int(product_stages))
+
+
+# ------------------------------------------------------------------------------------------------
+# tiling
+
+@dataclass(frozen=True)
+class SttTiling:
+    """A problem on the array: the box, the period between boxes, the tiles in order.
+
+    Box m's slots are its iterations' times ``t = T_t x_local`` shifted so that its first entering element
+    enters in slot ``m * period``; its last output leaves in slot ``m * period + span - 1``."""
+
+    network: SttNetwork = field(repr=False, compare=False)
+    bound: dict                       # loop -> problem size
+    box: dict                         # loop -> box extent
+    offset: tuple[int, ...]           # FU = S x_local + offset
+    start: int                        # t of the box's first entering element (t = T_t x_local)
+    span: int                         # slots from a box's first entering element to its last leaving output
+    period: int                       # slots between consecutive boxes' first slots
+
+    @property
+    def tile_trips(self) -> dict:
+        return {d: -(-self.bound[d] // self.box[d]) for d in self.bound}
+
+    @property
+    def n_tiles(self) -> int:
+        return math.prod(self.tile_trips.values())
+
+    @property
+    def slots(self) -> int:
+        return (self.n_tiles - 1) * self.period + self.span
+
+    @property
+    def total_cycles(self) -> int:
+        """Cycles from the command handshake to done with streams that never wait (the contract above)."""
+        return self.slots + 1
+
+    def tiles(self):
+        """Tile origins (loop -> first index) in the dataflow's order, innermost fastest."""
+        order = self.network.dataflow.order
+        trips = self.tile_trips
+        for combo in itertools.product(*[range(trips[d]) for d in order]):
+            yield {d: c * self.box[d] for d, c in zip(order, combo)}
+
+    def macs(self) -> int:
+        return math.prod(self.bound.values())
+
+
+def _box_points(dims, box) -> np.ndarray:
+    grids = np.meshgrid(*[np.arange(box[d]) for d in dims], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=-1).astype(np.int64)
+
+
+def _offset(space: np.ndarray, dims, box) -> tuple[int, ...]:
+    return tuple(int(-sum(min(0, c) * (box[d] - 1) for c, d in zip(row, dims))) for row in space)
+
+
+@dataclass(frozen=True)
+class _BoxGeometry:
+    """Where one full box's elements travel, in slots relative to its first entering element."""
+
+    start: int                        # t (= T_t x_local) of the first entering element
+    span: int                         # slots until its last output has left
+    entries: tuple                    # per hop: bool [lanes, slots]: a real element enters that lane then
+                                      # (stationary hops: bool [FUs, slots], the slots its ring is used)
+    presence: tuple                   # per input hop: bool [FUs, slots]: a real element is at that FU then
+    psum_gap: int                     # max over output elements of (leave - enter) slots
+
+
+def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
+    dims = net.design.operation.dims
+    pts = _box_points(dims, box)
+    ext = np.array([box[d] for d in dims])
+    off = np.array(_offset(net.space, dims, box))
+    t = pts @ net.time
+    flat_fu = np.ravel_multi_index(tuple((pts @ net.space.T + off).T), net.shape)
+    per_hop = []
+    for h in net.hops:
+        lane, pos, length = (a.ravel()[flat_fu] for a in net.position(h.name))
+        dx = np.array(h.dx)
+        first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
+        last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+        late = net.product_stages if h.is_output else 0
+        enter = t[first] - pos[first] * h.dt + late
+        if h.stationary:        # held from the first use; its ring is cleared dt slots after the last use
+            leave = t[last] + late + h.dt
+        elif h.is_output:
+            leave = t[last] + (length[last] - 1 - pos[last]) * h.dt + late
+        else:
+            leave = t[first] + (length[first] - 1 - pos[first]) * h.dt
+        exit_ = t[last] + late + (0 if h.stationary else (length[last] - 1 - pos[last]) * h.dt)
+        if h.is_output:         # pair each output line's entry with its exit through the element it carries
+            out = net.design.operation.output
+            key = lambda sel: np.lexsort((pts[sel] @ out.access_matrix(dims).T).T[::-1])
+            enter, exit_ = enter[key(first)], exit_[key(last)]
+            lane = lane.copy()
+            lane[np.nonzero(first)[0]] = lane[first][key(first)]
+        per_hop.append((h, lane[first], enter, leave, exit_))
+    start = min(int(e.min()) for _, _, e, _, _ in per_hop)
+    span = max(int(lv.max()) for h, _, _, lv, _ in per_hop if h.is_output or h.stationary) - start + 1
+    horizon = max(int(lv.max()) for _, _, _, lv, _ in per_hop) - start + 1
+    entries, presence = [], []
+    for h, lanes, enter, _leave, _exit in per_hop:
+        if h.stationary:        # a ring holds one element at a time: its uses may not meet another box's
+            pres = np.zeros((math.prod(net.shape), horizon), dtype=bool)
+            late = net.product_stages if h.is_output else 0
+            pres[flat_fu, t - start + late] = True
+            entries.append(pres)
+            if not h.is_output:
+                presence.append(pres)
+            continue
+        grid = np.zeros((net.lanes(h.name), horizon), dtype=bool)
+        grid[lanes, enter - start] = True
+        entries.append(grid)
+        if h.is_output:
+            continue
+        pres = np.zeros((math.prod(net.shape), horizon), dtype=bool)
+        chains = net.chains_of(h.name)
+        for l, e in zip(lanes.tolist(), (enter - start).tolist()):
+            for g, s in enumerate(chains[l]):
+                pres[np.ravel_multi_index(s, net.shape), e + g * h.dt] = True
+        presence.append(pres)
+    _h, _lanes, enter, _leave, exit_ = per_hop[-1]
+    gap = int((exit_ - enter).max())
+    return _BoxGeometry(start, span, tuple(entries), tuple(presence), gap)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, shift: int) -> bool:
+    """Some row of ``a`` is true in a column c where ``b`` is true in column c - shift (shift >= 0)."""
+    n = a.shape[1]
+    if shift >= n:
+        return False
+    return bool(np.any(a[:, shift:] & b[:, : n - shift]))
+
+
+def _period(geo: _BoxGeometry, revisit: int | None) -> int:
+    """The smallest period P such that boxes P apart never meet: no lane takes real elements of two boxes in
+    one slot (a chain is a shift register, so no register then holds two boxes' elements), no FU sees real
+    elements of two inputs from different boxes in one slot (their product would land on some partial
+    sum), and an output block visited again ``revisit`` boxes later reads its partial sum after it left."""
+    horizon = max(e.shape[1] for e in geo.entries)
+    lo = 1 if revisit is None else -(-(geo.psum_gap + 1) // revisit)
+    for period in range(max(1, lo), horizon + 1):
+        ok = True
+        for k in range(1, -(-horizon // period) + 1):
+            shift = k * period
+            if any(_overlap(e, e, shift) for e in geo.entries) or any(
+                    _overlap(a, b, shift) or _overlap(b, a, shift)
+                    for i, a in enumerate(geo.presence) for b in geo.presence[i + 1:]):
+                ok = False
+                break
+        if ok:
+            return period
+    return max(horizon, lo)
+
+
+def _revisit_distance(net: SttNetwork, box: dict, bound: dict) -> int | None:
+    """Boxes between consecutive visits of one output block (None: every block is visited once)."""
+    order = net.dataflow.order
+    out = net.design.operation.output
+    trips = {d: -(-bound[d] // box[d]) for d in order}
+    dists = [math.prod(trips[e] for e in order[i + 1:]) for i, d in enumerate(order)
+             if not out.uses(d) and trips[d] > 1]
+    return min(dists) if dists else None
+
+
+def _box_limits(net: SttNetwork, bound: dict) -> dict:
+    """Largest box extent per loop that one axis allows on its own (the span rule with the others at 1)."""
+    dims = net.design.operation.dims
+    lim = {}
+    for li, d in enumerate(dims):
+        cap = bound[d]
+        for a, row in enumerate(net.space):
+            if row[li]:
+                cap = min(cap, (net.shape[a] - 1) // abs(int(row[li])) + 1)
+        lim[d] = max(1, cap)
+    return lim
+
+
+def _fits(net: SttNetwork, box: dict) -> bool:
+    dims = net.design.operation.dims
+    return all(sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 <= e
+               for row, e in zip(net.space, net.shape))
+
+
+def _evaluate(net: SttNetwork, box: dict, bound: dict) -> tuple[int, int, _BoxGeometry]:
+    """(total slots, period, geometry) of a box."""
+    geo = _geometry(net, box)
+    period = _period(geo, _revisit_distance(net, box, bound))
+    tiles = math.prod(-(-bound[d] // box[d]) for d in box)
+    return (tiles - 1) * period + geo.span, period, geo
+
+
+def choose_box(net: SttNetwork, bound: dict) -> dict:
+    """The box with the fewest total slots among the boxes that fit the array; candidate extents per loop
+    are the smallest ones for each tile count (ceil(N / q)). A lower bound (every FU does one iteration per
+    slot, so the tiles need at least tiles x box volume / FUs slots; one box at least its own time span)
+    prunes the exact evaluations; ties go to the larger box, then to the first in loop order."""
+    dims = net.design.operation.dims
+    lim = _box_limits(net, bound)
+    # a loop no spatial row reads runs whole inside the box: splitting it only repeats the fill and drain
+    free = {d for li, d in enumerate(dims) if not net.space[:, li].any()}
+    cands = [[bound[d]] if d in free else
+             [b for b in range(1, lim[d] + 1) if b == -(-bound[d] // -(-bound[d] // b))]   # b = ceil(N / q)
+             for d in dims]
+    n_fus = math.prod(net.shape)
+    scored = []
+    for combo in itertools.product(*cands):
+        box = dict(zip(dims, combo))
+        if not _fits(net, box):
+            continue
+        tiles = math.prod(-(-bound[d] // box[d]) for d in dims)
+        span = sum(abs(int(c)) * (box[d] - 1) for c, d in zip(net.time, dims)) + 1
+        lower = max(-(-tiles * math.prod(combo) // n_fus), span)
+        scored.append((lower, tuple(-v for v in combo), box))
+    scored.sort(key=lambda r: (r[0], r[1]))
+    best = None
+    for lower, neg, box in scored:
+        if best is not None and lower > best[0]:
+            break
+        total = _evaluate(net, box, bound)[0]
+        if best is None or (total, neg) < (best[0], best[1]):
+            best = (total, neg, box)
+    return best[2]
+
+
+def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTiling:
+    """The tiling of problem ``bound`` (loop -> size): the given box (checked) or ``choose_box``'s."""
+    dims = net.design.operation.dims
+    bound = {d: int(bound[d]) for d in dims}
+    if box is None:
+        box = choose_box(net, bound)
+    else:
+        box = {d: int(box[d]) for d in dims}
+        if not _fits(net, box) or any(box[d] < 1 for d in dims):
+            spans = [sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 for row in net.space]
+            raise SpecError([problem("box", f"the image of this box spans {spans} FUs, the array is "
+                                     f"{list(net.shape)}; every box extent must be >= 1 and fit", box)])
+    _total, period, geo = _evaluate(net, box, bound)
+    return SttTiling(net, bound, box, _offset(net.space, dims, box), geo.start, geo.span, period)
+
+
+# ------------------------------------------------------------------------------------------------
+# compile
+
+@dataclass(frozen=True)
+class CompiledSttArray:
+    """What the RTL generator (rtlgen/stt_array.py), the model and the host program need about a skewed
+    stt array. The hardware does not depend on the problem: the command carries the number of slots."""
+
+    design: Design
+    dataflow: Dataflow
+    network: SttNetwork = field(repr=False, compare=False)
+    ports: tuple[Port, ...]
+    command: CommandLayout
+    target: str = "asic"
+    key: str = ""
+    clock_period_ns: float | None = None
+    critical_path_ns: float = 0.0     # estimated register-to-register path with the product stages (delay table)
+
+    @property
+    def pipeline(self) -> bool:
+        return self.clock_period_ns is not None
+
+    @property
+    def fu_graph(self) -> SttNetwork:
+        return self.network
+
+    def port(self, name: str) -> Port:
+        return next(p for p in self.ports if p.name == name)
+
+    @property
+    def stream_ports(self) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.role in (PortRole.INPUT, PortRole.PSUM, PortRole.OUTPUT))
+
+    @property
+    def output_port(self) -> Port:
+        return next(p for p in self.ports if p.role is PortRole.OUTPUT)
+
+    @property
+    def psum_port(self) -> Port:
+        return next(p for p in self.ports if p.role is PortRole.PSUM)
+
+
+def compile_stt_array(design: Design, df: Dataflow, target: str = "asic", pipeline: bool = True) -> CompiledSttArray:
+    """The skewed array of ``df``; pipelined for the spec's clock (registers behind the multipliers, from the
+    delay table ``target``) unless ``pipeline=False``."""
+    return _compile(design, df, str(target), 1e3 / design.clock_mhz if pipeline else None)
+
+
+def _path_ns(table, in_bits: int, acc_bits: int, adders: int, stages: int) -> float:
+    """Longest register-to-register path of an FU: the last of ``stages + 1`` equal parts of the product, then
+    the ``adders`` partial-sum adders that run without a register between them (a chain with dt = 0)."""
+    mul = table.multiplier_ns(in_bits) / (stages + 1)
+    return table.clk_to_q_ns + mul + adders * table.adder_ns(acc_bits) + table.setup_ns
+
+
+def _product_stages(net: SttNetwork, target: str, period: float | None) -> tuple[int, float]:
+    """Registers behind each multiplier for the clock (0 without a target), and the estimated path. When the
+    adders and register overheads alone exceed the period no number of stages helps: none are added and the
+    path is reported as it is."""
+    from .delays import DelayTable
+    table = DelayTable.load(target)
+    design = net.design
+    in_bits = max(design.type_of[h.name].bits for h in net.inputs)
+    adders = 1 if net.output.dt else max(len(c) for c in net.chains_of(net.output.name))
+    path = lambda k: _path_ns(table, in_bits, design.acc_type.bits, adders, k)   # noqa: E731
+    stages, rest = 0, path(0) - table.multiplier_ns(in_bits)      # the path without the product
+    if period is not None and path(0) > period and rest < period:
+        stages = math.ceil(table.multiplier_ns(in_bits) / (period - rest) - 1e-9) - 1
+    return stages, path(stages)
+
+
+@lru_cache(maxsize=64)
+def _compile(design: Design, df: Dataflow, target: str, period: float | None) -> CompiledSttArray:
+    stages, path = _product_stages(derive_stt_network(design, df), target, period)
+    net = derive_stt_network(design, df, stages)
+    types = design.type_of
+    command = command_layout(())
+    ports = [Port("cmd", Direction.IN, PortRole.COMMAND, command.size)]
+    for h in net.inputs:
+        t = types[h.name]
+        ports.append(Port(port_name(PortRole.INPUT, h.name), Direction.IN, PortRole.INPUT, t.bits, net.lanes(h.name),
+                          h.name, t.signed))
+    out, acc = net.output, design.acc_type
+    ports.append(Port(port_name(PortRole.PSUM, out.name), Direction.IN, PortRole.PSUM, acc.bits, net.lanes(out.name),
+                      out.name, acc.signed))
+    ports.append(Port(port_name(PortRole.OUTPUT, out.name), Direction.OUT, PortRole.OUTPUT, acc.bits,
+                      net.lanes(out.name), out.name, acc.signed))
+    ports += [Port("done", Direction.OUT, PortRole.STATUS, 1, stream=False),
+              Port("busy", Direction.OUT, PortRole.STATUS, 1, stream=False)]
+    key = hashlib.sha256(repr((design, df, target, period, "stt")).encode()).hexdigest()
+    return CompiledSttArray(design, df, net, tuple(ports), command, target, key, period, path)
+
+
+def explain_stt(design: Design, df: Dataflow) -> list[str]:
+    """``archgen build --explain`` for a skewed stt map: the map, each operand's hop and chains, the tiling."""
+    net = derive_stt_network(design, df)
+    dims = design.operation.dims
+    def fmt(row) -> str:
+        text = " ".join(f"{'+' if c > 0 else '-'} {'' if abs(c) == 1 else abs(c)}{d}" for c, d in zip(row, dims) if c)
+        return (text[2:] if text.startswith("+ ") else "-" + text[2:]) if text else "0"
+    lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
+             f"dataflow {df.name} (stt form, skewed spatial rows)",
+             "  map: " + ", ".join(f"s{a} = {fmt(r)} + offset{a}" for a, r in enumerate(net.space))
+             + f", t = {fmt(net.time)}",
+             f"  boxes of iterations whose image fits the array, in order (outer->inner) {', '.join(df.order)}; "
+             "one lock-step slot per cycle",
+             "  reuse (A_X dx = 0; (ds, dt) = T dx):"]
+    lines += ["    " + line for line in net.describe()]
+    compiled = compile_stt_array(design, df)
+    net = compiled.network
+    lines.append(f"  clock {design.clock_mhz:g} MHz ({compiled.clock_period_ns:.3f} ns): {net.product_stages} register(s) "
+                 f"behind each multiplier, estimated FU path {compiled.critical_path_ns:.3f} ns"
+                 + ("" if compiled.critical_path_ns <= compiled.clock_period_ns + 1e-9 else
+                    " (does not meet the clock: the partial-sum adders alone are longer)"))
+    ref = design.reference_bounds
+    t = stt_tiling(net, ref)
+    lines.append(f"  reference problem {ref}: box {t.box}, FU offset {list(t.offset)}, {t.span} slots per box, a box "
+                 f"every {t.period} slots, "
+                 f"{t.n_tiles} box(es), {t.total_cycles} cycles, utilisation "
+                 f"{t.macs() / (t.total_cycles * design.n_fus):.3f}")
+    return lines

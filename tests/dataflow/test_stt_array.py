@@ -1,0 +1,290 @@
+"""Skewed stt maps (dataflow/stt_array.py, stt_host.py): hops from the reuse analysis, chains, boxes, period.
+
+The functional reference here (``lockstep``) plays the chains slot by slot exactly as rtlgen/stt_array.py
+wires them (dt registers per hop, c_out = c_in + product, one enable); the host program's expected output
+beats must come out of it, and the result assembled from its beats must equal a numpy evaluation of the
+loop nest, for random injective maps, arrays and problem sizes.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec, load_spec_data
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.explain import explain
+from archgen.dataflow.reuse import stt_hops
+from archgen.dataflow.stt_array import (_evaluate, _fits, choose_box, compile_stt_array, derive_stt_network,
+                                        stt_tiling)
+from archgen.dataflow.stt_host import stt_host_program
+from archgen.sim.array_model import simulate_array
+from archgen.verif.golden import reference_einsum
+
+HEX = [[1, 0, -1], [0, 1, -1], [1, 1, 1]]
+
+
+def _design(shape, stt, order=("i", "j", "k"), clock_mhz=500):
+    return load_spec_data({"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                           "clock_mhz": clock_mhz,
+                           "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
+                           "dataflows": {"d": {"stt": stt, "order": list(order)}}})
+
+
+def lockstep(net, prog) -> np.ndarray:
+    """Output beats of the chains of ``net`` fed the host program's streams, slot by slot."""
+    coords = list(itertools.product(*[range(e) for e in net.shape]))
+    regs = {(h.name, s): [0] * h.dt for h in net.hops for s in coords}   # the dt hop registers after FU s
+    prods = {s: [0] * net.product_stages for s in coords}                 # the registers behind the product
+    bits = net.acc_width
+    wrap = lambda v: ((int(v) + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
+    outs = np.zeros_like(prog.expected)
+    for n in range(prog.expected.shape[0]):
+        val = {}
+        wrap_in = lambda v, x: ((int(v) + (1 << (x - 1))) % (1 << x)) - (1 << (x - 1))   # noqa: E731
+        for h in net.inputs:
+            bits_in = net.design.type_of[h.name].bits
+            for lane, chain in enumerate(net.chains_of(h.name)):
+                for p, s in enumerate(chain):
+                    lane_v = prog.streams[f"in_{h.name}"][n, lane]
+                    if h.stationary:        # a ring at the FU: the lane adds to what it holds
+                        val[(h.name, s)] = wrap_in(regs[(h.name, s)][-1] + lane_v, bits_in)
+                        continue
+                    val[(h.name, s)] = (lane_v if p == 0 else
+                                        regs[(h.name, chain[p - 1])][-1] if h.dt else val[(h.name, chain[p - 1])])
+        h, cout = net.output, {}
+        for lane, chain in enumerate(net.chains_of(h.name)):
+            for p, s in enumerate(chain):
+                c_in = (prog.streams[f"psum_{h.name}"][n, lane] + regs[(h.name, s)][-1] if h.stationary else
+                        prog.streams[f"psum_{h.name}"][n, lane] if p == 0 else
+                        regs[(h.name, chain[p - 1])][-1] if h.dt else cout[chain[p - 1]])
+                product = math.prod(int(val[(x.name, s)]) for x in net.inputs)
+                if net.product_stages:
+                    product, prods[s] = prods[s][-1], [product] + prods[s][:-1]
+                cout[s] = wrap(c_in + product)
+            outs[n, lane] = cout[chain[-1]]
+        for x in net.hops:
+            for s in coords:
+                if x.dt:
+                    regs[(x.name, s)] = [cout[s] if x.is_output else val[(x.name, s)]] + regs[(x.name, s)][:-1]
+    return outs
+
+
+def _run(design, bound, seed=0, box=None):
+    compiled = compile_array(design)
+    tiling = stt_tiling(compiled.network, bound, box)
+    rng = np.random.default_rng(seed)
+    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
+               for x in design.operation.inputs}
+    prog = stt_host_program(tiling, tensors)
+    return compiled, tiling, tensors, prog
+
+
+def test_hex_hops_are_the_diagonal_partial_sum_chain():
+    design = load_spec("gemm_hex")
+    hops = {h.name: h for h in stt_hops(design, design.dataflow())}
+    assert (hops["A"].ds, hops["A"].dt, hops["A"].dx) == ((0, 1), 1, (0, 1, 0))
+    assert (hops["B"].ds, hops["B"].dt, hops["B"].dx) == ((1, 0), 1, (1, 0, 0))
+    assert (hops["C"].ds, hops["C"].dt, hops["C"].dx, hops["C"].is_output) == ((-1, -1), 1, (0, 0, 1), True)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 5), (1, 4)])
+def test_chains_partition_the_array_from_boundary_to_boundary(shape):
+    net = derive_stt_network(_design(shape, HEX), _design(shape, HEX).dataflow())
+    for h, chains in zip(net.hops, net.chains):
+        fus = [s for c in chains for s in c]
+        assert sorted(fus) == sorted(itertools.product(*[range(e) for e in shape]))
+        for c in chains:
+            before = tuple(a - d for a, d in zip(c[0], h.ds))
+            after = tuple(a + d for a, d in zip(c[-1], h.ds))
+            assert not all(0 <= v < e for v, e in zip(before, shape))      # the root is on the boundary
+            assert not all(0 <= v < e for v, e in zip(after, shape))       # so is the end
+    assert net.lanes("C") == shape[0] + shape[1] - 1                      # one diagonal per output lane
+
+
+def test_box_tiles_cover_every_iteration_once_and_fit_the_array():
+    design = _design((3, 5), HEX)
+    net = compile_array(design).network
+    bound = {"i": 7, "j": 4, "k": 9}
+    t = stt_tiling(net, bound)
+    assert _fits(net, t.box)
+    seen = np.zeros([bound[d] for d in "ijk"], dtype=int)
+    for origin in t.tiles():
+        sl = tuple(slice(origin[d], min(origin[d] + t.box[d], bound[d])) for d in "ijk")
+        seen[sl] += 1
+    assert np.all(seen == 1)
+    # the image of the box, offset, starts at FU 0 and stays inside the array
+    pts = np.array(list(itertools.product(*[range(t.box[d]) for d in "ijk"])))
+    fus = pts @ net.space.T + np.array(t.offset)
+    assert fus.min(axis=0).tolist() == [0, 0] and np.all(fus.max(axis=0) < np.array(net.shape))
+
+
+def test_choose_box_is_the_fastest_fitting_box():
+    net = compile_array(_design((4, 4), HEX, ("k", "i", "j"))).network
+    bound = {"i": 5, "j": 7, "k": 6}
+    best = stt_tiling(net, bound).slots
+    for combo in itertools.product(range(1, 5), repeat=3):
+        box = dict(zip("ijk", combo))
+        if _fits(net, box):
+            assert _evaluate(net, box, bound)[0] >= best
+
+
+@pytest.mark.parametrize("shape,stt,order,bound", [
+    ((4, 4), HEX, "kij", (5, 7, 6)), ((4, 4), HEX, "ijk", (8, 8, 8)), ((3, 5), HEX, "ijk", (4, 3, 7)),
+    ((1, 4), HEX, "ijk", (3, 5, 4)), ((3, 3), [[1, 0, -1], [0, 1, 0], [1, 1, 1]], "jki", (4, 5, 3)),
+    ((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]], "ijk", (4, 5, 3)),         # 2 registers per A hop
+    ((2, 3), [[2, 0, -1], [0, 1, -1], [1, 1, 1]], "ijk", (3, 4, 5)),        # B hops two FUs
+    ((3, 3), [[1, 0, -1], [0, 1, -1], [1, 1, 0]], "ijk", (3, 4, 5)),        # combinational partial-sum chain
+])
+@pytest.mark.parametrize("clock_mhz", [500, 1500])
+def test_host_program_matches_lockstep_chains_and_numpy(shape, stt, order, bound, clock_mhz):
+    design = _design(shape, stt, tuple(order), clock_mhz)
+    compiled, tiling, tensors, prog = _run(design, dict(zip("ikj", bound)), seed=sum(bound))
+    assert np.array_equal(lockstep(compiled.network, prog), prog.expected)
+    final = np.zeros_like(prog.result)
+    ok = prog.out_index[..., 0] >= 0
+    final[tuple(prog.out_index[ok].T)] = prog.expected[ok]
+    assert np.array_equal(final, reference_einsum(design.operation, tensors, tiling.bound, 32))
+    # a partial sum read in slot b was written by an earlier output beat
+    reads = np.argwhere(prog.psum_source >= 0)
+    assert all(prog.psum_source[b, lane] < b for b, lane in reads)
+
+
+def _accepted(rows) -> bool:
+    """Injective, spatial rows not all unit rows (those take the tiled path)."""
+    mat = np.array(rows)
+    if round(abs(np.linalg.det(mat))) == 0:
+        return False
+    return not all(sorted(abs(r)) == [0, 0, 1] and r.sum() == 1 for r in mat[:2])
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(clock_mhz=st.sampled_from([500, 1500, 3000]), stt=st.lists(st.lists(st.integers(-2, 2), min_size=3, max_size=3), min_size=3, max_size=3).filter(_accepted), shape=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       bound=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+       order=st.permutations("ijk"), seed=st.integers(0, 1000))
+def test_random_skewed_maps_are_exact(clock_mhz, stt, shape, bound, order, seed):
+    design = _design(shape, stt, tuple(order), clock_mhz)
+    compiled, tiling, tensors, prog = _run(design, dict(zip("ijk", bound)), seed)
+    assert np.array_equal(lockstep(compiled.network, prog), prog.expected)
+    final = np.zeros_like(prog.result)
+    ok = prog.out_index[..., 0] >= 0
+    final[tuple(prog.out_index[ok].T)] = prog.expected[ok]
+    assert np.array_equal(final, reference_einsum(design.operation, tensors, tiling.bound, 32))
+
+
+def test_model_follows_the_cycle_contract():
+    design = load_spec("gemm_hex")
+    compiled = compile_array(design)
+    tiling = stt_tiling(compiled.network, {"i": 9, "j": 5, "k": 7})
+    res = simulate_array(compiled, tiling)
+    assert res.total_cycles == (tiling.n_tiles - 1) * tiling.period + tiling.span + 1
+    assert res.issue_cycles == tiling.slots
+    assert res.macs == 9 * 5 * 7
+    # every lane carries a beat in every slot
+    assert res.elements["in_A"] == tiling.slots * compiled.port("in_A").lanes
+    assert res.elements["out_C"] == tiling.slots * compiled.port("out_C").lanes
+    # a finite DRAM side only adds cycles
+    assert simulate_array(compiled, tiling, bytes_per_cycle=2.0).total_cycles > res.total_cycles
+
+
+def test_explain_shows_the_diagonal_chain_and_the_boxes():
+    text = "\n".join(explain(load_spec("gemm_hex")))
+    assert "s0 = i - k + offset0, s1 = j - k + offset1, t = i + j + k" in text
+    assert "C: reused along +k: partial-sum chain moving (-1, -1) FUs in 1 cycle(s)" in text
+    assert "7 chain(s)" in text and "box {" in text
+
+
+def test_unit_rows_still_run_the_tiled_path():
+    design = _design((3, 2), [[1, 0, 0], [0, 1, 0], [1, 1, 1]])
+    assert not design.dataflow().skewed
+    assert design.dataflow().spatial == ((0, "i"), (1, "j"))
+
+
+@pytest.mark.parametrize("stt,message", [
+    ([[1, 0, -1], [0, 1, -1], [1, 1, -2]], "dataflows.d.stt: not injective on the array in time: iterations"),
+])
+def test_refusals_are_one_field_named_line(stt, message):
+    with pytest.raises(SpecError) as err:
+        _design((4, 4), stt)
+    assert len(err.value.problems) == 1
+    assert str(err.value.problems[0]).startswith(message)
+
+
+def test_cli_refuses_a_singular_map_with_exit_2(tmp_path, capsys):
+    import yaml
+
+    from archgen.cli import main
+    from archgen.arch.spec import find_spec
+    data = yaml.safe_load(find_spec("gemm_hex").read_text())
+    data["dataflows"]["hex"]["stt"] = [[1, 0, -1], [0, 1, -1], [2, 2, -4]]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["build", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"archgen: {path}: dataflows.hex.stt: not injective"), err
+
+
+def test_clock_target_puts_registers_behind_the_multipliers():
+    slow, fast = (compile_array(_design((3, 3), HEX, clock_mhz=mhz)) for mhz in (500, 1500))
+    assert slow.network.product_stages == 0
+    assert fast.network.product_stages >= 1
+    assert fast.critical_path_ns <= fast.clock_period_ns < slow.critical_path_ns
+    bound = {"i": 4, "j": 5, "k": 6}
+    # the partial sums run product_stages slots later: one box spans that much longer
+    assert (stt_tiling(fast.network, bound, {"i": 2, "j": 2, "k": 2}).span
+            == stt_tiling(slow.network, bound, {"i": 2, "j": 2, "k": 2}).span + fast.network.product_stages)
+    assert compile_array(_design((3, 3), HEX, clock_mhz=1500), pipeline=False).network.product_stages == 0
+    # adders alone longer than the clock: no stage helps, none is added, the path is reported as it is
+    hopeless = compile_array(_design((3, 3), HEX, clock_mhz=3000))
+    assert hopeless.network.product_stages == 0 and hopeless.critical_path_ns > hopeless.clock_period_ns
+
+
+def test_fusing_a_skewed_map_is_refused_by_name():
+    from archgen.dataflow.fusion import check_fusable
+    design = load_spec_data({"version": 1, "name": "mix", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [4, 4]},
+                             "dataflows": {"hex": {"stt": HEX}, "os": {"spatial": {"i": 0, "j": 1}, "control": [1, 1]}}})
+    with pytest.raises(SpecError) as err:
+        check_fusable(design, ["hex", "os"])
+    assert [str(p) for p in err.value.problems][0].startswith("fuse: dataflow 'hex' is a skewed stt map")
+
+
+def test_manifest_is_valid_and_names_the_chains():
+    from archgen.rtlgen.build import build_array
+    from archgen.rtlgen.manifest import validate_manifest
+    text, manifest = build_array(load_spec("gemm_hex"))
+    validate_manifest(manifest)
+    ops = {o["operand"]: o for o in manifest["operands"]}
+    assert ops["C"] == {"operand": "C", "role": "psum_chain", "lanes": 7, "hop": [-1, -1], "registers_per_hop": 1,
+                        "reuse_direction": [0, 0, 1]}
+    ports = {p["name"]: p for p in manifest["interfaces"]}
+    assert ports["psum_C"]["lanes"] == ports["out_C"]["lanes"] == 7 and ports["in_A"]["lanes"] == 4
+    assert "C_hop_0_0_" in text                       # the diagonal hop register into FU (0, 0)
+
+
+@pytest.mark.parametrize("operation,message", [
+    ("O[k,p] += W[k,r] * I[p+r]", "dataflows.d.stt: operand I is reused along 2 directions of the loop nest"),
+    ("C[i,j] += A[i,j+k] * B[k,j]", "dataflows.d.stt: input A is reused along {'i': 0, 'j': 1, 'k': -1}, not along one loop"),
+])
+def test_operands_the_chains_cannot_carry_are_refused_by_name(operation, message):
+    with pytest.raises(SpecError) as err:
+        load_spec_data({"version": 1, "name": "x", "operation": operation,
+                        "types": {n: "int8" for n in ("O", "W", "I", "A", "B", "C") if f"{n}[" in operation},
+                        "array": {"shape": [3, 3]}, "dataflows": {"d": {"stt": HEX}}})
+    assert any(str(p).startswith(message) for p in err.value.problems), [str(p) for p in err.value.problems]
+
+
+@pytest.mark.parametrize("stt,stationary", [([[1, 1, 0], [0, 1, 0], [1, 1, 1]], "C"),
+                                            ([[1, 0, 1], [1, 0, 0], [0, 1, 1]], "A")])
+def test_operand_kept_on_one_fu_gets_a_ring_and_a_lane_per_fu(stt, stationary):
+    compiled = compile_array(_design((3, 3), stt))
+    hop = next(h for h in compiled.network.hops if h.name == stationary)
+    assert hop.stationary and hop.dt == 1
+    assert compiled.network.lanes(stationary) == 9
+    assert any("stationary" in line for line in explain(_design((3, 3), stt)))

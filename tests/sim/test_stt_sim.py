@@ -1,0 +1,27 @@
+"""``archgen sim`` on a skewed stt array (sim/array_sim.py): array level, the same cycles verify measures."""
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.stt_array import stt_tiling
+from archgen.sim.array_model import simulate_array
+from archgen.sim.array_sim import simulate_workload_on_array
+from archgen.workloads.library import get_workload
+
+
+def test_gemm_layer_cycles_are_the_array_model_cycles():
+    design = load_spec("gemm_hex", ["array.shape=3x5"])
+    results, skipped = simulate_workload_on_array(design, get_workload("gemm:9,7,11"), ideal_dram=True)
+    assert not skipped and len(results) == 1
+    compiled = compile_array(design)
+    tiling = stt_tiling(compiled.network, {"i": 9, "k": 7, "j": 11})
+    assert results[0].cycles == simulate_array(compiled, tiling).total_cycles == tiling.total_cycles
+    assert results[0].macs == 9 * 7 * 11
+    assert results[0].extra["box"] == tiling.box
+
+
+def test_memory_system_path_is_refused_by_name():
+    with pytest.raises(SpecError) as err:
+        simulate_workload_on_array(load_spec("gemm_hex"), get_workload("gemm:8,8,8"))
+    assert str(err.value.problems[0]).startswith("dataflows.hex: a skewed stt map runs at the array level only")
