@@ -144,6 +144,10 @@ def cmd_build(args) -> int:
               f"in {dt:.2f} s: {manifest['verilog_lines']} lines of Verilog", markup=False)
     for name, p in written.items():
         con.print(f"  wrote {p}", markup=False)
+    pipe = manifest.get("pipelining", {})
+    if pipe.get("timing_met") is False:          # skewed stt arrays: no stage count reaches the clock
+        con.print(f"  note: estimated FU path {pipe['estimated_path_ns']} ns exceeds the {pipe['clock_target_ns']:.3f} ns "
+                  f"clock ({pipe['delay_table']} delay table); the adders alone are longer", markup=False)
     for line in report_lines:
         con.print(line, markup=False)
     return EXIT_OK
