@@ -163,7 +163,7 @@ def _array_report(compiled, text, manifest) -> dict:
                        "lp_variables": pipe["lp_variables"], "lp_constraints": pipe["lp_constraints"],
                        "lp_solve_s": round(compiled.retimed.solve_time_s, 3)})
     try:
-        from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
+        from archgen.rtlgen.synth import ToolFailedError, nextpnr_ecp5, yosys_stats
         stats = yosys_stats(text, design.name)
         report["yosys_cells"] = stats.get("total_cells")
         report["yosys_cells_by_type"] = stats.get("cells")
@@ -173,6 +173,9 @@ def _array_report(compiled, text, manifest) -> dict:
             report["ecp5"] = {k: pnr.get(k) for k in ("min_fmax_mhz", "luts", "ffs", "dsps", "timing_met") if k in pnr}
         except ToolMissingError as err:
             report["ecp5"] = f"not run: {err}"
+        except ToolFailedError as err:           # e.g. more stream pins than the package has
+            errors = [ln for ln in str(err).splitlines() if ln.startswith("ERROR")]
+            report["ecp5"] = f"failed: {(errors or [str(err).splitlines()[0]])[0]}"
     except ToolMissingError as err:
         report["yosys"] = f"not run: {err}"
     return report
