@@ -144,6 +144,10 @@ def cmd_build(args) -> int:
               f"in {dt:.2f} s: {manifest['verilog_lines']} lines of Verilog", markup=False)
     for name, p in written.items():
         con.print(f"  wrote {p}", markup=False)
+    pipe = manifest.get("pipelining", {})
+    if pipe.get("timing_met") is False:          # skewed stt arrays: no stage count reaches the clock
+        con.print(f"  note: estimated FU path {pipe['estimated_path_ns']} ns exceeds the {pipe['clock_target_ns']:.3f} ns "
+                  f"clock ({pipe['delay_table']} delay table); the adders alone are longer", markup=False)
     for line in report_lines:
         con.print(line, markup=False)
     return EXIT_OK
@@ -159,7 +163,7 @@ def _array_report(compiled, text, manifest) -> dict:
                        "lp_variables": pipe["lp_variables"], "lp_constraints": pipe["lp_constraints"],
                        "lp_solve_s": round(compiled.retimed.solve_time_s, 3)})
     try:
-        from archgen.rtlgen.synth import nextpnr_ecp5, yosys_stats
+        from archgen.rtlgen.synth import ToolFailedError, nextpnr_ecp5, yosys_stats
         stats = yosys_stats(text, design.name)
         report["yosys_cells"] = stats.get("total_cells")
         report["yosys_cells_by_type"] = stats.get("cells")
@@ -169,6 +173,9 @@ def _array_report(compiled, text, manifest) -> dict:
             report["ecp5"] = {k: pnr.get(k) for k in ("min_fmax_mhz", "luts", "ffs", "dsps", "timing_met") if k in pnr}
         except ToolMissingError as err:
             report["ecp5"] = f"not run: {err}"
+        except ToolFailedError as err:           # e.g. more stream pins than the package has
+            errors = [ln for ln in str(err).splitlines() if ln.startswith("ERROR")]
+            report["ecp5"] = f"failed: {(errors or [str(err).splitlines()[0]])[0]}"
     except ToolMissingError as err:
         report["yosys"] = f"not run: {err}"
     return report

@@ -222,6 +222,17 @@ class _BoxGeometry:
     presence: tuple                   # per input hop: bool [FUs, slots]: a real element is at that FU then
     psum_gap: int                     # max over output elements of (leave - enter) slots
 
+    @cached_property
+    def bad_shifts(self) -> frozenset[int]:
+        """Box distances (slots) at which two boxes would meet (``_period``)."""
+        bad: set[int] = set()
+        for e in self.entries:
+            bad |= _shifts(e)
+        for i, a in enumerate(self.presence):
+            for b in self.presence[i + 1:]:
+                bad |= _shifts(a, b)
+        return frozenset(bad)
+
 
 def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
     dims = net.design.operation.dims
@@ -281,12 +292,26 @@ def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
     return _BoxGeometry(start, span, tuple(entries), tuple(presence), gap)
 
 
-def _overlap(a: np.ndarray, b: np.ndarray, shift: int) -> bool:
-    """Some row of ``a`` is true in a column c where ``b`` is true in column c - shift (shift >= 0)."""
-    n = a.shape[1]
-    if shift >= n:
-        return False
-    return bool(np.any(a[:, shift:] & b[:, : n - shift]))
+def _shifts(a: np.ndarray, b: np.ndarray | None = None) -> set[int]:
+    """The shifts D >= 1 at which two boxes D slots apart meet: ``a`` true in row r, column c of one box and
+    ``b`` (default ``a``) true in row r, column c' of the other, with c - c' = +-D (both boxes' order)."""
+    b = a if b is None else b
+    rows_a, cols_a = np.nonzero(a)
+    rows_b, cols_b = np.nonzero(b)
+    out: set[int] = set()
+    split_a = np.split(cols_a, np.flatnonzero(np.diff(rows_a)) + 1) if len(rows_a) else []
+    keys_a = rows_a[np.r_[0, np.flatnonzero(np.diff(rows_a)) + 1]] if len(rows_a) else []
+    by_b = {}
+    if len(rows_b):
+        for r, cols in zip(rows_b[np.r_[0, np.flatnonzero(np.diff(rows_b)) + 1]],
+                           np.split(cols_b, np.flatnonzero(np.diff(rows_b)) + 1)):
+            by_b[int(r)] = cols
+    for r, cols in zip(keys_a, split_a):
+        other = by_b.get(int(r))
+        if other is not None:
+            d = np.abs(np.subtract.outer(cols, other)).ravel()
+            out.update(int(v) for v in np.unique(d[d > 0]))
+    return out
 
 
 def _period(geo: _BoxGeometry, revisit: int | None) -> int:
@@ -296,16 +321,9 @@ def _period(geo: _BoxGeometry, revisit: int | None) -> int:
     sum), and an output block visited again ``revisit`` boxes later reads its partial sum after it left."""
     horizon = max(e.shape[1] for e in geo.entries)
     lo = 1 if revisit is None else -(-(geo.psum_gap + 1) // revisit)
+    bad = geo.bad_shifts
     for period in range(max(1, lo), horizon + 1):
-        ok = True
-        for k in range(1, -(-horizon // period) + 1):
-            shift = k * period
-            if any(_overlap(e, e, shift) for e in geo.entries) or any(
-                    _overlap(a, b, shift) or _overlap(b, a, shift)
-                    for i, a in enumerate(geo.presence) for b in geo.presence[i + 1:]):
-                ok = False
-                break
-        if ok:
+        if not any(k * period in bad for k in range(1, horizon // period + 1)):
             return period
     return max(horizon, lo)
 
@@ -339,9 +357,22 @@ def _fits(net: SttNetwork, box: dict) -> bool:
                for row, e in zip(net.space, net.shape))
 
 
+@lru_cache(maxsize=4096)
+def _geometry_of(net: SttNetwork, box: tuple) -> _BoxGeometry:
+    return _geometry(net, dict(box))
+
+
+def _fu_load(net: SttNetwork, box: dict) -> int:
+    """Most iterations of one box on one FU: they lie on a line along the null vector v of the spatial rows,
+    which meets the box in at most min over loops with v_l != 0 of ceil(b_l / |v_l|) points."""
+    from archgen.arch.mapping_check import integer_null_space
+    (v,) = integer_null_space(net.space)
+    return min(-(-box[d] // abs(c)) for c, d in zip(v, net.design.operation.dims) if c)
+
+
 def _evaluate(net: SttNetwork, box: dict, bound: dict) -> tuple[int, int, _BoxGeometry]:
     """(total slots, period, geometry) of a box."""
-    geo = _geometry(net, box)
+    geo = _geometry_of(net, tuple(sorted(box.items())))
     period = _period(geo, _revisit_distance(net, box, bound))
     tiles = math.prod(-(-bound[d] // box[d]) for d in box)
     return (tiles - 1) * period + geo.span, period, geo
@@ -349,9 +380,17 @@ def _evaluate(net: SttNetwork, box: dict, bound: dict) -> tuple[int, int, _BoxGe
 
 def choose_box(net: SttNetwork, bound: dict) -> dict:
     """The box with the fewest total slots among the boxes that fit the array; candidate extents per loop
-    are the smallest ones for each tile count (ceil(N / q)). A lower bound (every FU does one iteration per
-    slot, so the tiles need at least tiles x box volume / FUs slots; one box at least its own time span)
-    prunes the exact evaluations; ties go to the larger box, then to the first in loop order."""
+    are the smallest ones for each tile count (ceil(N / q)). A lower bound prunes the exact evaluations:
+    an FU does one iteration per slot, so the tiles need at least tiles x (the most iterations one FU runs
+    in a box) slots, and one box at least its own time span. Ties go to the larger box, then to the first
+    in loop order."""
+    return dict(_choose_box(net, tuple((d, int(bound[d])) for d in net.design.operation.dims)))
+
+
+@lru_cache(maxsize=1024)
+def _choose_box(net: SttNetwork, bound_items: tuple) -> tuple:
+    """choose_box, cached per network and problem size."""
+    bound = dict(bound_items)
     dims = net.design.operation.dims
     lim = _box_limits(net, bound)
     # a loop no spatial row reads runs whole inside the box: splitting it only repeats the fill and drain
@@ -367,7 +406,7 @@ def choose_box(net: SttNetwork, bound: dict) -> dict:
             continue
         tiles = math.prod(-(-bound[d] // box[d]) for d in dims)
         span = sum(abs(int(c)) * (box[d] - 1) for c, d in zip(net.time, dims)) + 1
-        lower = max(-(-tiles * math.prod(combo) // n_fus), span)
+        lower = max(tiles * _fu_load(net, box), -(-tiles * math.prod(combo) // n_fus), span)
         scored.append((lower, tuple(-v for v in combo), box))
     scored.sort(key=lambda r: (r[0], r[1]))
     best = None
@@ -377,7 +416,7 @@ def choose_box(net: SttNetwork, bound: dict) -> dict:
         total = _evaluate(net, box, bound)[0]
         if best is None or (total, neg) < (best[0], best[1]):
             best = (total, neg, box)
-    return best[2]
+    return tuple(best[2].items())
 
 
 def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTiling:

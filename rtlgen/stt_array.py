@@ -141,6 +141,8 @@ def stt_array_verilog(compiled: CompiledSttArray) -> tuple[str, dict]:
                       "hop": list(h.ds), "registers_per_hop": h.dt, "reuse_direction": list(h.dx)} for h in net.hops],
         "pipelining": {"clock_target_ns": compiled.clock_period_ns, "delay_table": compiled.target,
                        "registers_added": net.product_stages * design.n_fus, "product_stages": net.product_stages,
-                       "estimated_path_ns": round(compiled.critical_path_ns, 4)},
+                       "estimated_path_ns": round(compiled.critical_path_ns, 4),
+                       "timing_met": (compiled.clock_period_ns is None
+                                      or compiled.critical_path_ns <= compiled.clock_period_ns + 1e-9)},
     })
     return text, manifest

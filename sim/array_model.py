@@ -169,20 +169,27 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
 def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None, buffers: int = 2) -> ArrayModelResult:
     """Cycles of one problem on a skewed stt array (dataflow/stt_array.py): the issuer fires one slot per
     cycle; box m's beats are the slots from m * period on (boxes overlap when the period is shorter than a
-    box's span), and the issuer enters them only once the box's operands are on chip; done follows the
-    last slot by one cycle. Every lane carries a beat in every slot (zeros included), as the RTL's streams do."""
+    box's span), and with a finite DRAM bandwidth the issuer enters them only once the box's operands are on
+    chip; done follows the last slot by one cycle. Every lane carries a beat in every slot (zeros included),
+    as the RTL's streams do."""
     ports = {p.name: p for p in compiled.stream_ports}
     outgoing = {p.name for p in compiled.stream_ports if p.role is PortRole.OUTPUT}
     n, period, span = tiling.n_tiles, tiling.period, tiling.span
-    # beats that belong to box m: its period's slots (the last box: the rest of its span)
-    slots_of = [period] * (n - 1) + [span]
-    per_tile = [{p: ports[p].lanes * k for p in ports} for k in slots_of]
+    elements = {p: ports[p].lanes * tiling.slots for p in ports}
     env = simpy.Environment()
-    mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in tr.items()} for tr in per_tile], outgoing,
-                      bytes_per_cycle, buffers)
     firsts: list[int] = []
+    mem = None
+    if bytes_per_cycle is not None:
+        # beats that belong to box m: its period's slots (the last box: the rest of its span)
+        slots_of = [period] * (n - 1) + [span]
+        mem = _MemorySide(env, [{p: ports[p].lanes * k * ports[p].width / 8 for p in ports} for k in slots_of],
+                          outgoing, bytes_per_cycle, buffers)
 
     def issuer():
+        if mem is None:                         # operands always on chip: the slots run back to back
+            firsts.extend(1 + k * period for k in range(n))
+            yield env.timeout(tiling.slots + 1)
+            return env.now
         for k in range(n):
             yield from mem.wait_fetched(k)
             firsts.append(env.now + 1)
@@ -194,14 +201,14 @@ def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None
         yield simpy.AllOf(env, mem.written)
         return max(done, env.now)
 
-    env.process(mem.dma())
+    if mem is not None:
+        env.process(mem.dma())
     proc = env.process(issuer())
     env.run()
     total = int(proc.value)
     marks = firsts + [total]
-    elements = {p: sum(tr[p] for tr in per_tile) for p in ports}
     return ArrayModelResult(
         total_cycles=total, tile_cycles=tuple(b - a for a, b in zip(marks, marks[1:])), macs=tiling.macs(),
         mac_slots=tiling.slots * compiled.design.n_fus, n_fus=compiled.design.n_fus, issue_cycles=tiling.slots,
         elements=elements, bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports},
-        dram_wait_cycles=int(mem.wait_cycles))
+        dram_wait_cycles=0 if mem is None else int(mem.wait_cycles))
