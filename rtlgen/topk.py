@@ -337,10 +337,16 @@ class TopK(wiring.Component):
         lanes (those the FIFO row holds), the element whose rank from the top is floor(S * t / |W|)
         (clipped to the lanes held), so that the pivot sits near the target's quantile of W. The
         wanted rank is registered from the round's target and size (no divider: S - 1 constant
-        multiples of |W| against S * t); the ranks are computed in SCAN's cycle 0 from the registered
+        multiples of |W| against S * t, two register stages); the ranks are computed in SCAN's cycle 0 from the registered
         row, the pivot selected from registered candidates in cycle 1."""
         w, lb, s = self.width, r.lane_bits, r.sample_lanes
-        m.d.sync += r.want_rank.eq(sum((j * r.size_s <= s * r.target) for j in range(1, s)) if s > 1 else 0)
+        # two register stages (products, then the count), both inside the two pivot-read cycles: the
+        # round's target and size are registered in Decide and constant until the scan ends
+        multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
+        scaled_target = Signal(len(r.target) + s.bit_length())
+        m.d.sync += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
+        m.d.sync += scaled_target.eq(r.target * s)
+        m.d.sync += r.want_rank.eq(sum((x <= scaled_target) for x in multiples) if s > 1 else 0)
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = r.r_fifo[r.row_bits:r.row_bits + s]
         m.d.comb += [vals[i].eq(r.r_fifo[i * lb:i * lb + w]) for i in range(s)]
