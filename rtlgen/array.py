@@ -45,6 +45,21 @@ def struct_layout(command: CommandLayout) -> data.StructLayout:
 _shape, _tag = shape_of, tag
 
 
+def port_members(ports, command: CommandLayout) -> dict:
+    """The component signature of an array top's ports: the command stream as a struct of its fields,
+    data streams as arrays of lanes, plain signals by width (shared by the tiled, fused and skewed tops)."""
+    members = {}
+    for port in ports:
+        if port.role is PortRole.COMMAND:
+            sig = stream.Signature(struct_layout(command))
+        elif port.stream:
+            sig = stream.Signature(data.ArrayLayout(shape_of(port.width, port.signed), port.lanes))
+        else:
+            sig = port.width
+        members[port.name] = Out(sig) if port.direction is Direction.OUT else In(sig)
+    return members
+
+
 def _delay(m: Module, value, n: int, en, name: str, shape):
     return delay_line(m, value, n, en, name, shape)
 
@@ -64,16 +79,7 @@ class ArrayTop(wiring.Component):
         self.fg = compiled.fu_graph
         self.timing = compiled.timing
         self.schedule = compiled.schedule
-        members = {}
-        for port in compiled.ports:
-            if port.name == "cmd":
-                sig = stream.Signature(struct_layout(compiled.command))
-            elif port.stream:
-                sig = stream.Signature(data.ArrayLayout(_shape(port.width, port.signed), port.lanes))
-            else:
-                sig = port.width
-            members[port.name] = Out(sig) if port.direction is Direction.OUT else In(sig)
-        super().__init__(members)
+        super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
         return getattr(self, port_name(PortRole.INPUT, operand))

@@ -15,13 +15,12 @@ input and zero on output).
 from __future__ import annotations
 
 from amaranth import Array, Const, Module, Mux, Signal, hdl
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from archgen.dataflow.control import CommandHW, accumulator_drain_hw, all_of, issuer_hw, loader_hw, stream_drain_hw
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, slot_of
-from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.rtlgen.array import _row_index, struct_layout
+from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
+from archgen.rtlgen.array import _row_index, port_members
 from archgen.rtlgen.datapath import shape_of, tag
 
 __all__ = ["FusedArrayTop", "fused_verilog"]
@@ -45,16 +44,7 @@ class FusedArrayTop(wiring.Component):
 
     def __init__(self, fused: FusedArray):
         self.fused = fused
-        members = {}
-        for port in fused.ports:
-            if port.role is PortRole.COMMAND:
-                sig = stream.Signature(struct_layout(fused.command))
-            elif port.stream:
-                sig = stream.Signature(data.ArrayLayout(shape_of(port.width, port.signed), port.lanes))
-            else:
-                sig = port.width
-            members[port.name] = Out(sig) if port.direction is Direction.OUT else In(sig)
-        super().__init__(members)
+        super().__init__(port_members(fused.ports, fused.command))
         self.mux_count = 0                      # muxes on the select built by the last elaborate
 
     def _port(self, name: str):

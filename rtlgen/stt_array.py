@@ -15,14 +15,13 @@ Arithmetic wraps at the output type's width (two's complement).
 from __future__ import annotations
 
 from amaranth import Module, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
-from archgen.dataflow.ir import STEP_BITS, Direction, PortRole, port_name
+from archgen.dataflow.ir import STEP_BITS, PortRole, port_name
 from archgen.dataflow.stt_array import CompiledSttArray
 from archgen.rtlgen.datapath import delay_line, shape_of, tag
 
-from .array import struct_layout
+from .array import port_members
 
 __all__ = ["SttArrayTop"]
 
@@ -30,16 +29,7 @@ __all__ = ["SttArrayTop"]
 class SttArrayTop(wiring.Component):
     def __init__(self, compiled: CompiledSttArray):
         self.compiled = compiled
-        members = {}
-        for port in compiled.ports:
-            if port.name == "cmd":
-                sig = stream.Signature(struct_layout(compiled.command))
-            elif port.stream:
-                sig = stream.Signature(data.ArrayLayout(shape_of(port.width, port.signed), port.lanes))
-            else:
-                sig = port.width
-            members[port.name] = Out(sig) if port.direction is Direction.OUT else In(sig)
-        super().__init__(members)
+        super().__init__(port_members(compiled.ports, compiled.command))
 
     def elaborate(self, platform):
         m = Module()
