@@ -176,6 +176,8 @@ def run_search(workloads, budget: Budget, out_dir: str | Path, *, evaluations: i
             xs = es.ask()
             scores = []
             for x in xs:
+                if len(history) >= evaluations:    # the budget is spent mid-generation: evaluate nothing more
+                    break
                 shape_only = decode(x, budget, mode)
                 fkey = (shape_only.spec, shape_only.shape)
                 if fkey not in floors:
@@ -214,7 +216,8 @@ def run_search(workloads, budget: Budget, out_dir: str | Path, *, evaluations: i
                         if on_eval:
                             on_eval(history[-1])
                 scores.append(cache[cand])
-            es.tell(xs, scores)
+            if len(scores) == len(xs):             # a generation cut short by the budget ends the search
+                es.tell(xs, scores)
     finally:
         store.close()
     feasible = [h for h in history if h["feasible"]]

@@ -30,6 +30,10 @@ def test_search_is_seeded_and_resumes_without_recomputing(tmp_path, monkeypatch)
     a = S.run_search(WORKLOADS, BUDGET, tmp_path / "a", evaluations=5, seed=4)
     first = len(calls)
     assert first == a["computed"] > 0 and len(set(calls)) == first
+    # nothing is simulated beyond the evaluation budget: every computed point belongs to a counted candidate
+    counted = {pt.key() for h in a["history"] if h["feasible"]
+               for pt in S._points(h["candidate"], BUDGET, WORKLOADS)}
+    assert set(calls) <= counted
     b = S.run_search(WORKLOADS, BUDGET, tmp_path / "b", evaluations=5, seed=4)
     assert [h["candidate"] for h in a["history"]] == [h["candidate"] for h in b["history"]]
     assert [h["edp_pj_ns"] for h in a["history"]] == [h["edp_pj_ns"] for h in b["history"]]
