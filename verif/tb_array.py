@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from archgen.verif.streams import CycleCounter, StreamDriver, StreamMonitor, pack_lanes, unpack_lanes
-from archgen.verif.tbutil import load_params, write_result
+from archgen.verif.tbutil import clock_and_reset, load_params, write_result
 
 
 async def _wait_done(dut, counter: CycleCounter, limit: int) -> int:
@@ -28,11 +27,7 @@ async def _wait_done(dut, counter: CycleCounter, limit: int) -> int:
 async def run_program(dut):
     params = load_params()
     prog = np.load(params["program"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.cmd__valid.value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await clock_and_reset(dut, "cmd__valid")
     counter = CycleCounter(dut.clk).start()
     seed = int(params.get("seed", 0))
     idle, stall = float(params.get("idle_prob", 0.0)), float(params.get("stall_prob", 0.0))

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from archgen.verif.streams import CycleCounter, StreamDriver, StreamMonitor, pack_lanes, unpack_lanes
-from archgen.verif.tbutil import load_params, write_result
+from archgen.verif.tbutil import clock_and_reset, load_params, write_result
 
 GAP_CYCLES = 4          # idle cycles between one problem's done and the next command
 
@@ -23,11 +22,7 @@ GAP_CYCLES = 4          # idle cycles between one problem's done and the next co
 @cocotb.test()
 async def run_programs(dut):
     params = load_params()
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.cmd__valid.value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await clock_and_reset(dut, "cmd__valid")
     counter = CycleCounter(dut.clk).start()
     seed = int(params.get("seed", 0))
     out_name = params["out_name"]

@@ -9,20 +9,15 @@ from __future__ import annotations
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+from cocotb.triggers import First, RisingEdge, Timer
 
-from archgen.verif.tbutil import load_params, write_result
+from archgen.verif.tbutil import clock_and_reset, load_params, write_result
 
 
 @cocotb.test()
 async def run_layer(dut):
     params = load_params()
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.go.value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await clock_and_reset(dut, "go")
     dut.go.value = 1
     limit = int(params.get("max_cycles", 10_000_000))
     t0 = time.perf_counter()

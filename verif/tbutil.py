@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["load_params", "write_result"]
+__all__ = ["load_params", "write_result", "clock_and_reset"]
 
 
 def load_params() -> dict:
@@ -29,3 +29,17 @@ def write_result(d: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(d, f, sort_keys=True)
     os.replace(tmp, path)
+
+
+async def clock_and_reset(dut, *idle_inputs: str) -> None:
+    """Start the 10 ns clock on ``dut.clk`` and hold ``dut.rst`` for 3 cycles with ``idle_inputs`` low
+    (e.g. ``cmd__valid``, ``go``); returns with reset released, in the cycle after it."""
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for name in idle_inputs:
+        getattr(dut, name).value = 0
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
