@@ -188,28 +188,43 @@ def render_spatten_table(results: list[LayerResult]):
     the same engine (``speedup``, DRAM and energy ratios are dense / pruned).
 
     ``front``, ``top-k`` and ``PxV`` are each stage's busy cycles summed over the layer's rows; the
-    stages overlap across queries, so ``compute`` (the streamed total) is less than their sum, and the
-    layer takes ``max(compute, DRAM)``."""
+    stages overlap across queries, so ``compute`` (the streamed total) is less than their sum; the layer
+    (its commands each waiting for its K/V load) takes at least ``max(compute, DRAM)``. Cells never
+    wrap: the headers carry the units on lines of their own."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title="SpAtten per-layer results (ratios: dense run of the same engine / this run)")
-    cols = ("layer", "tokens kept", "heads kept", "LSB refetch (% rows)", "front (cycles)", "top-k (cycles)",
-            "PxV (cycles)", "compute (cycles)", "DRAM (cycles)", "cycles", "DRAM (bytes)", "energy (uJ)", "speedup (x)", "DRAM (x)", "energy (x)")
+    t = Table(title="SpAtten per layer (x: dense run of the same engine / this run)", box=box.SIMPLE_HEAD,
+              padding=(0, 1), collapse_padding=True)
+    cols = ("layer", "tokens\nkept", "heads\nkept", "LSB\nrefetch\n(% rows)", "front\n(cycles)",
+            "top-k\n(cycles)", "PxV\n(cycles)", "compute\n(cycles)", "DRAM\n(cycles)", "layer\n(cycles)",
+            "DRAM\n(bytes)", "energy\n(uJ)", "speedup\n(x)", "DRAM\nless (x)", "energy\nless (x)")
     for col in cols:
-        t.add_column(col, justify="left" if col == "layer" else "right", overflow="fold", no_wrap=col == "layer")
+        t.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
     for r in results:
-        x = r.extra
-        t.add_row(r.name, f"{x['tokens_kept']:.1f} / {x['tokens']:.0f}", f"{x['heads_kept']:.1f} / {x['heads']}",
-                  f"{100 * x['lsb_row_fraction']:.1f}", _fmt(x["front_stage_cycles"]), _fmt(x["topk_stage_cycles"]),
-                  _fmt(x["pv_stage_cycles"]), _fmt(round(x["compute_cycles"])),
-                  _fmt(round(x["dram_cycles"])), _fmt(round(r.cycles)), _fmt(r.dram_total_bytes),
-                  f"{r.energy_total_pj / 1e6:.3f}", f"{x['speedup']:.2f}", f"{x['dram_reduction']:.2f}",
-                  f"{x['dense_energy_pj'] / r.energy_total_pj:.2f}" if r.energy_total_pj else "")
+        t.add_row(*_spatten_cells(r))
     return t
 
 
+def _kept(kept: float, total: float) -> str:
+    k = f"{kept:.0f}" if float(kept).is_integer() else f"{kept:.1f}"
+    return f"{k}/{total:.0f}"
+
+
+def _spatten_cells(r: LayerResult) -> tuple[str, ...]:
+    x = r.extra
+    return (r.name, _kept(x["tokens_kept"], x["tokens"]), _kept(x["heads_kept"], x["heads"]),
+            f"{100 * x['lsb_row_fraction']:.1f}", _fmt(x["front_stage_cycles"]), _fmt(x["topk_stage_cycles"]),
+            _fmt(x["pv_stage_cycles"]), _fmt(round(x["compute_cycles"])), _fmt(round(x["dram_cycles"])),
+            _fmt(round(r.cycles)), _fmt(r.dram_total_bytes), f"{r.energy_total_pj / 1e6:.4g}",
+            f"{x['speedup']:.2f}", f"{x['dram_reduction']:.2f}",
+            f"{x['dense_energy_pj'] / r.energy_total_pj:.2f}" if r.energy_total_pj else "")
+
+
 def spatten_summary(results: list[LayerResult], clock_mhz: float) -> str:
-    """One line for the whole model: time, and speedup, DRAM and energy against the dense baselines."""
+    """The whole model: time, rows that refetched LSBs, and speedup, DRAM and energy against the dense
+    baselines (the dense run of the same engine: every token and head, 12-bit K/V, PQ off; and its
+    traffic with fp32 K/V, queries and outputs, the paper's memory baseline)."""
     cycles = sum(r.cycles for r in results)
     dense = sum(r.extra["dense_cycles"] for r in results)
     dram = sum(r.dram_total_bytes for r in results)
@@ -217,7 +232,10 @@ def spatten_summary(results: list[LayerResult], clock_mhz: float) -> str:
     fp32 = sum(r.extra["dense_fp32_dram_bytes"] for r in results)
     energy = sum(r.energy_total_pj for r in results)
     dense_energy = sum(r.extra["dense_energy_pj"] for r in results)
+    rows = sum(r.extra["rows"] for r in results)
+    lsb = sum(r.extra["lsb_row_fraction"] * r.extra["rows"] for r in results) / rows if rows else 0.0
     return (f"whole model: {_fmt(round(cycles))} cycles ({cycles * 1e3 / clock_mhz / 1e6:.4g} ms at {clock_mhz:g} MHz); "
-            f"speedup {dense / cycles:.2f}x over the dense run ({_fmt(round(dense))} cycles); DRAM {_fmt(dram)} bytes: "
+            f"speedup {dense / cycles:.2f}x over the dense run of the same engine ({_fmt(round(dense))} cycles); "
+            f"LSB refetch on {100 * lsb:.1f}% of {_fmt(round(rows))} query rows; DRAM {_fmt(dram)} bytes: "
             f"{dense_dram / dram:.2f}x less than dense, {fp32 / dram:.2f}x less than dense fp32 K/V "
             f"({_fmt(round(fp32))} bytes); energy {energy / 1e6:.4g} uJ, {dense_energy / energy:.2f}x less than dense")
