@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from archgen.arch.spatten_spec import SpattenFormats
 
-__all__ = ["EXP_BUFFER_BANKS", "DIVIDER_BITS", "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
+__all__ = ["EXP_BUFFER_BANKS", "SCORE_BANKS", "DIVIDER_BITS", "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
            "pq_stages", "accept_stages", "topk_handoff_stages", "output_stages", "check_built"]
 
 
@@ -45,6 +45,12 @@ def recip_cycles(fmt: SpattenFormats) -> int:
 # model's rotation in sim.spatten_model): the softmax stage's sweep, the row at the divider or in the hold
 # slot, the top-k stage's row, the PxV stage's row.
 EXP_BUFFER_BANKS = 4
+
+# Score banks between the QxK stage and the softmax stage (rtlgen/softmax.py's score buffer, the core's
+# per-bank query registers, and the model's rotation): the QxK stage's query, the softmax stage's row,
+# and the row waiting for its PQ decision (with PQ on it keeps its scores until then, for a refetch), so
+# the QxK of query i+2 need not wait for query i's decision.
+SCORE_BANKS = 3
 
 
 # The core's own register stages around the arrays and the library units (rtlgen/spatten_core.py builds

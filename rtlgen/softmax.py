@@ -1,7 +1,8 @@
 """Fixed-point softmax unit of the SpAtten engine, ``lanes`` scores per cycle.
 
-Two score banks, so the next row's scores load while this row's exponentials are computed (the core
-overlaps the QxK sweep of one query with the exponential sweep of the previous one). The load side
+SCORE_BANKS score banks (archgen.dataflow.spatten_stages), so the next rows' scores load while this
+row's exponentials are computed (the core overlaps the QxK sweep of one query with the exponential sweep
+of the previous one, and keeps a third row's scores until its PQ decision). The load side
 accepts beats of ``lanes`` integer scores (with keep bits) into bank ``in_bank`` while a max tree tracks
 that bank's row maximum; it is always ready. The sweep side starts on a ``go`` pulse for bank
 ``go_bank`` (a fully loaded row; ``idle`` must be high): EXP reads the bank back, computes
@@ -31,9 +32,19 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
-from archgen.dataflow.spatten_stages import DIVIDER_BITS, check_built, exp_stages, normalize_stages, recip_steps
+from archgen.dataflow.spatten_stages import DIVIDER_BITS, SCORE_BANKS, check_built, exp_stages, normalize_stages, recip_steps
 
-__all__ = ["Softmax", "Normalize", "score_beat_layout", "exp_beat_layout"]
+__all__ = ["Softmax", "Normalize", "score_beat_layout", "exp_beat_layout", "pick", "SCORE_BANK_BITS"]
+
+SCORE_BANK_BITS = max(1, (SCORE_BANKS - 1).bit_length())
+
+
+def pick(sel, items: list):
+    """``items[sel]`` as a chain of multiplexers (for lists of signals or views)."""
+    out = items[0]
+    for j in range(1, len(items)):
+        out = Mux(sel == j, items[j], out)
+    return out
 
 
 def score_beat_layout(lanes: int, score_bits: int) -> data.StructLayout:
@@ -82,12 +93,12 @@ class Softmax(wiring.Component):
         self.depth = spec.softmax.fifo_depth
         super().__init__({
             "inp": In(stream.Signature(score_beat_layout(self.lanes, self.fmt.score_bits), always_ready=True)),
-            "in_bank": In(1),
+            "in_bank": In(SCORE_BANK_BITS),
             "go": In(1),
             "clear": In(1),
-            "clear_bank": In(1),
+            "clear_bank": In(SCORE_BANK_BITS),
             "abort": In(1),
-            "go_bank": In(1),
+            "go_bank": In(SCORE_BANK_BITS),
             "idle": Out(1),
             "div_allow": In(1),
             "div_start": Out(1),
@@ -114,7 +125,7 @@ class Softmax(wiring.Component):
         with m.If(self.abort):
             m.d.sync += [s.state.eq(_State.IDLE), *[v.eq(0) for v in valids]]
         beat = self.inp.payload
-        m.d.comb += [s.wp.addr.eq(Cat(Mux(self.in_bank, s.rows[1], s.rows[0])[:s.abits], self.in_bank)),
+        m.d.comb += [s.wp.addr.eq(Cat(pick(self.in_bank, s.rows)[:s.abits], self.in_bank)),
                      s.wp.en.eq(load_fire), s.wp.data.eq(Cat(*[beat.data[i] for i in range(self.lanes)], beat.keep))]
         return m
 
@@ -124,7 +135,7 @@ class Softmax(wiring.Component):
         beat = self.inp.payload
         in_max = max_tree(m, [beat.data[i] for i in range(P)], [beat.keep[i] for i in range(P)], sw)
         load_fire = self.inp.valid
-        for b in range(2):
+        for b in range(SCORE_BANKS):
             with m.If(self.clear & (self.clear_bank == b)):
                 m.d.sync += [rows[b].eq(0), bmax[b].eq(s.floor)]
             with m.Elif(load_fire & (self.in_bank == b)):
@@ -235,8 +246,8 @@ class Softmax(wiring.Component):
             with m.Case(_State.IDLE):
                 with m.If(self.go):
                     m.d.sync += [state.eq(_State.EXP), ptr.eq(0), s.total.eq(0), s.emax.eq(0),
-                                 s.s_bank.eq(self.go_bank), s.s_rows.eq(Mux(self.go_bank, s.rows[1], s.rows[0])),
-                                 s.row_max.eq(Mux(self.go_bank, s.bmax[1], s.bmax[0]))]
+                                 s.s_bank.eq(self.go_bank), s.s_rows.eq(pick(self.go_bank, s.rows)),
+                                 s.row_max.eq(pick(self.go_bank, s.bmax))]
             with m.Case(_State.EXP):
                 m.d.comb += exp_issue.eq(ptr < s.s_rows)
                 with m.If(ptr < s.s_rows):
@@ -303,19 +314,19 @@ class _SoftmaxWork:
     def __init__(self, sm: "Softmax", m: Module):
         f, P, sw = sm.fmt, sm.lanes, sm.fmt.score_bits
         row_w = P * sw + P
-        # two banks of `depth` rows: bank b holds rows b * depth ..
-        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=2 * sm.depth, init=[])
+        # SCORE_BANKS banks of 2**abits >= `depth` rows: bank b holds rows b << abits ..
+        abits = max(1, (sm.depth - 1).bit_length())
+        m.submodules.buf = buf = memory.Memory(shape=unsigned(row_w), depth=SCORE_BANKS << abits, init=[])
         ports = buf.read_port(), buf.write_port()
         rp, wp = ports
-        abits = max(1, (sm.depth - 1).bit_length())
         floor = -(1 << (sw - 1))
 
         state = Signal(_State)
-        rows = [Signal(abits + 1, name=f"rows{b}") for b in range(2)]        # loaded rows per bank
-        bmax = [Signal(signed(sw), init=floor, name=f"bank_max{b}") for b in range(2)]
+        rows = [Signal(abits + 1, name=f"rows{b}") for b in range(SCORE_BANKS)]     # loaded rows per bank
+        bmax = [Signal(signed(sw), init=floor, name=f"bank_max{b}") for b in range(SCORE_BANKS)]
         s_rows = Signal(abits + 1)     # the swept row: its length, maximum and bank
         row_max = Signal(signed(sw), init=floor)
-        s_bank = Signal()
+        s_bank = Signal(SCORE_BANK_BITS)
         ptr = Signal(abits + 1)
         total = Signal(f.sum_bits)
         emax = Signal(f.exp_bits)      # the swept row's largest exponential so far

@@ -23,7 +23,7 @@ Interface (streams; payload fields listed from the least significant bit):
 The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``units.pv.operation``
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
-Stages work on consecutive queries: QxK (into a double-banked score buffer), the softmax's
+Stages work on consecutive queries: QxK (into a three-banked score buffer), the softmax's
 exponential sweep (into a four-banked exponential buffer), the divider and PQ decision (overlapping
 the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (local-V
 top-k into a double-banked keep mask; it holds its finished row until the PxV stage takes it) and the
@@ -38,18 +38,23 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_arrays
-from archgen.dataflow.spatten_stages import (EXP_BUFFER_BANKS as _EXP_BANKS, accept_stages, check_built,
+from archgen.dataflow.spatten_stages import (EXP_BUFFER_BANKS as _EXP_BANKS, SCORE_BANKS as _SB, accept_stages, check_built,
                                              output_stages, pv_feed_stages, qk_feed_stages, topk_handoff_stages)
 from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
-from archgen.rtlgen.softmax import Normalize, Softmax
+from archgen.rtlgen.softmax import SCORE_BANK_BITS, Normalize, Softmax, pick
 from archgen.rtlgen.topk import TopK
 
 __all__ = ["SpattenCore", "core_cmd_layout", "TOKEN_IMPORTANCE_BITS", "HEAD_SCORE_BITS"]
 
 TOKEN_IMPORTANCE_BITS = 32   # 65535 queries x 1.0 (2**15) fits; saturates beyond
 HEAD_SCORE_BITS = 48
+
+
+def _next_sb(x):
+    """The score bank after ``x`` (queries take the banks in turn)."""
+    return Mux(x == _SB - 1, 0, x + 1)
 
 
 def _clog2(x: int) -> int:
@@ -282,7 +287,7 @@ class SpattenCore(wiring.Component):
 
     # ---- control: QxK stage | softmax stage | top-k stage | PxV stage ------------------------------
     def _accept(self, m, s):
-        """Acceptance: a query is taken when the QxK stage is free, its score bank (query index mod 2) is
+        """Acceptance: a query is taken when the QxK stage is free, its score bank (query index mod 3) is
         free and no LSB refetch waits (a refetch has priority). The softmax stage sweeps the banks in
         query order (an LSB pass before any later query); a decided row waits in the hold slot until the
         top-k stage takes it (idle, or handing its row to the PxV stage in this very cycle), and the
@@ -297,7 +302,7 @@ class SpattenCore(wiring.Component):
                      t_free.eq((st_t == _T.IDLE) | take_p), take.eq(offer & t_free)]
         m.d.sync += self.done.eq(0)
         nb_free = Signal()
-        m.d.comb += nb_free.eq(~Mux(s.nb, s.sb_busy[1], s.sb_busy[0]))
+        m.d.comb += nb_free.eq(~pick(s.nb, s.sb_busy))
         q_fire = Signal()
         with m.Switch(s.st_a):
             with m.Case(_A.IDLE):
@@ -314,7 +319,7 @@ class SpattenCore(wiring.Component):
                 m.d.comb += [self.query.ready.eq(~s.qk_busy & nb_free & ~s.refetch),
                              q_fire.eq(self.query.valid & self.query.ready)]
                 with m.If(q_fire):
-                    m.d.sync += [s.to_accept.eq(s.to_accept - 1), s.nb.eq(~s.nb)]
+                    m.d.sync += [s.to_accept.eq(s.to_accept - 1), s.nb.eq(_next_sb(s.nb))]
                     with m.If(s.to_accept == 1):
                         m.d.sync += s.st_a.eq(_A.IDLE)
             with m.Case(_A.EMPTY):
@@ -337,7 +342,7 @@ class SpattenCore(wiring.Component):
             m.d.sync += g.eq(g + 1)
             with m.If(s.last_g):
                 m.d.sync += s.qk_issuing.eq(0)
-        for j in range(2):
+        for j in range(_SB):
             with m.If(q_fire & (s.nb == j)):
                 m.d.sync += [s.q_reg[j].eq(self.query.payload), s.c_reg[j].eq(s.c_q), s.pass2[j].eq(0),
                              s.last_q[j].eq(s.to_accept == 1), s.sb_busy[j].eq(1)]
@@ -362,7 +367,7 @@ class SpattenCore(wiring.Component):
         m.d.comb += squash.eq(pq.decision & pq.need_lsb)
         go = Signal()
         pb_free = ~Array(s.pb_busy)[wpb]
-        m.d.comb += go.eq((s.st_e == _E.IDLE) & Mux(eb, s.loaded[1], s.loaded[0]) & sm.idle & pb_free & ~squash)
+        m.d.comb += go.eq((s.st_e == _E.IDLE) & pick(eb, s.loaded) & sm.idle & pb_free & ~squash)
         m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
                      sm.clear.eq(q_fire | (s.refetch & ~s.qk_busy)), sm.clear_bank.eq(Mux(q_fire, s.nb, eb))]
         with m.If(go):
@@ -370,20 +375,20 @@ class SpattenCore(wiring.Component):
         leave = Signal()
         m.d.comb += leave.eq((s.st_e == _E.RUN) & sm.div_start)
         with m.If(leave):
-            m.d.sync += [s.c_d.eq(s.c_e), s.pass2_d.eq(s.pass2_e), s.last_d.eq(Mux(eb, s.last_q[1], s.last_q[0])),
+            m.d.sync += [s.c_d.eq(s.c_e), s.pass2_d.eq(s.pass2_e), s.last_d.eq(pick(eb, s.last_q)),
                          s.sb_d.eq(eb), s.bank_d.eq(wpb), s.rf_d.eq(may_rf), s.div_pending.eq(1),
-                         s.st_e.eq(_E.IDLE), eb.eq(~eb), wpb.eq(wpb + 1)]
+                         s.st_e.eq(_E.IDLE), eb.eq(_next_sb(eb)), wpb.eq(wpb + 1)]
         for j in range(_EXP_BANKS):
             with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.bank_d == j))):
                 m.d.sync += s.pb_busy[j].eq(1)
-        for j in range(2):
+        for j in range(_SB):
             with m.If((leave & ~may_rf & (eb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.sb_d == j))):
                 m.d.sync += s.sb_busy[j].eq(0)
             with m.If(go & (eb == j)):
                 m.d.sync += s.loaded[j].eq(0)
         with m.If(squash):          # back to the row that needs its LSBs
             m.d.sync += [s.refetch.eq(1), s.st_e.eq(_E.IDLE), eb.eq(s.sb_d), wpb.eq(s.bank_d), beat_no.eq(0)]
-            for j in range(2):
+            for j in range(_SB):
                 with m.If((s.st_e == _E.RUN) & (eb == j)):
                     m.d.sync += s.loaded[j].eq(1)     # the dropped sweep's scores are still in its bank
         self._handoff(m, s, offer, take, take_p)
@@ -520,31 +525,32 @@ class _CoreWork:
 
     def _declare_stage_registers(self, core, m):
         spec, f, L, D, b, gbits, banks = core.spec, core.fmt, self.L, self.D, self.b, self.gbits, self.banks
-        # The front is two stages with a double-banked score buffer between them: the QxK stage fills
-        # score bank j with query i's scores (j = i mod 2) while the softmax stage sweeps the other bank.
+        # The front is two stages with a SCORE_BANKS-banked score buffer between them: the QxK stage
+        # fills score bank j with query i's scores (j = i mod 3) while the softmax stage sweeps another
+        # bank and a third may hold a row waiting for its PQ decision.
         # Per score bank: the query, its command, whether this is its LSB pass, whether it is its
         # command's last query; a bank is busy from the query's acceptance until the back stage takes
         # its row, so an LSB refetch reruns QxK into the same bank.
         c_q = Signal(core_cmd_layout(spec))    # the command whose queries are being accepted
-        c_reg = [Signal(core_cmd_layout(spec), name=f"c_sb{j}") for j in range(2)]
-        q_reg = [Signal(data.ArrayLayout(signed(b), D), name=f"q_sb{j}") for j in range(2)]
-        pass2 = [Signal(name=f"pass2_sb{j}") for j in range(2)]
-        last_q = [Signal(name=f"last_q_sb{j}") for j in range(2)]
-        sb_busy = [Signal(name=f"busy_sb{j}") for j in range(2)]
-        loaded = [Signal(name=f"loaded_sb{j}") for j in range(2)]
-        nb = Signal()                   # score bank of the next accepted query
-        cur = Signal()                  # score bank the QxK stage works on
-        eb = Signal()                   # score bank the softmax stage works on (queries in order)
+        c_reg = [Signal(core_cmd_layout(spec), name=f"c_sb{j}") for j in range(_SB)]
+        q_reg = [Signal(data.ArrayLayout(signed(b), D), name=f"q_sb{j}") for j in range(_SB)]
+        pass2 = [Signal(name=f"pass2_sb{j}") for j in range(_SB)]
+        last_q = [Signal(name=f"last_q_sb{j}") for j in range(_SB)]
+        sb_busy = [Signal(name=f"busy_sb{j}") for j in range(_SB)]
+        loaded = [Signal(name=f"loaded_sb{j}") for j in range(_SB)]
+        nb = Signal(SCORE_BANK_BITS)    # score bank of the next accepted query
+        cur = Signal(SCORE_BANK_BITS)   # score bank the QxK stage works on
+        eb = Signal(SCORE_BANK_BITS)    # score bank the softmax stage works on (queries in order)
         qk_busy, qk_issuing, refetch = Signal(), Signal(), Signal()
         c = Signal(core_cmd_layout(spec))      # the QxK stage's command (of bank cur)
         c_e = Signal(core_cmd_layout(spec))    # the softmax stage's command (of bank eb)
-        m.d.comb += [c.eq(Mux(cur, c_reg[1], c_reg[0])), c_e.eq(Mux(eb, c_reg[1], c_reg[0]))]
+        m.d.comb += [c.eq(pick(cur, c_reg)), c_e.eq(pick(eb, c_reg))]
         q = Signal(data.ArrayLayout(signed(b), D))
-        m.d.comb += q.eq(Mux(cur, q_reg[1], q_reg[0]))
+        m.d.comb += q.eq(pick(cur, q_reg))
         second_pass = Signal()          # the QxK stage runs an LSB pass
-        m.d.comb += second_pass.eq(Mux(cur, pass2[1], pass2[0]))
+        m.d.comb += second_pass.eq(pick(cur, pass2))
         pass2_e = Signal()
-        m.d.comb += pass2_e.eq(Mux(eb, pass2[1], pass2[0]))
+        m.d.comb += pass2_e.eq(pick(eb, pass2))
         c_b = Signal(core_cmd_layout(spec))    # the command of the query in the PxV stage
         c_t = Signal(core_cmd_layout(spec))    # the command of the query in the top-k stage
         st_a, st_e, st_t, st_b = Signal(_A), Signal(_E), Signal(_T), Signal(_B)
@@ -562,7 +568,7 @@ class _CoreWork:
         # the divider's row and the held row (decided, waiting for the back stage): their metadata
         c_d, c_h = Signal(core_cmd_layout(spec)), Signal(core_cmd_layout(spec))
         pass2_d, pass2_h, last_d, last_h, rf_d = Signal(), Signal(), Signal(), Signal(), Signal()
-        sb_d = Signal()
+        sb_d = Signal(SCORE_BANK_BITS)
         div_pending, hold_valid = Signal(), Signal()
         recip_h = Signal(f.recip_bits)
         vars(self).update((name, value) for name, value in locals().items()

@@ -21,7 +21,7 @@ import numpy as np
 
 from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_latencies
-from archgen.dataflow.spatten_stages import EXP_BUFFER_BANKS
+from archgen.dataflow.spatten_stages import EXP_BUFFER_BANKS, SCORE_BANKS
 from archgen.sim.topk_model import TopKRun, simulate_topk
 
 __all__ = [
@@ -263,7 +263,7 @@ class _Stream:
         self.hold_free = 0          # first cycle the hold slot is empty (the divider may take a row)
         self.t_free = 0             # first cycle the top-k stage may take a row from the hold slot
         self.b_free = 0             # cycle the PxV stage is idle again (done of its last row)
-        self.bank_free = [0, 0]     # first cycle each score bank may take a query
+        self.bank_free = [0] * SCORE_BANKS     # first cycle each score bank may take a query
         self.pb_free = [0] * EXP_BUFFER_BANKS   # first cycle each exponential-buffer bank may take a sweep
         self.nb = 0                 # score bank of the next query
         self.wpb = 0                # exponential-buffer bank of the next row
@@ -272,7 +272,7 @@ class _Stream:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
         self.qk_free = a + qc.qk
         job = (qc, a, a + qc.qk - 1, self.nb)      # (cycles, accepted, last score in the softmax, bank)
-        self.nb ^= 1
+        self.nb = (self.nb + 1) % SCORE_BANKS
         return job
 
     def _sweep(self, qc: QueryCycles, go: int) -> tuple[int, int]:
@@ -342,7 +342,7 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
-    QxK stage: takes query i in cycle ``a(i) = max(earliest, qk_free, bank_free(i mod 2))`` and is busy
+    QxK stage: takes query i in cycle ``a(i) = max(earliest, qk_free, bank_free(i mod 3))`` and is busy
     for ``qk`` cycles; ``earliest`` is the cycle after the previous query's acceptance, or after the
     command's handshake for its first query. Softmax, rows in query order: a sweep starts
     (``go``) when the row's last score has arrived, the previous row has left the stage and its
@@ -378,8 +378,14 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
             dones[ci] = free
 
     for ci, queries in enumerate(commands):
-        if ready is not None:
-            hs = max(hs, ready(ci, dones) if callable(ready) else int(ready[ci]))
+        if callable(ready):
+            # the rule may need command ci - 2's done: it ends before command ci's handshake, so its
+            # rows resolve first (their refetches, if any, come before any later query)
+            while inflight and inflight[0][1] <= ci - 2:
+                resolve_oldest()
+            hs = max(hs, ready(ci, dones))
+        elif ready is not None:
+            hs = max(hs, int(ready[ci]))
         if not queries:
             while inflight:
                 resolve_oldest()
@@ -392,21 +398,29 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
             continue
         earliest = hs + 1
         for qi, qc in enumerate(queries):
-            # query i is accepted before query i-1's sweep (it frees i's bank with query i-2) and
-            # before query i-1's refetch, if any, unless it comes later than query i-1's PQ decision
-            # (a command waiting for its K/V): the refetch then takes the QxK stage first
-            if inflight and inflight[-1][0][0].passes == 2:
-                if max(earliest, st.qk_free, st.bank_free[st.nb]) > st.first_decision_of(inflight[-1][0]):
-                    resolve_oldest()
+            _refetches_first(st, inflight, earliest, resolve_oldest)
             job = st.accept(qc, earliest)
             earliest = job[1] + 1
             inflight.append((job, ci, qi == len(queries) - 1))
-            if len(inflight) == 2:
+            if len(inflight) == SCORE_BANKS:
                 resolve_oldest()
         hs = earliest      # the cycle after the last query's acceptance
     while inflight:
         resolve_oldest()
     return dones  # type: ignore[return-value]
+
+
+def _refetches_first(st: _Stream, inflight: list, earliest: int, resolve_oldest) -> None:
+    """Query i is accepted before the sweeps of queries i-1 .. i-SCORE_BANKS+1 (its bank was freed
+    with query i-SCORE_BANKS) and before their refetches, unless it comes later than such a row's PQ
+    decision (a command waiting for its K/V): the refetch then takes the QxK stage first. Rows ahead of
+    a refetching one are resolved first (in order; a row without a refetch does not touch the QxK
+    stage, so resolving it early changes nothing for the query)."""
+    while any(job[0][0].passes == 2 for job in inflight):
+        job = inflight[0][0]
+        if job[0].passes == 2 and max(earliest, st.qk_free, st.bank_free[st.nb]) <= st.first_decision_of(job):
+            return
+        resolve_oldest()
 
 
 def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:

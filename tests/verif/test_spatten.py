@@ -84,6 +84,35 @@ def test_core_stage_overlap(n_keys, n_queries, keep, extra):
 
 
 @pytest.mark.verilator
+def test_core_pq_without_refetch_runs_at_the_dense_rate():
+    """PQ on, no row below the threshold (shift 12 makes the rows peaky), two commands streamed: each
+    row keeps its score bank until its PQ decision, but with three score banks the next queries' QxK
+    never waits for it, so every done is the dense (PQ off) stream's, on Verilator."""
+    from archgen.sim.spatten_model import command_stream_cycles, query_cycles
+
+    n_keys, n_queries = [40, 64], [5, 4]
+    r = verify_core(SMALL, n_keys, n_queries, 11, None, commands=2, shift=12)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert not any(r["need_lsb"]), r["need_lsb"]
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    dense = command_stream_cycles([[query_cycles(SMALL, n)] * q for n, q in zip(n_keys, n_queries)])
+    assert r["rtl_done_cycles"] == dense, (r, dense)
+    assert r["correct"]
+
+
+@pytest.mark.verilator
+def test_core_short_rows_pruned_with_pq():
+    """Short rows (9 and 12 keys: the divider's pace binds), local-V pruned, PQ on, two commands
+    streamed: cycle-exact for every done."""
+    r = verify_core(SMALL, [9, 12], [5, 4], 3, [3, 5], commands=2, shift=17)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+
+
+@pytest.mark.verilator
 def test_core_back_stage_bound():
     """A longer buffer (256 tokens) where the local-V top-k makes the back stage the slower one: each
     finished row waits in the softmax stage until the back stage takes it, cycle-exact with the model."""
