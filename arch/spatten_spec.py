@@ -290,7 +290,8 @@ def _semantic_problems(d: dict) -> list:
         sched = d.get("pruning", {}).get(kind, {})
         if "per_layer" in sched and set(sched) & {"start", "end", "unpruned_layers"}:
             out.append(problem(f"pruning.{kind}.per_layer", "give either per_layer or start/end/unpruned_layers, "
-                               "not both", sorted(sched)))
+                               f"not both (to replace the spec's ramp, set the whole schedule: "
+                               f"--set 'pruning.{kind}={{per_layer: [...]}}')", sorted(sched)))
     pq = d["progressive_quantization"]
     if pq["msb_bits"] + pq["lsb_bits"] != qk["bits"]:
         out.append(problem("progressive_quantization.msb_bits", f"msb_bits + lsb_bits must equal units.qk.bits "

@@ -34,6 +34,12 @@ def test_small_spec_is_dense_and_full_spec_carries_the_paper_setting():
     assert (cfg.msb_bits, cfg.lsb_bits, cfg.threshold) == (8, 4, 0.1)
 
 
+def test_a_per_layer_schedule_replaces_the_shipped_ramp():
+    spec = load_spatten_spec(apply_overrides(read_spec_file(builtin_spec_path("spatten")),
+                                             ["pruning.token={per_layer: [0, 0.1, 0.2]}"]))
+    assert spec.pruning.token.per_layer == (0.0, 0.1, 0.2) and spec.pruning.local_v == 0.3
+
+
 def test_ramp_from_start_and_end():
     spec = _spec("pruning.token.start=0.1", "pruning.token.end=0.5", "pruning.token.unpruned_layers=0.25",
                  "pruning.local_v=0.3")
@@ -53,7 +59,8 @@ def test_pruning_is_not_part_of_the_hardware_hash():
     (["pruning.local_v=-0.1"], "pruning.local_v: must be at least 0 (got -0.1)"),
     (["pruning.head.per_layer=[0.1, 2]"], "pruning.head.per_layer.1: must be less than 1 (got 2)"),
     (["pruning.token.per_layer=[0.1]", "pruning.token.end=0.2"],
-     "pruning.token.per_layer: give either per_layer or start/end/unpruned_layers, not both (got ['end', 'per_layer'])"),
+     "pruning.token.per_layer: give either per_layer or start/end/unpruned_layers, not both (to replace the "
+     "spec's ramp, set the whole schedule: --set 'pruning.token={per_layer: [...]}') (got ['end', 'per_layer'])"),
     (["pruning.tokens.end=0.2"], "pruning.tokens: unknown key; did you mean 'token'?"),
 ])
 def test_bad_pruning_is_refused_by_field(sets, line):
