@@ -692,7 +692,7 @@ class WalkerCommand:
     reload: tuple[dict, ...]      # per level: operand -> 1 if its block changes when the level steps
     base: dict                    # operand -> DRAM word of its first block
     blocks: int
-    shapes: dict                  # edge mask -> the block-extent fields (``descriptor_format``'s table S)
+    shapes: dict                  # edge mask (``_edge_mask``) -> the block-extent fields (table S)
     inputs: tuple[str, ...]
     output: str
 
@@ -721,7 +721,10 @@ def block_steps(trips):
 
 
 def _edge_mask(cnt, trips) -> int:
-    return sum(1 << i for i, (c, t) in enumerate(zip(cnt, trips)) if c == t - 1)
+    """Bit k-1-i: level i (of k, outer to inner) is at its last block and has more than one (a level of
+    one block is the same for every block, so its bit stays 0 and padding levels cost no table rows)."""
+    k = len(trips)
+    return sum(1 << (k - 1 - i) for i, (c, t) in enumerate(zip(cnt, trips)) if c == t - 1 and t > 1)
 
 
 def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_stride, layer) -> WalkerCommand:
@@ -786,7 +789,7 @@ def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
 
 @dataclass(frozen=True)
 class BlockWalkerHW:
-    mask: object            # edge mask of the current block (bit i: level i at its last block)
+    mask: object            # edge mask of the current block (``_edge_mask``: bit 0 the innermost level)
     addr: dict              # operand -> DRAM word of its current block
     fresh: dict             # operand -> its block changed on the step into the current block (1 at the first)
     half: dict              # operand -> buffer half of its current block (toggles at each change)
@@ -805,7 +808,7 @@ def block_walker_hw(m, hdl, trips, stride, reload, base, ops, addr_ops, halves, 
     cnt = [Signal(cnt_bits, name=f"{name}_block{j}") for j in range(k)]
     wrap = [cnt[j] + 1 == trips[j] for j in range(k)]
     mask = Signal(k, name=f"{name}_edges")
-    m.d.comb += mask.eq(Cat(*wrap))
+    m.d.comb += mask.eq(Cat(*[wrap[j] & (trips[j] != 1) for j in reversed(range(k))]))
     inc = [Signal(name=f"{name}_step{j}") for j in range(k)]
     for j in range(k):
         inner = Const(1)
@@ -872,6 +875,9 @@ class DescriptorFormat:
                       for t, st, r in zip(wc.trips, wc.stride, wc.reload)],
                 "B": [{**{f"base_{x}": wc.base[x] for x in names}, "blocks": wc.blocks}],
                 "S": [wc.shapes.get(mask, {}) for mask in range(self.depths["S"])]}
+        if max(wc.shapes) >= self.depths["S"]:
+            _refuse(f"layers.{layer}.order", f"the command's edge masks need {max(wc.shapes) + 1} shape-table rows; "
+                    f"this top holds {self.depths['S']}", list(wc.loops))
         return {t: [self._pack(t, r, layer) for r in rows[t]] for t in self.tables}
 
     def _pack(self, table: str, row: dict, layer: str) -> int:
@@ -885,9 +891,11 @@ class DescriptorFormat:
         return word
 
 
-def descriptor_format(prog: "LayerProgram") -> DescriptorFormat:
+def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> DescriptorFormat:
     """The command tables' fields and widths for the structure of ``prog`` (its buffers, ports and array
-    command), independent of the layer it was expanded from."""
+    command), independent of the layer it was expanded from. ``shape_rows``: the shape table's depth (a
+    power of two; default every edge mask of the dataflow's levels); a simulation build of one command
+    passes the rows its masks need."""
     comp = prog.compiled
     op = comp.design.operation
     names = [x.name for x in op.operands]
@@ -912,7 +920,7 @@ def descriptor_format(prog: "LayerProgram") -> DescriptorFormat:
             S.append((f"{w.port}_lane_last", w.lanes.bit_length()))
         if w.row_level is not None:
             S.append((f"{w.port}_row_last", w.rows.bit_length()))
-    return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": 1 << k},
+    return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
                             comp.design.name, comp.dataflow.name)
 
 

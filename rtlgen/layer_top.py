@@ -231,9 +231,11 @@ class LayerCore(Elaboratable):
         ww = block_walker_hw(m, hdl, *args, [y], [y], halves, seq.start_w, run, "walk_w")
         wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c")
 
+        sbits = (fmt.depth("S") - 1).bit_length()
+
         def shape(walker, name):
             word = Signal(fmt.width("S"), name=f"{name}_shape")
-            m.d.comb += word.eq(Array(regs["S"])[walker.mask])
+            m.d.comb += word.eq(Array(regs["S"])[walker.mask[:sbits]] if sbits else regs["S"][0])
             return _unpack(fmt, "S", word)
 
         def pos(walker, x):
@@ -498,7 +500,8 @@ class LayerTop(Elaboratable):
         self.prog = prog
         self.dram_init = list(dram_init)
         self.dram_depth = max(1, len(self.dram_init))
-        self.fmt = descriptor_format(prog)
+        # a simulation build for one command: the shape table holds the rows its edge masks need
+        self.fmt = descriptor_format(prog, shape_rows=1 << max(prog.command.shapes).bit_length())
         self.words = self.fmt.encode(prog.command, layer, prog.cmd.dataflow.name)
         self.core = LayerCore(prog, self.fmt, array, command_fields)
         self.go = Signal()
