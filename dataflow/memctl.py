@@ -327,7 +327,7 @@ class LayerProgram:
     word_bytes: int
     layouts: dict                 # operand -> BufferLayout
     walks: tuple                  # PortWalk per array stream port
-    rows: tuple                   # per block: dict field -> int (the descriptor table)
+    rows: tuple                   # per block: dict field -> int (what the controller derives; ``walk_rows``)
     dram_words: int
     regions: dict                 # (operand, block key) -> (word address, box lo, box ext (permuted), perm)
     jobs: tuple
@@ -402,8 +402,9 @@ def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
-    """The command expanded for the generated top: buffer layouts, DRAM layout, and the descriptor
-    table (one row per block: what L, C and W do), built from :func:`layer_jobs` (the model's job list).
+    """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
+    do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
+    controller receives, whose walk (:func:`walk_rows`) gives the same rows.
 
     ``spec_size``: each buffer half holds ``memory.<X>.bytes / halves`` (what synthesis builds); False
     sizes the halves to this command's largest block (after the same fit check), which keeps a
@@ -578,7 +579,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows else None, shape[0] if rows else 1))
 
-    # the descriptor table
+    # the per-block rows
     half_of = {x.name: -1 for x in op.operands}
     cur_key: dict = {}
     rows_out, halves_at = [], []

@@ -3,10 +3,12 @@
     DRAM model --(bursts)--> DMA --> operand buffers --(address generators)--> ArrayTop --> accumulator
     buffer --> DMA --> DRAM model
 
-Built from a :class:`~archgen.dataflow.memctl.LayerProgram` (the layer command expanded by
-dataflow/memctl.py into one descriptor row per block, from the same ``layer_jobs`` the SimPy model
-runs). The control rules are the hardware halves of dataflow/memctl.py: ``layer_sequencer_hw`` (DMA
-order and gates) and ``transfer_timer_hw`` (burst timing of the DRAM port). Everything else is data
+Built from a :class:`~archgen.dataflow.memctl.LayerProgram` (buffer layouts, ports, and the layer's
+``WalkerCommand``: one command per layer, whatever its block count). The control rules are the hardware
+halves of dataflow/memctl.py: ``block_walker_hw`` (nested block counters, DRAM address adds, residency
+flags and the shape table by edge mask: the command expanded block by block, as ``walk_rows`` and the
+SimPy model's ``layer_jobs`` do), ``layer_sequencer_hw`` (DMA order and gates) and ``transfer_timer_hw``
+(burst timing of the DRAM port). Everything else is data
 movement that those rules time:
 
 * buffers (rtlgen/buffer.py ``CyclicBanks``): position p in bank ``p mod banks``, one element per word,
@@ -123,9 +125,8 @@ class LayerCore(Elaboratable):
     (the structure comes from ``prog``'s buffers and ports, never from its layer).
 
     Command interface (host side, written while ``go`` is low): ``desc_we`` writes row ``desc_addr`` of
-    the three descriptor tables (``desc_l``, ``desc_w``, ``desc_c``; fields in
-    ``dataflow/memctl.descriptor_format``), ``n_blocks`` holds the command's block count. ``go`` (level)
-    runs the layer; ``finished`` rises when it has ended; dropping ``go`` resets the controller.
+    the command's tables (``desc_k``, ``desc_b``, ``desc_s``: levels, bases and block count, shape table;
+    fields in ``dataflow/memctl.descriptor_format``), held in registers. ``go`` (level) runs the layer; ``finished`` rises when it has ended; dropping ``go`` resets the controller.
 
     DRAM port (fixed-latency contract, the one the cycle model times): a read burst request
     (``rd_req_valid``, word address ``rd_req_addr``, ``rd_req_words`` words) is answered with
@@ -490,7 +491,7 @@ class LayerCore(Elaboratable):
 
 class LayerTop(Elaboratable):
     """The simulation wrapper: :class:`LayerCore` with a DRAM (the spec's fixed latency, one word a cycle,
-    preloaded at elaboration: the host's bulk write) and a host that writes the layer's descriptor rows
+    preloaded at elaboration: the host's bulk write) and a host that writes the layer's command rows
     into the core's tables, one row a cycle, before raising the core's ``go``. Ports: ``go`` (in, level:
     run the layer), ``finished`` (out), ``cycles`` (out: from the core's first running cycle, the model's
     count), ``rb_addr``/``rb_data`` (the DRAM's read-back port), ``moved`` (the core's byte counters)."""
