@@ -31,7 +31,8 @@ from .interconnect import FUGraph
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
-           "DescriptorFormat", "descriptor_format", "probe_command"]
+           "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
+           "block_steps", "walk_rows", "BlockWalkerHW", "block_walker_hw"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -84,31 +85,23 @@ class BlockJobs:
 
 
 def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
-    """The job list of a layer command, block by block: residency decides what each L(b) moves."""
+    """The job list of a layer command, block by block: the block walker's steps (:func:`block_steps`) and
+    residency flags (:func:`reload_flags`) decide what each L(b) moves and whether W(b) writes back."""
     op = cmd.design.operation
     out = op.output.name
-    blocks = list(cmd.blocks())
-    dep = {x.name: [i for i, d in enumerate(cmd.order) if x.uses(d)] for x in op.operands}
-
-    # each operand's block key (its block index along the loops it depends on), once per block
-    keys = {x: [tuple(blk.tiles[i][1] for i in ix) for blk in blocks] for x, ix in dep.items()}
-
-    def key(x: str, k: int):
-        return keys[x][k]
-
+    nb = cmd.n_blocks()
+    reload = reload_flags(cmd)
+    out_ix = [i for i, d in enumerate(cmd.order) if op.output.uses(d)]
     seen_out: set = set()
     jobs = []
-    for k, blk in enumerate(blocks):
-        load = []
-        for x in op.inputs:
-            if k == 0 or key(x.name, k - 1) != key(x.name, k):
-                load.append((x.name, cmd.footprint_bytes(x.name, blk)))
-        new_out = k == 0 or key(out, k - 1) != key(out, k)
-        if new_out and key(out, k) in seen_out:
+    for blk, (_cnt, prev, nxt) in zip(cmd.blocks(), block_steps([nb[d] for d in cmd.order])):
+        load = [(x.name, cmd.footprint_bytes(x.name, blk)) for x in op.inputs if prev is None or reload[prev][x.name]]
+        key = tuple(blk.tiles[i][1] for i in out_ix)
+        if (prev is None or reload[prev][out]) and key in seen_out:
             load.append((out, cmd.footprint_bytes(out, blk)))       # partial sums of an earlier visit
-        leaving = k == len(blocks) - 1 or key(out, k + 1) != key(out, k)
+        leaving = nxt is None or bool(reload[nxt][out])
         if leaving:
-            seen_out.add(key(out, k))
+            seen_out.add(key)
         jobs.append(BlockJobs(blk, tuple(load), cmd.footprint_bytes(out, blk) if leaving else 0))
     return jobs
 
@@ -334,10 +327,11 @@ class LayerProgram:
     word_bytes: int
     layouts: dict                 # operand -> BufferLayout
     walks: tuple                  # PortWalk per array stream port
-    rows: tuple                   # per block: dict field -> int (the descriptor table)
+    rows: tuple                   # per block: dict field -> int (what the controller derives; ``walk_rows``)
     dram_words: int
     regions: dict                 # (operand, block key) -> (word address, box lo, box ext (permuted), perm)
     jobs: tuple
+    command: "WalkerCommand"      # what the controller receives (its block walker expands it to ``rows``)
 
     def dram_image(self, tensors: dict) -> list[int]:
         """The DRAM's initial words: every input block, tile-major (the host's bulk preload)."""
@@ -408,8 +402,9 @@ def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
-    """The command expanded for the generated top: buffer layouts, DRAM layout, and the descriptor
-    table (one row per block: what L, C and W do), built from :func:`layer_jobs` (the model's job list).
+    """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
+    do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
+    controller receives, whose walk (:func:`walk_rows`) gives the same rows.
 
     ``spec_size``: each buffer half holds ``memory.<X>.bytes / halves`` (what synthesis builds); False
     sizes the halves to this command's largest block (after the same fit check), which keeps a
@@ -545,18 +540,28 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             acc *= pext[i]
         return lambda idx: sum((idx[k] - lo[k]) * pitch[k] for k in range(len(lo)))
 
-    # DRAM layout: every distinct block of every operand once, word aligned, in first-use order
+    # DRAM layout (affine, what the walker's address adds step through): one region per operand, the
+    # inputs first and the output last; a block of X at base_X + (its block index along the loops X
+    # depends on, mixed radix in the command's order) x the words of X's largest block, word aligned
     dep = {x.name: [i for i, d in enumerate(cmd.order) if x.uses(d)] for x in op.operands}
     adds = adds_onto_partial_sums(cmd, jobs)
-    regions: dict = {}
+    nbl = cmd.n_blocks()
+    slot = {x.name: max(1, max(-(-cmd.footprint_bytes(x.name, b) // W) for b in blocks)) for x in op.operands}
+    dram_base: dict[str, int] = {}
     next_word = 0
+    for x in [*op.inputs, op.output]:
+        dram_base[x.name] = next_word
+        next_word += slot[x.name] * math.prod(nbl[cmd.order[i]] for i in dep[x.name])
+    dram_stride = {x: [slot[x] * math.prod(nbl[cmd.order[j]] for j in ix if j > i) if i in ix else 0
+                       for i in range(len(cmd.order))] for x, ix in dep.items()}
+    regions: dict = {}
     for blk in blocks:
         for x in op.operands:
             key = (x.name, tuple(blk.tiles[i][1] for i in dep[x.name]))
             if key not in regions:
                 lo, pext, perm = box(x.name, blk)
-                regions[key] = (next_word, lo, pext, perm)
-                next_word += -(-math.prod(pext) * layouts[x.name].elem_bytes // W)
+                addr = dram_base[x.name] + sum(blk.tiles[i][1] * dram_stride[x.name][i] for i in dep[x.name])
+                regions[key] = (addr, lo, pext, perm)
 
     # walks
     coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
@@ -574,10 +579,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows else None, shape[0] if rows else 1))
 
-    # the descriptor table
+    # the per-block rows
     half_of = {x.name: -1 for x in op.operands}
     cur_key: dict = {}
-    rows_out = []
+    rows_out, halves_at = [], []
     for k, j in enumerate(jobs):
         blk = j.block
         row: dict[str, int] = {}
@@ -612,6 +617,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                             f"ld_elems_{x.name}": 0})
         if op.output.name in loads:
             raise AssertionError("check_rtl_command refuses partial-sum reloads")
+        halves_at.append(dict(half_of))
         for w in walks:
             xop = op.operand(w.operand)
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
@@ -653,89 +659,270 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 d = w.levels[w.row_level][5:]
                 row[f"{w.port}_row_last"] = min(shape[0], bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
         rows_out.append(row)
+    wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer)
     return LayerProgram(compiled, cmd, depth, W, layouts, tuple(walks), tuple(rows_out), next_word,
-                        {k: v for k, v in regions.items()}, tuple(jobs))
+                        {k: v for k, v in regions.items()}, tuple(jobs), wcmd)
 
 
 # ------------------------------------------------------------------------------------------------
-# the run-time command interface of the generated top: the descriptor tables the host writes
+# the layer command as the controller receives it, and its block walker (docs/memory.md "The layer command")
 #
-# The layer command reaches the hardware as three descriptor tables (one row per block, written by the
-# host before ``go``, like a DMA descriptor list): L (what L(b) loads: flag, bytes, DRAM word, buffer
-# position, elements per input), W (what W(b) writes back) and C (the array command's trip counts and
-# every port's base, strides, trip counts and ragged-edge counts). Every field's width follows from the
-# design, the dataflow and the memory system alone (never from a layer), so one build runs every layer
-# of the dataflow whose values fit; a value that does not fit is refused naming the layer and the field.
+# One command per layer, independent of the block count: per tile-loop level (the command's order, outer to
+# inner, padded outermost with one-block levels to the dataflow's loop count) the trip count, per operand
+# the DRAM word increment when that level steps and whether the operand's block changes then (residency:
+# it changes when the level or an inner level with more than one block is one of its loops); per operand
+# the DRAM base; the block count; and the *shape table*: per edge mask (bit i: level i is at its last
+# block) the values that depend on a block's extents (array trip counts, byte counts, buffer-walk strides,
+# trip counts and ragged-edge counts), precomputed by the host so that a ragged block needs no run-time
+# multiplication. The walker's counters, address adds and flags expand it block by block; the model half
+# (:func:`block_steps`, :func:`walk_rows`) and the hardware half (:func:`block_walker_hw`) state the same
+# walk. Every field's width follows from the design, the dataflow and the memory system alone.
 
 DRAM_WORD_BITS = 32          # DRAM word address width of the generated top's port
-DESCRIPTOR_ROWS = 512        # blocks one command may have in the synthesis build (the tables' depth)
-WALK_COUNTER_BITS = 20       # address generator counters (rtlgen/layer_top.py affine_walk_hw)
+WALK_COUNTER_BITS = 20       # block counters (trip counts per level) and buffer-walk counters
+BLOCK_COUNT_BITS = 32        # blocks one command may have (the sequencer's job counters)
+
+
+@dataclass(frozen=True)
+class WalkerCommand:
+    """What the layer controller receives for one layer (its size depends on the dataflow only)."""
+
+    loops: tuple[str, ...]        # per level, outer to inner: the tile loop ("" for a padding level)
+    trips: tuple[int, ...]        # per level: blocks along it
+    stride: tuple[dict, ...]      # per level: operand -> DRAM words added when the level steps
+    reload: tuple[dict, ...]      # per level: operand -> 1 if its block changes when the level steps
+    base: dict                    # operand -> DRAM word of its first block
+    blocks: int
+    shapes: dict                  # edge mask (``_edge_mask``) -> the block-extent fields (table S)
+    inputs: tuple[str, ...]
+    output: str
+
+
+def reload_flags(cmd: LayerCommand) -> tuple[dict, ...]:
+    """Residency from the loop order: per level of ``cmd.order``, per operand, 1 if a step of that level
+    changes the operand's block (it uses the loop, or an inner loop with more than one block)."""
+    nb = cmd.n_blocks()
+    return tuple({x.name: int(x.uses(d) or any(x.uses(e) and nb[e] > 1 for e in cmd.order[i + 1:]))
+                  for x in cmd.design.operation.operands} for i, d in enumerate(cmd.order))
+
+
+def block_steps(trips):
+    """The block walker's odometer (model half of :func:`block_walker_hw`): per block (counters, the level
+    whose step entered it (None for the first block), the level the next step increments (None: last))."""
+    k = len(trips)
+    cnt, prev = [0] * k, None
+    while True:
+        nxt = next((j for j in reversed(range(k)) if cnt[j] < trips[j] - 1), None)
+        yield tuple(cnt), prev, nxt
+        if nxt is None:
+            return
+        cnt[nxt] += 1
+        cnt[nxt + 1:] = [0] * (k - nxt - 1)
+        prev = nxt
+
+
+def _edge_mask(cnt, trips) -> int:
+    """Bit k-1-i: level i (of k, outer to inner) is at its last block and has more than one (a level of
+    one block is the same for every block, so its bit stays 0 and padding levels cost no table rows)."""
+    k = len(trips)
+    return sum(1 << (k - 1 - i) for i, (c, t) in enumerate(zip(cnt, trips)) if c == t - 1 and t > 1)
+
+
+def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_stride, layer) -> WalkerCommand:
+    """The command for the rows :func:`layer_program` expanded: the shape table collects each block's
+    extent-dependent fields under its edge mask (blocks with the same edges must agree: refused if not)."""
+    op = cmd.design.operation
+    pad = len(df.order) - len(cmd.order)
+    nb = cmd.n_blocks()
+    names = [x.name for x in op.operands]
+    trips = (1,) * pad + tuple(nb[d] for d in cmd.order)
+    zero = tuple({x: 0 for x in names} for _ in range(pad))
+    stride = zero + tuple({x: dram_stride[x][i] for x in names} for i in range(len(cmd.order)))
+    dynamic = {"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
+    shapes: dict = {}
+    for row, (cnt, _p, _n), blk, halves in zip(rows, block_steps(trips), cmd.blocks(), halves_at):
+        f = {k: v for k, v in row.items() if k not in dynamic}
+        for x in op.operands:
+            fb = cmd.footprint_bytes(x.name, blk)
+            pre = "wr_" if x is op.output else "ld_"
+            sfx = "" if x is op.output else f"_{x.name}"
+            f[f"{pre}bytes{sfx}"], f[f"{pre}elems{sfx}"] = fb, fb // layouts[x.name].elem_bytes
+        for w in walks:
+            f[f"{w.port}_base"] -= halves[w.operand] * layouts[w.operand].half_elems
+        mask = _edge_mask(cnt, trips)
+        old = shapes.setdefault(mask, f)
+        if old != f:
+            bad = next(k for k in f if f[k] != old.get(k))
+            _refuse(f"layers.{layer}.tile", f"blocks with the same ragged edges differ in {bad} ({old.get(bad)} and "
+                    f"{f[bad]}), which the command's shape table cannot express", dict(cmd.tile))
+    return WalkerCommand(("",) * pad + tuple(cmd.order), trips, stride, zero + reload_flags(cmd),
+                         {x: dram_base[x] for x in names}, math.prod(trips), shapes,
+                         tuple(x.name for x in op.inputs), op.output.name)
+
+
+def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
+    """The command expanded block by block as the controller does (model half): counters, residency
+    flags, buffer halves toggled at each change, DRAM addresses (here in closed form; the hardware adds
+    the level strides), and the shape-table entry of each block's edge mask. Equals ``LayerProgram.rows``."""
+    half = {x: 0 for x in layouts}
+    out, y = [], wc.output
+    for cnt, prev, nxt in block_steps(wc.trips):
+        changed = {x: prev is None or bool(wc.reload[prev][x]) for x in layouts}
+        for x in layouts:
+            half[x] = (half[x] + (prev is not None and changed[x])) % layouts[x].halves
+        pos = {x: half[x] * layouts[x].half_elems for x in layouts}
+        addr = {x: wc.base[x] + sum(c * st[x] for c, st in zip(cnt, wc.stride)) for x in layouts}
+        s = wc.shapes[_edge_mask(cnt, wc.trips)]
+        row = {k: v for k, v in s.items() if not k.startswith(("ld_", "wr_"))}
+        row["acc"] = int(not changed[y])
+        for w in walks:
+            row[f"{w.port}_base"] += pos[w.operand]
+        for x in wc.inputs:
+            ld = changed[x]
+            row.update({f"ld_{x}": int(ld), f"ld_bytes_{x}": s[f"ld_bytes_{x}"] * ld, f"ld_word_{x}": addr[x] * ld,
+                        f"ld_pos_{x}": pos[x] * ld, f"ld_elems_{x}": s[f"ld_elems_{x}"] * ld})
+        leaving = nxt is None or bool(wc.reload[nxt][y])
+        row.update({"wr_bytes": s["wr_bytes"] * leaving, "wr_word": addr[y], "wr_pos": pos[y],
+                    "wr_elems": s["wr_elems"] * leaving})
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class BlockWalkerHW:
+    mask: object            # edge mask of the current block (``_edge_mask``: bit 0 the innermost level)
+    addr: dict              # operand -> DRAM word of its current block
+    fresh: dict             # operand -> its block changed on the step into the current block (1 at the first)
+    half: dict              # operand -> buffer half of its current block (toggles at each change)
+    leaving: dict           # operand -> the next step changes its block, or this is the last block
+
+
+def block_walker_hw(m, hdl, trips, stride, reload, base, ops, addr_ops, halves, step, run, name: str,
+                    cnt_bits: int = WALK_COUNTER_BITS, addr_bits: int = DRAM_WORD_BITS) -> BlockWalkerHW:
+    """The block walker (hardware half of :func:`block_steps` / :func:`walk_rows`): nested block counters
+    (``trips[j]``, registered command values per level) stepping when ``step``; per operand of ``addr_ops`` an
+    anchor per level where that level's current iteration began, so a step adds its level's stride and
+    every inner anchor restarts there (adds only); residency flags ``reload[x][j]`` pick the operands that
+    change. ``~run`` restarts at the first block (every operand fresh, half 0, anchors at ``base``)."""
+    Signal, Cat, Const = hdl.Signal, hdl.Cat, hdl.Const
+    k = len(trips)
+    cnt = [Signal(cnt_bits, name=f"{name}_block{j}") for j in range(k)]
+    wrap = [cnt[j] + 1 == trips[j] for j in range(k)]
+    mask = Signal(k, name=f"{name}_edges")
+    m.d.comb += mask.eq(Cat(*[wrap[j] & (trips[j] != 1) for j in reversed(range(k))]))
+    inc = [Signal(name=f"{name}_step{j}") for j in range(k)]
+    for j in range(k):
+        inner = Const(1)
+        for i in range(j + 1, k):
+            inner = inner & wrap[i]
+        m.d.comb += inc[j].eq(inner & ~wrap[j])
+    last = Signal(name=f"{name}_last_block")
+    m.d.comb += last.eq(Cat(*wrap).all())
+    anchor = {x: [Signal(addr_bits, name=f"{name}_{x}_anchor{j}") for j in range(k)] for x in addr_ops}
+    fresh = {x: Signal(name=f"{name}_{x}_fresh") for x in ops}
+    half = {x: Signal(name=f"{name}_{x}_half") for x in ops}
+    changes = {x: Cat(*[inc[j] & reload[x][j] for j in range(k)]).any() for x in ops}
+    with m.If(~run):
+        m.d.sync += [c.eq(0) for c in cnt] + [f.eq(1) for f in fresh.values()] + [h.eq(0) for h in half.values()]
+        m.d.sync += [a.eq(base[x]) for x in addr_ops for a in anchor[x]]
+    with m.Elif(step):
+        for j in range(k):
+            with m.If(inc[j]):
+                m.d.sync += [cnt[j].eq(cnt[j] + 1)] + [cnt[i].eq(0) for i in range(j + 1, k)]
+                for x in addr_ops:
+                    nxt = anchor[x][j] + stride[x][j]
+                    m.d.sync += [anchor[x][i].eq(nxt) for i in range(j, k)]
+        m.d.sync += [fresh[x].eq(changes[x]) for x in ops]
+        m.d.sync += [half[x].eq(half[x] ^ changes[x]) for x in ops if halves[x] == 2]
+    return BlockWalkerHW(mask, {x: anchor[x][-1] for x in addr_ops}, fresh, half,
+                         {x: changes[x] | last for x in ops})
 
 
 @dataclass(frozen=True)
 class DescriptorFormat:
-    tables: dict                  # "L" | "W" | "C" -> tuple of (field, bits)
-    rows: int                     # depth of every table: the most blocks a command may have
+    """The command interface of the generated top: tables K (one row per level: trips, per operand DRAM
+    stride and reload flag), B (one row: per operand DRAM base, the block count) and S (the shape table,
+    one row per edge mask), written by the host before ``go``. Depths and widths depend on the design,
+    the dataflow and the memory system alone, never on a layer."""
+
+    tables: dict                  # "K" | "B" | "S" -> tuple of (field, bits)
+    depths: dict                  # table -> rows
     design: str = ""              # the design and dataflow the top was built for
     dataflow: str = ""
 
     def width(self, table: str) -> int:
         return max(1, sum(w for _, w in self.tables[table]))
 
-    def encode(self, rows, layer: str = "layer", dataflow: str | None = None) -> dict:
-        """Packed words per table for the rows of a layer program (``dataflow``: the one it was planned
-        for); refuses a command for another dataflow, more blocks than the tables hold, or a row value
-        that does not fit its field, naming the layer and the field."""
+    def depth(self, table: str) -> int:
+        return self.depths[table]
+
+    def bits(self) -> int:
+        """The command's size in bits (every table's rows)."""
+        return sum(self.width(t) * self.depth(t) for t in self.tables)
+
+    def encode(self, wc: WalkerCommand, layer: str = "layer", dataflow: str | None = None) -> dict:
+        """Packed words per table for a walker command (``dataflow``: the one it was planned for); refuses a
+        command for another dataflow or a value that does not fit its field, naming the layer and field."""
         if dataflow is not None and self.dataflow and dataflow != self.dataflow:
             _refuse(f"layers.{layer}.dataflow", f"the command was planned for dataflow {dataflow!r}; this top "
                     f"({self.design}) runs {self.dataflow!r}", dataflow)
-        if len(rows) > self.rows:
-            _refuse(f"layers.{layer}.tile", f"the command has {len(rows)} blocks; the generated descriptor tables "
-                    f"hold {self.rows} (larger tiles give fewer blocks)", len(rows))
-        out = {}
-        for t, fields in self.tables.items():
-            words = []
-            for r in rows:
-                word, off = 0, 0
-                for name, w in fields:
-                    v = int(r.get(name, 0))
-                    if v < 0 or v >> w:
-                        _refuse(f"layers.{layer}.{name}", f"the value does not fit the generated top's {w}-bit "
-                                "descriptor field", v)
-                    word |= v << off
-                    off += w
-                words.append(word)
-            out[t] = words
-        return out
+        names = list(wc.base)
+        for d, t in zip(wc.loops, wc.trips):
+            if t >> WALK_COUNTER_BITS:
+                _refuse(f"layers.{layer}.tile.{d}", f"{t} blocks along {d} do not fit the controller's "
+                        f"{WALK_COUNTER_BITS}-bit block counter (at most {(1 << WALK_COUNTER_BITS) - 1}); larger "
+                        f"tiles along {d} give fewer blocks", t)
+        rows = {"K": [{"trips": t, **{f"stride_{x}": st[x] for x in names}, **{f"reload_{x}": r[x] for x in names}}
+                      for t, st, r in zip(wc.trips, wc.stride, wc.reload)],
+                "B": [{**{f"base_{x}": wc.base[x] for x in names}, "blocks": wc.blocks}],
+                "S": [wc.shapes.get(mask, {}) for mask in range(self.depths["S"])]}
+        if max(wc.shapes) >= self.depths["S"]:
+            _refuse(f"layers.{layer}.order", f"the command's edge masks need {max(wc.shapes) + 1} shape-table rows; "
+                    f"this top holds {self.depths['S']}", list(wc.loops))
+        return {t: [self._pack(t, r, layer) for r in rows[t]] for t in self.tables}
+
+    def _pack(self, table: str, row: dict, layer: str) -> int:
+        word, off = 0, 0
+        for name, w in self.tables[table]:
+            v = int(row.get(name, 0))
+            if v < 0 or v >> w:
+                _refuse(f"layers.{layer}.{name}", f"the value does not fit the generated top's {w}-bit command field", v)
+            word |= v << off
+            off += w
+        return word
 
 
-def descriptor_format(prog: "LayerProgram", rows: int = DESCRIPTOR_ROWS) -> DescriptorFormat:
-    """The descriptor tables' fields and widths for the structure of ``prog`` (its buffers, ports and
-    array command), independent of the layer it was expanded from."""
+def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> DescriptorFormat:
+    """The command tables' fields and widths for the structure of ``prog`` (its buffers, ports and array
+    command), independent of the layer it was expanded from. ``shape_rows``: the shape table's depth (a
+    power of two; default every edge mask of the dataflow's levels); a simulation build of one command
+    passes the rows its masks need."""
     comp = prog.compiled
     op = comp.design.operation
+    names = [x.name for x in op.operands]
+    k = len(comp.dataflow.order)
     pos_bits = {x: (lay.halves * lay.half_elems).bit_length() for x, lay in prog.layouts.items()}
     byte_bits = {x: (lay.half_elems * lay.elem_bytes).bit_length() for x, lay in prog.layouts.items()}
-    L = []
-    for x in op.inputs:
-        n = x.name
-        L += [(f"ld_{n}", 1), (f"ld_bytes_{n}", byte_bits[n]), (f"ld_word_{n}", DRAM_WORD_BITS),
-              (f"ld_pos_{n}", pos_bits[n]), (f"ld_elems_{n}", byte_bits[n])]
-    y = op.output.name
-    W = [("wr_bytes", byte_bits[y]), ("wr_word", DRAM_WORD_BITS), ("wr_pos", pos_bits[y]), ("wr_elems", byte_bits[y])]
+    K = ([("trips", WALK_COUNTER_BITS)] + [(f"stride_{x}", DRAM_WORD_BITS) for x in names]
+         + [(f"reload_{x}", 1) for x in names])
+    B = [(f"base_{x}", DRAM_WORD_BITS) for x in names] + [("blocks", BLOCK_COUNT_BITS)]
     steps_bits = max([f.bits for f in comp.command.fields if f.loop is None] or [32])
-    C = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits),
-                                                                                            ("acc", 1)]
+    S = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]
+    for x in op.inputs:
+        S += [(f"ld_bytes_{x.name}", byte_bits[x.name]), (f"ld_elems_{x.name}", byte_bits[x.name])]
+    y = op.output.name
+    S += [("wr_bytes", byte_bits[y]), ("wr_elems", byte_bits[y])]
     for w in prog.walks:
         pb = pos_bits[w.operand]
-        C += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
+        S += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
         for j in range(len(w.levels)):
-            C += [(f"{w.port}_stride{j}", pb), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
+            S += [(f"{w.port}_stride{j}", pb), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
         if w.lane_level is not None:
-            C.append((f"{w.port}_lane_last", w.lanes.bit_length()))
+            S.append((f"{w.port}_lane_last", w.lanes.bit_length()))
         if w.row_level is not None:
-            C.append((f"{w.port}_row_last", w.rows.bit_length()))
-    return DescriptorFormat({"L": tuple(L), "W": tuple(W), "C": tuple(C)}, rows, comp.design.name, comp.dataflow.name)
+            S.append((f"{w.port}_row_last", w.rows.bit_length()))
+    return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
+                            comp.design.name, comp.dataflow.name)
 
 
 def probe_command(design, dataflow=None) -> LayerCommand:

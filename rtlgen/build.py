@@ -173,7 +173,7 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
                     for x, lay in prog.layouts.items()},
         "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
-        "descriptor_tables": {t: {"rows": core.fmt.rows, "bits": core.fmt.width(t),
+        "descriptor_tables": {t: {"rows": core.fmt.depth(t), "bits": core.fmt.width(t),
                                   "fields": [{"name": n, "bits": w} for n, w in f]}
                               for t, f in core.fmt.tables.items()},
     }

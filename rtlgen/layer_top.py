@@ -3,10 +3,12 @@
     DRAM model --(bursts)--> DMA --> operand buffers --(address generators)--> ArrayTop --> accumulator
     buffer --> DMA --> DRAM model
 
-Built from a :class:`~archgen.dataflow.memctl.LayerProgram` (the layer command expanded by
-dataflow/memctl.py into one descriptor row per block, from the same ``layer_jobs`` the SimPy model
-runs). The control rules are the hardware halves of dataflow/memctl.py: ``layer_sequencer_hw`` (DMA
-order and gates) and ``transfer_timer_hw`` (burst timing of the DRAM port). Everything else is data
+Built from a :class:`~archgen.dataflow.memctl.LayerProgram` (buffer layouts, ports, and the layer's
+``WalkerCommand``: one command per layer, whatever its block count). The control rules are the hardware
+halves of dataflow/memctl.py: ``block_walker_hw`` (nested block counters, DRAM address adds, residency
+flags and the shape table by edge mask: the command expanded block by block, as ``walk_rows`` and the
+SimPy model's ``layer_jobs`` do), ``layer_sequencer_hw`` (DMA order and gates) and ``transfer_timer_hw``
+(burst timing of the DRAM port). Everything else is data
 movement that those rules time:
 
 * buffers (rtlgen/buffer.py ``CyclicBanks``): position p in bank ``p mod banks``, one element per word,
@@ -33,8 +35,8 @@ from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, 
 from amaranth.lib.memory import Memory
 
 from archgen.dataflow.ir import PortRole
-from archgen.dataflow.memctl import (DRAM_WORD_BITS, DescriptorFormat, LayerProgram, descriptor_format,
-                                     layer_sequencer_hw, transfer_timer_hw)
+from archgen.dataflow.memctl import (BLOCK_COUNT_BITS, DRAM_WORD_BITS, DescriptorFormat, LayerProgram,
+                                     block_walker_hw, descriptor_format, layer_sequencer_hw, transfer_timer_hw)
 from archgen.rtlgen.array import ArrayTop
 from archgen.rtlgen.buffer import CyclicBanks
 
@@ -55,31 +57,26 @@ class _Dma:
     sel_fields: dict       # its descriptor fields: bytes, word, pos, elems
 
 
-class _HostTable:
-    """One descriptor table of the command interface: a memory written by the host (``we``, ``addr``,
-    ``data``) and read by one block counter through a synchronous (registered) read port whose address is
-    the counter's next value, so the row of the counter's current block is on ``data`` in every cycle."""
+class _Row:
+    """A block's fields as the controller sees them in the current cycle (the block walker's counters,
+    flags and addresses, and the shape-table entry of its edge mask), by field name."""
 
-    def __init__(self, m: Module, name: str, fields, depth: int, we, addr, data, next_index):
-        self.fields = {}
-        off = 0
-        for n, w in fields:
-            self.fields[n] = (off, w)
-            off += w
-        self.width = max(1, off)
-        self.mem = Memory(shape=unsigned(self.width), depth=depth, init=[])
-        m.submodules[f"desc_{name}"] = self.mem
-        wp = self.mem.write_port()
-        rp = self.mem.read_port()
-        m.d.comb += [wp.en.eq(we), wp.addr.eq(addr), wp.data.eq(data), rp.addr.eq(next_index)]
-        self.rp = rp
+    def __init__(self, fields: dict):
+        self.fields = fields
 
     def __getitem__(self, name):
-        o, w = self.fields[name]
-        return self.rp.data[o:o + w]
+        return self.fields[name]
 
     def get(self, name, default=0):
-        return self[name] if name in self.fields else Const(default)
+        return self.fields[name] if name in self.fields else Const(default)
+
+
+def _unpack(fmt: DescriptorFormat, table: str, word) -> dict:
+    out, off = {}, 0
+    for n, w in fmt.tables[table]:
+        out[n] = word[off:off + w]
+        off += w
+    return out
 
 
 def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, trips, advance, pos_bits: int = 24,
@@ -128,9 +125,8 @@ class LayerCore(Elaboratable):
     (the structure comes from ``prog``'s buffers and ports, never from its layer).
 
     Command interface (host side, written while ``go`` is low): ``desc_we`` writes row ``desc_addr`` of
-    the three descriptor tables (``desc_l``, ``desc_w``, ``desc_c``; fields in
-    ``dataflow/memctl.descriptor_format``), ``n_blocks`` holds the command's block count. ``go`` (level)
-    runs the layer; ``finished`` rises when it has ended; dropping ``go`` resets the controller.
+    the command's tables (``desc_k``, ``desc_b``, ``desc_s``: levels, bases and block count, shape table;
+    fields in ``dataflow/memctl.descriptor_format``), held in registers. ``go`` (level) runs the layer; ``finished`` rises when it has ended; dropping ``go`` resets the controller.
 
     DRAM port (fixed-latency contract, the one the cycle model times): a read burst request
     (``rd_req_valid``, word address ``rd_req_addr``, ``rd_req_words`` words) is answered with
@@ -144,15 +140,14 @@ class LayerCore(Elaboratable):
         # a fused array (rtlgen/fused_array.py) runs the layer with extra command fields (its dataflow select)
         self.array, self.command_fields = array, dict(command_fields or {})
         self.fmt = fmt or descriptor_format(prog)
-        ab = max(1, (self.fmt.rows - 1).bit_length())
+        ab = max(1, (max(self.fmt.depths.values()) - 1).bit_length())
         Wbits = 8 * prog.word_bytes
         self.go = Signal()
         self.finished = Signal()
         self.cycles = Signal(CYCLE_BITS)
         self.desc_we = Signal()
         self.desc_addr = Signal(ab)
-        self.desc = {t: Signal(self.fmt.width(t), name=f"desc_{t.lower()}") for t in ("L", "W", "C")}
-        self.n_blocks = Signal(ab + 1)
+        self.desc = {t: Signal(self.fmt.width(t), name=f"desc_{t.lower()}") for t in self.fmt.tables}
         self.rd_req_valid = Signal()
         self.rd_req_addr = Signal(DRAM_WORD_BITS)
         self.rd_req_words = Signal(16)
@@ -171,7 +166,7 @@ class LayerCore(Elaboratable):
         self.moved[f"{op.output.name}.write"] = Signal(40, name=f"moved_{op.output.name}_write")
 
     def ports(self):
-        return [self.go, self.finished, self.cycles, self.desc_we, self.desc_addr, *self.desc.values(), self.n_blocks,
+        return [self.go, self.finished, self.cycles, self.desc_we, self.desc_addr, *self.desc.values(),
                 self.rd_req_valid, self.rd_req_addr, self.rd_req_words, self.rd_rsp_valid, self.rd_rsp_data,
                 self.wr_req_valid, self.wr_req_addr, self.wr_req_words, self.wr_valid, self.wr_addr, self.wr_data,
                 *self.moved.values()]
@@ -182,8 +177,9 @@ class LayerCore(Elaboratable):
         comp = P.compiled
         op = comp.design.operation
         m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
-        run, seq, done = self._sequencer(m)
-        rows = self._descriptor_tables(m, run, seq)
+        regs = self._command_registers(m)
+        run, seq, done = self._sequencer(m, _unpack(self.fmt, "B", regs["B"][0])["blocks"])
+        rows = self._block_walkers(m, run, seq, regs)
         bufs = self._buffers(m)
         inputs = [x.name for x in op.inputs]
         dma = self._dma_control(m, seq, rows, done, inputs)
@@ -195,14 +191,13 @@ class LayerCore(Elaboratable):
             self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand])
         return m
 
-    def _sequencer(self, m):
+    def _sequencer(self, m, n_blocks):
         """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high."""
         run = Signal(name="layer_run")
         m.d.sync += run.eq(self.go)
         done = {"L": Signal(name="l_done"), "W": Signal(name="w_done"), "C": Signal(name="c_done")}
-        nblk = Signal(20, name="layer_blocks")
-        m.d.sync += nblk.eq(self.n_blocks)
-        seq = layer_sequencer_hw(m, hdl, self.prog.depth, nblk, done["L"], done["W"], done["C"], run)
+        seq = layer_sequencer_hw(m, hdl, self.prog.depth, n_blocks, done["L"], done["W"], done["C"], run,
+                                 width=BLOCK_COUNT_BITS)
         m.d.comb += self.finished.eq(seq.finished)
         with m.If(run & ~seq.finished):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -210,14 +205,54 @@ class LayerCore(Elaboratable):
             m.d.sync += [self.cycles.eq(0), *[v.eq(0) for v in self.moved.values()]]
         return run, seq, done
 
-    def _descriptor_tables(self, m, run, seq):
-        """The command: one table per job kind, read (registered) at each block counter's next value."""
-        def nxt(counter, start):
-            return Mux(run, counter + start, 0)
-        return {t: _HostTable(m, t.lower(), self.fmt.tables[t], self.fmt.rows, self.desc_we, self.desc_addr,
-                              self.desc[t], nxt(ctr, st)[:len(self.desc_addr)])
-                for t, ctr, st in (("L", seq.l_block, seq.start_l), ("W", seq.w_block, seq.start_w),
-                                   ("C", seq.c_block, seq.start_c))}
+    def _command_registers(self, m):
+        """The layer command (tables K, B, S of ``descriptor_format``) in registers, row ``desc_addr`` of
+        every table written by the host while ``desc_we``."""
+        regs = {}
+        for t in self.fmt.tables:
+            regs[t] = [Signal(self.fmt.width(t), name=f"cmd_{t.lower()}{i}") for i in range(self.fmt.depth(t))]
+            for i, r in enumerate(regs[t]):
+                with m.If(self.desc_we & (self.desc_addr == i)):
+                    m.d.sync += r.eq(self.desc[t])
+        return regs
+
+    def _block_walkers(self, m, run, seq, regs):
+        """One block walker per job kind (memctl ``block_walker_hw``), stepping as its jobs start: L (input
+        addresses, residency flags and halves), W (output address, half, write-back flag) and C (halves and
+        the add-on flag); each reads the shape table at its block's edge mask. Returns the rows by kind."""
+        P, fmt = self.prog, self.fmt
+        op = P.compiled.design.operation
+        names, inputs, y = list(P.layouts), [x.name for x in op.inputs], op.output.name
+        K = [_unpack(fmt, "K", r) for r in regs["K"]]
+        B = _unpack(fmt, "B", regs["B"][0])
+        halves = {x: lay.halves for x, lay in P.layouts.items()}
+        args = ([k["trips"] for k in K], {x: [k[f"stride_{x}"] for k in K] for x in names},
+                {x: [k[f"reload_{x}"] for k in K] for x in names}, {x: B[f"base_{x}"] for x in names})
+        wl = block_walker_hw(m, hdl, *args, inputs, inputs, halves, seq.start_l, run, "walk_l")
+        ww = block_walker_hw(m, hdl, *args, [y], [y], halves, seq.start_w, run, "walk_w")
+        wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c")
+
+        sbits = (fmt.depth("S") - 1).bit_length()
+
+        def shape(walker, name):
+            word = Signal(fmt.width("S"), name=f"{name}_shape")
+            m.d.comb += word.eq(Array(regs["S"])[walker.mask[:sbits]] if sbits else regs["S"][0])
+            return _unpack(fmt, "S", word)
+
+        def pos(walker, x):
+            return Mux(walker.half[x], P.layouts[x].half_elems, 0) if halves[x] == 2 else Const(0)
+        sl, sw, sc = shape(wl, "walk_l"), shape(ww, "walk_w"), shape(wc, "walk_c")
+        row_l = {}
+        for x in inputs:
+            row_l.update({f"ld_{x}": wl.fresh[x], f"ld_bytes_{x}": sl[f"ld_bytes_{x}"], f"ld_word_{x}": wl.addr[x],
+                          f"ld_pos_{x}": pos(wl, x), f"ld_elems_{x}": sl[f"ld_elems_{x}"]})
+        row_w = {"wr_bytes": Mux(ww.leaving[y], sw["wr_bytes"], 0), "wr_word": ww.addr[y], "wr_pos": pos(ww, y),
+                 "wr_elems": sw["wr_elems"]}
+        row_c = {k: v for k, v in sc.items() if not k.startswith(("ld_", "wr_"))}
+        row_c["acc"] = ~wc.fresh[y]
+        for w in P.walks:
+            row_c[f"{w.port}_base"] = sc[f"{w.port}_base"] + pos(wc, w.operand)
+        return {"L": _Row(row_l), "W": _Row(row_w), "C": _Row(row_c)}
 
     def _buffers(self, m):
         """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`)."""
@@ -456,7 +491,7 @@ class LayerCore(Elaboratable):
 
 class LayerTop(Elaboratable):
     """The simulation wrapper: :class:`LayerCore` with a DRAM (the spec's fixed latency, one word a cycle,
-    preloaded at elaboration: the host's bulk write) and a host that writes the layer's descriptor rows
+    preloaded at elaboration: the host's bulk write) and a host that writes the layer's command rows
     into the core's tables, one row a cycle, before raising the core's ``go``. Ports: ``go`` (in, level:
     run the layer), ``finished`` (out), ``cycles`` (out: from the core's first running cycle, the model's
     count), ``rb_addr``/``rb_data`` (the DRAM's read-back port), ``moved`` (the core's byte counters)."""
@@ -466,9 +501,9 @@ class LayerTop(Elaboratable):
         self.prog = prog
         self.dram_init = list(dram_init)
         self.dram_depth = max(1, len(self.dram_init))
-        rows = max(1, len(prog.rows))
-        self.fmt = descriptor_format(prog, rows=1 << max(1, (rows - 1).bit_length()))
-        self.words = self.fmt.encode(prog.rows, layer, prog.cmd.dataflow.name)
+        # a simulation build for one command: the shape table holds the rows its edge masks need
+        self.fmt = descriptor_format(prog, shape_rows=1 << max(prog.command.shapes).bit_length())
+        self.words = self.fmt.encode(prog.command, layer, prog.cmd.dataflow.name)
         self.core = LayerCore(prog, self.fmt, array, command_fields)
         self.go = Signal()
         self.finished = Signal()
@@ -485,13 +520,13 @@ class LayerTop(Elaboratable):
         core = self.core
         m.submodules.core = core
         P = self.prog
-        n = len(P.rows)
-        m.d.comb += [self.finished.eq(core.finished), self.cycles.eq(core.cycles), core.n_blocks.eq(n)]
+        n = max(self.fmt.depths.values())
+        m.d.comb += [self.finished.eq(core.finished), self.cycles.eq(core.cycles)]
 
-        # ---- host: the descriptor rows into the core's tables, then go ---------------------------------
+        # ---- host: the layer command into the core's registers (one row of each table a cycle), then go --
         ab = len(core.desc_addr)
         idx = Signal(ab + 1, name="host_row")
-        for t in ("L", "W", "C"):
+        for t in self.fmt.tables:
             rom = Memory(shape=unsigned(self.fmt.width(t)), depth=len(self.words[t]), init=self.words[t])
             m.submodules[f"host_rows_{t.lower()}"] = rom
             rp = rom.read_port(domain="comb")

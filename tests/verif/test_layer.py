@@ -94,6 +94,16 @@ def test_outer_reduction_split_over_blocks_with_m_chunks():
     assert r.detail["n_blocks"]["k"] > 1 and r.detail["n_blocks"]["i"] > 1, r.command
 
 
+def test_more_than_512_blocks_in_one_command():
+    """The block walker has no block-count table: 25 x 7 x 3 = 525 blocks (ragged i, k cut into chunks that
+    add onto the partial sums) run as one command, exact and cycle-equal to the model."""
+    design = load_spec("gemm_os", ["array.shape=2x2"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 49, "k": 6, "j": 14}, tile={"i": 1, "j": 1, "k": 2}, order=("i", "j", "k"), seed=12)
+    _check(r)
+    assert r.detail["blocks"] == 525 and r.detail["n_blocks"] == {"i": 25, "j": 7, "k": 3}
+    assert r.dram_bytes["C.write"] == 49 * 14 * 4 and "C.read" not in r.dram_bytes
+
+
 @pytest.mark.slow
 def test_is_with_its_streamed_n_in_explicit_chunks():
     design = load_spec("gemm_is", ["array.shape=3x2"] + SPLIT_DRAM)
