@@ -1,6 +1,7 @@
 """Top-k engine: cycles and elements per cycle vs parallelism, from the exact cycle model (checked on RTL).
 
 Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl] [--study] [--levers]
+       [--short]
 
 For n scores and each k, prints the mean model cycles over ``trials`` random inputs (uniform int16,
 seeded) for P = 1..32 with the paper's FIFO depth (64 rows) and with FIFOs deep enough for the whole
@@ -24,6 +25,9 @@ engine's quick-select, on four input distributions. See ``radix_study_cycles``.
 ``--levers`` prints what-if figures, model only: this engine's phases (``cycle_parts``) with the replay
 reading two rows per cycle, with no per-round overhead, with both, and with both and no round after the
 ingest (see ``levers``).
+
+``--short`` prints short rows at P = 16 (n = 128..512, keep n/2 and 0.7 n; the core's local-V on BERT
+seq 384 keeps about 270 keys), on exponential rows (the core's data) and uniform int16 rows.
 """
 from __future__ import annotations
 
@@ -192,6 +196,25 @@ def core_stages(rows: int = 10) -> None:
             print(f"{n:>5} {c:>4} {q.topk:>11} {q.exp:>9} {q.qk:>5} {q.pv:>5}", flush=True)
 
 
+def short_rows(trials: int, p: int = 16) -> None:
+    """Rows as the SpAtten core's local-V hands them to its top-k (n = 128..512, exponential rows): mean
+    model cycles and elements per cycle for keep n/2 and keep 0.7 n (about 270 of 384 keys), next to the
+    engine bound (no round after the ingest partition) and to uniform int16 rows."""
+    rng = np.random.default_rng(384)
+    print(f"short rows, P = {p}, D = 64, mean over {trials} rows (model cycles = RTL cycles); "
+          "elem/cycle = n / cycles")
+    print(f"{'n':>4} {'k':>4} {'input':>15} {'cycles':>7} {'elem/cycle':>10} {'/P':>5} {'engine bound /P':>15}")
+    inputs = {"exp rows, c = 1": lambda n: _exp_rows(rng, n, 1.0), "exp rows, c = 4": lambda n: _exp_rows(rng, n, 4.0),
+              "uniform int16": lambda n: rng.integers(-(1 << 15), 1 << 15, n)}
+    for n in (128, 256, 384, 512):
+        for k in (n // 2, round(0.7 * n)):
+            for name, gen in inputs.items():
+                c = float(np.mean([simulate_topk(gen(n), k, parallelism=p, seed=s, fifo_depth=64).cycles
+                                   for s in range(trials)]))
+                print(f"{n:>4} {k:>4} {name:>15} {c:>7.1f} {n / c:>10.2f} {n / c / p:>5.2f} "
+                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024)
@@ -201,7 +224,12 @@ def main() -> None:
     ap.add_argument("--study", action="store_true", help="print the radix-histogram design study instead")
     ap.add_argument("--levers", action="store_true",
                     help="print what-if figures (2-row replay, no round overhead) from the model's phases instead")
+    ap.add_argument("--short", action="store_true",
+                    help="print short rows (n = 128..512, the core's local-V sizes) at P = 16 instead")
     args = ap.parse_args()
+    if args.short:
+        short_rows(args.trials)
+        return
     n = args.n
     ks = args.k or [n // 2, max(1, n // 32)]
     if args.study:

@@ -367,7 +367,11 @@ class TopK(wiring.Component):
         scaled_target = Signal(len(r.target) + s.bit_length())
         m.d.sync += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
         m.d.sync += scaled_target.eq(r.target * s)
-        m.d.sync += r.want_rank.eq(sum((x <= scaled_target) for x in multiples) if s > 1 else 0)
+        # exact finish: a working set of at most S elements is sampled whole; its wanted rank is t - 1
+        whole, t_minus_1 = Signal(), Signal.like(r.target)
+        m.d.sync += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
+        m.d.sync += r.want_rank.eq(Mux(whole, t_minus_1, sum((x <= scaled_target) for x in multiples))
+                                   if s > 1 else 0)
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = r.r_fifo[r.row_bits:r.row_bits + s]
         m.d.comb += [vals[i].eq(r.r_fifo[i * lb:i * lb + w]) for i in range(s)]
