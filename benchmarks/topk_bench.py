@@ -15,7 +15,9 @@ this engine's cycles if the k-th value were found on the ingest partition (no fu
 command + ingest + drain + decide + replay, from the model's contract constants), and "port bound",
 B + ceil(k / P) cycles (B = ceil(n / P)), which no engine with these ports can beat: the first element
 in index order cannot be decided before every input beat has arrived, and the P-lane output stream then
-needs ceil(k / P) beats. ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
+needs ceil(k / P) beats. "mask bound", 2B + 1 cycles, is the bound for any engine with this
+engine's interface as the SpAtten core uses it (one ``mask`` row of P keep bits per cycle, every row
+needed, each may depend on the last input beat): below 0.5 P for every n. ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
 
 ``--study`` prints a design study, model only (no RTL exists for it): the cycles a radix-histogram
@@ -53,6 +55,14 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
     b = -(-n // p)
     return (topk_model.CMD_CYCLES + b + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES
             + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
+
+
+def mask_bound_cycles(n: int, p: int) -> int:
+    """Lower bound for any engine with this engine's interface as the SpAtten core uses it: the core takes
+    the keep bits from the ``mask`` port, one row of P per cycle, and needs every row. A row's keep bits
+    can depend on the last input beat (cycle B after the command cycle), so the B rows follow it: 2B + 1
+    cycles, which is below 0.5 P elements per cycle for every n."""
+    return 2 * -(-n // p) + 1
 
 
 def port_bound_cycles(n: int, k: int, p: int) -> int:
@@ -246,7 +256,7 @@ def main() -> None:
         print(f"top-k, n = {n}, k = {k}, mean over {args.trials} random int16 inputs (model cycles)")
         print(f"{'P':>3} {'cycles D=64':>12} {'elem/cycle':>10} {'/P':>5} {'cycles D=n/P':>13} {'elem/cycle':>10} "
               f"{'/P':>5} {'rel. D=n/P':>10} {'paper rel.':>10} {'bitonic cyc':>12} {'speed-up':>9} "
-              f"{'engine bound /P':>15} {'port bound /P':>13}")
+              f"{'engine bound /P':>15} {'mask bound /P':>13} {'port bound /P':>13}")
         base = None
         for p in (1, 2, 4, 8, 16, 32):
             c64 = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
@@ -258,10 +268,12 @@ def main() -> None:
             print(f"{p:>3} {c64:>12.1f} {n / c64:>10.2f} {n / c64 / p:>5.2f} {cfull:>13.1f} {n / cfull:>10.2f} "
                   f"{n / cfull / p:>5.2f} {(n / cfull) / base:>10.2f} {PAPER_GFLOPS[p] / PAPER_GFLOPS[1]:>10.2f} "
                   f"{bit:>12d} {bit / cfull:>8.2f}x "
-                  f"{n / engine_bound_cycles(n, k, p) / p:>15.2f} {n / port_bound_cycles(n, k, p) / p:>13.2f}")
+                  f"{n / engine_bound_cycles(n, k, p) / p:>15.2f} {n / mask_bound_cycles(n, p) / p:>13.4f} "
+                  f"{n / port_bound_cycles(n, k, p) / p:>13.2f}")
         print("cycles are clock cycles from command to done; elem/cycle = n / cycles; /P = elem/cycle / P; "
               "speed-up = bitonic cycles / top-k cycles (D = n/P); engine bound: no round after the ingest "
-              "partition; port bound: B + ceil(k/P) cycles\n")
+              "partition; mask bound: 2B + 1 cycles (one mask row per cycle after the last input beat, the interface "
+              "the SpAtten core uses); port bound: B + ceil(k/P) cycles (P-lane input and output only)\n")
 
     if args.rtl:
         from archgen.verif.topk_check import verify_topk
