@@ -356,7 +356,8 @@ class TopK(wiring.Component):
     def _pivot_sample(self, m, r):
         """Target-aware pivot (docs/topk.md "Pivot rule"): among the pivot row's first S = min(P, 8)
         lanes (those the FIFO row holds), the element whose rank from the top is floor(S * t / |W|)
-        (clipped to the lanes held), so that the pivot sits near the target's quantile of W. The
+        (clipped to the lanes held), so that the pivot sits near the target's quantile of W; a W of at
+        most S elements is sampled whole and its rank is t - 1 (exact finish: the pivot is the k-th). The
         wanted rank is registered from the round's target and size (no divider: S - 1 constant
         multiples of |W| against S * t, two register stages); the ranks are computed in SCAN's cycle 0 from the registered
         row, the pivot selected from registered candidates in cycle 1."""
