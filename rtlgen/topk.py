@@ -571,7 +571,8 @@ class _Registers:
         self.kth = Signal(signed(w), name="kth")
         self.eq_left = Signal(cb, name="eq_left")   # elements equal to the k-th value still to keep (replay)
         self.cnt = Signal(range(max(tk.buffer_rows, d) + 5), name="cnt")
-        # Pipeline control: the pipeline may move (adv) when the output register is free or drains.
+        # Pipeline control: the pipeline may move (adv) when the output queue (output register + skid
+        # register) held at most one beat at the end of the last cycle (see _output_queue).
         self.out_valid = Signal(name="out_valid")
         # adv is registered (one copy per pipeline group, each kept, so no copy drives every enable);
         # reset high: the queue is empty
