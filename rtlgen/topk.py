@@ -257,10 +257,12 @@ class TopK(wiring.Component):
         ``mask`` port."""
         p = self.parallelism
         keep = Signal(p)
-        prefix = 0
         for i in range(p):
-            m.d.comb += keep[i].eq(s3.keep[i] & (r.mode_all | s3.gtk[i] | (s3.eqk[i] & (prefix < r.eq_left))))
-            prefix = prefix + s3.eqk[i]
+            # equal lanes before lane i: a balanced adder tree per lane (depth log2 P), not a ripple of P
+            # adders (that chain was the P = 16 critical path)
+            before = Signal(range(p + 1), name=f"eq_before{i}")
+            m.d.comb += before.eq(_popcount(s3.eqk, i) if i else 0)
+            m.d.comb += keep[i].eq(s3.keep[i] & (r.mode_all | s3.gtk[i] | (s3.eqk[i] & (before < r.eq_left))))
         s4_valid = Signal()
         s4_row = Signal.like(r.s1_row, name="s4_row")
         s4_lanes, s4_keep = Signal(r.row_bits), Signal(p)
