@@ -1,6 +1,7 @@
 """Top-k engine: cycles and elements per cycle vs parallelism, from the exact cycle model (checked on RTL).
 
 Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl] [--study] [--levers]
+       [--short]
 
 For n scores and each k, prints the mean model cycles over ``trials`` random inputs (uniform int16,
 seeded) for P = 1..32 with the paper's FIFO depth (64 rows) and with FIFOs deep enough for the whole
@@ -14,7 +15,9 @@ this engine's cycles if the k-th value were found on the ingest partition (no fu
 command + ingest + drain + decide + replay, from the model's contract constants), and "port bound",
 B + ceil(k / P) cycles (B = ceil(n / P)), which no engine with these ports can beat: the first element
 in index order cannot be decided before every input beat has arrived, and the P-lane output stream then
-needs ceil(k / P) beats. ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
+needs ceil(k / P) beats. "mask bound", 2B + 1 cycles, is the bound for any engine with this
+engine's interface as the SpAtten core uses it (one ``mask`` row of P keep bits per cycle, every row
+needed, each may depend on the last input beat): below 0.5 P for every n. ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
 
 ``--study`` prints a design study, model only (no RTL exists for it): the cycles a radix-histogram
@@ -24,6 +27,9 @@ engine's quick-select, on four input distributions. See ``radix_study_cycles``.
 ``--levers`` prints what-if figures, model only: this engine's phases (``cycle_parts``) with the replay
 reading two rows per cycle, with no per-round overhead, with both, and with both and no round after the
 ingest (see ``levers``).
+
+``--short`` prints short rows at P = 16 (n = 128..512, keep n/2 and 0.7 n; the core's local-V on BERT
+seq 384 keeps about 270 keys), on exponential rows (the core's data) and uniform int16 rows.
 """
 from __future__ import annotations
 
@@ -49,6 +55,14 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
     b = -(-n // p)
     return (topk_model.CMD_CYCLES + b + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES
             + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
+
+
+def mask_bound_cycles(n: int, p: int) -> int:
+    """Lower bound for any engine with this engine's interface as the SpAtten core uses it: the core takes
+    the keep bits from the ``mask`` port, one row of P per cycle, and needs every row. A row's keep bits
+    can depend on the last input beat (cycle B after the command cycle), so the B rows follow it: 2B + 1
+    cycles, which is below 0.5 P elements per cycle for every n."""
+    return 2 * -(-n // p) + 1
 
 
 def port_bound_cycles(n: int, k: int, p: int) -> int:
@@ -192,6 +206,25 @@ def core_stages(rows: int = 10) -> None:
             print(f"{n:>5} {c:>4} {q.topk:>11} {q.exp:>9} {q.qk:>5} {q.pv:>5}", flush=True)
 
 
+def short_rows(trials: int, p: int = 16) -> None:
+    """Rows as the SpAtten core's local-V hands them to its top-k (n = 128..512, exponential rows): mean
+    model cycles and elements per cycle for keep n/2 and keep 0.7 n (about 270 of 384 keys), next to the
+    engine bound (no round after the ingest partition) and to uniform int16 rows."""
+    rng = np.random.default_rng(384)
+    print(f"short rows, P = {p}, D = 64, mean over {trials} rows (model cycles = RTL cycles); "
+          "elem/cycle = n / cycles")
+    print(f"{'n':>4} {'k':>4} {'input':>15} {'cycles':>7} {'elem/cycle':>10} {'/P':>5} {'engine bound /P':>15}")
+    inputs = {"exp rows, c = 1": lambda n: _exp_rows(rng, n, 1.0), "exp rows, c = 4": lambda n: _exp_rows(rng, n, 4.0),
+              "uniform int16": lambda n: rng.integers(-(1 << 15), 1 << 15, n)}
+    for n in (128, 256, 384, 512):
+        for k in (n // 2, round(0.7 * n)):
+            for name, gen in inputs.items():
+                c = float(np.mean([simulate_topk(gen(n), k, parallelism=p, seed=s, fifo_depth=64).cycles
+                                   for s in range(trials)]))
+                print(f"{n:>4} {k:>4} {name:>15} {c:>7.1f} {n / c:>10.2f} {n / c / p:>5.2f} "
+                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024)
@@ -201,7 +234,12 @@ def main() -> None:
     ap.add_argument("--study", action="store_true", help="print the radix-histogram design study instead")
     ap.add_argument("--levers", action="store_true",
                     help="print what-if figures (2-row replay, no round overhead) from the model's phases instead")
+    ap.add_argument("--short", action="store_true",
+                    help="print short rows (n = 128..512, the core's local-V sizes) at P = 16 instead")
     args = ap.parse_args()
+    if args.short:
+        short_rows(args.trials)
+        return
     n = args.n
     ks = args.k or [n // 2, max(1, n // 32)]
     if args.study:
@@ -218,7 +256,7 @@ def main() -> None:
         print(f"top-k, n = {n}, k = {k}, mean over {args.trials} random int16 inputs (model cycles)")
         print(f"{'P':>3} {'cycles D=64':>12} {'elem/cycle':>10} {'/P':>5} {'cycles D=n/P':>13} {'elem/cycle':>10} "
               f"{'/P':>5} {'rel. D=n/P':>10} {'paper rel.':>10} {'bitonic cyc':>12} {'speed-up':>9} "
-              f"{'engine bound /P':>15} {'port bound /P':>13}")
+              f"{'engine bound /P':>15} {'mask bound /P':>13} {'port bound /P':>13}")
         base = None
         for p in (1, 2, 4, 8, 16, 32):
             c64 = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
@@ -230,10 +268,12 @@ def main() -> None:
             print(f"{p:>3} {c64:>12.1f} {n / c64:>10.2f} {n / c64 / p:>5.2f} {cfull:>13.1f} {n / cfull:>10.2f} "
                   f"{n / cfull / p:>5.2f} {(n / cfull) / base:>10.2f} {PAPER_GFLOPS[p] / PAPER_GFLOPS[1]:>10.2f} "
                   f"{bit:>12d} {bit / cfull:>8.2f}x "
-                  f"{n / engine_bound_cycles(n, k, p) / p:>15.2f} {n / port_bound_cycles(n, k, p) / p:>13.2f}")
+                  f"{n / engine_bound_cycles(n, k, p) / p:>15.2f} {n / mask_bound_cycles(n, p) / p:>13.4f} "
+                  f"{n / port_bound_cycles(n, k, p) / p:>13.2f}")
         print("cycles are clock cycles from command to done; elem/cycle = n / cycles; /P = elem/cycle / P; "
               "speed-up = bitonic cycles / top-k cycles (D = n/P); engine bound: no round after the ingest "
-              "partition; port bound: B + ceil(k/P) cycles\n")
+              "partition; mask bound: 2B + 1 cycles (one mask row per cycle after the last input beat, the interface "
+              "the SpAtten core uses); port bound: B + ceil(k/P) cycles (P-lane input and output only)\n")
 
     if args.rtl:
         from archgen.verif.topk_check import verify_topk

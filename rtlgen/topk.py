@@ -167,12 +167,12 @@ class TopK(wiring.Component):
         """s1 -> s2: the memory outputs (or the input beat during the ingest) into registers, then the
         selected source's lanes (values, indices, keep bits) as s2 data."""
         p, w, lg = self.parallelism, self.width, r.lg
-        m.d.comb += [r.adv.eq(~r.out_valid | self.out.ready), self.out.valid.eq(r.out_valid)]
+        self._output_queue(m, r, mem)
         full_index = [Signal(self.count_bits + lg + 1, name=f"in_index{i}") for i in range(p)]
         m.d.comb += [full_index[i].eq((r.cnt << lg) | i) for i in range(p)]
         m.d.comb += r.in_row.eq(Cat(self.inp.payload.data,
                                     *[self.inp.payload.keep[i] & (full_index[i] < r.n) for i in range(p)]))
-        with m.If(r.adv):
+        with m.If(r.adv_s2):
             m.d.sync += [r.s1_valid.eq(0),
                          r.s2_valid.eq(r.s1_valid | r.ingest_beat), r.s2_replay.eq(r.s1_valid & r.s1_replay),
                          r.s2_fifo.eq(r.s1_fifo & ~r.ingest_beat), r.s2_row.eq(Mux(r.ingest_beat, r.cnt, r.s1_row)),
@@ -211,7 +211,7 @@ class TopK(wiring.Component):
         for dst, f_bits, p_bits in zip(raw, *sources):
             m.d.comb += dst.eq(Mux(r.s2_fifo, f_bits, p_bits))
         s3 = _Stage3(r, names)
-        with m.If(r.adv):
+        with m.If(r.adv_s3):
             m.d.sync += [s3.valid.eq(r.s2_valid), s3.replay.eq(r.s2_replay), s3.row.eq(r.s2_row),
                          s3.lanes.eq(Cat(*[Cat(r.vals[i], r.idxs[i]) for i in range(p)])),
                          s3.keep.eq(r.keeps), *[x3.eq(x) for x3, x in zip(s3.raw, raw)]]
@@ -232,11 +232,11 @@ class TopK(wiring.Component):
         for ze, sel in ((mem.compact_l, s3.lt), (mem.compact_r, s3.gt)):
             m.d.comb += [ze.i_data.as_value().eq(s3.lanes), ze.i_keep.eq(sel)]
             lanes, count = Signal(row_bits), Signal(range(p + 1))
-            with m.If(r.adv):
+            with m.If(r.adv_s4):
                 m.d.sync += [count.eq(ze.o_count),
                              lanes.eq(Cat(*[Mux(ze.o_keep[i], ze.o_data[i], 0) for i in range(p)]))]
             side_rows.append((lanes, count))
-        with m.If(r.adv):
+        with m.If(r.adv_s4):
             m.d.sync += s3c_part.eq(part)
         for pk, (lanes, count) in zip((mem.pack_l, mem.pack_r), side_rows):
             m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(s3c_part)]
@@ -257,21 +257,23 @@ class TopK(wiring.Component):
         ``mask`` port."""
         p = self.parallelism
         keep = Signal(p)
-        prefix = 0
         for i in range(p):
-            m.d.comb += keep[i].eq(s3.keep[i] & (r.mode_all | s3.gtk[i] | (s3.eqk[i] & (prefix < r.eq_left))))
-            prefix = prefix + s3.eqk[i]
+            # equal lanes before lane i: a balanced adder tree per lane (depth log2 P), not a ripple of P
+            # adders (that chain was the P = 16 critical path)
+            before = Signal(range(p + 1), name=f"eq_before{i}")
+            m.d.comb += before.eq(_popcount(s3.eqk, i) if i else 0)
+            m.d.comb += keep[i].eq(s3.keep[i] & (r.mode_all | s3.gtk[i] | (s3.eqk[i] & (before < r.eq_left))))
         s4_valid = Signal()
         s4_row = Signal.like(r.s1_row, name="s4_row")
         s4_lanes, s4_keep = Signal(r.row_bits), Signal(p)
         eq_here = Signal(range(p + 1))
         m.d.comb += eq_here.eq(_popcount(s3.eqk, p))
-        with m.If(r.adv):
+        with m.If(r.adv_s4):
             m.d.sync += [s4_valid.eq(s3.valid & s3.replay), s4_row.eq(s3.row), s4_lanes.eq(s3.lanes),
                          s4_keep.eq(keep)]
             with m.If(s3.valid & s3.replay):
                 m.d.sync += r.eq_left.eq(Mux(r.eq_left > eq_here, r.eq_left - eq_here, 0))
-        m.d.comb += [self.mask_valid.eq(s4_valid & r.adv), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
+        m.d.comb += [self.mask_valid.eq(s4_valid & r.adv_s4), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
         return s4_valid, s4_lanes, s4_keep
 
     def _output(self, m, r, mem, s4):
@@ -284,23 +286,44 @@ class TopK(wiring.Component):
         s5_valid = Signal()
         s5_lanes = Signal(r.row_bits)
         s5_count = Signal(range(p + 1))
-        with m.If(r.adv):
+        with m.If(r.adv_s5):
             m.d.sync += [s5_valid.eq(s4_valid), s5_count.eq(compact_o.o_count),
                          s5_lanes.eq(Cat(*[Mux(compact_o.o_keep[i], compact_o.o_data[i], 0)
                                            for i in range(p)]))]
         m.d.comb += [pack_o.in_lanes.eq(s5_lanes), pack_o.in_count.eq(s5_count),
-                     pack_o.in_en.eq(s5_valid & r.adv)]
-        with m.If(r.adv):
-            m.d.sync += r.out_valid.eq(pack_o.row_valid)
-            with m.If(pack_o.row_valid):
-                m.d.sync += [self.out.payload.as_value().eq(
-                    Cat(*[pack_o.row_lanes[i * lane_bits:i * lane_bits + w] for i in range(p)],
-                        *[pack_o.row_lanes[i * lane_bits + w:(i + 1) * lane_bits] for i in range(p)],
-                        pack_o.row_keep))]
+                     pack_o.in_en.eq(s5_valid & r.adv_out)]
+        m.d.comb += [r.push.eq(r.adv_out & pack_o.row_valid), r.push_word.eq(
+            Cat(*[pack_o.row_lanes[i * lane_bits:i * lane_bits + w] for i in range(p)],
+                *[pack_o.row_lanes[i * lane_bits + w:(i + 1) * lane_bits] for i in range(p)],
+                pack_o.row_keep))]
+
+    def _output_queue(self, m, r, mem):
+        """The output register plus one skid register, so that the pipeline-advance signal ``adv`` is a
+        register (no path from ``out.ready`` into the pipeline's clock enables): ``adv`` is set for the
+        next cycle when at most one beat will be queued, so a beat pushed in a cycle whose ``adv`` was
+        decided one cycle late still has a free entry. With ``out`` always ready the queue never holds
+        more than one beat and ``adv`` stays high: the cycle contract is that of a plain output register.
+        ``adv`` is one register per pipeline group (kept apart, so the fan-out is split)."""
+        head_valid, skid_valid = r.out_valid, Signal(name="skid_valid")
+        skid = Signal.like(r.push_word, name="skid_word")
+        pop = Signal()
+        m.d.comb += [self.out.valid.eq(head_valid), pop.eq(head_valid & self.out.ready)]
+        with m.If(~head_valid | pop):
+            m.d.sync += [head_valid.eq(skid_valid | r.push),
+                         self.out.payload.as_value().eq(Mux(skid_valid, skid, r.push_word)),
+                         skid_valid.eq(skid_valid & r.push)]
+            with m.If(skid_valid & r.push):
+                m.d.sync += skid.eq(r.push_word)
+        with m.Elif(r.push):
+            m.d.sync += [skid_valid.eq(1), skid.eq(r.push_word)]
+        occ = head_valid + skid_valid
+        m.d.comb += r.queue_next.eq(occ + r.push - pop)
+        for copy in r.adv_copies:
+            m.d.sync += copy.eq(r.queue_next <= 1)
 
     def _memory_ports(self, m, r, mem):
         m.d.comb += [mem.buf_wr.addr.eq(r.cnt), mem.buf_wr.data.eq(r.in_row), mem.buf_wr.en.eq(r.ingest_beat),
-                     mem.buf_rd.en.eq(r.adv), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1),
+                     mem.buf_rd.en.eq(r.adv_s2), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1),
                      mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr), mem.fr_rd.addr.eq(r.rd_addr)]
 
     def _pivot_draw(self, m, r):
@@ -335,7 +358,8 @@ class TopK(wiring.Component):
     def _pivot_sample(self, m, r):
         """Target-aware pivot (docs/topk.md "Pivot rule"): among the pivot row's first S = min(P, 8)
         lanes (those the FIFO row holds), the element whose rank from the top is floor(S * t / |W|)
-        (clipped to the lanes held), so that the pivot sits near the target's quantile of W. The
+        (clipped to the lanes held), so that the pivot sits near the target's quantile of W; a W of at
+        most S elements is sampled whole and its rank is t - 1 (exact finish: the pivot is the k-th). The
         wanted rank is registered from the round's target and size (no divider: S - 1 constant
         multiples of |W| against S * t, two register stages); the ranks are computed in SCAN's cycle 0 from the registered
         row, the pivot selected from registered candidates in cycle 1."""
@@ -346,7 +370,11 @@ class TopK(wiring.Component):
         scaled_target = Signal(len(r.target) + s.bit_length())
         m.d.sync += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
         m.d.sync += scaled_target.eq(r.target * s)
-        m.d.sync += r.want_rank.eq(sum((x <= scaled_target) for x in multiples) if s > 1 else 0)
+        # exact finish: a working set of at most S elements is sampled whole; its wanted rank is t - 1
+        whole, t_minus_1 = Signal(), Signal.like(r.target)
+        m.d.sync += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
+        m.d.sync += r.want_rank.eq(Mux(whole, t_minus_1, sum((x <= scaled_target) for x in multiples))
+                                   if s > 1 else 0)
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = r.r_fifo[r.row_bits:r.row_bits + s]
         m.d.comb += [vals[i].eq(r.r_fifo[i * lb:i * lb + w]) for i in range(s)]
@@ -407,8 +435,8 @@ class TopK(wiring.Component):
                 m.d.comb += mem.pack_o.flush.eq(r.adv)
                 with m.If(r.adv):
                     m.next = "RDRAIN"
-            with m.State("RDRAIN"):
-                with m.If(r.adv):
+            with m.State("RDRAIN"):          # done once the output queue is empty
+                with m.If(r.queue_next == 0):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
@@ -545,9 +573,17 @@ class _Registers:
         self.kth = Signal(signed(w), name="kth")
         self.eq_left = Signal(cb, name="eq_left")   # elements equal to the k-th value still to keep (replay)
         self.cnt = Signal(range(max(tk.buffer_rows, d) + 5), name="cnt")
-        # Pipeline control: the pipeline may move (adv) when the output register is free or drains.
+        # Pipeline control: the pipeline may move (adv) when the output queue (output register + skid
+        # register) held at most one beat at the end of the last cycle (see _output_queue).
         self.out_valid = Signal(name="out_valid")
-        self.adv = Signal(name="adv")
+        # adv is registered (one copy per pipeline group, each kept, so no copy drives every enable);
+        # reset high: the queue is empty
+        self.adv_copies = [Signal(init=1, name=f"adv_{g}", attrs={"keep": "true"})
+                           for g in ("s2", "s3", "s4", "s5", "out", "ctl")]
+        self.adv_s2, self.adv_s3, self.adv_s4, self.adv_s5, self.adv_out, self.adv = self.adv_copies
+        self.push = Signal(name="out_push")
+        self.push_word = Signal(p * (w + ib) + p, name="out_push_word")
+        self.queue_next = Signal(range(3), name="out_queue_next")
         self.ingest_beat = Signal(name="ingest_beat")
         self.s1_valid, self.s1_replay, self.s1_fifo = (Signal(name=x) for x in ("s1_valid", "s1_replay", "s1_fifo"))
         self.s1_row = Signal(range(max(tk.buffer_rows, d, 2)), name="s1_row")

@@ -118,7 +118,13 @@ def pick_pivot(state: int, size: int, parallelism: int, fifo_depth: int) -> tupl
 def sample_rank(target: int, size: int, lanes: int) -> int:
     """Wanted rank (0 = largest) inside a sample of ``lanes`` elements of a working set of ``size``
     whose ``target``-th largest (1-based) is sought: floor(target * lanes / size), clipped to lanes - 1,
-    computed as the number of r in 1..lanes-1 with r * size <= lanes * target (no divider)."""
+    computed as the number of r in 1..lanes-1 with r * size <= lanes * target (no divider).
+
+    A working set of at most ``lanes`` elements is sampled whole (it is row 0 of its FIFO): then the
+    wanted rank is target - 1, so the pivot is the k-th value itself and the round ends the search
+    (the *exact finish*; without it, such sets took up to four more one-row rounds)."""
+    if size <= lanes:
+        return target - 1
     return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
 
 

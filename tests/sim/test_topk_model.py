@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.sim.topk_model import (lfsr_next, lfsr_seed, pick_pivot, sample_pivot, sample_rank, simulate_topk,
-                                    topk_process, topk_reference)
+from archgen.sim.topk_model import (SAMPLE_LANES, lfsr_next, lfsr_seed, pick_pivot, sample_pivot, sample_rank,
+                                    simulate_topk, topk_process, topk_reference)
 
 scores_st = st.one_of(
     st.lists(st.integers(-3, 3), min_size=0, max_size=120),                 # heavy ties
@@ -140,7 +140,25 @@ def test_sample_rank_is_the_floored_quantile_without_a_divider():
     for lanes in (1, 2, 4, 8):
         for size in range(1, 40):
             for target in range(1, size + 1):
-                assert sample_rank(target, size, lanes) == min(lanes - 1, target * lanes // size)
+                want = target - 1 if size <= lanes else min(lanes - 1, target * lanes // size)
+                assert sample_rank(target, size, lanes) == want
+
+
+def test_a_working_set_sampled_whole_is_finished_by_its_round():
+    # |W| <= the sample lanes: W is row 0 of its FIFO, the pivot is the target-th largest of W itself,
+    # so every such round decides "found" (ties included)
+    rng = np.random.default_rng(7)
+    seen = 0
+    for trial in range(300):
+        p = int(rng.choice([2, 4, 8, 16, 32]))
+        n = int(rng.integers(1, 200))
+        x = rng.integers(-4, 5, n) if trial % 2 else rng.integers(-1000, 1000, n)
+        run = simulate_topk(x, int(rng.integers(1, n + 1)), parallelism=p, seed=trial, fifo_depth=4)
+        for r in run.rounds:
+            if r.source == "fifo" and r.size <= min(p, SAMPLE_LANES):
+                seen += 1
+                assert r.decision == "found", r
+    assert seen > 50
 
 
 def test_sample_pivot_takes_the_wanted_rank_clipped_to_the_lanes_held():
