@@ -44,7 +44,7 @@ from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
 from archgen.rtlgen.softmax import SCORE_BANK_BITS, Normalize, Softmax, pick
-from archgen.rtlgen.topk import TopK
+from archgen.rtlgen.topk import TopK, _popcount
 
 __all__ = ["SpattenCore", "core_cmd_layout", "TOKEN_IMPORTANCE_BITS", "HEAD_SCORE_BITS"]
 
@@ -129,12 +129,12 @@ class SpattenCore(wiring.Component):
         s = _CoreWork(self, m)
         qk_end = self._qxk(m, s)
         beat_no = self._exp_buffer(m, s)
-        tk_fire, tk_rows, keep_bits = self._topk_feed(m, s)
-        pv_issue, acc_clear, pv_out = self._pxv(m, s, keep_bits)
+        tk_fire, tk_rows = self._topk_feed(m, s)
+        pv_issue, acc_clear, pv_out = self._pxv(m, s)
         offer, take, take_p, q_fire = self._accept(m, s)
         self._qxk_stage(m, s, q_fire, qk_end)
         self._softmax_stage(m, s, q_fire, beat_no, offer, take, take_p)
-        self._topk_stage(m, s, tk_fire, tk_rows, keep_bits, take, take_p)
+        self._topk_stage(m, s, tk_fire, tk_rows, take, take_p)
         self._pxv_stage(m, s, pv_issue, acc_clear, pv_out, take_p)
         return m
 
@@ -192,10 +192,10 @@ class SpattenCore(wiring.Component):
         return beat_no
 
     def _topk_feed(self, m, s):
-        """Top-k stage datapath: the feed from the exponential buffer and the kept-token bits
-        (double-banked: the top-k stage writes one bank while the PxV stage reads the other)."""
+        """Top-k stage datapath: the feed from the exponential buffer. The engine is built without its
+        replay: it hands back the k-th value and how many elements equal to it to keep (ties in index
+        order), and the PxV stage applies them in its own sweep (no keep mask)."""
         tk, pr_t, c_t, f, Pt, prows = s.tk, s.pr_t, s.c_t, self.fmt, s.Pt, s.prows
-        keep_bits = [Signal(prows * Pt, name=f"keep_bits{j}") for j in range(2)]
         tk_ptr = Signal(_clog2(prows) + 1)
         s.tk_ptr = tk_ptr
         tk_rows = Signal(_clog2(prows) + 1)
@@ -207,13 +207,9 @@ class SpattenCore(wiring.Component):
         m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
         m.d.comb += tk.out.ready.eq(1)
         m.d.comb += [pr_t.addr.eq(Mux(s.st_t == _T.TK_FEED, tk_ptr + tk_fire, 0) + s.bank_t * prows), pr_t.en.eq(1)]
-        # the replay's row masks, in original order: one Pt-bit row write per cycle (rows are never skipped)
-        for j in range(2):
-            with m.If(tk.mask_valid & (s.kb_t == j)):
-                m.d.sync += keep_bits[j].word_select(tk.mask_row, Pt).eq(tk.mask)
-        return tk_fire, tk_rows, keep_bits
+        return tk_fire, tk_rows
 
-    def _pxv(self, m, s, keep_bits):
+    def _pxv(self, m, s):
         """prob x V: L x D multipliers, L-input registered adder tree per feature, with the importance
         accumulators beside it. Cycle t: issue row g (exponential read); t+1: normalise it, read the
         value row; t+2: PxV. Returns (issue, accumulator clear, the array's (valid, last) output)."""
@@ -230,10 +226,24 @@ class SpattenCore(wiring.Component):
         e_group = Signal(gbits)
         pruned = Signal()
         s.pruned = pruned
-        kept_row = Mux(pruned, Mux(s.kb_b, keep_bits[1], keep_bits[0]).word_select(g_b[:gbits], L), s.keep_row_b)
-        m.d.sync += [e_v.eq(pv_issue), e_last.eq(s.last_g_b), e_keep.eq(kept_row), e_lanes.eq(s.keep_row_b),
+        m.d.sync += [e_v.eq(pv_issue), e_last.eq(s.last_g_b), e_lanes.eq(s.keep_row_b),
                      e_group.eq(g_b[:gbits]), e_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
         exp_row = pr.data.word_select(e_sub, s.prow_w) if R > 1 else pr.data
+        # local-V keep decision as the sweep reads the exponentials: above the top-k's k-th value, or
+        # equal to it and among the first eq_left_b such in index order (lane prefix counts against a
+        # down-counter); an unpruned row keeps every valid lane
+        eb = f.exp_bits
+        eqs = Signal(L)
+        m.d.comb += eqs.eq(Cat(*[e_lanes[i] & (exp_row[i * eb:(i + 1) * eb] == s.thr_b) for i in range(L)]))
+        for i in range(L):
+            ex = exp_row[i * eb:(i + 1) * eb]
+            before = Signal(range(L + 1), name=f"pv_eq_before{i}")
+            m.d.comb += before.eq(_popcount(eqs, i) if i else 0)
+            m.d.comb += e_keep[i].eq(e_lanes[i] & (~pruned | (ex > s.thr_b) | (eqs[i] & (before < s.eq_left_b))))
+        eq_here = Signal(range(L + 1))
+        m.d.comb += eq_here.eq(_popcount(eqs, L))
+        with m.If(e_v & pruned):
+            m.d.sync += s.eq_left_b.eq(Mux(s.eq_left_b > eq_here, s.eq_left_b - eq_here, 0))
         m.submodules.norm = norm = Normalize(spec, L)
         m.d.comb += [norm.exps.as_value().eq(exp_row), norm.recip.eq(s.recip_b)]
         prob_row = norm.probs
@@ -406,17 +416,18 @@ class SpattenCore(wiring.Component):
         m.d.comb += offer.eq(s.hold_valid)
         with m.If(take):
             m.d.sync += [s.hold_valid.eq(0), s.bank_t.eq(s.bank_h), s.need_lsb_t.eq(s.pass2_h), s.c_t.eq(s.c_h),
-                         s.last_t.eq(s.last_h), s.recip_t.eq(s.recip_h), s.kb_t.eq(~s.kb_t)]
+                         s.last_t.eq(s.last_h), s.recip_t.eq(s.recip_h)]
         with m.If(take_p):
             m.d.sync += [s.bank_b.eq(s.bank_t), s.need_lsb_b.eq(s.need_lsb_t), s.c_b.eq(s.c_t), s.last_b.eq(s.last_t),
-                         s.recip_b.eq(s.recip_t), s.kb_b.eq(s.kb_t), s.pruned.eq(s.pruned_t), s.st_b.eq(_B.PV),
+                         s.recip_b.eq(s.recip_t), s.pruned.eq(s.pruned_t), s.thr_b.eq(s.thr_t),
+                         s.eq_left_b.eq(s.eqk_t), s.st_b.eq(_B.PV),
                          s.g_b.eq(0)]
         with m.If((s.st_b == _B.OUT) & self.out.ready):
             for j in range(_EXP_BANKS):
                 with m.If(s.bank_b == j):
                     m.d.sync += s.pb_busy[j].eq(0)
 
-    def _topk_stage(self, m, s, tk_fire, tk_rows, keep_bits, take, take_p):
+    def _topk_stage(self, m, s, tk_fire, tk_rows, take, take_p):
         """Top-k stage: command, feed, wait for done, then hold the row until the PxV stage takes it."""
         tk, st_t = s.tk, s.st_t
         with m.Switch(st_t):
@@ -433,16 +444,13 @@ class SpattenCore(wiring.Component):
             with m.Case(_T.TK_WAIT):          # top-k done -> the row is ready for PxV from the next cycle
                 check_built("the core's top-k stage", ["topk_done"], topk_handoff_stages())
                 with m.If(tk.done):
-                    m.d.sync += st_t.eq(_T.FULL)
+                    m.d.sync += [st_t.eq(_T.FULL), s.thr_t.eq(tk.sel_kth), s.eqk_t.eq(tk.sel_eq)]
             with m.Case(_T.FULL):
                 with m.If(take_p):
                     m.d.sync += st_t.eq(_T.IDLE)
         with m.If(take):       # after the Switch: a take in the cycle the PxV stage takes the row restarts it
             with m.If(s.c_h.keep_k < s.c_h.n_keys):
                 m.d.sync += [st_t.eq(_T.TK_CMD), s.pruned_t.eq(1)]
-                for j in range(2):
-                    with m.If(s.kb_t != j):        # the bank this row gets (kb_t toggles with the take)
-                        m.d.sync += keep_bits[j].eq(0)
             with m.Else():
                 m.d.sync += [st_t.eq(_T.FULL), s.pruned_t.eq(0)]
 
@@ -495,7 +503,7 @@ class _CoreWork:
         m.submodules.pq = pq = PQDecision(spec, external_max=True)
         # the local-V top-k ranks the exponentials: the same order as the probabilities (recip > 0),
         # without the rounding of the division
-        m.submodules.topk = tk = TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth)
+        m.submodules.topk = tk = TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False)
 
         # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L.
         m.submodules.kbuf = kbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
@@ -563,7 +571,10 @@ class _CoreWork:
                                                                            "bank_b"))
         pb_busy = [Signal(name=f"busy_pb{j}") for j in range(_EXP_BANKS)]   # a row the PxV has not finished
         recip_b, recip_t = Signal(f.recip_bits), Signal(f.recip_bits)     # the stages' row reciprocals
-        kb_t, kb_b = Signal(), Signal()        # keep-mask banks of the top-k's and the PxV's rows
+        # the local-V threshold of the top-k's and the PxV's rows: the k-th exponential (+inf keeps none)
+        # and the elements equal to it to keep; eq_left_b counts them down during the PxV sweep
+        thr_t, thr_b = Signal(signed(f.exp_bits + 2)), Signal(signed(f.exp_bits + 2))
+        eqk_t, eq_left_b = Signal(spec.max_tokens.bit_length()), Signal(spec.max_tokens.bit_length())
         pruned_t = Signal()
         # the divider's row and the held row (decided, waiting for the back stage): their metadata
         c_d, c_h = Signal(core_cmd_layout(spec)), Signal(core_cmd_layout(spec))

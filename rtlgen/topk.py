@@ -114,7 +114,8 @@ class TopK(wiring.Component):
     ``fifo_depth * P`` is not captured by the FIFOs and is re-read from the input buffer with bounds.
     """
 
-    def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64):
+    def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
+                 replay: bool = True):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -127,6 +128,7 @@ class TopK(wiring.Component):
         if bad:
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
+        self.replay = bool(replay)
         self.buffer_rows = -(-max_n // parallelism)
         self.count_bits, self.index_bits = field_bits(max_n)
         p = parallelism
@@ -145,13 +147,15 @@ class TopK(wiring.Component):
             "mask_valid": Out(1),
             "mask_row": Out(range(max(self.buffer_rows, 2))),
             "mask": Out(p),
+            "sel_kth": Out(signed(width + 1)),
+            "sel_eq": Out(self.count_bits),
         })
 
     def elaborate(self, platform):
         m = Module()
         mem = _Memories(m, self)
         r = _Registers(self)
-        m.d.comb += self.rounds.eq(r.rounds)
+        m.d.comb += [self.rounds.eq(r.rounds), self.sel_kth.eq(r.kth), self.sel_eq.eq(r.sel_eq)]
         self._stage2(m, r, mem)
         s3 = self._compare(m, r)
         self._partition(m, r, mem, s3)
@@ -482,19 +486,22 @@ class TopK(wiring.Component):
         go_scan = Signal()
         side_right = r.side_right
         m.d.sync += r.after_ingest.eq(0)
+        replay_or_done = "REPLAY" if self.replay else "DONE"
         with m.If(r.after_ingest & (r.k == 0)):
+            m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
             m.next = "DONE"
         with m.Elif(r.after_ingest & (r.k >= r.cnt_all)):
-            m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0)]
-            m.next = "REPLAY"
+            m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0), r.kth.eq(r.neg_inf), r.sel_eq.eq(0)]   # every one passes
+            m.next = replay_or_done
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
             with m.If(r.t <= r.cnt_g):
                 m.d.comb += [side_right.eq(1), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t)]
             with m.Elif(r.t <= r.cnt_ge):
-                m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.cnt.eq(0)]
-                m.next = "REPLAY"
+                m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
+                             r.cnt.eq(0)]
+                m.next = replay_or_done
             with m.Else():
                 m.d.comb += [side_right.eq(0), go_scan.eq(1)]
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
@@ -570,8 +577,9 @@ class _Registers:
         self.first_lane = Signal(range(max(p, 2)), name="first_lane")   # lane of beat 0 giving the pivot
         self.after_ingest = Signal(name="after_ingest")
         self.mode_all = Signal(name="mode_all")
-        self.kth = Signal(signed(w), name="kth")
+        self.kth = Signal(ext, name="kth")          # the k-th value (+inf: keep none; -inf: keep all)
         self.eq_left = Signal(cb, name="eq_left")   # elements equal to the k-th value still to keep (replay)
+        self.sel_eq = Signal(cb, name="sel_eq")     # elements equal to the k-th value to keep (the decision)
         self.cnt = Signal(range(max(tk.buffer_rows, d) + 5), name="cnt")
         # Pipeline control: the pipeline may move (adv) when the output queue (output register + skid
         # register) held at most one beat at the end of the last cycle (see _output_queue).
@@ -633,6 +641,6 @@ class _Stage3:
 
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 name: str = "topk") -> str:
+                 name: str = "topk", replay: bool = True) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
-    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth), name=name, emit_src=False)
+    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay), name=name, emit_src=False)

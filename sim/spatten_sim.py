@@ -53,7 +53,8 @@ def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.n
     command and ingest ``B + 5`` (``B = n / P`` rows; the first partition rides on the ingest), the
     expected elements scanned by quick-select with a random pivot ``2n + 2k ln(n/k) + 2(n-k) ln(n/(n-k))``
     (Knuth, TAOCP vol. 3, 5.2.2) less the n of the ingest partition, at P per cycle, plus 6 cycles per
-    round over ``log2 n`` rounds, and the replay ``B + 7``. k >= n skips the rounds."""
+    round over ``log2 n`` rounds. The core's engine has no replay (it hands the k-th value and the tie
+    count to the core's PxV sweep), so the request ends with the decision. k >= n skips the rounds."""
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.ceil(n / parallelism)
@@ -61,7 +62,7 @@ def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.n
         kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
         scanned = n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
         rounds = np.ceil(scanned / parallelism) + 7 * np.ceil(np.log2(np.maximum(n, 2)))
-    return np.where(k >= n, b + 5 + b + 7, b + 5 + rounds + b + 7)
+    return np.where(k >= n, b + 5, b + 5 + rounds)
 
 
 def _exact_topk_fn(spec):
@@ -77,7 +78,8 @@ def _exact_topk_fn(spec):
         # exp(s - max) = p / max(p), in UQ1.exp_frac as the softmax emits it
         top = max(float(probs.max()), np.finfo(float).tiny)   # k < size, so the row is not empty
         fx = np.minimum(np.floor(probs / top * one), one).astype(np.int64)
-        return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth).cycles
+        return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth,
+                             replay=False).cycles
     return cycles
 
 

@@ -192,8 +192,12 @@ def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None =
 
 
 def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
-                  fifo_depth: int = 64, valid: Sequence[bool] | None = None) -> TopKRun:
-    """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles."""
+                  fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True) -> TopKRun:
+    """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles.
+
+    ``replay=False`` is the engine built without its replay (``TopK(..., replay=False)``, the SpAtten
+    core's): ``done`` follows the decision that found the k-th value, and the result is the threshold
+    (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same."""
     if parallelism < 1 or parallelism & (parallelism - 1):
         raise ValueError(f"parallelism must be a power of two >= 1, not {parallelism!r}")
     if k < 0:
@@ -207,7 +211,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     n_valid = len(members)
 
     cycles = CMD_CYCLES + buffer_rows + INGEST_DRAIN + DECIDE_CYCLES
-    replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL
+    replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
     if k >= n_valid:

@@ -5,7 +5,8 @@ Parameters (ARCHGEN_TB_PARAMS): ``requests_file`` (JSON list of {n, k, seed, sco
 and output back-pressure; 0 for cycle-exact runs), ``seed``, ``max_cycles``.
 All commands and all input beats are offered back to back, so consecutive requests run back to back.
 Result (ARCHGEN_TB_RESULT): per request the command and done cycles, cycles = done - command, the
-rounds counter, and the kept (index, value) pairs in output order; the host checks them.
+rounds counter, the threshold outputs (``sel_kth``, ``sel_eq``) at ``done``, and the kept (index, value)
+pairs in output order (none for an engine built without its replay); the host checks them.
 """
 import json
 import random
@@ -41,7 +42,7 @@ async def _record_done(dut, counter, sink):
         await FallingEdge(dut.clk)
         await ReadOnly()
         if int(dut.done.value):
-            sink.append((counter(), int(dut.rounds.value)))
+            sink.append((counter(), int(dut.rounds.value), dut.sel_kth.value.to_signed(), int(dut.sel_eq.value)))
 
 
 @cocotb.test()
@@ -79,7 +80,7 @@ async def topk_requests(dut):
     cmd_cycles = await cmd_task
 
     results, beat = [], 0
-    for j, (done_cycle, rounds) in enumerate(dones):
+    for j, (done_cycle, rounds, kth, keep_equal) in enumerate(dones):
         kept = []
         while beat < len(out.cycles) and out.cycles[beat] < done_cycle:
             word = out.payloads[beat]
@@ -89,5 +90,6 @@ async def topk_requests(dut):
             kept.append([[idx[i], vals[i]] for i in range(p) if keep >> i & 1])
             beat += 1
         results.append({"cmd_cycle": cmd_cycles[j], "done_cycle": done_cycle,
-                        "cycles": done_cycle - cmd_cycles[j], "rounds": rounds, "beats": kept})
+                        "cycles": done_cycle - cmd_cycles[j], "rounds": rounds, "beats": kept,
+                        "kth": kth, "keep_equal": keep_equal})
     write_result({"requests": results, "stray_beats": len(out.cycles) - beat})

@@ -71,10 +71,11 @@ def random_requests(count: int, *, max_n: int, width: int, seed: int,
 
 def run_topk_rtl(requests: list[TopKRequest], *, parallelism: int, max_n: int, width: int = 16,
                  fifo_depth: int = 64, stall_prob: float = 0.0, idle_prob: float = 0.0, seed: int = 0,
-                 cache_dir: Path | None = None, timeout_s: float | None = 1800) -> dict:
-    """Build the engine (cached) and run all ``requests`` back to back; returns the testbench result."""
+                 cache_dir: Path | None = None, timeout_s: float | None = 1800, replay: bool = True) -> dict:
+    """Build the engine (cached) and run all ``requests`` back to back; returns the testbench result.
+    ``replay=False`` builds the engine without its replay (the SpAtten core's: threshold outputs only)."""
     count_bits, index_bits = field_bits(max_n)
-    verilog = topk_verilog(parallelism, max_n, width, fifo_depth)
+    verilog = topk_verilog(parallelism, max_n, width, fifo_depth, replay=replay)
     with tempfile.TemporaryDirectory(prefix="archgen-topk-") as tmp:
         req_file = Path(tmp) / "requests.json"
         req_file.write_text(json.dumps([r.as_json() for r in requests]))
@@ -86,15 +87,33 @@ def run_topk_rtl(requests: list[TopKRequest], *, parallelism: int, max_n: int, w
                              cache_dir=cache_dir, timeout_s=timeout_s)
 
 
+def threshold_keep(scores, valid, kth: int, keep_equal: int) -> list[int]:
+    """Indices a consumer keeps from the engine's threshold outputs, in index order: every candidate
+    above ``kth``, and the first ``keep_equal`` candidates equal to it (what the SpAtten core's sweep does)."""
+    kept, seen = [], 0
+    for i, (x, ok) in enumerate(zip(scores, valid)):
+        if not ok:
+            continue
+        if x > kth:
+            kept.append(i)
+        elif x == kth:
+            if seen < keep_equal:
+                kept.append(i)
+            seen += 1
+    return kept
+
+
 def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo_depth: int = 64,
-               check_cycles: bool = True) -> list[dict]:
-    """Per request: RTL output vs numpy (indices, values, order), RTL cycles and rounds vs the model."""
+               check_cycles: bool = True, replay: bool = True) -> list[dict]:
+    """Per request: RTL output vs numpy (indices, values, order), the set the threshold outputs select
+    vs numpy, RTL cycles and rounds vs the model. ``replay=False``: the engine has no output stream;
+    only the threshold outputs are checked."""
     rows = []
     got_all = rtl.get("requests", [])
     for j, req in enumerate(requests):
         ref = topk_reference(req.scores, req.k, req.keep)
         model = simulate_topk(req.scores, req.k, parallelism=parallelism, seed=req.seed,
-                              fifo_depth=fifo_depth, valid=req.keep)
+                              fifo_depth=fifo_depth, valid=req.keep, replay=replay)
         row = {"n": req.n, "k": req.k, "seed": req.seed, "model_cycles": model.cycles,
                "model_rounds": len(model.rounds), "expected_count": len(ref)}
         if j >= len(got_all):
@@ -106,8 +125,13 @@ def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo
         idx = [i for i, _ in pairs]
         vals = [v for _, v in pairs]
         full_beats = all(len(b) == parallelism for b in got["beats"][:-1])
-        correct = (idx == ref and vals == [req.scores[i] for i in ref] and full_beats
-                   and len(got["beats"]) == -(-len(ref) // parallelism))
+        by_threshold = threshold_keep(req.scores, req.keep, got["kth"], got["keep_equal"])
+        if replay:
+            correct = (idx == ref and vals == [req.scores[i] for i in ref] and full_beats
+                       and len(got["beats"]) == -(-len(ref) // parallelism) and by_threshold == ref)
+        else:
+            correct = by_threshold == ref and not got["beats"]
+            pairs, idx = [(i, req.scores[i]) for i in by_threshold], by_threshold
         row.update(correct=correct, rtl_cycles=got["cycles"], rtl_rounds=got["rounds"],
                    got_count=len(idx))
         if not correct:

@@ -52,6 +52,23 @@ def test_back_to_back_requests_exact(p, max_n, depth, count):
 
 
 @pytest.mark.verilator
+def test_without_replay_threshold_selects_exactly():
+    """The engine the SpAtten core builds (no replay): ``done`` right after the decision, and the
+    threshold outputs select the exact set (consumer keeps x > kth and the first keep_equal ties);
+    RTL cycles == model cycles."""
+    p, max_n, depth, count = SMALL[1]
+    reqs = _edge_requests(max_n) + random_requests(count, max_n=max_n, width=16, seed=21, hole_prob=0.1)
+    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, replay=False)
+    assert rtl["passed"] and rtl["stray_beats"] == 0, rtl.get("log_tail")
+    rows = check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=False)
+    _assert_all_good(rows)
+    from archgen.sim.topk_model import simulate_topk
+    with_replay = [simulate_topk(q.scores, q.k, parallelism=p, seed=q.seed, fifo_depth=depth, valid=q.keep).cycles
+                   for q in reqs]
+    assert all(r["rtl_cycles"] < c for r, c in zip(rows, with_replay) if r["k"] > 0)
+
+
+@pytest.mark.verilator
 def test_backpressure_and_input_bubbles_keep_results_exact():
     p, max_n, depth, _ = SMALL[1]
     reqs = random_requests(20, max_n=max_n, width=16, seed=11, hole_prob=0.2)
@@ -89,6 +106,9 @@ def test_full_size_regression(p):
     rtl = run_topk_rtl(reqs, parallelism=p, max_n=2048, fifo_depth=64)
     assert rtl["passed"] and rtl["stray_beats"] == 0, rtl.get("log_tail")
     _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=64))
+    rtl = run_topk_rtl(reqs, parallelism=p, max_n=2048, fifo_depth=64, replay=False)
+    assert rtl["passed"] and rtl["stray_beats"] == 0, rtl.get("log_tail")
+    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=64, replay=False))
 
 
 @pytest.mark.verilator
