@@ -29,11 +29,14 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.rtlgen.zero_elim import ZeroEliminator
 
-__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES"]
+__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES", "BRACKET_BELOW",
+           "BRACKET_ABOVE"]
 
 LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
 LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
-SAMPLE_LANES = 8          # lanes of the pivot row ranked for the pivot, same as archgen.sim.topk_model
+SAMPLE_LANES = 16         # lanes of the pivot row ranked for the pivots, same as archgen.sim.topk_model
+BRACKET_BELOW = 1         # the lower pivot's sample rank below the target's, same as archgen.sim.topk_model
+BRACKET_ABOVE = 3         # the upper pivot's sample rank above the target's
 
 
 def field_bits(max_n: int) -> tuple[int, int]:
@@ -181,7 +184,8 @@ class TopK(wiring.Component):
                          r.s2_valid.eq(r.s1_valid | r.ingest_beat), r.s2_replay.eq(r.s1_valid & r.s1_replay),
                          r.s2_fifo.eq(r.s1_fifo & ~r.ingest_beat), r.s2_row.eq(Mux(r.ingest_beat, r.cnt, r.s1_row)),
                          r.r_plain.eq(Mux(r.ingest_beat, r.in_row, mem.buf_rd.data)),
-                         r.r_fifo.eq(Mux(r.src_right, mem.fr_rd.data, mem.fl_rd.data))]
+                         r.r_fifo.eq(Mux(r.src_side == 2, mem.fu_rd.data,
+                                         Mux(r.src_side == 1, mem.fr_rd.data, mem.fl_rd.data)))]
         plain, fifo_row = r.r_plain, r.r_fifo
         for i in range(p):
             lane = fifo_row[i * r.lane_bits:(i + 1) * r.lane_bits]
@@ -198,7 +202,7 @@ class TopK(wiring.Component):
         AND with the keep bit and the bounds is done after the register. A FIFO row needs no bounds: a
         FIFO holds exactly the working set."""
         p, w, lane_bits = self.parallelism, self.width, r.lane_bits
-        names = ("gt", "eq", "lt", "gtk", "eqk", "in_lo", "in_hi")
+        names = ("gt", "eq", "lt", "gtk", "eqk", "in_lo", "in_hi", "gtu", "equ")
         raw = [Signal(p, name=f"s2_{x}") for x in names]
         sources = []
         for tag, lane_of in (("f", lambda i: r.r_fifo[i * lane_bits:i * lane_bits + w]),
@@ -210,7 +214,8 @@ class TopK(wiring.Component):
                 m.d.comb += [bits[0][i].eq(v > r.pivot), bits[1][i].eq(v == r.pivot), bits[2][i].eq(v < r.pivot),
                              bits[3][i].eq(v > r.kth), bits[4][i].eq(v == r.kth),
                              bits[5][i].eq(1 if tag == "f" else v > r.lo),
-                             bits[6][i].eq(1 if tag == "f" else v < r.hi)]
+                             bits[6][i].eq(1 if tag == "f" else v < r.hi),
+                             bits[7][i].eq(v > r.pivot_hi), bits[8][i].eq(v == r.pivot_hi)]
             sources.append(bits)
         for dst, f_bits, p_bits in zip(raw, *sources):
             m.d.comb += dst.eq(Mux(r.s2_fifo, f_bits, p_bits))
@@ -222,7 +227,9 @@ class TopK(wiring.Component):
         m.d.comb += [s3.inside.eq(s3.keep & s3.raw[5] & s3.raw[6]),
                      s3.gt.eq(s3.inside & s3.raw[0]), s3.eq.eq(s3.inside & s3.raw[1]),
                      s3.lt.eq(s3.inside & s3.raw[2]),
-                     s3.gtk.eq(s3.keep & s3.raw[3]), s3.eqk.eq(s3.keep & s3.raw[4])]
+                     s3.gtk.eq(s3.keep & s3.raw[3]), s3.eqk.eq(s3.keep & s3.raw[4]),
+                     s3.above.eq(s3.inside & s3.raw[7]), s3.eq_up.eq(s3.inside & s3.raw[8]),
+                     s3.mid.eq(s3.gt & ~s3.raw[7] & ~s3.raw[8])]
         return s3
 
     def _partition(self, m, r, mem, s3):
@@ -233,7 +240,7 @@ class TopK(wiring.Component):
         m.d.comb += part.eq(s3.valid & ~s3.replay)
         s3c_part = Signal()
         side_rows = []
-        for ze, sel in ((mem.compact_l, s3.lt), (mem.compact_r, s3.gt)):
+        for ze, sel in ((mem.compact_l, s3.lt), (mem.compact_r, s3.mid), (mem.compact_u, s3.above)):
             m.d.comb += [ze.i_data.as_value().eq(s3.lanes), ze.i_keep.eq(sel)]
             lanes, count = Signal(row_bits), Signal(range(p + 1))
             with m.If(r.adv_s4):
@@ -242,14 +249,18 @@ class TopK(wiring.Component):
             side_rows.append((lanes, count))
         with m.If(r.adv_s4):
             m.d.sync += s3c_part.eq(part)
-        for pk, (lanes, count) in zip((mem.pack_l, mem.pack_r), side_rows):
+        for pk, (lanes, count) in zip((mem.pack_l, mem.pack_r, mem.pack_u), side_rows):
             m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(s3c_part)]
         with m.If(part):
             m.d.sync += [r.cnt_g.eq(r.cnt_g + _popcount(s3.gt, p)), r.cnt_e.eq(r.cnt_e + _popcount(s3.eq, p)),
                          r.cnt_l.eq(r.cnt_l + _popcount(s3.lt, p)),
                          r.cnt_ge.eq(r.cnt_ge + _popcount(s3.gt | s3.eq, p)),
-                         r.cnt_all.eq(r.cnt_all + _popcount(s3.gt | s3.eq | s3.lt, p))]
-        for pk, wr, fw in ((mem.pack_l, r.wr_l, mem.fl_wr), (mem.pack_r, r.wr_r, mem.fr_wr)):
+                         r.cnt_all.eq(r.cnt_all + _popcount(s3.gt | s3.eq | s3.lt, p)),
+                         r.cnt_a.eq(r.cnt_a + _popcount(s3.above, p)),
+                         r.cnt_ae.eq(r.cnt_ae + _popcount(s3.above | s3.eq_up, p)),
+                         r.cnt_m.eq(r.cnt_m + _popcount(s3.mid, p))]
+        for pk, wr, fw in ((mem.pack_l, r.wr_l, mem.fl_wr), (mem.pack_r, r.wr_r, mem.fr_wr),
+                           (mem.pack_u, r.wr_u, mem.fu_wr)):
             m.d.comb += [fw.addr.eq(wr), fw.data.eq(Cat(pk.row_lanes, pk.row_keep)),
                          fw.en.eq(pk.row_valid & (wr < d))]
             with m.If(pk.row_valid & (wr < d)):
@@ -327,8 +338,9 @@ class TopK(wiring.Component):
 
     def _memory_ports(self, m, r, mem):
         m.d.comb += [mem.buf_wr.addr.eq(r.cnt), mem.buf_wr.data.eq(r.in_row), mem.buf_wr.en.eq(r.ingest_beat),
-                     mem.buf_rd.en.eq(r.adv_s2), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1),
-                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr), mem.fr_rd.addr.eq(r.rd_addr)]
+                     mem.buf_rd.en.eq(r.adv_s2), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1), mem.fu_rd.en.eq(1),
+                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr), mem.fr_rd.addr.eq(r.rd_addr),
+                     mem.fu_rd.addr.eq(r.rd_addr)]
 
     def _pivot_draw(self, m, r):
         """Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements
@@ -345,7 +357,8 @@ class TopK(wiring.Component):
         r.next_lfsr = state
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
         m.d.comb += r.t.eq(Mux(r.after_ingest, r.k, r.target))
-        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_g), (r.fits_l, r.rows_l, r.cnt_l)):
+        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
+                                (r.fits_u, r.rows_u, r.cnt_a)):
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
         # Both sides' draws are multiplied straight from the counters and registered every cycle (in
         # Decide they hold the final counts); a side that does not fit draws from its first D * P
@@ -354,45 +367,67 @@ class TopK(wiring.Component):
         # Pivot read: the chosen side's position selects the row; its low bits are the lane.
         pos_cap = Signal(range(max(d * p, 2)))
         m.d.sync += pos_cap.eq((r.lfsr * (d * p)) >> 16)
-        pos_g, pos_l = Signal(range(max(d * p, 2))), Signal(range(max(d * p, 2)))
-        m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_g) >> 16, pos_cap)),
-                     pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap))]
-        m.d.comb += r.draw_pos.eq(Mux(r.src_right, pos_g, pos_l))
+        pos_g, pos_l, pos_u = (Signal(range(max(d * p, 2)), name=f"pos_{x}") for x in "glu")
+        m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_m) >> 16, pos_cap)),
+                     pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap)),
+                     pos_u.eq(Mux(r.fits_u, (r.lfsr * r.cnt_a) >> 16, pos_cap))]
+        m.d.comb += r.draw_pos.eq(Mux(r.src_side == 2, pos_u, Mux(r.src_side == 1, pos_g, pos_l)))
+
+    def _want_ranks(self, m, target, size, s):
+        """(lower rank, upper rank, no upper pivot) wanted in a sample of ``s`` lanes of a working set of
+        ``size`` whose ``target``-th largest is sought, combinationally (docs/topk.md "Pivot rule"): with
+        r = the number of j in 1..s-1 with j * size <= s * target (no divider), the lower pivot has rank
+        r + BRACKET_BELOW, the upper r - BRACKET_ABOVE (none when negative); a set of at most s elements
+        is sampled whole: rank target - 1, no upper pivot."""
+        r = sum((j * size <= s * target) for j in range(1, s)) if s > 1 else 0
+        whole = size <= s
+        lo = Mux(whole, Mux(target <= s, target - 1, s - 1), r + BRACKET_BELOW)
+        return lo, r - BRACKET_ABOVE, whole | (r < BRACKET_ABOVE)
 
     def _pivot_sample(self, m, r):
-        """Target-aware pivot (docs/topk.md "Pivot rule"): among the pivot row's first S = min(P, 8)
-        lanes (those the FIFO row holds), the element whose rank from the top is floor(S * t / |W|)
-        (clipped to the lanes held), so that the pivot sits near the target's quantile of W; a W of at
-        most S elements is sampled whole and its rank is t - 1 (exact finish: the pivot is the k-th). The
-        wanted rank is registered from the round's target and size (no divider: S - 1 constant
-        multiples of |W| against S * t, two register stages); the ranks are computed in SCAN's cycle 0 from the registered
-        row, the pivot selected from registered candidates in cycle 1."""
-        w, lb, s = self.width, r.lane_bits, r.sample_lanes
-        # two register stages (products, then the count), both inside the two pivot-read cycles: the
-        # round's target and size are registered in Decide and constant until the scan ends
-        multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
+        """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S = min(P, 16) lanes (the
+        pivot row's first lanes, those the FIFO row holds; at the ingest, the first input beat's
+        candidates), the elements of the wanted lower and upper ranks from the top. In a round the wanted
+        ranks are registered from the round's target and size (constant multiples of |W| against S * t,
+        two register stages inside the pivot read), the ranks computed in SCAN's cycle 0 from the
+        registered row and the pivots taken from registered candidates in cycle 1; at the ingest the ranks
+        were registered from the command and the pivots are taken in the first beat's cycle."""
+        w, lb, s, p = self.width, r.lane_bits, r.sample_lanes, self.parallelism
         scaled_target = Signal(len(r.target) + s.bit_length())
+        multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
         m.d.sync += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
         m.d.sync += scaled_target.eq(r.target * s)
-        # exact finish: a working set of at most S elements is sampled whole; its wanted rank is t - 1
         whole, t_minus_1 = Signal(), Signal.like(r.target)
         m.d.sync += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
-        m.d.sync += r.want_rank.eq(Mux(whole, t_minus_1, sum((x <= scaled_target) for x in multiples))
-                                   if s > 1 else 0)
+        rk = sum((x <= scaled_target) for x in multiples) if s > 1 else 0
+        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + BRACKET_BELOW)), r.want_hi.eq(rk - BRACKET_ABOVE),
+                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE))]
+        # the sample: the first input beat at the ingest, else the registered FIFO row
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
-        keep = r.r_fifo[r.row_bits:r.row_bits + s]
-        m.d.comb += [vals[i].eq(r.r_fifo[i * lb:i * lb + w]) for i in range(s)]
+        keep = Signal(s, name="sample_keep")
+        in_keep = r.in_row[p * w:p * w + s]
+        m.d.comb += keep.eq(Mux(r.ingest_first, in_keep, r.r_fifo[r.row_bits:r.row_bits + s]))
+        for i in range(s):
+            m.d.comb += vals[i].eq(Mux(r.ingest_first, r.in_row[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w]))
         m.d.comb += r.sample_vals.eq(Cat(*vals))
         held = Signal(range(s + 1))
-        m.d.comb += held.eq(_popcount(keep, s))
-        rank = Signal(range(max(s, 2)))
-        m.d.comb += rank.eq(Mux(r.want_rank < held, r.want_rank, held - 1))
+        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0)]
+        want_lo = Mux(r.ingest_first, r.want0_lo, r.want_lo)
+        want_hi = Mux(r.ingest_first, r.want0_hi, r.want_hi)
+        rank_lo, rank_hi = Signal(range(s + BRACKET_BELOW + 1)), Signal(range(s + BRACKET_BELOW + 1))
+        m.d.comb += [rank_lo.eq(Mux(want_lo < held, want_lo, held - 1)),
+                     rank_hi.eq(Mux(want_hi < held, want_hi, held - 1))]
         for i in range(s):
             above = [keep[j] & ((vals[j] > vals[i]) | ((vals[j] == vals[i]) & (j < i))) for j in range(s) if j != i]
             rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
             m.d.comb += rank_i.eq(_popcount(Cat(*above), s - 1) if above else 0)
-            m.d.comb += r.sample_sel[i].eq(keep[i] & (rank_i == rank))
-        m.d.comb += r.pick.eq(_or_select(r.piv_sel, r.piv_cands, s, w))
+            m.d.comb += [r.sample_sel[i].eq(keep[i] & (rank_i == rank_lo)),
+                         r.sample_sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
+        m.d.comb += [r.pick.eq(_or_select(r.piv_sel, r.piv_cands, s, w)),
+                     r.pick_hi.eq(_or_select(r.piv_sel_hi, r.piv_cands, s, w))]
+        # the ingest's pivots, straight from the first beat's ranks
+        m.d.comb += [r.pick0.eq(_or_select(r.sample_sel, r.sample_vals, s, w)),
+                     r.pick0_hi.eq(_or_select(r.sample_sel_hi, r.sample_vals, s, w))]
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ drain) -> decide <-> pivot read, scan -> replay -> done."""
@@ -421,9 +456,11 @@ class TopK(wiring.Component):
             with m.State("SCAN"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
                 with m.If(r.cnt == 0):
-                    m.d.sync += [r.piv_sel.eq(r.sample_sel), r.piv_cands.eq(r.sample_vals)]
+                    m.d.sync += [r.piv_sel.eq(r.sample_sel), r.piv_sel_hi.eq(r.sample_sel_hi),
+                                 r.piv_cands.eq(r.sample_vals), r.piv_hi_none.eq(r.want_hi_none)]
                 with m.If(r.cnt == 1):
-                    m.d.sync += r.pivot.eq(r.pick)
+                    m.d.sync += [r.pivot.eq(r.pick),
+                                 r.pivot_hi.eq(Mux(r.piv_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
                 m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_s), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
                              r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
                 with m.If(r.cnt == r.rows_s + 3):
@@ -454,12 +491,16 @@ class TopK(wiring.Component):
             seed_state = Signal(16)
             m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
             m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
-                         r.lfsr.eq(seed_state), r.first_lane.eq(seed_state >> (16 - lg) if p > 1 else 0),
+                         r.lfsr.eq(seed_state),
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
-                         r.pivot.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf)]
-            m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_o.clear.eq(1)]
+                         r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
+                         r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
+            want_lo, want_hi, hi_none = self._want_ranks(m, c.k, c.n, r.sample_lanes)
+            m.d.sync += [r.want0_lo.eq(want_lo), r.want0_hi.eq(want_hi), r.want0_hi_none.eq(hi_none)]
+            m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_u.clear.eq(1),
+                         mem.pack_o.clear.eq(1)]
             with m.If(c.n == 0):
                 m.next = "INGEST_DRAIN"
             with m.Else():
@@ -471,20 +512,22 @@ class TopK(wiring.Component):
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
             with m.If(r.cnt == 0):
-                # the first beat's lane first_lane is the pivot of the ingest partition; a
-                # hole there (or a lane >= n) leaves the pivot at +infinity (all to FIFO_L)
-                first = self.inp.payload.data[r.first_lane] if p > 1 else self.inp.payload.data[0]
-                first_keep = r.in_row[p * w:].bit_select(r.first_lane, 1) if p > 1 else r.in_row[p * w]
-                m.d.sync += [r.pivot.eq(Mux(first_keep, first, r.pos_inf)), r.lfsr.eq(r.next_lfsr)]
+                # the ingest partition's pivots: the bracket ranked from the first beat's first lanes (no
+                # candidate among them: +infinity, everything below)
+                m.d.comb += r.ingest_first.eq(1)
+                m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick0, r.pos_inf)),
+                             r.pivot_hi.eq(Mux(~r.sample_held | r.want0_hi_none | (r.pick0_hi == r.pick0),
+                                               r.pos_inf, r.pick0_hi)),
+                             r.lfsr.eq(r.next_lfsr)]
             with m.If(r.cnt + 1 == r.rows_b):
                 m.next = "INGEST_DRAIN"
 
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
         otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1)]
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1)]
         go_scan = Signal()
-        side_right = r.side_right
+        side = r.side
         m.d.sync += r.after_ingest.eq(0)
         replay_or_done = "REPLAY" if self.replay else "DONE"
         with m.If(r.after_ingest & (r.k == 0)):
@@ -495,22 +538,33 @@ class TopK(wiring.Component):
             m.next = replay_or_done
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
-            with m.If(r.t <= r.cnt_g):
-                m.d.comb += [side_right.eq(1), go_scan.eq(1)]
-                m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t)]
-            with m.Elif(r.t <= r.cnt_ge):
+            with m.If(r.t <= r.cnt_a):                   # above the upper pivot: FIFO_U
+                m.d.comb += [side.eq(2), go_scan.eq(1)]
+                m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
+            with m.Elif(r.t <= r.cnt_ae):                # the upper pivot is the k-th value
+                m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
+                             r.cnt.eq(0)]
+                m.next = replay_or_done
+            with m.Elif(r.t <= r.cnt_g):                 # between the pivots: FIFO_R
+                m.d.comb += [side.eq(1), go_scan.eq(1)]
+                m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
+                with m.If(r.pivot_hi != r.pos_inf):
+                    m.d.sync += r.hi.eq(r.pivot_hi)
+            with m.Elif(r.t <= r.cnt_ge):                # the lower pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
                 m.next = replay_or_done
-            with m.Else():
-                m.d.comb += [side_right.eq(0), go_scan.eq(1)]
+            with m.Else():                               # below the lower pivot: FIFO_L
+                m.d.comb += [side.eq(0), go_scan.eq(1)]
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
         with m.If(go_scan):
-            m.d.sync += [r.src_fifo.eq(Mux(side_right, r.fits_g, r.fits_l)), r.src_right.eq(side_right),
-                         r.rows_s.eq(Mux(side_right, r.rows_g, r.rows_l)),
-                         r.size_s.eq(Mux(side_right, r.cnt_g, r.cnt_l)),
+            m.d.sync += [r.src_fifo.eq(Mux(side == 2, r.fits_u, Mux(side == 1, r.fits_g, r.fits_l))),
+                         r.src_side.eq(side),
+                         r.rows_s.eq(Mux(side == 2, r.rows_u, Mux(side == 1, r.rows_g, r.rows_l))),
+                         r.size_s.eq(Mux(side == 2, r.cnt_a, Mux(side == 1, r.cnt_m, r.cnt_l))),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
-                         r.cnt_all.eq(0), r.wr_l.eq(0), r.wr_r.eq(0)]
+                         r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
+                         r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
             m.next = "PIVOT_RD"
 
 
@@ -529,10 +583,15 @@ class _Memories:
         buf_wr, buf_rd = buf.write_port(), buf.read_port()
         fl_wr, fl_rd = fifo_l.write_port(), fifo_l.read_port()
         fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
+        fifo_u = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
+        m.submodules.fifo_u = fifo_u
+        self.fu_wr, self.fu_rd = fifo_u.write_port(), fifo_u.read_port()
         self.buf_wr, self.buf_rd, self.fl_wr, self.fl_rd, self.fr_wr, self.fr_rd = \
             buf_wr, buf_rd, fl_wr, fl_rd, fr_wr, fr_rd
         m.submodules.pack_l = self.pack_l = _AppendPacker(p, lane_bits)
         m.submodules.pack_r = self.pack_r = _AppendPacker(p, lane_bits)
+        m.submodules.pack_u = self.pack_u = _AppendPacker(p, lane_bits)
+        m.submodules.compact_u = self.compact_u = ZeroEliminator(p, unsigned(lane_bits))
         m.submodules.compact_l = self.compact_l = ZeroEliminator(p, unsigned(lane_bits))
         m.submodules.compact_r = self.compact_r = ZeroEliminator(p, unsigned(lane_bits))
         m.submodules.pack_o = self.pack_o = _AppendPacker(p, lane_bits)
@@ -566,15 +625,19 @@ class _Registers:
         self.pivot = Signal(ext, name="pivot")
         lo, hi = Signal(ext), Signal(ext)                # working set: lo < x < hi
         self.lo, self.hi = lo, hi
-        self.src_fifo = Signal(name="src_fifo")   # 1: read the partition FIFO of side src_right; 0: the buffer
-        self.src_right = Signal(name="src_right")
+        self.src_fifo = Signal(name="src_fifo")   # 1: read the partition FIFO of side src_side; 0: the buffer
+        self.src_side = Signal(2, name="src_side")   # 0: FIFO_L (below), 1: FIFO_R (between), 2: FIFO_U (above)
+        self.pivot_hi = Signal(ext, name="pivot_hi")   # the upper pivot (+infinity: none)
         self.rows_s = Signal(range(max(tk.buffer_rows, d) + 1), name="rows_s")
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
         cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
         self.cnt_g, self.cnt_e, self.cnt_l, self.cnt_ge, self.cnt_all = cnt_g, cnt_e, cnt_l, cnt_ge, cnt_all
         self.wr_l, self.wr_r = wr_l, wr_r
-        self.first_lane = Signal(range(max(p, 2)), name="first_lane")   # lane of beat 0 giving the pivot
+        self.wr_u = Signal(range(d + 1), name="wr_u")
+        # above the upper pivot, that or equal to it, and strictly between the pivots (FIFO_R); cnt_g counts
+        # everything above the lower pivot
+        self.cnt_a, self.cnt_ae, self.cnt_m = Signal(cb, name="cnt_a"), Signal(cb, name="cnt_ae"), Signal(cb, name="cnt_m")
         self.after_ingest = Signal(name="after_ingest")
         self.mode_all = Signal(name="mode_all")
         self.kth = Signal(ext, name="kth")          # the k-th value (+inf: keep none; -inf: keep all)
@@ -598,7 +661,7 @@ class _Registers:
         self.s2_valid, self.s2_replay, self.s2_fifo = (Signal(name=x) for x in ("s2_valid", "s2_replay", "s2_fifo"))
         self.s2_row = Signal.like(self.s1_row, name="s2_row")
         # s2 registers: r_plain holds an input beat (ingest) or a buffer row, r_fifo a row of the FIFO of
-        # side src_right; one 2:1 multiplexer sits between a block RAM and its register, none between
+        # side src_side; one 2:1 multiplexer sits between a block RAM and its register, none between
         # the registers and the comparators but the FIFO-or-plain choice.
         self.r_plain = Signal(p * (w + 1), name="r_plain")
         self.r_fifo = Signal(self.row_bits + p, name="r_fifo")
@@ -611,7 +674,18 @@ class _Registers:
         # Pivot sample: the first S lanes of the pivot row, ranked against the wanted rank.
         self.sample_lanes = s = min(p, SAMPLE_LANES)
         self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
-        self.want_rank = Signal(range(max(s, 2)), name="want_rank")
+        rank_shape = range(s + BRACKET_BELOW + 1)
+        self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
+        self.want_hi_none = Signal(name="want_hi_none")
+        self.want0_lo, self.want0_hi = Signal(rank_shape, name="want0_lo"), Signal(rank_shape, name="want0_hi")
+        self.want0_hi_none = Signal(name="want0_hi_none")
+        self.ingest_first = Signal(name="ingest_first")
+        self.sample_held = Signal(name="sample_held")
+        self.sample_sel_hi = Signal(s, name="sample_sel_hi")
+        self.piv_sel_hi = Signal(s, name="piv_sel_hi")
+        self.piv_hi_none = Signal(name="piv_hi_none")
+        self.pick_hi = Signal(signed(w), name="pick_hi")
+        self.pick0, self.pick0_hi = Signal(signed(w), name="pick0"), Signal(signed(w), name="pick0_hi")
         self.sample_sel = Signal(s, name="sample_sel")
         self.sample_vals = Signal(s * w, name="sample_vals")
         self.piv_sel = Signal(s, name="piv_sel")
@@ -622,8 +696,9 @@ class _Registers:
         fits_g, fits_l = Signal(), Signal()
         rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
         self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
+        self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
         self.draw_pos = Signal(range(max(d * p, 2)), name="draw_pos")
-        self.side_right = Signal(name="side_right")
+        self.side = Signal(2, name="side")
 
 
 class _Stage3:
@@ -637,6 +712,7 @@ class _Stage3:
         self.raw = [Signal(p, name=f"s3_{x}_raw") for x in names]
         self.keep = Signal(p, name="s3_keep")
         self.gt, self.eq, self.lt, self.gtk, self.eqk = (Signal(p, name=f"s3_{x}") for x in names[:5])
+        self.above, self.eq_up, self.mid = (Signal(p, name=f"s3_{x}") for x in ("above", "eq_up", "mid"))
         self.inside = Signal(p, name="inside")
 
 

@@ -53,7 +53,9 @@ __all__ = [
     "first_pivot_lane",
     "SAMPLE_LANES",
     "sample_rank",
-    "sample_pivot",
+    "bracket_pivots",
+    "BRACKET_BELOW",
+    "BRACKET_ABOVE",
 ]
 
 # Galois LFSR x^16 + x^14 + x^13 + x^11 + 1 (maximal length, period 65535).
@@ -66,7 +68,9 @@ INGEST_DRAIN = 3     # the last input beat passes the input, compare and compact
 DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
 PIVOT_READ = 2       # read the pivot's FIFO row, wait for its register (its sample is ranked while the
                      # scan starts)
-SAMPLE_LANES = 8     # lanes of the pivot row ranked to choose the pivot (at most P)
+SAMPLE_LANES = 16    # lanes of the pivot row ranked to choose the pivots (at most P)
+BRACKET_BELOW = 1    # the lower pivot: this many sample ranks below the target's expected rank
+BRACKET_ABOVE = 3    # the upper pivot: this many sample ranks above it (none when that is above the top)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
 REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
@@ -128,14 +132,25 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
     return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
 
 
-def sample_pivot(sample: Sequence[int], target: int, size: int, parallelism: int) -> int:
-    """The pivot chosen from the pivot row's first ``min(P, SAMPLE_LANES)`` elements (``sample``, in
-    lane order, only the lanes the FIFO row holds): the one whose rank from the top inside the sample
-    is :func:`sample_rank` (clipped to the sample's size), so that the pivot sits near the target's
-    quantile of the working set."""
+def bracket_pivots(sample: Sequence[int], target: int, size: int, parallelism: int) -> tuple[int | None, int | None]:
+    """The two pivots (upper, lower) of a round, from ``sample`` (the candidates among the first
+    ``min(P, SAMPLE_LANES)`` lanes of the pivot row, in lane order) for the ``target``-th largest of a
+    working set of ``size``: with r = :func:`sample_rank`, the lower pivot is the sample's element of rank
+    r + BRACKET_BELOW from the top, the upper one of rank r - BRACKET_ABOVE (both clipped to the sample;
+    None, i.e. +infinity, when r - BRACKET_ABOVE < 0 or when it equals the lower one). A working set of
+    at most S elements is sampled whole: the lower pivot is then the k-th value itself. An empty
+    sample gives (None, None): every candidate goes below (+infinity)."""
+    if not sample:
+        return None, None
     lanes = min(parallelism, SAMPLE_LANES)
-    rank = min(sample_rank(target, size, lanes), len(sample) - 1)
-    return sorted(sample, reverse=True)[rank]
+    ranked = sorted(sample, reverse=True)
+    if size <= lanes:
+        return None, ranked[min(target - 1, len(ranked) - 1)]
+    r = sample_rank(target, size, lanes)
+    lower = ranked[min(r + BRACKET_BELOW, len(ranked) - 1)]
+    hi_rank = r - BRACKET_ABOVE
+    upper = ranked[min(hi_rank, len(ranked) - 1)] if hi_rank >= 0 else None
+    return (None if upper == lower else upper), lower
 
 
 @dataclass(frozen=True)
@@ -147,11 +162,15 @@ class TopKRound:
     rows: int            # rows read (S; B for the ingest partition)
     size: int            # |W|
     pivot: int | None     # None: +infinity (the first beat's pivot lane was a hole)
-    greater: int
+    greater: int         # above the lower pivot (the upper classes included)
     equal: int
     less: int
-    decision: str        # "right", "left" or "found"
+    decision: str        # "up" (above the upper pivot: a buffer rescan), "right" (between the pivots,
+                         # FIFO_R), "left" (below the lower pivot, FIFO_L) or "found"
     cycles: int          # cycles the round adds (0 for the ingest partition: it rides on the ingest)
+    upper: int | None = None   # the upper pivot (None: +infinity, no upper class)
+    above: int = 0       # above the upper pivot (FIFO_U)
+    equal_upper: int = 0  # equal to the upper pivot; greater - above - equal_upper are between (FIFO_R)
 
 
 @dataclass(frozen=True)
@@ -218,47 +237,53 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         kept = members
         return _finish(TopKRun(tuple(kept), tuple(x[i] for i in kept), cycles + replay, (), "all"), p)
 
-    # The ingest partition's pivot: one lane of the first beat (a hole there: +infinity, i.e. every
-    # element goes to FIFO_L and the first real pivot is drawn from it).
-    state = lfsr_seed(seed)
-    lane = first_pivot_lane(state, p)
-    state = lfsr_next(state)
-    pivot = x[lane] if lane < n and mask[lane] else None
+    # The ingest partition's pivots: the bracket from the first beat's first S lanes (the candidates
+    # among them), ranked around the target's quantile of the whole request.
+    state = lfsr_next(lfsr_seed(seed))
+    sample_lanes = min(p, SAMPLE_LANES)
+    upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, p)
     work = members                      # the working set, in scan (= original index) order
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0
     rounds: list[TopKRound] = []
     while True:
+        # classes: above the upper pivot (counted), equal to it (counted), strictly between the pivots
+        # (FIFO_R), equal to the lower pivot (counted), below it (FIFO_L); no upper pivot: +infinity
+        above = [] if upper is None else [i for i in work if x[i] > upper]
+        equal_up = 0 if upper is None else sum(1 for i in work if x[i] == upper)
         if pivot is None:
-            greater, equal, less = [], 0, work
+            middle, equal, less = [], 0, work
         else:
-            greater = [i for i in work if x[i] > pivot]
+            middle = [i for i in work if x[i] > pivot and (upper is None or x[i] < upper)]
             equal = sum(1 for i in work if x[i] == pivot)
             less = [i for i in work if x[i] < pivot]
         cycles += step
-        if target <= len(greater):
-            decision, work = "right", greater
-        elif target <= len(greater) + equal:
-            decision = "found"
+        a, ae, am = len(above), len(above) + equal_up, len(above) + equal_up + len(middle)
+        if target <= a:
+            decision, target, work, in_fifo = "up", target, above, True
+        elif target <= ae:
+            decision, found, keep_equal = "found", upper, target - a
+        elif target <= am:
+            decision, target, work, in_fifo = "right", target - ae, middle, True
+        elif target <= am + equal:
+            decision, found, keep_equal = "found", pivot, target - am
         else:
-            decision, target, work = "left", target - len(greater) - equal, less
-        rounds.append(TopKRound(source, rows, len(greater) + equal + len(less),
-                                pivot, len(greater), equal,
-                                len(less), decision, step))
+            decision, target, work, in_fifo = "left", target - am - equal, less, True
+        rounds.append(TopKRound(source, rows, am + equal + len(less), pivot, am, equal,
+                                len(less), decision, step, upper, len(above), equal_up))
         if decision == "found":
-            keep_equal = target - len(greater)
             break
         pos, state = pick_pivot(state, len(work), p, fifo_depth)
         row_start = pos - pos % p
         held = min(len(work), capacity)            # what the FIFO holds of the working set
-        sample = [x[i] for i in work[row_start:min(row_start + min(p, SAMPLE_LANES), held)]]
-        pivot = sample_pivot(sample, target, len(work), p)
-        from_fifo = len(work) <= capacity
+        sample = [x[i] for i in work[row_start:min(row_start + sample_lanes, held)]]
+        upper, pivot = bracket_pivots(sample, target, len(work), p)
+        from_fifo = in_fifo and len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
         step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
 
-    kth = pivot
+    kth = found
     kept, equal_seen = [], 0
     for i in members:
         if x[i] > kth:

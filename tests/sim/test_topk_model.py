@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.sim.topk_model import (SAMPLE_LANES, lfsr_next, lfsr_seed, pick_pivot, sample_pivot, sample_rank,
+from archgen.sim.topk_model import (SAMPLE_LANES, lfsr_next, lfsr_seed, pick_pivot, sample_rank,
                                     simulate_topk, topk_process, topk_reference)
 
 scores_st = st.one_of(
@@ -58,34 +58,47 @@ def test_cycles_follow_the_documented_schedule(scores, data):
             if r is not first:
                 assert r.rows == (-(-size // p) if size <= depth * p else b)
                 assert r.source == ("fifo" if size <= depth * p else "buffer")
-            size = r.greater if r.decision == "right" else r.less
+            size = {"up": r.above, "right": r.greater - r.above - r.equal_upper}.get(r.decision, r.less)
         assert run.rounds[-1].decision == "found"
         assert run.kth == sorted(scores, reverse=True)[k - 1]
 
 
 def test_pinned_small_case():
-    # 8 scores, P = 2, k = 3. lfsr_seed(1) = 1 -> first-beat lane = top bit of 0x0001 = 0 -> the ingest
-    # partition's pivot is scores[0] = 5: 2 greater, 3 equal -> found while ingesting; keep the first
-    # 3 - 2 = 1 of the fives.
+    # 8 scores, P = 4, k = 3. The ingest sample is the first beat [5, -1, 9, 5]; r = #{j in 1..3:
+    # 8 j <= 4 * 3} = 1, so the lower pivot has sample rank 1 + BRACKET_BELOW = 2 of [9, 5, 5, -1] -> 5,
+    # the upper rank 1 - 3 < 0 -> none. Partition against 5: 2 greater, 3 equal -> found while
+    # ingesting; keep the first 3 - 2 = 1 of the fives.
     scores = [5, -1, 9, 5, 0, 7, 5, -4]
-    run = simulate_topk(scores, 3, parallelism=2, seed=1)
+    run = simulate_topk(scores, 3, parallelism=4, seed=1)
     assert run.indices == (0, 2, 5) and run.values == (5, 9, 7)
     (only,) = run.rounds
-    assert (only.source, only.pivot, only.greater, only.equal, only.less, only.decision) == (
-        "ingest", 5, 2, 3, 3, "found")
-    assert run.keep_equal == 1 and lfsr_next(1) == 0x7C41
-    # B = 4 rows: 1 + (4 + 3) + 1 + (4 + 5 + 2) = 20 cycles
-    assert run.cycles == 20
+    assert (only.source, only.upper, only.pivot, only.greater, only.equal, only.less, only.decision) == (
+        "ingest", None, 5, 2, 3, 3, "found")
+    assert run.keep_equal == 1 and run.kth == 5 and lfsr_next(1) == 0x7C41
+    # B = 2 rows: 1 + (2 + 3) + 1 + (2 + 5 + 2) = 16 cycles; without the replay 7
+    assert run.cycles == 16
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 7
 
 
-def test_hole_under_the_first_pivot_lane_means_no_ingest_pivot():
-    # lane 0 is drawn (seed 1) but is a hole: every candidate goes to FIFO_L, the first drawn pivot
-    # comes from there, and the result is still exact
+def test_bracket_pivots_rule():
+    from archgen.sim.topk_model import BRACKET_ABOVE, BRACKET_BELOW, bracket_pivots
+    sample = list(range(16, 0, -1))              # 16 .. 1, ranks 0 .. 15 from the top
+    # target 512 of 1024 at S = 16: r = 8; lower rank 8 + BELOW, upper rank 8 - ABOVE
+    assert bracket_pivots(sample, 512, 1024, 16) == (16 - (8 - BRACKET_ABOVE), 16 - (8 + BRACKET_BELOW))
+    assert bracket_pivots(sample, 1, 1024, 16)[0] is None          # upper rank negative: none
+    assert bracket_pivots([3, 3, 3], 5, 100, 16) == (None, 3)       # equal pivots: no upper one
+    assert bracket_pivots([4, 9, 1], 2, 3, 16) == (None, 4)         # whole set sampled: the k-th itself
+    assert bracket_pivots([], 2, 3, 16) == (None, None)
+
+
+def test_hole_in_the_first_beat_means_no_ingest_pivot():
+    # the first beat holds no candidate: every candidate goes to FIFO_L, the first drawn pivots come
+    # from there, and the result is still exact
     scores = [100, 3, 1, 2, 4, 0]
-    valid = [False, True, True, True, True, True]
+    valid = [False, False, True, True, True, True]
     run = simulate_topk(scores, 2, parallelism=2, seed=1, valid=valid)
-    assert run.rounds[0].pivot is None and run.rounds[0].less == 5 and run.rounds[0].decision == "left"
-    assert run.indices == (1, 4)
+    assert run.rounds[0].pivot is None and run.rounds[0].less == 4 and run.rounds[0].decision == "left"
+    assert run.indices == (3, 4)
 
 
 def test_lfsr_is_maximal_length():
@@ -161,10 +174,3 @@ def test_a_working_set_sampled_whole_is_finished_by_its_round():
     assert seen > 50
 
 
-def test_sample_pivot_takes_the_wanted_rank_clipped_to_the_lanes_held():
-    # 8 lanes sampled (P = 16), target 3 of 24: rank floor(8 * 3 / 24) = 1 -> the second largest
-    assert sample_pivot([5, 9, 1, 7, 3, 3, 0, 2], 3, 24, 16) == 7
-    # a partial last row holding 2 lanes: the wanted rank 7 is clipped to 1
-    assert sample_pivot([4, 6], 24, 24, 16) == 4
-    # P = 2 samples 2 lanes; P = 1 takes its one lane whatever the target
-    assert sample_pivot([4, 6], 1, 10, 2) == 6 and sample_pivot([4], 9, 10, 1) == 4

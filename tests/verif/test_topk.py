@@ -90,8 +90,8 @@ def test_lint_warnings_pinned(p):
 def test_rtl_and_model_share_the_pivot_constants():
     from archgen.rtlgen import topk as rtl
     from archgen.sim import topk_model as model
-    assert (rtl.SAMPLE_LANES, rtl.LFSR_TAPS, rtl.LFSR_ZERO_SEED) == (
-        model.SAMPLE_LANES, model.LFSR_TAPS, model.LFSR_ZERO_SEED)
+    assert (rtl.SAMPLE_LANES, rtl.LFSR_TAPS, rtl.LFSR_ZERO_SEED, rtl.BRACKET_BELOW, rtl.BRACKET_ABOVE) == (
+        model.SAMPLE_LANES, model.LFSR_TAPS, model.LFSR_ZERO_SEED, model.BRACKET_BELOW, model.BRACKET_ABOVE)
 
 
 def test_verilog_is_deterministic():
