@@ -57,6 +57,12 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
             + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
 
 
+def ingest_bound_cycles(n: int, p: int) -> int:
+    """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
+    ingest, drain and decide (B + 5)."""
+    return (topk_model.CMD_CYCLES + -(-n // p) + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES)
+
+
 def mask_bound_cycles(n: int, p: int) -> int:
     """Lower bound for any engine with this engine's interface as the SpAtten core uses it: the core takes
     the keep bits from the ``mask`` port, one row of P per cycle, and needs every row. A row's keep bits
@@ -138,7 +144,7 @@ def study(n: int, ks: list[int], trials: int) -> None:
                 q = np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles for s, x in enumerate(xs)])
                 r = np.mean([radix_study_cycles(x, k, p, 64, width=width) for x in xs])
                 print(f"{name:>16} {k:>5} {p:>3} {n / q / p:>15.2f} {n / r / p:>11.2f} "
-                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
+                      f"{n / ingest_bound_cycles(n, p) / p:>15.2f}", flush=True)
 
 
 def cycle_parts(run, n: int, p: int) -> dict[str, int]:
@@ -200,7 +206,7 @@ def core_stages(rows: int = 10) -> None:
     for n in (384, 512, 1024):
         for c in (1.0, 4.0):
             xs = [_exp_rows(rng, n, c) for _ in range(rows)]
-            tk = np.mean([simulate_topk(x, n // 2, parallelism=p, fifo_depth=depth, seed=i).cycles
+            tk = np.mean([simulate_topk(x, n // 2, parallelism=p, fifo_depth=depth, seed=i, replay=False).cycles
                           for i, x in enumerate(xs)])
             q = query_cycles(spec, n, topk_cycles=int(round(tk)))
             print(f"{n:>5} {c:>4} {q.topk:>11} {q.exp:>9} {q.qk:>5} {q.pv:>5}", flush=True)
@@ -219,10 +225,10 @@ def short_rows(trials: int, p: int = 16) -> None:
     for n in (128, 256, 384, 512):
         for k in (n // 2, round(0.7 * n)):
             for name, gen in inputs.items():
-                c = float(np.mean([simulate_topk(gen(n), k, parallelism=p, seed=s, fifo_depth=64).cycles
+                c = float(np.mean([simulate_topk(gen(n), k, parallelism=p, seed=s, fifo_depth=64, replay=False).cycles
                                    for s in range(trials)]))
                 print(f"{n:>4} {k:>4} {name:>15} {c:>7.1f} {n / c:>10.2f} {n / c / p:>5.2f} "
-                      f"{n / engine_bound_cycles(n, k, p) / p:>15.2f}", flush=True)
+                      f"{n / ingest_bound_cycles(n, p) / p:>15.2f}", flush=True)
 
 
 def main() -> None:
@@ -253,38 +259,37 @@ def main() -> None:
     inputs = [rng.integers(-(1 << 15), 1 << 15, n) for _ in range(args.trials)]
 
     for k in ks:
-        print(f"top-k, n = {n}, k = {k}, mean over {args.trials} random int16 inputs (model cycles)")
-        print(f"{'P':>3} {'cycles D=64':>12} {'elem/cycle':>10} {'/P':>5} {'cycles D=n/P':>13} {'elem/cycle':>10} "
-              f"{'/P':>5} {'rel. D=n/P':>10} {'paper rel.':>10} {'bitonic cyc':>12} {'speed-up':>9} "
-              f"{'engine bound /P':>15} {'mask bound /P':>13} {'port bound /P':>13}")
-        base = None
+        print(f"top-k, n = {n}, k = {k}, mean over {args.trials} random int16 inputs (model cycles = RTL cycles)")
+        print(f"{'P':>3} {'select cyc':>10} {'elem/cycle':>10} {'/P':>5} {'+replay cyc':>11} {'/P':>5} "
+              f"{'select D=n/P':>12} {'/P':>5} {'bitonic cyc':>11} {'speed-up':>8} {'ingest bound /P':>15}")
         for p in (1, 2, 4, 8, 16, 32):
-            c64 = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
+            sel = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64, replay=False).cycles
                                  for s, x in enumerate(inputs)]))
-            cfull = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=-(-n // p)).cycles
-                                   for s, x in enumerate(inputs)]))
-            base = base or n / cfull
+            rep = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
+                                 for s, x in enumerate(inputs)]))
+            full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=-(-n // p), replay=False).cycles
+                                  for s, x in enumerate(inputs)]))
             bit = bitonic_cycles(n, p)
-            print(f"{p:>3} {c64:>12.1f} {n / c64:>10.2f} {n / c64 / p:>5.2f} {cfull:>13.1f} {n / cfull:>10.2f} "
-                  f"{n / cfull / p:>5.2f} {(n / cfull) / base:>10.2f} {PAPER_GFLOPS[p] / PAPER_GFLOPS[1]:>10.2f} "
-                  f"{bit:>12d} {bit / cfull:>8.2f}x "
-                  f"{n / engine_bound_cycles(n, k, p) / p:>15.2f} {n / mask_bound_cycles(n, p) / p:>13.4f} "
-                  f"{n / port_bound_cycles(n, k, p) / p:>13.2f}")
-        print("cycles are clock cycles from command to done; elem/cycle = n / cycles; /P = elem/cycle / P; "
-              "speed-up = bitonic cycles / top-k cycles (D = n/P); engine bound: no round after the ingest "
-              "partition; mask bound: 2B + 1 cycles (one mask row per cycle after the last input beat, the interface "
-              "the SpAtten core uses); port bound: B + ceil(k/P) cycles (P-lane input and output only)\n")
+            print(f"{p:>3} {sel:>10.1f} {n / sel:>10.2f} {n / sel / p:>5.2f} {rep:>11.1f} {n / rep / p:>5.2f} "
+                  f"{full:>12.1f} {n / full / p:>5.2f} {bit:>11d} {bit / sel:>7.2f}x "
+                  f"{n / ingest_bound_cycles(n, p) / p:>15.2f}")
+        print("cycles: clock cycles from command to done, D = 64 FIFO rows unless noted; select: the engine as the "
+              "SpAtten core builds it (TopK(..., replay=False): done when the k-th value and the tie count are "
+              "known, the core keeps x > kth and the first ties in its own sweep); +replay: the stand-alone engine "
+              "that also streams the kept elements in index order (B more rows); elem/cycle = n / cycles; "
+              "/P = elem/cycle / P (goal >= 0.5); speed-up = bitonic cycles / select cycles; ingest bound: command "
+              "+ ingest + drain + decide, B + 5 cycles (no round after the ingest)\n")
 
     if args.rtl:
         from archgen.verif.topk_check import verify_topk
 
-        print("RTL check (Verilator), n = %d, D = 64:" % n)
+        print("RTL check (Verilator, the engine without its replay), n = %d, D = 64:" % n)
         print(f"{'P':>3} {'k':>5} {'seed':>5} {'RTL cycles':>11} {'model cycles':>13} {'match':>6} {'correct':>8} {'wall s':>7}")
         for p in (4, 16):
             for k in ks:
                 for seed in (1, 2):
                     t0 = time.time()
-                    res = verify_topk(n, k, p, seed, max_n=max(2048, n))
+                    res = verify_topk(n, k, p, seed, max_n=max(2048, n), replay=False)
                     print(f"{p:>3} {k:>5} {seed:>5} {res['rtl_cycles']:>11} {res['model_cycles']:>13} "
                           f"{str(res['cycles_match']):>6} {str(res['correct']):>8} {time.time() - t0:>7.1f}")
 

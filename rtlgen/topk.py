@@ -29,14 +29,18 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.rtlgen.zero_elim import ZeroEliminator
 
-__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES", "BRACKET_BELOW",
+__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES", "bracket_below",
            "BRACKET_ABOVE"]
 
 LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
 LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
 SAMPLE_LANES = 16         # lanes of the pivot row ranked for the pivots, same as archgen.sim.topk_model
-BRACKET_BELOW = 1         # the lower pivot's sample rank below the target's, same as archgen.sim.topk_model
-BRACKET_ABOVE = 3         # the upper pivot's sample rank above the target's
+BRACKET_ABOVE = 2         # the upper pivot's sample rank above the target's, same as archgen.sim.topk_model
+
+
+def bracket_below(lanes: int) -> int:
+    """The lower pivot's sample rank below the target's (archgen.sim.topk_model.bracket_below)."""
+    return 2 if lanes >= 16 else 1
 
 
 def field_bits(max_n: int) -> tuple[int, int]:
@@ -371,36 +375,37 @@ class TopK(wiring.Component):
         m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_m) >> 16, pos_cap)),
                      pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap)),
                      pos_u.eq(Mux(r.fits_u, (r.lfsr * r.cnt_a) >> 16, pos_cap))]
-        m.d.comb += r.draw_pos.eq(Mux(r.src_side == 2, pos_u, Mux(r.src_side == 1, pos_g, pos_l)))
+        m.d.comb += r.draw_pos.eq(Mux(r.side == 2, pos_u, Mux(r.side == 1, pos_g, pos_l)))
 
     def _want_ranks(self, m, target, size, s):
         """(lower rank, upper rank, no upper pivot) wanted in a sample of ``s`` lanes of a working set of
         ``size`` whose ``target``-th largest is sought, combinationally (docs/topk.md "Pivot rule"): with
         r = the number of j in 1..s-1 with j * size <= s * target (no divider), the lower pivot has rank
-        r + BRACKET_BELOW, the upper r - BRACKET_ABOVE (none when negative); a set of at most s elements
+        r + bracket_below(S), the upper r - BRACKET_ABOVE (none when negative); a set of at most s elements
         is sampled whole: rank target - 1, no upper pivot."""
         r = sum((j * size <= s * target) for j in range(1, s)) if s > 1 else 0
         whole = size <= s
-        lo = Mux(whole, Mux(target <= s, target - 1, s - 1), r + BRACKET_BELOW)
+        lo = Mux(whole, Mux(target <= s, target - 1, s - 1), r + bracket_below(s))
         return lo, r - BRACKET_ABOVE, whole | (r < BRACKET_ABOVE)
 
     def _pivot_sample(self, m, r):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S = min(P, 16) lanes (the
         pivot row's first lanes, those the FIFO row holds; at the ingest, the first input beat's
         candidates), the elements of the wanted lower and upper ranks from the top. In a round the wanted
-        ranks are registered from the round's target and size (constant multiples of |W| against S * t,
-        two register stages inside the pivot read), the ranks computed in SCAN's cycle 0 from the
+        ranks are registered from the round's target and size (constant multiples of |W| against S * t)
+        in the pivot read's wait cycle, the ranks computed in SCAN's cycle 0 from the
         registered row and the pivots taken from registered candidates in cycle 1; at the ingest the ranks
         were registered from the command and the pivots are taken in the first beat's cycle."""
         w, lb, s, p = self.width, r.lane_bits, r.sample_lanes, self.parallelism
         scaled_target = Signal(len(r.target) + s.bit_length())
         multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
-        m.d.sync += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
-        m.d.sync += scaled_target.eq(r.target * s)
-        whole, t_minus_1 = Signal(), Signal.like(r.target)
-        m.d.sync += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
+        m.d.comb += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
+        m.d.comb += scaled_target.eq(r.target * s)
+        whole, t_minus_1 = Signal(name="whole_now"), Signal.like(r.target)
+        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
+        m.d.sync += r.whole.eq(whole)
         rk = sum((x <= scaled_target) for x in multiples) if s > 1 else 0
-        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + BRACKET_BELOW)), r.want_hi.eq(rk - BRACKET_ABOVE),
+        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
                      r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE))]
         # the sample: the first input beat at the ingest, else the registered FIFO row
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
@@ -411,10 +416,10 @@ class TopK(wiring.Component):
             m.d.comb += vals[i].eq(Mux(r.ingest_first, r.in_row[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w]))
         m.d.comb += r.sample_vals.eq(Cat(*vals))
         held = Signal(range(s + 1))
-        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0)]
+        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0), r.sample_keep.eq(keep)]
         want_lo = Mux(r.ingest_first, r.want0_lo, r.want_lo)
         want_hi = Mux(r.ingest_first, r.want0_hi, r.want_hi)
-        rank_lo, rank_hi = Signal(range(s + BRACKET_BELOW + 1)), Signal(range(s + BRACKET_BELOW + 1))
+        rank_lo, rank_hi = Signal(range(s + 3)), Signal(range(s + 3))
         m.d.comb += [rank_lo.eq(Mux(want_lo < held, want_lo, held - 1)),
                      rank_hi.eq(Mux(want_hi < held, want_hi, held - 1))]
         for i in range(s):
@@ -423,6 +428,10 @@ class TopK(wiring.Component):
             m.d.comb += rank_i.eq(_popcount(Cat(*above), s - 1) if above else 0)
             m.d.comb += [r.sample_sel[i].eq(keep[i] & (rank_i == rank_lo)),
                          r.sample_sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
+        # exact finish: the pivot of a working set sampled whole is the k-th value; the elements to keep
+        # equal to it are the target less the sampled elements above it
+        cands = [r.piv_cands[i * w:(i + 1) * w].as_signed() for i in range(s)]
+        m.d.comb += r.whole_above.eq(_popcount(Cat(*[r.piv_keep[i] & (cands[i] > r.pivot) for i in range(s)]), s))
         m.d.comb += [r.pick.eq(_or_select(r.piv_sel, r.piv_cands, s, w)),
                      r.pick_hi.eq(_or_select(r.piv_sel_hi, r.piv_cands, s, w))]
         # the ingest's pivots, straight from the first beat's ranks
@@ -445,19 +454,14 @@ class TopK(wiring.Component):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r, mem)
-            with m.State("PIVOT_RD"):
-                # the pivot's row is read now, registered in PIVOT_WAIT, ranked in SCAN's cycle 0 and
-                # the pivot taken from the ranked sample in cycle 1
-                m.d.comb += r.rd_addr.eq(r.draw_pos >> r.lg)
-                m.d.sync += r.lfsr.eq(r.next_lfsr)
-                m.next = "PIVOT_WAIT"
             with m.State("PIVOT_WAIT"):
                 m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
                 with m.If(r.cnt == 0):
                     m.d.sync += [r.piv_sel.eq(r.sample_sel), r.piv_sel_hi.eq(r.sample_sel_hi),
-                                 r.piv_cands.eq(r.sample_vals), r.piv_hi_none.eq(r.want_hi_none)]
+                                 r.piv_cands.eq(r.sample_vals), r.piv_hi_none.eq(r.want_hi_none),
+                                 r.piv_keep.eq(r.sample_keep)]
                 with m.If(r.cnt == 1):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.piv_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
@@ -465,6 +469,11 @@ class TopK(wiring.Component):
                              r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
                 with m.If(r.cnt == r.rows_s + 3):
                     m.next = "DECIDE"
+                with m.If(r.whole & (r.cnt == 2)):
+                    # exact finish (the working set was sampled whole): found without the scan's pipeline
+                    m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.target - r.whole_above),
+                                 r.sel_eq.eq(r.target - r.whole_above), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
+                    m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
                 with m.If(r.adv):
@@ -565,7 +574,11 @@ class TopK(wiring.Component):
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
-            m.next = "PIVOT_RD"
+            # the pivot's row is read now (the side's drawn position), registered in PIVOT_WAIT, ranked in
+            # SCAN's cycle 0 and the pivots taken from the ranked sample in cycle 1
+            m.d.comb += r.rd_addr.eq(r.draw_pos >> r.lg)
+            m.d.sync += r.lfsr.eq(r.next_lfsr)
+            m.next = "PIVOT_WAIT"
 
 
 class _Memories:
@@ -581,11 +594,16 @@ class _Memories:
         fifo_r = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
         m.submodules.buf, m.submodules.fifo_l, m.submodules.fifo_r = buf, fifo_l, fifo_r
         buf_wr, buf_rd = buf.write_port(), buf.read_port()
-        fl_wr, fl_rd = fifo_l.write_port(), fifo_l.read_port()
-        fr_wr, fr_rd = fifo_r.write_port(), fifo_r.read_port()
+        # the FIFO read ports are transparent for their write port: the pivot row is read in the decide
+        # cycle, in which the packers write their flushed partial rows (a working set of less than a row)
+        fl_wr = fifo_l.write_port()
+        fl_rd = fifo_l.read_port(transparent_for=(fl_wr,))
+        fr_wr = fifo_r.write_port()
+        fr_rd = fifo_r.read_port(transparent_for=(fr_wr,))
         fifo_u = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
         m.submodules.fifo_u = fifo_u
-        self.fu_wr, self.fu_rd = fifo_u.write_port(), fifo_u.read_port()
+        self.fu_wr = fifo_u.write_port()
+        self.fu_rd = fifo_u.read_port(transparent_for=(self.fu_wr,))
         self.buf_wr, self.buf_rd, self.fl_wr, self.fl_rd, self.fr_wr, self.fr_rd = \
             buf_wr, buf_rd, fl_wr, fl_rd, fr_wr, fr_rd
         m.submodules.pack_l = self.pack_l = _AppendPacker(p, lane_bits)
@@ -674,7 +692,7 @@ class _Registers:
         # Pivot sample: the first S lanes of the pivot row, ranked against the wanted rank.
         self.sample_lanes = s = min(p, SAMPLE_LANES)
         self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
-        rank_shape = range(s + BRACKET_BELOW + 1)
+        rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
         self.want0_lo, self.want0_hi = Signal(rank_shape, name="want0_lo"), Signal(rank_shape, name="want0_hi")
@@ -684,6 +702,9 @@ class _Registers:
         self.sample_sel_hi = Signal(s, name="sample_sel_hi")
         self.piv_sel_hi = Signal(s, name="piv_sel_hi")
         self.piv_hi_none = Signal(name="piv_hi_none")
+        self.whole = Signal(name="whole")                       # the round's working set is sampled whole
+        self.whole_above = Signal(range(s + 1), name="whole_above")
+        self.sample_keep, self.piv_keep = Signal(s, name="sample_keep_r"), Signal(s, name="piv_keep")
         self.pick_hi = Signal(signed(w), name="pick_hi")
         self.pick0, self.pick0_hi = Signal(signed(w), name="pick0"), Signal(signed(w), name="pick0_hi")
         self.sample_sel = Signal(s, name="sample_sel")

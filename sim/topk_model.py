@@ -48,13 +48,14 @@ __all__ = [
     "CMD_CYCLES",
     "DECIDE_CYCLES",
     "SCAN_LATENCY",
+    "EXACT_FINISH",
     "REPLAY_LATENCY",
     "REPLAY_TAIL",
     "first_pivot_lane",
     "SAMPLE_LANES",
     "sample_rank",
     "bracket_pivots",
-    "BRACKET_BELOW",
+    "bracket_below",
     "BRACKET_ABOVE",
 ]
 
@@ -66,11 +67,19 @@ LFSR_ZERO_SEED = 0xACE1
 CMD_CYCLES = 1       # the command handshake cycle
 INGEST_DRAIN = 3     # the last input beat passes the input, compare and compacted-row registers
 DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
-PIVOT_READ = 2       # read the pivot's FIFO row, wait for its register (its sample is ranked while the
-                     # scan starts)
+PIVOT_READ = 1       # wait for the pivot's FIFO row (read in the decide cycle) to be registered; its
+                     # sample is ranked while the scan starts
 SAMPLE_LANES = 16    # lanes of the pivot row ranked to choose the pivots (at most P)
-BRACKET_BELOW = 1    # the lower pivot: this many sample ranks below the target's expected rank
-BRACKET_ABOVE = 3    # the upper pivot: this many sample ranks above it (none when that is above the top)
+BRACKET_ABOVE = 2    # the upper pivot: this many sample ranks above the target's expected rank (none
+                     # when that is above the top)
+
+
+def bracket_below(lanes: int) -> int:
+    """Sample ranks between the target's expected rank and the lower pivot: 2 for a 16-lane sample, 1 for
+    a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
+    in docs/topk.md)."""
+    return 2 if lanes >= 16 else 1
+EXACT_FINISH = 3     # a working set sampled whole: rank, take the pivot, count the sample above it -> found
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
 REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
@@ -136,7 +145,7 @@ def bracket_pivots(sample: Sequence[int], target: int, size: int, parallelism: i
     """The two pivots (upper, lower) of a round, from ``sample`` (the candidates among the first
     ``min(P, SAMPLE_LANES)`` lanes of the pivot row, in lane order) for the ``target``-th largest of a
     working set of ``size``: with r = :func:`sample_rank`, the lower pivot is the sample's element of rank
-    r + BRACKET_BELOW from the top, the upper one of rank r - BRACKET_ABOVE (both clipped to the sample;
+    r + :func:`bracket_below` from the top, the upper one of rank r - BRACKET_ABOVE (both clipped to the sample;
     None, i.e. +infinity, when r - BRACKET_ABOVE < 0 or when it equals the lower one). A working set of
     at most S elements is sampled whole: the lower pivot is then the k-th value itself. An empty
     sample gives (None, None): every candidate goes below (+infinity)."""
@@ -147,7 +156,7 @@ def bracket_pivots(sample: Sequence[int], target: int, size: int, parallelism: i
     if size <= lanes:
         return None, ranked[min(target - 1, len(ranked) - 1)]
     r = sample_rank(target, size, lanes)
-    lower = ranked[min(r + BRACKET_BELOW, len(ranked) - 1)]
+    lower = ranked[min(r + bracket_below(lanes), len(ranked) - 1)]
     hi_rank = r - BRACKET_ABOVE
     upper = ranked[min(hi_rank, len(ranked) - 1)] if hi_rank >= 0 else None
     return (None if upper == lower else upper), lower
@@ -281,7 +290,10 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         from_fifo = in_fifo and len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
-        step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
+        if from_fifo and len(work) <= sample_lanes:
+            step = PIVOT_READ + EXACT_FINISH     # sampled whole: found after ranking, no scan pipeline
+        else:
+            step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
 
     kth = found
     kept, equal_seen = [], 0

@@ -146,7 +146,7 @@ def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo
 
 
 def verify_topk(n: int, k: int, parallelism: int, seed: int, *, max_n: int = 2048,
-                width: int = 16, fifo_depth: int = 64, cache_dir: Path | None = None) -> dict:
+                width: int = 16, fifo_depth: int = 64, cache_dir: Path | None = None, replay: bool = True) -> dict:
     """One random request (seeded) on the RTL: correctness vs numpy and RTL cycles vs the model.
 
     Returns ``correct``, ``rtl_cycles``, ``model_cycles``, ``cycles_match``, ``rounds`` and the
@@ -166,8 +166,8 @@ def verify_topk(n: int, k: int, parallelism: int, seed: int, *, max_n: int = 204
     scores = tuple(int(v) for v in rng.integers(lo, hi + 1, n))
     req = TopKRequest(k, seed & 0xFFFF, scores, (True,) * n)
     rtl = run_topk_rtl([req], parallelism=parallelism, max_n=max_n, width=width,
-                       fifo_depth=fifo_depth, seed=seed, cache_dir=cache_dir)
-    row = check_topk([req], rtl, parallelism=parallelism, fifo_depth=fifo_depth)[0]
+                       fifo_depth=fifo_depth, seed=seed, cache_dir=cache_dir, replay=replay)
+    row = check_topk([req], rtl, parallelism=parallelism, fifo_depth=fifo_depth, replay=replay)[0]
     return {
         "correct": bool(row["correct"] and rtl["passed"]),
         "rtl_cycles": row["rtl_cycles"],

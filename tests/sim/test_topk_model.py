@@ -51,7 +51,11 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         assert run.mode == "select"
         first, *later = run.rounds
         assert (first.source, first.rows, first.cycles) == ("ingest", b, 0)
-        assert run.cycles == 2 * b + 12 + sum(r.rows + 7 for r in later)
+        assert run.cycles == 2 * b + 12 + sum(r.cycles for r in later)
+        # a round costs pivot row wait + rows + scan latency + decide, or the wait + 3 when its working set
+        # was sampled whole (the exact finish)
+        assert all(r.cycles == (4 if r.source == "fifo" and r.size <= min(p, SAMPLE_LANES) else r.rows + 6)
+                   for r in later)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
@@ -65,7 +69,7 @@ def test_cycles_follow_the_documented_schedule(scores, data):
 
 def test_pinned_small_case():
     # 8 scores, P = 4, k = 3. The ingest sample is the first beat [5, -1, 9, 5]; r = #{j in 1..3:
-    # 8 j <= 4 * 3} = 1, so the lower pivot has sample rank 1 + BRACKET_BELOW = 2 of [9, 5, 5, -1] -> 5,
+    # 8 j <= 4 * 3} = 1, so the lower pivot has sample rank 1 + bracket_below(4) = 2 of [9, 5, 5, -1] -> 5,
     # the upper rank 1 - 3 < 0 -> none. Partition against 5: 2 greater, 3 equal -> found while
     # ingesting; keep the first 3 - 2 = 1 of the fives.
     scores = [5, -1, 9, 5, 0, 7, 5, -4]
@@ -81,10 +85,10 @@ def test_pinned_small_case():
 
 
 def test_bracket_pivots_rule():
-    from archgen.sim.topk_model import BRACKET_ABOVE, BRACKET_BELOW, bracket_pivots
+    from archgen.sim.topk_model import BRACKET_ABOVE, bracket_below, bracket_pivots
     sample = list(range(16, 0, -1))              # 16 .. 1, ranks 0 .. 15 from the top
     # target 512 of 1024 at S = 16: r = 8; lower rank 8 + BELOW, upper rank 8 - ABOVE
-    assert bracket_pivots(sample, 512, 1024, 16) == (16 - (8 - BRACKET_ABOVE), 16 - (8 + BRACKET_BELOW))
+    assert bracket_pivots(sample, 512, 1024, 16) == (16 - (8 - BRACKET_ABOVE), 16 - (8 + bracket_below(16)))
     assert bracket_pivots(sample, 1, 1024, 16)[0] is None          # upper rank negative: none
     assert bracket_pivots([3, 3, 3], 5, 100, 16) == (None, 3)       # equal pivots: no upper one
     assert bracket_pivots([4, 9, 1], 2, 3, 16) == (None, 4)         # whole set sampled: the k-th itself
