@@ -219,7 +219,7 @@ def short_rows(trials: int, p: int = 16) -> None:
     rng = np.random.default_rng(384)
     print(f"short rows, P = {p}, D = 64, mean over {trials} rows (model cycles = RTL cycles); "
           "elem/cycle = n / cycles")
-    print(f"{'n':>4} {'k':>4} {'input':>15} {'cycles':>7} {'elem/cycle':>10} {'/P':>5} {'engine bound /P':>15}")
+    print(f"{'n':>4} {'k':>4} {'input':>15} {'cycles':>7} {'elem/cycle':>10} {'/P':>5} {'ingest bound /P':>15}")
     inputs = {"exp rows, c = 1": lambda n: _exp_rows(rng, n, 1.0), "exp rows, c = 4": lambda n: _exp_rows(rng, n, 4.0),
               "uniform int16": lambda n: rng.integers(-(1 << 15), 1 << 15, n)}
     for n in (128, 256, 384, 512):

@@ -26,7 +26,8 @@ The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``unit
 Stages work on consecutive queries: QxK (into a three-banked score buffer), the softmax's
 exponential sweep (into a four-banked exponential buffer), the divider and PQ decision (overlapping
 the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (local-V
-top-k into a double-banked keep mask; it holds its finished row until the PxV stage takes it) and the
+top-k, whose k-th exponential and tie count the PxV sweep applies; it holds its finished row until the
+PxV stage takes it) and the
 PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model
 reproduces them cycle for cycle.
 """
@@ -83,12 +84,13 @@ class _E(enum.Enum, shape=1):
 
 
 class _T(enum.Enum, shape=3):
-    """Top-k stage: the local-V top-k of one row into its keep-mask bank, then hold the row for PxV."""
+    """Top-k stage: the local-V top-k of one row (its k-th exponential and tie count), then hold the row for
+    PxV."""
     IDLE = 0
     TK_CMD = 1
     TK_FEED = 2
     TK_WAIT = 3
-    FULL = 4        # the row's keep mask is complete (or it is not pruned): the PxV stage may take it
+    FULL = 4        # the row's threshold is known (or it is not pruned): the PxV stage may take it
 
 
 class _B(enum.Enum, shape=2):
