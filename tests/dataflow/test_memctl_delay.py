@@ -1,0 +1,84 @@
+"""Delay connections (conv_rs, issue 14) in the layer program (dataflow/memctl.py): the halo steps enter the
+array command and the port walks; the walk of the command equals the rows expanded from the job list; a FIFO
+chain root's walk stays inside its buffer half (the margin around the box); the fit check counts the margin."""
+import math
+import random
+
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.memctl import chained_inputs, layer_program, walk_rows
+from archgen.mappings.memory_tiling import make_command
+
+DRAM = ["memory.dram.width_bytes=8", "memory.dram.burst_bytes=16"]
+AXIS1 = ["dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1,0]"]
+SHAPES = [["array.shape=3x2"], ["array.shape=4x4"], ["array.shape=4x1"], ["array.shape=1x4"] + AXIS1,
+          ["array.shape=2x3"] + AXIS1]
+
+
+def _positions(row, w):
+    """Every buffer position the port walk visits, beat by beat (the hold of a halo level included)."""
+    n = len(w.levels)
+    trips = [row[f"{w.port}_trips{j}"] for j in range(n)]
+    strides = [row[f"{w.port}_stride{j}"] for j in range(n)]
+    out = []
+    for cnt in __import__("itertools").product(*[range(t) for t in trips]):
+        p = row[f"{w.port}_base"]
+        for j, (c, s) in enumerate(zip(cnt, strides)):
+            p += s * (max(0, c - w.halo) if j == w.halo_level else c)
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("sets", SHAPES, ids=lambda s: s[0].split("=")[1] + ("-axis1" if len(s) > 1 else ""))
+def test_conv_rs_programs_on_random_commands(sets):
+    rng = random.Random(hash(sets[0]) % 1000)
+    d = load_spec("conv_rs", sets + DRAM)
+    c = compile_array(d)
+    df = d.dataflow()
+    (loop, halo), = c.fu_graph.halo if c.fu_graph.halo else ((None, 0),)
+    checked = 0
+    for _ in range(10):
+        bounds = {x: rng.randint(1, 5) for x in d.operation.dims}
+        loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.4]
+        tile = {x: rng.randint(1, 3) for x in loops}
+        order = tuple(rng.sample(loops, len(loops)))
+        try:
+            cmd = make_command(d, bounds, df, tile, order)
+            p = layer_program(c, cmd, spec_size=False)
+        except SpecError:
+            continue                   # e.g. partial sums through DRAM: refused by the generated top
+        assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
+        for row, blk in zip(p.rows, (j.block for j in p.jobs)):
+            # the array command's steps are the model's (halo steps included)
+            assert row["steps"] == cmd.block_mapping(blk).steps
+            for w in p.walks:
+                if w.operand not in chained_inputs(c):
+                    continue               # other walks mask their padded lanes and rows (reads beyond give 0)
+                lay = p.layouts[w.operand]
+                ps = _positions(row, w)
+                assert len(ps) == row[f"{w.port}_beats"]
+                lo = (row[f"{w.port}_base"] // lay.half_elems) * lay.half_elems
+                assert all(lo <= q < lo + lay.half_elems for q in ps), (w.port, bounds, tile, order)
+        checked += 1
+    assert checked >= 4
+    if halo:
+        assert chained_inputs(c) == {"I"}
+        held = [w for w in p.walks if w.halo_level is not None]
+        assert {w.port for w in held} >= {"out_O"} and all(w.halo == halo for w in held)
+
+
+def test_the_fit_check_counts_the_fifo_roots_margin():
+    """r = 3 on 4 rows: the padded chain root streams one input row past the block's box; a half that holds the
+    box but not the margin is refused by field, naming the margin."""
+    tile, order = {"k": 2, "c": 3, "r": 1, "s": 3}, ("k", "c", "r", "s")
+    d = load_spec("conv_rs", ["memory.I.bytes=210"] + DRAM)          # 105 B per half: the box exactly
+    cmd = make_command(d, d.reference_bounds, d.dataflow(), tile, order)
+    with pytest.raises(SpecError, match=r"memory.I.bytes: a block of 110 B does not fit one half \(its FIFO chain "
+                                        r"root's walk reaches 5 B beyond the block's box\) \(got 210\)"):
+        layer_program(compile_array(d), cmd)
+    d = load_spec("conv_rs", ["memory.I.bytes=240"] + DRAM)
+    p = layer_program(compile_array(d), make_command(d, d.reference_bounds, d.dataflow(), tile, order))
+    assert p.layouts["I"].half_elems >= 110 and math.prod(p.regions[next(iter(p.regions))][2]) == 105
