@@ -585,9 +585,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
 
     def margins(blk):
         """Operand -> (positions below, positions above) its box that a FIFO chain root's walk reaches (it
-        streams elements outside the block's box: halo steps, padded root FUs); the buffer leaves that
-        margin around the box so every position stays in the half. The values there are never used by a
-        real product (only elements of the box are), so nothing loads them."""
+        streams elements outside the block's box: halo steps, padded root FUs). Those elements are never
+        used by a real product (only elements of the box are), so nothing loads them and any value will do:
+        the box sits ``below`` positions into its half (``ld_off_X``) so no position is negative; positions
+        past the box's end read whatever lies there (the rest of the half, the other half, or a wrapped bank
+        word), so the half need not hold them."""
         out = {}
         for w in walks:
             if w.operand not in chained:
@@ -623,12 +625,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     f"each of its {banks} banks per half ({buf.halves} x {banks} x {eb} = {buf.halves * banks * eb} B)",
                     buf.bytes)
         half = half // banks * banks
-        need = max(cmd.footprint_bytes(x.name, b) // eb + sum(mg.get(x.name, (0, 0)))
+        need = max(cmd.footprint_bytes(x.name, b) // eb + mg.get(x.name, (0, 0))[0]
                    for b, mg in zip(blocks, margin_at))
         if need > half:
-            edge = max(sum(mg.get(x.name, (0, 0))) for mg in margin_at)
+            edge = max(mg.get(x.name, (0, 0))[0] for mg in margin_at)
             _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half"
-                    + (f" (its FIFO chain root's walk reaches {edge * eb} B beyond the block's box)" if edge else ""),
+                    + (f" (its FIFO chain root's walk starts {edge * eb} B before the block's box)" if edge else ""),
                     buf.bytes)
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)

@@ -1,6 +1,6 @@
 """Delay connections (conv_rs, issue 14) in the layer program (dataflow/memctl.py): the halo steps enter the
 array command and the port walks; the walk of the command equals the rows expanded from the job list; a FIFO
-chain root's walk stays inside its buffer half (the margin around the box); the fit check counts the margin."""
+chain root's walk never starts below its buffer half; a planned block that fills its half is accepted."""
 import math
 import random
 
@@ -10,7 +10,7 @@ from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.memctl import chained_inputs, layer_program, walk_rows
-from archgen.mappings.memory_tiling import make_command
+from archgen.mappings.memory_tiling import make_command, plan_layer
 
 DRAM = ["memory.dram.width_bytes=8", "memory.dram.burst_bytes=16"]
 AXIS1 = ["dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1,0]"]
@@ -60,8 +60,10 @@ def test_conv_rs_programs_on_random_commands(sets):
                 lay = p.layouts[w.operand]
                 ps = _positions(row, w)
                 assert len(ps) == row[f"{w.port}_beats"]
+                # never below its half (the box sits past the walk's lowest position); past the box's end
+                # it reads elements no real product uses, wherever they lie in the buffer
                 lo = (row[f"{w.port}_base"] // lay.half_elems) * lay.half_elems
-                assert all(lo <= q < lo + lay.half_elems for q in ps), (w.port, bounds, tile, order)
+                assert min(ps) >= lo, (w.port, bounds, tile, order)
         checked += 1
     assert checked >= 4
     if halo:
@@ -70,15 +72,13 @@ def test_conv_rs_programs_on_random_commands(sets):
         assert {w.port for w in held} >= {"out_O"} and all(w.halo == halo for w in held)
 
 
-def test_the_fit_check_counts_the_fifo_roots_margin():
-    """r = 3 on 4 rows: the padded chain root streams one input row past the block's box; a half that holds the
-    box but not the margin is refused by field, naming the margin."""
-    tile, order = {"k": 2, "c": 3, "r": 1, "s": 3}, ("k", "c", "r", "s")
-    d = load_spec("conv_rs", ["memory.I.bytes=210"] + DRAM)          # 105 B per half: the box exactly
-    cmd = make_command(d, d.reference_bounds, d.dataflow(), tile, order)
-    with pytest.raises(SpecError, match=r"memory.I.bytes: a block of 110 B does not fit one half \(its FIFO chain "
-                                        r"root's walk reaches 5 B beyond the block's box\) \(got 210\)"):
-        layer_program(compile_array(d), cmd)
-    d = load_spec("conv_rs", ["memory.I.bytes=240"] + DRAM)
-    p = layer_program(compile_array(d), make_command(d, d.reference_bounds, d.dataflow(), tile, order))
-    assert p.layouts["I"].half_elems >= 110 and math.prod(p.regions[next(iter(p.regions))][2]) == 105
+def test_a_planned_block_that_fills_its_half_is_accepted():
+    """ResNet-50's layer3.1.conv2 on the 4x4 conv_rs: the planner fills the I half exactly (65,536 B) and the
+    padded chain root (r = 3 on 4 rows) streams one input row past the box; those reads are of elements no
+    real product uses, so the block is accepted and the box is loaded at the half's start."""
+    d = load_spec("conv_rs")
+    bounds = {"n": 1, "k": 256, "p": 14, "q": 14, "c": 256, "r": 3, "s": 3}
+    cmd = plan_layer(d, bounds, d.dataflow(), "layer3.1.conv2")
+    p = layer_program(compile_array(d), cmd, "layer3.1.conv2")
+    assert max(cmd.footprint_bytes("I", j.block) for j in p.jobs) == p.layouts["I"].half_elems
+    assert {row["ld_pos_I"] % p.layouts["I"].half_elems for row in p.rows if row["ld_I"]} == {0}
