@@ -1,8 +1,8 @@
 """Delay connections (conv_rs, issue 14) in the layer program (dataflow/memctl.py): the halo steps enter the
 array command and the port walks; the walk of the command equals the rows expanded from the job list; a FIFO
 chain root's walk never starts below its buffer half; a planned block that fills its half is accepted."""
-import math
 import random
+import zlib
 
 import pytest
 
@@ -34,13 +34,13 @@ def _positions(row, w):
 
 @pytest.mark.parametrize("sets", SHAPES, ids=lambda s: s[0].split("=")[1] + ("-axis1" if len(s) > 1 else ""))
 def test_conv_rs_programs_on_random_commands(sets):
-    rng = random.Random(hash(sets[0]) % 1000)
+    rng = random.Random(zlib.crc32(" ".join(sets).encode()))
     d = load_spec("conv_rs", sets + DRAM)
     c = compile_array(d)
     df = d.dataflow()
     (loop, halo), = c.fu_graph.halo if c.fu_graph.halo else ((None, 0),)
     checked = 0
-    for _ in range(10):
+    for _ in range(20):
         bounds = {x: rng.randint(1, 5) for x in d.operation.dims}
         loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.4]
         tile = {x: rng.randint(1, 3) for x in loops}
