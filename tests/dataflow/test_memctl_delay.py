@@ -1,6 +1,7 @@
 """Delay connections (conv_rs, issue 14) in the layer program (dataflow/memctl.py): the halo steps enter the
 array command and the port walks; the walk of the command equals the rows expanded from the job list; a FIFO
 chain root's walk never starts below its buffer half; a planned block that fills its half is accepted."""
+import itertools
 import random
 import zlib
 
@@ -24,7 +25,7 @@ def _positions(row, w):
     trips = [row[f"{w.port}_trips{j}"] for j in range(n)]
     strides = [row[f"{w.port}_stride{j}"] for j in range(n)]
     out = []
-    for cnt in __import__("itertools").product(*[range(t) for t in trips]):
+    for cnt in itertools.product(*[range(t) for t in trips]):
         p = row[f"{w.port}_base"]
         for j, (c, s) in enumerate(zip(cnt, strides)):
             p += s * (max(0, c - w.halo) if j == w.halo_level else c)
