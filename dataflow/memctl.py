@@ -32,7 +32,7 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "adds_onto_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
-           "block_steps", "walk_rows", "BlockWalkerHW", "block_walker_hw"]
+           "block_steps", "walk_rows", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -317,6 +317,11 @@ class PortWalk:
     row_level: int | None         # tile level whose last iteration may have fewer valid rows
     row_counter: int | None       # the "row" level
     rows: int
+    # delay connections (issue 14): the level of the halo loop, whose first ``halo`` iterations are the array's
+    # halo steps; the walk holds its position there and masks the beat (reads give 0, writes are dropped).
+    # A FIFO chain's root walks through the halo instead (it streams what the FUs behind it use first).
+    halo_level: int | None = None
+    halo: int = 0
 
 
 @dataclass(frozen=True)
@@ -384,6 +389,12 @@ def _refuse(field: str, msg: str, value=None):
     raise SpecError([problem(field, msg, value) if value is not None else problem(field, msg)])
 
 
+def chained_inputs(compiled) -> frozenset:
+    """Inputs fed through delay connections (FIFO chains, issue 14): their chain roots' walks stream elements
+    outside a block's box, so their buffers keep a margin around the box (``ld_off_X``)."""
+    return frozenset(e.operand for _u, _v, e in compiled.fu_graph.fifos())
+
+
 def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
     """What the generated top needs beyond the model. A reduction loop split over blocks is supported while
     the output block stays in its buffer half across the split (later blocks add onto the partial sums
@@ -413,10 +424,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
     check_rtl_command(cmd, layer)
-    if compiled.fu_graph.halo:
-        # delay connections (issue 14): the array issues halo steps the layer top's descriptors do not carry
-        _refuse(f"dataflows.{cmd.dataflow.name}", "has delay connections (FIFO chains with halo steps), which the "
-                "generated memory system does not drive yet; run the array alone (archgen verify SPEC --ideal-dram)")
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram
@@ -442,6 +449,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     axis_of = df.axis_of
     shape = design.shape
     out = fg.output
+    # delay connections: every row of the halo loop starts with ``halo`` steps (mappings/tiling.py delay_halo)
+    halo_loop, halo = fg.halo[0] if fg.halo else (None, 0)
+    chained = chained_inputs(compiled)
 
     # per port: how lane l and row r map to FU coordinates
     port_specs = []      # (port name, operand, kind, coords(l, r) -> FU coord, has_rows, steps?)
@@ -495,6 +505,105 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     "the generated buffers cannot bank it")
         lane_dim[x] = diff[0]
 
+    def box(x, blk):
+        ranges = {d: (s, e) for d, s, e in blk.ranges}
+        extent = bounding_box(design, x, ranges, bound)
+        lo = [a for a, _ in extent]
+        ext = [b - a + 1 for a, b in extent]
+        ld = lane_dim[x]
+        perm = [k for k in range(len(lo)) if k != ld] + [ld]
+        return tuple(lo), tuple(ext[k] for k in perm), tuple(perm)
+
+    def pos_fn(x, lo, pext, perm):
+        pitch = [0] * len(perm)
+        acc = 1
+        for i in reversed(range(len(perm))):
+            pitch[perm[i]] = acc
+            acc *= pext[i]
+        return lambda idx: sum((idx[k] - lo[k]) * pitch[k] for k in range(len(lo)))
+
+    # walks
+    coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
+    walks = []
+    for pn, x, kind, coords, rows in port_specs:
+        levels = [f"tile:{d}" for d in outer if not (kind == "psum" and d in red)]
+        if kind == "psum" and red:
+            levels.append("red")
+        levels += ["row"] if rows else [f"inner:{d}" for d in inner]
+        lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
+        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == 0), None) if rows else None
+        xop = op.operand(x)
+        lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
+        row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
+        hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
+        held = hl is not None and x not in chained
+        walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
+                              levels.index("row") if rows else None, shape[0] if rows else 1,
+                              hl if held else None, halo if held else 0))
+
+    def block_geometry(blk):
+        """Loop starts, array trips of the outer loops and extents of one block."""
+        start = {d: b * dict(cmd.tile)[d] for d, b in blk.tiles}
+        btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
+        bext = {d: e - s for d, s, e in blk.ranges}
+        return start, btrips, bext
+
+    def walk_geometry(w, blk, lo, pext, perm):
+        """A port walk in one block: base position, per-level strides and trips, relative to the box start
+        (no buffer half, no margin). A FIFO chain's root starts ``halo`` steps before the row (at negative
+        loop values: the elements the FUs behind it use first); a held walk starts at the row."""
+        start, btrips, bext = block_geometry(blk)
+        xop = op.operand(w.operand)
+        f = pos_fn(w.operand, lo, pext, perm)
+        lead = {f"inner:{halo_loop}": -halo} if halo and w.operand in chained else {}
+
+        def at(vals, l=0, r=0):
+            v = dict(lead)
+            for key, n in vals.items():
+                v[key] = v.get(key, 0) + n
+            return f(index(xop, xvec(blk, start, v, coords_of[w.port](l, r))))
+        base = at({})
+        trips, strides = [], []
+        for lv in w.levels:
+            if lv.startswith("tile:"):
+                trips.append(btrips[lv[5:]])
+            elif lv == "red":
+                trips.append(math.prod(btrips[d] for d in red) - 1)
+            elif lv == "row":
+                trips.append(shape[0])
+            else:
+                trips.append(bext[lv[6:]] + (halo if lv[6:] == halo_loop else 0))
+            if lv == "red":
+                strides.append(0)
+            elif lv == "row":
+                strides.append(at({}, 0, 1) - base)
+            else:
+                strides.append(at({lv: 1}) - base)
+        if w.lanes > 1 and at({}, 1) - base != 1:
+            raise AssertionError("lane stride")
+        return base, strides, trips
+
+    def margins(blk):
+        """Operand -> (positions below, positions above) its box that a FIFO chain root's walk reaches (it
+        streams elements outside the block's box: halo steps, padded root FUs). Those elements are never
+        used by a real product (only elements of the box are), so nothing loads them and any value will do:
+        the box sits ``below`` positions into its half (``ld_off_X``) so no position is negative; positions
+        past the box's end read whatever lies there (the rest of the half, the other half, or a wrapped bank
+        word), so the half need not hold them."""
+        out = {}
+        for w in walks:
+            if w.operand not in chained:
+                continue
+            lo, pext, perm = box(w.operand, blk)
+            base, strides, trips = walk_geometry(w, blk, lo, pext, perm)
+            low = base + sum(min(0, s * (t - 1)) for s, t in zip(strides, trips))
+            high = base + sum(max(0, s * (t - 1)) for s, t in zip(strides, trips))
+            m_lo, m_hi = out.get(w.operand, (0, 0))
+            out[w.operand] = (max(m_lo, -low), max(m_hi, high - (math.prod(pext) - 1)))
+        return out
+
+    margin_at = [margins(b) for b in blocks]
+
     # buffer layouts
     layouts = {}
     for x in op.operands:
@@ -516,29 +625,16 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     f"each of its {banks} banks per half ({buf.halves} x {banks} x {eb} = {buf.halves * banks * eb} B)",
                     buf.bytes)
         half = half // banks * banks
-        need = max(cmd.footprint_bytes(x.name, b) for b in blocks) // eb
+        need = max(cmd.footprint_bytes(x.name, b) // eb + mg.get(x.name, (0, 0))[0]
+                   for b, mg in zip(blocks, margin_at))
         if need > half:
-            _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half", buf.bytes)
+            edge = max(mg.get(x.name, (0, 0))[0] for mg in margin_at)
+            _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half"
+                    + (f" (its FIFO chain root's walk starts {edge * eb} B before the block's box)" if edge else ""),
+                    buf.bytes)
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb)
-
-    def box(x, blk):
-        ranges = {d: (s, e) for d, s, e in blk.ranges}
-        extent = bounding_box(design, x, ranges, bound)
-        lo = [a for a, _ in extent]
-        ext = [b - a + 1 for a, b in extent]
-        ld = lane_dim[x]
-        perm = [k for k in range(len(lo)) if k != ld] + [ld]
-        return tuple(lo), tuple(ext[k] for k in perm), tuple(perm)
-
-    def pos_fn(x, lo, pext, perm):
-        pitch = [0] * len(perm)
-        acc = 1
-        for i in reversed(range(len(perm))):
-            pitch[perm[i]] = acc
-            acc *= pext[i]
-        return lambda idx: sum((idx[k] - lo[k]) * pitch[k] for k in range(len(lo)))
 
     # DRAM layout (affine, what the walker's address adds step through): one region per operand, the
     # inputs first and the output last; a block of X at base_X + (its block index along the loops X
@@ -563,22 +659,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 addr = dram_base[x.name] + sum(blk.tiles[i][1] * dram_stride[x.name][i] for i in dep[x.name])
                 regions[key] = (addr, lo, pext, perm)
 
-    # walks
-    coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
-    walks = []
-    for pn, x, kind, coords, rows in port_specs:
-        levels = [f"tile:{d}" for d in outer if not (kind == "psum" and d in red)]
-        if kind == "psum" and red:
-            levels.append("red")
-        levels += ["row"] if rows else [f"inner:{d}" for d in inner]
-        lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
-        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == 0), None) if rows else None
-        xop = op.operand(x)
-        lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
-        row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
-        walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
-                              levels.index("row") if rows else None, shape[0] if rows else 1))
-
     # the per-block rows
     half_of = {x.name: -1 for x in op.operands}
     cur_key: dict = {}
@@ -586,12 +666,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     for k, j in enumerate(jobs):
         blk = j.block
         row: dict[str, int] = {}
-        start = {d: b * dict(cmd.tile)[d] for d, b in blk.tiles}
-        btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
-        bext = {d: e - s for d, s, e in blk.ranges}
+        start, btrips, bext = block_geometry(blk)
         for d in outer:
             row[f"trips_{d}"] = btrips[d]
-        row["steps"] = math.prod(bext[d] for d in inner)         # this block's chunk of the inner loops
+        if halo:                      # the array command's row length of the halo loop (its steps add the halo)
+            row[f"trips_{halo_loop}"] = bext[halo_loop]
+        # this block's chunk of the inner loops, every row of the halo loop with its halo steps
+        row["steps"] = math.prod(bext[d] + (halo if d == halo_loop else 0) for d in inner)
+        margin = {x: lo for x, (lo, _hi) in margin_at[k].items()}
         # a later block of the same output block (a split reduction): the array's results add onto the
         # partial sums in the buffer half (the output half and block stay; layer_jobs writes back once)
         row["acc"] = int(adds[k])
@@ -610,7 +692,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             if x.name in loads:
                 half_of[x.name] = (half_of[x.name] + 1) % lay.halves
                 row.update({f"ld_{x.name}": 1, f"ld_bytes_{x.name}": loads[x.name], f"ld_word_{x.name}": regions[key][0],
-                            f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems,
+                            f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems + margin.get(x.name, 0),
                             f"ld_elems_{x.name}": loads[x.name] // lay.elem_bytes})
             else:
                 row.update({f"ld_{x.name}": 0, f"ld_bytes_{x.name}": 0, f"ld_word_{x.name}": 0, f"ld_pos_{x.name}": 0,
@@ -619,37 +701,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             raise AssertionError("check_rtl_command refuses partial-sum reloads")
         halves_at.append(dict(half_of))
         for w in walks:
-            xop = op.operand(w.operand)
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
-            f = pos_fn(w.operand, lo, pext, perm)
-            hb = half_of[w.operand] * layouts[w.operand].half_elems
-
-            def at(vals, l=0, r=0):
-                return hb + f(index(xop, xvec(blk, start, vals, coords_of[w.port](l, r))))
-            base = at({})
-            trips = []
-            for lv in w.levels:
-                if lv.startswith("tile:"):
-                    trips.append(btrips[lv[5:]])
-                elif lv == "red":
-                    trips.append(math.prod(btrips[d] for d in red) - 1)
-                elif lv == "row":
-                    trips.append(shape[0])
-                else:
-                    trips.append(bext[lv[6:]])
-            for li, lv in enumerate(w.levels):
-                if lv == "red":
-                    stride = 0
-                elif lv == "row":
-                    stride = at({}, 0, 1) - base
-                else:
-                    stride = at({lv: 1}) - base
+            rel, strides, trips = walk_geometry(w, blk, lo, pext, perm)
+            base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
+            for li, stride in enumerate(strides):
                 if stride < 0:
                     _refuse(f"dataflows.{df.name}", f"port {w.port}: a negative address stride is not supported")
                 row[f"{w.port}_stride{li}"] = stride
                 row[f"{w.port}_trips{li}"] = trips[li]
-            if w.lanes > 1 and at({}, 1) - base != 1:
-                raise AssertionError("lane stride")
             row[f"{w.port}_base"] = base
             row[f"{w.port}_beats"] = math.prod(trips)
             if w.lane_level is not None:
@@ -659,7 +718,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 d = w.levels[w.row_level][5:]
                 row[f"{w.port}_row_last"] = min(shape[0], bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
         rows_out.append(row)
-    wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer)
+    wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
+                          [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])
     return LayerProgram(compiled, cmd, depth, W, layouts, tuple(walks), tuple(rows_out), next_word,
                         {k: v for k, v in regions.items()}, tuple(jobs), wcmd)
 
@@ -728,7 +788,8 @@ def _edge_mask(cnt, trips) -> int:
     return sum(1 << (k - 1 - i) for i, (c, t) in enumerate(zip(cnt, trips)) if c == t - 1 and t > 1)
 
 
-def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_stride, layer) -> WalkerCommand:
+def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_stride, layer,
+                   margins=None) -> WalkerCommand:
     """The command for the rows :func:`layer_program` expanded: the shape table collects each block's
     extent-dependent fields under its edge mask (blocks with the same edges must agree: refused if not)."""
     op = cmd.design.operation
@@ -740,8 +801,11 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
     stride = zero + tuple({x: dram_stride[x][i] for x in names} for i in range(len(cmd.order)))
     dynamic = {"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
     shapes: dict = {}
-    for row, (cnt, _p, _n), blk, halves in zip(rows, block_steps(trips), cmd.blocks(), halves_at):
+    margins = margins or [{} for _ in rows]
+    for row, (cnt, _p, _n), blk, halves, mg in zip(rows, block_steps(trips), cmd.blocks(), halves_at, margins):
         f = {k: v for k, v in row.items() if k not in dynamic}
+        for x, off in mg.items():         # a FIFO chain root's operand: its block sits ``off`` into the half
+            f[f"ld_off_{x}"] = off
         for x in op.operands:
             fb = cmd.footprint_bytes(x.name, blk)
             pre = "wr_" if x is op.output else "ld_"
@@ -780,7 +844,7 @@ def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
         for x in wc.inputs:
             ld = changed[x]
             row.update({f"ld_{x}": int(ld), f"ld_bytes_{x}": s[f"ld_bytes_{x}"] * ld, f"ld_word_{x}": addr[x] * ld,
-                        f"ld_pos_{x}": pos[x] * ld, f"ld_elems_{x}": s[f"ld_elems_{x}"] * ld})
+                        f"ld_pos_{x}": (pos[x] + s.get(f"ld_off_{x}", 0)) * ld, f"ld_elems_{x}": s[f"ld_elems_{x}"] * ld})
         leaving = nxt is None or bool(wc.reload[nxt][y])
         row.update({"wr_bytes": s["wr_bytes"] * leaving, "wr_word": addr[y], "wr_pos": pos[y],
                     "wr_elems": s["wr_elems"] * leaving})
@@ -910,6 +974,8 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     S = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]
     for x in op.inputs:
         S += [(f"ld_bytes_{x.name}", byte_bits[x.name]), (f"ld_elems_{x.name}", byte_bits[x.name])]
+        if x.name in chained_inputs(comp):
+            S.append((f"ld_off_{x.name}", pos_bits[x.name]))
     y = op.output.name
     S += [("wr_bytes", byte_bits[y]), ("wr_elems", byte_bits[y])]
     for w in prog.walks:

@@ -80,12 +80,13 @@ def _unpack(fmt: DescriptorFormat, table: str, word) -> dict:
 
 
 def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, trips, advance, pos_bits: int = 24,
-                   cnt_bits: int = 20):
+                   cnt_bits: int = 20, hold: tuple[int, int] | None = None):
     """Nested counters (outer to inner) walking ``base + sum_j c_j * strides[j]`` with adds only: an anchor
     per level holds the position where that level's current iteration began. ``load`` (with ``base``,
     ``strides``, ``trips`` valid that cycle) restarts the walk; ``advance`` steps it. Returns (pos, next,
     counters, trips_minus_1): ``pos`` the current position (registered), ``next`` the position after an
-    advance this cycle (combinational)."""
+    advance this cycle (combinational). ``hold`` = (level, h): that level's first h iterations stay at its
+    first position (the halo steps of delay connections: position base + max(0, c - h) * stride)."""
     cnt = [Signal(cnt_bits, name=f"{name}_c{j}") for j in range(n_levels)]
     anchor = [Signal(pos_bits, name=f"{name}_anchor{j}") for j in range(n_levels)]
     stride = [Signal(pos_bits, name=f"{name}_stride{j}") for j in range(n_levels)]
@@ -101,10 +102,14 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
             inner_wrap = inner_wrap & wrap[i]
         incs.append(Signal(name=f"{name}_inc{j}"))
         m.d.comb += incs[j].eq(inner_wrap & ~wrap[j])
+    step = list(stride)
+    if hold is not None and hold[1]:
+        hj, h = hold
+        step[hj] = Mux(cnt[hj] >= h, stride[hj], 0)
     m.d.comb += nxt.eq(pos)
     for j in range(n_levels):              # the innermost incrementing level wins (later assignment)
         with m.If(incs[j]):
-            m.d.comb += nxt.eq(anchor[j] + stride[j])
+            m.d.comb += nxt.eq(anchor[j] + step[j])
     with m.If(load):
         m.d.sync += [c.eq(0) for c in cnt]
         m.d.sync += [a.eq(base) for a in anchor]
@@ -113,9 +118,9 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
     with m.Elif(advance):
         for j in range(n_levels):
             with m.If(incs[j]):
-                m.d.sync += [cnt[j].eq(cnt[j] + 1), anchor[j].eq(anchor[j] + stride[j])]
+                m.d.sync += [cnt[j].eq(cnt[j] + 1), anchor[j].eq(anchor[j] + step[j])]
                 for i in range(j + 1, n_levels):
-                    m.d.sync += [cnt[i].eq(0), anchor[i].eq(anchor[j] + stride[j])]
+                    m.d.sync += [cnt[i].eq(0), anchor[i].eq(anchor[j] + step[j])]
     return pos, nxt, cnt, tm1
 
 
@@ -244,8 +249,11 @@ class LayerCore(Elaboratable):
         sl, sw, sc = shape(wl, "walk_l"), shape(ww, "walk_w"), shape(wc, "walk_c")
         row_l = {}
         for x in inputs:
+            # a FIFO chain root's operand sits ld_off_X into its half (memctl.chained_inputs: the margin)
+            off = sl.get(f"ld_off_{x}", None)
             row_l.update({f"ld_{x}": wl.fresh[x], f"ld_bytes_{x}": sl[f"ld_bytes_{x}"], f"ld_word_{x}": wl.addr[x],
-                          f"ld_pos_{x}": pos(wl, x), f"ld_elems_{x}": sl[f"ld_elems_{x}"]})
+                          f"ld_pos_{x}": pos(wl, x) if off is None else pos(wl, x) + off,
+                          f"ld_elems_{x}": sl[f"ld_elems_{x}"]})
         row_w = {"wr_bytes": Mux(ww.leaving[y], sw["wr_bytes"], 0), "wr_word": ww.addr[y], "wr_pos": pos(ww, y),
                  "wr_elems": sw["wr_elems"]}
         row_c = {k: v for k, v in sc.items() if not k.startswith(("ld_", "wr_"))}
@@ -422,13 +430,15 @@ class LayerCore(Elaboratable):
         pos, nxt_pos, cnt, tm1 = affine_walk_hw(
             m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
             [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
-            fire)
+            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None)
         beats = Signal(32, name=f"{w.port}_beats_left")
         with m.If(seq.start_c):
             m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
         with m.Elif(fire):
             m.d.sync += beats.eq(beats - 1)
         lane_ok, row_ok = self._walk_bounds(m, w, seq, row_c, cnt, tm1)
+        if w.halo_level is not None and w.halo:      # a halo step: no element of this port (masked)
+            row_ok = row_ok & (cnt[w.halo_level] >= w.halo)
         lay = self.prog.layouts[w.operand]
         shape = p.payload[0].shape()
         if w.kind == "write":

@@ -65,6 +65,19 @@ def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order):
     assert model.dram_bytes == dram_bytes(cmd) == moved       # moved: counted on the RTL's data path
 
 
+def test_delay_connections_layer_top_matches_numpy_and_the_model():
+    """conv_rs (FIFO chains, halo steps) on a 2x2 array in Amaranth's simulator: p in chunks, c split over
+    blocks (the add onto partial sums), a ragged filter-row tile whose padded chain root reads past the box."""
+    bounds = {"n": 1, "k": 3, "p": 4, "q": 2, "c": 2, "r": 3, "s": 2}
+    got, ref, cycles, model, cmd, moved = _run("conv_rs", ["array.shape=2x2", "memory.dram.width_bytes=8",
+                                               "memory.dram.latency=5", "memory.dram.burst_bytes=16"], bounds,
+                                               {"k": 1, "c": 1, "r": 1, "s": 2, "p": 2}, ("k", "p", "c", "r", "s"))
+    assert model.blocks == 2 * 2 * 2 * 2
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
+
+
 # ------------------------------------------------------------------------------------------------
 # the synthesizable top (LayerCore): one build per dataflow, block RAM, refusals
 
@@ -78,11 +91,16 @@ from archgen.rtlgen.layer_top import LayerCore  # noqa: E402
 @pytest.mark.parametrize("spec, layers", [
     ("gemm_ws", [({"i": 9, "k": 4, "j": 8}, {"j": 1, "k": 2}, ("j", "k")),
                  ({"i": 3, "k": 2, "j": 5}, {"j": 3, "k": 1}, ("j", "k"))]),
+    ("conv_rs", [({"n": 1, "k": 3, "p": 4, "q": 2, "c": 2, "r": 3, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2, "p": 2},
+                  ("k", "p", "c", "r", "s")),
+                 ({"n": 2, "k": 2, "p": 3, "q": 3, "c": 1, "r": 2, "s": 1}, {"k": 1, "c": 1, "r": 1, "s": 1},
+                  ("k", "c", "r", "s"))]),
 ])
 def test_one_build_runs_every_layer_of_the_dataflow(spec, layers):
     """The core's netlist (RTLIL, what the Verilog is written from) depends on the design and dataflow only: different layers (bounds, tiles, tile
     orders) give different commands but the same hardware (the command is written at run time)."""
-    d = load_spec(spec, ["array.shape=2x2", "memory.A.bytes=1024", "memory.B.bytes=1024", "memory.C.bytes=2048"])
+    names = {"gemm_ws": "ABC", "conv_rs": "IWO"}[spec]
+    d = load_spec(spec, ["array.shape=2x2"] + [f"memory.{x}.bytes={b}" for x, b in zip(names, (1024, 1024, 2048))])
     c = compile_array(d)
     texts = set()
     words = []

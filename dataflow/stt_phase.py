@@ -1,0 +1,135 @@
+"""Phase tables: the streams of a skewed stt array (dataflow/stt_array.py) as per-lane address tables, the
+model half of what a memory system would need to drive gemm_hex-style arrays from buffers (docs/memory.md,
+"Delay connections (conv_rs) and skewed stt maps"). Not built in hardware yet.
+
+Box m starts ``m * period`` slots in and every box has the same geometry: a lane takes the element entering
+at box point x (box-relative) in slot ``m * period + tau(x)``. The period is collision-free (``_period``: no
+lane takes real elements of two boxes in one slot, shifts of every multiple of the period included), so for
+each lane and phase ``n mod period`` at most one box-relative slot tau = phase + delta * period has an entry.
+A lane is then driven, slot by slot, from a table of lanes x period entries: (delta: the box that started
+delta periods before the current one, x: the box point) -> element ``A_X (origin(m) + x)`` with
+``m = n div period - delta``, zero when m is not a box or the element lies outside the tensor. The box
+origins come from the tile walk (the dataflow's order, innermost fastest), so the hardware would keep the
+origins of the last ceil(span / period) boxes in a shift register and add table offsets: no division.
+
+Partial sums (``psum_<Y>``) and outputs (``out_<Y>``) use the same tables; an operand the map keeps on one
+FU (a ring) is not expressible this way and is refused by name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from archgen.arch.errors import SpecError, problem
+
+from .stt_array import SttTiling, _box_points
+
+__all__ = ["PhaseTable", "stt_phase_tables", "stt_streams_from_tables"]
+
+
+@dataclass(frozen=True)
+class PhaseTable:
+    port: str                     # in_X, psum_Y or out_Y
+    operand: str
+    lanes: int
+    period: int
+    entries: tuple                # ((lane, phase), (delta, box point)) sorted
+
+    def lookup(self) -> dict:
+        return dict(self.entries)
+
+
+def stt_phase_tables(tiling: SttTiling) -> tuple[PhaseTable, ...]:
+    """The phase table of every stream port of ``tiling`` (inputs, partial sums in, outputs out)."""
+    net = tiling.network
+    dims = net.design.operation.dims
+    pts = _box_points(dims, tiling.box)
+    ext = np.array([tiling.box[d] for d in dims])
+    fus = tuple((pts @ net.space.T + np.array(tiling.offset)).T)
+    t_local = pts @ net.time - tiling.start
+    P = tiling.period
+    late = net.product_stages
+    tables = []
+    for h in net.hops:
+        if h.stationary:
+            raise SpecError([problem(f"dataflows.{net.dataflow.name}.stt", f"operand {h.name} stays on one FU "
+                                     "(a ring loaded by differences); phase tables drive chains only", h.name)])
+        lane, pos, length = (a[fus] for a in net.position(h.name))
+        dx = np.array(h.dx)
+        first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
+        last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+        kinds = [("psum", first, t_local - pos * h.dt + late),
+                 ("out", last, t_local + (length - 1 - pos) * h.dt + late)] if h.is_output else \
+            [("in", first, t_local - pos * h.dt)]
+        for kind, sel, tau in kinds:
+            entries: dict = {}
+            for k in np.nonzero(sel)[0]:
+                key = (int(lane[k]), int(tau[k]) % P)
+                val = (int(tau[k]) // P, tuple(int(v) for v in pts[k]))
+                if entries.setdefault(key, val) != val:
+                    raise AssertionError(f"{kind}_{h.name}: lane {key[0]} takes two elements at phase {key[1]}: "
+                                         "the period is not collision-free")
+            tables.append(PhaseTable(f"{kind}_{h.name}", h.name, net.lanes(h.name), P, tuple(sorted(entries.items()))))
+    return tuple(tables)
+
+
+def stt_streams_from_tables(tiling: SttTiling, tables, tensors: dict, out_beats: np.ndarray) -> dict:
+    """Every stream beat from the tables, slot by slot, as a memory system would drive them: input lanes read
+    the element of their entry's box (zero outside the tensor or when no box is there); the output's lanes
+    write the array's beat (``out_beats`` [slots, lanes]) into a result buffer at their element, and the
+    partial-sum lanes read the buffer (zero before the element's first write; a read sees writes of earlier
+    slots only). Returns port -> int64 [slots, lanes] for inputs and partial sums, ``out_<Y>`` -> the output
+    element index [slots, lanes, rank] (-1: no element), and ``result``: the buffer after the last slot."""
+    net = tiling.network
+    op = net.design.operation
+    dims = op.dims
+    origins = [np.array([o[d] for d in dims]) for o in tiling.tiles()]
+    S = tiling.slots
+    out_y = op.output
+    result = np.zeros(op.tensor_shape(out_y.name, tiling.bound), dtype=np.int64)
+    written: dict = {}                  # output element -> the value its last out beat wrote
+    streams: dict = {}
+    by_port = {t.port: t for t in tables}
+
+    def element(t: PhaseTable, n: int, lane: int):
+        hit = t.lookup().get((lane, n % t.period))
+        if hit is None:
+            return None
+        delta, x = hit
+        m = n // t.period - delta
+        if not 0 <= m < len(origins):
+            return None
+        operand = op.operand(t.operand)
+        idx = tuple(int(v) for v in operand.access_matrix(dims) @ (origins[m] + np.array(x)) + operand.access_offset())
+        shape = tensors[t.operand].shape if t.operand in tensors else result.shape
+        return idx if all(0 <= i < e for i, e in zip(idx, shape)) else None
+
+    lookups = {p: t.lookup() for p, t in by_port.items()}
+    for t in tables:
+        if t.port.startswith("in_"):
+            beats = np.zeros((S, t.lanes), dtype=np.int64)
+            for n in range(S):
+                for lane in range(t.lanes):
+                    idx = element(t, n, lane) if (lane, n % t.period) in lookups[t.port] else None
+                    if idx is not None:
+                        beats[n, lane] = tensors[t.operand][idx]
+            streams[t.port] = beats
+    psum_t, out_t = by_port[f"psum_{out_y.name}"], by_port[f"out_{out_y.name}"]
+    psum = np.zeros((S, psum_t.lanes), dtype=np.int64)
+    out_index = np.full((S, out_t.lanes, len(result.shape)), -1, dtype=np.int64)
+    for n in range(S):
+        for lane in range(psum_t.lanes):
+            idx = element(psum_t, n, lane)
+            if idx is not None and idx in written:
+                psum[n, lane] = written[idx]
+        for lane in range(out_t.lanes):
+            idx = element(out_t, n, lane)
+            if idx is not None:
+                out_index[n, lane] = idx
+                written[idx] = int(out_beats[n, lane])
+                result[idx] = written[idx]
+    streams[psum_t.port] = psum
+    streams[out_t.port] = out_index
+    streams["result"] = result
+    return streams
