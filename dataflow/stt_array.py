@@ -138,6 +138,11 @@ class SttNetwork:
                              "(load: new - held, clear: - held)" + ("; every FU drives an output lane" if h.is_output else ""))
                 continue
             end = "; leaves at the chain's last FU (one output lane per chain)" if h.is_output else ""
+            extra = len(_null_dims(self.design, self.design.operation.operand(h.name))) - 1
+            if extra > 0:
+                end += (f"; also reused along {extra} other direction(s), " +
+                        ("one line per element in a box (other visits come back as partial sums)" if h.is_output
+                         else "not exploited: the element is streamed again for every line"))
             lines.append(f"{h.describe(dims)}; {len(chains)} chain(s) of up to {longest} FU(s), "
                          f"{len(chains)} memory lane(s) at their roots{end}")
         if self.carrier:
