@@ -197,14 +197,18 @@ def _reuse_direction(amat: np.ndarray, space: np.ndarray, time: np.ndarray) -> n
         return np.zeros(n, dtype=np.int64)
     if rank == n - 1:
         return np.array(integer_null_space(amat)[0], dtype=np.int64)
-    cands = []
-    for v in itertools.product(range(-2, 3), repeat=n):
-        v = np.array(v, dtype=np.int64)
-        if not v.any() or np.any(amat @ v) or math.gcd(*map(int, v)) != 1 or v[np.flatnonzero(v)[0]] < 0:
-            continue
-        ds, dt = space @ v, abs(int(time @ v))
-        cands.append(((not ds.any(), int(np.abs(ds).sum()), dt, int(np.abs(v).sum())), tuple(v.tolist())))
-    return np.array(min(cands)[1], dtype=np.int64)
+    for reach in (2, 4, 8, 16):         # small integer directions first (the null space is a lattice of rank >= 2)
+        cands = []
+        for v in itertools.product(range(-reach, reach + 1), repeat=n):
+            v = np.array(v, dtype=np.int64)
+            if not v.any() or np.any(amat @ v) or math.gcd(*map(int, v)) != 1 or v[np.flatnonzero(v)[0]] < 0:
+                continue
+            ds, dt = space @ v, abs(int(time @ v))
+            cands.append(((not ds.any(), int(np.abs(ds).sum()), dt, int(np.abs(v).sum())), tuple(v.tolist())))
+        if cands:
+            return np.array(min(cands)[1], dtype=np.int64)
+    raise SpecError([problem("operation", "no reuse direction with entries up to 16 was found for an operand "
+                             "reused along several directions", amat.tolist())])
 
 
 def _stt_hops(design: Design, df: Dataflow) -> tuple[SttHop, ...]:

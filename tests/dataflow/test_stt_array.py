@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -298,6 +299,8 @@ OTHER_OPS = [
     ("C[i,j] += A[i,j+k] * B[k,j]", ("i", "j", "k")),
     ("O[c,p] += I[c,p+r] * W[c,r]", ("c", "p", "r")),
     ("O[k,p] += W[k,r] * I[p+r]", ("k", "p", "r")),
+    ("O[k,p] += W[k,r] * I[2*p+r]", ("k", "p", "r")),                   # strided
+    ("O[c,p] += I[c,p+2*r] * W[c,r]", ("c", "p", "r")),                 # dilated, depthwise
     ("C[i,j] += A[i,k] * B[k]", ("i", "j", "k")),
     ("C[i] += A[i,k] * B[k,j]", ("i", "j", "k")),
     ("C[i,j,k] += A[i,k] * B[k,j]", ("i", "j", "k")),
@@ -306,7 +309,7 @@ OTHER_OPS = [
 
 
 def _op_design(operation, shape, stt, order=None, clock_mhz=500):
-    names = sorted({tok.split("[")[0].split()[-1] for tok in operation.replace("+=", "*").split("*")})
+    names = sorted(set(re.findall(r"([A-Za-z_]\w*)\[", operation)))
     df = {"stt": stt} if order is None else {"stt": stt, "order": list(order)}
     out = operation.split("[")[0].strip()
     return load_spec_data({"version": 1, "name": "op_stt", "operation": operation, "clock_mhz": clock_mhz,
