@@ -305,6 +305,8 @@ OTHER_OPS = [
     ("C[i] += A[i,k] * B[k,j]", ("i", "j", "k")),
     ("C[i,j,k] += A[i,k] * B[k,j]", ("i", "j", "k")),
     ("C[i,j] += A[i,j,k] * B[k,j]", ("i", "j", "k")),
+    ("C[i,j,k] += A[i,j+k] * B[k,j]", ("i", "j", "k")),                # direct output, tags on an input
+    ("C[i,j] += A[i,k] * A2[i,k]", ("i", "j", "k")),                    # every input along the same loop
 ]
 
 
