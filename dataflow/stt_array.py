@@ -672,8 +672,9 @@ def _compile(design: Design, df: Dataflow, target: str, period: float | None) ->
         ports.append(Port(port_name(PortRole.INPUT, h.name), Direction.IN, PortRole.INPUT, t.bits, net.lanes(h.name),
                           h.name, t.signed))
     if net.carrier:             # validity tags (lo, hi) ride the carrier's chains: one lane per chain root
+        # operand = the port's own name: its beats are not a tensor's elements (the host or a controller makes them)
         ports.append(Port(tag_port(net.carrier), Direction.IN, PortRole.INPUT, 2 * net.tag_field_bits,
-                          net.lanes(net.carrier), net.carrier, False))
+                          net.lanes(net.carrier), tag_port(net.carrier), False))
     out, acc = net.output, design.acc_type
     ports.append(Port(port_name(PortRole.PSUM, out.name), Direction.IN, PortRole.PSUM, acc.bits, net.lanes(out.name),
                       out.name, acc.signed))
