@@ -686,6 +686,22 @@ def _compile(design: Design, df: Dataflow, target: str, period: float | None) ->
     return CompiledSttArray(design, df, net, tuple(ports), command, target, key, period, path)
 
 
+def with_product_stages(compiled: CompiledSttArray, stages: int) -> CompiledSttArray:
+    """``compiled`` with ``stages`` registers behind every multiplier (a fused design's shared multipliers,
+    dataflow/fusion.py): the partial sums run that many slots later; box period and span follow."""
+    import dataclasses
+    if stages == compiled.network.product_stages:
+        return compiled
+    from .delays import DelayTable
+    net = derive_stt_network(compiled.design, compiled.dataflow, stages)
+    table = DelayTable.load(compiled.target)
+    in_bits = max(compiled.design.type_of[h.name].bits for h in net.inputs)
+    adders = 1 if net.output.dt else max(len(c) for c in net.chains_of(net.output.name))
+    path = _path_ns(table, in_bits, compiled.design.acc_type.bits, adders, stages)
+    key = hashlib.sha256(repr((compiled.key, "stages", stages)).encode()).hexdigest()
+    return dataclasses.replace(compiled, network=net, key=key, critical_path_ns=path)
+
+
 def explain_stt(design: Design, df: Dataflow) -> list[str]:
     """``archgen build --explain`` for a skewed stt map: the map, each operand's hop and chains, the tiling."""
     net = derive_stt_network(design, df)
