@@ -89,16 +89,23 @@ def verify_fused_sequence(design: Design, fuse, runs, *, cache_dir: Path | None 
         for n, (dataflow, bounds, seed) in enumerate(runs):
             view = fused.view(dataflow)
             fg = view.fu_graph
-            mapping = map_problem(design, bounds, fg.dataflow)
-            tensors = random_operands(fg, mapping, np.random.default_rng(seed))
-            prog = host_program(fg, mapping, tensors)
+            if is_stt_view(view):          # a skewed map: its box tiling and host program (dataflow/stt_host.py)
+                mapping = stt_tiling(view.network, bounds)
+                tensors = random_operands(fg, mapping, np.random.default_rng(seed))
+                prog = stt_host_program(mapping, tensors)
+                cmd = fused.command_word(dataflow, mapping.slots, {})
+            else:
+                mapping = map_problem(design, bounds, fg.dataflow)
+                tensors = random_operands(fg, mapping, np.random.default_rng(seed))
+                prog = host_program(fg, mapping, tensors)
+                cmd = fused.command_word(dataflow, mapping.steps, mapping.trips())
             model = simulate_array(view, mapping)
             path = Path(tmp) / f"program{n}.npz"
             np.savez(path, expected=prog.expected, **prog.streams)
             ports = [{"name": p.name, "lanes": p.lanes, "lane_bits": p.width, "signed": p.signed}
                      for p in view.stream_ports]
             params_runs.append({
-                "program": str(path), "cmd": fused.command_word(dataflow, mapping.steps, mapping.trips()),
+                "program": str(path), "cmd": cmd,
                 "in_ports": [p for p in ports if p["name"] in prog.streams],
                 "out_port": next(p for p in ports if p["name"] == view.output_port.name),
                 "max_cycles": 20 * model.total_cycles + 1000})
