@@ -225,6 +225,11 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
     if args.dataflow and args.dataflow not in names:
         raise SpecError([problem("--dataflow", f"dataflow {args.dataflow!r} is not fused in this design; fused: "
                                  f"{', '.join(names)}", args.dataflow)])
+    skewed = [n for n in names if design.dataflow(n).skewed]
+    if skewed and not args.ideal_dram:
+        raise SpecError([problem("--ideal-dram", f"dataflow(s) {', '.join(skewed)} of this fused design are skewed "
+                                 "stt maps, which run at the array level only (the memory system does not plan their "
+                                 "boxes yet); verify the fused array with --ideal-dram", list(names))])
     which = [args.dataflow] if args.dataflow else list(names)
     ok = True
     for name in which:
