@@ -188,7 +188,8 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
     names = tuple(df.name for df in tiled)
     fronts = [_front(hw, df, period, target, ()) for df in tiled]
     plan = retime_fused(names, [p for _, p in fronts], DelayTable.load(target).mux2_ns,
-                        math.inf if period is None else period, merge_fu_graphs([fg for fg, _ in fronts]))
+                        math.inf if period is None else period, merge_fu_graphs([fg for fg, _ in fronts]),
+                        len(dfs) - len(tiled))
     by_name = {df.name: dataclasses.replace(_back(hw, df, fg, rt, period, target, (), names), design=design)
                for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
     if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)

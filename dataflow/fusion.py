@@ -137,9 +137,12 @@ class MuxPoint:
         return math.ceil(math.log2(self.inputs)) if self.inputs > 1 else 0
 
 
-def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None) -> tuple[MuxPoint, ...]:
+def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None, extra_mul_inputs: int = 0
+             ) -> tuple[MuxPoint, ...]:
     """Every (node, slot) with more than one distinct source across dataflows; with ``stages`` (each
-    dataflow's registers per edge, from the LP) a different tap of the same source counts as a source."""
+    dataflow's registers per edge, from the LP) a different tap of the same source counts as a source.
+    ``extra_mul_inputs``: sources of every multiplier operand outside these graphs (the chains of fused
+    skewed stt maps, one per map), which widen those muxes."""
     slots: dict = {}
     for m, prim in enumerate(prims):
         for v in prim.graph.nodes:
@@ -149,8 +152,9 @@ def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None) ->
     out = []
     for (v, slot), per in sorted(slots.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
         distinct = {s for s in per if s is not None}
-        if len(distinct) > 1:
-            out.append(MuxPoint(v, slot, tuple(per), len(distinct)))
+        n = len(distinct) + (extra_mul_inputs if v.kind is NodeKind.MUL else 0)
+        if n > 1:
+            out.append(MuxPoint(v, slot, tuple(per), n))
     return tuple(out)
 
 
@@ -189,15 +193,16 @@ class FusionPlan:
 
 
 def retime_fused(names: Sequence[str], prims: Sequence[PrimitiveGraph], mux2_ns: float, period_ns: float,
-                 fu_merge: FuMerge) -> FusionPlan:
-    """Fused LP with mux delays, re-solved until each mux's input count is the one its delay assumed."""
-    muxes = mux_plan(prims)
+                 fu_merge: FuMerge, extra_mul_inputs: int = 0) -> FusionPlan:
+    """Fused LP with mux delays, re-solved until each mux's input count is the one its delay assumed
+    (``extra_mul_inputs``: see :func:`mux_plan`)."""
+    muxes = mux_plan(prims, extra_mul_inputs=extra_mul_inputs)
     rounds = 0
     while True:
         rounds += 1
         delayed = with_mux_delays(prims, muxes, mux2_ns)
         retiming = insert_pipeline_registers_fused(delayed, period_ns)
-        built = mux_plan(delayed, [r.stages for r in retiming.per_dataflow])
+        built = mux_plan(delayed, [r.stages for r in retiming.per_dataflow], extra_mul_inputs)
         levels = {(mp.node, mp.slot): mp.levels for mp in muxes}
         if all(levels.get((mp.node, mp.slot), 0) >= mp.levels for mp in built) or rounds >= len(prims) + 2:
             return FusionPlan(tuple(names), delayed, retiming, built, rounds, fu_merge)
