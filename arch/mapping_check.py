@@ -214,35 +214,24 @@ def integer_null_space(mat: np.ndarray) -> list[tuple[int, ...]]:
 
 
 def stt_move_problems(stt: np.ndarray, op, path: str) -> list:
-    """Why the lock-step network of a skewed ``stt`` map (dataflow/stt_array.py) cannot carry an operand, as
-    field-named problems: each operand's elements must be reused along one line of iterations (one reuse
-    direction), which the element travels as a chain across the array (or, when the spatial rows map the
-    line to one FU, a register ring at that FU), and each input along one loop.
+    """Why the lock-step network of a skewed ``stt`` map (dataflow/stt_array.py) cannot carry the operands, as
+    field-named problems. Every operand is built: one reuse line (a chain, or a ring when the map keeps the
+    line on one FU), several (re-fed once per line along one of them), none (a lane per FU). Where zero fill
+    does not pin products to the box, the lines of one moving operand carry a validity tag; the one case
+    left is when no input is used by a single iteration and no operand moves across the array at all.
 
     A singular T is left to the injectivity check, which names the colliding iterations."""
     mat = np.asarray(stt, dtype=np.int64)
     if mat.shape[0] != mat.shape[1] or round(abs(np.linalg.det(mat))) == 0:
         return []
     space = mat[:-1]
-    out = []
-    loops = set()
-    for x in op.inputs:
-        null = integer_null_space(x.access_matrix(op.dims))
-        if len(null) == 1 and sum(map(abs, null[0])) == 1:
-            loops.add(int(np.argmax(np.abs(null[0]))))
-        elif len(null) == 1:
-            out.append(problem(path, f"input {x.name} is reused along {dict(zip(op.dims, null[0]))}, not along one loop: "
-                               "the skewed-map generator's boxes zero-fill every element outside the box, which is "
-                               "exact only when each input is reused along one loop; use a 'spatial' or 'map' "
-                               "dataflow", mat.tolist()))
-    if len(loops) == 1 and len(op.inputs) > 1:
-        out.append(problem(path, f"every input is reused along loop {op.dims[loops.pop()]}: a product would not pin "
-                           "its iteration to the box; use a 'spatial' or 'map' dataflow", mat.tolist()))
-    for x in op.operands:
-        null = integer_null_space(x.access_matrix(op.dims))
-        if len(null) != 1:
-            out.append(problem(path, f"operand {x.name} is reused along {len(null)} directions of the loop nest; the "
-                               "skewed-map generator moves each operand along one chain (one reuse direction), so this "
-                               "operation needs a 'spatial' or 'map' dataflow", mat.tolist()))
-            continue
-    return out
+    n = len(op.dims)
+    direct = any(int(np.linalg.matrix_rank(x.access_matrix(op.dims))) == n for x in op.inputs)
+    moving = [x.name for x in op.operands
+              if int(np.linalg.matrix_rank(np.vstack([x.access_matrix(op.dims), space]))) >
+              int(np.linalg.matrix_rank(x.access_matrix(op.dims)))]
+    if direct or moving:
+        return []
+    return [problem(path, "no operand moves across the array under this map (every reuse line stays on one FU) and "
+                    "no input is used by one iteration only, so no chain can carry the validity of an iteration; "
+                    "change the spatial rows so that some operand's reuse crosses FUs", mat.tolist())]

@@ -24,7 +24,7 @@ from archgen.arch.spec import Dataflow, Design
 from .delay_lp import RetimedGraph, insert_pipeline_registers
 from .delays import DelayTable
 from .interconnect import FUGraph, derive_interconnect, tiled_equivalent
-from .ir import CommandLayout, Direction, Port, PortRole, command_layout, port_name
+from .ir import CommandLayout, Direction, NodeKind, Port, PortRole, command_layout, port_name
 from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
 from .schedule import ArraySchedule, array_schedule
@@ -184,12 +184,22 @@ def compile_fused(design: Design, dataflows: Sequence[str], *, pipeline: bool = 
 def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | None, target: str):
     from .fusion import FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, retime_fused
     hw = _hardware_only(design)
-    names = tuple(df.name for df in dfs)
-    fronts = [_front(hw, df, period, target, ()) for df in dfs]
+    tiled = tuple(df for df in dfs if not df.skewed)
+    names = tuple(df.name for df in tiled)
+    fronts = [_front(hw, df, period, target, ()) for df in tiled]
     plan = retime_fused(names, [p for _, p in fronts], DelayTable.load(target).mux2_ns,
-                        math.inf if period is None else period, merge_fu_graphs([fg for fg, _ in fronts]))
-    views = tuple(dataclasses.replace(_back(hw, df, fg, rt, period, target, (), names), design=design)
-                  for df, (fg, _), rt in zip(dfs, fronts, plan.retiming.per_dataflow))
+                        math.inf if period is None else period, merge_fu_graphs([fg for fg, _ in fronts]),
+                        len(dfs) - len(tiled))
+    by_name = {df.name: dataclasses.replace(_back(hw, df, fg, rt, period, target, (), names), design=design)
+               for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
+    if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)
+        from .fusion import fused_stt_view
+        stages = max(v.timing.node_latency(n) for v in by_name.values() for n in v.timing.prim.graph.nodes
+                     if n.kind is NodeKind.MUL)
+        for df in dfs:
+            if df.skewed:
+                by_name[df.name] = fused_stt_view(design, df, target, period, stages)
+    views = tuple(by_name[df.name] for df in dfs)
     command = fused_command_layout(design, dfs)
     key = hashlib.sha256(repr((hw, dfs, period, target, "fused")).encode()).hexdigest()
     return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key)

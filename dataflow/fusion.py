@@ -39,7 +39,8 @@ from .ir import STEP_BITS, TRIP_BITS, CommandField, CommandLayout, Node, NodeKin
 from .primitives import PrimitiveGraph
 
 __all__ = ["FusedArray", "MuxPoint", "FusionPlan", "FuMerge", "merge_fu_graphs", "check_fusable", "slot_of", "mux_plan",
-           "with_mux_delays", "retime_fused", "fused_command_layout", "fused_ports", "SELECT_FIELD"]
+           "with_mux_delays", "retime_fused", "fused_command_layout", "fused_ports", "fused_stt_view", "is_stt_view",
+           "SELECT_FIELD"]
 
 SELECT_FIELD = "dataflow"     # the command field that selects the dataflow (its index in the fuse list)
 
@@ -55,10 +56,10 @@ def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> t
         if n not in known:
             problems.append(problem(path, f"no dataflow named {n!r} in spec {design.name!r}; choose from: "
                                     f"{', '.join(known)}", n))
-    for n in sorted({n for n in names if n in known and design.dataflow(n).skewed}):
-        problems.append(problem(path, f"dataflow {n!r} is a skewed stt map (a lock-step chain network, "
-                                f"dataflow/stt_array.py); fusing it with other dataflows is not built; build it "
-                                f"alone with --dataflow {n}", list(names)))
+    if len(names) >= 2 and all(n in known and design.dataflow(n).skewed for n in names):
+        problems.append(problem(path, "every listed dataflow is a skewed stt map; a fused design needs at least one "
+                                "tiled dataflow (os/ws/is-like) to hold the shared multipliers' pipeline; build "
+                                "each skewed map alone with --dataflow", list(names)))
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         problems.append(problem(path, f"dataflow(s) {', '.join(dup)} listed twice", list(names)))
@@ -136,9 +137,12 @@ class MuxPoint:
         return math.ceil(math.log2(self.inputs)) if self.inputs > 1 else 0
 
 
-def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None) -> tuple[MuxPoint, ...]:
+def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None, extra_mul_inputs: int = 0
+             ) -> tuple[MuxPoint, ...]:
     """Every (node, slot) with more than one distinct source across dataflows; with ``stages`` (each
-    dataflow's registers per edge, from the LP) a different tap of the same source counts as a source."""
+    dataflow's registers per edge, from the LP) a different tap of the same source counts as a source.
+    ``extra_mul_inputs``: sources of every multiplier operand outside these graphs (the chains of fused
+    skewed stt maps, one per map), which widen those muxes."""
     slots: dict = {}
     for m, prim in enumerate(prims):
         for v in prim.graph.nodes:
@@ -148,8 +152,9 @@ def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None) ->
     out = []
     for (v, slot), per in sorted(slots.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
         distinct = {s for s in per if s is not None}
-        if len(distinct) > 1:
-            out.append(MuxPoint(v, slot, tuple(per), len(distinct)))
+        n = len(distinct) + (extra_mul_inputs if v.kind is NodeKind.MUL else 0)
+        if n > 1:
+            out.append(MuxPoint(v, slot, tuple(per), n))
     return tuple(out)
 
 
@@ -188,19 +193,39 @@ class FusionPlan:
 
 
 def retime_fused(names: Sequence[str], prims: Sequence[PrimitiveGraph], mux2_ns: float, period_ns: float,
-                 fu_merge: FuMerge) -> FusionPlan:
-    """Fused LP with mux delays, re-solved until each mux's input count is the one its delay assumed."""
-    muxes = mux_plan(prims)
+                 fu_merge: FuMerge, extra_mul_inputs: int = 0) -> FusionPlan:
+    """Fused LP with mux delays, re-solved until each mux's input count is the one its delay assumed
+    (``extra_mul_inputs``: see :func:`mux_plan`)."""
+    muxes = mux_plan(prims, extra_mul_inputs=extra_mul_inputs)
     rounds = 0
     while True:
         rounds += 1
         delayed = with_mux_delays(prims, muxes, mux2_ns)
         retiming = insert_pipeline_registers_fused(delayed, period_ns)
-        built = mux_plan(delayed, [r.stages for r in retiming.per_dataflow])
+        built = mux_plan(delayed, [r.stages for r in retiming.per_dataflow], extra_mul_inputs)
         levels = {(mp.node, mp.slot): mp.levels for mp in muxes}
         if all(levels.get((mp.node, mp.slot), 0) >= mp.levels for mp in built) or rounds >= len(prims) + 2:
             return FusionPlan(tuple(names), delayed, retiming, built, rounds, fu_merge)
         muxes = built
+
+
+# ---------------------------------------------------------------------------------------------------
+# skewed stt maps in a fused design
+
+def is_stt_view(view) -> bool:
+    """A fused design's view of a skewed stt map (a CompiledSttArray; tiled views are CompiledArrays)."""
+    return hasattr(view, "network")
+
+
+def fused_stt_view(design: Design, df: Dataflow, target: str, period: float | None, shared_stages: int):
+    """The skewed map ``df`` as it runs in a fused design: its chains and lanes are its own (muxed onto the
+    shared streams), its products come from the shared multipliers, whose ``shared_stages`` registers the
+    tiled dataflows' LP placed. The partial sums therefore run ``max(own, shared_stages)`` slots behind the
+    products (``product_stages``): the single design's stage count when that is larger (the extra registers
+    sit behind the shared ones, on the stt path only), else the shared multiplier's."""
+    from .stt_array import compile_stt_array, with_product_stages
+    single = compile_stt_array(design, df, target, period is not None)
+    return with_product_stages(single, max(single.network.product_stages, int(shared_stages)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,7 +234,7 @@ def retime_fused(names: Sequence[str], prims: Sequence[PrimitiveGraph], mux2_ns:
 def fused_command_layout(design: Design, dataflows: Sequence[Dataflow]) -> CommandLayout:
     """``steps``, one trip count per loop that is an outer loop of any fused dataflow (in the operation's
     loop order), then the dataflow select (its index in the fuse list)."""
-    loops = [d for d in design.operation.dims if any(d in df.outer_dims() for df in dataflows)]
+    loops = [d for d in design.operation.dims if any(d in df.outer_dims() for df in dataflows if not df.skewed)]
     fields, offset = [], 0
     for name, bits, loop in ([("steps", STEP_BITS, None)] + [(f"trips_{d}", TRIP_BITS, str(d)) for d in loops]
                              + [(SELECT_FIELD, max(1, math.ceil(math.log2(len(dataflows)))), None)]):

@@ -329,7 +329,7 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     if missing:
         raise SpecError([problem(path, f"array axis(es) {missing} carry no loop in the tiled form loop = "
                                  "extent*t_loop + s_axis; maps that distribute loops over the FUs otherwise (in blocks, "
-                                 "along diagonals) are not built", df.form)])
+                                 "along diagonals) are not built" + _larger_problem_witness(design, df), df.form)])
     order = df.order
     spatial_loops = set(spatial.values())
     inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
@@ -350,6 +350,27 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
                                spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                                inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
+def _larger_problem_witness(design: Design, df: Dataflow) -> str:
+    """A map the checks accepted on the reference bounds may still not be a dataflow for larger problems (a block
+    distribution ``i: "t_i + 2*s0"`` is injective only while i <= 2 x P0): the first iteration it runs twice or
+    misses on bounds grown past every FU coefficient, as text for the refusal, or "" when it stays valid."""
+    from archgen.arch.mapping_check import brute_force_coverage
+    op, shape = design.operation, design.shape
+    bounds = {}
+    for d, e in zip(op.dims, df.ts_map.exprs):
+        grow = sum(abs(c) * shape[int(v[1:])] for v, c in e.coeffs.items() if not v.startswith("t_"))
+        bounds[d] = design.reference_bounds[d] + grow + 1
+    try:
+        cov = brute_force_coverage(df.ts_map, shape, bounds)
+    except ValueError:
+        return ""
+    if cov.ok:
+        return ""
+    fmt = lambda x: "(" + ", ".join(f"{d}={v}" for d, v in zip(op.dims, x)) + ")"     # noqa: E731
+    what = f"runs {fmt(cov.duplicated)} more than once" if cov.duplicated else f"never runs {fmt(cov.missed)}"
+    return f"; nor is it injective and covering beyond the reference bounds: with bounds {bounds} it {what}"
 
 
 def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:

@@ -48,7 +48,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
 from .ir import CommandLayout, Direction, Port, PortRole, command_layout, port_name
-from .reuse import SttHop, stt_hops
+from .reuse import SttHop
 
 __all__ = ["SttNetwork", "SttTiling", "CompiledSttArray", "derive_stt_network", "choose_box", "stt_tiling",
            "compile_stt_array"]
@@ -65,6 +65,7 @@ class SttNetwork:
     hops: tuple[SttHop, ...]                         # inputs in operation order, then the output
     chains: tuple[tuple[tuple[Coord, ...], ...], ...]  # per hop: chains (root first), ordered by root
     product_stages: int = 0           # registers behind each multiplier (clock target): partial sums run this late
+    carrier: str | None = None        # the operand whose chain carries each line's validity tag (None: zero fill suffices)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -89,6 +90,14 @@ class SttNetwork:
     @property
     def acc_width(self) -> int:
         return self.design.acc_type.bits
+
+    @property
+    def tag_field_bits(self) -> int:
+        """Bits of one field (lo or hi) of a validity tag: chain positions 0 .. longest chain."""
+        return max(len(c) for c in self.chains_of(self.carrier)).bit_length() if self.carrier else 0
+
+    def hop(self, operand: str) -> SttHop:
+        return self.hops[[h.name for h in self.hops].index(operand)]
 
     def lanes(self, operand: str) -> int:
         return len(self.chains_of(operand))
@@ -119,13 +128,27 @@ class SttNetwork:
         for h in self.hops:
             chains = self.chains_of(h.name)
             longest = max(len(c) for c in chains)
+            if is_direct(h):
+                lines.append(f"{h.name}: no reuse (each element used by one iteration): fed to its FU in the slot of its "
+                             f"use, {len(chains)} lane(s), one per FU" + ("; every FU drives an output lane" if h.is_output
+                                                                         else ""))
+                continue
             if h.stationary:
                 lines.append(f"{h.describe(dims)}; {len(chains)} lane(s), one per FU, each adding to its ring "
                              "(load: new - held, clear: - held)" + ("; every FU drives an output lane" if h.is_output else ""))
                 continue
             end = "; leaves at the chain's last FU (one output lane per chain)" if h.is_output else ""
+            extra = len(_null_dims(self.design, self.design.operation.operand(h.name))) - 1
+            if extra > 0:
+                end += (f"; also reused along {extra} other direction(s), " +
+                        ("one line per element in a box (other visits come back as partial sums)" if h.is_output
+                         else "not exploited: the element is streamed again for every line"))
             lines.append(f"{h.describe(dims)}; {len(chains)} chain(s) of up to {longest} FU(s), "
                          f"{len(chains)} memory lane(s) at their roots{end}")
+        if self.carrier:
+            lines.append(f"validity: zero fill does not pin products to the box here, so each {self.carrier} line "
+                         f"enters with a tag (lo, hi) of {2 * self.tag_field_bits} bits on lane {tag_port(self.carrier)}: "
+                         f"the chain positions of its real iterations; FU p adds its product only when lo <= p < hi")
         return lines
 
 
@@ -135,7 +158,7 @@ def derive_stt_network(design: Design, df: Dataflow, product_stages: int = 0) ->
     ``product_stages`` registers behind every multiplier delay each product by as many slots; the partial
     sums then run that many slots behind the inputs (their psum beats enter and their outputs leave later),
     which keeps every product meeting the partial sum of its own iteration."""
-    hops = stt_hops(design, df)
+    hops = _stt_hops(design, df)
     shape = design.shape
     inside = lambda s: all(0 <= v < e for v, e in zip(s, shape))
     chains = []
@@ -153,7 +176,85 @@ def derive_stt_network(design: Design, df: Dataflow, product_stages: int = 0) ->
                 cur = tuple(a + d for a, d in zip(cur, h.ds))
             mine.append(tuple(chain))
         chains.append(tuple(mine))
-    return SttNetwork(design, df, hops, tuple(chains), int(product_stages))
+    return SttNetwork(design, df, hops, tuple(chains), int(product_stages), _carrier(design, hops))
+
+
+def is_direct(h: SttHop) -> bool:
+    """An operand element used by one iteration only (A_X has full column rank): no reuse, so it is fed
+    straight to its FU through a lane per FU in the slot of its use (an output: leaves the same slot)."""
+    return not any(h.dx)
+
+
+def _reuse_direction(amat: np.ndarray, space: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """The direction dx (A_X dx = 0) along which an operand's element travels. One reuse line: its primitive
+    vector. Several: the element is re-fed once per line along one of them (the host streams it again for
+    every line; an output is kept to one line per element per box, ``_single_line``): a chain is preferred
+    to a ring (a ring needs a lane per FU), then the shortest hop, then the fewest registers. None: zero."""
+    from archgen.arch.mapping_check import integer_null_space
+    n = amat.shape[1]
+    rank = int(np.linalg.matrix_rank(amat)) if amat.size else 0
+    if rank == n:
+        return np.zeros(n, dtype=np.int64)
+    if rank == n - 1:
+        return np.array(integer_null_space(amat)[0], dtype=np.int64)
+    for reach in (2, 4, 8, 16):         # small integer directions first (the null space is a lattice of rank >= 2)
+        cands = []
+        for v in itertools.product(range(-reach, reach + 1), repeat=n):
+            v = np.array(v, dtype=np.int64)
+            if not v.any() or np.any(amat @ v) or math.gcd(*map(int, v)) != 1 or v[np.flatnonzero(v)[0]] < 0:
+                continue
+            ds, dt = space @ v, abs(int(time @ v))
+            cands.append(((not ds.any(), int(np.abs(ds).sum()), dt, int(np.abs(v).sum())), tuple(v.tolist())))
+        if cands:
+            return np.array(min(cands)[1], dtype=np.int64)
+    raise SpecError([problem("operation", "no reuse direction with entries up to 16 was found for an operand "
+                             "reused along several directions", amat.tolist())])
+
+
+def _stt_hops(design: Design, df: Dataflow) -> tuple[SttHop, ...]:
+    """dataflow/reuse.py ``stt_hops`` for any access: one line of reuse (the reuse analysis' hop), several
+    (``_reuse_direction`` picks the line each element rides) or none (a direct operand, dx = 0)."""
+    op = design.operation
+    mat = np.array(df.stt, dtype=np.int64)
+    space, time = mat[:-1], mat[-1]
+    hops = []
+    for x in op.inputs + (op.output,):
+        dx = _reuse_direction(x.access_matrix(op.dims), space, time)
+        ds, dt = space @ dx, int(time @ dx)
+        if dt < 0 or (dt == 0 and ds.any() and next(v for v in ds if v) < 0):
+            dx, ds, dt = -dx, -ds, -dt
+        hops.append(SttHop(x.name, tuple(int(v) for v in dx), tuple(int(v) for v in ds), dt, x is op.output))
+    return tuple(hops)
+
+
+def zero_fill_exact(hops) -> bool:
+    """Whether zero-filled lanes alone make every product outside a real iteration zero: an input element is on
+    its chain at (s, t) exactly when T^-1 [s; t] lies on the extension of one of its lines through the box, so
+    the product is pinned to the box when some input is direct (present at its iteration only), or when every
+    input moves along one loop and not all along the same one (the cylinders box + Z e_l then meet in the box)."""
+    ins = [h for h in hops if not h.is_output]
+    if any(is_direct(h) for h in ins):
+        return True
+    loops = set()
+    for h in ins:
+        if sum(map(abs, h.dx)) != 1:
+            return False
+        loops.add(int(np.argmax(np.abs(h.dx))))
+    return len(loops) >= 2
+
+
+def _carrier(design: Design, hops) -> str | None:
+    """The operand whose lines carry a validity tag (lo, hi): the chain positions of a line's real iterations,
+    entering with the line at its root and riding its registers; FU p of the chain adds its product only when
+    lo <= p < hi (two comparisons with a constant). Needed when zero fill does not pin products to the box
+    (``zero_fill_exact``). The output's partial-sum chain carries it when it moves, else a moving input."""
+    if zero_fill_exact(hops):
+        return None
+    for h in (hops[-1],) + tuple(hops[:-1]):
+        if not h.stationary:
+            return h.name
+    raise SpecError([problem("dataflows", "every operand stays on one FU under this map; the validity tag needs "
+                             "one operand that moves across the array", None)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,9 +345,7 @@ def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
     per_hop = []
     for h in net.hops:
         lane, pos, length = (a.ravel()[flat_fu] for a in net.position(h.name))
-        dx = np.array(h.dx)
-        first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
-        last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+        first, last = line_ends(pts, h.dx, ext)
         late = net.product_stages if h.is_output else 0
         enter = t[first] - pos[first] * h.dt + late
         if h.stationary:        # held from the first use; its ring is cleared dt slots after the last use
@@ -290,6 +389,54 @@ def _geometry(net: SttNetwork, box: dict) -> _BoxGeometry:
     _h, _lanes, enter, _leave, exit_ = per_hop[-1]
     gap = int((exit_ - enter).max())
     return _BoxGeometry(start, span, tuple(entries), tuple(presence), gap)
+
+
+def line_ends(pts: np.ndarray, dx, ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last): the box points where a line along dx enters and leaves the box (dx = 0: every point)."""
+    dx = np.asarray(dx, dtype=np.int64)
+    if not dx.any():
+        every = np.ones(len(pts), dtype=bool)
+        return every, every
+    first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
+    last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+    return first, last
+
+
+def line_ids(pts: np.ndarray, dx, ext: np.ndarray) -> np.ndarray:
+    """For each box point, the index (into ``pts``, C order over ``ext``) of its line's first point."""
+    dx = np.asarray(dx, dtype=np.int64)
+    if not dx.any():
+        return np.arange(len(pts))
+    back = np.full(len(pts), np.iinfo(np.int64).max // 4, dtype=np.int64)
+    for li, c in enumerate(dx.tolist()):
+        if c > 0:
+            back = np.minimum(back, pts[:, li] // c)
+        elif c < 0:
+            back = np.minimum(back, (ext[li] - 1 - pts[:, li]) // -c)
+    start = pts - back[:, None] * dx
+    return np.ravel_multi_index(tuple(start.T), tuple(int(e) for e in ext))
+
+
+def _single_line(net: SttNetwork, box: dict) -> bool:
+    """Each output element of the box lies on one line along the output's dx (an output reused along several
+    directions: its partial sum rides one chain per box; other visits come back as partial sums)."""
+    out = net.output
+    oper = net.design.operation.output
+    if len(_null_dims(net.design, oper)) <= 1:
+        return True
+    dims = net.design.operation.dims
+    pts = _box_points(dims, box)
+    ext = np.array([box[d] for d in dims])
+    keys = pts @ oper.access_matrix(dims).T
+    lid = line_ids(pts, out.dx, ext)
+    pairs = np.unique(np.column_stack([keys, lid]), axis=0)
+    return len(pairs) == len(np.unique(keys, axis=0))
+
+
+def _null_dims(design: Design, operand) -> list:
+    amat = operand.access_matrix(design.operation.dims)
+    n = amat.shape[1]
+    return [0] * (n - int(np.linalg.matrix_rank(amat)))
 
 
 def _shifts(a: np.ndarray, b: np.ndarray | None = None) -> set[int]:
@@ -395,6 +542,8 @@ def _choose_box(net: SttNetwork, bound_items: tuple) -> tuple:
     lim = _box_limits(net, bound)
     # a loop no spatial row reads runs whole inside the box: splitting it only repeats the fill and drain
     free = {d for li, d in enumerate(dims) if not net.space[:, li].any()}
+    if len(_null_dims(net.design, net.design.operation.output)) > 1:
+        free = set()            # one line per output element may need a loop split to 1
     cands = [[bound[d]] if d in free else
              [b for b in range(1, lim[d] + 1) if b == -(-bound[d] // -(-bound[d] // b))]   # b = ceil(N / q)
              for d in dims]
@@ -402,7 +551,7 @@ def _choose_box(net: SttNetwork, bound_items: tuple) -> tuple:
     scored = []
     for combo in itertools.product(*cands):
         box = dict(zip(dims, combo))
-        if not _fits(net, box):
+        if not _fits(net, box) or not _single_line(net, box):
             continue
         tiles = math.prod(-(-bound[d] // box[d]) for d in dims)
         span = sum(abs(int(c)) * (box[d] - 1) for c, d in zip(net.time, dims)) + 1
@@ -427,7 +576,7 @@ def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTili
         box = choose_box(net, bound)
     else:
         box = {d: int(box[d]) for d in dims}
-        if not _fits(net, box) or any(box[d] < 1 for d in dims):
+        if not _fits(net, box) or any(box[d] < 1 for d in dims) or not _single_line(net, box):
             spans = [sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 for row in net.space]
             raise SpecError([problem("box", f"the image of this box spans {spans} FUs, the array is "
                                      f"{list(net.shape)}; every box extent must be >= 1 and fit", box)])
@@ -477,6 +626,11 @@ class CompiledSttArray:
         return next(p for p in self.ports if p.role is PortRole.PSUM)
 
 
+def tag_port(operand: str) -> str:
+    """The stream of validity tags that rides the chains of ``operand`` (``SttNetwork.carrier``)."""
+    return f"tag_{operand}"
+
+
 def compile_stt_array(design: Design, df: Dataflow, target: str = "asic", pipeline: bool = True) -> CompiledSttArray:
     """The skewed array of ``df``; pipelined for the spec's clock (registers behind the multipliers, from the
     delay table ``target``) unless ``pipeline=False``."""
@@ -517,6 +671,10 @@ def _compile(design: Design, df: Dataflow, target: str, period: float | None) ->
         t = types[h.name]
         ports.append(Port(port_name(PortRole.INPUT, h.name), Direction.IN, PortRole.INPUT, t.bits, net.lanes(h.name),
                           h.name, t.signed))
+    if net.carrier:             # validity tags (lo, hi) ride the carrier's chains: one lane per chain root
+        # operand = the port's own name: its beats are not a tensor's elements (the host or a controller makes them)
+        ports.append(Port(tag_port(net.carrier), Direction.IN, PortRole.INPUT, 2 * net.tag_field_bits,
+                          net.lanes(net.carrier), tag_port(net.carrier), False))
     out, acc = net.output, design.acc_type
     ports.append(Port(port_name(PortRole.PSUM, out.name), Direction.IN, PortRole.PSUM, acc.bits, net.lanes(out.name),
                       out.name, acc.signed))
@@ -526,6 +684,22 @@ def _compile(design: Design, df: Dataflow, target: str, period: float | None) ->
               Port("busy", Direction.OUT, PortRole.STATUS, 1, stream=False)]
     key = hashlib.sha256(repr((design, df, target, period, "stt")).encode()).hexdigest()
     return CompiledSttArray(design, df, net, tuple(ports), command, target, key, period, path)
+
+
+def with_product_stages(compiled: CompiledSttArray, stages: int) -> CompiledSttArray:
+    """``compiled`` with ``stages`` registers behind every multiplier (a fused design's shared multipliers,
+    dataflow/fusion.py): the partial sums run that many slots later; box period and span follow."""
+    import dataclasses
+    if stages == compiled.network.product_stages:
+        return compiled
+    from .delays import DelayTable
+    net = derive_stt_network(compiled.design, compiled.dataflow, stages)
+    table = DelayTable.load(compiled.target)
+    in_bits = max(compiled.design.type_of[h.name].bits for h in net.inputs)
+    adders = 1 if net.output.dt else max(len(c) for c in net.chains_of(net.output.name))
+    path = _path_ns(table, in_bits, compiled.design.acc_type.bits, adders, stages)
+    key = hashlib.sha256(repr((compiled.key, "stages", stages)).encode()).hexdigest()
+    return dataclasses.replace(compiled, network=net, key=key, critical_path_ns=path)
 
 
 def explain_stt(design: Design, df: Dataflow) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .host import HostProgram
-from .stt_array import SttTiling, _box_points
+from .stt_array import SttTiling, _box_points, is_direct, line_ends, line_ids, tag_port
 
 __all__ = ["stt_host_program"]
 
@@ -48,17 +48,23 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
     rings: list = []                                   # stationary operands: (slot, load?, operand, lane, dt, value, source)
     # per hop: the box points where an element enters (first use) and, for the output, leaves
     geometry = {}
+    lines = {}
     for h in net.hops:
         lane, pos, length = net.position(h.name)
-        dx = np.array(h.dx)
-        first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
-        last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+        first, last = line_ends(pts, h.dx, ext)
         geometry[h.name] = (first, last, lane[fus], pos[fus], length[fus])
+        lines[h.name] = line_ids(pts, h.dx, ext)
+    carrier = net.hop(net.carrier) if net.carrier else None
+    if carrier is not None:
+        streams[tag_port(carrier.name)] = np.zeros((S, net.lanes(carrier.name)), dtype=np.int64)
     for m, origin in enumerate(tiling.tiles()):
         base = m * period
         x = pts + np.array([origin[d] for d in dims])
         inside = np.all(x < bound, axis=1)
         prod = np.ones(len(x), dtype=np.int64)
+        if carrier is not None:
+            _tags(net, carrier, base, t_local, geometry[carrier.name], lines[carrier.name], inside,
+                  streams[tag_port(carrier.name)])
         for h in net.inputs:
             operand = op.operand(h.name)
             first, _last, lane, pos, _length = geometry[h.name]
@@ -67,9 +73,16 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
             vals = np.zeros(len(x), dtype=np.int64)
             vals[held] = tensors[h.name][tuple(idx[held].T)]
             prod *= np.where(inside, vals, 0)
-            sel = first & held          # it enters at its line's first box point, in the problem or not
+            # it enters at its line's first box point when the line meets the problem (ragged boxes: a line
+            # with no iteration inside the problem stays zero, so zero fill pins products to box and problem)
+            meets = np.zeros(len(x), dtype=bool)
+            meets[lines[h.name][inside]] = True
+            sel = first & meets[lines[h.name]] & held
+            if is_direct(h):            # no reuse: the element comes in on its FU's lane in the slot of its use
+                streams[f"in_{h.name}"][base + t_local[sel], lane[sel]] = vals[sel]
+                continue
             if h.stationary:            # load at the first use, clear dt slots after the last (ring events)
-                lasts = _last_of_line(geometry[h.name][1], idx, sel)
+                lasts = _last_of_line(geometry[h.name][1], lines[h.name], sel)
                 for k, kl in zip(np.nonzero(sel)[0], lasts):
                     rings.append((base + t_local[k], 1, h.name, lane[k], h.dt, int(vals[k]), None))
                     rings.append((base + t_local[kl] + h.dt, 0, h.name, lane[k], h.dt, 0, None))
@@ -82,6 +95,20 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
         sums: dict[tuple, int] = {}
         for key, p in zip(map(tuple, oidx[inside].tolist()), prod[inside].tolist()):
             sums[key] = sums.get(key, 0) + p
+        if is_direct(net.output):       # each element is one iteration: its partial sum in, the result out
+            for k in np.nonzero(held)[0]:
+                key = tuple(oidx[k].tolist())
+                slot = base + t_local[k] + net.product_stages
+                prev_beat, prev = written.get(key, (-1, 0))
+                if prev_beat >= 0:
+                    psum[slot, lane[k]] = prev
+                    psum_source[slot, lane[k]] = prev_beat
+                value = int(_wrap(np.array(prev + int(prod[k]) * bool(inside[k])), acc_bits))
+                expected[slot, lane[k]] = value
+                out_index[slot, lane[k]] = key
+                written[key] = (int(slot), value)
+                result[key] = value
+            continue
         if net.output.stationary:
             _stationary_output(net, base, t_local, lane, first & held, last, oidx, prod * inside, written, rings,
                                expected, out_index, result, acc_bits)
@@ -117,10 +144,27 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
                        psum_source=psum_source)
 
 
-def _last_of_line(last: np.ndarray, idx: np.ndarray, sel: np.ndarray) -> list[int]:
-    """For each selected first point, the box point where its line (same element index) ends."""
-    ends = {tuple(idx[k].tolist()): k for k in np.nonzero(last)[0]}
-    return [ends[tuple(idx[k].tolist())] for k in np.nonzero(sel)[0]]
+def _last_of_line(last: np.ndarray, lid: np.ndarray, sel: np.ndarray) -> list[int]:
+    """For each selected first point, the box point where its line (same line id) ends."""
+    ends = {int(lid[k]): k for k in np.nonzero(last)[0]}
+    return [ends[int(lid[k])] for k in np.nonzero(sel)[0]]
+
+
+def _tags(net, h, base, t_local, geometry, lid, inside, stream):
+    """The validity tag of every line of the carrier ``h`` in one box: (lo, hi) = the chain positions of its
+    iterations inside the problem (contiguous: a line meets the box and the problem bounds in one segment),
+    packed lo | hi << bits, on the carrier's lane in the slot its element (or partial sum) enters."""
+    first, _last, lane, pos, _length = geometry
+    bits = net.tag_field_bits
+    big = 1 << 30
+    lo = np.full(len(lid), big, dtype=np.int64)
+    hi = np.full(len(lid), -1, dtype=np.int64)
+    np.minimum.at(lo, lid[inside], pos[inside])
+    np.maximum.at(hi, lid[inside], pos[inside] + 1)
+    late = net.product_stages if h.is_output else 0
+    for k in np.nonzero(first)[0]:
+        if hi[k] > lo[k]:
+            stream[base + t_local[k] - pos[k] * h.dt + late, lane[k]] = int(lo[k]) | (int(hi[k]) << bits)
 
 
 def _stationary_output(net, base, t_local, lane, first, last, oidx, prod, written, rings, expected, out_index,

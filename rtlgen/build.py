@@ -117,6 +117,13 @@ def fused_manifest(fused, top, text: str) -> dict:
     per = {}
     for k, view in enumerate(fused.views):
         df = view.dataflow
+        if hasattr(view, "network"):        # a skewed stt map (dataflow/fusion.py fused_stt_view)
+            net = view.network
+            per[df.name] = {"select": k, "stt": [list(r) for r in df.stt], "order": list(df.order),
+                            "product_stages": net.product_stages, "validity_tag_carrier": net.carrier,
+                            "operands": [{"operand": h.name, "hop": list(h.ds), "registers_per_hop": h.dt,
+                                          "lanes": net.lanes(h.name)} for h in net.hops]}
+            continue
         per[df.name] = {"select": k, "spatial": {str(a): d for a, d in (df.spatial or ())}, "order": list(df.order),
                         "control": list(df.control), "schedule": asdict(view.schedule),
                         "operands": [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes}

@@ -18,10 +18,11 @@ from amaranth import Array, Const, Module, Mux, Signal, hdl
 from amaranth.lib import wiring
 
 from archgen.dataflow.control import CommandHW, accumulator_drain_hw, all_of, issuer_hw, loader_hw, stream_drain_hw
-from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, slot_of
+from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.array import _row_index, port_members
-from archgen.rtlgen.datapath import shape_of, tag
+from archgen.dataflow.stt_array import is_direct, tag_port
+from archgen.rtlgen.datapath import delay_line, shape_of, tag
 
 __all__ = ["FusedArrayTop", "fused_verilog"]
 
@@ -72,25 +73,33 @@ class FusedArrayTop(wiring.Component):
             m.d.sync += running.eq(0)
 
         self.adv = adv = Signal(name="advance")
-        length = max(max(v.schedule.commit_skew, v.schedule.swap_skew,
-                         0 if v.schedule.accumulate else v.schedule.out_latency) for v in views)
+        self.tiled = [k for k, v in enumerate(views) if not is_stt_view(v)]
+        self.stt = [k for k, v in enumerate(views) if is_stt_view(v)]
+        length = max(max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
+                         0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled)
         self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in _LINE}
         for k in range(1, length + 1):
             with m.If(adv):
                 for n in _LINE:
                     m.d.sync += line[n][k].eq(line[n][k - 1])
 
-        self.ctl = [self._controller(m, k, view, start, running, steps_m1, trips) for k, view in enumerate(views)]
+        self.ctl = {k: self._controller(m, k, views[k], start, running, steps_m1, trips) for k in self.tiled}
         ctl = self.ctl
+        out_port = self._port(F.ports[[p.role for p in F.ports].index(PortRole.OUTPUT)].name)
+        self.stt_ctl = {k: self._stt_controller(m, k, views[k], start, steps_m1, out_port) for k in self.stt}
         for n in _LINE:
-            m.d.comb += line[n][0].eq(_any(c[n] for c in ctl))
-        m.d.comb += [adv.eq(self._pick(m, 1, "advance_sel", [(k, k, c["advance"]) for k, c in enumerate(ctl)])),
-                     finish.eq(_any(c["finish"] for c in ctl))]
+            m.d.comb += line[n][0].eq(_any(c[n] for c in ctl.values()))
+        m.d.comb += [adv.eq(self._pick(m, 1, "advance_sel", [(k, k, c["advance"]) for k, c in ctl.items()])),
+                     finish.eq(_any(c["finish"] for c in list(ctl.values()) + list(self.stt_ctl.values())))]
+        every = list(ctl.values()) + list(self.stt_ctl.values())
         for port in F.ports:
             if port.role in (PortRole.INPUT, PortRole.PSUM):
-                m.d.comb += self._port(port.name).ready.eq(_any(c["ready"].get(port.name, Const(0)) for c in ctl))
-        out_port = self._port(F.ports[[p.role for p in F.ports].index(PortRole.OUTPUT)].name)
-        m.d.comb += out_port.valid.eq(_any(c["out_valid"] for c in ctl))
+                m.d.comb += self._port(port.name).ready.eq(_any(c["ready"].get(port.name, Const(0)) for c in every))
+        m.d.comb += out_port.valid.eq(_any(c["out_valid"] for c in every))
+        # the shared multipliers' stages move with the selected dataflow's enable
+        self.mul_en = self._pick(m, 1, "multiplier_enable_sel",
+                                 [(k, "adv", adv) for k in self.tiled]
+                                 + [(k, ("fire", k), c["fire"]) for k, c in self.stt_ctl.items()])
         self._datapath(m, out_port)
         return m
 
@@ -115,6 +124,30 @@ class FusedArrayTop(wiring.Component):
             with m.Default():
                 m.d.comb += sig.eq(items[0][0])
         return sig
+
+    # ---- a skewed stt map's controller (rtlgen/stt_array.py) ---------------------------------------
+    def _stt_controller(self, top, k, view, start, steps_m1, out_port) -> dict:
+        """The lock-step slot counter of skewed map ``k``: one slot fires when its streams all have a beat
+        and the output takes one; done one cycle after the last slot (stt_array.py's contract)."""
+        m = Module()
+        top.submodules[f"ctrl_{view.dataflow.name}"] = m
+        net = view.network
+        names = [port_name(PortRole.INPUT, h.name) for h in net.inputs] + [view.psum_port.name]
+        if net.carrier:
+            names.append(tag_port(net.carrier))
+        active, done = Signal(name="active"), Signal(name="done_pulse")
+        count = Signal(STEP_BITS, name="slot")
+        beats, fire = Signal(name="beats_valid"), Signal(name="fire")
+        m.d.comb += [beats.eq(active & all_of([self._port(n).valid for n in names])),
+                     fire.eq(beats & out_port.ready)]
+        m.d.sync += done.eq(0)
+        with m.If(start & (getattr(self.cmd.payload, SELECT_FIELD) == k)):
+            m.d.sync += [active.eq(1), count.eq(0)]
+        with m.If(fire):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == steps_m1):
+                m.d.sync += [active.eq(0), done.eq(1)]
+        return {"fire": fire, "finish": done, "out_valid": beats, "ready": {n: fire for n in names}, "slot": count}
 
     # ---- one dataflow's controller --------------------------------------------------------------
     def _controller(self, top, k, view, start, running, steps_m1, trips) -> dict:
@@ -194,13 +227,15 @@ class FusedArrayTop(wiring.Component):
         out_name = design.operation.output.name
         self.acc_shape = shape_of(design.acc_type.bits, design.acc_type.signed)
         self.in_shape = {n: shape_of(t.bits, t.signed) for n, t in design.types if n != out_name}
-        prims = [v.timing.prim for v in views]
         users: dict = {}
-        for k, prim in enumerate(prims):
-            for v in prim.graph.nodes:
+        for k in self.tiled:
+            for v in views[k].timing.prim.graph.nodes:
                 users.setdefault(v, []).append(k)
+        self.stt_valid: dict = {}
+        self.stt_value = {k: self._stt_inputs(m, k) for k in self.stt}
         self.out = {v: Signal(self._shape_of(v), name=v.name) for v in sorted(users)}
         self.chains: dict = {}
+        self.mul_latency: dict = {}
         self.shadow: dict = {}
         results = {}
         for v in sorted(users):
@@ -224,7 +259,8 @@ class FusedArrayTop(wiring.Component):
                 results[v.coord] = self._accumulator(m, v, ks)
             elif kind is NodeKind.DRAIN:
                 self._drain(m, v, ks)
-        self._outputs(m, out_port, results)
+        stt_out = {k: self._stt_sums(m, k) for k in self.stt}
+        self._outputs(m, out_port, results, stt_out)
 
     def _shape_of(self, v: Node):
         if v.kind in (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG) and v.operand in self.in_shape:
@@ -314,16 +350,99 @@ class FusedArrayTop(wiring.Component):
         slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)})
         prod = None
         for x in slots:
-            val = self._input(m, v, ks, x)
+            options = [(k, (u, regs), self._tap(m, u, regs)) for k in ks for s, u, regs in self._inputs(k, v) if s == x]
+            for k, (value, valid) in self.stt_value.items():         # a skewed map's chain value at this FU
+                val = value[(x, v.coord)]
+                if valid is not None and x == slots[0]:               # an input's validity tag masks the product
+                    val = Mux(valid[v.coord], val, 0)
+                options.append((k, ("stt", k), val))
+            val = self._pick(m, self.in_shape[x], f"{v.name}_{x}_sel", options)
             prod = val if prod is None else prod * val
         latency = self.fused.views[ks[0]].timing.node_latency(v)
+        self.mul_latency[v.coord] = latency
         prev = prod
         for i in range(latency):
             r = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}_s{i}" if latency > 1 else f"prod_{tag(v.coord)}_s")
-            with m.If(self.adv):
+            with m.If(self.mul_en):
                 m.d.sync += r.eq(prev)
             prev = r
         m.d.comb += self.out[v].eq(prev)
+
+    # ---- a skewed stt map's chains (rtlgen/stt_array.py's datapath, products from the shared multipliers) ----
+    def _stt_inputs(self, m, k):
+        """({(operand, fu): value}, {fu: product counts} when an input carries the validity tags, else None)."""
+        view = self.fused.views[k]
+        net, fire, name = view.network, self.stt_ctl[k]["fire"], view.dataflow.name
+        value, valid = {}, {}
+        bits = net.tag_field_bits
+
+        def tag_chain(lane, chain, dt, op):
+            prev = self._port(tag_port(net.carrier)).payload[lane]
+            for p, s in enumerate(chain):
+                if p:
+                    prev = delay_line(m, prev, dt, fire, f"{name}_tag_{op}_hop_{tag(s)}_", 2 * bits)
+                ok = Signal(name=f"{name}_valid_{tag(s)}")
+                m.d.comb += ok.eq((prev[:bits] <= p) & (prev[bits:] > p))
+                valid[s] = ok
+
+        for h in net.inputs:
+            shp, lanes = self.in_shape[h.name], self._port(port_name(PortRole.INPUT, h.name)).payload
+            for lane, chain in enumerate(net.chains_of(h.name)):
+                if is_direct(h):
+                    value[(h.name, chain[0])] = lanes[lane]
+                    continue
+                if h.name == net.carrier:
+                    tag_chain(lane, chain, h.dt, h.name)
+                if h.stationary:
+                    (s,) = chain
+                    held = Signal(shp, name=f"{name}_{h.name}_held_{tag(s)}")
+                    ring = delay_line(m, held, h.dt, fire, f"{name}_{h.name}_ring_{tag(s)}_", shp)
+                    m.d.comb += held.eq(ring + lanes[lane])
+                    value[(h.name, s)] = held
+                    continue
+                prev = lanes[lane]
+                for p, s in enumerate(chain):
+                    if p:
+                        prev = delay_line(m, prev, h.dt, fire, f"{name}_{h.name}_hop_{tag(s)}_", shp)
+                    value[(h.name, s)] = prev
+        if net.carrier == net.output.name:
+            for lane, chain in enumerate(net.chains_of(net.output.name)):
+                tag_chain(lane, chain, net.output.dt, net.output.name)
+        self.stt_valid[k] = valid
+        return value, (valid if net.carrier and net.carrier != net.output.name else None)
+
+    def _stt_sums(self, m, k) -> list:
+        """The partial-sum chains of skewed map ``k``; its output lanes. A product leaves the shared stages
+        after the tiled dataflows' latency L; the map's own extra stages (product_stages - L) follow on its
+        path only. Its first L slots see stale stages (another dataflow's products): they are zeroed, which
+        is what a skewed map's own trailing slots leave there (no product in the last product_stages slots)."""
+        view = self.fused.views[k]
+        net, ctl, name = view.network, self.stt_ctl[k], view.dataflow.name
+        out_h, fire, acc = net.output, ctl["fire"], self.acc_shape
+        psum = self._port(view.psum_port.name).payload
+        outs = []
+        for lane, chain in enumerate(net.chains_of(out_h.name)):
+            c_in = psum[lane]
+            c_out = None
+            for p, s in enumerate(chain):
+                if is_direct(out_h) or out_h.stationary:
+                    c_out = Signal(acc, name=f"{name}_{out_h.name}_sum_{tag(s)}")
+                    if out_h.stationary:
+                        c_in = c_in + delay_line(m, c_out, out_h.dt, fire, f"{name}_{out_h.name}_ring_{tag(s)}_", acc)
+                elif p:
+                    c_in = delay_line(m, c_out, out_h.dt, fire, f"{name}_{out_h.name}_hop_{tag(s)}_", acc)
+                shared = self.mul_latency[s]
+                prod = self.out[Node(NodeKind.MUL, s)]
+                if shared:
+                    prod = Mux(ctl["slot"] < shared, 0, prod)
+                prod = delay_line(m, prod, net.product_stages - shared, fire, f"{name}_prod_{tag(s)}_", acc)
+                if net.carrier == out_h.name:
+                    prod = Mux(self.stt_valid[k][s], prod, 0)
+                if not (is_direct(out_h) or out_h.stationary):
+                    c_out = Signal(acc, name=f"{name}_{out_h.name}_sum_{tag(s)}")
+                m.d.comb += c_out.eq(c_in + prod)
+            outs.append(c_out)
+        return outs
 
     def _accumulator(self, m, v: Node, ks):
         s, shape, F = v.coord, self.acc_shape, self.fused
@@ -374,12 +493,13 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(self._pick(m, self.acc_shape, f"{v.name}_align_sel",
                                               [(k, a, taps[a]) for k, a in align.items()]))
 
-    def _outputs(self, m, out_port, results):
+    def _outputs(self, m, out_port, results, stt_out):
         F = self.fused
         lanes = len(out_port.payload)
         for lane in range(lanes):
-            options = []
-            for k, view in enumerate(F.views):
+            options = [(k, ("stt", k), outs[lane]) for k, outs in stt_out.items() if lane < len(outs)]
+            for k in self.tiled:
+                view = F.views[k]
                 out = view.fu_graph.output
                 if lane >= out.n_lanes:
                     continue

@@ -14,11 +14,11 @@ Arithmetic wraps at the output type's width (two's complement).
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 
 from archgen.dataflow.ir import STEP_BITS, PortRole, port_name
-from archgen.dataflow.stt_array import CompiledSttArray
+from archgen.dataflow.stt_array import CompiledSttArray, is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, shape_of, tag
 
 from .array import port_members
@@ -39,6 +39,7 @@ class SttArrayTop(wiring.Component):
         out_port = getattr(self, port_name(PortRole.OUTPUT, out_h.name))
         psum_port = getattr(self, port_name(PortRole.PSUM, out_h.name))
         in_ports = {h.name: getattr(self, port_name(PortRole.INPUT, h.name)) for h in net.inputs}
+        tag_in = getattr(self, tag_port(net.carrier)) if net.carrier else None
 
         # control: latch the slot count, fire one slot per cycle while every stream can move
         running = Signal(name="running")
@@ -48,14 +49,15 @@ class SttArrayTop(wiring.Component):
         start = Signal(name="start")
         beats = Signal(name="beats_valid")
         fire = Signal(name="fire")
-        valids = [p.valid for p in in_ports.values()] + [psum_port.valid]
+        extra = [] if tag_in is None else [tag_in]
+        valids = [p.valid for p in list(in_ports.values()) + extra] + [psum_port.valid]
         all_valid = valids[0]
         for v in valids[1:]:
             all_valid = all_valid & v
         m.d.comb += [self.cmd.ready.eq(~running), start.eq(self.cmd.valid & ~running), self.busy.eq(running),
                      beats.eq(running & all_valid), fire.eq(beats & out_port.ready), out_port.valid.eq(beats),
                      self.done.eq(done)]
-        for p in list(in_ports.values()) + [psum_port]:
+        for p in list(in_ports.values()) + extra + [psum_port]:
             m.d.comb += p.ready.eq(fire)
         m.d.sync += done.eq(0)
         with m.If(start):
@@ -69,9 +71,28 @@ class SttArrayTop(wiring.Component):
         types = design.type_of
         acc_shape = shape_of(design.acc_type.bits, design.acc_type.signed)
         value = {}                              # (operand, fu) -> the element FU s uses this slot
+        valid = {}                              # fu -> its product counts (validity tag of the carrier's line)
+        bits = net.tag_field_bits
+
+        def tag_chain(lane, chain, dt, name):
+            """The carrier's tags ride its chain; FU p's product counts when lo <= p < hi (constant compares)."""
+            prev = tag_in.payload[lane]
+            for p, s in enumerate(chain):
+                if p:
+                    prev = delay_line(m, prev, dt, fire, f"tag_{name}_hop_{tag(s)}_", 2 * bits)
+                ok = Signal(name=f"valid_{tag(s)}")
+                m.d.comb += ok.eq((prev[:bits] <= p) & (prev[bits:] > p))
+                valid[s] = ok
+
         for h in net.inputs:
             shp = shape_of(types[h.name].bits, types[h.name].signed)
             for lane, chain in enumerate(net.chains_of(h.name)):
+                if is_direct(h):       # no reuse: the lane feeds its FU directly
+                    (s,) = chain
+                    value[(h.name, s)] = in_ports[h.name].payload[lane]
+                    continue
+                if h.name == net.carrier:
+                    tag_chain(lane, chain, h.dt, h.name)
                 if h.stationary:       # a ring of dt registers at the FU; its lane adds (load: new - held)
                     (s,) = chain
                     held = Signal(shp, name=f"{h.name}_held_{tag(s)}")
@@ -86,8 +107,12 @@ class SttArrayTop(wiring.Component):
                     value[(h.name, s)] = prev
         for lane, chain in enumerate(net.chains_of(out_h.name)):
             c_in = psum_port.payload[lane]
+            if out_h.name == net.carrier:
+                tag_chain(lane, chain, out_h.dt, out_h.name)
             for p, s in enumerate(chain):
-                if out_h.stationary:   # an accumulator ring at the FU: the psum lane adds to what it holds
+                if is_direct(out_h):   # one iteration per element: its partial sum in, the result out
+                    c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
+                elif out_h.stationary:   # an accumulator ring at the FU: the psum lane adds to what it holds
                     c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
                     c_in = c_in + delay_line(m, c_out, out_h.dt, fire, f"{out_h.name}_ring_{tag(s)}_", acc_shape)
                 elif p:
@@ -95,8 +120,12 @@ class SttArrayTop(wiring.Component):
                 prod = value[(net.inputs[0].name, s)]
                 for h in net.inputs[1:]:
                     prod = prod * value[(h.name, s)]
+                if net.carrier and net.carrier != out_h.name:     # an input's tag: mask before the stages
+                    prod = Mux(valid[s], prod, 0)
                 # registers behind the product (clock target); synthesis retiming moves them into the multiplier
                 prod = delay_line(m, prod, net.product_stages, fire, f"{out_h.name}_prod_{tag(s)}_", acc_shape)
+                if net.carrier == out_h.name:                     # the partial sum's tag: mask at the adder
+                    prod = Mux(valid[s], prod, 0)
                 if not out_h.stationary:
                     c_out = Signal(acc_shape, name=f"{out_h.name}_sum_{tag(s)}")
                 m.d.comb += c_out.eq(c_in + prod)
@@ -127,8 +156,11 @@ def stt_array_verilog(compiled: CompiledSttArray) -> tuple[str, dict]:
                              {"formula": STT_CONTRACT_TEXT})
     manifest.update({
         "interfaces": port_interfaces(compiled.ports, compiled.command),
-        "operands": [{"operand": h.name, "role": "psum_chain" if h.is_output else "chain", "lanes": net.lanes(h.name),
+        "operands": [{"operand": h.name, "role": ("direct" if is_direct(h) else "ring" if h.stationary else
+                                                  "psum_chain" if h.is_output else "chain"), "lanes": net.lanes(h.name),
                       "hop": list(h.ds), "registers_per_hop": h.dt, "reuse_direction": list(h.dx)} for h in net.hops],
+        "validity_tag": (None if not net.carrier else
+                         {"carrier": net.carrier, "port": tag_port(net.carrier), "field_bits": net.tag_field_bits}),
         "pipelining": {"clock_target_ns": compiled.clock_period_ns, "delay_table": compiled.target,
                        "registers_added": net.product_stages * design.n_fus, "product_stages": net.product_stages,
                        "estimated_path_ns": round(compiled.critical_path_ns, 4),

@@ -11,6 +11,7 @@ model's memory system; the generated RTL exposes the streams it would feed.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import simpy
@@ -166,6 +167,36 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
         bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports}, dram_wait_cycles=int(mem.wait_cycles))
 
 
+class BoxGaps(Sequence):
+    """Cycles between consecutive boxes' first slots of a skewed stt array with streams that never wait:
+    ``period`` for every box but the last, ``span`` (its first slot to done) for the last. A closed form that keeps
+    no per-box list, so a layer of millions of boxes costs nothing (a tuple of the same values compares equal)."""
+
+    def __init__(self, n: int, period: int, last: int):
+        self.n, self.period, self.last = int(n), int(period), int(last)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return tuple(self[i] for i in range(*k.indices(self.n)))
+        if k < 0:
+            k += self.n
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        return self.last if k == self.n - 1 else self.period
+
+    def __eq__(self, other) -> bool:
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash((self.n, self.period, self.last))
+
+    def __repr__(self) -> str:
+        return f"BoxGaps(n={self.n}, period={self.period}, last={self.last})"
+
+
 def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None, buffers: int = 2) -> ArrayModelResult:
     """Cycles of one problem on a skewed stt array (dataflow/stt_array.py): the issuer fires one slot per
     cycle; box m's beats are the slots from m * period on (boxes overlap when the period is shorter than a
@@ -176,6 +207,11 @@ def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None
     outgoing = {p.name for p in compiled.stream_ports if p.role is PortRole.OUTPUT}
     n, period, span = tiling.n_tiles, tiling.period, tiling.span
     elements = {p: ports[p].lanes * tiling.slots for p in ports}
+    if bytes_per_cycle is None:     # operands always on chip: the slots run back to back (closed form, no lists)
+        return ArrayModelResult(
+            total_cycles=tiling.slots + 1, tile_cycles=BoxGaps(n, period, span), macs=tiling.macs(),
+            mac_slots=tiling.slots * compiled.design.n_fus, n_fus=compiled.design.n_fus, issue_cycles=tiling.slots,
+            elements=elements, bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports})
     env = simpy.Environment()
     firsts: list[int] = []
     mem = None

@@ -160,6 +160,11 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
                                      "only: the memory system (docs/memory.md) does not plan its boxes yet; "
                                      "simulate it with --ideal-dram")])
         return _stt_workload(compiled, workload, energy, progress)
+    skewed = [c.dataflow.name for c in views if hasattr(c, "network")]    # skewed maps of a fused design
+    if skewed and not ideal_dram:
+        raise SpecError([problem("fuse", f"dataflow(s) {', '.join(skewed)} of this fused design are skewed stt maps, "
+                                 "which run at the array level only (the memory system does not plan their boxes "
+                                 "yet); simulate it with --ideal-dram", list(fuse))])
     if not ideal_dram:
         for compiled in views:
             check_memory_system(compiled.fu_graph, compiled.design)
@@ -186,7 +191,8 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     for layer, repeat, how, bounds, options in planned:
         if progress:
             progress(layer.name)
-        runs = [_ideal_layer(c, layer, bounds, repeat, how, energy) if cmd is None
+        runs = [_stt_layer(c, layer, bounds, repeat, how, energy) if hasattr(c, "network")
+                else _ideal_layer(c, layer, bounds, repeat, how, energy) if cmd is None
                 else _memory_layer(c, layer, cmd, repeat, how, energy) for c, cmd in options]
         results.append(min(runs, key=lambda r: _rank(r, mapper_objective)))     # min keeps the first tie
     return results, skipped
@@ -296,36 +302,42 @@ def _ideal_layer(compiled, layer, bounds, repeat: int, how: str, energy: EnergyM
 def _stt_workload(compiled, workload, energy: EnergyModel, progress) -> tuple[list[LayerResult], list[SkippedLayer]]:
     """Per-layer results of a skewed stt array with streams that never wait (what ``archgen verify`` measures):
     the box ``choose_box`` picks, every lane's beat counted in every slot."""
-    from archgen.dataflow.stt_array import stt_tiling
-    design, net = compiled.design, compiled.network
-    ports = {p.name: p for p in compiled.stream_ports}
     results, skipped = [], []
     for layer in workload.layers:
         if not layer.einsum:
             skipped.append(SkippedLayer(layer.name, layer.kind, layer.elements * layer.count))
             continue
-        bounds, repeat, how = lower_layer(layer, design)
+        bounds, repeat, how = lower_layer(layer, compiled.design)
         if progress:
             progress(layer.name)
-        tiling = stt_tiling(net, bounds)
-        r = simulate_array(compiled, tiling)
-        cycles = r.total_cycles * repeat
-        dram: dict = {}
-        for port, nbytes in r.bytes_moved.items():
-            key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
-            dram[key] = dram.get(key, 0) + nbytes * repeat
-        slots = r.mac_slots * repeat
-        bits = max(design.type_of[h.name].bits for h in net.inputs)
-        hops = sum(len(c) - 1 for h in net.hops for c in net.chains_of(h.name))
-        acts = {"compute": {Action("mult", bits): slots, Action("add", net.acc_width): slots},
-                "registers": {Action("register_file", bits): slots * len(net.inputs)},
-                "interconnect": {Action("pe_hop", bits): hops * tiling.slots * repeat},
-                "dram": _dram_actions(design, dram)}
-        results.append(LayerResult(
-            name=layer.name, kind=layer.kind, macs=layer.macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
-            utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
-            energy_pj=energy.energy_of(acts),
-            roofline_cycles=roofline_cycles(layer.macs, 0, design.n_fus, design.dram_bytes_per_cycle),
-            extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": 0,
-                   "lowering": how, "box": dict(tiling.box), "box_period": tiling.period}))
+        results.append(_stt_layer(compiled, layer, bounds, repeat, how, energy))
     return results, skipped
+
+
+def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel) -> LayerResult:
+    """One layer on a skewed stt array (alone or a fused design's view) with streams that never wait."""
+    from archgen.dataflow.stt_array import stt_tiling
+    design, net = compiled.design, compiled.network
+    ports = {p.name: p for p in compiled.stream_ports}
+    tiling = stt_tiling(net, bounds)
+    r = simulate_array(compiled, tiling)
+    cycles = r.total_cycles * repeat
+    dram: dict = {}
+    for port, nbytes in r.bytes_moved.items():
+        key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
+        dram[key] = dram.get(key, 0) + nbytes * repeat
+    slots = r.mac_slots * repeat
+    bits = max(design.type_of[h.name].bits for h in net.inputs)
+    hops = sum(len(c) - 1 for h in net.hops for c in net.chains_of(h.name))
+    acts = {"compute": {Action("mult", bits): slots, Action("add", net.acc_width): slots},
+            "registers": {Action("register_file", bits): slots * len(net.inputs)},
+            "interconnect": {Action("pe_hop", bits): hops * tiling.slots * repeat},
+            "dram": _dram_actions(design, dram)}
+    return LayerResult(
+        name=layer.name, kind=layer.kind, macs=layer.macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
+        utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
+        energy_pj=energy.energy_of(acts),
+        roofline_cycles=roofline_cycles(layer.macs, 0, design.n_fus, design.dram_bytes_per_cycle),
+        extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": 0,
+               "lowering": how, "box": dict(tiling.box), "box_period": tiling.period,
+               "dataflow": compiled.dataflow.name})

@@ -45,6 +45,9 @@ def test_fuse_flag_borrows_a_dataflow_of_another_spec(tmp_path, monkeypatch):
     (["verify", "gemm_fused", "--fuse", "os,ws", "--dataflow", "is"],
      "--dataflow: dataflow 'is' is not fused in this design"),
     (["build", "spatten_small", "--fuse", "os,ws"], "--fuse"),
+    (["verify", "gemm_fused_hex", "--gemm", "5,4,3"], "--ideal-dram: dataflow(s) hex of this fused design are skewed"),
+    (["sim", "gemm_fused_hex", "--workload", "gemm:5,4,3"], "fuse: dataflow(s) hex of this fused design are skewed"),
+    (["build", "gemm_hex", "--fuse", "hex,gemm_hex:hex"], "--fuse: every listed dataflow is a skewed stt map"),
 ])
 def test_bad_fuse_lists_are_refused_by_field(argv, line, tmp_path, monkeypatch):
     rc, out, err = run_cli(argv + ["-o", "o"] if argv[0] == "build" else argv, tmp_path, monkeypatch)
@@ -64,3 +67,18 @@ def test_sim_of_a_fused_spec_picks_a_dataflow_per_layer(tmp_path, monkeypatch):
     rc, single, err = run_cli(["sim", "gemm_fused", "--workload", "resnet50", "--dataflow", "os"], tmp_path, monkeypatch)
     assert rc == 0, err
     assert "fused design" not in single
+
+
+def test_build_and_sim_of_a_skewed_map_fused_with_os(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_fused_hex", "--set", "array.shape=2x3", "-o", "o"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "fused dataflows os, hex" in out and "0 = os, 1 = hex" in out
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    hexm = man["parameters"]["dataflows"]["hex"]
+    assert hexm["select"] == 1 and hexm["stt"] == [[1, 0, -1], [0, 1, -1], [1, 1, 1]]
+    assert {o["operand"] for o in hexm["operands"]} == {"A", "B", "C"}
+    rc, out, err = run_cli(["sim", "gemm_fused_hex", "--workload", "gemm:5,6,3", "--ideal-dram", "--objective",
+                            "latency", "--out", "r"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    rows = json.loads((tmp_path / "r" / "sim.json").read_text())["layers"]
+    assert rows[0]["extra"]["dataflow"] in {"os", "hex"}

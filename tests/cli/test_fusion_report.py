@@ -39,3 +39,22 @@ def test_cycle_differences_are_explained_by_the_schedule():
     assert any(c["fused"] > c["single"] for c in rep["cycles"].values())
     text = "\n".join(format_fusion_report(rep))
     assert "the mux stages move the schedule" in text
+
+
+def test_report_of_a_skewed_map_fused_with_os():
+    """gemm_fused_hex at 1 GHz: the muxes in front of the shared multipliers cost OS a register (the report
+    names the schedule constant); the hexagonal map's cycles are its single design's unless the shared stages
+    exceed its own (then the report names product_stages)."""
+    design = load_spec("gemm_fused_hex", ["clock_mhz=1000"])
+    fused = compile_fused(design, design.fuse)
+    text, top = fused_verilog(fused)
+    rep = fusion_report(fused, text, top, synth=False)
+    assert set(rep["cycles"]) == {"os", "hex"}
+    for name, c in rep["cycles"].items():
+        if c["fused"] != c["single"]:
+            assert c["schedule_changes"], name
+    assert rep["cycles"]["os"]["fused"] > rep["cycles"]["os"]["single"]
+    hexc = rep["cycles"]["hex"]
+    assert (hexc["fused"] == hexc["single"]) == ("product_stages" not in hexc["schedule_changes"])
+    assert rep["mux_points_lp"] == 2 * design.n_fus          # both operands of every multiplier
+    assert any(line.strip().startswith("hex") for line in format_fusion_report(rep))

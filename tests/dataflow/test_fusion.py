@@ -116,3 +116,42 @@ def test_fused_verilog_is_deterministic_and_has_the_select():
     b, _ = fused_verilog(fused)
     assert a == b
     assert "dataflow_sel" in a and top.mux_count > 0
+
+
+# ---- skewed stt maps in a fused design (gemm_fused_hex: OS + the hexagonal map) --------------------------
+
+@pytest.mark.parametrize("overrides", [(), ("array.shape=3x5", "clock_mhz=1500"), ("array.shape=2x3", "clock_mhz=1400")])
+def test_a_skewed_view_runs_behind_the_shared_multiplier_stages(overrides):
+    """The skewed view's product stages are the larger of its single design's and the tiled multipliers'
+    (the LP's), and its cycles are the stt model's with those stages; the tiled view is the single design's."""
+    from archgen.dataflow.fusion import is_stt_view
+    from archgen.dataflow.stt_array import stt_tiling
+    design = load_spec("gemm_fused_hex", list(overrides))
+    fused = compile_fused(design, design.fuse)
+    os_view, hex_view = fused.view("os"), fused.view("hex")
+    assert not is_stt_view(os_view) and is_stt_view(hex_view)
+    shared = {os_view.timing.node_latency(n) for n in os_view.timing.prim.graph.nodes if n.kind is NodeKind.MUL}
+    single = compile_array(design, "hex")
+    assert hex_view.network.product_stages == max(single.network.product_stages, max(shared))
+    bounds = {"i": 7, "j": 5, "k": 6}
+    got = simulate_array(hex_view, stt_tiling(hex_view.network, bounds)).total_cycles
+    ref = simulate_array(single, stt_tiling(single.network, bounds)).total_cycles
+    assert (got == ref) == (hex_view.network.product_stages == single.network.product_stages)
+    # the command: steps, OS's trip counts, the select; the skewed map's steps are its slots
+    assert [f.name for f in fused.command.fields] == ["steps", "trips_i", "trips_j", SELECT_FIELD]
+    assert fused.command_word("hex", 54, {}) == {"steps": 54, "trips_i": 1, "trips_j": 1, SELECT_FIELD: 1}
+    # streams: the union of both designs' lanes
+    for p in hex_view.stream_ports:
+        assert fused.port(p.name).lanes >= p.lanes
+
+
+def test_fused_skewed_verilog_is_deterministic_and_muxes_the_multipliers():
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = load_spec("gemm_fused_hex", ["array.shape=2x3"])
+    fused = compile_fused(design, design.fuse)
+    a, top = fused_verilog(fused)
+    b, _ = fused_verilog(fused)
+    assert a == b
+    # every FU's two multiplier operands read through a select mux (OS nets or the hexagonal chains)
+    assert sum(1 for n in range(2) for m in range(3) for x in "AB" if f"mul_{n}_{m}_{x}_sel" in a) == 12
+    assert "multiplier_enable_sel" in a

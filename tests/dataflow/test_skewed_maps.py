@@ -93,3 +93,21 @@ def test_host_program_of_a_skewed_map_matches_the_numpy_product():
     t = random_operands(fg, mapping, np.random.default_rng(1))
     prog = host_program(fg, mapping, t)
     assert np.array_equal(prog.result, t["A"] @ t["B"])
+
+
+def test_a_block_distribution_is_refused_with_its_larger_problem_witness():
+    """``i: "t_i + 2*s0"`` passes the checks on reference bounds of at most 2 x P0 rows, but FU s0 = floor(i / 2) is
+    not affine in the loops (no stt form) and the map runs iterations twice on any larger problem: the refusal
+    names the iteration, which the map's own expressions confirm."""
+    design = load_spec_data(dict(GEMM, array={"shape": [2]}, bounds={"i": 2, "j": 2, "k": 2},
+                                 dataflows={"m": {"map": {"i": "t_i + 2*s0", "j": "t_j", "k": "t_k"}}}))
+    with pytest.raises(SpecError) as err:
+        derive_interconnect(design)
+    (p,) = err.value.problems
+    text = str(p)
+    assert text.startswith("dataflows.m.map: array axis(es) [0] carry no loop in the tiled form")
+    assert "nor is it injective and covering beyond the reference bounds" in text
+    i = int(text.split("runs (i=")[1].split(",")[0])
+    bound_i = int(text.split("{'i': ")[1].split(",")[0])
+    hits = [(t, s) for t in range(bound_i) for s in range(2) if t + 2 * s == i]     # t_i runs 0..bound_i - 1
+    assert len(hits) > 1

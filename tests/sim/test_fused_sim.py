@@ -61,3 +61,26 @@ def test_fuse_and_dataflow_together_are_refused():
         simulate_workload_on_array(design, get_workload("gemm:8,8,8"), fuse=FUSE, dataflow="os")
     with pytest.raises(SpecError, match="objective"):
         simulate_workload_on_array(design, get_workload("gemm:8,8,8"), fuse=FUSE, mapper_objective="area")
+
+
+def test_fused_skewed_map_competes_per_layer_at_the_array_level():
+    """gemm_fused_hex with --ideal-dram: each layer runs under os or hex, whichever the objective prefers,
+    each timed by its fused view (the stt model for hex, the ideal-stream array model for os)."""
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.mappings.tiling import map_problem
+    from archgen.sim.array_model import simulate_array
+    design = load_spec("gemm_fused_hex")
+    fuse = tuple(design.fuse)
+    small = get_workload("gemm:5,6,3")
+    wl = Workload("mix", (_two_gemms().layers + (dataclasses.replace(small.layers[0], name="small"),)))
+    fused = compile_fused(design, fuse)
+    results, _ = simulate_workload_on_array(design, wl, fuse=fuse, mapper_objective="latency", ideal_dram=True)
+    for layer, r in zip(wl.layers, results):
+        bounds, repeat, _how = lower_layer(layer, design)
+        cycles = {"os": simulate_array(fused.view("os"), map_problem(design, bounds, fused.view("os").dataflow)),
+                  "hex": simulate_array(fused.view("hex"), stt_tiling(fused.view("hex").network, bounds))}
+        cycles = {k: v.total_cycles * repeat for k, v in cycles.items()}
+        assert r.cycles == cycles[r.extra["dataflow"]] == min(cycles.values())
+    assert {r.extra["dataflow"] for r in results} == {"os", "hex"}    # the choice is not a constant here
+    with pytest.raises(SpecError, match="--ideal-dram"):
+        simulate_workload_on_array(design, wl, fuse=fuse)

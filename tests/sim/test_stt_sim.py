@@ -25,3 +25,21 @@ def test_memory_system_path_is_refused_by_name():
     with pytest.raises(SpecError) as err:
         simulate_workload_on_array(load_spec("gemm_hex"), get_workload("gemm:8,8,8"))
     assert str(err.value.problems[0]).startswith("dataflows.hex: a skewed stt map runs at the array level only")
+
+
+def test_box_timing_is_a_closed_form_for_millions_of_boxes():
+    """The ideal-stream model keeps no per-box list: a GEMM of tens of millions of boxes is one formula, and
+    the workload guard no longer refuses skewed maps for their box count."""
+    design = load_spec("gemm_hex")
+    compiled = compile_array(design)
+    tiling = stt_tiling(compiled.network, {"i": 1024, "k": 1024, "j": 1024})
+    assert tiling.n_tiles > 10_000_000
+    res = simulate_array(compiled, tiling)
+    assert res.total_cycles == (tiling.n_tiles - 1) * tiling.period + tiling.span + 1
+    assert len(res.tile_cycles) == tiling.n_tiles and sum(res.tile_cycles[-3:]) == 2 * tiling.period + tiling.span
+    small = stt_tiling(compiled.network, {"i": 7, "k": 5, "j": 6})
+    gaps = simulate_array(compiled, small).tile_cycles
+    firsts = [1 + m * small.period for m in range(small.n_tiles)] + [small.slots + 1]
+    assert gaps == tuple(b - a for a, b in zip(firsts, firsts[1:]))
+    results, _ = simulate_workload_on_array(design, get_workload("gemm:1024,1024,1024"), ideal_dram=True)
+    assert results[0].cycles == res.total_cycles

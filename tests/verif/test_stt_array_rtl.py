@@ -61,3 +61,45 @@ def test_gemm_hex_pipelined_for_the_clock():
     assert res.detail["registers_added"] == 2 * 8
     assert res.outputs_exact, res.detail
     assert res.rtl_cycles == res.model_cycles
+
+
+# operations the zero-fill argument alone does not cover (dataflow/stt_array.py): validity tags riding the output's
+# partial-sum chain (a depthwise 1-D convolution, I[c,p+r] reused along p - r) or an input's chain, inputs re-fed
+# once per line (a 1-D convolution's I[p+r], reused along two directions), an output reused along two directions
+# (one line per element per box) and an output without reuse (a lane per FU)
+def _op(operation, shape, stt, clock_mhz=500):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataflow"))
+    from test_stt_array import _op_design
+    return _op_design(operation, shape, stt, clock_mhz=clock_mhz)
+
+
+OP_CASES = [
+    pytest.param("O[c,p] += I[c,p+r] * W[c,r]", (3, 4), HEX, 500, {"c": 3, "p": 6, "r": 3}, 1, id="dwconv1d-3x4-tag"),
+    pytest.param("O[k,p] += W[k,r] * I[p+r]", (1, 4), HEX, 500, {"k": 3, "p": 7, "r": 3}, 2, id="conv1d-1x4-refed"),
+    pytest.param("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"c": 4, "p": 5, "r": 4}, 3,
+                 id="dwconv1d-2x5-tag-1500MHz", marks=pytest.mark.slow),
+    pytest.param("C[i,j] += A[i,k] * B[k]", (2, 5), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], 1500, {"i": 3, "j": 4, "k": 5},
+                 4, id="input-carries-tag-2x5-1500MHz", marks=pytest.mark.slow),
+    pytest.param("C[i] += A[i,k] * B[k,j]", (3, 3), HEX, 500, {"i": 4, "j": 3, "k": 5}, 5,
+                 id="output-two-directions-3x3", marks=pytest.mark.slow),
+    pytest.param("C[i,j,k] += A[i,k] * B[k,j]", (2, 3), HEX, 500, {"i": 3, "j": 4, "k": 3}, 6,
+                 id="direct-output-2x3", marks=pytest.mark.slow),
+    pytest.param("O[k,p] += W[k,r] * I[p+r]", (4, 3), [[1, 0, 1], [0, 1, -1], [1, 2, 1]], 500,
+                 {"k": 5, "p": 4, "r": 3}, 7, id="conv1d-4x3-two-register-hops", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("operation,shape,stt,mhz,bounds,seed", OP_CASES)
+def test_other_operations_on_verilator(operation, shape, stt, mhz, bounds, seed):
+    res = verify_array(_op(operation, shape, stt, mhz), bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.detail["psum_reads_before_write"] == 0
+    assert res.rtl_cycles == res.model_cycles
+
+
+def test_tags_keep_outputs_exact_under_bubbles_and_stalls():
+    res = verify_array(_op("O[c,p] += I[c,p+r] * W[c,r]", (3, 4), HEX), {"c": 2, "p": 5, "r": 3}, seed=12,
+                       idle_prob=0.3, stall_prob=0.3)
+    assert res.outputs_exact, res.detail
