@@ -3,21 +3,16 @@
 Usage: python benchmarks/topk_bench.py [--n 1024] [--k 512 32] [--trials 20] [--rtl] [--study] [--levers]
        [--short]
 
-For n scores and each k, prints the mean model cycles over ``trials`` random inputs (uniform int16,
-seeded) for P = 1..32 with the paper's FIFO depth (64 rows) and with FIFOs deep enough for the whole
-input (n / P rows); the throughput in elements per cycle (n / cycles) and as a fraction of P (the
-limit: every element read once, P per cycle); the same relative to P = 1 next to the paper's relative
-throughput (168/299/485/653/776/771 GFLOPS); and a sort-based baseline: a bitonic sorting network with
-P compare-exchange units, log2(n)(log2(n)+1)/2 stages of n/2 compare-exchanges, i.e. ceil(n / 2P) cycles
-per stage (a lower bound: no stage-to-stage shuffle cost, no re-ordering of the selected elements by
-index). Two bounds are printed next to each P (elements per cycle as a fraction of P): "engine bound",
-this engine's cycles if the k-th value were found on the ingest partition (no further round:
-command + ingest + drain + decide + replay, from the model's contract constants), and "port bound",
-B + ceil(k / P) cycles (B = ceil(n / P)), which no engine with these ports can beat: the first element
-in index order cannot be decided before every input beat has arrived, and the P-lane output stream then
-needs ceil(k / P) beats. "mask bound", 2B + 1 cycles, is the bound for any engine with this
-engine's interface as the SpAtten core uses it (one ``mask`` row of P keep bits per cycle, every row
-needed, each may depend on the last input beat): below 0.5 P for every n. ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
+For n scores and each k, prints the mean model cycles (= RTL cycles, checked by the Verilator regression)
+over ``trials`` random inputs (uniform int16, seeded) for P = 1..32 with the paper's FIFO depth (64 rows):
+"select", the engine as the SpAtten core builds it (``TopK(..., replay=False)``: done when the k-th value
+and the tie count are known), with elements per cycle (n / cycles) and as a fraction of P (the limit:
+every element read once, P per cycle; issue 15's goal is 0.5); "+replay", the stand-alone engine that
+also streams the kept elements in index order; "select" with FIFOs deep enough for the whole input
+(n / P rows); a sort-based baseline: a bitonic sorting network with P compare-exchange units,
+log2(n)(log2(n)+1)/2 stages of n/2 compare-exchanges, i.e. ceil(n / 2P) cycles per stage (a lower bound);
+and the "ingest bound", B + 5 cycles (command, ingest, drain, decide: no round after the ingest).
+``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
 
 ``--study`` prints a design study, model only (no RTL exists for it): the cycles a radix-histogram

@@ -49,20 +49,32 @@ _TOPK_MODES = ("exact", "estimate")
 
 
 def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.ndarray:
-    """Expected cycles of the quick-select engine without running it (docs/topk.md, "Cycle contract"):
-    command and ingest ``B + 5`` (``B = n / P`` rows; the first partition rides on the ingest), the
-    expected elements scanned by quick-select with a random pivot ``2n + 2k ln(n/k) + 2(n-k) ln(n/(n-k))``
-    (Knuth, TAOCP vol. 3, 5.2.2) less the n of the ingest partition, at P per cycle, plus 6 cycles per
-    round over ``log2 n`` rounds. The core's engine has no replay (it hands the k-th value and the tie
-    count to the core's PxV sweep), so the request ends with the decision. k >= n skips the rounds."""
+    """Expected cycles of the core's top-k engine without running it (docs/topk.md, "Cycle contract"; an
+    estimate, not the exact model): command and ingest ``B + 5`` (``B = n / P`` rows; the first
+    bracketing partition rides on the ingest), then rounds whose working sets shrink by the bracket's
+    share of its sample, f = (lower margin + upper margin + 1) / (S + 1) with S = min(P, 16) sample
+    lanes: about n f / (1 - f) elements scanned at P per cycle, 6 cycles per round over
+    ceil(log(n / S) / log(1 / f)) rounds, and 4 cycles for the exact finish (f < 1/2; a smaller sample
+    is counted as a random pivot: Knuth's expected scan less the ingest's n, over log2(n / S) rounds). Escapes (the target outside the bracket) are
+    not counted, so it is optimistic. The core's engine has no replay (it hands the
+    k-th value and the tie count to the core's PxV sweep). k >= n skips the rounds."""
+    from .topk_model import BRACKET_ABOVE, bracket_below
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.ceil(n / parallelism)
+    s = min(parallelism, 16)
+    f = (bracket_below(s) + BRACKET_ABOVE + 1) / (s + 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
-        scanned = n + 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
-        rounds = np.ceil(scanned / parallelism) + 7 * np.ceil(np.log2(np.maximum(n, 2)))
-    return np.where(k >= n, b + 5, b + 5 + rounds)
+        if f < 0.5:
+            rounds = np.ceil(np.log(np.maximum(n / s, 1.0)) / np.log(1 / f))
+            select = np.where(n > s, np.ceil(n * f / (1 - f) / parallelism) + 6 * rounds + 4, 0)
+        else:   # a sample of a few lanes barely narrows W: a random pivot's expected scan (Knuth,
+            # TAOCP vol. 3, 5.2.2) less the ingest partition's n, with 6 cycles per round over log2(n / S)
+            # rounds
+            kk, rest = np.maximum(k, 1), np.maximum(n - k, 1)
+            scanned = 2 * kk * np.log(n / kk) + 2 * rest * np.log(n / rest)
+            select = np.ceil(scanned / parallelism) + 6 * np.ceil(np.log2(np.maximum(n / s, 2)))
+    return np.where(k >= n, b + 5, b + 5 + select)
 
 
 def _exact_topk_fn(spec):
