@@ -152,13 +152,3 @@ def test_axes_without_a_fifo_stay_memory_fed(control):
     assert not fg.fifos() and fg.halo == ()
     assert map_problem(design, design.reference_bounds, fg.dataflow).halo == {}
     assert fg.plan("I").role is Role.STREAM and fg.plan("I").n_lanes == 4
-
-
-def test_memory_system_refuses_delay_connections_with_a_field_named_message():
-    from archgen.dataflow.memctl import layer_program
-    from archgen.mappings.memory_tiling import plan_layer
-    design = load_spec("conv_rs")
-    compiled = compile_array(design)
-    cmd = plan_layer(design, design.reference_bounds, compiled.dataflow, "l0")
-    with pytest.raises(SpecError, match=r"dataflows\.rs: has delay connections"):
-        layer_program(compiled, cmd)
