@@ -48,8 +48,9 @@ class ArrayTiming:
         return any(self.retimed.extra.values())
 
 
-# nodes that do not tap the step line: memory and FU ports (read at lane offsets) and stationary registers
-_OFF_LINE = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG)
+# nodes that read their step's control from the step line at their node time (rtlgen/array.py: swap,
+# first, valid and halo taps); ports are read at lane offsets, drains are aligned by out_latency
+_ON_LINE = (NodeKind.MUL, NodeKind.ADD, NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.FIFO)
 
 
 def _streamed_ports(prim: PrimitiveGraph) -> list:
@@ -69,7 +70,7 @@ def timing_from_retimed(retimed: RetimedGraph, clock_period_ns: float | None, ta
         # run before the issue: with every input stationary and only partial sums streamed in, the LP
         # may start a multiplier before the partial-sum port's value is due (the issue then comes earlier
         # and the port is read correspondingly later)
-        early = min((tau[v] for v in prim.graph.nodes if v.kind not in _OFF_LINE), default=base)
+        early = min((tau[v] for v in prim.graph.nodes if v.kind in _ON_LINE), default=base)
         if early < base:
             t0 -= base - early
             base = early
