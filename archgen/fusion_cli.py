@@ -138,7 +138,8 @@ def fusion_report(fused, text: str, top, *, pipeline: bool = True, target: str =
               "fu_edges_shared": plan.fu_merge.shared_edges, "lp_rounds": plan.rounds,
               "register_bits": {"fused": plan.retiming.register_bits,
                                 "sum_of_singles": plan.retiming.separate_register_bits},
-              "lp_solve_s": round(plan.retiming.solve_time_s, 3), "integral_lp": plan.retiming.integral_lp}
+              "lp_solve_s": round(plan.retiming.solve_time_s, 3), "integral_lp": plan.retiming.integral_lp,
+              "skewed_maps": [v.dataflow.name for v in fused.views if hasattr(v, "network")]}
     singles = {}
     cycles = {}
     for name, view in zip(fused.names, fused.views):
@@ -174,7 +175,9 @@ def format_fusion_report(report: dict) -> list[str]:
              f"({report['fu_inputs_with_several_sources']} FU inputs with several sources, "
              f"{report['fu_edges_shared']} FU-graph edges shared); LP register bits fused "
              f"{report['register_bits']['fused']} vs {report['register_bits']['sum_of_singles']} summed over the "
-             f"single designs ({report['lp_rounds']} LP solve(s), {report['lp_solve_s']} s)"]
+             f"single designs ({report['lp_rounds']} LP solve(s), {report['lp_solve_s']} s)"
+             + (f"; skewed stt map(s) {', '.join(report['skewed_maps'])} share the multipliers through operand "
+                "muxes on every FU (their chains are their own)" if report.get("skewed_maps") else "")]
     syn = report.get("synthesis")
     if syn:
         head = f"  {'design':<18}{'cells':>8}{'flip-flops':>12}{'mux cells':>11}{'ECP5 Fmax':>14}"

@@ -196,9 +196,11 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
         from .fusion import fused_stt_view
         stages = max(v.timing.node_latency(n) for v in by_name.values() for n in v.timing.prim.graph.nodes
                      if n.kind is NodeKind.MUL)
+        levels = max((mp.levels for mp in plan.muxes if mp.node.kind is NodeKind.MUL), default=0)
         for df in dfs:
             if df.skewed:
-                by_name[df.name] = fused_stt_view(design, df, target, period, stages)
+                by_name[df.name] = fused_stt_view(design, df, target, period, stages,
+                                                  levels * DelayTable.load(target).mux2_ns)
     views = tuple(by_name[df.name] for df in dfs)
     command = fused_command_layout(design, dfs)
     key = hashlib.sha256(repr((hw, dfs, period, target, "fused")).encode()).hexdigest()

@@ -217,15 +217,18 @@ def is_stt_view(view) -> bool:
     return hasattr(view, "network")
 
 
-def fused_stt_view(design: Design, df: Dataflow, target: str, period: float | None, shared_stages: int):
+def fused_stt_view(design: Design, df: Dataflow, target: str, period: float | None, shared_stages: int,
+                   mux_ns: float = 0.0):
     """The skewed map ``df`` as it runs in a fused design: its chains and lanes are its own (muxed onto the
     shared streams), its products come from the shared multipliers, whose ``shared_stages`` registers the
-    tiled dataflows' LP placed. The partial sums therefore run ``max(own, shared_stages)`` slots behind the
-    products (``product_stages``): the single design's stage count when that is larger (the extra registers
-    sit behind the shared ones, on the stt path only), else the shared multiplier's."""
-    from .stt_array import compile_stt_array, with_product_stages
+    tiled dataflows' LP placed, through operand muxes of ``mux_ns``. The partial sums therefore run
+    ``max(own, shared_stages)`` slots behind the products (``product_stages``), where ``own`` is what the
+    map needs for the clock with the muxes in its path: when that is larger the extra registers sit behind
+    the shared ones, on the stt path only."""
+    from .stt_array import compile_stt_array, fused_product_stages, with_product_stages
     single = compile_stt_array(design, df, target, period is not None)
-    return with_product_stages(single, max(single.network.product_stages, int(shared_stages)))
+    own = fused_product_stages(single, mux_ns)
+    return with_product_stages(single, max(own, int(shared_stages)), mux_ns)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -449,6 +449,9 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> Opera
     moves = _candidates(coords, shape, reuse, reuse.axes)
     for e, m in _fifo_candidates(coords, shape, reuse).items():
         moves.setdefault(e, m)
+    # an FU-to-FU edge carries one operand's wire: edges an earlier operand took are not candidates
+    # (this operand then forwards along another axis or takes more memory lanes)
+    moves = {e: m for e, m in moves.items() if e not in g.links}
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)

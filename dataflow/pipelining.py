@@ -48,6 +48,11 @@ class ArrayTiming:
         return any(self.retimed.extra.values())
 
 
+# nodes that read their step's control from the step line at their node time (rtlgen/array.py: swap,
+# first, valid and halo taps); ports are read at lane offsets, drains are aligned by out_latency
+_ON_LINE = (NodeKind.MUL, NodeKind.ADD, NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.FIFO)
+
+
 def _streamed_ports(prim: PrimitiveGraph) -> list:
     return [v for v in prim.nodes_of_kind(NodeKind.MEM_PORT)
             if any(not e.hold and w.kind is not NodeKind.STATIONARY_REG for w, e in prim.out_wires(v))]
@@ -61,6 +66,14 @@ def timing_from_retimed(retimed: RetimedGraph, clock_period_ns: float | None, ta
     if ports:
         t0 = min(tau[p] for p in ports)
         base = t0 + prim.primitive(ports[0]).latency
+        # every FU node reads the control of its step from the step line at its node time, so none may
+        # run before the issue: with every input stationary and only partial sums streamed in, the LP
+        # may start a multiplier before the partial-sum port's value is due (the issue then comes earlier
+        # and the port is read correspondingly later)
+        early = min((tau[v] for v in prim.graph.nodes if v.kind in _ON_LINE), default=base)
+        if early < base:
+            t0 -= base - early
+            base = early
     else:
         # every input stationary (one step per tile): the step is issued when the earliest product is formed
         base = t0 = min(tau[v] for v in prim.nodes_of_kind(NodeKind.MUL))

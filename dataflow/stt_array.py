@@ -637,14 +637,15 @@ def compile_stt_array(design: Design, df: Dataflow, target: str = "asic", pipeli
     return _compile(design, df, str(target), 1e3 / design.clock_mhz if pipeline else None)
 
 
-def _path_ns(table, in_bits: int, acc_bits: int, adders: int, stages: int) -> float:
-    """Longest register-to-register path of an FU: the last of ``stages + 1`` equal parts of the product, then
-    the ``adders`` partial-sum adders that run without a register between them (a chain with dt = 0)."""
-    mul = table.multiplier_ns(in_bits) / (stages + 1)
+def _path_ns(table, in_bits: int, acc_bits: int, adders: int, stages: int, mux_ns: float = 0.0) -> float:
+    """Longest register-to-register path of an FU: the last of ``stages + 1`` equal parts of the product (with
+    ``mux_ns`` of operand muxes in front of it, a fused design's), then the ``adders`` partial-sum adders that
+    run without a register between them (a chain with dt = 0)."""
+    mul = (table.multiplier_ns(in_bits) + mux_ns) / (stages + 1)
     return table.clk_to_q_ns + mul + adders * table.adder_ns(acc_bits) + table.setup_ns
 
 
-def _product_stages(net: SttNetwork, target: str, period: float | None) -> tuple[int, float]:
+def _product_stages(net: SttNetwork, target: str, period: float | None, mux_ns: float = 0.0) -> tuple[int, float]:
     """Registers behind each multiplier for the clock (0 without a target), and the estimated path. When the
     adders and register overheads alone exceed the period no number of stages helps: none are added and the
     path is reported as it is."""
@@ -653,10 +654,11 @@ def _product_stages(net: SttNetwork, target: str, period: float | None) -> tuple
     design = net.design
     in_bits = max(design.type_of[h.name].bits for h in net.inputs)
     adders = 1 if net.output.dt else max(len(c) for c in net.chains_of(net.output.name))
-    path = lambda k: _path_ns(table, in_bits, design.acc_type.bits, adders, k)   # noqa: E731
-    stages, rest = 0, path(0) - table.multiplier_ns(in_bits)      # the path without the product
+    path = lambda k: _path_ns(table, in_bits, design.acc_type.bits, adders, k, mux_ns)   # noqa: E731
+    product = table.multiplier_ns(in_bits) + mux_ns
+    stages, rest = 0, path(0) - product      # the path without the product
     if period is not None and path(0) > period and rest < period:
-        stages = math.ceil(table.multiplier_ns(in_bits) / (period - rest) - 1e-9) - 1
+        stages = math.ceil(product / (period - rest) - 1e-9) - 1
     return stages, path(stages)
 
 
@@ -686,19 +688,27 @@ def _compile(design: Design, df: Dataflow, target: str, period: float | None) ->
     return CompiledSttArray(design, df, net, tuple(ports), command, target, key, period, path)
 
 
-def with_product_stages(compiled: CompiledSttArray, stages: int) -> CompiledSttArray:
+def fused_product_stages(compiled: CompiledSttArray, mux_ns: float) -> int:
+    """Registers behind every multiplier the map needs for the clock with ``mux_ns`` of operand muxes in front
+    of the multiplier (a fused design, dataflow/fusion.py)."""
+    return _product_stages(derive_stt_network(compiled.design, compiled.dataflow), compiled.target,
+                           compiled.clock_period_ns, mux_ns)[0]
+
+
+def with_product_stages(compiled: CompiledSttArray, stages: int, mux_ns: float = 0.0) -> CompiledSttArray:
     """``compiled`` with ``stages`` registers behind every multiplier (a fused design's shared multipliers,
-    dataflow/fusion.py): the partial sums run that many slots later; box period and span follow."""
+    dataflow/fusion.py, with ``mux_ns`` of operand muxes in front): the partial sums run that many slots
+    later; box period and span follow."""
     import dataclasses
-    if stages == compiled.network.product_stages:
+    if stages == compiled.network.product_stages and not mux_ns:
         return compiled
     from .delays import DelayTable
     net = derive_stt_network(compiled.design, compiled.dataflow, stages)
     table = DelayTable.load(compiled.target)
     in_bits = max(compiled.design.type_of[h.name].bits for h in net.inputs)
     adders = 1 if net.output.dt else max(len(c) for c in net.chains_of(net.output.name))
-    path = _path_ns(table, in_bits, compiled.design.acc_type.bits, adders, stages)
-    key = hashlib.sha256(repr((compiled.key, "stages", stages)).encode()).hexdigest()
+    path = _path_ns(table, in_bits, compiled.design.acc_type.bits, adders, stages, mux_ns)
+    key = hashlib.sha256(repr((compiled.key, "stages", stages, mux_ns)).encode()).hexdigest()
     return dataclasses.replace(compiled, network=net, key=key, critical_path_ns=path)
 
 

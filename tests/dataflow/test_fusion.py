@@ -120,10 +120,11 @@ def test_fused_verilog_is_deterministic_and_has_the_select():
 
 # ---- skewed stt maps in a fused design (gemm_fused_hex: OS + the hexagonal map) --------------------------
 
-@pytest.mark.parametrize("overrides", [(), ("array.shape=3x5", "clock_mhz=1500"), ("array.shape=2x3", "clock_mhz=1400")])
+@pytest.mark.parametrize("overrides", [(), ("array.shape=3x5", "clock_mhz=1500"), ("array.shape=2x3", "clock_mhz=1400"),
+                                       ("clock_mhz=1000",)])
 def test_a_skewed_view_runs_behind_the_shared_multiplier_stages(overrides):
-    """The skewed view's product stages are the larger of its single design's and the tiled multipliers'
-    (the LP's), and its cycles are the stt model's with those stages; the tiled view is the single design's."""
+    """The skewed view has at least the stages of its single design and of the tiled multipliers (the LP's),
+    enough for the clock with the operand mux in its path, and its cycles are the stt model's with those stages."""
     from archgen.dataflow.fusion import is_stt_view
     from archgen.dataflow.stt_array import stt_tiling
     design = load_spec("gemm_fused_hex", list(overrides))
@@ -132,11 +133,14 @@ def test_a_skewed_view_runs_behind_the_shared_multiplier_stages(overrides):
     assert not is_stt_view(os_view) and is_stt_view(hex_view)
     shared = {os_view.timing.node_latency(n) for n in os_view.timing.prim.graph.nodes if n.kind is NodeKind.MUL}
     single = compile_array(design, "hex")
-    assert hex_view.network.product_stages == max(single.network.product_stages, max(shared))
+    assert hex_view.network.product_stages >= max(single.network.product_stages, max(shared))
+    assert hex_view.critical_path_ns <= hex_view.clock_period_ns
     bounds = {"i": 7, "j": 5, "k": 6}
     got = simulate_array(hex_view, stt_tiling(hex_view.network, bounds)).total_cycles
     ref = simulate_array(single, stt_tiling(single.network, bounds)).total_cycles
-    assert (got == ref) == (hex_view.network.product_stages == single.network.product_stages)
+    assert got >= ref       # a later partial sum never shortens a box's span
+    if hex_view.network.product_stages == single.network.product_stages:
+        assert got == ref
     # the command: steps, OS's trip counts, the select; the skewed map's steps are its slots
     assert [f.name for f in fused.command.fields] == ["steps", "trips_i", "trips_j", SELECT_FIELD]
     assert fused.command_word("hex", 54, {}) == {"steps": 54, "trips_i": 1, "trips_j": 1, SELECT_FIELD: 1}

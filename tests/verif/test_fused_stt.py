@@ -25,6 +25,11 @@ SEQUENCES = [
     pytest.param(("array.shape=2x3", "clock_mhz=1400"), [("os", {"i": 6, "k": 7, "j": 5}, 9),
                                                          ("hex", {"i": 6, "k": 7, "j": 5}, 10)],
                  id="2x3-1400MHz-equal-stages", marks=pytest.mark.slow),
+    # 1 GHz: no shared stage (the LP put OS's register elsewhere); the operand mux costs hex one stage of its own
+    pytest.param(("array.shape=3x4", "clock_mhz=1000"), [("os", {"i": 7, "k": 5, "j": 6}, 11),
+                                                         ("hex", {"i": 5, "k": 6, "j": 7}, 12),
+                                                         ("hex", {"i": 6, "k": 3, "j": 4}, 13)],
+                 id="3x4-1GHz-hex-own-stage", marks=pytest.mark.slow),
 ]
 
 
