@@ -31,6 +31,34 @@ class SttArrayTop(wiring.Component):
         self.compiled = compiled
         super().__init__(port_members(compiled.ports, compiled.command))
 
+    def _slot_control(self, m, out_port, psum_port, inputs):
+        """Latch the slot count and fire one slot per cycle while every stream (``inputs``: the input and
+        tag ports) can move; returns the ``fire`` signal."""
+        running = Signal(name="running")
+        steps_m1 = Signal(STEP_BITS, name="steps_minus_1")
+        count = Signal(STEP_BITS, name="slot")
+        done = Signal(name="done_pulse")
+        start = Signal(name="start")
+        beats = Signal(name="beats_valid")
+        fire = Signal(name="fire")
+        valids = [p.valid for p in inputs] + [psum_port.valid]
+        all_valid = valids[0]
+        for v in valids[1:]:
+            all_valid = all_valid & v
+        m.d.comb += [self.cmd.ready.eq(~running), start.eq(self.cmd.valid & ~running), self.busy.eq(running),
+                     beats.eq(running & all_valid), fire.eq(beats & out_port.ready), out_port.valid.eq(beats),
+                     self.done.eq(done)]
+        for p in inputs + [psum_port]:
+            m.d.comb += p.ready.eq(fire)
+        m.d.sync += done.eq(0)
+        with m.If(start):
+            m.d.sync += [running.eq(1), steps_m1.eq(self.cmd.payload.steps - 1), count.eq(0)]
+        with m.If(fire):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == steps_m1):
+                m.d.sync += [running.eq(0), done.eq(1)]
+        return fire
+
     def elaborate(self, platform):
         m = Module()
         net = self.compiled.network
@@ -41,31 +69,7 @@ class SttArrayTop(wiring.Component):
         in_ports = {h.name: getattr(self, port_name(PortRole.INPUT, h.name)) for h in net.inputs}
         tag_in = getattr(self, tag_port(net.carrier)) if net.carrier else None
 
-        # control: latch the slot count, fire one slot per cycle while every stream can move
-        running = Signal(name="running")
-        steps_m1 = Signal(STEP_BITS, name="steps_minus_1")
-        count = Signal(STEP_BITS, name="slot")
-        done = Signal(name="done_pulse")
-        start = Signal(name="start")
-        beats = Signal(name="beats_valid")
-        fire = Signal(name="fire")
-        extra = [] if tag_in is None else [tag_in]
-        valids = [p.valid for p in list(in_ports.values()) + extra] + [psum_port.valid]
-        all_valid = valids[0]
-        for v in valids[1:]:
-            all_valid = all_valid & v
-        m.d.comb += [self.cmd.ready.eq(~running), start.eq(self.cmd.valid & ~running), self.busy.eq(running),
-                     beats.eq(running & all_valid), fire.eq(beats & out_port.ready), out_port.valid.eq(beats),
-                     self.done.eq(done)]
-        for p in list(in_ports.values()) + extra + [psum_port]:
-            m.d.comb += p.ready.eq(fire)
-        m.d.sync += done.eq(0)
-        with m.If(start):
-            m.d.sync += [running.eq(1), steps_m1.eq(self.cmd.payload.steps - 1), count.eq(0)]
-        with m.If(fire):
-            m.d.sync += count.eq(count + 1)
-            with m.If(count == steps_m1):
-                m.d.sync += [running.eq(0), done.eq(1)]
+        fire = self._slot_control(m, out_port, psum_port, list(in_ports.values()) + ([] if tag_in is None else [tag_in]))
 
         # datapath: input chains, then partial-sum chains in chain order
         types = design.type_of
