@@ -23,6 +23,7 @@ from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, 
 from archgen.rtlgen.array import _row_index, port_members
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, shape_of, tag
+from archgen.rtlgen.stt_array import tag_validity
 
 __all__ = ["FusedArrayTop", "fused_verilog"]
 
@@ -377,13 +378,8 @@ class FusedArrayTop(wiring.Component):
         bits = net.tag_field_bits
 
         def tag_chain(lane, chain, dt, op):
-            prev = self._port(tag_port(net.carrier)).payload[lane]
-            for p, s in enumerate(chain):
-                if p:
-                    prev = delay_line(m, prev, dt, fire, f"{name}_tag_{op}_hop_{tag(s)}_", 2 * bits)
-                ok = Signal(name=f"{name}_valid_{tag(s)}")
-                m.d.comb += ok.eq((prev[:bits] <= p) & (prev[bits:] > p))
-                valid[s] = ok
+            tag_validity(m, self._port(tag_port(net.carrier)).payload[lane], chain, dt, fire, bits, valid,
+                         f"{name}_tag_{op}_hop_", f"{name}_valid_")
 
         for h in net.inputs:
             shp, lanes = self.in_shape[h.name], self._port(port_name(PortRole.INPUT, h.name)).payload

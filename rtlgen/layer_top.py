@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib.memory import Memory
 
-from archgen.dataflow.ir import PortRole
 from archgen.dataflow.memctl import (BLOCK_COUNT_BITS, DRAM_WORD_BITS, DescriptorFormat, LayerProgram,
                                      block_walker_hw, descriptor_format, layer_sequencer_hw, transfer_timer_hw)
 from archgen.rtlgen.array import ArrayTop

@@ -26,6 +26,18 @@ from .array import port_members
 __all__ = ["SttArrayTop"]
 
 
+def tag_validity(m, head, chain, dt, fire, bits: int, valid: dict, hop_prefix: str, valid_prefix: str) -> None:
+    """A validity tag (lo, hi) rides the carrier's chain from ``head`` through ``dt`` registers per hop; FU p
+    of the chain counts its product when lo <= p < hi (two compares against constants). Fills ``valid``."""
+    prev = head
+    for p, s in enumerate(chain):
+        if p:
+            prev = delay_line(m, prev, dt, fire, f"{hop_prefix}{tag(s)}_", 2 * bits)
+        ok = Signal(name=f"{valid_prefix}{tag(s)}")
+        m.d.comb += ok.eq((prev[:bits] <= p) & (prev[bits:] > p))
+        valid[s] = ok
+
+
 class SttArrayTop(wiring.Component):
     def __init__(self, compiled: CompiledSttArray):
         self.compiled = compiled
@@ -79,14 +91,7 @@ class SttArrayTop(wiring.Component):
         bits = net.tag_field_bits
 
         def tag_chain(lane, chain, dt, name):
-            """The carrier's tags ride its chain; FU p's product counts when lo <= p < hi (constant compares)."""
-            prev = tag_in.payload[lane]
-            for p, s in enumerate(chain):
-                if p:
-                    prev = delay_line(m, prev, dt, fire, f"tag_{name}_hop_{tag(s)}_", 2 * bits)
-                ok = Signal(name=f"valid_{tag(s)}")
-                m.d.comb += ok.eq((prev[:bits] <= p) & (prev[bits:] > p))
-                valid[s] = ok
+            tag_validity(m, tag_in.payload[lane], chain, dt, fire, bits, valid, f"tag_{name}_hop_", "valid_")
 
         for h in net.inputs:
             shp = shape_of(types[h.name].bits, types[h.name].signed)
