@@ -156,9 +156,10 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     if not fuse and design.dataflow(dataflow).skewed:     # skewed stt maps (dataflow/stt_array.py): array level only
         compiled = views[0]
         if not ideal_dram:
-            raise SpecError([problem(f"dataflows.{compiled.dataflow.name}", "a skewed stt map runs at the array level "
-                                     "only: the memory system (docs/memory.md) does not plan its boxes yet; "
-                                     "simulate it with --ideal-dram")])
+            raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "a skewed stt map runs at the array "
+                                     "level only: the memory system (docs/memory.md) does not plan its boxes yet; "
+                                     "simulate it with --ideal-dram, or pick a tiled dataflow with --dataflow",
+                                     [list(r) for r in compiled.dataflow.stt])])
         return _stt_workload(compiled, workload, energy, progress)
     skewed = [c.dataflow.name for c in views if hasattr(c, "network")]    # skewed maps of a fused design
     if skewed and not ideal_dram:

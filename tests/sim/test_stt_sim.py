@@ -24,7 +24,9 @@ def test_gemm_layer_cycles_are_the_array_model_cycles():
 def test_memory_system_path_is_refused_by_name():
     with pytest.raises(SpecError) as err:
         simulate_workload_on_array(load_spec("gemm_hex"), get_workload("gemm:8,8,8"))
-    assert str(err.value.problems[0]).startswith("dataflows.hex: a skewed stt map runs at the array level only")
+    msg = str(err.value.problems[0])
+    assert msg.startswith("dataflows.hex.stt: a skewed stt map runs at the array level only")
+    assert msg.endswith("(got [[1, 0, -1], [0, 1, -1], [1, 1, 1]])")
 
 
 def test_box_timing_is_a_closed_form_for_millions_of_boxes():
