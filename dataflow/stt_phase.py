@@ -17,6 +17,7 @@ FU (a ring) is not expressible this way and is refused by name.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from archgen.arch.errors import SpecError, problem
 
 from .stt_array import SttTiling, _box_points
 
-__all__ = ["PhaseTable", "stt_phase_tables", "stt_streams_from_tables"]
+__all__ = ["PhaseTable", "stt_phase_tables", "stt_streams_from_tables", "LaneProgram", "stt_lane_programs", "lane_walk"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +134,143 @@ def stt_streams_from_tables(tiling: SttTiling, tables, tensors: dict, out_beats:
     streams[out_t.port] = out_index
     streams["result"] = result
     return streams
+
+
+# ------------------------------------------------------------------------------------------------
+# lane programs: the phase tables as the adds-and-compares a stream sequencer runs (rtlgen/stt_stream.py)
+
+@dataclass(frozen=True)
+class LaneProgram:
+    """One stream port's sequencer program over a whole problem, in tensor coordinates.
+
+    Box q (the tile walk, innermost fastest) has tensor origin ``A_X origin(q)``, kept by a walker of ``trips``
+    counters that adds ``step[level]`` when its level advances and subtracts ``(trips - 1) step[level]`` when it
+    wraps (adds of constants only); its *edge mask* has bit i set when level i (bit 0 the innermost) is at its
+    last box and has more than one (the layer controller's convention, docs/memory.md), and its *first* bit
+    says that no level whose loop the operand does not use has advanced yet (a partial sum's first visit).
+    Slot n is phase ``n mod period`` of box group ``n div period``; a shift register holds the last ``depth``
+    boxes. Lane l at phase f reads entry (delta, offset, masks): the element at box ``n div period - delta``'s
+    origin plus ``offset`` when that box exists, bit ``mask`` of ``masks`` is set (the element's line meets the
+    problem in a box with those ragged edges: a constant per entry and mask) and the element lies inside the
+    tensor (``0 <= coordinate < extent``, compares only); a partial-sum port reads nothing on a first visit.
+    Its row-major address (``strides``) is the box's linear origin plus the offset's: adds only."""
+
+    port: str
+    operand: str
+    lanes: int
+    period: int
+    depth: int                    # boxes in flight on this port: 1 + the largest delta
+    extent: tuple                 # tensor shape
+    strides: tuple                # row-major element strides
+    trips: tuple                  # tile-walk trip counts, outer to inner
+    step: tuple                   # per level: tensor-coordinate step when the level advances
+    revisit: tuple                # per level: the operand does not use the level's loop (it revisits its block)
+    entries: tuple                # ((lane, phase), (delta, coordinate offset, edge masks where it is real)) sorted
+
+    @property
+    def boxes(self) -> int:
+        return math.prod(self.trips)
+
+    @property
+    def is_psum(self) -> bool:
+        return self.port.startswith("psum_")
+
+    def linear(self, coords) -> int:
+        return int(sum(int(c) * s for c, s in zip(coords, self.strides)))
+
+
+def _meets(x, dx, box_ext, rag) -> bool:
+    """Whether the line from box point ``x`` along ``dx`` (inside the box) has a point below ``rag`` (the
+    box's extents inside the problem) on every loop."""
+    y = np.array(x)
+    while np.all(y >= 0) and np.all(y < box_ext):
+        if np.all(y < rag):
+            return True
+        if not np.any(dx):
+            break
+        y = y + dx
+    return False
+
+
+def stt_lane_programs(tiling: SttTiling, tables=None) -> tuple[LaneProgram, ...]:
+    """The lane program of every stream port of ``tiling`` (from its phase tables)."""
+    net = tiling.network
+    op = net.design.operation
+    dims = op.dims
+    order = net.dataflow.order
+    tables = tables if tables is not None else stt_phase_tables(tiling)
+    trips = tuple(tiling.tile_trips[d] for d in order)
+    box_ext = np.array([tiling.box[d] for d in dims])
+    rags = []                                            # per edge mask: the box's extents inside the problem
+    for mask in range(1 << len(order)):
+        rag = box_ext.copy()
+        for level, d in enumerate(order):
+            if mask >> (len(order) - 1 - level) & 1:
+                rag[dims.index(d)] = tiling.bound[d] - (trips[level] - 1) * tiling.box[d]
+        rags.append(rag)
+    out = []
+    for t in tables:
+        operand = op.operand(t.operand)
+        hop = net.hop(t.operand)
+        amat, const = operand.access_matrix(dims), operand.access_offset()
+        extent = op.tensor_shape(t.operand, tiling.bound)
+        strides = tuple(int(math.prod(extent[j + 1:])) for j in range(len(extent)))
+        step = tuple(tuple(int(v) for v in amat[:, dims.index(d)] * tiling.box[d]) for d in order)
+        entries = []
+        for (lane, phase), (delta, x) in t.entries:
+            # an input enters only on a line that meets the problem (dataflow/stt_host.py); outputs always
+            masks = sum(1 << m for m, rag in enumerate(rags)
+                        if hop.is_output or _meets(x, np.array(hop.dx), box_ext, rag))
+            entries.append(((lane, phase), (delta, tuple(int(v) for v in amat @ np.array(x) + const), masks)))
+        depth = 1 + max((delta for _k, (delta, _x) in t.entries), default=0)
+        out.append(LaneProgram(t.port, t.operand, t.lanes, t.period, depth, tuple(int(e) for e in extent), strides,
+                               trips, step, tuple(not operand.uses(d) for d in order), tuple(entries)))
+    return tuple(out)
+
+
+def lane_walk(program: LaneProgram, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the sequencer drives, slot by slot, computed as the hardware does (counters, adds, a shift register,
+    table bits and compares): (valid bool [slots, lanes], row-major address int64 [slots, lanes])."""
+    ndim = len(program.extent)
+    levels = len(program.trips)
+    table = {k: v for k, v in program.entries}
+    valid = np.zeros((slots, program.lanes), dtype=bool)
+    addr = np.zeros((slots, program.lanes), dtype=np.int64)
+    counters = [0] * levels
+
+    def state(exists, origin):
+        mask = sum(1 << (levels - 1 - lv) for lv in range(levels)
+                   if program.trips[lv] > 1 and counters[lv] == program.trips[lv] - 1)
+        first = all(counters[lv] == 0 for lv in range(levels) if program.revisit[lv])
+        return exists, tuple(origin), mask, first
+
+    here = state(True, (0,) * ndim)
+    shift = [here] + [(False, (0,) * ndim, 0, True)] * (program.depth - 1)
+    extent = np.array(program.extent)
+    for n in range(slots):
+        phase = n % program.period
+        if n and phase == 0:                            # the next box group: step the walker, shift
+            exists, origin = here[0], list(here[1])
+            for level in reversed(range(levels)):
+                counters[level] += 1
+                if counters[level] < program.trips[level]:
+                    origin = [o + s for o, s in zip(origin, program.step[level])]
+                    break
+                counters[level] = 0
+                origin = [o - s * (program.trips[level] - 1) for o, s in zip(origin, program.step[level])]
+            else:
+                exists = False                          # past the last box: nothing enters any more
+            here = state(exists, origin)
+            shift = [here] + shift[:-1]
+        for lane in range(program.lanes):
+            hit = table.get((lane, phase))
+            if hit is None:
+                continue
+            delta, off, masks = hit
+            exists, origin, mask, first = shift[delta]
+            coords = np.array(origin) + np.array(off)
+            if exists and masks >> mask & 1 and not (program.is_psum and first) \
+                    and np.all(coords >= 0) and np.all(coords < extent):
+                valid[n, lane] = True
+                addr[n, lane] = program.linear(coords)
+    return valid, addr
