@@ -1,0 +1,65 @@
+"""The stream sequencer (rtlgen/stt_stream.py) drives, slot by slot, the addresses and valid bits of its lane
+program's model (dataflow/stt_phase.py ``lane_walk``), on every port of skewed maps on several arrays, with
+slots that stall at random (the array's lock-step enable), in Amaranth's simulator."""
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from archgen.arch.spec import load_spec, load_spec_data
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.stt_array import stt_tiling
+from archgen.dataflow.stt_phase import lane_walk, stt_lane_programs
+from archgen.rtlgen.stt_stream import SttLaneSequencer
+
+HEX = [[1, 0, -1], [0, 1, -1], [1, 1, 1]]
+
+
+def _gemm(shape, stt, clock_mhz=500, order=("k", "i", "j")):
+    return load_spec_data({"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                           "clock_mhz": clock_mhz, "types": {"A": "int8", "B": "int8", "C": "int32"},
+                           "array": {"shape": list(shape)}, "dataflows": {"d": {"stt": stt, "order": list(order)}}})
+
+
+def _run(program, slots, seed):
+    seq = SttLaneSequencer(program)
+    sim = Simulator(seq)
+    sim.add_clock(1e-8)
+    rng = np.random.default_rng(seed)
+    valid = np.zeros((slots, program.lanes), dtype=bool)
+    addr = np.zeros((slots, program.lanes), dtype=np.int64)
+
+    async def bench(ctx):
+        ctx.set(seq.start, 1)
+        await ctx.tick()
+        ctx.set(seq.start, 0)
+        n = 0
+        while n < slots:
+            fire = bool(rng.random() < 0.7)          # stalls: the slot holds until it fires
+            ctx.set(seq.fire, fire)
+            for lane in range(program.lanes):
+                v = bool(ctx.get(seq.valid[lane]))
+                if fire:
+                    valid[n, lane] = v
+                    addr[n, lane] = ctx.get(seq.addr[lane]) if v else 0
+            await ctx.tick()
+            n += fire
+    sim.add_testbench(bench)
+    sim.run()
+    return valid, addr
+
+
+@pytest.mark.parametrize("design, bound", [
+    (_gemm((4, 4), HEX), {"i": 7, "j": 6, "k": 5}),
+    (_gemm((1, 4), HEX, order=("i", "j", "k")), {"i": 5, "j": 7, "k": 3}),
+    (_gemm((2, 4), HEX, 1500), {"i": 5, "j": 6, "k": 4}),
+    (_gemm((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]]), {"i": 6, "j": 7, "k": 5}),
+    (load_spec("conv1d_hex", ["array.shape=3x5"]), {"k": 7, "p": 9, "r": 4}),
+])
+def test_sequencer_drives_the_lane_walk(design, bound):
+    tiling = stt_tiling(compile_array(design).network, bound)
+    for k, program in enumerate(stt_lane_programs(tiling)):
+        want_v, want_a = lane_walk(program, tiling.slots)
+        got_v, got_a = _run(program, tiling.slots, seed=k)
+        assert want_v.any(), program.port
+        assert np.array_equal(got_v, want_v), program.port
+        assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0)), program.port
