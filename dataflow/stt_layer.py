@@ -1,0 +1,164 @@
+"""A skewed stt array (dataflow/stt_array.py) behind a memory system: the layer plan and its cycle contract.
+
+The first, simple form (rtlgen/stt_layer.py builds exactly this): the whole layer is one block.
+
+* **Load.** The DMA moves every input tensor, whole, from DRAM into its on-chip buffer, one tensor after
+  another in operation order, each transfer starting in the cycle after the previous one's last
+  (``DramPort.transfer_cycles`` each; the burst timer of the tiled layer core).
+* **Compute.** One array command of ``tiling.slots`` slots. Every stream lane is driven by its port's stream
+  sequencer (rtlgen/stt_stream.py, the lane programs of dataflow/stt_phase.py): an input lane reads the
+  element its phase entry names from its buffer (one read copy per lane, so lanes never conflict), the
+  output's lane l writes the element it carries into its own store (one write a slot), and the partial-sum
+  lane l reads back from store l: an output element always rides the same chain (its box-local line does not
+  change between visits), so partial sums never cross lanes. The buffers serve every lane every slot, so the
+  array never waits: compute takes the array's ideal-stream cycles.
+* **Write-back.** The output tensor to DRAM, one word a cycle from the job's start, each word the sum over
+  the lane stores (every element is written by one lane only; the others hold zero), the job ending at the
+  burst timer's acknowledge.
+
+Cycle contract (cycle 0 = the first cycle ``go`` is high): loads occupy ``[0, L)`` with
+``L = sum_X transfer_cycles(bytes(X))``; the array command's handshake is cycle ``L`` (the array's cycle 0),
+its ``done`` cycle ``L + slots + 1``; the write-back starts in the next cycle and takes
+``transfer_cycles(bytes(Y))``; ``finished`` rises in the cycle after its last, so
+
+    cycles = sum_X transfer_cycles(bytes(X)) + slots + 2 + transfer_cycles(bytes(Y))
+
+DRAM bytes: every input tensor read once, the output written once (``bytes(T) = elements x element bytes``).
+Fit: each tensor within its buffer's ``memory.<T>.bytes``; otherwise the layer is refused by field.
+Not yet: blocks of boxes with double buffering (loads overlapping compute), validity-tag maps and ring
+operands (refused by name).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from archgen.arch.errors import SpecError, problem
+
+from .stt_array import SttTiling
+from .stt_phase import LaneProgram, stt_lane_programs
+
+__all__ = ["SttLayerPlan", "plan_stt_layer", "SttLayerResult", "simulate_stt_layer"]
+
+
+@dataclass(frozen=True)
+class SttLayerPlan:
+    tiling: SttTiling = field(repr=False, compare=False)
+    programs: tuple[LaneProgram, ...] = field(repr=False, compare=False)
+    word_bytes: int
+    elem_bytes: dict                  # tensor -> bytes per element (the output at the accumulator width)
+    shapes: dict                      # tensor -> shape
+    bases: dict                       # tensor -> first DRAM word of its region (inputs first, the output last)
+
+    @property
+    def design(self):
+        return self.tiling.network.design
+
+    def tensor_bytes(self, name: str) -> int:
+        return math.prod(self.shapes[name]) * self.elem_bytes[name]
+
+    def words(self, name: str) -> int:
+        return -(-self.tensor_bytes(name) // self.word_bytes)
+
+    @property
+    def dram_words(self) -> int:
+        out = self.design.operation.output.name
+        return self.bases[out] + self.words(out)
+
+    def per_word(self, name: str) -> int:
+        return self.word_bytes // self.elem_bytes[name]
+
+    def program(self, port: str) -> LaneProgram:
+        return next(p for p in self.programs if p.port == port)
+
+    def dram_bytes(self) -> dict:
+        op = self.design.operation
+        out = {f"{x.name}.read": self.tensor_bytes(x.name) for x in op.inputs}
+        out[f"{op.output.name}.write"] = self.tensor_bytes(op.output.name)
+        return out
+
+    def cycles(self) -> int:
+        dram = self.design.memory_system.dram
+        op = self.design.operation
+        return (sum(dram.transfer_cycles(self.tensor_bytes(x.name)) for x in op.inputs) + self.tiling.slots + 2
+                + dram.transfer_cycles(self.tensor_bytes(op.output.name)))
+
+    def dram_image(self, tensors: dict) -> list[int]:
+        """DRAM words: each input tensor row-major from its base, elements little-endian within a word."""
+        words = [0] * self.dram_words
+        for x in self.design.operation.inputs:
+            eb, pw = self.elem_bytes[x.name], self.per_word(x.name)
+            flat = np.asarray(tensors[x.name]).reshape(-1)
+            for i, v in enumerate(flat.tolist()):
+                words[self.bases[x.name] + i // pw] |= (int(v) & ((1 << (8 * eb)) - 1)) << (8 * eb * (i % pw))
+        return words
+
+    def read_output(self, words: list[int]) -> np.ndarray:
+        y = self.design.operation.output.name
+        eb, pw = self.elem_bytes[y], self.per_word(y)
+        n = math.prod(self.shapes[y])
+        vals = []
+        for i in range(n):
+            v = (words[self.bases[y] + i // pw] >> (8 * eb * (i % pw))) & ((1 << (8 * eb)) - 1)
+            vals.append(v - (1 << (8 * eb)) if v >> (8 * eb - 1) else v)
+        return np.array(vals, dtype=np.int64).reshape(self.shapes[y])
+
+
+def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
+    """The one-block plan of ``tiling``'s problem; refused, field by field, when it cannot run."""
+    net = tiling.network
+    design = net.design
+    op = design.operation
+    ms = design.memory_system
+    name = net.dataflow.name
+    problems = []
+    if net.carrier:
+        problems.append(problem(f"dataflows.{name}.stt", f"this map needs validity tags on {net.carrier}'s lines, "
+                                "which the stt memory system does not generate yet; run it with --ideal-dram",
+                                [list(r) for r in net.dataflow.stt]))
+    if any(h.stationary for h in net.hops):
+        problems.append(problem(f"dataflows.{name}.stt", "an operand stays on one FU (a ring loaded by differences), "
+                                "which the stt memory system does not drive yet; run it with --ideal-dram",
+                                [list(r) for r in net.dataflow.stt]))
+    wb = ms.dram.width_bytes
+    elem = {x.name: -(-design.type_of[x.name].bits // 8) for x in op.inputs}
+    elem[op.output.name] = -(-design.acc_type.bits // 8)
+    shapes = {t: tuple(op.tensor_shape(t, tiling.bound)) for t in elem}
+    for t, eb in elem.items():
+        pw = wb // eb
+        if wb % eb or pw & (pw - 1):
+            problems.append(problem("memory.dram.width_bytes", f"the stt memory system needs a power of two of "
+                                    f"{t}'s {eb}-byte elements per DRAM word", wb))
+        need = math.prod(shapes[t]) * eb
+        if need > ms.buffer(t).bytes:
+            problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: the stt memory system holds the whole "
+                                    f"tensor {t} on chip ({need} B); raise the buffer or use a tiled dataflow",
+                                    ms.buffer(t).bytes))
+    if problems:
+        raise SpecError(problems)
+    bases, at = {}, 0
+    for t in [x.name for x in op.inputs] + [op.output.name]:
+        bases[t] = at
+        at += -(-math.prod(shapes[t]) * elem[t] // wb)
+    return SttLayerPlan(tiling, stt_lane_programs(tiling), wb, elem, shapes, bases)
+
+
+@dataclass(frozen=True)
+class SttLayerResult:
+    cycles: int
+    load_cycles: int
+    compute_cycles: int
+    write_cycles: int
+    dram_bytes: dict
+
+
+def simulate_stt_layer(plan: SttLayerPlan) -> SttLayerResult:
+    """The cycle contract above, job by job."""
+    dram = plan.design.memory_system.dram
+    op = plan.design.operation
+    load = sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs)
+    write = dram.transfer_cycles(plan.tensor_bytes(op.output.name))
+    compute = plan.tiling.slots + 2
+    return SttLayerResult(load + compute + write, load, compute, write, plan.dram_bytes())

@@ -1,0 +1,248 @@
+"""A skewed stt array behind its memory system (dataflow/stt_layer.py states the plan and the cycle contract).
+
+``SttLayerTop`` is a simulation top with the ports of the tiled layer top (``go``, ``finished``, ``cycles``,
+``rb_addr``/``rb_data``, ``moved_*``), so verif/layer_binary.py runs it as a stand-alone Verilator binary:
+
+* a DRAM preloaded at elaboration (fixed latency, one word a cycle, as rtlgen/layer_top.py ``LayerTop``);
+* the DMA: the burst timer of the tiled core (``transfer_timer_hw``), one burst request per timer issue,
+  response words written into the loading tensor's buffer, one copy per lane of that input (word = one DRAM
+  word of elements; a lane selects its element in the word);
+* the array (rtlgen/stt_array.py ``SttArrayTop``, unchanged) and one stream sequencer per port
+  (rtlgen/stt_stream.py), started with the array command, advanced by the array's slot enable;
+* one output store per output lane (written by that lane, read back by the same partial-sum lane), summed
+  over lanes by the write-back, which streams the output tensor to DRAM one word a cycle.
+
+Buffers and stores read combinationally (the simulation build; a block-RAM build would address one slot
+ahead, as the tiled core does). Sizes follow the problem: one build per layer.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Elaboratable, Module, Mux, Signal, hdl, unsigned
+from amaranth.lib.memory import Memory
+
+from archgen.dataflow.ir import PortRole, port_name
+from archgen.dataflow.memctl import transfer_timer_hw
+from archgen.dataflow.stt_layer import SttLayerPlan
+
+from .stt_array import SttArrayTop
+from .stt_stream import SttLaneSequencer
+
+__all__ = ["SttLayerTop"]
+
+CYCLE_BITS = 40
+
+
+class SttLayerTop(Elaboratable):
+    def __init__(self, plan: SttLayerPlan, compiled, dram_init: list[int]):
+        self.plan = plan
+        self.compiled = compiled
+        self.dram_init = list(dram_init)
+        self.dram_depth = max(1, plan.dram_words)
+        op = plan.design.operation
+        self.go = Signal()
+        self.finished = Signal()
+        self.cycles = Signal(CYCLE_BITS)
+        self.rb_addr = Signal(range(self.dram_depth + 1))
+        self.rb_data = Signal(8 * plan.word_bytes)
+        self.moved = {f"{x.name}.read": Signal(CYCLE_BITS, name=f"moved_{x.name}_read") for x in op.inputs}
+        self.moved[f"{op.output.name}.write"] = Signal(CYCLE_BITS, name=f"moved_{op.output.name}_write")
+
+    def ports(self):
+        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.plan
+        op = P.design.operation
+        dram = P.design.memory_system.dram
+        Wb = P.word_bytes
+        inputs = [x.name for x in op.inputs]
+        y = op.output.name
+        arr = SttArrayTop(self.compiled)
+        m.submodules.array = arr
+
+        # ---- controller: loads (one per input), the array command, the write-back -------------------
+        n_in = len(inputs)
+        state = Signal(range(n_in + 4), name="state")      # 0..n_in-1 load X, n_in cmd, +1 run, +2 write, +3 end
+        entered = Signal(init=1, name="state_entered")     # the state's first cycle
+        running = Signal(name="layer_running")
+        m.d.comb += running.eq(self.go & (state != n_in + 3))
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.comb += self.finished.eq(state == n_in + 3)
+        loading = Signal(name="loading")
+        writing = Signal(name="writing")
+        m.d.comb += [loading.eq(self.go & (state < n_in)), writing.eq(self.go & (state == n_in + 2))]
+        t_start = Signal(name="dma_start")
+        t_bytes = Signal(32, name="dma_bytes")
+        m.d.comb += t_start.eq((loading | writing) & entered)
+        with m.Switch(state):
+            for xi, x in enumerate(inputs):
+                with m.Case(xi):
+                    m.d.comb += t_bytes.eq(P.tensor_bytes(x))
+            with m.Case(n_in + 2):
+                m.d.comb += t_bytes.eq(P.tensor_bytes(y))
+        timer = transfer_timer_hw(m, hdl, dram, t_start, t_bytes, name="dma")
+        m.d.sync += entered.eq(0)
+        advance = Signal(name="state_advance")
+        with m.If(self.go):
+            with m.If((loading | writing) & timer.done):
+                m.d.comb += advance.eq(1)
+            with m.If(state == n_in):
+                m.d.comb += [arr.cmd.valid.eq(1), arr.cmd.payload.steps.eq(P.tiling.slots)]
+                m.d.comb += advance.eq(arr.cmd.ready)
+            with m.If((state == n_in + 1) & arr.done):
+                m.d.comb += advance.eq(1)
+        with m.If(advance):
+            m.d.sync += [state.eq(state + 1), entered.eq(1)]
+
+        # ---- burst requests and the load datapath -----------------------------------------------------
+        c_words = dram.burst_bytes // Wb
+        req_ptr = Signal(32, name="dma_req_word")
+        req_left = Signal(32, name="dma_req_words_left")
+        cur_ptr = Signal(32, name="dma_req_word_now")
+        cur_left = Signal(32, name="dma_req_words_left_now")
+        with m.Switch(state):
+            for xi, x in enumerate(inputs + [None, None, y]):
+                if x is None:
+                    continue
+                with m.Case(xi):
+                    m.d.comb += [cur_ptr.eq(Mux(t_start, P.bases[x], req_ptr)),
+                                 cur_left.eq(Mux(t_start, P.words(x), req_left))]
+        words_now = Mux(cur_left < c_words, cur_left, c_words)
+        with m.If(timer.issue):
+            m.d.sync += [req_ptr.eq(cur_ptr + c_words), req_left.eq(cur_left - words_now)]
+        rd_req_valid = Signal(name="rd_req_valid")
+        m.d.comb += rd_req_valid.eq(timer.issue & loading)
+        rd_rsp_valid = Signal(name="rd_rsp_valid")
+        rd_rsp_data = Signal(8 * Wb, name="rd_rsp_data")
+        dst = Signal(32, name="dma_dst_word")
+        with m.If(t_start):
+            m.d.sync += dst.eq(0)
+        with m.Elif(rd_rsp_valid):
+            m.d.sync += dst.eq(dst + 1)
+        bufs = {}
+        for xi, x in enumerate(inputs):
+            prog = P.program(port_name(PortRole.INPUT, x))
+            copies = []
+            for lane in range(prog.lanes):
+                mem = Memory(shape=unsigned(8 * Wb), depth=max(1, P.words(x)), init=[])
+                m.submodules[f"buf_{x}_lane{lane}"] = mem
+                wp = mem.write_port()
+                m.d.comb += [wp.en.eq(rd_rsp_valid & (state == xi)), wp.addr.eq(dst), wp.data.eq(rd_rsp_data)]
+                copies.append(mem)
+            bufs[x] = copies
+            left = Signal(32, name=f"dma_{x}_bytes_left")
+            with m.If(t_start & (state == xi)):
+                m.d.sync += left.eq(P.tensor_bytes(x))
+            with m.Elif(rd_rsp_valid & (state == xi)):
+                take = Mux(left < Wb, left, Wb)
+                m.d.sync += [left.eq(left - take), self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + take)]
+
+        # ---- the array's streams: sequencers, buffer reads, output stores --------------------------------
+        fire = Signal(name="slot_fire")
+        cmd_start = Signal(name="array_cmd_start")
+        m.d.comb += cmd_start.eq(arr.cmd.valid & arr.cmd.ready)
+        out_port = getattr(arr, port_name(PortRole.OUTPUT, y))
+        psum_port = getattr(arr, port_name(PortRole.PSUM, y))
+        m.d.comb += [fire.eq(out_port.valid), out_port.ready.eq(1)]   # the array fires whenever its beats are valid
+
+        def sequencer(port):
+            seq = SttLaneSequencer(P.program(port))
+            m.submodules[f"seq_{port}"] = seq
+            m.d.comb += [seq.start.eq(cmd_start), seq.fire.eq(fire)]
+            return seq
+
+        in_running = Signal(name="streams_on")
+        m.d.comb += in_running.eq(self.go & (state == n_in + 1))
+        for x in inputs:
+            port = getattr(arr, port_name(PortRole.INPUT, x))
+            seq = sequencer(port_name(PortRole.INPUT, x))
+            eb, pw = P.elem_bytes[x], P.per_word(x)
+            sh = pw.bit_length() - 1
+            m.d.comb += port.valid.eq(in_running)
+            for lane, mem in enumerate(bufs[x]):
+                rp = mem.read_port(domain="comb")
+                m.d.comb += rp.addr.eq(seq.addr[lane] >> sh)
+                sel = seq.addr[lane][:sh] if sh else 0
+                elem = rp.data.word_select(sel, 8 * eb) if sh else rp.data[:8 * eb]
+                m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], elem, 0))
+        oseq = sequencer(port_name(PortRole.OUTPUT, y))
+        pseq = sequencer(port_name(PortRole.PSUM, y))
+        m.d.comb += psum_port.valid.eq(in_running)
+        acc_bits = self.compiled.design.acc_type.bits
+        n_out = 1
+        for e in P.shapes[y]:
+            n_out *= e
+        pw_out = P.per_word(y)
+        wb_word = Signal(32, name="wb_word")
+        wb_left = Signal(32, name="wb_words_left")
+        word_now = Signal(32, name="wb_word_now")
+        m.d.comb += word_now.eq(Mux(t_start, 0, wb_word))
+        store_reads = []
+        for lane in range(oseq.program.lanes):
+            mem = Memory(shape=unsigned(acc_bits), depth=n_out, init=[0] * n_out)
+            m.submodules[f"store_{y}_lane{lane}"] = mem
+            wp = mem.write_port()
+            m.d.comb += [wp.en.eq(fire & oseq.valid[lane]), wp.addr.eq(oseq.addr[lane]),
+                         wp.data.eq(out_port.payload[lane])]
+            rp = mem.read_port(domain="comb")
+            m.d.comb += [rp.addr.eq(pseq.addr[lane]),
+                         psum_port.payload[lane].eq(Mux(pseq.valid[lane], rp.data, 0))]
+            reads = []
+            for e in range(pw_out):
+                r = mem.read_port(domain="comb")
+                m.d.comb += r.addr.eq(word_now * pw_out + e)
+                reads.append(r.data)
+            store_reads.append(reads)
+
+        # ---- write-back: one word a cycle from the job's start, each element the sum over the lane stores ----
+        wb_on = Signal(name="wb_on")
+        wr_valid = Signal(name="wr_valid")
+        wr_addr = Signal(32, name="wr_addr")
+        wr_data = Signal(8 * Wb, name="wr_data")
+        m.d.comb += wb_on.eq(writing & (t_start | (wb_left != 0)))
+        words_left_now = Mux(t_start, P.words(y), wb_left)
+        elems = []
+        for e in range(pw_out):
+            s = 0
+            for reads in store_reads:
+                s = s + reads[e]
+            elems.append(s[:acc_bits])
+        m.d.comb += [wr_valid.eq(wb_on & (words_left_now != 0)), wr_addr.eq(P.bases[y] + word_now),
+                     wr_data.eq(Cat(*elems))]
+        with m.If(wr_valid):
+            m.d.sync += [wb_word.eq(word_now + 1), wb_left.eq(words_left_now - 1)]
+            last = (word_now + 1) * pw_out >= n_out
+            take = Mux(last, n_out - word_now * pw_out, pw_out) * P.elem_bytes[y]
+            m.d.sync += self.moved[f"{y}.write"].eq(self.moved[f"{y}.write"] + take)
+
+        # ---- DRAM: answers a read burst latency cycles after its request, one word a cycle --------------
+        dmem = Memory(shape=unsigned(8 * Wb), depth=self.dram_depth,
+                      init=self.dram_init + [0] * (self.dram_depth - len(self.dram_init)))
+        m.submodules.dram = dmem
+        d_rd = dmem.read_port()
+        d_wr = dmem.write_port()
+        d_rb = dmem.read_port(domain="comb")
+        m.d.comb += [d_rb.addr.eq(self.rb_addr), self.rb_data.eq(d_rb.data)]
+        line = [(rd_req_valid, cur_ptr, words_now)]
+        for k in range(dram.latency - 1):
+            v = Signal(name=f"dram_req_d{k + 1}")
+            a = Signal(32, name=f"dram_req_addr_d{k + 1}")
+            w = Signal(16, name=f"dram_req_words_d{k + 1}")
+            m.d.sync += [v.eq(line[-1][0]), a.eq(line[-1][1]), w.eq(line[-1][2])]
+            line.append((v, a, w))
+        go_v, go_a, go_w = line[-1]
+        ptr = Signal(32, name="dram_read_ptr")
+        left = Signal(16, name="dram_read_words_left")
+        reading = Signal(name="dram_reading")
+        m.d.comb += reading.eq(go_v | (left != 0))
+        m.d.comb += d_rd.addr.eq(Mux(go_v, go_a, ptr))
+        with m.If(go_v):
+            m.d.sync += [ptr.eq(go_a + 1), left.eq(go_w - 1)]
+        with m.Elif(left != 0):
+            m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
+        m.d.sync += rd_rsp_valid.eq(reading)
+        m.d.comb += rd_rsp_data.eq(d_rd.data)
+        m.d.comb += [d_wr.en.eq(wr_valid), d_wr.addr.eq(wr_addr), d_wr.data.eq(wr_data)]
+        return m
