@@ -153,14 +153,8 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     else:
         views = (compile_array(design, dataflow, pipeline=pipeline),)
     energy = energy or EnergyModel.load()
-    if not fuse and design.dataflow(dataflow).skewed:     # skewed stt maps (dataflow/stt_array.py): array level only
-        compiled = views[0]
-        if not ideal_dram:
-            raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "a skewed stt map runs at the array "
-                                     "level only: the memory system (docs/memory.md) does not plan its boxes yet; "
-                                     "simulate it with --ideal-dram, or pick a tiled dataflow with --dataflow",
-                                     [list(r) for r in compiled.dataflow.stt])])
-        return _stt_workload(compiled, workload, energy, progress)
+    if not fuse and design.dataflow(dataflow).skewed:     # skewed stt maps (dataflow/stt_array.py, stt_layer.py)
+        return _stt_workload(views[0], workload, energy, progress, memory=not ideal_dram)
     skewed = [c.dataflow.name for c in views if hasattr(c, "network")]    # skewed maps of a fused design
     if skewed and not ideal_dram:
         raise SpecError([problem("fuse", f"dataflow(s) {', '.join(skewed)} of this fused design are skewed stt maps, "
@@ -300,9 +294,11 @@ def _ideal_layer(compiled, layer, bounds, repeat: int, how: str, energy: EnergyM
                "stall_cycles": r.stall_cycles * repeat, "lowering": how, "dataflow": fg.dataflow.name})
 
 
-def _stt_workload(compiled, workload, energy: EnergyModel, progress) -> tuple[list[LayerResult], list[SkippedLayer]]:
-    """Per-layer results of a skewed stt array with streams that never wait (what ``archgen verify`` measures):
-    the box ``choose_box`` picks, every lane's beat counted in every slot."""
+def _stt_workload(compiled, workload, energy: EnergyModel, progress,
+                  memory: bool = False) -> tuple[list[LayerResult], list[SkippedLayer]]:
+    """Per-layer results of a skewed stt array: with streams that never wait (``memory=False``: what ``archgen
+    verify --ideal-dram`` measures), the box ``choose_box`` picks, every lane's beat counted in every slot; or
+    through its memory system (dataflow/stt_layer.py: whole tensors loaded, the array, the write-back)."""
     results, skipped = [], []
     for layer in workload.layers:
         if not layer.einsum:
@@ -311,12 +307,13 @@ def _stt_workload(compiled, workload, energy: EnergyModel, progress) -> tuple[li
         bounds, repeat, how = lower_layer(layer, compiled.design)
         if progress:
             progress(layer.name)
-        results.append(_stt_layer(compiled, layer, bounds, repeat, how, energy))
+        results.append(_stt_layer(compiled, layer, bounds, repeat, how, energy, memory))
     return results, skipped
 
 
-def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel) -> LayerResult:
-    """One layer on a skewed stt array (alone or a fused design's view) with streams that never wait."""
+def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel, memory: bool = False) -> LayerResult:
+    """One layer on a skewed stt array (alone or a fused design's view) with streams that never wait, or
+    (``memory``) through the stt memory system's contract (dataflow/stt_layer.py)."""
     from archgen.dataflow.stt_array import stt_tiling
     design, net = compiled.design, compiled.network
     ports = {p.name: p for p in compiled.stream_ports}
@@ -324,9 +321,17 @@ def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel) -> Lay
     r = simulate_array(compiled, tiling)
     cycles = r.total_cycles * repeat
     dram: dict = {}
-    for port, nbytes in r.bytes_moved.items():
-        key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
-        dram[key] = dram.get(key, 0) + nbytes * repeat
+    stalls = 0
+    if memory:
+        from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
+        model = simulate_stt_layer(plan_stt_layer(tiling, layer.name))
+        cycles = model.cycles * repeat
+        dram = {k: v * repeat for k, v in model.dram_bytes.items()}
+        stalls = (model.load_cycles + model.write_cycles) * repeat
+    else:
+        for port, nbytes in r.bytes_moved.items():
+            key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
+            dram[key] = dram.get(key, 0) + nbytes * repeat
     slots = r.mac_slots * repeat
     bits = max(design.type_of[h.name].bits for h in net.inputs)
     hops = sum(len(c) - 1 for h in net.hops for c in net.chains_of(h.name))
@@ -339,6 +344,8 @@ def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel) -> Lay
         utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
         energy_pj=energy.energy_of(acts),
         roofline_cycles=roofline_cycles(layer.macs, 0, design.n_fus, design.dram_bytes_per_cycle),
-        extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": 0,
+        extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": stalls,
                "lowering": how, "box": dict(tiling.box), "box_period": tiling.period,
-               "dataflow": compiled.dataflow.name})
+               "dataflow": compiled.dataflow.name,
+               **({"mapping": "stt one block (whole tensors on chip)", "stall_cycles.dram": stalls,
+                   "stall_cycles.buffer_ports": 0, "stall_cycles.array": 0} if memory else {})})
