@@ -21,12 +21,25 @@ def test_gemm_layer_cycles_are_the_array_model_cycles():
     assert results[0].extra["box"] == tiling.box
 
 
-def test_memory_system_path_is_refused_by_name():
+def test_memory_system_path_runs_the_stt_layer_contract():
+    """Without --ideal-dram a skewed map runs through the stt memory system (dataflow/stt_layer.py): loads of
+    every input tensor, the array's slots plus its handshake and done cycles, the write-back."""
+    from archgen.dataflow.stt_layer import plan_stt_layer
+    design = load_spec("gemm_hex", ["array.shape=3x5", "memory.dram.latency=7"])
+    results, _ = simulate_workload_on_array(design, get_workload("gemm:8,6,5"))
+    tiling = stt_tiling(compile_array(design).network, {"i": 8, "k": 6, "j": 5})
+    dram = design.memory_system.dram
+    want = dram.transfer_cycles(8 * 6) + dram.transfer_cycles(6 * 5) + tiling.slots + 2 + dram.transfer_cycles(4 * 8 * 5)
+    assert results[0].cycles == want == plan_stt_layer(tiling).cycles()
+    assert results[0].dram_bytes == {"A.read": 48, "B.read": 30, "C.write": 160}
+
+
+def test_a_tensor_larger_than_its_buffer_is_refused_by_field():
     with pytest.raises(SpecError) as err:
-        simulate_workload_on_array(load_spec("gemm_hex"), get_workload("gemm:8,8,8"))
+        simulate_workload_on_array(load_spec("gemm_hex", ["memory.B.bytes=64"]), get_workload("gemm:8,9,8"))
     msg = str(err.value.problems[0])
-    assert msg.startswith("dataflows.hex.stt: a skewed stt map runs at the array level only")
-    assert msg.endswith("(got [[1, 0, -1], [0, 1, -1], [1, 1, 1]])")
+    assert msg.startswith("memory.B.bytes: layer gemm: the stt memory system holds the whole tensor B on chip (72 B)")
+    assert msg.endswith("(got 64)")
 
 
 def test_box_timing_is_a_closed_form_for_millions_of_boxes():
