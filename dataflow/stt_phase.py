@@ -1,6 +1,6 @@
 """Phase tables: the streams of a skewed stt array (dataflow/stt_array.py) as per-lane address tables, the
-model half of what a memory system would need to drive gemm_hex-style arrays from buffers (docs/memory.md,
-"Delay connections (conv_rs) and skewed stt maps"). Not built in hardware yet.
+model half of the stream sequencers that drive gemm_hex-style arrays from buffers (docs/memory.md, "Skewed stt
+maps through the memory system"; hardware: rtlgen/stt_stream.py, built from the lane programs below).
 
 Box m starts ``m * period`` slots in and every box has the same geometry: a lane takes the element entering
 at box point x (box-relative) in slot ``m * period + tau(x)``. The period is collision-free (``_period``: no

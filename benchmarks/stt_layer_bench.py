@@ -1,0 +1,50 @@
+"""Skewed stt maps through the stt memory system on Verilator: one row per case of tests/verif/test_stt_layer_rtl.py
+(exact outputs, RTL cycles, model cycles, DMA bytes), for the table in docs/memory.md.
+
+    ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verif"))
+
+from test_stt_layer_rtl import HEX, _gemm  # noqa: E402
+
+from archgen.arch.spec import load_spec  # noqa: E402
+from archgen.verif.stt_layer_check import verify_stt_layer  # noqa: E402
+
+CASES = [
+    ("gemm_hex, array.shape=3x5", load_spec("gemm_hex", ["array.shape=3x5"]), {"i": 7, "k": 5, "j": 6}, 3),
+    ("conv1d_hex, array.shape=1x4, DRAM 8 B/cycle, latency 11",
+     load_spec("conv1d_hex", ["array.shape=1x4", "memory.dram.width_bytes=8", "memory.dram.latency=11"]),
+     {"k": 3, "p": 7, "r": 3}, 5),
+    ("gemm_hex (4x4)", load_spec("gemm_hex"), {"i": 9, "k": 7, "j": 10}, 1),
+    ("GEMM hex map, 2x4 at 1500 MHz, DRAM 16 B/cycle, latency 20",
+     _gemm((2, 4), HEX, 1500, {"width_bytes": 16, "latency": 20, "burst_bytes": 32, "outstanding": 2}),
+     {"i": 5, "k": 4, "j": 6}, 2),
+    ("GEMM [[1,0,1],[0,1,-1],[1,2,1]], 3x4", _gemm((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]]),
+     {"i": 6, "k": 5, "j": 7}, 3),
+    ("GEMM hex map, 5x3, DRAM 4 B/cycle, latency 9",
+     _gemm((5, 3), HEX, dram={"width_bytes": 4, "latency": 9, "burst_bytes": 8, "outstanding": 1}),
+     {"i": 11, "k": 6, "j": 4}, 4),
+    ("conv1d_hex (4x4)", load_spec("conv1d_hex"), {"k": 8, "p": 16, "r": 3}, 7),
+    ("conv1d_hex, array.shape=3x5", load_spec("conv1d_hex", ["array.shape=3x5"]), {"k": 7, "p": 9, "r": 4}, 8),
+]
+
+
+def main() -> None:
+    print("| case | layer | seed | boxes, period (slots) | slots | outputs | RTL cycles | model cycles | DRAM bytes (model = RTL) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, design, bounds, seed in CASES:
+        r = verify_stt_layer(design, bounds, seed=seed)
+        same = r.detail["rtl_dram_bytes"] == r.dram_bytes
+        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {r.detail['boxes']}, "
+              f"{r.detail['period']} | {r.detail['slots']} | {'exact' if r.outputs_exact else 'WRONG'} | "
+              f"{r.rtl_cycles:,} | {r.model_cycles:,} | "
+              f"{' / '.join(f'{k} {v}' for k, v in r.dram_bytes.items())}{'' if same else ' (RTL DIFFERS)'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Skewed stt maps through the stt memory system on Verilator (verif/stt_layer_check.py, a stand-alone binary):
+outputs exact, RTL cycles == model cycles, DMA bytes == the model's. Two cases by default (the CLI on gemm_hex
+and conv1d_hex on a 1xN array); the others with --runslow."""
+import pytest
+
+from archgen.arch.spec import load_spec, load_spec_data
+from archgen.verif.stt_layer_check import verify_stt_layer
+
+HEX = [[1, 0, -1], [0, 1, -1], [1, 1, 1]]
+
+
+def _gemm(shape, stt, clock_mhz=500, dram=None):
+    data = {"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]", "clock_mhz": clock_mhz,
+            "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
+            "dataflows": {"d": {"stt": stt, "order": ["k", "i", "j"]}}}
+    if dram:
+        data["memory"] = {"dram": dram}
+    return load_spec_data(data)
+
+
+def _check(res):
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    assert res.detail["rtl_dram_bytes"] == res.dram_bytes
+    assert res.ok
+
+
+def test_cli_verifies_gemm_hex_through_its_memory_system(tmp_path, monkeypatch):
+    from conftest import run_cli
+    rc, out, err = run_cli(["verify", "gemm_hex", "--set", "array.shape=3x5", "--gemm", "7,5,6", "--seed", "3"],
+                           tmp_path, monkeypatch)
+    assert rc == 0, out + err
+    assert "outputs: exact" in out
+    assert "RTL cycles:   256 cycles" in out and "model cycles: 256 cycles  (equal)" in out
+    assert "DRAM: A.read 35 B, B.read 30 B, C.write 168 B" in out
+
+
+def test_conv1d_hex_on_a_row_of_fus():
+    design = load_spec("conv1d_hex", ["array.shape=1x4", "memory.dram.width_bytes=8", "memory.dram.latency=11"])
+    _check(verify_stt_layer(design, {"k": 3, "p": 7, "r": 3}, seed=5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design, bounds, seed", [
+    (load_spec("gemm_hex"), {"i": 9, "k": 7, "j": 10}, 1),
+    (_gemm((2, 4), HEX, 1500, {"width_bytes": 16, "latency": 20, "burst_bytes": 32, "outstanding": 2}),
+     {"i": 5, "k": 4, "j": 6}, 2),
+    (_gemm((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]]), {"i": 6, "k": 5, "j": 7}, 3),
+    (_gemm((5, 3), HEX, dram={"width_bytes": 4, "latency": 9, "burst_bytes": 8, "outstanding": 1}),
+     {"i": 11, "k": 6, "j": 4}, 4),
+    (load_spec("conv1d_hex"), {"k": 8, "p": 16, "r": 3}, 7),
+    (load_spec("conv1d_hex", ["array.shape=3x5"]), {"k": 7, "p": 9, "r": 4}, 8),
+])
+def test_more_maps_and_arrays(design, bounds, seed):
+    _check(verify_stt_layer(design, bounds, seed=seed))
