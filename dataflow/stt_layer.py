@@ -25,8 +25,9 @@ its ``done`` cycle ``L + slots + 1``; the write-back starts in the next cycle an
 
 DRAM bytes: every input tensor read once, the output written once (``bytes(T) = elements x element bytes``).
 Fit: each tensor within its buffer's ``memory.<T>.bytes``; otherwise the layer is refused by field.
-Not yet: blocks of boxes with double buffering (loads overlapping compute), validity-tag maps and ring
-operands (refused by name).
+Validity tags (maps where zero fill alone does not pin products to the box) come from a sequencer of their
+own: a tag is a constant per phase entry and edge mask. Not yet: blocks of boxes with double buffering (loads
+overlapping compute) and ring operands (refused by name).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from archgen.arch.errors import SpecError, problem
 
-from .stt_array import SttTiling
+from .stt_array import SttTiling, is_direct
 from .stt_phase import LaneProgram, stt_lane_programs
 
 __all__ = ["SttLayerPlan", "plan_stt_layer", "SttLayerResult", "simulate_stt_layer"]
@@ -114,11 +115,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     ms = design.memory_system
     name = net.dataflow.name
     problems = []
-    if net.carrier:
-        problems.append(problem(f"dataflows.{name}.stt", f"this map needs validity tags on {net.carrier}'s lines, "
-                                "which the stt memory system does not generate yet; run it with --ideal-dram",
-                                [list(r) for r in net.dataflow.stt]))
-    if any(h.stationary for h in net.hops):
+    if any(h.stationary and not is_direct(h) for h in net.hops):
         problems.append(problem(f"dataflows.{name}.stt", "an operand stays on one FU (a ring loaded by differences), "
                                 "which the stt memory system does not drive yet; run it with --ideal-dram",
                                 [list(r) for r in net.dataflow.stt]))
@@ -126,11 +123,11 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     elem = {x.name: -(-design.type_of[x.name].bits // 8) for x in op.inputs}
     elem[op.output.name] = -(-design.acc_type.bits // 8)
     shapes = {t: tuple(op.tensor_shape(t, tiling.bound)) for t in elem}
+    odd = [f"{t} ({eb} B)" for t, eb in elem.items() if wb % eb]
+    if odd:
+        problems.append(problem("memory.dram.width_bytes", "a DRAM word must hold whole elements of every tensor; "
+                                f"it does not for {', '.join(odd)}", wb))
     for t, eb in elem.items():
-        pw = wb // eb
-        if wb % eb or pw & (pw - 1):
-            problems.append(problem("memory.dram.width_bytes", f"the stt memory system needs a power of two of "
-                                    f"{t}'s {eb}-byte elements per DRAM word", wb))
         need = math.prod(shapes[t]) * eb
         if need > ms.buffer(t).bytes:
             problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: the stt memory system holds the whole "

@@ -24,7 +24,7 @@ import numpy as np
 
 from archgen.arch.errors import SpecError, problem
 
-from .stt_array import SttTiling, _box_points
+from .stt_array import SttTiling, _box_points, is_direct
 
 __all__ = ["PhaseTable", "stt_phase_tables", "stt_streams_from_tables", "LaneProgram", "stt_lane_programs", "lane_walk"]
 
@@ -53,13 +53,16 @@ def stt_phase_tables(tiling: SttTiling) -> tuple[PhaseTable, ...]:
     late = net.product_stages
     tables = []
     for h in net.hops:
-        if h.stationary:
+        if h.stationary and not is_direct(h):
             raise SpecError([problem(f"dataflows.{net.dataflow.name}.stt", f"operand {h.name} stays on one FU "
                                      "(a ring loaded by differences); phase tables drive chains only", h.name)])
         lane, pos, length = (a[fus] for a in net.position(h.name))
         dx = np.array(h.dx)
-        first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
-        last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
+        if is_direct(h):        # no reuse: every element is its own line, entering (and leaving) at its use
+            first = last = np.ones(len(pts), dtype=bool)
+        else:
+            first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
+            last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
         kinds = [("psum", first, t_local - pos * h.dt + late),
                  ("out", last, t_local + (length - 1 - pos) * h.dt + late)] if h.is_output else \
             [("in", first, t_local - pos * h.dt)]
@@ -166,6 +169,7 @@ class LaneProgram:
     step: tuple                   # per level: tensor-coordinate step when the level advances
     revisit: tuple                # per level: the operand does not use the level's loop (it revisits its block)
     entries: tuple                # ((lane, phase), (delta, coordinate offset, edge masks where it is real)) sorted
+    values: tuple = ()            # a validity-tag port (``tag_<X>``): per entry, its value under each edge mask
 
     @property
     def boxes(self) -> int:
@@ -174,6 +178,10 @@ class LaneProgram:
     @property
     def is_psum(self) -> bool:
         return self.port.startswith("psum_")
+
+    @property
+    def is_tag(self) -> bool:
+        return bool(self.values)
 
     def linear(self, coords) -> int:
         return int(sum(int(c) * s for c, s in zip(coords, self.strides)))
@@ -225,12 +233,41 @@ def stt_lane_programs(tiling: SttTiling, tables=None) -> tuple[LaneProgram, ...]
         depth = 1 + max((delta for _k, (delta, _x) in t.entries), default=0)
         out.append(LaneProgram(t.port, t.operand, t.lanes, t.period, depth, tuple(int(e) for e in extent), strides,
                                trips, step, tuple(not operand.uses(d) for d in order), tuple(entries)))
+        if t.operand == net.carrier and not t.port.startswith("out_"):
+            out.append(_tag_program(net, out[-1], t, box_ext, rags, np.array(tiling.offset)))
     return tuple(out)
+
+
+def _tag_program(net, carrier: LaneProgram, table, box_ext, rags, offset) -> LaneProgram:
+    """The validity tags of the carrier's lines (dataflow/stt_host.py ``_tags``): each enters with its line, on
+    the carrier's lane and phase (its element's or partial sum's entry), valued ``lo | hi << bits``: the chain
+    positions of the line's iterations inside the problem, a constant per entry and edge mask (0: none)."""
+    from .stt_array import tag_port
+    hop = net.hop(table.operand)
+    _lane, pos, _length = net.position(table.operand)
+    bits = net.tag_field_bits
+    dx = np.array(hop.dx)
+    entries, values = [], []
+    for (key, (delta, off, _masks)), (_k, (_d, x)) in zip(carrier.entries, table.entries):
+        vals = []
+        for rag in rags:
+            y, inside = np.array(x), []
+            while np.all(y >= 0) and np.all(y < box_ext):
+                if np.all(y < rag):
+                    inside.append(int(pos[tuple(net.space @ y + offset)]))
+                y = y + dx
+            vals.append(min(inside) | (max(inside) + 1) << bits if inside else 0)
+        entries.append((key, (delta, off, sum(1 << m for m, v in enumerate(vals) if v))))
+        values.append(tuple(vals))
+    return LaneProgram(tag_port(table.operand), tag_port(table.operand), carrier.lanes, carrier.period, carrier.depth,
+                       carrier.extent, carrier.strides, carrier.trips, carrier.step, carrier.revisit, tuple(entries),
+                       tuple(values))
 
 
 def lane_walk(program: LaneProgram, slots: int) -> tuple[np.ndarray, np.ndarray]:
     """What the sequencer drives, slot by slot, computed as the hardware does (counters, adds, a shift register,
-    table bits and compares): (valid bool [slots, lanes], row-major address int64 [slots, lanes])."""
+    table bits and compares): (valid bool [slots, lanes], row-major address int64 [slots, lanes]; on a tag port
+    the tag value instead of the address)."""
     ndim = len(program.extent)
     levels = len(program.trips)
     table = {k: v for k, v in program.entries}
@@ -244,6 +281,7 @@ def lane_walk(program: LaneProgram, slots: int) -> tuple[np.ndarray, np.ndarray]
         first = all(counters[lv] == 0 for lv in range(levels) if program.revisit[lv])
         return exists, tuple(origin), mask, first
 
+    values = dict(zip((k for k, _v in program.entries), program.values))
     here = state(True, (0,) * ndim)
     shift = [here] + [(False, (0,) * ndim, 0, True)] * (program.depth - 1)
     extent = np.array(program.extent)
@@ -269,7 +307,11 @@ def lane_walk(program: LaneProgram, slots: int) -> tuple[np.ndarray, np.ndarray]
             delta, off, masks = hit
             exists, origin, mask, first = shift[delta]
             coords = np.array(origin) + np.array(off)
-            if exists and masks >> mask & 1 and not (program.is_psum and first) \
+            if program.is_tag:                          # a tag: the entry's constant for the box's edges
+                if exists and masks >> mask & 1:
+                    valid[n, lane] = True
+                    addr[n, lane] = values[(lane, phase)][mask]
+            elif exists and masks >> mask & 1 and not (program.is_psum and first) \
                     and np.all(coords >= 0) and np.all(coords < extent):
                 valid[n, lane] = True
                 addr[n, lane] = program.linear(coords)

@@ -22,6 +22,7 @@ from amaranth.lib.memory import Memory
 
 from archgen.dataflow.ir import PortRole, port_name
 from archgen.dataflow.memctl import transfer_timer_hw
+from archgen.dataflow.stt_array import tag_port
 from archgen.dataflow.stt_layer import SttLayerPlan
 
 from .stt_array import SttArrayTop
@@ -159,14 +160,19 @@ class SttLayerTop(Elaboratable):
             port = getattr(arr, port_name(PortRole.INPUT, x))
             seq = sequencer(port_name(PortRole.INPUT, x))
             eb, pw = P.elem_bytes[x], P.per_word(x)
-            sh = pw.bit_length() - 1
             m.d.comb += port.valid.eq(in_running)
             for lane, mem in enumerate(bufs[x]):
                 rp = mem.read_port(domain="comb")
-                m.d.comb += rp.addr.eq(seq.addr[lane] >> sh)
-                sel = seq.addr[lane][:sh] if sh else 0
-                elem = rp.data.word_select(sel, 8 * eb) if sh else rp.data[:8 * eb]
+                m.d.comb += rp.addr.eq(seq.addr[lane] // pw)          # constant divisor (a shift for powers of two)
+                elem = rp.data.word_select(seq.addr[lane] % pw, 8 * eb) if pw > 1 else rp.data[:8 * eb]
                 m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], elem, 0))
+        carrier = self.compiled.network.carrier
+        if carrier:                                  # validity tags: a sequencer whose entries are constants
+            port = getattr(arr, tag_port(carrier))
+            seq = sequencer(tag_port(carrier))
+            m.d.comb += port.valid.eq(in_running)
+            for lane in range(seq.program.lanes):
+                m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], seq.value[lane], 0))
         oseq = sequencer(port_name(PortRole.OUTPUT, y))
         pseq = sequencer(port_name(PortRole.PSUM, y))
         m.d.comb += psum_port.valid.eq(in_running)

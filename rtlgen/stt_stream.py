@@ -23,7 +23,7 @@ core's shape table; ``lane_walk`` is the model this is tested against (tests/rtl
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal, signed, unsigned
+from amaranth import Array, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,12 +48,16 @@ class SttLaneSequencer(wiring.Component):
             [abs(s) * t for st, t in zip(p.step, p.trips) for s in st] + [0]) + max(p.extent)
         self.coord_bits = _bits(reach) + 1           # signed
         self.lin_bits = _bits(max(reach * max(p.strides), total)) + 2
-        super().__init__({
+        members = {
             "start": In(1), "fire": In(1),
             "valid": Out(p.lanes),
             "addr": Out(data.ArrayLayout(unsigned(self.addr_bits), p.lanes)),
             "slot_box": Out(32),                     # box group of the current slot (n div period), for tests
-        })
+        }
+        if p.is_tag:                                 # a validity-tag port: the entry's value for the box's edges
+            self.value_bits = _bits(max(v for vals in p.values for v in vals))
+            members["value"] = Out(data.ArrayLayout(unsigned(self.value_bits), p.lanes))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -100,6 +104,7 @@ class SttLaneSequencer(wiring.Component):
                 m.d.sync += phase.eq(phase + 1)
 
         table = {}
+        tag_values = dict(zip((k for k, _v in p.entries), p.values))
         for (lane, ph), val in p.entries:
             table.setdefault(lane, {})[ph] = val
         for lane in range(p.lanes):
@@ -107,6 +112,11 @@ class SttLaneSequencer(wiring.Component):
                 for ph, (delta, off, masks) in sorted(table.get(lane, {}).items()):
                     with m.Case(ph):
                         ex, mask, first, org, base = entry[delta]
+                        if p.is_tag:
+                            vals = tag_values[(lane, ph)]
+                            m.d.comb += [self.valid[lane].eq(ex & Const(masks, 1 << levels).bit_select(mask, 1)),
+                                         self.value[lane].eq(Array(Const(v, self.value_bits) for v in vals)[mask])]
+                            continue
                         coords = [org[j] + off[j] for j in range(ndim)]
                         ok = ex & Const(masks, 1 << levels).bit_select(mask, 1) if masks != (1 << (1 << levels)) - 1 else ex
                         if p.is_psum:

@@ -71,6 +71,9 @@ def replay_lane_walks(tiling, tensors, out_beats):
         if port.startswith("in_"):
             valid, addr = walks[port]
             got[port] = np.where(valid, tensors[p.operand].reshape(-1)[np.where(valid, addr, 0)], 0)
+        elif p.is_tag:                                   # validity tags: the walk's value itself
+            valid, value = walks[port]
+            got[port] = np.where(valid, value, 0)
     y = op.output.name
     result = np.zeros(op.tensor_shape(y, tiling.bound), dtype=np.int64).reshape(-1)
     written = np.zeros(result.shape, dtype=bool)
@@ -122,6 +125,31 @@ def test_lane_walks_rebuild_conv1d_hex(shape, bound):
     design = load_spec("conv1d_hex", [f"array.shape={shape[0]}x{shape[1]}"])
     tiling = stt_tiling(compile_array(design).network, bound)
     rng = np.random.default_rng(shape[1] + bound["p"])
+    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
+               for x in design.operation.inputs}
+    host = stt_host_program(tiling, tensors)
+    got = replay_lane_walks(tiling, tensors, host.expected)
+    for port, beats in host.streams.items():
+        assert np.array_equal(got[port], beats), port
+    assert np.array_equal(got["result"].reshape(host.result.shape), host.result)
+
+
+OPS = [
+    ("O[c,p] += I[c,p+r] * W[c,r]", (3, 4), HEX, 500, {"c": 3, "p": 6, "r": 3}),          # tag on the partial sums
+    ("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"c": 4, "p": 5, "r": 4}),
+    ("C[i] += A[i,k] * B[k,j]", (3, 3), HEX, 500, {"i": 4, "j": 3, "k": 5}),               # output along two directions
+    ("C[i,j,k] += A[i,k] * B[k,j]", (2, 3), HEX, 500, {"i": 3, "j": 4, "k": 3}),           # direct output
+    ("O[k,p] += W[k,r] * I[p+r]", (4, 3), [[1, 0, 1], [0, 1, -1], [1, 2, 1]], 500, {"k": 5, "p": 4, "r": 3}),
+]
+
+
+@pytest.mark.parametrize("operation, shape, stt, clock, bound", OPS)
+def test_lane_walks_rebuild_other_operations(operation, shape, stt, clock, bound):
+    """Validity tags (a constant per phase entry and edge mask), outputs along two directions, direct outputs."""
+    from test_stt_array import _op_design
+    design = _op_design(operation, shape, stt, clock_mhz=clock)
+    tiling = stt_tiling(compile_array(design).network, bound)
+    rng = np.random.default_rng(len(operation) + shape[1])
     tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
                for x in design.operation.inputs}
     host = stt_host_program(tiling, tensors)

@@ -1,6 +1,8 @@
 """The stt layer top (rtlgen/stt_layer.py) in Amaranth's simulator: skewed maps through DMA, stream
 sequencers, per-lane output stores and write-back give numpy's outputs exactly, in the cycles of the contract
 (dataflow/stt_layer.py), moving the model's DRAM bytes; on several maps, arrays, clocks, DRAM ports and seeds."""
+import re
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -60,6 +62,7 @@ def run_stt_layer(design, bounds, seed):
 @pytest.mark.parametrize("design, bounds, seed", [
     (_gemm((4, 4), HEX), {"i": 7, "j": 6, "k": 5}, 1),
     (_gemm((1, 4), HEX, order=("i", "j", "k"), dram=(4, 9, 8, 1)), {"i": 5, "j": 7, "k": 3}, 2),
+    (_gemm((3, 3), HEX, dram=(12, 4, 24, 3)), {"i": 5, "j": 4, "k": 6}, 7),        # 3 int32 / 12 int8 per word
     (_gemm((2, 4), HEX, 1500, dram=(16, 3, 32, 4)), {"i": 5, "j": 6, "k": 4}, 3),
     (_gemm((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]]), {"i": 6, "j": 7, "k": 5}, 4),
     (_gemm((4, 3), [[0, 1, 1], [1, 0, -1], [1, 1, 2]]), {"i": 5, "j": 4, "k": 7}, 5),
@@ -73,10 +76,41 @@ def test_stt_layer_matches_numpy_and_the_contract(design, bounds, seed):
     assert res["moved"] == model.dram_bytes
 
 
-def test_validity_tag_maps_are_refused_by_name():
-    design = load_spec_data({"version": 1, "name": "dw", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
-                             "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [3, 4]},
-                             "dataflows": {"d": {"stt": HEX, "order": ["c", "p", "r"]}}})
-    tiling = stt_tiling(compile_array(design).network, {"c": 2, "p": 5, "r": 3})
-    with pytest.raises(SpecError, match=r"^dataflows\.d\.stt: this map needs validity tags on .* \(got \[\[1, 0, -1\]"):
+OPS = [
+    ("O[c,p] += I[c,p+r] * W[c,r]", (3, 4), HEX, 500, {"c": 3, "p": 6, "r": 3}),          # tags on the partial sums
+    ("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"c": 4, "p": 5, "r": 4}),
+    ("C[i] += A[i,k] * B[k,j]", (3, 3), HEX, 500, {"i": 4, "j": 3, "k": 5}),               # output along two directions
+    ("C[i,j,k] += A[i,k] * B[k,j]", (2, 3), HEX, 500, {"i": 3, "j": 4, "k": 3}),           # direct output
+]
+
+
+@pytest.mark.parametrize("operation, shape, stt, clock, bounds", OPS)
+def test_other_operations_through_the_stt_layer(operation, shape, stt, clock, bounds):
+    """Validity tags (their own sequencer), an output reused along two directions, an output with no reuse."""
+    names = sorted(set(re.findall(r"([A-Za-z_]\w*)\[", operation)))
+    out = operation.split("[")[0].strip()
+    design = load_spec_data({"version": 1, "name": "op_stt", "operation": operation, "clock_mhz": clock,
+                             "types": {n: "int32" if n == out else "int8" for n in names},
+                             "array": {"shape": list(shape)}, "dataflows": {"d": {"stt": stt}},
+                             "memory": {"dram": {"width_bytes": 8, "latency": 6, "burst_bytes": 16}}})
+    got, ref, res, model, _tiling = run_stt_layer(design, bounds, seed=len(operation) + shape[1])
+    assert np.array_equal(got, ref)
+    assert res["cycles"] == model.cycles
+    assert res["moved"] == model.dram_bytes
+
+
+def test_a_dram_word_of_partial_elements_is_refused_by_field():
+    design = _gemm((2, 4), HEX, dram=(10, 5, 20, 2))
+    tiling = stt_tiling(compile_array(design).network, {"i": 3, "j": 4, "k": 5})
+    with pytest.raises(SpecError, match=r"^memory\.dram\.width_bytes: a DRAM word must hold whole elements of every "
+                       r"tensor; it does not for C \(4 B\) \(got 10\)$"):
+        plan_stt_layer(tiling)
+
+
+def test_ring_operands_are_refused_by_name():
+    design = load_spec_data({"version": 1, "name": "ring", "operation": "C[i,j] += A[i,k] * B[k]",
+                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 5]},
+                             "dataflows": {"d": {"stt": [[1, 1, 0], [0, 1, 0], [1, 1, 1]], "order": ["i", "j", "k"]}}})
+    tiling = stt_tiling(compile_array(design).network, {"i": 3, "j": 4, "k": 5})
+    with pytest.raises(SpecError, match=r"^dataflows\.d\.stt: an operand stays on one FU .* \(got \[\[1, 1, 0\]"):
         plan_stt_layer(tiling)
