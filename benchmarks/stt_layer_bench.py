@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verif"))
 
 from test_stt_layer_rtl import HEX, _gemm  # noqa: E402
 
-from archgen.arch.spec import load_spec  # noqa: E402
+from archgen.arch.spec import load_spec, load_spec_data  # noqa: E402
 from archgen.verif.stt_layer_check import verify_stt_layer  # noqa: E402
 
 CASES = [
@@ -31,6 +31,11 @@ CASES = [
      {"i": 11, "k": 6, "j": 4}, 4),
     ("conv1d_hex (4x4)", load_spec("conv1d_hex"), {"k": 8, "p": 16, "r": 3}, 7),
     ("conv1d_hex, array.shape=3x5", load_spec("conv1d_hex", ["array.shape=3x5"]), {"k": 7, "p": 9, "r": 4}, 8),
+    ("depthwise O[c,p] += I[c,p+r] * W[c,r] (validity tags), hex map, 2x5 at 1500 MHz, DRAM 8 B/cycle, latency 13",
+     load_spec_data({"version": 1, "name": "dwconv_hex", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
+                     "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
+                     "dataflows": {"d": {"stt": HEX}}, "memory": {"dram": {"width_bytes": 8, "latency": 13}}}),
+     {"c": 4, "p": 5, "r": 4}, 9),
 ]
 
 

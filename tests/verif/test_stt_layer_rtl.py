@@ -50,6 +50,10 @@ def test_conv1d_hex_on_a_row_of_fus():
      {"i": 11, "k": 6, "j": 4}, 4),
     (load_spec("conv1d_hex"), {"k": 8, "p": 16, "r": 3}, 7),
     (load_spec("conv1d_hex", ["array.shape=3x5"]), {"k": 7, "p": 9, "r": 4}, 8),
+    (load_spec_data({"version": 1, "name": "dwconv_hex", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
+                     "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
+                     "dataflows": {"d": {"stt": HEX}}, "memory": {"dram": {"width_bytes": 8, "latency": 13}}}),
+     {"c": 4, "p": 5, "r": 4}, 9),                       # validity tags on the partial sums, pipelined
 ])
 def test_more_maps_and_arrays(design, bounds, seed):
     _check(verify_stt_layer(design, bounds, seed=seed))
