@@ -40,7 +40,8 @@ CASES = [
 
 
 def main() -> None:
-    print("| case | layer | seed | boxes, period (slots) | slots | outputs | RTL cycles | model cycles | DRAM bytes (model = RTL) |")
+    print("| case | layer | seed | boxes, period (slots) | slots | outputs | RTL cycles | model cycles "
+          "| DRAM bytes (model = RTL) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, design, bounds, seed in CASES:
         r = verify_stt_layer(design, bounds, seed=seed)
@@ -48,7 +49,8 @@ def main() -> None:
         print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {r.detail['boxes']}, "
               f"{r.detail['period']} | {r.detail['slots']} | {'exact' if r.outputs_exact else 'WRONG'} | "
               f"{r.rtl_cycles:,} | {r.model_cycles:,} | "
-              f"{' / '.join(f'{k} {v}' for k, v in r.dram_bytes.items())}{'' if same else ' (RTL DIFFERS)'} |", flush=True)
+              f"{' / '.join(f'{k} {v}' for k, v in r.dram_bytes.items())}{'' if same else ' (RTL DIFFERS)'} |",
+              flush=True)
 
 
 if __name__ == "__main__":

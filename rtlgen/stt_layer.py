@@ -17,6 +17,9 @@ ahead, as the tiled core does). Sizes follow the problem: one build per layer.
 """
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 from amaranth import Cat, Elaboratable, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib.memory import Memory
 
@@ -53,16 +56,21 @@ class SttLayerTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        P = self.plan
-        op = P.design.operation
-        dram = P.design.memory_system.dram
-        Wb = P.word_bytes
-        inputs = [x.name for x in op.inputs]
-        y = op.output.name
         arr = SttArrayTop(self.compiled)
         m.submodules.array = arr
+        c = self._controller(m, arr)
+        bufs = self._dma(m, c)
+        store_reads = self._streams(m, arr, c, bufs)
+        self._write_back(m, c, store_reads)
+        self._dram(m, c)
+        return m
 
-        # ---- controller: loads (one per input), the array command, the write-back -------------------
+    def _controller(self, m, arr) -> SimpleNamespace:
+        """Loads (one per input), the array command, the write-back, one after another; the burst timer."""
+        P = self.plan
+        op = P.design.operation
+        inputs = [x.name for x in op.inputs]
+        y = op.output.name
         n_in = len(inputs)
         state = Signal(range(n_in + 4), name="state")      # 0..n_in-1 load X, n_in cmd, +1 run, +2 write, +3 end
         entered = Signal(init=1, name="state_entered")     # the state's first cycle
@@ -73,7 +81,9 @@ class SttLayerTop(Elaboratable):
         m.d.comb += self.finished.eq(state == n_in + 3)
         loading = Signal(name="loading")
         writing = Signal(name="writing")
-        m.d.comb += [loading.eq(self.go & (state < n_in)), writing.eq(self.go & (state == n_in + 2))]
+        in_running = Signal(name="streams_on")
+        m.d.comb += [loading.eq(self.go & (state < n_in)), writing.eq(self.go & (state == n_in + 2)),
+                     in_running.eq(self.go & (state == n_in + 1))]
         t_start = Signal(name="dma_start")
         t_bytes = Signal(32, name="dma_bytes")
         m.d.comb += t_start.eq((loading | writing) & entered)
@@ -83,7 +93,7 @@ class SttLayerTop(Elaboratable):
                     m.d.comb += t_bytes.eq(P.tensor_bytes(x))
             with m.Case(n_in + 2):
                 m.d.comb += t_bytes.eq(P.tensor_bytes(y))
-        timer = transfer_timer_hw(m, hdl, dram, t_start, t_bytes, name="dma")
+        timer = transfer_timer_hw(m, hdl, P.design.memory_system.dram, t_start, t_bytes, name="dma")
         m.d.sync += entered.eq(0)
         advance = Signal(name="state_advance")
         with m.If(self.go):
@@ -96,51 +106,65 @@ class SttLayerTop(Elaboratable):
                 m.d.comb += advance.eq(1)
         with m.If(advance):
             m.d.sync += [state.eq(state + 1), entered.eq(1)]
+        return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing,
+                               in_running=in_running, t_start=t_start, timer=timer,
+                               rd_rsp_valid=Signal(name="rd_rsp_valid"),
+                               rd_rsp_data=Signal(8 * P.word_bytes, name="rd_rsp_data"),
+                               wr_valid=Signal(name="wr_valid"), wr_addr=Signal(32, name="wr_addr"),
+                               wr_data=Signal(8 * P.word_bytes, name="wr_data"))
 
-        # ---- burst requests and the load datapath -----------------------------------------------------
-        c_words = dram.burst_bytes // Wb
+    def _dma(self, m, c) -> dict:
+        """Burst requests (consecutive words from the tensor's base) and the response words into every lane copy
+        of the loading input's buffer; returns input -> its lane copies."""
+        P = self.plan
+        Wb = P.word_bytes
+        c_words = P.design.memory_system.dram.burst_bytes // Wb
         req_ptr = Signal(32, name="dma_req_word")
         req_left = Signal(32, name="dma_req_words_left")
         cur_ptr = Signal(32, name="dma_req_word_now")
         cur_left = Signal(32, name="dma_req_words_left_now")
-        with m.Switch(state):
-            for xi, x in enumerate(inputs + [None, None, y]):
+        with m.Switch(c.state):
+            for xi, x in enumerate(c.inputs + [None, None, c.y]):
                 if x is None:
                     continue
                 with m.Case(xi):
-                    m.d.comb += [cur_ptr.eq(Mux(t_start, P.bases[x], req_ptr)),
-                                 cur_left.eq(Mux(t_start, P.words(x), req_left))]
+                    m.d.comb += [cur_ptr.eq(Mux(c.t_start, P.bases[x], req_ptr)),
+                                 cur_left.eq(Mux(c.t_start, P.words(x), req_left))]
         words_now = Mux(cur_left < c_words, cur_left, c_words)
-        with m.If(timer.issue):
+        with m.If(c.timer.issue):
             m.d.sync += [req_ptr.eq(cur_ptr + c_words), req_left.eq(cur_left - words_now)]
         rd_req_valid = Signal(name="rd_req_valid")
-        m.d.comb += rd_req_valid.eq(timer.issue & loading)
-        rd_rsp_valid = Signal(name="rd_rsp_valid")
-        rd_rsp_data = Signal(8 * Wb, name="rd_rsp_data")
+        m.d.comb += rd_req_valid.eq(c.timer.issue & c.loading)
+        c.rd_req = (rd_req_valid, cur_ptr, words_now)
         dst = Signal(32, name="dma_dst_word")
-        with m.If(t_start):
+        with m.If(c.t_start):
             m.d.sync += dst.eq(0)
-        with m.Elif(rd_rsp_valid):
+        with m.Elif(c.rd_rsp_valid):
             m.d.sync += dst.eq(dst + 1)
         bufs = {}
-        for xi, x in enumerate(inputs):
-            prog = P.program(port_name(PortRole.INPUT, x))
+        for xi, x in enumerate(c.inputs):
             copies = []
-            for lane in range(prog.lanes):
+            for lane in range(P.program(port_name(PortRole.INPUT, x)).lanes):
                 mem = Memory(shape=unsigned(8 * Wb), depth=max(1, P.words(x)), init=[])
                 m.submodules[f"buf_{x}_lane{lane}"] = mem
                 wp = mem.write_port()
-                m.d.comb += [wp.en.eq(rd_rsp_valid & (state == xi)), wp.addr.eq(dst), wp.data.eq(rd_rsp_data)]
+                m.d.comb += [wp.en.eq(c.rd_rsp_valid & (c.state == xi)), wp.addr.eq(dst), wp.data.eq(c.rd_rsp_data)]
                 copies.append(mem)
             bufs[x] = copies
             left = Signal(32, name=f"dma_{x}_bytes_left")
-            with m.If(t_start & (state == xi)):
+            with m.If(c.t_start & (c.state == xi)):
                 m.d.sync += left.eq(P.tensor_bytes(x))
-            with m.Elif(rd_rsp_valid & (state == xi)):
+            with m.Elif(c.rd_rsp_valid & (c.state == xi)):
                 take = Mux(left < Wb, left, Wb)
                 m.d.sync += [left.eq(left - take), self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + take)]
+        return bufs
 
-        # ---- the array's streams: sequencers, buffer reads, output stores --------------------------------
+    def _streams(self, m, arr, c, bufs) -> list:
+        """The array's streams: a sequencer per port, lane reads of the input copies, the tag port, the output
+        lane stores (written by their lane, read back by the same partial-sum lane); returns, per output
+        lane, the write-back's read data of the current word's elements."""
+        P = self.plan
+        y = c.y
         fire = Signal(name="slot_fire")
         cmd_start = Signal(name="array_cmd_start")
         m.d.comb += cmd_start.eq(arr.cmd.valid & arr.cmd.ready)
@@ -154,13 +178,11 @@ class SttLayerTop(Elaboratable):
             m.d.comb += [seq.start.eq(cmd_start), seq.fire.eq(fire)]
             return seq
 
-        in_running = Signal(name="streams_on")
-        m.d.comb += in_running.eq(self.go & (state == n_in + 1))
-        for x in inputs:
+        for x in c.inputs:
             port = getattr(arr, port_name(PortRole.INPUT, x))
             seq = sequencer(port_name(PortRole.INPUT, x))
             eb, pw = P.elem_bytes[x], P.per_word(x)
-            m.d.comb += port.valid.eq(in_running)
+            m.d.comb += port.valid.eq(c.in_running)
             for lane, mem in enumerate(bufs[x]):
                 rp = mem.read_port(domain="comb")
                 m.d.comb += rp.addr.eq(seq.addr[lane] // pw)          # constant divisor (a shift for powers of two)
@@ -170,24 +192,20 @@ class SttLayerTop(Elaboratable):
         if carrier:                                  # validity tags: a sequencer whose entries are constants
             port = getattr(arr, tag_port(carrier))
             seq = sequencer(tag_port(carrier))
-            m.d.comb += port.valid.eq(in_running)
+            m.d.comb += port.valid.eq(c.in_running)
             for lane in range(seq.program.lanes):
                 m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], seq.value[lane], 0))
         oseq = sequencer(port_name(PortRole.OUTPUT, y))
         pseq = sequencer(port_name(PortRole.PSUM, y))
-        m.d.comb += psum_port.valid.eq(in_running)
-        acc_bits = self.compiled.design.acc_type.bits
-        n_out = 1
-        for e in P.shapes[y]:
-            n_out *= e
+        m.d.comb += psum_port.valid.eq(c.in_running)
+        n_out = math.prod(P.shapes[y])
         pw_out = P.per_word(y)
-        wb_word = Signal(32, name="wb_word")
-        wb_left = Signal(32, name="wb_words_left")
-        word_now = Signal(32, name="wb_word_now")
-        m.d.comb += word_now.eq(Mux(t_start, 0, wb_word))
+        c.wb_word = Signal(32, name="wb_word")
+        c.word_now = Signal(32, name="wb_word_now")
+        m.d.comb += c.word_now.eq(Mux(c.t_start, 0, c.wb_word))
         store_reads = []
         for lane in range(oseq.program.lanes):
-            mem = Memory(shape=unsigned(acc_bits), depth=n_out, init=[0] * n_out)
+            mem = Memory(shape=unsigned(self.compiled.design.acc_type.bits), depth=n_out, init=[0] * n_out)
             m.submodules[f"store_{y}_lane{lane}"] = mem
             wp = mem.write_port()
             m.d.comb += [wp.en.eq(fire & oseq.valid[lane]), wp.addr.eq(oseq.addr[lane]),
@@ -198,41 +216,48 @@ class SttLayerTop(Elaboratable):
             reads = []
             for e in range(pw_out):
                 r = mem.read_port(domain="comb")
-                m.d.comb += r.addr.eq(word_now * pw_out + e)
+                m.d.comb += r.addr.eq(c.word_now * pw_out + e)
                 reads.append(r.data)
             store_reads.append(reads)
+        return store_reads
 
-        # ---- write-back: one word a cycle from the job's start, each element the sum over the lane stores ----
+    def _write_back(self, m, c, store_reads) -> None:
+        """One word a cycle from the job's start, each element the sum over the lane stores."""
+        P = self.plan
+        y = c.y
+        n_out = math.prod(P.shapes[y])
+        pw_out = P.per_word(y)
+        acc_bits = self.compiled.design.acc_type.bits
+        wb_left = Signal(32, name="wb_words_left")
         wb_on = Signal(name="wb_on")
-        wr_valid = Signal(name="wr_valid")
-        wr_addr = Signal(32, name="wr_addr")
-        wr_data = Signal(8 * Wb, name="wr_data")
-        m.d.comb += wb_on.eq(writing & (t_start | (wb_left != 0)))
-        words_left_now = Mux(t_start, P.words(y), wb_left)
+        m.d.comb += wb_on.eq(c.writing & (c.t_start | (wb_left != 0)))
+        words_left_now = Mux(c.t_start, P.words(y), wb_left)
         elems = []
         for e in range(pw_out):
-            s = 0
+            total = 0
             for reads in store_reads:
-                s = s + reads[e]
-            elems.append(s[:acc_bits])
-        m.d.comb += [wr_valid.eq(wb_on & (words_left_now != 0)), wr_addr.eq(P.bases[y] + word_now),
-                     wr_data.eq(Cat(*elems))]
-        with m.If(wr_valid):
-            m.d.sync += [wb_word.eq(word_now + 1), wb_left.eq(words_left_now - 1)]
-            last = (word_now + 1) * pw_out >= n_out
-            take = Mux(last, n_out - word_now * pw_out, pw_out) * P.elem_bytes[y]
+                total = total + reads[e]
+            elems.append(total[:acc_bits])
+        m.d.comb += [c.wr_valid.eq(wb_on & (words_left_now != 0)), c.wr_addr.eq(P.bases[y] + c.word_now),
+                     c.wr_data.eq(Cat(*elems))]
+        with m.If(c.wr_valid):
+            m.d.sync += [c.wb_word.eq(c.word_now + 1), wb_left.eq(words_left_now - 1)]
+            last = (c.word_now + 1) * pw_out >= n_out
+            take = Mux(last, n_out - c.word_now * pw_out, pw_out) * P.elem_bytes[y]
             m.d.sync += self.moved[f"{y}.write"].eq(self.moved[f"{y}.write"] + take)
 
-        # ---- DRAM: answers a read burst latency cycles after its request, one word a cycle --------------
-        dmem = Memory(shape=unsigned(8 * Wb), depth=self.dram_depth,
+    def _dram(self, m, c) -> None:
+        """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes."""
+        P = self.plan
+        dmem = Memory(shape=unsigned(8 * P.word_bytes), depth=self.dram_depth,
                       init=self.dram_init + [0] * (self.dram_depth - len(self.dram_init)))
         m.submodules.dram = dmem
         d_rd = dmem.read_port()
         d_wr = dmem.write_port()
         d_rb = dmem.read_port(domain="comb")
         m.d.comb += [d_rb.addr.eq(self.rb_addr), self.rb_data.eq(d_rb.data)]
-        line = [(rd_req_valid, cur_ptr, words_now)]
-        for k in range(dram.latency - 1):
+        line = [c.rd_req]
+        for k in range(P.design.memory_system.dram.latency - 1):
             v = Signal(name=f"dram_req_d{k + 1}")
             a = Signal(32, name=f"dram_req_addr_d{k + 1}")
             w = Signal(16, name=f"dram_req_words_d{k + 1}")
@@ -248,7 +273,6 @@ class SttLayerTop(Elaboratable):
             m.d.sync += [ptr.eq(go_a + 1), left.eq(go_w - 1)]
         with m.Elif(left != 0):
             m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
-        m.d.sync += rd_rsp_valid.eq(reading)
-        m.d.comb += rd_rsp_data.eq(d_rd.data)
-        m.d.comb += [d_wr.en.eq(wr_valid), d_wr.addr.eq(wr_addr), d_wr.data.eq(wr_data)]
-        return m
+        m.d.sync += c.rd_rsp_valid.eq(reading)
+        m.d.comb += c.rd_rsp_data.eq(d_rd.data)
+        m.d.comb += [d_wr.en.eq(c.wr_valid), d_wr.addr.eq(c.wr_addr), d_wr.data.eq(c.wr_data)]

@@ -118,7 +118,8 @@ class SttLaneSequencer(wiring.Component):
                                          self.value[lane].eq(Array(Const(v, self.value_bits) for v in vals)[mask])]
                             continue
                         coords = [org[j] + off[j] for j in range(ndim)]
-                        ok = ex & Const(masks, 1 << levels).bit_select(mask, 1) if masks != (1 << (1 << levels)) - 1 else ex
+                        every = masks == (1 << (1 << levels)) - 1     # real under every edge mask
+                        ok = ex if every else ex & Const(masks, 1 << levels).bit_select(mask, 1)
                         if p.is_psum:
                             ok = ok & ~first
                         for j in range(ndim):

@@ -48,8 +48,8 @@ def verify_stt_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, d
     y = design.operation.output.name
     moved = {k: f"moved_{k.replace('.', '_')}" for k in top.moved}
     lo = plan.bases[y]
-    res = run_layer_binary(strip_zero_memory_init(text), name, dram_words=plan.dram_words, word_bits=8 * plan.word_bytes,
-                           read=(lo, plan.dram_words), max_cycles=4 * model.cycles + 1000, moved=tuple(moved.values()),
+    res = run_layer_binary(strip_zero_memory_init(text), name, dram_words=plan.dram_words,
+                           word_bits=8 * plan.word_bytes, read=(lo, plan.dram_words), max_cycles=4 * model.cycles + 1000, moved=tuple(moved.values()),
                            cache_dir=cache_dir)
     words = [0] * lo + list(res.get("words", []))
     got = plan.read_output(words + [0] * (plan.dram_words - len(words)))
@@ -59,7 +59,8 @@ def verify_stt_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, d
     detail = {"wall_s": res.get("wall_s"), "rtl_dram_bytes": {k: raw[n] for k, n in moved.items() if n in raw},
               "blocks": 1, "n_blocks": 1, "box": tiling.box, "boxes": tiling.n_tiles, "period": tiling.period,
               "span": tiling.span, "slots": tiling.slots,
-              "stall_cycles": {"dram": model.load_cycles + model.write_cycles, "array": model.compute_cycles - tiling.slots},
+              "stall_cycles": {"dram": model.load_cycles + model.write_cycles,
+                               "array": model.compute_cycles - tiling.slots},
               "compute_cycles": model.compute_cycles, "verilog_lines": text.count("\n"),
               "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
     command = (f"one block (whole tensors on chip): boxes of {tiling.box}, {tiling.n_tiles} box(es), one every "
