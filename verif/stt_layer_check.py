@@ -49,8 +49,8 @@ def verify_stt_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, d
     moved = {k: f"moved_{k.replace('.', '_')}" for k in top.moved}
     lo = plan.bases[y]
     res = run_layer_binary(strip_zero_memory_init(text), name, dram_words=plan.dram_words,
-                           word_bits=8 * plan.word_bytes, read=(lo, plan.dram_words), max_cycles=4 * model.cycles + 1000, moved=tuple(moved.values()),
-                           cache_dir=cache_dir)
+                           word_bits=8 * plan.word_bytes, read=(lo, plan.dram_words),
+                           max_cycles=4 * model.cycles + 1000, moved=tuple(moved.values()), cache_dir=cache_dir)
     words = [0] * lo + list(res.get("words", []))
     got = plan.read_output(words + [0] * (plan.dram_words - len(words)))
     ref = reference_einsum(design.operation, tensors, tiling.bound, compiled.network.acc_width)
