@@ -67,6 +67,10 @@ def run_stt_layer(design, bounds, seed):
     (_gemm((3, 4), [[1, 0, 1], [0, 1, -1], [1, 2, 1]]), {"i": 6, "j": 7, "k": 5}, 4),
     (_gemm((4, 3), [[0, 1, 1], [1, 0, -1], [1, 1, 2]]), {"i": 5, "j": 4, "k": 7}, 5),
     (load_spec("conv1d_hex", ["array.shape=3x5"] + DRAM), {"k": 7, "p": 9, "r": 4}, 6),
+    (_gemm((4, 1), HEX), {"i": 5, "j": 3, "k": 6}, 11),
+    (_gemm((5, 2), HEX, order=("j", "k", "i")), {"i": 9, "j": 5, "k": 4}, 12),
+    (load_spec("conv1d_hex", ["array.shape=4x1"] + DRAM), {"k": 5, "p": 6, "r": 2}, 13),
+    (_gemm((3, 3), [[1, 0, 1], [0, 1, 1], [1, 1, 1]]), {"i": 4, "j": 5, "k": 6}, 14),
 ])
 def test_stt_layer_matches_numpy_and_the_contract(design, bounds, seed):
     got, ref, res, model, tiling = run_stt_layer(design, bounds, seed)
