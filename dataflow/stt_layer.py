@@ -41,7 +41,7 @@ from archgen.arch.errors import SpecError, problem
 from .stt_array import SttTiling, is_direct
 from .stt_phase import LaneProgram, stt_lane_programs
 
-__all__ = ["SttLayerPlan", "plan_stt_layer", "SttLayerResult", "simulate_stt_layer"]
+__all__ = ["SttLayerPlan", "plan_stt_layer", "valid_beats", "SttLayerResult", "simulate_stt_layer"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,26 @@ class SttLayerPlan:
         out[f"{op.output.name}.write"] = self.tensor_bytes(op.output.name)
         return out
 
+    def buffer_accesses(self) -> dict:
+        """Element accesses of every on-chip buffer over the layer (``"<tensor>.read|write"``): the DMA writes
+        every input element into each of its lane copies; lanes read the valid entries of their walks; the
+        output lanes write their stores, the partial-sum lanes read them, the write-back reads every lane store
+        at every output element. Valid lane beats are counted per box class (edge mask, first visit) rather
+        than per slot: an entry's validity depends on the box only through them (``lane_walk`` counts the same,
+        tests/dataflow/test_stt_layer.py)."""
+        op = self.design.operation
+        y = op.output.name
+        n_out = math.prod(self.shapes[y])
+        acc = {}
+        for x in op.inputs:
+            prog = self.program(f"in_{x.name}")
+            acc[f"{x.name}.write"] = math.prod(self.shapes[x.name]) * prog.lanes
+            acc[f"{x.name}.read"] = valid_beats(prog)
+        out_lanes = self.program(f"out_{y}").lanes
+        acc[f"{y}.write"] = valid_beats(self.program(f"out_{y}"))
+        acc[f"{y}.read"] = valid_beats(self.program(f"psum_{y}")) + n_out * out_lanes
+        return acc
+
     def cycles(self) -> int:
         dram = self.design.memory_system.dram
         op = self.design.operation
@@ -105,6 +125,46 @@ class SttLayerPlan:
             v = (words[self.bases[y] + i // pw] >> (8 * eb * (i % pw))) & ((1 << (8 * eb)) - 1)
             vals.append(v - (1 << (8 * eb)) if v >> (8 * eb - 1) else v)
         return np.array(vals, dtype=np.int64).reshape(self.shapes[y])
+
+
+def valid_beats(prog: LaneProgram) -> int:
+    """How many (slot, lane) beats of ``prog``'s walk are valid over the whole layer, by box class: the boxes
+    with a given edge mask (and, for partial sums, first-visit bit) are counted in closed form, and each entry
+    is checked once on a representative box of the class (counters at the last box on masked levels, else 0).
+    Exact when an operand's element lies inside its tensor for every box of a class, which holds for the
+    accesses the spec language writes (non-negative coefficients and offsets); the test compares it with
+    ``lane_walk``."""
+    levels = len(prog.trips)
+    extent = np.array(prog.extent)
+    total = 0
+    for mask in range(1 << levels):
+        bit = [mask >> (levels - 1 - lv) & 1 for lv in range(levels)]
+        if any(b and prog.trips[lv] == 1 for lv, b in enumerate(bit)):
+            continue
+        counts = [1 if b else max(1, prog.trips[lv] - 1) for lv, b in enumerate(bit)]
+        boxes = math.prod(counts)
+        # first visits: every revisiting level at counter 0 (impossible on a masked level)
+        first = 0 if any(b and prog.revisit[lv] for lv, b in enumerate(bit)) else math.prod(
+            1 if prog.revisit[lv] else c for lv, c in enumerate(counts))
+        classes = [(boxes - first, False), (first, True)] if prog.is_psum else [(boxes, False)]
+        for n, is_first in classes:
+            if not n:
+                continue
+            # the tensor origin of any box of the class (revisiting levels do not move the operand's origin)
+            counter = [prog.trips[lv] - 1 if b else 0 for lv, b in enumerate(bit)]
+            origin = np.zeros(len(extent), dtype=np.int64)
+            for st, c in zip(prog.step, counter):
+                origin += np.array(st, dtype=np.int64) * c
+            for _key, (delta, off, masks) in prog.entries:
+                if not masks >> mask & 1 or (prog.is_psum and is_first):
+                    continue
+                if prog.is_tag:
+                    total += n
+                    continue
+                coords = origin + np.array(off)
+                if np.all(coords >= 0) and np.all(coords < extent):
+                    total += n
+    return total
 
 
 def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:

@@ -322,12 +322,15 @@ def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel, memory
     cycles = r.total_cycles * repeat
     dram: dict = {}
     stalls = 0
+    acc: dict = {}
     if memory:
         from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
-        model = simulate_stt_layer(plan_stt_layer(tiling, layer.name))
+        plan = plan_stt_layer(tiling, layer.name)
+        model = simulate_stt_layer(plan)
         cycles = model.cycles * repeat
         dram = {k: v * repeat for k, v in model.dram_bytes.items()}
         stalls = (model.load_cycles + model.write_cycles) * repeat
+        acc = {k: v * repeat for k, v in plan.buffer_accesses().items()}
     else:
         for port, nbytes in r.bytes_moved.items():
             key = f"{ports[port].operand}.{'write' if ports[port].role is PortRole.OUTPUT else 'read'}"
@@ -339,10 +342,18 @@ def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel, memory
             "registers": {Action("register_file", bits): slots * len(net.inputs)},
             "interconnect": {Action("pe_hop", bits): hops * tiling.slots * repeat},
             "dram": _dram_actions(design, dram)}
+    if acc:                                 # the stt memory system's buffers (element accesses)
+        acts["buffers"] = {}
+        for key, n in acc.items():
+            x, kind = key.rsplit(".", 1)
+            a = Action("sram_read" if kind == "read" else "sram_write",
+                       design.acc_type.bits if x == design.operation.output.name else design.type_of[x].bits,
+                       capacity_bytes=design.memory_system.buffer(x).bytes)
+            acts["buffers"][a] = acts["buffers"].get(a, 0) + n
     return LayerResult(
         name=layer.name, kind=layer.kind, macs=layer.macs, cycles=cycles, time_ns=cycles * 1e3 / design.clock_mhz,
         utilisation=layer.macs / (cycles * design.n_fus) if cycles else 0.0, dram_bytes=dram,
-        energy_pj=energy.energy_of(acts),
+        sram_accesses={f"buffer.{k}": v for k, v in acc.items()}, energy_pj=energy.energy_of(acts),
         roofline_cycles=roofline_cycles(layer.macs, 0, design.n_fus, design.dram_bytes_per_cycle),
         extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": stalls,
                "lowering": how, "box": dict(tiling.box), "box_period": tiling.period,

@@ -32,6 +32,8 @@ def test_memory_system_path_runs_the_stt_layer_contract():
     want = dram.transfer_cycles(8 * 6) + dram.transfer_cycles(6 * 5) + tiling.slots + 2 + dram.transfer_cycles(4 * 8 * 5)
     assert results[0].cycles == want == plan_stt_layer(tiling).cycles()
     assert results[0].dram_bytes == {"A.read": 48, "B.read": 30, "C.write": 160}
+    assert results[0].sram_accesses == {f"buffer.{k}": v for k, v in plan_stt_layer(tiling).buffer_accesses().items()}
+    assert results[0].energy_pj["buffers"] > 0
 
 
 def test_a_tensor_larger_than_its_buffer_is_refused_by_field():
