@@ -53,9 +53,6 @@ def stt_phase_tables(tiling: SttTiling) -> tuple[PhaseTable, ...]:
     late = net.product_stages
     tables = []
     for h in net.hops:
-        if h.stationary and not is_direct(h):
-            raise SpecError([problem(f"dataflows.{net.dataflow.name}.stt", f"operand {h.name} stays on one FU "
-                                     "(a ring loaded by differences); phase tables drive chains only", h.name)])
         lane, pos, length = (a[fus] for a in net.position(h.name))
         dx = np.array(h.dx)
         if is_direct(h):        # no reuse: every element is its own line, entering (and leaving) at its use
@@ -63,9 +60,12 @@ def stt_phase_tables(tiling: SttTiling) -> tuple[PhaseTable, ...]:
         else:
             first = ~np.all((pts - dx >= 0) & (pts - dx < ext), axis=1)
             last = ~np.all((pts + dx >= 0) & (pts + dx < ext), axis=1)
-        kinds = [("psum", first, t_local - pos * h.dt + late),
-                 ("out", last, t_local + (length - 1 - pos) * h.dt + late)] if h.is_output else \
-            [("in", first, t_local - pos * h.dt)]
+        if h.stationary and not is_direct(h):
+            kinds = _ring_kinds(h, pts, ext, first, t_local, late)
+        else:
+            kinds = [("psum", first, t_local - pos * h.dt + late),
+                     ("out", last, t_local + (length - 1 - pos) * h.dt + late)] if h.is_output else \
+                [("in", first, t_local - pos * h.dt)]
         for kind, sel, tau in kinds:
             entries: dict = {}
             for k in np.nonzero(sel)[0]:
@@ -76,6 +76,27 @@ def stt_phase_tables(tiling: SttTiling) -> tuple[PhaseTable, ...]:
                                          "the period is not collision-free")
             tables.append(PhaseTable(f"{kind}_{h.name}", h.name, net.lanes(h.name), P, tuple(sorted(entries.items()))))
     return tuple(tables)
+
+
+def _ring_kinds(h, pts, ext, first, t_local, late):
+    """An operand kept on one FU (a ring of dt registers, dataflow/stt_host.py): per line (all its points on one
+    FU), a load when its first use comes (an input: the element; the output: ``load`` and the partial sum
+    ``psum`` it starts from) and a ``clear`` dt slots after its last use; the output's value leaves at the last
+    use (``out``). Every entry names the line's first point, whose element decides whether the line is real."""
+    dx = np.array(h.dx)
+    steps = np.zeros(len(pts), dtype=np.int64)
+    y = pts + dx
+    while True:                 # how far each line runs on from its first point
+        inside = np.all((y >= 0) & (y < ext), axis=1)
+        if not inside.any():
+            break
+        steps += inside
+        y = y + dx
+    t_last = t_local + steps * h.dt
+    if h.is_output:
+        return [("load", first, t_local + late), ("psum", first, t_local + late),
+                ("clear", first, t_last + late + h.dt), ("out", first, t_last + late)]
+    return [("in", first, t_local), ("clear", first, t_last + h.dt)]
 
 
 def stt_streams_from_tables(tiling: SttTiling, tables, tensors: dict, out_beats: np.ndarray) -> dict:

@@ -52,18 +52,19 @@ def test_tables_rebuild_the_host_streams(shape, stt, bound, clock):
                                        tiling.box)) == tables
 
 
-def test_a_ring_operand_is_refused_by_name():
-    design = _design((3, 3), [[1, 1, 0], [0, 1, 0], [1, 1, 1]])          # C stays on each FU (a ring)
-    tiling = stt_tiling(compile_array(design).network, {"i": 4, "j": 4, "k": 4})
-    with pytest.raises(SpecError, match=r"dataflows.d.stt: operand C stays on one FU"):
-        stt_phase_tables(tiling)
+def _wrap(v, bits):
+    v = np.asarray(v, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
 
 
 def replay_lane_walks(tiling, tensors, out_beats):
     """Every stream of the array rebuilt from the lane programs' walks (adds and compares only): inputs read
-    the tensors at the walked addresses, outputs write a result buffer, partial sums read it back."""
+    the tensors at the walked addresses, outputs write a result buffer, partial sums read it back. An operand
+    kept on one FU (a ring) is driven by differences against a mirror of its ring: an input's mirror holds
+    what the lane loaded, the output's mirror the output beats."""
     from archgen.dataflow.stt_phase import lane_walk, stt_lane_programs
-    op = tiling.network.design.operation
+    net = tiling.network
+    op = net.design.operation
     S = tiling.slots
     progs = {p.port: p for p in stt_lane_programs(tiling)}
     got, walks = {}, {port: lane_walk(p, S) for port, p in progs.items()}
@@ -74,15 +75,34 @@ def replay_lane_walks(tiling, tensors, out_beats):
         elif p.is_tag:                                   # validity tags: the walk's value itself
             valid, value = walks[port]
             got[port] = np.where(valid, value, 0)
+    for h in net.inputs:
+        if f"clear_{h.name}" in walks:                  # an input ring: new - held to load, - held to clear
+            bits = net.design.type_of[h.name].bits
+            mirror = np.zeros((h.dt, net.lanes(h.name)), dtype=np.int64)
+            load, clear = walks[f"in_{h.name}"][0], walks[f"clear_{h.name}"][0]
+            for n in range(S):
+                held = mirror[n % h.dt].copy()
+                new = np.where(load[n], got[f"in_{h.name}"][n], np.where(clear[n], 0, held))
+                got[f"in_{h.name}"][n] = _wrap(new - held, bits)
+                mirror[n % h.dt] = new
     y = op.output.name
+    ring = f"load_{y}" in walks
+    acc_bits = net.design.acc_type.bits
     result = np.zeros(op.tensor_shape(y, tiling.bound), dtype=np.int64).reshape(-1)
     written = np.zeros(result.shape, dtype=bool)
     (pv, pa), (ov, oa) = walks[f"psum_{y}"], walks[f"out_{y}"]
     psum = np.zeros(pv.shape, dtype=np.int64)
+    dt = net.output.dt
+    mirror = np.zeros((max(dt, 1), pv.shape[1]), dtype=np.int64)
     for n in range(S):
         # the walk's own rule (no partial sum on a block's first visit) reads only what an output wrote before
         assert np.all(written[pa[n, pv[n]]]), n
         psum[n, pv[n]] = result[pa[n, pv[n]]]
+        if ring:                                         # the output ring: start - held to load, - held to clear
+            held = mirror[n % dt]
+            load, clear = walks[f"load_{y}"][0][n], walks[f"clear_{y}"][0][n]
+            psum[n] = _wrap(np.where(load, psum[n] - held, np.where(clear, -held, 0)), acc_bits)
+            mirror[n % dt] = out_beats[n]
         result[oa[n, ov[n]]] = out_beats[n, ov[n]]
         written[oa[n, ov[n]]] = True
     got[f"psum_{y}"] = psum
@@ -140,6 +160,8 @@ OPS = [
     ("C[i] += A[i,k] * B[k,j]", (3, 3), HEX, 500, {"i": 4, "j": 3, "k": 5}),               # output along two directions
     ("C[i,j,k] += A[i,k] * B[k,j]", (2, 3), HEX, 500, {"i": 3, "j": 4, "k": 3}),           # direct output
     ("O[k,p] += W[k,r] * I[p+r]", (4, 3), [[1, 0, 1], [0, 1, -1], [1, 2, 1]], 500, {"k": 5, "p": 4, "r": 3}),
+    ("C[i,j] += A[i,k] * B[k]", (2, 5), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], 1500, {"i": 3, "j": 4, "k": 5}),  # C ring
+    ("C[i,j] += A[i,k] * B[k]", (3, 3), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], 500, {"i": 4, "j": 5, "k": 6}),
 ]
 
 
@@ -150,6 +172,25 @@ def test_lane_walks_rebuild_other_operations(operation, shape, stt, clock, bound
     design = _op_design(operation, shape, stt, clock_mhz=clock)
     tiling = stt_tiling(compile_array(design).network, bound)
     rng = np.random.default_rng(len(operation) + shape[1])
+    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
+               for x in design.operation.inputs}
+    host = stt_host_program(tiling, tensors)
+    got = replay_lane_walks(tiling, tensors, host.expected)
+    for port, beats in host.streams.items():
+        assert np.array_equal(got[port], beats), port
+    assert np.array_equal(got["result"].reshape(host.result.shape), host.result)
+
+
+@pytest.mark.parametrize("shape, stt, order", [
+    ((3, 3), [[0, 1, 1], [0, 0, 1], [1, 1, 1]], ("k", "i", "j")),        # B kept on each FU (an input ring)
+    ((4, 2), [[0, 1, 1], [0, 0, 1], [1, 1, 1]], ("i", "j", "k")),
+    ((3, 4), [[1, 0, 1], [0, 0, 1], [1, 1, 1]], ("k", "i", "j")),        # A kept on each FU
+])
+def test_lane_walks_drive_input_rings(shape, stt, order):
+    design = _design(shape, stt, 500, order)
+    tiling = stt_tiling(compile_array(design).network, {"i": 5, "j": 6, "k": 4})
+    assert any(h.stationary for h in tiling.network.inputs)
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
     tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
                for x in design.operation.inputs}
     host = stt_host_program(tiling, tensors)
