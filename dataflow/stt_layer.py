@@ -26,8 +26,9 @@ its ``done`` cycle ``L + slots + 1``; the write-back starts in the next cycle an
 DRAM bytes: every input tensor read once, the output written once (``bytes(T) = elements x element bytes``).
 Fit: each tensor within its buffer's ``memory.<T>.bytes``; otherwise the layer is refused by field.
 Validity tags (maps where zero fill alone does not pin products to the box) come from a sequencer of their
-own: a tag is a constant per phase entry and edge mask. Not yet: blocks of boxes with double buffering (loads
-overlapping compute) and ring operands (refused by name).
+own: a tag is a constant per phase entry and edge mask. Operands kept on one FU (rings) are driven by
+differences against a mirror of the ring (an input: what the lane loaded; the output: its output beats).
+Not yet: blocks of boxes with double buffering (loads overlapping compute).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from archgen.arch.errors import SpecError, problem
 
-from .stt_array import SttTiling, is_direct
+from .stt_array import SttTiling
 from .stt_phase import LaneProgram, stt_lane_programs
 
 __all__ = ["SttLayerPlan", "plan_stt_layer", "valid_beats", "SttLayerResult", "simulate_stt_layer"]
@@ -70,6 +71,10 @@ class SttLayerPlan:
 
     def per_word(self, name: str) -> int:
         return self.word_bytes // self.elem_bytes[name]
+
+    @property
+    def ports(self) -> frozenset:
+        return frozenset(p.port for p in self.programs)
 
     def program(self, port: str) -> LaneProgram:
         return next(p for p in self.programs if p.port == port)
@@ -173,12 +178,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     design = net.design
     op = design.operation
     ms = design.memory_system
-    name = net.dataflow.name
     problems = []
-    if any(h.stationary and not is_direct(h) for h in net.hops):
-        problems.append(problem(f"dataflows.{name}.stt", "an operand stays on one FU (a ring loaded by differences), "
-                                "which the stt memory system does not drive yet; run it with --ideal-dram",
-                                [list(r) for r in net.dataflow.stt]))
     wb = ms.dram.width_bytes
     elem = {x.name: -(-design.type_of[x.name].bits // 8) for x in op.inputs}
     elem[op.output.name] = -(-design.acc_type.bits // 8)

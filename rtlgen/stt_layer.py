@@ -28,6 +28,7 @@ from archgen.dataflow.memctl import transfer_timer_hw
 from archgen.dataflow.stt_array import tag_port
 from archgen.dataflow.stt_layer import SttLayerPlan
 
+from .datapath import delay_line, shape_of
 from .stt_array import SttArrayTop
 from .stt_stream import SttLaneSequencer
 
@@ -178,16 +179,28 @@ class SttLayerTop(Elaboratable):
             m.d.comb += [seq.start.eq(cmd_start), seq.fire.eq(fire)]
             return seq
 
+        net = self.compiled.network
         for x in c.inputs:
             port = getattr(arr, port_name(PortRole.INPUT, x))
             seq = sequencer(port_name(PortRole.INPUT, x))
+            clear = sequencer(f"clear_{x}") if f"clear_{x}" in P.ports else None
             eb, pw = P.elem_bytes[x], P.per_word(x)
+            shp = shape_of(self.compiled.design.type_of[x].bits, self.compiled.design.type_of[x].signed)
             m.d.comb += port.valid.eq(c.in_running)
             for lane, mem in enumerate(bufs[x]):
                 rp = mem.read_port(domain="comb")
                 m.d.comb += rp.addr.eq(seq.addr[lane] // pw)          # constant divisor (a shift for powers of two)
                 elem = rp.data.word_select(seq.addr[lane] % pw, 8 * eb) if pw > 1 else rp.data[:8 * eb]
-                m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], elem, 0))
+                if clear is None:
+                    m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], elem, 0))
+                    continue
+                # a ring at the FU: a mirror of it gives what it holds; the lane sends new - held (load) or - held
+                held = Signal(shp, name=f"{x}_mirror_out_{lane}")
+                new = Signal(shp, name=f"{x}_mirror_in_{lane}")
+                m.d.comb += held.eq(delay_line(m, new, net.hop(x).dt, fire, f"{x}_mirror_{lane}_", shp))
+                m.d.comb += [new.eq(Mux(seq.valid[lane], elem.as_signed() if shp.signed else elem,
+                                        Mux(clear.valid[lane], 0, held))),
+                             port.payload[lane].eq(new - held)]
         carrier = self.compiled.network.carrier
         if carrier:                                  # validity tags: a sequencer whose entries are constants
             port = getattr(arr, tag_port(carrier))
@@ -197,7 +210,9 @@ class SttLayerTop(Elaboratable):
                 m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], seq.value[lane], 0))
         oseq = sequencer(port_name(PortRole.OUTPUT, y))
         pseq = sequencer(port_name(PortRole.PSUM, y))
+        ring = (sequencer(f"load_{y}"), sequencer(f"clear_{y}")) if f"load_{y}" in P.ports else None
         m.d.comb += psum_port.valid.eq(c.in_running)
+        acc_shape = shape_of(self.compiled.design.acc_type.bits, self.compiled.design.acc_type.signed)
         n_out = math.prod(P.shapes[y])
         pw_out = P.per_word(y)
         c.wb_word = Signal(32, name="wb_word")
@@ -211,8 +226,16 @@ class SttLayerTop(Elaboratable):
             m.d.comb += [wp.en.eq(fire & oseq.valid[lane]), wp.addr.eq(oseq.addr[lane]),
                          wp.data.eq(out_port.payload[lane])]
             rp = mem.read_port(domain="comb")
-            m.d.comb += [rp.addr.eq(pseq.addr[lane]),
-                         psum_port.payload[lane].eq(Mux(pseq.valid[lane], rp.data, 0))]
+            start = Mux(pseq.valid[lane], rp.data, 0)
+            m.d.comb += rp.addr.eq(pseq.addr[lane])
+            if ring is None:
+                m.d.comb += psum_port.payload[lane].eq(start)
+            else:           # the output ring: its mirror holds the output beats; start - held loads, - held clears
+                held = Signal(acc_shape, name=f"{y}_mirror_out_{lane}")
+                m.d.comb += held.eq(delay_line(m, out_port.payload[lane], net.output.dt, fire, f"{y}_mirror_{lane}_",
+                                               acc_shape))
+                m.d.comb += psum_port.payload[lane].eq(Mux(ring[0].valid[lane], start.as_signed() - held,
+                                                           Mux(ring[1].valid[lane], -held, 0)))
             reads = []
             for e in range(pw_out):
                 r = mem.read_port(domain="comb")

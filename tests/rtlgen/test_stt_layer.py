@@ -111,10 +111,24 @@ def test_a_dram_word_of_partial_elements_is_refused_by_field():
         plan_stt_layer(tiling)
 
 
-def test_ring_operands_are_refused_by_name():
-    design = load_spec_data({"version": 1, "name": "ring", "operation": "C[i,j] += A[i,k] * B[k]",
-                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 5]},
-                             "dataflows": {"d": {"stt": [[1, 1, 0], [0, 1, 0], [1, 1, 1]], "order": ["i", "j", "k"]}}})
-    tiling = stt_tiling(compile_array(design).network, {"i": 3, "j": 4, "k": 5})
-    with pytest.raises(SpecError, match=r"^dataflows\.d\.stt: an operand stays on one FU .* \(got \[\[1, 1, 0\]"):
-        plan_stt_layer(tiling)
+@pytest.mark.parametrize("operation, shape, stt, order, clock, bounds", [
+    ("C[i,j] += A[i,k] * B[k]", (2, 5), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], ("i", "j", "k"), 1500,
+     {"i": 3, "j": 4, "k": 5}),                                                   # the output kept on each FU
+    ("C[i,j] += A[i,k] * B[k,j]", (3, 3), [[0, 1, 1], [0, 0, 1], [1, 1, 1]], ("k", "i", "j"), 500,
+     {"i": 5, "j": 6, "k": 4}),                                                   # B kept on each FU
+    ("C[i,j] += A[i,k] * B[k,j]", (3, 4), [[1, 0, 1], [0, 0, 1], [1, 1, 1]], ("i", "j", "k"), 500,
+     {"i": 5, "j": 6, "k": 4}),                                                   # A kept on each FU
+])
+def test_rings_through_the_stt_layer(operation, shape, stt, order, clock, bounds):
+    """Operands kept on one FU: lanes send differences against a mirror of the ring."""
+    names = sorted(set(re.findall(r"([A-Za-z_]\w*)\[", operation)))
+    design = load_spec_data({"version": 1, "name": "ring", "operation": operation, "clock_mhz": clock,
+                             "types": {n: "int32" if n == "C" else "int8" for n in names},
+                             "array": {"shape": list(shape)},
+                             "dataflows": {"d": {"stt": stt, "order": list(order)}},
+                             "memory": {"dram": {"width_bytes": 8, "latency": 6, "burst_bytes": 16}}})
+    assert any(h.stationary for h in compile_array(design).network.hops)
+    got, ref, res, model, _tiling = run_stt_layer(design, bounds, seed=shape[0] + shape[1])
+    assert np.array_equal(got, ref)
+    assert res["cycles"] == model.cycles
+    assert res["moved"] == model.dram_bytes
