@@ -91,7 +91,7 @@ class SttLayerPlan:
         output lanes write their stores, the partial-sum lanes read them, the write-back reads every lane store
         at every output element. Valid lane beats are counted per box class (edge mask, first visit) rather
         than per slot: an entry's validity depends on the box only through them (``lane_walk`` counts the same,
-        tests/dataflow/test_stt_layer.py)."""
+        tests/dataflow/test_stt_layer_plan.py)."""
         op = self.design.operation
         y = op.output.name
         n_out = math.prod(self.shapes[y])
