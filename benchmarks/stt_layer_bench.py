@@ -36,6 +36,14 @@ CASES = [
                      "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
                      "dataflows": {"d": {"stt": HEX}}, "memory": {"dram": {"width_bytes": 8, "latency": 13}}}),
      {"c": 4, "p": 5, "r": 4}, 9),
+    ("C[i,j] += A[i,k] * B[k], map [[1,1,0],[0,1,0],[1,1,1]] (C kept on each FU: a ring), 2x5 at 1500 MHz, "
+     "DRAM 8 B/cycle",
+     load_spec_data({"version": 1, "name": "ring_hex", "operation": "C[i,j] += A[i,k] * B[k]", "clock_mhz": 1500,
+                     "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 5]},
+                     "dataflows": {"d": {"stt": [[1, 1, 0], [0, 1, 0], [1, 1, 1]], "order": ["i", "j", "k"]}},
+                     "memory": {"dram": {"width_bytes": 8}}}), {"i": 3, "j": 4, "k": 5}, 10),
+    ("GEMM map [[0,1,1],[0,0,1],[1,1,1]] (B kept on each FU: a ring), 3x3",
+     _gemm((3, 3), [[0, 1, 1], [0, 0, 1], [1, 1, 1]]), {"i": 5, "k": 4, "j": 6}, 11),
 ]
 
 

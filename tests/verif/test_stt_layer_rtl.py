@@ -54,6 +54,11 @@ def test_conv1d_hex_on_a_row_of_fus():
                      "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
                      "dataflows": {"d": {"stt": HEX}}, "memory": {"dram": {"width_bytes": 8, "latency": 13}}}),
      {"c": 4, "p": 5, "r": 4}, 9),                       # validity tags on the partial sums, pipelined
+    (load_spec_data({"version": 1, "name": "ring_hex", "operation": "C[i,j] += A[i,k] * B[k]", "clock_mhz": 1500,
+                     "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 5]},
+                     "dataflows": {"d": {"stt": [[1, 1, 0], [0, 1, 0], [1, 1, 1]], "order": ["i", "j", "k"]}},
+                     "memory": {"dram": {"width_bytes": 8}}}), {"i": 3, "j": 4, "k": 5}, 10),   # output ring
+    (_gemm((3, 3), [[0, 1, 1], [0, 0, 1], [1, 1, 1]]), {"i": 5, "k": 4, "j": 6}, 11),          # input ring (B)
 ])
 def test_more_maps_and_arrays(design, bounds, seed):
     _check(verify_stt_layer(design, bounds, seed=seed))
