@@ -9,11 +9,12 @@ each lane and phase ``n mod period`` at most one box-relative slot tau = phase +
 A lane is then driven, slot by slot, from a table of lanes x period entries: (delta: the box that started
 delta periods before the current one, x: the box point) -> element ``A_X (origin(m) + x)`` with
 ``m = n div period - delta``, zero when m is not a box or the element lies outside the tensor. The box
-origins come from the tile walk (the dataflow's order, innermost fastest), so the hardware would keep the
-origins of the last ceil(span / period) boxes in a shift register and add table offsets: no division.
+origins come from the tile walk (the dataflow's order, innermost fastest), so the hardware keeps the
+origins of the last ceil(span / period) boxes in a shift register and adds table offsets: no division.
 
 Partial sums (``psum_<Y>``) and outputs (``out_<Y>``) use the same tables; an operand the map keeps on one
-FU (a ring) is not expressible this way and is refused by name.
+FU (a ring) gets load, clear (and for the output psum and out) tables per line (``_ring_kinds``), which a
+memory system turns into differences against a mirror of the ring.
 """
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from archgen.arch.errors import SpecError, problem
 
 from .stt_array import SttTiling, _box_points, is_direct
 
