@@ -24,7 +24,9 @@ its ``done`` cycle ``L + slots + 1``; the write-back starts in the next cycle an
     cycles = sum_X transfer_cycles(bytes(X)) + slots + 2 + transfer_cycles(bytes(Y))
 
 DRAM bytes: every input tensor read once, the output written once (``bytes(T) = elements x element bytes``).
-Fit: each tensor within its buffer's ``memory.<T>.bytes``; otherwise the layer is refused by field.
+Fit: what the top instantiates for each tensor (``storage_bytes``: lanes x whole tensor, the input copies in
+DRAM words, the output stores at the accumulator width) within ``memory.<T>.bytes``; otherwise the layer is
+refused by field.
 Validity tags (maps where zero fill alone does not pin products to the box) come from a sequencer of their
 own: a tag is a constant per phase entry and edge mask. Operands kept on one FU (rings) are driven by
 differences against a mirror of the ring (an input: what the lane loaded; the output: its output beats).
@@ -104,6 +106,25 @@ class SttLayerPlan:
         acc[f"{y}.write"] = valid_beats(self.program(f"out_{y}"))
         acc[f"{y}.read"] = valid_beats(self.program(f"psum_{y}")) + n_out * out_lanes
         return acc
+
+    def storage_bytes(self) -> dict:
+        """On-chip bytes the top instantiates per tensor (what the fit check compares with ``memory.<T>.bytes``):
+        an input's lane copies each hold its whole tensor in DRAM words; the output's lane stores each hold
+        every output element at the accumulator width (whole bytes)."""
+        op = self.design.operation
+        out = {x.name: self.program(f"in_{x.name}").lanes * self.words(x.name) * self.word_bytes for x in op.inputs}
+        y = op.output.name
+        out[y] = self.program(f"out_{y}").lanes * self.tensor_bytes(y)
+        return out
+
+    def describe_storage(self) -> str:
+        """What is on chip, e.g. ``on chip: A 4 x 96 B copies, B 4 x 96 B copies, C 7 x 256 B stores``."""
+        op = self.design.operation
+        parts = [f"{x.name} {self.program(f'in_{x.name}').lanes} x {self.words(x.name) * self.word_bytes} B copies"
+                 for x in op.inputs]
+        y = op.output.name
+        parts.append(f"{y} {self.program(f'out_{y}').lanes} x {self.tensor_bytes(y)} B stores")
+        return "on chip: " + ", ".join(parts)
 
     def cycles(self) -> int:
         dram = self.design.memory_system.dram
@@ -187,19 +208,23 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     if odd:
         problems.append(problem("memory.dram.width_bytes", "a DRAM word must hold whole elements of every tensor; "
                                 f"it does not for {', '.join(odd)}", wb))
+    programs = stt_lane_programs(tiling)
+    lanes = {p.port: p.lanes for p in programs}
     for t, eb in elem.items():
-        need = math.prod(shapes[t]) * eb
+        copies, what = (lanes[f"out_{t}"], "lane store") if t == op.output.name else (lanes[f"in_{t}"], "lane copy")
+        per = -(-math.prod(shapes[t]) * eb // wb) * wb if t != op.output.name else math.prod(shapes[t]) * eb
+        need = copies * per
         if need > ms.buffer(t).bytes:
-            problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: the stt memory system holds the whole "
-                                    f"tensor {t} on chip ({need} B); raise the buffer or use a tiled dataflow",
-                                    ms.buffer(t).bytes))
+            problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: the stt memory system stores the whole "
+                                    f"tensor {t} in each {what} ({copies} x {per} B = {need} B on chip); raise "
+                                    "the buffer or use a tiled dataflow", ms.buffer(t).bytes))
     if problems:
         raise SpecError(problems)
     bases, at = {}, 0
     for t in [x.name for x in op.inputs] + [op.output.name]:
         bases[t] = at
         at += -(-math.prod(shapes[t]) * elem[t] // wb)
-    return SttLayerPlan(tiling, stt_lane_programs(tiling), wb, elem, shapes, bases)
+    return SttLayerPlan(tiling, programs, wb, elem, shapes, bases)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,31 @@ def test_a_tensor_larger_than_its_buffer_is_refused_by_field():
     with pytest.raises(SpecError) as err:
         simulate_workload_on_array(load_spec("gemm_hex", ["memory.B.bytes=64"]), get_workload("gemm:8,9,8"))
     msg = str(err.value.problems[0])
-    assert msg.startswith("memory.B.bytes: layer gemm: the stt memory system holds the whole tensor B on chip (72 B)")
+    # B is 8 x 9 int8 = 72 B, three 32-B DRAM words, one copy per lane of B (4 on the 4x4 hex array)
+    assert msg.startswith("memory.B.bytes: layer gemm: the stt memory system stores the whole tensor B in each "
+                          "lane copy (4 x 96 B = 384 B on chip)")
     assert msg.endswith("(got 64)")
+
+
+def test_the_fit_check_counts_every_lane_copy_and_store():
+    """The refusal compares what the top instantiates (lanes x tensor), not one tensor, with the buffer."""
+    from archgen.dataflow.stt_layer import plan_stt_layer
+    design = load_spec("gemm_hex", ["array.shape=3x5"])
+    tiling = stt_tiling(compile_array(design).network, {"i": 8, "k": 6, "j": 5})
+    plan = plan_stt_layer(tiling)
+    st = plan.storage_bytes()
+    lanes = {p.port: p.lanes for p in plan.programs}
+    wb = plan.word_bytes
+    assert st == {"A": lanes["in_A"] * -(-48 // wb) * wb, "B": lanes["in_B"] * -(-30 // wb) * wb,
+                  "C": lanes["out_C"] * 4 * 40}
+    assert min(lanes.values()) > 1
+    # a buffer that holds the tensor once but not its lane copies is refused
+    tight = load_spec("gemm_hex", ["array.shape=3x5", f"memory.C.bytes={160 * lanes['out_C'] - 1}"])
+    with pytest.raises(SpecError, match=r"memory\.C\.bytes: .* in each lane store"):
+        plan_stt_layer(stt_tiling(compile_array(tight).network, {"i": 8, "k": 6, "j": 5}))
+    ok = load_spec("gemm_hex", ["array.shape=3x5", f"memory.C.bytes={160 * lanes['out_C']}"])
+    assert plan_stt_layer(stt_tiling(compile_array(ok).network, {"i": 8, "k": 6, "j": 5})).storage_bytes()["C"] == \
+        160 * lanes["out_C"]
 
 
 def test_box_timing_is_a_closed_form_for_millions_of_boxes():
