@@ -34,6 +34,7 @@ Not yet: blocks of boxes with double buffering (loads overlapping compute).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -55,6 +56,8 @@ class SttLayerPlan:
     elem_bytes: dict                  # tensor -> bytes per element (the output at the accumulator width)
     shapes: dict                      # tensor -> shape
     bases: dict                       # tensor -> first DRAM word of its region (inputs first, the output last)
+    bound: dict = None                # the layer's loop bounds (None: the block is the layer)
+    grid: tuple = ()                  # ((loop, blocks), ...) outer to inner, reduction loops innermost; () = one
 
     @property
     def design(self):
@@ -67,9 +70,51 @@ class SttLayerPlan:
         return -(-self.tensor_bytes(name) // self.word_bytes)
 
     @property
+    def layer_bound(self) -> dict:
+        return dict(self.bound) if self.bound is not None else dict(self.tiling.bound)
+
+    @property
+    def n_blocks(self) -> int:
+        return math.prod(n for _d, n in self.grid)
+
+    @property
+    def out_blocks(self) -> int:
+        """Blocks that write the output back (the last block of every run over the reduction loops)."""
+        red = self.design.operation.reduction_dims
+        return math.prod(n for d, n in self.grid if d not in red)
+
+    def region_loops(self, name: str) -> tuple:
+        """The split loops ``name`` uses (its regions are stored block-major over them, outer to inner)."""
+        acc = self.design.operation.operand(name)
+        return tuple((d, n) for d, n in self.grid if acc.uses(d))
+
+    def regions(self, name: str) -> int:
+        return math.prod(n for _d, n in self.region_loops(name))
+
+    def region_index(self, name: str, counters: dict) -> int:
+        idx = 0
+        for d, n in self.region_loops(name):
+            idx = idx * n + counters[d]
+        return idx
+
+    def blocks(self):
+        """Block counters (loop -> block index) in block order, the innermost loop fastest."""
+        for combo in itertools.product(*[range(n) for _d, n in self.grid]):
+            yield {d: c for (d, _n), c in zip(self.grid, combo)}
+
+    def layer_shape(self, name: str) -> tuple:
+        return tuple(self.design.operation.tensor_shape(name, self.layer_bound))
+
+    def region_origin(self, name: str, counters: dict) -> np.ndarray:
+        """The tensor coordinate of a block's region's first element: A_X times the block's loop origin."""
+        op = self.design.operation
+        o = np.array([counters.get(d, 0) * self.tiling.bound[d] for d in op.dims], dtype=np.int64)
+        return op.operand(name).access_matrix(op.dims) @ o
+
+    @property
     def dram_words(self) -> int:
         out = self.design.operation.output.name
-        return self.bases[out] + self.words(out)
+        return self.bases[out] + self.regions(out) * self.words(out)
 
     def per_word(self, name: str) -> int:
         return self.word_bytes // self.elem_bytes[name]
@@ -82,9 +127,11 @@ class SttLayerPlan:
         return next(p for p in self.programs if p.port == port)
 
     def dram_bytes(self) -> dict:
+        """Every block loads each input's region (zero padding of a ragged block included); the output's
+        region is written once per output block."""
         op = self.design.operation
-        out = {f"{x.name}.read": self.tensor_bytes(x.name) for x in op.inputs}
-        out[f"{op.output.name}.write"] = self.tensor_bytes(op.output.name)
+        out = {f"{x.name}.read": self.n_blocks * self.tensor_bytes(x.name) for x in op.inputs}
+        out[f"{op.output.name}.write"] = self.out_blocks * self.tensor_bytes(op.output.name)
         return out
 
     def buffer_accesses(self) -> dict:
@@ -104,7 +151,11 @@ class SttLayerPlan:
             acc[f"{x.name}.read"] = valid_beats(prog)
         out_lanes = self.program(f"out_{y}").lanes
         acc[f"{y}.write"] = valid_beats(self.program(f"out_{y}"))
-        acc[f"{y}.read"] = valid_beats(self.program(f"psum_{y}")) + n_out * out_lanes
+        first, carried = self.out_blocks, self.n_blocks - self.out_blocks
+        psum = self.program(f"psum_{y}")
+        acc = {k: v * self.n_blocks for k, v in acc.items()}
+        acc[f"{y}.read"] = (first * valid_beats(psum) + carried * valid_beats(psum, carry=True)
+                            + self.out_blocks * n_out * out_lanes)
         return acc
 
     def storage_bytes(self) -> dict:
@@ -129,31 +180,58 @@ class SttLayerPlan:
     def cycles(self) -> int:
         dram = self.design.memory_system.dram
         op = self.design.operation
-        return (sum(dram.transfer_cycles(self.tensor_bytes(x.name)) for x in op.inputs) + self.tiling.slots + 2
-                + dram.transfer_cycles(self.tensor_bytes(op.output.name)))
+        return (self.n_blocks * (sum(dram.transfer_cycles(self.tensor_bytes(x.name)) for x in op.inputs)
+                                 + self.tiling.slots + 2)
+                + self.out_blocks * dram.transfer_cycles(self.tensor_bytes(op.output.name)))
+
+    def _region(self, name: str, counters: dict):
+        """(global coordinates of the region's elements row-major, inside-the-tensor mask)."""
+        shape = self.shapes[name]
+        local = np.indices(shape).reshape(len(shape), -1)
+        glob = local + self.region_origin(name, counters)[:, None]
+        inside = np.all(glob < np.array(self.layer_shape(name))[:, None], axis=0)
+        return glob, inside
 
     def dram_image(self, tensors: dict) -> list[int]:
-        """DRAM words: each input tensor row-major from its base, elements little-endian within a word."""
+        """DRAM words: each input tensor block-major (one region per block of the loops it uses, in block
+        order; zero where a ragged block's region passes the tensor), each region row-major from a word
+        boundary, elements little-endian within a word. One block: the tensor row-major from its base."""
         words = [0] * self.dram_words
+        seen = set()
         for x in self.design.operation.inputs:
-            eb, pw = self.elem_bytes[x.name], self.per_word(x.name)
-            flat = np.asarray(tensors[x.name]).reshape(-1)
-            for i, v in enumerate(flat.tolist()):
-                words[self.bases[x.name] + i // pw] |= (int(v) & ((1 << (8 * eb)) - 1)) << (8 * eb * (i % pw))
+            eb, pw, nw = self.elem_bytes[x.name], self.per_word(x.name), self.words(x.name)
+            arr = np.asarray(tensors[x.name])
+            for counters in self.blocks():
+                r = self.region_index(x.name, counters)
+                if (x.name, r) in seen:
+                    continue
+                seen.add((x.name, r))
+                glob, inside = self._region(x.name, counters)
+                vals = np.zeros(glob.shape[1], dtype=np.int64)
+                vals[inside] = arr[tuple(glob[:, inside])]
+                at = self.bases[x.name] + r * nw
+                for i, v in enumerate(vals.tolist()):
+                    words[at + i // pw] |= (int(v) & ((1 << (8 * eb)) - 1)) << (8 * eb * (i % pw))
         return words
 
     def read_output(self, words: list[int]) -> np.ndarray:
         y = self.design.operation.output.name
-        eb, pw = self.elem_bytes[y], self.per_word(y)
+        eb, pw, nw = self.elem_bytes[y], self.per_word(y), self.words(y)
         n = math.prod(self.shapes[y])
-        vals = []
-        for i in range(n):
-            v = (words[self.bases[y] + i // pw] >> (8 * eb * (i % pw))) & ((1 << (8 * eb)) - 1)
-            vals.append(v - (1 << (8 * eb)) if v >> (8 * eb - 1) else v)
-        return np.array(vals, dtype=np.int64).reshape(self.shapes[y])
+        out = np.zeros(self.layer_shape(y), dtype=np.int64)
+        for counters in self.blocks():
+            r = self.region_index(y, counters)
+            at = self.bases[y] + r * nw
+            vals = []
+            for i in range(n):
+                v = (words[at + i // pw] >> (8 * eb * (i % pw))) & ((1 << (8 * eb)) - 1)
+                vals.append(v - (1 << (8 * eb)) if v >> (8 * eb - 1) else v)
+            glob, inside = self._region(y, counters)
+            out[tuple(glob[:, inside])] = np.array(vals, dtype=np.int64)[inside]
+        return out
 
 
-def valid_beats(prog: LaneProgram) -> int:
+def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
     """How many (slot, lane) beats of ``prog``'s walk are valid over the whole layer, by box class: the boxes
     with a given edge mask (and, for partial sums, first-visit bit) are counted in closed form, and each entry
     is checked once on a representative box of the class (counters at the last box on masked levels, else 0).
@@ -170,7 +248,7 @@ def valid_beats(prog: LaneProgram) -> int:
         counts = [1 if b else max(1, prog.trips[lv] - 1) for lv, b in enumerate(bit)]
         boxes = math.prod(counts)
         # first visits: every revisiting level at counter 0 (impossible on a masked level)
-        first = 0 if any(b and prog.revisit[lv] for lv, b in enumerate(bit)) else math.prod(
+        first = 0 if carry or any(b and prog.revisit[lv] for lv, b in enumerate(bit)) else math.prod(
             1 if prog.revisit[lv] else c for lv, c in enumerate(counts))
         classes = [(boxes - first, False), (first, True)] if prog.is_psum else [(boxes, False)]
         for n, is_first in classes:
@@ -193,8 +271,31 @@ def valid_beats(prog: LaneProgram) -> int:
     return total
 
 
+def _storage(op, shapes_of, elem: dict, lanes: dict, wb: int) -> dict:
+    """On-chip bytes per tensor for regions of ``shapes_of(t)``: lanes x region (inputs in DRAM words)."""
+    y = op.output.name
+    out = {x.name: lanes[f"in_{x.name}"] * -(-math.prod(shapes_of(x.name)) * elem[x.name] // wb) * wb
+           for x in op.inputs}
+    out[y] = lanes[f"out_{y}"] * math.prod(shapes_of(y)) * elem[y]
+    return out
+
+
+def _splittable(op, d: str, bound: int, box: int) -> bool:
+    """A loop may be cut into blocks of whole boxes. A ragged last block is padded with zeros, which is
+    harmless for a loop the output uses (its padded outputs are not read back) and for a reduction loop
+    that some input indexes alone (``W[...,r,...]``: a padded r reads a zero weight); another reduction
+    loop is cut only into equal blocks."""
+    if d not in op.reduction_dims or bound % box == 0:
+        return True
+    return any(len(e.terms) == 1 and e.terms[0][1] == 1 and e.terms[0][0] == d
+               for x in op.inputs for e in x.indices)
+
+
 def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
-    """The one-block plan of ``tiling``'s problem; refused, field by field, when it cannot run."""
+    """The plan of ``tiling``'s problem: one block when every tensor's storage fits its buffer, else a grid
+    of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded),
+    chosen by halving the loop that best reduces the overflow; refused, field by field, when one box per
+    block does not fit."""
     net = tiling.network
     design = net.design
     op = design.operation
@@ -203,28 +304,64 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     wb = ms.dram.width_bytes
     elem = {x.name: -(-design.type_of[x.name].bits // 8) for x in op.inputs}
     elem[op.output.name] = -(-design.acc_type.bits // 8)
-    shapes = {t: tuple(op.tensor_shape(t, tiling.bound)) for t in elem}
     odd = [f"{t} ({eb} B)" for t, eb in elem.items() if wb % eb]
     if odd:
-        problems.append(problem("memory.dram.width_bytes", "a DRAM word must hold whole elements of every tensor; "
-                                f"it does not for {', '.join(odd)}", wb))
+        raise SpecError([problem("memory.dram.width_bytes", "a DRAM word must hold whole elements of every "
+                                 f"tensor; it does not for {', '.join(odd)}", wb)])
     programs = stt_lane_programs(tiling)
     lanes = {p.port: p.lanes for p in programs}
-    for t, eb in elem.items():
-        copies, what = (lanes[f"out_{t}"], "lane store") if t == op.output.name else (lanes[f"in_{t}"], "lane copy")
-        per = -(-math.prod(shapes[t]) * eb // wb) * wb if t != op.output.name else math.prod(shapes[t]) * eb
-        need = copies * per
-        if need > ms.buffer(t).bytes:
-            problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: the stt memory system stores the whole "
-                                    f"tensor {t} in each {what} ({copies} x {per} B = {need} B on chip); raise "
-                                    "the buffer or use a tiled dataflow", ms.buffer(t).bytes))
+    cap = {t: ms.buffer(t).bytes for t in elem}
+    bound, box = dict(tiling.bound), dict(tiling.box)
+    units = {d: -(-bound[d] // box[d]) for d in op.dims}        # block extent in boxes per loop
+
+    def extent(u):
+        return {d: min(bound[d], u[d] * box[d]) for d in op.dims}
+
+    def over(u):
+        st = _storage(op, lambda t: op.tensor_shape(t, extent(u)), elem, lanes, wb)
+        return sum(max(0, st[t] - cap[t]) for t in st), -sum(st.values()), st
+
+    while over(units)[0] > 0:
+        cands = []
+        for d in op.dims:
+            if units[d] > 1:
+                u = dict(units, **{d: -(-units[d] // 2)})
+                if _splittable(op, d, bound[d], u[d] * box[d]):
+                    cands.append((over(u)[:2], op.dims.index(d), u))
+        if not cands:
+            break
+        units = min(cands, key=lambda c: (c[0], c[1]))[2]
+    _o, _t, st = over(units)
+    block = extent(units)
+    split = any(block[d] < bound[d] for d in op.dims)
+    for t in elem:
+        if st[t] > cap[t]:
+            what = "lane store" if t == op.output.name else "lane copy"
+            copies = lanes[f"out_{t}"] if t == op.output.name else lanes[f"in_{t}"]
+            scope = f"a block of {block} " if split else "the stt memory system "
+            problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: {scope}stores the whole "
+                                    f"{'region of ' if split else ''}tensor {t} in each {what} ({copies} x "
+                                    f"{st[t] // copies} B = {st[t]} B on chip); raise the buffer or use a tiled "
+                                    "dataflow", cap[t]))
     if problems:
         raise SpecError(problems)
-    bases, at = {}, 0
+    if split:
+        from .stt_array import stt_tiling
+        sub = stt_tiling(net, block, box)
+        programs = stt_lane_programs(sub)
+    else:
+        sub = tiling
+    red = op.reduction_dims
+    order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
+    order += [d for d in op.dims if d not in order]
+    grid = tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
+    shapes = {t: tuple(op.tensor_shape(t, block)) for t in elem}
+    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid)
+    at = 0
     for t in [x.name for x in op.inputs] + [op.output.name]:
-        bases[t] = at
-        at += -(-math.prod(shapes[t]) * elem[t] // wb)
-    return SttLayerPlan(tiling, programs, wb, elem, shapes, bases)
+        plan.bases[t] = at
+        at += plan.regions(t) * plan.words(t)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -240,7 +377,9 @@ def simulate_stt_layer(plan: SttLayerPlan) -> SttLayerResult:
     """The cycle contract above, job by job."""
     dram = plan.design.memory_system.dram
     op = plan.design.operation
-    load = sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs)
-    write = dram.transfer_cycles(plan.tensor_bytes(op.output.name))
-    compute = plan.tiling.slots + 2
+    nb = plan.n_blocks
+    load = nb * sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs)
+    write = plan.out_blocks * dram.transfer_cycles(plan.tensor_bytes(op.output.name))
+    compute = nb * (plan.tiling.slots + 2)
+    assert load + compute + write == plan.cycles()
     return SttLayerResult(load + compute + write, load, compute, write, plan.dram_bytes())

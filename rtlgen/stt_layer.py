@@ -96,18 +96,61 @@ class SttLayerTop(Elaboratable):
                 m.d.comb += t_bytes.eq(P.tensor_bytes(y))
         timer = transfer_timer_hw(m, hdl, P.design.memory_system.dram, t_start, t_bytes, name="dma")
         m.d.sync += entered.eq(0)
+        # the block grid: one counter per split loop (innermost fastest; reduction loops innermost)
+        red = P.design.operation.reduction_dims
+        blk = {d: Signal(range(max(n, 2)), name=f"block_{d}") for d, n in P.grid}
+        last_red = Signal(name="block_last_reduction")
+        last_all = Signal(name="block_last")
+        carry = Signal(name="block_carry")                 # a reduction block after the first: psums stay on chip
+        e_red, e_all, e_carry = 1, 1, 0
+        for d, n in P.grid:
+            e_all = e_all & (blk[d] == n - 1)
+            if d in red:
+                e_red, e_carry = e_red & (blk[d] == n - 1), e_carry | (blk[d] != 0)
+        m.d.comb += [last_red.eq(e_red), last_all.eq(e_all), carry.eq(e_carry)]
+        next_block = Signal(name="block_next")
+        with m.If(next_block):
+            for k in reversed(range(len(P.grid))):    # odometer: loop k advances when every inner loop wraps
+                d, n = P.grid[k]
+                inner = 1
+                for d2, n2 in P.grid[k + 1:]:
+                    inner = inner & (blk[d2] == n2 - 1)
+                with m.If(inner):
+                    m.d.sync += blk[d].eq(Mux(blk[d] == n - 1, 0, blk[d] + 1))
         advance = Signal(name="state_advance")
         with m.If(self.go):
-            with m.If((loading | writing) & timer.done):
+            with m.If(loading & timer.done):
                 m.d.comb += advance.eq(1)
+            with m.If(writing & timer.done):
+                with m.If(last_all):
+                    m.d.comb += advance.eq(1)
+                with m.Else():
+                    m.d.comb += next_block.eq(1)
+                    m.d.sync += [state.eq(0), entered.eq(1)]
             with m.If(state == n_in):
                 m.d.comb += [arr.cmd.valid.eq(1), arr.cmd.payload.steps.eq(P.tiling.slots)]
                 m.d.comb += advance.eq(arr.cmd.ready)
             with m.If((state == n_in + 1) & arr.done):
-                m.d.comb += advance.eq(1)
+                with m.If(last_red):
+                    m.d.comb += advance.eq(1)
+                with m.Else():                          # the next reduction block: no write-back
+                    m.d.comb += next_block.eq(1)
+                    m.d.sync += [state.eq(0), entered.eq(1)]
         with m.If(advance):
             m.d.sync += [state.eq(state + 1), entered.eq(1)]
+
+        def region_base(t):
+            """The DRAM word of the current block's region of ``t`` (block-major over the loops it uses)."""
+            idx, mult = 0, 1
+            for d, n in reversed(P.region_loops(t)):
+                idx = idx + blk[d] * mult
+                mult *= n
+            sig = Signal(32, name=f"region_base_{t}")
+            m.d.comb += sig.eq(P.bases[t] + idx * P.words(t))
+            return sig
+        bases = {t: region_base(t) for t in inputs + [y]}
         return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing,
+                               bases=bases, carry=carry,
                                in_running=in_running, t_start=t_start, timer=timer,
                                rd_rsp_valid=Signal(name="rd_rsp_valid"),
                                rd_rsp_data=Signal(8 * P.word_bytes, name="rd_rsp_data"),
@@ -129,7 +172,7 @@ class SttLayerTop(Elaboratable):
                 if x is None:
                     continue
                 with m.Case(xi):
-                    m.d.comb += [cur_ptr.eq(Mux(c.t_start, P.bases[x], req_ptr)),
+                    m.d.comb += [cur_ptr.eq(Mux(c.t_start, c.bases[x], req_ptr)),
                                  cur_left.eq(Mux(c.t_start, P.words(x), req_left))]
         words_now = Mux(cur_left < c_words, cur_left, c_words)
         with m.If(c.timer.issue):
@@ -210,6 +253,7 @@ class SttLayerTop(Elaboratable):
                 m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], seq.value[lane], 0))
         oseq = sequencer(port_name(PortRole.OUTPUT, y))
         pseq = sequencer(port_name(PortRole.PSUM, y))
+        m.d.comb += pseq.carry.eq(c.carry)
         ring = (sequencer(f"load_{y}"), sequencer(f"clear_{y}")) if f"load_{y}" in P.ports else None
         m.d.comb += psum_port.valid.eq(c.in_running)
         acc_shape = shape_of(self.compiled.design.acc_type.bits, self.compiled.design.acc_type.signed)
@@ -241,6 +285,10 @@ class SttLayerTop(Elaboratable):
                 r = mem.read_port(domain="comb")
                 m.d.comb += r.addr.eq(c.word_now * pw_out + e)
                 reads.append(r.data)
+                if P.n_blocks > 1:         # the write-back clears what it read, for the next output block
+                    clr = mem.write_port()
+                    at = c.word_now * pw_out + e
+                    m.d.comb += [clr.en.eq(c.wr_valid & (at < n_out)), clr.addr.eq(at), clr.data.eq(0)]
             store_reads.append(reads)
         return store_reads
 
@@ -261,7 +309,7 @@ class SttLayerTop(Elaboratable):
             for reads in store_reads:
                 total = total + reads[e]
             elems.append(total[:acc_bits])
-        m.d.comb += [c.wr_valid.eq(wb_on & (words_left_now != 0)), c.wr_addr.eq(P.bases[y] + c.word_now),
+        m.d.comb += [c.wr_valid.eq(wb_on & (words_left_now != 0)), c.wr_addr.eq(c.bases[y] + c.word_now),
                      c.wr_data.eq(Cat(*elems))]
         with m.If(c.wr_valid):
             m.d.sync += [c.wb_word.eq(c.word_now + 1), wb_left.eq(words_left_now - 1)]

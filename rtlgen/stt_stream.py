@@ -50,6 +50,7 @@ class SttLaneSequencer(wiring.Component):
         self.lin_bits = _bits(max(reach * max(p.strides), total)) + 2
         members = {
             "start": In(1), "fire": In(1),
+            "carry": In(1),                          # no box is a first visit (a later reduction block)
             "valid": Out(p.lanes),
             "addr": Out(data.ArrayLayout(unsigned(self.addr_bits), p.lanes)),
             "slot_box": Out(32),                     # box group of the current slot (n div period), for tests
@@ -81,7 +82,7 @@ class SttLaneSequencer(wiring.Component):
         f = 1
         for c in firsts:
             f = f & c
-        m.d.comb += first0.eq(f)
+        m.d.comb += first0.eq(f & ~self.carry)
         entry = [(exists, mask0, first0, origin, lin)]
         for d in range(1, p.depth):
             entry.append((Signal(name=f"box{d}_exists"), Signal(max(levels, 1), name=f"box{d}_mask"),

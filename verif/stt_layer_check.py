@@ -25,12 +25,12 @@ __all__ = ["verify_stt_layer", "stt_layer_operands"]
 
 
 def stt_layer_operands(design: Design, plan, rng) -> dict:
-    """Random operands over each input type's whole range, at the plan's tensor shapes."""
+    """Random operands over each input type's whole range, at the layer's tensor shapes."""
     out = {}
     for x in design.operation.inputs:
         t = design.type_of[x.name]
         lo, hi = (-(1 << (t.bits - 1)), 1 << (t.bits - 1)) if t.signed else (0, 1 << t.bits)
-        out[x.name] = rng.integers(lo, hi, size=plan.shapes[x.name])
+        out[x.name] = rng.integers(lo, hi, size=plan.layer_shape(x.name))
     return out
 
 
