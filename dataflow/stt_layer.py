@@ -168,6 +168,13 @@ class SttLayerPlan:
         out[y] = self.program(f"out_{y}").lanes * self.tensor_bytes(y)
         return out
 
+    def describe(self) -> str:
+        """The mapping column of ``archgen sim``: the blocks and what is on chip."""
+        if not self.grid:
+            return f"stt one block ({self.describe_storage()})"
+        return (f"stt {self.n_blocks} blocks of {self.tiling.bound} ({' x '.join(f'{d}:{n}' for d, n in self.grid)}, "
+                f"{self.out_blocks} write-backs; {self.describe_storage()})")
+
     def describe_storage(self) -> str:
         """What is on chip, e.g. ``on chip: A 4 x 96 B copies, B 4 x 96 B copies, C 7 x 256 B stores``."""
         op = self.design.operation

@@ -358,6 +358,6 @@ def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel, memory
         extra={"repeat": repeat, "tiles": tiling.n_tiles * repeat, "padded_mac_slots": slots, "stall_cycles": stalls,
                "lowering": how, "box": dict(tiling.box), "box_period": tiling.period,
                "dataflow": compiled.dataflow.name,
-               **({"mapping": f"stt one block ({plan.describe_storage()})", "stall_cycles.dram": stalls,
+               **({"mapping": plan.describe(), "stt_blocks": plan.n_blocks, "stall_cycles.dram": stalls,
                    "stt_storage_bytes": plan.storage_bytes(),
                    "stall_cycles.buffer_ports": 0, "stall_cycles.array": 0} if memory else {})})

@@ -57,13 +57,15 @@ def verify_stt_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, d
     exact = "error" not in res and bool(np.array_equal(got, ref))
     raw = res.get("moved") or {}
     detail = {"wall_s": res.get("wall_s"), "rtl_dram_bytes": {k: raw[n] for k, n in moved.items() if n in raw},
-              "blocks": 1, "n_blocks": 1, "box": tiling.box, "boxes": tiling.n_tiles, "period": tiling.period,
-              "span": tiling.span, "slots": tiling.slots,
+              "blocks": plan.n_blocks, "n_blocks": plan.n_blocks, "grid": dict(plan.grid),
+              "block": dict(plan.tiling.bound), "box": tiling.box, "boxes": plan.tiling.n_tiles,
+              "period": plan.tiling.period, "span": plan.tiling.span, "slots": plan.tiling.slots,
               "stall_cycles": {"dram": model.load_cycles + model.write_cycles,
-                               "array": model.compute_cycles - tiling.slots},
+                               "array": model.compute_cycles - plan.n_blocks * plan.tiling.slots},
               "compute_cycles": model.compute_cycles, "verilog_lines": text.count("\n"),
               "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
-    command = (f"one block (whole tensors on chip): boxes of {tiling.box}, {tiling.n_tiles} box(es), one every "
-               f"{tiling.period} slots, {tiling.slots} slots")
+    sub = plan.tiling
+    command = (f"{plan.describe()}: boxes of {sub.box}, {sub.n_tiles} box(es) a block, one every "
+               f"{sub.period} slots, {sub.slots} slots a block")
     return LayerVerification(design.name, compiled.dataflow.name, dict(tiling.bound), command, exact,
                              res.get("rtl_cycles"), model.cycles, model.dram_bytes, detail)

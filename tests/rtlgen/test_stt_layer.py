@@ -132,3 +132,63 @@ def test_rings_through_the_stt_layer(operation, shape, stt, order, clock, bounds
     assert np.array_equal(got, ref)
     assert res["cycles"] == model.cycles
     assert res["moved"] == model.dram_bytes
+
+
+def _op_design(operation, shape, stt, clock, buffers, order=None):
+    names = sorted(set(re.findall(r"([A-Za-z_]\w*)\[", operation)))
+    out = operation.split("[")[0].strip()
+    mem = {"dram": {"width_bytes": 8, "latency": 6, "burst_bytes": 16}}
+    mem.update({t: {"bytes": b} for t, b in buffers.items()})
+    return load_spec_data({"version": 1, "name": "op_stt", "operation": operation, "clock_mhz": clock,
+                           "types": {n: "int32" if n == out else "int8" for n in names},
+                           "array": {"shape": list(shape)},
+                           "dataflows": {"d": {"stt": stt, **({"order": list(order)} if order else {})}},
+                           "memory": mem})
+
+
+def _bufs(a, b, c, names=("A", "B", "C")):
+    return [f"memory.{n}.bytes={v}" for n, v in zip(names, (a, b, c))]
+
+
+@pytest.mark.parametrize("design, bounds, seed, loops", [
+    (load_spec("gemm_hex", ["array.shape=3x5"] + _bufs(100, 100, 600) + DRAM), {"i": 7, "k": 5, "j": 6}, 3, "jk"),
+    (load_spec("gemm_hex", ["array.shape=3x5"] + _bufs(100, 100, 2000) + DRAM), {"i": 7, "k": 5, "j": 6}, 4, "k"),
+    (load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(64, 64, 300) + DRAM), {"i": 5, "k": 7, "j": 6}, 4, "jk"),
+    (load_spec("gemm_hex", ["array.shape=4x4"] + _bufs(64, 64, 500) + DRAM), {"i": 9, "k": 7, "j": 10}, 1, "ijk"),
+    (load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(200, 100, 600, ("W", "I", "O")) + DRAM),
+     {"k": 7, "p": 9, "r": 4}, 6, "k"),
+    (load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(400, 40, 2000, ("W", "I", "O")) + DRAM),
+     {"k": 7, "p": 9, "r": 4}, 6, "pr"),                                          # halo regions, ragged p
+    (_op_design("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"I": 400, "W": 24, "O": 1000}),
+     {"c": 4, "p": 5, "r": 4}, 9, "r"),                                           # validity tags, split reduction
+    (_op_design("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"I": 120, "W": 60, "O": 1000}),
+     {"c": 4, "p": 5, "r": 4}, 9, "c"),
+    (_op_design("C[i,j] += A[i,k] * B[k]", (2, 5), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], 1500,
+                {"A": 48, "B": 400, "C": 600}, ("i", "j", "k")), {"i": 3, "j": 4, "k": 5}, 10, "i"),   # output ring
+    (_op_design("C[i,j] += A[i,k] * B[k,j]", (2, 4), HEX, 1500, {"A": 80, "B": 80, "C": 800}),
+     {"i": 5, "j": 6, "k": 4}, 2, "k"),
+])
+def test_blocks_of_boxes_match_numpy_and_the_contract(design, bounds, seed, loops):
+    """A layer whose lane copies and stores exceed the buffers runs as a grid of blocks (ragged blocks padded,
+    partial sums kept in the lane stores over reduction blocks): outputs exact, RTL cycles == the contract,
+    DMA bytes == the model's (every block loads its regions, every output block writes its region once)."""
+    got, ref, res, model, tiling = run_stt_layer(design, bounds, seed)
+    plan = plan_stt_layer(tiling)
+    assert "".join(sorted(d for d, _n in plan.grid)) == loops
+    assert all(plan.storage_bytes()[t] <= design.memory_system.buffer(t).bytes for t in plan.shapes)
+    assert np.array_equal(got, ref)
+    assert res["cycles"] == model.cycles == plan.cycles()
+    assert res["moved"] == model.dram_bytes
+    dram = design.memory_system.dram
+    op = design.operation
+    per_block = sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs) + plan.tiling.slots + 2
+    assert model.cycles == plan.n_blocks * per_block + plan.out_blocks * dram.transfer_cycles(
+        plan.tensor_bytes(op.output.name))
+
+
+def test_a_block_of_one_box_that_does_not_fit_is_refused_by_field():
+    design = load_spec("gemm_hex", ["array.shape=3x5", "memory.B.bytes=16"] + DRAM)
+    tiling = stt_tiling(compile_array(design).network, {"i": 7, "j": 6, "k": 5})
+    with pytest.raises(SpecError, match=r"^memory\.B\.bytes: layer layer: a block of \{.*\} stores the whole region "
+                       r"of tensor B in each lane copy \(\d+ x \d+ B = \d+ B on chip\); raise the buffer .*\(got 16\)$"):
+        plan_stt_layer(tiling)

@@ -1,6 +1,6 @@
 """Skewed stt maps through the stt memory system on Verilator (verif/stt_layer_check.py, a stand-alone binary):
-outputs exact, RTL cycles == model cycles, DMA bytes == the model's. Two cases by default (the CLI on gemm_hex
-and conv1d_hex on a 1xN array); the others with --runslow."""
+outputs exact, RTL cycles == model cycles, DMA bytes == the model's. Three cases by default (the CLI on gemm_hex,
+conv1d_hex on a 1xN array, a grid of blocks on gemm_hex); the others with --runslow."""
 import pytest
 
 from archgen.arch.spec import load_spec, load_spec_data
@@ -62,3 +62,42 @@ def test_conv1d_hex_on_a_row_of_fus():
 ])
 def test_more_maps_and_arrays(design, bounds, seed):
     _check(verify_stt_layer(design, bounds, seed=seed))
+
+
+DRAM8 = ["memory.dram.width_bytes=8", "memory.dram.latency=5", "memory.dram.burst_bytes=16",
+         "memory.dram.outstanding=2"]
+
+
+def _bufs(a, b, c, names=("A", "B", "C")):
+    return [f"memory.{n}.bytes={v}" for n, v in zip(names, (a, b, c))]
+
+
+def test_blocks_of_boxes_on_gemm_hex():
+    """Lane copies and stores larger than the buffers: a 3 x 3 x 2 grid of blocks, ragged in i, j and k."""
+    res = verify_stt_layer(load_spec("gemm_hex", _bufs(64, 64, 500) + DRAM8), {"i": 9, "k": 7, "j": 10}, seed=1)
+    _check(res)
+    assert res.detail["grid"] == {"i": 3, "j": 3, "k": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design, bounds, seed, grid", [
+    (load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(64, 64, 300) + DRAM8), {"i": 5, "k": 7, "j": 6}, 4,
+     {"j": 2, "k": 2}),
+    (load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(400, 40, 2000, ("W", "I", "O")) + DRAM8),
+     {"k": 7, "p": 9, "r": 4}, 6, {"p": 2, "r": 2}),
+    (load_spec_data({"version": 1, "name": "dwconv_hex", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
+                     "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
+                     "dataflows": {"d": {"stt": HEX}},
+                     "memory": {"dram": {"width_bytes": 8, "latency": 13}, "W": {"bytes": 24}}}),
+     {"c": 4, "p": 5, "r": 4}, 9, {"r": 2}),
+    (load_spec_data({"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]", "clock_mhz": 1500,
+                     "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 4]},
+                     "dataflows": {"d": {"stt": HEX, "order": ["k", "i", "j"]}},
+                     "memory": {"dram": {"width_bytes": 8, "latency": 20, "burst_bytes": 16},
+                                "A": {"bytes": 80}, "B": {"bytes": 80}, "C": {"bytes": 800}}}),
+     {"i": 5, "k": 4, "j": 6}, 2, {"k": 2}),                                      # pipelined at 1.5 GHz
+])
+def test_more_blocks(design, bounds, seed, grid):
+    res = verify_stt_layer(design, bounds, seed=seed)
+    _check(res)
+    assert res.detail["grid"] == grid
