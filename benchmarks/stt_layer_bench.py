@@ -1,7 +1,8 @@
 """Skewed stt maps through the stt memory system on Verilator: one row per case of tests/verif/test_stt_layer_rtl.py
 (exact outputs, RTL cycles, model cycles, DMA bytes), for the table in docs/memory.md.
 
-    ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py
+    ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py          # one block (whole tensors on chip)
+    ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py blocks   # layers larger than the buffers: blocks
 """
 from __future__ import annotations
 
@@ -47,7 +48,57 @@ CASES = [
 ]
 
 
+DRAM8 = ["memory.dram.width_bytes=8", "memory.dram.latency=5", "memory.dram.burst_bytes=16",
+         "memory.dram.outstanding=2"]
+
+
+def _bufs(a, b, c, names=("A", "B", "C")):
+    return [f"memory.{n}.bytes={v}" for n, v in zip(names, (a, b, c))]
+
+
+BLOCK_CASES = [     # tests/verif/test_stt_layer_rtl.py's block cases (DRAM 8 B/cycle, latency 5 unless noted)
+    ("gemm_hex (4x4), A/B/C buffers 64/64/500 B", load_spec("gemm_hex", _bufs(64, 64, 500) + DRAM8),
+     {"i": 9, "k": 7, "j": 10}, 1),
+    ("gemm_hex 1x4, buffers 64/64/300 B", load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(64, 64, 300) + DRAM8),
+     {"i": 5, "k": 7, "j": 6}, 4),
+    ("conv1d_hex 3x5, W/I/O buffers 400/40/2000 B",
+     load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(400, 40, 2000, ("W", "I", "O")) + DRAM8),
+     {"k": 7, "p": 9, "r": 4}, 6),
+    ("depthwise (tags), hex map, 2x5 at 1500 MHz, W buffer 24 B, DRAM latency 13",
+     load_spec_data({"version": 1, "name": "dwconv_hex", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
+                     "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
+                     "dataflows": {"d": {"stt": HEX}},
+                     "memory": {"dram": {"width_bytes": 8, "latency": 13}, "W": {"bytes": 24}}}),
+     {"c": 4, "p": 5, "r": 4}, 9),
+    ("GEMM hex map 2x4 at 1500 MHz, buffers 80/80/800 B, DRAM latency 20",
+     load_spec_data({"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]", "clock_mhz": 1500,
+                     "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 4]},
+                     "dataflows": {"d": {"stt": HEX, "order": ["k", "i", "j"]}},
+                     "memory": {"dram": {"width_bytes": 8, "latency": 20, "burst_bytes": 16},
+                                "A": {"bytes": 80}, "B": {"bytes": 80}, "C": {"bytes": 800}}}),
+     {"i": 5, "k": 4, "j": 6}, 2),
+]
+
+
+def blocks() -> None:
+    print("| case | layer | seed | grid (blocks per loop) | block | outputs | RTL cycles | model cycles "
+          "| DRAM bytes (model = RTL) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, design, bounds, seed in BLOCK_CASES:
+        r = verify_stt_layer(design, bounds, seed=seed)
+        same = r.detail["rtl_dram_bytes"] == r.dram_bytes
+        grid = " x ".join(f"{d}:{n}" for d, n in r.detail["grid"].items())
+        block = ", ".join(f"{d}={v}" for d, v in r.detail["block"].items())
+        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {grid} | {block} | "
+              f"{'exact' if r.outputs_exact else 'WRONG'} | {r.rtl_cycles:,} | {r.model_cycles:,} | "
+              f"{' / '.join(f'{k} {v}' for k, v in r.dram_bytes.items())}{'' if same else ' (RTL DIFFERS)'} |",
+              flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["blocks"]:
+        blocks()
+        return
     print("| case | layer | seed | boxes, period (slots) | slots | outputs | RTL cycles | model cycles "
           "| DRAM bytes (model = RTL) |")
     print("|---|---|---|---|---|---|---|---|---|")

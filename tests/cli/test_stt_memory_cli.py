@@ -15,3 +15,9 @@ def test_build_memory_refuses_a_skewed_map_by_field(tmp_path, monkeypatch):
     assert rc == 2
     assert "dataflows.hex.stt: the tiled layer core cannot run a skewed stt map" in err
     assert "(got [[1, 0, -1], [0, 1, -1], [1, 1, 1]])" in err
+
+
+def test_sim_runs_bert_base_on_gemm_hex_in_blocks_at_default_sizes(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["sim", "gemm_hex", "--workload", "bert-base", "--seq", "128"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "stt 32" in out and "blocks of" in out    # q_proj: 128 x 768 x 768 in a grid of 8 x 4 blocks
