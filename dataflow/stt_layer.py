@@ -30,7 +30,15 @@ refused by field.
 Validity tags (maps where zero fill alone does not pin products to the box) come from a sequencer of their
 own: a tag is a constant per phase entry and edge mask. Operands kept on one FU (rings) are driven by
 differences against a mirror of the ring (an input: what the lane loaded; the output: its output beats).
-Not yet: blocks of boxes with double buffering (loads overlapping compute).
+Blocks of boxes (``plan_stt_layer`` when the storage of the whole layer does not fit): the iteration space
+is cut into a grid of equal blocks of whole boxes (ragged blocks padded with zeros in DRAM), reduction loops
+innermost; each block runs the above on its sub-problem with the same lane programs (regions of the block
+in the lane copies; DRAM regions block-major, ``region_index``), partial sums stay in the lane stores over
+the reduction blocks (the partial-sum sequencer's ``carry``) and the last one writes back, so
+
+    cycles = n_blocks x (sum_X transfer_cycles(region(X)) + slots + 2) + out_blocks x transfer_cycles(region(Y))
+
+Blocks run one after another. Not yet: double buffering (loads overlapping compute).
 """
 from __future__ import annotations
 

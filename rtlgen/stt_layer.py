@@ -12,6 +12,11 @@
 * one output store per output lane (written by that lane, read back by the same partial-sum lane), summed
   over lanes by the write-back, which streams the output tensor to DRAM one word a cycle.
 
+Blocks (``plan.grid``): block counters (an odometer, reduction loops innermost) after each command or
+write-back; region bases are the block counters times constants; the partial-sum sequencer's ``carry`` is
+high on a reduction block after the first; the write-back only after the last reduction block, clearing the
+store words it reads.
+
 Buffers and stores read combinationally (the simulation build; a block-RAM build would address one slot
 ahead, as the tiled core does). Sizes follow the problem: one build per layer.
 """
