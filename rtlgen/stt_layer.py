@@ -72,7 +72,8 @@ class SttLayerTop(Elaboratable):
         return m
 
     def _controller(self, m, arr) -> SimpleNamespace:
-        """Loads (one per input), the array command, the write-back, one after another; the burst timer."""
+        """Per block: loads (one per input), the array command, the write-back (after the last reduction block),
+        one after another; the burst timer."""
         P = self.plan
         op = P.design.operation
         inputs = [x.name for x in op.inputs]
@@ -101,27 +102,7 @@ class SttLayerTop(Elaboratable):
                 m.d.comb += t_bytes.eq(P.tensor_bytes(y))
         timer = transfer_timer_hw(m, hdl, P.design.memory_system.dram, t_start, t_bytes, name="dma")
         m.d.sync += entered.eq(0)
-        # the block grid: one counter per split loop (innermost fastest; reduction loops innermost)
-        red = P.design.operation.reduction_dims
-        blk = {d: Signal(range(max(n, 2)), name=f"block_{d}") for d, n in P.grid}
-        last_red = Signal(name="block_last_reduction")
-        last_all = Signal(name="block_last")
-        carry = Signal(name="block_carry")                 # a reduction block after the first: psums stay on chip
-        e_red, e_all, e_carry = 1, 1, 0
-        for d, n in P.grid:
-            e_all = e_all & (blk[d] == n - 1)
-            if d in red:
-                e_red, e_carry = e_red & (blk[d] == n - 1), e_carry | (blk[d] != 0)
-        m.d.comb += [last_red.eq(e_red), last_all.eq(e_all), carry.eq(e_carry)]
-        next_block = Signal(name="block_next")
-        with m.If(next_block):
-            for k in reversed(range(len(P.grid))):    # odometer: loop k advances when every inner loop wraps
-                d, n = P.grid[k]
-                inner = 1
-                for d2, n2 in P.grid[k + 1:]:
-                    inner = inner & (blk[d2] == n2 - 1)
-                with m.If(inner):
-                    m.d.sync += blk[d].eq(Mux(blk[d] == n - 1, 0, blk[d] + 1))
+        blk, last_red, last_all, carry, next_block = self._block_grid(m)
         advance = Signal(name="state_advance")
         with m.If(self.go):
             with m.If(loading & timer.done):
@@ -144,16 +125,7 @@ class SttLayerTop(Elaboratable):
         with m.If(advance):
             m.d.sync += [state.eq(state + 1), entered.eq(1)]
 
-        def region_base(t):
-            """The DRAM word of the current block's region of ``t`` (block-major over the loops it uses)."""
-            idx, mult = 0, 1
-            for d, n in reversed(P.region_loops(t)):
-                idx = idx + blk[d] * mult
-                mult *= n
-            sig = Signal(32, name=f"region_base_{t}")
-            m.d.comb += sig.eq(P.bases[t] + idx * P.words(t))
-            return sig
-        bases = {t: region_base(t) for t in inputs + [y]}
+        bases = {t: self._region_base(m, blk, t) for t in inputs + [y]}
         return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing,
                                bases=bases, carry=carry,
                                in_running=in_running, t_start=t_start, timer=timer,
@@ -161,6 +133,43 @@ class SttLayerTop(Elaboratable):
                                rd_rsp_data=Signal(8 * P.word_bytes, name="rd_rsp_data"),
                                wr_valid=Signal(name="wr_valid"), wr_addr=Signal(32, name="wr_addr"),
                                wr_data=Signal(8 * P.word_bytes, name="wr_data"))
+
+    def _block_grid(self, m):
+        """One counter per split loop (an odometer, innermost fastest; reduction loops innermost), advanced by
+        ``next_block``; whether this is the last reduction block, the last block, a carried reduction block."""
+        P = self.plan
+        red = P.design.operation.reduction_dims
+        blk = {d: Signal(range(max(n, 2)), name=f"block_{d}") for d, n in P.grid}
+        last_red = Signal(name="block_last_reduction")
+        last_all = Signal(name="block_last")
+        carry = Signal(name="block_carry")                 # a reduction block after the first: psums stay on chip
+        e_red, e_all, e_carry = 1, 1, 0
+        for d, n in P.grid:
+            e_all = e_all & (blk[d] == n - 1)
+            if d in red:
+                e_red, e_carry = e_red & (blk[d] == n - 1), e_carry | (blk[d] != 0)
+        m.d.comb += [last_red.eq(e_red), last_all.eq(e_all), carry.eq(e_carry)]
+        next_block = Signal(name="block_next")
+        with m.If(next_block):
+            for k in reversed(range(len(P.grid))):    # odometer: loop k advances when every inner loop wraps
+                d, n = P.grid[k]
+                inner = 1
+                for d2, n2 in P.grid[k + 1:]:
+                    inner = inner & (blk[d2] == n2 - 1)
+                with m.If(inner):
+                    m.d.sync += blk[d].eq(Mux(blk[d] == n - 1, 0, blk[d] + 1))
+        return blk, last_red, last_all, carry, next_block
+
+    def _region_base(self, m, blk, t):
+        """The DRAM word of the current block's region of ``t`` (block-major over the loops it uses)."""
+        P = self.plan
+        idx, mult = 0, 1
+        for d, n in reversed(P.region_loops(t)):
+            idx = idx + blk[d] * mult
+            mult *= n
+        sig = Signal(32, name=f"region_base_{t}")
+        m.d.comb += sig.eq(P.bases[t] + idx * P.words(t))
+        return sig
 
     def _dma(self, m, c) -> dict:
         """Burst requests (consecutive words from the tensor's base) and the response words into every lane copy

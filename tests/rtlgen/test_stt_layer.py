@@ -190,5 +190,6 @@ def test_a_block_of_one_box_that_does_not_fit_is_refused_by_field():
     design = load_spec("gemm_hex", ["array.shape=3x5", "memory.B.bytes=16"] + DRAM)
     tiling = stt_tiling(compile_array(design).network, {"i": 7, "j": 6, "k": 5})
     with pytest.raises(SpecError, match=r"^memory\.B\.bytes: layer layer: a block of \{.*\} stores the whole region "
-                       r"of tensor B in each lane copy \(\d+ x \d+ B = \d+ B on chip\); raise the buffer .*\(got 16\)$"):
+                       r"of tensor B in each lane copy \(\d+ x \d+ B = \d+ B on chip\); raise the buffer "
+                       r".*\(got 16\)$"):
         plan_stt_layer(tiling)
