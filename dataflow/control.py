@@ -265,7 +265,10 @@ def psum_raw_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, issue, out_left):
         m.d.sync += in_flight.eq(0)
     last_red = max(i for i, d in enumerate(cmd.outer) if d in cmd.red)
     factors = [cmd.steps_m1 + 1] + [cmd.trips_m1[d] + 1 for d in cmd.outer[last_red + 1:]]
-    distance = _saturated_product(m, hdl, "psum_raw_distance", factors, lat + 1)
+    # registered: off the issue path (the product reads the latched command, so it is valid from cycle 2;
+    # the first tile is a first visit and issues its first step in cycle 1 at the earliest)
+    distance = hdl.Signal(range(lat + 2), name="psum_raw_distance")
+    m.d.sync += distance.eq(_saturated_product(m, hdl, "psum_raw_distance", factors, lat + 1))
     return in_flight < distance
 
 
