@@ -116,8 +116,10 @@ def test_repro_needs_the_wait(monkeypatch):
 
 
 def repro_design():
+    """The spec that found the bug (as the data of its YAML file), and that data."""
     data = {"version": 1, "kind": "array", "name": "vec_ik", "description": "C[i,j] += A[i,k] * B[k] with B a vector",
-            "clock_mhz": 1500, "operation": "C[i,j] += A[i,k] * B[k]", "types": {"A": "int8", "B": "int8", "C": "int32"},
+            "clock_mhz": 1500, "operation": "C[i,j] += A[i,k] * B[k]",
+            "types": {"A": "int8", "B": "int8", "C": "int32"},
             "array": {"shape": [2, 5]},
             "dataflows": {"d": {"spatial": {"i": 0, "k": 1}, "order": ["i", "k", "j"], "control": [1, 1]}}}
     return load_spec_data(data), data
