@@ -33,7 +33,7 @@ from .schedule import ArraySchedule
 __all__ = ["Flag", "CommandHW", "TileCounterHW", "LoaderHW", "IssuerHW", "DrainHW",
            "tile_counter_hw", "loader_hw", "issuer_hw", "accumulator_drain_hw", "stream_drain_hw",
            "loader_process", "issuer_process", "accumulator_drain_process", "stream_drain_process",
-           "all_of", "halo_hw"]
+           "all_of", "halo_hw", "psum_raw_hw", "psum_raw_ready_at", "streams_psums_back"]
 
 
 def all_of(conds):
@@ -224,10 +224,69 @@ class IssuerHW:
     done: Any               # every step has been issued (level)
 
 
-def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, shadow_ready, drained_all) -> IssuerHW:
+def streams_psums_back(sch: ArraySchedule) -> bool:
+    """The output is streamed out (no in-place accumulator) and read back as partial sums by later tiles:
+    the issuer then keeps the read-after-write wait of :func:`psum_raw_hw` / :func:`psum_raw_ready_at`."""
+    return not sch.accumulate and sch.psum_in and sch.out_latency > 0
+
+
+def _saturated_product(m, hdl, name: str, factors, cap: int):
+    """min(prod(factors), cap) with multipliers as wide as ``cap`` only (each factor is first cut to cap)."""
+    width = cap.bit_length()
+    out = None
+    for i, f in enumerate(factors):
+        cut = hdl.Signal(width, name=f"{name}_f{i}")
+        m.d.comb += cut.eq(hdl.Mux(f >= cap, cap, f))
+        if out is None:
+            out = cut
+            continue
+        prod = hdl.Signal(width, name=f"{name}_p{i}")
+        wide = out * cut
+        m.d.comb += prod.eq(hdl.Mux(wide >= cap, cap, wide))
+        out = prod
+    return out
+
+
+def psum_raw_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, issue, out_left):
+    """Read-after-write wait for streamed outputs read back as partial sums (model half:
+    :func:`psum_raw_ready_at`). A step of a tile that is not its output block's first visit reads the
+    partial sum that the step ``D = steps * P`` issues earlier produced (P: tiles per turn of the innermost
+    reduction tile loop, the product of the trip counts of the outer loops inside it; a later visit reads
+    the previous visit's beats, which are D steps back or more). It may issue only once that beat has
+    left the array: fewer than D steps are in flight (issued, output not yet left; a registered count, so
+    the partial sum is read at least one cycle after its write). At most ``out_latency`` steps are ever in
+    flight, so D saturates there and the product needs no wide multiplier. Returns the one-bit permit."""
+    if not cmd.red:
+        return hdl.Const(1)           # every tile is a first visit: nothing is read back
+    lat = sch.out_latency
+    in_flight = hdl.Signal(range(lat + 2), name="psum_steps_in_flight")
+    m.d.sync += in_flight.eq(in_flight + issue - out_left)
+    with m.If(cmd.start):
+        m.d.sync += in_flight.eq(0)
+    last_red = max(i for i, d in enumerate(cmd.outer) if d in cmd.red)
+    factors = [cmd.steps_m1 + 1] + [cmd.trips_m1[d] + 1 for d in cmd.outer[last_red + 1:]]
+    # registered: off the issue path (the product reads the latched command, so it is valid from cycle 2;
+    # the first tile is a first visit and issues its first step in cycle 1 at the earliest)
+    distance = hdl.Signal(range(lat + 2), name="psum_raw_distance")
+    m.d.sync += distance.eq(_saturated_product(m, hdl, "psum_raw_distance", factors, lat + 1))
+    return in_flight < distance
+
+
+def psum_raw_ready_at(sch: ArraySchedule, tile_distance: int, first_issues: list, k: int) -> int:
+    """Model half of :func:`psum_raw_hw` at tile granularity: tile k (not a first visit) may issue its
+    first step from this cycle. Its step j reads the beat of step j of tile k - ``tile_distance``, which
+    left ``out_latency`` cycles after its issue; tiles issue their steps back to back, so once the first
+    step may go every later one may too."""
+    return first_issues[k - tile_distance] + sch.out_latency + 1
+
+
+def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, shadow_ready, drained_all,
+              out_left=None) -> IssuerHW:
     """ISSUER: one step per cycle, tiles back to back. A tile's first step that needs loaded data waits
     for ``shadow_ready``; with outputs accumulated in place, a tile's last step waits for
-    ``drained_all`` (every earlier tile drained). ``stream_valid(first)``: the streamed inputs' valid."""
+    ``drained_all`` (every earlier tile drained); with streamed outputs read back as partial sums, a step
+    of a later visit waits for its partial sum to have left (:func:`psum_raw_hw`; ``out_left``: an output
+    beat's handshake this cycle). ``stream_valid(first)``: the streamed inputs' valid."""
     tiles = tile_counter_hw(m, hdl, "issue", cmd)
     step = hdl.Signal(STEP_BITS, name="issue_step")
     done = hdl.Signal(name="issue_done")
@@ -243,6 +302,10 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
     if drained_all is not None:
         # a tile's results may overwrite the output registers only once the previous tile is drained
         conds.append(~last_step | drained_all)
+    if streams_psums_back(sch):
+        if out_left is None:
+            raise ValueError("issuer_hw: streamed outputs read back as partial sums need out_left")
+        conds.append(tiles.first | psum_raw_hw(m, hdl, sch, cmd, issue, out_left))
     conds.append(stream_valid(tiles.first))
     m.d.comb += issue.eq(all_of(conds))
     with m.If(issue):
@@ -272,16 +335,25 @@ def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int):
     return flag
 
 
-def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, wait_fetched, on_first, on_tile):
+def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, wait_fetched, on_first, on_tile,
+                   psum_tile_distance: int | None = None):
     """ISSUER (model half). ``on_first(k)`` runs at tile k's first step, ``on_tile(k, last_issue)`` after its
-    last; returns the cycle of the last step."""
+    last; returns the cycle of the last step. ``psum_tile_distance``: with streamed outputs read back as
+    partial sums, the tiles between two visits of an output block (``TileMapping.psum_tile_distance``)."""
     yield env.timeout(1)
     last_issue = 0
+    first_issues: list = []
+    raw = streams_psums_back(sch) and psum_tile_distance is not None
     for k, tile in enumerate(tiles):
         yield from wait_fetched(k)
         needs = sch.has_loader and sch.needs_load(tile.first)
         if needs:
             yield loaded[k]
+        if raw and not tile.first:
+            ready_at = psum_raw_ready_at(sch, psum_tile_distance, first_issues, k)
+            if env.now < ready_at:
+                yield env.timeout(ready_at - env.now)
+        first_issues.append(env.now)
         if sch.accumulate and steps == 1 and k > 0:
             yield drained[k - 1]
         on_first(k, needs)

@@ -13,7 +13,8 @@ LOADER   (stationary inputs, or accumulators that start from partial sums) write
 ISSUER   sends one step (one beat of every streamed input) per cycle, tiles back to back. The first
          step of a tile that needs loaded data waits for the shadow to be full; for outputs accumulated
          in place, the last step of tile n waits until tile n-1 has been drained (its results would
-         overwrite the output registers).
+         overwrite the output registers); for streamed outputs read back as partial sums, a step of a
+         later visit waits until the output beat it reads has left (docs/architecture.md).
 DRAIN    (outputs accumulated in place) sends the output registers one row per cycle (``drain_rows``
          rows: fewer than ``rows`` when the output is also reduced across array axes), starting one
          cycle after the FU with the largest skew committed the tile's last step.

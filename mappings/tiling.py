@@ -146,6 +146,17 @@ class TileMapping:
         out = self.design.operation.output
         return tuple(d for d in self.outer_dims if not out.uses(d))
 
+    def psum_tile_distance(self) -> int | None:
+        """Tiles between two consecutive visits of an output block: the product of the trip counts of the
+        outer loops inside the innermost reduction tile loop (None without a reduction tile loop). A later
+        visit reads the partial sums the previous one wrote, which lie this many tiles back or more."""
+        red = self.reduction_outer_dims
+        if not red:
+            return None
+        outer = self.outer_dims
+        t = self.trips()
+        return math.prod(t[d] for d in outer[outer.index(red[-1]) + 1:])
+
     def tiles(self) -> Iterator[Tile]:
         t = self.trips()
         red = set(self.reduction_outer_dims)

@@ -125,7 +125,9 @@ class ArrayTop(wiring.Component):
             return all_of(valids) if valids else Const(1)
 
         drained_all = Signal(name="all_tiles_drained") if sch.accumulate else None
-        iss = issuer_hw(m, hdl, sch, cmd, adv, issue_valid, None if loader is None else loader.ready, drained_all)
+        out_left = out_port.valid & out_port.ready       # a streamed output beat left (psum read-after-write)
+        iss = issuer_hw(m, hdl, sch, cmd, adv, issue_valid, None if loader is None else loader.ready, drained_all,
+                        out_left)
         for p in streamed:
             m.d.comb += self._in(p.name).ready.eq(iss.issue)
         if psum_port is not None and not sch.accumulate:

@@ -200,7 +200,9 @@ class FusedArrayTop(wiring.Component):
             return all_of(valids) if valids else Const(1)
 
         drained_all = Signal(name="all_tiles_drained") if sch.accumulate else None
-        iss = issuer_hw(m, hdl, sch, cmd, self.adv, issue_valid, None if loader is None else loader.ready, drained_all)
+        out_left = self._port(view.output_port.name).valid & self._port(view.output_port.name).ready & chosen
+        iss = issuer_hw(m, hdl, sch, cmd, self.adv, issue_valid, None if loader is None else loader.ready, drained_all,
+                        out_left)
         for p in streamed:
             ready[port_name(PortRole.INPUT, p.name)] = iss.issue
         if psum_port is not None and not sch.accumulate:

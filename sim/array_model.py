@@ -157,7 +157,7 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
         env.process(loader_process(env, sch, tiles, shadow_free, loaded, mem.wait_fetched,
                                    drained if sch.accumulate and sch.psum_in else None))
     env.process(finish(env.process(issuer_process(env, sch, steps, tiles, loaded, drained, mem.wait_fetched,
-                                                  on_first, on_tile))))
+                                                  on_first, on_tile, mapping.psum_tile_distance()))))
     env.run()
     total = int(stats["done"])
     firsts = stats["firsts"] + [total]
