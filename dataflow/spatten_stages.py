@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from archgen.arch.spatten_spec import SpattenFormats
 
-__all__ = ["EXP_BUFFER_BANKS", "TOPK_ENGINES", "SCORE_BANKS", "DIVIDER_BITS", "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
+__all__ = ["EXP_BUFFER_BANKS", "TOPK_ENGINES", "SCORE_BANKS", "DIVIDER_BITS",
+           "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
            "pq_stages", "accept_stages", "topk_handoff_stages", "output_stages", "check_built"]
 
 

@@ -24,12 +24,12 @@ The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``unit
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
 Stages work on consecutive queries: QxK (into a three-banked score buffer), the softmax's
-exponential sweep (into a four-banked exponential buffer), the divider and PQ decision (overlapping
-the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (local-V
-top-k, whose k-th exponential and tie count the PxV sweep applies; it holds its finished row until the
-PxV stage takes it) and the
-PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model
-reproduces them cycle for cycle.
+exponential sweep (into a five-banked exponential buffer), the divider and PQ decision (overlapping
+the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (two local-V
+top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
+divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
+row until the PxV stage takes it) and the PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle
+contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
 """
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ class SpattenCore(wiring.Component):
             m.d.comb += e.tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
             m.d.comb += e.tk_fire.eq(tk.inp.valid & tk.inp.ready)
             c_cmd = Signal(core_cmd_layout(self.spec), name=f"c_cmd{e.j}")   # the take cycle's command: the held row's
-            m.d.comb += c_cmd.eq(Mux(e.st_t == _T.TK_CMD, c_t, s.c_h))
+            m.d.comb += c_cmd.eq(Mux(e.st_t == _T.TK_CMD, c_t, s.c_src))
             m.d.comb += [tk.cmd.payload.n.eq(c_cmd.n_keys), tk.cmd.payload.k.eq(c_cmd.keep_k),
                          tk.cmd.payload.seed.eq(c_cmd.seed)]
             m.d.comb += [tk.inp.payload.data[i].eq(pr_t.data[i * f.exp_bits:(i + 1) * f.exp_bits])
@@ -221,7 +221,7 @@ class SpattenCore(wiring.Component):
             m.d.comb += tk.out.ready.eq(1)
             # the take cycle reads the held row's first exponentials (its bank is not yet the engine's)
             m.d.comb += [pr_t.addr.eq(Mux(e.st_t == _T.TK_FEED, e.tk_ptr + e.tk_fire, 0)
-                                      + Mux(e.take_now, s.bank_h, e.bank_t) * prows),
+                                      + Mux(e.take_now, s.bank_src, e.bank_t) * prows),
                          pr_t.en.eq(1)]
 
     def _pxv(self, m, s):
@@ -423,21 +423,38 @@ class SpattenCore(wiring.Component):
 
     def _handoff(self, m, s, offer, take, take_p):
         """The divider's decision goes to the hold slot (the divider takes no row while the slot is
-        full); the top-k stage takes the held row, the PxV stage the top-k stage's finished row."""
+        full); the top-k stage takes the held row, the PxV stage the top-k stage's finished row. A pruned
+        row that cannot need its LSBs (PQ off, or its LSB pass) may be taken by its top-k engine while it
+        is still at the divider (its exponentials are all written): early; its reciprocal then goes to
+        that engine at the decision, and the PxV stage takes the row only once it has it."""
         sm, pq = s.sm, s.pq
         m.d.comb += sm.div_allow.eq(~s.hold_valid & ~pq.decision)
-        with m.If(pq.decision):
-            m.d.sync += s.div_pending.eq(0)
-            with m.If(~pq.need_lsb):
-                m.d.sync += [s.hold_valid.eq(1), s.c_h.eq(s.c_d), s.pass2_h.eq(s.pass2_d), s.last_h.eq(s.last_d),
-                             s.recip_h.eq(sm.recip), s.bank_h.eq(s.bank_d)]
-        m.d.comb += offer.eq(s.hold_valid)
+        early_ok = Signal()
+        m.d.comb += early_ok.eq(s.div_pending & ~s.rf_d & ~s.early_d & (s.c_d.keep_k < s.c_d.n_keys))
+        # the row offered to the top-k stage: the held one, else the divider's (never both: the divider
+        # takes a row only while the hold slot is empty, and only its decision fills the slot)
+        m.d.comb += [s.c_src.eq(Mux(s.hold_valid, s.c_h, s.c_d)), s.bank_src.eq(Mux(s.hold_valid, s.bank_h, s.bank_d))]
+        m.d.comb += offer.eq(s.hold_valid | early_ok)
+        early_now = Signal()
+        m.d.comb += early_now.eq(take & ~s.hold_valid)
         with m.If(take):
             m.d.sync += [s.hold_valid.eq(0), s.te.eq(_next_of(s.te, _NE))]
             for j, e in enumerate(s.eng):
                 with m.If(s.te == j):
-                    m.d.sync += [e.bank_t.eq(s.bank_h), e.need_lsb_t.eq(s.pass2_h), e.c_t.eq(s.c_h),
-                                 e.last_t.eq(s.last_h), e.recip_t.eq(s.recip_h)]
+                    m.d.sync += [e.bank_t.eq(s.bank_src), e.need_lsb_t.eq(Mux(s.hold_valid, s.pass2_h, s.pass2_d)),
+                                 e.c_t.eq(s.c_src), e.last_t.eq(Mux(s.hold_valid, s.last_h, s.last_d)),
+                                 e.recip_t.eq(s.recip_h), e.recip_ok.eq(s.hold_valid)]
+            with m.If(early_now):
+                m.d.sync += [s.early_d.eq(1), s.eng_d.eq(s.te)]
+        with m.If(pq.decision):
+            m.d.sync += [s.div_pending.eq(0), s.early_d.eq(0)]
+            with m.If(s.early_d | early_now):       # the row is in an engine: its reciprocal goes there
+                for j, e in enumerate(s.eng):
+                    with m.If(Mux(s.early_d, s.eng_d, s.te) == j):
+                        m.d.sync += [e.recip_t.eq(sm.recip), e.recip_ok.eq(1)]
+            with m.Elif(~pq.need_lsb):
+                m.d.sync += [s.hold_valid.eq(1), s.c_h.eq(s.c_d), s.pass2_h.eq(s.pass2_d), s.last_h.eq(s.last_d),
+                             s.recip_h.eq(sm.recip), s.bank_h.eq(s.bank_d)]
         with m.If(take_p):
             eng = s.eng
 
@@ -459,7 +476,7 @@ class SpattenCore(wiring.Component):
         for j, e in enumerate(s.eng):
             tk, st_t = e.tk, e.st_t
             check_built("the core's top-k stage", [], topk_handoff_stages())   # done -> PxV take, no register
-            m.d.comb += [e.ready.eq((st_t == _T.FULL) | ((st_t == _T.TK_WAIT) & tk.done)),
+            m.d.comb += [e.ready.eq(((st_t == _T.FULL) | ((st_t == _T.TK_WAIT) & tk.done)) & e.recip_ok),
                          e.thr_now.eq(Mux(st_t == _T.FULL, e.thr_t, tk.sel_kth)),
                          e.eqk_now.eq(Mux(st_t == _T.FULL, e.eqk_t, tk.sel_eq))]
             taken = take_p & (s.pe == j)
@@ -485,7 +502,7 @@ class SpattenCore(wiring.Component):
             # after the Switch: a take in the cycle the PxV stage takes the engine's row restarts it; a
             # pruned row's command is offered in the take cycle
             with m.If(take & (s.te == j)):
-                with m.If(s.c_h.keep_k < s.c_h.n_keys):
+                with m.If(s.c_src.keep_k < s.c_src.n_keys):
                     m.d.comb += tk.cmd.valid.eq(1)
                     m.d.sync += [st_t.eq(Mux(tk.cmd.ready, _T.TK_FEED, _T.TK_CMD)), e.tk_ptr.eq(0),
                                  e.pruned_t.eq(1)]
@@ -621,6 +638,10 @@ class _CoreWork:
         pass2_d, pass2_h, last_d, last_h, rf_d = Signal(), Signal(), Signal(), Signal(), Signal()
         sb_d = Signal(SCORE_BANK_BITS)
         div_pending, hold_valid = Signal(), Signal()
+        early_d = Signal()              # the divider's row is already in a top-k engine (eng_d)
+        eng_d = Signal(range(max(2, _NE)))
+        c_src = Signal(core_cmd_layout(spec))      # the row offered to the top-k stage: held, or the divider's
+        bank_src = Signal(_EB_BITS)
         recip_h = Signal(f.recip_bits)
         vars(self).update((name, value) for name, value in locals().items()
                           if name not in ("self", "core", "m", "spec", "f", "L", "D", "b", "gbits", "banks"))
@@ -667,7 +688,8 @@ class _Engine:
         self.tk_rows = Signal(_clog2(prows) + 1, name=f"tk_rows{j}")
         self.tk_fire = Signal(name=f"tk_fire{j}")
         self.j = j
-        self.take_now = Signal(name=f"tk_take{j}")      # the engine takes the held row in this cycle
+        self.take_now = Signal(name=f"tk_take{j}")      # the engine takes the offered row in this cycle
+        self.recip_ok = Signal(name=f"recip_ok{j}")     # the engine's row has its reciprocal (decided)
         self.ready = Signal(name=f"tk_ready{j}")          # the PxV stage may take the engine's row
         self.thr_now = Signal(signed(f.exp_bits + 2), name=f"thr_now{j}")   # the row's threshold, at its take
         self.eqk_now = Signal(spec.max_tokens.bit_length(), name=f"eqk_now{j}")

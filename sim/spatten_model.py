@@ -312,15 +312,18 @@ class _Stream:
         # in the take cycle (the cycle after, when that is the engine's done cycle) and the row is ready
         # for PxV in the engine's done cycle, ``topk`` cycles after the command; a row that is not pruned
         # is ready the cycle after the take. It waits in the top-k stage until the PxV stage takes it
-        # (idle, or in the cycle it sends its previous output row, b_free - 1)
-        take = max(decision + 1, self.t_free[self.te])
+        # (idle, or in the cycle it sends its previous output row, b_free - 1) and, the row's reciprocal
+        # known, from the cycle after its decision. A pruned row that cannot need its LSBs (PQ off, or
+        # its LSB pass) may be taken while still at the divider, from the cycle after the divider took it
+        early = qc.topk and not (qc.pq and qc.passes == 1)
+        take = max(start + 1 if early else decision + 1, self.t_free[self.te])
         self.hold_free = take + 1
         if qc.topk:
             ready = max(take, self.eng_idle[self.te]) + qc.topk
             self.eng_idle[self.te] = ready + 1
         else:
             ready = take + 1
-        take_p = max(ready, self.b_free - 1)
+        take_p = max(ready, self.b_free - 1, decision + 1)
         self.t_free[self.te] = take_p
         self.te = (self.te + 1) % TOPK_ENGINES
         self.b_free = take_p + 1 + qc.pv_stage
@@ -365,12 +368,13 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
     decision (or when the QxK stage is free; a query not accepted by the decision waits for the
     refetch) and sweeps the row again, then the next one. The decided row waits in the hold slot until
     the next of the TOPK_ENGINES top-k engines in turn takes it (``take = max(decision + 1, t_free(e))``,
-    ``t_free(e)`` the cycle the PxV stage took that engine's previous row); a pruned row's top-k command
+    ``t_free(e)`` the cycle the PxV stage took that engine's previous row; a pruned row that cannot need
+    its LSBs from the cycle after the divider took it, ``start + 1``); a pruned row's top-k command
     is handshaked in the take cycle (the cycle after, when that is the engine's done cycle) and the row
     is ready in the engine's done cycle, ``topk`` cycles after the command (one not pruned: the cycle
     after the take); the PxV stage takes the rows in order at ``take_p = max(ready, b_free - 1)`` (idle,
-    or in the cycle it sends its previous output row), idle again at ``b_free = take_p + 1 + pv + output``. A command is done at its
-    last query's ``b_free``; the next command's handshake is the cycle after its last query's
+    or in the cycle it sends its previous output row; from the cycle after the row's decision), idle
+    again at ``b_free = take_p + 1 + pv + output``. A command is done at its last query's ``b_free``; the next command's handshake is the cycle after its last query's
     acceptance. A command without queries waits until the core is empty: done at ``hs + 1`` if the PxV
     stage is idle by its
     handshake ``hs``, else at ``b_free + 1`` (the next handshake then).
