@@ -7,7 +7,8 @@ Prints, never asserts (docs/spatten_results.md records a run):
 1. dense BERT-base seq 512 on spatten.yaml: fraction of the multipliers' peak (QxK + PxV MACs per cycle);
 2. token pruning alone: speedup over the dense run of the same engine against its compute reduction,
    on synthetic traces (c = 1, 2, 4) and the real all-MiniLM-L6-v2 trace when its model files are installed;
-3. local-V pruning added to a configuration: speedup with and without it;
+3. local-V pruning added to a configuration: speedup with and without it, and the ratio of their cycles
+   (>= 1: local-V never slower), to 4 decimals;
 4. progressive quantization alone: speedup and the fraction of rows that refetch LSBs;
 5. GPT-2 decode (992 + 32 tokens) at an aggressive token + local-V setting: DRAM reduction against the
    dense run of the same engine and against dense fp32 K/V (the paper's baseline; its figure is 3.8x).
@@ -91,8 +92,9 @@ def main() -> None:
 def _table(spec, traces) -> None:
     print("\n## 2-4. per trace: speedup (dense run of the same engine / this run) and compute reduction")
     print("| trace | token: speedup | token: compute red. | speedup / compute red. | token + V: speedup "
-          "| token+head+PQ: speedup | + V: speedup | PQ alone: speedup | PQ: LSB rows |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| token+head+PQ: speedup | + V: speedup | PQ alone: speedup | PQ: LSB rows "
+          "| local-V: time ratio without / with (token; token+head+PQ) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, wl, tr, hd in traces:
         res = {k: _totals(simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))
                for k, cfg in (("t", TOKEN), ("tv", TOKEN_V), ("thp", TOKEN_HEAD_PQ), ("thpv", TOKEN_HEAD_PQ_V),
@@ -101,7 +103,8 @@ def _table(spec, traces) -> None:
         print(f"| {name} | {t['speedup']:.2f}x | {t['compute_reduction']:.2f}x | "
               f"{t['speedup'] / t['compute_reduction']:.2f} | {res['tv']['speedup']:.2f}x | "
               f"{res['thp']['speedup']:.2f}x | {res['thpv']['speedup']:.2f}x | {res['pq']['speedup']:.2f}x | "
-              f"{100 * res['pq']['lsb']:.1f}% |")
+              f"{100 * res['pq']['lsb']:.1f}% | {t['cycles'] / res['tv']['cycles']:.4f}; "
+              f"{res['thp']['cycles'] / res['thpv']['cycles']:.4f} |")
 
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from archgen.arch.spatten_spec import SpattenFormats
 
-__all__ = ["EXP_BUFFER_BANKS", "SCORE_BANKS", "DIVIDER_BITS", "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
+__all__ = ["EXP_BUFFER_BANKS", "TOPK_ENGINES", "SCORE_BANKS", "DIVIDER_BITS",
+           "exp_stages", "recip_steps", "recip_cycles", "qk_feed_stages", "pv_feed_stages", "normalize_stages",
            "pq_stages", "accept_stages", "topk_handoff_stages", "output_stages", "check_built"]
 
 
@@ -41,10 +42,16 @@ def recip_cycles(fmt: SpattenFormats) -> int:
     return recip_steps(fmt) + 1
 
 
+# Local-V top-k engines in the core's top-k stage (our choice; the paper has one engine): rows go to them
+# in turn and leave them in turn, so each engine has NE rows' time for its top-k. One engine at about
+# 0.5 P elements per cycle plus its per-row overhead is slower than a short row's front stage (the top-k
+# stage then bound BERT's later layers and MiniLM; docs/spatten.md, "Cycle contract").
+TOPK_ENGINES = 2
+
 # Rows of exponentials the core holds at once (rtlgen/spatten_core.py's exponential buffer, and the
 # model's rotation in sim.spatten_model): the softmax stage's sweep, the row at the divider or in the hold
-# slot, the top-k stage's row, the PxV stage's row.
-EXP_BUFFER_BANKS = 4
+# slot, one row per top-k engine, the PxV stage's row.
+EXP_BUFFER_BANKS = 3 + TOPK_ENGINES
 
 # Score banks between the QxK stage and the softmax stage (rtlgen/softmax.py's score buffer, the core's
 # per-bank query registers, and the model's rotation): the QxK stage's query, the softmax stage's row,
@@ -83,8 +90,10 @@ def accept_stages() -> tuple[str, ...]:
 
 
 def topk_handoff_stages() -> tuple[str, ...]:
-    """The back stage sees the top-k's ``done`` and starts the PxV sweep the cycle after."""
-    return ("topk_done",)
+    """Registers between the top-k's ``done`` and the PxV stage's take: none (the PxV stage may take the
+    row in the done cycle, reading the engine's k-th value and tie count directly; since 2026-12-04,
+    sixth session; one register ``topk_done`` before)."""
+    return ()
 
 
 def output_stages() -> tuple[str, ...]:

@@ -24,12 +24,12 @@ The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``unit
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
 Stages work on consecutive queries: QxK (into a three-banked score buffer), the softmax's
-exponential sweep (into a four-banked exponential buffer), the divider and PQ decision (overlapping
-the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (local-V
-top-k, whose k-th exponential and tie count the PxV sweep applies; it holds its finished row until the
-PxV stage takes it) and the
-PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model
-reproduces them cycle for cycle.
+exponential sweep (into a five-banked exponential buffer), the divider and PQ decision (overlapping
+the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (two local-V
+top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
+divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
+row until the PxV stage takes it) and the PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle
+contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
 """
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_arrays
-from archgen.dataflow.spatten_stages import (EXP_BUFFER_BANKS as _EXP_BANKS, SCORE_BANKS as _SB, accept_stages, check_built,
-                                             output_stages, pv_feed_stages, qk_feed_stages, topk_handoff_stages)
+from archgen.dataflow.spatten_stages import (EXP_BUFFER_BANKS as _EXP_BANKS, SCORE_BANKS as _SB, TOPK_ENGINES as _NE,
+                                             accept_stages, check_built, output_stages, pv_feed_stages, qk_feed_stages,
+                                             topk_handoff_stages)
 from archgen.rtlgen.einsum_unit import EinsumUnit
 from archgen.rtlgen.importance import HeadImportance, TokenImportance
 from archgen.rtlgen.pq_decision import PQDecision
@@ -60,6 +61,14 @@ def _next_sb(x):
 
 def _clog2(x: int) -> int:
     return max(0, (x - 1).bit_length())
+
+
+_EB_BITS = max(1, _clog2(_EXP_BANKS))     # an exponential-buffer bank index
+
+
+def _next_of(x, count: int):
+    """The index after ``x`` in a rotation over ``count`` (banks, engines)."""
+    return Mux(x == count - 1, 0, x + 1)
 
 
 def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
@@ -131,12 +140,12 @@ class SpattenCore(wiring.Component):
         s = _CoreWork(self, m)
         qk_end = self._qxk(m, s)
         beat_no = self._exp_buffer(m, s)
-        tk_fire, tk_rows = self._topk_feed(m, s)
+        self._topk_feed(m, s)
         pv_issue, acc_clear, pv_out = self._pxv(m, s)
         offer, take, take_p, q_fire = self._accept(m, s)
         self._qxk_stage(m, s, q_fire, qk_end)
         self._softmax_stage(m, s, q_fire, beat_no, offer, take, take_p)
-        self._topk_stage(m, s, tk_fire, tk_rows, take, take_p)
+        self._topk_stage(m, s, take, take_p)
         self._pxv_stage(m, s, pv_issue, acc_clear, pv_out, take_p)
         return m
 
@@ -194,22 +203,26 @@ class SpattenCore(wiring.Component):
         return beat_no
 
     def _topk_feed(self, m, s):
-        """Top-k stage datapath: the feed from the exponential buffer. The engine is built without its
-        replay: it hands back the k-th value and how many elements equal to it to keep (ties in index
-        order), and the PxV stage applies them in its own sweep (no keep mask)."""
-        tk, pr_t, c_t, f, Pt, prows = s.tk, s.pr_t, s.c_t, self.fmt, s.Pt, s.prows
-        tk_ptr = Signal(_clog2(prows) + 1)
-        s.tk_ptr = tk_ptr
-        tk_rows = Signal(_clog2(prows) + 1)
-        m.d.comb += tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
-        tk_fire = tk.inp.valid & tk.inp.ready
-        m.d.comb += [tk.cmd.payload.n.eq(c_t.n_keys), tk.cmd.payload.k.eq(c_t.keep_k),
-                     tk.cmd.payload.seed.eq(c_t.seed)]
-        m.d.comb += [tk.inp.payload.data[i].eq(pr_t.data[i * f.exp_bits:(i + 1) * f.exp_bits]) for i in range(Pt)]
-        m.d.comb += tk.inp.payload.keep.eq(Cat(*[(tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
-        m.d.comb += tk.out.ready.eq(1)
-        m.d.comb += [pr_t.addr.eq(Mux(s.st_t == _T.TK_FEED, tk_ptr + tk_fire, 0) + s.bank_t * prows), pr_t.en.eq(1)]
-        return tk_fire, tk_rows
+        """Top-k stage datapath: each engine's feed from the exponential buffer (its own read port). The
+        engines are built without their replay: each hands back the k-th value and how many elements equal
+        to it to keep (ties in index order), and the PxV stage applies them in its own sweep (no keep mask)."""
+        f, Pt, prows = self.fmt, s.Pt, s.prows
+        for e in s.eng:
+            tk, pr_t, c_t = e.tk, e.pr_t, e.c_t
+            m.d.comb += e.tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
+            m.d.comb += e.tk_fire.eq(tk.inp.valid & tk.inp.ready)
+            c_cmd = Signal(core_cmd_layout(self.spec), name=f"c_cmd{e.j}")   # the take cycle's command: the held row's
+            m.d.comb += c_cmd.eq(Mux(e.st_t == _T.TK_CMD, c_t, s.c_src))
+            m.d.comb += [tk.cmd.payload.n.eq(c_cmd.n_keys), tk.cmd.payload.k.eq(c_cmd.keep_k),
+                         tk.cmd.payload.seed.eq(c_cmd.seed)]
+            m.d.comb += [tk.inp.payload.data[i].eq(pr_t.data[i * f.exp_bits:(i + 1) * f.exp_bits])
+                         for i in range(Pt)]
+            m.d.comb += tk.inp.payload.keep.eq(Cat(*[(e.tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
+            m.d.comb += tk.out.ready.eq(1)
+            # the take cycle reads the held row's first exponentials (its bank is not yet the engine's)
+            m.d.comb += [pr_t.addr.eq(Mux(e.st_t == _T.TK_FEED, e.tk_ptr + e.tk_fire, 0)
+                                      + Mux(e.take_now, s.bank_src, e.bank_t) * prows),
+                         pr_t.en.eq(1)]
 
     def _pxv(self, m, s):
         """prob x V: L x D multipliers, L-input registered adder tree per feature, with the importance
@@ -305,13 +318,16 @@ class SpattenCore(wiring.Component):
         top-k stage takes it (idle, or handing its row to the PxV stage in this very cycle), and the
         top-k stage holds its finished row until the PxV stage takes it (idle, or sending its output
         row in this very cycle). Returns (offer, take, take_p, q_fire)."""
-        st_t, st_b = s.st_t, s.st_b
+        st_b = s.st_b
         offer = Signal()
         b_free, t_free = Signal(), Signal()
         take, take_p = Signal(), Signal()
+        # rows go to the top-k engines in turn (engine te takes the next row) and leave them in turn
+        # (the PxV stage takes the next row from engine pe)
         m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)),
-                     take_p.eq((st_t == _T.FULL) & b_free),
-                     t_free.eq((st_t == _T.IDLE) | take_p), take.eq(offer & t_free)]
+                     take_p.eq(pick(s.pe, [e.ready for e in s.eng]) & b_free),
+                     t_free.eq(pick(s.te, [(e.st_t == _T.IDLE) | (take_p & (s.pe == j)) for j, e in enumerate(s.eng)])),
+                     take.eq(offer & t_free)]
         m.d.sync += self.done.eq(0)
         nb_free = Signal()
         m.d.comb += nb_free.eq(~pick(s.nb, s.sb_busy))
@@ -389,7 +405,7 @@ class SpattenCore(wiring.Component):
         with m.If(leave):
             m.d.sync += [s.c_d.eq(s.c_e), s.pass2_d.eq(s.pass2_e), s.last_d.eq(pick(eb, s.last_q)),
                          s.sb_d.eq(eb), s.bank_d.eq(wpb), s.rf_d.eq(may_rf), s.div_pending.eq(1),
-                         s.st_e.eq(_E.IDLE), eb.eq(_next_sb(eb)), wpb.eq(wpb + 1)]
+                         s.st_e.eq(_E.IDLE), eb.eq(_next_sb(eb)), wpb.eq(_next_of(wpb, _EXP_BANKS))]
         for j in range(_EXP_BANKS):
             with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.bank_d == j))):
                 m.d.sync += s.pb_busy[j].eq(1)
@@ -407,54 +423,91 @@ class SpattenCore(wiring.Component):
 
     def _handoff(self, m, s, offer, take, take_p):
         """The divider's decision goes to the hold slot (the divider takes no row while the slot is
-        full); the top-k stage takes the held row, the PxV stage the top-k stage's finished row."""
+        full); the top-k stage takes the held row, the PxV stage the top-k stage's finished row. A pruned
+        row that cannot need its LSBs (PQ off, or its LSB pass) may be taken by its top-k engine while it
+        is still at the divider (its exponentials are all written): early; its reciprocal then goes to
+        that engine at the decision, and the PxV stage takes the row only once it has it."""
         sm, pq = s.sm, s.pq
         m.d.comb += sm.div_allow.eq(~s.hold_valid & ~pq.decision)
+        early_ok = Signal()
+        m.d.comb += early_ok.eq(s.div_pending & ~s.rf_d & ~s.early_d & (s.c_d.keep_k < s.c_d.n_keys))
+        # the row offered to the top-k stage: the held one, else the divider's (never both: the divider
+        # takes a row only while the hold slot is empty, and only its decision fills the slot)
+        m.d.comb += [s.c_src.eq(Mux(s.hold_valid, s.c_h, s.c_d)), s.bank_src.eq(Mux(s.hold_valid, s.bank_h, s.bank_d))]
+        m.d.comb += offer.eq(s.hold_valid | early_ok)
+        early_now = Signal()
+        m.d.comb += early_now.eq(take & ~s.hold_valid)
+        with m.If(take):
+            m.d.sync += [s.hold_valid.eq(0), s.te.eq(_next_of(s.te, _NE))]
+            for j, e in enumerate(s.eng):
+                with m.If(s.te == j):
+                    m.d.sync += [e.bank_t.eq(s.bank_src), e.need_lsb_t.eq(Mux(s.hold_valid, s.pass2_h, s.pass2_d)),
+                                 e.c_t.eq(s.c_src), e.last_t.eq(Mux(s.hold_valid, s.last_h, s.last_d)),
+                                 e.recip_t.eq(s.recip_h), e.recip_ok.eq(s.hold_valid)]
+            with m.If(early_now):
+                m.d.sync += [s.early_d.eq(1), s.eng_d.eq(s.te)]
         with m.If(pq.decision):
-            m.d.sync += s.div_pending.eq(0)
-            with m.If(~pq.need_lsb):
+            m.d.sync += [s.div_pending.eq(0), s.early_d.eq(0)]
+            with m.If(s.early_d | early_now):       # the row is in an engine: its reciprocal goes there
+                for j, e in enumerate(s.eng):
+                    with m.If(Mux(s.early_d, s.eng_d, s.te) == j):
+                        m.d.sync += [e.recip_t.eq(sm.recip), e.recip_ok.eq(1)]
+            with m.Elif(~pq.need_lsb):
                 m.d.sync += [s.hold_valid.eq(1), s.c_h.eq(s.c_d), s.pass2_h.eq(s.pass2_d), s.last_h.eq(s.last_d),
                              s.recip_h.eq(sm.recip), s.bank_h.eq(s.bank_d)]
-        m.d.comb += offer.eq(s.hold_valid)
-        with m.If(take):
-            m.d.sync += [s.hold_valid.eq(0), s.bank_t.eq(s.bank_h), s.need_lsb_t.eq(s.pass2_h), s.c_t.eq(s.c_h),
-                         s.last_t.eq(s.last_h), s.recip_t.eq(s.recip_h)]
         with m.If(take_p):
-            m.d.sync += [s.bank_b.eq(s.bank_t), s.need_lsb_b.eq(s.need_lsb_t), s.c_b.eq(s.c_t), s.last_b.eq(s.last_t),
-                         s.recip_b.eq(s.recip_t), s.pruned.eq(s.pruned_t), s.thr_b.eq(s.thr_t),
-                         s.eq_left_b.eq(s.eqk_t), s.st_b.eq(_B.PV),
-                         s.g_b.eq(0)]
+            eng = s.eng
+
+            def of_pe(name):
+                return pick(s.pe, [getattr(e, name) for e in eng])
+            m.d.sync += [s.bank_b.eq(of_pe("bank_t")), s.need_lsb_b.eq(of_pe("need_lsb_t")), s.c_b.eq(of_pe("c_t")),
+                         s.last_b.eq(of_pe("last_t")), s.recip_b.eq(of_pe("recip_t")), s.pruned.eq(of_pe("pruned_t")),
+                         s.thr_b.eq(of_pe("thr_now")), s.eq_left_b.eq(of_pe("eqk_now")), s.st_b.eq(_B.PV),
+                         s.g_b.eq(0), s.pe.eq(_next_of(s.pe, _NE))]
         with m.If((s.st_b == _B.OUT) & self.out.ready):
             for j in range(_EXP_BANKS):
                 with m.If(s.bank_b == j):
                     m.d.sync += s.pb_busy[j].eq(0)
 
-    def _topk_stage(self, m, s, tk_fire, tk_rows, take, take_p):
-        """Top-k stage: command, feed, wait for done, then hold the row until the PxV stage takes it."""
-        tk, st_t = s.tk, s.st_t
-        with m.Switch(st_t):
-            with m.Case(_T.TK_CMD):
-                m.d.comb += tk.cmd.valid.eq(1)
-                with m.If(tk.cmd.ready):
-                    m.d.sync += [st_t.eq(_T.TK_FEED), s.tk_ptr.eq(0)]
-            with m.Case(_T.TK_FEED):
-                m.d.comb += tk.inp.valid.eq(1)
-                with m.If(tk_fire):
-                    m.d.sync += s.tk_ptr.eq(s.tk_ptr + 1)
-                    with m.If(s.tk_ptr == tk_rows - 1):
-                        m.d.sync += st_t.eq(_T.TK_WAIT)
-            with m.Case(_T.TK_WAIT):          # top-k done -> the row is ready for PxV from the next cycle
-                check_built("the core's top-k stage", ["topk_done"], topk_handoff_stages())
-                with m.If(tk.done):
-                    m.d.sync += [st_t.eq(_T.FULL), s.thr_t.eq(tk.sel_kth), s.eqk_t.eq(tk.sel_eq)]
-            with m.Case(_T.FULL):
-                with m.If(take_p):
-                    m.d.sync += st_t.eq(_T.IDLE)
-        with m.If(take):       # after the Switch: a take in the cycle the PxV stage takes the row restarts it
-            with m.If(s.c_h.keep_k < s.c_h.n_keys):
-                m.d.sync += [st_t.eq(_T.TK_CMD), s.pruned_t.eq(1)]
-            with m.Else():
-                m.d.sync += [st_t.eq(_T.FULL), s.pruned_t.eq(0)]
+    def _topk_stage(self, m, s, take, take_p):
+        """Top-k stage, per engine: the command handshake in the take cycle (in the next cycle when the
+        engine is still in its done cycle), feed, wait for done; the PxV stage takes the row in its
+        engine's done cycle or, when the PxV stage is busy then, later from FULL."""
+        for j, e in enumerate(s.eng):
+            tk, st_t = e.tk, e.st_t
+            check_built("the core's top-k stage", [], topk_handoff_stages())   # done -> PxV take, no register
+            m.d.comb += [e.ready.eq(((st_t == _T.FULL) | ((st_t == _T.TK_WAIT) & tk.done)) & e.recip_ok),
+                         e.thr_now.eq(Mux(st_t == _T.FULL, e.thr_t, tk.sel_kth)),
+                         e.eqk_now.eq(Mux(st_t == _T.FULL, e.eqk_t, tk.sel_eq))]
+            taken = take_p & (s.pe == j)
+            m.d.comb += e.take_now.eq(take & (s.te == j))
+            with m.Switch(st_t):
+                with m.Case(_T.TK_CMD):
+                    m.d.comb += tk.cmd.valid.eq(1)
+                    with m.If(tk.cmd.ready):
+                        m.d.sync += [st_t.eq(_T.TK_FEED), e.tk_ptr.eq(0)]
+                with m.Case(_T.TK_FEED):
+                    m.d.comb += tk.inp.valid.eq(1)
+                    with m.If(e.tk_fire):
+                        m.d.sync += e.tk_ptr.eq(e.tk_ptr + 1)
+                        with m.If(e.tk_ptr == e.tk_rows - 1):
+                            m.d.sync += st_t.eq(_T.TK_WAIT)
+                with m.Case(_T.TK_WAIT):
+                    with m.If(tk.done):
+                        m.d.sync += [st_t.eq(Mux(taken, _T.IDLE, _T.FULL)), e.thr_t.eq(tk.sel_kth),
+                                     e.eqk_t.eq(tk.sel_eq)]
+                with m.Case(_T.FULL):
+                    with m.If(taken):
+                        m.d.sync += st_t.eq(_T.IDLE)
+            # after the Switch: a take in the cycle the PxV stage takes the engine's row restarts it; a
+            # pruned row's command is offered in the take cycle
+            with m.If(take & (s.te == j)):
+                with m.If(s.c_src.keep_k < s.c_src.n_keys):
+                    m.d.comb += tk.cmd.valid.eq(1)
+                    m.d.sync += [st_t.eq(Mux(tk.cmd.ready, _T.TK_FEED, _T.TK_CMD)), e.tk_ptr.eq(0),
+                                 e.pruned_t.eq(1)]
+                with m.Else():
+                    m.d.sync += [st_t.eq(_T.FULL), e.pruned_t.eq(0)]
 
     def _pxv_stage(self, m, s, pv_issue, acc_clear, pv_out, take_p):
         """PxV stage: sweep the row's groups, drain the array, offer the output row for one cycle."""
@@ -505,7 +558,10 @@ class _CoreWork:
         m.submodules.pq = pq = PQDecision(spec, external_max=True)
         # the local-V top-k ranks the exponentials: the same order as the probabilities (recip > 0),
         # without the rounding of the division
-        m.submodules.topk = tk = TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False)
+        tks = []
+        for e in range(_NE):
+            tks.append(TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False))
+            m.submodules[f"topk{e}"] = tks[-1]
 
         # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L.
         m.submodules.kbuf = kbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
@@ -524,13 +580,14 @@ class _CoreWork:
         # normalises them (x the row's reciprocal) as it reads them for prob x V.
         prow_w = f.exp_bits * L
         prows = -(-N // Pt)
-        # four banks: the softmax stage writes query i+3's row while query i+2's waits for its division
-        # (or in the hold slot), the top-k stage reads query i+1's and the PxV stage query i's
+        # 3 + TOPK_ENGINES banks: the softmax stage writes query i+NE+2's row while query i+NE+1's waits
+        # for its division (or in the hold slot), the top-k engines read queries i+1 .. i+NE and the PxV
+        # stage query i's; each engine has its own read port
         m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=_EXP_BANKS * prows,
                                                  init=[])
-        ports = pbuf.write_port(granularity=prow_w), pbuf.read_port(), pbuf.read_port()
-        pw, pr, pr_t = ports
-        self.sm, self.pq, self.tk, self.kr, self.vr, self.pw, self.pr, self.pr_t = sm, pq, tk, kr, vr, pw, pr, pr_t
+        pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
+        pr_ts = [pbuf.read_port() for _ in range(_NE)]
+        self.sm, self.pq, self.tks, self.kr, self.vr, self.pw, self.pr, self.pr_ts = sm, pq, tks, kr, vr, pw, pr, pr_ts
         self.prow_w, self.prows = prow_w, prows
 
     def _declare_stage_registers(self, core, m):
@@ -562,30 +619,33 @@ class _CoreWork:
         pass2_e = Signal()
         m.d.comb += pass2_e.eq(pick(eb, pass2))
         c_b = Signal(core_cmd_layout(spec))    # the command of the query in the PxV stage
-        c_t = Signal(core_cmd_layout(spec))    # the command of the query in the top-k stage
-        st_a, st_e, st_t, st_b = Signal(_A), Signal(_E), Signal(_T), Signal(_B)
+        st_a, st_e, st_b = Signal(_A), Signal(_E), Signal(_B)
         to_accept = Signal(16)          # queries of c_q still to accept
-        last_b, last_t = Signal(), Signal()             # the stage's query is its command's last
-        need_lsb_b, need_lsb_t = Signal(), Signal()     # the stage's row needed the LSB pass
-        # exponential-buffer banks (0..3): the sweep's, the divider's row's, the held row's, the top-k's,
-        # the PxV's
-        wpb, bank_d, bank_h, bank_t, bank_b = (Signal(2, name=n) for n in ("wpb", "bank_d", "bank_h", "bank_t",
-                                                                           "bank_b"))
+        last_b = Signal()               # the PxV stage's query is its command's last
+        need_lsb_b = Signal()           # the PxV stage's row needed the LSB pass
+        # exponential-buffer banks (0..EXP_BUFFER_BANKS-1): the sweep's, the divider's row's, the held row's,
+        # the top-k engines' (per engine, below), the PxV's
+        wpb, bank_d, bank_h, bank_b = (Signal(_EB_BITS, name=n) for n in ("wpb", "bank_d", "bank_h", "bank_b"))
         pb_busy = [Signal(name=f"busy_pb{j}") for j in range(_EXP_BANKS)]   # a row the PxV has not finished
-        recip_b, recip_t = Signal(f.recip_bits), Signal(f.recip_bits)     # the stages' row reciprocals
-        # the local-V threshold of the top-k's and the PxV's rows: the k-th exponential (+inf keeps none)
-        # and the elements equal to it to keep; eq_left_b counts them down during the PxV sweep
-        thr_t, thr_b = Signal(signed(f.exp_bits + 2)), Signal(signed(f.exp_bits + 2))
-        eqk_t, eq_left_b = Signal(spec.max_tokens.bit_length()), Signal(spec.max_tokens.bit_length())
-        pruned_t = Signal()
+        recip_b = Signal(f.recip_bits)   # the PxV row's reciprocal
+        # the local-V threshold of the PxV's row: the k-th exponential (+inf keeps none) and the elements
+        # equal to it to keep; eq_left_b counts them down during the PxV sweep
+        thr_b = Signal(signed(f.exp_bits + 2))
+        eq_left_b = Signal(spec.max_tokens.bit_length())
+        te, pe = Signal(range(max(2, _NE))), Signal(range(max(2, _NE)))   # engine of the next take, take_p
         # the divider's row and the held row (decided, waiting for the back stage): their metadata
         c_d, c_h = Signal(core_cmd_layout(spec)), Signal(core_cmd_layout(spec))
         pass2_d, pass2_h, last_d, last_h, rf_d = Signal(), Signal(), Signal(), Signal(), Signal()
         sb_d = Signal(SCORE_BANK_BITS)
         div_pending, hold_valid = Signal(), Signal()
+        early_d = Signal()              # the divider's row is already in a top-k engine (eng_d)
+        eng_d = Signal(range(max(2, _NE)))
+        c_src = Signal(core_cmd_layout(spec))      # the row offered to the top-k stage: held, or the divider's
+        bank_src = Signal(_EB_BITS)
         recip_h = Signal(f.recip_bits)
         vars(self).update((name, value) for name, value in locals().items()
                           if name not in ("self", "core", "m", "spec", "f", "L", "D", "b", "gbits", "banks"))
+        self.eng = [_Engine(j, self.tks[j], self.pr_ts[j], spec, f, self.prows) for j in range(_NE)]
 
         def sweep(name, cmd):
             """A row counter over the buffers' groups: (counter, last, valid-token lanes, buffer row)."""
@@ -602,8 +662,34 @@ class _CoreWork:
         all_idle = Signal()             # no query anywhere in the core
         self.all_idle = all_idle
         sm, pq = self.sm, self.pq
-        m.d.comb += [all_idle.eq(~sb_busy[0] & ~sb_busy[1] & ~div_pending & ~hold_valid & (st_t == _T.IDLE)
-                                 & (st_b == _B.IDLE)),
+        m.d.comb += [all_idle.eq(~Cat(*sb_busy).any() & ~div_pending & ~hold_valid
+                                 & Cat(*[e.st_t == _T.IDLE for e in self.eng]).all() & (st_b == _B.IDLE)),
                      core.busy.eq((st_a != _A.IDLE) | ~all_idle), sm.shift.eq(c_e.shift),
                      pq.threshold.eq(c_d.threshold), pq.enable.eq(c_d.pq_enable & ~pass2_d),
                      pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid), pq.max_exp.eq(sm.max_exp)]
+
+
+class _Engine:
+    """One local-V top-k engine's stage registers: its state, the row it works on (command, exponential
+    bank, LSB pass, last of its command, reciprocal) and its result (the k-th exponential, the ties to
+    keep, whether the row is pruned at all)."""
+
+    def __init__(self, j: int, tk, pr_t, spec: SpattenSpec, f, prows: int):
+        self.tk, self.pr_t = tk, pr_t
+        self.st_t = Signal(_T, name=f"st_t{j}")
+        self.c_t = Signal(core_cmd_layout(spec), name=f"c_t{j}")
+        self.bank_t = Signal(_EB_BITS, name=f"bank_t{j}")
+        self.need_lsb_t, self.last_t, self.pruned_t = (Signal(name=f"{n}{j}") for n in ("need_lsb_t", "last_t",
+                                                                                          "pruned_t"))
+        self.recip_t = Signal(f.recip_bits, name=f"recip_t{j}")
+        self.thr_t = Signal(signed(f.exp_bits + 2), name=f"thr_t{j}")
+        self.eqk_t = Signal(spec.max_tokens.bit_length(), name=f"eqk_t{j}")
+        self.tk_ptr = Signal(_clog2(prows) + 1, name=f"tk_ptr{j}")
+        self.tk_rows = Signal(_clog2(prows) + 1, name=f"tk_rows{j}")
+        self.tk_fire = Signal(name=f"tk_fire{j}")
+        self.j = j
+        self.take_now = Signal(name=f"tk_take{j}")      # the engine takes the offered row in this cycle
+        self.recip_ok = Signal(name=f"recip_ok{j}")     # the engine's row has its reciprocal (decided)
+        self.ready = Signal(name=f"tk_ready{j}")          # the PxV stage may take the engine's row
+        self.thr_now = Signal(signed(f.exp_bits + 2), name=f"thr_now{j}")   # the row's threshold, at its take
+        self.eqk_now = Signal(spec.max_tokens.bit_length(), name=f"eqk_now{j}")

@@ -15,6 +15,7 @@ from amaranth.back import verilog
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats, spec_hash
 from archgen.dataflow.spatten_arrays import spatten_arrays, spatten_latencies
+from archgen.dataflow.spatten_stages import TOPK_ENGINES
 from archgen.rtlgen.spatten_core import SpattenCore
 
 from .manifest import manifest_core
@@ -35,14 +36,15 @@ CYCLE_CONTRACT = {
     "div": "recip, then pq_decide",
     "back": "topk + pv + output",
     "topk": "0 when keep_k >= n_keys, else topk_handoff + the top-k engine's cycles from its command "
-            "handshake to done (archgen.sim.topk_model.simulate_topk on the row's exponentials)",
+            "handshake (in the take cycle) to done, when the PxV stage may take the row "
+            "(archgen.sim.topk_model.simulate_topk on the row's exponentials); two engines take rows in turn",
     "pv": "G + pv_pipe",
     "model": "archgen.sim.spatten_model.core_cycles / query_cycles",
 }
 
 # Which engine unit each generated Verilog module belongs to (Amaranth names submodules by path).
 UNIT_OF_MODULE = (("qk", "qk_array"), ("pv", "pv_array"), ("softmax", "softmax"), ("norm", "normalize"),
-                  ("pq", "pq_decision"), ("topk", "topk"),
+                  ("pq", "pq_decision"), *((f"topk{e}", "topk") for e in range(TOPK_ENGINES)),
                   ("tok_imp", "token_importance"), ("head_imp", "head_importance"))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from archgen.arch.spatten_spec import SpattenFormats, SpattenSpec, spatten_formats
 from archgen.dataflow.spatten_arrays import spatten_latencies
-from archgen.dataflow.spatten_stages import EXP_BUFFER_BANKS, SCORE_BANKS
+from archgen.dataflow.spatten_stages import EXP_BUFFER_BANKS, SCORE_BANKS, TOPK_ENGINES
 from archgen.sim.topk_model import TopKRun, simulate_topk
 
 __all__ = [
@@ -248,9 +248,10 @@ class QueryCycles:
 
     @property
     def total(self) -> int:
-        """Latency of the query alone from its acceptance: front, the top-k stage's take cycle, the top-k,
-        the PxV stage's take cycle, the PxV sweep and the output."""
-        return self.front + 2 + self.back
+        """Latency of the query alone from its acceptance: front, the top-k stage's take cycle (its
+        command handshake when pruned), the top-k up to its done cycle (the PxV stage takes the row then;
+        one cycle in the top-k stage when not pruned), the PxV sweep and the output."""
+        return self.front + 1 + max(self.topk, 1) + self.pv + self.output
 
 
 class _Stream:
@@ -261,7 +262,9 @@ class _Stream:
         self.sm_free = 0            # first cycle the softmax stage may start a sweep
         self.div_free = 0           # first cycle the divider may take a row
         self.hold_free = 0          # first cycle the hold slot is empty (the divider may take a row)
-        self.t_free = 0             # first cycle the top-k stage may take a row from the hold slot
+        self.t_free = [0] * TOPK_ENGINES   # first cycle each top-k engine may take a row from the hold slot
+        self.te = 0                 # the top-k engine that takes the next row (rows go to them in turn)
+        self.eng_idle = [0] * TOPK_ENGINES  # first cycle each engine accepts a command (the cycle after done)
         self.b_free = 0             # cycle the PxV stage is idle again (done of its last row)
         self.bank_free = [0] * SCORE_BANKS     # first cycle each score bank may take a query
         self.pb_free = [0] * EXP_BUFFER_BANKS   # first cycle each exponential-buffer bank may take a sweep
@@ -304,14 +307,25 @@ class _Stream:
             bank_free = start + 1       # the LSB pass cannot ask again
         self.sm_free = start + 1
         self.bank_free[bank] = bank_free
-        # the decided row waits in the hold slot; the top-k stage takes it when idle or in the cycle it
-        # hands its previous row to the PxV stage; the row is ready for PxV ``topk`` cycles after the
-        # take cycle (at once when it is not pruned) and waits in the top-k stage until the PxV stage
-        # takes it (idle, or in the cycle it sends its previous output row, b_free - 1)
-        take = max(decision + 1, self.t_free)
+        # the decided row waits in the hold slot; the next top-k engine in turn takes it when idle or in
+        # the cycle it hands its previous row to the PxV stage; a pruned row's top-k command is handshaked
+        # in the take cycle (the cycle after, when that is the engine's done cycle) and the row is ready
+        # for PxV in the engine's done cycle, ``topk`` cycles after the command; a row that is not pruned
+        # is ready the cycle after the take. It waits in the top-k stage until the PxV stage takes it
+        # (idle, or in the cycle it sends its previous output row, b_free - 1) and, the row's reciprocal
+        # known, from the cycle after its decision. A pruned row that cannot need its LSBs (PQ off, or
+        # its LSB pass) may be taken while still at the divider, from the cycle after the divider took it
+        early = qc.topk and not (qc.pq and qc.passes == 1)
+        take = max(start + 1 if early else decision + 1, self.t_free[self.te])
         self.hold_free = take + 1
-        take_p = max(take + 1 + qc.topk, self.b_free - 1)
-        self.t_free = take_p
+        if qc.topk:
+            ready = max(take, self.eng_idle[self.te]) + qc.topk
+            self.eng_idle[self.te] = ready + 1
+        else:
+            ready = take + 1
+        take_p = max(ready, self.b_free - 1, decision + 1)
+        self.t_free[self.te] = take_p
+        self.te = (self.te + 1) % TOPK_ENGINES
         self.b_free = take_p + 1 + qc.pv_stage
         self.pb_free[self.wpb] = self.b_free
         self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
@@ -346,18 +360,21 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
     for ``qk`` cycles; ``earliest`` is the cycle after the previous query's acceptance, or after the
     command's handshake for its first query. Softmax, rows in query order: a sweep starts
     (``go``) when the row's last score has arrived, the previous row has left the stage and its
-    exponential-buffer bank (rows rotate over three) is free; the divider takes the row ``exp`` cycles
+    exponential-buffer bank (rows rotate over EXP_BUFFER_BANKS) is free; the divider takes the row ``exp`` cycles
     later, or once it is free, the hold slot is empty and no decision is being made; the decision
     comes ``div + decide`` cycles after that. A row leaves the softmax stage when the divider takes
     it and frees its score bank then, or, with PQ on, at its decision (the next row's sweep meanwhile is
     speculative); an LSB refetch drops that speculative sweep, reruns QxK from the cycle after the
     decision (or when the QxK stage is free; a query not accepted by the decision waits for the
     refetch) and sweeps the row again, then the next one. The decided row waits in the hold slot until
-    the top-k stage takes it (``take = max(decision + 1, t_free)``, ``t_free`` the cycle the PxV stage
-    took the top-k stage's previous row); it is ready ``topk`` cycles after the take cycle and the PxV
-    stage takes it at ``take_p = max(take + 1 + topk, b_free - 1)`` (idle, or in the cycle it sends its
-    previous output row), idle again at ``b_free = take_p + 1 + pv + output``. A command is done at its
-    last query's ``b_free``; the next command's handshake is the cycle after its last query's
+    the next of the TOPK_ENGINES top-k engines in turn takes it (``take = max(decision + 1, t_free(e))``,
+    ``t_free(e)`` the cycle the PxV stage took that engine's previous row; a pruned row that cannot need
+    its LSBs from the cycle after the divider took it, ``start + 1``); a pruned row's top-k command
+    is handshaked in the take cycle (the cycle after, when that is the engine's done cycle) and the row
+    is ready in the engine's done cycle, ``topk`` cycles after the command (one not pruned: the cycle
+    after the take); the PxV stage takes the rows in order at ``take_p = max(ready, b_free - 1)`` (idle,
+    or in the cycle it sends its previous output row; from the cycle after the row's decision), idle
+    again at ``b_free = take_p + 1 + pv + output``. A command is done at its last query's ``b_free``; the next command's handshake is the cycle after its last query's
     acceptance. A command without queries waits until the core is empty: done at ``hs + 1`` if the PxV
     stage is idle by its
     handshake ``hs``, else at ``b_free + 1`` (the next handshake then).

@@ -139,7 +139,8 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     (the softmax stage then waits for each first pass's PQ decision).
 
     Returns the layer's cycles and each stage's busy cycles summed over the rows: ``front`` (query
-    accept, QxK + softmax + PQ passes), ``topk`` (local-V top-k and its hand-off) and ``pv`` (prob x V
+    accept, QxK + softmax + PQ passes), ``topk`` (local-V top-k and its hand-off, summed over the rows:
+    the core's TOPK_ENGINES engines share it) and ``pv`` (prob x V
     sweep and output), each a stage of its own.
 
     ``loads``: each issued command's K/V load in cycles (`_command_loads`); a command then waits for its

@@ -65,8 +65,9 @@ def test_closed_form_phases():
     # and the output
     assert q.total == pass_cycles(SMALL, 10) + 1 + 1 + 1 + pv_cycles(SMALL, 10) + 1
     q2 = query_cycles(SMALL, 10, lsb_pass=True, topk_cycles=40)
-    # the refetch starts the cycle after the first decision
-    assert q2.total == q.total + 1 + pass_cycles(SMALL, 10) + 40 + lat.topk_handoff
+    # the refetch starts the cycle after the first decision; the top-k (command in the take cycle, the PxV
+    # stage's take in its done cycle) replaces the unpruned row's one cycle in the top-k stage
+    assert q2.total == q.total + 1 + pass_cycles(SMALL, 10) + (40 + lat.topk_handoff - 1)
     with pytest.raises(ValueError, match="n_keys must be in 1..64"):
         query_cycles(SMALL, 65)
 
@@ -100,15 +101,16 @@ def test_stream_rules_pinned_on_two_refetching_queries():
     d0 = a0 + qk + sw                              # the sweep starts the cycle after the last score
     r0 = max(d0 + 1, a1 + qk)                      # refetch: after the decision and after query 1's QxK
     s0 = r0 + qk + q.exp                           # the LSB pass leaves the stage when the divider takes it
-    t0 = s0 + q.div + q.decide + 1                 # decision, a cycle in the hold slot, taken
+    t0 = s0 + 1                                    # pruned LSB pass (cannot refetch): an engine takes it early
+    e0 = s0 + q.div + q.decide                     # its decision (the reciprocal goes to the engine)
     go1 = max(a1 + qk, s0 + 1)                     # query 1 sweeps after query 0 left the stage
-    d1 = max(go1 + q.exp, t0 + 1) + q.div + q.decide   # its divider waits for query 0's hold slot
+    d1 = max(go1 + q.exp, e0 + 1) + q.div + q.decide   # its divider waits for query 0's decision
     r1 = max(d1 + 1, r0 + qk)
-    s1 = max(r1 + qk + q.exp, t0 + 1)              # the divider waits for the hold slot to empty
-    p0 = t0 + 1 + q.topk                           # the PxV stage takes row 0 once its top-k is done
+    s1 = r1 + qk + q.exp                           # the LSB pass reaches the divider
+    p0 = max(t0 + q.topk, e0 + 1)                  # command in the take cycle; PxV takes row 0 at done
     b0 = p0 + 1 + q.pv_stage                       # the PxV stage is idle again
-    t1 = max(s1 + q.div + q.decide + 1, p0)        # the top-k stage takes row 1 once row 0 moved on
-    p1 = max(t1 + 1 + q.topk, b0 - 1)              # the PxV stage takes it in its output cycle at the earliest
+    t1 = s1 + 1                                    # the second top-k engine takes row 1 early (TOPK_ENGINES = 2)
+    p1 = max(t1 + q.topk, b0 - 1, s1 + q.div + q.decide + 1)   # in the PxV stage's output cycle at the earliest
     assert command_stream_cycles([[q, q]]) == [p1 + 1 + q.pv_stage]
 
 
@@ -123,7 +125,7 @@ def test_core_cycles_uses_pq_and_topk_on_actual_data():
     assert all(run is not None and len(run.indices) == 6 for run in pruned.topk_runs)
     assert pruned.cycles == command_stream_cycles([list(pruned.queries)])[0]
     for qc, run in zip(pruned.queries, pruned.topk_runs):
-        assert qc.topk == run.cycles + 1
+        assert qc.topk == run.cycles + spatten_latencies(SMALL).topk_handoff
     assert all(int(r.keep.sum()) == 6 for r in pruned.results)
 
 
