@@ -546,35 +546,45 @@ class LayerTop(Elaboratable):
             m.d.sync += idx.eq(idx + 1)
 
         # ---- DRAM: answers a read burst latency cycles after its request, one word a cycle ----------
-        dram = P.compiled.design.memory_system.dram
-        dmem = Memory(shape=unsigned(8 * P.word_bytes), depth=self.dram_depth,
-                      init=self.dram_init + [0] * (self.dram_depth - len(self.dram_init)))
-        m.submodules.dram = dmem
-        d_rd = dmem.read_port()
-        d_wr = dmem.write_port()
-        d_rb = dmem.read_port(domain="comb")
-        m.d.comb += [d_rb.addr.eq(self.rb_addr), self.rb_data.eq(d_rb.data)]
-        line = [(core.rd_req_valid, core.rd_req_addr, core.rd_req_words)]
-        for k in range(dram.latency - 1):
-            v = Signal(name=f"dram_req_d{k + 1}")
-            a = Signal(DRAM_WORD_BITS, name=f"dram_req_addr_d{k + 1}")
-            w = Signal(16, name=f"dram_req_words_d{k + 1}")
-            m.d.sync += [v.eq(line[-1][0]), a.eq(line[-1][1]), w.eq(line[-1][2])]
-            line.append((v, a, w))
-        go_v, go_a, go_w = line[-1]
-        ptr = Signal(DRAM_WORD_BITS, name="dram_read_ptr")
-        left = Signal(16, name="dram_read_words_left")
-        reading = Signal(name="dram_reading")
-        m.d.comb += reading.eq(go_v | (left != 0))
-        m.d.comb += d_rd.addr.eq(Mux(go_v, go_a, ptr))
-        with m.If(go_v):
-            m.d.sync += [ptr.eq(go_a + 1), left.eq(go_w - 1)]
-        with m.Elif(left != 0):
-            m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
-        m.d.sync += core.rd_rsp_valid.eq(reading)
-        m.d.comb += core.rd_rsp_data.eq(d_rd.data)
-        m.d.comb += [d_wr.en.eq(core.wr_valid), d_wr.addr.eq(core.wr_addr), d_wr.data.eq(core.wr_data)]
+        simulated_dram(m, word_bytes=P.word_bytes, depth=self.dram_depth, init=self.dram_init,
+                       latency=P.compiled.design.memory_system.dram.latency, addr_bits=DRAM_WORD_BITS,
+                       rd_req=(core.rd_req_valid, core.rd_req_addr, core.rd_req_words),
+                       rd_rsp=(core.rd_rsp_valid, core.rd_rsp_data),
+                       wr=(core.wr_valid, core.wr_addr, core.wr_data), rb=(self.rb_addr, self.rb_data))
         return m
+
+
+def simulated_dram(m: Module, *, word_bytes: int, depth: int, init: list, latency: int, addr_bits: int,
+                   rd_req, rd_rsp, wr, rb) -> None:
+    """The simulation tops' DRAM: a read burst (valid, first word, words) is answered `latency` cycles after
+    its request, one word a cycle (rd_rsp: valid, data); writes (valid, word, data) are posted; rb (addr,
+    data) is the host's combinational read-back port."""
+    dmem = Memory(shape=unsigned(8 * word_bytes), depth=depth, init=init + [0] * (depth - len(init)))
+    m.submodules.dram = dmem
+    d_rd = dmem.read_port()
+    d_wr = dmem.write_port()
+    d_rb = dmem.read_port(domain="comb")
+    m.d.comb += [d_rb.addr.eq(rb[0]), rb[1].eq(d_rb.data)]
+    line = [tuple(rd_req)]
+    for k in range(latency - 1):
+        v = Signal(name=f"dram_req_d{k + 1}")
+        a = Signal(addr_bits, name=f"dram_req_addr_d{k + 1}")
+        w = Signal(16, name=f"dram_req_words_d{k + 1}")
+        m.d.sync += [v.eq(line[-1][0]), a.eq(line[-1][1]), w.eq(line[-1][2])]
+        line.append((v, a, w))
+    go_v, go_a, go_w = line[-1]
+    ptr = Signal(addr_bits, name="dram_read_ptr")
+    left = Signal(16, name="dram_read_words_left")
+    reading = Signal(name="dram_reading")
+    m.d.comb += reading.eq(go_v | (left != 0))
+    m.d.comb += d_rd.addr.eq(Mux(go_v, go_a, ptr))
+    with m.If(go_v):
+        m.d.sync += [ptr.eq(go_a + 1), left.eq(go_w - 1)]
+    with m.Elif(left != 0):
+        m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
+    m.d.sync += rd_rsp[0].eq(reading)
+    m.d.comb += rd_rsp[1].eq(d_rd.data)
+    m.d.comb += [d_wr.en.eq(wr[0]), d_wr.addr.eq(wr[1]), d_wr.data.eq(wr[2])]
 
 
 def buffer_copies(prog: LayerProgram) -> dict[str, int]:

@@ -34,6 +34,7 @@ from archgen.dataflow.stt_array import tag_port
 from archgen.dataflow.stt_layer import SttLayerPlan
 
 from .datapath import delay_line, shape_of
+from .layer_top import simulated_dram
 from .stt_array import SttArrayTop
 from .stt_stream import SttLaneSequencer
 
@@ -334,30 +335,7 @@ class SttLayerTop(Elaboratable):
     def _dram(self, m, c) -> None:
         """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes."""
         P = self.plan
-        dmem = Memory(shape=unsigned(8 * P.word_bytes), depth=self.dram_depth,
-                      init=self.dram_init + [0] * (self.dram_depth - len(self.dram_init)))
-        m.submodules.dram = dmem
-        d_rd = dmem.read_port()
-        d_wr = dmem.write_port()
-        d_rb = dmem.read_port(domain="comb")
-        m.d.comb += [d_rb.addr.eq(self.rb_addr), self.rb_data.eq(d_rb.data)]
-        line = [c.rd_req]
-        for k in range(P.design.memory_system.dram.latency - 1):
-            v = Signal(name=f"dram_req_d{k + 1}")
-            a = Signal(32, name=f"dram_req_addr_d{k + 1}")
-            w = Signal(16, name=f"dram_req_words_d{k + 1}")
-            m.d.sync += [v.eq(line[-1][0]), a.eq(line[-1][1]), w.eq(line[-1][2])]
-            line.append((v, a, w))
-        go_v, go_a, go_w = line[-1]
-        ptr = Signal(32, name="dram_read_ptr")
-        left = Signal(16, name="dram_read_words_left")
-        reading = Signal(name="dram_reading")
-        m.d.comb += reading.eq(go_v | (left != 0))
-        m.d.comb += d_rd.addr.eq(Mux(go_v, go_a, ptr))
-        with m.If(go_v):
-            m.d.sync += [ptr.eq(go_a + 1), left.eq(go_w - 1)]
-        with m.Elif(left != 0):
-            m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
-        m.d.sync += c.rd_rsp_valid.eq(reading)
-        m.d.comb += c.rd_rsp_data.eq(d_rd.data)
-        m.d.comb += [d_wr.en.eq(c.wr_valid), d_wr.addr.eq(c.wr_addr), d_wr.data.eq(c.wr_data)]
+        simulated_dram(m, word_bytes=P.word_bytes, depth=self.dram_depth, init=self.dram_init,
+                       latency=P.design.memory_system.dram.latency, addr_bits=32, rd_req=c.rd_req,
+                       rd_rsp=(c.rd_rsp_valid, c.rd_rsp_data), wr=(c.wr_valid, c.wr_addr, c.wr_data),
+                       rb=(self.rb_addr, self.rb_data))
