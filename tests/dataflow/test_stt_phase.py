@@ -21,7 +21,7 @@ def _design(shape, stt, clock_mhz=500, order=("k", "i", "j")):
                            "array": {"shape": list(shape)}, "dataflows": {"d": {"stt": stt, "order": list(order)}}})
 
 
-@pytest.mark.parametrize("shape, stt, bound, clock", [
+CHAIN_CASES = [
     ((4, 4), HEX, {"i": 7, "j": 6, "k": 5}, 500),
     ((3, 5), HEX, {"i": 9, "j": 4, "k": 7}, 500),
     ((1, 4), HEX, {"i": 5, "j": 7, "k": 3}, 500),
@@ -29,7 +29,10 @@ def _design(shape, stt, clock_mhz=500, order=("k", "i", "j")):
     ((3, 4), MAPS[1], {"i": 6, "j": 7, "k": 5}, 500),
     ((3, 3), MAPS[2], {"i": 4, "j": 5, "k": 6}, 500),
     ((4, 3), MAPS[3], {"i": 5, "j": 4, "k": 7}, 500),
-])
+]
+
+
+@pytest.mark.parametrize("shape, stt, bound, clock", CHAIN_CASES)
 def test_tables_rebuild_the_host_streams(shape, stt, bound, clock):
     design = _design(shape, stt, clock)
     compiled = compile_array(design)
@@ -110,14 +113,7 @@ def replay_lane_walks(tiling, tensors, out_beats):
     return got
 
 
-@pytest.mark.parametrize("shape, stt, bound, clock", [
-    ((4, 4), HEX, {"i": 7, "j": 6, "k": 5}, 500),
-    ((3, 5), HEX, {"i": 9, "j": 4, "k": 7}, 500),
-    ((1, 4), HEX, {"i": 5, "j": 7, "k": 3}, 500),
-    ((2, 4), HEX, {"i": 5, "j": 6, "k": 4}, 1500),
-    ((3, 4), MAPS[1], {"i": 6, "j": 7, "k": 5}, 500),
-    ((4, 3), MAPS[3], {"i": 5, "j": 4, "k": 7}, 500),
-])
+@pytest.mark.parametrize("shape, stt, bound, clock", CHAIN_CASES)
 def test_lane_walks_rebuild_the_host_streams(shape, stt, bound, clock):
     """The lane programs (counters, a shift register of box origins, per-lane phase entries, bound compares)
     drive every beat of the host program; outputs land at their elements and partial sums read them back."""
