@@ -34,19 +34,19 @@ __all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", 
 
 LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
 LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
-SAMPLE_LANES = 16         # sample lanes ranked for the pivots (32 for P >= 32), same as archgen.sim.topk_model
+SAMPLE_LANES = 16         # sample lanes ranked for the pivots (32 for P >= 8), same as archgen.sim.topk_model
 BRACKET_ABOVE = 2         # the upper pivot's sample rank above the target's, same as archgen.sim.topk_model
 
 
 def bracket_below(lanes: int) -> int:
     """The lower pivot's sample rank below the target's (archgen.sim.topk_model.bracket_below)."""
-    return 2 if lanes >= 16 else 1
+    return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
 
 
 def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
     """(rows w, lanes S) of the pivot sample (archgen.sim.topk_model.sample_shape): S = 16 lanes (32 for
-    P >= 32) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
-    lanes = 2 * SAMPLE_LANES if parallelism >= 2 * SAMPLE_LANES else SAMPLE_LANES
+    P >= 8) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
+    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 
@@ -406,10 +406,10 @@ class TopK(wiring.Component):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
         P lanes, or the first S lanes of one row when P > S; at the ingest the first w input beats, in a
         round w FIFO rows from the drawn one), the elements of the wanted lower and upper ranks from the
-        top. The first w - 1 rows are shifted into sample registers as they are registered (``r_plain``
-        at the ingest, ``r_fifo`` in a round); the last is ranked from its register, and the pivots are
-        taken, with the count of sampled elements above the lower one (the exact finish), in the same
-        cycle. The wanted ranks are registered from the round's target and size (constant multiples of
+        top. The first w - 1 rows are shifted into sample registers (input beats as they are accepted at
+        the ingest, FIFO rows from ``r_fifo`` in a round); the last is ranked as it is accepted (ingest) or
+        from ``r_fifo`` (round), and the pivots are taken, with the count of sampled elements above the
+        lower one (the exact finish), in the same cycle. The wanted ranks are registered from the round's target and size (constant multiples of
         |W| against S * t) while the sample rows are read; the ingest's from the command."""
         w, lb, s, p, rows = self.width, r.lane_bits, r.sample_lanes, self.parallelism, r.sample_rows
         scaled_target = Signal(len(r.target) + s.bit_length())
@@ -417,18 +417,18 @@ class TopK(wiring.Component):
         m.d.comb += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
         m.d.comb += scaled_target.eq(r.target * s)
         whole, t_minus_1 = Signal(name="whole_now"), Signal.like(r.target)
-        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
+        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1), r.whole_now.eq(whole)]
         m.d.sync += r.whole.eq(whole)
         rk = sum((x <= scaled_target) for x in multiples) if s > 1 else 0
         m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
                      r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE))]
-        # the current row: the registered input beat at the ingest, else the registered FIFO row (masked
+        # the current row: the input beat being accepted at the ingest, else the registered FIFO row (masked
         # when it lies beyond the rows the FIFO holds)
         cur = min(p, s)
-        cur_vals = [Mux(r.after_ingest, r.r_plain[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w])
+        cur_vals = [Mux(r.after_ingest, r.in_row[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w])
                     for i in range(cur)]
         cur_keep = Signal(cur, name="sample_cur_keep")
-        m.d.comb += cur_keep.eq(Mux(r.after_ingest, r.r_plain[p * w:p * w + cur],
+        m.d.comb += cur_keep.eq(Mux(r.after_ingest, r.in_row[p * w:p * w + cur],
                                     r.r_fifo[r.row_bits:r.row_bits + cur] & Mux(r.samp_d2_valid, (1 << cur) - 1, 0)))
         # the first w - 1 rows: a shift register of sample rows (values, keep bits)
         with m.If(r.cap_plain | r.samp_d2_cap):
@@ -462,8 +462,11 @@ class TopK(wiring.Component):
             strict = [keep[j] & gt[j, i] for j in range(s) if j != i]
             rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
             gt_i = Signal(range(s + 1), name=f"sample_above{i}")
-            m.d.comb += [rank_i.eq(_popcount(Cat(*above), s - 1) if above else 0),
-                         gt_i.eq(_popcount(Cat(*strict), s - 1) if strict else 0)]
+            if above:
+                # the bits as signals of their own, so that the adder tree does not repeat their logic
+                above_bits, strict_bits = Signal(s - 1, name=f"sample_ab{i}"), Signal(s - 1, name=f"sample_st{i}")
+                m.d.comb += [above_bits.eq(Cat(*above)), strict_bits.eq(Cat(*strict)),
+                             rank_i.eq(_popcount(above_bits, s - 1)), gt_i.eq(_popcount(strict_bits, s - 1))]
             greater.append(gt_i)
             m.d.comb += [sel[i].eq(keep[i] & (rank_i == rank_lo)), sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
         gw = len(greater[0])
@@ -474,10 +477,11 @@ class TopK(wiring.Component):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
         m.d.comb += self.busy.eq(1)
         # one-cycle flags, and the delay of the sample rows' read (issue -> memory -> r_fifo)
-        m.d.sync += [r.cap_plain.eq(0), r.ing_rank.eq(0), r.samp_d1_valid.eq(r.iss_valid),
+        m.d.sync += [r.samp_d1_valid.eq(r.iss_valid),
                      r.samp_d1_cap.eq(r.iss_cap), r.samp_d2_valid.eq(r.samp_d1_valid), r.samp_d2_cap.eq(r.samp_d1_cap)]
         with m.If(r.ing_rank):
-            # the ingest's pivots, ranked from the first w beats (no candidate among them: +infinity)
+            # the ingest's pivots, ranked from the first w beats as the last of them arrives (no candidate
+            # among them: +infinity)
             m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
                          r.pivot_hi.eq(Mux(~r.sample_held | r.want0_hi_none | (r.pick_hi == r.pick),
                                            r.pos_inf, r.pick_hi))]
@@ -488,7 +492,7 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows)
+                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows) - 1
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
@@ -518,8 +522,10 @@ class TopK(wiring.Component):
                     # the sample's last row is registered now: rank it and take the pivots
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
-                m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_s), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
-                             r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
+                # a working set sampled whole is not scanned (no row may still be in flight when the
+                # request ends in the ranking cycle and the next command starts)
+                m.d.sync += [r.s1_valid.eq((r.cnt < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
                 with m.If(r.cnt == r.rows_s + 3):
                     m.next = "DECIDE"
                 with m.If(r.whole & (r.cnt == 1)):
@@ -571,30 +577,32 @@ class TopK(wiring.Component):
                 m.next = "INGEST"
 
     def _on_ingest(self, m, r):
-        """Beats 0..w-1 fill the sample (ranked in the cycle after the last of them); beats from w on are
-        partitioned as they arrive; the first min(w, B) beats are re-read after the last beat (the first
-        re-read issued in the last beat's cycle, unless that beat is row 0)."""
+        """Beats 0..w-1 fill the sample (ranked as the last of them is accepted); beats from w - 1 on are
+        partitioned as they arrive; the first min(w, B) - 1 beats are re-read after the last beat (the
+        first re-read issued in the last beat's cycle)."""
         rows = r.sample_rows
         last = Signal(name="ingest_last")
         m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
-                     r.live.eq(r.cnt >= rows)]
+                     r.live.eq((r.cnt >= rows - 1) | last)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
             with m.If(r.cnt == 0):
                 m.d.sync += r.lfsr.eq(r.next_lfsr)
             with m.If((r.cnt == rows - 1) | (last & (r.cnt < rows - 1))):
-                m.d.sync += r.ing_rank.eq(1)
+                m.d.comb += r.ing_rank.eq(1)
             with m.Elif(r.cnt < rows - 1):
-                m.d.sync += r.cap_plain.eq(1)
+                m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
-                with m.If(r.cnt != 0):
-                    m.d.comb += r.rd_addr.eq(0)
-                    m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0),
-                                 r.rr.eq(1)]
-                    m.next = "REREAD" if rows > 1 else "INGEST_DRAIN0"
-                with m.Else():
-                    m.d.sync += r.rr.eq(0)
-                    m.next = "REREAD"
+                m.next = "INGEST_DRAIN"
+                if rows > 1:
+                    with m.If(r.cnt != 0):       # B >= 2: re-read beats 0 .. min(w, B) - 2
+                        m.d.comb += r.rd_addr.eq(0)
+                        m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0),
+                                     r.rr.eq(1)]
+                        m.next = "INGEST_DRAIN0"
+                        if rows > 2:
+                            with m.If(r.rows_b > 2):
+                                m.next = "REREAD"
 
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
@@ -776,14 +784,15 @@ class _Registers:
         self.want0_hi_none = Signal(name="want0_hi_none")
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
+        self.whole_now = Signal(name="whole_comb")              # the same, from the registered size
         self.whole_above = Signal(range(s + 1), name="whole_above")
         self.pick_hi = Signal(signed(w), name="pick_hi")
         self.pick = Signal(signed(w), name="pick")
         # the sample's first w - 1 rows (values, keep bits), shifted in as they are registered
         self.slot_vals = [Signal(p * w, name=f"sample_slot{j}") for j in range(rows - 1)]
         self.slot_keep = [Signal(p, name=f"sample_slot_keep{j}") for j in range(rows - 1)]
-        self.cap_plain = Signal(name="sample_cap_plain")    # r_plain holds a sample beat to shift in
-        self.ing_rank = Signal(name="ingest_rank")          # r_plain holds the last sample beat: rank it
+        self.cap_plain = Signal(name="sample_cap_plain")    # the accepted beat is a sample beat to shift in
+        self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
         # a sample row read: issued (valid: inside the rows held; cap: not the last row), then 1 and 2

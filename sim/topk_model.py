@@ -5,20 +5,25 @@ The model does not time anything by measurement: it runs the same quick-select r
 documented phase lengths of docs/topk.md ("Cycle contract"). The RTL implements the same schedule; the
 verification compares the two cycle for cycle.
 
-Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffer rows):
+Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffer rows, a pivot sample of
+S lanes from w rows, ``sample_shape``):
 
 ========================  ==========================================================================
 phase                     cycles
 ========================  ==========================================================================
 command accepted          1   (the command handshake cycle; counting starts there)
-ingest + first partition  B + 3  (B input beats back to back, partitioned against a pivot taken from
-                          the first beat; 3 cycles for the last beat to reach the FIFOs)
-decide                    1   (flush partial rows, choose the side, update bounds and target)
-each further round        2 + S + 4 + 1  (pivot row read and ranked, S rows read, 4 pipeline cycles: memory,
-                          memory output register, compare register, compacted-row register;
-                          decide); S = ceil(|W| / P)
-                          when the working set W fits a FIFO (|W| <= D * P), else S = B (the
-                          buffer is rescanned with the bounds lo < x < hi)
+ingest + first partition  B + (min(w, B) - 1) + 3  (B input beats back to back; the first w are the
+                          sample, ranked as the last of them arrives; that beat and the later ones
+                          are partitioned as they arrive, the earlier min(w, B) - 1 re-read from the
+                          buffer after the last beat; 3 cycles for the last row to reach the FIFOs)
+decide                    1   (flush partial rows, choose the side, update bounds and target, read the
+                          sample's first row)
+each further round        (w - 1) + R + 4 + 1  (the sample's other rows read, R rows read while the
+                          sample is ranked in the scan's second cycle, 4 pipeline cycles: memory,
+                          memory output register, compare register, compacted-row register; decide);
+                          R = ceil(|W| / P) when the working set W fits a FIFO (|W| <= D * P), else
+                          R = B (the buffer is rescanned with the bounds lo < x < hi); a W of at most
+                          S lanes: (w - 1) + 2 (sampled whole, found in the ranking cycle)
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -75,20 +80,20 @@ BRACKET_ABOVE = 2    # the upper pivot: this many sample ranks above the target'
 
 
 def bracket_below(lanes: int) -> int:
-    """Sample ranks between the target's expected rank and the lower pivot: 2 for a 16-lane sample, 1 for
-    a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
+    """Sample ranks between the target's expected rank and the lower pivot: 3 for a 32-lane sample, 2 for a
+    16-lane one, 1 for a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
     in docs/topk.md)."""
-    return 2 if lanes >= 16 else 1
+    return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
 EXACT_FINISH = 2     # a working set sampled whole: first scan read, then rank, take the pivot and count the
                      # sample above it in one cycle -> found
 
 
 def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
-    """(rows w, lanes S) of the pivot sample: S = 16 sample lanes (32 for P >= 32) taken from w = ceil(S / P)
+    """(rows w, lanes S) of the pivot sample: S = 16 sample lanes (32 for P >= 8) taken from w = ceil(S / P)
     consecutive rows (at most the FIFO depth), so that a small P still ranks 16 elements; with P > S the
     first S lanes of one row. The ingest's sample is the first w input beats; a round's is w consecutive
     FIFO rows read after its decide cycle (w - 1 cycles more than one row)."""
-    lanes = 2 * SAMPLE_LANES if parallelism >= 2 * SAMPLE_LANES else SAMPLE_LANES
+    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
@@ -153,11 +158,16 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
 
 
 def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
-    """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
-    1 + B + min(w, B) (+ 1 when B = 1) + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
+    """Command, ingest with its partition, the re-read of the sample beats before the last one, drain and
+    first decide: 1 + B + (min(w, B) - 1) + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
     rows = -(-n // parallelism)
-    reread = min(sample_shape(parallelism, fifo_depth)[0], rows)
-    return CMD_CYCLES + rows + reread + (1 if rows == 1 else 0) + INGEST_DRAIN + DECIDE_CYCLES
+    return CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth) + INGEST_DRAIN + DECIDE_CYCLES
+
+
+def _reread_rows(rows: int, parallelism: int, fifo_depth: int) -> int:
+    """Input beats partitioned after the ingest (re-read from the buffer): the sample beats before the last
+    one (that one is ranked as it arrives, and partitioned with the beats after it)."""
+    return max(min(sample_shape(parallelism, fifo_depth)[0], rows) - 1, 0)
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -256,9 +266,9 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     members = [i for i in range(n) if mask[i]]
     n_valid = len(members)
 
-    # The ingest's pivots come from the first w beats (registered, ranked in the cycle after the last of
-    # them), so the beats before beat w are partitioned after the last beat, re-read from the buffer
-    # (the first re-read is issued in the last beat's cycle, or one cycle later when that beat is row 0).
+    # The ingest's pivots come from the first w beats (ranked as the last of them arrives), so the beats
+    # before it are partitioned after the last beat, re-read from the buffer (the first re-read is issued
+    # in the last beat's cycle).
     sample_rows, sample_lanes = sample_shape(p, fifo_depth)
     cycles = ingest_cycles(n, p, fifo_depth)
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
@@ -274,7 +284,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
     # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
     # the sample beats as they arrive, then the re-read sample beats
-    split = min(sample_rows, buffer_rows) * p
+    split = _reread_rows(buffer_rows, p, fifo_depth) * p
     work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0

@@ -44,9 +44,8 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
     b = -(-n // p)
     w, lanes = sample_shape(p, depth)
-    # command, B beats, the re-read of the min(w, B) sample beats (one cycle later when B = 1), drain 3,
-    # decide
-    first_decide = 1 + b + min(w, b) + (b == 1) + 3 + 1
+    # command, B beats, the re-read of the sample beats before the last one (min(w, B) - 1), drain 3, decide
+    first_decide = 1 + b + max(min(w, b) - 1, 0) + 3 + 1
     assert ingest_cycles(n, p, depth) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
@@ -85,9 +84,9 @@ def test_pinned_small_case():
     assert (only.source, only.upper, only.pivot, only.greater, only.equal, only.less, only.decision) == (
         "ingest", None, 5, 2, 3, 3, "found")
     assert run.keep_equal == 1 and run.kth == 5 and lfsr_next(1) == 0x7C41
-    # B = 2 rows, both re-read: 1 + (2 + 2 + 3) + 1 + (2 + 5 + 2) = 18 cycles; without the replay 9
-    assert run.cycles == 18
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 9
+    # B = 2 rows, beat 0 re-read: 1 + (2 + 1 + 3) + 1 + (2 + 5 + 2) = 17 cycles; without the replay 8
+    assert run.cycles == 17
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 8
 
 
 def test_bracket_pivots_rule():
@@ -168,9 +167,10 @@ def test_sample_rank_is_the_floored_quantile_without_a_divider():
 
 
 def test_sample_shape():
-    # 16 lanes from ceil(16 / P) rows (32 lanes for P >= 32), at most the FIFO depth in rows
+    # 16 lanes from ceil(16 / P) rows for P <= 4, 32 lanes from ceil(32 / P) rows for P >= 8; at most the
+    # FIFO depth in rows
     assert [sample_shape(p, 64) for p in (1, 2, 4, 8, 16, 32, 64)] == [
-        (16, 16), (8, 16), (4, 16), (2, 16), (1, 16), (1, 32), (1, 32)]
+        (16, 16), (8, 16), (4, 16), (4, 32), (2, 32), (1, 32), (1, 32)]
     assert sample_shape(1, 8) == (8, 8) and sample_shape(4, 2) == (2, 8) and sample_shape(16, 1) == (1, 16)
 
 
