@@ -290,6 +290,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     source, rows, step = "ingest", buffer_rows, 0
     rounds: list[TopKRound] = []
     while True:
+        if source == "buffer":
+            work = sorted(work)         # a buffer rescan reads in index order
         # classes: above the upper pivot (counted), equal to it (counted), strictly between the pivots
         # (FIFO_R), equal to the lower pivot (counted), below it (FIFO_L); no upper pivot: +infinity
         above = [] if upper is None else [i for i in work if x[i] > upper]
