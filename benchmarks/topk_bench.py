@@ -9,9 +9,10 @@ over ``trials`` random inputs (uniform int16, seeded) for P = 1..32 with the pap
 and the tie count are known), with elements per cycle (n / cycles) and as a fraction of P (the limit:
 every element read once, P per cycle; issue 15's goal is 0.5); "+replay", the stand-alone engine that
 also streams the kept elements in index order; "select" with FIFOs deep enough for the whole input
-(n / P rows); a sort-based baseline: a bitonic sorting network with P compare-exchange units,
+(max(64, n / P) rows); a sort-based baseline: a bitonic sorting network with P compare-exchange units,
 log2(n)(log2(n)+1)/2 stages of n/2 compare-exchanges, i.e. ceil(n / 2P) cycles per stage (a lower bound);
-and the "ingest bound", B + 5 cycles (command, ingest, drain, decide: no round after the ingest).
+and the "ingest bound", B + (min(w, B) - 1) + 5 cycles (command, ingest, re-read of the sample beats, drain, decide: no
+round after the ingest).
 ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
 
@@ -52,10 +53,10 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
             + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
 
 
-def ingest_bound_cycles(n: int, p: int) -> int:
+def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64) -> int:
     """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
-    ingest, drain and decide (B + 5)."""
-    return (topk_model.CMD_CYCLES + -(-n // p) + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES)
+    ingest, the re-read of the sample beats, drain and decide (B + min(w, B) + 5)."""
+    return topk_model.ingest_cycles(n, p, fifo_depth)
 
 
 def mask_bound_cycles(n: int, p: int) -> int:
@@ -142,13 +143,13 @@ def study(n: int, ks: list[int], trials: int) -> None:
                       f"{n / ingest_bound_cycles(n, p) / p:>15.2f}", flush=True)
 
 
-def cycle_parts(run, n: int, p: int) -> dict[str, int]:
+def cycle_parts(run, n: int, p: int, depth: int = 64) -> dict[str, int]:
     """A model run's cycles split by phase (docs/topk.md "Cycle contract"): ``fixed`` (command, ingest
     with its partition, drain, first decide), ``scan`` (rows read by the rounds after the ingest),
     ``overhead`` (pivot read, scan latency and decide of each such round) and ``replay``. They add up to
     ``run.cycles`` (checked)."""
     b = -(-n // p)
-    fixed = topk_model.CMD_CYCLES + b + topk_model.INGEST_DRAIN + topk_model.DECIDE_CYCLES
+    fixed = topk_model.ingest_cycles(n, p, depth)
     later = [r for r in run.rounds if r.source != "ingest"]
     scan = sum(r.rows for r in later)
     overhead = sum(r.cycles - r.rows for r in later)
@@ -256,24 +257,26 @@ def main() -> None:
     for k in ks:
         print(f"top-k, n = {n}, k = {k}, mean over {args.trials} random int16 inputs (model cycles = RTL cycles)")
         print(f"{'P':>3} {'select cyc':>10} {'elem/cycle':>10} {'/P':>5} {'+replay cyc':>11} {'/P':>5} "
-              f"{'select D=n/P':>12} {'/P':>5} {'bitonic cyc':>11} {'speed-up':>8} {'ingest bound /P':>15}")
+              f"{'select D>=n/P':>13} {'/P':>5} {'bitonic cyc':>11} {'speed-up':>8} {'ingest bound /P':>15}")
         for p in (1, 2, 4, 8, 16, 32):
             sel = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64, replay=False).cycles
                                  for s, x in enumerate(inputs)]))
             rep = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
                                  for s, x in enumerate(inputs)]))
-            full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=-(-n // p), replay=False).cycles
+            full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=max(64, -(-n // p)), replay=False).cycles
                                   for s, x in enumerate(inputs)]))
             bit = bitonic_cycles(n, p)
             print(f"{p:>3} {sel:>10.1f} {n / sel:>10.2f} {n / sel / p:>5.2f} {rep:>11.1f} {n / rep / p:>5.2f} "
-                  f"{full:>12.1f} {n / full / p:>5.2f} {bit:>11d} {bit / sel:>7.2f}x "
+                  f"{full:>13.1f} {n / full / p:>5.2f} {bit:>11d} {bit / sel:>7.2f}x "
                   f"{n / ingest_bound_cycles(n, p) / p:>15.2f}")
-        print("cycles: clock cycles from command to done, D = 64 FIFO rows unless noted; select: the engine as the "
+        print("cycles: clock cycles from command to done, D = 64 FIFO rows unless noted (D>=n/P: max(64, n/P) rows, "
+              "FIFOs that hold the whole input, as the paper's 16 lanes x 64 rows hold n = 1024); select: the engine as the "
               "SpAtten core builds it (TopK(..., replay=False): done when the k-th value and the tie count are "
               "known, the core keeps x > kth and the first ties in its own sweep); +replay: the stand-alone engine "
               "that also streams the kept elements in index order (B more rows); elem/cycle = n / cycles; "
               "/P = elem/cycle / P (goal >= 0.5); speed-up = bitonic cycles / select cycles; ingest bound: command "
-              "+ ingest + drain + decide, B + 5 cycles (no round after the ingest)\n")
+              "+ ingest + re-read of the sample beats before the last + drain + decide, B + (min(w, B) - 1) + 5 cycles "
+              "(no round after the ingest)\n")
 
     if args.rtl:
         from archgen.verif.topk_check import verify_topk

@@ -30,17 +30,25 @@ from amaranth.lib.wiring import In, Out
 from archgen.rtlgen.zero_elim import ZeroEliminator
 
 __all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES", "bracket_below",
-           "BRACKET_ABOVE"]
+           "BRACKET_ABOVE", "sample_shape"]
 
 LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
 LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
-SAMPLE_LANES = 16         # lanes of the pivot row ranked for the pivots, same as archgen.sim.topk_model
+SAMPLE_LANES = 16         # sample lanes ranked for the pivots (32 for P >= 8), same as archgen.sim.topk_model
 BRACKET_ABOVE = 2         # the upper pivot's sample rank above the target's, same as archgen.sim.topk_model
 
 
 def bracket_below(lanes: int) -> int:
     """The lower pivot's sample rank below the target's (archgen.sim.topk_model.bracket_below)."""
-    return 2 if lanes >= 16 else 1
+    return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
+
+
+def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
+    """(rows w, lanes S) of the pivot sample (archgen.sim.topk_model.sample_shape): S = 16 lanes (32 for
+    P >= 8) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
+    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
+    rows = max(1, min(-(-lanes // parallelism), fifo_depth))
+    return rows, min(lanes, rows * parallelism)
 
 
 def field_bits(max_n: int) -> tuple[int, int]:
@@ -137,6 +145,7 @@ class TopK(wiring.Component):
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
         self.replay = bool(replay)
         self.buffer_rows = -(-max_n // parallelism)
+        self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth)
         self.count_bits, self.index_bits = field_bits(max_n)
         p = parallelism
         super().__init__({
@@ -185,7 +194,7 @@ class TopK(wiring.Component):
                                     *[self.inp.payload.keep[i] & (full_index[i] < r.n) for i in range(p)]))
         with m.If(r.adv_s2):
             m.d.sync += [r.s1_valid.eq(0),
-                         r.s2_valid.eq(r.s1_valid | r.ingest_beat), r.s2_replay.eq(r.s1_valid & r.s1_replay),
+                         r.s2_valid.eq(r.s1_valid | (r.ingest_beat & r.live)), r.s2_replay.eq(r.s1_valid & r.s1_replay),
                          r.s2_fifo.eq(r.s1_fifo & ~r.ingest_beat), r.s2_row.eq(Mux(r.ingest_beat, r.cnt, r.s1_row)),
                          r.r_plain.eq(Mux(r.ingest_beat, r.in_row, mem.buf_rd.data)),
                          r.r_fifo.eq(Mux(r.src_side == 2, mem.fu_rd.data,
@@ -361,9 +370,14 @@ class TopK(wiring.Component):
         r.next_lfsr = state
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
         m.d.comb += r.t.eq(Mux(r.after_ingest, r.k, r.target))
-        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
-                                (r.fits_u, r.rows_u, r.cnt_a)):
-            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
+        w = self.sample_rows
+        for fit, rows, size, held, rmax in ((r.fits_g, r.rows_g, r.cnt_m, r.held_g, r.rmax_g),
+                                            (r.fits_l, r.rows_l, r.cnt_l, r.held_l, r.rmax_l),
+                                            (r.fits_u, r.rows_u, r.cnt_a, r.held_u, r.rmax_u)):
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
+                         held.eq(Mux(fit, (size + p - 1) >> lg, d))]
+            # the last row at which the sample's w rows can start (registered: in Decide the counts are final)
+            m.d.sync += rmax.eq(Mux(held > w, held - w, 0))
         # Both sides' draws are multiplied straight from the counters and registered every cycle (in
         # Decide they hold the final counts); a side that does not fit draws from its first D * P
         # elements (a constant multiply). Two registers rather than one multiplexed product keep the
@@ -389,63 +403,103 @@ class TopK(wiring.Component):
         return lo, r - BRACKET_ABOVE, whole | (r < BRACKET_ABOVE)
 
     def _pivot_sample(self, m, r):
-        """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S = min(P, 16) lanes (the
-        pivot row's first lanes, those the FIFO row holds; at the ingest, the first input beat's
-        candidates), the elements of the wanted lower and upper ranks from the top. In a round the wanted
-        ranks are registered from the round's target and size (constant multiples of |W| against S * t)
-        in the pivot read's wait cycle, the ranks computed in SCAN's cycle 0 from the
-        registered row and the pivots taken from registered candidates in cycle 1; at the ingest the ranks
-        were registered from the command and the pivots are taken in the first beat's cycle."""
-        w, lb, s, p = self.width, r.lane_bits, r.sample_lanes, self.parallelism
+        """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
+        P lanes, or the first S lanes of one row when P > S; at the ingest the first w input beats, in a
+        round w FIFO rows from the drawn one), the elements of the wanted lower and upper ranks from the
+        top. The first w - 1 rows are shifted into sample registers (input beats as they are accepted at
+        the ingest, FIFO rows from ``r_fifo`` in a round); the last is ranked as it is accepted (ingest) or
+        from ``r_fifo`` (round), and the pivots are taken, with the count of sampled elements above the
+        lower one (the exact finish), in the same cycle. The wanted ranks are registered from the round's target and size (constant multiples of
+        |W| against S * t) while the sample rows are read; the ingest's from the command."""
+        w, lb, s, p, rows = self.width, r.lane_bits, r.sample_lanes, self.parallelism, r.sample_rows
         scaled_target = Signal(len(r.target) + s.bit_length())
         multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
         m.d.comb += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
         m.d.comb += scaled_target.eq(r.target * s)
         whole, t_minus_1 = Signal(name="whole_now"), Signal.like(r.target)
-        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1)]
+        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1), r.whole_now.eq(whole)]
         m.d.sync += r.whole.eq(whole)
         rk = sum((x <= scaled_target) for x in multiples) if s > 1 else 0
         m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
                      r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE))]
-        # the sample: the first input beat at the ingest, else the registered FIFO row
+        # the current row: the input beat being accepted at the ingest, else the registered FIFO row (masked
+        # when it lies beyond the rows the FIFO holds)
+        cur = min(p, s)
+        cur_vals = [Mux(r.after_ingest, r.in_row[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w])
+                    for i in range(cur)]
+        cur_keep = Signal(cur, name="sample_cur_keep")
+        m.d.comb += cur_keep.eq(Mux(r.after_ingest, r.in_row[p * w:p * w + cur],
+                                    r.r_fifo[r.row_bits:r.row_bits + cur] & Mux(r.samp_d2_valid, (1 << cur) - 1, 0)))
+        # the first w - 1 rows: a shift register of sample rows (values, keep bits)
+        with m.If(r.cap_plain | r.samp_d2_cap):
+            shifted = list(r.slot_vals[1:]) + [Cat(*cur_vals)]
+            shifted_keep = list(r.slot_keep[1:]) + [cur_keep]
+            m.d.sync += [x.eq(y) for x, y in zip(r.slot_vals, shifted)]
+            m.d.sync += [x.eq(y) for x, y in zip(r.slot_keep, shifted_keep)]
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = Signal(s, name="sample_keep")
-        in_keep = r.in_row[p * w:p * w + s]
-        m.d.comb += keep.eq(Mux(r.ingest_first, in_keep, r.r_fifo[r.row_bits:r.row_bits + s]))
-        for i in range(s):
-            m.d.comb += vals[i].eq(Mux(r.ingest_first, r.in_row[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w]))
-        m.d.comb += r.sample_vals.eq(Cat(*vals))
+        m.d.comb += keep.eq(Cat(*r.slot_keep, cur_keep))
+        flat = Cat(*r.slot_vals, *cur_vals)
+        m.d.comb += [vals[i].eq(flat[i * w:(i + 1) * w]) for i in range(s)]
         held = Signal(range(s + 1))
-        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0), r.sample_keep.eq(keep)]
-        want_lo = Mux(r.ingest_first, r.want0_lo, r.want_lo)
-        want_hi = Mux(r.ingest_first, r.want0_hi, r.want_hi)
+        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0)]
+        want_lo = Mux(r.after_ingest, r.want0_lo, r.want_lo)
+        want_hi = Mux(r.after_ingest, r.want0_hi, r.want_hi)
         rank_lo, rank_hi = Signal(range(s + 3)), Signal(range(s + 3))
         m.d.comb += [rank_lo.eq(Mux(want_lo < held, want_lo, held - 1)),
                      rank_hi.eq(Mux(want_hi < held, want_hi, held - 1))]
+        sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
+        gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
+        for j in range(s):
+            for i in range(j + 1, s):
+                # one comparator pair per two lanes: j > i, and j >= i (so i > j is its negation)
+                ge = Signal(name=f"sample_ge{j}_{i}")
+                m.d.comb += [gt[j, i].eq(vals[j] > vals[i]), ge.eq(vals[j] >= vals[i]), gt[i, j].eq(~ge)]
+        greater = []
         for i in range(s):
-            above = [keep[j] & ((vals[j] > vals[i]) | ((vals[j] == vals[i]) & (j < i))) for j in range(s) if j != i]
+            # rank: sampled lanes above lane i (ties: the lower lane first); and those strictly above it
+            above = [keep[j] & (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
+            strict = [keep[j] & gt[j, i] for j in range(s) if j != i]
             rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
-            m.d.comb += rank_i.eq(_popcount(Cat(*above), s - 1) if above else 0)
-            m.d.comb += [r.sample_sel[i].eq(keep[i] & (rank_i == rank_lo)),
-                         r.sample_sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
-        # exact finish: the pivot of a working set sampled whole is the k-th value; the elements to keep
-        # equal to it are the target less the sampled elements above it
-        cands = [r.piv_cands[i * w:(i + 1) * w].as_signed() for i in range(s)]
-        m.d.comb += r.whole_above.eq(_popcount(Cat(*[r.piv_keep[i] & (cands[i] > r.pivot) for i in range(s)]), s))
-        m.d.comb += [r.pick.eq(_or_select(r.piv_sel, r.piv_cands, s, w)),
-                     r.pick_hi.eq(_or_select(r.piv_sel_hi, r.piv_cands, s, w))]
-        # the ingest's pivots, straight from the first beat's ranks
-        m.d.comb += [r.pick0.eq(_or_select(r.sample_sel, r.sample_vals, s, w)),
-                     r.pick0_hi.eq(_or_select(r.sample_sel_hi, r.sample_vals, s, w))]
+            gt_i = Signal(range(s + 1), name=f"sample_above{i}")
+            if above:
+                # the bits as signals of their own, so that the adder tree does not repeat their logic
+                above_bits, strict_bits = Signal(s - 1, name=f"sample_ab{i}"), Signal(s - 1, name=f"sample_st{i}")
+                m.d.comb += [above_bits.eq(Cat(*above)), strict_bits.eq(Cat(*strict)),
+                             rank_i.eq(_popcount(above_bits, s - 1)), gt_i.eq(_popcount(strict_bits, s - 1))]
+            greater.append(gt_i)
+            m.d.comb += [sel[i].eq(keep[i] & (rank_i == rank_lo)), sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
+        gw = len(greater[0])
+        m.d.comb += [r.pick.eq(_or_select(sel, Cat(*vals), s, w)), r.pick_hi.eq(_or_select(sel_hi, Cat(*vals), s, w)),
+                     r.whole_above.eq(_or_select(sel, Cat(*greater), s, gw))]
 
     def _control(self, m, r, mem):
-        """The request FSM: idle -> ingest (+ drain) -> decide <-> pivot read, scan -> replay -> done."""
+        """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
         m.d.comb += self.busy.eq(1)
+        # one-cycle flags, and the delay of the sample rows' read (issue -> memory -> r_fifo)
+        m.d.sync += [r.samp_d1_valid.eq(r.iss_valid),
+                     r.samp_d1_cap.eq(r.iss_cap), r.samp_d2_valid.eq(r.samp_d1_valid), r.samp_d2_cap.eq(r.samp_d1_cap)]
+        with m.If(r.ing_rank):
+            # the ingest's pivots, ranked from the first w beats as the last of them arrives (no candidate
+            # among them: +infinity)
+            m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
+                         r.pivot_hi.eq(Mux(~r.sample_held | r.want0_hi_none | (r.pick_hi == r.pick),
+                                           r.pos_inf, r.pick_hi))]
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
             with m.State("INGEST"):
                 self._on_ingest(m, r)
+            with m.State("REREAD"):
+                # the beats that came before the ingest's pivots, re-read from the buffer
+                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows) - 1
+                m.d.comb += r.rd_addr.eq(r.rr)
+                m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
+                             r.rr.eq(r.rr + 1)]
+                with m.If(r.rr + 1 >= j0):
+                    m.next = "INGEST_DRAIN0"
+            with m.State("INGEST_DRAIN0"):
+                m.next = "INGEST_DRAIN"
             with m.State("INGEST_DRAIN"):
                 m.next = "INGEST_DRAIN2"
             with m.State("INGEST_DRAIN2"):
@@ -454,24 +508,30 @@ class TopK(wiring.Component):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r, mem)
-            with m.State("PIVOT_WAIT"):
-                m.next = "SCAN"
+            with m.State("PIVOT_READ"):
+                # the sample's further rows (w > 1): row base + cnt of the chosen side's FIFO
+                m.d.comb += [r.rd_addr.eq(r.base + r.cnt), r.iss_valid.eq(r.base + r.cnt < r.held_s),
+                             r.iss_cap.eq(r.cnt < r.sample_rows - 1)]
+                m.d.sync += r.cnt.eq(r.cnt + 1)
+                with m.If(r.cnt == r.sample_rows - 1):
+                    m.d.sync += r.cnt.eq(0)
+                    m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
-                with m.If(r.cnt == 0):
-                    m.d.sync += [r.piv_sel.eq(r.sample_sel), r.piv_sel_hi.eq(r.sample_sel_hi),
-                                 r.piv_cands.eq(r.sample_vals), r.piv_hi_none.eq(r.want_hi_none),
-                                 r.piv_keep.eq(r.sample_keep)]
                 with m.If(r.cnt == 1):
+                    # the sample's last row is registered now: rank it and take the pivots
                     m.d.sync += [r.pivot.eq(r.pick),
-                                 r.pivot_hi.eq(Mux(r.piv_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
-                m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_s), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
-                             r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
+                                 r.pivot_hi.eq(Mux(r.want_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
+                # a working set sampled whole is not scanned (no row may still be in flight when the
+                # request ends in the ranking cycle and the next command starts)
+                m.d.sync += [r.s1_valid.eq((r.cnt < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
                 with m.If(r.cnt == r.rows_s + 3):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 2)):
-                    # exact finish (the working set was sampled whole): found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.target - r.whole_above),
+                with m.If(r.whole & (r.cnt == 1)):
+                    # exact finish (the working set was sampled whole): the ranked element is the k-th
+                    # value, found without the scan's pipeline
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.target - r.whole_above),
                                  r.sel_eq.eq(r.target - r.whole_above), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
@@ -506,6 +566,7 @@ class TopK(wiring.Component):
                          r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
                          r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
+            m.d.sync += [x.eq(0) for x in r.slot_keep]
             want_lo, want_hi, hi_none = self._want_ranks(m, c.k, c.n, r.sample_lanes)
             m.d.sync += [r.want0_lo.eq(want_lo), r.want0_hi.eq(want_hi), r.want0_hi_none.eq(hi_none)]
             m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_u.clear.eq(1),
@@ -516,20 +577,32 @@ class TopK(wiring.Component):
                 m.next = "INGEST"
 
     def _on_ingest(self, m, r):
-        p, w = self.parallelism, self.width
-        m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid)]
+        """Beats 0..w-1 fill the sample (ranked as the last of them is accepted); beats from w - 1 on are
+        partitioned as they arrive; the first min(w, B) - 1 beats are re-read after the last beat (the
+        first re-read issued in the last beat's cycle)."""
+        rows = r.sample_rows
+        last = Signal(name="ingest_last")
+        m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
+                     r.live.eq((r.cnt >= rows - 1) | last)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
             with m.If(r.cnt == 0):
-                # the ingest partition's pivots: the bracket ranked from the first beat's first lanes (no
-                # candidate among them: +infinity, everything below)
-                m.d.comb += r.ingest_first.eq(1)
-                m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick0, r.pos_inf)),
-                             r.pivot_hi.eq(Mux(~r.sample_held | r.want0_hi_none | (r.pick0_hi == r.pick0),
-                                               r.pos_inf, r.pick0_hi)),
-                             r.lfsr.eq(r.next_lfsr)]
-            with m.If(r.cnt + 1 == r.rows_b):
+                m.d.sync += r.lfsr.eq(r.next_lfsr)
+            with m.If((r.cnt == rows - 1) | (last & (r.cnt < rows - 1))):
+                m.d.comb += r.ing_rank.eq(1)
+            with m.Elif(r.cnt < rows - 1):
+                m.d.comb += r.cap_plain.eq(1)
+            with m.If(last):
                 m.next = "INGEST_DRAIN"
+                if rows > 1:
+                    with m.If(r.cnt != 0):       # B >= 2: re-read beats 0 .. min(w, B) - 2
+                        m.d.comb += r.rd_addr.eq(0)
+                        m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0),
+                                     r.rr.eq(1)]
+                        m.next = "INGEST_DRAIN0"
+                        if rows > 2:
+                            with m.If(r.rows_b > 2):
+                                m.next = "REREAD"
 
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
@@ -574,11 +647,22 @@ class TopK(wiring.Component):
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
-            # the pivot's row is read now (the side's drawn position), registered in PIVOT_WAIT, ranked in
-            # SCAN's cycle 0 and the pivots taken from the ranked sample in cycle 1
-            m.d.comb += r.rd_addr.eq(r.draw_pos >> r.lg)
-            m.d.sync += r.lfsr.eq(r.next_lfsr)
-            m.next = "PIVOT_WAIT"
+            # the sample's first row is read now: the side's drawn row, moved down so that the w rows stay
+            # inside the rows the FIFO holds; the others in PIVOT_READ; the last one is ranked in SCAN's
+            # cycle 1
+            pos_row = Signal.like(r.base, name="draw_row")
+            rmax = Signal.like(r.base, name="draw_row_max")
+            m.d.comb += [pos_row.eq(r.draw_pos >> r.lg),
+                         rmax.eq(Mux(side == 2, r.rmax_u, Mux(side == 1, r.rmax_g, r.rmax_l))),
+                         r.rd_addr.eq(Mux(pos_row > rmax, rmax, pos_row)),
+                         r.iss_valid.eq(1), r.iss_cap.eq(r.sample_rows > 1)]
+            m.d.sync += [r.lfsr.eq(r.next_lfsr), r.base.eq(Mux(pos_row > rmax, rmax, pos_row)),
+                         r.held_s.eq(Mux(side == 2, r.held_u, Mux(side == 1, r.held_g, r.held_l)))]
+            if self.sample_rows > 1:
+                m.d.sync += r.cnt.eq(1)
+                m.next = "PIVOT_READ"
+            else:
+                m.next = "SCAN"
 
 
 class _Memories:
@@ -689,29 +773,37 @@ class _Registers:
         self.keeps = Signal(p, name="keeps")
         # Memory read address, pivot draw and decision inputs.
         self.rd_addr = Signal.like(self.cnt, name="rd_addr")
-        # Pivot sample: the first S lanes of the pivot row, ranked against the wanted rank.
-        self.sample_lanes = s = min(p, SAMPLE_LANES)
+        # Pivot sample: S lanes from w rows (sample_shape), ranked against the wanted ranks.
+        self.sample_rows, self.sample_lanes = tk.sample_rows, tk.sample_lanes
+        s, rows = self.sample_lanes, self.sample_rows
         self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
         rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
         self.want0_lo, self.want0_hi = Signal(rank_shape, name="want0_lo"), Signal(rank_shape, name="want0_hi")
         self.want0_hi_none = Signal(name="want0_hi_none")
-        self.ingest_first = Signal(name="ingest_first")
         self.sample_held = Signal(name="sample_held")
-        self.sample_sel_hi = Signal(s, name="sample_sel_hi")
-        self.piv_sel_hi = Signal(s, name="piv_sel_hi")
-        self.piv_hi_none = Signal(name="piv_hi_none")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
+        self.whole_now = Signal(name="whole_comb")              # the same, from the registered size
         self.whole_above = Signal(range(s + 1), name="whole_above")
-        self.sample_keep, self.piv_keep = Signal(s, name="sample_keep_r"), Signal(s, name="piv_keep")
         self.pick_hi = Signal(signed(w), name="pick_hi")
-        self.pick0, self.pick0_hi = Signal(signed(w), name="pick0"), Signal(signed(w), name="pick0_hi")
-        self.sample_sel = Signal(s, name="sample_sel")
-        self.sample_vals = Signal(s * w, name="sample_vals")
-        self.piv_sel = Signal(s, name="piv_sel")
-        self.piv_cands = Signal(s * w, name="piv_cands")
         self.pick = Signal(signed(w), name="pick")
+        # the sample's first w - 1 rows (values, keep bits), shifted in as they are registered
+        self.slot_vals = [Signal(p * w, name=f"sample_slot{j}") for j in range(rows - 1)]
+        self.slot_keep = [Signal(p, name=f"sample_slot_keep{j}") for j in range(rows - 1)]
+        self.cap_plain = Signal(name="sample_cap_plain")    # the accepted beat is a sample beat to shift in
+        self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
+        self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
+        self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
+        # a sample row read: issued (valid: inside the rows held; cap: not the last row), then 1 and 2
+        # cycles later (r_fifo holds it)
+        self.iss_valid, self.iss_cap = Signal(name="sample_iss_valid"), Signal(name="sample_iss_cap")
+        self.samp_d1_valid, self.samp_d1_cap = Signal(name="sample_d1_valid"), Signal(name="sample_d1_cap")
+        self.samp_d2_valid, self.samp_d2_cap = Signal(name="sample_d2_valid"), Signal(name="sample_d2_cap")
+        self.base = Signal.like(self.cnt, name="sample_base")   # the sample's first FIFO row
+        self.held_s = Signal.like(self.cnt, name="held_s")      # rows of the chosen FIFO that hold W
+        self.held_g, self.held_l, self.held_u = (Signal.like(self.cnt, name=f"held_{x}") for x in "glu")
+        self.rmax_g, self.rmax_l, self.rmax_u = (Signal.like(self.cnt, name=f"rmax_{x}") for x in "glu")
         self.next_lfsr = None                     # the LFSR 16 shifts on (set by the pivot draw)
         self.t = Signal(cb, name="t")
         fits_g, fits_l = Signal(), Signal()

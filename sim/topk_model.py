@@ -5,20 +5,25 @@ The model does not time anything by measurement: it runs the same quick-select r
 documented phase lengths of docs/topk.md ("Cycle contract"). The RTL implements the same schedule; the
 verification compares the two cycle for cycle.
 
-Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffer rows):
+Schedule (P lanes, D = fifo_depth rows per partition FIFO, B = ceil(n / P) buffer rows, a pivot sample of
+S lanes from w rows, ``sample_shape``):
 
 ========================  ==========================================================================
 phase                     cycles
 ========================  ==========================================================================
 command accepted          1   (the command handshake cycle; counting starts there)
-ingest + first partition  B + 3  (B input beats back to back, partitioned against a pivot taken from
-                          the first beat; 3 cycles for the last beat to reach the FIFOs)
-decide                    1   (flush partial rows, choose the side, update bounds and target)
-each further round        2 + S + 4 + 1  (pivot row read and ranked, S rows read, 4 pipeline cycles: memory,
-                          memory output register, compare register, compacted-row register;
-                          decide); S = ceil(|W| / P)
-                          when the working set W fits a FIFO (|W| <= D * P), else S = B (the
-                          buffer is rescanned with the bounds lo < x < hi)
+ingest + first partition  B + (min(w, B) - 1) + 3  (B input beats back to back; the first w are the
+                          sample, ranked as the last of them arrives; that beat and the later ones
+                          are partitioned as they arrive, the earlier min(w, B) - 1 re-read from the
+                          buffer after the last beat; 3 cycles for the last row to reach the FIFOs)
+decide                    1   (flush partial rows, choose the side, update bounds and target, read the
+                          sample's first row)
+each further round        (w - 1) + R + 4 + 1  (the sample's other rows read, R rows read while the
+                          sample is ranked in the scan's second cycle, 4 pipeline cycles: memory,
+                          memory output register, compare register, compacted-row register; decide);
+                          R = ceil(|W| / P) when the working set W fits a FIFO (|W| <= D * P), else
+                          R = B (the buffer is rescanned with the bounds lo < x < hi); a W of at most
+                          S lanes: (w - 1) + 2 (sampled whole, found in the ranking cycle)
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -53,6 +58,8 @@ __all__ = [
     "REPLAY_TAIL",
     "first_pivot_lane",
     "SAMPLE_LANES",
+    "sample_shape",
+    "ingest_cycles",
     "sample_rank",
     "bracket_pivots",
     "bracket_below",
@@ -67,19 +74,28 @@ LFSR_ZERO_SEED = 0xACE1
 CMD_CYCLES = 1       # the command handshake cycle
 INGEST_DRAIN = 3     # the last input beat passes the input, compare and compacted-row registers
 DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
-PIVOT_READ = 1       # wait for the pivot's FIFO row (read in the decide cycle) to be registered; its
-                     # sample is ranked while the scan starts
-SAMPLE_LANES = 16    # lanes of the pivot row ranked to choose the pivots (at most P)
+SAMPLE_LANES = 16    # sample lanes ranked to choose the pivots for P < 32 (32 for P >= 32): sample_shape
 BRACKET_ABOVE = 2    # the upper pivot: this many sample ranks above the target's expected rank (none
                      # when that is above the top)
 
 
 def bracket_below(lanes: int) -> int:
-    """Sample ranks between the target's expected rank and the lower pivot: 2 for a 16-lane sample, 1 for
-    a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
+    """Sample ranks between the target's expected rank and the lower pivot: 3 for a 32-lane sample, 2 for a
+    16-lane one, 1 for a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
     in docs/topk.md)."""
-    return 2 if lanes >= 16 else 1
-EXACT_FINISH = 3     # a working set sampled whole: rank, take the pivot, count the sample above it -> found
+    return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
+EXACT_FINISH = 2     # a working set sampled whole: first scan read, then rank, take the pivot and count the
+                     # sample above it in one cycle -> found
+
+
+def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
+    """(rows w, lanes S) of the pivot sample: S = 16 sample lanes (32 for P >= 8) taken from w = ceil(S / P)
+    consecutive rows (at most the FIFO depth), so that a small P still ranks 16 elements; with P > S the
+    first S lanes of one row. The ingest's sample is the first w input beats; a round's is w consecutive
+    FIFO rows read after its decide cycle (w - 1 cycles more than one row)."""
+    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
+    rows = max(1, min(-(-lanes // parallelism), fifo_depth))
+    return rows, min(lanes, rows * parallelism)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
 REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
@@ -141,9 +157,22 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
     return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
 
 
-def bracket_pivots(sample: Sequence[int], target: int, size: int, parallelism: int) -> tuple[int | None, int | None]:
-    """The two pivots (upper, lower) of a round, from ``sample`` (the candidates among the first
-    ``min(P, SAMPLE_LANES)`` lanes of the pivot row, in lane order) for the ``target``-th largest of a
+def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
+    """Command, ingest with its partition, the re-read of the sample beats before the last one, drain and
+    first decide: 1 + B + (min(w, B) - 1) + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
+    rows = -(-n // parallelism)
+    return CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth) + INGEST_DRAIN + DECIDE_CYCLES
+
+
+def _reread_rows(rows: int, parallelism: int, fifo_depth: int) -> int:
+    """Input beats partitioned after the ingest (re-read from the buffer): the sample beats before the last
+    one (that one is ranked as it arrives, and partitioned with the beats after it)."""
+    return max(min(sample_shape(parallelism, fifo_depth)[0], rows) - 1, 0)
+
+
+def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
+    """The two pivots (upper, lower) of a round, from ``sample`` (the candidates among the ``lanes`` =
+    S sample lanes of :func:`sample_shape`; their order does not matter) for the ``target``-th largest of a
     working set of ``size``: with r = :func:`sample_rank`, the lower pivot is the sample's element of rank
     r + :func:`bracket_below` from the top, the upper one of rank r - BRACKET_ABOVE (both clipped to the sample;
     None, i.e. +infinity, when r - BRACKET_ABOVE < 0 or when it equals the lower one). A working set of
@@ -151,7 +180,6 @@ def bracket_pivots(sample: Sequence[int], target: int, size: int, parallelism: i
     sample gives (None, None): every candidate goes below (+infinity)."""
     if not sample:
         return None, None
-    lanes = min(parallelism, SAMPLE_LANES)
     ranked = sorted(sample, reverse=True)
     if size <= lanes:
         return None, ranked[min(target - 1, len(ranked) - 1)]
@@ -238,7 +266,11 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     members = [i for i in range(n) if mask[i]]
     n_valid = len(members)
 
-    cycles = CMD_CYCLES + buffer_rows + INGEST_DRAIN + DECIDE_CYCLES
+    # The ingest's pivots come from the first w beats (ranked as the last of them arrives), so the beats
+    # before it are partitioned after the last beat, re-read from the buffer (the first re-read is issued
+    # in the last beat's cycle).
+    sample_rows, sample_lanes = sample_shape(p, fifo_depth)
+    cycles = ingest_cycles(n, p, fifo_depth)
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
@@ -246,16 +278,20 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         kept = members
         return _finish(TopKRun(tuple(kept), tuple(x[i] for i in kept), cycles + replay, (), "all"), p)
 
-    # The ingest partition's pivots: the bracket from the first beat's first S lanes (the candidates
-    # among them), ranked around the target's quantile of the whole request.
+    # The ingest partition's pivots: the bracket from the first S elements (the candidates among them),
+    # ranked around the target's quantile of the whole request.
     state = lfsr_next(lfsr_seed(seed))
-    sample_lanes = min(p, SAMPLE_LANES)
-    upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, p)
-    work = members                      # the working set, in scan (= original index) order
+    upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
+    # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
+    # the sample beats as they arrive, then the re-read sample beats
+    split = _reread_rows(buffer_rows, p, fifo_depth) * p
+    work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0
     rounds: list[TopKRound] = []
     while True:
+        if source == "buffer":
+            work = sorted(work)         # a buffer rescan reads in index order
         # classes: above the upper pivot (counted), equal to it (counted), strictly between the pivots
         # (FIFO_R), equal to the lower pivot (counted), below it (FIFO_L); no upper pivot: +infinity
         above = [] if upper is None else [i for i in work if x[i] > upper]
@@ -283,17 +319,21 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         if decision == "found":
             break
         pos, state = pick_pivot(state, len(work), p, fifo_depth)
-        row_start = pos - pos % p
         held = min(len(work), capacity)            # what the FIFO holds of the working set
+        # w consecutive rows from the drawn one, moved down so that they stay inside the rows held
+        first_row = min(pos // p, max(-(-held // p) - sample_rows, 0))
+        row_start = first_row * p
         sample = [x[i] for i in work[row_start:min(row_start + sample_lanes, held)]]
-        upper, pivot = bracket_pivots(sample, target, len(work), p)
+        upper, pivot = bracket_pivots(sample, target, len(work), sample_lanes)
         from_fifo = in_fifo and len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
+        # the decide cycle reads the first sample row, w - 1 more cycles the others; the scan's first read
+        # follows, the sample is ranked and the pivots taken in the scan's second cycle
         if from_fifo and len(work) <= sample_lanes:
-            step = PIVOT_READ + EXACT_FINISH     # sampled whole: found after ranking, no scan pipeline
+            step = sample_rows - 1 + EXACT_FINISH     # sampled whole: found after ranking, no scan pipeline
         else:
-            step = PIVOT_READ + rows + SCAN_LATENCY + DECIDE_CYCLES
+            step = sample_rows - 1 + rows + SCAN_LATENCY + DECIDE_CYCLES
 
     kth = found
     kept, equal_seen = [], 0

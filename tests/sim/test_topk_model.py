@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archgen.sim.topk_model import (SAMPLE_LANES, lfsr_next, lfsr_seed, pick_pivot, sample_rank,
+from archgen.sim.topk_model import (ingest_cycles, lfsr_next, lfsr_seed, pick_pivot, sample_rank, sample_shape,
                                     simulate_topk, topk_process, topk_reference)
 
 scores_st = st.one_of(
@@ -43,18 +43,22 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     depth = data.draw(st.sampled_from([1, 2, 64]))
     run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
     b = -(-n // p)
+    w, lanes = sample_shape(p, depth)
+    # command, B beats, the re-read of the sample beats before the last one (min(w, B) - 1), drain 3, decide
+    first_decide = 1 + b + max(min(w, b) - 1, 0) + 3 + 1
+    assert ingest_cycles(n, p, depth) == first_decide
     if k == 0:
-        assert run.mode == "none" and run.cycles == b + 5
+        assert run.mode == "none" and run.cycles == first_decide
     elif k >= n:
-        assert run.mode == "all" and run.cycles == 2 * b + 12
+        assert run.mode == "all" and run.cycles == first_decide + b + 7
     else:
         assert run.mode == "select"
         first, *later = run.rounds
         assert (first.source, first.rows, first.cycles) == ("ingest", b, 0)
-        assert run.cycles == 2 * b + 12 + sum(r.cycles for r in later)
-        # a round costs pivot row wait + rows + scan latency + decide, or the wait + 3 when its working set
-        # was sampled whole (the exact finish)
-        assert all(r.cycles == (4 if r.source == "fifo" and r.size <= min(p, SAMPLE_LANES) else r.rows + 6)
+        assert run.cycles == first_decide + b + 7 + sum(r.cycles for r in later)
+        # a round costs the w - 1 further sample rows + rows + scan latency + decide, or w - 1 + 2 when its
+        # working set was sampled whole (the exact finish)
+        assert all(r.cycles == (w - 1 + (2 if r.source == "fifo" and r.size <= lanes else r.rows + 5))
                    for r in later)
         size = n
         for r in run.rounds:
@@ -68,20 +72,21 @@ def test_cycles_follow_the_documented_schedule(scores, data):
 
 
 def test_pinned_small_case():
-    # 8 scores, P = 4, k = 3. The ingest sample is the first beat [5, -1, 9, 5]; r = #{j in 1..3:
-    # 8 j <= 4 * 3} = 1, so the lower pivot has sample rank 1 + bracket_below(4) = 2 of [9, 5, 5, -1] -> 5,
-    # the upper rank 1 - 3 < 0 -> none. Partition against 5: 2 greater, 3 equal -> found while
-    # ingesting; keep the first 3 - 2 = 1 of the fives.
+    # 8 scores, P = 4, k = 3, S = 16 sample lanes from w = 4 rows: both beats are the sample (all 8
+    # scores), so the working set (8 <= 16) is sampled whole: the lower pivot is the 3rd largest, 5, no
+    # upper one. Partition against 5: 2 greater, 3 equal -> found on the ingest partition; keep the first
+    # 3 - 2 = 1 of the fives.
     scores = [5, -1, 9, 5, 0, 7, 5, -4]
+    assert sample_shape(4, 64) == (4, 16)
     run = simulate_topk(scores, 3, parallelism=4, seed=1)
     assert run.indices == (0, 2, 5) and run.values == (5, 9, 7)
     (only,) = run.rounds
     assert (only.source, only.upper, only.pivot, only.greater, only.equal, only.less, only.decision) == (
         "ingest", None, 5, 2, 3, 3, "found")
     assert run.keep_equal == 1 and run.kth == 5 and lfsr_next(1) == 0x7C41
-    # B = 2 rows: 1 + (2 + 3) + 1 + (2 + 5 + 2) = 16 cycles; without the replay 7
-    assert run.cycles == 16
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 7
+    # B = 2 rows, beat 0 re-read: 1 + (2 + 1 + 3) + 1 + (2 + 5 + 2) = 17 cycles; without the replay 8
+    assert run.cycles == 17
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 8
 
 
 def test_bracket_pivots_rule():
@@ -96,13 +101,13 @@ def test_bracket_pivots_rule():
 
 
 def test_hole_in_the_first_beat_means_no_ingest_pivot():
-    # the first beat holds no candidate: every candidate goes to FIFO_L, the first drawn pivots come
-    # from there, and the result is still exact
-    scores = [100, 3, 1, 2, 4, 0]
-    valid = [False, False, True, True, True, True]
+    # the sample beats (the first 16 elements at P = 2) hold no candidate: every candidate goes to FIFO_L,
+    # the first drawn pivots come from there, and the result is still exact
+    scores = [100] * 16 + [3, 1, 2, 4, 0]
+    valid = [False] * 16 + [True] * 5
     run = simulate_topk(scores, 2, parallelism=2, seed=1, valid=valid)
-    assert run.rounds[0].pivot is None and run.rounds[0].less == 4 and run.rounds[0].decision == "left"
-    assert run.indices == (3, 4)
+    assert run.rounds[0].pivot is None and run.rounds[0].less == 5 and run.rounds[0].decision == "left"
+    assert run.indices == (16, 19)
 
 
 def test_lfsr_is_maximal_length():
@@ -161,6 +166,14 @@ def test_sample_rank_is_the_floored_quantile_without_a_divider():
                 assert sample_rank(target, size, lanes) == want
 
 
+def test_sample_shape():
+    # 16 lanes from ceil(16 / P) rows for P <= 4, 32 lanes from ceil(32 / P) rows for P >= 8; at most the
+    # FIFO depth in rows
+    assert [sample_shape(p, 64) for p in (1, 2, 4, 8, 16, 32, 64)] == [
+        (16, 16), (8, 16), (4, 16), (4, 32), (2, 32), (1, 32), (1, 32)]
+    assert sample_shape(1, 8) == (8, 8) and sample_shape(4, 2) == (2, 8) and sample_shape(16, 1) == (1, 16)
+
+
 def test_a_working_set_sampled_whole_is_finished_by_its_round():
     # |W| <= the sample lanes: W is row 0 of its FIFO, the pivot is the target-th largest of W itself,
     # so every such round decides "found" (ties included)
@@ -172,7 +185,7 @@ def test_a_working_set_sampled_whole_is_finished_by_its_round():
         x = rng.integers(-4, 5, n) if trial % 2 else rng.integers(-1000, 1000, n)
         run = simulate_topk(x, int(rng.integers(1, n + 1)), parallelism=p, seed=trial, fifo_depth=4)
         for r in run.rounds:
-            if r.source == "fifo" and r.size <= min(p, SAMPLE_LANES):
+            if r.source == "fifo" and r.size <= sample_shape(p, 4)[1]:
                 seen += 1
                 assert r.decision == "found", r
     assert seen > 50

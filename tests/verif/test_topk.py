@@ -11,7 +11,7 @@ from archgen.verif.runner import lint_verilog
 from archgen.verif.topk_check import (TopKRequest, check_topk, random_requests, run_topk_rtl,
                                       verify_topk)
 
-SMALL = [  # (parallelism, max_n, fifo_depth, requests); P = 16 ranks an 8-lane pivot sample (S < P)
+SMALL = [  # (parallelism, max_n, fifo_depth, requests); P = 1 ranks 8 sample lanes from 8 rows (w = D)
     (1, 48, 8, 30),
     (16, 160, 2, 40),
 ]
@@ -93,6 +93,7 @@ def test_rtl_and_model_share_the_pivot_constants():
     assert (rtl.SAMPLE_LANES, rtl.LFSR_TAPS, rtl.LFSR_ZERO_SEED, rtl.BRACKET_ABOVE) == (
         model.SAMPLE_LANES, model.LFSR_TAPS, model.LFSR_ZERO_SEED, model.BRACKET_ABOVE)
     assert all(rtl.bracket_below(s) == model.bracket_below(s) for s in range(1, 33))
+    assert all(rtl.sample_shape(p, d) == model.sample_shape(p, d) for p in (1, 2, 4, 8, 16, 32, 64) for d in range(1, 70))
 
 
 def test_verilog_is_deterministic():
