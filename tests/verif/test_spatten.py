@@ -115,8 +115,10 @@ def test_core_short_rows_pruned_with_pq():
 
 @pytest.mark.verilator
 def test_core_back_stage_bound():
-    """A longer buffer (256 tokens) where the local-V top-k is the slowest stage even with its two engines
-    taking rows in turn: decided rows wait in the hold slot, cycle-exact with the model."""
+    """A longer buffer (256 tokens) where the local-V top-k is the slowest stage on some queries even with
+    its two engines taking rows in turn: decided rows wait in the hold slot, cycle-exact with the model.
+    With the sixth session's top-k (>= 0.5 P elements per cycle) no random case is top-k-bound on every
+    query: a model search over keep = 10..200 and three seeds at 200 and 256 keys found none."""
     raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
     raw.update(name="spatten_small_256", max_tokens=256)
     raw["units"]["softmax"]["fifo_depth"] = 64
@@ -124,9 +126,10 @@ def test_core_back_stage_bound():
     spec = load_spatten_spec(raw)
     r = verify_core(spec, 200, 5, 8, 50, pq_enable=False)
     assert r["passed"], r.get("log_tail")
-    # each engine (top-k + its take cycle) has TOPK_ENGINES rows' time and is still the slowest stage
-    assert all((topk + 1) / TOPK_ENGINES > max(qk, sweep - div + 1, div, pv)
-               for qk, sweep, _, div, topk, pv in r["stage_cycles"]), r["stage_cycles"]
+    # each engine (top-k + its take cycle) has TOPK_ENGINES rows' time and is still the slowest stage on
+    # some queries (here the last two, 121 and 134 cycles against 60)
+    assert sum((topk + 1) / TOPK_ENGINES > max(qk, sweep - div + 1, div, pv)
+               for qk, sweep, _, div, topk, pv in r["stage_cycles"]) >= 2, r["stage_cycles"]
     assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r
     assert r["correct"]
 
