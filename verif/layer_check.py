@@ -123,8 +123,9 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
 def format_layer_verification(res: LayerVerification, seed: int) -> list[str]:
     """What ``archgen verify`` prints for a whole layer."""
     st = res.detail.get("stall_cycles", {})
+    blocks = res.detail.get("blocks")
     out = [f"{res.design} / {res.dataflow}  layer {res.bounds}  seed {seed}",
-           f"  command: {res.command}, {res.detail.get('blocks')} blocks",
+           f"  command: {res.command}, {blocks} block{'' if blocks == 1 else 's'}",
            f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
            + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} elements differ; {res.detail.get('error') or ''})"),
            f"  RTL cycles:   {res.rtl_cycles} cycles",
