@@ -21,6 +21,20 @@ def _design(shape, stt, clock_mhz=500, order=("k", "i", "j")):
                            "array": {"shape": list(shape)}, "dataflows": {"d": {"stt": stt, "order": list(order)}}})
 
 
+def _check_lane_walks(design, tiling, seed, result=True):
+    """Random operands; the lane walks rebuild every host stream beat for beat (and the result)."""
+    rng = np.random.default_rng(seed)
+    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
+               for x in design.operation.inputs}
+    host = stt_host_program(tiling, tensors)
+    got = replay_lane_walks(tiling, tensors, host.expected)
+    for port, beats in host.streams.items():
+        assert np.array_equal(got[port], beats), port
+    if result:
+        assert np.array_equal(got["result"].reshape(host.result.shape), host.result)
+    return host, got
+
+
 CHAIN_CASES = [
     ((4, 4), HEX, {"i": 7, "j": 6, "k": 5}, 500),
     ((3, 5), HEX, {"i": 9, "j": 4, "k": 7}, 500),
@@ -119,13 +133,7 @@ def test_lane_walks_rebuild_the_host_streams(shape, stt, bound, clock):
     drive every beat of the host program; outputs land at their elements and partial sums read them back."""
     design = _design(shape, stt, clock)
     tiling = stt_tiling(compile_array(design).network, bound)
-    rng = np.random.default_rng(7 * sum(shape) + bound["j"])
-    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
-               for x in design.operation.inputs}
-    host = stt_host_program(tiling, tensors)
-    got = replay_lane_walks(tiling, tensors, host.expected)
-    for port, beats in host.streams.items():
-        assert np.array_equal(got[port], beats), port
+    host, got = _check_lane_walks(design, tiling, 7 * sum(shape) + bound["j"], result=False)
     real = host.out_index[..., 0] >= 0
     assert np.all(got["out_valid"][real])
     flat = np.ravel_multi_index(tuple(np.moveaxis(host.out_index[real], -1, 0)), host.result.shape)
@@ -140,14 +148,7 @@ def test_lane_walks_rebuild_conv1d_hex(shape, bound):
     from archgen.arch.spec import load_spec
     design = load_spec("conv1d_hex", [f"array.shape={shape[0]}x{shape[1]}"])
     tiling = stt_tiling(compile_array(design).network, bound)
-    rng = np.random.default_rng(shape[1] + bound["p"])
-    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
-               for x in design.operation.inputs}
-    host = stt_host_program(tiling, tensors)
-    got = replay_lane_walks(tiling, tensors, host.expected)
-    for port, beats in host.streams.items():
-        assert np.array_equal(got[port], beats), port
-    assert np.array_equal(got["result"].reshape(host.result.shape), host.result)
+    _check_lane_walks(design, tiling, shape[1] + bound["p"])
 
 
 OPS = [
@@ -167,14 +168,7 @@ def test_lane_walks_rebuild_other_operations(operation, shape, stt, clock, bound
     from test_stt_array import _op_design
     design = _op_design(operation, shape, stt, clock_mhz=clock)
     tiling = stt_tiling(compile_array(design).network, bound)
-    rng = np.random.default_rng(len(operation) + shape[1])
-    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
-               for x in design.operation.inputs}
-    host = stt_host_program(tiling, tensors)
-    got = replay_lane_walks(tiling, tensors, host.expected)
-    for port, beats in host.streams.items():
-        assert np.array_equal(got[port], beats), port
-    assert np.array_equal(got["result"].reshape(host.result.shape), host.result)
+    _check_lane_walks(design, tiling, len(operation) + shape[1])
 
 
 @pytest.mark.parametrize("shape, stt, order", [
@@ -186,11 +180,4 @@ def test_lane_walks_drive_input_rings(shape, stt, order):
     design = _design(shape, stt, 500, order)
     tiling = stt_tiling(compile_array(design).network, {"i": 5, "j": 6, "k": 4})
     assert any(h.stationary for h in tiling.network.inputs)
-    rng = np.random.default_rng(shape[0] * 7 + shape[1])
-    tensors = {x.name: rng.integers(-128, 128, size=design.operation.tensor_shape(x.name, tiling.bound))
-               for x in design.operation.inputs}
-    host = stt_host_program(tiling, tensors)
-    got = replay_lane_walks(tiling, tensors, host.expected)
-    for port, beats in host.streams.items():
-        assert np.array_equal(got[port], beats), port
-    assert np.array_equal(got["result"].reshape(host.result.shape), host.result)
+    _check_lane_walks(design, tiling, shape[0] * 7 + shape[1])
