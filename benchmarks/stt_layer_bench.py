@@ -80,36 +80,32 @@ BLOCK_CASES = [     # tests/verif/test_stt_layer_rtl.py's block cases (DRAM 8 B/
 ]
 
 
-def blocks() -> None:
-    print("| case | layer | seed | grid (blocks per loop) | block | outputs | RTL cycles | model cycles "
-          "| DRAM bytes (model = RTL) |")
+def _table(cases, middle_head: str, middle) -> None:
+    """One verified row per case: name, layer, seed, the middle columns (middle(r)), outputs, RTL and model
+    cycles, DRAM bytes."""
+    print(f"| case | layer | seed | {middle_head} | outputs | RTL cycles | model cycles | DRAM bytes (model = RTL) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, design, bounds, seed in BLOCK_CASES:
+    for name, design, bounds, seed in cases:
         r = verify_stt_layer(design, bounds, seed=seed)
         same = r.detail["rtl_dram_bytes"] == r.dram_bytes
-        grid = " x ".join(f"{d}:{n}" for d, n in r.detail["grid"].items())
-        block = ", ".join(f"{d}={v}" for d, v in r.detail["block"].items())
-        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {grid} | {block} | "
+        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {middle(r)} | "
               f"{'exact' if r.outputs_exact else 'WRONG'} | {r.rtl_cycles:,} | {r.model_cycles:,} | "
               f"{' / '.join(f'{k} {v}' for k, v in r.dram_bytes.items())}{'' if same else ' (RTL DIFFERS)'} |",
               flush=True)
+
+
+def blocks() -> None:
+    _table(BLOCK_CASES, "grid (blocks per loop) | block",
+           lambda r: (" x ".join(f"{d}:{n}" for d, n in r.detail["grid"].items()) + " | "
+                      + ", ".join(f"{d}={v}" for d, v in r.detail["block"].items())))
 
 
 def main() -> None:
     if sys.argv[1:] == ["blocks"]:
         blocks()
         return
-    print("| case | layer | seed | boxes, period (slots) | slots | outputs | RTL cycles | model cycles "
-          "| DRAM bytes (model = RTL) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, design, bounds, seed in CASES:
-        r = verify_stt_layer(design, bounds, seed=seed)
-        same = r.detail["rtl_dram_bytes"] == r.dram_bytes
-        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {r.detail['boxes']}, "
-              f"{r.detail['period']} | {r.detail['slots']} | {'exact' if r.outputs_exact else 'WRONG'} | "
-              f"{r.rtl_cycles:,} | {r.model_cycles:,} | "
-              f"{' / '.join(f'{k} {v}' for k, v in r.dram_bytes.items())}{'' if same else ' (RTL DIFFERS)'} |",
-              flush=True)
+    _table(CASES, "boxes, period (slots) | slots",
+           lambda r: f"{r.detail['boxes']}, {r.detail['period']} | {r.detail['slots']}")
 
 
 if __name__ == "__main__":

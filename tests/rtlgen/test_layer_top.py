@@ -3,7 +3,8 @@ cycles == sim/layer_model, for OS, WS and IS with several blocks and ragged edge
 regression is tests/verif/test_layer.py)."""
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+
+from layer_sim import run_top
 
 from archgen.arch.spec import load_spec
 from archgen.dataflow.compile import compile_array
@@ -24,25 +25,7 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     mp = map_problem(d, bounds, d.dataflow())
     tensors = random_operands(c.fu_graph, mp, np.random.default_rng(seed))
     top = LayerTop(p, p.dram_image(tensors))
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    res = {}
-
-    async def bench(ctx):
-        ctx.set(top.go, 1)
-        for _ in range(100_000):
-            await ctx.tick()
-            if ctx.get(top.finished):
-                break
-        res["cycles"] = ctx.get(top.cycles)
-        res["moved"] = {k: ctx.get(v) for k, v in top.moved.items()}
-        words = []
-        for a in range(p.dram_words):
-            ctx.set(top.rb_addr, a)
-            words.append(ctx.get(top.rb_data))
-        res["words"] = words
-    sim.add_testbench(bench)
-    sim.run()
+    res = run_top(top, p.dram_words, 100_000)
     got = p.read_output(res["words"], d.operation.tensor_shape(d.operation.output.name, mp.bound))
     ref = reference_einsum(d.operation, tensors, mp.bound, c.fu_graph.acc_width)
     return got, ref, res["cycles"], simulate_layer(c, cmd), cmd, res["moved"]

@@ -5,7 +5,8 @@ import re
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+
+from layer_sim import run_top
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec, load_spec_data
@@ -35,25 +36,7 @@ def run_stt_layer(design, bounds, seed):
     plan = plan_stt_layer(tiling)
     tensors = stt_layer_operands(design, plan, np.random.default_rng(seed))
     top = SttLayerTop(plan, compiled, plan.dram_image(tensors))
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    res = {}
-
-    async def bench(ctx):
-        ctx.set(top.go, 1)
-        for _ in range(20_000):
-            await ctx.tick()
-            if ctx.get(top.finished):
-                break
-        res["cycles"] = ctx.get(top.cycles)
-        res["moved"] = {k: ctx.get(v) for k, v in top.moved.items()}
-        words = []
-        for a in range(plan.dram_words):
-            ctx.set(top.rb_addr, a)
-            words.append(ctx.get(top.rb_data))
-        res["words"] = words
-    sim.add_testbench(bench)
-    sim.run()
+    res = run_top(top, plan.dram_words, 20_000)
     got = plan.read_output(res["words"])
     ref = reference_einsum(design.operation, tensors, tiling.bound, compiled.network.acc_width)
     return got, ref, res, simulate_stt_layer(plan), tiling
