@@ -460,8 +460,12 @@ def _default_buffer_bytes(shape, bits: int) -> int:
     return 2 * DEFAULT_LANE_ELEMENTS * max(shape) * max(1, math.ceil(bits / 8))
 
 
-def _default_dram_width(gbps: float, clock_mhz: float) -> int:
-    return max(1, int(gbps * 1e3 / clock_mhz))
+def _default_dram_width(gbps: float, clock_mhz: float, element_bytes=(1,)) -> int:
+    """Bytes per cycle of the default DRAM port: the bandwidth at the clock, rounded down to a whole number of
+    elements of every tensor (a word of 10 B cannot carry int32 elements; 8 B can), and never below one
+    element of the widest tensor."""
+    word = math.lcm(*element_bytes)
+    return max(word, int(gbps * 1e3 / clock_mhz) // word * word)
 
 
 def default_memory(design: "Design") -> MemorySystem:
@@ -469,7 +473,8 @@ def default_memory(design: "Design") -> MemorySystem:
     bufs = tuple(BufferSpec(o.name, _default_buffer_bytes(design.shape, design.type_of[o.name].bits),
                             port_bytes=max(1, math.ceil(design.type_of[o.name].bits / 8)))
                  for o in design.operation.operands)
-    return MemorySystem(bufs, DramPort(_default_dram_width(design.dram_gbps, design.clock_mhz)))
+    elems = [max(1, math.ceil(design.type_of[o.name].bits / 8)) for o in design.operation.operands]
+    return MemorySystem(bufs, DramPort(_default_dram_width(design.dram_gbps, design.clock_mhz, elems)))
 
 
 def _parse_memory(raw: Mapping, op: Operation, types: Mapping[str, DataType], shape, data: Mapping):
@@ -491,7 +496,9 @@ def _parse_memory(raw: Mapping, op: Operation, types: Mapping[str, DataType], sh
                                int(b.get("port_bytes", elem)), bool(b.get("double_buffer", True))))
     d = dict(raw.get("dram", {}))
     clock = float(data.get("clock_mhz", 500))
-    width = d.get("width_bytes", _default_dram_width(float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), clock))
+    elems = [max(1, math.ceil(types[n].bits / 8)) if n in types else 1 for n in names]
+    width = d.get("width_bytes", _default_dram_width(float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), clock,
+                                                     elems))
     dram = DramPort(int(width), int(d.get("latency", 64)), int(d.get("burst_bytes", 64)), int(d.get("outstanding", 64)))
     return MemorySystem(tuple(bufs), dram), problems
 

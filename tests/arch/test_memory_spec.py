@@ -50,3 +50,32 @@ def test_cli_exits_2_on_a_zero_dram_width_and_list_shows_memory():
     assert main(["build", "gemm_os", "--set", "memory.dram.width_bytes=0", "-o", "/nonexistent/never"]) == 2
     out = subprocess.run([sys.executable, "-m", "archgen", "list"], capture_output=True, text=True, check=True).stdout
     assert "memory: A 131072 B (2 halves), B 131072 B (2 halves), C 524288 B (2 halves); DRAM 32 B/cycle, latency 64 cycles" in out
+
+
+@pytest.mark.parametrize("spec", ["gemm_os", "gemm_ws", "conv_rs", "gemm_hex"])
+@pytest.mark.parametrize("clock, gbps", [(1500, 16), (2000, 16), (700, 16), (300, 16), (1000, 3), (1000, 1)])
+def test_default_dram_word_holds_whole_elements_of_every_tensor(spec, clock, gbps):
+    """The default port is the bandwidth at the clock rounded down to whole elements of every tensor (the LCM
+    of their sizes), never below one such word: a 10 B/cycle default at 1.5 GHz was refused by both memory
+    systems for int32 outputs, so every high-clock user had to set memory.dram.width_bytes."""
+    d = load_spec(spec, [f"clock_mhz={clock}", f"dram.bandwidth_gbps={gbps}"])
+    sizes = [-(-d.type_of[o.name].bits // 8) for o in d.operation.operands]
+    w = d.memory.dram.width_bytes
+    word = 1
+    for s in sizes:
+        word = word * s // __import__("math").gcd(word, s)
+    assert all(w % s == 0 for s in sizes)
+    assert w == max(word, int(gbps * 1000 / clock) // word * word)
+    assert w <= max(word, gbps * 1000 / clock)
+
+
+def test_high_clock_default_memory_system_builds_without_a_width_override():
+    """At 1.5 GHz with every memory default, the layer top's program plans a layer (it refused the 10 B/cycle
+    word for C's int32 elements before, while `archgen sim` simulated that unbuildable port)."""
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.memctl import layer_program
+    from archgen.mappings.memory_tiling import make_command
+    d = load_spec("gemm_ws", ["clock_mhz=1500", "array.shape=2x3"])
+    cmd = make_command(d, {"i": 7, "k": 5, "j": 6}, d.dataflow(), {"j": 1, "k": 4}, ("j", "k"))
+    p = layer_program(compile_array(d), cmd, spec_size=False)
+    assert d.memory.dram.width_bytes == 8 and p.dram_words > 0
