@@ -33,7 +33,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
                  f"{design.reference_bounds}):")
     for x in design.operation.operands:
         vecs = [r for r in reuse_vectors(design, df, x.name) if sum(map(abs, r.dt + r.ds)) == 1]
-        text = "; ".join(f"{r.kind} {r.describe(df.order)} ({r.delay} cycles)" for r in vecs) or "none"
+        text = "; ".join(_move_text(r, df.order) for r in vecs) or "none"
         lines.append(f"    {x.name}: {text}")
     if df.spatial is None:
         try:
@@ -90,3 +90,11 @@ def _delay_connection_lines(fg) -> list[str]:
     lines.append(f"    halo: each row of t_{loop} starts with {halo} step(s) in which the FIFOs fill and products are "
                  f"masked; memory-fed input lanes: " + ", ".join(f"{k} {n}" for k, n in memory_fed.items()))
     return lines
+
+
+def _move_text(r, order) -> str:
+    """One unit reuse move as the hardware builds it: a register held over loops (stationary), a same-cycle wire
+    (direct), a systolic hop (an FU step with dt = 0, made late by the control vector: c.ds registers) or a
+    loop step's delay."""
+    kind = "systolic" if r.kind == "delay" and not any(r.dt) else r.kind
+    return f"{kind} {r.describe(order)} ({r.delay} cycle{'' if r.delay == 1 else 's'})"

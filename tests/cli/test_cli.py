@@ -75,7 +75,8 @@ def test_build_with_override_changes_the_design(tmp_path, capsys):
 @pytest.mark.parametrize("name, expected", [
     ("gemm_os", ["A [8 bit]: streamed; 4 lane(s), skews [0, 1, 2, 3]", "12 x systolic along axis 1 (delay 1)",
                  "B [8 bit]: streamed; 4 lane(s), skews [0, 1, 2, 3]", "12 x systolic along axis 0 (delay 1)",
-                 "C [32 bit]: accumulated in place"]),
+                 "C [32 bit]: accumulated in place",
+                 "A: stationary +t_j (3 cycles); systolic +s1 (1 cycle)"]),      # a hop is not a delay connection
     ("gemm_ws", ["B [8 bit]: stationary", "C [32 bit]: streamed out through spatial reduction",
                  "12 x reduce_chain along axis 0 (delay 1)", "partial sums of earlier tiles come back in"]),
     ("gemm_os_bcast", ["A [8 bit]: streamed; 4 lane(s), skews [0, 0, 0, 0]; broadcast fan-out 4",
