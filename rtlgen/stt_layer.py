@@ -47,10 +47,15 @@ CYCLE_BITS = 40
 
 
 class SttLayerTop(Elaboratable):
-    def __init__(self, plan: SttLayerPlan, compiled, dram_init: list[int]):
+    """``dram_init`` None: the synthesis build (``archgen build SPEC --memory``): no simulated DRAM, an external
+    DRAM port instead (``dram_rd_req_*`` out, ``dram_rd_rsp_*`` in, answered ``memory.dram.latency`` cycles
+    after the request, one word a cycle, as the contract assumes; posted writes ``dram_wr_*``)."""
+
+    def __init__(self, plan: SttLayerPlan, compiled, dram_init: list[int] | None):
         self.plan = plan
         self.compiled = compiled
-        self.dram_init = list(dram_init)
+        self.synth = dram_init is None
+        self.dram_init = list(dram_init or [])
         self.dram_depth = max(1, plan.dram_words)
         op = plan.design.operation
         self.go = Signal()
@@ -60,8 +65,18 @@ class SttLayerTop(Elaboratable):
         self.rb_data = Signal(8 * plan.word_bytes)
         self.moved = {f"{x.name}.read": Signal(CYCLE_BITS, name=f"moved_{x.name}_read") for x in op.inputs}
         self.moved[f"{op.output.name}.write"] = Signal(CYCLE_BITS, name=f"moved_{op.output.name}_write")
+        wbits = 8 * plan.word_bytes
+        self.dram = SimpleNamespace(
+            rd_req_valid=Signal(name="dram_rd_req_valid"), rd_req_addr=Signal(32, name="dram_rd_req_addr"),
+            rd_req_words=Signal(16, name="dram_rd_req_words"), rd_rsp_valid=Signal(name="dram_rd_rsp_valid"),
+            rd_rsp_data=Signal(wbits, name="dram_rd_rsp_data"), wr_valid=Signal(name="dram_wr_valid"),
+            wr_addr=Signal(32, name="dram_wr_addr"), wr_data=Signal(wbits, name="dram_wr_data"))
 
     def ports(self):
+        if self.synth:
+            d = self.dram
+            return [self.go, self.finished, self.cycles, *self.moved.values(), d.rd_req_valid, d.rd_req_addr,
+                    d.rd_req_words, d.rd_rsp_valid, d.rd_rsp_data, d.wr_valid, d.wr_addr, d.wr_data]
         return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
 
     def elaborate(self, platform):
@@ -220,7 +235,7 @@ class SttLayerTop(Elaboratable):
             group = 1 if lay.copies else P.per_word(x) // lay.width      # banks one DRAM word fills
             banks = []
             for b in range(lay.banks):
-                mem = Memory(shape=unsigned(8 * eb * lay.width), depth=max(1, lay.rows(P.shapes[x])), init=[])
+                mem = Memory(shape=unsigned(8 * eb * lay.width), depth=max(2, lay.rows(P.shapes[x])), init=[])
                 m.submodules[f"buf_{x}_bank{b}"] = mem
                 wp = mem.write_port()
                 hit = c.rd_rsp_valid & (c.state == xi)
@@ -373,7 +388,7 @@ class SttLayerTop(Elaboratable):
         p_rows, p_bank_r, p_sub_r = select(pseq, lay, f"psum_{y}")
         store_datas = []
         for b in range(lay.banks):
-            mem = Memory(shape=unsigned(acc_bits * W), depth=max(1, lay.rows(P.shapes[y])), init=[])
+            mem = Memory(shape=unsigned(acc_bits * W), depth=max(2, lay.rows(P.shapes[y])), init=[])
             m.submodules[f"store_{y}_bank{b}"] = mem
             wp = mem.write_port(granularity=acc_bits if W > 1 else None)
             wsel = self._store_writer(m, oseq, lay, b, fire, o_bank_r, o_sub_r, out_port, acc_bits, y)
@@ -450,9 +465,49 @@ class SttLayerTop(Elaboratable):
             m.d.sync += self.moved[f"{y}.write"].eq(self.moved[f"{y}.write"] + take)
 
     def _dram(self, m, c) -> None:
-        """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes."""
+        """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes
+        (the synthesis build: the external port)."""
         P = self.plan
+        if self.synth:
+            d = self.dram
+            valid, addr, words = c.rd_req
+            m.d.comb += [d.rd_req_valid.eq(valid), d.rd_req_addr.eq(addr), d.rd_req_words.eq(words),
+                         c.rd_rsp_valid.eq(d.rd_rsp_valid), c.rd_rsp_data.eq(d.rd_rsp_data),
+                         d.wr_valid.eq(c.wr_valid), d.wr_addr.eq(c.wr_addr), d.wr_data.eq(c.wr_data)]
+            return
         simulated_dram(m, word_bytes=P.word_bytes, depth=self.dram_depth, init=self.dram_init,
                        latency=P.design.memory_system.dram.latency, addr_bits=32, rd_req=c.rd_req,
                        rd_rsp=(c.rd_rsp_valid, c.rd_rsp_data), wr=(c.wr_valid, c.wr_addr, c.wr_data),
                        rb=(self.rb_addr, self.rb_data))
+
+
+def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None) -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of the synthesizable stt layer top for one layer (the spec's problem
+    bounds unless given): banked buffers and the output store as block RAM (one registered read and one write
+    port per bank), the sequencers, the DMA with an external DRAM port. Trip counts and tables are constants of
+    this build (one build per layer)."""
+    from amaranth.back import verilog
+
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.dataflow.stt_layer import plan_stt_layer
+
+    from .build import strip_zero_memory_init
+    compiled = compile_array(design, dataflow)
+    bounds = dict(bounds if bounds is not None else design.bounds)
+    plan = plan_stt_layer(stt_tiling(compiled.network, bounds))
+    top = SttLayerTop(plan, compiled, None)
+    name = f"{design.name}_stt_layer"
+    text = strip_zero_memory_init(verilog.convert(top, name=name, ports=top.ports(), emit_src=False))
+    mem = design.memory_system
+    manifest = {
+        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape), "layer": bounds,
+        "grid": dict(plan.grid), "block": dict(plan.tiling.bound), "cycles": plan.cycles(),
+        "buffers": {t: {"banks": lay.banks, "copies": lay.copies, "rows_per_bank": lay.rows(plan.shapes[t]),
+                        "bits": 8 * plan.elem_bytes[t] * lay.width, "bytes": plan.storage_bytes()[t],
+                        "per_lane_copies_bytes": plan.copies_storage_bytes()[t]}
+                    for t, lay in plan.layouts.items()},
+        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
+                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
+    }
+    return text, name, manifest

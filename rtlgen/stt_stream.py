@@ -124,6 +124,14 @@ class SttLaneSequencer(wiring.Component):
         for (lane, ph), val in p.entries:
             table.setdefault(lane, {})[ph] = val
         for lane in range(p.lanes):
+            if lane not in table:       # a lane with no entries (this problem's boxes never reach it): never
+                never = phase == p.period                   # valid; a compare, not a constant, for the lint
+                m.d.comb += [self.valid[lane].eq(never), self.addr[lane].eq(lin)]
+                if self.layout is not None:
+                    m.d.comb += self.bank[lane].eq(never)
+                if p.is_tag:
+                    m.d.comb += self.value[lane].eq(never)
+                continue
             with m.Switch(phase):
                 for ph, (delta, off, masks) in sorted(table.get(lane, {}).items()):
                     with m.Case(ph):
