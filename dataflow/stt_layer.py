@@ -51,7 +51,7 @@ import numpy as np
 from archgen.arch.errors import SpecError, problem
 
 from .stt_array import SttTiling
-from .stt_bank import BankLayout, bank_layout, copies_layout
+from .stt_bank import bank_layout, copies_layout
 from .stt_phase import LaneProgram, stt_lane_programs
 
 __all__ = ["SttLayerPlan", "plan_stt_layer", "valid_beats", "SttLayerResult", "simulate_stt_layer"]
@@ -150,9 +150,9 @@ class SttLayerPlan:
         """Element accesses of every on-chip buffer over the layer (``"<tensor>.read|write"``): the DMA writes
         every position of an input's image into its banks (into each lane copy for copies); lanes read the
         valid entries of their walks; the output lanes write the store, the partial-sum lanes read it, the
-        write-back reads every position once per output block. Valid lane beats are counted per box class (edge mask, first visit) rather
-        than per slot: an entry's validity depends on the box only through them (``lane_walk`` counts the same,
-        tests/dataflow/test_stt_layer_plan.py)."""
+        write-back reads every position once per output block. Valid lane beats are counted per box class
+        (edge mask, first visit) rather than per slot: an entry's validity depends on the box only through
+        them (``lane_walk`` counts the same, tests/dataflow/test_stt_layer_plan.py)."""
         op = self.design.operation
         y = op.output.name
         acc = {}

@@ -25,7 +25,6 @@ the problem: one build per layer.
 """
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 from amaranth import Array, Cat, Elaboratable, Module, Mux, Signal, hdl, unsigned

@@ -16,10 +16,11 @@ output beat is dropped). Built from counters, adds, a shift register, table bits
   partial-sum port, the box is not its output block's first visit.
 
 ``start`` restarts at slot 0 (box 0); ``fire`` advances one slot (the array's lock-step enable). The outputs
-describe the current slot (combinational from the registers), so a buffer with a registered read port must be
-addressed one slot ahead, as the layer core's walks are (docs/memory.md). The program (trip counts, steps,
-tables) is a constant of this elaboration, i.e. one build per problem, like the simulation build of the layer
-core's shape table; ``lane_walk`` is the model this is tested against (tests/rtlgen/test_stt_stream.py).
+describe the current slot (combinational from the registers); the layer top (rtlgen/stt_layer.py) holds it at
+slot 0 until the array command and steps it with the array one slot ahead, so its registered bank reads meet
+the slot. The program (trip counts, steps, tables) is a constant of this elaboration, i.e. one build per
+problem; ``lane_walk`` (and, with a banked layout, dataflow/stt_bank.py ``layout_walk``) is the model this is
+tested against (tests/rtlgen/test_stt_stream.py).
 """
 from __future__ import annotations
 

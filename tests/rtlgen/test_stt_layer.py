@@ -1,6 +1,8 @@
 """The stt layer top (rtlgen/stt_layer.py) in Amaranth's simulator: skewed maps through DMA, stream
-sequencers, banked buffers with registered reads, the output store and write-back give numpy's outputs exactly, in the cycles of the contract
-(dataflow/stt_layer.py), moving the model's DRAM bytes; on several maps, arrays, clocks, DRAM ports and seeds."""
+sequencers, banked buffers with registered reads, the output store and write-back give numpy's outputs
+exactly, in the cycles of the contract (dataflow/stt_layer.py), moving the model's DRAM bytes; on several
+maps, arrays, clocks, DRAM ports and seeds. The synthesis build of gemm_hex: deterministic, lint clean,
+Yosys-elaborable."""
 import re
 
 import numpy as np
