@@ -3,6 +3,7 @@
 
     ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py          # one block (whole tensors on chip)
     ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py blocks   # layers larger than the buffers: blocks
+    python benchmarks/stt_layer_bench.py storage                   # banked buffers against per-lane copies
 """
 from __future__ import annotations
 
@@ -57,25 +58,26 @@ def _bufs(a, b, c, names=("A", "B", "C")):
 
 
 BLOCK_CASES = [     # tests/verif/test_stt_layer_rtl.py's block cases (DRAM 8 B/cycle, latency 5 unless noted)
-    ("gemm_hex (4x4), A/B/C buffers 64/64/500 B", load_spec("gemm_hex", _bufs(64, 64, 500) + DRAM8),
+    ("gemm_hex (4x4), A/B/C buffers 50/27/61 B", load_spec("gemm_hex", _bufs(50, 27, 61) + DRAM8),
      {"i": 9, "k": 7, "j": 10}, 1),
-    ("gemm_hex 1x4, buffers 64/64/300 B", load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(64, 64, 300) + DRAM8),
+    ("gemm_hex 1x4, buffers 28/33/84 B", load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(28, 33, 84) + DRAM8),
      {"i": 5, "k": 7, "j": 6}, 4),
     ("conv1d_hex 3x5, W/I/O buffers 400/40/2000 B",
      load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(400, 40, 2000, ("W", "I", "O")) + DRAM8),
      {"k": 7, "p": 9, "r": 4}, 6),
-    ("depthwise (tags), hex map, 2x5 at 1500 MHz, W buffer 24 B, DRAM latency 13",
+    ("depthwise (tags), hex map, 2x5 at 1500 MHz, I/W/O buffers 224/11/80 B, DRAM latency 13",
      load_spec_data({"version": 1, "name": "dwconv_hex", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
                      "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
                      "dataflows": {"d": {"stt": HEX}},
-                     "memory": {"dram": {"width_bytes": 8, "latency": 13}, "W": {"bytes": 24}}}),
+                     "memory": {"dram": {"width_bytes": 8, "latency": 13}, "I": {"bytes": 224}, "W": {"bytes": 11},
+                                "O": {"bytes": 80}}}),
      {"c": 4, "p": 5, "r": 4}, 9),
-    ("GEMM hex map 2x4 at 1500 MHz, buffers 80/80/800 B, DRAM latency 20",
+    ("GEMM hex map 2x4 at 1500 MHz, buffers 16/24/120 B, DRAM latency 20",
      load_spec_data({"version": 1, "name": "gemm_stt", "operation": "C[i,j] += A[i,k] * B[k,j]", "clock_mhz": 1500,
                      "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 4]},
                      "dataflows": {"d": {"stt": HEX, "order": ["k", "i", "j"]}},
                      "memory": {"dram": {"width_bytes": 8, "latency": 20, "burst_bytes": 16},
-                                "A": {"bytes": 80}, "B": {"bytes": 80}, "C": {"bytes": 800}}}),
+                                "A": {"bytes": 16}, "B": {"bytes": 24}, "C": {"bytes": 120}}}),
      {"i": 5, "k": 4, "j": 6}, 2),
 ]
 
@@ -100,9 +102,40 @@ def blocks() -> None:
                       + ", ".join(f"{d}={v}" for d, v in r.detail["block"].items())))
 
 
+STORAGE_CASES = [
+    ("gemm_hex 4x4", load_spec("gemm_hex"), {"i": 128, "k": 768, "j": 768}),
+    ("gemm_hex 8x8", load_spec("gemm_hex", ["array.shape=8x8"]), {"i": 64, "k": 64, "j": 64}),
+    ("gemm_hex 3x5", load_spec("gemm_hex", ["array.shape=3x5"]), {"i": 7, "k": 5, "j": 6}),
+    ("conv1d_hex 4x4", load_spec("conv1d_hex"), {"k": 8, "p": 16, "r": 3}),
+    ("conv1d_hex 3x5", load_spec("conv1d_hex", ["array.shape=3x5"]), {"k": 7, "p": 9, "r": 4}),
+]
+
+
+def storage() -> None:
+    """On-chip bytes per tensor of the plan's block: the banked buffers against the per-lane copies and stores
+    of the first form (lanes x region), and the banks."""
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.dataflow.stt_layer import plan_stt_layer
+    print("| design | layer | block | on chip (banked) | banked bytes | per-lane copies bytes | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name, design, bounds in STORAGE_CASES:
+        plan = plan_stt_layer(stt_tiling(compile_array(design).network, bounds))
+        st, cp = plan.storage_bytes(), plan.copies_storage_bytes()
+        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | "
+              f"{', '.join(f'{d}={v}' for d, v in plan.tiling.bound.items())} | "
+              f"{plan.describe_storage().removeprefix('on chip: ')} | "
+              f"{' / '.join(f'{t} {v:,}' for t, v in st.items())} (sum {sum(st.values()):,}) | "
+              f"{' / '.join(f'{t} {v:,}' for t, v in cp.items())} (sum {sum(cp.values()):,}) | "
+              f"{sum(cp.values()) / sum(st.values()):.1f}x |", flush=True)
+
+
 def main() -> None:
     if sys.argv[1:] == ["blocks"]:
         blocks()
+        return
+    if sys.argv[1:] == ["storage"]:
+        storage()
         return
     _table(CASES, "boxes, period (slots) | slots",
            lambda r: f"{r.detail['boxes']}, {r.detail['period']} | {r.detail['slots']}")

@@ -7,14 +7,14 @@ The first, simple form (rtlgen/stt_layer.py builds exactly this): the whole laye
   (``DramPort.transfer_cycles`` each; the burst timer of the tiled layer core).
 * **Compute.** One array command of ``tiling.slots`` slots. Every stream lane is driven by its port's stream
   sequencer (rtlgen/stt_stream.py, the lane programs of dataflow/stt_phase.py): an input lane reads the
-  element its phase entry names from its buffer (one read copy per lane, so lanes never conflict), the
-  output's lane l writes the element it carries into its own store (one write a slot), and the partial-sum
-  lane l reads back from store l: an output element always rides the same chain (its box-local line does not
-  change between visits), so partial sums never cross lanes. The buffers serve every lane every slot, so the
-  array never waits: compute takes the array's ideal-stream cycles.
-* **Write-back.** The output tensor to DRAM, one word a cycle from the job's start, each word the sum over
-  the lane stores (every element is written by one lane only; the others hold zero), the job ending at the
-  burst timer's acknowledge.
+  element its phase entry names from its tensor's banked buffer (dataflow/stt_bank.py: the lanes of a slot
+  meet distinct banks; registered reads issued one slot ahead), the output's lanes write the store, the
+  partial-sum lanes read it one slot ahead (transparent for the write of the slot before). The banks serve
+  every lane every slot, so the array never waits: compute takes the array's ideal-stream cycles. A tensor
+  without a conflict-free banking keeps one copy per lane (the output: one store per output lane, an output
+  element always riding the same chain).
+* **Write-back.** The output region to DRAM in bank order, one word a cycle from the job's start (each word
+  read from its bank group in the cycle before), the job ending at the burst timer's acknowledge.
 
 Cycle contract (cycle 0 = the first cycle ``go`` is high): loads occupy ``[0, L)`` with
 ``L = sum_X transfer_cycles(bytes(X))``; the array command's handshake is cycle ``L`` (the array's cycle 0),
@@ -23,17 +23,17 @@ its ``done`` cycle ``L + slots + 1``; the write-back starts in the next cycle an
 
     cycles = sum_X transfer_cycles(bytes(X)) + slots + 2 + transfer_cycles(bytes(Y))
 
-DRAM bytes: every input tensor read once, the output written once (``bytes(T) = elements x element bytes``).
-Fit: what the top instantiates for each tensor (``storage_bytes``: lanes x whole tensor, the input copies in
-DRAM words, the output stores at the accumulator width) within ``memory.<T>.bytes``; otherwise the layer is
-refused by field.
+DRAM bytes: every input tensor read once, the output written once (``bytes(T)`` = the positions of its image
+in bank order x element bytes, ``BankLayout.positions``; copies: elements x element bytes).
+Fit: what the top instantiates for each tensor (``storage_bytes``: its banks, whole rows; lane copies in DRAM
+words) within ``memory.<T>.bytes``; otherwise the layer is refused by field.
 Validity tags (maps where zero fill alone does not pin products to the box) come from a sequencer of their
 own: a tag is a constant per phase entry and edge mask. Operands kept on one FU (rings) are driven by
 differences against a mirror of the ring (an input: what the lane loaded; the output: its output beats).
 Blocks of boxes (``plan_stt_layer`` when the storage of the whole layer does not fit): the iteration space
 is cut into a grid of equal blocks of whole boxes (ragged blocks padded with zeros in DRAM), reduction loops
 innermost; each block runs the above on its sub-problem with the same lane programs (regions of the block
-in the lane copies; DRAM regions block-major, ``region_index``), partial sums stay in the lane stores over
+in the banks; DRAM regions block-major, ``region_index``), partial sums stay in the output store over
 the reduction blocks (the partial-sum sequencer's ``carry``) and the last one writes back, so
 
     cycles = n_blocks x (sum_X transfer_cycles(region(X)) + slots + 2) + out_blocks x transfer_cycles(region(Y))
@@ -51,6 +51,7 @@ import numpy as np
 from archgen.arch.errors import SpecError, problem
 
 from .stt_array import SttTiling
+from .stt_bank import bank_layout, copies_layout
 from .stt_phase import LaneProgram, stt_lane_programs
 
 __all__ = ["SttLayerPlan", "plan_stt_layer", "valid_beats", "SttLayerResult", "simulate_stt_layer"]
@@ -66,13 +67,16 @@ class SttLayerPlan:
     bases: dict                       # tensor -> first DRAM word of its region (inputs first, the output last)
     bound: dict = None                # the layer's loop bounds (None: the block is the layer)
     grid: tuple = ()                  # ((loop, blocks), ...) outer to inner, reduction loops innermost; () = one
+    layouts: dict = None              # tensor -> BankLayout (dataflow/stt_bank.py): the banked buffer and DRAM order
 
     @property
     def design(self):
         return self.tiling.network.design
 
     def tensor_bytes(self, name: str) -> int:
-        return math.prod(self.shapes[name]) * self.elem_bytes[name]
+        """Bytes of one region's DRAM image: its elements in bank order, the layout's empty positions
+        included (copies: the elements row-major)."""
+        return self.layouts[name].positions(self.shapes[name]) * self.elem_bytes[name]
 
     def words(self, name: str) -> int:
         return -(-self.tensor_bytes(name) // self.word_bytes)
@@ -144,36 +148,42 @@ class SttLayerPlan:
 
     def buffer_accesses(self) -> dict:
         """Element accesses of every on-chip buffer over the layer (``"<tensor>.read|write"``): the DMA writes
-        every input element into each of its lane copies; lanes read the valid entries of their walks; the
-        output lanes write their stores, the partial-sum lanes read them, the write-back reads every lane store
-        at every output element. Valid lane beats are counted per box class (edge mask, first visit) rather
-        than per slot: an entry's validity depends on the box only through them (``lane_walk`` counts the same,
-        tests/dataflow/test_stt_layer_plan.py)."""
+        every position of an input's image into its banks (into each lane copy for copies); lanes read the
+        valid entries of their walks; the output lanes write the store, the partial-sum lanes read it, the
+        write-back reads every position once per output block. Valid lane beats are counted per box class
+        (edge mask, first visit) rather than per slot: an entry's validity depends on the box only through
+        them (``lane_walk`` counts the same, tests/dataflow/test_stt_layer_plan.py)."""
         op = self.design.operation
         y = op.output.name
-        n_out = math.prod(self.shapes[y])
         acc = {}
         for x in op.inputs:
             prog = self.program(f"in_{x.name}")
-            acc[f"{x.name}.write"] = math.prod(self.shapes[x.name]) * prog.lanes
+            lay = self.layouts[x.name]
+            acc[f"{x.name}.write"] = lay.positions(self.shapes[x.name]) * (prog.lanes if lay.copies else 1)
             acc[f"{x.name}.read"] = valid_beats(prog)
-        out_lanes = self.program(f"out_{y}").lanes
+        lay_y = self.layouts[y]
+        n_out = lay_y.positions(self.shapes[y]) * (lay_y.banks if lay_y.copies else 1)
         acc[f"{y}.write"] = valid_beats(self.program(f"out_{y}"))
         first, carried = self.out_blocks, self.n_blocks - self.out_blocks
         psum = self.program(f"psum_{y}")
         acc = {k: v * self.n_blocks for k, v in acc.items()}
         acc[f"{y}.read"] = (first * valid_beats(psum) + carried * valid_beats(psum, carry=True)
-                            + self.out_blocks * n_out * out_lanes)
+                            + self.out_blocks * n_out)
         return acc
 
     def storage_bytes(self) -> dict:
         """On-chip bytes the top instantiates per tensor (what the fit check compares with ``memory.<T>.bytes``):
-        an input's lane copies each hold its whole tensor in DRAM words; the output's lane stores each hold
-        every output element at the accumulator width (whole bytes)."""
+        the banks of its layout (one buffer per tensor, rows x banks x width elements; a copies input: one
+        whole copy per lane in DRAM words), the output at the accumulator width (whole bytes)."""
+        return {t: lay.storage(self.shapes[t]) * self.elem_bytes[t] for t, lay in self.layouts.items()}
+
+    def copies_storage_bytes(self) -> dict:
+        """What the per-lane copies and stores of the first form held (lanes x region), for comparison."""
         op = self.design.operation
-        out = {x.name: self.program(f"in_{x.name}").lanes * self.words(x.name) * self.word_bytes for x in op.inputs}
+        out = {x.name: self.program(f"in_{x.name}").lanes * -(-math.prod(self.shapes[x.name]) * self.elem_bytes[x.name]
+                                                            // self.word_bytes) * self.word_bytes for x in op.inputs}
         y = op.output.name
-        out[y] = self.program(f"out_{y}").lanes * self.tensor_bytes(y)
+        out[y] = self.program(f"out_{y}").lanes * math.prod(self.shapes[y]) * self.elem_bytes[y]
         return out
 
     def describe(self) -> str:
@@ -184,12 +194,12 @@ class SttLayerPlan:
                 f"{self.out_blocks} write-backs; {self.describe_storage()})")
 
     def describe_storage(self) -> str:
-        """What is on chip, e.g. ``on chip: A 4 x 96 B copies, B 4 x 96 B copies, C 7 x 256 B stores``."""
-        op = self.design.operation
-        parts = [f"{x.name} {self.program(f'in_{x.name}').lanes} x {self.words(x.name) * self.word_bytes} B copies"
-                 for x in op.inputs]
-        y = op.output.name
-        parts.append(f"{y} {self.program(f'out_{y}').lanes} x {self.tensor_bytes(y)} B stores")
+        """What is on chip, e.g. ``on chip: A 2 banks x 48 B, B 4 banks x 24 B, C 4 banks x 48 B``."""
+        parts = []
+        for t, lay in self.layouts.items():
+            per = lay.rows(self.shapes[t]) * lay.width * self.elem_bytes[t]
+            kind = "copies" if lay.copies else "banks" if lay.banks > 1 else "bank"
+            parts.append(f"{t} {lay.banks} {kind} x {per} B")
         return "on chip: " + ", ".join(parts)
 
     def cycles(self) -> int:
@@ -209,8 +219,9 @@ class SttLayerPlan:
 
     def dram_image(self, tensors: dict) -> list[int]:
         """DRAM words: each input tensor block-major (one region per block of the loops it uses, in block
-        order; zero where a ragged block's region passes the tensor), each region row-major from a word
-        boundary, elements little-endian within a word. One block: the tensor row-major from its base."""
+        order; zero where a ragged block's region passes the tensor), each region in its layout's bank order
+        (``BankLayout.position``; row-major for copies) from a word boundary, elements little-endian within a
+        word, empty positions zero."""
         words = [0] * self.dram_words
         seen = set()
         for x in self.design.operation.inputs:
@@ -222,8 +233,8 @@ class SttLayerPlan:
                     continue
                 seen.add((x.name, r))
                 glob, inside = self._region(x.name, counters)
-                vals = np.zeros(glob.shape[1], dtype=np.int64)
-                vals[inside] = arr[tuple(glob[:, inside])]
+                vals = np.zeros(self.layouts[x.name].positions(self.shapes[x.name]), dtype=np.int64)
+                vals[self._positions(x.name)[inside]] = arr[tuple(glob[:, inside])]
                 at = self.bases[x.name] + r * nw
                 for i, v in enumerate(vals.tolist()):
                     words[at + i // pw] |= (int(v) & ((1 << (8 * eb)) - 1)) << (8 * eb * (i % pw))
@@ -232,7 +243,7 @@ class SttLayerPlan:
     def read_output(self, words: list[int]) -> np.ndarray:
         y = self.design.operation.output.name
         eb, pw, nw = self.elem_bytes[y], self.per_word(y), self.words(y)
-        n = math.prod(self.shapes[y])
+        n = self.layouts[y].positions(self.shapes[y])
         out = np.zeros(self.layer_shape(y), dtype=np.int64)
         for counters in self.blocks():
             r = self.region_index(y, counters)
@@ -242,8 +253,13 @@ class SttLayerPlan:
                 v = (words[at + i // pw] >> (8 * eb * (i % pw))) & ((1 << (8 * eb)) - 1)
                 vals.append(v - (1 << (8 * eb)) if v >> (8 * eb - 1) else v)
             glob, inside = self._region(y, counters)
-            out[tuple(glob[:, inside])] = np.array(vals, dtype=np.int64)[inside]
+            out[tuple(glob[:, inside])] = np.array(vals, dtype=np.int64)[self._positions(y)[inside]]
         return out
+
+    def _positions(self, name: str) -> np.ndarray:
+        """The DRAM-image position of every region element, row-major (``BankLayout.position``)."""
+        shape, lay = self.shapes[name], self.layouts[name]
+        return np.array([lay.position(c, shape) for c in np.ndindex(*shape)], dtype=np.int64)
 
 
 def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
@@ -286,12 +302,24 @@ def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
     return total
 
 
-def _storage(op, shapes_of, elem: dict, lanes: dict, wb: int) -> dict:
-    """On-chip bytes per tensor for regions of ``shapes_of(t)``: lanes x region (inputs in DRAM words)."""
-    y = op.output.name
-    out = {x.name: lanes[f"in_{x.name}"] * -(-math.prod(shapes_of(x.name)) * elem[x.name] // wb) * wb
-           for x in op.inputs}
-    out[y] = lanes[f"out_{y}"] * math.prod(shapes_of(y)) * elem[y]
+def _storage(op, shapes_of, elem: dict, layouts: dict) -> dict:
+    """On-chip bytes per tensor for regions of ``shapes_of(t)``: the banks of its layout."""
+    return {t: lay.storage(tuple(shapes_of(t))) * elem[t] for t, lay in layouts.items()}
+
+
+MEMORY_PORTS = ("in_", "psum_", "out_")
+
+
+def stt_layouts(net, programs, elem: dict, word_bytes: int, layer: str = "layer") -> dict:
+    """Every tensor's banked layout (dataflow/stt_bank.py) from the lane programs that read or write it; a
+    tensor without a conflict-free banking falls back to one copy per lane (an input: written by the DMA
+    together; the output: one store per output lane, summed by the write-back)."""
+    op = net.design.operation
+    out = {}
+    for t in [x.name for x in op.inputs] + [op.output.name]:
+        progs = [p for p in programs if p.operand == t and not p.is_tag and p.port.startswith(MEMORY_PORTS)]
+        lay = bank_layout(t, progs, progs[0].extent, word_bytes // elem[t])
+        out[t] = lay if lay is not None else copies_layout(t, word_bytes // elem[t], progs[0].lanes)
     return out
 
 
@@ -325,6 +353,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
                                  f"tensor; it does not for {', '.join(odd)}", wb)])
     programs = stt_lane_programs(tiling)
     lanes = {p.port: p.lanes for p in programs}
+    layouts = stt_layouts(net, programs, elem, wb, layer)
     cap = {t: ms.buffer(t).bytes for t in elem}
     bound, box = dict(tiling.bound), dict(tiling.box)
     units = {d: -(-bound[d] // box[d]) for d in op.dims}        # block extent in boxes per loop
@@ -333,7 +362,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
         return {d: min(bound[d], u[d] * box[d]) for d in op.dims}
 
     def over(u):
-        st = _storage(op, lambda t: op.tensor_shape(t, extent(u)), elem, lanes, wb)
+        st = _storage(op, lambda t: op.tensor_shape(t, extent(u)), elem, layouts)
         return sum(max(0, st[t] - cap[t]) for t in st), -sum(st.values()), st
 
     while over(units)[0] > 0:
@@ -351,12 +380,12 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     split = any(block[d] < bound[d] for d in op.dims)
     for t in elem:
         if st[t] > cap[t]:
-            what = "lane store" if t == op.output.name else "lane copy"
-            copies = lanes[f"out_{t}"] if t == op.output.name else lanes[f"in_{t}"]
+            lay = layouts[t]
+            what = f"{lay.banks} lane copies" if lay.copies else f"{lay.banks} bank{'s' if lay.banks > 1 else ''}"
             scope = f"a block of {block} " if split else "the stt memory system "
             problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: {scope}stores the whole "
-                                    f"{'region of ' if split else ''}tensor {t} in each {what} ({copies} x "
-                                    f"{st[t] // copies} B = {st[t]} B on chip); raise the buffer or use a tiled "
+                                    f"{'region of ' if split else ''}tensor {t} in {what} ({lay.banks} x "
+                                    f"{st[t] // lay.banks} B = {st[t]} B on chip); raise the buffer or use a tiled "
                                     "dataflow", cap[t]))
     if problems:
         raise SpecError(problems)
@@ -371,7 +400,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
     order += [d for d in op.dims if d not in order]
     grid = tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
     shapes = {t: tuple(op.tensor_shape(t, block)) for t in elem}
-    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid)
+    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid, layouts)
     at = 0
     for t in [x.name for x in op.inputs] + [op.output.name]:
         plan.bases[t] = at

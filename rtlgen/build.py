@@ -218,9 +218,17 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
     port, descriptor fields) and, with ``--report``, ECP5 synthesis figures."""
     import time
     t0 = time.perf_counter()
-    text, top, manifest = layer_core_verilog(design, args.dataflow, pipeline=not args.no_pipeline, target=args.target)
-    files = {f"{top}.v": text, "layer_manifest.json": manifest_json(manifest)}
     lines = []
+    if design.dataflow(args.dataflow).skewed:          # a skewed stt map: its own memory system (rtlgen/stt_layer.py)
+        from .stt_layer import stt_layer_verilog
+        text, top, manifest = stt_layer_verilog(design, args.dataflow)
+        lines.append(f"  one build per layer: {manifest['layer']} (trip counts and phase tables are constants); "
+                     f"on chip {sum(b['bytes'] for b in manifest['buffers'].values()):,} B in banked buffers "
+                     f"(per-lane copies: {sum(b['per_lane_copies_bytes'] for b in manifest['buffers'].values()):,} B)")
+    else:
+        text, top, manifest = layer_core_verilog(design, args.dataflow, pipeline=not args.no_pipeline,
+                                                 target=args.target)
+    files = {f"{top}.v": text, "layer_manifest.json": manifest_json(manifest)}
     if args.report:
         report = layer_core_report(text, top, design.clock_mhz)
         files["layer_report.json"] = manifest_json(report)

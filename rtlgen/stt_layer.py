@@ -5,27 +5,29 @@
 
 * a DRAM preloaded at elaboration (fixed latency, one word a cycle, as rtlgen/layer_top.py ``LayerTop``);
 * the DMA: the burst timer of the tiled core (``transfer_timer_hw``), one burst request per timer issue,
-  response words written into the loading tensor's buffer, one copy per lane of that input (word = one DRAM
-  word of elements; a lane selects its element in the word);
+  response words written into the loading tensor's banked buffer (dataflow/stt_bank.py: one buffer per
+  tensor, a DRAM word into one group of banks; a tensor without a conflict-free banking: one copy per lane);
 * the array (rtlgen/stt_array.py ``SttArrayTop``, unchanged) and one stream sequencer per port
-  (rtlgen/stt_stream.py), started with the array command, advanced by the array's slot enable;
-* one output store per output lane (written by that lane, read back by the same partial-sum lane), summed
-  over lanes by the write-back, which streams the output tensor to DRAM one word a cycle.
+  (rtlgen/stt_stream.py), running one slot ahead of the array: bank reads are registered (one cycle), the
+  address of slot n is issued in the cycle before slot n fires (the command's handshake cycle for slot 0), so
+  the contract has no extra cycle;
+* one banked output store (written by the output lanes in their slot, read by the partial-sum lanes one slot
+  ahead, transparent for the bank's write port), which the write-back streams to DRAM one word a cycle (read
+  in the cycle before; a map without banking: one store per output lane, summed by the write-back).
 
 Blocks (``plan.grid``): block counters (an odometer, reduction loops innermost) after each command or
 write-back; region bases are the block counters times constants; the partial-sum sequencer's ``carry`` is
 high on a reduction block after the first; the write-back only after the last reduction block, clearing the
 store words it reads.
 
-Buffers and stores read combinationally (the simulation build; a block-RAM build would address one slot
-ahead, as the tiled core does). Sizes follow the problem: one build per layer.
+Every bank has one registered read port and one write port (block RAM). Sizes, trip counts and tables follow
+the problem: one build per layer.
 """
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
-from amaranth import Cat, Elaboratable, Module, Mux, Signal, hdl, unsigned
+from amaranth import Array, Cat, Elaboratable, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib.memory import Memory
 
 from archgen.dataflow.ir import PortRole, port_name
@@ -44,10 +46,15 @@ CYCLE_BITS = 40
 
 
 class SttLayerTop(Elaboratable):
-    def __init__(self, plan: SttLayerPlan, compiled, dram_init: list[int]):
+    """``dram_init`` None: the synthesis build (``archgen build SPEC --memory``): no simulated DRAM, an external
+    DRAM port instead (``dram_rd_req_*`` out, ``dram_rd_rsp_*`` in, answered ``memory.dram.latency`` cycles
+    after the request, one word a cycle, as the contract assumes; posted writes ``dram_wr_*``)."""
+
+    def __init__(self, plan: SttLayerPlan, compiled, dram_init: list[int] | None):
         self.plan = plan
         self.compiled = compiled
-        self.dram_init = list(dram_init)
+        self.synth = dram_init is None
+        self.dram_init = list(dram_init or [])
         self.dram_depth = max(1, plan.dram_words)
         op = plan.design.operation
         self.go = Signal()
@@ -57,8 +64,18 @@ class SttLayerTop(Elaboratable):
         self.rb_data = Signal(8 * plan.word_bytes)
         self.moved = {f"{x.name}.read": Signal(CYCLE_BITS, name=f"moved_{x.name}_read") for x in op.inputs}
         self.moved[f"{op.output.name}.write"] = Signal(CYCLE_BITS, name=f"moved_{op.output.name}_write")
+        wbits = 8 * plan.word_bytes
+        self.dram = SimpleNamespace(
+            rd_req_valid=Signal(name="dram_rd_req_valid"), rd_req_addr=Signal(32, name="dram_rd_req_addr"),
+            rd_req_words=Signal(16, name="dram_rd_req_words"), rd_rsp_valid=Signal(name="dram_rd_rsp_valid"),
+            rd_rsp_data=Signal(wbits, name="dram_rd_rsp_data"), wr_valid=Signal(name="dram_wr_valid"),
+            wr_addr=Signal(32, name="dram_wr_addr"), wr_data=Signal(wbits, name="dram_wr_data"))
 
     def ports(self):
+        if self.synth:
+            d = self.dram
+            return [self.go, self.finished, self.cycles, *self.moved.values(), d.rd_req_valid, d.rd_req_addr,
+                    d.rd_req_words, d.rd_rsp_valid, d.rd_rsp_data, d.wr_valid, d.wr_addr, d.wr_data]
         return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
 
     def elaborate(self, platform):
@@ -173,8 +190,9 @@ class SttLayerTop(Elaboratable):
         return sig
 
     def _dma(self, m, c) -> dict:
-        """Burst requests (consecutive words from the tensor's base) and the response words into every lane copy
-        of the loading input's buffer; returns input -> its lane copies."""
+        """Burst requests (consecutive words from the tensor's base) and the response words into the loading
+        input's banks (word w: bank row w div words_per_row, the bank group w mod words_per_row; copies: every
+        copy at row w); returns input -> its banks."""
         P = self.plan
         Wb = P.word_bytes
         c_words = P.design.memory_system.dram.burst_bytes // Wb
@@ -195,21 +213,38 @@ class SttLayerTop(Elaboratable):
         rd_req_valid = Signal(name="rd_req_valid")
         m.d.comb += rd_req_valid.eq(c.timer.issue & c.loading)
         c.rd_req = (rd_req_valid, cur_ptr, words_now)
-        dst = Signal(32, name="dma_dst_word")
+        k_max = max(P.layouts[x].words_per_row for x in c.inputs)
+        dst_row = Signal(32, name="dma_dst_row")
+        dst_wi = Signal(range(max(k_max, 2)), name="dma_dst_word_in_row")
         with m.If(c.t_start):
-            m.d.sync += dst.eq(0)
+            m.d.sync += [dst_row.eq(0), dst_wi.eq(0)]
         with m.Elif(c.rd_rsp_valid):
-            m.d.sync += dst.eq(dst + 1)
+            with m.Switch(c.state):
+                for xi, x in enumerate(c.inputs):
+                    with m.Case(xi):
+                        k = P.layouts[x].words_per_row
+                        with m.If(dst_wi == k - 1):
+                            m.d.sync += [dst_row.eq(dst_row + 1), dst_wi.eq(0)]
+                        with m.Else():
+                            m.d.sync += dst_wi.eq(dst_wi + 1)
         bufs = {}
         for xi, x in enumerate(c.inputs):
-            copies = []
-            for lane in range(P.program(port_name(PortRole.INPUT, x)).lanes):
-                mem = Memory(shape=unsigned(8 * Wb), depth=max(1, P.words(x)), init=[])
-                m.submodules[f"buf_{x}_lane{lane}"] = mem
+            lay = P.layouts[x]
+            eb = P.elem_bytes[x]
+            group = 1 if lay.copies else P.per_word(x) // lay.width      # banks one DRAM word fills
+            banks = []
+            for b in range(lay.banks):
+                mem = Memory(shape=unsigned(8 * eb * lay.width), depth=max(2, lay.rows(P.shapes[x])), init=[])
+                m.submodules[f"buf_{x}_bank{b}"] = mem
                 wp = mem.write_port()
-                m.d.comb += [wp.en.eq(c.rd_rsp_valid & (c.state == xi)), wp.addr.eq(dst), wp.data.eq(c.rd_rsp_data)]
-                copies.append(mem)
-            bufs[x] = copies
+                hit = c.rd_rsp_valid & (c.state == xi)
+                if not lay.copies:
+                    hit = hit & (dst_wi == b // group)
+                lo = 0 if lay.copies else (b % group) * lay.width * 8 * eb
+                m.d.comb += [wp.en.eq(hit), wp.addr.eq(dst_row),
+                             wp.data.eq(c.rd_rsp_data[lo:lo + 8 * eb * lay.width])]
+                banks.append(mem)
+            bufs[x] = banks
             left = Signal(32, name=f"dma_{x}_bytes_left")
             with m.If(c.t_start & (c.state == xi)):
                 m.d.sync += left.eq(P.tensor_bytes(x))
@@ -219,9 +254,13 @@ class SttLayerTop(Elaboratable):
         return bufs
 
     def _streams(self, m, arr, c, bufs) -> list:
-        """The array's streams: a sequencer per port, lane reads of the input copies, the tag port, the output
-        lane stores (written by their lane, read back by the same partial-sum lane); returns, per output
-        lane, the write-back's read data of the current word's elements."""
+        """The array's streams. Every sequencer runs one slot ahead of the array (held at slot 0 until the
+        command's handshake cycle, then advanced every cycle with it), so its addresses go to the banks' read
+        ports (registered: one cycle) in the cycle before the slot, and its valid, bank and in-row selections
+        are registered to meet the data. Input lanes read their banks; the tag port; the output's store: one
+        banked buffer, written by the output lanes in their slot, read by the partial-sum lanes one slot ahead
+        (transparent for the bank's write port, so a partial sum sees the write of the slot before it); the
+        write-back reads it when the array is idle. Returns the output's banks' read data."""
         P = self.plan
         y = c.y
         fire = Signal(name="slot_fire")
@@ -230,34 +269,83 @@ class SttLayerTop(Elaboratable):
         out_port = getattr(arr, port_name(PortRole.OUTPUT, y))
         psum_port = getattr(arr, port_name(PortRole.PSUM, y))
         m.d.comb += [fire.eq(out_port.valid), out_port.ready.eq(1)]   # the array fires whenever its beats are valid
+        seq_hold = Signal(name="seq_hold")
+        seq_step = Signal(name="seq_step")
+        lookahead = Signal(name="seq_lookahead")       # the sequencers' slot is read from the banks this cycle
+        m.d.comb += [seq_hold.eq(~c.in_running & ~cmd_start), seq_step.eq(cmd_start | fire),
+                     lookahead.eq((cmd_start | c.in_running) & ~arr.done)]
 
-        def sequencer(port):
-            seq = SttLaneSequencer(P.program(port))
+        def sequencer(port, tensor=None):
+            lay = P.layouts[tensor] if tensor is not None else None
+            seq = SttLaneSequencer(P.program(port), lay)
             m.submodules[f"seq_{port}"] = seq
-            m.d.comb += [seq.start.eq(cmd_start), seq.fire.eq(fire)]
+            m.d.comb += [seq.start.eq(seq_hold), seq.fire.eq(seq_step)]
+            seq.valid_r = Signal(seq.program.lanes, name=f"{port}_valid_r")
+            m.d.sync += seq.valid_r.eq(seq.valid)
             return seq
+
+        def select(seq, lay, name):
+            """Per lane: (bank row now, registered bank, registered element in the row); ``seq.row_r``: the
+            registered rows (a write in the slot)."""
+            rows, bank_r, sub_r = [], [], []
+            seq.row_r = []
+            for lane in range(seq.program.lanes):
+                row, sub = seq.addr[lane] // lay.width, seq.addr[lane] % lay.width
+                rows.append(row)
+                r_r = Signal(32, name=f"{name}_row_r{lane}")
+                m.d.sync += r_r.eq(row)
+                seq.row_r.append(r_r)
+                s_r = Signal(range(max(lay.width, 2)), name=f"{name}_sub_r{lane}")
+                m.d.sync += s_r.eq(sub)
+                sub_r.append(s_r)
+                if lay.copies:
+                    bank_r.append(lane)
+                else:
+                    b_r = Signal(range(max(lay.banks, 2)), name=f"{name}_bank_r{lane}")
+                    m.d.sync += b_r.eq(seq.bank[lane])
+                    bank_r.append(b_r)
+            return rows, bank_r, sub_r
+
+        def bank_addr(seq, lay, rows, b, default=0):
+            """Bank b's read row: the lane that reads it this cycle (at most one, by the banking)."""
+            addr = default
+            if lay.copies:
+                return rows[b]
+            for lane in range(seq.program.lanes):
+                addr = Mux(seq.valid[lane] & (seq.bank[lane] == b), rows[lane], addr)
+            return addr
+
+        def lane_data(datas, bank_r, sub_r, lane, bits, width):
+            d = datas[bank_r] if isinstance(bank_r, int) else Array(datas)[bank_r]
+            return d.word_select(sub_r, bits) if width > 1 else d[:bits]
 
         net = self.compiled.network
         for x in c.inputs:
             port = getattr(arr, port_name(PortRole.INPUT, x))
-            seq = sequencer(port_name(PortRole.INPUT, x))
+            lay = P.layouts[x]
+            seq = sequencer(port_name(PortRole.INPUT, x), x)
             clear = sequencer(f"clear_{x}") if f"clear_{x}" in P.ports else None
-            eb, pw = P.elem_bytes[x], P.per_word(x)
+            eb = P.elem_bytes[x]
             shp = shape_of(self.compiled.design.type_of[x].bits, self.compiled.design.type_of[x].signed)
             m.d.comb += port.valid.eq(c.in_running)
-            for lane, mem in enumerate(bufs[x]):
-                rp = mem.read_port(domain="comb")
-                m.d.comb += rp.addr.eq(seq.addr[lane] // pw)          # constant divisor (a shift for powers of two)
-                elem = rp.data.word_select(seq.addr[lane] % pw, 8 * eb) if pw > 1 else rp.data[:8 * eb]
+            rows, bank_r, sub_r = select(seq, lay, f"in_{x}")
+            datas = []
+            for b, mem in enumerate(bufs[x]):
+                rp = mem.read_port()
+                m.d.comb += rp.addr.eq(bank_addr(seq, lay, rows, b))
+                datas.append(rp.data)
+            for lane in range(seq.program.lanes):
+                elem = lane_data(datas, bank_r[lane], sub_r[lane], lane, 8 * eb, lay.width if not lay.copies
+                                 else P.per_word(x))
                 if clear is None:
-                    m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], elem, 0))
+                    m.d.comb += port.payload[lane].eq(Mux(seq.valid_r[lane], elem, 0))
                     continue
                 # a ring at the FU: a mirror of it gives what it holds; the lane sends new - held (load) or - held
                 held = Signal(shp, name=f"{x}_mirror_out_{lane}")
                 new = Signal(shp, name=f"{x}_mirror_in_{lane}")
                 m.d.comb += held.eq(delay_line(m, new, net.hop(x).dt, fire, f"{x}_mirror_{lane}_", shp))
-                m.d.comb += [new.eq(Mux(seq.valid[lane], elem.as_signed() if shp.signed else elem,
-                                        Mux(clear.valid[lane], 0, held))),
+                m.d.comb += [new.eq(Mux(seq.valid_r[lane], elem.as_signed() if shp.signed else elem,
+                                        Mux(clear.valid_r[lane], 0, held))),
                              port.payload[lane].eq(new - held)]
         carrier = self.compiled.network.carrier
         if carrier:                                  # validity tags: a sequencer whose entries are constants
@@ -265,67 +353,110 @@ class SttLayerTop(Elaboratable):
             seq = sequencer(tag_port(carrier))
             m.d.comb += port.valid.eq(c.in_running)
             for lane in range(seq.program.lanes):
-                m.d.comb += port.payload[lane].eq(Mux(seq.valid[lane], seq.value[lane], 0))
-        oseq = sequencer(port_name(PortRole.OUTPUT, y))
-        pseq = sequencer(port_name(PortRole.PSUM, y))
+                v_r = Signal.like(seq.value[lane], name=f"tag_value_r{lane}")
+                m.d.sync += v_r.eq(seq.value[lane])
+                m.d.comb += port.payload[lane].eq(Mux(seq.valid_r[lane], v_r, 0))
+        lay = P.layouts[y]
+        oseq = sequencer(port_name(PortRole.OUTPUT, y), y)
+        pseq = sequencer(port_name(PortRole.PSUM, y), y)
         m.d.comb += pseq.carry.eq(c.carry)
         ring = (sequencer(f"load_{y}"), sequencer(f"clear_{y}")) if f"load_{y}" in P.ports else None
         m.d.comb += psum_port.valid.eq(c.in_running)
-        acc_shape = shape_of(self.compiled.design.acc_type.bits, self.compiled.design.acc_type.signed)
-        n_out = math.prod(P.shapes[y])
+        acc_bits = self.compiled.design.acc_type.bits
+        acc_shape = shape_of(acc_bits, self.compiled.design.acc_type.signed)
+        W = lay.width
+        k = lay.words_per_row
         pw_out = P.per_word(y)
+        group = lay.banks if lay.copies else pw_out // W        # banks one DRAM word spans
+        # the write-back's word (now) and the row it reads for the next cycle's word
         c.wb_word = Signal(32, name="wb_word")
         c.word_now = Signal(32, name="wb_word_now")
-        m.d.comb += c.word_now.eq(Mux(c.t_start, 0, c.wb_word))
-        store_reads = []
-        for lane in range(oseq.program.lanes):
-            mem = Memory(shape=unsigned(self.compiled.design.acc_type.bits), depth=n_out, init=[0] * n_out)
-            m.submodules[f"store_{y}_lane{lane}"] = mem
-            wp = mem.write_port()
-            m.d.comb += [wp.en.eq(fire & oseq.valid[lane]), wp.addr.eq(oseq.addr[lane]),
-                         wp.data.eq(out_port.payload[lane])]
-            rp = mem.read_port(domain="comb")
-            start = Mux(pseq.valid[lane], rp.data, 0)
-            m.d.comb += rp.addr.eq(pseq.addr[lane])
+        wb_row = Signal(32, name="wb_row")
+        wb_wi = Signal(range(max(k, 2)), name="wb_word_in_row")
+        row_now = Signal(32, name="wb_row_now")
+        wi_now = Signal(range(max(k, 2)), name="wb_word_in_row_now")
+        m.d.comb += [c.word_now.eq(Mux(c.t_start, 0, c.wb_word)), row_now.eq(Mux(c.t_start, 0, wb_row)),
+                     wi_now.eq(Mux(c.t_start, 0, wb_wi))]
+        last_wi = wi_now == k - 1
+        nxt_row, nxt_wi = Mux(last_wi, row_now + 1, row_now), Mux(last_wi, 0, wi_now + 1)
+        with m.If(c.wr_valid):
+            m.d.sync += [wb_row.eq(nxt_row), wb_wi.eq(nxt_wi)]
+        rd_row = Mux(c.writing, nxt_row, 0)
+        rd_wi = Mux(c.writing, nxt_wi, 0)
+        o_rows, o_bank_r, o_sub_r = select(oseq, lay, f"out_{y}")
+        p_rows, p_bank_r, p_sub_r = select(pseq, lay, f"psum_{y}")
+        store_datas = []
+        for b in range(lay.banks):
+            mem = Memory(shape=unsigned(acc_bits * W), depth=max(2, lay.rows(P.shapes[y])), init=[])
+            m.submodules[f"store_{y}_bank{b}"] = mem
+            wp = mem.write_port(granularity=acc_bits if W > 1 else None)
+            wsel = self._store_writer(m, oseq, lay, b, fire, o_bank_r, o_sub_r, out_port, acc_bits, y)
+            wclr = c.wr_valid & (wi_now == b // group) if P.n_blocks > 1 else 0
+            m.d.comb += [wp.addr.eq(Mux(wclr, row_now, wsel.row)),
+                         wp.data.eq(Mux(wclr, 0, wsel.data)),
+                         wp.en.eq(Mux(wclr, (1 << W) - 1 if W > 1 else 1, wsel.en))]
+            rp = mem.read_port(transparent_for=(wp,))
+            wb_hit = rd_wi == b // group if not lay.copies else 1
+            m.d.comb += rp.addr.eq(Mux(lookahead, bank_addr(pseq, lay, p_rows, b), Mux(wb_hit, rd_row, 0)))
+            store_datas.append(rp.data)
+        for lane in range(pseq.program.lanes):
+            got = lane_data(store_datas, p_bank_r[lane], p_sub_r[lane], lane, acc_bits, W)
+            start = Mux(pseq.valid_r[lane], got, 0)
             if ring is None:
                 m.d.comb += psum_port.payload[lane].eq(start)
             else:           # the output ring: its mirror holds the output beats; start - held loads, - held clears
                 held = Signal(acc_shape, name=f"{y}_mirror_out_{lane}")
                 m.d.comb += held.eq(delay_line(m, out_port.payload[lane], net.output.dt, fire, f"{y}_mirror_{lane}_",
                                                acc_shape))
-                m.d.comb += psum_port.payload[lane].eq(Mux(ring[0].valid[lane], start.as_signed() - held,
-                                                           Mux(ring[1].valid[lane], -held, 0)))
-            reads = []
+                m.d.comb += psum_port.payload[lane].eq(Mux(ring[0].valid_r[lane], start.as_signed() - held,
+                                                           Mux(ring[1].valid_r[lane], -held, 0)))
+        # the write-back's word: its elements from the banks of its group (read in the cycle before)
+        words = []
+        for wi in range(k):
+            elems = []
             for e in range(pw_out):
-                r = mem.read_port(domain="comb")
-                m.d.comb += r.addr.eq(c.word_now * pw_out + e)
-                reads.append(r.data)
-                if P.n_blocks > 1:         # the write-back clears what it read, for the next output block
-                    clr = mem.write_port()
-                    at = c.word_now * pw_out + e
-                    m.d.comb += [clr.en.eq(c.wr_valid & (at < n_out)), clr.addr.eq(at), clr.data.eq(0)]
-            store_reads.append(reads)
-        return store_reads
+                if lay.copies:      # lane stores: every element is written by one lane, the others hold zero
+                    total = 0
+                    for d in store_datas:
+                        total = total + d[e * acc_bits:(e + 1) * acc_bits]
+                    elems.append(total[:acc_bits])
+                    continue
+                pos = wi * pw_out + e
+                b, sub = pos // W, pos % W
+                elems.append(store_datas[b][sub * acc_bits:(sub + 1) * acc_bits])
+            words.append(Cat(*elems))
+        c.wb_data = Array(words)[wi_now] if k > 1 else words[0]
+        return store_datas
+
+    def _store_writer(self, m, oseq, lay, b, fire, bank_r, sub_r, out_port, acc_bits, y):
+        """Bank b's write in this slot: the output lane whose registered bank is b (at most one)."""
+        W = lay.width
+        row = Signal(32, name=f"store_{y}_bank{b}_wrow")
+        data = Signal(acc_bits * W, name=f"store_{y}_bank{b}_wdata")
+        en = Signal(max(W, 1), name=f"store_{y}_bank{b}_wen")
+        for lane in range(oseq.program.lanes):
+            if lay.copies and lane != b:               # a lane store: written by its own lane only
+                continue
+            hit = fire & oseq.valid_r[lane] & (bank_r[lane] == b)
+            with m.If(hit):
+                m.d.comb += [row.eq(oseq.row_r[lane]), data.eq(out_port.payload[lane].as_unsigned().replicate(W)
+                                                                if W > 1 else out_port.payload[lane]),
+                             en.eq((1 << sub_r[lane]) if W > 1 else 1)]
+        return SimpleNamespace(row=row, data=data, en=en)
 
     def _write_back(self, m, c, store_reads) -> None:
-        """One word a cycle from the job's start, each element the sum over the lane stores."""
+        """One word a cycle from the job's start (its elements read from the store's banks in the cycle
+        before: the array's done cycle for the first word)."""
         P = self.plan
         y = c.y
-        n_out = math.prod(P.shapes[y])
+        n_out = P.layouts[y].positions(P.shapes[y])
         pw_out = P.per_word(y)
-        acc_bits = self.compiled.design.acc_type.bits
         wb_left = Signal(32, name="wb_words_left")
         wb_on = Signal(name="wb_on")
         m.d.comb += wb_on.eq(c.writing & (c.t_start | (wb_left != 0)))
         words_left_now = Mux(c.t_start, P.words(y), wb_left)
-        elems = []
-        for e in range(pw_out):
-            total = 0
-            for reads in store_reads:
-                total = total + reads[e]
-            elems.append(total[:acc_bits])
         m.d.comb += [c.wr_valid.eq(wb_on & (words_left_now != 0)), c.wr_addr.eq(c.bases[y] + c.word_now),
-                     c.wr_data.eq(Cat(*elems))]
+                     c.wr_data.eq(c.wb_data)]
         with m.If(c.wr_valid):
             m.d.sync += [c.wb_word.eq(c.word_now + 1), wb_left.eq(words_left_now - 1)]
             last = (c.word_now + 1) * pw_out >= n_out
@@ -333,9 +464,49 @@ class SttLayerTop(Elaboratable):
             m.d.sync += self.moved[f"{y}.write"].eq(self.moved[f"{y}.write"] + take)
 
     def _dram(self, m, c) -> None:
-        """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes."""
+        """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes
+        (the synthesis build: the external port)."""
         P = self.plan
+        if self.synth:
+            d = self.dram
+            valid, addr, words = c.rd_req
+            m.d.comb += [d.rd_req_valid.eq(valid), d.rd_req_addr.eq(addr), d.rd_req_words.eq(words),
+                         c.rd_rsp_valid.eq(d.rd_rsp_valid), c.rd_rsp_data.eq(d.rd_rsp_data),
+                         d.wr_valid.eq(c.wr_valid), d.wr_addr.eq(c.wr_addr), d.wr_data.eq(c.wr_data)]
+            return
         simulated_dram(m, word_bytes=P.word_bytes, depth=self.dram_depth, init=self.dram_init,
                        latency=P.design.memory_system.dram.latency, addr_bits=32, rd_req=c.rd_req,
                        rd_rsp=(c.rd_rsp_valid, c.rd_rsp_data), wr=(c.wr_valid, c.wr_addr, c.wr_data),
                        rb=(self.rb_addr, self.rb_data))
+
+
+def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None) -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of the synthesizable stt layer top for one layer (the spec's problem
+    bounds unless given): banked buffers and the output store as block RAM (one registered read and one write
+    port per bank), the sequencers, the DMA with an external DRAM port. Trip counts and tables are constants of
+    this build (one build per layer)."""
+    from amaranth.back import verilog
+
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.dataflow.stt_layer import plan_stt_layer
+
+    from .build import strip_zero_memory_init
+    compiled = compile_array(design, dataflow)
+    bounds = dict(bounds if bounds is not None else design.bounds)
+    plan = plan_stt_layer(stt_tiling(compiled.network, bounds))
+    top = SttLayerTop(plan, compiled, None)
+    name = f"{design.name}_stt_layer"
+    text = strip_zero_memory_init(verilog.convert(top, name=name, ports=top.ports(), emit_src=False))
+    mem = design.memory_system
+    manifest = {
+        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape), "layer": bounds,
+        "grid": dict(plan.grid), "block": dict(plan.tiling.bound), "cycles": plan.cycles(),
+        "buffers": {t: {"banks": lay.banks, "copies": lay.copies, "rows_per_bank": lay.rows(plan.shapes[t]),
+                        "bits": 8 * plan.elem_bytes[t] * lay.width, "bytes": plan.storage_bytes()[t],
+                        "per_lane_copies_bytes": plan.copies_storage_bytes()[t]}
+                    for t, lay in plan.layouts.items()},
+        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
+                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
+    }
+    return text, name, manifest

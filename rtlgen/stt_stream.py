@@ -16,12 +16,15 @@ output beat is dropped). Built from counters, adds, a shift register, table bits
   partial-sum port, the box is not its output block's first visit.
 
 ``start`` restarts at slot 0 (box 0); ``fire`` advances one slot (the array's lock-step enable). The outputs
-describe the current slot (combinational from the registers), so a buffer with a registered read port must be
-addressed one slot ahead, as the layer core's walks are (docs/memory.md). The program (trip counts, steps,
-tables) is a constant of this elaboration, i.e. one build per problem, like the simulation build of the layer
-core's shape table; ``lane_walk`` is the model this is tested against (tests/rtlgen/test_stt_stream.py).
+describe the current slot (combinational from the registers); the layer top (rtlgen/stt_layer.py) holds it at
+slot 0 until the array command and steps it with the array one slot ahead, so its registered bank reads meet
+the slot. The program (trip counts, steps, tables) is a constant of this elaboration, i.e. one build per
+problem; ``lane_walk`` (and, with a banked layout, dataflow/stt_bank.py ``layout_walk``) is the model this is
+tested against (tests/rtlgen/test_stt_stream.py).
 """
 from __future__ import annotations
+
+import math
 
 from amaranth import Array, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
@@ -37,8 +40,13 @@ def _bits(v: int) -> int:
 
 
 class SttLaneSequencer(wiring.Component):
-    def __init__(self, program: LaneProgram):
+    """``layout`` (a banked ``BankLayout``, dataflow/stt_bank.py): ``addr`` is the element's index in its bank
+    (the box's in-bank base, kept by the walker with constant steps, plus the entry's constant) and ``bank``
+    the entry's bank (a constant per lane and phase)."""
+
+    def __init__(self, program: LaneProgram, layout=None):
         self.program = program
+        self.layout = layout if layout is not None and not layout.copies else None
         p = program
         total = 1
         for e in p.extent:
@@ -48,6 +56,12 @@ class SttLaneSequencer(wiring.Component):
             [abs(s) * t for st, t in zip(p.step, p.trips) for s in st] + [0]) + max(p.extent)
         self.coord_bits = _bits(reach) + 1           # signed
         self.lin_bits = _bits(max(reach * max(p.strides), total)) + 2
+        lay = self.layout
+        if lay is not None:
+            cells = lay.cells_of(p.extent)
+            span = sum((reach // m + 2) * int(math.prod(cells[j + 1:])) for j, m in enumerate(lay.mod)) * lay.size
+            self.lin_bits = max(self.lin_bits, _bits(span) + 2)
+            self.addr_bits = _bits(max(lay.rows(p.extent) * lay.width - 1, 1))
         members = {
             "start": In(1), "fire": In(1),
             "carry": In(1),                          # no box is a first visit (a later reduction block)
@@ -55,6 +69,8 @@ class SttLaneSequencer(wiring.Component):
             "addr": Out(data.ArrayLayout(unsigned(self.addr_bits), p.lanes)),
             "slot_box": Out(32),                     # box group of the current slot (n div period), for tests
         }
+        if self.layout is not None:
+            members["bank"] = Out(data.ArrayLayout(unsigned(_bits(max(self.layout.banks - 1, 1))), p.lanes))
         if p.is_tag:                                 # a validity-tag port: the entry's value for the box's edges
             self.value_bits = _bits(max(v for vals in p.values for v in vals))
             members["value"] = Out(data.ArrayLayout(unsigned(self.value_bits), p.lanes))
@@ -109,6 +125,14 @@ class SttLaneSequencer(wiring.Component):
         for (lane, ph), val in p.entries:
             table.setdefault(lane, {})[ph] = val
         for lane in range(p.lanes):
+            if lane not in table:       # a lane with no entries (this problem's boxes never reach it): never
+                never = phase == p.period                   # valid; a compare, not a constant, for the lint
+                m.d.comb += [self.valid[lane].eq(never), self.addr[lane].eq(lin)]
+                if self.layout is not None:
+                    m.d.comb += self.bank[lane].eq(never)
+                if p.is_tag:
+                    m.d.comb += self.value[lane].eq(never)
+                continue
             with m.Switch(phase):
                 for ph, (delta, off, masks) in sorted(table.get(lane, {}).items()):
                     with m.Case(ph):
@@ -125,7 +149,12 @@ class SttLaneSequencer(wiring.Component):
                             ok = ok & ~first
                         for j in range(ndim):
                             ok = ok & (coords[j] >= 0) & (coords[j] < p.extent[j])
-                        m.d.comb += [self.valid[lane].eq(ok), self.addr[lane].eq(base + p.linear(off))]
+                        if self.layout is None:
+                            m.d.comb += [self.valid[lane].eq(ok), self.addr[lane].eq(base + p.linear(off))]
+                            continue
+                        bank, index = self.layout.entry(off, p.extent)
+                        m.d.comb += [self.valid[lane].eq(ok), self.addr[lane].eq(base + index),
+                                     self.bank[lane].eq(bank)]
         return m
 
     def _step_walker(self, m, counters, origin, lin, exists):
@@ -146,4 +175,5 @@ class SttLaneSequencer(wiring.Component):
             total = [a + s for a, s in zip(acc, step)]
             m.d.sync += counters[lv].eq(counters[lv] + 1)
             m.d.sync += [o.eq(o + t) for o, t in zip(origin, total)]
-            m.d.sync += lin.eq(lin + p.linear(total))
+            m.d.sync += lin.eq(lin + (p.linear(total) if self.layout is None
+                                      else self.layout.index_step(total, p.extent)))

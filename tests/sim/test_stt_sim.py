@@ -29,43 +29,49 @@ def test_memory_system_path_runs_the_stt_layer_contract():
     results, _ = simulate_workload_on_array(design, get_workload("gemm:8,6,5"))
     tiling = stt_tiling(compile_array(design).network, {"i": 8, "k": 6, "j": 5})
     dram = design.memory_system.dram
-    want = dram.transfer_cycles(8 * 6) + dram.transfer_cycles(6 * 5) + tiling.slots + 2 + dram.transfer_cycles(4 * 8 * 5)
-    assert results[0].cycles == want == plan_stt_layer(tiling).cycles()
-    assert results[0].dram_bytes == {"A.read": 48, "B.read": 30, "C.write": 160}
+    plan = plan_stt_layer(tiling)
+    # every region in bank order: whole bank rows of the banked layout (dataflow/stt_bank.py), at least the tensor
+    image = {t: plan.layouts[t].positions(plan.shapes[t]) * plan.elem_bytes[t] for t in ("A", "B", "C")}
+    assert image["A"] >= 48 and image["B"] >= 30 and image["C"] >= 160
+    want = (dram.transfer_cycles(image["A"]) + dram.transfer_cycles(image["B"]) + tiling.slots + 2
+            + dram.transfer_cycles(image["C"]))
+    assert results[0].cycles == want == plan.cycles()
+    assert results[0].dram_bytes == {"A.read": image["A"], "B.read": image["B"], "C.write": image["C"]}
     assert results[0].sram_accesses == {f"buffer.{k}": v for k, v in plan_stt_layer(tiling).buffer_accesses().items()}
     assert results[0].energy_pj["buffers"] > 0
 
 
 def test_a_tensor_larger_than_its_buffer_is_refused_by_field():
     with pytest.raises(SpecError) as err:
-        simulate_workload_on_array(load_spec("gemm_hex", ["memory.B.bytes=64"]), get_workload("gemm:8,9,8"))
+        simulate_workload_on_array(load_spec("gemm_hex", ["memory.B.bytes=8"]), get_workload("gemm:8,9,8"))
     msg = str(err.value.problems[0])
-    # even a block of one box (a 3 x 2 x 2 region of B in one 32-B DRAM word) in each of B's 4 lane copies
+    # even a block of one box (a 2 x 3 region of B: one 16-B bank row in each of B's 2 banks)
     assert msg.startswith("memory.B.bytes: layer gemm: a block of {'i': 3, 'j': 2, 'k': 2} stores the whole "
-                          "region of tensor B in each lane copy (4 x 32 B = 128 B on chip)")
-    assert msg.endswith("(got 64)")
+                          "region of tensor B in 2 banks (2 x 16 B = 32 B on chip)")
+    assert msg.endswith("(got 8)")
 
 
-def test_the_fit_check_counts_every_lane_copy_and_store():
-    """The refusal compares what the top instantiates (lanes x tensor), not one tensor, with the buffer."""
+def test_the_fit_check_counts_the_banked_buffers():
+    """The refusal compares what the top instantiates (the banks of each tensor's layout, whole bank rows) with
+    the buffer; one banked buffer per tensor holds a fraction of the per-lane copies of the first form."""
     from archgen.dataflow.stt_layer import plan_stt_layer
     design = load_spec("gemm_hex", ["array.shape=3x5"])
     tiling = stt_tiling(compile_array(design).network, {"i": 8, "k": 6, "j": 5})
     plan = plan_stt_layer(tiling)
     st = plan.storage_bytes()
-    lanes = {p.port: p.lanes for p in plan.programs}
-    wb = plan.word_bytes
-    assert st == {"A": lanes["in_A"] * -(-48 // wb) * wb, "B": lanes["in_B"] * -(-30 // wb) * wb,
-                  "C": lanes["out_C"] * 4 * 40}
-    assert min(lanes.values()) > 1
+    assert st == {t: lay.storage(plan.shapes[t]) * plan.elem_bytes[t] for t, lay in plan.layouts.items()}
+    assert not any(lay.copies for lay in plan.layouts.values())
+    assert st["A"] >= 48 and st["B"] >= 30 and st["C"] >= 160
+    assert all(st[t] < plan.copies_storage_bytes()[t] for t in st)
     assert plan.grid == ()
-    # a buffer that holds the output once but not its lane stores: the layer runs in blocks that fit
-    tight = load_spec("gemm_hex", ["array.shape=3x5", f"memory.C.bytes={160 * lanes['out_C'] - 1}"])
+    # a buffer one byte short of the output's banks: the layer runs in blocks that fit
+    tight = load_spec("gemm_hex", ["array.shape=3x5", f"memory.C.bytes={st['C'] - 1}"])
     blocked = plan_stt_layer(stt_tiling(compile_array(tight).network, {"i": 8, "k": 6, "j": 5}))
-    assert blocked.n_blocks > 1 and blocked.storage_bytes()["C"] <= 160 * lanes["out_C"] - 1
-    ok = load_spec("gemm_hex", ["array.shape=3x5", f"memory.C.bytes={160 * lanes['out_C']}"])
+    assert blocked.n_blocks > 1 and blocked.storage_bytes()["C"] <= st["C"] - 1
+    ok = load_spec("gemm_hex", ["array.shape=3x5", f"memory.C.bytes={st['C']}"])
     whole = plan_stt_layer(stt_tiling(compile_array(ok).network, {"i": 8, "k": 6, "j": 5}))
-    assert whole.grid == () and whole.storage_bytes()["C"] == 160 * lanes["out_C"]
+    assert whole.grid == () and whole.storage_bytes()["C"] == st["C"]
+
 
 def test_box_timing_is_a_closed_form_for_millions_of_boxes():
     """The ideal-stream model keeps no per-box list: a GEMM of tens of millions of boxes is one formula, and
@@ -86,7 +92,7 @@ def test_box_timing_is_a_closed_form_for_millions_of_boxes():
 
 
 def test_a_bert_sized_layer_runs_in_blocks_at_default_sizes():
-    """gemm_hex's default buffers cannot hold a 128 x 768 x 768 layer's lane copies; it runs as a grid of
+    """gemm_hex's default buffers cannot hold a 128 x 768 x 768 layer's banked tensors; it runs as a grid of
     blocks whose storage fits, with the DRAM traffic of the blocks' regions."""
     from archgen.dataflow.stt_layer import plan_stt_layer
     design = load_spec("gemm_hex")
