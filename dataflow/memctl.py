@@ -423,8 +423,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     if hasattr(compiled, "network"):        # a skewed stt map: its memory system is dataflow/stt_layer.py
         raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "the tiled layer core cannot run a skewed "
-                                 "stt map; its memory system (docs/memory.md, skewed stt maps) is a simulation build "
-                                 "per layer: run it with archgen verify or archgen sim",
+                                 "stt map; its memory system is the stt layer top (docs/memory.md, skewed stt maps), "
+                                 "built per layer: archgen build --memory, archgen verify or archgen sim",
                                  [list(r) for r in compiled.dataflow.stt])])
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
