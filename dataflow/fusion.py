@@ -63,9 +63,26 @@ def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> t
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         problems.append(problem(path, f"dataflow(s) {', '.join(dup)} listed twice", list(names)))
+    for n in dict.fromkeys(names):
+        if n in known and _has_delay_connections(design, design.dataflow(n)):
+            # the fused array (rtlgen/fused_array.py) has no FIFOs nor halo steps: it would tie them to zero
+            problems.append(problem(path, f"dataflow {n!r} feeds inputs through delay connections (FIFOs with halo "
+                                    "steps), which the fused array does not build; build it alone with --dataflow",
+                                    list(names)))
     if problems:
         raise SpecError(problems)
     return tuple(design.dataflow(n) for n in names)
+
+
+def _has_delay_connections(design: Design, df: Dataflow) -> bool:
+    from archgen.mappings.tiling import delay_axes
+    from .interconnect import tiled_equivalent
+    if df.skewed:
+        return False
+    try:
+        return bool(delay_axes(design, tiled_equivalent(design, df)))
+    except SpecError:
+        return False                 # refused on its own when built
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -208,3 +208,15 @@ def test_a_problem_deeper_than_the_fifo_buffers_is_refused():
         map_problem(design, dict(design.reference_bounds, q=5))
     assert str(err.value).startswith("array.max_fifo_depth: dataflow rs's delay connections hold one step of t_p = "
                                      "5 array steps (trips of q (5) in these bounds)")
+
+
+@pytest.mark.parametrize("overrides", [(), OUTER])
+def test_fusing_a_dataflow_with_delay_connections_is_refused(overrides):
+    """The fused array builds no FIFOs nor halo steps (it would tie the FIFO outputs to zero): refused."""
+    from archgen.dataflow.fusion import check_fusable
+    other = "{spatial: {k: 1, c: 0}, order: [k, c, r, s, n, q, p], inner: [n, q, p], control: [1, 1]}"
+    design = load_spec("conv_rs", list(overrides) + [f"dataflows.b={other}"])
+    with pytest.raises(SpecError) as err:
+        check_fusable(design, ["rs", "b"])
+    assert str(err.value) == ("fuse: dataflow 'rs' feeds inputs through delay connections (FIFOs with halo steps), "
+                              "which the fused array does not build; build it alone with --dataflow (got ['rs', 'b'])")
