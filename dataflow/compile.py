@@ -203,6 +203,6 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
                 by_name[df.name] = fused_stt_view(design, df, target, period, stages,
                                                   levels * DelayTable.load(target).mux2_ns)
     views = tuple(by_name[df.name] for df in dfs)
-    command = fused_command_layout(design, dfs)
+    command = fused_command_layout(design, dfs, views)
     key = hashlib.sha256(repr((hw, dfs, period, target, "fused")).encode()).hexdigest()
     return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key)
