@@ -55,8 +55,8 @@ def _convert(prog, image, name, fused=None):
     if fused is not None:             # the fused array inside the memory system, its select from the layer
         from archgen.rtlgen.fused_array import FusedArrayTop
         df = prog.compiled.dataflow.name
-        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None
-                  and f.loop not in prog.compiled.dataflow.outer_dims()}
+        own = {f.loop for f in prog.compiled.command.fields}     # outer loops, halo and FIFO-depth loops
+        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None and f.loop not in own}
         fields["dataflow"] = fused.index(df)
         top = LayerTop(prog, image, FusedArrayTop(fused), fields)
         return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)

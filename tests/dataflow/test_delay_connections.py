@@ -210,13 +210,32 @@ def test_a_problem_deeper_than_the_fifo_buffers_is_refused():
                                      "5 array steps (trips of q (5) in these bounds)")
 
 
-@pytest.mark.parametrize("overrides", [(), OUTER])
-def test_fusing_a_dataflow_with_delay_connections_is_refused(overrides):
-    """The fused array builds no FIFOs nor halo steps (it would tie the FIFO outputs to zero): refused."""
-    from archgen.dataflow.fusion import check_fusable
-    other = "{spatial: {k: 1, c: 0}, order: [k, c, r, s, n, q, p], inner: [n, q, p], control: [1, 1]}"
-    design = load_spec("conv_rs", list(overrides) + [f"dataflows.b={other}"])
-    with pytest.raises(SpecError) as err:
-        check_fusable(design, ["rs", "b"])
-    assert str(err.value) == ("fuse: dataflow 'rs' feeds inputs through delay connections (FIFOs with halo steps), "
-                              "which the fused array does not build; build it alone with --dataflow (got ['rs', 'b'])")
+WS = "dataflows.ws={spatial: {c: 0, k: 1}, order: [k, c, r, s, n, p, q], inner: [n, p, q], control: [1, 1]}"
+
+
+@pytest.mark.parametrize("overrides", [("array.shape=3x2",), ("array.shape=3x2",) + OUTER2])
+def test_a_fused_design_builds_the_fifos_and_halo_of_its_delay_dataflow(overrides):
+    """rs (delay connections) fused with a ws dataflow: the rs view keeps its FIFOs and halo, the fused command
+    carries the halo loop and the FIFO-depth loops, and the fused top builds one FIFO (register chain, or a
+    buffer of run-time depth on an outer inner loop) per FIFO node plus the halo mask on the multipliers.
+    Verilator (exact outputs, RTL == model cycles): tests/verif/test_fused_delay.py."""
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = load_spec("conv_rs", list(overrides) + [WS])
+    fused = compile_fused(design, ["rs", "ws"])
+    single = compile_array(design, "rs")
+    view = fused.view("rs")
+    assert len(view.fu_graph.fifos()) == len(single.fu_graph.fifos()) > 0
+    assert view.fu_graph.halo == single.fu_graph.halo
+    loops = {f.loop for f in fused.command.fields if f.loop is not None}
+    assert {d for d, _ in view.fu_graph.halo} | set(view.fu_graph.fifo_depth_loops) <= loops
+    mapping = map_problem(design, {"n": 2, "k": 3, "p": 4, "q": 3, "c": 2, "r": 5, "s": 2}, view.dataflow)
+    word = fused.command_word("rs", mapping.steps, mapping.trips())
+    assert word["trips_p"] == mapping.trips()["p"] and word["dataflow"] == 0
+    text, _ = fused_verilog(fused)
+    fifo_nodes = [n for n in view.timing.prim.graph.nodes if n.kind.name == "FIFO"]
+    assert fifo_nodes
+    for n in fifo_nodes:
+        stem = f"{n.operand}_fifo_{'_'.join(map(str, n.coord))}_rs"
+        assert (stem + "_buf" in text or f"{stem}_wp" in text) if view.fu_graph.fifo_depth_loops else f"{stem}_0" in text
+    assert "halo_sel" in text and "halo_pos_p" in text
