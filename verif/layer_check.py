@@ -18,7 +18,6 @@ from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import layer_program
 from archgen.mappings.memory_tiling import dram_bytes, make_command, plan_layer
-from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
 
@@ -85,7 +84,7 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         cmd = plan_layer(design, bounds, df, layer)
     prog = layer_program(compiled, cmd, layer, spec_size=False)           # refusals happen here, before anything is built
     model = simulate_layer(compiled, cmd, layer=layer)
-    mapping = map_problem(design, bounds, df)
+    mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)
     tensors = random_operands(compiled.fu_graph, mapping, np.random.default_rng(seed))
     image = prog.dram_image(tensors)
     name = f"{design.name}_layer"

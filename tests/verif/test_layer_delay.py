@@ -82,3 +82,13 @@ def test_conv_rs_layers(sets, bounds, tile, order, seed):
     design = load_spec("conv_rs", sets)
     r = verify_layer(design, bounds or design.reference_bounds, tile=tile, order=order, seed=seed)
     _check(r)
+
+
+@pytest.mark.slow
+def test_planner_chunks_a_layer_deeper_than_the_fifo_buffers():
+    """No tile given: q (5) is deeper than array.max_fifo_depth (2), so the planner cuts q into chunks whose
+    FIFO depth fits (plan_layer); outputs exact, RTL cycles == model cycles."""
+    design = load_spec("conv_rs", ["array.shape=3x2", "array.max_fifo_depth=2"] + D8 + list(OUTER))
+    r = verify_layer(design, dict(n=1, k=3, p=4, q=5, c=2, r=4, s=2), seed=9)
+    _check(r)
+    assert r.detail["n_blocks"]["q"] == 3
