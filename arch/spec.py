@@ -173,6 +173,11 @@ class MemorySystem:
                 f"burst {d.burst_bytes} B, {d.outstanding} outstanding")
 
 
+# array steps a delay connection's run-time-depth FIFO holds by default (spec field array.max_fifo_depth): a
+# 64 x 8-bit buffer (512 bits) costs the arborescence half a memory lane; wider operands stay memory-fed
+DEFAULT_MAX_FIFO_DEPTH = 64
+
+
 @dataclass(frozen=True)
 class Design:
     """A validated accelerator spec: one operation, one array, one or more dataflows."""
@@ -191,6 +196,7 @@ class Design:
     source_hash: str = ""
     memory: MemorySystem | None = None     # resolved by the loader; None only for hand-built Designs
     fuse: tuple[str, ...] = ()             # dataflows built into one design (spec field ``fuse``), in select order
+    max_fifo_depth: int = DEFAULT_MAX_FIFO_DEPTH   # array steps a run-time-depth delay-connection FIFO holds
 
     @property
     def memory_system(self) -> MemorySystem:
@@ -407,7 +413,8 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         dataflows=tuple(dataflows), bounds=tuple(bounds.items()), clock_mhz=float(data.get("clock_mhz", 500)),
         description=data.get("description", ""), version=data["version"],
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
-        source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())))
+        source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())),
+        max_fifo_depth=int(data["array"].get("max_fifo_depth", DEFAULT_MAX_FIFO_DEPTH)))
 
 
 def borrow_dataflow(design: Design, spec: str | Path, name: str, new_name: str, path: str = "--fuse") -> Dataflow:

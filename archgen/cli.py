@@ -238,7 +238,9 @@ def cmd_verify(args) -> int:
     skewed = design.dataflow(args.dataflow).skewed      # skewed stt maps run at the array level (stt_array.py)
     if not skewed:
         from archgen.mappings.tiling import map_problem
-        guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow)),
+        # through the memory system the layer's blocks bound the FIFO depth (plan_layer), not the whole problem
+        guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow),
+                                                 fifo_check=bool(args.ideal_dram)),
                              "--gemm" if args.gemm is not None else "--bounds", args.force)
     from archgen.fusion_cli import fused_dataflows, verify_fused_cli
     design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "verify")

@@ -111,7 +111,7 @@ def guard_array_workload(design, workload, dataflow, force: bool) -> None:
         if not layer.einsum:
             continue
         bounds, _repeat, _how = lower_layer(layer, design)
-        tiles = max(tiles, map_problem(design, bounds, df).n_tiles)
+        tiles = max(tiles, map_problem(design, bounds, df, fifo_check=False).n_tiles)   # blocks bound the FIFOs
     limit = LIMITS["sim_tiles"]
     if tiles > limit.value:
         raise _refuse("--workload", f"its largest layer is {tiles:,} tiles on this array: about "

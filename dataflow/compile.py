@@ -165,7 +165,8 @@ def _back(design: Design, df: Dataflow, fg: FUGraph, retimed: RetimedGraph, peri
     """Node times, schedule, ports and command of one dataflow from its LP result."""
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)
-    command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo))   # halo: the row length of its loop
+    # halo: the row length of its loop; a FIFO of run-time depth: the trips of the loops after it
+    command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo) + fg.fifo_depth_loops)
     key = hashlib.sha256(repr((design, df, period, target, single_tile) + ((fused,) if fused else ()))
                          .encode()).hexdigest()
     return CompiledArray(design, df, fg, timing, schedule, array_ports(fg, command), command, period is not None,
@@ -202,6 +203,6 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
                 by_name[df.name] = fused_stt_view(design, df, target, period, stages,
                                                   levels * DelayTable.load(target).mux2_ns)
     views = tuple(by_name[df.name] for df in dfs)
-    command = fused_command_layout(design, dfs)
+    command = fused_command_layout(design, dfs, views)
     key = hashlib.sha256(repr((hw, dfs, period, target, "fused")).encode()).hexdigest()
     return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key)

@@ -321,17 +321,30 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
                     issue & last_step & tiles.last, tiles.first, done)
 
 
-def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int):
-    """Delay connections: the issued step is one of the ``halo`` steps that start each row of the innermost
+def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[str, ...] = ()):
+    """Delay connections: the issued step is one of the ``halo`` iterations that start each row of the inner
     loop ``loop`` (the FIFOs fill, products are masked). The row is the command's trip count of ``loop``
-    plus the halo. Model half: ``TileMapping.steps`` counts the halo steps, so the issuer's timing holds."""
+    plus the halo; ``after``: the inner loops inside ``loop`` (their command trip counts), whose joint wrap
+    advances ``loop``'s position (none: every step does). Model half: ``TileMapping.steps`` counts the halo
+    steps, so the issuer's timing holds."""
     pos = hdl.Signal(TRIP_BITS, name=f"halo_pos_{loop}")
     flag = hdl.Signal(name="issue_halo")
     m.d.comb += flag.eq(pos < halo)
+    wraps = []
+    for d in after:
+        c = hdl.Signal(TRIP_BITS, name=f"halo_inner_{d}")
+        wraps.append((c, c == cmd.trips_m1[d]))
+    advance = all_of([w for _c, w in wraps]) if wraps else hdl.Const(1)
     with m.If(issue):
-        m.d.sync += pos.eq(hdl.Mux(pos == cmd.trips_m1[loop] + halo, 0, pos + 1))
+        for k, (c, w) in enumerate(wraps):          # odometer: loop k steps when every loop inside it wraps
+            inside = all_of([ww for _cc, ww in wraps[k + 1:]]) if k + 1 < len(wraps) else hdl.Const(1)
+            with m.If(inside):
+                m.d.sync += c.eq(hdl.Mux(w, 0, c + 1))
+        with m.If(advance):
+            m.d.sync += pos.eq(hdl.Mux(pos == cmd.trips_m1[loop] + halo, 0, pos + 1))
     with m.If(cmd.start):
         m.d.sync += pos.eq(0)
+        m.d.sync += [c.eq(0) for c, _w in wraps]
     return flag
 
 

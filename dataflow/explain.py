@@ -82,12 +82,27 @@ def _delay_connection_lines(fg) -> list[str]:
     (loop, halo), = fg.halo
     lines = [f"  delay connections (reuse with dt != 0 built as FIFOs; depth = physical delay dt*stride + c.ds "
              f"of the solution of A_X M [dt; ds] = 0):"]
+    after = fg.fifo_depth_loops
+    design = fg.design
+    ref = design.reference_bounds
+    stride = 1
+    for d in after:
+        stride *= -(-ref[d] // design.shape[df.axis_of[d]]) if d in df.axis_of else ref[d]
     for u, v, e in sorted(fifos, key=lambda f: (f[2].operand, f[0], f[1])):
         ds = [b - a for a, b in zip(u.coord, v.coord)]
-        lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} + {e.delay} "
-                     f"register(s) = depth {e.fifo + e.delay} cycle(s)  (dt: +t_{loop}, ds: {ds})")
+        if after:
+            trips = " x ".join(f"trips of t_{d}" for d in after)
+            lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} = {trips} "
+                         f"array steps ({e.fifo * stride} at the reference bounds; a buffer of at most "
+                         f"{design.max_fifo_depth} steps x {e.width} bits, depth from the command) + {e.delay} "
+                         f"register(s) = depth {e.fifo * stride + e.delay} cycle(s) at the reference bounds  "
+                         f"(dt: +t_{loop}, ds: {ds})")
+        else:
+            lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} + {e.delay} "
+                         f"register(s) = depth {e.fifo + e.delay} cycle(s)  (dt: +t_{loop}, ds: {ds})")
     memory_fed = {p.name: p.n_lanes for p in fg.inputs}
-    lines.append(f"    halo: each row of t_{loop} starts with {halo} step(s) in which the FIFOs fill and products are "
+    unit = "step(s)" if not after else f"iteration(s) of t_{loop} ({stride} steps each at the reference bounds)"
+    lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products are "
                  f"masked; memory-fed input lanes: " + ", ".join(f"{k} {n}" for k, n in memory_fed.items()))
     return lines
 

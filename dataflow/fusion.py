@@ -234,10 +234,13 @@ def fused_stt_view(design: Design, df: Dataflow, target: str, period: float | No
 # ---------------------------------------------------------------------------------------------------
 # the fused top level's interface
 
-def fused_command_layout(design: Design, dataflows: Sequence[Dataflow]) -> CommandLayout:
-    """``steps``, one trip count per loop that is an outer loop of any fused dataflow (in the operation's
-    loop order), then the dataflow select (its index in the fuse list)."""
-    loops = [d for d in design.operation.dims if any(d in df.outer_dims() for df in dataflows if not df.skewed)]
+def fused_command_layout(design: Design, dataflows: Sequence[Dataflow], views: Sequence = ()) -> CommandLayout:
+    """``steps``, one trip count per loop that is in the command of any fused dataflow (its outer loops and,
+    with delay connections, the halo loop and the loops that set the FIFO depth; in the operation's loop
+    order), then the dataflow select (its index in the fuse list)."""
+    used = {d for df in dataflows if not df.skewed for d in df.outer_dims()}
+    used |= {f.loop for v in views if not is_stt_view(v) for f in v.command.fields if f.loop is not None}
+    loops = [d for d in design.operation.dims if d in used]
     fields, offset = [], 0
     for name, bits, loop in ([("steps", STEP_BITS, None)] + [(f"trips_{d}", TRIP_BITS, str(d)) for d in loops]
                              + [(SELECT_FIELD, max(1, math.ceil(math.log2(len(dataflows)))), None)]):

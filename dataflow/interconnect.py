@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,7 +29,7 @@ from archgen.arch.affine import AffineExpr, AffineMap
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
-from archgen.mappings.tiling import DelayAxis, delay_axes, delay_halo
+from archgen.mappings.tiling import MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -36,7 +37,6 @@ from .reuse import ReuseVector, delay_reuse, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MEMORY_PORT_COST"]
 
-MEMORY_PORT_COST = 1000      # a memory lane costs far more than a register hop or a wire
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,12 @@ class FUGraph:
         """(innermost loop, halo steps) when delay connections fill at each row of it (mappings/tiling.py)."""
         return delay_halo(self.design, self.dataflow) if self.fifos() else ()
 
+    @property
+    def fifo_depth_loops(self) -> tuple[str, ...]:
+        """The inner loops after the halo loop, whose trip counts (from the command) multiply into the depth of
+        run-time-depth FIFOs; () when the FIFOs are one register (innermost loop) or there are none."""
+        return fifo_depth_loops(self.design, self.dataflow) if self.fifos() else ()
+
     def fifos(self) -> list[tuple[Node, Node, Link]]:
         """The delay connections: (sending FU, receiving FU, Link with its FIFO depth in steps)."""
         return [(u, v, e) for u, v, e in self.links() if e.kind is EdgeKind.DELAY]
@@ -250,7 +256,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         if set(inner) <= rx.held_over:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
-        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name]))
+        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
     out = op.output
     ro = reuse[out.name]
     reduce_axes = ro.axes
@@ -383,10 +389,13 @@ def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:
     loop = axes[0].loop
     k = list(df.order).index(loop)
     sols = delay_reuse(design, df, operand, loop)
+    ref = design.reference_bounds
+    trips = {d: -(-ref[d] // design.shape[df.axis_of[d]]) if d in df.axis_of else ref[d] for d in df.order}
+    stride = math.prod(trips[d] for d in axes[0].after)        # one step of the loop, in array steps
     out = []
     for a in axes:
         match = [r for r in sols if r.dt[k] == 1 and r.ds[a.axis] == a.step]
-        if len(match) != 1 or match[0].delay != 1 + a.skew:
+        if len(match) != 1 or match[0].delay != stride + a.skew:
             raise AssertionError(f"delay connection {a} disagrees with the reuse analysis {sols}")
         out.append((a, match[0].delay))
     return tuple(out)
@@ -432,22 +441,25 @@ def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _
     return moves
 
 
-def _fifo_candidates(coords, shape, reuse: _Reuse) -> dict[tuple[Node, Node], _Move]:
+def _fifo_candidates(coords, shape, reuse: _Reuse, width: int, max_depth: int) -> dict[tuple[Node, Node], _Move]:
     """The delay connections as FU-to-FU edges: a one-step FIFO, then c.ds registers. A little dearer than a
     systolic hop of the same length, so the tree takes plain forwarding where both reach an FU."""
     moves = {}
     for a, depth in reuse.delays:
+        # a one-register FIFO (innermost loop) costs like a hop of its depth; one of run-time depth the bits
+        # of its buffer (width x array.max_fifo_depth, below a memory lane: tiling.py delay_axes)
+        cost = width * max_depth + 0.25 if a.buffered else depth * 10 + 1.25
         for s in coords:
             t = list(s)
             t[a.axis] += a.step
             if 0 <= t[a.axis] < shape[a.axis]:
-                moves[(fu(s), fu(t))] = _Move(a.skew, a.axis, depth * 10 + 1.25, fifo=1)
+                moves[(fu(s), fu(t))] = _Move(a.skew, a.axis, cost, fifo=1)
     return moves
 
 
-def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype) -> OperandPlan:
+def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo_depth: int) -> OperandPlan:
     moves = _candidates(coords, shape, reuse, reuse.axes)
-    for e, m in _fifo_candidates(coords, shape, reuse).items():
+    for e, m in _fifo_candidates(coords, shape, reuse, dtype.bits, max_fifo_depth).items():
         moves.setdefault(e, m)
     # an FU-to-FU edge carries one operand's wire: edges an earlier operand took are not candidates
     # (this operand then forwards along another axis or takes more memory lanes)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, element_bytes
+from archgen.mappings.tiling import check_fifo_depth
 
 from .interconnect import FUGraph
 
@@ -457,6 +458,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     # delay connections: every row of the halo loop starts with ``halo`` steps (mappings/tiling.py delay_halo)
     halo_loop, halo = fg.halo[0] if fg.halo else (None, 0)
     chained = chained_inputs(compiled)
+    for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
+        ext = {d: e - s for d, s, e in blk.ranges}
+        check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
 
     # per port: how lane l and row r map to FU coordinates
     port_specs = []      # (port name, operand, kind, coords(l, r) -> FU coord, has_rows, steps?)
@@ -676,6 +680,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             row[f"trips_{d}"] = btrips[d]
         if halo:                      # the array command's row length of the halo loop (its steps add the halo)
             row[f"trips_{halo_loop}"] = bext[halo_loop]
+        for d in fg.fifo_depth_loops:  # FIFOs of run-time depth: one halo-loop iteration of this block's chunk
+            row[f"trips_{d}"] = bext[d]
         # this block's chunk of the inner loops, every row of the halo loop with its halo steps
         row["steps"] = math.prod(bext[d] + (halo if d == halo_loop else 0) for d in inner)
         margin = {x: lo for x, (lo, _hi) in margin_at[k].items()}

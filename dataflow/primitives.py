@@ -104,6 +104,11 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
     (:func:`multiplier_stages`) as it is built; the graph is never changed afterwards."""
     g: nx.DiGraph = fu_graph.graph
     acc_width = int(fu_graph.acc_width)
+    # a delay connection's FIFO of run-time depth is a buffer read asynchronously: its output passes a
+    # log2(entries)-level read multiplexer after the clock (rtlgen/array.py ``_fifo_buffer``)
+    buffer_read_levels = 0
+    if getattr(fu_graph, "fifo_depth_loops", ()):
+        buffer_read_levels = max(1, (fu_graph.design.max_fifo_depth - 1).bit_length())
     problems = []
     nodes: dict[Node, Primitive] = {}
     pending: dict[tuple[Node, Node], Wire] = {}      # wires before their nets' fan-out is known
@@ -239,7 +244,7 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
                 problems.append(problem(f"edge {u!r} -> {v!r}", f"delay connection of {x!r} without input ports", e))
                 continue
             fifo = Node(NodeKind.FIFO, v.coord, x)
-            node(fifo, latency=0, out_ns=table.clk_to_q_ns, width=e.width)
+            node(fifo, latency=0, out_ns=table.clk_to_q_ns + buffer_read_levels * table.mux2_ns, width=e.width)
             edge(src, fifo, width=e.width, delay=0, kind=kind, operand=x, fu_edge=(u, v))
             edge(fifo, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
             continue

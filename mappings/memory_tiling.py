@@ -32,6 +32,11 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
    cycles (transfer: the DRAM port's burst timing; compute counts one fill and drain, ``rows + cols``
    cycles, per extra chunk of every array tile); the lowest estimate wins, ties go to the earlier
    candidate (whole inner loops first). The estimate is a heuristic; the cycle model gives the number.
+
+A block *fits* when every operand's block fits its buffer and, with delay connections on an outer inner
+loop, when the block's FIFO depth (its trips of the inner loops after the halo loop) fits the FIFO
+buffers (``array.max_fifo_depth``): a layer whose whole loops are deeper is planned in chunks of those
+loops (step 2), not refused; :func:`make_command` checks a given command's blocks the same way.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ import numpy as np
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-from .tiling import TileMapping, map_problem
+from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, map_problem
 
 __all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "dram_bytes", "element_bytes",
            "BLOCK_OVERHEAD_CYCLES"]
@@ -283,7 +288,7 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
                  order: tuple[str, ...], layer: str = "layer") -> LayerCommand:
     """A checked command: every outer loop tiled by a positive count, the order a permutation of them,
     and every block fitting its buffer. Raises SpecError naming the layer, the operand and the sizes."""
-    mapping = map_problem(design, bounds, dataflow)
+    mapping = map_problem(design, bounds, dataflow, fifo_check=False)       # the blocks' FIFO depth: below
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
     split = tuple(d for d in inner if d in tile)
@@ -316,7 +321,20 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
         raise SpecError([problem(f"layers.{layer}", f"operand {name} needs {halves[name]} x {need} B for a block of "
                                  f"{cmd.describe()}; buffer memory.{name}.bytes is {have} B (--set memory.{name}.bytes="
                                  f"{halves[name] * need} or more)") for name, need, have in bad])
+    check_fifo_depth(design, dataflow, _fifo_chunks(cmd), f"blocks of layer {layer}")
     return cmd
+
+
+def _fifo_chunks(cmd: LayerCommand) -> dict[str, int]:
+    """Delay connections on an outer inner loop: the largest block's trips of the loops that set the FIFO
+    depth (a split inner loop's chunk, else the whole loop); empty without such FIFOs."""
+    trips, tile = cmd.mapping.trips(), dict(cmd.tile)
+    return {d: min(tile.get(d, trips[d]), trips[d]) for d in fifo_depth_loops(cmd.design, cmd.dataflow)}
+
+
+def _unfit(cmd: LayerCommand) -> bool:
+    """A block overflows a buffer, or its FIFO depth the FIFO buffers (``array.max_fifo_depth``)."""
+    return bool(_misfits(cmd)) or math.prod(_fifo_chunks(cmd).values()) > cmd.design.max_fifo_depth
 
 
 def _chunk_overhead(cmd: LayerCommand) -> int:
@@ -373,7 +391,7 @@ def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, hal
                     continue
                 trial = dict(tile, **{d: v})
                 c2 = LayerCommand(design, dataflow, bounds, tuple((e, trial[e]) for e in keys), order)
-                if _misfits(c2) or _reloads_partial_sums(c2):
+                if _unfit(c2) or _reloads_partial_sums(c2):
                     continue
                 e2 = _estimate(c2)
                 if e2 < cost and (step is None or e2 < step[0]):
@@ -389,7 +407,7 @@ def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order
     keys = tuple(tile)
     while True:
         cmd = LayerCommand(design, dataflow, bounds, tuple((e, tile[e]) for e in keys), order)
-        if not _misfits(cmd):
+        if not _unfit(cmd):
             return tile
         d = max(inner, key=lambda e: (tile[e], -inner.index(e)))
         if tile[d] == 1:
@@ -407,7 +425,7 @@ def _split_orders(outer: tuple, inner: tuple, red: set) -> list[tuple]:
 
 def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
     """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits."""
-    mapping = map_problem(design, bounds, dataflow)
+    mapping = map_problem(design, bounds, dataflow, fifo_check=False)   # FIFO depth per block: _unfit
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
     trips = mapping.trips()
@@ -418,7 +436,7 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
     best = None
     # 1. blocks with whole inner loops (the reduction tile loops whole when that fits, else one array tile)
     for start in (whole_red, ones):
-        if _misfits(LayerCommand(design, dataflow, b, tuple(start.items()), outer)):
+        if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer)):
             continue
         for order in (list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]):
             if _reloads_partial_sums(LayerCommand(design, dataflow, b, tuple(start.items()), order)):

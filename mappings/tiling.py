@@ -5,10 +5,12 @@ non-spatial loops the dataflow runs outside the tile); inside it the array runs 
 ``steps`` consecutive steps. Spatial loops whose size is not a multiple of the array extent get a
 padded last tile (the DRAM side feeds zeros and drops the padded results).
 
-Delay connections (an input reused by a neighbouring FU one step of the innermost loop later,
+Delay connections (an input reused by a neighbouring FU one step of an inner loop later,
 ``A_X M [dt; ds] = 0`` with dt = +1 on that loop and ds one hop along an array axis) add a *halo* to
-the innermost loop: every row of it starts with ``halo`` extra steps in which the FIFO chains fill
-from their memory-fed root and every product is masked to zero (:func:`delay_axes`, :attr:`TileMapping.halo`).
+that loop: every row of it starts with ``halo`` extra iterations in which the FIFO chains fill from their
+memory-fed root and every product is masked to zero (:func:`delay_axes`, :attr:`TileMapping.halo`). A FIFO
+holds one iteration of the loop: one step on the innermost loop, the product of the trip counts of the
+inner loops after it otherwise (:attr:`TileMapping.fifo_depth`, at most ``array.max_fifo_depth``).
 """
 from __future__ import annotations
 
@@ -21,20 +23,32 @@ from typing import Iterator, Mapping
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-__all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo"]
+__all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops",
+           "check_fifo_depth", "MEMORY_PORT_COST"]
+
+
+MEMORY_PORT_COST = 1000      # the arborescence's cost of one memory lane (a register hop or a wire costs ~10)
 
 
 @dataclass(frozen=True)
 class DelayAxis:
     """An input's delay connection along one array axis: FU s + ``step`` (one hop along ``axis``) uses, one
-    step of the innermost loop ``loop`` later, the element FU s used (``A_X M [dt; ds] = 0`` with dt = +1 on
-    ``loop``, ds = ``step`` on ``axis``). ``skew`` = c.ds >= 0 cycles of FU skew between the two FUs."""
+    step of the inner loop ``loop`` later, the element FU s used (``A_X M [dt; ds] = 0`` with dt = +1 on
+    ``loop``, ds = ``step`` on ``axis``). ``skew`` = c.ds >= 0 cycles of FU skew between the two FUs.
+    ``after``: the inner loops inside ``loop``; one step of ``loop`` is the product of their trip counts
+    in array steps (1 when ``loop`` is the tile's innermost loop)."""
 
     operand: str
     axis: int
     step: int
     loop: str
     skew: int
+    after: tuple[str, ...] = ()
+
+    @property
+    def buffered(self) -> bool:
+        """A FIFO of run-time depth (a buffer of ``array.max_fifo_depth`` entries), not a fixed register."""
+        return bool(self.after)
 
 
 @functools.lru_cache(maxsize=256)
@@ -42,48 +56,66 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     """The delay connections the generator builds for ``df``, in operand then axis order.
 
     Only tiled maps with a loop inside the tile qualify. A move qualifies when it is one hop along an
-    axis with more than one FU, one step of the tile's innermost loop (so the FIFO depth is fixed, not a
-    function of the problem size), the receiving FU runs no earlier than the sending one (c.ds >= 0),
-    and the axis's loop is also used by another input, whose padding zeros the products of padded FUs; an
-    axis along which the output's partial sums run in a chain (the same FU pairs) is left to the chain.
+    axis with more than one FU, one step of one inner loop l, the receiving FU runs no earlier than the
+    sending one (c.ds >= 0), and the axis's loop is also used by another input, whose padding zeros the
+    products of padded FUs; an axis along which the output's partial sums run in a chain (the same FU
+    pairs) is left to the chain. All moves of a dataflow use one loop (the innermost that has one): on
+    the tile's innermost loop the FIFO is one register; on an outer inner loop its depth is the product
+    of the trip counts of the inner loops after l (a buffer of at most ``array.max_fifo_depth`` steps,
+    built only while its bits, width x max depth, cost less than a memory lane).
     """
     if df.spatial is None or not df.inner_dims():
         return ()
     op = design.operation
     dims = op.dims
     inner = df.inner_dims()
-    loop = inner[-1]
     out = op.output.access_matrix(dims)
-    found = []
-    for x in op.inputs:
-        amat = x.access_matrix(dims)
-        if all(not amat[:, dims.index(d)].any() for d in inner):
-            continue                                   # stationary: no stream to chain
-        col_l = amat[:, dims.index(loop)]
-        for axis, d in df.spatial:
-            if design.shape[axis] < 2 or not any(o.uses(d) for o in op.inputs if o.name != x.name):
-                continue
-            if not out[:, dims.index(d)].any() and df.control[axis] != 0:
-                continue                               # the output's partial-sum chain runs along this axis
-            col_s = amat[:, dims.index(d)]
-            for step in (1, -1):
-                # A (e_loop * 1 + e_d * step) = 0: one step of the loop later, one hop along the axis
-                if col_l.any() and not (col_l + step * col_s).any():
-                    skew = df.control[axis] * step
-                    if skew >= 0:
-                        found.append(DelayAxis(x.name, axis, step, loop, int(skew)))
-    return tuple(found)
+    types = design.type_of
+    for pos in reversed(range(len(inner))):
+        loop, after = inner[pos], tuple(inner[pos + 1:])
+        found = []
+        for x in op.inputs:
+            amat = x.access_matrix(dims)
+            if all(not amat[:, dims.index(d)].any() for d in inner):
+                continue                                   # stationary: no stream to chain
+            if after and types[x.name].bits * design.max_fifo_depth >= MEMORY_PORT_COST:
+                continue                                   # past the threshold a memory lane is cheaper
+            col_l = amat[:, dims.index(loop)]
+            for axis, d in df.spatial:
+                if design.shape[axis] < 2 or not any(o.uses(d) for o in op.inputs if o.name != x.name):
+                    continue
+                if not out[:, dims.index(d)].any() and df.control[axis] != 0:
+                    continue                               # the output's partial-sum chain runs along this axis
+                col_s = amat[:, dims.index(d)]
+                for step in (1, -1):
+                    # A (e_loop * 1 + e_d * step) = 0: one step of the loop later, one hop along the axis
+                    if col_l.any() and not (col_l + step * col_s).any():
+                        skew = df.control[axis] * step
+                        if skew >= 0:
+                            found.append(DelayAxis(x.name, axis, step, loop, int(skew), after))
+        if found:
+            return tuple(found)
+    return ()
 
 
 def delay_halo(design: Design, df: Dataflow) -> tuple[tuple[str, int], ...]:
-    """(innermost loop, halo steps) when the dataflow has delay connections, else (): the longest chain of
-    FIFO hops from a memory-fed FU is at most the sum of (extent - 1) over an operand's delay axes."""
+    """(halo loop, halo steps) when the dataflow has delay connections, else (): the longest chain of
+    FIFO hops from a memory-fed FU is at most the sum of (extent - 1) over an operand's delay axes, each
+    hop one iteration of the loop the connections step."""
     per_operand: dict[str, int] = {}
-    for a in delay_axes(design, df):
+    axes = delay_axes(design, df)
+    for a in axes:
         per_operand[a.operand] = per_operand.get(a.operand, 0) + design.shape[a.axis] - 1
     if not per_operand:
         return ()
-    return ((df.inner_dims()[-1], max(per_operand.values())),)
+    return ((axes[0].loop, max(per_operand.values())),)
+
+
+def fifo_depth_loops(design: Design, df: Dataflow) -> tuple[str, ...]:
+    """The inner loops whose trip counts multiply into the run-time FIFO depth (steps per iteration of the
+    halo loop); () when the delay connections step the innermost loop (one-register FIFOs) or there are none."""
+    axes = delay_axes(design, df)
+    return axes[0].after if axes else ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +146,15 @@ class TileMapping:
     def halo(self) -> dict[str, int]:
         """Inner loop -> extra steps at the start of each of its rows (delay connections filling up)."""
         return dict(delay_halo(self.design, self.dataflow))
+
+    @property
+    def fifo_depth(self) -> int:
+        """Array steps one delay connection's FIFO holds (one iteration of the halo loop: the product of the
+        trip counts of the inner loops after it); 1 on the innermost loop, 0 without delay connections."""
+        if not self.halo:
+            return 0
+        t = self.trips()
+        return math.prod(t[d] for d in fifo_depth_loops(self.design, self.dataflow))
 
     def issued_trips(self) -> dict[str, int]:
         """Trip counts as the array issues them: the halo steps included."""
@@ -174,8 +215,10 @@ class TileMapping:
         return self.n_tiles * self.steps * self.design.n_fus
 
 
-def map_problem(design: Design, bounds: Mapping[str, int], dataflow: str | Dataflow | None = None) -> TileMapping:
-    """Check the problem bounds against the operation and build the mapping."""
+def map_problem(design: Design, bounds: Mapping[str, int], dataflow: str | Dataflow | None = None, *,
+                fifo_check: bool = True) -> TileMapping:
+    """Check the problem bounds against the operation and build the mapping. ``fifo_check=False``: the
+    caller runs the problem in blocks and checks each block's FIFO depth (mappings/memory_tiling.py)."""
     df = dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow)
     problems = []
     for d in design.operation.dims:
@@ -188,4 +231,20 @@ def map_problem(design: Design, bounds: Mapping[str, int], dataflow: str | Dataf
             problems.append(problem(f"bounds.{d}", f"no loop of that name; loops are {', '.join(design.operation.dims)}"))
     if problems:
         raise SpecError(problems)
-    return TileMapping(design, df, tuple((d, int(bounds[d])) for d in design.operation.dims))
+    mapping = TileMapping(design, df, tuple((d, int(bounds[d])) for d in design.operation.dims))
+    if fifo_check:
+        check_fifo_depth(design, df, {d: mapping.trips()[d] for d in fifo_depth_loops(design, df)})
+    return mapping
+
+
+def check_fifo_depth(design: Design, df: Dataflow, trips: Mapping[str, int], what: str = "bounds") -> None:
+    """A SpecError when the run-time FIFO depth (the product of ``trips``, the trip counts of the inner loops
+    after the halo loop) exceeds the buffer the spec sizes (``array.max_fifo_depth``)."""
+    depth = math.prod(trips.values())
+    if trips and depth > design.max_fifo_depth:
+        (loop, _h), = delay_halo(design, df)
+        loops = " x ".join(f"{d} ({n})" for d, n in trips.items())
+        raise SpecError([problem("array.max_fifo_depth", f"dataflow {df.name}'s delay connections hold one step of "
+                                 f"t_{loop} = {depth} array steps (trips of {loops} in these {what}); the FIFO buffers "
+                                 "hold at most array.max_fifo_depth steps: raise it or give those loops fewer trips",
+                                 design.max_fifo_depth)])

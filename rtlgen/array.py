@@ -24,6 +24,7 @@ import networkx as nx
 
 from amaranth import Array, Const, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archgen.dataflow.compile import CompiledArray
@@ -136,7 +137,7 @@ class ArrayTop(wiring.Component):
                      line["last"][0].eq(iss.last_step), line["swap"][0].eq(iss.swap),
                      line["final"][0].eq(iss.final)]
         for loop, halo in self.fg.halo:
-            m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo))
+            m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops))
 
         if sch.accumulate:
             drain = accumulator_drain_hw(m, hdl, sch, cmd, iss.last_step, line["last"][sch.commit_skew],
@@ -148,8 +149,22 @@ class ArrayTop(wiring.Component):
             lat = sch.out_latency
             drain = stream_drain_hw(m, hdl, sch, cmd, line["valid"][lat], line["final"][lat], out_port.ready)
         m.d.comb += [out_port.valid.eq(drain.valid), adv.eq(drain.advance), finish.eq(drain.finish)]
-        self._datapath(m, line, adv, loader, iss, drain)
+        self._datapath(m, line, adv, loader, iss, drain, self._fifo_steps(m))
         return m
+
+    def _fifo_steps(self, m: Module):
+        """Run-time FIFO depth in steps (the product of the command's trip counts of the loops after the halo
+        loop), latched with the command; None when the FIFOs are one register each or there are none."""
+        loops = self.fg.fifo_depth_loops
+        if not loops:
+            return None
+        steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name="fifo_steps")
+        value = Const(1)
+        for d in loops:
+            value = value * getattr(self.cmd.payload, f"trips_{d}")
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
+        return steps
 
     def _command(self, m: Module) -> tuple[CommandHW, Signal]:
         """Latch the command; counts minus one, so the per-cycle compares are plain equalities."""
@@ -187,11 +202,12 @@ class ArrayTop(wiring.Component):
         return line
 
     # ---- datapath: one Amaranth value per primitive node output, registers per retimed edge ---------
-    def _datapath(self, m: Module, line, adv, loader, iss, drain):
+    def _datapath(self, m: Module, line, adv, loader, iss, drain, fifo_steps):
         fg, tm, design = self.fg, self.timing, self.compiled.design
         out = fg.output
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
+        ctx.fifo_steps = fifo_steps
         ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape,
                                mask=(lambda v: ctx.tap("halo", v)) if fg.halo else None)
         for p in fg.inputs:
@@ -235,19 +251,45 @@ class ArrayTop(wiring.Component):
 
     def _fifo(self, ctx, v: Node):
         """A delay connection's FIFO: it shifts once per valid step at its own node time, so it holds the
-        sender's values of the last ``depth`` steps whatever bubbles the issuer left between them."""
+        sender's values of the last ``depth`` steps whatever bubbles the issuer left between them. On the
+        innermost loop ``depth`` is a fixed register count; on an outer inner loop it is the command's run-time
+        depth (``fifo_steps``): a buffer of ``array.max_fifo_depth`` entries (rounded up to a power of two),
+        written at ``wp`` and read at ``wp - depth``."""
         pg = self.timing.prim.graph
         (u,) = list(pg.predecessors(v))
         (dst,) = list(pg.successors(v))
         depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge).fifo
         shp = ctx.in_shape[v.operand]
         prev = ctx.nets.src(u, v, shp)
+        shift = ctx.adv & ctx.tap("valid", v)
+        if ctx.fifo_steps is not None:
+            ctx.nets.out[v] = self._fifo_buffer(ctx, v, prev, shp, shift, depth)
+            return
         for k in range(depth):
             r = Signal(shp, name=f"{v.operand}_fifo_{_tag(v.coord)}_{k}")
-            with ctx.m.If(ctx.adv & ctx.tap("valid", v)):
+            with ctx.m.If(shift):
                 ctx.m.d.sync += r.eq(prev)
             prev = r
         ctx.nets.out[v] = prev
+
+    def _fifo_buffer(self, ctx, v: Node, value, shp, shift, iterations: int):
+        """``iterations`` x ``fifo_steps`` steps of delay through one buffer (asynchronous read: the entry
+        written that many shifts ago is the output of the current step; a power-of-two size wraps for free)."""
+        m = ctx.m
+        bits = max(1, (iterations * self.compiled.design.max_fifo_depth - 1).bit_length())
+        name = f"{v.operand}_fifo_{_tag(v.coord)}"
+        mem = Memory(shape=unsigned(shp.width), depth=1 << bits, init=[])
+        m.submodules[f"{name}_buf"] = mem
+        wp = Signal(bits, name=f"{name}_wp")
+        wr = mem.write_port()
+        rd = mem.read_port(domain="comb")
+        m.d.comb += [wr.addr.eq(wp), wr.data.eq(value.as_unsigned()), wr.en.eq(shift),
+                     rd.addr.eq((wp - iterations * ctx.fifo_steps)[:bits])]
+        with m.If(shift):
+            m.d.sync += wp.eq(wp + 1)
+        out = Signal(shp, name=f"{name}_out")
+        m.d.comb += out.eq(rd.data.as_signed() if shp.signed else rd.data)
+        return out
 
     def _stationary_register(self, ctx, v: Node):
         m, s, operand = ctx.m, v.coord, v.operand
@@ -320,6 +362,7 @@ class _Datapath:
         self.timing, self.acc_shape, self.in_shape = timing, acc_shape, in_shape
         self.shadow_of: dict = {}
         self.nets = None
+        self.fifo_steps = None     # run-time FIFO depth in steps (delay connections on an outer inner loop)
 
     def tap(self, name: str, node: Node):
         """The control of the step ``node`` works on: the step line at the node's time."""

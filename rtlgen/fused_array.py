@@ -14,10 +14,12 @@ input and zero on output).
 """
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal, hdl
+from amaranth import Array, Const, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 
-from archgen.dataflow.control import CommandHW, accumulator_drain_hw, all_of, issuer_hw, loader_hw, stream_drain_hw
+from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
+                                      stream_drain_hw)
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.array import _row_index, port_members
@@ -78,18 +80,20 @@ class FusedArrayTop(wiring.Component):
         self.stt = [k for k, v in enumerate(views) if is_stt_view(v)]
         length = max(max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled)
-        self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in _LINE}
+        # delay connections: a halo flag rides the step line (products masked while the FIFOs fill)
+        self.names = names = _LINE + (("halo",) if any(views[k].fu_graph.halo for k in self.tiled) else ())
+        self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
         for k in range(1, length + 1):
             with m.If(adv):
-                for n in _LINE:
+                for n in names:
                     m.d.sync += line[n][k].eq(line[n][k - 1])
 
         self.ctl = {k: self._controller(m, k, views[k], start, running, steps_m1, trips) for k in self.tiled}
         ctl = self.ctl
         out_port = self._port(F.ports[[p.role for p in F.ports].index(PortRole.OUTPUT)].name)
         self.stt_ctl = {k: self._stt_controller(m, k, views[k], start, steps_m1, out_port) for k in self.stt}
-        for n in _LINE:
-            m.d.comb += line[n][0].eq(_any(c[n] for c in ctl.values()))
+        for n in names:
+            m.d.comb += line[n][0].eq(_any(c[n] for c in ctl.values() if n in c))
         m.d.comb += [adv.eq(self._pick(m, 1, "advance_sel", [(k, k, c["advance"]) for k, c in ctl.items()])),
                      finish.eq(_any(c["finish"] for c in list(ctl.values()) + list(self.stt_ctl.values())))]
         every = list(ctl.values()) + list(self.stt_ctl.values())
@@ -166,7 +170,9 @@ class FusedArrayTop(wiring.Component):
         top.d.comb += start_k.eq(start & (getattr(self.cmd.payload, SELECT_FIELD) == k))
         run_k = Signal(name="running")
         m.d.comb += run_k.eq(running & chosen)
-        cmd = CommandHW(start_k, run_k, steps_m1, {d: trips[d] for d in outer}, outer, red)
+        fg_k = view.fu_graph
+        own = outer + tuple(d for d, _ in fg_k.halo) + tuple(fg_k.fifo_depth_loops)
+        cmd = CommandHW(start_k, run_k, steps_m1, {d: trips[d] for d in own}, outer, red)
         line = {n: [s & run_k for s in self.line[n]] for n in _LINE}
         psum = view.psum_port
         psum_port = None if psum is None else self._port(psum.name)
@@ -217,8 +223,19 @@ class FusedArrayTop(wiring.Component):
         else:
             lat = sch.out_latency
             drain = stream_drain_hw(m, hdl, sch, cmd, line["valid"][lat], line["final"][lat], out_ready)
-        return {"valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
-                "final": iss.final, "advance": drain.advance, "finish": drain.finish & chosen,
+        halo = {}
+        for loop, n in fg_k.halo:      # delay connections: the halo steps of this dataflow (only while it runs)
+            halo["halo"] = run_k & halo_hw(m, hdl, cmd, iss.issue, loop, n, fg_k.fifo_depth_loops)
+        fifo_steps = None
+        if fg_k.fifo_depth_loops:      # FIFO buffers of run-time depth: the command's trips after the halo loop
+            fifo_steps = Signal(range(view.design.max_fifo_depth + 1), name="fifo_steps")
+            value = Const(1)
+            for d in fg_k.fifo_depth_loops:
+                value = value * getattr(self.cmd.payload, f"trips_{d}")
+            with m.If(start_k):
+                m.d.sync += fifo_steps.eq(value)
+        return {**halo, "valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
+                "final": iss.final, "fifo_steps": fifo_steps, "selected": chosen, "advance": drain.advance, "finish": drain.finish & chosen,
                 "out_valid": drain.valid & chosen, "ready": ready, "loader": loader, "iss": iss, "drain": drain,
                 "fewer": fewer}
 
@@ -249,6 +266,8 @@ class FusedArrayTop(wiring.Component):
                 m.d.comb += self.out[v].eq(self._input(m, v, ks, "in"))
             elif kind is NodeKind.STATIONARY_REG:
                 self._stationary(m, v, ks)
+            elif kind is NodeKind.FIFO:
+                self._fifo(m, v, ks)
             elif kind is NodeKind.MUL:
                 self._multiplier(m, v, ks)
             elif kind in (NodeKind.ADD, NodeKind.TREE_ADD):
@@ -335,6 +354,49 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(self._pick(m, self._shape_of(v), f"{v.name}_offset_sel",
                                               [(k, o, taps[o]) for k, o in offsets.items()]))
 
+    def _fifo(self, m, v: Node, ks):
+        """A delay connection's FIFO (rtlgen/array.py ``_fifo``): it shifts once per valid step of its dataflow
+        at its own node time, and only while that dataflow is selected. One FIFO per dataflow that uses the
+        node (depths may differ); the output is picked by the select."""
+        options = []
+        for k in ks:
+            view = self.fused.views[k]
+            prim = view.timing.prim
+            (dst,) = list(prim.graph.successors(v))
+            depth = view.fu_graph.link(*prim.wire(v, dst).fu_edge).fifo
+            ((_, u, regs),) = self._inputs(k, v)
+            prev, shp = self._tap(m, u, regs), self.in_shape[v.operand]
+            shift = self.adv & self.line["valid"][view.timing.time[v]] & self.ctl[k]["selected"]
+            name = f"{v.operand}_fifo_{tag(v.coord)}_{view.dataflow.name}"
+            steps = self.ctl[k]["fifo_steps"]
+            if steps is not None:
+                prev = self._fifo_buffer(m, name, prev, shp, shift, depth, steps, view.design.max_fifo_depth)
+            else:
+                for i in range(depth):
+                    r = Signal(shp, name=f"{name}_{i}")
+                    with m.If(shift):
+                        m.d.sync += r.eq(prev)
+                    prev = r
+            options.append((k, k, prev))
+        m.d.comb += self.out[v].eq(self._pick(m, self.in_shape[v.operand], f"{v.name}_sel", options))
+
+    @staticmethod
+    def _fifo_buffer(m, name, value, shp, shift, iterations: int, steps, max_depth: int):
+        """``iterations`` x ``steps`` steps of delay through one buffer of ``max_depth`` entries per iteration
+        (rounded up to a power of two; asynchronous read at ``wp - delay``), as rtlgen/array.py builds it."""
+        bits = max(1, (iterations * max_depth - 1).bit_length())
+        mem = Memory(shape=unsigned(shp.width), depth=1 << bits, init=[])
+        m.submodules[f"{name}_buf"] = mem
+        wp = Signal(bits, name=f"{name}_wp")
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+        m.d.comb += [wr.addr.eq(wp), wr.data.eq(value.as_unsigned()), wr.en.eq(shift),
+                     rd.addr.eq((wp - iterations * steps)[:bits])]
+        with m.If(shift):
+            m.d.sync += wp.eq(wp + 1)
+        out = Signal(shp, name=f"{name}_out")
+        m.d.comb += out.eq(rd.data.as_signed() if shp.signed else rd.data)
+        return out
+
     def _stationary(self, m, v: Node, ks):
         s, x = v.coord, v.operand
         shape = self.in_shape[x]
@@ -361,6 +423,11 @@ class FusedArrayTop(wiring.Component):
                 options.append((k, ("stt", k), val))
             val = self._pick(m, self.in_shape[x], f"{v.name}_{x}_sel", options)
             prod = val if prod is None else prod * val
+        if "halo" in self.line:       # a dataflow with delay connections masks its halo steps' products
+            views = self.fused.views
+            masks = [(k, ("halo", views[k].timing.time[v]), self.line["halo"][views[k].timing.time[v]])
+                     if k in ks and views[k].fu_graph.halo else (k, "none", Const(0)) for k in range(len(views))]
+            prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", masks), 0, prod)
         latency = self.fused.views[ks[0]].timing.node_latency(v)
         self.mul_latency[v.coord] = latency
         prev = prod

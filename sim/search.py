@@ -134,7 +134,7 @@ def buffer_floors(spec: str, shape: tuple[int, int], workloads) -> tuple[int, in
                 if key in seen:
                     continue
                 seen.add(key)
-                cmd = LayerCommand(design, df, map_problem(design, bounds, df).bounds,
+                cmd = LayerCommand(design, df, map_problem(design, bounds, df, fifo_check=False).bounds,
                                    tuple((d, 1) for d in outer) + tuple((d, chunk) for d in inner), outer + inner)
                 for x, nbytes in _largest_block_bytes(cmd).items():
                     need[x] = max(need[x], -(-halves[x] * nbytes // 256) * 256)

@@ -18,7 +18,6 @@ from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import layer_program
 from archgen.mappings.memory_tiling import dram_bytes, make_command, plan_layer
-from archgen.mappings.tiling import map_problem
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
 
@@ -55,8 +54,8 @@ def _convert(prog, image, name, fused=None):
     if fused is not None:             # the fused array inside the memory system, its select from the layer
         from archgen.rtlgen.fused_array import FusedArrayTop
         df = prog.compiled.dataflow.name
-        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None
-                  and f.loop not in prog.compiled.dataflow.outer_dims()}
+        own = {f.loop for f in prog.compiled.command.fields}     # outer loops, halo and FIFO-depth loops
+        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None and f.loop not in own}
         fields["dataflow"] = fused.index(df)
         top = LayerTop(prog, image, FusedArrayTop(fused), fields)
         return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
@@ -85,7 +84,7 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         cmd = plan_layer(design, bounds, df, layer)
     prog = layer_program(compiled, cmd, layer, spec_size=False)           # refusals happen here, before anything is built
     model = simulate_layer(compiled, cmd, layer=layer)
-    mapping = map_problem(design, bounds, df)
+    mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)
     tensors = random_operands(compiled.fu_graph, mapping, np.random.default_rng(seed))
     image = prog.dram_image(tensors)
     name = f"{design.name}_layer"

@@ -19,6 +19,8 @@ from archgen.dataflow.ir import EdgeKind, Role
 from archgen.mappings.tiling import map_problem
 from archgen.sim.array_model import simulate_array
 
+OUTER = ("dataflows.rs.order=[k,c,r,s,n,p,q]", "dataflows.rs.inner=[n,p,q]")     # FIFOs of trips-of-q steps
+OUTER2 = ("dataflows.rs.order=[k,c,r,s,p,n,q]", "dataflows.rs.inner=[p,n,q]")    # trips of n x q steps
 CONFIGS = [
     (),
     ("array.shape=3x2",),
@@ -26,6 +28,10 @@ CONFIGS = [
     ("array.shape=1x4", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1, 0]"),
     ("array.shape=2x3", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[2, 0]"),
     ("array.shape=3x3", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1, 0]"),
+    OUTER,
+    ("array.shape=3x2",) + OUTER2,
+    ("array.shape=1x4", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1, 0]") + OUTER,
+    ("array.shape=2x3", "dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[2, 0]") + OUTER2,
 ]
 
 
@@ -73,11 +79,21 @@ def test_fifo_depths_match_an_independent_solve(overrides):
                     break
             if ok:
                 solutions.append((d, sign))
-        assert solutions == [(inner[-1], 1)], (u, v, solutions)
-        # the physical delay between the two uses: one step of the innermost loop plus c.ds of FU skew
-        cycles = 1 + sum(ci * di for ci, di in zip(c, ds))
-        assert e.fifo + e.delay == cycles
+        # the innermost loop with a solution carries the FIFOs (one register); else the next one out
+        assert len(solutions) == 1 and solutions[0][1] == 1, (u, v, solutions)
+        loop = solutions[0][0]
+        assert fg.halo[0][0] == loop
+        assert loop == "p" and (loop != inner[-1]) == (OUTER[0] in overrides or OUTER2[0] in overrides)
+        # the physical delay between the two uses: one step of that loop (the trip counts of the inner loops
+        # after it, at the reference bounds: these loops are not spatial) plus c.ds of FU skew
+        after = inner[inner.index(loop) + 1:]
+        stride = int(np.prod([design.reference_bounds[d] for d in after]))
+        cycles = stride + sum(ci * di for ci, di in zip(c, ds))
+        mapping = map_problem(design, design.reference_bounds, df)
         assert e.fifo == 1 and e.delay >= 0
+        assert e.fifo * mapping.fifo_depth + e.delay == cycles
+        assert mapping.fifo_depth == (stride if after else 1)
+        assert list(fg.fifo_depth_loops) == list(after)
 
 
 def test_conv_rs_needs_fewer_memory_fed_input_lanes_than_conv_ws():
@@ -152,3 +168,74 @@ def test_axes_without_a_fifo_stay_memory_fed(control):
     assert not fg.fifos() and fg.halo == ()
     assert map_problem(design, design.reference_bounds, fg.dataflow).halo == {}
     assert fg.plan("I").role is Role.STREAM and fg.plan("I").n_lanes == 4
+
+
+@pytest.mark.parametrize("overrides", [OUTER, ("array.shape=3x2",) + OUTER2,
+                                       ("array.shape=1x4", "dataflows.rs.spatial={k: 0, r: 1}",
+                                        "dataflows.rs.control=[1, 0]") + OUTER])
+def test_outer_loop_fifos_save_lanes_below_the_threshold_only(overrides):
+    """On an outer inner loop the FIFO is a buffer of array.max_fifo_depth entries; its bits (width x depth)
+    are its arborescence cost, so past a memory lane's cost the input stays memory-fed (and has no halo)."""
+    fg = derive_interconnect(load_spec("conv_rs", list(overrides)))
+    deep = load_spec("conv_rs", list(overrides) + ["array.max_fifo_depth=125"])     # 8 x 125 = 1000 bits
+    fg_deep = derive_interconnect(deep)
+    assert fg.fifos() and fg.fifo_depth_loops and not fg_deep.fifos() and fg_deep.halo == ()
+    assert map_problem(deep, deep.reference_bounds).halo == {}
+    assert fg.plan("I").n_lanes < fg_deep.plan("I").n_lanes
+    assert fg.plan("I").n_lanes == 1
+
+
+def test_outer_loop_halo_steps_and_fifo_depth_in_the_host_program_and_model():
+    design = load_spec("conv_rs", ["array.shape=3x2"] + list(OUTER2))
+    compiled = compile_array(design)
+    fg = compiled.fu_graph
+    bounds = {"n": 2, "k": 3, "p": 4, "q": 3, "c": 2, "r": 4, "s": 2}
+    mapping = map_problem(design, bounds, fg.dataflow)
+    assert mapping.halo == {"p": 2} and mapping.fifo_depth == 2 * 3
+    assert mapping.steps == (4 + 2) * 2 * 3
+    assert [f.loop for f in compiled.command.fields if f.loop in ("p", "n", "q")] == ["p", "n", "q"]
+    prog = host_program(fg, mapping, random_operands(fg, mapping, np.random.default_rng(1)))
+    # the first 2 iterations of p (2 x 6 steps) of every tile are halo: padding outputs only
+    out = prog.out_index.reshape(mapping.n_tiles, mapping.steps, -1, prog.out_index.shape[-1])
+    assert np.all(out[:, :2 * 6, :, 0] == -1) and np.any(out[:, 2 * 6:, :, 0] >= 0)
+    assert simulate_array(compiled, mapping).issue_cycles == mapping.n_tiles * mapping.steps
+
+
+def test_a_problem_deeper_than_the_fifo_buffers_is_refused():
+    design = load_spec("conv_rs", list(OUTER) + ["array.max_fifo_depth=4"])
+    assert map_problem(design, dict(design.reference_bounds, q=4)).fifo_depth == 4
+    with pytest.raises(SpecError) as err:
+        map_problem(design, dict(design.reference_bounds, q=5))
+    assert str(err.value).startswith("array.max_fifo_depth: dataflow rs's delay connections hold one step of t_p = "
+                                     "5 array steps (trips of q (5) in these bounds)")
+
+
+WS = "dataflows.ws={spatial: {c: 0, k: 1}, order: [k, c, r, s, n, p, q], inner: [n, p, q], control: [1, 1]}"
+
+
+@pytest.mark.parametrize("overrides", [("array.shape=3x2",), ("array.shape=3x2",) + OUTER2])
+def test_a_fused_design_builds_the_fifos_and_halo_of_its_delay_dataflow(overrides):
+    """rs (delay connections) fused with a ws dataflow: the rs view keeps its FIFOs and halo, the fused command
+    carries the halo loop and the FIFO-depth loops, and the fused top builds one FIFO (register chain, or a
+    buffer of run-time depth on an outer inner loop) per FIFO node plus the halo mask on the multipliers.
+    Verilator (exact outputs, RTL == model cycles): tests/verif/test_fused_delay.py."""
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = load_spec("conv_rs", list(overrides) + [WS])
+    fused = compile_fused(design, ["rs", "ws"])
+    single = compile_array(design, "rs")
+    view = fused.view("rs")
+    assert len(view.fu_graph.fifos()) == len(single.fu_graph.fifos()) > 0
+    assert view.fu_graph.halo == single.fu_graph.halo
+    loops = {f.loop for f in fused.command.fields if f.loop is not None}
+    assert {d for d, _ in view.fu_graph.halo} | set(view.fu_graph.fifo_depth_loops) <= loops
+    mapping = map_problem(design, {"n": 2, "k": 3, "p": 4, "q": 3, "c": 2, "r": 5, "s": 2}, view.dataflow)
+    word = fused.command_word("rs", mapping.steps, mapping.trips())
+    assert word["trips_p"] == mapping.trips()["p"] and word["dataflow"] == 0
+    text, _ = fused_verilog(fused)
+    fifo_nodes = [n for n in view.timing.prim.graph.nodes if n.kind.name == "FIFO"]
+    assert fifo_nodes
+    for n in fifo_nodes:
+        stem = f"{n.operand}_fifo_{'_'.join(map(str, n.coord))}_rs"
+        assert (stem + "_buf" in text or f"{stem}_wp" in text) if view.fu_graph.fifo_depth_loops else f"{stem}_0" in text
+    assert "halo_sel" in text and "halo_pos_p" in text

@@ -15,8 +15,11 @@ from archgen.mappings.memory_tiling import make_command, plan_layer
 
 DRAM = ["memory.dram.width_bytes=8", "memory.dram.burst_bytes=16"]
 AXIS1 = ["dataflows.rs.spatial={k: 0, r: 1}", "dataflows.rs.control=[1,0]"]
+OUTER = ["dataflows.rs.order=[k,c,r,s,n,p,q]", "dataflows.rs.inner=[n,p,q]"]     # FIFOs of run-time depth (trips of q)
+OUTER2 = ["dataflows.rs.order=[k,c,r,s,p,n,q]", "dataflows.rs.inner=[p,n,q]"]    # depth trips of n x q
 SHAPES = [["array.shape=3x2"], ["array.shape=4x4"], ["array.shape=4x1"], ["array.shape=1x4"] + AXIS1,
-          ["array.shape=2x3"] + AXIS1]
+          ["array.shape=2x3"] + AXIS1, ["array.shape=3x2"] + OUTER, ["array.shape=1x4"] + AXIS1 + OUTER2]
+_IDS = ["3x2", "4x4", "4x1", "1x4-axis1", "2x3-axis1", "3x2-outer-p", "1x4-axis1-outer-p-nq"]
 
 
 def _positions(row, w):
@@ -33,7 +36,7 @@ def _positions(row, w):
     return out
 
 
-@pytest.mark.parametrize("sets", SHAPES, ids=lambda s: s[0].split("=")[1] + ("-axis1" if len(s) > 1 else ""))
+@pytest.mark.parametrize("sets", SHAPES, ids=_IDS)
 def test_conv_rs_programs_on_random_commands(sets):
     rng = random.Random(zlib.crc32(" ".join(sets).encode()))
     d = load_spec("conv_rs", sets + DRAM)

@@ -120,3 +120,47 @@ def test_factorised_sum_equals_block_by_block(spec, bounds, tile, order):
         dep = [d for d in cmd.order if x.uses(d)]
         fast = _separable_sum(cmd, x, dep, nb, inner)
         assert fast is not None and fast == _enumerated_sum(cmd, x, dep, nb, inner)
+
+
+FIFO_OUTER = ["dataflows.rs.order=[k,c,r,s,n,p,q]", "dataflows.rs.inner=[n,p,q]"]      # FIFO depth: trips of q
+FIFO_OUTER2 = ["dataflows.rs.order=[k,c,r,s,p,n,q]", "dataflows.rs.inner=[p,n,q]"]    # trips of n x q
+
+
+@pytest.mark.parametrize("sets, bounds", [
+    (FIFO_OUTER, dict(n=1, k=8, p=28, q=100, c=4, r=3, s=3)),
+    (FIFO_OUTER + ["array.shape=3x2", "array.max_fifo_depth=2"], dict(n=1, k=3, p=4, q=5, c=2, r=4, s=2)),
+    (FIFO_OUTER2 + ["array.shape=3x2", "array.max_fifo_depth=8"], dict(n=3, k=3, p=4, q=7, c=2, r=4, s=2)),
+])
+def test_planner_splits_loops_whose_fifo_depth_exceeds_the_fifo_buffers(sets, bounds):
+    """Delay connections on an outer inner loop hold one step of it (the trips of the inner loops after it): a
+    layer deeper than array.max_fifo_depth as a whole is planned in chunks of those loops, each block no
+    deeper than the buffers (the whole problem as one command is refused)."""
+    from archgen.mappings.tiling import fifo_depth_loops, map_problem
+    design = load_spec("conv_rs", sets)
+    df = design.dataflow("rs")
+    loops = fifo_depth_loops(design, df)
+    assert loops and math.prod(bounds[d] for d in loops) > design.max_fifo_depth
+    with pytest.raises(SpecError, match="array.max_fifo_depth"):
+        map_problem(design, bounds, df)
+    cmd = plan_layer(design, bounds, df)
+    blocks = list(cmd.blocks())
+    for blk in blocks:
+        ext = {d: e - s for d, s, e in blk.ranges}
+        assert math.prod(ext[d] for d in loops) <= design.max_fifo_depth
+    assert len(blocks) > 1
+    # every element of the FIFO-depth loops is covered exactly once over the chunks
+    for d in loops:
+        covered = sorted({(s, e) for blk in blocks for dd, s, e in blk.ranges if dd == d})
+        assert covered[0][0] == 0 and covered[-1][1] == bounds[d]
+        assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+
+
+def test_a_command_whose_blocks_exceed_the_fifo_buffers_is_refused():
+    design = load_spec("conv_rs", FIFO_OUTER + ["array.shape=3x2", "array.max_fifo_depth=2"])
+    df, bounds = design.dataflow("rs"), dict(n=1, k=3, p=4, q=5, c=2, r=4, s=2)
+    one = {"k": 1, "c": 1, "r": 1, "s": 1}
+    make_command(design, bounds, df, dict(one, q=2), ("k", "q", "c", "r", "s"))            # chunks of 2: fits
+    with pytest.raises(SpecError) as err:
+        make_command(design, bounds, df, dict(one, q=3), ("k", "q", "c", "r", "s"), layer="L")
+    assert str(err.value).startswith("array.max_fifo_depth: dataflow rs's delay connections hold one step of t_p = 3 "
+                                     "array steps (trips of q (3) in these blocks of layer L)")
