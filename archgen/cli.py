@@ -622,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "
                    "(overrides memory.dram.latency)")
     v.add_argument("--force", action="store_true", help="skip the size limits (docs/limits.md)")
-    v.add_argument("--fuse", metavar="DF,DF,...", help="verify the fused design of these dataflows (with --ideal-dram; "
+    v.add_argument("--fuse", metavar="DF,DF,...", help="verify the fused design of these dataflows (array level with --ideal-dram, else "
+                   "through the memory system; "
                    "--dataflow picks one, default all)")
     v.set_defaults(func=cmd_verify)
 
