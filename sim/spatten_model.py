@@ -28,7 +28,7 @@ __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready",
+    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready", "stage_pace",
 ]
 
 
@@ -252,6 +252,23 @@ class QueryCycles:
         command handshake when pruned), the top-k up to its done cycle (the PxV stage takes the row then;
         one cycle in the top-k stage when not pruned), the PxV sweep and the output."""
         return self.front + 1 + max(self.topk, 1) + self.pv + self.output
+
+
+def stage_pace(qc: QueryCycles) -> dict[str, float]:
+    """Cycles per query each stage needs in a long stream of rows like ``qc`` (PQ off, no refetch): the
+    QxK stage ``qk``; the exponential sweep and its hand-over cycle ``exp + 1``; the divider with its
+    decision and the hold slot's cycle ``div + decide + 2`` (``+ 1`` for a pruned row taken early); the top-k stage ``(topk + 1) / TOPK_ENGINES``
+    (its engines take rows in turn; an average when rows differ); the PxV stage ``pv + output`` (it takes the next row in the cycle it sends an output).
+    The largest is the stream's period (``command_stream_cycles`` of equal queries; a diagnostic: which
+    stage bounds a row). A row that refetches its LSBs counts its second QxK pass, the softmax stage's
+    rerun ``1 + qk + exp`` and its second division (not the dropped part of the next row's speculative
+    sweep, nor, with PQ on, the three score banks' round trip: a lower bound then)."""
+    # a pruned row that cannot need its LSBs leaves the hold slot for its engine while still at the divider
+    early = qc.topk and not (qc.pq and qc.passes == 1)
+    extra = qc.passes - 1        # an LSB refetch: one more QxK pass, and the softmax stage reruns 1 + qk + exp
+    return {"qk": float(qc.passes * qc.qk), "sweep": float(qc.exp + 1 + extra * (1 + qc.qk + qc.exp)),
+            "divider": float(qc.passes * (qc.div + qc.decide) + (1 if early else 2)),
+            "topk": (qc.topk + 1) / TOPK_ENGINES if qc.topk else 0.0, "pv": float(qc.pv + qc.output)}
 
 
 class _Stream:

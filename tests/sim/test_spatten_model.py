@@ -10,7 +10,7 @@ from archgen.dataflow.spatten_arrays import spatten_latencies
 from archgen.sim.spatten_model import (command_stream_cycles, core_cycles, core_process, core_reference,
                                        exp_fixed, mask_lsbs, pass_cycles, pv_cycles, qk_cycles, query_cycles,
                                        softmax_cycles, softmax_fixed, sweep_cycles, threshold_fx,
-                                       topk_keep_mask)
+                                       stage_pace, topk_keep_mask)
 from archgen.sim.topk_model import topk_reference
 
 SMALL = load_spatten_spec(builtin_spec_path("spatten_small"))
@@ -80,6 +80,11 @@ def test_stream_of_equal_queries_runs_at_the_slowest_stage():
         q = query_cycles(spec, n)
         per_query = command_stream_cycles([[q] * 41])[0] - command_stream_cycles([[q] * 40])[0]
         assert per_query == max(q.qk, q.exp + 1, q.div + q.decide + 2, q.back), (spec.name, n)
+        assert per_query == max(stage_pace(q).values()), (spec.name, n)
+        for topk in (30, 90, 400):     # pruned: the two top-k engines take rows in turn
+            t = query_cycles(spec, n, topk_cycles=topk)
+            per_two = command_stream_cycles([[t] * 42])[0] - command_stream_cycles([[t] * 40])[0]
+            assert per_two == 2 * max(stage_pace(t).values()), (spec.name, n, topk)
         # PQ on, no refetch: a row keeps its score bank until its decision; with three score banks the
         # QxK of query i+3 waits for query i's decision: three queries per qk + exp + div + decide + 1
         # at the least, which is below three periods of the slowest stage, so PQ costs no time
