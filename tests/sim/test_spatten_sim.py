@@ -118,7 +118,8 @@ def test_cnn_is_rejected(full):
 
 def test_area_estimate(full):
     a = spatten_area_mm2(full)
-    assert set(a) == {"qk_unit", "pv_unit", "softmax", "key_sram", "value_sram"}
+    assert set(a) == {"qk_unit", "pv_unit", "softmax", "key_sram", "value_sram", "topk"}
+    assert 0 < a["topk"] < a["key_sram"]      # two engines' buffers and FIFOs: less than one K SRAM
     assert a["key_sram"] == pytest.approx(a["value_sram"])
     assert 0 < sum(a.values()) < 18.71      # a datapath + buffer lower bound of the paper's total
 
