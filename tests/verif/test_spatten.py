@@ -86,9 +86,10 @@ def test_core_stage_overlap(n_keys, n_queries, keep, extra):
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("n_keys, n_queries, keep, extra", [
-    # PQ off, two shifts: rows of 64 keys (G = 16 beats, longer than the exponential pipeline), pruned
-    # (the top-k stage is slow, so swept rows wait for the divider while the next row streams), then rows
-    # of 9 keys (G = 3: each row's last beat waits until the previous row is at the divider)
+    # PQ off, two shifts: rows of 64 keys (G = 16 beats, longer than the exponential pipeline), pruned,
+    # then rows of 9 keys (G = 3): some rows' last beats wait until the previous row is at the divider,
+    # and some swept rows wait for the divider while the next row streams on (the model's trace of
+    # this stream has all three: overlapped go, held last beat, waiting row)
     pytest.param([64, 9], [4, 6], [20, None], {"seed": 5, "pq_enable": False, "shift": [17, 14]},
                  id="pq-off-long-pruned-then-short-dense"),
     # three commands from DRAM: PQ off, PQ on with refetches (rows behind a row that may need its LSBs
