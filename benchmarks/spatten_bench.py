@@ -2,6 +2,7 @@
 
     python benchmarks/spatten_bench.py           # every figure (a few minutes: local-V runs the exact top-k model)
     python benchmarks/spatten_bench.py --only MiniLM   # only the table rows whose trace name contains MiniLM
+    python benchmarks/spatten_bench.py --why [--only MiniLM]   # which stage bounds the rows (causes, not figures)
 
 Prints, never asserts (docs/spatten_results.md records a run):
 1. dense BERT-base seq 512 on spatten.yaml: fraction of the multipliers' peak (QxK + PxV MACs per cycle);
@@ -72,9 +73,13 @@ def main() -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="run only the rows of table 2-4 whose trace name contains this text")
+    ap.add_argument("--why", action="store_true", help="print which stage bounds the rows of each run instead")
     args = ap.parse_args()
     spec = load_spatten_spec(builtin_spec_path("spatten"))
     peak = spatten_peak_macs_per_cycle(spec)
+    if args.why:
+        _why(spec, [t for t in _traces() if not args.only or args.only.lower() in t[0].lower()])
+        return
     if args.only:
         _table(spec, [t for t in _traces() if args.only.lower() in t[0].lower()])
         return
@@ -106,6 +111,49 @@ def _table(spec, traces) -> None:
               f"{100 * res['pq']['lsb']:.1f}% | {t['cycles'] / res['tv']['cycles']:.4f}; "
               f"{res['thp']['cycles'] / res['thpv']['cycles']:.4f} |")
 
+
+
+def _why(spec, traces) -> None:
+    """Per trace and setting: the share of rows each stage bounds (``spatten_model.stage_pace``: the
+    stage's cycles per row in a long stream of such rows; the dense run of the same engine first), the
+    mean pace of the slowest stage per row, and the layer time against the stream with the K/V on chip
+    (compute) and the DRAM transfer time (time well above both: the commands' latency is exposed, as
+    in one-query decode commands waiting for their loads)."""
+    import numpy as np
+
+    from archgen.sim.spatten_algo import run_spatten_algo
+    from archgen.sim.spatten_model import query_cycles, stage_pace
+    from archgen.sim.spatten_sim import _exact_topk_fn
+
+    names = ("qk", "sweep", "divider", "topk", "pv")
+    print("\n## why: rows bound by each stage (% of rows; stage_pace), mean cycles per row of the slowest stage, "
+          "and whole-run compute / DRAM / layer cycles")
+    print("| trace | setting | " + " | ".join(names) + " | mean pace (cycles/row) | compute | DRAM | layer time |")
+    print("|---|---|" + "---|" * (len(names) + 4))
+    for name, wl, tr, hd in traces:
+        for label, cfg in (("dense", SpattenAlgoConfig(progressive=False)), ("token", TOKEN), ("token + V", TOKEN_V),
+                           ("token+head+PQ", TOKEN_HEAD_PQ), ("token+head+PQ + V", TOKEN_HEAD_PQ_V)):
+            algo = run_spatten_algo(tr, cfg, head_dim=hd,
+                                    topk_cycles=_exact_topk_fn(spec) if cfg.value_prune > 0 else None)
+            pq = cfg.progressive and cfg.lsb_bits > 0
+            bound, paces, cache = dict.fromkeys(names, 0), [], {}
+            for s in algo.layers:
+                tk = s.row_topk_cycles if cfg.value_prune > 0 else np.full(s.row_keys.shape, -1)
+                for n, lsb, t in zip(s.row_keys.tolist(), s.row_lsb.tolist(), tk.tolist()):
+                    key = (n, bool(lsb), t)
+                    if key not in cache:
+                        pace = stage_pace(query_cycles(spec, n, lsb_pass=bool(lsb), pq_enable=pq,
+                                                       topk_cycles=None if t < 0 else t))
+                        cache[key] = (max(pace, key=pace.get), max(pace.values()))
+                    stage, cyc = cache[key]
+                    bound[stage] += 1
+                    paces.append(cyc)
+            res = simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd)
+            tot = {k: sum(r.extra[k] for r in res) for k in ("compute_cycles", "dram_cycles")}
+            rows = max(len(paces), 1)
+            print(f"| {name} | {label} | " + " | ".join(f"{100 * bound[k] / rows:.0f}%" for k in names)
+                  + f" | {sum(paces) / rows:.1f} | {tot['compute_cycles']:,.0f} | {tot['dram_cycles']:,.0f} | "
+                  f"{sum(r.cycles for r in res):,.0f} |", flush=True)
 
 
 def _aggressive(spec) -> None:

@@ -26,9 +26,13 @@ def exp_stages(fmt: SpattenFormats) -> tuple[str, ...]:
 
 
 # Quotient bits the softmax's restoring divider computes per cycle (chained subtract-compare steps; our
-# choice): two, so that the divider (recip + decide + 2 cycles per row) is no slower than the
-# exponential sweep of rows of 7 or more key groups (G + exp_pipe + 1) on either built-in spec.
-DIVIDER_BITS = 2
+# choice): four, so that the divider (recip + decide + 2 cycles per row: 11 on spatten.yaml's 28-bit
+# reciprocal) is no slower than the PxV stage (G + pv_pipe + 1) of rows of 4 or more key groups, now
+# that the exponential sweeps follow each other through their pipeline (G + 1 cycles a row). With two
+# bits (18 cycles) the divider bound every row of 88 keys or fewer (MiniLM's pruned layers). Since
+# 2026-12-05; two before. A second divider taking rows in turn would do as well (9 cycles a row) with
+# more control (two rows between the sweep and the hold slot).
+DIVIDER_BITS = 4
 
 
 def recip_steps(fmt: SpattenFormats) -> int:

@@ -5,17 +5,21 @@ row's exponentials are computed (the core overlaps the QxK sweep of one query wi
 of the previous one, and keeps a third row's scores until its PQ decision). The load side
 accepts beats of ``lanes`` integer scores (with keep bits) into bank ``in_bank`` while a max tree tracks
 that bank's row maximum; it is always ready. The sweep side starts on a ``go`` pulse for bank
-``go_bank`` (a fully loaded row; ``idle`` must be high): EXP reads the bank back, computes
+``go_bank`` (a fully loaded row; ``can_go`` must be high: no row is being issued, though the previous
+row's beats may still be in the exponential pipeline, so rows follow each other one cycle apart; each
+beat carries its row's maximum and ``shift``, sampled at ``go``): EXP reads the bank back, computes
 exp((s - max) * 2**-shift) by range reduction (2**-(n + f)) and a Taylor series of 2**-f (the paper's
 5th order by default), emits the exponentials on ``out``, sums them and tracks their maximum. With its
 last exponential the row goes to the divider (``div_start``) if the divider is free and ``div_allow``
-is high, else the sweep side waits (WAIT) until it can: the divider, a restoring divider with DIVIDER_BITS
+is high, else it waits (``pend``, its sum and maximum held) while the next row streams on. A row's last
+beat is issued only when no earlier row is still on its way to the divider, so at most one row waits.
+The divider, a restoring divider with DIVIDER_BITS
 quotient bits per cycle (archgen.dataflow.spatten_stages), computes floor(2**recip_num_bits / sum) and pulses ``recip_valid`` (``recip``
-and the row's largest exponential ``max_exp`` hold until the next ``div_start``). The sweep side is idle
-again the cycle after ``div_start``, so the next row's sweep overlaps this row's division. ``clear``
+and the row's largest exponential ``max_exp`` hold until the next ``div_start``). ``idle``: no row in
+the sweep side (none issued, none on its way to the divider). ``clear``
 empties bank ``clear_bank`` before it is loaded again; ``go`` leaves the bank as it is, so that
-``abort`` (drop the row being swept, its beats in the pipeline included) can be followed by a second
-sweep of the same scores. The
+``abort`` (drop every row in the sweep side, its beats in the pipeline included) can be followed by a
+second sweep of the same scores. The
 division itself is left to the consumer: :class:`Normalize` turns exponentials into UQ1.15 probabilities
 with one multiplier per lane, where they are used (the core does it in its prob x V sweep, so the
 softmax does not sweep the row a third time). Every step is bit-exact with
@@ -28,7 +32,7 @@ what keeps the unit's latency a fixed function of the row length (the cycle cont
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
@@ -55,12 +59,6 @@ def score_beat_layout(lanes: int, score_bits: int) -> data.StructLayout:
 def exp_beat_layout(lanes: int, exp_bits: int) -> data.StructLayout:
     return data.StructLayout({"data": data.ArrayLayout(unsigned(exp_bits), lanes),
                               "keep": unsigned(lanes), "last": unsigned(1)})
-
-
-class _State(enum.Enum, shape=2):
-    IDLE = 0
-    EXP = 1
-    WAIT = 2        # the row is swept; its sum waits for the divider
 
 
 def max_tree(m: Module, values: list, keeps: list, width: int):
@@ -100,6 +98,7 @@ class Softmax(wiring.Component):
             "abort": In(1),
             "go_bank": In(SCORE_BANK_BITS),
             "idle": Out(1),
+            "can_go": Out(1),
             "div_allow": In(1),
             "div_start": Out(1),
             "max_exp": Out(self.fmt.exp_bits),
@@ -113,17 +112,22 @@ class Softmax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = _SoftmaxWork(self, m)
-        m.d.comb += [self.busy.eq((s.state != _State.IDLE) | s.div_busy), self.idle.eq(s.state == _State.IDLE)]
+        issuing = Signal()
+        m.d.comb += issuing.eq(s.ptr < s.s_rows)
+        m.d.comb += [self.busy.eq(issuing | s.inflight | s.div_busy), self.idle.eq(~issuing & ~s.inflight),
+                     self.can_go.eq(~issuing)]
         load_fire = self._load_side(m, s)
         issue_last, row_data, row_keep = self._sweep_read(m, s)
         exp_issue, exps, ce, valids = self._exp_pipeline(m, s, issue_last, row_data, row_keep)
         start_direct, fin_total, fin_max, div_ready = self._row_end(m, s, exps, ce)
-        self._sweep_fsm(m, s, exp_issue, ce, fin_total, fin_max, div_ready)
+        self._sweep_fsm(m, s, issuing, exp_issue, issue_last, ce, fin_total, fin_max, div_ready)
         self._divider(m, s, start_direct, fin_total, fin_max)
         # abort: drop the row being swept (its beats in the pipeline and the sweep itself); the bank
-        # keeps its scores, so the row can be swept again
+        # keeps its scores, so the row can be swept again. Every row in the sweep side is dropped (the
+        # one being issued and the one in the pipeline's tail or waiting for the divider)
         with m.If(self.abort):
-            m.d.sync += [s.state.eq(_State.IDLE), *[v.eq(0) for v in valids]]
+            m.d.sync += [s.ptr.eq(0), s.s_rows.eq(0), s.inflight.eq(0), s.pend.eq(0), s.total.eq(0),
+                         s.emax.eq(0), *[v.eq(0) for v in valids]]
         beat = self.inp.payload
         m.d.comb += [s.wp.addr.eq(Cat(pick(self.in_bank, s.rows)[:s.abits], self.in_bank)),
                      s.wp.en.eq(load_fire), s.wp.data.eq(Cat(*[beat.data[i] for i in range(self.lanes)], beat.keep))]
@@ -161,11 +165,16 @@ class Softmax(wiring.Component):
         exp_issue = Signal()
         c0 = (Signal(name="x0_v"), Signal(name="x0_last"))
         m.d.sync += [c0[0].eq(exp_issue), c0[1].eq(issue_last)]
+        # each beat carries its row's maximum and shift along the stages that use them (the next row's
+        # beats follow this row's through the pipeline)
+        rmax0 = Signal(signed(sw), name="x0_rmax")
+        sh0, sh1, sh2 = (Signal(f.shift_bits, name=f"x{j}_shift") for j in range(3))
+        m.d.sync += [rmax0.eq(s.row_max), sh0.eq(s.s_shift), sh1.eq(sh0), sh2.eq(sh1)]
         pipe.valids.append(c0[0])
         c1 = pipe.ctl("x1")
         pipe.advance(c1, (c0[0], c0[1], row_keep))
         diff = [Signal(sw + 1, name=f"diff{i}") for i in range(P)]
-        m.d.sync += [diff[i].eq(s.row_max - row_data[i]) for i in range(P)]
+        m.d.sync += [diff[i].eq(rmax0 - row_data[i]) for i in range(P)]
         c2 = pipe.ctl("x2")
         pipe.advance(c2, c1)
         prod = [Signal(sw + 1 + f.log2e_fx.bit_length(), name=f"ylog{i}") for i in range(P)]
@@ -176,7 +185,7 @@ class Softmax(wiring.Component):
         frac = [Signal(fb, name=f"frac{i}") for i in range(P)]
         for i in range(P):
             y = Signal(len(prod[i]), name=f"y{i}")
-            m.d.comb += y.eq(prod[i] >> self.shift)
+            m.d.comb += y.eq(prod[i] >> sh2)
             m.d.sync += [nint[i].eq(Mux(y[fb:] >= f.exp_bits, f.exp_bits, y[fb:])), frac[i].eq(y[:fb])]
         stage = pipe.ctl("x4")
         pipe.advance(stage, c3)
@@ -236,36 +245,39 @@ class Softmax(wiring.Component):
         div_ready = Signal()
         m.d.comb += div_ready.eq(~s.div_busy & self.div_allow)
         start_direct = Signal()
-        m.d.comb += [start_direct.eq((s.state == _State.EXP) & ce[0] & ce[1] & div_ready),
-                     self.div_start.eq(start_direct | ((s.state == _State.WAIT) & div_ready))]
+        m.d.comb += [start_direct.eq(ce[0] & ce[1] & div_ready),
+                     self.div_start.eq(start_direct | (s.pend & div_ready))]
         return start_direct, fin_total, fin_max, div_ready
 
-    def _sweep_fsm(self, m, s, exp_issue, ce, fin_total, fin_max, div_ready):
-        state, ptr = s.state, s.ptr
-        with m.Switch(state):
-            with m.Case(_State.IDLE):
-                with m.If(self.go):
-                    m.d.sync += [state.eq(_State.EXP), ptr.eq(0), s.total.eq(0), s.emax.eq(0),
-                                 s.s_bank.eq(self.go_bank), s.s_rows.eq(pick(self.go_bank, s.rows)),
-                                 s.row_max.eq(pick(self.go_bank, s.bmax))]
-            with m.Case(_State.EXP):
-                m.d.comb += exp_issue.eq(ptr < s.s_rows)
-                with m.If(ptr < s.s_rows):
-                    m.d.sync += ptr.eq(ptr + 1)
-                with m.If(ce[0]):
-                    m.d.sync += [s.total.eq(fin_total), s.emax.eq(fin_max)]
-                    with m.If(ce[1]):
-                        m.d.sync += state.eq(Mux(div_ready, _State.IDLE, _State.WAIT))
-            with m.Case(_State.WAIT):
-                with m.If(div_ready):
-                    m.d.sync += state.eq(_State.IDLE)
+    def _sweep_fsm(self, m, s, issuing, exp_issue, issue_last, ce, fin_total, fin_max, div_ready):
+        """The sweep side: ``go`` is taken whenever no row is being issued (``can_go``), so a row's beats
+        enter the exponential pipeline behind the previous row's (one cycle apart). A row's last beat
+        waits until no earlier row is still on its way to the divider (``inflight``), so at most one
+        swept row waits for the divider (``pend``). Sum and maximum restart at each row's end."""
+        ptr = s.ptr
+        with m.If(self.go & ~issuing):
+            m.d.sync += [ptr.eq(0), s.s_bank.eq(self.go_bank), s.s_rows.eq(pick(self.go_bank, s.rows)),
+                         s.row_max.eq(pick(self.go_bank, s.bmax)), s.s_shift.eq(self.shift)]
+        m.d.comb += exp_issue.eq(issuing & ~(issue_last & s.inflight))
+        with m.If(exp_issue):
+            m.d.sync += ptr.eq(ptr + 1)
+        with m.If(exp_issue & issue_last):
+            m.d.sync += s.inflight.eq(1)
+        with m.Elif(self.div_start):
+            m.d.sync += s.inflight.eq(0)
+        with m.If(ce[0]):
+            m.d.sync += [s.total.eq(Mux(ce[1], 0, fin_total)), s.emax.eq(Mux(ce[1], 0, fin_max))]
+            with m.If(ce[1] & ~div_ready):
+                m.d.sync += [s.pend.eq(1), s.w_total.eq(fin_total), s.w_max.eq(fin_max)]
+        with m.If(s.pend & div_ready):
+            m.d.sync += s.pend.eq(0)
 
     def _divider(self, m, s, start_direct, fin_total, fin_max):
         """Restoring divider: floor(2**recip_num_bits / sum), DIVIDER_BITS quotient bits per cycle."""
         f, recip, rem, steps, d_total = self.fmt, self.recip, s.rem, s.steps, s.d_total
         with m.If(self.div_start):
-            m.d.sync += [s.div_busy.eq(1), d_total.eq(Mux(start_direct, fin_total, s.total)),
-                         self.max_exp.eq(Mux(start_direct, fin_max, s.emax)),
+            m.d.sync += [s.div_busy.eq(1), d_total.eq(Mux(start_direct, fin_total, s.w_total)),
+                         self.max_exp.eq(Mux(start_direct, fin_max, s.w_max)),
                          rem.eq(1 << (f.recip_num_bits - f.recip_bits)), recip.eq(0), steps.eq(recip_steps(f))]
         with m.Elif(s.div_busy):
             with m.If(steps == 0):
@@ -321,21 +333,26 @@ class _SoftmaxWork:
         rp, wp = ports
         floor = -(1 << (sw - 1))
 
-        state = Signal(_State)
         rows = [Signal(abits + 1, name=f"rows{b}") for b in range(SCORE_BANKS)]     # loaded rows per bank
         bmax = [Signal(signed(sw), init=floor, name=f"bank_max{b}") for b in range(SCORE_BANKS)]
         s_rows = Signal(abits + 1)     # the swept row: its length, maximum and bank
         row_max = Signal(signed(sw), init=floor)
         s_bank = Signal(SCORE_BANK_BITS)
-        ptr = Signal(abits + 1)
-        total = Signal(f.sum_bits)
-        emax = Signal(f.exp_bits)      # the swept row's largest exponential so far
+        s_shift = Signal(f.shift_bits)  # its shift (the command's)
+        ptr = Signal(abits + 1)         # the sweep side's next beat; ptr == s_rows: no row being issued
+        inflight = Signal()             # a row's last beat is issued, the divider has not taken the row
+        total = Signal(f.sum_bits)      # the sum and the largest exponential of the row at the
+        emax = Signal(f.exp_bits)       # pipeline's end so far
+        pend = Signal()                 # a swept row waits for the divider: its sum and largest exponential
+        w_total = Signal(f.sum_bits)
+        w_max = Signal(f.exp_bits)
         d_total = Signal(f.sum_bits)   # the divider's row: its sum
         rem = Signal(f.sum_bits + 1)
         steps = Signal(range(recip_steps(f) + 1))
         div_busy = Signal()
         self.rp, self.wp, self.abits, self.floor = rp, wp, abits, floor
-        self.state, self.rows, self.bmax, self.s_rows, self.row_max, self.s_bank = state, rows, bmax, s_rows, row_max, s_bank
+        self.s_shift, self.inflight, self.pend, self.w_total, self.w_max = s_shift, inflight, pend, w_total, w_max
+        self.rows, self.bmax, self.s_rows, self.row_max, self.s_bank = rows, bmax, s_rows, row_max, s_bank
         self.ptr, self.total, self.emax, self.d_total, self.rem, self.steps = ptr, total, emax, d_total, rem, steps
         self.div_busy = div_busy
 

@@ -24,8 +24,10 @@ The QxK and PxV units are the affine arrays of ``units.qk.operation`` and ``unit
 (lanes x head_dim multipliers each), derived by archgen's dataflow analysis and pipelined by its LP
 (archgen.dataflow.spatten_arrays) and elaborated by :class:`~archgen.rtlgen.einsum_unit.EinsumUnit`.
 Stages work on consecutive queries: QxK (into a three-banked score buffer), the softmax's
-exponential sweep (into a five-banked exponential buffer), the divider and PQ decision (overlapping
-the next sweep when the row cannot need its LSBs) with a one-row hold slot, the top-k stage (two local-V
+exponential sweep (into a five-banked exponential buffer; a row's beats enter the exponential pipeline
+right behind the previous row's, so the sweep takes G + 1 cycles a row), the divider and PQ decision
+(overlapping the next sweeps; rows behind one that may need its LSBs are speculative and dropped when
+it does) with a one-row hold slot, the top-k stage (two local-V
 top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
 divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
 row until the PxV stage takes it) and the PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle
@@ -84,12 +86,6 @@ class _A(enum.Enum, shape=2):
     IDLE = 0
     QUERY = 1
     EMPTY = 2       # a command without queries: done once every earlier query has left the core
-
-
-class _E(enum.Enum, shape=1):
-    """Softmax stage: the exponential sweep of one row (its division overlaps the next row's sweep)."""
-    IDLE = 0
-    RUN = 1         # sweeping, until the divider takes the row
 
 
 class _T(enum.Enum, shape=3):
@@ -195,11 +191,13 @@ class SpattenCore(wiring.Component):
         sm, pw, R = s.sm, s.pw, s.R
         beat_no = Signal(s.gbits + 1)
         wiring.connect(m, sm.out, s.pq.inp)
-        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + s.wpb * s.prows),
+        m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + s.wpw * s.prows),
                      pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
                      pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
         with m.If(sm.out.valid):
             m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
+            with m.If(sm.out.payload.last):     # the next row's beats (right behind) go to its bank
+                m.d.sync += s.wpw.eq(_next_of(s.wpw, _EXP_BANKS))
         return beat_no
 
     def _topk_feed(self, m, s):
@@ -382,43 +380,58 @@ class SpattenCore(wiring.Component):
             m.d.sync += qk_busy.eq(0)
 
     def _softmax_stage(self, m, s, q_fire, beat_no, offer, take, take_p):
-        """Softmax stage: sweeps in query order. A row leaves it when the divider takes the row, so the
-        next sweep overlaps the division. A row that cannot need its LSBs (PQ off, or its LSB pass)
-        frees its score bank then; one that may need them keeps its bank until its PQ decision, and
-        the next row's sweep is speculative: when the decision asks for the LSBs, that sweep is
-        dropped (its scores stay in their bank), the row's QxK reruns into its bank, and the two rows
-        are swept again in order."""
+        """Softmax stage: sweeps in query order, the next row's go as soon as the softmax has issued
+        the previous row's last beat. A row leaves it when the divider takes the row, so the next
+        sweeps overlap the division. A row that cannot need its LSBs (PQ off, or its LSB pass) frees
+        its score bank then; one that may need them keeps its bank until its PQ decision, and the
+        sweeps behind it are speculative: when the decision asks for the LSBs, they are dropped (their
+        scores stay in their banks), the row's QxK reruns into its bank, and the rows are swept again
+        in order."""
         sm, pq, eb, wpb = s.sm, s.pq, s.eb, s.wpb
         may_rf = Signal()
         m.d.comb += may_rf.eq(s.c_e.pq_enable & ~s.pass2_e)
         squash = Signal()
         m.d.comb += squash.eq(pq.decision & pq.need_lsb)
+        # rows in the stage (n_e, at most two): eb/wpb are the oldest's score and exponential banks (it
+        # leaves next); the next row to go is the one after the stage's rows. It may go while the oldest
+        # row is still in the exponential pipeline, once the softmax has issued that row's last beat
+        # (``can_go``). Rows behind one that may need its LSBs are speculative: an LSB refetch drops every
+        # row in the stage (the softmax's abort) and they are swept again after the refetched row
         go = Signal()
-        pb_free = ~Array(s.pb_busy)[wpb]
-        m.d.comb += go.eq((s.st_e == _E.IDLE) & pick(eb, s.loaded) & sm.idle & pb_free & ~squash)
-        m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb), sm.abort.eq(squash),
+        eb_g = Signal(SCORE_BANK_BITS)
+        wpb_g = Signal(_EB_BITS)
+        m.d.comb += [eb_g.eq(Mux(s.n_e == 0, eb, _next_sb(eb))),
+                     wpb_g.eq(Mux(s.n_e == 0, wpb, _next_of(wpb, _EXP_BANKS)))]
+        pb_free = ~Array(s.pb_busy)[wpb_g]
+        m.d.comb += go.eq((((s.n_e == 0) & sm.idle) | ((s.n_e == 1) & sm.can_go))
+                          & pick(eb_g, s.loaded) & pb_free & ~squash)
+        m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb_g), sm.abort.eq(squash),
+                     sm.shift.eq(pick(eb_g, [c.shift for c in s.c_reg])),
                      sm.clear.eq(q_fire | (s.refetch & ~s.qk_busy)), sm.clear_bank.eq(Mux(q_fire, s.nb, eb))]
-        with m.If(go):
-            m.d.sync += s.st_e.eq(_E.RUN)
         leave = Signal()
-        m.d.comb += leave.eq((s.st_e == _E.RUN) & sm.div_start)
+        m.d.comb += leave.eq((s.n_e != 0) & sm.div_start)
+        with m.If(go & ~leave):
+            m.d.sync += s.n_e.eq(s.n_e + 1)
+        with m.Elif(leave & ~go):
+            m.d.sync += s.n_e.eq(s.n_e - 1)
         with m.If(leave):
             m.d.sync += [s.c_d.eq(s.c_e), s.pass2_d.eq(s.pass2_e), s.last_d.eq(pick(eb, s.last_q)),
                          s.sb_d.eq(eb), s.bank_d.eq(wpb), s.rf_d.eq(may_rf), s.div_pending.eq(1),
-                         s.st_e.eq(_E.IDLE), eb.eq(_next_sb(eb)), wpb.eq(_next_of(wpb, _EXP_BANKS))]
+                         eb.eq(_next_sb(eb)), wpb.eq(_next_of(wpb, _EXP_BANKS))]
         for j in range(_EXP_BANKS):
             with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.bank_d == j))):
                 m.d.sync += s.pb_busy[j].eq(1)
         for j in range(_SB):
             with m.If((leave & ~may_rf & (eb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.sb_d == j))):
                 m.d.sync += s.sb_busy[j].eq(0)
-            with m.If(go & (eb == j)):
+            with m.If(go & (eb_g == j)):
                 m.d.sync += s.loaded[j].eq(0)
         with m.If(squash):          # back to the row that needs its LSBs
-            m.d.sync += [s.refetch.eq(1), s.st_e.eq(_E.IDLE), eb.eq(s.sb_d), wpb.eq(s.bank_d), beat_no.eq(0)]
+            m.d.sync += [s.refetch.eq(1), s.n_e.eq(0), eb.eq(s.sb_d), wpb.eq(s.bank_d), s.wpw.eq(s.bank_d),
+                         beat_no.eq(0)]
             for j in range(_SB):
-                with m.If((s.st_e == _E.RUN) & (eb == j)):
-                    m.d.sync += s.loaded[j].eq(1)     # the dropped sweep's scores are still in its bank
+                with m.If(((s.n_e != 0) & (eb == j)) | ((s.n_e == 2) & (_next_sb(eb) == j))):
+                    m.d.sync += s.loaded[j].eq(1)     # the dropped sweeps' scores are still in their banks
         self._handoff(m, s, offer, take, take_p)
 
     def _handoff(self, m, s, offer, take, take_p):
@@ -619,13 +632,15 @@ class _CoreWork:
         pass2_e = Signal()
         m.d.comb += pass2_e.eq(pick(eb, pass2))
         c_b = Signal(core_cmd_layout(spec))    # the command of the query in the PxV stage
-        st_a, st_e, st_b = Signal(_A), Signal(_E), Signal(_B)
+        st_a, st_b = Signal(_A), Signal(_B)
+        n_e = Signal(range(3))          # rows in the softmax stage (gone, not yet taken by the divider)
         to_accept = Signal(16)          # queries of c_q still to accept
         last_b = Signal()               # the PxV stage's query is its command's last
         need_lsb_b = Signal()           # the PxV stage's row needed the LSB pass
         # exponential-buffer banks (0..EXP_BUFFER_BANKS-1): the sweep's, the divider's row's, the held row's,
         # the top-k engines' (per engine, below), the PxV's
         wpb, bank_d, bank_h, bank_b = (Signal(_EB_BITS, name=n) for n in ("wpb", "bank_d", "bank_h", "bank_b"))
+        wpw = Signal(_EB_BITS)          # the bank the softmax's exponentials are written to (rows in order)
         pb_busy = [Signal(name=f"busy_pb{j}") for j in range(_EXP_BANKS)]   # a row the PxV has not finished
         recip_b = Signal(f.recip_bits)   # the PxV row's reciprocal
         # the local-V threshold of the PxV's row: the k-th exponential (+inf keeps none) and the elements
@@ -664,7 +679,7 @@ class _CoreWork:
         sm, pq = self.sm, self.pq
         m.d.comb += [all_idle.eq(~Cat(*sb_busy).any() & ~div_pending & ~hold_valid
                                  & Cat(*[e.st_t == _T.IDLE for e in self.eng]).all() & (st_b == _B.IDLE)),
-                     core.busy.eq((st_a != _A.IDLE) | ~all_idle), sm.shift.eq(c_e.shift),
+                     core.busy.eq((st_a != _A.IDLE) | ~all_idle),
                      pq.threshold.eq(c_d.threshold), pq.enable.eq(c_d.pq_enable & ~pass2_d),
                      pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid), pq.max_exp.eq(sm.max_exp)]
 

@@ -28,7 +28,7 @@ __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready",
+    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready", "stage_pace",
 ]
 
 
@@ -218,6 +218,7 @@ class QueryCycles:
     topk: int
     pv: int
     output: int
+    exp_pipe: int
 
     @property
     def sweep(self) -> int:
@@ -254,10 +255,32 @@ class QueryCycles:
         return self.front + 1 + max(self.topk, 1) + self.pv + self.output
 
 
+def stage_pace(qc: QueryCycles) -> dict[str, float]:
+    """Cycles per query each stage needs in a long stream of rows like ``qc`` (PQ off, no refetch): the
+    QxK stage ``qk``; the exponential sweep ``max(G, exp_pipe) + 1`` (G beats and the go cycle; a row's
+    last beat waits until the previous row is at the divider); the divider with its
+    decision and the hold slot's cycle ``div + decide + 2`` (``+ 1`` for a pruned row taken early); the top-k stage ``(topk + 1) / TOPK_ENGINES``
+    (its engines take rows in turn; an average when rows differ); the PxV stage ``pv + output`` (it takes the next row in the cycle it sends an output).
+    The largest is the stream's period (``command_stream_cycles`` of equal queries; a diagnostic: which
+    stage bounds a row). A row that refetches its LSBs counts its second QxK pass, the softmax stage's
+    rerun ``1 + qk + exp`` and its second division (not the dropped part of the next row's speculative
+    sweep, nor, with PQ on, the three score banks' round trip: a lower bound then)."""
+    # a pruned row that cannot need its LSBs leaves the hold slot for its engine while still at the divider
+    early = qc.topk and not (qc.pq and qc.passes == 1)
+    extra = qc.passes - 1        # an LSB refetch: one more QxK pass, and the softmax stage reruns 1 + qk + exp
+    # the sweep: rows follow each other through the exponential pipeline (G issue cycles and the go
+    # cycle; a row's last beat waits until the previous row is at the divider, exp_pipe + 1 cycles)
+    sweep = max(qc.exp - qc.exp_pipe, qc.exp_pipe) + 1
+    return {"qk": float(qc.passes * qc.qk), "sweep": float(sweep + extra * (1 + qc.qk + qc.exp)),
+            "divider": float(qc.passes * (qc.div + qc.decide) + (1 if early else 2)),
+            "topk": (qc.topk + 1) / TOPK_ENGINES if qc.topk else 0.0, "pv": float(qc.pv + qc.output)}
+
+
 class _Stream:
     """The stages' state while a command stream runs (see :func:`command_stream_cycles`)."""
 
-    def __init__(self):
+    def __init__(self, overlap_sweeps: bool = True):
+        self.overlap_sweeps = overlap_sweeps   # False: the core before 2026-12-05 (for comparisons)
         self.qk_free = 0            # first cycle the QxK stage may take a job
         self.sm_free = 0            # first cycle the softmax stage may start a sweep
         self.div_free = 0           # first cycle the divider may take a row
@@ -270,6 +293,7 @@ class _Stream:
         self.pb_free = [0] * EXP_BUFFER_BANKS   # first cycle each exponential-buffer bank may take a sweep
         self.nb = 0                 # score bank of the next query
         self.wpb = 0                # exponential-buffer bank of the next row
+        self.last_start = -1        # divider start of the softmax's previous row (its last beat waits for it)
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -278,23 +302,28 @@ class _Stream:
         self.nb = (self.nb + 1) % SCORE_BANKS
         return job
 
-    def _sweep(self, qc: QueryCycles, go: int) -> tuple[int, int]:
-        """A pass from its go: (divider start, decision)."""
-        start = max(go + qc.exp, self.div_free, self.hold_free)
+    def _sweep(self, qc: QueryCycles, go: int) -> tuple[int, int, int]:
+        """A pass from its go: (last beat issued, divider start, decision). The sweep issues the row's
+        G beats from the cycle after ``go``; the last one waits until the previous row is at the divider,
+        so that at most one swept row waits for the divider."""
+        last = max(go + qc.exp - qc.exp_pipe, self.last_start + 1)
+        start = max(last + qc.exp_pipe, self.div_free, self.hold_free)
         decision = start + qc.div + qc.decide
         self.div_free = decision + 1       # the decision cycle itself blocks the divider
-        return start, decision
+        self.last_start = start
+        return last, start, decision
 
     def first_decision_of(self, job) -> int:
         """The cycle of the job's first PQ decision, were it resolved now (no state changes)."""
         qc, _a, last_score, _bank = job
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
-        return max(go + qc.exp, self.div_free, self.hold_free) + qc.div + qc.decide
+        last = max(go + qc.exp - qc.exp_pipe, self.last_start + 1)
+        return max(last + qc.exp_pipe, self.div_free, self.hold_free) + qc.div + qc.decide
 
     def resolve(self, job) -> int:
         qc, _a, last_score, bank = job
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
-        start, decision = self._sweep(qc, go)
+        last, start, decision = self._sweep(qc, go)
         # the row leaves the softmax stage when the divider takes it; its score bank is free then, or
         # at its PQ decision when it may need its LSBs
         bank_free = decision + 1 if qc.pq else start + 1
@@ -303,9 +332,12 @@ class _Stream:
             # speculative sweep (if any) is dropped at the decision and starts again after this one
             r = max(decision + 1, self.qk_free)
             self.qk_free = r + qc.qk
-            start, decision = self._sweep(qc, r + qc.qk)
+            last, start, decision = self._sweep(qc, r + qc.qk)
             bank_free = start + 1       # the LSB pass cannot ask again
-        self.sm_free = start + 1
+        # the next row's go: the cycle after the softmax issued this row's last beat (its beats enter the
+        # exponential pipeline right behind this row's; behind a row that may need its LSBs they are
+        # speculative and dropped with the refetch, above)
+        self.sm_free = last + 1 if self.overlap_sweeps else start + 1
         self.bank_free[bank] = bank_free
         # the decided row waits in the hold slot; the next top-k engine in turn takes it when idle or in
         # the cycle it hands its previous row to the PxV stage; a pruned row's top-k command is handshaked
@@ -352,19 +384,22 @@ def dram_ready(load_cycles: Sequence[int]):
     return ready
 
 
-def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None) -> list[int]:
+def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
+                          overlap_sweeps: bool = True) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
     QxK stage: takes query i in cycle ``a(i) = max(earliest, qk_free, bank_free(i mod 3))`` and is busy
     for ``qk`` cycles; ``earliest`` is the cycle after the previous query's acceptance, or after the
     command's handshake for its first query. Softmax, rows in query order: a sweep starts
-    (``go``) when the row's last score has arrived, the previous row has left the stage and its
-    exponential-buffer bank (rows rotate over EXP_BUFFER_BANKS) is free; the divider takes the row ``exp`` cycles
-    later, or once it is free, the hold slot is empty and no decision is being made; the decision
-    comes ``div + decide`` cycles after that. A row leaves the softmax stage when the divider takes
-    it and frees its score bank then, or, with PQ on, at its decision (the next row's sweep meanwhile is
-    speculative); an LSB refetch drops that speculative sweep, reruns QxK from the cycle after the
+    (``go``) when the row's last score has arrived, the softmax has issued the previous row's last beat
+    (the cycle after; the rows' beats follow each other through the exponential pipeline) and its
+    exponential-buffer bank (rows rotate over EXP_BUFFER_BANKS) is free; it issues its G beats from the
+    cycle after, the last one no earlier than the cycle after the divider took the previous row; the
+    divider takes the row ``exp_pipe`` cycles after that last beat, or once it is free, the hold slot is
+    empty and no decision is being made; the decision comes ``div + decide`` cycles after that. A row
+    leaves the softmax stage when the divider takes it and frees its score bank then, or, with PQ on, at its decision (the next rows' sweeps meanwhile are
+    speculative); an LSB refetch drops those speculative sweeps, reruns QxK from the cycle after the
     decision (or when the QxK stage is free; a query not accepted by the decision waits for the
     refetch) and sweeps the row again, then the next one. The decided row waits in the hold slot until
     the next of the TOPK_ENGINES top-k engines in turn takes it (``take = max(decision + 1, t_free(e))``,
@@ -383,7 +418,7 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None)
     or a function ``ready(ci, dones)`` of the command index and the done cycles known so far (every
     command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
     """
-    st = _Stream()
+    st = _Stream(overlap_sweeps)
     dones: list[int | None] = [None] * len(commands)
     hs = 0
     inflight: list = []             # accepted, not yet resolved: (job, command, last)
@@ -461,7 +496,8 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
     lat = spatten_latencies(spec)
     tk = 0 if topk_cycles is None else topk_cycles + lat.topk_handoff
     return QueryCycles(qk_cycles(spec, n_keys), _groups(spec, n_keys) + lat.exp_pipe, lat.recip, lat.pq_decide,
-                       2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output)
+                       2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
+                       lat.exp_pipe)
 
 
 @dataclass(frozen=True)

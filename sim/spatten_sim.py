@@ -349,15 +349,38 @@ def spatten_area_mm2(spec, energy_model: EnergyModel | None = None) -> dict[str,
     """Datapath and buffer area estimate from the energy table's area data (mm^2, at the spec's node).
 
     Covers the QxK and prob x V multiplier arrays with their adder trees (one add per multiplier), the
-    key/value SRAMs and the softmax lanes (Taylor multiply-adds at 16 bits); not the fetcher, crossbars,
-    top-k FIFOs or control, so it is a lower bound to compare with the paper's 18.71 mm^2.
+    key/value SRAMs, the softmax lanes (Taylor multiply-adds at 16 bits) and the core's local-V top-k
+    engines (``topk``: TOPK_ENGINES of them, each its input buffer of the row's exponentials and three
+    FIFOs of ``fifo_depth`` rows as SRAM, a comparator per lane and side and the pivot sample's pairwise
+    ranker as adders of the exponential's width: the engine's memories and comparators in
+    rtlgen/topk.py); not the fetcher, crossbars or control, so it is a lower bound to compare with the
+    paper's 18.71 mm^2.
     """
     m = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
     taylor = getattr(spec.softmax, "exp_taylor_order", 5)
     return {
+        "topk": _topk_area_mm2(spec, m),
         "qk_unit": spec.qk.multipliers * m.op_area_mm2("mac", spec.qk.bits),
         "pv_unit": spec.pv.multipliers * m.op_area_mm2("mac", spec.pv.bits),
         "softmax": spec.softmax.parallelism * (taylor + 1) * (m.op_area_mm2("mult", 16) + m.op_area_mm2("add", 16)),
         "key_sram": m.sram_area_mm2(spec.key_sram.bytes),
         "value_sram": m.sram_area_mm2(spec.value_sram.bytes),
     }
+
+
+def _topk_area_mm2(spec, m: EnergyModel) -> float:
+    """The core's top-k engines (see :func:`spatten_area_mm2`)."""
+    from archgen.arch.spatten_spec import spatten_formats
+    from archgen.dataflow.spatten_stages import TOPK_ENGINES
+
+    from .topk_model import sample_shape
+
+    p, depth, n = spec.topk.parallelism, spec.topk.fifo_depth, spec.max_tokens
+    width = spatten_formats(spec).exp_bits + 1          # as the core builds the engine
+    index = max(1, (n - 1).bit_length())
+    buffer_bits = -(-n // p) * p * (width + 1)           # the input buffer: the row's exponentials
+    fifo_bits = 3 * depth * (p * (width + index) + p)   # FIFO_L, FIFO_R, FIFO_U: element, index, valid
+    _rows, lanes = sample_shape(p, depth)
+    comparators = 3 * p + lanes * (lanes - 1) // 2      # a comparator per lane and side; the sample's ranker
+    per_engine = m.sram_area_mm2(-(-(buffer_bits + fifo_bits) // 8)) + comparators * m.op_area_mm2("add", width)
+    return TOPK_ENGINES * per_engine

@@ -63,8 +63,8 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     """Random K, V, Q on the core RTL (Verilator) vs the fixed-point model, float numpy and the cycle model.
 
     With ``commands`` > 1 the testbench offers that many commands back to back, each on its own K/V bank
-    (``bank``, ``bank + 1``, ... modulo the buffers) with its own random data; ``n_keys``, ``n_queries``
-    and ``local_v_keep`` may then be one value per command. Returns ``{"correct", "bit_exact",
+    (``bank``, ``bank + 1``, ... modulo the buffers) with its own random data; ``n_keys``, ``n_queries``,
+    ``local_v_keep``, ``pq_enable`` and ``shift`` may then be one value per command. Returns ``{"correct", "bit_exact",
     "max_error", "tolerance", "rtl_cycles", "model_cycles", "rtl_done_cycles", "model_done_cycles",
     "cycles_match", "importance_match", "need_lsb", "stages", "kept", "passed", ...}``; ``correct``
     means bit-exact, within tolerance, cycle-exact (every command's done), and the importance
@@ -92,6 +92,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                          f"not {commands!r}")
     keys_n, queries_n = per_command(n_keys, "n_keys"), per_command(n_queries, "n_queries")
     keeps = per_command(local_v_keep, "local_v_keep")
+    pqs = [bool(x) for x in per_command(pq_enable, "pq_enable")]
     for n, nq, keep in zip(keys_n, queries_n, keeps):
         if not 1 <= n <= spec.max_tokens:
             raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n!r}")
@@ -102,26 +103,26 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     fmt = spatten_formats(spec)
     rng = np.random.default_rng(seed)
     lim = 1 << (value_bits - 1)
-    shift = default_shift(spec, value_bits) if shift is None else shift
+    shifts = [default_shift(spec, value_bits) if x is None else x for x in per_command(shift, "shift")]
     thr = threshold_fx(spec.pq.threshold, fmt)
     cmds, runs = [], []
-    for ci, (n, nq, keep) in enumerate(zip(keys_n, queries_n, keeps)):
+    for ci, (n, nq, keep, shift, pq_on) in enumerate(zip(keys_n, queries_n, keeps, shifts, pqs)):
         keys = rng.integers(-lim, lim, (n, spec.head_dim))
         values = rng.integers(-lim, lim, (n, spec.head_dim))
         queries = rng.integers(-lim, lim, (nq, spec.head_dim))
         keep_k = n if keep is None else min(keep, n)
         cmd_seed = (seed + ci) & 0xFFFF
-        runs.append(core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_enable,
+        runs.append(core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_on,
                                 thr_fx=thr, seed=cmd_seed))
         cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,
-                     "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed})
+                     "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed, "shift": shift, "pq": pq_on})
     ready = dram_ready([2 * len(c["keys"]) * dram_row_cycles for c in cmds]) if dram_row_cycles else None
     model_done = command_stream_cycles([r.queries for r in runs], ready=ready)
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
         "commands": [{"keys": c["keys"].tolist(), "values": c["values"].tolist(), "queries": c["queries"].tolist(),
-                      "shift": shift, "keep_k": c["keep_k"], "pq_enable": int(pq_enable), "threshold": thr,
+                      "shift": c["shift"], "keep_k": c["keep_k"], "pq_enable": int(c["pq"]), "threshold": thr,
                       "bank": c["bank"], "seed": c["seed"]} for c in cmds],
         "max_cycles": 4 * model_done[-1] + 1000, "groups": spec.groups, "lanes": spec.lanes,
         "dram_row_cycles": dram_row_cycles,
@@ -134,9 +135,9 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     errors = []
     results = [(c, r) for c, run in zip(cmds, runs) for r in run.results]
     for i, ((c, r), q) in enumerate(zip(results, np.concatenate([c["queries"] for c in cmds]))):
-        k_used = c["keys"] if (r.need_lsb or not pq_enable) else mask_lsbs(c["keys"], spec.pq.lsb_bits)
-        v_used = c["values"] if (r.need_lsb or not pq_enable) else mask_lsbs(c["values"], spec.pq.lsb_bits)
-        ref = float_attention(q, k_used, v_used, shift, r.keep)
+        k_used = c["keys"] if (r.need_lsb or not c["pq"]) else mask_lsbs(c["keys"], spec.pq.lsb_bits)
+        v_used = c["values"] if (r.need_lsb or not c["pq"]) else mask_lsbs(c["values"], spec.pq.lsb_bits)
+        ref = float_attention(q, k_used, v_used, c["shift"], r.keep)
         if i < len(got):
             errors.append(np.max(np.abs(got[i] / 2.0 ** fmt.prob_frac - ref)) / max(1, np.abs(v_used).max()))
     max_error = float(max(errors)) if errors else float("inf")
@@ -153,6 +154,9 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "rtl_cycles": res.get("cycles"), "model_cycles": model_done[-1], "cycles_match": cycles_match,
             "rtl_done_cycles": res.get("done_cycles"), "model_done_cycles": model_done,
             "undelayed_done_cycles": command_stream_cycles([r.queries for r in runs]),
+            # the same stream were a row's sweep to wait until the divider took the previous row
+            "unoverlapped_done_cycles": command_stream_cycles([r.queries for r in runs], ready=ready and dram_ready(
+                [2 * len(c["keys"]) * dram_row_cycles for c in cmds]), overlap_sweeps=False),
             "importance_match": importance_match,
             "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),
             "stages": [(qc.front, qc.back) for run in runs for qc in run.queries],
@@ -163,7 +167,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "serial_cycles": sum(1 + sum(qc.total for qc in run.queries) for run in runs),
             "cmd_cycles": res.get("cmd_cycles"),
             "kept": [int(r.keep.sum()) for _, r in results], "passed": bool(res.get("passed")),
-            "out_cycles": res.get("out_cycles"), "shift": shift,
+            "out_cycles": res.get("out_cycles"), "shift": shifts[0] if commands == 1 else shifts,
             **({"log_tail": res["log_tail"]} if "log_tail" in res else {})}
 
 

@@ -10,7 +10,7 @@ from archgen.dataflow.spatten_arrays import spatten_latencies
 from archgen.sim.spatten_model import (command_stream_cycles, core_cycles, core_process, core_reference,
                                        exp_fixed, mask_lsbs, pass_cycles, pv_cycles, qk_cycles, query_cycles,
                                        softmax_cycles, softmax_fixed, sweep_cycles, threshold_fx,
-                                       topk_keep_mask)
+                                       stage_pace, topk_keep_mask)
 from archgen.sim.topk_model import topk_reference
 
 SMALL = load_spatten_spec(builtin_spec_path("spatten_small"))
@@ -79,15 +79,25 @@ def test_stream_of_equal_queries_runs_at_the_slowest_stage():
     for spec, n in ((SMALL, 64), (SMALL, 8), (FULL, 1024), (FULL, 512), (FULL, 40)):
         q = query_cycles(spec, n)
         per_query = command_stream_cycles([[q] * 41])[0] - command_stream_cycles([[q] * 40])[0]
-        assert per_query == max(q.qk, q.exp + 1, q.div + q.decide + 2, q.back), (spec.name, n)
+        # the sweep: G issue cycles and the go cycle, at least the exponential pipeline and one cycle
+        # (a row's last beat waits until the previous row is at the divider)
+        sweep = max(q.exp - q.exp_pipe, q.exp_pipe) + 1
+        assert per_query == max(q.qk, sweep, q.div + q.decide + 2, q.back), (spec.name, n)
+        assert per_query == max(stage_pace(q).values()), (spec.name, n)
+        for topk in (30, 90, 400):     # pruned: the two top-k engines take rows in turn
+            t = query_cycles(spec, n, topk_cycles=topk)
+            per_two = command_stream_cycles([[t] * 42])[0] - command_stream_cycles([[t] * 40])[0]
+            assert per_two == 2 * max(stage_pace(t).values()), (spec.name, n, topk)
         # PQ on, no refetch: a row keeps its score bank until its decision; with three score banks the
         # QxK of query i+3 waits for query i's decision: three queries per qk + exp + div + decide + 1
-        # at the least, which is below three periods of the slowest stage, so PQ costs no time
+        # at the least, which is below three periods of the slowest stage except on rows so short that the
         p = query_cycles(spec, n, pq_enable=True)
         per_three = command_stream_cycles([[p] * 43])[0] - command_stream_cycles([[p] * 40])[0]
-        assert per_three == max(3 * p.qk, 3 * (p.exp + 1), 3 * (p.div + p.decide + 2), 3 * p.back,
+        assert per_three == max(3 * p.qk, 3 * sweep, 3 * (p.div + p.decide + 2), 3 * p.back,
                                 p.qk + p.exp + p.div + p.decide + 1), (spec.name, n)
-        assert per_three == 3 * per_query, (spec.name, n)
+        # three banks' round trip is longer (FULL at 40 keys: 37 cycles against 3 x 12)
+        round_trip = p.qk + p.exp + p.div + p.decide + 1
+        assert per_three == max(3 * per_query, round_trip), (spec.name, n)
     # one query alone: accepted the cycle after the handshake, then its whole latency
     assert command_stream_cycles([[q]]) == [1 + q.total]
 
@@ -103,8 +113,10 @@ def test_stream_rules_pinned_on_two_refetching_queries():
     s0 = r0 + qk + q.exp                           # the LSB pass leaves the stage when the divider takes it
     t0 = s0 + 1                                    # pruned LSB pass (cannot refetch): an engine takes it early
     e0 = s0 + q.div + q.decide                     # its decision (the reciprocal goes to the engine)
-    go1 = max(a1 + qk, s0 + 1)                     # query 1 sweeps after query 0 left the stage
-    d1 = max(go1 + q.exp, e0 + 1) + q.div + q.decide   # its divider waits for query 0's decision
+    g = q.exp - q.exp_pipe                         # the row's beats
+    go1 = max(a1 + qk, r0 + qk + g + 1)            # query 1 sweeps once query 0's last beat is issued
+    last1 = max(go1 + g, s0 + 1)                   # its last beat waits until query 0 is at the divider
+    d1 = max(last1 + q.exp_pipe, e0 + 1) + q.div + q.decide   # its divider waits for query 0's decision
     r1 = max(d1 + 1, r0 + qk)
     s1 = r1 + qk + q.exp                           # the LSB pass reaches the divider
     p0 = max(t0 + q.topk, e0 + 1)                  # command in the take cycle; PxV takes row 0 at done

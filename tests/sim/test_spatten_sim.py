@@ -4,7 +4,7 @@ from archgen.arch.errors import SpecError
 from archgen.arch.spatten_spec import builtin_spec_path, load_spatten_spec
 from archgen.dataflow.spatten_stages import TOPK_ENGINES
 from archgen.sim.spatten_algo import SpattenAlgoConfig
-from archgen.sim.spatten_model import query_cycles
+from archgen.sim.spatten_model import query_cycles, stage_pace
 from archgen.sim.spatten_sim import (simulate_spatten, spatten_area_mm2, spatten_bytes_per_cycle,
                                      spatten_peak_macs_per_cycle)
 from archgen.workloads.library import get_workload
@@ -30,17 +30,18 @@ def test_dense_run_matches_its_baseline(full):
         assert r.cycles == r.extra["dense_cycles"]
         assert r.dram_total_bytes == r.extra["dense_dram_bytes"]
         assert r.cycles >= r.roofline_cycles
-    # 12 heads (commands) x 64 identical queries streamed through the core (PQ off): the exponential
-    # sweep (and its hand-over cycle) is the slowest stage, so after the first query's QxK stage the
-    # stream costs one sweep per query, then the last row's division, hold cycle and back stage
+    # 12 heads (commands) x 64 identical queries streamed through the core (PQ off): the PxV stage (its
+    # sweep and output cycle) is the slowest stage (the exponential sweeps follow each other through
+    # their pipeline, G + 1 cycles a row), so after the first row reaches the PxV stage (QxK, sweep,
+    # division, hold and top-k stage cycles) the stream costs one PxV stage per row
     qc = query_cycles(full, 512)
-    assert qc.exp + 1 > max(qc.qk, qc.div + qc.decide + 2, qc.back)
+    pace = stage_pace(qc)
+    assert pace["pv"] == qc.back > max(pace["qk"], pace["sweep"], pace["divider"])
     rows = 12 * 512
-    # (the last row: division, hold cycle, the top-k stage's take, the PxV stage's take, its sweep)
-    assert rs[0].extra["compute_cycles"] == 1 + qc.qk + rows * (qc.exp + 1) - 1 + qc.div + qc.decide + 2 + 1 + qc.back
+    assert rs[0].extra["compute_cycles"] == 1 + qc.qk + qc.exp + qc.div + qc.decide + 2 + 1 + rows * qc.back
     assert rs[0].macs == 2 * 12 * 512 * 512 * 64
-    # dense BERT-base at 512 tokens: one exponential sweep (G + exp_pipe + 1 cycles) per query against
-    # G cycles of multiplier work: above 75% of the multipliers' peak (the paper: about 79%)
+    # dense BERT-base at 512 tokens: one PxV stage (G + pv_pipe + 1 cycles) per query against G cycles
+    # of multiplier work: above 75% of the multipliers' peak (the paper: about 79%)
     assert rs[0].utilisation > 0.75
     # each stage's busy cycles, summed over the 12 x 64 rows (dense: no top-k)
     x = rs[0].extra
@@ -118,7 +119,8 @@ def test_cnn_is_rejected(full):
 
 def test_area_estimate(full):
     a = spatten_area_mm2(full)
-    assert set(a) == {"qk_unit", "pv_unit", "softmax", "key_sram", "value_sram"}
+    assert set(a) == {"qk_unit", "pv_unit", "softmax", "key_sram", "value_sram", "topk"}
+    assert 0 < a["topk"] < a["key_sram"]      # two engines' buffers and FIFOs: less than one K SRAM
     assert a["key_sram"] == pytest.approx(a["value_sram"])
     assert 0 < sum(a.values()) < 18.71      # a datapath + buffer lower bound of the paper's total
 

@@ -85,6 +85,36 @@ def test_core_stage_overlap(n_keys, n_queries, keep, extra):
 
 
 @pytest.mark.verilator
+@pytest.mark.parametrize("n_keys, n_queries, keep, extra", [
+    # PQ off, two shifts: rows of 64 keys (G = 16 beats, longer than the exponential pipeline), pruned,
+    # then rows of 9 keys (G = 3): some rows' last beats wait until the previous row is at the divider,
+    # and some swept rows wait for the divider while the next row streams on (the model's trace of
+    # this stream has all three: overlapped go, held last beat, waiting row)
+    pytest.param([64, 9], [4, 6], [20, None], {"seed": 5, "pq_enable": False, "shift": [17, 14]},
+                 id="pq-off-long-pruned-then-short-dense"),
+    # three commands from DRAM: PQ off, PQ on with refetches (rows behind a row that may need its LSBs
+    # wait for its decision), PQ off pruned; every command its own shift
+    pytest.param([30, 48, 9], [3, 4, 5], [None, 7, 3],
+                 {"seed": 36, "pq_enable": [False, True, False], "shift": [16, 19, 18], "dram_row_cycles": 1},
+                 id="pq-off-on-off-from-dram"),
+])
+def test_core_pipelined_sweep(n_keys, n_queries, keep, extra):
+    """Back-to-back rows through the pipelined exponential sweep: a row's beats enter the exponential
+    pipeline right behind the previous row's (each beat carries its row's maximum and shift), bit- and
+    cycle-exact on Verilator, and the stream is faster than with each sweep waiting for the divider."""
+    extra = dict(extra)
+    seed = extra.pop("seed")
+    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), **extra)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+    if any(extra["pq_enable"]) if isinstance(extra["pq_enable"], list) else extra["pq_enable"]:
+        assert 0 < sum(r["need_lsb"]) < len(r["need_lsb"]), r["need_lsb"]   # both kinds of rows
+    assert r["rtl_done_cycles"][-1] < r["unoverlapped_done_cycles"][-1], r
+
+
+@pytest.mark.verilator
 def test_core_pq_without_refetch_runs_at_the_dense_rate():
     """PQ on, no row below the threshold (shift 12 makes the rows peaky), two commands streamed: each
     row keeps its score bank until its PQ decision, but with three score banks the next queries' QxK
