@@ -114,6 +114,27 @@ def _or_select(sel, words, count, width):
     return terms[0]
 
 
+def _const_mul(x, c):
+    """x * c for a constant c >= 1 as shifts and adds of its canonical signed digits (at most two adders for
+    c < 16), so that synthesis uses no multiplier block for it."""
+    terms, bit = [], 0
+    while c:
+        if c & 1:
+            digit = 2 - (c & 3)          # +1, or -1 when the next bit is set too (a run of ones)
+            terms.append((digit, bit))
+            c -= digit
+        c >>= 1
+        bit += 1
+    plus = [x << b for digit, b in terms if digit > 0]
+    value = plus[0]
+    for term in plus[1:]:
+        value = value + term
+    for digit, b in terms:
+        if digit < 0:
+            value = value - (x << b)
+    return value
+
+
 def _popcount(bits, n):
     """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
     terms = [bits[i] for i in range(n)]
@@ -188,10 +209,16 @@ class TopK(wiring.Component):
         selected source's lanes (values, indices, keep bits) as s2 data."""
         p, w, lg = self.parallelism, self.width, r.lg
         self._output_queue(m, r, mem)
-        full_index = [Signal(self.count_bits + lg + 1, name=f"in_index{i}") for i in range(p)]
-        m.d.comb += [full_index[i].eq((r.cnt << lg) | i) for i in range(p)]
-        m.d.comb += r.in_row.eq(Cat(self.inp.payload.data,
-                                    *[self.inp.payload.keep[i] & (full_index[i] < r.n) for i in range(p)]))
+        # the lanes of the next input beat whose index is below n, registered (no compare on the input path
+        # into the buffer and the sample ranker): from the command, then for beat cnt + 1 as beat cnt arrives
+        lane_ok = Signal(p, name="in_lane_ok")
+        next_index = [Signal(self.count_bits + lg + 1, name=f"in_next_index{i}") for i in range(p)]
+        m.d.comb += [next_index[i].eq(((r.cnt + 1) << lg) | i) for i in range(p)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += lane_ok.eq(Cat(*[self.cmd.payload.n > i for i in range(p)]))
+        with m.Elif(r.ingest_beat):
+            m.d.sync += lane_ok.eq(Cat(*[next_index[i] < r.n for i in range(p)]))
+        m.d.comb += r.in_row.eq(Cat(self.inp.payload.data, self.inp.payload.keep & lane_ok))
         with m.If(r.adv_s2):
             m.d.sync += [r.s1_valid.eq(0),
                          r.s2_valid.eq(r.s1_valid | (r.ingest_beat & r.live)), r.s2_replay.eq(r.s1_valid & r.s1_replay),
@@ -391,37 +418,52 @@ class TopK(wiring.Component):
                      pos_u.eq(Mux(r.fits_u, (r.lfsr * r.cnt_a) >> 16, pos_cap))]
         m.d.comb += r.draw_pos.eq(Mux(r.side == 2, pos_u, Mux(r.side == 1, pos_g, pos_l)))
 
-    def _want_ranks(self, m, target, size, s):
-        """(lower rank, upper rank, no upper pivot) wanted in a sample of ``s`` lanes of a working set of
-        ``size`` whose ``target``-th largest is sought, combinationally (docs/topk.md "Pivot rule"): with
-        r = the number of j in 1..s-1 with j * size <= s * target (no divider), the lower pivot has rank
-        r + bracket_below(S), the upper r - BRACKET_ABOVE (none when negative); a set of at most s elements
-        is sampled whole: rank target - 1, no upper pivot."""
-        r = sum((j * size <= s * target) for j in range(1, s)) if s > 1 else 0
-        whole = size <= s
-        lo = Mux(whole, Mux(target <= s, target - 1, s - 1), r + bracket_below(s))
-        return lo, r - BRACKET_ABOVE, whole | (r < BRACKET_ABOVE)
+    def _want_ranks(self, m, r):
+        """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
+        size and target (the command's n and k at the ingest, the round's |W| and t after a decide): with
+        rk = the number of j in 1..S-1 with j |W| <= S t (no divider), the lower pivot has rank
+        rk + bracket_below(S), the upper rk - BRACKET_ABOVE (none when negative); a set of at most S
+        elements is sampled whole: rank t - 1, no upper pivot. Stage 1 registers the constant multiples
+        j |W| (shifts and at most two adds each: no multiplier), stage 2 the ranks."""
+        s, cb = r.sample_lanes, self.count_bits
+        lg_s = (s - 1).bit_length()
+        size, tgt = Signal(cb, name="want_size_in"), Signal(cb, name="want_t_in")
+        start = Signal(name="want_start")
+        m.d.comb += [start.eq(self.cmd.valid & self.cmd.ready),
+                     size.eq(Mux(start, self.cmd.payload.n, r.size_s)), tgt.eq(Mux(start, self.cmd.payload.k, r.target))]
+        # stage 1: loaded with the command, held during the ingest, then follows the round's size and target
+        load = Signal(name="want_load")
+        m.d.comb += load.eq(start | ~r.after_ingest)
+        multiples = [Signal(cb + lg_s, name=f"size_x{j}") for j in range(1, s)]
+        t_reg, whole = Signal(cb, name="want_t"), Signal(name="want_whole")
+        with m.If(load):
+            m.d.sync += [x.eq(_const_mul(size, j)) for j, x in enumerate(multiples, start=1)]
+            m.d.sync += [t_reg.eq(tgt), whole.eq(size <= s)]
+        m.d.comb += r.whole_now.eq(r.size_s <= s)
+        # stage 2
+        scaled = Signal(cb + lg_s, name="want_scaled_t")
+        m.d.comb += scaled.eq(t_reg << lg_s)
+        rk = Signal(range(s + 1), name="want_rk")
+        hits = Signal(max(s - 1, 1), name="want_hits")
+        if s > 1:
+            m.d.comb += [hits.eq(Cat(*[x <= scaled for x in multiples])), rk.eq(_popcount(hits, s - 1))]
+        t_minus_1 = Signal(cb, name="want_t_minus_1")
+        m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
+        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
+                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
 
     def _pivot_sample(self, m, r):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
         P lanes, or the first S lanes of one row when P > S; at the ingest the first w input beats, in a
         round w FIFO rows from the drawn one), the elements of the wanted lower and upper ranks from the
         top. The first w - 1 rows are shifted into sample registers (input beats as they are accepted at
-        the ingest, FIFO rows from ``r_fifo`` in a round); the last is ranked as it is accepted (ingest) or
-        from ``r_fifo`` (round), and the pivots are taken, with the count of sampled elements above the
-        lower one (the exact finish), in the same cycle. The wanted ranks are registered from the round's target and size (constant multiples of
-        |W| against S * t) while the sample rows are read; the ingest's from the command."""
+        the ingest, FIFO rows from ``r_fifo`` in a round). Two pipeline stages: the *rank* stage compares
+        the S lanes pairwise (the last row as it is accepted at the ingest, from ``r_fifo`` in a round) and
+        registers every lane's rank and count of sampled elements strictly above it, with the values; the
+        *pick* stage, one cycle later, selects the lanes of the wanted ranks (one-hot AND-OR): the pivots
+        and, for the exact finish, the count above the lower one."""
         w, lb, s, p, rows = self.width, r.lane_bits, r.sample_lanes, self.parallelism, r.sample_rows
-        scaled_target = Signal(len(r.target) + s.bit_length())
-        multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
-        m.d.comb += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
-        m.d.comb += scaled_target.eq(r.target * s)
-        whole, t_minus_1 = Signal(name="whole_now"), Signal.like(r.target)
-        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1), r.whole_now.eq(whole)]
-        m.d.sync += r.whole.eq(whole)
-        rk = sum((x <= scaled_target) for x in multiples) if s > 1 else 0
-        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
-                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE))]
+        self._want_ranks(m, r)
         # the current row: the input beat being accepted at the ingest, else the registered FIFO row (masked
         # when it lies beyond the rows the FIFO holds)
         cur = min(p, s)
@@ -441,37 +483,43 @@ class TopK(wiring.Component):
         m.d.comb += keep.eq(Cat(*r.slot_keep, cur_keep))
         flat = Cat(*r.slot_vals, *cur_vals)
         m.d.comb += [vals[i].eq(flat[i * w:(i + 1) * w]) for i in range(s)]
-        held = Signal(range(s + 1))
-        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0)]
-        want_lo = Mux(r.after_ingest, r.want0_lo, r.want_lo)
-        want_hi = Mux(r.after_ingest, r.want0_hi, r.want_hi)
-        rank_lo, rank_hi = Signal(range(s + 3)), Signal(range(s + 3))
-        m.d.comb += [rank_lo.eq(Mux(want_lo < held, want_lo, held - 1)),
-                     rank_hi.eq(Mux(want_hi < held, want_hi, held - 1))]
-        sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
+        # rank stage (registered every cycle; the pick stage reads it in the cycle after the ranking one)
         gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
         for j in range(s):
             for i in range(j + 1, s):
                 # one comparator pair per two lanes: j > i, and j >= i (so i > j is its negation)
                 ge = Signal(name=f"sample_ge{j}_{i}")
                 m.d.comb += [gt[j, i].eq(vals[j] > vals[i]), ge.eq(vals[j] >= vals[i]), gt[i, j].eq(~ge)]
-        greater = []
+        rank_r = [Signal(range(max(s, 2)), name=f"sample_rank{i}") for i in range(s)]
+        above_r = [Signal(range(s + 1), name=f"sample_above{i}") for i in range(s)]
+        vals_r = Signal(s * w, name="sample_vals_r")
+        keep_r = Signal(s, name="sample_keep_r")
+        held_r = Signal(range(s + 1), name="sample_held_r")
+        m.d.sync += [vals_r.eq(flat), keep_r.eq(keep), held_r.eq(_popcount(keep, s))]
         for i in range(s):
             # rank: sampled lanes above lane i (ties: the lower lane first); and those strictly above it
             above = [keep[j] & (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
             strict = [keep[j] & gt[j, i] for j in range(s) if j != i]
-            rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
-            gt_i = Signal(range(s + 1), name=f"sample_above{i}")
             if above:
                 # the bits as signals of their own, so that the adder tree does not repeat their logic
                 above_bits, strict_bits = Signal(s - 1, name=f"sample_ab{i}"), Signal(s - 1, name=f"sample_st{i}")
-                m.d.comb += [above_bits.eq(Cat(*above)), strict_bits.eq(Cat(*strict)),
-                             rank_i.eq(_popcount(above_bits, s - 1)), gt_i.eq(_popcount(strict_bits, s - 1))]
-            greater.append(gt_i)
-            m.d.comb += [sel[i].eq(keep[i] & (rank_i == rank_lo)), sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
-        gw = len(greater[0])
-        m.d.comb += [r.pick.eq(_or_select(sel, Cat(*vals), s, w)), r.pick_hi.eq(_or_select(sel_hi, Cat(*vals), s, w)),
-                     r.whole_above.eq(_or_select(sel, Cat(*greater), s, gw))]
+                m.d.comb += [above_bits.eq(Cat(*above)), strict_bits.eq(Cat(*strict))]
+                m.d.sync += [rank_r[i].eq(_popcount(above_bits, s - 1)), above_r[i].eq(_popcount(strict_bits, s - 1))]
+            else:
+                m.d.sync += [rank_r[i].eq(0), above_r[i].eq(0)]
+        # pick stage: the wanted ranks clipped to the lanes held, the lanes of those ranks one-hot
+        rank_lo, rank_hi = Signal(range(s + 3), name="sample_rank_lo"), Signal(range(s + 3), name="sample_rank_hi")
+        m.d.comb += [rank_lo.eq(Mux(r.want_lo < held_r, r.want_lo, held_r - 1)),
+                     rank_hi.eq(Mux(r.want_hi < held_r, r.want_hi, held_r - 1))]
+        sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
+        m.d.comb += [sel.eq(Cat(*[keep_r[i] & (rank_r[i] == rank_lo) for i in range(s)])),
+                     sel_hi.eq(Cat(*[keep_r[i] & (rank_r[i] == rank_hi) for i in range(s)]))]
+        gw = len(above_r[0])
+        m.d.comb += [r.pick.eq(_or_select(sel, vals_r, s, w)), r.pick_hi.eq(_or_select(sel_hi, vals_r, s, w)),
+                     r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
+                     # the upper pick equals the lower one iff no more sampled elements lie strictly above the
+                     # lower one than the upper one's rank (no 16-bit value compare after the selection)
+                     r.pick_hi_same.eq(r.whole_above <= rank_hi)]
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
@@ -479,12 +527,12 @@ class TopK(wiring.Component):
         # one-cycle flags, and the delay of the sample rows' read (issue -> memory -> r_fifo)
         m.d.sync += [r.samp_d1_valid.eq(r.iss_valid),
                      r.samp_d1_cap.eq(r.iss_cap), r.samp_d2_valid.eq(r.samp_d1_valid), r.samp_d2_cap.eq(r.samp_d1_cap)]
-        with m.If(r.ing_rank):
-            # the ingest's pivots, ranked from the first w beats as the last of them arrives (no candidate
-            # among them: +infinity)
+        m.d.sync += r.ing_pick.eq(r.ing_rank)
+        with m.If(r.ing_pick):
+            # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
+            # next cycle (no candidate among them: +infinity)
             m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
-                         r.pivot_hi.eq(Mux(~r.sample_held | r.want0_hi_none | (r.pick_hi == r.pick),
-                                           r.pos_inf, r.pick_hi))]
+                         r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
@@ -492,7 +540,7 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows) - 1
+                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows)
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
@@ -517,18 +565,20 @@ class TopK(wiring.Component):
                     m.d.sync += r.cnt.eq(0)
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += r.rd_addr.eq(r.cnt)
-                with m.If(r.cnt == 1):
-                    # the sample's last row is registered now: rank it and take the pivots
+                # cycle 1 ranks the sample's last row (registered now), cycle 2 takes the pivots; the scan
+                # reads row cnt - 1 from cycle 1 on, so that its first row meets the comparators in cycle 3
+                row = Signal.like(r.cnt, name="scan_row")
+                m.d.comb += [row.eq(r.cnt - 1), r.rd_addr.eq(row)]
+                with m.If(r.cnt == 2):
                     m.d.sync += [r.pivot.eq(r.pick),
-                                 r.pivot_hi.eq(Mux(r.want_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
+                                 r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no row may still be in flight when the
-                # request ends in the ranking cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq((r.cnt < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
-                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 3):
+                # request ends in the pick cycle and the next command starts)
+                m.d.sync += [r.s1_valid.eq((r.cnt != 0) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
+                with m.If(r.cnt == r.rows_s + 4):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 1)):
+                with m.If(r.whole & (r.cnt == 2)):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
                     m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.target - r.whole_above),
@@ -567,8 +617,6 @@ class TopK(wiring.Component):
                          r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
-            want_lo, want_hi, hi_none = self._want_ranks(m, c.k, c.n, r.sample_lanes)
-            m.d.sync += [r.want0_lo.eq(want_lo), r.want0_hi.eq(want_hi), r.want0_hi_none.eq(hi_none)]
             m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_u.clear.eq(1),
                          mem.pack_o.clear.eq(1)]
             with m.If(c.n == 0):
@@ -583,7 +631,7 @@ class TopK(wiring.Component):
         rows = r.sample_rows
         last = Signal(name="ingest_last")
         m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
-                     r.live.eq((r.cnt >= rows - 1) | last)]
+                     r.live.eq(r.cnt >= rows)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
             with m.If(r.cnt == 0):
@@ -593,16 +641,13 @@ class TopK(wiring.Component):
             with m.Elif(r.cnt < rows - 1):
                 m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
-                m.next = "INGEST_DRAIN"
+                # re-read beats 0 .. min(w, B) - 1: the first now, the others in REREAD
+                m.d.comb += r.rd_addr.eq(0)
+                m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
+                m.next = "INGEST_DRAIN0"
                 if rows > 1:
-                    with m.If(r.cnt != 0):       # B >= 2: re-read beats 0 .. min(w, B) - 2
-                        m.d.comb += r.rd_addr.eq(0)
-                        m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0),
-                                     r.rr.eq(1)]
-                        m.next = "INGEST_DRAIN0"
-                        if rows > 2:
-                            with m.If(r.rows_b > 2):
-                                m.next = "REREAD"
+                    with m.If(r.cnt != 0):       # B >= 2
+                        m.next = "REREAD"
 
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
@@ -780,8 +825,8 @@ class _Registers:
         rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
-        self.want0_lo, self.want0_hi = Signal(rank_shape, name="want0_lo"), Signal(rank_shape, name="want0_hi")
-        self.want0_hi_none = Signal(name="want0_hi_none")
+        self.pick_hi_same = Signal(name="pick_hi_same")          # the upper pick has the lower one's value
+        self.ing_pick = Signal(name="ingest_pick")              # the cycle after the ingest's ranking one
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
         self.whole_now = Signal(name="whole_comb")              # the same, from the registered size
