@@ -641,13 +641,15 @@ class TopK(wiring.Component):
             with m.Elif(r.cnt < rows - 1):
                 m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
-                # re-read beats 0 .. min(w, B) - 1: the first now, the others in REREAD
-                m.d.comb += r.rd_addr.eq(0)
-                m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
-                m.next = "INGEST_DRAIN0"
-                if rows > 1:
-                    with m.If(r.cnt != 0):       # B >= 2
-                        m.next = "REREAD"
+                # re-read beats 0 .. min(w, B) - 1: the first now, the others in REREAD; a one-beat request
+                # re-reads its beat in the next cycle (the buffer's read port does not see this cycle's write)
+                with m.If(r.cnt != 0):
+                    m.d.comb += r.rd_addr.eq(0)
+                    m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
+                    m.next = "REREAD" if rows > 1 else "INGEST_DRAIN0"
+                with m.Else():
+                    m.d.sync += r.rr.eq(0)
+                    m.next = "REREAD"
 
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,

@@ -12,11 +12,11 @@ S lanes from w rows, ``sample_shape``):
 phase                     cycles
 ========================  ==========================================================================
 command accepted          1   (the command handshake cycle; counting starts there)
-ingest + first partition  B + min(w, B) + 3  (B input beats back to back; the first w are the sample,
+ingest + first partition  B + min(w, B) + [B = 1] + 3  (B input beats back to back; the first w are the sample,
                           ranked as the last of them arrives, the pivots taken in the next cycle; the
                           beats after the sample are partitioned as they arrive, the min(w, B) sample
-                          beats re-read from the buffer after the last beat; 3 cycles for the last row
-                          to reach the FIFOs)
+                          beats re-read from the buffer after the last beat, one cycle later when B = 1;
+                          3 cycles for the last row to reach the FIFOs)
 decide                    1   (flush partial rows, choose the side, update bounds and target, read the
                           sample's first row)
 each further round        (w - 1) + 1 + R + 4 + 1  (the sample's other rows read; a cycle in which the
@@ -163,7 +163,7 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
 
 def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
-    1 + B + min(w, B) + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
+    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
     rows = -(-n // parallelism)
     return CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth) + INGEST_DRAIN + DECIDE_CYCLES
 
@@ -171,7 +171,9 @@ def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int) -> int:
     """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
     ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators)."""
-    return min(sample_shape(parallelism, fifo_depth)[0], rows)
+    # a one-beat request re-reads its beat one cycle later: the buffer's read port does not see the write of
+    # the same cycle
+    return min(sample_shape(parallelism, fifo_depth)[0], rows) + (rows == 1)
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -288,7 +290,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
     # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
     # the sample beats as they arrive, then the re-read sample beats
-    split = _reread_rows(buffer_rows, p, fifo_depth) * p
+    split = min(sample_rows, buffer_rows) * p
     work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0

@@ -44,8 +44,8 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
     b = -(-n // p)
     w, lanes = sample_shape(p, depth)
-    # command, B beats, the re-read of the sample beats (min(w, B)), drain 3, decide
-    first_decide = 1 + b + min(w, b) + 3 + 1
+    # command, B beats, the re-read of the sample beats (min(w, B); one cycle later for B = 1), drain 3, decide
+    first_decide = 1 + b + min(w, b) + (b == 1) + 3 + 1
     assert ingest_cycles(n, p, depth) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
