@@ -379,8 +379,9 @@ class TopK(wiring.Component):
     def _memory_ports(self, m, r, mem):
         m.d.comb += [mem.buf_wr.addr.eq(r.cnt), mem.buf_wr.data.eq(r.in_row), mem.buf_wr.en.eq(r.ingest_beat),
                      mem.buf_rd.en.eq(r.adv_s2), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1), mem.fu_rd.en.eq(1),
-                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr), mem.fr_rd.addr.eq(r.rd_addr),
-                     mem.fu_rd.addr.eq(r.rd_addr)]
+                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(Mux(r.decide_rd, r.row_l, r.rd_addr)),
+                     mem.fr_rd.addr.eq(Mux(r.decide_rd, r.row_g, r.rd_addr)),
+                     mem.fu_rd.addr.eq(Mux(r.decide_rd, r.row_u, r.rd_addr))]
 
     def _pivot_draw(self, m, r):
         """Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements
@@ -396,7 +397,8 @@ class TopK(wiring.Component):
             state = shifted
         r.next_lfsr = state
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
-        m.d.comb += r.t.eq(Mux(r.after_ingest, r.k, r.target))
+        # (the target register holds k from the command on: no multiplexer in front of the decision)
+        m.d.comb += r.t.eq(r.target)
         w = self.sample_rows
         for fit, rows, size, held, rmax in ((r.fits_g, r.rows_g, r.cnt_m, r.held_g, r.rmax_g),
                                             (r.fits_l, r.rows_l, r.cnt_l, r.held_l, r.rmax_l),
@@ -416,7 +418,12 @@ class TopK(wiring.Component):
         m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_m) >> 16, pos_cap)),
                      pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap)),
                      pos_u.eq(Mux(r.fits_u, (r.lfsr * r.cnt_a) >> 16, pos_cap))]
-        m.d.comb += r.draw_pos.eq(Mux(r.side == 2, pos_u, Mux(r.side == 1, pos_g, pos_l)))
+        # each FIFO's drawn row, moved down so that the sample's w rows lie inside the rows it holds; from
+        # registers only: the decide cycle reads every FIFO at its own row (the side decision is not on
+        # the read-address path), and r_fifo takes the chosen side's
+        for pos, rmax, row in ((pos_l, r.rmax_l, r.row_l), (pos_g, r.rmax_g, r.row_g), (pos_u, r.rmax_u, r.row_u)):
+            pos_row = Signal.like(r.base, name=f"{row.name}_drawn")
+            m.d.comb += [pos_row.eq(pos >> lg), row.eq(Mux(pos_row > rmax, rmax, pos_row))]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -609,7 +616,7 @@ class TopK(wiring.Component):
             c = self.cmd.payload
             seed_state = Signal(16)
             m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
-            m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
+            m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.target.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
                          r.lfsr.eq(seed_state),
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
@@ -654,7 +661,7 @@ class TopK(wiring.Component):
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
         otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1)]
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1), r.decide_rd.eq(1)]
         go_scan = Signal()
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
@@ -694,16 +701,10 @@ class TopK(wiring.Component):
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
-            # the sample's first row is read now: the side's drawn row, moved down so that the w rows stay
-            # inside the rows the FIFO holds; the others in PIVOT_READ; the last one is ranked in SCAN's
-            # cycle 1
-            pos_row = Signal.like(r.base, name="draw_row")
-            rmax = Signal.like(r.base, name="draw_row_max")
-            m.d.comb += [pos_row.eq(r.draw_pos >> r.lg),
-                         rmax.eq(Mux(side == 2, r.rmax_u, Mux(side == 1, r.rmax_g, r.rmax_l))),
-                         r.rd_addr.eq(Mux(pos_row > rmax, rmax, pos_row)),
-                         r.iss_valid.eq(1), r.iss_cap.eq(r.sample_rows > 1)]
-            m.d.sync += [r.lfsr.eq(r.next_lfsr), r.base.eq(Mux(pos_row > rmax, rmax, pos_row)),
+            # the sample's first row is read now (each FIFO at its own drawn row: _pivot_draw); the others
+            # in PIVOT_READ; the last one is ranked in SCAN's cycle 1
+            m.d.comb += [r.iss_valid.eq(1), r.iss_cap.eq(r.sample_rows > 1)]
+            m.d.sync += [r.lfsr.eq(r.next_lfsr), r.base.eq(Mux(side == 2, r.row_u, Mux(side == 1, r.row_g, r.row_l))),
                          r.held_s.eq(Mux(side == 2, r.held_u, Mux(side == 1, r.held_g, r.held_l)))]
             if self.sample_rows > 1:
                 m.d.sync += r.cnt.eq(1)
@@ -857,7 +858,8 @@ class _Registers:
         rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
         self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
         self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
-        self.draw_pos = Signal(range(max(d * p, 2)), name="draw_pos")
+        self.row_l, self.row_g, self.row_u = (Signal.like(self.cnt, name=f"draw_row_{x}") for x in "lgu")
+        self.decide_rd = Signal(name="decide_read")   # the decide cycle: each FIFO read at its drawn row
         self.side = Signal(2, name="side")
 
 
