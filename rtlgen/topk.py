@@ -399,6 +399,10 @@ class TopK(wiring.Component):
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
         # (the target register holds k from the command on: no multiplexer in front of the decision)
         m.d.comb += r.t.eq(r.target)
+        # the decision's compares, registered every cycle: the counters are final one cycle before Decide
+        # (as for the pivot draw below), so Decide starts from registered outcomes, not from carry chains
+        m.d.sync += [r.dec_le_a.eq(r.t <= r.cnt_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(r.t <= r.cnt_g),
+                     r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
         w = self.sample_rows
         for fit, rows, size, held, rmax in ((r.fits_g, r.rows_g, r.cnt_m, r.held_g, r.rmax_g),
                                             (r.fits_l, r.rows_l, r.cnt_l, r.held_l, r.rmax_l),
@@ -666,27 +670,27 @@ class TopK(wiring.Component):
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
         replay_or_done = "REPLAY" if self.replay else "DONE"
-        with m.If(r.after_ingest & (r.k == 0)):
+        with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
             m.next = "DONE"
-        with m.Elif(r.after_ingest & (r.k >= r.cnt_all)):
+        with m.Elif(r.after_ingest & r.dec_k_all):
             m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0), r.kth.eq(r.neg_inf), r.sel_eq.eq(0)]   # every one passes
             m.next = replay_or_done
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
-            with m.If(r.t <= r.cnt_a):                   # above the upper pivot: FIFO_U
+            with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
                 m.d.comb += [side.eq(2), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
-            with m.Elif(r.t <= r.cnt_ae):                # the upper pivot is the k-th value
+            with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
                 m.next = replay_or_done
-            with m.Elif(r.t <= r.cnt_g):                 # between the pivots: FIFO_R
+            with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
                 m.d.comb += [side.eq(1), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
                 with m.If(r.pivot_hi != r.pos_inf):
                     m.d.sync += r.hi.eq(r.pivot_hi)
-            with m.Elif(r.t <= r.cnt_ge):                # the lower pivot is the k-th value
+            with m.Elif(r.dec_le_ge):                    # the lower pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
                 m.next = replay_or_done
@@ -859,6 +863,8 @@ class _Registers:
         self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
         self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
         self.row_l, self.row_g, self.row_u = (Signal.like(self.cnt, name=f"draw_row_{x}") for x in "lgu")
+        self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
+            Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.decide_rd = Signal(name="decide_read")   # the decide cycle: each FIFO read at its drawn row
         self.side = Signal(2, name="side")
 
