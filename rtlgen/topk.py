@@ -506,11 +506,18 @@ class TopK(wiring.Component):
         vals_r = Signal(s * w, name="sample_vals_r")
         keep_r = Signal(s, name="sample_keep_r")
         held_r = Signal(range(s + 1), name="sample_held_r")
+        last_r = Signal(s, name="sample_last_r")     # the kept lane of the lowest rank (held - 1)
         m.d.sync += [vals_r.eq(flat), keep_r.eq(keep), held_r.eq(_popcount(keep, s))]
         for i in range(s):
             # rank: sampled lanes above lane i (ties: the lower lane first); and those strictly above it
             above = [keep[j] & (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
             strict = [keep[j] & gt[j, i] for j in range(s) if j != i]
+            # lane i has rank held - 1 iff every other kept lane is above it (an AND, beside the popcount)
+            below_none = [~keep[j] | (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
+            last_i = keep[i]
+            for x in below_none:
+                last_i = last_i & x
+            m.d.sync += last_r[i].eq(last_i)
             if above:
                 # the bits as signals of their own, so that the adder tree does not repeat their logic
                 above_bits, strict_bits = Signal(s - 1, name=f"sample_ab{i}"), Signal(s - 1, name=f"sample_st{i}")
@@ -518,19 +525,25 @@ class TopK(wiring.Component):
                 m.d.sync += [rank_r[i].eq(_popcount(above_bits, s - 1)), above_r[i].eq(_popcount(strict_bits, s - 1))]
             else:
                 m.d.sync += [rank_r[i].eq(0), above_r[i].eq(0)]
-        # pick stage: the wanted ranks clipped to the lanes held, the lanes of those ranks one-hot
-        rank_lo, rank_hi = Signal(range(s + 3), name="sample_rank_lo"), Signal(range(s + 3), name="sample_rank_hi")
-        m.d.comb += [rank_lo.eq(Mux(r.want_lo < held_r, r.want_lo, held_r - 1)),
-                     rank_hi.eq(Mux(r.want_hi < held_r, r.want_hi, held_r - 1))]
+        # pick stage: the lanes of the wanted ranks one-hot; a wanted rank beyond the lanes held is clipped
+        # to the last kept lane (last_r), chosen by a compare of two registers beside the per-lane compares
+        lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
+        m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
         sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
-        m.d.comb += [sel.eq(Cat(*[keep_r[i] & (rank_r[i] == rank_lo) for i in range(s)])),
-                     sel_hi.eq(Cat(*[keep_r[i] & (rank_r[i] == rank_hi) for i in range(s)]))]
+        m.d.comb += [sel.eq(Cat(*[keep_r[i] & Mux(lo_in, rank_r[i] == r.want_lo, last_r[i]) for i in range(s)])),
+                     sel_hi.eq(Cat(*[keep_r[i] & Mux(hi_in, rank_r[i] == r.want_hi, last_r[i]) for i in range(s)]))]
+        # per lane, in parallel with the selection: the upper pick has the lower one's value iff no more sampled
+        # elements lie strictly above the lower one than the upper rank (always when the upper rank is
+        # clipped too); and the exact finish's ties to keep, target - (sampled above)
+        same = Signal(s, name="sample_hi_same")
+        m.d.comb += same.eq(Cat(*[Mux(hi_in, above_r[i] <= r.want_hi, 1) for i in range(s)]))
+        left = [Signal.like(r.target, name=f"sample_eq_left{i}") for i in range(s)]
+        m.d.comb += [left[i].eq(r.target - above_r[i]) for i in range(s)]
         gw = len(above_r[0])
         m.d.comb += [r.pick.eq(_or_select(sel, vals_r, s, w)), r.pick_hi.eq(_or_select(sel_hi, vals_r, s, w)),
                      r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
-                     # the upper pick equals the lower one iff no more sampled elements lie strictly above the
-                     # lower one than the upper one's rank (no 16-bit value compare after the selection)
-                     r.pick_hi_same.eq(r.whole_above <= rank_hi)]
+                     r.pick_hi_same.eq((sel & same).any()),
+                     r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
@@ -592,8 +605,8 @@ class TopK(wiring.Component):
                 with m.If(r.whole & (r.cnt == 2)):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.target - r.whole_above),
-                                 r.sel_eq.eq(r.target - r.whole_above), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
+                                 r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
@@ -832,7 +845,8 @@ class _Registers:
         rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
-        self.pick_hi_same = Signal(name="pick_hi_same")          # the upper pick has the lower one's value
+        self.pick_hi_same = Signal(name="pick_hi_same")
+        self.finish_eq = Signal(cb, name="finish_eq")            # target - (sample above the lower pick)          # the upper pick has the lower one's value
         self.ing_pick = Signal(name="ingest_pick")              # the cycle after the ingest's ranking one
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
