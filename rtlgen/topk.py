@@ -135,6 +135,25 @@ def _const_mul(x, c):
     return value
 
 
+def _thermometer_count(bits, n):
+    """The number of set bits of a thermometer code (bits[0..n-1], bits[j] set implies bits[j - 1] set) in
+    two LUT levels instead of an adder tree: bit b of the count is set iff the count lies in one of the
+    intervals [m 2^(b+1) + 2^b, (m + 1) 2^(b+1) - 1], i.e. h(start) and not h(end + 1), with h(j) = bits[j - 1]."""
+    def h(j):
+        return bits[j - 1] if 1 <= j <= n else (1 if j <= 0 else 0)
+    out = []
+    for b in range(n.bit_length()):
+        terms = []
+        for start in range(1 << b, n + 1, 1 << (b + 1)):
+            end = start + (1 << b) - 1
+            terms.append(h(start) & ~h(end + 1) if end + 1 <= n else h(start))
+        value = terms[0]
+        for t in terms[1:]:
+            value = value | t
+        out.append(value)
+    return Cat(*out)
+
+
 def _popcount(bits, n):
     """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
     terms = [bits[i] for i in range(n)]
@@ -457,7 +476,7 @@ class TopK(wiring.Component):
         rk = Signal(range(s + 1), name="want_rk")
         hits = Signal(max(s - 1, 1), name="want_hits")
         if s > 1:
-            m.d.comb += [hits.eq(Cat(*[x <= scaled for x in multiples])), rk.eq(_popcount(hits, s - 1))]
+            m.d.comb += [hits.eq(Cat(*[x <= scaled for x in multiples])), rk.eq(_thermometer_count(hits, s - 1))]
         t_minus_1 = Signal(cb, name="want_t_minus_1")
         m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
         m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
