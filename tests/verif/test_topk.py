@@ -96,6 +96,31 @@ def test_rtl_and_model_share_the_pivot_constants():
     assert all(rtl.sample_shape(p, d) == model.sample_shape(p, d) for p in (1, 2, 4, 8, 16, 32, 64) for d in range(1, 70))
 
 
+def test_wanted_rank_helpers_without_multipliers_or_adder_trees():
+    """The wanted-rank stages' helpers: the constant multiples as shifts and adds (equal to j * x), and the
+    count of a thermometer code in two LUT levels (equal to the number of set bits, on every code)."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from archgen.rtlgen.topk import _const_mul, _thermometer_count
+    assert all(_const_mul(x, c) == c * x for c in range(1, 64) for x in (0, 1, 5, 1023, 2048))
+    for n in (1, 2, 3, 15, 31):
+        m = Module()
+        bits, out = Signal(n), Signal(8)
+        m.d.comb += out.eq(_thermometer_count(bits, n))
+        seen = []
+
+        async def bench(ctx, bits=bits, out=out, n=n, seen=seen):
+            for count in range(n + 1):
+                ctx.set(bits, (1 << count) - 1)
+                seen.append((count, ctx.get(out)))
+
+        sim = Simulator(m)
+        sim.add_testbench(bench)
+        sim.run()
+        assert seen == [(c, c) for c in range(n + 1)]
+
+
 def test_verilog_is_deterministic():
     assert topk_verilog(4, 64, fifo_depth=4) == topk_verilog(4, 64, fifo_depth=4)
 
