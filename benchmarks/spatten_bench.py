@@ -106,7 +106,7 @@ def _table(spec, traces) -> None:
                               ("pq", PQ))}
         t = res["t"]
         print(f"| {name} | {t['speedup']:.2f}x | {t['compute_reduction']:.2f}x | "
-              f"{t['speedup'] / t['compute_reduction']:.2f} | {res['tv']['speedup']:.2f}x | "
+              f"{t['speedup'] / t['compute_reduction']:.4f} | {res['tv']['speedup']:.2f}x | "
               f"{res['thp']['speedup']:.2f}x | {res['thpv']['speedup']:.2f}x | {res['pq']['speedup']:.2f}x | "
               f"{100 * res['pq']['lsb']:.1f}% | {t['cycles'] / res['tv']['cycles']:.4f}; "
               f"{res['thp']['cycles'] / res['thpv']['cycles']:.4f} |")
