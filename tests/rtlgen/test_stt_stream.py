@@ -20,13 +20,17 @@ def _gemm(shape, stt, clock_mhz=500, order=("k", "i", "j")):
                            "array": {"shape": list(shape)}, "dataflows": {"d": {"stt": stt, "order": list(order)}}})
 
 
-def _run(program, slots, seed):
-    seq = SttLaneSequencer(program)
+def _run(program, slots, seed, layout=None):
+    """Step the lane sequencer of ``program`` through ``slots`` fired slots under random stalls (a slot holds
+    until it fires) and record, per slot and lane, valid and the lane's value: the address (or tag value), and
+    with a banked ``layout`` also the bank."""
+    seq = SttLaneSequencer(program, layout) if layout is not None else SttLaneSequencer(program)
     sim = Simulator(seq)
     sim.add_clock(1e-8)
     rng = np.random.default_rng(seed)
     valid = np.zeros((slots, program.lanes), dtype=bool)
     addr = np.zeros((slots, program.lanes), dtype=np.int64)
+    bank = np.zeros((slots, program.lanes), dtype=np.int64)
 
     async def bench(ctx):
         ctx.set(seq.start, 1)
@@ -34,18 +38,20 @@ def _run(program, slots, seed):
         ctx.set(seq.start, 0)
         n = 0
         while n < slots:
-            fire = bool(rng.random() < 0.7)          # stalls: the slot holds until it fires
+            fire = bool(rng.random() < 0.7)
             ctx.set(seq.fire, fire)
             for lane in range(program.lanes):
                 v = bool(ctx.get(seq.valid[lane]))
-                if fire:
-                    valid[n, lane] = v
-                    addr[n, lane] = (ctx.get(seq.value[lane] if program.is_tag else seq.addr[lane])) if v else 0
+                if fire and v:
+                    valid[n, lane] = True
+                    addr[n, lane] = ctx.get(seq.value[lane] if program.is_tag else seq.addr[lane])
+                    if layout is not None:
+                        bank[n, lane] = ctx.get(seq.bank[lane])
             await ctx.tick()
             n += fire
     sim.add_testbench(bench)
     sim.run()
-    return valid, addr
+    return valid, addr, bank
 
 
 @pytest.mark.parametrize("design, bound", [
@@ -62,39 +68,10 @@ def test_sequencer_drives_the_lane_walk(design, bound):
     tiling = stt_tiling(compile_array(design).network, bound)
     for k, program in enumerate(stt_lane_programs(tiling)):
         want_v, want_a = lane_walk(program, tiling.slots)
-        got_v, got_a = _run(program, tiling.slots, seed=k)
+        got_v, got_a, _ = _run(program, tiling.slots, seed=k)
         assert want_v.any() or program.is_psum, program.port
         assert np.array_equal(got_v, want_v), program.port
         assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0)), program.port
-
-
-def _run_banked(program, layout, slots, seed):
-    seq = SttLaneSequencer(program, layout)
-    sim = Simulator(seq)
-    sim.add_clock(1e-8)
-    rng = np.random.default_rng(seed)
-    valid = np.zeros((slots, program.lanes), dtype=bool)
-    bank = np.zeros((slots, program.lanes), dtype=np.int64)
-    index = np.zeros((slots, program.lanes), dtype=np.int64)
-
-    async def bench(ctx):
-        ctx.set(seq.start, 1)
-        await ctx.tick()
-        ctx.set(seq.start, 0)
-        n = 0
-        while n < slots:
-            fire = bool(rng.random() < 0.7)
-            ctx.set(seq.fire, fire)
-            for lane in range(program.lanes):
-                v = bool(ctx.get(seq.valid[lane]))
-                if fire and v:
-                    valid[n, lane] = True
-                    bank[n, lane], index[n, lane] = ctx.get(seq.bank[lane]), ctx.get(seq.addr[lane])
-            await ctx.tick()
-            n += fire
-    sim.add_testbench(bench)
-    sim.run()
-    return valid, bank, index
 
 
 @pytest.mark.parametrize("design, bound", [
@@ -115,7 +92,7 @@ def test_banked_sequencer_drives_the_layout_walk(design, bound):
         if program.is_tag or layout is None or layout.copies or not program.port.startswith(("in_", "psum_", "out_")):
             continue
         want_v, want_b, want_i = layout_walk(program, layout, tiling.slots)
-        got_v, got_b, got_i = _run_banked(program, layout, tiling.slots, seed=k)
+        got_v, got_i, got_b = _run(program, tiling.slots, seed=k, layout=layout)
         assert np.array_equal(got_v, want_v), program.port
         assert np.array_equal(np.where(want_v, got_b, 0), np.where(want_v, want_b, 0)), program.port
         assert np.array_equal(np.where(want_v, got_i, 0), np.where(want_v, want_i, 0)), program.port
