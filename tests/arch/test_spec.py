@@ -279,3 +279,13 @@ def test_spec_hash_is_the_same_in_another_process():
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == load_spec("gemm_os").source_hash
+
+
+def test_published_array_schema_is_the_loaders():
+    """docs/spec.schema.json is what users point their editors at; docs/spec.md says it is the loader's own
+    schema (arch/spec.schema.json). A field added to one only (array.max_fifo_depth nearly was) fails here."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    published = json.loads((root / "docs" / "spec.schema.json").read_text())
+    assert published == json.loads((root / "arch" / "spec.schema.json").read_text())
