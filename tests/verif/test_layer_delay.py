@@ -4,8 +4,9 @@ exactly, and the bytes the DMA moved equal the closed form (and, for the default
 
 Default: a 3x2 layer over 48 blocks (split output rows p in chunks, input channels c split over blocks with
 the add onto partial sums, a ragged filter-row tile whose padded chain root streams past the block's box),
-and `archgen verify` on a 1x4 array whose FIFO chain runs along axis 1; FIFOs on the outer inner loop p whose
-run-time depth (a row of q) changes with the q chunk of each block. Opt-in (--runslow): a 4x1 array with
+and `archgen verify` on a 1x4 array whose FIFO chain runs along axis 1. Opt-in (--runslow): FIFOs on the
+outer inner loop p whose run-time depth (a row of q) changes with the q chunk of each block (the default
+suite changes that depth between commands in tests/verif/test_fused_delay.py), a 4x1 array with
 split q chunks, a 2x3 array pipelined at 1.2 GHz, and the built-in 4x4 reference layer.
 """
 import pytest
@@ -54,6 +55,7 @@ def test_cli_verify_conv_rs_on_a_1x4_array_through_the_memory_system(capsys):
 OUTER = ["dataflows.rs.order=[k,c,r,s,n,p,q]", "dataflows.rs.inner=[n,p,q]"]     # FIFO depth: trips of q
 
 
+@pytest.mark.slow
 def test_conv_rs_outer_loop_fifos_with_q_chunks_of_run_time_depth():
     """FIFOs on p (an outer inner loop): one FIFO step is a row of q, and q is split in chunks of 2, 2 and 1,
     so the buffers' depth changes from block to block with the array command."""
