@@ -24,14 +24,13 @@ import networkx as nx
 
 from amaranth import Array, Const, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.rtlgen.datapath import RetimedNets, delay_line, shape_of, tag
+from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
 __all__ = ["ArrayTop", "struct_layout"]
 
@@ -263,7 +262,8 @@ class ArrayTop(wiring.Component):
         prev = ctx.nets.src(u, v, shp)
         shift = ctx.adv & ctx.tap("valid", v)
         if ctx.fifo_steps is not None:
-            ctx.nets.out[v] = self._fifo_buffer(ctx, v, prev, shp, shift, depth)
+            ctx.nets.out[v] = fifo_buffer(ctx.m, f"{v.operand}_fifo_{_tag(v.coord)}", prev, shp, shift, depth,
+                                          ctx.fifo_steps, self.compiled.design.max_fifo_depth)
             return
         for k in range(depth):
             r = Signal(shp, name=f"{v.operand}_fifo_{_tag(v.coord)}_{k}")
@@ -271,25 +271,6 @@ class ArrayTop(wiring.Component):
                 ctx.m.d.sync += r.eq(prev)
             prev = r
         ctx.nets.out[v] = prev
-
-    def _fifo_buffer(self, ctx, v: Node, value, shp, shift, iterations: int):
-        """``iterations`` x ``fifo_steps`` steps of delay through one buffer (asynchronous read: the entry
-        written that many shifts ago is the output of the current step; a power-of-two size wraps for free)."""
-        m = ctx.m
-        bits = max(1, (iterations * self.compiled.design.max_fifo_depth - 1).bit_length())
-        name = f"{v.operand}_fifo_{_tag(v.coord)}"
-        mem = Memory(shape=unsigned(shp.width), depth=1 << bits, init=[])
-        m.submodules[f"{name}_buf"] = mem
-        wp = Signal(bits, name=f"{name}_wp")
-        wr = mem.write_port()
-        rd = mem.read_port(domain="comb")
-        m.d.comb += [wr.addr.eq(wp), wr.data.eq(value.as_unsigned()), wr.en.eq(shift),
-                     rd.addr.eq((wp - iterations * ctx.fifo_steps)[:bits])]
-        with m.If(shift):
-            m.d.sync += wp.eq(wp + 1)
-        out = Signal(shp, name=f"{name}_out")
-        m.d.comb += out.eq(rd.data.as_signed() if shp.signed else rd.data)
-        return out
 
     def _stationary_register(self, ctx, v: Node):
         m, s, operand = ctx.m, v.coord, v.operand

@@ -9,6 +9,7 @@ the memory ports, stationary registers and accumulators, and where drains go, is
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
 
 from archgen.dataflow.ir import NodeKind
 from archgen.dataflow.pipelining import ArrayTiming
@@ -27,6 +28,26 @@ def tag(coord) -> str:
 def node_name(node) -> str:
     """A readable Verilog name for a primitive node, e.g. Node('tree_add', 'C', 0, 1, 2) -> tree_add_C_0_1_2."""
     return node.name
+
+
+def fifo_buffer(m: Module, name: str, value, shp, shift, iterations: int, steps, max_depth: int):
+    """A delay connection's FIFO of run-time depth: ``iterations`` x ``steps`` shifts of delay through one
+    buffer of ``iterations`` x ``max_depth`` entries (rounded up to a power of two, so the pointer wraps for
+    free), written at ``wp`` on ``shift`` and read asynchronously at ``wp - iterations * steps``: the entry
+    written that many shifts ago is the output of the current step."""
+    bits = max(1, (iterations * max_depth - 1).bit_length())
+    mem = Memory(shape=unsigned(shp.width), depth=1 << bits, init=[])
+    m.submodules[f"{name}_buf"] = mem
+    wp = Signal(bits, name=f"{name}_wp")
+    wr = mem.write_port()
+    rd = mem.read_port(domain="comb")
+    m.d.comb += [wr.addr.eq(wp), wr.data.eq(value.as_unsigned()), wr.en.eq(shift),
+                 rd.addr.eq((wp - iterations * steps)[:bits])]
+    with m.If(shift):
+        m.d.sync += wp.eq(wp + 1)
+    out = Signal(shp, name=f"{name}_out")
+    m.d.comb += out.eq(rd.data.as_signed() if shp.signed else rd.data)
+    return out
 
 
 def delay_line(m: Module, value, n: int, en, name: str, shape):

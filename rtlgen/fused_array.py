@@ -14,9 +14,8 @@ input and zero on output).
 """
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal, hdl, unsigned
+from amaranth import Array, Const, Module, Mux, Signal, hdl
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       stream_drain_hw)
@@ -24,7 +23,7 @@ from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, slot_
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.array import _row_index, port_members
 from archgen.dataflow.stt_array import is_direct, tag_port
-from archgen.rtlgen.datapath import delay_line, shape_of, tag
+from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
 from archgen.rtlgen.stt_array import tag_validity
 
 __all__ = ["FusedArrayTop", "fused_verilog"]
@@ -370,7 +369,7 @@ class FusedArrayTop(wiring.Component):
             name = f"{v.operand}_fifo_{tag(v.coord)}_{view.dataflow.name}"
             steps = self.ctl[k]["fifo_steps"]
             if steps is not None:
-                prev = self._fifo_buffer(m, name, prev, shp, shift, depth, steps, view.design.max_fifo_depth)
+                prev = fifo_buffer(m, name, prev, shp, shift, depth, steps, view.design.max_fifo_depth)
             else:
                 for i in range(depth):
                     r = Signal(shp, name=f"{name}_{i}")
@@ -379,23 +378,6 @@ class FusedArrayTop(wiring.Component):
                     prev = r
             options.append((k, k, prev))
         m.d.comb += self.out[v].eq(self._pick(m, self.in_shape[v.operand], f"{v.name}_sel", options))
-
-    @staticmethod
-    def _fifo_buffer(m, name, value, shp, shift, iterations: int, steps, max_depth: int):
-        """``iterations`` x ``steps`` steps of delay through one buffer of ``max_depth`` entries per iteration
-        (rounded up to a power of two; asynchronous read at ``wp - delay``), as rtlgen/array.py builds it."""
-        bits = max(1, (iterations * max_depth - 1).bit_length())
-        mem = Memory(shape=unsigned(shp.width), depth=1 << bits, init=[])
-        m.submodules[f"{name}_buf"] = mem
-        wp = Signal(bits, name=f"{name}_wp")
-        wr, rd = mem.write_port(), mem.read_port(domain="comb")
-        m.d.comb += [wr.addr.eq(wp), wr.data.eq(value.as_unsigned()), wr.en.eq(shift),
-                     rd.addr.eq((wp - iterations * steps)[:bits])]
-        with m.If(shift):
-            m.d.sync += wp.eq(wp + 1)
-        out = Signal(shp, name=f"{name}_out")
-        m.d.comb += out.eq(rd.data.as_signed() if shp.signed else rd.data)
-        return out
 
     def _stationary(self, m, v: Node, ks):
         s, x = v.coord, v.operand
