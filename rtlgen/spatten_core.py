@@ -14,6 +14,13 @@ Interface (streams; payload fields listed from the least significant bit):
 - ``query`` In {D x signed(bits)}: one beat per query.
 - ``out``   Out {data: D x signed(acc_bits), need_lsb}: the attention output row per query, in units
   of 2**-15 of V's unit (sum over kept keys of prob_fx * v), and whether the LSB pass ran.
+- ``v_loaded`` In (one bit per K/V bank): a one-cycle pulse when the bank's values are loaded (the
+  fetcher loads keys and values separately); a row's PxV waits for its bank's values, and the core
+  forgets them when the command using them is done.
+- ``keys_free`` Out (one bit per K/V bank): a one-cycle pulse in the cycle of the last use of the
+  bank's keys by its command (its last query's last score reaches the softmax; with PQ on, that
+  query's decision when it needs no LSBs; a command without queries: its ``done``), after which the
+  fetcher may overwrite them.
 - ``done``  one-cycle pulse after a command's last output row is accepted (one per command, in order);
   ``busy``: either stage is working.
 - Importance accumulators beside the chain (cascade pruning): ``tok_imp`` reads the token-importance
@@ -122,6 +129,8 @@ class SpattenCore(wiring.Component):
             "query": In(stream.Signature(data.ArrayLayout(signed(self.bits), self.dim))),
             "out": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(f.acc_bits), self.dim), "need_lsb": unsigned(1)}))),
+            "v_loaded": In(spec.key_sram.buffers),
+            "keys_free": Out(spec.key_sram.buffers),
             "done": Out(1),
             "busy": Out(1),
             "imp_clear": In(1),
@@ -182,6 +191,7 @@ class SpattenCore(wiring.Component):
                      sm.in_bank.eq(s.cur)]
         qk_end = Signal()               # the QxK stage's last score reaches the softmax
         m.d.comb += qk_end.eq(ctl[0] & ctl[1])
+        s.qk_end_now = qk_end
         m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
         return qk_end
 
@@ -323,7 +333,8 @@ class SpattenCore(wiring.Component):
         # rows go to the top-k engines in turn (engine te takes the next row) and leave them in turn
         # (the PxV stage takes the next row from engine pe)
         m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)),
-                     take_p.eq(pick(s.pe, [e.ready for e in s.eng]) & b_free),
+                     take_p.eq(pick(s.pe, [e.ready for e in s.eng]) & b_free
+                               & s.v_in.bit_select(pick(s.pe, [e.c_t.bank for e in s.eng]), 1)),
                      t_free.eq(pick(s.te, [(e.st_t == _T.IDLE) | (take_p & (s.pe == j)) for j, e in enumerate(s.eng)])),
                      take.eq(offer & t_free)]
         m.d.sync += self.done.eq(0)
@@ -351,7 +362,29 @@ class SpattenCore(wiring.Component):
             with m.Case(_A.EMPTY):
                 with m.If(s.all_idle):
                     m.d.sync += [self.done.eq(1), s.st_a.eq(_A.IDLE)]
+        self._key_value_banks(m, s)
         return offer, take, take_p, q_fire
+
+    def _key_value_banks(self, m, s):
+        """Split K and V loads: ``keys_free`` pulses at the last use of a command's keys, ``v_in`` tells
+        which banks' values are in (set by ``v_loaded``; cleared when the command using them is done,
+        already in that cycle for the PxV take)."""
+        banks = self.spec.key_sram.buffers
+        kf_empty = Signal(banks)        # a command without queries releases its keys at its done
+        m.d.sync += kf_empty.eq(0)
+        with m.If(((s.st_a == _A.IDLE) & self.cmd.valid & (self.cmd.payload.n_queries == 0) & s.all_idle)
+                  | ((s.st_a == _A.EMPTY) & s.all_idle)):
+            m.d.sync += kf_empty.eq(1 << Mux(s.st_a == _A.IDLE, self.cmd.payload.bank, s.c_q.bank))
+        last_qk = Signal()              # the QxK stage's last score of a command's last query, no LSB pass to come
+        m.d.comb += last_qk.eq(s.qk_end_now & pick(s.cur, s.last_q) & (~s.c.pq_enable | s.second_pass))
+        last_dec = Signal()             # a command's last query decided without needing its LSBs
+        m.d.comb += last_dec.eq(s.pq.decision & ~s.pq.need_lsb & s.rf_d & s.last_d)
+        m.d.comb += self.keys_free.eq(kf_empty | Mux(last_qk, 1 << s.c.bank, 0) | Mux(last_dec, 1 << s.c_d.bank, 0))
+        v_ok = Signal(banks)
+        v_clear = Signal(banks)         # the PxV stage sends its command's last output row
+        m.d.comb += v_clear.eq(Mux((s.st_b == _B.OUT) & self.out.ready & s.last_b, 1 << s.c_b.bank, 0))
+        m.d.comb += s.v_in.eq((v_ok & ~v_clear) | self.v_loaded)
+        m.d.sync += v_ok.eq((v_ok & ~v_clear) | self.v_loaded)
 
     def _qxk_stage(self, m, s, q_fire, qk_end):
         """QxK stage: issue the groups, then wait for the last score to reach the softmax (the array's
@@ -676,6 +709,7 @@ class _CoreWork:
         self.g_b, self.last_g_b, self.keep_row_b, self.bank_row_b = sweep("b", c_b)
         all_idle = Signal()             # no query anywhere in the core
         self.all_idle = all_idle
+        self.v_in = Signal(banks)       # the banks whose values are in (the PxV stage may read them)
         sm, pq = self.sm, self.pq
         m.d.comb += [all_idle.eq(~Cat(*sb_busy).any() & ~div_pending & ~hold_valid
                                  & Cat(*[e.st_t == _T.IDLE for e in self.eng]).all() & (st_b == _B.IDLE)),

@@ -28,7 +28,7 @@ __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready", "stage_pace",
+    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready", "SplitLoads", "stage_pace",
 ]
 
 
@@ -294,6 +294,7 @@ class _Stream:
         self.nb = 0                 # score bank of the next query
         self.wpb = 0                # exponential-buffer bank of the next row
         self.last_start = -1        # divider start of the softmax's previous row (its last beat waits for it)
+        self.release = 0            # the resolved row's last use of its keys (the key bank's keys_free cycle)
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -320,13 +321,18 @@ class _Stream:
         last = max(go + qc.exp - qc.exp_pipe, self.last_start + 1)
         return max(last + qc.exp_pipe, self.div_free, self.hold_free) + qc.div + qc.decide
 
-    def resolve(self, job) -> int:
+    def resolve(self, job, values_at: int = 0) -> int:
+        """Resolve the oldest accepted row; ``values_at``: the first cycle its command's values are in
+        the value buffer (the PxV stage takes the row no earlier). Sets ``release``, the cycle of the
+        row's last use of its keys (its last score reaches the softmax; with PQ on, its decision when
+        it needs no LSBs)."""
         qc, _a, last_score, bank = job
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
         last, start, decision = self._sweep(qc, go)
         # the row leaves the softmax stage when the divider takes it; its score bank is free then, or
         # at its PQ decision when it may need its LSBs
         bank_free = decision + 1 if qc.pq else start + 1
+        self.release = decision if qc.pq else last_score
         if qc.pq and qc.passes == 2:
             # refetch: QxK again into the same bank, priority over new queries; the next row's
             # speculative sweep (if any) is dropped at the decision and starts again after this one
@@ -334,6 +340,7 @@ class _Stream:
             self.qk_free = r + qc.qk
             last, start, decision = self._sweep(qc, r + qc.qk)
             bank_free = start + 1       # the LSB pass cannot ask again
+            self.release = r + qc.qk - 1
         # the next row's go: the cycle after the softmax issued this row's last beat (its beats enter the
         # exponential pipeline right behind this row's; behind a row that may need its LSBs they are
         # speculative and dropped with the refetch, above)
@@ -355,7 +362,7 @@ class _Stream:
             self.eng_idle[self.te] = ready + 1
         else:
             ready = take + 1
-        take_p = max(ready, self.b_free - 1, decision + 1)
+        take_p = max(ready, self.b_free - 1, decision + 1, values_at)
         self.t_free[self.te] = take_p
         self.te = (self.te + 1) % TOPK_ENGINES
         self.b_free = take_p + 1 + qc.pv_stage
@@ -384,8 +391,53 @@ def dram_ready(load_cycles: Sequence[int]):
     return ready
 
 
+class SplitLoads:
+    """The fetcher of split K and V loads (docs/spatten.md, "DRAM"), for the ``fetcher`` argument of
+    :func:`command_stream_cycles`: each command's keys (with its queries) and its values are separate
+    transfers, one at a time. Command i's keys may start the cycle after command i - 2 released its
+    keys (the core's ``keys_free`` for that bank: the last use of its keys), its values the cycle
+    after command i - 2 is done. After command 0's keys (loaded before cycle 0, ``key_cycles[0]``
+    cycles before its handshake) the loads go in pairs: the keys of command i + 1 and the values of
+    command i, whichever may start first (the values on a tie), then the other, then the next pair; so
+    neither load waits behind the other while its own bank is free. A command is handshaked once its
+    keys are in (``key_ready``); its rows' PxV waits for its values (``values_ready``: the cycle the
+    core's ``v_loaded`` pulse marks them in). ``value_cycles[i]`` None: a command without queries (its
+    values are never read) has no value load and releases its keys at its ``done``."""
+
+    def __init__(self, key_cycles: Sequence[int], value_cycles: Sequence[int | None], values_first: bool = True):
+        self.key_cycles, self.value_cycles = [int(k) for k in key_cycles], list(value_cycles)
+        self.ends: dict = {("k", 0): 0}
+        self.free = 0               # the DRAM is free from this cycle, after the pairs resolved so far
+        self.pairs = 0              # pairs (keys of i + 1, values of i) resolved
+        self.values_first = values_first
+
+    def _pair(self, i: int, dones, releases) -> None:
+        """Resolve the pair (keys of command i + 1, values of command i)."""
+        loads = []
+        if self.value_cycles[i] is not None:
+            loads.append(("v", i, dones[i - 2] + 1 if i >= 2 else 0, int(self.value_cycles[i])))
+        if i + 1 < len(self.key_cycles):
+            loads.append(("k", i + 1, releases[i - 1] + 1 if i >= 1 else 0, self.key_cycles[i + 1]))
+        loads.sort(key=lambda x: max(x[2], self.free) if self.values_first else (max(x[2], self.free), x[0] == "v"))
+        for kind, ci, allowed, cycles in loads:
+            self.free = max(self.free, allowed) + cycles
+            self.ends[(kind, ci)] = self.free
+
+    def _end(self, item, dones, releases) -> int:
+        while item not in self.ends:
+            self._pair(self.pairs, dones, releases)
+            self.pairs += 1
+        return self.ends[item]
+
+    def key_ready(self, ci: int, dones, releases) -> int:
+        return self._end(("k", ci), dones, releases)
+
+    def values_ready(self, ci: int, dones, releases) -> int:
+        return self._end(("v", ci), dones, releases) if self.value_cycles[ci] is not None else 0
+
+
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
-                          overlap_sweeps: bool = True) -> list[int]:
+                          overlap_sweeps: bool = True, fetcher: SplitLoads | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -417,20 +469,28 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     ``ready``: when a command may be handshaked at the earliest (its K/V bank loaded), a list of cycles
     or a function ``ready(ci, dones)`` of the command index and the done cycles known so far (every
     command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
+    ``fetcher``: split K and V loads instead (:class:`SplitLoads`): a command waits for its keys, its
+    rows' PxV for its values.
     """
     st = _Stream(overlap_sweeps)
     dones: list[int | None] = [None] * len(commands)
+    releases: list[int | None] = [None] * len(commands)     # each command's keys_free cycle
     hs = 0
     inflight: list = []             # accepted, not yet resolved: (job, command, last)
 
     def resolve_oldest():
         job, ci, last = inflight.pop(0)
-        free = st.resolve(job)
+        free = st.resolve(job, fetcher.values_ready(ci, dones, releases) if fetcher else 0)
         if last:
             dones[ci] = free
+            releases[ci] = st.release
 
     for ci, queries in enumerate(commands):
-        if callable(ready):
+        if fetcher is not None:
+            while inflight and inflight[0][1] <= ci - 2:
+                resolve_oldest()
+            hs = max(hs, fetcher.key_ready(ci, dones, releases))
+        elif callable(ready):
             # the rule may need command ci - 2's done: it ends before command ci's handshake, so its
             # rows resolve first (their refetches, if any, come before any later query)
             while inflight and inflight[0][1] <= ci - 2:
@@ -447,6 +507,7 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
             else:
                 dones[ci] = st.b_free + 1
                 hs = dones[ci]
+            releases[ci] = dones[ci]
             continue
         earliest = hs + 1
         for qi, qc in enumerate(queries):

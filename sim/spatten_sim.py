@@ -133,8 +133,27 @@ def _command_loads(keys: np.ndarray, commands: np.ndarray, dram_bytes: float, by
     return [math.ceil(dram_bytes * w / total / bytes_per_cycle) for w in weights] if total else []
 
 
+def _split_loads(keys: np.ndarray, commands: np.ndarray, key_bytes: float, value_bytes: float,
+                 bytes_per_cycle: float) -> tuple[list[int], list[int]]:
+    """Each issued command's key load (its keys and queries) and value load (its values and outputs) in
+    cycles: ``key_bytes`` and ``value_bytes`` split over the commands in proportion to what each moves
+    (the longest row's keys, or values, and one query, or output, per row), rounded up to whole cycles.
+    Our model: the LSBs a command's rows refetch are charged to its own loads."""
+    weights, start = [], 0
+    for rows in commands.tolist():
+        if rows:
+            weights.append(int(keys[start:start + rows].max()) + rows)
+        start += rows
+    total = sum(weights)
+    if not total:
+        return [], []
+    return ([math.ceil(key_bytes * w / total / bytes_per_cycle) for w in weights],
+            [math.ceil(value_bytes * w / total / bytes_per_cycle) for w in weights])
+
+
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
-                 commands: np.ndarray, pq: bool = False, loads: list[int] | None = None) -> tuple[int, dict[str, int]]:
+                 commands: np.ndarray, pq: bool = False,
+                 loads: tuple[list[int], list[int]] | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
@@ -149,11 +168,11 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     the core's TOPK_ENGINES engines share it) and ``pv`` (prob x V
     sweep and output), each a stage of its own.
 
-    ``loads``: each issued command's K/V load in cycles (`_command_loads`); a command then waits for its
-    load, which starts after the previous one and once the command two before (its K/V bank) is done
-    (`spatten_model.dram_ready`, the rule the RTL is verified against on Verilator); the first load is
-    added in front. None: the K/V are on chip."""
-    from .spatten_model import command_stream_cycles, dram_ready, query_cycles
+    ``loads``: each issued command's key and value loads in cycles (`_split_loads`); a command then
+    waits for its keys and its rows' PxV for its values, loaded by the core's fetcher one at a time, the
+    keys of command i + 1 before the values of command i (`spatten_model.SplitLoads`, the rule the RTL
+    is verified against on Verilator); the first key load is added in front. None: the K/V are on chip."""
+    from .spatten_model import SplitLoads, command_stream_cycles, query_cycles
 
     cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
@@ -177,7 +196,7 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         return 0, stages
     if loads is None:
         return command_stream_cycles(stream)[-1], stages
-    return loads[0] + command_stream_cycles(stream, ready=dram_ready(loads))[-1], stages
+    return loads[0][0] + command_stream_cycles(stream, fetcher=SplitLoads(*loads))[-1], stages
 
 
 def _bank_bytes(spec, sram) -> int:
@@ -305,11 +324,14 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
     compute = float(compute)
     dense_keys = s.dense_row_keys
     # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
+    key_bytes = s.key_msb_bytes + s.key_lsb_bytes + s.query_bytes
     cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
-                                loads=_command_loads(s.row_keys, s.command_rows, dram_bytes, bpc))[0])
+                                loads=_split_loads(s.row_keys, s.command_rows, key_bytes, dram_bytes - key_bytes,
+                                                   bpc))[0])
+    dense_key_bytes = s.dense_key_bytes + s.dense_query_bytes
     dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
-                                      loads=_command_loads(dense_keys, s.dense_command_rows, s.dense_dram_bytes,
-                                                           bpc))[0])
+                                      loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,
+                                                         s.dense_dram_bytes - dense_key_bytes, bpc))[0])
     key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
     value_reads = int(s.row_values.sum())
     bits = spec.qk.bits

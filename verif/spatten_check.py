@@ -70,13 +70,14 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     means bit-exact, within tolerance, cycle-exact (every command's done), and the importance
     accumulators equal the model's sums. Raises ValueError for arguments the engine cannot run.
 
-    ``dram_row_cycles`` = r > 0: the testbench loads each command's K and V through the ``kv`` port at
-    one row per r cycles while the core works on the earlier commands (banks alternating, any number of
-    commands), and offers the command when its load is over; the model is
-    ``command_stream_cycles(..., ready=dram_ready(...))`` with the same loads (a DRAM-bound stream when
+    ``dram_row_cycles`` = r > 0: the testbench plays the core's fetcher: it loads each command's keys
+    and its values through the ``kv`` port as separate loads of one row per r cycles while the core
+    works on the earlier commands (banks alternating, any number of commands), offers the command when
+    its keys are in and pulses ``v_loaded`` when its values are; the model is
+    ``command_stream_cycles(..., fetcher=SplitLoads(...))`` with the same loads (a DRAM-bound stream when
     the loads are longer than the commands' compute).
     """
-    from archgen.sim.spatten_model import command_stream_cycles, dram_ready
+    from archgen.sim.spatten_model import SplitLoads, command_stream_cycles
     from archgen.verif.runner import run_testbench
 
     def per_command(value, name):
@@ -116,8 +117,12 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                                 thr_fx=thr, seed=cmd_seed))
         cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,
                      "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed, "shift": shift, "pq": pq_on})
-    ready = dram_ready([2 * len(c["keys"]) * dram_row_cycles for c in cmds]) if dram_row_cycles else None
-    model_done = command_stream_cycles([r.queries for r in runs], ready=ready)
+    def fetcher():
+        if not dram_row_cycles:
+            return None
+        return SplitLoads([len(c["keys"]) * dram_row_cycles for c in cmds],
+                          [len(c["values"]) * dram_row_cycles if len(c["queries"]) else None for c in cmds])
+    model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher())
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
@@ -125,6 +130,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                       "shift": c["shift"], "keep_k": c["keep_k"], "pq_enable": int(c["pq"]), "threshold": thr,
                       "bank": c["bank"], "seed": c["seed"]} for c in cmds],
         "max_cycles": 4 * model_done[-1] + 1000, "groups": spec.groups, "lanes": spec.lanes,
+        "banks": spec.key_sram.buffers,
         "dram_row_cycles": dram_row_cycles,
     }
     res = run_testbench(core_verilog(spec), spec.name, "archgen.verif.tb_spatten", params,
@@ -155,8 +161,8 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "rtl_done_cycles": res.get("done_cycles"), "model_done_cycles": model_done,
             "undelayed_done_cycles": command_stream_cycles([r.queries for r in runs]),
             # the same stream were a row's sweep to wait until the divider took the previous row
-            "unoverlapped_done_cycles": command_stream_cycles([r.queries for r in runs], ready=ready and dram_ready(
-                [2 * len(c["keys"]) * dram_row_cycles for c in cmds]), overlap_sweeps=False),
+            "unoverlapped_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=fetcher(),
+                                                              overlap_sweeps=False),
             "importance_match": importance_match,
             "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),
             "stages": [(qc.front, qc.back) for run in runs for qc in run.queries],

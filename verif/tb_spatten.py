@@ -7,17 +7,24 @@ payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shi
 side: it writes every command's K and V into its bank, then offers the commands back to back (each as
 soon as the core accepts it) and all their queries in order, and takes every output at once.
 
-With ``dram_row_cycles`` = r > 0 the testbench plays a DRAM of one K or V row per r cycles instead
-(any number of commands, banks alternating): the first command's rows are written before it; command
-ci's load starts when the previous load has ended and the cycle after command ci - 2 (the same bank) is
-done, takes 2 x n_keys x r cycles, and the command is offered from the cycle its load ends
-(sim.spatten_model.dram_ready, the same rule).
+With ``dram_row_cycles`` = r > 0 the testbench plays the core's fetcher with a DRAM of one K or V row
+per r cycles instead (any number of commands, banks alternating; sim.spatten_model.SplitLoads, the
+same rule): the first command's keys are written before it; then its values and the next command's
+keys, and so on in pairs (values of command ci and keys of command ci + 1, whichever may start first,
+values on a tie), one load at a time, each n_keys x r cycles. Command ci's keys may start the cycle
+after command ci - 2 released its keys (``keys_free`` on that bank), its values the cycle after command
+ci - 2 is done; a command is offered from the cycle its keys are in, and ``v_loaded`` pulses for its
+bank in the cycle its values are in. A command without queries gets no value load. Without
+``dram_row_cycles`` every command's K and V are written before the first command and ``v_loaded``
+pulses for every bank.
 
 Results: ``outputs`` (D signed integers per query, in command order), ``need_lsb`` per query,
 ``token_importance`` (per token, summed over the commands), ``head_score``, ``done_cycles`` (per
 command: rising edges from the first command's handshake to the cycle ``done`` is high), ``cycles``
 (the last of them), ``cmd_cycles`` (each command's handshake), ``out_cycles`` (each output, same origin).
 """
+from collections import deque
+
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
@@ -34,36 +41,74 @@ def _pack(fields):
     return word
 
 
-async def _watch_done(dut, counter, seen: list):
+async def _watch_done(dut, counter, seen: list, keys_free: dict):
     while True:
         await FallingEdge(dut.clk)
         await ReadOnly()
         if int(dut.done.value):
             seen.append(counter())
+        kf = int(dut.keys_free.value)
+        for bank in keys_free:
+            if kf >> bank & 1:
+                keys_free[bank].append(counter())
 
 
-async def _send_after_loads(dut, counter, kv, words, commands, kv_beats, row_cycles, done_seen):
-    """Commands offered once their K/V loads are over; the loads run beside (see the module docstring)."""
-    ready: dict[int, int] = {0: 0}
-    cycles: list[int] = []
+async def _fetch(dut, counter, cmd0, commands, kv_beats, row_cycles, done_seen, keys_free, key_end):
+    """The fetcher (sim.spatten_model.SplitLoads): after command 0's keys, loads in pairs (values of
+    command i, keys of command i + 1), whichever may start first (values on a tie), one at a time."""
+    n, free = len(commands), 0
+    v_pulse: dict[int, int] = {}    # relative cycle -> the v_loaded bits driven in it
 
-    async def loader(cmd0):
-        for ci in range(1, len(commands)):
-            start = ready[ci - 1]
-            if ci >= 2:
-                while len(done_seen) < ci - 1:
-                    await FallingEdge(dut.clk)
-                start = max(start, done_seen[ci - 2] - cmd0 + 1)
-            while counter() - cmd0 < start:
+    beats: deque = deque()          # kv rows to write, one per cycle (the port is always ready)
+
+    async def drive_v_loaded_and_kv():
+        while True:
+            await FallingEdge(dut.clk)
+            dut.v_loaded.value = v_pulse.get(counter() - cmd0, 0)
+            dut.kv__valid.value = 1 if beats else 0
+            if beats:
+                dut.kv__payload.value = beats.popleft()
+    cocotb.start_soon(drive_v_loaded_and_kv())
+
+    def allowed(kind, i):           # the load may start in (relative) cycle t, or None if not yet known
+        if i < 2:
+            return 0
+        if kind == "v":
+            return done_seen[i - 2] - cmd0 + 1 if len(done_seen) > i - 2 else None
+        pulses = keys_free[commands[i - 2]["bank"]]
+        nth = (i - 2) // 2          # the commands on a bank alternate with the other bank's
+        return pulses[nth] - cmd0 + 1 if len(pulses) > nth else None
+
+    for i in range(n):
+        pending = ([("v", i)] if commands[i]["queries"] else []) + ([("k", i + 1)] if i + 1 < n else [])
+        while pending:
+            now = counter() - cmd0
+            go = [x for x in pending if now >= free and (a := allowed(*x)) is not None and a <= now]
+            if not go:
                 await FallingEdge(dut.clk)
-            beats = kv_beats(commands[ci])
-            ready[ci] = start + len(beats) * row_cycles    # the beats below take len(beats) cycles
-            await kv.send(beats)
+                continue
+            kind, ci = go[0]        # values first on a tie (they come first in ``pending``)
+            pending.remove(go[0])
+            rows = commands[ci]["values" if kind == "v" else "keys"]
+            free = now + len(rows) * row_cycles
+            if kind == "v":
+                v_pulse[free] = 1 << commands[ci]["bank"]
+            else:
+                key_end[ci] = free  # the command may be offered from then (its beats are written by then)
+            # written one row a cycle from the next cycle on: row j is in before the core can read it
+            beats.extend(kv_beats(commands[ci], kind == "v"))
+            while counter() - cmd0 < free:
+                await FallingEdge(dut.clk)
 
+
+async def _send_after_loads(dut, counter, words, commands, kv_beats, row_cycles, done_seen, keys_free):
+    """Commands offered once their keys are loaded; the loads run beside (see the module docstring)."""
+    key_end: dict[int, int] = {0: 0}
+    cycles: list[int] = []
     for ci, word in enumerate(words):
         while True:
             await FallingEdge(dut.clk)
-            if ci and (ci not in ready or counter() - cycles[0] < ready[ci]):
+            if ci and (ci not in key_end or counter() - cycles[0] < key_end[ci]):
                 dut.cmd__valid.value = 0
                 continue
             dut.cmd__valid.value = 1
@@ -72,7 +117,8 @@ async def _send_after_loads(dut, counter, kv, words, commands, kv_beats, row_cyc
             if int(dut.cmd__ready.value):
                 cycles.append(counter())
                 if ci == 0:
-                    cocotb.start_soon(loader(cycles[0]))
+                    cocotb.start_soon(_fetch(dut, counter, cycles[0], commands, kv_beats, row_cycles,
+                                             done_seen, keys_free, key_end))
                 break
     await FallingEdge(dut.clk)
     dut.cmd__valid.value = 0
@@ -91,14 +137,23 @@ async def spatten_core_command(dut):
     kv = StreamDriver(dut, "kv", dut.clk, cycle=counter)
     row_cycles = p.get("dram_row_cycles", 0)
 
-    def kv_beats(c):
+    def kv_beats(c, is_value):
         return [_pack([(i, ib), (c["bank"], 1), (is_value, 1), (pack_lanes(row, b), dim * b)])
-                for is_value, rows in ((0, c["keys"]), (1, c["values"])) for i, row in enumerate(rows)]
+                for i, row in enumerate(c["values"] if is_value else c["keys"])]
 
-    await kv.send([w for c in (commands[:1] if row_cycles else commands) for w in kv_beats(c)])
+    dut.v_loaded.value = 0
+    if row_cycles:
+        await kv.send(kv_beats(commands[0], 0))
+    else:
+        await kv.send([w for c in commands for v in (0, 1) for w in kv_beats(c, v)])
+        await FallingEdge(dut.clk)
+        dut.v_loaded.value = (1 << p["banks"]) - 1
+        await FallingEdge(dut.clk)
+        dut.v_loaded.value = 0
 
     done_seen: list[int] = []
-    cocotb.start_soon(_watch_done(dut, counter, done_seen))
+    keys_free: dict[int, list[int]] = {bank: [] for bank in range(p["banks"])}
+    cocotb.start_soon(_watch_done(dut, counter, done_seen, keys_free))
     out_mon = StreamMonitor(dut, "out", dut.clk, drive_ready=True, cycle=counter).start()
     qdrv = StreamDriver(dut, "query", dut.clk, cycle=counter)
     cmd = StreamDriver(dut, "cmd", dut.clk, cycle=counter)
@@ -109,7 +164,8 @@ async def spatten_core_command(dut):
     if not row_cycles:
         cmd_cycles = await cmd.send(words)
     else:
-        cmd_cycles = await _send_after_loads(dut, counter, kv, words, commands, kv_beats, row_cycles, done_seen)
+        cmd_cycles = await _send_after_loads(dut, counter, words, commands, kv_beats, row_cycles, done_seen,
+                                             keys_free)
     cmd_cycle = cmd_cycles[0]
     await out_mon.wait_for(len(queries), max_cycles=p.get("max_cycles", 200000))
     for _ in range(4):

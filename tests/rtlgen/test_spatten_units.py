@@ -218,12 +218,14 @@ def test_core_on_amaranth_sim_matches_model_values_and_cycles():
                 ctx.set(dut.kv.valid, 1)
                 await ctx.tick()
         ctx.set(dut.kv.valid, 0)
+        ctx.set(dut.v_loaded, 1)     # bank 0's values are in
         ctx.set(dut.cmd.payload, {"n_keys": n, "n_queries": nq, "keep_k": keep, "shift": shift, "pq_enable": 1,
                                   "threshold": thr, "bank": 0, "seed": 9})
         ctx.set(dut.cmd.valid, 1)
         ctx.set(dut.out.ready, 1)
         await ctx.tick()  # the command handshake edge (cmd.ready is high when idle)
         ctx.set(dut.cmd.valid, 0)
+        ctx.set(dut.v_loaded, 0)
         cycle, q = 1, 0
         ctx.set(dut.query.payload, queries[0].tolist())
         ctx.set(dut.query.valid, 1)

@@ -220,11 +220,17 @@ def test_core_with_systolic_arrays():
     # one row per cycle: some commands wait for their load, others for the core
     pytest.param(1, [64, 12, 50, 8], [2, 4, 1, 3], [20, None, None, 3], {"seed": 7, "pq_enable": False},
                  id="dram-and-compute-mixed"),
+    # one-query commands as in decode, and a command without queries (no value load; it releases its
+    # keys at its done): keys of later commands load while earlier ones wait for their values
+    pytest.param(2, [40, 16, 24, 30, 12, 20], [1, 0, 1, 1, 1, 1], [10, None, 6, None, 4, 5],
+                 {"seed": 5, "shift": 19}, id="decode-like-with-empty"),
 ])
 def test_core_dram_bound_streams(row_cycles, n_keys, n_queries, keep, extra):
-    """The testbench as a DRAM of one K/V row per ``row_cycles`` cycles: command i's load runs beside
-    the earlier commands once command i - 2 (its bank) is done, and the command starts when it ends;
-    every done cycle-exact with command_stream_cycles(..., ready=dram_ready(...))."""
+    """The testbench as the core's fetcher with a DRAM of one K or V row per ``row_cycles`` cycles: keys
+    and values as separate loads beside the earlier commands (command i's keys once command i - 2
+    released its keys, its values once command i - 2 is done; the values of i and the keys of i + 1
+    whichever may start first); the command starts when its keys are in, its PxV when its values
+    are; every done cycle-exact with command_stream_cycles(..., fetcher=SplitLoads(...))."""
     from archgen.sim.spatten_model import command_stream_cycles
 
     extra = dict(extra)
