@@ -15,12 +15,15 @@ Timing:
   (``topk_cycles="exact"``), or from a closed form (``"estimate"``,
   `topk_estimate_cycles`) for speed. A head dimension below the spec's runs zero-padded (the core's
   lanes are fixed by the spec), so its cycles are those of ``spec.head_dim``.
-- DRAM: bytes / (HBM bandwidth / clock), split over the layer's commands (`_command_loads`). The K/V
-  SRAMs are double-buffered: each command waits for its own load, which starts after the previous load
-  and once the command two before (same bank) is done (`spatten_model.dram_ready`, the rule the RTL
-  is verified against on Verilator); the layer time is that stream plus the first load, at least
-  ``max(compute, DRAM)`` (``compute_cycles``: the stream with the K/V on chip). The LSBs a command's
-  rows refetch are charged to its load (our model).
+- DRAM: bytes / (HBM bandwidth / clock), split over the layer's commands into a key load (keys and
+  queries) and a value load (values and outputs) each (`_split_loads`). The K/V SRAMs are
+  double-buffered and the core's fetcher loads keys and values separately (`spatten_model.SplitLoads`,
+  the rule the RTL is verified against on Verilator): a command waits for its keys, its rows' PxV for
+  its values; command i's keys load once command i - 2 released its keys (their last use), its values
+  once command i - 2 is done, one load at a time, the values of i and the keys of i + 1 whichever may
+  start first. The layer time is that stream plus the first key load, at least ``max(compute, DRAM)``
+  (``compute_cycles``: the stream with the K/V on chip). The LSBs a command's rows refetch are charged
+  to its loads (our model).
 
 Energy: MACs at the units' widths, the softmax's Taylor multiply-adds, one SRAM access of ``D x bits``
 per key (value) row read, in a bank of ``bytes / (buffers x lanes)`` (one bank per key lane), one SRAM
@@ -117,20 +120,6 @@ def _node_nm(spec) -> float | None:
 def _is_decoder(workload) -> bool:
     from archgen.workloads.library import list_workloads
     return any(w.name == workload.name and w.family == "decoder" for w in list_workloads())
-
-
-def _command_loads(keys: np.ndarray, commands: np.ndarray, dram_bytes: float, bytes_per_cycle: float) -> list[int]:
-    """Each issued command's DRAM time in cycles: the layer's bytes split over its commands in proportion
-    to what each moves (keys and values of its longest row, its queries and outputs: ``2 x keys + 2 x
-    rows`` vectors), rounded up to whole cycles. Our model: the LSBs a command's rows refetch are
-    charged to its own load."""
-    weights, start = [], 0
-    for rows in commands.tolist():
-        if rows:
-            weights.append(2 * int(keys[start:start + rows].max()) + 2 * rows)
-        start += rows
-    total = sum(weights)
-    return [math.ceil(dram_bytes * w / total / bytes_per_cycle) for w in weights] if total else []
 
 
 def _split_loads(keys: np.ndarray, commands: np.ndarray, key_bytes: float, value_bytes: float,
