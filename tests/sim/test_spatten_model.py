@@ -188,3 +188,26 @@ def test_dram_ready_pins_the_load_rule():
     short = [5, 5, 5, 5]
     d = command_stream_cycles([[q, q]] * 4, ready=dram_ready(short))
     assert d[3] > d[1] and d == sorted(d)
+
+
+def test_split_loads_pin_the_fetcher_rule():
+    """Split K and V loads (spatten_model.SplitLoads): a command waits for its keys, its PxV for its
+    values; command i's keys load once command i - 2 released its keys (the last score of its last
+    query, PQ off), not once it is done."""
+    from archgen.sim.spatten_model import SplitLoads, dram_ready
+
+    q = query_cycles(SMALL, 40)
+    # one command: its keys before cycle 0, its values from cycle 0 (DRAM-bound): the PxV takes the row
+    # in the cycle the values are in
+    big = 1000
+    assert command_stream_cycles([[q]], fetcher=SplitLoads([big], [big])) == [big + 1 + q.pv_stage]
+    # empty loads: two commands run as with the K/V on chip; the third's keys wait for the first's
+    # release (accepted in cycle 1, last score qk cycles later), not for its done as whole loads do
+    on_chip = command_stream_cycles([[q]] * 3)
+    split = command_stream_cycles([[q]] * 3, fetcher=SplitLoads([0] * 3, [0] * 3))
+    assert split[:2] == on_chip[:2]
+    assert split[2] == command_stream_cycles([[q]] * 3, ready=[0, 0, q.qk + 1])[2]
+    assert on_chip[2] <= split[2] < command_stream_cycles([[q]] * 3, ready=dram_ready([0, 0, 0]))[2]
+    # a command without queries has no value load and releases its keys at its done
+    d = command_stream_cycles([[q], [], [q]], fetcher=SplitLoads([0] * 3, [0, None, 0]))
+    assert d == command_stream_cycles([[q], [], [q]], ready=[0, 0, q.qk + 1])
