@@ -39,6 +39,9 @@ CYCLE_CONTRACT = {
             "handshake (in the take cycle) to done, when the PxV stage may take the row "
             "(archgen.sim.topk_model.simulate_topk on the row's exponentials); two engines take rows in turn",
     "pv": "G + pv_pipe",
+    "dram": "keys and values are separate loads: a command is offered once its keys are in, a row's PxV "
+            "waits for its command's values (v_loaded); keys_free pulses at the last use of a command's "
+            "keys (archgen.sim.spatten_model.SplitLoads)",
     "model": "archgen.sim.spatten_model.core_cycles / query_cycles",
 }
 
