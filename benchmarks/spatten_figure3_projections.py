@@ -1,0 +1,102 @@
+"""Projections for issue 15's figure 3 (local-V never slower): what the core would give with changes
+that are NOT built (docs/spatten_results.md, "Split K and V loads"). Scratch variants of the model,
+applied by patching it for the run; the built core is what benchmarks/spatten_bench.py measures.
+
+    python benchmarks/spatten_figure3_projections.py key-banks-3 gpt2-small     # a third key bank
+    python benchmarks/spatten_figure3_projections.py engines-3 MiniLM           # a third top-k engine
+    python benchmarks/spatten_figure3_projections.py pv-kept MiniLM [engines]   # PxV over kept rows only
+
+Prints, per trace whose name contains the second argument, the time ratio without / with local-V for
+token pruning and for token + head + PQ (the bench's figure-3 column).
+- key-banks-3: keys in three banks (command i's keys load once command i - 3 released them), values
+  in two; +1 key bank of the K/V SRAM.
+- engines-3: three local-V top-k engines and six exponential-buffer banks.
+- pv-kept: a pruned row's PxV sweeps only its kept value rows, an ideal compacted stream of two
+  value-buffer rows a cycle: ``max(ceil(kept / L), ceil(n / 2L)) + pv_pipe`` cycles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import spatten_bench as bench  # noqa: E402
+
+from archgen.dataflow.spatten_arrays import spatten_latencies  # noqa: E402
+from archgen.sim import spatten_model as sm  # noqa: E402
+from archgen.sim import spatten_sim as ss  # noqa: E402
+
+
+class _ThreeKeyBanks(sm.SplitLoads):
+    def _pair(self, i, dones, releases):
+        loads = []
+        if self.value_cycles[i] is not None:
+            loads.append(("v", i, dones[i - 2] + 1 if i >= 2 else 0, int(self.value_cycles[i])))
+        if i + 1 < len(self.key_cycles):
+            loads.append(("k", i + 1, releases[i - 2] + 1 if i >= 2 else 0, self.key_cycles[i + 1]))
+        loads.sort(key=lambda x: max(x[2], self.free))
+        for kind, ci, allowed, cycles in loads:
+            self.free = max(self.free, allowed) + cycles
+            self.ends[(kind, ci)] = self.free
+
+
+def _engines(n: int) -> None:
+    sm.TOPK_ENGINES, sm.EXP_BUFFER_BANKS = n, 3 + n
+
+
+def _pv_kept() -> None:
+    current = {}
+    layer_result, core_cycles = ss._layer_result, ss._core_cycles
+
+    def remember(spec, s, *args, **kwargs):
+        current["keys"], current["values"] = s.row_keys, s.row_values
+        return layer_result(spec, s, *args, **kwargs)
+
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None):
+        if topk is None or keys is not current.get("keys"):
+            return core_cycles(spec, keys, lsb, topk, commands, pq, loads)
+        lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
+        rows = []
+        for n, lp, t, v in zip(keys.tolist(), lsb.tolist(), topk.tolist(), current["values"].tolist()):
+            qc = sm.query_cycles(spec, n, lsb_pass=bool(lp), topk_cycles=None if t < 0 else t, pq_enable=pq)
+            if t >= 0:
+                qc = dataclasses.replace(qc, pv=max(math.ceil(v / lanes), math.ceil(n / (2 * lanes))) + pipe)
+            rows.append(qc)
+        stream, start = [], 0
+        for r in commands.tolist():
+            if r:
+                stream.append(rows[start:start + r])
+            start += r
+        fetch = sm.SplitLoads(*loads) if loads is not None else None
+        first = loads[0][0] if loads is not None else 0
+        return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}
+
+    ss._layer_result, ss._core_cycles = remember, core
+
+
+def main() -> None:
+    variant, only = sys.argv[1], sys.argv[2]
+    if variant == "key-banks-3":
+        sm.SplitLoads = _ThreeKeyBanks
+    elif variant == "engines-3":
+        _engines(3)
+    elif variant == "pv-kept":
+        _pv_kept()
+        if len(sys.argv) > 3:
+            _engines(int(sys.argv[3]))
+    else:
+        raise SystemExit(f"variant must be key-banks-3, engines-3 or pv-kept, not {variant!r}")
+    spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
+    for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
+        c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]
+             for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
+                            ("thpv", bench.TOKEN_HEAD_PQ_V))}
+        print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.4f}; {c['thp'] / c['thpv']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
