@@ -4,7 +4,8 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
 
     python benchmarks/spatten_figure3_projections.py key-banks-3 gpt2-small     # a third key bank
     python benchmarks/spatten_figure3_projections.py engines-3 MiniLM           # a third top-k engine
-    python benchmarks/spatten_figure3_projections.py pv-kept MiniLM [engines]   # PxV over kept rows only
+    python benchmarks/spatten_figure3_projections.py pv-kept MiniLM             # PxV over kept rows only
+    python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
 
 Prints, per trace whose name contains the second argument, the time ratio without / with local-V for
 token pruning and for token + head + PQ (the bench's figure-3 column).
@@ -80,22 +81,21 @@ def _pv_kept() -> None:
 
 def main() -> None:
     variant, only = sys.argv[1], sys.argv[2]
-    if variant == "key-banks-3":
-        sm.SplitLoads = _ThreeKeyBanks
-    elif variant == "engines-3":
-        _engines(3)
-    elif variant == "pv-kept":
-        _pv_kept()
-        if len(sys.argv) > 3:
-            _engines(int(sys.argv[3]))
-    else:
-        raise SystemExit(f"variant must be key-banks-3, engines-3 or pv-kept, not {variant!r}")
+    for part in variant.split("+"):     # variants combine: key-banks-3+pv-kept
+        if part == "key-banks-3":
+            sm.SplitLoads = _ThreeKeyBanks
+        elif part == "engines-3":
+            _engines(3)
+        elif part == "pv-kept":
+            _pv_kept()
+        else:
+            raise SystemExit(f"variant must be key-banks-3, engines-3 or pv-kept (joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
         c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]
              for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
                             ("thpv", bench.TOKEN_HEAD_PQ_V))}
-        print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.4f}; {c['thp'] / c['thpv']:.4f}", flush=True)
+        print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.6f}; {c['thp'] / c['thpv']:.6f}", flush=True)
 
 
 if __name__ == "__main__":
