@@ -8,7 +8,7 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import tiled_equivalent
+from .interconnect import map_skews, tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -43,6 +43,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             return lines
         lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
                      f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
+        lines += _map_skew_lines(design, df, tiled)
         df = tiled
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
@@ -70,6 +71,36 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             else f"outputs {sch.out_latency} cycles after their step")
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")
+    return lines
+
+
+def _map_skew_lines(design: Design, df, tiled) -> list[str]:
+    """For a skew on a loop with loops after it: what the map's own schedule would connect between neighbours
+    (its reuse moves along each skewed axis, solved on the map itself: FIFOs of sigma_a x D steps, D from the
+    command at run time) and that the array runs the tiled map with the delay compressed to sigma_a cycles
+    (docs/dataflows.md "Skewed maps")."""
+    skews = [sk for sk in map_skews(design, df) if sk.after]
+    if not skews:
+        return []
+    ref = design.reference_bounds
+    lines = []
+    for sk in skews:
+        trips = " x ".join(f"trips of t_{d}" for d in sk.after)
+        lines.append(f"  skew of t_{sk.loop} by FU coordinates (sigma = {list(sk.sigma)}) with loop(s) {', '.join(sk.after)} "
+                     f"after it: under the map FU s runs sigma.s iterations of t_{sk.loop} = sigma.s x D array steps late, "
+                     f"D = {trips} = {sk.steps_per_iteration(design, df, ref)} at the reference bounds (a run-time number)")
+    axes = sorted({a for sk in skews for a, v in enumerate(sk.sigma) if v and design.shape[a] > 1})
+    lines.append("  the map's own connections between neighbours along the skewed axes (A_X M [dt; ds] = 0 on the map, "
+                 "delay at the reference bounds; a delay of D steps or more is a run-time-depth FIFO):")
+    for a in axes:
+        for x in design.operation.operands:
+            moves = [r for r in reuse_vectors(design, df, x.name) if sum(map(abs, r.ds)) == 1 and r.ds[a]]
+            best = min(moves, key=lambda r: (r.delay, sum(map(abs, r.dt)))) if moves else None
+            text = (f"{best.kind} {best.describe(df.order)} ({best.delay} cycle{'' if best.delay == 1 else 's'})"
+                    if best else "none")
+            lines.append(f"    axis {a}, {x.name}: {text}")
+    lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and order "
+                 "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
     return lines
 
 

@@ -35,7 +35,8 @@ from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MEMORY_PORT_COST"]
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MapSkew", "map_skews",
+           "MEMORY_PORT_COST"]
 
 
 
@@ -292,13 +293,17 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
 
 
 def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
-    """``df`` itself when it is tiled; for a ``map`` whose tile's innermost loop is skewed by the FU coordinates
+    """``df`` itself when it is tiled; for a ``map`` whose temporal loops are skewed by the FU coordinates
     (``k: "t_k - s0 - s1"``: FU s runs iteration k at step k + s0 + s1 of its row), the tiled map with the
     control vector that skew implies (c - sigma per axis: FU s runs sigma.s cycles later). Both give every FU
     the same iterations in the same order; the skewed map's parallelogram of (t, s) points is the tiled one
-    shifted by c.s cycles per FU, so the array issues rows back to back instead of padding each with the
-    skew's span of masked steps. Maps that skew the FU assignment itself (hexagonal arrays) or a loop that
-    is not the innermost are refused with a field-named message."""
+    shifted per FU, so the array issues rows back to back instead of padding each with the skew's span of
+    masked steps. On the tile's innermost loop the shift is exactly the map's (sigma.s steps). On a loop l
+    with loops after it the map delays FU s by sigma.s iterations of l, sigma.s x D steps with D the product
+    of the trip counts after l (:func:`map_skews`); that delay is compressed to sigma.s cycles, the same
+    wavefront at the innermost grain, so a neighbour's operand takes a wire or a register where the literal
+    schedule needs a FIFO of sigma_a x D steps (docs/dataflows.md "Skewed maps" says why). Maps that skew
+    the FU assignment itself (hexagonal arrays) are refused with a field-named message."""
     if df.spatial is not None:
         return df
     op, shape = design.operation, design.shape
@@ -341,10 +346,6 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
     control = list(df.control)
     for d, sv in skews.items():
-        if not inner or d != inner[-1]:
-            raise SpecError([problem(f"{path}.{d}", "a skew by FU coordinates is built on the innermost loop of the tile "
-                                     f"only ({inner[-1] if inner else 'none'}), where it is a fixed delay per FU; on "
-                                     f"loop {d} it would depend on the problem size", str(df.ts_map.exprs[op.dims.index(d)]))])
         for a, c in sv.items():
             control[a] -= c
     exprs = []
@@ -356,6 +357,39 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
                                spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                                inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
+@dataclass(frozen=True)
+class MapSkew:
+    """A ``map``'s skew of loop ``loop`` by the FU coordinates (``loop: "t_loop - sigma.s"``): under the map FU s
+    runs each iteration of ``loop`` sigma.s iterations late. ``after``: the loops after it in the temporal order;
+    one iteration of ``loop`` is the product of their trip counts in array steps (1 on the innermost loop)."""
+
+    loop: str
+    sigma: tuple[int, ...]       # per array axis
+    after: tuple[str, ...]
+
+    def steps_per_iteration(self, design: Design, df: Dataflow, bounds: Mapping[str, int]) -> int:
+        """D: array steps of one iteration of ``loop`` on ``bounds`` (spatial loops count their tiles)."""
+        tiled = tiled_equivalent(design, df)
+        return math.prod(-(-bounds[d] // design.shape[tiled.axis_of[d]]) if d in tiled.axis_of else bounds[d]
+                         for d in self.after)
+
+
+def map_skews(design: Design, df: Dataflow) -> tuple[MapSkew, ...]:
+    """The skews by FU coordinates of a ``map`` dataflow's loops, in temporal order (() for other forms)."""
+    if df.spatial is not None or df.ts_map is None:
+        return ()
+    shape, out = design.shape, []
+    order = list(df.order)
+    for d, e in zip(design.operation.dims, df.ts_map.exprs):
+        co = e.coeffs
+        if co.get(time_var(d)) != 1 or any(v.startswith("t_") and v != time_var(d) for v in co):
+            continue
+        sigma = tuple(-co.get(space_var(a), 0) for a in range(len(shape)))
+        if any(sigma):
+            out.append(MapSkew(d, sigma, tuple(order[order.index(d) + 1:])))
+    return tuple(sorted(out, key=lambda m: order.index(m.loop)))
 
 
 def _larger_problem_witness(design: Design, df: Dataflow) -> str:
