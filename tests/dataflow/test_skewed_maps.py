@@ -180,3 +180,36 @@ def test_explain_prints_the_skews_fifo_depths(capsys):
     assert f"axis 0, B: delay +t_k +s0 ({d} cycles)" in text
     assert f"axis 1, A: delay +t_k -t_j +s1 ({d - 1} cycle" in text
     assert "built as the tiled map with control c = [1, 1]" in text
+
+
+@pytest.mark.parametrize("mp,field,bounds", [
+    ({"i": "t_i + t_j", "j": "4*t_j + s1", "k": "t_k"}, "i", {"i": 3, "j": 3, "k": 3}),     # reads an earlier loop's t
+    ({"i": "t_i - t_k", "j": "4*t_j + s1", "k": "t_k"}, "i", {"i": 3, "j": 3, "k": 1}),     # reads a later loop's t
+])
+def test_a_loop_reading_another_loops_t_is_refused_as_not_covering_larger_problems(mp, field, bounds):
+    """Every temporal variable counts from 0 over the trips its loops need (arch/mapping_check.py), so a row of i
+    shifted by another loop's t leaves iterations unrun once that loop runs twice: the checks pass such a map only
+    where it runs once at the reference bounds. The refusal names an iteration it misses on larger bounds, and the
+    map's own expressions (every t from 0 over its trips there) confirm that nothing runs it."""
+    from archgen.arch.mapping_check import time_var_ranges
+    design = load_spec_data(dict(GEMM, array={"shape": [1, 4]}, bounds=bounds,
+                                 dataflows={"m": {"map": mp, "order": ["j", "i", "k"], "inner": ["k"]}}))
+    with pytest.raises(SpecError) as err:
+        derive_interconnect(design)
+    (p,) = err.value.problems
+    text = str(p)
+    assert text.startswith(f"dataflows.m.map.{field}: the generator builds maps in which loop {field} reads only its own")
+    assert "nor is it injective and covering beyond the reference bounds" in text and "never runs (i=" in text
+    import ast
+    import re
+    missed = tuple(int(v) for v in re.search(r"never runs \(i=(-?\d+), j=(-?\d+), k=(-?\d+)\)", text).groups())
+    grown = ast.literal_eval(re.search(r"with bounds (\{[^}]*\})", text).group(1))
+    df = design.dataflows[0]
+    trips = time_var_ranges(df.ts_map, design.shape, grown)
+    names = [v for v in df.ts_map.inputs if v.startswith("t_")]
+    for tv in itertools.product(*[range(trips[v]) for v in names]):
+        env = dict(zip(names, tv))
+        for s1 in range(4):
+            env.update({"s0": 0, "s1": s1})
+            x = tuple(int(e.const + sum(c * env[v] for v, c in e.terms)) for e in df.ts_map.exprs)
+            assert x != missed
