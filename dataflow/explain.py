@@ -24,10 +24,14 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     if df.skewed:
         from .stt_array import explain_stt
         return explain_stt(design, df)
+    try:       # a map's tile is that of the tiled map it runs as (its own inner_dims() lists every loop)
+        inner = tiled_equivalent(design, df).inner_dims()
+    except SpecError:
+        inner = df.inner_dims()
     lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
              f"dataflow {df.name} ({df.form} form)",
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
-             f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(df.inner_dims()) or '-'}; "
+             f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(inner) or '-'}; "
              f"control vector c = {list(df.control)}"]
     lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "
                  f"{design.reference_bounds}):")
