@@ -213,3 +213,17 @@ def test_a_loop_reading_another_loops_t_is_refused_as_not_covering_larger_proble
             env.update({"s0": 0, "s1": s1})
             x = tuple(int(e.const + sum(c * env[v] for v, c in e.terms)) for e in df.ts_map.exprs)
             assert x != missed
+
+
+def test_build_explain_on_the_command_line_prints_the_skews_fifo_depths(tmp_path, capsys):
+    import yaml
+    path = tmp_path / "s.yaml"
+    mp = {"i": "t_i - s1", "j": "4*t_j + s1", "k": "t_k"}
+    path.write_text(yaml.safe_dump(dict(GEMM, array={"shape": [1, 4]},
+                                        dataflows={"d": {"map": mp, "order": ["j", "i", "k"], "inner": ["k"]}})))
+    assert main(["build", str(path), "--explain", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    # D = trips of k = 6 (GEMM's bounds); A (no j) reaches its axis-1 neighbour one step of t_i = 6 steps later
+    assert "D = trips of t_k = 6 at the reference bounds" in out
+    assert "axis 1, A: delay +t_i +s1 (6 cycles)" in out
+    assert "built as the tiled map with control c = [0, 1]" in out
