@@ -368,9 +368,9 @@ class MapSkew:
     runs each iteration of ``loop`` sigma.s iterations late. ``after``: the loops after it in the temporal order;
     one iteration of ``loop`` is the product of their trip counts in array steps (1 on the innermost loop)."""
 
-    loop: str
+    loop: Dim
     sigma: tuple[int, ...]       # per array axis
-    after: tuple[str, ...]
+    after: tuple[Dim, ...]
 
     def steps_per_iteration(self, design: Design, df: Dataflow, bounds: Mapping[str, int]) -> int:
         """D: array steps of one iteration of ``loop`` on ``bounds`` (spatial loops count their tiles)."""
