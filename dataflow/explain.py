@@ -8,7 +8,7 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import map_skews, tiled_equivalent
+from .interconnect import map_skews, skew_lane_cost, tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -105,7 +105,27 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
             lines.append(f"    axis {a}, {x.name}: {text}")
     lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and order "
                  "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
+    lines.append("  " + _schedule_choice(design, df, skews))
     return lines
+
+
+def _schedule_choice(design: Design, df, skews) -> str:
+    """Which schedule is built and why: the memory-fed input lanes of the map's own schedule against the
+    compressed build (interconnect.py ``skew_lane_cost``)."""
+    cost = skew_lane_cost(design, df)
+    if cost is None:
+        loops = ", ".join(f"t_{sk.loop}" for sk in skews)
+        return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
+                "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
+    fmt = lambda lanes: ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"  # noqa: E731
+    text = (f"memory-fed input lanes: the map's own schedule {fmt(cost.literal)}, the compressed build "
+            f"{fmt(cost.compressed)}; ")
+    if cost.saving <= 0:
+        return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
+                       "with the skew's span of masked iterations")
+    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built (no per-FU window masks "
+                   f"on padded rows of t_{cost.loop}, FIFO edges from the map's reuse or per-lane start offsets yet: "
+                   "docs/limits.md), so the compressed build runs")
 
 
 def _delay_connection_lines(fg) -> list[str]:

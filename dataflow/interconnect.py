@@ -33,10 +33,10 @@ from archgen.mappings.tiling import MEMORY_PORT_COST, DelayAxis, delay_axes, del
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
-from .reuse import ReuseVector, delay_reuse, unit_reuse
+from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MapSkew", "map_skews",
-           "MEMORY_PORT_COST"]
+           "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
 
 
@@ -393,6 +393,74 @@ def map_skews(design: Design, df: Dataflow) -> tuple[MapSkew, ...]:
         if any(sigma):
             out.append(MapSkew(d, sigma, tuple(order[order.index(d) + 1:])))
     return tuple(sorted(out, key=lambda m: order.index(m.loop)))
+
+
+@dataclass(frozen=True)
+class SkewLaneCost:
+    """Memory-fed input lanes of a ``map`` whose skew sits on a loop inside the tile with loops after it: under
+    the map's own schedule (its reuse moves: wires, registers and FIFOs of D steps, chosen by the same
+    arborescence and costs as delay connections) and under the compressed build (``tiled_equivalent``)."""
+
+    loop: Dim
+    literal: Mapping[str, int]       # streamed input -> memory lanes, the map's own schedule
+    compressed: Mapping[str, int]    # the same under the tiled map with control c - sigma
+
+    @property
+    def saving(self) -> int:
+        return sum(self.compressed.values()) - sum(self.literal.values())
+
+
+def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
+    """The lane costs of both schedules of a skew on a loop inside the tile that has loops after it (None for
+    other dataflows: skews on the innermost loop are exact, skews on tile loops keep the compressed build).
+
+    The map's candidate connections are its unit reuse moves along one array axis (dataflow/reuse.py
+    ``reuse_vectors`` solved on the map): dt = 0 is a wire either way, one step of the innermost loop a
+    register hop, one step of an inner loop with loops after it a run-time-depth FIFO (cost: its bits,
+    width x ``array.max_fifo_depth``, built only below a memory lane, as for delay connections). Moves that
+    step several loops or a tile loop need storage across a row's wrap and are not candidates."""
+    skews = [sk for sk in map_skews(design, df) if sk.after]
+    if not skews:
+        return None
+    tiled = tiled_equivalent(design, df)
+    inner = tiled.inner_dims()
+    if any(sk.loop not in inner for sk in skews):
+        return None
+    compressed = {p.name: p.n_lanes for p in derive_interconnect(design, tiled).inputs if p.role is Role.STREAM}
+    shape, order = design.shape, list(df.order)
+    coords = list(itertools.product(*[range(e) for e in shape]))
+    literal = {}
+    for name in compressed:
+        width = design.type_of[name].bits
+        cand = nx.DiGraph()
+        root = _mem(name, None)
+        cand.add_nodes_from([fu(s) for s in coords] + [root])
+        for s in coords:
+            cand.add_edge(root, fu(s), weight=MEMORY_PORT_COST)
+        for r in reuse_vectors(design, df, name):
+            axis = r.spatial_axis if not any(r.dt) else next((a for a, v in enumerate(r.ds) if v), None)
+            loops = [d for v, d in zip(r.dt, order) if v]
+            if sum(map(abs, r.ds)) != 1 or len(loops) > 1 or any(order[i] not in inner or v < 0
+                                                                  for i, v in enumerate(r.dt) if v):
+                continue
+            if not loops:
+                cost, steps = 1.0, (1, -1)
+            elif loops[0] == inner[-1]:
+                cost, steps = r.delay * 10 + 1.25, (r.ds[axis],)
+            else:
+                cost, steps = width * design.max_fifo_depth + 0.25, (r.ds[axis],)
+                if cost >= MEMORY_PORT_COST:
+                    continue
+            for s in coords:
+                for step in steps:
+                    t = list(s)
+                    t[axis] += step
+                    if 0 <= t[axis] < shape[axis]:
+                        cand.add_edge(fu(s), fu(tuple(t)), weight=cost)
+        tree = minimum_spanning_arborescence(cand, attr="weight")
+        literal[name] = len(list(tree.successors(root)))
+    (loop,) = {sk.loop for sk in skews}
+    return SkewLaneCost(loop, MappingProxyType(literal), MappingProxyType(compressed))
 
 
 def _larger_problem_witness(design: Design, df: Dataflow) -> str:
