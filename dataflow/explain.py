@@ -123,9 +123,9 @@ def _schedule_choice(design: Design, df, skews) -> str:
     if cost.saving <= 0:
         return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
                        "with the skew's span of masked iterations")
-    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built (no per-FU window masks "
-                   f"on padded rows of t_{cost.loop}, FIFO edges from the map's reuse or per-lane start offsets yet: "
-                   "docs/limits.md), so the compressed build runs")
+    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built (the generator has no "
+                   f"rows of t_{cost.loop} padded by the skew's span, FIFO edges from the map's reuse or start offsets per "
+                   "memory lane yet: docs/limits.md), so the compressed build runs")
 
 
 def _delay_connection_lines(fg) -> list[str]:
