@@ -426,7 +426,9 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
     inner = tiled.inner_dims()
     if any(sk.loop not in inner for sk in skews):
         return None
-    compressed = {p.name: p.n_lanes for p in derive_interconnect(design, tiled).inputs if p.role is Role.STREAM}
+    from .compile import compile_array          # the built interconnect (compile imports this module)
+    built = compile_array(design, tiled, pipeline=False).fu_graph
+    compressed = {p.name: p.n_lanes for p in built.inputs if p.role is Role.STREAM}
     shape, order = design.shape, list(df.order)
     coords = list(itertools.product(*[range(e) for e in shape]))
     literal = {}
