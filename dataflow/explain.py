@@ -118,8 +118,10 @@ def _schedule_choice(design: Design, df, skews) -> str:
         return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
                 "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
     fmt = lambda lanes: ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"  # noqa: E731
+    own, built = cost.tile_steps(design, df, design.reference_bounds)
     text = (f"memory-fed input lanes: the map's own schedule {fmt(cost.literal)}, the compressed build "
-            f"{fmt(cost.compressed)}; ")
+            f"{fmt(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
+            f"{cost.span} iteration(s)) against {built}; ")
     if cost.saving <= 0:
         return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
                        "with the skew's span of masked iterations")

@@ -404,10 +404,20 @@ class SkewLaneCost:
     loop: Dim
     literal: Mapping[str, int]       # streamed input -> memory lanes, the map's own schedule
     compressed: Mapping[str, int]    # the same under the tiled map with control c - sigma
+    span: int = 0                    # iterations of ``loop`` the map's own schedule pads each row with
 
     @property
     def saving(self) -> int:
         return sum(self.compressed.values()) - sum(self.literal.values())
+
+    def tile_steps(self, design: Design, df: Dataflow, bounds: Mapping[str, int]) -> tuple[int, int]:
+        """(map's own, compressed) array steps of one tile on ``bounds``: the compressed build's steps per tile
+        (mappings/tiling.py ``TileMapping.steps``), the skewed loop's row longer by ``span`` iterations under the
+        map's own schedule."""
+        from archgen.mappings.tiling import map_problem
+        mapping = map_problem(design, bounds, tiled_equivalent(design, df))
+        trips = mapping.trips()[self.loop]
+        return mapping.steps // trips * (trips + self.span), mapping.steps
 
 
 def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
@@ -461,8 +471,9 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
                         cand.add_edge(fu(s), fu(tuple(t)), weight=cost)
         tree = minimum_spanning_arborescence(cand, attr="weight")
         literal[name] = len(list(tree.successors(root)))
-    (loop,) = {sk.loop for sk in skews}
-    return SkewLaneCost(loop, MappingProxyType(literal), MappingProxyType(compressed))
+    (sk,) = skews
+    span = max(sum(v * (e - 1) for v, e in zip(sk.sigma, shape) if v > 0), 0)
+    return SkewLaneCost(sk.loop, MappingProxyType(literal), MappingProxyType(compressed), span)
 
 
 def _larger_problem_witness(design: Design, df: Dataflow) -> str:

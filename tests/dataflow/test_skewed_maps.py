@@ -325,6 +325,11 @@ def test_lane_cost_of_the_maps_own_schedule_matches_a_walk_of_the_tile(shape, mp
     for name in ("I", "W"):
         assert cost.literal[name] == _literal_lanes(design, df, name, trips), name
     assert cost.literal["I"] < cost.compressed["I"] and cost.saving > 0
+    # the price: each row of r padded by the largest sigma.s (FU (P0-1, P1-1) starts r that many iterations late)
+    sigma = [-df.ts_map.exprs[design.operation.dims.index("r")].coeffs.get(f"s{a}", 0) for a in range(len(shape))]
+    assert cost.span == sum(v * (e - 1) for v, e in zip(sigma, shape))
+    b = {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}
+    assert cost.tile_steps(design, df, b) == (2 * (3 + cost.span) * 2, 2 * 3 * 2)
 
 
 def test_explain_says_which_schedule_of_a_skew_inside_the_tile_is_built_and_why():
@@ -332,8 +337,10 @@ def test_explain_says_which_schedule_of_a_skew_inside_the_tile_is_built_and_why(
     design = _conv(*CONV_SKEWS[0])
     text = "\n".join(explain(design))
     assert ("memory-fed input lanes: the map's own schedule I 1, W 3 (4 in all), the compressed build I 2, W 3 "
-            "(5 in all); the map's own schedule would save 1 lane(s) but is NOT built") in text
+            "(5 in all); ") in text
+    assert "the map's own schedule would save 1 lane(s) but is NOT built" in text
     assert "so the compressed build runs" in text
+    assert "steps per tile at the reference bounds: 54 (rows of t_r padded by 3 iteration(s)) against 27" in text
     tile_loop = _design((3, 2), {"map": {"i": "3*t_i + s0", "j": "2*t_j + s1", "k": "t_k - s0 - s1"},
                                  "order": ["i", "k", "j"]})
     from archgen.dataflow.interconnect import skew_lane_cost
