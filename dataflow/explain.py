@@ -8,7 +8,7 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import tiled_equivalent
+from .interconnect import map_skews, skew_lane_cost, tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -24,10 +24,14 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     if df.skewed:
         from .stt_array import explain_stt
         return explain_stt(design, df)
+    try:       # a map's tile is that of the tiled map it runs as (its own inner_dims() lists every loop)
+        inner = tiled_equivalent(design, df).inner_dims()
+    except SpecError:
+        inner = df.inner_dims()
     lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
              f"dataflow {df.name} ({df.form} form)",
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
-             f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(df.inner_dims()) or '-'}; "
+             f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(inner) or '-'}; "
              f"control vector c = {list(df.control)}"]
     lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "
                  f"{design.reference_bounds}):")
@@ -43,6 +47,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             return lines
         lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
                      f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
+        lines += _map_skew_lines(design, df, tiled)
         df = tiled
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
@@ -71,6 +76,58 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")
     return lines
+
+
+def _map_skew_lines(design: Design, df, tiled) -> list[str]:
+    """For a skew on a loop with loops after it: what the map's own schedule would connect between neighbours
+    (its reuse moves along each skewed axis, solved on the map itself: FIFOs of sigma_a x D steps, D from the
+    command at run time) and that the array runs the tiled map with the delay compressed to sigma_a cycles
+    (docs/dataflows.md "Skewed maps")."""
+    skews = [sk for sk in map_skews(design, df) if sk.after]
+    if not skews:
+        return []
+    ref = design.reference_bounds
+    lines = []
+    for sk in skews:
+        trips = " x ".join(f"trips of t_{d}" for d in sk.after)
+        lines.append(f"  skew of t_{sk.loop} by FU coordinates (sigma = {list(sk.sigma)}) with loop(s) {', '.join(sk.after)} "
+                     f"after it: under the map FU s runs sigma.s iterations of t_{sk.loop} = sigma.s x D array steps late, "
+                     f"D = {trips} = {sk.steps_per_iteration(design, df, ref)} at the reference bounds (a run-time number)")
+    axes = sorted({a for sk in skews for a, v in enumerate(sk.sigma) if v and design.shape[a] > 1})
+    lines.append("  the map's own connections between neighbours along the skewed axes (A_X M [dt; ds] = 0 on the map, "
+                 "delay at the reference bounds; a delay of D steps or more is a run-time-depth FIFO):")
+    for a in axes:
+        for x in design.operation.operands:
+            moves = [r for r in reuse_vectors(design, df, x.name) if sum(map(abs, r.ds)) == 1 and r.ds[a]]
+            best = min(moves, key=lambda r: (r.delay, sum(map(abs, r.dt)))) if moves else None
+            text = (f"{best.kind} {best.describe(df.order)} ({best.delay} cycle{'' if best.delay == 1 else 's'})"
+                    if best else "none")
+            lines.append(f"    axis {a}, {x.name}: {text}")
+    lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and order "
+                 "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
+    lines.append("  " + _schedule_choice(design, df, skews))
+    return lines
+
+
+def _schedule_choice(design: Design, df, skews) -> str:
+    """Which schedule is built and why: the memory-fed input lanes of the map's own schedule against the
+    compressed build (interconnect.py ``skew_lane_cost``)."""
+    cost = skew_lane_cost(design, df)
+    if cost is None:
+        loops = ", ".join(f"t_{sk.loop}" for sk in skews)
+        return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
+                "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
+    fmt = lambda lanes: ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"  # noqa: E731
+    own, built = cost.tile_steps(design, df, design.reference_bounds)
+    text = (f"memory-fed input lanes: the map's own schedule {fmt(cost.literal)}, the compressed build "
+            f"{fmt(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
+            f"{cost.span} iteration(s)) against {built}; ")
+    if cost.saving <= 0:
+        return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
+                       "with the skew's span of masked iterations")
+    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built (the generator has no "
+                   f"rows of t_{cost.loop} padded by the skew's span, FIFO edges from the map's reuse or start offsets per "
+                   "memory lane yet: docs/limits.md), so the compressed build runs")
 
 
 def _delay_connection_lines(fg) -> list[str]:

@@ -33,9 +33,10 @@ from archgen.mappings.tiling import MEMORY_PORT_COST, DelayAxis, delay_axes, del
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
-from .reuse import ReuseVector, delay_reuse, unit_reuse
+from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MEMORY_PORT_COST"]
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MapSkew", "map_skews",
+           "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
 
 
@@ -292,13 +293,17 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
 
 
 def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
-    """``df`` itself when it is tiled; for a ``map`` whose tile's innermost loop is skewed by the FU coordinates
+    """``df`` itself when it is tiled; for a ``map`` whose temporal loops are skewed by the FU coordinates
     (``k: "t_k - s0 - s1"``: FU s runs iteration k at step k + s0 + s1 of its row), the tiled map with the
     control vector that skew implies (c - sigma per axis: FU s runs sigma.s cycles later). Both give every FU
     the same iterations in the same order; the skewed map's parallelogram of (t, s) points is the tiled one
-    shifted by c.s cycles per FU, so the array issues rows back to back instead of padding each with the
-    skew's span of masked steps. Maps that skew the FU assignment itself (hexagonal arrays) or a loop that
-    is not the innermost are refused with a field-named message."""
+    shifted per FU, so the array issues rows back to back instead of padding each with the skew's span of
+    masked steps. On the tile's innermost loop the shift is exactly the map's (sigma.s steps). On a loop l
+    with loops after it the map delays FU s by sigma.s iterations of l, sigma.s x D steps with D the product
+    of the trip counts after l (:func:`map_skews`); that delay is compressed to sigma.s cycles, the same
+    wavefront at the innermost grain, so a neighbour's operand takes a wire or a register where the literal
+    schedule needs a FIFO of sigma_a x D steps (docs/dataflows.md "Skewed maps" says why). Maps that skew
+    the FU assignment itself (hexagonal arrays) are refused with a field-named message."""
     if df.spatial is not None:
         return df
     op, shape = design.operation, design.shape
@@ -311,8 +316,11 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
         tv = {v: c for v, c in co.items() if v.startswith("t_")}
         sv = {int(v[1:]): c for v, c in co.items() if not v.startswith("t_")}
         if set(tv) != {time_var(d)}:
+            # every t counts from 0 (arch/mapping_check.py): a row shifted by another loop's t leaves its first
+            # iterations unrun, so such a map covers the space only where that loop runs once (the witness says so)
             problems.append(problem(f"{path}.{d}", f"the generator builds maps in which loop {d} reads only its own "
-                                    f"temporal variable t_{d} (tiled, possibly skewed by FU coordinates)", str(e)))
+                                    f"temporal variable t_{d} (tiled, possibly skewed by FU coordinates)"
+                                    + _larger_problem_witness(design, df), str(e)))
             continue
         a_tiled = [a for a, c in sv.items() if c == 1 and tv[time_var(d)] == shape[a] and shape[a] > 1]
         if tv[time_var(d)] != 1 and a_tiled:
@@ -341,10 +349,6 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
     control = list(df.control)
     for d, sv in skews.items():
-        if not inner or d != inner[-1]:
-            raise SpecError([problem(f"{path}.{d}", "a skew by FU coordinates is built on the innermost loop of the tile "
-                                     f"only ({inner[-1] if inner else 'none'}), where it is a fixed delay per FU; on "
-                                     f"loop {d} it would depend on the problem size", str(df.ts_map.exprs[op.dims.index(d)]))])
         for a, c in sv.items():
             control[a] -= c
     exprs = []
@@ -356,6 +360,120 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
                                spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                                inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
+@dataclass(frozen=True)
+class MapSkew:
+    """A ``map``'s skew of loop ``loop`` by the FU coordinates (``loop: "t_loop - sigma.s"``): under the map FU s
+    runs each iteration of ``loop`` sigma.s iterations late. ``after``: the loops after it in the temporal order;
+    one iteration of ``loop`` is the product of their trip counts in array steps (1 on the innermost loop)."""
+
+    loop: Dim
+    sigma: tuple[int, ...]       # per array axis
+    after: tuple[Dim, ...]
+
+    def steps_per_iteration(self, design: Design, df: Dataflow, bounds: Mapping[str, int]) -> int:
+        """D: array steps of one iteration of ``loop`` on ``bounds`` (spatial loops count their tiles)."""
+        tiled = tiled_equivalent(design, df)
+        return math.prod(-(-bounds[d] // design.shape[tiled.axis_of[d]]) if d in tiled.axis_of else bounds[d]
+                         for d in self.after)
+
+
+def map_skews(design: Design, df: Dataflow) -> tuple[MapSkew, ...]:
+    """The skews by FU coordinates of a ``map`` dataflow's loops, in temporal order (() for other forms)."""
+    if df.spatial is not None or df.ts_map is None:
+        return ()
+    shape, out = design.shape, []
+    order = list(df.order)
+    for d, e in zip(design.operation.dims, df.ts_map.exprs):
+        co = e.coeffs
+        if co.get(time_var(d)) != 1 or any(v.startswith("t_") and v != time_var(d) for v in co):
+            continue
+        sigma = tuple(-co.get(space_var(a), 0) for a in range(len(shape)))
+        if any(sigma):
+            out.append(MapSkew(d, sigma, tuple(order[order.index(d) + 1:])))
+    return tuple(sorted(out, key=lambda m: order.index(m.loop)))
+
+
+@dataclass(frozen=True)
+class SkewLaneCost:
+    """Memory-fed input lanes of a ``map`` whose skew sits on a loop inside the tile with loops after it: under
+    the map's own schedule (its reuse moves: wires, registers and FIFOs of D steps, chosen by the same
+    arborescence and costs as delay connections) and under the compressed build (``tiled_equivalent``)."""
+
+    loop: Dim
+    literal: Mapping[str, int]       # streamed input -> memory lanes, the map's own schedule
+    compressed: Mapping[str, int]    # the same under the tiled map with control c - sigma
+    span: int = 0                    # iterations of ``loop`` the map's own schedule pads each row with
+
+    @property
+    def saving(self) -> int:
+        return sum(self.compressed.values()) - sum(self.literal.values())
+
+    def tile_steps(self, design: Design, df: Dataflow, bounds: Mapping[str, int]) -> tuple[int, int]:
+        """(map's own, compressed) array steps of one tile on ``bounds``: the compressed build's steps per tile
+        (mappings/tiling.py ``TileMapping.steps``), the skewed loop's row longer by ``span`` iterations under the
+        map's own schedule."""
+        from archgen.mappings.tiling import map_problem
+        mapping = map_problem(design, bounds, tiled_equivalent(design, df))
+        trips = mapping.trips()[self.loop]
+        return mapping.steps // trips * (trips + self.span), mapping.steps
+
+
+def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
+    """The lane costs of both schedules of a skew on a loop inside the tile that has loops after it (None for
+    other dataflows: skews on the innermost loop are exact, skews on tile loops keep the compressed build).
+
+    The map's candidate connections are its unit reuse moves along one array axis (dataflow/reuse.py
+    ``reuse_vectors`` solved on the map): dt = 0 is a wire either way, one step of the innermost loop a
+    register hop, one step of an inner loop with loops after it a run-time-depth FIFO (cost: its bits,
+    width x ``array.max_fifo_depth``, built only below a memory lane, as for delay connections). Moves that
+    step several loops or a tile loop need storage across a row's wrap and are not candidates."""
+    skews = [sk for sk in map_skews(design, df) if sk.after]
+    if not skews:
+        return None
+    tiled = tiled_equivalent(design, df)
+    inner = tiled.inner_dims()
+    if any(sk.loop not in inner for sk in skews):
+        return None
+    from .compile import compile_array          # the built interconnect (compile imports this module)
+    built = compile_array(design, tiled, pipeline=False).fu_graph
+    compressed = {p.name: p.n_lanes for p in built.inputs if p.role is Role.STREAM}
+    shape, order = design.shape, list(df.order)
+    coords = list(itertools.product(*[range(e) for e in shape]))
+    literal = {}
+    for name in compressed:
+        width = design.type_of[name].bits
+        cand = nx.DiGraph()
+        root = _mem(name, None)
+        cand.add_nodes_from([fu(s) for s in coords] + [root])
+        for s in coords:
+            cand.add_edge(root, fu(s), weight=MEMORY_PORT_COST)
+        for r in reuse_vectors(design, df, name):
+            axis = r.spatial_axis if not any(r.dt) else next((a for a, v in enumerate(r.ds) if v), None)
+            loops = [d for v, d in zip(r.dt, order) if v]
+            if sum(map(abs, r.ds)) != 1 or len(loops) > 1 or any(order[i] not in inner or v < 0
+                                                                  for i, v in enumerate(r.dt) if v):
+                continue
+            if not loops:
+                cost, steps = 1.0, (1, -1)
+            elif loops[0] == inner[-1]:
+                cost, steps = r.delay * 10 + 1.25, (r.ds[axis],)
+            else:
+                cost, steps = width * design.max_fifo_depth + 0.25, (r.ds[axis],)
+                if cost >= MEMORY_PORT_COST:
+                    continue
+            for s in coords:
+                for step in steps:
+                    t = list(s)
+                    t[axis] += step
+                    if 0 <= t[axis] < shape[axis]:
+                        cand.add_edge(fu(s), fu(tuple(t)), weight=cost)
+        tree = minimum_spanning_arborescence(cand, attr="weight")
+        literal[name] = len(list(tree.successors(root)))
+    (sk,) = skews
+    span = max(sum(v * (e - 1) for v, e in zip(sk.sigma, shape) if v > 0), 0)
+    return SkewLaneCost(sk.loop, MappingProxyType(literal), MappingProxyType(compressed), span)
 
 
 def _larger_problem_witness(design: Design, df: Dataflow) -> str:
