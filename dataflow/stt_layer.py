@@ -334,11 +334,17 @@ def _splittable(op, d: str, bound: int, box: int) -> bool:
                for x in op.inputs for e in x.indices)
 
 
-def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
+def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None = None) -> SttLayerPlan:
     """The plan of ``tiling``'s problem: one block when every tensor's storage fits its buffer, else a grid
     of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded),
     chosen by halving the loop that best reduces the overflow; refused, field by field, when one box per
-    block does not fit."""
+    block does not fit.
+
+    ``period``: a run-time programmable build's fixed period (dataflow/stt_command.py; ``tiling`` has it
+    too). It is collision-free for every problem, but an output block that comes back inside a block too
+    soon (``r x period <= psum_gap`` boxes later) would read its partial sum before it left: such a block is
+    cut to one box along every loop the output does not use, so the revisits become reduction blocks
+    (partial sums kept in the store, ``carry``)."""
     net = tiling.network
     design = net.design
     op = design.operation
@@ -375,6 +381,14 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
         if not cands:
             break
         units = min(cands, key=lambda c: (c[0], c[1]))[2]
+    if period is not None and _revisits_too_soon(net, box, extent(units), period):
+        for d in op.dims:
+            if not op.output.uses(d) and units[d] > 1:
+                if not _splittable(op, d, bound[d], box[d]):
+                    raise SpecError([problem(f"layers.{layer}.{d}", f"this build's period ({period} slots) needs "
+                                             f"the output's revisits along {d} in blocks of one box, which a "
+                                             "ragged reduction loop no input indexes alone cannot be", bound[d])])
+                units[d] = 1
     _o, _t, st = over(units)
     block = extent(units)
     split = any(block[d] < bound[d] for d in op.dims)
@@ -391,7 +405,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
         raise SpecError(problems)
     if split:
         from .stt_array import stt_tiling
-        sub = stt_tiling(net, block, box)
+        sub = stt_tiling(net, block, box, period)
         programs = stt_lane_programs(sub)
     else:
         sub = tiling
@@ -406,6 +420,14 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
         plan.bases[t] = at
         at += plan.regions(t) * plan.words(t)
     return plan
+
+
+def _revisits_too_soon(net, box: dict, block: dict, period: int) -> bool:
+    """An output block of ``block`` comes back ``r`` boxes later with ``r x period`` slots not past its
+    partial sums' gap (``dataflow/stt_array.py _period``'s revisit rule)."""
+    from .stt_array import _geometry_of, _revisit_distance
+    r = _revisit_distance(net, box, block)
+    return r is not None and r * period < _geometry_of(net, tuple(sorted(box.items()))).psum_gap + 1
 
 
 @dataclass(frozen=True)

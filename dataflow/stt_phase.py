@@ -233,8 +233,10 @@ def stt_lane_programs(tiling: SttTiling, tables=None) -> tuple[LaneProgram, ...]
     for mask in range(1 << len(order)):
         rag = box_ext.copy()
         for level, d in enumerate(order):
-            if mask >> (len(order) - 1 - level) & 1:
-                rag[dims.index(d)] = tiling.bound[d] - (trips[level] - 1) * tiling.box[d]
+            # a level at its last box (the mask bit), or with one box only (no bit: every box is its last; the
+            # problem may be smaller than the box in a run-time programmable build, dataflow/stt_command.py)
+            if mask >> (len(order) - 1 - level) & 1 or trips[level] == 1:
+                rag[dims.index(d)] = min(tiling.box[d], tiling.bound[d] - (trips[level] - 1) * tiling.box[d])
         rags.append(rag)
     out = []
     for t in tables:
