@@ -533,32 +533,42 @@ class SttLayerTop(Elaboratable):
                        rb=(self.rb_addr, self.rb_data))
 
 
-def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None) -> tuple[str, str, dict]:
-    """(Verilog text, top name, manifest) of the synthesizable stt layer top for one layer (the spec's problem
-    bounds unless given): banked buffers and the output store as block RAM (one registered read and one write
-    port per bank), the sequencers, the DMA with an external DRAM port. Trip counts and tables are constants of
-    this build (one build per layer)."""
+def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None,
+                      box: dict | None = None) -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of the synthesizable stt layer core: ONE build for every layer
+    (dataflow/stt_command.py ``build_stt``: the box and period fixed, the layer a command written by the host
+    through ``cmd_we``/``cmd_addr``/``cmd_data`` while ``go`` is low), banked buffers and the output store as
+    block RAM sized by ``memory.<T>.bytes`` (one registered read and one write port per bank), the sequencers,
+    the DMA with an external DRAM port. The manifest names the command's fields and, as an example, the
+    command of the spec's problem bounds (``bounds`` overrides them; the build does not depend on them)."""
     from amaranth.back import verilog
 
     from archgen.dataflow.compile import compile_array
-    from archgen.dataflow.stt_array import stt_tiling
-    from archgen.dataflow.stt_layer import plan_stt_layer
+    from archgen.dataflow.stt_command import build_stt, command_values, command_words, plan_for_build
 
     from .build import strip_zero_memory_init
     compiled = compile_array(design, dataflow)
-    bounds = dict(bounds if bounds is not None else design.bounds)
-    plan = plan_stt_layer(stt_tiling(compiled.network, bounds))
-    top = SttLayerTop(plan, compiled, None)
+    build = build_stt(compiled, box=box)
+    top = SttLayerTop(None, compiled, None, build=build)
     name = f"{design.name}_stt_layer"
     text = strip_zero_memory_init(verilog.convert(top, name=name, ports=top.ports(), emit_src=False))
     mem = design.memory_system
+    example = dict(bounds if bounds is not None else design.bounds)
+    plan = plan_for_build(build, example, "example")
+    words = command_words(build, command_values(build, plan, 0, "example"))
+    fields = command_fields(build)
     manifest = {
-        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape), "layer": bounds,
-        "grid": dict(plan.grid), "block": dict(plan.tiling.bound), "cycles": plan.cycles(),
-        "buffers": {t: {"banks": lay.banks, "copies": lay.copies, "rows_per_bank": lay.rows(plan.shapes[t]),
-                        "bits": 8 * plan.elem_bytes[t] * lay.width, "bytes": plan.storage_bytes()[t],
-                        "per_lane_copies_bytes": plan.copies_storage_bytes()[t]}
-                    for t, lay in plan.layouts.items()},
+        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
+        "box": dict(build.box), "period_slots": build.period, "grid_order": list(build.grid_order),
+        "command": {"bits": command_bits(build), "words": top.cmd_words, "word_bits": CMD_WORD_BITS,
+                    "fields": [[n, b, "signed" if sg else "unsigned"] for n, b, sg in fields]},
+        "layer": example, "example_command": {"grid": dict(plan.grid), "block": dict(plan.tiling.bound),
+                                              "cycles": plan.cycles(), "words": words},
+        "buffers": {t: {"banks": lay.banks, "copies": lay.copies, "rows_per_bank": build.rows[t],
+                        "bits": 8 * build.elem[t] * lay.width,
+                        "bytes": build.rows[t] * lay.banks * lay.width * build.elem[t],
+                        "spec_bytes": mem.buffer(t).bytes}
+                    for t, lay in build.layouts.items()},
         "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
     }
