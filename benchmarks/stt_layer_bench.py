@@ -88,7 +88,7 @@ def _table(cases, middle_head: str, middle) -> None:
     print(f"| case | layer | seed | {middle_head} | outputs | RTL cycles | model cycles | DRAM bytes (model = RTL) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, design, bounds, seed in cases:
-        r = verify_stt_layer(design, bounds, seed=seed)
+        r = verify_stt_layer(design, bounds, seed=seed, per_layer=True)
         same = r.detail["rtl_dram_bytes"] == r.dram_bytes
         print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {middle(r)} | "
               f"{'exact' if r.outputs_exact else 'WRONG'} | {r.rtl_cycles:,} | {r.model_cycles:,} | "

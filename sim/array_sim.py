@@ -298,7 +298,9 @@ def _stt_workload(compiled, workload, energy: EnergyModel, progress,
                   memory: bool = False) -> tuple[list[LayerResult], list[SkippedLayer]]:
     """Per-layer results of a skewed stt array: with streams that never wait (``memory=False``: what ``archgen
     verify --ideal-dram`` measures), the box ``choose_box`` picks, every lane's beat counted in every slot; or
-    through its memory system (dataflow/stt_layer.py: whole tensors loaded, the array, the write-back)."""
+    through its memory system (dataflow/stt_layer.py: regions loaded, the array, the write-back), on the one
+    run-time programmable build (dataflow/stt_command.py: its box and period for every layer, each layer a
+    command)."""
     results, skipped = [], []
     for layer in workload.layers:
         if not layer.einsum:
@@ -311,21 +313,38 @@ def _stt_workload(compiled, workload, energy: EnergyModel, progress,
     return results, skipped
 
 
+def _stt_build(compiled):
+    """The run-time programmable stt build of ``compiled`` (dataflow/stt_command.py), one per design."""
+    from archgen.dataflow.stt_command import build_stt
+    key = id(compiled)
+    if _STT_BUILDS.get(key, (None,))[0] is not compiled:
+        _STT_BUILDS[key] = (compiled, build_stt(compiled))
+    return _STT_BUILDS[key][1]
+
+
+_STT_BUILDS: dict = {}
+
+
 def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel, memory: bool = False) -> LayerResult:
     """One layer on a skewed stt array (alone or a fused design's view) with streams that never wait, or
     (``memory``) through the stt memory system's contract (dataflow/stt_layer.py)."""
     from archgen.dataflow.stt_array import stt_tiling
     design, net = compiled.design, compiled.network
     ports = {p.name: p for p in compiled.stream_ports}
-    tiling = stt_tiling(net, bounds)
+    if memory:          # the one build ``archgen build --memory`` makes: its box and period for every layer
+        from archgen.dataflow.stt_command import plan_for_build
+        from archgen.dataflow.stt_layer import simulate_stt_layer
+        build = _stt_build(compiled)
+        tiling = stt_tiling(net, bounds, build.box, build.period)
+    else:
+        tiling = stt_tiling(net, bounds)
     r = simulate_array(compiled, tiling)
     cycles = r.total_cycles * repeat
     dram: dict = {}
     stalls = 0
     acc: dict = {}
     if memory:
-        from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
-        plan = plan_stt_layer(tiling, layer.name)
+        plan = plan_for_build(build, bounds, layer.name)
         model = simulate_stt_layer(plan)
         cycles = model.cycles * repeat
         dram = {k: v * repeat for k, v in model.dram_bytes.items()}
