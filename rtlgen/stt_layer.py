@@ -52,8 +52,12 @@ class SttLayerTop(Elaboratable):
     DRAM port instead (``dram_rd_req_*`` out, ``dram_rd_rsp_*`` in, answered ``memory.dram.latency`` cycles
     after the request, one word a cycle, as the contract assumes; posted writes ``dram_wr_*``)."""
 
-    def __init__(self, plan: SttLayerPlan | None, compiled, dram_init: list[int] | None, build=None):
+    def __init__(self, plan: SttLayerPlan | None, compiled, dram_init: list[int] | None, build=None, array=None,
+                 command_fields: dict | None = None):
         self.plan = plan
+        # a fused array (rtlgen/fused_array.py: ``compiled`` is then its view of the map) runs the layer with extra
+        # command fields (its dataflow select; the tiled loops' trip counts, which the map ignores)
+        self.array, self.command_fields = array, dict(command_fields or {})
         self.build = build                # dataflow/stt_command.py SttBuild: one build, a command per layer
         self.S = build if build is not None else plan       # the structure: layouts, programs, element sizes
         self.compiled = compiled
@@ -93,7 +97,7 @@ class SttLayerTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        arr = SttArrayTop(self.compiled)
+        arr = SttArrayTop(self.compiled) if self.array is None else self.array
         m.submodules.array = arr
         self.V, self.order = self._command(m)
         c = self._controller(m, arr)
@@ -170,6 +174,7 @@ class SttLayerTop(Elaboratable):
                     m.d.sync += [state.eq(0), entered.eq(1)]
             with m.If(state == n_in):
                 m.d.comb += [arr.cmd.valid.eq(1), arr.cmd.payload.steps.eq(V["slots"])]
+                m.d.comb += [getattr(arr.cmd.payload, f).eq(v) for f, v in self.command_fields.items()]
                 m.d.comb += advance.eq(arr.cmd.ready)
             with m.If((state == n_in + 1) & arr.done):
                 with m.If(last_red):
@@ -584,8 +589,9 @@ class SttLayerProgramTop(Elaboratable):
     ``finished`` rises after the last layer; the ports are those of ``SttLayerTop``'s simulation top, so
     verif/layer_binary.py runs it."""
 
-    def __init__(self, build, compiled, commands: list[list[int]], dram_init: list[int], dram_words: int):
-        self.core = SttLayerTop(None, compiled, None, build=build)
+    def __init__(self, build, compiled, commands: list[list[int]], dram_init: list[int], dram_words: int,
+                 array=None, command_fields: dict | None = None):
+        self.core = SttLayerTop(None, compiled, None, build=build, array=array, command_fields=command_fields)
         self.commands = [list(c) for c in commands]
         self.dram_init = list(dram_init)
         self.dram_depth = max(1, dram_words)

@@ -97,17 +97,32 @@ def _verify_on_build(design, bounds, *, seed, dataflow, box, cache_dir, layer) -
 
 
 def verify_stt_program(design: Design, layers: list[dict], *, seed: int = 0, dataflow: str | None = None,
-                       box: dict | None = None, cache_dir: Path | None = None, names: list | None = None) -> dict:
+                       box: dict | None = None, cache_dir: Path | None = None, names: list | None = None,
+                       fuse=None) -> dict:
     """ONE run-time programmable build (dataflow/stt_command.py) running ``layers`` (loop bounds each) back to
     back on Verilator (rtlgen/stt_layer.py ``SttLayerProgramTop``): per layer, the host writes its command,
     the core runs it; every layer's output read back from DRAM against numpy, its RTL cycles against
     ``simulate_stt_layer`` with the build's box and period, and the DMA's bytes (summed over the layers)
-    against the model's. Returns the build (box, period, command bits) and one row per layer."""
+    against the model's. Returns the build (box, period, command bits) and one row per layer. ``fuse``: the
+    array is the fused design of these dataflows (dataflow/fusion.py) and ``dataflow`` (default: its first
+    skewed map) runs on it with the fused timing (its view), selected by the layer core's array command."""
     from archgen.dataflow.stt_command import build_stt, command_bits, command_values, command_words, plan_for_build
     from archgen.rtlgen.stt_layer import SttLayerProgramTop
 
     from .layer_binary import run_layer_binary, strip_zero_memory_init
-    compiled = compile_array(design, dataflow)
+    array, fields = None, None
+    if fuse:
+        from archgen.dataflow.compile import compile_fused
+        from archgen.dataflow.fusion import SELECT_FIELD
+        from archgen.rtlgen.fused_array import FusedArrayTop
+        fused = compile_fused(design, fuse)
+        name = dataflow or next(n for n, v in zip(fused.names, fused.views) if hasattr(v, "network"))
+        compiled = fused.view(name)
+        array = FusedArrayTop(fused)
+        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None}     # the tiled loops' trips
+        fields[SELECT_FIELD] = fused.index(name)
+    else:
+        compiled = compile_array(design, dataflow)
     build = build_stt(compiled, box=box)
     rng = np.random.default_rng(seed)
     plans, cmds, image, spans = [], [], [], []
@@ -121,7 +136,7 @@ def verify_stt_program(design: Design, layers: list[dict], *, seed: int = 0, dat
         plans.append((plan, tensors))
         spans.append((at, len(image)))
     models = [simulate_stt_layer(p) for p, _t in plans]
-    top = SttLayerProgramTop(build, compiled, cmds, image, len(image))
+    top = SttLayerProgramTop(build, compiled, cmds, image, len(image), array, fields)
     name = f"{design.name}_stt_program"
     text = verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
     moved = {k: f"moved_{k.replace('.', '_')}" for k in top.moved}

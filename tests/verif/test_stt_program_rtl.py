@@ -55,3 +55,15 @@ def test_one_gemm_hex_build_runs_four_layers_back_to_back():
 ])
 def test_more_builds_run_layer_streams(design, layers, seed):
     _check(verify_stt_program(design, layers, seed=seed), len(layers))
+
+
+@pytest.mark.slow
+def test_a_fused_designs_skewed_map_runs_layer_streams_through_the_memory_system():
+    """gemm_fused_hex (os + hex) on 3x5 at 1500 MHz: the hex view's one build around the FUSED array (its
+    command selects hex; the shared multiplier stages in the view's timing), four layers back to back."""
+    design = load_spec("gemm_fused_hex", ["array.shape=3x5", "clock_mhz=1500", "memory.A.bytes=64",
+                                          "memory.B.bytes=64", "memory.C.bytes=256"] + DRAM8)
+    layers = [{"i": 7, "k": 5, "j": 6}, {"i": 11, "k": 9, "j": 9}, {"i": 1, "k": 1, "j": 1}, {"i": 5, "k": 13, "j": 2}]
+    res = verify_stt_program(design, layers, seed=5, fuse=("os", "hex"))
+    _check(res, 4)
+    assert [r["rtl_cycles"] for r in res["layers"]] == [144, 760, 33, 168]    # the view's extra stages: +2 a block
