@@ -145,8 +145,8 @@ def program() -> None:
                 {"i": 5, "k": 13, "j": 2}], 5)
     param = next(mk for mk in t.test_more_builds_run_layer_streams.pytestmark if mk.name == "parametrize")
     cases = [default] + [tuple(p) for p in param.args[1]]
-    print("| build (one per stream) | box, period (slots) | command | layer | grid (blocks per loop) | block | outputs | "
-          "RTL cycles | model cycles |")
+    print("| build (one per stream) | box, period (slots) | command | layer | grid (blocks per loop) | block | "
+          "outputs | RTL cycles | model cycles |")
     print("|---|---|---|---|---|---|---|---|---|")
     for design, layers, seed in cases:
         r = verify_stt_program(design, layers, seed=seed)

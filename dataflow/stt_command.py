@@ -23,8 +23,8 @@ the host into the core's command register before ``go`` (``command_fields``, ``c
 
 A layer is refused by name when the build cannot hold it: a region beyond a buffer (``plan_stt_layer``), a
 value wider than its field (``layers.<name>.<field>``). The cycle contract is ``SttLayerPlan.cycles`` with
-the build's box and period (an output block that would come back too soon inside a block is cut into
-reduction blocks, ``plan_stt_layer(period=...)``).
+the build's box and period (an output block that would come back too soon inside a block gets its boxes
+spread ``stretch`` box groups apart, ``plan_stt_layer(period=...)``: one more sequencer field).
 """
 from __future__ import annotations
 
@@ -173,8 +173,9 @@ def sequencer_values(p: LaneProgram, layout: BankLayout | None) -> dict:
             b, idx = lay.entry(o, p.extent)
             off.append(idx)
             bank.append(b)
-    return {"trips": list(p.trips), "adv": adv, "advlin": advlin, "ext": list(p.extent), "off": off,
-            "bank": bank, "masks": [mk for _key, (_d, _o, mk) in p.entries], "vals": [tuple(v) for v in p.values]}
+    return {"stretch": p.stretch, "trips": list(p.trips), "adv": adv, "advlin": advlin, "ext": list(p.extent),
+            "off": off, "bank": bank, "masks": [mk for _key, (_d, _o, mk) in p.entries],
+            "vals": [tuple(v) for v in p.values]}
 
 
 def command_fields(build: SttBuild) -> tuple:
@@ -190,6 +191,7 @@ def command_fields(build: SttBuild) -> tuple:
     f += [(f"radv_{t}_{d}", BASE_BITS, True) for t in tensors for d in build.grid_order]
     for p in build.programs:
         levels = len(p.trips)
+        f.append((f"{p.port}.stretch", TRIP_BITS, False))
         f += [(f"{p.port}.trips{lv}", TRIP_BITS, False) for lv in range(levels)]
         f += [(f"{p.port}.adv{lv}_{j}", COORD_BITS, True) for lv in range(levels) for j in range(len(p.extent))]
         f += [(f"{p.port}.advlin{lv}", LIN_BITS, True) for lv in range(levels)]
@@ -258,6 +260,7 @@ def command_values(build: SttBuild, plan: SttLayerPlan, base_word: int = 0, laye
             raise SpecError([problem(f"layers.{layer}", f"the phase table of {skel.port} differs from the build's "
                                      "(another box or period)", dict(plan.layer_bound))])
         s = sequencer_values(p, build.port_layout(skel.port))
+        v[f"{p.port}.stretch"] = s["stretch"]
         for lv in range(len(p.trips)):
             v[f"{p.port}.trips{lv}"] = s["trips"][lv]
             v[f"{p.port}.advlin{lv}"] = s["advlin"][lv]

@@ -342,9 +342,10 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
 
     ``period``: a run-time programmable build's fixed period (dataflow/stt_command.py; ``tiling`` has it
     too). It is collision-free for every problem, but an output block that comes back inside a block too
-    soon (``r x period <= psum_gap`` boxes later) would read its partial sum before it left: such a block is
-    cut to one box along every loop the output does not use, so the revisits become reduction blocks
-    (partial sums kept in the store, ``carry``)."""
+    soon (``r x period <= psum_gap`` boxes later) would read its partial sum before it left: such a block's
+    boxes are spread ``stretch`` box groups apart (``LaneProgram.stretch``, the smallest k with ``r x k x
+    period > psum_gap``; the same phase tables, empty groups between the boxes), and its tiling's period is
+    ``k x period`` for the cycle contract."""
     net = tiling.network
     design = net.design
     op = design.operation
@@ -381,14 +382,6 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
         if not cands:
             break
         units = min(cands, key=lambda c: (c[0], c[1]))[2]
-    if period is not None and _revisits_too_soon(net, box, extent(units), period):
-        for d in op.dims:
-            if not op.output.uses(d) and units[d] > 1:
-                if not _splittable(op, d, bound[d], box[d]):
-                    raise SpecError([problem(f"layers.{layer}.{d}", f"this build's period ({period} slots) needs "
-                                             f"the output's revisits along {d} in blocks of one box, which a "
-                                             "ragged reduction loop no input indexes alone cannot be", bound[d])])
-                units[d] = 1
     _o, _t, st = over(units)
     block = extent(units)
     split = any(block[d] < bound[d] for d in op.dims)
@@ -409,6 +402,11 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
         programs = stt_lane_programs(sub)
     else:
         sub = tiling
+    k = _stretch(net, box, block, period) if period is not None else 1
+    if k > 1:
+        import dataclasses
+        sub = dataclasses.replace(sub, period=k * sub.period)
+        programs = tuple(dataclasses.replace(p, stretch=k) for p in programs)
     red = op.reduction_dims
     order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
     order += [d for d in op.dims if d not in order]
@@ -422,12 +420,13 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
     return plan
 
 
-def _revisits_too_soon(net, box: dict, block: dict, period: int) -> bool:
-    """An output block of ``block`` comes back ``r`` boxes later with ``r x period`` slots not past its
-    partial sums' gap (``dataflow/stt_array.py _period``'s revisit rule)."""
+def _stretch(net, box: dict, block: dict, period: int) -> int:
+    """The smallest k such that an output block of ``block``, coming back ``r`` boxes later, does so ``r x k x
+    period`` slots later, past its partial sums' gap (``dataflow/stt_array.py _period``'s revisit rule)."""
     from .stt_array import _geometry_of, _revisit_distance
     r = _revisit_distance(net, box, block)
-    return r is not None and r * period < _geometry_of(net, tuple(sorted(box.items()))).psum_gap + 1
+    gap = _geometry_of(net, tuple(sorted(box.items()))).psum_gap
+    return 1 if r is None else max(1, -(-(gap + 1) // (r * period)))
 
 
 @dataclass(frozen=True)

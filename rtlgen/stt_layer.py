@@ -335,7 +335,8 @@ class SttLayerTop(Elaboratable):
                 seq = SttLaneSequencer(P.program(port), lay, {n[len(pre):]: v for n, v in self.V.items()
                                                               if n.startswith(pre)},
                                        {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS,
-                                        "addr": self.build.addr_bits(port), "value": 2 * self.compiled.network.tag_field_bits})
+                                        "addr": self.build.addr_bits(port),
+                                        "value": 2 * self.compiled.network.tag_field_bits})
             m.submodules[f"seq_{port}"] = seq
             m.d.comb += [seq.start.eq(seq_hold), seq.fire.eq(seq_step)]
             seq.valid_r = Signal(seq.program.lanes, name=f"{port}_valid_r")

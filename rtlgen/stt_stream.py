@@ -91,6 +91,7 @@ class SttLaneSequencer(wiring.Component):
         p = self.program
         v = sequencer_values(p, self.layout)
         out = {f"trips{lv}": Const(t) for lv, t in enumerate(v["trips"])}
+        out["stretch"] = Const(p.stretch)
         for lv, (adv, lin) in enumerate(zip(v["adv"], v["advlin"])):
             out[f"advlin{lv}"] = Const(lin)
             out.update({f"adv{lv}_{j}": Const(a) for j, a in enumerate(adv)})
@@ -116,6 +117,10 @@ class SttLaneSequencer(wiring.Component):
         origin = [Signal(cs, name=f"origin{j}") for j in range(ndim)]
         lin = Signal(ls, name="origin_lin")
         exists = Signal(init=1, name="exists")
+        # a box every ``stretch`` box groups (the others empty); 1 in a per-layer build
+        staggered = not const or p.stretch > 1
+        rep_ = Signal(self.trip_bits if not const else range(p.stretch), name="stretch_count") if staggered else None
+        real = rep_ == 0 if staggered else 1
         m.d.comb += self.slot_box.eq(group)
 
         # the walker's box (entry 0 of the shift register): mask and first-visit bit from the counters
@@ -128,7 +133,7 @@ class SttLaneSequencer(wiring.Component):
         for c in firsts:
             f = f & c
         m.d.comb += first0.eq(f & ~self.carry)
-        entry = [(exists, mask0, first0, origin, lin)]
+        entry = [(exists & real if staggered else exists, mask0, first0, origin, lin)]
         for d in range(1, p.depth):
             entry.append((Signal(name=f"box{d}_exists"), Signal(max(levels, 1), name=f"box{d}_mask"),
                           Signal(name=f"box{d}_first"), [Signal(cs, name=f"box{d}_origin{j}") for j in range(ndim)],
@@ -136,6 +141,8 @@ class SttLaneSequencer(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [phase.eq(0), group.eq(0), exists.eq(1), lin.eq(0)]
+            if staggered:
+                m.d.sync += rep_.eq(0)
             m.d.sync += [c.eq(0) for c in counters] + [o.eq(0) for o in origin]
             m.d.sync += [e[0].eq(0) for e in entry[1:]]
         with m.Elif(self.fire):
@@ -145,7 +152,15 @@ class SttLaneSequencer(wiring.Component):
                     src, dst = entry[d - 1], entry[d]
                     m.d.sync += [dst[0].eq(src[0]), dst[1].eq(src[1]), dst[2].eq(src[2]), dst[4].eq(src[4])]
                     m.d.sync += [a.eq(b) for a, b in zip(dst[3], src[3])]
-                self._step_walker(m, F, counters, last, origin, lin, exists)
+                if not staggered:
+                    self._step_walker(m, F, counters, last, origin, lin, exists)
+                else:
+                    stretch = F["stretch"]
+                    with m.If(rep_ == stretch - 1):     # the next group holds a box: the walker steps
+                        m.d.sync += rep_.eq(0)
+                        self._step_walker(m, F, counters, last, origin, lin, exists)
+                    with m.Else():
+                        m.d.sync += rep_.eq(rep_ + 1)
             with m.Else():
                 m.d.sync += phase.eq(phase + 1)
 

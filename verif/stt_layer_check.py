@@ -162,7 +162,8 @@ def verify_stt_program(design: Design, layers: list[dict], *, seed: int = 0, dat
                      "stall_cycles": {"dram": model.load_cycles + model.write_cycles,
                                       "array": model.compute_cycles - plan.n_blocks * plan.tiling.slots}})
     model_bytes = {k: sum(r["dram_bytes"][k] for r in rows) for k in rows[0]["dram_bytes"]}
-    return {"design": design.name, "dataflow": compiled.dataflow.name, "box": dict(build.box), "period": build.period, "command_bits": command_bits(build),
+    return {"design": design.name, "dataflow": compiled.dataflow.name, "box": dict(build.box), "period": build.period,
+            "command_bits": command_bits(build),
             "command_words": len(cmds[0]), "layers": rows, "error": res.get("error"), "wall_s": res.get("wall_s"),
             "rtl_dram_bytes": {k: raw.get(n) for k, n in moved.items()}, "model_dram_bytes": model_bytes,
             "verilog_lines": text.count("\n"), "output": y}

@@ -1,6 +1,6 @@
 """The run-time programmable stt build and its layer command (dataflow/stt_command.py): the command's shape
 does not depend on the layer, the region-base adds walk the plan's block-major regions, the build's period is
-kept exact by cutting too-soon revisits into reduction blocks, and a layer the build cannot hold is refused by
+kept exact by spreading the boxes of a too-soon revisit, and a layer the build cannot hold is refused by
 name."""
 import pytest
 
@@ -9,7 +9,7 @@ from archgen.arch.spec import load_spec
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.stt_command import (build_stt, command_bits, command_fields, command_values, command_words,
                                           controller_values, plan_for_build)
-from archgen.dataflow.stt_layer import _revisits_too_soon
+from archgen.dataflow.stt_layer import _stretch
 
 SMALL = ["array.shape=3x5", "memory.A.bytes=64", "memory.B.bytes=64", "memory.C.bytes=256"]
 
@@ -52,16 +52,18 @@ def test_region_base_adds_walk_the_block_major_regions(hex_build):
                     base += v[f"radv_{t}_{order[lv]}"]
 
 
-def test_an_output_revisited_too_soon_is_cut_into_reduction_blocks():
+def test_an_output_revisited_too_soon_spreads_its_boxes():
     """With the build's period (2 slots), an output block of a 2 x 3 layer comes back one box later along k,
-    sooner than its partial sums leave: the plan cuts k into blocks of one box (partial sums kept on chip)."""
-    b = build_stt(compile_array(load_spec("gemm_hex", ["array.shape=3x5"]), None))
-    net = b.network
+    sooner than its partial sums leave (gap 2 slots): the plan spreads the boxes two box groups apart
+    (``stretch``), the same tables, a tiling period of 4 slots for the contract."""
+    b = build_stt(compile_array(load_spec("gemm_hex", ["array.shape=3x5"])))
     layer = {"i": 2, "k": 9, "j": 3}
-    assert _revisits_too_soon(net, b.box, layer, b.period)
+    assert _stretch(b.network, b.box, layer, b.period) == 2
     plan = plan_for_build(b, layer)
-    assert dict(plan.grid) == {"k": 5} and plan.tiling.bound["k"] == b.box["k"]
-    assert not _revisits_too_soon(net, b.box, plan.tiling.bound, b.period)
+    assert plan.grid == () and plan.tiling.period == 2 * b.period
+    assert {p.stretch for p in plan.programs} == {2} and {p.period for p in plan.programs} == {b.period}
+    assert command_values(b, plan)["in_A.stretch"] == 2
+    assert _stretch(b.network, b.box, {"i": 7, "k": 9, "j": 3}, b.period) == 1     # 4 boxes along i apart
 
 
 def test_a_layer_beyond_the_command_fields_is_refused_by_name(hex_build):

@@ -78,20 +78,22 @@ def test_one_sequencer_build_drives_every_layer_from_its_command():
     """ONE elaboration per port (the build's skeleton program, dataflow/stt_command.py), its problem-dependent
     values (trip counts, origin changes, extents, the phase table's offsets and edge-mask bits) as run-time
     signals holding each layer's command values: the sequencer drives each layer's lane walk, for layers of
-    different shapes (ragged, one smaller than the box along i)."""
+    different shapes (ragged, one smaller than the box along i, one whose output block comes back one box
+    later: its boxes two box groups apart, ``stretch``)."""
     from amaranth import Signal, signed
 
     from archgen.dataflow.stt_command import (COORD_BITS, LIN_BITS, TRIP_BITS, build_stt, command_values,
                                               plan_for_build, sequencer_values)
     build = build_stt(compile_array(load_spec("gemm_hex", ["array.shape=3x5"])))
-    for li, layer in enumerate([{"i": 7, "k": 5, "j": 6}, {"i": 1, "k": 3, "j": 9}]):
+    for li, layer in enumerate([{"i": 7, "k": 5, "j": 6}, {"i": 1, "k": 3, "j": 9}, {"i": 2, "k": 9, "j": 3}]):
         plan = plan_for_build(build, layer)
         assert plan.grid == () and command_values(build, plan)     # one block: the walk is the layer's
+        assert plan.programs[0].stretch == (2 if li == 2 else 1)
         for k, skel in enumerate(build.programs):
             prog = plan.program(skel.port)
             want_v, want_a = lane_walk(prog, plan.tiling.slots)
             vals = sequencer_values(prog, None)
-            fields = {}
+            fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"], name="cmd_stretch")}
             for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
                                       ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
                                       ("ext", TRIP_BITS, "ext")]:

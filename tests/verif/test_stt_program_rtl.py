@@ -42,7 +42,7 @@ def test_one_gemm_hex_build_runs_four_layers_back_to_back():
                + DRAM8),
      [{"k": 7, "p": 9, "r": 4}, {"k": 3, "p": 20, "r": 2}, {"k": 9, "p": 5, "r": 5}, {"k": 1, "p": 3, "r": 1}], 5),
     (load_spec("gemm_hex", ["array.shape=3x5", "memory.A.bytes=256", "memory.B.bytes=256", "memory.C.bytes=1024"]
-               + DRAM8),       # the second layer's output comes back one box later: cut into reduction blocks
+               + DRAM8),       # the second layer's output comes back one box later: boxes two groups apart
      [{"i": 7, "k": 5, "j": 6}, {"i": 2, "k": 9, "j": 3}, {"i": 10, "k": 3, "j": 13}], 3),
     (load_spec("gemm_hex", ["array.shape=1x4"] + DRAM8),
      [{"i": 5, "k": 7, "j": 6}, {"i": 3, "k": 2, "j": 9}, {"i": 8, "k": 4, "j": 1}], 4),
