@@ -164,6 +164,13 @@ class SttLaneSequencer(wiring.Component):
             with m.Else():
                 m.d.sync += phase.eq(phase + 1)
 
+        self._lane_outputs(m, F, const, entry, phase, lin)
+        return m
+
+    def _lane_outputs(self, m, F, const, entry, phase, lin) -> None:
+        """Per lane, a case on the phase: the entry's box (delta), its address, bank and valid bit."""
+        p = self.program
+        levels, ndim = len(p.trips), len(p.extent)
         table = {}
         for k, ((lane, ph), (delta, off, masks)) in enumerate(p.entries):
             table.setdefault(lane, {})[ph] = (k, delta, off, masks)
@@ -197,7 +204,6 @@ class SttLaneSequencer(wiring.Component):
                         m.d.comb += [self.valid[lane].eq(ok), self.addr[lane].eq(base + F[f"off{k}"])]
                         if self.layout is not None:
                             m.d.comb += self.bank[lane].eq(banks[k])
-        return m
 
     def _step_walker(self, m, F, counters, last, origin, lin, exists):
         """The next box: the innermost level not at its last box advances (adding the level's origin change,
