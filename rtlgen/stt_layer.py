@@ -16,12 +16,16 @@
   in the cycle before; a map without banking: one store per output lane, summed by the write-back).
 
 Blocks (``plan.grid``): block counters (an odometer, reduction loops innermost) after each command or
-write-back; region bases are the block counters times constants; the partial-sum sequencer's ``carry`` is
-high on a reduction block after the first; the write-back only after the last reduction block, clearing the
-store words it reads.
+write-back; a region-base register per tensor adds the advancing level's change at every block step; the
+partial-sum sequencer's ``carry`` is high on a reduction block after the first; the write-back only after the
+last reduction block, clearing the store words it reads.
 
-Every bank has one registered read port and one write port (block RAM). Sizes, trip counts and tables follow
-the problem: one build per layer.
+Every bank has one registered read port and one write port (block RAM). Two builds of the same code: with a
+``build`` (dataflow/stt_command.py; ``archgen build --memory``), ONE core for every layer: trip counts,
+extents, strides, region bases and the phase tables' layer-dependent entries are fields of a command register
+the host writes while ``go`` is low, bank depths come from the buffers' bytes; without one (``plan`` only), a
+top specialised to one layer, every command value a constant of the elaboration (``verify_stt_layer(...,
+per_layer=True)``).
 """
 from __future__ import annotations
 
