@@ -4,6 +4,10 @@
     ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py          # one block (whole tensors on chip)
     ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py blocks   # layers larger than the buffers: blocks
     python benchmarks/stt_layer_bench.py storage                   # banked buffers against per-lane copies
+    ARCHGEN_CACHE=... python benchmarks/stt_layer_bench.py program  # ONE programmable build, streams of layers
+
+The one-block and block tables run tops specialised to their layer (``per_layer=True``); ``program`` runs the
+cases of tests/verif/test_stt_program_rtl.py: one build per case, its layers back to back.
 """
 from __future__ import annotations
 
@@ -88,7 +92,7 @@ def _table(cases, middle_head: str, middle) -> None:
     print(f"| case | layer | seed | {middle_head} | outputs | RTL cycles | model cycles | DRAM bytes (model = RTL) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, design, bounds, seed in cases:
-        r = verify_stt_layer(design, bounds, seed=seed)
+        r = verify_stt_layer(design, bounds, seed=seed, per_layer=True)
         same = r.detail["rtl_dram_bytes"] == r.dram_bytes
         print(f"| {name} | {', '.join(f'{k}={v}' for k, v in bounds.items())} | {seed} | {middle(r)} | "
               f"{'exact' if r.outputs_exact else 'WRONG'} | {r.rtl_cycles:,} | {r.model_cycles:,} | "
@@ -130,7 +134,42 @@ def storage() -> None:
               f"{sum(cp.values()) / sum(st.values()):.1f}x |", flush=True)
 
 
+def program() -> None:
+    """One row per layer of every stream of tests/verif/test_stt_program_rtl.py (one build per case)."""
+    import test_stt_program_rtl as t
+
+    from archgen.verif.stt_layer_check import verify_stt_program
+    default = (load_spec("gemm_hex", ["array.shape=3x5", "memory.A.bytes=64", "memory.B.bytes=64",
+                                      "memory.C.bytes=256"] + t.DRAM8),
+               [{"i": 7, "k": 5, "j": 6}, {"i": 11, "k": 9, "j": 9}, {"i": 1, "k": 1, "j": 1},
+                {"i": 5, "k": 13, "j": 2}], 5)
+    param = next(mk for mk in t.test_more_builds_run_layer_streams.pytestmark if mk.name == "parametrize")
+    cases = [default] + [tuple(p) for p in param.args[1]]
+    print("| build (one per stream) | box, period (slots) | command | layer | grid (blocks per loop) | block | "
+          "outputs | RTL cycles | model cycles |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for design, layers, seed in cases:
+        r = verify_stt_program(design, layers, seed=seed)
+        tensors = [k.split(".")[0] for k in r["rtl_dram_bytes"]]
+        cells = [f"{design.name} {'x'.join(map(str, design.shape))}, buffers "
+                 + " / ".join(f"{x} {design.memory_system.buffer(x).bytes} B" for x in tensors),
+                 f"{r['box']}, {r['period']}", f"{r['command_bits']:,} bits"]
+        for row in r["layers"]:
+            print(f"| {' | '.join(cells)} | {', '.join(f'{k}={v}' for k, v in row['layer'].items())} | "
+                  f"{' x '.join(f'{d}:{n}' for d, n in row['grid'].items()) or '1'} | "
+                  f"{', '.join(f'{d}={v}' for d, v in row['block'].items())} | "
+                  f"{'exact' if row['exact'] else 'WRONG'} | {row['rtl_cycles']:,} | {row['model_cycles']:,} |",
+                  flush=True)
+            cells = ["", "", ""]
+        same = "model = RTL" if r["rtl_dram_bytes"] == r["model_dram_bytes"] else "RTL DIFFERS"
+        bytes_ = " / ".join(f"{k} {v}" for k, v in r["model_dram_bytes"].items())
+        print(f"| | | | DRAM bytes over the stream: {bytes_} ({same}) | | | | | |", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["program"]:
+        program()
+        return
     if sys.argv[1:] == ["blocks"]:
         blocks()
         return

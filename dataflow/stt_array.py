@@ -568,8 +568,10 @@ def _choose_box(net: SttNetwork, bound_items: tuple) -> tuple:
     return tuple(best[2].items())
 
 
-def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTiling:
-    """The tiling of problem ``bound`` (loop -> size): the given box (checked) or ``choose_box``'s."""
+def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None, period: int | None = None) -> SttTiling:
+    """The tiling of problem ``bound`` (loop -> size): the given box (checked) or ``choose_box``'s; the given
+    period (a run-time programmable build's, dataflow/stt_command.py: the caller checks it is collision-free
+    for this problem) or the smallest one for this problem."""
     dims = net.design.operation.dims
     bound = {d: int(bound[d]) for d in dims}
     if box is None:
@@ -580,8 +582,9 @@ def stt_tiling(net: SttNetwork, bound: dict, box: dict | None = None) -> SttTili
             spans = [sum(abs(int(c)) * (box[d] - 1) for c, d in zip(row, dims)) + 1 for row in net.space]
             raise SpecError([problem("box", f"the image of this box spans {spans} FUs, the array is "
                                      f"{list(net.shape)}; every box extent must be >= 1 and fit", box)])
-    _total, period, geo = _evaluate(net, box, bound)
-    return SttTiling(net, bound, box, _offset(net.space, dims, box), geo.start, geo.span, period)
+    _total, best, geo = _evaluate(net, box, bound)
+    return SttTiling(net, bound, box, _offset(net.space, dims, box), geo.start, geo.span,
+                     best if period is None else int(period))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -334,11 +334,18 @@ def _splittable(op, d: str, bound: int, box: int) -> bool:
                for x in op.inputs for e in x.indices)
 
 
-def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
+def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None = None) -> SttLayerPlan:
     """The plan of ``tiling``'s problem: one block when every tensor's storage fits its buffer, else a grid
     of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded),
     chosen by halving the loop that best reduces the overflow; refused, field by field, when one box per
-    block does not fit."""
+    block does not fit.
+
+    ``period``: a run-time programmable build's fixed period (dataflow/stt_command.py; ``tiling`` has it
+    too). It is collision-free for every problem, but an output block that comes back inside a block too
+    soon (``r x period <= psum_gap`` boxes later) would read its partial sum before it left: such a block's
+    boxes are spread ``stretch`` box groups apart (``LaneProgram.stretch``, the smallest k with ``r x k x
+    period > psum_gap``; the same phase tables, empty groups between the boxes), and its tiling's period is
+    ``k x period`` for the cycle contract."""
     net = tiling.network
     design = net.design
     op = design.operation
@@ -391,10 +398,15 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
         raise SpecError(problems)
     if split:
         from .stt_array import stt_tiling
-        sub = stt_tiling(net, block, box)
+        sub = stt_tiling(net, block, box, period)
         programs = stt_lane_programs(sub)
     else:
         sub = tiling
+    k = _stretch(net, box, block, period) if period is not None else 1
+    if k > 1:
+        import dataclasses
+        sub = dataclasses.replace(sub, period=k * sub.period)
+        programs = tuple(dataclasses.replace(p, stretch=k) for p in programs)
     red = op.reduction_dims
     order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
     order += [d for d in op.dims if d not in order]
@@ -406,6 +418,15 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer") -> SttLayerPlan:
         plan.bases[t] = at
         at += plan.regions(t) * plan.words(t)
     return plan
+
+
+def _stretch(net, box: dict, block: dict, period: int) -> int:
+    """The smallest k such that an output block of ``block``, coming back ``r`` boxes later, does so ``r x k x
+    period`` slots later, past its partial sums' gap (``dataflow/stt_array.py _period``'s revisit rule)."""
+    from .stt_array import _geometry_of, _revisit_distance
+    r = _revisit_distance(net, box, block)
+    gap = _geometry_of(net, tuple(sorted(box.items()))).psum_gap
+    return 1 if r is None else max(1, -(-(gap + 1) // (r * period)))
 
 
 @dataclass(frozen=True)

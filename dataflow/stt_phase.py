@@ -176,7 +176,10 @@ class LaneProgram:
     origin plus ``offset`` when that box exists, bit ``mask`` of ``masks`` is set (the element's line meets the
     problem in a box with those ragged edges: a constant per entry and mask) and the element lies inside the
     tensor (``0 <= coordinate < extent``, compares only); a partial-sum port reads nothing on a first visit.
-    Its row-major address (``strides``) is the box's linear origin plus the offset's: adds only."""
+    Its row-major address (``strides``) is the box's linear origin plus the offset's: adds only. With ``stretch``
+    k > 1 (a run-time programmable build's fixed period, dataflow/stt_command.py) only every k-th box group holds a
+    box (the walker steps then), the others are empty: boxes start ``k x period`` slots apart with the same
+    tables."""
 
     port: str
     operand: str
@@ -190,6 +193,7 @@ class LaneProgram:
     revisit: tuple                # per level: the operand does not use the level's loop (it revisits its block)
     entries: tuple                # ((lane, phase), (delta, coordinate offset, edge masks where it is real)) sorted
     values: tuple = ()            # a validity-tag port (``tag_<X>``): per entry, its value under each edge mask
+    stretch: int = 1              # a box every ``stretch`` box groups (the others empty): boxes stretch x period apart
 
     @property
     def boxes(self) -> int:
@@ -233,8 +237,10 @@ def stt_lane_programs(tiling: SttTiling, tables=None) -> tuple[LaneProgram, ...]
     for mask in range(1 << len(order)):
         rag = box_ext.copy()
         for level, d in enumerate(order):
-            if mask >> (len(order) - 1 - level) & 1:
-                rag[dims.index(d)] = tiling.bound[d] - (trips[level] - 1) * tiling.box[d]
+            # a level at its last box (the mask bit), or with one box only (no bit: every box is its last; the
+            # problem may be smaller than the box in a run-time programmable build, dataflow/stt_command.py)
+            if mask >> (len(order) - 1 - level) & 1 or trips[level] == 1:
+                rag[dims.index(d)] = min(tiling.box[d], tiling.bound[d] - (trips[level] - 1) * tiling.box[d])
         rags.append(rag)
     out = []
     for t in tables:
@@ -307,7 +313,9 @@ def lane_walk(program: LaneProgram, slots: int) -> tuple[np.ndarray, np.ndarray]
     extent = np.array(program.extent)
     for n in range(slots):
         phase = n % program.period
-        if n and phase == 0:                            # the next box group: step the walker, shift
+        if n and phase == 0 and (n // program.period) % program.stretch:    # an empty box group: shift only
+            shift = [(False,) + here[1:]] + shift[:-1]
+        elif n and phase == 0:                          # the next box group: step the walker, shift
             exists, origin = here[0], list(here[1])
             for level in reversed(range(levels)):
                 counters[level] += 1

@@ -222,9 +222,14 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
     if design.dataflow(args.dataflow).skewed:          # a skewed stt map: its own memory system (rtlgen/stt_layer.py)
         from .stt_layer import stt_layer_verilog
         text, top, manifest = stt_layer_verilog(design, args.dataflow)
-        lines.append(f"  one build per layer: {manifest['layer']} (trip counts and phase tables are constants); "
-                     f"on chip {sum(b['bytes'] for b in manifest['buffers'].values()):,} B in banked buffers "
-                     f"(per-lane copies: {sum(b['per_lane_copies_bytes'] for b in manifest['buffers'].values()):,} B)")
+        cmd = manifest["command"]
+        lines.append(f"  one build for every layer: boxes of {manifest['box']}, one every {manifest['period_slots']} "
+                     f"slots; each layer is a command of {cmd['bits']:,} bits ({cmd['words']} words of "
+                     f"{cmd['word_bits']} bits: trip counts, extents, strides, region bases, phase-table entries) "
+                     f"the host writes before go; on chip "
+                     f"{sum(b['bytes'] for b in manifest['buffers'].values()):,} B in banked buffers "
+                     f"(memory.<T>.bytes, rounded down to whole bank rows); example layer {manifest['layer']}: "
+                     f"{manifest['example_command']['cycles']:,} cycles")
     else:
         text, top, manifest = layer_core_verilog(design, args.dataflow, pipeline=not args.no_pipeline,
                                                  target=args.target)

@@ -16,23 +16,29 @@
   in the cycle before; a map without banking: one store per output lane, summed by the write-back).
 
 Blocks (``plan.grid``): block counters (an odometer, reduction loops innermost) after each command or
-write-back; region bases are the block counters times constants; the partial-sum sequencer's ``carry`` is
-high on a reduction block after the first; the write-back only after the last reduction block, clearing the
-store words it reads.
+write-back; a region-base register per tensor adds the advancing level's change at every block step; the
+partial-sum sequencer's ``carry`` is high on a reduction block after the first; the write-back only after the
+last reduction block, clearing the store words it reads.
 
-Every bank has one registered read port and one write port (block RAM). Sizes, trip counts and tables follow
-the problem: one build per layer.
+Every bank has one registered read port and one write port (block RAM). Two builds of the same code: with a
+``build`` (dataflow/stt_command.py; ``archgen build --memory``), ONE core for every layer: trip counts,
+extents, strides, region bases and the phase tables' layer-dependent entries are fields of a command register
+the host writes while ``go`` is low, bank depths come from the buffers' bytes; without one (``plan`` only), a
+top specialised to one layer, every command value a constant of the elaboration (``verify_stt_layer(...,
+per_layer=True)``).
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Array, Cat, Elaboratable, Module, Mux, Signal, hdl, unsigned
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib.memory import Memory
 
 from archgen.dataflow.ir import PortRole, port_name
 from archgen.dataflow.memctl import transfer_timer_hw
 from archgen.dataflow.stt_array import tag_port
+from archgen.dataflow.stt_command import (CMD_WORD_BITS, COORD_BITS, LIN_BITS, TRIP_BITS, command_bits, command_fields,
+                                          controller_values)
 from archgen.dataflow.stt_layer import SttLayerPlan
 
 from .datapath import delay_line, shape_of
@@ -40,7 +46,7 @@ from .layer_top import simulated_dram
 from .stt_array import SttArrayTop
 from .stt_stream import SttLaneSequencer
 
-__all__ = ["SttLayerTop"]
+__all__ = ["SttLayerTop", "SttLayerProgramTop", "stt_layer_verilog"]
 
 CYCLE_BITS = 40
 
@@ -50,13 +56,20 @@ class SttLayerTop(Elaboratable):
     DRAM port instead (``dram_rd_req_*`` out, ``dram_rd_rsp_*`` in, answered ``memory.dram.latency`` cycles
     after the request, one word a cycle, as the contract assumes; posted writes ``dram_wr_*``)."""
 
-    def __init__(self, plan: SttLayerPlan, compiled, dram_init: list[int] | None):
+    def __init__(self, plan: SttLayerPlan | None, compiled, dram_init: list[int] | None, build=None, array=None,
+                 command_fields: dict | None = None):
         self.plan = plan
+        # a fused array (rtlgen/fused_array.py: ``compiled`` is then its view of the map) runs the layer with extra
+        # command fields (its dataflow select; the tiled loops' trip counts, which the map ignores)
+        self.array, self.command_fields = array, dict(command_fields or {})
+        self.build = build                # dataflow/stt_command.py SttBuild: one build, a command per layer
+        self.S = build if build is not None else plan       # the structure: layouts, programs, element sizes
         self.compiled = compiled
-        self.synth = dram_init is None
+        self.synth = dram_init is None or build is not None
         self.dram_init = list(dram_init or [])
-        self.dram_depth = max(1, plan.dram_words)
-        op = plan.design.operation
+        self.dram_depth = max(1, plan.dram_words if plan is not None else 1)
+        op = self.S.design.operation
+        plan = self.S
         self.go = Signal()
         self.finished = Signal()
         self.cycles = Signal(CYCLE_BITS)
@@ -71,17 +84,26 @@ class SttLayerTop(Elaboratable):
             rd_rsp_data=Signal(wbits, name="dram_rd_rsp_data"), wr_valid=Signal(name="dram_wr_valid"),
             wr_addr=Signal(32, name="dram_wr_addr"), wr_data=Signal(wbits, name="dram_wr_data"))
 
+        if build is not None:             # the host's command write port: one CMD_WORD_BITS-bit word a cycle, go low
+            self.cmd_words = -(-command_bits(build) // CMD_WORD_BITS)
+            self.cmd_we = Signal(name="cmd_we")
+            self.cmd_addr = Signal(range(max(2, self.cmd_words)), name="cmd_addr")
+            self.cmd_data = Signal(CMD_WORD_BITS, name="cmd_data")
+            self.cmd = Signal(CMD_WORD_BITS * self.cmd_words, name="cmd")
+
     def ports(self):
         if self.synth:
             d = self.dram
-            return [self.go, self.finished, self.cycles, *self.moved.values(), d.rd_req_valid, d.rd_req_addr,
+            cmd = [self.cmd_we, self.cmd_addr, self.cmd_data] if self.build is not None else []
+            return [self.go, self.finished, self.cycles, *self.moved.values(), *cmd, d.rd_req_valid, d.rd_req_addr,
                     d.rd_req_words, d.rd_rsp_valid, d.rd_rsp_data, d.wr_valid, d.wr_addr, d.wr_data]
         return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values()]
 
     def elaborate(self, platform):
         m = Module()
-        arr = SttArrayTop(self.compiled)
+        arr = SttArrayTop(self.compiled) if self.array is None else self.array
         m.submodules.array = arr
+        self.V, self.order = self._command(m)
         c = self._controller(m, arr)
         bufs = self._dma(m, c)
         store_reads = self._streams(m, arr, c, bufs)
@@ -89,10 +111,30 @@ class SttLayerTop(Elaboratable):
         self._dram(m, c)
         return m
 
+    def _command(self, m):
+        """The layer's values by command field name and the grid's loop order: the build's command register
+        (written by the host while ``go`` is low), or the plan's values as constants (one build per layer)."""
+        if self.build is None:
+            order = tuple(d for d, _n in self.plan.grid)
+            return controller_values(self.plan, order), order
+        with m.If(self.cmd_we & ~self.go):
+            m.d.sync += self.cmd.word_select(self.cmd_addr, CMD_WORD_BITS).eq(self.cmd_data)
+        V, at = {}, 0
+        for name, bits, sgn in command_fields(self.build):
+            V[name] = self.cmd[at:at + bits].as_signed() if sgn else self.cmd[at:at + bits]
+            at += bits
+        return V, self.build.grid_order
+
+    def _rows(self, t: str) -> int:
+        """Rows of every bank of ``t`` (the build's, from the buffer's bytes; else the layer's region)."""
+        if self.build is not None:
+            return self.build.rows[t]
+        return self.plan.layouts[t].rows(self.plan.shapes[t])
+
     def _controller(self, m, arr) -> SimpleNamespace:
         """Per block: loads (one per input), the array command, the write-back (after the last reduction block),
         one after another; the burst timer."""
-        P = self.plan
+        P, V = self.S, self.V
         op = P.design.operation
         inputs = [x.name for x in op.inputs]
         y = op.output.name
@@ -103,6 +145,8 @@ class SttLayerTop(Elaboratable):
         m.d.comb += running.eq(self.go & (state != n_in + 3))
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(~self.go):                               # go low: ready for the next layer's command
+            m.d.sync += [self.cycles.eq(0), state.eq(0), entered.eq(1)]
         m.d.comb += self.finished.eq(state == n_in + 3)
         loading = Signal(name="loading")
         writing = Signal(name="writing")
@@ -115,11 +159,12 @@ class SttLayerTop(Elaboratable):
         with m.Switch(state):
             for xi, x in enumerate(inputs):
                 with m.Case(xi):
-                    m.d.comb += t_bytes.eq(P.tensor_bytes(x))
+                    m.d.comb += t_bytes.eq(V[f"bytes_{x}"])
             with m.Case(n_in + 2):
-                m.d.comb += t_bytes.eq(P.tensor_bytes(y))
+                m.d.comb += t_bytes.eq(V[f"bytes_{y}"])
         timer = transfer_timer_hw(m, hdl, P.design.memory_system.dram, t_start, t_bytes, name="dma")
-        m.d.sync += entered.eq(0)
+        with m.If(self.go):
+            m.d.sync += entered.eq(0)
         blk, last_red, last_all, carry, next_block = self._block_grid(m)
         advance = Signal(name="state_advance")
         with m.If(self.go):
@@ -132,7 +177,8 @@ class SttLayerTop(Elaboratable):
                     m.d.comb += next_block.eq(1)
                     m.d.sync += [state.eq(0), entered.eq(1)]
             with m.If(state == n_in):
-                m.d.comb += [arr.cmd.valid.eq(1), arr.cmd.payload.steps.eq(P.tiling.slots)]
+                m.d.comb += [arr.cmd.valid.eq(1), arr.cmd.payload.steps.eq(V["slots"])]
+                m.d.comb += [getattr(arr.cmd.payload, f).eq(v) for f, v in self.command_fields.items()]
                 m.d.comb += advance.eq(arr.cmd.ready)
             with m.If((state == n_in + 1) & arr.done):
                 with m.If(last_red):
@@ -143,7 +189,7 @@ class SttLayerTop(Elaboratable):
         with m.If(advance):
             m.d.sync += [state.eq(state + 1), entered.eq(1)]
 
-        bases = {t: self._region_base(m, blk, t) for t in inputs + [y]}
+        bases = {t: self._region_base(m, blk, next_block, t) for t in inputs + [y]}
         return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing,
                                bases=bases, carry=carry,
                                in_running=in_running, t_start=t_start, timer=timer,
@@ -153,47 +199,56 @@ class SttLayerTop(Elaboratable):
                                wr_data=Signal(8 * P.word_bytes, name="wr_data"))
 
     def _block_grid(self, m):
-        """One counter per split loop (an odometer, innermost fastest; reduction loops innermost), advanced by
-        ``next_block``; whether this is the last reduction block, the last block, a carried reduction block."""
-        P = self.plan
-        red = P.design.operation.reduction_dims
-        blk = {d: Signal(range(max(n, 2)), name=f"block_{d}") for d, n in P.grid}
+        """One counter per grid loop (an odometer, innermost fastest; reduction loops innermost), advanced by
+        ``next_block``; whether this is the last reduction block, the last block, a carried reduction block.
+        Returns the counters' wrap compares too (``blk["last"]``)."""
+        red = self.S.design.operation.reduction_dims
+        grid = [(d, self.V[f"grid_{d}"]) for d in self.order]
+        blk = {d: Signal(range(max(n, 2)) if self.build is None else TRIP_BITS, name=f"block_{d}") for d, n in grid}
+        at_last = {d: blk[d] == n - 1 for d, n in grid}
         last_red = Signal(name="block_last_reduction")
         last_all = Signal(name="block_last")
         carry = Signal(name="block_carry")                 # a reduction block after the first: psums stay on chip
         e_red, e_all, e_carry = 1, 1, 0
-        for d, n in P.grid:
-            e_all = e_all & (blk[d] == n - 1)
+        for d, n in grid:
+            e_all = e_all & at_last[d]
             if d in red:
-                e_red, e_carry = e_red & (blk[d] == n - 1), e_carry | (blk[d] != 0)
+                e_red, e_carry = e_red & at_last[d], e_carry | (blk[d] != 0)
         m.d.comb += [last_red.eq(e_red), last_all.eq(e_all), carry.eq(e_carry)]
         next_block = Signal(name="block_next")
-        with m.If(next_block):
-            for k in reversed(range(len(P.grid))):    # odometer: loop k advances when every inner loop wraps
-                d, n = P.grid[k]
-                inner = 1
-                for d2, n2 in P.grid[k + 1:]:
-                    inner = inner & (blk[d2] == n2 - 1)
-                with m.If(inner):
-                    m.d.sync += blk[d].eq(Mux(blk[d] == n - 1, 0, blk[d] + 1))
+        with m.If(~self.go):
+            m.d.sync += [b.eq(0) for b in blk.values()]
+        with m.Elif(next_block):
+            self._grid_step(m, grid, at_last, lambda k: [blk[grid[k][0]].eq(blk[grid[k][0]] + 1)]
+                            + [blk[d2].eq(0) for d2, _n in grid[k + 1:]])
+        blk["last"] = at_last
         return blk, last_red, last_all, carry, next_block
 
-    def _region_base(self, m, blk, t):
-        """The DRAM word of the current block's region of ``t`` (block-major over the loops it uses)."""
-        P = self.plan
-        idx, mult = 0, 1
-        for d, n in reversed(P.region_loops(t)):
-            idx = idx + blk[d] * mult
-            mult *= n
-        sig = Signal(32, name=f"region_base_{t}")
-        m.d.comb += sig.eq(P.bases[t] + idx * P.words(t))
+    def _grid_step(self, m, grid, at_last, actions) -> None:
+        """The odometer's step: the innermost grid level not at its last block advances (``actions(k)``)."""
+        for k in reversed(range(len(grid))):
+            with (m.If if k == len(grid) - 1 else m.Elif)(~at_last[grid[k][0]]):
+                m.d.sync += actions(k)
+
+    def _region_base(self, m, blk, next_block, t):
+        """The DRAM word of the current block's region of ``t`` (block-major over the loops it uses): the
+        command's base, plus the command's change of the advancing grid level at every block step (adds
+        only)."""
+        V = self.V
+        base = V[f"base_{t}"]
+        sig = Signal(32, name=f"region_base_{t}", init=base if isinstance(base, int) else 0)
+        grid = [(d, V[f"grid_{d}"]) for d in self.order]
+        with m.If(~self.go):
+            m.d.sync += sig.eq(base)
+        with m.Elif(next_block):
+            self._grid_step(m, grid, blk["last"], lambda k: [sig.eq(sig + V[f"radv_{t}_{grid[k][0]}"])])
         return sig
 
     def _dma(self, m, c) -> dict:
         """Burst requests (consecutive words from the tensor's base) and the response words into the loading
         input's banks (word w: bank row w div words_per_row, the bank group w mod words_per_row; copies: every
         copy at row w); returns input -> its banks."""
-        P = self.plan
+        P, V = self.S, self.V
         Wb = P.word_bytes
         c_words = P.design.memory_system.dram.burst_bytes // Wb
         req_ptr = Signal(32, name="dma_req_word")
@@ -206,7 +261,7 @@ class SttLayerTop(Elaboratable):
                     continue
                 with m.Case(xi):
                     m.d.comb += [cur_ptr.eq(Mux(c.t_start, c.bases[x], req_ptr)),
-                                 cur_left.eq(Mux(c.t_start, P.words(x), req_left))]
+                                 cur_left.eq(Mux(c.t_start, V[f"words_{x}"], req_left))]
         words_now = Mux(cur_left < c_words, cur_left, c_words)
         with m.If(c.timer.issue):
             m.d.sync += [req_ptr.eq(cur_ptr + c_words), req_left.eq(cur_left - words_now)]
@@ -234,7 +289,7 @@ class SttLayerTop(Elaboratable):
             group = 1 if lay.copies else P.per_word(x) // lay.width      # banks one DRAM word fills
             banks = []
             for b in range(lay.banks):
-                mem = Memory(shape=unsigned(8 * eb * lay.width), depth=max(2, lay.rows(P.shapes[x])), init=[])
+                mem = Memory(shape=unsigned(8 * eb * lay.width), depth=max(2, self._rows(x)), init=[])
                 m.submodules[f"buf_{x}_bank{b}"] = mem
                 wp = mem.write_port()
                 hit = c.rd_rsp_valid & (c.state == xi)
@@ -247,7 +302,7 @@ class SttLayerTop(Elaboratable):
             bufs[x] = banks
             left = Signal(32, name=f"dma_{x}_bytes_left")
             with m.If(c.t_start & (c.state == xi)):
-                m.d.sync += left.eq(P.tensor_bytes(x))
+                m.d.sync += left.eq(V[f"bytes_{x}"])
             with m.Elif(c.rd_rsp_valid & (c.state == xi)):
                 take = Mux(left < Wb, left, Wb)
                 m.d.sync += [left.eq(left - take), self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + take)]
@@ -261,7 +316,7 @@ class SttLayerTop(Elaboratable):
         banked buffer, written by the output lanes in their slot, read by the partial-sum lanes one slot ahead
         (transparent for the bank's write port, so a partial sum sees the write of the slot before it); the
         write-back reads it when the array is idle. Returns the output's banks' read data."""
-        P = self.plan
+        P = self.S
         y = c.y
         fire = Signal(name="slot_fire")
         cmd_start = Signal(name="array_cmd_start")
@@ -277,7 +332,15 @@ class SttLayerTop(Elaboratable):
 
         def sequencer(port, tensor=None):
             lay = P.layouts[tensor] if tensor is not None else None
-            seq = SttLaneSequencer(P.program(port), lay)
+            if self.build is None:
+                seq = SttLaneSequencer(P.program(port), lay)
+            else:
+                pre = f"{port}."
+                seq = SttLaneSequencer(P.program(port), lay, {n[len(pre):]: v for n, v in self.V.items()
+                                                              if n.startswith(pre)},
+                                       {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS,
+                                        "addr": self.build.addr_bits(port),
+                                        "value": 2 * self.compiled.network.tag_field_bits})
             m.submodules[f"seq_{port}"] = seq
             m.d.comb += [seq.start.eq(seq_hold), seq.fire.eq(seq_step)]
             seq.valid_r = Signal(seq.program.lanes, name=f"{port}_valid_r")
@@ -387,11 +450,11 @@ class SttLayerTop(Elaboratable):
         p_rows, p_bank_r, p_sub_r = select(pseq, lay, f"psum_{y}")
         store_datas = []
         for b in range(lay.banks):
-            mem = Memory(shape=unsigned(acc_bits * W), depth=max(2, lay.rows(P.shapes[y])), init=[])
+            mem = Memory(shape=unsigned(acc_bits * W), depth=max(2, self._rows(y)), init=[])
             m.submodules[f"store_{y}_bank{b}"] = mem
             wp = mem.write_port(granularity=acc_bits if W > 1 else None)
             wsel = self._store_writer(m, oseq, lay, b, fire, o_bank_r, o_sub_r, out_port, acc_bits, y)
-            wclr = c.wr_valid & (wi_now == b // group) if P.n_blocks > 1 else 0
+            wclr = c.wr_valid & (wi_now == b // group) if self.build is not None or P.n_blocks > 1 else 0
             m.d.comb += [wp.addr.eq(Mux(wclr, row_now, wsel.row)),
                          wp.data.eq(Mux(wclr, 0, wsel.data)),
                          wp.en.eq(Mux(wclr, (1 << W) - 1 if W > 1 else 1, wsel.en))]
@@ -447,14 +510,14 @@ class SttLayerTop(Elaboratable):
     def _write_back(self, m, c, store_reads) -> None:
         """One word a cycle from the job's start (its elements read from the store's banks in the cycle
         before: the array's done cycle for the first word)."""
-        P = self.plan
+        P, V = self.S, self.V
         y = c.y
-        n_out = P.layouts[y].positions(P.shapes[y])
+        n_out = V[f"positions_{y}"]
         pw_out = P.per_word(y)
         wb_left = Signal(32, name="wb_words_left")
         wb_on = Signal(name="wb_on")
         m.d.comb += wb_on.eq(c.writing & (c.t_start | (wb_left != 0)))
-        words_left_now = Mux(c.t_start, P.words(y), wb_left)
+        words_left_now = Mux(c.t_start, V[f"words_{y}"], wb_left)
         m.d.comb += [c.wr_valid.eq(wb_on & (words_left_now != 0)), c.wr_addr.eq(c.bases[y] + c.word_now),
                      c.wr_data.eq(c.wb_data)]
         with m.If(c.wr_valid):
@@ -466,7 +529,7 @@ class SttLayerTop(Elaboratable):
     def _dram(self, m, c) -> None:
         """The DRAM: answers a read burst latency cycles after its request, one word a cycle; posted writes
         (the synthesis build: the external port)."""
-        P = self.plan
+        P = self.S
         if self.synth:
             d = self.dram
             valid, addr, words = c.rd_req
@@ -480,33 +543,105 @@ class SttLayerTop(Elaboratable):
                        rb=(self.rb_addr, self.rb_data))
 
 
-def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None) -> tuple[str, str, dict]:
-    """(Verilog text, top name, manifest) of the synthesizable stt layer top for one layer (the spec's problem
-    bounds unless given): banked buffers and the output store as block RAM (one registered read and one write
-    port per bank), the sequencers, the DMA with an external DRAM port. Trip counts and tables are constants of
-    this build (one build per layer)."""
+def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None,
+                      box: dict | None = None) -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of the synthesizable stt layer core: ONE build for every layer
+    (dataflow/stt_command.py ``build_stt``: the box and period fixed, the layer a command written by the host
+    through ``cmd_we``/``cmd_addr``/``cmd_data`` while ``go`` is low), banked buffers and the output store as
+    block RAM sized by ``memory.<T>.bytes`` (one registered read and one write port per bank), the sequencers,
+    the DMA with an external DRAM port. The manifest names the command's fields and, as an example, the
+    command of the spec's problem bounds (``bounds`` overrides them; the build does not depend on them)."""
     from amaranth.back import verilog
 
     from archgen.dataflow.compile import compile_array
-    from archgen.dataflow.stt_array import stt_tiling
-    from archgen.dataflow.stt_layer import plan_stt_layer
+    from archgen.dataflow.stt_command import build_stt, command_values, command_words, plan_for_build
 
     from .build import strip_zero_memory_init
     compiled = compile_array(design, dataflow)
-    bounds = dict(bounds if bounds is not None else design.bounds)
-    plan = plan_stt_layer(stt_tiling(compiled.network, bounds))
-    top = SttLayerTop(plan, compiled, None)
+    build = build_stt(compiled, box=box)
+    top = SttLayerTop(None, compiled, None, build=build)
     name = f"{design.name}_stt_layer"
     text = strip_zero_memory_init(verilog.convert(top, name=name, ports=top.ports(), emit_src=False))
     mem = design.memory_system
+    example = dict(bounds if bounds is not None else design.bounds)
+    plan = plan_for_build(build, example, "example")
+    words = command_words(build, command_values(build, plan, 0, "example"))
+    fields = command_fields(build)
     manifest = {
-        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape), "layer": bounds,
-        "grid": dict(plan.grid), "block": dict(plan.tiling.bound), "cycles": plan.cycles(),
-        "buffers": {t: {"banks": lay.banks, "copies": lay.copies, "rows_per_bank": lay.rows(plan.shapes[t]),
-                        "bits": 8 * plan.elem_bytes[t] * lay.width, "bytes": plan.storage_bytes()[t],
-                        "per_lane_copies_bytes": plan.copies_storage_bytes()[t]}
-                    for t, lay in plan.layouts.items()},
+        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
+        "box": dict(build.box), "period_slots": build.period, "grid_order": list(build.grid_order),
+        "command": {"bits": command_bits(build), "words": top.cmd_words, "word_bits": CMD_WORD_BITS,
+                    "fields": [[n, b, "signed" if sg else "unsigned"] for n, b, sg in fields]},
+        "layer": example, "example_command": {"grid": dict(plan.grid), "block": dict(plan.tiling.bound),
+                                              "cycles": plan.cycles(), "words": words},
+        "buffers": {t: {"banks": lay.banks, "copies": lay.copies, "rows_per_bank": build.rows[t],
+                        "bits": 8 * build.elem[t] * lay.width,
+                        "bytes": build.rows[t] * lay.banks * lay.width * build.elem[t],
+                        "spec_bytes": mem.buffer(t).bytes}
+                    for t, lay in build.layouts.items()},
         "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
     }
     return text, name, manifest
+
+
+class SttLayerProgramTop(Elaboratable):
+    """A simulation top that runs a stream of layers back to back on ONE run-time programmable core
+    (``SttLayerTop`` with a build): a DRAM preloaded at elaboration with every layer's operands (each layer's
+    regions from its own base word), and a host that, per layer, writes the layer's command words into the
+    core one a cycle while the core's ``go`` is low, raises ``go``, waits for ``finished``, records the core's
+    cycle count in ``layer_cycles_<k>`` and drops ``go`` for one cycle (the core resets for the next command).
+    ``finished`` rises after the last layer; the ports are those of ``SttLayerTop``'s simulation top, so
+    verif/layer_binary.py runs it."""
+
+    def __init__(self, build, compiled, commands: list[list[int]], dram_init: list[int], dram_words: int,
+                 array=None, command_fields: dict | None = None):
+        self.core = SttLayerTop(None, compiled, None, build=build, array=array, command_fields=command_fields)
+        self.commands = [list(c) for c in commands]
+        self.dram_init = list(dram_init)
+        self.dram_depth = max(1, dram_words)
+        self.go = Signal()
+        self.finished = Signal()
+        self.cycles = Signal(CYCLE_BITS)
+        self.rb_addr = Signal(range(self.dram_depth + 1))
+        self.rb_data = Signal(8 * build.word_bytes)
+        self.moved = {k: Signal(CYCLE_BITS, name=v.name) for k, v in self.core.moved.items()}
+        self.layer_cycles = [Signal(CYCLE_BITS, name=f"layer_cycles_{k}") for k in range(len(commands))]
+
+    def ports(self):
+        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.moved.values(),
+                *self.layer_cycles]
+
+    def elaborate(self, platform):
+        m = Module()
+        core = self.core
+        m.submodules.core = core
+        n_layers, n_words = len(self.commands), core.cmd_words
+        rom = Array(Const(w, CMD_WORD_BITS) for cmd in self.commands for w in cmd + [0] * (n_words - len(cmd)))
+        layer = Signal(range(n_layers + 1), name="host_layer")
+        word = Signal(range(n_words + 1), name="host_word")
+        running = Signal(name="host_running")        # the layer's command is written; the core's go is high
+        done = Signal(name="host_done")
+        m.d.comb += [done.eq(layer == n_layers), self.finished.eq(done),
+                     core.go.eq(running), *[self.moved[k].eq(v) for k, v in core.moved.items()]]
+        with m.If(self.go & ~done):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(~running):            # words 0 .. n-1, then one cycle for the registers that load from it
+                with m.If(word == n_words):
+                    m.d.sync += [word.eq(0), running.eq(1)]
+                with m.Else():
+                    m.d.comb += [core.cmd_we.eq(1), core.cmd_addr.eq(word),
+                                 core.cmd_data.eq(rom[layer * n_words + word])]
+                    m.d.sync += word.eq(word + 1)
+            with m.Elif(core.finished):
+                m.d.sync += [running.eq(0), layer.eq(layer + 1)]
+                with m.Switch(layer):
+                    for k, sig in enumerate(self.layer_cycles):
+                        with m.Case(k):
+                            m.d.sync += sig.eq(core.cycles)
+        d = core.dram
+        simulated_dram(m, word_bytes=core.S.word_bytes, depth=self.dram_depth, init=self.dram_init,
+                       latency=core.S.design.memory_system.dram.latency, addr_bits=32,
+                       rd_req=(d.rd_req_valid, d.rd_req_addr, d.rd_req_words), rd_rsp=(d.rd_rsp_valid, d.rd_rsp_data),
+                       wr=(d.wr_valid, d.wr_addr, d.wr_data), rb=(self.rb_addr, self.rb_data))
+        return m

@@ -155,14 +155,10 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     energy = energy or EnergyModel.load()
     if not fuse and design.dataflow(dataflow).skewed:     # skewed stt maps (dataflow/stt_array.py, stt_layer.py)
         return _stt_workload(views[0], workload, energy, progress, memory=not ideal_dram)
-    skewed = [c.dataflow.name for c in views if hasattr(c, "network")]    # skewed maps of a fused design
-    if skewed and not ideal_dram:
-        raise SpecError([problem("fuse", f"dataflow(s) {', '.join(skewed)} of this fused design are skewed stt maps, "
-                                 "which run at the array level only (the memory system does not plan their boxes "
-                                 "yet); simulate it with --ideal-dram", list(fuse))])
-    if not ideal_dram:
+    if not ideal_dram:      # a fused design's skewed maps run in the stt memory system (their view's one build)
         for compiled in views:
-            check_memory_system(compiled.fu_graph, compiled.design)
+            if not hasattr(compiled, "network"):
+                check_memory_system(compiled.fu_graph, compiled.design)
     results, skipped, planned, refused = [], [], [], []
     plans: dict = {}                          # (dataflow, layer bounds) -> command: a shape is planned once
     for layer in workload.layers:
@@ -186,7 +182,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
     for layer, repeat, how, bounds, options in planned:
         if progress:
             progress(layer.name)
-        runs = [_stt_layer(c, layer, bounds, repeat, how, energy) if hasattr(c, "network")
+        runs = [_stt_layer(c, layer, bounds, repeat, how, energy, not ideal_dram) if hasattr(c, "network")
                 else _ideal_layer(c, layer, bounds, repeat, how, energy) if cmd is None
                 else _memory_layer(c, layer, cmd, repeat, how, energy) for c, cmd in options]
         results.append(min(runs, key=lambda r: _rank(r, mapper_objective)))     # min keeps the first tie
@@ -199,8 +195,13 @@ def _rank(r: LayerResult, objective: str) -> tuple[float, float]:
 
 
 def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, objective, seed, plans):
-    """The layer command under ``compiled``'s dataflow (None with ideal DRAM: one array command)."""
+    """The layer command under ``compiled``'s dataflow (None with ideal DRAM: one array command; a skewed map's
+    view: None, its stt plan checked here so that a layer it cannot hold is refused by name)."""
     if ideal_dram:
+        return None
+    if hasattr(compiled, "network"):
+        from archgen.dataflow.stt_command import plan_for_build
+        plan_for_build(_stt_build(compiled), bounds, layer.name)
         return None
     key = (compiled.fu_graph.dataflow.name, tuple(sorted(bounds.items())))   # a plan depends on these only
     if key not in plans:
@@ -298,7 +299,9 @@ def _stt_workload(compiled, workload, energy: EnergyModel, progress,
                   memory: bool = False) -> tuple[list[LayerResult], list[SkippedLayer]]:
     """Per-layer results of a skewed stt array: with streams that never wait (``memory=False``: what ``archgen
     verify --ideal-dram`` measures), the box ``choose_box`` picks, every lane's beat counted in every slot; or
-    through its memory system (dataflow/stt_layer.py: whole tensors loaded, the array, the write-back)."""
+    through its memory system (dataflow/stt_layer.py: regions loaded, the array, the write-back), on the one
+    run-time programmable build (dataflow/stt_command.py: its box and period for every layer, each layer a
+    command)."""
     results, skipped = [], []
     for layer in workload.layers:
         if not layer.einsum:
@@ -311,21 +314,38 @@ def _stt_workload(compiled, workload, energy: EnergyModel, progress,
     return results, skipped
 
 
+def _stt_build(compiled):
+    """The run-time programmable stt build of ``compiled`` (dataflow/stt_command.py), one per design."""
+    from archgen.dataflow.stt_command import build_stt
+    key = id(compiled)
+    if _STT_BUILDS.get(key, (None,))[0] is not compiled:
+        _STT_BUILDS[key] = (compiled, build_stt(compiled))
+    return _STT_BUILDS[key][1]
+
+
+_STT_BUILDS: dict = {}
+
+
 def _stt_layer(compiled, layer, bounds, repeat, how, energy: EnergyModel, memory: bool = False) -> LayerResult:
     """One layer on a skewed stt array (alone or a fused design's view) with streams that never wait, or
     (``memory``) through the stt memory system's contract (dataflow/stt_layer.py)."""
     from archgen.dataflow.stt_array import stt_tiling
     design, net = compiled.design, compiled.network
     ports = {p.name: p for p in compiled.stream_ports}
-    tiling = stt_tiling(net, bounds)
+    if memory:          # the one build ``archgen build --memory`` makes: its box and period for every layer
+        from archgen.dataflow.stt_command import plan_for_build
+        from archgen.dataflow.stt_layer import simulate_stt_layer
+        build = _stt_build(compiled)
+        tiling = stt_tiling(net, bounds, build.box, build.period)
+    else:
+        tiling = stt_tiling(net, bounds)
     r = simulate_array(compiled, tiling)
     cycles = r.total_cycles * repeat
     dram: dict = {}
     stalls = 0
     acc: dict = {}
     if memory:
-        from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
-        plan = plan_stt_layer(tiling, layer.name)
+        plan = plan_for_build(build, bounds, layer.name)
         model = simulate_stt_layer(plan)
         cycles = model.cycles * repeat
         dram = {k: v * repeat for k, v in model.dram_bytes.items()}

@@ -46,7 +46,6 @@ def test_fuse_flag_borrows_a_dataflow_of_another_spec(tmp_path, monkeypatch):
      "--dataflow: dataflow 'is' is not fused in this design"),
     (["build", "spatten_small", "--fuse", "os,ws"], "--fuse"),
     (["verify", "gemm_fused_hex", "--gemm", "5,4,3"], "--ideal-dram: dataflow(s) hex of this fused design are skewed"),
-    (["sim", "gemm_fused_hex", "--workload", "gemm:5,4,3"], "fuse: dataflow(s) hex of this fused design are skewed"),
     (["build", "gemm_hex", "--fuse", "hex,gemm_hex:hex"], "--fuse: every listed dataflow is a skewed stt map"),
 ])
 def test_bad_fuse_lists_are_refused_by_field(argv, line, tmp_path, monkeypatch):

@@ -187,17 +187,22 @@ def hex_build():
 
 
 def test_stt_synthesis_build_is_deterministic_and_lint_clean(hex_build, tmp_path):
-    """``archgen build gemm_hex --memory``'s top: an external DRAM port instead of the simulated DRAM, banked
-    buffers (not lane copies) smaller than the per-lane copies, the same text every time, Verilator-lint
-    clean under the project's waivers."""
+    """``archgen build gemm_hex --memory``'s top: ONE build for every layer (the same text whatever layer the
+    manifest's example command is for), a command write port, an external DRAM port instead of the simulated
+    DRAM, banked buffers (not lane copies) of the spec's bytes rounded down to whole rows, the same text every
+    time, Verilator-lint clean under the project's waivers."""
     from archgen.rtlgen.stt_layer import stt_layer_verilog
     from archgen.verif.runner import lint_verilog
     text, top, manifest = hex_build
     assert stt_layer_verilog(load_spec("gemm_hex"))[0] == text
+    other, _top, m2 = stt_layer_verilog(load_spec("gemm_hex"), bounds={"i": 9, "j": 10, "k": 7})
+    assert other == text and m2["example_command"]["words"] != manifest["example_command"]["words"]
     assert "dram_rd_req_valid" in text and "dram_wr_data" in text and "rb_addr" not in text
+    assert "cmd_we" in text and "cmd_data" in text
+    assert len(manifest["example_command"]["words"]) == manifest["command"]["words"]
     bufs = manifest["buffers"]
     assert not any(b["copies"] for b in bufs.values())
-    assert sum(b["bytes"] for b in bufs.values()) < sum(b["per_lane_copies_bytes"] for b in bufs.values())
+    assert all(b["spec_bytes"] - b["bits"] // 8 * b["banks"] < b["bytes"] <= b["spec_bytes"] for b in bufs.values())
     path = tmp_path / f"{top}.v"
     path.write_text(text)
     assert lint_verilog(path, top) == []

@@ -25,33 +25,7 @@ def _run(program, slots, seed, layout=None):
     until it fires) and record, per slot and lane, valid and the lane's value: the address (or tag value), and
     with a banked ``layout`` also the bank."""
     seq = SttLaneSequencer(program, layout) if layout is not None else SttLaneSequencer(program)
-    sim = Simulator(seq)
-    sim.add_clock(1e-8)
-    rng = np.random.default_rng(seed)
-    valid = np.zeros((slots, program.lanes), dtype=bool)
-    addr = np.zeros((slots, program.lanes), dtype=np.int64)
-    bank = np.zeros((slots, program.lanes), dtype=np.int64)
-
-    async def bench(ctx):
-        ctx.set(seq.start, 1)
-        await ctx.tick()
-        ctx.set(seq.start, 0)
-        n = 0
-        while n < slots:
-            fire = bool(rng.random() < 0.7)
-            ctx.set(seq.fire, fire)
-            for lane in range(program.lanes):
-                v = bool(ctx.get(seq.valid[lane]))
-                if fire and v:
-                    valid[n, lane] = True
-                    addr[n, lane] = ctx.get(seq.value[lane] if program.is_tag else seq.addr[lane])
-                    if layout is not None:
-                        bank[n, lane] = ctx.get(seq.bank[lane])
-            await ctx.tick()
-            n += fire
-    sim.add_testbench(bench)
-    sim.run()
-    return valid, addr, bank
+    return _run_seq(seq, program, slots, seed, banked=layout is not None)
 
 
 @pytest.mark.parametrize("design, bound", [
@@ -98,3 +72,70 @@ def test_banked_sequencer_drives_the_layout_walk(design, bound):
         assert np.array_equal(np.where(want_v, got_i, 0), np.where(want_v, want_i, 0)), program.port
         checked += 1
     assert checked >= 3
+
+
+def test_one_sequencer_build_drives_every_layer_from_its_command():
+    """ONE elaboration per port (the build's skeleton program, dataflow/stt_command.py), its problem-dependent
+    values (trip counts, origin changes, extents, the phase table's offsets and edge-mask bits) as run-time
+    signals holding each layer's command values: the sequencer drives each layer's lane walk, for layers of
+    different shapes (ragged, one smaller than the box along i, one whose output block comes back one box
+    later: its boxes two box groups apart, ``stretch``)."""
+    from amaranth import Signal, signed
+
+    from archgen.dataflow.stt_command import (COORD_BITS, LIN_BITS, TRIP_BITS, build_stt, command_values,
+                                              plan_for_build, sequencer_values)
+    build = build_stt(compile_array(load_spec("gemm_hex", ["array.shape=3x5"])))
+    for li, layer in enumerate([{"i": 7, "k": 5, "j": 6}, {"i": 1, "k": 3, "j": 9}, {"i": 2, "k": 9, "j": 3}]):
+        plan = plan_for_build(build, layer)
+        assert plan.grid == () and command_values(build, plan)     # one block: the walk is the layer's
+        assert plan.programs[0].stretch == (2 if li == 2 else 1)
+        for k, skel in enumerate(build.programs):
+            prog = plan.program(skel.port)
+            want_v, want_a = lane_walk(prog, plan.tiling.slots)
+            vals = sequencer_values(prog, None)
+            fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"], name="cmd_stretch")}
+            for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
+                                      ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
+                                      ("ext", TRIP_BITS, "ext")]:
+                for i, v in enumerate(vals[key]):
+                    fields[f"{name}{i}"] = Signal(widths, init=v, name=f"cmd_{name}{i}")
+            for lv, adv in enumerate(vals["adv"]):
+                for j, v in enumerate(adv):
+                    fields[f"adv{lv}_{j}"] = Signal(signed(COORD_BITS), init=v, name=f"cmd_adv{lv}_{j}")
+            for e, vs in enumerate(vals["vals"]):
+                for mk, v in enumerate(vs):
+                    fields[f"val{e}_{mk}"] = Signal(8, init=v)
+            seq = SttLaneSequencer(skel, None, fields, {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS,
+                                                         "addr": 16, "value": 8})
+            got_v, got_a, _ = _run_seq(seq, skel, plan.tiling.slots, seed=10 * li + k)
+            assert np.array_equal(got_v, want_v), (layer, skel.port)
+            assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0)), (layer, skel.port)
+
+
+def _run_seq(seq, program, slots, seed, banked=False):
+    sim = Simulator(seq)
+    sim.add_clock(1e-8)
+    rng = np.random.default_rng(seed)
+    valid = np.zeros((slots, program.lanes), dtype=bool)
+    addr = np.zeros((slots, program.lanes), dtype=np.int64)
+    bank = np.zeros((slots, program.lanes), dtype=np.int64)
+
+    async def bench(ctx):
+        ctx.set(seq.start, 1)
+        await ctx.tick()
+        ctx.set(seq.start, 0)
+        n = 0
+        while n < slots:
+            fire = bool(rng.random() < 0.7)
+            ctx.set(seq.fire, fire)
+            for lane in range(program.lanes):
+                if fire and ctx.get(seq.valid[lane]):
+                    valid[n, lane] = True
+                    addr[n, lane] = ctx.get(seq.value[lane] if program.is_tag else seq.addr[lane])
+                    if banked:
+                        bank[n, lane] = ctx.get(seq.bank[lane])
+            await ctx.tick()
+            n += fire
+    sim.add_testbench(bench)
+    sim.run()
+    return valid, addr, bank

@@ -82,5 +82,25 @@ def test_fused_skewed_map_competes_per_layer_at_the_array_level():
         cycles = {k: v.total_cycles * repeat for k, v in cycles.items()}
         assert r.cycles == cycles[r.extra["dataflow"]] == min(cycles.values())
     assert {r.extra["dataflow"] for r in results} == {"os", "hex"}    # the choice is not a constant here
-    with pytest.raises(SpecError, match="--ideal-dram"):
-        simulate_workload_on_array(design, wl, fuse=fuse)
+
+
+def test_fused_skewed_map_runs_through_the_memory_system():
+    """Without --ideal-dram a fused design's skewed map runs in the stt memory system of its view's one build
+    (dataflow/stt_command.py; the view's product stages included), the tiled dataflows in the layer model; each
+    layer under the faster one (``--objective latency``)."""
+    from archgen.dataflow.stt_command import build_stt, plan_for_build
+    from archgen.dataflow.stt_layer import simulate_stt_layer
+    design = load_spec("gemm_fused_hex", ["array.shape=3x5"])
+    fuse = tuple(design.fuse)
+    small = get_workload("gemm:4,2,4")          # hex 208 cycles against os 219
+    wl = Workload("mix", (_two_gemms().layers + (dataclasses.replace(small.layers[0], name="small"),)))
+    fused = compile_fused(design, fuse)
+    build = build_stt(fused.view("hex"))
+    results, _ = simulate_workload_on_array(design, wl, fuse=fuse, mapper_objective="latency")
+    for layer, r in zip(wl.layers, results):
+        bounds, repeat, _how = lower_layer(layer, design)
+        os_view = fused.view("os")
+        cycles = {"os": simulate_layer(os_view, plan_layer(design, bounds, os_view.fu_graph.dataflow)).cycles,
+                  "hex": simulate_stt_layer(plan_for_build(build, bounds, layer.name)).cycles}
+        assert r.cycles == cycles[r.extra["dataflow"]] * repeat == min(cycles.values()) * repeat, (layer.name, cycles)
+    assert "hex" in {r.extra["dataflow"] for r in results}

@@ -22,14 +22,17 @@ def test_gemm_layer_cycles_are_the_array_model_cycles():
 
 
 def test_memory_system_path_runs_the_stt_layer_contract():
-    """Without --ideal-dram a skewed map runs through the stt memory system (dataflow/stt_layer.py): loads of
-    every input tensor, the array's slots plus its handshake and done cycles, the write-back."""
-    from archgen.dataflow.stt_layer import plan_stt_layer
+    """Without --ideal-dram a skewed map runs through the stt memory system (dataflow/stt_layer.py) of the one
+    run-time programmable build (dataflow/stt_command.py: its box and period): loads of every input tensor, the
+    array's slots plus its handshake and done cycles, the write-back."""
+    from archgen.dataflow.stt_command import build_stt, plan_for_build
     design = load_spec("gemm_hex", ["array.shape=3x5", "memory.dram.latency=7"])
     results, _ = simulate_workload_on_array(design, get_workload("gemm:8,6,5"))
-    tiling = stt_tiling(compile_array(design).network, {"i": 8, "k": 6, "j": 5})
+    build = build_stt(compile_array(design))
+    tiling = stt_tiling(build.network, {"i": 8, "k": 6, "j": 5}, build.box, build.period)
+    assert results[0].extra["box"] == build.box != stt_tiling(build.network, {"i": 8, "k": 6, "j": 5}).box
     dram = design.memory_system.dram
-    plan = plan_stt_layer(tiling)
+    plan = plan_for_build(build, {"i": 8, "k": 6, "j": 5})
     # every region in bank order: whole bank rows of the banked layout (dataflow/stt_bank.py), at least the tensor
     image = {t: plan.layouts[t].positions(plan.shapes[t]) * plan.elem_bytes[t] for t in ("A", "B", "C")}
     assert image["A"] >= 48 and image["B"] >= 30 and image["C"] >= 160
@@ -37,7 +40,7 @@ def test_memory_system_path_runs_the_stt_layer_contract():
             + dram.transfer_cycles(image["C"]))
     assert results[0].cycles == want == plan.cycles()
     assert results[0].dram_bytes == {"A.read": image["A"], "B.read": image["B"], "C.write": image["C"]}
-    assert results[0].sram_accesses == {f"buffer.{k}": v for k, v in plan_stt_layer(tiling).buffer_accesses().items()}
+    assert results[0].sram_accesses == {f"buffer.{k}": v for k, v in plan.buffer_accesses().items()}
     assert results[0].energy_pj["buffers"] > 0
 
 
@@ -45,10 +48,8 @@ def test_a_tensor_larger_than_its_buffer_is_refused_by_field():
     with pytest.raises(SpecError) as err:
         simulate_workload_on_array(load_spec("gemm_hex", ["memory.B.bytes=8"]), get_workload("gemm:8,9,8"))
     msg = str(err.value.problems[0])
-    # even a block of one box (a 2 x 3 region of B: one 16-B bank row in each of B's 2 banks)
-    assert msg.startswith("memory.B.bytes: layer gemm: a block of {'i': 3, 'j': 2, 'k': 2} stores the whole "
-                          "region of tensor B in 2 banks (2 x 16 B = 32 B on chip)")
-    assert msg.endswith("(got 8)")
+    # the build's banks of B (2 banks of 16-element rows) cannot hold one row: no build, so no layer runs
+    assert msg == "memory.B.bytes: the build's buffer of B needs at least one row of 2 x 16 elements (32 B) (got 8)"
 
 
 def test_the_fit_check_counts_the_banked_buffers():
@@ -93,16 +94,18 @@ def test_box_timing_is_a_closed_form_for_millions_of_boxes():
 
 def test_a_bert_sized_layer_runs_in_blocks_at_default_sizes():
     """gemm_hex's default buffers cannot hold a 128 x 768 x 768 layer's banked tensors; it runs as a grid of
-    blocks whose storage fits, with the DRAM traffic of the blocks' regions."""
-    from archgen.dataflow.stt_layer import plan_stt_layer
+    blocks whose storage fits, with the DRAM traffic of the blocks' regions (the one build's box and period)."""
+    from archgen.dataflow.stt_command import build_stt, plan_for_build
     design = load_spec("gemm_hex")
     results, _ = simulate_workload_on_array(design, get_workload("gemm:128,768,768"))
-    plan = plan_stt_layer(stt_tiling(compile_array(design).network, {"i": 128, "k": 768, "j": 768}))
+    build = build_stt(compile_array(design))
+    plan = plan_for_build(build, {"i": 128, "k": 768, "j": 768})
     assert plan.n_blocks > 1
     assert all(v <= design.memory_system.buffer(t).bytes for t, v in plan.storage_bytes().items())
     loads = {t: plan.n_blocks * plan.tensor_bytes(t) for t in ("A", "B")}
     assert results[0].dram_bytes == {"A.read": loads["A"], "B.read": loads["B"],
                                      "C.write": plan.out_blocks * plan.tensor_bytes("C")}
-    assert results[0].dram_bytes["C.write"] == 128 * 768 * 4           # no padding: every output written once
+    # every output written once; the build's boxes of 3 along i pad the last block's region to i = 129
+    assert build.box["i"] == 3 and results[0].dram_bytes["C.write"] == 129 * 768 * 4
     assert results[0].cycles == plan.cycles()
     assert results[0].extra["stt_blocks"] == plan.n_blocks

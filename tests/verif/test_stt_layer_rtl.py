@@ -1,6 +1,8 @@
 """Skewed stt maps through the stt memory system on Verilator (verif/stt_layer_check.py, a stand-alone binary):
-outputs exact, RTL cycles == model cycles, DMA bytes == the model's. Three cases by default (the CLI on gemm_hex,
-conv1d_hex on a 1xN array, a grid of blocks on gemm_hex); the others with --runslow."""
+outputs exact, RTL cycles == model cycles, DMA bytes == the model's. Three cases by default (the CLI on gemm_hex, on
+the one run-time programmable build; conv1d_hex on a 1xN array and a grid of blocks on gemm_hex on tops specialised
+to their layer, ``per_layer=True``); the others with --runslow (specialised tops; the one build's layer streams:
+tests/verif/test_stt_program_rtl.py)."""
 import pytest
 
 from archgen.arch.spec import load_spec, load_spec_data
@@ -31,13 +33,15 @@ def test_cli_verifies_gemm_hex_through_its_memory_system(tmp_path, monkeypatch):
                            tmp_path, monkeypatch)
     assert rc == 0, out + err
     assert "outputs: exact" in out
-    assert "RTL cycles:   258 cycles" in out and "model cycles: 258 cycles  (equal)" in out
-    assert "DRAM: A.read 64 B, B.read 96 B, C.write 192 B" in out     # regions in bank order (whole bank rows)
+    # the one run-time programmable build (what build --memory makes, sim models: 260 cycles there too)
+    assert "the one run-time programmable build (boxes of {'i': 2, 'j': 4, 'k': 2}, one every 2 slots" in out
+    assert "RTL cycles:   260 cycles" in out and "model cycles: 260 cycles  (equal)" in out
+    assert "DRAM: A.read 64 B, B.read 64 B, C.write 256 B" in out     # regions in bank order (whole bank rows)
 
 
 def test_conv1d_hex_on_a_row_of_fus():
     design = load_spec("conv1d_hex", ["array.shape=1x4", "memory.dram.width_bytes=8", "memory.dram.latency=11"])
-    _check(verify_stt_layer(design, {"k": 3, "p": 7, "r": 3}, seed=5))
+    _check(verify_stt_layer(design, {"k": 3, "p": 7, "r": 3}, seed=5, per_layer=True))
 
 
 @pytest.mark.slow
@@ -61,7 +65,7 @@ def test_conv1d_hex_on_a_row_of_fus():
     (_gemm((3, 3), [[0, 1, 1], [0, 0, 1], [1, 1, 1]]), {"i": 5, "k": 4, "j": 6}, 11),          # input ring (B)
 ])
 def test_more_maps_and_arrays(design, bounds, seed):
-    _check(verify_stt_layer(design, bounds, seed=seed))
+    _check(verify_stt_layer(design, bounds, seed=seed, per_layer=True))
 
 
 DRAM8 = ["memory.dram.width_bytes=8", "memory.dram.latency=5", "memory.dram.burst_bytes=16",
@@ -74,7 +78,8 @@ def _bufs(a, b, c, names=("A", "B", "C")):
 
 def test_blocks_of_boxes_on_gemm_hex():
     """Banked buffers smaller than the layer's storage: a 3 x 3 x 2 grid of blocks, ragged in i, j and k."""
-    res = verify_stt_layer(load_spec("gemm_hex", _bufs(50, 27, 61) + DRAM8), {"i": 9, "k": 7, "j": 10}, seed=1)
+    res = verify_stt_layer(load_spec("gemm_hex", _bufs(50, 27, 61) + DRAM8), {"i": 9, "k": 7, "j": 10}, seed=1,
+                           per_layer=True)
     _check(res)
     assert res.detail["grid"] == {"i": 3, "j": 3, "k": 2}
 
@@ -99,6 +104,6 @@ def test_blocks_of_boxes_on_gemm_hex():
      {"i": 5, "k": 4, "j": 6}, 2, {"k": 2}),                                      # pipelined at 1.5 GHz
 ])
 def test_more_blocks(design, bounds, seed, grid):
-    res = verify_stt_layer(design, bounds, seed=seed)
+    res = verify_stt_layer(design, bounds, seed=seed, per_layer=True)
     _check(res)
     assert res.detail["grid"] == grid
