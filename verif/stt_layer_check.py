@@ -36,14 +36,17 @@ def stt_layer_operands(design: Design, plan, rng) -> dict:
 
 def verify_stt_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                      box: dict | None = None, cache_dir: Path | None = None, layer: str = "layer",
-                     per_layer: bool = False) -> LayerVerification:
+                     per_layer: bool = False, fuse=None) -> LayerVerification:
     """One layer: by default on the one run-time programmable build (``verify_stt_program`` with a stream of
     one layer; ``box`` fixes the build's box), what ``archgen build --memory`` makes and ``archgen sim``
     models; ``per_layer``: on a top specialised to this layer (its own box and period, every command value a
-    constant of the elaboration)."""
+    constant of the elaboration). ``fuse``: the array is the fused design of these dataflows and ``dataflow``
+    (one of its skewed maps) runs on it, selected by the array command (one build only)."""
+    if fuse and per_layer:
+        raise ValueError("a fused design's skewed map runs on the one programmable build only (per_layer=False)")
     if not per_layer:
         return _verify_on_build(design, bounds, seed=seed, dataflow=dataflow, box=box, cache_dir=cache_dir,
-                                layer=layer)
+                                layer=layer, fuse=fuse)
     from .layer_binary import run_layer_binary, strip_zero_memory_init
     compiled = compile_array(design, dataflow)
     tiling = stt_tiling(compiled.network, bounds, box)
@@ -79,9 +82,9 @@ def verify_stt_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, d
                              res.get("rtl_cycles"), model.cycles, model.dram_bytes, detail)
 
 
-def _verify_on_build(design, bounds, *, seed, dataflow, box, cache_dir, layer) -> LayerVerification:
+def _verify_on_build(design, bounds, *, seed, dataflow, box, cache_dir, layer, fuse=None) -> LayerVerification:
     res = verify_stt_program(design, [bounds], seed=seed, dataflow=dataflow, box=box, cache_dir=cache_dir,
-                             names=[layer])
+                             names=[layer], fuse=fuse)
     row = res["layers"][0]
     detail = {"wall_s": res["wall_s"], "rtl_dram_bytes": res["rtl_dram_bytes"], "blocks": row["n_blocks"],
               "n_blocks": row["n_blocks"], "grid": row["grid"], "block": row["block"], "box": res["box"],

@@ -45,7 +45,6 @@ def test_fuse_flag_borrows_a_dataflow_of_another_spec(tmp_path, monkeypatch):
     (["verify", "gemm_fused", "--fuse", "os,ws", "--dataflow", "is"],
      "--dataflow: dataflow 'is' is not fused in this design"),
     (["build", "spatten_small", "--fuse", "os,ws"], "--fuse"),
-    (["verify", "gemm_fused_hex", "--gemm", "5,4,3"], "--ideal-dram: dataflow(s) hex of this fused design are skewed"),
     (["build", "gemm_hex", "--fuse", "hex,gemm_hex:hex"], "--fuse: every listed dataflow is a skewed stt map"),
 ])
 def test_bad_fuse_lists_are_refused_by_field(argv, line, tmp_path, monkeypatch):
@@ -81,3 +80,15 @@ def test_build_and_sim_of_a_skewed_map_fused_with_os(tmp_path, monkeypatch):
     assert rc == 0, err
     rows = json.loads((tmp_path / "r" / "sim.json").read_text())["layers"]
     assert rows[0]["extra"]["dataflow"] in {"os", "hex"}
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_verify_runs_a_fused_designs_skewed_map_through_its_memory_system(tmp_path, monkeypatch):
+    """Without --ideal-dram the hex map of gemm_fused_hex runs on its one programmable stt core around the fused
+    array (select = hex), the os map through the tiled layer core: both exact, RTL cycles == model cycles."""
+    rc, out, err = run_cli(["verify", "gemm_fused_hex", "--set", "array.shape=3x5", "--gemm", "7,5,6"], tmp_path,
+                           monkeypatch)
+    assert rc == 0, (out, err)
+    assert out.count("outputs: exact") == 2 and out.count("(equal)") == 2
+    assert "the one run-time programmable build" in out
