@@ -42,10 +42,10 @@ def bracket_below(lanes: int) -> int:
     return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
 
 
-def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
-    """(rows w, lanes S) of the pivot sample (archgen.sim.topk_model.sample_shape): S = 16 lanes (32 for
-    P >= 8) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
-    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
+def sample_shape(parallelism: int, fifo_depth: int, sample_lanes: int | None = None) -> tuple[int, int]:
+    """(rows w, lanes S) of the pivot sample (archgen.sim.topk_model.sample_shape): S = ``sample_lanes``
+    (default 16, 32 for P >= 8) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
+    lanes = sample_lanes if sample_lanes else 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 
@@ -169,7 +169,7 @@ class TopK(wiring.Component):
     """
 
     def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 replay: bool = True):
+                 replay: bool = True, sample_lanes: int | None = None):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -179,12 +179,15 @@ class TopK(wiring.Component):
             bad.append(f"width must be an integer >= 2, not {width!r}")
         if not isinstance(fifo_depth, int) or fifo_depth < 1:
             bad.append(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
+        if sample_lanes is not None and (not isinstance(sample_lanes, int) or sample_lanes < 2
+                                         or sample_lanes & (sample_lanes - 1)):
+            bad.append(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
         if bad:
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
         self.replay = bool(replay)
         self.buffer_rows = -(-max_n // parallelism)
-        self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth)
+        self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
         self.count_bits, self.index_bits = field_bits(max_n)
         p = parallelism
         super().__init__({
@@ -883,6 +886,7 @@ class _Stage3:
 
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 name: str = "topk", replay: bool = True) -> str:
+                 name: str = "topk", replay: bool = True, sample_lanes: int | None = None) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
-    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay), name=name, emit_src=False)
+    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes), name=name,
+                           emit_src=False)

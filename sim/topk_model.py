@@ -79,12 +79,13 @@ EXACT_FINISH = 2     # a working set sampled whole: no scan read; rank the sampl
                      # count of the sample above it -> found
 
 
-def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
-    """(rows w, lanes S) of the pivot sample: S = 16 sample lanes (32 for P >= 8) taken from w = ceil(S / P)
+def sample_shape(parallelism: int, fifo_depth: int, sample_lanes: int | None = None) -> tuple[int, int]:
+    """(rows w, lanes S) of the pivot sample: S = ``sample_lanes`` (the engine's parameter; default 16 sample
+    lanes, 32 for P >= 8) taken from w = ceil(S / P)
     consecutive rows (at most the FIFO depth), so that a small P still ranks 16 elements; with P > S the
     first S lanes of one row. The ingest's sample is the first w input beats; a round's is the first w rows
     its FIFO received in the round before (captured as they were written)."""
-    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
+    lanes = sample_lanes if sample_lanes else 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
@@ -105,19 +106,20 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
     return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
 
 
-def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
+def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int | None = None) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
     1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
     rows = -(-n // parallelism)
-    return CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth) + INGEST_DRAIN + DECIDE_CYCLES
+    return (CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth, sample_lanes) + INGEST_DRAIN
+            + DECIDE_CYCLES)
 
 
-def _reread_rows(rows: int, parallelism: int, fifo_depth: int) -> int:
+def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None) -> int:
     """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
     ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators)."""
     # a one-beat request re-reads its beat one cycle later: the buffer's read port does not see the write of
     # the same cycle
-    return min(sample_shape(parallelism, fifo_depth)[0], rows) + (rows == 1)
+    return min(sample_shape(parallelism, fifo_depth, sample_lanes)[0], rows) + (rows == 1)
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -198,14 +200,18 @@ def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None =
 
 
 def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
-                  fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True) -> TopKRun:
+                  fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True,
+                  sample_lanes: int | None = None) -> TopKRun:
     """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles.
 
     ``seed`` is the command's seed field; it has no effect (the pivots come from samples, not a random draw).
 
     ``replay=False`` is the engine built without its replay (``TopK(..., replay=False)``, the SpAtten
     core's): ``done`` follows the decision that found the k-th value, and the result is the threshold
-    (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same."""
+    (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same.
+    ``sample_lanes`` is the engine's S (``sample_shape``; None: its default for P)."""
+    if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
+        raise ValueError(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
     if parallelism < 1 or parallelism & (parallelism - 1):
         raise ValueError(f"parallelism must be a power of two >= 1, not {parallelism!r}")
     if k < 0:
@@ -221,8 +227,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     # The ingest's pivots come from the first w beats (ranked as the last of them arrives), so the beats
     # before it are partitioned after the last beat, re-read from the buffer (the first re-read is issued
     # in the last beat's cycle).
-    sample_rows, sample_lanes = sample_shape(p, fifo_depth)
-    cycles = ingest_cycles(n, p, fifo_depth)
+    sample_rows, sample_lanes = sample_shape(p, fifo_depth, sample_lanes)
+    cycles = ingest_cycles(n, p, fifo_depth, sample_lanes)
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
