@@ -232,6 +232,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="k values (default: n/2 and n/32)")
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--rank-pipeline", action="store_true",
+                    help="the main table for the engine with registered sample compare bits")
     ap.add_argument("--sample-lanes", type=int, default=None,
                     help="the engine's pivot sample width S in the main table (default: 16, 32 for P >= 8)")
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")
@@ -262,13 +264,13 @@ def main() -> None:
               f"{'select D>=n/P':>13} {'/P':>5} {'bitonic cyc':>11} {'speed-up':>8} {'ingest bound /P':>15}")
         for p in (1, 2, 4, 8, 16, 32):
             sel = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64, replay=False,
-                                               sample_lanes=args.sample_lanes).cycles
+                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
                                  for s, x in enumerate(inputs)]))
             rep = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64,
-                                               sample_lanes=args.sample_lanes).cycles
+                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
                                  for s, x in enumerate(inputs)]))
             full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=max(64, -(-n // p)), replay=False,
-                                                sample_lanes=args.sample_lanes).cycles
+                                                sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
                                   for s, x in enumerate(inputs)]))
             bit = bitonic_cycles(n, p)
             print(f"{p:>3} {sel:>10.1f} {n / sel:>10.2f} {n / sel / p:>5.2f} {rep:>11.1f} {n / rep / p:>5.2f} "

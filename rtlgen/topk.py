@@ -169,7 +169,7 @@ class TopK(wiring.Component):
     """
 
     def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 replay: bool = True, sample_lanes: int | None = None):
+                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = False):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -186,6 +186,9 @@ class TopK(wiring.Component):
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
         self.replay = bool(replay)
+        # the sample's pairwise compare bits registered before the rank popcounts: one more cycle per round
+        # and one more re-read beat (docs/topk.md "Cycle contract")
+        self.rank_pipeline = bool(rank_pipeline)
         self.buffer_rows = -(-max_n // parallelism)
         self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
         self.count_bits, self.index_bits = field_bits(max_n)
@@ -521,6 +524,13 @@ class TopK(wiring.Component):
                 # one comparator pair per two lanes: j > i, and j >= i (so i > j is its negation)
                 ge = Signal(name=f"sample_ge{j}_{i}")
                 m.d.comb += [gt[j, i].eq(vals[j] > vals[i]), ge.eq(vals[j] >= vals[i]), gt[i, j].eq(~ge)]
+        if self.rank_pipeline:
+            # the compare bits, the values and the keep bits registered; the popcounts in the next cycle
+            gt_p = {key: Signal(name=f"sample_gtr{key[0]}_{key[1]}") for key in gt}
+            keep_p, flat_p = Signal(s, name="sample_keep_p"), Signal(s * w, name="sample_flat_p")
+            m.d.sync += [gt_p[key].eq(gt[key]) for key in gt]
+            m.d.sync += [keep_p.eq(keep), flat_p.eq(flat)]
+            gt, keep, flat = gt_p, keep_p, flat_p
         rank_r = [Signal(range(max(s, 2)), name=f"sample_rank{i}") for i in range(s)]
         above_r = [Signal(range(s + 1), name=f"sample_above{i}") for i in range(s)]
         vals_r = Signal(s * w, name="sample_vals_r")
@@ -566,9 +576,14 @@ class TopK(wiring.Component):
                      r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
 
     def _control(self, m, r, mem):
-        """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
+        """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> scan -> replay -> done."""
+        x = int(self.rank_pipeline)
         m.d.comb += self.busy.eq(1)
-        m.d.sync += r.ing_pick.eq(r.ing_rank)
+        if self.rank_pipeline:
+            ing_rank_d = Signal(name="ingest_rank_d")
+            m.d.sync += [ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(ing_rank_d)]
+        else:
+            m.d.sync += r.ing_pick.eq(r.ing_rank)
         with m.If(r.ing_pick):
             # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
             # next cycle (no candidate among them: +infinity)
@@ -581,7 +596,7 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows)
+                j0 = Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x)
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
@@ -599,19 +614,20 @@ class TopK(wiring.Component):
                 self._on_decide(m, r, mem)
             with m.State("SCAN"):
                 # cycle 0 ranks the sample (in its register since Decide), cycle 1 takes the pivots; the scan
-                # reads row cnt from cycle 0 on, so that its first row meets the comparators in cycle 2
+                # reads row cnt from cycle 0 on, so that its first row meets the comparators in cycle 2 (with
+                # the rank pipeline everything one cycle later)
                 row = Signal.like(r.cnt, name="scan_row")
-                m.d.comb += [row.eq(r.cnt), r.rd_addr.eq(row)]
-                with m.If(r.cnt == 1):
+                m.d.comb += [row.eq(r.cnt - x), r.rd_addr.eq(row)]
+                with m.If(r.cnt == 1 + x):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no row may still be in flight when the
                 # request ends in the pick cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq((row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                m.d.sync += [r.s1_valid.eq((r.cnt >= x) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
                              r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 3):
+                with m.If(r.cnt == r.rows_s + 3 + x):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 1)):
+                with m.If(r.whole & (r.cnt == 1 + x)):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
                     m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
@@ -659,10 +675,10 @@ class TopK(wiring.Component):
         """Beats 0..w-1 fill the sample (ranked as the last of them is accepted); beats from w - 1 on are
         partitioned as they arrive; the first min(w, B) - 1 beats are re-read after the last beat (the
         first re-read issued in the last beat's cycle)."""
-        rows = r.sample_rows
+        rows, x = r.sample_rows, int(self.rank_pipeline)
         last = Signal(name="ingest_last")
         m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
-                     r.live.eq(r.cnt >= rows)]
+                     r.live.eq(r.cnt >= rows + x)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
             with m.If((r.cnt == rows - 1) | (last & (r.cnt < rows - 1))):
@@ -670,12 +686,15 @@ class TopK(wiring.Component):
             with m.Elif(r.cnt < rows - 1):
                 m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
-                # re-read beats 0 .. min(w, B) - 1: the first now, the others in REREAD; a one-beat request
-                # re-reads its beat in the next cycle (the buffer's read port does not see this cycle's write)
-                with m.If(r.cnt != 0):
+                # re-read beats 0 .. min(w, B) - 1 (min(w + 1, B) - 1 with the rank pipeline): the first now, the
+                # others in REREAD; a one-beat request re-reads its beat in the next cycle (the buffer's read
+                # port does not see this cycle's write), and so does one whose pivots come one cycle late (the
+                # rank pipeline when the last beat is a sample beat)
+                late = (r.cnt == 0) if not x else (r.cnt < rows)
+                with m.If(~late):
                     m.d.comb += r.rd_addr.eq(0)
                     m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
-                    m.next = "REREAD" if rows > 1 else "INGEST_DRAIN0"
+                    m.next = "REREAD" if rows + x > 1 else "INGEST_DRAIN0"
                 with m.Else():
                     m.d.sync += r.rr.eq(0)
                     m.next = "REREAD"
@@ -886,7 +905,8 @@ class _Stage3:
 
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 name: str = "topk", replay: bool = True, sample_lanes: int | None = None) -> str:
+                 name: str = "topk", replay: bool = True, sample_lanes: int | None = None,
+                 rank_pipeline: bool = False) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
-    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes), name=name,
-                           emit_src=False)
+    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes, rank_pipeline),
+                           name=name, emit_src=False)

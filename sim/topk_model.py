@@ -106,20 +106,28 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
     return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
 
 
-def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int | None = None) -> int:
+def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int | None = None,
+                  rank_pipeline: bool = False) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
-    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
+    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract"); with the rank pipeline
+    1 + B + min(w + 1, B) + [B <= w] + 3 + 1."""
     rows = -(-n // parallelism)
-    return (CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth, sample_lanes) + INGEST_DRAIN
-            + DECIDE_CYCLES)
+    return (CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline)
+            + INGEST_DRAIN + DECIDE_CYCLES)
 
 
-def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None) -> int:
+def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
+                 rank_pipeline: bool = False) -> int:
     """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
-    ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators)."""
-    # a one-beat request re-reads its beat one cycle later: the buffer's read port does not see the write of
-    # the same cycle
-    return min(sample_shape(parallelism, fifo_depth, sample_lanes)[0], rows) + (rows == 1)
+    ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators),
+    and with the rank pipeline (pivots one cycle later) the beat after them."""
+    w = sample_shape(parallelism, fifo_depth, sample_lanes)[0]
+    # the first re-read is issued in the last beat's cycle, or one cycle later when the pivots are not yet
+    # taken two cycles after it (a one-beat request: the buffer's read port does not see the write of the
+    # same cycle)
+    if rank_pipeline:
+        return min(w + 1, rows) + (rows <= w)
+    return min(w, rows) + (rows == 1)
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -201,7 +209,7 @@ def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None =
 
 def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
                   fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True,
-                  sample_lanes: int | None = None) -> TopKRun:
+                  sample_lanes: int | None = None, rank_pipeline: bool = False) -> TopKRun:
     """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles.
 
     ``seed`` is the command's seed field; it has no effect (the pivots come from samples, not a random draw).
@@ -209,7 +217,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     ``replay=False`` is the engine built without its replay (``TopK(..., replay=False)``, the SpAtten
     core's): ``done`` follows the decision that found the k-th value, and the result is the threshold
     (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same.
-    ``sample_lanes`` is the engine's S (``sample_shape``; None: its default for P)."""
+    ``sample_lanes`` is the engine's S (``sample_shape``; None: its default for P); ``rank_pipeline`` the
+    engine's registered sample compare bits (one more cycle per round and one more re-read beat)."""
     if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
         raise ValueError(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
     if parallelism < 1 or parallelism & (parallelism - 1):
@@ -228,7 +237,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     # before it are partitioned after the last beat, re-read from the buffer (the first re-read is issued
     # in the last beat's cycle).
     sample_rows, sample_lanes = sample_shape(p, fifo_depth, sample_lanes)
-    cycles = ingest_cycles(n, p, fifo_depth, sample_lanes)
+    cycles = ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
+    late = int(bool(rank_pipeline))
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
@@ -241,7 +251,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
     # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
     # the sample beats as they arrive, then the re-read sample beats
-    split = min(sample_rows, buffer_rows) * p
+    split = min(sample_rows + late, buffer_rows) * p
     work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0
@@ -286,9 +296,9 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         # the cycle after the decide ranks the sample, the next one takes the pivots; the scan reads its
         # first row from the ranking cycle on, so both hide under the read's latency
         if from_fifo and len(work) <= sample_lanes:
-            step = EXACT_FINISH                        # sampled whole: found after ranking, no scan pipeline
+            step = EXACT_FINISH + late                 # sampled whole: found after ranking, no scan pipeline
         else:
-            step = rows + SCAN_LATENCY + DECIDE_CYCLES
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late
 
     kth = found
     kept, equal_seen = [], 0

@@ -41,12 +41,15 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     k = data.draw(st.integers(0, n + 3))
     p = data.draw(st.sampled_from([1, 2, 4, 8, 16, 32]))
     depth = data.draw(st.sampled_from([1, 2, 64]))
-    run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth)
+    pipe = data.draw(st.booleans())
+    x = int(pipe)
+    run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth, rank_pipeline=pipe)
     b = -(-n // p)
     w, lanes = sample_shape(p, depth)
-    # command, B beats, the re-read of the sample beats (min(w, B); one cycle later for B = 1), drain 3, decide
-    first_decide = 1 + b + min(w, b) + (b == 1) + 3 + 1
-    assert ingest_cycles(n, p, depth) == first_decide
+    # command, B beats, the re-read of the sample beats (min(w, B); one cycle later for B = 1), drain 3, decide;
+    # the rank pipeline re-reads one beat more, one cycle later when the last beat is a sample beat
+    first_decide = 1 + b + (min(w + 1, b) + (b <= w) if pipe else min(w, b) + (b == 1)) + 3 + 1
+    assert ingest_cycles(n, p, depth, rank_pipeline=pipe) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
     elif k >= n:
@@ -59,7 +62,7 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         # a round costs rows + scan latency (4) + decide (the sample, in a register since the decide, is ranked
         # and the pivots taken while the first row is read), or 2 when its working set was sampled whole
         # (the exact finish: rank, then pick)
-        assert all(r.cycles == (2 if r.source == "fifo" and r.size <= lanes else r.rows + 5) for r in later)
+        assert all(r.cycles == (2 if r.source == "fifo" and r.size <= lanes else r.rows + 5) + x for r in later)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less

@@ -52,17 +52,20 @@ def test_back_to_back_requests_exact(p, max_n, depth, count):
 
 
 @pytest.mark.verilator
-def test_sample_width_parameter_exact():
-    """S = 8 sample lanes at P = 4 (w = 2 rows; the default is 16 from 4 rows): exact, RTL cycles == model
-    cycles, through FIFO rounds and buffer rescans."""
-    p, max_n, depth = 4, 64, 4
+@pytest.mark.parametrize("p,max_n,depth,lanes,pipe", [(4, 64, 4, 8, False), (2, 40, 8, None, True)])
+def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
+    """S = 8 sample lanes at P = 4 (w = 2 rows; the default is 16 from 4 rows), and the rank pipeline
+    (registered compare bits) at P = 2 (w = 8, so many requests end their ingest on a sample beat): exact,
+    RTL cycles == model cycles, through FIFO rounds and buffer rescans."""
     reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
-    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=8, replay=False)
+    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=lanes, replay=False,
+                       rank_pipeline=pipe)
     assert rtl["passed"], rtl.get("log_tail")
-    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=False, sample_lanes=8))
+    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=False, sample_lanes=lanes,
+                                rank_pipeline=pipe))
     from archgen.sim.topk_model import simulate_topk
-    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=8)
-            for q in reqs]
+    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=lanes,
+                          rank_pipeline=pipe) for q in reqs]
     assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
     with pytest.raises(ValueError, match="sample_lanes"):
         topk_verilog(p, max_n, sample_lanes=6)
