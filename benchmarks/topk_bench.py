@@ -53,10 +53,11 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
             + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
 
 
-def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64) -> int:
+def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64, sample_lanes: int | None = None,
+                        rank_pipeline: bool = False) -> int:
     """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
     ingest, the re-read of the sample beats, drain and decide (B + min(w, B) + 5)."""
-    return topk_model.ingest_cycles(n, p, fifo_depth)
+    return topk_model.ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
 
 
 def mask_bound_cycles(n: int, p: int) -> int:
@@ -275,7 +276,7 @@ def main() -> None:
             bit = bitonic_cycles(n, p)
             print(f"{p:>3} {sel:>10.1f} {n / sel:>10.2f} {n / sel / p:>5.2f} {rep:>11.1f} {n / rep / p:>5.2f} "
                   f"{full:>13.1f} {n / full / p:>5.2f} {bit:>11d} {bit / sel:>7.2f}x "
-                  f"{n / ingest_bound_cycles(n, p) / p:>15.2f}")
+                  f"{n / ingest_bound_cycles(n, p, 64, args.sample_lanes, args.rank_pipeline) / p:>15.2f}")
         print("cycles: clock cycles from command to done, D = 64 FIFO rows unless noted (D>=n/P: max(64, n/P) rows, "
               "FIFOs that hold the whole input, as the paper's 16 lanes x 64 rows hold n = 1024); select: the engine as the "
               "SpAtten core builds it (TopK(..., replay=False): done when the k-th value and the tie count are "
