@@ -529,7 +529,8 @@ class TopK(wiring.Component):
             gt_p = {key: Signal(name=f"sample_gtr{key[0]}_{key[1]}") for key in gt}
             keep_p, flat_p = Signal(s, name="sample_keep_p"), Signal(s * w, name="sample_flat_p")
             m.d.sync += [gt_p[key].eq(gt[key]) for key in gt]
-            m.d.sync += [keep_p.eq(keep), flat_p.eq(flat)]
+            held_p = Signal(range(s + 1), name="sample_held_p")
+            m.d.sync += [keep_p.eq(keep), flat_p.eq(flat), held_p.eq(_popcount(keep, s))]
             gt, keep, flat = gt_p, keep_p, flat_p
         rank_r = [Signal(range(max(s, 2)), name=f"sample_rank{i}") for i in range(s)]
         above_r = [Signal(range(s + 1), name=f"sample_above{i}") for i in range(s)]
@@ -537,7 +538,15 @@ class TopK(wiring.Component):
         keep_r = Signal(s, name="sample_keep_r")
         held_r = Signal(range(s + 1), name="sample_held_r")
         last_r = Signal(s, name="sample_last_r")     # the kept lane of the lowest rank (held - 1)
-        m.d.sync += [vals_r.eq(flat), keep_r.eq(keep), held_r.eq(_popcount(keep, s))]
+        m.d.sync += [vals_r.eq(flat), keep_r.eq(keep)]
+        lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
+        if self.rank_pipeline:
+            # the count held and whether the wanted ranks lie inside it, registered beside the ranks (the wanted
+            # ranks are final in the rank cycle), so the pick stage starts from registers
+            m.d.sync += [held_r.eq(held_p), lo_in.eq(r.want_lo < held_p), hi_in.eq(r.want_hi < held_p)]
+        else:
+            m.d.sync += held_r.eq(_popcount(keep, s))
+            m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
         for i in range(s):
             # rank: sampled lanes above lane i (ties: the lower lane first); and those strictly above it
             above = [keep[j] & (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
@@ -557,8 +566,6 @@ class TopK(wiring.Component):
                 m.d.sync += [rank_r[i].eq(0), above_r[i].eq(0)]
         # pick stage: the lanes of the wanted ranks one-hot; a wanted rank beyond the lanes held is clipped
         # to the last kept lane (last_r), chosen by a compare of two registers beside the per-lane compares
-        lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
-        m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
         sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
         m.d.comb += [sel.eq(Cat(*[keep_r[i] & Mux(lo_in, rank_r[i] == r.want_lo, last_r[i]) for i in range(s)])),
                      sel_hi.eq(Cat(*[keep_r[i] & Mux(hi_in, rank_r[i] == r.want_hi, last_r[i]) for i in range(s)]))]
