@@ -630,7 +630,7 @@ class TopK(wiring.Component):
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no row may still be in flight when the
                 # request ends in the pick cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq((r.cnt >= x) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                m.d.sync += [r.s1_valid.eq(((r.cnt >= x) if x else 1) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
                              r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
                 with m.If(r.cnt == r.rows_s + 3 + x):
                     m.next = "DECIDE"
@@ -688,9 +688,10 @@ class TopK(wiring.Component):
                      r.live.eq(r.cnt >= rows + x)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
-            with m.If((r.cnt == rows - 1) | (last & (r.cnt < rows - 1))):
+            early = (r.cnt < rows - 1) if rows > 1 else 0     # a beat before the last sample beat (none for w = 1)
+            with m.If((r.cnt == rows - 1) | (last & early)):
                 m.d.comb += r.ing_rank.eq(1)
-            with m.Elif(r.cnt < rows - 1):
+            with m.Elif(early):
                 m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
                 # re-read beats 0 .. min(w, B) - 1 (min(w + 1, B) - 1 with the rank pipeline): the first now, the
