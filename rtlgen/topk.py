@@ -507,10 +507,14 @@ class TopK(wiring.Component):
                 m.d.sync += [x.eq(y) for x, y in zip(cap_keep, nxt_keep)]
             picked_vals.append(Cat(*nxt_vals))
             picked_keep.append(Cat(*nxt_keep))
+        # loaded in every cycle (no enable from the FSM): only its value in the cycle after Decide is used (the
+        # rank stage reads it then); the side from the decision's registered compares alone (in Decide with
+        # a scan to follow it equals the side chosen)
         samp_vals, samp_keep = Signal(s * w, name="sample_reg"), Signal(s, name="sample_reg_keep")
-        with m.If(r.go_scan):
-            m.d.sync += [samp_vals.eq(Mux(r.side == 2, picked_vals[2], Mux(r.side == 1, picked_vals[1], picked_vals[0]))),
-                         samp_keep.eq(Mux(r.side == 2, picked_keep[2], Mux(r.side == 1, picked_keep[1], picked_keep[0])))]
+        up, mid = Signal(name="sample_side_up"), Signal(name="sample_side_mid")
+        m.d.comb += [up.eq(r.dec_le_a), mid.eq(r.dec_le_g)]
+        m.d.sync += [samp_vals.eq(Mux(up, picked_vals[2], Mux(mid, picked_vals[1], picked_vals[0]))),
+                     samp_keep.eq(Mux(up, picked_keep[2], Mux(mid, picked_keep[1], picked_keep[0])))]
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = Signal(s, name="sample_keep")
         m.d.comb += keep.eq(Mux(r.after_ingest, Cat(*r.slot_keep, in_keep), samp_keep))
