@@ -53,10 +53,11 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
             + b + topk_model.REPLAY_LATENCY + topk_model.REPLAY_TAIL)
 
 
-def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64) -> int:
+def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64, sample_lanes: int | None = None,
+                        rank_pipeline: bool = False) -> int:
     """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
     ingest, the re-read of the sample beats, drain and decide (B + min(w, B) + 5)."""
-    return topk_model.ingest_cycles(n, p, fifo_depth)
+    return topk_model.ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
 
 
 def mask_bound_cycles(n: int, p: int) -> int:
@@ -232,6 +233,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="k values (default: n/2 and n/32)")
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--rank-pipeline", action="store_true",
+                    help="the main table for the engine with registered sample compare bits")
+    ap.add_argument("--sample-lanes", type=int, default=None,
+                    help="the engine's pivot sample width S in the main table (default: 16, 32 for P >= 8)")
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")
     ap.add_argument("--study", action="store_true", help="print the radix-histogram design study instead")
     ap.add_argument("--levers", action="store_true",
@@ -259,16 +264,19 @@ def main() -> None:
         print(f"{'P':>3} {'select cyc':>10} {'elem/cycle':>10} {'/P':>5} {'+replay cyc':>11} {'/P':>5} "
               f"{'select D>=n/P':>13} {'/P':>5} {'bitonic cyc':>11} {'speed-up':>8} {'ingest bound /P':>15}")
         for p in (1, 2, 4, 8, 16, 32):
-            sel = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64, replay=False).cycles
+            sel = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64, replay=False,
+                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
                                  for s, x in enumerate(inputs)]))
-            rep = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64).cycles
+            rep = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64,
+                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
                                  for s, x in enumerate(inputs)]))
-            full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=max(64, -(-n // p)), replay=False).cycles
+            full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=max(64, -(-n // p)), replay=False,
+                                                sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
                                   for s, x in enumerate(inputs)]))
             bit = bitonic_cycles(n, p)
             print(f"{p:>3} {sel:>10.1f} {n / sel:>10.2f} {n / sel / p:>5.2f} {rep:>11.1f} {n / rep / p:>5.2f} "
                   f"{full:>13.1f} {n / full / p:>5.2f} {bit:>11d} {bit / sel:>7.2f}x "
-                  f"{n / ingest_bound_cycles(n, p) / p:>15.2f}")
+                  f"{n / ingest_bound_cycles(n, p, 64, args.sample_lanes, args.rank_pipeline) / p:>15.2f}")
         print("cycles: clock cycles from command to done, D = 64 FIFO rows unless noted (D>=n/P: max(64, n/P) rows, "
               "FIFOs that hold the whole input, as the paper's 16 lanes x 64 rows hold n = 1024); select: the engine as the "
               "SpAtten core builds it (TopK(..., replay=False): done when the k-th value and the tie count are "

@@ -68,8 +68,9 @@ def critical_path(log: str) -> str:
             f"{len(sinks)} hops)")
 
 
-def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None) -> str:
-    text = topk_verilog(p, max_n, 16, depth)
+def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None,
+        sample_lanes: int | None = None, rank_pipeline: bool = False) -> str:
+    text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
     if log_dir is None:
@@ -95,11 +96,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per tool run")
     ap.add_argument("--log-dir", type=Path, default=None, help="keep nextpnr's log here and print its critical path")
+    ap.add_argument("--sample-lanes", type=int, default=None, help="the engine's pivot sample width S (default: 16, 32 for P >= 8)")
+    ap.add_argument("--rank-pipeline", action="store_true", help="the engine with registered sample compare bits")
     args = ap.parse_args()
     print("| P | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | P&R wall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for p in args.p:
-        print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout, args.log_dir), flush=True)
+        print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout, args.log_dir, args.sample_lanes,
+                  args.rank_pipeline), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Interface (every boundary a stream; payload layouts below, first field in the least significant bits):
 
-- ``cmd``  In stream {n, k, seed}: one request. Accepted only when idle; its handshake is *start*.
+- ``cmd``  In stream {n, k, seed}: one request. Accepted only when idle; its handshake is *start*. ``seed``
+  is kept for the interface and has no effect (eighth session: the pivots come from samples, not an LFSR draw).
 - ``inp``  In stream {data: P x signed(width), keep: P bits}: ceil(n / P) beats; element
   ``beat * P + lane`` is a candidate when its keep bit is set and its index is below n. A zero or
   negative score is an ordinary score; only keep bits carry validity.
@@ -29,11 +30,9 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.rtlgen.zero_elim import ZeroEliminator
 
-__all__ = ["TopK", "topk_verilog", "field_bits", "LFSR_TAPS", "LFSR_ZERO_SEED", "SAMPLE_LANES", "bracket_below",
+__all__ = ["TopK", "topk_verilog", "field_bits", "SAMPLE_LANES", "bracket_below",
            "BRACKET_ABOVE", "sample_shape"]
 
-LFSR_TAPS = 0xB400        # x^16 + x^14 + x^13 + x^11 + 1, same as archgen.sim.topk_model
-LFSR_ZERO_SEED = 0xACE1   # an all-zero LFSR would stay zero
 SAMPLE_LANES = 16         # sample lanes ranked for the pivots (32 for P >= 8), same as archgen.sim.topk_model
 BRACKET_ABOVE = 2         # the upper pivot's sample rank above the target's, same as archgen.sim.topk_model
 
@@ -43,10 +42,10 @@ def bracket_below(lanes: int) -> int:
     return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
 
 
-def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
-    """(rows w, lanes S) of the pivot sample (archgen.sim.topk_model.sample_shape): S = 16 lanes (32 for
-    P >= 8) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
-    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
+def sample_shape(parallelism: int, fifo_depth: int, sample_lanes: int | None = None) -> tuple[int, int]:
+    """(rows w, lanes S) of the pivot sample (archgen.sim.topk_model.sample_shape): S = ``sample_lanes``
+    (default 16, 32 for P >= 8) from w = ceil(S / P) consecutive rows, at most the FIFO depth."""
+    lanes = sample_lanes if sample_lanes else 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 
@@ -170,7 +169,7 @@ class TopK(wiring.Component):
     """
 
     def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 replay: bool = True):
+                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = False):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -180,12 +179,18 @@ class TopK(wiring.Component):
             bad.append(f"width must be an integer >= 2, not {width!r}")
         if not isinstance(fifo_depth, int) or fifo_depth < 1:
             bad.append(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
+        if sample_lanes is not None and (not isinstance(sample_lanes, int) or sample_lanes < 2
+                                         or sample_lanes & (sample_lanes - 1)):
+            bad.append(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
         if bad:
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
         self.replay = bool(replay)
+        # the sample's pairwise compare bits registered before the rank popcounts: one more cycle per round
+        # and one more re-read beat (docs/topk.md "Cycle contract")
+        self.rank_pipeline = bool(rank_pipeline)
         self.buffer_rows = -(-max_n // parallelism)
-        self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth)
+        self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
         self.count_bits, self.index_bits = field_bits(max_n)
         p = parallelism
         super().__init__({
@@ -218,8 +223,8 @@ class TopK(wiring.Component):
         s4 = self._replay_keep(m, r, s3)
         self._output(m, r, mem, s4)
         self._memory_ports(m, r, mem)
-        self._pivot_draw(m, r)
-        self._pivot_sample(m, r)
+        self._decision_inputs(m, r)
+        self._pivot_sample(m, r, mem)
         self._control(m, r, mem)
         return m
 
@@ -398,77 +403,52 @@ class TopK(wiring.Component):
     def _memory_ports(self, m, r, mem):
         m.d.comb += [mem.buf_wr.addr.eq(r.cnt), mem.buf_wr.data.eq(r.in_row), mem.buf_wr.en.eq(r.ingest_beat),
                      mem.buf_rd.en.eq(r.adv_s2), mem.fl_rd.en.eq(1), mem.fr_rd.en.eq(1), mem.fu_rd.en.eq(1),
-                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(Mux(r.decide_rd, r.row_l, r.rd_addr)),
-                     mem.fr_rd.addr.eq(Mux(r.decide_rd, r.row_g, r.rd_addr)),
-                     mem.fu_rd.addr.eq(Mux(r.decide_rd, r.row_u, r.rd_addr))]
+                     mem.buf_rd.addr.eq(r.rd_addr), mem.fl_rd.addr.eq(r.rd_addr),
+                     mem.fr_rd.addr.eq(r.rd_addr), mem.fu_rd.addr.eq(r.rd_addr)]
 
-    def _pivot_draw(self, m, r):
-        """Pivot draw (docs/topk.md "Pivot rule"): position floor(lfsr * m / 2^16) among the m elements
-        the chosen side's FIFO holds; its row is read and its first lanes ranked (``_pivot_sample``).
-        Also the decision's inputs that do not depend on the decision (both sides' FIFO fit and row
-        count)."""
+    def _decision_inputs(self, m, r):
+        """The decision's inputs that do not depend on the decision: its compares of the target with the
+        counters, and both sides' FIFO fit and row count."""
         p, d, lg = self.parallelism, self.fifo_depth, r.lg
-        # 16 LFSR shifts per draw, unrolled into an XOR network, so successive draws share no bits.
-        state = r.lfsr
-        for step in range(16):
-            shifted = Signal(16, name=f"lfsr_shift{step}")
-            m.d.comb += shifted.eq((state >> 1) ^ Mux(state[0], LFSR_TAPS, 0))
-            state = shifted
-        r.next_lfsr = state
         # Decision (docs/topk.md "Decision"); after the ingest partition the target is k itself.
         # (the target register holds k from the command on: no multiplexer in front of the decision)
         m.d.comb += r.t.eq(r.target)
-        # the decision's compares, registered every cycle: the counters are final one cycle before Decide
-        # (as for the pivot draw below), so Decide starts from registered outcomes, not from carry chains
+        # the decision's compares, registered every cycle: the counters are final one cycle before Decide,
+        # so Decide starts from registered outcomes, not from carry chains
         m.d.sync += [r.dec_le_a.eq(r.t <= r.cnt_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(r.t <= r.cnt_g),
                      r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
-        w = self.sample_rows
-        for fit, rows, size, held, rmax in ((r.fits_g, r.rows_g, r.cnt_m, r.held_g, r.rmax_g),
-                                            (r.fits_l, r.rows_l, r.cnt_l, r.held_l, r.rmax_l),
-                                            (r.fits_u, r.rows_u, r.cnt_a, r.held_u, r.rmax_u)):
-            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
-                         held.eq(Mux(fit, (size + p - 1) >> lg, d))]
-            # the last row at which the sample's w rows can start (registered: in Decide the counts are final)
-            m.d.sync += rmax.eq(Mux(held > w, held - w, 0))
-        # Both sides' draws are multiplied straight from the counters and registered every cycle (in
-        # Decide they hold the final counts); a side that does not fit draws from its first D * P
-        # elements (a constant multiply). Two registers rather than one multiplexed product keep the
-        # side decision off the multiplier's inputs (Yosys would otherwise share one multiplier).
-        # Pivot read: the chosen side's position selects the row; its low bits are the lane.
-        pos_cap = Signal(range(max(d * p, 2)))
-        m.d.sync += pos_cap.eq((r.lfsr * (d * p)) >> 16)
-        pos_g, pos_l, pos_u = (Signal(range(max(d * p, 2)), name=f"pos_{x}") for x in "glu")
-        m.d.sync += [pos_g.eq(Mux(r.fits_g, (r.lfsr * r.cnt_m) >> 16, pos_cap)),
-                     pos_l.eq(Mux(r.fits_l, (r.lfsr * r.cnt_l) >> 16, pos_cap)),
-                     pos_u.eq(Mux(r.fits_u, (r.lfsr * r.cnt_a) >> 16, pos_cap))]
-        # each FIFO's drawn row, moved down so that the sample's w rows lie inside the rows it holds; from
-        # registers only: the decide cycle reads every FIFO at its own row (the side decision is not on
-        # the read-address path), and r_fifo takes the chosen side's
-        for pos, rmax, row in ((pos_l, r.rmax_l, r.row_l), (pos_g, r.rmax_g, r.row_g), (pos_u, r.rmax_u, r.row_u)):
-            pos_row = Signal.like(r.base, name=f"{row.name}_drawn")
-            m.d.comb += [pos_row.eq(pos >> lg), row.eq(Mux(pos_row > rmax, rmax, pos_row))]
+        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
+                                (r.fits_u, r.rows_u, r.cnt_a)):
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
-        size and target (the command's n and k at the ingest, the round's |W| and t after a decide): with
-        rk = the number of j in 1..S-1 with j |W| <= S t (no divider), the lower pivot has rank
-        rk + bracket_below(S), the upper rk - BRACKET_ABOVE (none when negative); a set of at most S
-        elements is sampled whole: rank t - 1, no upper pivot. Stage 1 registers the constant multiples
-        j |W| (shifts and at most two adds each: no multiplier), stage 2 the ranks."""
+        size and target: with rk = the number of j in 1..S-1 with j |W| <= S t (no divider), the lower pivot
+        has rank rk + bracket_below(S), the upper rk - BRACKET_ABOVE (none when negative); a set of at most S
+        elements is sampled whole: rank t - 1, no upper pivot. Stage 1 holds the constant multiples j |W|
+        (shifts and at most two adds each: no multiplier) and t: loaded from the command's n and k, and in
+        Decide from the chosen side's, which are computed for all three sides in every cycle from the
+        counters (final one cycle before Decide), so stage 2 (the ranks) is registered in the cycle after
+        Decide and the pick stage reads it one cycle later."""
         s, cb = r.sample_lanes, self.count_bits
         lg_s = (s - 1).bit_length()
-        size, tgt = Signal(cb, name="want_size_in"), Signal(cb, name="want_t_in")
-        start = Signal(name="want_start")
-        m.d.comb += [start.eq(self.cmd.valid & self.cmd.ready),
-                     size.eq(Mux(start, self.cmd.payload.n, r.size_s)), tgt.eq(Mux(start, self.cmd.payload.k, r.target))]
-        # stage 1: loaded with the command, held during the ingest, then follows the round's size and target
-        load = Signal(name="want_load")
-        m.d.comb += load.eq(start | ~r.after_ingest)
         multiples = [Signal(cb + lg_s, name=f"size_x{j}") for j in range(1, s)]
         t_reg, whole = Signal(cb, name="want_t"), Signal(name="want_whole")
-        with m.If(load):
-            m.d.sync += [x.eq(_const_mul(size, j)) for j, x in enumerate(multiples, start=1)]
-            m.d.sync += [t_reg.eq(tgt), whole.eq(size <= s)]
+        sides = []
+        for tag, size, tgt in (("l", r.cnt_l, r.t - r.cnt_ge), ("g", r.cnt_m, r.t - r.cnt_ae), ("u", r.cnt_a, r.t)):
+            mul = [Signal(cb + lg_s, name=f"size_{tag}_x{j}") for j in range(1, s)]
+            t_side, whole_side = Signal(cb, name=f"want_t_{tag}"), Signal(name=f"want_whole_{tag}")
+            m.d.sync += [x.eq(_const_mul(size, j)) for j, x in enumerate(mul, start=1)]
+            m.d.sync += [t_side.eq(tgt), whole_side.eq(size <= s)]
+            sides.append((mul, t_side, whole_side))
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [x.eq(_const_mul(self.cmd.payload.n, j)) for j, x in enumerate(multiples, start=1)]
+            m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s)]
+        with m.Elif(r.go_scan):
+            for i, x in enumerate(multiples):
+                m.d.sync += x.eq(Mux(r.side == 2, sides[2][0][i], Mux(r.side == 1, sides[1][0][i], sides[0][0][i])))
+            m.d.sync += [t_reg.eq(Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))),
+                         whole.eq(Mux(r.side == 2, sides[2][2], Mux(r.side == 1, sides[1][2], sides[0][2])))]
         m.d.comb += r.whole_now.eq(r.size_s <= s)
         # stage 2
         scaled = Signal(cb + lg_s, name="want_scaled_t")
@@ -482,36 +462,64 @@ class TopK(wiring.Component):
         m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
                      r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
 
-    def _pivot_sample(self, m, r):
+    def _pivot_sample(self, m, r, mem):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
         P lanes, or the first S lanes of one row when P > S; at the ingest the first w input beats, in a
-        round w FIFO rows from the drawn one), the elements of the wanted lower and upper ranks from the
-        top. The first w - 1 rows are shifted into sample registers (input beats as they are accepted at
-        the ingest, FIFO rows from ``r_fifo`` in a round). Two pipeline stages: the *rank* stage compares
-        the S lanes pairwise (the last row as it is accepted at the ingest, from ``r_fifo`` in a round) and
+        round the first w rows its FIFO received in the round before), the elements of the wanted lower and
+        upper ranks from the top. At the ingest the first w - 1 beats are shifted into sample registers and
+        the last one is ranked as it is accepted; in a round the sample is in a register since Decide. Two
+        pipeline stages: the *rank* stage compares the S lanes pairwise and
         registers every lane's rank and count of sampled elements strictly above it, with the values; the
         *pick* stage, one cycle later, selects the lanes of the wanted ranks (one-hot AND-OR): the pivots
         and, for the exact finish, the count above the lower one."""
         w, lb, s, p, rows = self.width, r.lane_bits, r.sample_lanes, self.parallelism, r.sample_rows
         self._want_ranks(m, r)
-        # the current row: the input beat being accepted at the ingest, else the registered FIFO row (masked
-        # when it lies beyond the rows the FIFO holds)
+        # the ingest's sample: the first w - 1 input beats in a shift register (values, keep bits), the last
+        # one as it is accepted
         cur = min(p, s)
-        cur_vals = [Mux(r.after_ingest, r.in_row[i * w:(i + 1) * w], r.r_fifo[i * lb:i * lb + w])
-                    for i in range(cur)]
-        cur_keep = Signal(cur, name="sample_cur_keep")
-        m.d.comb += cur_keep.eq(Mux(r.after_ingest, r.in_row[p * w:p * w + cur],
-                                    r.r_fifo[r.row_bits:r.row_bits + cur] & Mux(r.samp_d2_valid, (1 << cur) - 1, 0)))
-        # the first w - 1 rows: a shift register of sample rows (values, keep bits)
-        with m.If(r.cap_plain | r.samp_d2_cap):
-            shifted = list(r.slot_vals[1:]) + [Cat(*cur_vals)]
-            shifted_keep = list(r.slot_keep[1:]) + [cur_keep]
-            m.d.sync += [x.eq(y) for x, y in zip(r.slot_vals, shifted)]
-            m.d.sync += [x.eq(y) for x, y in zip(r.slot_keep, shifted_keep)]
+        in_vals = [r.in_row[i * w:(i + 1) * w] for i in range(cur)]
+        in_keep = r.in_row[p * w:p * w + cur]
+        with m.If(r.cap_plain):
+            m.d.sync += [x.eq(y) for x, y in zip(r.slot_vals, list(r.slot_vals[1:]) + [Cat(*in_vals)])]
+            m.d.sync += [x.eq(y) for x, y in zip(r.slot_keep, list(r.slot_keep[1:]) + [in_keep])]
+        # a round's sample: the first w rows each FIFO receives in the round before (its first S lanes),
+        # captured as its packer writes them; in Decide the chosen side's (with the row flushed then) goes to
+        # the sample register, and the captures restart empty
+        picked_vals, picked_keep = [], []
+        for tag, pk, wr in (("l", mem.pack_l, r.wr_l), ("g", mem.pack_r, r.wr_r), ("u", mem.pack_u, r.wr_u)):
+            cap_vals = [Signal(cur * w, name=f"sample_cap_{tag}{j}") for j in range(rows)]
+            cap_keep = [Signal(cur, name=f"sample_cap_keep_{tag}{j}") for j in range(rows)]
+            nxt_vals = [Signal(cur * w, name=f"sample_capn_{tag}{j}") for j in range(rows)]
+            nxt_keep = [Signal(cur, name=f"sample_capn_keep_{tag}{j}") for j in range(rows)]
+            row_vals = Cat(*[pk.row_lanes[i * lb:i * lb + w] for i in range(cur)])
+            take = Signal(name=f"sample_cap_take_{tag}")
+            m.d.comb += take.eq(pk.row_valid & (wr < rows))
+            with m.If(take):
+                m.d.comb += [x.eq(y) for x, y in zip(nxt_vals, list(cap_vals[1:]) + [row_vals])]
+                m.d.comb += [x.eq(y) for x, y in zip(nxt_keep, list(cap_keep[1:]) + [pk.row_keep[:cur]])]
+            with m.Else():
+                m.d.comb += [x.eq(y) for x, y in zip(nxt_vals, cap_vals)]
+                m.d.comb += [x.eq(y) for x, y in zip(nxt_keep, cap_keep)]
+            m.d.sync += [x.eq(y) for x, y in zip(cap_vals, nxt_vals)]
+            with m.If(r.cap_clear):
+                m.d.sync += [x.eq(0) for x in cap_keep]
+            with m.Else():
+                m.d.sync += [x.eq(y) for x, y in zip(cap_keep, nxt_keep)]
+            picked_vals.append(Cat(*nxt_vals))
+            picked_keep.append(Cat(*nxt_keep))
+        # loaded in every cycle (no enable from the FSM): only its value in the cycle after Decide is used (the
+        # rank stage reads it then); the side from the decision's registered compares alone (in Decide with
+        # a scan to follow it equals the side chosen)
+        samp_vals, samp_keep = Signal(s * w, name="sample_reg"), Signal(s, name="sample_reg_keep")
+        up, mid = Signal(name="sample_side_up"), Signal(name="sample_side_mid")
+        m.d.comb += [up.eq(r.dec_le_a), mid.eq(r.dec_le_g)]
+        m.d.sync += [samp_vals.eq(Mux(up, picked_vals[2], Mux(mid, picked_vals[1], picked_vals[0]))),
+                     samp_keep.eq(Mux(up, picked_keep[2], Mux(mid, picked_keep[1], picked_keep[0])))]
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = Signal(s, name="sample_keep")
-        m.d.comb += keep.eq(Cat(*r.slot_keep, cur_keep))
-        flat = Cat(*r.slot_vals, *cur_vals)
+        m.d.comb += keep.eq(Mux(r.after_ingest, Cat(*r.slot_keep, in_keep), samp_keep))
+        flat = Signal(s * w, name="sample_flat")
+        m.d.comb += flat.eq(Mux(r.after_ingest, Cat(*r.slot_vals, *in_vals), samp_vals))
         m.d.comb += [vals[i].eq(flat[i * w:(i + 1) * w]) for i in range(s)]
         # rank stage (registered every cycle; the pick stage reads it in the cycle after the ranking one)
         gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
@@ -520,13 +528,29 @@ class TopK(wiring.Component):
                 # one comparator pair per two lanes: j > i, and j >= i (so i > j is its negation)
                 ge = Signal(name=f"sample_ge{j}_{i}")
                 m.d.comb += [gt[j, i].eq(vals[j] > vals[i]), ge.eq(vals[j] >= vals[i]), gt[i, j].eq(~ge)]
+        if self.rank_pipeline:
+            # the compare bits, the values and the keep bits registered; the popcounts in the next cycle
+            gt_p = {key: Signal(name=f"sample_gtr{key[0]}_{key[1]}") for key in gt}
+            keep_p, flat_p = Signal(s, name="sample_keep_p"), Signal(s * w, name="sample_flat_p")
+            m.d.sync += [gt_p[key].eq(gt[key]) for key in gt]
+            held_p = Signal(range(s + 1), name="sample_held_p")
+            m.d.sync += [keep_p.eq(keep), flat_p.eq(flat), held_p.eq(_popcount(keep, s))]
+            gt, keep, flat = gt_p, keep_p, flat_p
         rank_r = [Signal(range(max(s, 2)), name=f"sample_rank{i}") for i in range(s)]
         above_r = [Signal(range(s + 1), name=f"sample_above{i}") for i in range(s)]
         vals_r = Signal(s * w, name="sample_vals_r")
         keep_r = Signal(s, name="sample_keep_r")
         held_r = Signal(range(s + 1), name="sample_held_r")
         last_r = Signal(s, name="sample_last_r")     # the kept lane of the lowest rank (held - 1)
-        m.d.sync += [vals_r.eq(flat), keep_r.eq(keep), held_r.eq(_popcount(keep, s))]
+        m.d.sync += [vals_r.eq(flat), keep_r.eq(keep)]
+        lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
+        if self.rank_pipeline:
+            # the count held and whether the wanted ranks lie inside it, registered beside the ranks (the wanted
+            # ranks are final in the rank cycle), so the pick stage starts from registers
+            m.d.sync += [held_r.eq(held_p), lo_in.eq(r.want_lo < held_p), hi_in.eq(r.want_hi < held_p)]
+        else:
+            m.d.sync += held_r.eq(_popcount(keep, s))
+            m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
         for i in range(s):
             # rank: sampled lanes above lane i (ties: the lower lane first); and those strictly above it
             above = [keep[j] & (gt[j, i] if j > i else ~gt[i, j]) for j in range(s) if j != i]
@@ -546,8 +570,6 @@ class TopK(wiring.Component):
                 m.d.sync += [rank_r[i].eq(0), above_r[i].eq(0)]
         # pick stage: the lanes of the wanted ranks one-hot; a wanted rank beyond the lanes held is clipped
         # to the last kept lane (last_r), chosen by a compare of two registers beside the per-lane compares
-        lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
-        m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
         sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
         m.d.comb += [sel.eq(Cat(*[keep_r[i] & Mux(lo_in, rank_r[i] == r.want_lo, last_r[i]) for i in range(s)])),
                      sel_hi.eq(Cat(*[keep_r[i] & Mux(hi_in, rank_r[i] == r.want_hi, last_r[i]) for i in range(s)]))]
@@ -565,12 +587,14 @@ class TopK(wiring.Component):
                      r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
 
     def _control(self, m, r, mem):
-        """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> pivot read, scan -> replay -> done."""
+        """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> scan -> replay -> done."""
+        x = int(self.rank_pipeline)
         m.d.comb += self.busy.eq(1)
-        # one-cycle flags, and the delay of the sample rows' read (issue -> memory -> r_fifo)
-        m.d.sync += [r.samp_d1_valid.eq(r.iss_valid),
-                     r.samp_d1_cap.eq(r.iss_cap), r.samp_d2_valid.eq(r.samp_d1_valid), r.samp_d2_cap.eq(r.samp_d1_cap)]
-        m.d.sync += r.ing_pick.eq(r.ing_rank)
+        if self.rank_pipeline:
+            ing_rank_d = Signal(name="ingest_rank_d")
+            m.d.sync += [ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(ing_rank_d)]
+        else:
+            m.d.sync += r.ing_pick.eq(r.ing_rank)
         with m.If(r.ing_pick):
             # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
             # next cycle (no candidate among them: +infinity)
@@ -583,7 +607,7 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows, r.rows_b, r.sample_rows)
+                j0 = Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x)
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
@@ -599,29 +623,22 @@ class TopK(wiring.Component):
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r, mem)
-            with m.State("PIVOT_READ"):
-                # the sample's further rows (w > 1): row base + cnt of the chosen side's FIFO
-                m.d.comb += [r.rd_addr.eq(r.base + r.cnt), r.iss_valid.eq(r.base + r.cnt < r.held_s),
-                             r.iss_cap.eq(r.cnt < r.sample_rows - 1)]
-                m.d.sync += r.cnt.eq(r.cnt + 1)
-                with m.If(r.cnt == r.sample_rows - 1):
-                    m.d.sync += r.cnt.eq(0)
-                    m.next = "SCAN"
             with m.State("SCAN"):
-                # cycle 1 ranks the sample's last row (registered now), cycle 2 takes the pivots; the scan
-                # reads row cnt - 1 from cycle 1 on, so that its first row meets the comparators in cycle 3
+                # cycle 0 ranks the sample (in its register since Decide), cycle 1 takes the pivots; the scan
+                # reads row cnt from cycle 0 on, so that its first row meets the comparators in cycle 2 (with
+                # the rank pipeline everything one cycle later)
                 row = Signal.like(r.cnt, name="scan_row")
-                m.d.comb += [row.eq(r.cnt - 1), r.rd_addr.eq(row)]
-                with m.If(r.cnt == 2):
+                m.d.comb += [row.eq(r.cnt - x), r.rd_addr.eq(row)]
+                with m.If(r.cnt == 1 + x):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no row may still be in flight when the
                 # request ends in the pick cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq((r.cnt != 0) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                m.d.sync += [r.s1_valid.eq(((r.cnt >= x) if x else 1) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
                              r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 4):
+                with m.If(r.cnt == r.rows_s + 3 + x):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 2)):
+                with m.If(r.whole & (r.cnt == 1 + x)):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
                     m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
@@ -650,16 +667,14 @@ class TopK(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
         with m.If(self.cmd.valid):
             c = self.cmd.payload
-            seed_state = Signal(16)
-            m.d.comb += seed_state.eq(Mux(c.seed == 0, LFSR_ZERO_SEED, c.seed))
             m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.target.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
-                         r.lfsr.eq(seed_state),
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
                          r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
+            m.d.comb += r.cap_clear.eq(1)
             m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_u.clear.eq(1),
                          mem.pack_o.clear.eq(1)]
             with m.If(c.n == 0):
@@ -671,25 +686,27 @@ class TopK(wiring.Component):
         """Beats 0..w-1 fill the sample (ranked as the last of them is accepted); beats from w - 1 on are
         partitioned as they arrive; the first min(w, B) - 1 beats are re-read after the last beat (the
         first re-read issued in the last beat's cycle)."""
-        rows = r.sample_rows
+        rows, x = r.sample_rows, int(self.rank_pipeline)
         last = Signal(name="ingest_last")
         m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
-                     r.live.eq(r.cnt >= rows)]
+                     r.live.eq(r.cnt >= rows + x)]
         with m.If(self.inp.valid):
             m.d.sync += r.cnt.eq(r.cnt + 1)
-            with m.If(r.cnt == 0):
-                m.d.sync += r.lfsr.eq(r.next_lfsr)
-            with m.If((r.cnt == rows - 1) | (last & (r.cnt < rows - 1))):
+            early = (r.cnt < rows - 1) if rows > 1 else 0     # a beat before the last sample beat (none for w = 1)
+            with m.If((r.cnt == rows - 1) | (last & early)):
                 m.d.comb += r.ing_rank.eq(1)
-            with m.Elif(r.cnt < rows - 1):
+            with m.Elif(early):
                 m.d.comb += r.cap_plain.eq(1)
             with m.If(last):
-                # re-read beats 0 .. min(w, B) - 1: the first now, the others in REREAD; a one-beat request
-                # re-reads its beat in the next cycle (the buffer's read port does not see this cycle's write)
-                with m.If(r.cnt != 0):
+                # re-read beats 0 .. min(w, B) - 1 (min(w + 1, B) - 1 with the rank pipeline): the first now, the
+                # others in REREAD; a one-beat request re-reads its beat in the next cycle (the buffer's read
+                # port does not see this cycle's write), and so does one whose pivots come one cycle late (the
+                # rank pipeline when the last beat is a sample beat)
+                late = (r.cnt == 0) if not x else (r.cnt < rows)
+                with m.If(~late):
                     m.d.comb += r.rd_addr.eq(0)
                     m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
-                    m.next = "REREAD" if rows > 1 else "INGEST_DRAIN0"
+                    m.next = "REREAD" if rows + x > 1 else "INGEST_DRAIN0"
                 with m.Else():
                     m.d.sync += r.rr.eq(0)
                     m.next = "REREAD"
@@ -697,8 +714,8 @@ class TopK(wiring.Component):
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
         otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1), r.decide_rd.eq(1)]
-        go_scan = Signal()
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1), r.cap_clear.eq(1)]
+        go_scan = r.go_scan
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
         replay_or_done = "REPLAY" if self.replay else "DONE"
@@ -737,16 +754,8 @@ class TopK(wiring.Component):
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
-            # the sample's first row is read now (each FIFO at its own drawn row: _pivot_draw); the others
-            # in PIVOT_READ; the last one is ranked in SCAN's cycle 1
-            m.d.comb += [r.iss_valid.eq(1), r.iss_cap.eq(r.sample_rows > 1)]
-            m.d.sync += [r.lfsr.eq(r.next_lfsr), r.base.eq(Mux(side == 2, r.row_u, Mux(side == 1, r.row_g, r.row_l))),
-                         r.held_s.eq(Mux(side == 2, r.held_u, Mux(side == 1, r.held_g, r.held_l)))]
-            if self.sample_rows > 1:
-                m.d.sync += r.cnt.eq(1)
-                m.next = "PIVOT_READ"
-            else:
-                m.next = "SCAN"
+            # the sample goes to its register now (_pivot_sample); SCAN's cycle 0 ranks it
+            m.next = "SCAN"
 
 
 class _Memories:
@@ -762,16 +771,17 @@ class _Memories:
         fifo_r = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
         m.submodules.buf, m.submodules.fifo_l, m.submodules.fifo_r = buf, fifo_l, fifo_r
         buf_wr, buf_rd = buf.write_port(), buf.read_port()
-        # the FIFO read ports are transparent for their write port: the pivot row is read in the decide
-        # cycle, in which the packers write their flushed partial rows (a working set of less than a row)
+        # plain (not transparent) FIFO read ports: a row is never read in the cycle in which it is written
+        # (a packed row j is written after source row j was read, and the scan reads from the cycle after
+        # the decide's flush on)
         fl_wr = fifo_l.write_port()
-        fl_rd = fifo_l.read_port(transparent_for=(fl_wr,))
+        fl_rd = fifo_l.read_port()
         fr_wr = fifo_r.write_port()
-        fr_rd = fifo_r.read_port(transparent_for=(fr_wr,))
+        fr_rd = fifo_r.read_port()
         fifo_u = Memory(shape=unsigned(row_bits + p), depth=d, init=[])
         m.submodules.fifo_u = fifo_u
         self.fu_wr = fifo_u.write_port()
-        self.fu_rd = fifo_u.read_port(transparent_for=(self.fu_wr,))
+        self.fu_rd = fifo_u.read_port()
         self.buf_wr, self.buf_rd, self.fl_wr, self.fl_rd, self.fr_wr, self.fr_rd = \
             buf_wr, buf_rd, fl_wr, fl_rd, fr_wr, fr_rd
         m.submodules.pack_l = self.pack_l = _AppendPacker(p, lane_bits)
@@ -804,7 +814,6 @@ class _Registers:
         self.n = Signal(cb, name="n")
         self.k = Signal(cb, name="k")
         self.rows_b = Signal(range(tk.buffer_rows + 1), name="rows_b")     # B = ceil(n / P)
-        self.lfsr = Signal(16, name="lfsr")
         self.rounds = Signal(16, name="rounds")
         # Quick-select state.
         self.target = Signal(cb, name="target")
@@ -880,25 +889,15 @@ class _Registers:
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
-        # a sample row read: issued (valid: inside the rows held; cap: not the last row), then 1 and 2
-        # cycles later (r_fifo holds it)
-        self.iss_valid, self.iss_cap = Signal(name="sample_iss_valid"), Signal(name="sample_iss_cap")
-        self.samp_d1_valid, self.samp_d1_cap = Signal(name="sample_d1_valid"), Signal(name="sample_d1_cap")
-        self.samp_d2_valid, self.samp_d2_cap = Signal(name="sample_d2_valid"), Signal(name="sample_d2_cap")
-        self.base = Signal.like(self.cnt, name="sample_base")   # the sample's first FIFO row
-        self.held_s = Signal.like(self.cnt, name="held_s")      # rows of the chosen FIFO that hold W
-        self.held_g, self.held_l, self.held_u = (Signal.like(self.cnt, name=f"held_{x}") for x in "glu")
-        self.rmax_g, self.rmax_l, self.rmax_u = (Signal.like(self.cnt, name=f"rmax_{x}") for x in "glu")
-        self.next_lfsr = None                     # the LFSR 16 shifts on (set by the pivot draw)
+        self.cap_clear = Signal(name="sample_cap_clear")   # the FIFO row captures restart empty
         self.t = Signal(cb, name="t")
         fits_g, fits_l = Signal(), Signal()
         rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
         self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
         self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
-        self.row_l, self.row_g, self.row_u = (Signal.like(self.cnt, name=f"draw_row_{x}") for x in "lgu")
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
-        self.decide_rd = Signal(name="decide_read")   # the decide cycle: each FIFO read at its drawn row
+        self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
         self.side = Signal(2, name="side")
 
 
@@ -918,6 +917,8 @@ class _Stage3:
 
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 name: str = "topk", replay: bool = True) -> str:
+                 name: str = "topk", replay: bool = True, sample_lanes: int | None = None,
+                 rank_pipeline: bool = False) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
-    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay), name=name, emit_src=False)
+    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes, rank_pipeline),
+                           name=name, emit_src=False)

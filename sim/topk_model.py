@@ -17,15 +17,15 @@ ingest + first partition  B + min(w, B) + [B = 1] + 3  (B input beats back to ba
                           beats after the sample are partitioned as they arrive, the min(w, B) sample
                           beats re-read from the buffer after the last beat, one cycle later when B = 1;
                           3 cycles for the last row to reach the FIFOs)
-decide                    1   (flush partial rows, choose the side, update bounds and target, read the
-                          sample's first row)
-each further round        (w - 1) + 1 + R + 4 + 1  (the sample's other rows read; a cycle in which the
-                          sample's last row is ranked, then R rows read from the pivot-pick cycle on; 4
-                          pipeline cycles: memory, memory output register, compare register,
-                          compacted-row register; decide); R = ceil(|W| / P) when the working set W
-                          fits a FIFO (|W| <= D * P), else R = B (the buffer is rescanned with the bounds
-                          lo < x < hi); a W of at most S lanes: (w - 1) + 3 (sampled whole: ranked, then
-                          found in the pick cycle)
+decide                    1   (flush partial rows, choose the side, update bounds and target; the chosen
+                          side's first w rows, captured as they were written, go to the sample register)
+each further round        R + 4 + 1  (R rows read from the cycle after the decide on; the sample is ranked
+                          in that cycle and the pivots taken in the next, both while the first row is
+                          read; 4 pipeline cycles: memory, memory output register, compare register,
+                          compacted-row register; decide); R = ceil(|W| / P) when the working set W fits
+                          a FIFO (|W| <= D * P), else R = B (the buffer is rescanned with the bounds
+                          lo < x < hi); a W of at most S lanes: 2 (sampled whole: ranked, then found in
+                          the pick cycle)
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -42,11 +42,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = [
-    "LFSR_TAPS",
-    "lfsr_seed",
-    "lfsr_next",
-    "lfsr_step",
-    "pick_pivot",
     "TopKRound",
     "TopKRun",
     "topk_reference",
@@ -56,10 +51,8 @@ __all__ = [
     "DECIDE_CYCLES",
     "SCAN_LATENCY",
     "EXACT_FINISH",
-    "PIVOT_PICK",
     "REPLAY_LATENCY",
     "REPLAY_TAIL",
-    "first_pivot_lane",
     "SAMPLE_LANES",
     "sample_shape",
     "ingest_cycles",
@@ -69,14 +62,9 @@ __all__ = [
     "BRACKET_ABOVE",
 ]
 
-# Galois LFSR x^16 + x^14 + x^13 + x^11 + 1 (maximal length, period 65535).
-LFSR_TAPS = 0xB400
-# An all-zero LFSR never leaves zero; seed 0 therefore means this fixed state.
-LFSR_ZERO_SEED = 0xACE1
-
 CMD_CYCLES = 1       # the command handshake cycle
 INGEST_DRAIN = 3     # the last input beat passes the input, compare and compacted-row registers
-DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, size the next pivot draw
+DECIDE_CYCLES = 1    # flush partial rows, update target and bounds, load the chosen side's sample
 SAMPLE_LANES = 16    # sample lanes ranked to choose the pivots for P < 32 (32 for P >= 32): sample_shape
 BRACKET_ABOVE = 2    # the upper pivot: this many sample ranks above the target's expected rank (none
                      # when that is above the top)
@@ -87,17 +75,17 @@ def bracket_below(lanes: int) -> int:
     16-lane one, 1 for a smaller one (a narrower bracket pays off only with the spread of a larger sample; model study
     in docs/topk.md)."""
     return 3 if lanes >= 32 else 2 if lanes >= 16 else 1
-EXACT_FINISH = 3     # a working set sampled whole: (no scan read,) rank the sample, then take the pivot and the
+EXACT_FINISH = 2     # a working set sampled whole: no scan read; rank the sample, then take the pivot and the
                      # count of the sample above it -> found
-PIVOT_PICK = 1       # the cycle that takes the pivots from the ranks registered in the cycle before
 
 
-def sample_shape(parallelism: int, fifo_depth: int) -> tuple[int, int]:
-    """(rows w, lanes S) of the pivot sample: S = 16 sample lanes (32 for P >= 8) taken from w = ceil(S / P)
+def sample_shape(parallelism: int, fifo_depth: int, sample_lanes: int | None = None) -> tuple[int, int]:
+    """(rows w, lanes S) of the pivot sample: S = ``sample_lanes`` (the engine's parameter; default 16 sample
+    lanes, 32 for P >= 8) taken from w = ceil(S / P)
     consecutive rows (at most the FIFO depth), so that a small P still ranks 16 elements; with P > S the
-    first S lanes of one row. The ingest's sample is the first w input beats; a round's is w consecutive
-    FIFO rows read after its decide cycle (w - 1 cycles more than one row)."""
-    lanes = 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
+    first S lanes of one row. The ingest's sample is the first w input beats; a round's is the first w rows
+    its FIFO received in the round before (captured as they were written)."""
+    lanes = sample_lanes if sample_lanes else 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
@@ -105,55 +93,12 @@ REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
 
 
-def lfsr_seed(seed: int) -> int:
-    """State loaded by a command carrying ``seed`` (16 bits)."""
-    seed &= 0xFFFF
-    return seed if seed else LFSR_ZERO_SEED
-
-
-def lfsr_step(state: int) -> int:
-    """One shift of the right-shifting Galois LFSR."""
-    return (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
-
-
-def lfsr_next(state: int) -> int:
-    """The next random value: 16 shifts at once (an XOR network in hardware).
-
-    Consecutive single shifts share 15 bits, so the row and the lane of a pivot drawn from two
-    adjacent states would be correlated (some lanes never chosen); 16 shifts give fresh bits.
-    """
-    for _ in range(16):
-        state = lfsr_step(state)
-    return state
-
-
-def first_pivot_lane(state: int, parallelism: int) -> int:
-    """Lane of the first input beat whose element is the ingest partition's pivot.
-
-    The top log2(P) bits of the seeded LFSR state (no multiply on the command path). When that lane
-    is not a candidate (a hole, or a lane >= n in a short request) the ingest pivot is +infinity.
-    """
-    lg = (parallelism - 1).bit_length()
-    return state >> (16 - lg) if lg else 0
-
-
-def pick_pivot(state: int, size: int, parallelism: int, fifo_depth: int) -> tuple[int, int]:
-    """Position of the pivot inside the working set (in scan order) and the LFSR state after it.
-
-    The chosen side's FIFO holds m = |W| elements densely (rows of P, in index order), or its first
-    fifo_depth * P elements when W did not fit. The pivot is element floor(s * m / 2^16) of those: its
-    row is that position divided by P, its lane the remainder (one multiply, then bit slices).
-    """
-    m = min(size, fifo_depth * parallelism)
-    return (state * m) >> 16, lfsr_next(state)
-
-
 def sample_rank(target: int, size: int, lanes: int) -> int:
     """Wanted rank (0 = largest) inside a sample of ``lanes`` elements of a working set of ``size``
     whose ``target``-th largest (1-based) is sought: floor(target * lanes / size), clipped to lanes - 1,
     computed as the number of r in 1..lanes-1 with r * size <= lanes * target (no divider).
 
-    A working set of at most ``lanes`` elements is sampled whole (it is row 0 of its FIFO): then the
+    A working set of at most ``lanes`` elements is sampled whole (its FIFO's first rows): then the
     wanted rank is target - 1, so the pivot is the k-th value itself and the round ends the search
     (the *exact finish*; without it, such sets took up to four more one-row rounds)."""
     if size <= lanes:
@@ -161,19 +106,28 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
     return sum(1 for r in range(1, lanes) if r * size <= lanes * target)
 
 
-def ingest_cycles(n: int, parallelism: int, fifo_depth: int) -> int:
+def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int | None = None,
+                  rank_pipeline: bool = False) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
-    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract")."""
+    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract"); with the rank pipeline
+    1 + B + min(w + 1, B) + [B <= w] + 3 + 1."""
     rows = -(-n // parallelism)
-    return CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth) + INGEST_DRAIN + DECIDE_CYCLES
+    return (CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline)
+            + INGEST_DRAIN + DECIDE_CYCLES)
 
 
-def _reread_rows(rows: int, parallelism: int, fifo_depth: int) -> int:
+def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
+                 rank_pipeline: bool = False) -> int:
     """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
-    ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators)."""
-    # a one-beat request re-reads its beat one cycle later: the buffer's read port does not see the write of
-    # the same cycle
-    return min(sample_shape(parallelism, fifo_depth)[0], rows) + (rows == 1)
+    ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators),
+    and with the rank pipeline (pivots one cycle later) the beat after them."""
+    w = sample_shape(parallelism, fifo_depth, sample_lanes)[0]
+    # the first re-read is issued in the last beat's cycle, or one cycle later when the pivots are not yet
+    # taken two cycles after it (a one-beat request: the buffer's read port does not see the write of the
+    # same cycle)
+    if rank_pipeline:
+        return min(w + 1, rows) + (rows <= w)
+    return min(w, rows) + (rows == 1)
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -254,12 +208,19 @@ def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None =
 
 
 def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
-                  fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True) -> TopKRun:
+                  fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True,
+                  sample_lanes: int | None = None, rank_pipeline: bool = False) -> TopKRun:
     """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles.
+
+    ``seed`` is the command's seed field; it has no effect (the pivots come from samples, not a random draw).
 
     ``replay=False`` is the engine built without its replay (``TopK(..., replay=False)``, the SpAtten
     core's): ``done`` follows the decision that found the k-th value, and the result is the threshold
-    (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same."""
+    (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same.
+    ``sample_lanes`` is the engine's S (``sample_shape``; None: its default for P); ``rank_pipeline`` the
+    engine's registered sample compare bits (one more cycle per round and one more re-read beat)."""
+    if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
+        raise ValueError(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
     if parallelism < 1 or parallelism & (parallelism - 1):
         raise ValueError(f"parallelism must be a power of two >= 1, not {parallelism!r}")
     if k < 0:
@@ -275,8 +236,9 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     # The ingest's pivots come from the first w beats (ranked as the last of them arrives), so the beats
     # before it are partitioned after the last beat, re-read from the buffer (the first re-read is issued
     # in the last beat's cycle).
-    sample_rows, sample_lanes = sample_shape(p, fifo_depth)
-    cycles = ingest_cycles(n, p, fifo_depth)
+    sample_rows, sample_lanes = sample_shape(p, fifo_depth, sample_lanes)
+    cycles = ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
+    late = int(bool(rank_pipeline))
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
@@ -286,11 +248,10 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
 
     # The ingest partition's pivots: the bracket from the first S elements (the candidates among them),
     # ranked around the target's quantile of the whole request.
-    state = lfsr_next(lfsr_seed(seed))
     upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
     # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
     # the sample beats as they arrive, then the re-read sample beats
-    split = min(sample_rows, buffer_rows) * p
+    split = min(sample_rows + late, buffer_rows) * p
     work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0
@@ -324,22 +285,20 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
                                 len(less), decision, step, upper, len(above), equal_up))
         if decision == "found":
             break
-        pos, state = pick_pivot(state, len(work), p, fifo_depth)
+        # the next round's sample: the first S elements its FIFO received (captured as the rows were
+        # written, so they are in registers at the decide cycle: no sample read)
         held = min(len(work), capacity)            # what the FIFO holds of the working set
-        # w consecutive rows from the drawn one, moved down so that they stay inside the rows held
-        first_row = min(pos // p, max(-(-held // p) - sample_rows, 0))
-        row_start = first_row * p
-        sample = [x[i] for i in work[row_start:min(row_start + sample_lanes, held)]]
+        sample = [x[i] for i in work[:min(sample_lanes, held)]]
         upper, pivot = bracket_pivots(sample, target, len(work), sample_lanes)
         from_fifo = in_fifo and len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
-        # the decide cycle reads the first sample row, w - 1 more cycles the others; the scan's first cycle
-        # reads nothing, the second ranks the sample (and reads the first row), the third takes the pivots
+        # the cycle after the decide ranks the sample, the next one takes the pivots; the scan reads its
+        # first row from the ranking cycle on, so both hide under the read's latency
         if from_fifo and len(work) <= sample_lanes:
-            step = sample_rows - 1 + EXACT_FINISH     # sampled whole: found after ranking, no scan pipeline
+            step = EXACT_FINISH + late                 # sampled whole: found after ranking, no scan pipeline
         else:
-            step = sample_rows - 1 + PIVOT_PICK + rows + SCAN_LATENCY + DECIDE_CYCLES
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late
 
     kth = found
     kept, equal_seen = [], 0

@@ -154,10 +154,12 @@ def test_core_back_stage_bound():
     raw["units"]["softmax"]["fifo_depth"] = 64
     raw["units"]["key_sram"]["bytes"] = raw["units"]["value_sram"]["bytes"] = 2 * 256 * 16 * 12 // 8
     spec = load_spatten_spec(raw)
-    r = verify_core(spec, 200, 5, 8, 50, pq_enable=False)
+    # seed 10, keep 120: with the eighth session's faster top-k the former case (seed 8, keep 50) had one
+    # top-k-bound query left; this one has four in the model (a search over seeds 0..11, keep 10..200)
+    r = verify_core(spec, 200, 5, 10, 120, pq_enable=False)
     assert r["passed"], r.get("log_tail")
     # each engine (top-k + its take cycle) has TOPK_ENGINES rows' time and is still the slowest stage on
-    # some queries (here the last two, 121 and 134 cycles against 60)
+    # some queries (here four of five, 125-132 top-k cycles against 60)
     assert sum((topk + 1) / TOPK_ENGINES > max(qk, sweep - div + 1, div, pv)
                for qk, sweep, _, div, topk, pv in r["stage_cycles"]) >= 2, r["stage_cycles"]
     assert r["bit_exact"] and r["rtl_cycles"] == r["model_cycles"], r

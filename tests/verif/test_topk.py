@@ -52,6 +52,26 @@ def test_back_to_back_requests_exact(p, max_n, depth, count):
 
 
 @pytest.mark.verilator
+@pytest.mark.parametrize("p,max_n,depth,lanes,pipe", [(4, 64, 4, 8, False), (2, 40, 8, None, True)])
+def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
+    """S = 8 sample lanes at P = 4 (w = 2 rows; the default is 16 from 4 rows), and the rank pipeline
+    (registered compare bits) at P = 2 (w = 8, so many requests end their ingest on a sample beat): exact,
+    RTL cycles == model cycles, through FIFO rounds and buffer rescans."""
+    reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
+    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=lanes, replay=False,
+                       rank_pipeline=pipe)
+    assert rtl["passed"], rtl.get("log_tail")
+    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=False, sample_lanes=lanes,
+                                rank_pipeline=pipe))
+    from archgen.sim.topk_model import simulate_topk
+    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=lanes,
+                          rank_pipeline=pipe) for q in reqs]
+    assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
+    with pytest.raises(ValueError, match="sample_lanes"):
+        topk_verilog(p, max_n, sample_lanes=6)
+
+
+@pytest.mark.verilator
 def test_without_replay_threshold_selects_exactly():
     """The engine the SpAtten core builds (no replay): ``done`` right after the decision, and the
     threshold outputs select the exact set (consumer keeps x > kth and the first keep_equal ties);
@@ -90,8 +110,7 @@ def test_lint_warnings_pinned(p):
 def test_rtl_and_model_share_the_pivot_constants():
     from archgen.rtlgen import topk as rtl
     from archgen.sim import topk_model as model
-    assert (rtl.SAMPLE_LANES, rtl.LFSR_TAPS, rtl.LFSR_ZERO_SEED, rtl.BRACKET_ABOVE) == (
-        model.SAMPLE_LANES, model.LFSR_TAPS, model.LFSR_ZERO_SEED, model.BRACKET_ABOVE)
+    assert (rtl.SAMPLE_LANES, rtl.BRACKET_ABOVE) == (model.SAMPLE_LANES, model.BRACKET_ABOVE)
     assert all(rtl.bracket_below(s) == model.bracket_below(s) for s in range(1, 33))
     assert all(rtl.sample_shape(p, d) == model.sample_shape(p, d) for p in (1, 2, 4, 8, 16, 32, 64) for d in range(1, 70))
 
