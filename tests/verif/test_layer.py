@@ -48,6 +48,7 @@ def test_memory_bound_ws_layer_on_a_non_square_array():
     assert r.detail["stall_cycles"]["dram"] > r.detail["compute_cycles"]
 
 
+@pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
 def test_stride_2_convolution_over_several_blocks():
     design = load_spec("conv_ws", ["array.shape=3x2", "memory.dram.width_bytes=8", "memory.dram.latency=12"])
     bounds = {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}
@@ -84,6 +85,7 @@ def test_planner_splits_the_streamed_reduction_of_os_and_adds_onto_partial_sums(
     assert r.dram_bytes["C.write"] == 7 * 5 * 4 and "C.read" not in r.dram_bytes
 
 
+@pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
 def test_outer_reduction_split_over_blocks_with_m_chunks():
     """WS with the reduction tile loop k split over blocks (innermost, so C stays on chip) and M in chunks:
     the first reduction tile of each later block adds onto the buffer's partial sums, the others read
@@ -94,6 +96,7 @@ def test_outer_reduction_split_over_blocks_with_m_chunks():
     assert r.detail["n_blocks"]["k"] > 1 and r.detail["n_blocks"]["i"] > 1, r.command
 
 
+@pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
 def test_more_than_512_blocks_in_one_command():
     """The block walker has no block-count table: 25 x 7 x 3 = 525 blocks (ragged i, k cut into chunks that
     add onto the partial sums) run as one command, exact and cycle-equal to the model."""

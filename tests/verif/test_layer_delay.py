@@ -26,6 +26,7 @@ def _check(r):
     assert r.detail["rtl_dram_bytes"] == r.dram_bytes
 
 
+@pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
 def test_conv_rs_over_48_blocks_with_p_chunks_and_split_input_channels():
     design = load_spec("conv_rs", ["array.shape=3x2"] + D8)
     bounds = dict(n=2, k=5, p=6, q=3, c=3, r=4, s=2)

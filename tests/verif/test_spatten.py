@@ -192,6 +192,7 @@ def test_full_size_core_two_queries():
     assert r["correct"], r
 
 
+@pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
 @pytest.mark.verilator
 def test_core_with_systolic_arrays():
     """The spec's control vectors are the generator's, not decoration: a QxK reduction chain along d and a

@@ -71,6 +71,7 @@ def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
         topk_verilog(p, max_n, sample_lanes=6)
 
 
+@pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
 @pytest.mark.verilator
 def test_without_replay_threshold_selects_exactly():
     """The engine the SpAtten core builds (no replay): ``done`` right after the decision, and the
