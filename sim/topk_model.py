@@ -18,7 +18,7 @@ ingest + first partition  B + min(w, B) + [B = 1] + 3  (B input beats back to ba
                           beats re-read from the buffer after the last beat, one cycle later when B = 1;
                           3 cycles for the last row to reach the FIFOs)
 decide                    1   (flush partial rows, choose the side, update bounds and target; the chosen
-                          side's first w rows, captured as they were written, go to the sample register)
+                          side's captured sample, ``captured_sample``, goes to the sample register)
 each further round        R + 4 + 1  (R rows read from the cycle after the decide on; the sample is ranked
                           in that cycle and the pivots taken in the next, both while the first row is
                           read; 4 pipeline cycles: memory, memory output register, compare register,
@@ -84,8 +84,8 @@ def sample_shape(parallelism: int, fifo_depth: int, sample_lanes: int | None = N
     """(rows w, lanes S) of the pivot sample: S = ``sample_lanes`` (the engine's parameter; default 16 sample
     lanes, 32 for P >= 8) taken from w = ceil(S / P)
     consecutive rows (at most the FIFO depth), so that a small P still ranks 16 elements; with P > S the
-    first S lanes of one row. The ingest's sample is the first w input beats; a round's is the first w rows
-    its FIFO received in the round before (captured as they were written)."""
+    first S lanes of one row. The ingest's sample is the first w input beats; a round's is S lanes captured
+    from the rows its FIFO's packer emitted in the round before, spread over them (``captured_sample``)."""
     lanes = sample_lanes if sample_lanes else 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
