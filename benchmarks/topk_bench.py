@@ -228,6 +228,22 @@ def short_rows(trials: int, p: int = 16) -> None:
                       f"{n / ingest_bound_cycles(n, p) / p:>15.2f}", flush=True)
 
 
+def ordered_rows(n: int, ks: list[int], trials: int) -> None:
+    """Rows whose order follows their values: one uniform int16 row (numpy seed 1) ascending and
+    descending, against the mean of ``trials`` uniform rows, engine without replay, D = 64."""
+    rng = np.random.default_rng(1)
+    row = rng.integers(-(1 << 15), 1 << 15, n)
+    rows = {"ascending": np.sort(row), "descending": np.sort(row)[::-1]}
+    uniform = [rng.integers(-(1 << 15), 1 << 15, n) for _ in range(trials)]
+    print(f"ordered rows, n = {n}, D = 64, no replay (model cycles = RTL cycles)")
+    print(f"{'P':>3} {'k':>5} {'ascending':>10} {'descending':>11} {f'uniform ({trials})':>14} {'worst / uniform':>16}")
+    for p in (1, 2, 4, 8, 16, 32):
+        for k in ks:
+            got = [simulate_topk(x, k, parallelism=p, replay=False).cycles for x in rows.values()]
+            mean = float(np.mean([simulate_topk(x, k, parallelism=p, replay=False).cycles for x in uniform]))
+            print(f"{p:>3} {k:>5} {got[0]:>10} {got[1]:>11} {mean:>14.1f} {max(got) / mean:>15.2f}x", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024)
@@ -241,6 +257,8 @@ def main() -> None:
     ap.add_argument("--study", action="store_true", help="print the radix-histogram design study instead")
     ap.add_argument("--levers", action="store_true",
                     help="print what-if figures (2-row replay, no round overhead) from the model's phases instead")
+    ap.add_argument("--ordered", action="store_true",
+                    help="print ascending and descending rows against uniform rows instead")
     ap.add_argument("--short", action="store_true",
                     help="print short rows (n = 128..512, the core's local-V sizes) at P = 16 instead")
     args = ap.parse_args()
@@ -249,6 +267,9 @@ def main() -> None:
         return
     n = args.n
     ks = args.k or [n // 2, max(1, n // 32)]
+    if args.ordered:
+        ordered_rows(n, ks, args.trials)
+        return
     if args.study:
         study(n, ks, min(args.trials, 10))
         return

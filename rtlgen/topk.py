@@ -22,7 +22,7 @@ described in docs/topk.md, and archgen.sim.topk_model follows the same schedule 
 """
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -464,9 +464,9 @@ class TopK(wiring.Component):
 
     def _pivot_sample(self, m, r, mem):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
-        P lanes, or the first S lanes of one row when P > S; at the ingest the first w input beats, in a
-        round the first w rows its FIFO received in the round before), the elements of the wanted lower and
-        upper ranks from the top. At the ingest the first w - 1 beats are shifted into sample registers and
+        P lanes, or the first S lanes of one row when P > S, at the ingest the first w input beats; in a
+        round S lanes spread over the rows its FIFO's packer emitted, ``_sample_capture``), the elements of
+        the wanted lower and upper ranks from the top. At the ingest the first w - 1 beats are shifted into sample registers and
         the last one is ranked as it is accepted; in a round the sample is in a register since Decide. Two
         pipeline stages: the *rank* stage compares the S lanes pairwise and
         registers every lane's rank and count of sampled elements strictly above it, with the values; the
@@ -482,31 +482,14 @@ class TopK(wiring.Component):
         with m.If(r.cap_plain):
             m.d.sync += [x.eq(y) for x, y in zip(r.slot_vals, list(r.slot_vals[1:]) + [Cat(*in_vals)])]
             m.d.sync += [x.eq(y) for x, y in zip(r.slot_keep, list(r.slot_keep[1:]) + [in_keep])]
-        # a round's sample: the first w rows each FIFO receives in the round before (its first S lanes),
-        # captured as its packer writes them; in Decide the chosen side's (with the row flushed then) goes to
-        # the sample register, and the captures restart empty
+        # a round's sample: a decimating capture of the rows each FIFO's packer emits in the round before
+        # (archgen.sim.topk_model.captured_sample); in Decide the chosen side's (with the row flushed then)
+        # goes to the sample register, and the captures restart empty
         picked_vals, picked_keep = [], []
-        for tag, pk, wr in (("l", mem.pack_l, r.wr_l), ("g", mem.pack_r, r.wr_r), ("u", mem.pack_u, r.wr_u)):
-            cap_vals = [Signal(cur * w, name=f"sample_cap_{tag}{j}") for j in range(rows)]
-            cap_keep = [Signal(cur, name=f"sample_cap_keep_{tag}{j}") for j in range(rows)]
-            nxt_vals = [Signal(cur * w, name=f"sample_capn_{tag}{j}") for j in range(rows)]
-            nxt_keep = [Signal(cur, name=f"sample_capn_keep_{tag}{j}") for j in range(rows)]
-            row_vals = Cat(*[pk.row_lanes[i * lb:i * lb + w] for i in range(cur)])
-            take = Signal(name=f"sample_cap_take_{tag}")
-            m.d.comb += take.eq(pk.row_valid & (wr < rows))
-            with m.If(take):
-                m.d.comb += [x.eq(y) for x, y in zip(nxt_vals, list(cap_vals[1:]) + [row_vals])]
-                m.d.comb += [x.eq(y) for x, y in zip(nxt_keep, list(cap_keep[1:]) + [pk.row_keep[:cur]])]
-            with m.Else():
-                m.d.comb += [x.eq(y) for x, y in zip(nxt_vals, cap_vals)]
-                m.d.comb += [x.eq(y) for x, y in zip(nxt_keep, cap_keep)]
-            m.d.sync += [x.eq(y) for x, y in zip(cap_vals, nxt_vals)]
-            with m.If(r.cap_clear):
-                m.d.sync += [x.eq(0) for x in cap_keep]
-            with m.Else():
-                m.d.sync += [x.eq(y) for x, y in zip(cap_keep, nxt_keep)]
-            picked_vals.append(Cat(*nxt_vals))
-            picked_keep.append(Cat(*nxt_keep))
+        for tag, pk in (("l", mem.pack_l), ("g", mem.pack_r), ("u", mem.pack_u)):
+            vals_n, keep_n = self._sample_capture(m, r, tag, pk, cur)
+            picked_vals.append(vals_n)
+            picked_keep.append(keep_n)
         # loaded in every cycle (no enable from the FSM): only its value in the cycle after Decide is used (the
         # rank stage reads it then); the side from the decision's registered compares alone (in Decide with
         # a scan to follow it equals the side chosen)
@@ -585,6 +568,61 @@ class TopK(wiring.Component):
                      r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
                      r.pick_hi_same.eq((sel & same).any()),
                      r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
+
+    def _sample_capture(self, m, r, tag, pk, cur):
+        """One FIFO's sample capture (archgen.sim.topk_model.captured_sample): q slots of g lanes (P < S: whole
+        rows, q = w; P >= S: slot i holds lane i of a row, q = S). The packer's rows at positions 0, s, 2s, ...
+        (j & (s - 1) == 0, s a power of two) go to slot ptr = 0, 1, ...; with P >= S row 0 fills every slot;
+        a kept row that finds the slots full moves slot 2i to slot i (i < q/2), doubles s and goes to slot
+        q/2; the partial row flushed in Decide goes only to an empty slot. Returns the next-state values and
+        keep bits (the sample register's input in Decide)."""
+        w, lb, p, rows = self.width, r.lane_bits, self.parallelism, r.sample_rows
+        whole_row = p < r.sample_lanes
+        q, g = (rows, cur) if whole_row else (r.sample_lanes, 1)
+        cap_vals = [Signal(g * w, name=f"sample_cap_{tag}{j}") for j in range(q)]
+        cap_keep = [Signal(g, name=f"sample_cap_keep_{tag}{j}") for j in range(q)]
+        nxt_vals = [Signal(g * w, name=f"sample_capn_{tag}{j}") for j in range(q)]
+        nxt_keep = [Signal(g, name=f"sample_capn_keep_{tag}{j}") for j in range(q)]
+        cb = (self.buffer_rows + 1).bit_length()
+        pos, mask = Signal(cb, name=f"sample_cap_pos_{tag}"), Signal(cb, name=f"sample_cap_mask_{tag}")
+        ptr = Signal(range(q + 1), name=f"sample_cap_ptr_{tag}")
+        take, full = Signal(name=f"sample_cap_take_{tag}"), Signal(name=f"sample_cap_full_{tag}")
+        # the partial row flushed in Decide only into an empty slot (stride 1 and a free slot; P >= S: row 0)
+        partial, empty = Signal(name=f"sample_cap_partial_{tag}"), Signal(name=f"sample_cap_empty_{tag}")
+        m.d.comb += [partial.eq(~pk.row_keep[p - 1]),
+                     empty.eq((ptr == 0) if not whole_row else ((mask == 0) & (ptr < q))),
+                     take.eq(pk.row_valid & ((pos & mask) == 0) & (~partial | empty)), full.eq(ptr == q)]
+        if whole_row:
+            src_vals = [Cat(*[pk.row_lanes[i * lb:i * lb + w] for i in range(cur)])] * q
+            src_keep = [pk.row_keep[:cur]] * q
+        else:
+            src_vals = [pk.row_lanes[i * lb:i * lb + w] for i in range(q)]
+            src_keep = [pk.row_keep[i] for i in range(q)]
+        for i in range(q):
+            load = ptr == i
+            if not whole_row:
+                load = load | (ptr == 0)          # row 0 fills every lane slot
+            if i == q // 2:
+                load = load | full
+            shift = take & full if i < q // 2 else Const(0)
+            with m.If(shift):
+                m.d.comb += [nxt_vals[i].eq(cap_vals[min(2 * i, q - 1)]), nxt_keep[i].eq(cap_keep[min(2 * i, q - 1)])]
+            with m.Elif(take & load):
+                m.d.comb += [nxt_vals[i].eq(src_vals[i]), nxt_keep[i].eq(src_keep[i])]
+            with m.Else():
+                m.d.comb += [nxt_vals[i].eq(cap_vals[i]), nxt_keep[i].eq(cap_keep[i])]
+        m.d.sync += [x.eq(y) for x, y in zip(cap_vals, nxt_vals)]
+        with m.If(r.cap_clear):
+            m.d.sync += [x.eq(0) for x in cap_keep] + [pos.eq(0), mask.eq(0), ptr.eq(0)]
+        with m.Else():
+            m.d.sync += [x.eq(y) for x, y in zip(cap_keep, nxt_keep)]
+            with m.If(pk.row_valid):
+                m.d.sync += pos.eq(pos + 1)
+            with m.If(take):
+                m.d.sync += ptr.eq(Mux(full, q // 2 + 1, ptr + 1))
+                with m.If(full):
+                    m.d.sync += mask.eq(Cat(1, mask[:-1]))
+        return Cat(*nxt_vals), Cat(*nxt_keep)
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> scan -> replay -> done."""

@@ -18,7 +18,7 @@ ingest + first partition  B + min(w, B) + [B = 1] + 3  (B input beats back to ba
                           beats re-read from the buffer after the last beat, one cycle later when B = 1;
                           3 cycles for the last row to reach the FIFOs)
 decide                    1   (flush partial rows, choose the side, update bounds and target; the chosen
-                          side's first w rows, captured as they were written, go to the sample register)
+                          side's captured sample, ``captured_sample``, goes to the sample register)
 each further round        R + 4 + 1  (R rows read from the cycle after the decide on; the sample is ranked
                           in that cycle and the pivots taken in the next, both while the first row is
                           read; 4 pipeline cycles: memory, memory output register, compare register,
@@ -55,6 +55,7 @@ __all__ = [
     "REPLAY_TAIL",
     "SAMPLE_LANES",
     "sample_shape",
+    "captured_sample",
     "ingest_cycles",
     "sample_rank",
     "bracket_pivots",
@@ -83,14 +84,53 @@ def sample_shape(parallelism: int, fifo_depth: int, sample_lanes: int | None = N
     """(rows w, lanes S) of the pivot sample: S = ``sample_lanes`` (the engine's parameter; default 16 sample
     lanes, 32 for P >= 8) taken from w = ceil(S / P)
     consecutive rows (at most the FIFO depth), so that a small P still ranks 16 elements; with P > S the
-    first S lanes of one row. The ingest's sample is the first w input beats; a round's is the first w rows
-    its FIFO received in the round before (captured as they were written)."""
+    first S lanes of one row. The ingest's sample is the first w input beats; a round's is S lanes captured
+    from the rows its FIFO's packer emitted in the round before, spread over them (``captured_sample``)."""
     lanes = sample_lanes if sample_lanes else 2 * SAMPLE_LANES if parallelism >= 8 else SAMPLE_LANES
     rows = max(1, min(-(-lanes // parallelism), fifo_depth))
     return rows, min(lanes, rows * parallelism)
 SCAN_LATENCY = 4     # memory read, memory output register, compare register, compacted-row register
 REPLAY_LATENCY = 5   # the same three, then the keep-decision and the compacted-row registers
 REPLAY_TAIL = 2      # flush the output packer, then drain the output register
+
+
+def captured_sample(side: Sequence[int], parallelism: int, lanes: int, rows: int) -> list[int]:
+    """The elements of ``side`` (in the order its packer emits them, P per row, the last row partial)
+    that a FIFO's sample capture holds when the round ends: q slots of g lanes, q * g = S = ``lanes``.
+    P < S: a slot is a whole row (g = P, q = w = ``rows``); P >= S: a slot is one lane (g = 1, q = S), and
+    slot i only ever takes lane i of a row. Rows at positions 0, s, 2s, ... (s a power of two, 1 at first)
+    go to slot 0, 1, 2, ... (with P >= S, row 0 fills every slot); when a kept row finds the q slots
+    full, slot i <- slot 2i for i < q/2, s doubles, and the row goes to slot q/2. Slots q/2 + 1 .. q - 1
+    keep their older rows until overwritten, so once q rows have arrived every slot holds an element
+    of the side and the sample spreads over the whole side, whatever its count (a slot moved down also
+    stays in its old slot until a later row overwrites it: such an element is ranked twice, which only
+    weighs the sample). The partial row flushed
+    at the round's end is taken only into an empty slot (s = 1 and a free slot; with P >= S only as row
+    0), so that it never replaces full lanes with holes. A side of at most S elements is held whole (at
+    most w rows; one row when P >= S)."""
+    p = parallelism
+    whole_row = p < lanes
+    q = rows if whole_row else lanes
+    slots: list[list[int]] = [[] for _ in range(q)]
+    stride, ptr = 1, 0
+    for j, start in enumerate(range(0, len(side), p)):
+        row = side[start:start + p]
+        if j % stride:
+            continue
+        if len(row) < p and not (ptr == 0 or whole_row and stride == 1 and ptr < q):
+            continue        # the partial row flushed at the end goes only to an empty slot
+        if ptr == q:
+            for i in range(q // 2):
+                slots[i] = slots[2 * i]
+            stride, ptr = 2 * stride, q // 2
+        if whole_row:
+            slots[ptr] = list(row)
+        elif ptr == 0:
+            slots = [[row[i]] if i < len(row) else [] for i in range(q)]
+        else:
+            slots[ptr] = [row[ptr]] if ptr < len(row) else []
+        ptr += 1
+    return [i for slot in slots for i in slot]
 
 
 def sample_rank(target: int, size: int, lanes: int) -> int:
@@ -285,10 +325,9 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
                                 len(less), decision, step, upper, len(above), equal_up))
         if decision == "found":
             break
-        # the next round's sample: the first S elements its FIFO received (captured as the rows were
-        # written, so they are in registers at the decide cycle: no sample read)
-        held = min(len(work), capacity)            # what the FIFO holds of the working set
-        sample = [x[i] for i in work[:min(sample_lanes, held)]]
+        # the next round's sample: captured from the rows its packer emitted (decimating, so spread over
+        # the whole side, beyond the FIFO's capacity too), in registers at the decide cycle: no sample read
+        sample = [x[i] for i in captured_sample(work, p, sample_lanes, sample_rows)]
         upper, pivot = bracket_pivots(sample, target, len(work), sample_lanes)
         from_fifo = in_fifo and len(work) <= capacity
         source = "fifo" if from_fifo else "buffer"

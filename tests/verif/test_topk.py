@@ -28,7 +28,15 @@ def _edge_requests(max_n):
         TopKRequest(3, 5, (-7,) * n, (False, True) * (n // 2) + (True,) * (n % 2)),  # holes
         TopKRequest(1, 0, (-1,), (True,)),                         # n = 1, seed 0
         TopKRequest(4, 6, ramp[::-1], (True,) * n),                # descending
+        # whole-size rows whose order follows their values (the sample capture must spread over each side)
+        TopKRequest(max_n // 2, 7, _sorted_row(max_n), (True,) * max_n),          # ascending
+        TopKRequest(max_n // 8 + 1, 8, _sorted_row(max_n)[::-1], (True,) * max_n),  # descending
     ]
+
+
+def _sorted_row(n):
+    """n distinct int16 values in ascending order."""
+    return tuple(sorted((i * 40503) % 65536 - 32768 for i in range(n)))
 
 
 def _assert_all_good(rows, *, cycles=True):
@@ -52,9 +60,10 @@ def test_back_to_back_requests_exact(p, max_n, depth, count):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("p,max_n,depth,lanes,pipe", [(4, 64, 4, 8, False), (2, 40, 8, None, True)])
+@pytest.mark.parametrize("p,max_n,depth,lanes,pipe", [(4, 64, 4, 4, False), (2, 40, 8, None, True)])
 def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
-    """S = 8 sample lanes at P = 4 (w = 2 rows; the default is 16 from 4 rows), and the rank pipeline
+    """S = 4 sample lanes at P = 4 (P >= S: the capture's slots are single lanes, as at P = 32 by default;
+    the default here is 16 from 4 rows), and the rank pipeline
     (registered compare bits) at P = 2 (w = 8, so many requests end their ingest on a sample beat): exact,
     RTL cycles == model cycles, through FIFO rounds and buffer rescans."""
     reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
