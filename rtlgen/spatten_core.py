@@ -8,7 +8,7 @@ Interface (streams; payload fields listed from the least significant bit):
   queries against keys/values 0..n_keys-1 of ``bank``; scores are scaled by 2**-shift before the
   softmax; local-V pruning keeps the ``keep_k`` largest probabilities when keep_k < n_keys; progressive
   quantization (``pq_enable``) first uses the MSBs of K and V and recomputes once with full precision
-  when the row's largest probability is below ``threshold`` (UQ1.15). ``seed`` seeds the top-k pivot LFSR.
+  when the row's largest probability is below ``threshold`` (UQ1.15). ``seed`` is passed to the top-k engine, which ignores it since its pivots come from a captured sample (rtlgen/topk.py).
   Accepted the cycle after the previous command's last query was accepted: the next command may start
   while the later stages finish the previous one (use the other K/V bank for it).
 - ``query`` In {D x signed(bits)}: one beat per query.
