@@ -67,11 +67,7 @@ def _pv_kept() -> None:
             if t >= 0:
                 qc = dataclasses.replace(qc, pv=max(math.ceil(v / lanes), math.ceil(n / (2 * lanes))) + pipe)
             rows.append(qc)
-        stream, start = [], 0
-        for r in commands.tolist():
-            if r:
-                stream.append(rows[start:start + r])
-            start += r
+        stream = ss.command_rows(rows, commands)
         fetch = sm.SplitLoads(*loads) if loads is not None else None
         first = loads[0][0] if loads is not None else 0
         return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}

@@ -140,6 +140,19 @@ def _split_loads(keys: np.ndarray, commands: np.ndarray, key_bytes: float, value
             [math.ceil(value_bytes * w / total / bytes_per_cycle) for w in weights])
 
 
+
+def command_rows(per_row: list, commands) -> list[list]:
+    """The layer's query rows split into its commands' streams (``commands``: rows per command, in order;
+    commands with no rows are left out)."""
+    stream, start = [], 0
+    for rows in np.asarray(commands).tolist():
+        if rows:
+            stream.append(per_row[start:start + rows])
+        start += rows
+    if start != len(per_row):
+        raise ValueError(f"command row counts cover {start} rows, the layer has {len(per_row)}")
+    return stream
+
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
                  commands: np.ndarray, pq: bool = False,
                  loads: tuple[list[int], list[int]] | None = None) -> tuple[int, dict[str, int]]:
@@ -172,13 +185,7 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         if c is None:
             c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t, pq_enable=pq)
         per_row.append(c)
-    stream, start = [], 0
-    for rows in commands.tolist():
-        if rows:
-            stream.append(per_row[start:start + rows])
-        start += rows
-    if start != len(per_row):
-        raise ValueError(f"command row counts cover {start} rows, the layer has {len(per_row)}")
+    stream = command_rows(per_row, commands)
     stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row),
               "pv": sum(c.pv + c.output for c in per_row)}
     if not stream:
