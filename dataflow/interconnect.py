@@ -457,11 +457,10 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
                 continue
             if not loops:
                 cost, steps = 1.0, (1, -1)
-            elif loops[0] == inner[-1]:
-                cost, steps = r.delay * 10 + 1.25, (r.ds[axis],)
             else:
-                cost, steps = width * design.max_fifo_depth + 0.25, (r.ds[axis],)
-                if cost >= MEMORY_PORT_COST:
+                buffered = loops[0] != inner[-1]
+                cost, steps = _fifo_cost(buffered, r.delay, width, design.max_fifo_depth), (r.ds[axis],)
+                if buffered and cost >= MEMORY_PORT_COST:
                     continue
             for s in coords:
                 for step in steps:
@@ -559,14 +558,19 @@ def _candidates(coords, shape, reuse: _Reuse, axes) -> dict[tuple[Node, Node], _
     return moves
 
 
+def _fifo_cost(buffered: bool, depth: int, width: int, max_depth: int) -> float:
+    """The arborescence weight of a delay connection: a one-register FIFO (innermost loop) costs like a hop
+    of its depth; one of run-time depth the bits of its buffer (width x array.max_fifo_depth, built only
+    below a memory lane: tiling.py delay_axes)."""
+    return width * max_depth + 0.25 if buffered else depth * 10 + 1.25
+
+
 def _fifo_candidates(coords, shape, reuse: _Reuse, width: int, max_depth: int) -> dict[tuple[Node, Node], _Move]:
     """The delay connections as FU-to-FU edges: a one-step FIFO, then c.ds registers. A little dearer than a
     systolic hop of the same length, so the tree takes plain forwarding where both reach an FU."""
     moves = {}
     for a, depth in reuse.delays:
-        # a one-register FIFO (innermost loop) costs like a hop of its depth; one of run-time depth the bits
-        # of its buffer (width x array.max_fifo_depth, below a memory lane: tiling.py delay_axes)
-        cost = width * max_depth + 0.25 if a.buffered else depth * 10 + 1.25
+        cost = _fifo_cost(a.buffered, depth, width, max_depth)
         for s in coords:
             t = list(s)
             t[a.axis] += a.step
