@@ -8,7 +8,6 @@ of the Verilog, the arguments and the Verilator version).
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from archgen.arch.errors import ArchgenError
 
-from .runner import BUILD_ARGS, cache_root, verilator_env, verilator_version
+from .runner import BUILD_ARGS, cache_root, staged_build, verilator_env, verilator_version
 
 __all__ = ["run_layer_binary", "strip_zero_memory_init"]
 
@@ -57,6 +56,9 @@ endmodule
 _ZERO_INIT = re.compile(r"  initial begin\n(?:    buf_\w+\[\d+\] = \d+'h0+;\n)+  end\n")
 
 
+EXE = "Varchgen_layer_tb"
+
+
 def strip_zero_memory_init(text: str) -> str:
     """Drop the all-zero initial blocks Amaranth writes for the operand buffers (``buf_*``): every buffer
     position is written by the DMA or the array before a lane that is not masked reads it, so their
@@ -79,24 +81,20 @@ def run_layer_binary(verilog: str, top: str, *, dram_words: int, word_bits: int,
             "--top-module", "archgen_layer_tb")
     key = hashlib.sha256(b"\0".join([verilog.encode(), tb.encode(), " ".join(args).encode(),
                                      verilator_version().encode()])).hexdigest()[:24]
-    root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    bdir = root / f"{top}-bin-{key}"
-    exe = bdir / "Varchgen_layer_tb"
     env = {**__import__("os").environ, **verilator_env()}
-    with open(root / f"{top}-bin-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not exe.is_file():
-                bdir.mkdir(parents=True, exist_ok=True)
-                (bdir / "top.v").write_text(verilog)
-                (bdir / "tb.v").write_text(tb)
-                cmd = ["verilator", *args, "--Mdir", str(bdir), "-o", exe.name, "tb.v", "top.v"]
-                res = subprocess.run(cmd, cwd=bdir, env=env, capture_output=True, text=True, timeout=timeout_s)
-                if res.returncode != 0 or not exe.is_file():
-                    raise ArchgenError(f"Verilator binary build of {top!r} failed:\n{(res.stdout + res.stderr)[-3000:]}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def build(bdir: Path, failed_log: Path) -> None:
+        (bdir / "top.v").write_text(verilog)
+        (bdir / "tb.v").write_text(tb)
+        cmd = ["verilator", *args, "--Mdir", str(bdir), "-o", EXE, "tb.v", "top.v"]
+        res = subprocess.run(cmd, cwd=bdir, env=env, capture_output=True, text=True, timeout=timeout_s)
+        (bdir / "build.log").write_text(res.stdout + res.stderr)
+        if res.returncode != 0 or not (bdir / EXE).is_file():
+            raise ArchgenError(f"Verilator binary build of {top!r} failed (log kept as {failed_log}):\n"
+                               f"{(res.stdout + res.stderr)[-3000:]}")
+
+    bdir = staged_build(cache_root(cache_dir), f"{top}-bin-{key}", build, {"top": top, "args": list(args)})
+    exe = bdir / EXE
     t0 = time.perf_counter()
     res = subprocess.run([str(exe)], cwd=bdir, env=env, capture_output=True, text=True, timeout=timeout_s)
     wall = time.perf_counter() - t0

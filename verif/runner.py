@@ -220,37 +220,86 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 def _build(src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],
            root: Path, env: dict[str, str]) -> Path:
-    """Build (or reuse) the Verilator model; returns the build directory."""
+    """Build (or reuse) the cocotb Verilator model; returns the build directory."""
     key_src = b"\0".join([src_bytes, toplevel.encode(), "\0".join(build_args).encode(),
                           verilator_version().encode()])
     key = hashlib.sha256(key_src).hexdigest()[:24]
-    build_dir = root / f"{toplevel}-{key}"
-    done_marker = build_dir / ".archgen-built"
+    return staged_build(root, f"{toplevel}-{key}",
+                        lambda d, kept: _build_into(d, kept, src_bytes, toplevel, build_args, env),
+                        {"toplevel": toplevel, "build_args": list(build_args)})
+
+
+def staged_build(root: Path, name: str, build, record: dict) -> Path:
+    """``root/name``, built once by ``build(directory, failed_log)`` unless already complete.
+
+    The build runs in a staging directory of its own, under the name's lock, and is renamed into place
+    complete (with a ``.archgen-built`` marker holding ``record``). Several processes wanting the same
+    build wait for the first. A build whose process was killed (its ``make`` may still be running,
+    orphaned) therefore never writes into a directory another process builds or runs from; its staging
+    directory is removed by the next build of the name. A failed build leaves its log next to the cache
+    entry (``failed_log``, ``name.failed-build.log``, which the builder's error names) and nothing where a
+    later run would look for a model."""
+    build_dir = root / name
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{toplevel}-{key}.lock", "w") as lock:
-        # Several pytest-xdist workers may want the same build; the first builds, the rest wait here.
+    with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if done_marker.is_file():
+            if (build_dir / ".archgen-built").is_file():
                 return build_dir
+            _remove_stale_staging(root, name)
             if build_dir.exists():
-                shutil.rmtree(build_dir)  # an interrupted earlier build
-            build_dir.mkdir(parents=True)
-            src = build_dir / f"{toplevel}.v"
-            src.write_bytes(src_bytes)
-            log = build_dir / "build.log"
-            with _simulator_environ(env):
-                runner = _make_runner(None)
+                shutil.rmtree(build_dir)  # a build left incomplete by an older archgen
+            staging = root / f"{name}.staging-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            failed_log = root / f"{name}.failed-build.log"
+            try:
                 try:
-                    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
-                                 build_args=list(build_args), waves=False, log_file=log)
-                except (RuntimeError, SystemExit) as exc:
-                    raise ArchgenError(f"Verilator build of {toplevel!r} failed ({exc}); "
-                                       f"last lines of {log}:\n{_tail(log)}") from None
-            done_marker.write_text(json.dumps({"toplevel": toplevel, "build_args": list(build_args)}))
+                    build(staging, failed_log)
+                except ArchgenError:
+                    if (staging / "build.log").is_file():
+                        shutil.copyfile(staging / "build.log", failed_log)
+                    raise
+                (staging / ".archgen-built").write_text(json.dumps(record))
+                staging.rename(build_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
             return build_dir
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_into(build_dir: Path, failed_log: Path, src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],
+                env: dict[str, str]) -> None:
+    src = build_dir / f"{toplevel}.v"
+    src.write_bytes(src_bytes)
+    log = build_dir / "build.log"
+    with _simulator_environ(env):
+        runner = _make_runner(None)
+        try:
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=list(build_args), waves=False, log_file=log)
+        except (RuntimeError, SystemExit) as exc:
+            raise ArchgenError(f"Verilator build of {toplevel!r} failed ({exc}); "
+                               f"last lines of {failed_log}:\n{_tail(log)}") from None
+
+
+def _remove_stale_staging(root: Path, name: str) -> None:
+    """Staging directories of this key whose process is gone (killed mid-build)."""
+    for d in root.glob(f"{name}.staging-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _xml_passed(results_xml: Path) -> tuple[bool, int, int]:

@@ -67,9 +67,39 @@ def test_lint_reports_errors():
 
 @pytest.mark.verilator
 def test_build_failure_raises_with_log(tmp_path):
-    with pytest.raises(ArchgenError, match="build"):
+    with pytest.raises(ArchgenError, match="build") as err:
         run_testbench("module broken(input clk);\n assign = 1;\nendmodule\n", "broken",
                       "archgen.verif.tb_runner_demo", {}, cache_dir=tmp_path)
+    kept = list(tmp_path.glob("broken-*.failed-build.log"))
+    assert len(kept) == 1 and str(kept[0]) in str(err.value) and kept[0].read_text()
+    # nothing half-built is left where a later run would look for a model
+    assert [d for d in tmp_path.iterdir() if d.is_dir()] == []
+
+
+@pytest.mark.verilator
+def test_build_goes_through_a_staging_directory(adder_verilog, tmp_path):
+    """A killed build's staging directory (its process gone) is removed; an incomplete build directory
+    from an older layout is rebuilt; the model lands complete under its key."""
+    import shutil
+    import subprocess
+    import sys
+
+    from archgen.verif.runner import BUILD_ARGS, _build
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    first = _build(adder_verilog.encode(), "pipelined_adder", BUILD_ARGS, tmp_path, verilator_env())
+    name = first.name
+    shutil.rmtree(first)
+    (tmp_path / f"{name}.staging-{gone}").mkdir()            # left by a build whose process was killed
+    (tmp_path / name).mkdir()                                 # incomplete: no marker
+    again = _build(adder_verilog.encode(), "pipelined_adder", BUILD_ARGS, tmp_path, verilator_env())
+    assert again == first and (again / ".archgen-built").is_file() and (again / "pipelined_adder").is_file()
+    assert sorted(d.name for d in tmp_path.iterdir() if d.is_dir()) == [name]
+    # the model renamed into place runs
+    res = run_testbench(adder_verilog, "pipelined_adder", "archgen.verif.tb_runner_demo",
+                        {"count": 8, "seed": 1}, cache_dir=tmp_path)
+    assert res["passed"] and res["mismatches"] == 0, res.get("log_tail")
 
 
 @pytest.mark.verilator
