@@ -441,7 +441,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
                 port.burst_bytes)
     if len(design.shape) != 2:
-        _refuse("array.shape", "the generated memory system supports two-dimensional arrays", list(design.shape))
+        _refuse("array.shape", "the generated memory system supports two-dimensional arrays; a 3-D array is "
+                "built without it (`archgen build` without --memory) and verified alone (`archgen verify "
+                "--ideal-dram`: one array command, ideal streams)", list(design.shape))
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
     jobs = layer_jobs(cmd)
     blocks = [j.block for j in jobs]
