@@ -16,12 +16,16 @@ def render_memory_table(results: list[LayerResult]):
     """A rich Table: stall cycles by cause, DRAM bytes, buffer accesses (elements) and energy by level."""
     from rich.table import Table
 
-    t = Table(title="memory system per layer (stalls in cycles, DRAM in bytes, buffers in element accesses, energy in pJ)")
-    cols = ["layer", "mapping", *(f"stall {c} (cycles)" for c in STALL_CAUSES), "DRAM read (bytes)",
-            "DRAM write (bytes)", "buffer accesses (elements)", "energy DRAM (pJ)", "energy buffers (pJ)",
-            "energy registers (pJ)", "energy MACs (pJ)"]
+    from rich import box
+
+    t = Table(title="memory system per layer", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    cols = ["layer", "mapping", "stall\nDRAM\n(cycles)", "stall\nbuffer\nports\n(cycles)", "stall\narray\n(cycles)",
+            "DRAM\nread\n(bytes)", "DRAM\nwrite\n(bytes)", "buffer\naccesses\n(elements)", "energy\nDRAM\n(pJ)",
+            "energy\nbuffers\n(pJ)", "energy\nregisters\n(pJ)", "energy\nMACs\n(pJ)"]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("layer", "mapping") else "right", overflow="fold")
+        # numbers never wrap (a folded number reads as two); the units sit on header lines of their own
+        t.add_column(c, justify="left" if c in ("layer", "mapping") else "right", overflow="fold",
+                     no_wrap=c != "mapping")
     tot = [0.0] * (len(cols) - 2)
     for r in results:
         row = [r.extra.get(f"stall_cycles.{c}", 0) for c in STALL_CAUSES]

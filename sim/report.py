@@ -159,12 +159,15 @@ def render_table(results: list[LayerResult], *, dataflow_column: bool = False):
     adds the dataflow each layer ran under (a fused design picks one per layer command)."""
     from rich.table import Table
 
-    t = Table(title="per-layer results", show_footer=False)
+    from rich import box
+
+    t = Table(title="per-layer results", show_footer=False, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     cols = ("layer", "kind") + (("dataflow",) if dataflow_column else ()) + (
-        "MACs", "cycles", "time (ns)", "util (%)", "roofline (cycles)", "DRAM (bytes)", "energy (pJ)")
+        "MACs", "cycles", "time\n(ns)", "util\n(%)", "roofline\n(cycles)", "DRAM\n(bytes)", "energy\n(pJ)")
     for col in cols:
-        # fold rather than truncate: an ellipsis would hide digits of a number
-        t.add_column(col, justify="left" if col in ("layer", "kind", "dataflow") else "right", overflow="fold")
+        # numbers never wrap or truncate (a folded number reads as two, an ellipsis hides digits); names fold
+        text = col in ("layer", "kind", "dataflow")
+        t.add_column(col, justify="left" if text else "right", overflow="fold", no_wrap=not text)
     for r in results:
         df = (str(r.extra.get("dataflow", "")),) if dataflow_column else ()
         t.add_row(r.name, r.kind, *df, _fmt(r.macs), _fmt(r.cycles), _fmt(r.time_ns), f"{100 * r.utilisation:.1f}",

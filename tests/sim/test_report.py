@@ -73,4 +73,24 @@ def test_render_table_has_total_row(results):
     assert "fc1" in text and "softmax" in text
     total_line = [l for l in text.splitlines() if "total" in l][0]
     assert f"{(1 << 20) + (1 << 16):,}" in total_line
-    assert "energy (pJ)" in text and "DRAM (bytes)" in text
+    assert "energy" in text and "(pJ)" in text and "(bytes)" in text
+
+
+def test_tables_keep_every_number_on_one_line_at_the_cli_width(results):
+    """Off a terminal the CLI prints 160 columns wide: no number of the per-layer or the memory-system
+    table may fold onto a second line (a folded number reads as two)."""
+    import re
+
+    from archgen.sim.memory_report import render_memory_table
+
+    for table in (render_table(results), render_memory_table(results)):
+        console = Console(width=160, record=True)
+        console.print(table)
+        text = console.export_text()
+        lines = text.splitlines()
+        total = [l for l in lines if l.lstrip().startswith("total")][0]
+        numbers = re.findall(r"[0-9][0-9,.]*", total)
+        assert numbers and all(not n.endswith(",") for n in numbers), total
+        # each row is one line: as many body lines as rows (layers + total) between header rule and end
+        body = [l for l in lines if any(l.lstrip().startswith(r.name) for r in results) or "total" in l]
+        assert len(body) == len(results) + 1, text
