@@ -427,8 +427,10 @@ def cmd_sim(args) -> int:
             con.print(f"fused design ({', '.join(fuse)}): each layer runs under the dataflow best on --objective "
                       f"{args.objective} in the fused design's timing (docs/dataflows.md, Fusion)", markup=False)
         if not args.ideal_dram:
-            from archgen.sim.memory_report import render_memory_table
+            from archgen.sim.memory_report import mapping_lines, render_memory_table
             con.print(render_memory_table(results))
+            for line in mapping_lines(results):
+                con.print(line, markup=False)
             con.print(f"memory system: {design.memory_system.describe()} (docs/memory.md)", markup=False)
         else:
             con.print("--ideal-dram: the memory system is bypassed; each layer is one array command with streams "

@@ -95,4 +95,7 @@ def test_cli_dram_overrides_force_a_memory_bound_run(capsys):
     assert main(["sim", "gemm_os", "--workload", "gemm:64,64,64", "--dram-bw", "4", "--ideal-dram"]) == 2
     assert main(["sim", "gemm_os", "--workload", "gemm:64,64,64", "--dram-bw", "1", "--dram-latency", "300"]) == 0
     out = capsys.readouterr().out
-    assert "DRAM 1 B/cycle, latency 300 cycles" in out and "stall dram" in out
+    assert "DRAM 1 B/cycle, latency 300 cycles" in out and "memory system per layer" in out
+    totals = [line.split() for line in out.splitlines() if line.split()[:1] == ["total"]]
+    assert len(totals) == 2 and int(totals[1][1].replace(",", "")) > 0, totals    # memory table: stall DRAM (cycles)
+    assert "mapping per layer:" in out
