@@ -30,10 +30,10 @@ from archgen.mappings.tiling import check_fifo_depth
 from .interconnect import FUGraph
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
-           "adds_onto_partial_sums", "dma_order", "dma_process", "compute_process",
+           "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
-           "block_steps", "walk_rows", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
+           "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -108,21 +108,36 @@ def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
 
 
 def adds_onto_partial_sums(cmd: LayerCommand, jobs: list[BlockJobs]) -> list[bool]:
-    """Per block: it continues the previous block's output block (a reduction loop split over blocks, the
-    output kept in its buffer half), so the array's results add onto the partial sums there."""
+    """Per block: the array's results add onto partial sums already in the output buffer, because the block
+    continues the previous block's output block (a reduction loop split over blocks, the output kept in its
+    buffer half) or because its L job loaded the output block's partial sums from DRAM (the block comes back
+    after other output blocks: :func:`loads_partial_sums`)."""
     out = cmd.design.operation.output
     ix = [i for i, d in enumerate(cmd.order) if out.uses(d)]
     keys = [tuple(j.block.tiles[i][1] for i in ix) for j in jobs]
-    return [k > 0 and keys[k] == keys[k - 1] for k in range(len(jobs))]
+    back = loads_partial_sums(cmd, jobs)
+    return [(k > 0 and keys[k] == keys[k - 1]) or back[k] for k in range(len(jobs))]
 
 
-def dma_order(n: int, depth: int) -> list[tuple[str, int]]:
-    """The DMA's job order: ("L", b) and ("W", b) entries (docs/memory.md)."""
+def loads_partial_sums(cmd: LayerCommand, jobs: list[BlockJobs]) -> list[bool]:
+    """Per block: its L job loads the output block's partial sums from DRAM (the output block comes back
+    after another one: a visit after the first, docs/memory.md "Partial sums through DRAM")."""
+    out = cmd.design.operation.output.name
+    return [any(x == out for x, _ in j.load) for j in jobs]
+
+
+def dma_order(n: int, depth: int, after_write=None) -> list[tuple[str, int]]:
+    """The DMA's job order: ("L", b) and ("W", b) entries (docs/memory.md). ``after_write[b]``: L(b) loads
+    partial sums, so it comes after W(b - depth) instead of before it (the previous visit's write-back of
+    its output block is then always ahead of the load in DRAM: it is W(b - depth) or earlier)."""
+    after_write = after_write or [False] * n
     order = [("L", b) for b in range(min(depth, n))]
     for b in range(n):
-        if b + depth < n:
+        if b + depth < n and not after_write[b + depth]:
             order.append(("L", b + depth))
         order.append(("W", b))
+        if b + depth < n and after_write[b + depth]:
+            order.append(("L", b + depth))
     return order
 
 
@@ -245,17 +260,19 @@ class SequencerHW:
 
 
 def layer_sequencer_hw(m, hdl, depth: int, n_blocks, l_done, w_done, c_done, run, name: str = "layer",
-                       width: int = 20) -> SequencerHW:
+                       width: int = 20, l_after_w=None) -> SequencerHW:
     """LAYER CONTROLLER (hardware half of ``dma_process`` + ``compute_process``): the DMA's job order and
     the gates of docs/memory.md on counters. ``n_blocks`` (registered, >= 1) and ``run`` (level: the
-    layer command is running, cleared by the caller); ``*_done`` are the units' done pulses."""
-    Signal = hdl.Signal
+    layer command is running, cleared by the caller); ``*_done`` are the units' done pulses. ``l_after_w``:
+    the next load job loads partial sums, so it waits for W(l_block - depth) (``dma_order``'s ``after_write``)."""
+    Signal, Mux = hdl.Signal, hdl.Mux
     nl, nw, nc = (Signal(width, name=f"{name}_next_{k}") for k in ("load", "write", "compute"))
     lf, wf, cf = (Signal(width, name=f"{name}_{k}_finished") for k in ("loads", "writes", "computes"))
     dma_busy = Signal(name=f"{name}_dma_busy")
     arr_busy = Signal(name=f"{name}_array_busy")
     start_l, start_w, start_c = (Signal(name=f"{name}_start_{k}") for k in "lwc")
-    pick_l = (nl < n_blocks) & (nl <= nw + depth)
+    ahead = (nl <= nw + depth) if l_after_w is None else Mux(l_after_w, nl < nw + depth, nl <= nw + depth)
+    pick_l = (nl < n_blocks) & ahead
     pick_w = ~pick_l & (nw < n_blocks)
     m.d.comb += [start_l.eq(run & ~dma_busy & pick_l & (cf + depth > nl)),
                  start_w.eq(run & ~dma_busy & pick_w & (cf > nw)),
@@ -396,23 +413,6 @@ def chained_inputs(compiled) -> frozenset:
     return frozenset(e.operand for _u, _v, e in compiled.fu_graph.fifos())
 
 
-def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
-    """What the generated top needs beyond the model. A reduction loop split over blocks is supported while
-    the output block stays in its buffer half across the split (later blocks add onto the partial sums
-    there: the ``acc`` command flag, docs/memory.md); an output block that comes back after another one
-    (its partial sums written to DRAM and read again) is refused: the DMA loads inputs only."""
-    from archgen.mappings.memory_tiling import _reloads_partial_sums
-    if _reloads_partial_sums(cmd):
-        op = cmd.design.operation
-        nb = cmd.n_blocks()
-        split = [d for d in cmd.order if not op.output.uses(d) and nb[d] > 1]
-        d = split[0] if split else cmd.order[-1]
-        _refuse(f"layers.{layer}.order", f"the reduction loop {d} is split over {nb[d]} blocks and the output block "
-                f"comes back after another one, so its partial sums would go to DRAM and back; the generated top keeps "
-                f"partial sums on chip only: put the split reduction loops after every loop the output depends on "
-                f"(or tile.{d} = {cmd.mapping.trips()[d]})", list(cmd.order))
-
-
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
@@ -429,7 +429,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                  [list(r) for r in compiled.dataflow.stt])])
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
-    check_rtl_command(cmd, layer)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram
@@ -699,6 +698,13 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 addr = regions[key][0]
                 row.update({f"wr_bytes": j.write, "wr_word": addr, "wr_pos": half_of[x.name] * lay.half_elems,
                             "wr_elems": j.write // lay.elem_bytes})
+                # a later visit of the output block: L loads its partial sums back (into the psum-load copy,
+                # at the block's position in its half), and the array's results add onto them (``acc``)
+                back = loads.get(x.name, 0)
+                row.update({f"ld_{x.name}": int(bool(back)), f"ld_bytes_{x.name}": back,
+                            f"ld_word_{x.name}": addr if back else 0,
+                            f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems if back else 0,
+                            f"ld_elems_{x.name}": back // lay.elem_bytes})
                 continue
             if x.name in loads:
                 half_of[x.name] = (half_of[x.name] + 1) % lay.halves
@@ -708,8 +714,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             else:
                 row.update({f"ld_{x.name}": 0, f"ld_bytes_{x.name}": 0, f"ld_word_{x.name}": 0, f"ld_pos_{x.name}": 0,
                             f"ld_elems_{x.name}": 0})
-        if op.output.name in loads:
-            raise AssertionError("check_rtl_command refuses partial-sum reloads")
         halves_at.append(dict(half_of))
         for w in walks:
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
@@ -767,6 +771,21 @@ class WalkerCommand:
     shapes: dict                  # edge mask (``_edge_mask``) -> the block-extent fields (table S)
     inputs: tuple[str, ...]
     output: str
+    # per level: 1 if a nonzero counter there means the current output block was visited before (the level's
+    # loop is not one of the output's, and a step of it changes the output block); a block the output
+    # changed into with such a counter nonzero loads its partial sums (docs/memory.md)
+    revisit: tuple[int, ...] = ()
+
+
+def revisit_flags(cmd: LayerCommand) -> tuple[int, ...]:
+    """Per level of ``cmd.order``: :attr:`WalkerCommand.revisit`."""
+    out = cmd.design.operation.output
+    return tuple(int(not out.uses(d) and bool(r[out.name])) for d, r in zip(cmd.order, reload_flags(cmd)))
+
+
+def revisits(cnt, revisit) -> bool:
+    """The output block of the block at counters ``cnt`` was visited before (model half of the walker's flag)."""
+    return any(c and r for c, r in zip(cnt, revisit))
 
 
 def reload_flags(cmd: LayerCommand) -> tuple[dict, ...]:
@@ -810,7 +829,8 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
     trips = (1,) * pad + tuple(nb[d] for d in cmd.order)
     zero = tuple({x: 0 for x in names} for _ in range(pad))
     stride = zero + tuple({x: dram_stride[x][i] for x in names} for i in range(len(cmd.order)))
-    dynamic = {"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
+    dynamic = ({"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
+               | {f"ld_{f}{op.output.name}" for f in ("", "word_", "pos_", "bytes_", "elems_")})
     shapes: dict = {}
     margins = margins or [{} for _ in rows]
     for row, (cnt, _p, _n), blk, halves, mg in zip(rows, block_steps(trips), cmd.blocks(), halves_at, margins):
@@ -832,7 +852,7 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
                     f"{f[bad]}), which the command's shape table cannot express", dict(cmd.tile))
     return WalkerCommand(("",) * pad + tuple(cmd.order), trips, stride, zero + reload_flags(cmd),
                          {x: dram_base[x] for x in names}, math.prod(trips), shapes,
-                         tuple(x.name for x in op.inputs), op.output.name)
+                         tuple(x.name for x in op.inputs), op.output.name, (0,) * pad + revisit_flags(cmd))
 
 
 def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
@@ -849,13 +869,16 @@ def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
         addr = {x: wc.base[x] + sum(c * st[x] for c, st in zip(cnt, wc.stride)) for x in layouts}
         s = wc.shapes[_edge_mask(cnt, wc.trips)]
         row = {k: v for k, v in s.items() if not k.startswith(("ld_", "wr_"))}
-        row["acc"] = int(not changed[y])
+        back = changed[y] and revisits(cnt, wc.revisit)     # a later visit: partial sums loaded from DRAM
+        row["acc"] = int(not changed[y] or back)
         for w in walks:
             row[f"{w.port}_base"] += pos[w.operand]
         for x in wc.inputs:
             ld = changed[x]
             row.update({f"ld_{x}": int(ld), f"ld_bytes_{x}": s[f"ld_bytes_{x}"] * ld, f"ld_word_{x}": addr[x] * ld,
                         f"ld_pos_{x}": (pos[x] + s.get(f"ld_off_{x}", 0)) * ld, f"ld_elems_{x}": s[f"ld_elems_{x}"] * ld})
+        row.update({f"ld_{y}": int(back), f"ld_bytes_{y}": s["wr_bytes"] * back, f"ld_word_{y}": addr[y] * back,
+                    f"ld_pos_{y}": pos[y] * back, f"ld_elems_{y}": s["wr_elems"] * back})
         leaving = nxt is None or bool(wc.reload[nxt][y])
         row.update({"wr_bytes": s["wr_bytes"] * leaving, "wr_word": addr[y], "wr_pos": pos[y],
                     "wr_elems": s["wr_elems"] * leaving})
@@ -870,10 +893,12 @@ class BlockWalkerHW:
     fresh: dict             # operand -> its block changed on the step into the current block (1 at the first)
     half: dict              # operand -> buffer half of its current block (toggles at each change)
     leaving: dict           # operand -> the next step changes its block, or this is the last block
+    back: object = None     # the output changed into a block it visited before (its partial sums come back)
 
 
 def block_walker_hw(m, hdl, trips, stride, reload, base, ops, addr_ops, halves, step, run, name: str,
-                    cnt_bits: int = WALK_COUNTER_BITS, addr_bits: int = DRAM_WORD_BITS) -> BlockWalkerHW:
+                    cnt_bits: int = WALK_COUNTER_BITS, addr_bits: int = DRAM_WORD_BITS,
+                    revisit=None, output: str | None = None) -> BlockWalkerHW:
     """The block walker (hardware half of :func:`block_steps` / :func:`walk_rows`): nested block counters
     (``trips[j]``, registered command values per level) stepping when ``step``; per operand of ``addr_ops`` an
     anchor per level where that level's current iteration began, so a step adds its level's stride and
@@ -909,8 +934,12 @@ def block_walker_hw(m, hdl, trips, stride, reload, base, ops, addr_ops, halves, 
                     m.d.sync += [anchor[x][i].eq(nxt) for i in range(j, k)]
         m.d.sync += [fresh[x].eq(changes[x]) for x in ops]
         m.d.sync += [half[x].eq(half[x] ^ changes[x]) for x in ops if halves[x] == 2]
+    back = None
+    if output is not None:            # :func:`revisits`: a counter of a revisit level is nonzero
+        back = Signal(name=f"{name}_{output}_back")
+        m.d.comb += back.eq(fresh[output] & Cat(*[(cnt[j] != 0) & revisit[j] for j in range(k)]).any())
     return BlockWalkerHW(mask, {x: anchor[x][-1] for x in addr_ops}, fresh, half,
-                         {x: changes[x] | last for x in ops})
+                         {x: changes[x] | last for x in ops}, back)
 
 
 @dataclass(frozen=True)
@@ -947,8 +976,8 @@ class DescriptorFormat:
                 _refuse(f"layers.{layer}.tile.{d}", f"{t} blocks along {d} do not fit the controller's "
                         f"{WALK_COUNTER_BITS}-bit block counter (at most {(1 << WALK_COUNTER_BITS) - 1}); larger "
                         f"tiles along {d} give fewer blocks", t)
-        rows = {"K": [{"trips": t, **{f"stride_{x}": st[x] for x in names}, **{f"reload_{x}": r[x] for x in names}}
-                      for t, st, r in zip(wc.trips, wc.stride, wc.reload)],
+        rows = {"K": [{"trips": t, **{f"stride_{x}": st[x] for x in names}, **{f"reload_{x}": r[x] for x in names},
+                       "revisit": v} for t, st, r, v in zip(wc.trips, wc.stride, wc.reload, wc.revisit)],
                 "B": [{**{f"base_{x}": wc.base[x] for x in names}, "blocks": wc.blocks}],
                 "S": [wc.shapes.get(mask, {}) for mask in range(self.depths["S"])]}
         if max(wc.shapes) >= self.depths["S"]:
@@ -979,7 +1008,7 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     pos_bits = {x: (lay.halves * lay.half_elems).bit_length() for x, lay in prog.layouts.items()}
     byte_bits = {x: (lay.half_elems * lay.elem_bytes).bit_length() for x, lay in prog.layouts.items()}
     K = ([("trips", WALK_COUNTER_BITS)] + [(f"stride_{x}", DRAM_WORD_BITS) for x in names]
-         + [(f"reload_{x}", 1) for x in names])
+         + [(f"reload_{x}", 1) for x in names] + [("revisit", 1)])
     B = [(f"base_{x}", DRAM_WORD_BITS) for x in names] + [("blocks", BLOCK_COUNT_BITS)]
     steps_bits = max([f.bits for f in comp.command.fields if f.loop is None] or [32])
     S = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]

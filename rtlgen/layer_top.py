@@ -166,7 +166,7 @@ class LayerCore(Elaboratable):
         # bytes the DMA actually moved, counted from the data path (elements written into a buffer, or
         # read out of the accumulator buffer for DRAM), per "<X>.read" / "<Y>.write"
         op = prog.compiled.design.operation
-        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read") for x in op.inputs}
+        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read") for x in (*op.inputs, op.output)}
         self.moved[f"{op.output.name}.write"] = Signal(40, name=f"moved_{op.output.name}_write")
 
     def ports(self):
@@ -182,26 +182,29 @@ class LayerCore(Elaboratable):
         op = comp.design.operation
         m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
         regs = self._command_registers(m)
-        run, seq, done = self._sequencer(m, _unpack(self.fmt, "B", regs["B"][0])["blocks"])
+        l_back = Signal(name="load_partial_sums_next")     # the next load job brings partial sums back
+        run, seq, done = self._sequencer(m, _unpack(self.fmt, "B", regs["B"][0])["blocks"], l_back)
         rows = self._block_walkers(m, run, seq, regs)
+        m.d.comb += l_back.eq(rows["L"]["back"])
         bufs = self._buffers(m)
-        inputs = [x.name for x in op.inputs]
-        dma = self._dma_control(m, seq, rows, done, inputs)
+        loads = [x.name for x in op.inputs] + [op.output.name]     # what a load job moves, in this order
+        dma = self._dma_control(m, seq, rows, done, loads)
         self._burst_requests(m, seq, rows, dma)
-        self._load_datapath(m, bufs, dma, inputs)
+        self._load_datapath(m, bufs, dma, loads)
         self._write_back(m, seq, rows["W"], bufs[op.output.name])
         self._array_command(m, arr, seq, rows["C"], done)
         for w in sorted(P.walks, key=lambda w: w.kind != "write"):
-            self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand])
+            self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand], bufs.get((w.operand, "back")))
         return m
 
-    def _sequencer(self, m, n_blocks):
-        """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high."""
+    def _sequencer(self, m, n_blocks, l_back):
+        """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high.
+        ``l_back``: the next load job loads partial sums (it goes after W(b - depth))."""
         run = Signal(name="layer_run")
         m.d.sync += run.eq(self.go)
         done = {"L": Signal(name="l_done"), "W": Signal(name="w_done"), "C": Signal(name="c_done")}
         seq = layer_sequencer_hw(m, hdl, self.prog.depth, n_blocks, done["L"], done["W"], done["C"], run,
-                                 width=BLOCK_COUNT_BITS)
+                                 width=BLOCK_COUNT_BITS, l_after_w=l_back)
         m.d.comb += self.finished.eq(seq.finished)
         with m.If(run & ~seq.finished):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -232,9 +235,10 @@ class LayerCore(Elaboratable):
         halves = {x: lay.halves for x, lay in P.layouts.items()}
         args = ([k["trips"] for k in K], {x: [k[f"stride_{x}"] for k in K] for x in names},
                 {x: [k[f"reload_{x}"] for k in K] for x in names}, {x: B[f"base_{x}"] for x in names})
-        wl = block_walker_hw(m, hdl, *args, inputs, inputs, halves, seq.start_l, run, "walk_l")
+        back = {"revisit": [k["revisit"] for k in K], "output": y}     # a later visit of the output block
+        wl = block_walker_hw(m, hdl, *args, inputs + [y], inputs + [y], halves, seq.start_l, run, "walk_l", **back)
         ww = block_walker_hw(m, hdl, *args, [y], [y], halves, seq.start_w, run, "walk_w")
-        wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c")
+        wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c", **back)
 
         sbits = (fmt.depth("S") - 1).bit_length()
 
@@ -253,20 +257,33 @@ class LayerCore(Elaboratable):
             row_l.update({f"ld_{x}": wl.fresh[x], f"ld_bytes_{x}": sl[f"ld_bytes_{x}"], f"ld_word_{x}": wl.addr[x],
                           f"ld_pos_{x}": pos(wl, x) if off is None else pos(wl, x) + off,
                           f"ld_elems_{x}": sl[f"ld_elems_{x}"]})
+        # the output's partial sums come back (a later visit): loaded at the block's position in its half
+        row_l.update({f"ld_{y}": wl.back, f"ld_bytes_{y}": sl["wr_bytes"], f"ld_word_{y}": wl.addr[y],
+                      f"ld_pos_{y}": pos(wl, y), f"ld_elems_{y}": sl["wr_elems"], "back": wl.back})
         row_w = {"wr_bytes": Mux(ww.leaving[y], sw["wr_bytes"], 0), "wr_word": ww.addr[y], "wr_pos": pos(ww, y),
                  "wr_elems": sw["wr_elems"]}
         row_c = {k: v for k, v in sc.items() if not k.startswith(("ld_", "wr_"))}
-        row_c["acc"] = ~wc.fresh[y]
+        row_c["acc"] = ~wc.fresh[y] | wc.back
+        row_c["back"] = wc.back
         for w in P.walks:
             row_c[f"{w.port}_base"] = sc[f"{w.port}_base"] + pos(wc, w.operand)
         return {"L": _Row(row_l), "W": _Row(row_w), "C": _Row(row_c)}
 
     def _buffers(self, m):
-        """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`)."""
+        """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`). The output
+        has one more copy, the *psum-load copy* (key ``(Y, "back")``): written only by the DMA when a later
+        visit's partial sums come back from DRAM, read only by the add-on write of that visit's block. It
+        is a memory of its own because the array writes the other copies (the other half) while the DMA
+        loads it, and a block RAM has one write port."""
         P = self.prog
-        op = P.compiled.design.operation
-        return {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=n)
-                for (x, lay), n in zip(P.layouts.items(), buffer_copies(P).values())}
+        y = P.compiled.design.operation.output.name
+        copies = buffer_copies(P)
+        bufs = {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes,
+                               copies=copies[x] - (x == y))
+                for x, lay in P.layouts.items()}
+        lay = P.layouts[y]
+        bufs[(y, "back")] = CyclicBanks(m, f"buf_{y}_back", lay.banks, lay.depth, 8 * lay.elem_bytes)
+        return bufs
 
     def _dma_control(self, m, seq, rows, done, inputs):
         """One transfer timer for the DRAM port: a load job moves its flagged operands one after another
@@ -353,27 +370,28 @@ class LayerCore(Elaboratable):
                      self.wr_req_valid.eq(dma.timer.issue & writing), self.wr_req_addr.eq(cur_ptr),
                      self.wr_req_words.eq(words_now)]
 
-    def _load_datapath(self, m, bufs, dma, inputs):
-        """The read response words straight into the selected operand's buffer, counted per operand."""
+    def _load_datapath(self, m, bufs, dma, loads):
+        """The read response words straight into the selected operand's buffer (the output's partial sums
+        into its psum-load copy), counted per operand."""
         P = self.prog
+        y = P.compiled.design.operation.output.name
         dst_pos = Signal(32, name="dma_dst_pos")
         elems_left = Signal(32, name="dma_elems_left")
-        target = Signal(range(len(inputs) + 1), name="dma_target")
+        target = Signal(range(len(loads) + 1), name="dma_target")
         with m.If(dma.ld_start):
             m.d.sync += [dst_pos.eq(dma.sel_fields["pos"]), elems_left.eq(dma.sel_fields["elems"]), target.eq(dma.sel)]
         data_v = self.rd_rsp_valid
-        for xi, x in enumerate(inputs):
+        per_word = Signal(range(max(P.layouts[x].per_word for x in loads) + 1), name="dma_elems_per_word")
+        m.d.comb += per_word.eq(Array([P.layouts[x].per_word for x in loads])[target])
+        for xi, x in enumerate(loads):
             lay = P.layouts[x]
             bits = 8 * lay.elem_bytes
             elems = [self.rd_rsp_data[i * bits:(i + 1) * bits] for i in range(lay.per_word)]
             en = [data_v & (target == xi) & (elems_left > i) for i in range(lay.per_word)]
-            bufs[x].write_group(m, dst_pos, elems, en)
-        for xi, x in enumerate(inputs):
-            lay = P.layouts[x]
+            bufs[(x, "back") if x == y else x].write_group(m, dst_pos, elems, en)
             with m.If(data_v & (target == xi)):
                 m.d.sync += self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + lay.elem_bytes * Mux(
                     elems_left >= lay.per_word, lay.per_word, elems_left))
-        per_word = P.layouts[inputs[0]].per_word     # every input has the same element width in the supported designs
         with m.If(data_v):
             m.d.sync += [dst_pos.eq(dst_pos + per_word), elems_left.eq(elems_left - per_word)]
             with m.If(elems_left < per_word):
@@ -420,7 +438,7 @@ class LayerCore(Elaboratable):
             m.d.comb += getattr(cmdp, name).eq(value)
         m.d.comb += done["C"].eq(arr.done)
 
-    def _port_walk(self, m, arr, w, seq, row_c, buf):
+    def _port_walk(self, m, arr, w, seq, row_c, buf, bufs_back=None):
         """One array port's address generator: its buffer positions walked per beat, lanes and rows out of
         the block's bounds masked (reads give 0, writes are dropped)."""
         p = getattr(arr, w.port)
@@ -447,7 +465,7 @@ class LayerCore(Elaboratable):
                     for l in range(w.lanes)]
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             buf.write_lanes(m, pos, wdata, [fire & ok & row_ok for ok in lane_ok])
-            self._add_onto_partial_sums(m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata)
+            self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), pos, nxt_pos, fire, cnt, data, wdata)
             return
         m.d.comb += p.valid.eq(beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
@@ -456,26 +474,32 @@ class LayerCore(Elaboratable):
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
 
-    def _add_onto_partial_sums(self, m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata):
-        """A split reduction's later block (command flag ``acc``): where the array starts a sum from zero (the
-        first reduction tile of the command; every tile when the reduction is the streamed loop) the result
-        written is the array's plus the partial sum already at that position. The old value comes from the
-        accumulator's own read copy, addressed one cycle ahead like the read walks (transparent for the
-        write port), so the add costs no cycle: the write port stays always ready."""
+    def _add_onto_partial_sums(self, m, w, seq, row_c, bufs, pos, nxt_pos, fire, cnt, data, wdata):
+        """A split reduction's later block, or a later visit of an output block (command flag ``acc``): where
+        the array starts a sum from zero (the first reduction tile of the command; every tile when the
+        reduction is the streamed loop) the result written is the array's plus the partial sum already at
+        that position. The old value comes from the accumulator's own read copy (a continued block) or from
+        the psum-load copy the DMA filled from DRAM (a later visit: ``back``), addressed one cycle ahead like
+        the read walks (transparent for the write port), so the add costs no cycle: the write port stays
+        always ready."""
+        buf, buf_back = bufs
         red = {d for d in self.prog.cmd.dataflow.outer_dims() if not self.prog.compiled.design.operation.output.uses(d)}
         first = Const(1)
         for j, lv in enumerate(w.levels):
             if lv.startswith("tile:") and lv[5:] in red:
                 first = first & (cnt[j] == 0)
         acc = Signal(name=f"{w.port}_acc")
+        back = Signal(name=f"{w.port}_acc_from_dram")
         with m.If(seq.start_c):
-            m.d.sync += acc.eq(row_c["acc"])
+            m.d.sync += [acc.eq(row_c["acc"]), back.eq(row_c["back"])]
         addr = Signal(32, name=f"{w.port}_acc_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
-        old = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+        kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+        loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate")
         bits = len(wdata[0])
         for l in range(w.lanes):
-            m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old[l])[:bits], data[l]))
+            old = Mux(back, loaded[l], kept[l])
+            m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old)[:bits], data[l]))
 
     @staticmethod
     def _walk_bounds(m, w, seq, row_c, cnt, tm1):
@@ -589,12 +613,13 @@ def simulated_dram(m: Module, *, word_bytes: int, depth: int, init: list, latenc
 
 def buffer_copies(prog: LayerProgram) -> dict[str, int]:
     """Read copies of each operand's buffer (rtlgen/buffer.py: one simple dual-port memory per reader): one per
-    array port reading it; the output's also one for the write-back and one for the add onto partial sums."""
+    array port reading it; the output's also one for the write-back, one for the add onto partial sums and
+    the psum-load copy (partial sums loaded back from DRAM, written by the DMA only)."""
     op = prog.compiled.design.operation
     out = {}
     for x in prog.layouts:
         n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
-        out[x] = max(1, n + (2 if x == op.output.name else 0))
+        out[x] = max(1, n + (3 if x == op.output.name else 0))
     return out
 
 
