@@ -448,9 +448,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     outer = tuple(df.outer_dims())
     inner = tuple(df.inner_dims())
     red = tuple(d for d in outer if not op.output.uses(d))
-    if red and tuple(outer[len(outer) - len(red):]) != red:
-        _refuse(f"dataflows.{df.name}.order", "the generated memory system needs the reduction tile loops innermost "
-                "among the outer loops", list(df.order))
+    at = [outer.index(d) for d in red]
+    if red and at != list(range(at[0], at[0] + len(red))):
+        # the partial-sum port reads the output for every tile but the first visits (all reduction counters 0):
+        # one counter level ("red") when the reduction loops are adjacent; split by an output loop, the tiles
+        # it reads are not one nested walk
+        _refuse(f"dataflows.{df.name}.order", f"the reduction tile loops {', '.join(red)} are split by an output "
+                "loop; the generated memory system's partial-sum walk needs them adjacent in the order (any position)",
+                list(df.order))
     axis_of = df.axis_of
     shape = design.shape
     out = fg.output
@@ -534,9 +539,13 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
     walks = []
     for pn, x, kind, coords, rows in port_specs:
-        levels = [f"tile:{d}" for d in outer if not (kind == "psum" and d in red)]
-        if kind == "psum" and red:
-            levels.append("red")
+        levels = []
+        for d in outer:               # the psum walk: the adjacent reduction loops as one level, at their place
+            if kind == "psum" and d in red:
+                if "red" not in levels:
+                    levels.append("red")
+            else:
+                levels.append(f"tile:{d}")
         levels += ["row"] if rows else [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
         row_loop = next((d for d in outer if d in axis_of and axis_of[d] == 0), None) if rows else None

@@ -46,12 +46,12 @@ def test_transfer_cycles_equal_burst_by_burst():
         assert transfer_cycles(n, port) == _bursts(n, port), (n, port)
 
 
-def _recurrence(depth, loads, writes, computes):
+def _recurrence(depth, loads, writes, computes, after=None):
     """The gates of docs/memory.md in plain Python: returns the cycle the layer ends."""
     n = len(computes)
     L, W, C = [None] * n, [None] * n, [None] * n
     dma = 0
-    order = dma_order(n, depth)
+    order = dma_order(n, depth, after)
     # the DMA runs in order; compute ends are known once their gates are: interleave by resolving in order
     cstart = 0
     pending = list(order)
@@ -84,12 +84,21 @@ def test_model_halves_equal_the_recurrence():
         loads = [rng.randint(0, 50) for _ in range(n)]
         writes = [rng.choice([0, rng.randint(0, 50)]) for _ in range(n)]
         computes = [rng.randint(1, 60) for _ in range(n)]
+        after = [rng.random() < 0.3 for _ in range(n)]      # loads of partial sums: after W(b - depth)
         env = simpy.Environment()
         loaded, computed, written = ([env.event() for _ in range(n)] for _ in range(3))
-        env.process(dma_process(env, dma_order(n, depth), depth, loads, writes, loaded, computed, written))
+        env.process(dma_process(env, dma_order(n, depth, after), depth, loads, writes, loaded, computed, written))
         env.process(compute_process(env, depth, computes, loaded, computed, written, [0] * n))
         env.run()
-        assert env.now == _recurrence(depth, loads, writes, computes)
+        assert env.now == _recurrence(depth, loads, writes, computes, after)
+
+
+def test_dma_order_puts_a_partial_sum_load_after_the_write_back_it_needs():
+    assert dma_order(5, 2) == [("L", 0), ("L", 1), ("L", 2), ("W", 0), ("L", 3), ("W", 1), ("L", 4), ("W", 2),
+                               ("W", 3), ("W", 4)]
+    # L(2) loads the partial sums that W(0) writes (k outer, two j blocks): W(0) first
+    assert dma_order(5, 2, [False, False, True, False, True]) == [
+        ("L", 0), ("L", 1), ("W", 0), ("L", 2), ("L", 3), ("W", 1), ("W", 2), ("L", 4), ("W", 3), ("W", 4)]
 
 
 @pytest.mark.parametrize("spec, bounds, tile, order", [
@@ -132,6 +141,12 @@ WALK_DRAM = ["memory.dram.width_bytes=8", "memory.dram.burst_bytes=16"]
     ("gemm_is", "3x2", {"i": 7, "k": 5, "j": 10}, {"i": 1, "k": 3, "j": 4}, ("i", "k", "j")),
     ("conv_ws", "3x2", {"n": 2, "k": 5, "p": 5, "q": 4, "c": 5, "r": 3, "s": 2},
      {"k": 1, "c": 2, "r": 3, "s": 2, "p": 2}, ("k", "p", "c", "r", "s")),
+    # output blocks that come back (partial sums through DRAM): the revisit flags of the command
+    ("gemm_ws", "2x3", {"i": 5, "k": 7, "j": 8}, {"k": 2, "j": 2}, ("k", "j")),
+    ("gemm_os", "2x2", {"i": 5, "k": 7, "j": 4}, {"k": 3, "i": 1, "j": 1}, ("k", "i", "j")),
+    ("gemm_os", "3x2", {"i": 7, "k": 9, "j": 5}, {"k": 4, "i": 1, "j": 2}, ("i", "k", "j")),
+    ("conv_ws", "3x2", {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2},
+     {"k": 1, "c": 2, "r": 3, "s": 2}, ("c", "k", "r", "s")),
 ])
 def test_block_walker_expands_the_command_to_the_rows(spec, shape, bounds, tile, order):
     """The controller's walk of the command (counters, residency flags, halves, address strides, shape
@@ -197,3 +212,18 @@ def test_block_walker_equals_the_rows_on_random_commands(spec):
         assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
         checked += 1
     assert checked >= 6
+
+
+def test_partial_sum_loads_are_the_later_visits_and_move_the_closed_form():
+    """k outer over two j blocks (WS): each C block is visited twice; the second visit's L job loads its
+    partial sums (the rows' ld_C, from the walker's revisit flags) and adds onto them (acc); the bytes are
+    the closed form's (v - 1) x bytes(C)."""
+    d = load_spec("gemm_ws", ["array.shape=2x3"] + WALK_DRAM)
+    cmd = make_command(d, {"i": 5, "k": 7, "j": 8}, d.dataflow(), {"k": 2, "j": 2}, ("k", "j"))
+    p = layer_program(compile_array(d), cmd, spec_size=False)
+    assert p.command.revisit == (0, 1, 0)          # padding level, k (not C's, and C changes under it), j
+    assert [r["ld_C"] for r in p.rows] == [0, 0, 1, 1]
+    assert [r["acc"] for r in p.rows] == [0, 0, 1, 1]
+    assert sum(r["ld_bytes_C"] for r in p.rows) == dram_bytes(cmd)["C.read"] == 5 * 8 * 4
+    # the load lands where the write-back took the block from (same DRAM word, same half)
+    assert [(r["ld_word_C"], r["ld_pos_C"]) for r in p.rows[2:]] == [(r["wr_word"], r["wr_pos"]) for r in p.rows[:2]]
