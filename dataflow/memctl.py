@@ -340,6 +340,12 @@ class PortWalk:
     # A FIFO chain's root walks through the halo instead (it streams what the FUs behind it use first).
     halo_level: int | None = None
     halo: int = 0
+    # a partial-sum walk whose reduction tile loops are split by an output loop in the dataflow's order: it
+    # walks every tile (the reduction levels with stride 0) and skips, one tile a cycle, the tiles of a first
+    # visit (every reduction level at 0), whose partial sums the array does not read; ``skip_level`` is the
+    # innermost tile level, ``red_levels`` the reduction levels
+    skip_level: int | None = None
+    red_levels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -449,13 +455,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     inner = tuple(df.inner_dims())
     red = tuple(d for d in outer if not op.output.uses(d))
     at = [outer.index(d) for d in red]
-    if red and at != list(range(at[0], at[0] + len(red))):
-        # the partial-sum port reads the output for every tile but the first visits (all reduction counters 0):
-        # one counter level ("red") when the reduction loops are adjacent; split by an output loop, the tiles
-        # it reads are not one nested walk
-        _refuse(f"dataflows.{df.name}.order", f"the reduction tile loops {', '.join(red)} are split by an output "
-                "loop; the generated memory system's partial-sum walk needs them adjacent in the order (any position)",
-                list(df.order))
+    # the partial-sum port reads the output for every tile but the first visits (all reduction counters 0):
+    # one counter level ("red") when the reduction loops are adjacent; split by an output loop, the tiles it
+    # reads are not one nested walk, so its walk steps through every tile and skips the first visits
+    red_split = bool(red) and at != list(range(at[0], at[0] + len(red)))
     axis_of = df.axis_of
     shape = design.shape
     out = fg.output
@@ -541,7 +544,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     for pn, x, kind, coords, rows in port_specs:
         levels = []
         for d in outer:               # the psum walk: the adjacent reduction loops as one level, at their place
-            if kind == "psum" and d in red:
+            if kind == "psum" and d in red and not red_split:
                 if "red" not in levels:
                     levels.append("red")
             else:
@@ -554,9 +557,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
         held = hl is not None and x not in chained
+        skips = kind == "psum" and red_split
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows else None, shape[0] if rows else 1,
-                              hl if held else None, halo if held else 0))
+                              hl if held else None, halo if held else 0,
+                              len(outer) - 1 if skips else None,
+                              tuple(levels.index(f"tile:{d}") for d in red) if skips else ()))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -735,6 +741,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_trips{li}"] = trips[li]
             row[f"{w.port}_base"] = base
             row[f"{w.port}_beats"] = math.prod(trips)
+            if w.skip_level is not None:      # every tile's beats but the first visits' (all reduction levels 0)
+                tiles = trips[:w.skip_level + 1]
+                first = math.prod(t for i, t in enumerate(tiles) if i not in w.red_levels)
+                row[f"{w.port}_beats"] = (math.prod(tiles) - first) * math.prod(trips[w.skip_level + 1:])
             if w.lane_level is not None:
                 d = w.levels[w.lane_level][5:]
                 row[f"{w.port}_lane_last"] = min(w.lanes, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))

@@ -79,13 +79,15 @@ def _unpack(fmt: DescriptorFormat, table: str, word) -> dict:
 
 
 def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, trips, advance, pos_bits: int = 24,
-                   cnt_bits: int = 20, hold: tuple[int, int] | None = None):
+                   cnt_bits: int = 20, hold: tuple[int, int] | None = None, skip=None):
     """Nested counters (outer to inner) walking ``base + sum_j c_j * strides[j]`` with adds only: an anchor
     per level holds the position where that level's current iteration began. ``load`` (with ``base``,
     ``strides``, ``trips`` valid that cycle) restarts the walk; ``advance`` steps it. Returns (pos, next,
     counters, trips_minus_1): ``pos`` the current position (registered), ``next`` the position after an
     advance this cycle (combinational). ``hold`` = (level, h): that level's first h iterations stay at its
-    first position (the halo steps of delay connections: position base + max(0, c - h) * stride)."""
+    first position (the halo steps of delay connections: position base + max(0, c - h) * stride). ``skip`` =
+    (level, signal): while the signal is high (never with ``advance``) the walk steps that level as if every
+    inner level wrapped (a whole iteration of the inner levels skipped in one cycle); ``next`` shows it too."""
     cnt = [Signal(cnt_bits, name=f"{name}_c{j}") for j in range(n_levels)]
     anchor = [Signal(pos_bits, name=f"{name}_anchor{j}") for j in range(n_levels)]
     stride = [Signal(pos_bits, name=f"{name}_stride{j}") for j in range(n_levels)]
@@ -105,9 +107,19 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
     if hold is not None and hold[1]:
         hj, h = hold
         step[hj] = Mux(cnt[hj] >= h, stride[hj], 0)
+    skips = []
+    if skip is not None:                   # level j steps on a skip when levels j+1 .. sj wrap and j does not
+        sj, on = skip
+        for j in range(sj + 1):
+            w_in = Const(1)
+            for i in range(j + 1, sj + 1):
+                w_in = w_in & wrap[i]
+            skips.append(Signal(name=f"{name}_skip{j}"))
+            m.d.comb += skips[j].eq(on & w_in & ~wrap[j])
     m.d.comb += nxt.eq(pos)
+    skipping = Cat(*skips).any() if skips else Const(0)
     for j in range(n_levels):              # the innermost incrementing level wins (later assignment)
-        with m.If(incs[j]):
+        with m.If(Mux(skipping, skips[j], incs[j]) if j < len(skips) else incs[j] & ~skipping):
             m.d.comb += nxt.eq(anchor[j] + step[j])
     with m.If(load):
         m.d.sync += [c.eq(0) for c in cnt]
@@ -120,6 +132,13 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
                 m.d.sync += [cnt[j].eq(cnt[j] + 1), anchor[j].eq(anchor[j] + step[j])]
                 for i in range(j + 1, n_levels):
                     m.d.sync += [cnt[i].eq(0), anchor[i].eq(anchor[j] + step[j])]
+    if skips:
+        with m.Elif(skip[1]):
+            for j in range(len(skips)):
+                with m.If(skips[j]):
+                    m.d.sync += [cnt[j].eq(cnt[j] + 1), anchor[j].eq(anchor[j] + step[j])]
+                    for i in range(j + 1, n_levels):
+                        m.d.sync += [cnt[i].eq(0), anchor[i].eq(anchor[j] + step[j])]
     return pos, nxt, cnt, tm1
 
 
@@ -444,11 +463,18 @@ class LayerCore(Elaboratable):
         p = getattr(arr, w.port)
         nl = len(w.levels)
         fire = p.valid & p.ready
+        beats = Signal(32, name=f"{w.port}_beats_left")
+        skip = None
+        if w.skip_level is not None:          # a first visit's tile (every reduction level at 0): no partial sums
+            on = Signal(name=f"{w.port}_skip_tile")
+            skip = (w.skip_level, on)
         pos, nxt_pos, cnt, tm1 = affine_walk_hw(
             m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
             [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
-            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None)
-        beats = Signal(32, name=f"{w.port}_beats_left")
+            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
+        if skip is not None:
+            at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
+            m.d.comb += skip[1].eq(~seq.start_c & (beats != 0) & at_tile_start)
         with m.If(seq.start_c):
             m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
         with m.Elif(fire):
@@ -469,7 +495,8 @@ class LayerCore(Elaboratable):
             return
         m.d.comb += p.valid.eq(beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
-        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+        moving = fire if skip is None else fire | skip[1]
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(moving, nxt_pos, pos)))
         vals = buf.read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))

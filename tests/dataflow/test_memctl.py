@@ -227,3 +227,25 @@ def test_partial_sum_loads_are_the_later_visits_and_move_the_closed_form():
     assert sum(r["ld_bytes_C"] for r in p.rows) == dram_bytes(cmd)["C.read"] == 5 * 8 * 4
     # the load lands where the write-back took the block from (same DRAM word, same half)
     assert [(r["ld_word_C"], r["ld_pos_C"]) for r in p.rows[2:]] == [(r["wr_word"], r["wr_pos"]) for r in p.rows[:2]]
+
+
+@pytest.mark.parametrize("spec, order_set, tile, order, psum_levels", [
+    # reduction tile loop k first in the dataflow's order: the psum walk's reduction level first
+    ("gemm_ws", "dataflows.ws.order=[k, j, i]", {"k": 2, "j": 2}, ("k", "j"), ("red", "tile:j", "inner:i")),
+    # c, r, s adjacent before k
+    ("conv_ws", "dataflows.ws.order=[c, r, s, k, n, p, q]", {"k": 2, "c": 1, "r": 3, "s": 2}, ("c", "k", "r", "s"),
+     ("red", "tile:k", "inner:n", "inner:p", "inner:q")),
+    # c, r, s split by k: every tile level, the first visits' tiles skipped
+    ("conv_ws", "dataflows.ws.order=[c, k, r, s, n, p, q]", {"k": 3, "c": 2, "r": 3, "s": 2}, ("k", "c", "r", "s"),
+     ("tile:c", "tile:k", "tile:r", "tile:s", "inner:n", "inner:p", "inner:q")),
+])
+def test_reduction_tile_loops_anywhere_in_the_dataflow_order(spec, order_set, tile, order, psum_levels):
+    """The partial-sum walk follows the dataflow's order; its beats are the tiles' but the first visits'."""
+    bounds = {"i": 5, "k": 7, "j": 8} if spec == "gemm_ws" else {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}
+    d = load_spec(spec, ["array.shape=3x2" if spec == "conv_ws" else "array.shape=2x3", order_set] + WALK_DRAM)
+    p = layer_program(compile_array(d), make_command(d, bounds, d.dataflow(), tile, order), spec_size=False)
+    (w,) = [w for w in p.walks if w.kind == "psum"]
+    assert w.levels == psum_levels
+    assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows)
+    if w.skip_level is not None:          # 2 c x 3 k x 3 r x 2 s tiles, 3 of them first visits, 12 beats a tile
+        assert w.red_levels == (0, 2, 3) and p.rows[0][f"{w.port}_beats"] == (36 - 3) * 12

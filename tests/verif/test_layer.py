@@ -161,13 +161,20 @@ PSUM_CASES = [
     # the same with the reduction tile loops c, r, s before k in the dataflow's order
     ("conv_ws", ["array.shape=3x2", "dataflows.ws.order=[c, r, s, k, n, p, q]"],
      {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}, {"k": 2, "c": 1, "r": 3, "s": 2}, ("c", "k", "r", "s")),
+    # reduction tile loops split by an output loop in the dataflow's order (c before k, r and s after it): the
+    # partial-sum walk skips the first visits' tiles; one block (all within the array command), and c split
+    # over blocks outermost (partial sums through DRAM as well)
+    ("conv_ws", ["array.shape=3x2", "dataflows.ws.order=[c, k, r, s, n, p, q]"],
+     {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}, {"k": 3, "c": 2, "r": 3, "s": 2}, ("k", "c", "r", "s")),
+    ("conv_ws", ["array.shape=3x2", "dataflows.ws.order=[c, k, r, s, n, p, q]"],
+     {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}, {"k": 2, "c": 1, "r": 2, "s": 2}, ("c", "k", "r", "s")),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec, sets, bounds, tile, order", PSUM_CASES,
                          ids=["os-k-outer", "os-k-middle", "is-k-outer", "ws-single-buffered", "ws-df-order-kji",
-                              "conv-c-outer", "conv-df-order-crsk"])
+                              "conv-c-outer", "conv-df-order-crsk", "conv-df-order-ckrs", "conv-df-order-ckrs-c-outer"])
 def test_partial_sums_through_dram_matrix(spec, sets, bounds, tile, order):
     r = verify_layer(load_spec(spec, sets + SPLIT_DRAM), bounds, tile=tile, order=order, seed=4)
     _check(r)
