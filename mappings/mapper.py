@@ -8,7 +8,7 @@ searches the same space more widely and judges the finalists with the cycle mode
    to the trip count, the trip count itself, and ``ceil(trips / k)`` for small k, so blocks can split a
    loop evenly); a command is admissible only if every operand's block fits its buffer (double-buffered
    buffers hold two), the same check ``make_command`` applies, and its output partial sums never go back
-   to DRAM (the generated RTL refuses that);
+   to DRAM (the generated RTL runs that too, but the mapper, like ``plan_layer``, does not choose it);
 2. the estimate of a command, used to rank candidates: cycles as in ``plan_layer`` (``max(compute,
    DRAM transfer) + first load + blocks x overhead``) and energy as compute plus DRAM bytes at the energy
    table's pJ/bit plus the buffer fills those bytes cause; the objective is ``latency``, ``energy`` or

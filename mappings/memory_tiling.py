@@ -11,8 +11,8 @@ DRAM bytes are a closed form of the tiling and the order (:func:`dram_bytes`);
 block by block. A reduction loop split over blocks (an outer reduction tile loop, or a split inner
 reduction loop such as OS's k) makes a later block *add onto* the partial sums an earlier block left in
 the output buffer; when the output block comes back after another one, the partial sums go to DRAM
-and back (``<Y>.read``): the cycle model times that, the generated RTL refuses it, and the planner
-never plans it.
+and back (``<Y>.read``): the cycle model and the generated RTL both do that (docs/memory.md "Partial
+sums through DRAM"), but the planner never plans it (an explicit command runs it).
 
 The heuristic (:func:`plan_layer`), deterministic and documented:
 
@@ -350,7 +350,8 @@ def _chunk_overhead(cmd: LayerCommand) -> int:
 
 def _reloads_partial_sums(cmd: LayerCommand) -> bool:
     """The output's block comes back after another output block (its partial sums go to DRAM and back):
-    the cycle model times it, the generated RTL refuses it (dataflow/memctl.check_rtl_command)."""
+    the cycle model and the generated RTL run it (docs/memory.md "Partial sums through DRAM"); the planner and
+    the mapper do not choose it."""
     return f"{cmd.design.operation.output.name}.read" in dram_bytes(cmd)
 
 
