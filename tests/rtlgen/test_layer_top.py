@@ -28,7 +28,9 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     res = run_top(top, p.dram_words, 100_000)
     got = p.read_output(res["words"], d.operation.tensor_shape(d.operation.output.name, mp.bound))
     ref = reference_einsum(d.operation, tensors, mp.bound, c.fu_graph.acc_width)
-    return got, ref, res["cycles"], simulate_layer(c, cmd), cmd, res["moved"]
+    # the output's read counter (partial sums loaded back) stays 0 when no output block comes back
+    moved = {k: v for k, v in res["moved"].items() if v or k != f"{d.operation.output.name}.read"}
+    return got, ref, res["cycles"], simulate_layer(c, cmd), cmd, moved
 
 
 @pytest.mark.parametrize("spec, shape, tile, order", [
@@ -36,6 +38,8 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     ("gemm_os", "3x2", {"i": 2, "j": 1}, ("j", "i")),
     ("gemm_ws", "2x3", {"j": 1, "k": 4}, ("j", "k")),
     ("gemm_is", "3x2", {"i": 1, "k": 3}, ("k", "i")),
+    # k outermost over 3 blocks, 2 j blocks: C blocks come back (partial sums through DRAM), in Amaranth's simulator
+    pytest.param("gemm_ws", "2x3", {"k": 1, "j": 1}, ("k", "j"), marks=pytest.mark.slow),
 ])
 def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order):
     bounds = {"i": 7, "k": 5, "j": 6}
