@@ -266,3 +266,26 @@ def test_cli_verify_runs_a_given_order_with_partial_sums_through_dram(capsys):
                  "--order", "k,j", "--dram-bw", "8", "--dram-latency", "8", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "k:2 > j:2" in out and "outputs: exact" in out and "(equal)" in out and "C.read 160 B" in out
+
+
+def _conv_os():
+    """An output-stationary convolution (O kept in the FUs across the inner c; partial sums preloaded from the
+    psum port for later reduction tiles) whose reduction tile loops r and s are split by the output loop k."""
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data({
+        "version": 1, "name": "conv_os", "operation": "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]",
+        "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+        "memory": {"dram": {"width_bytes": 8, "latency": 6}},
+        "dataflows": {"os": {"spatial": {"k": 0, "q": 1}, "order": ["r", "k", "s", "n", "p", "q", "c"],
+                             "inner": ["c"]}}})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tile, order", [
+    ({"r": 4, "k": 4, "s": 4, "n": 4, "p": 4, "q": 4}, ("r", "k", "s", "n", "p", "q")),      # one block
+    ({"r": 1, "k": 1, "s": 2, "n": 1, "p": 2, "q": 2}, ("r", "k", "s", "n", "p", "q")),      # r outermost: O comes back
+], ids=["one-block", "r-outer-blocks"])
+def test_psum_walk_skips_first_visits_with_preloaded_partial_sums(tile, order):
+    r = verify_layer(_conv_os(), {"n": 1, "k": 3, "p": 2, "q": 3, "c": 3, "r": 2, "s": 2}, tile=tile, order=order,
+                     seed=7)
+    _check(r)
