@@ -304,25 +304,26 @@ class LayerCore(Elaboratable):
         bufs[(y, "back")] = CyclicBanks(m, f"buf_{y}_back", lay.banks, lay.depth, 8 * lay.elem_bytes)
         return bufs
 
-    def _dma_control(self, m, seq, rows, done, inputs):
+    def _dma_control(self, m, seq, rows, done, loads):
         """One transfer timer for the DRAM port: a load job moves its flagged operands one after another
         (the first starts with the job, each next one the cycle after the previous ends); a write-back job
-        is one transfer. Returns the DMA's shared signals (timer, selected operand and its fields)."""
+        is one transfer. ``loads``: the operands a load job may move, in order (the inputs, then the output's
+        partial sums on a later visit). Returns the DMA's shared signals (timer, selected operand and its fields)."""
         row_l, row_w = rows["L"], rows["W"]
         t_start = Signal(name="dma_transfer_start")
         t_bytes = Signal(32, name="dma_transfer_bytes")
         timer = transfer_timer_hw(m, hdl, self.prog.compiled.design.memory_system.dram, t_start, t_bytes)
         is_w = Signal(name="dma_job_is_write")
-        pend = Signal(len(inputs), name="dma_pending")      # operands of the load job still to move
-        cur = Signal(range(len(inputs) + 1), name="dma_operand")
+        pend = Signal(len(loads), name="dma_pending")      # operands of the load job still to move
+        cur = Signal(range(len(loads) + 1), name="dma_operand")
         kick = Signal(name="dma_kick")                       # start the next transfer of the job this cycle
-        latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in inputs for k in _LD_FIELDS}
+        latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in loads for k in _LD_FIELDS}
         m.d.sync += kick.eq(0)
-        flags = Cat(*[row_l[f"ld_{x}"] for x in inputs])
-        sel, sel_fields = self._dma_select(m, seq, row_l, flags, pend, latched, inputs)
+        flags = Cat(*[row_l[f"ld_{x}"] for x in loads])
+        sel, sel_fields = self._dma_select(m, seq, row_l, flags, pend, latched, loads)
         with m.If(seq.start_l):
             m.d.sync += is_w.eq(0)
-            for x in inputs:
+            for x in loads:
                 for k in _LD_FIELDS:
                     m.d.sync += latched[f"{k}_{x}"].eq(row_l[f"{k}_{x}"])
             with m.If(flags == 0):
@@ -349,19 +350,19 @@ class LayerCore(Elaboratable):
         return _Dma(timer, t_start, is_w, t_start & ~seq.start_w, sel, sel_fields)
 
     @staticmethod
-    def _dma_select(m, seq, row_l, flags, pend, latched, inputs):
+    def _dma_select(m, seq, row_l, flags, pend, latched, loads):
         """The operand of the transfer starting now (the first flagged one) and its descriptor fields: from
         the load row when the job starts, from the job's latched copy for its later transfers."""
-        sel = Signal(range(len(inputs) + 1), name="dma_sel")
+        sel = Signal(range(len(loads) + 1), name="dma_sel")
         sel_fields = {k: Signal(32, name=f"dma_sel_{k}") for k in ("bytes", "word", "pos", "elems")}
         with m.If(seq.start_l):
-            m.d.comb += sel.eq(_first_set(flags, len(inputs)))
+            m.d.comb += sel.eq(_first_set(flags, len(loads)))
             for k, fk in zip(("bytes", "word", "pos", "elems"), _LD_FIELDS):
-                m.d.comb += sel_fields[k].eq(Array([row_l[f"{fk}_{x}"] for x in inputs])[sel])
+                m.d.comb += sel_fields[k].eq(Array([row_l[f"{fk}_{x}"] for x in loads])[sel])
         with m.Else():
-            m.d.comb += sel.eq(_first_set(pend, len(inputs)))
+            m.d.comb += sel.eq(_first_set(pend, len(loads)))
             for k, fk in zip(("bytes", "word", "pos", "elems"), _LD_FIELDS):
-                m.d.comb += sel_fields[k].eq(Array([latched[f"{fk}_{x}"] for x in inputs])[sel])
+                m.d.comb += sel_fields[k].eq(Array([latched[f"{fk}_{x}"] for x in loads])[sel])
         return sel, sel_fields
 
     def _burst_requests(self, m, seq, rows, dma):
