@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
-from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, element_bytes
+from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, check_partial_sums, element_bytes
 from archgen.mappings.tiling import check_fifo_depth
 
 from .interconnect import FUGraph
@@ -435,6 +435,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                  [list(r) for r in compiled.dataflow.stt])])
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
+    check_partial_sums(cmd, layer)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram
@@ -716,10 +717,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 # a later visit of the output block: L loads its partial sums back (into the psum-load copy,
                 # at the block's position in its half), and the array's results add onto them (``acc``)
                 back = loads.get(x.name, 0)
-                row.update({f"ld_{x.name}": int(bool(back)), f"ld_bytes_{x.name}": back,
-                            f"ld_word_{x.name}": addr if back else 0,
-                            f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems if back else 0,
-                            f"ld_elems_{x.name}": back // lay.elem_bytes})
+                if mem.partial_sums_through_dram:
+                    row.update({f"ld_{x.name}": int(bool(back)), f"ld_bytes_{x.name}": back,
+                                f"ld_word_{x.name}": addr if back else 0,
+                                f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems if back else 0,
+                                f"ld_elems_{x.name}": back // lay.elem_bytes})
                 continue
             if x.name in loads:
                 half_of[x.name] = (half_of[x.name] + 1) % lay.halves
@@ -793,7 +795,7 @@ class WalkerCommand:
     # per level: 1 if a nonzero counter there means the current output block was visited before (the level's
     # loop is not one of the output's, and a step of it changes the output block); a block the output
     # changed into with such a counter nonzero loads its partial sums (docs/memory.md)
-    revisit: tuple[int, ...] = ()
+    revisit: tuple[int, ...] = ()    # empty: the spec does not grant partial sums through DRAM
 
 
 def revisit_flags(cmd: LayerCommand) -> tuple[int, ...]:
@@ -848,8 +850,9 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
     trips = (1,) * pad + tuple(nb[d] for d in cmd.order)
     zero = tuple({x: 0 for x in names} for _ in range(pad))
     stride = zero + tuple({x: dram_stride[x][i] for x in names} for i in range(len(cmd.order)))
+    spill = cmd.design.memory_system.partial_sums_through_dram
     dynamic = ({"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
-               | {f"ld_{f}{op.output.name}" for f in ("", "word_", "pos_", "bytes_", "elems_")})
+               | {f"ld_{f}{op.output.name}" for f in ("", "word_", "pos_", "bytes_", "elems_") if spill})
     shapes: dict = {}
     margins = margins or [{} for _ in rows]
     for row, (cnt, _p, _n), blk, halves, mg in zip(rows, block_steps(trips), cmd.blocks(), halves_at, margins):
@@ -871,7 +874,8 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
                     f"{f[bad]}), which the command's shape table cannot express", dict(cmd.tile))
     return WalkerCommand(("",) * pad + tuple(cmd.order), trips, stride, zero + reload_flags(cmd),
                          {x: dram_base[x] for x in names}, math.prod(trips), shapes,
-                         tuple(x.name for x in op.inputs), op.output.name, (0,) * pad + revisit_flags(cmd))
+                         tuple(x.name for x in op.inputs), op.output.name,
+                         (0,) * pad + revisit_flags(cmd) if spill else ())
 
 
 def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
@@ -896,8 +900,9 @@ def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
             ld = changed[x]
             row.update({f"ld_{x}": int(ld), f"ld_bytes_{x}": s[f"ld_bytes_{x}"] * ld, f"ld_word_{x}": addr[x] * ld,
                         f"ld_pos_{x}": (pos[x] + s.get(f"ld_off_{x}", 0)) * ld, f"ld_elems_{x}": s[f"ld_elems_{x}"] * ld})
-        row.update({f"ld_{y}": int(back), f"ld_bytes_{y}": s["wr_bytes"] * back, f"ld_word_{y}": addr[y] * back,
-                    f"ld_pos_{y}": pos[y] * back, f"ld_elems_{y}": s["wr_elems"] * back})
+        if wc.revisit:                   # memory.partial_sums_through_dram: the output's load fields
+            row.update({f"ld_{y}": int(back), f"ld_bytes_{y}": s["wr_bytes"] * back, f"ld_word_{y}": addr[y] * back,
+                        f"ld_pos_{y}": pos[y] * back, f"ld_elems_{y}": s["wr_elems"] * back})
         leaving = nxt is None or bool(wc.reload[nxt][y])
         row.update({"wr_bytes": s["wr_bytes"] * leaving, "wr_word": addr[y], "wr_pos": pos[y],
                     "wr_elems": s["wr_elems"] * leaving})
@@ -996,7 +1001,8 @@ class DescriptorFormat:
                         f"{WALK_COUNTER_BITS}-bit block counter (at most {(1 << WALK_COUNTER_BITS) - 1}); larger "
                         f"tiles along {d} give fewer blocks", t)
         rows = {"K": [{"trips": t, **{f"stride_{x}": st[x] for x in names}, **{f"reload_{x}": r[x] for x in names},
-                       "revisit": v} for t, st, r, v in zip(wc.trips, wc.stride, wc.reload, wc.revisit)],
+                       **({"revisit": v} if wc.revisit else {})}
+                      for t, st, r, v in zip(wc.trips, wc.stride, wc.reload, wc.revisit or wc.trips)],
                 "B": [{**{f"base_{x}": wc.base[x] for x in names}, "blocks": wc.blocks}],
                 "S": [wc.shapes.get(mask, {}) for mask in range(self.depths["S"])]}
         if max(wc.shapes) >= self.depths["S"]:
@@ -1027,7 +1033,8 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     pos_bits = {x: (lay.halves * lay.half_elems).bit_length() for x, lay in prog.layouts.items()}
     byte_bits = {x: (lay.half_elems * lay.elem_bytes).bit_length() for x, lay in prog.layouts.items()}
     K = ([("trips", WALK_COUNTER_BITS)] + [(f"stride_{x}", DRAM_WORD_BITS) for x in names]
-         + [(f"reload_{x}", 1) for x in names] + [("revisit", 1)])
+         + [(f"reload_{x}", 1) for x in names]
+         + ([("revisit", 1)] if comp.design.memory_system.partial_sums_through_dram else []))
     B = [(f"base_{x}", DRAM_WORD_BITS) for x in names] + [("blocks", BLOCK_COUNT_BITS)]
     steps_bits = max([f.bits for f in comp.command.fields if f.loop is None] or [32])
     S = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]

@@ -119,7 +119,7 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
     m.d.comb += nxt.eq(pos)
     skipping = Cat(*skips).any() if skips else Const(0)
     for j in range(n_levels):              # the innermost incrementing level wins (later assignment)
-        with m.If(Mux(skipping, skips[j], incs[j]) if j < len(skips) else incs[j] & ~skipping):
+        with m.If(incs[j] if not skips else Mux(skipping, skips[j], incs[j]) if j < len(skips) else incs[j] & ~skipping):
             m.d.comb += nxt.eq(anchor[j] + step[j])
     with m.If(load):
         m.d.sync += [c.eq(0) for c in cnt]
@@ -185,7 +185,9 @@ class LayerCore(Elaboratable):
         # bytes the DMA actually moved, counted from the data path (elements written into a buffer, or
         # read out of the accumulator buffer for DRAM), per "<X>.read" / "<Y>.write"
         op = prog.compiled.design.operation
-        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read") for x in (*op.inputs, op.output)}
+        spill = prog.compiled.design.memory_system.partial_sums_through_dram     # the output's read too
+        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read")
+                      for x in (*op.inputs, *((op.output,) if spill else ()))}
         self.moved[f"{op.output.name}.write"] = Signal(40, name=f"moved_{op.output.name}_write")
 
     def ports(self):
@@ -201,12 +203,15 @@ class LayerCore(Elaboratable):
         op = comp.design.operation
         m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
         regs = self._command_registers(m)
-        l_back = Signal(name="load_partial_sums_next")     # the next load job brings partial sums back
+        # memory.partial_sums_through_dram: the next load job may bring partial sums back (after W(b - D))
+        spill = comp.design.memory_system.partial_sums_through_dram
+        l_back = Signal(name="load_partial_sums_next") if spill else None
         run, seq, done = self._sequencer(m, _unpack(self.fmt, "B", regs["B"][0])["blocks"], l_back)
         rows = self._block_walkers(m, run, seq, regs)
-        m.d.comb += l_back.eq(rows["L"]["back"])
+        if spill:
+            m.d.comb += l_back.eq(rows["L"]["back"])
         bufs = self._buffers(m)
-        loads = [x.name for x in op.inputs] + [op.output.name]     # what a load job moves, in this order
+        loads = [x.name for x in op.inputs] + [op.output.name] * spill     # what a load job moves, in this order
         dma = self._dma_control(m, seq, rows, done, loads)
         self._burst_requests(m, seq, rows, dma)
         self._load_datapath(m, bufs, dma, loads)
@@ -218,7 +223,7 @@ class LayerCore(Elaboratable):
 
     def _sequencer(self, m, n_blocks, l_back):
         """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high.
-        ``l_back``: the next load job loads partial sums (it goes after W(b - depth))."""
+        ``l_back``: the next load job loads partial sums (it goes after W(b - depth)); None without them."""
         run = Signal(name="layer_run")
         m.d.sync += run.eq(self.go)
         done = {"L": Signal(name="l_done"), "W": Signal(name="w_done"), "C": Signal(name="c_done")}
@@ -254,8 +259,11 @@ class LayerCore(Elaboratable):
         halves = {x: lay.halves for x, lay in P.layouts.items()}
         args = ([k["trips"] for k in K], {x: [k[f"stride_{x}"] for k in K] for x in names},
                 {x: [k[f"reload_{x}"] for k in K] for x in names}, {x: B[f"base_{x}"] for x in names})
-        back = {"revisit": [k["revisit"] for k in K], "output": y}     # a later visit of the output block
-        wl = block_walker_hw(m, hdl, *args, inputs + [y], inputs + [y], halves, seq.start_l, run, "walk_l", **back)
+        spill = P.compiled.design.memory_system.partial_sums_through_dram
+        # a later visit of the output block (its partial sums come back from DRAM), when the spec grants it
+        back = {"revisit": [k["revisit"] for k in K], "output": y} if spill else {}
+        wl = block_walker_hw(m, hdl, *args, inputs + [y] * spill, inputs + [y] * spill, halves, seq.start_l, run,
+                             "walk_l", **back)
         ww = block_walker_hw(m, hdl, *args, [y], [y], halves, seq.start_w, run, "walk_w")
         wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c", **back)
 
@@ -276,14 +284,15 @@ class LayerCore(Elaboratable):
             row_l.update({f"ld_{x}": wl.fresh[x], f"ld_bytes_{x}": sl[f"ld_bytes_{x}"], f"ld_word_{x}": wl.addr[x],
                           f"ld_pos_{x}": pos(wl, x) if off is None else pos(wl, x) + off,
                           f"ld_elems_{x}": sl[f"ld_elems_{x}"]})
-        # the output's partial sums come back (a later visit): loaded at the block's position in its half
-        row_l.update({f"ld_{y}": wl.back, f"ld_bytes_{y}": sl["wr_bytes"], f"ld_word_{y}": wl.addr[y],
-                      f"ld_pos_{y}": pos(wl, y), f"ld_elems_{y}": sl["wr_elems"], "back": wl.back})
+        if spill:       # the output's partial sums come back (a later visit): at the block's position in its half
+            row_l.update({f"ld_{y}": wl.back, f"ld_bytes_{y}": sl["wr_bytes"], f"ld_word_{y}": wl.addr[y],
+                          f"ld_pos_{y}": pos(wl, y), f"ld_elems_{y}": sl["wr_elems"], "back": wl.back})
         row_w = {"wr_bytes": Mux(ww.leaving[y], sw["wr_bytes"], 0), "wr_word": ww.addr[y], "wr_pos": pos(ww, y),
                  "wr_elems": sw["wr_elems"]}
         row_c = {k: v for k, v in sc.items() if not k.startswith(("ld_", "wr_"))}
-        row_c["acc"] = ~wc.fresh[y] | wc.back
-        row_c["back"] = wc.back
+        row_c["acc"] = ~wc.fresh[y] | wc.back if spill else ~wc.fresh[y]
+        if spill:
+            row_c["back"] = wc.back
         for w in P.walks:
             row_c[f"{w.port}_base"] = sc[f"{w.port}_base"] + pos(wc, w.operand)
         return {"L": _Row(row_l), "W": _Row(row_w), "C": _Row(row_c)}
@@ -296,12 +305,14 @@ class LayerCore(Elaboratable):
         loads it, and a block RAM has one write port."""
         P = self.prog
         y = P.compiled.design.operation.output.name
+        spill = P.compiled.design.memory_system.partial_sums_through_dram     # the psum-load copy is built
         copies = buffer_copies(P)
         bufs = {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes,
-                               copies=copies[x] - (x == y))
+                               copies=copies[x] - (x == y and spill))
                 for x, lay in P.layouts.items()}
-        lay = P.layouts[y]
-        bufs[(y, "back")] = CyclicBanks(m, f"buf_{y}_back", lay.banks, lay.depth, 8 * lay.elem_bytes)
+        if spill:
+            lay = P.layouts[y]
+            bufs[(y, "back")] = CyclicBanks(m, f"buf_{y}_back", lay.banks, lay.depth, 8 * lay.elem_bytes)
         return bufs
 
     def _dma_control(self, m, seq, rows, done, loads):
@@ -401,14 +412,19 @@ class LayerCore(Elaboratable):
         with m.If(dma.ld_start):
             m.d.sync += [dst_pos.eq(dma.sel_fields["pos"]), elems_left.eq(dma.sel_fields["elems"]), target.eq(dma.sel)]
         data_v = self.rd_rsp_valid
-        per_word = Signal(range(max(P.layouts[x].per_word for x in loads) + 1), name="dma_elems_per_word")
-        m.d.comb += per_word.eq(Array([P.layouts[x].per_word for x in loads])[target])
+        widths = [P.layouts[x].per_word for x in loads]
+        per_word = widths[0]           # every input has the same element width in the supported designs
+        if len(set(widths)) > 1:       # the output's partial sums (int32) come back too
+            per_word = Signal(range(max(widths) + 1), name="dma_elems_per_word")
+            m.d.comb += per_word.eq(Array(widths)[target])
         for xi, x in enumerate(loads):
             lay = P.layouts[x]
             bits = 8 * lay.elem_bytes
             elems = [self.rd_rsp_data[i * bits:(i + 1) * bits] for i in range(lay.per_word)]
             en = [data_v & (target == xi) & (elems_left > i) for i in range(lay.per_word)]
             bufs[(x, "back") if x == y else x].write_group(m, dst_pos, elems, en)
+        for xi, x in enumerate(loads):
+            lay = P.layouts[x]
             with m.If(data_v & (target == xi)):
                 m.d.sync += self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + lay.elem_bytes * Mux(
                     elems_left >= lay.per_word, lay.per_word, elems_left))
@@ -464,7 +480,6 @@ class LayerCore(Elaboratable):
         p = getattr(arr, w.port)
         nl = len(w.levels)
         fire = p.valid & p.ready
-        beats = Signal(32, name=f"{w.port}_beats_left")
         skip = None
         if w.skip_level is not None:          # a first visit's tile (every reduction level at 0): no partial sums
             on = Signal(name=f"{w.port}_skip_tile")
@@ -473,6 +488,7 @@ class LayerCore(Elaboratable):
             m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
             [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
             fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
+        beats = Signal(32, name=f"{w.port}_beats_left")
         if skip is not None:
             at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
             m.d.comb += skip[1].eq(~seq.start_c & (beats != 0) & at_tile_start)
@@ -517,16 +533,19 @@ class LayerCore(Elaboratable):
             if lv.startswith("tile:") and lv[5:] in red:
                 first = first & (cnt[j] == 0)
         acc = Signal(name=f"{w.port}_acc")
-        back = Signal(name=f"{w.port}_acc_from_dram")
         with m.If(seq.start_c):
-            m.d.sync += [acc.eq(row_c["acc"]), back.eq(row_c["back"])]
+            m.d.sync += acc.eq(row_c["acc"])
+        if buf_back is not None:          # memory.partial_sums_through_dram
+            back = Signal(name=f"{w.port}_acc_from_dram")
+            with m.If(seq.start_c):
+                m.d.sync += back.eq(row_c["back"])
         addr = Signal(32, name=f"{w.port}_acc_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
         kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
-        loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate")
+        loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
         for l in range(w.lanes):
-            old = Mux(back, loaded[l], kept[l])
+            old = kept[l] if loaded is None else Mux(back, loaded[l], kept[l])
             m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old)[:bits], data[l]))
 
     @staticmethod
@@ -642,12 +661,14 @@ def simulated_dram(m: Module, *, word_bytes: int, depth: int, init: list, latenc
 def buffer_copies(prog: LayerProgram) -> dict[str, int]:
     """Read copies of each operand's buffer (rtlgen/buffer.py: one simple dual-port memory per reader): one per
     array port reading it; the output's also one for the write-back, one for the add onto partial sums and
-    the psum-load copy (partial sums loaded back from DRAM, written by the DMA only)."""
+    with ``memory.partial_sums_through_dram`` the psum-load copy (partial sums loaded back from DRAM, written
+    by the DMA only)."""
     op = prog.compiled.design.operation
+    extra = 3 if prog.compiled.design.memory_system.partial_sums_through_dram else 2
     out = {}
     for x in prog.layouts:
         n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
-        out[x] = max(1, n + (3 if x == op.output.name else 0))
+        out[x] = max(1, n + (extra if x == op.output.name else 0))
     return out
 
 

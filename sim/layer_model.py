@@ -16,7 +16,7 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.ir import PortRole
 from archgen.dataflow.memctl import (adds_onto_partial_sums, check_command, compute_process, dma_order, dma_process,
                                      layer_jobs, loads_partial_sums)
-from archgen.mappings.memory_tiling import LayerCommand, element_bytes
+from archgen.mappings.memory_tiling import LayerCommand, check_partial_sums, element_bytes
 
 from .array_model import simulate_array
 
@@ -43,8 +43,10 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
     sums in the output buffer at no cycle cost (the RTL's add-on write); a command whose output block comes
     back after another (partial sums through DRAM) is timed with that traffic: the controller
     loads the partial sums back before the block that revisits it (its L job, after W(b - D) in the DMA
-    order) and adds onto them, as the generated RTL does (docs/memory.md "Partial sums through DRAM")."""
+    order) and adds onto them, as the generated RTL does (docs/memory.md "Partial sums through DRAM"); such a
+    command is refused unless the spec grants it (``memory.partial_sums_through_dram``)."""
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
+    check_partial_sums(cmd, layer)          # partial sums through DRAM only when the spec grants them
     design = compiled.design
     mem = design.memory_system
     port = mem.dram

@@ -10,6 +10,15 @@ from archgen.dataflow.memctl import compute_process, dma_order, dma_process, lay
 from archgen.mappings.memory_tiling import dram_bytes, make_command
 
 
+# the spec grants partial sums through DRAM (the generated top's psum-load copy and revisit logic)
+SPILL = ["memory.partial_sums_through_dram=true"]
+
+
+def spills(cmd) -> bool:
+    """The command's output blocks come back after other ones (its partial sums go to DRAM and back)."""
+    return f"{cmd.design.operation.output.name}.read" in dram_bytes(cmd)
+
+
 def _bursts(nbytes, port):
     """Burst by burst: issue one burst per c cycles, at most O in flight, each done latency + its data later."""
     w, burst, o, lat = port.width_bytes, port.burst_bytes, port.outstanding, port.latency
@@ -152,9 +161,12 @@ def test_block_walker_expands_the_command_to_the_rows(spec, shape, bounds, tile,
     """The controller's walk of the command (counters, residency flags, halves, address strides, shape
     table by edge mask) gives every block's row as expanded block by block from the job list."""
     d = load_spec(spec, [f"array.shape={shape}"] + WALK_DRAM)
+    if spills(make_command(d, bounds, d.dataflow(), tile, order)):
+        d = load_spec(spec, [f"array.shape={shape}"] + WALK_DRAM + SPILL)
     p = layer_program(compile_array(d), make_command(d, bounds, d.dataflow(), tile, order), spec_size=False)
     assert len(p.rows) > 1
     assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows)
+    assert bool(p.command.revisit) == d.memory_system.partial_sums_through_dram
 
 
 def test_block_steps_is_an_odometer():
@@ -191,12 +203,14 @@ def test_a_trip_count_beyond_the_block_counter_is_refused_by_name():
         descriptor_format(p).encode(big, "fc")
 
 
+@pytest.mark.parametrize("grant", [[], SPILL])
 @pytest.mark.parametrize("spec", ["gemm_os", "gemm_ws", "gemm_is"])
-def test_block_walker_equals_the_rows_on_random_commands(spec):
+def test_block_walker_equals_the_rows_on_random_commands(spec, grant):
     """Random bounds, block sizes (split inner loops included) and orders on a 2x3 array: the walk of the
-    command equals the rows expanded from the job list whenever the generated top accepts the command."""
+    command equals the rows expanded from the job list whenever the generated top accepts the command
+    (without ``memory.partial_sums_through_dram`` it refuses the orders that bring output blocks back)."""
     rng = random.Random(41)
-    d = load_spec(spec, ["array.shape=2x3"] + WALK_DRAM)
+    d = load_spec(spec, ["array.shape=2x3"] + WALK_DRAM + grant)
     c = compile_array(d)
     df = d.dataflow()
     checked = 0
@@ -205,10 +219,15 @@ def test_block_walker_equals_the_rows_on_random_commands(spec):
         loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.5]
         tile = {x: rng.randint(1, 4) for x in loops}
         order = tuple(rng.sample(loops, len(loops)))
+        cmd = make_command(d, bounds, df, tile, order)
+        if spills(cmd) and not grant:
+            with pytest.raises(SpecError, match="memory.partial_sums_through_dram: layer layer's order"):
+                layer_program(c, cmd, spec_size=False)
+            continue
         try:
-            p = layer_program(c, make_command(d, bounds, df, tile, order), spec_size=False)
+            p = layer_program(c, cmd, spec_size=False)
         except SpecError:
-            continue                       # e.g. partial sums through DRAM: refused by the generated top
+            continue
         assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
         checked += 1
     assert checked >= 6
@@ -218,7 +237,7 @@ def test_partial_sum_loads_are_the_later_visits_and_move_the_closed_form():
     """k outer over two j blocks (WS): each C block is visited twice; the second visit's L job loads its
     partial sums (the rows' ld_C, from the walker's revisit flags) and adds onto them (acc); the bytes are
     the closed form's (v - 1) x bytes(C)."""
-    d = load_spec("gemm_ws", ["array.shape=2x3"] + WALK_DRAM)
+    d = load_spec("gemm_ws", ["array.shape=2x3"] + WALK_DRAM + SPILL)
     cmd = make_command(d, {"i": 5, "k": 7, "j": 8}, d.dataflow(), {"k": 2, "j": 2}, ("k", "j"))
     p = layer_program(compile_array(d), cmd, spec_size=False)
     assert p.command.revisit == (0, 1, 0)          # padding level, k (not C's, and C changes under it), j
@@ -243,6 +262,9 @@ def test_reduction_tile_loops_anywhere_in_the_dataflow_order(spec, order_set, ti
     """The partial-sum walk follows the dataflow's order; its beats are the tiles' but the first visits'."""
     bounds = {"i": 5, "k": 7, "j": 8} if spec == "gemm_ws" else {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}
     d = load_spec(spec, ["array.shape=3x2" if spec == "conv_ws" else "array.shape=2x3", order_set] + WALK_DRAM)
+    if spills(make_command(d, bounds, d.dataflow(), tile, order)):
+        d = load_spec(spec, ["array.shape=3x2" if spec == "conv_ws" else "array.shape=2x3", order_set] + WALK_DRAM
+                      + SPILL)
     p = layer_program(compile_array(d), make_command(d, bounds, d.dataflow(), tile, order), spec_size=False)
     (w,) = [w for w in p.walks if w.kind == "psum"]
     assert w.levels == psum_levels

@@ -135,12 +135,15 @@ def test_partial_sums_through_dram_ws_with_k_outermost():
     DRAM (after that write-back, which the DMA order puts first) into the psum-load copy, and the array's
     results add onto them. Exact, RTL cycles == model cycles, and the bytes moved are the closed form's:
     C written v = 2 times, read back v - 1 = 1 time."""
-    design = load_spec("gemm_ws", ["array.shape=2x3"] + SPLIT_DRAM)
+    design = load_spec("gemm_ws", ["array.shape=2x3"] + SPLIT_DRAM + SPILL)
     r = verify_layer(design, {"i": 5, "k": 7, "j": 8}, tile={"k": 2, "j": 2}, order=("k", "j"), seed=3)
     _check(r)
     assert r.detail["n_blocks"] == {"k": 2, "j": 2}
     assert r.dram_bytes["C.write"] == 2 * 5 * 8 * 4 and r.dram_bytes["C.read"] == 5 * 8 * 4
 
+
+# the spec grants partial sums through DRAM (memory.partial_sums_through_dram: the psum-load copy, revisit logic)
+SPILL = ["memory.partial_sums_through_dram=true"]
 
 PSUM_CASES = [
     # OS: the streamed reduction k in chunks of 3, outermost: every C block visited 3 times
@@ -176,8 +179,20 @@ PSUM_CASES = [
                          ids=["os-k-outer", "os-k-middle", "is-k-outer", "ws-single-buffered", "ws-df-order-kji",
                               "conv-c-outer", "conv-df-order-crsk", "conv-df-order-ckrs", "conv-df-order-ckrs-c-outer"])
 def test_partial_sums_through_dram_matrix(spec, sets, bounds, tile, order):
-    r = verify_layer(load_spec(spec, sets + SPLIT_DRAM), bounds, tile=tile, order=order, seed=4)
+    r = verify_layer(load_spec(spec, sets + SPLIT_DRAM + SPILL), bounds, tile=tile, order=order, seed=4)
     _check(r)
+
+
+@pytest.mark.slow
+def test_planner_chosen_partial_sums_through_dram():
+    """Granted ``memory.partial_sums_through_dram``, the planner's own command for this OS layer brings C blocks
+    back (i > k > j, k in chunks of 16: B's chunk stays resident across the j blocks; fewer DRAM bytes than the
+    on-chip plan, tests/mappings/test_memory_tiling.py). Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_os", ["array.shape=2x2", "memory.A.bytes=64", "memory.B.bytes=64", "memory.C.bytes=32"]
+                       + SPLIT_DRAM + SPILL)
+    r = verify_layer(design, {"i": 4, "k": 32, "j": 12}, seed=5)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 2, "k": 2, "j": 6} and r.dram_bytes["C.read"] > 0
 
 
 def test_refused_commands_build_nothing():
@@ -226,6 +241,10 @@ def test_8x8_os_layer_under_cocotb():
     (["--order", "j,i"], "--order: give --tile too"),
     (["--tile", "i=1", "--ideal-dram"], "--tile: does not apply with --ideal-dram"),
     (["--tile", "i=1,j=1", "--order", "j,k"], "layers.layer.order"),
+    # k chunks outermost: C blocks come back, which the spec does not grant
+    (["--tile", "k=4,i=1,j=1", "--order", "k,i,j"], "memory.partial_sums_through_dram: layer layer's order k > i > j "
+     "splits the reduction loop k over 4 blocks and brings output blocks back after other ones, so their partial sums "
+     "go to DRAM and back; set it to true (--set memory.partial_sums_through_dram=true)"),
 ])
 def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, monkeypatch):
     from archgen.cli import main
@@ -262,20 +281,21 @@ def test_cli_verify_runs_the_layer_through_the_memory_system(capsys):
 @pytest.mark.slow
 def test_cli_verify_runs_a_given_order_with_partial_sums_through_dram(capsys):
     from archgen.cli import main
-    assert main(["verify", "gemm_ws", "--set", "array.shape=2x3", "--gemm", "5,7,8", "--tile", "k=2,j=2",
+    assert main(["verify", "gemm_ws", "--set", "array.shape=2x3", "--set", "memory.partial_sums_through_dram=true",
+                 "--gemm", "5,7,8", "--tile", "k=2,j=2",
                  "--order", "k,j", "--dram-bw", "8", "--dram-latency", "8", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "k:2 > j:2" in out and "outputs: exact" in out and "(equal)" in out and "C.read 160 B" in out
 
 
-def _conv_os():
+def _conv_os(spill: bool = False):
     """An output-stationary convolution (O kept in the FUs across the inner c; partial sums preloaded from the
     psum port for later reduction tiles) whose reduction tile loops r and s are split by the output loop k."""
     from archgen.arch.spec import load_spec_data
     return load_spec_data({
         "version": 1, "name": "conv_os", "operation": "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]",
         "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
-        "memory": {"dram": {"width_bytes": 8, "latency": 6}},
+        "memory": {"dram": {"width_bytes": 8, "latency": 6}, "partial_sums_through_dram": spill},
         "dataflows": {"os": {"spatial": {"k": 0, "q": 1}, "order": ["r", "k", "s", "n", "p", "q", "c"],
                              "inner": ["c"]}}})
 
@@ -286,6 +306,7 @@ def _conv_os():
     ({"r": 1, "k": 1, "s": 2, "n": 1, "p": 2, "q": 2}, ("r", "k", "s", "n", "p", "q")),      # r outermost: O comes back
 ], ids=["one-block", "r-outer-blocks"])
 def test_psum_walk_skips_first_visits_with_preloaded_partial_sums(tile, order):
-    r = verify_layer(_conv_os(), {"n": 1, "k": 3, "p": 2, "q": 3, "c": 3, "r": 2, "s": 2}, tile=tile, order=order,
+    r = verify_layer(_conv_os(spill=tile["r"] == 1), {"n": 1, "k": 3, "p": 2, "q": 3, "c": 3, "r": 2, "s": 2},
+                     tile=tile, order=order,
                      seed=7)
     _check(r)
