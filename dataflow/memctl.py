@@ -419,6 +419,23 @@ def chained_inputs(compiled) -> frozenset:
     return frozenset(e.operand for _u, _v, e in compiled.fu_graph.fifos())
 
 
+def _unravel(r: int, dims) -> tuple[int, ...]:
+    """Row-major coordinates of flat index ``r`` over ``dims`` (the last fastest)."""
+    out = []
+    for n in reversed(dims):
+        out.append(r % n)
+        r //= n
+    return tuple(reversed(out))
+
+
+def coords_of_spec(coords, l: int, r: int) -> tuple[int, ...]:
+    """A port spec's FU coordinate of lane ``l``, row ``r`` (a row past the last gives the last row's)."""
+    try:
+        return tuple(coords(l, r))
+    except IndexError:
+        return tuple(coords(l, 0))
+
+
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
@@ -446,8 +463,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     if port.burst_bytes % W:
         _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
                 port.burst_bytes)
-    if len(design.shape) != 2:
-        _refuse("array.shape", "the generated memory system supports two-dimensional arrays", list(design.shape))
+    if len(design.shape) < 2:
+        _refuse("array.shape", "the generated memory system needs an array of at least two dimensions",
+                list(design.shape))
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
     jobs = layer_jobs(cmd)
     blocks = [j.block for j in jobs]
@@ -472,15 +490,18 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
 
     # per port: how lane l and row r map to FU coordinates
     port_specs = []      # (port name, operand, kind, coords(l, r) -> FU coord, has_rows, steps?)
+    lead_axes = shape[:-1]          # a stationary load's beat r: FU (unravel(r, shape[:-1]), lane) (dataflow/host.py)
     for p in fg.inputs:
         pn = port_name_of(PortRole.INPUT, p.name)
         if p.role is Role.STATIONARY:
-            port_specs.append((pn, p.name, "read", lambda l, r: (r, l), True))
+            port_specs.append((pn, p.name, "read", (lambda l, r: (r, l)) if len(shape) == 2 else
+                               (lambda l, r: (*_unravel(r, lead_axes), l)), True))
         else:
             roots = [ln.fus[0] for ln in p.lanes]
             port_specs.append((pn, p.name, "read", (lambda rs: lambda l, r: rs[l])(roots), False))
-    if out.role is Role.ACCUMULATE:
-        out_coords, out_rows = (lambda l, r: (r, l)), True
+    if out.role is Role.ACCUMULATE:          # drained (and preloaded) row r of lane l: the lane's r-th FU
+        out_coords, out_rows = ((lambda l, r: (r, l)) if len(shape) == 2 else
+                                (lambda ln: lambda l, r: ln[l].fus[r])(out.lanes)), True
     else:
         terms = [ln.fus[-1] for ln in out.lanes]
         out_coords, out_rows = (lambda ts: lambda l, r: ts[l])(terms), False
@@ -550,9 +571,13 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     levels.append("red")
             else:
                 levels.append(f"tile:{d}")
-        levels += ["row"] if rows else [f"inner:{d}" for d in inner]
+        # a stationary load over more than one leading axis (a 3-D array): one row level per leading axis
+        multi = rows and len(shape) > 2 and kind == "read" and x != out.name
+        levels += ([f"row@{a}" for a in range(len(lead_axes))] if multi else ["row"]) if rows else \
+            [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
-        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == 0), None) if rows else None
+        row_axis = next((a for a in range(len(shape)) if coords_of_spec(coords, 0, 0)[a] != coords_of_spec(coords, 0, 1)[a]), 0)
+        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == row_axis), None) if rows and not multi else None
         xop = op.operand(x)
         lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
@@ -560,7 +585,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         held = hl is not None and x not in chained
         skips = kind == "psum" and red_split
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
-                              levels.index("row") if rows else None, shape[0] if rows else 1,
+                              levels.index("row") if rows and not multi else None,
+                              (1 if not rows else shape[0] if len(shape) == 2 else
+                               math.prod(lead_axes) if multi else len(out.lanes[0].fus)),
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else ()))
@@ -594,13 +621,17 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             elif lv == "red":
                 trips.append(math.prod(btrips[d] for d in red) - 1)
             elif lv == "row":
-                trips.append(shape[0])
+                trips.append(w.rows)
+            elif lv.startswith("row@"):
+                trips.append(shape[int(lv[4:])])
             else:
                 trips.append(bext[lv[6:]] + (halo if lv[6:] == halo_loop else 0))
             if lv == "red":
                 strides.append(0)
-            elif lv == "row":
-                strides.append(at({}, 0, 1) - base)
+            elif lv == "row":            # (one drained row of a 3-D array's lanes: no next row, stride 0)
+                strides.append(at({}, 0, 1) - base if w.rows > 1 or len(shape) == 2 else 0)
+            elif lv.startswith("row@"):         # one step along a leading axis: unravel order, last axis fastest
+                strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
                 strides.append(at({lv: 1}) - base)
         if w.lanes > 1 and at({}, 1) - base != 1:
@@ -752,7 +783,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_lane_last"] = min(w.lanes, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
             if w.row_level is not None:
                 d = w.levels[w.row_level][5:]
-                row[f"{w.port}_row_last"] = min(shape[0], bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
+                row[f"{w.port}_row_last"] = min(w.rows, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
         rows_out.append(row)
     wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
                           [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])

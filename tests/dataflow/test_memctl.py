@@ -156,6 +156,9 @@ WALK_DRAM = ["memory.dram.width_bytes=8", "memory.dram.burst_bytes=16"]
     ("gemm_os", "3x2", {"i": 7, "k": 9, "j": 5}, {"k": 4, "i": 1, "j": 2}, ("i", "k", "j")),
     ("conv_ws", "3x2", {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2},
      {"k": 1, "c": 2, "r": 3, "s": 2}, ("c", "k", "r", "s")),
+    # a 3-D array: stationary rows over two leading axes (row@0, row@1 levels)
+    ("gemm_os3d", "2x3x2", {"i": 5, "k": 7, "j": 4}, {"i": 1, "j": 1, "k": 2}, ("i", "j", "k")),
+    ("gemm_os3d", "3x2x2", {"i": 7, "k": 5, "j": 5}, {"i": 1, "j": 2, "k": 1}, ("k", "j", "i")),
 ])
 def test_block_walker_expands_the_command_to_the_rows(spec, shape, bounds, tile, order):
     """The controller's walk of the command (counters, residency flags, halves, address strides, shape

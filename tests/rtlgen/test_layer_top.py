@@ -43,6 +43,10 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     ("gemm_ws", "2x3", {"k": 1, "j": 1}, ("k", "j"), ["memory.partial_sums_through_dram=true"]),
     # the same build granted partial sums through DRAM, on an order that keeps them on chip
     ("gemm_os", "2x2", {"i": 1, "j": 1}, ("j", "i"), ["memory.partial_sums_through_dram=true"]),
+    # a 3-D array (k across axis 2, adder trees): A and B loaded over 2 x 3 rows, k split over blocks; ragged
+    ("gemm_os3d", "2x3x2", {"i": 1, "j": 1, "k": 2}, ("i", "j", "k"), []),
+    ("gemm_os3d", "1x4x3", {"i": 1, "j": 1, "k": 1}, ("j", "i", "k"), []),        # one drained row
+    ("gemm_os3d", "3x1x2", {"i": 2, "j": 1, "k": 1}, ("j", "i", "k"), ["dataflows.os3d.control=[1,1,1]"]),  # chains
 ])
 def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order, grant):
     bounds = {"i": 7, "k": 5, "j": 6}

@@ -183,6 +183,17 @@ def test_partial_sums_through_dram_matrix(spec, sets, bounds, tile, order):
     _check(r)
 
 
+def test_3d_array_layer_through_the_memory_system():
+    """gemm_os3d (k across axis 2, reduced by adder trees into one accumulator per C element) on a 2x3x2 array:
+    A and B are stationary, loaded over 2 x 3 rows (FU (unravel(r), lane), one walk level per leading axis) with
+    their lanes along k; C drains and is preloaded row by row in its lanes' FU order. Ragged on every loop, k split
+    over blocks (the add onto partial sums). Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_os3d", ["array.shape=2x3x2"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 5, "k": 7, "j": 4}, tile={"i": 1, "j": 1, "k": 2}, order=("i", "j", "k"), seed=3)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 3, "j": 2, "k": 2}
+
+
 @pytest.mark.slow
 def test_planner_chosen_partial_sums_through_dram():
     """Granted ``memory.partial_sums_through_dram``, the planner's own command for this OS layer brings C blocks
