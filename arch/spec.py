@@ -155,6 +155,9 @@ class MemorySystem:
 
     buffers: tuple[BufferSpec, ...]
     dram: DramPort
+    # spec field memory.partial_sums_through_dram: output partial sums may go to DRAM and back (a psum-load
+    # copy of the accumulator buffer and the revisit logic in the generated top; the planner may choose it)
+    partial_sums_through_dram: bool = False
 
     def buffer(self, operand: str) -> BufferSpec:
         for b in self.buffers:
@@ -170,7 +173,8 @@ class MemorySystem:
         parts = [f"{b.operand} {b.bytes} B{' (2 halves)' if b.double_buffer else ''}" for b in self.buffers]
         d = self.dram
         return (", ".join(parts) + f"; DRAM {d.width_bytes} B/cycle, latency {d.latency} cycles, "
-                f"burst {d.burst_bytes} B, {d.outstanding} outstanding")
+                f"burst {d.burst_bytes} B, {d.outstanding} outstanding"
+                + ("; partial sums through DRAM" if self.partial_sums_through_dram else ""))
 
 
 # array steps a delay connection's run-time-depth FIFO holds by default (spec field array.max_fifo_depth): a
@@ -489,7 +493,7 @@ def _parse_memory(raw: Mapping, op: Operation, types: Mapping[str, DataType], sh
     problems: list[Problem] = []
     names = [o.name for o in op.operands]
     for key in raw:
-        if key != "dram" and key not in names:
+        if key not in ("dram", "partial_sums_through_dram") and key not in names:
             close = difflib.get_close_matches(key, names + ["dram"], n=1)
             fix = f"did you mean {close[0]!r}?" if close else f"buffers are named by operand ({', '.join(names)}) or 'dram'"
             problems.append(problem(f"memory.{key}", f"no operand of that name; {fix}"))
@@ -507,7 +511,7 @@ def _parse_memory(raw: Mapping, op: Operation, types: Mapping[str, DataType], sh
     width = d.get("width_bytes", _default_dram_width(float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), clock,
                                                      elems))
     dram = DramPort(int(width), int(d.get("latency", 64)), int(d.get("burst_bytes", 64)), int(d.get("outstanding", 64)))
-    return MemorySystem(tuple(bufs), dram), problems
+    return MemorySystem(tuple(bufs), dram, bool(raw.get("partial_sums_through_dram", False))), problems
 
 
 def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]):

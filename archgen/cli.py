@@ -216,7 +216,8 @@ def cmd_verify(args) -> int:
     _check_options(guard_int("--seed", args.seed, 0, 2**32 - 1, "a numpy seed"))
     path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
     if _is_spatten(data):
-        _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency", "fuse"),
+        _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency", "fuse",
+                                     "tile", "order"),
                               "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
@@ -244,13 +245,14 @@ def cmd_verify(args) -> int:
                              "--gemm" if args.gemm is not None else "--bounds", args.force)
     from archgen.fusion_cli import fused_dataflows, verify_fused_cli
     design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "verify")
+    tile, order = _layer_command_options(args, design, skewed, fuse)
     if fuse:                                 # each dataflow of the fused design (docs/dataflows.md, Fusion)
         with _working(con, f"verifying fused {design.name} on Verilator (build, then run)"):
             return verify_fused_cli(args, design, fuse, bounds, con)
     if not args.ideal_dram and not skewed:   # the whole layer through the memory system (docs/memory.md)
         from archgen.verif.layer_check import format_layer_verification, verify_layer
         with _working(con, f"verifying {design.name} with its memory system on Verilator (build, then run)"):
-            lres = verify_layer(design, bounds, seed=args.seed, dataflow=args.dataflow)
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=args.dataflow, tile=tile, order=order)
         for line in format_layer_verification(lres, args.seed):
             con.print(line, markup=False)
         return EXIT_OK if lres.ok else EXIT_FAIL
@@ -304,6 +306,47 @@ def _parse_bounds(text: str, design) -> dict[str, int]:
     if problems:
         raise SpecError(problems)
     return {d: bounds[d] for d in design.operation.dims}
+
+
+def _layer_command_options(args, design, skewed: bool, fuse) -> tuple[dict | None, tuple | None]:
+    """``--tile LOOP=N,...`` and ``--order LOOP,...``: the layer command's blocks and tile-loop order (checked by
+    ``make_command`` against the dataflow, field-named); only through the tiled memory system."""
+    if args.tile is None and args.order is None:
+        return None, None
+    why = ("--ideal-dram (one array command, no blocks)" if args.ideal_dram else
+           "a skewed stt map (its blocks are planned by its own memory system)" if skewed else
+           "--fuse (each dataflow is planned)" if fuse else None)
+    if why:
+        _check_options([problem(f, f"does not apply with {why}", v) for f, v in (("--tile", args.tile),
+                                                                                ("--order", args.order)) if v is not None])
+    if args.tile is None:
+        _check_options([problem("--order", "give --tile too (the blocks the order walks)", args.order)])
+    tile: dict[str, int] = {}
+    problems = []
+    for item in args.tile.split(","):
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            problems.append(problem("--tile", "LOOP=N pairs separated by commas, e.g. k=2,j=1", item))
+        elif key not in design.operation.dims:
+            problems.append(problem(f"--tile {key}", f"no loop of that name; loops are {', '.join(design.operation.dims)}"))
+        elif key in tile:
+            problems.append(problem(f"--tile {key}", "given twice", item))
+        else:
+            try:
+                tile[key] = _parse_dims(val, f"--tile {key}", 1, "2")[0]
+            except SpecError as err:
+                problems += err.problems
+    order = None
+    if args.order is not None:
+        order = tuple(x.strip() for x in args.order.split(","))
+        bad = [x for x in order if x not in design.operation.dims]
+        if bad:
+            problems.append(problem("--order", f"no loop named {', '.join(bad)}; loops are "
+                                    f"{', '.join(design.operation.dims)}", args.order))
+    if problems:
+        raise SpecError(problems)
+    return tile, order
 
 
 def _refuse_array_options(args, names, what: str) -> None:
@@ -619,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--queries", type=int, help="SpAtten core: number of queries (default 2)")
     v.add_argument("--ideal-dram", action="store_true",
                    help="the array alone with ideal streams (no memory system; one array command)")
+    v.add_argument("--tile", metavar="LOOP=N,...", help="the layer command's block sizes instead of the planner's: "
+                   "array tiles per block of each outer loop, elements per chunk of a split inner loop (docs/memory.md)")
+    v.add_argument("--order", metavar="LOOP,...", help="the layer command's tile-loop order, outer to inner (with "
+                   "--tile; default the dataflow's outer loops)")
     v.add_argument("--dram-bw", type=int, metavar="BYTES", help="DRAM port width in bytes per cycle "
                    "(overrides memory.dram.width_bytes)")
     v.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "

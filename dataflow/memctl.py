@@ -24,16 +24,16 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
-from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, element_bytes
+from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, check_partial_sums, element_bytes
 from archgen.mappings.tiling import check_fifo_depth
 
 from .interconnect import FUGraph
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
-           "adds_onto_partial_sums", "dma_order", "dma_process", "compute_process",
+           "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
-           "block_steps", "walk_rows", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
+           "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -108,21 +108,36 @@ def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
 
 
 def adds_onto_partial_sums(cmd: LayerCommand, jobs: list[BlockJobs]) -> list[bool]:
-    """Per block: it continues the previous block's output block (a reduction loop split over blocks, the
-    output kept in its buffer half), so the array's results add onto the partial sums there."""
+    """Per block: the array's results add onto partial sums already in the output buffer, because the block
+    continues the previous block's output block (a reduction loop split over blocks, the output kept in its
+    buffer half) or because its L job loaded the output block's partial sums from DRAM (the block comes back
+    after other output blocks: :func:`loads_partial_sums`)."""
     out = cmd.design.operation.output
     ix = [i for i, d in enumerate(cmd.order) if out.uses(d)]
     keys = [tuple(j.block.tiles[i][1] for i in ix) for j in jobs]
-    return [k > 0 and keys[k] == keys[k - 1] for k in range(len(jobs))]
+    back = loads_partial_sums(cmd, jobs)
+    return [(k > 0 and keys[k] == keys[k - 1]) or back[k] for k in range(len(jobs))]
 
 
-def dma_order(n: int, depth: int) -> list[tuple[str, int]]:
-    """The DMA's job order: ("L", b) and ("W", b) entries (docs/memory.md)."""
+def loads_partial_sums(cmd: LayerCommand, jobs: list[BlockJobs]) -> list[bool]:
+    """Per block: its L job loads the output block's partial sums from DRAM (the output block comes back
+    after another one: a visit after the first, docs/memory.md "Partial sums through DRAM")."""
+    out = cmd.design.operation.output.name
+    return [any(x == out for x, _ in j.load) for j in jobs]
+
+
+def dma_order(n: int, depth: int, after_write=None) -> list[tuple[str, int]]:
+    """The DMA's job order: ("L", b) and ("W", b) entries (docs/memory.md). ``after_write[b]``: L(b) loads
+    partial sums, so it comes after W(b - depth) instead of before it (the previous visit's write-back of
+    its output block is then always ahead of the load in DRAM: it is W(b - depth) or earlier)."""
+    after_write = after_write or [False] * n
     order = [("L", b) for b in range(min(depth, n))]
     for b in range(n):
-        if b + depth < n:
+        if b + depth < n and not after_write[b + depth]:
             order.append(("L", b + depth))
         order.append(("W", b))
+        if b + depth < n and after_write[b + depth]:
+            order.append(("L", b + depth))
     return order
 
 
@@ -245,17 +260,19 @@ class SequencerHW:
 
 
 def layer_sequencer_hw(m, hdl, depth: int, n_blocks, l_done, w_done, c_done, run, name: str = "layer",
-                       width: int = 20) -> SequencerHW:
+                       width: int = 20, l_after_w=None) -> SequencerHW:
     """LAYER CONTROLLER (hardware half of ``dma_process`` + ``compute_process``): the DMA's job order and
     the gates of docs/memory.md on counters. ``n_blocks`` (registered, >= 1) and ``run`` (level: the
-    layer command is running, cleared by the caller); ``*_done`` are the units' done pulses."""
-    Signal = hdl.Signal
+    layer command is running, cleared by the caller); ``*_done`` are the units' done pulses. ``l_after_w``:
+    the next load job loads partial sums, so it waits for W(l_block - depth) (``dma_order``'s ``after_write``)."""
+    Signal, Mux = hdl.Signal, hdl.Mux
     nl, nw, nc = (Signal(width, name=f"{name}_next_{k}") for k in ("load", "write", "compute"))
     lf, wf, cf = (Signal(width, name=f"{name}_{k}_finished") for k in ("loads", "writes", "computes"))
     dma_busy = Signal(name=f"{name}_dma_busy")
     arr_busy = Signal(name=f"{name}_array_busy")
     start_l, start_w, start_c = (Signal(name=f"{name}_start_{k}") for k in "lwc")
-    pick_l = (nl < n_blocks) & (nl <= nw + depth)
+    ahead = (nl <= nw + depth) if l_after_w is None else Mux(l_after_w, nl < nw + depth, nl <= nw + depth)
+    pick_l = (nl < n_blocks) & ahead
     pick_w = ~pick_l & (nw < n_blocks)
     m.d.comb += [start_l.eq(run & ~dma_busy & pick_l & (cf + depth > nl)),
                  start_w.eq(run & ~dma_busy & pick_w & (cf > nw)),
@@ -323,6 +340,12 @@ class PortWalk:
     # A FIFO chain's root walks through the halo instead (it streams what the FUs behind it use first).
     halo_level: int | None = None
     halo: int = 0
+    # a partial-sum walk whose reduction tile loops are split by an output loop in the dataflow's order: it
+    # walks every tile (the reduction levels with stride 0) and skips, one tile a cycle, the tiles of a first
+    # visit (every reduction level at 0), whose partial sums the array does not read; ``skip_level`` is the
+    # innermost tile level, ``red_levels`` the reduction levels
+    skip_level: int | None = None
+    red_levels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -396,21 +419,21 @@ def chained_inputs(compiled) -> frozenset:
     return frozenset(e.operand for _u, _v, e in compiled.fu_graph.fifos())
 
 
-def check_rtl_command(cmd: LayerCommand, layer: str = "layer") -> None:
-    """What the generated top needs beyond the model. A reduction loop split over blocks is supported while
-    the output block stays in its buffer half across the split (later blocks add onto the partial sums
-    there: the ``acc`` command flag, docs/memory.md); an output block that comes back after another one
-    (its partial sums written to DRAM and read again) is refused: the DMA loads inputs only."""
-    from archgen.mappings.memory_tiling import _reloads_partial_sums
-    if _reloads_partial_sums(cmd):
-        op = cmd.design.operation
-        nb = cmd.n_blocks()
-        split = [d for d in cmd.order if not op.output.uses(d) and nb[d] > 1]
-        d = split[0] if split else cmd.order[-1]
-        _refuse(f"layers.{layer}.order", f"the reduction loop {d} is split over {nb[d]} blocks and the output block "
-                f"comes back after another one, so its partial sums would go to DRAM and back; the generated top keeps "
-                f"partial sums on chip only: put the split reduction loops after every loop the output depends on "
-                f"(or tile.{d} = {cmd.mapping.trips()[d]})", list(cmd.order))
+def _unravel(r: int, dims) -> tuple[int, ...]:
+    """Row-major coordinates of flat index ``r`` over ``dims`` (the last fastest)."""
+    out = []
+    for n in reversed(dims):
+        out.append(r % n)
+        r //= n
+    return tuple(reversed(out))
+
+
+def coords_of_spec(coords, l: int, r: int) -> tuple[int, ...]:
+    """A port spec's FU coordinate of lane ``l``, row ``r`` (a row past the last gives the last row's)."""
+    try:
+        return tuple(coords(l, r))
+    except IndexError:
+        return tuple(coords(l, 0))
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
@@ -429,7 +452,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                  [list(r) for r in compiled.dataflow.stt])])
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
-    check_rtl_command(cmd, layer)
+    check_partial_sums(cmd, layer)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram
@@ -440,10 +463,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     if port.burst_bytes % W:
         _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
                 port.burst_bytes)
-    if len(design.shape) != 2:
-        _refuse("array.shape", "the generated memory system supports two-dimensional arrays; a 3-D array is "
-                "built without it (`archgen build` without --memory) and verified alone (`archgen verify "
-                "--ideal-dram`: one array command, ideal streams)", list(design.shape))
+    if len(design.shape) < 2:
+        _refuse("array.shape", "the generated memory system needs an array of at least two dimensions",
+                list(design.shape))
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
     jobs = layer_jobs(cmd)
     blocks = [j.block for j in jobs]
@@ -451,9 +473,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     outer = tuple(df.outer_dims())
     inner = tuple(df.inner_dims())
     red = tuple(d for d in outer if not op.output.uses(d))
-    if red and tuple(outer[len(outer) - len(red):]) != red:
-        _refuse(f"dataflows.{df.name}.order", "the generated memory system needs the reduction tile loops innermost "
-                "among the outer loops", list(df.order))
+    at = [outer.index(d) for d in red]
+    # the partial-sum port reads the output for every tile but the first visits (all reduction counters 0):
+    # one counter level ("red") when the reduction loops are adjacent; split by an output loop, the tiles it
+    # reads are not one nested walk, so its walk steps through every tile and skips the first visits
+    red_split = bool(red) and at != list(range(at[0], at[0] + len(red)))
     axis_of = df.axis_of
     shape = design.shape
     out = fg.output
@@ -466,15 +490,18 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
 
     # per port: how lane l and row r map to FU coordinates
     port_specs = []      # (port name, operand, kind, coords(l, r) -> FU coord, has_rows, steps?)
+    lead_axes = shape[:-1]          # a stationary load's beat r: FU (unravel(r, shape[:-1]), lane) (dataflow/host.py)
     for p in fg.inputs:
         pn = port_name_of(PortRole.INPUT, p.name)
         if p.role is Role.STATIONARY:
-            port_specs.append((pn, p.name, "read", lambda l, r: (r, l), True))
+            port_specs.append((pn, p.name, "read", (lambda l, r: (r, l)) if len(shape) == 2 else
+                               (lambda l, r: (*_unravel(r, lead_axes), l)), True))
         else:
             roots = [ln.fus[0] for ln in p.lanes]
             port_specs.append((pn, p.name, "read", (lambda rs: lambda l, r: rs[l])(roots), False))
-    if out.role is Role.ACCUMULATE:
-        out_coords, out_rows = (lambda l, r: (r, l)), True
+    if out.role is Role.ACCUMULATE:          # drained (and preloaded) row r of lane l: the lane's r-th FU
+        out_coords, out_rows = ((lambda l, r: (r, l)) if len(shape) == 2 else
+                                (lambda ln: lambda l, r: ln[l].fus[r])(out.lanes)), True
     else:
         terms = [ln.fus[-1] for ln in out.lanes]
         out_coords, out_rows = (lambda ts: lambda l, r: ts[l])(terms), False
@@ -537,20 +564,33 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
     walks = []
     for pn, x, kind, coords, rows in port_specs:
-        levels = [f"tile:{d}" for d in outer if not (kind == "psum" and d in red)]
-        if kind == "psum" and red:
-            levels.append("red")
-        levels += ["row"] if rows else [f"inner:{d}" for d in inner]
+        levels = []
+        for d in outer:               # the psum walk: the adjacent reduction loops as one level, at their place
+            if kind == "psum" and d in red and not red_split:
+                if "red" not in levels:
+                    levels.append("red")
+            else:
+                levels.append(f"tile:{d}")
+        # a stationary load over more than one leading axis (a 3-D array): one row level per leading axis
+        multi = rows and len(shape) > 2 and kind == "read" and x != out.name
+        levels += ([f"row@{a}" for a in range(len(lead_axes))] if multi else ["row"]) if rows else \
+            [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
-        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == 0), None) if rows else None
+        row_axis = next((a for a in range(len(shape)) if coords_of_spec(coords, 0, 0)[a] != coords_of_spec(coords, 0, 1)[a]), 0)
+        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == row_axis), None) if rows and not multi else None
         xop = op.operand(x)
         lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
         held = hl is not None and x not in chained
+        skips = kind == "psum" and red_split
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
-                              levels.index("row") if rows else None, shape[0] if rows else 1,
-                              hl if held else None, halo if held else 0))
+                              levels.index("row") if rows and not multi else None,
+                              (1 if not rows else shape[0] if len(shape) == 2 else
+                               math.prod(lead_axes) if multi else len(out.lanes[0].fus)),
+                              hl if held else None, halo if held else 0,
+                              len(outer) - 1 if skips else None,
+                              tuple(levels.index(f"tile:{d}") for d in red) if skips else ()))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -581,13 +621,17 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             elif lv == "red":
                 trips.append(math.prod(btrips[d] for d in red) - 1)
             elif lv == "row":
-                trips.append(shape[0])
+                trips.append(w.rows)
+            elif lv.startswith("row@"):
+                trips.append(shape[int(lv[4:])])
             else:
                 trips.append(bext[lv[6:]] + (halo if lv[6:] == halo_loop else 0))
             if lv == "red":
                 strides.append(0)
-            elif lv == "row":
-                strides.append(at({}, 0, 1) - base)
+            elif lv == "row":            # (one drained row of a 3-D array's lanes: no next row, stride 0)
+                strides.append(at({}, 0, 1) - base if w.rows > 1 or len(shape) == 2 else 0)
+            elif lv.startswith("row@"):         # one step along a leading axis: unravel order, last axis fastest
+                strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
                 strides.append(at({lv: 1}) - base)
         if w.lanes > 1 and at({}, 1) - base != 1:
@@ -701,6 +745,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 addr = regions[key][0]
                 row.update({f"wr_bytes": j.write, "wr_word": addr, "wr_pos": half_of[x.name] * lay.half_elems,
                             "wr_elems": j.write // lay.elem_bytes})
+                # a later visit of the output block: L loads its partial sums back (into the psum-load copy,
+                # at the block's position in its half), and the array's results add onto them (``acc``)
+                back = loads.get(x.name, 0)
+                if mem.partial_sums_through_dram:
+                    row.update({f"ld_{x.name}": int(bool(back)), f"ld_bytes_{x.name}": back,
+                                f"ld_word_{x.name}": addr if back else 0,
+                                f"ld_pos_{x.name}": half_of[x.name] * lay.half_elems if back else 0,
+                                f"ld_elems_{x.name}": back // lay.elem_bytes})
                 continue
             if x.name in loads:
                 half_of[x.name] = (half_of[x.name] + 1) % lay.halves
@@ -710,8 +762,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             else:
                 row.update({f"ld_{x.name}": 0, f"ld_bytes_{x.name}": 0, f"ld_word_{x.name}": 0, f"ld_pos_{x.name}": 0,
                             f"ld_elems_{x.name}": 0})
-        if op.output.name in loads:
-            raise AssertionError("check_rtl_command refuses partial-sum reloads")
         halves_at.append(dict(half_of))
         for w in walks:
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
@@ -724,12 +774,16 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_trips{li}"] = trips[li]
             row[f"{w.port}_base"] = base
             row[f"{w.port}_beats"] = math.prod(trips)
+            if w.skip_level is not None:      # every tile's beats but the first visits' (all reduction levels 0)
+                tiles = trips[:w.skip_level + 1]
+                first = math.prod(t for i, t in enumerate(tiles) if i not in w.red_levels)
+                row[f"{w.port}_beats"] = (math.prod(tiles) - first) * math.prod(trips[w.skip_level + 1:])
             if w.lane_level is not None:
                 d = w.levels[w.lane_level][5:]
                 row[f"{w.port}_lane_last"] = min(w.lanes, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
             if w.row_level is not None:
                 d = w.levels[w.row_level][5:]
-                row[f"{w.port}_row_last"] = min(shape[0], bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
+                row[f"{w.port}_row_last"] = min(w.rows, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
         rows_out.append(row)
     wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
                           [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])
@@ -769,6 +823,21 @@ class WalkerCommand:
     shapes: dict                  # edge mask (``_edge_mask``) -> the block-extent fields (table S)
     inputs: tuple[str, ...]
     output: str
+    # per level: 1 if a nonzero counter there means the current output block was visited before (the level's
+    # loop is not one of the output's, and a step of it changes the output block); a block the output
+    # changed into with such a counter nonzero loads its partial sums (docs/memory.md)
+    revisit: tuple[int, ...] = ()    # empty: the spec does not grant partial sums through DRAM
+
+
+def revisit_flags(cmd: LayerCommand) -> tuple[int, ...]:
+    """Per level of ``cmd.order``: :attr:`WalkerCommand.revisit`."""
+    out = cmd.design.operation.output
+    return tuple(int(not out.uses(d) and bool(r[out.name])) for d, r in zip(cmd.order, reload_flags(cmd)))
+
+
+def revisits(cnt, revisit) -> bool:
+    """The output block of the block at counters ``cnt`` was visited before (model half of the walker's flag)."""
+    return any(c and r for c, r in zip(cnt, revisit))
 
 
 def reload_flags(cmd: LayerCommand) -> tuple[dict, ...]:
@@ -812,7 +881,9 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
     trips = (1,) * pad + tuple(nb[d] for d in cmd.order)
     zero = tuple({x: 0 for x in names} for _ in range(pad))
     stride = zero + tuple({x: dram_stride[x][i] for x in names} for i in range(len(cmd.order)))
-    dynamic = {"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
+    spill = cmd.design.memory_system.partial_sums_through_dram
+    dynamic = ({"acc", "wr_word", "wr_pos"} | {f"ld_{f}{x.name}" for x in op.inputs for f in ("", "word_", "pos_")}
+               | {f"ld_{f}{op.output.name}" for f in ("", "word_", "pos_", "bytes_", "elems_") if spill})
     shapes: dict = {}
     margins = margins or [{} for _ in rows]
     for row, (cnt, _p, _n), blk, halves, mg in zip(rows, block_steps(trips), cmd.blocks(), halves_at, margins):
@@ -834,7 +905,8 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
                     f"{f[bad]}), which the command's shape table cannot express", dict(cmd.tile))
     return WalkerCommand(("",) * pad + tuple(cmd.order), trips, stride, zero + reload_flags(cmd),
                          {x: dram_base[x] for x in names}, math.prod(trips), shapes,
-                         tuple(x.name for x in op.inputs), op.output.name)
+                         tuple(x.name for x in op.inputs), op.output.name,
+                         (0,) * pad + revisit_flags(cmd) if spill else ())
 
 
 def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
@@ -851,13 +923,17 @@ def walk_rows(wc: WalkerCommand, layouts: dict, walks) -> list[dict]:
         addr = {x: wc.base[x] + sum(c * st[x] for c, st in zip(cnt, wc.stride)) for x in layouts}
         s = wc.shapes[_edge_mask(cnt, wc.trips)]
         row = {k: v for k, v in s.items() if not k.startswith(("ld_", "wr_"))}
-        row["acc"] = int(not changed[y])
+        back = changed[y] and revisits(cnt, wc.revisit)     # a later visit: partial sums loaded from DRAM
+        row["acc"] = int(not changed[y] or back)
         for w in walks:
             row[f"{w.port}_base"] += pos[w.operand]
         for x in wc.inputs:
             ld = changed[x]
             row.update({f"ld_{x}": int(ld), f"ld_bytes_{x}": s[f"ld_bytes_{x}"] * ld, f"ld_word_{x}": addr[x] * ld,
                         f"ld_pos_{x}": (pos[x] + s.get(f"ld_off_{x}", 0)) * ld, f"ld_elems_{x}": s[f"ld_elems_{x}"] * ld})
+        if wc.revisit:                   # memory.partial_sums_through_dram: the output's load fields
+            row.update({f"ld_{y}": int(back), f"ld_bytes_{y}": s["wr_bytes"] * back, f"ld_word_{y}": addr[y] * back,
+                        f"ld_pos_{y}": pos[y] * back, f"ld_elems_{y}": s["wr_elems"] * back})
         leaving = nxt is None or bool(wc.reload[nxt][y])
         row.update({"wr_bytes": s["wr_bytes"] * leaving, "wr_word": addr[y], "wr_pos": pos[y],
                     "wr_elems": s["wr_elems"] * leaving})
@@ -872,10 +948,12 @@ class BlockWalkerHW:
     fresh: dict             # operand -> its block changed on the step into the current block (1 at the first)
     half: dict              # operand -> buffer half of its current block (toggles at each change)
     leaving: dict           # operand -> the next step changes its block, or this is the last block
+    back: object = None     # the output changed into a block it visited before (its partial sums come back)
 
 
 def block_walker_hw(m, hdl, trips, stride, reload, base, ops, addr_ops, halves, step, run, name: str,
-                    cnt_bits: int = WALK_COUNTER_BITS, addr_bits: int = DRAM_WORD_BITS) -> BlockWalkerHW:
+                    cnt_bits: int = WALK_COUNTER_BITS, addr_bits: int = DRAM_WORD_BITS,
+                    revisit=None, output: str | None = None) -> BlockWalkerHW:
     """The block walker (hardware half of :func:`block_steps` / :func:`walk_rows`): nested block counters
     (``trips[j]``, registered command values per level) stepping when ``step``; per operand of ``addr_ops`` an
     anchor per level where that level's current iteration began, so a step adds its level's stride and
@@ -911,8 +989,12 @@ def block_walker_hw(m, hdl, trips, stride, reload, base, ops, addr_ops, halves, 
                     m.d.sync += [anchor[x][i].eq(nxt) for i in range(j, k)]
         m.d.sync += [fresh[x].eq(changes[x]) for x in ops]
         m.d.sync += [half[x].eq(half[x] ^ changes[x]) for x in ops if halves[x] == 2]
+    back = None
+    if output is not None:            # :func:`revisits`: a counter of a revisit level is nonzero
+        back = Signal(name=f"{name}_{output}_back")
+        m.d.comb += back.eq(fresh[output] & Cat(*[(cnt[j] != 0) & revisit[j] for j in range(k)]).any())
     return BlockWalkerHW(mask, {x: anchor[x][-1] for x in addr_ops}, fresh, half,
-                         {x: changes[x] | last for x in ops})
+                         {x: changes[x] | last for x in ops}, back)
 
 
 @dataclass(frozen=True)
@@ -949,8 +1031,9 @@ class DescriptorFormat:
                 _refuse(f"layers.{layer}.tile.{d}", f"{t} blocks along {d} do not fit the controller's "
                         f"{WALK_COUNTER_BITS}-bit block counter (at most {(1 << WALK_COUNTER_BITS) - 1}); larger "
                         f"tiles along {d} give fewer blocks", t)
-        rows = {"K": [{"trips": t, **{f"stride_{x}": st[x] for x in names}, **{f"reload_{x}": r[x] for x in names}}
-                      for t, st, r in zip(wc.trips, wc.stride, wc.reload)],
+        rows = {"K": [{"trips": t, **{f"stride_{x}": st[x] for x in names}, **{f"reload_{x}": r[x] for x in names},
+                       **({"revisit": v} if wc.revisit else {})}
+                      for t, st, r, v in zip(wc.trips, wc.stride, wc.reload, wc.revisit or wc.trips)],
                 "B": [{**{f"base_{x}": wc.base[x] for x in names}, "blocks": wc.blocks}],
                 "S": [wc.shapes.get(mask, {}) for mask in range(self.depths["S"])]}
         if max(wc.shapes) >= self.depths["S"]:
@@ -981,7 +1064,8 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     pos_bits = {x: (lay.halves * lay.half_elems).bit_length() for x, lay in prog.layouts.items()}
     byte_bits = {x: (lay.half_elems * lay.elem_bytes).bit_length() for x, lay in prog.layouts.items()}
     K = ([("trips", WALK_COUNTER_BITS)] + [(f"stride_{x}", DRAM_WORD_BITS) for x in names]
-         + [(f"reload_{x}", 1) for x in names])
+         + [(f"reload_{x}", 1) for x in names]
+         + ([("revisit", 1)] if comp.design.memory_system.partial_sums_through_dram else []))
     B = [(f"base_{x}", DRAM_WORD_BITS) for x in names] + [("blocks", BLOCK_COUNT_BITS)]
     steps_bits = max([f.bits for f in comp.command.fields if f.loop is None] or [32])
     S = [(f"trips_{f.loop}", f.bits) for f in comp.command.fields if f.loop is not None] + [("steps", steps_bits)]

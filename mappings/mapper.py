@@ -7,8 +7,8 @@ searches the same space more widely and judges the finalists with the cycle mode
    into chunks) and, per loop, the array tiles (inner loops: elements) per block (every power of two up
    to the trip count, the trip count itself, and ``ceil(trips / k)`` for small k, so blocks can split a
    loop evenly); a command is admissible only if every operand's block fits its buffer (double-buffered
-   buffers hold two), the same check ``make_command`` applies, and its output partial sums never go back
-   to DRAM (the generated RTL refuses that);
+   buffers hold two), the same check ``make_command`` applies, and its output partial sums go back to DRAM
+   only when the spec grants it (``memory.partial_sums_through_dram``, as in ``plan_layer``);
 2. the estimate of a command, used to rank candidates: cycles as in ``plan_layer`` (``max(compute,
    DRAM transfer) + first load + blocks x overhead``) and energy as compute plus DRAM bytes at the energy
    table's pJ/bit plus the buffer fills those bytes cause; the objective is ``latency``, ``energy`` or
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 
-from .memory_tiling import (LayerCommand, _canonical, _estimate, _misfits, _reloads_partial_sums, _split_orders,
+from .memory_tiling import (LayerCommand, _canonical, _estimate, _forbidden_spill, _misfits, _split_orders,
                             dram_bytes, element_bytes, make_command, plan_layer)
 from .tiling import map_problem
 
@@ -113,7 +113,7 @@ def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, 
         key = (tile, order)
         if key not in cache:
             cmd = LayerCommand(design, dataflow, heuristic.bounds, tuple(zip(loops, tile)), order)
-            if _misfits(cmd) or _reloads_partial_sums(cmd):
+            if _misfits(cmd) or _forbidden_spill(cmd):
                 cache[key] = None
             else:
                 c, e = estimate_command(cmd, energy)

@@ -11,8 +11,10 @@ DRAM bytes are a closed form of the tiling and the order (:func:`dram_bytes`);
 block by block. A reduction loop split over blocks (an outer reduction tile loop, or a split inner
 reduction loop such as OS's k) makes a later block *add onto* the partial sums an earlier block left in
 the output buffer; when the output block comes back after another one, the partial sums go to DRAM
-and back (``<Y>.read``): the cycle model times that, the generated RTL refuses it, and the planner
-never plans it.
+and back (``<Y>.read``): the cycle model and the generated RTL both do that (docs/memory.md "Partial
+sums through DRAM") when the spec grants ``memory.partial_sums_through_dram`` (a psum-load copy of the
+accumulator buffer); then the planner may choose it too (ranked like any order: estimated cycles, then DRAM
+bytes), and without it such a command is refused (:func:`check_partial_sums`).
 
 The heuristic (:func:`plan_layer`), deterministic and documented:
 
@@ -27,7 +29,8 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
    of outer and inner loops (at most four loops; else two fixed orders), halve the largest inner chunk
    until the block fits, then the same greedy descent with two moves: double any loop's block, halve
    an inner chunk; inner loops left whole are dropped from the command;
-3. commands whose output partial sums would go back to DRAM are skipped in both; the estimate is
+3. commands whose output partial sums would go back to DRAM are skipped in both unless the spec grants
+   ``memory.partial_sums_through_dram`` (then they compete like any other); the estimate is
    ``max(compute, transfer(DRAM bytes)) + transfer(first block's bytes) + blocks x per-block overhead``
    cycles (transfer: the DRAM port's burst timing; compute counts one fill and drain, ``rows + cols``
    cycles, per extra chunk of every array tile); the lowest estimate wins, ties go to the earlier
@@ -53,7 +56,7 @@ from archgen.arch.spec import Dataflow, Design
 
 from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, map_problem
 
-__all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "dram_bytes", "element_bytes",
+__all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "check_partial_sums", "dram_bytes", "element_bytes",
            "BLOCK_OVERHEAD_CYCLES"]
 
 # estimate of the cycles one array command costs beyond its steps (fill and drain); used by the
@@ -350,8 +353,33 @@ def _chunk_overhead(cmd: LayerCommand) -> int:
 
 def _reloads_partial_sums(cmd: LayerCommand) -> bool:
     """The output's block comes back after another output block (its partial sums go to DRAM and back):
-    the cycle model times it, the generated RTL refuses it (dataflow/memctl.check_rtl_command)."""
+    the cycle model and the generated RTL run it (docs/memory.md "Partial sums through DRAM") when the spec
+    grants ``memory.partial_sums_through_dram``; the planner and the mapper then may choose it."""
     return f"{cmd.design.operation.output.name}.read" in dram_bytes(cmd)
+
+
+def _forbidden_spill(cmd: LayerCommand) -> bool:
+    """The command's partial sums go to DRAM and back, and the spec does not grant that
+    (``memory.partial_sums_through_dram``): the planner and the mapper skip it."""
+    return not cmd.design.memory_system.partial_sums_through_dram and _reloads_partial_sums(cmd)
+
+
+def check_partial_sums(cmd: LayerCommand, layer: str = "layer") -> None:
+    """Refuse a command whose output blocks come back after other ones (partial sums to DRAM and back)
+    unless the spec grants it (``memory.partial_sums_through_dram``: the generated memory system then
+    has the psum-load copy and the revisit logic)."""
+    if not _forbidden_spill(cmd):
+        return
+    op = cmd.design.operation
+    nb = cmd.n_blocks()
+    split = [d for d in cmd.order if not op.output.uses(d) and nb[d] > 1]
+    d = split[0] if split else cmd.order[-1]
+    raise SpecError([problem("memory.partial_sums_through_dram", f"layer {layer}'s order {' > '.join(cmd.order)} "
+                             f"splits the reduction loop {d} over {nb[d]} blocks and brings output blocks back after "
+                             f"other ones, so their partial sums go to DRAM and back; set it to true (--set "
+                             f"memory.partial_sums_through_dram=true), or put the split reduction loops after every "
+                             f"loop the output depends on (or layers.{layer}.tile.{d} = {cmd.mapping.trips()[d]})",
+                             False)])
 
 
 def _estimate(cmd: LayerCommand) -> tuple[float, int]:
@@ -391,7 +419,7 @@ def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, hal
                     continue
                 trial = dict(tile, **{d: v})
                 c2 = LayerCommand(design, dataflow, bounds, tuple((e, trial[e]) for e in keys), order)
-                if _unfit(c2) or _reloads_partial_sums(c2):
+                if _unfit(c2) or _forbidden_spill(c2):
                     continue
                 e2 = _estimate(c2)
                 if e2 < cost and (step is None or e2 < step[0]):
@@ -439,13 +467,13 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
         if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer)):
             continue
         for order in (list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]):
-            if _reloads_partial_sums(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
+            if _forbidden_spill(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
                 continue
             cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips)
             if best is None or cost < best[0]:
                 best = (cost, cmd)
         break
-    # 2. blocks that also cut the inner loops into chunks (every loop order; no partial-sum reloads), when
+    # 2. blocks that also cut the inner loops into chunks (every loop order; partial-sum reloads only if granted), when
     #    whole inner loops fit only with a reduction tile loop split over blocks, or not at all
     nb = best[1].n_blocks() if best else {}
     if inner and (best is None or any(nb[d] > 1 for d in red)):
@@ -455,7 +483,7 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
                 if tile is None:
                     continue
                 cmd = LayerCommand(design, dataflow, b, tuple(tile.items()), order)
-                if _reloads_partial_sums(cmd):
+                if _forbidden_spill(cmd):
                     continue
                 cost, cmd = _greedy(design, dataflow, b, tile, order, trips, halve=inner)
                 if best is None or cost < best[0]:

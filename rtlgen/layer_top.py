@@ -79,13 +79,15 @@ def _unpack(fmt: DescriptorFormat, table: str, word) -> dict:
 
 
 def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, trips, advance, pos_bits: int = 24,
-                   cnt_bits: int = 20, hold: tuple[int, int] | None = None):
+                   cnt_bits: int = 20, hold: tuple[int, int] | None = None, skip=None):
     """Nested counters (outer to inner) walking ``base + sum_j c_j * strides[j]`` with adds only: an anchor
     per level holds the position where that level's current iteration began. ``load`` (with ``base``,
     ``strides``, ``trips`` valid that cycle) restarts the walk; ``advance`` steps it. Returns (pos, next,
     counters, trips_minus_1): ``pos`` the current position (registered), ``next`` the position after an
     advance this cycle (combinational). ``hold`` = (level, h): that level's first h iterations stay at its
-    first position (the halo steps of delay connections: position base + max(0, c - h) * stride)."""
+    first position (the halo steps of delay connections: position base + max(0, c - h) * stride). ``skip`` =
+    (level, signal): while the signal is high (never with ``advance``) the walk steps that level as if every
+    inner level wrapped (a whole iteration of the inner levels skipped in one cycle); ``next`` shows it too."""
     cnt = [Signal(cnt_bits, name=f"{name}_c{j}") for j in range(n_levels)]
     anchor = [Signal(pos_bits, name=f"{name}_anchor{j}") for j in range(n_levels)]
     stride = [Signal(pos_bits, name=f"{name}_stride{j}") for j in range(n_levels)]
@@ -105,9 +107,19 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
     if hold is not None and hold[1]:
         hj, h = hold
         step[hj] = Mux(cnt[hj] >= h, stride[hj], 0)
+    skips = []
+    if skip is not None:                   # level j steps on a skip when levels j+1 .. sj wrap and j does not
+        sj, on = skip
+        for j in range(sj + 1):
+            w_in = Const(1)
+            for i in range(j + 1, sj + 1):
+                w_in = w_in & wrap[i]
+            skips.append(Signal(name=f"{name}_skip{j}"))
+            m.d.comb += skips[j].eq(on & w_in & ~wrap[j])
     m.d.comb += nxt.eq(pos)
+    skipping = Cat(*skips).any() if skips else Const(0)
     for j in range(n_levels):              # the innermost incrementing level wins (later assignment)
-        with m.If(incs[j]):
+        with m.If(incs[j] if not skips else Mux(skipping, skips[j], incs[j]) if j < len(skips) else incs[j] & ~skipping):
             m.d.comb += nxt.eq(anchor[j] + step[j])
     with m.If(load):
         m.d.sync += [c.eq(0) for c in cnt]
@@ -120,6 +132,13 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
                 m.d.sync += [cnt[j].eq(cnt[j] + 1), anchor[j].eq(anchor[j] + step[j])]
                 for i in range(j + 1, n_levels):
                     m.d.sync += [cnt[i].eq(0), anchor[i].eq(anchor[j] + step[j])]
+    if skips:
+        with m.Elif(skip[1]):
+            for j in range(len(skips)):
+                with m.If(skips[j]):
+                    m.d.sync += [cnt[j].eq(cnt[j] + 1), anchor[j].eq(anchor[j] + step[j])]
+                    for i in range(j + 1, n_levels):
+                        m.d.sync += [cnt[i].eq(0), anchor[i].eq(anchor[j] + step[j])]
     return pos, nxt, cnt, tm1
 
 
@@ -166,7 +185,9 @@ class LayerCore(Elaboratable):
         # bytes the DMA actually moved, counted from the data path (elements written into a buffer, or
         # read out of the accumulator buffer for DRAM), per "<X>.read" / "<Y>.write"
         op = prog.compiled.design.operation
-        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read") for x in op.inputs}
+        spill = prog.compiled.design.memory_system.partial_sums_through_dram     # the output's read too
+        self.moved = {f"{x.name}.read": Signal(40, name=f"moved_{x.name}_read")
+                      for x in (*op.inputs, *((op.output,) if spill else ()))}
         self.moved[f"{op.output.name}.write"] = Signal(40, name=f"moved_{op.output.name}_write")
 
     def ports(self):
@@ -182,26 +203,32 @@ class LayerCore(Elaboratable):
         op = comp.design.operation
         m.submodules.array = arr = ArrayTop(comp) if self.array is None else self.array
         regs = self._command_registers(m)
-        run, seq, done = self._sequencer(m, _unpack(self.fmt, "B", regs["B"][0])["blocks"])
+        # memory.partial_sums_through_dram: the next load job may bring partial sums back (after W(b - D))
+        spill = comp.design.memory_system.partial_sums_through_dram
+        l_back = Signal(name="load_partial_sums_next") if spill else None
+        run, seq, done = self._sequencer(m, _unpack(self.fmt, "B", regs["B"][0])["blocks"], l_back)
         rows = self._block_walkers(m, run, seq, regs)
+        if spill:
+            m.d.comb += l_back.eq(rows["L"]["back"])
         bufs = self._buffers(m)
-        inputs = [x.name for x in op.inputs]
-        dma = self._dma_control(m, seq, rows, done, inputs)
+        loads = [x.name for x in op.inputs] + [op.output.name] * spill     # what a load job moves, in this order
+        dma = self._dma_control(m, seq, rows, done, loads)
         self._burst_requests(m, seq, rows, dma)
-        self._load_datapath(m, bufs, dma, inputs)
+        self._load_datapath(m, bufs, dma, loads)
         self._write_back(m, seq, rows["W"], bufs[op.output.name])
         self._array_command(m, arr, seq, rows["C"], done)
         for w in sorted(P.walks, key=lambda w: w.kind != "write"):
-            self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand])
+            self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand], bufs.get((w.operand, "back")))
         return m
 
-    def _sequencer(self, m, n_blocks):
-        """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high."""
+    def _sequencer(self, m, n_blocks, l_back):
+        """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high.
+        ``l_back``: the next load job loads partial sums (it goes after W(b - depth)); None without them."""
         run = Signal(name="layer_run")
         m.d.sync += run.eq(self.go)
         done = {"L": Signal(name="l_done"), "W": Signal(name="w_done"), "C": Signal(name="c_done")}
         seq = layer_sequencer_hw(m, hdl, self.prog.depth, n_blocks, done["L"], done["W"], done["C"], run,
-                                 width=BLOCK_COUNT_BITS)
+                                 width=BLOCK_COUNT_BITS, l_after_w=l_back)
         m.d.comb += self.finished.eq(seq.finished)
         with m.If(run & ~seq.finished):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -232,9 +259,13 @@ class LayerCore(Elaboratable):
         halves = {x: lay.halves for x, lay in P.layouts.items()}
         args = ([k["trips"] for k in K], {x: [k[f"stride_{x}"] for k in K] for x in names},
                 {x: [k[f"reload_{x}"] for k in K] for x in names}, {x: B[f"base_{x}"] for x in names})
-        wl = block_walker_hw(m, hdl, *args, inputs, inputs, halves, seq.start_l, run, "walk_l")
+        spill = P.compiled.design.memory_system.partial_sums_through_dram
+        # a later visit of the output block (its partial sums come back from DRAM), when the spec grants it
+        back = {"revisit": [k["revisit"] for k in K], "output": y} if spill else {}
+        wl = block_walker_hw(m, hdl, *args, inputs + [y] * spill, inputs + [y] * spill, halves, seq.start_l, run,
+                             "walk_l", **back)
         ww = block_walker_hw(m, hdl, *args, [y], [y], halves, seq.start_w, run, "walk_w")
-        wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c")
+        wc = block_walker_hw(m, hdl, *args, names, [], halves, seq.start_c, run, "walk_c", **back)
 
         sbits = (fmt.depth("S") - 1).bit_length()
 
@@ -253,40 +284,57 @@ class LayerCore(Elaboratable):
             row_l.update({f"ld_{x}": wl.fresh[x], f"ld_bytes_{x}": sl[f"ld_bytes_{x}"], f"ld_word_{x}": wl.addr[x],
                           f"ld_pos_{x}": pos(wl, x) if off is None else pos(wl, x) + off,
                           f"ld_elems_{x}": sl[f"ld_elems_{x}"]})
+        if spill:       # the output's partial sums come back (a later visit): at the block's position in its half
+            row_l.update({f"ld_{y}": wl.back, f"ld_bytes_{y}": sl["wr_bytes"], f"ld_word_{y}": wl.addr[y],
+                          f"ld_pos_{y}": pos(wl, y), f"ld_elems_{y}": sl["wr_elems"], "back": wl.back})
         row_w = {"wr_bytes": Mux(ww.leaving[y], sw["wr_bytes"], 0), "wr_word": ww.addr[y], "wr_pos": pos(ww, y),
                  "wr_elems": sw["wr_elems"]}
         row_c = {k: v for k, v in sc.items() if not k.startswith(("ld_", "wr_"))}
-        row_c["acc"] = ~wc.fresh[y]
+        row_c["acc"] = ~wc.fresh[y] | wc.back if spill else ~wc.fresh[y]
+        if spill:
+            row_c["back"] = wc.back
         for w in P.walks:
             row_c[f"{w.port}_base"] = sc[f"{w.port}_base"] + pos(wc, w.operand)
         return {"L": _Row(row_l), "W": _Row(row_w), "C": _Row(row_c)}
 
     def _buffers(self, m):
-        """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`)."""
+        """One banked buffer per operand, with a read copy per reader (:func:`buffer_copies`). The output
+        has one more copy, the *psum-load copy* (key ``(Y, "back")``): written only by the DMA when a later
+        visit's partial sums come back from DRAM, read only by the add-on write of that visit's block. It
+        is a memory of its own because the array writes the other copies (the other half) while the DMA
+        loads it, and a block RAM has one write port."""
         P = self.prog
-        op = P.compiled.design.operation
-        return {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes, copies=n)
-                for (x, lay), n in zip(P.layouts.items(), buffer_copies(P).values())}
+        y = P.compiled.design.operation.output.name
+        spill = P.compiled.design.memory_system.partial_sums_through_dram     # the psum-load copy is built
+        copies = buffer_copies(P)
+        bufs = {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes,
+                               copies=copies[x] - (x == y and spill))
+                for x, lay in P.layouts.items()}
+        if spill:
+            lay = P.layouts[y]
+            bufs[(y, "back")] = CyclicBanks(m, f"buf_{y}_back", lay.banks, lay.depth, 8 * lay.elem_bytes)
+        return bufs
 
-    def _dma_control(self, m, seq, rows, done, inputs):
+    def _dma_control(self, m, seq, rows, done, loads):
         """One transfer timer for the DRAM port: a load job moves its flagged operands one after another
         (the first starts with the job, each next one the cycle after the previous ends); a write-back job
-        is one transfer. Returns the DMA's shared signals (timer, selected operand and its fields)."""
+        is one transfer. ``loads``: the operands a load job may move, in order (the inputs, then the output's
+        partial sums on a later visit). Returns the DMA's shared signals (timer, selected operand and its fields)."""
         row_l, row_w = rows["L"], rows["W"]
         t_start = Signal(name="dma_transfer_start")
         t_bytes = Signal(32, name="dma_transfer_bytes")
         timer = transfer_timer_hw(m, hdl, self.prog.compiled.design.memory_system.dram, t_start, t_bytes)
         is_w = Signal(name="dma_job_is_write")
-        pend = Signal(len(inputs), name="dma_pending")      # operands of the load job still to move
-        cur = Signal(range(len(inputs) + 1), name="dma_operand")
+        pend = Signal(len(loads), name="dma_pending")      # operands of the load job still to move
+        cur = Signal(range(len(loads) + 1), name="dma_operand")
         kick = Signal(name="dma_kick")                       # start the next transfer of the job this cycle
-        latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in inputs for k in _LD_FIELDS}
+        latched = {f"{k}_{x}": Signal(32, name=f"dma_l_{k}_{x}") for x in loads for k in _LD_FIELDS}
         m.d.sync += kick.eq(0)
-        flags = Cat(*[row_l[f"ld_{x}"] for x in inputs])
-        sel, sel_fields = self._dma_select(m, seq, row_l, flags, pend, latched, inputs)
+        flags = Cat(*[row_l[f"ld_{x}"] for x in loads])
+        sel, sel_fields = self._dma_select(m, seq, row_l, flags, pend, latched, loads)
         with m.If(seq.start_l):
             m.d.sync += is_w.eq(0)
-            for x in inputs:
+            for x in loads:
                 for k in _LD_FIELDS:
                     m.d.sync += latched[f"{k}_{x}"].eq(row_l[f"{k}_{x}"])
             with m.If(flags == 0):
@@ -313,19 +361,19 @@ class LayerCore(Elaboratable):
         return _Dma(timer, t_start, is_w, t_start & ~seq.start_w, sel, sel_fields)
 
     @staticmethod
-    def _dma_select(m, seq, row_l, flags, pend, latched, inputs):
+    def _dma_select(m, seq, row_l, flags, pend, latched, loads):
         """The operand of the transfer starting now (the first flagged one) and its descriptor fields: from
         the load row when the job starts, from the job's latched copy for its later transfers."""
-        sel = Signal(range(len(inputs) + 1), name="dma_sel")
+        sel = Signal(range(len(loads) + 1), name="dma_sel")
         sel_fields = {k: Signal(32, name=f"dma_sel_{k}") for k in ("bytes", "word", "pos", "elems")}
         with m.If(seq.start_l):
-            m.d.comb += sel.eq(_first_set(flags, len(inputs)))
+            m.d.comb += sel.eq(_first_set(flags, len(loads)))
             for k, fk in zip(("bytes", "word", "pos", "elems"), _LD_FIELDS):
-                m.d.comb += sel_fields[k].eq(Array([row_l[f"{fk}_{x}"] for x in inputs])[sel])
+                m.d.comb += sel_fields[k].eq(Array([row_l[f"{fk}_{x}"] for x in loads])[sel])
         with m.Else():
-            m.d.comb += sel.eq(_first_set(pend, len(inputs)))
+            m.d.comb += sel.eq(_first_set(pend, len(loads)))
             for k, fk in zip(("bytes", "word", "pos", "elems"), _LD_FIELDS):
-                m.d.comb += sel_fields[k].eq(Array([latched[f"{fk}_{x}"] for x in inputs])[sel])
+                m.d.comb += sel_fields[k].eq(Array([latched[f"{fk}_{x}"] for x in loads])[sel])
         return sel, sel_fields
 
     def _burst_requests(self, m, seq, rows, dma):
@@ -353,27 +401,33 @@ class LayerCore(Elaboratable):
                      self.wr_req_valid.eq(dma.timer.issue & writing), self.wr_req_addr.eq(cur_ptr),
                      self.wr_req_words.eq(words_now)]
 
-    def _load_datapath(self, m, bufs, dma, inputs):
-        """The read response words straight into the selected operand's buffer, counted per operand."""
+    def _load_datapath(self, m, bufs, dma, loads):
+        """The read response words straight into the selected operand's buffer (the output's partial sums
+        into its psum-load copy), counted per operand."""
         P = self.prog
+        y = P.compiled.design.operation.output.name
         dst_pos = Signal(32, name="dma_dst_pos")
         elems_left = Signal(32, name="dma_elems_left")
-        target = Signal(range(len(inputs) + 1), name="dma_target")
+        target = Signal(range(len(loads) + 1), name="dma_target")
         with m.If(dma.ld_start):
             m.d.sync += [dst_pos.eq(dma.sel_fields["pos"]), elems_left.eq(dma.sel_fields["elems"]), target.eq(dma.sel)]
         data_v = self.rd_rsp_valid
-        for xi, x in enumerate(inputs):
+        widths = [P.layouts[x].per_word for x in loads]
+        per_word = widths[0]           # every input has the same element width in the supported designs
+        if len(set(widths)) > 1:       # the output's partial sums (int32) come back too
+            per_word = Signal(range(max(widths) + 1), name="dma_elems_per_word")
+            m.d.comb += per_word.eq(Array(widths)[target])
+        for xi, x in enumerate(loads):
             lay = P.layouts[x]
             bits = 8 * lay.elem_bytes
             elems = [self.rd_rsp_data[i * bits:(i + 1) * bits] for i in range(lay.per_word)]
             en = [data_v & (target == xi) & (elems_left > i) for i in range(lay.per_word)]
-            bufs[x].write_group(m, dst_pos, elems, en)
-        for xi, x in enumerate(inputs):
+            bufs[(x, "back") if x == y else x].write_group(m, dst_pos, elems, en)
+        for xi, x in enumerate(loads):
             lay = P.layouts[x]
             with m.If(data_v & (target == xi)):
                 m.d.sync += self.moved[f"{x}.read"].eq(self.moved[f"{x}.read"] + lay.elem_bytes * Mux(
                     elems_left >= lay.per_word, lay.per_word, elems_left))
-        per_word = P.layouts[inputs[0]].per_word     # every input has the same element width in the supported designs
         with m.If(data_v):
             m.d.sync += [dst_pos.eq(dst_pos + per_word), elems_left.eq(elems_left - per_word)]
             with m.If(elems_left < per_word):
@@ -420,17 +474,24 @@ class LayerCore(Elaboratable):
             m.d.comb += getattr(cmdp, name).eq(value)
         m.d.comb += done["C"].eq(arr.done)
 
-    def _port_walk(self, m, arr, w, seq, row_c, buf):
+    def _port_walk(self, m, arr, w, seq, row_c, buf, bufs_back=None):
         """One array port's address generator: its buffer positions walked per beat, lanes and rows out of
         the block's bounds masked (reads give 0, writes are dropped)."""
         p = getattr(arr, w.port)
         nl = len(w.levels)
         fire = p.valid & p.ready
+        skip = None
+        if w.skip_level is not None:          # a first visit's tile (every reduction level at 0): no partial sums
+            on = Signal(name=f"{w.port}_skip_tile")
+            skip = (w.skip_level, on)
         pos, nxt_pos, cnt, tm1 = affine_walk_hw(
             m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
             [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
-            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None)
+            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
         beats = Signal(32, name=f"{w.port}_beats_left")
+        if skip is not None:
+            at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
+            m.d.comb += skip[1].eq(~seq.start_c & (beats != 0) & at_tile_start)
         with m.If(seq.start_c):
             m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
         with m.Elif(fire):
@@ -447,21 +508,25 @@ class LayerCore(Elaboratable):
                     for l in range(w.lanes)]
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             buf.write_lanes(m, pos, wdata, [fire & ok & row_ok for ok in lane_ok])
-            self._add_onto_partial_sums(m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata)
+            self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), pos, nxt_pos, fire, cnt, data, wdata)
             return
         m.d.comb += p.valid.eq(beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
-        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+        moving = fire if skip is None else fire | skip[1]
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(moving, nxt_pos, pos)))
         vals = buf.read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
 
-    def _add_onto_partial_sums(self, m, w, seq, row_c, buf, pos, nxt_pos, fire, cnt, data, wdata):
-        """A split reduction's later block (command flag ``acc``): where the array starts a sum from zero (the
-        first reduction tile of the command; every tile when the reduction is the streamed loop) the result
-        written is the array's plus the partial sum already at that position. The old value comes from the
-        accumulator's own read copy, addressed one cycle ahead like the read walks (transparent for the
-        write port), so the add costs no cycle: the write port stays always ready."""
+    def _add_onto_partial_sums(self, m, w, seq, row_c, bufs, pos, nxt_pos, fire, cnt, data, wdata):
+        """A split reduction's later block, or a later visit of an output block (command flag ``acc``): where
+        the array starts a sum from zero (the first reduction tile of the command; every tile when the
+        reduction is the streamed loop) the result written is the array's plus the partial sum already at
+        that position. The old value comes from the accumulator's own read copy (a continued block) or from
+        the psum-load copy the DMA filled from DRAM (a later visit: ``back``), addressed one cycle ahead like
+        the read walks (transparent for the write port), so the add costs no cycle: the write port stays
+        always ready."""
+        buf, buf_back = bufs
         red = {d for d in self.prog.cmd.dataflow.outer_dims() if not self.prog.compiled.design.operation.output.uses(d)}
         first = Const(1)
         for j, lv in enumerate(w.levels):
@@ -470,12 +535,18 @@ class LayerCore(Elaboratable):
         acc = Signal(name=f"{w.port}_acc")
         with m.If(seq.start_c):
             m.d.sync += acc.eq(row_c["acc"])
+        if buf_back is not None:          # memory.partial_sums_through_dram
+            back = Signal(name=f"{w.port}_acc_from_dram")
+            with m.If(seq.start_c):
+                m.d.sync += back.eq(row_c["back"])
         addr = Signal(32, name=f"{w.port}_acc_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
-        old = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+        kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+        loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
         for l in range(w.lanes):
-            m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old[l])[:bits], data[l]))
+            old = kept[l] if loaded is None else Mux(back, loaded[l], kept[l])
+            m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old)[:bits], data[l]))
 
     @staticmethod
     def _walk_bounds(m, w, seq, row_c, cnt, tm1):
@@ -589,12 +660,15 @@ def simulated_dram(m: Module, *, word_bytes: int, depth: int, init: list, latenc
 
 def buffer_copies(prog: LayerProgram) -> dict[str, int]:
     """Read copies of each operand's buffer (rtlgen/buffer.py: one simple dual-port memory per reader): one per
-    array port reading it; the output's also one for the write-back and one for the add onto partial sums."""
+    array port reading it; the output's also one for the write-back, one for the add onto partial sums and
+    with ``memory.partial_sums_through_dram`` the psum-load copy (partial sums loaded back from DRAM, written
+    by the DMA only)."""
     op = prog.compiled.design.operation
+    extra = 3 if prog.compiled.design.memory_system.partial_sums_through_dram else 2
     out = {}
     for x in prog.layouts:
         n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
-        out[x] = max(1, n + (2 if x == op.output.name else 0))
+        out[x] = max(1, n + (extra if x == op.output.name else 0))
     return out
 
 

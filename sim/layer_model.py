@@ -15,8 +15,8 @@ import simpy
 from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.ir import PortRole
 from archgen.dataflow.memctl import (adds_onto_partial_sums, check_command, compute_process, dma_order, dma_process,
-                                     layer_jobs)
-from archgen.mappings.memory_tiling import LayerCommand, element_bytes
+                                     layer_jobs, loads_partial_sums)
+from archgen.mappings.memory_tiling import LayerCommand, check_partial_sums, element_bytes
 
 from .array_model import simulate_array
 
@@ -41,9 +41,12 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
     """One layer command on the compiled array through the memory system; refuses a command planned for
     another design or dataflow (SpecError). A block that continues a split reduction adds onto the partial
     sums in the output buffer at no cycle cost (the RTL's add-on write); a command whose output block comes
-    back after another (partial sums through DRAM) is timed with that traffic, but the generated RTL
-    refuses it (``memctl.check_rtl_command``), so no Verilator run backs those cycles."""
+    back after another (partial sums through DRAM) is timed with that traffic: the controller
+    loads the partial sums back before the block that revisits it (its L job, after W(b - D) in the DMA
+    order) and adds onto them, as the generated RTL does (docs/memory.md "Partial sums through DRAM"); such a
+    command is refused unless the spec grants it (``memory.partial_sums_through_dram``)."""
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
+    check_partial_sums(cmd, layer)          # partial sums through DRAM only when the spec grants them
     design = compiled.design
     mem = design.memory_system
     port = mem.dram
@@ -72,7 +75,8 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
     loaded, computed, written = ([env.event() for _ in jobs] for _ in range(3))
     waits = [0] * n
     tr: list | None = [] if trace else None
-    env.process(dma_process(env, dma_order(n, depth), depth, load_cycles, write_cycles, loaded, computed, written, tr))
+    order = dma_order(n, depth, loads_partial_sums(cmd, jobs))
+    env.process(dma_process(env, order, depth, load_cycles, write_cycles, loaded, computed, written, tr))
     env.process(compute_process(env, depth, array_cycles, loaded, computed, written, waits, tr))
     env.run()
     total = int(env.now)

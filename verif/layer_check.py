@@ -92,7 +92,9 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     out_regions = [a for (x, _k), (a, *_r) in prog.regions.items() if x == design.operation.output.name]
     lo = min(out_regions)
     moved_names = {k: f"moved_{k.replace('.', '_')}" for k in
-                   [f"{x.name}.read" for x in design.operation.inputs] + [f"{design.operation.output.name}.write"]}
+                   [f"{x.name}.read" for x in (*design.operation.inputs, design.operation.output)
+                    if x is not design.operation.output or design.memory_system.partial_sums_through_dram]
+                   + [f"{design.operation.output.name}.write"]}
     params = {"max_cycles": 4 * model.cycles + 1000, "read_words": [lo, prog.dram_words],
               "moved": moved_names}
     if binary:

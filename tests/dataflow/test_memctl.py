@@ -10,6 +10,15 @@ from archgen.dataflow.memctl import compute_process, dma_order, dma_process, lay
 from archgen.mappings.memory_tiling import dram_bytes, make_command
 
 
+# the spec grants partial sums through DRAM (the generated top's psum-load copy and revisit logic)
+SPILL = ["memory.partial_sums_through_dram=true"]
+
+
+def spills(cmd) -> bool:
+    """The command's output blocks come back after other ones (its partial sums go to DRAM and back)."""
+    return f"{cmd.design.operation.output.name}.read" in dram_bytes(cmd)
+
+
 def _bursts(nbytes, port):
     """Burst by burst: issue one burst per c cycles, at most O in flight, each done latency + its data later."""
     w, burst, o, lat = port.width_bytes, port.burst_bytes, port.outstanding, port.latency
@@ -46,12 +55,12 @@ def test_transfer_cycles_equal_burst_by_burst():
         assert transfer_cycles(n, port) == _bursts(n, port), (n, port)
 
 
-def _recurrence(depth, loads, writes, computes):
+def _recurrence(depth, loads, writes, computes, after=None):
     """The gates of docs/memory.md in plain Python: returns the cycle the layer ends."""
     n = len(computes)
     L, W, C = [None] * n, [None] * n, [None] * n
     dma = 0
-    order = dma_order(n, depth)
+    order = dma_order(n, depth, after)
     # the DMA runs in order; compute ends are known once their gates are: interleave by resolving in order
     cstart = 0
     pending = list(order)
@@ -84,12 +93,21 @@ def test_model_halves_equal_the_recurrence():
         loads = [rng.randint(0, 50) for _ in range(n)]
         writes = [rng.choice([0, rng.randint(0, 50)]) for _ in range(n)]
         computes = [rng.randint(1, 60) for _ in range(n)]
+        after = [rng.random() < 0.3 for _ in range(n)]      # loads of partial sums: after W(b - depth)
         env = simpy.Environment()
         loaded, computed, written = ([env.event() for _ in range(n)] for _ in range(3))
-        env.process(dma_process(env, dma_order(n, depth), depth, loads, writes, loaded, computed, written))
+        env.process(dma_process(env, dma_order(n, depth, after), depth, loads, writes, loaded, computed, written))
         env.process(compute_process(env, depth, computes, loaded, computed, written, [0] * n))
         env.run()
-        assert env.now == _recurrence(depth, loads, writes, computes)
+        assert env.now == _recurrence(depth, loads, writes, computes, after)
+
+
+def test_dma_order_puts_a_partial_sum_load_after_the_write_back_it_needs():
+    assert dma_order(5, 2) == [("L", 0), ("L", 1), ("L", 2), ("W", 0), ("L", 3), ("W", 1), ("L", 4), ("W", 2),
+                               ("W", 3), ("W", 4)]
+    # L(2) loads the partial sums that W(0) writes (k outer, two j blocks): W(0) first
+    assert dma_order(5, 2, [False, False, True, False, True]) == [
+        ("L", 0), ("L", 1), ("W", 0), ("L", 2), ("L", 3), ("W", 1), ("W", 2), ("L", 4), ("W", 3), ("W", 4)]
 
 
 @pytest.mark.parametrize("spec, bounds, tile, order", [
@@ -132,14 +150,26 @@ WALK_DRAM = ["memory.dram.width_bytes=8", "memory.dram.burst_bytes=16"]
     ("gemm_is", "3x2", {"i": 7, "k": 5, "j": 10}, {"i": 1, "k": 3, "j": 4}, ("i", "k", "j")),
     ("conv_ws", "3x2", {"n": 2, "k": 5, "p": 5, "q": 4, "c": 5, "r": 3, "s": 2},
      {"k": 1, "c": 2, "r": 3, "s": 2, "p": 2}, ("k", "p", "c", "r", "s")),
+    # output blocks that come back (partial sums through DRAM): the revisit flags of the command
+    ("gemm_ws", "2x3", {"i": 5, "k": 7, "j": 8}, {"k": 2, "j": 2}, ("k", "j")),
+    ("gemm_os", "2x2", {"i": 5, "k": 7, "j": 4}, {"k": 3, "i": 1, "j": 1}, ("k", "i", "j")),
+    ("gemm_os", "3x2", {"i": 7, "k": 9, "j": 5}, {"k": 4, "i": 1, "j": 2}, ("i", "k", "j")),
+    ("conv_ws", "3x2", {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2},
+     {"k": 1, "c": 2, "r": 3, "s": 2}, ("c", "k", "r", "s")),
+    # a 3-D array: stationary rows over two leading axes (row@0, row@1 levels)
+    ("gemm_os3d", "2x3x2", {"i": 5, "k": 7, "j": 4}, {"i": 1, "j": 1, "k": 2}, ("i", "j", "k")),
+    ("gemm_os3d", "3x2x2", {"i": 7, "k": 5, "j": 5}, {"i": 1, "j": 2, "k": 1}, ("k", "j", "i")),
 ])
 def test_block_walker_expands_the_command_to_the_rows(spec, shape, bounds, tile, order):
     """The controller's walk of the command (counters, residency flags, halves, address strides, shape
     table by edge mask) gives every block's row as expanded block by block from the job list."""
     d = load_spec(spec, [f"array.shape={shape}"] + WALK_DRAM)
+    if spills(make_command(d, bounds, d.dataflow(), tile, order)):
+        d = load_spec(spec, [f"array.shape={shape}"] + WALK_DRAM + SPILL)
     p = layer_program(compile_array(d), make_command(d, bounds, d.dataflow(), tile, order), spec_size=False)
     assert len(p.rows) > 1
     assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows)
+    assert bool(p.command.revisit) == d.memory_system.partial_sums_through_dram
 
 
 def test_block_steps_is_an_odometer():
@@ -176,12 +206,14 @@ def test_a_trip_count_beyond_the_block_counter_is_refused_by_name():
         descriptor_format(p).encode(big, "fc")
 
 
+@pytest.mark.parametrize("grant", [[], SPILL])
 @pytest.mark.parametrize("spec", ["gemm_os", "gemm_ws", "gemm_is"])
-def test_block_walker_equals_the_rows_on_random_commands(spec):
+def test_block_walker_equals_the_rows_on_random_commands(spec, grant):
     """Random bounds, block sizes (split inner loops included) and orders on a 2x3 array: the walk of the
-    command equals the rows expanded from the job list whenever the generated top accepts the command."""
+    command equals the rows expanded from the job list whenever the generated top accepts the command
+    (without ``memory.partial_sums_through_dram`` it refuses the orders that bring output blocks back)."""
     rng = random.Random(41)
-    d = load_spec(spec, ["array.shape=2x3"] + WALK_DRAM)
+    d = load_spec(spec, ["array.shape=2x3"] + WALK_DRAM + grant)
     c = compile_array(d)
     df = d.dataflow()
     checked = 0
@@ -190,10 +222,55 @@ def test_block_walker_equals_the_rows_on_random_commands(spec):
         loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.5]
         tile = {x: rng.randint(1, 4) for x in loops}
         order = tuple(rng.sample(loops, len(loops)))
+        cmd = make_command(d, bounds, df, tile, order)
+        if spills(cmd) and not grant:
+            with pytest.raises(SpecError, match="memory.partial_sums_through_dram: layer layer's order"):
+                layer_program(c, cmd, spec_size=False)
+            continue
         try:
-            p = layer_program(c, make_command(d, bounds, df, tile, order), spec_size=False)
+            p = layer_program(c, cmd, spec_size=False)
         except SpecError:
-            continue                       # e.g. partial sums through DRAM: refused by the generated top
+            continue
         assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
         checked += 1
     assert checked >= 6
+
+
+def test_partial_sum_loads_are_the_later_visits_and_move_the_closed_form():
+    """k outer over two j blocks (WS): each C block is visited twice; the second visit's L job loads its
+    partial sums (the rows' ld_C, from the walker's revisit flags) and adds onto them (acc); the bytes are
+    the closed form's (v - 1) x bytes(C)."""
+    d = load_spec("gemm_ws", ["array.shape=2x3"] + WALK_DRAM + SPILL)
+    cmd = make_command(d, {"i": 5, "k": 7, "j": 8}, d.dataflow(), {"k": 2, "j": 2}, ("k", "j"))
+    p = layer_program(compile_array(d), cmd, spec_size=False)
+    assert p.command.revisit == (0, 1, 0)          # padding level, k (not C's, and C changes under it), j
+    assert [r["ld_C"] for r in p.rows] == [0, 0, 1, 1]
+    assert [r["acc"] for r in p.rows] == [0, 0, 1, 1]
+    assert sum(r["ld_bytes_C"] for r in p.rows) == dram_bytes(cmd)["C.read"] == 5 * 8 * 4
+    # the load lands where the write-back took the block from (same DRAM word, same half)
+    assert [(r["ld_word_C"], r["ld_pos_C"]) for r in p.rows[2:]] == [(r["wr_word"], r["wr_pos"]) for r in p.rows[:2]]
+
+
+@pytest.mark.parametrize("spec, order_set, tile, order, psum_levels", [
+    # reduction tile loop k first in the dataflow's order: the psum walk's reduction level first
+    ("gemm_ws", "dataflows.ws.order=[k, j, i]", {"k": 2, "j": 2}, ("k", "j"), ("red", "tile:j", "inner:i")),
+    # c, r, s adjacent before k
+    ("conv_ws", "dataflows.ws.order=[c, r, s, k, n, p, q]", {"k": 2, "c": 1, "r": 3, "s": 2}, ("c", "k", "r", "s"),
+     ("red", "tile:k", "inner:n", "inner:p", "inner:q")),
+    # c, r, s split by k: every tile level, the first visits' tiles skipped
+    ("conv_ws", "dataflows.ws.order=[c, k, r, s, n, p, q]", {"k": 3, "c": 2, "r": 3, "s": 2}, ("k", "c", "r", "s"),
+     ("tile:c", "tile:k", "tile:r", "tile:s", "inner:n", "inner:p", "inner:q")),
+])
+def test_reduction_tile_loops_anywhere_in_the_dataflow_order(spec, order_set, tile, order, psum_levels):
+    """The partial-sum walk follows the dataflow's order; its beats are the tiles' but the first visits'."""
+    bounds = {"i": 5, "k": 7, "j": 8} if spec == "gemm_ws" else {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}
+    d = load_spec(spec, ["array.shape=3x2" if spec == "conv_ws" else "array.shape=2x3", order_set] + WALK_DRAM)
+    if spills(make_command(d, bounds, d.dataflow(), tile, order)):
+        d = load_spec(spec, ["array.shape=3x2" if spec == "conv_ws" else "array.shape=2x3", order_set] + WALK_DRAM
+                      + SPILL)
+    p = layer_program(compile_array(d), make_command(d, bounds, d.dataflow(), tile, order), spec_size=False)
+    (w,) = [w for w in p.walks if w.kind == "psum"]
+    assert w.levels == psum_levels
+    assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows)
+    if w.skip_level is not None:          # 2 c x 3 k x 3 r x 2 s tiles, 3 of them first visits, 12 beats a tile
+        assert w.red_levels == (0, 2, 3) and p.rows[0][f"{w.port}_beats"] == (36 - 3) * 12

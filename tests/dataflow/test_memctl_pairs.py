@@ -82,15 +82,18 @@ class SequencerHarness(Elaboratable):
         self.run = Signal()
         self.n = Signal(20)
         self.l_done, self.w_done, self.c_done = Signal(), Signal(), Signal()
+        self.after = Signal()         # the next load job loads partial sums (set by the bench per l_block)
 
     def elaborate(self, platform):
         from archgen.dataflow.memctl import layer_sequencer_hw
         m = Module()
-        self.seq = layer_sequencer_hw(m, hdl, self.depth, self.n, self.l_done, self.w_done, self.c_done, self.run)
+        self.seq = layer_sequencer_hw(m, hdl, self.depth, self.n, self.l_done, self.w_done, self.c_done, self.run,
+                                      l_after_w=self.after)
         return m
 
 
-def _run_sequencer(depth, loads, writes, computes):
+def _run_sequencer(depth, loads, writes, computes, after=None):
+    after = after or [False] * len(computes)
     dut = SequencerHarness(depth)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -103,6 +106,8 @@ def _run_sequencer(depth, loads, writes, computes):
         ends = {}                     # unit -> (block, cycle of its done pulse)
         while True:
             seq = dut.seq
+            lb = ctx.get(seq.l_block)
+            ctx.set(dut.after, int(lb < len(after) and after[lb]))
             for unit in "LWC":
                 if unit in ends and ends[unit][1] == cycle:
                     ctx.set({"L": dut.l_done, "W": dut.w_done, "C": dut.c_done}[unit], 1)
@@ -137,10 +142,18 @@ def test_layer_sequencer_hw_equals_the_model_halves():
         loads = [rng.choice([0, rng.randint(1, 12)]) for _ in range(n)]
         writes = [rng.choice([0, rng.randint(1, 12)]) for _ in range(n)]
         computes = [rng.randint(1, 15) for _ in range(n)]
+        # loads of partial sums (a later visit of an output block) go after W(b - depth)
+        after = [rng.random() < 0.4 for _ in range(n)]
         env = simpy.Environment()
         loaded, computed, written = ([env.event() for _ in range(n)] for _ in range(3))
         model = []
-        env.process(dma_process(env, dma_order(n, depth), depth, loads, writes, loaded, computed, written, model))
+        env.process(dma_process(env, dma_order(n, depth, after), depth, loads, writes, loaded, computed, written,
+                                model))
         env.process(compute_process(env, depth, computes, loaded, computed, written, [0] * n, model))
         env.run()
-        assert _run_sequencer(depth, loads, writes, computes) == sorted(model), (depth, loads, writes, computes)
+        assert _run_sequencer(depth, loads, writes, computes, after) == sorted(model), \
+            (depth, loads, writes, computes, after)
+        if any(after[depth:]):        # the order changed: W(b - depth) ends before L(b) starts
+            b = next(b for b in range(depth, n) if after[b])
+            ends = {(u, k): (s, e) for u, k, s, e in model}
+            assert ends[("W", b - depth)][1] <= ends[("L", b)][0]

@@ -164,3 +164,31 @@ def test_a_command_whose_blocks_exceed_the_fifo_buffers_is_refused():
         make_command(design, bounds, df, dict(one, q=3), ("k", "q", "c", "r", "s"), layer="L")
     assert str(err.value).startswith("array.max_fifo_depth: dataflow rs's delay connections hold one step of t_p = 3 "
                                      "array steps (trips of q (3) in these blocks of layer L)")
+
+
+def test_planner_chooses_partial_sums_through_dram_only_when_the_spec_grants_them():
+    """OS on 2x2 with small A/B buffers (k in chunks of 16): without ``memory.partial_sums_through_dram`` the
+    plan keeps every C block on chip (k chunks innermost) and an order that brings C blocks back is refused
+    by name; granted, the planner takes k outside j (B's chunk stays resident across the j blocks, C goes to
+    DRAM and back): the same estimated cycles, fewer DRAM bytes, and in the cycle model fewer bytes and
+    no more cycles."""
+    from archgen.dataflow.compile import compile_array
+    from archgen.mappings.memory_tiling import _estimate
+    from archgen.sim.layer_model import simulate_layer
+    sets = ["array.shape=2x2", "memory.A.bytes=64", "memory.B.bytes=64", "memory.C.bytes=32",
+            "memory.dram.width_bytes=8", "memory.dram.latency=8"]
+    off = load_spec("gemm_os", sets)
+    on = load_spec("gemm_os", sets + ["memory.partial_sums_through_dram=true"])
+    bounds = {"i": 4, "k": 32, "j": 12}
+    kept, spilt = plan_layer(off, bounds, off.dataflow()), plan_layer(on, bounds, on.dataflow())
+    assert "C.read" not in dram_bytes(kept) and kept.order[-1] == "k"
+    assert "C.read" in dram_bytes(spilt) and spilt.order == ("i", "k", "j") and dict(spilt.tile)["k"] == 16
+    (c_kept, b_kept), (c_spilt, b_spilt) = _estimate(kept), _estimate(spilt)
+    assert c_spilt == c_kept and b_spilt < b_kept           # ranked by cycles, then DRAM bytes
+    r_kept, r_spilt = simulate_layer(compile_array(off), kept), simulate_layer(compile_array(on), spilt)
+    assert sum(r_spilt.dram_bytes.values()) < sum(r_kept.dram_bytes.values())
+    assert r_spilt.cycles <= r_kept.cycles
+    same = make_command(off, bounds, off.dataflow(), dict(spilt.tile), spilt.order)
+    with pytest.raises(SpecError, match=r"memory.partial_sums_through_dram: layer fc's order i > k > j splits the "
+                                        r"reduction loop k over 2 blocks and brings output blocks back"):
+        simulate_layer(compile_array(off), same, layer="fc")

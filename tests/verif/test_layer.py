@@ -129,12 +129,84 @@ def _tiles(command):
     return [(p.split(":")[0].strip(), int(p.split(":")[1].split()[0])) for p in command.split(" per block")[0].split(">")]
 
 
+def test_partial_sums_through_dram_ws_with_k_outermost():
+    """k outermost among the tile loops, over two j blocks: every C block is visited twice. The first visit
+    starts from zero and is written back; the second visit's load job brings its partial sums back from
+    DRAM (after that write-back, which the DMA order puts first) into the psum-load copy, and the array's
+    results add onto them. Exact, RTL cycles == model cycles, and the bytes moved are the closed form's:
+    C written v = 2 times, read back v - 1 = 1 time."""
+    design = load_spec("gemm_ws", ["array.shape=2x3"] + SPLIT_DRAM + SPILL)
+    r = verify_layer(design, {"i": 5, "k": 7, "j": 8}, tile={"k": 2, "j": 2}, order=("k", "j"), seed=3)
+    _check(r)
+    assert r.detail["n_blocks"] == {"k": 2, "j": 2}
+    assert r.dram_bytes["C.write"] == 2 * 5 * 8 * 4 and r.dram_bytes["C.read"] == 5 * 8 * 4
+
+
+# the spec grants partial sums through DRAM (memory.partial_sums_through_dram: the psum-load copy, revisit logic)
+SPILL = ["memory.partial_sums_through_dram=true"]
+
+PSUM_CASES = [
+    # OS: the streamed reduction k in chunks of 3, outermost: every C block visited 3 times
+    ("gemm_os", ["array.shape=2x2"], {"i": 5, "k": 7, "j": 4}, {"k": 3, "i": 1, "j": 1}, ("k", "i", "j")),
+    # OS: k chunks between i and j
+    ("gemm_os", ["array.shape=3x2"], {"i": 7, "k": 9, "j": 5}, {"k": 4, "i": 1, "j": 2}, ("i", "k", "j")),
+    # IS: its outer reduction tile loop k outermost, n in chunks
+    ("gemm_is", ["array.shape=3x2"], {"i": 7, "k": 5, "j": 6}, {"k": 1, "i": 1, "j": 3}, ("k", "i", "j")),
+    # WS single-buffered (D = 1: L(b) after W(b - 1))
+    ("gemm_ws", ["array.shape=2x3"] + [f"memory.{x}.double_buffer=false" for x in "ABC"], {"i": 5, "k": 7, "j": 8},
+     {"k": 2, "j": 1}, ("k", "j")),
+    # WS whose dataflow order has k outside j (the psum walk's reduction level first)
+    ("gemm_ws", ["array.shape=2x3", "dataflows.ws.order=[k, j, i]"], {"i": 5, "k": 7, "j": 8}, {"k": 2, "j": 2},
+     ("k", "j")),
+    # a convolution with c split over two blocks, outermost: each O block comes back
+    ("conv_ws", ["array.shape=3x2"], {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2},
+     {"k": 1, "c": 1, "r": 3, "s": 2}, ("c", "k", "r", "s")),
+    # the same with the reduction tile loops c, r, s before k in the dataflow's order
+    ("conv_ws", ["array.shape=3x2", "dataflows.ws.order=[c, r, s, k, n, p, q]"],
+     {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}, {"k": 2, "c": 1, "r": 3, "s": 2}, ("c", "k", "r", "s")),
+    # reduction tile loops split by an output loop in the dataflow's order (c before k, r and s after it): the
+    # partial-sum walk skips the first visits' tiles; one block (all within the array command), and c split
+    # over blocks outermost (partial sums through DRAM as well)
+    ("conv_ws", ["array.shape=3x2", "dataflows.ws.order=[c, k, r, s, n, p, q]"],
+     {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}, {"k": 3, "c": 2, "r": 3, "s": 2}, ("k", "c", "r", "s")),
+    ("conv_ws", ["array.shape=3x2", "dataflows.ws.order=[c, k, r, s, n, p, q]"],
+     {"n": 1, "k": 5, "p": 3, "q": 4, "c": 5, "r": 3, "s": 2}, {"k": 2, "c": 1, "r": 2, "s": 2}, ("c", "k", "r", "s")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", PSUM_CASES,
+                         ids=["os-k-outer", "os-k-middle", "is-k-outer", "ws-single-buffered", "ws-df-order-kji",
+                              "conv-c-outer", "conv-df-order-crsk", "conv-df-order-ckrs", "conv-df-order-ckrs-c-outer"])
+def test_partial_sums_through_dram_matrix(spec, sets, bounds, tile, order):
+    r = verify_layer(load_spec(spec, sets + SPLIT_DRAM + SPILL), bounds, tile=tile, order=order, seed=4)
+    _check(r)
+
+
+def test_3d_array_layer_through_the_memory_system():
+    """gemm_os3d (k across axis 2, reduced by adder trees into one accumulator per C element) on a 2x3x2 array:
+    A and B are stationary, loaded over 2 x 3 rows (FU (unravel(r), lane), one walk level per leading axis) with
+    their lanes along k; C drains and is preloaded row by row in its lanes' FU order. Ragged on every loop, k split
+    over blocks (the add onto partial sums). Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_os3d", ["array.shape=2x3x2"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 5, "k": 7, "j": 4}, tile={"i": 1, "j": 1, "k": 2}, order=("i", "j", "k"), seed=3)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 3, "j": 2, "k": 2}
+
+
+@pytest.mark.slow
+def test_planner_chosen_partial_sums_through_dram():
+    """Granted ``memory.partial_sums_through_dram``, the planner's own command for this OS layer brings C blocks
+    back (i > k > j, k in chunks of 16: B's chunk stays resident across the j blocks; fewer DRAM bytes than the
+    on-chip plan, tests/mappings/test_memory_tiling.py). Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_os", ["array.shape=2x2", "memory.A.bytes=64", "memory.B.bytes=64", "memory.C.bytes=32"]
+                       + SPLIT_DRAM + SPILL)
+    r = verify_layer(design, {"i": 4, "k": 32, "j": 12}, seed=5)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 2, "k": 2, "j": 6} and r.dram_bytes["C.read"] > 0
+
+
 def test_refused_commands_build_nothing():
-    design = load_spec("gemm_ws", ["array.shape=2x2"] + COMPUTE)
-    # k split over 2 blocks with j innermost: each C block comes back (partial sums through DRAM)
-    with pytest.raises(SpecError, match=r"layers.layer.order: the reduction loop k is split over 2 blocks and the "
-                                        r"output block comes back"):
-        verify_layer(design, {"i": 4, "k": 8, "j": 4}, tile={"j": 1, "k": 2}, order=("k", "j"))
     with pytest.raises(SpecError, match=r"memory.dram.width_bytes: must be a multiple of operand C's element size"):
         verify_layer(load_spec("gemm_os", ["memory.dram.width_bytes=2"]), {"i": 4, "k": 4, "j": 4})
 
@@ -175,6 +247,15 @@ def test_8x8_os_layer_under_cocotb():
     (["--set", "memory.A.banks=3"], "memory.A.banks: must divide the 4 memory-fed lanes"),
     (["--set", "memory.A.banks=2"], "memory.A.banks: the generated buffer of A needs 32 banks"),
     (["--dram-bw", "4", "--ideal-dram"], "--dram-bw: does not apply with --ideal-dram"),
+    (["--tile", "k=0"], "--tile k: sizes must be at least 1"),
+    (["--tile", "x=2"], "--tile x: no loop of that name"),
+    (["--order", "j,i"], "--order: give --tile too"),
+    (["--tile", "i=1", "--ideal-dram"], "--tile: does not apply with --ideal-dram"),
+    (["--tile", "i=1,j=1", "--order", "j,k"], "layers.layer.order"),
+    # k chunks outermost: C blocks come back, which the spec does not grant
+    (["--tile", "k=4,i=1,j=1", "--order", "k,i,j"], "memory.partial_sums_through_dram: layer layer's order k > i > j "
+     "splits the reduction loop k over 4 blocks and brings output blocks back after other ones, so their partial sums "
+     "go to DRAM and back; set it to true (--set memory.partial_sums_through_dram=true)"),
 ])
 def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, monkeypatch):
     from archgen.cli import main
@@ -206,3 +287,37 @@ def test_cli_verify_runs_the_layer_through_the_memory_system(capsys):
                  "--dram-latency", "9", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "outputs: exact" in out and "(equal)" in out and "DRAM: A.read" in out
+
+
+@pytest.mark.slow
+def test_cli_verify_runs_a_given_order_with_partial_sums_through_dram(capsys):
+    from archgen.cli import main
+    assert main(["verify", "gemm_ws", "--set", "array.shape=2x3", "--set", "memory.partial_sums_through_dram=true",
+                 "--gemm", "5,7,8", "--tile", "k=2,j=2",
+                 "--order", "k,j", "--dram-bw", "8", "--dram-latency", "8", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "k:2 > j:2" in out and "outputs: exact" in out and "(equal)" in out and "C.read 160 B" in out
+
+
+def _conv_os(spill: bool = False):
+    """An output-stationary convolution (O kept in the FUs across the inner c; partial sums preloaded from the
+    psum port for later reduction tiles) whose reduction tile loops r and s are split by the output loop k."""
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data({
+        "version": 1, "name": "conv_os", "operation": "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]",
+        "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+        "memory": {"dram": {"width_bytes": 8, "latency": 6}, "partial_sums_through_dram": spill},
+        "dataflows": {"os": {"spatial": {"k": 0, "q": 1}, "order": ["r", "k", "s", "n", "p", "q", "c"],
+                             "inner": ["c"]}}})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tile, order", [
+    ({"r": 4, "k": 4, "s": 4, "n": 4, "p": 4, "q": 4}, ("r", "k", "s", "n", "p", "q")),      # one block
+    ({"r": 1, "k": 1, "s": 2, "n": 1, "p": 2, "q": 2}, ("r", "k", "s", "n", "p", "q")),      # r outermost: O comes back
+], ids=["one-block", "r-outer-blocks"])
+def test_psum_walk_skips_first_visits_with_preloaded_partial_sums(tile, order):
+    r = verify_layer(_conv_os(spill=tile["r"] == 1), {"n": 1, "k": 3, "p": 2, "q": 3, "c": 3, "r": 2, "s": 2},
+                     tile=tile, order=order,
+                     seed=7)
+    _check(r)
