@@ -8,7 +8,7 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import map_skews, skew_lane_cost, tiled_equivalent
+from .interconnect import fu_placement, map_skews, skew_lane_cost, tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -47,7 +47,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             return lines
         lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
                      f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
-        lines += _map_skew_lines(design, df, tiled)
+        lines += _map_skew_lines(design, df, tiled) + _placement_lines(design, df)
         df = tiled
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
@@ -107,6 +107,19 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
                  "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
     lines.append("  " + _schedule_choice(design, df, skews))
     return lines
+
+
+def _placement_lines(design: Design, df) -> list[str]:
+    """For a map that skews the FU assignment (interconnect.py ``fu_placement``): where each of its FUs runs."""
+    place = fu_placement(design, df)
+    if place is None:
+        return []
+    moved = ", ".join(f"{s} -> {p}" for s, p in place.items() if s != p) or "none"
+    return [f"  the FU of an iteration depends on several loops or axes; the map is a dataflow for every problem size "
+            f"(its FUs' offsets are one complete residue system modulo the loops' strides), so the map's FU s runs at "
+            f"array position p(s), the FU of the tiled map with the same residues; moved: {moved}; the same "
+            "iterations in the same order per FU, the map's lags between FUs (whole tiles, skews by FU coordinates) "
+            "compressed to the tiled map's control vector"]
 
 
 def _schedule_choice(design: Design, df, skews) -> str:
