@@ -102,3 +102,21 @@ def test_skew_on_an_outer_loop_through_the_memory_system(make, bounds, seed):
     assert res.outputs_exact, res.detail
     assert res.rtl_cycles == res.model_cycles
     assert res.ok, res.detail
+
+
+# maps that skew the FU assignment (a loop on several axes) and are dataflows for every problem size: run as the
+# tiled map with the map's FU s at array position p(s) (dataflow/interconnect.py ``fu_placement``)
+FU_SKEW_CASES = [
+    pytest.param((2, 3), {"i": "2*t_i + s0", "j": "3*t_j + s1 - s0", "k": "t_k"}, ["i", "j", "k"],
+                 {"i": 5, "j": 7, "k": 4}, 3, id="2x3-torus-skew"),
+    pytest.param((3, 2), {"i": "3*t_i + s0 - s1", "j": "2*t_j + s1", "k": "t_k"}, ["j", "i", "k"],
+                 {"i": 7, "j": 5, "k": 3}, 8, id="3x2-torus-skew-ws-order", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("shape,mp,order,bounds,seed", FU_SKEW_CASES)
+def test_fu_skewed_map_on_verilator(shape, mp, order, bounds, seed):
+    res = verify_array(_design(shape, mp, order), bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    print(f"{shape} {mp}: RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
