@@ -454,6 +454,7 @@ class SttLayerTop(Elaboratable):
             m.submodules[f"store_{y}_bank{b}"] = mem
             wp = mem.write_port(granularity=acc_bits if W > 1 else None)
             wsel = self._store_writer(m, oseq, lay, b, fire, o_bank_r, o_sub_r, out_port, acc_bits, y)
+            wsel = self._registered_write(m, wsel, len(wp.addr), f"store_{y}_bank{b}")
             wclr = c.wr_valid & (wi_now == b // group) if self.build is not None or P.n_blocks > 1 else 0
             m.d.comb += [wp.addr.eq(Mux(wclr, row_now, wsel.row)),
                          wp.data.eq(Mux(wclr, 0, wsel.data)),
@@ -461,7 +462,7 @@ class SttLayerTop(Elaboratable):
             rp = mem.read_port(transparent_for=(wp,))
             wb_hit = rd_wi == b // group if not lay.copies else 1
             m.d.comb += rp.addr.eq(Mux(lookahead, bank_addr(pseq, lay, p_rows, b), Mux(wb_hit, rd_row, 0)))
-            store_datas.append(rp.data)
+            store_datas.append(self._forwarded(m, rp, wsel, W, acc_bits, f"store_{y}_bank{b}"))
         for lane in range(pseq.program.lanes):
             got = lane_data(store_datas, p_bank_r[lane], p_sub_r[lane], lane, acc_bits, W)
             start = Mux(pseq.valid_r[lane], got, 0)
@@ -490,6 +491,34 @@ class SttLayerTop(Elaboratable):
             words.append(Cat(*elems))
         c.wb_data = Array(words)[wi_now] if k > 1 else words[0]
         return store_datas
+
+    @staticmethod
+    def _registered_write(m, wsel, addr_bits: int, name: str) -> SimpleNamespace:
+        """The output lanes' write of a slot, registered: the bank is written in the cycle after the slot, so no
+        combinational path runs from the array's last adder into the bank's write data (the build's critical
+        path before: bank read -> lane select -> multiplier -> adder -> store write, docs/memory.md)."""
+        row = Signal(addr_bits, name=f"{name}_wrow_r")
+        data = Signal.like(wsel.data, name=f"{name}_wdata_r")
+        en = Signal.like(wsel.en, name=f"{name}_wen_r")
+        m.d.sync += [row.eq(wsel.row), data.eq(wsel.data), en.eq(wsel.en)]
+        return SimpleNamespace(row=row, data=data, en=en)
+
+    @staticmethod
+    def _forwarded(m, rp, wpend, W: int, acc_bits: int, name: str):
+        """Bank read data as if the registered write were not late: the read issued in the slot of a write
+        (one slot ahead, for the next slot) missed it, since the write lands one cycle later; the element
+        is taken from the pending write when it hits the row read. Earlier writes reach the read through the
+        port's transparency, as before, so the store's contents seen by the partial-sum lanes and the
+        write-back are those of the unregistered store, cycle for cycle."""
+        row_r = Signal.like(wpend.row, name=f"{name}_rrow_r")
+        m.d.sync += row_r.eq(rp.addr)
+        hit = Signal(name=f"{name}_fwd_hit")
+        m.d.comb += hit.eq(row_r == wpend.row)
+        out = Signal.like(rp.data, name=f"{name}_rdata_fwd")
+        for w in range(W):
+            sl = slice(w * acc_bits, (w + 1) * acc_bits)
+            m.d.comb += out[sl].eq(Mux(hit & wpend.en[w], wpend.data[sl], rp.data[sl]))
+        return out
 
     def _store_writer(self, m, oseq, lay, b, fire, bank_r, sub_r, out_port, acc_bits, y):
         """Bank b's write in this slot: the output lane whose registered bank is b (at most one)."""
