@@ -36,8 +36,8 @@ from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "fu_placement", "MapSkew", "map_skews",
-           "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "fu_placement", "MapSkew",
+           "map_skews", "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
 
 
@@ -388,7 +388,8 @@ def fu_placement(design: Design, df: Dataflow) -> dict[tuple[int, ...], tuple[in
         return None
     shape = design.shape
     rows = [(e, c) for e, c in zip(df.ts_map.exprs, form.moduli) if c != 1]
-    if all(_tiled_row(e, c, shape) for e, c in rows) and len({v for e, _ in rows for v in e.variables if not v.startswith("t_")}) == len(rows):
+    used = {v for e, _ in rows for v in e.variables if not v.startswith("t_")}
+    if all(_tiled_row(e, c, shape) for e, c in rows) and len(used) == len(rows):
         return None         # tiled rows and loops skewed by FU coordinates: tiled_equivalent's own rewrite
     axes = _residue_axes(df, form, shape)
     if axes is None:

@@ -197,8 +197,8 @@ class SttLayerTop(Elaboratable):
         bases = {t: self._region_base(m, blk, next_block, t) for t in inputs + [y]}
         prime = Signal(name="streams_prime")
         m.d.comb += prime.eq(self.go & (state == n_in) & entered)
-        return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing, prime=prime,
-                               bases=bases, carry=carry,
+        return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing,
+                               prime=prime, bases=bases, carry=carry,
                                in_running=in_running, t_start=t_start, timer=timer,
                                rd_rsp_valid=Signal(name="rd_rsp_valid"),
                                rd_rsp_data=Signal(8 * P.word_bytes, name="rd_rsp_data"),

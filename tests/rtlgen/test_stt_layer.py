@@ -166,7 +166,8 @@ def test_blocks_of_boxes_match_numpy_and_the_contract(design, bounds, seed, loop
     assert res["moved"] == model.dram_bytes
     dram = design.memory_system.dram
     op = design.operation
-    per_block = sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs) + plan.tiling.slots + COMMAND_OVERHEAD
+    per_block = (sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs) + plan.tiling.slots
+                 + COMMAND_OVERHEAD)
     assert model.cycles == plan.n_blocks * per_block + plan.out_blocks * dram.transfer_cycles(
         plan.tensor_bytes(op.output.name))
 
