@@ -191,6 +191,23 @@ class ResidueForm:
         """(o(s) - r(s)) / C: the tiles FU s runs behind a tiled map's FU of the same residue (<= 0 when valid)."""
         return tuple((v - v % c) // c for v, c in zip(o, self.moduli))
 
+    def folded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """For a valid form whose strides c_d > 1 are not the array's extents > 1 (a folded array, e.g.
+        ``i: 4*t_i + s0 + 2*s1`` on 2x2): the logical shape it implies, the strides > 1 in loop order on the
+        last axes, leading axes of extent 1 (1x4 here: prod(c) = the number of FUs); one axis per stride when
+        there are more strides > 1 than array axes (``i: 2*t_i - s0 - s1 - 1``, ``j: 2*t_j - s0 - 1``,
+        ``k: 3*t_k - s0 - s1`` on 2x6 is a 2x2x3 array). None when the form is invalid or not folded."""
+        big = [c for c in self.moduli if c > 1]
+        if not self.valid_for_all_bounds() or sorted(big) == sorted(e for e in shape if e > 1):
+            return None
+        return (1,) * (len(shape) - len(big)) + tuple(big)
+
+    def logical_position(self, o: tuple[int, ...], rank: int) -> tuple[int, ...]:
+        """The FU of :meth:`folded_shape` whose iterations are the residue class of offset o: its residue in the
+        loops with stride > 1, one per axis in order."""
+        r = [v for v, c in zip(self.residue(o), self.moduli) if c > 1]
+        return (0,) * max(rank - len(r), 0) + tuple(r)
+
     def witness_bounds(self, reference: dict[str, int]) -> dict[str, int]:
         """Bounds on which an invalid map's failure shows (the reference bounds grown past every witness)."""
         top = [max(max(o[i] for _, o in self.offsets), 0) for i in range(len(self.dims))]

@@ -442,7 +442,9 @@ def _placed_by_residue(design: Design, df: Dataflow, refused) -> Dataflow:
         if form is not None:        # a dataflow for every problem size whose strides are not the array's extents
             refused = problem(refused.path, refused.message + f" (this map runs every iteration once on every problem "
                               f"size, but with strides {dict(zip(form.dims, form.moduli))} on an array of "
-                              f"{'x'.join(map(str, design.shape))} it has no tiled form)", refused.got)
+                              f"{'x'.join(map(str, design.shape))} it is a folded array; a spec whose every dataflow "
+                              "folds onto one logical array with one placement is built on that array, and this "
+                              "design's dataflows do not)", refused.got)
         raise SpecError([refused])
     op, shape = design.operation, design.shape
     on_axis = {i: a for a, i in axes.items()}
