@@ -217,6 +217,12 @@ class Design:
         return dict(self.bounds)
 
     @property
+    def shape_label(self) -> str:
+        """``2x2``; for a folded map ``1x4 (logical; the 2x2 array folded)``."""
+        text = "x".join(map(str, self.shape))
+        return text + (f" (logical; the {'x'.join(map(str, self.physical_shape))} array folded)" if self.placement else "")
+
+    @property
     def n_fus(self) -> int:
         return math.prod(self.shape)
 

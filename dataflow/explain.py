@@ -28,8 +28,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         inner = tiled_equivalent(design, df).inner_dims()
     except SpecError:
         inner = df.inner_dims()
-    folded = f" (logical; the {'x'.join(map(str, design.physical_shape))} array folded)" if design.placement else ""
-    lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}{folded}  "
+    lines = [f"design {design.name}: {design.operation}  array {design.shape_label}  "
              f"dataflow {df.name} ({df.form} form)",
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
              f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(inner) or '-'}; "

@@ -261,3 +261,20 @@ def test_a_mixed_design_keeps_the_folded_refusal():
         tiled_equivalent(design, design.dataflow("m"))
     (p,) = err.value.problems
     assert str(p).startswith("dataflows.m.map.i: loop i must be t_i") and "it is a folded array" in str(p)
+
+
+def test_a_folded_map_is_built_on_the_command_line_and_explained(tmp_path, capsys):
+    import json
+
+    import yaml
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(dict(GEMM, array={"shape": [2, 2]},
+                                        dataflows={"m": {"map": FOLDED, "order": ["j", "i", "k"]}})))
+    assert main(["build", str(path), "--explain", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "array 1x4 (logical; the 2x2 array folded)" in out
+    assert "logical FU -> physical FU: (0, 0) -> (0, 0), (0, 1) -> (1, 0), (0, 2) -> (0, 1), (0, 3) -> (1, 1)" in out
+    assert "logical neighbours lie 2 x 1 FU pitch, 1 x 2 FU pitches apart" in out
+    params = json.loads((tmp_path / "out" / "manifest.json").read_text())["parameters"]
+    assert params["array_shape"] == [1, 4] and params["physical_shape"] == [2, 2]
+    assert params["placement"][1] == [[0, 1], [1, 0]]
