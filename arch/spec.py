@@ -220,7 +220,9 @@ class Design:
     def shape_label(self) -> str:
         """``2x2``; for a folded map ``1x4 (logical; the 2x2 array folded)``."""
         text = "x".join(map(str, self.shape))
-        return text + (f" (logical; the {'x'.join(map(str, self.physical_shape))} array folded)" if self.placement else "")
+        if not self.placement:
+            return text
+        return text + f" (logical; the {'x'.join(map(str, self.physical_shape))} array folded)"
 
     @property
     def n_fus(self) -> int:
