@@ -16,9 +16,10 @@ import numpy as np
 
 from .affine import AffineMap
 from .errors import problem
+from .names import space_var, time_var
 
 __all__ = ["Coverage", "time_var_ranges", "check_coverage", "brute_force_coverage", "is_separable",
-           "stt_conflict", "integer_null_space", "stt_move_problems"]
+           "stt_conflict", "integer_null_space", "stt_move_problems", "ResidueForm", "residue_form"]
 
 BRUTE_FORCE_LIMIT = 2_000_000
 
@@ -155,6 +156,77 @@ def brute_force_coverage(ts_map: AffineMap, shape: tuple[int, ...], bounds: dict
     if miss.size:
         return Coverage(False, missed=tuple(int(v) for v in np.unravel_index(miss[0], dims_n)), method="brute force")
     return Coverage(True, method="brute force")
+
+
+@dataclass(frozen=True)
+class ResidueForm:
+    """A map in which every loop d reads its own temporal variable only: ``d = c_d*t_d + sigma_d.s + m_d``.
+    FU s runs the iterations x = o(s) + C t (C = diag(c), o(s) = sigma s + m, every t from 0).
+
+    :meth:`valid_for_all_bounds` decides whether it runs every iteration exactly once on EVERY problem size,
+    not just the reference bounds. It does iff every c_d > 0, the offsets o(s) of the FUs are one complete
+    residue system modulo C (one FU per class of Z^n / C Z^n, so prod(c) FUs), and o(s)_d < c_d.
+    If: an iteration x has exactly one FU s with o(s) = x (mod C), and t = (x - o(s)) / C >= 0 because
+    o(s)_d is at most x's residue r_d in [0, c_d) (below c_d and congruent to it), so t is in range for any
+    bounds (the trip counts reach past them). Only if: two FUs in one class meet on
+    every x of the class at or above both offsets; a class no FU has misses its residue r; an offset
+    o(s)_d >= c_d misses x = r(s); c_d < 0 counts down from m_d + sigma_d.s and misses every x_d above that.
+    Each witness lies below max(o_d, 0) + |c_d| in every loop (:meth:`witness_bounds`)."""
+
+    dims: tuple[str, ...]
+    moduli: tuple[int, ...]                              # c_d per loop
+    offsets: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]     # (s, o(s)) for every FU s, row-major
+
+    def valid_for_all_bounds(self) -> bool:
+        if any(c <= 0 for c in self.moduli):
+            return False
+        classes = {self.residue(o) for _, o in self.offsets}
+        return (len(classes) == len(self.offsets) == math.prod(self.moduli)
+                and all(v < c for _, o in self.offsets for v, c in zip(o, self.moduli)))
+
+    def residue(self, o: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(v % c for v, c in zip(o, self.moduli))
+
+    def lag(self, o: tuple[int, ...]) -> tuple[int, ...]:
+        """(o(s) - r(s)) / C: the tiles FU s runs behind a tiled map's FU of the same residue (<= 0 when valid)."""
+        return tuple((v - v % c) // c for v, c in zip(o, self.moduli))
+
+    def folded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """For a valid form whose strides c_d > 1 are not the array's extents > 1 (a folded array, e.g.
+        ``i: 4*t_i + s0 + 2*s1`` on 2x2): the logical shape it implies, the strides > 1 in loop order on the
+        last axes, leading axes of extent 1 (1x4 here: prod(c) = the number of FUs); one axis per stride when
+        there are more strides > 1 than array axes (``i: 2*t_i - s0 - s1 - 1``, ``j: 2*t_j - s0 - 1``,
+        ``k: 3*t_k - s0 - s1`` on 2x6 is a 2x2x3 array). None when the form is invalid or not folded."""
+        big = [c for c in self.moduli if c > 1]
+        if not self.valid_for_all_bounds() or sorted(big) == sorted(e for e in shape if e > 1):
+            return None
+        return (1,) * (len(shape) - len(big)) + tuple(big)
+
+    def logical_position(self, o: tuple[int, ...], rank: int) -> tuple[int, ...]:
+        """The FU of :meth:`folded_shape` whose iterations are the residue class of offset o: its residue in the
+        loops with stride > 1, one per axis in order."""
+        r = [v for v, c in zip(self.residue(o), self.moduli) if c > 1]
+        return (0,) * max(rank - len(r), 0) + tuple(r)
+
+    def witness_bounds(self, reference: dict[str, int]) -> dict[str, int]:
+        """Bounds on which an invalid map's failure shows (the reference bounds grown past every witness)."""
+        top = [max(max(o[i] for _, o in self.offsets), 0) for i in range(len(self.dims))]
+        return {d: max(reference[d], top[i] + abs(c) + 1) for i, (d, c) in enumerate(zip(self.dims, self.moduli))}
+
+
+def residue_form(ts_map: AffineMap, shape: tuple[int, ...]) -> ResidueForm | None:
+    """The :class:`ResidueForm` of a ``map`` whose loop d reads t_d (and no other temporal variable), else None."""
+    moduli, sig, const = [], [], []
+    for dim, e in zip(ts_map.names, ts_map.exprs):
+        co = e.coeffs
+        if [v for v in co if v.startswith("t_")] != [time_var(dim)]:
+            return None
+        moduli.append(co[time_var(dim)])
+        sig.append([co.get(space_var(a), 0) for a in range(len(shape))])
+        const.append(e.const)
+    offsets = tuple((s, tuple(m + sum(c * v for c, v in zip(row, s)) for row, m in zip(sig, const)))
+                    for s in itertools.product(*[range(e) for e in shape]))
+    return ResidueForm(tuple(ts_map.names), tuple(moduli), offsets)
 
 
 def stt_conflict(stt: np.ndarray, bounds: list[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

@@ -6,6 +6,7 @@ once and never runs two iterations on one FU in one cycle). The result is an imm
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -21,7 +22,7 @@ import numpy as np
 from .affine import AffineExpr, AffineMap, AffineParseError, parse_affine
 from .einsum import EinsumError, Operation, parse_operation
 from .errors import Problem, SpecError, problem
-from .mapping_check import check_coverage, stt_conflict, stt_move_problems
+from .mapping_check import check_coverage, residue_form, stt_conflict, stt_move_problems
 from .reader import parse_override_value, read_yaml_file
 from .schema import schema_problems
 from .names import Dim, space_var, time_var
@@ -201,6 +202,10 @@ class Design:
     memory: MemorySystem | None = None     # resolved by the loader; None only for hand-built Designs
     fuse: tuple[str, ...] = ()             # dataflows built into one design (spec field ``fuse``), in select order
     max_fifo_depth: int = DEFAULT_MAX_FIFO_DEPTH   # array steps a run-time-depth delay-connection FIFO holds
+    # a folded map (``i: 4*t_i + s0 + 2*s1`` on 2x2, see _fold): ``shape`` is the logical array it runs as (1x4),
+    # ``physical_shape`` the spec's array.shape, ``placement`` (logical FU, physical FU) per FU; () otherwise
+    physical_shape: tuple[int, ...] = ()
+    placement: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
 
     @property
     def memory_system(self) -> MemorySystem:
@@ -214,6 +219,14 @@ class Design:
     @property
     def reference_bounds(self) -> dict[str, int]:
         return dict(self.bounds)
+
+    @property
+    def shape_label(self) -> str:
+        """``2x2``; for a folded map ``1x4 (logical; the 2x2 array folded)``."""
+        text = "x".join(map(str, self.shape))
+        if not self.placement:
+            return text
+        return text + f" (logical; the {'x'.join(map(str, self.physical_shape))} array folded)"
 
     @property
     def n_fus(self) -> int:
@@ -408,6 +421,10 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
     problems += _fuse_problems(data.get("fuse", ()), [df.name for df in dataflows], data["dataflows"])
     if problems:
         raise SpecError(problems, source=source)
+    physical, placement = (), ()
+    folded = _fold(dataflows, op, shape)
+    if folded is not None:
+        physical, (shape, dataflows, placement) = shape, folded
     memory, mem_problems = _parse_memory(data.get("memory", {}), op, types, shape, data)
     if mem_problems:
         raise SpecError(mem_problems, source=source)
@@ -418,7 +435,45 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         description=data.get("description", ""), version=data["version"],
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
         source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())),
-        max_fifo_depth=int(data["array"].get("max_fifo_depth", DEFAULT_MAX_FIFO_DEPTH)))
+        max_fifo_depth=int(data["array"].get("max_fifo_depth", DEFAULT_MAX_FIFO_DEPTH)),
+        physical_shape=physical, placement=placement)
+
+
+def _fold(dataflows, op, shape):
+    """A design whose every dataflow is a folded map, one valid for every problem size whose strides are not the
+    array's extents (``i: 4*t_i + s0 + 2*s1`` on 2x2: a 1x4 array folded onto 2x2, mapping_check.py
+    ``ResidueForm.folded_shape``), all with one logical shape and one placement: (logical shape, the dataflows
+    as the tiled map on it, (logical FU, physical FU) pairs). None otherwise.
+
+    Physical FU s runs x = o(s) + C t (every t from 0); the logical FU l(s) at its residue r(s) runs the tiled
+    map's x = r(s) + C t. As o(s) = r(s) (mod C) and o(s) <= r(s), the in-box iterations of both are the same
+    residue class in the same order of t: the same iterations in the same order per FU, the map's lags
+    (o(s) - r(s)) / C tiles and any skew of a stride-1 loop by FU coordinates compressed to the spec's control
+    vector on the logical array (axis by axis, 0 on axes the physical array lacks), as for the placed maps of
+    dataflow/interconnect.py ``fu_placement``."""
+    if not dataflows or any(df.form != "map" or df.spatial is not None for df in dataflows):
+        return None
+    forms = [residue_form(df.ts_map, shape) for df in dataflows]
+    if any(f is None or f.folded_shape(shape) is None for f in forms):
+        return None
+    logical = {f.folded_shape(shape) for f in forms}
+    rank = max(len(lg) for lg in logical)
+    places = {tuple(sorted((f.logical_position(o, rank), s) for s, o in f.offsets)) for f in forms}
+    if len(logical) != 1 or len(places) != 1:
+        return None
+    (lshape,), (placement,) = logical, places
+    out = []
+    for df, f in zip(dataflows, forms):
+        big = [i for i, c in enumerate(f.moduli) if c > 1]
+        axis = {i: rank - len(big) + k for k, i in enumerate(big)}
+        exprs = tuple(AffineExpr.of({time_var(d): f.moduli[i], space_var(axis[i]): 1}) if i in axis
+                      else AffineExpr.var(time_var(d)) for i, d in enumerate(op.dims))
+        inputs = tuple(v for v in df.ts_map.inputs if v.startswith("t_")) + tuple(space_var(a) for a in range(rank))
+        ts_map = AffineMap(inputs, exprs, df.ts_map.names)
+        control = df.control + (0,) * (rank - len(df.control))      # the spec's, on the logical axes
+        out.append(dataclasses.replace(df, ts_map=ts_map, control=control,
+                                       spatial=_tiled_form(ts_map, op.dims, lshape)))
+    return lshape, tuple(out), placement
 
 
 def borrow_dataflow(design: Design, spec: str | Path, name: str, new_name: str, path: str = "--fuse") -> Dataflow:

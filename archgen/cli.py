@@ -140,7 +140,7 @@ def cmd_build(args) -> int:
         report_lines = [f"  {k}: {v}" for k, v in report.items()]
     written = write_outputs(out, files)
     dt = time.perf_counter() - t0
-    con.print(f"built {design.name} ({'x'.join(map(str, design.shape))}, dataflow {manifest['parameters']['dataflow']}) "
+    con.print(f"built {design.name} ({design.shape_label}, dataflow {manifest['parameters']['dataflow']}) "
               f"in {dt:.2f} s: {manifest['verilog_lines']} lines of Verilog", markup=False)
     for name, p in written.items():
         con.print(f"  wrote {p}", markup=False)

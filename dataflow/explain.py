@@ -8,7 +8,7 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import map_skews, skew_lane_cost, tiled_equivalent
+from .interconnect import fu_placement, map_skews, skew_lane_cost, tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -28,11 +28,12 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         inner = tiled_equivalent(design, df).inner_dims()
     except SpecError:
         inner = df.inner_dims()
-    lines = [f"design {design.name}: {design.operation}  array {'x'.join(map(str, design.shape))}  "
+    lines = [f"design {design.name}: {design.operation}  array {design.shape_label}  "
              f"dataflow {df.name} ({df.form} form)",
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
              f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(inner) or '-'}; "
              f"control vector c = {list(df.control)}"]
+    lines += _folded_lines(design)
     lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "
                  f"{design.reference_bounds}):")
     for x in design.operation.operands:
@@ -47,7 +48,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             return lines
         lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
                      f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
-        lines += _map_skew_lines(design, df, tiled)
+        lines += _map_skew_lines(design, df, tiled) + _placement_lines(design, df)
         df = tiled
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
@@ -107,6 +108,38 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
                  "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
     lines.append("  " + _schedule_choice(design, df, skews))
     return lines
+
+
+def _placement_lines(design: Design, df) -> list[str]:
+    """For a map that skews the FU assignment (interconnect.py ``fu_placement``): where each of its FUs runs."""
+    place = fu_placement(design, df)
+    if place is None:
+        return []
+    moved = ", ".join(f"{s} -> {p}" for s, p in place.items() if s != p) or "none"
+    return [f"  the FU of an iteration depends on several loops or axes; the map is a dataflow for every problem size "
+            f"(its FUs' offsets are one complete residue system modulo the loops' strides), so the map's FU s runs at "
+            f"array position p(s), the FU of the tiled map with the same residues; moved: {moved}; the same "
+            "iterations in the same order per FU, the map's lags between FUs (whole tiles, skews by FU coordinates) "
+            "compressed to the tiled map's control vector"]
+
+
+def _folded_lines(design: Design) -> list[str]:
+    """For a folded map (arch/spec.py ``_fold``): the physical FU of each logical FU and the wire length of the
+    logical array's neighbour links on the physical one."""
+    if not design.placement:
+        return []
+    place = dict(design.placement)
+    spans = Counter(sum(abs(u - v) for u, v in zip(place[lg], place[nb]))
+                    for lg in place for a in range(len(lg))
+                    for nb in [lg[:a] + (lg[a] + 1,) + lg[a + 1:]] if nb in place)
+    phys = "x".join(map(str, design.physical_shape))
+    return [f"  folded: the spec's map runs every iteration once on every problem size but its strides are not the "
+            f"{phys} array's extents; built as the tiled map above on the logical {'x'.join(map(str, design.shape))} "
+            f"array (same FUs), logical FU -> physical FU: "
+            + ", ".join(f"{lg} -> {ph}" for lg, ph in design.placement)
+            + "; the same iterations in the same order per FU; logical neighbours lie "
+            + ", ".join(f"{n} x {d} FU pitch{'es' if d != 1 else ''}" for d, n in sorted(spans.items()))
+            + " apart on the physical array (a link between them costs wire length, not registers)"]
 
 
 def _schedule_choice(design: Design, df, skews) -> str:

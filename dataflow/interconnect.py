@@ -27,6 +27,7 @@ import networkx as nx
 
 from archgen.arch.affine import AffineExpr, AffineMap
 from archgen.arch.errors import SpecError, problem
+from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
 from archgen.mappings.tiling import MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops
@@ -35,8 +36,8 @@ from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "MapSkew", "map_skews",
-           "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "fu_placement", "MapSkew",
+           "map_skews", "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
 
 
@@ -302,15 +303,19 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
     with loops after it the map delays FU s by sigma.s iterations of l, sigma.s x D steps with D the product
     of the trip counts after l (:func:`map_skews`); that delay is compressed to sigma.s cycles, the same
     wavefront at the innermost grain, so a neighbour's operand takes a wire or a register where the literal
-    schedule needs a FIFO of sigma_a x D steps (docs/dataflows.md "Skewed maps" says why). Maps that skew
-    the FU assignment itself (hexagonal arrays) are refused with a field-named message."""
+    schedule needs a FIFO of sigma_a x D steps (docs/dataflows.md "Skewed maps" says why).
+
+    Maps that skew the FU assignment itself (``j: "3*t_j + s1 - s0"``: a loop on several axes, or an axis for
+    several loops) go to :func:`fu_placement`: a dataflow for every problem size runs as the tiled map with
+    the map's FU s at array position p(s), a map that is one only at the reference bounds is refused with the
+    iteration it runs twice or misses on larger ones."""
     if df.spatial is not None:
         return df
     op, shape = design.operation, design.shape
     path = f"dataflows.{df.name}.{df.form}"
     spatial: dict[int, str] = {}
     skews: dict[str, dict[int, int]] = {}
-    problems = []
+    problems, fu_skewed = [], []        # fu_skewed: rows whose loop the FUs share otherwise than extent*t + s_axis
     for d, e in zip(op.dims, df.ts_map.exprs):
         co = e.coeffs
         tv = {v: c for v, c in co.items() if v.startswith("t_")}
@@ -326,19 +331,21 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
         if tv[time_var(d)] != 1 and a_tiled:
             a = a_tiled[0]
             if a in spatial or len(sv) != 1:
-                problems.append(problem(f"{path}.{d}", "spatially skewed maps (the FU of an iteration depends on "
-                                        "several loops, as in hexagonal arrays) are not built; give each array axis one "
-                                        f"loop as loop = extent*t_loop + s_axis", str(e)))
+                fu_skewed.append(problem(f"{path}.{d}", "spatially skewed maps (the FU of an iteration depends on "
+                                         "several loops or axes) are built only when their strides are the array's "
+                                         "extents, one loop per axis", str(e)))
                 continue
             spatial[a] = d
         elif tv[time_var(d)] == 1:
             if sv:
                 skews[d] = sv
         else:
-            problems.append(problem(f"{path}.{d}", f"loop {d} must be t_{d} (+ a skew by s0..) or extent*t_{d} + "
-                                    "s_axis for the generator", str(e)))
-    if problems:
-        raise SpecError(problems)
+            fu_skewed.append(problem(f"{path}.{d}", f"loop {d} must be t_{d} (+ a skew by s0..) or extent*t_{d} + "
+                                     "s_axis (+ other FU coordinates) for the generator", str(e)))
+    if fu_skewed and not problems:
+        return _placed_by_residue(design, df, fu_skewed[0])
+    if problems or fu_skewed:
+        raise SpecError(problems + fu_skewed)
     missing = [a for a in range(len(shape)) if shape[a] > 1 and a not in spatial]
     if missing:
         raise SpecError([problem(path, f"array axis(es) {missing} carry no loop in the tiled form loop = "
@@ -362,6 +369,94 @@ def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
                                inner=tuple(inner) if df.inner is not None else None, stt=None)
 
 
+def fu_placement(design: Design, df: Dataflow) -> dict[tuple[int, ...], tuple[int, ...]] | None:
+    """For a ``map`` that skews the FU assignment itself and is a dataflow for every problem size (its
+    :class:`~archgen.arch.mapping_check.ResidueForm` is valid: FU s runs x = o(s) + C t, the offsets one complete
+    residue system modulo the strides C): the array position p(s) of the map's FU s in the tiled map it runs as,
+    when each stride c_d > 1 is the extent of its own axis (p(s)_a = o(s)_d mod c_d for loop d on axis a).
+    None for maps that do not skew the FU assignment, for maps that are no dataflow on larger problems, and when
+    the strides are not the array's extents one loop per axis.
+
+    Under p, FU s runs the same iterations in the same order as under the map: the residue class of o(s), in
+    the temporal order of t. What changes are the time offsets between FUs, as for skews on tile loops: the map
+    runs FU s lag(s) = (o(s) - r(s)) / C tiles behind (and a loop skewed by FU coordinates sigma.s steps behind);
+    the tiled map runs every FU on the same tile, offset by its control vector."""
+    if df.spatial is not None or df.ts_map is None:
+        return None
+    form = residue_form(df.ts_map, design.shape)
+    if form is None or not form.valid_for_all_bounds():
+        return None
+    shape = design.shape
+    rows = [(e, c) for e, c in zip(df.ts_map.exprs, form.moduli) if c != 1]
+    used = {v for e, _ in rows for v in e.variables if not v.startswith("t_")}
+    if all(_tiled_row(e, c, shape) for e, c in rows) and len(used) == len(rows):
+        return None         # tiled rows and loops skewed by FU coordinates: tiled_equivalent's own rewrite
+    axes = _residue_axes(df, form, shape)
+    if axes is None:
+        return None
+    return {s: tuple(r[axes[a]] if a in axes else 0 for a in range(len(shape)))
+            for s, r in ((s, form.residue(o)) for s, o in form.offsets)}
+
+
+def _tiled_row(e: AffineExpr, c: int, shape) -> bool:
+    """``c*t_d + s_a`` with c the extent of axis a (the constant aside)."""
+    sv = [(v, k) for v, k in e.terms if not v.startswith("t_")]
+    return len(sv) == 1 and sv[0][1] == 1 and shape[int(sv[0][0][1:])] == c
+
+
+def _residue_axes(df: Dataflow, form, shape) -> dict[int, int] | None:
+    """array axis -> index of the loop it carries: each loop with stride c > 1 on an axis of extent c, every axis
+    of extent > 1 used once; among several such assignments the one whose rows read their axis with coefficient 1
+    most often (then the first in axis order), so that a tiled row keeps its axis."""
+    loops = [i for i, c in enumerate(form.moduli) if c > 1]
+    axes = [a for a in range(len(shape)) if shape[a] > 1]
+    if len(loops) != len(axes):
+        return None
+    best, score = None, -1
+    for perm in itertools.permutations(axes):
+        if any(shape[a] != form.moduli[i] for i, a in zip(loops, perm)):
+            continue
+        hits = sum(df.ts_map.exprs[i].coeff(space_var(a)) == 1 for i, a in zip(loops, perm))
+        if hits > score:
+            best, score = {a: i for i, a in zip(loops, perm)}, hits
+    return best
+
+
+def _placed_by_residue(design: Design, df: Dataflow, refused) -> Dataflow:
+    """The tiled map a map that skews the FU assignment runs as (:func:`fu_placement`), or the refusal: the
+    iteration it runs twice or misses on larger problems when it is no dataflow for every problem size (the
+    not-injective / does-not-cover refusal), the unchanged ``refused`` problem when its strides are not the
+    array's extents."""
+    form = residue_form(df.ts_map, design.shape)
+    if form is not None and not form.valid_for_all_bounds():
+        witness = _larger_problem_witness(design, df, lead=": ")
+        if not witness:
+            raise AssertionError(f"residue form of {df.name} is invalid but no witness was found")
+        raise SpecError([problem(refused.path, "not a dataflow beyond the reference bounds: a map whose FU of an "
+                                 "iteration depends on several loops or axes runs every iteration exactly once on "
+                                 "every problem size only when the FUs' offsets sigma.s + m are one complete residue "
+                                 "system modulo the loops' strides, each below its stride, and this one is not"
+                                 + witness, refused.got)])
+    axes = _residue_axes(df, form, design.shape) if form is not None else None
+    if axes is None:
+        if form is not None:        # a dataflow for every problem size whose strides are not the array's extents
+            refused = problem(refused.path, refused.message + f" (this map runs every iteration once on every problem "
+                              f"size, but with strides {dict(zip(form.dims, form.moduli))} on an array of "
+                              f"{'x'.join(map(str, design.shape))} it is a folded array; a spec whose every dataflow "
+                              "folds onto one logical array with one placement is built on that array, and this "
+                              "design's dataflows do not)", refused.got)
+        raise SpecError([refused])
+    op, shape = design.operation, design.shape
+    on_axis = {i: a for a, i in axes.items()}
+    exprs = tuple(AffineExpr.of({time_var(d): shape[on_axis[i]], space_var(on_axis[i]): 1}) if i in on_axis
+                  else AffineExpr.var(time_var(d)) for i, d in enumerate(op.dims))
+    spatial_loops = {op.dims[i] for i in axes.values()}
+    inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(df.order)))[::-1]
+    return dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, exprs, df.ts_map.names),
+                               spatial=tuple(sorted((a, Dim(op.dims[i])) for a, i in axes.items())),
+                               inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
 @dataclass(frozen=True)
 class MapSkew:
     """A ``map``'s skew of loop ``loop`` by the FU coordinates (``loop: "t_loop - sigma.s"``): under the map FU s
@@ -381,8 +476,8 @@ class MapSkew:
 
 def map_skews(design: Design, df: Dataflow) -> tuple[MapSkew, ...]:
     """The skews by FU coordinates of a ``map`` dataflow's loops, in temporal order (() for other forms)."""
-    if df.spatial is not None or df.ts_map is None:
-        return ()
+    if df.spatial is not None or df.ts_map is None or fu_placement(design, df) is not None:
+        return ()           # a map placed by residue runs every FU on the same tile: its lags are compressed away
     shape, out = design.shape, []
     order = list(df.order)
     for d, e in zip(design.operation.dims, df.ts_map.exprs):
@@ -475,16 +570,22 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
     return SkewLaneCost(sk.loop, MappingProxyType(literal), MappingProxyType(compressed), span)
 
 
-def _larger_problem_witness(design: Design, df: Dataflow) -> str:
+def _larger_problem_witness(design: Design, df: Dataflow,
+                            lead: str = "; nor is it injective and covering beyond the reference bounds: ") -> str:
     """A map the checks accepted on the reference bounds may still not be a dataflow for larger problems (a block
     distribution ``i: "t_i + 2*s0"`` is injective only while i <= 2 x P0): the first iteration it runs twice or
-    misses on bounds grown past every FU coefficient, as text for the refusal, or "" when it stays valid."""
+    misses on bounds grown past every FU coefficient, as text for the refusal, or "" when it stays valid. For a
+    map whose loops read their own t only, the bounds are grown past every witness of
+    :class:`~archgen.arch.mapping_check.ResidueForm` (so "" exactly when it is valid for every problem size)."""
     from archgen.arch.mapping_check import brute_force_coverage
     op, shape = design.operation, design.shape
     bounds = {}
     for d, e in zip(op.dims, df.ts_map.exprs):
         grow = sum(abs(c) * shape[int(v[1:])] for v, c in e.coeffs.items() if not v.startswith("t_"))
         bounds[d] = design.reference_bounds[d] + grow + 1
+    form = residue_form(df.ts_map, shape)
+    if form is not None:
+        bounds = {d: max(n, form.witness_bounds(design.reference_bounds)[d]) for d, n in bounds.items()}
     try:
         cov = brute_force_coverage(df.ts_map, shape, bounds)
     except ValueError:
@@ -493,7 +594,7 @@ def _larger_problem_witness(design: Design, df: Dataflow) -> str:
         return ""
     fmt = lambda x: "(" + ", ".join(f"{d}={v}" for d, v in zip(op.dims, x)) + ")"     # noqa: E731
     what = f"runs {fmt(cov.duplicated)} more than once" if cov.duplicated else f"never runs {fmt(cov.missed)}"
-    return f"; nor is it injective and covering beyond the reference bounds: with bounds {bounds} it {what}"
+    return f"{lead}with bounds {bounds} it {what}"
 
 
 def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:

@@ -17,11 +17,12 @@ The first, simple form (rtlgen/stt_layer.py builds exactly this): the whole laye
   read from its bank group in the cycle before), the job ending at the burst timer's acknowledge.
 
 Cycle contract (cycle 0 = the first cycle ``go`` is high): loads occupy ``[0, L)`` with
-``L = sum_X transfer_cycles(bytes(X))``; the array command's handshake is cycle ``L`` (the array's cycle 0),
-its ``done`` cycle ``L + slots + 1``; the write-back starts in the next cycle and takes
-``transfer_cycles(bytes(Y))``; ``finished`` rises in the cycle after its last, so
+``L = sum_X transfer_cycles(bytes(X))``; cycle ``L`` primes the input lanes (their sequencers run two slots
+ahead: a registered bank read, then a register behind the lane select), the array command's handshake is cycle
+``L + 1`` (the array's cycle 0), its ``done`` cycle ``L + slots + 2``; the write-back starts in the next cycle
+and takes ``transfer_cycles(bytes(Y))``; ``finished`` rises in the cycle after its last, so
 
-    cycles = sum_X transfer_cycles(bytes(X)) + slots + 2 + transfer_cycles(bytes(Y))
+    cycles = sum_X transfer_cycles(bytes(X)) + slots + 3 + transfer_cycles(bytes(Y))
 
 DRAM bytes: every input tensor read once, the output written once (``bytes(T)`` = the positions of its image
 in bank order x element bytes, ``BankLayout.positions``; copies: elements x element bytes).
@@ -36,7 +37,7 @@ innermost; each block runs the above on its sub-problem with the same lane progr
 in the banks; DRAM regions block-major, ``region_index``), partial sums stay in the output store over
 the reduction blocks (the partial-sum sequencer's ``carry``) and the last one writes back, so
 
-    cycles = n_blocks x (sum_X transfer_cycles(region(X)) + slots + 2) + out_blocks x transfer_cycles(region(Y))
+    cycles = n_blocks x (sum_X transfer_cycles(region(X)) + slots + 3) + out_blocks x transfer_cycles(region(Y))
 
 Blocks run one after another. Not yet: double buffering (loads overlapping compute).
 """
@@ -54,7 +55,11 @@ from .stt_array import SttTiling
 from .stt_bank import bank_layout, copies_layout
 from .stt_phase import LaneProgram, stt_lane_programs
 
-__all__ = ["SttLayerPlan", "plan_stt_layer", "valid_beats", "SttLayerResult", "simulate_stt_layer"]
+__all__ = ["SttLayerPlan", "plan_stt_layer", "valid_beats", "SttLayerResult", "simulate_stt_layer", "COMMAND_OVERHEAD"]
+
+# cycles of one array command besides its slots: the prime cycle (plain input lanes read their banks two slots
+# ahead, behind a register after the lane select: rtlgen/stt_layer.py), the handshake, and the done cycle
+COMMAND_OVERHEAD = 3
 
 
 @dataclass(frozen=True)
@@ -206,7 +211,7 @@ class SttLayerPlan:
         dram = self.design.memory_system.dram
         op = self.design.operation
         return (self.n_blocks * (sum(dram.transfer_cycles(self.tensor_bytes(x.name)) for x in op.inputs)
-                                 + self.tiling.slots + 2)
+                                 + self.tiling.slots + COMMAND_OVERHEAD)
                 + self.out_blocks * dram.transfer_cycles(self.tensor_bytes(op.output.name)))
 
     def _region(self, name: str, counters: dict):
@@ -445,6 +450,6 @@ def simulate_stt_layer(plan: SttLayerPlan) -> SttLayerResult:
     nb = plan.n_blocks
     load = nb * sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs)
     write = plan.out_blocks * dram.transfer_cycles(plan.tensor_bytes(op.output.name))
-    compute = nb * (plan.tiling.slots + 2)
+    compute = nb * (plan.tiling.slots + COMMAND_OVERHEAD)
     assert load + compute + write == plan.cycles()
     return SttLayerResult(load + compute + write, load, compute, write, plan.dram_bytes())

@@ -85,6 +85,9 @@ def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
         "overflow": "wrap (two's complement at the output type's width)",
         "step_bits": STEP_BITS, "trip_bits": TRIP_BITS,
     }
+    if design.placement:        # a folded map (arch/spec.py _fold): array_shape is the logical array
+        parameters.update(physical_shape=list(design.physical_shape),
+                          placement=[[list(lg), list(ph)] for lg, ph in design.placement])
     manifest = manifest_core("array", design.name, design.source_hash, text, top, parameters,
                              {"schedule": asdict(compiled.schedule), "formula": CONTRACT_TEXT})
     manifest.update({
@@ -248,7 +251,7 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
         elif ecp5 is not None:
             lines.append(f"  nextpnr-ecp5: {ecp5}")
     written = write_outputs(out, files)
-    con.print(f"built {top} (array {'x'.join(map(str, design.shape))} with its memory system, dataflow "
+    con.print(f"built {top} (array {design.shape_label} with its memory system, dataflow "
               f"{manifest['dataflow']}) in {time.perf_counter() - t0:.2f} s: {text.count(chr(10))} lines of Verilog",
               markup=False)
     for p in written.values():

@@ -8,12 +8,17 @@
   response words written into the loading tensor's banked buffer (dataflow/stt_bank.py: one buffer per
   tensor, a DRAM word into one group of banks; a tensor without a conflict-free banking: one copy per lane);
 * the array (rtlgen/stt_array.py ``SttArrayTop``, unchanged) and one stream sequencer per port
-  (rtlgen/stt_stream.py), running one slot ahead of the array: bank reads are registered (one cycle), the
-  address of slot n is issued in the cycle before slot n fires (the command's handshake cycle for slot 0), so
-  the contract has no extra cycle;
-* one banked output store (written by the output lanes in their slot, read by the partial-sum lanes one slot
-  ahead, transparent for the bank's write port), which the write-back streams to DRAM one word a cycle (read
-  in the cycle before; a map without banking: one store per output lane, summed by the write-back).
+  (rtlgen/stt_stream.py). The partial-sum, ring (``clear_<X>``) and tag sequencers run one slot ahead of the
+  array: bank reads are registered (one cycle), the address of slot n is issued in the cycle before slot n
+  fires (the command's handshake cycle for slot 0). Plain input lanes run two slots ahead: a prime cycle
+  before the handshake issues slot 0, and the lane's element is registered behind the lane select, so no
+  path runs from a bank through the lane select into the multipliers (one cycle per array command in the
+  contract, dataflow/stt_layer.py ``COMMAND_OVERHEAD``);
+* one banked output store (written by the output lanes through a register, one cycle after their slot, so no
+  path runs from the array's adders into a bank; read by the partial-sum lanes one slot ahead, transparent
+  for the bank's write port, the pending registered write forwarded to the read it would have reached),
+  which the write-back streams to DRAM one word a cycle (read in the cycle before; a map without banking:
+  one store per output lane, summed by the write-back).
 
 Blocks (``plan.grid``): block counters (an odometer, reduction loops innermost) after each command or
 write-back; a region-base register per tensor adds the advancing level's change at every block step; the
@@ -176,10 +181,10 @@ class SttLayerTop(Elaboratable):
                 with m.Else():
                     m.d.comb += next_block.eq(1)
                     m.d.sync += [state.eq(0), entered.eq(1)]
-            with m.If(state == n_in):
-                m.d.comb += [arr.cmd.valid.eq(1), arr.cmd.payload.steps.eq(V["slots"])]
+            with m.If(state == n_in):          # its first cycle primes the input lanes; the handshake follows
+                m.d.comb += [arr.cmd.valid.eq(~entered), arr.cmd.payload.steps.eq(V["slots"])]
                 m.d.comb += [getattr(arr.cmd.payload, f).eq(v) for f, v in self.command_fields.items()]
-                m.d.comb += advance.eq(arr.cmd.ready)
+                m.d.comb += advance.eq(arr.cmd.ready & ~entered)
             with m.If((state == n_in + 1) & arr.done):
                 with m.If(last_red):
                     m.d.comb += advance.eq(1)
@@ -190,8 +195,10 @@ class SttLayerTop(Elaboratable):
             m.d.sync += [state.eq(state + 1), entered.eq(1)]
 
         bases = {t: self._region_base(m, blk, next_block, t) for t in inputs + [y]}
+        prime = Signal(name="streams_prime")
+        m.d.comb += prime.eq(self.go & (state == n_in) & entered)
         return SimpleNamespace(inputs=inputs, y=y, n_in=n_in, state=state, loading=loading, writing=writing,
-                               bases=bases, carry=carry,
+                               prime=prime, bases=bases, carry=carry,
                                in_running=in_running, t_start=t_start, timer=timer,
                                rd_rsp_valid=Signal(name="rd_rsp_valid"),
                                rd_rsp_data=Signal(8 * P.word_bytes, name="rd_rsp_data"),
@@ -329,8 +336,13 @@ class SttLayerTop(Elaboratable):
         lookahead = Signal(name="seq_lookahead")       # the sequencers' slot is read from the banks this cycle
         m.d.comb += [seq_hold.eq(~c.in_running & ~cmd_start), seq_step.eq(cmd_start | fire),
                      lookahead.eq((cmd_start | c.in_running) & ~arr.done)]
+        # plain input lanes run two slots ahead (from the prime cycle before the handshake): bank read, then a
+        # register behind the lane select, so no path runs from a bank through the lane select into the array
+        in_hold = Signal(name="seq_in_hold")
+        in_step = Signal(name="seq_in_step")
+        m.d.comb += [in_hold.eq(seq_hold & ~c.prime), in_step.eq(seq_step | c.prime)]
 
-        def sequencer(port, tensor=None):
+        def sequencer(port, tensor=None, ahead=1):
             lay = P.layouts[tensor] if tensor is not None else None
             if self.build is None:
                 seq = SttLaneSequencer(P.program(port), lay)
@@ -342,7 +354,8 @@ class SttLayerTop(Elaboratable):
                                         "addr": self.build.addr_bits(port),
                                         "value": 2 * self.compiled.network.tag_field_bits})
             m.submodules[f"seq_{port}"] = seq
-            m.d.comb += [seq.start.eq(seq_hold), seq.fire.eq(seq_step)]
+            m.d.comb += ([seq.start.eq(seq_hold), seq.fire.eq(seq_step)] if ahead == 1 else
+                         [seq.start.eq(in_hold), seq.fire.eq(in_step)])
             seq.valid_r = Signal(seq.program.lanes, name=f"{port}_valid_r")
             m.d.sync += seq.valid_r.eq(seq.valid)
             return seq
@@ -386,8 +399,8 @@ class SttLayerTop(Elaboratable):
         for x in c.inputs:
             port = getattr(arr, port_name(PortRole.INPUT, x))
             lay = P.layouts[x]
-            seq = sequencer(port_name(PortRole.INPUT, x), x)
             clear = sequencer(f"clear_{x}") if f"clear_{x}" in P.ports else None
+            seq = sequencer(port_name(PortRole.INPUT, x), x, ahead=1 if clear is not None else 2)
             eb = P.elem_bytes[x]
             shp = shape_of(self.compiled.design.type_of[x].bits, self.compiled.design.type_of[x].signed)
             m.d.comb += port.valid.eq(c.in_running)
@@ -401,7 +414,9 @@ class SttLayerTop(Elaboratable):
                 elem = lane_data(datas, bank_r[lane], sub_r[lane], lane, 8 * eb, lay.width if not lay.copies
                                  else P.per_word(x))
                 if clear is None:
-                    m.d.comb += port.payload[lane].eq(Mux(seq.valid_r[lane], elem, 0))
+                    beat = Signal.like(port.payload[lane], name=f"in_{x}_beat_r{lane}")
+                    m.d.sync += beat.eq(Mux(seq.valid_r[lane], elem, 0))
+                    m.d.comb += port.payload[lane].eq(beat)
                     continue
                 # a ring at the FU: a mirror of it gives what it holds; the lane sends new - held (load) or - held
                 held = Signal(shp, name=f"{x}_mirror_out_{lane}")
@@ -454,6 +469,7 @@ class SttLayerTop(Elaboratable):
             m.submodules[f"store_{y}_bank{b}"] = mem
             wp = mem.write_port(granularity=acc_bits if W > 1 else None)
             wsel = self._store_writer(m, oseq, lay, b, fire, o_bank_r, o_sub_r, out_port, acc_bits, y)
+            wsel = self._registered_write(m, wsel, len(wp.addr), f"store_{y}_bank{b}")
             wclr = c.wr_valid & (wi_now == b // group) if self.build is not None or P.n_blocks > 1 else 0
             m.d.comb += [wp.addr.eq(Mux(wclr, row_now, wsel.row)),
                          wp.data.eq(Mux(wclr, 0, wsel.data)),
@@ -461,7 +477,7 @@ class SttLayerTop(Elaboratable):
             rp = mem.read_port(transparent_for=(wp,))
             wb_hit = rd_wi == b // group if not lay.copies else 1
             m.d.comb += rp.addr.eq(Mux(lookahead, bank_addr(pseq, lay, p_rows, b), Mux(wb_hit, rd_row, 0)))
-            store_datas.append(rp.data)
+            store_datas.append(self._forwarded(m, rp, wsel, W, acc_bits, f"store_{y}_bank{b}"))
         for lane in range(pseq.program.lanes):
             got = lane_data(store_datas, p_bank_r[lane], p_sub_r[lane], lane, acc_bits, W)
             start = Mux(pseq.valid_r[lane], got, 0)
@@ -490,6 +506,34 @@ class SttLayerTop(Elaboratable):
             words.append(Cat(*elems))
         c.wb_data = Array(words)[wi_now] if k > 1 else words[0]
         return store_datas
+
+    @staticmethod
+    def _registered_write(m, wsel, addr_bits: int, name: str) -> SimpleNamespace:
+        """The output lanes' write of a slot, registered: the bank is written in the cycle after the slot, so no
+        combinational path runs from the array's last adder into the bank's write data (the build's critical
+        path before: bank read -> lane select -> multiplier -> adder -> store write, docs/memory.md)."""
+        row = Signal(addr_bits, name=f"{name}_wrow_r")
+        data = Signal.like(wsel.data, name=f"{name}_wdata_r")
+        en = Signal.like(wsel.en, name=f"{name}_wen_r")
+        m.d.sync += [row.eq(wsel.row), data.eq(wsel.data), en.eq(wsel.en)]
+        return SimpleNamespace(row=row, data=data, en=en)
+
+    @staticmethod
+    def _forwarded(m, rp, wpend, W: int, acc_bits: int, name: str):
+        """Bank read data as if the registered write were not late: the read issued in the slot of a write
+        (one slot ahead, for the next slot) missed it, since the write lands one cycle later; the element
+        is taken from the pending write when it hits the row read. Earlier writes reach the read through the
+        port's transparency, as before, so the store's contents seen by the partial-sum lanes and the
+        write-back are those of the unregistered store, cycle for cycle."""
+        row_r = Signal.like(wpend.row, name=f"{name}_rrow_r")
+        m.d.sync += row_r.eq(rp.addr)
+        hit = Signal(name=f"{name}_fwd_hit")
+        m.d.comb += hit.eq(row_r == wpend.row)
+        out = Signal.like(rp.data, name=f"{name}_rdata_fwd")
+        for w in range(W):
+            sl = slice(w * acc_bits, (w + 1) * acc_bits)
+            m.d.comb += out[sl].eq(Mux(hit & wpend.en[w], wpend.data[sl], rp.data[sl]))
+        return out
 
     def _store_writer(self, m, oseq, lay, b, fire, bank_r, sub_r, out_port, acc_bits, y):
         """Bank b's write in this slot: the output lane whose registered bank is b (at most one)."""

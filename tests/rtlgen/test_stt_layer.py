@@ -14,7 +14,7 @@ from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec, load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.stt_array import stt_tiling
-from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
+from archgen.dataflow.stt_layer import COMMAND_OVERHEAD, plan_stt_layer, simulate_stt_layer
 from archgen.rtlgen.stt_layer import SttLayerTop
 from archgen.verif.golden import reference_einsum
 from archgen.verif.stt_layer_check import stt_layer_operands
@@ -166,7 +166,8 @@ def test_blocks_of_boxes_match_numpy_and_the_contract(design, bounds, seed, loop
     assert res["moved"] == model.dram_bytes
     dram = design.memory_system.dram
     op = design.operation
-    per_block = sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs) + plan.tiling.slots + 2
+    per_block = (sum(dram.transfer_cycles(plan.tensor_bytes(x.name)) for x in op.inputs) + plan.tiling.slots
+                 + COMMAND_OVERHEAD)
     assert model.cycles == plan.n_blocks * per_block + plan.out_blocks * dram.transfer_cycles(
         plan.tensor_bytes(op.output.name))
 

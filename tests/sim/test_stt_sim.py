@@ -5,6 +5,7 @@ from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.stt_array import stt_tiling
+from archgen.dataflow.stt_layer import COMMAND_OVERHEAD
 from archgen.sim.array_model import simulate_array
 from archgen.sim.array_sim import simulate_workload_on_array
 from archgen.workloads.library import get_workload
@@ -36,7 +37,7 @@ def test_memory_system_path_runs_the_stt_layer_contract():
     # every region in bank order: whole bank rows of the banked layout (dataflow/stt_bank.py), at least the tensor
     image = {t: plan.layouts[t].positions(plan.shapes[t]) * plan.elem_bytes[t] for t in ("A", "B", "C")}
     assert image["A"] >= 48 and image["B"] >= 30 and image["C"] >= 160
-    want = (dram.transfer_cycles(image["A"]) + dram.transfer_cycles(image["B"]) + tiling.slots + 2
+    want = (dram.transfer_cycles(image["A"]) + dram.transfer_cycles(image["B"]) + tiling.slots + COMMAND_OVERHEAD
             + dram.transfer_cycles(image["C"]))
     assert results[0].cycles == want == plan.cycles()
     assert results[0].dram_bytes == {"A.read": image["A"], "B.read": image["B"], "C.write": image["C"]}

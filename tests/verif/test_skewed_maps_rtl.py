@@ -102,3 +102,46 @@ def test_skew_on_an_outer_loop_through_the_memory_system(make, bounds, seed):
     assert res.outputs_exact, res.detail
     assert res.rtl_cycles == res.model_cycles
     assert res.ok, res.detail
+
+
+# maps that skew the FU assignment (a loop on several axes) and are dataflows for every problem size: run as the
+# tiled map with the map's FU s at array position p(s) (dataflow/interconnect.py ``fu_placement``)
+FU_SKEW_CASES = [
+    pytest.param((2, 3), {"i": "2*t_i + s0", "j": "3*t_j + s1 - s0", "k": "t_k"}, ["i", "j", "k"],
+                 {"i": 5, "j": 7, "k": 4}, 3, id="2x3-torus-skew"),
+    pytest.param((3, 2), {"i": "3*t_i + s0 - s1", "j": "2*t_j + s1", "k": "t_k"}, ["j", "i", "k"],
+                 {"i": 7, "j": 5, "k": 3}, 8, id="3x2-torus-skew-ws-order", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("shape,mp,order,bounds,seed", FU_SKEW_CASES)
+def test_fu_skewed_map_on_verilator(shape, mp, order, bounds, seed):
+    res = verify_array(_design(shape, mp, order), bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    print(f"{shape} {mp}: RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
+
+
+# folded maps: valid for every problem size, strides not the array's extents; built as the tiled map on the
+# logical array the strides imply, each logical FU at the physical FU the map gives it (arch/spec.py ``_fold``)
+FOLDED_CASES = [
+    # 2x2 -> 1x4, control [0, 1]: B moves systolically along the logical chain, whose links span 1, 2, 1 pitches
+    pytest.param((2, 2), {"i": "4*t_i + s0 + 2*s1", "j": "t_j", "k": "t_k"}, ["j", "i", "k"], [0, 1],
+                 {"i": 7, "j": 3, "k": 4}, 5, (1, 4), id="2x2-as-1x4"),
+    # 2x6 -> 2x2x3: three strided loops on a 2-D array
+    pytest.param((2, 6), {"i": "2*t_i - s0 - s1 - 1", "j": "2*t_j - s0 - 1", "k": "3*t_k - s0 - s1"},
+                 ["i", "j", "k"], [1, 1], {"i": 5, "j": 3, "k": 7}, 2, (2, 2, 3), id="2x6-as-2x2x3",
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("shape,mp,order,control,bounds,seed,logical", FOLDED_CASES)
+def test_folded_map_on_verilator(shape, mp, order, control, bounds, seed, logical):
+    design = load_spec_data({"version": 1, "name": "gemm_folded", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
+                             "dataflows": {"m": {"map": mp, "order": order, "control": control}}})
+    assert design.shape == logical and design.physical_shape == shape
+    res = verify_array(design, bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    print(f"{shape} as {logical} {mp}: RTL {res.rtl_cycles} = model {res.model_cycles} cycles")

@@ -33,9 +33,9 @@ def test_cli_verifies_gemm_hex_through_its_memory_system(tmp_path, monkeypatch):
                            tmp_path, monkeypatch)
     assert rc == 0, out + err
     assert "outputs: exact" in out
-    # the one run-time programmable build (what build --memory makes, sim models: 260 cycles there too)
+    # the one run-time programmable build (what build --memory makes, sim models: 261 cycles there too)
     assert "the one run-time programmable build (boxes of {'i': 2, 'j': 4, 'k': 2}, one every 2 slots" in out
-    assert "RTL cycles:   260 cycles" in out and "model cycles: 260 cycles  (equal)" in out
+    assert "RTL cycles:   261 cycles" in out and "model cycles: 261 cycles  (equal)" in out
     assert "DRAM: A.read 64 B, B.read 64 B, C.write 256 B" in out     # regions in bank order (whole bank rows)
 
 
