@@ -363,6 +363,7 @@ class _Stream:
         self.wpb = 0                # exponential-buffer bank of the next row
         self.last_start = -1        # divider start of the softmax's previous row (its last beat waits for it)
         self.release = 0            # the resolved row's last use of its keys (the key bank's keys_free cycle)
+        self.over_kept: list[bool] = []     # per resolved row: its PxV visited the kept tokens only
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -434,6 +435,7 @@ class _Stream:
         self.t_free[self.te] = take_p
         self.te = (self.te + 1) % TOPK_ENGINES
         self.b_free = take_p + 1 + qc.pv_stage_at(ready, take_p)
+        self.over_kept.append(bool(qc.pv_kept) and take_p >= ready + qc.mask)
         self.pb_free[self.wpb] = self.b_free
         self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
         return self.b_free
@@ -505,7 +507,8 @@ class SplitLoads:
 
 
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
-                          overlap_sweeps: bool = True, fetcher: SplitLoads | None = None) -> list[int]:
+                          overlap_sweeps: bool = True, fetcher: SplitLoads | None = None,
+                          over_kept: list | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -538,7 +541,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     or a function ``ready(ci, dones)`` of the command index and the done cycles known so far (every
     command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
     ``fetcher``: split K and V loads instead (:class:`SplitLoads`): a command waits for its keys, its
-    rows' PxV for its values.
+    rows' PxV for its values. ``over_kept``: a list that receives, per row in order, whether its PxV
+    visited the kept tokens only (the engine's keep mask was written by the take).
     """
     st = _Stream(overlap_sweeps)
     dones: list[int | None] = [None] * len(commands)
@@ -588,6 +592,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
         hs = earliest      # the cycle after the last query's acceptance
     while inflight:
         resolve_oldest()
+    if over_kept is not None:
+        over_kept.extend(st.over_kept)
     return dones  # type: ignore[return-value]
 
 
