@@ -182,7 +182,7 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     Returns the layer's cycles and each stage's busy cycles summed over the rows: ``front`` (query
     accept, QxK + softmax + PQ passes), ``topk`` (local-V top-k and its hand-off, summed over the rows:
     the core's TOPK_ENGINES engines share it) and ``pv`` (prob x V
-    sweep and output), each a stage of its own.
+    sweep and output; over the kept tokens for the rows the stream swept so), each a stage of its own.
 
     ``loads``: each issued command's key and value loads in cycles (`_split_loads`); a command then
     waits for its keys and its rows' PxV for its values, loaded by the core's fetcher one at a time, the
@@ -204,13 +204,14 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
                                           pv_windows=None if (t < 0 or w < 0) else w)
         per_row.append(c)
     stream = command_rows(per_row, commands)
-    stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row),
-              "pv": sum(c.pv + c.output for c in per_row)}
+    stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row), "pv": 0}
     if not stream:
         return 0, stages
-    if loads is None:
-        return command_stream_cycles(stream)[-1], stages
-    return loads[0][0] + command_stream_cycles(stream, fetcher=SplitLoads(*loads))[-1], stages
+    over_kept: list = []        # per row: its PxV visited the kept tokens only (PxV over kept tokens)
+    fetcher = None if loads is None else SplitLoads(*loads)
+    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=over_kept)[-1]
+    stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, over_kept))
+    return done + (0 if loads is None else loads[0][0]), stages
 
 
 def _bank_bytes(spec, sram) -> int:
