@@ -37,8 +37,10 @@ right behind the previous row's, so the sweep takes G + 1 cycles a row), the div
 it does) with a one-row hold slot, the top-k stage (two local-V
 top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
 divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
-row until the PxV stage takes it) and the PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle
-contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
+row until the PxV stage takes it, and meanwhile writes the row's keep mask) and the PxV stage (normalise,
+PxV, output; a pruned row whose keep mask is complete at the take is swept over its kept tokens only, each
+value / exponential lane reading its own next kept token; the token importance has its own sweep over
+every group) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
 """
 from __future__ import annotations
 
