@@ -82,6 +82,23 @@ def _next_of(x, count: int):
     return Mux(x == count - 1, 0, x + 1)
 
 
+def _lowest_set(m, bits, name: str):
+    """The lowest set bit of ``bits``: (its index, its one-hot), in logarithmic depth (a parallel-prefix
+    OR, Kogge-Stone, then an OR tree per index bit) rather than a chain of ``len(bits)`` multiplexers."""
+    n = len(bits)
+    level, d = bits, 1
+    while d < n:
+        nxt = Signal(n, name=f"{name}_pre{d}")
+        m.d.comb += nxt.eq(level | (level << d)[:n])
+        level, d = nxt, d * 2
+    onehot = Signal(n, name=f"{name}_onehot")
+    m.d.comb += onehot.eq(bits & ~(level << 1)[:n])
+    index = Signal(max(1, _clog2(n)), name=name)
+    m.d.comb += index.eq(Cat(*[Cat(*[onehot[g] for g in range(n) if g >> j & 1]).any()
+                               for j in range(max(1, _clog2(n)))]) if n > 1 else 0)
+    return index, onehot
+
+
 def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
     nb = spec.max_tokens.bit_length()
     return data.StructLayout({
@@ -355,15 +372,13 @@ class SpattenCore(wiring.Component):
         L, G, gbits = s.L, s.G, s.gbits
         rows, any_kept, nxt = [], Signal(L), []
         for r in range(L):
-            col = Cat(*[s.pv_mask[g * L + r] for g in range(G)])
-            low = Signal(max(1, gbits), name=f"pv_low{r}")
-            for g in reversed(range(G)):
-                with m.If(col[g]):
-                    m.d.comb += low.eq(g)
+            col = Signal(G, name=f"pv_col{r}")
+            m.d.comb += col.eq(Cat(*[s.pv_mask[g * L + r] for g in range(G)]))
+            low, onehot = _lowest_set(m, col, f"pv_low{r}")
             row = Signal(max(1, gbits), name=f"pv_row{r}")
             m.d.comb += [row.eq(Mux(s.compact, low, s.g_b[:gbits] if gbits else 0)), any_kept[r].eq(col.any())]
             rows.append(row)
-            nxt.append(col & (col - 1))
+            nxt.append(col & ~onehot)
         cleared = Signal(len(s.pv_mask))
         m.d.comb += cleared.eq(Cat(*[nxt[r][g] for g in range(G) for r in range(L)]))
         m.d.comb += s.last_issue.eq(Mux(s.compact, ~cleared.any(), s.last_g_b))
