@@ -14,6 +14,11 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
 - engines-3: three local-V top-k engines and six exponential-buffer banks.
 - pv-kept: a pruned row's PxV sweeps only its kept value rows, an ideal compacted stream of two
   value-buffer rows a cycle: ``max(ceil(kept / L), ceil(n / 2L)) + pv_pipe`` cycles.
+- pv-RULE (RULE one of sim.spatten_model.PV_WINDOW_RULES: window, greedy, banked, ideal; H87's design
+  study): a pruned row's PxV issues ``pv_windows(keep, L, RULE)`` windows of its kept tokens (value
+  buffer as L banks), and the token importance gets a sweep of its own over all G groups beside it
+  (own exponential read port and L normalise multipliers): ``max(W + pv_pipe, G + 2)`` cycles, the
+  keep mask known at the take (an upper bound: a mask sweep before the take is not counted).
 """
 from __future__ import annotations
 
@@ -25,7 +30,10 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
+import numpy as np  # noqa: E402
 import spatten_bench as bench  # noqa: E402
+
+from archgen.arch.spatten_spec import spatten_formats as ss_formats  # noqa: E402
 
 from archgen.dataflow.spatten_arrays import spatten_latencies  # noqa: E402
 from archgen.sim import spatten_model as sm  # noqa: E402
@@ -75,6 +83,44 @@ def _pv_kept() -> None:
     ss._layer_result, ss._core_cycles = remember, core
 
 
+_WSHIFT = 24     # pv-RULE: the windows ride in the top-k cycles' high bits (this script only)
+
+
+def _pv_rule(rule: str) -> None:
+    exact = ss._exact_topk_fn
+    core_cycles = ss._core_cycles
+
+    def exact_with_windows(spec):
+        cycles, one = exact(spec), 1 << ss_formats(spec).exp_frac
+
+        def both(probs, k):
+            c = cycles(probs, k)
+            if c < 0:
+                return c
+            top = max(float(probs.max()), np.finfo(float).tiny)
+            fx = np.minimum(np.floor(probs / top * one), one).astype(np.int64)
+            return c + (sm.pv_windows(sm.topk_keep_mask(fx, k), spec.lanes, rule) << _WSHIFT)
+        return both
+
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None):
+        if topk is None:
+            return core_cycles(spec, keys, lsb, topk, commands, pq, loads)
+        lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
+        rows = []
+        for n, lp, t in zip(keys.tolist(), lsb.tolist(), topk.tolist()):
+            cyc, w = (t, 0) if t < 0 else (t & ((1 << _WSHIFT) - 1), t >> _WSHIFT)
+            qc = sm.query_cycles(spec, n, lsb_pass=bool(lp), topk_cycles=None if t < 0 else cyc, pq_enable=pq)
+            if t >= 0:
+                qc = dataclasses.replace(qc, pv=max(w + pipe, math.ceil(n / lanes) + 2))
+            rows.append(qc)
+        stream = ss.command_rows(rows, commands)
+        fetch = sm.SplitLoads(*loads) if loads is not None else None
+        first = loads[0][0] if loads is not None else 0
+        return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}
+
+    ss._exact_topk_fn, ss._core_cycles = exact_with_windows, core
+
+
 def main() -> None:
     variant, only = sys.argv[1], sys.argv[2]
     for part in variant.split("+"):     # variants combine: key-banks-3+pv-kept
@@ -84,8 +130,10 @@ def main() -> None:
             _engines(3)
         elif part == "pv-kept":
             _pv_kept()
+        elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
+            _pv_rule(part[3:])
         else:
-            raise SystemExit(f"variant must be key-banks-3, engines-3 or pv-kept (joined by +), not {part!r}")
+            raise SystemExit(f"variant must be key-banks-3, engines-3, pv-kept or pv-RULE (joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
         c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]

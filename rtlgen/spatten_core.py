@@ -37,8 +37,10 @@ right behind the previous row's, so the sweep takes G + 1 cycles a row), the div
 it does) with a one-row hold slot, the top-k stage (two local-V
 top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
 divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
-row until the PxV stage takes it) and the PxV stage (normalise, PxV, output) (docs/spatten.md, "Cycle
-contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
+row until the PxV stage takes it, and meanwhile writes the row's keep mask) and the PxV stage (normalise,
+PxV, output; a pruned row whose keep mask is complete at the take is swept over its kept tokens only, each
+value / exponential lane reading its own next kept token; the token importance has its own sweep over
+every group) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model reproduces them cycle for cycle.
 """
 from __future__ import annotations
 
@@ -78,6 +80,23 @@ _EB_BITS = max(1, _clog2(_EXP_BANKS))     # an exponential-buffer bank index
 def _next_of(x, count: int):
     """The index after ``x`` in a rotation over ``count`` (banks, engines)."""
     return Mux(x == count - 1, 0, x + 1)
+
+
+def _lowest_set(m, bits, name: str):
+    """The lowest set bit of ``bits``: (its index, its one-hot), in logarithmic depth (a parallel-prefix
+    OR, Kogge-Stone, then an OR tree per index bit) rather than a chain of ``len(bits)`` multiplexers."""
+    n = len(bits)
+    level, d = bits, 1
+    while d < n:
+        nxt = Signal(n, name=f"{name}_pre{d}")
+        m.d.comb += nxt.eq(level | (level << d)[:n])
+        level, d = nxt, d * 2
+    onehot = Signal(n, name=f"{name}_onehot")
+    m.d.comb += onehot.eq(bits & ~(level << 1)[:n])
+    index = Signal(max(1, _clog2(n)), name=name)
+    m.d.comb += index.eq(Cat(*[Cat(*[onehot[g] for g in range(n) if g >> j & 1]).any()
+                               for j in range(max(1, _clog2(n)))]) if n > 1 else 0)
+    return index, onehot
 
 
 def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
@@ -227,45 +246,92 @@ class SpattenCore(wiring.Component):
                          for i in range(Pt)]
             m.d.comb += tk.inp.payload.keep.eq(Cat(*[(e.tk_ptr * Pt + i) < c_t.n_keys for i in range(Pt)]))
             m.d.comb += tk.out.ready.eq(1)
-            # the take cycle reads the held row's first exponentials (its bank is not yet the engine's)
-            m.d.comb += [pr_t.addr.eq(Mux(e.st_t == _T.TK_FEED, e.tk_ptr + e.tk_fire, 0)
-                                      + Mux(e.take_now, s.bank_src, e.bank_t) * prows),
-                         pr_t.en.eq(1)]
+            # the take cycle reads the held row's first exponentials (its bank is not yet the engine's);
+            # after the engine's done, its keep-mask sweep reads the row again
+            m.d.comb += pr_t.addr.eq(Mux(e.st_t == _T.TK_FEED, e.tk_ptr + e.tk_fire, Mux(e.mask_rd, e.mask_ptr, 0))
+                                     + Mux(e.take_now, s.bank_src, e.bank_t) * prows)
+            self._mask_sweep(m, s, e)
+
+    def _mask_sweep(self, m, s, e):
+        """An engine's keep-mask sweep: from its done cycle until the PxV stage takes the row, it reads the
+        row's exponentials again (one row of Pt a cycle through its read port) and writes the keep mask
+        (above the k-th value, or equal and among the first tie-count such in index order: the PxV sweep's
+        rule); ``mask_ok`` once every row is written. The PxV stage uses the mask when it takes the row
+        after that (it then visits the kept tokens only), else it sweeps every group."""
+        f, Pt, tk = self.fmt, s.Pt, e.tk
+        eb = f.exp_bits
+        m.d.comb += e.mask_rd.eq(~e.take_now & e.pruned_t & (e.mask_ptr < e.tk_rows)
+                                 & ((e.st_t == _T.FULL) | ((e.st_t == _T.TK_WAIT) & tk.done)))
+        m.d.sync += [e.mr_v.eq(e.mask_rd), e.mr_row.eq(e.mask_ptr)]
+        with m.If(e.mask_rd):
+            m.d.sync += e.mask_ptr.eq(e.mask_ptr + 1)
+        with m.If((e.st_t == _T.TK_WAIT) & tk.done):
+            m.d.sync += e.mask_eq.eq(tk.sel_eq)
+        valid = Signal(Pt, name=f"mask_valid{e.j}")
+        eqs = Signal(Pt, name=f"mask_eqs{e.j}")
+        keep = Signal(Pt, name=f"mask_keep{e.j}")
+        m.d.comb += valid.eq(Cat(*[(e.mr_row * Pt + i) < e.c_t.n_keys for i in range(Pt)]))
+        m.d.comb += eqs.eq(Cat(*[valid[i] & (e.pr_t.data[i * eb:(i + 1) * eb] == e.thr_t) for i in range(Pt)]))
+        for i in range(Pt):
+            ex = e.pr_t.data[i * eb:(i + 1) * eb]
+            m.d.comb += keep[i].eq(valid[i] & ((ex > e.thr_t) | (eqs[i] & ((_popcount(eqs, i) if i else 0)
+                                                                           < e.mask_eq))))
+        eq_here = Signal(range(Pt + 1), name=f"mask_eq_here{e.j}")
+        m.d.comb += eq_here.eq(_popcount(eqs, Pt))
+        with m.If(e.mr_v):
+            m.d.sync += e.mask_eq.eq(Mux(e.mask_eq > eq_here, e.mask_eq - eq_here, 0))
+            with m.Switch(e.mr_row):
+                for r in range(len(e.mask)):
+                    with m.Case(r):
+                        m.d.sync += e.mask[r].eq(keep)
+            with m.If(e.mr_row == e.tk_rows - 1):
+                m.d.sync += e.mask_ok.eq(1)
+        with m.If(e.take_now):          # a new row: its mask starts empty (rows past its keys stay 0)
+            m.d.sync += [e.mask_ptr.eq(0), e.mask_ok.eq(0), e.mr_v.eq(0)] + [w.eq(0) for w in e.mask]
 
     def _pxv(self, m, s):
         """prob x V: L x D multipliers, L-input registered adder tree per feature, with the importance
-        accumulators beside it. Cycle t: issue row g (exponential read); t+1: normalise it, read the
-        value row; t+2: PxV. Returns (issue, accumulator clear, the array's (valid, last) output)."""
+        accumulators beside it. Cycle t: issue (exponential read); t+1: normalise, read the value rows;
+        t+2: PxV. Sweeping every group, lane r reads token g L + r of group g; over the kept tokens
+        (``compact``), lane r reads its own next kept token (``_kept_lanes``). Returns (issue,
+        accumulator clear, the array's (valid, last) output)."""
         spec, f, L, D, b, N, gbits, R = self.spec, self.fmt, s.L, s.D, s.b, s.N, s.gbits, s.R
         vr, pr, g_b = s.vr, s.pr, s.g_b
         pv_issue = Signal()
-        v_addr = Signal.like(s.bank_row_b)
-        m.d.sync += v_addr.eq(s.bank_row_b)
-        m.d.comb += [vr.addr.eq(v_addr), vr.en.eq(1), pr.en.eq(1)]
-        p_row = Signal.like(pr.addr)
-        m.d.comb += pr.addr.eq(p_row + s.bank_b * s.prows)
-        m.d.comb += p_row.eq(g_b >> _clog2(R))
-        e_v, e_last, e_keep, e_lanes, e_sub = Signal(), Signal(), Signal(L), Signal(L), Signal(max(1, _clog2(R)))
-        e_group = Signal(gbits)
+        rows, any_kept = self._kept_lanes(m, s, pv_issue)
+        rbits = max(1, _clog2(R))
+        e_v, e_last, e_keep, e_lanes, e_any = Signal(), Signal(), Signal(L), Signal(L), Signal(L)
+        e_subs = [Signal(rbits, name=f"pv_sub{r}") for r in range(L)]
         pruned = Signal()
         s.pruned = pruned
-        m.d.sync += [e_v.eq(pv_issue), e_last.eq(s.last_g_b), e_lanes.eq(s.keep_row_b),
-                     e_group.eq(g_b[:gbits]), e_sub.eq(g_b[:_clog2(R)] if R > 1 else 0)]
-        exp_row = pr.data.word_select(e_sub, s.prow_w) if R > 1 else pr.data
-        # local-V keep decision as the sweep reads the exponentials: above the top-k's k-th value, or
-        # equal to it and among the first eq_left_b such in index order (lane prefix counts against a
-        # down-counter); an unpruned row keeps every valid lane
+        m.d.sync += [e_v.eq(pv_issue), e_last.eq(s.last_issue), e_lanes.eq(s.keep_row_b), e_any.eq(any_kept)]
+        for r in range(L):
+            v_addr = Signal(len(vr.addrs[r]), name=f"pv_vaddr{r}")
+            m.d.sync += [v_addr.eq(Cat(rows[r], s.c_b.bank) if s.banks > 1 else rows[r]),
+                         e_subs[r].eq(rows[r][:_clog2(R)] if R > 1 else 0)]
+            m.d.comb += vr.addrs[r].eq(v_addr)
+            for j in range(r, s.Pt, L):
+                m.d.comb += pr.addrs[j].eq((rows[r] >> _clog2(R)) + s.bank_b * s.prows)
         eb = f.exp_bits
+        exp_row = Signal(L * eb)
+        for r in range(L):
+            words = [pr.data[(u * L + r) * eb:(u * L + r + 1) * eb] for u in range(R)]
+            m.d.comb += exp_row[r * eb:(r + 1) * eb].eq(pick(e_subs[r], words))
+        # local-V keep decision as the sweep over every group reads the exponentials: above the top-k's
+        # k-th value, or equal to it and among the first eq_left_b such in index order (lane prefix counts
+        # against a down-counter); an unpruned row keeps every valid lane; over the kept tokens: the lanes
+        # that read one
         eqs = Signal(L)
         m.d.comb += eqs.eq(Cat(*[e_lanes[i] & (exp_row[i * eb:(i + 1) * eb] == s.thr_b) for i in range(L)]))
         for i in range(L):
             ex = exp_row[i * eb:(i + 1) * eb]
             before = Signal(range(L + 1), name=f"pv_eq_before{i}")
             m.d.comb += before.eq(_popcount(eqs, i) if i else 0)
-            m.d.comb += e_keep[i].eq(e_lanes[i] & (~pruned | (ex > s.thr_b) | (eqs[i] & (before < s.eq_left_b))))
+            m.d.comb += e_keep[i].eq(Mux(s.compact, e_any[i], e_lanes[i] & (~pruned | (ex > s.thr_b)
+                                                                            | (eqs[i] & (before < s.eq_left_b)))))
         eq_here = Signal(range(L + 1))
         m.d.comb += eq_here.eq(_popcount(eqs, L))
-        with m.If(e_v & pruned):
+        with m.If(e_v & pruned & ~s.compact):
             m.d.sync += s.eq_left_b.eq(Mux(s.eq_left_b > eq_here, s.eq_left_b - eq_here, 0))
         m.submodules.norm = norm = Normalize(spec, L)
         m.d.comb += [norm.exps.as_value().eq(exp_row), norm.recip.eq(s.recip_b)]
@@ -293,15 +359,58 @@ class SpattenCore(wiring.Component):
             nxt = (Signal(name=f"pv_v{lvl}"), Signal(name=f"pv_last{lvl}"))
             m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
             ctl = nxt
-        # Token importance: every probability of the final pass, kept or pruned, as the sweep reads it.
-        m.submodules.tok_imp = ti = TokenImportance(N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
-        v_group, v_lanes = Signal(gbits), Signal(L)
-        m.d.sync += [v_group.eq(e_group), v_lanes.eq(e_lanes)]
-        m.d.comb += [ti.inp.valid.eq(v_v), ti.inp.payload.group.eq(v_group), ti.inp.payload.keep.eq(v_lanes),
-                     ti.inp.payload.data.as_value().eq(prob_row.as_value()), ti.clear.eq(self.imp_clear),
-                     ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
+        self._importance_sweep(m, s)
         acc_clear = self._accumulate(m, s, sums, ctl)
         return pv_issue, acc_clear, ctl
+
+    def _kept_lanes(self, m, s, pv_issue):
+        """Over the kept tokens: the PxV stage's copy of the keep mask (``pv_mask``, token t in lane
+        t mod L); each issue, every lane takes its lowest kept token (a priority encoder over its column)
+        and clears it; the last issue leaves the mask empty (at least one issue: it clears the accumulator
+        and ends the row). Sweeping every group, every lane reads group g_b. Returns (each lane's
+        value-buffer row, which lanes read a kept token)."""
+        L, G, gbits = s.L, s.G, s.gbits
+        rows, any_kept, nxt = [], Signal(L), []
+        for r in range(L):
+            col = Signal(G, name=f"pv_col{r}")
+            m.d.comb += col.eq(Cat(*[s.pv_mask[g * L + r] for g in range(G)]))
+            low, onehot = _lowest_set(m, col, f"pv_low{r}")
+            row = Signal(max(1, gbits), name=f"pv_row{r}")
+            m.d.comb += [row.eq(Mux(s.compact, low, s.g_b[:gbits] if gbits else 0)), any_kept[r].eq(col.any())]
+            rows.append(row)
+            nxt.append(col & ~onehot)
+        cleared = Signal(len(s.pv_mask))
+        m.d.comb += cleared.eq(Cat(*[nxt[r][g] for g in range(G) for r in range(L)]))
+        m.d.comb += s.last_issue.eq(Mux(s.compact, ~cleared.any(), s.last_g_b))
+        with m.If(pv_issue & s.compact):
+            m.d.sync += s.pv_mask.eq(cleared)
+        return rows, any_kept
+
+    def _importance_sweep(self, m, s):
+        """Token importance: its own sweep over every group of the PxV stage's row from the cycle after
+        the take (own exponential read port, L normalise multipliers), every probability of the final
+        pass, kept or pruned by local-V; the PxV stage's output waits until its last issue."""
+        spec, f, L, R, gbits = self.spec, self.fmt, s.L, s.R, s.gbits
+        eb = f.exp_bits
+        pr_i, g_i = s.pr_i, s.g_i
+        m.d.comb += pr_i.addr.eq((g_i >> _clog2(R)) + s.bank_b * s.prows)
+        with m.If(s.imp_on):
+            m.d.sync += g_i.eq(g_i + 1)
+            with m.If(s.last_g_i):
+                m.d.sync += s.imp_on.eq(0)
+        i_v, i_group, i_lanes = Signal(), Signal(gbits), Signal(L)
+        i_sub = Signal(max(1, _clog2(R)))
+        m.d.sync += [i_v.eq(s.imp_on), i_group.eq(g_i[:gbits]), i_lanes.eq(s.keep_row_i),
+                     i_sub.eq(g_i[:_clog2(R)] if R > 1 else 0)]
+        exps = pr_i.data.word_select(i_sub, L * eb) if R > 1 else pr_i.data
+        m.submodules.norm_imp = norm = Normalize(spec, L)
+        m.d.comb += [norm.exps.as_value().eq(exps), norm.recip.eq(s.recip_b)]
+        j_v, j_group, j_lanes = Signal(), Signal(gbits), Signal(L)
+        m.d.sync += [j_v.eq(i_v), j_group.eq(i_group), j_lanes.eq(i_lanes)]
+        m.submodules.tok_imp = ti = TokenImportance(s.N, L, f.prob_bits, TOKEN_IMPORTANCE_BITS)
+        m.d.comb += [ti.inp.valid.eq(j_v), ti.inp.payload.group.eq(j_group), ti.inp.payload.keep.eq(j_lanes),
+                     ti.inp.payload.data.as_value().eq(norm.probs.as_value()), ti.clear.eq(self.imp_clear),
+                     ti.rd_addr.eq(self.imp_addr), self.tok_imp.eq(ti.rd_data)]
 
     def _accumulate(self, m, s, sums, ctl):
         """The output row accumulator (cleared at a row's first group) and the head-importance sum."""
@@ -509,7 +618,10 @@ class SpattenCore(wiring.Component):
             m.d.sync += [s.bank_b.eq(of_pe("bank_t")), s.need_lsb_b.eq(of_pe("need_lsb_t")), s.c_b.eq(of_pe("c_t")),
                          s.last_b.eq(of_pe("last_t")), s.recip_b.eq(of_pe("recip_t")), s.pruned.eq(of_pe("pruned_t")),
                          s.thr_b.eq(of_pe("thr_now")), s.eq_left_b.eq(of_pe("eqk_now")), s.st_b.eq(_B.PV),
-                         s.g_b.eq(0), s.pe.eq(_next_of(s.pe, _NE))]
+                         s.g_b.eq(0), s.pe.eq(_next_of(s.pe, _NE)),
+                         s.compact.eq(of_pe("pruned_t") & of_pe("mask_ok")),
+                         s.pv_mask.eq(pick(s.pe, [Cat(*e.mask)[:s.N] for e in eng])),
+                         s.g_i.eq(0), s.imp_on.eq(1), s.pv_seen.eq(0)]
         with m.If((s.st_b == _B.OUT) & self.out.ready):
             for j in range(_EXP_BANKS):
                 with m.If(s.bank_b == j):
@@ -562,11 +674,14 @@ class SpattenCore(wiring.Component):
             with m.Case(_B.PV):
                 m.d.comb += [pv_issue.eq(1), acc_clear.eq(g_b == 0)]
                 m.d.sync += g_b.eq(g_b + 1)
-                with m.If(s.last_g_b):
+                with m.If(s.last_issue):
                     m.d.sync += st_b.eq(_B.PV_DRAIN)
-            with m.Case(_B.PV_DRAIN):
-                with m.If(pv_out[0] & pv_out[1]):
+            with m.Case(_B.PV_DRAIN):       # the last product, and the token importance's last issue
+                arrived = (pv_out[0] & pv_out[1]) | s.pv_seen
+                with m.If(arrived & ~s.imp_on):
                     m.d.sync += st_b.eq(_B.OUT)
+                with m.Elif(arrived):
+                    m.d.sync += s.pv_seen.eq(1)
             with m.Case(_B.OUT):              # one cycle offering the output row
                 check_built("the core's output", ["out"], output_stages())
                 m.d.comb += self.out.valid.eq(1)
@@ -609,18 +724,28 @@ class _CoreWork:
             tks.append(TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False))
             m.submodules[f"topk{e}"] = tks[-1]
 
-        # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L.
+        # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L. The value
+        # buffer's lanes are L banks with their own addresses (token t in bank t mod L, row t div L: the
+        # same bits), so the PxV stage can read each lane's next kept token (docs/spatten.md, PxV stage).
         m.submodules.kbuf = kbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
-        m.submodules.vbuf = vbuf = memory.Memory(shape=unsigned(L * row_w), depth=banks * G, init=[])
-        kw, vw = kbuf.write_port(granularity=row_w), vbuf.write_port(granularity=row_w)
-        kr, vr = kbuf.read_port(), vbuf.read_port()
+        vbufs = []
+        for r in range(L):
+            vbufs.append(memory.Memory(shape=unsigned(row_w), depth=banks * G, init=[]))
+            m.submodules[f"vbuf{r}"] = vbufs[-1]
+        kw = kbuf.write_port(granularity=row_w)
+        kr = kbuf.read_port()
+        vws = [v.write_port() for v in vbufs]
+        vrs = [v.read_port() for v in vbufs]
         kvp = core.kv.payload
         row_addr = Cat(kvp.index[_clog2(L):], kvp.bank) if banks > 1 else kvp.index[_clog2(L):]
         lane_en = Signal(L)
         m.d.comb += [core.kv.ready.eq(1), lane_en.eq(1 << kvp.index[:_clog2(L)] if L > 1 else 1)]
-        for w, sel in ((kw, ~kvp.is_value), (vw, kvp.is_value)):
-            m.d.comb += [w.addr.eq(row_addr), w.data.eq(Cat(*([kvp.data.as_value()] * L))),
-                         w.en.eq(Mux(core.kv.valid & sel, lane_en, 0))]
+        m.d.comb += [kw.addr.eq(row_addr), kw.data.eq(Cat(*([kvp.data.as_value()] * L))),
+                     kw.en.eq(Mux(core.kv.valid & ~kvp.is_value, lane_en, 0))]
+        for r, w in enumerate(vws):
+            m.d.comb += [w.addr.eq(row_addr), w.data.eq(kvp.data.as_value()),
+                         w.en.eq(core.kv.valid & kvp.is_value & lane_en[r])]
+        vr = _LanePorts(m, vrs, row_w, "vr", per_lane=True)
 
         # Exponential buffer: softmax beats (L lanes) packed R to a top-k row (Pt lanes); the back stage
         # normalises them (x the row's reciprocal) as it reads them for prob x V.
@@ -628,12 +753,20 @@ class _CoreWork:
         prows = -(-N // Pt)
         # 3 + TOPK_ENGINES banks: the softmax stage writes query i+NE+2's row while query i+NE+1's waits
         # for its division (or in the hold slot), the top-k engines read queries i+1 .. i+NE and the PxV
-        # stage query i's; each engine has its own read port
-        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(Pt * f.exp_bits), depth=_EXP_BANKS * prows,
-                                                 init=[])
-        pw, pr = pbuf.write_port(granularity=prow_w), pbuf.read_port()
-        pr_ts = [pbuf.read_port() for _ in range(_NE)]
+        # stage query i's; each engine has its own read port. One memory per lane of a Pt-wide row (the
+        # same bits), so the PxV stage reads each lane at its own address; the token importance has a
+        # read port of its own.
+        eb = f.exp_bits
+        pbufs = []
+        for j in range(Pt):
+            pbufs.append(memory.Memory(shape=unsigned(eb), depth=_EXP_BANKS * prows, init=[]))
+            m.submodules[f"pbuf{j}"] = pbufs[-1]
+        pw = _LaneWrite(m, [p.write_port() for p in pbufs], eb, L)
+        pr = _LanePorts(m, [p.read_port() for p in pbufs], eb, "pr", per_lane=True)
+        pr_i = _LanePorts(m, [p.read_port() for p in pbufs], eb, "pr_imp")
+        pr_ts = [_LanePorts(m, [p.read_port() for p in pbufs], eb, f"pr_t{e}") for e in range(_NE)]
         self.sm, self.pq, self.tks, self.kr, self.vr, self.pw, self.pr, self.pr_ts = sm, pq, tks, kr, vr, pw, pr, pr_ts
+        self.pr_i = pr_i
         self.prow_w, self.prows = prow_w, prows
 
     def _declare_stage_registers(self, core, m):
@@ -691,6 +824,14 @@ class _CoreWork:
         c_src = Signal(core_cmd_layout(spec))      # the row offered to the top-k stage: held, or the divider's
         bank_src = Signal(_EB_BITS)
         recip_h = Signal(f.recip_bits)
+        # the PxV stage over the kept tokens: whether its row uses the keep mask (its engine's mask sweep
+        # was complete at the take), the mask's copy (lanes clear their tokens as they read them), the
+        # sweep's last issue; the token importance's own sweep running; the array's last product seen
+        compact = Signal()
+        pv_mask = Signal(spec.max_tokens)
+        last_issue = Signal()
+        imp_on = Signal()
+        pv_seen = Signal()
         vars(self).update((name, value) for name, value in locals().items()
                           if name not in ("self", "core", "m", "spec", "f", "L", "D", "b", "gbits", "banks"))
         self.eng = [_Engine(j, self.tks[j], self.pr_ts[j], spec, f, self.prows) for j in range(_NE)]
@@ -707,6 +848,7 @@ class _CoreWork:
 
         self.g, self.last_g, self.keep_row, self.bank_row = sweep("a", c)
         self.g_b, self.last_g_b, self.keep_row_b, self.bank_row_b = sweep("b", c_b)
+        self.g_i, self.last_g_i, self.keep_row_i, _ = sweep("i", c_b)
         all_idle = Signal()             # no query anywhere in the core
         self.all_idle = all_idle
         self.v_in = Signal(banks)       # the banks whose values are in (the PxV stage may read them)
@@ -716,6 +858,36 @@ class _CoreWork:
                      core.busy.eq((st_a != _A.IDLE) | ~all_idle),
                      pq.threshold.eq(c_d.threshold), pq.enable.eq(c_d.pq_enable & ~pass2_d),
                      pq.recip.eq(sm.recip), pq.recip_valid.eq(sm.recip_valid), pq.max_exp.eq(sm.max_exp)]
+
+
+class _LanePorts:
+    """Read ports of one memory per lane seen as one port: ``data`` the lanes' words side by side;
+    ``addr`` one address for all lanes, or (``per_lane``) ``addrs[j]`` per lane."""
+
+    def __init__(self, m, ports, width: int, name: str, per_lane: bool = False):
+        depth_bits = len(ports[0].addr)
+        self.data = Signal(width * len(ports), name=f"{name}_data")
+        m.d.comb += self.data.eq(Cat(*[p.data for p in ports]))
+        m.d.comb += [p.en.eq(1) for p in ports]
+        if per_lane:
+            self.addrs = [Signal(depth_bits, name=f"{name}_addr{j}") for j in range(len(ports))]
+            m.d.comb += [p.addr.eq(a) for p, a in zip(ports, self.addrs)]
+        else:
+            self.addr = Signal(depth_bits, name=f"{name}_addr")
+            m.d.comb += [p.addr.eq(self.addr) for p in ports]
+
+
+class _LaneWrite:
+    """Write ports of one memory per lane seen as one port of ``len(ports) / lanes`` sub-words of ``lanes``
+    lanes: ``data`` the lanes side by side, ``en`` one bit per sub-word."""
+
+    def __init__(self, m, ports, width: int, lanes: int):
+        self.addr = Signal(len(ports[0].addr), name="pw_addr")
+        self.data = Signal(width * len(ports), name="pw_data")
+        self.en = Signal(len(ports) // lanes, name="pw_en")
+        for j, p in enumerate(ports):
+            m.d.comb += [p.addr.eq(self.addr), p.data.eq(self.data[j * width:(j + 1) * width]),
+                         p.en.eq(self.en[j // lanes])]
 
 
 class _Engine:
@@ -742,3 +914,12 @@ class _Engine:
         self.ready = Signal(name=f"tk_ready{j}")          # the PxV stage may take the engine's row
         self.thr_now = Signal(signed(f.exp_bits + 2), name=f"thr_now{j}")   # the row's threshold, at its take
         self.eqk_now = Signal(spec.max_tokens.bit_length(), name=f"eqk_now{j}")
+        # the keep-mask sweep after done (rows of P tokens): read pointer, the read in flight, tie
+        # down-counter, the mask, and whether it is complete
+        self.mask_rd = Signal(name=f"mask_rd{j}")
+        self.mask_ptr = Signal(_clog2(prows) + 1, name=f"mask_ptr{j}")
+        self.mr_v = Signal(name=f"mask_rv{j}")
+        self.mr_row = Signal(_clog2(prows) + 1, name=f"mask_row{j}")
+        self.mask_eq = Signal(spec.max_tokens.bit_length(), name=f"mask_eq{j}")
+        self.mask = [Signal(spec.topk.parallelism, name=f"mask{j}_{r}") for r in range(prows)]
+        self.mask_ok = Signal(name=f"mask_ok{j}")

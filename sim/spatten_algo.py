@@ -151,6 +151,8 @@ class LayerAttentionStats:
     dense_row_keys: np.ndarray = field(repr=False, compare=False, default=None)
     # per processed row, cycles of the local-V top-k when a cycle function was given (else empty)
     row_topk_cycles: np.ndarray = field(repr=False, compare=False, default=None)
+    # per processed row, the PxV windows over its kept tokens when a window function was given (else empty)
+    row_pv_windows: np.ndarray = field(repr=False, compare=False, default=None)
     # rows per core command (one head of one step), in row order; the same for the dense baseline
     command_rows: np.ndarray = field(repr=False, compare=False, default=None)
     dense_command_rows: np.ndarray = field(repr=False, compare=False, default=None)
@@ -238,6 +240,7 @@ class _LayerAccumulator:
         self.lsb_rows = 0
         self.row_keys, self.row_values, self.row_lsb, self.dense_row_keys = [], [], [], []
         self.row_topk = []
+        self.row_windows = []
         self.command_rows, self.dense_command_rows = [], []
 
     def add(self, **kw):
@@ -255,12 +258,14 @@ def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, 
 
 
 def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
-                     topk_cycles: Callable[[np.ndarray, int], int] | None = None) -> SpattenAlgoResult:
+                     topk_cycles: Callable[[np.ndarray, int], int] | None = None,
+                     pv_windows: Callable[[np.ndarray, int], int] | None = None) -> SpattenAlgoResult:
     """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
 
     With local value pruning on and ``topk_cycles`` given, ``topk_cycles(probs, k)`` is called for every
     processed row with that row's renormalised probabilities over its visible kept keys and the number
     of V rows to keep; its results land in ``row_topk_cycles`` (a cycle model of the top-k engine).
+    ``pv_windows(probs, k)`` likewise, into ``row_pv_windows`` (the PxV stage's windows over the kept rows).
     """
     if not isinstance(head_dim, int) or head_dim < 1:
         raise SpecError([problem("head_dim", "must be a positive integer", head_dim)])
@@ -345,6 +350,9 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                 if topk_cycles is not None and config.value_prune > 0:
                     a.row_topk.append(np.array([topk_cycles(p[r][vis[r]], int(n_v[r])) for r in range(q_rows.size)],
                                                dtype=np.int64))
+                if pv_windows is not None and config.value_prune > 0:
+                    a.row_windows.append(np.array([pv_windows(p[r][vis[r]], int(n_v[r]))
+                                                   for r in range(q_rows.size)], dtype=np.int64))
             s_head[alive_head] += trace.head_importance[l, alive_head]
 
     out = []
@@ -365,7 +373,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
             dense_qk_macs=c["dense_qk_macs"], dense_av_macs=c["dense_av_macs"], dense_rows=c["dense_rows"],
             row_keys=cat(a.row_keys, np.int32), row_values=cat(a.row_values, np.int32),
             row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32),
-            row_topk_cycles=cat(a.row_topk, np.int64),
+            row_topk_cycles=cat(a.row_topk, np.int64), row_pv_windows=cat(a.row_windows, np.int64),
             command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64)))
     return SpattenAlgoResult(config, head_dim, tuple(out), tuple(float(x) for x in tok_sched),
                              tuple(float(x) for x in head_sched))

@@ -26,7 +26,7 @@ from archgen.sim.topk_model import TopKRun, simulate_topk
 
 __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
-    "pv_accumulate", "QueryResult", "core_reference", "threshold_fx",
+    "pv_accumulate", "PV_WINDOW_RULES", "pv_windows", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
     "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready", "SplitLoads", "stage_pace",
 ]
@@ -120,6 +120,50 @@ def topk_keep_mask(values: np.ndarray, k: int) -> np.ndarray:
     return keep
 
 
+PV_WINDOW_RULES = ("groups", "window", "greedy", "banked", "ideal")
+
+
+def pv_windows(keep: np.ndarray, lanes: int, rule: str = "window") -> int:
+    """Issue cycles a PxV sweep over a row needs under a compaction ``rule`` (a design study for issue 15,
+    docs/spatten.md "Local-V: PxV over kept rows"; NOT the built core's contract, whose PxV stage sweeps
+    every group: rule ``groups``). ``keep``: the row's local-V keep mask (token t in value bank
+    ``t mod lanes``, bank row ``t div lanes``: the value buffer's lanes as banks with their own addresses).
+
+    - ``groups``: every group of ``lanes`` consecutive tokens, ``ceil(n / lanes)`` (today's sweep).
+    - ``window``: each cycle the kept tokens of the ``lanes`` consecutive positions starting at the next
+      kept one (distinct residues by construction; a zero eliminator skips the unkept run before it).
+    - ``greedy``: from the next kept token, the following kept tokens in index order while their banks
+      differ from those already taken and they lie within ``2 lanes`` positions of the first.
+    - ``banked``: every bank walks its own kept tokens (out of index order; the sum over tokens does not
+      depend on the order): the largest number of kept tokens in one bank.
+    - ``ideal``: any ``lanes`` kept tokens a cycle, ``ceil(kept / lanes)`` (needs ``lanes`` arbitrary
+      value rows a cycle).
+    A row without kept tokens needs no cycle except under ``groups``."""
+    keep = np.asarray(keep, dtype=bool)
+    n = keep.size
+    if rule == "groups":
+        return -(-n // lanes)
+    idx = np.flatnonzero(keep)
+    if rule == "ideal":
+        return -(-idx.size // lanes)
+    if rule == "banked":
+        return int(np.bincount(idx % lanes, minlength=lanes).max()) if idx.size else 0
+    if rule not in PV_WINDOW_RULES:
+        raise ValueError(f"rule must be one of {PV_WINDOW_RULES}, not {rule!r}")
+    windows, i = 0, 0
+    while i < idx.size:
+        first = int(idx[i])
+        windows += 1
+        if rule == "window":
+            i = int(np.searchsorted(idx, first + lanes))
+            continue
+        used = 0
+        while i < idx.size and idx[i] < first + 2 * lanes and not used >> int(idx[i] % lanes) & 1:
+            used |= 1 << int(idx[i] % lanes)
+            i += 1
+    return windows
+
+
 def pv_accumulate(probs: np.ndarray, values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """sum over kept rows of prob_fx * v (exact integers); pruned rows contribute nothing (no renormalising)."""
     p = np.where(keep, np.asarray(probs, dtype=np.int64), 0)
@@ -162,6 +206,15 @@ def core_reference(spec: SpattenSpec, q: np.ndarray, keys: np.ndarray, values: n
 
 # ---------------------------------------------------------------------------------------------------
 # Cycle model. Every count is in clock cycles of the core's clock (spec.clock_mhz).
+
+# The PxV stage over kept tokens (rtlgen/spatten_core.py; docs/spatten.md, "Cycle contract"): the token
+# importance's own sweep issues G groups from the cycle after the take and the output follows one cycle
+# after its last issue at the earliest (PV_IMPORTANCE_TAIL); the engine's mask sweep reads one row of P
+# exponentials a cycle from its done cycle and the mask is usable one cycle after the last read's data
+# (PV_MASK_TAIL).
+PV_IMPORTANCE_TAIL = 1
+PV_MASK_TAIL = 1
+
 
 def _groups(spec: SpattenSpec, n_keys: int) -> int:
     return -(-n_keys // spec.lanes)
@@ -206,7 +259,12 @@ class QueryCycles:
     (G + exp_pipe); ``div``: the divider, start to ``recip_valid``; ``decide``: the PQ decision register;
     ``passes``: 2 when the PQ decision asked for the LSBs; ``pq``: the command has PQ on (so the first
     pass may need the LSBs, and the next sweep waits for its decision); ``topk``: the top-k stage
-    (0 when the row is not pruned); ``pv``, ``output``: the PxV stage.
+    (0 when the row is not pruned); ``pv``, ``output``: the PxV stage sweeping every group.
+    ``pv_kept``: the PxV stage over the kept tokens only, ``max(W + pv_pipe, G + 1)`` with ``W`` the
+    windows of :func:`pv_windows` (``banked``, at least 1) and ``G + 1`` the token importance's own sweep;
+    0 when the row is not pruned. ``mask``: cycles from the top-k engine's done to the first PxV take
+    that finds the row's keep mask written (the engine's mask sweep, ``ceil(n / P) + 1``); a row taken
+    earlier sweeps every group (``pv``).
     """
 
     qk: int
@@ -219,6 +277,8 @@ class QueryCycles:
     pv: int
     output: int
     exp_pipe: int
+    pv_kept: int = 0
+    mask: int = 0
 
     @property
     def sweep(self) -> int:
@@ -244,8 +304,16 @@ class QueryCycles:
 
     @property
     def pv_stage(self) -> int:
-        """The PxV stage's occupancy per row: the sweep and the output handshake."""
+        """The PxV stage's occupancy per row sweeping every group: the sweep and the output handshake."""
         return self.pv + self.output
+
+    def pv_stage_at(self, ready: int, take_p: int) -> int:
+        """The PxV stage's occupancy for a row whose top-k engine was done in cycle ``ready`` and that the
+        PxV stage takes in cycle ``take_p``: over the kept tokens when the engine's keep mask is written
+        by then, else every group."""
+        if self.pv_kept and take_p >= ready + self.mask:
+            return self.pv_kept + self.output
+        return self.pv_stage
 
     @property
     def total(self) -> int:
@@ -295,6 +363,7 @@ class _Stream:
         self.wpb = 0                # exponential-buffer bank of the next row
         self.last_start = -1        # divider start of the softmax's previous row (its last beat waits for it)
         self.release = 0            # the resolved row's last use of its keys (the key bank's keys_free cycle)
+        self.over_kept: list[bool] = []     # per resolved row: its PxV visited the kept tokens only
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -365,7 +434,8 @@ class _Stream:
         take_p = max(ready, self.b_free - 1, decision + 1, values_at)
         self.t_free[self.te] = take_p
         self.te = (self.te + 1) % TOPK_ENGINES
-        self.b_free = take_p + 1 + qc.pv_stage
+        self.b_free = take_p + 1 + qc.pv_stage_at(ready, take_p)
+        self.over_kept.append(bool(qc.pv_kept) and take_p >= ready + qc.mask)
         self.pb_free[self.wpb] = self.b_free
         self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
         return self.b_free
@@ -437,7 +507,8 @@ class SplitLoads:
 
 
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
-                          overlap_sweeps: bool = True, fetcher: SplitLoads | None = None) -> list[int]:
+                          overlap_sweeps: bool = True, fetcher: SplitLoads | None = None,
+                          over_kept: list | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -470,7 +541,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     or a function ``ready(ci, dones)`` of the command index and the done cycles known so far (every
     command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
     ``fetcher``: split K and V loads instead (:class:`SplitLoads`): a command waits for its keys, its
-    rows' PxV for its values.
+    rows' PxV for its values. ``over_kept``: a list that receives, per row in order, whether its PxV
+    visited the kept tokens only (the engine's keep mask was written by the take).
     """
     st = _Stream(overlap_sweeps)
     dones: list[int | None] = [None] * len(commands)
@@ -520,6 +592,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
         hs = earliest      # the cycle after the last query's acceptance
     while inflight:
         resolve_oldest()
+    if over_kept is not None:
+        over_kept.extend(st.over_kept)
     return dones  # type: ignore[return-value]
 
 
@@ -542,7 +616,8 @@ def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:
 
 
 def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
-                 topk_cycles: int | None = None, pq_enable: bool = False) -> QueryCycles:
+                 topk_cycles: int | None = None, pq_enable: bool = False,
+                 pv_windows: int | None = None) -> QueryCycles:
     """Closed-form stage cycles of one query against ``n_keys`` cached keys.
 
     ``lsb_pass``: the PQ decision asked for the LSBs, so the QxK and softmax stages run twice.
@@ -550,15 +625,24 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
     stage then holds the row until its PQ decision.
     ``topk_cycles``: the local-V top-k's cycles from its command handshake to ``done`` (from
     :func:`archgen.sim.topk_model.simulate_topk` on the row's exponentials), or None when the row is not
-    pruned (keep_k >= n_keys). Assumes the query stream offers the query at once and ``out`` is ready.
+    pruned (keep_k >= n_keys). ``pv_windows``: the pruned row's PxV windows over its kept tokens
+    (:func:`pv_windows`, rule ``banked``; None: the PxV stage sweeps every group, e.g. without the keep mask).
+    Assumes the query stream offers the query at once and ``out`` is ready.
     """
     if not 1 <= n_keys <= spec.max_tokens:
         raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n_keys!r}")
     lat = spatten_latencies(spec)
     tk = 0 if topk_cycles is None else topk_cycles + lat.topk_handoff
-    return QueryCycles(qk_cycles(spec, n_keys), _groups(spec, n_keys) + lat.exp_pipe, lat.recip, lat.pq_decide,
+    g = _groups(spec, n_keys)
+    kept, mask = 0, 0
+    if topk_cycles is not None and pv_windows is not None:
+        # the compacted sweep (at least one issue cycle: it clears the accumulator and ends the row) beside
+        # the token importance's own sweep over every group (G issues, then one cycle to the output)
+        kept = max(max(1, pv_windows) + lat.pv_pipe, g + PV_IMPORTANCE_TAIL)
+        mask = -(-n_keys // spec.topk.parallelism) + PV_MASK_TAIL
+    return QueryCycles(qk_cycles(spec, n_keys), g + lat.exp_pipe, lat.recip, lat.pq_decide,
                        2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
-                       lat.exp_pipe)
+                       lat.exp_pipe, kept, mask)
 
 
 @dataclass(frozen=True)
@@ -600,7 +684,8 @@ def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values
         results.append(r)
         runs.append(run)
         qcs.append(query_cycles(spec, n, lsb_pass=r.need_lsb, topk_cycles=None if run is None else run.cycles,
-                                pq_enable=pq_enable))
+                                pq_enable=pq_enable,
+                                pv_windows=None if run is None else pv_windows(r.keep, spec.lanes, "banked")))
     total = overlapped_cycles(qcs)
     return CoreRun(tuple(results), tuple(qcs), tuple(runs), total)
 

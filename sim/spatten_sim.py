@@ -86,22 +86,35 @@ def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.n
     return np.where(k >= n, b + 5, b + 5 + select)
 
 
-def _exact_topk_fn(spec):
+def _ranked_exps(spec, probs: np.ndarray) -> np.ndarray:
+    """What the local-V top-k ranks: exp(s - max) = p / max(p), in UQ1.exp_frac as the softmax emits it."""
     from archgen.arch.spatten_spec import spatten_formats
 
-    from .topk_model import simulate_topk
-
     one = 1 << spatten_formats(spec).exp_frac
+    top = max(float(probs.max()), np.finfo(float).tiny)   # callers pass k < size, so the row is not empty
+    return np.minimum(np.floor(probs / top * one), one).astype(np.int64)
+
+
+def _exact_topk_fn(spec):
+    from .topk_model import simulate_topk
 
     def cycles(probs: np.ndarray, k: int) -> int:
         if k >= probs.size:
             return -1                   # the core skips the top-k when every V row is kept
-        # exp(s - max) = p / max(p), in UQ1.exp_frac as the softmax emits it
-        top = max(float(probs.max()), np.finfo(float).tiny)   # k < size, so the row is not empty
-        fx = np.minimum(np.floor(probs / top * one), one).astype(np.int64)
-        return simulate_topk(fx, k, parallelism=spec.topk.parallelism, fifo_depth=spec.topk.fifo_depth,
-                             replay=False).cycles
+        return simulate_topk(_ranked_exps(spec, probs), k, parallelism=spec.topk.parallelism,
+                             fifo_depth=spec.topk.fifo_depth, replay=False).cycles
     return cycles
+
+
+def _windows_fn(spec):
+    """The PxV stage's windows over a pruned row's kept tokens (``spatten_model.pv_windows``, banked)."""
+    from .spatten_model import pv_windows, topk_keep_mask
+
+    def windows(probs: np.ndarray, k: int) -> int:
+        if k >= probs.size:
+            return -1
+        return pv_windows(topk_keep_mask(_ranked_exps(spec, probs), k), spec.lanes, "banked")
+    return windows
 
 
 def spatten_peak_macs_per_cycle(spec) -> int:
@@ -155,7 +168,8 @@ def command_rows(per_row: list, commands) -> list[list]:
 
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
                  commands: np.ndarray, pq: bool = False,
-                 loads: tuple[list[int], list[int]] | None = None) -> tuple[int, dict[str, int]]:
+                 loads: tuple[list[int], list[int]] | None = None,
+                 windows: np.ndarray | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
@@ -168,31 +182,36 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     Returns the layer's cycles and each stage's busy cycles summed over the rows: ``front`` (query
     accept, QxK + softmax + PQ passes), ``topk`` (local-V top-k and its hand-off, summed over the rows:
     the core's TOPK_ENGINES engines share it) and ``pv`` (prob x V
-    sweep and output), each a stage of its own.
+    sweep and output; over the kept tokens for the rows the stream swept so), each a stage of its own.
 
     ``loads``: each issued command's key and value loads in cycles (`_split_loads`); a command then
     waits for its keys and its rows' PxV for its values, loaded by the core's fetcher one at a time, the
     keys of command i + 1 before the values of command i (`spatten_model.SplitLoads`, the rule the RTL
-    is verified against on Verilator); the first key load is added in front. None: the K/V are on chip."""
+    is verified against on Verilator); the first key load is added in front. None: the K/V are on chip.
+    ``windows``: each pruned row's PxV windows over its kept tokens (-1 or None: the PxV stage sweeps
+    every group of the row, e.g. with estimated top-k cycles)."""
     from .spatten_model import SplitLoads, command_stream_cycles, query_cycles
 
     cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
+    win = np.full(keys.shape, -1, dtype=np.int64) if windows is None or not len(windows) else windows
     per_row = []
-    for n, l, t in zip(keys.tolist(), lsb.tolist(), tk.tolist()):
-        key = (n, bool(l), t)
+    for n, l, t, w in zip(keys.tolist(), lsb.tolist(), tk.tolist(), win.tolist()):
+        key = (n, bool(l), t, w)
         c = cache.get(key)
         if c is None:
-            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t, pq_enable=pq)
+            c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t, pq_enable=pq,
+                                          pv_windows=None if (t < 0 or w < 0) else w)
         per_row.append(c)
     stream = command_rows(per_row, commands)
-    stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row),
-              "pv": sum(c.pv + c.output for c in per_row)}
+    stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row), "pv": 0}
     if not stream:
         return 0, stages
-    if loads is None:
-        return command_stream_cycles(stream)[-1], stages
-    return loads[0][0] + command_stream_cycles(stream, fetcher=SplitLoads(*loads))[-1], stages
+    over_kept: list = []        # per row: its PxV visited the kept tokens only (PxV over kept tokens)
+    fetcher = None if loads is None else SplitLoads(*loads)
+    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=over_kept)[-1]
+    stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, over_kept))
+    return done + (0 if loads is None else loads[0][0]), stages
 
 
 def _bank_bytes(spec, sram) -> int:
@@ -256,7 +275,8 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
         algo_config = algo_config_from_spec(spec)
     trace = _trace_for(spec, workload, trace, d, concentration, seed)
     exact = topk_cycles == "exact" and algo_config.value_prune > 0
-    algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None)
+    algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None,
+                            pv_windows=_windows_fn(spec) if exact else None)
     energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
     results = []
     for s in algo.layers:
@@ -316,14 +336,15 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
             "value_msb.read": s.value_msb_bytes, "value_lsb.read": s.value_lsb_bytes,
             "query.read": s.query_bytes, "output.write": s.output_write_bytes}
     dram_bytes = sum(dram.values())
-    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq)
+    windows = s.row_pv_windows if topk is not None and topk_mode == "exact" else None
+    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq, windows=windows)
     compute = float(compute)
     dense_keys = s.dense_row_keys
     # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
     key_bytes = s.key_msb_bytes + s.key_lsb_bytes + s.query_bytes
     cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
                                 loads=_split_loads(s.row_keys, s.command_rows, key_bytes, dram_bytes - key_bytes,
-                                                   bpc))[0])
+                                                   bpc), windows=windows)[0])
     dense_key_bytes = s.dense_key_bytes + s.dense_query_bytes
     dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
                                       loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,

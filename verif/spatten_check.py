@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import math
 
@@ -122,7 +124,8 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             return None
         return SplitLoads([len(c["keys"]) * dram_row_cycles for c in cmds],
                           [len(c["values"]) * dram_row_cycles if len(c["queries"]) else None for c in cmds])
-    model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher())
+    over_kept: list = []
+    model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), over_kept=over_kept)
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
@@ -164,6 +167,10 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "unoverlapped_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=fetcher(),
                                                               overlap_sweeps=False),
             "importance_match": importance_match,
+            # per row: its PxV visited the kept tokens only; and the stream were every PxV to sweep all groups
+            "over_kept": over_kept,
+            "full_sweep_done_cycles": command_stream_cycles(
+                [[dataclasses.replace(qc, pv_kept=0) for qc in r.queries] for r in runs], fetcher=fetcher()),
             "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),
             "stages": [(qc.front, qc.back) for run in runs for qc in run.queries],
             # per query: the QxK stage and the softmax stage per pass, the passes, the divider's pace

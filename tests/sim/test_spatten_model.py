@@ -1,4 +1,6 @@
 """SpAtten cycle model and bit-exact functional model (no hardware simulator involved)."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import simpy
@@ -211,3 +213,62 @@ def test_split_loads_pin_the_fetcher_rule():
     # a command without queries has no value load and releases its keys at its done
     d = command_stream_cycles([[q], [], [q]], fetcher=SplitLoads([0] * 3, [0, None, 0]))
     assert d == command_stream_cycles([[q], [], [q]], ready=[0, 0, q.qk + 1])
+
+
+def test_pv_windows_pin_each_rule():
+    """The PxV windows over a row's kept tokens (lanes as banks: token t in lane t mod L). Kept tokens 0, 3,
+    4, 5, 13, 14, 15 of 16 with 4 lanes: lane counts 2, 2, 1, 2."""
+    from archgen.sim.spatten_model import pv_windows
+
+    keep = np.zeros(16, dtype=bool)
+    keep[[0, 3, 4, 5, 13, 14, 15]] = True
+    assert {r: pv_windows(keep, 4, r) for r in ("groups", "window", "greedy", "banked", "ideal")} == {
+        "groups": 4, "window": 3, "greedy": 3, "banked": 2, "ideal": 2}
+    # windows of 4 consecutive positions from the next kept one: [0, 4), [4, 8), [13, 17); greedy from 0
+    # stops at 4 (lane 0 taken), from 4 at 13 (beyond 2 L)
+    assert pv_windows(np.zeros(10, dtype=bool), 4, "banked") == 0
+    assert pv_windows(np.zeros(10, dtype=bool), 4, "groups") == 3
+    assert pv_windows(np.ones(9, dtype=bool), 4, "banked") == 3      # lane 0 holds tokens 0, 4, 8
+    with pytest.raises(ValueError, match="rule must be one of"):
+        pv_windows(keep, 4, "sorted")
+
+
+def test_pv_over_kept_tokens_cycle_rule():
+    """A pruned row's PxV stage over its kept tokens takes max(max(W, 1) + pv_pipe, G + 1) cycles (the
+    token importance's own sweep over every group), but only when the PxV stage takes the row at least
+    ceil(n / P) + 1 cycles after its engine's done (the keep-mask sweep); a row taken earlier sweeps all
+    G groups."""
+    lat = spatten_latencies(SMALL)
+    q = query_cycles(SMALL, 64, topk_cycles=12, pv_windows=12)
+    assert q.pv_kept == 12 + lat.pv_pipe and q.mask == 64 // SMALL.topk.parallelism + 1
+    # at most G - pv_pipe + 1 windows, the token importance's sweep (G + 1) sets the pace
+    assert query_cycles(SMALL, 64, topk_cycles=12, pv_windows=3).pv_kept == 16 + 1
+    assert query_cycles(SMALL, 64, topk_cycles=12, pv_windows=0).pv_kept == 16 + 1
+    assert query_cycles(SMALL, 4, topk_cycles=12, pv_windows=0).pv_kept == 1 + lat.pv_pipe
+    assert query_cycles(SMALL, 64, pv_windows=9).pv_kept == 0                         # not pruned
+    assert q.pv_stage_at(100, 100 + q.mask) == q.pv_kept + q.output
+    assert q.pv_stage_at(100, 100 + q.mask - 1) == q.pv_stage
+    # alone, the PxV stage takes the row in its engine's done cycle: every group
+    kept: list = []
+    assert command_stream_cycles([[q]], over_kept=kept) == command_stream_cycles([[replace(q, pv_kept=0)]])
+    assert kept == [False]
+    # a PxV-bound stream (values late): rows wait in the engines and later rows visit their kept tokens only
+    from archgen.sim.spatten_model import SplitLoads
+    kept = []
+    done = command_stream_cycles([[q] * 6], fetcher=SplitLoads([64], [300]), over_kept=kept)
+    full = command_stream_cycles([[replace(q, pv_kept=0)] * 6], fetcher=SplitLoads([64], [300]))
+    assert kept[:2] == [True, True] and done[0] < full[0]
+
+
+def test_core_cycles_count_the_banked_windows():
+    from archgen.sim.spatten_model import pv_windows
+
+    rng = np.random.default_rng(3)
+    n, k = 50, 20
+    keys, values = rng.integers(-200, 200, (n, SMALL.head_dim)), rng.integers(-200, 200, (n, SMALL.head_dim))
+    run = core_cycles(SMALL, rng.integers(-200, 200, (3, SMALL.head_dim)), keys, values, shift=14, keep_k=k,
+                      pq_enable=False)
+    lat = spatten_latencies(SMALL)
+    for r, qc in zip(run.results, run.queries):
+        assert r.keep.sum() == k
+        assert qc.pv_kept == max(max(1, pv_windows(r.keep, SMALL.lanes, "banked")) + lat.pv_pipe, -(-n // 4) + 1)

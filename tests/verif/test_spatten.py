@@ -214,6 +214,48 @@ def test_core_with_systolic_arrays():
     assert all(pv + 1 > max(qk, sweep - div + 1, div) for qk, sweep, _, div, topk, pv in r["stage_cycles"][2:])
     assert r["bit_exact"] and r["rtl_done_cycles"] == r["model_done_cycles"], r
     assert r["correct"]
+    # PxV-bound and pruned: rows wait in the top-k engines, their keep masks are written by the take, and
+    # the PxV stage visits only their kept tokens (4 of 6 rows; 322 cycles instead of 359)
+    r = verify_core(spec, 64, 6, 5, 20, pq_enable=False)
+    assert r["correct"] and sum(r["over_kept"]) >= 4, r
+    assert r["model_done_cycles"][-1] < r["full_sweep_done_cycles"][-1] - 30, r
+
+
+_OVER_KEPT = [
+    # (dram_row_cycles, n_keys, n_queries, keep, extra, rows over kept tokens at least, gain) -- PxV over kept tokens
+    # PQ off, values loaded at one row per 3 cycles: rows wait in the top-k engines for their values, whose
+    # keep-mask sweeps finish meanwhile, so the PxV stage visits only their kept tokens (6 of 10 rows)
+    pytest.param(3, [64, 64], [5, 5], [40, 30], {"seed": 5, "pq_enable": False}, 6, True, id="values-wait-pq-off"),
+    # PQ on with LSB refetches (9 of 10 rows) beside rows over kept tokens
+    pytest.param(3, [64, 64], [5, 5], [40, 30], {"seed": 36, "shift": 19}, 3, False, id="pq-refetch",
+                 marks=pytest.mark.slow),
+    # one-query (decode-like) commands with PQ (4 refetch): 5 of 6 rows over kept tokens
+    pytest.param(3, [40, 30, 50, 20, 60, 36], [1] * 6, [10, 8, 20, 6, 30, 12], {"seed": 5, "shift": 19}, 5, True,
+                 id="decode-like", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("row_cycles, n_keys, n_queries, keep, extra, min_kept_rows, gains", _OVER_KEPT)
+def test_core_pxv_over_kept_tokens(row_cycles, n_keys, n_queries, keep, extra, min_kept_rows, gains):
+    """A pruned row whose top-k engine finished its keep-mask sweep before the PxV stage takes it: the
+    value and exponential lanes read each lane's next kept token, the PxV stage issues
+    ``max(W, 1)`` windows (W the largest number of kept tokens in one lane) beside the token importance's
+    own sweep over every group; bit- and cycle-exact on Verilator, importance equal, and the stream is
+    done earlier than were every PxV to sweep all groups."""
+    extra = dict(extra)
+    seed = extra.pop("seed")
+    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), dram_row_cycles=row_cycles,
+                    **extra)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+    assert sum(r["over_kept"]) >= min_kept_rows, r["over_kept"]
+    if extra.get("pq_enable", True):
+        assert any(r["need_lsb"]), r["need_lsb"]
+    if gains:
+        assert r["model_done_cycles"][-1] < r["full_sweep_done_cycles"][-1], r
 
 
 @pytest.mark.verilator
