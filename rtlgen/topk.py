@@ -415,8 +415,19 @@ class TopK(wiring.Component):
         m.d.comb += r.t.eq(r.target)
         # the decision's compares, registered every cycle: the counters are final one cycle before Decide,
         # so Decide starts from registered outcomes, not from carry chains
-        m.d.sync += [r.dec_le_a.eq(r.t <= r.cnt_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(r.t <= r.cnt_g),
+        le_a, le_g = Signal(name="decide_le_a_next"), Signal(name="decide_le_g_next")
+        m.d.comb += [le_a.eq(r.t <= r.cnt_a), le_g.eq(r.t <= r.cnt_g)]
+        m.d.sync += [r.dec_le_a.eq(le_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(le_g),
                      r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
+        # the ranker's source, registered every cycle (one 2-bit copy per sample lane, kept apart so that no
+        # copy drives every lane's multiplexer): 3 the ingest's beats while the ingest's sample is still to be
+        # ranked, else the side the decision's compares choose (2 FIFO_U, 1 FIFO_R, 0 FIFO_L): in Decide and
+        # in the cycle after it, the side chosen
+        ing_next = Signal(name="sample_src_ingest_next")
+        m.d.comb += ing_next.eq((self.cmd.valid & self.cmd.ready) | (r.samp_ing & ~r.ing_rank))
+        m.d.sync += r.samp_ing.eq(ing_next)
+        for copy in r.samp_sel:
+            m.d.sync += copy.eq(Mux(ing_next, 3, Mux(le_a, 2, Mux(le_g, 1, 0))))
         for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
                                 (r.fits_u, r.rows_u, r.cnt_a)):
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
@@ -461,6 +472,10 @@ class TopK(wiring.Component):
         m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
         m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
                      r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
+        # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
+        # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
+        below = bracket_below(s)
+        m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
 
     def _pivot_sample(self, m, r, mem):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
@@ -483,27 +498,23 @@ class TopK(wiring.Component):
             m.d.sync += [x.eq(y) for x, y in zip(r.slot_vals, list(r.slot_vals[1:]) + [Cat(*in_vals)])]
             m.d.sync += [x.eq(y) for x, y in zip(r.slot_keep, list(r.slot_keep[1:]) + [in_keep])]
         # a round's sample: a decimating capture of the rows each FIFO's packer emits in the round before
-        # (archgen.sim.topk_model.captured_sample); in Decide the chosen side's (with the row flushed then)
-        # goes to the sample register, and the captures restart empty
-        picked_vals, picked_keep = [], []
-        for tag, pk in (("l", mem.pack_l), ("g", mem.pack_r), ("u", mem.pack_u)):
-            vals_n, keep_n = self._sample_capture(m, r, tag, pk, cur)
-            picked_vals.append(vals_n)
-            picked_keep.append(keep_n)
-        # loaded in every cycle (no enable from the FSM): only its value in the cycle after Decide is used (the
-        # rank stage reads it then); the side from the decision's registered compares alone (in Decide with
-        # a scan to follow it equals the side chosen)
-        samp_vals, samp_keep = Signal(s * w, name="sample_reg"), Signal(s, name="sample_reg_keep")
-        up, mid = Signal(name="sample_side_up"), Signal(name="sample_side_mid")
-        m.d.comb += [up.eq(r.dec_le_a), mid.eq(r.dec_le_g)]
-        m.d.sync += [samp_vals.eq(Mux(up, picked_vals[2], Mux(mid, picked_vals[1], picked_vals[0]))),
-                     samp_keep.eq(Mux(up, picked_keep[2], Mux(mid, picked_keep[1], picked_keep[0])))]
+        # (archgen.sim.topk_model.captured_sample), read by the ranker straight from the capture registers
+        # of the side chosen (no sample register): in Decide (as final before the flush) and in the cycle
+        # after it (with the row flushed in Decide); the captures restart empty at the end of that cycle
+        sources = [self._sample_capture(m, r, tag, pk, cur)
+                   for tag, pk in (("l", mem.pack_l), ("g", mem.pack_r), ("u", mem.pack_u))]
+        sources.append((Cat(*r.slot_vals, *in_vals), Cat(*r.slot_keep, in_keep)))
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = Signal(s, name="sample_keep")
-        m.d.comb += keep.eq(Mux(r.after_ingest, Cat(*r.slot_keep, in_keep), samp_keep))
+        for i in range(s):
+            choice = [(v[i * w:(i + 1) * w], k[i]) for v, k in sources]
+            sel = r.samp_sel[i]
+            m.d.comb += [vals[i].eq(Mux(sel[1], Mux(sel[0], choice[3][0], choice[2][0]),
+                                        Mux(sel[0], choice[1][0], choice[0][0]))),
+                         keep[i].eq(Mux(sel[1], Mux(sel[0], choice[3][1], choice[2][1]),
+                                        Mux(sel[0], choice[1][1], choice[0][1])))]
         flat = Signal(s * w, name="sample_flat")
-        m.d.comb += flat.eq(Mux(r.after_ingest, Cat(*r.slot_vals, *in_vals), samp_vals))
-        m.d.comb += [vals[i].eq(flat[i * w:(i + 1) * w]) for i in range(s)]
+        m.d.comb += flat.eq(Cat(*vals))
         # rank stage (registered every cycle; the pick stage reads it in the cycle after the ranking one)
         gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
         for j in range(s):
@@ -530,7 +541,12 @@ class TopK(wiring.Component):
         if self.rank_pipeline:
             # the count held and whether the wanted ranks lie inside it, registered beside the ranks (the wanted
             # ranks are final in the rank cycle), so the pick stage starts from registers
-            m.d.sync += [held_r.eq(held_p), lo_in.eq(r.want_lo < held_p), hi_in.eq(r.want_hi < held_p)]
+            # in the ingest's pick (its wanted ranks are final long before); a round's pick may follow its rank
+            # stage by one cycle only, so it uses want_lo_in_s (a round's sample holds S lanes, or the whole set)
+            # and takes the upper wanted rank (at most S - 1 - BRACKET_ABOVE) as inside
+            lo_ing, hi_ing = Signal(name="sample_lo_in_ingest"), Signal(name="sample_hi_in_ingest")
+            m.d.sync += [held_r.eq(held_p), lo_ing.eq(r.want_lo < held_p), hi_ing.eq(r.want_hi < held_p)]
+            m.d.comb += [lo_in.eq(Mux(r.ing_pick, lo_ing, r.want_lo_in_s)), hi_in.eq(~r.ing_pick | hi_ing)]
         else:
             m.d.sync += held_r.eq(_popcount(keep, s))
             m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
@@ -574,8 +590,8 @@ class TopK(wiring.Component):
         rows, q = w; P >= S: slot i holds lane i of a row, q = S). The packer's rows at positions 0, s, 2s, ...
         (j & (s - 1) == 0, s a power of two) go to slot ptr = 0, 1, ...; with P >= S row 0 fills every slot;
         a kept row that finds the slots full moves slot 2i to slot i (i < q/2), doubles s and goes to slot
-        q/2; the partial row flushed in Decide goes only to an empty slot. Returns the next-state values and
-        keep bits (the sample register's input in Decide)."""
+        q/2; the partial row flushed in Decide goes only to an empty slot. Returns the capture registers (values,
+        keep bits), which the ranker reads when this side is chosen."""
         w, lb, p, rows = self.width, r.lane_bits, self.parallelism, r.sample_rows
         whole_row = p < r.sample_lanes
         q, g = (rows, cur) if whole_row else (r.sample_lanes, 1)
@@ -622,12 +638,16 @@ class TopK(wiring.Component):
                 m.d.sync += ptr.eq(Mux(full, q // 2 + 1, ptr + 1))
                 with m.If(full):
                     m.d.sync += mask.eq(Cat(1, mask[:-1]))
-        return Cat(*nxt_vals), Cat(*nxt_keep)
+        return Cat(*cap_vals), Cat(*cap_keep)
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> scan -> replay -> done."""
         x = int(self.rank_pipeline)
         m.d.comb += self.busy.eq(1)
+        # the re-read's end, min(w + x, B), registered from B (a register since the command) in every cycle, so
+        # that REREAD's exit compares two short registers (rows_b -> two carry chains -> the FSM's enable was
+        # the pipelined engine's critical path)
+        m.d.sync += r.reread_end.eq(Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x))
         if self.rank_pipeline:
             ing_rank_d = Signal(name="ingest_rank_d")
             m.d.sync += [ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(ing_rank_d)]
@@ -645,11 +665,10 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x)
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
-                with m.If(r.rr + 1 >= j0):
+                with m.If(r.rr + 1 >= r.reread_end):
                     m.next = "INGEST_DRAIN0"
             with m.State("INGEST_DRAIN0"):
                 m.next = "INGEST_DRAIN"
@@ -662,21 +681,27 @@ class TopK(wiring.Component):
             with m.State("DECIDE"):
                 self._on_decide(m, r, mem)
             with m.State("SCAN"):
-                # cycle 0 ranks the sample (in its register since Decide), cycle 1 takes the pivots; the scan
-                # reads row cnt from cycle 0 on, so that its first row meets the comparators in cycle 2 (with
-                # the rank pipeline everything one cycle later)
+                # cycle 0 ranks the sample (the chosen side's capture, with the row flushed in Decide), cycle 1
+                # takes the pivots; the scan reads row cnt from cycle 0 on, so that its first row meets the
+                # comparators in cycle 2 (the rank pipeline compares the capture in Decide already, as final
+                # before the flush, so its popcounts run in cycle 0 and the pick in cycle 1 as well; only a
+                # *late* round, whose sample needs the flushed row, is compared in cycle 0 and runs one cycle
+                # later)
+                m.d.comb += r.cap_clear.eq(r.cnt == 0)
+                late = self._late_round(m, r)
                 row = Signal.like(r.cnt, name="scan_row")
-                m.d.comb += [row.eq(r.cnt - x), r.rd_addr.eq(row)]
-                with m.If(r.cnt == 1 + x):
+                m.d.comb += [row.eq(r.cnt - late), r.rd_addr.eq(row)]
+                with m.If(r.cnt == 1 + late):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no row may still be in flight when the
                 # request ends in the pick cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq(((r.cnt >= x) if x else 1) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
+                started = (r.cnt >= late) if self.rank_pipeline else 1
+                m.d.sync += [r.s1_valid.eq(started & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
                              r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 3 + x):
+                with m.If(r.cnt == r.rows_s + 3 + late):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 1 + x)):
+                with m.If(r.whole & (r.cnt == 1 + late)):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
                     m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
@@ -699,6 +724,16 @@ class TopK(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
+
+    def _late_round(self, m, r):
+        """1 when the round's sample is ranked one cycle after Decide (rank pipeline only): its set is sampled
+        whole (at most S elements) or, with P > S, its sample is the row flushed in Decide (fewer than P
+        elements: no full row); archgen.sim.topk_model.simulate_topk's ``late``."""
+        late = Signal(name="scan_late")
+        if self.rank_pipeline:
+            small = (r.size_s < self.parallelism) if self.parallelism > r.sample_lanes else 0
+            m.d.comb += late.eq(r.whole_now | small)
+        return late
 
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
@@ -752,7 +787,7 @@ class TopK(wiring.Component):
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
         otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1), r.cap_clear.eq(1)]
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1)]
         go_scan = r.go_scan
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
@@ -927,7 +962,11 @@ class _Registers:
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
+        self.reread_end = Signal(range(rows + 2), name="reread_end")   # min(w + x, B): beats to re-read
         self.cap_clear = Signal(name="sample_cap_clear")   # the FIFO row captures restart empty
+        self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
+        self.samp_sel = [Signal(2, name=f"sample_src{i}", attrs={"keep": "true"}) for i in range(s)]
+        self.want_lo_in_s = Signal(name="want_lo_in_s")   # want_lo < S (a round's sample holds S lanes)
         self.t = Signal(cb, name="t")
         fits_g, fits_l = Signal(), Signal()
         rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)

@@ -333,11 +333,17 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
         # the cycle after the decide ranks the sample, the next one takes the pivots; the scan reads its
-        # first row from the ranking cycle on, so both hide under the read's latency
-        if from_fifo and len(work) <= sample_lanes:
-            step = EXACT_FINISH + late                 # sampled whole: found after ranking, no scan pipeline
+        # first row from the ranking cycle on, so both hide under the read's latency. The rank pipeline
+        # compares the sample in the decide cycle already (its popcounts then run in the cycle after), from
+        # the capture as it is before the decide's flush; a *late* round, whose sample needs the row flushed
+        # then (a set sampled whole, or with P > S one of fewer than P elements, which has no full row), is
+        # compared one cycle later and costs one more cycle
+        whole = from_fifo and len(work) <= sample_lanes
+        late_round = late if whole or len(work) < p else 0
+        if whole:
+            step = EXACT_FINISH + late_round           # sampled whole: found after ranking, no scan pipeline
         else:
-            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round
 
     kth = found
     kept, equal_seen = [], 0
