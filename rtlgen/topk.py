@@ -431,6 +431,13 @@ class TopK(wiring.Component):
         for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
                                 (r.fits_u, r.rows_u, r.cnt_a)):
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
+        # per side, registered every cycle (so valid in Decide): sampled whole (at most S elements), and *late*
+        # (rank pipeline: the sample needs the row flushed in Decide, so it is ranked a cycle later): sampled
+        # whole or, with P > S, fewer than P elements (no full row); Decide keeps the chosen side's
+        s = r.sample_lanes
+        for whole, late, size in zip(r.side_whole, r.side_late, (r.cnt_l, r.cnt_m, r.cnt_a)):
+            small = (size < p) if p > s else 0
+            m.d.sync += [whole.eq(size <= s), late.eq((size <= s) | small if self.rank_pipeline else 0)]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -460,7 +467,6 @@ class TopK(wiring.Component):
                 m.d.sync += x.eq(Mux(r.side == 2, sides[2][0][i], Mux(r.side == 1, sides[1][0][i], sides[0][0][i])))
             m.d.sync += [t_reg.eq(Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))),
                          whole.eq(Mux(r.side == 2, sides[2][2], Mux(r.side == 1, sides[1][2], sides[0][2])))]
-        m.d.comb += r.whole_now.eq(r.size_s <= s)
         # stage 2
         scaled = Signal(cb + lg_s, name="want_scaled_t")
         m.d.comb += scaled.eq(t_reg << lg_s)
@@ -688,7 +694,7 @@ class TopK(wiring.Component):
                 # *late* round, whose sample needs the flushed row, is compared in cycle 0 and runs one cycle
                 # later)
                 m.d.comb += r.cap_clear.eq(r.cnt == 0)
-                late = self._late_round(m, r)
+                late = r.late
                 row = Signal.like(r.cnt, name="scan_row")
                 m.d.comb += [row.eq(r.cnt - late), r.rd_addr.eq(row)]
                 with m.If(r.cnt == 1 + late):
@@ -724,16 +730,6 @@ class TopK(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
-
-    def _late_round(self, m, r):
-        """1 when the round's sample is ranked one cycle after Decide (rank pipeline only): its set is sampled
-        whole (at most S elements) or, with P > S, its sample is the row flushed in Decide (fewer than P
-        elements: no full row); archgen.sim.topk_model.simulate_topk's ``late``."""
-        late = Signal(name="scan_late")
-        if self.rank_pipeline:
-            small = (r.size_s < self.parallelism) if self.parallelism > r.sample_lanes else 0
-            m.d.comb += late.eq(r.whole_now | small)
-        return late
 
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
@@ -823,7 +819,8 @@ class TopK(wiring.Component):
             m.d.sync += [r.src_fifo.eq(Mux(side == 2, r.fits_u, Mux(side == 1, r.fits_g, r.fits_l))),
                          r.src_side.eq(side),
                          r.rows_s.eq(Mux(side == 2, r.rows_u, Mux(side == 1, r.rows_g, r.rows_l))),
-                         r.size_s.eq(Mux(side == 2, r.cnt_a, Mux(side == 1, r.cnt_m, r.cnt_l))),
+                         r.whole_now.eq(Mux(side == 2, r.side_whole[2], Mux(side == 1, r.side_whole[1], r.side_whole[0]))),
+                         r.late.eq(Mux(side == 2, r.side_late[2], Mux(side == 1, r.side_late[1], r.side_late[0]))),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
@@ -942,7 +939,6 @@ class _Registers:
         # Pivot sample: S lanes from w rows (sample_shape), ranked against the wanted ranks.
         self.sample_rows, self.sample_lanes = tk.sample_rows, tk.sample_lanes
         s, rows = self.sample_lanes, self.sample_rows
-        self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
         rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
@@ -951,7 +947,10 @@ class _Registers:
         self.ing_pick = Signal(name="ingest_pick")              # the cycle after the ingest's ranking one
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
-        self.whole_now = Signal(name="whole_comb")              # the same, from the registered size
+        self.whole_now = Signal(name="whole_scan")              # the same, set in Decide (the scan reads no row)
+        self.late = Signal(name="scan_late")                    # the round's sample is ranked a cycle late
+        self.side_whole = [Signal(name=f"side_whole_{x}") for x in "lgu"]
+        self.side_late = [Signal(name=f"side_late_{x}") for x in "lgu"]
         self.whole_above = Signal(range(s + 1), name="whole_above")
         self.pick_hi = Signal(signed(w), name="pick_hi")
         self.pick = Signal(signed(w), name="pick")
