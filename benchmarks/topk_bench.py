@@ -54,7 +54,7 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
 
 
 def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64, sample_lanes: int | None = None,
-                        rank_pipeline: bool = False) -> int:
+                        rank_pipeline: bool = True) -> int:
     """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
     ingest, the re-read of the sample beats, drain and decide (B + min(w, B) + 5)."""
     return topk_model.ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
@@ -249,8 +249,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="k values (default: n/2 and n/32)")
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--rank-pipeline", action="store_true",
-                    help="the main table for the engine with registered sample compare bits")
+    ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
+                    help="the main table for the engine with registered sample compare bits (the default since "
+                         "the eighth session's H88; --no-rank-pipeline: compare and count in one cycle)")
     ap.add_argument("--sample-lanes", type=int, default=None,
                     help="the engine's pivot sample width S in the main table (default: 16, 32 for P >= 8)")
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")

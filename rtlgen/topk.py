@@ -169,7 +169,7 @@ class TopK(wiring.Component):
     """
 
     def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = False):
+                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = True):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -186,8 +186,10 @@ class TopK(wiring.Component):
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
         self.replay = bool(replay)
-        # the sample's pairwise compare bits registered before the rank popcounts: one more cycle per round
-        # and one more re-read beat (docs/topk.md "Cycle contract")
+        # the sample's pairwise compare bits registered before the rank popcounts (default since H88, for
+        # ECP5 timing): a round compares its side's capture in Decide, so only a late round (sampled whole,
+        # or with P > S fewer than P elements) costs one more cycle, and the ingest one more re-read beat
+        # (docs/topk.md "Cycle contract")
         self.rank_pipeline = bool(rank_pipeline)
         self.buffer_rows = -(-max_n // parallelism)
         self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
@@ -994,7 +996,7 @@ class _Stage3:
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
                  name: str = "topk", replay: bool = True, sample_lanes: int | None = None,
-                 rank_pipeline: bool = False) -> str:
+                 rank_pipeline: bool = True) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
     return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes, rank_pipeline),
                            name=name, emit_src=False)
