@@ -430,16 +430,20 @@ class TopK(wiring.Component):
         m.d.sync += r.samp_ing.eq(ing_next)
         for copy in r.samp_sel:
             m.d.sync += copy.eq(Mux(ing_next, 3, Mux(le_a, 2, Mux(le_g, 1, 0))))
-        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
-                                (r.fits_u, r.rows_u, r.cnt_a)):
-            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
-        # per side, registered every cycle (so valid in Decide): sampled whole (at most S elements), and *late*
-        # (rank pipeline: the sample needs the row flushed in Decide, so it is ranked a cycle later): sampled
-        # whole or, with P > S, fewer than P elements (no full row); Decide keeps the chosen side's
+        # per side, registered every cycle from the counters (final one cycle before Decide, so these are valid
+        # in Decide, which keeps the chosen side's): whether it fits its FIFO, the rows its scan reads (none
+        # when it is sampled whole: at most S elements), the scan's last count (rows + 3, + 1 when late), and
+        # *late* (rank pipeline: the sample needs the row flushed in Decide, so it is ranked a cycle later):
+        # sampled whole or, with P > S, fewer than P elements (no full row)
         s = r.sample_lanes
-        for whole, late, size in zip(r.side_whole, r.side_late, (r.cnt_l, r.cnt_m, r.cnt_a)):
+        for i, size in enumerate((r.cnt_l, r.cnt_m, r.cnt_a)):
+            fit, rows, whole, late = (Signal(name=f"side_{x}_{i}") for x in ("fit", "rows", "whole", "late"))
+            rows = Signal.like(r.rows_left, name=f"side_rows_{i}")
             small = (size < p) if p > s else 0
-            m.d.sync += [whole.eq(size <= s), late.eq((size <= s) | small if self.rank_pipeline else 0)]
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
+                         whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
+            m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
+                         r.side_end[i].eq(rows + 3 + late), r.side_late[i].eq(late)]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -690,26 +694,28 @@ class TopK(wiring.Component):
                 self._on_decide(m, r, mem)
             with m.State("SCAN"):
                 # cycle 0 ranks the sample (the chosen side's capture, with the row flushed in Decide), cycle 1
-                # takes the pivots; the scan reads row cnt from cycle 0 on, so that its first row meets the
+                # takes the pivots; the scan reads row j in cycle j, so that its first row meets the
                 # comparators in cycle 2 (the rank pipeline compares the capture in Decide already, as final
                 # before the flush, so its popcounts run in cycle 0 and the pick in cycle 1 as well; only a
                 # *late* round, whose sample needs the flushed row, is compared in cycle 0 and runs one cycle
-                # later)
-                m.d.comb += r.cap_clear.eq(r.cnt == 0)
-                late = r.late
-                row = Signal.like(r.cnt, name="scan_row")
-                m.d.comb += [row.eq(r.cnt - late), r.rd_addr.eq(row)]
-                with m.If(r.cnt == 1 + late):
+                # later: its reads wait a cycle). Row, rows left, pick cycle and last count are registers
+                # (set in Decide), so no adder or compare of the count sits before the read address or an enable.
+                m.d.comb += [r.cap_clear.eq(r.cnt == 0), r.rd_addr.eq(r.row_ctr)]
+                with m.If(r.pick_sr[0]):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
-                # a working set sampled whole is not scanned (no row may still be in flight when the
-                # request ends in the pick cycle and the next command starts)
-                started = (r.cnt >= late) if self.rank_pipeline else 1
-                m.d.sync += [r.s1_valid.eq(started & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
-                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 3 + late):
+                # a working set sampled whole is not scanned (no rows left: no row may still be in flight when
+                # the request ends in the pick cycle and the next command starts)
+                reading = Signal(name="scan_reading")
+                m.d.comb += reading.eq(~r.scan_wait & (r.rows_left != 0))
+                m.d.sync += [r.s1_valid.eq(reading), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
+                             r.s1_row.eq(r.row_ctr), r.cnt.eq(r.cnt + 1), r.scan_wait.eq(0),
+                             r.pick_sr.eq(r.pick_sr >> 1)]
+                with m.If(reading):
+                    m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
+                with m.If(r.cnt == r.scan_end):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 1 + late)):
+                with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
                     m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
@@ -818,11 +824,11 @@ class TopK(wiring.Component):
                 m.d.comb += [side.eq(0), go_scan.eq(1)]
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
         with m.If(go_scan):
-            m.d.sync += [r.src_fifo.eq(Mux(side == 2, r.fits_u, Mux(side == 1, r.fits_g, r.fits_l))),
-                         r.src_side.eq(side),
-                         r.rows_s.eq(Mux(side == 2, r.rows_u, Mux(side == 1, r.rows_g, r.rows_l))),
-                         r.whole_now.eq(Mux(side == 2, r.side_whole[2], Mux(side == 1, r.side_whole[1], r.side_whole[0]))),
-                         r.late.eq(Mux(side == 2, r.side_late[2], Mux(side == 1, r.side_late[1], r.side_late[0]))),
+            def pick3(x):
+                return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
+            m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
+                         r.row_ctr.eq(0), r.rows_left.eq(pick3(r.side_rows)), r.scan_end.eq(pick3(r.side_end)),
+                         r.scan_wait.eq(pick3(r.side_late)), r.pick_sr.eq(Mux(pick3(r.side_late), 0b100, 0b010)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
@@ -895,7 +901,16 @@ class _Registers:
         self.src_fifo = Signal(name="src_fifo")   # 1: read the partition FIFO of side src_side; 0: the buffer
         self.src_side = Signal(2, name="src_side")   # 0: FIFO_L (below), 1: FIFO_R (between), 2: FIFO_U (above)
         self.pivot_hi = Signal(ext, name="pivot_hi")   # the upper pivot (+infinity: none)
-        self.rows_s = Signal(range(max(tk.buffer_rows, d) + 1), name="rows_s")
+        # the scan (set in Decide): the next row, the rows left to read, the count at which it ends, a cycle's
+        # wait before the first read (a late round), and the pick cycle as a one-hot shift (bit 0: now)
+        self.row_ctr = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_row")
+        self.rows_left = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_rows_left")
+        self.scan_end = Signal(range(max(tk.buffer_rows, d) + 5), name="scan_end")
+        self.scan_wait = Signal(name="scan_wait")
+        self.pick_sr = Signal(3, name="scan_pick")
+        self.side_fit = [Signal(name=f"side_fit_{x}") for x in "lgu"]
+        self.side_rows = [Signal.like(self.rows_left, name=f"side_rows_{x}") for x in "lgu"]
+        self.side_end = [Signal.like(self.scan_end, name=f"side_end_{x}") for x in "lgu"]
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
         cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
@@ -949,10 +964,7 @@ class _Registers:
         self.ing_pick = Signal(name="ingest_pick")              # the cycle after the ingest's ranking one
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
-        self.whole_now = Signal(name="whole_scan")              # the same, set in Decide (the scan reads no row)
-        self.late = Signal(name="scan_late")                    # the round's sample is ranked a cycle late
-        self.side_whole = [Signal(name=f"side_whole_{x}") for x in "lgu"]
-        self.side_late = [Signal(name=f"side_late_{x}") for x in "lgu"]
+        self.side_late = [Signal(name=f"side_late_{x}") for x in "lgu"]   # the side's round would be late
         self.whole_above = Signal(range(s + 1), name="whole_above")
         self.pick_hi = Signal(signed(w), name="pick_hi")
         self.pick = Signal(signed(w), name="pick")
@@ -969,10 +981,6 @@ class _Registers:
         self.samp_sel = [Signal(2, name=f"sample_src{i}", attrs={"keep": "true"}) for i in range(s)]
         self.want_lo_in_s = Signal(name="want_lo_in_s")   # want_lo < S (a round's sample holds S lanes)
         self.t = Signal(cb, name="t")
-        fits_g, fits_l = Signal(), Signal()
-        rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
-        self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
-        self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
