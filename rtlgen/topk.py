@@ -494,7 +494,7 @@ class TopK(wiring.Component):
         P lanes, or the first S lanes of one row when P > S, at the ingest the first w input beats; in a
         round S lanes spread over the rows its FIFO's packer emitted, ``_sample_capture``), the elements of
         the wanted lower and upper ranks from the top. At the ingest the first w - 1 beats are shifted into sample registers and
-        the last one is ranked as it is accepted; in a round the sample is in a register since Decide. Two
+        the last one is ranked as it is accepted; in a round the ranker reads the chosen side's capture registers (from Decide on). Two
         pipeline stages: the *rank* stage compares the S lanes pairwise and
         registers every lane's rank and count of sampled elements strictly above it, with the values; the
         *pick* stage, one cycle later, selects the lanes of the wanted ranks (one-hot AND-OR): the pivots
