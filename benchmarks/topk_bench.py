@@ -11,7 +11,7 @@ every element read once, P per cycle; issue 15's goal is 0.5); "+replay", the st
 also streams the kept elements in index order; "select" with FIFOs deep enough for the whole input
 (max(64, n / P) rows); a sort-based baseline: a bitonic sorting network with P compare-exchange units,
 log2(n)(log2(n)+1)/2 stages of n/2 compare-exchanges, i.e. ceil(n / 2P) cycles per stage (a lower bound);
-and the "ingest bound", B + min(w, B) + 5 cycles (command, ingest, re-read of the sample beats, drain, decide: no
+and the "ingest bound", B + min(w + 1, B) + [B <= w] + 5 cycles with the default rank pipeline (B + min(w, B) + 5 without) (command, ingest, re-read of the sample beats, drain, decide: no
 round after the ingest; one more for B = 1).
 ``--rtl`` also runs a few points on Verilator (one build per P) and prints RTL cycles next to
 model cycles.
@@ -54,9 +54,9 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
 
 
 def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64, sample_lanes: int | None = None,
-                        rank_pipeline: bool = False) -> int:
+                        rank_pipeline: bool = True) -> int:
     """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
-    ingest, the re-read of the sample beats, drain and decide (B + min(w, B) + 5)."""
+    ingest, the re-read of the sample beats, drain and decide (B + min(w + 1, B) + [B <= w] + 5 with the rank pipeline, B + min(w, B) + 5 without)."""
     return topk_model.ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
 
 
@@ -249,8 +249,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="k values (default: n/2 and n/32)")
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--rank-pipeline", action="store_true",
-                    help="the main table for the engine with registered sample compare bits")
+    ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
+                    help="the main table for the engine with registered sample compare bits (the default since "
+                         "the eighth session's H88; --no-rank-pipeline: compare and count in one cycle)")
     ap.add_argument("--sample-lanes", type=int, default=None,
                     help="the engine's pivot sample width S in the main table (default: 16, 32 for P >= 8)")
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")
@@ -304,8 +305,8 @@ def main() -> None:
               "known, the core keeps x > kth and the first ties in its own sweep); +replay: the stand-alone engine "
               "that also streams the kept elements in index order (B more rows); elem/cycle = n / cycles; "
               "/P = elem/cycle / P (goal >= 0.5); speed-up = bitonic cycles / select cycles; ingest bound: command "
-              "+ ingest + re-read of the sample beats + drain + decide, B + min(w, B) + 5 cycles "
-              "(no round after the ingest)\n")
+              "+ ingest + re-read of the sample beats + drain + decide, B + min(w + 1, B) + [B <= w] + 5 cycles "
+              "(rank pipeline; B + min(w, B) + 5 without it; no round after the ingest)\n")
 
     if args.rtl:
         from archgen.verif.topk_check import verify_topk

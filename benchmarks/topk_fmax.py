@@ -69,7 +69,7 @@ def critical_path(log: str) -> str:
 
 
 def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None,
-        sample_lanes: int | None = None, rank_pipeline: bool = False) -> str:
+        sample_lanes: int | None = None, rank_pipeline: bool = True) -> str:
     text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
@@ -97,7 +97,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per tool run")
     ap.add_argument("--log-dir", type=Path, default=None, help="keep nextpnr's log here and print its critical path")
     ap.add_argument("--sample-lanes", type=int, default=None, help="the engine's pivot sample width S (default: 16, 32 for P >= 8)")
-    ap.add_argument("--rank-pipeline", action="store_true", help="the engine with registered sample compare bits")
+    ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
+                    help="the engine with registered sample compare bits (default; --no-rank-pipeline: compare and "
+                         "count in one cycle)")
     args = ap.parse_args()
     print("| P | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | P&R wall |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -169,7 +169,7 @@ class TopK(wiring.Component):
     """
 
     def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = False):
+                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = True):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -186,8 +186,10 @@ class TopK(wiring.Component):
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
         self.replay = bool(replay)
-        # the sample's pairwise compare bits registered before the rank popcounts: one more cycle per round
-        # and one more re-read beat (docs/topk.md "Cycle contract")
+        # the sample's pairwise compare bits registered before the rank popcounts (default since H88, for
+        # ECP5 timing): a round compares its side's capture in Decide, so only a late round (sampled whole,
+        # or with P > S fewer than P elements) costs one more cycle, and the ingest one more re-read beat
+        # (docs/topk.md "Cycle contract")
         self.rank_pipeline = bool(rank_pipeline)
         self.buffer_rows = -(-max_n // parallelism)
         self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
@@ -415,11 +417,33 @@ class TopK(wiring.Component):
         m.d.comb += r.t.eq(r.target)
         # the decision's compares, registered every cycle: the counters are final one cycle before Decide,
         # so Decide starts from registered outcomes, not from carry chains
-        m.d.sync += [r.dec_le_a.eq(r.t <= r.cnt_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(r.t <= r.cnt_g),
+        le_a, le_g = Signal(name="decide_le_a_next"), Signal(name="decide_le_g_next")
+        m.d.comb += [le_a.eq(r.t <= r.cnt_a), le_g.eq(r.t <= r.cnt_g)]
+        m.d.sync += [r.dec_le_a.eq(le_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(le_g),
                      r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
-        for fit, rows, size in ((r.fits_g, r.rows_g, r.cnt_m), (r.fits_l, r.rows_l, r.cnt_l),
-                                (r.fits_u, r.rows_u, r.cnt_a)):
-            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b))]
+        # the ranker's source, registered every cycle (one 2-bit copy per sample lane, kept apart so that no
+        # copy drives every lane's multiplexer): 3 the ingest's beats while the ingest's sample is still to be
+        # ranked, else the side the decision's compares choose (2 FIFO_U, 1 FIFO_R, 0 FIFO_L): in Decide and
+        # in the cycle after it, the side chosen
+        ing_next = Signal(name="sample_src_ingest_next")
+        m.d.comb += ing_next.eq((self.cmd.valid & self.cmd.ready) | (r.samp_ing & ~r.ing_rank))
+        m.d.sync += r.samp_ing.eq(ing_next)
+        for copy in r.samp_sel:
+            m.d.sync += copy.eq(Mux(ing_next, 3, Mux(le_a, 2, Mux(le_g, 1, 0))))
+        # per side, registered every cycle from the counters (final one cycle before Decide, so these are valid
+        # in Decide, which keeps the chosen side's): whether it fits its FIFO, the rows its scan reads (none
+        # when it is sampled whole: at most S elements), the scan's last count (rows + 3, + 1 when late), and
+        # *late* (rank pipeline: the sample needs the row flushed in Decide, so it is ranked a cycle later):
+        # sampled whole or, with P > S, fewer than P elements (no full row)
+        s = r.sample_lanes
+        for i, size in enumerate((r.cnt_l, r.cnt_m, r.cnt_a)):
+            fit, rows, whole, late = (Signal(name=f"side_{x}_{i}") for x in ("fit", "rows", "whole", "late"))
+            rows = Signal.like(r.rows_left, name=f"side_rows_{i}")
+            small = (size < p) if p > s else 0
+            m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
+                         whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
+            m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
+                         r.side_end[i].eq(rows + 3 + late), r.side_late[i].eq(late)]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -449,7 +473,6 @@ class TopK(wiring.Component):
                 m.d.sync += x.eq(Mux(r.side == 2, sides[2][0][i], Mux(r.side == 1, sides[1][0][i], sides[0][0][i])))
             m.d.sync += [t_reg.eq(Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))),
                          whole.eq(Mux(r.side == 2, sides[2][2], Mux(r.side == 1, sides[1][2], sides[0][2])))]
-        m.d.comb += r.whole_now.eq(r.size_s <= s)
         # stage 2
         scaled = Signal(cb + lg_s, name="want_scaled_t")
         m.d.comb += scaled.eq(t_reg << lg_s)
@@ -461,13 +484,17 @@ class TopK(wiring.Component):
         m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
         m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
                      r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
+        # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
+        # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
+        below = bracket_below(s)
+        m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
 
     def _pivot_sample(self, m, r, mem):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
         P lanes, or the first S lanes of one row when P > S, at the ingest the first w input beats; in a
         round S lanes spread over the rows its FIFO's packer emitted, ``_sample_capture``), the elements of
         the wanted lower and upper ranks from the top. At the ingest the first w - 1 beats are shifted into sample registers and
-        the last one is ranked as it is accepted; in a round the sample is in a register since Decide. Two
+        the last one is ranked as it is accepted; in a round the ranker reads the chosen side's capture registers (from Decide on). Two
         pipeline stages: the *rank* stage compares the S lanes pairwise and
         registers every lane's rank and count of sampled elements strictly above it, with the values; the
         *pick* stage, one cycle later, selects the lanes of the wanted ranks (one-hot AND-OR): the pivots
@@ -483,27 +510,23 @@ class TopK(wiring.Component):
             m.d.sync += [x.eq(y) for x, y in zip(r.slot_vals, list(r.slot_vals[1:]) + [Cat(*in_vals)])]
             m.d.sync += [x.eq(y) for x, y in zip(r.slot_keep, list(r.slot_keep[1:]) + [in_keep])]
         # a round's sample: a decimating capture of the rows each FIFO's packer emits in the round before
-        # (archgen.sim.topk_model.captured_sample); in Decide the chosen side's (with the row flushed then)
-        # goes to the sample register, and the captures restart empty
-        picked_vals, picked_keep = [], []
-        for tag, pk in (("l", mem.pack_l), ("g", mem.pack_r), ("u", mem.pack_u)):
-            vals_n, keep_n = self._sample_capture(m, r, tag, pk, cur)
-            picked_vals.append(vals_n)
-            picked_keep.append(keep_n)
-        # loaded in every cycle (no enable from the FSM): only its value in the cycle after Decide is used (the
-        # rank stage reads it then); the side from the decision's registered compares alone (in Decide with
-        # a scan to follow it equals the side chosen)
-        samp_vals, samp_keep = Signal(s * w, name="sample_reg"), Signal(s, name="sample_reg_keep")
-        up, mid = Signal(name="sample_side_up"), Signal(name="sample_side_mid")
-        m.d.comb += [up.eq(r.dec_le_a), mid.eq(r.dec_le_g)]
-        m.d.sync += [samp_vals.eq(Mux(up, picked_vals[2], Mux(mid, picked_vals[1], picked_vals[0]))),
-                     samp_keep.eq(Mux(up, picked_keep[2], Mux(mid, picked_keep[1], picked_keep[0])))]
+        # (archgen.sim.topk_model.captured_sample), read by the ranker straight from the capture registers
+        # of the side chosen (no sample register): in Decide (as final before the flush) and in the cycle
+        # after it (with the row flushed in Decide); the captures restart empty at the end of that cycle
+        sources = [self._sample_capture(m, r, tag, pk, cur)
+                   for tag, pk in (("l", mem.pack_l), ("g", mem.pack_r), ("u", mem.pack_u))]
+        sources.append((Cat(*r.slot_vals, *in_vals), Cat(*r.slot_keep, in_keep)))
         vals = [Signal(signed(w), name=f"sample_val{i}") for i in range(s)]
         keep = Signal(s, name="sample_keep")
-        m.d.comb += keep.eq(Mux(r.after_ingest, Cat(*r.slot_keep, in_keep), samp_keep))
+        for i in range(s):
+            choice = [(v[i * w:(i + 1) * w], k[i]) for v, k in sources]
+            sel = r.samp_sel[i]
+            m.d.comb += [vals[i].eq(Mux(sel[1], Mux(sel[0], choice[3][0], choice[2][0]),
+                                        Mux(sel[0], choice[1][0], choice[0][0]))),
+                         keep[i].eq(Mux(sel[1], Mux(sel[0], choice[3][1], choice[2][1]),
+                                        Mux(sel[0], choice[1][1], choice[0][1])))]
         flat = Signal(s * w, name="sample_flat")
-        m.d.comb += flat.eq(Mux(r.after_ingest, Cat(*r.slot_vals, *in_vals), samp_vals))
-        m.d.comb += [vals[i].eq(flat[i * w:(i + 1) * w]) for i in range(s)]
+        m.d.comb += flat.eq(Cat(*vals))
         # rank stage (registered every cycle; the pick stage reads it in the cycle after the ranking one)
         gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
         for j in range(s):
@@ -530,7 +553,12 @@ class TopK(wiring.Component):
         if self.rank_pipeline:
             # the count held and whether the wanted ranks lie inside it, registered beside the ranks (the wanted
             # ranks are final in the rank cycle), so the pick stage starts from registers
-            m.d.sync += [held_r.eq(held_p), lo_in.eq(r.want_lo < held_p), hi_in.eq(r.want_hi < held_p)]
+            # in the ingest's pick (its wanted ranks are final long before); a round's pick may follow its rank
+            # stage by one cycle only, so it uses want_lo_in_s (a round's sample holds S lanes, or the whole set)
+            # and takes the upper wanted rank (at most S - 1 - BRACKET_ABOVE) as inside
+            lo_ing, hi_ing = Signal(name="sample_lo_in_ingest"), Signal(name="sample_hi_in_ingest")
+            m.d.sync += [held_r.eq(held_p), lo_ing.eq(r.want_lo < held_p), hi_ing.eq(r.want_hi < held_p)]
+            m.d.comb += [lo_in.eq(Mux(r.ing_pick, lo_ing, r.want_lo_in_s)), hi_in.eq(~r.ing_pick | hi_ing)]
         else:
             m.d.sync += held_r.eq(_popcount(keep, s))
             m.d.comb += [lo_in.eq(r.want_lo < held_r), hi_in.eq(r.want_hi < held_r)]
@@ -574,8 +602,8 @@ class TopK(wiring.Component):
         rows, q = w; P >= S: slot i holds lane i of a row, q = S). The packer's rows at positions 0, s, 2s, ...
         (j & (s - 1) == 0, s a power of two) go to slot ptr = 0, 1, ...; with P >= S row 0 fills every slot;
         a kept row that finds the slots full moves slot 2i to slot i (i < q/2), doubles s and goes to slot
-        q/2; the partial row flushed in Decide goes only to an empty slot. Returns the next-state values and
-        keep bits (the sample register's input in Decide)."""
+        q/2; the partial row flushed in Decide goes only to an empty slot. Returns the capture registers (values,
+        keep bits), which the ranker reads when this side is chosen."""
         w, lb, p, rows = self.width, r.lane_bits, self.parallelism, r.sample_rows
         whole_row = p < r.sample_lanes
         q, g = (rows, cur) if whole_row else (r.sample_lanes, 1)
@@ -622,12 +650,16 @@ class TopK(wiring.Component):
                 m.d.sync += ptr.eq(Mux(full, q // 2 + 1, ptr + 1))
                 with m.If(full):
                     m.d.sync += mask.eq(Cat(1, mask[:-1]))
-        return Cat(*nxt_vals), Cat(*nxt_keep)
+        return Cat(*cap_vals), Cat(*cap_keep)
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> scan -> replay -> done."""
         x = int(self.rank_pipeline)
         m.d.comb += self.busy.eq(1)
+        # the re-read's end, min(w + x, B), registered from B (a register since the command) in every cycle, so
+        # that REREAD's exit compares two short registers (rows_b -> two carry chains -> the FSM's enable was
+        # the pipelined engine's critical path)
+        m.d.sync += r.reread_end.eq(Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x))
         if self.rank_pipeline:
             ing_rank_d = Signal(name="ingest_rank_d")
             m.d.sync += [ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(ing_rank_d)]
@@ -645,11 +677,10 @@ class TopK(wiring.Component):
                 self._on_ingest(m, r)
             with m.State("REREAD"):
                 # the beats that came before the ingest's pivots, re-read from the buffer
-                j0 = Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x)
                 m.d.comb += r.rd_addr.eq(r.rr)
                 m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(r.rr),
                              r.rr.eq(r.rr + 1)]
-                with m.If(r.rr + 1 >= j0):
+                with m.If(r.rr + 1 >= r.reread_end):
                     m.next = "INGEST_DRAIN0"
             with m.State("INGEST_DRAIN0"):
                 m.next = "INGEST_DRAIN"
@@ -662,21 +693,29 @@ class TopK(wiring.Component):
             with m.State("DECIDE"):
                 self._on_decide(m, r, mem)
             with m.State("SCAN"):
-                # cycle 0 ranks the sample (in its register since Decide), cycle 1 takes the pivots; the scan
-                # reads row cnt from cycle 0 on, so that its first row meets the comparators in cycle 2 (with
-                # the rank pipeline everything one cycle later)
-                row = Signal.like(r.cnt, name="scan_row")
-                m.d.comb += [row.eq(r.cnt - x), r.rd_addr.eq(row)]
-                with m.If(r.cnt == 1 + x):
+                # cycle 0 ranks the sample (the chosen side's capture, with the row flushed in Decide), cycle 1
+                # takes the pivots; the scan reads row j in cycle j, so that its first row meets the
+                # comparators in cycle 2 (the rank pipeline compares the capture in Decide already, as final
+                # before the flush, so its popcounts run in cycle 0 and the pick in cycle 1 as well; only a
+                # *late* round, whose sample needs the flushed row, is compared in cycle 0 and runs one cycle
+                # later: its reads wait a cycle). Row, rows left, pick cycle and last count are registers
+                # (set in Decide), so no adder or compare of the count sits before the read address or an enable.
+                m.d.comb += [r.cap_clear.eq(r.cnt == 0), r.rd_addr.eq(r.row_ctr)]
+                with m.If(r.pick_sr[0]):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
-                # a working set sampled whole is not scanned (no row may still be in flight when the
-                # request ends in the pick cycle and the next command starts)
-                m.d.sync += [r.s1_valid.eq(((r.cnt >= x) if x else 1) & (row < r.rows_s) & ~r.whole_now), r.s1_replay.eq(0),
-                             r.s1_fifo.eq(r.src_fifo), r.s1_row.eq(row), r.cnt.eq(r.cnt + 1)]
-                with m.If(r.cnt == r.rows_s + 3 + x):
+                # a working set sampled whole is not scanned (no rows left: no row may still be in flight when
+                # the request ends in the pick cycle and the next command starts)
+                reading = Signal(name="scan_reading")
+                m.d.comb += reading.eq(~r.scan_wait & (r.rows_left != 0))
+                m.d.sync += [r.s1_valid.eq(reading), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
+                             r.s1_row.eq(r.row_ctr), r.cnt.eq(r.cnt + 1), r.scan_wait.eq(0),
+                             r.pick_sr.eq(r.pick_sr >> 1)]
+                with m.If(reading):
+                    m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
+                with m.If(r.cnt == r.scan_end):
                     m.next = "DECIDE"
-                with m.If(r.whole & (r.cnt == 1 + x)):
+                with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
                     m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
@@ -752,7 +791,7 @@ class TopK(wiring.Component):
     def _on_decide(self, m, r, mem):
         """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
         otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1), r.cap_clear.eq(1)]
+        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1)]
         go_scan = r.go_scan
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
@@ -785,10 +824,11 @@ class TopK(wiring.Component):
                 m.d.comb += [side.eq(0), go_scan.eq(1)]
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
         with m.If(go_scan):
-            m.d.sync += [r.src_fifo.eq(Mux(side == 2, r.fits_u, Mux(side == 1, r.fits_g, r.fits_l))),
-                         r.src_side.eq(side),
-                         r.rows_s.eq(Mux(side == 2, r.rows_u, Mux(side == 1, r.rows_g, r.rows_l))),
-                         r.size_s.eq(Mux(side == 2, r.cnt_a, Mux(side == 1, r.cnt_m, r.cnt_l))),
+            def pick3(x):
+                return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
+            m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
+                         r.row_ctr.eq(0), r.rows_left.eq(pick3(r.side_rows)), r.scan_end.eq(pick3(r.side_end)),
+                         r.scan_wait.eq(pick3(r.side_late)), r.pick_sr.eq(Mux(pick3(r.side_late), 0b100, 0b010)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
@@ -861,7 +901,16 @@ class _Registers:
         self.src_fifo = Signal(name="src_fifo")   # 1: read the partition FIFO of side src_side; 0: the buffer
         self.src_side = Signal(2, name="src_side")   # 0: FIFO_L (below), 1: FIFO_R (between), 2: FIFO_U (above)
         self.pivot_hi = Signal(ext, name="pivot_hi")   # the upper pivot (+infinity: none)
-        self.rows_s = Signal(range(max(tk.buffer_rows, d) + 1), name="rows_s")
+        # the scan (set in Decide): the next row, the rows left to read, the count at which it ends, a cycle's
+        # wait before the first read (a late round), and the pick cycle as a one-hot shift (bit 0: now)
+        self.row_ctr = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_row")
+        self.rows_left = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_rows_left")
+        self.scan_end = Signal(range(max(tk.buffer_rows, d) + 5), name="scan_end")
+        self.scan_wait = Signal(name="scan_wait")
+        self.pick_sr = Signal(3, name="scan_pick")
+        self.side_fit = [Signal(name=f"side_fit_{x}") for x in "lgu"]
+        self.side_rows = [Signal.like(self.rows_left, name=f"side_rows_{x}") for x in "lgu"]
+        self.side_end = [Signal.like(self.scan_end, name=f"side_end_{x}") for x in "lgu"]
         cnt_g, cnt_e, cnt_l = Signal(cb), Signal(cb), Signal(cb)
         cnt_ge, cnt_all = Signal(cb), Signal(cb)          # g + e and g + e + l, kept as counters
         wr_l, wr_r = Signal(range(d + 1)), Signal(range(d + 1))
@@ -907,7 +956,6 @@ class _Registers:
         # Pivot sample: S lanes from w rows (sample_shape), ranked against the wanted ranks.
         self.sample_rows, self.sample_lanes = tk.sample_rows, tk.sample_lanes
         s, rows = self.sample_lanes, self.sample_rows
-        self.size_s = Signal(cb, name="size_s")               # |W| of the round being scanned
         rank_shape = range(s + 3)
         self.want_lo, self.want_hi = Signal(rank_shape, name="want_lo"), Signal(rank_shape, name="want_hi")
         self.want_hi_none = Signal(name="want_hi_none")
@@ -916,7 +964,7 @@ class _Registers:
         self.ing_pick = Signal(name="ingest_pick")              # the cycle after the ingest's ranking one
         self.sample_held = Signal(name="sample_held")
         self.whole = Signal(name="whole")                       # the round's working set is sampled whole
-        self.whole_now = Signal(name="whole_comb")              # the same, from the registered size
+        self.side_late = [Signal(name=f"side_late_{x}") for x in "lgu"]   # the side's round would be late
         self.whole_above = Signal(range(s + 1), name="whole_above")
         self.pick_hi = Signal(signed(w), name="pick_hi")
         self.pick = Signal(signed(w), name="pick")
@@ -927,12 +975,12 @@ class _Registers:
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
+        self.reread_end = Signal(range(rows + 2), name="reread_end")   # min(w + x, B): beats to re-read
         self.cap_clear = Signal(name="sample_cap_clear")   # the FIFO row captures restart empty
+        self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
+        self.samp_sel = [Signal(2, name=f"sample_src{i}", attrs={"keep": "true"}) for i in range(s)]
+        self.want_lo_in_s = Signal(name="want_lo_in_s")   # want_lo < S (a round's sample holds S lanes)
         self.t = Signal(cb, name="t")
-        fits_g, fits_l = Signal(), Signal()
-        rows_g, rows_l = Signal.like(self.rows_s), Signal.like(self.rows_s)
-        self.fits_g, self.fits_l, self.rows_g, self.rows_l = fits_g, fits_l, rows_g, rows_l
-        self.fits_u, self.rows_u = Signal(name="fits_u"), Signal.like(self.rows_s, name="rows_u")
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
@@ -956,7 +1004,7 @@ class _Stage3:
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
                  name: str = "topk", replay: bool = True, sample_lanes: int | None = None,
-                 rank_pipeline: bool = False) -> str:
+                 rank_pipeline: bool = True) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
     return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes, rank_pipeline),
                            name=name, emit_src=False)

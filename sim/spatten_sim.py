@@ -53,11 +53,11 @@ _TOPK_MODES = ("exact", "estimate")
 
 def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.ndarray:
     """Expected cycles of the core's top-k engine without running it (docs/topk.md, "Cycle contract"; an
-    estimate, not the exact model): command and ingest ``B + min(w, B) + 5`` (``B = n / P`` rows; the first
+    estimate, not the exact model): command and ingest ``B + min(w + 1, B) + [B <= w] + 5`` (``B = n / P`` rows; the first
     bracketing partition rides on the ingest), then rounds whose working sets shrink by the bracket's
     share of its sample, f = (lower margin + upper margin + 1) / (S + 1) with S sample lanes from w rows
     (`topk_model.sample_shape`): about n f / (1 - f) elements scanned at P per cycle, 5 cycles per
-    round over ceil(log(n / S) / log(1 / f)) rounds, and 2 cycles for the exact finish (f < 1/2; a smaller sample
+    round over ceil(log(n / S) / log(1 / f)) rounds, and 3 cycles for the exact finish (f < 1/2; a smaller sample
     is counted as a random pivot: Knuth's expected scan less the ingest's n, over log2(n / S) rounds). Escapes (the target outside the bracket) are
     not counted. It is rough: against the exact model on random int16 rows (n = 64..1024, k = n/32..n/2,
     P = 1..32, seventh-session engine; not rechecked on the eighth's) it gives 0.5x-1.6x of the mean cycles (low at P = 1 and large n,
@@ -67,16 +67,16 @@ def topk_estimate_cycles(n: np.ndarray, k: np.ndarray, parallelism: int) -> np.n
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.ceil(n / parallelism)
-    # the eighth session's engine (docs/topk.md, Cycle contract): S sample lanes from w rows (sample_shape,
-    # the paper's D = 64), the ingest re-reads min(w, B) sample beats (+1 for a one-beat request), a round
-    # costs rows + 5 (its sample captured in the round before), the exact finish 2
+    # the eighth session's engine with its rank pipeline (H88, the default; docs/topk.md, Cycle contract): S
+    # sample lanes from w rows (sample_shape, the paper's D = 64), the ingest re-reads min(w + 1, B) beats
+    # (+1 when B <= w), a round costs rows + 5 (its sample captured in the round before), the exact finish 3
     w, s = sample_shape(parallelism, 64)
-    b = b + np.minimum(w, b) + (b == 1)
+    b = b + np.minimum(w + 1, b) + (b <= w)
     f = (bracket_below(s) + BRACKET_ABOVE + 1) / (s + 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         if f < 0.5:
             rounds = np.ceil(np.log(np.maximum(n / s, 1.0)) / np.log(1 / f))
-            select = np.where(n > s, np.ceil(n * f / (1 - f) / parallelism) + 5 * rounds + 2, 0)
+            select = np.where(n > s, np.ceil(n * f / (1 - f) / parallelism) + 5 * rounds + 3, 0)
         else:   # a sample of a few lanes barely narrows W: a random pivot's expected scan (Knuth,
             # TAOCP vol. 3, 5.2.2) less the ingest partition's n, with 6 cycles per round over log2(n / S)
             # rounds

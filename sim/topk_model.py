@@ -17,8 +17,8 @@ ingest + first partition  B + min(w, B) + [B = 1] + 3  (B input beats back to ba
                           beats after the sample are partitioned as they arrive, the min(w, B) sample
                           beats re-read from the buffer after the last beat, one cycle later when B = 1;
                           3 cycles for the last row to reach the FIFOs)
-decide                    1   (flush partial rows, choose the side, update bounds and target; the chosen
-                          side's captured sample, ``captured_sample``, goes to the sample register)
+decide                    1   (flush partial rows, choose the side, update bounds and target; the ranker
+                          reads the chosen side's captured sample, ``captured_sample``, in its registers)
 each further round        R + 4 + 1  (R rows read from the cycle after the decide on; the sample is ranked
                           in that cycle and the pivots taken in the next, both while the first row is
                           read; 4 pipeline cycles: memory, memory output register, compare register,
@@ -26,6 +26,10 @@ each further round        R + 4 + 1  (R rows read from the cycle after the decid
                           a FIFO (|W| <= D * P), else R = B (the buffer is rescanned with the bounds
                           lo < x < hi); a W of at most S lanes: 2 (sampled whole: ranked, then found in
                           the pick cycle)
+rank pipeline (default)   the ingest re-reads min(w + 1, B) + [B <= w] beats; a round compares its sample in
+                          the decide cycle (popcounts in the next, pick in the one after: no extra cycle),
+                          except a *late* round, whose sample needs the row flushed in the decide (a W
+                          sampled whole, 3; with P > S a W of fewer than P elements, R + 6)
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -147,9 +151,9 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
 
 
 def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int | None = None,
-                  rank_pipeline: bool = False) -> int:
+                  rank_pipeline: bool = True) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
-    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles (docs/topk.md "Cycle contract"); with the rank pipeline
+    1 + B + min(w, B) + [B = 1] + 3 + 1 cycles without the rank pipeline (docs/topk.md "Cycle contract"); with it (default)
     1 + B + min(w + 1, B) + [B <= w] + 3 + 1."""
     rows = -(-n // parallelism)
     return (CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline)
@@ -157,7 +161,7 @@ def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int |
 
 
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
-                 rank_pipeline: bool = False) -> int:
+                 rank_pipeline: bool = True) -> int:
     """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
     ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators),
     and with the rank pipeline (pivots one cycle later) the beat after them."""
@@ -249,7 +253,7 @@ def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None =
 
 def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
                   fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True,
-                  sample_lanes: int | None = None, rank_pipeline: bool = False) -> TopKRun:
+                  sample_lanes: int | None = None, rank_pipeline: bool = True) -> TopKRun:
     """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles.
 
     ``seed`` is the command's seed field; it has no effect (the pivots come from samples, not a random draw).
@@ -258,7 +262,9 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     core's): ``done`` follows the decision that found the k-th value, and the result is the threshold
     (``kth``, ``keep_equal``) that the consumer applies in its own sweep; the kept set is the same.
     ``sample_lanes`` is the engine's S (``sample_shape``; None: its default for P); ``rank_pipeline`` the
-    engine's registered sample compare bits (one more cycle per round and one more re-read beat)."""
+    engine's registered sample compare bits (default since H88; one more re-read beat at the ingest, and one
+    more cycle for a *late* round: a set sampled whole, or with P > S one of fewer than P elements; other
+    rounds compare their sample in the decide cycle and cost the same as without it)."""
     if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
         raise ValueError(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
     if parallelism < 1 or parallelism & (parallelism - 1):
@@ -333,11 +339,17 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         source = "fifo" if from_fifo else "buffer"
         rows = -(-len(work) // p) if from_fifo else buffer_rows
         # the cycle after the decide ranks the sample, the next one takes the pivots; the scan reads its
-        # first row from the ranking cycle on, so both hide under the read's latency
-        if from_fifo and len(work) <= sample_lanes:
-            step = EXACT_FINISH + late                 # sampled whole: found after ranking, no scan pipeline
+        # first row from the ranking cycle on, so both hide under the read's latency. The rank pipeline
+        # compares the sample in the decide cycle already (its popcounts then run in the cycle after), from
+        # the capture as it is before the decide's flush; a *late* round, whose sample needs the row flushed
+        # then (a set sampled whole, or with P > S one of fewer than P elements, which has no full row), is
+        # compared one cycle later and costs one more cycle
+        whole = from_fifo and len(work) <= sample_lanes
+        late_round = late if whole or len(work) < p else 0
+        if whole:
+            step = EXACT_FINISH + late_round           # sampled whole: found after ranking, no scan pipeline
         else:
-            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round
 
     kth = found
     kept, equal_seen = [], 0

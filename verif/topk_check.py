@@ -72,7 +72,7 @@ def random_requests(count: int, *, max_n: int, width: int, seed: int,
 def run_topk_rtl(requests: list[TopKRequest], *, parallelism: int, max_n: int, width: int = 16,
                  fifo_depth: int = 64, stall_prob: float = 0.0, idle_prob: float = 0.0, seed: int = 0,
                  cache_dir: Path | None = None, timeout_s: float | None = 1800, replay: bool = True,
-                 sample_lanes: int | None = None, rank_pipeline: bool = False) -> dict:
+                 sample_lanes: int | None = None, rank_pipeline: bool = True) -> dict:
     """Build the engine (cached) and run all ``requests`` back to back; returns the testbench result.
     ``replay=False`` builds the engine without its replay (the SpAtten core's: threshold outputs only);
     ``sample_lanes`` is the engine's pivot sample width S (None: its default), ``rank_pipeline`` its
@@ -109,7 +109,7 @@ def threshold_keep(scores, valid, kth: int, keep_equal: int) -> list[int]:
 
 def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo_depth: int = 64,
                check_cycles: bool = True, replay: bool = True, sample_lanes: int | None = None,
-               rank_pipeline: bool = False) -> list[dict]:
+               rank_pipeline: bool = True) -> list[dict]:
     """Per request: RTL output vs numpy (indices, values, order), the set the threshold outputs select
     vs numpy, RTL cycles and rounds vs the model. ``replay=False``: the engine has no output stream;
     only the threshold outputs are checked."""
