@@ -206,15 +206,6 @@ def test_unknown_dataflow(capsys):
     assert "no dataflow named 'nope'" in line and "choose one of: os" in line
 
 
-def test_verify_of_a_3d_array_names_the_array_only_check(capsys):
-    """The memory system is two-dimensional: a 3-D built-in is refused through it, and the message says
-    how to verify it (the array alone), which the docs' command does."""
-    assert main(["verify", "gemm_os3d"]) == 2
-    line = error_lines(capsys, 1)[0]
-    assert line.startswith("archgen: array.shape: the generated memory system supports two-dimensional arrays")
-    assert "--ideal-dram" in line and "(got [4, 4, 2])" in line
-
-
 def test_missing_spec_argument_is_a_usage_error(capsys):
     assert main(["build"]) == 2
     err = capsys.readouterr().err
