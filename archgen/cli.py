@@ -280,25 +280,32 @@ def cmd_verify(args) -> int:
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
-def _parse_bounds(text: str, design) -> dict[str, int]:
-    """``n=1,k=6,...``: every loop of the spec exactly once, each a positive integer."""
-    bounds: dict[str, int] = {}
+def _loop_pairs(text: str, flag: str, design, example: str, size_example: str) -> tuple[dict[str, int], list]:
+    """``LOOP=N,...`` of option ``flag``: each loop of the spec at most once, each N a positive integer;
+    returns the pairs and the problems found (field-named)."""
+    pairs: dict[str, int] = {}
     problems = []
     for item in text.split(","):
         key, eq, val = item.partition("=")
         key = key.strip()
         if not eq or not key:
-            problems.append(problem("--bounds", "LOOP=SIZE pairs separated by commas, e.g. i=8,j=8,k=4", item))
+            problems.append(problem(flag, f"LOOP=N pairs separated by commas, e.g. {example}", item))
         elif key not in design.operation.dims:
-            problems.append(problem(f"--bounds {key}", f"no loop of that name; loops are "
+            problems.append(problem(f"{flag} {key}", f"no loop of that name; loops are "
                                     f"{', '.join(design.operation.dims)}"))
-        elif key in bounds:
-            problems.append(problem(f"--bounds {key}", "given twice", item))
+        elif key in pairs:
+            problems.append(problem(f"{flag} {key}", "given twice", item))
         else:
             try:
-                bounds[key] = _parse_dims(val, f"--bounds {key}", 1, "8")[0]
+                pairs[key] = _parse_dims(val, f"{flag} {key}", 1, size_example)[0]
             except SpecError as err:
                 problems += err.problems
+    return pairs, problems
+
+
+def _parse_bounds(text: str, design) -> dict[str, int]:
+    """``n=1,k=6,...``: every loop of the spec exactly once, each a positive integer."""
+    bounds, problems = _loop_pairs(text, "--bounds", design, "i=8,j=8,k=4", "8")
     missing = [d for d in design.operation.dims if d not in bounds]
     if missing and not problems:
         problems.append(problem("--bounds", f"give a size for every loop of the spec; missing {', '.join(missing)}",
@@ -321,22 +328,7 @@ def _layer_command_options(args, design, skewed: bool, fuse) -> tuple[dict | Non
                                                                                 ("--order", args.order)) if v is not None])
     if args.tile is None:
         _check_options([problem("--order", "give --tile too (the blocks the order walks)", args.order)])
-    tile: dict[str, int] = {}
-    problems = []
-    for item in args.tile.split(","):
-        key, eq, val = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            problems.append(problem("--tile", "LOOP=N pairs separated by commas, e.g. k=2,j=1", item))
-        elif key not in design.operation.dims:
-            problems.append(problem(f"--tile {key}", f"no loop of that name; loops are {', '.join(design.operation.dims)}"))
-        elif key in tile:
-            problems.append(problem(f"--tile {key}", "given twice", item))
-        else:
-            try:
-                tile[key] = _parse_dims(val, f"--tile {key}", 1, "2")[0]
-            except SpecError as err:
-                problems += err.problems
+    tile, problems = _loop_pairs(args.tile, "--tile", design, "k=2,j=1", "2")
     order = None
     if args.order is not None:
         order = tuple(x.strip() for x in args.order.split(","))

@@ -221,6 +221,20 @@ def test_core_with_systolic_arrays():
     assert r["model_done_cycles"][-1] < r["full_sweep_done_cycles"][-1] - 30, r
 
 
+def _exact_stream(row_cycles, n_keys, n_queries, keep, extra) -> dict:
+    """One command stream on spatten_small with the testbench as fetcher (a DRAM of one K or V row per
+    ``row_cycles`` cycles): bit-exact, importance equal, every done cycle-exact against the model."""
+    extra = dict(extra)
+    seed = extra.pop("seed")
+    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), dram_row_cycles=row_cycles,
+                    **extra)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+    return r
+
+
 _OVER_KEPT = [
     # (dram_row_cycles, n_keys, n_queries, keep, extra, rows over kept tokens at least, gain) -- PxV over kept tokens
     # PQ off, values loaded at one row per 3 cycles: rows wait in the top-k engines for their values, whose
@@ -244,14 +258,7 @@ def test_core_pxv_over_kept_tokens(row_cycles, n_keys, n_queries, keep, extra, m
     ``max(W, 1)`` windows (W the largest number of kept tokens in one lane) beside the token importance's
     own sweep over every group; bit- and cycle-exact on Verilator, importance equal, and the stream is
     done earlier than were every PxV to sweep all groups."""
-    extra = dict(extra)
-    seed = extra.pop("seed")
-    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), dram_row_cycles=row_cycles,
-                    **extra)
-    assert r["passed"], r.get("log_tail")
-    assert r["bit_exact"] and r["importance_match"], r
-    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
-    assert r["correct"]
+    r = _exact_stream(row_cycles, n_keys, n_queries, keep, extra)
     assert sum(r["over_kept"]) >= min_kept_rows, r["over_kept"]
     if extra.get("pq_enable", True):
         assert any(r["need_lsb"]), r["need_lsb"]
@@ -281,13 +288,6 @@ def test_core_dram_bound_streams(row_cycles, n_keys, n_queries, keep, extra):
     are; every done cycle-exact with command_stream_cycles(..., fetcher=SplitLoads(...))."""
     from archgen.sim.spatten_model import command_stream_cycles
 
-    extra = dict(extra)
-    seed = extra.pop("seed")
-    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), dram_row_cycles=row_cycles,
-                    **extra)
-    assert r["passed"], r.get("log_tail")
-    assert r["bit_exact"] and r["importance_match"], r
-    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
-    assert r["correct"]
+    r = _exact_stream(row_cycles, n_keys, n_queries, keep, extra)
     # the loads really set the pace: without them the stream would be done earlier
     assert r["model_done_cycles"][-1] > r["undelayed_done_cycles"][-1]
