@@ -215,10 +215,11 @@ def test_core_with_systolic_arrays():
     assert r["bit_exact"] and r["rtl_done_cycles"] == r["model_done_cycles"], r
     assert r["correct"]
     # PxV-bound and pruned: rows wait in the top-k engines, their keep masks are written by the take, and
-    # the PxV stage visits only their kept tokens (4 of 6 rows; 322 cycles instead of 359)
+    # the PxV stage visits only their kept tokens (4 of 6 rows with the one-cycle top-k ranker, 322 cycles
+    # instead of 359; 3 of 6 with the pipelined ranker, the default since 2026-12-05: 322 instead of 351)
     r = verify_core(spec, 64, 6, 5, 20, pq_enable=False)
-    assert r["correct"] and sum(r["over_kept"]) >= 4, r
-    assert r["model_done_cycles"][-1] < r["full_sweep_done_cycles"][-1] - 30, r
+    assert r["correct"] and sum(r["over_kept"]) >= 3, r
+    assert r["model_done_cycles"][-1] < r["full_sweep_done_cycles"][-1] - 20, r
 
 
 def _exact_stream(row_cycles, n_keys, n_queries, keep, extra) -> dict:
