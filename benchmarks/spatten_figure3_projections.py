@@ -65,9 +65,9 @@ def _pv_kept() -> None:
         current["keys"], current["values"] = s.row_keys, s.row_values
         return layer_result(spec, s, *args, **kwargs)
 
-    def core(spec, keys, lsb, topk, commands, pq=False, loads=None):
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None):
         if topk is None or keys is not current.get("keys"):
-            return core_cycles(spec, keys, lsb, topk, commands, pq, loads)
+            return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
         rows = []
         for n, lp, t, v in zip(keys.tolist(), lsb.tolist(), topk.tolist(), current["values"].tolist()):
@@ -75,12 +75,18 @@ def _pv_kept() -> None:
             if t >= 0:
                 qc = dataclasses.replace(qc, pv=max(math.ceil(v / lanes), math.ceil(n / (2 * lanes))) + pipe)
             rows.append(qc)
-        stream = ss.command_rows(rows, commands)
-        fetch = sm.SplitLoads(*loads) if loads is not None else None
-        first = loads[0][0] if loads is not None else 0
-        return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}
+        return _stream_total(rows, commands, loads)
 
     ss._layer_result, ss._core_cycles = remember, core
+
+
+def _stream_total(rows, commands, loads):
+    """The patched per-layer core time: the rows streamed through the core's stages, with the split K/V
+    loads when the layer has them (the stage columns are not projected)."""
+    stream = ss.command_rows(rows, commands)
+    fetch = sm.SplitLoads(*loads) if loads is not None else None
+    first = loads[0][0] if loads is not None else 0
+    return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}
 
 
 _WSHIFT = 24     # pv-RULE: the windows ride in the top-k cycles' high bits (this script only)
@@ -102,9 +108,9 @@ def _pv_rule(rule: str) -> None:
             return c + (sm.pv_windows(sm.topk_keep_mask(fx, k), spec.lanes, rule) << _WSHIFT)
         return both
 
-    def core(spec, keys, lsb, topk, commands, pq=False, loads=None):
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None):
         if topk is None:
-            return core_cycles(spec, keys, lsb, topk, commands, pq, loads)
+            return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
         rows = []
         for n, lp, t in zip(keys.tolist(), lsb.tolist(), topk.tolist()):
@@ -113,10 +119,7 @@ def _pv_rule(rule: str) -> None:
             if t >= 0:
                 qc = dataclasses.replace(qc, pv=max(w + pipe, math.ceil(n / lanes) + 2))
             rows.append(qc)
-        stream = ss.command_rows(rows, commands)
-        fetch = sm.SplitLoads(*loads) if loads is not None else None
-        first = loads[0][0] if loads is not None else 0
-        return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}
+        return _stream_total(rows, commands, loads)
 
     ss._exact_topk_fn, ss._core_cycles = exact_with_windows, core
 
