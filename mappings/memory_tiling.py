@@ -374,7 +374,7 @@ def check_partial_sums(cmd: LayerCommand, layer: str = "layer") -> None:
     nb = cmd.n_blocks()
     split = [d for d in cmd.order if not op.output.uses(d) and nb[d] > 1]
     d = split[0] if split else cmd.order[-1]
-    raise SpecError([problem("memory.partial_sums_through_dram", f"layer {layer}'s order {' > '.join(cmd.order)} "
+    raise SpecError([problem("memory.partial_sums_through_dram", f"the order of layer {layer!r} ({' > '.join(cmd.order)}) "
                              f"splits the reduction loop {d} over {nb[d]} blocks and brings output blocks back after "
                              f"other ones, so their partial sums go to DRAM and back; set it to true (--set "
                              f"memory.partial_sums_through_dram=true), or put the split reduction loops after every "

@@ -224,7 +224,7 @@ def test_block_walker_equals_the_rows_on_random_commands(spec, grant):
         order = tuple(rng.sample(loops, len(loops)))
         cmd = make_command(d, bounds, df, tile, order)
         if spills(cmd) and not grant:
-            with pytest.raises(SpecError, match="memory.partial_sums_through_dram: layer layer's order"):
+            with pytest.raises(SpecError, match="memory.partial_sums_through_dram: the order of layer 'layer'"):
                 layer_program(c, cmd, spec_size=False)
             continue
         try:

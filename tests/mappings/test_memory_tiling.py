@@ -189,6 +189,6 @@ def test_planner_chooses_partial_sums_through_dram_only_when_the_spec_grants_the
     assert sum(r_spilt.dram_bytes.values()) < sum(r_kept.dram_bytes.values())
     assert r_spilt.cycles <= r_kept.cycles
     same = make_command(off, bounds, off.dataflow(), dict(spilt.tile), spilt.order)
-    with pytest.raises(SpecError, match=r"memory.partial_sums_through_dram: layer fc's order i > k > j splits the "
+    with pytest.raises(SpecError, match=r"memory.partial_sums_through_dram: the order of layer 'fc' \(i > k > j\) splits the "
                                         r"reduction loop k over 2 blocks and brings output blocks back"):
         simulate_layer(compile_array(off), same, layer="fc")

@@ -253,7 +253,7 @@ def test_8x8_os_layer_under_cocotb():
     (["--tile", "i=1", "--ideal-dram"], "--tile: does not apply with --ideal-dram"),
     (["--tile", "i=1,j=1", "--order", "j,k"], "layers.layer.order"),
     # k chunks outermost: C blocks come back, which the spec does not grant
-    (["--tile", "k=4,i=1,j=1", "--order", "k,i,j"], "memory.partial_sums_through_dram: layer layer's order k > i > j "
+    (["--tile", "k=4,i=1,j=1", "--order", "k,i,j"], "memory.partial_sums_through_dram: the order of layer 'layer' (k > i > j) "
      "splits the reduction loop k over 4 blocks and brings output blocks back after other ones, so their partial sums "
      "go to DRAM and back; set it to true (--set memory.partial_sums_through_dram=true)"),
 ])
