@@ -657,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tile", metavar="LOOP=N,...", help="the layer command's block sizes instead of the planner's: "
                    "array tiles per block of each outer loop, elements per chunk of a split inner loop (docs/memory.md)")
     v.add_argument("--order", metavar="LOOP,...", help="the layer command's tile-loop order, outer to inner (with "
-                   "--tile; default the dataflow's outer loops)")
+                   "--tile; default the dataflow's outer loops, then the split inner loops)")
     v.add_argument("--dram-bw", type=int, metavar="BYTES", help="DRAM port width in bytes per cycle "
                    "(overrides memory.dram.width_bytes)")
     v.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "

@@ -306,7 +306,10 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
                                 f"{dataflow.name!r} ({want}) once each", list(order)))
     for d in outer:
         t = tile.get(d)
-        if not isinstance(t, int) or t < 1:
+        if t is None:
+            problems.append(problem(f"layers.{layer}.tile.{d}", f"missing: give the array tiles per block of every outer "
+                                    f"loop of dataflow {dataflow.name!r} ({', '.join(outer)}), e.g. {d}: 1"))
+        elif not isinstance(t, int) or t < 1:
             problems.append(problem(f"layers.{layer}.tile.{d}", "array tiles per block must be a positive integer", t))
     for d in split:
         t = tile[d]

@@ -79,7 +79,8 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         compiled = compile_array(design, dataflow)
     df = compiled.dataflow
     if tile is not None:
-        cmd = make_command(design, bounds, df, tile, tuple(order or df.outer_dims()), layer)
+        split = tuple(d for d in df.inner_dims() if d in tile)       # default order: split inner loops innermost
+        cmd = make_command(design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
     else:
         cmd = plan_layer(design, bounds, df, layer)
     prog = layer_program(compiled, cmd, layer, spec_size=False)           # refusals happen here, before anything is built

@@ -252,6 +252,8 @@ def test_8x8_os_layer_under_cocotb():
     (["--order", "j,i"], "--order: give --tile too"),
     (["--tile", "i=1", "--ideal-dram"], "--tile: does not apply with --ideal-dram"),
     (["--tile", "i=1,j=1", "--order", "j,k"], "layers.layer.order"),
+    (["--tile", "i=2"], "layers.layer.tile.j: missing: give the array tiles per block of every outer loop of dataflow "
+     "'os' (i, j), e.g. j: 1"),
     # k chunks outermost: C blocks come back, which the spec does not grant
     (["--tile", "k=4,i=1,j=1", "--order", "k,i,j"], "memory.partial_sums_through_dram: the order of layer 'layer' (k > i > j) "
      "splits the reduction loop k over 4 blocks and brings output blocks back after other ones, so their partial sums "
@@ -268,6 +270,21 @@ def test_verify_refuses_bad_memory_input_before_building(argv, message, capsys, 
     monkeypatch.setattr(layer_binary, "run_layer_binary", no_build)      # the default (binary) path too
     assert main(["verify", "gemm_os", "--gemm", "8,16,8"] + argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_verify_orders_split_inner_loops_innermost_by_default(monkeypatch):
+    """``--tile k=2,i=1,j=1`` without ``--order``: the command walks i > j > k (the split inner loop innermost,
+    so no output block comes back), not a refusal for an order that omits k."""
+    import archgen.verif.layer_check as layer_check
+    seen = {}
+
+    def stop(compiled, cmd, *a, **k):
+        seen["order"] = cmd.order
+        raise SpecError([])
+    monkeypatch.setattr(layer_check, "layer_program", stop)
+    with pytest.raises(SpecError):
+        layer_check.verify_layer(load_spec("gemm_os"), {"i": 5, "k": 6, "j": 7}, tile={"k": 2, "i": 1, "j": 1})
+    assert seen["order"] == ("i", "j", "k")
 
 
 def test_verify_refuses_a_command_for_another_dataflow():
