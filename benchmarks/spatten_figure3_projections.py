@@ -124,6 +124,35 @@ def _pv_rule(rule: str) -> None:
     ss._exact_topk_fn, ss._core_cycles = exact_with_windows, core
 
 
+class _FedStream(sm._Stream):
+    """topk-feed: a pruned row that cannot need its LSBs (PQ off, or its LSB pass) is handed to its top-k
+    engine at its sweep's go (the engine free by then), and the engine ingests each row of P exponentials
+    the cycle after its last L-wide group left the exponential pipeline, instead of reading the whole row
+    back to back from the divider's take on; the rounds after the ingest are the engine's own (its cycles
+    less its B input beats). Optimistic: the rotation and hold slot are not re-checked."""
+
+    ratio = 2           # P / L (spatten.yaml: 16 / 8)
+
+    def _sweep(self, qc, go):
+        out = super()._sweep(qc, go)
+        self.sweep_go, self.sweep_last = go, out[0]
+        return out
+
+    def _engine_ready(self, qc, take):
+        if qc.pq and qc.passes == 1:
+            return super()._engine_ready(qc, take)
+        g, r, pipe = qc.exp - qc.exp_pipe, self.ratio, qc.exp_pipe
+        beats = -(-g // r)
+        # the engine is free by the sweep's go unless it handed its previous row to the PxV stage later
+        cmd = max(self.sweep_go + 1 if take == self.last_start + 1 else take, self.eng_idle[self.te])
+        c = cmd
+        for b in range(beats):
+            j = min(r * (b + 1), g) - 1          # the beat's last L-group
+            issue = self.sweep_go + 1 + j if j < g - 1 else self.sweep_last
+            c = max(c + 1, issue + pipe + 1)
+        return min(c + qc.topk - beats, super()._engine_ready(qc, take))
+
+
 def main() -> None:
     variant, only = sys.argv[1], sys.argv[2]
     for part in variant.split("+"):     # variants combine: key-banks-3+pv-kept
@@ -133,6 +162,8 @@ def main() -> None:
             _engines(3)
         elif part == "pv-kept":
             _pv_kept()
+        elif part == "topk-feed":
+            sm._Stream = _FedStream
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
             _pv_rule(part[3:])
         else:
