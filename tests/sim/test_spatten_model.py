@@ -311,3 +311,17 @@ def test_layer_loads_are_the_layers_split_loads():
         assert stages["pv"] == sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(rows, kept))
         over += kept
     assert 0 < sum(over) < len(over)        # rows of both kinds (52 of 178 over their kept tokens)
+
+
+def test_local_v_costs_a_refetching_stream_its_last_rows_topk():
+    """The drain behind figure 3's BERT c = 1 token + head + PQ rows (docs/spatten.md, H93): in a stream of
+    rows that refetch their LSBs (softmax-bound, the PxV stage idle when a row arrives) local-V changes
+    only the last row, whose engine takes it at the divider's take (the LSB pass cannot ask again) and
+    whose PxV take waits for the engine's done: ``topk - (div + decide + 1)`` cycles later than unpruned,
+    or one cycle earlier when the engine is done by the decision (the unpruned row's extra hold cycle)."""
+    for n, topk in ((384, 50), (384, 73), (211, 25), (211, 10), (211, 9), (211, 5)):
+        u = query_cycles(FULL, n, lsb_pass=True, pq_enable=True)
+        p = query_cycles(FULL, n, lsb_pass=True, pq_enable=True, topk_cycles=topk)
+        for rows in (1, 6):
+            late = command_stream_cycles([[p] * rows])[0] - command_stream_cycles([[u] * rows])[0]
+            assert late == max(topk - (u.div + u.decide + 1), -1), (n, topk, rows)
