@@ -325,3 +325,26 @@ def test_local_v_costs_a_refetching_stream_its_last_rows_topk():
         for rows in (1, 6):
             late = command_stream_cycles([[p] * rows])[0] - command_stream_cycles([[u] * rows])[0]
             assert late == max(topk - (u.div + u.decide + 1), -1), (n, topk, rows)
+
+
+def test_ranking_exponentials_keeps_a_top_k_of_the_probabilities():
+    """The local-V top-k ranks the exponentials, not the probabilities (docs/spatten.md, semantics): the
+    normalisation ``p = (e x recip) >> s`` is monotone (a floor of a product with one positive factor), so
+    every kept token's probability is at least every pruned token's, and ties among probabilities that
+    the floor creates (distinct exponentials, equal probabilities) are the only difference: the keep set
+    is a top-k of the probabilities with those ties broken by the exponentials. Also the reason a top-k
+    fed with the exponentials as the sweep writes them (H93's projection) ranks as the built one."""
+    fmt = spatten_formats(FULL)
+    rng = np.random.default_rng(93)
+    merged = 0
+    for _ in range(300):
+        n = int(rng.integers(2, 300))
+        tr = softmax_fixed(rng.integers(-(1 << 18), 1 << 18, n), int(rng.integers(0, 16)), fmt)
+        k = int(rng.integers(1, n))
+        keep = topk_keep_mask(tr.exps, k)
+        assert keep.sum() == k
+        if (~keep).any():
+            assert tr.probs[keep].min() >= tr.probs[~keep].max()
+            merged += int(tr.probs[keep].min() == tr.probs[~keep].max()
+                          and tr.exps[keep].min() > tr.exps[~keep].max())
+    assert merged > 0       # the floor does create such ties (e.g. rows of tiny probabilities)
