@@ -123,7 +123,7 @@ def _why(spec, traces) -> None:
 
     from archgen.sim.spatten_algo import run_spatten_algo
     from archgen.sim.spatten_model import query_cycles, stage_pace
-    from archgen.sim.spatten_sim import _exact_topk_fn
+    from archgen.sim.spatten_sim import _core_cycles, _exact_topk_fn, _windows_fn, layer_loads
 
     names = ("qk", "sweep", "divider", "topk", "pv")
     print("\n## why: rows bound by each stage (% of rows; stage_pace), mean cycles per row of the slowest stage, "
@@ -133,17 +133,25 @@ def _why(spec, traces) -> None:
     for name, wl, tr, hd in traces:
         for label, cfg in (("dense", SpattenAlgoConfig(progressive=False)), ("token", TOKEN), ("token + V", TOKEN_V),
                            ("token+head+PQ", TOKEN_HEAD_PQ), ("token+head+PQ + V", TOKEN_HEAD_PQ_V)):
-            algo = run_spatten_algo(tr, cfg, head_dim=hd,
-                                    topk_cycles=_exact_topk_fn(spec) if cfg.value_prune > 0 else None)
+            pruned = cfg.value_prune > 0
+            algo = run_spatten_algo(tr, cfg, head_dim=hd, topk_cycles=_exact_topk_fn(spec) if pruned else None,
+                                    pv_windows=_windows_fn(spec) if pruned else None)
             pq = cfg.progressive and cfg.lsb_bits > 0
             bound, paces, cache = dict.fromkeys(names, 0), [], {}
             for s in algo.layers:
-                tk = s.row_topk_cycles if cfg.value_prune > 0 else np.full(s.row_keys.shape, -1)
-                for n, lsb, t in zip(s.row_keys.tolist(), s.row_lsb.tolist(), tk.tolist()):
-                    key = (n, bool(lsb), t)
+                tk = s.row_topk_cycles if pruned else np.full(s.row_keys.shape, -1)
+                win = s.row_pv_windows if pruned else np.full(s.row_keys.shape, -1)
+                # a row's PxV pace is over its kept tokens where the layer's stream (with its K/V loads,
+                # as simulate_spatten runs it) swept it so, else over every group
+                kept: list = []
+                _core_cycles(spec, s.row_keys, s.row_lsb, tk if pruned else None, s.command_rows, pq=pq,
+                             loads=layer_loads(spec, s), windows=win if pruned else None, over_kept=kept)
+                for n, lsb, t, w, k in zip(s.row_keys.tolist(), s.row_lsb.tolist(), tk.tolist(), win.tolist(), kept):
+                    key = (n, bool(lsb), t, w, k)
                     if key not in cache:
-                        pace = stage_pace(query_cycles(spec, n, lsb_pass=bool(lsb), pq_enable=pq,
-                                                       topk_cycles=None if t < 0 else t))
+                        qc = query_cycles(spec, n, lsb_pass=bool(lsb), pq_enable=pq, topk_cycles=None if t < 0 else t,
+                                          pv_windows=None if (t < 0 or w < 0) else w)
+                        pace = stage_pace(qc, over_kept=k)
                         cache[key] = (max(pace, key=pace.get), max(pace.values()))
                     stage, cyc = cache[key]
                     bound[stage] += 1

@@ -6,6 +6,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py engines-3 MiniLM           # a third top-k engine
     python benchmarks/spatten_figure3_projections.py pv-kept MiniLM             # PxV over kept rows only
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
+    python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep
 
 Prints, per trace whose name contains the second argument, the time ratio without / with local-V for
 token pruning and for token + head + PQ (the bench's figure-3 column).
@@ -19,6 +20,9 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   buffer as L banks), and the token importance gets a sweep of its own over all G groups beside it
   (own exponential read port and L normalise multipliers): ``max(W + pv_pipe, G + 2)`` cycles, the
   keep mask known at the take (an upper bound: a mask sweep before the take is not counted).
+- topk-feed (H93): the local-V engine ingests a row as the exponential sweep writes it (one row of P
+  exponentials once its last L-group left the exponential pipeline) from the sweep's go, for a row that
+  cannot need its LSBs; topk-feed-spec also for a first pass with PQ on (abort on a refetch not counted).
 """
 from __future__ import annotations
 
@@ -124,6 +128,40 @@ def _pv_rule(rule: str) -> None:
     ss._exact_topk_fn, ss._core_cycles = exact_with_windows, core
 
 
+class _FedStream(sm._Stream):
+    """topk-feed: a pruned row that cannot need its LSBs (PQ off, or its LSB pass) is handed to its top-k
+    engine at its sweep's go (the engine free by then), and the engine ingests each row of P exponentials
+    the cycle after its last L-wide group left the exponential pipeline, instead of reading the whole row
+    back to back from the divider's take on; the rounds after the ingest are the engine's own (its cycles
+    less its B input beats). Optimistic: the rotation and hold slot are not re-checked. topk-feed-spec:
+    a first pass with PQ on is fed the same way (speculatively; a refetch would abort it, whose cost is
+    not counted)."""
+
+    ratio = 2           # P / L (spatten.yaml: 16 / 8)
+    speculative = False  # topk-feed-spec: a first pass with PQ on too (aborted when it asks for its LSBs)
+
+    def _sweep(self, qc, go):
+        out = super()._sweep(qc, go)
+        self.sweep_go, self.sweep_last = go, out[0]
+        return out
+
+    def _engine_ready(self, qc, take):
+        if qc.pq and qc.passes == 1 and not self.speculative:
+            return super()._engine_ready(qc, take)
+        g, r, pipe = qc.exp - qc.exp_pipe, self.ratio, qc.exp_pipe
+        beats = -(-g // r)
+        # the engine is free by the sweep's go unless it handed its previous row to the PxV stage later
+        free = take == (self.last_start + 1 if not (qc.pq and qc.passes == 1) else self.last_start + 1 + qc.div
+                                                                                        + qc.decide)
+        cmd = max(self.sweep_go + 1 if free else take, self.eng_idle[self.te])
+        c = cmd
+        for b in range(beats):
+            j = min(r * (b + 1), g) - 1          # the beat's last L-group
+            issue = self.sweep_go + 1 + j if j < g - 1 else self.sweep_last
+            c = max(c + 1, issue + pipe + 1)
+        return min(c + qc.topk - beats, super()._engine_ready(qc, take))
+
+
 def main() -> None:
     variant, only = sys.argv[1], sys.argv[2]
     for part in variant.split("+"):     # variants combine: key-banks-3+pv-kept
@@ -133,10 +171,14 @@ def main() -> None:
             _engines(3)
         elif part == "pv-kept":
             _pv_kept()
+        elif part in ("topk-feed", "topk-feed-spec"):
+            _FedStream.speculative = part == "topk-feed-spec"
+            sm._Stream = _FedStream
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
             _pv_rule(part[3:])
         else:
-            raise SystemExit(f"variant must be key-banks-3, engines-3, pv-kept or pv-RULE (joined by +), not {part!r}")
+            raise SystemExit(f"variant must be key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed or topk-feed-spec "
+                             f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
         c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]

@@ -323,7 +323,7 @@ class QueryCycles:
         return self.front + 1 + max(self.topk, 1) + self.pv + self.output
 
 
-def stage_pace(qc: QueryCycles) -> dict[str, float]:
+def stage_pace(qc: QueryCycles, over_kept: bool = False) -> dict[str, float]:
     """Cycles per query each stage needs in a long stream of rows like ``qc`` (PQ off, no refetch): the
     QxK stage ``qk``; the exponential sweep ``max(G, exp_pipe) + 1`` (G beats and the go cycle; a row's
     last beat waits until the previous row is at the divider); the divider with its
@@ -332,7 +332,10 @@ def stage_pace(qc: QueryCycles) -> dict[str, float]:
     The largest is the stream's period (``command_stream_cycles`` of equal queries; a diagnostic: which
     stage bounds a row). A row that refetches its LSBs counts its second QxK pass, the softmax stage's
     rerun ``1 + qk + exp`` and its second division (not the dropped part of the next row's speculative
-    sweep, nor, with PQ on, the three score banks' round trip: a lower bound then)."""
+    sweep, nor, with PQ on, the three score banks' round trip: a lower bound then). ``over_kept``: the
+    row's PxV visits its kept tokens only (its keep mask was written by the take, ``QueryCycles.pv_stage_at``;
+    a property of the row's place in its stream, ``command_stream_cycles(..., over_kept=)``): the PxV stage's
+    pace is then ``pv_kept + output``."""
     # a pruned row that cannot need its LSBs leaves the hold slot for its engine while still at the divider
     early = qc.topk and not (qc.pq and qc.passes == 1)
     extra = qc.passes - 1        # an LSB refetch: one more QxK pass, and the softmax stage reruns 1 + qk + exp
@@ -341,7 +344,8 @@ def stage_pace(qc: QueryCycles) -> dict[str, float]:
     sweep = max(qc.exp - qc.exp_pipe, qc.exp_pipe) + 1
     return {"qk": float(qc.passes * qc.qk), "sweep": float(sweep + extra * (1 + qc.qk + qc.exp)),
             "divider": float(qc.passes * (qc.div + qc.decide) + (1 if early else 2)),
-            "topk": (qc.topk + 1) / TOPK_ENGINES if qc.topk else 0.0, "pv": float(qc.pv + qc.output)}
+            "topk": (qc.topk + 1) / TOPK_ENGINES if qc.topk else 0.0,
+            "pv": float((qc.pv_kept if over_kept and qc.pv_kept else qc.pv) + qc.output)}
 
 
 class _Stream:
@@ -382,6 +386,11 @@ class _Stream:
         self.div_free = decision + 1       # the decision cycle itself blocks the divider
         self.last_start = start
         return last, start, decision
+
+    def _engine_ready(self, qc: QueryCycles, take: int) -> int:
+        """The done cycle of a pruned row's top-k engine (``te``), taken in cycle ``take``: its command
+        is handshaked then, or the cycle after the engine's previous done, and it runs ``topk`` cycles."""
+        return max(take, self.eng_idle[self.te]) + qc.topk
 
     def first_decision_of(self, job) -> int:
         """The cycle of the job's first PQ decision, were it resolved now (no state changes)."""
@@ -427,7 +436,7 @@ class _Stream:
         take = max(start + 1 if early else decision + 1, self.t_free[self.te])
         self.hold_free = take + 1
         if qc.topk:
-            ready = max(take, self.eng_idle[self.te]) + qc.topk
+            ready = self._engine_ready(qc, take)
             self.eng_idle[self.te] = ready + 1
         else:
             ready = take + 1

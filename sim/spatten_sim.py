@@ -169,7 +169,7 @@ def command_rows(per_row: list, commands) -> list[list]:
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
                  commands: np.ndarray, pq: bool = False,
                  loads: tuple[list[int], list[int]] | None = None,
-                 windows: np.ndarray | None = None) -> tuple[int, dict[str, int]]:
+                 windows: np.ndarray | None = None, over_kept: list | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
@@ -189,7 +189,8 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     keys of command i + 1 before the values of command i (`spatten_model.SplitLoads`, the rule the RTL
     is verified against on Verilator); the first key load is added in front. None: the K/V are on chip.
     ``windows``: each pruned row's PxV windows over its kept tokens (-1 or None: the PxV stage sweeps
-    every group of the row, e.g. with estimated top-k cycles)."""
+    every group of the row, e.g. with estimated top-k cycles). ``over_kept``: a list that receives, per
+    row in row order, whether the stream swept it over its kept tokens only."""
     from .spatten_model import SplitLoads, command_stream_cycles, query_cycles
 
     cache: dict = {}
@@ -207,10 +208,12 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row), "pv": 0}
     if not stream:
         return 0, stages
-    over_kept: list = []        # per row: its PxV visited the kept tokens only (PxV over kept tokens)
+    kept: list = []             # per row: its PxV visited the kept tokens only (PxV over kept tokens)
     fetcher = None if loads is None else SplitLoads(*loads)
-    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=over_kept)[-1]
-    stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, over_kept))
+    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=kept)[-1]
+    stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, kept))
+    if over_kept is not None:
+        over_kept.extend(kept)
     return done + (0 if loads is None else loads[0][0]), stages
 
 
@@ -327,6 +330,16 @@ def _trace_for(spec, workload, trace, d: int, concentration: float, seed: int):
     return trace
 
 
+def layer_loads(spec, s) -> tuple[list[int], list[int]]:
+    """The split K/V loads of a layer's commands (``_split_loads``) from its algorithm statistics ``s``:
+    keys, their LSBs and the queries as key loads, the rest of the layer's DRAM bytes as value loads."""
+    dram_bytes = (s.key_msb_bytes + s.key_lsb_bytes + s.value_msb_bytes + s.value_lsb_bytes + s.query_bytes
+                  + s.output_write_bytes)
+    key_bytes = s.key_msb_bytes + s.key_lsb_bytes + s.query_bytes
+    return _split_loads(s.row_keys, s.command_rows, key_bytes, dram_bytes - key_bytes,
+                        spatten_bytes_per_cycle(spec))
+
+
 def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel, topk_mode: str) -> LayerResult:
     """One layer's result from its algorithm statistics ``s``: cycles (compute, and with each command
     waiting for its K/V load, as the RTL), DRAM and SRAM traffic and energy, and the dense baseline."""
@@ -341,10 +354,8 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
     compute = float(compute)
     dense_keys = s.dense_row_keys
     # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
-    key_bytes = s.key_msb_bytes + s.key_lsb_bytes + s.query_bytes
     cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
-                                loads=_split_loads(s.row_keys, s.command_rows, key_bytes, dram_bytes - key_bytes,
-                                                   bpc), windows=windows)[0])
+                                loads=layer_loads(spec, s), windows=windows)[0])
     dense_key_bytes = s.dense_key_bytes + s.dense_query_bytes
     dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
                                       loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,

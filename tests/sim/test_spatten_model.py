@@ -272,3 +272,79 @@ def test_core_cycles_count_the_banked_windows():
     for r, qc in zip(run.results, run.queries):
         assert r.keep.sum() == k
         assert qc.pv_kept == max(max(1, pv_windows(r.keep, SMALL.lanes, "banked")) + lat.pv_pipe, -(-n // 4) + 1)
+
+
+def test_stage_pace_over_kept_tokens_is_the_stream_period():
+    """``stage_pace(q, over_kept=True)`` gives the PxV stage's pace over the kept tokens (``pv_kept +
+    output``): in a PxV-bound stream the rows wait for the PxV stage long enough for their keep masks, so
+    they go over their kept tokens and the stream runs at that pace, not at the full sweep's."""
+    t = query_cycles(SMALL, 64, topk_cycles=12, pv_windows=12)
+    q = replace(t, pv=40, pv_kept=30)        # a PxV array with a long pipeline (the systolic variant)
+    assert stage_pace(q)["pv"] == 41 and stage_pace(q, over_kept=True)["pv"] == 31
+    assert stage_pace(t, over_kept=True)["pv"] == t.pv_kept + t.output < stage_pace(t)["pv"]
+    assert stage_pace(query_cycles(SMALL, 64), over_kept=True) == stage_pace(query_cycles(SMALL, 64))
+    kept: list = []
+    per_two = command_stream_cycles([[q] * 42], over_kept=kept)[0] - command_stream_cycles([[q] * 40])[0]
+    assert all(kept[2:]) and per_two == 2 * max(stage_pace(q, over_kept=True).values()) == 62
+
+
+def test_layer_loads_are_the_layers_split_loads():
+    """``spatten_sim.layer_loads`` is the split the layer time uses, and ``_core_cycles(..., over_kept=)``
+    reports per row, in row order, whether the stream swept it over its kept tokens (the pv column)."""
+    from archgen.sim.spatten_algo import SpattenAlgoConfig, run_spatten_algo
+    from archgen.sim.spatten_sim import _core_cycles, _exact_topk_fn, _windows_fn, layer_loads, simulate_spatten
+    from archgen.workloads.trace import synthetic_trace
+
+    tr = synthetic_trace(2, 2, 64, concentration=2.0, seed=1)
+    cfg = SpattenAlgoConfig(token_prune=0.3, value_prune=0.3, progressive=False)
+    algo = run_spatten_algo(tr, cfg, head_dim=SMALL.head_dim, topk_cycles=_exact_topk_fn(SMALL),
+                            pv_windows=_windows_fn(SMALL))
+    res = simulate_spatten(SMALL, trace=tr, algo_config=cfg, head_dim=SMALL.head_dim)
+    over = []
+    for s, r in zip(algo.layers, res):
+        kept: list = []
+        cycles, stages = _core_cycles(SMALL, s.row_keys, s.row_lsb, s.row_topk_cycles, s.command_rows,
+                                      loads=layer_loads(SMALL, s), windows=s.row_pv_windows, over_kept=kept)
+        assert cycles == r.cycles and len(kept) == s.rows
+        rows = [query_cycles(SMALL, n, topk_cycles=None if t < 0 else t, pv_windows=None if t < 0 else w)
+                for n, t, w in zip(s.row_keys.tolist(), s.row_topk_cycles.tolist(), s.row_pv_windows.tolist())]
+        assert stages["pv"] == sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(rows, kept))
+        over += kept
+    assert 0 < sum(over) < len(over)        # rows of both kinds (52 of 178 over their kept tokens)
+
+
+def test_local_v_costs_a_refetching_stream_its_last_rows_topk():
+    """The drain behind figure 3's BERT c = 1 token + head + PQ rows (docs/spatten.md, H93): in a stream of
+    rows that refetch their LSBs (softmax-bound, the PxV stage idle when a row arrives) local-V changes
+    only the last row, whose engine takes it at the divider's take (the LSB pass cannot ask again) and
+    whose PxV take waits for the engine's done: ``topk - (div + decide + 1)`` cycles later than unpruned,
+    or one cycle earlier when the engine is done by the decision (the unpruned row's extra hold cycle)."""
+    for n, topk in ((384, 50), (384, 73), (211, 25), (211, 10), (211, 9), (211, 5)):
+        u = query_cycles(FULL, n, lsb_pass=True, pq_enable=True)
+        p = query_cycles(FULL, n, lsb_pass=True, pq_enable=True, topk_cycles=topk)
+        for rows in (1, 6):
+            late = command_stream_cycles([[p] * rows])[0] - command_stream_cycles([[u] * rows])[0]
+            assert late == max(topk - (u.div + u.decide + 1), -1), (n, topk, rows)
+
+
+def test_ranking_exponentials_keeps_a_top_k_of_the_probabilities():
+    """The local-V top-k ranks the exponentials, not the probabilities (docs/spatten.md, semantics): the
+    normalisation ``p = (e x recip) >> s`` is monotone (a floor of a product with one positive factor), so
+    every kept token's probability is at least every pruned token's, and ties among probabilities that
+    the floor creates (distinct exponentials, equal probabilities) are the only difference: the keep set
+    is a top-k of the probabilities with those ties broken by the exponentials. Also the reason a top-k
+    fed with the exponentials as the sweep writes them (H93's projection) ranks as the built one."""
+    fmt = spatten_formats(FULL)
+    rng = np.random.default_rng(93)
+    merged = 0
+    for _ in range(300):
+        n = int(rng.integers(2, 300))
+        tr = softmax_fixed(rng.integers(-(1 << 18), 1 << 18, n), int(rng.integers(0, 16)), fmt)
+        k = int(rng.integers(1, n))
+        keep = topk_keep_mask(tr.exps, k)
+        assert keep.sum() == k
+        if (~keep).any():
+            assert tr.probs[keep].min() >= tr.probs[~keep].max()
+            merged += int(tr.probs[keep].min() == tr.probs[~keep].max()
+                          and tr.exps[keep].min() > tr.exps[~keep].max())
+    assert merged > 0       # the floor does create such ties at the boundary (7 of these 300 rows)
