@@ -9,6 +9,8 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
     python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
 
+With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
+
 Prints, per trace whose name contains the second argument, the time ratio without / with local-V for
 token pruning and for token + head + PQ (the bench's figure-3 column).
 - key-banks-3: keys in three banks (command i's keys load once command i - 3 released them), values
@@ -26,7 +28,9 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   that reproduces itself is the fetcher's, as each decision depends only on earlier events.
 - qk-preempt (H94): an LSB refetch preempts the QxK of a later query that is still running in the
   cycle after the PQ decision (that query restarts its QxK from its first group after the refetch's
-  QxK); the paper's SRAM. Applies to every PQ stream, DRAM-bound or not.
+  QxK); the paper's SRAM. Applies to every PQ stream, DRAM-bound or not. qk-preempt-issuing: only
+  while that query's groups are still being issued (in the QxK array's pipeline tail the refetch waits,
+  at most qk_pipe cycles).
 - pv-RULE (RULE one of sim.spatten_model.PV_WINDOW_RULES: window, greedy, banked, ideal; H87's design
   study): a pruned row's PxV issues ``pv_windows(keep, L, RULE)`` windows of its kept tokens (value
   buffer as L banks), and the token importance gets a sweep of its own over all G groups beside it
@@ -159,8 +163,10 @@ def _reorder(priority: str) -> None:
     sm.command_stream_cycles = command_stream_cycles
 
 
-def _qk_preempt() -> None:
+def _qk_preempt(issuing_only: bool = False) -> None:
     accept, resolve = sm._Stream.accept, sm._Stream.resolve
+    spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
+    tail = spatten_latencies(spec).qk_pipe + 1 if issuing_only else 1     # qk = 1 + G + qk_pipe
 
     def accept_last(self, qc, earliest):
         job = list(accept(self, qc, earliest))      # mutable: a preempted query's QxK moves
@@ -172,7 +178,7 @@ def _qk_preempt() -> None:
         other = getattr(self, "last_job", None)
         if qc.pq and qc.passes == 2 and other is not None and other is not job:
             decision = self.first_decision_of(tuple(job))
-            if other[1] <= decision and other[1] + other[0].qk > decision + 1:
+            if other[1] <= decision and other[1] + other[0].qk - tail >= decision + 1:
                 # the refetch takes the QxK stage in the cycle after its decision; the later query
                 # reruns its QxK from its first group right after the refetch's
                 self.qk_free = decision + 1
@@ -270,12 +276,15 @@ def main() -> None:
             _pv_rule(part[3:])
         elif part.startswith("reorder-") and part[8:] in ("oldest", "values", "keys"):
             _reorder(part[8:])
-        elif part == "qk-preempt":
-            _qk_preempt()
+        elif part in ("qk-preempt", "qk-preempt-issuing"):
+            _qk_preempt(part.endswith("issuing"))
         else:
             raise SystemExit("variant must be key-banks-3, engines-3, pv-kept, pv-RULE, reorder-RULE or qk-preempt "
                              f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
+    if "--table" in sys.argv[3:]:       # the bench's table 2-4 (every speedup column) under the variant
+        bench._table(spec, [t for t in bench._traces() if only.lower() in t[0].lower()])
+        return
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
         c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]
              for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
