@@ -8,6 +8,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
     python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
     python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
+    python benchmarks/spatten_figure3_projections.py refetch-waits gpt2         # what binds c = 1 (H94)
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
@@ -26,6 +27,8 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   order depends on later commands' key releases, so the stream is resolved to its fixed point (the
   schedule from the previous resolution's done / keys_free cycles, until it repeats): the schedule
   that reproduces itself is the fetcher's, as each decision depends only on earlier events.
+- refetch-waits (H94, a diagnostic, changes nothing): per run, how many cycles the LSB refetches waited
+  for the QxK stage after their PQ decision, with the DRAM loads and with the K/V on chip.
 - qk-preempt (H94): an LSB refetch preempts the QxK of a later query that is still running in the
   cycle after the PQ decision (that query restarts its QxK from its first group after the refetch's
   QxK); the paper's SRAM. Applies to every PQ stream, DRAM-bound or not. qk-preempt-issuing: only
@@ -192,6 +195,37 @@ def _qk_preempt(issuing_only: bool = False) -> None:
     sm._Stream.accept, sm._Stream.resolve = accept_last, resolve_preempting
 
 
+REFETCH_WAITS: dict = {}        # refetch-waits: (DRAM or on chip) -> [rows refetching, cycles waited for the QxK]
+
+
+def _refetch_waits() -> None:
+    """refetch-waits (a diagnostic, no change): per run, the cycles LSB refetches wait for the QxK stage
+    after their PQ decision (``r - decision - 1``), in the layer streams with their DRAM loads and with
+    the K/V on chip."""
+    sweep, resolve, stream_cycles = sm._Stream._sweep, sm._Stream.resolve, sm.command_stream_cycles
+    mode = ["chip"]
+
+    def sweep_logged(self, qc, go):
+        out = sweep(self, qc, go)
+        self.passes_log.append((go, out))
+        return out
+
+    def resolve_logged(self, job, values_at=0):
+        self.passes_log = []
+        free = resolve(self, job, values_at)
+        if len(self.passes_log) == 2:       # the LSB pass's go is its QxK start + qk
+            acc = REFETCH_WAITS.setdefault(mode[0], [0, 0])
+            acc[0] += 1
+            acc[1] += self.passes_log[1][0] - job[0].qk - self.passes_log[0][1][2] - 1
+        return free
+
+    def command_stream_cycles(commands, ready=None, *, fetcher=None, **kwargs):
+        mode[0] = "chip" if fetcher is None else "dram"
+        return stream_cycles(commands, ready, fetcher=fetcher, **kwargs)
+
+    sm._Stream._sweep, sm._Stream.resolve, sm.command_stream_cycles = sweep_logged, resolve_logged, command_stream_cycles
+
+
 def _engines(n: int) -> None:
     sm.TOPK_ENGINES, sm.EXP_BUFFER_BANKS = n, 3 + n
 
@@ -276,19 +310,29 @@ def main() -> None:
             _pv_rule(part[3:])
         elif part.startswith("reorder-") and part[8:] in ("oldest", "values", "keys"):
             _reorder(part[8:])
+        elif part == "refetch-waits":
+            _refetch_waits()
         elif part in ("qk-preempt", "qk-preempt-issuing"):
             _qk_preempt(part.endswith("issuing"))
         else:
-            raise SystemExit("variant must be key-banks-3, engines-3, pv-kept, pv-RULE, reorder-RULE or qk-preempt "
+            raise SystemExit("variant must be key-banks-3, engines-3, pv-kept, pv-RULE, reorder-RULE, qk-preempt[-issuing] "
+                             "or refetch-waits "
                              f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
     if "--table" in sys.argv[3:]:       # the bench's table 2-4 (every speedup column) under the variant
         bench._table(spec, [t for t in bench._traces() if only.lower() in t[0].lower()])
         return
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
-        c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]
-             for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
-                            ("thpv", bench.TOKEN_HEAD_PQ_V))}
+        c = {}
+        for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
+                       ("thpv", bench.TOKEN_HEAD_PQ_V)):
+            REFETCH_WAITS.clear()
+            res = ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd)
+            c[k] = bench._totals(res)["cycles"]
+            for where, (rows, waited) in sorted(REFETCH_WAITS.items()):
+                print(f"  {name}, {k}: {where}: {rows:,} LSB refetches waited {waited:,} cycles for the QxK stage "
+                      f"({waited / rows:.2f} a refetch); layer time {c[k]:,.0f} cycles, with the K/V on chip "
+                      f"{sum(r.extra['compute_cycles'] for r in res):,.0f}", flush=True)
         print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.6f}; {c['thp'] / c['thpv']:.6f} (cycles: token "
               f"{c['t']:,.0f}, + V {c['tv']:,.0f}; token+head+PQ {c['thp']:,.0f}, + V {c['thpv']:,.0f})"
               + (f"; fixed point in at most {max(REORDER_RESOLUTIONS)} resolutions" if REORDER_RESOLUTIONS else ""),
