@@ -9,6 +9,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
     python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
     python benchmarks/spatten_figure3_projections.py refetch-waits gpt2         # what binds c = 1 (H94)
+    python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
@@ -166,6 +167,67 @@ def _reorder(priority: str) -> None:
     sm.command_stream_cycles = command_stream_cycles
 
 
+def _causal_reorder(commands, key_cycles, value_cycles, priority):
+    """The reordering fetcher's loads decided one at a time in time order, each from a stream resolved
+    with the undecided loads at 'infinity': an event that comes out finite does not depend on them (so
+    it is exact), one that comes out infinite comes after the decision. Slow (a resolution per load):
+    the check of the fixed point (``check-reorder``)."""
+    inf, n = 10 ** 12, len(key_cycles)
+    kend = [0] + [inf] * (n - 1)
+    vend = [inf if v is not None else 0 for v in value_cycles]
+    order = _ReorderLoads(key_cycles, value_cycles, priority)
+    kh, vh, free = 1, 0, 0
+    while True:
+        while vh < n and value_cycles[vh] is None:
+            vh += 1
+        if kh >= n and vh >= n:
+            return kend, vend
+        placed = _Placed(kend, vend)
+        sm.command_stream_cycles(commands, fetcher=placed)
+        dones, releases = placed.lists
+        heads = []
+        for kind, ci, event in (("k", kh, releases), ("v", vh, dones)):
+            if ci < n and (ci < 2 or event[ci - 2] < inf // 2):
+                heads.append((max(free, event[ci - 2] + 1 if ci >= 2 else 0), order._rank(kind, ci), kind, ci))
+        start, _rank, kind, ci = min(heads)
+        if kind == "k":
+            free = kend[ci] = start + key_cycles[ci]
+            kh += 1
+        else:
+            free = vend[ci] = start + int(value_cycles[ci])
+            vh += 1
+
+
+def _check_reorder(streams: int) -> None:
+    """check-reorder: the fixed point against the causal resolution on random small streams."""
+    import random
+
+    spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten_small"))
+    split, stream_cycles = sm.SplitLoads, sm.command_stream_cycles
+    rng, moved, differ = random.Random(7), 0, 0
+    for _ in range(streams):
+        priority = rng.choice(("oldest", "values", "keys"))
+        commands, kc, vc = [], [], []
+        for ci in range(rng.randint(2, 14)):
+            pq = rng.random() < 0.7
+            rows = rng.choice((0, 1, 1, 1, 2, 3)) if ci else rng.randint(1, 3)
+            commands.append([sm.query_cycles(spec, rng.randint(4, 64), lsb_pass=pq and rng.random() < 0.7,
+                                             topk_cycles=rng.choice((None, rng.randint(5, 80))), pq_enable=pq)
+                             for _ in range(rows)])
+            kc.append(rng.randint(0, 250))
+            vc.append(rng.randint(0, 250) if rows else None)
+        want = stream_cycles(commands, fetcher=_Placed(*_causal_reorder(commands, kc, vc, priority)))
+        _reorder(priority)
+        got = sm.command_stream_cycles(commands, fetcher=sm.SplitLoads(kc, vc))
+        sm.SplitLoads, sm.command_stream_cycles = split, stream_cycles
+        moved += stream_cycles(commands, fetcher=split(kc, vc)) != want
+        differ += got != want
+    print(f"check-reorder: {streams} random streams ({moved} where the reordering fetcher's dones differ from "
+          f"the pairs'): the fixed point differs from the causal resolution on {differ}")
+    if differ:
+        raise SystemExit(1)
+
+
 def _qk_preempt(issuing_only: bool = False) -> None:
     accept, resolve = sm._Stream.accept, sm._Stream.resolve
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
@@ -298,6 +360,9 @@ def _pv_rule(rule: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1] == "check-reorder":
+        _check_reorder(int(sys.argv[2]) if len(sys.argv) > 2 else 500)
+        return
     variant, only = sys.argv[1], sys.argv[2]
     for part in variant.split("+"):     # variants combine: key-banks-3+pv-kept
         if part == "key-banks-3":
