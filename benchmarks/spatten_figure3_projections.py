@@ -6,7 +6,13 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py engines-3 MiniLM           # a third top-k engine
     python benchmarks/spatten_figure3_projections.py pv-kept MiniLM             # PxV over kept rows only
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
-    python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep
+    python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep (H93)
+    python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
+    python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
+    python benchmarks/spatten_figure3_projections.py refetch-waits gpt2         # what binds c = 1 (H94)
+    python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
+
+With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
 Prints, per trace whose name contains the second argument, the time ratio without / with local-V for
 token pruning and for token + head + PQ (the bench's figure-3 column).
@@ -15,6 +21,21 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
 - engines-3: three local-V top-k engines and six exponential-buffer banks.
 - pv-kept: a pruned row's PxV sweeps only its kept value rows, an ideal compacted stream of two
   value-buffer rows a cycle: ``max(ceil(kept / L), ceil(n / 2L)) + pv_pipe`` cycles.
+- reorder-RULE (RULE oldest, values or keys; H94): the split K/V loads from a fetcher that reorders
+  them: two queues in command order (keys, values), and whenever the DRAM is free the head that may
+  start first (its bank free: keys the cycle after command i - 2's keys_free, values after its done)
+  starts, so keys of later commands go ahead of a value load that waits for its bank; on a tie the
+  older command's load (keys before values), or the values, or the keys. The paper's SRAM. A load's
+  order depends on later commands' key releases, so the stream is resolved to its fixed point (the
+  schedule from the previous resolution's done / keys_free cycles, until it repeats): the schedule
+  that reproduces itself is the fetcher's, as each decision depends only on earlier events.
+- refetch-waits (H94, a diagnostic, changes nothing): per run, how many cycles the LSB refetches waited
+  for the QxK stage after their PQ decision, with the DRAM loads and with the K/V on chip.
+- qk-preempt (H94): an LSB refetch preempts the QxK of a later query that is still running in the
+  cycle after the PQ decision (that query restarts its QxK from its first group after the refetch's
+  QxK); the paper's SRAM. Applies to every PQ stream, DRAM-bound or not. qk-preempt-issuing: only
+  while that query's groups are still being issued (in the QxK array's pipeline tail the refetch waits,
+  at most qk_pipe cycles).
 - pv-RULE (RULE one of sim.spatten_model.PV_WINDOW_RULES: window, greedy, banked, ideal; H87's design
   study): a pruned row's PxV issues ``pv_windows(keep, L, RULE)`` windows of its kept tokens (value
   buffer as L banks), and the token importance gets a sweep of its own over all G groups beside it
@@ -55,6 +76,220 @@ class _ThreeKeyBanks(sm.SplitLoads):
         for kind, ci, allowed, cycles in loads:
             self.free = max(self.free, allowed) + cycles
             self.ends[(kind, ci)] = self.free
+
+
+class _ReorderLoads:
+    """reorder-RULE: the greedy order of the reordering fetcher, given the done / keys_free cycles."""
+
+    def __init__(self, key_cycles, value_cycles, priority):
+        self.key_cycles, self.value_cycles, self.priority = [int(k) for k in key_cycles], list(value_cycles), priority
+
+    def schedule(self, dones, releases):
+        n = len(self.key_cycles)
+        kend, vend = [0] * n, [0] * n
+        kh, vh, free = 1, 0, 0
+        while True:
+            while vh < n and self.value_cycles[vh] is None:
+                vh += 1
+            heads = []
+            if kh < n:
+                heads.append((max(free, releases[kh - 2] + 1 if kh >= 2 else 0), self._rank("k", kh), "k", kh))
+            if vh < n:
+                heads.append((max(free, dones[vh - 2] + 1 if vh >= 2 else 0), self._rank("v", vh), "v", vh))
+            if not heads:
+                return kend, vend
+            start, _rank, kind, ci = min(heads)
+            if kind == "k":
+                free = kend[ci] = start + self.key_cycles[ci]
+                kh += 1
+            else:
+                free = vend[ci] = start + int(self.value_cycles[ci])
+                vh += 1
+
+    def _rank(self, kind, ci):
+        return (ci, kind == "v") if self.priority == "oldest" else (kind != self.priority[0],)
+
+
+class _Placed:
+    """Loads already placed; keeps the stream's done and keys_free lists (the stream passes them)."""
+
+    def __init__(self, kend, vend):
+        self.kend, self.vend, self.lists = kend, vend, None
+
+    def key_ready(self, ci, dones, releases):
+        self.lists = (dones, releases)
+        return self.kend[ci]
+
+    def values_ready(self, ci, dones, releases):
+        self.lists = (dones, releases)
+        return self.vend[ci]
+
+
+class _Capture(_Placed):
+    """The pairs fetcher (SplitLoads), keeping the stream's lists: the fixed point's start."""
+
+    def __init__(self, inner):
+        super().__init__(None, None)
+        self.inner = inner
+
+    def key_ready(self, ci, dones, releases):
+        self.lists = (dones, releases)
+        return self.inner.key_ready(ci, dones, releases)
+
+    def values_ready(self, ci, dones, releases):
+        self.lists = (dones, releases)
+        return self.inner.values_ready(ci, dones, releases)
+
+
+REORDER_RESOLUTIONS = []        # resolutions each reordered stream took to its fixed point
+
+
+def _reorder(priority: str) -> None:
+    split_loads, stream_cycles = sm.SplitLoads, sm.command_stream_cycles
+
+    def fixed_point(commands, fetcher, over_kept=None, **kwargs):
+        cap = _Capture(split_loads(fetcher.key_cycles, fetcher.value_cycles))
+        dones = stream_cycles(commands, fetcher=cap, **kwargs)
+        seen = None
+        for it in range(1, 10_001):
+            sched = fetcher.schedule(*cap.lists)
+            if sched == seen:
+                REORDER_RESOLUTIONS.append(it)
+                if over_kept is not None:
+                    stream_cycles(commands, fetcher=_Placed(*sched), over_kept=over_kept, **kwargs)
+                return dones
+            seen, cap = sched, _Placed(*sched)
+            dones = stream_cycles(commands, fetcher=cap, **kwargs)
+        raise RuntimeError("reorder: no fixed point in 10,000 resolutions")
+
+    def command_stream_cycles(commands, ready=None, *, fetcher=None, over_kept=None, **kwargs):
+        if isinstance(fetcher, _ReorderLoads):
+            return fixed_point(commands, fetcher, over_kept, **kwargs)
+        return stream_cycles(commands, ready, fetcher=fetcher, over_kept=over_kept, **kwargs)
+
+    sm.SplitLoads = lambda key_cycles, value_cycles: _ReorderLoads(key_cycles, value_cycles, priority)
+    sm.command_stream_cycles = command_stream_cycles
+
+
+def _causal_reorder(commands, key_cycles, value_cycles, priority):
+    """The reordering fetcher's loads decided one at a time in time order, each from a stream resolved
+    with the undecided loads at 'infinity': an event that comes out finite does not depend on them (so
+    it is exact), one that comes out infinite comes after the decision. Slow (a resolution per load):
+    the check of the fixed point (``check-reorder``)."""
+    inf, n = 10 ** 12, len(key_cycles)
+    kend = [0] + [inf] * (n - 1)
+    vend = [inf if v is not None else 0 for v in value_cycles]
+    order = _ReorderLoads(key_cycles, value_cycles, priority)
+    kh, vh, free = 1, 0, 0
+    while True:
+        while vh < n and value_cycles[vh] is None:
+            vh += 1
+        if kh >= n and vh >= n:
+            return kend, vend
+        placed = _Placed(kend, vend)
+        sm.command_stream_cycles(commands, fetcher=placed)
+        dones, releases = placed.lists
+        heads = []
+        for kind, ci, event in (("k", kh, releases), ("v", vh, dones)):
+            if ci < n and (ci < 2 or event[ci - 2] < inf // 2):
+                heads.append((max(free, event[ci - 2] + 1 if ci >= 2 else 0), order._rank(kind, ci), kind, ci))
+        start, _rank, kind, ci = min(heads)
+        if kind == "k":
+            free = kend[ci] = start + key_cycles[ci]
+            kh += 1
+        else:
+            free = vend[ci] = start + int(value_cycles[ci])
+            vh += 1
+
+
+def _check_reorder(streams: int) -> None:
+    """check-reorder: the fixed point against the causal resolution on random small streams."""
+    import random
+
+    spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten_small"))
+    split, stream_cycles = sm.SplitLoads, sm.command_stream_cycles
+    rng, moved, differ = random.Random(7), 0, 0
+    for _ in range(streams):
+        priority = rng.choice(("oldest", "values", "keys"))
+        commands, kc, vc = [], [], []
+        for ci in range(rng.randint(2, 14)):
+            pq = rng.random() < 0.7
+            rows = rng.choice((0, 1, 1, 1, 2, 3)) if ci else rng.randint(1, 3)
+            commands.append([sm.query_cycles(spec, rng.randint(4, 64), lsb_pass=pq and rng.random() < 0.7,
+                                             topk_cycles=rng.choice((None, rng.randint(5, 80))), pq_enable=pq)
+                             for _ in range(rows)])
+            kc.append(rng.randint(0, 250))
+            vc.append(rng.randint(0, 250) if rows else None)
+        want = stream_cycles(commands, fetcher=_Placed(*_causal_reorder(commands, kc, vc, priority)))
+        _reorder(priority)
+        got = sm.command_stream_cycles(commands, fetcher=sm.SplitLoads(kc, vc))
+        sm.SplitLoads, sm.command_stream_cycles = split, stream_cycles
+        moved += stream_cycles(commands, fetcher=split(kc, vc)) != want
+        differ += got != want
+    print(f"check-reorder: {streams} random streams ({moved} where the reordering fetcher's dones differ from "
+          f"the pairs'): the fixed point differs from the causal resolution on {differ}")
+    if differ:
+        raise SystemExit(1)
+
+
+def _qk_preempt(issuing_only: bool = False) -> None:
+    accept, resolve = sm._Stream.accept, sm._Stream.resolve
+    spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
+    tail = spatten_latencies(spec).qk_pipe + 1 if issuing_only else 1     # qk = 1 + G + qk_pipe
+
+    def accept_last(self, qc, earliest):
+        job = list(accept(self, qc, earliest))      # mutable: a preempted query's QxK moves
+        self.last_job = job
+        return job
+
+    def resolve_preempting(self, job, values_at=0):
+        qc = job[0]
+        other = getattr(self, "last_job", None)
+        if qc.pq and qc.passes == 2 and other is not None and other is not job:
+            decision = self.first_decision_of(tuple(job))
+            if other[1] <= decision and other[1] + other[0].qk - tail >= decision + 1:
+                # the refetch takes the QxK stage in the cycle after its decision; the later query
+                # reruns its QxK from its first group right after the refetch's
+                self.qk_free = decision + 1
+                free = resolve(self, tuple(job), values_at)
+                other[1] = decision + 1 + qc.qk
+                other[2] = other[1] + other[0].qk - 1
+                self.qk_free = other[1] + other[0].qk
+                return free
+        return resolve(self, tuple(job), values_at)
+
+    sm._Stream.accept, sm._Stream.resolve = accept_last, resolve_preempting
+
+
+REFETCH_WAITS: dict = {}        # refetch-waits: (DRAM or on chip) -> [rows refetching, cycles waited for the QxK]
+
+
+def _refetch_waits() -> None:
+    """refetch-waits (a diagnostic, no change): per run, the cycles LSB refetches wait for the QxK stage
+    after their PQ decision (``r - decision - 1``), in the layer streams with their DRAM loads and with
+    the K/V on chip."""
+    sweep, resolve, stream_cycles = sm._Stream._sweep, sm._Stream.resolve, sm.command_stream_cycles
+    mode = ["chip"]
+
+    def sweep_logged(self, qc, go):
+        out = sweep(self, qc, go)
+        self.passes_log.append((go, out))
+        return out
+
+    def resolve_logged(self, job, values_at=0):
+        self.passes_log = []
+        free = resolve(self, job, values_at)
+        if len(self.passes_log) == 2:       # the LSB pass's go is its QxK start + qk
+            acc = REFETCH_WAITS.setdefault(mode[0], [0, 0])
+            acc[0] += 1
+            acc[1] += self.passes_log[1][0] - job[0].qk - self.passes_log[0][1][2] - 1
+        return free
+
+    def command_stream_cycles(commands, ready=None, *, fetcher=None, **kwargs):
+        mode[0] = "chip" if fetcher is None else "dram"
+        return stream_cycles(commands, ready, fetcher=fetcher, **kwargs)
+
+    sm._Stream._sweep, sm._Stream.resolve, sm.command_stream_cycles = sweep_logged, resolve_logged, command_stream_cycles
 
 
 def _engines(n: int) -> None:
@@ -163,6 +398,15 @@ class _FedStream(sm._Stream):
 
 
 def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
+    if sys.argv[1] != "check-reorder" and len(sys.argv) < 3:
+        raise SystemExit("usage: spatten_figure3_projections.py VARIANT[+VARIANT...] TRACE-FILTER [--table] "
+                         "(--help lists the variants)")
+    if sys.argv[1] == "check-reorder":
+        _check_reorder(int(sys.argv[2]) if len(sys.argv) > 2 else 500)
+        return
     variant, only = sys.argv[1], sys.argv[2]
     for part in variant.split("+"):     # variants combine: key-banks-3+pv-kept
         if part == "key-banks-3":
@@ -176,15 +420,35 @@ def main() -> None:
             sm._Stream = _FedStream
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
             _pv_rule(part[3:])
+        elif part.startswith("reorder-") and part[8:] in ("oldest", "values", "keys"):
+            _reorder(part[8:])
+        elif part == "refetch-waits":
+            _refetch_waits()
+        elif part in ("qk-preempt", "qk-preempt-issuing"):
+            _qk_preempt(part.endswith("issuing"))
         else:
-            raise SystemExit(f"variant must be key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed or topk-feed-spec "
+            raise SystemExit("variant must be key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, topk-feed-spec, "
+                             "reorder-RULE, qk-preempt[-issuing] or refetch-waits "
                              f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
+    if "--table" in sys.argv[3:]:       # the bench's table 2-4 (every speedup column) under the variant
+        bench._table(spec, [t for t in bench._traces() if only.lower() in t[0].lower()])
+        return
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
-        c = {k: bench._totals(ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd))["cycles"]
-             for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
-                            ("thpv", bench.TOKEN_HEAD_PQ_V))}
-        print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.6f}; {c['thp'] / c['thpv']:.6f}", flush=True)
+        c = {}
+        for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
+                       ("thpv", bench.TOKEN_HEAD_PQ_V)):
+            REFETCH_WAITS.clear()
+            res = ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd)
+            c[k] = bench._totals(res)["cycles"]
+            for where, (rows, waited) in sorted(REFETCH_WAITS.items()):
+                print(f"  {name}, {k}: {where}: {rows:,} LSB refetches waited {waited:,} cycles for the QxK stage "
+                      f"({waited / rows:.2f} a refetch); layer time {c[k]:,.0f} cycles, with the K/V on chip "
+                      f"{sum(r.extra['compute_cycles'] for r in res):,.0f}", flush=True)
+        print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.6f}; {c['thp'] / c['thpv']:.6f} (cycles: token "
+              f"{c['t']:,.0f}, + V {c['tv']:,.0f}; token+head+PQ {c['thp']:,.0f}, + V {c['thpv']:,.0f})"
+              + (f"; fixed point in at most {max(REORDER_RESOLUTIONS)} resolutions" if REORDER_RESOLUTIONS else ""),
+              flush=True)
 
 
 if __name__ == "__main__":
