@@ -463,9 +463,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     if port.burst_bytes % W:
         _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
                 port.burst_bytes)
-    if len(design.shape) < 2:
-        _refuse("array.shape", "the generated memory system needs an array of at least two dimensions",
-                list(design.shape))
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
     jobs = layer_jobs(cmd)
     blocks = [j.block for j in jobs]
@@ -577,7 +574,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
         row_axis = next((a for a in range(len(shape)) if coords_of_spec(coords, 0, 0)[a] != coords_of_spec(coords, 0, 1)[a]), 0)
-        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == row_axis), None) if rows and not multi else None
+        row_loop = (next((d for d in outer if d in axis_of and axis_of[d] == row_axis), None)
+                    if rows and not multi and len(shape) > 1 else None)       # a 1-D array: one row, no row loop
         xop = op.operand(x)
         lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
@@ -587,7 +585,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
                               (1 if not rows else shape[0] if len(shape) == 2 else
-                               math.prod(lead_axes) if multi else len(out.lanes[0].fus)),
+                               math.prod(lead_axes) if multi or x != out.name else len(out.lanes[0].fus)),
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else ()))

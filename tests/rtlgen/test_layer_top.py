@@ -47,6 +47,14 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     ("gemm_os3d", "2x3x2", {"i": 1, "j": 1, "k": 2}, ("i", "j", "k"), []),
     ("gemm_os3d", "1x4x3", {"i": 1, "j": 1, "k": 1}, ("j", "i", "k"), []),        # one drained row
     ("gemm_os3d", "3x1x2", {"i": 2, "j": 1, "k": 1}, ("j", "i", "k"), ["dataflows.os3d.control=[1,1,1]"]),  # chains
+    # 1-D arrays (ragged on the spatial loop): OS (C accumulated per FU); WS with k across the array (B loaded
+    # in one row of 3 lanes, C reduced along the chain); IS the same with A; WS with j across (C's partial sums
+    # stream through the FUs)
+    ("gemm_os", "[3]", {"i": 3, "j": 1}, ("j", "i"), ["dataflows.os.spatial={j: 0}", "dataflows.os.control=[1]"]),
+    ("gemm_ws", "[3]", {"j": 4, "k": 1}, ("j", "k"), ["dataflows.ws.spatial={k: 0}", "dataflows.ws.control=[1]"]),
+    ("gemm_is", "[3]", {"i": 2, "k": 1}, ("i", "k"), ["dataflows.is.spatial={k: 0}", "dataflows.is.control=[0]"]),
+    ("gemm_ws", "[4]", {"k": 3, "j": 1}, ("j", "k"), ["dataflows.ws.spatial={j: 0}", "dataflows.ws.order=[k,j,i]",
+                                                      "dataflows.ws.control=[1]"]),
 ])
 def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order, grant):
     bounds = {"i": 7, "k": 5, "j": 6}
@@ -57,6 +65,24 @@ def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order, grant):
     assert np.array_equal(got, ref)
     assert cycles == model.cycles
     assert model.dram_bytes == dram_bytes(cmd) == moved       # moved: counted on the RTL's data path
+
+
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", [
+    # conv_rs on a 1-D array of 2 filter rows (FIFO chains along the one axis, halo steps)
+    ("conv_rs", ["array.shape=[2]", "dataflows.rs.spatial={r: 0}", "dataflows.rs.control=[0]"],
+     {"n": 1, "k": 2, "p": 4, "q": 2, "c": 2, "r": 3, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2, "p": 2},
+     ("k", "p", "c", "r", "s")),
+    # conv_ws with the input channels across a 1-D array of 3 (W stationary in one row, O reduced along the chain)
+    ("conv_ws", ["array.shape=[3]", "dataflows.ws.spatial={c: 0}", "dataflows.ws.control=[1]"],
+     {"n": 1, "k": 3, "p": 3, "q": 2, "c": 5, "r": 2, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2}, ("k", "c", "r", "s")),
+])
+def test_1d_array_convolutions_match_numpy_and_the_model(spec, sets, bounds, tile, order):
+    got, ref, cycles, model, cmd, moved = _run(spec, sets + ["memory.dram.width_bytes=8", "memory.dram.latency=5",
+                                                             "memory.dram.burst_bytes=16"], bounds, tile, order)
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
 
 
 def test_delay_connections_layer_top_matches_numpy_and_the_model():

@@ -194,6 +194,35 @@ def test_3d_array_layer_through_the_memory_system():
     assert r.detail["n_blocks"] == {"i": 3, "j": 2, "k": 2}
 
 
+def test_1d_array_layer_through_the_memory_system():
+    """A 1-D array of 3 (gemm_ws with k across it): B stationary, loaded in one row of 3 lanes; A streamed into
+    each FU; C reduced along the chain and drained from its end. Ragged on k (5 over 3), k split over 2 blocks
+    (the add onto partial sums), j over 2 blocks. Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_ws", ["array.shape=[3]", "dataflows.ws.spatial={k: 0}", "dataflows.ws.control=[1]"]
+                       + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 4, "k": 5, "j": 6}, tile={"j": 3, "k": 1}, order=("j", "k"), seed=2)
+    _check(r)
+    assert r.detail["n_blocks"] == {"j": 2, "k": 2}
+
+
+ONE_D = [  # (spec, sets, bounds, tile, order): OS, IS and a delay-connection convolution on 1-D arrays
+    ("gemm_os", ["array.shape=[4]", "dataflows.os.spatial={j: 0}", "dataflows.os.control=[1]"],
+     {"i": 5, "k": 6, "j": 7}, {"i": 2, "j": 1}, ("j", "i")),
+    ("gemm_is", ["array.shape=[2]", "dataflows.is.spatial={k: 0}", "dataflows.is.control=[0]"],
+     {"i": 6, "k": 3, "j": 5}, {"i": 3, "k": 1}, ("i", "k")),
+    ("conv_rs", ["array.shape=[3]", "dataflows.rs.spatial={r: 0}", "dataflows.rs.control=[0]"],
+     {"n": 1, "k": 2, "p": 5, "q": 3, "c": 2, "r": 3, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2, "p": 3},
+     ("k", "p", "c", "r", "s")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", ONE_D, ids=[c[0] for c in ONE_D])
+def test_1d_array_layers_other_dataflows(spec, sets, bounds, tile, order):
+    r = verify_layer(load_spec(spec, sets + SPLIT_DRAM), bounds, tile=tile, order=order, seed=7)
+    _check(r)
+
+
 @pytest.mark.slow
 def test_planner_chosen_partial_sums_through_dram():
     """Granted ``memory.partial_sums_through_dram``, the planner's own command for this OS layer brings C blocks
