@@ -6,7 +6,7 @@ import pytest
 
 from layer_sim import run_top
 
-from archgen.arch.spec import load_spec
+from archgen.arch.spec import load_spec, load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import layer_program
@@ -18,7 +18,7 @@ from archgen.verif.golden import reference_einsum
 
 
 def _run(spec, overrides, bounds, tile, order, seed=1):
-    d = load_spec(spec, overrides)
+    d = load_spec(spec, overrides) if isinstance(spec, str) else load_spec_data(spec)
     c = compile_array(d)
     cmd = make_command(d, bounds, d.dataflow(), tile, order)
     p = layer_program(c, cmd, spec_size=False)
@@ -79,6 +79,37 @@ def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order, grant):
 def test_1d_array_convolutions_match_numpy_and_the_model(spec, sets, bounds, tile, order):
     got, ref, cycles, model, cmd, moved = _run(spec, sets + ["memory.dram.width_bytes=8", "memory.dram.latency=5",
                                                              "memory.dram.burst_bytes=16"], bounds, tile, order)
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
+
+
+DRAM8 = {"dram": {"width_bytes": 8, "latency": 5, "burst_bytes": 16, "outstanding": 2}}
+MV = {"version": 1, "kind": "array", "name": "mv", "operation": "y[i] += A[i,k] * x[k]",
+      "types": {"A": "int8", "x": "int8", "y": "int32"}, "array": {"shape": [2, 3]}, "memory": DRAM8,
+      "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k"], "control": [1, 1]}}}
+SHIFT = {"version": 1, "kind": "array", "name": "shift", "operation": "C[i,j] += A[i,j+k] * B[k]",
+         "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2]}, "memory": DRAM8,
+         "bounds": {"i": 3, "j": 4, "k": 3},
+         "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k", "j"], "control": [0, 0]}}}
+
+
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", [
+    # x[k] stationary, its 3 lanes along i: every lane holds x[k] of its row (one read, fanned out)
+    (MV, [], {"i": 7, "k": 5}, {"i": 1, "k": 1}, ("i", "k")),
+    (SHIFT, [], {"i": 3, "j": 4, "k": 3}, {"i": 1, "k": 1}, ("i", "k")),
+    # a 3-D array with k on a leading axis: A[i,k] stationary with its lanes along j (broadcast) and its rows
+    # over (i, k); k = 5 on 2 rows, so the last k tile's second row is masked (A and B read 0 there)
+    ("gemm_os3d", ["array.shape=2x2x2", "dataflows.os3d.spatial={i: 0, k: 1, j: 2}"], {"i": 4, "k": 5, "j": 4},
+     {"i": 1, "j": 1, "k": 1}, ("i", "j", "k")),
+    ("gemm_os3d", ["array.shape=2x2x2", "dataflows.os3d.spatial={j: 0, k: 1, i: 2}"], {"i": 4, "k": 5, "j": 3},
+     {"i": 1, "j": 1, "k": 1}, ("i", "j", "k")),
+])
+def test_broadcast_lanes_and_leading_reduction_rows_match_numpy_and_the_model(spec, sets, bounds, tile, order):
+    got, ref, cycles, model, cmd, moved = _run(spec, sets + ["memory.dram.width_bytes=8", "memory.dram.latency=5",
+                                                             "memory.dram.burst_bytes=16"] if sets else [],
+                                               bounds, tile, order)
     assert model.blocks > 1
     assert np.array_equal(got, ref)
     assert cycles == model.cycles

@@ -205,6 +205,29 @@ def test_1d_array_layer_through_the_memory_system():
     assert r.detail["n_blocks"] == {"j": 2, "k": 2}
 
 
+def test_broadcast_lanes_and_a_reduction_on_a_leading_axis():
+    """gemm_os3d on 2x2x2 with k on axis 1 and j on the lane axis: A[i,k] is stationary and does not depend on j,
+    so its 2 lanes hold one element (read once, fanned out); its rows run over (i, k), and k = 5 on 2 rows leaves
+    the last k tile's second row past the bound, masked (stale buffer contents would add onto in-bound outputs).
+    Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_os3d", ["array.shape=2x2x2", "dataflows.os3d.spatial={i: 0, k: 1, j: 2}"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 4, "k": 5, "j": 4}, tile={"i": 1, "j": 1, "k": 1}, order=("i", "j", "k"), seed=4)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 2, "j": 2, "k": 3}
+
+
+@pytest.mark.slow
+def test_broadcast_lanes_matrix_vector():
+    """y[i] += A[i,k] * x[k] on 2x3, k on axis 0, i on the lanes: x is stationary and the same on every lane."""
+    from archgen.arch.spec import load_spec_data
+    design = load_spec_data({"version": 1, "kind": "array", "name": "mv", "operation": "y[i] += A[i,k] * x[k]",
+                             "types": {"A": "int8", "x": "int8", "y": "int32"}, "array": {"shape": [2, 3]},
+                             "memory": {"dram": {"width_bytes": 8, "latency": 8}},
+                             "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k"], "control": [1, 1]}}})
+    r = verify_layer(design, {"i": 7, "k": 5}, tile={"i": 1, "k": 1}, order=("i", "k"), seed=4)
+    _check(r)
+
+
 ONE_D = [  # (spec, sets, bounds, tile, order): OS, IS and a delay-connection convolution on 1-D arrays
     ("gemm_os", ["array.shape=[4]", "dataflows.os.spatial={j: 0}", "dataflows.os.control=[1]"],
      {"i": 5, "k": 6, "j": 7}, {"i": 2, "j": 1}, ("j", "i")),
