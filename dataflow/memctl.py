@@ -349,6 +349,10 @@ class PortWalk:
     # a stationary load whose operand does not depend on the loop along the lanes' axis: every lane of a beat
     # holds the same element, read once (lane 0's position) and fanned out to the lanes
     broadcast: bool = False
+    # an input whose lanes step their tensor dimension by ``lane_step`` > 1 (a stride-2 convolution's input with
+    # the output position on the lanes): lane l reads position base + lane_step x l, one run of
+    # lane_step x lanes positions read at once (the buffer has that many banks) and every lane_step-th kept
+    lane_step: int = 1
     # a stationary load over leading axes (3-D arrays): per leading axis a that carries a reduction loop the
     # operand uses, (its tile level, its ``row@a`` level, extent): rows past that loop's bound on its last
     # tile read 0 (they would add stale buffer contents onto in-bound outputs)
@@ -533,6 +537,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     # lane dimension of every operand (the tensor dimension the lanes step through, by +1)
     lane_dim: dict[str, int] = {}
     broadcast: set[str] = set()     # stationary ports whose lanes all hold one element (see PortWalk.broadcast)
+    lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
     for pn, x, kind, coords, rows in port_specs:
@@ -543,15 +548,27 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         i0 = index(xop, xvec(first, start0, {}, coords(0, 0)))
         i1 = index(xop, xvec(first, start0, {}, coords(1, 0)))
         diff = [k for k in range(len(i0)) if i0[k] != i1[k]]
-        if not diff and kind == "read" and rows and x != out.name:
+        step = i1[diff[0]] - i0[diff[0]] if len(diff) == 1 else None
+        # every lane on the line lane 0 -> lane 1 (lane l at i0 + l x (i1 - i0)) for the cases built below
+        linear = all(index(xop, xvec(first, start0, {}, coords(ln, 0))) ==
+                     tuple(a + ln * (b - a) for a, b in zip(i0, i1)) for ln in range(lanes_of[pn]))
+        if not diff and kind == "read" and rows and x != out.name and linear:
             broadcast.add(pn)
             continue
-        if len(diff) != 1 or i1[diff[0]] - i0[diff[0]] != 1 or lane_dim.get(x, diff[0]) != diff[0]:
-            step = tuple(b - a for a, b in zip(i0, i1))
+        if (step is not None and step > 1 and kind == "read" and x != out.name and linear
+                and lane_dim.get(x, diff[0]) == diff[0]):
+            lane_step[pn] = step
+            lane_dim[x] = diff[0]
+            continue
+        if len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear:
+            # (not linear: the lanes span several array axes, e.g. I[c, p+r] with c and p both on the array and
+            # streamed from 4 lanes on 2x2; lane l is then not at lane 0's position + l, which the buffers assume)
+            why = (f"lane 0 -> lane 1 steps {x}'s index by {tuple(b - a for a, b in zip(i0, i1))}" if step != 1 or
+                   len(diff) != 1 else f"another port of {x} steps its dimension {lane_dim[x]}"
+                   if lane_dim.get(x, diff[0]) != diff[0] else
+                   f"its {lanes_of[pn]} lanes span several array axes, so lane l is not lane 0's element + l")
             _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1 "
-                    f"(lane 0 -> lane 1 steps {x}'s index by {step}"
-                    + (f", and another port of {x} steps its dimension {lane_dim[x]}" if len(diff) == 1 and
-                       i1[diff[0]] - i0[diff[0]] == 1 else "") + "); the generated buffers cannot bank it")
+                    f"({why}); the generated buffers cannot bank it")
         lane_dim[x] = diff[0]
     for x in op.operands:             # an operand read only by broadcast lanes: its last dimension innermost
         lane_dim.setdefault(x.name, len(x.indices) - 1)
@@ -608,7 +625,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
-                              masks))
+                              row_masks=masks, lane_step=lane_step.get(pn, 1)))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -652,8 +669,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
                 strides.append(at({lv: 1}) - base)
-        if w.lanes > 1 and not w.broadcast and at({}, 1) - base != 1:
-            raise AssertionError("lane stride")
+        if w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
+            raise AssertionError(f"lane stride of {w.port}: {at({}, 1) - base}, not {w.lane_step}")
         return base, strides, trips
 
     def margins(blk):
@@ -685,7 +702,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if W % eb:
             _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
                     "the generated top", W)
-        lanes = max(1 if pn in broadcast else lanes_of[pn] for pn, xx, *_ in port_specs if xx == x.name)
+        lanes = max(1 if pn in broadcast else lanes_of[pn] * lane_step.get(pn, 1)
+                    for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
         if buf.banks and buf.banks != banks:
             _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "

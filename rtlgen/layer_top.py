@@ -514,9 +514,12 @@ class LayerCore(Elaboratable):
         addr = Signal(32, name=f"{w.port}_read_pos")
         moving = fire if skip is None else fire | skip[1]
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(moving, nxt_pos, pos)))
-        vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes, transparent=(w.kind == "psum"), port=w.kind)
+        vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes * w.lane_step, transparent=(w.kind == "psum"),
+                              port=w.kind)
         if w.broadcast:                  # every lane holds the element at lane 0's position (memctl.PortWalk)
             vals = [vals[0]] * w.lanes
+        vals = vals[::w.lane_step]       # lane l at position base + lane_step x l
+
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
 

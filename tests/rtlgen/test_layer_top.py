@@ -95,6 +95,45 @@ SHIFT = {"version": 1, "kind": "array", "name": "shift", "operation": "C[i,j] +=
          "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k", "j"], "control": [0, 0]}}}
 
 
+def _conv(op, shape, spatial, order, control, bounds):
+    return {"version": 1, "kind": "array", "name": "strided", "operation": op,
+            "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": shape}, "memory": DRAM8,
+            "bounds": bounds, "dataflows": {"d": {"spatial": spatial, "order": order, "control": control}}}
+
+
+STRIDE2 = "O[k,p] += W[k,r] * I[p*2+r]"
+DILATED = "O[k,p] += W[k,r] * I[p+r*2]"
+
+
+@pytest.mark.parametrize("spec, bounds, tile, order", [
+    # I streamed into lanes along p: lane l reads I[2*(p0 + l) + r], every other element of one run of 2 x lanes
+    (_conv(STRIDE2, [2, 3], {"k": 0, "p": 1}, ["k", "p", "r"], [1, 1], {"k": 3, "p": 7, "r": 3}),
+     {"k": 3, "p": 7, "r": 3}, {"k": 1, "p": 1}, ("k", "p")),
+    # I stationary with its lanes along r (dilation 2), rows along p
+    (_conv(DILATED, [2, 2], {"p": 0, "r": 1}, ["p", "r", "k"], [0, 0], {"k": 3, "p": 5, "r": 3}),
+     {"k": 3, "p": 5, "r": 3}, {"p": 1, "r": 1}, ("p", "r")),
+    # a 2-input-channel stride-2 convolution, I stationary along p with c on the rows
+    (_conv("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["p", "r", "c", "k"], [0, 0],
+           {"k": 3, "p": 5, "c": 3, "r": 3}), {"k": 3, "p": 5, "c": 3, "r": 3}, {"p": 2, "r": 2, "c": 2}, ("p", "r", "c")),
+])
+def test_lanes_that_step_by_two_match_numpy_and_the_model(spec, bounds, tile, order):
+    got, ref, cycles, model, cmd, moved = _run(spec, [], bounds, tile, order)
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
+
+
+def test_lanes_across_two_array_axes_are_refused():
+    """I[c, p+r] streamed from 4 lanes on 2x2 (c and p both on the array): lane 2 is I[1, 0], not lane 0's element
+    + 2, which the buffers would read (it gave wrong outputs before 2026-12-06); refused by name."""
+    spec = _conv("O[k,p] += I[c,p+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
+                 {"k": 3, "p": 4, "c": 2, "r": 3})
+    with pytest.raises(SpecError, match=r"port in_I: its lanes do not step one tensor dimension of I by 1 \(its 4 "
+                                        r"lanes span several array axes"):
+        _run(spec, [], {"k": 3, "p": 4, "c": 2, "r": 3}, {"k": 1, "p": 1, "c": 1}, ("k", "p", "c"))
+
+
 @pytest.mark.parametrize("spec, sets, bounds, tile, order", [
     # x[k] stationary, its 3 lanes along i: every lane holds x[k] of its row (one read, fanned out)
     (MV, [], {"i": 7, "k": 5}, {"i": 1, "k": 1}, ("i", "k")),

@@ -216,6 +216,19 @@ def test_broadcast_lanes_and_a_reduction_on_a_leading_axis():
     assert r.detail["n_blocks"] == {"i": 2, "j": 2, "k": 3}
 
 
+def test_lanes_that_step_by_two():
+    """A stride-2 1-D convolution O[k,p] += W[k,r] * I[2p+r] on 2x3 with p on the lanes: I's lanes step its one
+    dimension by 2, read as one run of 6 positions (8 banks) keeping every other. Exact, RTL cycles == model."""
+    from archgen.arch.spec import load_spec_data
+    design = load_spec_data({"version": 1, "kind": "array", "name": "stride2", "operation": "O[k,p] += W[k,r] * I[p*2+r]",
+                             "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 3]},
+                             "bounds": {"k": 3, "p": 7, "r": 3}, "memory": {"dram": {"width_bytes": 8, "latency": 8}},
+                             "dataflows": {"d": {"spatial": {"k": 0, "p": 1}, "order": ["k", "p", "r"], "control": [1, 1]}}})
+    r = verify_layer(design, {"k": 3, "p": 7, "r": 3}, tile={"k": 1, "p": 1}, order=("k", "p"), seed=4)
+    _check(r)
+    assert r.detail["n_blocks"] == {"k": 2, "p": 3}
+
+
 @pytest.mark.slow
 def test_broadcast_lanes_matrix_vector():
     """y[i] += A[i,k] * x[k] on 2x3, k on axis 0, i on the lanes: x is stationary and the same on every lane."""
