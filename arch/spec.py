@@ -206,6 +206,15 @@ class Design:
     # ``physical_shape`` the spec's array.shape, ``placement`` (logical FU, physical FU) per FU; () otherwise
     physical_shape: tuple[int, ...] = ()
     placement: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
+    # a spec whose dataflows do not all fold alike (so ``shape`` is the spec's): per dataflow that is a folded
+    # map by itself, the design of that dataflow alone on its logical array (what ``alone`` returns)
+    folded_alone: tuple[tuple[str, "Design"], ...] = ()
+
+    def alone(self, name: str | None) -> "Design":
+        """The design to build, verify or simulate dataflow ``name`` on by itself: this one, or for a folded map
+        beside dataflows that do not fold alike, that map alone on the logical array its strides imply (the
+        same physical FUs; docs/dataflows.md "Maps that skew the FU assignment")."""
+        return dict(self.folded_alone).get(self.dataflow(name).name, self)
 
     @property
     def memory_system(self) -> MemorySystem:
@@ -423,8 +432,15 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         raise SpecError(problems, source=source)
     physical, placement = (), ()
     folded = _fold(dataflows, op, shape)
+    alone = []
     if folded is not None:
         physical, (shape, dataflows, placement) = shape, folded
+    elif len(dataflows) > 1:        # each folded map by itself, on its own logical array (Design.alone)
+        for df in dataflows:
+            if _fold([df], op, shape) is not None:
+                one = dict(data, dataflows={df.name: data["dataflows"][df.name]})
+                one.pop("fuse", None)
+                alone.append((df.name, load_spec_data(one, source)))
     memory, mem_problems = _parse_memory(data.get("memory", {}), op, types, shape, data)
     if mem_problems:
         raise SpecError(mem_problems, source=source)
@@ -436,7 +452,7 @@ def load_spec_data(data: Mapping, source: str | None = None) -> Design:
         dram_gbps=float(data.get("dram", {}).get("bandwidth_gbps", 16.0)), dram_kind=data.get("dram", {}).get("kind", "ddr"),
         source_hash=digest, memory=memory, fuse=tuple(data.get("fuse", ())),
         max_fifo_depth=int(data["array"].get("max_fifo_depth", DEFAULT_MAX_FIFO_DEPTH)),
-        physical_shape=physical, placement=placement)
+        physical_shape=physical, placement=placement, folded_alone=tuple(alone))
 
 
 def _fold(dataflows, op, shape):

@@ -105,6 +105,8 @@ def cmd_build(args) -> int:
     design = _load_array(path, data)
     guard_design_size(design, "build", args.force)
     design.dataflow(args.dataflow)              # an unknown --dataflow is refused before any work
+    if args.dataflow and not args.fuse:         # a folded map beside dataflows that fold otherwise: by itself
+        design = design.alone(args.dataflow)
     from archgen.dataflow.delays import DelayTable
     DelayTable.load(args.target)
     from archgen.dataflow.compile import compile_array
@@ -113,7 +115,7 @@ def cmd_build(args) -> int:
     if args.explain:
         dfs = [args.dataflow] if args.dataflow else [d.name for d in design.dataflows]
         for name in dfs:
-            for line in explain(design, name):
+            for line in explain(design.alone(name), name):
                 con.print(line, markup=False)
         if args.out is None:
             return EXIT_OK
@@ -223,6 +225,8 @@ def cmd_verify(args) -> int:
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
     design = _load_array(path, data)
     design.dataflow(args.dataflow)
+    if not args.fuse and (args.dataflow or not design.fuse):    # a folded map beside dataflows that fold
+        design = design.alone(args.dataflow)                    # otherwise: by itself
     if args.gemm is not None and args.bounds is not None:
         raise SpecError([problem("--gemm", "give --gemm or --bounds, not both", args.gemm)])
     if args.gemm is not None:
@@ -442,6 +446,8 @@ def cmd_sim(args) -> int:
         design = _load_array(path, data)
         if args.trace:
             raise SpecError([problem("--trace", "attention traces drive SpAtten's pruning; an array design has none to apply")])
+        if args.dataflow:                       # a folded map beside dataflows that fold otherwise: by itself
+            design = design.alone(args.dataflow)
         guard_design_size(design, "sim", args.force)
         guard_array_workload(design, workload, args.dataflow, args.force)
         from archgen.sim.array_sim import simulate_workload_on_array

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
 from .delay_lp import RetimedGraph, insert_pipeline_registers
@@ -156,7 +157,18 @@ def _front(design: Design, df: Dataflow, period: float | None, target: str,
            single_tile: tuple[str, ...]) -> tuple[FUGraph, PrimitiveGraph]:
     """Reuse analysis, interconnect and lowering: everything before the LP."""
     fg = derive_interconnect(design, df, single_tile=single_tile)
-    prim = lower_to_primitives(fg, DelayTable.load(target), clock_period_ns=period)
+    try:
+        prim = lower_to_primitives(fg, DelayTable.load(target), clock_period_ns=period)
+    except SpecError as err:
+        if err.source != "primitive lowering":
+            raise
+        # an FU graph the lowering cannot build (e.g. an operand broadcast to FUs that also take it from memory):
+        # a limit of the generator that dataflows accepted by the spec checks reach (docs/limits.md, the audit);
+        # named by the dataflow, the lowering's own findings kept after it
+        raise SpecError([problem(f"dataflows.{df.name}", "the generator cannot lower this dataflow's FU graph to "
+                                 f"hardware ({len(err.problems)} edge(s) or FU(s) it cannot build, first: "
+                                 f"{err.problems[0]}); choose another order, control vector or loop-to-axis "
+                                 "assignment")]) from None
     return fg, prim
 
 

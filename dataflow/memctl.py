@@ -346,6 +346,17 @@ class PortWalk:
     # innermost tile level, ``red_levels`` the reduction levels
     skip_level: int | None = None
     red_levels: tuple[int, ...] = ()
+    # a stationary load whose operand does not depend on the loop along the lanes' axis: every lane of a beat
+    # holds the same element, read once (lane 0's position) and fanned out to the lanes
+    broadcast: bool = False
+    # an input whose lanes step their tensor dimension by ``lane_step`` > 1 (a stride-2 convolution's input with
+    # the output position on the lanes): lane l reads position base + lane_step x l, one run of
+    # lane_step x lanes positions read at once (the buffer has that many banks) and every lane_step-th kept
+    lane_step: int = 1
+    # a stationary load over leading axes (3-D arrays): per leading axis a that carries a reduction loop the
+    # operand uses, (its tile level, its ``row@a`` level, extent): rows past that loop's bound on its last
+    # tile read 0 (they would add stale buffer contents onto in-bound outputs)
+    row_masks: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -463,9 +474,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     if port.burst_bytes % W:
         _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
                 port.burst_bytes)
-    if len(design.shape) < 2:
-        _refuse("array.shape", "the generated memory system needs an array of at least two dimensions",
-                list(design.shape))
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
     jobs = layer_jobs(cmd)
     blocks = [j.block for j in jobs]
@@ -528,6 +536,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
 
     # lane dimension of every operand (the tensor dimension the lanes step through, by +1)
     lane_dim: dict[str, int] = {}
+    broadcast: set[str] = set()     # stationary ports whose lanes all hold one element (see PortWalk.broadcast)
+    lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
     for pn, x, kind, coords, rows in port_specs:
@@ -538,10 +548,30 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         i0 = index(xop, xvec(first, start0, {}, coords(0, 0)))
         i1 = index(xop, xvec(first, start0, {}, coords(1, 0)))
         diff = [k for k in range(len(i0)) if i0[k] != i1[k]]
-        if len(diff) != 1 or i1[diff[0]] - i0[diff[0]] != 1 or lane_dim.get(x, diff[0]) != diff[0]:
-            _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1; "
-                    "the generated buffers cannot bank it")
+        step = i1[diff[0]] - i0[diff[0]] if len(diff) == 1 else None
+        # every lane on the line lane 0 -> lane 1 (lane l at i0 + l x (i1 - i0)) for the cases built below
+        linear = all(index(xop, xvec(first, start0, {}, coords(ln, 0))) ==
+                     tuple(a + ln * (b - a) for a, b in zip(i0, i1)) for ln in range(lanes_of[pn]))
+        if not diff and kind == "read" and rows and x != out.name and linear:
+            broadcast.add(pn)
+            continue
+        if (step is not None and step > 1 and kind == "read" and x != out.name and linear
+                and lane_dim.get(x, diff[0]) == diff[0]):
+            lane_step[pn] = step
+            lane_dim[x] = diff[0]
+            continue
+        if len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear:
+            # (not linear: the lanes span several array axes, e.g. I[c, p+r] with c and p both on the array and
+            # streamed from 4 lanes on 2x2; lane l is then not at lane 0's position + l, which the buffers assume)
+            why = (f"lane 0 -> lane 1 steps {x}'s index by {tuple(b - a for a, b in zip(i0, i1))}" if step != 1 or
+                   len(diff) != 1 else f"another port of {x} steps its dimension {lane_dim[x]}"
+                   if lane_dim.get(x, diff[0]) != diff[0] else
+                   f"its {lanes_of[pn]} lanes span several array axes, so lane l is not lane 0's element + l")
+            _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1 "
+                    f"({why}); the generated buffers cannot bank it")
         lane_dim[x] = diff[0]
+    for x in op.operands:             # an operand read only by broadcast lanes: its last dimension innermost
+        lane_dim.setdefault(x.name, len(x.indices) - 1)
 
     def box(x, blk):
         ranges = {d: (s, e) for d, s, e in blk.ranges}
@@ -577,20 +607,25 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
         row_axis = next((a for a in range(len(shape)) if coords_of_spec(coords, 0, 0)[a] != coords_of_spec(coords, 0, 1)[a]), 0)
-        row_loop = next((d for d in outer if d in axis_of and axis_of[d] == row_axis), None) if rows and not multi else None
+        row_loop = (next((d for d in outer if d in axis_of and axis_of[d] == row_axis), None)
+                    if rows and not multi and len(shape) > 1 else None)       # a 1-D array: one row, no row loop
         xop = op.operand(x)
         lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
         held = hl is not None and x not in chained
         skips = kind == "psum" and red_split
+        masks = tuple((levels.index(f"tile:{d}"), levels.index(f"row@{axis_of[d]}"), shape[axis_of[d]])
+                      for d in outer if multi and d in red and axis_of.get(d, len(lead_axes)) < len(lead_axes)
+                      and xop.uses(d))
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
                               (1 if not rows else shape[0] if len(shape) == 2 else
-                               math.prod(lead_axes) if multi else len(out.lanes[0].fus)),
+                               math.prod(lead_axes) if multi or x != out.name else len(out.lanes[0].fus)),
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
-                              tuple(levels.index(f"tile:{d}") for d in red) if skips else ()))
+                              tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
+                              row_masks=masks, lane_step=lane_step.get(pn, 1)))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -634,8 +669,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
                 strides.append(at({lv: 1}) - base)
-        if w.lanes > 1 and at({}, 1) - base != 1:
-            raise AssertionError("lane stride")
+        if w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
+            raise AssertionError(f"lane stride of {w.port}: {at({}, 1) - base}, not {w.lane_step}")
         return base, strides, trips
 
     def margins(blk):
@@ -667,7 +702,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if W % eb:
             _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
                     "the generated top", W)
-        lanes = max(lanes_of[pn] for pn, xx, *_ in port_specs if xx == x.name)
+        lanes = max(1 if pn in broadcast else lanes_of[pn] * lane_step.get(pn, 1)
+                    for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
         if buf.banks and buf.banks != banks:
             _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "
@@ -784,6 +820,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             if w.row_level is not None:
                 d = w.levels[w.row_level][5:]
                 row[f"{w.port}_row_last"] = min(w.rows, bound[d] - shape[axis_of[d]] * (start[d] + btrips[d] - 1))
+            for tl, rl, n in w.row_masks:
+                d = w.levels[tl][5:]
+                row[f"{w.port}_row_last@{rl}"] = min(n, bound[d] - n * (start[d] + btrips[d] - 1))
         rows_out.append(row)
     wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
                           [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])
@@ -1084,6 +1123,7 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
             S.append((f"{w.port}_lane_last", w.lanes.bit_length()))
         if w.row_level is not None:
             S.append((f"{w.port}_row_last", w.rows.bit_length()))
+        S += [(f"{w.port}_row_last@{rl}", n.bit_length()) for _tl, rl, n in w.row_masks]
     return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
                             comp.design.name, comp.dataflow.name)
 

@@ -514,7 +514,12 @@ class LayerCore(Elaboratable):
         addr = Signal(32, name=f"{w.port}_read_pos")
         moving = fire if skip is None else fire | skip[1]
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(moving, nxt_pos, pos)))
-        vals = buf.read_lanes(m, addr, w.lanes, transparent=(w.kind == "psum"), port=w.kind)
+        vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes * w.lane_step, transparent=(w.kind == "psum"),
+                              port=w.kind)
+        if w.broadcast:                  # every lane holds the element at lane 0's position (memctl.PortWalk)
+            vals = [vals[0]] * w.lanes
+        vals = vals[::w.lane_step]       # lane l at position base + lane_step x l
+
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
 
@@ -566,6 +571,11 @@ class LayerCore(Elaboratable):
             j = w.row_level
             nv = Mux(cnt[j] == tm1[j], row_last, w.rows)
             row_ok = cnt[w.row_counter] < nv
+        for tl, rl, n in w.row_masks:            # rows of a reduction loop on a leading axis (memctl.PortWalk)
+            last = Signal(range(n + 1), name=f"{w.port}_row_last{rl}")
+            with m.If(seq.start_c):
+                m.d.sync += last.eq(row_c.get(f"{w.port}_row_last@{rl}", n))
+            row_ok = row_ok & (cnt[rl] < Mux(cnt[tl] == tm1[tl], last, n))
         return lane_ok, row_ok
 
 

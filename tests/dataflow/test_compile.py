@@ -97,3 +97,20 @@ def test_each_pass_has_one_call_site_inside_compile_array(name):
              for i, line in enumerate(p.read_text().splitlines())
              if call.search(line) and not line.lstrip().startswith(("def ", "#", '"', "`"))]
     assert [s for s, _ in sites] == ["dataflow/compile.py"], sites
+
+
+def test_a_dataflow_the_lowering_cannot_build_is_refused_by_name():
+    """O[k,p] += W[k,r] * I[p+r] on 2x2 with k and r on the array, control [0, 0]: I is broadcast along k but its FUs
+    also take it from memory, which the primitive lowering cannot build (docs/limits.md, the audit: outside the
+    issue's categories). Refused with the dataflow named, the lowering's first finding kept."""
+    from archgen.arch.errors import SpecError
+    from archgen.arch.spec import load_spec_data
+    design = load_spec_data({"version": 1, "kind": "array", "name": "c1", "operation": "O[k,p] += W[k,r] * I[p+r]",
+                             "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+                             "bounds": {"k": 3, "p": 5, "r": 3},
+                             "dataflows": {"d": {"spatial": {"k": 0, "r": 1}, "order": ["k", "r", "p"], "control": [0, 0]}}})
+    with pytest.raises(SpecError) as err:
+        compile_array(design)
+    (p,) = err.value.problems
+    assert str(p).startswith("dataflows.d: the generator cannot lower this dataflow's FU graph to hardware (")
+    assert "operand 'I'" in str(p) and "has no matching port on one of its ends" in str(p)

@@ -6,7 +6,7 @@ import pytest
 
 from layer_sim import run_top
 
-from archgen.arch.spec import load_spec
+from archgen.arch.spec import load_spec, load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import layer_program
@@ -18,7 +18,7 @@ from archgen.verif.golden import reference_einsum
 
 
 def _run(spec, overrides, bounds, tile, order, seed=1):
-    d = load_spec(spec, overrides)
+    d = load_spec(spec, overrides) if isinstance(spec, str) else load_spec_data(spec)
     c = compile_array(d)
     cmd = make_command(d, bounds, d.dataflow(), tile, order)
     p = layer_program(c, cmd, spec_size=False)
@@ -47,6 +47,14 @@ def _run(spec, overrides, bounds, tile, order, seed=1):
     ("gemm_os3d", "2x3x2", {"i": 1, "j": 1, "k": 2}, ("i", "j", "k"), []),
     ("gemm_os3d", "1x4x3", {"i": 1, "j": 1, "k": 1}, ("j", "i", "k"), []),        # one drained row
     ("gemm_os3d", "3x1x2", {"i": 2, "j": 1, "k": 1}, ("j", "i", "k"), ["dataflows.os3d.control=[1,1,1]"]),  # chains
+    # 1-D arrays (ragged on the spatial loop): OS (C accumulated per FU); WS with k across the array (B loaded
+    # in one row of 3 lanes, C reduced along the chain); IS the same with A; WS with j across (C's partial sums
+    # stream through the FUs)
+    ("gemm_os", "[3]", {"i": 3, "j": 1}, ("j", "i"), ["dataflows.os.spatial={j: 0}", "dataflows.os.control=[1]"]),
+    ("gemm_ws", "[3]", {"j": 4, "k": 1}, ("j", "k"), ["dataflows.ws.spatial={k: 0}", "dataflows.ws.control=[1]"]),
+    ("gemm_is", "[3]", {"i": 2, "k": 1}, ("i", "k"), ["dataflows.is.spatial={k: 0}", "dataflows.is.control=[0]"]),
+    ("gemm_ws", "[4]", {"k": 3, "j": 1}, ("j", "k"), ["dataflows.ws.spatial={j: 0}", "dataflows.ws.order=[k,j,i]",
+                                                      "dataflows.ws.control=[1]"]),
 ])
 def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order, grant):
     bounds = {"i": 7, "k": 5, "j": 6}
@@ -57,6 +65,94 @@ def test_layer_top_matches_numpy_and_the_model(spec, shape, tile, order, grant):
     assert np.array_equal(got, ref)
     assert cycles == model.cycles
     assert model.dram_bytes == dram_bytes(cmd) == moved       # moved: counted on the RTL's data path
+
+
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", [
+    # conv_rs on a 1-D array of 2 filter rows (FIFO chains along the one axis, halo steps)
+    ("conv_rs", ["array.shape=[2]", "dataflows.rs.spatial={r: 0}", "dataflows.rs.control=[0]"],
+     {"n": 1, "k": 2, "p": 4, "q": 2, "c": 2, "r": 3, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2, "p": 2},
+     ("k", "p", "c", "r", "s")),
+    # conv_ws with the input channels across a 1-D array of 3 (W stationary in one row, O reduced along the chain)
+    ("conv_ws", ["array.shape=[3]", "dataflows.ws.spatial={c: 0}", "dataflows.ws.control=[1]"],
+     {"n": 1, "k": 3, "p": 3, "q": 2, "c": 5, "r": 2, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2}, ("k", "c", "r", "s")),
+])
+def test_1d_array_convolutions_match_numpy_and_the_model(spec, sets, bounds, tile, order):
+    got, ref, cycles, model, cmd, moved = _run(spec, sets + ["memory.dram.width_bytes=8", "memory.dram.latency=5",
+                                                             "memory.dram.burst_bytes=16"], bounds, tile, order)
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
+
+
+DRAM8 = {"dram": {"width_bytes": 8, "latency": 5, "burst_bytes": 16, "outstanding": 2}}
+MV = {"version": 1, "kind": "array", "name": "mv", "operation": "y[i] += A[i,k] * x[k]",
+      "types": {"A": "int8", "x": "int8", "y": "int32"}, "array": {"shape": [2, 3]}, "memory": DRAM8,
+      "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k"], "control": [1, 1]}}}
+SHIFT = {"version": 1, "kind": "array", "name": "shift", "operation": "C[i,j] += A[i,j+k] * B[k]",
+         "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2]}, "memory": DRAM8,
+         "bounds": {"i": 3, "j": 4, "k": 3},
+         "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k", "j"], "control": [0, 0]}}}
+
+
+def _conv(op, shape, spatial, order, control, bounds):
+    return {"version": 1, "kind": "array", "name": "strided", "operation": op,
+            "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": shape}, "memory": DRAM8,
+            "bounds": bounds, "dataflows": {"d": {"spatial": spatial, "order": order, "control": control}}}
+
+
+STRIDE2 = "O[k,p] += W[k,r] * I[p*2+r]"
+DILATED = "O[k,p] += W[k,r] * I[p+r*2]"
+
+
+@pytest.mark.parametrize("spec, bounds, tile, order", [
+    # I streamed into lanes along p: lane l reads I[2*(p0 + l) + r], every other element of one run of 2 x lanes
+    (_conv(STRIDE2, [2, 3], {"k": 0, "p": 1}, ["k", "p", "r"], [1, 1], {"k": 3, "p": 7, "r": 3}),
+     {"k": 3, "p": 7, "r": 3}, {"k": 1, "p": 1}, ("k", "p")),
+    # I stationary with its lanes along r (dilation 2), rows along p
+    (_conv(DILATED, [2, 2], {"p": 0, "r": 1}, ["p", "r", "k"], [0, 0], {"k": 3, "p": 5, "r": 3}),
+     {"k": 3, "p": 5, "r": 3}, {"p": 1, "r": 1}, ("p", "r")),
+    # a 2-input-channel stride-2 convolution, I stationary along p with c on the rows
+    (_conv("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["p", "r", "c", "k"], [0, 0],
+           {"k": 3, "p": 5, "c": 3, "r": 3}), {"k": 3, "p": 5, "c": 3, "r": 3}, {"p": 2, "r": 2, "c": 2}, ("p", "r", "c")),
+])
+def test_lanes_that_step_by_two_match_numpy_and_the_model(spec, bounds, tile, order):
+    got, ref, cycles, model, cmd, moved = _run(spec, [], bounds, tile, order)
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
+
+
+def test_lanes_across_two_array_axes_are_refused():
+    """I[c, p+r] streamed from 4 lanes on 2x2 (c and p both on the array): lane 2 is I[1, 0], not lane 0's element
+    + 2, which the buffers would read (it gave wrong outputs before 2026-12-06); refused by name."""
+    spec = _conv("O[k,p] += I[c,p+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
+                 {"k": 3, "p": 4, "c": 2, "r": 3})
+    with pytest.raises(SpecError, match=r"port in_I: its lanes do not step one tensor dimension of I by 1 \(its 4 "
+                                        r"lanes span several array axes"):
+        _run(spec, [], {"k": 3, "p": 4, "c": 2, "r": 3}, {"k": 1, "p": 1, "c": 1}, ("k", "p", "c"))
+
+
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", [
+    # x[k] stationary, its 3 lanes along i: every lane holds x[k] of its row (one read, fanned out)
+    (MV, [], {"i": 7, "k": 5}, {"i": 1, "k": 1}, ("i", "k")),
+    (SHIFT, [], {"i": 3, "j": 4, "k": 3}, {"i": 1, "k": 1}, ("i", "k")),
+    # a 3-D array with k on a leading axis: A[i,k] stationary with its lanes along j (broadcast) and its rows
+    # over (i, k); k = 5 on 2 rows, so the last k tile's second row is masked (A and B read 0 there)
+    ("gemm_os3d", ["array.shape=2x2x2", "dataflows.os3d.spatial={i: 0, k: 1, j: 2}"], {"i": 4, "k": 5, "j": 4},
+     {"i": 1, "j": 1, "k": 1}, ("i", "j", "k")),
+    ("gemm_os3d", ["array.shape=2x2x2", "dataflows.os3d.spatial={j: 0, k: 1, i: 2}"], {"i": 4, "k": 5, "j": 3},
+     {"i": 1, "j": 1, "k": 1}, ("i", "j", "k")),
+])
+def test_broadcast_lanes_and_leading_reduction_rows_match_numpy_and_the_model(spec, sets, bounds, tile, order):
+    got, ref, cycles, model, cmd, moved = _run(spec, sets + ["memory.dram.width_bytes=8", "memory.dram.latency=5",
+                                                             "memory.dram.burst_bytes=16"] if sets else [],
+                                               bounds, tile, order)
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == moved
 
 
 def test_delay_connections_layer_top_matches_numpy_and_the_model():

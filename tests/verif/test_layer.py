@@ -194,6 +194,71 @@ def test_3d_array_layer_through_the_memory_system():
     assert r.detail["n_blocks"] == {"i": 3, "j": 2, "k": 2}
 
 
+def test_1d_array_layer_through_the_memory_system():
+    """A 1-D array of 3 (gemm_ws with k across it): B stationary, loaded in one row of 3 lanes; A streamed into
+    each FU; C reduced along the chain and drained from its end. Ragged on k (5 over 3), k split over 2 blocks
+    (the add onto partial sums), j over 2 blocks. Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_ws", ["array.shape=[3]", "dataflows.ws.spatial={k: 0}", "dataflows.ws.control=[1]"]
+                       + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 4, "k": 5, "j": 6}, tile={"j": 3, "k": 1}, order=("j", "k"), seed=2)
+    _check(r)
+    assert r.detail["n_blocks"] == {"j": 2, "k": 2}
+
+
+def test_broadcast_lanes_and_a_reduction_on_a_leading_axis():
+    """gemm_os3d on 2x2x2 with k on axis 1 and j on the lane axis: A[i,k] is stationary and does not depend on j,
+    so its 2 lanes hold one element (read once, fanned out); its rows run over (i, k), and k = 5 on 2 rows leaves
+    the last k tile's second row past the bound, masked (stale buffer contents would add onto in-bound outputs).
+    Exact, RTL cycles == model cycles, bytes == closed form."""
+    design = load_spec("gemm_os3d", ["array.shape=2x2x2", "dataflows.os3d.spatial={i: 0, k: 1, j: 2}"] + SPLIT_DRAM)
+    r = verify_layer(design, {"i": 4, "k": 5, "j": 4}, tile={"i": 1, "j": 1, "k": 1}, order=("i", "j", "k"), seed=4)
+    _check(r)
+    assert r.detail["n_blocks"] == {"i": 2, "j": 2, "k": 3}
+
+
+def test_lanes_that_step_by_two():
+    """A stride-2 1-D convolution O[k,p] += W[k,r] * I[2p+r] on 2x3 with p on the lanes: I's lanes step its one
+    dimension by 2, read as one run of 6 positions (8 banks) keeping every other. Exact, RTL cycles == model."""
+    from archgen.arch.spec import load_spec_data
+    design = load_spec_data({"version": 1, "kind": "array", "name": "stride2", "operation": "O[k,p] += W[k,r] * I[p*2+r]",
+                             "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 3]},
+                             "bounds": {"k": 3, "p": 7, "r": 3}, "memory": {"dram": {"width_bytes": 8, "latency": 8}},
+                             "dataflows": {"d": {"spatial": {"k": 0, "p": 1}, "order": ["k", "p", "r"], "control": [1, 1]}}})
+    r = verify_layer(design, {"k": 3, "p": 7, "r": 3}, tile={"k": 1, "p": 1}, order=("k", "p"), seed=4)
+    _check(r)
+    assert r.detail["n_blocks"] == {"k": 2, "p": 3}
+
+
+@pytest.mark.slow
+def test_broadcast_lanes_matrix_vector():
+    """y[i] += A[i,k] * x[k] on 2x3, k on axis 0, i on the lanes: x is stationary and the same on every lane."""
+    from archgen.arch.spec import load_spec_data
+    design = load_spec_data({"version": 1, "kind": "array", "name": "mv", "operation": "y[i] += A[i,k] * x[k]",
+                             "types": {"A": "int8", "x": "int8", "y": "int32"}, "array": {"shape": [2, 3]},
+                             "memory": {"dram": {"width_bytes": 8, "latency": 8}},
+                             "dataflows": {"d": {"spatial": {"k": 0, "i": 1}, "order": ["i", "k"], "control": [1, 1]}}})
+    r = verify_layer(design, {"i": 7, "k": 5}, tile={"i": 1, "k": 1}, order=("i", "k"), seed=4)
+    _check(r)
+
+
+ONE_D = [  # (spec, sets, bounds, tile, order): OS, IS and a delay-connection convolution on 1-D arrays
+    ("gemm_os", ["array.shape=[4]", "dataflows.os.spatial={j: 0}", "dataflows.os.control=[1]"],
+     {"i": 5, "k": 6, "j": 7}, {"i": 2, "j": 1}, ("j", "i")),
+    ("gemm_is", ["array.shape=[2]", "dataflows.is.spatial={k: 0}", "dataflows.is.control=[0]"],
+     {"i": 6, "k": 3, "j": 5}, {"i": 3, "k": 1}, ("i", "k")),
+    ("conv_rs", ["array.shape=[3]", "dataflows.rs.spatial={r: 0}", "dataflows.rs.control=[0]"],
+     {"n": 1, "k": 2, "p": 5, "q": 3, "c": 2, "r": 3, "s": 2}, {"k": 1, "c": 1, "r": 1, "s": 2, "p": 3},
+     ("k", "p", "c", "r", "s")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, sets, bounds, tile, order", ONE_D, ids=[c[0] for c in ONE_D])
+def test_1d_array_layers_other_dataflows(spec, sets, bounds, tile, order):
+    r = verify_layer(load_spec(spec, sets + SPLIT_DRAM), bounds, tile=tile, order=order, seed=7)
+    _check(r)
+
+
 @pytest.mark.slow
 def test_planner_chosen_partial_sums_through_dram():
     """Granted ``memory.partial_sums_through_dram``, the planner's own command for this OS layer brings C blocks
