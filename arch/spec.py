@@ -299,7 +299,9 @@ def read_spec_file(path: Path) -> dict:
 
 
 def parse_shape(value) -> Any:
-    """'32x32' -> [32, 32]; other values pass through for the schema to judge."""
+    """'32x32' -> [32, 32]; 8 or '8' -> [8] (a 1-D array); other values pass through for the schema to judge."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
     if isinstance(value, str) and re.fullmatch(r"\d+(x\d+){0,2}", value.strip()):
         return [int(v) for v in value.strip().split("x")]
     return value
@@ -365,7 +367,7 @@ def load_spec(name: str | Path, overrides: Sequence[str] = ()) -> Design:
 # phase 1: schema
 
 _SCHEMA_HINTS = {
-    "array.shape": "a list of 1 to 3 positive integers, e.g. [4, 4], or '4x4'",
+    "array.shape": "a list of 1 to 3 positive integers, e.g. [4, 4], '4x4', or 8 for a 1-D array",
     "version": "only spec version 1 exists",
     "types.*": "data types are intN or uintN with N in 1..64, e.g. int8",
     "dataflows": "dataflow names start with a letter or '_' and hold letters, digits and '_'",

@@ -79,3 +79,15 @@ def test_high_clock_default_memory_system_builds_without_a_width_override():
     cmd = make_command(d, {"i": 7, "k": 5, "j": 6}, d.dataflow(), {"j": 1, "k": 4}, ("j", "k"))
     p = layer_program(compile_array(d), cmd, spec_size=False)
     assert d.memory.dram.width_bytes == 8 and p.dram_words > 0
+
+
+@pytest.mark.parametrize("value", ["8", "[8]"])
+def test_set_array_shape_takes_one_integer_as_a_1d_array(value):
+    """``--set array.shape=8`` (YAML reads an int) is the 1-D array [8], as ``[8]`` is; a bool is not."""
+    spec = {"version": 1, "name": "row", "operation": "C[i,j] += A[i,k] * B[k,j]",
+            "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [4, 4]},
+            "dataflows": {"os": {"spatial": {"j": 0}, "order": ["i", "j", "k"], "control": [1]}}}
+    from archgen.arch.spec import apply_overrides, load_spec_data
+    assert load_spec_data(apply_overrides(spec, [f"array.shape={value}"])).shape == (8,)
+    with pytest.raises(SpecError, match=r"array.shape: a list of 1 to 3 positive integers.*\(got True\)"):
+        load_spec_data(apply_overrides(spec, ["array.shape=true"]))
