@@ -12,7 +12,7 @@ from pathlib import Path
 
 from archgen.arch.errors import SpecError, ToolMissingError, problem
 
-__all__ = ["fused_dataflows", "build_fused", "fusion_report", "verify_fused_cli", "format_fusion_report"]
+__all__ = ["fused_dataflows", "build_fused", "build_fused_memory", "fusion_report", "verify_fused_cli", "format_fusion_report"]
 
 
 def fused_dataflows(design, fuse_arg: str | None, dataflow: str | None, command: str):
@@ -84,6 +84,44 @@ def build_fused(args, design, names, con) -> int:
         con.print(f"  wrote {p}", markup=False)
     for line in lines:
         con.print(line, markup=False)
+    return 0
+
+
+def build_fused_memory(args, design, names, con) -> int:
+    """``archgen build FUSED_SPEC --memory [--report]``: one memory-system build per fused dataflow around the one
+    fused array (rtlgen/build.py ``fused_layer_builds``), said so on the console and in the manifest."""
+    from archgen.arch.files import check_output_dir
+    from archgen.rtlgen.build import (fused_layer_builds, layer_core_report, layer_report_lines, manifest_json,
+                                      stt_layer_lines, write_outputs)
+    out = check_output_dir(Path(args.out) if args.out else Path("out") / design.name, "--out")
+    t0 = time.perf_counter()
+    files, manifest = fused_layer_builds(design, names, pipeline=not args.no_pipeline, target=args.target)
+    lines, reports = [], {}
+    for name, b in manifest["builds"].items():
+        bufs = ", ".join(f"{x} {v['banks']} banks x {v['words_per_bank']} words x {v['bits']} bits"
+                         + (f" ({v['copies']} copies)" if v.get("copies", 1) > 1 else "")
+                         for x, v in b["buffers"].items()) if "words_per_bank" in next(iter(b["buffers"].values())) \
+            else None
+        lines.append(f"  {name} (select {b['select_value']}): {b['file']}, {b['verilog_lines']:,} lines, {b['kind']}"
+                     + (f"; buffers {bufs}" if bufs else ""))
+        if "command" in b:
+            lines += ["  " + x for x in stt_layer_lines(b)]
+        if args.report:
+            reports[name] = layer_core_report(files[b["file"]], b["top"], design.clock_mhz)
+            lines += ["  " + x for x in layer_report_lines(reports[name])]
+    files["layer_manifest.json"] = manifest_json(manifest)
+    if args.report:
+        files["layer_report.json"] = manifest_json(reports)
+    written = write_outputs(out, files)
+    n = manifest["memory_system_builds"]
+    con.print(f"built {design.name} ({design.shape_label}, fused dataflows {', '.join(names)}) with its memory system "
+              f"in {time.perf_counter() - t0:.2f} s: {n} memory-system builds around one fused array, NOT one core "
+              f"that switches per layer: build D runs the layers of dataflow D (command field 'dataflow' tied to "
+              f"{', '.join(f'{i} = {x}' for i, x in enumerate(names))})", markup=False)
+    for line in lines:
+        con.print(line, markup=False)
+    for p in written.values():
+        con.print(f"  wrote {p}", markup=False)
     return 0
 
 

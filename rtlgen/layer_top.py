@@ -577,12 +577,13 @@ class LayerTop(Elaboratable):
     count), ``rb_addr``/``rb_data`` (the DRAM's read-back port), ``moved`` (the core's byte counters)."""
 
     def __init__(self, prog: LayerProgram, dram_init: list[int], array=None, command_fields=None,
-                 layer: str = "layer"):
+                 layer: str = "layer", fmt: DescriptorFormat | None = None):
         self.prog = prog
         self.dram_init = list(dram_init)
         self.dram_depth = max(1, len(self.dram_init))
-        # a simulation build for one command: the shape table holds the rows its edge masks need
-        self.fmt = descriptor_format(prog, shape_rows=1 << max(prog.command.shapes).bit_length())
+        # a simulation build for one command: the shape table holds the rows its edge masks need; ``fmt``
+        # (e.g. ``descriptor_format(prog)``, every edge mask) runs the synthesis build's core instead
+        self.fmt = fmt or descriptor_format(prog, shape_rows=1 << max(prog.command.shapes).bit_length())
         self.words = self.fmt.encode(prog.command, layer, prog.cmd.dataflow.name)
         self.core = LayerCore(prog, self.fmt, array, command_fields)
         self.go = Signal()
