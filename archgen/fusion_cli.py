@@ -88,8 +88,9 @@ def build_fused(args, design, names, con) -> int:
 
 
 def build_fused_memory(args, design, names, con) -> int:
-    """``archgen build FUSED_SPEC --memory [--report]``: one memory-system build per fused dataflow around the one
-    fused array (rtlgen/build.py ``fused_layer_builds``), said so on the console and in the manifest."""
+    """``archgen build FUSED_SPEC --memory [--report]``: the fused array with its memory system (rtlgen/build.py
+    ``fused_layer_builds``): one layer core for tiled dataflows, the select per layer command; with a skewed map,
+    two memory-system builds around one fused array, said so on the console and in the manifest."""
     from archgen.arch.files import check_output_dir
     from archgen.rtlgen.build import (fused_layer_builds, layer_core_report, layer_report_lines, manifest_json,
                                       stt_layer_lines, write_outputs)
@@ -98,12 +99,14 @@ def build_fused_memory(args, design, names, con) -> int:
     files, manifest = fused_layer_builds(design, names, pipeline=not args.no_pipeline, target=args.target)
     lines, reports = [], {}
     for name, b in manifest["builds"].items():
-        bufs = ", ".join(f"{x} {v['banks']} banks x {v['words_per_bank']} words x {v['bits']} bits"
-                         + (f" ({v['copies']} copies)" if v.get("copies", 1) > 1 else "")
-                         for x, v in b["buffers"].items()) if "words_per_bank" in next(iter(b["buffers"].values())) \
-            else None
-        lines.append(f"  {name} (select {b['select_value']}): {b['file']}, {b['verilog_lines']:,} lines, {b['kind']}"
-                     + (f"; buffers {bufs}" if bufs else ""))
+        bufs = ", ".join(f"{x} {v['banks']} banks x {v.get('words_per_bank', v.get('rows_per_bank'))} words x "
+                         f"{v['bits']} bits" + (f" ({v['copies']} copies)" if v.get("copies", 1) > 1 else "")
+                         for x, v in b["buffers"].items())
+        sel = (f"select {b['select_value']} tied" if "select_value" in b else
+               "select per layer: table B field dataflow, " + ", ".join(f"{v} = {k}" for k, v in
+                                                                       b["select"]["encoding"].items()))
+        lines.append(f"  {name}: {b['file']}, {b['verilog_lines']:,} lines of Verilog, {b['kind']}; {sel}; "
+                     f"buffers {bufs}")
         if "command" in b:
             lines += ["  " + x for x in stt_layer_lines(b)]
         if args.report:
@@ -113,11 +116,11 @@ def build_fused_memory(args, design, names, con) -> int:
     if args.report:
         files["layer_report.json"] = manifest_json(reports)
     written = write_outputs(out, files)
-    n = manifest["memory_system_builds"]
+    what = ("ONE layer core, the dataflow selected per layer command" if manifest["one_core"] else
+            f"{manifest['memory_system_builds']} memory-system builds around one fused array, NOT one core: a "
+            "layer runs on the build of its dataflow")
     con.print(f"built {design.name} ({design.shape_label}, fused dataflows {', '.join(names)}) with its memory system "
-              f"in {time.perf_counter() - t0:.2f} s: {n} memory-system builds around one fused array, NOT one core "
-              f"that switches per layer: build D runs the layers of dataflow D (command field 'dataflow' tied to "
-              f"{', '.join(f'{i} = {x}' for i, x in enumerate(names))})", markup=False)
+              f"in {time.perf_counter() - t0:.2f} s: {what}", markup=False)
     for line in lines:
         con.print(line, markup=False)
     for p in written.values():

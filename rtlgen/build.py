@@ -22,7 +22,7 @@ from .manifest import manifest_core
 
 __all__ = ["build_array", "array_verilog", "array_manifest", "fused_manifest", "write_outputs", "manifest_json",
            "CONTRACT_TEXT", "layer_core_verilog", "layer_core_report", "write_layer_build", "fused_layer_builds",
-           "fused_command_constants", "layer_limits"]
+           "fused_command_constants", "layer_limits", "fused_layer_core_verilog"]
 
 CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.py): one step issued per cycle, "
                  "tiles back to back; a tile's first step waits for its stationary data (rows cycles, started once "
@@ -309,38 +309,83 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
     return 0
 
 
+def fused_layer_core_verilog(fused, *, names=None) -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of ONE synthesizable layer core for the tiled dataflows of a fused
+    design (rtlgen/fused_layer.py ``FusedLayerCore``): buffers at the spec's sizes, one DRAM port, the
+    command tables of every dataflow with the select field ``dataflow`` in table B."""
+    from archgen.dataflow.fusion import SELECT_FIELD
+    from archgen.dataflow.memctl import descriptor_format
+    from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
+    from archgen.rtlgen.layer_top import buffer_copies
+    design = fused.design
+    progs = fused_layer_programs(fused, names)
+    core = FusedLayerCore(fused, progs)
+    name = f"{design.name}_layer"
+    text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
+    mem = design.memory_system
+    fmt = core.fmt
+    manifest = {
+        "top": name, "dataflows": list(progs), "array_shape": list(design.shape),
+        "select": {"table": "B", "field": SELECT_FIELD, "bits": dict(fmt.tables["B"])[SELECT_FIELD],
+                   "encoding": {n: fused.index(n) for n in progs},
+                   "rule": "a layer of dataflow D: D's walker command (layer_program of D's fused view) in these "
+                           "tables, field dataflow = D's value; fields D does not use are 0"},
+        "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
+                        "halves": lay.halves, "copies": buffer_copies(core.prog)[x]}
+                    for x, lay in core.prog.layouts.items()},
+        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
+                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
+        "descriptor_tables": {t: {"rows": fmt.depth(t), "bits": fmt.width(t),
+                                  "fields": [{"name": n, "bits": w} for n, w in f]}
+                              for t, f in fmt.tables.items()},
+        "array_ports_walked": {n: [w.port for w in p.walks] for n, p in progs.items()},
+        "layer_limits": {n: layer_limits(p, descriptor_format(p)) for n, p in progs.items()},
+    }
+    return text, name, manifest
+
+
 def fused_layer_builds(design: Design, names, *, pipeline: bool = True, target: str = "asic") -> tuple[dict, dict]:
-    """``archgen build FUSED_SPEC --memory``: one memory-system build per fused dataflow, each around the ONE
-    fused array (``compile_fused``) and running that dataflow with the fused timing, the array's select tied
-    to it: the tiled layer core (``layer_core_verilog``) for a tiled dataflow, the stt layer core for a skewed
-    map. Not one core that switches per layer (docs/memory.md "Fused designs through the memory system").
-    Returns ({file name: Verilog text}, the layer manifest)."""
+    """``archgen build FUSED_SPEC --memory``: the fused array (``compile_fused``) with its memory system. The
+    tiled dataflows (two or more) share ONE layer core, the dataflow selected per layer command
+    (``fused_layer_core_verilog``); a skewed map gets its own stt layer core around the same fused array (its
+    select tied); a lone tiled dataflow beside a map the tiled layer core with its select tied
+    (``layer_core_verilog``). So the files are one core, or (with a skewed map) two memory-system builds
+    around one fused array. Returns ({file name: Verilog text}, the layer manifest)."""
     from archgen.dataflow.compile import compile_fused
     from archgen.dataflow.fusion import SELECT_FIELD
+    from .fused_layer import tiled_fused_names
     from .stt_layer import stt_layer_verilog
     fused = compile_fused(design, names, pipeline=pipeline, target=target)
+    tiled = tiled_fused_names(fused)
     texts, builds = {}, {}
+    if len(tiled) >= 2:
+        text, top, man = fused_layer_core_verilog(fused, names=tiled)
+        texts[f"{top}.v"] = text
+        builds["+".join(tiled)] = {"file": f"{top}.v", "kind": "one tiled layer core for "
+                                   f"{', '.join(tiled)} (rtlgen/fused_layer.py FusedLayerCore)",
+                                   "verilog_lines": text.count("\n"), **man}
     for name in fused.names:
-        if hasattr(fused.view(name), "network"):
+        if name in tiled and len(tiled) >= 2:
+            continue
+        if name not in tiled:
             text, top, man = stt_layer_verilog(design, name, fused=fused)
-            kind = "stt layer core (rtlgen/stt_layer.py)"
+            kind = f"stt layer core (rtlgen/stt_layer.py) for {name}, select tied"
         else:
             text, top, man = layer_core_verilog(design, name, pipeline=pipeline, target=target, fused=fused)
-            kind = "tiled layer core (rtlgen/layer_top.py LayerCore)"
+            kind = f"tiled layer core (rtlgen/layer_top.py LayerCore) for {name}, select tied"
         texts[f"{top}.v"] = text
         builds[name] = {"file": f"{top}.v", "kind": kind, "select_value": fused.index(name),
                         "verilog_lines": text.count("\n"), **man}
-    tiled = [{x: {k: v for k, v in b.items() if k != "copies"} for x, b in m["buffers"].items()}
-             for m in builds.values() if "descriptor_tables" in m]      # banks, depth, width, halves
+    one = len(builds) == 1
     manifest = {
         "design": design.name, "array_shape": list(design.shape), "fused": list(fused.names),
         "select_field": SELECT_FIELD, "select_encoding": {n: fused.index(n) for n in fused.names},
-        "one_core": False, "memory_system_builds": len(builds),
-        "note": (f"{len(builds)} memory-system builds around one fused array, not one core: each build is the fused "
-                 "array (every dataflow's datapath and select muxes) inside the memory system of one dataflow, "
-                 "its select field tied to that dataflow; the host runs a layer of dataflow D on build D"),
-        "tiled_buffer_layouts_equal": all(t == tiled[0] for t in tiled) if tiled else None,
+        "one_core": one, "memory_system_builds": len(builds),
+        "note": ("one layer core: the fused array, one memory system, the dataflow selected per layer command "
+                 "(table B field dataflow)" if one else
+                 f"{len(builds)} memory-system builds around one fused array, not one core: a skewed map's stt "
+                 "layer core and the tiled dataflows' layer core each drive their own copy of the fused array "
+                 "(docs/memory.md 'Not built: one core for both dataflows, switching per layer'); the host runs "
+                 "a layer on the build of its dataflow"),
         "builds": builds}
     return texts, manifest
-
-

@@ -56,16 +56,15 @@ class FusedLayerCore(LayerCore):
                                          f"one layer core for the fused dataflows needs the same buffer layout in "
                                          f"each; {names[0]} and {n} differ (banks, words per bank, halves); build "
                                          "one dataflow with --dataflow", n)])
-        walks, seen = [], set()
-        for p in self.progs.values():          # every port once (its first dataflow's walk names the fields)
+        walks: dict = {}                       # every port once: its walk of the most lanes (the port's width)
+        for p in self.progs.values():
             for w in p.walks:
-                if w.port not in seen:
-                    seen.add(w.port)
-                    walks.append(w)
+                if w.port not in walks or w.lanes > walks[w.port].lanes:
+                    walks[w.port] = w
         self.names = names
         self.own = {n: {f.loop for f in fused.view(n).command.fields if f.loop is not None} for n in names}
         sel_bits = next(f.bits for f in fused.command.fields if f.name == SELECT_FIELD)
-        super().__init__(dataclasses.replace(base, walks=tuple(walks)), union_format(self.progs, sel_bits),
+        super().__init__(dataclasses.replace(base, walks=tuple(walks.values())), union_format(self.progs, sel_bits),
                          array=FusedArrayTop(fused))
 
     def encode(self, wc, index: int, layer: str = "layer") -> dict:

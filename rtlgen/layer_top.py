@@ -689,9 +689,11 @@ def buffer_copies(prog: LayerProgram) -> dict[str, int]:
 
 
 def _select_state(states, ons):
-    """The walk state of the selected dataflow (one ``on`` high): every field through a mux chain on ``ons``."""
-    lanes = {len(st.lane_ok) for st in states}
-    assert len(lanes) == 1, "a port's walks differ in lanes across the dataflows"
+    """The walk state of the selected dataflow (one ``on`` high): every field through a mux chain on ``ons``;
+    a walk of fewer lanes than the port's widest (a FIFO chain root's one lane) masks the others."""
+    n = max(len(st.lane_ok) for st in states)
+    for st in states:
+        st.lane_ok = list(st.lane_ok) + [Const(0)] * (n - len(st.lane_ok))
 
     def pick(get):
         out = get(states[-1])
@@ -699,7 +701,7 @@ def _select_state(states, ons):
             out = Mux(on, get(st), out)
         return out
     fields = {k: pick(lambda st, k=k: getattr(st, k)) for k in ("pos", "nxt", "beats", "row_ok", "first", "moving")}
-    return SimpleNamespace(lane_ok=[pick(lambda st, l=l: st.lane_ok[l]) for l in range(lanes.pop())], **fields)
+    return SimpleNamespace(lane_ok=[pick(lambda st, l=l: st.lane_ok[l]) for l in range(n)], **fields)
 
 
 def _first_set(mask, n):

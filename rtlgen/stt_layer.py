@@ -603,16 +603,16 @@ def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None =
     from archgen.dataflow.stt_command import build_stt, command_values, command_words, plan_for_build
 
     from .build import fused_command_constants, strip_zero_memory_init
-    array, fields, name = None, None, f"{design.name}_stt_layer"
+    array, tied, name = None, None, f"{design.name}_stt_layer"
     if fused is not None:
         from .fused_array import FusedArrayTop
         compiled = fused.view(dataflow)
-        array, fields = FusedArrayTop(fused), fused_command_constants(fused, dataflow)
+        array, tied = FusedArrayTop(fused), fused_command_constants(fused, dataflow)
         name = f"{design.name}_{dataflow}_stt_layer"
     else:
         compiled = compile_array(design, dataflow)
     build = build_stt(compiled, box=box)
-    top = SttLayerTop(None, compiled, None, build=build, array=array, command_fields=fields)
+    top = SttLayerTop(None, compiled, None, build=build, array=array, command_fields=tied)
     text = strip_zero_memory_init(verilog.convert(top, name=name, ports=top.ports(), emit_src=False))
     mem = design.memory_system
     example = dict(bounds if bounds is not None else design.bounds)
@@ -635,7 +635,7 @@ def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None =
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
     }
     if fused is not None:
-        manifest["array_command_tied"] = dict(sorted(fields.items()))
+        manifest["array_command_tied"] = dict(sorted(tied.items()))
     return text, name, manifest
 
 
