@@ -369,10 +369,10 @@ def fused_layer_builds(design: Design, names, *, pipeline: bool = True, target: 
             continue
         if name not in tiled:
             text, top, man = stt_layer_verilog(design, name, fused=fused)
-            kind = f"stt layer core (rtlgen/stt_layer.py) for {name}, select tied"
+            kind = f"stt layer core (rtlgen/stt_layer.py) for {name}"
         else:
             text, top, man = layer_core_verilog(design, name, pipeline=pipeline, target=target, fused=fused)
-            kind = f"tiled layer core (rtlgen/layer_top.py LayerCore) for {name}, select tied"
+            kind = f"tiled layer core (rtlgen/layer_top.py LayerCore) for {name}"
         texts[f"{top}.v"] = text
         builds[name] = {"file": f"{top}.v", "kind": kind, "select_value": fused.index(name),
                         "verilog_lines": text.count("\n"), **man}
