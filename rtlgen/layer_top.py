@@ -521,7 +521,8 @@ class LayerCore(Elaboratable):
         beats = Signal(32, name=f"{name}_beats_left")
         if skip is not None:
             at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
-            m.d.comb += skip[1].eq(~seq.start_c & (beats != 0) & at_tile_start & (1 if on is None else on))
+            cond = ~seq.start_c & (beats != 0) & at_tile_start
+            m.d.comb += skip[1].eq(cond if on is None else cond & on)
         with m.If(load):
             m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
         with m.Elif(fire):
