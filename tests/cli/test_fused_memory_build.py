@@ -109,3 +109,23 @@ def test_fused_build_memory_with_a_skewed_map_writes_two_builds(tmp_path, monkey
     assert man["builds"]["os"]["array_command_tied"]["dataflow"] == 0
     for b in man["builds"].values():
         assert (tmp_path / "h" / b["file"]).exists()
+
+
+def test_one_core_refuses_dataflows_whose_buffer_layouts_differ():
+    """The shared buffers need one layout: a dataflow whose buffer differs is refused by field, not built."""
+    import dataclasses
+
+    from archgen.arch.errors import SpecError
+    from archgen.arch.spec import load_spec
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
+    d = load_spec("gemm_fused", SMALL)
+    fused = compile_fused(d, d.fuse)
+    progs = fused_layer_programs(fused)
+    assert progs["os"].layouts == progs["ws"].layouts == progs["is"].layouts
+    lay = progs["ws"].layouts["B"]
+    progs["ws"] = dataclasses.replace(progs["ws"], layouts={**progs["ws"].layouts,
+                                                            "B": dataclasses.replace(lay, banks=2 * lay.banks)})
+    with pytest.raises(SpecError, match=r"memory.B: one layer core for the fused dataflows needs the same buffer "
+                                        r"layout in each; os and ws differ"):
+        FusedLayerCore(fused, progs)
