@@ -129,3 +129,16 @@ def test_one_core_refuses_dataflows_whose_buffer_layouts_differ():
     with pytest.raises(SpecError, match=r"memory.B: one layer core for the fused dataflows needs the same buffer "
                                         r"layout in each; os and ws differ"):
         FusedLayerCore(fused, progs)
+
+
+@pytest.mark.slow
+def test_fused_build_memory_report_synthesizes_the_one_core(tmp_path, monkeypatch):
+    """--report runs layer_core_report on the core (here Yosys only: nextpnr takes 15-30 min)."""
+    import archgen.rtlgen.build as build
+    real = build.layer_core_report
+    monkeypatch.setattr(build, "layer_core_report", lambda text, top, mhz: real(text, top, mhz, pnr=False))
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "--report", "-o", "r"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    rep = json.loads((tmp_path / "r" / "layer_report.json").read_text())
+    assert set(rep) == {"os+ws+is"}
+    assert rep["os+ws+is"]["yosys_cells"] > 0 and "yosys (synth_ecp5):" in out
