@@ -52,6 +52,7 @@ class FusedLayerCore(LayerCore):
             p = self.progs[n]
             if p.layouts != base.layouts or p.depth != base.depth or p.word_bytes != base.word_bytes:
                 diff = [x for x in base.layouts if p.layouts.get(x) != base.layouts[x]]
+                self._MustUse__silence = True            # refused: never elaborated
                 raise SpecError([problem(f"memory.{diff[0] if diff else 'depth'}",
                                          f"one layer core for the fused dataflows needs the same buffer layout in "
                                          f"each; {names[0]} and {n} differ (banks, words per bank, halves); build "
