@@ -119,8 +119,10 @@ def cmd_build(args) -> int:
                 con.print(line, markup=False)
         if args.out is None:
             return EXIT_OK
-    from archgen.fusion_cli import build_fused, fused_dataflows
+    from archgen.fusion_cli import build_fused, build_fused_memory, fused_dataflows
     design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "build")
+    if fuse and args.memory:                    # the fused array inside the memory system, one build per dataflow
+        return build_fused_memory(args, design, fuse, con)
     if fuse:                                    # several dataflows in one design (docs/dataflows.md, Fusion)
         return build_fused(args, design, fuse, con)
     if len(design.dataflows) > 1 and not args.dataflow:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from archgen.arch.errors import SpecError, ToolMissingError, problem
 
-__all__ = ["fused_dataflows", "build_fused", "fusion_report", "verify_fused_cli", "format_fusion_report"]
+__all__ = ["fused_dataflows", "build_fused", "build_fused_memory", "fusion_report", "verify_fused_cli", "format_fusion_report"]
 
 
 def fused_dataflows(design, fuse_arg: str | None, dataflow: str | None, command: str):
@@ -84,6 +84,47 @@ def build_fused(args, design, names, con) -> int:
         con.print(f"  wrote {p}", markup=False)
     for line in lines:
         con.print(line, markup=False)
+    return 0
+
+
+def build_fused_memory(args, design, names, con) -> int:
+    """``archgen build FUSED_SPEC --memory [--report]``: the fused array with its memory system (rtlgen/build.py
+    ``fused_layer_builds``): one layer core for tiled dataflows, the select per layer command; with a skewed map,
+    two memory-system builds around one fused array, said so on the console and in the manifest."""
+    from archgen.arch.files import check_output_dir
+    from archgen.rtlgen.build import (fused_layer_builds, layer_core_report, layer_report_lines, manifest_json,
+                                      stt_layer_lines, write_outputs)
+    out = check_output_dir(Path(args.out) if args.out else Path("out") / design.name, "--out")
+    t0 = time.perf_counter()
+    files, manifest = fused_layer_builds(design, names, pipeline=not args.no_pipeline, target=args.target)
+    lines, reports = [], {}
+    for name, b in manifest["builds"].items():
+        bufs = ", ".join(f"{x} {v['banks']} banks x {v.get('words_per_bank', v.get('rows_per_bank'))} words x "
+                         f"{v['bits']} bits" + (f" ({v['copies']} copies)" if v.get("copies", 1) > 1 else "")
+                         for x, v in b["buffers"].items())
+        sel = (f"select {b['select_value']} tied" if "select_value" in b else
+               "select per layer: table B field dataflow, " + ", ".join(f"{v} = {k}" for k, v in
+                                                                       b["select"]["encoding"].items()))
+        lines.append(f"  {name}: {b['file']}, {b['verilog_lines']:,} lines of Verilog, {b['kind']}; {sel}; "
+                     f"buffers {bufs}")
+        if "command" in b:
+            lines += ["  " + x for x in stt_layer_lines(b)]
+        if args.report:
+            reports[name] = layer_core_report(files[b["file"]], b["top"], design.clock_mhz)
+            lines += ["  " + x for x in layer_report_lines(reports[name])]
+    files["layer_manifest.json"] = manifest_json(manifest)
+    if args.report:
+        files["layer_report.json"] = manifest_json(reports)
+    written = write_outputs(out, files)
+    what = ("ONE layer core, the dataflow selected per layer command" if manifest["one_core"] else
+            f"{manifest['memory_system_builds']} memory-system builds around one fused array, NOT one core: a "
+            "layer runs on the build of its dataflow")
+    con.print(f"built {design.name} ({design.shape_label}, fused dataflows {', '.join(names)}) with its memory system "
+              f"in {time.perf_counter() - t0:.2f} s: {what}", markup=False)
+    for line in lines:
+        con.print(line, markup=False)
+    for p in written.values():
+        con.print(f"  wrote {p}", markup=False)
     return 0
 
 

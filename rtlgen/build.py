@@ -21,7 +21,8 @@ from .array import ArrayTop
 from .manifest import manifest_core
 
 __all__ = ["build_array", "array_verilog", "array_manifest", "fused_manifest", "write_outputs", "manifest_json",
-           "CONTRACT_TEXT"]
+           "CONTRACT_TEXT", "layer_core_verilog", "layer_core_report", "write_layer_build", "fused_layer_builds",
+           "fused_command_constants", "layer_limits", "fused_layer_core_verilog"]
 
 CONTRACT_TEXT = ("loader, issuer and drain run concurrently (dataflow/schedule.py): one step issued per cycle, "
                  "tiles back to back; a tile's first step waits for its stationary data (rows cycles, started once "
@@ -163,17 +164,37 @@ def strip_zero_memory_init(text: str) -> str:
     return _ZERO_MEM_INIT.sub("", text)
 
 
+def fused_command_constants(fused, name: str) -> dict:
+    """The fused array's command fields that a memory-system build of its dataflow ``name`` ties to constants:
+    the select (``dataflow`` = the index of ``name`` in the fuse list) and a trip count of 1 for every loop
+    the dataflow's own layer controller does not fill (a skewed map's core fills none of them)."""
+    from archgen.dataflow.fusion import SELECT_FIELD
+    view = fused.view(name)
+    own = set() if hasattr(view, "network") else {f.loop for f in view.command.fields}
+    fields = {f.name: 1 for f in fused.command.fields if f.loop is not None and f.loop not in own}
+    fields[SELECT_FIELD] = fused.index(name)
+    return fields
+
+
 def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline: bool = True,
-                       target: str = "asic") -> tuple[str, str, dict]:
+                       target: str = "asic", fused=None) -> tuple[str, str, dict]:
     """(Verilog text, top name, manifest) of the synthesizable whole accelerator for one dataflow: the
     array, the spec's buffers at their full size, the DMA with an external DRAM port and the layer
-    controller with its run-time command interface (one build runs every layer of the dataflow)."""
+    controller with its run-time command interface (one build runs every layer of the dataflow).
+    ``fused`` (``compile_fused``): the array is that fused array, run as its dataflow ``dataflow`` (its
+    view's timing; the select and the loops this controller does not fill tied, ``fused_command_constants``)."""
     from archgen.dataflow.memctl import layer_program, probe_command
     from archgen.rtlgen.layer_top import LayerCore, buffer_copies
-    compiled = compile_array(design, dataflow, pipeline=pipeline, target=target)
+    if fused is not None:
+        from archgen.rtlgen.fused_array import FusedArrayTop
+        compiled = fused.view(dataflow)
+        array, fields = FusedArrayTop(fused), fused_command_constants(fused, dataflow)
+        name = f"{design.name}_{dataflow}_layer"
+    else:
+        compiled = compile_array(design, dataflow, pipeline=pipeline, target=target)
+        array, fields, name = None, None, f"{design.name}_layer"
     prog = layer_program(compiled, probe_command(design, compiled.dataflow), "probe", spec_size=True)
-    core = LayerCore(prog)
-    name = f"{design.name}_layer"
+    core = LayerCore(prog, array=array, command_fields=fields)
     text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
     mem = design.memory_system
     manifest = {
@@ -187,7 +208,23 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
                                   "fields": [{"name": n, "bits": w} for n, w in f]}
                               for t, f in core.fmt.tables.items()},
     }
+    if fused is not None:
+        manifest["array_command_tied"] = dict(sorted(fields.items()))
+        manifest["layer_limits"] = layer_limits(prog, core.fmt)
     return text, name, manifest
+
+
+def layer_limits(prog, fmt) -> dict:
+    """What bounds the layers a layer core runs (each refused by name when a command exceeds it): the block
+    counters, the command fields, one block per buffer half, DRAM word addresses."""
+    from archgen.dataflow.memctl import BLOCK_COUNT_BITS, DRAM_WORD_BITS, WALK_COUNTER_BITS
+    trips = {n: w for n, w in fmt.tables["S"] if n.startswith("trips_")}
+    return {"blocks_per_level_max": (1 << WALK_COUNTER_BITS) - 1, "blocks_max": (1 << BLOCK_COUNT_BITS) - 1,
+            "array_trips_max": {n[6:]: (1 << w) - 1 for n, w in trips.items()},
+            "block_bytes_max": {x: lay.half_elems * lay.elem_bytes for x, lay in prog.layouts.items()},
+            "dram_words_max": 1 << DRAM_WORD_BITS, "shape_table_rows": fmt.depth("S"),
+            "rule": "any layer of the dataflow whose blocks fit these (the planner and make_command refuse "
+                    "others by field: layers.<L>.tile, memory.<T>.bytes)"}
 
 
 def layer_core_report(text: str, top: str, clock_mhz: float, *, pnr: bool = True) -> dict:
@@ -216,6 +253,33 @@ def layer_core_report(text: str, top: str, clock_mhz: float, *, pnr: bool = True
     return report
 
 
+def stt_layer_lines(manifest: dict) -> list[str]:
+    """What ``build --memory`` prints for an stt layer core (rtlgen/stt_layer.py ``stt_layer_verilog``)."""
+    cmd = manifest["command"]
+    return [f"  one build for every layer: boxes of {manifest['box']}, one every {manifest['period_slots']} "
+            f"slots; each layer is a command of {cmd['bits']:,} bits ({cmd['words']} words of "
+            f"{cmd['word_bits']} bits: trip counts, extents, strides, region bases, phase-table entries) "
+            f"the host writes before go; on chip "
+            f"{sum(b['bytes'] for b in manifest['buffers'].values()):,} B in banked buffers "
+            f"(memory.<T>.bytes, rounded down to whole bank rows); example layer {manifest['layer']}: "
+            f"{manifest['example_command']['cycles']:,} cycles"]
+
+
+def layer_report_lines(report: dict) -> list[str]:
+    """What ``build --memory --report`` prints for one layer core's ``layer_core_report``."""
+    ecp5 = report.get("ecp5")
+    if "yosys" in report:
+        lines = [f"  yosys: {report['yosys']}"]
+    else:
+        lines = [f"  yosys (synth_ecp5): {report['yosys_cells']} cells, {report['dp16kd']} DP16KD block RAMs"]
+    if isinstance(ecp5, dict):
+        lines.append(f"  nextpnr-ecp5 ({ecp5['device']}): Fmax {ecp5['min_fmax_mhz']} MHz, {ecp5['luts']} LUTs, "
+                     f"{ecp5['ffs']} FFs, {ecp5['dp16kd_used']} DP16KD")
+    elif ecp5 is not None:
+        lines.append(f"  nextpnr-ecp5: {ecp5}")
+    return lines
+
+
 def write_layer_build(design: Design, args, out: Path, con) -> int:
     """``archgen build SPEC --memory [--report]``: the layer top's Verilog, its manifest (buffers, DRAM
     port, descriptor fields) and, with ``--report``, ECP5 synthesis figures."""
@@ -225,14 +289,7 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
     if design.dataflow(args.dataflow).skewed:          # a skewed stt map: its own memory system (rtlgen/stt_layer.py)
         from .stt_layer import stt_layer_verilog
         text, top, manifest = stt_layer_verilog(design, args.dataflow)
-        cmd = manifest["command"]
-        lines.append(f"  one build for every layer: boxes of {manifest['box']}, one every {manifest['period_slots']} "
-                     f"slots; each layer is a command of {cmd['bits']:,} bits ({cmd['words']} words of "
-                     f"{cmd['word_bits']} bits: trip counts, extents, strides, region bases, phase-table entries) "
-                     f"the host writes before go; on chip "
-                     f"{sum(b['bytes'] for b in manifest['buffers'].values()):,} B in banked buffers "
-                     f"(memory.<T>.bytes, rounded down to whole bank rows); example layer {manifest['layer']}: "
-                     f"{manifest['example_command']['cycles']:,} cycles")
+        lines += stt_layer_lines(manifest)
     else:
         text, top, manifest = layer_core_verilog(design, args.dataflow, pipeline=not args.no_pipeline,
                                                  target=args.target)
@@ -240,16 +297,7 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
     if args.report:
         report = layer_core_report(text, top, design.clock_mhz)
         files["layer_report.json"] = manifest_json(report)
-        ecp5 = report.get("ecp5")
-        if "yosys" in report:
-            lines.append(f"  yosys: {report['yosys']}")
-        else:
-            lines.append(f"  yosys (synth_ecp5): {report['yosys_cells']} cells, {report['dp16kd']} DP16KD block RAMs")
-        if isinstance(ecp5, dict):
-            lines.append(f"  nextpnr-ecp5 ({ecp5['device']}): Fmax {ecp5['min_fmax_mhz']} MHz, {ecp5['luts']} LUTs, "
-                         f"{ecp5['ffs']} FFs, {ecp5['dp16kd_used']} DP16KD")
-        elif ecp5 is not None:
-            lines.append(f"  nextpnr-ecp5: {ecp5}")
+        lines += layer_report_lines(report)
     written = write_outputs(out, files)
     con.print(f"built {top} (array {design.shape_label} with its memory system, dataflow "
               f"{manifest['dataflow']}) in {time.perf_counter() - t0:.2f} s: {text.count(chr(10))} lines of Verilog",
@@ -259,3 +307,85 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
     for line in lines:
         con.print(line, markup=False)
     return 0
+
+
+def fused_layer_core_verilog(fused, *, names=None) -> tuple[str, str, dict]:
+    """(Verilog text, top name, manifest) of ONE synthesizable layer core for the tiled dataflows of a fused
+    design (rtlgen/fused_layer.py ``FusedLayerCore``): buffers at the spec's sizes, one DRAM port, the
+    command tables of every dataflow with the select field ``dataflow`` in table B."""
+    from archgen.dataflow.fusion import SELECT_FIELD
+    from archgen.dataflow.memctl import descriptor_format
+    from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
+    from archgen.rtlgen.layer_top import buffer_copies
+    design = fused.design
+    progs = fused_layer_programs(fused, names)
+    core = FusedLayerCore(fused, progs)
+    name = f"{design.name}_layer"
+    text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
+    mem = design.memory_system
+    fmt = core.fmt
+    manifest = {
+        "top": name, "dataflows": list(progs), "array_shape": list(design.shape),
+        "select": {"table": "B", "field": SELECT_FIELD, "bits": dict(fmt.tables["B"])[SELECT_FIELD],
+                   "encoding": {n: fused.index(n) for n in progs},
+                   "rule": "a layer of dataflow D: D's walker command (layer_program of D's fused view) in these "
+                           "tables, field dataflow = D's value; fields D does not use are 0"},
+        "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
+                        "halves": lay.halves, "copies": buffer_copies(core.prog)[x]}
+                    for x, lay in core.prog.layouts.items()},
+        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
+                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
+        "descriptor_tables": {t: {"rows": fmt.depth(t), "bits": fmt.width(t),
+                                  "fields": [{"name": n, "bits": w} for n, w in f]}
+                              for t, f in fmt.tables.items()},
+        "array_ports_walked": {n: [w.port for w in p.walks] for n, p in progs.items()},
+        "layer_limits": {n: layer_limits(p, descriptor_format(p)) for n, p in progs.items()},
+    }
+    return text, name, manifest
+
+
+def fused_layer_builds(design: Design, names, *, pipeline: bool = True, target: str = "asic") -> tuple[dict, dict]:
+    """``archgen build FUSED_SPEC --memory``: the fused array (``compile_fused``) with its memory system. The
+    tiled dataflows (two or more) share ONE layer core, the dataflow selected per layer command
+    (``fused_layer_core_verilog``); a skewed map gets its own stt layer core around the same fused array (its
+    select tied); a lone tiled dataflow beside a map the tiled layer core with its select tied
+    (``layer_core_verilog``). So the files are one core, or (with a skewed map) two memory-system builds
+    around one fused array. Returns ({file name: Verilog text}, the layer manifest)."""
+    from archgen.dataflow.compile import compile_fused
+    from archgen.dataflow.fusion import SELECT_FIELD
+    from .fused_layer import tiled_fused_names
+    from .stt_layer import stt_layer_verilog
+    fused = compile_fused(design, names, pipeline=pipeline, target=target)
+    tiled = tiled_fused_names(fused)
+    texts, builds = {}, {}
+    if len(tiled) >= 2:
+        text, top, man = fused_layer_core_verilog(fused, names=tiled)
+        texts[f"{top}.v"] = text
+        builds["+".join(tiled)] = {"file": f"{top}.v", "kind": "one tiled layer core for "
+                                   f"{', '.join(tiled)} (rtlgen/fused_layer.py FusedLayerCore)",
+                                   "verilog_lines": text.count("\n"), **man}
+    for name in fused.names:
+        if name in tiled and len(tiled) >= 2:
+            continue
+        if name not in tiled:
+            text, top, man = stt_layer_verilog(design, name, fused=fused)
+            kind = f"stt layer core (rtlgen/stt_layer.py) for {name}"
+        else:
+            text, top, man = layer_core_verilog(design, name, pipeline=pipeline, target=target, fused=fused)
+            kind = f"tiled layer core (rtlgen/layer_top.py LayerCore) for {name}"
+        texts[f"{top}.v"] = text
+        builds[name] = {"file": f"{top}.v", "kind": kind, "select_value": fused.index(name),
+                        "verilog_lines": text.count("\n"), **man}
+    one = len(builds) == 1
+    manifest = {
+        "design": design.name, "array_shape": list(design.shape), "fused": list(fused.names),
+        "select_field": SELECT_FIELD, "select_encoding": {n: fused.index(n) for n in fused.names},
+        "one_core": one, "memory_system_builds": len(builds),
+        "note": ("one layer core: the fused array, one memory system, the dataflow selected per layer command "
+                 "(table B field dataflow)" if one else
+                 f"{len(builds)} memory-system builds around one fused array, not one core: a skewed map's stt "
+                 "layer core and the tiled dataflows' layer core each drive their own copy of the fused array "
+                 "(docs/memory.md 'Not built: one core for both dataflows, switching per layer'); the host runs "
+                 "a layer on the build of its dataflow"),
+        "builds": builds}
+    return texts, manifest

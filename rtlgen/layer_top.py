@@ -30,6 +30,7 @@ movement that those rules time:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, unsigned
 from amaranth.lib.memory import Memory
@@ -474,31 +475,18 @@ class LayerCore(Elaboratable):
             m.d.comb += getattr(cmdp, name).eq(value)
         m.d.comb += done["C"].eq(arr.done)
 
-    def _port_walk(self, m, arr, w, seq, row_c, buf, bufs_back=None):
+    def _port_walk(self, m, arr, w, seq, row_c, buf, bufs_back=None, alts=None):
         """One array port's address generator: its buffer positions walked per beat, lanes and rows out of
-        the block's bounds masked (reads give 0, writes are dropped)."""
+        the block's bounds masked (reads give 0, writes are dropped). ``alts``: [(walk, on, prog)] this port's
+        walk in each dataflow of one core for several (rtlgen/fused_layer.py), ``on`` high while that dataflow
+        is selected: one generator each, the selected one's position and masks drive the buffer; default ``w``."""
         p = getattr(arr, w.port)
-        nl = len(w.levels)
         fire = p.valid & p.ready
-        skip = None
-        if w.skip_level is not None:          # a first visit's tile (every reduction level at 0): no partial sums
-            on = Signal(name=f"{w.port}_skip_tile")
-            skip = (w.skip_level, on)
-        pos, nxt_pos, cnt, tm1 = affine_walk_hw(
-            m, w.port, nl, seq.start_c, row_c[f"{w.port}_base"],
-            [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
-            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
-        beats = Signal(32, name=f"{w.port}_beats_left")
-        if skip is not None:
-            at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
-            m.d.comb += skip[1].eq(~seq.start_c & (beats != 0) & at_tile_start)
-        with m.If(seq.start_c):
-            m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
-        with m.Elif(fire):
-            m.d.sync += beats.eq(beats - 1)
-        lane_ok, row_ok = self._walk_bounds(m, w, seq, row_c, cnt, tm1)
-        if w.halo_level is not None and w.halo:      # a halo step: no element of this port (masked)
-            row_ok = row_ok & (cnt[w.halo_level] >= w.halo)
+        if alts is None:
+            st = self._walk_state(m, w, w.port, seq, row_c, fire, self.prog)
+        else:
+            st = _select_state([self._walk_state(m, wa, f"{w.port}_{wp.compiled.dataflow.name}", seq, row_c,
+                                                 fire & on, wp, on) for wa, on, wp in alts], [on for _, on, _ in alts])
         lay = self.prog.layouts[w.operand]
         shape = p.payload[0].shape()
         if w.kind == "write":
@@ -507,23 +495,54 @@ class LayerCore(Elaboratable):
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
-            buf.write_lanes(m, pos, wdata, [fire & ok & row_ok for ok in lane_ok])
-            self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), pos, nxt_pos, fire, cnt, data, wdata)
+            buf.write_lanes(m, st.pos, wdata, [fire & ok & st.row_ok for ok in st.lane_ok])
+            self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata)
             return
-        m.d.comb += p.valid.eq(beats != 0)
+        m.d.comb += p.valid.eq(st.beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
-        moving = fire if skip is None else fire | skip[1]
-        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(moving, nxt_pos, pos)))
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(st.moving, st.nxt, st.pos)))
         vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes * w.lane_step, transparent=(w.kind == "psum"),
                               port=w.kind)
         if w.broadcast:                  # every lane holds the element at lane 0's position (memctl.PortWalk)
             vals = [vals[0]] * w.lanes
         vals = vals[::w.lane_step]       # lane l at position base + lane_step x l
-
         for l in range(w.lanes):
-            m.d.comb += p.payload[l].eq(Mux(lane_ok[l] & row_ok, vals[l], 0))
+            m.d.comb += p.payload[l].eq(Mux(st.lane_ok[l] & st.row_ok, vals[l], 0))
 
-    def _add_onto_partial_sums(self, m, w, seq, row_c, bufs, pos, nxt_pos, fire, cnt, data, wdata):
+    def _walk_state(self, m, w, name, seq, row_c, fire, prog, on=None):
+        """One walk's counters (``affine_walk_hw``), beats left and masks; ``fire`` advances it. ``on`` (one
+        core for several dataflows): the walk loads only while its dataflow is selected."""
+        nl = len(w.levels)
+        skip = None
+        if w.skip_level is not None:          # a first visit's tile (every reduction level at 0): no partial sums
+            sk = Signal(name=f"{name}_skip_tile")
+            skip = (w.skip_level, sk)
+        load = seq.start_c if on is None else seq.start_c & on
+        pos, nxt_pos, cnt, tm1 = affine_walk_hw(
+            m, name, nl, load, row_c[f"{w.port}_base"],
+            [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
+            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
+        beats = Signal(32, name=f"{name}_beats_left")
+        if skip is not None:
+            at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
+            cond = ~seq.start_c & (beats != 0) & at_tile_start
+            m.d.comb += skip[1].eq(cond if on is None else cond & on)
+        with m.If(load):
+            m.d.sync += beats.eq(row_c[f"{w.port}_beats"])
+        with m.Elif(fire):
+            m.d.sync += beats.eq(beats - 1)
+        lane_ok, row_ok = self._walk_bounds(m, w, seq, row_c, cnt, tm1)
+        if w.halo_level is not None and w.halo:      # a halo step: no element of this port (masked)
+            row_ok = row_ok & (cnt[w.halo_level] >= w.halo)
+        red = {d for d in prog.cmd.dataflow.outer_dims() if not prog.compiled.design.operation.output.uses(d)}
+        first = Const(1)                      # the first reduction tile of the command (add-on writes)
+        for j, lv in enumerate(w.levels):
+            if lv.startswith("tile:") and lv[5:] in red:
+                first = first & (cnt[j] == 0)
+        return SimpleNamespace(pos=pos, nxt=nxt_pos, beats=beats, lane_ok=lane_ok, row_ok=row_ok, first=first,
+                               moving=fire if skip is None else fire | skip[1])
+
+    def _add_onto_partial_sums(self, m, w, seq, row_c, bufs, st, fire, data, wdata):
         """A split reduction's later block, or a later visit of an output block (command flag ``acc``): where
         the array starts a sum from zero (the first reduction tile of the command; every tile when the
         reduction is the streamed loop) the result written is the array's plus the partial sum already at
@@ -532,11 +551,7 @@ class LayerCore(Elaboratable):
         the read walks (transparent for the write port), so the add costs no cycle: the write port stays
         always ready."""
         buf, buf_back = bufs
-        red = {d for d in self.prog.cmd.dataflow.outer_dims() if not self.prog.compiled.design.operation.output.uses(d)}
-        first = Const(1)
-        for j, lv in enumerate(w.levels):
-            if lv.startswith("tile:") and lv[5:] in red:
-                first = first & (cnt[j] == 0)
+        first = st.first
         acc = Signal(name=f"{w.port}_acc")
         with m.If(seq.start_c):
             m.d.sync += acc.eq(row_c["acc"])
@@ -545,7 +560,7 @@ class LayerCore(Elaboratable):
             with m.If(seq.start_c):
                 m.d.sync += back.eq(row_c["back"])
         addr = Signal(32, name=f"{w.port}_acc_pos")
-        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, nxt_pos, pos)))
+        m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, st.nxt, st.pos)))
         kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
         loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
@@ -587,12 +602,13 @@ class LayerTop(Elaboratable):
     count), ``rb_addr``/``rb_data`` (the DRAM's read-back port), ``moved`` (the core's byte counters)."""
 
     def __init__(self, prog: LayerProgram, dram_init: list[int], array=None, command_fields=None,
-                 layer: str = "layer"):
+                 layer: str = "layer", fmt: DescriptorFormat | None = None):
         self.prog = prog
         self.dram_init = list(dram_init)
         self.dram_depth = max(1, len(self.dram_init))
-        # a simulation build for one command: the shape table holds the rows its edge masks need
-        self.fmt = descriptor_format(prog, shape_rows=1 << max(prog.command.shapes).bit_length())
+        # a simulation build for one command: the shape table holds the rows its edge masks need; ``fmt``
+        # (e.g. ``descriptor_format(prog)``, every edge mask) runs the synthesis build's core instead
+        self.fmt = fmt or descriptor_format(prog, shape_rows=1 << max(prog.command.shapes).bit_length())
         self.words = self.fmt.encode(prog.command, layer, prog.cmd.dataflow.name)
         self.core = LayerCore(prog, self.fmt, array, command_fields)
         self.go = Signal()
@@ -680,6 +696,22 @@ def buffer_copies(prog: LayerProgram) -> dict[str, int]:
         n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
         out[x] = max(1, n + (extra if x == op.output.name else 0))
     return out
+
+
+def _select_state(states, ons):
+    """The walk state of the selected dataflow (one ``on`` high): every field through a mux chain on ``ons``;
+    a walk of fewer lanes than the port's widest (a FIFO chain root's one lane) masks the others."""
+    n = max(len(st.lane_ok) for st in states)
+    for st in states:
+        st.lane_ok = list(st.lane_ok) + [Const(0)] * (n - len(st.lane_ok))
+
+    def pick(get):
+        out = get(states[-1])
+        for st, on in zip(reversed(states[:-1]), reversed(ons[:-1])):
+            out = Mux(on, get(st), out)
+        return out
+    fields = {k: pick(lambda st, k=k: getattr(st, k)) for k in ("pos", "nxt", "beats", "row_ok", "first", "moving")}
+    return SimpleNamespace(lane_ok=[pick(lambda st, l=l: st.lane_ok[l]) for l in range(n)], **fields)
 
 
 def _first_set(mask, n):

@@ -588,23 +588,31 @@ class SttLayerTop(Elaboratable):
 
 
 def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None = None,
-                      box: dict | None = None) -> tuple[str, str, dict]:
+                      box: dict | None = None, fused=None) -> tuple[str, str, dict]:
     """(Verilog text, top name, manifest) of the synthesizable stt layer core: ONE build for every layer
     (dataflow/stt_command.py ``build_stt``: the box and period fixed, the layer a command written by the host
     through ``cmd_we``/``cmd_addr``/``cmd_data`` while ``go`` is low), banked buffers and the output store as
     block RAM sized by ``memory.<T>.bytes`` (one registered read and one write port per bank), the sequencers,
     the DMA with an external DRAM port. The manifest names the command's fields and, as an example, the
-    command of the spec's problem bounds (``bounds`` overrides them; the build does not depend on them)."""
+    command of the spec's problem bounds (``bounds`` overrides them; the build does not depend on them).
+    ``fused`` (``compile_fused``): the core drives that fused array, running its map ``dataflow`` with the view's
+    timing (the select and the tiled loops' trips tied, rtlgen/build.py ``fused_command_constants``)."""
     from amaranth.back import verilog
 
     from archgen.dataflow.compile import compile_array
     from archgen.dataflow.stt_command import build_stt, command_values, command_words, plan_for_build
 
-    from .build import strip_zero_memory_init
-    compiled = compile_array(design, dataflow)
+    from .build import fused_command_constants, strip_zero_memory_init
+    array, tied, name = None, None, f"{design.name}_stt_layer"
+    if fused is not None:
+        from .fused_array import FusedArrayTop
+        compiled = fused.view(dataflow)
+        array, tied = FusedArrayTop(fused), fused_command_constants(fused, dataflow)
+        name = f"{design.name}_{dataflow}_stt_layer"
+    else:
+        compiled = compile_array(design, dataflow)
     build = build_stt(compiled, box=box)
-    top = SttLayerTop(None, compiled, None, build=build)
-    name = f"{design.name}_stt_layer"
+    top = SttLayerTop(None, compiled, None, build=build, array=array, command_fields=tied)
     text = strip_zero_memory_init(verilog.convert(top, name=name, ports=top.ports(), emit_src=False))
     mem = design.memory_system
     example = dict(bounds if bounds is not None else design.bounds)
@@ -626,6 +634,8 @@ def stt_layer_verilog(design, dataflow: str | None = None, bounds: dict | None =
         "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
     }
+    if fused is not None:
+        manifest["array_command_tied"] = dict(sorted(tied.items()))
     return text, name, manifest
 
 

@@ -16,7 +16,7 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import layer_program
+from archgen.dataflow.memctl import descriptor_format, layer_program
 from archgen.mappings.memory_tiling import dram_bytes, make_command, plan_layer
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
@@ -50,26 +50,34 @@ def layer_verilog(prog, image, name: str) -> str:
     return _convert(prog, image, name)
 
 
-def _convert(prog, image, name, fused=None):
-    if fused is not None:             # the fused array inside the memory system, its select from the layer
-        from archgen.rtlgen.fused_array import FusedArrayTop
-        df = prog.compiled.dataflow.name
-        own = {f.loop for f in prog.compiled.command.fields}     # outer loops, halo and FIFO-depth loops
-        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None and f.loop not in own}
-        fields["dataflow"] = fused.index(df)
-        top = LayerTop(prog, image, FusedArrayTop(fused), fields)
+def _convert(prog, image, name, fused=None, fmt=None, one_core=False):
+    if fused is not None and one_core:   # one core for every tiled dataflow, the select in the layer command
+        from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerTop, fused_layer_programs
+        top = FusedLayerTop(FusedLayerCore(fused, fused_layer_programs(fused)), prog, image)
         return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
-    top = LayerTop(prog, image)
+    if fused is not None:             # the fused array inside the memory system, its select from the layer
+        from archgen.rtlgen.build import fused_command_constants
+        from archgen.rtlgen.fused_array import FusedArrayTop
+        fields = fused_command_constants(fused, prog.compiled.dataflow.name)
+        top = LayerTop(prog, image, FusedArrayTop(fused), fields, fmt=fmt)
+        return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
+    top = LayerTop(prog, image, fmt=fmt)
     return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
 
 
 def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                  tile: dict | None = None, order: tuple | None = None, cache_dir: Path | None = None,
-                 layer: str = "layer", binary: bool = True, fuse=None) -> LayerVerification:
+                 layer: str = "layer", binary: bool = True, fuse=None, spec_size: bool = False,
+                 one_core: bool = False) -> LayerVerification:
     """Plan (or take ``tile``/``order``), check, build and run one layer; nothing runs if the command is refused.
     ``binary`` (default): run as a stand-alone Verilator executable (verif/layer_binary.py); False: under
     cocotb (verif/tb_layer.py), same top, same checks. ``fuse``: the array is the fused design of these
-    dataflows (dataflow/fusion.py), running ``dataflow`` with the fused timing, selected by the layer."""
+    dataflows (dataflow/fusion.py), running ``dataflow`` with the fused timing, selected by the layer.
+    ``spec_size``: the core is the synthesis build's (``archgen build --memory``: buffers at the spec's sizes,
+    the descriptor tables of ``descriptor_format(prog)``), not one sized to this layer. ``one_core`` (with
+    ``fuse``): the core is rtlgen/fused_layer.py's one core for every tiled fused dataflow (the build's), the
+    layer's dataflow selected by its command (implies ``spec_size``)."""
+    spec_size = spec_size or one_core
     fused = None
     if fuse:
         from archgen.dataflow.compile import compile_fused
@@ -83,13 +91,13 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         cmd = make_command(design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
     else:
         cmd = plan_layer(design, bounds, df, layer)
-    prog = layer_program(compiled, cmd, layer, spec_size=False)           # refusals happen here, before anything is built
+    prog = layer_program(compiled, cmd, layer, spec_size=spec_size)       # refusals happen here, before anything is built
     model = simulate_layer(compiled, cmd, layer=layer)
     mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)
     tensors = random_operands(compiled.fu_graph, mapping, np.random.default_rng(seed))
     image = prog.dram_image(tensors)
     name = f"{design.name}_layer"
-    text = _convert(prog, image, name, fused)
+    text = _convert(prog, image, name, fused, descriptor_format(prog) if spec_size else None, one_core)
     out_regions = [a for (x, _k), (a, *_r) in prog.regions.items() if x == design.operation.output.name]
     lo = min(out_regions)
     moved_names = {k: f"moved_{k.replace('.', '_')}" for k in

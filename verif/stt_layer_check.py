@@ -116,14 +116,13 @@ def verify_stt_program(design: Design, layers: list[dict], *, seed: int = 0, dat
     array, fields = None, None
     if fuse:
         from archgen.dataflow.compile import compile_fused
-        from archgen.dataflow.fusion import SELECT_FIELD
+        from archgen.rtlgen.build import fused_command_constants
         from archgen.rtlgen.fused_array import FusedArrayTop
         fused = compile_fused(design, fuse)
         name = dataflow or next(n for n, v in zip(fused.names, fused.views) if hasattr(v, "network"))
         compiled = fused.view(name)
         array = FusedArrayTop(fused)
-        fields = {f.name: 1 for f in fused.command.fields if f.loop is not None}     # the tiled loops' trips
-        fields[SELECT_FIELD] = fused.index(name)
+        fields = fused_command_constants(fused, name)     # the select; the tiled loops' trips 1
     else:
         compiled = compile_array(design, dataflow)
     build = build_stt(compiled, box=box)

@@ -1,0 +1,145 @@
+"""One layer core for every tiled dataflow of a fused design, the dataflow selected per layer command.
+
+The fused array (rtlgen/fused_array.py) inside ONE memory system (rtlgen/layer_top.py ``LayerCore``): the
+buffers, the DMA with its DRAM port, the sequencer and the block walkers are shared, since they depend on the
+buffer layouts, which must be equal across the dataflows (refused by field otherwise); each array port gets
+one address generator per dataflow that uses it, and the selected one drives the buffer and the port. The
+command tables are the union of the dataflows' (``descriptor_format`` of each, every field at its widest)
+plus the select field ``dataflow`` in table B (the dataflow's index in the fuse list), which also drives the
+fused array's command. A layer of dataflow D is D's own command (``layer_program`` of D's fused view)
+encoded in these tables with ``dataflow`` = D. The selection is combinational on a command register that
+is constant during a layer, so a layer of D takes the cycles of D's fused view (``simulate_layer``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from amaranth import Mux
+
+from archgen.arch.errors import SpecError, problem
+from archgen.dataflow.fusion import SELECT_FIELD
+from archgen.dataflow.memctl import DescriptorFormat, descriptor_format, layer_program, probe_command
+
+from .fused_array import FusedArrayTop
+from .layer_top import LayerCore, LayerTop, _unpack
+
+__all__ = ["FusedLayerCore", "FusedLayerTop", "fused_layer_programs", "tiled_fused_names"]
+
+
+def tiled_fused_names(fused) -> list[str]:
+    """The fused dataflows a tiled layer core runs (a skewed map has its own core, rtlgen/stt_layer.py)."""
+    return [n for n in fused.names if not hasattr(fused.view(n), "network")]
+
+
+def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
+    """The structure of the core per dataflow: each view's probe layer (``probe_command``), buffers at the
+    spec's sizes; the core does not depend on a layer."""
+    design = fused.design
+    return {n: layer_program(fused.view(n), probe_command(design, fused.view(n).dataflow), "probe",
+                             spec_size=spec_size) for n in (names or tiled_fused_names(fused))}
+
+
+class FusedLayerCore(LayerCore):
+    """``LayerCore`` around the fused array for the dataflows of ``progs`` (name -> ``LayerProgram`` of that
+    dataflow's fused view), one build for every layer of each. Ports as ``LayerCore``; the command's table B
+    has the extra field ``dataflow``."""
+
+    def __init__(self, fused, progs: dict):
+        self.fused, self.progs = fused, dict(progs)
+        names = list(self.progs)
+        base = self.progs[names[0]]
+        for n in names[1:]:
+            p = self.progs[n]
+            if p.layouts != base.layouts or p.depth != base.depth or p.word_bytes != base.word_bytes:
+                diff = [x for x in base.layouts if p.layouts.get(x) != base.layouts[x]]
+                self._MustUse__silence = True            # refused: never elaborated
+                raise SpecError([problem(f"memory.{diff[0] if diff else 'depth'}",
+                                         f"one layer core for the fused dataflows needs the same buffer layout in "
+                                         f"each; {names[0]} and {n} differ (banks, words per bank, halves); build "
+                                         "one dataflow with --dataflow", n)])
+        walks: dict = {}                       # every port once: its walk of the most lanes (the port's width)
+        for p in self.progs.values():
+            for w in p.walks:
+                if w.port not in walks or w.lanes > walks[w.port].lanes:
+                    walks[w.port] = w
+        self.names = names
+        self.own = {n: {f.loop for f in fused.view(n).command.fields if f.loop is not None} for n in names}
+        sel_bits = next(f.bits for f in fused.command.fields if f.name == SELECT_FIELD)
+        super().__init__(dataclasses.replace(base, walks=tuple(walks.values())), union_format(self.progs, sel_bits),
+                         array=FusedArrayTop(fused))
+
+    def encode(self, wc, index: int, layer: str = "layer") -> dict:
+        """The tables' words for a layer command ``wc`` of the dataflow with fuse-list index ``index``."""
+        words = self.fmt.encode(wc, layer)
+        off = 0
+        for name, w in self.fmt.tables["B"]:
+            if name == SELECT_FIELD:
+                break
+            off += w
+        words["B"] = [words["B"][0] | (index << off)]
+        return words
+
+    def _command_registers(self, m):
+        regs = super()._command_registers(m)
+        self._sel = _unpack(self.fmt, "B", regs["B"][0])[SELECT_FIELD]
+        self._on = {n: self._sel == self.fused.index(n) for n in self.names}
+        return regs
+
+    def _pick(self, values: dict):
+        names = self.names
+        out = values[names[-1]]
+        for n in reversed(names[:-1]):
+            out = Mux(self._on[n], values[n], out)
+        return out
+
+    def _array_command(self, m, arr, seq, row_c, done):
+        """The fused array's command: the selected dataflow's trip counts (1 for a loop its command does not
+        carry), the steps, and the select."""
+        cmdp = arr.cmd.payload
+        m.d.comb += arr.cmd.valid.eq(seq.start_c)
+        for f in self.fused.command.fields:
+            if f.name == SELECT_FIELD:
+                value = self._sel
+            elif f.loop is None:
+                value = row_c["steps"]
+            else:
+                value = self._pick({n: row_c[f"trips_{f.loop}"] if f.loop in self.own[n] else 1 for n in self.names})
+            m.d.comb += getattr(cmdp, f.name).eq(value)
+        m.d.comb += done["C"].eq(arr.done)
+
+    def _port_walk(self, m, arr, w, seq, row_c, buf, bufs_back=None, alts=None):
+        alts = [(wd, self._on[n], p) for n, p in self.progs.items() for wd in p.walks if wd.port == w.port]
+        return super()._port_walk(m, arr, w, seq, row_c, buf, bufs_back, alts)
+
+
+def union_format(progs: dict, sel_bits: int) -> DescriptorFormat:
+    """The command tables of one core for several dataflows: every field of any dataflow's
+    ``descriptor_format`` at its widest, in first-seen order, and the select field in table B."""
+    fmts = [descriptor_format(p) for p in progs.values()]
+    tables = {}
+    for t in fmts[0].tables:
+        fields: dict = {}
+        for f in fmts:
+            for n, w in f.tables[t]:
+                fields[n] = max(fields.get(n, 0), w)
+        if t == "B":
+            fields[SELECT_FIELD] = sel_bits
+        tables[t] = tuple(fields.items())
+    depths = {t: max(f.depth(t) for f in fmts) for t in fmts[0].tables}
+    return DescriptorFormat(tables, depths, fmts[0].design, "")
+
+
+class FusedLayerTop(LayerTop):
+    """The simulation wrapper (``LayerTop``: DRAM preloaded with the layer's tensors, a host writing the
+    command rows before ``go``) around a :class:`FusedLayerCore` running one layer (``prog``: a layer of
+    one of its dataflows, buffers at the core's sizes)."""
+
+    def __init__(self, core: FusedLayerCore, prog, dram_init: list[int], layer: str = "layer"):
+        df = prog.compiled.dataflow.name
+        if prog.layouts != core.prog.layouts:
+            raise ValueError(f"layer {layer}: its buffer layouts are not the core's (build it with spec_size=True)")
+        super().__init__(prog, dram_init, layer=layer, fmt=core.fmt)
+        self.core._MustUse__silence = True          # LayerTop's own single-dataflow core, replaced here
+        self.core = core
+        self.words = core.encode(prog.command, self.core.fused.index(df), layer)
+        self.moved = core.moved

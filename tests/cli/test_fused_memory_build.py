@@ -1,0 +1,144 @@
+"""``archgen build FUSED_SPEC --memory``: the fused array with its memory system (issue 14). Tiled dataflows share
+ONE layer core (rtlgen/fused_layer.py), the dataflow selected per layer command; a skewed map beside them gets its
+own stt core around the same fused array (two builds, said so). Before, --memory was silently ignored and only the
+array was written."""
+import hashlib
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+SMALL = ["array.shape=2x2", "memory.dram.width_bytes=8", "memory.dram.latency=5", "memory.dram.burst_bytes=16",
+         "memory.dram.outstanding=2", "memory.A.bytes=256", "memory.B.bytes=256", "memory.C.bytes=1024"]
+SETS = [a for s in SMALL for a in ("--set", s)]
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fused_build_memory_writes_one_layer_core_with_the_select(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "-o", "a"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "ONE layer core, the dataflow selected per layer command" in out
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["gemm_fused_layer.v", "layer_manifest.json"]
+    text = (tmp_path / "a" / "gemm_fused_layer.v").read_text()
+    head = text[text.index("module gemm_fused_layer(") + len("module gemm_fused_layer("):].split(");", 1)[0]
+    ports = {p.strip() for p in head.split(",")}
+    for port in ("go", "finished", "desc_we", "desc_addr", "desc_b", "desc_s", "rd_req_valid", "rd_req_addr",
+                 "rd_rsp_data", "wr_valid", "wr_data"):
+        assert port in ports, port
+    man = json.loads((tmp_path / "a" / "layer_manifest.json").read_text())
+    assert man["one_core"] is True and man["memory_system_builds"] == 1
+    core = man["builds"]["os+ws+is"]
+    assert core["select"]["encoding"] == {"os": 0, "ws": 1, "is": 2}
+    b_fields = [f["name"] for f in core["descriptor_tables"]["B"]["fields"]]
+    assert b_fields[-1] == "dataflow"
+    # spec-size buffers: 256 B of A in 8 banks x 2 halves = 16 words per half per bank, 32 in all
+    assert core["buffers"]["A"] == {"banks": 8, "words_per_bank": 32, "bits": 8, "halves": 2, "copies": 1}
+    assert core["buffers"]["C"]["copies"] == 3           # ws/is psum port, write-back, add-on
+    assert core["array_ports_walked"]["os"] == ["in_A", "in_B", "out_C"]
+    assert "psum_C" in core["array_ports_walked"]["ws"]
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "-o", "b"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    for f in ("gemm_fused_layer.v", "layer_manifest.json"):
+        assert _sha(tmp_path / "a" / f) == _sha(tmp_path / "b" / f)      # deterministic bytes
+
+
+def test_fused_build_memory_with_other_options(tmp_path, monkeypatch):
+    """--no-pipeline is applied (the fused array's LP pipelining off: a different core), --dataflow builds the
+    single design's layer core, --explain prints and builds, --fuse with --dataflow is refused."""
+    fast = ["--set", "clock_mhz=1500"]           # a clock the LP pipelines for (at 500 MHz 2x2 needs no register)
+    rc, _o, err = run_cli(["build", "gemm_fused", *SETS, *fast, "--memory", "-o", "p"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, *fast, "--memory", "--no-pipeline", "-o", "n"], tmp_path,
+                           monkeypatch)
+    assert rc == 0, err
+    assert _sha(tmp_path / "p" / "gemm_fused_layer.v") != _sha(tmp_path / "n" / "gemm_fused_layer.v")
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "--dataflow", "ws", "-o", "w"], tmp_path,
+                           monkeypatch)
+    assert rc == 0, err
+    assert "dataflow ws" in out and (tmp_path / "w" / "gemm_fused_layer.v").exists()
+    assert "one_core" not in json.loads((tmp_path / "w" / "layer_manifest.json").read_text())
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "--explain", "-o", "e"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "ONE layer core" in out and "dataflow os" in out.lower()
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "--fuse", "os,ws", "--dataflow", "ws"],
+                           tmp_path, monkeypatch)
+    assert rc == 2 and "--fuse: give --fuse (one fused design) or --dataflow" in err
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("dataflow, tile, order", [
+    ("ws", {"j": 1, "k": 1}, ("j", "k")),          # the default case: not the core's first dataflow, split k
+    pytest.param("os", {"i": 1, "j": 1}, ("j", "i"), marks=pytest.mark.slow),
+    pytest.param("is", {"i": 1, "k": 1}, ("i", "k"), marks=pytest.mark.slow),
+])
+def test_the_built_fused_core_runs_a_layer_of_each_dataflow(dataflow, tile, order, tmp_path, monkeypatch):
+    """The core ``build --memory`` writes (byte for byte) inside a testbench DRAM and host: a layer of the
+    dataflow, its command written with the select, exact outputs and RTL cycles == the fused view's model."""
+    from archgen.arch.spec import load_spec
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.build import fused_layer_core_verilog
+    from archgen.verif.layer_check import verify_layer
+    rc, _o, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "-o", "a"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    d = load_spec("gemm_fused", SMALL)
+    text, _top, _m = fused_layer_core_verilog(compile_fused(d, d.fuse))       # what verify_layer(one_core) runs
+    assert text == (tmp_path / "a" / "gemm_fused_layer.v").read_text()
+    res = verify_layer(d, {"i": 5, "k": 4, "j": 6}, dataflow=dataflow, fuse=d.fuse, one_core=True, seed=3,
+                       tile=tile, order=order)
+    assert res.detail["blocks"] == (6 if dataflow != "os" else 9)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    assert res.ok
+
+
+@pytest.mark.slow
+def test_fused_build_memory_with_a_skewed_map_writes_two_builds(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_fused_hex", "--set", "array.shape=3x5", "--memory", "-o", "h"], tmp_path,
+                           monkeypatch)
+    assert rc == 0, err
+    assert "2 memory-system builds around one fused array, NOT one core" in out
+    man = json.loads((tmp_path / "h" / "layer_manifest.json").read_text())
+    assert man["one_core"] is False and set(man["builds"]) == {"os", "hex"}
+    assert man["builds"]["hex"]["file"] == "gemm_fused_hex_hex_stt_layer.v"
+    assert man["builds"]["os"]["file"] == "gemm_fused_hex_os_layer.v"
+    assert man["builds"]["hex"]["array_command_tied"]["dataflow"] == 1
+    assert man["builds"]["os"]["array_command_tied"]["dataflow"] == 0
+    for b in man["builds"].values():
+        assert (tmp_path / "h" / b["file"]).exists()
+
+
+def test_one_core_refuses_dataflows_whose_buffer_layouts_differ():
+    """The shared buffers need one layout: a dataflow whose buffer differs is refused by field, not built."""
+    import dataclasses
+
+    from archgen.arch.errors import SpecError
+    from archgen.arch.spec import load_spec
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
+    d = load_spec("gemm_fused", SMALL)
+    fused = compile_fused(d, d.fuse)
+    progs = fused_layer_programs(fused)
+    assert progs["os"].layouts == progs["ws"].layouts == progs["is"].layouts
+    lay = progs["ws"].layouts["B"]
+    progs["ws"] = dataclasses.replace(progs["ws"], layouts={**progs["ws"].layouts,
+                                                            "B": dataclasses.replace(lay, banks=2 * lay.banks)})
+    with pytest.raises(SpecError, match=r"memory.B: one layer core for the fused dataflows needs the same buffer "
+                                        r"layout in each; os and ws differ"):
+        FusedLayerCore(fused, progs)
+
+
+@pytest.mark.slow
+def test_fused_build_memory_report_synthesizes_the_one_core(tmp_path, monkeypatch):
+    """--report runs layer_core_report on the core (here Yosys only: nextpnr takes 15-30 min)."""
+    import archgen.rtlgen.build as build
+    real = build.layer_core_report
+    monkeypatch.setattr(build, "layer_core_report", lambda text, top, mhz: real(text, top, mhz, pnr=False))
+    rc, out, err = run_cli(["build", "gemm_fused", *SETS, "--memory", "--report", "-o", "r"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    rep = json.loads((tmp_path / "r" / "layer_report.json").read_text())
+    assert set(rep) == {"os+ws+is"}
+    assert rep["os+ws+is"]["yosys_cells"] > 0 and "yosys (synth_ecp5):" in out
