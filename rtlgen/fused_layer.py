@@ -58,6 +58,16 @@ class FusedLayerCore(LayerCore):
                                          f"each; {names[0]} and {n} differ (banks, words per bank, halves); build "
                                          "one dataflow with --dataflow", n)])
         walks: dict = {}                       # every port once: its walk of the most lanes (the port's width)
+        for n, p in self.progs.items():
+            for w in p.walks:
+                other = walks.get(w.port)
+                if other is not None and (other.broadcast, other.lane_step) != (w.broadcast, w.lane_step):
+                    self._MustUse__silence = True        # the port's read would serve one dataflow's lanes only
+                    raise SpecError([problem(f"dataflows.{n}", f"one layer core for the fused dataflows reads port "
+                                             f"{w.port} the same way in each; {n}'s lanes "
+                                             f"{'all hold one element' if w.broadcast else f'step by {w.lane_step}'}"
+                                             f", another dataflow's do not; build one dataflow with --dataflow",
+                                             w.port)])
         for p in self.progs.values():
             for w in p.walks:
                 if w.port not in walks or w.lanes > walks[w.port].lanes:
