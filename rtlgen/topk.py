@@ -458,6 +458,13 @@ class TopK(wiring.Component):
         lg_s = (s - 1).bit_length()
         multiples = [Signal(cb + lg_s, name=f"size_x{j}") for j in range(1, s)]
         t_reg, whole = Signal(cb, name="want_t"), Signal(name="want_whole")
+        # the exact finish's rank t - 1 (clipped to S - 1), registered in stage 1 beside t, so that stage 2 is
+        # the compares, a thermometer count and one multiplexer (no subtract, compare or adder after the count)
+        rank_shape = len(r.want_lo)
+        t_minus_1 = Signal(rank_shape, name="want_t_minus_1")
+
+        def minus_1(t):
+            return Mux(t <= s, t - 1, s - 1)
         sides = []
         for tag, size, tgt in (("l", r.cnt_l, r.t - r.cnt_ge), ("g", r.cnt_m, r.t - r.cnt_ae), ("u", r.cnt_a, r.t)):
             mul = [Signal(cb + lg_s, name=f"size_{tag}_x{j}") for j in range(1, s)]
@@ -467,26 +474,31 @@ class TopK(wiring.Component):
             sides.append((mul, t_side, whole_side))
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [x.eq(_const_mul(self.cmd.payload.n, j)) for j, x in enumerate(multiples, start=1)]
-            m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s)]
+            m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s),
+                         t_minus_1.eq(minus_1(self.cmd.payload.k))]
         with m.Elif(r.go_scan):
             for i, x in enumerate(multiples):
                 m.d.sync += x.eq(Mux(r.side == 2, sides[2][0][i], Mux(r.side == 1, sides[1][0][i], sides[0][0][i])))
-            m.d.sync += [t_reg.eq(Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))),
+            t_next = Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))
+            m.d.sync += [t_reg.eq(t_next), t_minus_1.eq(minus_1(t_next)),
                          whole.eq(Mux(r.side == 2, sides[2][2], Mux(r.side == 1, sides[1][2], sides[0][2])))]
-        # stage 2
+        # stage 2: rk = the count of the thermometer code hits; the lower rank rk + below is the count of the code
+        # with below ones in front (no adder), the upper rk - BRACKET_ABOVE the count of its bits from
+        # BRACKET_ABOVE on (its value does not matter when rk < BRACKET_ABOVE: no upper pivot)
         scaled = Signal(cb + lg_s, name="want_scaled_t")
         m.d.comb += scaled.eq(t_reg << lg_s)
-        rk = Signal(range(s + 1), name="want_rk")
         hits = Signal(max(s - 1, 1), name="want_hits")
+        below = bracket_below(s)
         if s > 1:
-            m.d.comb += [hits.eq(Cat(*[x <= scaled for x in multiples])), rk.eq(_thermometer_count(hits, s - 1))]
-        t_minus_1 = Signal(cb, name="want_t_minus_1")
-        m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
-        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
-                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
+            m.d.comb += hits.eq(Cat(*[x <= scaled for x in multiples]))
+        lo_code = Cat(Const((1 << below) - 1, below), hits[:s - 1])
+        hi_bits = s - 1 - BRACKET_ABOVE
+        rk_hi = _thermometer_count(hits[BRACKET_ABOVE:s - 1], hi_bits) if hi_bits > 0 else Const(0, 1)
+        hi_none = ~hits[BRACKET_ABOVE - 1] if hi_bits >= 0 else Const(1, 1)
+        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, _thermometer_count(lo_code, s - 1 + below))),
+                     r.want_hi.eq(rk_hi), r.want_hi_none.eq(whole | hi_none), r.whole.eq(whole)]
         # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
         # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
-        below = bracket_below(s)
         m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
 
     def _pivot_sample(self, m, r, mem):
