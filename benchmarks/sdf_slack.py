@@ -98,6 +98,7 @@ def main(argv=None) -> None:
     ap.add_argument("sdf", type=Path)
     ap.add_argument("--period-ns", type=float, default=10.0)
     ap.add_argument("--top", type=int, default=40, help="failing register groups to print")
+    ap.add_argument("--path", action="append", default=[], help="print the worst path into this register group")
     args = ap.parse_args(argv)
     edges, starts, checks = parse_sdf(args.sdf.read_text())
     arr, pred = arrivals(edges, starts)
@@ -119,6 +120,15 @@ def main(argv=None) -> None:
             start = pred[start]
         bad = sum(1 for s, _ in v if s < 0)
         print(f"{slack / 1000:7.2f} ns  {bad:4d}/{len(v):<4d} {name}  <- {group_name(start[0])}")
+    for name in args.path:
+        slack, node = min(groups[name])
+        hops = []
+        while node is not None:
+            hops.append(node)
+            node = pred.get(node)
+        print(f"worst path into {name} (slack {slack / 1000:.2f} ns):")
+        for node in reversed(hops):
+            print(f"  {arr[node] / 1000:6.2f} ns  {node[0][:110]}/{node[1]}")
 
 
 if __name__ == "__main__":
