@@ -74,6 +74,7 @@ class _AppendPacker(Elaboratable):
         self.row_keep = Signal(lanes)
         self.acc_lanes = Signal(lanes * lane_bits)    # lanes at or above acc_count are zero
         self.acc_count = Signal(range(lanes + 1))
+        self.flushing = Signal()     # the row (if any) is the flushed partial one (its keep bits are not all set)
 
     def elaborate(self, platform):
         m = Module()
@@ -99,7 +100,7 @@ class _AppendPacker(Elaboratable):
             with m.Else():
                 m.d.sync += [self.acc_lanes.eq(low), self.acc_count.eq(total)]
         with m.Elif(self.flush):
-            m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes),
+            m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes), self.flushing.eq(1),
                          self.row_keep.eq(Cat(*[self.acc_count > i for i in range(p)]))]
             m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
         return m
@@ -642,9 +643,15 @@ class TopK(wiring.Component):
         take, full = Signal(name=f"sample_cap_take_{tag}"), Signal(name=f"sample_cap_full_{tag}")
         # the partial row flushed in Decide only into an empty slot (stride 1 and a free slot; P >= S: row 0)
         partial, empty = Signal(name=f"sample_cap_partial_{tag}"), Signal(name=f"sample_cap_empty_{tag}")
-        m.d.comb += [partial.eq(~pk.row_keep[p - 1]),
+        # pos_ok = ((pos & mask) == 0) as a register, updated with pos and mask from its candidates (computed from
+        # registers beside the row's valid), so that no reduce of pos sits between the packer and the slots' enables
+        pos_ok = Signal(init=1, name=f"sample_cap_pos_ok_{tag}")
+        m.d.comb += [partial.eq(pk.flushing),
                      empty.eq((ptr == 0) if not whole_row else ((mask == 0) & (ptr < q))),
-                     take.eq(pk.row_valid & ((pos & mask) == 0) & (~partial | empty)), full.eq(ptr == q)]
+                     take.eq(pk.row_valid & pos_ok & (~partial | empty)), full.eq(ptr == q)]
+        pos_1 = Signal.like(pos, name=f"sample_cap_pos1_{tag}")
+        m.d.comb += pos_1.eq(pos + 1)
+        ok_same, ok_shift = ((pos_1 & mask) == 0), ((pos_1 & Cat(1, mask[:-1])) == 0)
         if whole_row:
             src_vals = [Cat(*[pk.row_lanes[i * lb:i * lb + w] for i in range(cur)])] * q
             src_keep = [pk.row_keep[:cur]] * q
@@ -666,11 +673,11 @@ class TopK(wiring.Component):
                 m.d.comb += [nxt_vals[i].eq(cap_vals[i]), nxt_keep[i].eq(cap_keep[i])]
         m.d.sync += [x.eq(y) for x, y in zip(cap_vals, nxt_vals)]
         with m.If(r.cap_clear):
-            m.d.sync += [x.eq(0) for x in cap_keep] + [pos.eq(0), mask.eq(0), ptr.eq(0)]
+            m.d.sync += [x.eq(0) for x in cap_keep] + [pos.eq(0), mask.eq(0), ptr.eq(0), pos_ok.eq(1)]
         with m.Else():
             m.d.sync += [x.eq(y) for x, y in zip(cap_keep, nxt_keep)]
             with m.If(pk.row_valid):
-                m.d.sync += pos.eq(pos + 1)
+                m.d.sync += [pos.eq(pos_1), pos_ok.eq(Mux(take & full, ok_shift, ok_same))]
             with m.If(take):
                 m.d.sync += ptr.eq(Mux(full, q // 2 + 1, ptr + 1))
                 with m.If(full):
