@@ -1026,7 +1026,8 @@ class _Registers:
         self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
         # one copy per lane; Yosys merges registers with equal inputs despite ``keep``, so the copies get distinct
         # reset values (the select is loaded in every cycle, so the reset value only lasts the first cycle, idle):
-        # four copies, each driving S / 4 lanes' multiplexers (one copy drove all 16 lanes: 800 loads)
+        # Yosys merges bit by bit and a bit has two reset values, so each select bit is two flip-flops in the
+        # netlist, each driving half the lanes' multiplexers (one flip-flop per bit drove all 16 lanes: 800 loads)
         self.samp_sel = [Signal(2, init=i % 4, name=f"sample_src{i}", attrs={"keep": "true"}) for i in range(s)]
         self.want_lo_in_s = Signal(name="want_lo_in_s")   # want_lo < S (a round's sample holds S lanes)
         self.t = Signal(cb, name="t")
