@@ -8,7 +8,7 @@ outnumber the package pins, so the run is made on the engine inside rtlgen/timin
 shift-register wrapper (one register and one LUT per wrapper path, so the engine's own paths stay the
 critical ones); P = 4 is also run that way, so that all rows are measured alike. Needs the synth extra;
 each row takes minutes (tens of minutes for P = 16 on a loaded machine). ``--log-dir DIR`` keeps nextpnr's
-log (DIR/topk_p{P}.log, with its critical-path report) and prints the critical path's start, end and
+log (DIR/topk_p{P}.log, with its critical-path report) and its post-route delays (DIR/topk_p{P}.sdf), and prints the critical path's start, end and
 delay under the table row.
 """
 from __future__ import annotations
@@ -44,7 +44,10 @@ def _pnr_keep_log(verilog: str, top: str, mhz: float, seed: int, timeout_s: floa
         yosys.run(["-q", "-p", f"read_verilog -sv design.v; synth_ecp5 -top {top} -json netlist.json"], cwd=work,
                   timeout_s=timeout_s)
         log = pnr.run(["--85k", "--json", "netlist.json", "--freq", f"{mhz:g}", "--seed", str(seed),
-                       "--threads", "1", "--timing-allow-fail"], cwd=work, timeout_s=timeout_s)
+                       "--threads", "1", "--timing-allow-fail", "--sdf", "routed.sdf"], cwd=work, timeout_s=timeout_s)
+        # the post-route delays (written after routing; they do not change the placement or the route), for
+        # benchmarks/sdf_slack.py's per-register slack list
+        (log_path.with_suffix(".sdf")).write_bytes((work / "routed.sdf").read_bytes())
     log_path.write_text(log)
     rep = parse_nextpnr_log(log)
     util = rep["utilisation"]

@@ -74,6 +74,7 @@ class _AppendPacker(Elaboratable):
         self.row_keep = Signal(lanes)
         self.acc_lanes = Signal(lanes * lane_bits)    # lanes at or above acc_count are zero
         self.acc_count = Signal(range(lanes + 1))
+        self.flushing = Signal()     # the row (if any) is the flushed partial one (its keep bits are not all set)
 
     def elaborate(self, platform):
         m = Module()
@@ -99,7 +100,7 @@ class _AppendPacker(Elaboratable):
             with m.Else():
                 m.d.sync += [self.acc_lanes.eq(low), self.acc_count.eq(total)]
         with m.Elif(self.flush):
-            m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes),
+            m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes), self.flushing.eq(1),
                          self.row_keep.eq(Cat(*[self.acc_count > i for i in range(p)]))]
             m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
         return m
@@ -151,6 +152,14 @@ def _thermometer_count(bits, n):
             value = value | t
         out.append(value)
     return Cat(*out)
+
+
+def _equal(v, x):
+    """v == x for a signed value v and a signed x one bit wider (a score against a pivot, bound or k-th value), as
+    the NOR of an XOR: Yosys merges an ``==`` with a ``>`` of the same operands into one subtractor and derives
+    the equality from its outputs in a chain of LUTs (an s2 -> s3 critical path); this is a LUT tree of its own."""
+    wide = Cat(v, v[-1])
+    return ~(wide ^ x.as_unsigned()).any()
 
 
 def _popcount(bits, n):
@@ -277,11 +286,11 @@ class TopK(wiring.Component):
             for i in range(p):
                 v = Signal(signed(w), name=f"{tag}_val{i}")
                 m.d.comb += v.eq(lane_of(i))
-                m.d.comb += [bits[0][i].eq(v > r.pivot), bits[1][i].eq(v == r.pivot), bits[2][i].eq(v < r.pivot),
-                             bits[3][i].eq(v > r.kth), bits[4][i].eq(v == r.kth),
+                m.d.comb += [bits[0][i].eq(v > r.pivot), bits[1][i].eq(_equal(v, r.pivot)), bits[2][i].eq(v < r.pivot),
+                             bits[3][i].eq(v > r.kth), bits[4][i].eq(_equal(v, r.kth)),
                              bits[5][i].eq(1 if tag == "f" else v > r.lo),
                              bits[6][i].eq(1 if tag == "f" else v < r.hi),
-                             bits[7][i].eq(v > r.pivot_hi), bits[8][i].eq(v == r.pivot_hi)]
+                             bits[7][i].eq(v > r.pivot_hi), bits[8][i].eq(_equal(v, r.pivot_hi))]
             sources.append(bits)
         for dst, f_bits, p_bits in zip(raw, *sources):
             m.d.comb += dst.eq(Mux(r.s2_fifo, f_bits, p_bits))
@@ -353,7 +362,8 @@ class TopK(wiring.Component):
             m.d.sync += [s4_valid.eq(s3.valid & s3.replay), s4_row.eq(s3.row), s4_lanes.eq(s3.lanes),
                          s4_keep.eq(keep)]
             with m.If(s3.valid & s3.replay):
-                m.d.sync += r.eq_left.eq(Mux(r.eq_left > eq_here, r.eq_left - eq_here, 0))
+                # (>= rather than >: the same value, and the subtractor's carry alone, with no zero test of its result)
+                m.d.sync += r.eq_left.eq(Mux(r.eq_left >= eq_here, r.eq_left - eq_here, 0))
         m.d.comb += [self.mask_valid.eq(s4_valid & r.adv_s4), self.mask_row.eq(s4_row), self.mask.eq(s4_keep)]
         return s4_valid, s4_lanes, s4_keep
 
@@ -425,8 +435,12 @@ class TopK(wiring.Component):
         # copy drives every lane's multiplexer): 3 the ingest's beats while the ingest's sample is still to be
         # ranked, else the side the decision's compares choose (2 FIFO_U, 1 FIFO_R, 0 FIFO_L): in Decide and
         # in the cycle after it, the side chosen
+        # (with the rank pipeline the ingest's source is kept one cycle longer, until the registered ing_rank_d:
+        # the compare of that cycle is not used, and no decide comes within four cycles of the ingest's ranking;
+        # so no count compare of the ingest sits in front of the select's register)
         ing_next = Signal(name="sample_src_ingest_next")
-        m.d.comb += ing_next.eq((self.cmd.valid & self.cmd.ready) | (r.samp_ing & ~r.ing_rank))
+        ranked = r.ing_rank_d if self.rank_pipeline else r.ing_rank
+        m.d.comb += ing_next.eq((self.cmd.valid & self.cmd.ready) | (r.samp_ing & ~ranked))
         m.d.sync += r.samp_ing.eq(ing_next)
         for copy in r.samp_sel:
             m.d.sync += copy.eq(Mux(ing_next, 3, Mux(le_a, 2, Mux(le_g, 1, 0))))
@@ -458,6 +472,13 @@ class TopK(wiring.Component):
         lg_s = (s - 1).bit_length()
         multiples = [Signal(cb + lg_s, name=f"size_x{j}") for j in range(1, s)]
         t_reg, whole = Signal(cb, name="want_t"), Signal(name="want_whole")
+        # the exact finish's rank t - 1 (clipped to S - 1), registered in stage 1 beside t, so that stage 2 is
+        # the compares, a thermometer count and one multiplexer (no subtract, compare or adder after the count)
+        rank_shape = len(r.want_lo)
+        t_minus_1 = Signal(rank_shape, name="want_t_minus_1")
+
+        def minus_1(t):
+            return Mux(t <= s, t - 1, s - 1)
         sides = []
         for tag, size, tgt in (("l", r.cnt_l, r.t - r.cnt_ge), ("g", r.cnt_m, r.t - r.cnt_ae), ("u", r.cnt_a, r.t)):
             mul = [Signal(cb + lg_s, name=f"size_{tag}_x{j}") for j in range(1, s)]
@@ -467,26 +488,31 @@ class TopK(wiring.Component):
             sides.append((mul, t_side, whole_side))
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [x.eq(_const_mul(self.cmd.payload.n, j)) for j, x in enumerate(multiples, start=1)]
-            m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s)]
+            m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s),
+                         t_minus_1.eq(minus_1(self.cmd.payload.k))]
         with m.Elif(r.go_scan):
             for i, x in enumerate(multiples):
                 m.d.sync += x.eq(Mux(r.side == 2, sides[2][0][i], Mux(r.side == 1, sides[1][0][i], sides[0][0][i])))
-            m.d.sync += [t_reg.eq(Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))),
+            t_next = Mux(r.side == 2, sides[2][1], Mux(r.side == 1, sides[1][1], sides[0][1]))
+            m.d.sync += [t_reg.eq(t_next), t_minus_1.eq(minus_1(t_next)),
                          whole.eq(Mux(r.side == 2, sides[2][2], Mux(r.side == 1, sides[1][2], sides[0][2])))]
-        # stage 2
+        # stage 2: rk = the count of the thermometer code hits; the lower rank rk + below is the count of the code
+        # with below ones in front (no adder), the upper rk - BRACKET_ABOVE the count of its bits from
+        # BRACKET_ABOVE on (its value does not matter when rk < BRACKET_ABOVE: no upper pivot)
         scaled = Signal(cb + lg_s, name="want_scaled_t")
         m.d.comb += scaled.eq(t_reg << lg_s)
-        rk = Signal(range(s + 1), name="want_rk")
         hits = Signal(max(s - 1, 1), name="want_hits")
+        below = bracket_below(s)
         if s > 1:
-            m.d.comb += [hits.eq(Cat(*[x <= scaled for x in multiples])), rk.eq(_thermometer_count(hits, s - 1))]
-        t_minus_1 = Signal(cb, name="want_t_minus_1")
-        m.d.comb += t_minus_1.eq(Mux(t_reg <= s, t_reg - 1, s - 1))
-        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, rk + bracket_below(s))), r.want_hi.eq(rk - BRACKET_ABOVE),
-                     r.want_hi_none.eq(whole | (rk < BRACKET_ABOVE)), r.whole.eq(whole)]
+            m.d.comb += hits.eq(Cat(*[x <= scaled for x in multiples]))
+        lo_code = Cat(Const((1 << below) - 1, below), hits[:s - 1])
+        hi_bits = s - 1 - BRACKET_ABOVE
+        rk_hi = _thermometer_count(hits[BRACKET_ABOVE:s - 1], hi_bits) if hi_bits > 0 else Const(0, 1)
+        hi_none = ~hits[BRACKET_ABOVE - 1] if hi_bits >= 0 else Const(1, 1)
+        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, _thermometer_count(lo_code, s - 1 + below))),
+                     r.want_hi.eq(rk_hi), r.want_hi_none.eq(whole | hi_none), r.whole.eq(whole)]
         # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
         # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
-        below = bracket_below(s)
         m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
 
     def _pivot_sample(self, m, r, mem):
@@ -617,9 +643,15 @@ class TopK(wiring.Component):
         take, full = Signal(name=f"sample_cap_take_{tag}"), Signal(name=f"sample_cap_full_{tag}")
         # the partial row flushed in Decide only into an empty slot (stride 1 and a free slot; P >= S: row 0)
         partial, empty = Signal(name=f"sample_cap_partial_{tag}"), Signal(name=f"sample_cap_empty_{tag}")
-        m.d.comb += [partial.eq(~pk.row_keep[p - 1]),
+        # pos_ok = ((pos & mask) == 0) as a register, updated with pos and mask from its candidates (computed from
+        # registers beside the row's valid), so that no reduce of pos sits between the packer and the slots' enables
+        pos_ok = Signal(init=1, name=f"sample_cap_pos_ok_{tag}")
+        m.d.comb += [partial.eq(pk.flushing),
                      empty.eq((ptr == 0) if not whole_row else ((mask == 0) & (ptr < q))),
-                     take.eq(pk.row_valid & ((pos & mask) == 0) & (~partial | empty)), full.eq(ptr == q)]
+                     take.eq(pk.row_valid & pos_ok & (~partial | empty)), full.eq(ptr == q)]
+        pos_1 = Signal.like(pos, name=f"sample_cap_pos1_{tag}")
+        m.d.comb += pos_1.eq(pos + 1)
+        ok_same, ok_shift = ((pos_1 & mask) == 0), ((pos_1 & Cat(1, mask[:-1])) == 0)
         if whole_row:
             src_vals = [Cat(*[pk.row_lanes[i * lb:i * lb + w] for i in range(cur)])] * q
             src_keep = [pk.row_keep[:cur]] * q
@@ -641,11 +673,11 @@ class TopK(wiring.Component):
                 m.d.comb += [nxt_vals[i].eq(cap_vals[i]), nxt_keep[i].eq(cap_keep[i])]
         m.d.sync += [x.eq(y) for x, y in zip(cap_vals, nxt_vals)]
         with m.If(r.cap_clear):
-            m.d.sync += [x.eq(0) for x in cap_keep] + [pos.eq(0), mask.eq(0), ptr.eq(0)]
+            m.d.sync += [x.eq(0) for x in cap_keep] + [pos.eq(0), mask.eq(0), ptr.eq(0), pos_ok.eq(1)]
         with m.Else():
             m.d.sync += [x.eq(y) for x, y in zip(cap_keep, nxt_keep)]
             with m.If(pk.row_valid):
-                m.d.sync += pos.eq(pos + 1)
+                m.d.sync += [pos.eq(pos_1), pos_ok.eq(Mux(take & full, ok_shift, ok_same))]
             with m.If(take):
                 m.d.sync += ptr.eq(Mux(full, q // 2 + 1, ptr + 1))
                 with m.If(full):
@@ -661,8 +693,7 @@ class TopK(wiring.Component):
         # the pipelined engine's critical path)
         m.d.sync += r.reread_end.eq(Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x))
         if self.rank_pipeline:
-            ing_rank_d = Signal(name="ingest_rank_d")
-            m.d.sync += [ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(ing_rank_d)]
+            m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(r.ing_rank_d)]
         else:
             m.d.sync += r.ing_pick.eq(r.ing_rank)
         with m.If(r.ing_pick):
@@ -670,6 +701,9 @@ class TopK(wiring.Component):
             # next cycle (no candidate among them: +infinity)
             m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
                          r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+        # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
+        m.d.sync += r.in_decide.eq(0)
+        m.d.comb += [mem.pack_l.flush.eq(r.in_decide), mem.pack_r.flush.eq(r.in_decide), mem.pack_u.flush.eq(r.in_decide)]
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
@@ -689,9 +723,10 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN2"):
                 m.next = "INGEST_DRAIN3"
             with m.State("INGEST_DRAIN3"):
+                m.d.sync += r.in_decide.eq(1)
                 m.next = "DECIDE"
             with m.State("DECIDE"):
-                self._on_decide(m, r, mem)
+                self._on_decide(m, r)
             with m.State("SCAN"):
                 # cycle 0 ranks the sample (the chosen side's capture, with the row flushed in Decide), cycle 1
                 # takes the pivots; the scan reads row j in cycle j, so that its first row meets the
@@ -714,11 +749,12 @@ class TopK(wiring.Component):
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
                 with m.If(r.cnt == r.scan_end):
+                    m.d.sync += r.in_decide.eq(1)
                     m.next = "DECIDE"
                 with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq),
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), r.in_decide.eq(0),
                                  r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
@@ -738,6 +774,8 @@ class TopK(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
+        with m.If(r.in_decide):
+            self._decide_registers(m, r)
 
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
@@ -745,6 +783,7 @@ class TopK(wiring.Component):
         with m.If(self.cmd.valid):
             c = self.cmd.payload
             m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.target.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
+                         r.ing_last.eq((c.n != 0) & (c.n <= p)),
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
@@ -765,10 +804,11 @@ class TopK(wiring.Component):
         first re-read issued in the last beat's cycle)."""
         rows, x = r.sample_rows, int(self.rank_pipeline)
         last = Signal(name="ingest_last")
-        m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.cnt + 1 == r.rows_b),
+        # last = (cnt + 1 == B) as a register, set with cnt (no adder and compare of cnt before the FSM's enables)
+        m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.ing_last),
                      r.live.eq(r.cnt >= rows + x)]
         with m.If(self.inp.valid):
-            m.d.sync += r.cnt.eq(r.cnt + 1)
+            m.d.sync += [r.cnt.eq(r.cnt + 1), r.ing_last.eq(r.cnt + 2 == r.rows_b)]
             early = (r.cnt < rows - 1) if rows > 1 else 0     # a beat before the last sample beat (none for w = 1)
             with m.If((r.cnt == rows - 1) | (last & early)):
                 m.d.comb += r.ing_rank.eq(1)
@@ -788,20 +828,27 @@ class TopK(wiring.Component):
                     m.d.sync += r.rr.eq(0)
                     m.next = "REREAD"
 
-    def _on_decide(self, m, r, mem):
-        """Flush the partial rows; k = 0 ends the request, k >= candidates replays with everything kept,
-        otherwise continue on the side holding the target rank, or replay when the pivot is the k-th."""
-        m.d.comb += [mem.pack_l.flush.eq(1), mem.pack_r.flush.eq(1), mem.pack_u.flush.eq(1)]
+    def _on_decide(self, m, r):
+        """DECIDE's next state (its register updates are ``_decide_registers``, enabled by the in_decide register)."""
+        with m.If(r.go_scan):
+            m.next = "SCAN"
+        with m.Elif(r.after_ingest & r.dec_k_zero):
+            m.next = "DONE"
+        with m.Else():
+            m.next = "REPLAY" if self.replay else "DONE"
+
+    def _decide_registers(self, m, r):
+        """The decide cycle (``r.in_decide``, a register high exactly in DECIDE, so that no FSM state decode sits in
+        front of these enables; the packers' flush is in_decide too): k = 0 ends the request, k >= candidates
+        replays with everything kept, otherwise continue on the side holding the target rank, or replay when
+        the pivot is the k-th."""
         go_scan = r.go_scan
         side = r.side
         m.d.sync += r.after_ingest.eq(0)
-        replay_or_done = "REPLAY" if self.replay else "DONE"
         with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
-            m.next = "DONE"
         with m.Elif(r.after_ingest & r.dec_k_all):
             m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0), r.kth.eq(r.neg_inf), r.sel_eq.eq(0)]   # every one passes
-            m.next = replay_or_done
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
             with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
@@ -810,7 +857,6 @@ class TopK(wiring.Component):
             with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
-                m.next = replay_or_done
             with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
                 m.d.comb += [side.eq(1), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
@@ -819,7 +865,6 @@ class TopK(wiring.Component):
             with m.Elif(r.dec_le_ge):                    # the lower pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
-                m.next = replay_or_done
             with m.Else():                               # below the lower pivot: FIFO_L
                 m.d.comb += [side.eq(0), go_scan.eq(1)]
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
@@ -832,8 +877,7 @@ class TopK(wiring.Component):
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
-            # the sample goes to its register now (_pivot_sample); SCAN's cycle 0 ranks it
-            m.next = "SCAN"
+            # the ranker compares the chosen side's capture now (_pivot_sample); SCAN's cycle 0 counts
 
 
 class _Memories:
@@ -973,17 +1017,24 @@ class _Registers:
         self.slot_keep = [Signal(p, name=f"sample_slot_keep{j}") for j in range(rows - 1)]
         self.cap_plain = Signal(name="sample_cap_plain")    # the accepted beat is a sample beat to shift in
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
+        self.ing_rank_d = Signal(name="ingest_rank_d")      # ing_rank one cycle later (rank pipeline)
+        self.ing_last = Signal(name="ingest_last_beat")     # the ingest's next beat is its last (cnt + 1 == B)
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
         self.reread_end = Signal(range(rows + 2), name="reread_end")   # min(w + x, B): beats to re-read
         self.cap_clear = Signal(name="sample_cap_clear")   # the FIFO row captures restart empty
         self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
-        self.samp_sel = [Signal(2, name=f"sample_src{i}", attrs={"keep": "true"}) for i in range(s)]
+        # one copy per lane; Yosys merges registers with equal inputs despite ``keep``, so the copies get distinct
+        # reset values (the select is loaded in every cycle, so the reset value only lasts the first cycle, idle):
+        # Yosys merges bit by bit and a bit has two reset values, so each select bit is two flip-flops in the
+        # netlist, each driving half the lanes' multiplexers (one flip-flop per bit drove all 16 lanes: 800 loads)
+        self.samp_sel = [Signal(2, init=i % 4, name=f"sample_src{i}", attrs={"keep": "true"}) for i in range(s)]
         self.want_lo_in_s = Signal(name="want_lo_in_s")   # want_lo < S (a round's sample holds S lanes)
         self.t = Signal(cb, name="t")
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
+        self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
         self.side = Signal(2, name="side")
 
 
