@@ -176,6 +176,22 @@ def fused_command_constants(fused, name: str) -> dict:
     return fields
 
 
+def _core_manifest(design: Design, core) -> dict:
+    """A layer core's buffers (banks, words, copies), DRAM port and descriptor tables, for its manifest."""
+    from archgen.rtlgen.layer_top import buffer_copies
+    mem, fmt, copies = design.memory_system, core.fmt, buffer_copies(core.prog)
+    return {
+        "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
+                        "halves": lay.halves, "copies": copies[x]}
+                    for x, lay in core.prog.layouts.items()},
+        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
+                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
+        "descriptor_tables": {t: {"rows": fmt.depth(t), "bits": fmt.width(t),
+                                  "fields": [{"name": n, "bits": w} for n, w in f]}
+                              for t, f in fmt.tables.items()},
+    }
+
+
 def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline: bool = True,
                        target: str = "asic", fused=None) -> tuple[str, str, dict]:
     """(Verilog text, top name, manifest) of the synthesizable whole accelerator for one dataflow: the
@@ -184,7 +200,7 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
     ``fused`` (``compile_fused``): the array is that fused array, run as its dataflow ``dataflow`` (its
     view's timing; the select and the loops this controller does not fill tied, ``fused_command_constants``)."""
     from archgen.dataflow.memctl import layer_program, probe_command
-    from archgen.rtlgen.layer_top import LayerCore, buffer_copies
+    from archgen.rtlgen.layer_top import LayerCore
     if fused is not None:
         from archgen.rtlgen.fused_array import FusedArrayTop
         compiled = fused.view(dataflow)
@@ -196,18 +212,8 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
     prog = layer_program(compiled, probe_command(design, compiled.dataflow), "probe", spec_size=True)
     core = LayerCore(prog, array=array, command_fields=fields)
     text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
-    mem = design.memory_system
-    manifest = {
-        "top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
-        "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
-                        "halves": lay.halves, "copies": buffer_copies(prog)[x]}
-                    for x, lay in prog.layouts.items()},
-        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
-                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
-        "descriptor_tables": {t: {"rows": core.fmt.depth(t), "bits": core.fmt.width(t),
-                                  "fields": [{"name": n, "bits": w} for n, w in f]}
-                              for t, f in core.fmt.tables.items()},
-    }
+    manifest = {"top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
+                **_core_manifest(design, core)}
     if fused is not None:
         manifest["array_command_tied"] = dict(sorted(fields.items()))
         manifest["layer_limits"] = layer_limits(prog, core.fmt)
@@ -316,28 +322,18 @@ def fused_layer_core_verilog(fused, *, names=None) -> tuple[str, str, dict]:
     from archgen.dataflow.fusion import SELECT_FIELD
     from archgen.dataflow.memctl import descriptor_format
     from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
-    from archgen.rtlgen.layer_top import buffer_copies
     design = fused.design
     progs = fused_layer_programs(fused, names)
     core = FusedLayerCore(fused, progs)
     name = f"{design.name}_layer"
     text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
-    mem = design.memory_system
-    fmt = core.fmt
     manifest = {
         "top": name, "dataflows": list(progs), "array_shape": list(design.shape),
-        "select": {"table": "B", "field": SELECT_FIELD, "bits": dict(fmt.tables["B"])[SELECT_FIELD],
+        "select": {"table": "B", "field": SELECT_FIELD, "bits": dict(core.fmt.tables["B"])[SELECT_FIELD],
                    "encoding": {n: fused.index(n) for n in progs},
                    "rule": "a layer of dataflow D: D's walker command (layer_program of D's fused view) in these "
                            "tables, field dataflow = D's value; fields D does not use are 0"},
-        "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
-                        "halves": lay.halves, "copies": buffer_copies(core.prog)[x]}
-                    for x, lay in core.prog.layouts.items()},
-        "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
-                 "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
-        "descriptor_tables": {t: {"rows": fmt.depth(t), "bits": fmt.width(t),
-                                  "fields": [{"name": n, "bits": w} for n, w in f]}
-                              for t, f in fmt.tables.items()},
+        **_core_manifest(design, core),
         "array_ports_walked": {n: [w.port for w in p.walks] for n, p in progs.items()},
         "layer_limits": {n: layer_limits(p, descriptor_format(p)) for n, p in progs.items()},
     }
