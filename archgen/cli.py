@@ -152,6 +152,9 @@ def cmd_build(args) -> int:
     if pipe.get("timing_met") is False:          # skewed stt arrays: no stage count reaches the clock
         con.print(f"  note: estimated FU path {pipe['estimated_path_ns']} ns exceeds the {pipe['clock_target_ns']:.3f} ns "
                   f"clock ({pipe['delay_table']} delay table); the adders alone are longer", markup=False)
+    if args.no_pipeline and "lp_variables" not in pipe:   # skewed stt arrays have no LP pipelining to turn off
+        con.print("  note: a skewed stt map's array has only the registers its schedule needs (no LP pipelining), "
+                  "so --no-pipeline changes nothing", markup=False)
     for line in report_lines:
         con.print(line, markup=False)
     return EXIT_OK

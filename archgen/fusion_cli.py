@@ -270,15 +270,22 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
         raise SpecError([problem("--dataflow", f"dataflow {args.dataflow!r} is not fused in this design; fused: "
                                  f"{', '.join(names)}", args.dataflow)])
     which = [args.dataflow] if args.dataflow else list(names)
+    # two or more tiled dataflows share the ONE layer core `build --memory` writes (rtlgen/fused_layer.py): that
+    # core is what runs, the dataflow selected by the layer command; a skewed map (or a lone tiled dataflow beside
+    # one) runs on its own memory-system build around the fused array, as `build --memory` writes it too
+    one_core = sum(not design.dataflow(n).skewed for n in names) >= 2
     ok = True
     for name in which:
+        shared = one_core and not design.dataflow(name).skewed
+        core = ("" if args.ideal_dram else "; on the one layer core of `build --memory`" if shared
+                else "; on its own memory-system build around the fused array")
         con.print(f"{design.name}: fused {'+'.join(names)}, running {name} (command field dataflow = "
-                  f"{names.index(name)})", markup=False)
+                  f"{names.index(name)}){core}", markup=False)
         if not args.ideal_dram and design.dataflow(name).skewed:   # the stt layer core around the fused array
             from archgen.verif.stt_layer_check import verify_stt_layer
             lres = verify_stt_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
         elif not args.ideal_dram:
-            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names, one_core=one_core)
         if not args.ideal_dram:
             for line in format_layer_verification(lres, args.seed):
                 con.print(line, markup=False)

@@ -296,6 +296,9 @@ def write_layer_build(design: Design, args, out: Path, con) -> int:
         from .stt_layer import stt_layer_verilog
         text, top, manifest = stt_layer_verilog(design, args.dataflow)
         lines += stt_layer_lines(manifest)
+        if args.no_pipeline or args.target != "asic":   # said, not silently dropped (docs/dataflows.md, Skewed maps)
+            lines.append("  note: a skewed stt map's array is built with the registers its schedule needs and no LP "
+                         "pipelining, so --no-pipeline and --target change nothing in this build")
     else:
         text, top, manifest = layer_core_verilog(design, args.dataflow, pipeline=not args.no_pipeline,
                                                  target=args.target)

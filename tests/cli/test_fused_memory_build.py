@@ -142,3 +142,37 @@ def test_fused_build_memory_report_synthesizes_the_one_core(tmp_path, monkeypatc
     rep = json.loads((tmp_path / "r" / "layer_report.json").read_text())
     assert set(rep) == {"os+ws+is"}
     assert rep["os+ws+is"]["yosys_cells"] > 0 and "yosys (synth_ecp5):" in out
+
+
+@pytest.mark.parametrize("spec, shape, expect", [
+    ("gemm_fused", "2x2", {"os": True, "ws": True, "is": True}),           # three tiled dataflows: one core
+    ("gemm_fused_hex", "3x5", {"os": False}),                              # a lone tiled dataflow beside a map
+])
+def test_verify_runs_a_fused_layer_on_the_core_build_memory_writes(spec, shape, expect, monkeypatch):
+    """`verify FUSED` through the memory system runs each tiled dataflow on the one layer core that
+    `build --memory` writes when there is one (before, always on a per-dataflow core around the fused array)."""
+    import argparse
+
+    import archgen.verif.layer_check as lc
+    from archgen.arch.spec import load_spec
+    from archgen.fusion_cli import verify_fused_cli
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(design, bounds, **kw):
+        seen[kw["dataflow"]] = kw["one_core"]
+        raise Stop
+
+    monkeypatch.setattr(lc, "verify_layer", fake)
+    d = load_spec(spec, [f"array.shape={shape}"])
+    lines = []
+    con = argparse.Namespace(print=lambda text, markup=False: lines.append(text))
+    for name in expect:
+        args = argparse.Namespace(dataflow=name, ideal_dram=False, seed=1)
+        with pytest.raises(Stop):
+            verify_fused_cli(args, d, tuple(d.fuse), {"i": 4, "k": 4, "j": 4}, con)
+    assert seen == expect
+    assert all(("one layer core of `build --memory`" in line) == expect[line.split("running ")[1].split(" ")[0]]
+               for line in lines)

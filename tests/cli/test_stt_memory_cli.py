@@ -23,6 +23,13 @@ def test_build_memory_writes_the_stt_layer_top(tmp_path, monkeypatch):
     assert manifest["layer"] == {"i": 3, "j": 3, "k": 3} and manifest["buffers"]["C"]["banks"] > 1
     assert "one build for every layer" in out and "example layer {'i': 3, 'j': 3, 'k': 3}" in out
     assert manifest["command"]["bits"] > 0 and len(manifest["example_command"]["words"]) == manifest["command"]["words"]
+    # no LP pipelining in a skewed map's build: the flags change nothing, and the build says so
+    rc, out2, err = run_cli(["build", "gemm_hex", "--memory", "--no-pipeline", "--target", "ecp5", "-o",
+                             str(tmp_path / "c")], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "--no-pipeline and --target change nothing in this build" in out2
+    assert "change nothing" not in out
+    assert (tmp_path / "c" / "gemm_hex_stt_layer.v").read_bytes() == (tmp_path / "b" / "gemm_hex_stt_layer.v").read_bytes()
 
 
 def test_sim_runs_bert_base_on_gemm_hex_in_blocks_at_default_sizes(tmp_path, monkeypatch):
