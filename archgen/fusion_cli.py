@@ -271,21 +271,32 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
                                  f"{', '.join(names)}", args.dataflow)])
     which = [args.dataflow] if args.dataflow else list(names)
     # two or more tiled dataflows share the ONE layer core `build --memory` writes (rtlgen/fused_layer.py): that
-    # core is what runs, the dataflow selected by the layer command; a skewed map (or a lone tiled dataflow beside
-    # one) runs on its own memory-system build around the fused array, as `build --memory` writes it too
-    one_core = sum(not design.dataflow(n).skewed for n in names) >= 2
+    # core is what runs, their layers one after another in one simulation, each selected by its command; a
+    # skewed map (or a lone tiled dataflow beside one) runs on its own memory-system build around the fused
+    # array, as `build --memory` writes it too
+    tiled = [n for n in names if not design.dataflow(n).skewed]
     ok = True
+    if not args.ideal_dram and len(tiled) >= 2 and any(n in tiled for n in which):
+        from archgen.verif.fused_program_check import verify_fused_program
+        shared = [n for n in which if n in tiled]
+        con.print(f"{design.name}: fused {'+'.join(names)}, running "
+                  f"{', '.join(f'{n} (command field dataflow = {names.index(n)})' for n in shared)} one after "
+                  "another in ONE simulation of the one layer core of `build --memory` (no rebuild, no reset)",
+                  markup=False)
+        for lres in verify_fused_program(design, [(n, bounds) for n in shared], seed=args.seed, fuse=names):
+            for line in format_layer_verification(lres, args.seed):
+                con.print(line, markup=False)
+            ok = ok and lres.ok
+        which = [n for n in which if n not in shared]
     for name in which:
-        shared = one_core and not design.dataflow(name).skewed
-        core = ("" if args.ideal_dram else "; on the one layer core of `build --memory`" if shared
-                else "; on its own memory-system build around the fused array")
+        core = "" if args.ideal_dram else "; on its own memory-system build around the fused array"
         con.print(f"{design.name}: fused {'+'.join(names)}, running {name} (command field dataflow = "
                   f"{names.index(name)}){core}", markup=False)
         if not args.ideal_dram and design.dataflow(name).skewed:   # the stt layer core around the fused array
             from archgen.verif.stt_layer_check import verify_stt_layer
             lres = verify_stt_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
         elif not args.ideal_dram:
-            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names, one_core=one_core)
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
         if not args.ideal_dram:
             for line in format_layer_verification(lres, args.seed):
                 con.print(line, markup=False)

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Mux
+from amaranth import Elaboratable, Module, Mux, Signal, unsigned
+from amaranth.lib.memory import Memory
 
 from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.fusion import SELECT_FIELD
 from archgen.dataflow.memctl import DescriptorFormat, descriptor_format, layer_program, probe_command
 
 from .fused_array import FusedArrayTop
-from .layer_top import LayerCore, LayerTop, _unpack
+from .layer_top import CYCLE_BITS, LayerCore, LayerTop, _unpack, simulated_dram
 
-__all__ = ["FusedLayerCore", "FusedLayerTop", "fused_layer_programs", "tiled_fused_names"]
+__all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_layer_programs", "tiled_fused_names"]
 
 
 def tiled_fused_names(fused) -> list[str]:
@@ -153,3 +154,69 @@ class FusedLayerTop(LayerTop):
         self.core = core
         self.words = core.encode(prog.command, self.core.fused.index(df), layer)
         self.moved = core.moved
+
+
+class FusedLayerProgramTop(Elaboratable):
+    """A simulation top that runs a stream of layers of any of the core's dataflows back to back on ONE
+    :class:`FusedLayerCore`, with no rebuild and no reset: per layer the host writes the layer's command rows
+    (``words[k]``: table -> rows, from ``FusedLayerCore.encode``, the select included) one a cycle while the
+    core's ``go`` is low, raises ``go``, waits for ``finished``, records the core's cycle count and byte
+    counters in ``layer_cycles_<k>`` / ``moved_<x>_<dir>_<k>``, then drops ``go`` (the controller resets) for
+    one cycle before the next layer's rows. The DRAM is preloaded with every layer's operands, each layer's
+    regions from its own base word (the command's ``base_<x>`` fields). Ports as ``LayerTop`` plus the
+    per-layer counters, so verif/layer_binary.py runs it."""
+
+    def __init__(self, core: FusedLayerCore, words: list[dict], dram_init: list[int]):
+        self.core = core
+        self.words = [dict(w) for w in words]
+        self.dram_init = list(dram_init)
+        self.dram_depth = max(1, len(self.dram_init))
+        self.go = Signal()
+        self.finished = Signal()
+        self.cycles = Signal(CYCLE_BITS)
+        self.rb_addr = Signal(range(self.dram_depth + 1))
+        self.rb_data = Signal(8 * core.prog.word_bytes)
+        self.layer_cycles = [Signal(CYCLE_BITS, name=f"layer_cycles_{k}") for k in range(len(words))]
+        self.layer_moved = [{x: Signal(40, name=f"{v.name}_{k}") for x, v in core.moved.items()}
+                            for k in range(len(words))]
+
+    def ports(self):
+        return [self.go, self.finished, self.cycles, self.rb_addr, self.rb_data, *self.layer_cycles,
+                *[s for lm in self.layer_moved for s in lm.values()]]
+
+    def elaborate(self, platform):
+        m = Module()
+        core, fmt = self.core, self.core.fmt
+        m.submodules.core = core
+        n, n_layers = max(fmt.depths.values()), len(self.words)
+        layer = Signal(range(n_layers + 1), name="host_layer")
+        idx = Signal(range(n + 2), name="host_row")          # rows 0 .. n-1, then go at n; n + 1: the gap cycle
+        for t in fmt.tables:
+            rows = [r for w in self.words for r in list(w[t]) + [0] * (n - len(w[t]))]
+            rom = Memory(shape=unsigned(fmt.width(t)), depth=len(rows), init=rows)
+            m.submodules[f"host_rows_{t.lower()}"] = rom
+            rp = rom.read_port(domain="comb")
+            m.d.comb += [rp.addr.eq(layer * n + idx), core.desc[t].eq(rp.data)]
+        live = self.go & (layer < n_layers)
+        m.d.comb += [self.finished.eq(layer == n_layers), core.desc_we.eq(live & (idx < n)),
+                     core.desc_addr.eq(idx), core.go.eq(live & (idx == n))]
+        with m.If(live):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(idx < n):
+                m.d.sync += idx.eq(idx + 1)
+            with m.Elif((idx == n) & core.finished):
+                m.d.sync += idx.eq(n + 1)
+                with m.Switch(layer):
+                    for k in range(n_layers):
+                        with m.Case(k):
+                            m.d.sync += [self.layer_cycles[k].eq(core.cycles),
+                                         *[s.eq(core.moved[x]) for x, s in self.layer_moved[k].items()]]
+            with m.Elif(idx == n + 1):                      # go low for this cycle: the controller resets
+                m.d.sync += [idx.eq(0), layer.eq(layer + 1)]
+        P = core.prog
+        simulated_dram(m, word_bytes=P.word_bytes, depth=self.dram_depth, init=self.dram_init,
+                       latency=P.compiled.design.memory_system.dram.latency, addr_bits=len(core.rd_req_addr),
+                       rd_req=(core.rd_req_valid, core.rd_req_addr, core.rd_req_words),
+                       rd_rsp=(core.rd_rsp_valid, core.rd_rsp_data),
+                       wr=(core.wr_valid, core.wr_addr, core.wr_data), rb=(self.rb_addr, self.rb_data))
+        return m

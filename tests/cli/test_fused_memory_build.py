@@ -144,35 +144,60 @@ def test_fused_build_memory_report_synthesizes_the_one_core(tmp_path, monkeypatc
     assert rep["os+ws+is"]["yosys_cells"] > 0 and "yosys (synth_ecp5):" in out
 
 
-@pytest.mark.parametrize("spec, shape, expect", [
-    ("gemm_fused", "2x2", {"os": True, "ws": True, "is": True}),           # three tiled dataflows: one core
-    ("gemm_fused_hex", "3x5", {"os": False}),                              # a lone tiled dataflow beside a map
+@pytest.mark.parametrize("spec, shape, dataflow, expect", [
+    ("gemm_fused", "2x2", None, ("program", ["os", "ws", "is"])),   # three tiled dataflows: ONE core, one run
+    ("gemm_fused", "2x2", "ws", ("program", ["ws"])),
+    ("gemm_fused_hex", "3x5", "os", ("layer", ["os"])),             # a lone tiled dataflow beside a map
 ])
-def test_verify_runs_a_fused_layer_on_the_core_build_memory_writes(spec, shape, expect, monkeypatch):
-    """`verify FUSED` through the memory system runs each tiled dataflow on the one layer core that
-    `build --memory` writes when there is one (before, always on a per-dataflow core around the fused array)."""
+def test_verify_runs_fused_layers_on_the_core_build_memory_writes(spec, shape, dataflow, expect, monkeypatch):
+    """`verify FUSED` through the memory system runs the tiled dataflows on the one layer core that
+    `build --memory` writes, one after another in one simulation (before: each on a core of its own)."""
     import argparse
 
+    import archgen.verif.fused_program_check as fp
     import archgen.verif.layer_check as lc
     from archgen.arch.spec import load_spec
     from archgen.fusion_cli import verify_fused_cli
-    seen = {}
+    seen = []
 
     class Stop(Exception):
         pass
 
-    def fake(design, bounds, **kw):
-        seen[kw["dataflow"]] = kw["one_core"]
+    def program(design, layers, **kw):
+        seen.append(("program", [n for n, _b in layers]))
         raise Stop
 
-    monkeypatch.setattr(lc, "verify_layer", fake)
+    def layer(design, bounds, **kw):
+        seen.append(("layer", [kw["dataflow"]]))
+        raise Stop
+
+    monkeypatch.setattr(fp, "verify_fused_program", program)
+    monkeypatch.setattr(lc, "verify_layer", layer)
     d = load_spec(spec, [f"array.shape={shape}"])
     lines = []
     con = argparse.Namespace(print=lambda text, markup=False: lines.append(text))
-    for name in expect:
-        args = argparse.Namespace(dataflow=name, ideal_dram=False, seed=1)
-        with pytest.raises(Stop):
-            verify_fused_cli(args, d, tuple(d.fuse), {"i": 4, "k": 4, "j": 4}, con)
-    assert seen == expect
-    assert all(("one layer core of `build --memory`" in line) == expect[line.split("running ")[1].split(" ")[0]]
-               for line in lines)
+    with pytest.raises(Stop):
+        verify_fused_cli(argparse.Namespace(dataflow=dataflow, ideal_dram=False, seed=1), d, tuple(d.fuse),
+                         {"i": 4, "k": 4, "j": 4}, con)
+    assert seen == [expect]
+    assert ("ONE simulation of the one layer core" in lines[0]) == (expect[0] == "program")
+
+
+@pytest.mark.verilator
+def test_one_core_runs_layers_of_alternating_dataflows_in_one_simulation():
+    """Issue 14: the command selects the dataflow at run time, with no rebuild. Layers of os, ws, is and ws
+    again, several blocks each, back to back on the one core `build --memory` writes: exact outputs, RTL
+    cycles == model cycles and DMA bytes == model bytes for each layer."""
+    from archgen.arch.spec import load_spec
+    from archgen.verif.fused_program_check import verify_fused_program
+    d = load_spec("gemm_fused", SMALL)
+    layers = [("os", {"i": 9, "k": 20, "j": 7}), ("ws", {"i": 7, "k": 19, "j": 23}), ("is", {"i": 10, "k": 26, "j": 5}),
+              ("ws", {"i": 2, "k": 5, "j": 3})]
+    res = verify_fused_program(d, layers, seed=11)
+    assert [r.dataflow for r in res] == ["os", "ws", "is", "ws"]
+    assert [r.detail["blocks"] for r in res] == [6, 6, 4, 1]          # blocks per layer (the model's)
+    assert len({r.detail["dram_base_word"] for r in res}) == 4        # each layer's tensors in its own DRAM region
+    for r in res:
+        assert r.outputs_exact, (r.dataflow, r.detail)
+        assert r.rtl_cycles == r.model_cycles, (r.dataflow, r.rtl_cycles, r.model_cycles)
+        assert r.ok, (r.dataflow, r.detail)

@@ -1,0 +1,80 @@
+"""Several layers of different dataflows back to back on ONE fused layer core (rtlgen/fused_layer.py), in one
+Verilator simulation with no rebuild and no reset between them: the command's select picks each layer's
+dataflow (issue 14: "the command selects the dataflow at run time, with no rebuild").
+
+Each layer is checked as :func:`archgen.verif.layer_check.verify_layer` checks one: its output read back from
+DRAM against numpy, its RTL cycles against ``simulate_layer`` on the dataflow's fused view, and the bytes the
+core's DMA moved during it against the model's."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from archgen.arch.spec import Design
+from archgen.dataflow.compile import compile_fused
+from archgen.dataflow.host import random_operands
+from archgen.dataflow.memctl import layer_program
+from archgen.mappings.memory_tiling import dram_bytes, plan_layer
+from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerProgramTop, fused_layer_programs
+from archgen.sim.layer_model import simulate_layer
+
+from .golden import reference_einsum
+from .layer_binary import run_layer_binary, strip_zero_memory_init
+from .layer_check import LayerVerification
+
+__all__ = ["verify_fused_program"]
+
+
+def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed: int = 0, fuse=None,
+                         cache_dir: Path | None = None) -> list[LayerVerification]:
+    """Run ``layers`` = [(dataflow, loop bounds), ...] in order on the one core ``archgen build --memory``
+    writes for the fused design ``fuse`` (default: the spec's ``fuse:``). Refusals (a layer that does not
+    fit the core's buffers, a dataflow the core does not run) happen before anything is built."""
+    fused = compile_fused(design, tuple(fuse or design.fuse))
+    core = FusedLayerCore(fused, fused_layer_programs(fused))
+    rng = np.random.default_rng(seed)
+    burst = max(1, design.memory_system.dram.burst_bytes // core.prog.word_bytes)
+    image: list[int] = []
+    runs, words = [], []
+    for k, (name, bounds) in enumerate(layers):
+        view = fused.view(name)
+        cmd = plan_layer(design, bounds, view.dataflow, f"layer{k}")
+        prog = layer_program(view, cmd, f"layer{k}", spec_size=True)
+        tensors = random_operands(view.fu_graph, cmd.mapping, rng)
+        at = -(-len(image) // burst) * burst           # each layer's regions from a burst-aligned base word
+        image += [0] * (at - len(image)) + prog.dram_image(tensors)
+        wc = dataclasses.replace(prog.command, base={x: b + at for x, b in prog.command.base.items()})
+        words.append(core.encode(wc, fused.index(name), f"layer{k}"))
+        runs.append((name, view, cmd, prog, tensors, at, simulate_layer(view, cmd, layer=f"layer{k}")))
+    top = FusedLayerProgramTop(core, words, image)
+    top_name = f"{design.name}_fused_program"
+    text = verilog.convert(top, name=top_name, ports=top.ports(), emit_src=False)
+    counters = [s.name for s in top.layer_cycles] + [s.name for lm in top.layer_moved for s in lm.values()]
+    res = run_layer_binary(strip_zero_memory_init(text), top_name, dram_words=len(image),
+                           word_bits=8 * core.prog.word_bytes, read=(0, len(image)),
+                           max_cycles=4 * sum(r[-1].cycles for r in runs) + 1000 * len(runs),
+                           moved=tuple(counters), cache_dir=cache_dir)
+    got_words = list(res.get("words", [])) + [0] * len(image)
+    raw = res.get("moved") or {}
+    out = design.operation.output
+    results = []
+    for k, (name, view, cmd, prog, tensors, at, model) in enumerate(runs):
+        local = got_words[at:at + prog.dram_words]
+        got = prog.read_output(local + [0] * (prog.dram_words - len(local)),
+                               design.operation.tensor_shape(out.name, cmd.mapping.bound),
+                               signed=design.type_of[out.name].signed)
+        ref = reference_einsum(design.operation, tensors, cmd.mapping.bound, view.fu_graph.acc_width)
+        exact = bool(res.get("passed", True)) and "error" not in res and bool(np.array_equal(got, ref))
+        model_bytes = dram_bytes(cmd)
+        rtl_bytes = {x: raw.get(s.name) for x, s in top.layer_moved[k].items()
+                     if raw.get(s.name) or x in model_bytes}
+        detail = {"rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
+                  "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(), "dram_base_word": at,
+                  "mismatches": int(np.sum(got != ref)), "error": res.get("error"), "wall_s": res.get("wall_s"),
+                  "verilog_lines": text.count("\n")}
+        results.append(LayerVerification(design.name, name, dict(cmd.mapping.bound), cmd.describe(), exact,
+                                         raw.get(top.layer_cycles[k].name), model.cycles, model_bytes, detail))
+    return results
