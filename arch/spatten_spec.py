@@ -66,6 +66,7 @@ SPATTEN_SCHEMA: dict = {
         "version": {"const": 1},
         "kind": {"const": "spatten"},
         "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "description": {"type": "string", "description": "one line for `archgen list`"},
         "clock_mhz": {"type": "number", "minimum": 1, "maximum": 10000},
         "technology": {"type": "string"},
         "head_dim": {"type": "integer", "minimum": 2, "maximum": 1024},

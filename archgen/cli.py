@@ -534,6 +534,13 @@ def cmd_list(args) -> int:
         if not _is_spatten(data):
             from archgen.arch.spec import load_spec_data
             con.print(f"  {'':22s} memory: {load_spec_data(data, source=str(path)).memory.describe()}", markup=False)
+        else:
+            from archgen.arch.spatten_spec import load_spatten_spec
+            s = load_spatten_spec(data)
+            con.print(f"  {'':22s} engine: QxK {s.qk.multipliers} + PxV {s.pv.multipliers} multipliers of {s.bits} bits, "
+                      f"top-k parallelism {s.topk.parallelism}, head dim {s.head_dim}, up to {s.max_tokens} tokens, "
+                      f"{s.clock_mhz:g} MHz; key and value SRAM {s.key_sram.bytes:,} B + {s.value_sram.bytes:,} B; "
+                      f"DRAM {s.dram.bandwidth_gb_s:g} GB/s", markup=False)
     from archgen.workloads.library import list_workloads
     con.print("workloads:", markup=False)
     for w in list_workloads():

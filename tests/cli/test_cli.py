@@ -98,6 +98,10 @@ def test_list_names_builtin_specs(capsys):
     for name in ("gemm_os", "gemm_ws", "gemm_is", "gemm_os_bcast", "conv_ws"):
         assert f"{name}.yaml" in out
     assert "built-in specs:" in out and "workloads:" in out
+    # SpAtten specs: their description and the engine's size with units (they were blank lines before)
+    line = out[out.index("  spatten.yaml"):].split("\n")
+    assert "SpAtten" in line[0] and "engine: QxK 512 + PxV 512 multipliers of 12 bits" in line[1]
+    assert "1000 MHz" in line[1] and "196,608 B" in line[1] and "GB/s" in line[1]
 
 
 def test_doctor_passes_here(capsys):
