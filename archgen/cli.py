@@ -286,7 +286,24 @@ def cmd_verify(args) -> int:
     con.print(f"  RTL cycles:   {res.rtl_cycles} cycles", markup=False)
     con.print(f"  model cycles: {res.model_cycles} cycles  ({'equal' if res.rtl_cycles == res.model_cycles else 'DIFFERENT'})",
               markup=False)
+    refusal = None if skewed else _memory_system_refusal(design, args.dataflow)
+    if refusal:                              # --ideal-dram passes what the whole accelerator refuses: say so
+        con.print(f"  note: only the array is verified here; the memory system refuses this dataflow, so `build "
+                  f"--memory` and `verify` without --ideal-dram refuse it: {refusal}", markup=False)
     return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def _memory_system_refusal(design, dataflow) -> str | None:
+    """The first problem the generated memory system finds with this dataflow (its smallest layer, buffers
+    sized to it), or None when it builds it."""
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.memctl import layer_program, probe_command
+    compiled = compile_array(design, dataflow)
+    try:
+        layer_program(compiled, probe_command(design, compiled.dataflow), "probe", spec_size=False)
+    except SpecError as err:
+        return str(err.problems[0])
+    return None
 
 
 def _loop_pairs(text: str, flag: str, design, example: str, size_example: str) -> tuple[dict[str, int], list]:

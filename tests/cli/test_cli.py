@@ -269,3 +269,13 @@ def test_unwritable_output_directory_is_reported_not_raised(tmp_path, capsys):
     line = error_lines(capsys, 1)[0]
     assert str(blocker) in line
     assert blocker.read_text() == "not a directory\n"
+
+
+def test_ideal_dram_verify_names_what_the_memory_system_refuses():
+    """`verify --ideal-dram` checks the array alone, so it passes dataflows the whole accelerator refuses; the
+    note it prints comes from this: the memory system's own field-named refusal, or None when it builds."""
+    from archgen.arch.spec import load_spec
+    from archgen.cli import _memory_system_refusal
+    assert _memory_system_refusal(load_spec("gemm_os", []), None) is None
+    why = _memory_system_refusal(load_spec("gemm_os", ["memory.dram.latency=0"]), None)
+    assert why.startswith("memory.dram.latency: the generated DRAM port needs a latency of at least 1 cycle")
