@@ -607,8 +607,10 @@ class SpattenCore(wiring.Component):
                     m.d.sync += s.loaded[j].eq(1)     # the dropped sweeps' scores are still in their banks
         # the feed: the oldest row in the stage, pruned and unable to need its LSBs, offered to the top-k
         # stage while it is swept, once every earlier row is in an engine (none held, the divider's taken early)
-        m.d.comb += s.from_sweep.eq((s.n_e != 0) & ~s.fed_e & ~s.hold_valid & (~s.div_pending | s.early_d)
-                                    & ~may_rf & (s.c_e.keep_k < s.c_e.n_keys))
+        # (spec units.topk.feed: false builds the core without it, from_sweep constant 0)
+        if self.spec.topk.feed:
+            m.d.comb += s.from_sweep.eq((s.n_e != 0) & ~s.fed_e & ~s.hold_valid & (~s.div_pending | s.early_d)
+                                        & ~may_rf & (s.c_e.keep_k < s.c_e.n_keys))
         self._handoff(m, s, offer, take, take_p)
 
     def _handoff(self, m, s, offer, take, take_p):

@@ -269,6 +269,7 @@ class QueryCycles:
     0 when the row is not pruned. ``mask``: cycles from the top-k engine's done to the first PxV take
     that finds the row's keep mask written (the engine's mask sweep, ``ceil(n / P) + 1``); a row taken
     earlier sweeps every group (``pv``). ``tk_ratio``: softmax beats per top-k input beat (P / L).
+    ``feed``: the spec's ``units.topk.feed`` (the core has the top-k feed, ``_Stream._feed_take``).
     """
 
     qk: int
@@ -284,6 +285,7 @@ class QueryCycles:
     pv_kept: int = 0
     mask: int = 0
     tk_ratio: int = 1
+    feed: bool = True
 
     @property
     def topk_beats(self) -> int:
@@ -473,7 +475,8 @@ class _Stream:
         take = max(start + 1 if early else decision + 1, self.t_free[self.te])
         # ... and from the cycle after its sweep's go, fed by the sweep, when it is the oldest row in the
         # softmax stage and every earlier row is in an engine
-        fed_take = self._feed_take(qc, start, prev_start, prev_hold_free) if early and self.feed else None
+        fed_take = (self._feed_take(qc, start, prev_start, prev_hold_free) if early and self.feed and qc.feed
+                    else None)
         take = take if fed_take is None else fed_take
         self.hold_free = take + 1
         if fed_take is not None:
@@ -705,7 +708,7 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
         mask = -(-n_keys // spec.topk.parallelism) + PV_MASK_TAIL
     return QueryCycles(qk_cycles(spec, n_keys), g + lat.exp_pipe, lat.recip, lat.pq_decide,
                        2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
-                       lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes)
+                       lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes, spec.topk.feed)
 
 
 @dataclass(frozen=True)

@@ -394,3 +394,45 @@ def test_ranking_exponentials_keeps_a_top_k_of_the_probabilities():
             merged += int(tr.probs[keep].min() == tr.probs[~keep].max()
                           and tr.exps[keep].min() > tr.exps[~keep].max())
     assert merged > 0       # the floor does create such ties at the boundary (7 of these 300 rows)
+
+
+def test_feed_never_delays_a_done_on_chip():
+    """The top-k feed takes a row no later than the early take would and its engine is done no later
+    (``done = max(cmd + topk, write of the last exponential + 2 + topk - B)`` against ``start + 1 + topk``,
+    the last exponential written by ``start``), so with the K/V on chip no command of a random stream is
+    done later with the feed (100 streams on both specs, PQ on and off, refetches, pruned and dense rows).
+    With the split-load fetcher a done may still move later: an earlier done can flip the fetcher's pair
+    order (docs/spatten.md, "Top-k feed"); ``units.topk.feed: false`` turns the feed off."""
+    import random
+
+    rng = random.Random(98)
+    fed_rows = 0
+    for _ in range(100):
+        spec = rng.choice((SMALL, FULL))
+        cmds = []
+        for c in range(rng.randint(1, 5)):
+            n, pq = rng.randint(1, spec.max_tokens), rng.random() < 0.5
+            b = -(-n // spec.topk.parallelism)
+            cmds.append([query_cycles(spec, n, lsb_pass=pq and rng.random() < 0.5, pq_enable=pq,
+                                      topk_cycles=rng.randint(b + 5, 3 * b + 60) if rng.random() < 0.7 else None)
+                         for _ in range(rng.randint(0 if c else 1, 5))])
+        fed = []
+        with_feed = command_stream_cycles(cmds, fed=fed)
+        fed_rows += sum(f is not None for f in fed)
+        assert all(a <= b for a, b in zip(with_feed, command_stream_cycles(cmds, feed=False))), cmds
+    assert fed_rows > 50
+
+
+def test_spec_without_the_feed_gives_rows_that_are_never_fed():
+    """``units.topk.feed: false`` (the spec's hardware field): ``query_cycles`` carries it, and the stream
+    is the one without the feed."""
+    import yaml
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["units"]["topk"]["feed"] = False
+    off = load_spatten_spec(raw)
+    p_on, p_off = (query_cycles(s, 40, topk_cycles=60) for s in (SMALL, off))
+    assert p_on.feed and not p_off.feed
+    fed = []
+    assert command_stream_cycles([[p_off] * 3], fed=fed) == command_stream_cycles([[p_on] * 3], feed=False)
+    assert fed == [None] * 3
+    assert command_stream_cycles([[p_on] * 3])[0] < command_stream_cycles([[p_off] * 3])[0]

@@ -342,3 +342,23 @@ def test_core_topk_fed_by_the_sweep(row_cycles, n_keys, n_queries, keep, extra):
         assert any(_gapped(fed, n_keys, keep, n_queries)), fed
     assert r["model_done_cycles"][-1] < r["unfed_done_cycles"][-1], r
     assert all(a <= b for a, b in zip(r["model_done_cycles"], r["unfed_done_cycles"])), r
+
+
+@pytest.mark.slow   # a second Verilator build of the small core (about 5 min); run with --runslow
+@pytest.mark.verilator
+def test_core_without_the_topk_feed():
+    """``units.topk.feed: false`` builds the core without the feed: every pruned row reaches its engine at
+    the divider's take at the earliest; RTL == model (``QueryCycles.feed`` False) for every done."""
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["name"] = "spatten_small_nofeed"
+    raw["units"]["topk"]["feed"] = False
+    spec = load_spatten_spec(raw)
+    r = verify_core(spec, [48, 9, 30], [4, 5, 3], 36, [7, 4, 10], commands=3, dram_row_cycles=1,
+                    pq_enable=[True, False, False], shift=[19, 14, 16])
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"] == r["unfed_done_cycles"], r
+    assert r["correct"] and not any(r["fed"]), r["fed"]
+    fed = verify_core(SMALL, [48, 9, 30], [4, 5, 3], 36, [7, 4, 10], commands=3, dram_row_cycles=1,
+                      pq_enable=[True, False, False], shift=[19, 14, 16])
+    assert fed["rtl_done_cycles"][-1] < r["rtl_done_cycles"][-1], (fed, r)
