@@ -385,6 +385,7 @@ class _Stream:
         # per resolved row: None, or for a row the feed took, (take, the cycles its first and its last input
         # beat are valid): more than B - 1 cycles apart when beats wait for the sweep (gaps)
         self.fed: list[tuple[int, int, int] | None] = []
+        self.outs: list[int] = []           # per resolved row: the cycle its output row is offered (and taken)
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -497,6 +498,7 @@ class _Stream:
         self.te = (self.te + 1) % TOPK_ENGINES
         self.b_free = take_p + 1 + qc.pv_stage_at(ready, take_p)
         self.over_kept.append(bool(qc.pv_kept) and take_p >= ready + qc.mask)
+        self.outs.append(self.b_free - 1)
         self.pb_free[self.wpb] = self.b_free
         self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
         return self.b_free
@@ -569,7 +571,8 @@ class SplitLoads:
 
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
                           overlap_sweeps: bool = True, fetcher: SplitLoads | None = None,
-                          over_kept: list | None = None, feed: bool = True, fed: list | None = None) -> list[int]:
+                          over_kept: list | None = None, feed: bool = True, fed: list | None = None,
+                          outs: list | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -606,7 +609,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     visited the kept tokens only (the engine's keep mask was written by the take). ``feed``: False
     models the core before the top-k feed (a pruned row reaches its engine at the divider at the
     earliest), for comparisons. ``fed``: a list that receives, per row in order, None or, for a row
-    the feed took, (take cycle, the cycles its first and its last input beat are valid).
+    the feed took, (take cycle, the cycles its first and its last input beat are valid). ``outs``: a
+    list that receives, per row in order, the cycle its output row is offered (``out`` is always ready).
     """
     st = _Stream(overlap_sweeps, feed)
     dones: list[int | None] = [None] * len(commands)
@@ -660,6 +664,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
         over_kept.extend(st.over_kept)
     if fed is not None:
         fed.extend(st.fed)
+    if outs is not None:
+        outs.extend(st.outs)
     return dones  # type: ignore[return-value]
 
 

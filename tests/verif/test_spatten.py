@@ -334,6 +334,8 @@ def test_core_topk_fed_by_the_sweep(row_cycles, n_keys, n_queries, keep, extra):
     assert r["bit_exact"] and r["importance_match"], r
     assert r["rtl_done_cycles"] == r["model_done_cycles"], r
     assert r["correct"]
+    # every output row cycle-exact too (a fed engine's done moves its row's PxV take)
+    assert r["out_cycles"] == r["model_out_cycles"], r
     fed = r["fed"]
     assert sum(f is not None for f in fed) >= 3, fed
     if any(r["need_lsb"]):      # LSB passes are fed
