@@ -36,7 +36,8 @@ right behind the previous row's, so the sweep takes G + 1 cycles a row), the div
 (overlapping the next sweeps; rows behind one that may need its LSBs are speculative and dropped when
 it does) with a one-row hold slot, the top-k stage (two local-V
 top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
-divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
+divider, or with the top-k feed (spec ``units.topk.feed``) while the exponential sweep writes it, its
+beats valid as the rows of P are written; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
 row until the PxV stage takes it, and meanwhile writes the row's keep mask) and the PxV stage (normalise,
 PxV, output; a pruned row whose keep mask is complete at the take is swept over its kept tokens only, each
 value / exponential lane reading its own next kept token; the token importance has its own sweep over
