@@ -77,7 +77,11 @@ SPATTEN_SCHEMA: dict = {
             "softmax": _obj({"parallelism": _POS, "fifo_depth": _POS,
                              "exp_taylor_order": {"type": "integer", "minimum": 2, "maximum": 8}},
                             required=["parallelism", "fifo_depth"]),
-            "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2, "maximum": 1 << 20}}),
+            "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2, "maximum": 1 << 20},
+                          "feed": {"type": "boolean", "description": "the local-V top-k engine takes a pruned row "
+                                   "that cannot need its LSBs while the exponential sweep writes it (default "
+                                   "true; docs/spatten.md, 'Top-k feed')"}},
+                         required=["parallelism", "fifo_depth"]),
             "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
             "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
         }),
@@ -124,6 +128,7 @@ class SoftmaxUnit:
 class TopKUnit:
     parallelism: int
     fifo_depth: int
+    feed: bool = True       # the top-k feed (H98): engines take rows while the exponential sweep writes them
 
 
 @dataclass(frozen=True)

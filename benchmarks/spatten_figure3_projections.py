@@ -6,6 +6,8 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py engines-3 MiniLM           # a third top-k engine
     python benchmarks/spatten_figure3_projections.py pv-kept MiniLM             # PxV over kept rows only
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
+    python benchmarks/spatten_figure3_projections.py built gpt2                 # the built core's ratios, 6 places
+    python benchmarks/spatten_figure3_projections.py no-feed gpt2               # the core before the feed (H98)
     python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep (H93)
     python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
     python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
@@ -44,6 +46,9 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
 - topk-feed (H93): the local-V engine ingests a row as the exponential sweep writes it (one row of P
   exponentials once its last L-group left the exponential pipeline) from the sweep's go, for a row that
   cannot need its LSBs; topk-feed-spec also for a first pass with PQ on (abort on a refetch not counted).
+  BUILT since H98 (the core's default, ``sim.spatten_model._Stream._feed_take``): this projection now
+  runs on the model without the built feed (``feed=False``), so it still gives H93's projected
+  figures, to compare with the built ones (docs/spatten_results.md).
 """
 from __future__ import annotations
 
@@ -375,12 +380,15 @@ class _FedStream(sm._Stream):
     ratio = 2           # P / L (spatten.yaml: 16 / 8)
     speculative = False  # topk-feed-spec: a first pass with PQ on too (aborted when it asks for its LSBs)
 
+    def __init__(self, overlap_sweeps: bool = True, feed: bool = True):
+        super().__init__(overlap_sweeps, feed=False)     # H93's projection, on the model without the built feed
+
     def _sweep(self, qc, go):
         out = super()._sweep(qc, go)
         self.sweep_go, self.sweep_last = go, out[0]
         return out
 
-    def _engine_ready(self, qc, take):
+    def _engine_ready(self, qc, take, fed=False):
         if qc.pq and qc.passes == 1 and not self.speculative:
             return super()._engine_ready(qc, take)
         g, r, pipe = qc.exp - qc.exp_pipe, self.ratio, qc.exp_pipe
@@ -395,6 +403,14 @@ class _FedStream(sm._Stream):
             issue = self.sweep_go + 1 + j if j < g - 1 else self.sweep_last
             c = max(c + 1, issue + pipe + 1)
         return min(c + qc.topk - beats, super()._engine_ready(qc, take))
+
+
+class _NoFeedStream(sm._Stream):
+    """no-feed: the core before the built top-k feed (H98): a pruned row reaches its engine at the
+    divider's take at the earliest."""
+
+    def __init__(self, overlap_sweeps: bool = True, feed: bool = True):
+        super().__init__(overlap_sweeps, feed=False)
 
 
 def main() -> None:
@@ -418,6 +434,10 @@ def main() -> None:
         elif part in ("topk-feed", "topk-feed-spec"):
             _FedStream.speculative = part == "topk-feed-spec"
             sm._Stream = _FedStream
+        elif part == "no-feed":
+            sm._Stream = _NoFeedStream
+        elif part == "built":
+            pass
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
             _pv_rule(part[3:])
         elif part.startswith("reorder-") and part[8:] in ("oldest", "values", "keys"):
@@ -427,7 +447,8 @@ def main() -> None:
         elif part in ("qk-preempt", "qk-preempt-issuing"):
             _qk_preempt(part.endswith("issuing"))
         else:
-            raise SystemExit("variant must be key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, topk-feed-spec, "
+            raise SystemExit("variant must be built, no-feed, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
+                             "topk-feed-spec, "
                              "reorder-RULE, qk-preempt[-issuing] or refetch-waits "
                              f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))

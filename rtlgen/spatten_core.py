@@ -36,7 +36,8 @@ right behind the previous row's, so the sweep takes G + 1 cycles a row), the div
 (overlapping the next sweeps; rows behind one that may need its LSBs are speculative and dropped when
 it does) with a one-row hold slot, the top-k stage (two local-V
 top-k engines taking rows in turn, a pruned row that cannot need its LSBs already while it is at the
-divider; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
+divider, or with the top-k feed (spec ``units.topk.feed``) while the exponential sweep writes it, its
+beats valid as the rows of P are written; the PxV sweep applies an engine's k-th exponential and tie count; an engine holds its finished
 row until the PxV stage takes it, and meanwhile writes the row's keep mask) and the PxV stage (normalise,
 PxV, output; a pruned row whose keep mask is complete at the take is swept over its kept tokens only, each
 value / exponential lane reading its own next kept token; the token importance has its own sweep over
@@ -164,7 +165,7 @@ class SpattenCore(wiring.Component):
         s = _CoreWork(self, m)
         qk_end = self._qxk(m, s)
         beat_no = self._exp_buffer(m, s)
-        self._topk_feed(m, s)
+        self._topk_feed(m, s, beat_no)
         pv_issue, acc_clear, pv_out = self._pxv(m, s)
         offer, take, take_p, q_fire = self._accept(m, s)
         self._qxk_stage(m, s, q_fire, qk_end)
@@ -223,18 +224,41 @@ class SpattenCore(wiring.Component):
         m.d.comb += [pw.addr.eq((beat_no >> _clog2(R)) + s.wpw * s.prows),
                      pw.data.eq(Cat(*([sm.out.payload.data.as_value()] * R))),
                      pw.en.eq(Mux(sm.out.valid, (1 << beat_no[:_clog2(R)]) if R > 1 else 1, 0))]
+        m.d.comb += s.wr_last.eq(sm.out.valid & sm.out.payload.last)
         with m.If(sm.out.valid):
             m.d.sync += beat_no.eq(Mux(sm.out.payload.last, 0, beat_no + 1))
             with m.If(sm.out.payload.last):     # the next row's beats (right behind) go to its bank
                 m.d.sync += s.wpw.eq(_next_of(s.wpw, _EXP_BANKS))
+        # per bank: its row's last exponential is written (set then; cleared when a sweep goes into it)
+        for j in range(_EXP_BANKS):
+            with m.If(s.wr_last & (s.wpw == j)):
+                m.d.sync += s.wr_done[j].eq(1)
         return beat_no
 
-    def _topk_feed(self, m, s):
+    def _topk_feed(self, m, s, beat_no):
         """Top-k stage datapath: each engine's feed from the exponential buffer (its own read port). The
         engines are built without their replay: each hands back the k-th value and how many elements equal
-        to it to keep (ties in index order), and the PxV stage applies them in its own sweep (no keep mask)."""
+        to it to keep (ties in index order), and the PxV stage applies them in its own sweep (no keep mask).
+        A row taken while its sweep writes it (the feed, ``feed_t``) offers a beat only when the read
+        port's data is a row of P the softmax had completely written before the read (``rd_ok``, set for
+        the address read in this cycle: the write progress ``beat_no`` of the bank being written); the
+        engine counts beats, so the gaps only shift its work after the last beat."""
         f, Pt, prows = self.fmt, s.Pt, s.prows
+        lg_r = _clog2(s.R)
         for e in s.eng:
+            row_now = Signal(len(e.tk_ptr) + 1, name=f"tk_rd_row{e.j}")
+            m.d.comb += row_now.eq(Mux(e.st_t == _T.TK_FEED, e.tk_ptr + e.tk_fire, 0))
+            feeding = Signal(name=f"tk_feeding{e.j}")
+            bank_now = Signal(_EB_BITS, name=f"tk_bank_now{e.j}")
+            m.d.comb += [feeding.eq(Mux(e.take_now, s.from_sweep & ~pick(s.wpb, s.wr_done), e.feed_t)),
+                         bank_now.eq(Mux(e.take_now, s.bank_src, e.bank_t))]
+            written = Signal(len(beat_no), name=f"tk_written{e.j}")     # complete rows of P in bank_now
+            m.d.comb += written.eq(Mux(s.wpw == bank_now, beat_no >> lg_r, 0))
+            m.d.sync += e.rd_ok.eq(~feeding | (row_now < written))
+            with m.If(s.wr_last & (s.wpw == e.bank_t)):
+                m.d.sync += e.feed_t.eq(0)
+            with m.If(e.take_now):
+                m.d.sync += e.feed_t.eq(s.from_sweep & ~pick(s.wpb, s.wr_done) & ~(s.wr_last & (s.wpw == s.wpb)))
             tk, pr_t, c_t = e.tk, e.pr_t, e.c_t
             m.d.comb += e.tk_rows.eq((c_t.n_keys + Pt - 1) >> _clog2(Pt))
             m.d.comb += e.tk_fire.eq(tk.inp.valid & tk.inp.ready)
@@ -556,10 +580,18 @@ class SpattenCore(wiring.Component):
             m.d.sync += s.n_e.eq(s.n_e + 1)
         with m.Elif(leave & ~go):
             m.d.sync += s.n_e.eq(s.n_e - 1)
+        with m.If(s.feed_now):          # (the leave below, in the same cycle, carries it on at once)
+            m.d.sync += [s.fed_e.eq(1), s.fed_eng.eq(s.te)]
         with m.If(leave):
+            # a row the feed took (before, or in this cycle) is already in its engine: early
             m.d.sync += [s.c_d.eq(s.c_e), s.pass2_d.eq(s.pass2_e), s.last_d.eq(pick(eb, s.last_q)),
                          s.sb_d.eq(eb), s.bank_d.eq(wpb), s.rf_d.eq(may_rf), s.div_pending.eq(1),
-                         eb.eq(_next_sb(eb)), wpb.eq(_next_of(wpb, _EXP_BANKS))]
+                         eb.eq(_next_sb(eb)), wpb.eq(_next_of(wpb, _EXP_BANKS)),
+                         s.early_d.eq(s.fed_e | s.feed_now), s.eng_d.eq(Mux(s.fed_e, s.fed_eng, s.te)),
+                         s.fed_e.eq(0)]
+        for j in range(_EXP_BANKS):
+            with m.If(go & (wpb_g == j)):
+                m.d.sync += s.wr_done[j].eq(0)
         for j in range(_EXP_BANKS):
             with m.If((leave & ~may_rf & (wpb == j)) | (pq.decision & s.rf_d & ~pq.need_lsb & (s.bank_d == j))):
                 m.d.sync += s.pb_busy[j].eq(1)
@@ -570,10 +602,16 @@ class SpattenCore(wiring.Component):
                 m.d.sync += s.loaded[j].eq(0)
         with m.If(squash):          # back to the row that needs its LSBs
             m.d.sync += [s.refetch.eq(1), s.n_e.eq(0), eb.eq(s.sb_d), wpb.eq(s.bank_d), s.wpw.eq(s.bank_d),
-                         beat_no.eq(0)]
+                         beat_no.eq(0), s.fed_e.eq(0)]
             for j in range(_SB):
                 with m.If(((s.n_e != 0) & (eb == j)) | ((s.n_e == 2) & (_next_sb(eb) == j))):
                     m.d.sync += s.loaded[j].eq(1)     # the dropped sweeps' scores are still in their banks
+        # the feed: the oldest row in the stage, pruned and unable to need its LSBs, offered to the top-k
+        # stage while it is swept, once every earlier row is in an engine (none held, the divider's taken early)
+        # (spec units.topk.feed: false builds the core without it, from_sweep constant 0)
+        if self.spec.topk.feed:
+            m.d.comb += s.from_sweep.eq((s.n_e != 0) & ~s.fed_e & ~s.hold_valid & (~s.div_pending | s.early_d)
+                                        & ~may_rf & (s.c_e.keep_k < s.c_e.n_keys))
         self._handoff(m, s, offer, take, take_p)
 
     def _handoff(self, m, s, offer, take, take_p):
@@ -588,16 +626,21 @@ class SpattenCore(wiring.Component):
         m.d.comb += early_ok.eq(s.div_pending & ~s.rf_d & ~s.early_d & (s.c_d.keep_k < s.c_d.n_keys))
         # the row offered to the top-k stage: the held one, else the divider's (never both: the divider
         # takes a row only while the hold slot is empty, and only its decision fills the slot)
-        m.d.comb += [s.c_src.eq(Mux(s.hold_valid, s.c_h, s.c_d)), s.bank_src.eq(Mux(s.hold_valid, s.bank_h, s.bank_d))]
-        m.d.comb += offer.eq(s.hold_valid | early_ok)
+        # (the sweep's row only when neither: from_sweep needs an empty hold slot and the divider's row taken)
+        m.d.comb += [s.c_src.eq(Mux(s.hold_valid, s.c_h, Mux(s.from_sweep, s.c_e, s.c_d))),
+                     s.bank_src.eq(Mux(s.hold_valid, s.bank_h, Mux(s.from_sweep, s.wpb, s.bank_d)))]
+        m.d.comb += offer.eq(s.hold_valid | early_ok | s.from_sweep)
         early_now = Signal()
-        m.d.comb += early_now.eq(take & ~s.hold_valid)
+        m.d.comb += [early_now.eq(take & ~s.hold_valid & ~s.from_sweep), s.feed_now.eq(take & s.from_sweep)]
         with m.If(take):
             m.d.sync += [s.hold_valid.eq(0), s.te.eq(_next_of(s.te, _NE))]
             for j, e in enumerate(s.eng):
                 with m.If(s.te == j):
-                    m.d.sync += [e.bank_t.eq(s.bank_src), e.need_lsb_t.eq(Mux(s.hold_valid, s.pass2_h, s.pass2_d)),
-                                 e.c_t.eq(s.c_src), e.last_t.eq(Mux(s.hold_valid, s.last_h, s.last_d)),
+                    m.d.sync += [e.bank_t.eq(s.bank_src),
+                                 e.need_lsb_t.eq(Mux(s.hold_valid, s.pass2_h, Mux(s.from_sweep, s.pass2_e, s.pass2_d))),
+                                 e.c_t.eq(s.c_src),
+                                 e.last_t.eq(Mux(s.hold_valid, s.last_h,
+                                                 Mux(s.from_sweep, pick(s.eb, s.last_q), s.last_d))),
                                  e.recip_t.eq(s.recip_h), e.recip_ok.eq(s.hold_valid)]
             with m.If(early_now):
                 m.d.sync += [s.early_d.eq(1), s.eng_d.eq(s.te)]
@@ -645,7 +688,7 @@ class SpattenCore(wiring.Component):
                     with m.If(tk.cmd.ready):
                         m.d.sync += [st_t.eq(_T.TK_FEED), e.tk_ptr.eq(0)]
                 with m.Case(_T.TK_FEED):
-                    m.d.comb += tk.inp.valid.eq(1)
+                    m.d.comb += tk.inp.valid.eq(e.rd_ok)
                     with m.If(e.tk_fire):
                         m.d.sync += e.tk_ptr.eq(e.tk_ptr + 1)
                         with m.If(e.tk_ptr == e.tk_rows - 1):
@@ -821,6 +864,13 @@ class _CoreWork:
         div_pending, hold_valid = Signal(), Signal()
         early_d = Signal()              # the divider's row is already in a top-k engine (eng_d)
         eng_d = Signal(range(max(2, _NE)))
+        # the top-k feed: the softmax stage's oldest row offered to the top-k stage while its sweep writes
+        # it (from_sweep), taken (fed_e, by engine fed_eng: carried to early_d / eng_d when the divider
+        # takes the row); per exponential bank, its row's last exponential written (wr_done); the
+        # softmax writes a row's last exponential in this cycle (wr_last)
+        from_sweep, feed_now, fed_e, wr_last = Signal(), Signal(), Signal(), Signal()
+        fed_eng = Signal(range(max(2, _NE)))
+        wr_done = [Signal(name=f"wr_done_pb{j}") for j in range(_EXP_BANKS)]
         c_src = Signal(core_cmd_layout(spec))      # the row offered to the top-k stage: held, or the divider's
         bank_src = Signal(_EB_BITS)
         recip_h = Signal(f.recip_bits)
@@ -923,3 +973,7 @@ class _Engine:
         self.mask_eq = Signal(spec.max_tokens.bit_length(), name=f"mask_eq{j}")
         self.mask = [Signal(spec.topk.parallelism, name=f"mask{j}_{r}") for r in range(prows)]
         self.mask_ok = Signal(name=f"mask_ok{j}")
+        # the feed: the engine's row is still being written by its sweep; the read port's data is a
+        # completely written row of P (the engine's input beat is valid)
+        self.feed_t = Signal(name=f"feed_t{j}")
+        self.rd_ok = Signal(name=f"tk_rd_ok{j}")

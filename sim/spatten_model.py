@@ -214,6 +214,10 @@ def core_reference(spec: SpattenSpec, q: np.ndarray, keys: np.ndarray, values: n
 # (PV_MASK_TAIL).
 PV_IMPORTANCE_TAIL = 1
 PV_MASK_TAIL = 1
+# The top-k feed: a fed engine's input beat is valid no earlier than FEED_READ cycles after the softmax
+# wrote the last exponential of that top-k row (the engine's read port takes the row's address in the
+# cycle after the write, a synchronous read without write-through, and the data is there one cycle later).
+FEED_READ = 2
 
 
 def _groups(spec: SpattenSpec, n_keys: int) -> int:
@@ -264,7 +268,8 @@ class QueryCycles:
     windows of :func:`pv_windows` (``banked``, at least 1) and ``G + 1`` the token importance's own sweep;
     0 when the row is not pruned. ``mask``: cycles from the top-k engine's done to the first PxV take
     that finds the row's keep mask written (the engine's mask sweep, ``ceil(n / P) + 1``); a row taken
-    earlier sweeps every group (``pv``).
+    earlier sweeps every group (``pv``). ``tk_ratio``: softmax beats per top-k input beat (P / L).
+    ``feed``: the spec's ``units.topk.feed`` (the core has the top-k feed, ``_Stream._feed_take``).
     """
 
     qk: int
@@ -279,6 +284,13 @@ class QueryCycles:
     exp_pipe: int
     pv_kept: int = 0
     mask: int = 0
+    tk_ratio: int = 1
+    feed: bool = True
+
+    @property
+    def topk_beats(self) -> int:
+        """The top-k engine's input beats, ``B = ceil(n / P)``: rows of ``tk_ratio`` (P / L) softmax beats."""
+        return -(-(self.exp - self.exp_pipe) // self.tk_ratio)
 
     @property
     def sweep(self) -> int:
@@ -351,8 +363,10 @@ def stage_pace(qc: QueryCycles, over_kept: bool = False) -> dict[str, float]:
 class _Stream:
     """The stages' state while a command stream runs (see :func:`command_stream_cycles`)."""
 
-    def __init__(self, overlap_sweeps: bool = True):
+    def __init__(self, overlap_sweeps: bool = True, feed: bool = True):
         self.overlap_sweeps = overlap_sweeps   # False: the core before 2026-12-05 (for comparisons)
+        self.feed = feed            # False: the core before the top-k feed (H98, for comparisons)
+        self.sweep_go = self.sweep_last = 0    # the last pass's go and last beat issued (``_sweep``)
         self.qk_free = 0            # first cycle the QxK stage may take a job
         self.sm_free = 0            # first cycle the softmax stage may start a sweep
         self.div_free = 0           # first cycle the divider may take a row
@@ -368,6 +382,10 @@ class _Stream:
         self.last_start = -1        # divider start of the softmax's previous row (its last beat waits for it)
         self.release = 0            # the resolved row's last use of its keys (the key bank's keys_free cycle)
         self.over_kept: list[bool] = []     # per resolved row: its PxV visited the kept tokens only
+        # per resolved row: None, or for a row the feed took, (take, the cycles its first and its last input
+        # beat are valid): more than B - 1 cycles apart when beats wait for the sweep (gaps)
+        self.fed: list[tuple[int, int, int] | None] = []
+        self.outs: list[int] = []           # per resolved row: the cycle its output row is offered (and taken)
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -385,12 +403,33 @@ class _Stream:
         decision = start + qc.div + qc.decide
         self.div_free = decision + 1       # the decision cycle itself blocks the divider
         self.last_start = start
+        self.sweep_go, self.sweep_last = go, last
         return last, start, decision
 
-    def _engine_ready(self, qc: QueryCycles, take: int) -> int:
+    def _engine_ready(self, qc: QueryCycles, take: int, fed: bool = False) -> int:
         """The done cycle of a pruned row's top-k engine (``te``), taken in cycle ``take``: its command
-        is handshaked then, or the cycle after the engine's previous done, and it runs ``topk`` cycles."""
-        return max(take, self.eng_idle[self.te]) + qc.topk
+        is handshaked then, or the cycle after the engine's previous done, and it runs ``topk`` cycles.
+        ``fed``: taken while its sweep writes it (``_feed_take``); the engine's input beat b is valid no
+        earlier than two cycles after the softmax wrote that top-k row's last exponential (the read
+        port's address is issued the cycle after the write, the data is there the cycle after), and its
+        work after the last beat is the same as with back-to-back beats, ``topk - B``. The last row binds
+        (the sweep writes a row of P at least every P / L cycles, the engine reads one a cycle), so
+        ``done = max(cmd + topk, last + exp_pipe + 2 + topk - B)``, ``last + exp_pipe`` being the cycle
+        the row's last exponential is written."""
+        cmd = max(take, self.eng_idle[self.te])
+        if not fed:
+            return cmd + qc.topk
+        return max(cmd + qc.topk, self.sweep_last + qc.exp_pipe + FEED_READ + qc.topk - qc.topk_beats)
+
+    def _feed_take(self, qc: QueryCycles, start: int, prev_start: int, prev_hold_free: int) -> int | None:
+        """The top-k feed (docs/spatten.md, "Cycle contract"): a pruned row that cannot need its LSBs
+        (PQ off for its command, or its LSB pass) is offered to the next engine in turn from the cycle
+        after its sweep's go while it is the oldest row of the softmax stage (the previous row was taken
+        by the divider, ``prev_start + 1``) and every earlier row is in a top-k engine (the previous one
+        left the hold slot, ``prev_hold_free``, or was taken early). Returns the take cycle, or None when
+        the engine is not free by the divider's take (then the early take at ``start + 1`` applies)."""
+        t = max(self.sweep_go + 1, prev_start + 1, prev_hold_free, self.t_free[self.te])
+        return t if t <= start else None
 
     def first_decision_of(self, job) -> int:
         """The cycle of the job's first PQ decision, were it resolved now (no state changes)."""
@@ -405,6 +444,7 @@ class _Stream:
         row's last use of its keys (its last score reaches the softmax; with PQ on, its decision when
         it needs no LSBs)."""
         qc, _a, last_score, bank = job
+        prev_start, prev_hold_free = self.last_start, self.hold_free
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
         last, start, decision = self._sweep(qc, go)
         # the row leaves the softmax stage when the divider takes it; its score bank is free then, or
@@ -434,9 +474,22 @@ class _Stream:
         # its LSB pass) may be taken while still at the divider, from the cycle after the divider took it
         early = qc.topk and not (qc.pq and qc.passes == 1)
         take = max(start + 1 if early else decision + 1, self.t_free[self.te])
+        # ... and from the cycle after its sweep's go, fed by the sweep, when it is the oldest row in the
+        # softmax stage and every earlier row is in an engine
+        fed_take = (self._feed_take(qc, start, prev_start, prev_hold_free) if early and self.feed and qc.feed
+                    else None)
+        take = take if fed_take is None else fed_take
         self.hold_free = take + 1
+        if fed_take is not None:
+            r = qc.tk_ratio
+            first = min(r, qc.exp - qc.exp_pipe) - 1        # the first top-k row's last softmax beat
+            w0 = (self.sweep_go + 1 + first if first < qc.exp - qc.exp_pipe - 1 else self.sweep_last) + qc.exp_pipe
+            v0 = max(max(take, self.eng_idle[self.te]) + 1, w0 + FEED_READ)
+            self.fed.append((take, v0, max(v0 + qc.topk_beats - 1, self.sweep_last + qc.exp_pipe + FEED_READ)))
+        else:
+            self.fed.append(None)
         if qc.topk:
-            ready = self._engine_ready(qc, take)
+            ready = self._engine_ready(qc, take, fed_take is not None)
             self.eng_idle[self.te] = ready + 1
         else:
             ready = take + 1
@@ -445,6 +498,7 @@ class _Stream:
         self.te = (self.te + 1) % TOPK_ENGINES
         self.b_free = take_p + 1 + qc.pv_stage_at(ready, take_p)
         self.over_kept.append(bool(qc.pv_kept) and take_p >= ready + qc.mask)
+        self.outs.append(self.b_free - 1)
         self.pb_free[self.wpb] = self.b_free
         self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
         return self.b_free
@@ -517,7 +571,8 @@ class SplitLoads:
 
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
                           overlap_sweeps: bool = True, fetcher: SplitLoads | None = None,
-                          over_kept: list | None = None) -> list[int]:
+                          over_kept: list | None = None, feed: bool = True, fed: list | None = None,
+                          outs: list | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -536,7 +591,7 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     refetch) and sweeps the row again, then the next one. The decided row waits in the hold slot until
     the next of the TOPK_ENGINES top-k engines in turn takes it (``take = max(decision + 1, t_free(e))``,
     ``t_free(e)`` the cycle the PxV stage took that engine's previous row; a pruned row that cannot need
-    its LSBs from the cycle after the divider took it, ``start + 1``); a pruned row's top-k command
+    its LSBs from the cycle after the divider took it, ``start + 1``, or, fed by its sweep, from the cycle after its go, ``_Stream._feed_take``); a pruned row's top-k command
     is handshaked in the take cycle (the cycle after, when that is the engine's done cycle) and the row
     is ready in the engine's done cycle, ``topk`` cycles after the command (one not pruned: the cycle
     after the take); the PxV stage takes the rows in order at ``take_p = max(ready, b_free - 1)`` (idle,
@@ -551,9 +606,13 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
     ``fetcher``: split K and V loads instead (:class:`SplitLoads`): a command waits for its keys, its
     rows' PxV for its values. ``over_kept``: a list that receives, per row in order, whether its PxV
-    visited the kept tokens only (the engine's keep mask was written by the take).
+    visited the kept tokens only (the engine's keep mask was written by the take). ``feed``: False
+    models the core before the top-k feed (a pruned row reaches its engine at the divider at the
+    earliest), for comparisons. ``fed``: a list that receives, per row in order, None or, for a row
+    the feed took, (take cycle, the cycles its first and its last input beat are valid). ``outs``: a
+    list that receives, per row in order, the cycle its output row is offered (``out`` is always ready).
     """
-    st = _Stream(overlap_sweeps)
+    st = _Stream(overlap_sweeps, feed)
     dones: list[int | None] = [None] * len(commands)
     releases: list[int | None] = [None] * len(commands)     # each command's keys_free cycle
     hs = 0
@@ -603,6 +662,10 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
         resolve_oldest()
     if over_kept is not None:
         over_kept.extend(st.over_kept)
+    if fed is not None:
+        fed.extend(st.fed)
+    if outs is not None:
+        outs.extend(st.outs)
     return dones  # type: ignore[return-value]
 
 
@@ -651,7 +714,7 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
         mask = -(-n_keys // spec.topk.parallelism) + PV_MASK_TAIL
     return QueryCycles(qk_cycles(spec, n_keys), g + lat.exp_pipe, lat.recip, lat.pq_decide,
                        2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
-                       lat.exp_pipe, kept, mask)
+                       lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes, spec.topk.feed)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,10 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
         return SplitLoads([len(c["keys"]) * dram_row_cycles for c in cmds],
                           [len(c["values"]) * dram_row_cycles if len(c["queries"]) else None for c in cmds])
     over_kept: list = []
-    model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), over_kept=over_kept)
+    fed: list = []
+    outs: list = []
+    model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), over_kept=over_kept, fed=fed,
+                                       outs=outs)
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
@@ -169,6 +172,11 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "importance_match": importance_match,
             # per row: its PxV visited the kept tokens only; and the stream were every PxV to sweep all groups
             "over_kept": over_kept,
+            # per row: None, or (take, first beat, last beat) when the top-k feed took it while its sweep wrote
+            # it; and the stream without the feed (each pruned row's engine takes it at the divider at the earliest)
+            "fed": fed,
+            "model_out_cycles": outs,
+            "unfed_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), feed=False),
             "full_sweep_done_cycles": command_stream_cycles(
                 [[dataclasses.replace(qc, pv_kept=0) for qc in r.queries] for r in runs], fetcher=fetcher()),
             "need_lsb": [bool(r.need_lsb) for _, r in results], "rtl_need_lsb": res.get("need_lsb"),

@@ -120,3 +120,17 @@ def test_formats_and_latencies_follow_the_spec():
     from archgen.dataflow.spatten_stages import DIVIDER_BITS
     assert lat.recip == -(-f.recip_bits // DIVIDER_BITS) + 1
     assert (f.recip_bits, DIVIDER_BITS, lat.recip) == (28, 4, 8)
+
+
+def test_topk_feed_is_a_validated_boolean_on_by_default():
+    """units.topk.feed (H98): the top-k engines take rows while the exponential sweep writes them; on
+    unless the spec turns it off; a hardware field (in the spec hash), validated as a boolean."""
+    assert load_spatten_spec(_raw()).topk.feed is True
+    d = _raw()
+    d["units"]["topk"]["feed"] = False
+    off = load_spatten_spec(d)
+    assert off.topk.feed is False and spec_hash(off) != spec_hash(load_spatten_spec(_raw()))
+    d["units"]["topk"]["feed"] = "yes"
+    with pytest.raises(SpecError) as info:
+        load_spatten_spec(d)
+    assert "units.topk.feed: must be true or false (got 'yes')" in {str(p) for p in info.value.problems}

@@ -113,7 +113,11 @@ def test_stream_rules_pinned_on_two_refetching_queries():
     d0 = a0 + qk + sw                              # the sweep starts the cycle after the last score
     r0 = max(d0 + 1, a1 + qk)                      # refetch: after the decision and after query 1's QxK
     s0 = r0 + qk + q.exp                           # the LSB pass leaves the stage when the divider takes it
-    t0 = s0 + 1                                    # pruned LSB pass (cannot refetch): an engine takes it early
+    b = q.topk_beats                               # the top-k engine's input beats, ceil(40 / P)
+    # pruned LSB pass (cannot refetch): the top-k feed takes it the cycle after its sweep's go (r0 + qk);
+    # its last beat is read two cycles after its last exponential is written (s0: the divider takes it then)
+    t0 = r0 + qk + 1
+    f0 = max(t0 + q.topk, s0 + 2 + q.topk - b)     # the fed engine's done
     e0 = s0 + q.div + q.decide                     # its decision (the reciprocal goes to the engine)
     g = q.exp - q.exp_pipe                         # the row's beats
     go1 = max(a1 + qk, r0 + qk + g + 1)            # query 1 sweeps once query 0's last beat is issued
@@ -121,11 +125,21 @@ def test_stream_rules_pinned_on_two_refetching_queries():
     d1 = max(last1 + q.exp_pipe, e0 + 1) + q.div + q.decide   # its divider waits for query 0's decision
     r1 = max(d1 + 1, r0 + qk)
     s1 = r1 + qk + q.exp                           # the LSB pass reaches the divider
-    p0 = max(t0 + q.topk, e0 + 1)                  # command in the take cycle; PxV takes row 0 at done
+    p0 = max(f0, e0 + 1)                           # PxV takes row 0 at done, with its reciprocal
     b0 = p0 + 1 + q.pv_stage                       # the PxV stage is idle again
-    t1 = s1 + 1                                    # the second top-k engine takes row 1 early (TOPK_ENGINES = 2)
-    p1 = max(t1 + q.topk, b0 - 1, s1 + q.div + q.decide + 1)   # in the PxV stage's output cycle at the earliest
-    assert command_stream_cycles([[q, q]]) == [p1 + 1 + q.pv_stage]
+    # the second top-k engine (TOPK_ENGINES = 2) takes row 1's LSB pass from its go on, fed; row 0 is
+    # already in an engine and at the divider (s0)
+    t1 = max(r1 + qk + 1, s0 + 1, t0 + 1)
+    f1 = max(t1 + q.topk, s1 + 2 + q.topk - b)
+    p1 = max(f1, b0 - 1, s1 + q.div + q.decide + 1)   # in the PxV stage's output cycle at the earliest
+    fed = []
+    assert command_stream_cycles([[q, q]], fed=fed) == [p1 + 1 + q.pv_stage]
+    assert [f[0] for f in fed] == [t0, t1]
+    # without the feed (the core before H98): each engine takes its row when the divider has it
+    p0 = max(s0 + 1 + q.topk, e0 + 1)
+    b0 = p0 + 1 + q.pv_stage
+    p1 = max(s1 + 1 + q.topk, b0 - 1, s1 + q.div + q.decide + 1)
+    assert command_stream_cycles([[q, q]], feed=False) == [p1 + 1 + q.pv_stage]
 
 
 def test_core_cycles_uses_pq_and_topk_on_actual_data():
@@ -316,15 +330,47 @@ def test_layer_loads_are_the_layers_split_loads():
 def test_local_v_costs_a_refetching_stream_its_last_rows_topk():
     """The drain behind figure 3's BERT c = 1 token + head + PQ rows (docs/spatten.md, H93): in a stream of
     rows that refetch their LSBs (softmax-bound, the PxV stage idle when a row arrives) local-V changes
-    only the last row, whose engine takes it at the divider's take (the LSB pass cannot ask again) and
-    whose PxV take waits for the engine's done: ``topk - (div + decide + 1)`` cycles later than unpruned,
-    or one cycle earlier when the engine is done by the decision (the unpruned row's extra hold cycle)."""
+    only the last row, whose PxV take waits for its engine's done. With the top-k feed (H98) the engine
+    takes the LSB pass (it cannot ask again) while it is swept and has its B = ceil(n / P) input beats
+    by two cycles after the divider's take: ``topk - B - (div + decide)`` cycles later than unpruned, or
+    one cycle earlier when the engine is done by the decision (the unpruned row's extra hold cycle).
+    Without the feed (H93's measurement) the engine took the row at the divider's take:
+    ``topk - (div + decide + 1)``."""
     for n, topk in ((384, 50), (384, 73), (211, 25), (211, 10), (211, 9), (211, 5)):
         u = query_cycles(FULL, n, lsb_pass=True, pq_enable=True)
         p = query_cycles(FULL, n, lsb_pass=True, pq_enable=True, topk_cycles=topk)
         for rows in (1, 6):
             late = command_stream_cycles([[p] * rows])[0] - command_stream_cycles([[u] * rows])[0]
+            assert late == max(topk - p.topk_beats - (u.div + u.decide), -1), (n, topk, rows)
+            late = (command_stream_cycles([[p] * rows], feed=False)[0]
+                    - command_stream_cycles([[u] * rows], feed=False)[0])
             assert late == max(topk - (u.div + u.decide + 1), -1), (n, topk, rows)
+
+
+def test_fed_row_is_done_topk_minus_b_after_its_last_exponential():
+    """The top-k feed's latency (docs/spatten.md, "Cycle contract"), one pruned row alone with PQ off:
+    its engine takes it the cycle after its sweep's go; its input beat of top-k row b is valid two cycles
+    after the softmax wrote that row's last exponential (read address the cycle after the write, data the
+    cycle after that); the engine is done ``topk - B`` cycles after its last beat. The last exponential
+    is written in the divider's take cycle (``start``), so done = ``start + 2 + topk - B``, B - 1 cycles
+    before the engine that takes the row at ``start + 1`` (before H98), on both specs (P = L and 2L)."""
+    for spec, n, topk in ((SMALL, 40, 60), (SMALL, 9, 30), (FULL, 384, 80), (FULL, 100, 40)):
+        p = query_cycles(spec, n, topk_cycles=topk)
+        g, b = p.exp - p.exp_pipe, p.topk_beats
+        assert b == -(-n // spec.topk.parallelism)
+        go = 1 + p.qk                           # accepted the cycle after the handshake; go after the last score
+        start = go + g + p.exp_pipe             # the last beat issued at go + G, written exp_pipe cycles later
+        decision = start + p.div + p.decide
+        first = min(p.tk_ratio, g) - 1          # the first top-k row's last softmax beat
+        w0 = (go + 1 + first if first < g - 1 else go + g) + p.exp_pipe
+        fed = []
+        done = command_stream_cycles([[p]], fed=fed)[0]
+        ready = start + 2 + topk - b
+        assert fed == [(go + 1, max(go + 2, w0 + 2), start + 2)], (spec.name, n)
+        assert done == max(ready, decision + 1) + 1 + p.pv_stage, (spec.name, n)
+        unfed = command_stream_cycles([[p]], feed=False)[0]
+        assert unfed == max(start + 1 + topk, decision + 1) + 1 + p.pv_stage
+        assert unfed - done == min(b - 1, max(0, start + 1 + topk - decision - 1)), (spec.name, n)
 
 
 def test_ranking_exponentials_keeps_a_top_k_of_the_probabilities():
@@ -348,3 +394,45 @@ def test_ranking_exponentials_keeps_a_top_k_of_the_probabilities():
             merged += int(tr.probs[keep].min() == tr.probs[~keep].max()
                           and tr.exps[keep].min() > tr.exps[~keep].max())
     assert merged > 0       # the floor does create such ties at the boundary (7 of these 300 rows)
+
+
+def test_feed_never_delays_a_done_on_chip():
+    """The top-k feed takes a row no later than the early take would and its engine is done no later
+    (``done = max(cmd + topk, write of the last exponential + 2 + topk - B)`` against ``start + 1 + topk``,
+    the last exponential written by ``start``), so with the K/V on chip no command of a random stream is
+    done later with the feed (100 streams on both specs, PQ on and off, refetches, pruned and dense rows).
+    With the split-load fetcher a done may still move later: an earlier done can flip the fetcher's pair
+    order (docs/spatten.md, "Top-k feed"); ``units.topk.feed: false`` turns the feed off."""
+    import random
+
+    rng = random.Random(98)
+    fed_rows = 0
+    for _ in range(100):
+        spec = rng.choice((SMALL, FULL))
+        cmds = []
+        for c in range(rng.randint(1, 5)):
+            n, pq = rng.randint(1, spec.max_tokens), rng.random() < 0.5
+            b = -(-n // spec.topk.parallelism)
+            cmds.append([query_cycles(spec, n, lsb_pass=pq and rng.random() < 0.5, pq_enable=pq,
+                                      topk_cycles=rng.randint(b + 5, 3 * b + 60) if rng.random() < 0.7 else None)
+                         for _ in range(rng.randint(0 if c else 1, 5))])
+        fed = []
+        with_feed = command_stream_cycles(cmds, fed=fed)
+        fed_rows += sum(f is not None for f in fed)
+        assert all(a <= b for a, b in zip(with_feed, command_stream_cycles(cmds, feed=False))), cmds
+    assert fed_rows > 50
+
+
+def test_spec_without_the_feed_gives_rows_that_are_never_fed():
+    """``units.topk.feed: false`` (the spec's hardware field): ``query_cycles`` carries it, and the stream
+    is the one without the feed."""
+    import yaml
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["units"]["topk"]["feed"] = False
+    off = load_spatten_spec(raw)
+    p_on, p_off = (query_cycles(s, 40, topk_cycles=60) for s in (SMALL, off))
+    assert p_on.feed and not p_off.feed
+    fed = []
+    assert command_stream_cycles([[p_off] * 3], fed=fed) == command_stream_cycles([[p_on] * 3], feed=False)
+    assert fed == [None] * 3
+    assert command_stream_cycles([[p_on] * 3])[0] < command_stream_cycles([[p_off] * 3])[0]

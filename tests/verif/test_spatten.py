@@ -292,3 +292,75 @@ def test_core_dram_bound_streams(row_cycles, n_keys, n_queries, keep, extra):
     r = _exact_stream(row_cycles, n_keys, n_queries, keep, extra)
     # the loads really set the pace: without them the stream would be done earlier
     assert r["model_done_cycles"][-1] > r["undelayed_done_cycles"][-1]
+
+
+def _gapped(fed, n_keys, keeps, n_queries) -> list[bool]:
+    """Per fed row: its input beats wait for the sweep between its first and last beat (more than B - 1
+    cycles apart, B = ceil(n / P) its beats)."""
+    rows = [n for n, k, q in zip(n_keys, keeps, n_queries) for _ in range(q)]
+    p = SMALL.topk.parallelism
+    return [f is not None and f[2] - f[1] > -(-n // p) - 1 for f, n in zip(fed, rows)]
+
+
+_FEED = [
+    # (dram_row_cycles, n_keys, n_queries, keep, extra) -- the top-k feed (H98)
+    # PQ on with LSB refetches (48 keys: fed in their LSB pass), then short pruned rows with PQ off (9 keys:
+    # each row's last beat is held until the previous row is at the divider, so a fed engine's beats come
+    # with a gap), then longer PQ-off rows fed back to back; keys and values from the testbench's DRAM
+    pytest.param(1, [48, 9, 30], [4, 5, 3], [7, 4, 10],
+                 {"seed": 36, "pq_enable": [True, False, False], "shift": [19, 14, 16]}, id="refetch-short-long"),
+    # keep none (k = 0) and keep all but one, PQ off, on chip (two banks)
+    pytest.param(0, [37, 64], [3, 4], [0, 63], {"seed": 4, "pq_enable": False}, id="keep-none-and-n-1",
+                 marks=pytest.mark.slow),
+    # every row refetches (shift 21): all LSB passes fed, one query per command (decode-like)
+    pytest.param(2, [64, 40, 52, 30], [1, 1, 1, 1], [20, 10, 13, 8], {"seed": 3, "shift": 21}, id="decode-all-refetch",
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("row_cycles, n_keys, n_queries, keep, extra", _FEED)
+def test_core_topk_fed_by_the_sweep(row_cycles, n_keys, n_queries, keep, extra):
+    """The top-k feed: a pruned row that cannot need its LSBs (PQ off, or its LSB pass) is taken by its
+    engine while the exponential sweep writes it, once every earlier row is in an engine; the engine's
+    input valid follows the sweep's write progress (a row of P read the cycle after its last exponential
+    is written), so its beats may come with gaps, and its done is ``topk - B`` cycles after its last beat.
+    Bit- and cycle-exact on Verilator for every done; the stream is done earlier than without the feed."""
+    extra = dict(extra)
+    seed = extra.pop("seed")
+    r = verify_core(SMALL, n_keys, n_queries, seed, keep, commands=len(n_keys), dram_row_cycles=row_cycles,
+                    **extra)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"], r
+    assert r["correct"]
+    # every output row cycle-exact too (a fed engine's done moves its row's PxV take)
+    assert r["out_cycles"] == r["model_out_cycles"], r
+    fed = r["fed"]
+    assert sum(f is not None for f in fed) >= 3, fed
+    if any(r["need_lsb"]):      # LSB passes are fed
+        assert any(f is not None and lsb for f, lsb in zip(fed, r["need_lsb"])), (fed, r["need_lsb"])
+    if row_cycles == 1:
+        assert any(_gapped(fed, n_keys, keep, n_queries)), fed
+    assert r["model_done_cycles"][-1] < r["unfed_done_cycles"][-1], r
+    assert all(a <= b for a, b in zip(r["model_done_cycles"], r["unfed_done_cycles"])), r
+
+
+@pytest.mark.slow   # a second Verilator build of the small core (about 5 min); run with --runslow
+@pytest.mark.verilator
+def test_core_without_the_topk_feed():
+    """``units.topk.feed: false`` builds the core without the feed: every pruned row reaches its engine at
+    the divider's take at the earliest; RTL == model (``QueryCycles.feed`` False) for every done."""
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["name"] = "spatten_small_nofeed"
+    raw["units"]["topk"]["feed"] = False
+    spec = load_spatten_spec(raw)
+    r = verify_core(spec, [48, 9, 30], [4, 5, 3], 36, [7, 4, 10], commands=3, dram_row_cycles=1,
+                    pq_enable=[True, False, False], shift=[19, 14, 16])
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"] == r["unfed_done_cycles"], r
+    assert r["correct"] and not any(r["fed"]), r["fed"]
+    fed = verify_core(SMALL, [48, 9, 30], [4, 5, 3], 36, [7, 4, 10], commands=3, dram_row_cycles=1,
+                      pq_enable=[True, False, False], shift=[19, 14, 16])
+    assert fed["rtl_done_cycles"][-1] < r["rtl_done_cycles"][-1], (fed, r)
