@@ -63,45 +63,50 @@ def dims_of(op):
     from archgen.arch.einsum import parse_operation
     return list(parse_operation(OPS[op][0]).dims)
 
-rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
-mode = sys.argv[1] if len(sys.argv) > 1 else "spatial"
-t0 = time.time()
-if mode == "spatial":
-    for op in OPS:
-        dims = dims_of(op)
-        for shape in SHAPES:
-            for sp in itertools.permutations(dims, len(shape)):
-                orders = list(itertools.permutations(dims))
-                if len(orders) > 24: orders = rng.sample(orders, 24)
-                for order in orders:
-                    for ctl in itertools.product((0, 1), repeat=len(shape)):
-                        probe(op, shape, {"spatial": {d: a for a, d in enumerate(sp)}, "order": list(order), "control": list(ctl)})
-elif mode == "map":
-    # map forms: each loop d = C*t_d + sigma.s + m with small coefficients, random sample
-    for op in OPS:
-        dims = dims_of(op)
-        for shape in SHAPES[:3]:
-            for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
-                mp = {}
-                for d in dims:
-                    C = rng.choice([1, 1, 1, 2, 3, 4, 6])
-                    sig = [rng.choice([0, 0, 0, 1, -1, 2]) for _ in shape]
-                    m = rng.choice([0, 0, -1])
-                    e = f"{C}*t_{d}" + "".join(f" + {v}*s{a}" if v > 0 else f" - {-v}*s{a}" if v < 0 else "" for a, v in enumerate(sig)) + (f" - {-m}" if m else "")
-                    mp[d] = e
-                order = list(dims); rng.shuffle(order)
-                probe(op, shape, {"map": mp, "order": order})
-elif mode == "stt":
-    for op in OPS:
-        dims = dims_of(op)
-        if len(dims) != 3: continue
-        for shape in SHAPES[:3]:
-            for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
-                rows = [[rng.choice([0, 0, 1, 1, -1]) for _ in dims] for _ in range(3)]
-                probe(op, shape if len(shape) == 2 else [shape[0], 1], {"stt": rows, "order": dims})
-print(mode, f"{time.time()-t0:.0f}s")
-for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
-    print(f"{v:7d} {k}")
-import json
-json.dump(hits, open(f"refusal_search_{mode}.json", "w"))    # every refused spec, with its message
-print("hits", len(hits))
+def main():
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    mode = sys.argv[1] if len(sys.argv) > 1 else "spatial"
+    t0 = time.time()
+    if mode == "spatial":
+        for op in OPS:
+            dims = dims_of(op)
+            for shape in SHAPES:
+                for sp in itertools.permutations(dims, len(shape)):
+                    orders = list(itertools.permutations(dims))
+                    if len(orders) > 24: orders = rng.sample(orders, 24)
+                    for order in orders:
+                        for ctl in itertools.product((0, 1), repeat=len(shape)):
+                            probe(op, shape, {"spatial": {d: a for a, d in enumerate(sp)}, "order": list(order), "control": list(ctl)})
+    elif mode == "map":
+        # map forms: each loop d = C*t_d + sigma.s + m with small coefficients, random sample
+        for op in OPS:
+            dims = dims_of(op)
+            for shape in SHAPES[:3]:
+                for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
+                    mp = {}
+                    for d in dims:
+                        C = rng.choice([1, 1, 1, 2, 3, 4, 6])
+                        sig = [rng.choice([0, 0, 0, 1, -1, 2]) for _ in shape]
+                        m = rng.choice([0, 0, -1])
+                        e = f"{C}*t_{d}" + "".join(f" + {v}*s{a}" if v > 0 else f" - {-v}*s{a}" if v < 0 else "" for a, v in enumerate(sig)) + (f" - {-m}" if m else "")
+                        mp[d] = e
+                    order = list(dims); rng.shuffle(order)
+                    probe(op, shape, {"map": mp, "order": order})
+    elif mode == "stt":
+        for op in OPS:
+            dims = dims_of(op)
+            if len(dims) != 3: continue
+            for shape in SHAPES[:3]:
+                for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
+                    rows = [[rng.choice([0, 0, 1, 1, -1]) for _ in dims] for _ in range(3)]
+                    probe(op, shape if len(shape) == 2 else [shape[0], 1], {"stt": rows, "order": dims})
+    print(mode, f"{time.time()-t0:.0f}s")
+    for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
+        print(f"{v:7d} {k}")
+    import json
+    json.dump(hits, open(f"refusal_search_{mode}.json", "w"))    # every refused spec, with its message
+    print("hits", len(hits))
+
+
+if __name__ == "__main__":
+    main()

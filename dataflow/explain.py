@@ -62,9 +62,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         fan = [e.fanout for _, _, e in fg.links(p.name) if e.fanout]
         lines.append(f"    {p.name} [{p.width} bit]: {_ROLE[p.role]}; {p.n_lanes} lane(s), skews {[l.skew for l in p.lanes]}"
                      + (f"; broadcast fan-out {max(fan)}" if fan else "")
-                     + (f"; reduced across array axis(es) {sorted(set(p.tree_axes) | {a for a, _ in p.reuse_axes})} by "
-                        f"{'adder trees' if p.tree_axes else 'partial-sum chains'} into one accumulator per element"
-                        if p.role is Role.ACCUMULATE and (p.tree_axes or p.reuse_axes) else "")
+                     + _reduction_text(p)
                      + ("; partial sums of earlier tiles come back in" if p.psum_in else ""))
         lines.append(f"      edges: {desc}")
         b = banking[p.name]
@@ -77,6 +75,19 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")
     return lines
+
+
+def _reduction_text(p) -> str:
+    """How an output plan reduces across the array: trees, chains, or chains whose ends meet in trees."""
+    chains = sorted(a for a, _ in p.reuse_axes)
+    into = " into one accumulator per element" if p.role is Role.ACCUMULATE else ""
+    if p.tree_axes and chains and p.role in (Role.ACCUMULATE, Role.STREAM_OUT):
+        return (f"; reduced across array axis(es) {sorted(set(p.tree_axes) | set(chains))} by partial-sum chains "
+                f"along axis(es) {chains}, their ends summed by adder trees along axis(es) {sorted(p.tree_axes)}{into}")
+    if p.role is Role.ACCUMULATE and (p.tree_axes or chains):
+        return (f"; reduced across array axis(es) {sorted(set(p.tree_axes) | set(chains))} by "
+                f"{'adder trees' if p.tree_axes else 'partial-sum chains'}{into}")
+    return ""
 
 
 def _map_skew_lines(design: Design, df, tiled) -> list[str]:

@@ -265,13 +265,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
     chained = [a for a in reduce_axes if ro.moves[a][1] != 0]     # a delay per hop: a register chain
     trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
-    mixed = problem(f"dataflows.{df.name}.control", "spatial reductions must be all chains (control != 0) or all "
-                    "trees (control == 0) on the reduced axes", list(df.control))
     if set(inner) <= ro.held_over:
-        if chained and trees:
-            problems.append(mixed)
-        if problems:
-            raise SpecError(problems)
         if reduce_axes:
             plans.append(_reduced_accumulate(g, out.name, shape, coords, ro, chained, trees, types[out.name],
                                              outer_reduction))
@@ -284,8 +278,6 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
                                     f"{', '.join(needs)} but does on others; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
                                     list(df.order)))
-        if chained and trees:
-            problems.append(mixed)
         if problems:
             raise SpecError(problems)
         plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, ro, chained, trees,
@@ -769,21 +761,19 @@ def _reduced_accumulate(g, name, shape, coords, reuse: _Reuse, chained, trees, d
     acc_of = {c: Node(NodeKind.ACC, coord=c) for c in outputs}
     for s in coords:
         g.set_role(fu(s), name, Role.REDUCE)
-    if trees:
-        for i, c in enumerate(outputs):
+    ends = _chains(g, name, coords, shape, reuse, chained, dtype)
+    for i, c in enumerate(outputs):
+        g.add_node(acc_of[c])
+        group = [s for s in ends if canon(s) == c]
+        if trees:     # the chain ends (every FU when nothing is chained) differ along the tree axes only
             tnode = Node(NodeKind.TREE, operand=name, lane=i)
             g.add_node(tnode)
-            for s in (s for s in coords if canon(s) == c):
+            for s in group:
                 g.add_edge(fu(s), tnode, Link(name, EdgeKind.REDUCE, 0, dtype.bits))
-            g.add_node(acc_of[c])
             g.add_edge(tnode, acc_of[c], Link(name, EdgeKind.REDUCE, 0, dtype.bits))
-    else:
-        succ = _chain_successors(coords, shape, reuse, chained)
-        for s, (t, delay, a) in succ.items():
-            g.add_edge(fu(s), fu(t), Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
-        for s in sorted(s for s in coords if s not in succ):
-            g.add_node(acc_of[canon(s)])
-            g.add_edge(fu(s), acc_of[canon(s)], Link(name, EdgeKind.REDUCE, 0, dtype.bits))
+        else:
+            (s,) = group
+            g.add_edge(fu(s), acc_of[c], Link(name, EdgeKind.REDUCE, 0, dtype.bits))
     lanes = []
     for lane in range(shape[lane_axis] if kept else 1):
         fus = tuple(c for c in outputs if lane_axis is None or c[lane_axis] == lane)
@@ -802,54 +792,70 @@ def _reduced_accumulate(g, name, shape, coords, reuse: _Reuse, chained, trees, d
                        psum_in=psum_in, signed=dtype.signed)
 
 
+def _chains(g, name, coords, shape, reuse: _Reuse, chained, dtype) -> list:
+    """Add the partial-sum chains along the ``chained`` axes (none when there are none) and return the FUs
+    they end in, sorted: every FU without a successor."""
+    succ = _chain_successors(coords, shape, reuse, chained) if chained else {}
+    for s, (t, delay, a) in succ.items():
+        g.add_edge(fu(s), fu(t), Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
+    return sorted(s for s in coords if s not in succ)
+
+
+def _chain_to(g, name, end) -> list:
+    """The FUs of the partial-sum chain that ends in FU ``end``, root first (one path through the in-tree)."""
+    chain = [end]
+    while True:
+        preds = sorted(u.coord for u in g.g.predecessors(fu(chain[0]))
+                       if u.kind == NodeKind.FU and g.links[(u, fu(chain[0]))].operand == name)
+        if not preds:
+            return chain
+        chain.insert(0, preds[0])
+
+
 def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chained, trees, dtype,
                      psum_in) -> OperandPlan:
+    """A streamed output reduced across the array: partial-sum chains along the ``chained`` axes (toward larger
+    c.s), then, when there are ``trees`` axes (control 0 there, so the chain ends of a group run in the same
+    cycle), one adder tree per group of chain ends that differ only along those axes. Each chain end (chains
+    only) or tree drains one lane, de-skewed to the latest; partial sums of earlier tiles enter at the chain
+    roots (chains only) or as one more tree input."""
+    for s in coords:
+        g.set_role(fu(s), name, Role.REDUCE)
+    ends = _chains(g, name, coords, shape, reuse, chained, dtype)
+    span = max(skew[s] for s in ends)
     lanes = []
     if trees:
-        # one adder tree per group of FUs that differ only along the tree axes
-        keyf = lambda s: tuple(v for a, v in enumerate(s) if a not in trees)
+        keyf = lambda s: tuple(v for a, v in enumerate(s) if a not in trees)     # noqa: E731
         groups: dict[tuple, list] = {}
-        for s in coords:
+        for s in ends:
             groups.setdefault(keyf(s), []).append(s)
-        span = max(skew[s] for s in coords)
         for lane, key in enumerate(sorted(groups)):
-            fus = tuple(sorted(groups[key]))
+            group = sorted(groups[key])
+            fus = tuple(v for e in group for v in _chain_to(g, name, e))
             tnode, drain = Node(NodeKind.TREE, operand=name, lane=lane), _drain(name, lane)
             g.add_node(tnode)
-            for s in fus:
-                g.set_role(fu(s), name, Role.REDUCE)
+            for s in group:
                 g.add_edge(fu(s), tnode, Link(name, EdgeKind.REDUCE, 0, dtype.bits))
             g.add_node(drain)
-            g.add_edge(tnode, drain, Link(name, EdgeKind.DRAIN, span - skew[fus[0]], dtype.bits))
+            g.add_edge(tnode, drain, Link(name, EdgeKind.DRAIN, span - skew[group[0]], dtype.bits))
             if psum_in:
                 mem = _mem(name, lane)
                 g.add_node(mem)
-                g.add_edge(mem, tnode, Link(name, EdgeKind.MEMORY, skew[fus[0]], dtype.bits))
+                g.add_edge(mem, tnode, Link(name, EdgeKind.MEMORY, skew[group[0]], dtype.bits))
             lanes.append(Lane(lane, fus, skew[fus[0]]))
-        return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), tree_axes=tuple(trees), psum_in=psum_in,
-                           signed=dtype.signed)
-    # chains: partial sums move toward larger c.s; terminal FUs (no successor) drain
-    succ = _chain_successors(coords, shape, reuse, chained)
-    for s, (t, delay, a) in succ.items():
-        g.add_edge(fu(s), fu(t), Link(name, EdgeKind.REDUCE_CHAIN, delay, dtype.bits, axis=a))
-    for s in coords:
-        g.set_role(fu(s), name, Role.REDUCE)
-    terminals = sorted(s for s in coords if s not in succ)
-    has_pred = {t for t, _, _ in succ.values()}
-    roots = sorted(s for s in coords if s not in has_pred)
-    span = max(skew[s] for s in terminals)
-    for lane, s in enumerate(terminals):
+        moves = tuple((a, reuse.moves[a][1]) for a in chained)
+        return OperandPlan(name, Role.STREAM_OUT, dtype.bits, tuple(lanes), moves, tree_axes=tuple(trees),
+                           psum_in=psum_in, signed=dtype.signed)
+    # chains only: terminal FUs drain, partial sums enter at the roots
+    for lane, s in enumerate(ends):
         drain = _drain(name, lane)
         g.add_node(drain)
         g.add_edge(fu(s), drain, Link(name, EdgeKind.DRAIN, span - skew[s], dtype.bits))
-        chain = [s]
-        while True:
-            preds = [u for u, (t, _, _) in succ.items() if t == chain[0]]
-            if not preds:
-                break
-            chain.insert(0, preds[0])
+        chain = _chain_to(g, name, s)
         lanes.append(Lane(lane, tuple(chain), skew[chain[0]]))
     if psum_in:
+        roots = sorted(s for s in coords if not any(u.kind == NodeKind.FU and g.links[(u, fu(s))].operand == name
+                                                    for u in g.g.predecessors(fu(s))))
         for lane, s in enumerate(roots):
             mem = _mem(name, lane)
             g.add_node(mem)

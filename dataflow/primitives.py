@@ -37,6 +37,9 @@ PRIMITIVE_KINDS = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG, No
                    NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.DRAIN, NodeKind.FIFO)
 _INPUT_ROLES = (Role.STREAM, Role.STATIONARY)
 _OUTPUT_ROLES = (Role.ACCUMULATE, Role.REDUCE)
+# FU-to-FU edges that forward an input operand from the sender's input port: systolic hops, and the
+# same-cycle hops of a lane whose tree mixes wires with registers or delay connections (interconnect.py)
+_FORWARDS = (EdgeKind.SYSTOLIC, EdgeKind.BROADCAST)
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,7 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
             edge(fifo, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
             continue
         src = _mem_port(u.operand, u.lane) if ku == NodeKind.MEM else u if ku == NodeKind.ACC else \
-            inputs_of.get((u, x)) if kind == EdgeKind.SYSTOLIC else psum_out.get((u, x))
+            inputs_of.get((u, x)) if kind in _FORWARDS else psum_out.get((u, x))
         dst = _drain(v) if kv == NodeKind.DRAIN else v if kv == NodeKind.ACC else inputs_of.get((v, x))
         if src is None or dst is None:
             problems.append(problem(f"edge {u!r} -> {v!r}", f"operand {x!r} (kind {kind!r}) has no matching "

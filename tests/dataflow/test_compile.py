@@ -12,7 +12,7 @@ from archgen.arch.errors import ToolMissingError
 from archgen.arch.spec import load_spec
 from archgen.cli import main
 from archgen.dataflow.compile import CompiledArray, clear_compile_cache, compile_array
-from archgen.dataflow.ir import Direction, PortRole
+from archgen.dataflow.ir import Direction, Node, PortRole
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = [p for d in ("arch", "workloads", "mappings", "dataflow", "sim", "rtlgen", "verif", "archgen", "benchmarks")
@@ -99,18 +99,22 @@ def test_each_pass_has_one_call_site_inside_compile_array(name):
     assert [s for s, _ in sites] == ["dataflow/compile.py"], sites
 
 
-def test_a_dataflow_the_lowering_cannot_build_is_refused_by_name():
-    """O[k,p] += W[k,r] * I[p+r] on 2x2 with k and r on the array, control [0, 0]: I is broadcast along k but its FUs
-    also take it from memory, which the primitive lowering cannot build (docs/limits.md, the audit: outside the
-    issue's categories). Refused with the dataflow named, the lowering's first finding kept."""
-    from archgen.arch.errors import SpecError
+def test_a_lane_that_mixes_a_wire_and_a_delay_connection_is_lowered_port_to_port():
+    """O[k,p] += W[k,r] * I[p+r] on 2x2 with k and r on the array, control [0, 0]: I's lane reaches FU (0, 1) from
+    memory, FU (0, 0) through a one-step delay connection along r and the FUs of row 1 over same-cycle wires along
+    k from those. The wires are FU-to-FU edges of kind broadcast: each is lowered as a wire from the sender's input
+    port to the receiver's (it was refused as an edge with no matching port; 848 specs of the refusal search,
+    docs/limits.md)."""
     from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.ir import EdgeKind, NodeKind
     design = load_spec_data({"version": 1, "kind": "array", "name": "c1", "operation": "O[k,p] += W[k,r] * I[p+r]",
                              "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
                              "bounds": {"k": 3, "p": 5, "r": 3},
                              "dataflows": {"d": {"spatial": {"k": 0, "r": 1}, "order": ["k", "r", "p"], "control": [0, 0]}}})
-    with pytest.raises(SpecError) as err:
-        compile_array(design)
-    (p,) = err.value.problems
-    assert str(p).startswith("dataflows.d: the generator cannot lower this dataflow's FU graph to hardware (")
-    assert "operand 'I'" in str(p) and "has no matching port on one of its ends" in str(p)
+    c = compile_array(design)
+    fu_wires = [(u, v) for u, v, e in c.fu_graph.links("I") if e.kind is EdgeKind.BROADCAST and u.kind is NodeKind.FU]
+    assert sorted((u.coord, v.coord) for u, v in fu_wires) == [((0, 0), (1, 0)), ((0, 1), (1, 1))]
+    for u, v in fu_wires:
+        (src,) = c.prim.graph.predecessors(Node(NodeKind.PORT, v.coord, "I"))
+        assert src == Node(NodeKind.PORT, u.coord, "I")
+        assert c.prim.wire(src, Node(NodeKind.PORT, v.coord, "I")).delay == 0

@@ -274,3 +274,55 @@ def test_reduction_across_an_array_axis_feeds_one_accumulator_per_element(shape,
     assert out.role == "accumulate" and out.n_lanes == e1 and all(len(l.fus) == e0 for l in out.lanes)
     kinds = {fg.link(u, v).kind for u, v in fg.graph.edges if fg.link(u, v).operand == "C"}
     assert ("tree" if control.endswith(",0") else "chain") == ("tree" if "reduce_chain" not in kinds else "chain")
+
+
+# ---------------------------------------------------------------------------------------------
+# mixed reductions: a partial-sum chain along the skewed reduced axes, an adder tree along the others
+
+_CONV2 = {"version": 1, "name": "conv2", "operation": "O[k,p,q] += I[c,p+r,q] * W[k,c,r]",
+          "types": {"W": "int8", "I": "int8", "O": "int32"}, "bounds": {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3}}
+_ACC3 = {"version": 1, "name": "acc3", "operation": "O[k] += I[c,r,s] * W[k,c,r,s]",
+         "types": {"W": "int8", "I": "int8", "O": "int32"}, "bounds": {"k": 3, "c": 3, "r": 3, "s": 4}}
+
+
+@pytest.mark.parametrize("base, shape, df, role", [
+    (_CONV2, [2, 2], {"spatial": {"c": 0, "r": 1}, "order": ["k", "c", "r", "p", "q"], "control": [0, 1]}, "stream_out"),
+    (_CONV2, [2, 3], {"spatial": {"c": 0, "r": 1}, "order": ["k", "c", "r", "p", "q"], "control": [1, 0]}, "stream_out"),
+    (_CONV2, [2, 2, 2], {"spatial": {"k": 0, "c": 1, "r": 2}, "order": ["c", "r", "p", "k", "q"], "control": [0, 0, 1]},
+     "stream_out"),
+    (_ACC3, [2, 2, 2], {"spatial": {"k": 0, "c": 1, "r": 2}, "order": ["k", "c", "r", "s"], "control": [1, 0, 1]},
+     "accumulate"),
+    (_ACC3, [2, 3, 2], {"spatial": {"k": 0, "c": 1, "r": 2}, "order": ["k", "c", "r", "s"], "control": [0, 1, 0]},
+     "accumulate"),
+], ids=["conv2x2-tree-c-chain-r", "conv2x3-chain-c-tree-r", "conv2x2x2", "acc2x2x2", "acc2x3x2"])
+def test_a_reduction_with_chained_and_tree_axes_sums_each_group_once(base, shape, df, role):
+    """Reduced axes with control != 0 (chains) and == 0 (trees) in one dataflow (was refused: `spatial reductions
+    must be all chains or all trees`): partial sums run along the chained axes to their ends, and the ends that
+    differ only along the tree axes meet in one adder tree, in the same cycle (control 0 there). Every FU's product
+    reaches exactly one tree, that tree's FUs are exactly those differing only along the reduced axes, and each
+    chain hop goes one step along a chained axis toward larger c.s."""
+    design = load_spec_data({**base, "array": {"shape": shape}, "dataflows": {"d": df}})
+    fg = derive_interconnect(design)
+    out = fg.output
+    ax = fg.dataflow.spatial_dims
+    reduced = {a for a, d in ax.items() if not design.operation.output.uses(d)}
+    chained = {a for a in reduced if fg.control[a] != 0}
+    trees = reduced - chained
+    assert chained and trees and out.role == role
+    assert set(out.tree_axes) == trees and {a for a, _ in out.reuse_axes} == chained
+    sums = nx.DiGraph([(u, v) for u, v, _ in fg.links("O")])
+    reach = {}
+    for s in fg.coords():
+        found = [v for v in nx.descendants(sums, fu_node(s)) if v.kind is NodeKind.TREE]
+        assert len(found) == 1, s
+        reach.setdefault(found[0], set()).add(s)
+    key = lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)     # noqa: E731
+    assert all(len({key(s) for s in fus}) == 1 and len(fus) == math.prod(fg.shape[a] for a in reduced)
+               for fus in reach.values())
+    for u, v, e in fg.links("O"):
+        if e.kind.value == "reduce_chain":
+            step = [b - a for a, b in zip(u.coord, v.coord)]
+            assert e.axis in chained and sum(map(abs, step)) == 1 and step[e.axis] * fg.control[e.axis] > 0
+            assert e.delay == fg.skew(v.coord) - fg.skew(u.coord) > 0
+        elif v.kind is NodeKind.TREE and u.kind is NodeKind.FU:      # the tree's leaves run in one cycle
+            assert len({fg.skew(w.coord) for w, _ in fg.graph.in_edges(v) if w.kind is NodeKind.FU}) == 1

@@ -1,0 +1,88 @@
+"""Run the specs of one refusal class of benchmarks/dataflow_refusal_search.py that a later version builds.
+
+    python benchmarks/refusal_class_check.py BEFORE.json AFTER.json "MESSAGE PART" [N [SEED]] [--memory]
+
+BEFORE.json / AFTER.json are two runs of the search (AFTER may be "-": every spec of the class). The specs whose
+BEFORE message contains MESSAGE PART and that AFTER no longer refuses (N of them at random, default all) are run:
+at the array level in Amaranth's simulator (verif/array_amaranth.py: output beats and the assembled result exact,
+no partial sum read before its write, RTL cycles == model cycles), or with --memory as whole layers through the
+generated memory system (rtlgen/layer_top.py in Amaranth against sim/layer_model.py). A spec the array or the
+memory system still refuses is counted as refused, not as a failure. Problem sizes: k, p, i, r = 5/5/5/3 and the
+others 3 (ragged on the 2- and 3-wide axes). docs/limits.md, the audit, has the figures.
+"""
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dataflow_refusal_search import base  # noqa: E402
+
+from archgen.arch.errors import SpecError  # noqa: E402
+from archgen.arch.spec import load_spec_data  # noqa: E402
+
+BOUNDS = {"i": 5, "j": 3, "k": 5, "p": 5, "q": 3, "r": 3, "c": 3}
+
+
+def _layer(design, bounds, seed):
+    from archgen.dataflow.compile import compile_array
+    from archgen.dataflow.host import random_operands
+    from archgen.dataflow.memctl import layer_program
+    from archgen.mappings.memory_tiling import plan_layer
+    from archgen.rtlgen.layer_top import LayerTop
+    from archgen.sim.layer_model import simulate_layer
+    from archgen.verif.golden import reference_einsum
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "rtlgen"))
+    from layer_sim import run_top
+    c = compile_array(design)
+    cmd = plan_layer(design, bounds, c.dataflow)
+    p = layer_program(c, cmd, spec_size=False)
+    mp, out = cmd.mapping, design.operation.output.name
+    tensors = random_operands(c.fu_graph, mp, np.random.default_rng(seed))
+    res = run_top(LayerTop(p, p.dram_image(tensors)), p.dram_words, 200_000)
+    got = p.read_output(res["words"], design.operation.tensor_shape(out, mp.bound), signed=design.type_of[out].signed)
+    exact = bool(np.array_equal(got, reference_einsum(design.operation, tensors, mp.bound, c.fu_graph.acc_width)))
+    return exact, res["cycles"], simulate_layer(c, cmd).cycles
+
+
+def _array(design, bounds, seed):
+    from archgen.verif.array_amaranth import verify_array_amaranth
+    r = verify_array_amaranth(design, bounds, seed=seed)
+    return r.outputs_exact, r.rtl_cycles, r.model_cycles
+
+
+def main(argv):
+    memory = "--memory" in argv
+    args = [a for a in argv if a != "--memory"]
+    before, after, part = args[:3]
+    n = int(args[3]) if len(args) > 3 else None
+    rng = random.Random(int(args[4]) if len(args) > 4 else 0)
+    key = lambda h: json.dumps(h[:3], sort_keys=True)      # noqa: E731
+    still = set() if after == "-" else {key(h) for h in json.loads(Path(after).read_text())}
+    built = [h for h in json.loads(Path(before).read_text()) if part in h[3] and key(h) not in still]
+    sample = built if n is None or n >= len(built) else rng.sample(built, n)
+    print(f"class {part!r}: {len(built)} specs no longer refused, running {len(sample)}", flush=True)
+    counts = {"ok": 0, "bad": 0, "refused": 0}
+    for op, shape, df, _ in sample:
+        design = load_spec_data(base(op, shape, df))
+        bounds = {d: BOUNDS[d] for d in design.operation.dims}
+        t0 = time.time()
+        try:
+            exact, rtl, model = (_layer if memory else _array)(design, bounds, 3)
+        except SpecError as err:
+            counts["refused"] += 1
+            print("REFUSED", op, shape, json.dumps(df), str(err)[:160], flush=True)
+            continue
+        good = exact and rtl == model
+        counts["ok" if good else "bad"] += 1
+        print("OK " if good else "BAD", op, shape, json.dumps(df), bounds, f"exact={exact} rtl {rtl} model {model} cycles",
+              f"{time.time() - t0:.0f} s", flush=True)
+    print(("memory system" if memory else "array") + ":", counts)
+    return 1 if counts["bad"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
