@@ -33,7 +33,8 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
-           "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
+           "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs",
+           "lane_map"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -357,6 +358,23 @@ class PortWalk:
     # operand uses, (its tile level, its ``row@a`` level, extent): rows past that loop's bound on its last
     # tile read 0 (they would add stale buffer contents onto in-bound outputs)
     row_masks: tuple[tuple[int, int, int], ...] = ()
+    # an input streamed from lanes on several array axes (the lane map, docs/memory.md): lane l's element is
+    # lane 0's plus, per array axis, the lane's coordinate there times that axis's index step. Lanes whose
+    # elements differ only along the lane dimension (innermost in the buffer) form a *group*: group g reads one
+    # run of ``run`` consecutive positions from ``group{g}`` positions past lane 0's (a per-block command field;
+    # group 0 at 0), through its own read copy of the buffer, and lane l takes element ``lane_offsets[l]`` of
+    # its group's run (lanes on one element read it once). Empty: one run (``lane_step``, ``broadcast``).
+    lane_groups: tuple[int, ...] = ()
+    lane_offsets: tuple[int, ...] = ()
+    run: int = 0
+    # per array axis that the lanes span and whose loop the operand uses: (tile level, axis, extent, the lanes'
+    # coordinates on it); a lane past that loop's bound on its last tile reads 0 (``<port>_lane_last@<axis>``)
+    lane_masks: tuple[tuple[int, int, int, tuple[int, ...]], ...] = ()
+
+    @property
+    def groups(self) -> int:
+        """Runs read per beat (buffer read copies this port needs)."""
+        return max(self.lane_groups, default=0) + 1
 
 
 @dataclass(frozen=True)
@@ -445,6 +463,25 @@ def coords_of_spec(coords, l: int, r: int) -> tuple[int, ...]:
         return tuple(coords(l, r))
     except IndexError:
         return tuple(coords(l, 0))
+
+
+def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """The lane map of a port whose lanes read tensor elements ``indices`` (per lane, lane 0 first): lanes whose
+    indices differ only along ``lane_dim`` (the buffer's innermost dimension) share a group, numbered in order
+    of their first lane; returns (group per lane, offset of each lane in its group's run, run length). Lane 0
+    must be first in its run (its position is the walk's): a ValueError otherwise."""
+    keys: dict = {}
+    group, low, high = [], {}, {}
+    for idx in indices:
+        d = tuple(a - b for a, b in zip(idx, indices[0]))
+        g = keys.setdefault(d[:lane_dim] + d[lane_dim + 1:], len(keys))
+        group.append(g)
+        low[g] = min(low.get(g, d[lane_dim]), d[lane_dim])
+        high[g] = max(high.get(g, d[lane_dim]), d[lane_dim])
+    if low[0] < 0:
+        raise ValueError(f"a lane of lane 0's run reads {-low[0]} position(s) before it")
+    offsets = tuple(idx[lane_dim] - indices[0][lane_dim] - low[g] for idx, g in zip(indices, group))
+    return tuple(group), offsets, max(high[g] - low[g] + 1 for g in low)
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
@@ -538,6 +575,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     lane_dim: dict[str, int] = {}
     broadcast: set[str] = set()     # stationary ports whose lanes all hold one element (see PortWalk.broadcast)
     lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
+    lane_groups: dict[str, tuple] = {}   # input ports read through a lane map (PortWalk.lane_groups): lane_map()
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
     for pn, x, kind, coords, rows in port_specs:
@@ -559,6 +597,19 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 and lane_dim.get(x, diff[0]) == diff[0]):
             lane_step[pn] = step
             lane_dim[x] = diff[0]
+            continue
+        if kind == "read" and x != out.name and x not in chained and (
+                len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
+            # lanes on several array axes (or stepping by more than 1 off one line): the lane map
+            each = [index(xop, xvec(first, start0, {}, coords(ln, 0))) for ln in range(lanes_of[pn])]
+            moved = [k for k in range(len(i0)) if any(ix[k] != i0[k] for ix in each)] or [len(i0) - 1]
+            ld = lane_dim.get(x, diff[-1] if diff else moved[-1])
+            try:
+                lane_groups[pn] = lane_map(each, ld)
+            except ValueError as e:
+                _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1 "
+                        f"({e}); the generated buffers cannot bank it")
+            lane_dim[x] = ld
             continue
         if len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear:
             # (not linear: the lanes span several array axes, e.g. I[c, p+r] with c and p both on the array and
@@ -618,6 +669,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         masks = tuple((levels.index(f"tile:{d}"), levels.index(f"row@{axis_of[d]}"), shape[axis_of[d]])
                       for d in outer if multi and d in red and axis_of.get(d, len(lead_axes)) < len(lead_axes)
                       and xop.uses(d))
+        lmap = lane_groups.get(pn)
+        lane_masks = ()
+        if lmap is not None:          # a lane map: one mask per array axis the lanes span (not one lane_last)
+            lane_level = None
+            lane_masks = tuple((levels.index(f"tile:{d}"), axis_of[d], shape[axis_of[d]],
+                                tuple(coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])))
+                               for d in outer if d in axis_of and xop.uses(d) and f"tile:{d}" in levels
+                               and len({coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])}) > 1)
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
                               (1 if not rows else shape[0] if len(shape) == 2 else
@@ -625,7 +684,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
-                              row_masks=masks, lane_step=lane_step.get(pn, 1)))
+                              row_masks=masks, lane_step=lane_step.get(pn, 1),
+                              **({} if lmap is None else {"lane_groups": lmap[0], "lane_offsets": lmap[1],
+                                                          "run": lmap[2], "lane_masks": lane_masks})))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -634,7 +695,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         bext = {d: e - s for d, s, e in blk.ranges}
         return start, btrips, bext
 
-    def walk_geometry(w, blk, lo, pext, perm):
+    def walk_geometry(w, blk, lo, pext, perm, groups=False):
         """A port walk in one block: base position, per-level strides and trips, relative to the box start
         (no buffer half, no margin). A FIFO chain's root starts ``halo`` steps before the row (at negative
         loop values: the elements the FUs behind it use first); a held walk starts at the row."""
@@ -669,9 +730,19 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
                 strides.append(at({lv: 1}) - base)
-        if w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
+        if w.lane_groups:             # the lane map: each lane at its group's run start + its offset
+            start_of = {}
+            for ln, (g, o) in enumerate(zip(w.lane_groups, w.lane_offsets)):
+                start_of.setdefault(g, at({}, ln) - base - o)
+                if at({}, ln) - base != start_of[g] + o:
+                    raise AssertionError(f"lane {ln} of {w.port}: position {at({}, ln) - base}, not its group's "
+                                         f"{start_of[g]} + {o}")
+            assert start_of[0] == 0, start_of
+            if groups:
+                return base, strides, trips, [start_of[g] for g in range(w.groups)]
+        elif w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
             raise AssertionError(f"lane stride of {w.port}: {at({}, 1) - base}, not {w.lane_step}")
-        return base, strides, trips
+        return (base, strides, trips, [0]) if groups else (base, strides, trips)
 
     def margins(blk):
         """Operand -> (positions below, positions above) its box that a FIFO chain root's walk reaches (it
@@ -702,8 +773,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if W % eb:
             _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
                     "the generated top", W)
-        lanes = max(1 if pn in broadcast else lanes_of[pn] * lane_step.get(pn, 1)
-                    for pn, xx, *_ in port_specs if xx == x.name)
+        lanes = max(1 if pn in broadcast else lane_groups[pn][2] if pn in lane_groups else
+                    lanes_of[pn] * lane_step.get(pn, 1) for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
         if buf.banks and buf.banks != banks:
             _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "
@@ -801,7 +872,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         halves_at.append(dict(half_of))
         for w in walks:
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
-            rel, strides, trips = walk_geometry(w, blk, lo, pext, perm)
+            rel, strides, trips, starts = walk_geometry(w, blk, lo, pext, perm, groups=True)
+            for g, off in enumerate(starts[1:], 1):      # the lane map's runs, past lane 0's position
+                if off < 0:
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: lanes on several array axes whose run starts "
+                            f"before lane 0's position (a negative address offset) are not supported")
+                row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
                 if stride < 0:
@@ -823,6 +899,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             for tl, rl, n in w.row_masks:
                 d = w.levels[tl][5:]
                 row[f"{w.port}_row_last@{rl}"] = min(n, bound[d] - n * (start[d] + btrips[d] - 1))
+            for tl, a, n, _cs in w.lane_masks:
+                d = w.levels[tl][5:]
+                row[f"{w.port}_lane_last@{a}"] = min(n, bound[d] - n * (start[d] + btrips[d] - 1))
         rows_out.append(row)
     wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
                           [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])
@@ -1124,6 +1203,8 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
         if w.row_level is not None:
             S.append((f"{w.port}_row_last", w.rows.bit_length()))
         S += [(f"{w.port}_row_last@{rl}", n.bit_length()) for _tl, rl, n in w.row_masks]
+        S += [(f"{w.port}_group{g}", pb) for g in range(1, w.groups)]
+        S += [(f"{w.port}_lane_last@{a}", n.bit_length()) for _tl, a, n, _cs in w.lane_masks]
     return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
                             comp.design.name, comp.dataflow.name)
 
