@@ -544,8 +544,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         else:
             roots = [ln.fus[0] for ln in p.lanes]
             port_specs.append((pn, p.name, "read", (lambda rs: lambda l, r: rs[l])(roots), False))
-    if out.role is Role.ACCUMULATE:          # drained (and preloaded) row r of lane l: the lane's r-th FU
-        out_coords, out_rows = ((lambda l, r: (r, l)) if len(shape) == 2 else
+    # an accumulated output drains (and preloads) row r of lane l at the lane's r-th FU: on a 2-D array with
+    # an output per FU that is FU (r, l); with a reduction across the rows (c on axis 0 summed by a tree into
+    # row 0's accumulators) a lane has fewer FUs than the array has rows, and only those drain
+    drained = len(out.lanes[0].fus) if out.lanes else 0
+    if out.role is Role.ACCUMULATE:
+        per_fu = len(shape) == 2 and all(tuple(ln.fus) == tuple((r, l) for r in range(shape[0]))
+                                         for l, ln in enumerate(out.lanes))
+        out_coords, out_rows = ((lambda l, r: (r, l)) if per_fu else
                                 (lambda ln: lambda l, r: ln[l].fus[r])(out.lanes)), True
     else:
         terms = [ln.fus[-1] for ln in out.lanes]
@@ -679,8 +685,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                and len({coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])}) > 1)
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
-                              (1 if not rows else shape[0] if len(shape) == 2 else
-                               math.prod(lead_axes) if multi or x != out.name else len(out.lanes[0].fus)),
+                              (1 if not rows else shape[0] if len(shape) == 2 and x != out.name else
+                               math.prod(lead_axes) if multi or x != out.name else drained),
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
@@ -724,8 +730,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 trips.append(bext[lv[6:]] + (halo if lv[6:] == halo_loop else 0))
             if lv == "red":
                 strides.append(0)
-            elif lv == "row":            # (one drained row of a 3-D array's lanes: no next row, stride 0)
-                strides.append(at({}, 0, 1) - base if w.rows > 1 or len(shape) == 2 else 0)
+            elif lv == "row":            # (one drained row of the output's lanes: no next row, stride 0)
+                strides.append(at({}, 0, 1) - base if w.rows > 1 else 0)
             elif lv.startswith("row@"):         # one step along a leading axis: unravel order, last axis fastest
                 strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
