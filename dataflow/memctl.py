@@ -457,6 +457,11 @@ def _unravel(r: int, dims) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def _lane_axes(coords, lanes: int, rank: int) -> tuple[int, ...]:
+    """The array axes along which a port's lanes (FU ``coords(l, 0)``) lie."""
+    return tuple(a for a in range(rank) if len({coords(ln, 0)[a] for ln in range(lanes)}) > 1)
+
+
 def coords_of_spec(coords, l: int, r: int) -> tuple[int, ...]:
     """A port spec's FU coordinate of lane ``l``, row ``r`` (a row past the last gives the last row's)."""
     try:
@@ -556,6 +561,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     else:
         terms = [ln.fus[-1] for ln in out.lanes]
         out_coords, out_rows = (lambda ts: lambda l, r: ts[l])(terms), False
+    # an accumulated output drained from FUs over every leading axis of a 3-D array (lane l's FUs in the
+    # stationary loads' order, unravel(r, shape[:-1])): one row level per leading axis, as those loads walk, and
+    # rows past an output loop's bound masked per axis (one "row" level has one stride: one line of FUs only)
+    out_multi = (out.role is Role.ACCUMULATE and len(shape) > 2 and drained > shape[0] and
+                 all(tuple(f[:-1] for f in ln.fus) == tuple(_unravel(r, lead_axes) for r in range(math.prod(lead_axes)))
+                     for ln in out.lanes))
     if compiled.psum_port is not None:
         port_specs.append((compiled.psum_port.name, out.name, "psum", out_coords, out_rows))
     port_specs.append((compiled.output_port.name, out.name, "write", out_coords, out_rows))
@@ -599,13 +610,16 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if not diff and kind == "read" and rows and x != out.name and linear:
             broadcast.add(pn)
             continue
-        if (step is not None and step > 1 and kind == "read" and x != out.name and linear
+        # the array axes the lanes lie along: on several, one lane_last (a bound on the lane index) cannot mask
+        # them even when their elements are consecutive (I[c, 2p+r] with p and r on two axes of 2): the lane map
+        span = len(_lane_axes(coords, lanes_of[pn], len(shape)))
+        if (step is not None and step > 1 and kind == "read" and x != out.name and linear and span < 2
                 and lane_dim.get(x, diff[0]) == diff[0]):
             lane_step[pn] = step
             lane_dim[x] = diff[0]
             continue
         if kind == "read" and x != out.name and x not in chained and (
-                len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
+                span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
             each = [index(xop, xvec(first, start0, {}, coords(ln, 0))) for ln in range(lanes_of[pn])]
             moved = [k for k in range(len(i0)) if any(ix[k] != i0[k] for ix in each)] or [len(i0) - 1]
@@ -659,7 +673,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             else:
                 levels.append(f"tile:{d}")
         # a stationary load over more than one leading axis (a 3-D array): one row level per leading axis
-        multi = rows and len(shape) > 2 and kind == "read" and x != out.name
+        multi = rows and len(shape) > 2 and (kind == "read" and x != out.name or (x == out.name and out_multi))
         levels += ([f"row@{a}" for a in range(len(lead_axes))] if multi else ["row"]) if rows else \
             [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
@@ -673,16 +687,17 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         held = hl is not None and x not in chained
         skips = kind == "psum" and red_split
         masks = tuple((levels.index(f"tile:{d}"), levels.index(f"row@{axis_of[d]}"), shape[axis_of[d]])
-                      for d in outer if multi and d in red and axis_of.get(d, len(lead_axes)) < len(lead_axes)
-                      and xop.uses(d))
+                      for d in outer if multi and (d in red or x == out.name)
+                      and axis_of.get(d, len(lead_axes)) < len(lead_axes) and xop.uses(d))
         lmap = lane_groups.get(pn)
         lane_masks = ()
-        if lmap is not None:          # a lane map: one mask per array axis the lanes span (not one lane_last)
+        lane_axes = _lane_axes(coords, lanes_of[pn], len(shape))
+        if lmap is not None or len(lane_axes) > 1:   # one mask per array axis the lanes span (not one lane_last)
             lane_level = None
             lane_masks = tuple((levels.index(f"tile:{d}"), axis_of[d], shape[axis_of[d]],
                                 tuple(coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])))
                                for d in outer if d in axis_of and xop.uses(d) and f"tile:{d}" in levels
-                               and len({coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])}) > 1)
+                               and axis_of[d] in lane_axes)
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
                               (1 if not rows else shape[0] if len(shape) == 2 and x != out.name else
@@ -691,8 +706,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
                               row_masks=masks, lane_step=lane_step.get(pn, 1),
-                              **({} if lmap is None else {"lane_groups": lmap[0], "lane_offsets": lmap[1],
-                                                          "run": lmap[2], "lane_masks": lane_masks})))
+                              lane_masks=lane_masks, **({} if lmap is None else {
+                                  "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]})))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -732,6 +747,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 strides.append(0)
             elif lv == "row":            # (one drained row of the output's lanes: no next row, stride 0)
                 strides.append(at({}, 0, 1) - base if w.rows > 1 else 0)
+                if any(at({}, 0, r) - base != r * strides[-1] for r in range(2, w.rows)):
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: its {w.rows} rows of FUs do not lie on one line of "
+                            "the array, which one row counter cannot walk; the generated memory system cannot drain them")
             elif lv.startswith("row@"):         # one step along a leading axis: unravel order, last axis fastest
                 strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:

@@ -94,8 +94,8 @@ def _replay(p, w, tensors):
 
 @pytest.mark.parametrize("op, shape, spatial, order, control, bounds", [
     (CONV, [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0], {"k": 3, "p": 5, "c": 3, "r": 3}),
-    # coinciding lanes: I[p+r] with p and r on two axes
-    ("O[k,p] += W[k,r] * I[p+r]", [2, 2], {"p": 0, "r": 1}, ["p", "r", "k"], [0, 0], {"k": 2, "p": 5, "r": 3}),
+    # coinciding lanes: a depthwise I[c, p+r] with p and r on two axes, one run of 3 positions for 4 lanes
+    ("O[c,p] += I[c,p+r] * W[c,r]", [2, 2], {"p": 0, "r": 1}, ["p", "r", "c"], [0, 1], {"c": 3, "p": 5, "r": 3}),
     # stride 2 on two axes, a non-square array
     ("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 3], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
      {"k": 2, "p": 7, "c": 3, "r": 3}),
@@ -116,5 +116,7 @@ def test_lane_map_walk_replays_the_host_streams(op, shape, spatial, order, contr
     host = host_program(c.fu_graph, mp, tensors)
     mapped = [w for w in p.walks if w.lane_groups]
     assert mapped
+    if "W[c,r]" in op:
+        assert [(w.lane_offsets, w.run) for w in mapped] == [((0, 1, 1, 2), 3)]
     for w in mapped:
         assert np.array_equal(_replay(p, w, tensors), host.streams[w.port])

@@ -134,6 +134,9 @@ def test_lanes_that_step_by_two_match_numpy_and_the_model(spec, bounds, tile, or
     (_conv("O[k,p] += I[c,p+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
            {"k": 3, "p": 7, "c": 3, "r": 2}), {"k": 3, "p": 7, "c": 3, "r": 2}, {"k": 2, "p": 2, "c": 1},
      ("p", "k", "c")),
+    # coinciding lanes: depthwise I[c, p+r] with p and r on the array, 4 lanes from one run of 3 positions
+    (_conv("O[c,p] += I[c,p+r] * W[c,r]", [2, 2], {"p": 0, "r": 1}, ["p", "r", "c"], [0, 1],
+           {"c": 3, "p": 5, "r": 3}), {"c": 3, "p": 5, "r": 3}, {"p": 2, "r": 1}, ("p", "r")),
     # stride 2 with the lanes on two axes (2x3): runs of 5 positions, every other one taken
     (_conv("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 3], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
            {"k": 2, "p": 7, "c": 3, "r": 3}), {"k": 2, "p": 7, "c": 3, "r": 3}, {"k": 1, "p": 1, "c": 1},
@@ -141,7 +144,7 @@ def test_lanes_that_step_by_two_match_numpy_and_the_model(spec, bounds, tile, or
 ])
 def test_lanes_on_several_array_axes_match_numpy_and_the_model(spec, bounds, tile, order):
     got, ref, cycles, model, cmd, moved = _run(spec, [], bounds, tile, order)
-    assert any(w.groups > 1 for w in layer_program(compile_array(load_spec_data(spec)), cmd, spec_size=False).walks)
+    assert any(w.lane_groups for w in layer_program(compile_array(load_spec_data(spec)), cmd, spec_size=False).walks)
     assert model.blocks > 1
     assert np.array_equal(got, ref)
     assert cycles == model.cycles
