@@ -470,6 +470,23 @@ def coords_of_spec(coords, l: int, r: int) -> tuple[int, ...]:
         return tuple(coords(l, 0))
 
 
+def _check_psum_lanes(compiled) -> None:
+    """The array reads partial sums on memory lanes its partial-sum port does not have (seen on reductions over
+    two array axes, e.g. c and r of a convolution on 2x2x2; rtlgen/array.py cannot elaborate them, with or without
+    the memory system): refused by name here rather than failing inside the array's build."""
+    from archgen.dataflow.ir import NodeKind
+    timing, port = getattr(compiled, "timing", None), compiled.psum_port
+    if timing is None or port is None:
+        return
+    y = compiled.fu_graph.output.name
+    read = [v.lane for v in timing.prim.graph.nodes
+            if v.kind is NodeKind.MEM_PORT and v.operand == y and v in timing.lane_offset]
+    if read and max(read) >= port.lanes:
+        _refuse(f"dataflows.{compiled.dataflow.name}", f"the array reads partial sums of {y} on {max(read) + 1} memory "
+                f"lanes but its port {port.name} has {port.lanes}; the generator cannot build this reduction over "
+                "several array axes (choose another control vector or loop-to-axis assignment)")
+
+
 def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     """The lane map of a port whose lanes read tensor elements ``indices`` (per lane, lane 0 first): lanes whose
     indices differ only along ``lane_dim`` (the buffer's innermost dimension) share a group, numbered in order
@@ -506,6 +523,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
     check_partial_sums(cmd, layer)
+    _check_psum_lanes(compiled)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram
