@@ -120,3 +120,16 @@ def test_lane_map_walk_replays_the_host_streams(op, shape, spatial, order, contr
         assert [(w.lane_offsets, w.run) for w in mapped] == [((0, 1, 1, 2), 3)]
     for w in mapped:
         assert np.array_equal(_replay(p, w, tensors), host.streams[w.port])
+
+
+def test_partial_sums_on_more_lanes_than_the_port_are_refused_by_name():
+    """c and r (both reductions) on two axes of 2x2x2, chains: the lowering reads O's partial sums on 4 memory lanes
+    while psum_O has 2 (rtlgen/array.py cannot elaborate it); refused before anything is built."""
+    bounds = {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3}
+    d = _spec("O[k,p,q] += I[c,p+r,q] * W[k,c,r]", [2, 2, 2], {"c": 0, "r": 1, "q": 2}, ["q", "c", "r", "k", "p"],
+              [1, 1, 0], bounds)
+    c = compile_array(d)
+    cmd = make_command(d, bounds, d.dataflow(), {"q": 1, "c": 1, "r": 1}, ("q", "c", "r"))
+    with pytest.raises(SpecError, match=r"dataflows.d: the array reads partial sums of O on 4 memory lanes but its "
+                                        r"port psum_O has 2"):
+        layer_program(c, cmd, spec_size=False)
