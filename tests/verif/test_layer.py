@@ -255,7 +255,7 @@ LANE_MAPS = [  # (operation, shape, spatial, order, control, bounds, tile, order
      [0, 0, 0], {"k": 2, "p": 3, "q": 3, "c": 3, "r": 2}, {"k": 1, "p": 1, "q": 1, "c": 1}, ("k", "p", "q", "c")),
     # non-square, stride 2: two runs of 5 positions, every other taken
     ("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 3], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
-     {"k": 2, "p": 7, "c": 3, "r": 3}, {"k": 1, "p": 2, "c": 1}, ("k", "c", "p")),
+     {"k": 2, "p": 7, "c": 3, "r": 3}, {"k": 1, "p": 2, "c": 1}, ("k", "p", "c")),
 ]
 
 
