@@ -636,7 +636,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lane_step[pn] = step
             lane_dim[x] = diff[0]
             continue
-        if kind == "read" and x != out.name and x not in chained and (
+        if kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
             each = [index(xop, xvec(first, start0, {}, coords(ln, 0))) for ln in range(lanes_of[pn])]

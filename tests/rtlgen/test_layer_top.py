@@ -137,6 +137,11 @@ def test_lanes_that_step_by_two_match_numpy_and_the_model(spec, bounds, tile, or
     # coinciding lanes: depthwise I[c, p+r] with p and r on the array, 4 lanes from one run of 3 positions
     (_conv("O[c,p] += I[c,p+r] * W[c,r]", [2, 2], {"p": 0, "r": 1}, ["p", "r", "c"], [0, 1],
            {"c": 3, "p": 5, "r": 3}), {"c": 3, "p": 5, "r": 3}, {"p": 2, "r": 1}, ("p", "r")),
+    # a FIFO chain root on lanes over two axes (c, q of 2x2x2; r across axis 1 carries I through delay connections):
+    # its walk starts before the block's box (halo), its two groups a box row apart
+    (_conv("O[k,p,q] += I[c,p+r,q] * W[k,c,r]", [2, 2, 2], {"c": 0, "r": 1, "q": 2}, ["c", "k", "r", "q", "p"],
+           [0, 0, 0], {"k": 3, "p": 4, "q": 3, "c": 3, "r": 3}), {"k": 3, "p": 4, "q": 3, "c": 3, "r": 3},
+     {"k": 2, "q": 1, "c": 2, "r": 1}, ("k", "q", "c", "r")),
     # stride 2 with the lanes on two axes (2x3): runs of 5 positions, every other one taken
     (_conv("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 3], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
            {"k": 2, "p": 7, "c": 3, "r": 3}), {"k": 2, "p": 7, "c": 3, "r": 3}, {"k": 1, "p": 1, "c": 1},
