@@ -33,7 +33,8 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
-           "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs"]
+           "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs",
+           "lane_map"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -357,6 +358,23 @@ class PortWalk:
     # operand uses, (its tile level, its ``row@a`` level, extent): rows past that loop's bound on its last
     # tile read 0 (they would add stale buffer contents onto in-bound outputs)
     row_masks: tuple[tuple[int, int, int], ...] = ()
+    # an input streamed from lanes on several array axes (the lane map, docs/memory.md): lane l's element is
+    # lane 0's plus, per array axis, the lane's coordinate there times that axis's index step. Lanes whose
+    # elements differ only along the lane dimension (innermost in the buffer) form a *group*: group g reads one
+    # run of ``run`` consecutive positions from ``group{g}`` positions past lane 0's (a per-block command field;
+    # group 0 at 0), through its own read copy of the buffer, and lane l takes element ``lane_offsets[l]`` of
+    # its group's run (lanes on one element read it once). Empty: one run (``lane_step``, ``broadcast``).
+    lane_groups: tuple[int, ...] = ()
+    lane_offsets: tuple[int, ...] = ()
+    run: int = 0
+    # per array axis that the lanes span and whose loop the operand uses: (tile level, axis, extent, the lanes'
+    # coordinates on it); a lane past that loop's bound on its last tile reads 0 (``<port>_lane_last@<axis>``)
+    lane_masks: tuple[tuple[int, int, int, tuple[int, ...]], ...] = ()
+
+    @property
+    def groups(self) -> int:
+        """Runs read per beat (buffer read copies this port needs)."""
+        return max(self.lane_groups, default=0) + 1
 
 
 @dataclass(frozen=True)
@@ -439,12 +457,53 @@ def _unravel(r: int, dims) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def _lane_axes(coords, lanes: int, rank: int) -> tuple[int, ...]:
+    """The array axes along which a port's lanes (FU ``coords(l, 0)``) lie."""
+    return tuple(a for a in range(rank) if len({coords(ln, 0)[a] for ln in range(lanes)}) > 1)
+
+
 def coords_of_spec(coords, l: int, r: int) -> tuple[int, ...]:
     """A port spec's FU coordinate of lane ``l``, row ``r`` (a row past the last gives the last row's)."""
     try:
         return tuple(coords(l, r))
     except IndexError:
         return tuple(coords(l, 0))
+
+
+def _check_psum_lanes(compiled) -> None:
+    """The array reads partial sums on memory lanes its partial-sum port does not have (seen on reductions over
+    two array axes, e.g. c and r of a convolution on 2x2x2; rtlgen/array.py cannot elaborate them, with or without
+    the memory system): refused by name here rather than failing inside the array's build."""
+    from archgen.dataflow.ir import NodeKind
+    timing, port = getattr(compiled, "timing", None), compiled.psum_port
+    if timing is None or port is None:
+        return
+    y = compiled.fu_graph.output.name
+    read = [v.lane for v in timing.prim.graph.nodes
+            if v.kind is NodeKind.MEM_PORT and v.operand == y and v in timing.lane_offset]
+    if read and max(read) >= port.lanes:
+        _refuse(f"dataflows.{compiled.dataflow.name}", f"the array reads partial sums of {y} on {max(read) + 1} memory "
+                f"lanes but its port {port.name} has {port.lanes}; the generator cannot build this reduction over "
+                "several array axes (choose another control vector or loop-to-axis assignment)")
+
+
+def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """The lane map of a port whose lanes read tensor elements ``indices`` (per lane, lane 0 first): lanes whose
+    indices differ only along ``lane_dim`` (the buffer's innermost dimension) share a group, numbered in order
+    of their first lane; returns (group per lane, offset of each lane in its group's run, run length). Lane 0
+    must be first in its run (its position is the walk's): a ValueError otherwise."""
+    keys: dict = {}
+    group, low, high = [], {}, {}
+    for idx in indices:
+        d = tuple(a - b for a, b in zip(idx, indices[0]))
+        g = keys.setdefault(d[:lane_dim] + d[lane_dim + 1:], len(keys))
+        group.append(g)
+        low[g] = min(low.get(g, d[lane_dim]), d[lane_dim])
+        high[g] = max(high.get(g, d[lane_dim]), d[lane_dim])
+    if low[0] < 0:
+        raise ValueError(f"a lane of lane 0's run reads {-low[0]} position(s) before it")
+    offsets = tuple(idx[lane_dim] - indices[0][lane_dim] - low[g] for idx, g in zip(indices, group))
+    return tuple(group), offsets, max(high[g] - low[g] + 1 for g in low)
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
@@ -464,6 +523,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     check_command(cmd, compiled.fu_graph, layer, compiled.design)
     check_memory_system(compiled.fu_graph, compiled.design)
     check_partial_sums(cmd, layer)
+    _check_psum_lanes(compiled)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
     mem = design.memory_system
     port = mem.dram
@@ -507,12 +567,24 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         else:
             roots = [ln.fus[0] for ln in p.lanes]
             port_specs.append((pn, p.name, "read", (lambda rs: lambda l, r: rs[l])(roots), False))
-    if out.role is Role.ACCUMULATE:          # drained (and preloaded) row r of lane l: the lane's r-th FU
-        out_coords, out_rows = ((lambda l, r: (r, l)) if len(shape) == 2 else
+    # an accumulated output drains (and preloads) row r of lane l at the lane's r-th FU: on a 2-D array with
+    # an output per FU that is FU (r, l); with a reduction across the rows (c on axis 0 summed by a tree into
+    # row 0's accumulators) a lane has fewer FUs than the array has rows, and only those drain
+    drained = len(out.lanes[0].fus) if out.lanes else 0
+    if out.role is Role.ACCUMULATE:
+        per_fu = len(shape) == 2 and all(tuple(ln.fus) == tuple((r, l) for r in range(shape[0]))
+                                         for l, ln in enumerate(out.lanes))
+        out_coords, out_rows = ((lambda l, r: (r, l)) if per_fu else
                                 (lambda ln: lambda l, r: ln[l].fus[r])(out.lanes)), True
     else:
         terms = [ln.fus[-1] for ln in out.lanes]
         out_coords, out_rows = (lambda ts: lambda l, r: ts[l])(terms), False
+    # an accumulated output drained from FUs over every leading axis of a 3-D array (lane l's FUs in the
+    # stationary loads' order, unravel(r, shape[:-1])): one row level per leading axis, as those loads walk, and
+    # rows past an output loop's bound masked per axis (one "row" level has one stride: one line of FUs only)
+    out_multi = (out.role is Role.ACCUMULATE and len(shape) > 2 and drained > shape[0] and
+                 all(tuple(f[:-1] for f in ln.fus) == tuple(_unravel(r, lead_axes) for r in range(math.prod(lead_axes)))
+                     for ln in out.lanes))
     if compiled.psum_port is not None:
         port_specs.append((compiled.psum_port.name, out.name, "psum", out_coords, out_rows))
     port_specs.append((compiled.output_port.name, out.name, "write", out_coords, out_rows))
@@ -538,6 +610,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     lane_dim: dict[str, int] = {}
     broadcast: set[str] = set()     # stationary ports whose lanes all hold one element (see PortWalk.broadcast)
     lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
+    lane_groups: dict[str, tuple] = {}   # input ports read through a lane map (PortWalk.lane_groups): lane_map()
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
     for pn, x, kind, coords, rows in port_specs:
@@ -555,10 +628,26 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if not diff and kind == "read" and rows and x != out.name and linear:
             broadcast.add(pn)
             continue
-        if (step is not None and step > 1 and kind == "read" and x != out.name and linear
+        # the array axes the lanes lie along: on several, one lane_last (a bound on the lane index) cannot mask
+        # them even when their elements are consecutive (I[c, 2p+r] with p and r on two axes of 2): the lane map
+        span = len(_lane_axes(coords, lanes_of[pn], len(shape)))
+        if (step is not None and step > 1 and kind == "read" and x != out.name and linear and span < 2
                 and lane_dim.get(x, diff[0]) == diff[0]):
             lane_step[pn] = step
             lane_dim[x] = diff[0]
+            continue
+        if kind == "read" and x != out.name and (
+                span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
+            # lanes on several array axes (or stepping by more than 1 off one line): the lane map
+            each = [index(xop, xvec(first, start0, {}, coords(ln, 0))) for ln in range(lanes_of[pn])]
+            moved = [k for k in range(len(i0)) if any(ix[k] != i0[k] for ix in each)] or [len(i0) - 1]
+            ld = lane_dim.get(x, diff[-1] if diff else moved[-1])
+            try:
+                lane_groups[pn] = lane_map(each, ld)
+            except ValueError as e:
+                _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1 "
+                        f"({e}); the generated buffers cannot bank it")
+            lane_dim[x] = ld
             continue
         if len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear:
             # (not linear: the lanes span several array axes, e.g. I[c, p+r] with c and p both on the array and
@@ -602,7 +691,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             else:
                 levels.append(f"tile:{d}")
         # a stationary load over more than one leading axis (a 3-D array): one row level per leading axis
-        multi = rows and len(shape) > 2 and kind == "read" and x != out.name
+        multi = rows and len(shape) > 2 and (kind == "read" and x != out.name or (x == out.name and out_multi))
         levels += ([f"row@{a}" for a in range(len(lead_axes))] if multi else ["row"]) if rows else \
             [f"inner:{d}" for d in inner]
         lane_loop = next((d for d in outer if d in axis_of and coords(0, 0)[axis_of[d]] != coords(min(1, lanes_of[pn] - 1), 0)[axis_of[d]]), None)
@@ -616,16 +705,27 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         held = hl is not None and x not in chained
         skips = kind == "psum" and red_split
         masks = tuple((levels.index(f"tile:{d}"), levels.index(f"row@{axis_of[d]}"), shape[axis_of[d]])
-                      for d in outer if multi and d in red and axis_of.get(d, len(lead_axes)) < len(lead_axes)
-                      and xop.uses(d))
+                      for d in outer if multi and (d in red or x == out.name)
+                      and axis_of.get(d, len(lead_axes)) < len(lead_axes) and xop.uses(d))
+        lmap = lane_groups.get(pn)
+        lane_masks = ()
+        lane_axes = _lane_axes(coords, lanes_of[pn], len(shape))
+        if lmap is not None or len(lane_axes) > 1:   # one mask per array axis the lanes span (not one lane_last)
+            lane_level = None
+            lane_masks = tuple((levels.index(f"tile:{d}"), axis_of[d], shape[axis_of[d]],
+                                tuple(coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])))
+                               for d in outer if d in axis_of and xop.uses(d) and f"tile:{d}" in levels
+                               and axis_of[d] in lane_axes)
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
-                              (1 if not rows else shape[0] if len(shape) == 2 else
-                               math.prod(lead_axes) if multi or x != out.name else len(out.lanes[0].fus)),
+                              (1 if not rows else shape[0] if len(shape) == 2 and x != out.name else
+                               math.prod(lead_axes) if multi or x != out.name else drained),
                               hl if held else None, halo if held else 0,
                               len(outer) - 1 if skips else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
-                              row_masks=masks, lane_step=lane_step.get(pn, 1)))
+                              row_masks=masks, lane_step=lane_step.get(pn, 1),
+                              lane_masks=lane_masks, **({} if lmap is None else {
+                                  "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]})))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -634,7 +734,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         bext = {d: e - s for d, s, e in blk.ranges}
         return start, btrips, bext
 
-    def walk_geometry(w, blk, lo, pext, perm):
+    def walk_geometry(w, blk, lo, pext, perm, groups=False):
         """A port walk in one block: base position, per-level strides and trips, relative to the box start
         (no buffer half, no margin). A FIFO chain's root starts ``halo`` steps before the row (at negative
         loop values: the elements the FUs behind it use first); a held walk starts at the row."""
@@ -663,15 +763,28 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 trips.append(bext[lv[6:]] + (halo if lv[6:] == halo_loop else 0))
             if lv == "red":
                 strides.append(0)
-            elif lv == "row":            # (one drained row of a 3-D array's lanes: no next row, stride 0)
-                strides.append(at({}, 0, 1) - base if w.rows > 1 or len(shape) == 2 else 0)
+            elif lv == "row":            # (one drained row of the output's lanes: no next row, stride 0)
+                strides.append(at({}, 0, 1) - base if w.rows > 1 else 0)
+                if any(at({}, 0, r) - base != r * strides[-1] for r in range(2, w.rows)):
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: its {w.rows} rows of FUs do not lie on one line of "
+                            "the array, which one row counter cannot walk; the generated memory system cannot drain them")
             elif lv.startswith("row@"):         # one step along a leading axis: unravel order, last axis fastest
                 strides.append(at({}, 0, math.prod(lead_axes[int(lv[4:]) + 1:])) - base)
             else:
                 strides.append(at({lv: 1}) - base)
-        if w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
+        if w.lane_groups:             # the lane map: each lane at its group's run start + its offset
+            start_of = {}
+            for ln, (g, o) in enumerate(zip(w.lane_groups, w.lane_offsets)):
+                start_of.setdefault(g, at({}, ln) - base - o)
+                if at({}, ln) - base != start_of[g] + o:
+                    raise AssertionError(f"lane {ln} of {w.port}: position {at({}, ln) - base}, not its group's "
+                                         f"{start_of[g]} + {o}")
+            assert start_of[0] == 0, start_of
+            if groups:
+                return base, strides, trips, [start_of[g] for g in range(w.groups)]
+        elif w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
             raise AssertionError(f"lane stride of {w.port}: {at({}, 1) - base}, not {w.lane_step}")
-        return base, strides, trips
+        return (base, strides, trips, [0]) if groups else (base, strides, trips)
 
     def margins(blk):
         """Operand -> (positions below, positions above) its box that a FIFO chain root's walk reaches (it
@@ -702,8 +815,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if W % eb:
             _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
                     "the generated top", W)
-        lanes = max(1 if pn in broadcast else lanes_of[pn] * lane_step.get(pn, 1)
-                    for pn, xx, *_ in port_specs if xx == x.name)
+        lanes = max(1 if pn in broadcast else lane_groups[pn][2] if pn in lane_groups else
+                    lanes_of[pn] * lane_step.get(pn, 1) for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
         if buf.banks and buf.banks != banks:
             _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "
@@ -801,7 +914,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         halves_at.append(dict(half_of))
         for w in walks:
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
-            rel, strides, trips = walk_geometry(w, blk, lo, pext, perm)
+            rel, strides, trips, starts = walk_geometry(w, blk, lo, pext, perm, groups=True)
+            for g, off in enumerate(starts[1:], 1):      # the lane map's runs, past lane 0's position
+                if off < 0:
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: lanes on several array axes whose run starts "
+                            f"before lane 0's position (a negative address offset) are not supported")
+                row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
                 if stride < 0:
@@ -823,6 +941,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             for tl, rl, n in w.row_masks:
                 d = w.levels[tl][5:]
                 row[f"{w.port}_row_last@{rl}"] = min(n, bound[d] - n * (start[d] + btrips[d] - 1))
+            for tl, a, n, _cs in w.lane_masks:
+                d = w.levels[tl][5:]
+                row[f"{w.port}_lane_last@{a}"] = min(n, bound[d] - n * (start[d] + btrips[d] - 1))
         rows_out.append(row)
     wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
                           [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])
@@ -1124,6 +1245,8 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
         if w.row_level is not None:
             S.append((f"{w.port}_row_last", w.rows.bit_length()))
         S += [(f"{w.port}_row_last@{rl}", n.bit_length()) for _tl, rl, n in w.row_masks]
+        S += [(f"{w.port}_group{g}", pb) for g in range(1, w.groups)]
+        S += [(f"{w.port}_lane_last@{a}", n.bit_length()) for _tl, a, n, _cs in w.lane_masks]
     return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
                             comp.design.name, comp.dataflow.name)
 

@@ -40,6 +40,11 @@ def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
                              spec_size=spec_size) for n in (names or tiled_fused_names(fused))}
 
 
+def _read_shape(w):
+    """How a port's read serves its lanes (one run, broadcast, lane step, lane map: memctl.PortWalk)."""
+    return w.broadcast, w.lane_step, w.lane_groups, w.lane_offsets, w.run
+
+
 class FusedLayerCore(LayerCore):
     """``LayerCore`` around the fused array for the dataflows of ``progs`` (name -> ``LayerProgram`` of that
     dataflow's fused view), one build for every layer of each. Ports as ``LayerCore``; the command's table B
@@ -62,13 +67,15 @@ class FusedLayerCore(LayerCore):
         for n, p in self.progs.items():
             for w in p.walks:
                 other = walks.get(w.port)
-                if other is not None and (other.broadcast, other.lane_step) != (w.broadcast, w.lane_step):
+                if other is not None and _read_shape(other) != _read_shape(w):
                     self._MustUse__silence = True        # the port's read would serve one dataflow's lanes only
+                    how = ("all hold one element" if w.broadcast else "follow a lane map over several array axes"
+                           if w.lane_groups else f"step by {w.lane_step}")
                     raise SpecError([problem(f"dataflows.{n}", f"one layer core for the fused dataflows reads port "
-                                             f"{w.port} the same way in each; {n}'s lanes "
-                                             f"{'all hold one element' if w.broadcast else f'step by {w.lane_step}'}"
+                                             f"{w.port} the same way in each; {n}'s lanes {how}"
                                              f", another dataflow's do not; build one dataflow with --dataflow",
                                              w.port)])
+                walks.setdefault(w.port, w)
         for p in self.progs.values():
             for w in p.walks:
                 if w.port not in walks or w.lanes > walks[w.port].lanes:

@@ -501,13 +501,33 @@ class LayerCore(Elaboratable):
         m.d.comb += p.valid.eq(st.beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(st.moving, st.nxt, st.pos)))
-        vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes * w.lane_step, transparent=(w.kind == "psum"),
-                              port=w.kind)
-        if w.broadcast:                  # every lane holds the element at lane 0's position (memctl.PortWalk)
-            vals = [vals[0]] * w.lanes
-        vals = vals[::w.lane_step]       # lane l at position base + lane_step x l
+        if w.lane_groups:
+            vals = self._lane_map_read(m, w, seq, row_c, buf, addr)
+        else:
+            vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes * w.lane_step,
+                                  transparent=(w.kind == "psum"), port=w.kind)
+            if w.broadcast:              # every lane holds the element at lane 0's position (memctl.PortWalk)
+                vals = [vals[0]] * w.lanes
+            vals = vals[::w.lane_step]   # lane l at position base + lane_step x l
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(st.lane_ok[l] & st.row_ok, vals[l], 0))
+
+    @staticmethod
+    def _lane_map_read(m, w, seq, row_c, buf, addr):
+        """Lanes on several array axes (memctl.PortWalk.lane_groups): group g reads one run of ``w.run``
+        positions from ``addr`` + its command offset through its own read copy; lane l takes its offset in it."""
+        runs = []
+        for g in range(w.groups):
+            pos = addr
+            if g:
+                off = Signal(32, name=f"{w.port}_group{g}_off")
+                with m.If(seq.start_c):
+                    m.d.sync += off.eq(row_c[f"{w.port}_group{g}"])
+                pos = Signal(32, name=f"{w.port}_group{g}_pos")
+                m.d.comb += pos.eq(addr + Mux(seq.start_c, row_c[f"{w.port}_group{g}"], off))
+            runs.append(buf.read_lanes(m, pos, w.run, transparent=(w.kind == "psum"),
+                                       port=w.kind if g == 0 else f"{w.kind}@{g}"))
+        return [runs[g][o] for g, o in zip(w.lane_groups, w.lane_offsets)]
 
     def _walk_state(self, m, w, name, seq, row_c, fire, prog, on=None):
         """One walk's counters (``affine_walk_hw``), beats left and masks; ``fire`` advances it. ``on`` (one
@@ -586,6 +606,12 @@ class LayerCore(Elaboratable):
             j = w.row_level
             nv = Mux(cnt[j] == tm1[j], row_last, w.rows)
             row_ok = cnt[w.row_counter] < nv
+        for tl, a, n, cs in w.lane_masks:        # lanes on several array axes: one bound per axis (memctl)
+            last = Signal(range(n + 1), name=f"{w.port}_lane_last{a}")
+            with m.If(seq.start_c):
+                m.d.sync += last.eq(row_c.get(f"{w.port}_lane_last@{a}", n))
+            nv = Mux(cnt[tl] == tm1[tl], last, n)
+            lane_ok = [ok & (nv > c) for ok, c in zip(lane_ok, cs)]
         for tl, rl, n in w.row_masks:            # rows of a reduction loop on a leading axis (memctl.PortWalk)
             last = Signal(range(n + 1), name=f"{w.port}_row_last{rl}")
             with m.If(seq.start_c):
@@ -693,7 +719,7 @@ def buffer_copies(prog: LayerProgram) -> dict[str, int]:
     extra = 3 if prog.compiled.design.memory_system.partial_sums_through_dram else 2
     out = {}
     for x in prog.layouts:
-        n = sum(1 for w in prog.walks if w.operand == x and w.kind != "write")
+        n = sum(w.groups for w in prog.walks if w.operand == x and w.kind != "write")   # a run per lane-map group
         out[x] = max(1, n + (extra if x == op.output.name else 0))
     return out
 

@@ -229,6 +229,44 @@ def test_lanes_that_step_by_two():
     assert r.detail["n_blocks"] == {"k": 2, "p": 3}
 
 
+def _lanes_spec(op, shape, spatial, order, control, bounds):
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data({"version": 1, "kind": "array", "name": "lanes", "operation": op,
+                           "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": shape},
+                           "bounds": bounds, "memory": {"dram": {"width_bytes": 8, "latency": 8}},
+                           "dataflows": {"d": {"spatial": spatial, "order": order, "control": control}}})
+
+
+def test_lanes_on_two_array_axes():
+    """O[k,p] += I[c,p+r] * W[k,c,r] on 2x2 with c and p on the array: I streams from 4 lanes (c, p), read as
+    two runs of 2 positions (one per c, through its own read copy of I's buffer, the second one row of the
+    block's box further on); c and p ragged (their lanes masked per axis). Exact, RTL cycles == model."""
+    bounds = {"k": 3, "p": 5, "c": 3, "r": 3}
+    design = _lanes_spec("O[k,p] += I[c,p+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
+                         bounds)
+    r = verify_layer(design, bounds, tile={"k": 1, "p": 1, "c": 1}, order=("k", "p", "c"), seed=4)
+    _check(r)
+    assert r.detail["n_blocks"] == {"k": 3, "p": 3, "c": 2}
+
+
+LANE_MAPS = [  # (operation, shape, spatial, order, control, bounds, tile, order of tiles)
+    # a 3-D array: I from 8 lanes over (c, p, q), 4 groups
+    ("O[k,p,q] += I[c,p+r,q] * W[k,c,r]", [2, 2, 2], {"c": 0, "p": 1, "q": 2}, ["k", "p", "q", "c", "r"],
+     [0, 0, 0], {"k": 2, "p": 3, "q": 3, "c": 3, "r": 2}, {"k": 1, "p": 1, "q": 1, "c": 1}, ("k", "p", "q", "c")),
+    # non-square, stride 2: two runs of 5 positions, every other taken
+    ("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 3], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
+     {"k": 2, "p": 7, "c": 3, "r": 3}, {"k": 1, "p": 2, "c": 1}, ("k", "p", "c")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op, shape, spatial, dorder, control, bounds, tile, order", LANE_MAPS,
+                         ids=["3d", "2x3_stride2"])
+def test_lane_maps_other_arrays(op, shape, spatial, dorder, control, bounds, tile, order):
+    r = verify_layer(_lanes_spec(op, shape, spatial, dorder, control, bounds), bounds, tile=tile, order=order, seed=5)
+    _check(r)
+
+
 @pytest.mark.slow
 def test_broadcast_lanes_matrix_vector():
     """y[i] += A[i,k] * x[k] on 2x3, k on axis 0, i on the lanes: x is stationary and the same on every lane."""

@@ -1,0 +1,135 @@
+"""The lane map (dataflow/memctl.py ``lane_map``, ``PortWalk.lane_groups``): inputs streamed from lanes on several
+array axes read one run of consecutive buffer positions per group of lanes, at a per-block offset from lane 0's
+position. Checked by hand on small cases and by replaying the port's walk over the buffer image against the host
+program's streams (dataflow/host.py, which computes each lane's element from the FU graph independently)."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec_data
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.host import host_program, random_operands
+from archgen.dataflow.memctl import lane_map, layer_program, walk_rows
+from archgen.mappings.memory_tiling import make_command
+from archgen.mappings.tiling import map_problem
+
+
+def test_lane_map_of_a_convolution_on_two_axes():
+    # I[c, p+r] on 2x2 {c: 0, p: 1}: lanes (c, p) = (0,0), (0,1), (1,0), (1,1); the lane dimension is p's
+    idx = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert lane_map(idx, 1) == ((0, 0, 1, 1), (0, 1, 0, 1), 2)
+
+
+def test_lane_map_of_coinciding_lanes_reads_each_element_once():
+    # I[p+r] with p and r on two axes: lanes 1 and 2 read the same element; one run of 3 positions
+    assert lane_map([(5,), (6,), (6,), (7,)], 0) == ((0, 0, 0, 0), (0, 1, 1, 2), 3)
+
+
+def test_lane_map_with_a_step_of_two_on_two_axes():
+    # I[c, 2p+r] on 2x3 {c: 0, p: 1}: each group a run of 5 positions, every other one taken
+    idx = [(c, 2 * p) for c in range(2) for p in range(3)]
+    assert lane_map(idx, 1) == ((0, 0, 0, 1, 1, 1), (0, 2, 4, 0, 2, 4), 5)
+
+
+def test_lane_map_refuses_lanes_before_lane_0():
+    with pytest.raises(ValueError, match="reads 1 position"):
+        lane_map([(3,), (2,)], 0)
+
+
+DRAM8 = {"dram": {"width_bytes": 8, "latency": 5, "burst_bytes": 16, "outstanding": 2}}
+
+
+def _spec(op, shape, spatial, order, control, bounds, types=("I", "W", "O")):
+    t = {types[0]: "int8", types[1]: "int8", types[2]: "int32"}
+    return load_spec_data({"version": 1, "kind": "array", "name": "lanes", "operation": op, "types": t,
+                           "array": {"shape": shape}, "memory": DRAM8, "bounds": bounds,
+                           "dataflows": {"d": {"spatial": spatial, "order": order, "control": control}}})
+
+
+CONV = "O[k,p] += I[c,p+r] * W[k,c,r]"
+
+
+def test_conv_on_2x2_group_offset_is_the_box_pitch():
+    """I's second group (c + 1) starts one row of the block's box past lane 0: the box's p extent (p + r - 1
+    positions: the block's p lanes plus the filter's halo), per block; the lane masks bound c and p separately."""
+    bounds = {"k": 3, "p": 5, "c": 3, "r": 3}
+    d = _spec(CONV, [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0], bounds)
+    c = compile_array(d)
+    p = layer_program(c, make_command(d, bounds, d.dataflow(), {"k": 1, "p": 1, "c": 1}, ("k", "p", "c")),
+                      spec_size=False)
+    w = next(w for w in p.walks if w.port == "in_I")
+    assert (w.lane_groups, w.lane_offsets, w.run, w.groups) == ((0, 0, 1, 1), (0, 1, 0, 1), 2, 2)
+    assert {(a, n, cs) for _tl, a, n, cs in w.lane_masks} == {(0, 2, (0, 0, 1, 1)), (1, 2, (0, 1, 0, 1))}
+    for blk, row in zip(p.cmd.blocks(), p.rows):
+        ext = {dd: e - s for dd, s, e in blk.ranges}
+        assert row["in_I_group1"] == ext["p"] + bounds["r"] - 1        # the pitch of c in I's box
+        assert row["in_I_lane_last@0"] == min(2, ext["c"]) and row["in_I_lane_last@1"] == min(2, ext["p"])
+    assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows)
+    assert p.layouts["I"].banks >= 2
+
+
+def _replay(p, w, tensors):
+    """The port's beats as the generated walk reads them on a one-block command: positions from the walk's
+    strides and trip counts, each group's run at its offset, lanes masked per axis; the buffer holds the block's
+    box (positions outside it read a sentinel that must never reach an unmasked lane)."""
+    row = p.rows[0]
+    _addr, lo, ext, perm = next(v for (x, _k), v in p.regions.items() if x == w.operand)
+    box = np.array(tensors[w.operand])[tuple(slice(lo[k], lo[k] + ext[perm.index(k)]) for k in range(len(lo)))]
+    image = list(box.transpose(perm).reshape(-1)) + [10 ** 6] * (4 * math.prod(ext) + 64)
+    n = len(w.levels)
+    trips = [row[f"{w.port}_trips{j}"] for j in range(n)]
+    strides = [row[f"{w.port}_stride{j}"] for j in range(n)]
+    starts = [0] + [row[f"{w.port}_group{g}"] for g in range(1, w.groups)]
+    beats = []
+    for cnt in itertools.product(*[range(t) for t in trips]):
+        pos = row[f"{w.port}_base"] + sum(c * s for c, s in zip(cnt, strides))
+        ok = [all(cs[ln] < (row[f"{w.port}_lane_last@{a}"] if cnt[tl] == trips[tl] - 1 else nn)
+                  for tl, a, nn, cs in w.lane_masks) for ln in range(w.lanes)]
+        beats.append([image[pos + starts[g] + o] if k else 0 for g, o, k in zip(w.lane_groups, w.lane_offsets, ok)])
+    return np.array(beats, dtype=np.int64)
+
+
+@pytest.mark.parametrize("op, shape, spatial, order, control, bounds", [
+    (CONV, [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0], {"k": 3, "p": 5, "c": 3, "r": 3}),
+    # coinciding lanes: a depthwise I[c, p+r] with p and r on two axes, one run of 3 positions for 4 lanes
+    ("O[c,p] += I[c,p+r] * W[c,r]", [2, 2], {"p": 0, "r": 1}, ["p", "r", "c"], [0, 1], {"c": 3, "p": 5, "r": 3}),
+    # stride 2 on two axes, a non-square array
+    ("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 3], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
+     {"k": 2, "p": 7, "c": 3, "r": 3}),
+    # a 3-D array: I from 8 lanes over (c, p, q)
+    ("O[k,p,q] += I[c,p+r,q] * W[k,c,r]", [2, 2, 2], {"c": 0, "p": 1, "q": 2}, ["k", "p", "q", "c", "r"],
+     [0, 0, 0], {"k": 2, "p": 3, "q": 3, "c": 3, "r": 2}),
+])
+def test_lane_map_walk_replays_the_host_streams(op, shape, spatial, order, control, bounds):
+    d = _spec(op, shape, spatial, order, control, bounds)
+    c = compile_array(d)
+    mp = map_problem(d, bounds, d.dataflow())
+    outer = tuple(d.dataflow().outer_dims())
+    trips = mp.issued_trips()
+    cmd = make_command(d, bounds, d.dataflow(), {dd: trips[dd] for dd in outer}, outer)
+    assert cmd.n_blocks() == {dd: 1 for dd in outer}
+    p = layer_program(c, cmd, spec_size=False)
+    tensors = random_operands(c.fu_graph, mp, np.random.default_rng(3))
+    host = host_program(c.fu_graph, mp, tensors)
+    mapped = [w for w in p.walks if w.lane_groups]
+    assert mapped
+    if "W[c,r]" in op:
+        assert [(w.lane_offsets, w.run) for w in mapped] == [((0, 1, 1, 2), 3)]
+    for w in mapped:
+        assert np.array_equal(_replay(p, w, tensors), host.streams[w.port])
+
+
+def test_partial_sums_on_more_lanes_than_the_port_are_refused_by_name():
+    """c and r (both reductions) on two axes of 2x2x2, chains: the lowering reads O's partial sums on 4 memory lanes
+    while psum_O has 2 (rtlgen/array.py cannot elaborate it); refused before anything is built."""
+    bounds = {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3}
+    d = _spec("O[k,p,q] += I[c,p+r,q] * W[k,c,r]", [2, 2, 2], {"c": 0, "r": 1, "q": 2}, ["q", "c", "r", "k", "p"],
+              [1, 1, 0], bounds)
+    c = compile_array(d)
+    cmd = make_command(d, bounds, d.dataflow(), {"q": 1, "c": 1, "r": 1}, ("q", "c", "r"))
+    with pytest.raises(SpecError, match=r"dataflows.d: the array reads partial sums of O on 4 memory lanes but its "
+                                        r"port psum_O has 2"):
+        layer_program(c, cmd, spec_size=False)
