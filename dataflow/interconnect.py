@@ -854,9 +854,9 @@ def _streamed_output(g, name, shape, coords, skew, control, reuse: _Reuse, chain
         chain = _chain_to(g, name, s)
         lanes.append(Lane(lane, tuple(chain), skew[chain[0]]))
     if psum_in:
-        roots = sorted(s for s in coords if not any(u.kind == NodeKind.FU and g.links[(u, fu(s))].operand == name
-                                                    for u in g.g.predecessors(fu(s))))
-        for lane, s in enumerate(roots):
+        # one partial sum per output: it enters at the root of the path to its lane's end; where chains along
+        # several axes merge (an in-tree with several roots), the other roots start from zero
+        for lane, s in enumerate(ln.fus[0] for ln in lanes):
             mem = _mem(name, lane)
             g.add_node(mem)
             g.add_edge(mem, fu(s), Link(name, EdgeKind.MEMORY, skew[s], dtype.bits))

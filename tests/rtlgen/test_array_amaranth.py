@@ -34,8 +34,13 @@ def _design(op, shape, df):
     (_CONV2, [2, 2, 2], {"spatial": {"q": 0, "r": 1, "c": 2}, "order": ["q", "r", "c", "k", "p"], "control": [1, 0, 1]}),
     (_ACC3, [2, 2, 2], {"spatial": {"k": 0, "c": 1, "r": 2}, "order": ["k", "c", "r", "s"], "control": [1, 0, 1]}),
     (_ACC3, [2, 3, 2], {"spatial": {"k": 0, "c": 1, "r": 2}, "order": ["k", "c", "r", "s"], "control": [0, 1, 0]}),
+    # chains along two axes merging into one end, partial sums of earlier tiles coming back in (c, r outer): one
+    # psum lane per output, at the root of its lane's path; the other root starts from zero (was an IndexError)
+    (_CONV2, [2, 2], {"spatial": {"c": 0, "r": 1}, "order": ["k", "c", "r", "p", "q"], "control": [1, 1]}),
+    (_CONV2, [2, 3], {"spatial": {"r": 0, "c": 1}, "order": ["c", "r", "k", "q", "p"], "control": [1, 1]}),
 ], ids=["conv1-2x2", "conv1-2x3", "conv2-W-2x2x2", "conv2-I-fifo-2x2x2", "tree-c-chain-r-2x2", "chain-c-tree-r-2x3",
-        "chains-q-c-tree-r-2x2x2", "acc-chain-r-tree-c-2x2x2", "acc-chain-c-trees-k-r-2x3x2"])
+        "chains-q-c-tree-r-2x2x2", "acc-chain-r-tree-c-2x2x2", "acc-chain-c-trees-k-r-2x3x2", "chains-c-r-psum-2x2",
+        "chains-r-c-psum-2x3"])
 def test_mixed_lanes_and_reductions_in_amaranth(op, shape, df):
     design, bounds = _design(op, shape, df)
     r = verify_array_amaranth(design, bounds, seed=4)
