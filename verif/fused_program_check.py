@@ -21,9 +21,8 @@ from archgen.mappings.memory_tiling import dram_bytes, plan_layer
 from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerProgramTop, fused_layer_programs
 from archgen.sim.layer_model import simulate_layer
 
-from .golden import reference_einsum
 from .layer_binary import run_layer_binary, strip_zero_memory_init
-from .layer_check import LayerVerification
+from .layer_check import LayerVerification, layer_output
 
 __all__ = ["verify_fused_program"]
 
@@ -59,14 +58,10 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
                            moved=tuple(counters), cache_dir=cache_dir)
     got_words = list(res.get("words", [])) + [0] * len(image)
     raw = res.get("moved") or {}
-    out = design.operation.output
     results = []
     for k, (name, view, cmd, prog, tensors, at, model) in enumerate(runs):
-        local = got_words[at:at + prog.dram_words]
-        got = prog.read_output(local + [0] * (prog.dram_words - len(local)),
-                               design.operation.tensor_shape(out.name, cmd.mapping.bound),
-                               signed=design.type_of[out.name].signed)
-        ref = reference_einsum(design.operation, tensors, cmd.mapping.bound, view.fu_graph.acc_width)
+        got, ref = layer_output(prog, got_words[at:at + prog.dram_words], tensors, cmd.mapping.bound,
+                                view.fu_graph.acc_width)
         exact = bool(res.get("passed", True)) and "error" not in res and bool(np.array_equal(got, ref))
         model_bytes = dram_bytes(cmd)
         rtl_bytes = {x: raw.get(s.name) for x, s in top.layer_moved[k].items()

@@ -65,6 +65,16 @@ def _convert(prog, image, name, fused=None, fmt=None, one_core=False):
     return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
 
 
+def layer_output(prog, words: list[int], tensors: dict, bound: dict, acc_width: int):
+    """(got, ref): the layer's output assembled from the DRAM ``words`` after the run (word 0 = the layer's
+    DRAM word 0; missing words read 0) and numpy's reference on the same tensors."""
+    design = prog.compiled.design
+    out = design.operation.output
+    got = prog.read_output(list(words) + [0] * max(0, prog.dram_words - len(words)),
+                           design.operation.tensor_shape(out.name, bound), signed=design.type_of[out.name].signed)
+    return got, reference_einsum(design.operation, tensors, bound, acc_width)
+
+
 def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                  tile: dict | None = None, order: tuple | None = None, cache_dir: Path | None = None,
                  layer: str = "layer", binary: bool = True, fuse=None, spec_size: bool = False,
@@ -114,12 +124,8 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
                                cache_dir=cache_dir)
     else:
         res = run_testbench(text, name, "archgen.verif.tb_layer", params, cache_dir=cache_dir)
-    words = [0] * lo + list(res.get("words", []))
-    out = design.operation.output
-    shape = design.operation.tensor_shape(out.name, mapping.bound)
-    got = prog.read_output(words + [0] * (prog.dram_words - len(words)), shape,
-                           signed=design.type_of[out.name].signed)
-    ref = reference_einsum(design.operation, tensors, mapping.bound, compiled.fu_graph.acc_width)
+    got, ref = layer_output(prog, [0] * lo + list(res.get("words", [])), tensors, mapping.bound,
+                            compiled.fu_graph.acc_width)
     exact = bool(res.get("passed", True)) and "error" not in res and bool(np.array_equal(got, ref))
     raw = res.get("moved") or {}
     rtl_bytes = {k: raw[n] for k, n in moved_names.items() if n in raw and (raw[n] or k in model.dram_bytes)}
