@@ -34,7 +34,7 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
            "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs",
-           "lane_map"]
+           "lane_map", "output_lane_split", "block_bytes", "layer_dram_bytes"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -86,10 +86,12 @@ class BlockJobs:
         return transfer_cycles(self.write, port)
 
 
-def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
+def layer_jobs(cmd: LayerCommand, out_split: tuple = ()) -> list[BlockJobs]:
     """The job list of a layer command, block by block: the block walker's steps (:func:`block_steps`) and
-    residency flags (:func:`reload_flags`) decide what each L(b) moves and whether W(b) writes back."""
+    residency flags (:func:`reload_flags`) decide what each L(b) moves and whether W(b) writes back.
+    ``out_split``: the output's lane-interleaved layout (:func:`output_lane_split`), whose blocks move padded."""
     op = cmd.design.operation
+    ob = lambda blk: block_bytes(cmd, op.output.name, blk, out_split)      # noqa: E731
     out = op.output.name
     nb = cmd.n_blocks()
     reload = reload_flags(cmd)
@@ -100,11 +102,11 @@ def layer_jobs(cmd: LayerCommand) -> list[BlockJobs]:
         load = [(x.name, cmd.footprint_bytes(x.name, blk)) for x in op.inputs if prev is None or reload[prev][x.name]]
         key = tuple(blk.tiles[i][1] for i in out_ix)
         if (prev is None or reload[prev][out]) and key in seen_out:
-            load.append((out, cmd.footprint_bytes(out, blk)))       # partial sums of an earlier visit
+            load.append((out, ob(blk)))       # partial sums of an earlier visit
         leaving = nxt is None or bool(reload[nxt][out])
         if leaving:
             seen_out.add(key)
-        jobs.append(BlockJobs(blk, tuple(load), cmd.footprint_bytes(out, blk) if leaving else 0))
+        jobs.append(BlockJobs(blk, tuple(load), ob(blk) if leaving else 0))
     return jobs
 
 
@@ -317,6 +319,9 @@ class BufferLayout:
     half_elems: int               # elements per half (a multiple of banks)
     halves: int
     per_word: int                 # elements in one DRAM word
+    # a lane-interleaved output (output_lane_split): (tensor dimension, array extent) stored as (tile, lane),
+    # the lane parts innermost; a block's box is padded to whole tiles along them
+    split: tuple = ()
 
     @property
     def depth(self) -> int:       # words per bank
@@ -398,6 +403,7 @@ class LayerProgram:
             if x not in tensors:
                 continue
             lay = self.layouts[x]
+            assert not lay.split, "a lane-interleaved output is written by the layer, not preloaded"
             box = _box_values(tensors[x], lo, ext, perm)
             _pack(words, addr, box, lay.elem_bytes, lay.per_word, self.word_bytes)
         return words
@@ -419,9 +425,15 @@ class LayerProgram:
                 v = (words[addr + w] >> (s * bits)) & ((1 << bits) - 1)
                 flat.append(v - (1 << bits) if signed and v >> (bits - 1) else v)
             arr = np.array(flat, dtype=np.int64).reshape(ext)
-            inv = [perm.index(k) for k in range(len(perm))]
-            arr = arr.transpose(inv)
-            result[tuple(slice(a, a + e) for a, e in zip(lo, [ext[perm.index(k)] for k in range(len(perm))]))] = arr
+            if lay.split:                 # each split dimension's (tile, lane) axes back into one, padded
+                n_ax = len(perm)
+                at = {k: n_ax + j for j, (k, _e) in enumerate(lay.split)}
+                order = [a for i in range(n_ax) for a in ((i, at[perm[i]]) if perm[i] in at else (i,))]
+                arr = arr.transpose(order).reshape([arr.shape[i] * (dict(lay.split).get(perm[i], 1))
+                                                    for i in range(n_ax)])
+            arr = arr.transpose([perm.index(k) for k in range(len(perm))])
+            arr = arr[tuple(slice(0, min(arr.shape[k], shape[k] - lo[k])) for k in range(len(lo)))]   # padding
+            result[tuple(slice(a, a + e) for a, e in zip(lo, arr.shape))] = arr
         return result
 
 
@@ -506,6 +518,82 @@ def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], 
     return tuple(group), offsets, max(high[g] - low[g] + 1 for g in low)
 
 
+def output_lane_split(compiled):
+    """The lane-interleaved layout of a streamed output whose lanes span several array axes (docs/memory.md
+    "Outputs whose lanes span several array axes"), or None. Each lane axis a steps one tensor dimension k_a of
+    the output by 1 per FU, k_a being the loop on a itself; the dimension lane 0 -> lane 1 steps stays whole
+    (the *lane dimension*, innermost), every other k_a is stored split as (k_a div E_a, k_a mod E_a), E_a the
+    axis's extent, with the ``mod`` parts innermost of all. A block starts at whole array tiles along k_a, so
+    lane l's element is lane 0's position plus a constant offset, and the lanes' positions are one run of
+    consecutive positions: one port per bank writes (and reads) them all in one cycle, in the one buffer,
+    without read copies, stalls or a change of timing. Returns (lane dimension, ((k_a, E_a), ...), offset of
+    each lane in the run)."""
+    from archgen.dataflow.ir import Role
+    fg = getattr(compiled, "fu_graph", None)
+    if fg is None or fg.output.role is Role.ACCUMULATE or len(fg.output.lanes) < 2:
+        return None
+    shape, axis_of = compiled.design.shape, compiled.dataflow.axis_of
+    xop = compiled.design.operation.operand(fg.output.name)
+    coords = [tuple(ln.fus[-1]) for ln in fg.output.lanes]
+    axes = [a for a in range(len(shape)) if len({c[a] for c in coords}) > 1]
+    if len(axes) < 2 or any(coords[0][a] != min(c[a] for c in coords) for a in axes):
+        return None
+    dim_of = {}                       # lane axis -> the output dimension it steps (by 1, being that loop itself)
+    for a in axes:
+        ks = [k for k, e in enumerate(xop.indices) if any(axis_of.get(d) == a for d in e.coeffs)]
+        if len(ks) != 1 or len(xop.indices[ks[0]].coeffs) != 1 or set(xop.indices[ks[0]].coeffs.values()) != {1}:
+            return None
+        dim_of[a] = ks[0]
+    step = [a for a in axes if coords[1][a] != coords[0][a]]
+    if len(step) != 1 or len(set(dim_of.values())) != len(axes):
+        return None
+    lane_axis = step[0]
+    split = tuple((dim_of[a], shape[a]) for a in axes if a != lane_axis)
+    groups = math.prod(e for _k, e in split)
+    offsets = []
+    for c in coords:
+        off = c[lane_axis] - coords[0][lane_axis]
+        for a in axes:
+            if a != lane_axis:
+                off = off * shape[a] + c[a] - coords[0][a]
+        offsets.append(off)
+    if groups * (1 + max(c[lane_axis] for c in coords) - coords[0][lane_axis]) != len(coords) or sorted(offsets) != list(range(len(coords))):
+        return None
+    return dim_of[lane_axis], split, tuple(offsets)
+
+
+def block_bytes(cmd: LayerCommand, x: str, blk: Block, split: tuple = ()) -> int:
+    """Bytes of operand ``x``'s block in the buffer and in DRAM: its footprint (the box, docs/memory.md), with the
+    dimensions of ``split`` (a lane-interleaved output, :func:`output_lane_split`) padded to whole array tiles."""
+    if not split:
+        return cmd.footprint_bytes(x, blk)
+    sp = dict(split)
+    ranges = {d: (s, e) for d, s, e in blk.ranges}
+    ext = [b - a + 1 for a, b in bounding_box(cmd.design, x, ranges, cmd.bound)]
+    return math.prod(-(-e // sp[k]) * sp[k] if k in sp else e for k, e in enumerate(ext)) * element_bytes(cmd.design, x)
+
+
+def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
+    """The closed form of DRAM bytes (``memory_tiling.dram_bytes``) for the generated memory system: a
+    lane-interleaved output (:func:`output_lane_split`) moves its blocks padded to whole array tiles along the
+    split dimensions, so its bytes are the visits times the padded bytes of its distinct blocks (enumerated
+    here by their tile indices, not from the job list)."""
+    from archgen.mappings.memory_tiling import dram_bytes
+    out = dram_bytes(cmd)
+    osplit = output_lane_split(compiled)
+    if osplit is None:
+        return out
+    y = cmd.design.operation.output
+    ix = [i for i, d in enumerate(cmd.order) if y.uses(d)]
+    distinct = {tuple(blk.tiles[i][1] for i in ix): blk for blk in cmd.blocks()}
+    plain = sum(cmd.footprint_bytes(y.name, b) for b in distinct.values())
+    padded = sum(block_bytes(cmd, y.name, b, osplit[1]) for b in distinct.values())
+    for key in (f"{y.name}.write", f"{y.name}.read"):
+        if key in out:
+            out[key] = out[key] // plain * padded
+    return out
+
+
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
@@ -525,6 +613,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     check_partial_sums(cmd, layer)
     _check_psum_lanes(compiled)
     design, df, fg = compiled.design, compiled.dataflow, compiled.fu_graph
+    osplit = output_lane_split(compiled)          # a lane-interleaved output (its lanes on several array axes)
+    split_of = {fg.output.name: osplit[1]} if osplit else {}
     mem = design.memory_system
     port = mem.dram
     op = design.operation
@@ -535,7 +625,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         _refuse("memory.dram.burst_bytes", f"must be a multiple of memory.dram.width_bytes ({W}) in the generated top",
                 port.burst_bytes)
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
-    jobs = layer_jobs(cmd)
+    jobs = layer_jobs(cmd, split_of.get(fg.output.name, ()))
     blocks = [j.block for j in jobs]
     bound = cmd.bound
     outer = tuple(df.outer_dims())
@@ -636,6 +726,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lane_step[pn] = step
             lane_dim[x] = diff[0]
             continue
+        if x == out.name and osplit is not None and span > 1 and len(osplit[2]) == lanes_of[pn]:
+            # an output's lanes on several array axes: one run in the lane-interleaved layout (output_lane_split)
+            lane_groups[pn] = ((0,) * lanes_of[pn], osplit[2], lanes_of[pn])
+            lane_dim[x] = osplit[0]
+            continue
         if kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
@@ -669,15 +764,20 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         ext = [b - a + 1 for a, b in extent]
         ld = lane_dim[x]
         perm = [k for k in range(len(lo)) if k != ld] + [ld]
-        return tuple(lo), tuple(ext[k] for k in perm), tuple(perm)
+        sp = split_of.get(x, ())          # a split dimension: its tiles in the box's order, its lanes innermost
+        return (tuple(lo), tuple(-(-ext[k] // dict(sp)[k]) if k in dict(sp) else ext[k] for k in perm)
+                + tuple(e for _k, e in sp), tuple(perm))
 
     def pos_fn(x, lo, pext, perm):
-        pitch = [0] * len(perm)
-        acc = 1
-        for i in reversed(range(len(perm))):
-            pitch[perm[i]] = acc
-            acc *= pext[i]
-        return lambda idx: sum((idx[k] - lo[k]) * pitch[k] for k in range(len(lo)))
+        sp = split_of.get(x, ())
+        spd = dict(sp)
+        pitch = [math.prod(pext[i + 1:]) for i in range(len(pext))]
+
+        def f(idx):
+            rel = [idx[k] - lo[k] for k in range(len(lo))]
+            v = [rel[k] // spd[k] if k in spd else rel[k] for k in perm] + [rel[k] % e for k, e in sp]
+            return sum(a * b for a, b in zip(v, pitch))
+        return f
 
     # walks
     coords_of = {pn: coords for pn, _x, _k, coords, _r in port_specs}
@@ -829,7 +929,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     f"each of its {banks} banks per half ({buf.halves} x {banks} x {eb} = {buf.halves * banks * eb} B)",
                     buf.bytes)
         half = half // banks * banks
-        need = max(cmd.footprint_bytes(x.name, b) // eb + mg.get(x.name, (0, 0))[0]
+        need = max(block_bytes(cmd, x.name, b, split_of.get(x.name, ())) // eb + mg.get(x.name, (0, 0))[0]
                    for b, mg in zip(blocks, margin_at))
         if need > half:
             edge = max(mg.get(x.name, (0, 0))[0] for mg in margin_at)
@@ -838,7 +938,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     buf.bytes)
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)
-        layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb)
+        layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb, split_of.get(x.name, ()))
 
     # DRAM layout (affine, what the walker's address adds step through): one region per operand, the
     # inputs first and the output last; a block of X at base_X + (its block index along the loops X
@@ -846,7 +946,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     dep = {x.name: [i for i, d in enumerate(cmd.order) if x.uses(d)] for x in op.operands}
     adds = adds_onto_partial_sums(cmd, jobs)
     nbl = cmd.n_blocks()
-    slot = {x.name: max(1, max(-(-cmd.footprint_bytes(x.name, b) // W) for b in blocks)) for x in op.operands}
+    slot = {x.name: max(1, max(-(-block_bytes(cmd, x.name, b, split_of.get(x.name, ())) // W) for b in blocks))
+            for x in op.operands}
     dram_base: dict[str, int] = {}
     next_word = 0
     for x in [*op.inputs, op.output]:
@@ -1051,7 +1152,7 @@ def walker_command(cmd, df, layouts, walks, rows, halves_at, dram_base, dram_str
         for x, off in mg.items():         # a FIFO chain root's operand: its block sits ``off`` into the half
             f[f"ld_off_{x}"] = off
         for x in op.operands:
-            fb = cmd.footprint_bytes(x.name, blk)
+            fb = block_bytes(cmd, x.name, blk, layouts[x.name].split)
             pre = "wr_" if x is op.output else "ld_"
             sfx = "" if x is op.output else f"_{x.name}"
             f[f"{pre}bytes{sfx}"], f[f"{pre}elems{sfx}"] = fb, fb // layouts[x.name].elem_bytes

@@ -495,7 +495,9 @@ class LayerCore(Elaboratable):
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
-            buf.write_lanes(m, st.pos, wdata, [fire & ok & st.row_ok for ok in st.lane_ok])
+            en = [fire & ok & st.row_ok for ok in st.lane_ok]
+            at = _run_order(w)            # a lane-interleaved output: lane l at its offset in the one run
+            buf.write_lanes(m, st.pos, [wdata[l] for l in at], [en[l] for l in at])
             self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata)
             return
         m.d.comb += p.valid.eq(st.beats != 0)
@@ -584,8 +586,9 @@ class LayerCore(Elaboratable):
         kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
         loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
+        off = w.lane_offsets or range(w.lanes)
         for l in range(w.lanes):
-            old = kept[l] if loaded is None else Mux(back, loaded[l], kept[l])
+            old = kept[off[l]] if loaded is None else Mux(back, loaded[off[l]], kept[off[l]])
             m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old)[:bits], data[l]))
 
     @staticmethod
@@ -722,6 +725,15 @@ def buffer_copies(prog: LayerProgram) -> dict[str, int]:
         n = sum(w.groups for w in prog.walks if w.operand == x and w.kind != "write")   # a run per lane-map group
         out[x] = max(1, n + (extra if x == op.output.name else 0))
     return out
+
+
+def _run_order(w) -> list[int]:
+    """The lane written at each position of a write walk's run: lane l at ``w.lane_offsets[l]`` (one group: an
+    output's lanes on several array axes in the lane-interleaved layout, memctl.output_lane_split), else l."""
+    if not w.lane_groups:
+        return list(range(w.lanes))
+    assert w.groups == 1 and sorted(w.lane_offsets) == list(range(w.lanes)), w
+    return [w.lane_offsets.index(j) for j in range(w.lanes)]
 
 
 def _select_state(states, ons):

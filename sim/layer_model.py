@@ -15,7 +15,7 @@ import simpy
 from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.ir import PortRole
 from archgen.dataflow.memctl import (adds_onto_partial_sums, check_command, compute_process, dma_order, dma_process,
-                                     layer_jobs, loads_partial_sums)
+                                     layer_jobs, loads_partial_sums, output_lane_split)
 from archgen.mappings.memory_tiling import LayerCommand, check_partial_sums, element_bytes
 
 from .array_model import simulate_array
@@ -51,7 +51,8 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
     mem = design.memory_system
     port = mem.dram
     depth = 2 if all(b.double_buffer for b in mem.buffers) else 1
-    jobs = layer_jobs(cmd)
+    osplit = output_lane_split(compiled)  # an output whose lanes span several array axes moves padded blocks
+    jobs = layer_jobs(cmd, osplit[1] if osplit else ())
     n = len(jobs)
     per_shape: dict = {}
     array_cycles, reads = [], {}
