@@ -16,8 +16,8 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import descriptor_format, layer_program
-from archgen.mappings.memory_tiling import dram_bytes, make_command, plan_layer
+from archgen.dataflow.memctl import descriptor_format, layer_dram_bytes, layer_program
+from archgen.mappings.memory_tiling import make_command, plan_layer
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
 
@@ -133,7 +133,7 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
               "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(),
               "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
     return LayerVerification(design.name, df.name, dict(mapping.bound), cmd.describe(), exact, res.get("rtl_cycles"),
-                             model.cycles, dram_bytes(cmd), detail)
+                             model.cycles, layer_dram_bytes(compiled, cmd), detail)
 
 
 def format_layer_verification(res: LayerVerification, seed: int) -> list[str]:

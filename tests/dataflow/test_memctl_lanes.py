@@ -147,3 +147,84 @@ def test_partial_sums_of_chains_merging_over_two_axes_run_through_the_memory_sys
     got = prog.read_output(res["words"], d.operation.tensor_shape(out, cmd.mapping.bound), signed=True)
     assert np.array_equal(got, reference_einsum(d.operation, tensors, cmd.mapping.bound, c.fu_graph.acc_width))
     assert res["cycles"] == simulate_layer(c, cmd).cycles
+
+
+# ------------------------------------------------------------------------------------------------
+# outputs whose lanes span several array axes: the lane-interleaved layout (memctl.output_lane_split)
+
+CONV2 = "O[k,p,q] += I[c,p+r,q] * W[k,c,r]"
+
+
+@pytest.mark.parametrize("shape, spatial, order, control, expect", [
+    # k on axis 0, p on axis 1: p (O's dimension 1) stays whole, k is stored as (k div 2, k mod 2), innermost
+    ([2, 2], {"k": 0, "p": 1}, ["r", "k", "c", "p", "q"], [0, 0], (1, ((0, 2),), (0, 2, 1, 3))),
+    # the reduction c on the middle axis of 2x2x2 does not move O's lanes
+    ([2, 2, 2], {"k": 0, "c": 1, "p": 2}, ["r", "k", "c", "p", "q"], [0, 0, 1], (1, ((0, 2),), (0, 2, 1, 3))),
+    # q split, k whole (lane 0 -> lane 1 steps k)
+    ([2, 2, 2], {"q": 0, "r": 1, "k": 2}, ["k", "c", "r", "q", "p"], [1, 1, 0], (0, ((2, 2),), (0, 2, 1, 3))),
+    ([2, 3], {"k": 0, "p": 1}, ["r", "c", "k", "p", "q"], [1, 1], (1, ((0, 2),), (0, 2, 4, 1, 3, 5))),
+])
+def test_output_lane_split_by_hand(shape, spatial, order, control, expect):
+    from archgen.dataflow.memctl import output_lane_split
+    d = _spec(CONV2, shape, spatial, order, control, {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3})
+    assert output_lane_split(compile_array(d)) == expect
+
+
+def test_output_lanes_on_two_axes_write_one_run_of_the_interleaved_box():
+    """conv2 on 2x2 with k and p on the array and q streamed: O's 4 lanes (k, p) write one run of 4 consecutive
+    positions of the box stored as [k div 2, q, p, k mod 2] (pos = ((k//2 * Q + q) * P + p) * 2 + k % 2, written
+    out here by hand); replaying the write walk (strides, trips, lane offsets, per-axis masks) over a one-block
+    command gives, for every beat and lane, the element the host program says the array writes there (padded
+    lanes masked). k = 5 is ragged: the box is padded to 3 x 2 k rows, in the buffer and in DRAM."""
+    from archgen.dataflow.memctl import block_bytes, layer_dram_bytes, layer_jobs
+    from archgen.mappings.memory_tiling import dram_bytes
+    bounds = {"k": 5, "p": 5, "q": 3, "c": 3, "r": 3}
+    d = _spec(CONV2, [2, 2], {"k": 0, "p": 1}, ["r", "k", "c", "p", "q"], [0, 0], bounds)
+    c = compile_array(d)
+    mp = map_problem(d, bounds, d.dataflow())
+    outer = tuple(d.dataflow().outer_dims())
+    trips = mp.issued_trips()
+    cmd = make_command(d, bounds, d.dataflow(), {dd: trips[dd] for dd in outer}, outer)
+    p = layer_program(c, cmd, spec_size=False)
+    w = next(w for w in p.walks if w.port == "out_O")
+    assert (w.lane_groups, w.lane_offsets, w.run, w.groups) == ((0, 0, 0, 0), (0, 2, 1, 3), 4, 1)
+    assert p.layouts["O"].split == ((0, 2),) and p.layouts["O"].banks >= 4
+    _addr, lo, ext, perm = next(v for (x, _k), v in p.regions.items() if x == "O")
+    assert (lo, ext, perm) == ((0, 0, 0), (3, 3, 5, 2), (0, 2, 1))
+    host = host_program(c.fu_graph, mp, random_operands(c.fu_graph, mp, np.random.default_rng(3)))
+    row = p.rows[0]
+    n = len(w.levels)
+    wt = [row[f"out_O_trips{j}"] for j in range(n)]
+    ws = [row[f"out_O_stride{j}"] for j in range(n)]
+    beats = list(itertools.product(*[range(t) for t in wt]))
+    assert len(beats) == len(host.out_index)
+    P, Q = bounds["p"], bounds["q"]
+    for cnt, want in zip(beats, host.out_index):
+        pos = row["out_O_base"] + sum(a * s for a, s in zip(cnt, ws))
+        for ln in range(w.lanes):
+            ok = all(cs[ln] < (row[f"out_O_lane_last@{a}"] if cnt[tl] == wt[tl] - 1 else nn)
+                     for tl, a, nn, cs in w.lane_masks)
+            k, pp, q = want[ln]
+            assert ok == (k >= 0)
+            if ok:
+                assert pos + w.lane_offsets[ln] == ((k // 2 * Q + q) * P + pp) * 2 + k % 2
+    # DRAM: the padded box (6 x 5 x 3 int32), in the job list, the closed form and the shape table
+    assert block_bytes(cmd, "O", next(cmd.blocks()), ((0, 2),)) == 6 * 5 * 3 * 4
+    assert layer_dram_bytes(c, cmd)["O.write"] == 6 * 5 * 3 * 4 == sum(j.write for j in layer_jobs(cmd, ((0, 2),)))
+    assert dram_bytes(cmd)["O.write"] == 5 * 5 * 3 * 4
+    assert row["wr_bytes"] == 6 * 5 * 3 * 4
+    assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows)
+
+
+def test_layer_dram_bytes_of_an_interleaved_output_over_ragged_blocks():
+    """Blocks of 1 k tile: the last k block (k = 4) is half a tile, padded to 2; p ragged too but whole (the lane
+    dimension). The closed form (distinct output blocks times padded bytes) equals the model's write-backs."""
+    from archgen.dataflow.memctl import layer_dram_bytes
+    from archgen.sim.layer_model import simulate_layer
+    bounds = {"k": 5, "p": 5, "q": 3, "c": 3, "r": 3}
+    d = _spec(CONV2, [2, 2], {"k": 0, "p": 1}, ["r", "k", "c", "p", "q"], [0, 0], bounds)
+    c = compile_array(d)
+    cmd = make_command(d, bounds, d.dataflow(), {"r": 1, "k": 1, "c": 3, "p": 2}, ("k", "p", "r", "c"))
+    closed = layer_dram_bytes(c, cmd)
+    assert closed["O.write"] == (2 + 2 + 2) * 5 * 3 * 4          # k blocks 0-1, 2-3, 4 (+ 1 padded row)
+    assert simulate_layer(c, cmd).dram_bytes == closed

@@ -156,6 +156,30 @@ def test_lanes_on_several_array_axes_match_numpy_and_the_model(spec, bounds, til
     assert model.dram_bytes == dram_bytes(cmd) == moved
 
 
+CONV2 = "O[k,p,q] += I[c,p+r,q] * W[k,c,r]"
+
+
+@pytest.mark.parametrize("spec, bounds, tile, order", [
+    # O's partial sums on 4 lanes (k, p) over two axes: one run of 4 in the lane-interleaved box, k ragged (padded)
+    (_conv(CONV2, [2, 2], {"k": 0, "p": 1}, ["r", "k", "c", "p", "q"], [0, 0], {"k": 3, "p": 5, "q": 3, "c": 2, "r": 3}),
+     {"k": 3, "p": 5, "q": 3, "c": 2, "r": 3}, {"r": 1, "k": 1, "c": 1, "p": 1}, ("p", "k", "r", "c")),
+    # 2x2x2: lanes (q, k) with r reduced on the middle axis; q split, k the whole (lane) dimension, both ragged
+    (_conv(CONV2, [2, 2, 2], {"q": 0, "r": 1, "k": 2}, ["k", "c", "r", "q", "p"], [1, 1, 0],
+           {"k": 5, "p": 3, "q": 3, "c": 2, "r": 3}), {"k": 5, "p": 3, "q": 3, "c": 2, "r": 3},
+     {"k": 2, "c": 1, "r": 1, "q": 1}, ("q", "k", "c", "r")),
+])
+def test_output_lanes_on_several_array_axes_match_numpy_and_the_model(spec, bounds, tile, order):
+    from archgen.dataflow.memctl import layer_dram_bytes
+    got, ref, cycles, model, cmd, moved = _run(spec, [], bounds, tile, order)
+    c = compile_array(load_spec_data(spec))
+    assert layer_program(c, cmd, spec_size=False).layouts["O"].split
+    assert model.blocks > 1
+    assert np.array_equal(got, ref)
+    assert cycles == model.cycles
+    assert model.dram_bytes == layer_dram_bytes(c, cmd) == moved
+    assert model.dram_bytes != dram_bytes(cmd)         # the ragged split dimension moves padded
+
+
 @pytest.mark.parametrize("spec, sets, bounds, tile, order", [
     # x[k] stationary, its 3 lanes along i: every lane holds x[k] of its row (one read, fanned out)
     (MV, [], {"i": 7, "k": 5}, {"i": 1, "k": 1}, ("i", "k")),

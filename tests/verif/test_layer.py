@@ -229,12 +229,48 @@ def test_lanes_that_step_by_two():
     assert r.detail["n_blocks"] == {"k": 2, "p": 3}
 
 
-def _lanes_spec(op, shape, spatial, order, control, bounds):
+def _lanes_spec(op, shape, spatial, order, control, bounds, spill=False):
     from archgen.arch.spec import load_spec_data
     return load_spec_data({"version": 1, "kind": "array", "name": "lanes", "operation": op,
                            "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": shape},
-                           "bounds": bounds, "memory": {"dram": {"width_bytes": 8, "latency": 8}},
+                           "bounds": bounds, "memory": {"dram": {"width_bytes": 8, "latency": 8},
+                                                        "partial_sums_through_dram": spill},
                            "dataflows": {"d": {"spatial": spatial, "order": order, "control": control}}})
+
+
+CONV2 = "O[k,p,q] += I[c,p+r,q] * W[k,c,r]"
+
+
+def test_output_lanes_on_two_array_axes():
+    """conv2 on 2x2 with k and p on the array and q streamed: O's partial sums are read and written on 4 lanes
+    (k, p) over two axes, stored lane-interleaved (k as (k div 2, k mod 2), the lanes one run of 4 positions in
+    one buffer: memctl.output_lane_split). k and p ragged (k = 3 pads the last k block to 2 rows, in DRAM too);
+    r and c split over blocks (the add-on write). Exact, RTL cycles == model, bytes == the padded closed form."""
+    bounds = {"k": 3, "p": 5, "q": 2, "c": 2, "r": 3}
+    design = _lanes_spec(CONV2, [2, 2], {"k": 0, "p": 1}, ["r", "k", "c", "p", "q"], [0, 0], bounds)
+    r = verify_layer(design, bounds, tile={"r": 1, "k": 1, "c": 1, "p": 2}, order=("k", "p", "c", "r"), seed=4)
+    _check(r)
+    assert r.detail["n_blocks"] == {"k": 2, "p": 2, "c": 2, "r": 3}
+    assert r.dram_bytes["O.write"] == 2 * 2 * 5 * 2 * 4          # (k padded to 2 x 2) x p x q, int32
+
+
+OUTPUT_LANES = [  # (shape, spatial, order, control, bounds, tile, order of tiles, partial sums through DRAM)
+    # a 3-D array, the reduction c on the middle axis; k ragged
+    ([2, 2, 2], {"k": 0, "c": 1, "p": 2}, ["r", "k", "c", "p", "q"], [0, 0, 1], {"k": 3, "p": 4, "q": 2, "c": 3, "r": 2},
+     {"r": 1, "k": 1, "c": 1, "p": 1}, ("k", "p", "r", "c"), False),
+    # non-square (6 lanes, k split), r outermost: output blocks come back (partial sums through DRAM, padded too)
+    ([2, 3], {"k": 0, "p": 1}, ["r", "c", "k", "p", "q"], [1, 1], {"k": 3, "p": 7, "q": 2, "c": 2, "r": 2},
+     {"r": 1, "c": 2, "k": 1, "p": 2}, ("r", "k", "p", "c"), True),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape, spatial, dorder, control, bounds, tile, order, spill", OUTPUT_LANES,
+                         ids=["3d", "2x3_spill"])
+def test_output_lanes_other_arrays(shape, spatial, dorder, control, bounds, tile, order, spill):
+    r = verify_layer(_lanes_spec(CONV2, shape, spatial, dorder, control, bounds, spill), bounds, tile=tile,
+                     order=order, seed=6)
+    _check(r)
 
 
 def test_lanes_on_two_array_axes():
