@@ -91,8 +91,10 @@ def layer_jobs(cmd: LayerCommand, out_split: tuple = ()) -> list[BlockJobs]:
     residency flags (:func:`reload_flags`) decide what each L(b) moves and whether W(b) writes back.
     ``out_split``: the output's lane-interleaved layout (:func:`output_lane_split`), whose blocks move padded."""
     op = cmd.design.operation
-    ob = lambda blk: block_bytes(cmd, op.output.name, blk, out_split)      # noqa: E731
     out = op.output.name
+
+    def ob(blk):
+        return block_bytes(cmd, out, blk, out_split)
     nb = cmd.n_blocks()
     reload = reload_flags(cmd)
     out_ix = [i for i, d in enumerate(cmd.order) if op.output.uses(d)]
@@ -557,7 +559,8 @@ def output_lane_split(compiled):
             if a != lane_axis:
                 off = off * shape[a] + c[a] - coords[0][a]
         offsets.append(off)
-    if groups * (1 + max(c[lane_axis] for c in coords) - coords[0][lane_axis]) != len(coords) or sorted(offsets) != list(range(len(coords))):
+    run = groups * (1 + max(c[lane_axis] for c in coords) - coords[0][lane_axis])
+    if run != len(coords) or sorted(offsets) != list(range(run)):      # every lane of the run, once
         return None
     return dim_of[lane_axis], split, tuple(offsets)
 
