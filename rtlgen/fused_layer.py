@@ -58,10 +58,14 @@ class FusedLayerCore(LayerCore):
             p = self.progs[n]
             if p.layouts != base.layouts or p.depth != base.depth or p.word_bytes != base.word_bytes:
                 diff = [x for x in base.layouts if p.layouts.get(x) != base.layouts[x]]
+                split = diff and p.layouts[diff[0]].split != base.layouts[diff[0]].split
+                what = (f"the order of {diff[0]}'s positions: {n if p.layouts[diff[0]].split else names[0]} stores "
+                        "it lane-interleaved, its lanes spanning several array axes" if split
+                        else "banks, words per bank, halves")
                 self._MustUse__silence = True            # refused: never elaborated
                 raise SpecError([problem(f"memory.{diff[0] if diff else 'depth'}",
                                          f"one layer core for the fused dataflows needs the same buffer layout in "
-                                         f"each; {names[0]} and {n} differ (banks, words per bank, halves); build "
+                                         f"each; {names[0]} and {n} differ ({what}); build "
                                          "one dataflow with --dataflow", n)])
         walks: dict = {}                       # every port once: its walk of the most lanes (the port's width)
         for n, p in self.progs.items():

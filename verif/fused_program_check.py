@@ -16,8 +16,8 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_fused
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import layer_program
-from archgen.mappings.memory_tiling import dram_bytes, plan_layer
+from archgen.dataflow.memctl import layer_dram_bytes, layer_program
+from archgen.mappings.memory_tiling import plan_layer
 from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerProgramTop, fused_layer_programs
 from archgen.sim.layer_model import simulate_layer
 
@@ -63,7 +63,7 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
         got, ref = layer_output(prog, got_words[at:at + prog.dram_words], tensors, cmd.mapping.bound,
                                 view.fu_graph.acc_width)
         exact = bool(res.get("passed", True)) and "error" not in res and bool(np.array_equal(got, ref))
-        model_bytes = dram_bytes(cmd)
+        model_bytes = layer_dram_bytes(view, cmd)      # padded blocks of a lane-interleaved output (memctl)
         rtl_bytes = {x: raw.get(s.name) for x, s in top.layer_moved[k].items()
                      if raw.get(s.name) or x in model_bytes}
         detail = {"rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,

@@ -131,6 +131,29 @@ def test_one_core_refuses_dataflows_whose_buffer_layouts_differ():
         FusedLayerCore(fused, progs)
 
 
+def test_one_core_refuses_a_lane_interleaved_output_beside_a_plain_one():
+    """An output whose lanes span two array axes is stored lane-interleaved (memctl.output_lane_split); fused with
+    a dataflow whose output lanes lie on one axis, the one shared buffer cannot hold both orders: refused by name."""
+    from archgen.arch.errors import SpecError
+    from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
+    d = load_spec_data({"version": 1, "kind": "array", "name": "fz", "operation": "O[k,p,q] += I[c,p+r,q] * W[k,c,r]",
+                        "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+                        "bounds": {"k": 3, "p": 5, "q": 2, "c": 2, "r": 3},
+                        "dataflows": {"a": {"spatial": {"k": 0, "p": 1}, "order": ["r", "k", "c", "p", "q"],
+                                            "control": [0, 0]},
+                                      "b": {"spatial": {"c": 0, "k": 1}, "order": ["r", "c", "k", "p", "q"],
+                                            "control": [0, 0]}},
+                        "fuse": ["a", "b"]})
+    fused = compile_fused(d, ["a", "b"])
+    progs = fused_layer_programs(fused)
+    assert progs["a"].layouts["O"].split and not progs["b"].layouts["O"].split
+    with pytest.raises(SpecError, match=r"memory.O: .* a and b differ \(the order of O's positions: a stores it "
+                                        r"lane-interleaved"):
+        FusedLayerCore(fused, progs)
+
+
 @pytest.mark.slow
 def test_fused_build_memory_report_synthesizes_the_one_core(tmp_path, monkeypatch):
     """--report runs layer_core_report on the core (here Yosys only: nextpnr takes 15-30 min)."""
