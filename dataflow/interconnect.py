@@ -277,7 +277,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         if needs:
             split = reduction_run_split(design, df)
             why = (f" (the output is held per run of {', '.join(split.run)} only where that runs the tile's own "
-                   f"schedule, and here {split.why})" if split is not None else "")
+                   f"schedule, and here {split.why})" if split is not None else _psum_store_text(design, df, inner))
             problems.append(problem(f"dataflows.{df.name}.order", f"the output {out.name} does not depend on inner loop(s) "
                                     f"{', '.join(needs)} but does on others{why}; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
@@ -287,6 +287,22 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         plans.append(_streamed_output(g, out.name, shape, coords, skew, df.control, ro, chained, trees,
                                       types[out.name], outer_reduction))
     return g.freeze(design, df, tuple(plans))
+
+
+def _psum_store_text(design: Design, df: Dataflow, inner) -> str:
+    """Why a reduction loop outside an output-dependent inner loop is refused: what each FU would have to hold."""
+    out = design.operation.output
+    r0 = next(i for i, d in enumerate(inner) if not out.uses(d))
+    dep = [d for d in inner[r0 + 1:] if out.uses(d)]
+    ref = design.reference_bounds
+    depth = math.prod(ref[d] for d in dep)
+    used = [out.uses(d) for d in inner[r0:]]
+    body = used[:len(used) - used[::-1].index(True)]       # without a trailing reduction run
+    fifo = body == sorted(body)                              # reduction loops, then output-dependent ones
+    store = "FIFO" if fifo else "store addressed by element (its elements recur at two distances)"
+    return (f" (a read-modify-write per step: each FU would update the partial sums of {', '.join(dep)} in turn "
+            f"within each iteration of {inner[r0]}, a per-FU partial-sum {store} of {depth} entries at the reference "
+            "bounds, which the generator does not build)")
 
 
 def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
