@@ -8,7 +8,7 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import fu_placement, map_skews, skew_lane_cost, tiled_equivalent
+from .interconnect import fu_placement, map_skews, reduction_runs_of, skew_lane_cost, tiled_equivalent
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -33,7 +33,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
              f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(inner) or '-'}; "
              f"control vector c = {list(df.control)}"]
-    lines += _folded_lines(design)
+    lines += _folded_lines(design) + _run_lines(design, df)
     lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "
                  f"{design.reference_bounds}):")
     for x in design.operation.operands:
@@ -74,6 +74,33 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             else f"outputs {sch.out_latency} cycles after their step")
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")
+    return lines
+
+
+def _run_lines(design: Design, df) -> list[str]:
+    """How an output that depends on some loops of the tile and not on the loops after them is held: per run of
+    those reduction loops (interconnect.py ``reduction_runs``), or why that is not built."""
+    try:
+        split = reduction_runs_of(design, df)
+    except SpecError:
+        return []
+    if split is None:
+        return []
+    out = design.operation.output.name
+    run, dep = ", ".join(split.run), ", ".join(split.dep)
+    if not split.faithful:
+        return [f"  {out} would be held per run of {run} inside the tile [{dep}, {run}], but {split.why}: not built"]
+    lines = [f"  {out} is held per run: the tile [{dep}, {run}] gives each FU one element of {out} for a run of {run} "
+             f"(the reduction loops after {dep}); it is accumulated in place for the run and drained at its end, "
+             f"while the next run accumulates. Built as tiles of [{run}] with {dep} outside the tile: the same FU "
+             "per iteration, order per FU and step sequence (no input is loaded per tile)"]
+    sch = compile_array(design, df, pipeline=False).schedule
+    lines.append(f"  a run of fewer than {sch.commit_skew + sch.drain_rows + 1} steps (commit skew {sch.commit_skew} + "
+                 f"{sch.drain_rows} drain rows + 1) waits at its last step for the previous run's drain"
+                 + ("; partial sums of earlier visits are preloaded per run, after the previous run has drained"
+                    if sch.psum_in else ""))
+    if split.note:
+        lines.append(f"  ({split.note})")
     return lines
 
 

@@ -36,7 +36,8 @@ from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "fu_placement", "MapSkew",
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "reduction_runs",
+           "reduction_run_split", "reduction_runs_of", "ReductionRuns", "fu_placement", "MapSkew",
            "map_skews", "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
 
@@ -274,8 +275,11 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     else:
         needs = [d for d in inner if d in ro.held_over]
         if needs:
+            split = reduction_run_split(design, df)
+            why = (f" (the output is held per run of {', '.join(split.run)} only where that runs the tile's own "
+                   f"schedule, and here {split.why})" if split is not None else _psum_store_text(design, df, inner))
             problems.append(problem(f"dataflows.{df.name}.order", f"the output {out.name} does not depend on inner loop(s) "
-                                    f"{', '.join(needs)} but does on others; put reduction loops outside the tile "
+                                    f"{', '.join(needs)} but does on others{why}; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
                                     list(df.order)))
         if problems:
@@ -285,7 +289,94 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     return g.freeze(design, df, tuple(plans))
 
 
+def _psum_store_text(design: Design, df: Dataflow, inner) -> str:
+    """Why a reduction loop outside an output-dependent inner loop is refused: what each FU would have to hold."""
+    out = design.operation.output
+    r0 = next(i for i, d in enumerate(inner) if not out.uses(d))
+    dep = [d for d in inner[r0 + 1:] if out.uses(d)]
+    ref = design.reference_bounds
+    depth = math.prod(ref[d] for d in dep)
+    used = [out.uses(d) for d in inner[r0:]]
+    body = used[:len(used) - used[::-1].index(True)]       # without a trailing reduction run
+    fifo = body == sorted(body)                              # reduction loops, then output-dependent ones
+    store = "FIFO" if fifo else "store addressed by element (its elements recur at two distances)"
+    return (f" (a read-modify-write per step: each FU would update the partial sums of {', '.join(dep)} in turn "
+            f"within each iteration of {inner[r0]}, a per-FU partial-sum {store} of {depth} entries at the reference "
+            "bounds, which the generator does not build)")
+
+
 def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
+    """The tiled dataflow ``df`` runs as: :func:`_tiled` (skewed and placed maps), then :func:`reduction_runs`
+    (an output held per run of the tile's trailing reduction loops)."""
+    return reduction_runs(design, _tiled(design, df))
+
+
+@dataclass(frozen=True)
+class ReductionRuns:
+    """A tile whose output depends on some inner loops and not on the loops after them (``inner`` = D + R, D the
+    loops up to the last one the output depends on, R the trailing reduction loops, none of D a reduction loop):
+    each FU holds one output element for a run of R, then moves to the next. ``faithful``: the dataflow with D
+    moved out of the tile (inner = R) runs the same steps at the same cycles; else ``why`` it would not."""
+
+    dep: tuple[Dim, ...]
+    run: tuple[Dim, ...]
+    why: str = ""
+    note: str = ""           # what the run build does not build that the tile would (delay connections on D)
+
+    @property
+    def faithful(self) -> bool:
+        return not self.why
+
+
+def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
+    """The split of a tiled ``df``'s tile into output-dependent loops and a trailing reduction run, or None when
+    the output is invariant over the tile, depends on its innermost loop, or a reduction loop precedes an
+    output-dependent one (a read-modify-write per step, not a run)."""
+    if df.spatial is None or df.skewed:
+        return None
+    op = design.operation
+    out = op.output
+    inner = df.inner_dims()
+    dep_at = [i for i, d in enumerate(inner) if out.uses(d)]
+    if not dep_at or dep_at[-1] == len(inner) - 1:
+        return None
+    dep, run = inner[:dep_at[-1] + 1], inner[dep_at[-1] + 1:]
+    if not all(out.uses(d) for d in dep):
+        return None
+    why = []
+    for x in op.inputs:
+        if not any(x.uses(d) for d in run):
+            whole = not any(x.uses(d) for d in dep)
+            why.append(f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with "
+                       f"{', '.join(dep)} outside the tile it would be " + ("reloaded per run instead of once per tile"
+                                                                            if whole else "stationary per run instead of streamed"))
+    moved = dataclasses.replace(df, inner=tuple(run))
+    lost = sorted({a.operand for a in set(delay_axes(design, df)) - set(delay_axes(design, moved))})
+    note = (f"the delay connections of {', '.join(lost)} along output-dependent loop(s) of the tile are not built "
+            "(they would step a loop outside the run and pad each row of it with masked runs); memory lanes feed "
+            "those FUs instead" if lost else "")
+    return ReductionRuns(tuple(dep), tuple(run), "; ".join(why), note)
+
+
+def reduction_runs_of(design: Design, df: Dataflow) -> ReductionRuns | None:
+    """:func:`reduction_run_split` of the tiled map ``df`` runs as (a skewed or placed map's tiled form)."""
+    return reduction_run_split(design, _tiled(design, df))
+
+
+def reduction_runs(design: Design, df: Dataflow) -> Dataflow:
+    """A tile of output-dependent loops D followed by reduction loops R (:func:`reduction_run_split`) holds each
+    output element in its FU's accumulator for one run of R, drained at the run's end. When that is faithful it
+    runs as the dataflow with D moved out of the tile (inner = R): every FU the same iterations in the same order,
+    the same step at the same cycle (tiles of R back to back, as the runs of the original tile are; no input is
+    loaded between tiles), the output accumulated per run and drained after it (docs/dataflows.md "Outputs held
+    per run of the reduction loops"). Otherwise ``df`` unchanged (derive_interconnect refuses it with the reason)."""
+    split = reduction_run_split(design, df)
+    if split is None or not split.faithful:
+        return df
+    return dataclasses.replace(df, inner=split.run)
+
+
+def _tiled(design: Design, df: Dataflow) -> Dataflow:
     """``df`` itself when it is tiled; for a ``map`` whose temporal loops are skewed by the FU coordinates
     (``k: "t_k - s0 - s1"``: FU s runs iteration k at step k + s0 + s1 of its row), the tiled map with the
     control vector that skew implies (c - sigma per axis: FU s runs sigma.s cycles later). Both give every FU

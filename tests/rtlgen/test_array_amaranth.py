@@ -71,3 +71,23 @@ def test_the_bench_counts_like_verilator_and_sees_a_wrong_output(monkeypatch):
     monkeypatch.setattr(bench, "host_program", corrupt)
     bad = verify_array_amaranth(design, bounds, seed=0)
     assert not bad.outputs_exact
+
+
+@pytest.mark.parametrize("op, shape, df, bounds", [
+    # outputs held per run of the tile's trailing reduction loops (docs/dataflows.md "Outputs held per run ...")
+    (_CONV2, [2, 2], {"spatial": {"k": 0, "q": 1}, "order": ["k", "q", "p", "r", "c"], "control": [1, 1]},
+     {"k": 3, "p": 4, "q": 3, "c": 2, "r": 3}),
+    (_CONV2, [2, 2], {"spatial": {"k": 0, "q": 1}, "order": ["k", "q", "p", "r", "c"], "control": [1, 1]},
+     {"k": 3, "p": 3, "q": 3, "c": 1, "r": 2}),        # runs of 2 steps, shorter than the drain (5)
+    (_CONV2, [2, 2], {"spatial": {"k": 0, "r": 1}, "order": ["k", "r", "p", "q", "c"], "control": [0, 0]}, None),
+    (_CONV2, [2, 2], {"spatial": {"c": 0, "k": 1}, "order": ["c", "k", "p", "q", "r"], "control": [1, 0]}, None),
+    (_CONV2, [2, 3, 2], {"spatial": {"r": 0, "k": 1, "p": 2}, "order": ["p", "k", "r", "q", "c"], "control": [1, 1, 0]},
+     None),
+], ids=["runs-rc-2x2", "runs-shorter-than-drain-2x2", "runs-delay-on-p-memory-fed-2x2", "runs-psum-per-run-2x2",
+        "runs-chain-r-2x3x2"])
+def test_outputs_held_per_run_in_amaranth(op, shape, df, bounds):
+    design, default = _design(op, shape, df)
+    r = verify_array_amaranth(design, bounds or default, seed=6)
+    assert r.outputs_exact, r.detail
+    assert r.detail["psum_reads_before_write"] == 0
+    assert r.rtl_cycles == r.model_cycles
