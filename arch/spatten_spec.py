@@ -80,7 +80,11 @@ SPATTEN_SCHEMA: dict = {
             "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2, "maximum": 1 << 20},
                           "feed": {"type": "boolean", "description": "the local-V top-k engine takes a pruned row "
                                    "that cannot need its LSBs while the exponential sweep writes it (default "
-                                   "true; docs/spatten.md, 'Top-k feed')"}},
+                                   "true; docs/spatten.md, 'Top-k feed')"},
+                          "fallback": {"type": "boolean", "description": "a pruned row whose local-V top-k is "
+                                       "not done when the PxV stage could take it unpruned is swept unpruned "
+                                       "(commands with dense_ok: all their values loaded), so local-V never delays "
+                                       "a row (default true; docs/spatten.md, 'Fallback')"}},
                          required=["parallelism", "fifo_depth"]),
             "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
             "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
@@ -129,6 +133,7 @@ class TopKUnit:
     parallelism: int
     fifo_depth: int
     feed: bool = True       # the top-k feed (H98): engines take rows while the exponential sweep writes them
+    fallback: bool = True   # a late top-k's row swept unpruned (H103): local-V never delays a row
 
 
 @dataclass(frozen=True)

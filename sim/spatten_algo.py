@@ -156,6 +156,9 @@ class LayerAttentionStats:
     # rows per core command (one head of one step), in row order; the same for the dense baseline
     command_rows: np.ndarray = field(repr=False, compare=False, default=None)
     dense_command_rows: np.ndarray = field(repr=False, compare=False, default=None)
+    # per command: its value load holds every value row its rows may read (MSBs; and LSBs for the rows
+    # that refetch), so the core may sweep a row unpruned (the command's ``dense_ok`` bit, the fallback)
+    command_dense_ok: np.ndarray = field(repr=False, compare=False, default=None)
 
     @property
     def dram_bytes(self) -> int:
@@ -242,6 +245,7 @@ class _LayerAccumulator:
         self.row_topk = []
         self.row_windows = []
         self.command_rows, self.dense_command_rows = [], []
+        self.command_dense_ok = []
 
     def add(self, **kw):
         for k, v in kw.items():
@@ -345,6 +349,9 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                 a.lsb_rows += int(lsb_rows.sum())
                 a.row_keys.append(n_keys)
                 a.command_rows.append(q_rows.size)
+                fetched, visible = v_mask.any(axis=0), vis.any(axis=0)
+                a.command_dense_ok.append(bool(np.all(fetched >= visible)) and bool(
+                    np.all(v_mask[lsb_rows].any(axis=0) >= vis[lsb_rows].any(axis=0))))
                 a.row_values.append(n_v)
                 a.row_lsb.append(lsb_rows.astype(np.int8))
                 if topk_cycles is not None and config.value_prune > 0:
@@ -374,6 +381,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
             row_keys=cat(a.row_keys, np.int32), row_values=cat(a.row_values, np.int32),
             row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32),
             row_topk_cycles=cat(a.row_topk, np.int64), row_pv_windows=cat(a.row_windows, np.int64),
-            command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64)))
+            command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64),
+            command_dense_ok=np.asarray(a.command_dense_ok, bool)))
     return SpattenAlgoResult(config, head_dim, tuple(out), tuple(float(x) for x in tok_sched),
                              tuple(float(x) for x in head_sched))

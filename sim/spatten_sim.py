@@ -169,7 +169,8 @@ def command_rows(per_row: list, commands) -> list[list]:
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
                  commands: np.ndarray, pq: bool = False,
                  loads: tuple[list[int], list[int]] | None = None,
-                 windows: np.ndarray | None = None, over_kept: list | None = None) -> tuple[int, dict[str, int]]:
+                 windows: np.ndarray | None = None, over_kept: list | None = None,
+                 dense_ok: np.ndarray | None = None, fell: list | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
@@ -190,30 +191,38 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     is verified against on Verilator); the first key load is added in front. None: the K/V are on chip.
     ``windows``: each pruned row's PxV windows over its kept tokens (-1 or None: the PxV stage sweeps
     every group of the row, e.g. with estimated top-k cycles). ``over_kept``: a list that receives, per
-    row in row order, whether the stream swept it over its kept tokens only."""
+    row in row order, whether the stream swept it over its kept tokens only. ``dense_ok``: per command (as
+    ``commands``), its value load holds every value row (the core's ``dense_ok`` bit: a pruned row whose
+    top-k is late is swept unpruned, the spec's ``units.topk.fallback``); None: no command. ``fell``: a
+    list that receives, per row in row order, whether the fallback swept it unpruned."""
     from .spatten_model import SplitLoads, command_stream_cycles, query_cycles
 
     cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
     win = np.full(keys.shape, -1, dtype=np.int64) if windows is None or not len(windows) else windows
     per_row = []
-    for n, l, t, w in zip(keys.tolist(), lsb.tolist(), tk.tolist(), win.tolist()):
-        key = (n, bool(l), t, w)
+    ok = (np.zeros(keys.shape, dtype=bool) if dense_ok is None
+          else np.repeat(np.asarray(dense_ok, dtype=bool), np.asarray(commands, dtype=np.int64)))
+    for n, l, t, w, o in zip(keys.tolist(), lsb.tolist(), tk.tolist(), win.tolist(), ok.tolist()):
+        key = (n, bool(l), t, w, o)
         c = cache.get(key)
         if c is None:
             c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t, pq_enable=pq,
-                                          pv_windows=None if (t < 0 or w < 0) else w)
+                                          pv_windows=None if (t < 0 or w < 0) else w, dense_ok=o)
         per_row.append(c)
     stream = command_rows(per_row, commands)
     stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row), "pv": 0}
     if not stream:
         return 0, stages
     kept: list = []             # per row: its PxV visited the kept tokens only (PxV over kept tokens)
+    fell_rows: list = []        # per row: the fallback swept it unpruned
     fetcher = None if loads is None else SplitLoads(*loads)
-    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=kept)[-1]
+    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=kept, fell=fell_rows)[-1]
     stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, kept))
     if over_kept is not None:
         over_kept.extend(kept)
+    if fell is not None:
+        fell.extend(fell_rows)
     return done + (0 if loads is None else loads[0][0]), stages
 
 
@@ -350,12 +359,15 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
             "query.read": s.query_bytes, "output.write": s.output_write_bytes}
     dram_bytes = sum(dram.values())
     windows = s.row_pv_windows if topk is not None and topk_mode == "exact" else None
-    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq, windows=windows)
+    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq, windows=windows,
+                                   dense_ok=s.command_dense_ok)
     compute = float(compute)
     dense_keys = s.dense_row_keys
     # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
+    fell: list = []
     cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
-                                loads=layer_loads(spec, s), windows=windows)[0])
+                                loads=layer_loads(spec, s), windows=windows, dense_ok=s.command_dense_ok,
+                                fell=fell)[0])
     dense_key_bytes = s.dense_key_bytes + s.dense_query_bytes
     dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
                                       loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,
@@ -376,6 +388,9 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
     extra = {
         "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
         "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
+        # pruned rows the core swept unpruned because their local-V top-k was late (the fallback; their
+        # PxV MACs are those of all their keys, not counted in ``macs``)
+        "fallback_rows": int(sum(fell)),
         "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
         # each stage's busy cycles over the layer's rows (stages overlap, so they do not add up)
         "front_stage_cycles": stages["front"], "topk_stage_cycles": stages["topk"],

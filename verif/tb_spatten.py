@@ -158,7 +158,8 @@ async def spatten_core_command(dut):
     qdrv = StreamDriver(dut, "query", dut.clk, cycle=counter)
     cmd = StreamDriver(dut, "cmd", dut.clk, cycle=counter)
     words = [_pack([(len(c["keys"]), cb), (len(c["queries"]), 16), (c["keep_k"], cb), (c["shift"], sb),
-                    (c["pq_enable"], 1), (c["threshold"], 16), (c["bank"], 1), (c["seed"], 16)]) for c in commands]
+                    (c["pq_enable"], 1), (c["threshold"], 16), (c["bank"], 1), (c["seed"], 16),
+                    (c.get("dense_ok", 0), 1)]) for c in commands]
     queries = [q for c in commands for q in c["queries"]]
     cocotb.start_soon(qdrv.send([pack_lanes(q, b) for q in queries]))
     if not row_cycles:

@@ -357,3 +357,22 @@ def test_core_without_the_topk_feed():
     fed = verify_core(SMALL, [48, 9, 30], [4, 5, 3], 36, [7, 4, 10], commands=3, dram_row_cycles=1,
                       pq_enable=[True, False, False], shift=[19, 14, 16])
     assert fed["rtl_done_cycles"][-1] < r["rtl_done_cycles"][-1], (fed, r)
+
+
+@pytest.mark.verilator
+def test_core_fallback_sweeps_a_late_row_unpruned():
+    """The fallback (spec ``units.topk.fallback``, default true; commands with ``dense_ok``): the PxV stage
+    takes a pruned row no later than it would take it unpruned (``max(decision + 2, take + 1)``, its
+    values in, the stage free) and, when its top-k engine is not done by then, sweeps it unpruned and
+    resets the engine. Three commands from DRAM at r = 1 (the feed case's streams): the first and third
+    with ``dense_ok``, all 7 of their rows fall back (two of them LSB passes), the second (no ``dense_ok``)
+    waits for its top-k; outputs bit-exact (the fallen rows' without local-V), every
+    output row and done cycle-exact, and no done later than the same stream without local-V."""
+    r = _exact_stream(1, [48, 9, 30], [4, 5, 3], [7, 4, 10],
+                      {"seed": 36, "pq_enable": [True, False, False], "shift": [19, 14, 16],
+                       "dense_ok": [True, False, True]})
+    assert r["out_cycles"] == r["model_out_cycles"], r
+    assert r["fell"] == [True] * 4 + [False] * 5 + [True] * 3, r["fell"]
+    assert r["need_lsb"][:4] == [True, False, True, False]
+    assert all(a <= b for a, b in zip(r["rtl_done_cycles"], r["unpruned_done_cycles"])), r
+    assert r["rtl_done_cycles"] == [221, 267, 314] and r["unpruned_done_cycles"] == [221, 271, 316]
