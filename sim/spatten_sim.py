@@ -373,11 +373,15 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
                                       loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,
                                                          s.dense_dram_bytes - dense_key_bytes, bpc))[0])
     key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
-    value_reads = int(s.row_values.sum())
+    # a row the fallback swept unpruned multiplies and reads every one of its keys' values
+    unpruned = (int(((s.row_keys - s.row_values) * np.asarray(fell, dtype=bool)).sum())
+                if len(fell) == len(s.row_keys) else 0)
+    av_macs, macs = s.av_macs + unpruned * d, s.macs + unpruned * d
+    value_reads = int(s.row_values.sum()) + unpruned
     bits = spec.qk.bits
     key_fill = math.ceil((s.key_msb_bytes + s.key_lsb_bytes) * 8 / (d * bits))
     value_fill = math.ceil((s.value_msb_bytes + s.value_lsb_bytes) * 8 / (d * bits))
-    energy = _energy(energy_model, spec, d, s.qk_macs, s.av_macs, key_reads, value_reads,
+    energy = _energy(energy_model, spec, d, s.qk_macs, av_macs, key_reads, value_reads,
                      int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum()),
                      dram_bytes - s.output_write_bytes, s.output_write_bytes, key_fill, value_fill)
     dense_energy = _energy(energy_model, spec, d, s.dense_qk_macs, s.dense_av_macs, int(dense_keys.sum()),
@@ -389,7 +393,7 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
         "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
         "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
         # pruned rows the core swept unpruned because their local-V top-k was late (the fallback; their
-        # PxV MACs are those of all their keys, not counted in ``macs``)
+        # PxV MACs and value reads are those of all their keys, counted in ``macs`` and the energy)
         "fallback_rows": int(sum(fell)),
         "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
         # each stage's busy cycles over the layer's rows (stages overlap, so they do not add up)
@@ -402,15 +406,15 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
         # outputs: the same dense traffic at 32 bits per element instead of the engine's qk.bits
         "dense_fp32_dram_bytes": s.dense_dram_bytes * 32 / spec.qk.bits,
         "dram_reduction_vs_fp32": s.dense_dram_bytes * 32 / spec.qk.bits / dram_bytes,
-        "compute_reduction": s.dense_macs / s.macs if s.macs else float("inf"),
+        "compute_reduction": s.dense_macs / macs if macs else float("inf"),
         "compute_model": COMPUTE_MODEL, "topk_cycles": topk_mode,
     }
     return LayerResult(
-        name=f"layer{s.layer}.attention", kind="attention", macs=s.macs, cycles=cycles,
-        time_ns=cycles * (1e3 / spec.clock_mhz), utilisation=s.macs / (peak * cycles) if cycles else 0.0,
+        name=f"layer{s.layer}.attention", kind="attention", macs=macs, cycles=cycles,
+        time_ns=cycles * (1e3 / spec.clock_mhz), utilisation=macs / (peak * cycles) if cycles else 0.0,
         dram_bytes=dram, sram_accesses={"key_sram.read": key_reads, "value_sram.read": value_reads,
                                         "key_sram.write": key_fill, "value_sram.write": value_fill},
-        energy_pj=energy, roofline_cycles=roofline_cycles(s.macs, dram_bytes, peak, bpc), extra=extra)
+        energy_pj=energy, roofline_cycles=roofline_cycles(macs, dram_bytes, peak, bpc), extra=extra)
 
 
 def spatten_area_mm2(spec, energy_model: EnergyModel | None = None) -> dict[str, float]:
