@@ -157,7 +157,9 @@ class LayerAttentionStats:
     command_rows: np.ndarray = field(repr=False, compare=False, default=None)
     dense_command_rows: np.ndarray = field(repr=False, compare=False, default=None)
     # per command: its value load holds every value row its rows may read (MSBs; and LSBs for the rows
-    # that refetch), so the core may sweep a row unpruned (the command's ``dense_ok`` bit, the fallback)
+    # that refetch), so the core may sweep a row unpruned (the command's ``dense_ok`` bit, the fallback):
+    # every command of more than one query (it loads them all), and a one-query command whose kept rows
+    # are all its keys
     command_dense_ok: np.ndarray = field(repr=False, compare=False, default=None)
 
     @property
@@ -337,7 +339,14 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                 else:
                     v_mask = vis
                 lsb_rows = (p.max(axis=1) < config.threshold) if use_pq else np.zeros(q_rows.size, bool)
-                v_fetched = int(v_mask.any(axis=0).sum())
+                # the value rows the command loads: its rows' kept ones (their union); a command of more than
+                # one query loads every visible one (our choice: the union is most of them already), so the
+                # core may sweep a row whose top-k is late unpruned (its dense_ok bit, the fallback); a
+                # one-query command (decode) loads its kept rows only, local-V's DRAM saving
+                dense_ok = q_rows.size > 1 or (bool(np.all(v_mask.any(axis=0) >= vis.any(axis=0))) and bool(
+                    np.all(v_mask[lsb_rows].any(axis=0) >= vis[lsb_rows].any(axis=0))))
+                v_load = vis if dense_ok else v_mask
+                v_fetched = int(v_load.any(axis=0).sum())
                 a.add(key_msb_bytes=_nbytes(kept.size * d, msb if use_pq else full),
                       value_msb_bytes=_nbytes(v_fetched * d, msb if use_pq else full),
                       query_bytes=_nbytes(q_rows.size * d, full), output_write_bytes=_nbytes(q_rows.size * d, full),
@@ -345,13 +354,11 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                       rows=q_rows.size)
                 if lsb_rows.any():
                     a.add(key_lsb_bytes=_nbytes(kept.size * d, lsb),
-                          value_lsb_bytes=_nbytes(int(v_mask[lsb_rows].any(axis=0).sum()) * d, lsb))
+                          value_lsb_bytes=_nbytes(int(v_load[lsb_rows].any(axis=0).sum()) * d, lsb))
                 a.lsb_rows += int(lsb_rows.sum())
                 a.row_keys.append(n_keys)
                 a.command_rows.append(q_rows.size)
-                fetched, visible = v_mask.any(axis=0), vis.any(axis=0)
-                a.command_dense_ok.append(bool(np.all(fetched >= visible)) and bool(
-                    np.all(v_mask[lsb_rows].any(axis=0) >= vis[lsb_rows].any(axis=0))))
+                a.command_dense_ok.append(dense_ok)
                 a.row_values.append(n_v)
                 a.row_lsb.append(lsb_rows.astype(np.int8))
                 if topk_cycles is not None and config.value_prune > 0:
