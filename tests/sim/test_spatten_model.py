@@ -318,7 +318,8 @@ def test_layer_loads_are_the_layers_split_loads():
     for s, r in zip(algo.layers, res):
         kept: list = []
         cycles, stages = _core_cycles(SMALL, s.row_keys, s.row_lsb, s.row_topk_cycles, s.command_rows,
-                                      loads=layer_loads(SMALL, s), windows=s.row_pv_windows, over_kept=kept)
+                                      loads=layer_loads(SMALL, s), windows=s.row_pv_windows, over_kept=kept,
+                                      dense_ok=s.command_dense_ok)
         assert cycles == r.cycles and len(kept) == s.rows
         rows = [query_cycles(SMALL, n, topk_cycles=None if t < 0 else t, pv_windows=None if t < 0 else w)
                 for n, t, w in zip(s.row_keys.tolist(), s.row_topk_cycles.tolist(), s.row_pv_windows.tolist())]
