@@ -310,7 +310,7 @@ def _pv_kept() -> None:
         current["keys"], current["values"] = s.row_keys, s.row_values
         return layer_result(spec, s, *args, **kwargs)
 
-    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None):
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None, **_fallback):
         if topk is None or keys is not current.get("keys"):
             return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
@@ -353,7 +353,7 @@ def _pv_rule(rule: str) -> None:
             return c + (sm.pv_windows(sm.topk_keep_mask(fx, k), spec.lanes, rule) << _WSHIFT)
         return both
 
-    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None):
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None, **_fallback):
         if topk is None:
             return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
