@@ -3,7 +3,7 @@
 Parameters (ARCHGEN_TB_PARAMS, all integers or lists of integers): field widths of the core's stream
 payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shift_bits``) and
 ``commands``: a list of {``keys``, ``values`` (n x D), ``queries`` (q x D), ``shift``, ``keep_k``,
-``pq_enable``, ``threshold``, ``bank``, ``seed``}, at most one per K/V bank. The testbench plays the DRAM
+``pq_enable``, ``threshold``, ``bank``, ``seed``, optional ``dense_ok`` (0)}, at most one per K/V bank. The testbench plays the DRAM
 side: it writes every command's K and V into its bank, then offers the commands back to back (each as
 soon as the core accepts it) and all their queries in order, and takes every output at once.
 
