@@ -81,10 +81,13 @@ SPATTEN_SCHEMA: dict = {
                           "feed": {"type": "boolean", "description": "the local-V top-k engine takes a pruned row "
                                    "that cannot need its LSBs while the exponential sweep writes it (default "
                                    "true; docs/spatten.md, 'Top-k feed')"},
-                          "fallback": {"type": "boolean", "description": "a pruned row whose local-V top-k is "
-                                       "not done when the PxV stage could take it unpruned is swept unpruned "
-                                       "(commands with dense_ok: all their values loaded), so local-V never delays "
-                                       "a row (default true; docs/spatten.md, 'Fallback')"}},
+                          "fallback": {"enum": ["tail", "all", "none"], "description": "which commands may have "
+                                       "a pruned row whose local-V top-k is not done when the PxV stage could take it "
+                                       "unpruned swept unpruned (those commands get dense_ok and load all their "
+                                       "values): tail = each layer's last command, where nothing hides the top-k "
+                                       "(default); all = every command of several queries (local-V never delays a "
+                                       "row, but on softmax-bound streams nearly every row falls back); none = rows "
+                                       "wait for their top-k (docs/spatten.md, 'Fallback')"}},
                          required=["parallelism", "fifo_depth"]),
             "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
             "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
@@ -133,7 +136,7 @@ class TopKUnit:
     parallelism: int
     fifo_depth: int
     feed: bool = True       # the top-k feed (H98): engines take rows while the exponential sweep writes them
-    fallback: bool = True   # a late top-k's row swept unpruned (H103): local-V never delays a row
+    fallback: str = "tail"  # which commands' late top-k rows are swept unpruned (H103, H107): tail | all | none
 
 
 @dataclass(frozen=True)

@@ -686,7 +686,7 @@ class SpattenCore(wiring.Component):
             # done when the PxV stage could take it unpruned (from max(decision + 2, take + 1): fb_ok) is
             # taken unpruned, and the engine is reset in that cycle (idle from the next)
             late = (e.fb_ok & e.recip_ok & e.pruned_t & e.c_t.dense_ok & (st_t != _T.IDLE) & ~e.ready
-                    if self.spec.topk.fallback else Const(0))
+                    if self.spec.topk.fallback != "none" else Const(0))
             m.d.comb += [e.late.eq(late), s.tk_abort[j].eq(take_p & (s.pe == j) & ~e.ready)]
             m.d.comb += [e.ready.eq(((st_t == _T.FULL) | ((st_t == _T.TK_WAIT) & tk.done)) & e.recip_ok),
                          e.thr_now.eq(Mux(st_t == _T.FULL, e.thr_t, tk.sel_kth)),

@@ -744,7 +744,7 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
     return QueryCycles(qk_cycles(spec, n_keys), g + lat.exp_pipe, lat.recip, lat.pq_decide,
                        2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
                        lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes, spec.topk.feed,
-                       bool(dense_ok and spec.topk.fallback and topk_cycles is not None))
+                       bool(dense_ok and spec.topk.fallback != "none" and topk_cycles is not None))
 
 
 @dataclass(frozen=True)

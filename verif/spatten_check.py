@@ -123,7 +123,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
         cmd_seed = (seed + ci) & 0xFFFF
         run = core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_on,
                           thr_fx=thr, seed=cmd_seed)
-        fb = dense[ci] and spec.topk.fallback
+        fb = dense[ci] and spec.topk.fallback != "none"
         runs.append(dataclasses.replace(run, queries=tuple(dataclasses.replace(qc, fallback=fb and bool(qc.topk))
                                                            for qc in run.queries)))
         cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,

@@ -492,7 +492,7 @@ def test_fallback_takes_a_late_row_when_it_would_take_it_unpruned():
     """A query alone with a top-k far slower than its division: unpruned, the PxV stage takes it two cycles
     after its decision (the hold slot, the engine's cycle); with the fallback it takes the pruned row then,
     unpruned (``fell``), and the command is done in the same cycle as without local-V. A row whose engine
-    is done by then stays pruned; without ``dense_ok`` (or with the spec's ``units.topk.fallback`` false) the
+    is done by then stays pruned; without ``dense_ok`` (or with the spec's ``units.topk.fallback`` none) the
     row waits for its top-k."""
     import yaml
 
@@ -510,6 +510,6 @@ def test_fallback_takes_a_late_row_when_it_would_take_it_unpruned():
     assert waits > command_stream_cycles([[plain]])[0]
     assert query_cycles(SMALL, n, topk_cycles=200, pv_windows=3).fallback is False      # no dense_ok
     raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
-    raw["units"]["topk"]["fallback"] = False
+    raw["units"]["topk"]["fallback"] = "none"
     off = load_spatten_spec(raw)
     assert query_cycles(off, n, topk_cycles=200, pv_windows=3, dense_ok=True).fallback is False

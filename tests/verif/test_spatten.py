@@ -378,7 +378,7 @@ _FALLBACK = [
 @pytest.mark.verilator
 @pytest.mark.parametrize("row_cycles, n_keys, n_queries, keep, extra, fell, done, unpruned", _FALLBACK)
 def test_core_fallback_sweeps_a_late_row_unpruned(row_cycles, n_keys, n_queries, keep, extra, fell, done, unpruned):
-    """The fallback (spec ``units.topk.fallback``, default true; commands with ``dense_ok``): the PxV stage
+    """The fallback (spec ``units.topk.fallback``, default tail; commands with ``dense_ok``): the PxV stage
     takes a pruned row no later than it would take it unpruned (``max(decision + 2, take + 1)``, its
     values in, the stage free) and, when its top-k engine is not done by then, sweeps it unpruned and
     resets the engine. Outputs bit-exact (the fallen rows' without local-V), every output row and done
