@@ -80,7 +80,14 @@ SPATTEN_SCHEMA: dict = {
             "topk": _obj({"parallelism": _POS, "fifo_depth": {"type": "integer", "minimum": 2, "maximum": 1 << 20},
                           "feed": {"type": "boolean", "description": "the local-V top-k engine takes a pruned row "
                                    "that cannot need its LSBs while the exponential sweep writes it (default "
-                                   "true; docs/spatten.md, 'Top-k feed')"}},
+                                   "true; docs/spatten.md, 'Top-k feed')"},
+                          "fallback": {"enum": ["tail", "all", "none"], "description": "which commands may have "
+                                       "a pruned row whose local-V top-k is not done when the PxV stage could take it "
+                                       "unpruned swept unpruned (those commands get dense_ok and load all their "
+                                       "values): tail = each layer's last command, where nothing hides the top-k "
+                                       "(default); all = every command of several queries (local-V never delays a "
+                                       "row, but on softmax-bound streams nearly every row falls back); none = rows "
+                                       "wait for their top-k (docs/spatten.md, 'Fallback')"}},
                          required=["parallelism", "fifo_depth"]),
             "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
             "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
@@ -129,6 +136,7 @@ class TopKUnit:
     parallelism: int
     fifo_depth: int
     feed: bool = True       # the top-k feed (H98): engines take rows while the exponential sweep writes them
+    fallback: str = "tail"  # which commands' late top-k rows are swept unpruned (H103, H107): tail | all | none
 
 
 @dataclass(frozen=True)

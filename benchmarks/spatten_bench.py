@@ -135,7 +135,7 @@ def _why(spec, traces) -> None:
                            ("token+head+PQ", TOKEN_HEAD_PQ), ("token+head+PQ + V", TOKEN_HEAD_PQ_V)):
             pruned = cfg.value_prune > 0
             algo = run_spatten_algo(tr, cfg, head_dim=hd, topk_cycles=_exact_topk_fn(spec) if pruned else None,
-                                    pv_windows=_windows_fn(spec) if pruned else None)
+                                    pv_windows=_windows_fn(spec) if pruned else None, fallback=spec.topk.fallback)
             pq = cfg.progressive and cfg.lsb_bits > 0
             bound, paces, cache = dict.fromkeys(names, 0), [], {}
             for s in algo.layers:
@@ -145,7 +145,8 @@ def _why(spec, traces) -> None:
                 # as simulate_spatten runs it) swept it so, else over every group
                 kept: list = []
                 _core_cycles(spec, s.row_keys, s.row_lsb, tk if pruned else None, s.command_rows, pq=pq,
-                             loads=layer_loads(spec, s), windows=win if pruned else None, over_kept=kept)
+                             loads=layer_loads(spec, s), windows=win if pruned else None, over_kept=kept,
+                             dense_ok=s.command_dense_ok)
                 for n, lsb, t, w, k in zip(s.row_keys.tolist(), s.row_lsb.tolist(), tk.tolist(), win.tolist(), kept):
                     key = (n, bool(lsb), t, w, k)
                     if key not in cache:

@@ -8,6 +8,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
     python benchmarks/spatten_figure3_projections.py built gpt2                 # the built core's ratios, 6 places
     python benchmarks/spatten_figure3_projections.py no-feed gpt2               # the core before the feed (H98)
+    python benchmarks/spatten_figure3_projections.py no-fallback bert-base      # the core before the fallback (H103)
     python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep (H93)
     python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
     python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
@@ -309,7 +310,7 @@ def _pv_kept() -> None:
         current["keys"], current["values"] = s.row_keys, s.row_values
         return layer_result(spec, s, *args, **kwargs)
 
-    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None):
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None, **_fallback):
         if topk is None or keys is not current.get("keys"):
             return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
@@ -352,7 +353,7 @@ def _pv_rule(rule: str) -> None:
             return c + (sm.pv_windows(sm.topk_keep_mask(fx, k), spec.lanes, rule) << _WSHIFT)
         return both
 
-    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None):
+    def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None, **_fallback):
         if topk is None:
             return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
@@ -413,6 +414,11 @@ class _NoFeedStream(sm._Stream):
         super().__init__(overlap_sweeps, feed=False)
 
 
+def _no_fallback() -> None:
+    """no-fallback: the core before the built fallback (H103): a pruned row always waits for its top-k."""
+    sm._Stream._fallback_take = lambda self, *args: None
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -436,6 +442,8 @@ def main() -> None:
             sm._Stream = _FedStream
         elif part == "no-feed":
             sm._Stream = _NoFeedStream
+        elif part == "no-fallback":
+            _no_fallback()
         elif part == "built":
             pass
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
@@ -447,7 +455,7 @@ def main() -> None:
         elif part in ("qk-preempt", "qk-preempt-issuing"):
             _qk_preempt(part.endswith("issuing"))
         else:
-            raise SystemExit("variant must be built, no-feed, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
+            raise SystemExit("variant must be built, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
                              "topk-feed-spec, "
                              "reorder-RULE, qk-preempt[-issuing] or refetch-waits "
                              f"(joined by +), not {part!r}")

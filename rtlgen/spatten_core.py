@@ -46,6 +46,7 @@ every group) (docs/spatten.md, "Cycle contract"); archgen.sim.spatten_model repr
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import ResetInserter
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,7 +106,7 @@ def core_cmd_layout(spec: SpattenSpec) -> data.StructLayout:
     return data.StructLayout({
         "n_keys": unsigned(nb), "n_queries": unsigned(16), "keep_k": unsigned(nb),
         "shift": unsigned(spatten_formats(spec).shift_bits), "pq_enable": unsigned(1),
-        "threshold": unsigned(16), "bank": unsigned(1), "seed": unsigned(16)})
+        "threshold": unsigned(16), "bank": unsigned(1), "seed": unsigned(16), "dense_ok": unsigned(1)})
 
 
 class _A(enum.Enum, shape=2):
@@ -466,7 +467,7 @@ class SpattenCore(wiring.Component):
         # rows go to the top-k engines in turn (engine te takes the next row) and leave them in turn
         # (the PxV stage takes the next row from engine pe)
         m.d.comb += [b_free.eq((st_b == _B.IDLE) | ((st_b == _B.OUT) & self.out.ready)),
-                     take_p.eq(pick(s.pe, [e.ready for e in s.eng]) & b_free
+                     take_p.eq(pick(s.pe, [e.ready | e.late for e in s.eng]) & b_free
                                & s.v_in.bit_select(pick(s.pe, [e.c_t.bank for e in s.eng]), 1)),
                      t_free.eq(pick(s.te, [(e.st_t == _T.IDLE) | (take_p & (s.pe == j)) for j, e in enumerate(s.eng)])),
                      take.eq(offer & t_free)]
@@ -632,6 +633,9 @@ class SpattenCore(wiring.Component):
         m.d.comb += offer.eq(s.hold_valid | early_ok | s.from_sweep)
         early_now = Signal()
         m.d.comb += [early_now.eq(take & ~s.hold_valid & ~s.from_sweep), s.feed_now.eq(take & s.from_sweep)]
+        for e in s.eng:     # the fallback: an engine's row may be taken unpruned from max(decision + 2, take + 1)
+            with m.If(e.recip_ok):
+                m.d.sync += e.fb_ok.eq(1)
         with m.If(take):
             m.d.sync += [s.hold_valid.eq(0), s.te.eq(_next_of(s.te, _NE))]
             for j, e in enumerate(s.eng):
@@ -641,7 +645,7 @@ class SpattenCore(wiring.Component):
                                  e.c_t.eq(s.c_src),
                                  e.last_t.eq(Mux(s.hold_valid, s.last_h,
                                                  Mux(s.from_sweep, pick(s.eb, s.last_q), s.last_d))),
-                                 e.recip_t.eq(s.recip_h), e.recip_ok.eq(s.hold_valid)]
+                                 e.recip_t.eq(s.recip_h), e.recip_ok.eq(s.hold_valid), e.fb_ok.eq(s.hold_valid)]
             with m.If(early_now):
                 m.d.sync += [s.early_d.eq(1), s.eng_d.eq(s.te)]
         with m.If(pq.decision):
@@ -659,10 +663,11 @@ class SpattenCore(wiring.Component):
             def of_pe(name):
                 return pick(s.pe, [getattr(e, name) for e in eng])
             m.d.sync += [s.bank_b.eq(of_pe("bank_t")), s.need_lsb_b.eq(of_pe("need_lsb_t")), s.c_b.eq(of_pe("c_t")),
-                         s.last_b.eq(of_pe("last_t")), s.recip_b.eq(of_pe("recip_t")), s.pruned.eq(of_pe("pruned_t")),
+                         s.last_b.eq(of_pe("last_t")), s.recip_b.eq(of_pe("recip_t")),
+                         s.pruned.eq(of_pe("pruned_t") & of_pe("ready")),
                          s.thr_b.eq(of_pe("thr_now")), s.eq_left_b.eq(of_pe("eqk_now")), s.st_b.eq(_B.PV),
                          s.g_b.eq(0), s.pe.eq(_next_of(s.pe, _NE)),
-                         s.compact.eq(of_pe("pruned_t") & of_pe("mask_ok")),
+                         s.compact.eq(of_pe("pruned_t") & of_pe("ready") & of_pe("mask_ok")),
                          s.pv_mask.eq(pick(s.pe, [Cat(*e.mask)[:s.N] for e in eng])),
                          s.g_i.eq(0), s.imp_on.eq(1), s.pv_seen.eq(0)]
         with m.If((s.st_b == _B.OUT) & self.out.ready):
@@ -677,6 +682,12 @@ class SpattenCore(wiring.Component):
         for j, e in enumerate(s.eng):
             tk, st_t = e.tk, e.st_t
             check_built("the core's top-k stage", [], topk_handoff_stages())   # done -> PxV take, no register
+            # the fallback (spec units.topk.fallback, commands with dense_ok): a pruned row whose engine is not
+            # done when the PxV stage could take it unpruned (from max(decision + 2, take + 1): fb_ok) is
+            # taken unpruned, and the engine is reset in that cycle (idle from the next)
+            late = (e.fb_ok & e.recip_ok & e.pruned_t & e.c_t.dense_ok & (st_t != _T.IDLE) & ~e.ready
+                    if self.spec.topk.fallback != "none" else Const(0))
+            m.d.comb += [e.late.eq(late), s.tk_abort[j].eq(take_p & (s.pe == j) & ~e.ready)]
             m.d.comb += [e.ready.eq(((st_t == _T.FULL) | ((st_t == _T.TK_WAIT) & tk.done)) & e.recip_ok),
                          e.thr_now.eq(Mux(st_t == _T.FULL, e.thr_t, tk.sel_kth)),
                          e.eqk_now.eq(Mux(st_t == _T.FULL, e.eqk_t, tk.sel_eq))]
@@ -700,12 +711,14 @@ class SpattenCore(wiring.Component):
                 with m.Case(_T.FULL):
                     with m.If(taken):
                         m.d.sync += st_t.eq(_T.IDLE)
+            with m.If(s.tk_abort[j]):
+                m.d.sync += st_t.eq(_T.IDLE)
             # after the Switch: a take in the cycle the PxV stage takes the engine's row restarts it; a
-            # pruned row's command is offered in the take cycle
+            # pruned row's command is offered in the take cycle (the next, when the engine is being reset)
             with m.If(take & (s.te == j)):
                 with m.If(s.c_src.keep_k < s.c_src.n_keys):
-                    m.d.comb += tk.cmd.valid.eq(1)
-                    m.d.sync += [st_t.eq(Mux(tk.cmd.ready, _T.TK_FEED, _T.TK_CMD)), e.tk_ptr.eq(0),
+                    m.d.comb += tk.cmd.valid.eq(~s.tk_abort[j])
+                    m.d.sync += [st_t.eq(Mux(tk.cmd.ready & ~s.tk_abort[j], _T.TK_FEED, _T.TK_CMD)), e.tk_ptr.eq(0),
                                  e.pruned_t.eq(1)]
                 with m.Else():
                     m.d.sync += [st_t.eq(_T.FULL), e.pruned_t.eq(0)]
@@ -762,10 +775,11 @@ class _CoreWork:
         m.submodules.pq = pq = PQDecision(spec, external_max=True)
         # the local-V top-k ranks the exponentials: the same order as the probabilities (recip > 0),
         # without the rounding of the division
-        tks = []
+        # (the fallback resets an engine whose row the PxV stage takes unpruned: tk_abort)
+        tks, self.tk_abort = [], [Signal(name=f"tk_abort{e}") for e in range(_NE)]
         for e in range(_NE):
             tks.append(TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False))
-            m.submodules[f"topk{e}"] = tks[-1]
+            m.submodules[f"topk{e}"] = ResetInserter({"sync": self.tk_abort[e]})(tks[-1])
 
         # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L. The value
         # buffer's lanes are L banks with their own addresses (token t in bank t mod L, row t div L: the
@@ -962,6 +976,8 @@ class _Engine:
         self.take_now = Signal(name=f"tk_take{j}")      # the engine takes the offered row in this cycle
         self.recip_ok = Signal(name=f"recip_ok{j}")     # the engine's row has its reciprocal (decided)
         self.ready = Signal(name=f"tk_ready{j}")          # the PxV stage may take the engine's row
+        self.fb_ok = Signal(name=f"fb_ok{j}")   # the row is decided and was taken a cycle ago or more
+        self.late = Signal(name=f"tk_late{j}")  # the PxV stage may take the row unpruned (the fallback)
         self.thr_now = Signal(signed(f.exp_bits + 2), name=f"thr_now{j}")   # the row's threshold, at its take
         self.eqk_now = Signal(spec.max_tokens.bit_length(), name=f"eqk_now{j}")
         # the keep-mask sweep after done (rows of P tokens): read pointer, the read in flight, tie

@@ -237,8 +237,11 @@ def spatten_summary(results: list[LayerResult], clock_mhz: float) -> str:
     dense_energy = sum(r.extra["dense_energy_pj"] for r in results)
     rows = sum(r.extra["rows"] for r in results)
     lsb = sum(r.extra["lsb_row_fraction"] * r.extra["rows"] for r in results) / rows if rows else 0.0
+    # rows whose local-V top-k was late, swept unpruned (the fallback, docs/spatten.md): shown when any
+    fell = sum(r.extra.get("fallback_rows", 0) for r in results)
+    fell_text = f" ({_fmt(fell)} rows swept unpruned, their local-V top-k late)" if fell else ""
     return (f"whole model: {_fmt(round(cycles))} cycles ({cycles * 1e3 / clock_mhz / 1e6:.4g} ms at {clock_mhz:g} MHz); "
             f"speedup {dense / cycles:.2f}x over the dense run of the same engine ({_fmt(round(dense))} cycles); "
-            f"LSB refetch on {100 * lsb:.1f}% of {_fmt(round(rows))} query rows; DRAM {_fmt(dram)} bytes: "
+            f"LSB refetch on {100 * lsb:.1f}% of {_fmt(round(rows))} query rows{fell_text}; DRAM {_fmt(dram)} bytes: "
             f"{dense_dram / dram:.2f}x less than dense, {fp32 / dram:.2f}x less than dense fp32 K/V "
             f"({_fmt(round(fp32))} bytes); energy {energy / 1e6:.4g} uJ, {dense_energy / energy:.2f}x less than dense")

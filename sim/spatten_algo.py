@@ -156,6 +156,10 @@ class LayerAttentionStats:
     # rows per core command (one head of one step), in row order; the same for the dense baseline
     command_rows: np.ndarray = field(repr=False, compare=False, default=None)
     dense_command_rows: np.ndarray = field(repr=False, compare=False, default=None)
+    # per command: its value load holds every value row its rows may read (MSBs; and LSBs for the rows
+    # that refetch), so the core may sweep a row unpruned (the command's ``dense_ok`` bit, the fallback;
+    # which commands: ``_dense_ok``, by the spec's ``units.topk.fallback``)
+    command_dense_ok: np.ndarray = field(repr=False, compare=False, default=None)
 
     @property
     def dram_bytes(self) -> int:
@@ -242,10 +246,31 @@ class _LayerAccumulator:
         self.row_topk = []
         self.row_windows = []
         self.command_rows, self.dense_command_rows = [], []
+        self.command_extra = []     # per command: the value bytes (MSB, LSB) a whole load adds to its kept rows'
 
     def add(self, **kw):
         for k, v in kw.items():
             self.c[k] = self.c.get(k, 0) + int(v)
+
+
+FALLBACK_MODES = ("tail", "all", "none")
+
+
+def _dense_ok(fallback: str, command_rows: list, extra: list) -> np.ndarray:
+    """Per command of a layer's stream (in order): whether it gets the core's ``dense_ok`` bit, so its value
+    load holds every visible value row and the core may sweep a pruned row whose local-V top-k is late
+    unpruned (the fallback, docs/spatten.md). ``tail``: the layer's last command with rows only, the one
+    nothing after it hides (mid-stream, waiting for a top-k costs no time, H93, so those rows stay pruned);
+    ``all``: every command of more than one query, and any whose kept rows are already all its values (no
+    extra bytes); ``none``: no command."""
+    ok = np.zeros(len(command_rows), dtype=bool)
+    if fallback == "all":
+        ok[:] = [n > 1 or e == (0, 0) for n, e in zip(command_rows, extra)]
+    elif fallback == "tail":
+        nonempty = np.flatnonzero(np.asarray(command_rows, dtype=np.int64) > 0)
+        if nonempty.size:
+            ok[nonempty[-1]] = True
+    return ok
 
 
 def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, start) -> np.ndarray:
@@ -259,14 +284,19 @@ def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, 
 
 def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
                      topk_cycles: Callable[[np.ndarray, int], int] | None = None,
-                     pv_windows: Callable[[np.ndarray, int], int] | None = None) -> SpattenAlgoResult:
+                     pv_windows: Callable[[np.ndarray, int], int] | None = None,
+                     fallback: str = "tail") -> SpattenAlgoResult:
     """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
 
     With local value pruning on and ``topk_cycles`` given, ``topk_cycles(probs, k)`` is called for every
     processed row with that row's renormalised probabilities over its visible kept keys and the number
     of V rows to keep; its results land in ``row_topk_cycles`` (a cycle model of the top-k engine).
     ``pv_windows(probs, k)`` likewise, into ``row_pv_windows`` (the PxV stage's windows over the kept rows).
+    ``fallback`` (the spec's ``units.topk.fallback``): which commands get the core's ``dense_ok`` bit and
+    load every visible value row (``_dense_ok``); the others load their rows' kept value rows only.
     """
+    if fallback not in FALLBACK_MODES:
+        raise SpecError([problem("units.topk.fallback", f"must be one of {', '.join(FALLBACK_MODES)}", fallback)])
     if not isinstance(head_dim, int) or head_dim < 1:
         raise SpecError([problem("head_dim", "must be a positive integer", head_dim)])
     h = trace.header
@@ -333,15 +363,21 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                 else:
                     v_mask = vis
                 lsb_rows = (p.max(axis=1) < config.threshold) if use_pq else np.zeros(q_rows.size, bool)
-                v_fetched = int(v_mask.any(axis=0).sum())
-                a.add(key_msb_bytes=_nbytes(kept.size * d, msb if use_pq else full),
-                      value_msb_bytes=_nbytes(v_fetched * d, msb if use_pq else full),
+                # the value rows the command loads: its rows' kept ones (their union), or, if the command gets the
+                # core's dense_ok bit (the fallback may sweep a row whose top-k is late unpruned), every visible
+                # one: which commands get it is decided per layer below (``fallback``), so the extra bytes wait
+                val_bits = msb if use_pq else full
+                whole = (_nbytes(int(vis.any(axis=0).sum()) * d, val_bits),
+                         _nbytes(int(vis[lsb_rows].any(axis=0).sum()) * d, lsb) if lsb_rows.any() else 0)
+                part = (_nbytes(int(v_mask.any(axis=0).sum()) * d, val_bits),
+                        _nbytes(int(v_mask[lsb_rows].any(axis=0).sum()) * d, lsb) if lsb_rows.any() else 0)
+                a.add(key_msb_bytes=_nbytes(kept.size * d, val_bits), value_msb_bytes=part[0], value_lsb_bytes=part[1],
                       query_bytes=_nbytes(q_rows.size * d, full), output_write_bytes=_nbytes(q_rows.size * d, full),
                       qk_macs=int(n_keys.sum() + n_keys[lsb_rows].sum()) * d, av_macs=int(n_v.sum()) * d,
                       rows=q_rows.size)
+                a.command_extra.append((whole[0] - part[0], whole[1] - part[1]))
                 if lsb_rows.any():
-                    a.add(key_lsb_bytes=_nbytes(kept.size * d, lsb),
-                          value_lsb_bytes=_nbytes(int(v_mask[lsb_rows].any(axis=0).sum()) * d, lsb))
+                    a.add(key_lsb_bytes=_nbytes(kept.size * d, lsb))
                 a.lsb_rows += int(lsb_rows.sum())
                 a.row_keys.append(n_keys)
                 a.command_rows.append(q_rows.size)
@@ -357,6 +393,10 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
 
     out = []
     for l, a in enumerate(acc):
+        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra)
+        for ok, (m, b) in zip(dense_ok.tolist(), a.command_extra):
+            if ok:
+                a.add(value_msb_bytes=m, value_lsb_bytes=b)
         c = a.c
         rows = c.get("rows", 0)
         cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
@@ -374,6 +414,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
             row_keys=cat(a.row_keys, np.int32), row_values=cat(a.row_values, np.int32),
             row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32),
             row_topk_cycles=cat(a.row_topk, np.int64), row_pv_windows=cat(a.row_windows, np.int64),
-            command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64)))
+            command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64),
+            command_dense_ok=dense_ok))
     return SpattenAlgoResult(config, head_dim, tuple(out), tuple(float(x) for x in tok_sched),
                              tuple(float(x) for x in head_sched))

@@ -13,6 +13,7 @@ Two halves, no hardware library imported:
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ __all__ = [
     "mask_lsbs", "qk_scores", "exp_fixed", "softmax_fixed", "SoftmaxTrace", "pq_need_lsb", "topk_keep_mask",
     "pv_accumulate", "PV_WINDOW_RULES", "pv_windows", "QueryResult", "core_reference", "threshold_fx",
     "softmax_cycles", "pass_cycles", "pv_cycles", "QueryCycles", "query_cycles", "CoreRun", "core_cycles",
-    "core_process", "overlapped_cycles", "command_stream_cycles", "dram_ready", "SplitLoads", "stage_pace",
+    "core_process", "fallen_back", "overlapped_cycles", "command_stream_cycles", "dram_ready", "SplitLoads", "stage_pace",
 ]
 
 
@@ -270,6 +271,9 @@ class QueryCycles:
     that finds the row's keep mask written (the engine's mask sweep, ``ceil(n / P) + 1``); a row taken
     earlier sweeps every group (``pv``). ``tk_ratio``: softmax beats per top-k input beat (P / L).
     ``feed``: the spec's ``units.topk.feed`` (the core has the top-k feed, ``_Stream._feed_take``).
+    ``fallback``: a pruned row whose top-k is not done when the PxV stage could take it unpruned is swept
+    unpruned instead (the spec's ``units.topk.fallback`` and the command's ``dense_ok``: its value load holds
+    every value row; ``_Stream._fallback_take``).
     """
 
     qk: int
@@ -286,6 +290,7 @@ class QueryCycles:
     mask: int = 0
     tk_ratio: int = 1
     feed: bool = True
+    fallback: bool = False
 
     @property
     def topk_beats(self) -> int:
@@ -386,6 +391,7 @@ class _Stream:
         # beat are valid): more than B - 1 cycles apart when beats wait for the sweep (gaps)
         self.fed: list[tuple[int, int, int] | None] = []
         self.outs: list[int] = []           # per resolved row: the cycle its output row is offered (and taken)
+        self.fell: list[bool] = []          # per resolved row: swept unpruned, its top-k late (the fallback)
 
     def accept(self, qc: QueryCycles, earliest: int) -> tuple:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
@@ -430,6 +436,18 @@ class _Stream:
         the engine is not free by the divider's take (then the early take at ``start + 1`` applies)."""
         t = max(self.sweep_go + 1, prev_start + 1, prev_hold_free, self.t_free[self.te])
         return t if t <= start else None
+
+    def _fallback_take(self, qc: QueryCycles, take: int, decision: int, values_at: int, take_p: int) -> int | None:
+        """The fallback (docs/spatten.md, "Cycle contract"): the PxV stage takes a pruned row (of a
+        command whose values are all on chip) no later than it would take it unpruned, ``max(decision + 2,
+        take + 1, b_free - 1, values_at)`` (an unpruned row is ready the cycle after its engine took it,
+        and its engine took it at ``max(decision + 1, t_free(e))``, no earlier than the pruned row's take);
+        if its engine is not done by then, the row is swept unpruned (every kept token, as without
+        local-V) and its engine is reset in that cycle. Returns that take cycle, or None (no fallback)."""
+        if not (qc.topk and qc.fallback):
+            return None
+        y = max(decision + 2, take + 1, self.b_free - 1, values_at)
+        return y if y < take_p else None
 
     def first_decision_of(self, job) -> int:
         """The cycle of the job's first PQ decision, were it resolved now (no state changes)."""
@@ -494,10 +512,15 @@ class _Stream:
         else:
             ready = take + 1
         take_p = max(ready, self.b_free - 1, decision + 1, values_at)
+        fell = self._fallback_take(qc, take, decision, values_at, take_p)
+        if fell is not None:
+            take_p = fell
+            self.eng_idle[self.te] = take_p + 1     # the engine is reset in the take cycle
+        self.fell.append(fell is not None)
         self.t_free[self.te] = take_p
         self.te = (self.te + 1) % TOPK_ENGINES
-        self.b_free = take_p + 1 + qc.pv_stage_at(ready, take_p)
-        self.over_kept.append(bool(qc.pv_kept) and take_p >= ready + qc.mask)
+        self.b_free = take_p + 1 + (qc.pv_stage if fell is not None else qc.pv_stage_at(ready, take_p))
+        self.over_kept.append(fell is None and bool(qc.pv_kept) and take_p >= ready + qc.mask)
         self.outs.append(self.b_free - 1)
         self.pb_free[self.wpb] = self.b_free
         self.wpb = (self.wpb + 1) % EXP_BUFFER_BANKS
@@ -572,7 +595,7 @@ class SplitLoads:
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
                           overlap_sweeps: bool = True, fetcher: SplitLoads | None = None,
                           over_kept: list | None = None, feed: bool = True, fed: list | None = None,
-                          outs: list | None = None) -> list[int]:
+                          outs: list | None = None, fell: list | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -611,6 +634,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     earliest), for comparisons. ``fed``: a list that receives, per row in order, None or, for a row
     the feed took, (take cycle, the cycles its first and its last input beat are valid). ``outs``: a
     list that receives, per row in order, the cycle its output row is offered (``out`` is always ready).
+    ``fell``: a list that receives, per row in order, whether the fallback swept it unpruned
+    (``_Stream._fallback_take``: its outputs are then those without local-V).
     """
     st = _Stream(overlap_sweeps, feed)
     dones: list[int | None] = [None] * len(commands)
@@ -666,6 +691,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
         fed.extend(st.fed)
     if outs is not None:
         outs.extend(st.outs)
+    if fell is not None:
+        fell.extend(st.fell)
     return dones  # type: ignore[return-value]
 
 
@@ -689,7 +716,7 @@ def overlapped_cycles(queries: Sequence[QueryCycles]) -> int:
 
 def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
                  topk_cycles: int | None = None, pq_enable: bool = False,
-                 pv_windows: int | None = None) -> QueryCycles:
+                 pv_windows: int | None = None, dense_ok: bool = False) -> QueryCycles:
     """Closed-form stage cycles of one query against ``n_keys`` cached keys.
 
     ``lsb_pass``: the PQ decision asked for the LSBs, so the QxK and softmax stages run twice.
@@ -699,6 +726,8 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
     :func:`archgen.sim.topk_model.simulate_topk` on the row's exponentials), or None when the row is not
     pruned (keep_k >= n_keys). ``pv_windows``: the pruned row's PxV windows over its kept tokens
     (:func:`pv_windows`, rule ``banked``; None: the PxV stage sweeps every group, e.g. without the keep mask).
+    ``dense_ok``: the command's value load holds every value row (its ``dense_ok`` bit): with the spec's
+    ``units.topk.fallback``, a pruned row whose top-k is late is swept unpruned (``QueryCycles.fallback``).
     Assumes the query stream offers the query at once and ``out`` is ready.
     """
     if not 1 <= n_keys <= spec.max_tokens:
@@ -714,7 +743,8 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
         mask = -(-n_keys // spec.topk.parallelism) + PV_MASK_TAIL
     return QueryCycles(qk_cycles(spec, n_keys), g + lat.exp_pipe, lat.recip, lat.pq_decide,
                        2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
-                       lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes, spec.topk.feed)
+                       lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes, spec.topk.feed,
+                       bool(dense_ok and spec.topk.fallback != "none" and topk_cycles is not None))
 
 
 @dataclass(frozen=True)
@@ -734,12 +764,24 @@ class CoreRun:
         return np.stack([r.out for r in self.results]) if self.results else np.zeros((0, 0), dtype=np.int64)
 
 
+def fallen_back(spec: SpattenSpec, r: QueryResult, values: np.ndarray, pq_enable: bool) -> QueryResult:
+    """``r`` as the core computes it when the fallback swept the row unpruned (``_Stream._fallback_take``):
+    every token kept, the output over all of them (the values the row uses: full precision after an LSB
+    pass or with PQ off, else their MSBs)."""
+    vals = values if (r.need_lsb or not pq_enable) else mask_lsbs(values, spec.pq.lsb_bits)
+    keep = np.ones(len(r.keep), dtype=bool)
+    return dataclasses.replace(r, out=pv_accumulate(r.probs, vals, keep), keep=keep)
+
+
 def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values: np.ndarray, *, shift: int,
                 keep_k: int | None = None, pq_enable: bool = True, thr_fx: int | None = None,
-                seed: int = 0) -> CoreRun:
+                seed: int = 0, dense_ok: bool = False) -> CoreRun:
     """Run one command (all ``queries`` against ``keys``/``values``) through the model of the core.
 
-    Returns the bit-exact outputs and the exact cycle count the RTL takes (see :class:`CoreRun`).
+    Returns the bit-exact outputs and the exact cycle count the RTL takes (see :class:`CoreRun`), the
+    command alone on the core. ``dense_ok``: the command's bit of that name (all its values are loaded,
+    so a row whose top-k is late may be swept unpruned, ``QueryCycles.fallback``); in a stream of several
+    commands which rows fall back depends on the stream (``command_stream_cycles(..., fell=)``).
     """
     queries = np.atleast_2d(np.asarray(queries, dtype=np.int64))
     n = len(keys)
@@ -756,9 +798,11 @@ def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values
         results.append(r)
         runs.append(run)
         qcs.append(query_cycles(spec, n, lsb_pass=r.need_lsb, topk_cycles=None if run is None else run.cycles,
-                                pq_enable=pq_enable,
+                                pq_enable=pq_enable, dense_ok=dense_ok,
                                 pv_windows=None if run is None else pv_windows(r.keep, spec.lanes, "banked")))
-    total = overlapped_cycles(qcs)
+    fell: list = []
+    total = command_stream_cycles([qcs], fell=fell)[0]
+    results = [fallen_back(spec, r, values, pq_enable) if f else r for r, f in zip(results, fell)]
     return CoreRun(tuple(results), tuple(qcs), tuple(runs), total)
 
 

@@ -169,7 +169,8 @@ def command_rows(per_row: list, commands) -> list[list]:
 def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | None,
                  commands: np.ndarray, pq: bool = False,
                  loads: tuple[list[int], list[int]] | None = None,
-                 windows: np.ndarray | None = None, over_kept: list | None = None) -> tuple[int, dict[str, int]]:
+                 windows: np.ndarray | None = None, over_kept: list | None = None,
+                 dense_ok: np.ndarray | None = None, fell: list | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
@@ -190,30 +191,38 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     is verified against on Verilator); the first key load is added in front. None: the K/V are on chip.
     ``windows``: each pruned row's PxV windows over its kept tokens (-1 or None: the PxV stage sweeps
     every group of the row, e.g. with estimated top-k cycles). ``over_kept``: a list that receives, per
-    row in row order, whether the stream swept it over its kept tokens only."""
+    row in row order, whether the stream swept it over its kept tokens only. ``dense_ok``: per command (as
+    ``commands``), its value load holds every value row (the core's ``dense_ok`` bit: a pruned row whose
+    top-k is late is swept unpruned, the spec's ``units.topk.fallback``); None: no command. ``fell``: a
+    list that receives, per row in row order, whether the fallback swept it unpruned."""
     from .spatten_model import SplitLoads, command_stream_cycles, query_cycles
 
     cache: dict = {}
     tk = np.full(keys.shape, -1, dtype=np.int64) if topk is None else topk
     win = np.full(keys.shape, -1, dtype=np.int64) if windows is None or not len(windows) else windows
     per_row = []
-    for n, l, t, w in zip(keys.tolist(), lsb.tolist(), tk.tolist(), win.tolist()):
-        key = (n, bool(l), t, w)
+    ok = (np.zeros(keys.shape, dtype=bool) if dense_ok is None
+          else np.repeat(np.asarray(dense_ok, dtype=bool), np.asarray(commands, dtype=np.int64)))
+    for n, l, t, w, o in zip(keys.tolist(), lsb.tolist(), tk.tolist(), win.tolist(), ok.tolist()):
+        key = (n, bool(l), t, w, o)
         c = cache.get(key)
         if c is None:
             c = cache[key] = query_cycles(spec, n, lsb_pass=bool(l), topk_cycles=None if t < 0 else t, pq_enable=pq,
-                                          pv_windows=None if (t < 0 or w < 0) else w)
+                                          pv_windows=None if (t < 0 or w < 0) else w, dense_ok=o)
         per_row.append(c)
     stream = command_rows(per_row, commands)
     stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row), "pv": 0}
     if not stream:
         return 0, stages
     kept: list = []             # per row: its PxV visited the kept tokens only (PxV over kept tokens)
+    fell_rows: list = []        # per row: the fallback swept it unpruned
     fetcher = None if loads is None else SplitLoads(*loads)
-    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=kept)[-1]
+    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=kept, fell=fell_rows)[-1]
     stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, kept))
     if over_kept is not None:
         over_kept.extend(kept)
+    if fell is not None:
+        fell.extend(fell_rows)
     return done + (0 if loads is None else loads[0][0]), stages
 
 
@@ -279,7 +288,7 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     trace = _trace_for(spec, workload, trace, d, concentration, seed)
     exact = topk_cycles == "exact" and algo_config.value_prune > 0
     algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None,
-                            pv_windows=_windows_fn(spec) if exact else None)
+                            pv_windows=_windows_fn(spec) if exact else None, fallback=spec.topk.fallback)
     energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
     results = []
     for s in algo.layers:
@@ -350,22 +359,29 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
             "query.read": s.query_bytes, "output.write": s.output_write_bytes}
     dram_bytes = sum(dram.values())
     windows = s.row_pv_windows if topk is not None and topk_mode == "exact" else None
-    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq, windows=windows)
+    compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq, windows=windows,
+                                   dense_ok=s.command_dense_ok)
     compute = float(compute)
     dense_keys = s.dense_row_keys
     # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
+    fell: list = []
     cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
-                                loads=layer_loads(spec, s), windows=windows)[0])
+                                loads=layer_loads(spec, s), windows=windows, dense_ok=s.command_dense_ok,
+                                fell=fell)[0])
     dense_key_bytes = s.dense_key_bytes + s.dense_query_bytes
     dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
                                       loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,
                                                          s.dense_dram_bytes - dense_key_bytes, bpc))[0])
     key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
-    value_reads = int(s.row_values.sum())
+    # a row the fallback swept unpruned multiplies and reads every one of its keys' values
+    unpruned = (int(((s.row_keys - s.row_values) * np.asarray(fell, dtype=bool)).sum())
+                if len(fell) == len(s.row_keys) else 0)
+    av_macs, macs = s.av_macs + unpruned * d, s.macs + unpruned * d
+    value_reads = int(s.row_values.sum()) + unpruned
     bits = spec.qk.bits
     key_fill = math.ceil((s.key_msb_bytes + s.key_lsb_bytes) * 8 / (d * bits))
     value_fill = math.ceil((s.value_msb_bytes + s.value_lsb_bytes) * 8 / (d * bits))
-    energy = _energy(energy_model, spec, d, s.qk_macs, s.av_macs, key_reads, value_reads,
+    energy = _energy(energy_model, spec, d, s.qk_macs, av_macs, key_reads, value_reads,
                      int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum()),
                      dram_bytes - s.output_write_bytes, s.output_write_bytes, key_fill, value_fill)
     dense_energy = _energy(energy_model, spec, d, s.dense_qk_macs, s.dense_av_macs, int(dense_keys.sum()),
@@ -376,6 +392,9 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
     extra = {
         "tokens": s.tokens, "tokens_kept": s.tokens_kept, "heads": s.heads, "heads_kept": s.heads_kept,
         "rows": s.rows, "lsb_row_fraction": s.lsb_row_fraction,
+        # pruned rows the core swept unpruned because their local-V top-k was late (the fallback; their
+        # PxV MACs and value reads are those of all their keys, counted in ``macs`` and the energy)
+        "fallback_rows": int(sum(fell)),
         "compute_cycles": compute, "dram_cycles": dram_bytes / bpc,
         # each stage's busy cycles over the layer's rows (stages overlap, so they do not add up)
         "front_stage_cycles": stages["front"], "topk_stage_cycles": stages["topk"],
@@ -387,15 +406,15 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
         # outputs: the same dense traffic at 32 bits per element instead of the engine's qk.bits
         "dense_fp32_dram_bytes": s.dense_dram_bytes * 32 / spec.qk.bits,
         "dram_reduction_vs_fp32": s.dense_dram_bytes * 32 / spec.qk.bits / dram_bytes,
-        "compute_reduction": s.dense_macs / s.macs if s.macs else float("inf"),
+        "compute_reduction": s.dense_macs / macs if macs else float("inf"),
         "compute_model": COMPUTE_MODEL, "topk_cycles": topk_mode,
     }
     return LayerResult(
-        name=f"layer{s.layer}.attention", kind="attention", macs=s.macs, cycles=cycles,
-        time_ns=cycles * (1e3 / spec.clock_mhz), utilisation=s.macs / (peak * cycles) if cycles else 0.0,
+        name=f"layer{s.layer}.attention", kind="attention", macs=macs, cycles=cycles,
+        time_ns=cycles * (1e3 / spec.clock_mhz), utilisation=macs / (peak * cycles) if cycles else 0.0,
         dram_bytes=dram, sram_accesses={"key_sram.read": key_reads, "value_sram.read": value_reads,
                                         "key_sram.write": key_fill, "value_sram.write": value_fill},
-        energy_pj=energy, roofline_cycles=roofline_cycles(s.macs, dram_bytes, peak, bpc), extra=extra)
+        energy_pj=energy, roofline_cycles=roofline_cycles(macs, dram_bytes, peak, bpc), extra=extra)
 
 
 def spatten_area_mm2(spec, energy_model: EnergyModel | None = None) -> dict[str, float]:

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from archgen.arch.spatten_spec import SpattenSpec, spatten_formats
-from archgen.sim.spatten_model import (core_cycles, mask_lsbs, pq_need_lsb, softmax_cycles, softmax_fixed,
+from archgen.sim.spatten_model import (core_cycles, fallen_back, mask_lsbs, pq_need_lsb, softmax_cycles, softmax_fixed,
                                        threshold_fx)
 
 __all__ = ["verify_core", "verify_spatten_unit", "SPATTEN_UNITS", "check_softmax_unit", "check_pq_unit", "float_attention", "float_softmax",
@@ -61,7 +61,7 @@ def float_attention(q: np.ndarray, keys: np.ndarray, values: np.ndarray, shift: 
 def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=None, *,
                 pq_enable: bool = True, shift: int | None = None, value_bits: int = 10, bank: int = 1,
                 commands: int = 1, dram_row_cycles: int = 0, cache_dir=None,
-                timeout_s: float | None = 600.0) -> dict:
+                timeout_s: float | None = 600.0, dense_ok=False) -> dict:
     """Random K, V, Q on the core RTL (Verilator) vs the fixed-point model, float numpy and the cycle model.
 
     With ``commands`` > 1 the testbench offers that many commands back to back, each on its own K/V bank
@@ -78,6 +78,11 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     its keys are in and pulses ``v_loaded`` when its values are; the model is
     ``command_stream_cycles(..., fetcher=SplitLoads(...))`` with the same loads (a DRAM-bound stream when
     the loads are longer than the commands' compute).
+
+    ``dense_ok`` (one value or one per command): the command's bit of that name (the testbench loads all
+    its values), so with the spec's ``units.topk.fallback`` a pruned row whose top-k is late is swept
+    unpruned; which rows did is ``fell`` (the model's, ``command_stream_cycles(..., fell=)``), and their
+    expected outputs are those without local-V.
     """
     from archgen.sim.spatten_model import SplitLoads, command_stream_cycles
     from archgen.verif.runner import run_testbench
@@ -96,6 +101,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     keys_n, queries_n = per_command(n_keys, "n_keys"), per_command(n_queries, "n_queries")
     keeps = per_command(local_v_keep, "local_v_keep")
     pqs = [bool(x) for x in per_command(pq_enable, "pq_enable")]
+    dense = [bool(x) for x in per_command(dense_ok, "dense_ok")]
     for n, nq, keep in zip(keys_n, queries_n, keeps):
         if not 1 <= n <= spec.max_tokens:
             raise ValueError(f"n_keys must be in 1..{spec.max_tokens} for {spec.name!r}, not {n!r}")
@@ -115,10 +121,14 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
         queries = rng.integers(-lim, lim, (nq, spec.head_dim))
         keep_k = n if keep is None else min(keep, n)
         cmd_seed = (seed + ci) & 0xFFFF
-        runs.append(core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_on,
-                                thr_fx=thr, seed=cmd_seed))
+        run = core_cycles(spec, queries, keys, values, shift=shift, keep_k=keep_k, pq_enable=pq_on,
+                          thr_fx=thr, seed=cmd_seed)
+        fb = dense[ci] and spec.topk.fallback != "none"
+        runs.append(dataclasses.replace(run, queries=tuple(dataclasses.replace(qc, fallback=fb and bool(qc.topk))
+                                                           for qc in run.queries)))
         cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,
-                     "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed, "shift": shift, "pq": pq_on})
+                     "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed, "shift": shift, "pq": pq_on,
+                     "dense_ok": int(dense[ci])})
     def fetcher():
         if not dram_row_cycles:
             return None
@@ -127,14 +137,19 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     over_kept: list = []
     fed: list = []
     outs: list = []
+    fell: list = []
     model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), over_kept=over_kept, fed=fed,
-                                       outs=outs)
+                                       outs=outs, fell=fell)
+    # the rows the fallback swept unpruned: their outputs are those without local-V
+    rows = iter(fell)
+    runs = [dataclasses.replace(run, results=tuple(fallen_back(spec, r, c["values"], c["pq"]) if next(rows) else r
+                                                   for r in run.results)) for c, run in zip(cmds, runs)]
     params = {
         "bits": spec.bits, "dim": spec.head_dim, "acc_bits": fmt.acc_bits, "shift_bits": fmt.shift_bits,
         "index_bits": max(1, (spec.max_tokens - 1).bit_length()), "count_bits": spec.max_tokens.bit_length(),
         "commands": [{"keys": c["keys"].tolist(), "values": c["values"].tolist(), "queries": c["queries"].tolist(),
                       "shift": c["shift"], "keep_k": c["keep_k"], "pq_enable": int(c["pq"]), "threshold": thr,
-                      "bank": c["bank"], "seed": c["seed"]} for c in cmds],
+                      "bank": c["bank"], "seed": c["seed"], "dense_ok": c["dense_ok"]} for c in cmds],
         "max_cycles": 4 * model_done[-1] + 1000, "groups": spec.groups, "lanes": spec.lanes,
         "banks": spec.key_sram.buffers,
         "dram_row_cycles": dram_row_cycles,
@@ -176,6 +191,11 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             # it; and the stream without the feed (each pruned row's engine takes it at the divider at the earliest)
             "fed": fed,
             "model_out_cycles": outs,
+            # per row: the fallback swept it unpruned (its top-k late); and the stream without local-V
+            "fell": fell,
+            "unpruned_done_cycles": command_stream_cycles(
+                [[dataclasses.replace(qc, topk=0, pv_kept=0, mask=0, fallback=False) for qc in r.queries]
+                 for r in runs], fetcher=fetcher()),
             "unfed_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), feed=False),
             "full_sweep_done_cycles": command_stream_cycles(
                 [[dataclasses.replace(qc, pv_kept=0) for qc in r.queries] for r in runs], fetcher=fetcher()),

@@ -3,7 +3,7 @@
 Parameters (ARCHGEN_TB_PARAMS, all integers or lists of integers): field widths of the core's stream
 payloads (``index_bits``, ``count_bits``, ``dim``, ``bits``, ``acc_bits``, ``shift_bits``) and
 ``commands``: a list of {``keys``, ``values`` (n x D), ``queries`` (q x D), ``shift``, ``keep_k``,
-``pq_enable``, ``threshold``, ``bank``, ``seed``}, at most one per K/V bank. The testbench plays the DRAM
+``pq_enable``, ``threshold``, ``bank``, ``seed``, optional ``dense_ok`` (0)}, at most one per K/V bank. The testbench plays the DRAM
 side: it writes every command's K and V into its bank, then offers the commands back to back (each as
 soon as the core accepts it) and all their queries in order, and takes every output at once.
 
@@ -158,7 +158,8 @@ async def spatten_core_command(dut):
     qdrv = StreamDriver(dut, "query", dut.clk, cycle=counter)
     cmd = StreamDriver(dut, "cmd", dut.clk, cycle=counter)
     words = [_pack([(len(c["keys"]), cb), (len(c["queries"]), 16), (c["keep_k"], cb), (c["shift"], sb),
-                    (c["pq_enable"], 1), (c["threshold"], 16), (c["bank"], 1), (c["seed"], 16)]) for c in commands]
+                    (c["pq_enable"], 1), (c["threshold"], 16), (c["bank"], 1), (c["seed"], 16),
+                    (c.get("dense_ok", 0), 1)]) for c in commands]
     queries = [q for c in commands for q in c["queries"]]
     cocotb.start_soon(qdrv.send([pack_lanes(q, b) for q in queries]))
     if not row_cycles:

@@ -134,3 +134,24 @@ def test_topk_feed_is_a_validated_boolean_on_by_default():
     with pytest.raises(SpecError) as info:
         load_spatten_spec(d)
     assert "units.topk.feed: must be true or false (got 'yes')" in {str(p) for p in info.value.problems}
+
+
+def test_topk_fallback_is_a_validated_choice_tail_by_default():
+    """units.topk.fallback (H103, H107): which commands' late top-k rows are swept unpruned: tail (each
+    layer's last command, the default), all, none; a hardware field (in the spec hash), validated."""
+    assert load_spatten_spec(_raw()).topk.fallback == "tail"
+    hashes = {spec_hash(load_spatten_spec(_raw()))}
+    for mode in ("all", "none"):
+        d = _raw()
+        d["units"]["topk"]["fallback"] = mode
+        s = load_spatten_spec(d)
+        assert s.topk.fallback == mode
+        hashes.add(spec_hash(s))
+    assert len(hashes) == 3
+    for bad in ("maybe", True):
+        d = _raw()
+        d["units"]["topk"]["fallback"] = bad
+        with pytest.raises(SpecError) as info:
+            load_spatten_spec(d)
+        assert f"units.topk.fallback: must be one of 'tail', 'all', 'none' (got {bad!r})" in {
+            str(p) for p in info.value.problems}

@@ -78,11 +78,22 @@ def test_cascade_never_grows_and_heads_follow_importance():
 
 def test_local_value_pruning_decode():
     tr = synthetic_trace(1, 2, 40, queries=1, seed=0, dtype="float32")
-    r = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8)
+    r = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8, fallback="none")
     s = r.layers[0]
     assert s.value_msb_bytes == 2 * 30 * 8 * 12 // 8      # ceil(40 * 0.75) = 30 V rows per head
     assert s.key_msb_bytes == 2 * 40 * 8 * 12 // 8
     assert s.av_macs == 2 * 30 * 8
+    assert s.command_dense_ok.tolist() == [False, False]
+    # the default (units.topk.fallback: tail): the layer's last command (head 1) gets dense_ok and loads all
+    # 40 of its value rows, so a late top-k may sweep its row unpruned; head 0 loads its 30 kept rows
+    t = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8).layers[0]
+    assert t.command_dense_ok.tolist() == [False, True]
+    assert t.value_msb_bytes == (30 + 40) * 8 * 12 // 8 and (t.key_msb_bytes, t.av_macs) == (s.key_msb_bytes, s.av_macs)
+    # all (H103): a one-query command only when its kept rows are all its keys (none here)
+    a = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8, fallback="all").layers[0]
+    assert a.command_dense_ok.tolist() == [False, False] and a.value_msb_bytes == s.value_msb_bytes
+    with pytest.raises(SpecError, match=r"units.topk.fallback: must be one of tail, all, none \(got 'some'\)"):
+        run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8, fallback="some")
 
 
 def test_progressive_quantization_uses_renormalised_rows():

@@ -318,7 +318,8 @@ def test_layer_loads_are_the_layers_split_loads():
     for s, r in zip(algo.layers, res):
         kept: list = []
         cycles, stages = _core_cycles(SMALL, s.row_keys, s.row_lsb, s.row_topk_cycles, s.command_rows,
-                                      loads=layer_loads(SMALL, s), windows=s.row_pv_windows, over_kept=kept)
+                                      loads=layer_loads(SMALL, s), windows=s.row_pv_windows, over_kept=kept,
+                                      dense_ok=s.command_dense_ok)
         assert cycles == r.cycles and len(kept) == s.rows
         rows = [query_cycles(SMALL, n, topk_cycles=None if t < 0 else t, pv_windows=None if t < 0 else w)
                 for n, t, w in zip(s.row_keys.tolist(), s.row_topk_cycles.tolist(), s.row_pv_windows.tolist())]
@@ -436,3 +437,79 @@ def test_spec_without_the_feed_gives_rows_that_are_never_fed():
     assert command_stream_cycles([[p_off] * 3], fed=fed) == command_stream_cycles([[p_on] * 3], feed=False)
     assert fed == [None] * 3
     assert command_stream_cycles([[p_on] * 3])[0] < command_stream_cycles([[p_off] * 3])[0]
+
+
+def _random_stream(rng, spec, dense_ok=True):
+    """A random command stream (1-5 commands of 0-6 rows, PQ on or off, refetches, pruned and dense rows,
+    top-k cycles from a few to well above the sweep, any PxV windows) for the never-slower property."""
+    cmds = []
+    for c in range(rng.randint(1, 5)):
+        n, pq = rng.randint(1, spec.max_tokens), rng.random() < 0.5
+        g = -(-n // spec.lanes)
+        rows = []
+        for _ in range(rng.randint(0 if c else 1, 6)):
+            pruned = n > 1 and rng.random() < 0.7
+            rows.append(query_cycles(spec, n, lsb_pass=pq and rng.random() < 0.5, pq_enable=pq,
+                                     topk_cycles=rng.randint(3, 3 * g + 40) if pruned else None,
+                                     pv_windows=rng.randint(0, g) if pruned else None, dense_ok=dense_ok))
+        cmds.append(rows)
+    return cmds
+
+
+def _unpruned(cmds):
+    return [[replace(q, topk=0, pv_kept=0, mask=0, fallback=False) for q in c] for c in cmds]
+
+
+def test_fallback_makes_local_v_never_slower():
+    """The fallback (``QueryCycles.fallback``, docs/spatten.md "Fallback"): the PxV stage takes a pruned row
+    no later than it would take the row unpruned and sweeps it unpruned when its top-k is late, so every
+    row's output and every command's done come no later than in the same stream without local-V (every
+    row unpruned). 300 random streams on both specs, with the K/V on chip and with the split-load fetcher
+    (the same loads); without the fallback most of them end later."""
+    import random
+
+    from archgen.sim.spatten_model import SplitLoads
+
+    rng = random.Random(103)
+    later_without, fell_rows = 0, 0
+    for i in range(300):
+        spec = (SMALL, FULL)[i % 2]
+        cmds = _random_stream(rng, spec)
+        k, v = [rng.randint(1, 900) for _ in cmds], [rng.randint(1, 900) for _ in cmds]
+        for fetch in (lambda: None, lambda: SplitLoads(k, [x if c else None for x, c in zip(v, cmds)])):
+            outs_u, outs, fell = [], [], []
+            base = command_stream_cycles(_unpruned(cmds), fetcher=fetch(), outs=outs_u)
+            got = command_stream_cycles(cmds, fetcher=fetch(), outs=outs, fell=fell)
+            assert all(a <= b for a, b in zip(got, base)), (i, got, base)
+            assert all(a <= b for a, b in zip(outs, outs_u)), (i, outs, outs_u)
+            fell_rows += sum(fell)
+            without = command_stream_cycles([[replace(q, fallback=False) for q in c] for c in cmds], fetcher=fetch())
+            later_without += any(a > b for a, b in zip(without, base))
+    assert fell_rows > 300 and later_without > 300, (fell_rows, later_without)
+
+
+def test_fallback_takes_a_late_row_when_it_would_take_it_unpruned():
+    """A query alone with a top-k far slower than its division: unpruned, the PxV stage takes it two cycles
+    after its decision (the hold slot, the engine's cycle); with the fallback it takes the pruned row then,
+    unpruned (``fell``), and the command is done in the same cycle as without local-V. A row whose engine
+    is done by then stays pruned; without ``dense_ok`` (or with the spec's ``units.topk.fallback`` none) the
+    row waits for its top-k."""
+    import yaml
+
+    n = 64
+    slow = query_cycles(SMALL, n, topk_cycles=200, pv_windows=3, dense_ok=True)
+    fast = query_cycles(SMALL, n, topk_cycles=2, pv_windows=3, dense_ok=True)
+    plain = query_cycles(SMALL, n)
+    fell = []
+    assert command_stream_cycles([[slow]], fell=fell) == command_stream_cycles([[plain]])
+    assert fell == [True]
+    fell = []
+    command_stream_cycles([[fast]], fell=fell)
+    assert fell == [False]
+    waits = command_stream_cycles([[replace(slow, fallback=False)]])[0]
+    assert waits > command_stream_cycles([[plain]])[0]
+    assert query_cycles(SMALL, n, topk_cycles=200, pv_windows=3).fallback is False      # no dense_ok
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["units"]["topk"]["fallback"] = "none"
+    off = load_spatten_spec(raw)
+    assert query_cycles(off, n, topk_cycles=200, pv_windows=3, dense_ok=True).fallback is False

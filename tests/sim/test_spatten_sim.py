@@ -155,3 +155,50 @@ def test_results_feed_the_report(full, tmp_path):
     assert len(doc["layers"]) == 12
     assert doc["layers"][0]["extra"]["compute_model"] == "spatten_model.query_cycles"
     assert doc["total"]["dram_bytes"] == sum(r.dram_total_bytes for r in rs)
+
+
+def _fallback_spec(name: str, mode: str):
+    import yaml
+    raw = yaml.safe_load(builtin_spec_path(name).read_text())
+    raw["units"]["topk"]["fallback"] = mode
+    return load_spatten_spec(raw)
+
+
+def test_fallback_tail_marks_each_layers_last_command_and_is_never_slower():
+    """``units.topk.fallback: tail`` (H107, the default): only each layer's last command gets ``dense_ok``
+    (its values loaded whole; the others load their kept value rows, as with ``none``), so only its rows
+    may be swept unpruned. On a figure-3-like stream (token + head + PQ + local-V, BERT-shaped, the full
+    engine) every layer with local-V is no slower than without it; ``all`` marks every command of several
+    queries and loads their values whole; ``none`` marks none. Unlike ``all``, ``tail`` is no theorem: it
+    relies on mid-stream top-k latency being hidden (H93); the same trace at 64 tokens loses 2 cycles in
+    its layer 1, and random streams often end later (docs/spatten.md, "Fallback")."""
+    from archgen.sim.spatten_algo import run_spatten_algo
+    from archgen.sim.spatten_sim import _exact_topk_fn, _windows_fn
+
+    tr = synthetic_trace(2, 4, 128, concentration=2.0, seed=3)     # 2 layers, 4 heads, 128 tokens
+    cfg = SpattenAlgoConfig(token_prune=0.3, head_prune=0.2, value_prune=0.3, threshold=0.1)
+    specs = {m: _fallback_spec("spatten", m) for m in ("tail", "all", "none")}
+    full = specs["tail"]
+    algo = {m: run_spatten_algo(tr, cfg, head_dim=64, topk_cycles=_exact_topk_fn(full), pv_windows=_windows_fn(full),
+                                fallback=m) for m in specs}
+    for t, a, n in zip(algo["tail"].layers, algo["all"].layers, algo["none"].layers):
+        rows = t.command_rows
+        assert len(rows) > 1 and rows[-1] > 0
+        assert t.command_dense_ok.tolist() == [False] * (len(rows) - 1) + [True]
+        assert a.command_dense_ok.tolist() == (rows > 1).tolist() and not n.command_dense_ok.any()
+        # the value loads: kept rows only for the unmarked commands, whole for the marked ones (of many
+        # queries, the kept rows' union is nearly all the values already)
+        assert n.value_msb_bytes <= t.value_msb_bytes <= a.value_msb_bytes
+        assert (t.key_msb_bytes, t.av_macs) == (n.key_msb_bytes, n.av_macs) == (a.key_msb_bytes, a.av_macs)
+    no_v = simulate_spatten(full, trace=tr, algo_config=SpattenAlgoConfig(token_prune=0.3, head_prune=0.2,
+                                                                           threshold=0.1), head_dim=64)
+    res = {m: simulate_spatten(s, trace=tr, algo_config=cfg, head_dim=64) for m, s in specs.items()}
+    last_rows = [int(s.command_rows[-1]) for s in algo["tail"].layers]
+    for lt, la, ln, lv, k in zip(res["tail"], res["all"], res["none"], no_v, last_rows):
+        # (9,644 / 3,427 cycles with tail; 9,694 / 3,526 without local-V; 9,646 / 3,427 with none)
+        assert lt.cycles <= lv.cycles and la.cycles <= lv.cycles and lt.cycles <= ln.cycles
+        assert lt.extra["fallback_rows"] <= k and lt.extra["fallback_rows"] < la.extra["fallback_rows"]
+        assert ln.extra["fallback_rows"] == 0
+        # fewer rows swept unpruned than with ``all``: local-V's multiplications are kept
+        assert ln.macs <= lt.macs < la.macs
+    assert sum(r.extra["fallback_rows"] for r in res["tail"]) > 0          # 28 rows of layer 0's last command

@@ -357,3 +357,34 @@ def test_core_without_the_topk_feed():
     fed = verify_core(SMALL, [48, 9, 30], [4, 5, 3], 36, [7, 4, 10], commands=3, dram_row_cycles=1,
                       pq_enable=[True, False, False], shift=[19, 14, 16])
     assert fed["rtl_done_cycles"][-1] < r["rtl_done_cycles"][-1], (fed, r)
+
+
+_FALLBACK = [
+    # (dram_row_cycles, n_keys, n_queries, keep, extra, fell, done, done without local-V)
+    # the feed case's three commands from DRAM at r = 1, dense_ok on the first and third: all 7 of their rows
+    # fall back (two LSB passes), the second command's rows wait for their top-k
+    pytest.param(1, [48, 9, 30], [4, 5, 3], [7, 4, 10],
+                 {"seed": 36, "pq_enable": [True, False, False], "shift": [19, 14, 16], "dense_ok": [True, False, True]},
+                 [True] * 4 + [False] * 5 + [True] * 3, [221, 267, 314], [221, 271, 316], id="dram-mixed"),
+    # K/V on chip: the PQ command's five rows fall back (four LSB passes, one first pass without refetch, taken
+    # from the hold slot); the PQ-off command's rows find their top-k done (one goes over its kept tokens), so
+    # the stream ends 5 cycles before the one without local-V
+    pytest.param(0, [64, 40], [5, 4], [40, 20], {"seed": 5, "pq_enable": [True, False], "shift": [19, 16],
+                                                 "dense_ok": True},
+                 [True] * 5 + [False] * 4, [397, 460], [397, 465], id="on-chip", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("row_cycles, n_keys, n_queries, keep, extra, fell, done, unpruned", _FALLBACK)
+def test_core_fallback_sweeps_a_late_row_unpruned(row_cycles, n_keys, n_queries, keep, extra, fell, done, unpruned):
+    """The fallback (spec ``units.topk.fallback``, default tail; commands with ``dense_ok``): the PxV stage
+    takes a pruned row no later than it would take it unpruned (``max(decision + 2, take + 1)``, its
+    values in, the stage free) and, when its top-k engine is not done by then, sweeps it unpruned and
+    resets the engine. Outputs bit-exact (the fallen rows' without local-V), every output row and done
+    cycle-exact, and no done later than the same stream without local-V."""
+    r = _exact_stream(row_cycles, n_keys, n_queries, keep, extra)
+    assert r["out_cycles"] == r["model_out_cycles"], r
+    assert r["fell"] == fell, r["fell"]
+    assert all(a <= b for a, b in zip(r["rtl_done_cycles"], r["unpruned_done_cycles"])), r
+    assert r["rtl_done_cycles"] == done and r["unpruned_done_cycles"] == unpruned, r
