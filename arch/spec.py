@@ -103,6 +103,17 @@ class Dataflow:
     def outer_dims(self) -> tuple[Dim, ...]:
         return self.order[: len(self.order) - len(self.inner_dims())]
 
+    def one_step_tile(self) -> str | None:
+        """Why every tile of this tiled map is one step, or None when a loop runs inside the tile: the last loop
+        of ``order`` is spatial, so its tile counter is the innermost loop and no temporal loop is left inside
+        (docs/dataflows.md "One-step tiles")."""
+        if self.spatial is None or self.inner_dims():
+            return None
+        last = self.order[-1]
+        return (f"one step per tile: the last loop of order, {last}, runs on array axis {self.axis_of[last]}, so no "
+                "temporal loop runs inside a tile; the inputs are loaded for that one step and the output leaves "
+                "after it (docs/dataflows.md \"One-step tiles\")")
+
 
 @dataclass(frozen=True)
 class BufferSpec:
@@ -696,14 +707,6 @@ def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]
     stt = tuple(tuple(int(v) for v in row) for row in d["stt"]) if form == "stt" else None
     df = Dataflow(name, ts_map, tuple(Dim(x) for x in order), tuple(int(c) for c in control), spatial, form,
                   d.get("description", ""), inner, stt)
-    if spatial is not None and not problems and not df.inner_dims() and len(spatial) < len(order):
-        # the tiles' steps are the loops after the last spatial one; with none, every operand would be
-        # held for a one-step tile and nothing streams through the array
-        spatial_loops = {dd for _a, dd in spatial}
-        suggestion = [x for x in order if x in spatial_loops] + [x for x in order if x not in spatial_loops]
-        problems.append(problem(f"{path}.order", "no temporal loop runs inside a tile: the generator needs at least "
-                                "one non-spatial loop after the last spatial loop (or an explicit 'inner'), e.g. "
-                                f"order {suggestion}", list(order)))
     return df, problems
 
 

@@ -7,7 +7,7 @@
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
-refusal_search_<mode>.json with its message."""
+refusal_search_<mode>.json with its message (spec-check refusals too, their message prefixed "spec: ")."""
 import itertools, random, sys, collections, time
 from archgen.arch.spec import load_spec_data
 from archgen.arch.errors import SpecError
@@ -42,7 +42,8 @@ def probe(op, shape, df):
     try:
         d = load_spec_data(data)
     except SpecError as e:
-        stats["spec refused"] += 1; return
+        stats["spec refused"] += 1
+        hits.append((op, shape, df, "spec: " + str(e)[:300])); return
     except Exception as e:
         stats["spec crash " + type(e).__name__] += 1; return
     try:

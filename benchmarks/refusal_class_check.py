@@ -1,13 +1,14 @@
 """Run the specs of one refusal class of benchmarks/dataflow_refusal_search.py that a later version builds.
 
-    python benchmarks/refusal_class_check.py BEFORE.json AFTER.json "MESSAGE PART" [N [SEED]] [--memory]
+    python benchmarks/refusal_class_check.py BEFORE.json AFTER.json "MESSAGE PART" [N [SEED]] [--memory] [--per-shape K]
 
 BEFORE.json / AFTER.json are two runs of the search (AFTER may be "-": every spec of the class). The specs whose
 BEFORE message contains MESSAGE PART and that AFTER no longer refuses (N of them at random, default all) are run:
 at the array level in Amaranth's simulator (verif/array_amaranth.py: output beats and the assembled result exact,
 no partial sum read before its write, RTL cycles == model cycles), or with --memory as whole layers through the
 generated memory system (rtlgen/layer_top.py in Amaranth against sim/layer_model.py). A spec the array or the
-memory system still refuses is counted as refused, not as a failure. Problem sizes: k, p, i, r = 5/5/5/3 and the
+memory system still refuses is counted as refused, not as a failure. --per-shape K: K specs at random from each
+(operation, array shape) of the class (then N of those). Problem sizes: k, p, i, r = 5/5/5/3 and the
 others 3 (ragged on the 2- and 3-wide axes). docs/limits.md, the audit, has the figures.
 """
 import json
@@ -56,6 +57,9 @@ def _array(design, bounds, seed):
 
 def main(argv):
     memory = "--memory" in argv
+    per_shape = int(argv[argv.index("--per-shape") + 1]) if "--per-shape" in argv else None
+    if per_shape is not None:
+        argv = argv[:argv.index("--per-shape")] + argv[argv.index("--per-shape") + 2:]
     args = [a for a in argv if a != "--memory"]
     before, after, part = args[:3]
     n = int(args[3]) if len(args) > 3 else None
@@ -63,6 +67,11 @@ def main(argv):
     key = lambda h: json.dumps(h[:3], sort_keys=True)      # noqa: E731
     still = set() if after == "-" else {key(h) for h in json.loads(Path(after).read_text())}
     built = [h for h in json.loads(Path(before).read_text()) if part in h[3] and key(h) not in still]
+    if per_shape is not None:          # K specs at random from every (operation, array shape) of the class
+        groups = {}
+        for h in built:
+            groups.setdefault((h[0], tuple(h[1])), []).append(h)
+        built = [h for g in sorted(groups) for h in rng.sample(groups[g], min(per_shape, len(groups[g])))]
     sample = built if n is None or n >= len(built) else rng.sample(built, n)
     print(f"class {part!r}: {len(built)} specs no longer refused, running {len(sample)}", flush=True)
     counts = {"ok": 0, "bad": 0, "refused": 0}

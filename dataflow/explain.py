@@ -50,6 +50,8 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
                      f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
         lines += _map_skew_lines(design, df, tiled) + _placement_lines(design, df)
         df = tiled
+    if df.one_step_tile():
+        lines.append(f"  tile: {df.one_step_tile()}")
     compiled = compile_array(design, df, pipeline=False)
     fg, sch = compiled.fu_graph, compiled.schedule
     banking = {b.operand: b for b in derive_banking(fg)}

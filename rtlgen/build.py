@@ -86,6 +86,8 @@ def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
         "overflow": "wrap (two's complement at the output type's width)",
         "step_bits": STEP_BITS, "trip_bits": TRIP_BITS,
     }
+    if df.one_step_tile():
+        parameters["tile"] = df.one_step_tile()
     if design.placement:        # a folded map (arch/spec.py _fold): array_shape is the logical array
         parameters.update(physical_shape=list(design.physical_shape),
                           placement=[[list(lg), list(ph)] for lg, ph in design.placement])
