@@ -126,7 +126,7 @@ def test_lanes_that_step_by_two_match_numpy_and_the_model(spec, bounds, tile, or
 
 @pytest.mark.parametrize("spec, bounds, tile, order", [
     # I[c, p+r] streamed from 4 lanes on 2x2 (c and p on the array): two runs of 2 positions, one per c, each
-    # through its own read copy of I's buffer (it gave wrong outputs before 2026-12-06, then was refused)
+    # through its own read copy of I's buffer (it gave wrong outputs before 2026-12-05, then was refused)
     (_conv("O[k,p] += I[c,p+r] * W[k,c,r]", [2, 2], {"c": 0, "p": 1}, ["k", "p", "c", "r"], [0, 0],
            {"k": 3, "p": 5, "c": 3, "r": 3}), {"k": 3, "p": 5, "c": 3, "r": 3}, {"k": 1, "p": 1, "c": 1},
      ("k", "p", "c")),
