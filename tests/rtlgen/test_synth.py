@@ -102,3 +102,20 @@ def test_nextpnr_ecp5_reports_fmax_and_utilisation():
     rep = synth.nextpnr_ecp5(MAC, "mac", clock_mhz=50)
     assert rep["dsps"] == 1 and rep["ffs"] >= 36 and rep["luts"] > 0
     assert rep["min_fmax_mhz"] is not None and 20 < rep["min_fmax_mhz"] < 1000
+
+
+def test_nextpnr_flows_share_one_argument_list_and_refuse_unknown_names():
+    """router1 is nextpnr's default flow (no extra option); router2 adds the router and its timing-driven
+    rip-up; every other argument is the same, so two flows differ only in those options."""
+    old = synth.nextpnr_ecp5_args("85k", 100, 1, "router1")
+    new = synth.nextpnr_ecp5_args("85k", 100, 1, "router2")
+    assert old == ["--85k", "--json", "netlist.json", "--freq", "100", "--seed", "1", "--threads", "1",
+                   "--timing-allow-fail"]
+    assert new == old + ["--router", "router2", "--tmg-ripup"]
+    assert synth.nextpnr_ecp5_args("85k", 100, 1) == old      # the default stays nextpnr's own
+    with pytest.raises(ValueError, match="flow must be one of"):
+        synth.nextpnr_ecp5_args("85k", 100, 1, "router3")
+    with pytest.raises(ValueError, match="device must be one of"):
+        synth.nextpnr_ecp5_args("99k", 100, 1)
+    with pytest.raises(ValueError, match="clock_mhz must be positive"):
+        synth.nextpnr_ecp5_args("85k", 0, 1)
