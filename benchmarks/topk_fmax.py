@@ -5,8 +5,8 @@ Usage: python benchmarks/topk_fmax.py [--p 4 16] [--max-n 1024] [--depth 64] [--
 
 For each P the engine (width 16) is synthesized with `synth_ecp5` and placed and routed by
 `rtlgen.synth.nextpnr_ecp5` (85k device, `--freq MHz --seed S`, the same ``--flow`` for every row: by default
-"router2", nextpnr's router2 with timing-driven rip-up; "router1" is nextpnr's default flow, that of
-the rows measured before H102; rtlgen.synth.NEXTPNR_FLOWS). From P = 8 up the engine's ports
+"router1", nextpnr's default flow, that of every row measured so far; "router2" adds nextpnr's router2 with
+its timing-driven rip-up; rtlgen.synth.NEXTPNR_FLOWS). From P = 8 up the engine's ports
 outnumber the package pins, so the run is made on the engine inside rtlgen/timing_wrapper.py's
 shift-register wrapper (one register and one LUT per wrapper path, so the engine's own paths stay the
 critical ones); P = 4 is also run that way, so that all rows are measured alike. Needs the synth extra;
@@ -76,7 +76,7 @@ def critical_path(log: str) -> str:
 
 
 def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None,
-        sample_lanes: int | None = None, rank_pipeline: bool = True, flow: str = "router2") -> str:
+        sample_lanes: int | None = None, rank_pipeline: bool = True, flow: str = "router1") -> str:
     text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
@@ -108,9 +108,10 @@ def main() -> None:
     ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
                     help="the engine with registered sample compare bits (default; --no-rank-pipeline: compare and "
                          "count in one cycle)")
-    ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router2",
-                    help="nextpnr's place-and-route options for every row (default router2: --router router2 "
-                         "--tmg-ripup; router1: nextpnr's default flow, as the rows before H102)")
+    ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router1",
+                    help="nextpnr's place-and-route options for every row (default router1: nextpnr's default "
+                         "flow, as every measured row; router2: --router router2 --tmg-ripup, not yet measured "
+                         "to finish on the engine)")
     args = ap.parse_args()
     print("| P | flow | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | "
           "P&R wall |")

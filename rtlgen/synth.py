@@ -41,8 +41,8 @@ _FIX = {
 }
 # nextpnr-ecp5's place-and-route flows, by name (documented options of nextpnr 0.11, nothing per design):
 # "router1" is nextpnr's default (heap placer, router1); "router2" the same placer with the router2 router and
-# its timing-driven rip-up (`--router router2 --tmg-ripup`), which benchmarks/topk_fmax.py uses by default
-# (docs/topk.md "Synthesis")
+# its timing-driven rip-up (`--router router2 --tmg-ripup`), which benchmarks/topk_fmax.py offers as --flow
+# (docs/topk.md "Synthesis", H102)
 NEXTPNR_FLOWS = {"router1": (), "router2": ("--router", "router2", "--tmg-ripup")}
 _ECP5_DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
 
