@@ -374,8 +374,9 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
                                                          s.dense_dram_bytes - dense_key_bytes, bpc))[0])
     key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
     # a row the fallback swept unpruned multiplies and reads every one of its keys' values
-    unpruned = (int(((s.row_keys - s.row_values) * np.asarray(fell, dtype=bool)).sum())
-                if len(fell) == len(s.row_keys) else 0)
+    if len(fell) != len(s.row_keys):    # the stream model reports one entry per query row it ran
+        raise AssertionError(f"the core model ran {len(fell)} rows of a layer with {len(s.row_keys)}")
+    unpruned = int(((s.row_keys - s.row_values) * np.asarray(fell, dtype=bool)).sum())
     av_macs, macs = s.av_macs + unpruned * d, s.macs + unpruned * d
     value_reads = int(s.row_values.sum()) + unpruned
     bits = spec.qk.bits
