@@ -37,7 +37,7 @@ from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "tile_forms", "psum_rounds",
-           "psum_round_split", "psum_rounds_of", "psum_round_text", "PsumRounds", "reduction_runs",
+           "psum_round_split", "psum_rounds_of", "psum_round_text", "as_written", "PsumRounds", "reduction_runs",
            "reduction_run_split", "reduction_runs_of", "ReductionRuns", "fu_placement", "MapSkew",
            "map_skews", "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
@@ -277,8 +277,12 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         needs = [d for d in inner if d in ro.held_over]
         if needs:
             split = reduction_run_split(design, df)
-            why = (f" (the output is held per run of {', '.join(split.run)} only where that runs the tile's own "
-                   f"schedule, and here {split.why})" if split is not None else "")
+            written = as_written(design, df)
+            rounds = psum_rounds_of(design, written) if written is not None else None
+            moved = (f"the tile [{', '.join(rounds.moved + rounds.rest)}] runs as [{', '.join(rounds.rest)}] with "
+                     f"{', '.join(rounds.moved)} outside; " if rounds is not None else "")
+            why = (f" ({moved}the output is held per run of {', '.join(split.run)} only where that runs the tile's "
+                   f"own schedule, and here {split.why})" if split is not None else "")
             problems.append(problem(f"dataflows.{df.name}.order", f"the output {out.name} does not depend on inner loop(s) "
                                     f"{', '.join(needs)} but does on others{why}; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
@@ -337,6 +341,11 @@ def psum_round_split(design: Design, df: Dataflow) -> PsumRounds | None:
 def psum_rounds_of(design: Design, df: Dataflow) -> PsumRounds | None:
     """:func:`psum_round_split` of the tiled map ``df`` runs as (a skewed or placed map's tiled form)."""
     return psum_round_split(design, _tiled(design, df))
+
+
+def as_written(design: Design, df: Dataflow) -> Dataflow | None:
+    """The spec's dataflow named like ``df`` (a compiled dataflow is its tiled form: the tile as written is here)."""
+    return next((d for d in design.dataflows if d.name == df.name), None)
 
 
 def psum_round_text(design: Design, df: Dataflow) -> str | None:

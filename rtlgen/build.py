@@ -15,7 +15,7 @@ from amaranth.back import verilog
 from archgen.arch.files import write_all_or_nothing
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import CompiledArray, compile_array
-from archgen.dataflow.interconnect import psum_round_text
+from archgen.dataflow.interconnect import as_written, psum_round_text
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, PortRole
 
 from .array import ArrayTop
@@ -89,8 +89,8 @@ def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
     }
     if df.one_step_tile():
         parameters["tile"] = df.one_step_tile()
-    spec_df = next((d for d in design.dataflows if d.name == df.name), None)   # as written: its tile before the move
-    moved = psum_round_text(design, spec_df) if spec_df is not None else None
+    written = as_written(design, df)            # the tile as the spec gives it, before psum_rounds moved loops out
+    moved = psum_round_text(design, written) if written is not None else None
     if moved:
         parameters["tile"] = moved
     if design.placement:        # a folded map (arch/spec.py _fold): array_shape is the logical array

@@ -147,3 +147,17 @@ def test_in_amaranth(op, shape, df, moved, rest, runs, bounds):
     assert r.outputs_exact, r.detail
     assert r.detail["psum_reads_before_write"] == 0
     assert r.rtl_cycles == r.model_cycles, (r.rtl_cycles, r.model_cycles)
+
+
+def test_a_trailing_run_that_would_reload_an_input_stays_refused_and_says_what_moved():
+    """O[k,p] += W[k,c] * I[c,p,r] on [2], order [k, c, p, r]: c moves out ([p, r] left), and the run of r would
+    reload W (which uses no loop of the run) per run: the run form's refusal, naming the move first."""
+    from archgen.arch.errors import SpecError
+    design = _design(("O[k,p] += W[k,c] * I[c,p,r]", {"W": "int8", "I": "int8", "O": "int32"},
+                      {"k": 3, "p": 3, "c": 3, "r": 3}), [2], {"spatial": {"k": 0}, "order": ["k", "c", "p", "r"],
+                                                               "control": [0]})
+    with pytest.raises(SpecError) as err:
+        compile_array(design)
+    assert err.value.problems[0].path == "dataflows.d.order"
+    assert ("(the tile [c, p, r] runs as [p, r] with c outside; the output is held per run of r only where that runs "
+            "the tile's own schedule, and here input W does not depend on the run's loop(s) r") in str(err.value)
