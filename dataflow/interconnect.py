@@ -361,7 +361,7 @@ def psum_round_text(design: Design, df: Dataflow) -> str | None:
     tile, moved, rest = ", ".join(split.moved + split.rest), ", ".join(split.moved), ", ".join(split.rest)
     red = ", ".join(d for d in split.moved if not design.operation.output.uses(d))
     runs = not design.operation.output.uses(split.rest[-1])
-    held = (f"{out} held per run of the trailing reduction loop(s) of [{rest}] (below)" if runs
+    held = (f"{out} held per run of the trailing reduction loop(s) of [{rest}]" if runs
             else f"{out} streamed out per step")
     return (f"{out} is read, updated and written per step: the tile [{tile}] updates the partial sums of each "
             f"element of {out} within every iteration of {red}; built as tiles of [{rest}] with {moved} outside "

@@ -122,7 +122,7 @@ def test_explain_and_manifest_say_what_the_tile_became():
     trailing = _design(*CASES[4][:3])
     text = "\n".join(explain(trailing))
     assert "built as tiles of [p, r] with c outside the tile" in text
-    assert "O held per run of the trailing reduction loop(s) of [p, r] (below)" in text
+    assert "O held per run of the trailing reduction loop(s) of [p, r] and its partial sums of" in text
     assert "O is held per run: the tile [p, r] gives each FU one element of O for a run of r" in text
 
 
