@@ -161,3 +161,23 @@ def test_a_trailing_run_that_would_reload_an_input_stays_refused_and_says_what_m
     assert err.value.problems[0].path == "dataflows.d.order"
     assert ("(the tile [c, p, r] runs as [p, r] with c outside; the output is held per run of r only where that runs "
             "the tile's own schedule, and here input W does not depend on the run's loop(s) r") in str(err.value)
+
+
+def test_a_moved_tile_fuses_as_it_runs_alone():
+    """In a fused design each dataflow keeps the form it runs as alone (dataflow/compile.py ``_compile_fused``):
+    the [i, k, j] dataflow's view has the tile [j], k an outer loop with a command field, the output streamed
+    with partial sums in, the same as alone."""
+    from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.compile import compile_fused
+    expr, types, _ = GEMM
+    design = load_spec_data({"version": 1, "kind": "array", "name": "rounds_fused", "operation": expr,
+                             "types": types, "array": {"shape": [3]},
+                             "dataflows": {"rounds": {"spatial": {"i": 0}, "order": ["i", "k", "j"], "control": [1]},
+                                           "ws": {"spatial": {"k": 0}, "order": ["k", "i", "j"], "control": [1]}}})
+    fused = compile_fused(design, ["rounds", "ws"])
+    view, alone = fused.views[0], compile_array(design, "rounds")
+    assert view.dataflow.inner_dims() == alone.dataflow.inner_dims() == ("j",)
+    assert view.fu_graph.output.role is alone.fu_graph.output.role is Role.STREAM_OUT
+    assert view.fu_graph.output.psum_in and alone.fu_graph.output.psum_in
+    assert {f.loop for f in fused.command.fields if f.loop} >= {"i", "k"}
+    assert map_problem(design, {"i": 5, "j": 4, "k": 3}, view.dataflow).steps == 4
