@@ -8,7 +8,8 @@ from archgen.arch.spec import Design
 
 from .banking import derive_banking
 from .compile import compile_array
-from .interconnect import fu_placement, map_skews, reduction_runs_of, skew_lane_cost, tiled_equivalent
+from .interconnect import (fu_placement, map_skews, psum_round_text, psum_rounds_of, reduction_runs_of, skew_lane_cost,
+                           tiled_equivalent)
 from .ir import Role
 from .reuse import reuse_vectors
 
@@ -33,7 +34,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
              "  map: " + ", ".join(f"{d} = {e}" for d, e in zip(df.ts_map.names, df.ts_map.exprs)),
              f"  temporal order (outer->inner): {', '.join(df.order)}; inside a tile: {', '.join(inner) or '-'}; "
              f"control vector c = {list(df.control)}"]
-    lines += _folded_lines(design) + _run_lines(design, df)
+    lines += _folded_lines(design) + _psum_round_lines(design, df) + _run_lines(design, df)
     lines.append("  reuse moves (A_X M [dt; ds] = 0, unit steps; delay at reference bounds "
                  f"{design.reference_bounds}):")
     for x in design.operation.operands:
@@ -76,6 +77,19 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
             else f"outputs {sch.out_latency} cycles after their step")
     lines.append(f"  schedule (unpipelined): one step per cycle, tiles back to back; load {load} rows per tile into "
                  f"shadow registers (overlapped); {tail}")
+    return lines
+
+
+def _psum_round_lines(design: Design, df) -> list[str]:
+    """A reduction loop of the tile before an output-dependent one (interconnect.py ``psum_rounds``): what the
+    array builds instead of a per-FU partial-sum store, and what it does not build."""
+    text = psum_round_text(design, df)
+    if text is None:
+        return []
+    lines = [f"  {text}"]
+    note = psum_rounds_of(design, df).note
+    if note:
+        lines.append(f"  ({note})")
     return lines
 
 

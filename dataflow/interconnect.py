@@ -36,7 +36,8 @@ from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
-__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "reduction_runs",
+__all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "tile_forms", "psum_rounds",
+           "psum_round_split", "psum_rounds_of", "psum_round_text", "as_written", "PsumRounds", "reduction_runs",
            "reduction_run_split", "reduction_runs_of", "ReductionRuns", "fu_placement", "MapSkew",
            "map_skews", "SkewLaneCost", "skew_lane_cost", "MEMORY_PORT_COST"]
 
@@ -276,8 +277,12 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         needs = [d for d in inner if d in ro.held_over]
         if needs:
             split = reduction_run_split(design, df)
-            why = (f" (the output is held per run of {', '.join(split.run)} only where that runs the tile's own "
-                   f"schedule, and here {split.why})" if split is not None else _psum_store_text(design, df, inner))
+            written = as_written(design, df)
+            rounds = psum_rounds_of(design, written) if written is not None else None
+            moved = (f"the tile [{', '.join(rounds.moved + rounds.rest)}] runs as [{', '.join(rounds.rest)}] with "
+                     f"{', '.join(rounds.moved)} outside; " if rounds is not None else "")
+            why = (f" ({moved}the output is held per run of {', '.join(split.run)} only where that runs the tile's "
+                   f"own schedule, and here {split.why})" if split is not None else "")
             problems.append(problem(f"dataflows.{df.name}.order", f"the output {out.name} does not depend on inner loop(s) "
                                     f"{', '.join(needs)} but does on others{why}; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
@@ -289,26 +294,91 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     return g.freeze(design, df, tuple(plans))
 
 
-def _psum_store_text(design: Design, df: Dataflow, inner) -> str:
-    """Why a reduction loop outside an output-dependent inner loop is refused: what each FU would have to hold."""
-    out = design.operation.output
-    r0 = next(i for i, d in enumerate(inner) if not out.uses(d))
-    dep = [d for d in inner[r0 + 1:] if out.uses(d)]
-    ref = design.reference_bounds
-    depth = math.prod(ref[d] for d in dep)
-    used = [out.uses(d) for d in inner[r0:]]
-    body = used[:len(used) - used[::-1].index(True)]       # without a trailing reduction run
-    fifo = body == sorted(body)                              # reduction loops, then output-dependent ones
-    store = "FIFO" if fifo else "store addressed by element (its elements recur at two distances)"
-    return (f" (a read-modify-write per step: each FU would update the partial sums of {', '.join(dep)} in turn "
-            f"within each iteration of {inner[r0]}, a per-FU partial-sum {store} of {depth} entries at the reference "
-            "bounds, which the generator does not build)")
-
-
 def tiled_equivalent(design: Design, df: Dataflow) -> Dataflow:
-    """The tiled dataflow ``df`` runs as: :func:`_tiled` (skewed and placed maps), then :func:`reduction_runs`
-    (an output held per run of the tile's trailing reduction loops)."""
-    return reduction_runs(design, _tiled(design, df))
+    """The tiled dataflow ``df`` runs as: :func:`_tiled` (skewed and placed maps), then :func:`tile_forms`
+    (reduction loops outside output-dependent inner loops moved out of the tile, an output held per run of the
+    tile's trailing reduction loops)."""
+    return tile_forms(design, _tiled(design, df))
+
+
+def tile_forms(design: Design, df: Dataflow) -> Dataflow:
+    """A tiled ``df`` as the array runs its tile: :func:`psum_rounds` then :func:`reduction_runs`."""
+    return reduction_runs(design, psum_rounds(design, df))
+
+
+@dataclass(frozen=True)
+class PsumRounds:
+    """A tile with a reduction loop before an output-dependent loop (order [i, k, j] for GEMM on [3], spatial
+    {i: 0}: the tile [k, j] updates C[i, j] for every j within each k, a read-modify-write per step). ``moved``:
+    the tile's loops up to the last reduction loop that an output-dependent loop follows; ``rest`` the loops left
+    (output-dependent loops, then possibly a trailing reduction run). Moved out of the tile they become outer
+    loops in the same order, so the step sequence is the tile's; the partial sums of the moved reduction loops
+    come back in through the array's partial-sum port, one per output element per step."""
+
+    moved: tuple[Dim, ...]
+    rest: tuple[Dim, ...]
+    note: str = ""           # what the tile would build that the moved form does not (delay connections)
+
+
+def psum_round_split(design: Design, df: Dataflow) -> PsumRounds | None:
+    """:class:`PsumRounds` of a tiled ``df``, or None when no reduction loop of its tile precedes an
+    output-dependent one."""
+    if df.spatial is None or df.skewed:
+        return None
+    out = design.operation.output
+    inner = df.inner_dims()
+    last = [i for i, d in enumerate(inner) if not out.uses(d) and any(out.uses(e) for e in inner[i + 1:])]
+    if not last:
+        return None
+    moved, rest = inner[:last[-1] + 1], inner[last[-1] + 1:]
+    lost = sorted({a.operand for a in set(delay_axes(design, df))
+                   - set(delay_axes(design, dataclasses.replace(df, inner=tuple(rest))))})
+    note = (f"the delay connections of {', '.join(lost)} along loop(s) {', '.join(moved)} of the tile are not built "
+            "(those loops now run outside the tile); memory lanes feed those FUs instead" if lost else "")
+    return PsumRounds(tuple(moved), tuple(rest), note)
+
+
+def psum_rounds_of(design: Design, df: Dataflow) -> PsumRounds | None:
+    """:func:`psum_round_split` of the tiled map ``df`` runs as (a skewed or placed map's tiled form)."""
+    return psum_round_split(design, _tiled(design, df))
+
+
+def as_written(design: Design, df: Dataflow) -> Dataflow | None:
+    """The spec's dataflow named like ``df`` (a compiled dataflow is its tiled form: the tile as written is here)."""
+    return next((d for d in design.dataflows if d.name == df.name), None)
+
+
+def psum_round_text(design: Design, df: Dataflow) -> str | None:
+    """What the array does with a tile of :func:`psum_rounds_of` (``df`` as in the spec), for ``--explain`` and the
+    manifest; None when no loop moves."""
+    try:
+        split = psum_rounds_of(design, df)
+    except SpecError:
+        return None
+    if split is None:
+        return None
+    out = design.operation.output.name
+    tile, moved, rest = ", ".join(split.moved + split.rest), ", ".join(split.moved), ", ".join(split.rest)
+    red = ", ".join(d for d in split.moved if not design.operation.output.uses(d))
+    runs = not design.operation.output.uses(split.rest[-1])
+    held = (f"{out} held per run of the trailing reduction loop(s) of [{rest}]" if runs
+            else f"{out} streamed out per step")
+    return (f"{out} is read, updated and written per step: the tile [{tile}] updates the partial sums of each "
+            f"element of {out} within every iteration of {red}; built as tiles of [{rest}] with {moved} outside "
+            f"the tile (the same FU per iteration and the same step sequence), {held} and its partial sums of "
+            f"earlier iterations of {red} brought back in through the array's partial-sum port (through the memory "
+            "system: the output buffer or DRAM); docs/dataflows.md \"A reduction loop outside an output-dependent "
+            "inner loop\"")
+
+
+def psum_rounds(design: Design, df: Dataflow) -> Dataflow:
+    """``df`` with the loops of :func:`psum_round_split` moved out of the tile (``df`` itself when there are none):
+    the same FU per iteration and the same lexicographic step sequence (outer loops, moved loops, rest), the
+    output streamed out per step and its partial sums of earlier iterations of the moved reduction loops brought
+    back in through the array's partial-sum port (docs/dataflows.md "A reduction loop outside an
+    output-dependent inner loop")."""
+    split = psum_round_split(design, df)
+    return df if split is None else dataclasses.replace(df, inner=split.rest)
 
 
 @dataclass(frozen=True)
@@ -359,8 +429,9 @@ def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
 
 
 def reduction_runs_of(design: Design, df: Dataflow) -> ReductionRuns | None:
-    """:func:`reduction_run_split` of the tiled map ``df`` runs as (a skewed or placed map's tiled form)."""
-    return reduction_run_split(design, _tiled(design, df))
+    """:func:`reduction_run_split` of the tiled map ``df`` runs as (a skewed or placed map's tiled form, its
+    reduction loops before output-dependent ones moved out by :func:`psum_rounds`)."""
+    return reduction_run_split(design, psum_rounds(design, _tiled(design, df)))
 
 
 def reduction_runs(design: Design, df: Dataflow) -> Dataflow:

@@ -15,6 +15,7 @@ from amaranth.back import verilog
 from archgen.arch.files import write_all_or_nothing
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import CompiledArray, compile_array
+from archgen.dataflow.interconnect import as_written, psum_round_text
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, PortRole
 
 from .array import ArrayTop
@@ -88,6 +89,10 @@ def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
     }
     if df.one_step_tile():
         parameters["tile"] = df.one_step_tile()
+    written = as_written(design, df)            # the tile as the spec gives it, before psum_rounds moved loops out
+    moved = psum_round_text(design, written) if written is not None else None
+    if moved:
+        parameters["tile"] = moved
     if design.placement:        # a folded map (arch/spec.py _fold): array_shape is the logical array
         parameters.update(physical_shape=list(design.physical_shape),
                           placement=[[list(lg), list(ph)] for lg, ph in design.placement])

@@ -155,28 +155,6 @@ def test_runs_that_would_change_an_inputs_schedule_stay_refused(expr, types, ord
     assert why in str(err.value)
 
 
-def test_a_reduction_loop_before_an_output_dependent_inner_loop_is_not_a_run():
-    """order [i, k, j]: each FU updates C[i, j] for every j within each k (a read-modify-write per step)."""
-    design = _design(GEMM, [3], {"spatial": {"i": 0}, "order": ["i", "k", "j"], "control": [0]})
-    assert reduction_runs_of(design, design.dataflow()) is None
-    with pytest.raises(SpecError) as err:
-        compile_array(design)
-    assert err.value.problems[0].path == "dataflows.d.order"
-    ref = design.reference_bounds["j"]
-    assert (f"each FU would update the partial sums of j in turn within each iteration of k, a per-FU partial-sum "
-            f"FIFO of {ref} entries at the reference bounds") in str(err.value)
-
-
-def test_interleaved_reduction_loops_need_a_store_addressed_by_element():
-    """conv2 on [3], order [q, r, k, c, p]: within an iteration of r, O[k, p] recurs every p loop (over c) and
-    again after k moves on, two distances a FIFO cannot serve."""
-    design = _design(CONV2, [3], {"spatial": {"q": 0}, "order": ["q", "r", "k", "c", "p"], "control": [0]})
-    with pytest.raises(SpecError) as err:
-        compile_array(design)
-    assert ("partial sums of k, p in turn within each iteration of r, a per-FU partial-sum store addressed by "
-            "element (its elements recur at two distances) of 12 entries") in str(err.value)
-
-
 def test_the_runs_output_drains_per_run():
     """The accumulators drain once per run: one output beat per lane per run (the host program's beats)."""
     from archgen.dataflow.host import host_program, random_operands

@@ -82,7 +82,7 @@ def test_random_designs_never_read_a_partial_sum_before_its_write():
         design, bounds = random_design(rng)
         try:
             compiled = compile_array(design, "d")
-            mapping = map_problem(design, bounds, "d")
+            mapping = map_problem(design, bounds, compiled.dataflow)      # the tile as the array runs it
         except SpecError:
             continue                                          # refused dataflow: nothing to run
         sch = compiled.schedule

@@ -92,7 +92,7 @@ def _binding_random_cases(n: int):
         design, bounds = random_design(rng)
         try:
             compiled = compile_array(design, "d")
-            mapping = map_problem(design, bounds, "d")
+            mapping = map_problem(design, bounds, compiled.dataflow)      # the tile as the array runs it
         except SpecError:
             continue
         dist = mapping.psum_tile_distance()
