@@ -24,7 +24,7 @@ from archgen.arch.spec import Dataflow, Design
 
 from .delay_lp import RetimedGraph, insert_pipeline_registers
 from .delays import DelayTable
-from .interconnect import FUGraph, derive_interconnect, reduction_runs, tiled_equivalent
+from .interconnect import FUGraph, derive_interconnect, tiled_equivalent
 from .ir import CommandLayout, Direction, NodeKind, Port, PortRole, command_layout, port_name
 from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
@@ -197,8 +197,10 @@ def compile_fused(design: Design, dataflows: Sequence[str], *, pipeline: bool = 
 def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | None, target: str):
     from .fusion import FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, retime_fused
     hw = _hardware_only(design)
-    # each dataflow as it runs alone (an output held per run: the tile with its output-dependent loops outside)
-    tiled = tuple(reduction_runs(hw, df) for df in dfs if not df.skewed)
+    # each dataflow as it runs alone (compile_array): a skewed or placed map as its tiled map, an output held per
+    # run as the tile with its output-dependent loops outside; the views' dataflow is that form, as a single
+    # design's is (the memory system checks a command against it)
+    tiled = tuple(tiled_equivalent(hw, df) for df in dfs if not df.skewed)
     names = tuple(df.name for df in tiled)
     fronts = [_front(hw, df, period, target, ()) for df in tiled]
     plan = retime_fused(names, [p for _, p in fronts], DelayTable.load(target).mux2_ns,

@@ -371,3 +371,19 @@ def test_operand_kept_on_one_fu_gets_a_ring_and_a_lane_per_fu(stt, stationary):
     assert hop.stationary and hop.dt == 1
     assert compiled.network.lanes(stationary) == 9
     assert any("stationary" in line for line in explain(_design((3, 3), stt)))
+
+
+def test_no_moving_carrier_guard_names_the_dataflow_field():
+    """The validity tag's carrier guard (unreachable from a spec: stt_move_problems refuses such a map first)
+    names the dataflow's stt field and the rows, like every other refusal."""
+    from types import SimpleNamespace
+
+    from archgen.dataflow.reuse import SttHop
+    from archgen.dataflow.stt_array import _carrier
+    df = SimpleNamespace(name="hex", stt=((1, 0, -1), (0, 1, -1), (1, 1, 1)))
+    hops = (SttHop("A", (1, -1, 0), (0, 0), 1), SttHop("B", (0, 1, 1), (0, 0), 2),
+            SttHop("C", (0, 0, 1), (0, 0), 1, True))
+    with pytest.raises(SpecError) as err:
+        _carrier(df, hops)
+    assert str(err.value) == ("dataflows.hex.stt: every operand stays on one FU under this map; the validity tag "
+                              "needs one operand that moves across the array (got [[1, 0, -1], [0, 1, -1], [1, 1, 1]])")
