@@ -11,8 +11,9 @@ memory system still refuses is counted as refused, not as a failure. --per-shape
 (operation, array shape) of the class (then N of those). Problem sizes: k, p, i, r = 5/5/5/3 and the
 others 3 (ragged on the 2- and 3-wide axes). docs/limits.md, the audit, has the figures. An entry of the search's
 ``fused`` mode (a dict of named dataflows) runs every dataflow of its fused design: on the fused array top in
-Amaranth (one problem per dataflow), or with --memory each tiled dataflow as a layer through the memory system
-around the fused array.
+Amaranth (one problem per dataflow), or with --memory each dataflow as a layer through its memory system around the
+fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM bytes moved == the model's for the
+latter).
 """
 import json
 import random
@@ -66,9 +67,9 @@ def _fused_array(design, bounds, seed):
 
 
 def _fused_layer(design, bounds, seed):
-    """Every tiled dataflow of a fused design as a whole layer through the memory system around the fused array
+    """Every dataflow of a fused design as a whole layer through its memory system around the fused array
     (LayerTop with FusedArrayTop, the select tied from the layer, as verif/layer_check.py builds it) in
-    Amaranth against sim/layer_model.py on the fused view; a skewed map's view is left to the stt layer checks."""
+    Amaranth against sim/layer_model.py on the fused view; a skewed map through its stt layer top."""
     from archgen.dataflow.compile import compile_fused
     from archgen.dataflow.fusion import is_stt_view
     from archgen.dataflow.host import random_operands
@@ -86,7 +87,11 @@ def _fused_layer(design, bounds, seed):
     out = design.operation.output.name
     for name in fused.names:
         c = fused.view(name)
-        if is_stt_view(c):
+        if is_stt_view(c):              # the stt layer top around the fused array, its select tied
+            exact, rtl, model = _fused_stt_layer(fused, name, bounds, seed)
+            exact_all &= exact
+            rtls.append(rtl)
+            models.append(model)
             continue
         cmd = plan_layer(design, bounds, c.dataflow)
         p = layer_program(c, cmd, spec_size=False)
@@ -101,6 +106,32 @@ def _fused_layer(design, bounds, seed):
         rtls.append(res["cycles"])
         models.append(simulate_layer(c, cmd).cycles)
     return exact_all, tuple(rtls), tuple(models)
+
+
+def _fused_stt_layer(fused, name, bounds, seed):
+    """A skewed map of a fused design as a layer through its stt memory system (rtlgen/stt_layer.py SttLayerTop
+    driving the fused array, as rtlgen/stt_layer.py stt_layer_verilog builds it) in Amaranth, against numpy and
+    simulate_stt_layer on the fused view."""
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
+    from archgen.rtlgen.build import fused_command_constants
+    from archgen.rtlgen.fused_array import FusedArrayTop
+    from archgen.rtlgen.stt_layer import SttLayerTop
+    from archgen.verif.golden import reference_einsum
+    from archgen.verif.stt_layer_check import stt_layer_operands
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "rtlgen"))
+    from layer_sim import run_top
+    view, design = fused.view(name), fused.design
+    tiling = stt_tiling(view.network, bounds)
+    plan = plan_stt_layer(tiling)
+    tensors = stt_layer_operands(design, plan, np.random.default_rng(seed))
+    top = SttLayerTop(plan, view, plan.dram_image(tensors), array=FusedArrayTop(fused),
+                      command_fields=fused_command_constants(fused, name))
+    model = simulate_stt_layer(plan)
+    res = run_top(top, plan.dram_words, 20 * model.cycles + 2000)
+    ref = reference_einsum(design.operation, tensors, tiling.bound, view.network.acc_width)
+    exact = bool(np.array_equal(plan.read_output(res["words"]), ref)) and res["moved"] == model.dram_bytes
+    return exact, res["cycles"], model.cycles
 
 
 def _spec(op, shape, df):

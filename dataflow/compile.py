@@ -210,9 +210,12 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
                for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
     if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)
         from .fusion import fused_stt_view
-        stages = max(v.timing.node_latency(n) for v in by_name.values() for n in v.timing.prim.graph.nodes
-                     if n.kind is NodeKind.MUL)
-        levels = max((mp.levels for mp in plan.muxes if mp.node.kind is NodeKind.MUL), default=0)
+        # without a tiled dataflow (skewed maps only) the multipliers are unpipelined and each map's own product
+        # stages follow on its path; their operand mux has one input per map
+        stages = max((v.timing.node_latency(n) for v in by_name.values() for n in v.timing.prim.graph.nodes
+                      if n.kind is NodeKind.MUL), default=0)
+        levels = (max((mp.levels for mp in plan.muxes if mp.node.kind is NodeKind.MUL), default=0) if tiled
+                  else math.ceil(math.log2(len(dfs))))
         for df in dfs:
             if df.skewed:
                 by_name[df.name] = fused_stt_view(design, df, target, period, stages,

@@ -198,3 +198,51 @@ def test_fused_maps_exact_in_amaranth():
     assert [r.dataflow for r in runs] == ["placed", "os", "skew"]
     for r in runs:
         assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
+
+
+# ---- skewed stt maps only (no tiled dataflow) -------------------------------------------------------------
+
+HEX2 = [[1, 0, 1], [0, 1, -1], [1, 2, 1]]
+
+
+def _stt_only(shape=(2, 3), clock_mhz=500):
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data({
+        "version": 1, "kind": "array", "name": "hexes", "operation": "C[i,j] += A[i,k] * B[k,j]",
+        "clock_mhz": clock_mhz, "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
+        "dataflows": {"hex": {"stt": [[1, 0, -1], [0, 1, -1], [1, 1, 1]]}, "hex2": {"stt": HEX2}},
+        "fuse": ["hex", "hex2"]})
+
+
+@pytest.mark.parametrize("clock", [500, 1500])
+def test_skewed_maps_only_fuse_on_unpipelined_multipliers(clock):
+    """No tiled dataflow: no LP and no shared multiplier stage; each map's product stages are its own (the
+    operand mux of two maps in its path), never fewer than its single design's; the report runs."""
+    from archgen.dataflow.fusion import is_stt_view
+    from archgen.fusion_cli import fusion_report
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = _stt_only(clock_mhz=clock)
+    fused = compile_fused(design, design.fuse)
+    assert all(is_stt_view(v) for v in fused.views) and fused.plan.muxes == () and fused.plan.rounds == 0
+    assert [f.name for f in fused.command.fields] == ["steps", SELECT_FIELD]
+    for name, view in zip(fused.names, fused.views):
+        single = compile_array(design, name)
+        assert view.network.product_stages >= single.network.product_stages
+    if clock == 1500:
+        assert min(v.network.product_stages for v in fused.views) >= 1
+    text, top = fused_verilog(fused)
+    assert text == fused_verilog(fused)[0] and top.mux_count > 0
+    rep = fusion_report(fused, text, top, synth=False)
+    assert rep["skewed_maps"] == ["hex", "hex2"] and rep["register_bits"]["fused"] == 0
+    for name, c in rep["cycles"].items():
+        assert c["fused"] >= c["single"]
+
+
+@pytest.mark.parametrize("shape,clock", [((2, 3), 500), ((3, 2), 1500), ((1, 4), 500)])
+def test_skewed_maps_only_exact_in_amaranth(shape, clock):
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    design = _stt_only(shape, clock)
+    runs = verify_fused_amaranth(design, design.fuse, {"i": 5, "j": 4, "k": 6}, seed=7)
+    assert [r.dataflow for r in runs] == ["hex", "hex2"]
+    for r in runs:
+        assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
