@@ -8,6 +8,9 @@
                                                                       # skewed, FU-skewed, folded), random
     python benchmarks/dataflow_refusal_search.py fused SEED COUNT     # COUNT pairs and COUNT/4 triples of
                                                                       # dataflows that build alone, fused
+    python benchmarks/dataflow_refusal_search.py negative             # every spatial form of two true
+                                                                      # convolutions (I[p-r], I[p-r+2]), also
+                                                                      # planned as a k=5, p=5, r=3 layer
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -34,10 +37,15 @@ OPS = {
   "shift": ("C[i,j] += A[i,j+k] * B[k]", {"A": "int8", "B": "int8", "C": "int32"}, {"i": 3, "j": 4, "k": 3}),
   "sum2": ("C[i] += A[i,k] * B[i+k]", {"A": "int8", "B": "int8", "C": "int32"}, {"i": 3, "k": 4}),
 }
+# true convolutions (an index with a negative coefficient): mode ``negative`` only, so the other modes' specs stay
+OPS_NEG = {
+  "convn": ("O[k,p] += W[k,r] * I[p-r]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
+  "convn2": ("O[k,p] += W[k,r] * I[p-r+2]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
+}
 SHAPES = [[2, 2], [2, 3], [3], [2, 2, 2]]
 
 def base(op, shape, df):
-    expr, types, bounds = OPS[op]
+    expr, types, bounds = OPS[op] if op in OPS else OPS_NEG[op]
     d = {"version": 1, "kind": "array", "name": "s", "operation": expr, "types": types, "array": {"shape": shape},
          "dataflows": {"d": df}}
     if bounds: d["bounds"] = bounds
@@ -45,7 +53,7 @@ def base(op, shape, df):
 
 stats = collections.Counter()
 hits = []
-def probe(op, shape, df, fuse=None, record=True):
+def probe(op, shape, df, fuse=None, record=True, layer=None):
     """One spec through the spec checks, compile and the memory system's probe; its outcome counted (when
     ``record``) and returned: "ok", "spec" (a spec-check refusal), "refused" or "crash". ``fuse``: ``df`` is a
     dict of named dataflows fused into one design (the spec's ``fuse:`` list)."""
@@ -64,7 +72,7 @@ def probe(op, shape, df, fuse=None, record=True):
         return note("crash", "spec crash " + type(e).__name__ + " " + str(e)[:60],
                     "CRASH spec " + type(e).__name__ + " " + str(e)[:200])
     try:
-        skewed = _probe_design(d, fuse)
+        skewed = _probe_design(d, fuse, layer)
         return note("ok", "ok (skewed stt)" if skewed else "ok")
     except SpecError as e:
         m = str(e)
@@ -75,9 +83,10 @@ def probe(op, shape, df, fuse=None, record=True):
                     "CRASH " + type(e).__name__ + " " + str(e)[:200])
 
 
-def _probe_design(d, fuse):
+def _probe_design(d, fuse, layer=None):
     """Compile ``d`` (its one dataflow, or the fused design of ``fuse``) and give every dataflow the smallest
-    layer through its memory system; True when some dataflow is a skewed stt map."""
+    layer through its memory system (and, with ``layer``, the planner's layer of those loop bounds: a walk that
+    leaves the tensor only shows on a real layer); True when some dataflow is a skewed stt map."""
     if fuse is None:
         views = [compile_array(d)]
     else:                                       # as archgen build --fuse: one fused array, a view per dataflow
@@ -89,6 +98,9 @@ def _probe_design(d, fuse):
         else:
             cmd = probe_command(d, c.dataflow)  # the dataflow as compiled (a placed or folded map: its tiled form)
             layer_program(c, cmd, spec_size=False)
+            if layer is not None:
+                from archgen.mappings.memory_tiling import plan_layer
+                layer_program(c, plan_layer(d, layer, c.dataflow), spec_size=False)
     return any(c.dataflow.skewed for c in views)
 
 def _probe_stt(c):
@@ -101,7 +113,7 @@ def _probe_stt(c):
 
 def dims_of(op):
     from archgen.arch.einsum import parse_operation
-    return list(parse_operation(OPS[op][0]).dims)
+    return list(parse_operation((OPS[op] if op in OPS else OPS_NEG[op])[0]).dims)
 
 def spatial_form(rng, dims, shape):
     sp = rng.sample(dims, len(shape))
@@ -224,6 +236,15 @@ def main():
             for shape in SHAPES[:3]:
                 for _ in range(n):
                     probe(op, shape, map_form(rng, dims_of(op), shape))
+    elif mode == "negative":                    # every spatial form of OPS_NEG on 2x2, 2x3 and [3]
+        for op in OPS_NEG:
+            dims = dims_of(op)
+            for shape in SHAPES[:3]:
+                for sp in itertools.permutations(dims, len(shape)):
+                    for order in itertools.permutations(dims):
+                        for ctl in itertools.product((0, 1), repeat=len(shape)):
+                            probe(op, shape, {"spatial": {d: a for a, d in enumerate(sp)}, "order": list(order),
+                                              "control": list(ctl)}, layer={"k": 5, "p": 5, "r": 3})
     elif mode == "fused":
         fused_search(rng, int(sys.argv[3]) if len(sys.argv) > 3 else 40)
     print(mode, f"{time.time()-t0:.0f}s")
