@@ -505,7 +505,7 @@ def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], 
     """The lane map of a port whose lanes read tensor elements ``indices`` (per lane, lane 0 first): lanes whose
     indices differ only along ``lane_dim`` (the buffer's innermost dimension) share a group, numbered in order
     of their first lane; returns (group per lane, offset of each lane in its group's run, run length). Lane 0
-    must be first in its run (its position is the walk's): a ValueError otherwise."""
+    need not be first in its run (lanes that step the index by -1: the walk's base is then its run's start)."""
     keys: dict = {}
     group, low, high = [], {}, {}
     for idx in indices:
@@ -514,8 +514,6 @@ def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], 
         group.append(g)
         low[g] = min(low.get(g, d[lane_dim]), d[lane_dim])
         high[g] = max(high.get(g, d[lane_dim]), d[lane_dim])
-    if low[0] < 0:
-        raise ValueError(f"a lane of lane 0's run reads {-low[0]} position(s) before it")
     offsets = tuple(idx[lane_dim] - indices[0][lane_dim] - low[g] for idx, g in zip(indices, group))
     return tuple(group), offsets, max(high[g] - low[g] + 1 for g in low)
 
@@ -897,7 +895,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 if at({}, ln) - base != start_of[g] + o:
                     raise AssertionError(f"lane {ln} of {w.port}: position {at({}, ln) - base}, not its group's "
                                          f"{start_of[g]} + {o}")
-            assert start_of[0] == 0, start_of
+            # lanes before lane 0 in its run (an index that lanes step by -1): the walk starts at the run's start
+            base += start_of[0]
+            start_of = {g: v - start_of[0] for g, v in start_of.items()}
             if groups:
                 return base, strides, trips, [start_of[g] for g in range(w.groups)]
         elif w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:

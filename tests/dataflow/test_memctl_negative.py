@@ -1,7 +1,9 @@
 """Walks that step an operand's buffer downwards: an index with a negative coefficient (a true convolution's
 ``I[p - r]``). The walk's strides are signed command fields one bit wider (dataflow/memctl.py
 ``descriptor_format``; rtlgen/layer_top.py sign-extends them into the walk's adders, whose positions wrap); they
-were refused as `dataflows.X: port in_I: a negative address stride is not supported`. Checked by the pack/unpack
+were refused as `dataflows.X: port in_I: a negative address stride is not supported`. Lanes that step the index
+by -1 read one run from the last lane's element (``lane_map``; refused before as `... its lanes do not step one
+tensor dimension of I by 1`). Checked by the pack/unpack
 of the command, and as a whole layer through the memory system in Amaranth (exact, RTL cycles == model)."""
 import sys
 from pathlib import Path
@@ -62,6 +64,9 @@ def test_a_positive_stride_keeps_the_unsigned_field():
 @pytest.mark.parametrize("shape, spatial, order, control", [
     ([2, 2], {"k": 0, "p": 1}, ["k", "p", "r"], [0, 0]),
     ([2, 3], {"r": 0, "k": 1}, ["p", "r", "k"], [1, 0]),      # r on the array: the lanes are rows of the walk
+    # r on the lane axis: lane 0 -> lane 1 steps I's index by -1 (a reversed run, the walk's base at its start;
+    # r = 3 on 2 lanes: the last tile's second lane is padding)
+    ([2, 2], {"p": 0, "r": 1}, ["k", "r", "p"], [0, 0]),
 ])
 def test_true_convolution_through_the_memory_system_in_amaranth(shape, spatial, order, control):
     from archgen.rtlgen.layer_top import LayerTop
