@@ -4,10 +4,21 @@
     python benchmarks/dataflow_refusal_search.py spatial          # every spatial form: ~5 min
     python benchmarks/dataflow_refusal_search.py map SEED COUNT   # random map forms
     python benchmarks/dataflow_refusal_search.py stt SEED COUNT   # random stt rows
+    python benchmarks/dataflow_refusal_search.py mapform SEED COUNT   # maps in the documented forms (tiled,
+                                                                      # skewed, FU-skewed, folded), random
+    python benchmarks/dataflow_refusal_search.py fused SEED COUNT     # COUNT pairs and COUNT/4 triples of
+                                                                      # dataflows that build alone, fused
+    python benchmarks/dataflow_refusal_search.py negative             # every spatial form of two true
+                                                                      # convolutions (I[p-r], I[p-r+2]), also
+                                                                      # planned as a k=5, p=5, r=3 layer
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
-refusal_search_<mode>.json with its message (spec-check refusals too, their message prefixed "spec: ")."""
+refusal_search_<mode>.json with its message (spec-check refusals too, their message prefixed "spec: "; an
+exception that is not a SpecError as "CRASH ..."). A skewed stt map goes through its own memory system (the stt
+layer build, ``build_stt`` and a layer planned on it) and counts as "ok (skewed stt)"; a fused design is compiled
+as ``archgen build --fuse`` does (``compile_fused``) and every dataflow's view probed; its json entry holds the
+dict of fused dataflows."""
 import itertools, random, sys, collections, time
 from archgen.arch.spec import load_spec_data
 from archgen.arch.errors import SpecError
@@ -26,10 +37,15 @@ OPS = {
   "shift": ("C[i,j] += A[i,j+k] * B[k]", {"A": "int8", "B": "int8", "C": "int32"}, {"i": 3, "j": 4, "k": 3}),
   "sum2": ("C[i] += A[i,k] * B[i+k]", {"A": "int8", "B": "int8", "C": "int32"}, {"i": 3, "k": 4}),
 }
+# true convolutions (an index with a negative coefficient): mode ``negative`` only, so the other modes' specs stay
+OPS_NEG = {
+  "convn": ("O[k,p] += W[k,r] * I[p-r]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
+  "convn2": ("O[k,p] += W[k,r] * I[p-r+2]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
+}
 SHAPES = [[2, 2], [2, 3], [3], [2, 2, 2]]
 
 def base(op, shape, df):
-    expr, types, bounds = OPS[op]
+    expr, types, bounds = OPS[op] if op in OPS else OPS_NEG[op]
     d = {"version": 1, "kind": "array", "name": "s", "operation": expr, "types": types, "array": {"shape": shape},
          "dataflows": {"d": df}}
     if bounds: d["bounds"] = bounds
@@ -37,32 +53,139 @@ def base(op, shape, df):
 
 stats = collections.Counter()
 hits = []
-def probe(op, shape, df):
-    data = base(op, shape, df)
+def probe(op, shape, df, fuse=None, record=True, layer=None):
+    """One spec through the spec checks, compile and the memory system's probe; its outcome counted (when
+    ``record``) and returned: "ok", "spec" (a spec-check refusal), "refused" or "crash". ``fuse``: ``df`` is a
+    dict of named dataflows fused into one design (the spec's ``fuse:`` list)."""
+    data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
+    def note(kind, key, msg=None):
+        if record:
+            stats[key] += 1
+            if msg is not None:
+                hits.append((op, shape, df, msg))
+        return kind
     try:
         d = load_spec_data(data)
     except SpecError as e:
-        stats["spec refused"] += 1
-        hits.append((op, shape, df, "spec: " + str(e)[:300])); return
+        return note("spec", "spec refused", "spec: " + str(e)[:300])
     except Exception as e:
-        stats["spec crash " + type(e).__name__] += 1; return
+        return note("crash", "spec crash " + type(e).__name__ + " " + str(e)[:60],
+                    "CRASH spec " + type(e).__name__ + " " + str(e)[:200])
     try:
-        c = compile_array(d)
-        cmd = probe_command(d, c.dataflow)      # the dataflow as compiled (a placed or folded map: its tiled form)
-        layer_program(c, cmd, spec_size=False)
-        stats["ok"] += 1
+        skewed = _probe_design(d, fuse, layer)
+        return note("ok", "ok (skewed stt)" if skewed else "ok")
     except SpecError as e:
         m = str(e)
         key = "lanes" if "do not step one tensor" in m else m.split(":")[0][:60] + ":" + m.split(":")[1][:70] if ":" in m else m[:80]
-        stats["refused " + key] += 1
-        hits.append((op, shape, df, m[:300]))
+        return note("refused", "refused " + key, m[:300])
     except Exception as e:
-        stats["crash " + type(e).__name__ + " " + str(e)[:60]] += 1
-        hits.append((op, shape, df, "CRASH " + type(e).__name__ + " " + str(e)[:200]))
+        return note("crash", "crash " + type(e).__name__ + " " + str(e)[:60],
+                    "CRASH " + type(e).__name__ + " " + str(e)[:200])
+
+
+def _probe_design(d, fuse, layer=None):
+    """Compile ``d`` (its one dataflow, or the fused design of ``fuse``) and give every dataflow the smallest
+    layer through its memory system (and, with ``layer``, the planner's layer of those loop bounds: a walk that
+    leaves the tensor only shows on a real layer); True when some dataflow is a skewed stt map."""
+    if fuse is None:
+        views = [compile_array(d)]
+    else:                                       # as archgen build --fuse: one fused array, a view per dataflow
+        from archgen.dataflow.compile import compile_fused
+        views = list(compile_fused(d, list(fuse)).views)
+    for c in views:
+        if c.dataflow.skewed:                   # a skewed stt map: its own memory system (the stt layer build)
+            _probe_stt(c)
+        else:
+            cmd = probe_command(d, c.dataflow)  # the dataflow as compiled (a placed or folded map: its tiled form)
+            layer_program(c, cmd, spec_size=False)
+            if layer is not None:
+                from archgen.mappings.memory_tiling import plan_layer
+                layer_program(c, plan_layer(d, layer, c.dataflow), spec_size=False)
+    return any(c.dataflow.skewed for c in views)
+
+def _probe_stt(c):
+    """A skewed stt map through its memory system: the one layer build (box, period, layouts) and the plan of
+    a small layer on it (every loop 3; refusals by field happen there, as in archgen sim/verify)."""
+    from archgen.dataflow.stt_command import build_stt, plan_for_build
+    build = build_stt(c)
+    plan_for_build(build, {d: 3 for d in c.design.operation.dims}, "probe")
+
 
 def dims_of(op):
     from archgen.arch.einsum import parse_operation
-    return list(parse_operation(OPS[op][0]).dims)
+    return list(parse_operation((OPS[op] if op in OPS else OPS_NEG[op])[0]).dims)
+
+def spatial_form(rng, dims, shape):
+    sp = rng.sample(dims, len(shape))
+    return {"spatial": {d: a for a, d in enumerate(sp)}, "order": rng.sample(dims, len(dims)),
+            "control": [rng.choice((0, 1)) for _ in shape]}
+
+
+def map_form(rng, dims, shape):
+    """A map written in the forms docs/dataflows.md describes (not random coefficients): the tiled form
+    ``d = P_a*t_d + s_a``; a skew of a temporal loop by FU coordinates (``k: t_k - s0 - s1``); a skew of the FU
+    assignment (``j: 3*t_j + s1 - s0``); a folded loop over every axis (``i: 4*t_i + s0 + 2*s1`` on 2x2), its
+    strides in a random order; mixed with the others' coefficients."""
+    kind = rng.choice(["tiled", "tskew", "fuskew", "folded", "folded"])
+    mp = {d: f"t_{d}" for d in dims}
+    n = len(shape)
+    if kind == "folded":
+        d = rng.choice(dims)
+        perm = rng.sample(range(n), n)
+        stride, terms = 1, []
+        for a in perm:
+            terms.append(f"{stride}*s{a}")
+            stride *= shape[a]
+        mp[d] = f"{stride}*t_{d} + " + " + ".join(terms)
+    else:
+        sp = rng.sample(dims, n)
+        for a, d in enumerate(sp):
+            mp[d] = f"{shape[a]}*t_{d} + s{a}"
+        if kind == "fuskew" and n > 1:
+            a = rng.randrange(n)
+            b = rng.choice([x for x in range(n) if x != a])
+            mp[sp[a]] += rng.choice([" + ", " - "]) + f"s{b}"
+        elif kind in ("tskew", "fuskew"):
+            rest = [d for d in dims if d not in sp]
+            if rest:
+                d = rng.choice(rest)
+                cs = [rng.choice([-1, 0, 1]) for _ in range(n)]
+                cs[rng.randrange(n)] = rng.choice([-1, 1])
+                mp[d] += "".join(f" + s{a}" if c > 0 else f" - s{a}" if c < 0 else "" for a, c in enumerate(cs))
+    return {"map": mp, "order": rng.sample(dims, len(dims))}
+
+
+def stt_form(rng, dims, shape):
+    rows = [[rng.choice([0, 0, 1, 1, -1]) for _ in dims] for _ in range(len(dims))]
+    return {"stt": rows, "order": list(dims)}
+
+
+def fused_search(rng, count):
+    """Fused designs: for each operation and array shape, dataflows that build alone (random spatial forms,
+    map forms of :func:`map_form` and, where the array has one axis fewer than the operation has loops, stt
+    rows), then ``count`` random pairs and ``count // 4`` triples of them in the spec's ``fuse:`` list, each
+    drawn from a random kind so map and stt forms take part."""
+    for op in OPS:
+        dims = dims_of(op)
+        for shape in SHAPES[:3]:
+            pool = {"spatial": [], "map": [], "stt": []}
+            gens = {"spatial": spatial_form, "map": map_form}
+            if len(dims) == len(shape) + 1:
+                gens["stt"] = stt_form
+            for kind, gen in gens.items():
+                for _ in range(60):
+                    df = gen(rng, dims, shape)
+                    if len(pool[kind]) < 12 and probe(op, shape, df, record=False) == "ok":
+                        pool[kind].append(df)
+            kinds = [k for k in pool if pool[k]]
+            for size, n in ((2, count), (3, count // 4)):
+                for _ in range(n):
+                    dfs = {}
+                    for i in range(size):
+                        kind = rng.choice(kinds)
+                        dfs[f"{kind}{i}"] = rng.choice(pool[kind])
+                    probe(op, shape, dfs, fuse=list(dfs))
+
 
 def main():
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
@@ -101,6 +224,29 @@ def main():
                 for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
                     rows = [[rng.choice([0, 0, 1, 1, -1]) for _ in dims] for _ in range(3)]
                     probe(op, shape if len(shape) == 2 else [shape[0], 1], {"stt": rows, "order": dims})
+        for op in OPS:                          # two-loop operations on a 1-D array: 2x2 rows (after the above,
+            dims = dims_of(op)                  # so the three-loop specs stay those of earlier runs)
+            if len(dims) != 2: continue
+            for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
+                rows = [[rng.choice([0, 0, 1, 1, -1, 2]) for _ in dims] for _ in range(2)]
+                probe(op, [3], {"stt": rows, "order": dims})
+    elif mode == "mapform":
+        n = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+        for op in OPS:
+            for shape in SHAPES[:3]:
+                for _ in range(n):
+                    probe(op, shape, map_form(rng, dims_of(op), shape))
+    elif mode == "negative":                    # every spatial form of OPS_NEG on 2x2, 2x3 and [3]
+        for op in OPS_NEG:
+            dims = dims_of(op)
+            for shape in SHAPES[:3]:
+                for sp in itertools.permutations(dims, len(shape)):
+                    for order in itertools.permutations(dims):
+                        for ctl in itertools.product((0, 1), repeat=len(shape)):
+                            probe(op, shape, {"spatial": {d: a for a, d in enumerate(sp)}, "order": list(order),
+                                              "control": list(ctl)}, layer={"k": 5, "p": 5, "r": 3})
+    elif mode == "fused":
+        fused_search(rng, int(sys.argv[3]) if len(sys.argv) > 3 else 40)
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
         print(f"{v:7d} {k}")

@@ -9,7 +9,11 @@ no partial sum read before its write, RTL cycles == model cycles), or with --mem
 generated memory system (rtlgen/layer_top.py in Amaranth against sim/layer_model.py). A spec the array or the
 memory system still refuses is counted as refused, not as a failure. --per-shape K: K specs at random from each
 (operation, array shape) of the class (then N of those). Problem sizes: k, p, i, r = 5/5/5/3 and the
-others 3 (ragged on the 2- and 3-wide axes). docs/limits.md, the audit, has the figures.
+others 3 (ragged on the 2- and 3-wide axes). docs/limits.md, the audit, has the figures. An entry of the search's
+``fused`` mode (a dict of named dataflows) runs every dataflow of its fused design: on the fused array top in
+Amaranth (one problem per dataflow), or with --memory each dataflow as a layer through its memory system around the
+fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM bytes moved == the model's for the
+latter).
 """
 import json
 import random
@@ -55,6 +59,88 @@ def _array(design, bounds, seed):
     return r.outputs_exact, r.rtl_cycles, r.model_cycles
 
 
+def _fused_array(design, bounds, seed):
+    """Every dataflow of a fused design on the fused array top in Amaranth (verif/fused_amaranth.py)."""
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    runs = verify_fused_amaranth(design, design.fuse, bounds, seed=seed)
+    return all(r.outputs_exact for r in runs), tuple(r.rtl_cycles for r in runs), tuple(r.model_cycles for r in runs)
+
+
+def _fused_layer(design, bounds, seed):
+    """Every dataflow of a fused design as a whole layer through its memory system around the fused array
+    (LayerTop with FusedArrayTop, the select tied from the layer, as verif/layer_check.py builds it) in
+    Amaranth against sim/layer_model.py on the fused view; a skewed map through its stt layer top."""
+    from archgen.dataflow.compile import compile_fused
+    from archgen.dataflow.fusion import is_stt_view
+    from archgen.dataflow.host import random_operands
+    from archgen.dataflow.memctl import layer_program
+    from archgen.mappings.memory_tiling import plan_layer
+    from archgen.rtlgen.build import fused_command_constants
+    from archgen.rtlgen.fused_array import FusedArrayTop
+    from archgen.rtlgen.layer_top import LayerTop
+    from archgen.sim.layer_model import simulate_layer
+    from archgen.verif.golden import reference_einsum
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "rtlgen"))
+    from layer_sim import run_top
+    fused = compile_fused(design, design.fuse)
+    exact_all, rtls, models = True, [], []
+    out = design.operation.output.name
+    for name in fused.names:
+        c = fused.view(name)
+        if is_stt_view(c):              # the stt layer top around the fused array, its select tied
+            exact, rtl, model = _fused_stt_layer(fused, name, bounds, seed)
+            exact_all &= exact
+            rtls.append(rtl)
+            models.append(model)
+            continue
+        cmd = plan_layer(design, bounds, c.dataflow)
+        p = layer_program(c, cmd, spec_size=False)
+        mp = cmd.mapping
+        tensors = random_operands(c.fu_graph, mp, np.random.default_rng(seed))
+        top = LayerTop(p, p.dram_image(tensors), FusedArrayTop(fused), fused_command_constants(fused, name))
+        res = run_top(top, p.dram_words, 200_000)
+        got = p.read_output(res["words"], design.operation.tensor_shape(out, mp.bound),
+                            signed=design.type_of[out].signed)
+        exact_all &= bool(np.array_equal(got, reference_einsum(design.operation, tensors, mp.bound,
+                                                               c.fu_graph.acc_width)))
+        rtls.append(res["cycles"])
+        models.append(simulate_layer(c, cmd).cycles)
+    return exact_all, tuple(rtls), tuple(models)
+
+
+def _fused_stt_layer(fused, name, bounds, seed):
+    """A skewed map of a fused design as a layer through its stt memory system (rtlgen/stt_layer.py SttLayerTop
+    driving the fused array, as rtlgen/stt_layer.py stt_layer_verilog builds it) in Amaranth, against numpy and
+    simulate_stt_layer on the fused view."""
+    from archgen.dataflow.stt_array import stt_tiling
+    from archgen.dataflow.stt_layer import plan_stt_layer, simulate_stt_layer
+    from archgen.rtlgen.build import fused_command_constants
+    from archgen.rtlgen.fused_array import FusedArrayTop
+    from archgen.rtlgen.stt_layer import SttLayerTop
+    from archgen.verif.golden import reference_einsum
+    from archgen.verif.stt_layer_check import stt_layer_operands
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "rtlgen"))
+    from layer_sim import run_top
+    view, design = fused.view(name), fused.design
+    tiling = stt_tiling(view.network, bounds)
+    plan = plan_stt_layer(tiling)
+    tensors = stt_layer_operands(design, plan, np.random.default_rng(seed))
+    top = SttLayerTop(plan, view, plan.dram_image(tensors), array=FusedArrayTop(fused),
+                      command_fields=fused_command_constants(fused, name))
+    model = simulate_stt_layer(plan)
+    res = run_top(top, plan.dram_words, 20 * model.cycles + 2000)
+    ref = reference_einsum(design.operation, tensors, tiling.bound, view.network.acc_width)
+    exact = bool(np.array_equal(plan.read_output(res["words"]), ref)) and res["moved"] == model.dram_bytes
+    return exact, res["cycles"], model.cycles
+
+
+def _spec(op, shape, df):
+    """The spec of one search entry: one dataflow, or (fused mode) a dict of named dataflows in ``fuse:``."""
+    if all(isinstance(v, dict) for v in df.values()):
+        return dict(base(op, shape, None), dataflows=df, fuse=list(df)), True
+    return base(op, shape, df), False
+
+
 def main(argv):
     memory = "--memory" in argv
     per_shape = int(argv[argv.index("--per-shape") + 1]) if "--per-shape" in argv else None
@@ -76,11 +162,13 @@ def main(argv):
     print(f"class {part!r}: {len(built)} specs no longer refused, running {len(sample)}", flush=True)
     counts = {"ok": 0, "bad": 0, "refused": 0}
     for op, shape, df, _ in sample:
-        design = load_spec_data(base(op, shape, df))
+        data, fused = _spec(op, shape, df)
+        design = load_spec_data(data)
         bounds = {d: BOUNDS[d] for d in design.operation.dims}
         t0 = time.time()
+        run = ((_fused_layer if memory else _fused_array) if fused else (_layer if memory else _array))
         try:
-            exact, rtl, model = (_layer if memory else _array)(design, bounds, 3)
+            exact, rtl, model = run(design, bounds, 3)
         except SpecError as err:
             counts["refused"] += 1
             print("REFUSED", op, shape, json.dumps(df), str(err)[:160], flush=True)

@@ -24,7 +24,7 @@ from archgen.arch.spec import Dataflow, Design
 
 from .delay_lp import RetimedGraph, insert_pipeline_registers
 from .delays import DelayTable
-from .interconnect import FUGraph, derive_interconnect, tile_forms, tiled_equivalent
+from .interconnect import FUGraph, derive_interconnect, tiled_equivalent
 from .ir import CommandLayout, Direction, NodeKind, Port, PortRole, command_layout, port_name
 from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
@@ -197,8 +197,10 @@ def compile_fused(design: Design, dataflows: Sequence[str], *, pipeline: bool = 
 def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | None, target: str):
     from .fusion import FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, retime_fused
     hw = _hardware_only(design)
-    # each dataflow as it runs alone (interconnect.tile_forms: loops moved out of the tile, runs)
-    tiled = tuple(tile_forms(hw, df) for df in dfs if not df.skewed)
+    # each dataflow as it runs alone (compile_array): a skewed or placed map as its tiled map, an output held per
+    # run as the tile with its output-dependent loops outside; the views' dataflow is that form, as a single
+    # design's is (the memory system checks a command against it)
+    tiled = tuple(tiled_equivalent(hw, df) for df in dfs if not df.skewed)
     names = tuple(df.name for df in tiled)
     fronts = [_front(hw, df, period, target, ()) for df in tiled]
     plan = retime_fused(names, [p for _, p in fronts], DelayTable.load(target).mux2_ns,
@@ -208,9 +210,12 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
                for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
     if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)
         from .fusion import fused_stt_view
-        stages = max(v.timing.node_latency(n) for v in by_name.values() for n in v.timing.prim.graph.nodes
-                     if n.kind is NodeKind.MUL)
-        levels = max((mp.levels for mp in plan.muxes if mp.node.kind is NodeKind.MUL), default=0)
+        # without a tiled dataflow (skewed maps only) the multipliers are unpipelined and each map's own product
+        # stages follow on its path; their operand mux has one input per map
+        stages = max((v.timing.node_latency(n) for v in by_name.values() for n in v.timing.prim.graph.nodes
+                      if n.kind is NodeKind.MUL), default=0)
+        levels = (max((mp.levels for mp in plan.muxes if mp.node.kind is NodeKind.MUL), default=0) if tiled
+                  else math.ceil(math.log2(len(dfs))))
         for df in dfs:
             if df.skewed:
                 by_name[df.name] = fused_stt_view(design, df, target, period, stages,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
@@ -56,10 +57,6 @@ def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> t
         if n not in known:
             problems.append(problem(path, f"no dataflow named {n!r} in spec {design.name!r}; choose from: "
                                     f"{', '.join(known)}", n))
-    if len(names) >= 2 and all(n in known and design.dataflow(n).skewed for n in names):
-        problems.append(problem(path, "every listed dataflow is a skewed stt map; a fused design needs at least one "
-                                "tiled dataflow (os/ws/is-like) to hold the shared multipliers' pipeline; build "
-                                "each skewed map alone with --dataflow", list(names)))
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         problems.append(problem(path, f"dataflow(s) {', '.join(dup)} listed twice", list(names)))
@@ -195,7 +192,11 @@ class FusionPlan:
 def retime_fused(names: Sequence[str], prims: Sequence[PrimitiveGraph], mux2_ns: float, period_ns: float,
                  fu_merge: FuMerge, extra_mul_inputs: int = 0) -> FusionPlan:
     """Fused LP with mux delays, re-solved until each mux's input count is the one its delay assumed
-    (``extra_mul_inputs``: see :func:`mux_plan`)."""
+    (``extra_mul_inputs``: see :func:`mux_plan`). No tiled dataflow (a design of skewed stt maps only): no LP,
+    no shared register, no mux point of the tiled graphs."""
+    if not prims:
+        return FusionPlan(tuple(names), (), FusedRetiming((), MappingProxyType({}), 0, 0, 0, 0, 0.0, True), (), 0,
+                          fu_merge)
     muxes = mux_plan(prims, extra_mul_inputs=extra_mul_inputs)
     rounds = 0
     while True:

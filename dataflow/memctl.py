@@ -505,7 +505,7 @@ def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], 
     """The lane map of a port whose lanes read tensor elements ``indices`` (per lane, lane 0 first): lanes whose
     indices differ only along ``lane_dim`` (the buffer's innermost dimension) share a group, numbered in order
     of their first lane; returns (group per lane, offset of each lane in its group's run, run length). Lane 0
-    must be first in its run (its position is the walk's): a ValueError otherwise."""
+    need not be first in its run (lanes that step the index by -1: the walk's base is then its run's start)."""
     keys: dict = {}
     group, low, high = [], {}, {}
     for idx in indices:
@@ -514,8 +514,6 @@ def lane_map(indices, lane_dim: int) -> tuple[tuple[int, ...], tuple[int, ...], 
         group.append(g)
         low[g] = min(low.get(g, d[lane_dim]), d[lane_dim])
         high[g] = max(high.get(g, d[lane_dim]), d[lane_dim])
-    if low[0] < 0:
-        raise ValueError(f"a lane of lane 0's run reads {-low[0]} position(s) before it")
     offsets = tuple(idx[lane_dim] - indices[0][lane_dim] - low[g] for idx, g in zip(indices, group))
     return tuple(group), offsets, max(high[g] - low[g] + 1 for g in low)
 
@@ -597,6 +595,20 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
     return out
 
 
+def _check_nonnegative_indices(op, bound: dict, layer: str) -> None:
+    """A real iteration of the layer that reads or writes an operand below index 0 (zero padding below the
+    tensor, e.g. a true convolution's ``I[p - r]``) is refused: the memory system lays tensors out from index 0
+    (before 2026-12-05 such a layer met `a negative address stride is not supported` or a base field that did
+    not fit; the array alone, ``verify --ideal-dram``, runs it)."""
+    for x in op.operands:
+        for a, e in enumerate(x.indices):
+            low = e.const + sum(min(0, c * (int(bound[d]) - 1)) for d, c in e.coeffs.items())
+            if low < 0:
+                _refuse("operation", f"layer {layer!r}: operand {x.name}'s index {a} reaches {low} (an index below 0 "
+                        "is zero padding, which the generated memory system does not build; offset the index so "
+                        "that it is at least 0 over the layer)", str(op))
+
+
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
@@ -622,6 +634,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     port = mem.dram
     op = design.operation
     W = port.width_bytes
+    _check_nonnegative_indices(op, cmd.mapping.bound, layer)
     if port.latency < 1:
         _refuse("memory.dram.latency", "the generated DRAM port needs a latency of at least 1 cycle", port.latency)
     if port.burst_bytes % W:
@@ -882,7 +895,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 if at({}, ln) - base != start_of[g] + o:
                     raise AssertionError(f"lane {ln} of {w.port}: position {at({}, ln) - base}, not its group's "
                                          f"{start_of[g]} + {o}")
-            assert start_of[0] == 0, start_of
+            # lanes before lane 0 in its run (an index that lanes step by -1): the walk starts at the run's start
+            base += start_of[0]
+            start_of = {g: v - start_of[0] for g, v in start_of.items()}
             if groups:
                 return base, strides, trips, [start_of[g] for g in range(w.groups)]
         elif w.lanes > 1 and not w.broadcast and at({}, 1) - base != w.lane_step:
@@ -1026,7 +1041,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
-                if stride < 0:
+                if stride < 0 and not (op.operand(w.operand).access_matrix(op.dims) < 0).any():
+                    # a guard: only an index with a negative coefficient walks downwards (descriptor_format's
+                    # signed stride fields)
                     _refuse(f"dataflows.{df.name}", f"port {w.port}: a negative address stride is not supported")
                 row[f"{w.port}_stride{li}"] = stride
                 row[f"{w.port}_trips{li}"] = trips[li]
@@ -1272,6 +1289,7 @@ class DescriptorFormat:
     depths: dict                  # table -> rows
     design: str = ""              # the design and dataflow the top was built for
     dataflow: str = ""
+    signed: frozenset = frozenset()   # fields held in two's complement (walk strides that may be negative)
 
     def width(self, table: str) -> int:
         return max(1, sum(w for _, w in self.tables[table]))
@@ -1309,7 +1327,12 @@ class DescriptorFormat:
         word, off = 0, 0
         for name, w in self.tables[table]:
             v = int(row.get(name, 0))
-            if v < 0 or v >> w:
+            if name in self.signed:          # two's complement in w bits
+                if not -(1 << (w - 1)) <= v < 1 << (w - 1):
+                    _refuse(f"layers.{layer}.{name}", f"the value does not fit the generated top's {w}-bit signed "
+                            "command field", v)
+                v &= (1 << w) - 1
+            elif v < 0 or v >> w:
                 _refuse(f"layers.{layer}.{name}", f"the value does not fit the generated top's {w}-bit command field", v)
             word |= v << off
             off += w
@@ -1339,11 +1362,17 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
             S.append((f"ld_off_{x.name}", pos_bits[x.name]))
     y = op.output.name
     S += [("wr_bytes", byte_bits[y]), ("wr_elems", byte_bits[y])]
+    signed = set()
     for w in prog.walks:
         pb = pos_bits[w.operand]
         S += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
+        # an operand index with a negative coefficient (a true convolution's I[p - r]) walks its buffer downwards
+        # along that loop: its strides are signed, one bit wider (positions stay >= 0: the walk's adds wrap)
+        neg = bool((op.operand(w.operand).access_matrix(op.dims) < 0).any())
         for j in range(len(w.levels)):
-            S += [(f"{w.port}_stride{j}", pb), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
+            S += [(f"{w.port}_stride{j}", pb + neg), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
+            if neg:
+                signed.add(f"{w.port}_stride{j}")
         if w.lane_level is not None:
             S.append((f"{w.port}_lane_last", w.lanes.bit_length()))
         if w.row_level is not None:
@@ -1352,7 +1381,7 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
         S += [(f"{w.port}_group{g}", pb) for g in range(1, w.groups)]
         S += [(f"{w.port}_lane_last@{a}", n.bit_length()) for _tl, a, n, _cs in w.lane_masks]
     return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
-                            comp.design.name, comp.dataflow.name)
+                            comp.design.name, comp.dataflow.name, frozenset(signed))
 
 
 def probe_command(design, dataflow=None) -> LayerCommand:

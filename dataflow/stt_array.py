@@ -176,7 +176,7 @@ def derive_stt_network(design: Design, df: Dataflow, product_stages: int = 0) ->
                 cur = tuple(a + d for a, d in zip(cur, h.ds))
             mine.append(tuple(chain))
         chains.append(tuple(mine))
-    return SttNetwork(design, df, hops, tuple(chains), int(product_stages), _carrier(design, hops))
+    return SttNetwork(design, df, hops, tuple(chains), int(product_stages), _carrier(df, hops))
 
 
 def is_direct(h: SttHop) -> bool:
@@ -243,7 +243,7 @@ def zero_fill_exact(hops) -> bool:
     return len(loops) >= 2
 
 
-def _carrier(design: Design, hops) -> str | None:
+def _carrier(df: Dataflow, hops) -> str | None:
     """The operand whose lines carry a validity tag (lo, hi): the chain positions of a line's real iterations,
     entering with the line at its root and riding its registers; FU p of the chain adds its product only when
     lo <= p < hi (two comparisons with a constant). Needed when zero fill does not pin products to the box
@@ -253,8 +253,9 @@ def _carrier(design: Design, hops) -> str | None:
     for h in (hops[-1],) + tuple(hops[:-1]):
         if not h.stationary:
             return h.name
-    raise SpecError([problem("dataflows", "every operand stays on one FU under this map; the validity tag needs "
-                             "one operand that moves across the array", None)])
+    # a guard: the spec check (arch/mapping_check.py stt_move_problems) refuses such a map first
+    raise SpecError([problem(f"dataflows.{df.name}.stt", "every operand stays on one FU under this map; the "
+                             "validity tag needs one operand that moves across the array", [list(r) for r in df.stt])])
 
 
 # ------------------------------------------------------------------------------------------------

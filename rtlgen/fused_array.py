@@ -14,6 +14,8 @@ input and zero on output).
 """
 from __future__ import annotations
 
+import itertools
+
 from amaranth import Array, Const, Module, Mux, Signal, hdl
 from amaranth.lib import wiring
 
@@ -77,8 +79,9 @@ class FusedArrayTop(wiring.Component):
         self.adv = adv = Signal(name="advance")
         self.tiled = [k for k, v in enumerate(views) if not is_stt_view(v)]
         self.stt = [k for k, v in enumerate(views) if is_stt_view(v)]
-        length = max(max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
-                         0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled)
+        length = max((max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
+                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled),
+                     default=0)
         # delay connections: a halo flag rides the step line (products masked while the FIFOs fill)
         self.names = names = _LINE + (("halo",) if any(views[k].fu_graph.halo for k in self.tiled) else ())
         self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
@@ -250,6 +253,9 @@ class FusedArrayTop(wiring.Component):
         for k in self.tiled:
             for v in views[k].timing.prim.graph.nodes:
                 users.setdefault(v, []).append(k)
+        if not self.tiled:      # skewed maps only: a multiplier per FU, its operands the maps' chain values
+            for s in itertools.product(*(range(n) for n in design.shape)):
+                users[Node(NodeKind.MUL, s)] = []
         self.stt_valid: dict = {}
         self.stt_value = {k: self._stt_inputs(m, k) for k in self.stt}
         self.out = {v: Signal(self._shape_of(v), name=v.name) for v in sorted(users)}
@@ -394,7 +400,8 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(Mux(swap, shadow, act))
 
     def _multiplier(self, m, v: Node, ks):
-        slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)})
+        slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)}
+                       or {x.name for x in self.fused.design.operation.inputs})      # no tiled dataflow
         prod = None
         for x in slots:
             options = [(k, (u, regs), self._tap(m, u, regs)) for k in ks for s, u, regs in self._inputs(k, v) if s == x]
@@ -410,7 +417,7 @@ class FusedArrayTop(wiring.Component):
             masks = [(k, ("halo", views[k].timing.time[v]), self.line["halo"][views[k].timing.time[v]])
                      if k in ks and views[k].fu_graph.halo else (k, "none", Const(0)) for k in range(len(views))]
             prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", masks), 0, prod)
-        latency = self.fused.views[ks[0]].timing.node_latency(v)
+        latency = self.fused.views[ks[0]].timing.node_latency(v) if ks else 0
         self.mul_latency[v.coord] = latency
         prev = prod
         for i in range(latency):

@@ -148,7 +148,7 @@ def union_format(progs: dict, sel_bits: int) -> DescriptorFormat:
             fields[SELECT_FIELD] = sel_bits
         tables[t] = tuple(fields.items())
     depths = {t: max(f.depth(t) for f in fmts) for t in fmts[0].tables}
-    return DescriptorFormat(tables, depths, fmts[0].design, "")
+    return DescriptorFormat(tables, depths, fmts[0].design, "", frozenset().union(*(f.signed for f in fmts)))
 
 
 class FusedLayerTop(LayerTop):

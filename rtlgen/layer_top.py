@@ -74,7 +74,7 @@ class _Row:
 def _unpack(fmt: DescriptorFormat, table: str, word) -> dict:
     out, off = {}, 0
     for n, w in fmt.tables[table]:
-        out[n] = word[off:off + w]
+        out[n] = word[off:off + w].as_signed() if n in fmt.signed else word[off:off + w]
         off += w
     return out
 

@@ -159,3 +159,90 @@ def test_fused_skewed_verilog_is_deterministic_and_muxes_the_multipliers():
     # every FU's two multiplier operands read through a select mux (OS nets or the hexagonal chains)
     assert sum(1 for n in range(2) for m in range(3) for x in "AB" if f"mul_{n}_{m}_{x}_sel" in a) == 12
     assert "multiplier_enable_sel" in a
+
+
+# ---- maps in a fused design: each runs as the tiled form it runs as alone ---------------------------------
+
+def _fused_maps_design():
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data({
+        "version": 1, "kind": "array", "name": "fm", "operation": "C[i,j] += A[i,k] * B[k,j]",
+        "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2]},
+        "dataflows": {
+            "os": {"spatial": {"i": 0, "j": 1}, "order": ["k", "i", "j"], "control": [0, 0]},
+            # skews the FU assignment: FU (s0, s1) runs i = 2 t_i + s1 and k = 2 t_k + s0 - s1 (placed)
+            "placed": {"map": {"i": "2*t_i + s1", "j": "t_j", "k": "2*t_k + s0 - s1"}, "order": ["j", "i", "k"]},
+            # a temporal loop skewed by the FU coordinates (compressed)
+            "skew": {"map": {"i": "2*t_i + s0", "j": "2*t_j + s1", "k": "t_k - s0 - s1"}, "order": ["i", "j", "k"]}},
+        "fuse": ["placed", "os", "skew"]})
+
+
+def test_fused_maps_run_as_their_tiled_form_through_the_memory_system():
+    """A map fused with other dataflows: its view's dataflow is the tiled form compile_array gives it alone (the
+    memory system checks a command against that form; before, the view kept the map and every layer was refused
+    with `layers.layer.dataflow: the command was planned for dataflow 'placed'; this design runs 'placed'`)."""
+    from archgen.dataflow.memctl import layer_program, probe_command
+    design = _fused_maps_design()
+    fused = compile_fused(design, design.fuse)
+    for name, view in zip(fused.names, fused.views):
+        single = compile_array(design, name)
+        assert view.dataflow == single.dataflow and view.dataflow.spatial is not None
+        assert view.command == single.command
+        layer_program(view, probe_command(design, view.dataflow), spec_size=False)
+
+
+def test_fused_maps_exact_in_amaranth():
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    design = _fused_maps_design()
+    runs = verify_fused_amaranth(design, design.fuse, {"i": 5, "j": 3, "k": 5}, seed=3)
+    assert [r.dataflow for r in runs] == ["placed", "os", "skew"]
+    for r in runs:
+        assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
+
+
+# ---- skewed stt maps only (no tiled dataflow) -------------------------------------------------------------
+
+HEX2 = [[1, 0, 1], [0, 1, -1], [1, 2, 1]]
+
+
+def _stt_only(shape=(2, 3), clock_mhz=500):
+    from archgen.arch.spec import load_spec_data
+    return load_spec_data({
+        "version": 1, "kind": "array", "name": "hexes", "operation": "C[i,j] += A[i,k] * B[k,j]",
+        "clock_mhz": clock_mhz, "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
+        "dataflows": {"hex": {"stt": [[1, 0, -1], [0, 1, -1], [1, 1, 1]]}, "hex2": {"stt": HEX2}},
+        "fuse": ["hex", "hex2"]})
+
+
+@pytest.mark.parametrize("clock", [500, 1500])
+def test_skewed_maps_only_fuse_on_unpipelined_multipliers(clock):
+    """No tiled dataflow: no LP and no shared multiplier stage; each map's product stages are its own (the
+    operand mux of two maps in its path), never fewer than its single design's; the report runs."""
+    from archgen.dataflow.fusion import is_stt_view
+    from archgen.fusion_cli import fusion_report
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = _stt_only(clock_mhz=clock)
+    fused = compile_fused(design, design.fuse)
+    assert all(is_stt_view(v) for v in fused.views) and fused.plan.muxes == () and fused.plan.rounds == 0
+    assert [f.name for f in fused.command.fields] == ["steps", SELECT_FIELD]
+    for name, view in zip(fused.names, fused.views):
+        single = compile_array(design, name)
+        assert view.network.product_stages >= single.network.product_stages
+    if clock == 1500:
+        assert min(v.network.product_stages for v in fused.views) >= 1
+    text, top = fused_verilog(fused)
+    assert text == fused_verilog(fused)[0] and top.mux_count > 0
+    rep = fusion_report(fused, text, top, synth=False)
+    assert rep["skewed_maps"] == ["hex", "hex2"] and rep["register_bits"]["fused"] == 0
+    for name, c in rep["cycles"].items():
+        assert c["fused"] >= c["single"]
+
+
+@pytest.mark.parametrize("shape,clock", [((2, 3), 500), ((3, 2), 1500), ((1, 4), 500)])
+def test_skewed_maps_only_exact_in_amaranth(shape, clock):
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    design = _stt_only(shape, clock)
+    runs = verify_fused_amaranth(design, design.fuse, {"i": 5, "j": 4, "k": 6}, seed=7)
+    assert [r.dataflow for r in runs] == ["hex", "hex2"]
+    for r in runs:
+        assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r

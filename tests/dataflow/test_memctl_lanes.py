@@ -33,9 +33,12 @@ def test_lane_map_with_a_step_of_two_on_two_axes():
     assert lane_map(idx, 1) == ((0, 0, 0, 1, 1, 1), (0, 2, 4, 0, 2, 4), 5)
 
 
-def test_lane_map_refuses_lanes_before_lane_0():
-    with pytest.raises(ValueError, match="reads 1 position"):
-        lane_map([(3,), (2,)], 0)
+def test_lane_map_of_lanes_before_lane_0():
+    # lanes that step the index by -1 (a true convolution's I[p - r + 2] with r on the lane axis): one run from
+    # the last lane's element, lane 0 at its end (the walk's base moves to the run's start; it was refused
+    # before 2026-12-05); a second group's run may start before lane 0's too
+    assert lane_map([(3,), (2,)], 0) == ((0, 0), (1, 0), 2)
+    assert lane_map([(0, 5), (0, 4), (1, 4), (1, 3)], 1) == ((0, 0, 1, 1), (1, 0, 1, 0), 2)
 
 
 DRAM8 = {"dram": {"width_bytes": 8, "latency": 5, "burst_bytes": 16, "outstanding": 2}}

@@ -72,3 +72,21 @@ def test_validity_tags_on_the_psum_chain_in_a_fused_design(shape, mhz):
     for res in verify_fused_sequence(design, design.fuse, [("os", b, 1), ("hex", b, 2), ("os", b, 3), ("hex", b, 4)]):
         assert res.outputs_exact, (res.dataflow, res.detail)
         assert res.rtl_cycles == res.model_cycles
+
+
+def test_skewed_maps_only_back_to_back_on_one_design():
+    """A fuse list of skewed maps only (no tiled dataflow): the multipliers are the fused design's own,
+    unpipelined, each map's product stages on its own path (1500 MHz: 2 each); hex, hex2, hex in one
+    simulation, the select changing."""
+    design = load_spec_data({
+        "version": 1, "name": "hexes", "operation": "C[i,j] += A[i,k] * B[k,j]", "clock_mhz": 1500,
+        "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [3, 2]},
+        "dataflows": {"hex": {"stt": HEX}, "hex2": {"stt": [[1, 0, 1], [0, 1, -1], [1, 2, 1]]}},
+        "fuse": ["hex", "hex2"]})
+    runs = [("hex", {"i": 5, "k": 6, "j": 4}, 1), ("hex2", {"i": 4, "k": 5, "j": 6}, 2),
+            ("hex", {"i": 3, "k": 4, "j": 5}, 3)]
+    results = verify_fused_sequence(design, design.fuse, runs)
+    assert [r.dataflow for r in results] == ["hex", "hex2", "hex"]
+    for res in results:
+        assert res.outputs_exact, (res.dataflow, res.detail)
+        assert res.rtl_cycles == res.model_cycles, (res.dataflow, res.rtl_cycles, res.model_cycles)
