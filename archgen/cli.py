@@ -15,7 +15,7 @@ from pathlib import Path
 from archgen import __version__
 from archgen.arch.errors import ArchgenError, SpecError, ToolMissingError, problem
 from archgen.limits import (guard_array_workload, guard_design_size, guard_int, guard_spatten_workload,
-                            guard_verify_problem)
+                            guard_verify_problem, running_mapping)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TOOL = 0, 1, 2, 3
 
@@ -247,10 +247,8 @@ def cmd_verify(args) -> int:
     guard_design_size(design, "verify", args.force)
     skewed = design.dataflow(args.dataflow).skewed      # skewed stt maps run at the array level (stt_array.py)
     if not skewed:
-        from archgen.mappings.tiling import map_problem
         # through the memory system the layer's blocks bound the FIFO depth (plan_layer), not the whole problem
-        guard_verify_problem(design, map_problem(design, bounds, design.dataflow(args.dataflow),
-                                                 fifo_check=bool(args.ideal_dram)),
+        guard_verify_problem(design, running_mapping(design, bounds, args.dataflow, fifo_check=bool(args.ideal_dram)),
                              "--gemm" if args.gemm is not None else "--bounds", args.force)
     from archgen.fusion_cli import fused_dataflows, verify_fused_cli
     design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "verify")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 
 __all__ = ["Limit", "LIMITS", "guard_design_size", "guard_verify_problem", "guard_array_workload",
-           "guard_spatten_workload", "guard_int"]
+           "guard_spatten_workload", "guard_int", "running_mapping"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,20 @@ def guard_design_size(design, command: str, force: bool) -> None:
     raise _refuse("array.shape", what, limit, shape)
 
 
+def running_mapping(design, bounds, dataflow, *, fifo_check: bool = True):
+    """The tiling of ``bounds`` under the form of ``dataflow`` the array runs (dataflow/interconnect.py
+    ``tiled_equivalent``: reduction loops before an output-dependent inner loop moved out of the tile, the output
+    held per run of a trailing reduction run), not the spec's tile: that form runs trips(moved loops) times more
+    tiles of fewer steps, and the guards count tiles. Cheap: no compile (no LP)."""
+    from archgen.dataflow.interconnect import tiled_equivalent
+    from archgen.mappings.tiling import map_problem
+    df = design.dataflow(dataflow) if dataflow is None or isinstance(dataflow, str) else dataflow
+    return map_problem(design, bounds, tiled_equivalent(design, df), fifo_check=fifo_check)
+
+
 def guard_verify_problem(design, mapping, flag: str, force: bool) -> None:
-    """Refuse Verilator runs whose cycle count (at least tiles x steps) is out of reach of the bench."""
+    """Refuse Verilator runs whose cycle count (at least tiles x steps) is out of reach of the bench.
+    ``mapping``: :func:`running_mapping` (the tiles the array runs)."""
     if force:
         return
     cycles = mapping.n_tiles * mapping.steps
@@ -101,7 +113,6 @@ def guard_array_workload(design, workload, dataflow, force: bool) -> None:
     """Refuse whole-workload simulations whose tile count is out of reach (time and memory)."""
     if force:
         return
-    from archgen.mappings.tiling import map_problem
     from archgen.sim.array_sim import lower_layer
     df = design.dataflow(dataflow)
     if df.skewed:     # a skewed stt map's model is a closed form per layer (sim/array_model.py BoxGaps): no limit
@@ -111,7 +122,7 @@ def guard_array_workload(design, workload, dataflow, force: bool) -> None:
         if not layer.einsum:
             continue
         bounds, _repeat, _how = lower_layer(layer, design)
-        tiles = max(tiles, map_problem(design, bounds, df, fifo_check=False).n_tiles)   # blocks bound the FIFOs
+        tiles = max(tiles, running_mapping(design, bounds, df, fifo_check=False).n_tiles)   # blocks bound FIFOs
     limit = LIMITS["sim_tiles"]
     if tiles > limit.value:
         raise _refuse("--workload", f"its largest layer is {tiles:,} tiles on this array: about "
