@@ -703,7 +703,13 @@ class TopK(wiring.Component):
                          r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
         # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
         m.d.sync += r.in_decide.eq(0)
+        # idle: high exactly in IDLE (set in DONE and in IDLE without a command); cap_clear: high exactly in IDLE and
+        # in SCAN's cycle 0 (also set in a decide cycle that starts a round). Both registers, so that neither the FSM
+        # state nor cmd.valid sits in front of the packers' row valid, the captures' take and their clock enables
+        m.d.sync += [r.idle.eq(0), r.cap_clear.eq(0)]
         m.d.comb += [mem.pack_l.flush.eq(r.in_decide), mem.pack_r.flush.eq(r.in_decide), mem.pack_u.flush.eq(r.in_decide)]
+        # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
+        m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
@@ -735,7 +741,7 @@ class TopK(wiring.Component):
                 # *late* round, whose sample needs the flushed row, is compared in cycle 0 and runs one cycle
                 # later: its reads wait a cycle). Row, rows left, pick cycle and last count are registers
                 # (set in Decide), so no adder or compare of the count sits before the read address or an enable.
-                m.d.comb += [r.cap_clear.eq(r.cnt == 0), r.rd_addr.eq(r.row_ctr)]
+                m.d.comb += r.rd_addr.eq(r.row_ctr)
                 with m.If(r.pick_sr[0]):
                     m.d.sync += [r.pivot.eq(r.pick),
                                  r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
@@ -773,6 +779,7 @@ class TopK(wiring.Component):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
+                m.d.sync += [r.idle.eq(1), r.cap_clear.eq(1)]
                 m.next = "IDLE"
         with m.If(r.in_decide):
             self._decide_registers(m, r)
@@ -780,6 +787,7 @@ class TopK(wiring.Component):
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
         m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
+        m.d.sync += [r.idle.eq(~self.cmd.valid), r.cap_clear.eq(~self.cmd.valid)]
         with m.If(self.cmd.valid):
             c = self.cmd.payload
             m.d.sync += [r.n.eq(c.n), r.k.eq(c.k), r.target.eq(c.k), r.rows_b.eq((c.n + p - 1) >> lg),
@@ -790,9 +798,6 @@ class TopK(wiring.Component):
                          r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
-            m.d.comb += r.cap_clear.eq(1)
-            m.d.comb += [mem.pack_l.clear.eq(1), mem.pack_r.clear.eq(1), mem.pack_u.clear.eq(1),
-                         mem.pack_o.clear.eq(1)]
             with m.If(c.n == 0):
                 m.next = "INGEST_DRAIN"
             with m.Else():
@@ -869,6 +874,7 @@ class TopK(wiring.Component):
                 m.d.comb += [side.eq(0), go_scan.eq(1)]
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
         with m.If(go_scan):
+            m.d.sync += r.cap_clear.eq(1)        # the captures restart empty in SCAN's cycle 0
             def pick3(x):
                 return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
             m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
@@ -1022,7 +1028,8 @@ class _Registers:
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
         self.reread_end = Signal(range(rows + 2), name="reread_end")   # min(w + x, B): beats to re-read
-        self.cap_clear = Signal(name="sample_cap_clear")   # the FIFO row captures restart empty
+        self.cap_clear = Signal(init=1, name="sample_cap_clear")   # the FIFO row captures restart empty (IDLE, SCAN's cycle 0)
+        self.idle = Signal(init=1, name="topk_idle")   # the FSM is in IDLE (a register: the packers' clear)
         self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
         # one copy per lane; Yosys merges registers with equal inputs despite ``keep``, so the copies get distinct
         # reset values (the select is loaded in every cycle, so the reset value only lasts the first cycle, idle):
