@@ -24,7 +24,7 @@ from archgen.rtlgen.fused_array import fused_verilog
 from archgen.sim.array_model import simulate_array
 
 from .array_check import ArrayVerification, _psum_causality, run_stream_program
-from .golden import reference_einsum
+from .golden import beats_exact
 from .runner import run_testbench
 
 __all__ = ["verify_fused", "verify_fused_sequence"]
@@ -117,13 +117,7 @@ def verify_fused_sequence(design: Design, fuse, runs, *, cache_dir: Path | None 
     out = []
     for (dataflow, mapping, tensors, prog, model, fg), r in zip(preps, res.get("runs", [{}] * len(preps))):
         got = np.array(r.get("got", []), dtype=np.int64)
-        exact = got.shape == prog.expected.shape and bool(np.all(got == prog.expected))
-        if exact:
-            final = np.zeros_like(prog.result)
-            ok = prog.out_index[..., 0] >= 0
-            final[tuple(prog.out_index[ok].T)] = got[ok]
-            exact = bool(np.array_equal(final, reference_einsum(design.operation, tensors, mapping.bound,
-                                                                fg.acc_width)))
+        exact = beats_exact(prog, got, design.operation, tensors, mapping.bound, fg.acc_width)
         detail = {k: r.get(k) for k in ("beats_expected", "beats_got", "mismatches")}
         detail["fused"] = list(fused.names)
         out.append(ArrayVerification(design.name, dataflow, dict(mapping.bound), exact, r.get("rtl_cycles"),

@@ -25,3 +25,15 @@ def reference_einsum(op: Operation, tensors: dict[str, np.ndarray], bounds: dict
         result &= (1 << acc_bits) - 1
         result = np.where(result >= (1 << (acc_bits - 1)), result - (1 << acc_bits), result)
     return result
+
+
+def beats_exact(prog, got: np.ndarray, op: Operation, tensors: dict[str, np.ndarray], bounds: dict[str, int],
+                acc_bits: int) -> bool:
+    """The array's output beats ``got`` equal the host program ``prog``'s expected beats and, assembled at their
+    output indices (the last write of each element wins), equal a tiling-independent evaluation of the loop nest."""
+    if got.shape != prog.expected.shape or not np.all(got == prog.expected):
+        return False
+    final = np.zeros_like(prog.result)
+    ok = prog.out_index[..., 0] >= 0
+    final[tuple(prog.out_index[ok].T)] = got[ok]
+    return bool(np.array_equal(final, reference_einsum(op, tensors, bounds, acc_bits)))
