@@ -66,15 +66,8 @@ def test_maps_fused_with_a_tiled_dataflow_back_to_back():
     """A map that skews the FU assignment (placed) and one whose temporal loop is skewed by the FU coordinates,
     fused with OS on 2x2: each runs as the tiled form it runs as alone (dataflow/compile.py compile_fused), the
     select changing placed, os, skew, placed in one simulation."""
-    from archgen.arch.spec import load_spec_data
-    design = load_spec_data({
-        "version": 1, "kind": "array", "name": "fm", "operation": "C[i,j] += A[i,k] * B[k,j]",
-        "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2]},
-        "dataflows": {
-            "os": {"spatial": {"i": 0, "j": 1}, "order": ["k", "i", "j"], "control": [0, 0]},
-            "placed": {"map": {"i": "2*t_i + s1", "j": "t_j", "k": "2*t_k + s0 - s1"}, "order": ["j", "i", "k"]},
-            "skew": {"map": {"i": "2*t_i + s0", "j": "2*t_j + s1", "k": "t_k - s0 - s1"}, "order": ["i", "j", "k"]}},
-        "fuse": ["placed", "os", "skew"]})
+    from tests.dataflow.test_fusion import _fused_maps_design
+    design = _fused_maps_design()
     runs = [("placed", {"i": 5, "k": 5, "j": 3}, 1), ("os", {"i": 4, "k": 6, "j": 5}, 2),
             ("skew", {"i": 5, "k": 4, "j": 3}, 3), ("placed", {"i": 3, "k": 2, "j": 6}, 4)]
     results = verify_fused_sequence(design, design.fuse, runs)
