@@ -146,7 +146,7 @@ def _why(spec, traces) -> None:
                 kept: list = []
                 _core_cycles(spec, s.row_keys, s.row_lsb, tk if pruned else None, s.command_rows, pq=pq,
                              loads=layer_loads(spec, s), windows=win if pruned else None, over_kept=kept,
-                             dense_ok=s.command_dense_ok)
+                             dense_ok=s.command_dense_ok, steps=s.command_steps)
                 for n, lsb, t, w, k in zip(s.row_keys.tolist(), s.row_lsb.tolist(), tk.tolist(), win.tolist(), kept):
                     key = (n, bool(lsb), t, w, k)
                     if key not in cache:

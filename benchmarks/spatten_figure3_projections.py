@@ -312,7 +312,7 @@ def _pv_kept() -> None:
 
     def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None, **_fallback):
         if topk is None or keys is not current.get("keys"):
-            return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
+            return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows, steps=_fallback.get("steps"))
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
         rows = []
         for n, lp, t, v in zip(keys.tolist(), lsb.tolist(), topk.tolist(), current["values"].tolist()):
@@ -320,18 +320,22 @@ def _pv_kept() -> None:
             if t >= 0:
                 qc = dataclasses.replace(qc, pv=max(math.ceil(v / lanes), math.ceil(n / (2 * lanes))) + pipe)
             rows.append(qc)
-        return _stream_total(rows, commands, loads)
+        return _stream_total(rows, commands, loads, _fallback.get("steps"))
 
     ss._layer_result, ss._core_cycles = remember, core
 
 
-def _stream_total(rows, commands, loads):
-    """The patched per-layer core time: the rows streamed through the core's stages, with the split K/V
-    loads when the layer has them (the stage columns are not projected)."""
+def _stream_total(rows, commands, loads, steps=None):
+    """The patched per-layer core time: the rows streamed through the core's stages, one stream per
+    generation step (``ss._step_segments``), with the split K/V loads when the layer has them (the stage
+    columns are not projected)."""
     stream = ss.command_rows(rows, commands)
-    fetch = sm.SplitLoads(*loads) if loads is not None else None
-    first = loads[0][0] if loads is not None else 0
-    return first + sm.command_stream_cycles(stream, fetcher=fetch)[-1], {"front": 0, "topk": 0, "pv": 0}
+    total = 0
+    for a, b in ss._step_segments(commands, steps):
+        fetch = sm.SplitLoads(loads[0][a:b], loads[1][a:b]) if loads is not None else None
+        first = loads[0][a] if loads is not None else 0
+        total += first + sm.command_stream_cycles(stream[a:b], fetcher=fetch)[-1]
+    return total, {"front": 0, "topk": 0, "pv": 0}
 
 
 _WSHIFT = 24     # pv-RULE: the windows ride in the top-k cycles' high bits (this script only)
@@ -355,7 +359,7 @@ def _pv_rule(rule: str) -> None:
 
     def core(spec, keys, lsb, topk, commands, pq=False, loads=None, windows=None, **_fallback):
         if topk is None:
-            return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows)
+            return core_cycles(spec, keys, lsb, topk, commands, pq, loads, windows, steps=_fallback.get("steps"))
         lanes, pipe = spec.lanes, spatten_latencies(spec).pv_pipe
         rows = []
         for n, lp, t in zip(keys.tolist(), lsb.tolist(), topk.tolist()):
@@ -364,7 +368,7 @@ def _pv_rule(rule: str) -> None:
             if t >= 0:
                 qc = dataclasses.replace(qc, pv=max(w + pipe, math.ceil(n / lanes) + 2))
             rows.append(qc)
-        return _stream_total(rows, commands, loads)
+        return _stream_total(rows, commands, loads, _fallback.get("steps"))
 
     ss._exact_topk_fn, ss._core_cycles = exact_with_windows, core
 

@@ -156,6 +156,11 @@ class LayerAttentionStats:
     # rows per core command (one head of one step), in row order; the same for the dense baseline
     command_rows: np.ndarray = field(repr=False, compare=False, default=None)
     dense_command_rows: np.ndarray = field(repr=False, compare=False, default=None)
+    # per command (as ``command_rows``, ``dense_command_rows``): the generation step it belongs to (0 for a
+    # prefill); a decode step cannot start before the previous step's last layer is done, so each step's
+    # commands are a stream of their own
+    command_steps: np.ndarray = field(repr=False, compare=False, default=None)
+    dense_command_steps: np.ndarray = field(repr=False, compare=False, default=None)
     # per command: its value load holds every value row its rows may read (MSBs; and LSBs for the rows
     # that refetch), so the core may sweep a row unpruned (the command's ``dense_ok`` bit, the fallback;
     # which commands: ``_dense_ok``, by the spec's ``units.topk.fallback``)
@@ -246,6 +251,7 @@ class _LayerAccumulator:
         self.row_topk = []
         self.row_windows = []
         self.command_rows, self.dense_command_rows = [], []
+        self.command_steps, self.dense_command_steps = [], []
         self.command_extra = []     # per command: the value bytes (MSB, LSB) a whole load adds to its kept rows'
 
     def add(self, **kw):
@@ -256,20 +262,24 @@ class _LayerAccumulator:
 FALLBACK_MODES = ("tail", "all", "none")
 
 
-def _dense_ok(fallback: str, command_rows: list, extra: list) -> np.ndarray:
+def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None = None) -> np.ndarray:
     """Per command of a layer's stream (in order): whether it gets the core's ``dense_ok`` bit, so its value
     load holds every visible value row and the core may sweep a pruned row whose local-V top-k is late
-    unpruned (the fallback, docs/spatten.md). ``tail``: the layer's last command with rows only, the one
-    nothing after it hides (mid-stream, waiting for a top-k costs no time, H93, so those rows stay pruned);
+    unpruned (the fallback, docs/spatten.md). ``tail``: the last command with rows of each stream (of the
+    layer, or of each generation step of it when ``steps`` gives each command's step), the one nothing after
+    it hides (mid-stream, waiting for a top-k costs no time, H93, so those rows stay pruned);
     ``all``: every command of more than one query, and any whose kept rows are already all its values (no
     extra bytes); ``none``: no command."""
     ok = np.zeros(len(command_rows), dtype=bool)
     if fallback == "all":
         ok[:] = [n > 1 or e == (0, 0) for n, e in zip(command_rows, extra)]
     elif fallback == "tail":
-        nonempty = np.flatnonzero(np.asarray(command_rows, dtype=np.int64) > 0)
-        if nonempty.size:
-            ok[nonempty[-1]] = True
+        step = np.zeros(len(command_rows), np.int64) if steps is None else np.asarray(steps, np.int64)
+        rows = np.asarray(command_rows, dtype=np.int64)
+        for t in np.unique(step):
+            nonempty = np.flatnonzero((rows > 0) & (step == t))
+            if nonempty.size:
+                ok[nonempty[-1]] = True
     return ok
 
 
@@ -315,7 +325,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
     d, full, msb, lsb = head_dim, config.full_bits, config.msb_bits, config.lsb_bits
     use_pq = config.progressive and lsb > 0
 
-    for rows in steps:
+    for step, rows in enumerate(steps):
         last_pos = int(positions[rows[-1]])
         existing = np.arange(last_pos + 1) if h.causal else np.arange(K)
         for l in range(L):
@@ -349,6 +359,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                       dense_rows=rows.size)
                 a.dense_row_keys.append(dense_vis_n)
                 a.dense_command_rows.append(rows.size)
+                a.dense_command_steps.append(step)
             for head in alive_head:
                 p = trace.probs[l, head][np.ix_(q_rows, kept)].astype(np.float64) * vis
                 sums = p.sum(axis=1, keepdims=True)
@@ -381,6 +392,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
                 a.lsb_rows += int(lsb_rows.sum())
                 a.row_keys.append(n_keys)
                 a.command_rows.append(q_rows.size)
+                a.command_steps.append(step)
                 a.row_values.append(n_v)
                 a.row_lsb.append(lsb_rows.astype(np.int8))
                 if topk_cycles is not None and config.value_prune > 0:
@@ -393,7 +405,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
 
     out = []
     for l, a in enumerate(acc):
-        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra)
+        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra, a.command_steps)
         for ok, (m, b) in zip(dense_ok.tolist(), a.command_extra):
             if ok:
                 a.add(value_msb_bytes=m, value_lsb_bytes=b)
@@ -415,6 +427,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
             row_lsb=cat(a.row_lsb, np.int8), dense_row_keys=cat(a.dense_row_keys, np.int32),
             row_topk_cycles=cat(a.row_topk, np.int64), row_pv_windows=cat(a.row_windows, np.int64),
             command_rows=np.asarray(a.command_rows, np.int64), dense_command_rows=np.asarray(a.dense_command_rows, np.int64),
-            command_dense_ok=dense_ok))
+            command_steps=np.asarray(a.command_steps, np.int64),
+            dense_command_steps=np.asarray(a.dense_command_steps, np.int64), command_dense_ok=dense_ok))
     return SpattenAlgoResult(config, head_dim, tuple(out), tuple(float(x) for x in tok_sched),
                              tuple(float(x) for x in head_sched))

@@ -170,11 +170,15 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
                  commands: np.ndarray, pq: bool = False,
                  loads: tuple[list[int], list[int]] | None = None,
                  windows: np.ndarray | None = None, over_kept: list | None = None,
-                 dense_ok: np.ndarray | None = None, fell: list | None = None) -> tuple[int, dict[str, int]]:
+                 dense_ok: np.ndarray | None = None, fell: list | None = None,
+                 steps: np.ndarray | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of the core over a layer's commands (one per head and step), offered back to back: the
     core's front stage takes a command's first query while its back stage finishes the previous
     command (`command_stream_cycles`, the contract the RTL is verified against). A command without rows
-    is not issued.
+    is not issued. ``steps``: per command (as ``commands``), its generation step; each step's commands are
+    then a stream of their own, run after the previous step's (a decode step's queries depend on the
+    previous step's output through every layer), each with its first key load in front, and the layer's
+    cycles are their sum. None: one stream.
 
     ``commands`` holds the rows of each command in row order; ``topk`` each row's top-k cycles, or -1
     where the row keeps every V row (no top-k run); ``pq``: the commands have progressive quantization on
@@ -216,14 +220,29 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
         return 0, stages
     kept: list = []             # per row: its PxV visited the kept tokens only (PxV over kept tokens)
     fell_rows: list = []        # per row: the fallback swept it unpruned
-    fetcher = None if loads is None else SplitLoads(*loads)
-    done = command_stream_cycles(stream, fetcher=fetcher, over_kept=kept, fell=fell_rows)[-1]
+    total = 0
+    for a, b in _step_segments(commands, steps):
+        fetcher = None if loads is None else SplitLoads(loads[0][a:b], loads[1][a:b])
+        done = command_stream_cycles(stream[a:b], fetcher=fetcher, over_kept=kept, fell=fell_rows)[-1]
+        total += done + (0 if loads is None else loads[0][a])
     stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, kept))
     if over_kept is not None:
         over_kept.extend(kept)
     if fell is not None:
         fell.extend(fell_rows)
-    return done + (0 if loads is None else loads[0][0]), stages
+    return total, stages
+
+
+def _step_segments(commands, steps) -> list[tuple[int, int]]:
+    """The issued commands (those with rows, in order) cut where the generation step changes: half-open
+    ranges of issued-command positions, one per step that issues a command (one range when ``steps`` is
+    None)."""
+    rows = np.asarray(commands, dtype=np.int64)
+    issued = (np.zeros(len(rows), np.int64) if steps is None else np.asarray(steps, np.int64))[rows > 0]
+    if len(issued) and np.any(np.diff(issued) < 0):
+        raise ValueError("the commands' generation steps must be in order")
+    cuts = [0, *(np.flatnonzero(np.diff(issued)) + 1).tolist(), len(issued)]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
 def _bank_bytes(spec, sram) -> int:
@@ -360,18 +379,19 @@ def _layer_result(spec, s, d: int, topk, use_pq: bool, energy_model: EnergyModel
     dram_bytes = sum(dram.values())
     windows = s.row_pv_windows if topk is not None and topk_mode == "exact" else None
     compute, stages = _core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq, windows=windows,
-                                   dense_ok=s.command_dense_ok)
+                                   dense_ok=s.command_dense_ok, steps=s.command_steps)
     compute = float(compute)
     dense_keys = s.dense_row_keys
     # the layer: its commands through the core, each waiting for its K/V load (per command, as the RTL)
     fell: list = []
     cycles = float(_core_cycles(spec, s.row_keys, s.row_lsb, topk, s.command_rows, pq=use_pq,
                                 loads=layer_loads(spec, s), windows=windows, dense_ok=s.command_dense_ok,
-                                fell=fell)[0])
+                                fell=fell, steps=s.command_steps)[0])
     dense_key_bytes = s.dense_key_bytes + s.dense_query_bytes
     dense_cycles = float(_core_cycles(spec, dense_keys, np.zeros_like(dense_keys), None, s.dense_command_rows,
                                       loads=_split_loads(dense_keys, s.dense_command_rows, dense_key_bytes,
-                                                         s.dense_dram_bytes - dense_key_bytes, bpc))[0])
+                                                         s.dense_dram_bytes - dense_key_bytes, bpc),
+                                      steps=s.dense_command_steps)[0])
     key_reads = int(s.row_keys.sum() + (s.row_keys * s.row_lsb).sum())
     # a row the fallback swept unpruned multiplies and reads every one of its keys' values
     if len(fell) != len(s.row_keys):    # the stream model reports one entry per query row it ran

@@ -202,3 +202,55 @@ def test_fallback_tail_marks_each_layers_last_command_and_is_never_slower():
         # fewer rows swept unpruned than with ``all``: local-V's multiplications are kept
         assert ln.macs <= lt.macs < la.macs
     assert sum(r.extra["fallback_rows"] for r in res["tail"]) > 0          # 28 rows of layer 0's last command
+
+
+def test_decode_steps_are_streams_of_their_own(small):
+    """A decode trace of several generated tokens: step t + 1's query depends on step t's output through
+    every layer, so a layer's commands of one step cannot overlap the next step's. Each step's commands are
+    a stream of their own with its first key load in front; the layer's cycles are their sum. Checked against
+    the one-stream model run step by step on each step's commands (with the same per-command loads), and
+    against the one stream over all steps (which overlaps the steps, so it is shorter)."""
+    from archgen.sim.spatten_algo import run_spatten_algo
+    from archgen.sim.spatten_sim import _core_cycles, _split_loads, layer_loads
+
+    tr = synthetic_trace(2, 2, 40, queries=4, seed=5)       # 2 layers, 2 heads, 36-token prompt, 4 steps
+    cfg = SpattenAlgoConfig(token_prune=0.2, threshold=0.1)
+    algo = run_spatten_algo(tr, cfg, head_dim=small.head_dim)
+    res = simulate_spatten(small, trace=tr, algo_config=cfg, head_dim=small.head_dim)
+    pq = cfg.progressive and cfg.lsb_bits > 0
+    for s, r in zip(algo.layers, res):
+        steps = s.command_steps
+        assert steps.tolist() == sorted(steps.tolist()) and set(steps.tolist()) == {0, 1, 2, 3}
+        keys, values = layer_loads(small, s)
+        total, start, first = 0, 0, 0
+        for t in range(4):
+            mine = steps == t
+            rows = s.command_rows[mine]
+            issued = int((rows > 0).sum())
+            sl = slice(start, start + int(rows.sum()))
+            got = _core_cycles(small, s.row_keys[sl], s.row_lsb[sl], None, rows, pq=pq,
+                               loads=(keys[first:first + issued], values[first:first + issued]),
+                               dense_ok=s.command_dense_ok[mine])[0]
+            total += got
+            start, first = start + int(rows.sum()), first + issued
+        assert r.cycles == total
+        one_stream = _core_cycles(small, s.row_keys, s.row_lsb, None, s.command_rows, pq=pq,
+                                  loads=(keys, values), dense_ok=s.command_dense_ok)[0]
+        assert one_stream < total
+        # the dense baseline is cut the same way
+        dk = s.dense_key_bytes + s.dense_query_bytes
+        dense_loads = _split_loads(s.dense_row_keys, s.dense_command_rows, dk, s.dense_dram_bytes - dk,
+                                   spatten_bytes_per_cycle(small))
+        dense_one = _core_cycles(small, s.dense_row_keys, 0 * s.dense_row_keys, None, s.dense_command_rows,
+                                 loads=dense_loads)[0]
+        assert r.extra["dense_cycles"] > dense_one
+
+
+def test_fallback_tail_marks_the_last_command_of_each_decode_step():
+    """With steps as streams of their own, the command nothing after it hides is each step's last one."""
+    from archgen.sim.spatten_algo import _dense_ok
+
+    rows, extra = [1, 1, 0, 1, 1, 1], [(0, 0)] * 6
+    assert _dense_ok("tail", rows, extra).tolist() == [False] * 5 + [True]
+    assert _dense_ok("tail", rows, extra, [0, 0, 1, 1, 2, 2]).tolist() == [False, True, False, True, False, True]
+    assert _dense_ok("tail", [1, 0], extra[:2], [0, 1]).tolist() == [True, False]
