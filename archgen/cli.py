@@ -469,10 +469,11 @@ def cmd_sim(args) -> int:
         if args.dataflow:                       # a folded map beside dataflows that fold otherwise: by itself
             design = design.alone(args.dataflow)
         guard_design_size(design, "sim", args.force)
-        guard_array_workload(design, workload, args.dataflow, args.force)
-        from archgen.sim.array_sim import simulate_workload_on_array
         # a spec with `fuse:` is one fused design; --dataflow simulates that dataflow's single design instead
         fuse = tuple(design.fuse) if args.dataflow is None else ()
+        for df_name in fuse or (args.dataflow,):       # a fused design runs every layer under each of its dataflows
+            guard_array_workload(design, workload, df_name, args.force)
+        from archgen.sim.array_sim import simulate_workload_on_array
         n = len(workload.layers)
         with _sim_progress(con) as prog:
             task = prog.add_task("simulating", total=n)

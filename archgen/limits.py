@@ -125,7 +125,8 @@ def guard_array_workload(design, workload, dataflow, force: bool) -> None:
         tiles = max(tiles, running_mapping(design, bounds, df, fifo_check=False).n_tiles)   # blocks bound FIFOs
     limit = LIMITS["sim_tiles"]
     if tiles > limit.value:
-        raise _refuse("--workload", f"its largest layer is {tiles:,} tiles on this array: about "
+        under = f" under dataflow {df.name!r}" if len(design.dataflows) > 1 else ""
+        raise _refuse("--workload", f"its largest layer is {tiles:,} tiles on this array{under}: about "
                       f"{_duration(tiles / 30_000)} and {tiles * 2e3 / 2**30:.3g} GiB", limit, workload.name)
 
 

@@ -55,3 +55,28 @@ def test_running_mapping_against_the_spec_tile(order, tiles):
     spec, running = map_problem(design, bounds, design.dataflow()), limits.running_mapping(design, bounds, "d")
     assert (spec.n_tiles, running.n_tiles) == tiles
     assert spec.n_tiles * spec.steps == running.n_tiles * running.steps == 32
+
+
+FUSED = """\
+version: 1
+kind: array
+name: fz
+operation: "C[i,j] += A[i,k] * B[k,j]"
+types: {A: int8, B: int8, C: int32}
+array: {shape: [3]}
+dataflows:
+  b: {spatial: {i: 0}, order: [i, j, k], control: [0]}
+  a: {spatial: {k: 0}, order: [i, j, k], control: [0]}
+fuse: [b, a]
+"""
+
+
+def test_sim_guard_of_a_fused_design_counts_every_dataflow(tmp_path, monkeypatch):
+    """A fused design's `sim` (no --dataflow) runs every layer under each of its dataflows, so the tile guard
+    takes the largest over them, not the default dataflow's (b: 8 tiles of gemm 6,4,4; a: 48)."""
+    monkeypatch.setitem(limits.LIMITS, "sim_tiles", limits.Limit("sim_tiles", 10, "tiles", "test"))
+    (tmp_path / "f.yaml").write_text(FUSED)
+    rc, _out, err = _run(["sim", "f.yaml", "--workload", "gemm:6,4,4"], tmp_path, monkeypatch)
+    assert rc == 2 and "its largest layer is 48 tiles on this array under dataflow 'a'" in err, err
+    rc, out, err = _run(["sim", "f.yaml", "--workload", "gemm:6,4,4", "--dataflow", "b"], tmp_path, monkeypatch)
+    assert rc == 0 and "gemm" in out, err
