@@ -604,19 +604,6 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
     return out
 
 
-def _check_output_indices(op, bound: dict, layer: str) -> None:
-    """A real iteration of the layer that writes its output below index 0 is refused: the layer would write
-    outside its tensor. (An input index below 0, a true convolution's ``I[p - r]``, is zero padding: its boxes
-    reach below 0 and the host packs zeros there, :func:`_box_values`; refused until 2026-12-05.)"""
-    y = op.output
-    for a, e in enumerate(y.indices):
-        low = e.const + sum(min(0, c * (int(bound[d]) - 1)) for d, c in e.coeffs.items())
-        if low < 0:
-            _refuse("operation", f"layer {layer!r}: the output {y.name}'s index {a} reaches {low}: the layer would "
-                    f"write outside its tensor (below index 0), which no memory system builds; offset the index "
-                    "so that it is at least 0 over the layer", str(op))
-
-
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
@@ -642,7 +629,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     port = mem.dram
     op = design.operation
     W = port.width_bytes
-    _check_output_indices(op, cmd.mapping.bound, layer)
     if port.latency < 1:
         _refuse("memory.dram.latency", "the generated DRAM port needs a latency of at least 1 cycle", port.latency)
     if port.burst_bytes % W:
@@ -782,6 +768,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         lane_dim.setdefault(x.name, len(x.indices) - 1)
 
     def box(x, blk):
+        # an input's box may reach below 0 (a true convolution's I[p - r]): zero padding, packed as zeros by the host
+        # (_box_values); an output index is a plain loop index (the operation parser), never below 0
         ranges = {d: (s, e) for d, s, e in blk.ranges}
         extent = bounding_box(design, x, ranges, bound)
         lo = [a for a, _ in extent]
