@@ -1,6 +1,7 @@
 """Run the specs of one refusal class of benchmarks/dataflow_refusal_search.py that a later version builds.
 
     python benchmarks/refusal_class_check.py BEFORE.json AFTER.json "MESSAGE PART" [N [SEED]] [--memory] [--per-shape K]
+                                              [--bytes]
 
 BEFORE.json / AFTER.json are two runs of the search (AFTER may be "-": every spec of the class). The specs whose
 BEFORE message contains MESSAGE PART and that AFTER no longer refuses (N of them at random, default all) are run:
@@ -13,7 +14,8 @@ others 3 (ragged on the 2- and 3-wide axes). docs/limits.md, the audit, has the 
 ``fused`` mode (a dict of named dataflows) runs every dataflow of its fused design: on the fused array top in
 Amaranth (one problem per dataflow), or with --memory each dataflow as a layer through its memory system around the
 fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM bytes moved == the model's for the
-latter).
+latter). --bytes (with --memory, a tiled layer): the DRAM bytes the RTL's DMA moved (its byte counters) must equal
+the model's (sim/layer_model.py) and the closed form's (memctl.layer_dram_bytes) too, printed per layer.
 """
 import json
 import random
@@ -30,6 +32,7 @@ from archgen.arch.errors import SpecError  # noqa: E402
 from archgen.arch.spec import load_spec_data  # noqa: E402
 
 BOUNDS = {"i": 5, "j": 3, "k": 5, "p": 5, "q": 3, "r": 3, "c": 3}
+CHECK_BYTES = False          # --bytes: the DMA's moved bytes == the model's == the closed form's (``_layer``)
 
 
 def _layer(design, bounds, seed):
@@ -50,7 +53,14 @@ def _layer(design, bounds, seed):
     res = run_top(LayerTop(p, p.dram_image(tensors)), p.dram_words, 200_000)
     got = p.read_output(res["words"], design.operation.tensor_shape(out, mp.bound), signed=design.type_of[out].signed)
     exact = bool(np.array_equal(got, reference_einsum(design.operation, tensors, mp.bound, c.fu_graph.acc_width)))
-    return exact, res["cycles"], simulate_layer(c, cmd).cycles
+    model = simulate_layer(c, cmd)
+    if CHECK_BYTES:                   # the DMA's byte counters against the model and the closed form
+        from archgen.dataflow.memctl import layer_dram_bytes
+        moved = {k: v for k, v in res["moved"].items() if v or k in model.dram_bytes}
+        same = moved == model.dram_bytes == layer_dram_bytes(c, cmd)
+        print(f"    DRAM bytes: RTL {moved}, model {model.dram_bytes} ({'equal' if same else 'DIFFERENT'})", flush=True)
+        exact = exact and same
+    return exact, res["cycles"], model.cycles
 
 
 def _array(design, bounds, seed):
@@ -142,6 +152,9 @@ def _spec(op, shape, df):
 
 
 def main(argv):
+    global CHECK_BYTES
+    CHECK_BYTES = "--bytes" in argv
+    argv = [a for a in argv if a != "--bytes"]
     memory = "--memory" in argv
     per_shape = int(argv[argv.index("--per-shape") + 1]) if "--per-shape" in argv else None
     if per_shape is not None:

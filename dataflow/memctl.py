@@ -440,8 +440,17 @@ class LayerProgram:
 
 
 def _box_values(tensor, lo, ext, perm) -> list[int]:
-    sl = tuple(slice(lo[k], lo[k] + ext[perm.index(k)]) for k in range(len(lo)))
-    return [int(v) for v in tensor[sl].transpose(perm).reshape(-1)]
+    """The box's elements in its buffer order (axes ``perm``, extents ``ext`` in that order, lower corner ``lo``
+    in tensor order); positions outside the tensor (zero padding: a box reaching below index 0 or past the
+    tensor's end, :func:`~archgen.mappings.memory_tiling.bounding_box`) are zeros."""
+    import numpy as np
+    shape = [ext[perm.index(k)] for k in range(len(lo))]
+    out = np.zeros(shape, dtype=np.int64)
+    src = tuple(slice(max(a, 0), min(a + e, n)) for a, e, n in zip(lo, shape, tensor.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
+    if all(s.stop > s.start for s in src):
+        out[dst] = tensor[src]
+    return [int(v) for v in out.transpose(perm).reshape(-1)]
 
 
 def _pack(words: list[int], addr: int, values: list[int], eb: int, per_word: int, word_bytes: int) -> None:
@@ -595,20 +604,6 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
     return out
 
 
-def _check_nonnegative_indices(op, bound: dict, layer: str) -> None:
-    """A real iteration of the layer that reads or writes an operand below index 0 (zero padding below the
-    tensor, e.g. a true convolution's ``I[p - r]``) is refused: the memory system lays tensors out from index 0
-    (before 2026-12-05 such a layer met `a negative address stride is not supported` or a base field that did
-    not fit; the array alone, ``verify --ideal-dram``, runs it)."""
-    for x in op.operands:
-        for a, e in enumerate(x.indices):
-            low = e.const + sum(min(0, c * (int(bound[d]) - 1)) for d, c in e.coeffs.items())
-            if low < 0:
-                _refuse("operation", f"layer {layer!r}: operand {x.name}'s index {a} reaches {low} (an index below 0 "
-                        "is zero padding, which the generated memory system does not build; offset the index so "
-                        "that it is at least 0 over the layer)", str(op))
-
-
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
@@ -634,7 +629,6 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     port = mem.dram
     op = design.operation
     W = port.width_bytes
-    _check_nonnegative_indices(op, cmd.mapping.bound, layer)
     if port.latency < 1:
         _refuse("memory.dram.latency", "the generated DRAM port needs a latency of at least 1 cycle", port.latency)
     if port.burst_bytes % W:
@@ -774,6 +768,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         lane_dim.setdefault(x.name, len(x.indices) - 1)
 
     def box(x, blk):
+        # an input's box may reach below 0 (a true convolution's I[p - r]): zero padding, packed as zeros by the host
+        # (_box_values); an output index is a plain loop index (the operation parser), never below 0
         ranges = {d: (s, e) for d, s, e in blk.ranges}
         extent = bounding_box(design, x, ranges, bound)
         lo = [a for a, _ in extent]

@@ -101,14 +101,10 @@ class LayerCommand:
 
     @cached_property
     def _boxes(self) -> dict:
-        """Per operand: [(const, ((loop, coeff), ...), tensor size)] per index, and its element bytes."""
-        op, bound = self.design.operation, dict(self.bounds)
-        out = {}
-        for x in op.operands:
-            shape = op.tensor_shape(x.name, bound)
-            out[x.name] = ([(e.const, tuple(e.coeffs.items()), size) for e, size in zip(x.indices, shape)],
-                           element_bytes(self.design, x.name))
-        return out
+        """Per operand: [(const, ((loop, coeff), ...))] per index, and its element bytes."""
+        op = self.design.operation
+        return {x.name: ([(e.const, tuple(e.coeffs.items())) for e in x.indices], element_bytes(self.design, x.name))
+                for x in op.operands}
 
     def n_blocks(self) -> dict[str, int]:
         trips, tile = self.mapping.trips(), dict(self.tile)
@@ -140,18 +136,19 @@ class LayerCommand:
         return tuple(d for d in self.order if x.uses(d))
 
     def footprint_bytes(self, operand: str, block: Block) -> int:
-        """Bytes of the box of elements of ``operand`` the block touches (clipped to the tensor)."""
+        """Bytes of the box of elements of ``operand`` the block touches (:func:`bounding_box`: not clipped, an input
+        index outside the tensor is zero padding, stored and moved as zeros)."""
         # footprint_elements (bounding_box) on data cached per command: the same arithmetic, per block
         indices, eb = self._boxes[operand]
         ranges = {d: (s, e) for d, s, e in block.ranges}
         n = 1
-        for const, coeffs, size in indices:
+        for const, coeffs in indices:
             lo = hi = const
             for d, c in coeffs:
                 s, t = ranges[d]
                 lo += min(c * s, c * (t - 1))
                 hi += max(c * s, c * (t - 1))
-            n *= max(0, min(hi, size - 1) - max(lo, 0) + 1)
+            n *= max(0, hi - lo + 1)
         return n * eb
 
     @property
@@ -173,22 +170,25 @@ class LayerCommand:
 def bounding_box(design: Design, operand: str, ranges: dict[str, tuple[int, int]],
                  bounds: dict[str, int]) -> list[tuple[int, int]]:
     """Per tensor axis, the inclusive [lo, hi] that the operand's affine indices reach over the loop ranges
-    (half-open ``(start, end)`` per loop), clipped to the tensor's shape."""
+    (half-open ``(start, end)`` per loop). Not clipped to the tensor's shape: an input index that reaches below 0
+    (a true convolution's ``I[p - r]``) or past the tensor is zero padding, which the host packs into the block's
+    box as zeros, so the buffers, walks and DMA see an ordinary box (docs/memory.md "Zero padding"). For an index
+    inside the tensor over the layer (every index before 2026-12-05) the box is the same as clipped: the ranges
+    lie inside the bounds and ``tensor_shape`` holds every access inside them."""
     x = design.operation.operand(operand)
-    shape = design.operation.tensor_shape(operand, bounds)
     box = []
-    for e, size in zip(x.indices, shape):
+    for e in x.indices:
         lo = hi = e.const
         for d, c in e.coeffs.items():
             s, t = ranges[d]
             lo += min(c * s, c * (t - 1))
             hi += max(c * s, c * (t - 1))
-        box.append((max(lo, 0), min(hi, size - 1)))
+        box.append((lo, hi))
     return box
 
 
 def footprint_elements(design: Design, operand: str, ranges: dict[str, tuple[int, int]], bounds: dict[str, int]) -> int:
-    """Elements in the bounding box of the operand's indices over the loop ranges, clipped to its shape."""
+    """Elements in the bounding box of the operand's indices over the loop ranges (zero padding included)."""
     n = 1
     for lo, hi in bounding_box(design, operand, ranges, bounds):
         n *= max(0, hi - lo + 1)
@@ -210,7 +210,7 @@ def _reload_position(cmd: LayerCommand, operand: str) -> int:
 def _separable_sum(cmd: LayerCommand, x, dep, nb, inner) -> int | None:
     """Sum of the footprints of all of X's blocks when every tensor index uses at most one tiled loop
     and no tiled loop appears in two indices: the box then factorises into one sum per index (the
-    clipping is per index too). None when the indices couple tiled loops (enumerate instead)."""
+    box is per index too). None when the indices couple tiled loops (enumerate instead)."""
     tiled = set(dep)
     seen: set = set()
     for e in x.indices:
@@ -218,9 +218,8 @@ def _separable_sum(cmd: LayerCommand, x, dep, nb, inner) -> int | None:
         if len(used) > 1 or seen & set(used):
             return None
         seen |= set(used)
-    shape = cmd.design.operation.tensor_shape(x.name, cmd.bound)
     total = 1
-    for e, size in zip(x.indices, shape):
+    for e in x.indices:
         used = [d for d in e.coeffs if d in tiled]
         # every block of the tiled loop at once (int64 arrays; the same integer arithmetic as a block loop)
         ranges: dict = dict(inner)
@@ -233,7 +232,7 @@ def _separable_sum(cmd: LayerCommand, x, dep, nb, inner) -> int | None:
             s0, t0 = ranges[d]
             lo = lo + np.minimum(c * s0, c * (t0 - 1))
             hi = hi + np.maximum(c * s0, c * (t0 - 1))
-        total *= int(np.maximum(0, np.minimum(hi, size - 1) - np.maximum(lo, 0) + 1).sum())
+        total *= int(np.maximum(0, hi - lo + 1).sum())
     return total
 
 

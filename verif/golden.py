@@ -9,14 +9,18 @@ __all__ = ["reference_einsum"]
 
 
 def reference_einsum(op: Operation, tensors: dict[str, np.ndarray], bounds: dict[str, int], acc_bits: int = 64) -> np.ndarray:
-    """Evaluate ``out += prod(inputs)`` over the whole loop nest (int64, wrapped to ``acc_bits``)."""
+    """Evaluate ``out += prod(inputs)`` over the whole loop nest (int64, wrapped to ``acc_bits``). An input index
+    outside its tensor (below 0: a true convolution's ``I[p - r]``) reads 0, the zero padding (numpy's negative
+    indexing would wrap it to the tensor's end: a circular convolution, which it was until 2026-12-05)."""
     dims = op.dims
     grids = np.meshgrid(*[np.arange(bounds[d]) for d in dims], indexing="ij")
     x = np.stack([g.ravel() for g in grids], axis=-1)
     prod = np.ones(len(x), dtype=np.int64)
     for inp in op.inputs:
+        t = tensors[inp.name]
         idx = x @ inp.access_matrix(dims).T + inp.access_offset()
-        prod *= tensors[inp.name][tuple(idx.T)]
+        inside = np.all((idx >= 0) & (idx < np.array(t.shape)), axis=-1)
+        prod *= np.where(inside, t[tuple(np.where(inside[:, None], idx, 0).T)], 0)
     out_shape = op.tensor_shape(op.output.name, bounds)
     result = np.zeros(out_shape, dtype=np.int64)
     oidx = x @ op.output.access_matrix(dims).T + op.output.access_offset()

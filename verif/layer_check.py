@@ -147,5 +147,16 @@ def format_layer_verification(res: LayerVerification, seed: int) -> list[str]:
            f"  RTL cycles:   {res.rtl_cycles} cycles",
            f"  model cycles: {res.model_cycles} cycles  ({'equal' if res.rtl_cycles == res.model_cycles else 'DIFFERENT'})",
            f"  stalls: dram {st.get('dram')} cycles, array fill/drain {st.get('array')} cycles",
-           "  DRAM: " + ", ".join(f"{k} {v:,} B" for k, v in sorted(res.dram_bytes.items()))]
+           "  DRAM: " + ", ".join(f"{k} {v:,} B" for k, v in sorted(res.dram_bytes.items()))
+           + _dma_note(res)]
     return out
+
+
+def _dma_note(res: LayerVerification) -> str:
+    """Whether the RTL's DMA byte counters equal the model's DRAM bytes (part of ``ok``), when the check has them."""
+    rtl = res.detail.get("rtl_dram_bytes")
+    if rtl is None:
+        return ""
+    if rtl == res.dram_bytes:
+        return "  (RTL's DMA moved the same)"
+    return "  (RTL's DMA moved " + ", ".join(f"{k} {v:,} B" for k, v in sorted(rtl.items())) + ": DIFFERENT)"
