@@ -139,6 +139,9 @@ def fused_manifest(fused, top, text: str) -> dict:
                         "control": list(df.control), "schedule": asdict(view.schedule),
                         "operands": [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes}
                                      for p in view.fu_graph.plans]}
+        if view.design is not design and view.design.placement:     # a folded map on its own logical array
+            per[df.name].update(array_shape=list(view.design.shape),
+                                placement=[[list(lg), list(ph)] for lg, ph in view.design.placement])
     parameters = {"array_shape": list(design.shape), "fused": list(fused.names), "select_field": "dataflow",
                   "types": {n: str(t) for n, t in design.types}, "clock_mhz": design.clock_mhz,
                   "overflow": "wrap (two's complement at the output type's width)",

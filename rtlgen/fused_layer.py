@@ -35,8 +35,7 @@ def tiled_fused_names(fused) -> list[str]:
 def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
     """The structure of the core per dataflow: each view's probe layer (``probe_command``), buffers at the
     spec's sizes; the core does not depend on a layer."""
-    design = fused.design
-    return {n: layer_program(fused.view(n), probe_command(design, fused.view(n).dataflow), "probe",
+    return {n: layer_program(fused.view(n), probe_command(fused.view(n).design, fused.view(n).dataflow), "probe",
                              spec_size=spec_size) for n in (names or tiled_fused_names(fused))}
 
 
