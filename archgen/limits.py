@@ -115,6 +115,8 @@ def guard_array_workload(design, workload, dataflow, force: bool) -> None:
         return
     from archgen.sim.array_sim import lower_layer
     df = design.dataflow(dataflow)
+    design = design.alone(df.name)      # a folded map beside dataflows that fold otherwise: its logical array
+    df = design.dataflow(df.name)
     if df.skewed:     # a skewed stt map's model is a closed form per layer (sim/array_model.py BoxGaps): no limit
         return
     tiles = 0

@@ -109,4 +109,3 @@ def test_a_folded_map_fused_with_tiled_dataflows_on_a_non_square_array():
     for res in results:
         assert res.outputs_exact, (res.dataflow, res.detail)
         assert res.rtl_cycles == res.model_cycles, (res.dataflow, res.rtl_cycles, res.model_cycles)
-    assert [r.rtl_cycles for r in results] == [43, 44, 21, 41]
