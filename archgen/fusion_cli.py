@@ -275,7 +275,8 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
     # core is what runs, their layers one after another in one simulation, each selected by its command; a
     # skewed map (or a lone tiled dataflow beside one) runs on its own memory-system build around the fused
     # array, as `build --memory` writes it too
-    tiled = [n for n in names if not design.dataflow(n).skewed]
+    # (a folded map beside dataflows that fold otherwise runs on its own logical array: its own build too)
+    tiled = [n for n in names if not design.dataflow(n).skewed and design.alone(n) is design]
     ok = True
     if not args.ideal_dram and len(tiled) >= 2 and any(n in tiled for n in which):
         from archgen.verif.fused_program_check import verify_fused_program

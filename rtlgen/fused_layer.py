@@ -28,8 +28,10 @@ __all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_lay
 
 
 def tiled_fused_names(fused) -> list[str]:
-    """The fused dataflows a tiled layer core runs (a skewed map has its own core, rtlgen/stt_layer.py)."""
-    return [n for n in fused.names if not hasattr(fused.view(n), "network")]
+    """The fused dataflows the one tiled layer core runs: a skewed map has its own core (rtlgen/stt_layer.py), and
+    so does a folded map beside dataflows that fold otherwise (its view on its own logical array: its lanes, and
+    so its buffer layouts, are that array's; rtlgen/build.py ``layer_core_verilog`` around the fused array)."""
+    return [n for n in fused.names if not hasattr(fused.view(n), "network") and fused.view(n).design is fused.design]
 
 
 def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
