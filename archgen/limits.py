@@ -93,6 +93,9 @@ def running_mapping(design, bounds, dataflow, *, fifo_check: bool = True):
     from archgen.dataflow.interconnect import tiled_equivalent
     from archgen.mappings.tiling import map_problem
     df = design.dataflow(dataflow) if dataflow is None or isinstance(dataflow, str) else dataflow
+    if design.alone(df.name) is not design:     # a folded map beside dataflows that fold otherwise: its own array
+        design = design.alone(df.name)
+        df = design.dataflow(df.name)
     return map_problem(design, bounds, tiled_equivalent(design, df), fifo_check=fifo_check)
 
 
@@ -115,8 +118,6 @@ def guard_array_workload(design, workload, dataflow, force: bool) -> None:
         return
     from archgen.sim.array_sim import lower_layer
     df = design.dataflow(dataflow)
-    design = design.alone(df.name)      # a folded map beside dataflows that fold otherwise: its logical array
-    df = design.dataflow(df.name)
     if df.skewed:     # a skewed stt map's model is a closed form per layer (sim/array_model.py BoxGaps): no limit
         return
     tiles = 0

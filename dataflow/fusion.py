@@ -41,9 +41,10 @@ from .interconnect import FUGraph
 from .ir import STEP_BITS, TRIP_BITS, CommandField, CommandLayout, Node, NodeKind, Port, PortRole
 from .primitives import PrimitiveGraph
 
-__all__ = ["FusedArray", "MuxPoint", "FusionPlan", "FuMerge", "merge_fu_graphs", "check_fusable", "slot_of", "mux_plan",
-           "with_mux_delays", "retime_fused", "fused_command_layout", "fused_ports", "fused_stt_view", "is_stt_view",
-           "SELECT_FIELD", "relabel_prim", "relabel_retimed", "relabel_fu_graph", "relabel_timing", "hardware_view"]
+__all__ = ["FusedArray", "MuxPoint", "FusionPlan", "FuMerge", "merge_fu_graphs", "check_fusable", "slot_of",
+           "numbered_slots", "mux_plan", "with_mux_delays", "retime_fused", "fused_command_layout", "fused_ports",
+           "fused_stt_view", "is_stt_view", "SELECT_FIELD", "relabel_prim", "relabel_retimed", "relabel_fu_graph",
+           "relabel_timing", "hardware_view"]
 
 SELECT_FIELD = "dataflow"     # the command field that selects the dataflow (its index in the fuse list)
 
@@ -187,7 +188,24 @@ def _inputs(prim: PrimitiveGraph, v: Node) -> list[tuple[object, Node]]:
     ins = [(u, e) for u, e in prim.in_wires(v) if not e.hold or v.kind is NodeKind.MUL]
     if v.kind is NodeKind.TREE_ADD:
         return [(k, u) for k, (u, _) in enumerate(sorted(ins, key=lambda ue: repr(ue[0].path)))]
-    return [(slot_of(v, u), u) for u, _ in ins]
+    return numbered_slots([(slot_of(v, u), u) for u, _ in ins])
+
+
+def numbered_slots(items: list) -> list:
+    """``items`` = [(slot, source, ...)] of one node in one dataflow with every slot one input: where several
+    sources drive one slot (an adder where two partial-sum chains meet, a reduction chained along two array axes),
+    the second and later, in the order of their source's path, become ``slot#2``, ``slot#3``, ... (each its own
+    adder input; before, the fused array kept one of them)."""
+    count: dict = {}
+    for it in items:
+        count[it[0]] = count.get(it[0], 0) + 1
+    if all(n == 1 for n in count.values()):
+        return items
+    rank = {}
+    for slot in count:
+        same = sorted((it for it in items if it[0] == slot), key=lambda it: repr(it[1].path))
+        rank.update({id(it): n for n, it in enumerate(same)})
+    return [it if rank[id(it)] == 0 else (f"{it[0]}#{rank[id(it)] + 1}",) + tuple(it[1:]) for it in items]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       stream_drain_hw)
-from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, slot_of
+from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.array import _row_index, port_members
 from archgen.dataflow.stt_array import is_direct, tag_port
@@ -305,7 +305,7 @@ class FusedArrayTop(wiring.Component):
         if v.kind is NodeKind.TREE_ADD:
             ins = sorted(ins, key=lambda ue: repr(ue[0].path))
             return [(i, u, stages[(u, v)]) for i, (u, _) in enumerate(ins)]
-        return [(slot_of(v, u), u, stages[(u, v)]) for u, _ in ins]
+        return numbered_slots([(slot_of(v, u), u, stages[(u, v)]) for u, _ in ins])
 
     def _tap(self, m, u: Node, regs: int):
         """u's output behind ``regs`` registers of its one shared chain."""
@@ -328,6 +328,8 @@ class FusedArrayTop(wiring.Component):
             for s, u, regs in self._inputs(k, v):
                 if s == slot:
                     options.append((k, (u, regs), self._tap(m, u, regs)))
+        if isinstance(slot, str) and "#" in slot:      # a second chain into an adder: 0 where a dataflow has none
+            options += [(k, "zero", Const(0, self.acc_shape)) for k in ks if k not in {o[0] for o in options}]
         shape = self._shape_of(v) if v.kind is NodeKind.PORT else self.acc_shape
         if v.kind is NodeKind.MUL:
             shape = self.in_shape[slot]

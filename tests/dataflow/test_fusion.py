@@ -252,6 +252,30 @@ def test_a_folded_map_fused_exact_in_amaranth(other, order):
         assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
 
 
+def test_a_reduction_chained_along_two_axes_keeps_both_chains_when_fused():
+    """conv2 with r and c on the 2x2 array's axes and control [1, 1]: the output's partial sums chain along both
+    axes, so the adder of FU (1, 1) takes two chains (from (0, 1) and from (1, 0)). The fused array gave each adder
+    input slot one source per dataflow and so kept one of the two chains: wrong outputs with RTL cycles == model
+    cycles (found by the class check of the folded fused designs; on main c436f71 too, beside any dataflow). Now
+    the second chain is its own input (fusion.py ``numbered_slots``)."""
+    from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.fusion import _inputs
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    design = load_spec_data({
+        "version": 1, "kind": "array", "name": "c2", "operation": "O[k,p,q] += I[c,p+r,q] * W[k,c,r]",
+        "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+        "bounds": {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3},
+        "dataflows": {"rc": {"spatial": {"r": 0, "c": 1}, "order": ["q", "p", "c", "k", "r"], "control": [1, 1]},
+                      "ck": {"spatial": {"c": 0, "k": 1}, "order": ["q", "r", "c", "p", "k"]}},
+        "fuse": ["rc", "ck"]})
+    view = compile_fused(design, design.fuse).view("rc")
+    add = next(v for v in view.timing.prim.graph.nodes if v.kind is NodeKind.ADD and v.coord == (1, 1))
+    assert sorted(s for s, _ in _inputs(view.timing.prim, add)) == ["chain", "chain#2", "product"]
+    runs = verify_fused_amaranth(design, design.fuse, {"k": 5, "p": 5, "q": 3, "c": 3, "r": 3}, seed=3)
+    for r in runs:
+        assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
+
+
 # ---- skewed stt maps only (no tiled dataflow) -------------------------------------------------------------
 
 HEX2 = [[1, 0, 1], [0, 1, -1], [1, 2, 1]]
