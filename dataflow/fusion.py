@@ -154,7 +154,8 @@ def relabel_fu_graph(fg: FUGraph, place: dict) -> FUGraph:
     plans = tuple(replace(p, lanes=tuple(replace(lane, fus=tuple(place.get(c, c) for c in lane.fus))
                                          for lane in p.lanes)) for p in fg.plans)
     return replace(fg, graph=g, plans=plans,
-                   link_of=MappingProxyType({(_node(u, place), _node(v, place)): e for (u, v), e in fg.link_of.items()}),
+                   link_of=MappingProxyType({(_node(u, place), _node(v, place)): e
+                                             for (u, v), e in fg.link_of.items()}),
                    fu_roles=MappingProxyType({_node(v, place): r for v, r in fg.fu_roles.items()}))
 
 

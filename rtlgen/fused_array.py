@@ -554,7 +554,8 @@ class FusedArrayTop(wiring.Component):
         reg = Signal(self.acc_shape, name=f"drain_{v.operand}_{v.lane}")
         with m.If(self.adv):
             m.d.sync += reg.eq(self._input(m, v, streamed, "in"))
-        align = {k: self.views[k].schedule.out_latency - (self.views[k].timing.time[v] + self.views[k].timing.node_latency(v))
+        views = self.views
+        align = {k: views[k].schedule.out_latency - (views[k].timing.time[v] + views[k].timing.node_latency(v))
                  for k in streamed}
         taps = [reg]
         for i in range(max(align.values())):
