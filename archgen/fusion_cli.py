@@ -184,7 +184,8 @@ def fusion_report(fused, text: str, top, *, pipeline: bool = True, target: str =
     singles = {}
     cycles = {}
     for name, view in zip(fused.names, fused.views):
-        single = compile_array(design, name, pipeline=pipeline, target=target)
+        # a folded map beside dataflows that fold otherwise: its single design is on its own logical array
+        single = compile_array(design.alone(name), name, pipeline=pipeline, target=target)
         if hasattr(view, "network"):        # a skewed stt map: box tilings; the shared stages may differ
             from archgen.dataflow.stt_array import stt_tiling
             f_cyc = simulate_array(view, stt_tiling(view.network, bounds)).total_cycles
@@ -192,7 +193,7 @@ def fusion_report(fused, text: str, top, *, pipeline: bool = True, target: str =
             a, n = single.network.product_stages, view.network.product_stages
             changes = {} if a == n else {"product_stages": [a, n]}
         else:
-            mapping = map_problem(design, bounds, view.dataflow)
+            mapping = map_problem(view.design, bounds, view.dataflow)
             f_cyc = simulate_array(view, mapping).total_cycles
             s_cyc = simulate_array(single, mapping).total_cycles
             changes = _schedule_delta(view.schedule, single.schedule)
@@ -274,7 +275,8 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
     # core is what runs, their layers one after another in one simulation, each selected by its command; a
     # skewed map (or a lone tiled dataflow beside one) runs on its own memory-system build around the fused
     # array, as `build --memory` writes it too
-    tiled = [n for n in names if not design.dataflow(n).skewed]
+    # (a folded map beside dataflows that fold otherwise runs on its own logical array: its own build too)
+    tiled = [n for n in names if not design.dataflow(n).skewed and design.alone(n) is design]
     ok = True
     if not args.ideal_dram and len(tiled) >= 2 and any(n in tiled for n in which):
         from archgen.verif.fused_program_check import verify_fused_program

@@ -93,6 +93,9 @@ def running_mapping(design, bounds, dataflow, *, fifo_check: bool = True):
     from archgen.dataflow.interconnect import tiled_equivalent
     from archgen.mappings.tiling import map_problem
     df = design.dataflow(dataflow) if dataflow is None or isinstance(dataflow, str) else dataflow
+    if design.alone(df.name) is not design:     # a folded map beside dataflows that fold otherwise: its own array
+        design = design.alone(df.name)
+        df = design.dataflow(df.name)
     return map_problem(design, bounds, tiled_equivalent(design, df), fifo_check=fifo_check)
 
 

@@ -96,11 +96,12 @@ def _probe_design(d, fuse, layer=None):
         if c.dataflow.skewed:                   # a skewed stt map: its own memory system (the stt layer build)
             _probe_stt(c)
         else:
-            cmd = probe_command(d, c.dataflow)  # the dataflow as compiled (a placed or folded map: its tiled form)
+            cmd = probe_command(c.design, c.dataflow)  # as compiled (a placed or folded map: its tiled form; a
+            # folded map beside others on its own logical array, the view's design)
             layer_program(c, cmd, spec_size=False)
             if layer is not None:
                 from archgen.mappings.memory_tiling import plan_layer
-                layer_program(c, plan_layer(d, layer, c.dataflow), spec_size=False)
+                layer_program(c, plan_layer(c.design, layer, c.dataflow), spec_size=False)
     return any(c.dataflow.skewed for c in views)
 
 def _probe_stt(c):

@@ -103,7 +103,7 @@ def _fused_layer(design, bounds, seed):
             rtls.append(rtl)
             models.append(model)
             continue
-        cmd = plan_layer(design, bounds, c.dataflow)
+        cmd = plan_layer(c.design, bounds, c.dataflow)
         p = layer_program(c, cmd, spec_size=False)
         mp = cmd.mapping
         tensors = random_operands(c.fu_graph, mp, np.random.default_rng(seed))

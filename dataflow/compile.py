@@ -195,18 +195,27 @@ def compile_fused(design: Design, dataflows: Sequence[str], *, pipeline: bool = 
 
 @lru_cache(maxsize=16)
 def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | None, target: str):
-    from .fusion import FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, retime_fused
-    hw = _hardware_only(design)
+    from .fusion import (FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, relabel_fu_graph,
+                         relabel_prim, relabel_retimed, retime_fused)
     # each dataflow as it runs alone (compile_array): a skewed or placed map as its tiled map, an output held per
     # run as the tile with its output-dependent loops outside; the views' dataflow is that form, as a single
-    # design's is (the memory system checks a command against it)
-    tiled = tuple(tiled_equivalent(hw, df) for df in dfs if not df.skewed)
+    # design's is (the memory system checks a command against it). A folded map beside dataflows that fold
+    # otherwise runs on its own logical array (Design.alone): its view keeps that geometry, and its graphs are
+    # renamed to the physical FUs of its placement for the merge, the mux plan and the LP
+    own = {df.name: _own_geometry(design, df) for df in dfs if not df.skewed}
+    tiled = tuple(tiled_equivalent(_hardware_only(own[df.name]), own[df.name].dataflow(df.name))
+                  for df in dfs if not df.skewed)
     names = tuple(df.name for df in tiled)
-    fronts = [_front(hw, df, period, target, ()) for df in tiled]
-    plan = retime_fused(names, [p for _, p in fronts], DelayTable.load(target).mux2_ns,
-                        math.inf if period is None else period, merge_fu_graphs([fg for fg, _ in fronts]),
+    place = {n: dict(own[n].placement) if own[n] is not design else {} for n in names}
+    back = {n: {ph: lg for lg, ph in p.items()} for n, p in place.items()}
+    fronts = [_front(_hardware_only(own[df.name]), df, period, target, ()) for df in tiled]
+    plan = retime_fused(names, [relabel_prim(p, place[df.name]) for df, (_, p) in zip(tiled, fronts)],
+                        DelayTable.load(target).mux2_ns, math.inf if period is None else period,
+                        merge_fu_graphs([relabel_fu_graph(fg, place[df.name]) for df, (fg, _) in zip(tiled, fronts)]),
                         len(dfs) - len(tiled))
-    by_name = {df.name: dataclasses.replace(_back(hw, df, fg, rt, period, target, (), names), design=design)
+    by_name = {df.name: dataclasses.replace(_back(_hardware_only(own[df.name]), df, fg,
+                                                  relabel_retimed(rt, back[df.name]), period, target, (), names),
+                                            design=own[df.name])
                for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
     if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)
         from .fusion import fused_stt_view
@@ -221,6 +230,17 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
                 by_name[df.name] = fused_stt_view(design, df, target, period, stages,
                                                   levels * DelayTable.load(target).mux2_ns)
     views = tuple(by_name[df.name] for df in dfs)
-    command = fused_command_layout(design, dfs, views)
-    key = hashlib.sha256(repr((hw, dfs, period, target, "fused")).encode()).hexdigest()
-    return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key)
+    command = fused_command_layout(design, tuple(own[df.name].dataflow(df.name) if df.name in own else df
+                                                 for df in dfs), views)
+    key = hashlib.sha256(repr((_hardware_only(design), dfs, period, target, "fused")).encode()).hexdigest()
+    placements = tuple(tuple(sorted(place.get(df.name, {}).items())) for df in dfs)
+    return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key,
+                      placements if any(placements) else ())
+
+
+def _own_geometry(design: Design, df: Dataflow) -> Design:
+    """The design ``df`` runs on in a fused design: the spec's, or for a folded map beside dataflows that do not
+    fold alike, that map alone on the logical array its strides imply (``Design.alone``; its ``placement`` puts
+    each logical FU on a physical one)."""
+    alone = design.alone(df.name)
+    return alone if alone.placement and alone is not design else design

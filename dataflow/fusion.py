@@ -34,14 +34,17 @@ from types import MappingProxyType
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-from .delay_lp import FusedRetiming, insert_pipeline_registers_fused
+import networkx as nx
+
+from .delay_lp import FusedRetiming, RetimedGraph, insert_pipeline_registers_fused
 from .interconnect import FUGraph
 from .ir import STEP_BITS, TRIP_BITS, CommandField, CommandLayout, Node, NodeKind, Port, PortRole
 from .primitives import PrimitiveGraph
 
-__all__ = ["FusedArray", "MuxPoint", "FusionPlan", "FuMerge", "merge_fu_graphs", "check_fusable", "slot_of", "mux_plan",
-           "with_mux_delays", "retime_fused", "fused_command_layout", "fused_ports", "fused_stt_view", "is_stt_view",
-           "SELECT_FIELD"]
+__all__ = ["FusedArray", "MuxPoint", "FusionPlan", "FuMerge", "merge_fu_graphs", "check_fusable", "slot_of",
+           "numbered_slots", "mux_plan", "with_mux_delays", "retime_fused", "fused_command_layout", "fused_ports",
+           "fused_stt_view", "is_stt_view", "SELECT_FIELD", "relabel_prim", "relabel_retimed", "relabel_fu_graph",
+           "relabel_timing", "hardware_view"]
 
 SELECT_FIELD = "dataflow"     # the command field that selects the dataflow (its index in the fuse list)
 
@@ -98,6 +101,75 @@ def merge_fu_graphs(fgs: Sequence[FUGraph]) -> FuMerge:
 
 
 # ---------------------------------------------------------------------------------------------------
+# a folded map beside dataflows that fold otherwise: its FUs renamed from logical to physical
+
+def _node(n: Node, place: dict) -> Node:
+    """``n`` at FU ``place[n.coord]`` (nodes outside an FU, and FUs ``place`` does not name, unchanged)."""
+    return replace(n, coord=place[n.coord]) if n.coord in place else n
+
+
+def relabel_prim(prim: PrimitiveGraph, place: dict) -> PrimitiveGraph:
+    """``prim`` with every FU-internal node (and every wire's FU edge) at FU ``place[coord]``: a folded map's
+    graph, keyed by its logical FUs, renamed to the physical FUs its placement (a bijection) runs them on, so
+    that fusion's merge (node keys name hardware), mux plan and LP see the hardware it shares. Order kept."""
+    if not place:
+        return prim
+    def wire(w):
+        return w if w.fu_edge is None else replace(w, fu_edge=tuple(_node(x, place) for x in w.fu_edge))
+    return PrimitiveGraph.build(((_node(v, place), p) for v, p in prim.primitives.items()),
+                                ((_node(u, place), _node(v, place), wire(w)) for u, v, w in prim.edges()),
+                                target=prim.target, clk_to_q_ns=prim.clk_to_q_ns, setup_ns=prim.setup_ns,
+                                name=prim.name)
+
+
+def relabel_retimed(rt: RetimedGraph, place: dict) -> RetimedGraph:
+    """The LP's result on a relabelled graph (:func:`relabel_prim`): the same registers and times per node."""
+    if not place:
+        return rt
+    def n(v):
+        return _node(v, place)
+    return replace(rt, prim=relabel_prim(rt.prim, place),
+                   tau=MappingProxyType({n(v): t for v, t in rt.tau.items()}),
+                   stages=MappingProxyType({(n(u), n(v)): s for (u, v), s in rt.stages.items()}),
+                   extra=MappingProxyType({(n(u), n(v)): s for (u, v), s in rt.extra.items()}),
+                   chain_depth=MappingProxyType({n(u): s for u, s in rt.chain_depth.items()}))
+
+
+def relabel_timing(timing, place: dict):
+    """An ArrayTiming (dataflow/pipelining.py) on the relabelled graph."""
+    return replace(timing, retimed=relabel_retimed(timing.retimed, place),
+                   time={_node(v, place): t for v, t in timing.time.items()},
+                   lane_offset={_node(v, place): t for v, t in timing.lane_offset.items()})
+
+
+def relabel_fu_graph(fg: FUGraph, place: dict) -> FUGraph:
+    """The FU graph with FU s at ``place[s]``: nodes, links, roles and the operand plans' lanes (its design and
+    dataflow, the logical ones, are kept)."""
+    if not place:
+        return fg
+    g = nx.DiGraph()
+    g.add_nodes_from(_node(v, place) for v in fg.graph.nodes)
+    g.add_edges_from((_node(u, place), _node(v, place)) for u, v in fg.graph.edges)
+    nx.freeze(g)
+    plans = tuple(replace(p, lanes=tuple(replace(lane, fus=tuple(place.get(c, c) for c in lane.fus))
+                                         for lane in p.lanes)) for p in fg.plans)
+    return replace(fg, graph=g, plans=plans,
+                   link_of=MappingProxyType({(_node(u, place), _node(v, place)): e
+                                             for (u, v), e in fg.link_of.items()}),
+                   fu_roles=MappingProxyType({_node(v, place): r for v, r in fg.fu_roles.items()}))
+
+
+def hardware_view(view, place: dict | None):
+    """A fused design's view with its FU nodes at the physical FUs (what rtlgen/fused_array.py builds from):
+    the view itself unless its dataflow is a folded map on its own logical array (``place``: logical FU ->
+    physical FU). Its design, dataflow and schedule stay the logical ones (loads, drains and lanes count in
+    them)."""
+    if not place:
+        return view
+    return replace(view, fu_graph=relabel_fu_graph(view.fu_graph, place), timing=relabel_timing(view.timing, place))
+
+
+# ---------------------------------------------------------------------------------------------------
 # primitive level: the hardware's mux points
 
 def slot_of(v: Node, u: Node) -> object:
@@ -117,7 +189,24 @@ def _inputs(prim: PrimitiveGraph, v: Node) -> list[tuple[object, Node]]:
     ins = [(u, e) for u, e in prim.in_wires(v) if not e.hold or v.kind is NodeKind.MUL]
     if v.kind is NodeKind.TREE_ADD:
         return [(k, u) for k, (u, _) in enumerate(sorted(ins, key=lambda ue: repr(ue[0].path)))]
-    return [(slot_of(v, u), u) for u, _ in ins]
+    return numbered_slots([(slot_of(v, u), u) for u, _ in ins])
+
+
+def numbered_slots(items: list) -> list:
+    """``items`` = [(slot, source, ...)] of one node in one dataflow with every slot one input: where several
+    sources drive one slot (an adder where two partial-sum chains meet, a reduction chained along two array axes),
+    the second and later, in the order of their source's path, become ``slot#2``, ``slot#3``, ... (each its own
+    adder input; before, the fused array kept one of them)."""
+    count: dict = {}
+    for it in items:
+        count[it[0]] = count.get(it[0], 0) + 1
+    if all(n == 1 for n in count.values()):
+        return items
+    rank = {}
+    for slot in count:
+        same = sorted((it for it in items if it[0] == slot), key=lambda it: repr(it[1].path))
+        rank.update({id(it): n for n, it in enumerate(same)})
+    return [it if rank[id(it)] == 0 else (f"{it[0]}#{rank[id(it)] + 1}",) + tuple(it[1:]) for it in items]
 
 
 @dataclass(frozen=True)
@@ -282,6 +371,8 @@ class FusedArray:
     pipeline: bool = True
     target: str = "asic"
     key: str = ""
+    # per view: a folded map's placement on its own logical array ((logical FU, physical FU) pairs), else ()
+    placements: tuple = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return (f"FusedArray({self.design.name!r}, dataflows={self.names}, "
@@ -303,6 +394,12 @@ class FusedArray:
 
     def port(self, name: str) -> Port:
         return next(p for p in self.ports if p.name == name)
+
+    @property
+    def hardware_views(self) -> tuple:
+        """The views with their FU nodes at the physical FUs (:func:`hardware_view`): what the fused RTL builds."""
+        places = self.placements or ((),) * len(self.views)
+        return tuple(hardware_view(v, dict(p)) for v, p in zip(self.views, places))
 
     def command_word(self, name: str, steps: int, trips: dict) -> dict:
         """Field values of the command that runs dataflow ``name`` (loops it does not tile: 1 trip)."""

@@ -599,7 +599,8 @@ def _placed_by_residue(design: Design, df: Dataflow, refused) -> Dataflow:
                               f"{'x'.join(map(str, design.shape))} it is a folded array; a spec whose every dataflow "
                               "folds onto one logical array with one placement is built on that array, and this "
                               "design's dataflows do not; by itself it is built on its own logical array "
-                              f"(--dataflow {df.name}), fused with them it is not)", refused.got)
+                              f"(--dataflow {df.name}), and fused with them on that array too (compile_fused); on the "
+                              "spec's array as written it is not)", refused.got)
         raise SpecError([refused])
     op, shape = design.operation, design.shape
     on_axis = {i: a for a, i in axes.items()}

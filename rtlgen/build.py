@@ -139,6 +139,9 @@ def fused_manifest(fused, top, text: str) -> dict:
                         "control": list(df.control), "schedule": asdict(view.schedule),
                         "operands": [{"operand": p.name, "role": str(p.role), "lanes": p.n_lanes}
                                      for p in view.fu_graph.plans]}
+        if view.design is not design and view.design.placement:     # a folded map on its own logical array
+            per[df.name].update(array_shape=list(view.design.shape),
+                                placement=[[list(lg), list(ph)] for lg, ph in view.design.placement])
     parameters = {"array_shape": list(design.shape), "fused": list(fused.names), "select_field": "dataflow",
                   "types": {n: str(t) for n, t in design.types}, "clock_mhz": design.clock_mhz,
                   "overflow": "wrap (two's complement at the output type's width)",
@@ -216,7 +219,7 @@ def layer_core_verilog(design: Design, dataflow: str | None = None, *, pipeline:
     else:
         compiled = compile_array(design, dataflow, pipeline=pipeline, target=target)
         array, fields, name = None, None, f"{design.name}_layer"
-    prog = layer_program(compiled, probe_command(design, compiled.dataflow), "probe", spec_size=True)
+    prog = layer_program(compiled, probe_command(compiled.design, compiled.dataflow), "probe", spec_size=True)
     core = LayerCore(prog, array=array, command_fields=fields)
     text = strip_zero_memory_init(verilog.convert(core, name=name, ports=core.ports(), emit_src=False))
     manifest = {"top": name, "dataflow": compiled.dataflow.name, "array_shape": list(design.shape),
@@ -350,6 +353,14 @@ def fused_layer_core_verilog(fused, *, names=None) -> tuple[str, str, dict]:
     return text, name, manifest
 
 
+def _folded_note(fused) -> str:
+    """The part of the note on a fused design's memory-system builds that a folded map beside others adds."""
+    own = [n for n in fused.names if not hasattr(fused.view(n), "network") and fused.view(n).design is not fused.design]
+    return "".join(f"; {n} is a folded map run on its own logical {'x'.join(map(str, fused.view(n).design.shape))} "
+                   "array (its lanes and buffer layouts are that array's), so it has its own tiled layer core"
+                   for n in own)
+
+
 def fused_layer_builds(design: Design, names, *, pipeline: bool = True, target: str = "asic") -> tuple[dict, dict]:
     """``archgen build FUSED_SPEC --memory``: the fused array (``compile_fused``) with its memory system. The
     tiled dataflows (two or more) share ONE layer core, the dataflow selected per layer command
@@ -373,7 +384,7 @@ def fused_layer_builds(design: Design, names, *, pipeline: bool = True, target: 
     for name in fused.names:
         if name in tiled and len(tiled) >= 2:
             continue
-        if name not in tiled:
+        if hasattr(fused.view(name), "network"):
             text, top, man = stt_layer_verilog(design, name, fused=fused)
             kind = f"stt layer core (rtlgen/stt_layer.py) for {name}"
         else:
@@ -392,6 +403,8 @@ def fused_layer_builds(design: Design, names, *, pipeline: bool = True, target: 
                  f"{len(builds)} memory-system builds around one fused array, not one core: a skewed map's stt "
                  "layer core and the tiled dataflows' layer core each drive their own copy of the fused array "
                  "(docs/memory.md 'Not built: one core for both dataflows, switching per layer'); the host runs "
-                 "a layer on the build of its dataflow"),
+                 "a layer on the build of its dataflow" if not _folded_note(fused) else
+                 f"{len(builds)} memory-system builds around one fused array, not one core (each drives its own "
+                 f"copy of the fused array; the host runs a layer on the build of its dataflow)" + _folded_note(fused)),
         "builds": builds}
     return texts, manifest

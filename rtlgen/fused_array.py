@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       stream_drain_hw)
-from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, slot_of
+from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.rtlgen.array import _row_index, port_members
 from archgen.dataflow.stt_array import is_direct, tag_port
@@ -49,6 +49,9 @@ class FusedArrayTop(wiring.Component):
 
     def __init__(self, fused: FusedArray):
         self.fused = fused
+        # per dataflow its view with FU nodes at the physical FUs (a folded map's own logical array renamed by
+        # its placement); schedules, lanes and load rows stay each dataflow's own
+        self.views = fused.hardware_views
         super().__init__(port_members(fused.ports, fused.command))
         self.mux_count = 0                      # muxes on the select built by the last elaborate
 
@@ -60,7 +63,7 @@ class FusedArrayTop(wiring.Component):
         m = Module()
         F = self.fused
         self.mux_count = 0
-        views = F.views
+        views = self.views
         self.sel = sel = Signal(range(max(len(views), 2)), name="dataflow_sel")
         running, start, finish = Signal(name="running"), Signal(name="start"), Signal(name="finish")
         steps_m1 = Signal(STEP_BITS, name="steps_minus_1")
@@ -244,7 +247,7 @@ class FusedArrayTop(wiring.Component):
     # ---- datapath: the union of the dataflows' retimed graphs ------------------------------------
     def _datapath(self, m, out_port):
         F = self.fused
-        views = F.views
+        views = self.views
         design = F.design
         out_name = design.operation.output.name
         self.acc_shape = shape_of(design.acc_type.bits, design.acc_type.signed)
@@ -296,13 +299,13 @@ class FusedArrayTop(wiring.Component):
 
     def _inputs(self, k: int, v: Node) -> list:
         """(slot, source, registers) of v's data inputs in dataflow k (dataflow/fusion.py's slots)."""
-        view = self.fused.views[k]
+        view = self.views[k]
         prim, stages = view.timing.prim, view.retimed.stages
         ins = [(u, e) for u, e in prim.in_wires(v) if not e.hold or v.kind is NodeKind.MUL]
         if v.kind is NodeKind.TREE_ADD:
             ins = sorted(ins, key=lambda ue: repr(ue[0].path))
             return [(i, u, stages[(u, v)]) for i, (u, _) in enumerate(ins)]
-        return [(slot_of(v, u), u, stages[(u, v)]) for u, _ in ins]
+        return numbered_slots([(slot_of(v, u), u, stages[(u, v)]) for u, _ in ins])
 
     def _tap(self, m, u: Node, regs: int):
         """u's output behind ``regs`` registers of its one shared chain."""
@@ -325,6 +328,8 @@ class FusedArrayTop(wiring.Component):
             for s, u, regs in self._inputs(k, v):
                 if s == slot:
                     options.append((k, (u, regs), self._tap(m, u, regs)))
+        if isinstance(slot, str) and "#" in slot:      # a second chain into an adder: 0 where a dataflow has none
+            options += [(k, "zero", Const(0, self.acc_shape)) for k in ks if k not in {o[0] for o in options}]
         shape = self._shape_of(v) if v.kind is NodeKind.PORT else self.acc_shape
         if v.kind is NodeKind.MUL:
             shape = self.in_shape[slot]
@@ -333,13 +338,13 @@ class FusedArrayTop(wiring.Component):
     def _step(self, m, name: str, v: Node, ks, at: Node | None = None):
         """The step-line control ``name`` at node ``at`` (default v) for the selected dataflow."""
         at = v if at is None else at
-        opts = [(k, self.fused.views[k].timing.time[at], self.line[name][self.fused.views[k].timing.time[at]])
+        opts = [(k, self.views[k].timing.time[at], self.line[name][self.views[k].timing.time[at]])
                 for k in ks]
         return self._pick(m, 1, f"{v.name}_{name}_sel", opts)
 
     def _memory_lane(self, m, v: Node, ks):
         F = self.fused
-        streamed = [k for k in ks if v in F.views[k].timing.lane_offset]
+        streamed = [k for k in ks if v in self.views[k].timing.lane_offset]
         if not streamed:
             return                                  # a load-phase lane: writes shadows, see _stationary
         if v.operand == F.design.operation.output.name:
@@ -349,7 +354,7 @@ class FusedArrayTop(wiring.Component):
             raw = Mux(first, 0, psum.payload[v.lane])
         else:
             raw = self._port(port_name(PortRole.INPUT, v.operand)).payload[v.lane]
-        offsets = {k: F.views[k].timing.lane_offset[v] for k in streamed}
+        offsets = {k: self.views[k].timing.lane_offset[v] for k in streamed}
         taps = [raw]
         for i in range(max(offsets.values())):
             r = Signal(self._shape_of(v), name=f"{v.operand}_lane{v.lane}_issue{i}")
@@ -365,7 +370,7 @@ class FusedArrayTop(wiring.Component):
         node (depths may differ); the output is picked by the select."""
         options = []
         for k in ks:
-            view = self.fused.views[k]
+            view = self.views[k]
             prim = view.timing.prim
             (dst,) = list(prim.graph.successors(v))
             depth = view.fu_graph.link(*prim.wire(v, dst).fu_edge).fifo
@@ -389,15 +394,28 @@ class FusedArrayTop(wiring.Component):
         s, x = v.coord, v.operand
         shape = self.in_shape[x]
         shadow = Signal(shape, name=f"{x}_shadow_{tag(s)}")
-        row = _row_index(s, self.fused.design.shape)
-        write = _any(self.ctl[k]["loader"].beat & (self.ctl[k]["loader"].row == row) for k in ks)
-        with m.If(write):
-            m.d.sync += shadow.eq(self._port(port_name(PortRole.INPUT, x)).payload[s[-1]])
+        # each dataflow loads FU s in its own row and lane: those of its logical FU (a folded map's differ)
+        lanes: dict = {}
+        for k in ks:
+            lg = self._logical(k, s)
+            lanes.setdefault(lg[-1], []).append((k, _row_index(lg, self.views[k].design.shape)))
+        payload = self._port(port_name(PortRole.INPUT, x)).payload
+        for n, (lane, rows) in enumerate(sorted(lanes.items())):
+            write = _any(self.ctl[k]["loader"].beat & (self.ctl[k]["loader"].row == row) for k, row in rows)
+            with (m.If if n == 0 else m.Elif)(write):
+                m.d.sync += shadow.eq(payload[lane])
         act = Signal(shape, name=f"{x}_stat_{tag(s)}")
         swap = self._step(m, "swap", v, ks, Node(NodeKind.MUL, s))
         with m.If(self.adv & swap):
             m.d.sync += act.eq(shadow)
         m.d.comb += self.out[v].eq(Mux(swap, shadow, act))
+
+    def _logical(self, k: int, s: tuple) -> tuple:
+        """Dataflow k's own FU at physical FU s (s itself unless k is a folded map on its logical array)."""
+        places = self.fused.placements
+        if not places or not places[k]:
+            return s
+        return next(lg for lg, ph in places[k] if ph == s)
 
     def _multiplier(self, m, v: Node, ks):
         slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)}
@@ -413,11 +431,11 @@ class FusedArrayTop(wiring.Component):
             val = self._pick(m, self.in_shape[x], f"{v.name}_{x}_sel", options)
             prod = val if prod is None else prod * val
         if "halo" in self.line:       # a dataflow with delay connections masks its halo steps' products
-            views = self.fused.views
+            views = self.views
             masks = [(k, ("halo", views[k].timing.time[v]), self.line["halo"][views[k].timing.time[v]])
                      if k in ks and views[k].fu_graph.halo else (k, "none", Const(0)) for k in range(len(views))]
             prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", masks), 0, prod)
-        latency = self.fused.views[ks[0]].timing.node_latency(v) if ks else 0
+        latency = self.views[ks[0]].timing.node_latency(v) if ks else 0
         self.mul_latency[v.coord] = latency
         prev = prod
         for i in range(latency):
@@ -430,7 +448,7 @@ class FusedArrayTop(wiring.Component):
     # ---- a skewed stt map's chains (rtlgen/stt_array.py's datapath, products from the shared multipliers) ----
     def _stt_inputs(self, m, k):
         """({(operand, fu): value}, {fu: product counts} when an input carries the validity tags, else None)."""
-        view = self.fused.views[k]
+        view = self.views[k]
         net, fire, name = view.network, self.stt_ctl[k]["fire"], view.dataflow.name
         value, valid = {}, {}
         bits = net.tag_field_bits
@@ -470,7 +488,7 @@ class FusedArrayTop(wiring.Component):
         after the tiled dataflows' latency L; the map's own extra stages (product_stages - L) follow on its
         path only. Its first L slots see stale stages (another dataflow's products): they are zeroed, which
         is what a skewed map's own trailing slots leave there (no product in the last product_stages slots)."""
-        view = self.fused.views[k]
+        view = self.views[k]
         net, ctl, name = view.network, self.stt_ctl[k], view.dataflow.name
         out_h, fire, acc = net.output, ctl["fire"], self.acc_shape
         psum = self._port(view.psum_port.name).payload
@@ -504,18 +522,18 @@ class FusedArrayTop(wiring.Component):
         res = Signal(shape, name=f"res_{tag(s)}")
         bases = []
         for k in ks:
-            sch = F.views[k].schedule
+            sch = self.views[k].schedule
             if not sch.psum_in:
                 bases.append((k, "zero", Const(0, shape)))
                 continue
-            psum = self._port(F.views[k].psum_port.name)
-            pos = {c: (r, lane.index) for lane in F.views[k].fu_graph.output.lanes for r, c in enumerate(lane.fus)}
+            psum = self._port(self.views[k].psum_port.name)
+            pos = {c: (r, lane.index) for lane in self.views[k].fu_graph.output.lanes for r, c in enumerate(lane.fus)}
             row, lane = pos[s]
             loader = self.ctl[k]["loader"]
-            init = Signal(shape, name=f"init_{tag(s)}_{F.views[k].dataflow.name}")
+            init = Signal(shape, name=f"init_{tag(s)}_{self.views[k].dataflow.name}")
             with m.If(loader.beat & (loader.row == row)):
                 m.d.sync += init.eq(Mux(loader.first, 0, psum.payload[lane]))
-            swap = self.line["swap"][F.views[k].timing.time[v]]
+            swap = self.line["swap"][self.views[k].timing.time[v]]
             bases.append((k, ("init", k), Mux(swap, init, 0)))
         base = self._pick(m, shape, f"{v.name}_base_sel", bases)
         total = Signal(shape, name=f"sum_{tag(s)}")
@@ -530,13 +548,14 @@ class FusedArrayTop(wiring.Component):
     def _drain(self, m, v: Node, ks):
         """Streamed-output drain lanes: the drain register, then de-skewed per dataflow."""
         F = self.fused
-        streamed = [k for k in ks if not F.views[k].schedule.accumulate]
+        streamed = [k for k in ks if not self.views[k].schedule.accumulate]
         if not streamed:
             return
         reg = Signal(self.acc_shape, name=f"drain_{v.operand}_{v.lane}")
         with m.If(self.adv):
             m.d.sync += reg.eq(self._input(m, v, streamed, "in"))
-        align = {k: F.views[k].schedule.out_latency - (F.views[k].timing.time[v] + F.views[k].timing.node_latency(v))
+        views = self.views
+        align = {k: views[k].schedule.out_latency - (views[k].timing.time[v] + views[k].timing.node_latency(v))
                  for k in streamed}
         taps = [reg]
         for i in range(max(align.values())):
@@ -553,7 +572,7 @@ class FusedArrayTop(wiring.Component):
         for lane in range(lanes):
             options = [(k, ("stt", k), outs[lane]) for k, outs in stt_out.items() if lane < len(outs)]
             for k in self.tiled:
-                view = F.views[k]
+                view = self.views[k]
                 out = view.fu_graph.output
                 if lane >= out.n_lanes:
                     continue

@@ -28,15 +28,16 @@ __all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_lay
 
 
 def tiled_fused_names(fused) -> list[str]:
-    """The fused dataflows a tiled layer core runs (a skewed map has its own core, rtlgen/stt_layer.py)."""
-    return [n for n in fused.names if not hasattr(fused.view(n), "network")]
+    """The fused dataflows the one tiled layer core runs: a skewed map has its own core (rtlgen/stt_layer.py), and
+    so does a folded map beside dataflows that fold otherwise (its view on its own logical array: its lanes, and
+    so its buffer layouts, are that array's; rtlgen/build.py ``layer_core_verilog`` around the fused array)."""
+    return [n for n in fused.names if not hasattr(fused.view(n), "network") and fused.view(n).design is fused.design]
 
 
 def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
     """The structure of the core per dataflow: each view's probe layer (``probe_command``), buffers at the
     spec's sizes; the core does not depend on a layer."""
-    design = fused.design
-    return {n: layer_program(fused.view(n), probe_command(design, fused.view(n).dataflow), "probe",
+    return {n: layer_program(fused.view(n), probe_command(fused.view(n).design, fused.view(n).dataflow), "probe",
                              spec_size=spec_size) for n in (names or tiled_fused_names(fused))}
 
 

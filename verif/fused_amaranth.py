@@ -45,7 +45,7 @@ def verify_fused_amaranth(design: Design, fuse, bounds: dict[str, int], *, seed:
             cmd = fused.command_word(name, mapping.slots, {})
         else:
             fg = view.fu_graph
-            mapping = map_problem(design, bounds, fg.dataflow)
+            mapping = map_problem(view.design, bounds, fg.dataflow)
             tensors = random_operands(fg, mapping, rng)
             prog = host_program(fg, mapping, tensors)
             cmd = fused.command_word(name, mapping.steps, mapping.trips())

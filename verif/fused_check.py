@@ -39,7 +39,7 @@ def verify_fused(design: Design, fuse, bounds: dict[str, int], dataflow: str, *,
         return _verify_fused_stt(fused, view, bounds, seed=seed, idle_prob=idle_prob, stall_prob=stall_prob,
                                  cache_dir=cache_dir)
     fg = view.fu_graph
-    mapping = map_problem(design, bounds, fg.dataflow)
+    mapping = map_problem(view.design, bounds, fg.dataflow)
     rng = np.random.default_rng(seed)
     tensors = random_operands(fg, mapping, rng)
     prog = host_program(fg, mapping, tensors)
@@ -95,7 +95,7 @@ def verify_fused_sequence(design: Design, fuse, runs, *, cache_dir: Path | None 
                 prog = stt_host_program(mapping, tensors)
                 cmd = fused.command_word(dataflow, mapping.slots, {})
             else:
-                mapping = map_problem(design, bounds, fg.dataflow)
+                mapping = map_problem(view.design, bounds, fg.dataflow)
                 tensors = random_operands(fg, mapping, np.random.default_rng(seed))
                 prog = host_program(fg, mapping, tensors)
                 cmd = fused.command_word(dataflow, mapping.steps, mapping.trips())

@@ -40,7 +40,7 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
     runs, words = [], []
     for k, (name, bounds) in enumerate(layers):
         view = fused.view(name)
-        cmd = plan_layer(design, bounds, view.dataflow, f"layer{k}")
+        cmd = plan_layer(view.design, bounds, view.dataflow, f"layer{k}")
         prog = layer_program(view, cmd, f"layer{k}", spec_size=True)
         tensors = random_operands(view.fu_graph, cmd.mapping, rng)
         at = -(-len(image) // burst) * burst           # each layer's regions from a burst-aligned base word

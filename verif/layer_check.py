@@ -98,9 +98,9 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     df = compiled.dataflow
     if tile is not None:
         split = tuple(d for d in df.inner_dims() if d in tile)       # default order: split inner loops innermost
-        cmd = make_command(design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
-    else:
-        cmd = plan_layer(design, bounds, df, layer)
+        cmd = make_command(compiled.design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
+    else:       # the view's design: a folded map fused beside others runs on its own logical array
+        cmd = plan_layer(compiled.design, bounds, df, layer)
     prog = layer_program(compiled, cmd, layer, spec_size=spec_size)       # refusals happen here, before anything is built
     model = simulate_layer(compiled, cmd, layer=layer)
     mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)

@@ -102,3 +102,33 @@ def test_build_of_skewed_maps_only_fused(tmp_path, monkeypatch):
     assert "fused dataflows hex, gemm_hex_hex" in out and "0 = hex, 1 = gemm_hex_hex" in out
     man = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert set(man["parameters"]["dataflows"]) == {"hex", "gemm_hex_hex"}
+
+
+def test_build_of_a_folded_map_fused_beside_tiled_dataflows(tmp_path, monkeypatch):
+    """A folded map (2x3 run as 1x6) fused with WS and OS on the 2x3 array, refused until 2026-12-05 (`... it is a
+    folded array; ... fused with them it is not`): built, the manifest gives the map its logical array and
+    placement; the report's cycles (synthesis aside) are each dataflow's fused and single design's, the folded
+    map's single design being the one on its logical array."""
+    import yaml
+
+    from archgen.arch.spec import load_spec
+    from archgen.dataflow.compile import compile_fused
+    from archgen.fusion_cli import fusion_report
+    from archgen.rtlgen.fused_array import fused_verilog
+    from tests.verif.test_fused import FOLDED_FUSED
+    spec = dict(FOLDED_FUSED)
+    spec.pop("fuse")
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(spec))
+    rc, out, err = run_cli(["build", "f.yaml", "--fuse", "ws,m,os", "-o", "o"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "fused dataflows ws, m, os" in out and "1 = m" in out
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())["parameters"]["dataflows"]["m"]
+    assert m["array_shape"] == [1, 6] and len(m["placement"]) == 6
+    assert sorted(tuple(ph) for _, ph in m["placement"]) == [(a, b) for a in range(2) for b in range(3)]
+    design = load_spec(tmp_path / "f.yaml")
+    fused = compile_fused(design, ["ws", "m", "os"])
+    text, top = fused_verilog(fused)
+    report = fusion_report(fused, text, top, synth=False)
+    assert set(report["cycles"]) == {"ws", "m", "os"}
+    for c in report["cycles"].values():
+        assert c["fused"] > 0 and c["single"] > 0

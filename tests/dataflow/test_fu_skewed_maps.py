@@ -263,7 +263,7 @@ def test_a_mixed_design_keeps_the_folded_refusal():
         tiled_equivalent(design, design.dataflow("m"))
     (p,) = err.value.problems
     assert str(p).startswith("dataflows.m.map.i: loop i must be t_i") and "it is a folded array" in str(p)
-    assert "by itself it is built on its own logical array (--dataflow m), fused with them it is not" in str(p)
+    assert "by itself it is built on its own logical array (--dataflow m), and fused with them on that array" in str(p)
     # by itself (Design.alone, what build/verify/sim --dataflow m use): the folded map on its logical 1x4 array,
     # the same design as a spec with only that dataflow; the other dataflow keeps the spec's array
     alone = design.alone("m")
@@ -277,7 +277,9 @@ def test_a_mixed_design_keeps_the_folded_refusal():
 def test_a_mixed_design_runs_its_folded_map_by_itself_on_the_command_line(tmp_path, capsys):
     """`archgen build --dataflow m` on a spec whose folded map sits beside a tiled dataflow: the map is built on its
     logical 1x4 array (the same hardware as the spec with that map alone, which test_skewed_maps_rtl.py runs on
-    Verilator); fusing the two is still refused, naming why."""
+    Verilator); fused with os, it keeps that logical array (tests/verif/test_fused.py runs such a design)."""
+    import json
+
     import yaml
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(dict(GEMM, array={"shape": [2, 2]}, dataflows={
@@ -285,8 +287,12 @@ def test_a_mixed_design_runs_its_folded_map_by_itself_on_the_command_line(tmp_pa
         "m": {"map": FOLDED, "order": ["j", "i", "k"], "control": [0, 1]}})))
     assert main(["build", str(path), "--dataflow", "m", "--explain"]) == 0
     assert "array 1x4 (logical; the 2x2 array folded)  dataflow m" in capsys.readouterr().out
-    assert main(["build", str(path), "--fuse", "os,m", "-o", str(tmp_path / "o")]) == 2
-    assert "fused with them it is not" in capsys.readouterr().err
+    # fused (since 2026-12-05, docs/dataflows.md "Fusing dataflows that fold differently"): the map on its logical
+    # array, its FUs at the physical ones of its placement, beside os on the 2x2 array
+    assert main(["build", str(path), "--fuse", "os,m", "-o", str(tmp_path / "o")]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["parameters"]["array_shape"] == [2, 2]
+    assert manifest["parameters"]["dataflows"]["m"]["array_shape"] == [1, 4]
 
 
 def test_a_folded_map_is_built_on_the_command_line_and_explained(tmp_path, capsys):

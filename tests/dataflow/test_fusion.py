@@ -200,6 +200,82 @@ def test_fused_maps_exact_in_amaranth():
         assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
 
 
+# ---- a folded map beside dataflows that fold otherwise ------------------------------------------------------
+
+FOLDED = {"i": "4*t_i + s0 + 2*s1", "j": "t_j", "k": "t_k"}       # 2x2 runs it as a 1x4 array
+
+
+def _folded_fused(other: str, order):
+    from archgen.arch.spec import load_spec_data
+    flows = {"os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"], "control": [1, 1]},
+             "ws": {"spatial": {"k": 0, "j": 1}, "order": ["j", "k", "i"], "inner": ["i"]}}
+    return load_spec_data({
+        "version": 1, "kind": "array", "name": "ff", "operation": "C[i,j] += A[i,k] * B[k,j]",
+        "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2]},
+        "dataflows": {other: flows[other], "m": {"map": FOLDED, "order": list(order)}}, "fuse": [other, "m"]})
+
+
+@pytest.mark.parametrize("other,order", [("os", "jik"), ("ws", "kij"), ("ws", "jik")])
+def test_a_folded_map_fuses_on_its_own_logical_array(other, order):
+    """A folded map beside a dataflow on the spec's 2x2 array (refused until 2026-12-05): its view keeps its own
+    logical 1x4 array (host program, model, memory system and load rows read it), and its graphs are renamed to
+    the physical FUs of its placement for the merge and the LP, so both dataflows share the 4 multipliers. The
+    view is the folded map's single design with the fused timing: same dataflow, command and schedule here."""
+    from archgen.dataflow.fusion import relabel_prim
+    from archgen.dataflow.memctl import layer_program, probe_command
+    design = _folded_fused(other, order)
+    fused = compile_fused(design, design.fuse)
+    view, alone = fused.view("m"), design.alone("m")
+    assert view.design.shape == (1, 4) and fused.view(other).design.shape == (2, 2)
+    single = compile_array(alone, "m")
+    assert (view.dataflow, view.command, view.schedule) == (single.dataflow, single.command, single.schedule)
+    place = dict(alone.placement)
+    hw = fused.hardware_views[1]
+    assert set(hw.timing.prim.graph.nodes) == set(relabel_prim(view.timing.prim, place).graph.nodes)
+    muls = {v.coord for h in fused.hardware_views for v in h.timing.prim.graph.nodes if v.kind is NodeKind.MUL}
+    assert muls == set(itertools.product(range(2), range(2)))
+    assert fused.plan.fu_merge.shared_edges > 0 or fused.plan.muxes
+    for v in fused.views:           # each view through its memory system on its own array
+        layer_program(v, probe_command(v.design, v.dataflow), spec_size=False)
+
+
+@pytest.mark.parametrize("other,order", [("os", "jik"), ("ws", "kij")])
+def test_a_folded_map_fused_exact_in_amaranth(other, order):
+    """Both dataflows exact with RTL cycles == model cycles on the fused top; with ``kij`` the folded map holds A
+    stationary in one row of four lanes while WS loads B in two rows of two (each dataflow's own rows and lanes
+    into the shared stationary registers; loading by the physical coordinates gives wrong outputs)."""
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    design = _folded_fused(other, order)
+    runs = verify_fused_amaranth(design, design.fuse, {"i": 7, "j": 3, "k": 4}, seed=2)
+    assert [r.dataflow for r in runs] == [other, "m"]
+    for r in runs:
+        assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
+
+
+def test_a_reduction_chained_along_two_axes_keeps_both_chains_when_fused():
+    """conv2 with r and c on the 2x2 array's axes and control [1, 1]: the output's partial sums chain along both
+    axes, so the adder of FU (1, 1) takes two chains (from (0, 1) and from (1, 0)). The fused array gave each adder
+    input slot one source per dataflow and so kept one of the two chains: wrong outputs with RTL cycles == model
+    cycles (found by the class check of the folded fused designs; on main c436f71 too, beside any dataflow). Now
+    the second chain is its own input (fusion.py ``numbered_slots``)."""
+    from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.fusion import _inputs
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    design = load_spec_data({
+        "version": 1, "kind": "array", "name": "c2", "operation": "O[k,p,q] += I[c,p+r,q] * W[k,c,r]",
+        "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+        "bounds": {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3},
+        "dataflows": {"rc": {"spatial": {"r": 0, "c": 1}, "order": ["q", "p", "c", "k", "r"], "control": [1, 1]},
+                      "ck": {"spatial": {"c": 0, "k": 1}, "order": ["q", "r", "c", "p", "k"]}},
+        "fuse": ["rc", "ck"]})
+    view = compile_fused(design, design.fuse).view("rc")
+    add = next(v for v in view.timing.prim.graph.nodes if v.kind is NodeKind.ADD and v.coord == (1, 1))
+    assert sorted(s for s, _ in _inputs(view.timing.prim, add)) == ["chain", "chain#2", "product"]
+    runs = verify_fused_amaranth(design, design.fuse, {"k": 5, "p": 5, "q": 3, "c": 3, "r": 3}, seed=3)
+    for r in runs:
+        assert r.outputs_exact and r.rtl_cycles == r.model_cycles, r
+
+
 # ---- skewed stt maps only (no tiled dataflow) -------------------------------------------------------------
 
 HEX2 = [[1, 0, 1], [0, 1, -1], [1, 2, 1]]

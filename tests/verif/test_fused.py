@@ -75,3 +75,37 @@ def test_maps_fused_with_a_tiled_dataflow_back_to_back():
     for res in results:
         assert res.outputs_exact, (res.dataflow, res.detail)
         assert res.rtl_cycles == res.model_cycles, (res.dataflow, res.rtl_cycles, res.model_cycles)
+
+
+FOLDED_FUSED = {"version": 1, "name": "gemm_fold_fused", "operation": "C[i,j] += A[i,k] * B[k,j]",
+                "types": {"A": "int8", "B": "int8", "C": "int32"}, "bounds": {"i": 5, "j": 4, "k": 6},
+                "array": {"shape": [2, 3]},
+                "dataflows": {"ws": {"spatial": {"k": 0, "j": 1}, "order": ["j", "k", "i"], "inner": ["i"]},
+                              # a 1x6 array folded onto 2x3 (logical FU 2*s1 + s0 at physical FU (s0, s1))
+                              "m": {"map": {"i": "6*t_i + s0 + 2*s1", "j": "t_j", "k": "t_k"},
+                                    "order": ["k", "i", "j"]},
+                              "os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"], "control": [1, 1]}},
+                "fuse": ["ws", "m", "os"]}
+
+
+def test_a_folded_map_fused_with_tiled_dataflows_on_a_non_square_array():
+    """A folded map (run on its own logical 1x6 array, A stationary in one row of six lanes) fused with WS and
+    OS on the physical 2x3 array (docs/dataflows.md "Fusing dataflows that fold differently"): its FUs are the
+    physical ones its placement names, so the multipliers are shared (6, not 6 + 6), and each dataflow keeps
+    its own geometry (load rows and lanes, tile counts). The select changes m, ws, m, os in one simulation;
+    every run exact with RTL cycles == model cycles."""
+    from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.compile import compile_fused
+    from archgen.dataflow.ir import NodeKind
+    design = load_spec_data(FOLDED_FUSED)
+    fused = compile_fused(design, design.fuse)
+    assert fused.view("m").design.shape == (1, 6) and fused.view("ws").design.shape == (2, 3)
+    muls = {v for hv in fused.hardware_views for v in hv.timing.prim.graph.nodes if v.kind is NodeKind.MUL}
+    assert sorted(v.coord for v in muls) == [(a, b) for a in range(2) for b in range(3)]
+    runs = [("m", {"i": 7, "k": 4, "j": 5}, 1), ("ws", {"i": 5, "k": 7, "j": 4}, 2),
+            ("m", {"i": 13, "k": 3, "j": 2}, 3), ("os", {"i": 4, "k": 5, "j": 7}, 4)]
+    results = verify_fused_sequence(design, design.fuse, runs)
+    assert [r.dataflow for r in results] == [r[0] for r in runs]
+    for res in results:
+        assert res.outputs_exact, (res.dataflow, res.detail)
+        assert res.rtl_cycles == res.model_cycles, (res.dataflow, res.rtl_cycles, res.model_cycles)
