@@ -76,14 +76,16 @@ def _gather(tensor: np.ndarray, operand, dims, x: np.ndarray, bounds) -> tuple[n
     """Values of ``operand`` at iterations x (zeros where its element is padding) and its indices.
 
     Only the loops the operand depends on decide: C[i,j] is a real element even on an iteration
-    whose k lies in the padding of the last k tile."""
+    whose k lies in the padding of the last k tile. A real iteration whose index leaves the tensor (below 0:
+    a true convolution's ``I[p - r]``) reads 0, the zero padding (numpy's negative indexing would wrap it)."""
     amat = operand.access_matrix(dims)
     idx = x @ amat.T + operand.access_offset()
     used = [k for k, d in enumerate(dims) if operand.uses(d)]
     inside = np.all((x[..., used] < np.array([bounds[dims[k]] for k in used])) & (x[..., used] >= 0), axis=-1)
-    safe = np.where(inside[..., None], idx, 0)
+    held = inside & np.all((idx >= 0) & (idx < np.array(tensor.shape)), axis=-1)
+    safe = np.where(held[..., None], idx, 0)
     vals = tensor[tuple(np.moveaxis(safe, -1, 0))]
-    return np.where(inside, vals, 0), np.where(inside[..., None], idx, -1)
+    return np.where(held, vals, 0), np.where(inside[..., None], idx, -1)
 
 
 def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarray]) -> HostProgram:

@@ -69,7 +69,7 @@ def stt_host_program(tiling: SttTiling, tensors: dict[str, np.ndarray]) -> HostP
             operand = op.operand(h.name)
             first, _last, lane, pos, _length = geometry[h.name]
             idx = x @ operand.access_matrix(dims).T + operand.access_offset()
-            held = np.all(idx < np.array(tensors[h.name].shape), axis=1)     # the element exists
+            held = np.all((idx >= 0) & (idx < np.array(tensors[h.name].shape)), axis=1)   # it exists (else 0: padding)
             vals = np.zeros(len(x), dtype=np.int64)
             vals[held] = tensors[h.name][tuple(idx[held].T)]
             prod *= np.where(inside, vals, 0)

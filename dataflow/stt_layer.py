@@ -219,7 +219,7 @@ class SttLayerPlan:
         shape = self.shapes[name]
         local = np.indices(shape).reshape(len(shape), -1)
         glob = local + self.region_origin(name, counters)[:, None]
-        inside = np.all(glob < np.array(self.layer_shape(name))[:, None], axis=0)
+        inside = np.all((glob >= 0) & (glob < np.array(self.layer_shape(name))[:, None]), axis=0)   # else 0: padding
         return glob, inside
 
     def dram_image(self, tensors: dict) -> list[int]:
@@ -271,9 +271,12 @@ def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
     """How many (slot, lane) beats of ``prog``'s walk are valid over the whole layer, by box class: the boxes
     with a given edge mask (and, for partial sums, first-visit bit) are counted in closed form, and each entry
     is checked once on a representative box of the class (counters at the last box on masked levels, else 0).
-    Exact when an operand's element lies inside its tensor for every box of a class, which holds for the
-    accesses the spec language writes (non-negative coefficients and offsets); the test compares it with
-    ``lane_walk``."""
+    Exact when an operand's element lies inside its tensor for every box of a class, which holds when the boxes'
+    origins step upwards and the entries' offsets are >= 0 (non-negative coefficients and offsets); otherwise
+    (``I[p - r]``: an element below 0 in some boxes of a class, padding) box by box (``_valid_beats_by_box``).
+    The tests compare both with ``lane_walk``."""
+    if any(v < 0 for st in prog.step for v in st) or any(v < 0 for _k, (_d, off, _m) in prog.entries for v in off):
+        return _valid_beats_by_box(prog, carry)
     levels = len(prog.trips)
     extent = np.array(prog.extent)
     total = 0
@@ -307,6 +310,29 @@ def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
     return total
 
 
+def _valid_beats_by_box(prog: LaneProgram, carry: bool) -> int:
+    """``valid_beats`` counted over every box of the walk (counters, origin, edge mask, first visit per box)."""
+    levels = len(prog.trips)
+    trips = np.array(prog.trips, dtype=np.int64)
+    counters = np.array(list(itertools.product(*[range(t) for t in prog.trips])), dtype=np.int64).reshape(-1, levels)
+    origin = counters @ np.array(prog.step, dtype=np.int64).reshape(levels, len(prog.extent))
+    mask = ((counters == trips - 1) & (trips > 1)) @ (1 << np.arange(levels - 1, -1, -1, dtype=np.int64))
+    revisit = [lv for lv in range(levels) if prog.revisit[lv]]
+    first = np.zeros(len(counters), dtype=bool) if carry else np.all(counters[:, revisit] == 0, axis=1)
+    extent = np.array(prog.extent)
+    total = 0
+    for _key, (_delta, off, masks) in prog.entries:
+        real = (masks >> mask) & 1 == 1
+        if prog.is_tag:
+            total += int(real.sum())
+            continue
+        if prog.is_psum:
+            real &= ~first
+        coords = origin + np.array(off)
+        total += int((real & np.all((coords >= 0) & (coords < extent), axis=1)).sum())
+    return total
+
+
 def _storage(op, shapes_of, elem: dict, layouts: dict) -> dict:
     """On-chip bytes per tensor for regions of ``shapes_of(t)``: the banks of its layout."""
     return {t: lay.storage(tuple(shapes_of(t))) * elem[t] for t, lay in layouts.items()}
@@ -337,6 +363,21 @@ def _splittable(op, d: str, bound: int, box: int) -> bool:
         return True
     return any(len(e.terms) == 1 and e.terms[0][1] == 1 and e.terms[0][0] == d
                for x in op.inputs for e in x.indices)
+
+
+def _halo_below(op, bound: dict, ext: dict) -> list[str]:
+    """Input indices that blocks of ``ext`` would read below their region (``"I[p-r]"``, one per index). A block's
+    region of X starts at A_X times the block's origin and holds the indices ``A_X x + c`` of its local
+    iterations ``x`` in ``[0, ext)`` from 0 up: an index with a negative coefficient reaches below that by
+    ``c + sum(a x (ext - 1), a < 0)``. Unsplit, that is the zero padding below the tensor (the lanes read 0
+    there); once a loop of the index is cut it is another block's real elements, which the region does not hold."""
+    out = []
+    for x in op.inputs:
+        for e in x.indices:
+            low = e.const + sum(a * (ext[d] - 1) for d, a in e.terms if a < 0)
+            if low < 0 and any(ext[d] < bound[d] for d in e.variables):
+                out.append(f"{x.name}[{str(e).replace(' ', '')}]")
+    return out
 
 
 def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None = None) -> SttLayerPlan:
@@ -377,12 +418,16 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
         st = _storage(op, lambda t: op.tensor_shape(t, extent(u)), elem, layouts)
         return sum(max(0, st[t] - cap[t]) for t in st), -sum(st.values()), st
 
+    halo = set()                                                # loops not cut: a block's region lacks the halo
     while over(units)[0] > 0:
         cands = []
         for d in op.dims:
             if units[d] > 1:
                 u = dict(units, **{d: -(-units[d] // 2)})
                 if _splittable(op, d, bound[d], u[d] * box[d]):
+                    if _halo_below(op, bound, extent(u)):
+                        halo.add(d)
+                        continue
                     cands.append((over(u)[:2], op.dims.index(d), u))
         if not cands:
             break
@@ -398,7 +443,7 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
             problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: {scope}stores the whole "
                                     f"{'region of ' if split else ''}tensor {t} in {what} ({lay.banks} x "
                                     f"{st[t] // lay.banks} B = {st[t]} B on chip); raise the buffer or use a tiled "
-                                    "dataflow", cap[t]))
+                                    "dataflow" + _halo_note(op, bound, units, box, halo), cap[t]))
     if problems:
         raise SpecError(problems)
     if split:
@@ -423,6 +468,16 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
         plan.bases[t] = at
         at += plan.regions(t) * plan.words(t)
     return plan
+
+
+def _halo_note(op, bound, units, box, halo) -> str:
+    """Why the blocks stopped short of fitting, when a cut was refused for reaching below a region."""
+    if not halo:
+        return ""
+    d = sorted(halo, key=op.dims.index)[0]
+    ext = {e: min(bound[e], (-(-units[e] // 2) if e == d else units[e]) * box[e]) for e in op.dims}
+    return (f" (blocks cannot cut {', '.join(sorted(halo, key=op.dims.index))}: "
+            f"{', '.join(_halo_below(op, bound, ext))} would reach below a block's region, the halo it does not hold)")
 
 
 def _stretch(net, box: dict, block: dict, period: int) -> int:

@@ -73,3 +73,43 @@ def test_zero_padding_runs_through_the_memory_system(text, bounds, tile, order, 
     model = re.search(r"model cycles:\s+([\d,]+) cycles\s+\(equal\)", out).group(1)
     assert rtl == model == cycles, out          # measured on Verilator, 2026-12-05
     assert f"DRAM: {dram}  (RTL's DMA moved the same)" in out, out
+
+
+@pytest.mark.verilator
+def test_zero_padding_on_the_array_alone(tmp_path, monkeypatch):
+    """The array alone (the host feeds it, dataflow/host.py): I[-2], I[-1] read 0, not I[P-2], I[P-1] (numpy's
+    wrap, which made a circular convolution that a circular reference called exact). Cold ~13 s on Verilator."""
+    (tmp_path / "t.yaml").write_text(SPEC.format(index="p-r"))
+    rc, out, err = run_cli(["verify", "t.yaml", "--ideal-dram", "--bounds", "k=5,p=7,r=3", "--seed", "3"],
+                           tmp_path, monkeypatch)
+    assert rc == 0, (out, err)
+    assert "outputs: exact" in out, out
+    rtl = re.search(r"RTL cycles:\s+([\d,]+) cycles", out).group(1)
+    model = re.search(r"model cycles:\s+([\d,]+) cycles\s+\(equal\)", out).group(1)
+    assert rtl == model == "39", out             # measured on Verilator, 2026-12-05
+
+
+STT_SPEC = """version: 1
+name: conv_hex
+clock_mhz: 500
+operation: "O[k,p] += W[k,r] * I[p-r]"
+types: {W: int8, I: int8, O: int32}
+array: {shape: [3, 5]}
+dataflows:
+  hex: {stt: [[1, 0, -1], [0, 1, -1], [1, 1, 1]], order: [r, k, p]}
+memory:
+  dram: {width_bytes: 8, latency: 5, burst_bytes: 16, outstanding: 2}
+  W: {bytes: 400}
+  I: {bytes: 40}
+  O: {bytes: 2000}
+"""
+
+
+def test_stt_blocks_that_would_cut_a_padded_index_are_refused_by_field(tmp_path, monkeypatch):
+    """A skewed stt map's blocks cannot cut p or r of I[p-r] (a block's region does not hold the halo below it,
+    dataflow/stt_layer.py ``_halo_below``); when no other cut fits the buffers, the layer is refused, exit 2."""
+    (tmp_path / "t.yaml").write_text(STT_SPEC)
+    rc, out, err = run_cli(["verify", "t.yaml", "--bounds", "k=7,p=9,r=4"], tmp_path, monkeypatch)
+    assert rc == 2, (out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert re.search(r"memory\.I\.bytes: .*blocks cannot cut p, r: I\[p-r\] would reach below a block's region", err), err

@@ -172,3 +172,19 @@ def _bmm_graph():
         "version": 1, "name": "bmm3d", "operation": "C[b,i,j] += A[b,i,k] * B[b,k,j]",
         "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2, 2]},
         "dataflows": {"os": {"spatial": {"i": 0, "j": 1, "b": 2}, "order": ["b", "i", "j", "k"], "control": [1, 1, 1]}}}))
+
+
+PAD_CONV = {"version": 1, "name": "padconv", "operation": "O[k,p] += W[k,r] * I[p-r]",
+            "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+            "dataflows": {"d": {"spatial": {"k": 0, "p": 1}, "order": ["k", "p", "r"], "control": [0, 0]}}}
+
+
+def test_an_index_below_the_tensor_reads_zero_not_a_wrapped_element():
+    """A true convolution's I[p - r] reaches I[-2], I[-1] at p = 0, 1: the zero padding. numpy's negative
+    indexing would read I[P - 2], I[P - 1] (a circular convolution, O = [341, 412, 123, 234] here)."""
+    fg = derive_interconnect(load_spec_data(PAD_CONV))
+    bounds = {"k": 1, "p": 4, "r": 3}
+    mapping = map_problem(fg.design, bounds)
+    hp = host_program(fg, mapping, {"W": np.array([[1, 10, 100]]), "I": np.array([1, 2, 3, 4])})
+    assert hp.result.tolist() == [[1, 12, 123, 234]]          # by hand: O[p] = I[p] + 10 I[p-1] + 100 I[p-2]
+    check_program(fg, {"k": 3, "p": 5, "r": 3}, 4)             # streams, traffic and cycles of a padded layer

@@ -294,6 +294,7 @@ OTHER_OPS = [
     ("C[i,j] += A[i,j+k] * B[k,j]", ("i", "j", "k")),
     ("O[c,p] += I[c,p+r] * W[c,r]", ("c", "p", "r")),
     ("O[k,p] += W[k,r] * I[p+r]", ("k", "p", "r")),
+    ("O[k,p] += W[k,r] * I[p-r]", ("k", "p", "r")),                     # zero padding below I[0]
     ("O[k,p] += W[k,r] * I[2*p+r]", ("k", "p", "r")),                   # strided
     ("O[c,p] += I[c,p+2*r] * W[c,r]", ("c", "p", "r")),                 # dilated, depthwise
     ("C[i,j] += A[i,k] * B[k]", ("i", "j", "k")),
@@ -348,6 +349,20 @@ def test_formerly_refused_operands_are_built_and_exact(operation, dims):
 def test_random_maps_on_other_operations_are_exact(op, clock_mhz, stt, shape, bound, seed):
     operation, dims = op
     _exact(_op_design(operation, shape, stt, clock_mhz=clock_mhz), dict(zip(dims, bound)), seed)
+
+
+def test_an_index_below_the_tensor_streams_zero_not_a_wrapped_element():
+    """A true convolution's I[p - r] reaches I[-2], I[-1] at p = 0, 1: zero padding, which the stt host
+    program streams as 0 (numpy's negative indexing read I[P - 2], I[P - 1]: O = [341, 412, 123, 234])."""
+    design = _op_design("O[k,p] += W[k,r] * I[p-r]", (2, 3), HEX, ("k", "p", "r"))
+    compiled = compile_array(design)
+    prog = stt_host_program(stt_tiling(compiled.network, {"k": 1, "p": 4, "r": 3}),
+                            {"W": np.array([[1, 10, 100]]), "I": np.array([1, 2, 3, 4])})
+    final = np.zeros_like(prog.result)
+    ok = prog.out_index[..., 0] >= 0
+    final[tuple(prog.out_index[ok].T)] = prog.expected[ok]
+    assert final.tolist() == prog.result.tolist() == [[1, 12, 123, 234]]    # by hand: I[p] + 10 I[p-1] + 100 I[p-2]
+    assert np.array_equal(lockstep(compiled.network, prog), prog.expected)
 
 
 def test_no_moving_operand_is_the_one_refusal_left():

@@ -88,6 +88,9 @@ OP_CASES = [
                  id="direct-output-2x3", marks=pytest.mark.slow),
     pytest.param("O[k,p] += W[k,r] * I[p+r]", (4, 3), [[1, 0, 1], [0, 1, -1], [1, 2, 1]], 500,
                  {"k": 5, "p": 4, "r": 3}, 7, id="conv1d-4x3-two-register-hops", marks=pytest.mark.slow),
+    # zero padding: I[-2], I[-1] stream as 0 (dataflow/stt_host.py; numpy's wrap made it WRONG before)
+    pytest.param("O[k,p] += W[k,r] * I[p-r]", (2, 3), HEX, 500, {"k": 3, "p": 5, "r": 3}, 8,
+                 id="conv1d-2x3-zero-padding", marks=pytest.mark.slow),
 ]
 
 

@@ -107,3 +107,28 @@ def test_more_blocks(design, bounds, seed, grid):
     res = verify_stt_layer(design, bounds, seed=seed, per_layer=True)
     _check(res)
     assert res.detail["grid"] == grid
+
+
+def _conv(op, shape, mem):
+    m = {"dram": {"width_bytes": 8, "latency": 5, "burst_bytes": 16, "outstanding": 2}}
+    m.update(mem)
+    return load_spec_data({"version": 1, "name": "conv_hex", "operation": op, "clock_mhz": 500,
+                           "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": list(shape)},
+                           "dataflows": {"hex": {"stt": HEX, "order": ["r", "k", "p"]}}, "memory": m})
+
+
+# an input index with a negative coefficient (dataflow/stt_layer.py ``_halo_below``): the lanes read 0 below a
+# block's region. Blocks of 4 along r of I[p-r+3] keep every local index >= 0, but the second r block's region
+# starts at I[-4]: its padding is zero in the DRAM image (numpy wrapped it: WRONG, RTL == model 104 cycles).
+# With --runslow: I[p-r] in one block (the padding below I[0]) and in blocks along k.
+@pytest.mark.parametrize("op, shape, mem, bounds, grid, cycles", [
+    ("O[k,p] += W[k,r] * I[p-r+3]", (1, 4), {"W": {"bytes": 16}}, {"k": 3, "p": 5, "r": 8}, {"r": 2}, 104),
+    pytest.param("O[k,p] += W[k,r] * I[p-r]", (1, 4), {}, {"k": 3, "p": 7, "r": 3}, {}, 60, marks=pytest.mark.slow),
+    pytest.param("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}, {"k": 3, "p": 5, "r": 8}, {"k": 3}, 123,
+                 marks=pytest.mark.slow),
+])
+def test_an_index_below_the_tensor_through_the_stt_memory_system(op, shape, mem, bounds, grid, cycles):
+    res = verify_stt_layer(_conv(op, shape, mem), bounds, seed=6, per_layer=True)
+    _check(res)
+    assert res.detail["grid"] == grid
+    assert res.rtl_cycles == cycles                  # measured on Verilator, 2026-12-05
