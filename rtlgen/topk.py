@@ -517,6 +517,14 @@ class TopK(wiring.Component):
         below = bracket_below(s)
         if s > 1:
             m.d.comb += hits.eq(Cat(*[x <= scaled for x in multiples]))
+        # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
+        # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
+        m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
+        if self.sample_register:
+            # the pick comes a cycle later: the hits registered, the counts in the next cycle (stage 2b)
+            hits_r = Signal.like(hits, name="want_hits_r")
+            m.d.sync += hits_r.eq(hits)
+            hits = hits_r
         lo_code = Cat(Const((1 << below) - 1, below), hits[:s - 1])
         hi_bits = s - 1 - BRACKET_ABOVE
         rk_hi = _thermometer_count(hits[BRACKET_ABOVE:s - 1], hi_bits) if hi_bits > 0 else Const(0, 1)
@@ -531,9 +539,6 @@ class TopK(wiring.Component):
             m.d.sync += [x.eq(lo_next) for x in r.want_lo_c] + [x.eq(rk_hi) for x in r.want_hi_c]
         else:
             r.want_lo_c, r.want_hi_c = [r.want_lo], [r.want_hi]
-        # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
-        # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
-        m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
 
     def _pivot_sample(self, m, r, mem):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
