@@ -109,6 +109,14 @@ class _AppendPacker(Elaboratable):
         return m
 
 
+def _copy_register(shape, g, name):
+    """Copy ``g`` (0..3) of a register that is duplicated for placement: Yosys merges flip-flops with the same
+    input, initial value and reset, bit by bit, so the copies differ in both (initial value all ones for odd g,
+    no reset for g >= 2; neither matters: a copy is always loaded before it is read)."""
+    ones = -1 if shape.signed else (1 << shape.width) - 1
+    return Signal(shape, init=ones if g & 1 else 0, reset_less=bool(g & 2), name=name, attrs={"keep": "true"})
+
+
 def _or_select(sel, words, count, width):
     """The ``width``-bit word of ``words`` whose one-hot ``sel`` bit is set (an AND-OR, no encoder)."""
     terms = [Mux(sel[i], words[i * width:(i + 1) * width], 0) for i in range(count)]
@@ -533,8 +541,8 @@ class TopK(wiring.Component):
         m.d.sync += [r.want_lo.eq(lo_next), r.want_hi.eq(rk_hi), r.want_hi_none.eq(whole | hi_none), r.whole.eq(whole)]
         # with sample_register, copies of the wanted ranks for the pick stage's lane groups (kept apart)
         groups = self._copy_groups() if self.sample_register else 1
-        r.want_lo_c = [Signal.like(r.want_lo, init=g, name=f"want_lo_c{g}", attrs={"keep": "true"}) for g in range(groups)]
-        r.want_hi_c = [Signal.like(r.want_hi, init=g, name=f"want_hi_c{g}", attrs={"keep": "true"}) for g in range(groups)]
+        r.want_lo_c = [_copy_register(r.want_lo.shape(), g, f"want_lo_c{g}") for g in range(groups)]
+        r.want_hi_c = [_copy_register(r.want_hi.shape(), g, f"want_hi_c{g}") for g in range(groups)]
         if self.sample_register:
             m.d.sync += [x.eq(lo_next) for x in r.want_lo_c] + [x.eq(rk_hi) for x in r.want_hi_c]
         else:
@@ -609,8 +617,8 @@ class TopK(wiring.Component):
             # the pick comes at least two cycles after the want ranks (a round's: cycle 2 after Decide), so whether
             # the wanted ranks lie inside the sample is registered in the popcount cycle, once per lane group: for
             # the ingest's pick (ing_rank_d2 high in its popcount cycle) from the count held, else want_lo_in_s
-            lo_in_c = [Signal(init=g & 1, name=f"sample_lo_in_c{g}", attrs={"keep": "true"}) for g in range(groups)]
-            hi_in_c = [Signal(init=g & 1, name=f"sample_hi_in_c{g}", attrs={"keep": "true"}) for g in range(groups)]
+            lo_in_c = [_copy_register(unsigned(1), g, f"sample_lo_in_c{g}") for g in range(groups)]
+            hi_in_c = [_copy_register(unsigned(1), g, f"sample_hi_in_c{g}") for g in range(groups)]
             m.d.sync += held_r.eq(held_p)
             m.d.sync += [x.eq(Mux(r.ing_rank_d2, r.want_lo < held_p, r.want_lo_in_s)) for x in lo_in_c]
             m.d.sync += [x.eq(~r.ing_rank_d2 | (r.want_hi < held_p)) for x in hi_in_c]
@@ -682,7 +690,7 @@ class TopK(wiring.Component):
 
         def grp(i):
             return i * groups // s
-        copies = {(j, g): Signal(signed(w), init=g, name=f"sample_c{j}_{g}", attrs={"keep": "true"})
+        copies = {(j, g): _copy_register(signed(w), g, f"sample_c{j}_{g}")
                   for j in range(s) for g in range(groups)}
         m.d.sync += [x.eq(vals[j]) for (j, g), x in copies.items()]
         keep_c, flat_c = Signal(s, name="sample_keep_c"), Signal(s * w, name="sample_flat_c")
