@@ -30,6 +30,10 @@ rank pipeline (default)   the ingest re-reads min(w + 1, B) + [B <= w] beats; a 
                           the decide cycle (popcounts in the next, pick in the one after: no extra cycle),
                           except a *late* round, whose sample needs the row flushed in the decide (a W
                           sampled whole, 3; with P > S a W of fewer than P elements, R + 6)
+sample register (option)  ``sample_register=True`` (needs the rank pipeline): the sample registered in local
+                          copies before its compare, so every round costs one cycle more (R + 6, a late one
+                          R + 7, the exact finish 4), and the ingest re-reads min(w + 2, B) beats, waiting
+                          2 cycles when B <= w and 1 when B = w + 1
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
