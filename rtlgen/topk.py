@@ -477,7 +477,8 @@ class TopK(wiring.Component):
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
                          whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
-                         r.side_end[i].eq(rows + 3 + int(self.sample_register) + late), r.side_late[i].eq(late)]
+                         r.side_end[i].eq((rows + 3 + int(self.sample_register) + late) if self.sample_register
+                                          else (rows + 3 + late)), r.side_late[i].eq(late)]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -827,9 +828,9 @@ class TopK(wiring.Component):
                 # a working set sampled whole is not scanned (no rows left: no row may still be in flight when
                 # the request ends in the pick cycle and the next command starts)
                 reading = Signal(name="scan_reading")
-                m.d.comb += reading.eq(~r.scan_wait[0] & (r.rows_left != 0))
+                m.d.comb += reading.eq(~(r.scan_wait[0] if self.sample_register else r.scan_wait) & (r.rows_left != 0))
                 m.d.sync += [r.s1_valid.eq(reading), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
-                             r.s1_row.eq(r.row_ctr), r.cnt.eq(r.cnt + 1), r.scan_wait.eq(r.scan_wait >> 1),
+                             r.s1_row.eq(r.row_ctr), r.cnt.eq(r.cnt + 1), r.scan_wait.eq((r.scan_wait >> 1) if self.sample_register else 0),
                              r.pick_sr.eq(r.pick_sr >> 1)]
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
@@ -964,7 +965,7 @@ class TopK(wiring.Component):
                 return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
             m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
                          r.row_ctr.eq(0), r.rows_left.eq(pick3(r.side_rows)), r.scan_end.eq(pick3(r.side_end)),
-                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, sr)),
+                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, sr) if sr else pick3(r.side_late)),
                          r.pick_sr.eq(Mux(pick3(r.side_late), 0b100 << sr, 0b010 << sr)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
