@@ -54,10 +54,10 @@ def engine_bound_cycles(n: int, k: int, p: int) -> int:
 
 
 def ingest_bound_cycles(n: int, p: int, fifo_depth: int = 64, sample_lanes: int | None = None,
-                        rank_pipeline: bool = True) -> int:
+                        rank_pipeline: bool = True, sample_register: bool = False) -> int:
     """Cycles of the engine without its replay when the ingest partition finds the k-th value: command,
     ingest, the re-read of the sample beats, drain and decide (B + min(w + 1, B) + [B <= w] + 5 with the rank pipeline, B + min(w, B) + 5 without)."""
-    return topk_model.ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
+    return topk_model.ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline, sample_register)
 
 
 def mask_bound_cycles(n: int, p: int) -> int:
@@ -252,6 +252,8 @@ def main() -> None:
     ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
                     help="the main table for the engine with registered sample compare bits (the default since "
                          "the eighth session's H88; --no-rank-pipeline: compare and count in one cycle)")
+    ap.add_argument("--sample-register", action=argparse.BooleanOptionalAction, default=False,
+                    help="the engine's sample registered before its compare (one more cycle per round) in the main table")
     ap.add_argument("--sample-lanes", type=int, default=None,
                     help="the engine's pivot sample width S in the main table (default: 16, 32 for P >= 8)")
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")
@@ -287,18 +289,21 @@ def main() -> None:
               f"{'select D>=n/P':>13} {'/P':>5} {'bitonic cyc':>11} {'speed-up':>8} {'ingest bound /P':>15}")
         for p in (1, 2, 4, 8, 16, 32):
             sel = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64, replay=False,
-                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
+                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline,
+                                               sample_register=args.sample_register).cycles
                                  for s, x in enumerate(inputs)]))
             rep = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=64,
-                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
+                                               sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline,
+                                               sample_register=args.sample_register).cycles
                                  for s, x in enumerate(inputs)]))
             full = float(np.mean([simulate_topk(x, k, parallelism=p, seed=s, fifo_depth=max(64, -(-n // p)), replay=False,
-                                                sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline).cycles
+                                                sample_lanes=args.sample_lanes, rank_pipeline=args.rank_pipeline,
+                                               sample_register=args.sample_register).cycles
                                   for s, x in enumerate(inputs)]))
             bit = bitonic_cycles(n, p)
             print(f"{p:>3} {sel:>10.1f} {n / sel:>10.2f} {n / sel / p:>5.2f} {rep:>11.1f} {n / rep / p:>5.2f} "
                   f"{full:>13.1f} {n / full / p:>5.2f} {bit:>11d} {bit / sel:>7.2f}x "
-                  f"{n / ingest_bound_cycles(n, p, 64, args.sample_lanes, args.rank_pipeline) / p:>15.2f}")
+                  f"{n / ingest_bound_cycles(n, p, 64, args.sample_lanes, args.rank_pipeline, args.sample_register) / p:>15.2f}")
         print("cycles: clock cycles from command to done, D = 64 FIFO rows unless noted (D>=n/P: max(64, n/P) rows, "
               "FIFOs that hold the whole input, as the paper's 16 lanes x 64 rows hold n = 1024); select: the engine as the "
               "SpAtten core builds it (TopK(..., replay=False): done when the k-th value and the tie count are "

@@ -80,11 +80,12 @@ def critical_path(log: str) -> str:
 
 def row(p: int, max_n: int, depth: int, mhz: float, seed: int, timeout_s: float, log_dir: Path | None = None,
         sample_lanes: int | None = None, rank_pipeline: bool = True, flow: str = "router1",
-        log_name: str | None = None) -> tuple[str, float]:
+        log_name: str | None = None, sample_register: bool = False) -> tuple[str, float]:
     """One table row (and the critical path with ``log_dir``) and its Fmax in MHz; the log is DIR/``log_name``
     (default topk_p{P}.log), the SDF beside it."""
     log_name = log_name or f"topk_p{p}.log"
-    text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline)
+    text = topk_verilog(p, max_n, 16, depth, sample_lanes=sample_lanes, rank_pipeline=rank_pipeline,
+                        sample_register=sample_register)
     wrapped = text + io_wrapper("topk", topk_ports(text))
     t0 = time.perf_counter()
     if log_dir is None:
@@ -123,6 +124,9 @@ def main() -> None:
     ap.add_argument("--rank-pipeline", action=argparse.BooleanOptionalAction, default=True,
                     help="the engine with registered sample compare bits (default; --no-rank-pipeline: compare and "
                          "count in one cycle)")
+    ap.add_argument("--sample-register", action=argparse.BooleanOptionalAction, default=False,
+                    help="the engine's sample registered in local copies before the compare (one more cycle per "
+                         "round; default off)")
     ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router1",
                     help="nextpnr's place-and-route options for every row (default router1: nextpnr's default "
                          "flow, as every measured row; router2: --router router2 --tmg-ripup, not yet measured "
@@ -136,7 +140,7 @@ def main() -> None:
         for seed in args.seed:
             name = f"topk_p{p}.log" if len(args.seed) == 1 else f"topk_p{p}_seed{seed}.log"
             line, fmax = row(p, args.max_n, args.depth, args.mhz, seed, args.timeout, args.log_dir,
-                             args.sample_lanes, args.rank_pipeline, args.flow, name)
+                             args.sample_lanes, args.rank_pipeline, args.flow, name, args.sample_register)
             fmaxes.append(fmax)
             print(line, flush=True)
         if len(fmaxes) > 1:

@@ -35,6 +35,7 @@ __all__ = ["TopK", "topk_verilog", "field_bits", "SAMPLE_LANES", "bracket_below"
 
 SAMPLE_LANES = 16         # sample lanes ranked for the pivots (32 for P >= 8), same as archgen.sim.topk_model
 BRACKET_ABOVE = 2         # the upper pivot's sample rank above the target's, same as archgen.sim.topk_model
+SAMPLE_COPY_GROUPS = 4    # with sample_register: each lane registered once per group of the lanes it is compared with
 
 
 def bracket_below(lanes: int) -> int:
@@ -91,9 +92,9 @@ class _AppendPacker(Elaboratable):
         total = Signal(range(2 * p + 1))
         m.d.comb += total.eq(self.acc_count + self.in_count)
         low, high = window[:p * lb], window[p * lb:]
-        with m.If(self.clear):
-            m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
-        with m.Elif(self.in_en):
+        # the clear is last (priority over the updates below) and only on the registers: nothing enters a cleared
+        # packer (it clears while the engine is idle), so the row valid does not wait for it
+        with m.If(self.in_en):
             with m.If(total >= p):
                 m.d.comb += [self.row_valid.eq(1), self.row_lanes.eq(low), self.row_keep.eq((1 << p) - 1)]
                 m.d.sync += [self.acc_lanes.eq(high), self.acc_count.eq(total - p)]
@@ -103,7 +104,17 @@ class _AppendPacker(Elaboratable):
             m.d.comb += [self.row_valid.eq(self.acc_count != 0), self.row_lanes.eq(self.acc_lanes), self.flushing.eq(1),
                          self.row_keep.eq(Cat(*[self.acc_count > i for i in range(p)]))]
             m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
+        with m.If(self.clear):
+            m.d.sync += [self.acc_count.eq(0), self.acc_lanes.eq(0)]
         return m
+
+
+def _copy_register(shape, g, name):
+    """Copy ``g`` (0..3) of a register that is duplicated for placement: Yosys merges flip-flops with the same
+    input, initial value and reset, bit by bit, so the copies differ in both (initial value all ones for odd g,
+    no reset for g >= 2; neither matters: a copy is always loaded before it is read)."""
+    ones = -1 if shape.signed else (1 << shape.width) - 1
+    return Signal(shape, init=ones if g & 1 else 0, reset_less=bool(g & 2), name=name, attrs={"keep": "true"})
 
 
 def _or_select(sel, words, count, width):
@@ -178,7 +189,8 @@ class TopK(wiring.Component):
     """
 
     def __init__(self, parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
-                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = True):
+                 replay: bool = True, sample_lanes: int | None = None, rank_pipeline: bool = True,
+                 sample_register: bool = False):
         bad = []
         if not isinstance(parallelism, int) or parallelism < 1 or parallelism & (parallelism - 1):
             bad.append(f"parallelism must be a power of two >= 1, not {parallelism!r}")
@@ -191,6 +203,8 @@ class TopK(wiring.Component):
         if sample_lanes is not None and (not isinstance(sample_lanes, int) or sample_lanes < 2
                                          or sample_lanes & (sample_lanes - 1)):
             bad.append(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
+        if sample_register and not rank_pipeline:
+            bad.append("sample_register needs rank_pipeline (the registered sample feeds the registered compare)")
         if bad:
             raise ValueError("; ".join(bad))
         self.parallelism, self.max_n, self.width, self.fifo_depth = parallelism, max_n, width, fifo_depth
@@ -200,6 +214,12 @@ class TopK(wiring.Component):
         # or with P > S fewer than P elements) costs one more cycle, and the ingest one more re-read beat
         # (docs/topk.md "Cycle contract")
         self.rank_pipeline = bool(rank_pipeline)
+        # the ranker's S lanes registered before the compare, in local copies (one per group of lanes they are
+        # compared with: SAMPLE_COPY_GROUPS), so that the multiplexer's long nets get a cycle of their own and the
+        # comparators read nearby registers; one more cycle per round and one more re-read beat at the ingest
+        self.sample_register = bool(sample_register)
+        # cycles from the ingest's ranking beat to its pivots, beyond the one-cycle ranker's two
+        self.rank_delay = int(self.rank_pipeline) + int(self.sample_register)
         self.buffer_rows = -(-max_n // parallelism)
         self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
         self.count_bits, self.index_bits = field_bits(max_n)
@@ -457,7 +477,8 @@ class TopK(wiring.Component):
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
                          whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
-                         r.side_end[i].eq(rows + 3 + late), r.side_late[i].eq(late)]
+                         r.side_end[i].eq((rows + 3 + int(self.sample_register) + late) if self.sample_register
+                                          else (rows + 3 + late)), r.side_late[i].eq(late)]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -505,15 +526,28 @@ class TopK(wiring.Component):
         below = bracket_below(s)
         if s > 1:
             m.d.comb += hits.eq(Cat(*[x <= scaled for x in multiples]))
+        # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
+        # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
+        m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
+        if self.sample_register:
+            # the pick comes a cycle later: the hits registered, the counts in the next cycle (stage 2b)
+            hits_r = Signal.like(hits, name="want_hits_r")
+            m.d.sync += hits_r.eq(hits)
+            hits = hits_r
         lo_code = Cat(Const((1 << below) - 1, below), hits[:s - 1])
         hi_bits = s - 1 - BRACKET_ABOVE
         rk_hi = _thermometer_count(hits[BRACKET_ABOVE:s - 1], hi_bits) if hi_bits > 0 else Const(0, 1)
         hi_none = ~hits[BRACKET_ABOVE - 1] if hi_bits >= 0 else Const(1, 1)
-        m.d.sync += [r.want_lo.eq(Mux(whole, t_minus_1, _thermometer_count(lo_code, s - 1 + below))),
-                     r.want_hi.eq(rk_hi), r.want_hi_none.eq(whole | hi_none), r.whole.eq(whole)]
-        # the lower wanted rank lies inside a full S-lane sample (a round's sample holds S lanes unless it is
-        # sampled whole, when rank t - 1 lies inside it): rk + below < S, i.e. hits[S - below - 1] clear
-        m.d.sync += r.want_lo_in_s.eq(whole | ~hits[s - below - 1])
+        lo_next = Mux(whole, t_minus_1, _thermometer_count(lo_code, s - 1 + below))
+        m.d.sync += [r.want_lo.eq(lo_next), r.want_hi.eq(rk_hi), r.want_hi_none.eq(whole | hi_none), r.whole.eq(whole)]
+        # with sample_register, copies of the wanted ranks for the pick stage's lane groups (kept apart)
+        groups = self._copy_groups() if self.sample_register else 1
+        r.want_lo_c = [_copy_register(r.want_lo.shape(), g, f"want_lo_c{g}") for g in range(groups)]
+        r.want_hi_c = [_copy_register(r.want_hi.shape(), g, f"want_hi_c{g}") for g in range(groups)]
+        if self.sample_register:
+            m.d.sync += [x.eq(lo_next) for x in r.want_lo_c] + [x.eq(rk_hi) for x in r.want_hi_c]
+        else:
+            r.want_lo_c, r.want_hi_c = [r.want_lo], [r.want_hi]
 
     def _pivot_sample(self, m, r, mem):
         """Bracketing pivots (docs/topk.md "Pivot rule"): among the sample's S lanes (w consecutive rows of
@@ -553,13 +587,15 @@ class TopK(wiring.Component):
                                         Mux(sel[0], choice[1][1], choice[0][1])))]
         flat = Signal(s * w, name="sample_flat")
         m.d.comb += flat.eq(Cat(*vals))
+        operand, keep, flat = self._sample_operands(m, vals, keep, flat)
         # rank stage (registered every cycle; the pick stage reads it in the cycle after the ranking one)
         gt = {(j, i): Signal(name=f"sample_gt{j}_{i}") for j in range(s) for i in range(s) if j != i}
         for j in range(s):
             for i in range(j + 1, s):
                 # one comparator pair per two lanes: j > i, and j >= i (so i > j is its negation)
                 ge = Signal(name=f"sample_ge{j}_{i}")
-                m.d.comb += [gt[j, i].eq(vals[j] > vals[i]), ge.eq(vals[j] >= vals[i]), gt[i, j].eq(~ge)]
+                a, b = operand(j, i), operand(i, j)
+                m.d.comb += [gt[j, i].eq(a > b), ge.eq(a >= b), gt[i, j].eq(~ge)]
         if self.rank_pipeline:
             # the compare bits, the values and the keep bits registered; the popcounts in the next cycle
             gt_p = {key: Signal(name=f"sample_gtr{key[0]}_{key[1]}") for key in gt}
@@ -576,7 +612,18 @@ class TopK(wiring.Component):
         last_r = Signal(s, name="sample_last_r")     # the kept lane of the lowest rank (held - 1)
         m.d.sync += [vals_r.eq(flat), keep_r.eq(keep)]
         lo_in, hi_in = Signal(name="sample_lo_in"), Signal(name="sample_hi_in")
-        if self.rank_pipeline:
+        groups = self._copy_groups() if self.sample_register else 1
+        lo_in_c, hi_in_c = [lo_in] * groups, [hi_in] * groups
+        if self.sample_register:
+            # the pick comes at least two cycles after the want ranks (a round's: cycle 2 after Decide), so whether
+            # the wanted ranks lie inside the sample is registered in the popcount cycle, once per lane group: for
+            # the ingest's pick (ing_rank_d2 high in its popcount cycle) from the count held, else want_lo_in_s
+            lo_in_c = [_copy_register(unsigned(1), g, f"sample_lo_in_c{g}") for g in range(groups)]
+            hi_in_c = [_copy_register(unsigned(1), g, f"sample_hi_in_c{g}") for g in range(groups)]
+            m.d.sync += held_r.eq(held_p)
+            m.d.sync += [x.eq(Mux(r.ing_rank_d2, r.want_lo < held_p, r.want_lo_in_s)) for x in lo_in_c]
+            m.d.sync += [x.eq(~r.ing_rank_d2 | (r.want_hi < held_p)) for x in hi_in_c]
+        elif self.rank_pipeline:
             # the count held and whether the wanted ranks lie inside it, registered beside the ranks (the wanted
             # ranks are final in the rank cycle), so the pick stage starts from registers
             # in the ingest's pick (its wanted ranks are final long before); a round's pick may follow its rank
@@ -608,13 +655,17 @@ class TopK(wiring.Component):
         # pick stage: the lanes of the wanted ranks one-hot; a wanted rank beyond the lanes held is clipped
         # to the last kept lane (last_r), chosen by a compare of two registers beside the per-lane compares
         sel, sel_hi = Signal(s, name="sample_sel"), Signal(s, name="sample_sel_hi")
-        m.d.comb += [sel.eq(Cat(*[keep_r[i] & Mux(lo_in, rank_r[i] == r.want_lo, last_r[i]) for i in range(s)])),
-                     sel_hi.eq(Cat(*[keep_r[i] & Mux(hi_in, rank_r[i] == r.want_hi, last_r[i]) for i in range(s)]))]
+        def grp(i):
+            return i * groups // s
+        m.d.comb += [sel.eq(Cat(*[keep_r[i] & Mux(lo_in_c[grp(i)], rank_r[i] == r.want_lo_c[grp(i)], last_r[i])
+                                  for i in range(s)])),
+                     sel_hi.eq(Cat(*[keep_r[i] & Mux(hi_in_c[grp(i)], rank_r[i] == r.want_hi_c[grp(i)], last_r[i])
+                                     for i in range(s)]))]
         # per lane, in parallel with the selection: the upper pick has the lower one's value iff no more sampled
         # elements lie strictly above the lower one than the upper rank (always when the upper rank is
         # clipped too); and the exact finish's ties to keep, target - (sampled above)
         same = Signal(s, name="sample_hi_same")
-        m.d.comb += same.eq(Cat(*[Mux(hi_in, above_r[i] <= r.want_hi, 1) for i in range(s)]))
+        m.d.comb += same.eq(Cat(*[Mux(hi_in_c[grp(i)], above_r[i] <= r.want_hi_c[grp(i)], 1) for i in range(s)]))
         left = [Signal.like(r.target, name=f"sample_eq_left{i}") for i in range(s)]
         m.d.comb += [left[i].eq(r.target - above_r[i]) for i in range(s)]
         gw = len(above_r[0])
@@ -622,6 +673,30 @@ class TopK(wiring.Component):
                      r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
                      r.pick_hi_same.eq((sel & same).any()),
                      r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
+
+    def _copy_groups(self):
+        """The lane groups that get registers of their own with ``sample_register``."""
+        return min(SAMPLE_COPY_GROUPS, self.sample_lanes)
+
+    def _sample_operands(self, m, vals, keep, flat):
+        """The compare's operands: ``operand(j, i)`` is lane j's value as compared with lane i. Without
+        ``sample_register`` the multiplexer's outputs; with it, registers loaded from them one cycle before the
+        compare, one copy of lane j per group of SAMPLE_COPY_GROUPS lanes (lane i's group), so that each copy
+        feeds only the comparators of one group pair (kept apart: distinct initial values and a keep attribute),
+        and the keep bits and values for the pick stage registered beside them."""
+        if not self.sample_register:
+            return (lambda j, i: vals[j]), keep, flat
+        s, w = len(vals), self.width
+        groups = self._copy_groups()
+
+        def grp(i):
+            return i * groups // s
+        copies = {(j, g): _copy_register(signed(w), g, f"sample_c{j}_{g}")
+                  for j in range(s) for g in range(groups)}
+        m.d.sync += [x.eq(vals[j]) for (j, g), x in copies.items()]
+        keep_c, flat_c = Signal(s, name="sample_keep_c"), Signal(s * w, name="sample_flat_c")
+        m.d.sync += [keep_c.eq(keep), flat_c.eq(flat)]
+        return (lambda j, i: copies[j, grp(i)]), keep_c, flat_c
 
     def _sample_capture(self, m, r, tag, pk, cur):
         """One FIFO's sample capture (archgen.sim.topk_model.captured_sample): q slots of g lanes (P < S: whole
@@ -686,13 +761,15 @@ class TopK(wiring.Component):
 
     def _control(self, m, r, mem):
         """The request FSM: idle -> ingest (+ re-read, drain) -> decide <-> scan -> replay -> done."""
-        x = int(self.rank_pipeline)
+        x = self.rank_delay
         m.d.comb += self.busy.eq(1)
         # the re-read's end, min(w + x, B), registered from B (a register since the command) in every cycle, so
         # that REREAD's exit compares two short registers (rows_b -> two carry chains -> the FSM's enable was
         # the pipelined engine's critical path)
         m.d.sync += r.reread_end.eq(Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x))
-        if self.rank_pipeline:
+        if self.sample_register:
+            m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2)]
+        elif self.rank_pipeline:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(r.ing_rank_d)]
         else:
             m.d.sync += r.ing_pick.eq(r.ing_rank)
@@ -722,6 +799,9 @@ class TopK(wiring.Component):
                              r.rr.eq(r.rr + 1)]
                 with m.If(r.rr + 1 >= r.reread_end):
                     m.next = "INGEST_DRAIN0"
+            if self.sample_register:
+                with m.State("REREAD_WAIT"):     # the ingest's pivots come two cycles after its last beat
+                    m.next = "REREAD"
             with m.State("INGEST_DRAIN0"):
                 m.next = "INGEST_DRAIN"
             with m.State("INGEST_DRAIN"):
@@ -748,9 +828,9 @@ class TopK(wiring.Component):
                 # a working set sampled whole is not scanned (no rows left: no row may still be in flight when
                 # the request ends in the pick cycle and the next command starts)
                 reading = Signal(name="scan_reading")
-                m.d.comb += reading.eq(~r.scan_wait & (r.rows_left != 0))
+                m.d.comb += reading.eq(~(r.scan_wait[0] if self.sample_register else r.scan_wait) & (r.rows_left != 0))
                 m.d.sync += [r.s1_valid.eq(reading), r.s1_replay.eq(0), r.s1_fifo.eq(r.src_fifo),
-                             r.s1_row.eq(r.row_ctr), r.cnt.eq(r.cnt + 1), r.scan_wait.eq(0),
+                             r.s1_row.eq(r.row_ctr), r.cnt.eq(r.cnt + 1), r.scan_wait.eq((r.scan_wait >> 1) if self.sample_register else 0),
                              r.pick_sr.eq(r.pick_sr >> 1)]
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
@@ -807,7 +887,7 @@ class TopK(wiring.Component):
         """Beats 0..w-1 fill the sample (ranked as the last of them is accepted); beats from w - 1 on are
         partitioned as they arrive; the first min(w, B) - 1 beats are re-read after the last beat (the
         first re-read issued in the last beat's cycle)."""
-        rows, x = r.sample_rows, int(self.rank_pipeline)
+        rows, x = r.sample_rows, self.rank_delay
         last = Signal(name="ingest_last")
         # last = (cnt + 1 == B) as a register, set with cnt (no adder and compare of cnt before the FSM's enables)
         m.d.comb += [self.inp.ready.eq(1), r.ingest_beat.eq(self.inp.valid), last.eq(r.ing_last),
@@ -824,14 +904,19 @@ class TopK(wiring.Component):
                 # others in REREAD; a one-beat request re-reads its beat in the next cycle (the buffer's read
                 # port does not see this cycle's write), and so does one whose pivots come one cycle late (the
                 # rank pipeline when the last beat is a sample beat)
-                late = (r.cnt == 0) if not x else (r.cnt < rows)
+                # (with sample_register the pivots come two cycles after the last sample beat: a last beat that is
+                # a sample beat waits two cycles, the beat after them one)
+                late = (r.cnt == 0) if not x else (r.cnt < rows) if x == 1 else (r.cnt <= rows)
                 with m.If(~late):
                     m.d.comb += r.rd_addr.eq(0)
                     m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
                     m.next = "REREAD" if rows + x > 1 else "INGEST_DRAIN0"
                 with m.Else():
                     m.d.sync += r.rr.eq(0)
-                    m.next = "REREAD"
+                    m.next = "REREAD_WAIT" if x == 2 else "REREAD"
+                    if x == 2:
+                        with m.If(r.cnt == rows):
+                            m.next = "REREAD"
 
     def _on_decide(self, m, r):
         """DECIDE's next state (its register updates are ``_decide_registers``, enabled by the in_decide register)."""
@@ -849,6 +934,7 @@ class TopK(wiring.Component):
         the pivot is the k-th."""
         go_scan = r.go_scan
         side = r.side
+        sr = int(self.sample_register)     # the round is ranked one cycle later: its reads and pick wait one more
         m.d.sync += r.after_ingest.eq(0)
         with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
@@ -879,7 +965,8 @@ class TopK(wiring.Component):
                 return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
             m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
                          r.row_ctr.eq(0), r.rows_left.eq(pick3(r.side_rows)), r.scan_end.eq(pick3(r.side_end)),
-                         r.scan_wait.eq(pick3(r.side_late)), r.pick_sr.eq(Mux(pick3(r.side_late), 0b100, 0b010)),
+                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, sr) if sr else pick3(r.side_late)),
+                         r.pick_sr.eq(Mux(pick3(r.side_late), 0b100 << sr, 0b010 << sr)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.wr_u.eq(0)]
@@ -955,9 +1042,10 @@ class _Registers:
         # wait before the first read (a late round), and the pick cycle as a one-hot shift (bit 0: now)
         self.row_ctr = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_row")
         self.rows_left = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_rows_left")
-        self.scan_end = Signal(range(max(tk.buffer_rows, d) + 5), name="scan_end")
-        self.scan_wait = Signal(name="scan_wait")
-        self.pick_sr = Signal(3, name="scan_pick")
+        sr = int(tk.sample_register)
+        self.scan_end = Signal(range(max(tk.buffer_rows, d) + 5 + sr), name="scan_end")
+        self.scan_wait = Signal(1 + sr, name="scan_wait")
+        self.pick_sr = Signal(3 + sr, name="scan_pick")
         self.side_fit = [Signal(name=f"side_fit_{x}") for x in "lgu"]
         self.side_rows = [Signal.like(self.rows_left, name=f"side_rows_{x}") for x in "lgu"]
         self.side_end = [Signal.like(self.scan_end, name=f"side_end_{x}") for x in "lgu"]
@@ -1024,10 +1112,11 @@ class _Registers:
         self.cap_plain = Signal(name="sample_cap_plain")    # the accepted beat is a sample beat to shift in
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.ing_rank_d = Signal(name="ingest_rank_d")      # ing_rank one cycle later (rank pipeline)
+        self.ing_rank_d2 = Signal(name="ingest_rank_d2")    # and two (sample_register)
         self.ing_last = Signal(name="ingest_last_beat")     # the ingest's next beat is its last (cnt + 1 == B)
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
-        self.rr = Signal(range(rows + 2), name="reread")    # the next sample beat to re-read
-        self.reread_end = Signal(range(rows + 2), name="reread_end")   # min(w + x, B): beats to re-read
+        self.rr = Signal(range(rows + 2 + sr), name="reread")    # the next sample beat to re-read
+        self.reread_end = Signal(range(rows + 2 + sr), name="reread_end")   # min(w + x, B): beats to re-read
         self.cap_clear = Signal(init=1, name="sample_cap_clear")   # the FIFO row captures restart empty (IDLE, SCAN's cycle 0)
         self.idle = Signal(init=1, name="topk_idle")   # the FSM is in IDLE (a register: the packers' clear)
         self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
@@ -1062,7 +1151,8 @@ class _Stage3:
 
 def topk_verilog(parallelism: int, max_n: int, width: int = 16, fifo_depth: int = 64,
                  name: str = "topk", replay: bool = True, sample_lanes: int | None = None,
-                 rank_pipeline: bool = True) -> str:
+                 rank_pipeline: bool = True, sample_register: bool = False) -> str:
     """Verilog of a TopK engine; deterministic (no source paths embedded)."""
-    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes, rank_pipeline),
+    return verilog.convert(TopK(parallelism, max_n, width, fifo_depth, replay, sample_lanes, rank_pipeline,
+                                sample_register),
                            name=name, emit_src=False)

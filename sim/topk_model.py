@@ -30,6 +30,10 @@ rank pipeline (default)   the ingest re-reads min(w + 1, B) + [B <= w] beats; a 
                           the decide cycle (popcounts in the next, pick in the one after: no extra cycle),
                           except a *late* round, whose sample needs the row flushed in the decide (a W
                           sampled whole, 3; with P > S a W of fewer than P elements, R + 6)
+sample register (option)  ``sample_register=True`` (needs the rank pipeline): the sample registered in local
+                          copies before its compare, so every round costs one cycle more (R + 6, a late one
+                          R + 7, the exact finish 4), and the ingest re-reads min(w + 2, B) beats, waiting
+                          2 cycles when B <= w and 1 when B = w + 1
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -151,17 +155,19 @@ def sample_rank(target: int, size: int, lanes: int) -> int:
 
 
 def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int | None = None,
-                  rank_pipeline: bool = True) -> int:
+                  rank_pipeline: bool = True, sample_register: bool = False) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
     1 + B + min(w, B) + [B = 1] + 3 + 1 cycles without the rank pipeline (docs/topk.md "Cycle contract"); with it (default)
-    1 + B + min(w + 1, B) + [B <= w] + 3 + 1."""
+    1 + B + min(w + 1, B) + [B <= w] + 3 + 1; with ``sample_register`` too 1 + B + min(w + 2, B) + 2 [B <= w]
+    + [B = w + 1] + 3 + 1."""
     rows = -(-n // parallelism)
-    return (CMD_CYCLES + rows + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline)
+    return (CMD_CYCLES + rows
+            + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline, sample_register)
             + INGEST_DRAIN + DECIDE_CYCLES)
 
 
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
-                 rank_pipeline: bool = True) -> int:
+                 rank_pipeline: bool = True, sample_register: bool = False) -> int:
     """Input beats partitioned after the ingest (re-read from the buffer): the sample beats (the last one is
     ranked as it arrives and the pivots are taken in the next cycle, after it has passed the comparators),
     and with the rank pipeline (pivots one cycle later) the beat after them."""
@@ -169,8 +175,12 @@ def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int
     # the first re-read is issued in the last beat's cycle, or one cycle later when the pivots are not yet
     # taken two cycles after it (a one-beat request: the buffer's read port does not see the write of the
     # same cycle)
-    if rank_pipeline:
-        return min(w + 1, rows) + (rows <= w)
+    # with the rank pipeline the pivots come x = 1 cycle later, with the sample register x = 2: the x beats after
+    # the sample are re-read too, and the first re-read waits until it meets the pivots (x cycles when the last
+    # beat is a sample beat, x - 1 when it is the one after)
+    x = int(rank_pipeline) + int(sample_register)
+    if x:
+        return min(w + x, rows) + max(0, min(x, w + x - rows))
     return min(w, rows) + (rows == 1)
 
 
@@ -253,7 +263,8 @@ def topk_reference(scores: Sequence[int], k: int, valid: Sequence[bool] | None =
 
 def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int = 0,
                   fifo_depth: int = 64, valid: Sequence[bool] | None = None, replay: bool = True,
-                  sample_lanes: int | None = None, rank_pipeline: bool = True) -> TopKRun:
+                  sample_lanes: int | None = None, rank_pipeline: bool = True,
+                  sample_register: bool = False) -> TopKRun:
     """Run the engine's quick-select on ``scores`` (n = len(scores)) and return result and cycles.
 
     ``seed`` is the command's seed field; it has no effect (the pivots come from samples, not a random draw).
@@ -264,7 +275,11 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     ``sample_lanes`` is the engine's S (``sample_shape``; None: its default for P); ``rank_pipeline`` the
     engine's registered sample compare bits (default since H88; one more re-read beat at the ingest, and one
     more cycle for a *late* round: a set sampled whole, or with P > S one of fewer than P elements; other
-    rounds compare their sample in the decide cycle and cost the same as without it)."""
+    rounds compare their sample in the decide cycle and cost the same as without it); ``sample_register`` the
+    engine's sample registered (in local copies) before that compare (needs ``rank_pipeline``): every round one
+    more cycle, and one more re-read beat at the ingest."""
+    if sample_register and not rank_pipeline:
+        raise ValueError("sample_register needs rank_pipeline")
     if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
         raise ValueError(f"sample_lanes must be a power of two >= 2 or None, not {sample_lanes!r}")
     if parallelism < 1 or parallelism & (parallelism - 1):
@@ -283,8 +298,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     # before it are partitioned after the last beat, re-read from the buffer (the first re-read is issued
     # in the last beat's cycle).
     sample_rows, sample_lanes = sample_shape(p, fifo_depth, sample_lanes)
-    cycles = ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline)
-    late = int(bool(rank_pipeline))
+    cycles = ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline, sample_register)
+    late, sreg = int(bool(rank_pipeline)), int(bool(sample_register))
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
@@ -297,7 +312,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     upper, pivot = bracket_pivots([x[i] for i in range(min(sample_lanes, n)) if mask[i]], k, n, sample_lanes)
     # the working set in scan order (the order its FIFO holds it): the ingest partitions the beats after
     # the sample beats as they arrive, then the re-read sample beats
-    split = min(sample_rows + late, buffer_rows) * p
+    split = min(sample_rows + late + sreg, buffer_rows) * p
     work = [i for i in members if i >= split] + [i for i in members if i < split]
     target = k                          # rank (1-based) of the wanted value inside work
     source, rows, step = "ingest", buffer_rows, 0
@@ -345,7 +360,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         # then (a set sampled whole, or with P > S one of fewer than P elements, which has no full row), is
         # compared one cycle later and costs one more cycle
         whole = from_fifo and len(work) <= sample_lanes
-        late_round = late if whole or len(work) < p else 0
+        # (the sample register ranks every round's sample one cycle later still)
+        late_round = sreg + (late if whole or len(work) < p else 0)
         if whole:
             step = EXACT_FINISH + late_round           # sampled whole: found after ranking, no scan pipeline
         else:

@@ -72,14 +72,14 @@ def random_requests(count: int, *, max_n: int, width: int, seed: int,
 def run_topk_rtl(requests: list[TopKRequest], *, parallelism: int, max_n: int, width: int = 16,
                  fifo_depth: int = 64, stall_prob: float = 0.0, idle_prob: float = 0.0, seed: int = 0,
                  cache_dir: Path | None = None, timeout_s: float | None = 1800, replay: bool = True,
-                 sample_lanes: int | None = None, rank_pipeline: bool = True) -> dict:
+                 sample_lanes: int | None = None, rank_pipeline: bool = True, sample_register: bool = False) -> dict:
     """Build the engine (cached) and run all ``requests`` back to back; returns the testbench result.
     ``replay=False`` builds the engine without its replay (the SpAtten core's: threshold outputs only);
     ``sample_lanes`` is the engine's pivot sample width S (None: its default), ``rank_pipeline`` its
-    registered sample compare bits."""
+    registered sample compare bits, ``sample_register`` its sample registered before that compare."""
     count_bits, index_bits = field_bits(max_n)
     verilog = topk_verilog(parallelism, max_n, width, fifo_depth, replay=replay, sample_lanes=sample_lanes,
-                           rank_pipeline=rank_pipeline)
+                           rank_pipeline=rank_pipeline, sample_register=sample_register)
     with tempfile.TemporaryDirectory(prefix="archgen-topk-") as tmp:
         req_file = Path(tmp) / "requests.json"
         req_file.write_text(json.dumps([r.as_json() for r in requests]))
@@ -109,7 +109,7 @@ def threshold_keep(scores, valid, kth: int, keep_equal: int) -> list[int]:
 
 def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo_depth: int = 64,
                check_cycles: bool = True, replay: bool = True, sample_lanes: int | None = None,
-               rank_pipeline: bool = True) -> list[dict]:
+               rank_pipeline: bool = True, sample_register: bool = False) -> list[dict]:
     """Per request: RTL output vs numpy (indices, values, order), the set the threshold outputs select
     vs numpy, RTL cycles and rounds vs the model. ``replay=False``: the engine has no output stream;
     only the threshold outputs are checked."""
@@ -119,7 +119,7 @@ def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo
         ref = topk_reference(req.scores, req.k, req.keep)
         model = simulate_topk(req.scores, req.k, parallelism=parallelism, seed=req.seed,
                               fifo_depth=fifo_depth, valid=req.keep, replay=replay, sample_lanes=sample_lanes,
-                              rank_pipeline=rank_pipeline)
+                              rank_pipeline=rank_pipeline, sample_register=sample_register)
         row = {"n": req.n, "k": req.k, "seed": req.seed, "model_cycles": model.cycles,
                "model_rounds": len(model.rounds), "expected_count": len(ref)}
         if j >= len(got_all):

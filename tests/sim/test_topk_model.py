@@ -41,16 +41,22 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     k = data.draw(st.integers(0, n + 3))
     p = data.draw(st.sampled_from([1, 2, 4, 8, 16, 32]))
     depth = data.draw(st.sampled_from([1, 2, 64]))
-    pipe = data.draw(st.booleans())
+    pipe, sreg = data.draw(st.sampled_from([(False, False), (True, False), (True, True)]))
     s_opt = data.draw(st.sampled_from([None, None, 2, 4]))      # S < P: late scanned rounds (fewer than P)
     x = int(pipe)
-    run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth, rank_pipeline=pipe, sample_lanes=s_opt)
+    run = simulate_topk(scores, k, parallelism=p, seed=7, fifo_depth=depth, rank_pipeline=pipe, sample_lanes=s_opt,
+                        sample_register=sreg)
     b = -(-n // p)
     w, lanes = sample_shape(p, depth, s_opt)
     # command, B beats, the re-read of the sample beats (min(w, B); one cycle later for B = 1), drain 3, decide;
-    # the rank pipeline re-reads one beat more, one cycle later when the last beat is a sample beat
-    first_decide = 1 + b + (min(w + 1, b) + (b <= w) if pipe else min(w, b) + (b == 1)) + 3 + 1
-    assert ingest_cycles(n, p, depth, s_opt, rank_pipeline=pipe) == first_decide
+    # the rank pipeline re-reads one beat more, one cycle later when the last beat is a sample beat; the sample
+    # register one beat more again, two cycles later when the last beat is a sample beat, one when it is the next
+    if sreg:
+        reread = min(w + 2, b) + 2 * (b <= w) + (b == w + 1)
+    else:
+        reread = min(w + 1, b) + (b <= w) if pipe else min(w, b) + (b == 1)
+    first_decide = 1 + b + reread + 3 + 1
+    assert ingest_cycles(n, p, depth, s_opt, rank_pipeline=pipe, sample_register=sreg) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
     elif k >= n:
@@ -63,11 +69,12 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         # a round costs rows + scan latency (4) + decide (the sample, in its capture registers since the decide,
         # is ranked and the pivots taken while the first row is read), or 2 when its working set was sampled
         # whole (the exact finish: rank, then pick); the rank pipeline adds a cycle only to a late round (its
-        # sample needs the row flushed in the decide: sampled whole, or with P > S fewer than P elements)
+        # sample needs the row flushed in the decide: sampled whole, or with P > S fewer than P elements); the
+        # sample register one more cycle to every round
         for r in later:
             whole = r.source == "fifo" and r.size <= lanes
             late = x if whole or r.size < p else 0
-            assert r.cycles == (2 if whole else r.rows + 5) + late
+            assert r.cycles == (2 if whole else r.rows + 5) + late + int(sreg)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
@@ -99,6 +106,12 @@ def test_pinned_small_case():
     assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 10
     assert simulate_topk(scores, 3, parallelism=4, seed=1, rank_pipeline=False).cycles == 18
     assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, rank_pipeline=False).cycles == 9
+    # with the sample register: the ingest's pivots one cycle later still (both beats re-read, two cycles later):
+    # 1 + (2 + 4 + 3) + 1 = 11 cycles without the replay, 20 with it
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, sample_register=True).cycles == 11
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, sample_register=True).cycles == 20
+    with pytest.raises(ValueError, match="sample_register"):
+        simulate_topk(scores, 3, parallelism=4, rank_pipeline=False, sample_register=True)
 
 
 def test_bracket_pivots_rule():

@@ -6,7 +6,7 @@ behind --runslow.
 """
 import pytest
 
-from archgen.rtlgen.topk import topk_verilog
+from archgen.rtlgen.topk import sample_shape, topk_verilog
 from archgen.verif.runner import lint_verilog
 from archgen.verif.topk_check import (TopKRequest, check_topk, random_requests, run_topk_rtl,
                                       verify_topk)
@@ -79,6 +79,34 @@ def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
     assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
     with pytest.raises(ValueError, match="sample_lanes"):
         topk_verilog(p, max_n, sample_lanes=6)
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("p,max_n,depth,lanes,replay", [
+    (4, 64, 4, 2, False),
+    pytest.param(2, 40, 8, None, True, marks=pytest.mark.slow),
+    pytest.param(16, 256, 4, None, False, marks=pytest.mark.slow)])
+def test_sample_register_exact(p, max_n, depth, lanes, replay):
+    """The engine with its sample registered in local copies before the compare (``sample_register``): every
+    round one cycle later, the ingest one more re-read beat (two cycles' wait when its last beat is a sample
+    beat, one when it is the next). S = 2 at P = 4 (late rounds: P > S); P = 2 with w = 8 (many requests end
+    their ingest on a sample beat or the one after) with the replay; P = 16 (S = 32, two rows): exact, RTL cycles
+    == model cycles, through FIFO rounds and buffer rescans."""
+    reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
+    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=lanes, replay=replay,
+                       sample_register=True)
+    assert rtl["passed"], rtl.get("log_tail")
+    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=replay, sample_lanes=lanes,
+                                sample_register=True))
+    from archgen.sim.topk_model import simulate_topk
+    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=lanes,
+                          sample_register=True) for q in reqs]
+    assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
+    w = sample_shape(p, depth, lanes)[0]
+    rows_b = {-(-q.n // p) for q in reqs}
+    assert any(b <= w for b in rows_b) and w + 1 in rows_b      # both re-read waits
+    with pytest.raises(ValueError, match="sample_register"):
+        topk_verilog(p, max_n, rank_pipeline=False, sample_register=True)
 
 
 @pytest.mark.slow   # default-suite time (CI <= 20 min); run with --runslow
