@@ -27,6 +27,8 @@ __all__ = [
     "lint_verilog",
     "run_testbench",
     "cache_root",
+    "cache_limit_bytes",
+    "evict_builds",
 ]
 
 # The fixed Verilator waiver list for Amaranth-generated Verilog. Each entry is a pattern Amaranth's
@@ -245,6 +247,7 @@ def staged_build(root: Path, name: str, build, record: dict) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if (build_dir / ".archgen-built").is_file():
+                os.utime(build_dir / ".archgen-built")      # its last use, for the size cap's LRU order
                 return build_dir
             _remove_stale_staging(root, name)
             if build_dir.exists():
@@ -264,9 +267,74 @@ def staged_build(root: Path, name: str, build, record: dict) -> Path:
                 staging.rename(build_dir)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            return build_dir
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    evict_builds(root, cache_limit_bytes(), keep=name)
+    return build_dir
+
+
+# a build used this recently is never evicted (a simulation may be running from it)
+EVICT_MIN_IDLE_S = 3600.0
+
+
+def cache_limit_bytes() -> int | None:
+    """The build cache's size cap: ``$ARCHGEN_CACHE_MAX_GB`` (GiB; 0 or below: no cap), default 20 GiB (the
+    default test suite's builds take about 4.2 GiB). Without a cap the cache only grows: 41 GB of builds
+    filled this project's CI machine on 2026-12-05."""
+    raw = os.environ.get("ARCHGEN_CACHE_MAX_GB", "20")
+    try:
+        gib = float(raw)
+    except ValueError:
+        raise ArchgenError(f"ARCHGEN_CACHE_MAX_GB: must be a number of GiB (0 for no cap) (got {raw!r})") from None
+    return int(gib * 2**30) if gib > 0 else None
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def evict_builds(root: Path, limit: int | None, keep: str | None = None, now: float | None = None) -> list[str]:
+    """Remove complete builds under ``root``, least recently used first (their ``.archgen-built`` marker's
+    mtime: written at the build, touched at each reuse), until the builds take at most ``limit`` bytes. Never
+    removed: ``keep`` (the build just made), a build used in the last ``EVICT_MIN_IDLE_S`` seconds, and one
+    whose lock another process holds (it is building or checking it). Returns the names removed."""
+    import time
+    if limit is None:
+        return []
+    now = time.time() if now is None else now
+    entries = []
+    for marker in root.glob("*/.archgen-built"):
+        d = marker.parent
+        try:
+            entries.append((marker.stat().st_mtime, d.name, _tree_bytes(d)))
+        except OSError:
+            continue
+    total = sum(size for _t, _n, size in entries)
+    removed = []
+    for used, name, size in sorted(entries):
+        if total <= limit:
+            break
+        if name == keep or now - used < EVICT_MIN_IDLE_S:
+            continue
+        with open(root / f"{name}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            try:
+                shutil.rmtree(root / name, ignore_errors=True)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        total -= size
+        removed.append(name)
+    return removed
 
 
 def _build_into(build_dir: Path, failed_log: Path, src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],

@@ -168,3 +168,37 @@ def test_concurrent_runs_share_one_build(tmp_path):
     builds = [d for d in tmp_path.iterdir() if d.is_dir() and d.name.startswith("pipelined_adder-")]
     assert len(builds) == 1 and (builds[0] / ".archgen-built").is_file()
     assert list((tmp_path / "runs").iterdir()) == []    # per-run directories are cleaned up
+
+
+def test_the_build_cache_evicts_least_recently_used_builds(tmp_path, monkeypatch):
+    """Over the cap, complete builds go oldest use first; the build just made, a build used in the last hour
+    and one whose lock is held stay; staging directories and runs are not builds."""
+    import fcntl
+    import os
+
+    from archgen.verif.runner import EVICT_MIN_IDLE_S, cache_limit_bytes, evict_builds
+    now = 1_000_000.0
+    for name, age_h in (("a", 5), ("b", 4), ("c", 3), ("d", 2), ("fresh", 0.5), ("new", 9)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "model.bin").write_bytes(b"x" * 1000)
+        marker = d / ".archgen-built"
+        marker.write_text("{}")
+        os.utime(marker, (now - age_h * 3600, now - age_h * 3600))
+    (tmp_path / "e.staging-1").mkdir()
+    (tmp_path / "e.staging-1" / "big").write_bytes(b"x" * 5000)
+    with open(tmp_path / "b.lock", "w") as held:          # another process is building or checking b
+        fcntl.flock(held, fcntl.LOCK_EX)
+        removed = evict_builds(tmp_path, 3000, keep="new", now=now)
+    # 6 builds of about 1,002 B: down to 3,000 B means three go; "new" (kept) and "b" (locked) are skipped
+    assert removed == ["a", "c", "d"]
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / ".archgen-built").exists()) == ["b", "fresh", "new"]
+    assert (tmp_path / "e.staging-1" / "big").exists()
+    assert evict_builds(tmp_path, None) == [] and EVICT_MIN_IDLE_S >= 600
+    monkeypatch.setenv("ARCHGEN_CACHE_MAX_GB", "0")
+    assert cache_limit_bytes() is None
+    monkeypatch.setenv("ARCHGEN_CACHE_MAX_GB", "0.5")
+    assert cache_limit_bytes() == 2**29
+    monkeypatch.setenv("ARCHGEN_CACHE_MAX_GB", "lots")
+    with pytest.raises(ArchgenError, match="ARCHGEN_CACHE_MAX_GB: must be a number"):
+        cache_limit_bytes()
