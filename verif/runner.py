@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -305,7 +306,6 @@ def evict_builds(root: Path, limit: int | None, keep: str | None = None, now: fl
     mtime: written at the build, touched at each reuse), until the builds take at most ``limit`` bytes. Never
     removed: ``keep`` (the build just made), a build used in the last ``EVICT_MIN_IDLE_S`` seconds, and one
     whose lock another process holds (it is building or checking it). Returns the names removed."""
-    import time
     if limit is None:
         return []
     now = time.time() if now is None else now
