@@ -59,6 +59,22 @@ def test_back_to_back_requests_exact(p, max_n, depth, count):
     assert sources == {"ingest", "fifo", "buffer"}
 
 
+def _exact_through_every_round_source(p, max_n, depth, lanes, replay, **engine):
+    """Edge and random requests on the engine (``engine``: rank_pipeline / sample_register): exact, RTL cycles ==
+    model cycles, and the model's rounds take their sample from the ingest, the FIFOs and the buffer."""
+    reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
+    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=lanes, replay=replay,
+                       **engine)
+    assert rtl["passed"], rtl.get("log_tail")
+    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=replay, sample_lanes=lanes,
+                                **engine))
+    from archgen.sim.topk_model import simulate_topk
+    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=lanes,
+                          **engine) for q in reqs]
+    assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
+    return reqs
+
+
 @pytest.mark.verilator
 @pytest.mark.parametrize("p,max_n,depth,lanes,pipe", [(4, 64, 4, 2, True), (2, 40, 8, None, False)])
 def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
@@ -67,16 +83,7 @@ def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
     Decide; the default here is 16 from 4 rows), and the engine without the rank pipeline (compare and
     count in one cycle) at P = 2 (w = 8, so many requests end their ingest on a sample beat): exact,
     RTL cycles == model cycles, through FIFO rounds and buffer rescans."""
-    reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
-    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=lanes, replay=False,
-                       rank_pipeline=pipe)
-    assert rtl["passed"], rtl.get("log_tail")
-    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=False, sample_lanes=lanes,
-                                rank_pipeline=pipe))
-    from archgen.sim.topk_model import simulate_topk
-    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=lanes,
-                          rank_pipeline=pipe) for q in reqs]
-    assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
+    _exact_through_every_round_source(p, max_n, depth, lanes, False, rank_pipeline=pipe)
     with pytest.raises(ValueError, match="sample_lanes"):
         topk_verilog(p, max_n, sample_lanes=6)
 
@@ -92,16 +99,7 @@ def test_sample_register_exact(p, max_n, depth, lanes, replay):
     beat, one when it is the next). S = 2 at P = 4 (late rounds: P > S); P = 2 with w = 8 (many requests end
     their ingest on a sample beat or the one after) with the replay; P = 16 (S = 32, two rows): exact, RTL cycles
     == model cycles, through FIFO rounds and buffer rescans."""
-    reqs = _edge_requests(max_n) + random_requests(30, max_n=max_n, width=16, seed=8, hole_prob=0.1)
-    rtl = run_topk_rtl(reqs, parallelism=p, max_n=max_n, fifo_depth=depth, sample_lanes=lanes, replay=replay,
-                       sample_register=True)
-    assert rtl["passed"], rtl.get("log_tail")
-    _assert_all_good(check_topk(reqs, rtl, parallelism=p, fifo_depth=depth, replay=replay, sample_lanes=lanes,
-                                sample_register=True))
-    from archgen.sim.topk_model import simulate_topk
-    runs = [simulate_topk(q.scores, q.k, parallelism=p, fifo_depth=depth, valid=q.keep, sample_lanes=lanes,
-                          sample_register=True) for q in reqs]
-    assert {r.source for run in runs for r in run.rounds} == {"ingest", "fifo", "buffer"}
+    reqs = _exact_through_every_round_source(p, max_n, depth, lanes, replay, sample_register=True)
     w = sample_shape(p, depth, lanes)[0]
     rows_b = {-(-q.n // p) for q in reqs}
     assert any(b <= w for b in rows_b) and w + 1 in rows_b      # both re-read waits
