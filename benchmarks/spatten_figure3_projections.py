@@ -14,6 +14,8 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
     python benchmarks/spatten_figure3_projections.py refetch-waits gpt2         # what binds c = 1 (H94)
     python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
+    python benchmarks/spatten_figure3_projections.py dense-ok-every gpt2        # the host marks every command dense_ok
+    python benchmarks/spatten_figure3_projections.py dense-ok-layer gpt2        # one tail per layer, not per decode step
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
@@ -50,6 +52,10 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   BUILT since H98 (the core's default, ``sim.spatten_model._Stream._feed_take``): this projection now
   runs on the model without the built feed (``feed=False``), so it still gives H93's projected
   figures, to compare with the built ones (docs/spatten_results.md).
+- dense-ok-every, dense-ok-layer (fifteenth session): host rules for the commands' ``dense_ok`` bits that
+  the spec's ``units.topk.fallback`` does not offer (no RTL change: the bits are the host's): every command
+  with rows (its values loaded whole, so each late row falls back), or the ``tail`` rule with one tail per
+  layer instead of one per decode step (the rule before the decode steps became streams of their own).
 """
 from __future__ import annotations
 
@@ -423,6 +429,16 @@ def _no_fallback() -> None:
     sm._Stream._fallback_take = lambda self, *args: None
 
 
+def _dense_ok_rule(rule: str) -> None:
+    """dense-ok-every / dense-ok-layer: the host's ``dense_ok`` bits by another rule (docstring above)."""
+    import archgen.sim.spatten_algo as sa
+    built = sa._dense_ok
+    if rule == "every":
+        sa._dense_ok = lambda fallback, rows, extra, steps=None: np.asarray(rows, dtype=np.int64) > 0
+    else:
+        sa._dense_ok = lambda fallback, rows, extra, steps=None: built(fallback, rows, extra, None)
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -458,28 +474,31 @@ def main() -> None:
             _refetch_waits()
         elif part in ("qk-preempt", "qk-preempt-issuing"):
             _qk_preempt(part.endswith("issuing"))
+        elif part in ("dense-ok-every", "dense-ok-layer"):
+            _dense_ok_rule(part[len("dense-ok-"):])
         else:
             raise SystemExit("variant must be built, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
                              "topk-feed-spec, "
-                             "reorder-RULE, qk-preempt[-issuing] or refetch-waits "
+                             "reorder-RULE, qk-preempt[-issuing], dense-ok-every, dense-ok-layer or refetch-waits "
                              f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
     if "--table" in sys.argv[3:]:       # the bench's table 2-4 (every speedup column) under the variant
         bench._table(spec, [t for t in bench._traces() if only.lower() in t[0].lower()])
         return
     for name, wl, tr, hd in [t for t in bench._traces() if only.lower() in t[0].lower()]:
-        c = {}
+        c, dram = {}, {}
         for k, cfg in (("t", bench.TOKEN), ("tv", bench.TOKEN_V), ("thp", bench.TOKEN_HEAD_PQ),
                        ("thpv", bench.TOKEN_HEAD_PQ_V)):
             REFETCH_WAITS.clear()
             res = ss.simulate_spatten(spec, wl, trace=tr, algo_config=cfg, head_dim=hd)
-            c[k] = bench._totals(res)["cycles"]
+            c[k], dram[k] = bench._totals(res)["cycles"], bench._totals(res)["dram"]
             for where, (rows, waited) in sorted(REFETCH_WAITS.items()):
                 print(f"  {name}, {k}: {where}: {rows:,} LSB refetches waited {waited:,} cycles for the QxK stage "
                       f"({waited / rows:.2f} a refetch); layer time {c[k]:,.0f} cycles, with the K/V on chip "
                       f"{sum(r.extra['compute_cycles'] for r in res):,.0f}", flush=True)
         print(f"{variant}: {name}: local-V ratio {c['t'] / c['tv']:.6f}; {c['thp'] / c['thpv']:.6f} (cycles: token "
-              f"{c['t']:,.0f}, + V {c['tv']:,.0f}; token+head+PQ {c['thp']:,.0f}, + V {c['thpv']:,.0f})"
+              f"{c['t']:,.0f}, + V {c['tv']:,.0f}; token+head+PQ {c['thp']:,.0f}, + V {c['thpv']:,.0f}; DRAM with / without "
+              f"local-V {dram['tv'] / dram['t']:.3f}; {dram['thpv'] / dram['thp']:.3f})"
               + (f"; fixed point in at most {max(REORDER_RESOLUTIONS)} resolutions" if REORDER_RESOLUTIONS else ""),
               flush=True)
 
