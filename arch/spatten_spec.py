@@ -72,7 +72,11 @@ SPATTEN_SCHEMA: dict = {
         "head_dim": {"type": "integer", "minimum": 2, "maximum": 1024},
         "max_tokens": {"type": "integer", "minimum": 2, "maximum": 65536},
         "units": _obj({
-            "qk": _obj(_ARRAY_UNIT, required=["multipliers", "bits"]),
+            "qk": _obj({**_ARRAY_UNIT, "preempt": {
+                "type": "boolean", "description": "an LSB refetch takes the QxK stage in the cycle after its PQ "
+                "decision even while a later query's groups are being issued; that query's QxK is aborted and "
+                "rerun after the refetch's (default true; docs/spatten.md, 'QxK preemption')"}},
+                required=["multipliers", "bits"]),
             "pv": _obj(_ARRAY_UNIT, required=["multipliers", "bits"]),
             "softmax": _obj({"parallelism": _POS, "fifo_depth": _POS,
                              "exp_taylor_order": {"type": "integer", "minimum": 2, "maximum": 8}},
@@ -114,6 +118,7 @@ class QKUnit:
     bits: int
     operation: str = QK_OPERATION
     control: tuple[int, int] = (0, 0)
+    preempt: bool = True    # an LSB refetch preempts a later query's QxK while its groups are issued (H117)
 
 
 @dataclass(frozen=True)

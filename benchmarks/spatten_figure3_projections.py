@@ -11,7 +11,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py no-fallback bert-base      # the core before the fallback (H103)
     python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep (H93)
     python benchmarks/spatten_figure3_projections.py reorder-oldest gpt2        # a reordering fetcher (H94)
-    python benchmarks/spatten_figure3_projections.py qk-preempt gpt2            # refetch preempts QxK (H94)
+    python benchmarks/spatten_figure3_projections.py no-qk-preempt gpt2         # the core before QxK preemption (H117)
     python benchmarks/spatten_figure3_projections.py refetch-waits gpt2         # what binds c = 1 (H94)
     python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
     python benchmarks/spatten_figure3_projections.py dense-ok-every gpt2        # the host marks every command dense_ok
@@ -36,11 +36,9 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   that reproduces itself is the fetcher's, as each decision depends only on earlier events.
 - refetch-waits (H94, a diagnostic, changes nothing): per run, how many cycles the LSB refetches waited
   for the QxK stage after their PQ decision, with the DRAM loads and with the K/V on chip.
-- qk-preempt (H94): an LSB refetch preempts the QxK of a later query that is still running in the
-  cycle after the PQ decision (that query restarts its QxK from its first group after the refetch's
-  QxK); the paper's SRAM. Applies to every PQ stream, DRAM-bound or not. qk-preempt-issuing: only
-  while that query's groups are still being issued (in the QxK array's pipeline tail the refetch waits,
-  at most qk_pipe cycles).
+- qk-preempt (H94's projection): BUILT since H117 (spec ``units.qk.preempt``, default true; an LSB refetch
+  preempts a later query's QxK while its groups are being issued, H94's ``qk-preempt-issuing``;
+  ``sim.spatten_model._Stream._preempt``). ``no-qk-preempt`` runs the model without it (the core before).
 - pv-RULE (RULE one of sim.spatten_model.PV_WINDOW_RULES: window, greedy, banked, ideal; H87's design
   study): a pruned row's PxV issues ``pv_windows(keep, L, RULE)`` windows of its kept tokens (value
   buffer as L banks), and the token importance gets a sweep of its own over all G groups beside it
@@ -244,33 +242,14 @@ def _check_reorder(streams: int) -> None:
         raise SystemExit(1)
 
 
-def _qk_preempt(issuing_only: bool = False) -> None:
-    accept, resolve = sm._Stream.accept, sm._Stream.resolve
-    spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
-    tail = spatten_latencies(spec).qk_pipe + 1 if issuing_only else 1     # qk = 1 + G + qk_pipe
-
-    def accept_last(self, qc, earliest):
-        job = list(accept(self, qc, earliest))      # mutable: a preempted query's QxK moves
-        self.last_job = job
-        return job
-
-    def resolve_preempting(self, job, values_at=0):
-        qc = job[0]
-        other = getattr(self, "last_job", None)
-        if qc.pq and qc.passes == 2 and other is not None and other is not job:
-            decision = self.first_decision_of(tuple(job))
-            if other[1] <= decision and other[1] + other[0].qk - tail >= decision + 1:
-                # the refetch takes the QxK stage in the cycle after its decision; the later query
-                # reruns its QxK from its first group right after the refetch's
-                self.qk_free = decision + 1
-                free = resolve(self, tuple(job), values_at)
-                other[1] = decision + 1 + qc.qk
-                other[2] = other[1] + other[0].qk - 1
-                self.qk_free = other[1] + other[0].qk
-                return free
-        return resolve(self, tuple(job), values_at)
-
-    sm._Stream.accept, sm._Stream.resolve = accept_last, resolve_preempting
+def _no_qk_preempt() -> None:
+    """no-qk-preempt: the core before the built QxK preemption (H117, ``units.qk.preempt: false``): an LSB
+    refetch waits for the QxK stage, ``max(decision + 1, qk_free)``."""
+    def wait(self, qc, job, decision):
+        r = max(decision + 1, self.qk_free)
+        self.qk_free = r + qc.qk
+        return r
+    sm._Stream._preempt = wait
 
 
 REFETCH_WAITS: dict = {}        # refetch-waits: (DRAM or on chip) -> [rows refetching, cycles waited for the QxK]
@@ -472,14 +451,14 @@ def main() -> None:
             _reorder(part[8:])
         elif part == "refetch-waits":
             _refetch_waits()
-        elif part in ("qk-preempt", "qk-preempt-issuing"):
-            _qk_preempt(part.endswith("issuing"))
+        elif part == "no-qk-preempt":
+            _no_qk_preempt()
         elif part in ("dense-ok-every", "dense-ok-layer"):
             _dense_ok_rule(part[len("dense-ok-"):])
         else:
             raise SystemExit("variant must be built, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
                              "topk-feed-spec, "
-                             "reorder-RULE, qk-preempt[-issuing], dense-ok-every, dense-ok-layer or refetch-waits "
+                             "reorder-RULE, no-qk-preempt, dense-ok-every, dense-ok-layer or refetch-waits "
                              f"(joined by +), not {part!r}")
     spec = bench.load_spatten_spec(bench.builtin_spec_path("spatten"))
     if "--table" in sys.argv[3:]:       # the bench's table 2-4 (every speedup column) under the variant

@@ -189,7 +189,8 @@ class SpattenCore(wiring.Component):
         s.qk_issue = qk_issue
         m.d.comb += [kr.addr.eq(s.bank_row), kr.en.eq(1)]
         i_v, i_last, i_keep = Signal(), Signal(), Signal(L)
-        m.d.sync += [i_v.eq(qk_issue), i_last.eq(s.last_g), i_keep.eq(s.keep_row)]
+        kill = s.qk_kill                # a refetch preempts the QxK stage's query: drop its beats in flight
+        m.d.sync += [i_v.eq(qk_issue & ~kill), i_last.eq(s.last_g), i_keep.eq(s.keep_row)]
         check_built("the core's QxK feed", ["key_read"], qk_feed_stages())   # kr: a synchronous read port
         # the QxK array (dataflow.spatten_arrays): the query held for the pass, one key element per FU
         qk_arr = spatten_arrays(spec)["qk"]
@@ -206,12 +207,12 @@ class SpattenCore(wiring.Component):
         ctl = (i_v, i_last, i_keep)
         for lvl in range(qk.latency):
             nxt = (Signal(name=f"qk_v{lvl}"), Signal(name=f"qk_last{lvl}"), Signal(L, name=f"qk_keep{lvl}"))
-            m.d.sync += [a.eq(x) for a, x in zip(nxt, ctl)]
+            m.d.sync += [nxt[0].eq(ctl[0] & ~kill), *[a.eq(x) for a, x in zip(nxt[1:], ctl[1:])]]
             ctl = nxt
-        m.d.comb += [sm.inp.valid.eq(ctl[0]), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2]),
+        m.d.comb += [sm.inp.valid.eq(ctl[0] & ~kill), sm.inp.payload.last.eq(ctl[1]), sm.inp.payload.keep.eq(ctl[2]),
                      sm.in_bank.eq(s.cur)]
         qk_end = Signal()               # the QxK stage's last score reaches the softmax
-        m.d.comb += qk_end.eq(ctl[0] & ctl[1])
+        m.d.comb += qk_end.eq(ctl[0] & ctl[1] & ~kill)
         s.qk_end_now = qk_end
         m.d.comb += [sm.inp.payload.data[i].eq(scores[i]) for i in range(L)]
         return qk_end
@@ -487,7 +488,7 @@ class SpattenCore(wiring.Component):
                     with m.Else():
                         m.d.sync += s.st_a.eq(_A.EMPTY)
             with m.Case(_A.QUERY):
-                m.d.comb += [self.query.ready.eq(~s.qk_busy & nb_free & ~s.refetch),
+                m.d.comb += [self.query.ready.eq(~s.qk_busy & nb_free & ~s.refetch & ~s.qk_redo),
                              q_fire.eq(self.query.valid & self.query.ready)]
                 with m.If(q_fire):
                     m.d.sync += [s.to_accept.eq(s.to_accept - 1), s.nb.eq(_next_sb(s.nb))]
@@ -523,14 +524,31 @@ class SpattenCore(wiring.Component):
     def _qxk_stage(self, m, s, q_fire, qk_end):
         """QxK stage: issue the groups, then wait for the last score to reach the softmax (the array's
         stationary query is the bank's register, constant until then). Taking a query (or a refetch)
-        is one registered cycle before the first issue."""
+        is one registered cycle before the first issue.
+
+        QxK preemption (spec ``units.qk.preempt``; docs/spatten.md, "QxK preemption"): in the cycle after
+        a PQ decision that asks for the LSBs (``rf_new``), a later query whose groups are still being
+        issued (``qk_issuing``) gives the stage to the refetch: its beats in the array's pipeline are
+        dropped (``qk_kill``: none is its last, so no ``keys_free`` or ``loaded`` was given) and it is
+        taken again (``qk_redo``, its bank ``redo_bank``: query, command and partial scores stay there; the
+        softmax's bank is cleared again) as soon as the refetch's last score is in, before any new query."""
         check_built("the core's QxK stage", ["query"], accept_stages())
         qk_busy, refetch, g = s.qk_busy, s.refetch, s.g
-        with m.If(refetch & ~qk_busy):
+        m.d.comb += s.qk_kill.eq(s.rf_new & s.qk_issuing if self.spec.qk.preempt else 0)
+        m.d.sync += s.rf_new.eq(s.pq.decision & s.pq.need_lsb)
+        take_rf, start_redo = Signal(), Signal()
+        m.d.comb += [take_rf.eq(refetch & ((~qk_busy & ~s.qk_redo) | s.qk_kill)),
+                     start_redo.eq(s.qk_redo & ~qk_busy)]
+        s.take_rf, s.start_redo = take_rf, start_redo
+        with m.If(take_rf):
             m.d.sync += [qk_busy.eq(1), s.qk_issuing.eq(1), s.cur.eq(s.eb), g.eq(0), refetch.eq(0)]
+            with m.If(s.qk_kill):
+                m.d.sync += [s.qk_redo.eq(1), s.redo_bank.eq(s.cur)]
+        with m.Elif(start_redo):
+            m.d.sync += [qk_busy.eq(1), s.qk_issuing.eq(1), s.cur.eq(s.redo_bank), g.eq(0), s.qk_redo.eq(0)]
         with m.Elif(q_fire):
             m.d.sync += [qk_busy.eq(1), s.qk_issuing.eq(1), s.cur.eq(s.nb), g.eq(0)]
-        with m.If(s.qk_issuing):
+        with m.If(s.qk_issuing & ~s.qk_kill):
             m.d.comb += s.qk_issue.eq(1)
             m.d.sync += g.eq(g + 1)
             with m.If(s.last_g):
@@ -539,7 +557,7 @@ class SpattenCore(wiring.Component):
             with m.If(q_fire & (s.nb == j)):
                 m.d.sync += [s.q_reg[j].eq(self.query.payload), s.c_reg[j].eq(s.c_q), s.pass2[j].eq(0),
                              s.last_q[j].eq(s.to_accept == 1), s.sb_busy[j].eq(1)]
-            with m.If(refetch & ~qk_busy & (s.eb == j)):
+            with m.If(take_rf & (s.eb == j)):
                 m.d.sync += s.pass2[j].eq(1)
             with m.If(qk_end & (s.cur == j)):
                 m.d.sync += s.loaded[j].eq(1)
@@ -574,7 +592,8 @@ class SpattenCore(wiring.Component):
                           & pick(eb_g, s.loaded) & pb_free & ~squash)
         m.d.comb += [sm.go.eq(go), sm.go_bank.eq(eb_g), sm.abort.eq(squash),
                      sm.shift.eq(pick(eb_g, [c.shift for c in s.c_reg])),
-                     sm.clear.eq(q_fire | (s.refetch & ~s.qk_busy)), sm.clear_bank.eq(Mux(q_fire, s.nb, eb))]
+                     sm.clear.eq(q_fire | s.take_rf | s.start_redo),
+                     sm.clear_bank.eq(Mux(q_fire, s.nb, Mux(s.start_redo, s.redo_bank, eb)))]
         leave = Signal()
         m.d.comb += leave.eq((s.n_e != 0) & sm.div_start)
         with m.If(go & ~leave):
@@ -845,6 +864,10 @@ class _CoreWork:
         cur = Signal(SCORE_BANK_BITS)   # score bank the QxK stage works on
         eb = Signal(SCORE_BANK_BITS)    # score bank the softmax stage works on (queries in order)
         qk_busy, qk_issuing, refetch = Signal(), Signal(), Signal()
+        # QxK preemption: the cycle after a decision asking for the LSBs; drop the QxK stage's query's
+        # beats; that query waits to be taken again (its score bank)
+        rf_new, qk_kill, qk_redo = Signal(), Signal(), Signal()
+        redo_bank = Signal(SCORE_BANK_BITS)
         c = Signal(core_cmd_layout(spec))      # the QxK stage's command (of bank cur)
         c_e = Signal(core_cmd_layout(spec))    # the softmax stage's command (of bank eb)
         m.d.comb += [c.eq(pick(cur, c_reg)), c_e.eq(pick(eb, c_reg))]

@@ -274,6 +274,8 @@ class QueryCycles:
     ``fallback``: a pruned row whose top-k is not done when the PxV stage could take it unpruned is swept
     unpruned instead (the spec's ``units.topk.fallback`` and the command's ``dense_ok``: its value load holds
     every value row; ``_Stream._fallback_take``).
+    ``preempt``: the spec's ``units.qk.preempt``: this row's LSB refetch preempts a later query whose QxK
+    groups are still being issued in the cycle after its decision (``_Stream._preempt``).
     """
 
     qk: int
@@ -291,6 +293,7 @@ class QueryCycles:
     tk_ratio: int = 1
     feed: bool = True
     fallback: bool = False
+    preempt: bool = False
 
     @property
     def topk_beats(self) -> int:
@@ -392,13 +395,42 @@ class _Stream:
         self.fed: list[tuple[int, int, int] | None] = []
         self.outs: list[int] = []           # per resolved row: the cycle its output row is offered (and taken)
         self.fell: list[bool] = []          # per resolved row: swept unpruned, its top-k late (the fallback)
+        self.last_job: list | None = None   # the job that took the QxK stage last (``_preempt``)
+        self.preempted: list[int] = []      # per resolved row: times its QxK was preempted by a refetch
 
-    def accept(self, qc: QueryCycles, earliest: int) -> tuple:
+    def accept(self, qc: QueryCycles, earliest: int) -> list:
         a = max(earliest, self.qk_free, self.bank_free[self.nb])
         self.qk_free = a + qc.qk
-        job = (qc, a, a + qc.qk - 1, self.nb)      # (cycles, accepted, last score in the softmax, bank)
+        # (cycles, accepted, last score in the softmax, bank, preemptions): a list, since a refetch may
+        # preempt its QxK (``_preempt``), which moves its start and last score
+        job = [qc, a, a + qc.qk - 1, self.nb, 0]
         self.nb = (self.nb + 1) % SCORE_BANKS
+        self.last_job = job
         return job
+
+    def _preempt(self, qc: QueryCycles, job, decision: int) -> int:
+        """The QxK stage's cycle for an LSB refetch decided in cycle ``decision``: ``max(decision + 1,
+        qk_free)``; with ``units.qk.preempt`` (``qc.preempt``), the cycle after the decision when the
+        QxK stage is then still issuing the groups of a later query (accepted in cycle ``a <= decision``,
+        its groups issued in cycles ``a + 1 .. a + G``, so ``a + G >= decision + 1``): that query's QxK is
+        aborted (its beats in the QxK array's pipeline dropped, none of them its last) and rerun from its
+        first group right after the refetch's QxK (taken again in cycle ``decision + 1 + qk``, its last
+        score and so its bank's and keys' release later). Only while groups are issued: in the array's
+        pipeline tail (``qk_pipe`` cycles) the refetch waits as before, so no preempted query ever had its
+        last score on the way (no ``keys_free`` to take back). A preempted query's rerun may be preempted
+        again by the next refetch."""
+        r = max(decision + 1, self.qk_free)
+        y = self.last_job
+        if qc.preempt and y is not None and y is not job and y[1] <= decision \
+                and y[1] + y[0].exp - y[0].exp_pipe >= decision + 1:
+            r = decision + 1
+            y[1] = r + qc.qk
+            y[2] = y[1] + y[0].qk - 1
+            y[4] += 1
+            self.qk_free = y[1] + y[0].qk
+            return r
+        self.qk_free = r + qc.qk
+        return r
 
     def _sweep(self, qc: QueryCycles, go: int) -> tuple[int, int, int]:
         """A pass from its go: (last beat issued, divider start, decision). The sweep issues the row's
@@ -451,7 +483,7 @@ class _Stream:
 
     def first_decision_of(self, job) -> int:
         """The cycle of the job's first PQ decision, were it resolved now (no state changes)."""
-        qc, _a, last_score, _bank = job
+        qc, _a, last_score, _bank, _pre = job
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
         last = max(go + qc.exp - qc.exp_pipe, self.last_start + 1)
         return max(last + qc.exp_pipe, self.div_free, self.hold_free) + qc.div + qc.decide
@@ -461,7 +493,8 @@ class _Stream:
         the value buffer (the PxV stage takes the row no earlier). Sets ``release``, the cycle of the
         row's last use of its keys (its last score reaches the softmax; with PQ on, its decision when
         it needs no LSBs)."""
-        qc, _a, last_score, bank = job
+        qc, _a, last_score, bank, pre = job
+        self.preempted.append(pre)
         prev_start, prev_hold_free = self.last_start, self.hold_free
         go = max(last_score + 1, self.sm_free, self.pb_free[self.wpb])
         last, start, decision = self._sweep(qc, go)
@@ -472,8 +505,7 @@ class _Stream:
         if qc.pq and qc.passes == 2:
             # refetch: QxK again into the same bank, priority over new queries; the next row's
             # speculative sweep (if any) is dropped at the decision and starts again after this one
-            r = max(decision + 1, self.qk_free)
-            self.qk_free = r + qc.qk
+            r = self._preempt(qc, job, decision)
             last, start, decision = self._sweep(qc, r + qc.qk)
             bank_free = start + 1       # the LSB pass cannot ask again
             self.release = r + qc.qk - 1
@@ -595,7 +627,8 @@ class SplitLoads:
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
                           overlap_sweeps: bool = True, fetcher: SplitLoads | None = None,
                           over_kept: list | None = None, feed: bool = True, fed: list | None = None,
-                          outs: list | None = None, fell: list | None = None) -> list[int]:
+                          outs: list | None = None, fell: list | None = None,
+                          preempted: list | None = None) -> list[int]:
     """Cycle in which ``done`` is high for each command of a stream offered back to back (cycle 0 is the
     first command's handshake), through the core's stages (docs/spatten.md, "Cycle contract").
 
@@ -635,7 +668,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     the feed took, (take cycle, the cycles its first and its last input beat are valid). ``outs``: a
     list that receives, per row in order, the cycle its output row is offered (``out`` is always ready).
     ``fell``: a list that receives, per row in order, whether the fallback swept it unpruned
-    (``_Stream._fallback_take``: its outputs are then those without local-V).
+    (``_Stream._fallback_take``: its outputs are then those without local-V). ``preempted``: a list that
+    receives, per row in order, how many times an LSB refetch preempted its QxK (``_Stream._preempt``).
     """
     st = _Stream(overlap_sweeps, feed)
     dones: list[int | None] = [None] * len(commands)
@@ -693,6 +727,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
         outs.extend(st.outs)
     if fell is not None:
         fell.extend(st.fell)
+    if preempted is not None:
+        preempted.extend(st.preempted)
     return dones  # type: ignore[return-value]
 
 
@@ -744,7 +780,8 @@ def query_cycles(spec: SpattenSpec, n_keys: int, *, lsb_pass: bool = False,
     return QueryCycles(qk_cycles(spec, n_keys), g + lat.exp_pipe, lat.recip, lat.pq_decide,
                        2 if lsb_pass else 1, bool(pq_enable or lsb_pass), tk, pv_cycles(spec, n_keys), lat.output,
                        lat.exp_pipe, kept, mask, spec.topk.parallelism // spec.lanes, spec.topk.feed,
-                       bool(dense_ok and spec.topk.fallback != "none" and topk_cycles is not None))
+                       bool(dense_ok and spec.topk.fallback != "none" and topk_cycles is not None),
+                       spec.qk.preempt)
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,9 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
     fed: list = []
     outs: list = []
     fell: list = []
+    preempted: list = []
     model_done = command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), over_kept=over_kept, fed=fed,
-                                       outs=outs, fell=fell)
+                                       outs=outs, fell=fell, preempted=preempted)
     # the rows the fallback swept unpruned: their outputs are those without local-V
     rows = iter(fell)
     runs = [dataclasses.replace(run, results=tuple(fallen_back(spec, r, c["values"], c["pq"]) if next(rows) else r
@@ -193,6 +194,10 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "model_out_cycles": outs,
             # per row: the fallback swept it unpruned (its top-k late); and the stream without local-V
             "fell": fell,
+            # per row: how many times an LSB refetch preempted its QxK; and the stream without QxK preemption
+            "preempted": preempted,
+            "unpreempted_done_cycles": command_stream_cycles(
+                [[dataclasses.replace(qc, preempt=False) for qc in r.queries] for r in runs], fetcher=fetcher()),
             "unpruned_done_cycles": command_stream_cycles(
                 [[dataclasses.replace(qc, topk=0, pv_kept=0, mask=0, fallback=False) for qc in r.queries]
                  for r in runs], fetcher=fetcher()),

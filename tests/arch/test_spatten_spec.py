@@ -136,6 +136,20 @@ def test_topk_feed_is_a_validated_boolean_on_by_default():
     assert "units.topk.feed: must be true or false (got 'yes')" in {str(p) for p in info.value.problems}
 
 
+def test_qk_preempt_is_a_validated_boolean_on_by_default():
+    """units.qk.preempt (H117): an LSB refetch preempts a later query's QxK while its groups are issued;
+    on unless the spec turns it off; a hardware field (in the spec hash), validated as a boolean."""
+    assert load_spatten_spec(_raw()).qk.preempt is True
+    d = _raw()
+    d["units"]["qk"]["preempt"] = False
+    off = load_spatten_spec(d)
+    assert off.qk.preempt is False and spec_hash(off) != spec_hash(load_spatten_spec(_raw()))
+    d["units"]["qk"]["preempt"] = 1
+    with pytest.raises(SpecError) as info:
+        load_spatten_spec(d)
+    assert "units.qk.preempt: must be true or false (got 1)" in {str(p) for p in info.value.problems}
+
+
 def test_topk_fallback_is_a_validated_choice_tail_by_default():
     """units.topk.fallback (H103, H107): which commands' late top-k rows are swept unpruned: tail (each
     layer's last command, the default), all, none; a hardware field (in the spec hash), validated."""

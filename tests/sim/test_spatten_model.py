@@ -513,3 +513,62 @@ def test_fallback_takes_a_late_row_when_it_would_take_it_unpruned():
     raw["units"]["topk"]["fallback"] = "none"
     off = load_spatten_spec(raw)
     assert query_cycles(off, n, topk_cycles=200, pv_windows=3, dense_ok=True).fallback is False
+
+
+def test_refetch_preempts_a_later_query_while_its_groups_are_issued():
+    """QxK preemption (H117, ``units.qk.preempt``): a short row refetching its LSBs decides while the next
+    query (512 keys, accepted before the decision) still issues its groups; the refetch takes the QxK
+    stage in the cycle after the decision and the query reruns from its first group right after the
+    refetch's QxK. Without preemption the refetch waits for the query's QxK."""
+    from archgen.sim.spatten_model import _Stream
+
+    x = query_cycles(FULL, 16, lsb_pass=True, pq_enable=True)
+    y = query_cycles(FULL, 512, pq_enable=True)
+    assert x.preempt and y.preempt          # the spec's default
+    for preempt in (True, False):
+        st_ = _Stream()
+        jx = st_.accept(replace(x, preempt=preempt), 1)
+        jy = st_.accept(y, 2)
+        decision = st_.first_decision_of(jx)
+        a, g = jy[1], y.exp - y.exp_pipe
+        assert a <= decision < a + g        # the query's groups are issued in cycle decision + 1
+        st_.resolve(jx)
+        if preempt:
+            assert jy[1] == decision + 1 + x.qk and jy[2] == jy[1] + y.qk - 1 and jy[4] == 1
+            assert st_.qk_free == jy[1] + y.qk
+        else:
+            assert jy[1] == a and jy[4] == 0 and st_.qk_free == a + y.qk + x.qk
+        st_.resolve(jy)
+
+
+def test_qk_preemption_on_random_streams():
+    """Invariants of QxK preemption on random streams (both specs, PQ on and off, refetches, pruned and
+    dense rows): without an LSB refetch nothing changes and no row is preempted; with the K/V on chip and
+    every row of the same length no command is done later (a preempted query reruns no longer than the
+    refetch it let go first would have waited); rows of different lengths can be done later (a long query
+    preempted for a short row's refetch), which is why it is a spec field (``units.qk.preempt``)."""
+    import random
+
+    rng = random.Random(117)
+    preempted_rows = later_mixed = 0
+    for it in range(400):
+        spec, same = rng.choice((SMALL, FULL)), it % 2 == 0
+        n0, cmds = rng.randint(1, spec.max_tokens), []
+        for c in range(rng.randint(1, 6)):
+            n, pq = (n0 if same else rng.randint(1, spec.max_tokens)), rng.random() < 0.7
+            b = -(-n // spec.topk.parallelism)
+            cmds.append([query_cycles(spec, n, lsb_pass=pq and rng.random() < 0.5, pq_enable=pq,
+                                      topk_cycles=rng.randint(b + 5, 3 * b + 60) if rng.random() < 0.5 else None)
+                         for _ in range(rng.randint(0 if c else 1, 4))])
+        off = [[replace(q, preempt=False) for q in c] for c in cmds]
+        pre: list = []
+        on = command_stream_cycles(cmds, preempted=pre)
+        without = command_stream_cycles(off)
+        preempted_rows += sum(p > 0 for p in pre)
+        if not any(q.passes == 2 for c in cmds for q in c):
+            assert on == without and not any(pre)
+        if same:
+            assert all(a <= b for a, b in zip(on, without)), cmds
+        else:
+            later_mixed += any(a > b for a, b in zip(on, without))
+    assert preempted_rows > 50 and later_mixed > 0, (preempted_rows, later_mixed)

@@ -388,3 +388,29 @@ def test_core_fallback_sweeps_a_late_row_unpruned(row_cycles, n_keys, n_queries,
     assert r["fell"] == fell, r["fell"]
     assert all(a <= b for a, b in zip(r["rtl_done_cycles"], r["unpruned_done_cycles"])), r
     assert r["rtl_done_cycles"] == done and r["unpruned_done_cycles"] == unpruned, r
+
+
+_PREEMPT = [
+    # (dram_row_cycles, n_keys, n_queries, keep, extra) -- QxK preemption (H117, spec units.qk.preempt)
+    # one-query commands from DRAM with PQ, as in decode: the next command's keys arrive while a row awaits
+    # its PQ decision, so its query takes the QxK stage; the row's LSB refetch preempts it (the 12-key
+    # query, row 3), which reruns its QxK after the refetch's; pruned and dense commands
+    pytest.param(1, [36, 36, 27, 12, 51, 22], [1] * 6, [12, None, 9, None, 17, None], {"seed": 63, "shift": 19},
+                 id="decode-like-preempt"),
+    pytest.param(1, [57, 11, 58, 51], [1] * 4, [None, None, 19, 17], {"seed": 76, "shift": 19},
+                 id="decode-like-preempt-pruned", marks=pytest.mark.slow),
+    pytest.param(1, [30, 40, 31, 9, 8], [1] * 5, [None, None, 10, None, None], {"seed": 14, "shift": 19},
+                 id="decode-like-preempt-short", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("row_cycles, n_keys, n_queries, keep, extra", _PREEMPT)
+def test_core_refetch_preempts_a_later_querys_qxk(row_cycles, n_keys, n_queries, keep, extra):
+    """An LSB refetch takes the QxK stage in the cycle after its decision while a later query's groups are
+    being issued; that query's beats are dropped and its QxK reruns after the refetch's (docs/spatten.md,
+    "QxK preemption"): bit-exact, every done cycle-exact with the model, a preemption happened, and the
+    stream ends earlier than without preemption."""
+    r = _exact_stream(row_cycles, n_keys, n_queries, keep, extra)
+    assert any(r["preempted"]), r["preempted"]
+    assert r["model_done_cycles"][-1] < r["unpreempted_done_cycles"][-1], r
