@@ -414,3 +414,21 @@ def test_core_refetch_preempts_a_later_querys_qxk(row_cycles, n_keys, n_queries,
     r = _exact_stream(row_cycles, n_keys, n_queries, keep, extra)
     assert any(r["preempted"]), r["preempted"]
     assert r["model_done_cycles"][-1] < r["unpreempted_done_cycles"][-1], r
+
+
+@pytest.mark.slow   # a second Verilator build of the small core (about 5 min); run with --runslow
+@pytest.mark.verilator
+def test_core_without_qk_preempt():
+    """``units.qk.preempt: false`` builds the core whose LSB refetch waits for the QxK stage: RTL == model
+    (``QueryCycles.preempt`` False) for every done, on the default preemption case, where it ends later."""
+    raw = yaml.safe_load(builtin_spec_path("spatten_small").read_text())
+    raw["name"] = "spatten_small_nopreempt"
+    raw["units"]["qk"]["preempt"] = False
+    spec = load_spatten_spec(raw)
+    r = verify_core(spec, [36, 36, 27, 12, 51, 22], [1] * 6, 63, [12, None, 9, None, 17, None], commands=6,
+                    dram_row_cycles=1, shift=19)
+    assert r["passed"], r.get("log_tail")
+    assert r["bit_exact"] and r["importance_match"], r
+    assert r["rtl_done_cycles"] == r["model_done_cycles"] == r["unpreempted_done_cycles"], r
+    assert r["correct"] and not any(r["preempted"]), r["preempted"]
+    assert r["rtl_done_cycles"][-1] == 393
