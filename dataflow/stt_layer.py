@@ -73,6 +73,7 @@ class SttLayerPlan:
     bound: dict = None                # the layer's loop bounds (None: the block is the layer)
     grid: tuple = ()                  # ((loop, blocks), ...) outer to inner, reduction loops innermost; () = one
     layouts: dict = None              # tensor -> BankLayout (dataflow/stt_bank.py): the banked buffer and DRAM order
+    halo: dict = None                 # tensor -> per dimension, the region's elements below the block's first index
 
     @property
     def design(self):
@@ -123,10 +124,15 @@ class SttLayerPlan:
         return tuple(self.design.operation.tensor_shape(name, self.layer_bound))
 
     def region_origin(self, name: str, counters: dict) -> np.ndarray:
-        """The tensor coordinate of a block's region's first element: A_X times the block's loop origin."""
+        """The tensor coordinate of a block's region's first element: A_X times the block's loop origin, less
+        the halo (``halo``: the elements an index with a negative coefficient reaches below it)."""
         op = self.design.operation
         o = np.array([counters.get(d, 0) * self.tiling.bound[d] for d in op.dims], dtype=np.int64)
-        return op.operand(name).access_matrix(op.dims) @ o
+        return op.operand(name).access_matrix(op.dims) @ o - np.array(self.halo_of(name), dtype=np.int64)
+
+    def halo_of(self, name: str) -> tuple:
+        """Per dimension of ``name``, the halo its region holds below the block's first index (0: none)."""
+        return tuple((self.halo or {}).get(name, (0,) * len(self.shapes[name])))
 
     @property
     def dram_words(self) -> int:
@@ -295,7 +301,7 @@ def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
                 continue
             # the tensor origin of any box of the class (revisiting levels do not move the operand's origin)
             counter = [prog.trips[lv] - 1 if b else 0 for lv, b in enumerate(bit)]
-            origin = np.zeros(len(extent), dtype=np.int64)
+            origin = np.array(prog.origin0, dtype=np.int64)
             for st, c in zip(prog.step, counter):
                 origin += np.array(st, dtype=np.int64) * c
             for _key, (delta, off, masks) in prog.entries:
@@ -315,7 +321,7 @@ def _valid_beats_by_box(prog: LaneProgram, carry: bool) -> int:
     levels = len(prog.trips)
     trips = np.array(prog.trips, dtype=np.int64)
     counters = np.array(list(itertools.product(*[range(t) for t in prog.trips])), dtype=np.int64).reshape(-1, levels)
-    origin = counters @ np.array(prog.step, dtype=np.int64).reshape(levels, len(prog.extent))
+    origin = counters @ np.array(prog.step, dtype=np.int64).reshape(levels, len(prog.extent)) + np.array(prog.origin0)
     mask = ((counters == trips - 1) & (trips > 1)) @ (1 << np.arange(levels - 1, -1, -1, dtype=np.int64))
     revisit = [lv for lv in range(levels) if prog.revisit[lv]]
     first = np.zeros(len(counters), dtype=bool) if carry else np.all(counters[:, revisit] == 0, axis=1)
@@ -365,19 +371,43 @@ def _splittable(op, d: str, bound: int, box: int) -> bool:
                for x in op.inputs for e in x.indices)
 
 
-def _halo_below(op, bound: dict, ext: dict) -> list[str]:
-    """Input indices that blocks of ``ext`` would read below their region (``"I[p-r]"``, one per index). A block's
-    region of X starts at A_X times the block's origin and holds the indices ``A_X x + c`` of its local
-    iterations ``x`` in ``[0, ext)`` from 0 up: an index with a negative coefficient reaches below that by
-    ``c + sum(a x (ext - 1), a < 0)``. Unsplit, that is the zero padding below the tensor (the lanes read 0
-    there); once a loop of the index is cut it is another block's real elements, which the region does not hold."""
-    out = []
+def block_halo(op, bound: dict, ext: dict, layouts: dict) -> dict:
+    """Per input tensor, the halo its block regions hold below the block's first index (a tuple per dimension; only
+    tensors with one). A block's region of X starts at A_X times the block's origin; the indices ``A_X x + c`` of
+    its local iterations ``x`` in ``[0, ext)`` reach below that by ``low = c + sum(a x (ext - 1), a < 0)`` (a true
+    convolution's ``I[p - r]``: ``-(ext_r - 1)``). Where a loop with a positive coefficient is cut, those elements
+    are another block's real ones (or padding below 0): the region then starts ``-low`` lower, rounded up to a
+    multiple of the banking's cell (``BankLayout.mod``: a whole number of cells, so the banks and the phase
+    entries stay the build's), and the DMA reads the halo from DRAM with the region (zeros below the tensor).
+    Otherwise (nothing cut, or only loops with negative coefficients) every such element lies below the tensor:
+    the lanes' extent compares read 0 there, with no halo."""
+    out = {}
     for x in op.inputs:
-        for e in x.indices:
+        mod = layouts[x.name].mod or (1,) * len(x.indices)
+        h = []
+        for e, m in zip(x.indices, mod):
             low = e.const + sum(a * (ext[d] - 1) for d, a in e.terms if a < 0)
-            if low < 0 and any(ext[d] < bound[d] for d in e.variables):
-                out.append(f"{x.name}[{str(e).replace(' ', '')}]")
+            cut = any(a > 0 and ext[d] < bound[d] for d, a in e.terms)
+            h.append(-(low // m) * m if low < 0 and cut else 0)
+        if any(h):
+            out[x.name] = tuple(int(v) for v in h)
     return out
+
+
+def _with_halo(op, programs, halo: dict, block: dict) -> tuple:
+    """The lane programs of a block whose regions hold ``halo``: the extents grow by it and box 0's origin starts
+    there (``LaneProgram.start``), so every coordinate counts from the region's first element."""
+    import dataclasses
+    out = []
+    for p in programs:
+        h = halo.get(p.operand)
+        if h is None:
+            out.append(p)
+            continue
+        ext = tuple(int(e) + v for e, v in zip(op.tensor_shape(p.operand, block), h))
+        strides = tuple(int(math.prod(ext[j + 1:])) for j in range(len(ext)))
+        out.append(dataclasses.replace(p, extent=ext, strides=strides, start=h))
+    return tuple(out)
 
 
 def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None = None) -> SttLayerPlan:
@@ -414,20 +444,20 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
     def extent(u):
         return {d: min(bound[d], u[d] * box[d]) for d in op.dims}
 
+    def shape(t, u):
+        h = block_halo(op, bound, extent(u), layouts).get(t, ())
+        return tuple(int(a) + (h[j] if h else 0) for j, a in enumerate(op.tensor_shape(t, extent(u))))
+
     def over(u):
-        st = _storage(op, lambda t: op.tensor_shape(t, extent(u)), elem, layouts)
+        st = _storage(op, lambda t: shape(t, u), elem, layouts)
         return sum(max(0, st[t] - cap[t]) for t in st), -sum(st.values()), st
 
-    halo = set()                                                # loops not cut: a block's region lacks the halo
     while over(units)[0] > 0:
         cands = []
         for d in op.dims:
             if units[d] > 1:
                 u = dict(units, **{d: -(-units[d] // 2)})
                 if _splittable(op, d, bound[d], u[d] * box[d]):
-                    if _halo_below(op, bound, extent(u)):
-                        halo.add(d)
-                        continue
                     cands.append((over(u)[:2], op.dims.index(d), u))
         if not cands:
             break
@@ -435,15 +465,17 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
     _o, _t, st = over(units)
     block = extent(units)
     split = any(block[d] < bound[d] for d in op.dims)
+    halo = block_halo(op, bound, block, layouts)
     for t in elem:
         if st[t] > cap[t]:
             lay = layouts[t]
             what = f"{lay.banks} lane copies" if lay.copies else f"{lay.banks} bank{'s' if lay.banks > 1 else ''}"
             scope = f"a block of {block} " if split else "the stt memory system "
+            with_halo = (f" with its halo of {halo[t]} element(s) below the block's first index" if t in halo else "")
             problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: {scope}stores the whole "
-                                    f"{'region of ' if split else ''}tensor {t} in {what} ({lay.banks} x "
+                                    f"{'region of ' if split else ''}tensor {t}{with_halo} in {what} ({lay.banks} x "
                                     f"{st[t] // lay.banks} B = {st[t]} B on chip); raise the buffer or use a tiled "
-                                    "dataflow" + _halo_note(op, bound, units, box, halo), cap[t]))
+                                    "dataflow", cap[t]))
     if problems:
         raise SpecError(problems)
     if split:
@@ -461,23 +493,14 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
     order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
     order += [d for d in op.dims if d not in order]
     grid = tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
-    shapes = {t: tuple(op.tensor_shape(t, block)) for t in elem}
-    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid, layouts)
+    programs = _with_halo(op, programs, halo, block)
+    shapes = {t: shape(t, units) for t in elem}
+    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid, layouts, halo)
     at = 0
     for t in [x.name for x in op.inputs] + [op.output.name]:
         plan.bases[t] = at
         at += plan.regions(t) * plan.words(t)
     return plan
-
-
-def _halo_note(op, bound, units, box, halo) -> str:
-    """Why the blocks stopped short of fitting, when a cut was refused for reaching below a region."""
-    if not halo:
-        return ""
-    d = sorted(halo, key=op.dims.index)[0]
-    ext = {e: min(bound[e], (-(-units[e] // 2) if e == d else units[e]) * box[e]) for e in op.dims}
-    return (f" (blocks cannot cut {', '.join(sorted(halo, key=op.dims.index))}: "
-            f"{', '.join(_halo_below(op, bound, ext))} would reach below a block's region, the halo it does not hold)")
 
 
 def _stretch(net, box: dict, block: dict, period: int) -> int:
