@@ -471,7 +471,8 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
             lay = layouts[t]
             what = f"{lay.banks} lane copies" if lay.copies else f"{lay.banks} bank{'s' if lay.banks > 1 else ''}"
             scope = f"a block of {block} " if split else "the stt memory system "
-            with_halo = (f" with its halo of {halo[t]} element(s) below the block's first index" if t in halo else "")
+            with_halo = (f" with its halo ({', '.join(map(str, halo[t]))} element(s) below the block's first index "
+                         f"along each dimension)" if t in halo else "")
             problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: {scope}stores the whole "
                                     f"{'region of ' if split else ''}tensor {t}{with_halo} in {what} ({lay.banks} x "
                                     f"{st[t] // lay.banks} B = {st[t]} B on chip); raise the buffer or use a tiled "
