@@ -3,7 +3,7 @@ with buffers small enough that the blocks cut a loop of the padded index: the re
 ``block_halo``; docs/memory.md "Zero padding", docs/limits.md, the audit).
 
     python benchmarks/stt_halo_check.py search SEED COUNT OUT.json     # COUNT random specs, each planned
-    python benchmarks/stt_halo_check.py check BEFORE.json AFTER.json [N [SEED]]
+    python benchmarks/stt_halo_check.py check BEFORE.json AFTER.json [N [SEED]] [--changed]
 
 ``search``: random stt rows (entries 0, 1, -1) of ``I[p-r]`` and ``I[p-r+2]`` on 1x2 .. 3x5 arrays, random layers
 (k 1-4, p 6-14, r 2-5), DRAM words of 4 or 8 B and I (and sometimes W) buffers of a few words; each spec that
@@ -15,7 +15,8 @@ plans (N of them at random, default all), each run as a whole layer on its top s
 (rtlgen/stt_layer.py ``SttLayerTop``) in Amaranth's simulator: the output read back from DRAM against numpy
 (zero padding), RTL cycles == model cycles (``simulate_stt_layer``) and the DMA's byte counters == the model's
 DRAM bytes (halo elements read again by every block that holds them). Prints one line per spec and the counts;
-exit 1 when one is wrong.
+exit 1 when one is wrong. ``--changed``: instead, the specs both versions plan but into another grid (a cut the
+planner could not make before).
 """
 import json
 import random
@@ -103,13 +104,19 @@ def run_layer(case, seed: int = 3):
     return exact, res["cycles"], model.cycles, res["moved"] == model.dram_bytes, plan
 
 
-def check(before: str, after: str, n=None, seed: int = 0) -> int:
+def check(before: str, after: str, n=None, seed: int = 0, changed: bool = False) -> int:
     key = lambda r: json.dumps(r[:6], sort_keys=True)      # noqa: E731
     now = {key(r): r[-1] for r in json.loads(Path(after).read_text())}
-    cls = [r for r in json.loads(Path(before).read_text())
-           if r[-1][0] == "refused" and "blocks cannot cut" in r[-1][1] and now.get(key(r), ["?"])[0] == "ok"]
+    if changed:
+        cls = [r for r in json.loads(Path(before).read_text())
+               if r[-1][0] == "ok" and now.get(key(r), ["?"])[0] == "ok" and now[key(r)][1] != r[-1][1]]
+        what = "planned by both into another grid"
+    else:
+        cls = [r for r in json.loads(Path(before).read_text())
+               if r[-1][0] == "refused" and "blocks cannot cut" in r[-1][1] and now.get(key(r), ["?"])[0] == "ok"]
+        what = "refused before ('blocks cannot cut') and planned now"
     sample = cls if n is None or n >= len(cls) else random.Random(seed).sample(cls, n)
-    print(f"{len(cls)} specs refused before ('blocks cannot cut') and planned now; running {len(sample)}", flush=True)
+    print(f"{len(cls)} specs {what}; running {len(sample)}", flush=True)
     counts = {"ok": 0, "bad": 0}
     for case in sample:
         t0 = time.time()
@@ -124,8 +131,9 @@ def check(before: str, after: str, n=None, seed: int = 0) -> int:
 
 
 if __name__ == "__main__":
-    a = sys.argv[1:]
+    a = [x for x in sys.argv[1:] if x != "--changed"]
     if a[0] == "search":
         search(int(a[1]), int(a[2]), a[3])
     else:
-        sys.exit(check(a[1], a[2], int(a[3]) if len(a) > 3 else None, int(a[4]) if len(a) > 4 else 0))
+        sys.exit(check(a[1], a[2], int(a[3]) if len(a) > 3 else None, int(a[4]) if len(a) > 4 else 0,
+                       "--changed" in sys.argv))
