@@ -43,6 +43,7 @@ Blocks run one after another. Not yet: double buffering (loads overlapping compu
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -397,7 +398,6 @@ def block_halo(op, bound: dict, ext: dict, layouts: dict) -> dict:
 def _with_halo(op, programs, halo: dict, block: dict) -> tuple:
     """The lane programs of a block whose regions hold ``halo``: the extents grow by it and box 0's origin starts
     there (``LaneProgram.start``), so every coordinate counts from the region's first element."""
-    import dataclasses
     out = []
     for p in programs:
         h = halo.get(p.operand)
@@ -412,9 +412,11 @@ def _with_halo(op, programs, halo: dict, block: dict) -> tuple:
 
 def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None = None) -> SttLayerPlan:
     """The plan of ``tiling``'s problem: one block when every tensor's storage fits its buffer, else a grid
-    of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded),
-    chosen by halving the loop that best reduces the overflow; refused, field by field, when one box per
-    block does not fit.
+    of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded);
+    refused, field by field, when one box per block does not fit. The block shape: among those that fit, with
+    every loop whole or halved (rounded up) some times (``_grid_candidates``), the one with the fewest cycles
+    (``SttLayerPlan.cycles``, the contract the RTL meets), then the fewest DRAM bytes, then the most on chip,
+    then the largest block in loop order.
 
     ``period``: a run-time programmable build's fixed period (dataflow/stt_command.py; ``tiling`` has it
     too). It is collision-free for every problem, but an output block that comes back inside a block too
@@ -452,16 +454,24 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
         st = _storage(op, lambda t: shape(t, u), elem, layouts)
         return sum(max(0, st[t] - cap[t]) for t in st), -sum(st.values()), st
 
-    while over(units)[0] > 0:
-        cands = []
-        for d in op.dims:
-            if units[d] > 1:
-                u = dict(units, **{d: -(-units[d] // 2)})
-                if _splittable(op, d, bound[d], u[d] * box[d]):
-                    cands.append((over(u)[:2], op.dims.index(d), u))
-        if not cands:
-            break
-        units = min(cands, key=lambda c: (c[0], c[1]))[2]
+    def plan_of(u):
+        """(the plan of blocks of ``u`` boxes without its lane programs, the block's tiling before the stretch, k)"""
+        block = extent(u)
+        split = any(block[d] < bound[d] for d in op.dims)
+        sub, k = _block_tiling(net, tiling, block, box, period, split)
+        run = dataclasses.replace(sub, period=k * sub.period) if k > 1 else sub
+        return SttLayerPlan(run, (), wb, elem, {t: shape(t, u) for t in elem}, {}, bound if split else None,
+                            _grid(net, bound, block), layouts, block_halo(op, bound, block, layouts)), sub, k
+
+    def rank(u):
+        plan = plan_of(u)[0]
+        return plan.cycles(), sum(plan.dram_bytes().values()), over(u)[1], tuple(-u[d] for d in op.dims)
+
+    fitting = [u for u in _grid_candidates(op, bound, box, units) if over(u)[0] == 0]
+    if fitting:
+        units = min(fitting, key=rank)
+    else:
+        units = _least_overflow(op, bound, box, units, over)
     _o, _t, st = over(units)
     block = extent(units)
     split = any(block[d] < bound[d] for d in op.dims)
@@ -479,29 +489,68 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
                                     "dataflow", cap[t]))
     if problems:
         raise SpecError(problems)
-    if split:
-        from .stt_array import stt_tiling
-        sub = stt_tiling(net, block, box, period)
-        programs = stt_lane_programs(sub)
-    else:
-        sub = tiling
-    k = _stretch(net, box, block, period) if period is not None else 1
+    plan, sub, k = plan_of(units)
+    programs = stt_lane_programs(sub) if split else programs
     if k > 1:
-        import dataclasses
-        sub = dataclasses.replace(sub, period=k * sub.period)
         programs = tuple(dataclasses.replace(p, stretch=k) for p in programs)
-    red = op.reduction_dims
-    order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
-    order += [d for d in op.dims if d not in order]
-    grid = tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
     programs = _with_halo(op, programs, halo, block)
-    shapes = {t: shape(t, units) for t in elem}
-    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid, layouts, halo)
+    plan = SttLayerPlan(plan.tiling, programs, wb, elem, plan.shapes, {}, plan.bound, plan.grid, layouts, halo)
     at = 0
     for t in [x.name for x in op.inputs] + [op.output.name]:
         plan.bases[t] = at
         at += plan.regions(t) * plan.words(t)
     return plan
+
+
+def _halving(n: int) -> list[int]:
+    """The block extents (in boxes) the planner tries along one loop of ``n`` boxes: n, then halved (rounded up)
+    down to 1."""
+    out = [n]
+    while n > 1:
+        n = -(-n // 2)
+        out.append(n)
+    return out
+
+
+def _grid_candidates(op, bound: dict, box: dict, units: dict):
+    """Every block shape (boxes per loop) whose loops are each the whole loop or one of its halvings, and whose
+    cut loops may be cut (``_splittable``)."""
+    for combo in itertools.product(*[_halving(units[d]) for d in op.dims]):
+        u = dict(zip(op.dims, combo))
+        if all(u[d] == units[d] or _splittable(op, d, bound[d], u[d] * box[d]) for d in op.dims):
+            yield u
+
+
+def _least_overflow(op, bound: dict, box: dict, units: dict, over) -> dict:
+    """When no block shape fits: the one the refusal names, found by halving the loop that best reduces the
+    overflow (then keeps the most on chip) until no loop can be halved."""
+    while over(units)[0] > 0:
+        cands = []
+        for d in op.dims:
+            if units[d] > 1:
+                u = dict(units, **{d: -(-units[d] // 2)})
+                if _splittable(op, d, bound[d], u[d] * box[d]):
+                    cands.append((over(u)[:2], op.dims.index(d), u))
+        if not cands:
+            break
+        units = min(cands, key=lambda c: (c[0], c[1]))[2]
+    return units
+
+
+def _block_tiling(net, tiling, block: dict, box: dict, period, split: bool):
+    """(the tiling of one block, its stretch ``k``, not yet applied): the layer's tiling when nothing is cut."""
+    from .stt_array import stt_tiling
+    sub = stt_tiling(net, block, box, period) if split else tiling
+    return sub, (_stretch(net, box, block, period) if period is not None else 1)
+
+
+def _grid(net, bound: dict, block: dict) -> tuple:
+    """((loop, blocks), ...) over the cut loops: the dataflow's order, reduction loops innermost."""
+    op = net.design.operation
+    red = op.reduction_dims
+    order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
+    order += [d for d in op.dims if d not in order]
+    return tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
 
 
 def _stretch(net, box: dict, block: dict, period: int) -> int:

@@ -2,6 +2,7 @@
 valid beats counted slot by slot, on several maps, arrays and problems (ragged boxes, revisited outputs)."""
 import pytest
 
+from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec, load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.stt_array import stt_tiling
@@ -86,23 +87,22 @@ def test_block_halo_by_hand():
 
 def test_blocks_cut_a_padded_index_with_a_halo():
     """conv1d_hex's blocked layer (3x5, W/I/O 400/40/2000 B, k=7, p=9, r=4) as I[p-r]: refused before H115
-    (H111b measured it wrong without the refusal); now blocks of p 6, r 2 whose I regions hold 1 element below."""
+    (H111b measured it wrong without the refusal); now blocks of p 3 whose I regions hold 3 elements below."""
     import numpy as np
     bufs = {"W": {"bytes": 400}, "I": {"bytes": 40}, "O": {"bytes": 2000}}
     bound = {"k": 7, "p": 9, "r": 4}
     plan = _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (3, 5), bufs), bound)
-    assert dict(plan.grid) == {"p": 2, "r": 2} and plan.tiling.bound == {"k": 7, "p": 6, "r": 2}
-    assert plan.halo == {"I": (1,)} and plan.shapes["I"] == (7,)               # I[p0-1 .. p0+5]: 6 + the halo
-    assert plan.program("in_I").start == (1,) and plan.program("in_I").extent == (7,)
-    assert plan.dram_bytes() == {"W.read": 64, "I.read": 28, "O.write": 384}   # 4 blocks x one 7-element region
-    assert plan.cycles() == 236                                                 # RTL 236 (Verilator, H115)
+    assert dict(plan.grid) == {"p": 3} and plan.tiling.bound == {"k": 7, "p": 3, "r": 4}
+    assert plan.halo == {"I": (3,)} and plan.shapes["I"] == (6,)               # I[p0-3 .. p0+2]: 3 + the halo
+    assert plan.program("in_I").start == (3,) and plan.program("in_I").extent == (6,)
+    assert plan.dram_bytes() == {"W.read": 96, "I.read": 18, "O.write": 288}   # 3 blocks x one 6-element region
+    assert plan.cycles() == 186                                                 # RTL 186 (Verilator, H115)
     i = np.arange(1, 10)                                                        # I[0..8] = 1..9: no element is 0
     words = plan.dram_image({"W": np.ones((7, 4), dtype=np.int64), "I": i})
     pw = plan.per_word("I")
-    # block (p 0, r 0) starts at I[-1] (padding), (p 1, r 0) at I[6 - 1] = 6 (another block's element), (p 1, r 1)
-    # at I[6 - 2 - 1]; past I[8] the ragged block's padding
-    for counters, held in [({"p": 0, "r": 0}, [0, 1, 2, 3, 4, 5, 6]), ({"p": 1, "r": 0}, [6, 7, 8, 9, 0, 0, 0]),
-                           ({"p": 1, "r": 1}, [4, 5, 6, 7, 8, 9, 0])]:
+    # block p 0 starts at I[-3] (padding), p 1 at I[3 - 3] = 1 (the previous block's elements), p 2 at I[6 - 3]
+    for counters, held in [({"p": 0}, [0, 0, 0, 1, 2, 3]), ({"p": 1}, [1, 2, 3, 4, 5, 6]),
+                           ({"p": 2}, [4, 5, 6, 7, 8, 9])]:
         at = plan.bases["I"] + plan.region_index("I", counters) * plan.words("I")
         assert [(words[at + q // pw] >> (8 * (q % pw))) & 0xFF for q in plan._positions("I")] == held, counters
     for prog in plan.programs:                                                  # walked from the halo's start
@@ -116,9 +116,52 @@ def test_blocks_cut_a_padded_index_with_a_halo():
         "its halo (1 element(s) below the block's first index along each dimension) in 5 lane copies (5 x 8 B = "
         "40 B on chip); raise the buffer or use a tiled dataflow (got 8)")
     # cuts along r alone stay halo-free: a block's region starts at p0 - r0 <= 0, so what lies below it is padding
-    # (before H115 the planner cut k here: grid k: 3, 123 cycles)
-    plan = _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}), {"k": 3, "p": 5, "r": 8})
-    assert dict(plan.grid) == {"r": 4} and plan.halo == {}
+    plan = _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}), {"k": 2, "p": 5, "r": 8})
+    assert dict(plan.grid) == {"r": 2} and plan.halo == {} and plan.cycles() == 80
+
+
+def _fitting_plans(design, bound):
+    """Every grid the planner may choose from that fits, each planned on its own (``_grid_candidates`` narrowed
+    to it; a grid that does not fit falls back to the refusal's search, another grid: left out)."""
+    from archgen.dataflow import stt_layer
+    tiling = stt_tiling(compile_array(design).network, bound)
+    units = {d: -(-bound[d] // tiling.box[d]) for d in bound}
+    cands = list(stt_layer._grid_candidates(design.operation, bound, tiling.box, units))
+    out = []
+    real = stt_layer._grid_candidates
+    try:
+        for u in cands:
+            stt_layer._grid_candidates = lambda *_a, u=u: iter([u])
+            try:
+                plan = plan_stt_layer(tiling)
+            except SpecError:
+                continue
+            if plan.tiling.bound == {d: min(bound[d], u[d] * tiling.box[d]) for d in bound}:
+                out.append(plan)
+    finally:
+        stt_layer._grid_candidates = real
+    return out
+
+
+@pytest.mark.parametrize("op, shape, mem, bound, faster, slower", [
+    # conv1d_hex's blocked layer: p 3 with a halo of 3 (186 cycles) beats p 2 x r 2 with a halo of 1 (236, the
+    # grid the "most on chip" search took; both measured on Verilator)
+    ("O[k,p] += W[k,r] * I[p-r]", (3, 5), {"W": {"bytes": 400}, "I": {"bytes": 40}, "O": {"bytes": 2000}},
+     {"k": 7, "p": 9, "r": 4}, ({"p": 3}, 186), ({"p": 2, "r": 2}, 236)),
+    # main's plan (k 3, 123 cycles) against the r cut the halo work made possible (r 4, 136: RTL 136 on Verilator)
+    ("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}, {"k": 3, "p": 5, "r": 8}, ({"k": 3}, 123),
+     ({"r": 4}, 136)),
+])
+def test_the_planner_takes_the_grid_with_the_fewest_cycles(op, shape, mem, bound, faster, slower):
+    design = _conv(op, shape, mem)
+    plan = _plan(design, bound)
+    fits = _fitting_plans(design, bound)
+    assert len(fits) > 2
+    assert (dict(plan.grid), plan.cycles()) == faster
+    assert slower in [(dict(p.grid), p.cycles()) for p in fits]                 # a real choice
+    assert plan.cycles() == min(p.cycles() for p in fits)
+    best = [p for p in fits if p.cycles() == plan.cycles()]                     # ties: the fewest DRAM bytes
+    assert sum(plan.dram_bytes().values()) == min(sum(p.dram_bytes().values()) for p in best)
 
 
 def test_a_region_below_the_tensor_holds_zeros_in_dram():
