@@ -147,10 +147,10 @@ def test_a_block_region_with_a_halo_starts_the_walk_there():
     build = build_stt(compile_array(design))
     plan = plan_for_build(build, {"k": 7, "p": 9, "r": 4})
     v = command_values(build, plan)
-    assert plan.halo == {"I": (1,)} and v["in_I.start0"] == 1 and v["in_I.startlin"] == 1
+    assert plan.halo == {"I": (3,)} and v["in_I.start0"] == 3 and v["in_I.startlin"] == 3      # blocks of p 4
     skel, prog = build.program("in_I"), plan.program("in_I")
     vals = sequencer_values(prog, None)
-    fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"]), "start0": Signal(signed(COORD_BITS), init=1),
+    fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"]), "start0": Signal(signed(COORD_BITS), init=3),
               "startlin": Signal(signed(LIN_BITS), init=vals["startlin"])}
     for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
                               ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
@@ -166,7 +166,7 @@ def test_a_block_region_with_a_halo_starts_the_walk_there():
     got_v, got_a, _ = _run_seq(seq, skel, plan.tiling.slots, seed=4)
     assert want_v.any() and np.array_equal(got_v, want_v)
     assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0))
-    # box 0's lanes read from the region's element 1 on (I[p0 - 1] is element 0): without start they read 0 there
+    # box 0's lanes read from the region's element 3 on (I[p0 - 3] is element 0): without start they read 0 there
     assert not np.array_equal(lane_walk(dataclasses.replace(prog, start=()), plan.tiling.slots)[1] * want_v,
                               np.where(want_v, want_a, 0))
 
