@@ -90,7 +90,7 @@ def test_blocks_of_boxes_on_gemm_hex():
     (load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(28, 33, 84) + DRAM8), {"i": 5, "k": 7, "j": 6}, 4,
      {"j": 2, "k": 2}),
     (load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(400, 40, 2000, ("W", "I", "O")) + DRAM8),
-     {"k": 7, "p": 9, "r": 4}, 6, {"p": 2, "r": 2}),
+     {"k": 7, "p": 9, "r": 4}, 6, {"p": 3}),                                       # p:2 x r:2 before 2026-12-06
     (load_spec_data({"version": 1, "name": "dwconv_hex", "operation": "O[c,p] += I[c,p+r] * W[c,r]",
                      "clock_mhz": 1500, "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [2, 5]},
                      "dataflows": {"d": {"stt": HEX}},
