@@ -38,7 +38,7 @@ from .stt_layer import SttLayerPlan, plan_stt_layer, stt_layouts
 from .stt_phase import LaneProgram, stt_lane_programs
 
 __all__ = ["SttBuild", "build_stt", "plan_for_build", "sequencer_values", "command_fields", "command_values",
-           "command_words", "command_bits", "controller_values", "CMD_WORD_BITS"]
+           "command_words", "command_bits", "controller_values", "has_halo_fields", "CMD_WORD_BITS"]
 
 CMD_WORD_BITS = 32
 TRIP_BITS = 16          # box-walker and grid trip counts
@@ -173,9 +173,19 @@ def sequencer_values(p: LaneProgram, layout: BankLayout | None) -> dict:
             b, idx = lay.entry(o, p.extent)
             off.append(idx)
             bank.append(b)
+    start = p.origin0
+    startlin = p.linear(start) if lay is None else lay.index_step(start, p.extent)
     return {"stretch": p.stretch, "trips": list(p.trips), "adv": adv, "advlin": advlin, "ext": list(p.extent),
             "off": off, "bank": bank, "masks": [mk for _key, (_d, _o, mk) in p.entries],
-            "vals": [tuple(v) for v in p.values]}
+            "vals": [tuple(v) for v in p.values], "start": list(start), "startlin": startlin}
+
+
+def has_halo_fields(op, p: LaneProgram) -> bool:
+    """Whether port ``p``'s sequencer takes box 0's origin from the command (``start``: a block region with a
+    halo, dataflow/stt_layer.py ``block_halo``): an input read through an index with a negative coefficient."""
+    if p.is_tag or p.operand not in {x.name for x in op.inputs}:
+        return False
+    return any(a < 0 for e in op.operand(p.operand).indices for _d, a in e.terms)
 
 
 def command_fields(build: SttBuild) -> tuple:
@@ -196,6 +206,9 @@ def command_fields(build: SttBuild) -> tuple:
         f += [(f"{p.port}.adv{lv}_{j}", COORD_BITS, True) for lv in range(levels) for j in range(len(p.extent))]
         f += [(f"{p.port}.advlin{lv}", LIN_BITS, True) for lv in range(levels)]
         f += [(f"{p.port}.ext{j}", EXT_BITS, False) for j in range(len(p.extent))]
+        if has_halo_fields(op, p):
+            f += [(f"{p.port}.start{j}", COORD_BITS, True) for j in range(len(p.extent))]
+            f.append((f"{p.port}.startlin", LIN_BITS, True))
         for k in range(len(p.entries)):
             f += [(f"{p.port}.off{k}", LIN_BITS, True), (f"{p.port}.masks{k}", 1 << levels, False)]
             if p.is_tag:
@@ -268,6 +281,11 @@ def command_values(build: SttBuild, plan: SttLayerPlan, base_word: int = 0, laye
                 v[f"{p.port}.adv{lv}_{j}"] = s["adv"][lv][j]
         for j in range(len(p.extent)):
             v[f"{p.port}.ext{j}"] = s["ext"][j]
+        if has_halo_fields(op, skel):
+            v.update({f"{p.port}.start{j}": s["start"][j] for j in range(len(p.extent))})
+            v[f"{p.port}.startlin"] = s["startlin"]
+        else:                               # block_halo gives a halo only to an index with a negative coefficient
+            assert not any(s["start"]), p.port
         for k in range(len(p.entries)):
             v[f"{p.port}.off{k}"] = s["off"][k]
             v[f"{p.port}.masks{k}"] = s["masks"][k]

@@ -43,6 +43,7 @@ Blocks run one after another. Not yet: double buffering (loads overlapping compu
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class SttLayerPlan:
     bound: dict = None                # the layer's loop bounds (None: the block is the layer)
     grid: tuple = ()                  # ((loop, blocks), ...) outer to inner, reduction loops innermost; () = one
     layouts: dict = None              # tensor -> BankLayout (dataflow/stt_bank.py): the banked buffer and DRAM order
+    halo: dict = None                 # tensor -> per dimension, the region's elements below the block's first index
 
     @property
     def design(self):
@@ -123,10 +125,15 @@ class SttLayerPlan:
         return tuple(self.design.operation.tensor_shape(name, self.layer_bound))
 
     def region_origin(self, name: str, counters: dict) -> np.ndarray:
-        """The tensor coordinate of a block's region's first element: A_X times the block's loop origin."""
+        """The tensor coordinate of a block's region's first element: A_X times the block's loop origin, less
+        the halo (``halo``: the elements an index with a negative coefficient reaches below it)."""
         op = self.design.operation
         o = np.array([counters.get(d, 0) * self.tiling.bound[d] for d in op.dims], dtype=np.int64)
-        return op.operand(name).access_matrix(op.dims) @ o
+        return op.operand(name).access_matrix(op.dims) @ o - np.array(self.halo_of(name), dtype=np.int64)
+
+    def halo_of(self, name: str) -> tuple:
+        """Per dimension of ``name``, the halo its region holds below the block's first index (0: none)."""
+        return tuple((self.halo or {}).get(name, (0,) * len(self.shapes[name])))
 
     @property
     def dram_words(self) -> int:
@@ -295,7 +302,7 @@ def valid_beats(prog: LaneProgram, carry: bool = False) -> int:
                 continue
             # the tensor origin of any box of the class (revisiting levels do not move the operand's origin)
             counter = [prog.trips[lv] - 1 if b else 0 for lv, b in enumerate(bit)]
-            origin = np.zeros(len(extent), dtype=np.int64)
+            origin = np.array(prog.origin0, dtype=np.int64)
             for st, c in zip(prog.step, counter):
                 origin += np.array(st, dtype=np.int64) * c
             for _key, (delta, off, masks) in prog.entries:
@@ -315,7 +322,7 @@ def _valid_beats_by_box(prog: LaneProgram, carry: bool) -> int:
     levels = len(prog.trips)
     trips = np.array(prog.trips, dtype=np.int64)
     counters = np.array(list(itertools.product(*[range(t) for t in prog.trips])), dtype=np.int64).reshape(-1, levels)
-    origin = counters @ np.array(prog.step, dtype=np.int64).reshape(levels, len(prog.extent))
+    origin = counters @ np.array(prog.step, dtype=np.int64).reshape(levels, len(prog.extent)) + np.array(prog.origin0)
     mask = ((counters == trips - 1) & (trips > 1)) @ (1 << np.arange(levels - 1, -1, -1, dtype=np.int64))
     revisit = [lv for lv in range(levels) if prog.revisit[lv]]
     first = np.zeros(len(counters), dtype=bool) if carry else np.all(counters[:, revisit] == 0, axis=1)
@@ -365,26 +372,51 @@ def _splittable(op, d: str, bound: int, box: int) -> bool:
                for x in op.inputs for e in x.indices)
 
 
-def _halo_below(op, bound: dict, ext: dict) -> list[str]:
-    """Input indices that blocks of ``ext`` would read below their region (``"I[p-r]"``, one per index). A block's
-    region of X starts at A_X times the block's origin and holds the indices ``A_X x + c`` of its local
-    iterations ``x`` in ``[0, ext)`` from 0 up: an index with a negative coefficient reaches below that by
-    ``c + sum(a x (ext - 1), a < 0)``. Unsplit, that is the zero padding below the tensor (the lanes read 0
-    there); once a loop of the index is cut it is another block's real elements, which the region does not hold."""
-    out = []
+def block_halo(op, bound: dict, ext: dict, layouts: dict) -> dict:
+    """Per input tensor, the halo its block regions hold below the block's first index (a tuple per dimension; only
+    tensors with one). A block's region of X starts at A_X times the block's origin; the indices ``A_X x + c`` of
+    its local iterations ``x`` in ``[0, ext)`` reach below that by ``low = c + sum(a x (ext - 1), a < 0)`` (a true
+    convolution's ``I[p - r]``: ``-(ext_r - 1)``). Where a loop with a positive coefficient is cut, those elements
+    are another block's real ones (or padding below 0): the region then starts ``-low`` lower, rounded up to a
+    multiple of the banking's cell (``BankLayout.mod``: a whole number of cells, so the banks and the phase
+    entries stay the build's), and the DMA reads the halo from DRAM with the region (zeros below the tensor).
+    Otherwise (nothing cut, or only loops with negative coefficients) every such element lies below the tensor:
+    the lanes' extent compares read 0 there, with no halo."""
+    out = {}
     for x in op.inputs:
-        for e in x.indices:
+        mod = layouts[x.name].mod or (1,) * len(x.indices)
+        h = []
+        for e, m in zip(x.indices, mod):
             low = e.const + sum(a * (ext[d] - 1) for d, a in e.terms if a < 0)
-            if low < 0 and any(ext[d] < bound[d] for d in e.variables):
-                out.append(f"{x.name}[{str(e).replace(' ', '')}]")
+            cut = any(a > 0 and ext[d] < bound[d] for d, a in e.terms)
+            h.append(-(low // m) * m if low < 0 and cut else 0)
+        if any(h):
+            out[x.name] = tuple(int(v) for v in h)
     return out
+
+
+def _with_halo(op, programs, halo: dict, block: dict) -> tuple:
+    """The lane programs of a block whose regions hold ``halo``: the extents grow by it and box 0's origin starts
+    there (``LaneProgram.start``), so every coordinate counts from the region's first element."""
+    out = []
+    for p in programs:
+        h = halo.get(p.operand)
+        if h is None:
+            out.append(p)
+            continue
+        ext = tuple(int(e) + v for e, v in zip(op.tensor_shape(p.operand, block), h))
+        strides = tuple(int(math.prod(ext[j + 1:])) for j in range(len(ext)))
+        out.append(dataclasses.replace(p, extent=ext, strides=strides, start=h))
+    return tuple(out)
 
 
 def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None = None) -> SttLayerPlan:
     """The plan of ``tiling``'s problem: one block when every tensor's storage fits its buffer, else a grid
-    of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded),
-    chosen by halving the loop that best reduces the overflow; refused, field by field, when one box per
-    block does not fit.
+    of blocks of whole boxes (each block one array command on the block's sub-box, ragged blocks padded);
+    refused, field by field, when one box per block does not fit. The block shape: among those that fit, with
+    every loop whole or halved (rounded up) some times (``_grid_candidates``), the one with the fewest cycles
+    (``SttLayerPlan.cycles``, the contract the RTL meets), then the fewest DRAM bytes, then the most on chip,
+    then the largest block in loop order.
 
     ``period``: a run-time programmable build's fixed period (dataflow/stt_command.py; ``tiling`` has it
     too). It is collision-free for every problem, but an output block that comes back inside a block too
@@ -414,55 +446,55 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
     def extent(u):
         return {d: min(bound[d], u[d] * box[d]) for d in op.dims}
 
+    def shape(t, u):
+        h = block_halo(op, bound, extent(u), layouts).get(t, ())
+        return tuple(int(a) + (h[j] if h else 0) for j, a in enumerate(op.tensor_shape(t, extent(u))))
+
     def over(u):
-        st = _storage(op, lambda t: op.tensor_shape(t, extent(u)), elem, layouts)
+        st = _storage(op, lambda t: shape(t, u), elem, layouts)
         return sum(max(0, st[t] - cap[t]) for t in st), -sum(st.values()), st
 
-    halo = set()                                                # loops not cut: a block's region lacks the halo
-    while over(units)[0] > 0:
-        cands = []
-        for d in op.dims:
-            if units[d] > 1:
-                u = dict(units, **{d: -(-units[d] // 2)})
-                if _splittable(op, d, bound[d], u[d] * box[d]):
-                    if _halo_below(op, bound, extent(u)):
-                        halo.add(d)
-                        continue
-                    cands.append((over(u)[:2], op.dims.index(d), u))
-        if not cands:
-            break
-        units = min(cands, key=lambda c: (c[0], c[1]))[2]
+    def plan_of(u):
+        """(the plan of blocks of ``u`` boxes without its lane programs, the block's tiling before the stretch, k)"""
+        block = extent(u)
+        split = any(block[d] < bound[d] for d in op.dims)
+        sub, k = _block_tiling(net, tiling, block, box, period, split)
+        run = dataclasses.replace(sub, period=k * sub.period) if k > 1 else sub
+        return SttLayerPlan(run, (), wb, elem, {t: shape(t, u) for t in elem}, {}, bound if split else None,
+                            _grid(net, bound, block), layouts, block_halo(op, bound, block, layouts)), sub, k
+
+    def rank(u):
+        plan = plan_of(u)[0]
+        return plan.cycles(), sum(plan.dram_bytes().values()), over(u)[1], tuple(-u[d] for d in op.dims)
+
+    fitting = [u for u in _grid_candidates(op, bound, box, units) if over(u)[0] == 0]
+    if fitting:
+        units = min(fitting, key=rank)
+    else:
+        units = _least_overflow(op, bound, box, units, over)
     _o, _t, st = over(units)
     block = extent(units)
     split = any(block[d] < bound[d] for d in op.dims)
+    halo = block_halo(op, bound, block, layouts)
     for t in elem:
         if st[t] > cap[t]:
             lay = layouts[t]
             what = f"{lay.banks} lane copies" if lay.copies else f"{lay.banks} bank{'s' if lay.banks > 1 else ''}"
             scope = f"a block of {block} " if split else "the stt memory system "
+            with_halo = (f" with its halo ({', '.join(map(str, halo[t]))} element(s) below the block's first index "
+                         f"along each dimension)" if t in halo else "")
             problems.append(problem(f"memory.{t}.bytes", f"layer {layer}: {scope}stores the whole "
-                                    f"{'region of ' if split else ''}tensor {t} in {what} ({lay.banks} x "
+                                    f"{'region of ' if split else ''}tensor {t}{with_halo} in {what} ({lay.banks} x "
                                     f"{st[t] // lay.banks} B = {st[t]} B on chip); raise the buffer or use a tiled "
-                                    "dataflow" + _halo_note(op, bound, units, box, halo), cap[t]))
+                                    "dataflow", cap[t]))
     if problems:
         raise SpecError(problems)
-    if split:
-        from .stt_array import stt_tiling
-        sub = stt_tiling(net, block, box, period)
-        programs = stt_lane_programs(sub)
-    else:
-        sub = tiling
-    k = _stretch(net, box, block, period) if period is not None else 1
+    plan, sub, k = plan_of(units)
+    programs = stt_lane_programs(sub) if split else programs
     if k > 1:
-        import dataclasses
-        sub = dataclasses.replace(sub, period=k * sub.period)
         programs = tuple(dataclasses.replace(p, stretch=k) for p in programs)
-    red = op.reduction_dims
-    order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
-    order += [d for d in op.dims if d not in order]
-    grid = tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
-    shapes = {t: tuple(op.tensor_shape(t, block)) for t in elem}
-    plan = SttLayerPlan(sub, programs, wb, elem, shapes, {}, bound if split else None, grid, layouts)
+    programs = _with_halo(op, programs, halo, block)
+    plan = SttLayerPlan(plan.tiling, programs, wb, elem, plan.shapes, {}, plan.bound, plan.grid, layouts, halo)
     at = 0
     for t in [x.name for x in op.inputs] + [op.output.name]:
         plan.bases[t] = at
@@ -470,14 +502,55 @@ def plan_stt_layer(tiling: SttTiling, layer: str = "layer", period: int | None =
     return plan
 
 
-def _halo_note(op, bound, units, box, halo) -> str:
-    """Why the blocks stopped short of fitting, when a cut was refused for reaching below a region."""
-    if not halo:
-        return ""
-    d = sorted(halo, key=op.dims.index)[0]
-    ext = {e: min(bound[e], (-(-units[e] // 2) if e == d else units[e]) * box[e]) for e in op.dims}
-    return (f" (blocks cannot cut {', '.join(sorted(halo, key=op.dims.index))}: "
-            f"{', '.join(_halo_below(op, bound, ext))} would reach below a block's region, the halo it does not hold)")
+def _halving(n: int) -> list[int]:
+    """The block extents (in boxes) the planner tries along one loop of ``n`` boxes: n, then halved (rounded up)
+    down to 1."""
+    out = [n]
+    while n > 1:
+        n = -(-n // 2)
+        out.append(n)
+    return out
+
+
+def _grid_candidates(op, bound: dict, box: dict, units: dict):
+    """Every block shape (boxes per loop) whose loops are each the whole loop or one of its halvings, and whose
+    cut loops may be cut (``_splittable``)."""
+    for combo in itertools.product(*[_halving(units[d]) for d in op.dims]):
+        u = dict(zip(op.dims, combo))
+        if all(u[d] == units[d] or _splittable(op, d, bound[d], u[d] * box[d]) for d in op.dims):
+            yield u
+
+
+def _least_overflow(op, bound: dict, box: dict, units: dict, over) -> dict:
+    """When no block shape fits: the one the refusal names, found by halving the loop that best reduces the
+    overflow (then keeps the most on chip) until no loop can be halved."""
+    while over(units)[0] > 0:
+        cands = []
+        for d in op.dims:
+            if units[d] > 1:
+                u = dict(units, **{d: -(-units[d] // 2)})
+                if _splittable(op, d, bound[d], u[d] * box[d]):
+                    cands.append((over(u)[:2], op.dims.index(d), u))
+        if not cands:
+            break
+        units = min(cands, key=lambda c: (c[0], c[1]))[2]
+    return units
+
+
+def _block_tiling(net, tiling, block: dict, box: dict, period, split: bool):
+    """(the tiling of one block, its stretch ``k``, not yet applied): the layer's tiling when nothing is cut."""
+    from .stt_array import stt_tiling
+    sub = stt_tiling(net, block, box, period) if split else tiling
+    return sub, (_stretch(net, box, block, period) if period is not None else 1)
+
+
+def _grid(net, bound: dict, block: dict) -> tuple:
+    """((loop, blocks), ...) over the cut loops: the dataflow's order, reduction loops innermost."""
+    op = net.design.operation
+    red = op.reduction_dims
+    order = [d for d in net.dataflow.order if d not in red] + [d for d in net.dataflow.order if d in red]
+    order += [d for d in op.dims if d not in order]
+    return tuple((d, -(-bound[d] // block[d])) for d in order if block[d] < bound[d])
 
 
 def _stretch(net, box: dict, block: dict, period: int) -> int:

@@ -179,7 +179,9 @@ class LaneProgram:
     Its row-major address (``strides``) is the box's linear origin plus the offset's: adds only. With ``stretch``
     k > 1 (a run-time programmable build's fixed period, dataflow/stt_command.py) only every k-th box group holds a
     box (the walker steps then), the others are empty: boxes start ``k x period`` slots apart with the same
-    tables."""
+    tables. ``start``: box 0's origin when a block's region starts below the block's first index (a halo: an input
+index with a negative coefficient in a block that cuts one of its loops, ``SttLayerPlan``); the walk, extents
+and compares are then in the region's coordinates."""
 
     port: str
     operand: str
@@ -194,6 +196,7 @@ class LaneProgram:
     entries: tuple                # ((lane, phase), (delta, coordinate offset, edge masks where it is real)) sorted
     values: tuple = ()            # a validity-tag port (``tag_<X>``): per entry, its value under each edge mask
     stretch: int = 1              # a box every ``stretch`` box groups (the others empty): boxes stretch x period apart
+    start: tuple = ()             # box 0's origin in the region's coordinates (a halo below it); () = all 0
 
     @property
     def boxes(self) -> int:
@@ -209,6 +212,12 @@ class LaneProgram:
 
     def linear(self, coords) -> int:
         return int(sum(int(c) * s for c, s in zip(coords, self.strides)))
+
+    @property
+    def origin0(self) -> tuple:
+        """Box 0's origin: 0, or ``start`` when the region holds a halo below the block's first index (its
+        coordinates count from the region's first element, ``SttLayerPlan.halo``)."""
+        return tuple(self.start) if self.start else (0,) * len(self.extent)
 
 
 def _meets(x, dx, box_ext, rag) -> bool:
@@ -308,7 +317,7 @@ def lane_walk(program: LaneProgram, slots: int) -> tuple[np.ndarray, np.ndarray]
         return exists, tuple(origin), mask, first
 
     values = dict(zip((k for k, _v in program.entries), program.values))
-    here = state(True, (0,) * ndim)
+    here = state(True, program.origin0)
     shift = [here] + [(False, (0,) * ndim, 0, True)] * (program.depth - 1)
     extent = np.array(program.extent)
     for n in range(slots):

@@ -7,7 +7,8 @@ output beat is dropped). Built from counters, adds, a shift register, table bits
 * a phase counter (0 .. period - 1) and a box walker: one counter per tile-loop level (innermost fastest)
   and the box's tensor origin (one signed register per tensor dimension, plus its row-major linear address),
   which adds the level's constant step when a level advances and subtracts ``(trips - 1)`` steps when it
-  wraps; the box's edge mask and first-visit bit are compares on the counters;
+  wraps (box 0's origin is 0, or the program's ``start`` when the block's region holds a halo below its first
+  index); the box's edge mask and first-visit bit are compares on the counters;
 * a shift register of the last ``depth`` boxes (exists, edge mask, first visit, origin, linear origin),
   shifted when the phase wraps: box ``n div period - delta`` is entry ``delta``;
 * per lane, a case on the phase selecting the constant entry (delta, offset, edge-mask bits): the address is
@@ -96,6 +97,9 @@ class SttLaneSequencer(wiring.Component):
             out[f"advlin{lv}"] = Const(lin)
             out.update({f"adv{lv}_{j}": Const(a) for j, a in enumerate(adv)})
         out.update({f"ext{j}": Const(e) for j, e in enumerate(v["ext"])})
+        if any(v["start"]):             # a block region with a halo: box 0's origin (else 0, as before)
+            out.update({f"start{j}": Const(a) for j, a in enumerate(v["start"])})
+            out["startlin"] = Const(v["startlin"])
         for k, (off, masks) in enumerate(zip(v["off"], v["masks"])):
             out[f"off{k}"], out[f"masks{k}"] = Const(off), Const(masks, 1 << len(p.trips))
             for mk, val in enumerate(v["vals"][k] if p.is_tag else ()):
@@ -140,10 +144,10 @@ class SttLaneSequencer(wiring.Component):
                           Signal(ls, name=f"box{d}_lin")))
 
         with m.If(self.start):
-            m.d.sync += [phase.eq(0), group.eq(0), exists.eq(1), lin.eq(0)]
+            m.d.sync += [phase.eq(0), group.eq(0), exists.eq(1), lin.eq(F.get("startlin", 0))]
             if staggered:
                 m.d.sync += rep_.eq(0)
-            m.d.sync += [c.eq(0) for c in counters] + [o.eq(0) for o in origin]
+            m.d.sync += [c.eq(0) for c in counters] + [o.eq(F.get(f"start{j}", 0)) for j, o in enumerate(origin)]
             m.d.sync += [e[0].eq(0) for e in entry[1:]]
         with m.Elif(self.fire):
             with m.If(phase == p.period - 1):

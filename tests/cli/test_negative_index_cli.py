@@ -105,11 +105,29 @@ memory:
 """
 
 
-def test_stt_blocks_that_would_cut_a_padded_index_are_refused_by_field(tmp_path, monkeypatch):
-    """A skewed stt map's blocks cannot cut p or r of I[p-r] (a block's region does not hold the halo below it,
-    dataflow/stt_layer.py ``_halo_below``); when no other cut fits the buffers, the layer is refused, exit 2."""
+@pytest.mark.slow
+def test_stt_blocks_that_cut_a_padded_index_hold_its_halo(tmp_path, monkeypatch):
+    """A skewed stt map's blocks cut p of I[p-r] (their I regions hold the halo below the block's first index,
+    dataflow/stt_layer.py ``block_halo``): refused before H115 (``blocks cannot cut p, r``, exit 2); on the one
+    run-time programmable build (the sequencers' ``start`` fields) exact, RTL == model cycles, DMA == model."""
     (tmp_path / "t.yaml").write_text(STT_SPEC)
-    rc, out, err = run_cli(["verify", "t.yaml", "--bounds", "k=7,p=9,r=4"], tmp_path, monkeypatch)
+    rc, out, err = run_cli(["verify", "t.yaml", "--bounds", "k=7,p=9,r=4", "--seed", "8"], tmp_path, monkeypatch)
+    assert rc == 0, (out, err)
+    assert "outputs: exact" in out, out
+    # 3 blocks of p 4 (a halo of 3): 210 cycles; the "most on chip" planner's p:3 x r:2 took 270 (RTL 270, I.read 30 B)
+    assert "RTL cycles:   210 cycles" in out and "model cycles: 210 cycles  (equal)" in out, out
+    assert "DRAM: I.read 21 B, O.write 384 B, W.read 96 B  (RTL's DMA moved the same)" in out, out
+
+
+def test_stt_blocks_whose_region_with_its_halo_does_not_fit_are_refused_by_field(tmp_path, monkeypatch):
+    """The halo costs buffer space: a buffer that holds no block's region with it is refused by field, one line,
+    exit 2, before anything is built (the message names the halo)."""
+    spec = STT_SPEC.replace("I: {bytes: 40}", "I: {bytes: 20}").replace("width_bytes: 8", "width_bytes: 4")
+    (tmp_path / "t.yaml").write_text(spec.replace("burst_bytes: 16", "burst_bytes: 8"))
+    rc, out, err = run_cli(["verify", "t.yaml", "--bounds", "k=3,p=12,r=3"], tmp_path, monkeypatch)
     assert rc == 2, (out, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert re.search(r"memory\.I\.bytes: .*blocks cannot cut p, r: I\[p-r\] would reach below a block's region", err), err
+    # a block of one box along p (4) holds 4 + 1 elements of I: two 4-byte words in each of the 5 lane copies
+    assert re.search(r"memory\.I\.bytes: layer layer: a block of \{'k': 2, 'p': 4, 'r': 2\} stores the whole region of "
+                     r"tensor I with its halo \(1 element\(s\) below the block's first index along each dimension\) in 5 "
+                     r"lane copies \(5 x 8 B = 40 B on chip\).*\(got 20\)", err), err

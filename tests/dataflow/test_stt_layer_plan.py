@@ -2,6 +2,7 @@
 valid beats counted slot by slot, on several maps, arrays and problems (ragged boxes, revisited outputs)."""
 import pytest
 
+from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec, load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.stt_array import stt_tiling
@@ -47,11 +48,14 @@ def test_valid_beats_by_box_class_equal_the_walk(design, bound):
 
 
 # an input index with a negative coefficient (a true convolution's I[p - r]) through the stt memory system. A block's
-# region of I starts at A_I times the block's origin and holds the indices A_I x + c of its local iterations from 0
-# up; the lanes read 0 below it (their extent compares). Unsplit (one block) that is exactly the zero padding below
-# the tensor. Cut along p or r, it would be another block's real elements: such cuts are not made, and a layer that
-# fits no other way is refused by field. Where a cut keeps every local index >= 0 (I[p-r+3], blocks of 4 along r),
-# the region may still start below the tensor (origin p0 - r0 < 0): the DRAM image holds zeros there (it wrapped).
+# region of I starts at A_I times the block's origin; its local indices A_I x + c reach below that by
+# low = c + sum(a (ext - 1), a < 0). Unsplit, or cut only along loops with negative coefficients, every such element
+# lies below the tensor and the lanes' extent compares read 0 there. Cut along p, they are another block's real
+# elements: the region holds them, a halo of -low (rounded up to the banking's cell) below the block's first index,
+# the lane programs start there (LaneProgram.start) and the DMA reads the halo again for every block.
+# (H115; before, such cuts were refused: "blocks cannot cut p, r ... the halo it does not hold".) Where a cut keeps
+# every local index >= 0 (I[p-r+3], blocks of 4 along r), the region may still start below the tensor (origin
+# p0 - r0 < 0): the DRAM image holds zeros there (it wrapped).
 def _conv(op, shape, mem, order=("r", "k", "p")):
     m = {"dram": {"width_bytes": 8, "latency": 5, "burst_bytes": 16, "outstanding": 2}}
     m.update(mem)
@@ -64,29 +68,100 @@ def _plan(design, bound):
     return plan_stt_layer(stt_tiling(compile_array(design).network, bound))
 
 
-def test_blocks_do_not_cut_the_loops_of_an_index_that_reaches_below_its_region():
-    from archgen.arch.errors import SpecError
-    from archgen.dataflow.stt_layer import _halo_below
+def test_block_halo_by_hand():
+    from archgen.dataflow.stt_layer import block_halo
     op = _conv("O[k,p] += W[k,r] * I[p-r]", (3, 5), {}).operation
+    copies = dict.fromkeys("WI", type("L", (), {"mod": ()})())        # row-major copies: a cell of 1
     bound = {"k": 7, "p": 9, "r": 4}
-    assert _halo_below(op, bound, bound) == []                        # one block: the padding below I[0]
-    assert _halo_below(op, bound, dict(bound, p=5)) == ["I[p-r]"]     # cut p: I[p0 - 1] is real, not in the region
-    assert _halo_below(op, bound, dict(bound, k=2)) == []             # k is not in I's index
+    assert block_halo(op, bound, bound, copies) == {}                          # one block: the padding below I[0]
+    assert block_halo(op, bound, dict(bound, p=5), copies) == {"I": (3,)}      # cut p: I[p0-3 .. p0-1] are real
+    assert block_halo(op, bound, dict(bound, p=5, r=2), copies) == {"I": (1,)}
+    assert block_halo(op, bound, dict(bound, k=2), copies) == {}               # k is not in I's index
+    assert block_halo(op, bound, dict(bound, r=2), copies) == {}               # only r (coefficient -1): below 0
     op3 = _conv("O[k,p] += W[k,r] * I[p-r+3]", (3, 5), {}).operation
-    assert _halo_below(op3, bound, dict(bound, p=5)) == []            # 3 - (4 - 1) >= 0: the region holds it all
-    assert _halo_below(op3, dict(bound, r=8), dict(bound, r=5)) == ["I[p-r+3]"]
-    # conv1d_hex's I[p+r] layer of tests/verif/test_stt_layer_rtl.py (grid p: 2, r: 2) as I[p-r]: refused
+    assert block_halo(op3, bound, dict(bound, p=5), copies) == {}              # 3 - (4 - 1) >= 0
+    assert block_halo(op3, dict(bound, r=8), dict(bound, p=5, r=5), copies) == {"I": (1,)}
+    banked = dict(copies, I=type("L", (), {"mod": (2,)})())                    # a banked layout's cell of 2
+    assert block_halo(op, bound, dict(bound, p=5, r=2), banked) == {"I": (2,)}  # 1 rounded up to a whole cell
+
+
+def test_blocks_cut_a_padded_index_with_a_halo():
+    """conv1d_hex's blocked layer (3x5, W/I/O 400/40/2000 B, k=7, p=9, r=4) as I[p-r]: refused before H115
+    (H111b measured it wrong without the refusal); now blocks of p 3 whose I regions hold 3 elements below."""
+    import numpy as np
     bufs = {"W": {"bytes": 400}, "I": {"bytes": 40}, "O": {"bytes": 2000}}
+    bound = {"k": 7, "p": 9, "r": 4}
+    plan = _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (3, 5), bufs), bound)
+    assert dict(plan.grid) == {"p": 3} and plan.tiling.bound == {"k": 7, "p": 3, "r": 4}
+    assert plan.halo == {"I": (3,)} and plan.shapes["I"] == (6,)               # I[p0-3 .. p0+2]: 3 + the halo
+    assert plan.program("in_I").start == (3,) and plan.program("in_I").extent == (6,)
+    assert plan.dram_bytes() == {"W.read": 96, "I.read": 18, "O.write": 288}   # 3 blocks x one 6-element region
+    assert plan.cycles() == 186                                                 # RTL 186 (Verilator, H115)
+    i = np.arange(1, 10)                                                        # I[0..8] = 1..9: no element is 0
+    words = plan.dram_image({"W": np.ones((7, 4), dtype=np.int64), "I": i})
+    pw = plan.per_word("I")
+    # block p 0 starts at I[-3] (padding), p 1 at I[3 - 3] = 1 (the previous block's elements), p 2 at I[6 - 3]
+    for counters, held in [({"p": 0}, [0, 0, 0, 1, 2, 3]), ({"p": 1}, [1, 2, 3, 4, 5, 6]),
+                           ({"p": 2}, [4, 5, 6, 7, 8, 9])]:
+        at = plan.bases["I"] + plan.region_index("I", counters) * plan.words("I")
+        assert [(words[at + q // pw] >> (8 * (q % pw))) & 0xFF for q in plan._positions("I")] == held, counters
+    for prog in plan.programs:                                                  # walked from the halo's start
+        assert valid_beats(prog) == int(lane_walk(prog, plan.tiling.slots)[0].sum()), prog.port
+    # a buffer too small even for one box's region with its halo: refused by field, the halo named
+    from archgen.arch.errors import SpecError
     with pytest.raises(SpecError) as err:
-        _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (3, 5), bufs), bound)
+        _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (3, 5), {"I": {"bytes": 8}}), {"k": 3, "p": 12, "r": 5})
     assert str(err.value) == (
-        "memory.I.bytes: layer layer: a block of {'k': 2, 'p': 9, 'r': 4} stores the whole region of tensor I in 5 "
-        "lane copies (5 x 16 B = 80 B on chip); raise the buffer or use a tiled dataflow (blocks cannot cut p, r: "
-        "I[p-r] would reach below a block's region, the halo it does not hold) (got 40)")
-    assert dict(_plan(_conv("O[k,p] += W[k,r] * I[p+r]", (3, 5), bufs), bound).grid) == {"p": 2, "r": 2}
-    # cuts along k are fine
-    assert dict(_plan(_conv("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}), {"k": 3, "p": 5, "r": 8}).grid) \
-        == {"k": 3}
+        "memory.I.bytes: layer layer: a block of {'k': 2, 'p': 4, 'r': 2} stores the whole region of tensor I with "
+        "its halo (1 element(s) below the block's first index along each dimension) in 5 lane copies (5 x 8 B = "
+        "40 B on chip); raise the buffer or use a tiled dataflow (got 8)")
+    # cuts along r alone stay halo-free: a block's region starts at p0 - r0 <= 0, so what lies below it is padding
+    plan = _plan(_conv("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}), {"k": 2, "p": 5, "r": 8})
+    assert dict(plan.grid) == {"r": 2} and plan.halo == {} and plan.cycles() == 80
+
+
+def _fitting_plans(design, bound):
+    """Every grid the planner may choose from that fits, each planned on its own (``_grid_candidates`` narrowed
+    to it; a grid that does not fit falls back to the refusal's search, another grid: left out)."""
+    from archgen.dataflow import stt_layer
+    tiling = stt_tiling(compile_array(design).network, bound)
+    units = {d: -(-bound[d] // tiling.box[d]) for d in bound}
+    cands = list(stt_layer._grid_candidates(design.operation, bound, tiling.box, units))
+    out = []
+    real = stt_layer._grid_candidates
+    try:
+        for u in cands:
+            stt_layer._grid_candidates = lambda *_a, u=u: iter([u])
+            try:
+                plan = plan_stt_layer(tiling)
+            except SpecError:
+                continue
+            if plan.tiling.bound == {d: min(bound[d], u[d] * tiling.box[d]) for d in bound}:
+                out.append(plan)
+    finally:
+        stt_layer._grid_candidates = real
+    return out
+
+
+@pytest.mark.parametrize("op, shape, mem, bound, faster, slower", [
+    # conv1d_hex's blocked layer: p 3 with a halo of 3 (186 cycles) beats p 2 x r 2 with a halo of 1 (236, the
+    # grid the "most on chip" search took; both measured on Verilator)
+    ("O[k,p] += W[k,r] * I[p-r]", (3, 5), {"W": {"bytes": 400}, "I": {"bytes": 40}, "O": {"bytes": 2000}},
+     {"k": 7, "p": 9, "r": 4}, ({"p": 3}, 186), ({"p": 2, "r": 2}, 236)),
+    # main's plan (k 3, 123 cycles) against the r cut the halo work made possible (r 4, 136: RTL 136 on Verilator)
+    ("O[k,p] += W[k,r] * I[p-r]", (1, 4), {"W": {"bytes": 8}}, {"k": 3, "p": 5, "r": 8}, ({"k": 3}, 123),
+     ({"r": 4}, 136)),
+])
+def test_the_planner_takes_the_grid_with_the_fewest_cycles(op, shape, mem, bound, faster, slower):
+    design = _conv(op, shape, mem)
+    plan = _plan(design, bound)
+    fits = _fitting_plans(design, bound)
+    assert len(fits) > 2
+    assert (dict(plan.grid), plan.cycles()) == faster
+    assert slower in [(dict(p.grid), p.cycles()) for p in fits]                 # a real choice
+    assert plan.cycles() == min(p.cycles() for p in fits)
+    best = [p for p in fits if p.cycles() == plan.cycles()]                     # ties: the fewest DRAM bytes
+    assert sum(plan.dram_bytes().values()) == min(sum(p.dram_bytes().values()) for p in best)
 
 
 def test_a_region_below_the_tensor_holds_zeros_in_dram():

@@ -136,20 +136,21 @@ def _bufs(a, b, c, names=("A", "B", "C")):
 
 
 @pytest.mark.parametrize("design, bounds, seed, loops", [
-    (load_spec("gemm_hex", ["array.shape=3x5"] + _bufs(33, 24, 134) + DRAM), {"i": 7, "k": 5, "j": 6}, 3, "jk"),
-    (load_spec("gemm_hex", ["array.shape=3x5"] + _bufs(48, 33, 192) + DRAM), {"i": 7, "k": 5, "j": 6}, 4, "k"),
+    (load_spec("gemm_hex", ["array.shape=3x5"] + _bufs(33, 24, 134) + DRAM), {"i": 7, "k": 5, "j": 6}, 3, "ij"),
+    (load_spec("gemm_hex", ["array.shape=3x5"] + _bufs(48, 33, 192) + DRAM), {"i": 7, "k": 5, "j": 6}, 4, "j"),
     (load_spec("gemm_hex", ["array.shape=1x4"] + _bufs(28, 33, 84) + DRAM), {"i": 5, "k": 7, "j": 6}, 4, "jk"),
-    (load_spec("gemm_hex", ["array.shape=4x4"] + _bufs(48, 40, 180) + DRAM), {"i": 9, "k": 7, "j": 10}, 1, "ijk"),
+    (load_spec("gemm_hex", ["array.shape=4x4"] + _bufs(48, 40, 180) + DRAM), {"i": 9, "k": 7, "j": 10}, 1, "ik"),
+    (load_spec("gemm_hex", ["array.shape=4x4"] + _bufs(32, 24, 96) + DRAM), {"i": 9, "k": 7, "j": 10}, 1, "ijk"),
     (load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(32, 80, 144, ("W", "I", "O")) + DRAM),
      {"k": 7, "p": 9, "r": 4}, 6, "k"),
     (load_spec("conv1d_hex", ["array.shape=3x5"] + _bufs(400, 40, 2000, ("W", "I", "O")) + DRAM),
-     {"k": 7, "p": 9, "r": 4}, 6, "pr"),                                          # halo regions, ragged p
+     {"k": 7, "p": 9, "r": 4}, 6, "p"),                                           # halo regions
     (_op_design("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"I": 224, "W": 11, "O": 80}),
      {"c": 4, "p": 5, "r": 4}, 9, "r"),                                           # validity tags, split reduction
     (_op_design("O[c,p] += I[c,p+r] * W[c,r]", (2, 5), HEX, 1500, {"I": 120, "W": 60, "O": 1000}),
      {"c": 4, "p": 5, "r": 4}, 9, "c"),
     (_op_design("C[i,j] += A[i,k] * B[k]", (2, 5), [[1, 1, 0], [0, 1, 0], [1, 1, 1]], 1500,
-                {"A": 16, "B": 40, "C": 33}, ("i", "j", "k")), {"i": 3, "j": 4, "k": 5}, 10, "i"),   # output ring
+                {"A": 8, "B": 40, "C": 33}, ("i", "j", "k")), {"i": 3, "j": 4, "k": 5}, 10, "i"),    # output ring
     (_op_design("C[i,j] += A[i,k] * B[k,j]", (2, 4), HEX, 1500, {"A": 16, "B": 24, "C": 120}),
      {"i": 5, "j": 6, "k": 4}, 2, "k"),
 ])

@@ -1,6 +1,8 @@
 """The stream sequencer (rtlgen/stt_stream.py) drives, slot by slot, the addresses and valid bits of its lane
 program's model (dataflow/stt_phase.py ``lane_walk``), on every port of skewed maps on several arrays, with
 slots that stall at random (the array's lock-step enable), in Amaranth's simulator."""
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -110,6 +112,63 @@ def test_one_sequencer_build_drives_every_layer_from_its_command():
             got_v, got_a, _ = _run_seq(seq, skel, plan.tiling.slots, seed=10 * li + k)
             assert np.array_equal(got_v, want_v), (layer, skel.port)
             assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0)), (layer, skel.port)
+
+
+def _conv_pad(shape, stt, word, mem):
+    m = {"dram": {"width_bytes": word, "latency": 5, "burst_bytes": 2 * word, "outstanding": 2}}
+    m.update({t: {"bytes": b} for t, b in mem.items()})
+    return load_spec_data({"version": 1, "name": "conv_pad", "operation": "O[k,p] += W[k,r] * I[p-r]",
+                           "clock_mhz": 500, "types": {"W": "int8", "I": "int8", "O": "int32"},
+                           "array": {"shape": list(shape)}, "dataflows": {"d": {"stt": stt, "order": ["r", "k", "p"]}},
+                           "memory": m})
+
+
+def test_a_block_region_with_a_halo_starts_the_walk_there():
+    """Blocks that cut p of I[p-r] hold a halo below their first index (dataflow/stt_layer.py ``block_halo``): box 0's
+    origin is the program's ``start`` (coordinates and in-bank base). A banked I (a cell of 2: the halo of 1
+    rounded up to 2) on a per-layer top, and the one programmable build's command fields (``start0``,
+    ``startlin``: I in lane copies) drive the layout walk and the lane walk."""
+    from amaranth import Signal, signed
+
+    from archgen.dataflow.stt_bank import layout_walk
+    from archgen.dataflow.stt_command import (COORD_BITS, LIN_BITS, TRIP_BITS, build_stt, command_values,
+                                              plan_for_build, sequencer_values)
+    from archgen.dataflow.stt_layer import plan_stt_layer
+    design = _conv_pad((2, 3), [[-1, 1, 0], [1, 1, 0], [1, 0, -1]], 4, {"I": 8, "W": 32})
+    plan = plan_stt_layer(stt_tiling(compile_array(design).network, {"k": 4, "p": 14, "r": 2}))
+    prog, lay = plan.program("in_I"), plan.layouts["I"]
+    assert plan.halo == {"I": (2,)} and prog.start == (2,) and lay.mod == (2,) and not lay.copies
+    want_v, want_b, want_i = layout_walk(prog, lay, plan.tiling.slots)
+    got_v, got_i, got_b = _run(prog, plan.tiling.slots, seed=3, layout=lay)
+    assert want_v.any() and np.array_equal(got_v, want_v)
+    assert np.array_equal(np.where(want_v, got_b, 0), want_b) and np.array_equal(np.where(want_v, got_i, 0), want_i)
+
+    design = _conv_pad((3, 5), HEX, 8, {"W": 400, "I": 40, "O": 2000})
+    build = build_stt(compile_array(design))
+    plan = plan_for_build(build, {"k": 7, "p": 9, "r": 4})
+    v = command_values(build, plan)
+    assert plan.halo == {"I": (3,)} and v["in_I.start0"] == 3 and v["in_I.startlin"] == 3      # blocks of p 4
+    skel, prog = build.program("in_I"), plan.program("in_I")
+    vals = sequencer_values(prog, None)
+    fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"]), "start0": Signal(signed(COORD_BITS), init=3),
+              "startlin": Signal(signed(LIN_BITS), init=vals["startlin"])}
+    for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
+                              ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
+                              ("ext", TRIP_BITS, "ext")]:
+        for i, x in enumerate(vals[key]):
+            fields[f"{name}{i}"] = Signal(widths, init=x, name=f"cmd_{name}{i}")
+    for lv, adv in enumerate(vals["adv"]):
+        for j, x in enumerate(adv):
+            fields[f"adv{lv}_{j}"] = Signal(signed(COORD_BITS), init=x, name=f"cmd_adv{lv}_{j}")
+    seq = SttLaneSequencer(skel, None, fields, {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS, "addr": 16,
+                                                 "value": 8})
+    want_v, want_a = lane_walk(prog, plan.tiling.slots)
+    got_v, got_a, _ = _run_seq(seq, skel, plan.tiling.slots, seed=4)
+    assert want_v.any() and np.array_equal(got_v, want_v)
+    assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0))
+    # box 0's lanes read from the region's element 3 on (I[p0 - 3] is element 0): without start they read 0 there
+    assert not np.array_equal(lane_walk(dataclasses.replace(prog, start=()), plan.tiling.slots)[1] * want_v,
+                              np.where(want_v, want_a, 0))
 
 
 def _run_seq(seq, program, slots, seed, banked=False):
