@@ -33,6 +33,8 @@ from dataflow_refusal_search import base  # noqa: E402
 from archgen.arch.errors import SpecError  # noqa: E402
 from archgen.arch.spec import load_spec_data  # noqa: E402
 
+GAP_LINES: list[str] = []
+GAPS: list = []              # --load-gap: (before, after) per spec, summed up at the end
 LOAD_GAP = False             # --load-gap: also the cycles against the tile's own schedule (``load_gaps``)
 BOUNDS = {"i": 5, "j": 3, "k": 5, "p": 5, "q": 3, "r": 3, "c": 3}
 CHECK_BYTES = False          # --bytes: the DMA's moved bytes == the model's == the closed form's (``_layer``)
@@ -70,7 +72,8 @@ def _array(design, bounds, seed):
     from archgen.verif.array_amaranth import verify_array_amaranth
     r = verify_array_amaranth(design, bounds, seed=seed)
     if LOAD_GAP:
-        print("    " + load_gap_text(design, bounds), flush=True)
+        GAPS.append(load_gaps(design, bounds))
+        GAP_LINES.append("    " + load_gap_text(design, bounds))     # printed after the spec's line
     return r.outputs_exact, r.rtl_cycles, r.model_cycles
 
 
@@ -255,7 +258,16 @@ def main(argv):
         counts["ok" if good else "bad"] += 1
         print("OK " if good else "BAD", op, shape, json.dumps(df), bounds, f"exact={exact} rtl {rtl} model {model} cycles",
               f"{time.time() - t0:.0f} s", flush=True)
+        while GAP_LINES:
+            print(GAP_LINES.pop(0), flush=True)
     print(("memory system" if memory else "array") + ":", counts)
+    if LOAD_GAP:
+        held = [g for g in GAPS if g is not None]
+        after = [g[1] for g in held if g[1]]
+        print(f"against the tile's own schedule: {len(held)} held per run, {sum(1 for g in held if g == (0, 0))} "
+              f"with the same cycles, {sum(1 for g in held if g[0] and not g[1])} only later before the "
+              f"first step, {len(after)} later after it ({min(after, default=0)} to {max(after, default=0)} "
+              "cycles)")
     return 1 if counts["bad"] else 0
 
 

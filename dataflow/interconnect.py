@@ -166,6 +166,7 @@ class _Builder:
     def __init__(self):
         self.g = nx.DiGraph()
         self.links: dict[tuple[Node, Node], Link] = {}
+        self.reserved: set[tuple[Node, Node]] = set()   # edges a later operand takes (the output's chains)
         self.roles: dict[Node, dict[str, Role]] = {}
 
     def add_fu(self, n: Node) -> None:
@@ -255,17 +256,21 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     types = design.type_of
     plans = []
     problems = []
+    out = op.output
+    ro = reuse[out.name]
+    chained = [a for a in ro.axes if ro.moves[a][1] != 0]         # a delay per hop: a register chain
+    # the output's partial-sum chains take their FU-to-FU edges first: an input reused along a chained axis
+    # (one that uses no loop of that axis, W[k] in O[k,p] += W[k] * I[p,r] with r on it) forwards along another
+    # axis or takes more memory lanes there, as for an edge an earlier input took
+    g.reserved = {(fu(s), fu(t)) for s, (t, _, _) in _chain_successors(coords, shape, ro, chained).items()}
     for x in op.inputs:
         rx = reuse[x.name]
         if set(inner) <= rx.held_over:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
         plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
-    out = op.output
-    ro = reuse[out.name]
     reduce_axes = ro.axes
     outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
-    chained = [a for a in reduce_axes if ro.moves[a][1] != 0]     # a delay per hop: a register chain
     trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
     if set(inner) <= ro.held_over:
         if reduce_axes:
@@ -842,7 +847,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
         moves.setdefault(e, m)
     # an FU-to-FU edge carries one operand's wire: edges an earlier operand took are not candidates
     # (this operand then forwards along another axis or takes more memory lanes)
-    moves = {e: m for e, m in moves.items() if e not in g.links}
+    moves = {e: m for e, m in moves.items() if e not in g.links and e not in g.reserved}
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
