@@ -17,7 +17,7 @@ fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM by
 latter). --bytes (with --memory, a tiled layer): the DRAM bytes the RTL's DMA moved (its byte counters) must equal
 the model's (sim/layer_model.py) and the closed form's (memctl.layer_dram_bytes) too, printed per layer.
 --load-gap (array level, the class of inputs loaded per run): the cycles the run build spends more than the tile's
-own schedule, modelled with the same loader, issuer and drain (``load_gaps``), before the first step and after it.
+own schedule, modelled with the same loader, issuer and drain (sim/array_model.py ``load_gaps``), before the first step and after it.
 """
 import json
 import random
@@ -32,6 +32,7 @@ from dataflow_refusal_search import base  # noqa: E402
 
 from archgen.arch.errors import SpecError  # noqa: E402
 from archgen.arch.spec import load_spec_data  # noqa: E402
+from archgen.sim.array_model import load_gaps  # noqa: E402
 
 GAP_LINES: list[str] = []
 GAPS: list = []              # --load-gap: (before, after) per spec, summed up at the end
@@ -75,55 +76,6 @@ def _array(design, bounds, seed):
         GAPS.append(load_gaps(design, bounds))
         GAP_LINES.append("    " + load_gap_text(design, bounds))     # printed after the spec's line
     return r.outputs_exact, r.rtl_cycles, r.model_cycles
-
-
-def load_gaps(design, bounds) -> tuple[int, int] | None:
-    """(first, after): the cycles the run build (an output held per run of R, the tile [D, R] run as tiles of R
-    with D outside) spends more than the tile's own schedule, before the problem's first step and after it.
-    The tile's own schedule is modelled with the same loader, issuer and drain (sim/array_model.py): the inputs
-    that use no loop of D or R stationary over the tile (loaded at the first run of each tile of [D, R]), the
-    inputs that use a loop of D and none of R streamed (no load), partial sums preloaded per run as in the run
-    build. None when the dataflow holds no output per run. docs/dataflows.md "Inputs that use no loop of the run"."""
-    import dataclasses
-    from archgen.dataflow.compile import compile_array
-    from archgen.dataflow.interconnect import reduction_runs_of
-    from archgen.mappings.tiling import TileMapping, map_problem
-    from archgen.sim.array_model import simulate_array
-    c = compile_array(design)
-    m = map_problem(design, bounds, c.dataflow)
-    split = reduction_runs_of(design, design.dataflow())
-    if split is None:
-        return None
-    op = design.operation
-    whole = any(not any(x.uses(d) for d in split.dep + split.run) for x in op.inputs)
-    dep = [d for d in split.dep if d in m.outer_dims]
-
-    class First(int):                       # a tile's ``first`` that also says whether it starts a tile of [D, R]
-        group_start = False
-
-    class TileOwn(TileMapping):
-        def tiles(self):
-            for t in super().tiles():
-                first = First(t.first)
-                first.group_start = all(v == 0 for d, v in t.outer if d in dep)
-                yield dataclasses.replace(t, first=first)
-
-    sch = c.schedule
-
-    @dataclasses.dataclass(frozen=True)
-    class OwnSchedule(type(sch)):
-        def needs_load(self, first) -> bool:
-            return (whole and first.group_start) or (self.accumulate and self.psum_in and not first)
-
-        @property
-        def has_loader(self) -> bool:
-            return whole or (self.accumulate and self.psum_in)
-
-    own = dataclasses.replace(c, schedule=OwnSchedule(**{f.name: getattr(sch, f.name)
-                                                          for f in dataclasses.fields(sch)}))
-    res = [simulate_array(c, m), simulate_array(own, TileOwn(m.design, m.dataflow, m.bounds))]
-    firsts = [r.total_cycles - sum(r.tile_cycles) for r in res]
-    return firsts[0] - firsts[1], (res[0].total_cycles - firsts[0]) - (res[1].total_cycles - firsts[1])
 
 
 def load_gap_text(design, bounds) -> str:

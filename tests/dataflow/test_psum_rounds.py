@@ -153,12 +153,9 @@ def test_a_trailing_run_that_reloads_an_input_is_built():
     """O[k,p] += W[k,c] * I[c,p,r] on [2], order [k, c, p, r]: c moves out ([p, r] left), then the run of r: W
     uses no loop of the run, so it is loaded per run (it was refused). --explain names both moves; outputs exact,
     RTL cycles == model cycles (Amaranth); against the [p, r] tile's own schedule with W loaded once per tile
-    (benchmarks/refusal_class_check.py ``load_gaps``) no cycle is lost: the one-row load per run overlaps the
+    (sim/array_model.py ``load_gaps``) no cycle is lost: the one-row load per run overlaps the
     previous run."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-    from refusal_class_check import load_gaps
+    from archgen.sim.array_model import load_gaps
     design = _design(("O[k,p] += W[k,c] * I[c,p,r]", {"W": "int8", "I": "int8", "O": "int32"},
                       {"k": 3, "p": 3, "c": 3, "r": 3}), [2], {"spatial": {"k": 0}, "order": ["k", "c", "p", "r"],
                                                                "control": [0]})

@@ -138,7 +138,7 @@ def test_delay_connections_along_an_output_dependent_loop_become_memory_lanes():
 
 # inputs that use no loop of the run (docs/dataflows.md "Inputs that use no loop of the run"): (operation, types,
 # shape, dataflow, bounds, what the split says about the input's feed, run build cycles more than the tile's own
-# schedule (model, benchmarks/refusal_class_check.py ``load_gaps``): (before the first step, after it), cycles)
+# schedule (model, sim/array_model.py ``load_gaps``): (before the first step, after it), cycles)
 _T3 = {"W": _I8, "I": _I8, "O": "int32"}
 UNUSED = [
     ("O[k,p] += W[k] * I[p,r]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
@@ -167,11 +167,8 @@ def test_runs_with_an_input_that_uses_no_loop_of_the_run(expr, types, shape, df,
     (``feeds``, in --explain too), outputs exact and RTL cycles == model cycles in Amaranth; against the tile's own
     schedule (same loader, issuer and drain, the input loaded once per tile or streamed) the run build is
     ``gaps`` cycles slower before / after the first step."""
-    import sys
-    from pathlib import Path
+    from archgen.sim.array_model import load_gaps
     from archgen.verif.array_amaranth import verify_array_amaranth
-    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-    from refusal_class_check import load_gaps
     design = _design((expr, types, None), shape, df)
     split = reduction_runs_of(design, design.dataflow())
     assert split is not None and not split.faithful and split.feeds == feeds
