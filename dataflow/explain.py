@@ -114,8 +114,13 @@ def _run_lines(design: Design, df) -> list[str]:
                  f"{sch.drain_rows} drain rows + 1) waits at its last step for the previous run's drain"
                  + ("; partial sums of earlier visits are preloaded per run, after the previous run has drained"
                     if sch.psum_in else ""))
+    if sch.keep_dims:
+        lines.append(f"  the stationary input(s) stay in the FUs while the tile counter(s) of {', '.join(sch.keep_dims)} "
+                     "advance: a run loads only at the first run of each tile"
+                     + (" or to preload partial sums" if sch.accumulate and sch.psum_in else ""))
     if not split.faithful:
-        lines.append(f"  the per-run load ({sch.rows} row(s) into the shadow registers, started {sch.swap_skew + 1} "
+        what = "a run's load" if sch.keep_dims else "the per-run load"
+        lines.append(f"  {what} ({sch.rows} row(s) into the shadow registers, started {sch.swap_skew + 1} "
                      f"cycle(s) after the previous run's first step) delays a run of fewer than "
                      f"{sch.swap_skew + 1 + sch.rows} steps (docs/dataflows.md \"Inputs that use no loop of the run\")")
     if split.note:

@@ -417,12 +417,15 @@ def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
     if not all(out.uses(d) for d in dep):
         return None
     feeds = []
-    for x in op.inputs:
-        if not any(x.uses(d) for d in run):
-            whole = not any(x.uses(d) for d in dep)
-            feeds.append(f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with "
-                         f"{', '.join(dep)} outside the tile it is " + ("loaded per run instead of once per tile"
-                                                                        if whole else "stationary per run instead of streamed"))
+    held = [x for x in op.inputs if not any(x.uses(d) for d in run)]
+    kept = all(not any(x.uses(d) for d in dep) for x in held)     # compile.py ``_keep_stationary`` keeps them
+    for x in held:
+        whole = not any(x.uses(d) for d in dep)
+        feeds.append(f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with "
+                     f"{', '.join(dep)} outside the tile it is " + (
+                         "stationary per run instead of streamed" if not whole else
+                         "stationary, loaded at the first run of each tile and kept over its runs (once per tile)"
+                         if kept else "loaded per run instead of once per tile"))
     moved = dataclasses.replace(df, inner=tuple(run))
     lost = sorted({a.operand for a in set(delay_axes(design, df)) - set(delay_axes(design, moved))})
     note = (f"the delay connections of {', '.join(lost)} along output-dependent loop(s) of the tile are not built "

@@ -48,13 +48,14 @@ class ArrayModelResult:
         return self.dram_wait_cycles
 
 
-def tile_traffic(compiled: CompiledArray, steps: int, first: bool) -> dict[str, int]:
-    """Elements on each stream port for one tile (what the host program sends and receives)."""
+def tile_traffic(compiled: CompiledArray, steps: int, first: bool, loads: bool = True) -> dict[str, int]:
+    """Elements on each stream port for one tile (what the host program sends and receives); ``loads``: the
+    tile loads its stationary inputs (``ArraySchedule.loads``; not when it keeps the previous tile's)."""
     sch, fg = compiled.schedule, compiled.fu_graph
     out = {}
     for port in compiled.stream_ports:
         if port.role is PortRole.INPUT:
-            beats = sch.rows if fg.plan(port.operand).role == Role.STATIONARY else steps
+            beats = (sch.rows if loads else 0) if fg.plan(port.operand).role == Role.STATIONARY else steps
         elif port.role is PortRole.PSUM:
             beats = 0 if first else (sch.drain_rows if sch.accumulate else steps)
         else:
@@ -114,7 +115,7 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
     tiles = list(mapping.tiles())
     n = len(tiles)
     env = simpy.Environment()
-    traffic = [tile_traffic(compiled, steps, t.first) for t in tiles]
+    traffic = [tile_traffic(compiled, steps, t.first, sch.loads(t)) for t in tiles]
     mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in tr.items()} for tr in traffic], outgoing,
                       bytes_per_cycle, buffers)
     loaded = [env.event() for _ in tiles]         # shadow registers hold the tile's stationary data
@@ -258,7 +259,9 @@ def load_gaps(design, bounds) -> tuple[int, int] | None:
     The tile's own schedule is modelled with the same loader, issuer and drain (``simulate_array``): the inputs
     that use no loop of D or R stationary over the tile (loaded at the first run of each tile of [D, R]), the
     inputs that use a loop of D and none of R streamed (no load), partial sums preloaded per run as in the run
-    build. None when the dataflow holds no output per run. docs/dataflows.md "Inputs that use no loop of the run"."""
+    build. None when the dataflow holds no output per run. The run build itself keeps such an input over a tile's
+    runs where every stationary input is one (``ArraySchedule.keep_dims``); where another input is stationary per
+    run it loads them all per run. docs/dataflows.md "Inputs that use no loop of the run"."""
     c = compile_array(design)
     m = map_problem(design, bounds, c.dataflow)
     split = reduction_runs_of(design, design.dataflow())
@@ -282,7 +285,7 @@ def load_gaps(design, bounds) -> tuple[int, int] | None:
 
     @dataclasses.dataclass(frozen=True)
     class OwnSchedule(type(sch)):
-        def needs_load(self, first) -> bool:
+        def needs_load(self, first, keeps=False) -> bool:
             return (whole and first.group_start) or (self.accumulate and self.psum_in and not first)
 
         @property

@@ -151,10 +151,10 @@ def test_in_amaranth(op, shape, df, moved, rest, runs, bounds):
 
 def test_a_trailing_run_that_reloads_an_input_is_built():
     """O[k,p] += W[k,c] * I[c,p,r] on [2], order [k, c, p, r]: c moves out ([p, r] left), then the run of r: W
-    uses no loop of the run, so it is loaded per run (it was refused). --explain names both moves; outputs exact,
-    RTL cycles == model cycles (Amaranth); against the [p, r] tile's own schedule with W loaded once per tile
-    (sim/array_model.py ``load_gaps``) no cycle is lost: the one-row load per run overlaps the
-    previous run."""
+    uses no loop of the run nor p: it is kept over the runs of each tile of [p, r] and loaded at the first run, and
+    with the partial-sum preloads of c's later tiles (it was refused). --explain names both moves; outputs exact, RTL
+    cycles == model cycles (Amaranth); against the [p, r] tile's own schedule (sim/array_model.py ``load_gaps``)
+    no cycle is lost."""
     from archgen.sim.array_model import load_gaps
     design = _design(("O[k,p] += W[k,c] * I[c,p,r]", {"W": "int8", "I": "int8", "O": "int32"},
                       {"k": 3, "p": 3, "c": 3, "r": 3}), [2], {"spatial": {"k": 0}, "order": ["k", "c", "p", "r"],
@@ -165,7 +165,8 @@ def test_a_trailing_run_that_reloads_an_input_is_built():
     assert compile_array(design).dataflow.inner_dims() == ("r",)
     text = "\n".join(explain(design))
     assert "built as tiles of [p, r] with c outside the tile" in text
-    assert "input W does not depend on the run's loop(s) r, so with p outside the tile it is loaded per run" in text
+    assert ("input W does not depend on the run's loop(s) r, so with p outside the tile it is stationary, loaded at "
+            "the first run of each tile and kept over its runs") in text
     for r_trips, cycles in ((3, 81), (1, 50)):
         bounds = {"k": 3, "p": 3, "c": 3, "r": r_trips}
         r = verify_array_amaranth(design, bounds, seed=3)

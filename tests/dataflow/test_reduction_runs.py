@@ -6,8 +6,8 @@ GEMM: ``C[i,j] += A[i,k] * B[k,j]`` on [3], spatial {i: 0}, order [i, j, k]) giv
 run of R. It runs as the dataflow with D moved out of the tile: these tests check, independently of the
 interconnect, that every iteration keeps its FU and its place in the step sequence, that the runs issue back to
 back (the model's gaps between runs) except for the drain stall ``--explain`` states, and that an input that uses
-no loop of the run (loaded per run instead of once per tile, or stationary per run instead of streamed) is built,
-exact, with the cycles it costs against the tile's own schedule."""
+no loop of the run (stationary: kept over the runs of a tile when it uses none of the tile's loops, or stationary per
+run instead of streamed) is built, exact, with the cycles it costs against the tile's own schedule."""
 from __future__ import annotations
 
 import itertools
@@ -143,7 +143,7 @@ _T3 = {"W": _I8, "I": _I8, "O": "int32"}
 UNUSED = [
     ("O[k,p] += W[k] * I[p,r]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
      {"k": 3, "p": 4, "r": 3}, "input W does not depend on the run's loop(s) r, so with p outside the tile it is "
-     "loaded per run instead of once per tile", (0, 0), 27),
+     "stationary, loaded at the first run of each tile and kept over its runs (once per tile)", (0, 0), 27),
     ("O[k,p] += W[k,r] * I[p]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
      {"k": 3, "p": 4, "r": 3}, "input I does not depend on the run's loop(s) r, so with p outside the tile it is "
      "stationary per run instead of streamed", (1, 0), 27),
@@ -151,14 +151,16 @@ UNUSED = [
                                                     "control": [0, 1]},
      {"k": 3, "p": 3, "q": 4, "c": 2, "r": 2}, "input I does not depend on the run's loop(s) c, r, so with p outside "
      "the tile it is stationary per run instead of streamed", (2, 0), 66),
-    # runs of 2 steps, shorter than W's per-run load (swap skew 2 + 1 + 2 rows = 5 steps): 10 cycles more than the
-    # tile's own schedule, which loads W once per tile of [q, p, r]
+    # runs of 2 steps, shorter than a load (swap skew 2 + 1 + 2 rows = 5 steps): W kept over the runs of each tile
+    # of [q, p, r] (keep_dims q, p) and loaded with the partial-sum preloads of c's later tiles, the tile's own
+    # schedule (loaded per run, as before the keep: 147 cycles, 10 more)
     ("O[k,p,q] += W[k,c] * I[c,p,q,r]", _T3, [2, 2], {"spatial": {"k": 0, "c": 1}, "order": ["k", "c", "q", "p", "r"],
                                                       "control": [1, 1]},
      {"k": 3, "p": 3, "q": 2, "c": 3, "r": 2}, "input W does not depend on the run's loop(s) r, so with q, p outside "
-     "the tile it is loaded per run instead of once per tile", (0, 10), 147),
+     "the tile it is stationary, loaded at the first run of each tile and kept over its runs (once per tile)", (0, 0),
+     137),
 ]
-UNUSED_IDS = ["broadcast-W-1d", "broadcast-I-1d", "I-per-run-2x3", "W-per-run-short-runs-2x2"]
+UNUSED_IDS = ["broadcast-W-kept-1d", "broadcast-I-1d", "I-per-run-2x3", "W-kept-short-runs-2x2"]
 
 
 @pytest.mark.parametrize("expr, types, shape, df, bounds, feeds, gaps, cycles", UNUSED, ids=UNUSED_IDS)
@@ -174,6 +176,7 @@ def test_runs_with_an_input_that_uses_no_loop_of_the_run(expr, types, shape, df,
     assert split is not None and not split.faithful and split.feeds == feeds
     compiled = compile_array(design)
     assert compiled.dataflow.inner_dims() == split.run
+    assert bool(compiled.schedule.keep_dims) == ("kept over its runs" in feeds), compiled.schedule.keep_dims
     assert compiled.fu_graph.output.role is Role.ACCUMULATE
     assert _walk(design, design.dataflow(), bounds) == _walk(design, compiled.dataflow, bounds)
     assert feeds in "\n".join(explain(design))
