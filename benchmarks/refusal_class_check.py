@@ -17,7 +17,8 @@ fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM by
 latter). --bytes (with --memory, a tiled layer): the DRAM bytes the RTL's DMA moved (its byte counters) must equal
 the model's (sim/layer_model.py) and the closed form's (memctl.layer_dram_bytes) too, printed per layer.
 --load-gap (array level, the class of inputs loaded per run): the cycles the run build spends more than the tile's
-own schedule, modelled with the same loader, issuer and drain (sim/array_model.py ``load_gaps``), before the first step and after it.
+own schedule, modelled with the same loader, issuer and drain (sim/array_model.py ``load_gaps``), before the first
+step and after it.
 """
 import json
 import random

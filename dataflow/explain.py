@@ -115,8 +115,9 @@ def _run_lines(design: Design, df) -> list[str]:
                  + ("; partial sums of earlier visits are preloaded per run, after the previous run has drained"
                     if sch.psum_in else ""))
     if sch.keep_dims:
-        lines.append(f"  the stationary input(s) stay in the FUs while the tile counter(s) of {', '.join(sch.keep_dims)} "
-                     "advance: a run loads only at the first run of each tile"
+        keep = ", ".join(sch.keep_dims)
+        lines.append(f"  the stationary input(s) stay in the FUs while the tile counter(s) of {keep} advance: a run "
+                     "loads only at the first run of each tile"
                      + (" or to preload partial sums" if sch.accumulate and sch.psum_in else ""))
     if not split.faithful:
         what = "a run's load" if sch.keep_dims else "the per-run load"
