@@ -11,6 +11,9 @@
     python benchmarks/dataflow_refusal_search.py negative             # every spatial form of two true
                                                                       # convolutions (I[p-r], I[p-r+2]), also
                                                                       # planned as a k=5, p=5, r=3 layer
+    python benchmarks/dataflow_refusal_search.py unused               # every spatial form of operations with
+                                                                      # an input that uses no reduction loop
+                                                                      # (O[k,p] += W[k] * I[p,r], ...): ~5 min
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -42,10 +45,21 @@ OPS_NEG = {
   "convn": ("O[k,p] += W[k,r] * I[p-r]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
   "convn2": ("O[k,p] += W[k,r] * I[p-r+2]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
 }
+# an input that uses no reduction loop (a broadcast W[k] or I[p]): mode ``unused`` only (docs/dataflows.md "Inputs
+# that use no loop of the run")
+OPS_UNUSED = {
+  "bcw": ("O[k,p] += W[k] * I[p,r]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
+  "bci": ("O[k,p] += W[k,r] * I[p]", {"W": "int8", "I": "int8", "O": "int32"}, {"k": 3, "p": 5, "r": 3}),
+  "scale": ("C[i,j] += A[i,k] * s[j]", {"A": "int8", "s": "int8", "C": "int32"}, None),
+  "bcw4": ("O[k,p,q] += W[k,c] * I[c,p,q,r]", {"W": "int8", "I": "int8", "O": "int32"},
+           {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3}),
+  "bci4": ("O[k,p,q] += W[k,c,r] * I[p,q]", {"W": "int8", "I": "int8", "O": "int32"},
+           {"k": 3, "p": 4, "q": 2, "c": 2, "r": 3}),
+}
 SHAPES = [[2, 2], [2, 3], [3], [2, 2, 2]]
 
 def base(op, shape, df):
-    expr, types, bounds = OPS[op] if op in OPS else OPS_NEG[op]
+    expr, types, bounds = {**OPS, **OPS_NEG, **OPS_UNUSED}[op]
     d = {"version": 1, "kind": "array", "name": "s", "operation": expr, "types": types, "array": {"shape": shape},
          "dataflows": {"d": df}}
     if bounds: d["bounds"] = bounds
@@ -114,7 +128,7 @@ def _probe_stt(c):
 
 def dims_of(op):
     from archgen.arch.einsum import parse_operation
-    return list(parse_operation((OPS[op] if op in OPS else OPS_NEG[op])[0]).dims)
+    return list(parse_operation({**OPS, **OPS_NEG, **OPS_UNUSED}[op][0]).dims)
 
 def spatial_form(rng, dims, shape):
     sp = rng.sample(dims, len(shape))
@@ -246,6 +260,17 @@ def main():
                         for ctl in itertools.product((0, 1), repeat=len(shape)):
                             probe(op, shape, {"spatial": {d: a for a, d in enumerate(sp)}, "order": list(order),
                                               "control": list(ctl)}, layer={"k": 5, "p": 5, "r": 3})
+    elif mode == "unused":                      # every spatial form of OPS_UNUSED: three-loop operations on every
+        for op in OPS_UNUSED:                   # shape, all orders; five-loop ones on 2-D and 1-D, 12 orders per
+            dims = dims_of(op)                  # placement at random
+            for shape in SHAPES if len(dims) < 4 else SHAPES[:3]:
+                for sp in itertools.permutations(dims, len(shape)):
+                    orders = list(itertools.permutations(dims))
+                    if len(orders) > 12: orders = rng.sample(orders, 12)
+                    for order in orders:
+                        for ctl in itertools.product((0, 1), repeat=len(shape)):
+                            probe(op, shape, {"spatial": {d: a for a, d in enumerate(sp)}, "order": list(order),
+                                              "control": list(ctl)})
     elif mode == "fused":
         fused_search(rng, int(sys.argv[3]) if len(sys.argv) > 3 else 40)
     print(mode, f"{time.time()-t0:.0f}s")

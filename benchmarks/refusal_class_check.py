@@ -1,7 +1,7 @@
 """Run the specs of one refusal class of benchmarks/dataflow_refusal_search.py that a later version builds.
 
     python benchmarks/refusal_class_check.py BEFORE.json AFTER.json "MESSAGE PART" [N [SEED]] [--memory] [--per-shape K]
-                                              [--bytes]
+                                              [--bytes] [--load-gap]
 
 BEFORE.json / AFTER.json are two runs of the search (AFTER may be "-": every spec of the class). The specs whose
 BEFORE message contains MESSAGE PART and that AFTER no longer refuses (N of them at random, default all) are run:
@@ -16,6 +16,9 @@ Amaranth (one problem per dataflow), or with --memory each dataflow as a layer t
 fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM bytes moved == the model's for the
 latter). --bytes (with --memory, a tiled layer): the DRAM bytes the RTL's DMA moved (its byte counters) must equal
 the model's (sim/layer_model.py) and the closed form's (memctl.layer_dram_bytes) too, printed per layer.
+--load-gap (array level, the class of inputs loaded per run): the cycles the run build spends more than the tile's
+own schedule, modelled with the same loader, issuer and drain (sim/array_model.py ``load_gaps``), before the first
+step and after it.
 """
 import json
 import random
@@ -30,7 +33,11 @@ from dataflow_refusal_search import base  # noqa: E402
 
 from archgen.arch.errors import SpecError  # noqa: E402
 from archgen.arch.spec import load_spec_data  # noqa: E402
+from archgen.sim.array_model import load_gaps  # noqa: E402
 
+GAP_LINES: list[str] = []
+GAPS: list = []              # --load-gap: (before, after) per spec, summed up at the end
+LOAD_GAP = False             # --load-gap: also the cycles against the tile's own schedule (``load_gaps``)
 BOUNDS = {"i": 5, "j": 3, "k": 5, "p": 5, "q": 3, "r": 3, "c": 3}
 CHECK_BYTES = False          # --bytes: the DMA's moved bytes == the model's == the closed form's (``_layer``)
 
@@ -66,7 +73,19 @@ def _layer(design, bounds, seed):
 def _array(design, bounds, seed):
     from archgen.verif.array_amaranth import verify_array_amaranth
     r = verify_array_amaranth(design, bounds, seed=seed)
+    if LOAD_GAP:
+        GAPS.append(load_gaps(design, bounds))
+        GAP_LINES.append("    " + load_gap_text(design, bounds))     # printed after the spec's line
     return r.outputs_exact, r.rtl_cycles, r.model_cycles
+
+
+def load_gap_text(design, bounds) -> str:
+    gaps = load_gaps(design, bounds)
+    if gaps is None:
+        return "no output held per run"
+    first, after = gaps
+    return (f"run build against the tile's own schedule (model): {first} cycle(s) more before the first step, "
+            f"{after} after it")
 
 
 def _fused_array(design, bounds, seed):
@@ -153,8 +172,10 @@ def _spec(op, shape, df):
 
 def main(argv):
     global CHECK_BYTES
+    global LOAD_GAP
     CHECK_BYTES = "--bytes" in argv
-    argv = [a for a in argv if a != "--bytes"]
+    LOAD_GAP = "--load-gap" in argv
+    argv = [a for a in argv if a not in ("--bytes", "--load-gap")]
     memory = "--memory" in argv
     per_shape = int(argv[argv.index("--per-shape") + 1]) if "--per-shape" in argv else None
     if per_shape is not None:
@@ -190,7 +211,16 @@ def main(argv):
         counts["ok" if good else "bad"] += 1
         print("OK " if good else "BAD", op, shape, json.dumps(df), bounds, f"exact={exact} rtl {rtl} model {model} cycles",
               f"{time.time() - t0:.0f} s", flush=True)
+        while GAP_LINES:
+            print(GAP_LINES.pop(0), flush=True)
     print(("memory system" if memory else "array") + ":", counts)
+    if LOAD_GAP:
+        held = [g for g in GAPS if g is not None]
+        after = [g[1] for g in held if g[1]]
+        print(f"against the tile's own schedule: {len(held)} held per run, {sum(1 for g in held if g == (0, 0))} "
+              f"with the same cycles, {sum(1 for g in held if g[0] and not g[1])} only later before the "
+              f"first step, {len(after)} later after it ({min(after, default=0)} to {max(after, default=0)} "
+              "cycles)")
     return 1 if counts["bad"] else 0
 
 

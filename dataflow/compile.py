@@ -24,8 +24,8 @@ from archgen.arch.spec import Dataflow, Design
 
 from .delay_lp import RetimedGraph, insert_pipeline_registers
 from .delays import DelayTable
-from .interconnect import FUGraph, derive_interconnect, tiled_equivalent
-from .ir import CommandLayout, Direction, NodeKind, Port, PortRole, command_layout, port_name
+from .interconnect import FUGraph, derive_interconnect, reduction_runs_of, tiled_equivalent
+from .ir import CommandLayout, Direction, NodeKind, Port, PortRole, Role, command_layout, port_name
 from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
 from .schedule import ArraySchedule, array_schedule
@@ -121,9 +121,28 @@ def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pip
     if df.skewed:                            # hexagonal/diagonal stt maps: lock-step chains, no LP (stt_array.py)
         from .stt_array import compile_stt_array
         return compile_stt_array(design, df, target, pipeline)
-    df = tiled_equivalent(design, df)        # skewed maps run as the tiled map with the control they imply
+    tiled = tiled_equivalent(design, df)     # skewed maps run as the tiled map with the control they imply
     period = 1e3 / design.clock_mhz if pipeline else None
-    return _compile_for(design, df, period, str(target), tuple(single_tile))
+    return _keep_stationary(design, df, _compile_for(design, tiled, period, str(target), tuple(single_tile)))
+
+
+def _keep_stationary(design: Design, df: Dataflow, compiled: CompiledArray) -> CompiledArray:
+    """An output held per run of R with D outside the tile (``reduction_runs``) whose stationary inputs use neither
+    D nor R: the tile [D, R] loads them once, so the runs of one tile keep them (``ArraySchedule.keep_dims``: the
+    trailing outer loops no stationary input uses; the loader, the issuer's swap, the host program and the memory
+    system skip the load there). A tile that preloads partial sums loads them too (the loader fills one shadow)."""
+    sch, fg = compiled.schedule, compiled.fu_graph
+    split = reduction_runs_of(design, df)
+    if split is None or split.faithful or not sch.has_stationary:
+        return compiled
+    held = [design.operation.operand(p.name) for p in fg.inputs if p.role is Role.STATIONARY]
+    outer = compiled.dataflow.outer_dims()
+    keep = 0
+    while keep < len(outer) and not any(x.uses(outer[-1 - keep]) for x in held):
+        keep += 1
+    if not keep:
+        return compiled
+    return dataclasses.replace(compiled, schedule=dataclasses.replace(sch, keep_dims=tuple(outer[len(outer) - keep:])))
 
 
 @lru_cache(maxsize=256)

@@ -67,6 +67,7 @@ class TileCounterHW:
     first: Any              # first visit of the tile's output (every reduction counter at 0)
     last: Any               # the last tile
     advance: Any            # callable: emit the step to the next tile (inside the caller's m.If)
+    cnt: dict = None        # outer loop -> its counter
 
 
 def tile_counter_hw(m, hdl, name: str, cmd: CommandHW) -> TileCounterHW:
@@ -89,14 +90,17 @@ def tile_counter_hw(m, hdl, name: str, cmd: CommandHW) -> TileCounterHW:
                 m.d.sync += cnt[d].eq(hdl.Mux(wrap_here, 0, cnt[d] + 1))
             carry = carry & wrap_here
 
-    return TileCounterHW(first, last, advance)
+    return TileCounterHW(first, last, advance, cnt)
 
 
-def _needs_load_hw(hdl, sch: ArraySchedule, first):
-    """``ArraySchedule.needs_load`` on a first-visit signal."""
-    if sch.has_stationary:
+def _needs_load_hw(hdl, sch: ArraySchedule, tiles: TileCounterHW):
+    """``ArraySchedule.needs_load`` (``loads``) on the tile counters: first-visit flag, ``keep_dims`` at 0."""
+    preload = ~tiles.first if sch.accumulate and sch.psum_in else hdl.Const(0)
+    if not sch.has_stationary:
+        return preload
+    if not sch.keep_dims:
         return hdl.Const(1)
-    return ~first if sch.accumulate and sch.psum_in else hdl.Const(0)
+    return all_of([tiles.cnt[d] == 0 for d in sch.keep_dims]) | preload
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,7 +134,7 @@ def loader_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, data_valid, swap_issue
     done = hdl.Signal(name="load_done")
     busy = hdl.Signal(name="load_busy")
     needs = hdl.Signal(name="load_needed")
-    m.d.comb += [first.eq(tiles.first), needs.eq(_needs_load_hw(hdl, sch, tiles.first))]
+    m.d.comb += [first.eq(tiles.first), needs.eq(_needs_load_hw(hdl, sch, tiles))]
     active = cmd.running & ~done
     start_ok = ~shadow_full
     if tile_drained is not None:
@@ -198,7 +202,7 @@ def loader_process(env, sch: ArraySchedule, tiles, shadow_free: Flag, loaded, wa
     preloaded with partial sums) a preload of tile k also waits for tile k - 1 to have drained."""
     yield env.timeout(1)                                   # running from cycle 1
     for k, tile in enumerate(tiles):
-        if not sch.needs_load(tile.first):
+        if not sch.loads(tile):
             yield env.timeout(1)                           # skipping a tile takes its cycle
             continue
         yield from wait_fetched(k)
@@ -291,7 +295,7 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
     step = hdl.Signal(STEP_BITS, name="issue_step")
     done = hdl.Signal(name="issue_done")
     issue = hdl.Signal(name="issue")
-    needs = _needs_load_hw(hdl, sch, tiles.first)
+    needs = _needs_load_hw(hdl, sch, tiles)
     first_step = step == 0
     last_step = step == cmd.steps_m1
     conds = [cmd.running, ~done, adv]
@@ -359,7 +363,7 @@ def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, 
     raw = streams_psums_back(sch) and psum_tile_distance is not None
     for k, tile in enumerate(tiles):
         yield from wait_fetched(k)
-        needs = sch.has_loader and sch.needs_load(tile.first)
+        needs = sch.has_loader and sch.loads(tile)
         if needs:
             yield loaded[k]
         if raw and not tile.first:

@@ -104,17 +104,26 @@ def _run_lines(design: Design, df) -> list[str]:
         return []
     out = design.operation.output.name
     run, dep = ", ".join(split.run), ", ".join(split.dep)
-    if not split.faithful:
-        return [f"  {out} would be held per run of {run} inside the tile [{dep}, {run}], but {split.why}: not built"]
     lines = [f"  {out} is held per run: the tile [{dep}, {run}] gives each FU one element of {out} for a run of {run} "
              f"(the reduction loops after {dep}); it is accumulated in place for the run and drained at its end, "
              f"while the next run accumulates. Built as tiles of [{run}] with {dep} outside the tile: the same FU "
-             "per iteration, order per FU and step sequence (no input is loaded per tile)"]
+             "per iteration, order per FU and step sequence"
+             + (" (no input is loaded per tile)" if split.faithful else f"; {split.feeds}")]
     sch = compile_array(design, df, pipeline=False).schedule
     lines.append(f"  a run of fewer than {sch.commit_skew + sch.drain_rows + 1} steps (commit skew {sch.commit_skew} + "
                  f"{sch.drain_rows} drain rows + 1) waits at its last step for the previous run's drain"
                  + ("; partial sums of earlier visits are preloaded per run, after the previous run has drained"
                     if sch.psum_in else ""))
+    if sch.keep_dims:
+        keep = ", ".join(sch.keep_dims)
+        lines.append(f"  the stationary input(s) stay in the FUs while the tile counter(s) of {keep} advance: a run "
+                     "loads only at the first run of each tile"
+                     + (" or to preload partial sums" if sch.accumulate and sch.psum_in else ""))
+    if not split.faithful:
+        what = "a run's load" if sch.keep_dims else "the per-run load"
+        lines.append(f"  {what} ({sch.rows} row(s) into the shadow registers, started {sch.swap_skew + 1} "
+                     f"cycle(s) after the previous run's first step) delays a run of fewer than "
+                     f"{sch.swap_skew + 1 + sch.rows} steps (docs/dataflows.md \"Inputs that use no loop of the run\")")
     if split.note:
         lines.append(f"  ({split.note})")
     return lines

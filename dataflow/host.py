@@ -16,6 +16,7 @@ from archgen.mappings.tiling import Tile, TileMapping
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
+from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
 
@@ -88,7 +89,8 @@ def _gather(tensor: np.ndarray, operand, dims, x: np.ndarray, bounds) -> tuple[n
     return np.where(held, vals, 0), np.where(inside[..., None], idx, -1)
 
 
-def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarray]) -> HostProgram:
+def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarray],
+                 schedule: ArraySchedule | None = None) -> HostProgram:
     design = fg.design
     op = design.operation
     dims = op.dims
@@ -141,7 +143,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
-            if p.role is not Role.STATIONARY:
+            if p.role is not Role.STATIONARY or (schedule is not None and not schedule.loads(tile)):
                 continue
             x = _iterations(fg, mapping, tile, rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
             vals, _ = _gather(tensors[p.name], op.operand(p.name), dims, x, bounds)

@@ -166,6 +166,7 @@ class _Builder:
     def __init__(self):
         self.g = nx.DiGraph()
         self.links: dict[tuple[Node, Node], Link] = {}
+        self.reserved: set[tuple[Node, Node]] = set()   # edges a later operand takes (the output's chains)
         self.roles: dict[Node, dict[str, Role]] = {}
 
     def add_fu(self, n: Node) -> None:
@@ -255,17 +256,21 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     types = design.type_of
     plans = []
     problems = []
+    out = op.output
+    ro = reuse[out.name]
+    chained = [a for a in ro.axes if ro.moves[a][1] != 0]         # a delay per hop: a register chain
+    # the output's partial-sum chains take their FU-to-FU edges first: an input reused along a chained axis
+    # (one that uses no loop of that axis, W[k] in O[k,p] += W[k] * I[p,r] with r on it) forwards along another
+    # axis or takes more memory lanes there, as for an edge an earlier input took
+    g.reserved = {(fu(s), fu(t)) for s, (t, _, _) in _chain_successors(coords, shape, ro, chained).items()}
     for x in op.inputs:
         rx = reuse[x.name]
         if set(inner) <= rx.held_over:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
         plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
-    out = op.output
-    ro = reuse[out.name]
     reduce_axes = ro.axes
     outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
-    chained = [a for a in reduce_axes if ro.moves[a][1] != 0]     # a delay per hop: a register chain
     trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
     if set(inner) <= ro.held_over:
         if reduce_axes:
@@ -275,16 +280,9 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
             plans.append(_accumulate(g, out.name, shape, coords, types[out.name], outer_reduction))
     else:
         needs = [d for d in inner if d in ro.held_over]
-        if needs:
-            split = reduction_run_split(design, df)
-            written = as_written(design, df)
-            rounds = psum_rounds_of(design, written) if written is not None else None
-            moved = (f"the tile [{', '.join(rounds.moved + rounds.rest)}] runs as [{', '.join(rounds.rest)}] with "
-                     f"{', '.join(rounds.moved)} outside; " if rounds is not None else "")
-            why = (f" ({moved}the output is held per run of {', '.join(split.run)} only where that runs the tile's "
-                   f"own schedule, and here {split.why})" if split is not None else "")
+        if needs:           # a guard: tiled_equivalent builds every tile that reaches here (runs, rounds)
             problems.append(problem(f"dataflows.{df.name}.order", f"the output {out.name} does not depend on inner loop(s) "
-                                    f"{', '.join(needs)} but does on others{why}; put reduction loops outside the tile "
+                                    f"{', '.join(needs)} but does on others; put reduction loops outside the tile "
                                     "(or make every inner loop a reduction loop for an output-stationary design)",
                                     list(df.order)))
         if problems:
@@ -385,17 +383,22 @@ def psum_rounds(design: Design, df: Dataflow) -> Dataflow:
 class ReductionRuns:
     """A tile whose output depends on some inner loops and not on the loops after them (``inner`` = D + R, D the
     loops up to the last one the output depends on, R the trailing reduction loops, none of D a reduction loop):
-    each FU holds one output element for a run of R, then moves to the next. ``faithful``: the dataflow with D
-    moved out of the tile (inner = R) runs the same steps at the same cycles; else ``why`` it would not."""
+    each FU holds one output element for a run of R, then moves to the next. It runs as the dataflow with D moved
+    out of the tile (inner = R): the same FU per iteration and the same step sequence. ``faithful``: every input
+    uses a loop of R, so every input keeps its schedule and every step its cycle; else ``feeds`` says which
+    inputs are loaded per run instead (an input that uses no loop of R is stationary over a run: loaded into the
+    shadow registers once per run, where the tile loads it once per tile or streams it), which can delay a run
+    shorter than the load (``--explain`` states the bound; docs/dataflows.md "Inputs that use no loop of the
+    run")."""
 
     dep: tuple[Dim, ...]
     run: tuple[Dim, ...]
-    why: str = ""
+    feeds: str = ""
     note: str = ""           # what the run build does not build that the tile would (delay connections on D)
 
     @property
     def faithful(self) -> bool:
-        return not self.why
+        return not self.feeds
 
 
 def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
@@ -413,19 +416,22 @@ def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
     dep, run = inner[:dep_at[-1] + 1], inner[dep_at[-1] + 1:]
     if not all(out.uses(d) for d in dep):
         return None
-    why = []
-    for x in op.inputs:
-        if not any(x.uses(d) for d in run):
-            whole = not any(x.uses(d) for d in dep)
-            why.append(f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with "
-                       f"{', '.join(dep)} outside the tile it would be " + ("reloaded per run instead of once per tile"
-                                                                            if whole else "stationary per run instead of streamed"))
+    feeds = []
+    held = [x for x in op.inputs if not any(x.uses(d) for d in run)]
+    kept = all(not any(x.uses(d) for d in dep) for x in held)     # compile.py ``_keep_stationary`` keeps them
+    for x in held:
+        whole = not any(x.uses(d) for d in dep)
+        feeds.append(f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with "
+                     f"{', '.join(dep)} outside the tile it is " + (
+                         "stationary per run instead of streamed" if not whole else
+                         "stationary, loaded at the first run of each tile and kept over its runs (once per tile)"
+                         if kept else "loaded per run instead of once per tile"))
     moved = dataclasses.replace(df, inner=tuple(run))
     lost = sorted({a.operand for a in set(delay_axes(design, df)) - set(delay_axes(design, moved))})
     note = (f"the delay connections of {', '.join(lost)} along output-dependent loop(s) of the tile are not built "
             "(they would step a loop outside the run and pad each row of it with masked runs); memory lanes feed "
             "those FUs instead" if lost else "")
-    return ReductionRuns(tuple(dep), tuple(run), "; ".join(why), note)
+    return ReductionRuns(tuple(dep), tuple(run), "; ".join(feeds), note)
 
 
 def reduction_runs_of(design: Design, df: Dataflow) -> ReductionRuns | None:
@@ -436,13 +442,15 @@ def reduction_runs_of(design: Design, df: Dataflow) -> ReductionRuns | None:
 
 def reduction_runs(design: Design, df: Dataflow) -> Dataflow:
     """A tile of output-dependent loops D followed by reduction loops R (:func:`reduction_run_split`) holds each
-    output element in its FU's accumulator for one run of R, drained at the run's end. When that is faithful it
-    runs as the dataflow with D moved out of the tile (inner = R): every FU the same iterations in the same order,
-    the same step at the same cycle (tiles of R back to back, as the runs of the original tile are; no input is
-    loaded between tiles), the output accumulated per run and drained after it (docs/dataflows.md "Outputs held
-    per run of the reduction loops"). Otherwise ``df`` unchanged (derive_interconnect refuses it with the reason)."""
+    output element in its FU's accumulator for one run of R, drained at the run's end. It runs as the dataflow
+    with D moved out of the tile (inner = R): every FU the same iterations in the same order, the output
+    accumulated per run and drained after it (docs/dataflows.md "Outputs held per run of the reduction loops").
+    When every input uses a loop of R (``faithful``) no input is loaded between runs, so every step keeps its
+    cycle (runs back to back, as the original tile's steps). An input that uses no loop of R is stationary over a
+    run and loaded once per run into the shadow registers, overlapped with the previous run (``feeds``); a run
+    shorter than that load waits for it (docs/dataflows.md "Inputs that use no loop of the run")."""
     split = reduction_run_split(design, df)
-    if split is None or not split.faithful:
+    if split is None:
         return df
     return dataclasses.replace(df, inner=split.run)
 
@@ -842,7 +850,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
         moves.setdefault(e, m)
     # an FU-to-FU edge carries one operand's wire: edges an earlier operand took are not candidates
     # (this operand then forwards along another axis or takes more memory lanes)
-    moves = {e: m for e, m in moves.items() if e not in g.links}
+    moves = {e: m for e, m in moves.items() if e not in g.links and e not in g.reserved}
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)

@@ -19,6 +19,7 @@ This module imports neither simpy nor amaranth: the model halves receive a SimPy
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -330,6 +331,20 @@ class BufferLayout:
         return self.halves * self.half_elems // self.banks
 
 
+def _loading_tiles(w: PortWalk, trips) -> int:
+    """Tiles of one command whose stationary load a keeping walk (``PortWalk.keep_levels``) does not skip: every
+    keep level at 0, or (with ``red_levels``) a reduction level not at 0."""
+    tiles = trips[:w.skip_level + 1]
+    free = [i for i in range(len(tiles)) if i not in w.keep_levels and i not in w.red_levels]
+    tied = sorted(set(w.keep_levels) | set(w.red_levels))
+    n = 0
+    for vals in itertools.product(*[range(tiles[i]) for i in tied]):
+        at = dict(zip(tied, vals))
+        keeps = any(at[i] for i in w.keep_levels) and not any(at[i] for i in w.red_levels)
+        n += not keeps
+    return n * math.prod(tiles[i] for i in free)
+
+
 @dataclass(frozen=True)
 class PortWalk:
     """One array port's address generator: its levels (outer to inner) and per-block values."""
@@ -377,6 +392,10 @@ class PortWalk:
     # per array axis that the lanes span and whose loop the operand uses: (tile level, axis, extent, the lanes'
     # coordinates on it); a lane past that loop's bound on its last tile reads 0 (``<port>_lane_last@<axis>``)
     lane_masks: tuple[tuple[int, int, int, tuple[int, ...]], ...] = ()
+    # a stationary load that tiles keep (``ArraySchedule.keep_dims``: an output held per run whose stationary inputs
+    # use none of the tile's loops): the walk skips, one tile a cycle, every tile with a keep level not at 0 (and
+    # every reduction level, ``red_levels``, at 0 when partial sums are preloaded: those tiles load anyway)
+    keep_levels: tuple[int, ...] = ()
 
     @property
     def groups(self) -> int:
@@ -816,6 +835,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
         held = hl is not None and x not in chained
         skips = kind == "psum" and red_split
+        keeps = rows and kind == "read" and x != out.name and bool(compiled.schedule.keep_dims)
+        preload = compiled.schedule.accumulate and compiled.schedule.psum_in
         masks = tuple((levels.index(f"tile:{d}"), levels.index(f"row@{axis_of[d]}"), shape[axis_of[d]])
                       for d in outer if multi and (d in red or x == out.name)
                       and axis_of.get(d, len(lead_axes)) < len(lead_axes) and xop.uses(d))
@@ -833,10 +854,13 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               (1 if not rows else shape[0] if len(shape) == 2 and x != out.name else
                                math.prod(lead_axes) if multi or x != out.name else drained),
                               hl if held else None, halo if held else 0,
-                              len(outer) - 1 if skips else None,
-                              tuple(levels.index(f"tile:{d}") for d in red) if skips else (), pn in broadcast,
+                              len(outer) - 1 if skips or keeps else None,
+                              tuple(levels.index(f"tile:{d}") for d in red) if skips or (keeps and preload) else (),
+                              pn in broadcast,
                               row_masks=masks, lane_step=lane_step.get(pn, 1),
-                              lane_masks=lane_masks, **({} if lmap is None else {
+                              lane_masks=lane_masks,
+                              keep_levels=tuple(levels.index(f"tile:{d}") for d in compiled.schedule.keep_dims)
+                              if keeps else (), **({} if lmap is None else {
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]})))
 
     def block_geometry(blk):
@@ -1045,7 +1069,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_trips{li}"] = trips[li]
             row[f"{w.port}_base"] = base
             row[f"{w.port}_beats"] = math.prod(trips)
-            if w.skip_level is not None:      # every tile's beats but the first visits' (all reduction levels 0)
+            if w.keep_levels:                 # the beats of the tiles that load (ArraySchedule.loads)
+                row[f"{w.port}_beats"] = _loading_tiles(w, trips) * math.prod(trips[w.skip_level + 1:])
+            elif w.skip_level is not None:    # every tile's beats but the first visits' (all reduction levels 0)
                 tiles = trips[:w.skip_level + 1]
                 first = math.prod(t for i, t in enumerate(tiles) if i not in w.red_levels)
                 row[f"{w.port}_beats"] = (math.prod(tiles) - first) * math.prod(trips[w.skip_level + 1:])

@@ -47,13 +47,26 @@ class ArraySchedule:
     out_latency: int          # streamed outputs: cycles from issuing a step to its output beat
     pipeline_registers: int = 0   # registers the LP added for the clock target (0: none)
     drain_rows: int = 0       # accumulated outputs: beats to drain (or preload) the accumulators
+    # outer loops over which the stationary inputs do not change (an output held per run of R with D outside the
+    # tile, every stationary input using neither D nor R: ``stationary_keep_dims``): a tile with one of these
+    # counters not at 0 keeps the shadow's data (no load, no swap), as the tile [D, R] loads it once
+    keep_dims: tuple[str, ...] = ()
 
     @property
     def has_loader(self) -> bool:
         return self.has_stationary or (self.accumulate and self.psum_in)
 
-    def needs_load(self, first: bool) -> bool:
-        return self.has_stationary or (self.accumulate and self.psum_in and not first)
+    def needs_load(self, first: bool, keeps: bool = False) -> bool:
+        """``keeps``: one of ``keep_dims``' counters is not 0 at this tile (the stationary data stays)."""
+        return (self.has_stationary and not keeps) or (self.accumulate and self.psum_in and not first)
+
+    def tile_keeps(self, tile) -> bool:
+        """A tile (mappings/tiling.py ``Tile``) whose stationary data is the previous tile's: it loads nothing."""
+        return bool(self.keep_dims) and any(v != 0 for d, v in tile.outer if d in self.keep_dims)
+
+    def loads(self, tile) -> bool:
+        """``needs_load`` of a tile: the loader fills the shadow for it and its first step swaps it in."""
+        return self.needs_load(tile.first, self.tile_keeps(tile))
 
 
 def array_schedule(fg: FUGraph, timing: ArrayTiming) -> ArraySchedule:

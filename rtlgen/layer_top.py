@@ -545,7 +545,11 @@ class LayerCore(Elaboratable):
             [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
             fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
         beats = Signal(32, name=f"{name}_beats_left")
-        if skip is not None:
+        if skip is not None and w.keep_levels:    # a kept stationary load (ArraySchedule.loads): skip its tiles
+            at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
+            cond = ~seq.start_c & (beats != 0) & at_tile_start & Cat(*[cnt[j] != 0 for j in w.keep_levels]).any()
+            m.d.comb += skip[1].eq(cond if on is None else cond & on)
+        elif skip is not None:
             at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
             cond = ~seq.start_c & (beats != 0) & at_tile_start
             m.d.comb += skip[1].eq(cond if on is None else cond & on)

@@ -10,19 +10,21 @@ model's memory system; the generated RTL exposes the streams it would feed.)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import simpy
 
-from archgen.dataflow.compile import CompiledArray
+from archgen.dataflow.compile import CompiledArray, compile_array
 from archgen.dataflow.control import (Flag, accumulator_drain_process, issuer_process, loader_process,
                                       stream_drain_process)
+from archgen.dataflow.interconnect import reduction_runs_of
 from archgen.dataflow.ir import PortRole, Role
-from archgen.mappings.tiling import TileMapping
+from archgen.mappings.tiling import TileMapping, map_problem
 
-__all__ = ["ArrayModelResult", "simulate_array", "simulate_stt_array", "tile_traffic"]
+__all__ = ["ArrayModelResult", "load_gaps", "simulate_array", "simulate_stt_array", "tile_traffic"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,14 @@ class ArrayModelResult:
         return self.dram_wait_cycles
 
 
-def tile_traffic(compiled: CompiledArray, steps: int, first: bool) -> dict[str, int]:
-    """Elements on each stream port for one tile (what the host program sends and receives)."""
+def tile_traffic(compiled: CompiledArray, steps: int, first: bool, loads: bool = True) -> dict[str, int]:
+    """Elements on each stream port for one tile (what the host program sends and receives); ``loads``: the
+    tile loads its stationary inputs (``ArraySchedule.loads``; not when it keeps the previous tile's)."""
     sch, fg = compiled.schedule, compiled.fu_graph
     out = {}
     for port in compiled.stream_ports:
         if port.role is PortRole.INPUT:
-            beats = sch.rows if fg.plan(port.operand).role == Role.STATIONARY else steps
+            beats = (sch.rows if loads else 0) if fg.plan(port.operand).role == Role.STATIONARY else steps
         elif port.role is PortRole.PSUM:
             beats = 0 if first else (sch.drain_rows if sch.accumulate else steps)
         else:
@@ -112,7 +115,7 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
     tiles = list(mapping.tiles())
     n = len(tiles)
     env = simpy.Environment()
-    traffic = [tile_traffic(compiled, steps, t.first) for t in tiles]
+    traffic = [tile_traffic(compiled, steps, t.first, sch.loads(t)) for t in tiles]
     mem = _MemorySide(env, [{p: v * ports[p].width / 8 for p, v in tr.items()} for tr in traffic], outgoing,
                       bytes_per_cycle, buffers)
     loaded = [env.event() for _ in tiles]         # shadow registers hold the tile's stationary data
@@ -248,3 +251,49 @@ def simulate_stt_array(compiled, tiling, *, bytes_per_cycle: float | None = None
         mac_slots=tiling.slots * compiled.design.n_fus, n_fus=compiled.design.n_fus, issue_cycles=tiling.slots,
         elements=elements, bytes_moved={p: elements[p] * ports[p].width // 8 for p in ports},
         dram_wait_cycles=0 if mem is None else int(mem.wait_cycles))
+
+
+def load_gaps(design, bounds) -> tuple[int, int] | None:
+    """(first, after): the cycles the run build (an output held per run of R, the tile [D, R] run as tiles of R
+    with D outside) spends more than the tile's own schedule, before the problem's first step and after it.
+    The tile's own schedule is modelled with the same loader, issuer and drain (``simulate_array``): the inputs
+    that use no loop of D or R stationary over the tile (loaded at the first run of each tile of [D, R]), the
+    inputs that use a loop of D and none of R streamed (no load), partial sums preloaded per run as in the run
+    build. None when the dataflow holds no output per run. The run build itself keeps such an input over a tile's
+    runs where every stationary input is one (``ArraySchedule.keep_dims``); where another input is stationary per
+    run it loads them all per run. docs/dataflows.md "Inputs that use no loop of the run"."""
+    c = compile_array(design)
+    m = map_problem(design, bounds, c.dataflow)
+    split = reduction_runs_of(design, design.dataflow())
+    if split is None:
+        return None
+    op = design.operation
+    whole = any(not any(x.uses(d) for d in split.dep + split.run) for x in op.inputs)
+    dep = [d for d in split.dep if d in m.outer_dims]
+
+    class First(int):                       # a tile's ``first`` that also says whether it starts a tile of [D, R]
+        group_start = False
+
+    class TileOwn(TileMapping):
+        def tiles(self):
+            for t in super().tiles():
+                first = First(t.first)
+                first.group_start = all(v == 0 for d, v in t.outer if d in dep)
+                yield dataclasses.replace(t, first=first)
+
+    sch = c.schedule
+
+    @dataclasses.dataclass(frozen=True)
+    class OwnSchedule(type(sch)):
+        def needs_load(self, first, keeps=False) -> bool:
+            return (whole and first.group_start) or (self.accumulate and self.psum_in and not first)
+
+        @property
+        def has_loader(self) -> bool:
+            return whole or (self.accumulate and self.psum_in)
+
+    own = dataclasses.replace(c, schedule=OwnSchedule(**{f.name: getattr(sch, f.name)
+                                                          for f in dataclasses.fields(sch)}))
+    res = [simulate_array(c, m), simulate_array(own, TileOwn(m.design, m.dataflow, m.bounds))]
+    firsts = [r.total_cycles - sum(r.tile_cycles) for r in res]
+    return firsts[0] - firsts[1], (res[0].total_cycles - firsts[0]) - (res[1].total_cycles - firsts[1])

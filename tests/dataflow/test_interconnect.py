@@ -326,3 +326,23 @@ def test_a_reduction_with_chained_and_tree_axes_sums_each_group_once(base, shape
             assert e.delay == fg.skew(v.coord) - fg.skew(u.coord) > 0
         elif v.kind is NodeKind.TREE and u.kind is NodeKind.FU:      # the tree's leaves run in one cycle
             assert len({fg.skew(w.coord) for w, _ in fg.graph.in_edges(v) if w.kind is NodeKind.FU}) == 1
+
+
+def test_an_input_reused_along_a_chained_reduction_axis_leaves_the_chain_its_edges():
+    """O[k,p] += W[k] * I[p,r] on 2x2, {p: 0, r: 1}, order [p, r, k], control [0, 1]: W[k] is reused along r, the
+    axis O reduces by a partial-sum chain. W took the FU-to-FU edges first and the chain's then crashed the builder
+    (AssertionError: two connections on ...; 447 specs of benchmarks/dataflow_refusal_search.py unused). The chain's
+    edges are reserved: W takes memory lanes along r; exact, RTL cycles == model cycles (Amaranth)."""
+    from archgen.dataflow.ir import EdgeKind
+    from archgen.verif.array_amaranth import verify_array_amaranth
+    design = load_spec_data({"version": 1, "kind": "array", "name": "chain_w", "operation": "O[k,p] += W[k] * I[p,r]",
+                             "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+                             "dataflows": {"d": {"spatial": {"p": 0, "r": 1}, "order": ["p", "r", "k"],
+                                                 "control": [0, 1]}}})
+    fg = derive_interconnect(design)
+    chain = {(u, v) for u, v, e in fg.links() if e.kind is EdgeKind.REDUCE_CHAIN}
+    assert chain and all(e.operand == "O" for u, v, e in fg.links() if (u, v) in chain)
+    assert not any(e.axis == 1 for _, _, e in fg.links() if e.operand == "W" and e.kind is not EdgeKind.MEMORY)
+    r = verify_array_amaranth(design, {"k": 3, "p": 5, "r": 3}, seed=1)
+    assert r.outputs_exact and r.detail["psum_reads_before_write"] == 0, r.detail
+    assert r.rtl_cycles == r.model_cycles == 28, (r.rtl_cycles, r.model_cycles)

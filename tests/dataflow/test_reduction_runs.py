@@ -5,8 +5,9 @@ A tile [D, R] whose output depends on the loops D and not on the reduction loops
 GEMM: ``C[i,j] += A[i,k] * B[k,j]`` on [3], spatial {i: 0}, order [i, j, k]) gives each FU one output element per
 run of R. It runs as the dataflow with D moved out of the tile: these tests check, independently of the
 interconnect, that every iteration keeps its FU and its place in the step sequence, that the runs issue back to
-back (the model's gaps between runs) except for the drain stall ``--explain`` states, and that the cases whose
-schedule would change (an input loaded per tile) stay refused with the reason."""
+back (the model's gaps between runs) except for the drain stall ``--explain`` states, and that an input that uses
+no loop of the run (stationary: kept over the runs of a tile when it uses none of the tile's loops, or stationary per
+run instead of streamed) is built, exact, with the cycles it costs against the tile's own schedule."""
 from __future__ import annotations
 
 import itertools
@@ -14,7 +15,6 @@ import math
 
 import pytest
 
-from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.explain import explain
@@ -136,23 +136,55 @@ def test_delay_connections_along_an_output_dependent_loop_become_memory_lanes():
     assert "(the delay connections of I along output-dependent loop(s)" in "\n".join(explain(design))
 
 
-@pytest.mark.parametrize("expr, types, order, why", [
-    ("O[k,p] += W[k] * I[p,r]", {"W": _I8, "I": _I8, "O": "int32"}, ["k", "p", "r"],
-     "input W does not depend on the run's loop(s) r, so with p outside the tile it would be reloaded per run "
-     "instead of once per tile"),
-    ("O[k,p] += W[k,r] * I[p]", {"W": _I8, "I": _I8, "O": "int32"}, ["k", "p", "r"],
-     "input I does not depend on the run's loop(s) r, so with p outside the tile it would be stationary per run "
-     "instead of streamed"),
-])
-def test_runs_that_would_change_an_inputs_schedule_stay_refused(expr, types, order, why):
-    design = _design((expr, types, {"k": 3, "p": 3, "r": 3}), [2],
-                     {"spatial": {"k": 0}, "order": order, "control": [0]})
+# inputs that use no loop of the run (docs/dataflows.md "Inputs that use no loop of the run"): (operation, types,
+# shape, dataflow, bounds, what the split says about the input's feed, run build cycles more than the tile's own
+# schedule (model, sim/array_model.py ``load_gaps``): (before the first step, after it), cycles)
+_T3 = {"W": _I8, "I": _I8, "O": "int32"}
+UNUSED = [
+    ("O[k,p] += W[k] * I[p,r]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
+     {"k": 3, "p": 4, "r": 3}, "input W does not depend on the run's loop(s) r, so with p outside the tile it is "
+     "stationary, loaded at the first run of each tile and kept over its runs (once per tile)", (0, 0), 27),
+    ("O[k,p] += W[k,r] * I[p]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
+     {"k": 3, "p": 4, "r": 3}, "input I does not depend on the run's loop(s) r, so with p outside the tile it is "
+     "stationary per run instead of streamed", (1, 0), 27),
+    ("O[k,p,q] += W[k,c,r] * I[p,q]", _T3, [2, 3], {"spatial": {"k": 0, "q": 1}, "order": ["k", "q", "p", "c", "r"],
+                                                    "control": [0, 1]},
+     {"k": 3, "p": 3, "q": 4, "c": 2, "r": 2}, "input I does not depend on the run's loop(s) c, r, so with p outside "
+     "the tile it is stationary per run instead of streamed", (2, 0), 66),
+    # runs of 2 steps, shorter than a load (swap skew 2 + 1 + 2 rows = 5 steps): W kept over the runs of each tile
+    # of [q, p, r] (keep_dims q, p) and loaded with the partial-sum preloads of c's later tiles, the tile's own
+    # schedule (loaded per run, as before the keep: 147 cycles, 10 more)
+    ("O[k,p,q] += W[k,c] * I[c,p,q,r]", _T3, [2, 2], {"spatial": {"k": 0, "c": 1}, "order": ["k", "c", "q", "p", "r"],
+                                                      "control": [1, 1]},
+     {"k": 3, "p": 3, "q": 2, "c": 3, "r": 2}, "input W does not depend on the run's loop(s) r, so with q, p outside "
+     "the tile it is stationary, loaded at the first run of each tile and kept over its runs (once per tile)", (0, 0),
+     137),
+]
+UNUSED_IDS = ["broadcast-W-kept-1d", "broadcast-I-1d", "I-per-run-2x3", "W-kept-short-runs-2x2"]
+
+
+@pytest.mark.parametrize("expr, types, shape, df, bounds, feeds, gaps, cycles", UNUSED, ids=UNUSED_IDS)
+def test_runs_with_an_input_that_uses_no_loop_of_the_run(expr, types, shape, df, bounds, feeds, gaps, cycles):
+    """Built (it was refused): the same FU per iteration and step sequence as the tile, the input loaded per run
+    (``feeds``, in --explain too), outputs exact and RTL cycles == model cycles in Amaranth; against the tile's own
+    schedule (same loader, issuer and drain, the input loaded once per tile or streamed) the run build is
+    ``gaps`` cycles slower before / after the first step."""
+    from archgen.sim.array_model import load_gaps
+    from archgen.verif.array_amaranth import verify_array_amaranth
+    design = _design((expr, types, None), shape, df)
     split = reduction_runs_of(design, design.dataflow())
-    assert split is not None and not split.faithful and split.why == why
-    with pytest.raises(SpecError) as err:
-        derive_interconnect(design)
-    assert err.value.problems[0].path == "dataflows.d.order"
-    assert why in str(err.value)
+    assert split is not None and not split.faithful and split.feeds == feeds
+    compiled = compile_array(design)
+    assert compiled.dataflow.inner_dims() == split.run
+    assert bool(compiled.schedule.keep_dims) == ("kept over its runs" in feeds), compiled.schedule.keep_dims
+    assert compiled.fu_graph.output.role is Role.ACCUMULATE
+    assert _walk(design, design.dataflow(), bounds) == _walk(design, compiled.dataflow, bounds)
+    assert feeds in "\n".join(explain(design))
+    r = verify_array_amaranth(design, bounds, seed=4)
+    assert r.outputs_exact, r.detail
+    assert r.detail["psum_reads_before_write"] == 0
+    assert r.rtl_cycles == r.model_cycles == cycles, (r.rtl_cycles, r.model_cycles)
+    assert load_gaps(design, bounds) == gaps
 
 
 def test_the_runs_output_drains_per_run():

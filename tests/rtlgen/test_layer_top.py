@@ -214,6 +214,34 @@ def test_delay_connections_layer_top_matches_numpy_and_the_model():
     assert model.dram_bytes == dram_bytes(cmd) == moved
 
 
+@pytest.mark.parametrize("tile, order, blocks", [({"k": 1, "c": 2, "q": 2, "p": 2}, ("k", "c", "q", "p"), 4),
+                                                 ({"k": 1, "c": 1, "q": 1, "p": 3}, ("k", "q", "c", "p"), 8)])
+def test_a_stationary_input_kept_over_runs_matches_numpy_and_the_model(tile, order, blocks):
+    """An output held per run of r (tile [q, p, r], q and p outside) whose stationary input W[k,c] uses none of the
+    tile's loops: the array keeps W over the runs of a tile (ArraySchedule.keep_dims), the W walk skips those tiles
+    (PortWalk.keep_levels) and loads with the partial-sum preloads of c's later tiles. Several blocks (the tile
+    counters restart per command): exact, cycles == the model's, DRAM bytes == model == closed form."""
+    d = load_spec_data({"version": 1, "kind": "array", "name": "kept", "operation": "O[k,p,q] += W[k,c] * I[c,p,q,r]",
+                        "types": {"W": "int8", "I": "int8", "O": "int32"}, "array": {"shape": [2, 2]},
+                        "dataflows": {"d": {"spatial": {"k": 0, "c": 1}, "order": ["k", "c", "q", "p", "r"],
+                                            "control": [1, 1]}}})
+    bounds = {"k": 3, "p": 3, "q": 2, "c": 3, "r": 2}
+    c = compile_array(d)
+    assert c.schedule.keep_dims == ("q", "p")
+    cmd = make_command(d, bounds, c.dataflow, tile, order)
+    p = layer_program(c, cmd, spec_size=False)
+    assert {w.port: w.keep_levels for w in p.walks}["in_W"] == (2, 3)
+    mp = map_problem(d, bounds, c.dataflow)
+    tensors = random_operands(c.fu_graph, mp, np.random.default_rng(1))
+    res = run_top(LayerTop(p, p.dram_image(tensors)), p.dram_words, 100_000)
+    got = p.read_output(res["words"], d.operation.tensor_shape("O", mp.bound))
+    assert np.array_equal(got, reference_einsum(d.operation, tensors, mp.bound, c.fu_graph.acc_width))
+    model = simulate_layer(c, cmd)
+    assert model.blocks == blocks
+    assert res["cycles"] == model.cycles
+    assert model.dram_bytes == dram_bytes(cmd) == {k: v for k, v in res["moved"].items() if v or k != "O.read"}
+
+
 # ------------------------------------------------------------------------------------------------
 # the synthesizable top (LayerCore): one build per dataflow, block RAM, refusals
 

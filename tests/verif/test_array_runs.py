@@ -60,3 +60,34 @@ def test_runs_on_a_non_square_array_through_the_memory_system():
 ], ids=["3d-psum-per-run", "1d-runs-shorter-than-the-drain"])
 def test_runs_at_the_array_level(base, shape, df, bounds):
     _check_array(verify_array(_design(base, shape, df), bounds, seed=7))
+
+
+# inputs that use no loop of the run (docs/dataflows.md "Inputs that use no loop of the run"): loaded per run
+BCAST = {"version": 1, "kind": "array", "name": "bcast_runs", "operation": "O[k,p] += W[k] * I[p,r]",
+         "types": {"W": _I8, "I": _I8, "O": "int32"}}
+BCAST4 = {"version": 1, "kind": "array", "name": "bcast4_runs", "operation": "O[k,p,q] += W[k,c] * I[c,p,q,r]",
+          "types": {"W": _I8, "I": _I8, "O": "int32"}}
+
+
+def test_a_broadcast_input_loaded_per_run_through_the_memory_system():
+    """O[k,p] += W[k] * I[p,r] on [2], spatial {k: 0}, order [k, p, r]: W[k] uses no loop of the tile [p, r];
+    the run build keeps it over the runs of r of each tile and loads it at the first (it was refused). k = 3
+    ragged on 2 FUs. Whole layer through the generated memory system (its W walk skips the kept tiles)."""
+    design = _design(BCAST, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]})
+    r = verify_layer(design, {"k": 3, "p": 4, "r": 3}, seed=5)
+    assert r.outputs_exact, r.detail
+    assert r.rtl_cycles == r.model_cycles, (r.rtl_cycles, r.model_cycles, r.command)
+    assert r.detail["rtl_dram_bytes"] == r.dram_bytes
+
+
+@pytest.mark.slow
+def test_an_input_loaded_per_run_on_runs_shorter_than_its_load():
+    """O[k,p,q] += W[k,c] * I[c,p,q,r] on 2x2, {k: 0, c: 1}, order [k, c, q, p, r], control [1, 1]: W kept over
+    the runs of r (2 steps, shorter than the 5-step load bound) of each tile of [q, p, r] and loaded at its first
+    run or with the partial-sum preloads of c's later tiles: the tile's own schedule (model; 147 cycles when it was
+    loaded per run), c reduced across axis 1 by a chain."""
+    design = _design(BCAST4, [2, 2], {"spatial": {"k": 0, "c": 1}, "order": ["k", "c", "q", "p", "r"],
+                                      "control": [1, 1]})
+    res = verify_array(design, {"k": 3, "p": 3, "q": 2, "c": 3, "r": 2}, seed=7)
+    _check_array(res)
+    assert res.rtl_cycles == 137
