@@ -415,7 +415,8 @@ class TopK(wiring.Component):
         decided one cycle late still has a free entry. With ``out`` always ready the queue never holds
         more than one beat and ``adv`` stays high: the cycle contract is that of a plain output register.
         ``adv`` is one register per pipeline group (kept apart, so the fan-out is split)."""
-        head_valid, skid_valid = r.out_valid, Signal(name="skid_valid")
+        head_valid = r.out_valid
+        skid_valid = r.skid_valid if self.sample_register else Signal(name="skid_valid")
         skid = Signal.like(r.push_word, name="skid_word")
         pop = Signal()
         m.d.comb += [self.out.valid.eq(head_valid), pop.eq(head_valid & self.out.ready)]
@@ -768,16 +769,22 @@ class TopK(wiring.Component):
         # the pipelined engine's critical path)
         m.d.sync += r.reread_end.eq(Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x))
         if self.sample_register:
+            m.d.sync += r.replay_end.eq(r.rows_b + 4)
+        if self.sample_register:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2)]
         elif self.rank_pipeline:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(r.ing_rank_d)]
         else:
             m.d.sync += r.ing_pick.eq(r.ing_rank)
-        with m.If(r.ing_pick):
-            # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
-            # next cycle (no candidate among them: +infinity)
-            m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
-                         r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+        if self.sample_register:
+            self._pivot_take(m, r)
+        else:
+            with m.If(r.ing_pick):
+                # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
+                # next cycle (no candidate among them: +infinity)
+                m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
+                             r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf,
+                                               r.pick_hi))]
         # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
         m.d.sync += r.in_decide.eq(0)
         # idle: high exactly in IDLE (set in DONE and in IDLE without a command); cap_clear: high exactly in IDLE and
@@ -822,9 +829,10 @@ class TopK(wiring.Component):
                 # later: its reads wait a cycle). Row, rows left, pick cycle and last count are registers
                 # (set in Decide), so no adder or compare of the count sits before the read address or an enable.
                 m.d.comb += r.rd_addr.eq(r.row_ctr)
-                with m.If(r.pick_sr[0]):
-                    m.d.sync += [r.pivot.eq(r.pick),
-                                 r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+                if not self.sample_register:     # (with it, _pivot_take)
+                    with m.If(r.pick_sr[0]):
+                        m.d.sync += [r.pivot.eq(r.pick),
+                                     r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no rows left: no row may still be in flight when
                 # the request ends in the pick cycle and the next command starts)
                 reading = Signal(name="scan_reading")
@@ -848,14 +856,22 @@ class TopK(wiring.Component):
                 with m.If(r.adv):
                     m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_b), r.s1_replay.eq(1), r.s1_fifo.eq(0),
                                  r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
-                    with m.If(r.cnt == r.rows_b + 4):
+                    with m.If(r.cnt == (r.replay_end if self.sample_register else r.rows_b + 4)):
                         m.next = "RFLUSH"
+                        if self.sample_register:
+                            m.d.sync += r.rflush.eq(1)
             with m.State("RFLUSH"):
-                m.d.comb += mem.pack_o.flush.eq(r.adv)
+                m.d.comb += mem.pack_o.flush.eq((r.rflush & r.adv) if self.sample_register else r.adv)
                 with m.If(r.adv):
                     m.next = "RDRAIN"
+                    if self.sample_register:
+                        m.d.sync += r.rflush.eq(0)
             with m.State("RDRAIN"):          # done once the output queue is empty
-                with m.If(r.queue_next == 0):
+                # (with sample_register from the queue's registers only: nothing is pushed in RDRAIN, the
+                # pipeline and the output packer being empty since RFLUSH, so the queue empties next cycle when
+                # the skid is empty and the head is empty or popped)
+                with m.If(~r.skid_valid & (~r.out_valid | self.out.ready) if self.sample_register
+                          else r.queue_next == 0):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
@@ -863,6 +879,21 @@ class TopK(wiring.Component):
                 m.next = "IDLE"
         with m.If(r.in_decide):
             self._decide_registers(m, r)
+
+    def _pivot_take(self, m, r):
+        """With sample_register, the pivots' load from the pick stage: enabled by one register (``pivot_take``) set
+        one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's pick follows
+        ``ing_rank_d2`` and a round's follows ``pick_sr[1]`` (a one-hot shift that is only non-zero in SCAN and
+        reaches bit 0 before SCAN can end: its last count is at least 4, the pick at count 1 or 2). The ingest's
+        pick takes +infinity when no candidate was held; the command's +infinity has its own enable (``idle``
+        is high exactly in IDLE)."""
+        m.d.sync += r.pivot_take.eq(r.ing_rank_d2 | r.pick_sr[1])
+        none = r.ing_pick & ~r.sample_held
+        with m.If(r.pivot_take):
+            m.d.sync += [r.pivot.eq(Mux(none, r.pos_inf, r.pick)),
+                         r.pivot_hi.eq(Mux(none | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+        with m.If(r.idle & self.cmd.valid):
+            m.d.sync += [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)]
 
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
@@ -875,7 +906,8 @@ class TopK(wiring.Component):
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
-                         r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
+                         *([] if self.sample_register else [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)]),
+                         r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
             with m.If(c.n == 0):
@@ -1075,6 +1107,13 @@ class _Registers:
         self.push = Signal(name="out_push")
         self.push_word = Signal(p * (w + ib) + p, name="out_push_word")
         self.queue_next = Signal(range(3), name="out_queue_next")
+        self.skid_valid = Signal(name="skid_valid") if tk.sample_register else None
+        # sample_register: REPLAY's last count rows_b + 4 as a register (B is set by the command, long before),
+        # and a register high exactly in RFLUSH (the output packer's flush without an FSM state decode)
+        self.replay_end = Signal(range(tk.buffer_rows + 5), name="replay_end")
+        self.rflush = Signal(name="replay_flush")
+        # sample_register: the pivots load from the pick stage in this cycle (a register set one cycle early)
+        self.pivot_take = Signal(name="pivot_take")
         self.ingest_beat = Signal(name="ingest_beat")
         self.s1_valid, self.s1_replay, self.s1_fifo = (Signal(name=x) for x in ("s1_valid", "s1_replay", "s1_fifo"))
         self.s1_row = Signal(range(max(tk.buffer_rows, d, 2)), name="s1_row")
