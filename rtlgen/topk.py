@@ -259,6 +259,11 @@ class TopK(wiring.Component):
         self._control(m, r, mem)
         return m
 
+    def _cmd_taken(self, r):
+        """A command is accepted in this cycle (with sample_register from the ``idle`` register, high exactly in
+        IDLE where cmd.ready is, so that no FSM state decode sits in front of the enables it drives)."""
+        return self.cmd.valid & (r.idle if self.sample_register else self.cmd.ready)
+
     def _stage2(self, m, r, mem):
         """s1 -> s2: the memory outputs (or the input beat during the ingest) into registers, then the
         selected source's lanes (values, indices, keep bits) as s2 data."""
@@ -269,7 +274,7 @@ class TopK(wiring.Component):
         lane_ok = Signal(p, name="in_lane_ok")
         next_index = [Signal(self.count_bits + lg + 1, name=f"in_next_index{i}") for i in range(p)]
         m.d.comb += [next_index[i].eq(((r.cnt + 1) << lg) | i) for i in range(p)]
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(self._cmd_taken(r)):
             m.d.sync += lane_ok.eq(Cat(*[self.cmd.payload.n > i for i in range(p)]))
         with m.Elif(r.ingest_beat):
             m.d.sync += lane_ok.eq(Cat(*[next_index[i] < r.n for i in range(p)]))
@@ -420,14 +425,22 @@ class TopK(wiring.Component):
         skid = Signal.like(r.push_word, name="skid_word")
         pop = Signal()
         m.d.comb += [self.out.valid.eq(head_valid), pop.eq(head_valid & self.out.ready)]
+        sr = self.sample_register
         with m.If(~head_valid | pop):
             m.d.sync += [head_valid.eq(skid_valid | r.push),
                          self.out.payload.as_value().eq(Mux(skid_valid, skid, r.push_word)),
                          skid_valid.eq(skid_valid & r.push)]
-            with m.If(skid_valid & r.push):
-                m.d.sync += skid.eq(r.push_word)
+            if not sr:
+                with m.If(skid_valid & r.push):
+                    m.d.sync += skid.eq(r.push_word)
         with m.Elif(r.push):
-            m.d.sync += [skid_valid.eq(1), skid.eq(r.push_word)]
+            m.d.sync += [skid_valid.eq(1)] + ([] if sr else [skid.eq(r.push_word)])
+        if sr:
+            # with sample_register the skid's enable is registers and out.ready only, not the push (the packer's
+            # row count): it takes the pushed word whenever its own word is not needed (empty, or moved to the
+            # head by this pop); a word taken without a push is never read (skid_valid stays low). Same function.
+            with m.If(~skid_valid | self.out.ready):
+                m.d.sync += skid.eq(r.push_word)
         occ = head_valid + skid_valid
         m.d.comb += r.queue_next.eq(occ + r.push - pop)
         for copy in r.adv_copies:
@@ -461,7 +474,7 @@ class TopK(wiring.Component):
         # so no count compare of the ingest sits in front of the select's register)
         ing_next = Signal(name="sample_src_ingest_next")
         ranked = r.ing_rank_d if self.rank_pipeline else r.ing_rank
-        m.d.comb += ing_next.eq((self.cmd.valid & self.cmd.ready) | (r.samp_ing & ~ranked))
+        m.d.comb += ing_next.eq(self._cmd_taken(r) | (r.samp_ing & ~ranked))
         m.d.sync += r.samp_ing.eq(ing_next)
         for copy in r.samp_sel:
             m.d.sync += copy.eq(Mux(ing_next, 3, Mux(le_a, 2, Mux(le_g, 1, 0))))
@@ -508,7 +521,7 @@ class TopK(wiring.Component):
             m.d.sync += [x.eq(_const_mul(size, j)) for j, x in enumerate(mul, start=1)]
             m.d.sync += [t_side.eq(tgt), whole_side.eq(size <= s)]
             sides.append((mul, t_side, whole_side))
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(self._cmd_taken(r)):
             m.d.sync += [x.eq(_const_mul(self.cmd.payload.n, j)) for j, x in enumerate(multiples, start=1)]
             m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s),
                          t_minus_1.eq(minus_1(self.cmd.payload.k))]
@@ -786,12 +799,13 @@ class TopK(wiring.Component):
                              r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf,
                                                r.pick_hi))]
         # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
-        m.d.sync += r.in_decide.eq(0)
+        m.d.sync += [x.eq(0) for x in r.decide_regs]
         # idle: high exactly in IDLE (set in DONE and in IDLE without a command); cap_clear: high exactly in IDLE and
         # in SCAN's cycle 0 (also set in a decide cycle that starts a round). Both registers, so that neither the FSM
         # state nor cmd.valid sits in front of the packers' row valid, the captures' take and their clock enables
         m.d.sync += [r.idle.eq(0), r.cap_clear.eq(0)]
-        m.d.comb += [mem.pack_l.flush.eq(r.in_decide), mem.pack_r.flush.eq(r.in_decide), mem.pack_u.flush.eq(r.in_decide)]
+        flush_l, flush_r, flush_u = r.decide_regs if self.sample_register else [r.in_decide] * 3
+        m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
         with m.FSM(name="topk_fsm"):
@@ -816,7 +830,7 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN2"):
                 m.next = "INGEST_DRAIN3"
             with m.State("INGEST_DRAIN3"):
-                m.d.sync += r.in_decide.eq(1)
+                m.d.sync += [x.eq(1) for x in r.decide_regs]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r)
@@ -843,12 +857,12 @@ class TopK(wiring.Component):
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
                 with m.If(r.cnt == r.scan_end):
-                    m.d.sync += r.in_decide.eq(1)
+                    m.d.sync += [x.eq(1) for x in r.decide_regs]
                     m.next = "DECIDE"
                 with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), r.in_decide.eq(0),
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), *[x.eq(0) for x in r.decide_regs],
                                  r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
@@ -1170,6 +1184,10 @@ class _Registers:
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
+        # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
+        # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
+        self.decide_regs = [self.in_decide] + ([_copy_register(unsigned(1), g, f"in_decide_c{g}") for g in (2, 3)]
+                                               if tk.sample_register else [])
         self.side = Signal(2, name="side")
 
 
