@@ -814,6 +814,8 @@ class TopK(wiring.Component):
         m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
+        if self.sample_register:     # (outside the FSM: replay_flush is high exactly in RFLUSH, no state decode)
+            m.d.comb += mem.pack_o.flush.eq(r.rflush & r.adv)
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
@@ -881,7 +883,8 @@ class TopK(wiring.Component):
                         if self.sample_register:
                             m.d.sync += r.rflush.eq(1)
             with m.State("RFLUSH"):
-                m.d.comb += mem.pack_o.flush.eq((r.rflush & r.adv) if self.sample_register else r.adv)
+                if not self.sample_register:
+                    m.d.comb += mem.pack_o.flush.eq(r.adv)
                 with m.If(r.adv):
                     m.next = "RDRAIN"
                     if self.sample_register:
