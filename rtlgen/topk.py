@@ -347,16 +347,10 @@ class TopK(wiring.Component):
                 m.d.sync += [count.eq(ze.o_count),
                              lanes.eq(Cat(*[Mux(ze.o_keep[i], ze.o_data[i], 0) for i in range(p)]))]
             side_rows.append((lanes, count))
-        # (with sample_register one copy per packer, kept apart: _copy_register's g = 2 and 3, no reset; g = 3 starts
-        # high, which appends the empty lanes and zero count of a packer that starts empty: nothing happens)
-        in_en = [s3c_part] + ([_copy_register(unsigned(1), g, f"s3c_part_c{g}") for g in (2, 3)]
-                              if self.sample_register else [s3c_part] * 2)
         with m.If(r.adv_s4):
             m.d.sync += s3c_part.eq(part)
-            if self.sample_register:
-                m.d.sync += [x.eq(part) for x in in_en[1:]]
-        for pk, (lanes, count), en in zip((mem.pack_l, mem.pack_r, mem.pack_u), side_rows, in_en):
-            m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(en)]
+        for pk, (lanes, count) in zip((mem.pack_l, mem.pack_r, mem.pack_u), side_rows):
+            m.d.comb += [pk.in_lanes.eq(lanes), pk.in_count.eq(count), pk.in_en.eq(s3c_part)]
         with m.If(part):
             m.d.sync += [r.cnt_g.eq(r.cnt_g + _popcount(s3.gt, p)), r.cnt_e.eq(r.cnt_e + _popcount(s3.eq, p)),
                          r.cnt_l.eq(r.cnt_l + _popcount(s3.lt, p)),
@@ -814,8 +808,6 @@ class TopK(wiring.Component):
         m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
-        if self.sample_register:     # (outside the FSM: replay_flush is high exactly in RFLUSH, no state decode)
-            m.d.comb += mem.pack_o.flush.eq(r.rflush & r.adv)
         with m.FSM(name="topk_fsm"):
             with m.State("IDLE"):
                 self._on_command(m, r, mem)
@@ -883,8 +875,7 @@ class TopK(wiring.Component):
                         if self.sample_register:
                             m.d.sync += r.rflush.eq(1)
             with m.State("RFLUSH"):
-                if not self.sample_register:
-                    m.d.comb += mem.pack_o.flush.eq(r.adv)
+                m.d.comb += mem.pack_o.flush.eq((r.rflush & r.adv) if self.sample_register else r.adv)
                 with m.If(r.adv):
                     m.next = "RDRAIN"
                     if self.sample_register:
@@ -915,8 +906,8 @@ class TopK(wiring.Component):
         with m.If(r.pivot_take):
             m.d.sync += [r.pivot.eq(Mux(none, r.pos_inf, r.pick)),
                          r.pivot_hi.eq(Mux(none | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
-        with m.If(r.idle & self.cmd.valid):     # (and the ingest's sample slots emptied)
-            m.d.sync += [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)] + [x.eq(0) for x in r.slot_keep]
+        with m.If(r.idle & self.cmd.valid):
+            m.d.sync += [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)]
 
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
@@ -932,8 +923,7 @@ class TopK(wiring.Component):
                          *([] if self.sample_register else [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)]),
                          r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
-            if not self.sample_register:     # (with it, _pivot_take)
-                m.d.sync += [x.eq(0) for x in r.slot_keep]
+            m.d.sync += [x.eq(0) for x in r.slot_keep]
             with m.If(c.n == 0):
                 m.next = "INGEST_DRAIN"
             with m.Else():
