@@ -259,6 +259,11 @@ class TopK(wiring.Component):
         self._control(m, r, mem)
         return m
 
+    def _cmd_taken(self, r):
+        """A command is accepted in this cycle (with sample_register from the ``idle`` register, high exactly in
+        IDLE where cmd.ready is, so that no FSM state decode sits in front of the enables it drives)."""
+        return self.cmd.valid & (r.idle if self.sample_register else self.cmd.ready)
+
     def _stage2(self, m, r, mem):
         """s1 -> s2: the memory outputs (or the input beat during the ingest) into registers, then the
         selected source's lanes (values, indices, keep bits) as s2 data."""
@@ -269,7 +274,7 @@ class TopK(wiring.Component):
         lane_ok = Signal(p, name="in_lane_ok")
         next_index = [Signal(self.count_bits + lg + 1, name=f"in_next_index{i}") for i in range(p)]
         m.d.comb += [next_index[i].eq(((r.cnt + 1) << lg) | i) for i in range(p)]
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(self._cmd_taken(r)):
             m.d.sync += lane_ok.eq(Cat(*[self.cmd.payload.n > i for i in range(p)]))
         with m.Elif(r.ingest_beat):
             m.d.sync += lane_ok.eq(Cat(*[next_index[i] < r.n for i in range(p)]))
@@ -415,18 +420,27 @@ class TopK(wiring.Component):
         decided one cycle late still has a free entry. With ``out`` always ready the queue never holds
         more than one beat and ``adv`` stays high: the cycle contract is that of a plain output register.
         ``adv`` is one register per pipeline group (kept apart, so the fan-out is split)."""
-        head_valid, skid_valid = r.out_valid, Signal(name="skid_valid")
+        head_valid = r.out_valid
+        skid_valid = r.skid_valid if self.sample_register else Signal(name="skid_valid")
         skid = Signal.like(r.push_word, name="skid_word")
         pop = Signal()
         m.d.comb += [self.out.valid.eq(head_valid), pop.eq(head_valid & self.out.ready)]
+        sr = self.sample_register
         with m.If(~head_valid | pop):
             m.d.sync += [head_valid.eq(skid_valid | r.push),
                          self.out.payload.as_value().eq(Mux(skid_valid, skid, r.push_word)),
                          skid_valid.eq(skid_valid & r.push)]
-            with m.If(skid_valid & r.push):
-                m.d.sync += skid.eq(r.push_word)
+            if not sr:
+                with m.If(skid_valid & r.push):
+                    m.d.sync += skid.eq(r.push_word)
         with m.Elif(r.push):
-            m.d.sync += [skid_valid.eq(1), skid.eq(r.push_word)]
+            m.d.sync += [skid_valid.eq(1)] + ([] if sr else [skid.eq(r.push_word)])
+        if sr:
+            # with sample_register the skid's enable is registers and out.ready only, not the push (the packer's
+            # row count): it takes the pushed word whenever its own word is not needed (empty, or moved to the
+            # head by this pop); a word taken without a push is never read (skid_valid stays low). Same function.
+            with m.If(~skid_valid | self.out.ready):
+                m.d.sync += skid.eq(r.push_word)
         occ = head_valid + skid_valid
         m.d.comb += r.queue_next.eq(occ + r.push - pop)
         for copy in r.adv_copies:
@@ -460,7 +474,7 @@ class TopK(wiring.Component):
         # so no count compare of the ingest sits in front of the select's register)
         ing_next = Signal(name="sample_src_ingest_next")
         ranked = r.ing_rank_d if self.rank_pipeline else r.ing_rank
-        m.d.comb += ing_next.eq((self.cmd.valid & self.cmd.ready) | (r.samp_ing & ~ranked))
+        m.d.comb += ing_next.eq(self._cmd_taken(r) | (r.samp_ing & ~ranked))
         m.d.sync += r.samp_ing.eq(ing_next)
         for copy in r.samp_sel:
             m.d.sync += copy.eq(Mux(ing_next, 3, Mux(le_a, 2, Mux(le_g, 1, 0))))
@@ -507,7 +521,7 @@ class TopK(wiring.Component):
             m.d.sync += [x.eq(_const_mul(size, j)) for j, x in enumerate(mul, start=1)]
             m.d.sync += [t_side.eq(tgt), whole_side.eq(size <= s)]
             sides.append((mul, t_side, whole_side))
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(self._cmd_taken(r)):
             m.d.sync += [x.eq(_const_mul(self.cmd.payload.n, j)) for j, x in enumerate(multiples, start=1)]
             m.d.sync += [t_reg.eq(self.cmd.payload.k), whole.eq(self.cmd.payload.n <= s),
                          t_minus_1.eq(minus_1(self.cmd.payload.k))]
@@ -768,23 +782,30 @@ class TopK(wiring.Component):
         # the pipelined engine's critical path)
         m.d.sync += r.reread_end.eq(Mux(r.rows_b < r.sample_rows + x, r.rows_b, r.sample_rows + x))
         if self.sample_register:
+            m.d.sync += r.replay_end.eq(r.rows_b + 4)
+        if self.sample_register:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2)]
         elif self.rank_pipeline:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(r.ing_rank_d)]
         else:
             m.d.sync += r.ing_pick.eq(r.ing_rank)
-        with m.If(r.ing_pick):
-            # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
-            # next cycle (no candidate among them: +infinity)
-            m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
-                         r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+        if self.sample_register:
+            self._pivot_take(m, r)
+        else:
+            with m.If(r.ing_pick):
+                # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
+                # next cycle (no candidate among them: +infinity)
+                m.d.sync += [r.pivot.eq(Mux(r.sample_held, r.pick, r.pos_inf)),
+                             r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf,
+                                               r.pick_hi))]
         # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
-        m.d.sync += r.in_decide.eq(0)
+        m.d.sync += [x.eq(0) for x in r.decide_regs]
         # idle: high exactly in IDLE (set in DONE and in IDLE without a command); cap_clear: high exactly in IDLE and
         # in SCAN's cycle 0 (also set in a decide cycle that starts a round). Both registers, so that neither the FSM
         # state nor cmd.valid sits in front of the packers' row valid, the captures' take and their clock enables
         m.d.sync += [r.idle.eq(0), r.cap_clear.eq(0)]
-        m.d.comb += [mem.pack_l.flush.eq(r.in_decide), mem.pack_r.flush.eq(r.in_decide), mem.pack_u.flush.eq(r.in_decide)]
+        flush_l, flush_r, flush_u = r.decide_regs if self.sample_register else [r.in_decide] * 3
+        m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
         with m.FSM(name="topk_fsm"):
@@ -809,7 +830,7 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN2"):
                 m.next = "INGEST_DRAIN3"
             with m.State("INGEST_DRAIN3"):
-                m.d.sync += r.in_decide.eq(1)
+                m.d.sync += [x.eq(1) for x in r.decide_regs]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r)
@@ -822,9 +843,10 @@ class TopK(wiring.Component):
                 # later: its reads wait a cycle). Row, rows left, pick cycle and last count are registers
                 # (set in Decide), so no adder or compare of the count sits before the read address or an enable.
                 m.d.comb += r.rd_addr.eq(r.row_ctr)
-                with m.If(r.pick_sr[0]):
-                    m.d.sync += [r.pivot.eq(r.pick),
-                                 r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+                if not self.sample_register:     # (with it, _pivot_take)
+                    with m.If(r.pick_sr[0]):
+                        m.d.sync += [r.pivot.eq(r.pick),
+                                     r.pivot_hi.eq(Mux(r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
                 # a working set sampled whole is not scanned (no rows left: no row may still be in flight when
                 # the request ends in the pick cycle and the next command starts)
                 reading = Signal(name="scan_reading")
@@ -835,12 +857,12 @@ class TopK(wiring.Component):
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
                 with m.If(r.cnt == r.scan_end):
-                    m.d.sync += r.in_decide.eq(1)
+                    m.d.sync += [x.eq(1) for x in r.decide_regs]
                     m.next = "DECIDE"
                 with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), r.in_decide.eq(0),
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), *[x.eq(0) for x in r.decide_regs],
                                  r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
@@ -848,14 +870,22 @@ class TopK(wiring.Component):
                 with m.If(r.adv):
                     m.d.sync += [r.s1_valid.eq(r.cnt < r.rows_b), r.s1_replay.eq(1), r.s1_fifo.eq(0),
                                  r.s1_row.eq(r.cnt), r.cnt.eq(r.cnt + 1)]
-                    with m.If(r.cnt == r.rows_b + 4):
+                    with m.If(r.cnt == (r.replay_end if self.sample_register else r.rows_b + 4)):
                         m.next = "RFLUSH"
+                        if self.sample_register:
+                            m.d.sync += r.rflush.eq(1)
             with m.State("RFLUSH"):
-                m.d.comb += mem.pack_o.flush.eq(r.adv)
+                m.d.comb += mem.pack_o.flush.eq((r.rflush & r.adv) if self.sample_register else r.adv)
                 with m.If(r.adv):
                     m.next = "RDRAIN"
+                    if self.sample_register:
+                        m.d.sync += r.rflush.eq(0)
             with m.State("RDRAIN"):          # done once the output queue is empty
-                with m.If(r.queue_next == 0):
+                # (with sample_register from the queue's registers only: nothing is pushed in RDRAIN, the
+                # pipeline and the output packer being empty since RFLUSH, so the queue empties next cycle when
+                # the skid is empty and the head is empty or popped)
+                with m.If(~r.skid_valid & (~r.out_valid | self.out.ready) if self.sample_register
+                          else r.queue_next == 0):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
@@ -863,6 +893,21 @@ class TopK(wiring.Component):
                 m.next = "IDLE"
         with m.If(r.in_decide):
             self._decide_registers(m, r)
+
+    def _pivot_take(self, m, r):
+        """With sample_register, the pivots' load from the pick stage: enabled by one register (``pivot_take``) set
+        one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's pick follows
+        ``ing_rank_d2`` and a round's follows ``pick_sr[1]`` (a one-hot shift that is only non-zero in SCAN and
+        reaches bit 0 before SCAN can end: its last count is at least 4, the pick at count 1 or 2). The ingest's
+        pick takes +infinity when no candidate was held; the command's +infinity has its own enable (``idle``
+        is high exactly in IDLE)."""
+        m.d.sync += r.pivot_take.eq(r.ing_rank_d2 | r.pick_sr[1])
+        none = r.ing_pick & ~r.sample_held
+        with m.If(r.pivot_take):
+            m.d.sync += [r.pivot.eq(Mux(none, r.pos_inf, r.pick)),
+                         r.pivot_hi.eq(Mux(none | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
+        with m.If(r.idle & self.cmd.valid):
+            m.d.sync += [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)]
 
     def _on_command(self, m, r, mem):
         p, lg = self.parallelism, r.lg
@@ -875,7 +920,8 @@ class TopK(wiring.Component):
                          r.rounds.eq(0), r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0),
                          r.cnt_ge.eq(0), r.cnt_all.eq(0),
                          r.wr_l.eq(0), r.wr_r.eq(0), r.after_ingest.eq(1), r.mode_all.eq(0),
-                         r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf), r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
+                         *([] if self.sample_register else [r.pivot.eq(r.pos_inf), r.pivot_hi.eq(r.pos_inf)]),
+                         r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
             with m.If(c.n == 0):
@@ -1075,6 +1121,13 @@ class _Registers:
         self.push = Signal(name="out_push")
         self.push_word = Signal(p * (w + ib) + p, name="out_push_word")
         self.queue_next = Signal(range(3), name="out_queue_next")
+        self.skid_valid = Signal(name="skid_valid") if tk.sample_register else None
+        # sample_register: REPLAY's last count rows_b + 4 as a register (B is set by the command, long before),
+        # and a register high exactly in RFLUSH (the output packer's flush without an FSM state decode)
+        self.replay_end = Signal(range(tk.buffer_rows + 5), name="replay_end")
+        self.rflush = Signal(name="replay_flush")
+        # sample_register: the pivots load from the pick stage in this cycle (a register set one cycle early)
+        self.pivot_take = Signal(name="pivot_take")
         self.ingest_beat = Signal(name="ingest_beat")
         self.s1_valid, self.s1_replay, self.s1_fifo = (Signal(name=x) for x in ("s1_valid", "s1_replay", "s1_fifo"))
         self.s1_row = Signal(range(max(tk.buffer_rows, d, 2)), name="s1_row")
@@ -1131,6 +1184,10 @@ class _Registers:
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
+        # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
+        # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
+        self.decide_regs = [self.in_decide] + ([_copy_register(unsigned(1), g, f"in_decide_c{g}") for g in (2, 3)]
+                                               if tk.sample_register else [])
         self.side = Signal(2, name="side")
 
 
