@@ -30,6 +30,32 @@ def _run(program, slots, seed, layout=None):
     return _run_seq(seq, program, slots, seed, banked=layout is not None)
 
 
+def _command_fields(prog, vals, **extra):
+    """The programmable build's command fields of lane program ``prog`` as signals holding ``vals``
+    (``sequencer_values``): stretch, trips, in-bank advances, offsets, edge masks, extents and origin advances,
+    plus ``extra`` ones."""
+    from amaranth import Signal, signed
+
+    from archgen.dataflow.stt_command import COORD_BITS, LIN_BITS, TRIP_BITS
+    fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"], name="cmd_stretch"), **extra}
+    for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
+                              ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
+                              ("ext", TRIP_BITS, "ext")]:
+        for i, v in enumerate(vals[key]):
+            fields[f"{name}{i}"] = Signal(widths, init=v, name=f"cmd_{name}{i}")
+    for lv, adv in enumerate(vals["adv"]):
+        for j, v in enumerate(adv):
+            fields[f"adv{lv}_{j}"] = Signal(signed(COORD_BITS), init=v, name=f"cmd_adv{lv}_{j}")
+    return fields
+
+
+def _programmable_sequencer(skel, fields):
+    """The lane sequencer of the build's skeleton program ``skel``, its command values the signals ``fields``."""
+    from archgen.dataflow.stt_command import COORD_BITS, LIN_BITS, TRIP_BITS
+    return SttLaneSequencer(skel, None, fields, {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS,
+                                                 "addr": 16, "value": 8})
+
+
 @pytest.mark.parametrize("design, bound", [
     (_gemm((4, 4), HEX), {"i": 7, "j": 6, "k": 5}),
     (_gemm((1, 4), HEX, order=("i", "j", "k")), {"i": 5, "j": 7, "k": 3}),
@@ -82,10 +108,9 @@ def test_one_sequencer_build_drives_every_layer_from_its_command():
     signals holding each layer's command values: the sequencer drives each layer's lane walk, for layers of
     different shapes (ragged, one smaller than the box along i, one whose output block comes back one box
     later: its boxes two box groups apart, ``stretch``)."""
-    from amaranth import Signal, signed
+    from amaranth import Signal
 
-    from archgen.dataflow.stt_command import (COORD_BITS, LIN_BITS, TRIP_BITS, build_stt, command_values,
-                                              plan_for_build, sequencer_values)
+    from archgen.dataflow.stt_command import build_stt, command_values, plan_for_build, sequencer_values
     build = build_stt(compile_array(load_spec("gemm_hex", ["array.shape=3x5"])))
     for li, layer in enumerate([{"i": 7, "k": 5, "j": 6}, {"i": 1, "k": 3, "j": 9}, {"i": 2, "k": 9, "j": 3}]):
         plan = plan_for_build(build, layer)
@@ -95,20 +120,11 @@ def test_one_sequencer_build_drives_every_layer_from_its_command():
             prog = plan.program(skel.port)
             want_v, want_a = lane_walk(prog, plan.tiling.slots)
             vals = sequencer_values(prog, None)
-            fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"], name="cmd_stretch")}
-            for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
-                                      ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
-                                      ("ext", TRIP_BITS, "ext")]:
-                for i, v in enumerate(vals[key]):
-                    fields[f"{name}{i}"] = Signal(widths, init=v, name=f"cmd_{name}{i}")
-            for lv, adv in enumerate(vals["adv"]):
-                for j, v in enumerate(adv):
-                    fields[f"adv{lv}_{j}"] = Signal(signed(COORD_BITS), init=v, name=f"cmd_adv{lv}_{j}")
+            fields = _command_fields(prog, vals)
             for e, vs in enumerate(vals["vals"]):
                 for mk, v in enumerate(vs):
                     fields[f"val{e}_{mk}"] = Signal(8, init=v)
-            seq = SttLaneSequencer(skel, None, fields, {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS,
-                                                         "addr": 16, "value": 8})
+            seq = _programmable_sequencer(skel, fields)
             got_v, got_a, _ = _run_seq(seq, skel, plan.tiling.slots, seed=10 * li + k)
             assert np.array_equal(got_v, want_v), (layer, skel.port)
             assert np.array_equal(np.where(want_v, got_a, 0), np.where(want_v, want_a, 0)), (layer, skel.port)
@@ -131,8 +147,8 @@ def test_a_block_region_with_a_halo_starts_the_walk_there():
     from amaranth import Signal, signed
 
     from archgen.dataflow.stt_bank import layout_walk
-    from archgen.dataflow.stt_command import (COORD_BITS, LIN_BITS, TRIP_BITS, build_stt, command_values,
-                                              plan_for_build, sequencer_values)
+    from archgen.dataflow.stt_command import (COORD_BITS, LIN_BITS, build_stt, command_values, plan_for_build,
+                                              sequencer_values)
     from archgen.dataflow.stt_layer import plan_stt_layer
     design = _conv_pad((2, 3), [[-1, 1, 0], [1, 1, 0], [1, 0, -1]], 4, {"I": 8, "W": 32})
     plan = plan_stt_layer(stt_tiling(compile_array(design).network, {"k": 4, "p": 14, "r": 2}))
@@ -150,18 +166,9 @@ def test_a_block_region_with_a_halo_starts_the_walk_there():
     assert plan.halo == {"I": (3,)} and v["in_I.start0"] == 3 and v["in_I.startlin"] == 3      # blocks of p 4
     skel, prog = build.program("in_I"), plan.program("in_I")
     vals = sequencer_values(prog, None)
-    fields = {"stretch": Signal(TRIP_BITS, init=vals["stretch"]), "start0": Signal(signed(COORD_BITS), init=3),
-              "startlin": Signal(signed(LIN_BITS), init=vals["startlin"])}
-    for name, widths, key in [("trips", TRIP_BITS, "trips"), ("advlin", signed(LIN_BITS), "advlin"),
-                              ("off", signed(LIN_BITS), "off"), ("masks", 1 << len(prog.trips), "masks"),
-                              ("ext", TRIP_BITS, "ext")]:
-        for i, x in enumerate(vals[key]):
-            fields[f"{name}{i}"] = Signal(widths, init=x, name=f"cmd_{name}{i}")
-    for lv, adv in enumerate(vals["adv"]):
-        for j, x in enumerate(adv):
-            fields[f"adv{lv}_{j}"] = Signal(signed(COORD_BITS), init=x, name=f"cmd_adv{lv}_{j}")
-    seq = SttLaneSequencer(skel, None, fields, {"coord": COORD_BITS, "lin": LIN_BITS, "trip": TRIP_BITS, "addr": 16,
-                                                 "value": 8})
+    fields = _command_fields(prog, vals, start0=Signal(signed(COORD_BITS), init=3),
+                             startlin=Signal(signed(LIN_BITS), init=vals["startlin"]))
+    seq = _programmable_sequencer(skel, fields)
     want_v, want_a = lane_walk(prog, plan.tiling.slots)
     got_v, got_a, _ = _run_seq(seq, skel, plan.tiling.slots, seed=4)
     assert want_v.any() and np.array_equal(got_v, want_v)
