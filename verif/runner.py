@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -221,11 +222,41 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log written)"
 
 
+def testbench_cxx_opt() -> str:
+    """The C++ optimisation level of cocotb testbench builds: ``$ARCHGEN_TB_OPT``, default ``-O0``.
+
+    Verilator's make file compiles the model's hot code with ``OPT_FAST = -Os`` and its run-time library with
+    ``OPT_GLOBAL = -Os``. For the regression's testbenches the compile dominates: a cold build of the SpAtten
+    core's back-stage-bound stream took 131.6 s of user CPU at ``-Os`` and 49.0 s at ``-O0``, with the run
+    itself 8.05 against 8.52 s (the cocotb side is Python either way; docs/verilator.md). Set
+    ``ARCHGEN_TB_OPT=-Os`` (or ``-O2``) for long cocotb runs. The stand-alone layer binaries
+    (verif/layer_binary.py) keep Verilator's defaults: they run long layers and no Python.
+    """
+    opt = os.environ.get("ARCHGEN_TB_OPT", "-O0").strip()
+    if not re.fullmatch(r"-O[0-3sgz]|-Ofast", opt):
+        raise ArchgenError(f"ARCHGEN_TB_OPT: not a C++ optimisation flag (got {opt!r}); "
+                           "use one of -O0, -O1, -O2, -O3, -Os")
+    return opt
+
+
+def _testbench_env() -> dict[str, str]:
+    """verilator_env() with the testbench's C++ optimisation level in MAKEFLAGS (unless MAKEFLAGS sets it)."""
+    env = verilator_env()
+    if "OPT_FAST=" not in env["MAKEFLAGS"]:
+        opt = testbench_cxx_opt()
+        env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={opt} OPT_GLOBAL={opt}"
+    return env
+
+
 def _build(src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],
            root: Path, env: dict[str, str]) -> Path:
-    """Build (or reuse) the cocotb Verilator model; returns the build directory."""
+    """Build (or reuse) the cocotb Verilator model; returns the build directory.
+
+    The key covers the Verilog, the top level, the arguments, the Verilator version and the ``OPT_*`` make
+    variables (the C++ optimisation level), so builds at other levels never mix."""
     key_src = b"\0".join([src_bytes, toplevel.encode(), "\0".join(build_args).encode(),
-                          verilator_version().encode()])
+                          verilator_version().encode(),
+                          " ".join(sorted(re.findall(r"OPT_\w+=\S+", env.get("MAKEFLAGS", "")))).encode()])
     key = hashlib.sha256(key_src).hexdigest()[:24]
     return staged_build(root, f"{toplevel}-{key}",
                         lambda d, kept: _build_into(d, kept, src_bytes, toplevel, build_args, env),
@@ -388,7 +419,7 @@ def run_testbench(verilog: str | Path, toplevel: str, test_module: str, params: 
     plus ``passed`` (from cocotb's results.xml), ``tests``, ``failures`` and ``log`` (the run log path,
     only meaningful with keep_run_dir=True). Build failures raise ArchgenError with the compiler log tail.
     """
-    env = verilator_env()
+    env = _testbench_env()
     root = cache_root(cache_dir)
     build_args = (*BUILD_ARGS, *extra_build_args)
     build_dir = _build(_verilog_bytes(verilog), toplevel, build_args, root, env)
