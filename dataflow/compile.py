@@ -123,10 +123,15 @@ def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pip
         return compile_stt_array(design, df, target, pipeline)
     tiled = tiled_equivalent(design, df)     # skewed maps run as the tiled map with the control they imply
     period = 1e3 / design.clock_mhz if pipeline else None
-    split = reduction_runs_of(design, df)    # an output held per run: inputs that use D and not R are streamed
-    streamed = split.streamed if split is not None else ()
     return _keep_stationary(design, df, _compile_for(design, tiled, period, str(target), tuple(single_tile),
-                                                     streamed))
+                                                     _streamed(design, df)))
+
+
+def _streamed(design: Design, df: Dataflow) -> tuple[str, ...]:
+    """An output held per run of R with D outside the tile (``reduction_runs``): the inputs that use a loop of D and
+    none of R, streamed one beat per step as the tile [D, R] streams them (``ReductionRuns.streamed``)."""
+    split = reduction_runs_of(design, df)
+    return split.streamed if split is not None else ()
 
 
 def _keep_stationary(design: Design, df: Dataflow, compiled: CompiledArray) -> CompiledArray:
@@ -232,13 +237,15 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
     names = tuple(df.name for df in tiled)
     place = {n: dict(own[n].placement) if own[n] is not design else {} for n in names}
     back = {n: {ph: lg for lg, ph in p.items()} for n, p in place.items()}
-    fronts = [_front(_hardware_only(own[df.name]), df, period, target, ()) for df in tiled]
+    streamed = {df.name: _streamed(own[df.name], own[df.name].dataflow(df.name)) for df in tiled}
+    fronts = [_front(_hardware_only(own[df.name]), df, period, target, (), streamed[df.name]) for df in tiled]
     plan = retime_fused(names, [relabel_prim(p, place[df.name]) for df, (_, p) in zip(tiled, fronts)],
                         DelayTable.load(target).mux2_ns, math.inf if period is None else period,
                         merge_fu_graphs([relabel_fu_graph(fg, place[df.name]) for df, (fg, _) in zip(tiled, fronts)]),
                         len(dfs) - len(tiled))
     by_name = {df.name: dataclasses.replace(_back(_hardware_only(own[df.name]), df, fg,
-                                                  relabel_retimed(rt, back[df.name]), period, target, (), names),
+                                                  relabel_retimed(rt, back[df.name]), period, target, (), names,
+                                                  streamed[df.name]),
                                             design=own[df.name])
                for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
     if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)
