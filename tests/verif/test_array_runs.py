@@ -107,3 +107,19 @@ def test_an_input_loaded_per_run_on_runs_shorter_than_its_load():
     res = verify_array(design, {"k": 3, "p": 3, "q": 2, "c": 3, "r": 2}, seed=7)
     _check_array(res)
     assert res.rtl_cycles == 137
+
+
+BCASTI4 = {"version": 1, "kind": "array", "name": "bcasti4_runs", "operation": "O[k,p,q] += W[k,c,r] * I[p,q]",
+           "types": {"W": _I8, "I": _I8, "O": "int32"}}
+
+
+@pytest.mark.slow
+def test_an_input_streamed_on_runs_shorter_than_a_load():
+    """O[k,p,q] += W[k,c,r] * I[p,q] on 2x2, {k: 0, c: 1}, order [q, k, c, p, r], control [1, 1]: I[p,q] uses p (the
+    tile's loop before the run) and not r; runs of 2 steps, shorter than a per-run load. Streamed per step, the runs
+    issue back to back: 122 cycles, the tile's own (model ``load_gaps`` (0, 0); 147 when I was stationary per run)."""
+    design = _design(BCASTI4, [2, 2], {"spatial": {"k": 0, "c": 1}, "order": ["q", "k", "c", "p", "r"],
+                                       "control": [1, 1]})
+    res = verify_array(design, {"k": 3, "p": 3, "q": 2, "c": 3, "r": 2}, seed=7)
+    _check_array(res)
+    assert res.rtl_cycles == 122
