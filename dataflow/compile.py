@@ -123,7 +123,15 @@ def compile_array(design: Design, dataflow: str | Dataflow | None = None, *, pip
         return compile_stt_array(design, df, target, pipeline)
     tiled = tiled_equivalent(design, df)     # skewed maps run as the tiled map with the control they imply
     period = 1e3 / design.clock_mhz if pipeline else None
-    return _keep_stationary(design, df, _compile_for(design, tiled, period, str(target), tuple(single_tile)))
+    return _keep_stationary(design, df, _compile_for(design, tiled, period, str(target), tuple(single_tile),
+                                                     _streamed(design, df)))
+
+
+def _streamed(design: Design, df: Dataflow) -> tuple[str, ...]:
+    """An output held per run of R with D outside the tile (``reduction_runs``): the inputs that use a loop of D and
+    none of R, streamed one beat per step as the tile [D, R] streams them (``ReductionRuns.streamed``)."""
+    split = reduction_runs_of(design, df)
+    return split.streamed if split is not None else ()
 
 
 def _keep_stationary(design: Design, df: Dataflow, compiled: CompiledArray) -> CompiledArray:
@@ -147,8 +155,9 @@ def _keep_stationary(design: Design, df: Dataflow, compiled: CompiledArray) -> C
 
 @lru_cache(maxsize=256)
 def _compile_for(design: Design, df: Dataflow, period: float | None, target: str,
-                 single_tile: tuple[str, ...]) -> CompiledArray:
-    return dataclasses.replace(_compile(_hardware_only(design), df, period, target, single_tile), design=design)
+                 single_tile: tuple[str, ...], streamed: tuple[str, ...] = ()) -> CompiledArray:
+    return dataclasses.replace(_compile(_hardware_only(design), df, period, target, single_tile, streamed),
+                               design=design)
 
 
 def _hardware_only(design: Design) -> Design:
@@ -166,16 +175,16 @@ def clear_compile_cache() -> None:
 
 @lru_cache(maxsize=64)
 def _compile(design: Design, df: Dataflow, period: float | None, target: str,
-             single_tile: tuple[str, ...]) -> CompiledArray:
-    fg, prim = _front(design, df, period, target, single_tile)
+             single_tile: tuple[str, ...], streamed: tuple[str, ...] = ()) -> CompiledArray:
+    fg, prim = _front(design, df, period, target, single_tile, streamed)
     retimed = insert_pipeline_registers(prim, math.inf if period is None else period)
-    return _back(design, df, fg, retimed, period, target, single_tile)
+    return _back(design, df, fg, retimed, period, target, single_tile, streamed=streamed)
 
 
 def _front(design: Design, df: Dataflow, period: float | None, target: str,
-           single_tile: tuple[str, ...]) -> tuple[FUGraph, PrimitiveGraph]:
-    """Reuse analysis, interconnect and lowering: everything before the LP."""
-    fg = derive_interconnect(design, df, single_tile=single_tile)
+           single_tile: tuple[str, ...], streamed: tuple[str, ...] = ()) -> tuple[FUGraph, PrimitiveGraph]:
+    """Reuse analysis, interconnect and lowering: everything before the LP (``streamed``: derive_interconnect)."""
+    fg = derive_interconnect(design, df, single_tile=single_tile, streamed=streamed)
     try:
         prim = lower_to_primitives(fg, DelayTable.load(target), clock_period_ns=period)
     except SpecError as err:
@@ -192,13 +201,14 @@ def _front(design: Design, df: Dataflow, period: float | None, target: str,
 
 
 def _back(design: Design, df: Dataflow, fg: FUGraph, retimed: RetimedGraph, period: float | None, target: str,
-          single_tile: tuple[str, ...], fused: tuple[str, ...] = ()) -> CompiledArray:
+          single_tile: tuple[str, ...], fused: tuple[str, ...] = (), streamed: tuple[str, ...] = ()) -> CompiledArray:
     """Node times, schedule, ports and command of one dataflow from its LP result."""
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)
     # halo: the row length of its loop; a FIFO of run-time depth: the trips of the loops after it
     command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo) + fg.fifo_depth_loops)
-    key = hashlib.sha256(repr((design, df, period, target, single_tile) + ((fused,) if fused else ()))
+    key = hashlib.sha256(repr((design, df, period, target, single_tile) + ((fused,) if fused else ())
+                              + (("streamed", streamed) if streamed else ()))
                          .encode()).hexdigest()
     return CompiledArray(design, df, fg, timing, schedule, array_ports(fg, command), command, period is not None,
                          target, single_tile, key)
@@ -227,13 +237,15 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
     names = tuple(df.name for df in tiled)
     place = {n: dict(own[n].placement) if own[n] is not design else {} for n in names}
     back = {n: {ph: lg for lg, ph in p.items()} for n, p in place.items()}
-    fronts = [_front(_hardware_only(own[df.name]), df, period, target, ()) for df in tiled]
+    streamed = {df.name: _streamed(own[df.name], own[df.name].dataflow(df.name)) for df in tiled}
+    fronts = [_front(_hardware_only(own[df.name]), df, period, target, (), streamed[df.name]) for df in tiled]
     plan = retime_fused(names, [relabel_prim(p, place[df.name]) for df, (_, p) in zip(tiled, fronts)],
                         DelayTable.load(target).mux2_ns, math.inf if period is None else period,
                         merge_fu_graphs([relabel_fu_graph(fg, place[df.name]) for df, (fg, _) in zip(tiled, fronts)]),
                         len(dfs) - len(tiled))
     by_name = {df.name: dataclasses.replace(_back(_hardware_only(own[df.name]), df, fg,
-                                                  relabel_retimed(rt, back[df.name]), period, target, (), names),
+                                                  relabel_retimed(rt, back[df.name]), period, target, (), names,
+                                                  streamed[df.name]),
                                             design=own[df.name])
                for df, (fg, _), rt in zip(tiled, fronts, plan.retiming.per_dataflow)}
     if len(tiled) < len(dfs):       # skewed stt maps share the multipliers and their stages (fusion.py)

@@ -109,6 +109,8 @@ def _run_lines(design: Design, df) -> list[str]:
              f"while the next run accumulates. Built as tiles of [{run}] with {dep} outside the tile: the same FU "
              "per iteration, order per FU and step sequence"
              + (" (no input is loaded per tile)" if split.faithful else f"; {split.feeds}")]
+    if split.streamed:
+        lines.append(f"  {split.stream_text}")
     sch = compile_array(design, df, pipeline=False).schedule
     lines.append(f"  a run of fewer than {sch.commit_skew + sch.drain_rows + 1} steps (commit skew {sch.commit_skew} + "
                  f"{sch.drain_rows} drain rows + 1) waits at its last step for the previous run's drain"

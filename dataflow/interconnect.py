@@ -231,11 +231,14 @@ class _Reuse:
 
 
 def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, *,
-                        single_tile: Sequence[str] = ()) -> FUGraph:
+                        single_tile: Sequence[str] = (), streamed: Sequence[str] = ()) -> FUGraph:
     """The FU graph and operand plans of ``dataflow``.
 
     ``single_tile`` names outer loops the caller promises run one tile only (the array covers their whole
     range, as in SpAtten's head-dimension arrays): a reduction over them needs no partial-sum input.
+    ``streamed`` names inputs streamed one beat per step even though they use no inner loop (an input of an
+    output held per run that uses the tile's loops D and none of its run R: ``ReductionRuns.streamed``, streamed
+    as the tile [D, R] streams it; compile_array passes them).
     """
     df = tiled_equivalent(design, dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow))
     op = design.operation
@@ -265,7 +268,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     g.reserved = {(fu(s), fu(t)) for s, (t, _, _) in _chain_successors(coords, shape, ro, chained).items()}
     for x in op.inputs:
         rx = reuse[x.name]
-        if set(inner) <= rx.held_over:
+        if set(inner) <= rx.held_over and x.name not in streamed:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
         plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
@@ -384,21 +387,33 @@ class ReductionRuns:
     """A tile whose output depends on some inner loops and not on the loops after them (``inner`` = D + R, D the
     loops up to the last one the output depends on, R the trailing reduction loops, none of D a reduction loop):
     each FU holds one output element for a run of R, then moves to the next. It runs as the dataflow with D moved
-    out of the tile (inner = R): the same FU per iteration and the same step sequence. ``faithful``: every input
-    uses a loop of R, so every input keeps its schedule and every step its cycle; else ``feeds`` says which
-    inputs are loaded per run instead (an input that uses no loop of R is stationary over a run: loaded into the
-    shadow registers once per run, where the tile loads it once per tile or streams it), which can delay a run
-    shorter than the load (``--explain`` states the bound; docs/dataflows.md "Inputs that use no loop of the
-    run")."""
+    out of the tile (inner = R): the same FU per iteration and the same step sequence. An input that uses a loop of
+    D and none of R is ``streamed`` as the tile streams it: one beat per step on its memory lanes, the same value
+    for every step of a run (compile_array passes the names to derive_interconnect). ``faithful``: every input
+    uses a loop of R or of D, so every input keeps its schedule and every step its cycle; else ``feeds`` says
+    which inputs (those that use no loop of D or R) are stationary over a run instead: kept over the runs of a
+    tile of [D, R] (loaded once per tile, as the tile loads them; ``ArraySchedule.keep_dims``), or in a fused
+    design's view loaded once per run, which can delay a run shorter than the load (``--explain`` states the
+    bound; docs/dataflows.md "Inputs that use no loop of the run")."""
 
     dep: tuple[Dim, ...]
     run: tuple[Dim, ...]
     feeds: str = ""
     note: str = ""           # what the run build does not build that the tile would (delay connections on D)
+    streamed: tuple[str, ...] = ()      # inputs that use D and not R: streamed per step, as in the tile
 
     @property
     def faithful(self) -> bool:
         return not self.feeds
+
+    @property
+    def stream_text(self) -> str:
+        """What the run build does with the ``streamed`` inputs ("" when there are none), for ``--explain``."""
+        if not self.streamed:
+            return ""
+        return (f"input(s) {', '.join(self.streamed)} use {', '.join(self.dep)} and not the run's loop(s) "
+                f"{', '.join(self.run)}: streamed as in the tile, one beat per step on the memory lanes (the same "
+                "value for every step of a run, read again per step)")
 
 
 def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
@@ -416,22 +431,17 @@ def reduction_run_split(design: Design, df: Dataflow) -> ReductionRuns | None:
     dep, run = inner[:dep_at[-1] + 1], inner[dep_at[-1] + 1:]
     if not all(out.uses(d) for d in dep):
         return None
-    feeds = []
     held = [x for x in op.inputs if not any(x.uses(d) for d in run)]
-    kept = all(not any(x.uses(d) for d in dep) for x in held)     # compile.py ``_keep_stationary`` keeps them
-    for x in held:
-        whole = not any(x.uses(d) for d in dep)
-        feeds.append(f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with "
-                     f"{', '.join(dep)} outside the tile it is " + (
-                         "stationary per run instead of streamed" if not whole else
-                         "stationary, loaded at the first run of each tile and kept over its runs (once per tile)"
-                         if kept else "loaded per run instead of once per tile"))
+    streamed = tuple(x.name for x in held if any(x.uses(d) for d in dep))
+    feeds = [f"input {x.name} does not depend on the run's loop(s) {', '.join(run)}, so with {', '.join(dep)} outside "
+             "the tile it is stationary, loaded at the first run of each tile and kept over its runs (once per tile)"
+             for x in held if x.name not in streamed]
     moved = dataclasses.replace(df, inner=tuple(run))
     lost = sorted({a.operand for a in set(delay_axes(design, df)) - set(delay_axes(design, moved))})
     note = (f"the delay connections of {', '.join(lost)} along output-dependent loop(s) of the tile are not built "
             "(they would step a loop outside the run and pad each row of it with masked runs); memory lanes feed "
             "those FUs instead" if lost else "")
-    return ReductionRuns(tuple(dep), tuple(run), "; ".join(feeds), note)
+    return ReductionRuns(tuple(dep), tuple(run), "; ".join(feeds), note, streamed)
 
 
 def reduction_runs_of(design: Design, df: Dataflow) -> ReductionRuns | None:
@@ -445,10 +455,11 @@ def reduction_runs(design: Design, df: Dataflow) -> Dataflow:
     output element in its FU's accumulator for one run of R, drained at the run's end. It runs as the dataflow
     with D moved out of the tile (inner = R): every FU the same iterations in the same order, the output
     accumulated per run and drained after it (docs/dataflows.md "Outputs held per run of the reduction loops").
-    When every input uses a loop of R (``faithful``) no input is loaded between runs, so every step keeps its
-    cycle (runs back to back, as the original tile's steps). An input that uses no loop of R is stationary over a
-    run and loaded once per run into the shadow registers, overlapped with the previous run (``feeds``); a run
-    shorter than that load waits for it (docs/dataflows.md "Inputs that use no loop of the run")."""
+    When every input uses a loop of R no input is loaded between runs, so every step keeps its cycle (runs back
+    to back, as the original tile's steps). An input that uses a loop of D and none of R is streamed as in the
+    tile, one beat per step (``ReductionRuns.streamed``): the runs still issue back to back. An input that uses no
+    loop of D or R is stationary, kept over the runs of a tile of [D, R] (``feeds``; compile.py
+    ``_keep_stationary``); docs/dataflows.md "Inputs that use no loop of the run"."""
     split = reduction_run_split(design, df)
     if split is None:
         return df

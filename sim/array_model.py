@@ -259,9 +259,11 @@ def load_gaps(design, bounds) -> tuple[int, int] | None:
     The tile's own schedule is modelled with the same loader, issuer and drain (``simulate_array``): the inputs
     that use no loop of D or R stationary over the tile (loaded at the first run of each tile of [D, R]), the
     inputs that use a loop of D and none of R streamed (no load), partial sums preloaded per run as in the run
-    build. None when the dataflow holds no output per run. The run build itself keeps such an input over a tile's
-    runs where every stationary input is one (``ArraySchedule.keep_dims``); where another input is stationary per
-    run it loads them all per run. docs/dataflows.md "Inputs that use no loop of the run"."""
+    build. None when the dataflow holds no output per run. The run build itself keeps the first kind over a tile's
+    runs (``ArraySchedule.keep_dims``) and streams the second one beat per step (``ReductionRuns.streamed``, the
+    same stream ports as here), so the two differ only where the keep loops differ from [D, R]'s tiles: the keep
+    spans every trailing outer loop no stationary input uses, which may be more than D (then the run build loads
+    less often, fewer cycles). docs/dataflows.md "Inputs that use no loop of the run"."""
     c = compile_array(design)
     m = map_problem(design, bounds, c.dataflow)
     split = reduction_runs_of(design, design.dataflow())

@@ -144,13 +144,16 @@ UNUSED = [
     ("O[k,p] += W[k] * I[p,r]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
      {"k": 3, "p": 4, "r": 3}, "input W does not depend on the run's loop(s) r, so with p outside the tile it is "
      "stationary, loaded at the first run of each tile and kept over its runs (once per tile)", (0, 0), 27),
+    # I uses p (D) and not r (R): streamed as in the tile, one beat per step (stationary per run before H118: 1 cycle
+    # later before the first step)
     ("O[k,p] += W[k,r] * I[p]", _T3, [2], {"spatial": {"k": 0}, "order": ["k", "p", "r"], "control": [0]},
-     {"k": 3, "p": 4, "r": 3}, "input I does not depend on the run's loop(s) r, so with p outside the tile it is "
-     "stationary per run instead of streamed", (1, 0), 27),
+     {"k": 3, "p": 4, "r": 3}, "input(s) I use p and not the run's loop(s) r: streamed as in the tile, one beat per "
+     "step on the memory lanes (the same value for every step of a run, read again per step)", (0, 0), 26),
     ("O[k,p,q] += W[k,c,r] * I[p,q]", _T3, [2, 3], {"spatial": {"k": 0, "q": 1}, "order": ["k", "q", "p", "c", "r"],
                                                     "control": [0, 1]},
-     {"k": 3, "p": 3, "q": 4, "c": 2, "r": 2}, "input I does not depend on the run's loop(s) c, r, so with p outside "
-     "the tile it is stationary per run instead of streamed", (2, 0), 66),
+     {"k": 3, "p": 3, "q": 4, "c": 2, "r": 2}, "input(s) I use p and not the run's loop(s) c, r: streamed as in the "
+     "tile, one beat per step on the memory lanes (the same value for every step of a run, read again per step)",
+     (0, 0), 64),
     # runs of 2 steps, shorter than a load (swap skew 2 + 1 + 2 rows = 5 steps): W kept over the runs of each tile
     # of [q, p, r] (keep_dims q, p) and loaded with the partial-sum preloads of c's later tiles, the tile's own
     # schedule (loaded per run, as before the keep: 147 cycles, 10 more)
@@ -160,21 +163,27 @@ UNUSED = [
      "the tile it is stationary, loaded at the first run of each tile and kept over its runs (once per tile)", (0, 0),
      137),
 ]
-UNUSED_IDS = ["broadcast-W-kept-1d", "broadcast-I-1d", "I-per-run-2x3", "W-kept-short-runs-2x2"]
+UNUSED_IDS = ["broadcast-W-kept-1d", "broadcast-I-streamed-1d", "I-streamed-2x3", "W-kept-short-runs-2x2"]
 
 
 @pytest.mark.parametrize("expr, types, shape, df, bounds, feeds, gaps, cycles", UNUSED, ids=UNUSED_IDS)
 def test_runs_with_an_input_that_uses_no_loop_of_the_run(expr, types, shape, df, bounds, feeds, gaps, cycles):
-    """Built (it was refused): the same FU per iteration and step sequence as the tile, the input loaded per run
-    (``feeds``, in --explain too), outputs exact and RTL cycles == model cycles in Amaranth; against the tile's own
-    schedule (same loader, issuer and drain, the input loaded once per tile or streamed) the run build is
-    ``gaps`` cycles slower before / after the first step."""
+    """Built (it was refused): the same FU per iteration and step sequence as the tile, the input kept over a tile's
+    runs (no loop of D or R) or streamed per step (a loop of D, none of R) (``feeds``, in --explain too), outputs
+    exact and RTL cycles == model cycles in Amaranth; against the tile's own schedule (same loader, issuer and drain,
+    the input loaded once per tile or streamed) the run build is ``gaps`` cycles slower before / after the first
+    step."""
     from archgen.sim.array_model import load_gaps
     from archgen.verif.array_amaranth import verify_array_amaranth
     design = _design((expr, types, None), shape, df)
     split = reduction_runs_of(design, design.dataflow())
-    assert split is not None and not split.faithful and split.feeds == feeds
     compiled = compile_array(design)
+    streamed = "streamed as in the tile" in feeds
+    assert split is not None and split.faithful == streamed
+    assert (split.stream_text if streamed else split.feeds) == feeds
+    assert split.streamed == (("I",) if streamed else ())
+    roles = {p.name: p.role for p in compiled.fu_graph.inputs}
+    assert roles == ({"W": Role.STREAM, "I": Role.STREAM} if streamed else {"W": Role.STATIONARY, "I": Role.STREAM})
     assert compiled.dataflow.inner_dims() == split.run
     assert bool(compiled.schedule.keep_dims) == ("kept over its runs" in feeds), compiled.schedule.keep_dims
     assert compiled.fu_graph.output.role is Role.ACCUMULATE
