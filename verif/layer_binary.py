@@ -16,7 +16,7 @@ from pathlib import Path
 
 from archgen.arch.errors import ArchgenError
 
-from .runner import BUILD_ARGS, cache_root, staged_build, verilator_env, verilator_version
+from .runner import BUILD_ARGS, build_env, cache_root, opt_key, staged_build, verilator_version
 
 __all__ = ["run_layer_binary", "strip_zero_memory_init"]
 
@@ -79,9 +79,9 @@ def run_layer_binary(verilog: str, top: str, *, dram_words: int, word_bits: int,
     # the wheel's verilated.mk leaves the coroutine flag empty (like the PCH flag, docs/TOOLCHAIN): give it
     args = ("--binary", "--timing", "-CFLAGS", "-fcoroutines", "-O3", "--x-assign", "fast", "--x-initial", "fast", *BUILD_ARGS,
             "--top-module", "archgen_layer_tb")
+    env = {**__import__("os").environ, **build_env()}
     key = hashlib.sha256(b"\0".join([verilog.encode(), tb.encode(), " ".join(args).encode(),
-                                     verilator_version().encode()])).hexdigest()[:24]
-    env = {**__import__("os").environ, **verilator_env()}
+                                     verilator_version().encode(), opt_key(env).encode()])).hexdigest()[:24]
 
     def build(bdir: Path, failed_log: Path) -> None:
         (bdir / "top.v").write_text(verilog)

@@ -25,6 +25,8 @@ __all__ = [
     "WAIVERS",
     "BUILD_ARGS",
     "verilator_env",
+    "build_env",
+    "cxx_opt",
     "verilator_version",
     "lint_verilog",
     "run_testbench",
@@ -222,30 +224,35 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log written)"
 
 
-def testbench_cxx_opt() -> str:
-    """The C++ optimisation level of cocotb testbench builds: ``$ARCHGEN_TB_OPT``, default ``-O0``.
+def cxx_opt() -> str:
+    """The C++ optimisation level of archgen's Verilator builds: ``$ARCHGEN_CXX_OPT``, default ``-O0``.
 
     Verilator's make file compiles the model's hot code with ``OPT_FAST = -Os`` and its run-time library with
-    ``OPT_GLOBAL = -Os``. For the regression's testbenches the compile dominates: a cold build of the SpAtten
-    core's back-stage-bound stream took 131.6 s of user CPU at ``-Os`` and 49.0 s at ``-O0``, with the run
-    itself 8.05 against 8.52 s (the cocotb side is Python either way; docs/verilator.md). Set
-    ``ARCHGEN_TB_OPT=-Os`` (or ``-O2``) for long cocotb runs. The stand-alone layer binaries
-    (verif/layer_binary.py) keep Verilator's defaults: they run long layers and no Python.
+    ``OPT_GLOBAL = -Os``. For archgen's checks the compile dominates (docs/verilator.md "C++ optimisation
+    level"): a cold build of the SpAtten core's back-stage-bound stream (cocotb) took 131.6 s of user CPU at
+    ``-Os`` and 49.0 s at ``-O0`` with the run 8.05 against 8.52 s; a whole-layer binary of gemm_os
+    128x96x112 (86,720 cycles) 33.7 against 21.8 s cold, 5.6 against 6.0 s warm. Set
+    ``ARCHGEN_CXX_OPT=-Os`` (or ``-O2``) for runs of millions of cycles.
     """
-    opt = os.environ.get("ARCHGEN_TB_OPT", "-O0").strip()
+    opt = os.environ.get("ARCHGEN_CXX_OPT", "-O0").strip()
     if not re.fullmatch(r"-O[0-3sgz]|-Ofast", opt):
-        raise ArchgenError(f"ARCHGEN_TB_OPT: not a C++ optimisation flag (got {opt!r}); "
+        raise ArchgenError(f"ARCHGEN_CXX_OPT: not a C++ optimisation flag (got {opt!r}); "
                            "use one of -O0, -O1, -O2, -O3, -Os")
     return opt
 
 
-def _testbench_env() -> dict[str, str]:
-    """verilator_env() with the testbench's C++ optimisation level in MAKEFLAGS (unless MAKEFLAGS sets it)."""
+def build_env() -> dict[str, str]:
+    """verilator_env() with the C++ optimisation level in MAKEFLAGS (unless MAKEFLAGS already sets OPT_FAST)."""
     env = verilator_env()
     if "OPT_FAST=" not in env["MAKEFLAGS"]:
-        opt = testbench_cxx_opt()
+        opt = cxx_opt()
         env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={opt} OPT_GLOBAL={opt}"
     return env
+
+
+def opt_key(env: dict[str, str]) -> str:
+    """The ``OPT_*`` make variables of ``env`` (part of every build's cache key)."""
+    return " ".join(sorted(re.findall(r"OPT_\w+=\S+", env.get("MAKEFLAGS", ""))))
 
 
 def _build(src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],
@@ -255,8 +262,7 @@ def _build(src_bytes: bytes, toplevel: str, build_args: tuple[str, ...],
     The key covers the Verilog, the top level, the arguments, the Verilator version and the ``OPT_*`` make
     variables (the C++ optimisation level), so builds at other levels never mix."""
     key_src = b"\0".join([src_bytes, toplevel.encode(), "\0".join(build_args).encode(),
-                          verilator_version().encode(),
-                          " ".join(sorted(re.findall(r"OPT_\w+=\S+", env.get("MAKEFLAGS", "")))).encode()])
+                          verilator_version().encode(), opt_key(env).encode()])
     key = hashlib.sha256(key_src).hexdigest()[:24]
     return staged_build(root, f"{toplevel}-{key}",
                         lambda d, kept: _build_into(d, kept, src_bytes, toplevel, build_args, env),
@@ -419,7 +425,7 @@ def run_testbench(verilog: str | Path, toplevel: str, test_module: str, params: 
     plus ``passed`` (from cocotb's results.xml), ``tests``, ``failures`` and ``log`` (the run log path,
     only meaningful with keep_run_dir=True). Build failures raise ArchgenError with the compiler log tail.
     """
-    env = _testbench_env()
+    env = build_env()
     root = cache_root(cache_dir)
     build_args = (*BUILD_ARGS, *extra_build_args)
     build_dir = _build(_verilog_bytes(verilog), toplevel, build_args, root, env)

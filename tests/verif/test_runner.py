@@ -8,7 +8,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from archgen.arch.errors import ArchgenError
-from archgen.verif.runner import (WAIVERS, lint_verilog, run_testbench, testbench_cxx_opt, verilator_env,
+from archgen.verif.runner import (WAIVERS, lint_verilog, run_testbench, cxx_opt, verilator_env,
                                   verilator_version)
 
 WIDTH = 8
@@ -85,20 +85,20 @@ def test_build_goes_through_a_staging_directory(adder_verilog, tmp_path):
     import subprocess
     import sys
 
-    from archgen.verif.runner import BUILD_ARGS, _build, _testbench_env
+    from archgen.verif.runner import BUILD_ARGS, _build, build_env
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    first = _build(adder_verilog.encode(), "pipelined_adder", BUILD_ARGS, tmp_path, _testbench_env())
+    first = _build(adder_verilog.encode(), "pipelined_adder", BUILD_ARGS, tmp_path, build_env())
     name = first.name
     shutil.rmtree(first)
     (tmp_path / f"{name}.staging-{gone}").mkdir()            # left by a build whose process was killed
     (tmp_path / name).mkdir()                                 # incomplete: no marker
-    again = _build(adder_verilog.encode(), "pipelined_adder", BUILD_ARGS, tmp_path, _testbench_env())
+    again = _build(adder_verilog.encode(), "pipelined_adder", BUILD_ARGS, tmp_path, build_env())
     assert again == first and (again / ".archgen-built").is_file() and (again / "pipelined_adder").is_file()
     assert sorted(d.name for d in tmp_path.iterdir() if d.is_dir()) == [name]
-    # the model's C++ compiled at the testbench level (-O0 unless $ARCHGEN_TB_OPT says otherwise)
-    assert f" {testbench_cxx_opt()} " in (again / "build.log").read_text()
+    # the model's C++ compiled at the testbench level (-O0 unless $ARCHGEN_CXX_OPT says otherwise)
+    assert f" {cxx_opt()} " in (again / "build.log").read_text()
     # the model renamed into place runs (run_testbench finds it under the same key: no second build)
     res = run_testbench(adder_verilog, "pipelined_adder", "archgen.verif.tb_runner_demo",
                         {"count": 8, "seed": 1}, cache_dir=tmp_path)
@@ -106,22 +106,22 @@ def test_build_goes_through_a_staging_directory(adder_verilog, tmp_path):
     assert sorted(d.name for d in tmp_path.iterdir() if d.is_dir() and d.name != "runs") == [name]
 
 
-def test_testbench_cxx_level_from_the_environment(monkeypatch):
-    """Testbench builds compile their C++ at -O0 by default, $ARCHGEN_TB_OPT overrides it, a bad value is
+def test_cxx_level_from_the_environment(monkeypatch):
+    """Verilator builds compile their C++ at -O0 by default, $ARCHGEN_CXX_OPT overrides it, a bad value is
     refused by name, and OPT_FAST already in MAKEFLAGS is left as the user set it."""
-    from archgen.verif.runner import _testbench_env
+    from archgen.verif.runner import build_env
 
-    monkeypatch.delenv("ARCHGEN_TB_OPT", raising=False)
+    monkeypatch.delenv("ARCHGEN_CXX_OPT", raising=False)
     monkeypatch.setenv("MAKEFLAGS", "")
-    assert testbench_cxx_opt() == "-O0"
-    assert "OPT_FAST=-O0 OPT_GLOBAL=-O0" in _testbench_env()["MAKEFLAGS"]
-    monkeypatch.setenv("ARCHGEN_TB_OPT", "-Os")
-    assert "OPT_FAST=-Os OPT_GLOBAL=-Os" in _testbench_env()["MAKEFLAGS"]
-    monkeypatch.setenv("ARCHGEN_TB_OPT", "fast")
-    with pytest.raises(ArchgenError, match=r"ARCHGEN_TB_OPT: not a C\+\+ optimisation flag \(got 'fast'\)"):
-        _testbench_env()
+    assert cxx_opt() == "-O0"
+    assert "OPT_FAST=-O0 OPT_GLOBAL=-O0" in build_env()["MAKEFLAGS"]
+    monkeypatch.setenv("ARCHGEN_CXX_OPT", "-Os")
+    assert "OPT_FAST=-Os OPT_GLOBAL=-Os" in build_env()["MAKEFLAGS"]
+    monkeypatch.setenv("ARCHGEN_CXX_OPT", "fast")
+    with pytest.raises(ArchgenError, match=r"ARCHGEN_CXX_OPT: not a C\+\+ optimisation flag \(got 'fast'\)"):
+        build_env()
     monkeypatch.setenv("MAKEFLAGS", "OPT_FAST=-O2")
-    flags = _testbench_env()["MAKEFLAGS"]
+    flags = build_env()["MAKEFLAGS"]
     assert "OPT_FAST=-O2" in flags and "OPT_GLOBAL" not in flags
 
 
