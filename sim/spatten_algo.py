@@ -14,7 +14,10 @@ What is applied, layer by layer (and, for a decode trace, generation step by ste
   ``start + end = 2 * average``. The paper fixes only that sum; ``start = average / 2`` is our default.
 - Local value pruning. Per processed query row, after softmax, the ``ratio`` of kept keys with the
   smallest probabilities have their V rows neither fetched nor multiplied. V rows are fetched once per
-  (head, step) for the union of rows that need them (one SRAM fill serves all queries of a step).
+  (head, step): a one-query command (decode) fetches its kept rows once its keep mask is complete (the
+  causal value fetch, sixteenth session); a command of several queries fetches every visible row (the
+  union of its rows' kept rows is not known before its values are needed; before the sixteenth session
+  it fetched that union, an oracle).
 - Progressive quantization. K and V live in DRAM as MSB and LSB parts. MSBs are always fetched; a row
   whose maximum probability is below ``threshold`` re-fetches the LSBs of the keys (once per head and
   step if any row needs them) and of the values it uses, and recomputes its QxK scores once.
@@ -303,7 +306,8 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
     of V rows to keep; its results land in ``row_topk_cycles`` (a cycle model of the top-k engine).
     ``pv_windows(probs, k)`` likewise, into ``row_pv_windows`` (the PxV stage's windows over the kept rows).
     ``fallback`` (the spec's ``units.topk.fallback``): which commands get the core's ``dense_ok`` bit and
-    load every visible value row (``_dense_ok``); the others load their rows' kept value rows only.
+    load every visible value row (``_dense_ok``), as every command of more than one query does; the others
+    (one query) load their row's kept value rows only, after its keep mask (spatten_sim's ``after_mask``).
     """
     if fallback not in FALLBACK_MODES:
         raise SpecError([problem("units.topk.fallback", f"must be one of {', '.join(FALLBACK_MODES)}", fallback)])
@@ -406,8 +410,12 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
     out = []
     for l, a in enumerate(acc):
         dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra, a.command_steps)
-        for ok, (m, b) in zip(dense_ok.tolist(), a.command_extra):
-            if ok:
+        # a command loads every visible value row when it has dense_ok or more than one query: the causal value
+        # fetch (docs/spatten.md, "DRAM") loads kept rows only for a one-query command, once its keep mask is
+        # complete; a command of several queries cannot wait for its rows' masks (its rows hold the two top-k
+        # engines until their values are in), so its union of kept rows is not known before its values are needed
+        for ok, n, (m, b) in zip(dense_ok.tolist(), a.command_rows, a.command_extra):
+            if ok or n > 1:
                 a.add(value_msb_bytes=m, value_lsb_bytes=b)
         c = a.c
         rows = c.get("rows", 0)
