@@ -7,6 +7,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py pv-kept MiniLM             # PxV over kept rows only
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
     python benchmarks/spatten_figure3_projections.py built gpt2                 # the built core's ratios, 6 places
+    python benchmarks/spatten_figure3_projections.py oracle-v-fetch gpt2        # the value fetch before H120 (an oracle)
     python benchmarks/spatten_figure3_projections.py no-feed gpt2               # the core before the feed (H98)
     python benchmarks/spatten_figure3_projections.py no-fallback bert-base      # the core before the fallback (H103)
     python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep (H93)
@@ -50,6 +51,11 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   BUILT since H98 (the core's default, ``sim.spatten_model._Stream._feed_take``): this projection now
   runs on the model without the built feed (``feed=False``), so it still gives H93's projected
   figures, to compare with the built ones (docs/spatten_results.md).
+- oracle-v-fetch (sixteenth session): the fetcher before the causal value fetch (H120): a one-query
+  command's kept value rows loaded from the cycle after command i - 2 is done, before its own top-k
+  chose them (commands of several queries still load whole, as built). The other fetcher variants
+  (key-banks-3, reorder-RULE, and the patched per-layer streams of pv-kept / engines-3 / topk-feed) still
+  use that oracle fetch: they are projections measured before it was built.
 - dense-ok-every, dense-ok-layer (fifteenth session): host rules for the commands' ``dense_ok`` bits that
   the spec's ``units.topk.fallback`` does not offer (no RTL change: the bits are the host's): every command
   with rows (its values loaded whole, so each late row falls back), or the ``tail`` rule with one tail per
@@ -86,6 +92,14 @@ class _ThreeKeyBanks(sm.SplitLoads):
         for kind, ci, allowed, cycles in loads:
             self.free = max(self.free, allowed) + cycles
             self.ends[(kind, ci)] = self.free
+
+
+class _OracleValueFetch(sm.SplitLoads):
+    """oracle-v-fetch: the fetcher before the sixteenth session, which loaded a one-query command's kept
+    value rows from the cycle after command i - 2 was done, before its top-k had chosen them."""
+
+    def __init__(self, key_cycles, value_cycles, values_first=True, after_mask=None):
+        super().__init__(key_cycles, value_cycles, values_first)
 
 
 class _ReorderLoads:
@@ -134,6 +148,8 @@ class _Placed:
         self.lists = (dones, releases)
         return self.vend[ci]
 
+    values_at = values_ready        # the oracle value fetch (no wait for the keep mask, see oracle-v-fetch)
+
 
 class _Capture(_Placed):
     """The pairs fetcher (SplitLoads), keeping the stream's lists: the fixed point's start."""
@@ -149,6 +165,8 @@ class _Capture(_Placed):
     def values_ready(self, ci, dones, releases):
         self.lists = (dones, releases)
         return self.inner.values_ready(ci, dones, releases)
+
+    values_at = values_ready
 
 
 REORDER_RESOLUTIONS = []        # resolutions each reordered stream took to its fixed point
@@ -177,7 +195,7 @@ def _reorder(priority: str) -> None:
             return fixed_point(commands, fetcher, over_kept, **kwargs)
         return stream_cycles(commands, ready, fetcher=fetcher, over_kept=over_kept, **kwargs)
 
-    sm.SplitLoads = lambda key_cycles, value_cycles: _ReorderLoads(key_cycles, value_cycles, priority)
+    sm.SplitLoads = lambda key_cycles, value_cycles, **_: _ReorderLoads(key_cycles, value_cycles, priority)
     sm.command_stream_cycles = command_stream_cycles
 
 
@@ -445,6 +463,8 @@ def main() -> None:
             _no_fallback()
         elif part == "built":
             pass
+        elif part == "oracle-v-fetch":
+            sm.SplitLoads = _OracleValueFetch
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
             _pv_rule(part[3:])
         elif part.startswith("reorder-") and part[8:] in ("oldest", "values", "keys"):
@@ -456,7 +476,7 @@ def main() -> None:
         elif part in ("dense-ok-every", "dense-ok-layer"):
             _dense_ok_rule(part[len("dense-ok-"):])
         else:
-            raise SystemExit("variant must be built, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
+            raise SystemExit("variant must be built, oracle-v-fetch, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
                              "topk-feed-spec, "
                              "reorder-RULE, no-qk-preempt, dense-ok-every, dense-ok-layer or refetch-waits "
                              f"(joined by +), not {part!r}")
