@@ -17,6 +17,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
     python benchmarks/spatten_figure3_projections.py dense-ok-every gpt2        # the host marks every command dense_ok
     python benchmarks/spatten_figure3_projections.py dense-ok-layer gpt2        # one tail per layer, not per decode step
+    python benchmarks/spatten_figure3_projections.py dense-ok-tail2 gpt2        # the last 2 commands of each step dense_ok
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
@@ -432,6 +433,18 @@ def _dense_ok_rule(rule: str) -> None:
     built = sa._dense_ok
     if rule == "every":
         sa._dense_ok = lambda fallback, rows, extra, steps=None: np.asarray(rows, dtype=np.int64) > 0
+    elif rule.startswith("tail") and rule[4:].isdigit():
+        last = int(rule[4:])
+
+        def tail_n(fallback, rows, extra, steps=None):
+            """The last ``last`` commands with rows of each step (of the layer when ``steps`` is None)."""
+            ok = np.zeros(len(rows), dtype=bool)
+            step = np.zeros(len(rows), np.int64) if steps is None else np.asarray(steps, np.int64)
+            r = np.asarray(rows, dtype=np.int64)
+            for t in np.unique(step):
+                ok[np.flatnonzero((r > 0) & (step == t))[-last:]] = True
+            return ok
+        sa._dense_ok = tail_n
     else:
         sa._dense_ok = lambda fallback, rows, extra, steps=None: built(fallback, rows, extra, None)
 
@@ -473,7 +486,7 @@ def main() -> None:
             _refetch_waits()
         elif part == "no-qk-preempt":
             _no_qk_preempt()
-        elif part in ("dense-ok-every", "dense-ok-layer"):
+        elif part in ("dense-ok-every", "dense-ok-layer") or (part.startswith("dense-ok-tail") and part[13:].isdigit()):
             _dense_ok_rule(part[len("dense-ok-"):])
         else:
             raise SystemExit("variant must be built, oracle-v-fetch, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "

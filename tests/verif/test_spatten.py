@@ -402,8 +402,8 @@ _PREEMPT = [
     # values loaded whole (dense_ok: no wait for the keep masks; three rows fall back): one preemption
     pytest.param(1, [36, 36, 27, 12, 51, 22], [1] * 6, [12, None, 9, None, 17, None],
                  {"seed": 63, "shift": 19, "dense_ok": True}, id="decode-like-preempt", marks=pytest.mark.slow),
-    pytest.param(1, [30, 40, 31, 9, 8], [1] * 5, [None, None, 10, None, None], {"seed": 14, "shift": 19},
-                 id="decode-like-preempt-short", marks=pytest.mark.slow),
+    pytest.param(1, [30, 40, 31, 9, 8], [1] * 5, [None, None, 10, None, None],
+                 {"seed": 14, "shift": 19, "dense_ok": True}, id="decode-like-preempt-short", marks=pytest.mark.slow),
 ]
 
 
