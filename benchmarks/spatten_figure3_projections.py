@@ -18,6 +18,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py dense-ok-every gpt2        # the host marks every command dense_ok
     python benchmarks/spatten_figure3_projections.py dense-ok-layer gpt2        # one tail per layer, not per decode step
     python benchmarks/spatten_figure3_projections.py dense-ok-tail2 gpt2        # the last 2 commands of each step dense_ok
+                                                                                # (= units.topk.fallback_tail: 2)
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
@@ -432,11 +433,11 @@ def _dense_ok_rule(rule: str) -> None:
     import archgen.sim.spatten_algo as sa
     built = sa._dense_ok
     if rule == "every":
-        sa._dense_ok = lambda fallback, rows, extra, steps=None: np.asarray(rows, dtype=np.int64) > 0
+        sa._dense_ok = lambda fallback, rows, extra, steps=None, tail=1: np.asarray(rows, dtype=np.int64) > 0
     elif rule.startswith("tail") and rule[4:].isdigit():
         last = int(rule[4:])
 
-        def tail_n(fallback, rows, extra, steps=None):
+        def tail_n(fallback, rows, extra, steps=None, tail=1):
             """The last ``last`` commands with rows of each step (of the layer when ``steps`` is None)."""
             ok = np.zeros(len(rows), dtype=bool)
             step = np.zeros(len(rows), np.int64) if steps is None else np.asarray(steps, np.int64)
@@ -446,7 +447,7 @@ def _dense_ok_rule(rule: str) -> None:
             return ok
         sa._dense_ok = tail_n
     else:
-        sa._dense_ok = lambda fallback, rows, extra, steps=None: built(fallback, rows, extra, None)
+        sa._dense_ok = lambda fallback, rows, extra, steps=None, tail=1: built(fallback, rows, extra, None, tail)
 
 
 def main() -> None:

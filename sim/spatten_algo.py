@@ -265,14 +265,15 @@ class _LayerAccumulator:
 FALLBACK_MODES = ("tail", "all", "none")
 
 
-def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None = None) -> np.ndarray:
+def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None = None, tail: int = 1) -> np.ndarray:
     """Per command of a layer's stream (in order): whether it gets the core's ``dense_ok`` bit, so its value
     load holds every visible value row and the core may sweep a pruned row whose local-V top-k is late
     unpruned (the fallback, docs/spatten.md). ``tail``: the last command with rows of each stream (of the
     layer, or of each generation step of it when ``steps`` gives each command's step), the one nothing after
     it hides (mid-stream, waiting for a top-k costs no time, H93, so those rows stay pruned);
     ``all``: every command of more than one query, and any whose kept rows are already all its values (no
-    extra bytes); ``none``: no command."""
+    extra bytes); ``none``: no command. ``tail`` (the spec's ``units.topk.fallback_tail``): with ``tail``, how
+    many of the last commands with rows of each stream get it."""
     ok = np.zeros(len(command_rows), dtype=bool)
     if fallback == "all":
         ok[:] = [n > 1 or e == (0, 0) for n, e in zip(command_rows, extra)]
@@ -281,8 +282,7 @@ def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None
         rows = np.asarray(command_rows, dtype=np.int64)
         for t in np.unique(step):
             nonempty = np.flatnonzero((rows > 0) & (step == t))
-            if nonempty.size:
-                ok[nonempty[-1]] = True
+            ok[nonempty[-tail:]] = True
     return ok
 
 
@@ -298,7 +298,7 @@ def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, 
 def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
                      topk_cycles: Callable[[np.ndarray, int], int] | None = None,
                      pv_windows: Callable[[np.ndarray, int], int] | None = None,
-                     fallback: str = "tail") -> SpattenAlgoResult:
+                     fallback: str = "tail", fallback_tail: int = 1) -> SpattenAlgoResult:
     """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
 
     With local value pruning on and ``topk_cycles`` given, ``topk_cycles(probs, k)`` is called for every
@@ -306,11 +306,14 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
     of V rows to keep; its results land in ``row_topk_cycles`` (a cycle model of the top-k engine).
     ``pv_windows(probs, k)`` likewise, into ``row_pv_windows`` (the PxV stage's windows over the kept rows).
     ``fallback`` (the spec's ``units.topk.fallback``): which commands get the core's ``dense_ok`` bit and
-    load every visible value row (``_dense_ok``), as every command of more than one query does; the others
+    load every visible value row (``_dense_ok``; ``fallback_tail``: the spec's ``units.topk.fallback_tail``),
+    as every command of more than one query does; the others
     (one query) load their row's kept value rows only, after its keep mask (spatten_sim's ``after_mask``).
     """
     if fallback not in FALLBACK_MODES:
         raise SpecError([problem("units.topk.fallback", f"must be one of {', '.join(FALLBACK_MODES)}", fallback)])
+    if isinstance(fallback_tail, bool) or not isinstance(fallback_tail, int) or fallback_tail < 1:
+        raise SpecError([problem("units.topk.fallback_tail", "must be an integer >= 1", fallback_tail)])
     if not isinstance(head_dim, int) or head_dim < 1:
         raise SpecError([problem("head_dim", "must be a positive integer", head_dim)])
     h = trace.header
@@ -409,7 +412,7 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
 
     out = []
     for l, a in enumerate(acc):
-        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra, a.command_steps)
+        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra, a.command_steps, fallback_tail)
         # a command loads every visible value row when it has dense_ok or more than one query: the causal value
         # fetch (docs/spatten.md, "DRAM") loads kept rows only for a one-query command, once its keep mask is
         # complete; a command of several queries cannot wait for its rows' masks (its rows hold the two top-k

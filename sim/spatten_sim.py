@@ -311,7 +311,8 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     trace = _trace_for(spec, workload, trace, d, concentration, seed)
     exact = topk_cycles == "exact" and algo_config.value_prune > 0
     algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None,
-                            pv_windows=_windows_fn(spec) if exact else None, fallback=spec.topk.fallback)
+                            pv_windows=_windows_fn(spec) if exact else None, fallback=spec.topk.fallback,
+                                    fallback_tail=spec.topk.fallback_tail)
     energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
     results = []
     for s in algo.layers:

@@ -169,3 +169,19 @@ def test_topk_fallback_is_a_validated_choice_tail_by_default():
             load_spatten_spec(d)
         assert f"units.topk.fallback: must be one of 'tail', 'all', 'none' (got {bad!r})" in {
             str(p) for p in info.value.problems}
+
+
+def test_topk_fallback_tail_counts_the_last_commands_one_by_default():
+    """units.topk.fallback_tail (H120): with fallback tail, how many of each stream's last commands get
+    dense_ok; an integer >= 1, 1 by default (the rule before), in the spec hash."""
+    assert load_spatten_spec(_raw()).topk.fallback_tail == 1
+    d = _raw()
+    d["units"]["topk"]["fallback_tail"] = 2
+    s = load_spatten_spec(d)
+    assert s.topk.fallback_tail == 2 and spec_hash(s) != spec_hash(load_spatten_spec(_raw()))
+    for bad in (0, "2", True, 1.5):
+        d = _raw()
+        d["units"]["topk"]["fallback_tail"] = bad
+        with pytest.raises(SpecError) as info:
+            load_spatten_spec(d)
+        assert any(str(p).startswith("units.topk.fallback_tail:") for p in info.value.problems), info.value.problems

@@ -186,8 +186,8 @@ def test_fallback_tail_marks_each_layers_last_command_and_is_never_slower():
         assert len(rows) > 1 and rows[-1] > 0
         assert t.command_dense_ok.tolist() == [False] * (len(rows) - 1) + [True]
         assert a.command_dense_ok.tolist() == (rows > 1).tolist() and not n.command_dense_ok.any()
-        # the value loads: kept rows only for the unmarked commands, whole for the marked ones (of many
-        # queries, the kept rows' union is nearly all the values already)
+        # the value loads: whole for every command of several queries, marked or not (since the causal value
+        # fetch, H120: a one-query command alone loads its kept rows, after its keep mask)
         assert n.value_msb_bytes <= t.value_msb_bytes <= a.value_msb_bytes
         assert (t.key_msb_bytes, t.av_macs) == (n.key_msb_bytes, n.av_macs) == (a.key_msb_bytes, a.av_macs)
     no_v = simulate_spatten(full, trace=tr, algo_config=SpattenAlgoConfig(token_prune=0.3, head_prune=0.2,
@@ -254,3 +254,6 @@ def test_fallback_tail_marks_the_last_command_of_each_decode_step():
     assert _dense_ok("tail", rows, extra).tolist() == [False] * 5 + [True]
     assert _dense_ok("tail", rows, extra, [0, 0, 1, 1, 2, 2]).tolist() == [False, True, False, True, False, True]
     assert _dense_ok("tail", [1, 0], extra[:2], [0, 1]).tolist() == [True, False]
+    # units.topk.fallback_tail: 2 (H120): the last two commands with rows of each step
+    assert _dense_ok("tail", rows, extra, [0, 0, 1, 1, 1, 1], tail=2).tolist() == [True, True, False, False, True, True]
+    assert _dense_ok("tail", rows, extra, None, tail=2).tolist() == [False] * 4 + [True, True]
