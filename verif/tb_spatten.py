@@ -14,7 +14,10 @@ keys, and so on in pairs (values of command ci and keys of command ci + 1, which
 values on a tie), one load at a time, each n_keys x r cycles. Command ci's keys may start the cycle
 after command ci - 2 released its keys (``keys_free`` on that bank), its values the cycle after command
 ci - 2 is done; a command is offered from the cycle its keys are in, and ``v_loaded`` pulses for its
-bank in the cycle its values are in. A command without queries gets no value load. Without
+bank in the cycle its values are in. A command without queries gets no value load. A one-query command
+pruned by local-V without ``dense_ok`` loads only its kept value rows, those the core's ``v_mask`` names
+when ``v_fetch`` pulses for its bank, from the next cycle and after the next pair (the causal value
+fetch; ``value_rows`` in the results). Without
 ``dram_row_cycles`` every command's K and V are written before the first command and ``v_loaded``
 pulses for every bank.
 
