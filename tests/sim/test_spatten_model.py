@@ -609,3 +609,35 @@ def test_causal_value_fetch_waits_for_the_keep_mask():
         command_stream_cycles([[q, q]], fetcher=SplitLoads([0], [5], after_mask=[True]))
     with pytest.raises(ValueError, match="without a value load"):
         SplitLoads([0, 0], [5, None], after_mask=[False, True])
+
+
+def test_causal_value_fetch_on_random_streams():
+    """200 random streams of one-query commands (pruned or not, PQ refetches, some without queries, some of
+    several queries loading whole) with random load lengths: every causal command's values come in no
+    earlier than ``mask + 1 + value_cycles`` and its row is swept over its kept tokens (and no stream leaves
+    a deferred load unresolved)."""
+    from archgen.sim.spatten_model import SplitLoads
+
+    rng = np.random.default_rng(120)
+    for _ in range(200):
+        cmds, flags, kc, vc = [], [], [], []
+        for _c in range(int(rng.integers(2, 9))):
+            n = int(rng.integers(4, 65))
+            nq = int(rng.choice([0, 1, 1, 1, 2]))
+            pruned = bool(rng.integers(0, 2))
+            rows = [query_cycles(SMALL, n, lsb_pass=bool(rng.integers(0, 2)), pq_enable=True,
+                                 topk_cycles=int(rng.integers(5, 60)) if pruned else None,
+                                 pv_windows=int(rng.integers(1, 5)) if pruned else None) for _q in range(nq)]
+            cmds.append(rows)
+            flags.append(nq == 1 and pruned)
+            kc.append(int(rng.integers(0, 80)))
+            vc.append(int(rng.integers(0, 80)) if nq else None)
+        kept: list = []
+        f = SplitLoads(kc, vc, after_mask=flags)
+        command_stream_cycles(cmds, fetcher=f, over_kept=kept)
+        row = 0
+        for ci, rows in enumerate(cmds):
+            if flags[ci]:
+                assert f.ends[("v", ci)] >= f.masks[ci] + 1 + vc[ci]
+                assert kept[row]
+            row += len(rows)
