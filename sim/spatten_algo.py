@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from archgen.arch.errors import SpecError, problem
+from archgen.arch.spatten_spec import TopKUnit
 
 __all__ = ["LayerAttentionStats", "SpattenAlgoConfig", "SpattenAlgoResult", "prune_schedule", "run_spatten_algo"]
 
@@ -298,7 +299,7 @@ def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, 
 def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
                      topk_cycles: Callable[[np.ndarray, int], int] | None = None,
                      pv_windows: Callable[[np.ndarray, int], int] | None = None,
-                     fallback: str = "tail", fallback_tail: int = 1) -> SpattenAlgoResult:
+                     fallback: str = "tail", fallback_tail: int = TopKUnit.fallback_tail) -> SpattenAlgoResult:
     """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
 
     With local value pruning on and ``topk_cycles`` given, ``topk_cycles(probs, k)`` is called for every
