@@ -17,8 +17,9 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
     python benchmarks/spatten_figure3_projections.py dense-ok-every gpt2        # the host marks every command dense_ok
     python benchmarks/spatten_figure3_projections.py dense-ok-layer gpt2        # one tail per layer, not per decode step
-    python benchmarks/spatten_figure3_projections.py dense-ok-tail2 gpt2        # the last 2 commands of each step dense_ok
-                                                                                # (= units.topk.fallback_tail: 2)
+    python benchmarks/spatten_figure3_projections.py dense-ok-tail1 gpt2        # the last command of each step dense_ok
+                                                                                # (units.topk.fallback_tail: 1, the default
+                                                                                # before H120's follow-up; the default is 2)
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
