@@ -88,10 +88,19 @@ SPATTEN_SCHEMA: dict = {
                           "fallback": {"enum": ["tail", "all", "none"], "description": "which commands may have "
                                        "a pruned row whose local-V top-k is not done when the PxV stage could take it "
                                        "unpruned swept unpruned (those commands get dense_ok and load all their "
-                                       "values): tail = each layer's last command, where nothing hides the top-k "
-                                       "(default); all = every command of several queries (local-V never delays a "
+                                       "values): tail = the last fallback_tail commands of each stream, where "
+                                       "nothing hides the top-k (default); all = every command of several queries (local-V never delays a "
                                        "row, but on softmax-bound streams nearly every row falls back); none = rows "
-                                       "wait for their top-k (docs/spatten.md, 'Fallback')"}},
+                                       "wait for their top-k (docs/spatten.md, 'Fallback')"},
+                          "fallback_tail": {"type": "integer", "minimum": 1, "maximum": 1024,
+                                            "description": "with fallback tail: how many of the last commands of "
+                                            "each stream (layer, or decode step) get dense_ok and load their values "
+                                            "whole (default 2 = the core's K/V bank count, units.key_sram.buffers: "
+                                            "the last two commands of a stream have no later command whose loads "
+                                            "and compute hide their top-k + keep-mask latency before their causal "
+                                            "value fetch; loading them whole costs 2.6% more decode DRAM bytes "
+                                            "and makes every GPT-2 run of the bench faster: docs/spatten.md, "
+                                            "'Fallback'; docs/spatten_results.md, sixteenth session)"}},
                          required=["parallelism", "fifo_depth"]),
             "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
             "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
@@ -142,6 +151,7 @@ class TopKUnit:
     fifo_depth: int
     feed: bool = True       # the top-k feed (H98): engines take rows while the exponential sweep writes them
     fallback: str = "tail"  # which commands' late top-k rows are swept unpruned (H103, H107): tail | all | none
+    fallback_tail: int = 2  # with tail: the last this-many commands of each stream get dense_ok (H120; = K/V banks)
 
 
 @dataclass(frozen=True)

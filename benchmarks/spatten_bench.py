@@ -135,7 +135,8 @@ def _why(spec, traces) -> None:
                            ("token+head+PQ", TOKEN_HEAD_PQ), ("token+head+PQ + V", TOKEN_HEAD_PQ_V)):
             pruned = cfg.value_prune > 0
             algo = run_spatten_algo(tr, cfg, head_dim=hd, topk_cycles=_exact_topk_fn(spec) if pruned else None,
-                                    pv_windows=_windows_fn(spec) if pruned else None, fallback=spec.topk.fallback)
+                                    pv_windows=_windows_fn(spec) if pruned else None, fallback=spec.topk.fallback,
+                                    fallback_tail=spec.topk.fallback_tail)
             pq = cfg.progressive and cfg.lsb_bits > 0
             bound, paces, cache = dict.fromkeys(names, 0), [], {}
             for s in algo.layers:

@@ -7,6 +7,7 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py pv-kept MiniLM             # PxV over kept rows only
     python benchmarks/spatten_figure3_projections.py key-banks-3+pv-kept gpt2   # variants combine
     python benchmarks/spatten_figure3_projections.py built gpt2                 # the built core's ratios, 6 places
+    python benchmarks/spatten_figure3_projections.py oracle-v-fetch gpt2        # the value fetch before H120 (an oracle)
     python benchmarks/spatten_figure3_projections.py no-feed gpt2               # the core before the feed (H98)
     python benchmarks/spatten_figure3_projections.py no-fallback bert-base      # the core before the fallback (H103)
     python benchmarks/spatten_figure3_projections.py topk-feed bert-base        # top-k fed by the sweep (H93)
@@ -16,6 +17,9 @@ applied by patching it for the run; the built core is what benchmarks/spatten_be
     python benchmarks/spatten_figure3_projections.py check-reorder 500          # reorder's fixed point = causal
     python benchmarks/spatten_figure3_projections.py dense-ok-every gpt2        # the host marks every command dense_ok
     python benchmarks/spatten_figure3_projections.py dense-ok-layer gpt2        # one tail per layer, not per decode step
+    python benchmarks/spatten_figure3_projections.py dense-ok-tail1 gpt2        # the last command of each step dense_ok
+                                                                                # (units.topk.fallback_tail: 1, the default
+                                                                                # before H120's follow-up; the default is 2)
 
 With ``--table`` after the trace filter: the bench's table 2-4 (every speedup column) under the variant.
 
@@ -50,6 +54,11 @@ token pruning and for token + head + PQ (the bench's figure-3 column).
   BUILT since H98 (the core's default, ``sim.spatten_model._Stream._feed_take``): this projection now
   runs on the model without the built feed (``feed=False``), so it still gives H93's projected
   figures, to compare with the built ones (docs/spatten_results.md).
+- oracle-v-fetch (sixteenth session): the fetcher before the causal value fetch (H120): a one-query
+  command's kept value rows loaded from the cycle after command i - 2 is done, before its own top-k
+  chose them (commands of several queries still load whole, as built). The other fetcher variants
+  (key-banks-3, reorder-RULE, and the patched per-layer streams of pv-kept / engines-3 / topk-feed) still
+  use that oracle fetch: they are projections measured before it was built.
 - dense-ok-every, dense-ok-layer (fifteenth session): host rules for the commands' ``dense_ok`` bits that
   the spec's ``units.topk.fallback`` does not offer (no RTL change: the bits are the host's): every command
   with rows (its values loaded whole, so each late row falls back), or the ``tail`` rule with one tail per
@@ -86,6 +95,14 @@ class _ThreeKeyBanks(sm.SplitLoads):
         for kind, ci, allowed, cycles in loads:
             self.free = max(self.free, allowed) + cycles
             self.ends[(kind, ci)] = self.free
+
+
+class _OracleValueFetch(sm.SplitLoads):
+    """oracle-v-fetch: the fetcher before the sixteenth session, which loaded a one-query command's kept
+    value rows from the cycle after command i - 2 was done, before its top-k had chosen them."""
+
+    def __init__(self, key_cycles, value_cycles, values_first=True, after_mask=None):
+        super().__init__(key_cycles, value_cycles, values_first)
 
 
 class _ReorderLoads:
@@ -134,6 +151,8 @@ class _Placed:
         self.lists = (dones, releases)
         return self.vend[ci]
 
+    values_at = values_ready        # the oracle value fetch (no wait for the keep mask, see oracle-v-fetch)
+
 
 class _Capture(_Placed):
     """The pairs fetcher (SplitLoads), keeping the stream's lists: the fixed point's start."""
@@ -149,6 +168,8 @@ class _Capture(_Placed):
     def values_ready(self, ci, dones, releases):
         self.lists = (dones, releases)
         return self.inner.values_ready(ci, dones, releases)
+
+    values_at = values_ready
 
 
 REORDER_RESOLUTIONS = []        # resolutions each reordered stream took to its fixed point
@@ -177,7 +198,7 @@ def _reorder(priority: str) -> None:
             return fixed_point(commands, fetcher, over_kept, **kwargs)
         return stream_cycles(commands, ready, fetcher=fetcher, over_kept=over_kept, **kwargs)
 
-    sm.SplitLoads = lambda key_cycles, value_cycles: _ReorderLoads(key_cycles, value_cycles, priority)
+    sm.SplitLoads = lambda key_cycles, value_cycles, **_: _ReorderLoads(key_cycles, value_cycles, priority)
     sm.command_stream_cycles = command_stream_cycles
 
 
@@ -413,9 +434,21 @@ def _dense_ok_rule(rule: str) -> None:
     import archgen.sim.spatten_algo as sa
     built = sa._dense_ok
     if rule == "every":
-        sa._dense_ok = lambda fallback, rows, extra, steps=None: np.asarray(rows, dtype=np.int64) > 0
+        sa._dense_ok = lambda fallback, rows, extra, steps=None, tail=1: np.asarray(rows, dtype=np.int64) > 0
+    elif rule.startswith("tail") and rule[4:].isdigit():
+        last = int(rule[4:])
+
+        def tail_n(fallback, rows, extra, steps=None, tail=1):
+            """The last ``last`` commands with rows of each step (of the layer when ``steps`` is None)."""
+            ok = np.zeros(len(rows), dtype=bool)
+            step = np.zeros(len(rows), np.int64) if steps is None else np.asarray(steps, np.int64)
+            r = np.asarray(rows, dtype=np.int64)
+            for t in np.unique(step):
+                ok[np.flatnonzero((r > 0) & (step == t))[-last:]] = True
+            return ok
+        sa._dense_ok = tail_n
     else:
-        sa._dense_ok = lambda fallback, rows, extra, steps=None: built(fallback, rows, extra, None)
+        sa._dense_ok = lambda fallback, rows, extra, steps=None, tail=1: built(fallback, rows, extra, None, tail)
 
 
 def main() -> None:
@@ -445,6 +478,8 @@ def main() -> None:
             _no_fallback()
         elif part == "built":
             pass
+        elif part == "oracle-v-fetch":
+            sm.SplitLoads = _OracleValueFetch
         elif part.startswith("pv-") and part[3:] in sm.PV_WINDOW_RULES:
             _pv_rule(part[3:])
         elif part.startswith("reorder-") and part[8:] in ("oldest", "values", "keys"):
@@ -453,10 +488,10 @@ def main() -> None:
             _refetch_waits()
         elif part == "no-qk-preempt":
             _no_qk_preempt()
-        elif part in ("dense-ok-every", "dense-ok-layer"):
+        elif part in ("dense-ok-every", "dense-ok-layer") or (part.startswith("dense-ok-tail") and part[13:].isdigit()):
             _dense_ok_rule(part[len("dense-ok-"):])
         else:
-            raise SystemExit("variant must be built, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
+            raise SystemExit("variant must be built, oracle-v-fetch, no-feed, no-fallback, key-banks-3, engines-3, pv-kept, pv-RULE, topk-feed, "
                              "topk-feed-spec, "
                              "reorder-RULE, no-qk-preempt, dense-ok-every, dense-ok-layer or refetch-waits "
                              f"(joined by +), not {part!r}")

@@ -21,6 +21,11 @@ Interface (streams; payload fields listed from the least significant bit):
   bank's keys by its command (its last query's last score reaches the softmax; with PQ on, that
   query's decision when it needs no LSBs; a command without queries: its ``done``), after which the
   fetcher may overwrite them.
+- ``v_fetch`` Out (one bit per K/V bank), ``v_mask`` Out (max_tokens bits per bank, bank b at bits
+  b x max_tokens ..): the causal value fetch. A one-query command pruned by local-V without ``dense_ok``
+  loads only its kept value rows, which its keep mask names: ``v_fetch`` pulses for the command's bank in
+  the first cycle the row's keep mask is complete, with the mask on ``v_mask`` in that cycle; the fetcher
+  loads those rows from the next cycle (then ``v_loaded``).
 - ``done``  one-cycle pulse after a command's last output row is accepted (one per command, in order);
   ``busy``: either stage is working.
 - Importance accumulators beside the chain (cascade pruning): ``tok_imp`` reads the token-importance
@@ -152,6 +157,8 @@ class SpattenCore(wiring.Component):
                 "data": data.ArrayLayout(signed(f.acc_bits), self.dim), "need_lsb": unsigned(1)}))),
             "v_loaded": In(spec.key_sram.buffers),
             "keys_free": Out(spec.key_sram.buffers),
+            "v_fetch": Out(spec.key_sram.buffers),
+            "v_mask": Out(spec.key_sram.buffers * spec.max_tokens),
             "done": Out(1),
             "busy": Out(1),
             "imp_clear": In(1),
@@ -286,6 +293,7 @@ class SpattenCore(wiring.Component):
         after that (it then visits the kept tokens only), else it sweeps every group."""
         f, Pt, tk = self.fmt, s.Pt, e.tk
         eb = f.exp_bits
+        m.d.sync += e.vf.eq(0)
         m.d.comb += e.mask_rd.eq(~e.take_now & e.pruned_t & (e.mask_ptr < e.tk_rows)
                                  & ((e.st_t == _T.FULL) | ((e.st_t == _T.TK_WAIT) & tk.done)))
         m.d.sync += [e.mr_v.eq(e.mask_rd), e.mr_row.eq(e.mask_ptr)]
@@ -312,8 +320,11 @@ class SpattenCore(wiring.Component):
                         m.d.sync += e.mask[r].eq(keep)
             with m.If(e.mr_row == e.tk_rows - 1):
                 m.d.sync += e.mask_ok.eq(1)
+                # the causal value fetch: a one-query command without dense_ok loads its kept value rows only,
+                # once their mask is complete (``v_fetch``, from the cycle mask_ok is high)
+                m.d.sync += e.vf.eq((e.c_t.n_queries == 1) & ~e.c_t.dense_ok)
         with m.If(e.take_now):          # a new row: its mask starts empty (rows past its keys stay 0)
-            m.d.sync += [e.mask_ptr.eq(0), e.mask_ok.eq(0), e.mr_v.eq(0)] + [w.eq(0) for w in e.mask]
+            m.d.sync += [e.mask_ptr.eq(0), e.mask_ok.eq(0), e.mr_v.eq(0), e.vf.eq(0)] + [w.eq(0) for w in e.mask]
 
     def _pxv(self, m, s):
         """prob x V: L x D multipliers, L-input registered adder tree per feature, with the importance
@@ -515,6 +526,16 @@ class SpattenCore(wiring.Component):
         last_dec = Signal()             # a command's last query decided without needing its LSBs
         m.d.comb += last_dec.eq(s.pq.decision & ~s.pq.need_lsb & s.rf_d & s.last_d)
         m.d.comb += self.keys_free.eq(kf_empty | Mux(last_qk, 1 << s.c.bank, 0) | Mux(last_dec, 1 << s.c_d.bank, 0))
+        # the causal value fetch: ``v_fetch`` pulses for a bank when the keep mask of its one-query pruned
+        # command (no dense_ok) is complete; ``v_mask`` holds that mask (bank b: bits b x N ..) in the cycle
+        n = self.spec.max_tokens
+        for b in range(banks):
+            hits = [e.vf & (e.c_t.bank == b) for e in s.eng]
+            m.d.comb += self.v_fetch[b].eq(Cat(*hits).any())
+            vm = Cat(*s.eng[0].mask)[:n]
+            for hit, e in zip(hits[1:], s.eng[1:]):
+                vm = Mux(hit, Cat(*e.mask)[:n], vm)
+            m.d.comb += self.v_mask[b * n:(b + 1) * n].eq(vm)
         v_ok = Signal(banks)
         v_clear = Signal(banks)         # the PxV stage sends its command's last output row
         m.d.comb += v_clear.eq(Mux((s.st_b == _B.OUT) & self.out.ready & s.last_b, 1 << s.c_b.bank, 0))
@@ -1012,6 +1033,7 @@ class _Engine:
         self.mask_eq = Signal(spec.max_tokens.bit_length(), name=f"mask_eq{j}")
         self.mask = [Signal(spec.topk.parallelism, name=f"mask{j}_{r}") for r in range(prows)]
         self.mask_ok = Signal(name=f"mask_ok{j}")
+        self.vf = Signal(name=f"v_fetch{j}")    # the row's mask just completed: its command's value fetch may start
         # the feed: the engine's row is still being written by its sweep; the read port's data is a
         # completely written row of P (the engine's input beat is valid)
         self.feed_t = Signal(name=f"feed_t{j}")

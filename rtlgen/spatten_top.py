@@ -41,7 +41,8 @@ CYCLE_CONTRACT = {
     "pv": "G + pv_pipe",
     "dram": "keys and values are separate loads: a command is offered once its keys are in, a row's PxV "
             "waits for its command's values (v_loaded); keys_free pulses at the last use of a command's "
-            "keys (archgen.sim.spatten_model.SplitLoads)",
+            "keys; a one-query command pruned by local-V without dense_ok loads its kept value rows once "
+            "v_fetch gives its keep mask on v_mask (archgen.sim.spatten_model.SplitLoads, after_mask)",
     "model": "archgen.sim.spatten_model.core_cycles / query_cycles",
 }
 

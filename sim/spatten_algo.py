@@ -14,7 +14,10 @@ What is applied, layer by layer (and, for a decode trace, generation step by ste
   ``start + end = 2 * average``. The paper fixes only that sum; ``start = average / 2`` is our default.
 - Local value pruning. Per processed query row, after softmax, the ``ratio`` of kept keys with the
   smallest probabilities have their V rows neither fetched nor multiplied. V rows are fetched once per
-  (head, step) for the union of rows that need them (one SRAM fill serves all queries of a step).
+  (head, step): a one-query command (decode) fetches its kept rows once its keep mask is complete (the
+  causal value fetch, sixteenth session); a command of several queries fetches every visible row (the
+  union of its rows' kept rows is not known before its values are needed; before the sixteenth session
+  it fetched that union, an oracle).
 - Progressive quantization. K and V live in DRAM as MSB and LSB parts. MSBs are always fetched; a row
   whose maximum probability is below ``threshold`` re-fetches the LSBs of the keys (once per head and
   step if any row needs them) and of the values it uses, and recomputes its QxK scores once.
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from archgen.arch.errors import SpecError, problem
+from archgen.arch.spatten_spec import TopKUnit
 
 __all__ = ["LayerAttentionStats", "SpattenAlgoConfig", "SpattenAlgoResult", "prune_schedule", "run_spatten_algo"]
 
@@ -262,14 +266,15 @@ class _LayerAccumulator:
 FALLBACK_MODES = ("tail", "all", "none")
 
 
-def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None = None) -> np.ndarray:
+def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None = None, tail: int = 1) -> np.ndarray:
     """Per command of a layer's stream (in order): whether it gets the core's ``dense_ok`` bit, so its value
     load holds every visible value row and the core may sweep a pruned row whose local-V top-k is late
     unpruned (the fallback, docs/spatten.md). ``tail``: the last command with rows of each stream (of the
     layer, or of each generation step of it when ``steps`` gives each command's step), the one nothing after
     it hides (mid-stream, waiting for a top-k costs no time, H93, so those rows stay pruned);
     ``all``: every command of more than one query, and any whose kept rows are already all its values (no
-    extra bytes); ``none``: no command."""
+    extra bytes); ``none``: no command. ``tail`` (the spec's ``units.topk.fallback_tail``): with ``tail``, how
+    many of the last commands with rows of each stream get it."""
     ok = np.zeros(len(command_rows), dtype=bool)
     if fallback == "all":
         ok[:] = [n > 1 or e == (0, 0) for n, e in zip(command_rows, extra)]
@@ -278,8 +283,7 @@ def _dense_ok(fallback: str, command_rows: list, extra: list, steps: list | None
         rows = np.asarray(command_rows, dtype=np.int64)
         for t in np.unique(step):
             nonempty = np.flatnonzero((rows > 0) & (step == t))
-            if nonempty.size:
-                ok[nonempty[-1]] = True
+            ok[nonempty[-tail:]] = True
     return ok
 
 
@@ -295,7 +299,7 @@ def _layer_schedule(n_layers: int, kind: str, explicit, average, unpruned_frac, 
 def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, head_dim: int = 64,
                      topk_cycles: Callable[[np.ndarray, int], int] | None = None,
                      pv_windows: Callable[[np.ndarray, int], int] | None = None,
-                     fallback: str = "tail") -> SpattenAlgoResult:
+                     fallback: str = "tail", fallback_tail: int = TopKUnit.fallback_tail) -> SpattenAlgoResult:
     """Apply the configured techniques to ``trace`` (`archgen.workloads.trace.AttentionTrace`).
 
     With local value pruning on and ``topk_cycles`` given, ``topk_cycles(probs, k)`` is called for every
@@ -303,10 +307,14 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
     of V rows to keep; its results land in ``row_topk_cycles`` (a cycle model of the top-k engine).
     ``pv_windows(probs, k)`` likewise, into ``row_pv_windows`` (the PxV stage's windows over the kept rows).
     ``fallback`` (the spec's ``units.topk.fallback``): which commands get the core's ``dense_ok`` bit and
-    load every visible value row (``_dense_ok``); the others load their rows' kept value rows only.
+    load every visible value row (``_dense_ok``; ``fallback_tail``: the spec's ``units.topk.fallback_tail``),
+    as every command of more than one query does; the others
+    (one query) load their row's kept value rows only, after its keep mask (spatten_sim's ``after_mask``).
     """
     if fallback not in FALLBACK_MODES:
         raise SpecError([problem("units.topk.fallback", f"must be one of {', '.join(FALLBACK_MODES)}", fallback)])
+    if isinstance(fallback_tail, bool) or not isinstance(fallback_tail, int) or fallback_tail < 1:
+        raise SpecError([problem("units.topk.fallback_tail", "must be an integer >= 1", fallback_tail)])
     if not isinstance(head_dim, int) or head_dim < 1:
         raise SpecError([problem("head_dim", "must be a positive integer", head_dim)])
     h = trace.header
@@ -405,9 +413,13 @@ def run_spatten_algo(trace, config: SpattenAlgoConfig = SpattenAlgoConfig(), *, 
 
     out = []
     for l, a in enumerate(acc):
-        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra, a.command_steps)
-        for ok, (m, b) in zip(dense_ok.tolist(), a.command_extra):
-            if ok:
+        dense_ok = _dense_ok(fallback, a.command_rows, a.command_extra, a.command_steps, fallback_tail)
+        # a command loads every visible value row when it has dense_ok or more than one query: the causal value
+        # fetch (docs/spatten.md, "DRAM") loads kept rows only for a one-query command, once its keep mask is
+        # complete; a command of several queries cannot wait for its rows' masks (its rows hold the two top-k
+        # engines until their values are in), so its union of kept rows is not known before its values are needed
+        for ok, n, (m, b) in zip(dense_ok.tolist(), a.command_rows, a.command_extra):
+            if ok or n > 1:
                 a.add(value_msb_bytes=m, value_lsb_bytes=b)
         c = a.c
         rows = c.get("rows", 0)

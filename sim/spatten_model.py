@@ -488,9 +488,10 @@ class _Stream:
         last = max(go + qc.exp - qc.exp_pipe, self.last_start + 1)
         return max(last + qc.exp_pipe, self.div_free, self.hold_free) + qc.div + qc.decide
 
-    def resolve(self, job, values_at: int = 0) -> int:
+    def resolve(self, job, values_at=0) -> int:
         """Resolve the oldest accepted row; ``values_at``: the first cycle its command's values are in
-        the value buffer (the PxV stage takes the row no earlier). Sets ``release``, the cycle of the
+        the value buffer (the PxV stage takes the row no earlier), or a function of the cycle its keep mask
+        is complete giving that cycle (a value load that waits for the row's keep mask). Sets ``release``, the cycle of the
         row's last use of its keys (its last score reaches the softmax; with PQ on, its decision when
         it needs no LSBs)."""
         qc, _a, last_score, bank, pre = job
@@ -543,6 +544,11 @@ class _Stream:
             self.eng_idle[self.te] = ready + 1
         else:
             ready = take + 1
+        if callable(values_at):
+            # a causal value load (``SplitLoads(after_mask=)``): the command's kept value rows are requested
+            # once this row's keep mask is complete (the engine's mask sweep, ``ceil(n / P) + 1`` cycles after
+            # its done: the core's ``v_fetch`` pulse)
+            values_at = values_at(ready + qc.topk_beats + PV_MASK_TAIL if qc.topk else None, self.release)
         take_p = max(ready, self.b_free - 1, decision + 1, values_at)
         fell = self._fallback_take(qc, take, decision, values_at, take_p)
         if fell is not None:
@@ -590,29 +596,51 @@ class SplitLoads:
     neither load waits behind the other while its own bank is free. A command is handshaked once its
     keys are in (``key_ready``); its rows' PxV waits for its values (``values_ready``: the cycle the
     core's ``v_loaded`` pulse marks them in). ``value_cycles[i]`` None: a command without queries (its
-    values are never read) has no value load and releases its keys at its ``done``."""
+    values are never read) has no value load and releases its keys at its ``done``.
 
-    def __init__(self, key_cycles: Sequence[int], value_cycles: Sequence[int | None], values_first: bool = True):
+    ``after_mask[i]`` (the causal value fetch, docs/spatten.md "DRAM"): command i is one query pruned by
+    local-V whose value load holds its kept rows only; the fetcher learns them from the row's keep mask, so
+    that load starts no earlier than the cycle after the mask is complete (the core's ``v_fetch`` pulse
+    for its bank, ``mask`` below) and is deferred to the next pair: it goes right after the pair (values of
+    i + 1, keys of i + 2), so those keys (which may start from command i's ``keys_free``, before its top-k)
+    never wait behind it. None: no such command."""
+
+    def __init__(self, key_cycles: Sequence[int], value_cycles: Sequence[int | None], values_first: bool = True,
+                 after_mask: Sequence[bool] | None = None):
         self.key_cycles, self.value_cycles = [int(k) for k in key_cycles], list(value_cycles)
         self.ends: dict = {("k", 0): 0}
         self.free = 0               # the DRAM is free from this cycle, after the pairs resolved so far
         self.pairs = 0              # pairs (keys of i + 1, values of i) resolved
         self.values_first = values_first
+        self.after_mask = [False] * len(self.key_cycles) if after_mask is None else [bool(x) for x in after_mask]
+        if len(self.after_mask) != len(self.key_cycles):
+            raise ValueError(f"after_mask needs one flag per command ({len(self.key_cycles)}), got {len(self.after_mask)}")
+        if any(a and v is None for a, v in zip(self.after_mask, self.value_cycles)):
+            raise ValueError("a command without a value load cannot wait for its keep mask (after_mask)")
+        self.masks: dict[int, int] = {}     # command -> the cycle its keep mask is complete (after_mask)
 
     def _pair(self, i: int, dones, releases) -> None:
-        """Resolve the pair (keys of command i + 1, values of command i)."""
+        """Resolve the pair (keys of command i + 1, values of command i), then the deferred kept value rows
+        of command i - 1 (``after_mask``)."""
         loads = []
-        if self.value_cycles[i] is not None:
+        if i < len(self.key_cycles) and self.value_cycles[i] is not None and not self.after_mask[i]:
             loads.append(("v", i, dones[i - 2] + 1 if i >= 2 else 0, int(self.value_cycles[i])))
         if i + 1 < len(self.key_cycles):
             loads.append(("k", i + 1, releases[i - 1] + 1 if i >= 1 else 0, self.key_cycles[i + 1]))
         loads.sort(key=lambda x: max(x[2], self.free) if self.values_first else (max(x[2], self.free), x[0] == "v"))
+        if i >= 1 and self.after_mask[i - 1]:
+            if i - 1 not in self.masks:
+                raise RuntimeError(f"command {i - 1}'s kept value rows wait for its keep mask, not known yet")
+            allowed = max(dones[i - 3] + 1 if i >= 3 else 0, self.masks[i - 1] + 1)
+            loads.append(("v", i - 1, allowed, int(self.value_cycles[i - 1])))
         for kind, ci, allowed, cycles in loads:
             self.free = max(self.free, allowed) + cycles
             self.ends[(kind, ci)] = self.free
 
     def _end(self, item, dones, releases) -> int:
         while item not in self.ends:
+            if self.pairs > len(self.key_cycles):
+                raise RuntimeError(f"no load {item}")
             self._pair(self.pairs, dones, releases)
             self.pairs += 1
         return self.ends[item]
@@ -622,6 +650,21 @@ class SplitLoads:
 
     def values_ready(self, ci: int, dones, releases) -> int:
         return self._end(("v", ci), dones, releases) if self.value_cycles[ci] is not None else 0
+
+    def values_at(self, ci: int, dones, releases):
+        """For ``_Stream.resolve``: the cycle command ci's values are in, or, for a value load that waits
+        for the keep mask (``after_mask``), a function of the cycle the mask is complete and of the row's
+        ``keys_free`` cycle (the next pair's keys may start after it) giving that cycle."""
+        if not self.after_mask[ci]:
+            return self.values_ready(ci, dones, releases)
+
+        def after(mask: int | None, release: int) -> int:
+            if mask is None:
+                raise ValueError(f"command {ci} waits for a keep mask (after_mask) but its row is not pruned")
+            self.masks[ci] = mask
+            releases[ci] = release
+            return self._end(("v", ci), dones, releases)
+        return after
 
 
 def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None, *,
@@ -661,7 +704,8 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
     or a function ``ready(ci, dones)`` of the command index and the done cycles known so far (every
     command before ``ci - 1`` is done by then), e.g. :func:`dram_ready`; None: at once.
     ``fetcher``: split K and V loads instead (:class:`SplitLoads`): a command waits for its keys, its
-    rows' PxV for its values. ``over_kept``: a list that receives, per row in order, whether its PxV
+    rows' PxV for its values (a one-query command's kept value rows, ``after_mask``, are loaded once its
+    keep mask is complete). ``over_kept``: a list that receives, per row in order, whether its PxV
     visited the kept tokens only (the engine's keep mask was written by the take). ``feed``: False
     models the core before the top-k feed (a pruned row reaches its engine at the divider at the
     earliest), for comparisons. ``fed``: a list that receives, per row in order, None or, for a row
@@ -679,12 +723,15 @@ def command_stream_cycles(commands: Sequence[Sequence[QueryCycles]], ready=None,
 
     def resolve_oldest():
         job, ci, last = inflight.pop(0)
-        free = st.resolve(job, fetcher.values_ready(ci, dones, releases) if fetcher else 0)
+        free = st.resolve(job, fetcher.values_at(ci, dones, releases) if fetcher else 0)
         if last:
             dones[ci] = free
             releases[ci] = st.release
 
     for ci, queries in enumerate(commands):
+        if fetcher is not None and fetcher.after_mask[ci] and len(queries) != 1:
+            raise ValueError(f"command {ci}: only a one-query command's value load can wait for its keep mask "
+                             f"(after_mask), it has {len(queries)} queries")
         if fetcher is not None:
             while inflight and inflight[0][1] <= ci - 2:
                 resolve_oldest()

@@ -215,6 +215,10 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
                                           pv_windows=None if (t < 0 or w < 0) else w, dense_ok=o)
         per_row.append(c)
     stream = command_rows(per_row, commands)
+    # the causal value fetch: a one-query command pruned by local-V without dense_ok loads its kept value rows
+    # once its keep mask is complete (spatten_model.SplitLoads after_mask); other commands load whole or early
+    after_mask = [len(c) == 1 and bool(c[0].topk) and not o[0] for c, o in
+                  zip(stream, command_rows(ok.tolist(), commands))]
     stages = {"front": sum(c.front_busy for c in per_row), "topk": sum(c.topk for c in per_row), "pv": 0}
     if not stream:
         return 0, stages
@@ -222,7 +226,7 @@ def _core_cycles(spec, keys: np.ndarray, lsb: np.ndarray, topk: np.ndarray | Non
     fell_rows: list = []        # per row: the fallback swept it unpruned
     total = 0
     for a, b in _step_segments(commands, steps):
-        fetcher = None if loads is None else SplitLoads(loads[0][a:b], loads[1][a:b])
+        fetcher = None if loads is None else SplitLoads(loads[0][a:b], loads[1][a:b], after_mask=after_mask[a:b])
         done = command_stream_cycles(stream[a:b], fetcher=fetcher, over_kept=kept, fell=fell_rows)[-1]
         total += done + (0 if loads is None else loads[0][a])
     stages["pv"] = sum((c.pv_kept if k else c.pv) + c.output for c, k in zip(per_row, kept))
@@ -307,7 +311,8 @@ def simulate_spatten(spec, workload=None, trace=None, algo_config: SpattenAlgoCo
     trace = _trace_for(spec, workload, trace, d, concentration, seed)
     exact = topk_cycles == "exact" and algo_config.value_prune > 0
     algo = run_spatten_algo(trace, algo_config, head_dim=d, topk_cycles=_exact_topk_fn(spec) if exact else None,
-                            pv_windows=_windows_fn(spec) if exact else None, fallback=spec.topk.fallback)
+                            pv_windows=_windows_fn(spec) if exact else None, fallback=spec.topk.fallback,
+                                    fallback_tail=spec.topk.fallback_tail)
     energy_model = energy_model or EnergyModel.load(node_nm=_node_nm(spec))
     results = []
     for s in algo.layers:

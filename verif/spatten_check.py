@@ -129,11 +129,19 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
         cmds.append({"keys": keys, "values": values, "queries": queries, "keep_k": keep_k,
                      "bank": (bank + ci) % spec.key_sram.buffers, "seed": cmd_seed, "shift": shift, "pq": pq_on,
                      "dense_ok": int(dense[ci])})
-    def fetcher():
+    # the causal value fetch: a one-query command pruned by local-V without dense_ok loads its kept value rows
+    # only, once its keep mask is complete (the core's v_fetch; SplitLoads after_mask)
+    after_mask = [len(c["queries"]) == 1 and c["keep_k"] < len(c["keys"]) and not c["dense_ok"] for c in cmds]
+    value_rows = [int(run.results[0].keep.sum()) if a else len(c["values"]) for c, run, a in zip(cmds, runs, after_mask)]
+
+    def fetcher(local_v: bool = True):
+        """The testbench's loads; ``local_v`` False: the same stream without local-V (every value row)."""
         if not dram_row_cycles:
             return None
+        rows = value_rows if local_v else [len(c["values"]) for c in cmds]
         return SplitLoads([len(c["keys"]) * dram_row_cycles for c in cmds],
-                          [len(c["values"]) * dram_row_cycles if len(c["queries"]) else None for c in cmds])
+                          [v * dram_row_cycles if len(c["queries"]) else None for c, v in zip(cmds, rows)],
+                          after_mask=after_mask if local_v else None)
     over_kept: list = []
     fed: list = []
     outs: list = []
@@ -152,7 +160,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                       "shift": c["shift"], "keep_k": c["keep_k"], "pq_enable": int(c["pq"]), "threshold": thr,
                       "bank": c["bank"], "seed": c["seed"], "dense_ok": c["dense_ok"]} for c in cmds],
         "max_cycles": 4 * model_done[-1] + 1000, "groups": spec.groups, "lanes": spec.lanes,
-        "banks": spec.key_sram.buffers,
+        "banks": spec.key_sram.buffers, "max_tokens": spec.max_tokens,
         "dram_row_cycles": dram_row_cycles,
     }
     res = run_testbench(core_verilog(spec), spec.name, "archgen.verif.tb_spatten", params,
@@ -176,8 +184,12 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
         want_tok[:len(c["keys"])] += r.probs
     want_head = int(np.abs(want).sum()) if want.size else 0
     importance_match = (res.get("token_importance") == want_tok.tolist() and res.get("head_score") == want_head)
+    # the value rows the testbench's fetcher loaded for each causal command (from the core's v_mask): its kept rows
+    want_rows = {str(ci): np.flatnonzero(run.results[0].keep).tolist()
+                 for ci, (run, a) in enumerate(zip(runs, after_mask)) if a and dram_row_cycles}
+    value_rows_match = res.get("value_rows", {}) == want_rows
     correct = (bit_exact and max_error <= OUTPUT_TOLERANCE and cycles_match and importance_match
-               and bool(res.get("passed")))
+               and value_rows_match and bool(res.get("passed")))
     return {"correct": correct, "bit_exact": bit_exact, "max_error": max_error, "tolerance": OUTPUT_TOLERANCE,
             "rtl_cycles": res.get("cycles"), "model_cycles": model_done[-1], "cycles_match": cycles_match,
             "rtl_done_cycles": res.get("done_cycles"), "model_done_cycles": model_done,
@@ -186,6 +198,14 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
             "unoverlapped_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=fetcher(),
                                                               overlap_sweeps=False),
             "importance_match": importance_match,
+            # per causal command (one query, pruned, no dense_ok, from DRAM): the value rows fetched after its v_fetch
+            "value_rows_match": value_rows_match, "after_mask": after_mask,
+            "v_fetch_cycles": res.get("v_fetch_cycles"),
+            # the same stream with the oracle fetch before (kept value rows loaded before the top-k chose them)
+            "oracle_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=SplitLoads(
+                [len(c["keys"]) * dram_row_cycles for c in cmds],
+                [v * dram_row_cycles if len(c["queries"]) else None for c, v in zip(cmds, value_rows)]))
+            if dram_row_cycles else None,
             # per row: its PxV visited the kept tokens only; and the stream were every PxV to sweep all groups
             "over_kept": over_kept,
             # per row: None, or (take, first beat, last beat) when the top-k feed took it while its sweep wrote
@@ -200,7 +220,7 @@ def verify_core(spec: SpattenSpec, n_keys, n_queries, seed: int, local_v_keep=No
                 [[dataclasses.replace(qc, preempt=False) for qc in r.queries] for r in runs], fetcher=fetcher()),
             "unpruned_done_cycles": command_stream_cycles(
                 [[dataclasses.replace(qc, topk=0, pv_kept=0, mask=0, fallback=False) for qc in r.queries]
-                 for r in runs], fetcher=fetcher()),
+                 for r in runs], fetcher=fetcher(local_v=False)),
             "unfed_done_cycles": command_stream_cycles([r.queries for r in runs], fetcher=fetcher(), feed=False),
             "full_sweep_done_cycles": command_stream_cycles(
                 [[dataclasses.replace(qc, pv_kept=0) for qc in r.queries] for r in runs], fetcher=fetcher()),

@@ -14,7 +14,10 @@ keys, and so on in pairs (values of command ci and keys of command ci + 1, which
 values on a tie), one load at a time, each n_keys x r cycles. Command ci's keys may start the cycle
 after command ci - 2 released its keys (``keys_free`` on that bank), its values the cycle after command
 ci - 2 is done; a command is offered from the cycle its keys are in, and ``v_loaded`` pulses for its
-bank in the cycle its values are in. A command without queries gets no value load. Without
+bank in the cycle its values are in. A command without queries gets no value load. A one-query command
+pruned by local-V without ``dense_ok`` loads only its kept value rows, those the core's ``v_mask`` names
+when ``v_fetch`` pulses for its bank, from the next cycle and after the next pair (the causal value
+fetch; ``value_rows`` in the results). Without
 ``dram_row_cycles`` every command's K and V are written before the first command and ``v_loaded``
 pulses for every bank.
 
@@ -41,7 +44,7 @@ def _pack(fields):
     return word
 
 
-async def _watch_done(dut, counter, seen: list, keys_free: dict):
+async def _watch_done(dut, counter, seen: list, keys_free: dict, v_fetch: dict, n_tokens: int):
     while True:
         await FallingEdge(dut.clk)
         await ReadOnly()
@@ -51,12 +54,33 @@ async def _watch_done(dut, counter, seen: list, keys_free: dict):
         for bank in keys_free:
             if kf >> bank & 1:
                 keys_free[bank].append(counter())
+        vf = int(dut.v_fetch.value)
+        if vf:
+            vm = int(dut.v_mask.value)
+            for bank in v_fetch:
+                if vf >> bank & 1:
+                    mask = vm >> (bank * n_tokens) & ((1 << n_tokens) - 1)
+                    v_fetch[bank].append((counter(), [t for t in range(n_tokens) if mask >> t & 1]))
 
 
-async def _fetch(dut, counter, cmd0, commands, kv_beats, row_cycles, done_seen, keys_free, key_end):
+def _after_mask(c) -> bool:
+    """The causal value fetch: a one-query command pruned by local-V without dense_ok loads its kept value
+    rows only, once the core's ``v_fetch`` gives its keep mask (sim.spatten_model.SplitLoads ``after_mask``)."""
+    return len(c["queries"]) == 1 and c["keep_k"] < len(c["keys"]) and not c.get("dense_ok", 0)
+
+
+async def _fetch(dut, counter, cmd0, commands, kv_beats, row_cycles, done_seen, keys_free, key_end, v_fetch,
+                 value_rows):
     """The fetcher (sim.spatten_model.SplitLoads): after command 0's keys, loads in pairs (values of
-    command i, keys of command i + 1), whichever may start first (values on a tie), one at a time."""
+    command i, keys of command i + 1), whichever may start first (values on a tie), one at a time; the
+    kept value rows of a one-query pruned command i (``_after_mask``) are deferred to right after the next
+    pair and start no earlier than the cycle after its ``v_fetch`` pulse: the rows its ``v_mask`` names
+    (recorded in ``value_rows``)."""
     n, free = len(commands), 0
+    causal_no = {}                  # command -> its index among the causal commands of its bank
+    for i, c in enumerate(commands):
+        if _after_mask(c):
+            causal_no[i] = sum(1 for j in causal_no if commands[j]["bank"] == c["bank"])
     v_pulse: dict[int, int] = {}    # relative cycle -> the v_loaded bits driven in it
 
     beats: deque = deque()          # kv rows to write, one per cycle (the port is always ready)
@@ -71,16 +95,25 @@ async def _fetch(dut, counter, cmd0, commands, kv_beats, row_cycles, done_seen, 
     cocotb.start_soon(drive_v_loaded_and_kv())
 
     def allowed(kind, i):           # the load may start in (relative) cycle t, or None if not yet known
+        if kind == "v":
+            ok = (done_seen[i - 2] - cmd0 + 1 if len(done_seen) > i - 2 else None) if i >= 2 else 0
+            if i in causal_no and ok is not None:
+                vf = v_fetch[commands[i]["bank"]]
+                ok = max(ok, vf[causal_no[i]][0] - cmd0 + 1) if len(vf) > causal_no[i] else None
+            return ok
         if i < 2:
             return 0
-        if kind == "v":
-            return done_seen[i - 2] - cmd0 + 1 if len(done_seen) > i - 2 else None
         pulses = keys_free[commands[i - 2]["bank"]]
         nth = (i - 2) // 2          # the commands on a bank alternate with the other bank's
         return pulses[nth] - cmd0 + 1 if len(pulses) > nth else None
 
-    for i in range(n):
-        pending = ([("v", i)] if commands[i]["queries"] else []) + ([("k", i + 1)] if i + 1 < n else [])
+    phases = []                     # pair i, then the kept value rows of command i - 1 (deferred, causal)
+    for i in range(n + 1):
+        phases.append(([("v", i)] if i < n and commands[i]["queries"] and i not in causal_no else [])
+                      + ([("k", i + 1)] if i + 1 < n else []))
+        if i - 1 in causal_no:
+            phases.append([("v", i - 1)])
+    for pending in phases:
         while pending:
             now = counter() - cmd0
             go = [x for x in pending if now >= free and (a := allowed(*x)) is not None and a <= now]
@@ -89,19 +122,23 @@ async def _fetch(dut, counter, cmd0, commands, kv_beats, row_cycles, done_seen, 
                 continue
             kind, ci = go[0]        # values first on a tie (they come first in ``pending``)
             pending.remove(go[0])
-            rows = commands[ci]["values" if kind == "v" else "keys"]
+            rows = list(range(len(commands[ci]["values" if kind == "v" else "keys"])))
+            if kind == "v" and ci in causal_no:
+                rows = v_fetch[commands[ci]["bank"]][causal_no[ci]][1]
+                value_rows[ci] = rows
             free = now + len(rows) * row_cycles
             if kind == "v":
                 v_pulse[free] = 1 << commands[ci]["bank"]
             else:
                 key_end[ci] = free  # the command may be offered from then (its beats are written by then)
             # written one row a cycle from the next cycle on: row j is in before the core can read it
-            beats.extend(kv_beats(commands[ci], kind == "v"))
+            beats.extend(kv_beats(commands[ci], kind == "v", rows))
             while counter() - cmd0 < free:
                 await FallingEdge(dut.clk)
 
 
-async def _send_after_loads(dut, counter, words, commands, kv_beats, row_cycles, done_seen, keys_free):
+async def _send_after_loads(dut, counter, words, commands, kv_beats, row_cycles, done_seen, keys_free, v_fetch,
+                            value_rows):
     """Commands offered once their keys are loaded; the loads run beside (see the module docstring)."""
     key_end: dict[int, int] = {0: 0}
     cycles: list[int] = []
@@ -118,7 +155,7 @@ async def _send_after_loads(dut, counter, words, commands, kv_beats, row_cycles,
                 cycles.append(counter())
                 if ci == 0:
                     cocotb.start_soon(_fetch(dut, counter, cycles[0], commands, kv_beats, row_cycles,
-                                             done_seen, keys_free, key_end))
+                                             done_seen, keys_free, key_end, v_fetch, value_rows))
                 break
     await FallingEdge(dut.clk)
     dut.cmd__valid.value = 0
@@ -137,9 +174,10 @@ async def spatten_core_command(dut):
     kv = StreamDriver(dut, "kv", dut.clk, cycle=counter)
     row_cycles = p.get("dram_row_cycles", 0)
 
-    def kv_beats(c, is_value):
-        return [_pack([(i, ib), (c["bank"], 1), (is_value, 1), (pack_lanes(row, b), dim * b)])
-                for i, row in enumerate(c["values"] if is_value else c["keys"])]
+    def kv_beats(c, is_value, rows=None):
+        data = c["values"] if is_value else c["keys"]
+        return [_pack([(i, ib), (c["bank"], 1), (is_value, 1), (pack_lanes(data[i], b), dim * b)])
+                for i in (range(len(data)) if rows is None else rows)]
 
     dut.v_loaded.value = 0
     if row_cycles:
@@ -153,7 +191,9 @@ async def spatten_core_command(dut):
 
     done_seen: list[int] = []
     keys_free: dict[int, list[int]] = {bank: [] for bank in range(p["banks"])}
-    cocotb.start_soon(_watch_done(dut, counter, done_seen, keys_free))
+    v_fetch: dict[int, list] = {bank: [] for bank in range(p["banks"])}   # (cycle, kept rows) per pulse
+    value_rows: dict[int, list[int]] = {}      # per causal command: the value rows loaded (its v_mask)
+    cocotb.start_soon(_watch_done(dut, counter, done_seen, keys_free, v_fetch, p["max_tokens"]))
     out_mon = StreamMonitor(dut, "out", dut.clk, drive_ready=True, cycle=counter).start()
     qdrv = StreamDriver(dut, "query", dut.clk, cycle=counter)
     cmd = StreamDriver(dut, "cmd", dut.clk, cycle=counter)
@@ -166,7 +206,7 @@ async def spatten_core_command(dut):
         cmd_cycles = await cmd.send(words)
     else:
         cmd_cycles = await _send_after_loads(dut, counter, words, commands, kv_beats, row_cycles, done_seen,
-                                             keys_free)
+                                             keys_free, v_fetch, value_rows)
     cmd_cycle = cmd_cycles[0]
     await out_mon.wait_for(len(queries), max_cycles=p.get("max_cycles", 200000))
     for _ in range(4):
@@ -193,5 +233,7 @@ async def spatten_core_command(dut):
                   "done_cycles": [c - cmd_cycle for c in done_seen],
                   "cycles": (done_seen[-1] - cmd_cycle) if done_seen else None,
                   "cmd_cycles": [c - cmd_cycle for c in cmd_cycles],
-                  "out_cycles": [c - cmd_cycle for c in out_mon.cycles]})
+                  "out_cycles": [c - cmd_cycle for c in out_mon.cycles],
+                  "value_rows": {str(k): v for k, v in value_rows.items()},
+                  "v_fetch_cycles": sorted(c - cmd_cycle for pulses in v_fetch.values() for c, _ in pulses)})
     assert len(done_seen) == len(commands), f"done rose {len(done_seen)} times for {len(commands)} commands"

@@ -169,3 +169,21 @@ def test_topk_fallback_is_a_validated_choice_tail_by_default():
             load_spatten_spec(d)
         assert f"units.topk.fallback: must be one of 'tail', 'all', 'none' (got {bad!r})" in {
             str(p) for p in info.value.problems}
+
+
+def test_topk_fallback_tail_counts_the_last_commands_two_by_default():
+    """units.topk.fallback_tail (H120): with fallback tail, how many of each stream's last commands get
+    dense_ok; an integer >= 1, by default 2 = the K/V bank count (units.key_sram.buffers of the built-in
+    spec; the rule before was 1), in the spec hash."""
+    base = load_spatten_spec(_raw())
+    assert base.topk.fallback_tail == 2 == base.key_sram.buffers
+    d = _raw()
+    d["units"]["topk"]["fallback_tail"] = 1
+    s = load_spatten_spec(d)
+    assert s.topk.fallback_tail == 1 and spec_hash(s) != spec_hash(base)
+    for bad in (0, "2", True, 1.5):
+        d = _raw()
+        d["units"]["topk"]["fallback_tail"] = bad
+        with pytest.raises(SpecError) as info:
+            load_spatten_spec(d)
+        assert any(str(p).startswith("units.topk.fallback_tail:") for p in info.value.problems), info.value.problems

@@ -84,11 +84,15 @@ def test_local_value_pruning_decode():
     assert s.key_msb_bytes == 2 * 40 * 8 * 12 // 8
     assert s.av_macs == 2 * 30 * 8
     assert s.command_dense_ok.tolist() == [False, False]
-    # the default (units.topk.fallback: tail): the layer's last command (head 1) gets dense_ok and loads all
-    # 40 of its value rows, so a late top-k may sweep its row unpruned; head 0 loads its 30 kept rows
-    t = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8).layers[0]
+    # units.topk.fallback: tail with fallback_tail 1: the layer's last command (head 1) gets dense_ok and loads
+    # all 40 of its value rows, so a late top-k may sweep its row unpruned; head 0 loads its 30 kept rows
+    t = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8, fallback_tail=1).layers[0]
     assert t.command_dense_ok.tolist() == [False, True]
     assert t.value_msb_bytes == (30 + 40) * 8 * 12 // 8 and (t.key_msb_bytes, t.av_macs) == (s.key_msb_bytes, s.av_macs)
+    # the default (tail, fallback_tail 2 = the K/V banks, H120): the last two commands, here both heads
+    d = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8).layers[0]
+    assert d.command_dense_ok.tolist() == [True, True]
+    assert d.value_msb_bytes == (40 + 40) * 8 * 12 // 8 and (d.key_msb_bytes, d.av_macs) == (s.key_msb_bytes, s.av_macs)
     # all (H103): a one-query command only when its kept rows are all its keys (none here)
     a = run_spatten_algo(tr, SpattenAlgoConfig(value_prune=0.25, **NO_PQ), head_dim=8, fallback="all").layers[0]
     assert a.command_dense_ok.tolist() == [False, False] and a.value_msb_bytes == s.value_msb_bytes

@@ -572,3 +572,72 @@ def test_qk_preemption_on_random_streams():
         else:
             later_mixed += any(a > b for a, b in zip(on, without))
     assert preempted_rows > 50 and later_mixed > 0, (preempted_rows, later_mixed)
+
+
+def test_causal_value_fetch_waits_for_the_keep_mask():
+    """The causal value fetch (SplitLoads ``after_mask``, sixteenth session): a one-query command pruned by
+    local-V loads its kept value rows from the cycle after its keep mask is complete (``ceil(n / P) + 1``
+    cycles after its engine's done: the core's ``v_fetch``), so its PxV always visits its kept tokens only;
+    the load is deferred to right after the next pair, behind the keys of command i + 2."""
+    from archgen.sim.spatten_model import SplitLoads
+
+    q = query_cycles(SMALL, 64, topk_cycles=30, pv_windows=12)
+    assert q.mask == q.topk_beats + 1
+    ready = command_stream_cycles([[q]])[0] - 1 - q.pv_stage      # alone on chip: the PxV takes it at its done
+    for v in (0, 50):
+        kept: list = []
+        f = SplitLoads([0], [v], after_mask=[True])
+        assert command_stream_cycles([[q]], fetcher=f, over_kept=kept) == [
+            ready + q.mask + 1 + v + 1 + q.pv_kept + q.output]
+        assert kept == [True] and f.masks == {0: ready + q.mask}
+        # the oracle fetch before: the kept rows loaded from cycle 0, before the top-k chose them
+        oracle = command_stream_cycles([[q]], fetcher=SplitLoads([0], [v]))[0]
+        assert oracle < ready + q.mask + 1 + v + 1 + q.pv_kept + q.output
+    # three causal commands: each value load starts after its mask and after the keys two commands on
+    kept = []
+    f = SplitLoads([20] * 3, [15] * 3, after_mask=[True] * 3)
+    command_stream_cycles([[q]] * 3, fetcher=f, over_kept=kept)
+    assert kept == [True] * 3
+    assert f.ends[("v", 0)] >= f.ends[("k", 2)] + 15 and f.ends[("v", 1)] >= f.ends[("v", 0)] + 15
+    assert all(f.ends[("v", i)] >= f.masks[i] + 1 + 15 for i in range(3))
+    # a mixed stream: the middle command loads whole (early) and keeps its place in its pair
+    f = SplitLoads([20] * 3, [15, 40, 15], after_mask=[True, False, True])
+    command_stream_cycles([[q]] * 3, fetcher=f)
+    assert f.ends[("v", 0)] > f.ends[("v", 1)] >= 40 and f.ends[("v", 2)] >= f.masks[2] + 1 + 15
+    # only a one-query command can wait for its keep mask; a command without values cannot
+    with pytest.raises(ValueError, match="one-query"):
+        command_stream_cycles([[q, q]], fetcher=SplitLoads([0], [5], after_mask=[True]))
+    with pytest.raises(ValueError, match="without a value load"):
+        SplitLoads([0, 0], [5, None], after_mask=[False, True])
+
+
+def test_causal_value_fetch_on_random_streams():
+    """200 random streams of one-query commands (pruned or not, PQ refetches, some without queries, some of
+    several queries loading whole) with random load lengths: every causal command's values come in no
+    earlier than ``mask + 1 + value_cycles`` and its row is swept over its kept tokens (and no stream leaves
+    a deferred load unresolved)."""
+    from archgen.sim.spatten_model import SplitLoads
+
+    rng = np.random.default_rng(120)
+    for _ in range(200):
+        cmds, flags, kc, vc = [], [], [], []
+        for _c in range(int(rng.integers(2, 9))):
+            n = int(rng.integers(4, 65))
+            nq = int(rng.choice([0, 1, 1, 1, 2]))
+            pruned = bool(rng.integers(0, 2))
+            rows = [query_cycles(SMALL, n, lsb_pass=bool(rng.integers(0, 2)), pq_enable=True,
+                                 topk_cycles=int(rng.integers(5, 60)) if pruned else None,
+                                 pv_windows=int(rng.integers(1, 5)) if pruned else None) for _q in range(nq)]
+            cmds.append(rows)
+            flags.append(nq == 1 and pruned)
+            kc.append(int(rng.integers(0, 80)))
+            vc.append(int(rng.integers(0, 80)) if nq else None)
+        kept: list = []
+        f = SplitLoads(kc, vc, after_mask=flags)
+        command_stream_cycles(cmds, fetcher=f, over_kept=kept)
+        row = 0
+        for ci, rows in enumerate(cmds):
+            if flags[ci]:
+                assert f.ends[("v", ci)] >= f.masks[ci] + 1 + vc[ci]
+                assert kept[row]
+            row += len(rows)

@@ -164,10 +164,10 @@ def _fallback_spec(name: str, mode: str):
     return load_spatten_spec(raw)
 
 
-def test_fallback_tail_marks_each_layers_last_command_and_is_never_slower():
-    """``units.topk.fallback: tail`` (H107, the default): only each layer's last command gets ``dense_ok``
-    (its values loaded whole; the others load their kept value rows, as with ``none``), so only its rows
-    may be swept unpruned. On a figure-3-like stream (token + head + PQ + local-V, BERT-shaped, the full
+def test_fallback_tail_marks_each_layers_last_commands_and_is_never_slower():
+    """``units.topk.fallback: tail`` (H107, the default): only each layer's last ``units.topk.fallback_tail``
+    commands (2 by default since H120's follow-up: the K/V bank count) get ``dense_ok`` (their values loaded
+    whole; the others load their kept value rows, as with ``none``), so only their rows may be swept unpruned. On a figure-3-like stream (token + head + PQ + local-V, BERT-shaped, the full
     engine) every layer with local-V is no slower than without it; ``all`` marks every command of several
     queries and loads their values whole; ``none`` marks none. Unlike ``all``, ``tail`` is no theorem: it
     relies on mid-stream top-k latency being hidden (H93); the same trace at 64 tokens loses 2 cycles in
@@ -181,27 +181,30 @@ def test_fallback_tail_marks_each_layers_last_command_and_is_never_slower():
     full = specs["tail"]
     algo = {m: run_spatten_algo(tr, cfg, head_dim=64, topk_cycles=_exact_topk_fn(full), pv_windows=_windows_fn(full),
                                 fallback=m) for m in specs}
+    tail = full.topk.fallback_tail
+    assert tail == 2
     for t, a, n in zip(algo["tail"].layers, algo["all"].layers, algo["none"].layers):
         rows = t.command_rows
-        assert len(rows) > 1 and rows[-1] > 0
-        assert t.command_dense_ok.tolist() == [False] * (len(rows) - 1) + [True]
+        assert len(rows) > tail and (rows[-tail:] > 0).all()
+        assert t.command_dense_ok.tolist() == [False] * (len(rows) - tail) + [True] * tail
         assert a.command_dense_ok.tolist() == (rows > 1).tolist() and not n.command_dense_ok.any()
-        # the value loads: kept rows only for the unmarked commands, whole for the marked ones (of many
-        # queries, the kept rows' union is nearly all the values already)
+        # the value loads: whole for every command of several queries, marked or not (since the causal value
+        # fetch, H120: a one-query command alone loads its kept rows, after its keep mask)
         assert n.value_msb_bytes <= t.value_msb_bytes <= a.value_msb_bytes
         assert (t.key_msb_bytes, t.av_macs) == (n.key_msb_bytes, n.av_macs) == (a.key_msb_bytes, a.av_macs)
     no_v = simulate_spatten(full, trace=tr, algo_config=SpattenAlgoConfig(token_prune=0.3, head_prune=0.2,
                                                                            threshold=0.1), head_dim=64)
     res = {m: simulate_spatten(s, trace=tr, algo_config=cfg, head_dim=64) for m, s in specs.items()}
-    last_rows = [int(s.command_rows[-1]) for s in algo["tail"].layers]
+    last_rows = [int(s.command_rows[-tail:].sum()) for s in algo["tail"].layers]
     for lt, la, ln, lv, k in zip(res["tail"], res["all"], res["none"], no_v, last_rows):
-        # (9,644 / 3,427 cycles with tail; 9,694 / 3,526 without local-V; 9,646 / 3,427 with none)
+        # (9,644 / 3,424 cycles with tail (last two; 9,644 / 3,427 with the last one only); 9,694 / 3,526
+        # without local-V; 9,646 / 3,427 with none; 9,644 / 3,422 with all)
         assert lt.cycles <= lv.cycles and la.cycles <= lv.cycles and lt.cycles <= ln.cycles
         assert lt.extra["fallback_rows"] <= k and lt.extra["fallback_rows"] < la.extra["fallback_rows"]
         assert ln.extra["fallback_rows"] == 0
         # fewer rows swept unpruned than with ``all``: local-V's multiplications are kept
         assert ln.macs <= lt.macs < la.macs
-    assert sum(r.extra["fallback_rows"] for r in res["tail"]) > 0          # 28 rows of layer 0's last command
+    assert sum(r.extra["fallback_rows"] for r in res["tail"]) > 0          # 55 + 29 rows of the last two commands
 
 
 def test_decode_steps_are_streams_of_their_own(small):
@@ -254,3 +257,6 @@ def test_fallback_tail_marks_the_last_command_of_each_decode_step():
     assert _dense_ok("tail", rows, extra).tolist() == [False] * 5 + [True]
     assert _dense_ok("tail", rows, extra, [0, 0, 1, 1, 2, 2]).tolist() == [False, True, False, True, False, True]
     assert _dense_ok("tail", [1, 0], extra[:2], [0, 1]).tolist() == [True, False]
+    # units.topk.fallback_tail: 2 (H120): the last two commands with rows of each step
+    assert _dense_ok("tail", rows, extra, [0, 0, 1, 1, 1, 1], tail=2).tolist() == [True, True, False, False, True, True]
+    assert _dense_ok("tail", rows, extra, None, tail=2).tolist() == [False] * 4 + [True, True]

@@ -395,12 +395,15 @@ _PREEMPT = [
     # one-query commands from DRAM with PQ, as in decode: the next command's keys arrive while a row awaits
     # its PQ decision, so its query takes the QxK stage; the row's LSB refetch preempts it (the 12-key
     # query, row 3), which reruns its QxK after the refetch's; pruned and dense commands
-    pytest.param(1, [36, 36, 27, 12, 51, 22], [1] * 6, [12, None, 9, None, 17, None], {"seed": 63, "shift": 19},
-                 id="decode-like-preempt"),
+    # (since the causal value fetch, sixteenth session, the pruned commands' kept value rows load after their
+    # keep masks; the pruned case below preempts with it, 385 cycles against 396 without preemption)
     pytest.param(1, [57, 11, 58, 51], [1] * 4, [None, None, 19, 17], {"seed": 76, "shift": 19},
-                 id="decode-like-preempt-pruned", marks=pytest.mark.slow),
-    pytest.param(1, [30, 40, 31, 9, 8], [1] * 5, [None, None, 10, None, None], {"seed": 14, "shift": 19},
-                 id="decode-like-preempt-short", marks=pytest.mark.slow),
+                 id="decode-like-preempt-pruned"),
+    # values loaded whole (dense_ok: no wait for the keep masks; three rows fall back): one preemption
+    pytest.param(1, [36, 36, 27, 12, 51, 22], [1] * 6, [12, None, 9, None, 17, None],
+                 {"seed": 63, "shift": 19, "dense_ok": True}, id="decode-like-preempt", marks=pytest.mark.slow),
+    pytest.param(1, [30, 40, 31, 9, 8], [1] * 5, [None, None, 10, None, None],
+                 {"seed": 14, "shift": 19, "dense_ok": True}, id="decode-like-preempt-short", marks=pytest.mark.slow),
 ]
 
 
@@ -426,9 +429,26 @@ def test_core_without_qk_preempt():
     raw["units"]["qk"]["preempt"] = False
     spec = load_spatten_spec(raw)
     r = verify_core(spec, [36, 36, 27, 12, 51, 22], [1] * 6, 63, [12, None, 9, None, 17, None], commands=6,
-                    dram_row_cycles=1, shift=19)
+                    dram_row_cycles=1, shift=19, dense_ok=True)
     assert r["passed"], r.get("log_tail")
     assert r["bit_exact"] and r["importance_match"], r
     assert r["rtl_done_cycles"] == r["model_done_cycles"] == r["unpreempted_done_cycles"], r
     assert r["correct"] and not any(r["preempted"]), r["preempted"]
-    assert r["rtl_done_cycles"][-1] == 393
+    assert r["rtl_done_cycles"][-1] == 388     # 383 with preemption (values whole: dense_ok, since H120)
+
+
+@pytest.mark.verilator
+def test_core_fetches_kept_values_after_the_keep_mask():
+    """The causal value fetch (sixteenth session): a one-query command pruned by local-V without dense_ok
+    loads only its kept value rows, and only once its keep mask is complete: the core pulses ``v_fetch``
+    for its bank with the mask on ``v_mask``, and the testbench's fetcher loads exactly those rows from the
+    next cycle, deferred to right after the next pair (SplitLoads ``after_mask``). Four decode-like
+    commands from DRAM at one row a cycle, PQ off: bit-exact, every done and output cycle-exact, the rows
+    fetched are the model's keep sets, and the wait binds (done 85 / 109 / 132 / 158 against 68 / 93 / 135 /
+    154 were the kept rows loaded before the top-k chose them, the fetch before this session)."""
+    r = _exact_stream(1, [40, 24, 30, 20], [1] * 4, [10, 6, 8, 5], {"seed": 5, "pq_enable": False})
+    assert r["out_cycles"] == r["model_out_cycles"], r
+    assert r["after_mask"] == [True] * 4 and r["value_rows_match"], r
+    assert len(r["v_fetch_cycles"]) == 4 and all(r["over_kept"]), r
+    assert r["rtl_done_cycles"] == [85, 109, 132, 158], r
+    assert r["oracle_done_cycles"] == [68, 93, 135, 154], r
