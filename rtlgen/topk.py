@@ -822,6 +822,7 @@ class TopK(wiring.Component):
             m.d.sync += r.ing_pick.eq(r.ing_rank)
         if self.sample_register:
             self._pivot_take(m, r)
+            self._decision(m, r)        # (its registers, outside the FSM's If chains)
         else:
             with m.If(r.ing_pick):
                 # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
@@ -968,6 +969,8 @@ class TopK(wiring.Component):
                          r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
+            if self.sample_register:
+                m.d.sync += [r.ing_early.eq(r.sample_rows > 1), r.ing_wbeat.eq(r.sample_rows == 1)]
             with m.If(c.n == 0):
                 m.next = "INGEST_DRAIN"
             with m.Else():
@@ -985,7 +988,14 @@ class TopK(wiring.Component):
         with m.If(self.inp.valid):
             m.d.sync += [r.cnt.eq(r.cnt + 1), r.ing_last.eq(r.cnt + 2 == r.rows_b)]
             early = (r.cnt < rows - 1) if rows > 1 else 0     # a beat before the last sample beat (none for w = 1)
-            with m.If((r.cnt == rows - 1) | (last & early)):
+            rank_beat = r.cnt == rows - 1
+            if self.sample_register:
+                # both as registers, set with cnt (from 0 at the command), so that no compare of cnt sits in front
+                # of the sample slots' inputs
+                m.d.sync += [r.ing_early.eq((r.cnt + 1 < rows - 1) if rows > 1 else 0),
+                             r.ing_wbeat.eq(r.cnt + 1 == rows - 1)]
+                early, rank_beat = r.ing_early, r.ing_wbeat
+            with m.If(rank_beat | (last & early)):
                 m.d.comb += r.ing_rank.eq(1)
             with m.Elif(early):
                 m.d.comb += r.cap_plain.eq(1)
@@ -1008,11 +1018,26 @@ class TopK(wiring.Component):
                         with m.If(r.cnt == rows):
                             m.next = "REREAD"
 
+    def _decision(self, m, r):
+        """The decision's conditions (k = 0 after the ingest, k >= candidates after the ingest, t <= above, t <= above
+        and equal to the upper pivot, t <= greater, t <= greater and equal): without ``sample_register`` from the
+        registered compares and ``after_ingest`` as they are in DECIDE; with it registered once more (every cycle:
+        the compares are final in PREDECIDE and ``after_ingest`` changes only in DECIDE), so that no AND of
+        ``after_ingest`` sits in front of the decision's enables."""
+        conds = [r.after_ingest & r.dec_k_zero, r.after_ingest & r.dec_k_all, r.dec_le_a, r.dec_le_ae, r.dec_le_g,
+                 r.dec_le_ge]
+        if not self.sample_register:
+            return conds
+        if r.decision_regs is None:
+            r.decision_regs = [Signal(name=f"decision_{x}") for x in ("zero", "all", "le_a", "le_ae", "le_g", "le_ge")]
+            m.d.sync += [x.eq(c) for x, c in zip(r.decision_regs, conds)]
+        return r.decision_regs
+
     def _on_decide(self, m, r):
         """DECIDE's next state (its register updates are ``_decide_registers``, enabled by the in_decide register)."""
         with m.If(r.go_scan):
             m.next = "SCAN"
-        with m.Elif(r.after_ingest & r.dec_k_zero):
+        with m.Elif(self._decision(m, r)[0]):
             m.next = "DONE"
         with m.Else():
             m.next = "REPLAY" if self.replay else "DONE"
@@ -1025,25 +1050,26 @@ class TopK(wiring.Component):
         go_scan = r.go_scan
         side = r.side
         sr = int(self.sample_register)     # the round is ranked one cycle later: its reads and pick wait one more
+        k_zero, k_all, le_a, le_ae, le_g, le_ge = self._decision(m, r)
         m.d.sync += r.after_ingest.eq(0)
-        with m.If(r.after_ingest & r.dec_k_zero):
+        with m.If(k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
-        with m.Elif(r.after_ingest & r.dec_k_all):
+        with m.Elif(k_all):
             m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0), r.kth.eq(r.neg_inf), r.sel_eq.eq(0)]   # every one passes
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
-            with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
+            with m.If(le_a):                             # above the upper pivot: FIFO_U
                 m.d.comb += [side.eq(2), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
-            with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
+            with m.Elif(le_ae):                          # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
-            with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
+            with m.Elif(le_g):                           # between the pivots: FIFO_R
                 m.d.comb += [side.eq(1), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
                 with m.If(r.pivot_hi != r.pos_inf):
                     m.d.sync += r.hi.eq(r.pivot_hi)
-            with m.Elif(r.dec_le_ge):                    # the lower pivot is the k-th value
+            with m.Elif(le_ge):                          # the lower pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
             with m.Else():                               # below the lower pivot: FIFO_L
@@ -1211,6 +1237,8 @@ class _Registers:
         self.ing_rank_d = Signal(name="ingest_rank_d")      # ing_rank one cycle later (rank pipeline)
         self.ing_rank_d2 = Signal(name="ingest_rank_d2")    # and two (sample_register)
         self.ing_last = Signal(name="ingest_last_beat")     # the ingest's next beat is its last (cnt + 1 == B)
+        # sample_register: the ingest's next beat is a sample beat before the last one (cnt < w - 1), the last (w - 1)
+        self.ing_early, self.ing_wbeat = Signal(name="ingest_early"), Signal(name="ingest_sample_last")
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2 + sr), name="reread")    # the next sample beat to re-read
         self.reread_end = Signal(range(rows + 2 + sr), name="reread_end")   # min(w + x, B): beats to re-read
@@ -1227,6 +1255,7 @@ class _Registers:
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
+        self.decision_regs = None                     # sample_register: the decision's conditions (TopK._decision)
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
         # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
         # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
