@@ -22,8 +22,6 @@ described in docs/topk.md, and archgen.sim.topk_model follows the same schedule 
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
@@ -492,20 +490,9 @@ class TopK(wiring.Component):
             small = (size < p) if p > s else 0
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
                          whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
-            if self.sample_register:
-                # the counters are final two cycles before Decide (PREDECIDE comes between): one more register
-                # stage, so that the last count's adder does not follow the compares and the rows' adder
-                fit, rows, whole, late = self._side_stage(m, fit, rows, whole, late)
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
-                         r.side_end[i].eq((rows + 4 + late) if self.sample_register else (rows + 3 + late)),
-                         r.side_late[i].eq(late)]
-
-    @staticmethod
-    def _side_stage(m, *values):
-        """The per-side decision inputs registered (``sample_register``'s extra stage)."""
-        regs = [Signal.like(v, name=f"{v.name}_r") for v in values]
-        m.d.sync += [x.eq(v) for x, v in zip(regs, values)]
-        return regs
+                         r.side_end[i].eq((rows + 3 + int(self.sample_register) + late) if self.sample_register
+                                          else (rows + 3 + late)), r.side_late[i].eq(late)]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -725,23 +712,6 @@ class TopK(wiring.Component):
         m.d.sync += [keep_c.eq(keep), flat_c.eq(flat)]
         return (lambda j, i: copies[j, grp(i)]), keep_c, flat_c
 
-    def _capture_row(self, m, pk, tag, used):
-        """The packer's row as a capture sees it (its first ``used`` lanes): with ``sample_register`` one register
-        stage behind the packer (row valid, lanes, keep bits and flushing registered every cycle), so that no
-        packer count, adder or input enable sits in front of the captures' take and clock enables; the packers
-        then flush a cycle before Decide (PREDECIDE), so the captures are final in Decide as without the stage.
-        Else the packer's own outputs."""
-        if not self.sample_register:
-            return pk
-        lb = pk.lane_bits
-        st = SimpleNamespace(row_valid=Signal(name=f"sample_row_valid_{tag}"),
-                             flushing=Signal(name=f"sample_row_flush_{tag}"),
-                             row_lanes=Signal(used * lb, name=f"sample_row_lanes_{tag}"),
-                             row_keep=Signal(used, name=f"sample_row_keep_{tag}"))
-        m.d.sync += [st.row_valid.eq(pk.row_valid), st.flushing.eq(pk.flushing),
-                     st.row_lanes.eq(pk.row_lanes[:used * lb]), st.row_keep.eq(pk.row_keep[:used])]
-        return st
-
     def _sample_capture(self, m, r, tag, pk, cur):
         """One FIFO's sample capture (archgen.sim.topk_model.captured_sample): q slots of g lanes (P < S: whole
         rows, q = w; P >= S: slot i holds lane i of a row, q = S). The packer's rows at positions 0, s, 2s, ...
@@ -765,7 +735,6 @@ class TopK(wiring.Component):
         # pos_ok = ((pos & mask) == 0) as a register, updated with pos and mask from its candidates (computed from
         # registers beside the row's valid), so that no reduce of pos sits between the packer and the slots' enables
         pos_ok = Signal(init=1, name=f"sample_cap_pos_ok_{tag}")
-        pk = self._capture_row(m, pk, tag, cur if whole_row else q)
         m.d.comb += [partial.eq(pk.flushing),
                      empty.eq((ptr == 0) if not whole_row else ((mask == 0) & (ptr < q))),
                      take.eq(pk.row_valid & pos_ok & (~partial | empty)), full.eq(ptr == q)]
@@ -822,7 +791,6 @@ class TopK(wiring.Component):
             m.d.sync += r.ing_pick.eq(r.ing_rank)
         if self.sample_register:
             self._pivot_take(m, r)
-            self._decision(m, r)        # (its registers, outside the FSM's If chains)
         else:
             with m.If(r.ing_pick):
                 # the ingest's pivots, ranked from the first w beats as the last of them arrives and taken in the
@@ -836,8 +804,7 @@ class TopK(wiring.Component):
         # in SCAN's cycle 0 (also set in a decide cycle that starts a round). Both registers, so that neither the FSM
         # state nor cmd.valid sits in front of the packers' row valid, the captures' take and their clock enables
         m.d.sync += [r.idle.eq(0), r.cap_clear.eq(0)]
-        m.d.sync += [x.eq(0) for x in r.flush_regs]
-        flush_l, flush_r, flush_u = r.flush_regs if self.sample_register else [r.in_decide] * 3
+        flush_l, flush_r, flush_u = r.decide_regs if self.sample_register else [r.in_decide] * 3
         m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
@@ -863,11 +830,8 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN2"):
                 m.next = "INGEST_DRAIN3"
             with m.State("INGEST_DRAIN3"):
-                self._to_decide(m, r)
-            if self.sample_register:
-                with m.State("PREDECIDE"):      # the packers flush; the captures take their last rows
-                    m.d.sync += [x.eq(1) for x in r.decide_regs]
-                    m.next = "DECIDE"
+                m.d.sync += [x.eq(1) for x in r.decide_regs]
+                m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r)
             with m.State("SCAN"):
@@ -893,11 +857,12 @@ class TopK(wiring.Component):
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
                 with m.If(r.cnt == r.scan_end):
-                    self._to_decide(m, r)
+                    m.d.sync += [x.eq(1) for x in r.decide_regs]
+                    m.next = "DECIDE"
                 with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), *[x.eq(0) for x in r.decide_regs + r.flush_regs],
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), *[x.eq(0) for x in r.decide_regs],
                                  r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
@@ -929,16 +894,6 @@ class TopK(wiring.Component):
         with m.If(r.in_decide):
             self._decide_registers(m, r)
 
-    def _to_decide(self, m, r):
-        """The transition into DECIDE, with ``sample_register`` through PREDECIDE (the packers flush there, one cycle
-        before the decision, so that the captures, one register stage behind the packers, are final in Decide)."""
-        if self.sample_register:
-            m.d.sync += [x.eq(1) for x in r.flush_regs]
-            m.next = "PREDECIDE"
-        else:
-            m.d.sync += [x.eq(1) for x in r.decide_regs]
-            m.next = "DECIDE"
-
     def _pivot_take(self, m, r):
         """With sample_register, the pivots' load from the pick stage: enabled by one register (``pivot_take``) set
         one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's pick follows
@@ -969,8 +924,6 @@ class TopK(wiring.Component):
                          r.lo.eq(r.neg_inf), r.hi.eq(r.pos_inf),
                          r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0), r.wr_u.eq(0)]
             m.d.sync += [x.eq(0) for x in r.slot_keep]
-            if self.sample_register:
-                m.d.sync += [r.ing_early.eq(r.sample_rows > 1), r.ing_wbeat.eq(r.sample_rows == 1)]
             with m.If(c.n == 0):
                 m.next = "INGEST_DRAIN"
             with m.Else():
@@ -988,14 +941,7 @@ class TopK(wiring.Component):
         with m.If(self.inp.valid):
             m.d.sync += [r.cnt.eq(r.cnt + 1), r.ing_last.eq(r.cnt + 2 == r.rows_b)]
             early = (r.cnt < rows - 1) if rows > 1 else 0     # a beat before the last sample beat (none for w = 1)
-            rank_beat = r.cnt == rows - 1
-            if self.sample_register:
-                # both as registers, set with cnt (from 0 at the command), so that no compare of cnt sits in front
-                # of the sample slots' inputs
-                m.d.sync += [r.ing_early.eq((r.cnt + 1 < rows - 1) if rows > 1 else 0),
-                             r.ing_wbeat.eq(r.cnt + 1 == rows - 1)]
-                early, rank_beat = r.ing_early, r.ing_wbeat
-            with m.If(rank_beat | (last & early)):
+            with m.If((r.cnt == rows - 1) | (last & early)):
                 m.d.comb += r.ing_rank.eq(1)
             with m.Elif(early):
                 m.d.comb += r.cap_plain.eq(1)
@@ -1018,26 +964,11 @@ class TopK(wiring.Component):
                         with m.If(r.cnt == rows):
                             m.next = "REREAD"
 
-    def _decision(self, m, r):
-        """The decision's conditions (k = 0 after the ingest, k >= candidates after the ingest, t <= above, t <= above
-        and equal to the upper pivot, t <= greater, t <= greater and equal): without ``sample_register`` from the
-        registered compares and ``after_ingest`` as they are in DECIDE; with it registered once more (every cycle:
-        the compares are final in PREDECIDE and ``after_ingest`` changes only in DECIDE), so that no AND of
-        ``after_ingest`` sits in front of the decision's enables."""
-        conds = [r.after_ingest & r.dec_k_zero, r.after_ingest & r.dec_k_all, r.dec_le_a, r.dec_le_ae, r.dec_le_g,
-                 r.dec_le_ge]
-        if not self.sample_register:
-            return conds
-        if r.decision_regs is None:
-            r.decision_regs = [Signal(name=f"decision_{x}") for x in ("zero", "all", "le_a", "le_ae", "le_g", "le_ge")]
-            m.d.sync += [x.eq(c) for x, c in zip(r.decision_regs, conds)]
-        return r.decision_regs
-
     def _on_decide(self, m, r):
         """DECIDE's next state (its register updates are ``_decide_registers``, enabled by the in_decide register)."""
         with m.If(r.go_scan):
             m.next = "SCAN"
-        with m.Elif(self._decision(m, r)[0]):
+        with m.Elif(r.after_ingest & r.dec_k_zero):
             m.next = "DONE"
         with m.Else():
             m.next = "REPLAY" if self.replay else "DONE"
@@ -1050,26 +981,25 @@ class TopK(wiring.Component):
         go_scan = r.go_scan
         side = r.side
         sr = int(self.sample_register)     # the round is ranked one cycle later: its reads and pick wait one more
-        k_zero, k_all, le_a, le_ae, le_g, le_ge = self._decision(m, r)
         m.d.sync += r.after_ingest.eq(0)
-        with m.If(k_zero):
+        with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
-        with m.Elif(k_all):
+        with m.Elif(r.after_ingest & r.dec_k_all):
             m.d.sync += [r.mode_all.eq(1), r.cnt.eq(0), r.kth.eq(r.neg_inf), r.sel_eq.eq(0)]   # every one passes
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
-            with m.If(le_a):                             # above the upper pivot: FIFO_U
+            with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
                 m.d.comb += [side.eq(2), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
-            with m.Elif(le_ae):                          # the upper pivot is the k-th value
+            with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
-            with m.Elif(le_g):                           # between the pivots: FIFO_R
+            with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
                 m.d.comb += [side.eq(1), go_scan.eq(1)]
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
                 with m.If(r.pivot_hi != r.pos_inf):
                     m.d.sync += r.hi.eq(r.pivot_hi)
-            with m.Elif(le_ge):                          # the lower pivot is the k-th value
+            with m.Elif(r.dec_le_ge):                    # the lower pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
             with m.Else():                               # below the lower pivot: FIFO_L
@@ -1237,8 +1167,6 @@ class _Registers:
         self.ing_rank_d = Signal(name="ingest_rank_d")      # ing_rank one cycle later (rank pipeline)
         self.ing_rank_d2 = Signal(name="ingest_rank_d2")    # and two (sample_register)
         self.ing_last = Signal(name="ingest_last_beat")     # the ingest's next beat is its last (cnt + 1 == B)
-        # sample_register: the ingest's next beat is a sample beat before the last one (cnt < w - 1), the last (w - 1)
-        self.ing_early, self.ing_wbeat = Signal(name="ingest_early"), Signal(name="ingest_sample_last")
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
         self.rr = Signal(range(rows + 2 + sr), name="reread")    # the next sample beat to re-read
         self.reread_end = Signal(range(rows + 2 + sr), name="reread_end")   # min(w + x, B): beats to re-read
@@ -1255,16 +1183,11 @@ class _Registers:
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
-        self.decision_regs = None                     # sample_register: the decision's conditions (TopK._decision)
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
         # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
         # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
         self.decide_regs = [self.in_decide] + ([_copy_register(unsigned(1), g, f"in_decide_c{g}") for g in (2, 3)]
                                                if tk.sample_register else [])
-        # sample_register: the packers' flushes (one copy per packer, kept apart), high exactly in PREDECIDE, the cycle
-        # before DECIDE (the captures take the packers' rows one cycle late, from a register stage)
-        self.flush_regs = ([_copy_register(unsigned(1), g, f"pre_decide_c{g}") for g in (0, 2, 3)]
-                           if tk.sample_register else [])
         self.side = Signal(2, name="side")
 
 

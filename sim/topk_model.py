@@ -33,9 +33,7 @@ rank pipeline (default)   the ingest re-reads min(w + 1, B) + [B <= w] beats; a 
 sample register (option)  ``sample_register=True`` (needs the rank pipeline): the sample registered in local
                           copies before its compare, so every round costs one cycle more (R + 6, a late one
                           R + 7, the exact finish 4), and the ingest re-reads min(w + 2, B) beats, waiting
-                          2 cycles when B <= w and 1 when B = w + 1; and (H121) the packers flush one cycle
-                          before every decide (PREDECIDE; the captures sit one register stage behind the
-                          packers): a scanned round R + 7 (late R + 8), the ingest's decide one cycle later
+                          2 cycles when B <= w and 1 when B = w + 1
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -161,11 +159,11 @@ def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int |
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
     1 + B + min(w, B) + [B = 1] + 3 + 1 cycles without the rank pipeline (docs/topk.md "Cycle contract"); with it (default)
     1 + B + min(w + 1, B) + [B <= w] + 3 + 1; with ``sample_register`` too 1 + B + min(w + 2, B) + 2 [B <= w]
-    + [B = w + 1] + 3 + 1 + 1 (PREDECIDE: the packers flush a cycle before the decide)."""
+    + [B = w + 1] + 3 + 1."""
     rows = -(-n // parallelism)
     return (CMD_CYCLES + rows
             + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline, sample_register)
-            + INGEST_DRAIN + DECIDE_CYCLES + int(bool(sample_register)))
+            + INGEST_DRAIN + DECIDE_CYCLES)
 
 
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
@@ -279,8 +277,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     more cycle for a *late* round: a set sampled whole, or with P > S one of fewer than P elements; other
     rounds compare their sample in the decide cycle and cost the same as without it); ``sample_register`` the
     engine's sample registered (in local copies) before that compare (needs ``rank_pipeline``): every round one
-    more cycle, and one more re-read beat at the ingest; and one more cycle before every decide (PREDECIDE: the
-    ingest's and each scanned round's, not the exact finish's)."""
+    more cycle, and one more re-read beat at the ingest."""
     if sample_register and not rank_pipeline:
         raise ValueError("sample_register needs rank_pipeline")
     if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
@@ -368,8 +365,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         if whole:
             step = EXACT_FINISH + late_round           # sampled whole: found after ranking, no scan pipeline
         else:
-            # (with the sample register the packers flush a cycle before the decide: PREDECIDE, one more cycle)
-            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round + sreg
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round
 
     kth = found
     kept, equal_seen = [], 0
