@@ -2,11 +2,14 @@
 
 Every external tool is found by :func:`find_tool`, which names the fix when the tool is missing. The
 first YoWASP call on a fresh machine compiles WebAssembly for about 85 s; later calls take seconds, so
-callers (and tests) must not assume a short first call.
+callers (and tests) must not assume a short first call. That first compile runs once per machine and tool
+version, under a lock (:func:`_warm_yowasp`), because YoWASP's own cache write races with concurrent calls.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -61,6 +64,7 @@ class Tool:
     argv: tuple[str, ...]
 
     def run(self, args: list[str], *, cwd: Path, timeout_s: float = 1800.0) -> str:
+        _warm_yowasp(self)
         try:
             done = subprocess.run([*self.argv, *args], cwd=cwd, capture_output=True, text=True,
                                   timeout=timeout_s, check=False)
@@ -73,6 +77,45 @@ class Tool:
             tail = "\n".join(log.strip().splitlines()[-25:])
             raise ToolFailedError(f"{self.name} exited with status {done.returncode}:\n{tail}")
         return log
+
+
+def _yowasp_cache() -> Path:
+    """YoWASP's cache folder, found as yowasp_runtime finds it ($YOWASP_CACHE_DIR, else the user cache)."""
+    import platformdirs  # a dependency of yowasp_runtime, present whenever a YoWASP tool is
+
+    return Path(os.environ.get("YOWASP_CACHE_DIR", platformdirs.user_cache_dir("YoWASP", appauthor=False)))
+
+
+def _warm_yowasp(tool: Tool) -> None:
+    """Let one process at a time compile a YoWASP tool's WebAssembly on its first call on this machine.
+
+    yowasp_runtime writes its compiled module to the cache with `open("wb")`, with no lock, whenever it finds
+    no cached copy. Two first calls at once (two pytest-xdist workers on a fresh machine, two builds, a
+    sweep) both compile and both write, and the second write truncates the file that a third call has
+    mapped through `deserialize_file`: that call dies of SIGBUS (yosys "exited with status -7", seen on a
+    cold CI run on 2026-12-06). So the first call of each tool version runs `--version` under an exclusive
+    lock, which compiles and caches the module once, and leaves a marker; later calls find the marker and
+    take no lock (they only read the cache, which is then never rewritten).
+    """
+    exe = Path(tool.argv[0]).name
+    if not exe.startswith("yowasp-"):
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tag = f"{exe}-{version(exe)}"
+    except PackageNotFoundError:
+        tag = exe
+    folder = _yowasp_cache() / "archgen-warm"
+    marker = folder / f"{tag}.done"
+    if marker.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{tag}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            subprocess.run([*tool.argv, "--version"], capture_output=True, check=False, timeout=1800)
+            marker.write_text("compiled\n")
 
 
 def find_tool(name: str) -> Tool:

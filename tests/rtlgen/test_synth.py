@@ -120,3 +120,31 @@ def test_nextpnr_flows_share_one_argument_list_and_refuse_unknown_names():
         synth.nextpnr_ecp5_args("99k", 100, 1)
     with pytest.raises(ValueError, match="clock_mhz must be positive"):
         synth.nextpnr_ecp5_args("85k", 0, 1)
+
+
+def test_first_yowasp_calls_compile_once_under_a_lock(tmp_path, monkeypatch):
+    """Two first calls at once: only one runs the warm-up `--version` (the compile), the other waits for it.
+
+    yowasp_runtime rewrites its cache file on every call that found none; concurrent first calls raced into
+    SIGBUS on a cold CI run. The fake tool sleeps in `--version`, so without the lock both threads would run it.
+    """
+    import threading
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    fake = bin_dir / "yowasp-fake"
+    fake.write_text(f'#!/bin/sh\necho "$1" >> {log}\n[ "$1" = --version ] && sleep 0.5\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path / "cache"))
+    tool = synth.Tool("yosys", (str(fake),))
+    threads = [threading.Thread(target=tool.run, args=(["-q"],), kwargs={"cwd": tmp_path}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    calls = log.read_text().split()
+    assert calls.count("--version") == 1
+    assert calls.count("-q") == 2
+    tool.run(["-q"], cwd=tmp_path)  # warm: no second compile
+    assert log.read_text().split().count("--version") == 1
