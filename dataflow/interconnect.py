@@ -30,7 +30,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
-from archgen.mappings.tiling import MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops
+from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, RowPad, delay_axes, delay_halo, fifo_depth_loops,
+                                     row_pad)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -147,7 +148,9 @@ class FUGraph:
     @property
     def halo(self) -> tuple[tuple[str, int], ...]:
         """(innermost loop, halo steps) when delay connections fill at each row of it (mappings/tiling.py)."""
-        return delay_halo(self.design, self.dataflow) if self.fifos() else ()
+        if self.fifos() or row_pad(self.design, self.dataflow) is not None:
+            return delay_halo(self.design, self.dataflow)
+        return ()
 
     @property
     def fifo_depth_loops(self) -> tuple[str, ...]:
@@ -239,8 +242,23 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     ``streamed`` names inputs streamed one beat per step even though they use no inner loop (an input of an
     output held per run that uses the tile's loops D and none of its run R: ``ReductionRuns.streamed``, streamed
     as the tile [D, R] streams it; compile_array passes them).
+
+    Under the map's own schedule (``schedule: map``) the map's reuse can ask one FU pair to carry two inputs (on
+    3x2, I's wire and W's FIFO from FU (s0, 0) to (s0, 1)); an FU pair carries one operand's connection, so the
+    inputs take their edges in each order and the order with the fewest memory lanes is built (the first on ties).
     """
     df = tiled_equivalent(design, dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow))
+    inputs = design.operation.inputs
+    if row_pad(design, df) is None:
+        return _derive(design, df, tuple(single_tile), tuple(streamed), inputs)
+    built = [_derive(design, df, tuple(single_tile), tuple(streamed), order) for order in itertools.permutations(inputs)]
+    return min(built, key=lambda fg: sum(p.n_lanes for p in fg.inputs if p.role is Role.STREAM))
+
+
+def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed: tuple[str, ...],
+            inputs) -> FUGraph:
+    """:func:`derive_interconnect` of the tiled ``df``, the inputs taking their FU-to-FU edges in the order
+    ``inputs`` (their plans stay in the operation's order)."""
     op = design.operation
     shape = design.shape
     axis_dim = df.spatial_dims
@@ -266,12 +284,15 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     # (one that uses no loop of that axis, W[k] in O[k,p] += W[k] * I[p,r] with r on it) forwards along another
     # axis or takes more memory lanes there, as for an edge an earlier input took
     g.reserved = {(fu(s), fu(t)) for s, (t, _, _) in _chain_successors(coords, shape, ro, chained).items()}
-    for x in op.inputs:
+    for x in inputs:
         rx = reuse[x.name]
         if set(inner) <= rx.held_over and x.name not in streamed:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
-        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
+        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth,
+                                     row_pad(design, df)))
+    names = [x.name for x in op.inputs]
+    plans.sort(key=lambda p: names.index(p.name))
     reduce_axes = ro.axes
     outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
     trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
@@ -527,6 +548,8 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
     order = df.order
     spatial_loops = set(spatial.values())
     inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
+    if df.schedule == "map":
+        return _map_schedule(design, df, spatial, skews, tuple(inner))
     control = list(df.control)
     for d, sv in skews.items():
         for a, c in sv.items():
@@ -540,6 +563,42 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
     return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
                                spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                                inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
+def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: dict[str, dict[int, int]],
+                  inner: tuple[str, ...]) -> Dataflow:
+    """``schedule: map``: the map's own schedule of its skew on the inner loop l, as a tiled dataflow that keeps the
+    map's row ``l = t_l - sigma.s`` and the control vector as written (mappings/tiling.py ``row_pad``: rows of l
+    padded by the skew's span, FU s masked outside its own L positions; the reuse analysis of the map gives the
+    wires and FIFOs). Built for one skewed loop inside the tile and an output accumulated in place over the tile
+    (the padded positions then only add masked products); anything else is refused, naming the field."""
+    out = design.operation.output
+    why = None
+    if len(skews) != 1:
+        why = (f"the map skews {len(skews)} loops ({', '.join(skews) or 'none'}); the map's own schedule is built for "
+               "one loop skewed by the FU coordinates")
+    else:
+        (loop, sv), = skews.items()
+        dep = [d for d in inner if out.uses(d)]
+        if loop not in inner:
+            why = (f"the skew is on the tile loop t_{loop}; under the map's own schedule each FU's tile boundaries would "
+                   "move by a run-time number of cycles, which is not built")
+        elif dep:
+            why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
+                   "is built for an output accumulated in place over the tile")
+    if why is not None:
+        raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
+                                 df.schedule)])
+    shape = design.shape
+    exprs = []
+    for d in design.operation.dims:
+        a = next((a for a, dd in spatial.items() if dd == d), None)
+        terms = ({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}} if d in skews
+                 else {time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1})
+        exprs.append(AffineExpr.of(terms))
+    return dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
+                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
+                               inner=inner if df.inner is not None else None, stt=None)
 
 
 def fu_placement(design: Design, df: Dataflow) -> dict[tuple[int, ...], tuple[int, ...]] | None:
@@ -685,7 +744,7 @@ class SkewLaneCost:
         (mappings/tiling.py ``TileMapping.steps``), the skewed loop's row longer by ``span`` iterations under the
         map's own schedule."""
         from archgen.mappings.tiling import map_problem
-        mapping = map_problem(design, bounds, tiled_equivalent(design, df))
+        mapping = map_problem(design, bounds, tiled_equivalent(design, _compressed(df)))
         trips = mapping.trips()[self.loop]
         return mapping.steps // trips * (trips + self.span), mapping.steps
 
@@ -702,7 +761,7 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
     skews = [sk for sk in map_skews(design, df) if sk.after]
     if not skews:
         return None
-    tiled = tiled_equivalent(design, df)
+    tiled = tiled_equivalent(design, _compressed(df))
     inner = tiled.inner_dims()
     if any(sk.loop not in inner for sk in skews):
         return None
@@ -743,6 +802,11 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
     (sk,) = skews
     span = max(sum(v * (e - 1) for v, e in zip(sk.sigma, shape) if v > 0), 0)
     return SkewLaneCost(sk.loop, MappingProxyType(literal), MappingProxyType(compressed), span)
+
+
+def _compressed(df: Dataflow) -> Dataflow:
+    """``df`` with the default schedule: the compressed build whose lanes and steps ``--explain`` compares."""
+    return dataclasses.replace(df, schedule="compressed")
 
 
 def _larger_problem_witness(design: Design, df: Dataflow,
@@ -855,7 +919,8 @@ def _fifo_candidates(coords, shape, reuse: _Reuse, width: int, max_depth: int) -
     return moves
 
 
-def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo_depth: int) -> OperandPlan:
+def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo_depth: int,
+                    pad: RowPad | None = None) -> OperandPlan:
     moves = _candidates(coords, shape, reuse, reuse.axes)
     for e, m in _fifo_candidates(coords, shape, reuse, dtype.bits, max_fifo_depth).items():
         moves.setdefault(e, m)
@@ -865,10 +930,12 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
-    cand = nx.DiGraph()
-    cand.add_nodes_from([fu(s) for s in coords] + [root])
-    cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
-    tree = minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
+    tree = _lane_tree(coords, moves, root)
+    if pad is not None and not _fed_inside_the_row(tree, root, moves, pad):
+        # behind a FIFO a wire or hop toward a smaller sigma.s feeds that FU, at its first positions, data from
+        # before the row: without such moves every FU runs at least as many positions late as FIFOs feed it
+        tree = _lane_tree(coords, {(u, v): m for (u, v), m in moves.items()
+                                   if u == root or pad.offset(v.coord) >= pad.offset(u.coord)}, root)
     lanes = []
     roots = sorted(v for v in tree.successors(root))
     for lane, first in enumerate(roots):
@@ -892,6 +959,25 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
         lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))
     moves = tuple((a, reuse.moves[a][1]) for a in reuse.axes)
     return OperandPlan(name, Role.STREAM, dtype.bits, tuple(lanes), moves, signed=dtype.signed)
+
+
+def _lane_tree(coords, moves: dict, root: Node) -> nx.DiGraph:
+    """The minimum spanning arborescence over the candidate ``moves`` (memory lanes from ``root`` included)."""
+    cand = nx.DiGraph()
+    cand.add_nodes_from([fu(s) for s in coords] + [root])
+    cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
+    return minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
+
+
+def _fed_inside_the_row(tree: nx.DiGraph, root: Node, moves: dict, pad: RowPad) -> bool:
+    """Under the map's own schedule FU v at row position pos takes the element its lane root streamed f positions
+    earlier, f = the FIFOs on its path; v's products are masked below pos = sigma.s(v). The tree is sound when every
+    FU's f <= sigma.s: then an unmasked product never reads a FIFO entry from before the row."""
+    fifos = {v: 0 for v in tree.successors(root)}
+    for u, v in nx.bfs_edges(tree, root):
+        if u != root:
+            fifos[v] = fifos[u] + moves[(u, v)].fifo
+    return all(f <= pad.offset(v.coord) for v, f in fifos.items())
 
 
 def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:
