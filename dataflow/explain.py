@@ -47,8 +47,10 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         except SpecError as err:
             lines.append("  (not built: " + "; ".join(str(p) for p in err.problems) + ")")
             return lines
-        lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
-                     f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
+        exprs = ', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))
+        lines.append(f"  runs the map's own schedule {exprs} (schedule: map) with control vector c = {list(tiled.control)}"
+                     if tiled.schedule == "map" else
+                     f"  runs as the tiled map {exprs} with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
         lines += _map_skew_lines(design, df, tiled) + _placement_lines(design, df)
         df = tiled
     if df.one_step_tile():
@@ -169,8 +171,14 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
             text = (f"{best.kind} {best.describe(df.order)} ({best.delay} cycle{'' if best.delay == 1 else 's'})"
                     if best else "none")
             lines.append(f"    axis {a}, {x.name}: {text}")
-    lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and order "
-                 "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
+    if tiled.schedule == "map":
+        lines.append(f"  built as the map's own schedule (schedule: map), control c = {list(tiled.control)}: each row of "
+                     f"t_{skews[0].loop} padded by the skew's span, FU s masked outside its own positions sigma.s .. "
+                     "sigma.s + L - 1, the map's wires and FIFOs (derived connections below)")
+    else:
+        lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and "
+                     "order per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived "
+                     "connections below)")
     lines.append("  " + _schedule_choice(design, df, skews))
     return lines
 
@@ -220,12 +228,16 @@ def _schedule_choice(design: Design, df, skews) -> str:
     text = (f"memory-fed input lanes: the map's own schedule {fmt(cost.literal)}, the compressed build "
             f"{fmt(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
             f"{cost.span} iteration(s)) against {built}; ")
+    if df.schedule == "map":
+        return text + (f"the map's own schedule runs (schedule: map): {cost.saving} lane(s) fewer than the compressed "
+                       f"build, {own - built} more steps per tile; at the array level only (the memory system refuses "
+                       "it, docs/limits.md)")
     if cost.saving <= 0:
         return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
                        "with the skew's span of masked iterations")
-    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built (the generator has no "
-                   f"rows of t_{cost.loop} padded by the skew's span, FIFO edges from the map's reuse or start offsets per "
-                   "memory lane yet: docs/limits.md), so the compressed build runs")
+    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built here (schedule: compressed, "
+                   f"the default; dataflows.{df.name}.schedule: map builds it at the array level), so the compressed "
+                   "build runs")
 
 
 def _delay_connection_lines(fg) -> list[str]:
@@ -255,10 +267,15 @@ def _delay_connection_lines(fg) -> list[str]:
         else:
             lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} + {e.delay} "
                          f"register(s) = depth {e.fifo + e.delay} cycle(s)  (dt: +t_{loop}, ds: {ds})")
-    memory_fed = {p.name: p.n_lanes for p in fg.inputs}
+    memory_fed = ", ".join(f"{k} {n}" for k, n in {p.name: p.n_lanes for p in fg.inputs}.items())
     unit = "step(s)" if not after else f"iteration(s) of t_{loop} ({stride} steps each at the reference bounds)"
+    if df.schedule == "map":
+        lines.append(f"    padding: each row of t_{loop} runs {halo} {unit} more than the loop's trips; FU s runs "
+                     f"iteration pos - sigma.s at row position pos and its products are masked outside "
+                     f"0 <= pos - sigma.s < trips of t_{loop}; memory-fed input lanes: {memory_fed}")
+        return lines
     lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products are "
-                 f"masked; memory-fed input lanes: " + ", ".join(f"{k} {n}" for k, n in memory_fed.items()))
+                 f"masked; memory-fed input lanes: {memory_fed}")
     return lines
 
 

@@ -155,7 +155,13 @@ class FUGraph:
     @property
     def fifo_depth_loops(self) -> tuple[str, ...]:
         """The inner loops after the halo loop, whose trip counts (from the command) multiply into the depth of
-        run-time-depth FIFOs; () when the FIFOs are one register (innermost loop) or there are none."""
+        run-time-depth FIFOs; () when the FIFOs are one register (innermost loop) or there are none. Under the map's
+        own schedule (``row_pad``), the inner loops after the padded loop, FIFOs or not: their joint wrap advances
+        the row position the per-FU masks read, and the command carries their trip counts."""
+        pad = row_pad(self.design, self.dataflow)
+        if pad is not None:
+            inner = self.dataflow.inner_dims()
+            return tuple(inner[inner.index(pad.loop) + 1:])
         return fifo_depth_loops(self.design, self.dataflow) if self.fifos() else ()
 
     def fifos(self) -> list[tuple[Node, Node, Link]]:

@@ -163,7 +163,7 @@ class ArrayTop(wiring.Component):
         """Run-time FIFO depth in steps (the product of the command's trip counts of the loops after the halo
         loop), latched with the command; None when the FIFOs are one register each or there are none."""
         loops = self.fg.fifo_depth_loops
-        if not loops:
+        if not loops or not self.fg.fifos():      # the map's own schedule may have the loops and no FIFO
             return None
         steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name="fifo_steps")
         value = Const(1)
