@@ -173,3 +173,24 @@ def test_memory_system_and_fusion_refuse_the_maps_own_schedule():
     with pytest.raises(SpecError) as err:
         compile_fused(two, ["m", "os"])
     assert err.value.problems[0].path == "dataflows.m.schedule"
+
+
+def test_command_line_explains_builds_and_refuses_the_memory_system(tmp_path, capsys):
+    """``archgen build --explain`` says the map's own schedule runs with its lanes against the compressed build's;
+    ``build --memory`` and ``verify`` without ``--ideal-dram`` exit 2 with the field-named line."""
+    import yaml
+    from archgen.cli import main
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "name": "own", "operation": CONV_OP, "array": {"shape": [3, 2]},
+                                    "types": {"I": "int8", "W": "int8", "O": "int32"},
+                                    "dataflows": {"skew": {"map": _conv_map((3, 2)), "order": CONV_ORDER,
+                                                           "inner": ["c", "r", "s"], "schedule": "map"}}}))
+    assert main(["build", str(path), "--explain", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "the map's own schedule I 1, W 3 (4 in all), the compressed build I 2, W 3 (5 in all)" in out
+    assert "the map's own schedule runs (schedule: map): 1 lane(s) fewer than the compressed build" in out
+    assert "I [8 bit]: streamed; 1 lane(s)" in out and "W [8 bit]: streamed; 3 lane(s)" in out
+    assert main(["build", str(path), "--memory", "-o", str(tmp_path / "mem")]) == 2
+    assert "dataflows.skew.schedule: the map's own schedule runs at the array level only" in capsys.readouterr().err
+    assert main(["verify", str(path), "--bounds", "n=1,k=3,p=2,q=2,c=2,r=3,s=2"]) == 2
+    assert "dataflows.skew.schedule" in capsys.readouterr().err
