@@ -592,6 +592,8 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
         elif dep:
             why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
                    "is built for an output accumulated in place over the tile")
+        elif any(c > 0 for c in sv.values()):
+            why = f"the skew of t_{loop} runs some FUs early (a positive FU coefficient); the rows are padded for lags"
     if why is not None:
         raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
                                  df.schedule)])

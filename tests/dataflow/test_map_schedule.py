@@ -75,6 +75,7 @@ def test_model_steps_count_the_padded_rows(shape):
 # 1xN array, control vectors, a clock that pipelines, a skew on the innermost loop, and a 1-D convolution whose
 # padded positions no zero-filled input masks (W[r + c]: only the per-FU flags zero them)
 CONV1 = "O[p] += I[p+r] * W[r+c]"
+CONV_C = {"n": "t_n", "c": "2*t_c + s0", "k": "2*t_k + s1", "p": "t_p", "q": "t_q", "r": "t_r - s0 - s1", "s": "t_s"}
 RANDOM = [
     (CONV_OP, (3, 2), None, None, None, None, None, {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}, 5),
     (CONV_OP, (2, 3), None, None, None, None, None, {"n": 2, "k": 3, "p": 4, "q": 1, "c": 2, "r": 4, "s": 3}, 1),
@@ -87,6 +88,11 @@ RANDOM = [
                                                                   "s": 2}, 6),
     (CONV1, (1, 4), {"p": "4*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"], None, None,
      {"p": 5, "r": 3, "c": 2}, 3),
+    # the output reduced across axis 0 (c on it, ragged): an adder tree, then partial-sum chains (control [1, 0])
+    (CONV_OP, (2, 2), CONV_C, ["n", "k", "c", "p", "q", "r", "s"], ["r", "s"], None, None,
+     {"n": 1, "k": 3, "p": 2, "q": 2, "c": 3, "r": 3, "s": 2}, 2),
+    (CONV_OP, (2, 2), CONV_C, ["n", "k", "c", "p", "q", "r", "s"], ["r", "s"], [1, 0], None,
+     {"n": 1, "k": 4, "p": 1, "q": 2, "c": 5, "r": 2, "s": 3}, 2),
     (CONV1, (1, 3), {"p": "3*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"], [0, 1], None,
      {"p": 7, "r": 4, "c": 3}, 9),
 ]
@@ -190,6 +196,9 @@ def test_command_line_explains_builds_and_refuses_the_memory_system(tmp_path, ca
     assert "the map's own schedule I 1, W 3 (4 in all), the compressed build I 2, W 3 (5 in all)" in out
     assert "the map's own schedule runs (schedule: map): 1 lane(s) fewer than the compressed build" in out
     assert "I [8 bit]: streamed; 1 lane(s)" in out and "W [8 bit]: streamed; 3 lane(s)" in out
+    import json
+    params = json.loads((tmp_path / "out" / "manifest.json").read_text())["parameters"]
+    assert (params["schedule"], params["padded_loop"], params["sigma"], params["span"]) == ("map", "r", [1, 1], 3)
     assert main(["build", str(path), "--memory", "-o", str(tmp_path / "mem")]) == 2
     assert "dataflows.skew.schedule: the map's own schedule runs at the array level only" in capsys.readouterr().err
     assert main(["verify", str(path), "--bounds", "n=1,k=3,p=2,q=2,c=2,r=3,s=2"]) == 2
