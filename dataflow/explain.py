@@ -229,15 +229,33 @@ def _schedule_choice(design: Design, df, skews) -> str:
             f"{fmt(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
             f"{cost.span} iteration(s)) against {built}; ")
     if df.schedule == "map":
-        return text + (f"the map's own schedule runs (schedule: map): {cost.saving} lane(s) fewer than the compressed "
-                       f"build, {own - built} more steps per tile; at the array level only (the memory system refuses "
-                       "it, docs/limits.md)")
+        return text + _own_schedule_text(design, df, cost, own - built)
     if cost.saving <= 0:
         return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
                        "with the skew's span of masked iterations")
     return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built here (schedule: compressed, "
                    f"the default; dataflows.{df.name}.schedule: map builds it at the array level), so the compressed "
                    "build runs")
+
+
+def _own_schedule_text(design: Design, df, cost, more_steps: int) -> str:
+    """``schedule: map``: the lanes the built interconnect takes against the compressed build's and, where they
+    differ, against ``skew_lane_cost``'s count (which lets two inputs share an FU pair and a FIFO feed an FU that runs
+    no later in the row than its sender; the build gives an FU pair one operand and adds no halo)."""
+    lanes = {p.name: p.n_lanes for p in compile_array(design, df, pipeline=False).fu_graph.inputs
+             if p.role is Role.STREAM}
+    fewer = sum(cost.compressed.values()) - sum(lanes.values())
+    text = (f"the map's own schedule runs (schedule: map): {fewer} lane(s) fewer than the compressed build, "
+            f"{more_steps} more steps per tile; at the array level only (the memory system refuses it, docs/limits.md)"
+            if fewer > 0 else
+            f"the map's own schedule runs (schedule: map), but it takes "
+            f"{'as many lanes as' if fewer == 0 else f'{-fewer} lane(s) more than'} the compressed build and "
+            f"{more_steps} more steps per tile: schedule: compressed is the better choice here")
+    if lanes != dict(cost.literal):
+        text += (f"; built with {', '.join(f'{k} {n}' for k, n in lanes.items())}, more than the count above: an FU "
+                 "pair carries one input's connection, and a FIFO whose receiver does not run one row position later "
+                 "than its sender would need a halo, which this build does not add")
+    return text
 
 
 def _delay_connection_lines(fg) -> list[str]:
