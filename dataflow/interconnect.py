@@ -77,7 +77,9 @@ class FUGraph:
 
     ``graph`` is the topology (a frozen networkx DiGraph of :class:`Node` values, attribute dicts empty);
     the payloads are typed: ``link_of`` maps an edge ``(u, v)`` to its :class:`Link`, ``fu_roles`` an FU
-    to the :class:`Role` of each operand it uses."""
+    to the :class:`Role` of each operand it uses. ``shared``: under the map's own schedule (``schedule: map``) an FU
+    pair may carry a second input's connection too, ``(u, v, operand)`` -> its Link (empty for every other
+    dataflow: there an FU pair carries one operand's connection)."""
 
     design: Design
     dataflow: Dataflow
@@ -85,13 +87,16 @@ class FUGraph:
     plans: tuple[OperandPlan, ...]
     link_of: Mapping[tuple[Node, Node], Link] = field(compare=False, repr=False)
     fu_roles: Mapping[Node, Mapping[str, Role]] = field(compare=False, repr=False)
+    shared: Mapping[tuple[Node, Node, str], Link] = field(default_factory=lambda: _NO_SHARED, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.design.name}/{self.dataflow.name}"
 
-    def link(self, u: Node, v: Node) -> Link:
-        return self.link_of[(u, v)]
+    def link(self, u: Node, v: Node, operand: str | None = None) -> Link:
+        """The Link on edge (u, v); ``operand``: that operand's, where an FU pair carries two (``shared``)."""
+        e = self.link_of[(u, v)]
+        return self.shared[(u, v, operand)] if operand is not None and e.operand != operand else e
 
     def roles_of(self, n: Node) -> Mapping[str, Role]:
         """operand -> Role at FU ``n`` (empty for other nodes)."""
@@ -116,7 +121,8 @@ class FUGraph:
     def links(self, operand: str | None = None) -> list[tuple[Node, Node, Link]]:
         """(source, sink, Link) of every edge, or of one operand's edges."""
         return [(u, v, self.link_of[(u, v)]) for u, v in self.graph.edges
-                if operand is None or self.link_of[(u, v)].operand == operand]
+                if operand is None or self.link_of[(u, v)].operand == operand] + \
+            [(u, v, e) for (u, v, x), e in self.shared.items() if operand is None or x == operand]
 
     def plan(self, name: str) -> OperandPlan:
         return next(p for p in self.plans if p.name == name)
@@ -177,6 +183,8 @@ class _Builder:
         self.links: dict[tuple[Node, Node], Link] = {}
         self.reserved: set[tuple[Node, Node]] = set()   # edges a later operand takes (the output's chains)
         self.roles: dict[Node, dict[str, Role]] = {}
+        self.share = False      # the map's own schedule: a second input's connection may share an FU pair
+        self.shared: dict[tuple[Node, Node, str], Link] = {}
 
     def add_fu(self, n: Node) -> None:
         self.g.add_node(n)
@@ -186,6 +194,9 @@ class _Builder:
         self.g.add_node(n)
 
     def add_edge(self, u: Node, v: Node, link: Link) -> None:
+        if self.share and (u, v) in self.links and self.links[(u, v)].operand != link.operand:
+            self.shared[(u, v, link.operand)] = link
+            return
         if (u, v) in self.links and self.links[(u, v)] != link:
             raise AssertionError(f"two connections on {u!r} -> {v!r}: {self.links[(u, v)]} and {link}")
         self.g.add_edge(u, v)
@@ -197,10 +208,12 @@ class _Builder:
     def freeze(self, design, df, plans) -> "FUGraph":
         nx.freeze(self.g)
         roles = {n: MappingProxyType(dict(r)) for n, r in self.roles.items()}
-        return FUGraph(design, df, self.g, plans, MappingProxyType(dict(self.links)), MappingProxyType(roles))
+        return FUGraph(design, df, self.g, plans, MappingProxyType(dict(self.links)), MappingProxyType(roles),
+                       MappingProxyType(dict(self.shared)))
 
 
 _NO_ROLES: Mapping[str, Role] = MappingProxyType({})
+_NO_SHARED: Mapping[tuple, Link] = MappingProxyType({})
 
 
 def _cs(control, coord) -> int:
@@ -250,15 +263,11 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     as the tile [D, R] streams it; compile_array passes them).
 
     Under the map's own schedule (``schedule: map``) the map's reuse can ask one FU pair to carry two inputs (on
-    3x2, I's wire and W's FIFO from FU (s0, 0) to (s0, 1)); an FU pair carries one operand's connection, so the
-    inputs take their edges in each order and the order with the fewest memory lanes is built (the first on ties).
+    3x2, I's wire and W's FIFO from FU (s0, 0) to (s0, 1)): the second one's connection is kept in
+    ``FUGraph.shared`` and lowered port to port like the first (each operand has its own ports).
     """
     df = tiled_equivalent(design, dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow))
-    inputs = design.operation.inputs
-    if row_pad(design, df) is None:
-        return _derive(design, df, tuple(single_tile), tuple(streamed), inputs)
-    built = [_derive(design, df, tuple(single_tile), tuple(streamed), order) for order in itertools.permutations(inputs)]
-    return min(built, key=lambda fg: sum(p.n_lanes for p in fg.inputs if p.role is Role.STREAM))
+    return _derive(design, df, tuple(single_tile), tuple(streamed), design.operation.inputs)
 
 
 def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed: tuple[str, ...],
@@ -275,6 +284,7 @@ def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed
         if found:
             reuse[x.name] = dataclasses.replace(reuse[x.name], delays=found)
     g = _Builder()
+    g.share = row_pad(design, df) is not None
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
         g.add_fu(fu(s))
@@ -934,7 +944,7 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
         moves.setdefault(e, m)
     # an FU-to-FU edge carries one operand's wire: edges an earlier operand took are not candidates
     # (this operand then forwards along another axis or takes more memory lanes)
-    moves = {e: m for e, m in moves.items() if e not in g.links and e not in g.reserved}
+    moves = {e: m for e, m in moves.items() if (g.share or e not in g.links) and e not in g.reserved}
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)

@@ -271,7 +271,7 @@ class ArrayTop(wiring.Component):
         pg = self.timing.prim.graph
         (u,) = list(pg.predecessors(v))
         (dst,) = list(pg.successors(v))
-        depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge).fifo
+        depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge, operand=v.operand).fifo
         shp = ctx.in_shape[v.operand]
         prev = ctx.nets.src(u, v, shp)
         shift = ctx.adv & ctx.tap("valid", v)
