@@ -5,6 +5,7 @@ from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
+from archgen.mappings.tiling import map_problem, row_pad
 
 from .banking import derive_banking
 from .compile import compile_array
@@ -223,13 +224,12 @@ def _schedule_choice(design: Design, df, skews) -> str:
         loops = ", ".join(f"t_{sk.loop}" for sk in skews)
         return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
                 "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
-    fmt = lambda lanes: ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"  # noqa: E731
-    own, built = cost.tile_steps(design, df, design.reference_bounds)
-    text = (f"memory-fed input lanes: the map's own schedule {fmt(cost.literal)}, the compressed build "
-            f"{fmt(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
-            f"{cost.span} iteration(s)) against {built}; ")
     if df.schedule == "map":
-        return text + _own_schedule_text(design, df, cost, own - built)
+        return _own_schedule_text(design, df, cost)
+    own, built = cost.tile_steps(design, df, design.reference_bounds)
+    text = (f"memory-fed input lanes: the map's own schedule {_lanes(cost.literal)}, the compressed build "
+            f"{_lanes(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
+            f"{cost.span} iteration(s)) against {built}; ")
     if cost.saving <= 0:
         return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
                        "with the skew's span of masked iterations")
@@ -238,23 +238,33 @@ def _schedule_choice(design: Design, df, skews) -> str:
                    "build runs")
 
 
-def _own_schedule_text(design: Design, df, cost, more_steps: int) -> str:
-    """``schedule: map``: the lanes the built interconnect takes against the compressed build's and, where they
-    differ, against ``skew_lane_cost``'s count (which lets two inputs share an FU pair and a FIFO feed an FU that runs
-    no later in the row than its sender; the build gives an FU pair one operand and adds no halo)."""
-    lanes = {p.name: p.n_lanes for p in compile_array(design, df, pipeline=False).fu_graph.inputs
-             if p.role is Role.STREAM}
+def _lanes(lanes) -> str:
+    return ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"
+
+
+def _own_schedule_text(design: Design, df, cost) -> str:
+    """``schedule: map``: the lanes and steps per tile the build takes (its rows padded by the span and the halo its
+    FIFOs need, mappings/tiling.py ``RowPad``) against the compressed build's, and ``skew_lane_cost``'s count where
+    the build takes more (the count also lets a FIFO feed an FU that runs earlier, c.ds < 0, which is not built)."""
+    compiled = compile_array(design, df, pipeline=False)
+    lanes = {p.name: p.n_lanes for p in compiled.fu_graph.inputs if p.role is Role.STREAM}
+    pad = row_pad(design, compiled.dataflow)
+    own = map_problem(design, design.reference_bounds, compiled.dataflow).steps
+    _, built = cost.tile_steps(design, df, design.reference_bounds)
+    halo = f": a halo of {pad.halo} in which the FIFOs fill, then the skew's span" if pad.halo else ""
+    text = (f"memory-fed input lanes: the map's own schedule {_lanes(lanes)}, the compressed build "
+            f"{_lanes(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
+            f"{pad.span(design.shape)} iteration(s){halo}) against {built}; ")
     fewer = sum(cost.compressed.values()) - sum(lanes.values())
-    text = (f"the map's own schedule runs (schedule: map): {fewer} lane(s) fewer than the compressed build, "
-            f"{more_steps} more steps per tile; at the array level only (the memory system refuses it, docs/limits.md)"
-            if fewer > 0 else
-            f"the map's own schedule runs (schedule: map), but it takes "
-            f"{'as many lanes as' if fewer == 0 else f'{-fewer} lane(s) more than'} the compressed build and "
-            f"{more_steps} more steps per tile: schedule: compressed is the better choice here")
+    text += (f"the map's own schedule runs (schedule: map): {fewer} lane(s) fewer than the compressed build, "
+             f"{own - built} more steps per tile; at the array level only (the memory system refuses it, docs/limits.md)"
+             if fewer > 0 else
+             f"the map's own schedule runs (schedule: map), but it takes "
+             f"{'as many lanes as' if fewer == 0 else f'{-fewer} lane(s) more than'} the compressed build and "
+             f"{own - built} more steps per tile: schedule: compressed is the better choice here")
     if lanes != dict(cost.literal):
-        text += (f"; built with {', '.join(f'{k} {n}' for k, n in lanes.items())}, more than the count above: an FU "
-                 "pair carries one input's connection, and a FIFO whose receiver does not run one row position later "
-                 "than its sender would need a halo, which this build does not add")
+        text += (f"; skew_lane_cost counts {_lanes(cost.literal)}: the count ignores the control vector (it takes moves "
+                 "toward an FU that runs earlier, c.ds < 0), the build does not")
     return text
 
 

@@ -69,8 +69,8 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
             x[:, :, k] = design.shape[a] * outer[d] + coords[None, :, a]
         elif d in inner:
             x[:, :, k] = inner_vals[:, None, inner.index(d)]
-            if pad is not None and d == pad.loop:        # FU s runs position pos of the row as iteration pos - sigma.s
-                x[:, :, k] -= coords @ np.array(pad.sigma, dtype=np.int64)
+            if pad is not None and d == pad.loop:        # FU s runs row position pos as iteration pos - halo - sigma.s
+                x[:, :, k] -= coords @ np.array(pad.sigma, dtype=np.int64) + pad.halo
         else:
             x[:, :, k] = outer[d]
     return x

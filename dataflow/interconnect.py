@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
-from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, RowPad, delay_axes, delay_halo, fifo_depth_loops,
+from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops,
                                      row_pad)
 
 from .arborescence import minimum_spanning_arborescence
@@ -305,8 +306,7 @@ def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed
         if set(inner) <= rx.held_over and x.name not in streamed:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
-        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth,
-                                     row_pad(design, df)))
+        plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
     names = [x.name for x in op.inputs]
     plans.sort(key=lambda p: names.index(p.name))
     reduce_axes = ro.axes
@@ -614,9 +614,37 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
         terms = ({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}} if d in skews
                  else {time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1})
         exprs.append(AffineExpr.of(terms))
-    return dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
-                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
-                               inner=inner if df.inner is not None else None, stt=None)
+    own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
+                              spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
+                              inner=inner if df.inner is not None else None, stt=None)
+    halo = _row_halo(design, own)
+    if not halo:
+        return own
+    exprs[design.operation.dims.index(loop)] = AffineExpr.of(dict(exprs[design.operation.dims.index(loop)].terms), -halo)
+    return dataclasses.replace(own, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
+
+
+@functools.lru_cache(maxsize=64)
+def _row_halo(design: Design, own: Dataflow) -> int:
+    """The halo the map's own schedule ``own`` needs at the start of each row of its padded loop: FU v, f FIFOs behind
+    its lane's root, reads at row position pos what the root streamed at pos - f, and its products are masked below
+    pos = sigma.s(v); max(f - sigma.s) over every FU of every input (0 when each FIFO's receiver runs one position
+    later than its sender, as on the convolution maps of docs/dataflows.md). The lane trees do not depend on it."""
+    fg = _derive(design, own, (), (), design.operation.inputs)
+    pad = row_pad(design, own)
+    need = 0
+    for p in fg.inputs:
+        fifos = {ln.fus[0]: 0 for ln in p.lanes}
+        edges = {(u.coord, v.coord): e.fifo for u, v, e in fg.links(p.name) if u.kind is NodeKind.FU}
+        frontier = list(fifos)
+        while frontier:
+            u = frontier.pop()
+            for (a, b), f in edges.items():
+                if a == u and b not in fifos:
+                    fifos[b] = fifos[u] + f
+                    frontier.append(b)
+        need = max([need] + [f - pad.offset(v) for v, f in fifos.items()])
+    return need
 
 
 def fu_placement(design: Design, df: Dataflow) -> dict[tuple[int, ...], tuple[int, ...]] | None:
@@ -937,8 +965,7 @@ def _fifo_candidates(coords, shape, reuse: _Reuse, width: int, max_depth: int) -
     return moves
 
 
-def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo_depth: int,
-                    pad: RowPad | None = None) -> OperandPlan:
+def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo_depth: int) -> OperandPlan:
     moves = _candidates(coords, shape, reuse, reuse.axes)
     for e, m in _fifo_candidates(coords, shape, reuse, dtype.bits, max_fifo_depth).items():
         moves.setdefault(e, m)
@@ -949,11 +976,6 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
     tree = _lane_tree(coords, moves, root)
-    if pad is not None and not _fed_inside_the_row(tree, root, moves, pad):
-        # behind a FIFO a wire or hop toward a smaller sigma.s feeds that FU, at its first positions, data from
-        # before the row: without such moves every FU runs at least as many positions late as FIFOs feed it
-        tree = _lane_tree(coords, {(u, v): m for (u, v), m in moves.items()
-                                   if u == root or pad.offset(v.coord) >= pad.offset(u.coord)}, root)
     lanes = []
     roots = sorted(v for v in tree.successors(root))
     for lane, first in enumerate(roots):
@@ -985,17 +1007,6 @@ def _lane_tree(coords, moves: dict, root: Node) -> nx.DiGraph:
     cand.add_nodes_from([fu(s) for s in coords] + [root])
     cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
     return minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
-
-
-def _fed_inside_the_row(tree: nx.DiGraph, root: Node, moves: dict, pad: RowPad) -> bool:
-    """Under the map's own schedule FU v at row position pos takes the element its lane root streamed f positions
-    earlier, f = the FIFOs on its path; v's products are masked below pos = sigma.s(v). The tree is sound when every
-    FU's f <= sigma.s: then an unmasked product never reads a FIFO entry from before the row."""
-    fifos = {v: 0 for v in tree.successors(root)}
-    for u, v in nx.bfs_edges(tree, root):
-        if u != root:
-            fifos[v] = fifos[u] + moves[(u, v)].fifo
-    return all(f <= pad.offset(v.coord) for v, f in fifos.items())
 
 
 def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:

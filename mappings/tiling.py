@@ -60,13 +60,15 @@ class RowPad:
 
     loop: str
     sigma: tuple[int, ...]       # per array axis
+    halo: int = 0                # positions every FU waits at each row's start: FIFOs fill (``_map_schedule``)
 
     def offset(self, coord) -> int:
-        """sigma.s: the positions FU ``coord`` runs late in every row of ``loop``."""
-        return sum(v * c for v, c in zip(self.sigma, coord))
+        """halo + sigma.s: the positions FU ``coord`` runs late in every row of ``loop``."""
+        return self.halo + sum(v * c for v, c in zip(self.sigma, coord))
 
     def span(self, shape) -> int:
-        return sum(v * (e - 1) for v, e in zip(self.sigma, shape))
+        """Positions a row of ``loop`` runs beyond its L iterations: the halo plus the largest sigma.s."""
+        return self.halo + sum(v * (e - 1) for v, e in zip(self.sigma, shape))
 
     def offsets(self, shape) -> tuple[int, ...]:
         """The distinct sigma.s over the array, ascending (one mask flag each)."""
@@ -75,14 +77,14 @@ class RowPad:
 
 def row_pad(design: Design, df: Dataflow) -> RowPad | None:
     """The :class:`RowPad` of a compiled ``schedule: map`` dataflow (its tiled rows and the map's skewed row of an
-    inner loop), None for every other dataflow."""
+    inner loop, ``t_l - sigma.s - halo``), None for every other dataflow."""
     if df.schedule != "map" or df.spatial is None or df.ts_map is None:
         return None
     axis_of = df.axis_of
     for d, e in zip(design.operation.dims, df.ts_map.exprs):
         sigma = tuple(-e.coeff(f"s{a}") for a in range(len(design.shape)))
         if d not in axis_of and any(sigma):
-            return RowPad(d, sigma)
+            return RowPad(d, sigma, -e.const)
     return None
 
 
@@ -112,9 +114,9 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     built only while its bits, width x max depth, cost less than a memory lane).
 
     Under a ``schedule: map`` dataflow (:func:`row_pad`) the moves are the map's: its skewed row makes one hop along
-    axis a also move the padded loop by -sigma_a, so only the padded loop qualifies, with sigma_a x step = 1 (the
-    receiving FU runs one position later in the row, so a FIFO never serves a product the mask lets through with
-    data from before the row); padded FUs need no zero-filling input (the host program models their lanes).
+    axis a also move the padded loop by -sigma_a, so only the padded loop qualifies (a receiver that does not run one
+    row position later than its sender needs the row's halo, which ``_map_schedule`` sizes); padded FUs need no
+    zero-filling input (the host program models their lanes).
     """
     if df.spatial is None or not df.inner_dims():
         return ()
@@ -154,7 +156,7 @@ def _delay_moves(design: Design, df: Dataflow, loop: str, after: tuple[str, ...]
             col_s = am[:, len(dims) + axis]
             for step in (1, -1):
                 # A M (e_t_loop * 1 + e_s_axis * step) = 0: one step of the loop later, one hop along the axis
-                if col_l.any() and not (col_l + step * col_s).any() and (pad is None or pad.sigma[axis] * step == 1):
+                if col_l.any() and not (col_l + step * col_s).any():
                     skew = df.control[axis] * step
                     if skew >= 0:
                         found.append(DelayAxis(x.name, axis, step, loop, int(skew), after))

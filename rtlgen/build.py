@@ -99,7 +99,8 @@ def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
                           placement=[[list(lg), list(ph)] for lg, ph in design.placement])
     pad = row_pad(design, df)
     if pad is not None:         # the map's own schedule: rows of the loop padded by the span, FU s sigma.s late
-        parameters.update(schedule="map", padded_loop=pad.loop, sigma=list(pad.sigma), span=pad.span(design.shape))
+        parameters.update(schedule="map", padded_loop=pad.loop, sigma=list(pad.sigma), span=pad.span(design.shape),
+                          halo=pad.halo)
     manifest = manifest_core("array", design.name, design.source_hash, text, top, parameters,
                              {"schedule": asdict(compiled.schedule), "formula": CONTRACT_TEXT})
     manifest.update({

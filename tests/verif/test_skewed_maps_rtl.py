@@ -184,6 +184,9 @@ OWN_CASES = [
     pytest.param(lambda: _own((2, 2), CONV_2X2, CONV_ORDER, CONV_INNER, control=[1, 1]),
                  {"n": 1, "k": 3, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}, 4, 165, id="2x2-control-1-1",
                  marks=pytest.mark.slow),
+    # r skewed by s0 only: I's axis-1 FIFO feeds an FU at the same row position, so the rows get a halo of 1
+    pytest.param(lambda: _own((3, 2), {**CONV, "r": "t_r - s0"}, CONV_ORDER, CONV_INNER, control=[1, 0]),
+                 {"n": 1, "k": 4, "p": 5, "q": 2, "c": 2, "r": 3, "s": 2}, 7, 294, id="3x2-halo", marks=pytest.mark.slow),
     # no input indexed by r alone: the per-FU flags zero the padded positions; control [0, 1]: no FIFO, masks only
     pytest.param(lambda: _own((1, 3), {"p": "3*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"],
                               CONV1, [0, 1]), {"p": 7, "r": 4, "c": 3}, 9, 58, id="conv1-1x3-masks-only",
@@ -198,7 +201,9 @@ def test_maps_own_schedule_on_verilator(make, bounds, seed, cycles):
     """Outputs exact and RTL cycles == model cycles; ``cycles`` pins the figure docs/dataflows.md reports."""
     res = verify_array(make(), bounds, seed=seed)
     assert res.outputs_exact, res.detail
-    assert res.rtl_cycles == res.model_cycles == cycles
+    assert res.rtl_cycles == res.model_cycles
+    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
+    assert cycles is None or res.rtl_cycles == cycles
 
 
 @pytest.mark.slow
