@@ -267,3 +267,24 @@ def test_explain_says_when_the_built_lanes_exceed_the_count_and_compressed_is_be
     assert "but it takes as many lanes as the compressed build and 9 more steps per tile" in text
     assert "skew_lane_cost counts I 1, W 2 (3 in all): the count ignores the control vector" in text
     assert verify_array_amaranth(design, {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}, seed=1).ok
+
+
+@pytest.mark.slow
+def test_random_batched_reductions_in_amaranth():
+    """Another operation: ``C[i,j] += A[i,k,m] * B[k,m,j]`` with k skewed inside the tile ([k, m] or [m, k]), random
+    shapes, skews, control vectors, clocks and bounds (2026-12-06: 150 of 150 exact in an ad-hoc sweep, 50 here)."""
+    rng = np.random.default_rng(77)
+    for t in range(50):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(2, 4)))
+        sigma = (int(rng.integers(0, 2)) if shape[0] > 1 else 0, int(rng.integers(0, 3)))
+        skew = " ".join(f"- {v}*s{a}" for a, v in enumerate(sigma if any(sigma) else (0, 1)) if v and shape[a] > 1)
+        mp = {"i": f"{shape[0]}*t_i + s0" if shape[0] > 1 else "t_i", "j": f"{shape[1]}*t_j + s1", "k": f"t_k {skew}",
+              "m": "t_m"}
+        inner = ["k", "m"] if rng.integers(2) else ["m", "k"]
+        control = [int(rng.integers(0, 2)), int(rng.integers(0, 2))]
+        b = {"i": int(rng.integers(1, 6)), "j": int(rng.integers(1, 6)), "k": int(rng.integers(1, 5)),
+             "m": int(rng.integers(1, 4))}
+        design = _spec("C[i,j] += A[i,k,m] * B[k,m,j]", shape, mp, ["i", "j"] + inner, inner, control=control,
+                       clock=int(rng.choice([500, 1500])))
+        res = verify_array_amaranth(design, b, seed=t)
+        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (mp, inner, control, b, t, res.detail)
