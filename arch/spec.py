@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -73,6 +73,10 @@ class Dataflow:
     description: str = ""
     inner: tuple[Dim, ...] | None = None   # explicit tile-inner loops; None = trailing non-spatial loops
     stt: tuple[tuple[int, ...], ...] | None = None   # the I->ST matrix as written (form "stt"), rows [s; t]
+    # a ``map`` that skews a loop inside the tile with loops after it: ``compressed`` runs the tiled map with control
+    # c - sigma, ``map`` the map's own padded rows (docs/dataflows.md "Skewed maps"); out of repr so that the keys
+    # and manifests of every dataflow written before the field stay as they were
+    schedule: str = field(default="compressed", repr=False)
 
     @property
     def skewed(self) -> bool:
@@ -705,8 +709,12 @@ def _parse_dataflow(name: str, d: Mapping, op: Operation, shape: tuple[int, ...]
             problems.append(problem(f"{path}.inner", "spatial loops are tiled across the array and cannot run inside a tile",
                                     list(inner)))
     stt = tuple(tuple(int(v) for v in row) for row in d["stt"]) if form == "stt" else None
+    schedule = d.get("schedule", "compressed")
+    if schedule != "compressed" and form != "map":
+        problems.append(problem(f"{path}.schedule", f"only a 'map' dataflow has a schedule of its own to choose; "
+                                f"a '{form}' dataflow runs its tiled form (remove the field)", schedule))
     df = Dataflow(name, ts_map, tuple(Dim(x) for x in order), tuple(int(c) for c in control), spatial, form,
-                  d.get("description", ""), inner, stt)
+                  d.get("description", ""), inner, stt, schedule)
     return df, problems
 
 

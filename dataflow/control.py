@@ -325,15 +325,24 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
                     issue & last_step & tiles.last, tiles.first, done)
 
 
-def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[str, ...] = ()):
+def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[str, ...] = (),
+            offsets: tuple[int, ...] | None = None):
     """Delay connections: the issued step is one of the ``halo`` iterations that start each row of the inner
     loop ``loop`` (the FIFOs fill, products are masked). The row is the command's trip count of ``loop``
     plus the halo; ``after``: the inner loops inside ``loop`` (their command trip counts), whose joint wrap
     advances ``loop``'s position (none: every step does). Model half: ``TileMapping.steps`` counts the halo
-    steps, so the issuer's timing holds."""
+    steps, so the issuer's timing holds.
+
+    ``offsets`` (the map's own schedule, mappings/tiling.py ``RowPad``: ``halo`` is the skew's span): one flag per
+    distinct sigma.s = k instead, set outside the FU's own positions k <= pos < L + k; returns {k: flag}."""
     pos = hdl.Signal(TRIP_BITS, name=f"halo_pos_{loop}")
-    flag = hdl.Signal(name="issue_halo")
-    m.d.comb += flag.eq(pos < halo)
+    if offsets is None:
+        flag = hdl.Signal(name="issue_halo")
+        m.d.comb += flag.eq(pos < halo)
+    else:
+        flag = {k: hdl.Signal(name=f"issue_pad_{k}") for k in offsets}
+        for k, f in flag.items():
+            m.d.comb += f.eq((pos < k) | (pos > cmd.trips_m1[loop] + k))
     wraps = []
     for d in after:
         c = hdl.Signal(TRIP_BITS, name=f"halo_inner_{d}")

@@ -5,6 +5,7 @@ from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
+from archgen.mappings.tiling import map_problem, row_pad
 
 from .banking import derive_banking
 from .compile import compile_array
@@ -47,8 +48,10 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         except SpecError as err:
             lines.append("  (not built: " + "; ".join(str(p) for p in err.problems) + ")")
             return lines
-        lines.append(f"  runs as the tiled map {', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))} "
-                     f"with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
+        exprs = ', '.join(f'{d} = {e}' for d, e in zip(tiled.ts_map.names, tiled.ts_map.exprs))
+        lines.append(f"  runs the map's own schedule {exprs} (schedule: map) with control vector c = {list(tiled.control)}"
+                     if tiled.schedule == "map" else
+                     f"  runs as the tiled map {exprs} with control vector c = {list(tiled.control)} (the skew's per-FU delay)")
         lines += _map_skew_lines(design, df, tiled) + _placement_lines(design, df)
         df = tiled
     if df.one_step_tile():
@@ -169,8 +172,14 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
             text = (f"{best.kind} {best.describe(df.order)} ({best.delay} cycle{'' if best.delay == 1 else 's'})"
                     if best else "none")
             lines.append(f"    axis {a}, {x.name}: {text}")
-    lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and order "
-                 "per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived connections below)")
+    if tiled.schedule == "map":
+        lines.append(f"  built as the map's own schedule (schedule: map), control c = {list(tiled.control)}: each row of "
+                     f"t_{skews[0].loop} padded by the skew's span, FU s masked outside its own positions sigma.s .. "
+                     "sigma.s + L - 1, the map's wires and FIFOs (derived connections below)")
+    else:
+        lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and "
+                     "order per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived "
+                     "connections below)")
     lines.append("  " + _schedule_choice(design, df, skews))
     return lines
 
@@ -215,17 +224,48 @@ def _schedule_choice(design: Design, df, skews) -> str:
         loops = ", ".join(f"t_{sk.loop}" for sk in skews)
         return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
                 "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
-    fmt = lambda lanes: ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"  # noqa: E731
+    if df.schedule == "map":
+        return _own_schedule_text(design, df, cost)
     own, built = cost.tile_steps(design, df, design.reference_bounds)
-    text = (f"memory-fed input lanes: the map's own schedule {fmt(cost.literal)}, the compressed build "
-            f"{fmt(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
+    text = (f"memory-fed input lanes: the map's own schedule {_lanes(cost.literal)}, the compressed build "
+            f"{_lanes(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
             f"{cost.span} iteration(s)) against {built}; ")
     if cost.saving <= 0:
         return text + (f"the compressed build is chosen: the map's own saves no lane and pads every row of t_{cost.loop} "
                        "with the skew's span of masked iterations")
-    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built (the generator has no "
-                   f"rows of t_{cost.loop} padded by the skew's span, FIFO edges from the map's reuse or start offsets per "
-                   "memory lane yet: docs/limits.md), so the compressed build runs")
+    return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built here (schedule: compressed, "
+                   f"the default; dataflows.{df.name}.schedule: map builds it at the array level), so the compressed "
+                   "build runs")
+
+
+def _lanes(lanes) -> str:
+    return ", ".join(f"{k} {n}" for k, n in lanes.items()) + f" ({sum(lanes.values())} in all)"
+
+
+def _own_schedule_text(design: Design, df, cost) -> str:
+    """``schedule: map``: the lanes and steps per tile the build takes (its rows padded by the span and the halo its
+    FIFOs need, mappings/tiling.py ``RowPad``) against the compressed build's, and ``skew_lane_cost``'s count where
+    the build takes more (the count also lets a FIFO feed an FU that runs earlier, c.ds < 0, which is not built)."""
+    compiled = compile_array(design, df, pipeline=False)
+    lanes = {p.name: p.n_lanes for p in compiled.fu_graph.inputs if p.role is Role.STREAM}
+    pad = row_pad(design, compiled.dataflow)
+    own = map_problem(design, design.reference_bounds, compiled.dataflow).steps
+    _, built = cost.tile_steps(design, df, design.reference_bounds)
+    halo = f": a halo of {pad.halo} in which the FIFOs fill, then the skew's span" if pad.halo else ""
+    text = (f"memory-fed input lanes: the map's own schedule {_lanes(lanes)}, the compressed build "
+            f"{_lanes(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
+            f"{pad.span(design.shape)} iteration(s){halo}) against {built}; ")
+    fewer = sum(cost.compressed.values()) - sum(lanes.values())
+    text += (f"the map's own schedule runs (schedule: map): {fewer} lane(s) fewer than the compressed build, "
+             f"{own - built} more steps per tile; at the array level only (the memory system refuses it, docs/limits.md)"
+             if fewer > 0 else
+             f"the map's own schedule runs (schedule: map), but it takes "
+             f"{'as many lanes as' if fewer == 0 else f'{-fewer} lane(s) more than'} the compressed build and "
+             f"{own - built} more steps per tile: schedule: compressed is the better choice here")
+    if lanes != dict(cost.literal):
+        text += (f"; skew_lane_cost counts {_lanes(cost.literal)}: the count ignores the control vector (it takes moves "
+                 "toward an FU that runs earlier, c.ds < 0), the build does not")
+    return text
 
 
 def _delay_connection_lines(fg) -> list[str]:
@@ -255,10 +295,15 @@ def _delay_connection_lines(fg) -> list[str]:
         else:
             lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} + {e.delay} "
                          f"register(s) = depth {e.fifo + e.delay} cycle(s)  (dt: +t_{loop}, ds: {ds})")
-    memory_fed = {p.name: p.n_lanes for p in fg.inputs}
+    memory_fed = ", ".join(f"{k} {n}" for k, n in {p.name: p.n_lanes for p in fg.inputs}.items())
     unit = "step(s)" if not after else f"iteration(s) of t_{loop} ({stride} steps each at the reference bounds)"
+    if df.schedule == "map":
+        lines.append(f"    padding: each row of t_{loop} runs {halo} {unit} more than the loop's trips; FU s runs "
+                     f"iteration pos - sigma.s at row position pos and its products are masked outside "
+                     f"0 <= pos - sigma.s < trips of t_{loop}; memory-fed input lanes: {memory_fed}")
+        return lines
     lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products are "
-                 f"masked; memory-fed input lanes: " + ", ".join(f"{k} {n}" for k, n in memory_fed.items()))
+                 f"masked; memory-fed input lanes: {memory_fed}")
     return lines
 
 

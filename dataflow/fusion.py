@@ -63,6 +63,11 @@ def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> t
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         problems.append(problem(path, f"dataflow(s) {', '.join(dup)} listed twice", list(names)))
+    for n in names:
+        if n in known and design.dataflow(n).schedule == "map":
+            problems.append(problem(f"dataflows.{n}.schedule", "the map's own schedule is built for a dataflow alone; "
+                                    "a fused design runs a map as its compressed build (remove the field to fuse it)",
+                                    "map"))
     if problems:
         raise SpecError(problems)
     return tuple(design.dataflow(n) for n in names)

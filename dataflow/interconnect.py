@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Mapping
@@ -30,7 +31,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
-from archgen.mappings.tiling import MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops
+from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops,
+                                     row_pad)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -76,7 +78,9 @@ class FUGraph:
 
     ``graph`` is the topology (a frozen networkx DiGraph of :class:`Node` values, attribute dicts empty);
     the payloads are typed: ``link_of`` maps an edge ``(u, v)`` to its :class:`Link`, ``fu_roles`` an FU
-    to the :class:`Role` of each operand it uses."""
+    to the :class:`Role` of each operand it uses. ``shared``: under the map's own schedule (``schedule: map``) an FU
+    pair may carry a second input's connection too, ``(u, v, operand)`` -> its Link (empty for every other
+    dataflow: there an FU pair carries one operand's connection)."""
 
     design: Design
     dataflow: Dataflow
@@ -84,13 +88,16 @@ class FUGraph:
     plans: tuple[OperandPlan, ...]
     link_of: Mapping[tuple[Node, Node], Link] = field(compare=False, repr=False)
     fu_roles: Mapping[Node, Mapping[str, Role]] = field(compare=False, repr=False)
+    shared: Mapping[tuple[Node, Node, str], Link] = field(default_factory=lambda: _NO_SHARED, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.design.name}/{self.dataflow.name}"
 
-    def link(self, u: Node, v: Node) -> Link:
-        return self.link_of[(u, v)]
+    def link(self, u: Node, v: Node, operand: str | None = None) -> Link:
+        """The Link on edge (u, v); ``operand``: that operand's, where an FU pair carries two (``shared``)."""
+        e = self.link_of[(u, v)]
+        return self.shared[(u, v, operand)] if operand is not None and e.operand != operand else e
 
     def roles_of(self, n: Node) -> Mapping[str, Role]:
         """operand -> Role at FU ``n`` (empty for other nodes)."""
@@ -115,7 +122,8 @@ class FUGraph:
     def links(self, operand: str | None = None) -> list[tuple[Node, Node, Link]]:
         """(source, sink, Link) of every edge, or of one operand's edges."""
         return [(u, v, self.link_of[(u, v)]) for u, v in self.graph.edges
-                if operand is None or self.link_of[(u, v)].operand == operand]
+                if operand is None or self.link_of[(u, v)].operand == operand] + \
+            [(u, v, e) for (u, v, x), e in self.shared.items() if operand is None or x == operand]
 
     def plan(self, name: str) -> OperandPlan:
         return next(p for p in self.plans if p.name == name)
@@ -147,12 +155,20 @@ class FUGraph:
     @property
     def halo(self) -> tuple[tuple[str, int], ...]:
         """(innermost loop, halo steps) when delay connections fill at each row of it (mappings/tiling.py)."""
-        return delay_halo(self.design, self.dataflow) if self.fifos() else ()
+        if self.fifos() or row_pad(self.design, self.dataflow) is not None:
+            return delay_halo(self.design, self.dataflow)
+        return ()
 
     @property
     def fifo_depth_loops(self) -> tuple[str, ...]:
         """The inner loops after the halo loop, whose trip counts (from the command) multiply into the depth of
-        run-time-depth FIFOs; () when the FIFOs are one register (innermost loop) or there are none."""
+        run-time-depth FIFOs; () when the FIFOs are one register (innermost loop) or there are none. Under the map's
+        own schedule (``row_pad``), the inner loops after the padded loop, FIFOs or not: their joint wrap advances
+        the row position the per-FU masks read, and the command carries their trip counts."""
+        pad = row_pad(self.design, self.dataflow)
+        if pad is not None:
+            inner = self.dataflow.inner_dims()
+            return tuple(inner[inner.index(pad.loop) + 1:])
         return fifo_depth_loops(self.design, self.dataflow) if self.fifos() else ()
 
     def fifos(self) -> list[tuple[Node, Node, Link]]:
@@ -168,6 +184,8 @@ class _Builder:
         self.links: dict[tuple[Node, Node], Link] = {}
         self.reserved: set[tuple[Node, Node]] = set()   # edges a later operand takes (the output's chains)
         self.roles: dict[Node, dict[str, Role]] = {}
+        self.share = False      # the map's own schedule: a second input's connection may share an FU pair
+        self.shared: dict[tuple[Node, Node, str], Link] = {}
 
     def add_fu(self, n: Node) -> None:
         self.g.add_node(n)
@@ -177,6 +195,9 @@ class _Builder:
         self.g.add_node(n)
 
     def add_edge(self, u: Node, v: Node, link: Link) -> None:
+        if self.share and (u, v) in self.links and self.links[(u, v)].operand != link.operand:
+            self.shared[(u, v, link.operand)] = link
+            return
         if (u, v) in self.links and self.links[(u, v)] != link:
             raise AssertionError(f"two connections on {u!r} -> {v!r}: {self.links[(u, v)]} and {link}")
         self.g.add_edge(u, v)
@@ -188,10 +209,12 @@ class _Builder:
     def freeze(self, design, df, plans) -> "FUGraph":
         nx.freeze(self.g)
         roles = {n: MappingProxyType(dict(r)) for n, r in self.roles.items()}
-        return FUGraph(design, df, self.g, plans, MappingProxyType(dict(self.links)), MappingProxyType(roles))
+        return FUGraph(design, df, self.g, plans, MappingProxyType(dict(self.links)), MappingProxyType(roles),
+                       MappingProxyType(dict(self.shared)))
 
 
 _NO_ROLES: Mapping[str, Role] = MappingProxyType({})
+_NO_SHARED: Mapping[tuple, Link] = MappingProxyType({})
 
 
 def _cs(control, coord) -> int:
@@ -239,8 +262,19 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     ``streamed`` names inputs streamed one beat per step even though they use no inner loop (an input of an
     output held per run that uses the tile's loops D and none of its run R: ``ReductionRuns.streamed``, streamed
     as the tile [D, R] streams it; compile_array passes them).
+
+    Under the map's own schedule (``schedule: map``) the map's reuse can ask one FU pair to carry two inputs (on
+    3x2, I's wire and W's FIFO from FU (s0, 0) to (s0, 1)): the second one's connection is kept in
+    ``FUGraph.shared`` and lowered port to port like the first (each operand has its own ports).
     """
     df = tiled_equivalent(design, dataflow if isinstance(dataflow, Dataflow) else design.dataflow(dataflow))
+    return _derive(design, df, tuple(single_tile), tuple(streamed), design.operation.inputs)
+
+
+def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed: tuple[str, ...],
+            inputs) -> FUGraph:
+    """:func:`derive_interconnect` of the tiled ``df``, the inputs taking their FU-to-FU edges in the order
+    ``inputs`` (their plans stay in the operation's order)."""
     op = design.operation
     shape = design.shape
     axis_dim = df.spatial_dims
@@ -251,6 +285,7 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
         if found:
             reuse[x.name] = dataclasses.replace(reuse[x.name], delays=found)
     g = _Builder()
+    g.share = row_pad(design, df) is not None
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
         g.add_fu(fu(s))
@@ -266,12 +301,14 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     # (one that uses no loop of that axis, W[k] in O[k,p] += W[k] * I[p,r] with r on it) forwards along another
     # axis or takes more memory lanes there, as for an edge an earlier input took
     g.reserved = {(fu(s), fu(t)) for s, (t, _, _) in _chain_successors(coords, shape, ro, chained).items()}
-    for x in op.inputs:
+    for x in inputs:
         rx = reuse[x.name]
         if set(inner) <= rx.held_over and x.name not in streamed:
             plans.append(_stationary(g, x.name, shape, coords, types[x.name]))
             continue
         plans.append(_streamed_input(g, x.name, shape, coords, skew, rx, types[x.name], design.max_fifo_depth))
+    names = [x.name for x in op.inputs]
+    plans.sort(key=lambda p: names.index(p.name))
     reduce_axes = ro.axes
     outer_reduction = any(d in ro.held_over for d in df.outer_dims() if d not in single_tile)
     trees = [a for a in reduce_axes if ro.moves[a][1] == 0]       # same cycle: an adder tree
@@ -527,6 +564,8 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
     order = df.order
     spatial_loops = set(spatial.values())
     inner = df.inner or tuple(itertools.takewhile(lambda x: x not in spatial_loops, reversed(order)))[::-1]
+    if df.schedule == "map":
+        return _map_schedule(design, df, spatial, skews, tuple(inner))
     control = list(df.control)
     for d, sv in skews.items():
         for a, c in sv.items():
@@ -540,6 +579,72 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
     return dataclasses.replace(df, ts_map=ts_map, control=tuple(control),
                                spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                                inner=tuple(inner) if df.inner is not None else None, stt=None)
+
+
+def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: dict[str, dict[int, int]],
+                  inner: tuple[str, ...]) -> Dataflow:
+    """``schedule: map``: the map's own schedule of its skew on the inner loop l, as a tiled dataflow that keeps the
+    map's row ``l = t_l - sigma.s`` and the control vector as written (mappings/tiling.py ``row_pad``: rows of l
+    padded by the skew's span, FU s masked outside its own L positions; the reuse analysis of the map gives the
+    wires and FIFOs). Built for one skewed loop inside the tile and an output accumulated in place over the tile
+    (the padded positions then only add masked products); anything else is refused, naming the field."""
+    out = design.operation.output
+    why = None
+    if len(skews) != 1:
+        why = (f"the map skews {len(skews)} loops ({', '.join(skews) or 'none'}); the map's own schedule is built for "
+               "one loop skewed by the FU coordinates")
+    else:
+        (loop, sv), = skews.items()
+        dep = [d for d in inner if out.uses(d)]
+        if loop not in inner:
+            why = (f"the skew is on the tile loop t_{loop}; under the map's own schedule each FU's tile boundaries would "
+                   "move by a run-time number of cycles, which is not built")
+        elif dep:
+            why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
+                   "is built for an output accumulated in place over the tile")
+        elif any(c > 0 for c in sv.values()):
+            why = f"the skew of t_{loop} runs some FUs early (a positive FU coefficient); the rows are padded for lags"
+    if why is not None:
+        raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
+                                 df.schedule)])
+    shape = design.shape
+    exprs = []
+    for d in design.operation.dims:
+        a = next((a for a, dd in spatial.items() if dd == d), None)
+        terms = ({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}} if d in skews
+                 else {time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1})
+        exprs.append(AffineExpr.of(terms))
+    own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
+                              spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
+                              inner=inner if df.inner is not None else None, stt=None)
+    halo = _row_halo(design, own)
+    if not halo:
+        return own
+    exprs[design.operation.dims.index(loop)] = AffineExpr.of(dict(exprs[design.operation.dims.index(loop)].terms), -halo)
+    return dataclasses.replace(own, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
+
+
+@functools.lru_cache(maxsize=64)
+def _row_halo(design: Design, own: Dataflow) -> int:
+    """The halo the map's own schedule ``own`` needs at the start of each row of its padded loop: FU v, f FIFOs behind
+    its lane's root, reads at row position pos what the root streamed at pos - f, and its products are masked below
+    pos = sigma.s(v); max(f - sigma.s) over every FU of every input (0 when each FIFO's receiver runs one position
+    later than its sender, as on the convolution maps of docs/dataflows.md). The lane trees do not depend on it."""
+    fg = _derive(design, own, (), (), design.operation.inputs)
+    pad = row_pad(design, own)
+    need = 0
+    for p in fg.inputs:
+        fifos = {ln.fus[0]: 0 for ln in p.lanes}
+        edges = {(u.coord, v.coord): e.fifo for u, v, e in fg.links(p.name) if u.kind is NodeKind.FU}
+        frontier = list(fifos)
+        while frontier:
+            u = frontier.pop()
+            for (a, b), f in edges.items():
+                if a == u and b not in fifos:
+                    fifos[b] = fifos[u] + f
+                    frontier.append(b)
+        need = max([need] + [f - pad.offset(v) for v, f in fifos.items()])
+    return need
 
 
 def fu_placement(design: Design, df: Dataflow) -> dict[tuple[int, ...], tuple[int, ...]] | None:
@@ -685,7 +790,7 @@ class SkewLaneCost:
         (mappings/tiling.py ``TileMapping.steps``), the skewed loop's row longer by ``span`` iterations under the
         map's own schedule."""
         from archgen.mappings.tiling import map_problem
-        mapping = map_problem(design, bounds, tiled_equivalent(design, df))
+        mapping = map_problem(design, bounds, tiled_equivalent(design, _compressed(df)))
         trips = mapping.trips()[self.loop]
         return mapping.steps // trips * (trips + self.span), mapping.steps
 
@@ -702,7 +807,7 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
     skews = [sk for sk in map_skews(design, df) if sk.after]
     if not skews:
         return None
-    tiled = tiled_equivalent(design, df)
+    tiled = tiled_equivalent(design, _compressed(df))
     inner = tiled.inner_dims()
     if any(sk.loop not in inner for sk in skews):
         return None
@@ -743,6 +848,11 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
     (sk,) = skews
     span = max(sum(v * (e - 1) for v, e in zip(sk.sigma, shape) if v > 0), 0)
     return SkewLaneCost(sk.loop, MappingProxyType(literal), MappingProxyType(compressed), span)
+
+
+def _compressed(df: Dataflow) -> Dataflow:
+    """``df`` with the default schedule: the compressed build whose lanes and steps ``--explain`` compares."""
+    return dataclasses.replace(df, schedule="compressed")
 
 
 def _larger_problem_witness(design: Design, df: Dataflow,
@@ -861,14 +971,11 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
         moves.setdefault(e, m)
     # an FU-to-FU edge carries one operand's wire: edges an earlier operand took are not candidates
     # (this operand then forwards along another axis or takes more memory lanes)
-    moves = {e: m for e, m in moves.items() if e not in g.links and e not in g.reserved}
+    moves = {e: m for e, m in moves.items() if (g.share or e not in g.links) and e not in g.reserved}
     root = _mem(name, None)
     for s in coords:
         moves[(root, fu(s))] = _Move(skew[s], None, MEMORY_PORT_COST)
-    cand = nx.DiGraph()
-    cand.add_nodes_from([fu(s) for s in coords] + [root])
-    cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
-    tree = minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
+    tree = _lane_tree(coords, moves, root)
     lanes = []
     roots = sorted(v for v in tree.successors(root))
     for lane, first in enumerate(roots):
@@ -892,6 +999,14 @@ def _streamed_input(g, name, shape, coords, skew, reuse: _Reuse, dtype, max_fifo
         lanes.append(Lane(lane, tuple(v.coord for v in [first] + sorted(set(members) - {first})), skew[first.coord]))
     moves = tuple((a, reuse.moves[a][1]) for a in reuse.axes)
     return OperandPlan(name, Role.STREAM, dtype.bits, tuple(lanes), moves, signed=dtype.signed)
+
+
+def _lane_tree(coords, moves: dict, root: Node) -> nx.DiGraph:
+    """The minimum spanning arborescence over the candidate ``moves`` (memory lanes from ``root`` included)."""
+    cand = nx.DiGraph()
+    cand.add_nodes_from([fu(s) for s in coords] + [root])
+    cand.add_weighted_edges_from((u, v, m.cost) for (u, v), m in moves.items())
+    return minimum_spanning_arborescence(cand, attr="weight")   # networkx's answer, fast path first
 
 
 def _accumulate(g, name, shape, coords, dtype, psum_in) -> OperandPlan:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth
+from archgen.mappings.tiling import check_fifo_depth, check_no_row_pad
 
 from .interconnect import FUGraph
 
@@ -42,6 +42,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
     """The spec's buffers against the array under one dataflow: every bank count divides the lanes its
     operand is fed on (the banking of ``--explain``), so one bank port serves each lane every cycle.
     ``design``: the compiled design (``CompiledArray.design``), whose memory system counts."""
+    check_no_row_pad(fg.design, fg.dataflow)
     mem = (fg.design if design is None else design).memory_system
     problems = []
     for plan in fg.plans:

@@ -221,9 +221,9 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
         if current:
             tree_root[t] = current[0]
 
-    # FU-graph edges between units
-    for u, v in g.edges:
-        e = fu_graph.link(u, v)
+    # FU-graph edges between units (and, under the map's own schedule, a second input's connection on an FU pair)
+    shared = [(u, v, e) for (u, v, _x), e in getattr(fu_graph, "shared", {}).items()]
+    for u, v, e in [(u, v, fu_graph.link(u, v)) for u, v in g.edges] + shared:
         ku, kv = u.kind, v.kind
         x, kind = e.operand, e.kind
         if kv == NodeKind.TREE:

@@ -24,7 +24,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
 __all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops",
-           "check_fifo_depth", "MEMORY_PORT_COST"]
+           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_pad", "check_no_row_pad"]
 
 
 MEMORY_PORT_COST = 1000      # the arborescence's cost of one memory lane (a register hop or a wire costs ~10)
@@ -51,6 +51,55 @@ class DelayAxis:
         return bool(self.after)
 
 
+@dataclass(frozen=True)
+class RowPad:
+    """The map's own schedule of a skew on the inner loop ``loop`` (``dataflows.X.schedule: map``, the map row
+    ``loop: "t_loop - sigma.s"``): each row of ``loop`` is issued as L + ``span`` positions and FU s runs iteration
+    pos - sigma.s at position pos, so its products are masked outside sigma.s <= pos < L + sigma.s (the controller's
+    per-offset flags). ``span`` = the largest sigma.s (every sigma_a >= 0: the map's check leaves no other skew)."""
+
+    loop: str
+    sigma: tuple[int, ...]       # per array axis
+    halo: int = 0                # positions every FU waits at each row's start: FIFOs fill (``_map_schedule``)
+
+    def offset(self, coord) -> int:
+        """halo + sigma.s: the positions FU ``coord`` runs late in every row of ``loop``."""
+        return self.halo + sum(v * c for v, c in zip(self.sigma, coord))
+
+    def span(self, shape) -> int:
+        """Positions a row of ``loop`` runs beyond its L iterations: the halo plus the largest sigma.s."""
+        return self.halo + sum(v * (e - 1) for v, e in zip(self.sigma, shape))
+
+    def offsets(self, shape) -> tuple[int, ...]:
+        """The distinct sigma.s over the array, ascending (one mask flag each)."""
+        return tuple(sorted({self.offset(s) for s in itertools.product(*[range(e) for e in shape])}))
+
+
+def row_pad(design: Design, df: Dataflow) -> RowPad | None:
+    """The :class:`RowPad` of a compiled ``schedule: map`` dataflow (its tiled rows and the map's skewed row of an
+    inner loop, ``t_l - sigma.s - halo``), None for every other dataflow."""
+    if df.schedule != "map" or df.spatial is None or df.ts_map is None:
+        return None
+    axis_of = df.axis_of
+    for d, e in zip(design.operation.dims, df.ts_map.exprs):
+        sigma = tuple(-e.coeff(f"s{a}") for a in range(len(design.shape)))
+        if d not in axis_of and any(sigma):
+            return RowPad(d, sigma, -e.const)
+    return None
+
+
+def check_no_row_pad(design: Design, df: Dataflow) -> None:
+    """The memory system (layer planner, buffer walks, layer top) is not built for the map's own schedule: its walks
+    would need a start offset of sigma.s iterations per memory lane. A SpecError naming the field, never a silent
+    run of the compressed build."""
+    if row_pad(design, df) is not None:
+        raise SpecError([problem(f"dataflows.{df.name}.schedule", "the map's own schedule runs at the array level only "
+                                 "(archgen verify --ideal-dram, archgen sim --ideal-dram, archgen build without "
+                                 "--memory); the memory system does not build it (its walks would need a start offset "
+                                 "of sigma.s iterations per memory lane): use schedule: compressed for layers through "
+                                 "the memory system", "map")])
+
+
 @functools.lru_cache(maxsize=256)
 def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     """The delay connections the generator builds for ``df``, in operand then axis order.
@@ -63,45 +112,64 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     the tile's innermost loop the FIFO is one register; on an outer inner loop its depth is the product
     of the trip counts of the inner loops after l (a buffer of at most ``array.max_fifo_depth`` steps,
     built only while its bits, width x max depth, cost less than a memory lane).
+
+    Under a ``schedule: map`` dataflow (:func:`row_pad`) the moves are the map's: its skewed row makes one hop along
+    axis a also move the padded loop by -sigma_a, so only the padded loop qualifies (a receiver that does not run one
+    row position later than its sender needs the row's halo, which ``_map_schedule`` sizes); padded FUs need no
+    zero-filling input (the host program models their lanes).
     """
     if df.spatial is None or not df.inner_dims():
         return ()
+    pad = row_pad(design, df)
+    inner = df.inner_dims()
+    for pos in reversed(range(len(inner))):
+        if pad is not None and inner[pos] != pad.loop:
+            continue
+        found = _delay_moves(design, df, inner[pos], tuple(inner[pos + 1:]), pad)
+        if found:
+            return tuple(found)
+    return ()
+
+
+def _delay_moves(design: Design, df: Dataflow, loop: str, after: tuple[str, ...], pad: RowPad | None) -> list:
+    """The delay connections one step of ``loop`` later (:func:`delay_axes`), read from the columns of A_X M: the
+    map's column of t_loop and of each axis's s (for a tiled map, A_X's columns of the loop and the axis's loop)."""
     op = design.operation
     dims = op.dims
     inner = df.inner_dims()
     out = op.output.access_matrix(dims)
-    types = design.type_of
-    for pos in reversed(range(len(inner))):
-        loop, after = inner[pos], tuple(inner[pos + 1:])
-        found = []
-        for x in op.inputs:
-            amat = x.access_matrix(dims)
-            if all(not amat[:, dims.index(d)].any() for d in inner):
-                continue                                   # stationary: no stream to chain
-            if after and types[x.name].bits * design.max_fifo_depth >= MEMORY_PORT_COST:
-                continue                                   # past the threshold a memory lane is cheaper
-            col_l = amat[:, dims.index(loop)]
-            for axis, d in df.spatial:
-                if design.shape[axis] < 2 or not any(o.uses(d) for o in op.inputs if o.name != x.name):
-                    continue
-                if not out[:, dims.index(d)].any() and df.control[axis] != 0:
-                    continue                               # the output's partial-sum chain runs along this axis
-                col_s = amat[:, dims.index(d)]
-                for step in (1, -1):
-                    # A (e_loop * 1 + e_d * step) = 0: one step of the loop later, one hop along the axis
-                    if col_l.any() and not (col_l + step * col_s).any():
-                        skew = df.control[axis] * step
-                        if skew >= 0:
-                            found.append(DelayAxis(x.name, axis, step, loop, int(skew), after))
-        if found:
-            return tuple(found)
-    return ()
+    mmat = df.ts_map.matrix
+    found = []
+    for x in op.inputs:
+        amat = x.access_matrix(dims)
+        if all(not amat[:, dims.index(d)].any() for d in inner):
+            continue                                   # stationary: no stream to chain
+        if after and design.type_of[x.name].bits * design.max_fifo_depth >= MEMORY_PORT_COST:
+            continue                                   # past the threshold a memory lane is cheaper
+        am = amat @ mmat
+        col_l = am[:, dims.index(loop)]
+        for axis, d in df.spatial:
+            if design.shape[axis] < 2 or (pad is None and not any(o.uses(d) for o in op.inputs if o.name != x.name)):
+                continue
+            if not out[:, dims.index(d)].any() and df.control[axis] != 0:
+                continue                               # the output's partial-sum chain runs along this axis
+            col_s = am[:, len(dims) + axis]
+            for step in (1, -1):
+                # A M (e_t_loop * 1 + e_s_axis * step) = 0: one step of the loop later, one hop along the axis
+                if col_l.any() and not (col_l + step * col_s).any():
+                    skew = df.control[axis] * step
+                    if skew >= 0:
+                        found.append(DelayAxis(x.name, axis, step, loop, int(skew), after))
+    return found
 
 
 def delay_halo(design: Design, df: Dataflow) -> tuple[tuple[str, int], ...]:
     """(halo loop, halo steps) when the dataflow has delay connections, else (): the longest chain of
     FIFO hops from a memory-fed FU is at most the sum of (extent - 1) over an operand's delay axes, each
     hop one iteration of the loop the connections step."""
+    pad = row_pad(design, df)
+    if pad is not None:
+        return ((pad.loop, pad.span(design.shape)),)
     per_operand: dict[str, int] = {}
     axes = delay_axes(design, df)
     for a in axes:

@@ -30,6 +30,7 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
+from archgen.mappings.tiling import row_pad
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
 __all__ = ["ArrayTop", "struct_layout"]
@@ -79,6 +80,9 @@ class ArrayTop(wiring.Component):
         self.fg = compiled.fu_graph
         self.timing = compiled.timing
         self.schedule = compiled.schedule
+        # the map's own schedule of a skew inside the tile (``schedule: map``): products masked per FU (sigma.s)
+        self._pad = row_pad(compiled.design, compiled.dataflow)
+        self._pad_offsets = self._pad.offsets(compiled.design.shape) if self._pad is not None else ()
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -136,6 +140,10 @@ class ArrayTop(wiring.Component):
                      line["last"][0].eq(iss.last_step), line["swap"][0].eq(iss.swap),
                      line["final"][0].eq(iss.final)]
         for loop, halo in self.fg.halo:
+            if self._pad is not None:        # the map's own schedule: one mask flag per distinct sigma.s
+                flags = halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops, self._pad_offsets)
+                m.d.comb += [line[f"pad_{k}"][0].eq(f) for k, f in flags.items()]
+                continue
             m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops))
 
         if sch.accumulate:
@@ -155,7 +163,7 @@ class ArrayTop(wiring.Component):
         """Run-time FIFO depth in steps (the product of the command's trip counts of the loops after the halo
         loop), latched with the command; None when the FIFOs are one register each or there are none."""
         loops = self.fg.fifo_depth_loops
-        if not loops:
+        if not loops or not self.fg.fifos():      # the map's own schedule may have the loops and no FIFO
             return None
         steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name="fifo_steps")
         value = Const(1)
@@ -192,7 +200,11 @@ class ArrayTop(wiring.Component):
         the control of the step it is working on at its own node time."""
         sch = self.schedule
         length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency)
-        names = ("valid", "first", "last", "swap", "final") + (("halo",) if self.fg.halo else ())
+        names = ("valid", "first", "last", "swap", "final")
+        if self._pad is not None:
+            names += tuple(f"pad_{k}" for k in self._pad_offsets)
+        elif self.fg.halo:
+            names += ("halo",)
         line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
         for k in range(1, length + 1):
             with m.If(adv):
@@ -207,8 +219,10 @@ class ArrayTop(wiring.Component):
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
         ctx.fifo_steps = fifo_steps
-        ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape,
-                               mask=(lambda v: ctx.tap("halo", v)) if fg.halo else None)
+        pad = self._pad
+        mask = ((lambda v: ctx.tap(f"pad_{pad.offset(v.coord)}", v)) if pad is not None
+                else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
+        ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape, mask=mask)
         for p in fg.inputs:
             if p.role is Role.STATIONARY:
                 self._shadows(ctx, p.name)
@@ -257,7 +271,7 @@ class ArrayTop(wiring.Component):
         pg = self.timing.prim.graph
         (u,) = list(pg.predecessors(v))
         (dst,) = list(pg.successors(v))
-        depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge).fifo
+        depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge, operand=v.operand).fifo
         shp = ctx.in_shape[v.operand]
         prev = ctx.nets.src(u, v, shp)
         shift = ctx.adv & ctx.tap("valid", v)

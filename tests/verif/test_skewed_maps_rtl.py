@@ -145,3 +145,71 @@ def test_folded_map_on_verilator(shape, mp, order, control, bounds, seed, logica
     assert res.outputs_exact, res.detail
     assert res.rtl_cycles == res.model_cycles
     print(f"{shape} as {logical} {mp}: RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
+
+
+# ``schedule: map``: the map's own schedule of the skew on r inside the tile (rows of r padded by the span, per-FU
+# masks, the map's wires and FIFOs; docs/dataflows.md "Skewed maps"), at the array level
+CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
+
+
+def _own(shape, mp, order, inner, op=CONV_OP, control=None):
+    df = {"map": mp, "order": order, "inner": inner, "schedule": "map"} | ({"control": control} if control else {})
+    names = {"I": "int8", "W": "int8", "O": "int32"}
+    return load_spec_data({"version": 1, "name": "own_schedule", "operation": op, "types": names,
+                           "array": {"shape": list(shape)}, "dataflows": {"skew": df}})
+
+
+CONV_ORDER, CONV_INNER = ["n", "k", "p", "q", "c", "r", "s"], ["c", "r", "s"]
+CONV_2X3 = {**CONV, "k": "2*t_k + s0", "p": "3*t_p + s1"}
+
+
+def CONV_1XN(n):
+    """The convolution's map on a 1xN array: p across it, r skewed by s1."""
+    return {**CONV, "k": "t_k", "p": f"{n}*t_p + s1", "r": "t_r - s1"}
+
+
+CONV_2X2 = {**CONV, "k": "2*t_k + s0", "p": "2*t_p + s1"}
+CONV1 = "O[p] += I[p+r] * W[r+c]"
+SMALL = {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}
+OWN_CASES = [
+    pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, 196, id="3x2"),
+    pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), {"n": 2, "k": 5, "p": 4, "q": 3, "c": 3, "r": 2,
+                                                                     "s": 3}, 9, 1084, id="3x2-b", marks=pytest.mark.slow),
+    pytest.param(lambda: _own((2, 3), CONV_2X3, CONV_ORDER, CONV_INNER), SMALL, 5, 99, id="2x3", marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), CONV_1XN(4), CONV_ORDER, CONV_INNER), SMALL, 5, 194, id="1x4",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 6), CONV_1XN(6), CONV_ORDER, CONV_INNER), {"n": 1, "k": 2, "p": 7, "q": 2, "c": 2,
+                                                                            "r": 4, "s": 2}, 3, 290, id="1x6",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((2, 2), CONV_2X2, CONV_ORDER, CONV_INNER, control=[1, 1]),
+                 {"n": 1, "k": 3, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}, 4, 165, id="2x2-control-1-1",
+                 marks=pytest.mark.slow),
+    # r skewed by s0 only: I's axis-1 FIFO feeds an FU at the same row position, so the rows get a halo of 1
+    pytest.param(lambda: _own((3, 2), {**CONV, "r": "t_r - s0"}, CONV_ORDER, CONV_INNER, control=[1, 0]),
+                 {"n": 1, "k": 4, "p": 5, "q": 2, "c": 2, "r": 3, "s": 2}, 7, 294, id="3x2-halo", marks=pytest.mark.slow),
+    # no input indexed by r alone: the per-FU flags zero the padded positions; control [0, 1]: no FIFO, masks only
+    pytest.param(lambda: _own((1, 3), {"p": "3*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"],
+                              CONV1, [0, 1]), {"p": 7, "r": 4, "c": 3}, 9, 58, id="conv1-1x3-masks-only",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), {"p": "4*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"],
+                              CONV1), {"p": 5, "r": 3, "c": 2}, 3, 26, id="conv1-1x4", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("make,bounds,seed,cycles", OWN_CASES)
+def test_maps_own_schedule_on_verilator(make, bounds, seed, cycles):
+    """Outputs exact and RTL cycles == model cycles; ``cycles`` pins the figure docs/dataflows.md reports."""
+    res = verify_array(make(), bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
+    assert cycles is None or res.rtl_cycles == cycles
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [3, 4])
+def test_maps_own_schedule_with_bubbles_and_stalls_on_verilator(seed):
+    """Random idle input beats and output back-pressure: the row position, the per-FU mask flags and the FIFOs move
+    only with issued steps, so the outputs stay exact (cycles then depend on the bubbles and are not compared)."""
+    res = verify_array(_own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, seed=seed, idle_prob=0.3, stall_prob=0.3)
+    assert res.outputs_exact, res.detail
