@@ -257,7 +257,7 @@ def _own_schedule_text(design: Design, df, cost) -> str:
             f"{pad.span(design.shape)} iteration(s){halo}) against {built}; ")
     fewer = sum(cost.compressed.values()) - sum(lanes.values())
     text += (f"the map's own schedule runs (schedule: map): {fewer} lane(s) fewer than the compressed build, "
-             f"{own - built} more steps per tile; at the array level only (the memory system refuses it, docs/limits.md)"
+             f"{own - built} more steps per tile"
              if fewer > 0 else
              f"the map's own schedule runs (schedule: map), but it takes "
              f"{'as many lanes as' if fewer == 0 else f'{-fewer} lane(s) more than'} the compressed build and "

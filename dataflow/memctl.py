@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth, check_no_row_pad
+from archgen.mappings.tiling import check_fifo_depth, row_pad
 
 from .interconnect import FUGraph
 
@@ -42,7 +42,6 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
     """The spec's buffers against the array under one dataflow: every bank count divides the lanes its
     operand is fed on (the banking of ``--explain``), so one bank port serves each lane every cycle.
     ``design``: the compiled design (``CompiledArray.design``), whose memory system counts."""
-    check_no_row_pad(fg.design, fg.dataflow)
     mem = (fg.design if design is None else design).memory_system
     problems = []
     for plan in fg.plans:
@@ -486,9 +485,29 @@ def _refuse(field: str, msg: str, value=None):
 
 
 def chained_inputs(compiled) -> frozenset:
-    """Inputs fed through delay connections (FIFO chains, issue 14): their chain roots' walks stream elements
-    outside a block's box, so their buffers keep a margin around the box (``ld_off_X``)."""
-    return frozenset(e.operand for _u, _v, e in compiled.fu_graph.fifos())
+    """Inputs whose lane roots' walks stream elements outside a block's box, so their buffers keep a margin around
+    the box (``ld_off_X``): those fed through delay connections (FIFO chains, issue 14), and under the map's own
+    schedule (``schedule: map``) every streamed input that uses the padded loop (its lanes start ``h + sigma.s``
+    positions early: :func:`lane_lead`)."""
+    from archgen.dataflow.ir import Role
+    fg = compiled.fu_graph
+    pad = row_pad(fg.design, fg.dataflow)
+    led = () if pad is None else (p.name for p in fg.inputs
+                                  if p.role is Role.STREAM and fg.design.operation.operand(p.name).uses(pad.loop))
+    return frozenset(e.operand for _u, _v, e in fg.fifos()) | frozenset(led)
+
+
+def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
+    """The inner-loop values a stream lane whose root is FU ``coord`` starts at, as walk levels (``inner:<d>`` ->
+    value): a FIFO chain's root ``-halo`` on the halo loop (it streams what the FUs behind it use first); under the
+    map's own schedule ``-(h + sigma.s)`` of its root on the padded loop (FU s runs iteration pos - h - sigma.s at
+    row position pos, mappings/tiling.py ``RowPad``); {} for every other lane."""
+    fg = compiled.fu_graph
+    if operand not in chained_inputs(compiled) or not fg.halo:
+        return {}
+    loop, halo = fg.halo[0]
+    pad = row_pad(fg.design, fg.dataflow)
+    return {f"inner:{loop}": -(halo if pad is None else pad.offset(coord))}
 
 
 def _unravel(r: int, dims) -> tuple[int, ...]:
@@ -672,6 +691,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     # delay connections: every row of the halo loop starts with ``halo`` steps (mappings/tiling.py delay_halo)
     halo_loop, halo = fg.halo[0] if fg.halo else (None, 0)
     chained = chained_inputs(compiled)
+    pad = row_pad(design, df)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -733,18 +753,23 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     lane_groups: dict[str, tuple] = {}   # input ports read through a lane map (PortWalk.lane_groups): lane_map()
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
+
+    def lane_index(x, coords, ln):
+        """Lane ``ln``'s element at the block's first step (its lead included: :func:`lane_lead`)."""
+        c = coords(ln, 0)
+        return index(op.operand(x), xvec(first, start0, lane_lead(compiled, x, c), c))
     for pn, x, kind, coords, rows in port_specs:
         xop = op.operand(x)
         if lanes_of[pn] < 2:
             lane_dim.setdefault(x, len(xop.indices) - 1)
             continue
-        i0 = index(xop, xvec(first, start0, {}, coords(0, 0)))
-        i1 = index(xop, xvec(first, start0, {}, coords(1, 0)))
+        i0 = lane_index(x, coords, 0)
+        i1 = lane_index(x, coords, 1)
         diff = [k for k in range(len(i0)) if i0[k] != i1[k]]
         step = i1[diff[0]] - i0[diff[0]] if len(diff) == 1 else None
         # every lane on the line lane 0 -> lane 1 (lane l at i0 + l x (i1 - i0)) for the cases built below
-        linear = all(index(xop, xvec(first, start0, {}, coords(ln, 0))) ==
-                     tuple(a + ln * (b - a) for a, b in zip(i0, i1)) for ln in range(lanes_of[pn]))
+        linear = all(lane_index(x, coords, ln) == tuple(a + ln * (b - a) for a, b in zip(i0, i1))
+                     for ln in range(lanes_of[pn]))
         if not diff and kind == "read" and rows and x != out.name and linear:
             broadcast.add(pn)
             continue
@@ -764,7 +789,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
-            each = [index(xop, xvec(first, start0, {}, coords(ln, 0))) for ln in range(lanes_of[pn])]
+            each = [lane_index(x, coords, ln) for ln in range(lanes_of[pn])]
             moved = [k for k in range(len(i0)) if any(ix[k] != i0[k] for ix in each)] or [len(i0) - 1]
             ld = lane_dim.get(x, diff[-1] if diff else moved[-1])
             try:
@@ -834,7 +859,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
-        held = hl is not None and x not in chained
+        held = hl is not None and x not in chained and pad is None     # the map's own schedule masks per FU
         skips = kind == "psum" and red_split
         keeps = rows and kind == "read" and x != out.name and bool(compiled.schedule.keep_dims)
         preload = compiled.schedule.accumulate and compiled.schedule.psum_in
@@ -873,15 +898,15 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
 
     def walk_geometry(w, blk, lo, pext, perm, groups=False):
         """A port walk in one block: base position, per-level strides and trips, relative to the box start
-        (no buffer half, no margin). A FIFO chain's root starts ``halo`` steps before the row (at negative
-        loop values: the elements the FUs behind it use first); a held walk starts at the row."""
+        (no buffer half, no margin). A lane starts at its :func:`lane_lead` (a FIFO chain's root ``halo`` steps
+        before the row, at negative loop values: the elements the FUs behind it use first; under the map's own
+        schedule ``h + sigma.s`` of its root before it); a held walk starts at the row."""
         start, btrips, bext = block_geometry(blk)
         xop = op.operand(w.operand)
         f = pos_fn(w.operand, lo, pext, perm)
-        lead = {f"inner:{halo_loop}": -halo} if halo and w.operand in chained else {}
 
         def at(vals, l=0, r=0):
-            v = dict(lead)
+            v = lane_lead(compiled, w.operand, coords_of[w.port](l, r))
             for key, n in vals.items():
                 v[key] = v.get(key, 0) + n
             return f(index(xop, xvec(blk, start, v, coords_of[w.port](l, r))))

@@ -54,7 +54,7 @@ import numpy as np
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-from .tiling import TileMapping, check_fifo_depth, check_no_row_pad, fifo_depth_loops, map_problem
+from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, map_problem
 
 __all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "check_partial_sums", "dram_bytes", "element_bytes",
            "BLOCK_OVERHEAD_CYCLES"]
@@ -455,7 +455,6 @@ def _split_orders(outer: tuple, inner: tuple, red: set) -> list[tuple]:
 
 def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
     """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits."""
-    check_no_row_pad(design, dataflow)
     mapping = map_problem(design, bounds, dataflow, fifo_check=False)   # FIFO depth per block: _unfit
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())

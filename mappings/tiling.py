@@ -24,7 +24,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
 __all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops",
-           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_pad", "check_no_row_pad"]
+           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_pad"]
 
 
 MEMORY_PORT_COST = 1000      # the arborescence's cost of one memory lane (a register hop or a wire costs ~10)
@@ -86,18 +86,6 @@ def row_pad(design: Design, df: Dataflow) -> RowPad | None:
         if d not in axis_of and any(sigma):
             return RowPad(d, sigma, -e.const)
     return None
-
-
-def check_no_row_pad(design: Design, df: Dataflow) -> None:
-    """The memory system (layer planner, buffer walks, layer top) is not built for the map's own schedule: its walks
-    would need a start offset of sigma.s iterations per memory lane. A SpecError naming the field, never a silent
-    run of the compressed build."""
-    if row_pad(design, df) is not None:
-        raise SpecError([problem(f"dataflows.{df.name}.schedule", "the map's own schedule runs at the array level only "
-                                 "(archgen verify --ideal-dram, archgen sim --ideal-dram, archgen build without "
-                                 "--memory); the memory system does not build it (its walks would need a start offset "
-                                 "of sigma.s iterations per memory lane): use schedule: compressed for layers through "
-                                 "the memory system", "map")])
 
 
 @functools.lru_cache(maxsize=256)
