@@ -12,7 +12,6 @@ from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array, compile_fused
 from archgen.dataflow.interconnect import derive_interconnect, skew_lane_cost
 from archgen.dataflow.ir import Role
-from archgen.mappings.memory_tiling import plan_layer
 from archgen.mappings.tiling import map_problem, row_pad
 from archgen.sim.array_model import simulate_array
 from archgen.verif.array_amaranth import verify_array_amaranth
@@ -160,17 +159,8 @@ def test_schedule_map_is_refused_where_it_is_not_built(data, path, needle):
     assert any(p.path == path and needle in p.message for p in err.value.problems), err.value
 
 
-def test_memory_system_and_fusion_refuse_the_maps_own_schedule():
-    """The memory system does not build it: the planner and the memory build refuse naming the field, never running
-    the compressed build instead; a fused design refuses it too."""
-    design = _conv((3, 2))
-    compiled = compile_array(design)
-    with pytest.raises(SpecError) as err:
-        plan_layer(design, {"n": 1, "k": 3, "p": 2, "q": 2, "c": 2, "r": 3, "s": 2}, compiled.dataflow)
-    assert err.value.problems[0].path == "dataflows.m.schedule" and "memory system" in err.value.problems[0].message
-    from archgen.dataflow.memctl import check_memory_system
-    with pytest.raises(SpecError):
-        check_memory_system(compiled.fu_graph, design)
+def test_fusion_refuses_the_maps_own_schedule():
+    """A fused design refuses it (the memory system runs it: tests/dataflow/test_memctl_map_schedule.py)."""
     two = load_spec_data({"version": 1, "name": "f", "operation": CONV_OP, "array": {"shape": [3, 2]},
                           "types": {"I": "int8", "W": "int8", "O": "int32"},
                           "dataflows": {"m": {"map": _conv_map((3, 2)), "order": CONV_ORDER, "inner": ["c", "r", "s"],
@@ -181,9 +171,9 @@ def test_memory_system_and_fusion_refuse_the_maps_own_schedule():
     assert err.value.problems[0].path == "dataflows.m.schedule"
 
 
-def test_command_line_explains_builds_and_refuses_the_memory_system(tmp_path, capsys):
+def test_command_line_explains_and_builds_with_the_memory_system(tmp_path, capsys):
     """``archgen build --explain`` says the map's own schedule runs with its lanes against the compressed build's;
-    ``build --memory`` and ``verify`` without ``--ideal-dram`` exit 2 with the field-named line."""
+    ``build --memory`` builds it (the whole accelerator)."""
     import yaml
     from archgen.cli import main
     path = tmp_path / "own.yaml"
@@ -200,10 +190,8 @@ def test_command_line_explains_builds_and_refuses_the_memory_system(tmp_path, ca
     params = json.loads((tmp_path / "out" / "manifest.json").read_text())["parameters"]
     assert (params["schedule"], params["padded_loop"], params["sigma"], params["span"], params["halo"]) == \
         ("map", "r", [1, 1], 3, 0)
-    assert main(["build", str(path), "--memory", "-o", str(tmp_path / "mem")]) == 2
-    assert "dataflows.skew.schedule: the map's own schedule runs at the array level only" in capsys.readouterr().err
-    assert main(["verify", str(path), "--bounds", "n=1,k=3,p=2,q=2,c=2,r=3,s=2"]) == 2
-    assert "dataflows.skew.schedule" in capsys.readouterr().err
+    assert main(["build", str(path), "--memory", "-o", str(tmp_path / "mem")]) == 0     # the memory system builds it
+    assert json.loads((tmp_path / "mem" / "manifest.json").read_text())["parameters"]["schedule"] == "map"
 
 
 def _random_case(rng):

@@ -213,3 +213,46 @@ def test_maps_own_schedule_with_bubbles_and_stalls_on_verilator(seed):
     only with issued steps, so the outputs stay exact (cycles then depend on the bubbles and are not compared)."""
     res = verify_array(_own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, seed=seed, idle_prob=0.3, stall_prob=0.3)
     assert res.outputs_exact, res.detail
+
+
+# ``schedule: map`` through the memory system (not --ideal-dram): each memory lane of an input that uses the padded
+# loop walks from h + sigma.s of its root before the row (dataflow/memctl.py lane_lead); outputs exact, RTL cycles ==
+# model cycles (sim/layer_model), DRAM bytes RTL == model. ``cycles`` pins the figures docs/dataflows.md reports.
+OWN_MEMORY_CASES = [
+    pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395, id="3x2"),
+    pytest.param(lambda: _own((2, 3), CONV_2X3, CONV_ORDER, CONV_INNER), SMALL, 5, None, 298, id="2x3",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), CONV_1XN(4), CONV_ORDER, CONV_INNER), SMALL, 5, None, 393, id="1x4",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), {"n": 2, "k": 5, "p": 4, "q": 3, "c": 3, "r": 2,
+                                                                     "s": 3}, 9, None, 1300, id="3x2-b",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((3, 2), {**CONV, "r": "t_r - s0"}, CONV_ORDER, CONV_INNER, control=[1, 0]),
+                 {"n": 1, "k": 4, "p": 5, "q": 2, "c": 2, "r": 3, "s": 2}, 7, None, 496, id="3x2-halo",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), {"p": "4*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"],
+                              CONV1), {"p": 5, "r": 3, "c": 2}, 3, None, 222, id="conv1-1x4", marks=pytest.mark.slow),
+    # blocks: k ragged over 2 tiles, p in 2 blocks, c in 2, the padded loop r split in chunks of 2 (each chunk's rows
+    # padded by the span), psums added across the c and r blocks
+    pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), {"n": 2, "k": 5, "p": 6, "q": 3, "c": 3, "r": 4,
+                                                                     "s": 2}, 7,
+                 ({"n": 1, "k": 1, "p": 2, "q": 3, "c": 2, "r": 2, "s": 2}, tuple(CONV_ORDER)), 4764,
+                 id="3x2-16-blocks-r-chunks", marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), CONV_1XN(4), CONV_ORDER, CONV_INNER), {"n": 1, "k": 3, "p": 9, "q": 3, "c": 3,
+                                                                            "r": 3, "s": 2}, 11,
+                 ({"n": 1, "k": 2, "p": 1, "q": 3, "c": 3, "r": 3, "s": 2}, ("n", "p", "k", "q", "c", "r", "s")), 1365,
+                 id="1x4-6-blocks", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("make,bounds,seed,plan,cycles", OWN_MEMORY_CASES)
+def test_maps_own_schedule_through_the_memory_system(make, bounds, seed, plan, cycles):
+    from archgen.verif.layer_check import verify_layer
+    tile, order = plan or (None, None)
+    res = verify_layer(make(), bounds, seed=seed, tile=tile, order=order)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    assert res.detail["rtl_dram_bytes"] == res.dram_bytes
+    assert res.ok, res.detail
+    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
+    assert res.rtl_cycles == cycles

@@ -1,0 +1,88 @@
+"""``schedule: map`` through the memory system (dataflow/memctl.py): the planner's command counts the padded rows
+(L + span positions of the padded loop per block chunk), each memory-fed lane of an input that uses the padded loop
+starts its walk h + sigma.s of its root before the row (``lane_lead``: the delay connections' chain-root lead, per
+lane), no walk holds (the array masks per FU), and the walk of the command equals the rows from the job list.
+Outputs, cycles and DRAM bytes on Verilator: tests/verif/test_skewed_maps_rtl.py."""
+import itertools
+import random
+import zlib
+
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.arch.spec import load_spec_data
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.ir import Role
+from archgen.dataflow.memctl import chained_inputs, lane_lead, layer_program, walk_rows
+from archgen.mappings.memory_tiling import make_command, plan_layer
+from archgen.mappings.tiling import row_pad
+
+CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
+CONV = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q", "c": "t_c", "r": "t_r - s0 - s1", "s": "t_s"}
+MAPS = {"3x2": ((3, 2), CONV, None), "2x3": ((2, 3), {**CONV, "k": "2*t_k + s0", "p": "3*t_p + s1"}, None),
+        "1x4": ((1, 4), {**CONV, "k": "t_k", "p": "4*t_p + s1", "r": "t_r - s1"}, None),
+        "3x2-halo": ((3, 2), {**CONV, "r": "t_r - s0"}, [1, 0])}
+
+
+def _design(shape, mp, control):
+    df = {"map": mp, "order": ["n", "k", "p", "q", "c", "r", "s"], "inner": ["c", "r", "s"], "schedule": "map"}
+    return load_spec_data({"version": 1, "name": "own", "operation": CONV_OP, "array": {"shape": list(shape)},
+                           "types": {"I": "int8", "W": "int8", "O": "int32"},
+                           "memory": {"dram": {"width_bytes": 8, "burst_bytes": 16}},
+                           "dataflows": {"m": df | ({"control": control} if control else {})}})
+
+
+def _positions(row, w):
+    """Every buffer position the port walk visits, beat by beat."""
+    trips = [row[f"{w.port}_trips{j}"] for j in range(len(w.levels))]
+    strides = [row[f"{w.port}_stride{j}"] for j in range(len(w.levels))]
+    return [row[f"{w.port}_base"] + sum(c * s for c, s in zip(cnt, strides))
+            for cnt in itertools.product(*[range(t) for t in trips])]
+
+
+@pytest.mark.parametrize("name", list(MAPS))
+def test_map_schedule_programs_on_random_commands(name):
+    d = _design(*MAPS[name])
+    c = compile_array(d)
+    df = c.dataflow
+    pad = row_pad(d, df)
+    span = pad.span(d.shape)
+    rng = random.Random(zlib.crc32(name.encode()))
+    checked = 0
+    for _ in range(12):
+        bounds = {x: rng.randint(1, 5) for x in d.operation.dims}
+        loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.5]
+        tile = {x: rng.randint(1, 3) for x in loops}
+        order = tuple(rng.sample(loops, len(loops)))
+        try:
+            cmd = make_command(d, bounds, df, tile, order)
+            p = layer_program(c, cmd, spec_size=False)
+        except SpecError:
+            continue
+        assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
+        for row, blk in zip(p.rows, (j.block for j in p.jobs)):
+            ext = {x: e - s for x, s, e in blk.ranges}
+            # each row of the padded loop is its chunk plus the span (h + the largest sigma.s)
+            assert row["steps"] == cmd.block_mapping(blk).steps == \
+                (ext["c"] * (ext["r"] + span) * ext["s"])
+            assert row[f"trips_{pad.loop}"] == ext[pad.loop]
+            for w in p.walks:
+                assert w.halo_level is None              # nothing holds: the array masks per FU
+                if w.operand in chained_inputs(c):       # never below the operand's half (its margin)
+                    half = p.layouts[w.operand].half_elems
+                    assert min(_positions(row, w)) >= row[f"{w.port}_base"] // half * half
+        checked += 1
+    assert checked >= 4
+    assert chained_inputs(c) == {"I", "W"}
+    for ln in c.fu_graph.inputs[0].lanes + c.fu_graph.inputs[1].lanes:
+        root = ln.fus[0]
+        assert lane_lead(c, "I", root) == {"inner:r": -(pad.halo + sum(v * x for v, x in zip(pad.sigma, root)))}
+
+
+def test_the_planner_plans_the_padded_rows():
+    """plan_layer runs the map's own schedule (it used to refuse it) and prices its padded steps."""
+    d = _design(*MAPS["3x2"])
+    c = compile_array(d)
+    cmd = plan_layer(d, {"n": 1, "k": 6, "p": 6, "q": 4, "c": 3, "r": 3, "s": 3}, c.dataflow)
+    assert cmd.mapping.steps == 3 * (3 + 3) * 3      # rows of r: 3 + span 3 (sigma.s up to 2 + 1 on 3x2)
+    assert all(p.role is Role.STREAM for p in c.fu_graph.inputs)
