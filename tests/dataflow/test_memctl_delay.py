@@ -36,6 +36,25 @@ def _positions(row, w):
     return out
 
 
+def random_programs(d, c, rng, n: int, p_inner: float):
+    """(command, layer program) of up to ``n`` random commands (bounds 1..5, tiles of 1..3 over the outer loops and
+    each inner loop with probability ``p_inner``, any order), whose walk of the command equals the rows expanded
+    from the job list; commands the generated top refuses (e.g. partial sums through DRAM) are skipped."""
+    df = c.dataflow
+    for _ in range(n):
+        bounds = {x: rng.randint(1, 5) for x in d.operation.dims}
+        loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < p_inner]
+        tile = {x: rng.randint(1, 3) for x in loops}
+        order = tuple(rng.sample(loops, len(loops)))
+        try:
+            cmd = make_command(d, bounds, df, tile, order)
+            p = layer_program(c, cmd, spec_size=False)
+        except SpecError:
+            continue
+        assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
+        yield cmd, p
+
+
 @pytest.mark.parametrize("sets", SHAPES, ids=_IDS)
 def test_conv_rs_programs_on_random_commands(sets):
     rng = random.Random(zlib.crc32(" ".join(sets).encode()))
@@ -44,17 +63,9 @@ def test_conv_rs_programs_on_random_commands(sets):
     df = d.dataflow()
     (loop, halo), = c.fu_graph.halo if c.fu_graph.halo else ((None, 0),)
     checked = 0
-    for _ in range(20):
-        bounds = {x: rng.randint(1, 5) for x in d.operation.dims}
-        loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.4]
-        tile = {x: rng.randint(1, 3) for x in loops}
-        order = tuple(rng.sample(loops, len(loops)))
-        try:
-            cmd = make_command(d, bounds, df, tile, order)
-            p = layer_program(c, cmd, spec_size=False)
-        except SpecError:
-            continue                   # e.g. partial sums through DRAM: refused by the generated top
-        assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
+    for cmd, p in random_programs(d, c, rng, 20, 0.4):
+        bounds = cmd.bound
+        tile, order = dict(cmd.tile), cmd.order
         for row, blk in zip(p.rows, (j.block for j in p.jobs)):
             # the array command's steps are the model's (halo steps included)
             assert row["steps"] == cmd.block_mapping(blk).steps

@@ -9,13 +9,13 @@ import zlib
 
 import pytest
 
-from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.ir import Role
-from archgen.dataflow.memctl import chained_inputs, lane_lead, layer_program, walk_rows
-from archgen.mappings.memory_tiling import make_command, plan_layer
+from archgen.dataflow.memctl import chained_inputs, lane_lead
+from archgen.mappings.memory_tiling import plan_layer
 from archgen.mappings.tiling import row_pad
+from test_memctl_delay import random_programs
 
 CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
 CONV = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q", "c": "t_c", "r": "t_r - s0 - s1", "s": "t_s"}
@@ -44,22 +44,11 @@ def _positions(row, w):
 def test_map_schedule_programs_on_random_commands(name):
     d = _design(*MAPS[name])
     c = compile_array(d)
-    df = c.dataflow
-    pad = row_pad(d, df)
+    pad = row_pad(d, c.dataflow)
     span = pad.span(d.shape)
     rng = random.Random(zlib.crc32(name.encode()))
     checked = 0
-    for _ in range(12):
-        bounds = {x: rng.randint(1, 5) for x in d.operation.dims}
-        loops = list(df.outer_dims()) + [x for x in df.inner_dims() if rng.random() < 0.5]
-        tile = {x: rng.randint(1, 3) for x in loops}
-        order = tuple(rng.sample(loops, len(loops)))
-        try:
-            cmd = make_command(d, bounds, df, tile, order)
-            p = layer_program(c, cmd, spec_size=False)
-        except SpecError:
-            continue
-        assert walk_rows(p.command, p.layouts, p.walks) == list(p.rows), (bounds, tile, order)
+    for cmd, p in random_programs(d, c, rng, 12, 0.5):
         for row, blk in zip(p.rows, (j.block for j in p.jobs)):
             ext = {x: e - s for x, s, e in blk.ranges}
             # each row of the padded loop is its chunk plus the span (h + the largest sigma.s)
