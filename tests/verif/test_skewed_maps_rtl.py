@@ -256,3 +256,43 @@ def test_maps_own_schedule_through_the_memory_system(make, bounds, seed, plan, c
     assert res.ok, res.detail
     print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
     assert res.rtl_cycles == cycles
+
+
+def _random_own_layer(rng):
+    """A random ``schedule: map`` convolution (shape, sigma, control vector, order of the tile's loops) and layer,
+    and half the time an explicit command (chunks of some inner loops, any order) instead of the planner's."""
+    import itertools
+    shape = (rng.randint(1, 3), rng.randint(2, 4))
+    sigma = (rng.randint(0, 2) if shape[0] > 1 else 0, rng.randint(0, 2))
+    sigma = sigma if any(sigma) else (0, 1)
+    inner = list(list(itertools.permutations(CONV_INNER))[rng.randrange(6)])
+    skew = " ".join(f"- {v}*s{a}" for a, v in enumerate(sigma) if v)
+    mp = {**CONV, "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
+          "r": f"t_r {skew}"}
+    design = _own(shape, mp, CONV_ORDER[:4] + inner, inner, control=[rng.randint(0, 1), rng.randint(0, 1)])
+    bounds = {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 7, 2, 2, 4, 3))}
+    df = design.dataflow()
+    if rng.random() < 0.5:
+        return design, bounds, None, None
+    loops = list(df.outer_dims()) + [d for d in df.inner_dims() if rng.random() < 0.5]
+    return design, bounds, {d: rng.randint(1, 2) for d in loops}, tuple(rng.sample(loops, len(loops)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(6))
+def test_random_maps_own_schedule_through_the_memory_system(case):
+    """Random shapes, skews, control vectors, loop orders, layers and commands (chunks of the padded loop
+    included): outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model. A random command the partial-sum
+    policy refuses (``memory.partial_sums_through_dram``, not this schedule's) runs as the planner's instead."""
+    import random
+    from archgen.arch.errors import SpecError
+    from archgen.verif.layer_check import verify_layer
+    design, bounds, tile, order = _random_own_layer(random.Random(1000 + case))
+    try:
+        res = verify_layer(design, bounds, seed=case, tile=tile, order=order)
+    except SpecError as e:
+        assert e.problems[0].path == "memory.partial_sums_through_dram", e
+        res = verify_layer(design, bounds, seed=case)
+    assert res.outputs_exact, (bounds, tile, order, res.detail)
+    assert res.rtl_cycles == res.model_cycles
+    assert res.detail["rtl_dram_bytes"] == res.dram_bytes
