@@ -205,8 +205,9 @@ def _back(design: Design, df: Dataflow, fg: FUGraph, retimed: RetimedGraph, peri
     """Node times, schedule, ports and command of one dataflow from its LP result."""
     timing = timing_from_retimed(retimed, period, target)
     schedule = array_schedule(fg, timing)
-    # halo: the row length of its loop; a FIFO of run-time depth: the trips of the loops after it
-    command = command_layout(df.outer_dims() + tuple(d for d, _ in fg.halo) + fg.fifo_depth_loops)
+    # halo: the row length of its loop; a FIFO of run-time depth: the trips of the loops after it (a padded loop
+    # of several skewed loops is both: one field)
+    command = command_layout(tuple(dict.fromkeys(df.outer_dims() + tuple(d for d, _ in fg.halo) + fg.fifo_depth_loops)))
     key = hashlib.sha256(repr((design, df, period, target, single_tile) + ((fused,) if fused else ())
                               + (("streamed", streamed) if streamed else ()))
                          .encode()).hexdigest()

@@ -25,6 +25,7 @@ may issue a tile's first step at t).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from .ir import STEP_BITS, TRIP_BITS
@@ -326,7 +327,7 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
 
 
 def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[str, ...] = (),
-            offsets: tuple[int, ...] | None = None):
+            offsets: tuple[int, ...] | None = None, padded: Mapping[str, int] | None = None):
     """Delay connections: the issued step is one of the ``halo`` iterations that start each row of the inner
     loop ``loop`` (the FIFOs fill, products are masked). The row is the command's trip count of ``loop``
     plus the halo; ``after``: the inner loops inside ``loop`` (their command trip counts), whose joint wrap
@@ -334,7 +335,8 @@ def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[st
     steps, so the issuer's timing holds.
 
     ``offsets`` (the map's own schedule, mappings/tiling.py ``RowPad``: ``halo`` is the skew's span): one flag per
-    distinct sigma.s = k instead, set outside the FU's own positions k <= pos < L + k; returns {k: flag}."""
+    distinct sigma.s = k instead, set outside the FU's own positions k <= pos < L + k; returns {k: flag}. ``padded``:
+    the positions each padded loop of ``after`` adds to its rows (several skewed loops), so its wrap is at L + span."""
     pos = hdl.Signal(TRIP_BITS, name=f"halo_pos_{loop}")
     if offsets is None:
         flag = hdl.Signal(name="issue_halo")
@@ -346,7 +348,7 @@ def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[st
     wraps = []
     for d in after:
         c = hdl.Signal(TRIP_BITS, name=f"halo_inner_{d}")
-        wraps.append((c, c == cmd.trips_m1[d]))
+        wraps.append((c, c == (cmd.trips_m1[d] + padded[d] if padded and d in padded else cmd.trips_m1[d])))
     advance = all_of([w for _c, w in wraps]) if wraps else hdl.Const(1)
     with m.If(issue):
         for k, (c, w) in enumerate(wraps):          # odometer: loop k steps when every loop inside it wraps

@@ -1,11 +1,12 @@
 """Human-readable account of a dataflow's analysis, for ``archgen build SPEC --explain``."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
-from archgen.mappings.tiling import map_problem, row_pad
+from archgen.mappings.tiling import delay_axes, map_problem, row_pads
 
 from .banking import derive_banking
 from .compile import compile_array
@@ -173,9 +174,12 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
                     if best else "none")
             lines.append(f"    axis {a}, {x.name}: {text}")
     if tiled.schedule == "map":
+        pads = row_pads(design, tiled)
+        rows = " and of ".join(f"t_{pad.loop}" for pad in pads)
         lines.append(f"  built as the map's own schedule (schedule: map), control c = {list(tiled.control)}: each row of "
-                     f"t_{skews[0].loop} padded by the skew's span, FU s masked outside its own positions sigma.s .. "
-                     "sigma.s + L - 1, the map's wires and FIFOs (derived connections below)")
+                     f"{rows} padded by the skew's span, FU s masked outside its own positions sigma.s .. "
+                     "sigma.s + L - 1" + (" of any of them" if len(pads) > 1 else "")
+                     + ", the map's wires and FIFOs (derived connections below)")
     else:
         lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and "
                      "order per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived "
@@ -248,13 +252,13 @@ def _own_schedule_text(design: Design, df, cost) -> str:
     the build takes more (the count also lets a FIFO feed an FU that runs earlier, c.ds < 0, which is not built)."""
     compiled = compile_array(design, df, pipeline=False)
     lanes = {p.name: p.n_lanes for p in compiled.fu_graph.inputs if p.role is Role.STREAM}
-    pad = row_pad(design, compiled.dataflow)
     own = map_problem(design, design.reference_bounds, compiled.dataflow).steps
     _, built = cost.tile_steps(design, df, design.reference_bounds)
-    halo = f": a halo of {pad.halo} in which the FIFOs fill, then the skew's span" if pad.halo else ""
+    rows = " and ".join(f"rows of t_{pad.loop} padded by {pad.span(design.shape)} iteration(s)"
+                        + (f": a halo of {pad.halo} in which the FIFOs fill, then the skew's span" if pad.halo else "")
+                        for pad in row_pads(design, compiled.dataflow))
     text = (f"memory-fed input lanes: the map's own schedule {_lanes(lanes)}, the compressed build "
-            f"{_lanes(cost.compressed)}; steps per tile at the reference bounds: {own} (rows of t_{cost.loop} padded by "
-            f"{pad.span(design.shape)} iteration(s){halo}) against {built}; ")
+            f"{_lanes(cost.compressed)}; steps per tile at the reference bounds: {own} ({rows}) against {built}; ")
     fewer = sum(cost.compressed.values()) - sum(lanes.values())
     text += (f"the map's own schedule runs (schedule: map): {fewer} lane(s) fewer than the compressed build, "
              f"{own - built} more steps per tile"
@@ -269,25 +273,26 @@ def _own_schedule_text(design: Design, df, cost) -> str:
 
 
 def _delay_connection_lines(fg) -> list[str]:
-    """Each delay connection (FIFO) with its depth, and the halo steps that fill them (issue 14)."""
+    """Each delay connection (FIFO) with its depth, and the halo steps that fill them (issue 14); under the map's
+    own schedule each padded loop's FIFOs step that loop and each loop's rows are padded."""
     fifos = fg.fifos()
     if not fifos:
         return []
-    df = fg.dataflow
-    (loop, halo), = fg.halo
+    design, df = fg.design, fg.dataflow
+    axes = {(a.operand, a.axis): a for a in delay_axes(design, df)}
+    halos = dict(fg.halo)
+    spans = halos if df.schedule == "map" else {}
+    ref = design.reference_bounds
+    trips = {d: -(-ref[d] // design.shape[df.axis_of[d]]) if d in df.axis_of else ref[d] for d in df.order}
     lines = [f"  delay connections (reuse with dt != 0 built as FIFOs; depth = physical delay dt*stride + c.ds "
              f"of the solution of A_X M [dt; ds] = 0):"]
-    after = fg.fifo_depth_loops
-    design = fg.design
-    ref = design.reference_bounds
-    stride = 1
-    for d in after:
-        stride *= -(-ref[d] // design.shape[df.axis_of[d]]) if d in df.axis_of else ref[d]
     for u, v, e in sorted(fifos, key=lambda f: (f[2].operand, f[0], f[1])):
+        loop, after = axes[e.operand, e.axis].loop, axes[e.operand, e.axis].after
+        stride = math.prod(trips[d] + spans.get(d, 0) for d in after)
         ds = [b - a for a, b in zip(u.coord, v.coord)]
         if after:
-            trips = " x ".join(f"trips of t_{d}" for d in after)
-            lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} = {trips} "
+            steps = " x ".join(f"trips of t_{d}" + (f" + {spans[d]}" if d in spans else "") for d in after)
+            lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} = {steps} "
                          f"array steps ({e.fifo * stride} at the reference bounds; a buffer of at most "
                          f"{design.max_fifo_depth} steps x {e.width} bits, depth from the command) + {e.delay} "
                          f"register(s) = depth {e.fifo * stride + e.delay} cycle(s) at the reference bounds  "
@@ -296,14 +301,18 @@ def _delay_connection_lines(fg) -> list[str]:
             lines.append(f"    {e.operand}: FU {u.coord} -> FU {v.coord}: FIFO {e.fifo} step of t_{loop} + {e.delay} "
                          f"register(s) = depth {e.fifo + e.delay} cycle(s)  (dt: +t_{loop}, ds: {ds})")
     memory_fed = ", ".join(f"{k} {n}" for k, n in {p.name: p.n_lanes for p in fg.inputs}.items())
-    unit = "step(s)" if not after else f"iteration(s) of t_{loop} ({stride} steps each at the reference bounds)"
-    if df.schedule == "map":
-        lines.append(f"    padding: each row of t_{loop} runs {halo} {unit} more than the loop's trips; FU s runs "
-                     f"iteration pos - sigma.s at row position pos and its products are masked outside "
-                     f"0 <= pos - sigma.s < trips of t_{loop}; memory-fed input lanes: {memory_fed}")
-        return lines
-    lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products are "
-                 f"masked; memory-fed input lanes: {memory_fed}")
+    inner = df.inner_dims()
+    for loop, halo in halos.items():
+        after = inner[inner.index(loop) + 1:]
+        stride = math.prod(trips[d] + spans.get(d, 0) for d in after)
+        unit = "step(s)" if not after else f"iteration(s) of t_{loop} ({stride} steps each at the reference bounds)"
+        if df.schedule == "map":
+            lines.append(f"    padding: each row of t_{loop} runs {halo} {unit} more than the loop's trips; FU s runs "
+                         f"iteration pos - sigma.s at row position pos and its products are masked outside "
+                         f"0 <= pos - sigma.s < trips of t_{loop}; memory-fed input lanes: {memory_fed}")
+        else:
+            lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products "
+                         f"are masked; memory-fed input lanes: {memory_fed}")
     return lines
 
 

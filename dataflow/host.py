@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archgen.mappings.tiling import RowPad, Tile, TileMapping, row_pad
+from archgen.mappings.tiling import RowPad, Tile, TileMapping, row_pads
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
@@ -54,8 +54,8 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
     design, df = fg.design, fg.dataflow
     dims = design.operation.dims
     trips = mapping.issued_trips()
-    pad = row_pad(design, df)
-    halo = mapping.halo if pad is None else {}       # the map's own schedule shifts each FU by sigma.s instead
+    pads = {p.loop: p for p in row_pads(design, df)}
+    halo = {} if pads else mapping.halo       # the map's own schedule shifts each FU by sigma_l.s instead
     inner = df.inner_dims()
     outer = dict(tile.outer)
     axis_of = df.axis_of
@@ -69,8 +69,8 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
             x[:, :, k] = design.shape[a] * outer[d] + coords[None, :, a]
         elif d in inner:
             x[:, :, k] = inner_vals[:, None, inner.index(d)]
-            if pad is not None and d == pad.loop:        # FU s runs row position pos as iteration pos - halo - sigma.s
-                x[:, :, k] -= coords @ np.array(pad.sigma, dtype=np.int64) + pad.halo
+            if d in pads:        # FU s runs row position pos of a padded loop as iteration pos - h_l - sigma_l.s
+                x[:, :, k] -= coords @ np.array(pads[d].sigma, dtype=np.int64) + pads[d].halo
         else:
             x[:, :, k] = outer[d]
     return x
@@ -143,7 +143,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         n_out += idx.shape[0]
 
     chained_operands = {e.operand for _, _, e in fg.fifos()}
-    pad = row_pad(design, fg.dataflow)
+    pads = row_pads(design, fg.dataflow)
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
@@ -157,7 +157,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
                 continue
             roots = np.array([l.fus[0] for l in p.lanes], dtype=np.int64)
             x = _iterations(fg, mapping, tile, roots, steps)
-            if p.name in chained_operands or pad is not None:
+            if p.name in chained_operands or pads:
                 # a FIFO chain's root also streams what the FUs behind it use later (halo steps, padded
                 # root FUs): every element inside the tensor is sent, not only those of the root's own loops;
                 # under the map's own schedule a lane's members run other iterations of the padded loop than its root
@@ -187,8 +187,8 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
             add(port_name(PortRole.PSUM, out.name), _lookup(before, idx))
             record_psum(idx)
         beats = _lookup(result, idx)
-        if pad is not None:
-            beats = _padded_lanes(fg, mapping, tile, tensors, pad, drain_rc, idx, beats)
+        if pads:
+            beats = _padded_lanes(fg, mapping, tile, tensors, pads, drain_rc, idx, beats)
         expected.append(beats)
         out_index.append(idx)
         record_out(idx)
@@ -197,13 +197,14 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
                        np.concatenate(psum_source, axis=0) if psum_source else None)
 
 
-def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, pad: RowPad, drain_rc: np.ndarray,
+def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, pads: tuple[RowPad, ...],
+                  drain_rc: np.ndarray,
                   idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
     """Drain beats of a ``schedule: map`` tile with the padded lanes (FUs past a ragged spatial loop's bound) set to
     what those FUs accumulate. The map's reuse feeds them real elements over wires and FIFOs (I's wire along p on 3x2,
     where W does not use p), so their sums are not zero as under the tiled builds; they are the products of the
     elements each FU receives (by tensor index, stationary inputs as loaded), masked outside its own L positions of
-    the padded loop, summed over the tile and the FUs an output lane reduces (docs/dataflows.md "Skewed maps")."""
+    any padded loop, summed over the tile and the FUs an output lane reduces (docs/dataflows.md "Skewed maps")."""
     op, shape = fg.design.operation, fg.design.shape
     dims = op.dims
     coords = np.array(list(np.ndindex(*shape)), dtype=np.int64)
@@ -213,8 +214,10 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
         operand = op.operand(p.name)
         prod = prod * (_gather(tensors[p.name], operand, dims, x, mapping.bound)[0] if p.role is Role.STATIONARY
                        else _gather_elements(tensors[p.name], operand, dims, x))
-    lvals = x[..., dims.index(pad.loop)]
-    prod = np.where((lvals >= 0) & (lvals < mapping.bound[pad.loop]), prod, 0).sum(axis=0)
+    for pad in pads:
+        lvals = x[..., dims.index(pad.loop)]
+        prod = np.where((lvals >= 0) & (lvals < mapping.bound[pad.loop]), prod, 0)
+    prod = prod.sum(axis=0)
     reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
     canon = [tuple(0 if a in reduced else v for a, v in enumerate(s)) for s in coords.tolist()]
     out = beats.copy()

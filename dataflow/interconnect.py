@@ -32,7 +32,7 @@ from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
 from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops,
-                                     row_pad)
+                                     row_pads)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -155,7 +155,7 @@ class FUGraph:
     @property
     def halo(self) -> tuple[tuple[str, int], ...]:
         """(innermost loop, halo steps) when delay connections fill at each row of it (mappings/tiling.py)."""
-        if self.fifos() or row_pad(self.design, self.dataflow) is not None:
+        if self.fifos() or row_pads(self.design, self.dataflow):
             return delay_halo(self.design, self.dataflow)
         return ()
 
@@ -163,12 +163,12 @@ class FUGraph:
     def fifo_depth_loops(self) -> tuple[str, ...]:
         """The inner loops after the halo loop, whose trip counts (from the command) multiply into the depth of
         run-time-depth FIFOs; () when the FIFOs are one register (innermost loop) or there are none. Under the map's
-        own schedule (``row_pad``), the inner loops after the padded loop, FIFOs or not: their joint wrap advances
-        the row position the per-FU masks read, and the command carries their trip counts."""
-        pad = row_pad(self.design, self.dataflow)
-        if pad is not None:
+        own schedule (``row_pads``), the inner loops after the outermost padded loop, FIFOs or not: their joint wrap
+        advances the row positions the per-FU masks read, and the command carries their trip counts."""
+        pads = row_pads(self.design, self.dataflow)
+        if pads:
             inner = self.dataflow.inner_dims()
-            return tuple(inner[inner.index(pad.loop) + 1:])
+            return tuple(inner[inner.index(pads[0].loop) + 1:])
         return fifo_depth_loops(self.design, self.dataflow) if self.fifos() else ()
 
     def fifos(self) -> list[tuple[Node, Node, Link]]:
@@ -285,7 +285,7 @@ def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed
         if found:
             reuse[x.name] = dataclasses.replace(reuse[x.name], delays=found)
     g = _Builder()
-    g.share = row_pad(design, df) is not None
+    g.share = bool(row_pads(design, df))
     coords = list(itertools.product(*[range(e) for e in shape]))
     for s in coords:
         g.add_fu(fu(s))
@@ -583,27 +583,28 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
 
 def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: dict[str, dict[int, int]],
                   inner: tuple[str, ...]) -> Dataflow:
-    """``schedule: map``: the map's own schedule of its skew on the inner loop l, as a tiled dataflow that keeps the
-    map's row ``l = t_l - sigma.s`` and the control vector as written (mappings/tiling.py ``row_pad``: rows of l
-    padded by the skew's span, FU s masked outside its own L positions; the reuse analysis of the map gives the
-    wires and FIFOs). Built for one skewed loop inside the tile and an output accumulated in place over the tile
-    (the padded positions then only add masked products); anything else is refused, naming the field."""
+    """``schedule: map``: the map's own schedule of its skews on inner loops, as a tiled dataflow that keeps the map's
+    rows ``l = t_l - sigma_l.s`` and the control vector as written (mappings/tiling.py ``row_pads``: rows of each l
+    padded by its skew's span, FU s masked outside its own L positions of any of them; the reuse analysis of the map
+    gives the wires and FIFOs). Built for skews on loops inside the tile and an output accumulated in place over the
+    tile (the padded positions then only add masked products); anything else is refused, naming the field."""
     out = design.operation.output
     why = None
-    if len(skews) != 1:
-        why = (f"the map skews {len(skews)} loops ({', '.join(skews) or 'none'}); the map's own schedule is built for "
-               "one loop skewed by the FU coordinates")
+    dep = [d for d in inner if out.uses(d)]
+    tile = [d for d in skews if d not in inner]
+    if not skews:
+        why = "the map skews no loop; the map's own schedule is built for loops skewed by the FU coordinates"
+    elif tile:
+        why = (f"the skew is on the tile loop t_{tile[0]}; under the map's own schedule each FU's tile boundaries would "
+               "move by a run-time number of cycles, which is not built")
+    elif dep:
+        why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
+               "is built for an output accumulated in place over the tile")
     else:
-        (loop, sv), = skews.items()
-        dep = [d for d in inner if out.uses(d)]
-        if loop not in inner:
-            why = (f"the skew is on the tile loop t_{loop}; under the map's own schedule each FU's tile boundaries would "
-                   "move by a run-time number of cycles, which is not built")
-        elif dep:
-            why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
-                   "is built for an output accumulated in place over the tile")
-        elif any(c > 0 for c in sv.values()):
-            why = f"the skew of t_{loop} runs some FUs early (a positive FU coefficient); the rows are padded for lags"
+        early = [d for d, sv in skews.items() if any(c > 0 for c in sv.values())]
+        if early:
+            why = (f"the skew of t_{early[0]} runs some FUs early (a positive FU coefficient); the rows are padded "
+                   "for lags")
     if why is not None:
         raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
                                  df.schedule)])
@@ -618,32 +619,39 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                               inner=inner if df.inner is not None else None, stt=None)
     halo = _row_halo(design, own)
-    if not halo:
+    if not any(halo.values()):
         return own
-    exprs[design.operation.dims.index(loop)] = AffineExpr.of(dict(exprs[design.operation.dims.index(loop)].terms), -halo)
+    for loop, h in halo.items():
+        i = design.operation.dims.index(loop)
+        exprs[i] = AffineExpr.of(dict(exprs[i].terms), -h)
     return dataclasses.replace(own, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
 
 
 @functools.lru_cache(maxsize=64)
-def _row_halo(design: Design, own: Dataflow) -> int:
-    """The halo the map's own schedule ``own`` needs at the start of each row of its padded loop: FU v, f FIFOs behind
-    its lane's root, reads at row position pos what the root streamed at pos - f, and its products are masked below
-    pos = sigma.s(v); max(f - sigma.s) over every FU of every input (0 when each FIFO's receiver runs one position
-    later than its sender, as on the convolution maps of docs/dataflows.md). The lane trees do not depend on it."""
+def _row_halo(design: Design, own: Dataflow) -> dict[str, int]:
+    """The halo the map's own schedule ``own`` needs at the start of each row of each padded loop l: FU v, f_l FIFOs
+    of loop l behind its lane's root, reads at row position pos_l what the root streamed at pos_l - f_l, and its
+    products are masked below pos_l = sigma_l.s(v); max(f_l - sigma_l.s) over every FU of every input (0 when each
+    FIFO's receiver runs one position later than its sender, as on the convolution maps of docs/dataflows.md). The
+    lane trees do not depend on it."""
     fg = _derive(design, own, (), (), design.operation.inputs)
-    pad = row_pad(design, own)
-    need = 0
+    pads = row_pads(design, own)
+    loop_of = {(a.operand, a.axis): a.loop for a in delay_axes(design, own)}
+    need = {pad.loop: 0 for pad in pads}
     for p in fg.inputs:
-        fifos = {ln.fus[0]: 0 for ln in p.lanes}
-        edges = {(u.coord, v.coord): e.fifo for u, v, e in fg.links(p.name) if u.kind is NodeKind.FU}
+        fifos = {ln.fus[0]: dict.fromkeys(need, 0) for ln in p.lanes}
+        edges = {(u.coord, v.coord): e for u, v, e in fg.links(p.name) if u.kind is NodeKind.FU}
         frontier = list(fifos)
         while frontier:
             u = frontier.pop()
-            for (a, b), f in edges.items():
+            for (a, b), e in edges.items():
                 if a == u and b not in fifos:
-                    fifos[b] = fifos[u] + f
+                    fifos[b] = dict(fifos[u])
+                    if e.fifo:
+                        fifos[b][loop_of[p.name, e.axis]] += e.fifo
                     frontier.append(b)
-        need = max([need] + [f - pad.offset(v) for v, f in fifos.items()])
+        for pad in pads:
+            need[pad.loop] = max([need[pad.loop]] + [f[pad.loop] - pad.offset(v) for v, f in fifos.items()])
     return need
 
 
@@ -887,16 +895,14 @@ def _delay_connections(design: Design, df: Dataflow, operand: str) -> tuple:
     mappings/tiling.py ``delay_axes`` (the rule the halo of the tile walk follows), the delay from the
     reuse analysis' solution of ``A_X M [dt; ds] = 0`` for that move (dataflow/reuse.py ``delay_reuse``)."""
     axes = [a for a in delay_axes(design, df) if a.operand == operand]
-    if not axes:
-        return ()
-    loop = axes[0].loop
-    k = list(df.order).index(loop)
-    sols = delay_reuse(design, df, operand, loop)
     ref = design.reference_bounds
     trips = {d: -(-ref[d] // design.shape[df.axis_of[d]]) if d in df.axis_of else ref[d] for d in df.order}
-    stride = math.prod(trips[d] for d in axes[0].after)        # one step of the loop, in array steps
+    spans = dict(delay_halo(design, df))       # a padded loop after l (several skewed loops) counts its span
     out = []
-    for a in axes:
+    for a in axes:          # one loop for delay connections; under schedule: map, each padded loop its own
+        k = list(df.order).index(a.loop)
+        sols = delay_reuse(design, df, operand, a.loop)
+        stride = math.prod(trips[d] + spans.get(d, 0) for d in a.after)        # one step of the loop, in array steps
         match = [r for r in sols if r.dt[k] == 1 and r.ds[a.axis] == a.step]
         if len(match) != 1 or match[0].delay != stride + a.skew:
             raise AssertionError(f"delay connection {a} disagrees with the reuse analysis {sols}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth, row_pad
+from archgen.mappings.tiling import check_fifo_depth, row_pads
 
 from .interconnect import FUGraph
 
@@ -487,27 +487,30 @@ def _refuse(field: str, msg: str, value=None):
 def chained_inputs(compiled) -> frozenset:
     """Inputs whose lane roots' walks stream elements outside a block's box, so their buffers keep a margin around
     the box (``ld_off_X``): those fed through delay connections (FIFO chains, issue 14), and under the map's own
-    schedule (``schedule: map``) every streamed input that uses the padded loop (its lanes start ``h + sigma.s``
+    schedule (``schedule: map``) every streamed input that uses a padded loop (its lanes start ``h_l + sigma_l.s``
     positions early: :func:`lane_lead`)."""
     from archgen.dataflow.ir import Role
     fg = compiled.fu_graph
-    pad = row_pad(fg.design, fg.dataflow)
-    led = () if pad is None else (p.name for p in fg.inputs
-                                  if p.role is Role.STREAM and fg.design.operation.operand(p.name).uses(pad.loop))
+    pads = row_pads(fg.design, fg.dataflow)
+    led = (p.name for p in fg.inputs if p.role is Role.STREAM
+           and any(fg.design.operation.operand(p.name).uses(pad.loop) for pad in pads))
     return frozenset(e.operand for _u, _v, e in fg.fifos()) | frozenset(led)
 
 
 def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
     """The inner-loop values a stream lane whose root is FU ``coord`` starts at, as walk levels (``inner:<d>`` ->
     value): a FIFO chain's root ``-halo`` on the halo loop (it streams what the FUs behind it use first); under the
-    map's own schedule ``-(h + sigma.s)`` of its root on the padded loop (FU s runs iteration pos - h - sigma.s at
-    row position pos, mappings/tiling.py ``RowPad``); {} for every other lane."""
+    map's own schedule ``-(h_l + sigma_l.s)`` of its root on each padded loop l it uses (FU s runs iteration
+    pos - h_l - sigma_l.s at row position pos, mappings/tiling.py ``RowPad``); {} for every other lane."""
     fg = compiled.fu_graph
     if operand not in chained_inputs(compiled) or not fg.halo:
         return {}
-    loop, halo = fg.halo[0]
-    pad = row_pad(fg.design, fg.dataflow)
-    return {f"inner:{loop}": -(halo if pad is None else pad.offset(coord))}
+    pads = row_pads(fg.design, fg.dataflow)
+    if not pads:
+        loop, halo = fg.halo[0]
+        return {f"inner:{loop}": -halo}
+    xop = fg.design.operation.operand(operand)
+    return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)}
 
 
 def _unravel(r: int, dims) -> tuple[int, ...]:
@@ -690,8 +693,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     out = fg.output
     # delay connections: every row of the halo loop starts with ``halo`` steps (mappings/tiling.py delay_halo)
     halo_loop, halo = fg.halo[0] if fg.halo else (None, 0)
+    halos = dict(fg.halo)         # several loops under the map's own schedule (each padded by its span)
     chained = chained_inputs(compiled)
-    pad = row_pad(design, df)
+    pads = row_pads(design, df)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -859,7 +863,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         lane_level = levels.index(f"tile:{lane_loop}") if lane_loop and xop.uses(lane_loop) and f"tile:{lane_loop}" in levels else None
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
-        held = hl is not None and x not in chained and pad is None     # the map's own schedule masks per FU
+        held = hl is not None and x not in chained and not pads     # the map's own schedule masks per FU
         skips = kind == "psum" and red_split
         keeps = rows and kind == "read" and x != out.name and bool(compiled.schedule.keep_dims)
         preload = compiled.schedule.accumulate and compiled.schedule.psum_in
@@ -922,7 +926,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             elif lv.startswith("row@"):
                 trips.append(shape[int(lv[4:])])
             else:
-                trips.append(bext[lv[6:]] + (halo if lv[6:] == halo_loop else 0))
+                trips.append(bext[lv[6:]] + halos.get(lv[6:], 0))
             if lv == "red":
                 strides.append(0)
             elif lv == "row":            # (one drained row of the output's lanes: no next row, stride 0)
@@ -1038,12 +1042,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         start, btrips, bext = block_geometry(blk)
         for d in outer:
             row[f"trips_{d}"] = btrips[d]
-        if halo:                      # the array command's row length of the halo loop (its steps add the halo)
-            row[f"trips_{halo_loop}"] = bext[halo_loop]
+        for d in halos:               # the array command's row length of a halo loop (its steps add the halo)
+            row[f"trips_{d}"] = bext[d]
         for d in fg.fifo_depth_loops:  # FIFOs of run-time depth: one halo-loop iteration of this block's chunk
             row[f"trips_{d}"] = bext[d]
         # this block's chunk of the inner loops, every row of the halo loop with its halo steps
-        row["steps"] = math.prod(bext[d] + (halo if d == halo_loop else 0) for d in inner)
+        row["steps"] = math.prod(bext[d] + halos.get(d, 0) for d in inner)
         margin = {x: lo for x, (lo, _hi) in margin_at[k].items()}
         # a later block of the same output block (a split reduction): the array's results add onto the
         # partial sums in the buffer half (the output half and block stay; layer_jobs writes back once)

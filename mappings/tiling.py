@@ -23,8 +23,8 @@ from typing import Iterator, Mapping
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-__all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops",
-           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_pad"]
+__all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops", "fifo_steps",
+           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_pads"]
 
 
 MEMORY_PORT_COST = 1000      # the arborescence's cost of one memory lane (a register hop or a wire costs ~10)
@@ -75,17 +75,20 @@ class RowPad:
         return tuple(sorted({self.offset(s) for s in itertools.product(*[range(e) for e in shape])}))
 
 
-def row_pad(design: Design, df: Dataflow) -> RowPad | None:
-    """The :class:`RowPad` of a compiled ``schedule: map`` dataflow (its tiled rows and the map's skewed row of an
-    inner loop, ``t_l - sigma.s - halo``), None for every other dataflow."""
+def row_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
+    """The :class:`RowPad` of each skewed row of a compiled ``schedule: map`` dataflow (its tiled rows and the map's
+    skewed rows of inner loops, ``t_l - sigma_l.s - h_l``), in the tile's loop order; () for every other dataflow.
+    The padded loops are independent: FU s runs iteration pos_l - h_l - sigma_l.s of each at row positions pos, and
+    its product is masked when any of them is outside its L positions."""
     if df.schedule != "map" or df.spatial is None or df.ts_map is None:
-        return None
+        return ()
     axis_of = df.axis_of
+    pads = {}
     for d, e in zip(design.operation.dims, df.ts_map.exprs):
         sigma = tuple(-e.coeff(f"s{a}") for a in range(len(design.shape)))
         if d not in axis_of and any(sigma):
-            return RowPad(d, sigma, -e.const)
-    return None
+            pads[d] = RowPad(d, sigma, -e.const)
+    return tuple(pads[d] for d in df.inner_dims() if d in pads)
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,22 +104,35 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     of the trip counts of the inner loops after l (a buffer of at most ``array.max_fifo_depth`` steps,
     built only while its bits, width x max depth, cost less than a memory lane).
 
-    Under a ``schedule: map`` dataflow (:func:`row_pad`) the moves are the map's: its skewed row makes one hop along
-    axis a also move the padded loop by -sigma_a, so only the padded loop qualifies (a receiver that does not run one
+    Under a ``schedule: map`` dataflow (:func:`row_pads`) the moves are the map's: a skewed row makes one hop along
+    axis a also move its padded loop by -sigma_a, so only padded loops qualify (a receiver that does not run one
     row position later than its sender needs the row's halo, which ``_map_schedule`` sizes); padded FUs need no
     zero-filling input (the host program models their lanes).
     """
     if df.spatial is None or not df.inner_dims():
         return ()
-    pad = row_pad(design, df)
+    pads = row_pads(design, df)
     inner = df.inner_dims()
+    if pads:
+        return _padded_moves(design, df, pads)
     for pos in reversed(range(len(inner))):
-        if pad is not None and inner[pos] != pad.loop:
-            continue
-        found = _delay_moves(design, df, inner[pos], tuple(inner[pos + 1:]), pad)
+        found = _delay_moves(design, df, inner[pos], tuple(inner[pos + 1:]), None)
         if found:
             return tuple(found)
     return ()
+
+
+def _padded_moves(design: Design, df: Dataflow, pads: tuple[RowPad, ...]) -> tuple[DelayAxis, ...]:
+    """Under the map's own schedule each padded loop steps its own moves (a hop along axis a moves the loops whose
+    sigma_a is not 0); one per operand and axis, the innermost loop's first (its FIFO is the shortest)."""
+    inner = df.inner_dims()
+    found: dict[tuple[str, int], DelayAxis] = {}
+    for pad in reversed(pads):
+        after = tuple(inner[inner.index(pad.loop) + 1:])
+        for a in _delay_moves(design, df, pad.loop, after, pad):
+            found.setdefault((a.operand, a.axis), a)
+    names = [x.name for x in design.operation.inputs]
+    return tuple(sorted(found.values(), key=lambda a: (names.index(a.operand), a.axis)))
 
 
 def _delay_moves(design: Design, df: Dataflow, loop: str, after: tuple[str, ...], pad: RowPad | None) -> list:
@@ -155,9 +171,9 @@ def delay_halo(design: Design, df: Dataflow) -> tuple[tuple[str, int], ...]:
     """(halo loop, halo steps) when the dataflow has delay connections, else (): the longest chain of
     FIFO hops from a memory-fed FU is at most the sum of (extent - 1) over an operand's delay axes, each
     hop one iteration of the loop the connections step."""
-    pad = row_pad(design, df)
-    if pad is not None:
-        return ((pad.loop, pad.span(design.shape)),)
+    pads = row_pads(design, df)
+    if pads:
+        return tuple((pad.loop, pad.span(design.shape)) for pad in pads)
     per_operand: dict[str, int] = {}
     axes = delay_axes(design, df)
     for a in axes:
@@ -170,8 +186,15 @@ def delay_halo(design: Design, df: Dataflow) -> tuple[tuple[str, int], ...]:
 def fifo_depth_loops(design: Design, df: Dataflow) -> tuple[str, ...]:
     """The inner loops whose trip counts multiply into the run-time FIFO depth (steps per iteration of the
     halo loop); () when the delay connections step the innermost loop (one-register FIFOs) or there are none."""
-    axes = delay_axes(design, df)
-    return axes[0].after if axes else ()
+    return max((a.after for a in delay_axes(design, df)), key=len, default=())
+
+
+def fifo_steps(design: Design, df: Dataflow, trips: Mapping[str, int]) -> dict[str, int]:
+    """Steps one FIFO of run-time depth holds, per loop its delay connections step: one iteration of that loop, the
+    product of ``trips`` of the inner loops after it as issued (a padded loop of the map's own schedule with its
+    span: :func:`delay_halo`). One loop for delay connections; one per padded loop under ``schedule: map``."""
+    halo = dict(delay_halo(design, df))
+    return {a.loop: math.prod(trips[d] + halo.get(d, 0) for d in a.after) for a in delay_axes(design, df) if a.after}
 
 
 @dataclass(frozen=True)
@@ -209,8 +232,7 @@ class TileMapping:
         trip counts of the inner loops after it); 1 on the innermost loop, 0 without delay connections."""
         if not self.halo:
             return 0
-        t = self.trips()
-        return math.prod(t[d] for d in fifo_depth_loops(self.design, self.dataflow))
+        return max(fifo_steps(self.design, self.dataflow, self.trips()).values(), default=1)
 
     def issued_trips(self) -> dict[str, int]:
         """Trip counts as the array issues them: the halo steps included."""
@@ -294,11 +316,11 @@ def map_problem(design: Design, bounds: Mapping[str, int], dataflow: str | Dataf
 
 
 def check_fifo_depth(design: Design, df: Dataflow, trips: Mapping[str, int], what: str = "bounds") -> None:
-    """A SpecError when the run-time FIFO depth (the product of ``trips``, the trip counts of the inner loops
+    """A SpecError when a run-time FIFO depth (:func:`fifo_steps` of ``trips``, the trip counts of the inner loops
     after the halo loop) exceeds the buffer the spec sizes (``array.max_fifo_depth``)."""
-    depth = math.prod(trips.values())
-    if trips and depth > design.max_fifo_depth:
-        (loop, _h), = delay_halo(design, df)
+    steps = fifo_steps(design, df, trips) if trips else {}
+    loop, depth = max(steps.items(), key=lambda kv: kv[1], default=(None, 0))
+    if depth > design.max_fifo_depth:
         loops = " x ".join(f"{d} ({n})" for d, n in trips.items())
         raise SpecError([problem("array.max_fifo_depth", f"dataflow {df.name}'s delay connections hold one step of "
                                  f"t_{loop} = {depth} array steps (trips of {loops} in these {what}); the FIFO buffers "

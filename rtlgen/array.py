@@ -18,6 +18,7 @@ Arithmetic wraps at the output type's width (two's complement); there is no satu
 from __future__ import annotations
 
 import functools
+import operator
 
 
 import networkx as nx
@@ -30,7 +31,7 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.mappings.tiling import row_pad
+from archgen.mappings.tiling import delay_axes, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
 __all__ = ["ArrayTop", "struct_layout"]
@@ -80,9 +81,9 @@ class ArrayTop(wiring.Component):
         self.fg = compiled.fu_graph
         self.timing = compiled.timing
         self.schedule = compiled.schedule
-        # the map's own schedule of a skew inside the tile (``schedule: map``): products masked per FU (sigma.s)
-        self._pad = row_pad(compiled.design, compiled.dataflow)
-        self._pad_offsets = self._pad.offsets(compiled.design.shape) if self._pad is not None else ()
+        # the map's own schedule of skews inside the tile (``schedule: map``): products masked per FU (sigma_l.s)
+        self._pads = row_pads(compiled.design, compiled.dataflow)
+        self._pad_offsets = {p.loop: p.offsets(compiled.design.shape) for p in self._pads}
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -139,10 +140,12 @@ class ArrayTop(wiring.Component):
         m.d.comb += [line["valid"][0].eq(iss.issue), line["first"][0].eq(iss.first_step),
                      line["last"][0].eq(iss.last_step), line["swap"][0].eq(iss.swap),
                      line["final"][0].eq(iss.final)]
+        inner, spans = self.compiled.dataflow.inner_dims(), dict(self.fg.halo)
         for loop, halo in self.fg.halo:
-            if self._pad is not None:        # the map's own schedule: one mask flag per distinct sigma.s
-                flags = halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops, self._pad_offsets)
-                m.d.comb += [line[f"pad_{k}"][0].eq(f) for k, f in flags.items()]
+            if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct sigma_l.s
+                flags = halo_hw(m, hdl, cmd, iss.issue, loop, halo, inner[inner.index(loop) + 1:],
+                                self._pad_offsets[loop], spans)
+                m.d.comb += [line[f"pad_{loop}_{k}"][0].eq(f) for k, f in flags.items()]
                 continue
             m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops))
 
@@ -159,19 +162,26 @@ class ArrayTop(wiring.Component):
         self._datapath(m, line, adv, loader, iss, drain, self._fifo_steps(m))
         return m
 
-    def _fifo_steps(self, m: Module):
-        """Run-time FIFO depth in steps (the product of the command's trip counts of the loops after the halo
-        loop), latched with the command; None when the FIFOs are one register each or there are none."""
-        loops = self.fg.fifo_depth_loops
-        if not loops or not self.fg.fifos():      # the map's own schedule may have the loops and no FIFO
-            return None
-        steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name="fifo_steps")
-        value = Const(1)
-        for d in loops:
-            value = value * getattr(self.cmd.payload, f"trips_{d}")
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
-        return steps
+    def _fifo_steps(self, m: Module) -> dict:
+        """Run-time FIFO depth in steps per loop the delay connections step (the product of the command's trip
+        counts of the loops after it, a padded loop's with its span: mappings/tiling.py ``fifo_steps``), latched
+        with the command; {} when the FIFOs are one register each or there are none."""
+        if not self.fg.fifos():      # the map's own schedule may have the loops and no FIFO
+            return {}
+        design, df = self.compiled.design, self.compiled.dataflow
+        spans = dict(self.fg.halo) if self._pads else {}
+        after = {a.loop: a.after for a in delay_axes(design, df) if a.after}
+        out = {}
+        for loop, loops in after.items():
+            steps = Signal(range(design.max_fifo_depth + 1), name="fifo_steps" if len(after) == 1 else f"fifo_steps_{loop}")
+            value = Const(1)
+            for d in loops:
+                trips = getattr(self.cmd.payload, f"trips_{d}")
+                value = value * (trips + spans[d] if d in spans else trips)
+            with m.If(self.cmd.valid & self.cmd.ready):
+                m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
+            out[loop] = steps
+        return out
 
     def _command(self, m: Module) -> tuple[CommandHW, Signal]:
         """Latch the command; counts minus one, so the per-cycle compares are plain equalities."""
@@ -201,8 +211,8 @@ class ArrayTop(wiring.Component):
         sch = self.schedule
         length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency)
         names = ("valid", "first", "last", "swap", "final")
-        if self._pad is not None:
-            names += tuple(f"pad_{k}" for k in self._pad_offsets)
+        if self._pads:
+            names += tuple(f"pad_{loop}_{k}" for loop, ks in self._pad_offsets.items() for k in ks)
         elif self.fg.halo:
             names += ("halo",)
         line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
@@ -219,9 +229,9 @@ class ArrayTop(wiring.Component):
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
         ctx.fifo_steps = fifo_steps
-        pad = self._pad
-        mask = ((lambda v: ctx.tap(f"pad_{pad.offset(v.coord)}", v)) if pad is not None
-                else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
+        pads = self._pads
+        mask = ((lambda v: functools.reduce(operator.or_, [ctx.tap(f"pad_{p.loop}_{p.offset(v.coord)}", v) for p in pads]))
+                if pads else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
         ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape, mask=mask)
         for p in fg.inputs:
             if p.role is Role.STATIONARY:
@@ -271,13 +281,16 @@ class ArrayTop(wiring.Component):
         pg = self.timing.prim.graph
         (u,) = list(pg.predecessors(v))
         (dst,) = list(pg.successors(v))
-        depth = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge, operand=v.operand).fifo
+        link = self.fg.link(*self.timing.prim.wire(v, dst).fu_edge, operand=v.operand)
+        depth = link.fifo
         shp = ctx.in_shape[v.operand]
         prev = ctx.nets.src(u, v, shp)
         shift = ctx.adv & ctx.tap("valid", v)
-        if ctx.fifo_steps is not None:
+        loop = next(a.loop for a in delay_axes(self.compiled.design, self.compiled.dataflow)
+                    if a.operand == v.operand and a.axis == link.axis)
+        if loop in ctx.fifo_steps:
             ctx.nets.out[v] = fifo_buffer(ctx.m, f"{v.operand}_fifo_{_tag(v.coord)}", prev, shp, shift, depth,
-                                          ctx.fifo_steps, self.compiled.design.max_fifo_depth)
+                                          ctx.fifo_steps[loop], self.compiled.design.max_fifo_depth)
             return
         for k in range(depth):
             r = Signal(shp, name=f"{v.operand}_fifo_{_tag(v.coord)}_{k}")
@@ -357,7 +370,7 @@ class _Datapath:
         self.timing, self.acc_shape, self.in_shape = timing, acc_shape, in_shape
         self.shadow_of: dict = {}
         self.nets = None
-        self.fifo_steps = None     # run-time FIFO depth in steps (delay connections on an outer inner loop)
+        self.fifo_steps = {}       # loop -> run-time FIFO depth in steps (delay connections on an outer inner loop)
 
     def tap(self, name: str, node: Node):
         """The control of the step ``node`` works on: the step line at the node's time."""

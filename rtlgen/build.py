@@ -17,7 +17,7 @@ from archgen.arch.spec import Design
 from archgen.dataflow.compile import CompiledArray, compile_array
 from archgen.dataflow.interconnect import as_written, psum_round_text
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, PortRole
-from archgen.mappings.tiling import row_pad
+from archgen.mappings.tiling import row_pads
 
 from .array import ArrayTop
 from .manifest import manifest_core
@@ -97,10 +97,10 @@ def array_manifest(compiled: CompiledArray, top: ArrayTop, text: str) -> dict:
     if design.placement:        # a folded map (arch/spec.py _fold): array_shape is the logical array
         parameters.update(physical_shape=list(design.physical_shape),
                           placement=[[list(lg), list(ph)] for lg, ph in design.placement])
-    pad = row_pad(design, df)
-    if pad is not None:         # the map's own schedule: rows of the loop padded by the span, FU s sigma.s late
-        parameters.update(schedule="map", padded_loop=pad.loop, sigma=list(pad.sigma), span=pad.span(design.shape),
-                          halo=pad.halo)
+    pads = row_pads(design, df)
+    if pads:                    # the map's own schedule: rows of each loop padded by its span, FU s sigma_l.s late
+        parameters.update(schedule="map", padded_loops=[{"loop": p.loop, "sigma": list(p.sigma),
+                                                         "span": p.span(design.shape), "halo": p.halo} for p in pads])
     manifest = manifest_core("array", design.name, design.source_hash, text, top, parameters,
                              {"schedule": asdict(compiled.schedule), "formula": CONTRACT_TEXT})
     manifest.update({

@@ -12,7 +12,7 @@ from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array, compile_fused
 from archgen.dataflow.interconnect import derive_interconnect, skew_lane_cost
 from archgen.dataflow.ir import Role
-from archgen.mappings.tiling import map_problem, row_pad
+from archgen.mappings.tiling import map_problem, row_pads
 from archgen.sim.array_model import simulate_array
 from archgen.verif.array_amaranth import verify_array_amaranth
 
@@ -67,7 +67,7 @@ def test_model_steps_count_the_padded_rows(shape):
     mapping = map_problem(design, b, fg.dataflow)
     own, compressed = cost.tile_steps(design, design.dataflows[0], b)
     assert mapping.steps == own == compressed // 3 * (3 + cost.span)
-    assert row_pad(design, fg.dataflow).span(shape) == cost.span
+    assert row_pads(design, fg.dataflow)[0].span(shape) == cost.span
 
 
 # (operation, shape, map, order, inner, control, clock, bounds, seed): the table's maps, other shapes and sizes, a
@@ -104,7 +104,7 @@ def test_maps_own_schedule_is_exact_in_amaranth(op, shape, mp, order, inner, con
     else:
         design = _spec(op, shape, mp, order, inner, control=control, clock=clock)
     compiled = compile_array(design)
-    assert row_pad(design, compiled.dataflow) is not None and compiled.fu_graph.output.role is Role.ACCUMULATE
+    assert row_pads(design, compiled.dataflow) and compiled.fu_graph.output.role is Role.ACCUMULATE
     res = verify_array_amaranth(design, bounds, seed=seed)
     assert res.outputs_exact, res.detail
     assert res.rtl_cycles == res.model_cycles
@@ -114,7 +114,7 @@ def test_the_per_fu_flags_are_what_zero_the_padded_positions(monkeypatch):
     """Without the per-FU mask the 1-D convolution (no input whose index is r alone) is wrong: the check can fail."""
     import archgen.rtlgen.array as array
     design = _spec(CONV1, (1, 4), {"p": "4*t_p + s1", "r": "t_r - s1", "c": "t_c"}, ["p", "r", "c"], ["r", "c"])
-    monkeypatch.setattr(array, "row_pad", lambda d, df: None)
+    monkeypatch.setattr(array, "row_pads", lambda d, df: ())
     assert not verify_array_amaranth(design, {"p": 5, "r": 3, "c": 2}, seed=3).outputs_exact
 
 
@@ -193,8 +193,7 @@ def test_command_line_explains_the_maps_own_schedule(tmp_path, capsys):
     assert "I [8 bit]: streamed; 1 lane(s)" in out and "W [8 bit]: streamed; 3 lane(s)" in out
     import json
     params = json.loads((tmp_path / "out" / "manifest.json").read_text())["parameters"]
-    assert (params["schedule"], params["padded_loop"], params["sigma"], params["span"], params["halo"]) == \
-        ("map", "r", [1, 1], 3, 0)
+    assert (params["schedule"], params["padded_loops"]) == ("map", [{"loop": "r", "sigma": [1, 1], "span": 3, "halo": 0}])
 
 
 @pytest.mark.slow          # the whole accelerator's Verilog: about 25 s
@@ -252,7 +251,8 @@ def test_a_fifo_whose_receiver_runs_no_later_in_the_row_gets_a_halo():
     from archgen.dataflow.explain import explain
     design = _conv((3, 2), sigma=(1, 0), control=[1, 0])
     compiled = compile_array(design)
-    assert row_pad(design, compiled.dataflow).halo == 1 and row_pad(design, compiled.dataflow).span((3, 2)) == 3
+    (pad,) = row_pads(design, compiled.dataflow)
+    assert pad.halo == 1 and pad.span((3, 2)) == 3
     assert {p.name: p.n_lanes for p in compiled.fu_graph.inputs} == dict(skew_lane_cost(design, design.dataflows[0]).literal) \
         == {"I": 1, "W": 3}
     assert "rows of t_r padded by 3 iteration(s): a halo of 1 in which the FIFOs fill" in "\n".join(explain(design))

@@ -14,7 +14,7 @@ from archgen.dataflow.compile import compile_array
 from archgen.dataflow.ir import Role
 from archgen.dataflow.memctl import chained_inputs, lane_lead
 from archgen.mappings.memory_tiling import plan_layer
-from archgen.mappings.tiling import row_pad
+from archgen.mappings.tiling import row_pads
 from test_memctl_delay import random_programs
 
 CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
@@ -44,7 +44,7 @@ def _positions(row, w):
 def test_map_schedule_programs_on_random_commands(name):
     d = _design(*MAPS[name])
     c = compile_array(d)
-    pad = row_pad(d, c.dataflow)
+    (pad,) = row_pads(d, c.dataflow)
     span = pad.span(d.shape)
     rng = random.Random(zlib.crc32(name.encode()))
     checked = 0
