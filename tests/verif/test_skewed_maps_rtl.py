@@ -169,10 +169,14 @@ def CONV_1XN(n):
 
 
 CONV_2X2 = {**CONV, "k": "2*t_k + s0", "p": "2*t_p + s1"}
+# several skewed loops (H125): r along axis 0, s along axis 1, each row padded by its own span
+SEVERAL = {"n": "t_n", "k": "t_k", "p": "3*t_p + s0", "q": "2*t_q + s1", "c": "t_c", "r": "t_r - s0", "s": "t_s - s1"}
+SEVERAL_B = {"n": 1, "k": 3, "p": 4, "q": 3, "c": 2, "r": 3, "s": 2}
 CONV1 = "O[p] += I[p+r] * W[r+c]"
 SMALL = {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}
 OWN_CASES = [
     pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, 196, id="3x2"),
+    pytest.param(lambda: _own((3, 2), SEVERAL, CONV_ORDER, CONV_INNER), SEVERAL_B, 3, 364, id="3x2-several-skews"),
     pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), {"n": 2, "k": 5, "p": 4, "q": 3, "c": 3, "r": 2,
                                                                      "s": 3}, 9, 1084, id="3x2-b", marks=pytest.mark.slow),
     pytest.param(lambda: _own((2, 3), CONV_2X3, CONV_ORDER, CONV_INNER), SMALL, 5, 99, id="2x3", marks=pytest.mark.slow),
@@ -220,6 +224,8 @@ def test_maps_own_schedule_with_bubbles_and_stalls_on_verilator(seed):
 # model cycles (sim/layer_model), DRAM bytes RTL == model. ``cycles`` pins the figures docs/dataflows.md reports.
 OWN_MEMORY_CASES = [
     pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395, id="3x2"),
+    pytest.param(lambda: _own((3, 2), SEVERAL, CONV_ORDER, CONV_INNER), SEVERAL_B, 3, None, 566, id="3x2-several-skews",
+                 marks=pytest.mark.slow),
     pytest.param(lambda: _own((2, 3), CONV_2X3, CONV_ORDER, CONV_INNER), SMALL, 5, None, 298, id="2x3",
                  marks=pytest.mark.slow),
     pytest.param(lambda: _own((1, 4), CONV_1XN(4), CONV_ORDER, CONV_INNER), SMALL, 5, None, 393, id="1x4",
