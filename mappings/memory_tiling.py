@@ -54,7 +54,7 @@ import numpy as np
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, map_problem
+from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, fifo_steps, map_problem
 
 __all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "check_partial_sums", "dram_bytes", "element_bytes",
            "BLOCK_OVERHEAD_CYCLES"]
@@ -338,8 +338,10 @@ def _fifo_chunks(cmd: LayerCommand) -> dict[str, int]:
 
 
 def _unfit(cmd: LayerCommand) -> bool:
-    """A block overflows a buffer, or its FIFO depth the FIFO buffers (``array.max_fifo_depth``)."""
-    return bool(_misfits(cmd)) or math.prod(_fifo_chunks(cmd).values()) > cmd.design.max_fifo_depth
+    """A block overflows a buffer, or its FIFO depth the FIFO buffers (``array.max_fifo_depth``; a padded loop of the
+    map's own schedule counts its span, tiling.py ``fifo_steps``)."""
+    depth = fifo_steps(cmd.design, cmd.dataflow, _fifo_chunks(cmd)) if _fifo_chunks(cmd) else {}
+    return bool(_misfits(cmd)) or max(depth.values(), default=0) > cmd.design.max_fifo_depth
 
 
 def _chunk_overhead(cmd: LayerCommand) -> int:
