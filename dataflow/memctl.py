@@ -1098,8 +1098,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
             rel, strides, trips, starts = walk_geometry(w, blk, lo, pext, perm, groups=True)
             for g, off in enumerate(starts[1:], 1):      # the lane map's runs, from lane 0's (signed_group_offsets)
-                if off < 0 and not signed_group_offsets(compiled, w.operand):
-                    raise AssertionError(f"{w.port}_group{g} = {off}: a negative offset in an unsigned field")
+                if off < 0 and not signed_group_offsets(compiled, w.operand):    # a guard (none seen)
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: lane group {g}'s run starts {-off} positions "
+                            f"before lane 0's, but its command field {w.port}_group{g} is unsigned in this design "
+                            f"({w.operand} has no lane leads and no negative index coefficient); map the lane axes so "
+                            "that lane 0 is the FU with the lowest coordinates", off)
                 row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
