@@ -281,7 +281,12 @@ def _random_own_layer(rng):
     mp = {**CONV, "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
           "r": f"t_r {skew}"}
     design = _own(shape, mp, CONV_ORDER[:4] + inner, inner, control=[rng.randint(0, 1), rng.randint(0, 1)])
-    bounds = {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 7, 2, 2, 4, 3))}
+    return _random_command(rng, design, {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 7, 2, 2, 4, 3))})
+
+
+def _random_command(rng, design, bounds):
+    """(design, bounds, tile, order): half the time the planner's command (None, None), else chunks of some inner
+    loops in any order."""
     df = design.dataflow()
     if rng.random() < 0.5:
         return design, bounds, None, None
@@ -296,14 +301,19 @@ def test_random_maps_own_schedule_through_the_memory_system(case):
     included): outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model. A random command the partial-sum
     policy refuses (``memory.partial_sums_through_dram``, not this schedule's) runs as the planner's instead."""
     import random
+    _verify_random_layer(*_random_own_layer(random.Random(1000 + case)), case)
+
+
+def _verify_random_layer(design, bounds, tile, order, seed):
+    """Outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model; a command the partial-sum policy refuses
+    (``memory.partial_sums_through_dram``, not this schedule's) runs as the planner's instead."""
     from archgen.arch.errors import SpecError
     from archgen.verif.layer_check import verify_layer
-    design, bounds, tile, order = _random_own_layer(random.Random(1000 + case))
     try:
-        res = verify_layer(design, bounds, seed=case, tile=tile, order=order)
+        res = verify_layer(design, bounds, seed=seed, tile=tile, order=order)
     except SpecError as e:
         assert e.problems[0].path == "memory.partial_sums_through_dram", e
-        res = verify_layer(design, bounds, seed=case)
+        res = verify_layer(design, bounds, seed=seed)
     assert res.outputs_exact, (bounds, tile, order, res.detail)
     assert res.rtl_cycles == res.model_cycles
     assert res.detail["rtl_dram_bytes"] == res.dram_bytes
@@ -324,12 +334,7 @@ def _random_several_layer(rng):
     mp = {**CONV, "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
           "r": skew("r"), "s": skew("s")}
     design = _own(shape, mp, CONV_ORDER[:4] + inner, inner, control=[rng.randint(0, 1), rng.randint(0, 1)])
-    bounds = {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 6, 2, 2, 3, 3))}
-    if rng.random() < 0.5:
-        return design, bounds, None, None
-    df = design.dataflow()
-    loops = list(df.outer_dims()) + [d for d in df.inner_dims() if rng.random() < 0.5]
-    return design, bounds, {d: rng.randint(1, 2) for d in loops}, tuple(rng.sample(loops, len(loops)))
+    return _random_command(rng, design, {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 6, 2, 2, 3, 3))})
 
 
 @pytest.mark.slow
@@ -339,14 +344,4 @@ def test_random_several_skews_through_the_memory_system(case):
     outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model. A random command the partial-sum policy
     refuses runs as the planner's instead."""
     import random
-    from archgen.arch.errors import SpecError
-    from archgen.verif.layer_check import verify_layer
-    design, bounds, tile, order = _random_several_layer(random.Random(2000 + case))
-    try:
-        res = verify_layer(design, bounds, seed=case, tile=tile, order=order)
-    except SpecError as e:
-        assert e.problems[0].path == "memory.partial_sums_through_dram", e
-        res = verify_layer(design, bounds, seed=case)
-    assert res.outputs_exact, (bounds, tile, order, res.detail)
-    assert res.rtl_cycles == res.model_cycles
-    assert res.detail["rtl_dram_bytes"] == res.dram_bytes
+    _verify_random_layer(*_random_several_layer(random.Random(2000 + case)), case)
