@@ -383,9 +383,10 @@ class PortWalk:
     # an input streamed from lanes on several array axes (the lane map, docs/memory.md): lane l's element is
     # lane 0's plus, per array axis, the lane's coordinate there times that axis's index step. Lanes whose
     # elements differ only along the lane dimension (innermost in the buffer) form a *group*: group g reads one
-    # run of ``run`` consecutive positions from ``group{g}`` positions past lane 0's (a per-block command field;
-    # group 0 at 0), through its own read copy of the buffer, and lane l takes element ``lane_offsets[l]`` of
-    # its group's run (lanes on one element read it once). Empty: one run (``lane_step``, ``broadcast``).
+    # run of ``run`` consecutive positions from ``group{g}`` positions past lane 0's (a per-block command field,
+    # negative where lanes lead: signed_group_offsets; group 0 at 0), through its own read copy of the buffer,
+    # and lane l takes element ``lane_offsets[l]`` of its group's run (lanes on one element read it once).
+    # Empty: one run (``lane_step``, ``broadcast``).
     lane_groups: tuple[int, ...] = ()
     lane_offsets: tuple[int, ...] = ()
     run: int = 0
