@@ -226,7 +226,7 @@ def test_maps_own_schedule_with_bubbles_and_stalls_on_verilator(seed):
 OWN_MEMORY_CASES = [
     pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395, id="3x2"),
     # r and s skewed by 2*s1: every lane leads on both loops, so a lane-map group's run starts below lane 0's (I's by
-    # 2 or 4 positions, W's by 4): signed group offsets (memctl.signed_group_offsets; refused until 2026-12-06)
+    # 4 positions, W's at -4 and -2): signed group offsets (memctl.signed_group_offsets; refused until 2026-12-06)
     pytest.param(lambda: _own((3, 2), TWO_LEADS, CONV_ORDER[:4] + ["r", "c", "s"], ["r", "c", "s"], control=[0, 1]),
                  {"n": 2, "k": 2, "p": 1, "q": 2, "c": 1, "r": 2, "s": 1}, 1, None, 249, id="3x2-two-leads"),
     pytest.param(lambda: _own((3, 2), SEVERAL, CONV_ORDER, CONV_INNER), SEVERAL_B, 3, None, 566, id="3x2-several-skews",
