@@ -383,9 +383,10 @@ class PortWalk:
     # an input streamed from lanes on several array axes (the lane map, docs/memory.md): lane l's element is
     # lane 0's plus, per array axis, the lane's coordinate there times that axis's index step. Lanes whose
     # elements differ only along the lane dimension (innermost in the buffer) form a *group*: group g reads one
-    # run of ``run`` consecutive positions from ``group{g}`` positions past lane 0's (a per-block command field;
-    # group 0 at 0), through its own read copy of the buffer, and lane l takes element ``lane_offsets[l]`` of
-    # its group's run (lanes on one element read it once). Empty: one run (``lane_step``, ``broadcast``).
+    # run of ``run`` consecutive positions from ``group{g}`` positions past lane 0's (a per-block command field,
+    # negative where lanes lead: signed_group_offsets; group 0 at 0), through its own read copy of the buffer,
+    # and lane l takes element ``lane_offsets[l]`` of its group's run (lanes on one element read it once).
+    # Empty: one run (``lane_step``, ``broadcast``).
     lane_groups: tuple[int, ...] = ()
     lane_offsets: tuple[int, ...] = ()
     run: int = 0
@@ -511,6 +512,19 @@ def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
         return {f"inner:{loop}": -halo}
     xop = fg.design.operation.operand(operand)
     return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)}
+
+
+def signed_group_offsets(compiled, operand: str) -> bool:
+    """Whether the lane-map group offsets (``{port}_group{g}``) of ``operand``'s ports may be negative, so their
+    command fields are signed (design-level: the descriptor's widths never depend on a layer). Under the map's own
+    schedule each lane starts at its root's lead (:func:`lane_lead`), which differs from lane to lane on every
+    padded loop, so a group's run can start below lane 0's; an index with a negative coefficient (I[p - r]) steps
+    the lanes of one group below another's. Otherwise every group lies at or past lane 0's run."""
+    fg = compiled.fu_graph
+    op = compiled.design.operation
+    xop = op.operand(operand)
+    led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in row_pads(fg.design, fg.dataflow))
+    return led or bool((xop.access_matrix(op.dims) < 0).any())
 
 
 def _unravel(r: int, dims) -> tuple[int, ...]:
@@ -966,8 +980,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             if w.operand not in chained:
                 continue
             lo, pext, perm = box(w.operand, blk)
-            base, strides, trips = walk_geometry(w, blk, lo, pext, perm)
-            low = base + sum(min(0, s * (t - 1)) for s, t in zip(strides, trips))
+            base, strides, trips, starts = walk_geometry(w, blk, lo, pext, perm, groups=True)
+            low = base + min(starts) + sum(min(0, s * (t - 1)) for s, t in zip(strides, trips))
             high = base + sum(max(0, s * (t - 1)) for s, t in zip(strides, trips))
             m_lo, m_hi = out.get(w.operand, (0, 0))
             out[w.operand] = (max(m_lo, -low), max(m_hi, high - (math.prod(pext) - 1)))
@@ -1084,10 +1098,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         for w in walks:
             lo, pext, perm = regions[(w.operand, tuple(blk.tiles[i][1] for i in dep[w.operand]))][1:]
             rel, strides, trips, starts = walk_geometry(w, blk, lo, pext, perm, groups=True)
-            for g, off in enumerate(starts[1:], 1):      # the lane map's runs, past lane 0's position
-                if off < 0:
-                    _refuse(f"dataflows.{df.name}", f"port {w.port}: lanes on several array axes whose run starts "
-                            f"before lane 0's position (a negative address offset) are not supported")
+            for g, off in enumerate(starts[1:], 1):      # the lane map's runs, from lane 0's (signed_group_offsets)
+                if off < 0 and not signed_group_offsets(compiled, w.operand):    # a guard (none seen)
+                    _refuse(f"dataflows.{df.name}", f"port {w.port}: lane group {g}'s run starts {-off} positions "
+                            f"before lane 0's, but its command field {w.port}_group{g} is unsigned in this design "
+                            f"({w.operand} has no lane leads and no negative index coefficient); map the lane axes so "
+                            "that lane 0 is the FU with the lowest coordinates", off)
                 row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
@@ -1430,7 +1446,9 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
         if w.row_level is not None:
             S.append((f"{w.port}_row_last", w.rows.bit_length()))
         S += [(f"{w.port}_row_last@{rl}", n.bit_length()) for _tl, rl, n in w.row_masks]
-        S += [(f"{w.port}_group{g}", pb) for g in range(1, w.groups)]
+        sg = signed_group_offsets(comp, w.operand)     # a group's run may start below lane 0's: one bit wider
+        S += [(f"{w.port}_group{g}", pb + sg) for g in range(1, w.groups)]
+        signed |= {f"{w.port}_group{g}" for g in range(1, w.groups) if sg}
         S += [(f"{w.port}_lane_last@{a}", n.bit_length()) for _tl, a, n, _cs in w.lane_masks]
     return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
                             comp.design.name, comp.dataflow.name, frozenset(signed))

@@ -173,6 +173,7 @@ CONV_2X2 = {**CONV, "k": "2*t_k + s0", "p": "2*t_p + s1"}
 SEVERAL = {"n": "t_n", "k": "t_k", "p": "3*t_p + s0", "q": "2*t_q + s1", "c": "t_c", "r": "t_r - s0", "s": "t_s - s1"}
 SEVERAL_B = {"n": 1, "k": 3, "p": 4, "q": 3, "c": 2, "r": 3, "s": 2}
 CONV1 = "O[p] += I[p+r] * W[r+c]"
+TWO_LEADS = {**CONV, "r": "t_r - 2*s1", "s": "t_s - 2*s1"}
 SMALL = {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}
 OWN_CASES = [
     pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, 196, id="3x2"),
@@ -224,6 +225,10 @@ def test_maps_own_schedule_with_bubbles_and_stalls_on_verilator(seed):
 # model cycles (sim/layer_model), DRAM bytes RTL == model. ``cycles`` pins the figures docs/dataflows.md reports.
 OWN_MEMORY_CASES = [
     pytest.param(lambda: _own((3, 2), CONV, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395, id="3x2"),
+    # r and s skewed by 2*s1: every lane leads on both loops, so a lane-map group's run starts below lane 0's (I's by
+    # 4 positions, W's at -4 and -2): signed group offsets (memctl.signed_group_offsets; refused until 2026-12-06)
+    pytest.param(lambda: _own((3, 2), TWO_LEADS, CONV_ORDER[:4] + ["r", "c", "s"], ["r", "c", "s"], control=[0, 1]),
+                 {"n": 2, "k": 2, "p": 1, "q": 2, "c": 1, "r": 2, "s": 1}, 1, None, 249, id="3x2-two-leads"),
     pytest.param(lambda: _own((3, 2), SEVERAL, CONV_ORDER, CONV_INNER), SEVERAL_B, 3, None, 566, id="3x2-several-skews",
                  marks=pytest.mark.slow),
     pytest.param(lambda: _own((2, 3), CONV_2X3, CONV_ORDER, CONV_INNER), SMALL, 5, None, 298, id="2x3",
@@ -276,7 +281,12 @@ def _random_own_layer(rng):
     mp = {**CONV, "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
           "r": f"t_r {skew}"}
     design = _own(shape, mp, CONV_ORDER[:4] + inner, inner, control=[rng.randint(0, 1), rng.randint(0, 1)])
-    bounds = {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 7, 2, 2, 4, 3))}
+    return _random_command(rng, design, {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 7, 2, 2, 4, 3))})
+
+
+def _random_command(rng, design, bounds):
+    """(design, bounds, tile, order): half the time the planner's command (None, None), else chunks of some inner
+    loops in any order."""
     df = design.dataflow()
     if rng.random() < 0.5:
         return design, bounds, None, None
@@ -291,14 +301,47 @@ def test_random_maps_own_schedule_through_the_memory_system(case):
     included): outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model. A random command the partial-sum
     policy refuses (``memory.partial_sums_through_dram``, not this schedule's) runs as the planner's instead."""
     import random
+    _verify_random_layer(*_random_own_layer(random.Random(1000 + case)), case)
+
+
+def _verify_random_layer(design, bounds, tile, order, seed):
+    """Outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model; a command the partial-sum policy refuses
+    (``memory.partial_sums_through_dram``, not this schedule's) runs as the planner's instead."""
     from archgen.arch.errors import SpecError
     from archgen.verif.layer_check import verify_layer
-    design, bounds, tile, order = _random_own_layer(random.Random(1000 + case))
     try:
-        res = verify_layer(design, bounds, seed=case, tile=tile, order=order)
+        res = verify_layer(design, bounds, seed=seed, tile=tile, order=order)
     except SpecError as e:
         assert e.problems[0].path == "memory.partial_sums_through_dram", e
-        res = verify_layer(design, bounds, seed=case)
+        res = verify_layer(design, bounds, seed=seed)
     assert res.outputs_exact, (bounds, tile, order, res.detail)
     assert res.rtl_cycles == res.model_cycles
     assert res.detail["rtl_dram_bytes"] == res.dram_bytes
+
+
+def _random_several_layer(rng):
+    """A random ``schedule: map`` convolution with r and s both skewed (H125's memory sweep: every lane leads on two
+    loops, so most lane-map groups start below lane 0's) on 1..3 x 2..3, and half the time an explicit command."""
+    import itertools
+    shape = (rng.randint(1, 3), rng.randint(2, 3))
+
+    def skew(loop):
+        while True:
+            sigma = (rng.randint(0, 1) if shape[0] > 1 else 0, rng.randint(0, 2))
+            if any(sigma):
+                return f"t_{loop} " + " ".join(f"- {v}*s{a}" for a, v in enumerate(sigma) if v)
+    inner = list(list(itertools.permutations(CONV_INNER))[rng.randrange(6)])
+    mp = {**CONV, "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
+          "r": skew("r"), "s": skew("s")}
+    design = _own(shape, mp, CONV_ORDER[:4] + inner, inner, control=[rng.randint(0, 1), rng.randint(0, 1)])
+    return _random_command(rng, design, {d: rng.randint(1, n) for d, n in zip(CONV_ORDER, (2, 5, 6, 2, 2, 3, 3))})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(8))
+def test_random_several_skews_through_the_memory_system(case):
+    """H125's memory sweep (seeds 2000-2007; 7 of 8 were refused by the lane-map guard before signed group offsets):
+    outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model. A random command the partial-sum policy
+    refuses runs as the planner's instead."""
+    import random
+    _verify_random_layer(*_random_several_layer(random.Random(2000 + case)), case)
