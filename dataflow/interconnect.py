@@ -32,7 +32,7 @@ from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
 from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops,
-                                     row_pads)
+                                     row_lead, row_pads)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -600,11 +600,6 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     elif dep:
         why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
                "is built for an output accumulated in place over the tile")
-    else:
-        early = [d for d, sv in skews.items() if any(c > 0 for c in sv.values())]
-        if early:
-            why = (f"the skew of t_{early[0]} runs some FUs early (a positive FU coefficient); the rows are padded "
-                   "for lags")
     if why is not None:
         raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
                                  df.schedule)])
@@ -612,9 +607,12 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     exprs = []
     for d in design.operation.dims:
         a = next((a for a, dd in spatial.items() if dd == d), None)
-        terms = ({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}} if d in skews
-                 else {time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1})
-        exprs.append(AffineExpr.of(terms))
+        if d in skews:      # FUs a positive coefficient runs early start the row ``row_lead`` positions sooner
+            sigma = [-skews[d].get(b, 0) for b in range(len(shape))]
+            exprs.append(AffineExpr.of({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}},
+                                       -row_lead(sigma, shape)))
+        else:
+            exprs.append(AffineExpr.of({time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1}))
     own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                               inner=inner if df.inner is not None else None, stt=None)
@@ -623,7 +621,7 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
         return own
     for loop, h in halo.items():
         i = design.operation.dims.index(loop)
-        exprs[i] = AffineExpr.of(dict(exprs[i].terms), -h)
+        exprs[i] = AffineExpr.of(dict(exprs[i].terms), exprs[i].const - h)
     return dataclasses.replace(own, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
 
 
