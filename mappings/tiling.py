@@ -56,10 +56,10 @@ class RowPad:
     """The map's own schedule of a skew on the inner loop ``loop`` (``dataflows.X.schedule: map``, the map row
     ``loop: "t_loop - sigma.s"``): each row of ``loop`` is issued as L + ``span`` positions and FU s runs iteration
     pos - offset(s) at position pos, offset(s) = halo + early + sigma.s, so its products are masked outside
-    offset(s) <= pos < L + offset(s) (the controller's per-offset flags). A lag (sigma_a > 0) delays the FUs further
-    along axis a; a lead (sigma_a < 0, a positive FU coefficient: ``t_r + s0``) is the lag of the axis read backwards,
-    so every row starts ``early`` = the largest -sigma.s positions sooner for the FUs that lag least, and the FUs
-    that run earliest start at position halo."""
+    offset(s) <= pos < L + offset(s) (the controller's per-offset flags). A lag (sigma_a > 0, ``t_r - s0``) runs the
+    FUs further along axis a later; a lead (sigma_a < 0, a positive FU coefficient: ``t_r + s0 - 2`` on 3 rows) runs
+    them earlier: it is the lag of axis a read backwards, so FU 0 starts ``early`` (the largest -sigma.s) positions
+    after the FUs that run earliest, which start at position ``halo``."""
 
     loop: str
     sigma: tuple[int, ...]       # per array axis
@@ -82,7 +82,7 @@ class RowPad:
 
 def row_lead(sigma, shape) -> int:
     """The largest -sigma.s over an array of ``shape``: how many positions of a row the FUs that a map's positive FU
-    coefficients (sigma_a < 0) run ahead of FU 0; the map's own schedule starts every row that much sooner."""
+    coefficients (sigma_a < 0) run early are ahead of FU 0 (0 for lags only); :class:`RowPad`'s ``early``."""
     return sum(max(0, -v) * (e - 1) for v, e in zip(sigma, shape))
 
 
