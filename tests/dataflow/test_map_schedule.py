@@ -489,3 +489,27 @@ def test_random_several_skews_with_positive_coefficients_in_amaranth(count):
         design, b = _several_skews_case(rng, leads=True)
         res = verify_array_amaranth(design, b, seed=t)
         assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
+
+
+TRUE_CONV = "O[n,k,p,q] += I[n,c,p-r,q-s] * W[k,c,r,s]"
+
+
+@pytest.mark.parametrize("shape,r,lanes,compressed", [
+    ((1, 4), "t_r + s1 - 3", {"I": 1, "W": 1}, {"I": 4, "W": 1}),
+    ((3, 2), "t_r - s0 + s1 - 1", {"I": 1, "W": 3}, {"I": 2, "W": 3}),
+    ((2, 3), "t_r - s0 + s1 - 2", {"I": 1, "W": 2}, {"I": 3, "W": 2}),
+    ((3, 2), "t_r - s0 - s1", {"I": 2, "W": 3}, {"I": 2, "W": 3}),      # the lag along p: I's index moves by 2
+])
+def test_a_true_convolution_reuses_its_input_through_a_lead(shape, r, lanes, compressed):
+    """``I[p - r]``: a hop toward higher p reads the same I element one r later only when r grows with s1, a positive
+    coefficient along p's axis (the mirror of ``I[p + r]``, whose lag gives the wire). The lead gives I one lane where
+    the compressed build takes one per column and the lag none fewer; exact in Amaranth."""
+    mp = {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1", "q": "t_q",
+          "c": "t_c", "r": r, "s": "t_s"}
+    design = _spec(TRUE_CONV, shape, mp, CONV_ORDER, ["c", "r", "s"])
+    cost = skew_lane_cost(design, design.dataflows[0])
+    assert {p.name: p.n_lanes for p in derive_interconnect(design).inputs} == dict(cost.literal) == lanes
+    assert dict(cost.compressed) == compressed
+    res = verify_array_amaranth(design, SMALL_B, seed=4)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
