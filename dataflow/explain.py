@@ -332,9 +332,9 @@ def _offset_text(pads) -> str:
 
 def _early_text(pads) -> str:
     """Where a positive FU coefficient runs some FUs early: how far each row starts sooner for them."""
-    early = [f"t_{pad.loop} by {pad.early}" for pad in pads if pad.early]
-    return (f"; a positive FU coefficient runs some FUs early, so the rows start sooner for them ({', '.join(early)} "
-            "position(s): o = halo + that lead)") if early else ""
+    early = [f"of t_{pad.loop} {pad.early} position(s)" for pad in pads if pad.early]
+    return (f"; a positive FU coefficient runs some FUs early: the earliest FU starts each row {' and '.join(early)} "
+            "before FU 0 (o = halo + that lead)") if early else ""
 
 
 def _move_text(r, order) -> str:

@@ -444,7 +444,7 @@ def test_explain_names_the_lead_and_the_moves_it_cannot_build():
     from archgen.dataflow.explain import explain
     text = "\n".join(explain(_conv((3, 2), sigma=(-1, -1))))
     assert "FU s masked outside its own positions 3 + sigma.s .. 3 + sigma.s + L - 1; a positive FU coefficient runs " \
-           "some FUs early, so the rows start sooner for them (t_r by 3 position(s)" in text
+           "some FUs early: the earliest FU starts each row of t_r 3 position(s) before FU 0" in text
     assert "FU s runs iteration pos - (3 + sigma.s) at row position pos" in text
     assert "sigma.s x D array steps late (early where sigma.s < 0: a positive FU coefficient)" in text
     text = "\n".join(explain(_conv((3, 2), sigma=(-1, -1), control=[1, 1])))
