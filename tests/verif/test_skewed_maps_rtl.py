@@ -332,11 +332,8 @@ LEAD_CASES = [
 
 @pytest.mark.parametrize("make,bounds,seed,cycles", LEAD_CASES)
 def test_positive_fu_coefficients_on_verilator(make, bounds, seed, cycles):
-    res = verify_array(make(), bounds, seed=seed)
-    assert res.outputs_exact, res.detail
-    assert res.rtl_cycles == res.model_cycles
-    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
-    assert cycles is None or res.rtl_cycles == cycles
+    """The checks of ``test_maps_own_schedule_on_verilator`` on these maps."""
+    test_maps_own_schedule_on_verilator(make, bounds, seed, cycles)
 
 
 LEAD_MEMORY_CASES = [
@@ -360,12 +357,5 @@ LEAD_MEMORY_CASES = [
 @pytest.mark.slow
 @pytest.mark.parametrize("make,bounds,seed,plan,cycles", LEAD_MEMORY_CASES)
 def test_positive_fu_coefficients_through_the_memory_system(make, bounds, seed, plan, cycles):
-    from archgen.verif.layer_check import verify_layer
-    tile, order = plan or (None, None)
-    res = verify_layer(make(), bounds, seed=seed, tile=tile, order=order)
-    assert res.outputs_exact, res.detail
-    assert res.rtl_cycles == res.model_cycles
-    assert res.detail["rtl_dram_bytes"] == res.dram_bytes
-    assert res.ok, res.detail
-    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles, DRAM bytes {res.dram_bytes}")
-    assert res.rtl_cycles == cycles
+    """The checks of ``test_maps_own_schedule_through_the_memory_system`` (DRAM bytes RTL == model included)."""
+    test_maps_own_schedule_through_the_memory_system(make, bounds, seed, plan, cycles)
