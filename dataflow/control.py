@@ -335,7 +335,8 @@ def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[st
     steps, so the issuer's timing holds.
 
     ``offsets`` (the map's own schedule, mappings/tiling.py ``RowPad``: ``halo`` is the skew's span): one flag per
-    distinct sigma.s = k instead, set outside the FU's own positions k <= pos < L + k; returns {k: flag}. ``padded``:
+    distinct offset k = halo + early + sigma.s instead, set outside the FU's own positions k <= pos < L + k; returns
+    {k: flag}. ``padded``:
     the positions each padded loop of ``after`` adds to its rows (several skewed loops), so its wrap is at L + span."""
     pos = hdl.Signal(TRIP_BITS, name=f"halo_pos_{loop}")
     if offsets is None:

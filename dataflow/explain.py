@@ -160,8 +160,9 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
     lines = []
     for sk in skews:
         trips = " x ".join(f"trips of t_{d}" for d in sk.after)
+        late = "late (early where sigma.s < 0: a positive FU coefficient)" if min(sk.sigma) < 0 else "late"
         lines.append(f"  skew of t_{sk.loop} by FU coordinates (sigma = {list(sk.sigma)}) with loop(s) {', '.join(sk.after)} "
-                     f"after it: under the map FU s runs sigma.s iterations of t_{sk.loop} = sigma.s x D array steps late, "
+                     f"after it: under the map FU s runs sigma.s iterations of t_{sk.loop} = sigma.s x D array steps {late}, "
                      f"D = {trips} = {sk.steps_per_iteration(design, df, ref)} at the reference bounds (a run-time number)")
     axes = sorted({a for sk in skews for a, v in enumerate(sk.sigma) if v and design.shape[a] > 1})
     lines.append("  the map's own connections between neighbours along the skewed axes (A_X M [dt; ds] = 0 on the map, "
@@ -176,9 +177,10 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
     if tiled.schedule == "map":
         pads = row_pads(design, tiled)
         rows = " and of ".join(f"t_{pad.loop}" for pad in pads)
+        first = _offset_text(pads)
         lines.append(f"  built as the map's own schedule (schedule: map), control c = {list(tiled.control)}: each row of "
-                     f"{rows} padded by the skew's span, FU s masked outside its own positions sigma.s .. "
-                     "sigma.s + L - 1" + (" of any of them" if len(pads) > 1 else "")
+                     f"{rows} padded by the skew's span, FU s masked outside its own positions {first} .. "
+                     f"{first} + L - 1" + (" of any of them" if len(pads) > 1 else "") + _early_text(pads)
                      + ", the map's wires and FIFOs (derived connections below)")
     else:
         lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and "
@@ -307,13 +309,32 @@ def _delay_connection_lines(fg) -> list[str]:
         stride = math.prod(trips[d] + spans.get(d, 0) for d in after)
         unit = "step(s)" if not after else f"iteration(s) of t_{loop} ({stride} steps each at the reference bounds)"
         if df.schedule == "map":
+            first = _offset_text([pad for pad in row_pads(design, df) if pad.loop == loop])
+            first = f"({first})" if "+" in first else first
             lines.append(f"    padding: each row of t_{loop} runs {halo} {unit} more than the loop's trips; FU s runs "
-                         f"iteration pos - sigma.s at row position pos and its products are masked outside "
-                         f"0 <= pos - sigma.s < trips of t_{loop}; memory-fed input lanes: {memory_fed}")
+                         f"iteration pos - {first} at row position pos and its products are masked outside "
+                         f"0 <= pos - {first} < trips of t_{loop}; memory-fed input lanes: {memory_fed}")
         else:
             lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products "
                          f"are masked; memory-fed input lanes: {memory_fed}")
     return lines
+
+
+def _offset_text(pads) -> str:
+    """FU s's first row position under the map's own schedule (mappings/tiling.py ``RowPad.offset``): sigma.s, plus a
+    constant o = halo + early where the rows have a halo or FUs that a positive coefficient runs early."""
+    if all(pad.halo + pad.early == 0 for pad in pads):
+        return "sigma.s"
+    if len(pads) > 1:
+        return "o_l + sigma_l.s"
+    return f"{pads[0].halo + pads[0].early} + sigma.s"
+
+
+def _early_text(pads) -> str:
+    """Where a positive FU coefficient runs some FUs early: how far each row starts sooner for them."""
+    early = [f"of t_{pad.loop} {pad.early} position(s)" for pad in pads if pad.early]
+    return (f"; a positive FU coefficient runs some FUs early: the earliest FU starts each row {' and '.join(early)} "
+            "before FU 0 (o = halo + that lead)") if early else ""
 
 
 def _move_text(r, order) -> str:

@@ -69,8 +69,8 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
             x[:, :, k] = design.shape[a] * outer[d] + coords[None, :, a]
         elif d in inner:
             x[:, :, k] = inner_vals[:, None, inner.index(d)]
-            if d in pads:        # FU s runs row position pos of a padded loop as iteration pos - h_l - sigma_l.s
-                x[:, :, k] -= coords @ np.array(pads[d].sigma, dtype=np.int64) + pads[d].halo
+            if d in pads:        # FU s runs row position pos of a padded loop as iteration pos - offset_l(s)
+                x[:, :, k] -= np.array([pads[d].offset(s) for s in coords.tolist()], dtype=np.int64)
         else:
             x[:, :, k] = outer[d]
     return x

@@ -31,8 +31,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
-from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, delay_axes, delay_halo, fifo_depth_loops,
-                                     row_pads)
+from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, RowPad, delay_axes, delay_halo, fifo_depth_loops,
+                                     row_lead, row_pads)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -584,10 +584,14 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
 def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: dict[str, dict[int, int]],
                   inner: tuple[str, ...]) -> Dataflow:
     """``schedule: map``: the map's own schedule of its skews on inner loops, as a tiled dataflow that keeps the map's
-    rows ``l = t_l - sigma_l.s`` and the control vector as written (mappings/tiling.py ``row_pads``: rows of each l
-    padded by its skew's span, FU s masked outside its own L positions of any of them; the reuse analysis of the map
-    gives the wires and FIFOs). Built for skews on loops inside the tile and an output accumulated in place over the
-    tile (the padded positions then only add masked products); anything else is refused, naming the field."""
+    rows ``l = t_l - sigma_l.s - early_l`` and the control vector as written (mappings/tiling.py ``row_pads``: rows of
+    each l padded by its skew's span, FU s masked outside its own L positions of any of them; the reuse analysis of the
+    map gives the wires and FIFOs). A positive FU coefficient (sigma_a < 0, ``r: "t_r + s0 - 2"``) runs FUs further
+    along axis a earlier: it is the lag of axis a read backwards, so the row keeps the map's constant as the lead of
+    the earliest FU, early_l = the largest -sigma_l.s (``row_lead``; a map's constant below it only adds idle rows and
+    is dropped, as the compressed build drops it), and the map's reuse moves run toward lower coordinates of a.
+    Built for skews on loops inside the tile and an output accumulated in place over the tile (the padded positions
+    then only add masked products); anything else is refused, naming the field."""
     out = design.operation.output
     why = None
     dep = [d for d in inner if out.uses(d)]
@@ -600,11 +604,6 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     elif dep:
         why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
                "is built for an output accumulated in place over the tile")
-    else:
-        early = [d for d, sv in skews.items() if any(c > 0 for c in sv.values())]
-        if early:
-            why = (f"the skew of t_{early[0]} runs some FUs early (a positive FU coefficient); the rows are padded "
-                   "for lags")
     if why is not None:
         raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
                                  df.schedule)])
@@ -612,9 +611,12 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     exprs = []
     for d in design.operation.dims:
         a = next((a for a, dd in spatial.items() if dd == d), None)
-        terms = ({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}} if d in skews
-                 else {time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1})
-        exprs.append(AffineExpr.of(terms))
+        if d in skews:      # FUs a positive coefficient runs early start the row ``row_lead`` positions sooner
+            sigma = [-skews[d].get(b, 0) for b in range(len(shape))]
+            exprs.append(AffineExpr.of({time_var(d): 1, **{space_var(b): c for b, c in skews[d].items()}},
+                                       -row_lead(sigma, shape)))
+        else:
+            exprs.append(AffineExpr.of({time_var(d): 1} if a is None else {time_var(d): shape[a], space_var(a): 1}))
     own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                               inner=inner if df.inner is not None else None, stt=None)
@@ -623,7 +625,7 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
         return own
     for loop, h in halo.items():
         i = design.operation.dims.index(loop)
-        exprs[i] = AffineExpr.of(dict(exprs[i].terms), -h)
+        exprs[i] = AffineExpr.of(dict(exprs[i].terms), exprs[i].const - h)
     return dataclasses.replace(own, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
 
 
@@ -631,9 +633,9 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
 def _row_halo(design: Design, own: Dataflow) -> dict[str, int]:
     """The halo the map's own schedule ``own`` needs at the start of each row of each padded loop l: FU v, f_l FIFOs
     of loop l behind its lane's root, reads at row position pos_l what the root streamed at pos_l - f_l, and its
-    products are masked below pos_l = sigma_l.s(v); max(f_l - sigma_l.s) over every FU of every input (0 when each
-    FIFO's receiver runs one position later than its sender, as on the convolution maps of docs/dataflows.md). The
-    lane trees do not depend on it."""
+    products are masked below pos_l = offset_l(v) (early_l + sigma_l.s(v), mappings/tiling.py ``RowPad``);
+    max(f_l - offset_l) over every FU of every input (0 when each FIFO's receiver runs one position later than its
+    sender, as on the convolution maps of docs/dataflows.md, leads or lags). The lane trees do not depend on it."""
     fg = _derive(design, own, (), (), design.operation.inputs)
     pads = row_pads(design, own)
     loop_of = {(a.operand, a.axis): a.loop for a in delay_axes(design, own)}
@@ -854,7 +856,7 @@ def skew_lane_cost(design: Design, df: Dataflow) -> SkewLaneCost | None:
         tree = minimum_spanning_arborescence(cand, attr="weight")
         literal[name] = len(list(tree.successors(root)))
     (sk,) = skews
-    span = max(sum(v * (e - 1) for v, e in zip(sk.sigma, shape) if v > 0), 0)
+    span = RowPad(sk.loop, sk.sigma).span(shape)      # a lead (sigma_a < 0) pads the row as a lag does
     return SkewLaneCost(sk.loop, MappingProxyType(literal), MappingProxyType(compressed), span)
 
 

@@ -24,7 +24,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
 __all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops", "fifo_steps",
-           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_pads"]
+           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_lead", "row_pads"]
 
 
 MEMORY_PORT_COST = 1000      # the arborescence's cost of one memory lane (a register hop or a wire costs ~10)
@@ -55,31 +55,42 @@ class DelayAxis:
 class RowPad:
     """The map's own schedule of a skew on the inner loop ``loop`` (``dataflows.X.schedule: map``, the map row
     ``loop: "t_loop - sigma.s"``): each row of ``loop`` is issued as L + ``span`` positions and FU s runs iteration
-    pos - sigma.s at position pos, so its products are masked outside sigma.s <= pos < L + sigma.s (the controller's
-    per-offset flags). ``span`` = the largest sigma.s (every sigma_a >= 0: the map's check leaves no other skew)."""
+    pos - offset(s) at position pos, offset(s) = halo + early + sigma.s, so its products are masked outside
+    offset(s) <= pos < L + offset(s) (the controller's per-offset flags). A lag (sigma_a > 0, ``t_r - s0``) runs the
+    FUs further along axis a later; a lead (sigma_a < 0, a positive FU coefficient: ``t_r + s0 - 2`` on 3 rows) runs
+    them earlier: it is the lag of axis a read backwards, so FU 0 starts ``early`` (the largest -sigma.s) positions
+    after the FUs that run earliest, which start at position ``halo``."""
 
     loop: str
     sigma: tuple[int, ...]       # per array axis
     halo: int = 0                # positions every FU waits at each row's start: FIFOs fill (``_map_schedule``)
+    early: int = 0               # the largest -sigma.s: how far the earliest FU runs ahead of FU 0
 
     def offset(self, coord) -> int:
-        """halo + sigma.s: the positions FU ``coord`` runs late in every row of ``loop``."""
-        return self.halo + sum(v * c for v, c in zip(self.sigma, coord))
+        """halo + early + sigma.s: the positions FU ``coord`` runs late in every row of ``loop``."""
+        return self.halo + self.early + sum(v * c for v, c in zip(self.sigma, coord))
 
     def span(self, shape) -> int:
-        """Positions a row of ``loop`` runs beyond its L iterations: the halo plus the largest sigma.s."""
-        return self.halo + sum(v * (e - 1) for v, e in zip(self.sigma, shape))
+        """Positions a row of ``loop`` runs beyond its L iterations: the halo plus the largest offset difference
+        between two FUs (the sum of abs(sigma_a) (extent - 1))."""
+        return self.halo + sum(abs(v) * (e - 1) for v, e in zip(self.sigma, shape))
 
     def offsets(self, shape) -> tuple[int, ...]:
-        """The distinct sigma.s over the array, ascending (one mask flag each)."""
+        """The distinct offsets over the array, ascending (one mask flag each)."""
         return tuple(sorted({self.offset(s) for s in itertools.product(*[range(e) for e in shape])}))
+
+
+def row_lead(sigma, shape) -> int:
+    """The largest -sigma.s over an array of ``shape``: how many positions of a row the FUs that a map's positive FU
+    coefficients (sigma_a < 0) run early are ahead of FU 0 (0 for lags only); :class:`RowPad`'s ``early``."""
+    return sum(max(0, -v) * (e - 1) for v, e in zip(sigma, shape))
 
 
 def row_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
     """The :class:`RowPad` of each skewed row of a compiled ``schedule: map`` dataflow (its tiled rows and the map's
-    skewed rows of inner loops, ``t_l - sigma_l.s - h_l``), in the tile's loop order; () for every other dataflow.
-    The padded loops are independent: FU s runs iteration pos_l - h_l - sigma_l.s of each at row positions pos, and
-    its product is masked when any of them is outside its L positions."""
+    skewed rows of inner loops, ``t_l - sigma_l.s - early_l - h_l``), in the tile's loop order; () for every other
+    dataflow. The padded loops are independent: FU s runs iteration pos_l - offset_l(s) of each at row positions pos,
+    and its product is masked when any of them is outside its L positions."""
     if df.schedule != "map" or df.spatial is None or df.ts_map is None:
         return ()
     axis_of = df.axis_of
@@ -87,7 +98,8 @@ def row_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
     for d, e in zip(design.operation.dims, df.ts_map.exprs):
         sigma = tuple(-e.coeff(f"s{a}") for a in range(len(design.shape)))
         if d not in axis_of and any(sigma):
-            pads[d] = RowPad(d, sigma, -e.const)
+            early = row_lead(sigma, design.shape)
+            pads[d] = RowPad(d, sigma, -e.const - early, early)
     return tuple(pads[d] for d in df.inner_dims() if d in pads)
 
 

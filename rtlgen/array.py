@@ -81,7 +81,7 @@ class ArrayTop(wiring.Component):
         self.fg = compiled.fu_graph
         self.timing = compiled.timing
         self.schedule = compiled.schedule
-        # the map's own schedule of skews inside the tile (``schedule: map``): products masked per FU (sigma_l.s)
+        # the map's own schedule of skews inside the tile (``schedule: map``): products masked per FU (offset_l(s))
         self._pads = row_pads(compiled.design, compiled.dataflow)
         self._pad_offsets = {p.loop: p.offsets(compiled.design.shape) for p in self._pads}
         super().__init__(port_members(compiled.ports, compiled.command))
@@ -142,7 +142,7 @@ class ArrayTop(wiring.Component):
                      line["final"][0].eq(iss.final)]
         inner, spans = self.compiled.dataflow.inner_dims(), dict(self.fg.halo)
         for loop, halo in self.fg.halo:
-            if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct sigma_l.s
+            if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct offset
                 flags = halo_hw(m, hdl, cmd, iss.issue, loop, halo, inner[inner.index(loop) + 1:],
                                 self._pad_offsets[loop], spans)
                 m.d.comb += [line[f"pad_{loop}_{k}"][0].eq(f) for k, f in flags.items()]

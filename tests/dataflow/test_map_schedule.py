@@ -28,11 +28,18 @@ def _spec(op, shape, mp, order, inner, schedule="map", control=None, clock=None,
     return load_spec_data(data | ({"clock_mhz": clock} if clock else {}))
 
 
+def _skewed_row(loop, sigma, shape):
+    """``t_loop - sigma.s``; a negative sigma_a is a positive FU coefficient (FUs further along axis a run earlier),
+    whose map starts at the constant -(the largest -sigma.s) so that every iteration from 0 runs."""
+    terms = [f"{'-' if v > 0 else '+'} {abs(v)}*s{a}" for a, v in enumerate(sigma) if v and shape[a] > 1]
+    early = sum(-v * (shape[a] - 1) for a, v in enumerate(sigma) if v < 0)
+    return " ".join([f"t_{loop}"] + terms + ([f"- {early}"] if early else []))
+
+
 def _conv_map(shape, sigma=(1, 1)):
     """The convolution with k on axis 0 and p on axis 1 (1-D arrays: p on axis 1), r skewed by sigma.s."""
-    skew = " ".join(f"- {v}*s{a}" for a, v in enumerate(sigma) if v and shape[a] > 1)
     return {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k",
-            "p": f"{shape[1]}*t_p + s1", "q": "t_q", "c": "t_c", "r": f"t_r {skew}", "s": "t_s"}
+            "p": f"{shape[1]}*t_p + s1", "q": "t_q", "c": "t_c", "r": _skewed_row("r", sigma, shape), "s": "t_s"}
 
 
 def _conv(shape, schedule="map", inner=("c", "r", "s"), sigma=(1, 1), **kw):
@@ -212,16 +219,26 @@ def test_command_line_builds_it_with_the_memory_system(tmp_path):
     assert (manifest["buffers"]["I"]["copies"], manifest["buffers"]["W"]["copies"]) == (1, 3)
 
 
-def _random_case(rng):
-    """A random ``schedule: map`` convolution: array shape (1xN included), skew sigma per axis (0 to 2 on axes of
-    extent > 1, one at least), control vector, order of the tile's loops, clock, bounds and seed."""
+def _random_sigma(rng, shape, leads):
+    """A skew per axis (0 on axes of extent 1, one at least not 0): 0 to 2 (lags), or with ``leads`` -2 to 2 with
+    one at least negative (a positive FU coefficient; the other axis a lead, a lag or none)."""
+    if not leads:
+        sigma = (int(rng.integers(0, 3)) if shape[0] > 1 else 0, int(rng.integers(0, 3)))
+        return sigma if any(sigma) else (0, 1)
+    while True:
+        sigma = tuple(int(rng.integers(-2, 3)) if e > 1 else 0 for e in shape)
+        if min(sigma) < 0:
+            return sigma
+
+
+def _random_case(rng, leads=False):
+    """A random ``schedule: map`` convolution: array shape (1xN included), skew sigma per axis (``_random_sigma``),
+    control vector (0 or 1 per axis; -1 to 1 with ``leads``), order of the tile's loops, clock, bounds and seed."""
     import itertools
     shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
-    sigma = (int(rng.integers(0, 3)) if shape[0] > 1 else 0, int(rng.integers(0, 3)))
-    if not any(sigma):
-        sigma = (0, 1)
+    sigma = _random_sigma(rng, shape, leads)
     inner = list(itertools.permutations(["c", "r", "s"]))[int(rng.integers(6))]
-    control = [int(rng.integers(0, 2)), int(rng.integers(0, 2))]
+    control = [int(rng.integers(-1 if leads else 0, 2)), int(rng.integers(-1 if leads else 0, 2))]
     design = _conv(shape, sigma=sigma, inner=inner, control=control, clock=int(rng.choice([500, 1500])))
     b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 6)), "p": int(rng.integers(1, 8)),
          "q": int(rng.integers(1, 3)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 5)),
@@ -339,12 +356,15 @@ def test_an_fu_is_masked_when_any_of_its_loops_is_outside_its_positions(monkeypa
         assert not verify_array_amaranth(design, SEVERAL_B, seed=3).outputs_exact
 
 
-def _several_skews_case(rng):
+def _several_skews_case(rng, leads=False):
     """A random convolution on a random 2-D array with two or three of c, r, s skewed along random axes (sigma up to
-    2 per axis), a random order of the tile's loops, control vector, clock and bounds."""
+    2 per axis; with ``leads`` each skew has a positive FU coefficient, ``_random_sigma``), a random order of the
+    tile's loops, control vector, clock and bounds."""
     shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
 
     def skewed(loop):
+        if leads:
+            return _skewed_row(loop, _random_sigma(rng, shape, True), shape)
         sigma = (0, 0)
         while not any(sigma):
             sigma = tuple(int(rng.integers(0, 3)) if shape[a] > 1 else 0 for a in range(2))
@@ -356,8 +376,9 @@ def _several_skews_case(rng):
     inner = [str(d) for d in rng.permutation(["c", "r", "s"])]
     b = {"n": 1, "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)), "q": int(rng.integers(1, 3)),
          "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)), "s": int(rng.integers(1, 4))}
+    low = -1 if leads else 0
     design = _spec(CONV_OP, shape, mp, CONV_ORDER[:4] + inner, inner,
-                   control=[int(rng.integers(0, 2)), int(rng.integers(0, 2))], clock=int(rng.choice([500, 1500])))
+                   control=[int(rng.integers(low, 2)), int(rng.integers(low, 2))], clock=int(rng.choice([500, 1500])))
     return design, b
 
 
@@ -370,3 +391,125 @@ def test_random_several_skewed_loops_in_amaranth(count):
         design, b = _several_skews_case(rng)
         res = verify_array_amaranth(design, b, seed=t)
         assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
+
+
+# positive FU coefficients (H127): ``r: "t_r + s0 - 2"`` runs FUs further along axis 0 earlier, the lag of the axis read
+# backwards: every row starts ``early`` (the largest -sigma.s) positions sooner for the earliest FUs, the masks and the
+# memory lanes' leads follow the offset halo + early + sigma.s, and the map's reuse moves run toward lower coordinates
+def test_a_positive_coefficient_is_the_lag_read_backwards():
+    """3x2 with ``r: t_r + s0 + s1 - 3``: FU (2, 1) runs each row's first iteration at position 0, FU (0, 0) at 3; the
+    map's FIFOs hop toward lower coordinates (I along axis 0, W along axis 1, step -1); the rows are padded by 3, as
+    for the lag; the lanes are ``skew_lane_cost``'s count; exact in Amaranth."""
+    design = _conv((3, 2), sigma=(-1, -1))
+    compiled = compile_array(design)
+    (pad,) = row_pads(design, compiled.dataflow)
+    assert (pad.sigma, pad.halo, pad.early, pad.span((3, 2))) == ((-1, -1), 0, 3, 3)
+    assert (pad.offset((2, 1)), pad.offset((0, 0)), pad.offsets((3, 2))) == (0, 3, (0, 1, 2, 3))
+    assert {(a.operand, a.axis, a.step) for a in delay_axes(design, compiled.dataflow)} == {("I", 0, -1), ("W", 1, -1)}
+    cost = skew_lane_cost(design, design.dataflows[0])
+    assert {p.name: p.n_lanes for p in compiled.fu_graph.inputs} == dict(cost.literal) == {"I": 2, "W": 3}
+    assert map_problem(design, SMALL_B, compiled.dataflow).steps == 2 * (3 + 3) * 2 and cost.span == 3
+    res = verify_array_amaranth(design, SMALL_B, seed=5)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles == 196
+
+
+SMALL_B = {"n": 1, "k": 4, "p": 3, "q": 2, "c": 2, "r": 3, "s": 2}
+
+
+@pytest.mark.parametrize("shape,sigma,control,lanes,compressed", [
+    # mixed signs: r = t_r + s0 - s1 - 2; I reaches along axis 0 (toward lower s0) by FIFO, W along axis 1 (higher s1)
+    ((3, 2), (-1, 1), None, {"I": 1, "W": 3}, {"I": 2, "W": 3}),
+    ((2, 3), (-1, 1), [-1, 1], {"I": 1, "W": 2}, {"I": 3, "W": 2}),
+    # a lead with a control vector that runs the receivers earlier (c.ds < 0): not built, memory lanes instead
+    ((3, 2), (-1, -1), [1, 1], {"I": 6, "W": 6}, {"I": 2, "W": 3}),
+    # the same lead with the control vector reversed: the FIFOs' receivers run c.ds = 1 cycle later
+    ((3, 2), (-1, -1), [-1, -1], {"I": 2, "W": 3}, {"I": 2, "W": 3}),
+])
+def test_mixed_and_positive_coefficients_lanes_and_amaranth(shape, sigma, control, lanes, compressed):
+    design = _conv(shape, sigma=sigma, control=control)
+    cost = skew_lane_cost(design, design.dataflows[0])
+    assert {p.name: p.n_lanes for p in derive_interconnect(design).inputs} == lanes
+    assert dict(cost.compressed) == compressed
+    if control is None or min(control) < 0:         # no move toward an FU that runs earlier: the count is met
+        assert dict(cost.literal) == lanes
+    res = verify_array_amaranth(design, SMALL_B, seed=2)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+
+
+def test_explain_names_the_lead_and_the_moves_it_cannot_build():
+    """``--explain`` gives FU s's first position (early + sigma.s) and, with the control vector against the moves,
+    says the count takes moves toward FUs that run earlier and compressed is the better choice."""
+    from archgen.dataflow.explain import explain
+    text = "\n".join(explain(_conv((3, 2), sigma=(-1, -1))))
+    assert "FU s masked outside its own positions 3 + sigma.s .. 3 + sigma.s + L - 1; a positive FU coefficient runs " \
+           "some FUs early: the earliest FU starts each row of t_r 3 position(s) before FU 0" in text
+    assert "FU s runs iteration pos - (3 + sigma.s) at row position pos" in text
+    assert "sigma.s x D array steps late (early where sigma.s < 0: a positive FU coefficient)" in text
+    text = "\n".join(explain(_conv((3, 2), sigma=(-1, -1), control=[1, 1])))
+    assert "but it takes 7 lane(s) more than the compressed build and 27 more steps per tile: schedule: compressed " \
+           "is the better choice here; skew_lane_cost counts I 2, W 3 (5 in all): the count ignores the control " \
+           "vector" in text
+
+
+def test_the_per_fu_flags_zero_the_padded_positions_of_a_lead(monkeypatch):
+    """The 1-D convolution with ``r: t_r + s1 - 3`` on 1x4 (W over FIFOs toward lower s1): exact with the per-FU
+    flags, wrong without them."""
+    import archgen.rtlgen.array as array
+    design = _spec(CONV1, (1, 4), {"p": "4*t_p + s1", "r": "t_r + s1 - 3", "c": "t_c"}, ["p", "r", "c"], ["r", "c"])
+    (pad,) = row_pads(design, compile_array(design).dataflow)
+    assert (pad.early, pad.offset((0, 3)), pad.offset((0, 0))) == (3, 0, 3)
+    assert verify_array_amaranth(design, {"p": 5, "r": 3, "c": 2}, seed=3).outputs_exact
+    monkeypatch.setattr(array, "row_pads", lambda d, df: ())
+    assert not verify_array_amaranth(design, {"p": 5, "r": 3, "c": 2}, seed=3).outputs_exact
+
+
+@pytest.mark.parametrize("count", [pytest.param(6, id="6"), pytest.param(100, id="100", marks=pytest.mark.slow)])
+def test_random_positive_and_mixed_coefficients_in_amaranth(count):
+    """Random convolutions whose skew of r has a positive FU coefficient (the other axis a lead, a lag or none;
+    ``_random_case(leads=True)``: control -1 to 1 per axis): all exact, RTL == model cycles; with control 0 the lanes
+    are ``skew_lane_cost``'s count."""
+    rng = np.random.default_rng(127)
+    for _ in range(count):
+        design, b, seed = _random_case(rng, leads=True)
+        df = design.dataflows[0]
+        cost = skew_lane_cost(design, df)
+        if cost is not None and not any(df.control):
+            assert {p.name: p.n_lanes for p in derive_interconnect(design).inputs} == dict(cost.literal), df
+        res = verify_array_amaranth(design, b, seed=seed)
+        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (df.ts_map, df.control, b, seed, res.detail)
+
+
+@pytest.mark.parametrize("count", [pytest.param(4, id="4"), pytest.param(100, id="100", marks=pytest.mark.slow)])
+def test_random_several_skews_with_positive_coefficients_in_amaranth(count):
+    """Several skewed loops, each with a positive FU coefficient (``_several_skews_case(leads=True)``): all exact."""
+    rng = np.random.default_rng(1127)
+    for t in range(count):
+        design, b = _several_skews_case(rng, leads=True)
+        res = verify_array_amaranth(design, b, seed=t)
+        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
+
+
+TRUE_CONV = "O[n,k,p,q] += I[n,c,p-r,q-s] * W[k,c,r,s]"
+
+
+@pytest.mark.parametrize("shape,r,lanes,compressed", [
+    ((1, 4), "t_r + s1 - 3", {"I": 1, "W": 1}, {"I": 4, "W": 1}),
+    ((3, 2), "t_r - s0 + s1 - 1", {"I": 1, "W": 3}, {"I": 2, "W": 3}),
+    ((2, 3), "t_r - s0 + s1 - 2", {"I": 1, "W": 2}, {"I": 3, "W": 2}),
+    ((3, 2), "t_r - s0 - s1", {"I": 2, "W": 3}, {"I": 2, "W": 3}),      # the lag along p: I's index moves by 2
+])
+def test_a_true_convolution_reuses_its_input_through_a_lead(shape, r, lanes, compressed):
+    """``I[p - r]``: a hop toward higher p reads the same I element one r later only when r grows with s1, a positive
+    coefficient along p's axis (the mirror of ``I[p + r]``, whose lag gives the wire). The lead gives I one lane where
+    the compressed build takes one per column and the lag none fewer; exact in Amaranth."""
+    mp = {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1", "q": "t_q",
+          "c": "t_c", "r": r, "s": "t_s"}
+    design = _spec(TRUE_CONV, shape, mp, CONV_ORDER, ["c", "r", "s"])
+    cost = skew_lane_cost(design, design.dataflows[0])
+    assert {p.name: p.n_lanes for p in derive_interconnect(design).inputs} == dict(cost.literal) == lanes
+    assert dict(cost.compressed) == compressed
+    res = verify_array_amaranth(design, SMALL_B, seed=4)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles

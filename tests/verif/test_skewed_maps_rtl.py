@@ -345,3 +345,60 @@ def test_random_several_skews_through_the_memory_system(case):
     refuses runs as the planner's instead."""
     import random
     _verify_random_layer(*_random_several_layer(random.Random(2000 + case)), case)
+
+
+# ``schedule: map`` with positive FU coefficients (H127): ``r: "t_r + s0 - 2"`` runs FUs further along axis 0 earlier
+# (the lag read backwards: each row starts sooner for them, the map's FIFOs hop toward lower coordinates); mixed signs
+# lead along one axis and lag along the other. Outputs exact, RTL cycles == model cycles; ``cycles`` pins the figures
+# docs/dataflows.md reports. Array level (``--ideal-dram``), then through the memory system (DRAM bytes RTL == model).
+LEAD = {**CONV, "r": "t_r + s0 + s1 - 3"}
+MIXED = {**CONV, "r": "t_r + s0 - s1 - 2"}
+# the true convolution I[p - r]: a lead along p's axis gives I one lane (docs/dataflows.md "Positive FU coefficients")
+TRUE_CONV = "O[n,k,p,q] += I[n,c,p-r,q-s] * W[k,c,r,s]"
+TRUE_MIXED = {**CONV, "r": "t_r - s0 + s1 - 1"}
+TRUE_1X4 = {**CONV_1XN(4), "r": "t_r + s1 - 3"}
+LEAD_CASES = [
+    pytest.param(lambda: _own((3, 2), TRUE_MIXED, CONV_ORDER, CONV_INNER, TRUE_CONV), SMALL, 5, 196,
+                 id="3x2-true-conv-mixed"),
+    pytest.param(lambda: _own((3, 2), MIXED, CONV_ORDER, CONV_INNER), SMALL, 5, 196, id="3x2-mixed",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((3, 2), LEAD, CONV_ORDER, CONV_INNER), SMALL, 5, 196, id="3x2-lead",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), TRUE_1X4, CONV_ORDER, CONV_INNER, TRUE_CONV), SMALL, 5, 194,
+                 id="1x4-true-conv-lead", marks=pytest.mark.slow),
+    pytest.param(lambda: _own((2, 3), {**CONV_2X3, "r": "t_r + s0 - s1 - 1"}, CONV_ORDER, CONV_INNER, control=[-1, 1]),
+                 SMALL, 5, 102, id="2x3-mixed-control", marks=pytest.mark.slow),
+    pytest.param(lambda: _own((1, 4), {"p": "4*t_p + s1", "r": "t_r + s1 - 3", "c": "t_c"}, ["p", "r", "c"], ["r", "c"],
+                              CONV1), {"p": 5, "r": 3, "c": 2}, 3, 26, id="conv1-1x4-lead", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("make,bounds,seed,cycles", LEAD_CASES)
+def test_positive_fu_coefficients_on_verilator(make, bounds, seed, cycles):
+    """The checks of ``test_maps_own_schedule_on_verilator`` on these maps."""
+    test_maps_own_schedule_on_verilator(make, bounds, seed, cycles)
+
+
+LEAD_MEMORY_CASES = [
+    pytest.param(lambda: _own((3, 2), TRUE_MIXED, CONV_ORDER, CONV_INNER, TRUE_CONV), SMALL, 5, None, 395,
+                 id="3x2-true-conv-mixed"),
+    pytest.param(lambda: _own((1, 4), TRUE_1X4, CONV_ORDER, CONV_INNER, TRUE_CONV), SMALL, 5, None, 393,
+                 id="1x4-true-conv-lead"),
+    pytest.param(lambda: _own((3, 2), LEAD, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395, id="3x2-lead"),
+    pytest.param(lambda: _own((3, 2), MIXED, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395, id="3x2-mixed"),
+    pytest.param(lambda: _own((3, 2), {**CONV, "r": "t_r + s0 - 2"}, CONV_ORDER, CONV_INNER), SMALL, 5, None, 395,
+                 id="3x2-lead-halo"),
+    pytest.param(lambda: _own((1, 4), {**CONV_1XN(4), "r": "t_r + s1 - 3"}, CONV_ORDER, CONV_INNER), SMALL, 5, None, 393,
+                 id="1x4-lead"),
+    pytest.param(lambda: _own((3, 2), LEAD, CONV_ORDER, CONV_INNER), {"n": 2, "k": 5, "p": 6, "q": 3, "c": 3, "r": 4,
+                                                                     "s": 2}, 7,
+                 ({"n": 1, "k": 1, "p": 2, "q": 3, "c": 2, "r": 2, "s": 2}, tuple(CONV_ORDER)), 4764,
+                 id="3x2-lead-blocks"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make,bounds,seed,plan,cycles", LEAD_MEMORY_CASES)
+def test_positive_fu_coefficients_through_the_memory_system(make, bounds, seed, plan, cycles):
+    """The checks of ``test_maps_own_schedule_through_the_memory_system`` (DRAM bytes RTL == model included)."""
+    test_maps_own_schedule_through_the_memory_system(make, bounds, seed, plan, cycles)
