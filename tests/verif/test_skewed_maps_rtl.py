@@ -394,6 +394,15 @@ LEAD_MEMORY_CASES = [
                                                                      "s": 2}, 7,
                  ({"n": 1, "k": 1, "p": 2, "q": 3, "c": 2, "r": 2, "s": 2}, tuple(CONV_ORDER)), 4764,
                  id="3x2-lead-blocks"),
+    # leads and lags on two loops at once (H127's several-skew sweep, seeds 4002 and 4004): the lane-map groups start
+    # below lane 0's, which the memory system refused before signed group offsets (H126)
+    pytest.param(lambda: _own((3, 4), {**CONV, "p": "4*t_p + s1", "r": "t_r - s0 + 2*s1 - 6", "s": "t_s + 2*s0 + s1 - 7"},
+                              CONV_ORDER[:4] + ["s", "c", "r"], ["s", "c", "r"], TRUE_CONV, control=[1, -1]),
+                 {"n": 1, "k": 3, "p": 5, "q": 2, "c": 1, "r": 3, "s": 1}, 4002, None, 560, id="3x4-two-loops-lead-lag"),
+    pytest.param(lambda: _own((2, 4), {**CONV, "k": "2*t_k + s0", "p": "4*t_p + s1", "r": "t_r + 2*s0 - s1 - 2",
+                                       "s": "t_s + 2*s0 - s1 - 2"}, CONV_ORDER, CONV_INNER, TRUE_CONV, control=[0, 1]),
+                 {"n": 1, "k": 2, "p": 4, "q": 1, "c": 2, "r": 2, "s": 1}, 4004,
+                 ({"n": 1, "k": 1, "p": 1, "q": 2}, None), 286, id="2x4-two-loops-mixed"),
 ]
 
 
