@@ -42,6 +42,8 @@ CASES = {
     "two-own": {"own": _own((3, 2)), "own2": _own((3, 2), sigma=(1, 0))},
     "own-lead+ws": {"lead": _own((3, 2), sigma=(-1, 1)), "ws": WS},
     "several-skews+ws": {"ws": WS, "two": _own((3, 2), sigma=(1, 0), skew_s=(0, 1))},
+    # the same lanes, another tile order: the memory system's one fused layer core reads each port alike for both
+    "own+own-order": {"own": _own((3, 2)), "owno": _own((3, 2)) | {"order": ["n", "p", "k", "q", "c", "r", "s"]}},
 }
 
 
