@@ -44,15 +44,15 @@ def struct_layout(command: CommandLayout) -> data.StructLayout:
     return layout
 
 
-def pad_flags(m: Module, cmd: CommandHW, issue, df, fg, offsets: dict) -> dict:
-    """The map's own schedule (mappings/tiling.py ``RowPad``): {``pad_<loop>_<k>``: flag} per padded loop and
+def pad_flags(m: Module, cmd: CommandHW, issue, df, fg, offsets: dict):
+    """The map's own schedule (mappings/tiling.py ``RowPad``): per padded loop {``pad_<loop>_<k>``: flag} for each
     distinct FU offset k, set while the issued step is outside the positions of the FUs at offset k (their
-    products are masked). Shared by the single and the fused top (there gated by 'this dataflow runs')."""
-    inner, spans, out = df.inner_dims(), dict(fg.halo), {}
+    products are masked). Shared by the single and the fused top (there gated by 'this dataflow runs'); a
+    generator, one loop at a time, so the caller's statements keep their order (deterministic Verilog names)."""
+    inner, spans = df.inner_dims(), dict(fg.halo)
     for loop, halo in fg.halo:
         flags = halo_hw(m, hdl, cmd, issue, loop, halo, inner[inner.index(loop) + 1:], offsets[loop], spans)
-        out.update({f"pad_{loop}_{k}": f for k, f in flags.items()})
-    return out
+        yield {f"pad_{loop}_{k}": f for k, f in flags.items()}
 
 
 def pad_mask(pads, coord, tap):
@@ -184,8 +184,8 @@ class ArrayTop(wiring.Component):
                      line["last"][0].eq(iss.last_step), line["swap"][0].eq(iss.swap),
                      line["final"][0].eq(iss.final)]
         if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct offset
-            flags = pad_flags(m, cmd, iss.issue, self.compiled.dataflow, self.fg, self._pad_offsets)
-            m.d.comb += [line[n][0].eq(f) for n, f in flags.items()]
+            for flags in pad_flags(m, cmd, iss.issue, self.compiled.dataflow, self.fg, self._pad_offsets):
+                m.d.comb += [line[n][0].eq(f) for n, f in flags.items()]
         for loop, halo in () if self._pads else self.fg.halo:
             m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops))
 

@@ -244,7 +244,8 @@ class FusedArrayTop(wiring.Component):
         pads = self.pads[k]
         if pads:          # the map's own schedule: its pad flags (only while it runs)
             offsets = {p.loop: p.offsets(view.design.shape) for p in pads}
-            halo = {n: run_k & f for n, f in pad_flags(m, cmd, iss.issue, view.dataflow, fg_k, offsets).items()}
+            for flags in pad_flags(m, cmd, iss.issue, view.dataflow, fg_k, offsets):
+                halo.update({n: run_k & f for n, f in flags.items()})
         for loop, n in () if pads else fg_k.halo:      # delay connections: the halo steps (only while it runs)
             halo["halo"] = run_k & halo_hw(m, hdl, cmd, iss.issue, loop, n, fg_k.fifo_depth_loops)
         # FIFO buffers of run-time depth: the command's trips after their loop (a padded loop's with its span)
