@@ -264,7 +264,10 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
     views = tuple(by_name[df.name] for df in dfs)
     command = fused_command_layout(design, tuple(own[df.name].dataflow(df.name) if df.name in own else df
                                                  for df in dfs), views)
-    key = hashlib.sha256(repr((_hardware_only(design), dfs, period, target, "fused")).encode()).hexdigest()
+    # Dataflow.schedule is out of repr (single keys see it through the tiled form): a fused key names it when set
+    maps = tuple(df.name for df in dfs if df.schedule == "map")
+    key = hashlib.sha256(repr((_hardware_only(design), dfs, period, target, "fused")
+                              + ((("schedule: map", maps),) if maps else ())).encode()).hexdigest()
     placements = tuple(tuple(sorted(place.get(df.name, {}).items())) for df in dfs)
     return FusedArray(design, dfs, views, plan, fused_ports(views, command), command, period is not None, target, key,
                       placements if any(placements) else ())

@@ -51,7 +51,8 @@ SELECT_FIELD = "dataflow"     # the command field that selects the dataflow (its
 
 def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> tuple[Dataflow, ...]:
     """The dataflows named by ``names``, or a SpecError naming ``path`` (unknown or repeated names, fewer
-    than two). All dataflows of one spec compute the spec's one operation, so they are fusable by type."""
+    than two). All dataflows of one spec compute the spec's one operation, so they are fusable by type; a
+    ``schedule: map`` dataflow fuses as it is built alone (its pad flags and FIFO depths run while it is selected)."""
     known = [d.name for d in design.dataflows]
     problems = []
     if len(names) < 2:
@@ -63,11 +64,6 @@ def check_fusable(design: Design, names: Sequence[str], path: str = "fuse") -> t
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         problems.append(problem(path, f"dataflow(s) {', '.join(dup)} listed twice", list(names)))
-    for n in names:
-        if n in known and design.dataflow(n).schedule == "map":
-            problems.append(problem(f"dataflows.{n}.schedule", "the map's own schedule is built for a dataflow alone; "
-                                    "a fused design runs a map as its compressed build (remove the field to fuse it)",
-                                    "map"))
     if problems:
         raise SpecError(problems)
     return tuple(design.dataflow(n) for n in names)

@@ -34,7 +34,7 @@ from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, 
 from archgen.mappings.tiling import delay_axes, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
-__all__ = ["ArrayTop", "struct_layout"]
+__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop"]
 
 
 def struct_layout(command: CommandLayout) -> data.StructLayout:
@@ -42,6 +42,49 @@ def struct_layout(command: CommandLayout) -> data.StructLayout:
     layout = data.StructLayout({f.name: unsigned(f.bits) for f in command.fields})
     assert all(layout[f.name].offset == f.offset for f in command.fields)
     return layout
+
+
+def pad_flags(m: Module, cmd: CommandHW, issue, df, fg, offsets: dict):
+    """The map's own schedule (mappings/tiling.py ``RowPad``): per padded loop {``pad_<loop>_<k>``: flag} for each
+    distinct FU offset k, set while the issued step is outside the positions of the FUs at offset k (their
+    products are masked). Shared by the single and the fused top (there gated by 'this dataflow runs'); a
+    generator, one loop at a time, so the caller's statements keep their order (deterministic Verilog names)."""
+    inner, spans = df.inner_dims(), dict(fg.halo)
+    for loop, halo in fg.halo:
+        flags = halo_hw(m, hdl, cmd, issue, loop, halo, inner[inner.index(loop) + 1:], offsets[loop], spans)
+        yield {f"pad_{loop}_{k}": f for k, f in flags.items()}
+
+
+def pad_mask(pads, coord, tap):
+    """FU ``coord``'s product mask under the map's own schedule: the OR of its padded loops' flags, each read
+    through ``tap(flag name)`` (the step line at the FU's node time)."""
+    return functools.reduce(operator.or_, [tap(f"pad_{p.loop}_{p.offset(coord)}") for p in pads])
+
+
+def fifo_step_registers(m: Module, design, df, fg, padded: bool, payload, latch) -> dict:
+    """Run-time FIFO depth in steps per loop the delay connections step (the product of the command's trip
+    counts of the loops after it, a padded loop's with its span: mappings/tiling.py ``fifo_steps``), latched
+    from the command ``payload`` when ``latch``; {} when the FIFOs are one register each or there are none."""
+    if not fg.fifos():      # the map's own schedule may have the loops and no FIFO
+        return {}
+    spans = dict(fg.halo) if padded else {}
+    after = {a.loop: a.after for a in delay_axes(design, df) if a.after}
+    out = {}
+    for loop, loops in after.items():
+        steps = Signal(range(design.max_fifo_depth + 1), name="fifo_steps" if len(after) == 1 else f"fifo_steps_{loop}")
+        value = Const(1)
+        for d in loops:
+            trips = getattr(payload, f"trips_{d}")
+            value = value * (trips + spans[d] if d in spans else trips)
+        with m.If(latch):
+            m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
+        out[loop] = steps
+    return out
+
+
+def fifo_loop(design, df, operand: str, axis: int) -> str:
+    """The loop a delay connection of ``operand`` along array ``axis`` steps (its FIFO's run-time depth)."""
+    return next(a.loop for a in delay_axes(design, df) if a.operand == operand and a.axis == axis)
 
 
 _shape, _tag = shape_of, tag
@@ -140,13 +183,10 @@ class ArrayTop(wiring.Component):
         m.d.comb += [line["valid"][0].eq(iss.issue), line["first"][0].eq(iss.first_step),
                      line["last"][0].eq(iss.last_step), line["swap"][0].eq(iss.swap),
                      line["final"][0].eq(iss.final)]
-        inner, spans = self.compiled.dataflow.inner_dims(), dict(self.fg.halo)
-        for loop, halo in self.fg.halo:
-            if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct offset
-                flags = halo_hw(m, hdl, cmd, iss.issue, loop, halo, inner[inner.index(loop) + 1:],
-                                self._pad_offsets[loop], spans)
-                m.d.comb += [line[f"pad_{loop}_{k}"][0].eq(f) for k, f in flags.items()]
-                continue
+        if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct offset
+            for flags in pad_flags(m, cmd, iss.issue, self.compiled.dataflow, self.fg, self._pad_offsets):
+                m.d.comb += [line[n][0].eq(f) for n, f in flags.items()]
+        for loop, halo in () if self._pads else self.fg.halo:
             m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops))
 
         if sch.accumulate:
@@ -163,25 +203,10 @@ class ArrayTop(wiring.Component):
         return m
 
     def _fifo_steps(self, m: Module) -> dict:
-        """Run-time FIFO depth in steps per loop the delay connections step (the product of the command's trip
-        counts of the loops after it, a padded loop's with its span: mappings/tiling.py ``fifo_steps``), latched
-        with the command; {} when the FIFOs are one register each or there are none."""
-        if not self.fg.fifos():      # the map's own schedule may have the loops and no FIFO
-            return {}
-        design, df = self.compiled.design, self.compiled.dataflow
-        spans = dict(self.fg.halo) if self._pads else {}
-        after = {a.loop: a.after for a in delay_axes(design, df) if a.after}
-        out = {}
-        for loop, loops in after.items():
-            steps = Signal(range(design.max_fifo_depth + 1), name="fifo_steps" if len(after) == 1 else f"fifo_steps_{loop}")
-            value = Const(1)
-            for d in loops:
-                trips = getattr(self.cmd.payload, f"trips_{d}")
-                value = value * (trips + spans[d] if d in spans else trips)
-            with m.If(self.cmd.valid & self.cmd.ready):
-                m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
-            out[loop] = steps
-        return out
+        """Run-time FIFO depth in steps per loop the delay connections step (:func:`fifo_step_registers`),
+        latched with the command."""
+        return fifo_step_registers(m, self.compiled.design, self.compiled.dataflow, self.fg, bool(self._pads),
+                                   self.cmd.payload, self.cmd.valid & self.cmd.ready)
 
     def _command(self, m: Module) -> tuple[CommandHW, Signal]:
         """Latch the command; counts minus one, so the per-cycle compares are plain equalities."""
@@ -230,7 +255,7 @@ class ArrayTop(wiring.Component):
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
         ctx.fifo_steps = fifo_steps
         pads = self._pads
-        mask = ((lambda v: functools.reduce(operator.or_, [ctx.tap(f"pad_{p.loop}_{p.offset(v.coord)}", v) for p in pads]))
+        mask = ((lambda v: pad_mask(pads, v.coord, lambda name: ctx.tap(name, v)))
                 if pads else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
         ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape, mask=mask)
         for p in fg.inputs:
@@ -286,8 +311,7 @@ class ArrayTop(wiring.Component):
         shp = ctx.in_shape[v.operand]
         prev = ctx.nets.src(u, v, shp)
         shift = ctx.adv & ctx.tap("valid", v)
-        loop = next(a.loop for a in delay_axes(self.compiled.design, self.compiled.dataflow)
-                    if a.operand == v.operand and a.axis == link.axis)
+        loop = fifo_loop(self.compiled.design, self.compiled.dataflow, v.operand, link.axis)
         if loop in ctx.fifo_steps:
             ctx.nets.out[v] = fifo_buffer(ctx.m, f"{v.operand}_fifo_{_tag(v.coord)}", prev, shp, shift, depth,
                                           ctx.fifo_steps[loop], self.compiled.design.max_fifo_depth)

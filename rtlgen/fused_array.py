@@ -23,7 +23,8 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
                                       stream_drain_hw)
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
-from archgen.rtlgen.array import _row_index, port_members
+from archgen.mappings.tiling import row_pads
+from archgen.rtlgen.array import _row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
 from archgen.rtlgen.stt_array import tag_validity
@@ -85,8 +86,10 @@ class FusedArrayTop(wiring.Component):
         length = max((max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
                           0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled),
                      default=0)
-        # delay connections: a halo flag rides the step line (products masked while the FIFOs fill)
-        self.names = names = _LINE + (("halo",) if any(views[k].fu_graph.halo for k in self.tiled) else ())
+        # delay connections: a halo flag rides the step line (products masked while the FIFOs fill); the map's own
+        # schedule (``schedule: map``): its pad flags (rtlgen/array.py ``pad_flags``), set only while it runs
+        self.pads = {k: row_pads(views[k].design, views[k].dataflow) for k in self.tiled}
+        self.names = names = _LINE + self._mask_names()
         self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
         for k in range(1, length + 1):
             with m.If(adv):
@@ -112,6 +115,15 @@ class FusedArrayTop(wiring.Component):
                                  + [(k, ("fire", k), c["fire"]) for k, c in self.stt_ctl.items()])
         self._datapath(m, out_port)
         return m
+
+    def _mask_names(self) -> tuple:
+        """The step line's mask flags: ``halo`` when a dataflow has delay connections under the compressed
+        schedule, ``pad_<loop>_<k>`` of every ``schedule: map`` dataflow (two such dataflows share a name: each
+        sets it only while it runs, and each multiplier reads the selected dataflow's own flags)."""
+        pads = {k: {p.loop: p.offsets(self.views[k].design.shape) for p in ps} for k, ps in self.pads.items() if ps}
+        halo = ("halo",) if any(self.views[k].fu_graph.halo for k in self.tiled if k not in pads) else ()
+        return halo + tuple(sorted({f"pad_{loop}_{o}" for offs in pads.values() for loop, ks in offs.items()
+                                    for o in ks}))
 
     # ---- selection ------------------------------------------------------------------------------
     def _pick(self, m, shape, name, options):
@@ -176,7 +188,7 @@ class FusedArrayTop(wiring.Component):
         run_k = Signal(name="running")
         m.d.comb += run_k.eq(running & chosen)
         fg_k = view.fu_graph
-        own = outer + tuple(d for d, _ in fg_k.halo) + tuple(fg_k.fifo_depth_loops)
+        own = outer + tuple(f.loop for f in view.command.fields if f.loop is not None and f.loop not in outer)
         cmd = CommandHW(start_k, run_k, steps_m1, {d: trips[d] for d in own}, outer, red)
         line = {n: [s & run_k for s in self.line[n]] for n in _LINE}
         psum = view.psum_port
@@ -229,16 +241,15 @@ class FusedArrayTop(wiring.Component):
             lat = sch.out_latency
             drain = stream_drain_hw(m, hdl, sch, cmd, line["valid"][lat], line["final"][lat], out_ready)
         halo = {}
-        for loop, n in fg_k.halo:      # delay connections: the halo steps of this dataflow (only while it runs)
+        pads = self.pads[k]
+        if pads:          # the map's own schedule: its pad flags (only while it runs)
+            offsets = {p.loop: p.offsets(view.design.shape) for p in pads}
+            for flags in pad_flags(m, cmd, iss.issue, view.dataflow, fg_k, offsets):
+                halo.update({n: run_k & f for n, f in flags.items()})
+        for loop, n in () if pads else fg_k.halo:      # delay connections: the halo steps (only while it runs)
             halo["halo"] = run_k & halo_hw(m, hdl, cmd, iss.issue, loop, n, fg_k.fifo_depth_loops)
-        fifo_steps = None
-        if fg_k.fifo_depth_loops:      # FIFO buffers of run-time depth: the command's trips after the halo loop
-            fifo_steps = Signal(range(view.design.max_fifo_depth + 1), name="fifo_steps")
-            value = Const(1)
-            for d in fg_k.fifo_depth_loops:
-                value = value * getattr(self.cmd.payload, f"trips_{d}")
-            with m.If(start_k):
-                m.d.sync += fifo_steps.eq(value)
+        # FIFO buffers of run-time depth: the command's trips after their loop (a padded loop's with its span)
+        fifo_steps = fifo_step_registers(m, view.design, view.dataflow, fg_k, bool(pads), self.cmd.payload, start_k)
         return {**halo, "valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
                 "final": iss.final, "fifo_steps": fifo_steps, "selected": chosen, "advance": drain.advance, "finish": drain.finish & chosen,
                 "out_valid": drain.valid & chosen, "ready": ready, "loader": loader, "iss": iss, "drain": drain,
@@ -373,12 +384,13 @@ class FusedArrayTop(wiring.Component):
             view = self.views[k]
             prim = view.timing.prim
             (dst,) = list(prim.graph.successors(v))
-            depth = view.fu_graph.link(*prim.wire(v, dst).fu_edge).fifo
+            link = view.fu_graph.link(*prim.wire(v, dst).fu_edge, operand=v.operand)
+            depth = link.fifo
             ((_, u, regs),) = self._inputs(k, v)
             prev, shp = self._tap(m, u, regs), self.in_shape[v.operand]
             shift = self.adv & self.line["valid"][view.timing.time[v]] & self.ctl[k]["selected"]
             name = f"{v.operand}_fifo_{tag(v.coord)}_{view.dataflow.name}"
-            steps = self.ctl[k]["fifo_steps"]
+            steps = self.ctl[k]["fifo_steps"].get(fifo_loop(view.design, view.dataflow, v.operand, link.axis))
             if steps is not None:
                 prev = fifo_buffer(m, name, prev, shp, shift, depth, steps, view.design.max_fifo_depth)
             else:
@@ -389,6 +401,22 @@ class FusedArrayTop(wiring.Component):
                     prev = r
             options.append((k, k, prev))
         m.d.comb += self.out[v].eq(self._pick(m, self.in_shape[v.operand], f"{v.name}_sel", options))
+
+    def _masks(self, v: Node, ks) -> list:
+        """Per dataflow the product mask of multiplier ``v`` at its node time: the halo flag, the OR of its pad
+        flags at its own (logical) FU's offsets, or none (a dataflow that does not use ``v`` or has no mask)."""
+        out = []
+        for k, view in enumerate(self.views):
+            t = view.timing.time[v] if k in ks else None
+            if k in ks and self.pads.get(k):
+                names = tuple(f"pad_{p.loop}_{p.offset(self._logical(k, v.coord))}" for p in self.pads[k])
+                out.append((k, ("pad", t, names), pad_mask(self.pads[k], self._logical(k, v.coord),
+                                                            lambda n: self.line[n][t])))
+            elif k in ks and view.fu_graph.halo:
+                out.append((k, ("halo", t), self.line["halo"][t]))
+            else:
+                out.append((k, "none", Const(0)))
+        return out
 
     def _stationary(self, m, v: Node, ks):
         s, x = v.coord, v.operand
@@ -430,11 +458,9 @@ class FusedArrayTop(wiring.Component):
                 options.append((k, ("stt", k), val))
             val = self._pick(m, self.in_shape[x], f"{v.name}_{x}_sel", options)
             prod = val if prod is None else prod * val
-        if "halo" in self.line:       # a dataflow with delay connections masks its halo steps' products
-            views = self.views
-            masks = [(k, ("halo", views[k].timing.time[v]), self.line["halo"][views[k].timing.time[v]])
-                     if k in ks and views[k].fu_graph.halo else (k, "none", Const(0)) for k in range(len(views))]
-            prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", masks), 0, prod)
+        if len(self.names) > len(_LINE):       # delay connections mask their halo steps' products, the map's own
+            prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", self._masks(v, ks)), 0, prod)    # schedule its pads'
+
         latency = self.views[ks[0]].timing.node_latency(v) if ks else 0
         self.mul_latency[v.coord] = latency
         prev = prod

@@ -9,7 +9,7 @@ import pytest
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
-from archgen.dataflow.compile import compile_array, compile_fused
+from archgen.dataflow.compile import compile_array
 from archgen.dataflow.interconnect import derive_interconnect, skew_lane_cost
 from archgen.dataflow.ir import Role
 from archgen.mappings.tiling import delay_axes, map_problem, row_pads
@@ -169,16 +169,7 @@ def test_schedule_map_is_refused_where_it_is_not_built(data, path, needle):
     assert any(p.path == path and needle in p.message for p in err.value.problems), err.value
 
 
-def test_fusion_refuses_the_maps_own_schedule():
-    """A fused design refuses it (the memory system runs it: tests/dataflow/test_memctl_map_schedule.py)."""
-    two = load_spec_data({"version": 1, "name": "f", "operation": CONV_OP, "array": {"shape": [3, 2]},
-                          "types": {"I": "int8", "W": "int8", "O": "int32"},
-                          "dataflows": {"m": {"map": _conv_map((3, 2)), "order": CONV_ORDER, "inner": ["c", "r", "s"],
-                                              "schedule": "map"},
-                                        "os": {"spatial": {"k": 0, "p": 1}, "order": CONV_ORDER}}})
-    with pytest.raises(SpecError) as err:
-        compile_fused(two, ["m", "os"])
-    assert err.value.problems[0].path == "dataflows.m.schedule"
+# fused designs run the map's own schedule of the selected dataflow: tests/dataflow/test_fused_map_schedule.py
 
 
 def _own_spec_file(tmp_path):
