@@ -51,6 +51,25 @@ def test_the_planned_block_fits_with_its_margin(i_bytes):
     assert all(dict(cmd.tile)[d] <= dict(plain.tile)[d] for d in dict(cmd.tile) if d in dict(plain.tile))
 
 
+# H125's 3x2 conv map (r lags by s0 + s1) and the several-skews map (r by s0, s by s1): at these sizes the footprint
+# planner's command was refused by layer_program (a block over its half rounded down to whole bank rows, plus the
+# margin); seen with /tmp/h128/scripts/probe_maps.py, 3 of 16 sizes
+CONV = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q", "c": "t_c", "r": "t_r - s0 - s1", "s": "t_s"}
+SEVERAL = {"n": "t_n", "k": "t_k", "p": "3*t_p + s0", "q": "2*t_q + s1", "c": "t_c", "r": "t_r - s0", "s": "t_s - s1"}
+
+
+@pytest.mark.parametrize("mp,i_bytes", [(CONV, 96), (CONV, 160), (SEVERAL, 96)], ids=["3x2-96", "3x2-160", "several-96"])
+def test_other_maps_at_tight_sizes(mp, i_bytes):
+    df = {"map": mp, "order": ["n", "k", "p", "q", "c", "r", "s"], "inner": ["c", "r", "s"], "schedule": "map"}
+    c = compile_array(load_spec_data({"version": 1, "name": "own", "operation": CONV_OP,
+                                      "types": {"I": "int8", "W": "int8", "O": "int32"}, "array": {"shape": [3, 2]},
+                                      "memory": {"I": {"bytes": i_bytes}}, "dataflows": {"skew": df}}))
+    bounds = {"n": 1, "k": 4, "p": 9, "q": 6, "c": 3, "r": 3, "s": 3}
+    with pytest.raises(SpecError, match=r"memory\.I\.bytes: a block of \d+ B does not fit one half"):
+        layer_program(c, plan_layer(c.design, bounds, c.fu_graph.dataflow), spec_size=True)
+    layer_program(c, plan_layer(c.design, bounds, c.fu_graph.dataflow, fits=buffer_fit(c)), spec_size=True)
+
+
 def test_a_design_without_margins_keeps_the_planners_own_fit():
     c = compile_array(load_spec_data({"version": 1, "name": "g", "operation": "C[m,n] += A[m,k] * B[k,n]",
                                       "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": [2, 2]},
