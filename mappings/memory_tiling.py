@@ -429,7 +429,8 @@ def _canonical(cmd: LayerCommand) -> LayerCommand:
                         tuple(d for d in cmd.order if d not in whole))
 
 
-def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, halve: tuple = (), fits: Fits | None = None):
+def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, halve: tuple = (),
+            fits: Fits | None = None):
     """From a fitting ``tile``: repeatedly take the move that lowers the estimate most among those that still
     fit and reload no partial sums (double one loop's block; halve a chunk of a loop in ``halve``), until
     none helps. Returns (estimate, command)."""
@@ -457,7 +458,8 @@ def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, hal
         cost, tile, cmd = step
 
 
-def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order: tuple, trips: dict, fits=None):
+def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order: tuple, trips: dict,
+                 fits: Fits | None = None):
     """Halve the largest inner chunk (the earlier loop on ties) until the block fits; None if it never does."""
     tile = dict(outer_tile, **{d: trips[d] for d in inner})
     keys = tuple(tile)
