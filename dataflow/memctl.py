@@ -1454,6 +1454,30 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
                             comp.design.name, comp.dataflow.name, frozenset(signed))
 
 
+def buffer_fit(compiled, layer: str = "layer"):
+    """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
+    :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
+    in front of it (its ``margins``); None for a design without margins (no chained input: the planner's footprint
+    is the whole need). A command this check cannot judge (another refusal first) passes: that refusal is not the
+    buffers', and the commands that build are refused where they are built."""
+    if hasattr(compiled, "network") or not chained_inputs(compiled):
+        return None
+    known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
+
+    def fits(cmd: LayerCommand) -> None:
+        key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
+        if key not in known:
+            try:
+                layer_program(compiled, cmd, layer, spec_size=True)
+                known[key] = None
+            except SpecError as err:
+                if any(p.path.startswith("memory.") and p.path.endswith(".bytes") for p in err.problems):
+                    known[key] = err
+        if known.get(key) is not None:
+            raise known[key]
+    return fits
+
+
 def probe_command(design, dataflow=None) -> LayerCommand:
     """The smallest layer of a dataflow (one array tile, every other loop 1): what a synthesis build
     expands to get the top's structure; the top itself does not depend on the layer."""

@@ -40,6 +40,14 @@ A block *fits* when every operand's block fits its buffer and, with delay connec
 loop, when the block's FIFO depth (its trips of the inner loops after the halo loop) fits the FIFO
 buffers (``array.max_fifo_depth``): a layer whose whole loops are deeper is planned in chunks of those
 loops (step 2), not refused; :func:`make_command` checks a given command's blocks the same way.
+
+The memory system may keep a *margin* in front of a block in its buffer half (dataflow/memctl.py ``margins``:
+the elements a lane reads before the block's box, lane leads under ``schedule: map``, FIFO chain halos), which the
+footprint above does not count; its fit check then refuses a block that the footprint lets through. The margin
+depends on the compiled array's walks, which this module cannot see (mappings sits below dataflow), so a caller
+that has them passes ``plan_layer(..., fits=...)``: memctl's own fit check (``memctl.buffer_fit``, the very check
+``layer_program`` makes). The planner checks its command with it and, if refused, plans again applying it to every
+candidate after its own cheaper tests.
 """
 from __future__ import annotations
 
@@ -47,7 +55,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -337,11 +345,25 @@ def _fifo_chunks(cmd: LayerCommand) -> dict[str, int]:
     return {d: min(tile.get(d, trips[d]), trips[d]) for d in fifo_depth_loops(cmd.design, cmd.dataflow)}
 
 
-def _unfit(cmd: LayerCommand) -> bool:
+# the memory system's fit check of a command (with its margin): raises SpecError naming memory.<X>.bytes when a block
+# does not fit; the module docstring
+Fits = Callable[[LayerCommand], None]
+
+
+def _unfit(cmd: LayerCommand, fits: Fits | None = None) -> bool:
     """A block overflows a buffer, or its FIFO depth the FIFO buffers (``array.max_fifo_depth``; a padded loop of the
-    map's own schedule counts its span, tiling.py ``fifo_steps``)."""
+    map's own schedule counts its span, tiling.py ``fifo_steps``), or, with ``fits``, the memory system refuses it
+    at the spec's buffer sizes (its margin in front of the block; checked last, it is the costly test)."""
     depth = fifo_steps(cmd.design, cmd.dataflow, _fifo_chunks(cmd)) if _fifo_chunks(cmd) else {}
-    return bool(_misfits(cmd)) or max(depth.values(), default=0) > cmd.design.max_fifo_depth
+    if _misfits(cmd) or max(depth.values(), default=0) > cmd.design.max_fifo_depth:
+        return True
+    if fits is None:
+        return False
+    try:
+        fits(cmd)
+    except SpecError:
+        return True
+    return False
 
 
 def _chunk_overhead(cmd: LayerCommand) -> int:
@@ -407,7 +429,8 @@ def _canonical(cmd: LayerCommand) -> LayerCommand:
                         tuple(d for d in cmd.order if d not in whole))
 
 
-def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, halve: tuple = ()):
+def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, halve: tuple = (),
+            fits: Fits | None = None):
     """From a fitting ``tile``: repeatedly take the move that lowers the estimate most among those that still
     fit and reload no partial sums (double one loop's block; halve a chunk of a loop in ``halve``), until
     none helps. Returns (estimate, command)."""
@@ -415,7 +438,7 @@ def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, hal
     cmd = LayerCommand(design, dataflow, bounds, tuple((e, tile[e]) for e in keys), order)
     cost = _estimate(cmd)
     while True:
-        step = None
+        better = []
         for d in order:
             moves = [min(2 * tile[d], trips[d])] + ([max(1, tile[d] // 2)] if d in halve else [])
             for v in moves:
@@ -423,23 +446,26 @@ def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, hal
                     continue
                 trial = dict(tile, **{d: v})
                 c2 = LayerCommand(design, dataflow, bounds, tuple((e, trial[e]) for e in keys), order)
-                if _unfit(c2) or _forbidden_spill(c2):
+                if _forbidden_spill(c2) or _unfit(c2):
                     continue
                 e2 = _estimate(c2)
-                if e2 < cost and (step is None or e2 < step[0]):
-                    step = (e2, trial, c2)
+                if e2 < cost:
+                    better.append((e2, trial, c2))
+        # the lowest estimate that the memory system's fit check (costly) also passes; ties: the earlier move
+        step = next((m for m in sorted(better, key=lambda m: m[0]) if not _unfit(m[2], fits)), None)
         if step is None:
             return cost, cmd
         cost, tile, cmd = step
 
 
-def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order: tuple, trips: dict):
+def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order: tuple, trips: dict,
+                 fits: Fits | None = None):
     """Halve the largest inner chunk (the earlier loop on ties) until the block fits; None if it never does."""
     tile = dict(outer_tile, **{d: trips[d] for d in inner})
     keys = tuple(tile)
     while True:
         cmd = LayerCommand(design, dataflow, bounds, tuple((e, tile[e]) for e in keys), order)
-        if not _unfit(cmd):
+        if not _unfit(cmd, fits):
             return tile
         d = max(inner, key=lambda e: (tile[e], -inner.index(e)))
         if tile[d] == 1:
@@ -455,8 +481,24 @@ def _split_orders(outer: tuple, inner: tuple, red: set) -> list[tuple]:
     return [loops, keep + inner + tuple(d for d in outer if d in red)]
 
 
-def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer") -> LayerCommand:
-    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits."""
+def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer",
+               fits: Fits | None = None) -> LayerCommand:
+    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits. ``fits``:
+    the memory system's fit check (``memctl.buffer_fit(compiled)``); when it refuses the command planned by the
+    footprint alone, the heuristic runs again with ``fits`` on every candidate (it costs a program build each, so
+    the common case, a command whose margin fits, costs one)."""
+    cmd = _plan(design, bounds, dataflow, layer)
+    if fits is None:
+        return cmd
+    try:
+        fits(cmd)
+        return cmd
+    except SpecError:
+        return _plan(design, bounds, dataflow, layer, fits)
+
+
+def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str, fits: Fits | None = None):
+    """:func:`plan_layer`'s heuristic, with ``fits`` (if given) on every candidate."""
     mapping = map_problem(design, bounds, dataflow, fifo_check=False)   # FIFO depth per block: _unfit
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
@@ -468,12 +510,12 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
     best = None
     # 1. blocks with whole inner loops (the reduction tile loops whole when that fits, else one array tile)
     for start in (whole_red, ones):
-        if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer)):
+        if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer), fits):
             continue
         for order in (list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]):
             if _forbidden_spill(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
                 continue
-            cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips)
+            cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips, fits=fits)
             if best is None or cost < best[0]:
                 best = (cost, cmd)
         break
@@ -483,16 +525,18 @@ def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer
     if inner and (best is None or any(nb[d] > 1 for d in red)):
         for start in (whole_red, ones):
             for order in _split_orders(outer, inner, red):
-                tile = _split_start(design, dataflow, b, start, inner, order, trips)
+                tile = _split_start(design, dataflow, b, start, inner, order, trips, fits)
                 if tile is None:
                     continue
                 cmd = LayerCommand(design, dataflow, b, tuple(tile.items()), order)
                 if _forbidden_spill(cmd):
                     continue
-                cost, cmd = _greedy(design, dataflow, b, tile, order, trips, halve=inner)
+                cost, cmd = _greedy(design, dataflow, b, tile, order, trips, halve=inner, fits=fits)
                 if best is None or cost < best[0]:
                     best = (cost, _canonical(cmd))
     if best is None:
-        make_command(design, bounds, dataflow, dict(ones, **{d: 1 for d in inner}), outer + inner, layer)   # raises
+        smallest = make_command(design, bounds, dataflow, dict(ones, **{d: 1 for d in inner}), outer + inner, layer)
+        if fits:
+            fits(smallest)                                       # make_command or this raises
         raise AssertionError("a fitting command was not found")     # unreachable: the smallest block fits
     return best[1]

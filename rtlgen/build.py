@@ -191,6 +191,12 @@ def fused_command_constants(fused, name: str) -> dict:
     return fields
 
 
+def _field_entry(fmt, name: str, bits: int) -> dict:
+    """A command field for the manifest: a field in two's complement (``DescriptorFormat.signed``: walk strides
+    and lane-group offsets that may be negative) says so, so a host reading only the manifest packs it right."""
+    return {"name": name, "bits": bits, **({"signed": True} if name in fmt.signed else {})}
+
+
 def _core_manifest(design: Design, core) -> dict:
     """A layer core's buffers (banks, words, copies), DRAM port and descriptor tables, for its manifest."""
     from archgen.rtlgen.layer_top import buffer_copies
@@ -202,7 +208,7 @@ def _core_manifest(design: Design, core) -> dict:
         "dram": {"width_bytes": mem.dram.width_bytes, "latency": mem.dram.latency,
                  "burst_bytes": mem.dram.burst_bytes, "outstanding": mem.dram.outstanding},
         "descriptor_tables": {t: {"rows": fmt.depth(t), "bits": fmt.width(t),
-                                  "fields": [{"name": n, "bits": w} for n, w in f]}
+                                  "fields": [_field_entry(fmt, n, w) for n, w in f]}
                               for t, f in fmt.tables.items()},
     }
 
