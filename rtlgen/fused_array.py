@@ -458,9 +458,8 @@ class FusedArrayTop(wiring.Component):
                 options.append((k, ("stt", k), val))
             val = self._pick(m, self.in_shape[x], f"{v.name}_{x}_sel", options)
             prod = val if prod is None else prod * val
-        if len(self.names) > len(_LINE):       # delay connections mask their halo steps' products, the map's own
-            prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", self._masks(v, ks)), 0, prod)    # schedule its pads'
-
+        if len(self.names) > len(_LINE):       # a mask flag on the step line: _masks (halo steps, pads)
+            prod = Mux(self._pick(m, 1, f"{v.name}_halo_sel", self._masks(v, ks)), 0, prod)
         latency = self.views[ks[0]].timing.node_latency(v) if ks else 0
         self.mul_latency[v.coord] = latency
         prev = prod
