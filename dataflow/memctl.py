@@ -660,14 +660,17 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
     return out
 
 
-def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True) -> LayerProgram:
+def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True,
+                  fit_only: bool = False) -> LayerProgram | None:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
     controller receives, whose walk (:func:`walk_rows`) gives the same rows.
 
     ``spec_size``: each buffer half holds ``memory.<X>.bytes / halves`` (what synthesis builds); False
     sizes the halves to this command's largest block (after the same fit check), which keeps a
-    simulation build small; the timing does not depend on it."""
+    simulation build small; the timing does not depend on it. ``fit_only``: stop after the buffer layouts, whose
+    refusals (``memory.<X>.bytes``, the margins included) are all it checks, and return None (:func:`buffer_fit`:
+    the DRAM layout and the per-block rows, most of the cost, are skipped)."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     if hasattr(compiled, "network"):        # a skewed stt map: its memory system is dataflow/stt_layer.py
         raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "the tiled layer core cannot run a skewed "
@@ -1021,6 +1024,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb, split_of.get(x.name, ()))
+    if fit_only:
+        return None
 
     # DRAM layout (affine, what the walker's address adds step through): one region per operand, the
     # inputs first and the output last; a block of X at base_X + (its block index along the loops X
@@ -1468,7 +1473,7 @@ def buffer_fit(compiled, layer: str = "layer"):
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:
-                layer_program(compiled, cmd, layer, spec_size=True)
+                layer_program(compiled, cmd, layer, spec_size=True, fit_only=True)
                 known[key] = None
             except SpecError as err:
                 if any(p.path.startswith("memory.") and p.path.endswith(".bytes") for p in err.problems):
