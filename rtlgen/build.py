@@ -200,7 +200,7 @@ def _field_entry(fmt, name: str, bits: int) -> dict:
 def _core_manifest(design: Design, core) -> dict:
     """A layer core's buffers (banks, words, copies), DRAM port and descriptor tables, for its manifest."""
     from archgen.rtlgen.layer_top import buffer_copies
-    mem, fmt, copies = design.memory_system, core.fmt, buffer_copies(core.prog)
+    mem, fmt, copies = design.memory_system, core.fmt, buffer_copies(core.prog, core.alt_walks)
     return {
         "buffers": {x: {"banks": lay.banks, "words_per_bank": lay.depth, "bits": 8 * lay.elem_bytes,
                         "halves": lay.halves, "copies": copies[x]}

@@ -3,12 +3,16 @@
 The fused array (rtlgen/fused_array.py) inside ONE memory system (rtlgen/layer_top.py ``LayerCore``): the
 buffers, the DMA with its DRAM port, the sequencer and the block walkers are shared, since they depend on the
 buffer layouts, which must be equal across the dataflows (refused by field otherwise); each array port gets
-one address generator per dataflow that uses it, and the selected one drives the buffer and the port. The
+one walk per dataflow that uses it (its address generator, and how its lanes are read: one run, broadcast, a
+lane step, a lane map's groups and their offsets), and the selected one drives the buffer and the port; the
+dataflows share the port's read copies of the buffer (the most lane-map groups any of them needs), since one
+runs at a time. Output lanes are written one way for every dataflow (refused by field otherwise). The
 command tables are the union of the dataflows' (``descriptor_format`` of each, every field at its widest)
 plus the select field ``dataflow`` in table B (the dataflow's index in the fuse list), which also drives the
 fused array's command. A layer of dataflow D is D's own command (``layer_program`` of D's fused view)
 encoded in these tables with ``dataflow`` = D. The selection is combinational on a command register that
-is constant during a layer, so a layer of D takes the cycles of D's fused view (``simulate_layer``).
+is constant during a layer (the lanes are muxed after the buffer's registered read), so a layer of D takes the
+cycles of D's fused view (``simulate_layer``).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from archgen.dataflow.fusion import SELECT_FIELD
 from archgen.dataflow.memctl import DescriptorFormat, descriptor_format, layer_program, probe_command
 
 from .fused_array import FusedArrayTop
-from .layer_top import CYCLE_BITS, LayerCore, LayerTop, _unpack, simulated_dram
+from .layer_top import CYCLE_BITS, LayerCore, LayerTop, _unpack, read_shape, simulated_dram
 
 __all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_layer_programs", "tiled_fused_names"]
 
@@ -39,11 +43,6 @@ def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
     spec's sizes; the core does not depend on a layer."""
     return {n: layer_program(fused.view(n), probe_command(fused.view(n).design, fused.view(n).dataflow), "probe",
                              spec_size=spec_size) for n in (names or tiled_fused_names(fused))}
-
-
-def _read_shape(w):
-    """How a port's read serves its lanes (one run, broadcast, lane step, lane map: memctl.PortWalk)."""
-    return w.broadcast, w.lane_step, w.lane_groups, w.lane_offsets, w.run
 
 
 class FusedLayerCore(LayerCore):
@@ -72,24 +71,20 @@ class FusedLayerCore(LayerCore):
         for n, p in self.progs.items():
             for w in p.walks:
                 other = walks.get(w.port)
-                if other is not None and _read_shape(other) != _read_shape(w):
-                    self._MustUse__silence = True        # the port's read would serve one dataflow's lanes only
-                    how = ("all hold one element" if w.broadcast else "follow a lane map over several array axes"
-                           if w.lane_groups else f"step by {w.lane_step}")
-                    raise SpecError([problem(f"dataflows.{n}", f"one layer core for the fused dataflows reads port "
-                                             f"{w.port} the same way in each; {n}'s lanes {how}"
-                                             f", another dataflow's do not; build one dataflow with --dataflow",
-                                             w.port)])
-                walks.setdefault(w.port, w)
-        for p in self.progs.values():
-            for w in p.walks:
-                if w.port not in walks or w.lanes > walks[w.port].lanes:
+                if other is not None and w.kind == "write" and read_shape(other) != read_shape(w):
+                    self._MustUse__silence = True        # the output's lanes land in one dataflow's order only
+                    raise SpecError([problem(f"dataflows.{n}", f"one layer core for the fused dataflows writes port "
+                                             f"{w.port} the same way in each; {n}'s output lanes follow a lane map "
+                                             "over several array axes, another dataflow's do not; build one "
+                                             "dataflow with --dataflow", w.port)])
+                if other is None or w.lanes > other.lanes:
                     walks[w.port] = w
         self.names = names
         self.own = {n: {f.loop for f in fused.view(n).command.fields if f.loop is not None} for n in names}
         sel_bits = next(f.bits for f in fused.command.fields if f.name == SELECT_FIELD)
         super().__init__(dataclasses.replace(base, walks=tuple(walks.values())), union_format(self.progs, sel_bits),
                          array=FusedArrayTop(fused))
+        self.alt_walks = tuple(w for p in self.progs.values() for w in p.walks)
 
     def encode(self, wc, index: int, layer: str = "layer") -> dict:
         """The tables' words for a layer command ``wc`` of the dataflow with fuse-list index ``index``."""

@@ -40,7 +40,7 @@ from archgen.dataflow.memctl import (BLOCK_COUNT_BITS, DRAM_WORD_BITS, Descripto
 from archgen.rtlgen.array import ArrayTop
 from archgen.rtlgen.buffer import CyclicBanks
 
-__all__ = ["LayerCore", "LayerTop", "affine_walk_hw", "buffer_copies"]
+__all__ = ["LayerCore", "LayerTop", "affine_walk_hw", "buffer_copies", "read_shape"]
 
 CYCLE_BITS = 40
 _LD_FIELDS = ("ld_bytes", "ld_word", "ld_pos", "ld_elems")
@@ -164,6 +164,7 @@ class LayerCore(Elaboratable):
         # a fused array (rtlgen/fused_array.py) runs the layer with extra command fields (its dataflow select)
         self.array, self.command_fields = array, dict(command_fields or {})
         self.fmt = fmt or descriptor_format(prog)
+        self.alt_walks = ()                 # one core for several dataflows: each one's walks (buffer_copies)
         ab = max(1, (max(self.fmt.depths.values()) - 1).bit_length())
         Wbits = 8 * prog.word_bytes
         self.go = Signal()
@@ -307,7 +308,7 @@ class LayerCore(Elaboratable):
         P = self.prog
         y = P.compiled.design.operation.output.name
         spill = P.compiled.design.memory_system.partial_sums_through_dram     # the psum-load copy is built
-        copies = buffer_copies(P)
+        copies = buffer_copies(P, self.alt_walks)
         bufs = {x: CyclicBanks(m, f"buf_{x}", lay.banks, lay.depth, 8 * lay.elem_bytes,
                                copies=copies[x] - (x == y and spill))
                 for x, lay in P.layouts.items()}
@@ -503,7 +504,9 @@ class LayerCore(Elaboratable):
         m.d.comb += p.valid.eq(st.beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(st.moving, st.nxt, st.pos)))
-        if w.lane_groups:
+        if alts is not None and len({read_shape(wa) for wa, _, _ in alts}) > 1:
+            vals = self._selected_read(m, w, alts, seq, row_c, buf, addr)
+        elif w.lane_groups:
             vals = self._lane_map_read(m, w, seq, row_c, buf, addr)
         else:
             vals = buf.read_lanes(m, addr, 1 if w.broadcast else w.lanes * w.lane_step,
@@ -518,18 +521,30 @@ class LayerCore(Elaboratable):
     def _lane_map_read(m, w, seq, row_c, buf, addr):
         """Lanes on several array axes (memctl.PortWalk.lane_groups): group g reads one run of ``w.run``
         positions from ``addr`` + its command offset through its own read copy; lane l takes its offset in it."""
-        runs = []
-        for g in range(w.groups):
-            pos = addr
-            if g:
-                off = Signal(32, name=f"{w.port}_group{g}_off")
-                with m.If(seq.start_c):
-                    m.d.sync += off.eq(row_c[f"{w.port}_group{g}"])
-                pos = Signal(32, name=f"{w.port}_group{g}_pos")
-                m.d.comb += pos.eq(addr + Mux(seq.start_c, row_c[f"{w.port}_group{g}"], off))
-            runs.append(buf.read_lanes(m, pos, w.run, transparent=(w.kind == "psum"),
-                                       port=w.kind if g == 0 else f"{w.kind}@{g}"))
+        runs = _group_runs(m, w.port, w.kind, w.groups, w.run, seq, row_c, buf, addr)
         return [runs[g][o] for g, o in zip(w.lane_groups, w.lane_offsets)]
+
+    @staticmethod
+    def _selected_read(m, w, alts, seq, row_c, buf, addr):
+        """The port's lanes read the way of the selected dataflow, for one core whose dataflows read this port
+        differently (one run, broadcast, a lane step, a lane map: ``read_shape``). The read copies are shared, as
+        one dataflow runs at a time: copy g reads the run of group g, from ``addr`` plus the command's offset
+        ``<port>_group<g>`` (0 in a dataflow with fewer groups), as long as the longest run any dataflow reads
+        (each fits the buffer's banks, and their layouts are equal); each dataflow's lanes take their elements
+        of those runs. The lanes are muxed on the select after the registered read, like the walk state
+        (``_select_state``), so the selection adds no cycle: a layer of D keeps D's cycles."""
+        assert len({(wa.kind, wa.operand) for wa, _, _ in alts}) == 1, alts
+        n = max(wa.run if wa.lane_groups else 1 if wa.broadcast else wa.lanes * wa.lane_step for wa, _, _ in alts)
+        runs = _group_runs(m, w.port, w.kind, max(wa.groups for wa, _, _ in alts), n, seq, row_c, buf, addr)
+        lanes = []
+        for wa, _, _ in alts:
+            if wa.lane_groups:
+                got = [runs[g][o] for g, o in zip(wa.lane_groups, wa.lane_offsets)]
+            else:
+                got = [runs[0][0]] * wa.lanes if wa.broadcast else runs[0][:wa.lanes * wa.lane_step:wa.lane_step]
+            lanes.append(got + [Const(0)] * (w.lanes - len(got)))     # a narrower walk's other lanes are masked
+        ons = [on for _, on, _ in alts]
+        return [_pick_on([vals[l] for vals in lanes], ons) for l in range(w.lanes)]
 
     def _walk_state(self, m, w, name, seq, row_c, fire, prog, on=None):
         """One walk's counters (``affine_walk_hw``), beats left and masks; ``fire`` advances it. ``on`` (one
@@ -717,16 +732,18 @@ def simulated_dram(m: Module, *, word_bytes: int, depth: int, init: list, latenc
     m.d.comb += [d_wr.en.eq(wr[0]), d_wr.addr.eq(wr[1]), d_wr.data.eq(wr[2])]
 
 
-def buffer_copies(prog: LayerProgram) -> dict[str, int]:
+def buffer_copies(prog: LayerProgram, alt_walks: tuple = ()) -> dict[str, int]:
     """Read copies of each operand's buffer (rtlgen/buffer.py: one simple dual-port memory per reader): one per
-    array port reading it; the output's also one for the write-back, one for the add onto partial sums and
-    with ``memory.partial_sums_through_dram`` the psum-load copy (partial sums loaded back from DRAM, written
-    by the DMA only)."""
+    array port reading it, one per lane-map group; the output's also one for the write-back, one for the add
+    onto partial sums and with ``memory.partial_sums_through_dram`` the psum-load copy (partial sums loaded
+    back from DRAM, written by the DMA only). ``alt_walks``: every dataflow's walks of one core for several
+    (rtlgen/fused_layer.py), whose dataflows share a port's copies: the port has the most groups of any."""
     op = prog.compiled.design.operation
     extra = 3 if prog.compiled.design.memory_system.partial_sums_through_dram else 2
+    groups = {w.port: max([w.groups] + [a.groups for a in alt_walks if a.port == w.port]) for w in prog.walks}
     out = {}
     for x in prog.layouts:
-        n = sum(w.groups for w in prog.walks if w.operand == x and w.kind != "write")   # a run per lane-map group
+        n = sum(groups[w.port] for w in prog.walks if w.operand == x and w.kind != "write")   # a run per group
         out[x] = max(1, n + (extra if x == op.output.name else 0))
     return out
 
@@ -740,6 +757,36 @@ def _run_order(w) -> list[int]:
     return [w.lane_offsets.index(j) for j in range(w.lanes)]
 
 
+def read_shape(w) -> tuple:
+    """How a read walk serves its lanes (memctl.PortWalk): one run, broadcast, a lane step, a lane map."""
+    return w.broadcast, w.lane_step, w.lane_groups, w.lane_offsets, w.run
+
+
+def _group_runs(m, port, kind, groups, n, seq, row_c, buf, addr):
+    """Runs of ``n`` positions, one per lane-map group g through its own read copy (reader ``kind``, then
+    ``kind@g``): group 0 from ``addr``, group g from ``addr`` + the command field ``<port>_group<g>``, latched
+    when the compute job starts."""
+    runs = []
+    for g in range(groups):
+        pos = addr
+        if g:
+            off = Signal(32, name=f"{port}_group{g}_off")
+            with m.If(seq.start_c):
+                m.d.sync += off.eq(row_c[f"{port}_group{g}"])
+            pos = Signal(32, name=f"{port}_group{g}_pos")
+            m.d.comb += pos.eq(addr + Mux(seq.start_c, row_c[f"{port}_group{g}"], off))
+        runs.append(buf.read_lanes(m, pos, n, transparent=(kind == "psum"), port=kind if g == 0 else f"{kind}@{g}"))
+    return runs
+
+
+def _pick_on(values, ons):
+    """The value of the selected dataflow (one ``on`` high): a mux chain, the last value the default."""
+    out = values[-1]
+    for v, on in zip(reversed(values[:-1]), reversed(ons[:-1])):
+        out = Mux(on, v, out)
+    return out
+
+
 def _select_state(states, ons):
     """The walk state of the selected dataflow (one ``on`` high): every field through a mux chain on ``ons``;
     a walk of fewer lanes than the port's widest (a FIFO chain root's one lane) masks the others."""
@@ -748,10 +795,7 @@ def _select_state(states, ons):
         st.lane_ok = list(st.lane_ok) + [Const(0)] * (n - len(st.lane_ok))
 
     def pick(get):
-        out = get(states[-1])
-        for st, on in zip(reversed(states[:-1]), reversed(ons[:-1])):
-            out = Mux(on, get(st), out)
-        return out
+        return _pick_on([get(st) for st in states], ons)
     fields = {k: pick(lambda st, k=k: getattr(st, k)) for k in ("pos", "nxt", "beats", "row_ok", "first", "moving")}
     return SimpleNamespace(lane_ok=[pick(lambda st, l=l: st.lane_ok[l]) for l in range(n)], **fields)
 

@@ -21,6 +21,7 @@ from archgen.mappings.memory_tiling import plan_layer
 from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerProgramTop, fused_layer_programs
 from archgen.sim.layer_model import simulate_layer
 
+from .layer_amaranth import run_layer_top
 from .layer_binary import run_layer_binary, strip_zero_memory_init
 from .layer_check import LayerVerification, layer_output
 
@@ -28,10 +29,14 @@ __all__ = ["verify_fused_program"]
 
 
 def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed: int = 0, fuse=None,
-                         cache_dir: Path | None = None) -> list[LayerVerification]:
+                         cache_dir: Path | None = None, simulator: str = "verilator") -> list[LayerVerification]:
     """Run ``layers`` = [(dataflow, loop bounds), ...] in order on the one core ``archgen build --memory``
     writes for the fused design ``fuse`` (default: the spec's ``fuse:``). Refusals (a layer that does not
-    fit the core's buffers, a dataflow the core does not run) happen before anything is built."""
+    fit the core's buffers, a dataflow the core does not run) happen before anything is built.
+    ``simulator``: "verilator" (the Verilog, a stand-alone executable) or "amaranth" (the same top in
+    Amaranth's simulator: no compile, for small tests)."""
+    if simulator not in ("verilator", "amaranth"):
+        raise ValueError(f"simulator must be 'verilator' or 'amaranth', not {simulator!r}")
     fused = compile_fused(design, tuple(fuse or design.fuse))
     core = FusedLayerCore(fused, fused_layer_programs(fused))
     rng = np.random.default_rng(seed)
@@ -49,13 +54,16 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
         words.append(core.encode(wc, fused.index(name), f"layer{k}"))
         runs.append((name, view, cmd, prog, tensors, at, simulate_layer(view, cmd, layer=f"layer{k}")))
     top = FusedLayerProgramTop(core, words, image)
-    top_name = f"{design.name}_fused_program"
-    text = verilog.convert(top, name=top_name, ports=top.ports(), emit_src=False)
-    counters = [s.name for s in top.layer_cycles] + [s.name for lm in top.layer_moved for s in lm.values()]
-    res = run_layer_binary(strip_zero_memory_init(text), top_name, dram_words=len(image),
-                           word_bits=8 * core.prog.word_bytes, read=(0, len(image)),
-                           max_cycles=4 * sum(r[-1].cycles for r in runs) + 1000 * len(runs),
-                           moved=tuple(counters), cache_dir=cache_dir)
+    max_cycles = 4 * sum(r[-1].cycles for r in runs) + 1000 * len(runs)
+    counters = {s.name: s for s in [*top.layer_cycles, *[s for lm in top.layer_moved for s in lm.values()]]}
+    if simulator == "amaranth":
+        res, text = run_layer_top(top, len(image), max_cycles, counters), ""
+    else:
+        top_name = f"{design.name}_fused_program"
+        text = verilog.convert(top, name=top_name, ports=top.ports(), emit_src=False)
+        res = run_layer_binary(strip_zero_memory_init(text), top_name, dram_words=len(image),
+                               word_bits=8 * core.prog.word_bytes, read=(0, len(image)), max_cycles=max_cycles,
+                               moved=tuple(counters), cache_dir=cache_dir)
     got_words = list(res.get("words", [])) + [0] * len(image)
     raw = res.get("moved") or {}
     results = []

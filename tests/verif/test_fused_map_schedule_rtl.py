@@ -53,9 +53,8 @@ def test_a_map_schedule_dataflow_in_a_fused_design_through_the_memory_system(cas
 @pytest.mark.parametrize("dataflow", ["own", "owno"])
 def test_map_schedule_dataflows_on_the_one_fused_layer_core(dataflow):
     """``archgen build --memory``'s one layer core for both dataflows (their lanes alike, their tile orders not):
-    the layer command selects the dataflow and carries its padded trips. (Where a fused dataflow's lanes follow
-    another lane map, e.g. ws + own, rtlgen/fused_layer.py refuses the one core naming ``dataflows.own``; the
-    fused array inside a memory system of its own runs it, the test above.)"""
+    the layer command selects the dataflow and carries its padded trips. (Dataflows whose lanes are read
+    differently, e.g. ws + own, run on the one core too: tests/verif/test_fused_layer_walks.py.)"""
     from archgen.verif.layer_check import verify_layer
     design = _design(CASES["own+own-order"])
     r = verify_layer(design, B1, seed=5, dataflow=dataflow, fuse=list(design.fuse), one_core=True)
