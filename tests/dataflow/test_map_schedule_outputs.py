@@ -1,0 +1,146 @@
+"""``schedule: map`` with an output that depends on loops inside the tile (issue 14; docs/dataflows.md "Outputs that
+depend on loops of the tile"). An output held per run of trailing reduction loops (tile [D, R], the skews in R) runs
+the map's own schedule: with D moved out of the tile the run is the tile, its rows padded and masked per FU, and every
+FU drains at the padded run's end. Checked in Amaranth (outputs exact, RTL cycles == model cycles) on fixed and random
+maps; a skewed reduction loop before an output-dependent one (partial-sum rounds) and an output that depends on a loop
+of the run's tile are refused naming ``dataflows.X.schedule``."""
+import itertools
+
+import numpy as np
+import pytest
+
+from archgen.arch.errors import SpecError
+from archgen.dataflow.compile import compile_array
+from archgen.dataflow.ir import Role
+from archgen.mappings.tiling import map_problem, row_pads
+from archgen.sim.array_model import simulate_array
+from archgen.verif.array_amaranth import verify_array_amaranth
+
+from test_map_schedule import CONV_OP, _random_sigma, _skewed_row, _spec
+
+GEMM = "C[i,j] += A[i,k] * B[k,j]"
+BATCHED = "C[i,j] += A[i,k,m] * B[k,m,j]"
+CONV_HELD = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q", "c": "t_c", "r": "t_r - s0 - s1",
+             "s": "t_s"}
+
+# (operation, shape, map, order, inner, control, bounds, seed): the output depends on the tile's first loops and is
+# held per run of the skewed reduction loops after them
+HELD = [
+    (GEMM, (3,), {"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}, ["i", "j", "k"], ["j", "k"], None,
+     {"i": 4, "j": 3, "k": 4}, 1),
+    (CONV_OP, (3, 2), CONV_HELD, ["n", "k", "p", "q", "c", "r", "s"], ["q", "c", "r", "s"], None,
+     {"n": 1, "k": 4, "p": 3, "q": 3, "c": 2, "r": 3, "s": 2}, 5),
+]
+
+
+def _held(op, shape, mp, order, inner, **kw):
+    """``_spec`` with the output (the operation's first name) 32 bits wide and the inputs 8."""
+    names = {x for x in op.replace("[", " ").replace("+=", " ").replace("*", " ").split() if x[:1].isupper()}
+    out = op.split("[")[0]
+    return _spec(op, shape, mp, order, inner, types={n: "int32" if n == out else "int8" for n in names}, **kw)
+
+
+@pytest.mark.parametrize("op,shape,mp,order,inner,control,bounds,seed",
+                         [HELD[0], pytest.param(*HELD[1], marks=pytest.mark.slow)])
+def test_an_output_held_per_run_of_skewed_reduction_loops_is_exact(op, shape, mp, order, inner, control, bounds,
+                                                                     seed):
+    """The run is the tile the array runs (accumulated in place, padded, masked per FU); outputs exact, cycles equal,
+    and the padded run is longer than the compressed build's by the span per row."""
+    design = _held(op, shape, mp, order, inner, control=control)
+    compiled = compile_array(design)
+    pads = row_pads(design, compiled.dataflow)
+    assert pads and compiled.fu_graph.output.role is Role.ACCUMULATE
+    assert set(compiled.dataflow.inner_dims()) < set(inner)             # the output's loops left the tile
+    res = verify_array_amaranth(design, bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    compressed = compile_array(_held(op, shape, mp, order, inner, schedule="compressed", control=control))
+    own, short = (map_problem(c.design, bounds, c.dataflow).steps for c in (compiled, compressed))
+    loop = pads[0].loop
+    assert own == short // bounds[loop] * (bounds[loop] + pads[0].span(shape))
+
+
+def test_the_model_counts_the_padded_runs():
+    """``simulate_array`` issues (L + span) / L as many steps as the compressed build (one skewed loop per run)."""
+    op, shape, mp, order, inner, _, bounds, _ = HELD[0]
+    issued = {}
+    for schedule in ("map", "compressed"):
+        compiled = compile_array(_held(op, shape, mp, order, inner, schedule=schedule))
+        issued[schedule] = simulate_array(compiled, map_problem(compiled.design, bounds, compiled.dataflow)).issue_cycles
+    assert issued["map"] == issued["compressed"] // bounds["k"] * (bounds["k"] + 2)
+
+
+@pytest.mark.parametrize("mp,order,inner,needle", [
+    # the brief's example: k before j in the tile runs as partial-sum rounds with k outside the tile
+    ({"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}, ["i", "k", "j"], ["k", "j"],
+     "the skewed loop k is a reduction loop before loop(s) the output C depends on inside the tile"),
+    # the output depends on the skewed loop itself: each FU writes at its own padded positions
+    ({"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}, ["i", "k", "j"], ["j"],
+     "the output C depends on the skewed loop j"),
+    # the same when the skewed output loop leads a run of reduction loops
+    ({"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}, ["i", "j", "k"], ["j", "k"],
+     "the output C depends on the skewed loop j"),
+])
+def test_outputs_the_map_schedule_does_not_build_are_refused(mp, order, inner, needle):
+    with pytest.raises(SpecError) as err:
+        compile_array(_held(GEMM, (3,), mp, order, inner))
+    assert any(p.path == "dataflows.m.schedule" and needle in p.message for p in err.value.problems), err.value
+    compile_array(_held(GEMM, (3,), mp, order, inner, schedule="compressed"))      # the default build runs it
+
+
+def _random_held_case(rng):
+    """A random convolution whose tile is D + R: D one or two output loops (q, or n then q), R a permutation of c, r, s
+    with one to three of them skewed (lags, or leads and mixed signs: ``_random_sigma``), on a random 2-D array
+    (1xN included), control vector, clock and bounds."""
+    shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
+    leads = bool(rng.random() < 0.4)
+    run = [str(d) for d in rng.permutation(["c", "r", "s"])]
+    skewed = [d for d in run if rng.random() < 0.5] or [run[-1]]
+    dep = ["q"] if rng.random() < 0.6 else ["n", "q"]
+    mp = {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1", "q": "t_q",
+          **{d: _skewed_row(d, _random_sigma(rng, shape, leads), shape) if d in skewed else f"t_{d}"
+             for d in ("c", "r", "s")}}
+    order = [d for d in ("n", "k", "p") if d not in dep] + dep + run
+    low = -1 if leads else 0
+    design = _spec(CONV_OP, shape, mp, order, dep + run,
+                   control=[int(rng.integers(low, 2)), int(rng.integers(low, 2))], clock=int(rng.choice([500, 1500])))
+    b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
+         "q": int(rng.integers(1, 4)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
+         "s": int(rng.integers(1, 4))}
+    return design, b
+
+
+@pytest.mark.parametrize("count", [pytest.param(2, id="2"), pytest.param(60, id="60", marks=pytest.mark.slow)])
+def test_random_outputs_held_per_run_in_amaranth(count):
+    """Random held-per-run maps: all exact, RTL cycles == model cycles, the tile left as the padded run."""
+    rng = np.random.default_rng(132)
+    for t in range(count):
+        design, b = _random_held_case(rng)
+        compiled = compile_array(design)
+        assert row_pads(design, compiled.dataflow) and compiled.fu_graph.output.role is Role.ACCUMULATE
+        res = verify_array_amaranth(design, b, seed=t)
+        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
+
+
+def test_the_per_fu_flags_zero_the_padded_runs(monkeypatch):
+    """Without the per-FU masks random held-per-run maps are wrong (19 of 20 on this sequence): the check can fail."""
+    import archgen.rtlgen.array as array
+    monkeypatch.setattr(array, "row_pads", lambda d, df: ())
+    rng = np.random.default_rng(132)
+    wrong = [not verify_array_amaranth(design, b, seed=t).outputs_exact
+             for t, (design, b) in enumerate(_random_held_case(rng) for _ in range(4))]
+    assert sum(wrong) >= 3
+
+
+def test_random_batched_reductions_held_per_run_in_amaranth():
+    """``C[i,j] += A[i,k,m] * B[k,m,j]`` on 1xN and Nx1 arrays with j outside the run [k, m], both skewed or one."""
+    rng = np.random.default_rng(1132)
+    for n, run in itertools.product((2, 3), (["k", "m"], ["m", "k"])):
+        sk = {d: f"t_{d} - {int(rng.integers(1, 3))}*s0" if rng.random() < 0.7 or d == run[-1] else f"t_{d}"
+              for d in run}
+        mp = {"i": f"{n}*t_i + s0", "j": "t_j", **sk}
+        design = _held(BATCHED, (n,), mp, ["i", "j"] + run, ["j"] + run)
+        b = {"i": int(rng.integers(1, 5)), "j": int(rng.integers(1, 4)), "k": int(rng.integers(1, 4)),
+             "m": int(rng.integers(1, 4))}
+        res = verify_array_amaranth(design, b, seed=n)
+        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (mp, b, res.detail)
