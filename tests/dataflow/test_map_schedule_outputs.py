@@ -88,6 +88,20 @@ def test_outputs_the_map_schedule_does_not_build_are_refused(mp, order, inner, n
     compile_array(_held(GEMM, (3,), mp, order, inner, schedule="compressed"))      # the default build runs it
 
 
+@pytest.mark.parametrize("mp,order,inner,needle", [
+    ({"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}, ["i", "k", "j"], ["k", "j"],
+     "why compressed: t_k is a reduction loop before loop(s) j that C depends on, so the tile runs as partial-sum "
+     "rounds with t_k outside it"),
+    ({"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}, ["i", "j", "k"], ["j", "k"],
+     "why compressed: C depends on t_j, so each FU would write its elements at its own padded positions"),
+])
+def test_explain_says_why_the_compressed_build_runs(mp, order, inner, needle):
+    """``--explain`` of the default build names what the map's own schedule would need, not a tile-loop skew."""
+    from archgen.dataflow.explain import explain
+    text = "\n".join(explain(_held(GEMM, (3,), mp, order, inner, schedule="compressed")))
+    assert needle in text and "the skew is on a tile loop" not in text
+
+
 def _random_held_case(rng):
     """A random convolution whose tile is D + R: D one or two output loops (q, or n then q), R a permutation of c, r, s
     with one to three of them skewed (lags, or leads and mixed signs: ``_random_sigma``), on a random 2-D array
