@@ -245,8 +245,8 @@ def _schedule_choice(design: Design, df, skews) -> str:
 def _why_compressed(design: Design, df, skews) -> str:
     """Why a skew on a loop with loops after it keeps the compressed build: a tile loop as written, or an inner loop
     the tile's forms move out of it (a reduction loop before an output-dependent one runs as partial-sum rounds; a
-    loop the output depends on, before trailing reduction loops, runs outside the run), which the map's own
-    schedule refuses (interconnect.py ``_check_output_over_tile``)."""
+    loop the output depends on, before trailing reduction loops, runs outside the run), whose padded rows the map's
+    own schedule does not build (interconnect.py ``_check_output_over_tile``)."""
     out = design.operation.output.name
     rounds, runs = psum_rounds_of(design, df), reduction_runs_of(design, df)
     for sk in skews:
@@ -255,8 +255,9 @@ def _why_compressed(design: Design, df, skews) -> str:
                     f"depends on, so the tile runs as partial-sum rounds with t_{sk.loop} outside it; the map's own "
                     "schedule would pad those rounds per FU, which is not built")
         if runs is not None and sk.loop in runs.dep:
-            return (f"why compressed: {out} depends on t_{sk.loop}, so each FU would write its elements at its own "
-                    "padded positions (a per-lane write mask or de-skew), which is not built")
+            return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
+                    f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule would pad those runs per FU, "
+                    "which is not built")
     loops = ", ".join(f"t_{sk.loop}" for sk in skews)
     return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
             "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")

@@ -631,30 +631,34 @@ def _refuse_map_schedule(df: Dataflow, why: str):
 
 
 def _check_output_over_tile(design: Design, own: Dataflow, skewed: tuple[str, ...]):
-    """Refuse the map's own schedule where the output is not accumulated in place over the tile the array runs
-    (:func:`tile_forms` of ``own``). An output held per run of trailing reduction loops is: with the loops it
-    depends on moved out of the tile, the run is the tile and every FU drains at the padded run's end. A skewed
-    reduction loop before an output-dependent loop would leave the tile as a partial-sum round (its rows padded
-    outside the tile, which nothing masks), and an output that depends on a loop of the run's tile would leave
-    each FU at its own padded positions (a per-lane write mask, not built: docs/limits.md)."""
+    """Refuse the map's own schedule where a padded row would leave the tile the array runs (:func:`tile_forms` of
+    ``own``), or where an output lane would sum FUs at different padded positions.
+
+    Built: an output accumulated in place over the tile, or held per run of trailing reduction loops that hold every
+    skew (the loops it depends on move out of the tile, so the padded run is the tile and every FU drains at its end);
+    and an output streamed per step that depends on a padded loop inside the tile (each FU writes the element of its
+    own position, pos - offset(s): the write side takes each lane's element at its own position, as the host program
+    and the partial sums do; padded positions carry masked products). Refused: a skewed loop moved out of the tile
+    (a reduction loop before an output-dependent one runs as partial-sum rounds; a loop the output depends on before
+    trailing reduction loops runs outside the run), whose padded rows nothing masks; and a padded loop the output
+    uses skewed along an axis the output reduces (the lane's adder tree or chain would sum different elements)."""
     out = design.operation.output
     formed = tile_forms(design, own)
-    inner = formed.inner_dims()
-    written = [d for d in skewed if out.uses(d)]
-    moved = [d for d in skewed if d not in inner]
-    dep = [d for d in inner if out.uses(d)]
-    if written:
-        _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {written[0]}, so each FU would "
-                             "write its elements at its own padded positions (a per-lane write mask), which is not "
-                             "built")
+    moved = [d for d in skewed if d not in formed.inner_dims()]
+    if moved and out.uses(moved[0]):
+        _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {moved[0]}, which runs outside the "
+                             "run of the trailing reduction loops (out of the tile), whose padded rows are not built")
     if moved:
         _refuse_map_schedule(own, f"the skewed loop {moved[0]} is a reduction loop before loop(s) the output "
                              f"{out.name} depends on inside the tile, so it runs as partial-sum rounds outside the "
                              "tile, whose padded rows are not built")
-    if dep:
-        _refuse_map_schedule(own, f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the "
-                             "map's own schedule is built for an output accumulated in place over the tile, or held "
-                             "per run of trailing reduction loops")
+    axis_of = own.spatial_dims
+    for pad in row_pads(design, formed):
+        mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
+        if out.uses(pad.loop) and mixed:
+            _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
+                                 f"along array axis {mixed[0]}, which the skew moves, so an output lane would sum "
+                                 "elements of different positions; skew the loop along axes that carry output loops")
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,69 @@
+"""Verilator: ``schedule: map`` with an output held per run of the skewed reduction loops (tile [D, R], the skews in
+R; docs/dataflows.md "Outputs that depend on loops of the tile"): the padded run is the tile, masked per FU, drained
+at its end. Outputs exact and RTL cycles == model cycles at the array level (``archgen verify SPEC --ideal-dram``)
+and through the memory system (DRAM bytes RTL == model). ``cycles`` pins the figures the docs report."""
+import pytest
+
+from archgen.arch.spec import load_spec_data
+from archgen.verif.array_check import verify_array
+
+pytestmark = pytest.mark.verilator
+
+CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
+GEMM = "C[i,j] += A[i,k] * B[k,j]"
+CONV_HELD = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q", "c": "t_c", "r": "t_r - s0 - s1",
+             "s": "t_s"}
+
+
+def _held(op, shape, mp, order, inner, control=None):
+    """A ``schedule: map`` dataflow of ``op`` (its output 32 bits wide, inputs 8)."""
+    out, a, b = (n for n in op.replace("[", " ").split() if n[:1].isupper())
+    df = {"map": mp, "order": order, "inner": inner, "schedule": "map"} | ({"control": control} if control else {})
+    return load_spec_data({"version": 1, "name": "held_per_run", "operation": op, "array": {"shape": list(shape)},
+                           "types": {out: "int32", a: "int8", b: "int8"}, "dataflows": {"m": df}})
+
+HELD_ORDER, HELD_INNER = ["n", "k", "p", "q", "c", "r", "s"], ["q", "c", "r", "s"]
+CONV_B = {"n": 1, "k": 4, "p": 3, "q": 3, "c": 2, "r": 3, "s": 2}
+# a lead along axis 1 and a second skewed loop (s) in the run, n and q outside it
+LEAD_TWO = {**CONV_HELD, "r": "t_r + s1 - 1", "s": "t_s - s0"}
+GEMM_HELD = {"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}
+
+ARRAY_CASES = [
+    pytest.param(lambda: _held(CONV_OP, (3, 2), CONV_HELD, HELD_ORDER, HELD_INNER), CONV_B, 5, 292, id="conv-3x2"),
+    pytest.param(lambda: _held(GEMM, (3,), GEMM_HELD, ["i", "j", "k"], ["j", "k"]), {"i": 4, "j": 3, "k": 4}, 1, 38,
+                 id="gemm-3", marks=pytest.mark.slow),
+    pytest.param(lambda: _held(CONV_OP, (3, 2), LEAD_TWO, ["k", "p", "n", "q", "s", "c", "r"],
+                               ["n", "q", "s", "c", "r"], control=[0, 1]),
+                 {"n": 2, "k": 3, "p": 2, "q": 2, "c": 2, "r": 3, "s": 2}, 3, None, id="conv-3x2-lead-two-loops",
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("make,bounds,seed,cycles", ARRAY_CASES)
+def test_output_held_per_run_on_verilator(make, bounds, seed, cycles):
+    res = verify_array(make(), bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles")
+    assert cycles is None or res.rtl_cycles == cycles
+
+
+MEMORY_CASES = [
+    pytest.param(lambda: _held(CONV_OP, (3, 2), CONV_HELD, HELD_ORDER, HELD_INNER), CONV_B, 5, 494, id="conv-3x2"),
+    pytest.param(lambda: _held(CONV_OP, (3, 2), LEAD_TWO, ["k", "p", "n", "q", "s", "c", "r"],
+                               ["n", "q", "s", "c", "r"], control=[0, 1]),
+                 {"n": 2, "k": 3, "p": 2, "q": 2, "c": 2, "r": 3, "s": 2}, 3, None, id="conv-3x2-lead-two-loops",
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make,bounds,seed,cycles", MEMORY_CASES)
+def test_output_held_per_run_through_the_memory_system(make, bounds, seed, cycles):
+    from archgen.verif.layer_check import verify_layer
+    res = verify_layer(make(), bounds, seed=seed)
+    assert res.outputs_exact, res.detail
+    assert res.rtl_cycles == res.model_cycles
+    assert res.detail["rtl_dram_bytes"] == res.dram_bytes
+    print(f"RTL {res.rtl_cycles} = model {res.model_cycles} cycles, DRAM bytes {res.dram_bytes}")
+    assert cycles is None or res.rtl_cycles == cycles
