@@ -244,3 +244,16 @@ def test_the_per_fu_flags_zero_the_padded_streamed_positions(monkeypatch):
     wrong = [not verify_array_amaranth(design, b, seed=t).outputs_exact
              for t, (design, b) in enumerate(_random_streamed_case(rng) for _ in range(4))]
     assert sum(wrong) >= 3
+
+
+def test_the_memory_system_refuses_a_streamed_padded_output():
+    """The output walk writes every lane at one position per step: a streamed output over a padded loop is refused
+    there naming ``dataflows.X.schedule`` (the array level runs it); an output held per run is not refused."""
+    from archgen.dataflow.memctl import check_memory_system
+    compiled = compile_array(_held(*STREAMED[1][:5]))
+    with pytest.raises(SpecError) as err:
+        check_memory_system(compiled.fu_graph, compiled.design)
+    assert err.value.problems[0].path == "dataflows.m.schedule"
+    assert "the output C is streamed per step over the padded loop(s) j" in err.value.problems[0].message
+    held = compile_array(_held(*HELD[0][:5]))
+    check_memory_system(held.fu_graph, held.design)
