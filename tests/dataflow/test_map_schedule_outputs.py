@@ -110,6 +110,11 @@ def test_explain_says_why_the_compressed_build_runs(mp, order, inner, needle):
     assert needle in text and "the skew is on a tile loop" not in text
 
 
+def _conv_bounds(rng, **hi):
+    """Random convolution bounds: n up to 2, k up to 4, p up to 5, the others up to ``hi``."""
+    return {d: int(rng.integers(1, n + 1)) for d, n in ({"n": 2, "k": 4, "p": 5} | hi).items()}
+
+
 def _random_held_case(rng):
     """A random convolution whose tile is D + R: D one or two output loops (q, or n then q), R a permutation of c, r, s
     with one to three of them skewed (lags, or leads and mixed signs: ``_random_sigma``), on a random 2-D array
@@ -126,32 +131,7 @@ def _random_held_case(rng):
     low = -1 if leads else 0
     design = _spec(CONV_OP, shape, mp, order, dep + run,
                    control=[int(rng.integers(low, 2)), int(rng.integers(low, 2))], clock=int(rng.choice([500, 1500])))
-    b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
-         "q": int(rng.integers(1, 4)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
-         "s": int(rng.integers(1, 4))}
-    return design, b
-
-
-@pytest.mark.parametrize("count", [pytest.param(2, id="2"), pytest.param(60, id="60", marks=pytest.mark.slow)])
-def test_random_outputs_held_per_run_in_amaranth(count):
-    """Random held-per-run maps: all exact, RTL cycles == model cycles, the tile left as the padded run."""
-    rng = np.random.default_rng(132)
-    for t in range(count):
-        design, b = _random_held_case(rng)
-        compiled = compile_array(design)
-        assert row_pads(design, compiled.dataflow) and compiled.fu_graph.output.role is Role.ACCUMULATE
-        res = verify_array_amaranth(design, b, seed=t)
-        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
-
-
-def test_the_per_fu_flags_zero_the_padded_runs(monkeypatch):
-    """Without the per-FU masks random held-per-run maps are wrong (19 of 20 on this sequence): the check can fail."""
-    import archgen.rtlgen.array as array
-    monkeypatch.setattr(array, "row_pads", lambda d, df: ())
-    rng = np.random.default_rng(132)
-    wrong = [not verify_array_amaranth(design, b, seed=t).outputs_exact
-             for t, (design, b) in enumerate(_random_held_case(rng) for _ in range(4))]
-    assert sum(wrong) >= 3
+    return design, _conv_bounds(rng, q=3, c=2, r=3, s=3)
 
 
 def test_random_batched_reductions_held_per_run_in_amaranth():
@@ -218,32 +198,7 @@ def _random_streamed_case(rng):
     low = -1 if leads else 0
     design = _held(CONV_OP, shape, mp, outer + tile, tile,
                    control=[int(rng.integers(low, 2)), int(rng.integers(low, 2))], clock=int(rng.choice([500, 1500])))
-    b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
-         "q": int(rng.integers(1, 5)), "c": int(rng.integers(1, 4)), "r": int(rng.integers(1, 3)),
-         "s": int(rng.integers(1, 3))}
-    return design, b
-
-
-@pytest.mark.parametrize("count", [pytest.param(2, id="2"), pytest.param(60, id="60", marks=pytest.mark.slow)])
-def test_random_outputs_streamed_over_padded_loops_in_amaranth(count):
-    """Random streamed maps (``_random_streamed_case``): all exact, RTL cycles == model cycles."""
-    rng = np.random.default_rng(2132)
-    for t in range(count):
-        design, b = _random_streamed_case(rng)
-        compiled = compile_array(design)
-        assert row_pads(design, compiled.dataflow) and compiled.fu_graph.output.role is Role.STREAM_OUT
-        res = verify_array_amaranth(design, b, seed=t)
-        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
-
-
-def test_the_per_fu_flags_zero_the_padded_streamed_positions(monkeypatch):
-    """Without the per-FU masks random streamed maps are wrong (19 of 20 on an ad-hoc sequence): the check can fail."""
-    import archgen.rtlgen.array as array
-    monkeypatch.setattr(array, "row_pads", lambda d, df: ())
-    rng = np.random.default_rng(2132)
-    wrong = [not verify_array_amaranth(design, b, seed=t).outputs_exact
-             for t, (design, b) in enumerate(_random_streamed_case(rng) for _ in range(4))]
-    assert sum(wrong) >= 3
+    return design, _conv_bounds(rng, q=4, c=3, r=2, s=2)
 
 
 def test_the_memory_system_refuses_a_streamed_padded_output():
@@ -257,3 +212,33 @@ def test_the_memory_system_refuses_a_streamed_padded_output():
     assert "the output C is streamed per step over the padded loop(s) j" in err.value.problems[0].message
     held = compile_array(_held(*HELD[0][:5]))
     check_memory_system(held.fu_graph, held.design)
+
+
+# the random sequences: (case generator, rng seed, output role)
+RANDOM_KINDS = [pytest.param(_random_held_case, 132, Role.ACCUMULATE, id="held-per-run"),
+                pytest.param(_random_streamed_case, 2132, Role.STREAM_OUT, id="streamed")]
+
+
+@pytest.mark.parametrize("count", [pytest.param(2, id="2"), pytest.param(60, id="60", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("make,seed,role", RANDOM_KINDS)
+def test_random_outputs_over_padded_loops_in_amaranth(make, seed, role, count):
+    """Random held-per-run and streamed maps: all exact, RTL cycles == model cycles, the padded loops in the tile
+    the array runs (2026-12-06: 60 + 60 in the suite, 100 more streamed ad hoc)."""
+    rng = np.random.default_rng(seed)
+    for t in range(count):
+        design, b = make(rng)
+        compiled = compile_array(design)
+        assert row_pads(design, compiled.dataflow) and compiled.fu_graph.output.role is role
+        res = verify_array_amaranth(design, b, seed=t)
+        assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
+
+
+@pytest.mark.parametrize("make,seed,role", RANDOM_KINDS)
+def test_the_per_fu_flags_zero_the_padded_positions(monkeypatch, make, seed, role):
+    """Without the per-FU masks the random maps are wrong (19 of 20 of each sequence, ad hoc): the check can fail."""
+    import archgen.rtlgen.array as array
+    monkeypatch.setattr(array, "row_pads", lambda d, df: ())
+    rng = np.random.default_rng(seed)
+    wrong = [not verify_array_amaranth(design, b, seed=t).outputs_exact
+             for t, (design, b) in enumerate(make(rng) for _ in range(4))]
+    assert sum(wrong) >= 3
