@@ -49,7 +49,7 @@ ARRAY_CASES = [
     pytest.param(lambda: _held(CONV_OP, (1, 4), {**CONV_STREAMED, "k": "t_k", "p": "4*t_p + s1",
                                                  "q": "t_q + s1 - 3", "n": "t_n - s1"},
                                ["k", "p", "c", "r", "s", "n", "q"], ["n", "q"], control=[0, 1]),
-                 {"n": 2, "k": 2, "p": 5, "q": 3, "c": 2, "r": 2, "s": 1}, 2, None, id="conv-1x4-streamed-lead-two-loops",
+                 {"n": 2, "k": 2, "p": 5, "q": 3, "c": 2, "r": 2, "s": 1}, 2, 486, id="conv-1x4-streamed-lead-two-loops",
                  marks=pytest.mark.slow),
 ]
 
