@@ -242,3 +242,20 @@ def test_the_per_fu_flags_zero_the_padded_positions(monkeypatch, make, seed, rol
     wrong = [not verify_array_amaranth(design, b, seed=t).outputs_exact
              for t, (design, b) in enumerate(make(rng) for _ in range(4))]
     assert sum(wrong) >= 3
+
+
+@pytest.mark.parametrize("own", [
+    {"map": CONV_HELD, "order": ["n", "k", "p", "q", "c", "r", "s"], "inner": ["q", "c", "r", "s"], "schedule": "map"},
+    {"map": {**CONV_HELD, "r": "t_r", "q": "t_q - s0 - s1"}, "order": ["n", "k", "p", "c", "r", "s", "q"],
+     "inner": ["q"], "schedule": "map"},
+], ids=["held-per-run", "streamed"])
+def test_a_fused_design_runs_them(own):
+    """Fused with a weight-stationary dataflow (the map's own schedule in a fused design, H129): each dataflow exact
+    and RTL cycles == model cycles in Amaranth."""
+    from archgen.arch.spec import load_spec_data
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    flows = {"own": own, "ws": {"spatial": {"k": 0, "p": 1}, "order": ["n", "k", "p", "q", "c", "r", "s"]}}
+    design = load_spec_data({"version": 1, "name": "fm", "operation": CONV_OP, "array": {"shape": [3, 2]},
+                             "types": {"I": "int8", "W": "int8", "O": "int32"}, "dataflows": flows, "fuse": list(flows)})
+    runs = verify_fused_amaranth(design, design.fuse, {"n": 1, "k": 4, "p": 3, "q": 3, "c": 2, "r": 2, "s": 2}, seed=5)
+    assert len(runs) == 2 and all(r.outputs_exact and r.rtl_cycles == r.model_cycles for r in runs), runs
