@@ -227,9 +227,7 @@ def _schedule_choice(design: Design, df, skews) -> str:
     compressed build (interconnect.py ``skew_lane_cost``)."""
     cost = skew_lane_cost(design, df)
     if cost is None:
-        loops = ", ".join(f"t_{sk.loop}" for sk in skews)
-        return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
-                "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
+        return _why_compressed(design, df, skews)
     if df.schedule == "map":
         return _own_schedule_text(design, df, cost)
     own, built = cost.tile_steps(design, df, design.reference_bounds)
@@ -242,6 +240,27 @@ def _schedule_choice(design: Design, df, skews) -> str:
     return text + (f"the map's own schedule would save {cost.saving} lane(s) but is NOT built here (schedule: compressed, "
                    f"the default; dataflows.{df.name}.schedule: map builds it at the array level), so the compressed "
                    "build runs")
+
+
+def _why_compressed(design: Design, df, skews) -> str:
+    """Why a skew on a loop with loops after it keeps the compressed build: a tile loop as written, or an inner loop
+    the tile's forms move out of it (a reduction loop before an output-dependent one runs as partial-sum rounds; a
+    loop the output depends on, before trailing reduction loops, runs outside the run), whose padded rows the map's
+    own schedule does not build (interconnect.py ``_check_output_over_tile``)."""
+    out = design.operation.output.name
+    rounds, runs = psum_rounds_of(design, df), reduction_runs_of(design, df)
+    for sk in skews:
+        if rounds is not None and sk.loop in rounds.moved:
+            return (f"why compressed: t_{sk.loop} is a reduction loop before loop(s) {', '.join(rounds.rest)} that {out} "
+                    f"depends on, so the tile runs as partial-sum rounds with t_{sk.loop} outside it; the map's own "
+                    "schedule would pad those rounds per FU, which is not built")
+        if runs is not None and sk.loop in runs.dep:
+            return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
+                    f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule would pad those runs per FU, "
+                    "which is not built")
+    loops = ", ".join(f"t_{sk.loop}" for sk in skews)
+    return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
+            "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
 
 
 def _lanes(lanes) -> str:

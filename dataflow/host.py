@@ -217,6 +217,8 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
     for pad in pads:
         lvals = x[..., dims.index(pad.loop)]
         prod = np.where((lvals >= 0) & (lvals < mapping.bound[pad.loop]), prod, 0)
+    if fg.output.role is not Role.ACCUMULATE:
+        return _padded_stream_beats(fg, coords, prod, idx, beats)
     prod = prod.sum(axis=0)
     reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
     canon = [tuple(0 if a in reduced else v for a, v in enumerate(s)) for s in coords.tolist()]
@@ -226,6 +228,18 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
             if idx[b, lane, 0] < 0:
                 c = tuple(drain_rc[b, lane].tolist())
                 out[b, lane] = sum(int(v) for v, cs in zip(prod, canon) if cs == c)
+    return wrap(out, fg.acc_width)
+
+
+def _padded_stream_beats(fg: FUGraph, coords: np.ndarray, prod: np.ndarray, idx: np.ndarray,
+                         beats: np.ndarray) -> np.ndarray:
+    """A streamed output under the map's own schedule: a lane whose step is padding (a position outside its FUs' own
+    L positions of the padded loop, or an FU past a ragged spatial bound) carries that step's masked products of the
+    FUs it reduces (zero at masked positions; real elements over the map's wires on padded FUs)."""
+    fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
+    out = beats.copy()
+    for b, lane in zip(*np.nonzero(idx[..., 0] < 0)):
+        out[b, lane] = sum(int(prod[b, fu_index[tuple(f)]]) for f in fg.output.lanes[lane].fus)
     return wrap(out, fg.acc_width)
 
 

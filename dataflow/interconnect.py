@@ -590,23 +590,18 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     along axis a earlier: it is the lag of axis a read backwards, so the row keeps the map's constant as the lead of
     the earliest FU, early_l = the largest -sigma_l.s (``row_lead``; a map's constant below it only adds idle rows and
     is dropped, as the compressed build drops it), and the map's reuse moves run toward lower coordinates of a.
-    Built for skews on loops inside the tile and an output accumulated in place over the tile (the padded positions
-    then only add masked products); anything else is refused, naming the field."""
-    out = design.operation.output
-    why = None
-    dep = [d for d in inner if out.uses(d)]
+    Built for skews on loops inside the tile and an output accumulated in place over the tile the array runs (the
+    padded positions then only add masked products): over the whole tile, or held per run of trailing reduction
+    loops that hold every skew (:func:`reduction_runs` moves the loops the output depends on out of the tile, so the
+    padded run is the tile and every FU drains at its end); anything else is refused, naming the field
+    (:func:`_check_output_over_tile`)."""
     tile = [d for d in skews if d not in inner]
     if not skews:
-        why = "the map skews no loop; the map's own schedule is built for loops skewed by the FU coordinates"
-    elif tile:
-        why = (f"the skew is on the tile loop t_{tile[0]}; under the map's own schedule each FU's tile boundaries would "
-               "move by a run-time number of cycles, which is not built")
-    elif dep:
-        why = (f"the output {out.name} depends on loop(s) {', '.join(dep)} inside the tile; the map's own schedule "
-               "is built for an output accumulated in place over the tile")
-    if why is not None:
-        raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
-                                 df.schedule)])
+        _refuse_map_schedule(df, "the map skews no loop; the map's own schedule is built for loops skewed by the FU "
+                             "coordinates")
+    if tile:
+        _refuse_map_schedule(df, f"the skew is on the tile loop t_{tile[0]}; under the map's own schedule each FU's "
+                             "tile boundaries would move by a run-time number of cycles, which is not built")
     shape = design.shape
     exprs = []
     for d in design.operation.dims:
@@ -620,6 +615,7 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                               inner=inner if df.inner is not None else None, stt=None)
+    _check_output_over_tile(design, own, tuple(skews))
     halo = _row_halo(design, own)
     if not any(halo.values()):
         return own
@@ -629,6 +625,42 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     return dataclasses.replace(own, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
 
 
+def _refuse_map_schedule(df: Dataflow, why: str):
+    raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
+                             df.schedule)])
+
+
+def _check_output_over_tile(design: Design, own: Dataflow, skewed: tuple[str, ...]):
+    """Refuse the map's own schedule where a padded row would leave the tile the array runs (:func:`tile_forms` of
+    ``own``), or where an output lane would sum FUs at different padded positions.
+
+    Built: an output accumulated in place over the tile, or held per run of trailing reduction loops that hold every
+    skew (the loops it depends on move out of the tile, so the padded run is the tile and every FU drains at its end);
+    and an output streamed per step that depends on a padded loop inside the tile (each FU writes the element of its
+    own position, pos - offset(s): the write side takes each lane's element at its own position, as the host program
+    and the partial sums do; padded positions carry masked products). Refused: a skewed loop moved out of the tile
+    (a reduction loop before an output-dependent one runs as partial-sum rounds; a loop the output depends on before
+    trailing reduction loops runs outside the run), whose padded rows nothing masks; and a padded loop the output
+    uses skewed along an axis the output reduces (the lane's adder tree or chain would sum different elements)."""
+    out = design.operation.output
+    formed = tile_forms(design, own)
+    moved = [d for d in skewed if d not in formed.inner_dims()]
+    if moved and out.uses(moved[0]):
+        _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {moved[0]}, which runs outside the "
+                             "run of the trailing reduction loops (out of the tile), whose padded rows are not built")
+    if moved:
+        _refuse_map_schedule(own, f"the skewed loop {moved[0]} is a reduction loop before loop(s) the output "
+                             f"{out.name} depends on inside the tile, so it runs as partial-sum rounds outside the "
+                             "tile, whose padded rows are not built")
+    axis_of = own.spatial_dims
+    for pad in row_pads(design, formed):
+        mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
+        if out.uses(pad.loop) and mixed:
+            _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
+                                 f"along array axis {mixed[0]}, which the skew moves, so an output lane would sum "
+                                 "elements of different positions; skew the loop along axes that carry output loops")
+
+
 @functools.lru_cache(maxsize=64)
 def _row_halo(design: Design, own: Dataflow) -> dict[str, int]:
     """The halo the map's own schedule ``own`` needs at the start of each row of each padded loop l: FU v, f_l FIFOs
@@ -636,9 +668,11 @@ def _row_halo(design: Design, own: Dataflow) -> dict[str, int]:
     products are masked below pos_l = offset_l(v) (early_l + sigma_l.s(v), mappings/tiling.py ``RowPad``);
     max(f_l - offset_l) over every FU of every input (0 when each FIFO's receiver runs one position later than its
     sender, as on the convolution maps of docs/dataflows.md, leads or lags). The lane trees do not depend on it."""
-    fg = _derive(design, own, (), (), design.operation.inputs)
-    pads = row_pads(design, own)
-    loop_of = {(a.operand, a.axis): a.loop for a in delay_axes(design, own)}
+    split = reduction_run_split(design, own)
+    formed = tile_forms(design, own)
+    fg = _derive(design, formed, (), split.streamed if split else (), design.operation.inputs)
+    pads = row_pads(design, formed)
+    loop_of = {(a.operand, a.axis): a.loop for a in delay_axes(design, formed)}
     need = {pad.loop: 0 for pad in pads}
     for p in fg.inputs:
         fifos = {ln.fus[0]: dict.fromkeys(need, 0) for ln in p.lanes}

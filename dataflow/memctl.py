@@ -50,8 +50,28 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
+    problems += _streamed_padded_output(fg)
     if problems:
         raise SpecError(problems)
+
+
+def _streamed_padded_output(fg: FUGraph) -> list:
+    """Under the map's own schedule an output streamed per step that depends on a padded loop writes, on each lane,
+    the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``), and padding
+    outside their L positions. The output walk writes every lane at one position per step, so the memory system
+    would put each lane's elements offset(s) positions off: refused, naming the field (the array level runs it;
+    docs/limits.md says what the write side would need)."""
+    from archgen.dataflow.ir import Role
+    out = fg.output
+    xop = fg.design.operation.output
+    loops = [p.loop for p in row_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
+    if out.role is not Role.STREAM_OUT or not loops:
+        return []
+    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {out.name} is streamed per step over the "
+                    f"padded loop(s) {', '.join(loops)}, each lane at its own position; the memory system's output "
+                    "walk writes every lane at one position (per-lane write leads and a margin for the padded "
+                    "positions are not built): use archgen verify --ideal-dram (the array level), or schedule: "
+                    "compressed", fg.dataflow.schedule)]
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:

@@ -154,7 +154,7 @@ def test_model_cycles_grow_by_the_padding():
     ({"map": {"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}, "order": ["k", "i", "j"], "schedule": "map"},
      "dataflows.m.schedule", "the skew is on the tile loop t_k"),
     ({"map": {"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}, "order": ["i", "k", "j"], "inner": ["k", "j"],
-      "schedule": "map"}, "dataflows.m.schedule", "the output C depends on loop(s) j inside the tile"),
+      "schedule": "map"}, "dataflows.m.schedule", "the skewed loop k is a reduction loop before loop(s) the output C"),
     ({"map": {"i": "3*t_i + s0", "j": "t_j", "k": "t_k"}, "order": ["i", "j", "k"], "schedule": "fast"},
      "dataflows.m.schedule", "must be one of 'compressed', 'map'"),
     # several skewed loops are built inside the tile; one of them on a tile loop is still refused
