@@ -495,6 +495,7 @@ class LayerCore(Elaboratable):
             bits = 8 * lay.elem_bytes
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
+            data = _delayed(m, f"{w.port}_deskew", data, w.deskew, fire)
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             at = _run_order(w)            # a lane-interleaved output: lane l at its offset in the one run
@@ -514,6 +515,11 @@ class LayerCore(Elaboratable):
             if w.broadcast:              # every lane holds the element at lane 0's position (memctl.PortWalk)
                 vals = [vals[0]] * w.lanes
             vals = vals[::w.lane_step]   # lane l at position base + lane_step x l
+        if w.deskew:                     # a streamed output's partial sums, each lane delayed (memctl.output_deskew)
+            vals = _delayed(m, f"{w.port}_deskew", [Mux(st.lane_ok[l] & st.row_ok, vals[l], 0)
+                                                    for l in range(w.lanes)], w.deskew, fire)
+            m.d.comb += [p.payload[l].eq(vals[l]) for l in range(w.lanes)]
+            return
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(st.lane_ok[l] & st.row_ok, vals[l], 0))
 
@@ -777,6 +783,21 @@ def _group_runs(m, port, kind, groups, n, seq, row_c, buf, addr):
             m.d.comb += pos.eq(addr + Mux(seq.start_c, row_c[f"{port}_group{g}"], off))
         runs.append(buf.read_lanes(m, pos, n, transparent=(kind == "psum"), port=kind if g == 0 else f"{kind}@{g}"))
     return runs
+
+
+def _delayed(m, name, values, delays, fire):
+    """Each lane's value ``delays[l]`` beats (``fire``s) ago: a shift register per lane that moves on every beat
+    (an output streamed over a padded loop, memctl.output_deskew; its first positions of a row carry the previous
+    row's last, which the write walk masks). No delays: the values themselves."""
+    if not delays:
+        return values
+    out = []
+    for l, (v, d) in enumerate(zip(values, delays)):
+        regs = [Signal(len(v), name=f"{name}{l}_{i}") for i in range(d)]
+        with m.If(fire):
+            m.d.sync += [r.eq(prev) for r, prev in zip(regs, [v, *regs[:-1]])]
+        out.append(regs[-1] if regs else v)
+    return out
 
 
 def _pick_on(values, ons):
