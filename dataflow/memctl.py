@@ -73,6 +73,33 @@ def output_deskew(fg: FUGraph):
     return pad.loop, pad.span(fg.design.shape), tuple(pad.offset(ln.fus[-1]) for ln in out.lanes)
 
 
+def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> None:
+    """The array issues a step of a later reduction tile once the beat D steps back has left it (dataflow/control.py
+    ``psum_raw_hw``: D = steps x the trips of the tile loops inside the innermost reduction loop). The de-skewed
+    write lands a lane's element up to ``span`` beats later than that beat, so a block whose D is within ``span``
+    of the array's output latency could read a partial sum before it is written: refused, naming the layer (a
+    larger chunk of the padded loop, or of the loops inside the reduction, lengthens D)."""
+    df, shape = compiled.dataflow, compiled.design.shape
+    outer, inner = tuple(df.outer_dims()), tuple(df.inner_dims())
+    red = [i for i, d in enumerate(outer) if not compiled.design.operation.output.uses(d)]
+    if not red or compiled.psum_port is None:
+        return
+    halos = dict(compiled.fu_graph.halo)
+    lat = compiled.schedule.out_latency
+    for blk in blocks:
+        ext = {d: e - s for d, s, e in blk.ranges}
+        trips = {d: -(-ext[d] // (shape[df.axis_of[d]] if d in df.axis_of else 1)) for d in outer}
+        if math.prod(trips[outer[i]] for i in red) < 2:
+            continue                  # every tile of the block is its output block's first visit
+        steps = math.prod(ext[d] + halos.get(d, 0) for d in inner)
+        distance = steps * math.prod(trips[d] for d in outer[red[-1] + 1:])
+        if distance - span < lat + 1:
+            _refuse(f"layers.{layer}", f"the output {compiled.fu_graph.output.name} is streamed over a padded loop and "
+                    f"read back as partial sums {distance} steps later, within the de-skewed write's {span} beats of "
+                    f"the array's output latency ({lat} cycles): it needs {lat + 1 + span} steps at least; use larger "
+                    "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
+
+
 def _streamed_padded_output(fg: FUGraph) -> list:
     """Under the map's own schedule an output streamed per step that depends on padded loops writes, on each lane,
     the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``). One padded
@@ -756,6 +783,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     chained = chained_inputs(compiled)
     pads = row_pads(design, df)
     deskew = output_deskew(fg)
+    if deskew is not None:
+        _check_deskewed_partial_sums(compiled, blocks, deskew[1], layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
