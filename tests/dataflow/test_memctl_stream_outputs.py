@@ -112,3 +112,25 @@ def test_without_the_delays_the_outputs_are_wrong(monkeypatch):
     import archgen.rtlgen.layer_top as layer_top
     monkeypatch.setattr(layer_top, "_delayed", lambda m, name, values, delays, fire: values)
     assert not _run("gemm-lag", 3)[0]
+
+
+# the output reduced along axis 0 (c on the rows), q skewed along axis 1: a row of q = 1 is 4 steps, read back as
+# partial sums one tile later
+REDUCED = lambda: _spec(CONV_OP, (2, 4), {"n": "t_n", "k": "t_k", "p": "4*t_p + s1", "q": "t_q - s1",
+                                          "c": "2*t_c + s0", "r": "t_r", "s": "t_s"},
+                        ["n", "k", "p", "c", "r", "s", "q"], ["q"])
+CASES["reduced-q2"] = (REDUCED, {"n": 1, "k": 3, "p": 2, "q": 2, "c": 3, "r": 1, "s": 2}, ("q", 3, (0, 1, 2, 3)))
+CASES["reduced-q1"] = (REDUCED, {**CASES["reduced-q2"][1], "q": 1}, ("q", 3, (0, 1, 2, 3)))
+
+
+def test_partial_sums_read_back_before_the_delayed_write_are_refused(monkeypatch):
+    """A partial sum read back D steps after its step (the array's read-after-write rule) lands up to span beats
+    later once de-skewed: D - span must cover the array's output latency. At the boundary (q = 2: D = 5, span 3,
+    latency 1) exact; one step shorter (q = 1) refused naming the layer, and without that check wrong."""
+    assert _run("reduced-q2", 0)[0]
+    with pytest.raises(SpecError) as err:
+        _run("reduced-q1", 0)
+    assert err.value.problems[0].path == "layers.layer" and "it needs 5 steps at least" in err.value.problems[0].message
+    import archgen.dataflow.memctl as memctl
+    monkeypatch.setattr(memctl, "_check_deskewed_partial_sums", lambda *a: None)
+    assert not _run("reduced-q1", 0)[0]
