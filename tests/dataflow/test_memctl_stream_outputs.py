@@ -11,25 +11,17 @@ import numpy as np
 import pytest
 
 from archgen.arch.errors import SpecError
-from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import check_memory_system, layer_dram_bytes, layer_program, output_deskew
 from archgen.mappings.memory_tiling import plan_layer
+from test_map_schedule_outputs import _held as _spec
 
 GEMM = "C[i,j] += A[i,k] * B[k,j]"
 OUTER = "C[i,j] += A[i] * B[j]"
 CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
 CONV_MAP = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q - s0 - s1", "c": "t_c", "r": "t_r",
             "s": "t_s"}
-
-
-def _spec(op, shape, mp, order, inner, control=None):
-    """A ``schedule: map`` design of ``op`` (output 32 bits, inputs 8)."""
-    out, a, b = (n for n in op.replace("[", " ").split() if n[:1].isupper())
-    df = {"map": mp, "order": order, "inner": inner, "schedule": "map"} | ({"control": control} if control else {})
-    return load_spec_data({"version": 1, "name": "stream_out", "operation": op, "array": {"shape": list(shape)},
-                           "types": {out: "int32", a: "int8", b: "int8"}, "dataflows": {"m": df}})
 
 
 # (design, bounds, (padded loop, span, offset per output lane))
