@@ -1543,14 +1543,18 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
 def buffer_fit(compiled, layer: str = "layer"):
     """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
-    in front of it (its ``margins``); None for a design without margins (no chained input: the planner's footprint
-    is the whole need). A command this check cannot judge (another refusal first) passes: that refusal is not the
+    in front of it (its ``margins``), and for an output de-skewed per lane (:func:`output_deskew`) the distance at
+    which its partial sums are read back (:func:`_check_deskewed_partial_sums`), so the planner picks an order and
+    chunks that run; None for a design without either (the planner's footprint is the whole need). A command this check cannot judge (another refusal first) passes: that refusal is not the
     buffers', and the commands that build are refused where they are built."""
-    if hasattr(compiled, "network") or not chained_inputs(compiled):
+    deskew = None if hasattr(compiled, "network") else output_deskew(compiled.fu_graph)
+    if hasattr(compiled, "network") or not (chained_inputs(compiled) or deskew):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
     def fits(cmd: LayerCommand) -> None:
+        if deskew is not None:        # a de-skewed output's read-back distance (it depends on the loop order)
+            _check_deskewed_partial_sums(compiled, [j.block for j in layer_jobs(cmd)], deskew[1], layer)
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:

@@ -13,7 +13,7 @@ import pytest
 from archgen.arch.errors import SpecError
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import check_memory_system, layer_dram_bytes, layer_program, output_deskew
+from archgen.dataflow.memctl import buffer_fit, check_memory_system, layer_dram_bytes, layer_program, output_deskew
 from archgen.mappings.memory_tiling import plan_layer
 from test_map_schedule_outputs import _held as _spec
 
@@ -69,9 +69,9 @@ def test_several_padded_loops_stay_refused():
     assert "not of several padded loops" in err.value.problems[0].message
 
 
-def _run(name, seed):
-    """The planner's command for a case through LayerTop in Amaranth: (outputs exact, RTL cycles, model cycles,
-    bytes moved, the model's bytes)."""
+def _run(name, seed, fits=False):
+    """The planner's command for a case (``fits``: with memctl's ``buffer_fit``) through LayerTop in Amaranth:
+    (outputs exact, RTL cycles, model cycles, bytes moved, the model's bytes)."""
     from archgen.rtlgen.layer_top import LayerTop
     from archgen.sim.layer_model import simulate_layer
     from archgen.verif.golden import reference_einsum
@@ -80,7 +80,7 @@ def _run(name, seed):
     make, bounds, _ = CASES[name]
     d = make()
     c = compile_array(d)
-    cmd = plan_layer(d, bounds, c.dataflow)
+    cmd = plan_layer(d, bounds, c.dataflow, fits=buffer_fit(c) if fits else None)
     prog = layer_program(c, cmd, spec_size=False)
     tensors = random_operands(c.fu_graph, cmd.mapping, np.random.default_rng(seed))
     res = run_top(LayerTop(prog, prog.dram_image(tensors)), prog.dram_words, 100_000)
@@ -118,8 +118,10 @@ CASES["reduced-q1"] = (REDUCED, {**CASES["reduced-q2"][1], "q": 1}, ("q", 3, (0,
 def test_partial_sums_read_back_before_the_delayed_write_are_refused(monkeypatch):
     """A partial sum read back D steps after its step (the array's read-after-write rule) lands up to span beats
     later once de-skewed: D - span must cover the array's output latency. At the boundary (q = 2: D = 5, span 3,
-    latency 1) exact; one step shorter (q = 1) refused naming the layer, and without that check wrong."""
+    latency 1) exact; one step shorter (q = 1) refused naming the layer, and without that check wrong. The planner
+    sees the check (``buffer_fit``): at q = 1 it plans blocks of one reduction tile each, which run exact."""
     assert _run("reduced-q2", 0)[0]
+    assert _run("reduced-q1", 0, fits=True)[0]
     with pytest.raises(SpecError) as err:
         _run("reduced-q1", 0)
     assert err.value.problems[0].path == "layers.layer" and "it needs 5 steps at least" in err.value.problems[0].message
