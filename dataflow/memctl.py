@@ -1463,10 +1463,12 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
 def buffer_fit(compiled, layer: str = "layer"):
     """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
-    in front of it (its ``margins``); None for a design without margins (no chained input: the planner's footprint
-    is the whole need). A command this check cannot judge (another refusal first) passes: that refusal is not the
-    buffers', and the commands that build are refused where they are built."""
-    if hasattr(compiled, "network") or not chained_inputs(compiled):
+    in front of it (its ``margins``) and a lane-interleaved output's padding to whole array tiles
+    (:func:`output_lane_split`, :func:`block_bytes`); None for a design without either (no chained input, no split
+    output: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
+    judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
+    where they are built."""
+    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled)):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
