@@ -36,7 +36,7 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
    cycles, per extra chunk of every array tile); the lowest estimate wins, ties go to the earlier
    candidate (whole inner loops first). The estimate is a heuristic; the cycle model gives the number.
 
-A block *fits* when every operand's block fits its buffer and, with delay connections on an outer inner
+A block *fits* when every operand's block fits one half of its buffer and, with delay connections on an outer inner
 loop, when the block's FIFO depth (its trips of the inner loops after the halo loop) fits the FIFO
 buffers (``array.max_fifo_depth``): a layer whose whole loops are deeper is planned in chunks of those
 loops (step 2), not refused; :func:`make_command` checks a given command's blocks the same way.
@@ -48,6 +48,13 @@ depends on the compiled array's walks, which this module cannot see (mappings si
 that has them passes ``plan_layer(..., fits=...)``: memctl's own fit check (``memctl.buffer_fit``, the very check
 ``layer_program`` makes). The planner checks its command with it and, if refused, plans again applying it to every
 candidate after its own cheaper tests.
+
+The generated memory system also rounds each half down to whole bank rows (``memory.<X>.bytes / halves`` elements,
+rounded down to a multiple of its banks: a power of two, at least one beat's lanes and one DRAM word's elements), and
+pads a lane-interleaved output's block to whole array tiles. The banks, too, come from the compiled array, so the
+caller passes ``plan_layer(..., rooms=...)`` (``memctl.buffer_rooms``: per operand, the bytes of one half in whole
+bank rows), which every candidate's footprint is checked against in place of ``bytes / halves``; the padding is in
+``fits`` (``buffer_fit`` checks such a design too).
 """
 from __future__ import annotations
 
@@ -64,8 +71,8 @@ from archgen.arch.spec import Dataflow, Design
 
 from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, fifo_steps, map_problem
 
-__all__ = ["LayerCommand", "Block", "Room", "plan_layer", "make_command", "check_partial_sums", "dram_bytes", "element_bytes",
-           "BLOCK_OVERHEAD_CYCLES"]
+__all__ = ["LayerCommand", "Block", "Room", "plan_layer", "make_command", "check_partial_sums", "dram_bytes",
+           "element_bytes", "BLOCK_OVERHEAD_CYCLES"]
 
 # estimate of the cycles one array command costs beyond its steps (fill and drain); used by the
 # heuristic only, never by the cycle model
@@ -312,13 +319,11 @@ def _misfits(cmd: LayerCommand, rooms: Rooms = None) -> list[tuple[str, int, int
 def _misfit_problem(design: Design, name: str, need: int, have: int, rooms: Rooms, layer: str, what: str):
     """The refusal of a block of ``need`` B of ``name`` (``what`` describes the block), with the bytes that fit it."""
     halves = design.memory_system.buffer(name).halves
-    if not rooms:
-        return problem(f"layers.{layer}", f"operand {name} needs {halves} x {need} B for a block of {what}; buffer "
-                       f"memory.{name}.bytes is {have} B (--set memory.{name}.bytes={halves * need} or more)")
-    row = rooms[name].row_bytes
-    return problem(f"layers.{layer}", f"operand {name} needs {need} B in each of its {halves} buffer halves for a block "
-                   f"of {what}; memory.{name}.bytes is {have} B, which leaves {rooms[name].half_bytes} B per half in "
-                   f"whole bank rows of {row} B (--set memory.{name}.bytes={halves * -(-need // row) * row} or more)")
+    row = rooms[name].row_bytes if rooms else 1
+    rounded = f", which leaves {rooms[name].half_bytes} B per half in whole bank rows of {row} B" if rooms else ""
+    enough = halves * -(-need // row) * row
+    return problem(f"layers.{layer}", f"operand {name} needs {halves} x {need} B for a block of {what}; buffer "
+                   f"memory.{name}.bytes is {have} B{rounded} (--set memory.{name}.bytes={enough} or more)")
 
 
 def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, tile: dict[str, int],

@@ -102,9 +102,9 @@ def test_a_lane_interleaved_output_is_checked_padded_to_whole_tiles():
 
 def test_a_block_over_the_rounded_half_is_refused_with_the_bytes_that_fit():
     c = compile_array(_gemm_os({"A": {"bytes": 96}}))
-    with pytest.raises(SpecError, match=r"layers\.fc: operand A needs 48 B in each of its 2 buffer halves for a block "
-                                        r"of .*; memory\.A\.bytes is 96 B, which leaves 32 B per half in whole bank "
-                                        r"rows of 32 B \(--set memory\.A\.bytes=128 or more\)"):
+    with pytest.raises(SpecError, match=r"layers\.fc: operand A needs 2 x 48 B for a block of .*; buffer "
+                                        r"memory\.A\.bytes is 96 B, which leaves 32 B per half in whole bank rows of 32 B \(--set "
+                                        r"memory\.A\.bytes=128 or more\)"):
         make_command(c.design, LAYER, c.dataflow, {"i": 1, "j": 4, "k": 24}, ("i", "j", "k"), "fc", _rooms(c))
     make_command(c.design, LAYER, c.dataflow, {"i": 1, "j": 4, "k": 24}, ("i", "j", "k"), "fc")   # without: the half
 
