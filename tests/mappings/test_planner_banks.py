@@ -117,3 +117,18 @@ def test_no_rooms_when_the_memory_system_refuses_every_command():
     with pytest.raises(SpecError, match=r"memory\.A\.bytes: the generated buffer of A needs at least one 1-byte word "
                                         r"in each of its 32 banks per half"):
         layer_program(c, cmd, spec_size=True)
+
+
+@pytest.mark.slow
+def test_random_designs_near_the_bank_rows_plan_only_blocks_the_memory_system_builds():
+    """benchmarks/planner_bank_rows.py on a seed of its own: the old check's commands are refused somewhere (the sweep
+    finds the bug), the new ones never, and only refused plans change."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "planner_bank_rows.py"
+    spec = importlib.util.spec_from_file_location("planner_bank_rows", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    n = bench.run(60, seed=5)
+    assert n["refused before"] > 0 and n["refused after"] == 0
+    assert n["plans changed"] == n["changed and refused before"]
