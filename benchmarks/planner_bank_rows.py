@@ -9,7 +9,8 @@ every ``memory.<X>.bytes`` drawn near a bank-row boundary -- twice: *before*, th
 rounded, memctl's own check ``buffer_fit`` for designs with margins only), and *after* (``rooms=buffer_rooms(c)``, and
 ``buffer_fit`` for a lane-interleaved output too). Each plan goes through
 ``layer_program(..., spec_size=True, fit_only=True)``; the counts are the plans it refuses (a ``memory.<X>.bytes``
-refusal), the plans that differ, and the layers no command fits (the planner's own refusal, both times the same).
+refusal; "over the rounded half": a block over ``buffer_rooms``' half, the rest padding or margins), the plans that
+differ, and the layers no command fits (the planner's own refusal, both times the same).
 
     python benchmarks/planner_bank_rows.py [--trials 400] [--seed 0]
 """
@@ -25,7 +26,7 @@ from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.memctl import buffer_fit, buffer_rooms, chained_inputs, layer_program
-from archgen.mappings.memory_tiling import plan_layer
+from archgen.mappings.memory_tiling import _misfits, plan_layer
 
 SPECS = ["conv_rs", "conv_ws", "gemm_fused", "gemm_is", "gemm_os", "gemm_os3d", "gemm_os_bcast", "gemm_ws"]
 TYPES = {"I": "int8", "W": "int8", "O": "int32"}
@@ -107,7 +108,8 @@ def _plan(c, bounds, after: bool):
 def run(trials: int, seed: int) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     families = _families()
-    n = {"layers": 0, "planned": 0, "refused before": 0, "refused after": 0, "plans changed": 0,
+    n = {"layers": 0, "planned": 0, "refused before": 0, "of them over the rounded half": 0, "refused after": 0,
+         "plans changed": 0,
          "changed and refused before": 0, "no command fits": 0, "designs skipped": 0}
     while n["layers"] < trials:
         c = _design(rng, families[rng.integers(len(families))])
@@ -125,6 +127,7 @@ def run(trials: int, seed: int) -> dict[str, int]:
             n["planned"] += 1
             was = before is not None and _refused(c, before)
             n["refused before"] += was
+            n["of them over the rounded half"] += was and bool(_misfits(before, buffer_rooms(c)))
             n["refused after"] += _refused(c, after)
             changed = before is None or (before.tile, before.order) != (after.tile, after.order)
             n["plans changed"] += changed
