@@ -303,17 +303,16 @@ class Room:
 Rooms = dict[str, Room] | None
 
 
-def _half_bytes(design: Design, operand: str, rooms: Rooms) -> int:
-    """The bytes a block of ``operand`` may take in one buffer half."""
-    buf = design.memory_system.buffer(operand)
-    return rooms[operand].half_bytes if rooms else buf.bytes // buf.halves
-
-
 def _misfits(cmd: LayerCommand, rooms: Rooms = None) -> list[tuple[str, int, int]]:
-    """Operands whose largest block is over the bytes one buffer half gives it: (operand, block bytes, memory bytes)."""
+    """Operands whose largest block is over the bytes one buffer half gives it (with ``rooms``: in whole bank rows):
+    (operand, block bytes, memory bytes). Called for every candidate of the planner, so kept to main's loop."""
     mem = cmd.design.memory_system
-    return [(name, nbytes, mem.buffer(name).bytes) for name, nbytes in _largest_block_bytes(cmd).items()
-            if nbytes > _half_bytes(cmd.design, name, rooms)]
+    bad = []
+    for name, nbytes in _largest_block_bytes(cmd).items():
+        buf = mem.buffer(name)
+        if nbytes > (rooms[name].half_bytes if rooms else buf.bytes // buf.halves):
+            bad.append((name, nbytes, buf.bytes))
+    return bad
 
 
 def _misfit_problem(design: Design, name: str, need: int, have: int, rooms: Rooms, layer: str, what: str):
