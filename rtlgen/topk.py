@@ -218,8 +218,15 @@ class TopK(wiring.Component):
         # compared with: SAMPLE_COPY_GROUPS), so that the multiplexer's long nets get a cycle of their own and the
         # comparators read nearby registers; one more cycle per round and one more re-read beat at the ingest
         self.sample_register = bool(sample_register)
-        # cycles from the ingest's ranking beat to its pivots, beyond the one-cycle ranker's two
-        self.rank_delay = int(self.rank_pipeline) + int(self.sample_register)
+        # with sample_register also a second pick stage (H122): the one-hot pick registered, so that the pivots,
+        # the exact finish's k-th value and its ties load one cycle later from a registered selection (the wanted
+        # ranks' compares and the one-hot no longer sit in front of them); one more cycle per round and one more
+        # re-read beat at the ingest
+        self.pick_register = self.sample_register
+        # cycles a round's sample or the ingest's pivots take beyond the default engine's (sample_register and
+        # the pick stage), and from the ingest's ranking beat to its pivots beyond the one-cycle ranker's two
+        self.round_delay = int(self.sample_register) + int(self.pick_register)
+        self.rank_delay = int(self.rank_pipeline) + self.round_delay
         self.buffer_rows = -(-max_n // parallelism)
         self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
         self.count_bits, self.index_bits = field_bits(max_n)
@@ -491,7 +498,7 @@ class TopK(wiring.Component):
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
                          whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
-                         r.side_end[i].eq((rows + 3 + int(self.sample_register) + late) if self.sample_register
+                         r.side_end[i].eq((rows + 3 + self.round_delay + late) if self.sample_register
                                           else (rows + 3 + late)), r.side_late[i].eq(late)]
 
     def _want_ranks(self, m, r):
@@ -683,10 +690,26 @@ class TopK(wiring.Component):
         left = [Signal.like(r.target, name=f"sample_eq_left{i}") for i in range(s)]
         m.d.comb += [left[i].eq(r.target - above_r[i]) for i in range(s)]
         gw = len(above_r[0])
+        sel_now, held, hi_same = sel, held_r != 0, sel & same
+        if self.pick_register:
+            sel, sel_hi, hi_same, vals_r, left, held = self._pick_register(m, sel, sel_hi, hi_same, vals_r, left, held)
         m.d.comb += [r.pick.eq(_or_select(sel, vals_r, s, w)), r.pick_hi.eq(_or_select(sel_hi, vals_r, s, w)),
-                     r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
-                     r.pick_hi_same.eq((sel & same).any()),
+                     r.whole_above.eq(_or_select(sel_now, Cat(*above_r), s, gw)), r.sample_held.eq(held),
+                     r.pick_hi_same.eq(hi_same.any()),
                      r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
+
+    @staticmethod
+    def _pick_register(m, sel, sel_hi, hi_same, vals, left, held):
+        """The second pick stage: the one-hot selections and, beside them, the operands they select from (the
+        values, the exact finish's ties per lane, whether any lane was held, which lanes have the upper pick equal
+        to the lower one) registered, so that the pivots, the k-th value and its ties load one cycle later through
+        an AND-OR from registers only (H114/H121: want_hi_c/want_lo_c -> one-hot -> pivot_hi, finish_eq, sel_eq)."""
+        q = [Signal.like(x, name=f"{x.name}_q") for x in (sel, sel_hi, vals)]
+        hi_same_q, held_q = Signal.like(sel, name="sample_hi_same_q"), Signal(name="sample_held_q")
+        left_q = [Signal.like(x, name=f"{x.name}_q") for x in left]
+        m.d.sync += [x.eq(y) for x, y in zip(q, (sel, sel_hi, vals))]
+        m.d.sync += [hi_same_q.eq(hi_same), held_q.eq(held), *[x.eq(y) for x, y in zip(left_q, left)]]
+        return q[0], q[1], hi_same_q, q[2], left_q, held_q
 
     def _copy_groups(self):
         """The lane groups that get registers of their own with ``sample_register``."""
@@ -784,7 +807,8 @@ class TopK(wiring.Component):
         if self.sample_register:
             m.d.sync += r.replay_end.eq(r.rows_b + 4)
         if self.sample_register:
-            m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2)]
+            m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2),
+                         r.ing_load.eq(r.ing_pick)]
         elif self.rank_pipeline:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(r.ing_rank_d)]
         else:
@@ -820,9 +844,9 @@ class TopK(wiring.Component):
                              r.rr.eq(r.rr + 1)]
                 with m.If(r.rr + 1 >= r.reread_end):
                     m.next = "INGEST_DRAIN0"
-            if self.sample_register:
-                with m.State("REREAD_WAIT"):     # the ingest's pivots come two cycles after its last beat
-                    m.next = "REREAD"
+            for j in range(1, x):     # the ingest's pivots come up to x cycles after its last beat
+                with m.State(f"REREAD_WAIT{j}"):
+                    m.next = f"REREAD_WAIT{j - 1}" if j > 1 else "REREAD"
             with m.State("INGEST_DRAIN0"):
                 m.next = "INGEST_DRAIN"
             with m.State("INGEST_DRAIN"):
@@ -901,8 +925,9 @@ class TopK(wiring.Component):
         reaches bit 0 before SCAN can end: its last count is at least 4, the pick at count 1 or 2). The ingest's
         pick takes +infinity when no candidate was held; the command's +infinity has its own enable (``idle``
         is high exactly in IDLE)."""
-        m.d.sync += r.pivot_take.eq(r.ing_rank_d2 | r.pick_sr[1])
-        none = r.ing_pick & ~r.sample_held
+        ing_take, ing_now = (r.ing_pick, r.ing_load) if self.pick_register else (r.ing_rank_d2, r.ing_pick)
+        m.d.sync += r.pivot_take.eq(ing_take | r.pick_sr[1])
+        none = ing_now & ~r.sample_held
         with m.If(r.pivot_take):
             m.d.sync += [r.pivot.eq(Mux(none, r.pos_inf, r.pick)),
                          r.pivot_hi.eq(Mux(none | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
@@ -952,17 +977,32 @@ class TopK(wiring.Component):
                 # rank pipeline when the last beat is a sample beat)
                 # (with sample_register the pivots come two cycles after the last sample beat: a last beat that is
                 # a sample beat waits two cycles, the beat after them one)
-                late = (r.cnt == 0) if not x else (r.cnt < rows) if x == 1 else (r.cnt <= rows)
+                late = (r.cnt == 0) if not x else (r.cnt < rows + x - 1)
                 with m.If(~late):
                     m.d.comb += r.rd_addr.eq(0)
                     m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
                     m.next = "REREAD" if rows + x > 1 else "INGEST_DRAIN0"
                 with m.Else():
                     m.d.sync += r.rr.eq(0)
-                    m.next = "REREAD_WAIT" if x == 2 else "REREAD"
-                    if x == 2:
-                        with m.If(r.cnt == rows):
-                            m.next = "REREAD"
+                    self._reread_wait(m, r, rows, x)
+
+    @staticmethod
+    def _reread_wait(m, r, rows, x):
+        """The first re-read waits min(x, w + x - B) cycles after the last beat (it must meet the ingest's pivots):
+        this cycle and x - 1 - i REREAD_WAIT states when the last beat is beat w - 1 + i (i >= 0), x - 1 before it."""
+        if x < 2:
+            m.next = "REREAD"
+            return
+
+        def wait_state(j):
+            return f"REREAD_WAIT{j}" if j else "REREAD"
+        with m.If(r.cnt < rows):
+            m.next = wait_state(x - 1)
+        for i in range(1, x - 1):
+            with m.Elif(r.cnt == rows - 1 + i):
+                m.next = wait_state(x - 1 - i)
+        with m.Elif(r.cnt == rows + x - 2):
+            m.next = "REREAD"
 
     def _on_decide(self, m, r):
         """DECIDE's next state (its register updates are ``_decide_registers``, enabled by the in_decide register)."""
@@ -980,7 +1020,7 @@ class TopK(wiring.Component):
         the pivot is the k-th."""
         go_scan = r.go_scan
         side = r.side
-        sr = int(self.sample_register)     # the round is ranked one cycle later: its reads and pick wait one more
+        sr = self.round_delay     # the round is ranked (and picked) later: its reads and pick wait as many cycles more
         m.d.sync += r.after_ingest.eq(0)
         with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
@@ -1011,7 +1051,7 @@ class TopK(wiring.Component):
                 return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
             m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
                          r.row_ctr.eq(0), r.rows_left.eq(pick3(r.side_rows)), r.scan_end.eq(pick3(r.side_end)),
-                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, sr) if sr else pick3(r.side_late)),
+                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, (1 << sr) - 1) if sr else pick3(r.side_late)),
                          r.pick_sr.eq(Mux(pick3(r.side_late), 0b100 << sr, 0b010 << sr)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
@@ -1088,7 +1128,7 @@ class _Registers:
         # wait before the first read (a late round), and the pick cycle as a one-hot shift (bit 0: now)
         self.row_ctr = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_row")
         self.rows_left = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_rows_left")
-        sr = int(tk.sample_register)
+        sr, x = tk.round_delay, tk.rank_delay
         self.scan_end = Signal(range(max(tk.buffer_rows, d) + 5 + sr), name="scan_end")
         self.scan_wait = Signal(1 + sr, name="scan_wait")
         self.pick_sr = Signal(3 + sr, name="scan_pick")
@@ -1166,10 +1206,11 @@ class _Registers:
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.ing_rank_d = Signal(name="ingest_rank_d")      # ing_rank one cycle later (rank pipeline)
         self.ing_rank_d2 = Signal(name="ingest_rank_d2")    # and two (sample_register)
+        self.ing_load = Signal(name="ingest_load")          # the cycle after the ingest's pick (its pivots load)
         self.ing_last = Signal(name="ingest_last_beat")     # the ingest's next beat is its last (cnt + 1 == B)
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
-        self.rr = Signal(range(rows + 2 + sr), name="reread")    # the next sample beat to re-read
-        self.reread_end = Signal(range(rows + 2 + sr), name="reread_end")   # min(w + x, B): beats to re-read
+        self.rr = Signal(range(rows + 1 + x), name="reread")    # the next sample beat to re-read
+        self.reread_end = Signal(range(rows + 1 + x), name="reread_end")   # min(w + x, B): beats to re-read
         self.cap_clear = Signal(init=1, name="sample_cap_clear")   # the FIFO row captures restart empty (IDLE, SCAN's cycle 0)
         self.idle = Signal(init=1, name="topk_idle")   # the FSM is in IDLE (a register: the packers' clear)
         self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
