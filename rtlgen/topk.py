@@ -920,11 +920,11 @@ class TopK(wiring.Component):
 
     def _pivot_take(self, m, r):
         """With sample_register, the pivots' load from the pick stage: enabled by one register (``pivot_take``) set
-        one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's pick follows
-        ``ing_rank_d2`` and a round's follows ``pick_sr[1]`` (a one-hot shift that is only non-zero in SCAN and
-        reaches bit 0 before SCAN can end: its last count is at least 4, the pick at count 1 or 2). The ingest's
-        pick takes +infinity when no candidate was held; the command's +infinity has its own enable (``idle``
-        is high exactly in IDLE)."""
+        one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's load follows
+        ``ing_pick`` (the second pick stage's cycle; ``ing_rank_d2`` without it) and a round's follows
+        ``pick_sr[1]`` (a one-hot shift that is only non-zero in SCAN and reaches bit 0 before SCAN can end: its
+        last count is at least 6, the load at count 3 or 4). The ingest's pick takes +infinity when no candidate
+        was held; the command's +infinity has its own enable (``idle`` is high exactly in IDLE)."""
         ing_take, ing_now = (r.ing_pick, r.ing_load) if self.pick_register else (r.ing_rank_d2, r.ing_pick)
         m.d.sync += r.pivot_take.eq(ing_take | r.pick_sr[1])
         none = ing_now & ~r.sample_held
@@ -975,8 +975,8 @@ class TopK(wiring.Component):
                 # others in REREAD; a one-beat request re-reads its beat in the next cycle (the buffer's read
                 # port does not see this cycle's write), and so does one whose pivots come one cycle late (the
                 # rank pipeline when the last beat is a sample beat)
-                # (with sample_register the pivots come two cycles after the last sample beat: a last beat that is
-                # a sample beat waits two cycles, the beat after them one)
+                # (with sample_register and its pick stage the pivots come three cycles after the last sample beat:
+                # a last beat that is a sample beat waits three cycles, the beats after them two and one)
                 late = (r.cnt == 0) if not x else (r.cnt < rows + x - 1)
                 with m.If(~late):
                     m.d.comb += r.rd_addr.eq(0)
