@@ -472,6 +472,8 @@ class TopK(wiring.Component):
         m.d.comb += [le_a.eq(r.t <= r.cnt_a), le_g.eq(r.t <= r.cnt_g)]
         m.d.sync += [r.dec_le_a.eq(le_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(le_g),
                      r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
+        if self.sample_register:
+            self._decide_go(m, r, le_a, le_g)
         # the ranker's source, registered every cycle (one 2-bit copy per sample lane, kept apart so that no
         # copy drives every lane's multiplexer): 3 the ingest's beats while the ingest's sample is still to be
         # ranked, else the side the decision's compares choose (2 FIFO_U, 1 FIFO_R, 0 FIFO_L): in Decide and
@@ -500,6 +502,20 @@ class TopK(wiring.Component):
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
                          r.side_end[i].eq((rows + 3 + self.round_delay + late) if self.sample_register
                                           else (rows + 3 + late)), r.side_late[i].eq(late)]
+
+    @staticmethod
+    def _decide_go(m, r, le_a, le_g):
+        """With sample_register, whether Decide starts a round and on which side, as registers loaded every cycle
+        from the decision's inputs (final one cycle before Decide, as the decide_* compares), so that neither
+        after_ingest nor the decision's branch priority sits in front of the round's counter and FIFO address
+        resets and the side's selects (H122 run F seed 1: after_ingest -> go_scan -> the FIFO write addresses).
+        A round starts unless the ingest's decide ends the request (k = 0 or k >= candidates) or a pivot is the
+        k-th value; its side is FIFO_U above the upper pivot, FIFO_R between the pivots, else FIFO_L."""
+        le_ae, le_ge = Signal(name="decide_le_ae_next"), Signal(name="decide_le_ge_next")
+        m.d.comb += [le_ae.eq(r.t <= r.cnt_ae), le_ge.eq(r.t <= r.cnt_ge)]
+        ends = r.after_ingest & ((r.k == 0) | (r.k >= r.cnt_all))
+        m.d.sync += [r.dec_go.eq(~ends & (le_a | (~le_ae & (le_g | ~le_ge)))),
+                     r.dec_side.eq(Mux(le_a, 2, Mux(le_g, 1, 0)))]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -1020,6 +1036,11 @@ class TopK(wiring.Component):
         the pivot is the k-th."""
         go_scan = r.go_scan
         side = r.side
+        if self.sample_register:      # registered (_decide_go)
+            m.d.comb += [go_scan.eq(r.dec_go), side.eq(r.dec_side)]
+
+        def steer(k):
+            return [] if self.sample_register else [side.eq(k), go_scan.eq(1)]
         sr = self.round_delay     # the round is ranked (and picked) later: its reads and pick wait as many cycles more
         m.d.sync += r.after_ingest.eq(0)
         with m.If(r.after_ingest & r.dec_k_zero):
@@ -1029,13 +1050,13 @@ class TopK(wiring.Component):
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
             with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
-                m.d.comb += [side.eq(2), go_scan.eq(1)]
+                m.d.comb += steer(2)
                 m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
             with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
             with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
-                m.d.comb += [side.eq(1), go_scan.eq(1)]
+                m.d.comb += steer(1)
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
                 with m.If(r.pivot_hi != r.pos_inf):
                     m.d.sync += r.hi.eq(r.pivot_hi)
@@ -1043,7 +1064,7 @@ class TopK(wiring.Component):
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
             with m.Else():                               # below the lower pivot: FIFO_L
-                m.d.comb += [side.eq(0), go_scan.eq(1)]
+                m.d.comb += steer(0)
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
         with m.If(go_scan):
             m.d.sync += r.cap_clear.eq(1)        # the captures restart empty in SCAN's cycle 0
@@ -1224,6 +1245,7 @@ class _Registers:
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
+        self.dec_go, self.dec_side = Signal(name="decide_go"), Signal(2, name="decide_side")   # (sample_register)
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
         # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
         # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
