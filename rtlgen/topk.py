@@ -22,6 +22,8 @@ described in docs/topk.md, and archgen.sim.topk_model follows the same schedule 
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
@@ -499,9 +501,20 @@ class TopK(wiring.Component):
             small = (size < p) if p > s else 0
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
                          whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
+            if self.sample_register:
+                # the counters are final two cycles before Decide (PREDECIDE comes between): one more register
+                # stage, so that the last count's adder does not follow the compares and the rows' adder
+                fit, rows, whole, late = self._side_stage(m, fit, rows, whole, late)
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
                          r.side_end[i].eq((rows + 3 + self.round_delay + late) if self.sample_register
                                           else (rows + 3 + late)), r.side_late[i].eq(late)]
+
+    @staticmethod
+    def _side_stage(m, *values):
+        """The per-side decision inputs registered (``sample_register``'s extra stage)."""
+        regs = [Signal.like(v, name=f"{v.name}_r") for v in values]
+        m.d.sync += [x.eq(v) for x, v in zip(regs, values)]
+        return regs
 
     @staticmethod
     def _decide_go(m, r, le_a, le_g):
@@ -751,6 +764,23 @@ class TopK(wiring.Component):
         m.d.sync += [keep_c.eq(keep), flat_c.eq(flat)]
         return (lambda j, i: copies[j, grp(i)]), keep_c, flat_c
 
+    def _capture_row(self, m, pk, tag, used):
+        """The packer's row as a capture sees it (its first ``used`` lanes): with ``sample_register`` one register
+        stage behind the packer (row valid, lanes, keep bits and flushing registered every cycle), so that no
+        packer count, adder or input enable sits in front of the captures' take and clock enables; the packers
+        then flush a cycle before Decide (PREDECIDE), so the captures are final in Decide as without the stage.
+        Else the packer's own outputs."""
+        if not self.sample_register:
+            return pk
+        lb = pk.lane_bits
+        st = SimpleNamespace(row_valid=Signal(name=f"sample_row_valid_{tag}"),
+                             flushing=Signal(name=f"sample_row_flush_{tag}"),
+                             row_lanes=Signal(used * lb, name=f"sample_row_lanes_{tag}"),
+                             row_keep=Signal(used, name=f"sample_row_keep_{tag}"))
+        m.d.sync += [st.row_valid.eq(pk.row_valid), st.flushing.eq(pk.flushing),
+                     st.row_lanes.eq(pk.row_lanes[:used * lb]), st.row_keep.eq(pk.row_keep[:used])]
+        return st
+
     def _sample_capture(self, m, r, tag, pk, cur):
         """One FIFO's sample capture (archgen.sim.topk_model.captured_sample): q slots of g lanes (P < S: whole
         rows, q = w; P >= S: slot i holds lane i of a row, q = S). The packer's rows at positions 0, s, 2s, ...
@@ -774,6 +804,7 @@ class TopK(wiring.Component):
         # pos_ok = ((pos & mask) == 0) as a register, updated with pos and mask from its candidates (computed from
         # registers beside the row's valid), so that no reduce of pos sits between the packer and the slots' enables
         pos_ok = Signal(init=1, name=f"sample_cap_pos_ok_{tag}")
+        pk = self._capture_row(m, pk, tag, cur if whole_row else q)
         m.d.comb += [partial.eq(pk.flushing),
                      empty.eq((ptr == 0) if not whole_row else ((mask == 0) & (ptr < q))),
                      take.eq(pk.row_valid & pos_ok & (~partial | empty)), full.eq(ptr == q)]
@@ -839,12 +870,13 @@ class TopK(wiring.Component):
                              r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf,
                                                r.pick_hi))]
         # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
-        m.d.sync += [x.eq(0) for x in r.decide_regs]
+        m.d.sync += r.in_decide.eq(0)
         # idle: high exactly in IDLE (set in DONE and in IDLE without a command); cap_clear: high exactly in IDLE and
         # in SCAN's cycle 0 (also set in a decide cycle that starts a round). Both registers, so that neither the FSM
         # state nor cmd.valid sits in front of the packers' row valid, the captures' take and their clock enables
         m.d.sync += [r.idle.eq(0), r.cap_clear.eq(0)]
-        flush_l, flush_r, flush_u = r.decide_regs if self.sample_register else [r.in_decide] * 3
+        m.d.sync += [x.eq(0) for x in r.flush_regs]
+        flush_l, flush_r, flush_u = r.flush_regs if self.sample_register else [r.in_decide] * 3
         m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
@@ -870,8 +902,11 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN2"):
                 m.next = "INGEST_DRAIN3"
             with m.State("INGEST_DRAIN3"):
-                m.d.sync += [x.eq(1) for x in r.decide_regs]
-                m.next = "DECIDE"
+                self._to_decide(m, r)
+            if self.sample_register:
+                with m.State("PREDECIDE"):      # the packers flush; the captures take their last rows
+                    m.d.sync += r.in_decide.eq(1)
+                    m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r)
             with m.State("SCAN"):
@@ -897,13 +932,13 @@ class TopK(wiring.Component):
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
                 with m.If(r.cnt == r.scan_end):
-                    m.d.sync += [x.eq(1) for x in r.decide_regs]
-                    m.next = "DECIDE"
+                    self._to_decide(m, r)
                 with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), *[x.eq(0) for x in r.decide_regs],
-                                 r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), r.in_decide.eq(0),
+                                 *[x.eq(0) for x in r.flush_regs], r.sel_eq.eq(r.finish_eq), r.cnt.eq(0),
+                                 r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
@@ -933,6 +968,16 @@ class TopK(wiring.Component):
                 m.next = "IDLE"
         with m.If(r.in_decide):
             self._decide_registers(m, r)
+
+    def _to_decide(self, m, r):
+        """The transition into DECIDE, with ``sample_register`` through PREDECIDE (the packers flush there, one cycle
+        before the decision, so that the captures, one register stage behind the packers, are final in Decide)."""
+        if self.sample_register:
+            m.d.sync += [x.eq(1) for x in r.flush_regs]
+            m.next = "PREDECIDE"
+        else:
+            m.d.sync += r.in_decide.eq(1)
+            m.next = "DECIDE"
 
     def _pivot_take(self, m, r):
         """With sample_register, the pivots' load from the pick stage: enabled by one register (``pivot_take``) set
@@ -1031,9 +1076,9 @@ class TopK(wiring.Component):
 
     def _decide_registers(self, m, r):
         """The decide cycle (``r.in_decide``, a register high exactly in DECIDE, so that no FSM state decode sits in
-        front of these enables; the packers' flush is in_decide too): k = 0 ends the request, k >= candidates
-        replays with everything kept, otherwise continue on the side holding the target rank, or replay when
-        the pivot is the k-th."""
+        front of these enables; without sample_register the packers' flush is in_decide too): k = 0 ends the
+        request, k >= candidates replays with everything kept, otherwise continue on the side holding the target
+        rank, or replay when the pivot is the k-th."""
         go_scan = r.go_scan
         side = r.side
         if self.sample_register:      # registered (_decide_go)
@@ -1247,10 +1292,11 @@ class _Registers:
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
         self.dec_go, self.dec_side = Signal(name="decide_go"), Signal(2, name="decide_side")   # (sample_register)
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
-        # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
-        # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
-        self.decide_regs = [self.in_decide] + ([_copy_register(unsigned(1), g, f"in_decide_c{g}") for g in (2, 3)]
-                                               if tk.sample_register else [])
+        # sample_register: the packers' flushes (one copy per packer, kept apart; _copy_register's g = 2 and 3: no
+        # reset, g = 3 starts high, a flush of an empty packer: nothing happens), high exactly in PREDECIDE, the
+        # cycle before DECIDE (H121: the captures take the packers' rows one cycle late, from a register stage)
+        self.flush_regs = ([_copy_register(unsigned(1), g, f"pre_decide_c{g}") for g in (0, 2, 3)]
+                           if tk.sample_register else [])
         self.side = Signal(2, name="side")
 
 

@@ -34,7 +34,9 @@ sample register (option)  ``sample_register=True`` (needs the rank pipeline): th
                           copies before its compare, and its one-hot pick registered before the pivots load
                           (H122), so every round costs two cycles more (R + 7, a late one R + 8, the exact
                           finish 5), and the ingest re-reads min(w + 3, B) beats, its first re-read waiting
-                          min(3, w + 3 - B) cycles
+                          min(3, w + 3 - B) cycles; and (H121, H133) the packers flush one cycle before
+                          every decide (PREDECIDE; the captures sit one register stage behind the
+                          packers): a scanned round R + 8 (late R + 9), the ingest's decide one cycle later
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -160,11 +162,11 @@ def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int |
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
     1 + B + min(w, B) + [B = 1] + 3 + 1 cycles without the rank pipeline (docs/topk.md "Cycle contract"); with it (default)
     1 + B + min(w + 1, B) + [B <= w] + 3 + 1; with ``sample_register`` too 1 + B + min(w + 3, B)
-    + max(0, min(3, w + 3 - B)) + 3 + 1."""
+    + max(0, min(3, w + 3 - B)) + 3 + 1 + 1 (PREDECIDE: the packers flush a cycle before the decide)."""
     rows = -(-n // parallelism)
     return (CMD_CYCLES + rows
             + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline, sample_register)
-            + INGEST_DRAIN + DECIDE_CYCLES)
+            + INGEST_DRAIN + DECIDE_CYCLES + int(bool(sample_register)))
 
 
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
@@ -285,7 +287,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     more cycle for a *late* round: a set sampled whole, or with P > S one of fewer than P elements; other
     rounds compare their sample in the decide cycle and cost the same as without it); ``sample_register`` the
     engine's sample registered (in local copies) before that compare and its one-hot pick registered (needs
-    ``rank_pipeline``): every round two more cycles, and two more re-read beats at the ingest."""
+    ``rank_pipeline``): every round two more cycles, and two more re-read beats at the ingest; and one more cycle
+    before every decide (PREDECIDE: the ingest's and each scanned round's, not the exact finish's)."""
     if sample_register and not rank_pipeline:
         raise ValueError("sample_register needs rank_pipeline")
     if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
@@ -374,7 +377,8 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         if whole:
             step = EXACT_FINISH + late_round           # sampled whole: found after ranking, no scan pipeline
         else:
-            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round
+            # (with the sample register the packers flush a cycle before the decide: PREDECIDE, one more cycle)
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round + int(bool(sample_register))
 
     kth = found
     kept, equal_seen = [], 0

@@ -56,7 +56,8 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         reread = min(w + 3, b) + 3 * (b <= w) + 2 * (b == w + 1) + (b == w + 2)
     else:
         reread = min(w + 1, b) + (b <= w) if pipe else min(w, b) + (b == 1)
-    first_decide = 1 + b + reread + 3 + 1
+    # (with the sample register the packers flush in PREDECIDE, one cycle before every decide)
+    first_decide = 1 + b + reread + 3 + 1 + int(sreg)
     assert ingest_cycles(n, p, depth, s_opt, rank_pipeline=pipe, sample_register=sreg) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
@@ -71,11 +72,12 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         # is ranked and the pivots taken while the first row is read), or 2 when its working set was sampled
         # whole (the exact finish: rank, then pick); the rank pipeline adds a cycle only to a late round (its
         # sample needs the row flushed in the decide: sampled whole, or with P > S fewer than P elements); the
-        # sample register two more cycles to every round (the sample registered, the one-hot pick registered)
+        # sample register two more cycles to every round (the sample registered, the one-hot pick registered),
+        # and a scanned round one more (PREDECIDE)
         for r in later:
             whole = r.source == "fifo" and r.size <= lanes
             late = x if whole or r.size < p else 0
-            assert r.cycles == (2 if whole else r.rows + 5) + late + 2 * int(sreg)
+            assert r.cycles == (2 if whole else r.rows + 5 + int(sreg)) + late + 2 * int(sreg)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
@@ -108,9 +110,10 @@ def test_pinned_small_case():
     assert simulate_topk(scores, 3, parallelism=4, seed=1, rank_pipeline=False).cycles == 18
     assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, rank_pipeline=False).cycles == 9
     # with the sample register and its pick stage: the ingest's pivots two cycles later still (both beats re-read,
-    # three cycles later): 1 + (2 + 5 + 3) + 1 = 12 cycles without the replay, 21 with it
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, sample_register=True).cycles == 12
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, sample_register=True).cycles == 21
+    # three cycles later), and PREDECIDE before the decide: 1 + (2 + 5 + 3) + 1 + 1 = 13 cycles without the
+    # replay, 22 with it
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, sample_register=True).cycles == 13
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, sample_register=True).cycles == 22
     with pytest.raises(ValueError, match="sample_register"):
         simulate_topk(scores, 3, parallelism=4, rank_pipeline=False, sample_register=True)
 

@@ -96,9 +96,11 @@ def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
 def test_sample_register_exact(p, max_n, depth, lanes, replay):
     """The engine with its sample registered in local copies before the compare and its one-hot pick registered
     (``sample_register``): every round two cycles later, the ingest two more re-read beats (three cycles' wait
-    when its last beat is a sample beat, two when it is the next, one when it is the one after). S = 2 at P = 4 (late rounds: P > S); P = 2 with w = 8 (many requests end
-    their ingest on a sample beat or the one after) with the replay; P = 16 (S = 32, two rows): exact, RTL cycles
-    == model cycles, through FIFO rounds and buffer rescans."""
+    when its last beat is a sample beat, two when it is the next, one when it is the one after), and the captures
+    one register stage behind the packers, which flush in PREDECIDE (one more cycle before every decide but the
+    exact finish's). S = 2 at P = 4 (late rounds: P > S); P = 2 with w = 8 (many requests end their ingest on a
+    sample beat or the one after) with the replay; P = 16 (S = 32, two rows): exact, RTL cycles == model cycles,
+    through FIFO rounds and buffer rescans."""
     reqs = _exact_through_every_round_source(p, max_n, depth, lanes, replay, sample_register=True)
     w = sample_shape(p, depth, lanes)[0]
     rows_b = {-(-q.n // p) for q in reqs}
