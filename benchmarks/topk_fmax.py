@@ -126,7 +126,8 @@ def main() -> None:
                          "count in one cycle)")
     ap.add_argument("--sample-register", action=argparse.BooleanOptionalAction, default=False,
                     help="the engine's sample registered in local copies before the compare and its one-hot pick "
-                         "registered (two more cycles per round; default off)")
+                         "registered, its captures one stage behind the packers (three more cycles per scanned round; "
+                         "default off)")
     ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router1",
                     help="nextpnr's place-and-route options for every row (default router1: nextpnr's default "
                          "flow, as every measured row; router2: --router router2 --tmg-ripup, not yet measured "
