@@ -192,7 +192,8 @@ def _topk_line(spec) -> str:
     """Which local-V top-k engine the spec builds (``units.topk``): the same line for build, sim and verify."""
     from archgen.dataflow.spatten_stages import TOPK_ENGINES
     tk = spec.topk
-    kind = ("sample register (~100 MHz on ECP5 at P = 4, a few % more cycles; docs/spatten.md)"
+    kind = ("sample register (the engine alone: median 101 MHz on ECP5 at P = 4, other P not measured; a few "
+            "% more top-k cycles; docs/spatten.md)"
             if tk.sample_register else "default (no sample register)")
     return (f"  top-k: {TOPK_ENGINES} engines of parallelism {tk.parallelism}, FIFO depth {tk.fifo_depth} rows, "
             f"{kind}")
