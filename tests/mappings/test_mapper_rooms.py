@@ -10,7 +10,7 @@ verify of gemm_fused at 2x2 exit 2 on os's ``k:24`` plan."""
 import pytest
 
 from archgen.arch.errors import SpecError
-from archgen.arch.spec import load_spec, load_spec_data
+from archgen.arch.spec import load_spec
 from archgen.dataflow.compile import compile_array, compile_fused
 from archgen.dataflow.memctl import buffer_fit, buffer_rooms, layer_program
 from archgen.mappings.mapper import search_layer
@@ -18,15 +18,12 @@ from archgen.mappings.memory_tiling import plan_layer
 from archgen.sim.energy import EnergyModel
 from archgen.workloads.library import get_workload
 
-GEMM = "C[i,j] += A[i,k] * B[k,j]"
 LAYER = {"i": 8, "j": 8, "k": 48}
 
 
-def _gemm_os(memory, shape=(2, 2)):
-    return load_spec_data({"version": 1, "kind": "array", "name": "g", "operation": GEMM,
-                           "types": {"A": "int8", "B": "int8", "C": "int32"}, "array": {"shape": list(shape)},
-                           "memory": memory, "dataflows": {"os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"],
-                                                                  "control": [1, 1]}}})
+def _gemm_os(a_bytes):
+    """The built-in gemm_os at 2x2 with ``memory.A.bytes`` = ``a_bytes`` (the CLI's ``--set``)."""
+    return load_spec("gemm_os", ["array.shape=2x2", f"memory.A.bytes={a_bytes}"])
 
 
 def test_archgen_sim_mapper_search_picks_a_block_the_memory_system_builds(monkeypatch):
@@ -41,7 +38,7 @@ def test_archgen_sim_mapper_search_picks_a_block_the_memory_system_builds(monkey
         chosen.append(search_layer(*args, **kwargs).command)
         return mapper.MapperChoice(chosen[-1], 0, 0.0, "edp", 0, 0)
     monkeypatch.setattr(mapper, "search_layer", spy)
-    design = _gemm_os({"A": {"bytes": 96}})
+    design = _gemm_os(96)
     results, _ = array_sim.simulate_workload_on_array(design, get_workload("gemm:8,48,8"), mapper="search")
     assert len(chosen) == 1 and results[0].extra["mapping"] == chosen[0].describe()
     layer_program(compile_array(design), chosen[0], spec_size=True)
@@ -53,7 +50,7 @@ def test_every_candidate_the_search_keeps_fits_the_rooms(a_bytes, objective):
     """Around the boundary (32 B of A per half up to 127 B of buffer, 64 B from 128 B) and on each objective: the
     command ``search_layer`` returns with the rooms builds, and it is never worse on the objective than the
     heuristic's command planned with the same rooms (the search's guarantee, kept)."""
-    c = compile_array(_gemm_os({"A": {"bytes": a_bytes}}))
+    c = compile_array(_gemm_os(a_bytes))
     rooms, energy = buffer_rooms(c), EnergyModel.load()
     evaluate = _evaluator(c)
     choice = search_layer(c.design, LAYER, c.dataflow, evaluate, energy, objective=objective, rooms=rooms)
@@ -67,7 +64,7 @@ def test_every_candidate_the_search_keeps_fits_the_rooms(a_bytes, objective):
 def test_without_the_rooms_the_search_picks_a_refused_block():
     """The cause, kept visible: ``bytes / halves`` (``rooms=None``) admits the 48 B block layer_program refuses, so a
     caller that plans for a design it builds must pass the rooms."""
-    c = compile_array(_gemm_os({"A": {"bytes": 96}}))
+    c = compile_array(_gemm_os(96))
     choice = search_layer(c.design, LAYER, c.dataflow, _evaluator(c), EnergyModel.load())
     with pytest.raises(SpecError, match=r"memory\.A\.bytes: a block of 48 B does not fit one half"):
         layer_program(c, choice.command, spec_size=True)
@@ -77,7 +74,7 @@ def test_the_search_passes_over_a_finalist_the_fit_check_refuses():
     """``fits`` (``memctl.buffer_fit``, a design with margins or a lane-interleaved output) is asked of the finalists:
     a check that refuses every command but the heuristic's leaves the heuristic, and one that refuses nothing leaves
     the search's choice as without it."""
-    c = compile_array(_gemm_os({"A": {"bytes": 256}}))
+    c = compile_array(_gemm_os(256))
     rooms, energy, evaluate = buffer_rooms(c), EnergyModel.load(), _evaluator(c)
     free = search_layer(c.design, LAYER, c.dataflow, evaluate, energy, rooms=rooms)
     heuristic = plan_layer(c.design, LAYER, c.dataflow, rooms=rooms)
