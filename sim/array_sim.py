@@ -220,7 +220,8 @@ def _searched(compiled, layer, bounds, repeat, how, energy, objective, seed):
         r = _memory_layer(compiled, layer, cmd, repeat, how, energy)
         return r.cycles, sum(r.energy_pj.values())
     return search_layer(compiled.design, bounds, compiled.fu_graph.dataflow, evaluate, energy,
-                        objective=objective, seed=seed, layer=layer.name).command
+                        objective=objective, seed=seed, layer=layer.name,
+                        fits=buffer_fit(compiled, layer.name), rooms=buffer_rooms(compiled)).command
 
 
 def _hops(fg) -> int:
