@@ -186,6 +186,8 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
                      f"{rows} padded by the skew's span, FU s masked outside its own positions {first} .. "
                      f"{first} + L - 1" + (" of any of them" if len(pads) > 1 else "") + _early_text(pads)
                      + ", the map's wires and FIFOs (derived connections below)")
+        if outer_pads(design, tiled):
+            lines.append("  and outside the tile: " + _outer_pad_text(design, tiled))
     else:
         lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and "
                      "order per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived "
