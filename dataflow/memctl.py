@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, Room, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth, row_pads
+from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
 
@@ -50,9 +50,23 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _streamed_padded_output(fg)
+    problems += _streamed_padded_output(fg) + _outer_padded_loops(fg)
     if problems:
         raise SpecError(problems)
+
+
+def _outer_padded_loops(fg: FUGraph) -> list:
+    """Under the map's own schedule a skewed reduction loop outside the tile (mappings/tiling.py ``outer_pads``) runs
+    K + span tiles with FU s on tile t - offset(s): its input lanes would need a per-lane lead on the tile walk of
+    that loop and the partial-sum walk K + span rounds, neither built: refused, naming the field (the array level
+    runs it)."""
+    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow)]
+    if not loops:
+        return []
+    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
+                    "the tile, each FU on its own tiles of them; the memory system's walks read every lane at one "
+                    "tile (per-lane leads on a tile loop's walk are not built): use archgen verify --ideal-dram (the "
+                    "array level), or schedule: compressed", fg.dataflow.schedule)]
 
 
 def _streamed_padded_output(fg: FUGraph) -> list:
