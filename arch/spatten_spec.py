@@ -100,7 +100,12 @@ SPATTEN_SCHEMA: dict = {
                                             "and compute hide their top-k + keep-mask latency before their causal "
                                             "value fetch; loading them whole costs 2.6% more decode DRAM bytes "
                                             "and makes every GPT-2 run of the bench faster: docs/spatten.md, "
-                                            "'Fallback'; docs/spatten_results.md, sixteenth session)"}},
+                                            "'Fallback'; docs/spatten_results.md, sixteenth session)"},
+                          "sample_register": {"type": "boolean", "description": "build the top-k engines with "
+                                              "their pivot sample registered before its compare (H133: about "
+                                              "100 MHz instead of 87 MHz on the ECP5 at P = 4, a few % more "
+                                              "top-k cycles; default false; docs/spatten.md, 'Top-k sample "
+                                              "register')"}},
                          required=["parallelism", "fifo_depth"]),
             "key_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
             "value_sram": _obj({"bytes": {"type": "integer", "minimum": 1, "maximum": 1 << 34}, "buffers": {"type": "integer", "minimum": 1, "maximum": 4}}),
@@ -152,6 +157,7 @@ class TopKUnit:
     feed: bool = True       # the top-k feed (H98): engines take rows while the exponential sweep writes them
     fallback: str = "tail"  # which commands' late top-k rows are swept unpruned (H103, H107): tail | all | none
     fallback_tail: int = 2  # with tail: the last this-many commands of each stream get dense_ok (H120; = K/V banks)
+    sample_register: bool = False   # engines with the registered pivot sample (H133: ~100 MHz at P = 4, more cycles)
 
 
 @dataclass(frozen=True)

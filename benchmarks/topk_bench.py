@@ -253,7 +253,9 @@ def main() -> None:
                     help="the main table for the engine with registered sample compare bits (the default since "
                          "the eighth session's H88; --no-rank-pipeline: compare and count in one cycle)")
     ap.add_argument("--sample-register", action=argparse.BooleanOptionalAction, default=False,
-                    help="the engine's sample registered before its compare (one more cycle per round) in the main table")
+                    help="the engine's sample registered before its compare, its one-hot pick registered and its "
+                         "captures one stage behind the packers (three more cycles per scanned round, more at the "
+                         "ingest: sim/topk_model.py) in the main table")
     ap.add_argument("--sample-lanes", type=int, default=None,
                     help="the engine's pivot sample width S in the main table (default: 16, 32 for P >= 8)")
     ap.add_argument("--rtl", action="store_true", help="also run a few points on Verilator")

@@ -125,8 +125,9 @@ def main() -> None:
                     help="the engine with registered sample compare bits (default; --no-rank-pipeline: compare and "
                          "count in one cycle)")
     ap.add_argument("--sample-register", action=argparse.BooleanOptionalAction, default=False,
-                    help="the engine's sample registered in local copies before the compare (one more cycle per "
-                         "round; default off)")
+                    help="the engine's sample registered in local copies before the compare and its one-hot pick "
+                         "registered, its captures one stage behind the packers (three more cycles per scanned round; "
+                         "default off)")
     ap.add_argument("--flow", choices=sorted(NEXTPNR_FLOWS), default="router1",
                     help="nextpnr's place-and-route options for every row (default router1: nextpnr's default "
                          "flow, as every measured row; router2: --router router2 --tmg-ripup, not yet measured "

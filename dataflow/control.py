@@ -34,7 +34,7 @@ from .schedule import ArraySchedule
 __all__ = ["Flag", "CommandHW", "TileCounterHW", "LoaderHW", "IssuerHW", "DrainHW",
            "tile_counter_hw", "loader_hw", "issuer_hw", "accumulator_drain_hw", "stream_drain_hw",
            "loader_process", "issuer_process", "accumulator_drain_process", "stream_drain_process",
-           "all_of", "halo_hw", "psum_raw_hw", "psum_raw_ready_at", "streams_psums_back"]
+           "all_of", "halo_hw", "outer_pad_hw", "psum_raw_hw", "psum_raw_ready_at", "streams_psums_back"]
 
 
 def all_of(conds):
@@ -227,6 +227,7 @@ class IssuerHW:
     final: Any              # ... the problem's last step
     first_visit: Any        # the issued tile's first visit (level)
     done: Any               # every step has been issued (level)
+    tile: Any = None        # the issued tile's outer-loop counters {loop: counter} (level)
 
 
 def streams_psums_back(sch: ArraySchedule) -> bool:
@@ -323,7 +324,7 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
     with m.If(cmd.start):
         m.d.sync += [step.eq(0), done.eq(0)]
     return IssuerHW(issue, issue & first_step, issue & last_step, issue & first_step & needs,
-                    issue & last_step & tiles.last, tiles.first, done)
+                    issue & last_step & tiles.last, tiles.first, done, tiles.cnt)
 
 
 def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[str, ...] = (),
@@ -361,6 +362,17 @@ def halo_hw(m, hdl, cmd: CommandHW, issue, loop: str, halo: int, after: tuple[st
     with m.If(cmd.start):
         m.d.sync += pos.eq(0)
         m.d.sync += [c.eq(0) for c, _w in wraps]
+    return flag
+
+
+def outer_pad_hw(m, hdl, cmd: CommandHW, tile, loop: str, span: int, offsets: tuple[int, ...]) -> dict:
+    """The map's own schedule of a skewed reduction loop outside the tile (mappings/tiling.py ``outer_pads``): the
+    command runs K + ``span`` tiles of ``loop``; one flag per distinct offset k, set while the issued tile's counter
+    ``tile[loop]`` is outside the FUs' own tiles k <= t < K + k (their products are masked). Model half:
+    ``TileMapping.trips`` counts the span, host ``_iterations`` shifts each FU by its offset."""
+    flag = {k: hdl.Signal(name=f"issue_pad_{loop}_{k}") for k in offsets}
+    for k, f in flag.items():       # t >= K + k, with the command's trips K + span: t + span > trips - 1 + k
+        m.d.comb += f.eq((tile[loop] < k) | (tile[loop] + span > cmd.trips_m1[loop] + k))
     return flag
 
 

@@ -1,12 +1,13 @@
 """Human-readable account of a dataflow's analysis, for ``archgen build SPEC --explain``."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
-from archgen.mappings.tiling import delay_axes, map_problem, row_pads
+from archgen.mappings.tiling import delay_axes, map_problem, outer_pads, row_pads
 
 from .banking import derive_banking
 from .compile import compile_array
@@ -174,7 +175,10 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
             text = (f"{best.kind} {best.describe(df.order)} ({best.delay} cycle{'' if best.delay == 1 else 's'})"
                     if best else "none")
             lines.append(f"    axis {a}, {x.name}: {text}")
-    if tiled.schedule == "map":
+    if tiled.schedule == "map" and not row_pads(design, tiled):
+        lines.append(f"  built as the map's own schedule (schedule: map), control c = {list(tiled.control)}: "
+                     + _outer_pad_text(design, tiled))
+    elif tiled.schedule == "map":
         pads = row_pads(design, tiled)
         rows = " and of ".join(f"t_{pad.loop}" for pad in pads)
         first = _offset_text(pads)
@@ -182,6 +186,8 @@ def _map_skew_lines(design: Design, df, tiled) -> list[str]:
                      f"{rows} padded by the skew's span, FU s masked outside its own positions {first} .. "
                      f"{first} + L - 1" + (" of any of them" if len(pads) > 1 else "") + _early_text(pads)
                      + ", the map's wires and FIFOs (derived connections below)")
+        if outer_pads(design, tiled):
+            lines.append("  and outside the tile: " + _outer_pad_text(design, tiled))
     else:
         lines.append(f"  built as the tiled map with control c = {list(tiled.control)}: the same FU per iteration and "
                      "order per FU, the map's delay of sigma.s x D steps compressed to sigma.s cycles (derived "
@@ -226,6 +232,8 @@ def _schedule_choice(design: Design, df, skews) -> str:
     """Which schedule is built and why: the memory-fed input lanes of the map's own schedule against the
     compressed build (interconnect.py ``skew_lane_cost``)."""
     cost = skew_lane_cost(design, df)
+    if cost is None and df.schedule == "map":
+        return _outer_cost_text(design, df)
     if cost is None:
         return _why_compressed(design, df, skews)
     if df.schedule == "map":
@@ -253,7 +261,8 @@ def _why_compressed(design: Design, df, skews) -> str:
         if rounds is not None and sk.loop in rounds.moved:
             return (f"why compressed: t_{sk.loop} is a reduction loop before loop(s) {', '.join(rounds.rest)} that {out} "
                     f"depends on, so the tile runs as partial-sum rounds with t_{sk.loop} outside it; the map's own "
-                    "schedule would pad those rounds per FU, which is not built")
+                    "schedule pads those rounds per FU (K + span rounds, one memory lane per FU; schedule: map builds "
+                    "it at the array level)")
         if runs is not None and sk.loop in runs.dep:
             return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
                     f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule would pad those runs per FU, "
@@ -261,6 +270,29 @@ def _why_compressed(design: Design, df, skews) -> str:
     loops = ", ".join(f"t_{sk.loop}" for sk in skews)
     return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
             "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
+
+
+def _outer_pad_text(design: Design, tiled) -> str:
+    """The map's own schedule of skewed reduction loops outside the tile (mappings/tiling.py ``outer_pads``)."""
+    return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
+                     f"masked outside its own K tiles" for pad in outer_pads(design, tiled)) + (
+        "; memory lanes feed every FU its own elements (no FIFO along a tile loop); the memory system is not built "
+        "for it (archgen verify --ideal-dram)")
+
+
+def _outer_cost_text(design: Design, df) -> str:
+    """``schedule: map`` with skews only outside the tile: its tiles and memory-fed lanes against the compressed
+    build's at the reference bounds (the price of the padded rounds)."""
+    ref = design.reference_bounds
+    own = compile_array(design, df, pipeline=False)
+    flat = compile_array(design, dataclasses.replace(df, schedule="compressed"), pipeline=False)
+    cost = {}
+    for name, c in (("own", own), ("compressed", flat)):
+        mapping = map_problem(design, ref, c.dataflow)
+        cost[name] = (mapping.n_tiles * mapping.steps, {p.name: p.n_lanes for p in c.fu_graph.inputs})
+    return (f"the map's own schedule runs (schedule: map): {cost['own'][0]} steps at the reference bounds against "
+            f"{cost['compressed'][0]} for the compressed build (the padded rounds); memory-fed input lanes "
+            f"{_lanes(cost['own'][1])} against {_lanes(cost['compressed'][1])}")
 
 
 def _lanes(lanes) -> str:

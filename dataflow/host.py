@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archgen.mappings.tiling import RowPad, Tile, TileMapping, row_pads
+from archgen.mappings.tiling import RowPad, Tile, TileMapping, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
@@ -55,6 +55,7 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
     dims = design.operation.dims
     trips = mapping.issued_trips()
     pads = {p.loop: p for p in row_pads(design, df)}
+    shifted = {p.loop: p for p in outer_pads(design, df)}
     halo = {} if pads else mapping.halo       # the map's own schedule shifts each FU by sigma_l.s instead
     inner = df.inner_dims()
     outer = dict(tile.outer)
@@ -73,6 +74,8 @@ def _iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, coords: np.ndarra
                 x[:, :, k] -= np.array([pads[d].offset(s) for s in coords.tolist()], dtype=np.int64)
         else:
             x[:, :, k] = outer[d]
+            if d in shifted:     # a skewed outer loop: FU s runs tile t of it as iteration t - offset(s)
+                x[:, :, k] -= np.array([shifted[d].offset(s) for s in coords.tolist()], dtype=np.int64)
     return x
 
 
@@ -143,7 +146,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         n_out += idx.shape[0]
 
     chained_operands = {e.operand for _, _, e in fg.fifos()}
-    pads = row_pads(design, fg.dataflow)
+    pads = row_pads(design, fg.dataflow) + outer_pads(design, fg.dataflow)
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:

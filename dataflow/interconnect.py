@@ -595,13 +595,14 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     loops that hold every skew (:func:`reduction_runs` moves the loops the output depends on out of the tile, so the
     padded run is the tile and every FU drains at its end); anything else is refused, naming the field
     (:func:`_check_output_over_tile`)."""
-    tile = [d for d in skews if d not in inner]
+    tile = [d for d in skews if d not in inner and design.operation.output.uses(d)]
     if not skews:
         _refuse_map_schedule(df, "the map skews no loop; the map's own schedule is built for loops skewed by the FU "
                              "coordinates")
     if tile:
-        _refuse_map_schedule(df, f"the skew is on the tile loop t_{tile[0]}; under the map's own schedule each FU's "
-                             "tile boundaries would move by a run-time number of cycles, which is not built")
+        _refuse_map_schedule(df, f"the skew is on the tile loop t_{tile[0]}, which the output "
+                             f"{design.operation.output.name} depends on; under the map's own schedule each FU would "
+                             "write its own tile of the output, which is not built (a skewed reduction tile loop is)")
     shape = design.shape
     exprs = []
     for d in design.operation.dims:
@@ -648,10 +649,6 @@ def _check_output_over_tile(design: Design, own: Dataflow, skewed: tuple[str, ..
     if moved and out.uses(moved[0]):
         _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {moved[0]}, which runs outside the "
                              "run of the trailing reduction loops (out of the tile), whose padded rows are not built")
-    if moved:
-        _refuse_map_schedule(own, f"the skewed loop {moved[0]} is a reduction loop before loop(s) the output "
-                             f"{out.name} depends on inside the tile, so it runs as partial-sum rounds outside the "
-                             "tile, whose padded rows are not built")
     axis_of = own.spatial_dims
     for pad in row_pads(design, formed):
         mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]

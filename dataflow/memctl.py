@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
-from archgen.mappings.memory_tiling import Block, LayerCommand, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth, row_pads
+from archgen.mappings.memory_tiling import Block, LayerCommand, Room, bounding_box, check_partial_sums, element_bytes
+from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
 
@@ -50,7 +50,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _streamed_padded_output(fg)
+    problems += _streamed_padded_output(fg) + _outer_padded_loops(fg)
     if problems:
         raise SpecError(problems)
 
@@ -98,6 +98,20 @@ def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> Non
                     f"read back as partial sums {distance} steps later, within the de-skewed write's {span} beats of "
                     f"the array's output latency ({lat} cycles): it needs {lat + 1 + span} steps at least; use larger "
                     "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
+
+
+def _outer_padded_loops(fg: FUGraph) -> list:
+    """Under the map's own schedule a skewed reduction loop outside the tile (mappings/tiling.py ``outer_pads``) runs
+    K + span tiles with FU s on tile t - offset(s): its input lanes would need a per-lane lead on the tile walk of
+    that loop and the partial-sum walk K + span rounds, neither built: refused, naming the field (the array level
+    runs it)."""
+    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow)]
+    if not loops:
+        return []
+    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
+                    "the tile, each FU on its own tiles of them; the memory system's walks read every lane at one "
+                    "tile (per-lane leads on a tile loop's walk are not built): use archgen verify --ideal-dram (the "
+                    "array level), or schedule: compressed", fg.dataflow.schedule)]
 
 
 def _streamed_padded_output(fg: FUGraph) -> list:
@@ -730,7 +744,7 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True,
-                  fit_only: bool = False) -> LayerProgram | None:
+                  fit_only: bool = False) -> LayerProgram | dict:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
     controller receives, whose walk (:func:`walk_rows`) gives the same rows.
@@ -738,8 +752,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     ``spec_size``: each buffer half holds ``memory.<X>.bytes / halves`` (what synthesis builds); False
     sizes the halves to this command's largest block (after the same fit check), which keeps a
     simulation build small; the timing does not depend on it. ``fit_only``: stop after the buffer layouts, whose
-    refusals (``memory.<X>.bytes``, the margins included) are all it checks, and return None (:func:`buffer_fit`:
-    the DRAM layout and the per-block rows, most of the cost, are skipped)."""
+    refusals (``memory.<X>.bytes``, the margins included) are all it checks, and return them (operand ->
+    ``BufferLayout``; :func:`buffer_fit`, :func:`buffer_rooms`: the DRAM layout and the per-block rows, most of the
+    cost, are skipped)."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     if hasattr(compiled, "network"):        # a skewed stt map: its memory system is dataflow/stt_layer.py
         raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "the tiled layer core cannot run a skewed "
@@ -1106,7 +1121,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             half = max(banks, -(-need // banks) * banks)
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb, split_of.get(x.name, ()))
     if fit_only:
-        return None
+        return layouts
 
     # DRAM layout (affine, what the walker's address adds step through): one region per operand, the
     # inputs first and the output last; a block of X at base_X + (its block index along the loops X
@@ -1543,12 +1558,15 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
 def buffer_fit(compiled, layer: str = "layer"):
     """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
-    in front of it (its ``margins``), and for an output de-skewed per lane (:func:`output_deskew`) the distance at
-    which its partial sums are read back (:func:`_check_deskewed_partial_sums`), so the planner picks an order and
-    chunks that run; None for a design without either (the planner's footprint is the whole need). A command this check cannot judge (another refusal first) passes: that refusal is not the
-    buffers', and the commands that build are refused where they are built."""
+    in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
+    (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_deskew`)
+    the distance at which its partial sums are read back (:func:`_check_deskewed_partial_sums`), so the planner picks
+    an order and chunks that run; None for a design without any of them (no chained input, no split output, no
+    de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
+    judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
+    where they are built."""
     deskew = None if hasattr(compiled, "network") else output_deskew(compiled.fu_graph)
-    if hasattr(compiled, "network") or not (chained_inputs(compiled) or deskew):
+    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
@@ -1566,6 +1584,25 @@ def buffer_fit(compiled, layer: str = "layer"):
         if known.get(key) is not None:
             raise known[key]
     return fits
+
+
+def buffer_rooms(compiled) -> dict[str, Room] | None:
+    """The planner's ``rooms`` (mappings/memory_tiling.py ``plan_layer``): per operand, the bytes of one buffer half
+    that :func:`layer_program` lets a block (and its margin) take, ``memory.<X>.bytes / halves`` rounded down to whole
+    bank rows, and the bytes of one bank row. The banks depend on the dataflow's lanes and the DRAM width, not on the
+    command, so the buffer layouts of a one-element layer give them. None when the memory system refuses even that
+    (a skewed stt map, another refusal, a half below one bank row): its refusal is made where the command is built."""
+    from archgen.mappings.memory_tiling import make_command
+    if hasattr(compiled, "network"):
+        return None
+    outer = tuple(compiled.dataflow.outer_dims())
+    try:
+        one = make_command(compiled.design, {d: 1 for d in compiled.design.operation.dims}, compiled.dataflow,
+                           {d: 1 for d in outer}, outer, "probe")
+        layouts = layer_program(compiled, one, "probe", spec_size=True, fit_only=True)
+    except SpecError:
+        return None
+    return {x: Room(lay.half_elems * lay.elem_bytes, lay.banks * lay.elem_bytes) for x, lay in layouts.items()}
 
 
 def probe_command(design, dataflow=None) -> LayerCommand:

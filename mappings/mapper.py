@@ -7,7 +7,8 @@ searches the same space more widely and judges the finalists with the cycle mode
    into chunks) and, per loop, the array tiles (inner loops: elements) per block (every power of two up
    to the trip count, the trip count itself, and ``ceil(trips / k)`` for small k, so blocks can split a
    loop evenly); a command is admissible only if every operand's block fits its buffer (double-buffered
-   buffers hold two), the same check ``make_command`` applies, and its output partial sums go back to DRAM
+   buffers hold two), the same check ``make_command`` applies (with ``rooms``: a half in whole bank rows, as
+   the memory system lays it out, ``memctl.buffer_rooms``), and its output partial sums go back to DRAM
    only when the spec grants it (``memory.partial_sums_through_dram``, as in ``plan_layer``);
 2. the estimate of a command, used to rank candidates: cycles as in ``plan_layer`` (``max(compute,
    DRAM transfer) + first load + blocks x overhead``) and energy as compute plus DRAM bytes at the energy
@@ -20,6 +21,9 @@ searches the same space more widely and judges the finalists with the cycle mode
    run through the cycle model (``sim/layer_model.py``, passed in as ``evaluate`` by sim/array_sim.py);
    the best by the model's own latency / energy / EDP wins, ties to the earlier candidate (the heuristic
    first). So the result always fits, and on its objective it is never worse than ``plan_layer``'s.
+   With ``fits`` (``memctl.buffer_fit``: a design with margins or a lane-interleaved output) a finalist
+   the memory system refuses is passed over for the next best by estimate (a program build each, so only
+   the finalists pay it, not every candidate).
 """
 from __future__ import annotations
 
@@ -29,8 +33,8 @@ from dataclasses import dataclass
 
 from archgen.arch.errors import SpecError, problem
 
-from .memory_tiling import (LayerCommand, _canonical, _estimate, _forbidden_spill, _misfits, _split_orders,
-                            dram_bytes, element_bytes, make_command, plan_layer)
+from .memory_tiling import (Fits, LayerCommand, Rooms, _canonical, _estimate, _forbidden_spill, _misfits,
+                            _split_orders, dram_bytes, element_bytes, make_command, plan_layer)
 from .tiling import map_problem
 
 __all__ = ["OBJECTIVES", "MapperChoice", "search_layer", "estimate_command"]
@@ -90,14 +94,18 @@ def _tile_choices(trips: int) -> list[int]:
 
 
 def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, objective: str = "edp",
-                 seed: int = 0, samples: int = 48, finalists: int = 3, layer: str = "layer") -> MapperChoice:
+                 seed: int = 0, samples: int = 48, finalists: int = 3, layer: str = "layer",
+                 fits: Fits | None = None, rooms: Rooms = None) -> MapperChoice:
     """The best command found for one layer (see the module docstring); SpecError if no command fits the
     buffers (the same error ``plan_layer`` raises). ``evaluate(cmd) -> (cycles, pJ)`` is the cycle and
-    energy model (sim/array_sim.py passes sim/layer_model.py's); ``energy`` prices the estimates."""
+    energy model (sim/array_sim.py passes sim/layer_model.py's); ``energy`` prices the estimates. ``rooms`` and
+    ``fits``: the memory system's buffer halves and fit check, as ``plan_layer`` takes them (a design that will be
+    built passes ``memctl.buffer_rooms(compiled)`` and ``memctl.buffer_fit(compiled)``, or the search may pick a
+    block the memory system refuses)."""
     import numpy as np
 
     _check_objective(objective)
-    heuristic = plan_layer(design, bounds, dataflow, layer)       # raises when nothing fits
+    heuristic = plan_layer(design, bounds, dataflow, layer, fits=fits, rooms=rooms)    # raises when nothing fits
     mapping = map_problem(design, bounds, dataflow)
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
@@ -113,7 +121,7 @@ def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, 
         key = (tile, order)
         if key not in cache:
             cmd = LayerCommand(design, dataflow, heuristic.bounds, tuple(zip(loops, tile)), order)
-            if _misfits(cmd) or _forbidden_spill(cmd):
+            if _misfits(cmd, rooms) or _forbidden_spill(cmd):
                 cache[key] = None
             else:
                 c, e = estimate_command(cmd, energy)
@@ -140,20 +148,33 @@ def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, 
                     tile, order, cur, improved = nt, no, r, True
                     break
     ranked = sorted((r for r in cache.values() if r is not None), key=lambda r: (r[0], r[1]))
-    final = [heuristic]
-    for _, _, cmd in ranked:
-        if len(final) > finalists:
-            break
-        if all((cmd.tile, cmd.order) != (f.tile, f.order) for f in final):
-            final.append(cmd)
+    final = _finalists(heuristic, [cmd for _, _, cmd in ranked], finalists, fits)
     best = None
     for cmd in final:
-        checked = make_command(design, bounds, dataflow, dict(cmd.tile), cmd.order, layer)   # fit re-checked
+        checked = make_command(design, bounds, dataflow, dict(cmd.tile), cmd.order, layer, rooms)   # fit re-checked
         cycles, pj = evaluate(checked)
         v = _objective_value(objective, cycles, pj)
         if best is None or v < best[0]:
             best = (v, checked, cycles, pj)
     return MapperChoice(best[1], best[2], best[3], objective, len(cache), len(final))
+
+
+def _finalists(heuristic: LayerCommand, ranked: list[LayerCommand], n: int, fits: Fits | None) -> list[LayerCommand]:
+    """The heuristic's command and the ``n`` best distinct ``ranked`` ones that ``fits`` (if given) accepts: it
+    builds a program per call, so it is asked of the candidates in rank order until ``n`` pass."""
+    final = [heuristic]
+    for cmd in ranked:
+        if len(final) > n:
+            break
+        if any((cmd.tile, cmd.order) == (f.tile, f.order) for f in final):
+            continue
+        try:
+            if fits is not None:
+                fits(cmd)
+        except SpecError:
+            continue
+        final.append(cmd)
+    return final
 
 
 def _neighbours(tile, order, outer, trips):

@@ -36,7 +36,7 @@ The heuristic (:func:`plan_layer`), deterministic and documented:
    cycles, per extra chunk of every array tile); the lowest estimate wins, ties go to the earlier
    candidate (whole inner loops first). The estimate is a heuristic; the cycle model gives the number.
 
-A block *fits* when every operand's block fits its buffer and, with delay connections on an outer inner
+A block *fits* when every operand's block fits one half of its buffer and, with delay connections on an outer inner
 loop, when the block's FIFO depth (its trips of the inner loops after the halo loop) fits the FIFO
 buffers (``array.max_fifo_depth``): a layer whose whole loops are deeper is planned in chunks of those
 loops (step 2), not refused; :func:`make_command` checks a given command's blocks the same way.
@@ -48,6 +48,13 @@ depends on the compiled array's walks, which this module cannot see (mappings si
 that has them passes ``plan_layer(..., fits=...)``: memctl's own fit check (``memctl.buffer_fit``, the very check
 ``layer_program`` makes). The planner checks its command with it and, if refused, plans again applying it to every
 candidate after its own cheaper tests.
+
+The generated memory system also rounds each half down to whole bank rows (``memory.<X>.bytes / halves`` elements,
+rounded down to a multiple of its banks: a power of two, at least one beat's lanes and one DRAM word's elements), and
+pads a lane-interleaved output's block to whole array tiles. The banks, too, come from the compiled array, so the
+caller passes ``plan_layer(..., rooms=...)`` (``memctl.buffer_rooms``: per operand, the bytes of one half in whole
+bank rows), which every candidate's footprint is checked against in place of ``bytes / halves``; the padding is in
+``fits`` (``buffer_fit`` checks such a design too).
 """
 from __future__ import annotations
 
@@ -64,8 +71,8 @@ from archgen.arch.spec import Dataflow, Design
 
 from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, fifo_steps, map_problem
 
-__all__ = ["LayerCommand", "Block", "plan_layer", "make_command", "check_partial_sums", "dram_bytes", "element_bytes",
-           "BLOCK_OVERHEAD_CYCLES"]
+__all__ = ["LayerCommand", "Block", "Room", "plan_layer", "make_command", "check_partial_sums", "dram_bytes",
+           "element_bytes", "BLOCK_OVERHEAD_CYCLES"]
 
 # estimate of the cycles one array command costs beyond its steps (fill and drain); used by the
 # heuristic only, never by the cycle model
@@ -284,20 +291,45 @@ def _largest_block_bytes(cmd: LayerCommand) -> dict[str, int]:
     return {x.name: cmd.footprint_bytes(x.name, first) for x in cmd.design.operation.operands}
 
 
-def _misfits(cmd: LayerCommand) -> list[tuple[str, int, int]]:
+@dataclass(frozen=True)
+class Room:
+    """One buffer half as the memory system lays it out (``memctl.buffer_rooms``): the bytes a block may take
+    (``memory.<X>.bytes / halves`` rounded down to whole bank rows) and the bytes of one bank row."""
+    half_bytes: int
+    row_bytes: int
+
+
+# per operand, its buffer half as the memory system lays it out; None: ``memory.<X>.bytes / halves`` (no rounding)
+Rooms = dict[str, Room] | None
+
+
+def _misfits(cmd: LayerCommand, rooms: Rooms = None) -> list[tuple[str, int, int]]:
+    """Operands whose largest block is over the bytes one buffer half gives it (with ``rooms``: in whole bank rows):
+    (operand, block bytes, memory bytes). Called for every candidate of the planner, so kept to main's loop."""
     mem = cmd.design.memory_system
     bad = []
     for name, nbytes in _largest_block_bytes(cmd).items():
         buf = mem.buffer(name)
-        if buf.halves * nbytes > buf.bytes:
+        if nbytes > (rooms[name].half_bytes if rooms else buf.bytes // buf.halves):
             bad.append((name, nbytes, buf.bytes))
     return bad
 
 
+def _misfit_problem(design: Design, name: str, need: int, have: int, rooms: Rooms, layer: str, what: str):
+    """The refusal of a block of ``need`` B of ``name`` (``what`` describes the block), with the bytes that fit it."""
+    halves = design.memory_system.buffer(name).halves
+    row = rooms[name].row_bytes if rooms else 1
+    rounded = f", which leaves {rooms[name].half_bytes} B per half in whole bank rows of {row} B" if rooms else ""
+    enough = halves * -(-need // row) * row
+    return problem(f"layers.{layer}", f"operand {name} needs {halves} x {need} B for a block of {what}; buffer "
+                   f"memory.{name}.bytes is {have} B{rounded} (--set memory.{name}.bytes={enough} or more)")
+
+
 def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, tile: dict[str, int],
-                 order: tuple[str, ...], layer: str = "layer") -> LayerCommand:
+                 order: tuple[str, ...], layer: str = "layer", rooms: Rooms = None) -> LayerCommand:
     """A checked command: every outer loop tiled by a positive count, the order a permutation of them,
-    and every block fitting its buffer. Raises SpecError naming the layer, the operand and the sizes."""
+    and every block fitting its buffer (a half of it, whole bank rows with ``rooms``: :func:`plan_layer`). Raises
+    SpecError naming the layer, the operand and the sizes."""
     mapping = map_problem(design, bounds, dataflow, fifo_check=False)       # the blocks' FIFO depth: below
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
@@ -328,12 +360,10 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
     trips = mapping.trips()
     cmd = LayerCommand(design, dataflow, mapping.bounds, tuple((d, min(tile[d], trips[d])) for d in outer + split),
                        tuple(order))
-    bad = _misfits(cmd)
+    bad = _misfits(cmd, rooms)
     if bad:
-        halves = {b.operand: b.halves for b in design.memory_system.buffers}
-        raise SpecError([problem(f"layers.{layer}", f"operand {name} needs {halves[name]} x {need} B for a block of "
-                                 f"{cmd.describe()}; buffer memory.{name}.bytes is {have} B (--set memory.{name}.bytes="
-                                 f"{halves[name] * need} or more)") for name, need, have in bad])
+        raise SpecError([_misfit_problem(design, name, need, have, rooms, layer, cmd.describe())
+                         for name, need, have in bad])
     check_fifo_depth(design, dataflow, _fifo_chunks(cmd), f"blocks of layer {layer}")
     return cmd
 
@@ -350,12 +380,13 @@ def _fifo_chunks(cmd: LayerCommand) -> dict[str, int]:
 Fits = Callable[[LayerCommand], None]
 
 
-def _unfit(cmd: LayerCommand, fits: Fits | None = None) -> bool:
-    """A block overflows a buffer, or its FIFO depth the FIFO buffers (``array.max_fifo_depth``; a padded loop of the
-    map's own schedule counts its span, tiling.py ``fifo_steps``), or, with ``fits``, the memory system refuses it
-    at the spec's buffer sizes (its margin in front of the block; checked last, it is the costly test)."""
+def _unfit(cmd: LayerCommand, rooms: Rooms = None, fits: Fits | None = None) -> bool:
+    """A block overflows a buffer half (whole bank rows with ``rooms``), or its FIFO depth the FIFO buffers
+    (``array.max_fifo_depth``; a padded loop of the map's own schedule counts its span, tiling.py ``fifo_steps``),
+    or, with ``fits``, the memory system refuses it at the spec's buffer sizes (its margin in front of the block;
+    checked last, it is the costly test)."""
     depth = fifo_steps(cmd.design, cmd.dataflow, _fifo_chunks(cmd)) if _fifo_chunks(cmd) else {}
-    if _misfits(cmd) or max(depth.values(), default=0) > cmd.design.max_fifo_depth:
+    if _misfits(cmd, rooms) or max(depth.values(), default=0) > cmd.design.max_fifo_depth:
         return True
     if fits is None:
         return False
@@ -430,7 +461,7 @@ def _canonical(cmd: LayerCommand) -> LayerCommand:
 
 
 def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, halve: tuple = (),
-            fits: Fits | None = None):
+            rooms: Rooms = None, fits: Fits | None = None):
     """From a fitting ``tile``: repeatedly take the move that lowers the estimate most among those that still
     fit and reload no partial sums (double one loop's block; halve a chunk of a loop in ``halve``), until
     none helps. Returns (estimate, command)."""
@@ -446,26 +477,26 @@ def _greedy(design, dataflow, bounds, tile: dict, order: tuple, trips: dict, hal
                     continue
                 trial = dict(tile, **{d: v})
                 c2 = LayerCommand(design, dataflow, bounds, tuple((e, trial[e]) for e in keys), order)
-                if _forbidden_spill(c2) or _unfit(c2):
+                if _forbidden_spill(c2) or _unfit(c2, rooms):
                     continue
                 e2 = _estimate(c2)
                 if e2 < cost:
                     better.append((e2, trial, c2))
         # the lowest estimate that the memory system's fit check (costly) also passes; ties: the earlier move
-        step = next((m for m in sorted(better, key=lambda m: m[0]) if not _unfit(m[2], fits)), None)
+        step = next((m for m in sorted(better, key=lambda m: m[0]) if not _unfit(m[2], rooms, fits)), None)
         if step is None:
             return cost, cmd
         cost, tile, cmd = step
 
 
 def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order: tuple, trips: dict,
-                 fits: Fits | None = None):
+                 rooms: Rooms = None, fits: Fits | None = None):
     """Halve the largest inner chunk (the earlier loop on ties) until the block fits; None if it never does."""
     tile = dict(outer_tile, **{d: trips[d] for d in inner})
     keys = tuple(tile)
     while True:
         cmd = LayerCommand(design, dataflow, bounds, tuple((e, tile[e]) for e in keys), order)
-        if not _unfit(cmd, fits):
+        if not _unfit(cmd, rooms, fits):
             return tile
         d = max(inner, key=lambda e: (tile[e], -inner.index(e)))
         if tile[d] == 1:
@@ -482,23 +513,26 @@ def _split_orders(outer: tuple, inner: tuple, red: set) -> list[tuple]:
 
 
 def plan_layer(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str = "layer",
-               fits: Fits | None = None) -> LayerCommand:
-    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits. ``fits``:
-    the memory system's fit check (``memctl.buffer_fit(compiled)``); when it refuses the command planned by the
-    footprint alone, the heuristic runs again with ``fits`` on every candidate (it costs a program build each, so
-    the common case, a command whose margin fits, costs one)."""
-    cmd = _plan(design, bounds, dataflow, layer)
+               fits: Fits | None = None, rooms: Rooms = None) -> LayerCommand:
+    """The heuristic of this module's docstring: the command for one layer, or SpecError if none fits. ``rooms``:
+    the buffer halves as the memory system lays them out (``memctl.buffer_rooms(compiled)``: whole bank rows; None:
+    ``memory.<X>.bytes / halves``), every candidate's blocks are checked against them. ``fits``: the memory
+    system's fit check (``memctl.buffer_fit(compiled)``, its margins); when it refuses the command planned without
+    it, the heuristic runs again with ``fits`` on every candidate (it costs a program build each, so the common
+    case, a command whose margin fits, costs one)."""
+    cmd = _plan(design, bounds, dataflow, layer, rooms)
     if fits is None:
         return cmd
     try:
         fits(cmd)
         return cmd
     except SpecError:
-        return _plan(design, bounds, dataflow, layer, fits)
+        return _plan(design, bounds, dataflow, layer, rooms, fits)
 
 
-def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str, fits: Fits | None = None):
-    """:func:`plan_layer`'s heuristic, with ``fits`` (if given) on every candidate."""
+def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str, rooms: Rooms = None,
+          fits: Fits | None = None):
+    """:func:`plan_layer`'s heuristic, with ``rooms`` and ``fits`` (if given) on every candidate."""
     mapping = map_problem(design, bounds, dataflow, fifo_check=False)   # FIFO depth per block: _unfit
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
@@ -510,12 +544,12 @@ def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str
     best = None
     # 1. blocks with whole inner loops (the reduction tile loops whole when that fits, else one array tile)
     for start in (whole_red, ones):
-        if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer), fits):
+        if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer), rooms, fits):
             continue
         for order in (list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]):
             if _forbidden_spill(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
                 continue
-            cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips, fits=fits)
+            cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips, rooms=rooms, fits=fits)
             if best is None or cost < best[0]:
                 best = (cost, cmd)
         break
@@ -525,17 +559,18 @@ def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str
     if inner and (best is None or any(nb[d] > 1 for d in red)):
         for start in (whole_red, ones):
             for order in _split_orders(outer, inner, red):
-                tile = _split_start(design, dataflow, b, start, inner, order, trips, fits)
+                tile = _split_start(design, dataflow, b, start, inner, order, trips, rooms, fits)
                 if tile is None:
                     continue
                 cmd = LayerCommand(design, dataflow, b, tuple(tile.items()), order)
                 if _forbidden_spill(cmd):
                     continue
-                cost, cmd = _greedy(design, dataflow, b, tile, order, trips, halve=inner, fits=fits)
+                cost, cmd = _greedy(design, dataflow, b, tile, order, trips, halve=inner, rooms=rooms, fits=fits)
                 if best is None or cost < best[0]:
                     best = (cost, _canonical(cmd))
     if best is None:
-        smallest = make_command(design, bounds, dataflow, dict(ones, **{d: 1 for d in inner}), outer + inner, layer)
+        smallest = make_command(design, bounds, dataflow, dict(ones, **{d: 1 for d in inner}), outer + inner, layer,
+                                rooms)
         if fits:
             fits(smallest)                                       # make_command or this raises
         raise AssertionError("a fitting command was not found")     # unreachable: the smallest block fits

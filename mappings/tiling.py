@@ -24,7 +24,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
 __all__ = ["TileMapping", "Tile", "map_problem", "DelayAxis", "delay_axes", "delay_halo", "fifo_depth_loops", "fifo_steps",
-           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_lead", "row_pads"]
+           "check_fifo_depth", "MEMORY_PORT_COST", "RowPad", "row_lead", "row_pads",
+           "outer_pads"]
 
 
 MEMORY_PORT_COST = 1000      # the arborescence's cost of one memory lane (a register hop or a wire costs ~10)
@@ -91,8 +92,24 @@ def row_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
     skewed rows of inner loops, ``t_l - sigma_l.s - early_l - h_l``), in the tile's loop order; () for every other
     dataflow. The padded loops are independent: FU s runs iteration pos_l - offset_l(s) of each at row positions pos,
     and its product is masked when any of them is outside its L positions."""
+    pads = _skewed_rows(design, df)
+    return tuple(pads[d] for d in df.inner_dims() if d in pads)
+
+
+def outer_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
+    """The :class:`RowPad` of each skewed reduction loop a compiled ``schedule: map`` dataflow runs outside its tile
+    (partial-sum rounds moved it out, or the map skews a tile loop), in outer-loop order; () for every other
+    dataflow. Such a loop runs K + span tiles (:meth:`TileMapping.trips`); in tile t FU s runs iteration
+    t - offset(s) and its products are masked outside its own K tiles (the issuer's tile counter drives the
+    per-offset flags). halo is 0: no delay connection moves along an outer loop (memory lanes feed those FUs)."""
+    pads = _skewed_rows(design, df)
+    return tuple(pads[d] for d in df.outer_dims() if d in pads)
+
+
+def _skewed_rows(design: Design, df: Dataflow) -> dict[str, RowPad]:
+    """{loop: RowPad} of every non-spatial loop the compiled ``schedule: map`` dataflow skews by the FU coordinates."""
     if df.schedule != "map" or df.spatial is None or df.ts_map is None:
-        return ()
+        return {}
     axis_of = df.axis_of
     pads = {}
     for d, e in zip(design.operation.dims, df.ts_map.exprs):
@@ -100,7 +117,7 @@ def row_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
         if d not in axis_of and any(sigma):
             early = row_lead(sigma, design.shape)
             pads[d] = RowPad(d, sigma, -e.const - early, early)
-    return tuple(pads[d] for d in df.inner_dims() if d in pads)
+    return pads
 
 
 @functools.lru_cache(maxsize=256)
@@ -119,7 +136,8 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     Under a ``schedule: map`` dataflow (:func:`row_pads`) the moves are the map's: a skewed row makes one hop along
     axis a also move its padded loop by -sigma_a, so only padded loops qualify (a receiver that does not run one
     row position later than its sender needs the row's halo, which ``_map_schedule`` sizes); padded FUs need no
-    zero-filling input (the host program models their lanes).
+    zero-filling input (the host program models their lanes). With skews on loops outside the tile only
+    (:func:`outer_pads`) none is built: the tile-loop moves would hold a whole tile, so memory lanes feed the FUs.
     """
     if df.spatial is None or not df.inner_dims():
         return ()
@@ -127,6 +145,8 @@ def delay_axes(design: Design, df: Dataflow) -> tuple[DelayAxis, ...]:
     inner = df.inner_dims()
     if pads:
         return _padded_moves(design, df, pads)
+    if outer_pads(design, df):      # only skewed loops outside the tile: memory lanes feed every FU its own rows
+        return ()
     for pos in reversed(range(len(inner))):
         found = _delay_moves(design, df, inner[pos], tuple(inner[pos + 1:]), None)
         if found:
@@ -231,7 +251,10 @@ class TileMapping:
     def trips(self) -> dict[str, int]:
         """Trip count of each loop's temporal variable (tiles for spatial loops)."""
         axis_of = self.dataflow.axis_of
-        return {d: (math.ceil(n / self.design.shape[axis_of[d]]) if d in axis_of else n) for d, n in self.bounds}
+        t = {d: (math.ceil(n / self.design.shape[axis_of[d]]) if d in axis_of else n) for d, n in self.bounds}
+        for pad in outer_pads(self.design, self.dataflow):      # a skewed outer loop runs K + span tiles
+            t[pad.loop] += pad.span(self.design.shape)
+        return t
 
     @property
     def halo(self) -> dict[str, int]:

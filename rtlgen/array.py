@@ -29,9 +29,9 @@ from amaranth.lib.wiring import In, Out
 
 from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
-                                      stream_drain_hw)
+                                      outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.mappings.tiling import delay_axes, row_pads
+from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
 __all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop"]
@@ -127,6 +127,8 @@ class ArrayTop(wiring.Component):
         # the map's own schedule of skews inside the tile (``schedule: map``): products masked per FU (offset_l(s))
         self._pads = row_pads(compiled.design, compiled.dataflow)
         self._pad_offsets = {p.loop: p.offsets(compiled.design.shape) for p in self._pads}
+        # ... and of skewed reduction loops outside the tile (``outer_pads``): masked per FU by the tile counter
+        self._outer = outer_pads(compiled.design, compiled.dataflow)
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -186,6 +188,10 @@ class ArrayTop(wiring.Component):
         if self._pads:        # the map's own schedule: one mask flag per padded loop and distinct offset
             for flags in pad_flags(m, cmd, iss.issue, self.compiled.dataflow, self.fg, self._pad_offsets):
                 m.d.comb += [line[n][0].eq(f) for n, f in flags.items()]
+        for p in self._outer:
+            flags = outer_pad_hw(m, hdl, cmd, iss.tile, p.loop, p.span(self.compiled.design.shape),
+                                 p.offsets(self.compiled.design.shape))
+            m.d.comb += [line[f"pad_{p.loop}_{k}"][0].eq(f) for k, f in flags.items()]
         for loop, halo in () if self._pads else self.fg.halo:
             m.d.comb += line["halo"][0].eq(halo_hw(m, hdl, cmd, iss.issue, loop, halo, self.fg.fifo_depth_loops))
 
@@ -236,8 +242,9 @@ class ArrayTop(wiring.Component):
         sch = self.schedule
         length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency)
         names = ("valid", "first", "last", "swap", "final")
-        if self._pads:
+        if self._pads or self._outer:
             names += tuple(f"pad_{loop}_{k}" for loop, ks in self._pad_offsets.items() for k in ks)
+            names += tuple(f"pad_{p.loop}_{k}" for p in self._outer for k in p.offsets(self.compiled.design.shape))
         elif self.fg.halo:
             names += ("halo",)
         line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
@@ -254,7 +261,7 @@ class ArrayTop(wiring.Component):
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
         ctx.fifo_steps = fifo_steps
-        pads = self._pads
+        pads = self._pads + self._outer
         mask = ((lambda v: pad_mask(pads, v.coord, lambda name: ctx.tap(name, v)))
                 if pads else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
         ctx.nets = RetimedNets(m, tm, adv, ctx.in_shape.__getitem__, ctx.acc_shape, mask=mask)

@@ -818,7 +818,8 @@ class _CoreWork:
         # (the fallback resets an engine whose row the PxV stage takes unpruned: tk_abort)
         tks, self.tk_abort = [], [Signal(name=f"tk_abort{e}") for e in range(_NE)]
         for e in range(_NE):
-            tks.append(TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False))
+            tks.append(TopK(Pt, N, width=f.exp_bits + 1, fifo_depth=spec.topk.fifo_depth, replay=False,
+                            sample_register=spec.topk.sample_register))
             m.submodules[f"topk{e}"] = ResetInserter({"sync": self.tk_abort[e]})(tks[-1])
 
         # Key/value buffers: one row holds L consecutive tokens; row = bank * G + token // L. The value

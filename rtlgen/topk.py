@@ -22,6 +22,8 @@ described in docs/topk.md, and archgen.sim.topk_model follows the same schedule 
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
@@ -218,8 +220,15 @@ class TopK(wiring.Component):
         # compared with: SAMPLE_COPY_GROUPS), so that the multiplexer's long nets get a cycle of their own and the
         # comparators read nearby registers; one more cycle per round and one more re-read beat at the ingest
         self.sample_register = bool(sample_register)
-        # cycles from the ingest's ranking beat to its pivots, beyond the one-cycle ranker's two
-        self.rank_delay = int(self.rank_pipeline) + int(self.sample_register)
+        # with sample_register also a second pick stage (H122): the one-hot pick registered, so that the pivots,
+        # the exact finish's k-th value and its ties load one cycle later from a registered selection (the wanted
+        # ranks' compares and the one-hot no longer sit in front of them); one more cycle per round and one more
+        # re-read beat at the ingest
+        self.pick_register = self.sample_register
+        # cycles a round's sample or the ingest's pivots take beyond the default engine's (sample_register and
+        # the pick stage), and from the ingest's ranking beat to its pivots beyond the one-cycle ranker's two
+        self.round_delay = int(self.sample_register) + int(self.pick_register)
+        self.rank_delay = int(self.rank_pipeline) + self.round_delay
         self.buffer_rows = -(-max_n // parallelism)
         self.sample_rows, self.sample_lanes = sample_shape(parallelism, fifo_depth, sample_lanes)
         self.count_bits, self.index_bits = field_bits(max_n)
@@ -465,6 +474,8 @@ class TopK(wiring.Component):
         m.d.comb += [le_a.eq(r.t <= r.cnt_a), le_g.eq(r.t <= r.cnt_g)]
         m.d.sync += [r.dec_le_a.eq(le_a), r.dec_le_ae.eq(r.t <= r.cnt_ae), r.dec_le_g.eq(le_g),
                      r.dec_le_ge.eq(r.t <= r.cnt_ge), r.dec_k_zero.eq(r.k == 0), r.dec_k_all.eq(r.k >= r.cnt_all)]
+        if self.sample_register:
+            self._decide_go(m, r, le_a, le_g)
         # the ranker's source, registered every cycle (one 2-bit copy per sample lane, kept apart so that no
         # copy drives every lane's multiplexer): 3 the ingest's beats while the ingest's sample is still to be
         # ranked, else the side the decision's compares choose (2 FIFO_U, 1 FIFO_R, 0 FIFO_L): in Decide and
@@ -490,9 +501,34 @@ class TopK(wiring.Component):
             small = (size < p) if p > s else 0
             m.d.comb += [fit.eq(size <= d * p), rows.eq(Mux(fit, (size + p - 1) >> lg, r.rows_b)),
                          whole.eq(size <= s), late.eq((whole | small) if self.rank_pipeline else 0)]
+            if self.sample_register:
+                # the counters are final two cycles before Decide (PREDECIDE comes between): one more register
+                # stage, so that the last count's adder does not follow the compares and the rows' adder
+                fit, rows, whole, late = self._side_stage(m, fit, rows, whole, late)
             m.d.sync += [r.side_fit[i].eq(fit), r.side_rows[i].eq(Mux(whole, 0, rows)),
-                         r.side_end[i].eq((rows + 3 + int(self.sample_register) + late) if self.sample_register
+                         r.side_end[i].eq((rows + 3 + self.round_delay + late) if self.sample_register
                                           else (rows + 3 + late)), r.side_late[i].eq(late)]
+
+    @staticmethod
+    def _side_stage(m, *values):
+        """The per-side decision inputs registered (``sample_register``'s extra stage)."""
+        regs = [Signal.like(v, name=f"{v.name}_r") for v in values]
+        m.d.sync += [x.eq(v) for x, v in zip(regs, values)]
+        return regs
+
+    @staticmethod
+    def _decide_go(m, r, le_a, le_g):
+        """With sample_register, whether Decide starts a round and on which side, as registers loaded every cycle
+        from the decision's inputs (final one cycle before Decide, as the decide_* compares), so that neither
+        after_ingest nor the decision's branch priority sits in front of the round's counter and FIFO address
+        resets and the side's selects (H122 run F seed 1: after_ingest -> go_scan -> the FIFO write addresses).
+        A round starts unless the ingest's decide ends the request (k = 0 or k >= candidates) or a pivot is the
+        k-th value; its side is FIFO_U above the upper pivot, FIFO_R between the pivots, else FIFO_L."""
+        le_ae, le_ge = Signal(name="decide_le_ae_next"), Signal(name="decide_le_ge_next")
+        m.d.comb += [le_ae.eq(r.t <= r.cnt_ae), le_ge.eq(r.t <= r.cnt_ge)]
+        ends = r.after_ingest & ((r.k == 0) | (r.k >= r.cnt_all))
+        m.d.sync += [r.dec_go.eq(~ends & (le_a | (~le_ae & (le_g | ~le_ge)))),
+                     r.dec_side.eq(Mux(le_a, 2, Mux(le_g, 1, 0)))]
 
     def _want_ranks(self, m, r):
         """The wanted sample ranks (docs/topk.md "Pivot rule"), two register stages behind the working set's
@@ -683,10 +719,26 @@ class TopK(wiring.Component):
         left = [Signal.like(r.target, name=f"sample_eq_left{i}") for i in range(s)]
         m.d.comb += [left[i].eq(r.target - above_r[i]) for i in range(s)]
         gw = len(above_r[0])
+        sel_now, held, hi_same = sel, held_r != 0, sel & same
+        if self.pick_register:
+            sel, sel_hi, hi_same, vals_r, left, held = self._pick_register(m, sel, sel_hi, hi_same, vals_r, left, held)
         m.d.comb += [r.pick.eq(_or_select(sel, vals_r, s, w)), r.pick_hi.eq(_or_select(sel_hi, vals_r, s, w)),
-                     r.whole_above.eq(_or_select(sel, Cat(*above_r), s, gw)), r.sample_held.eq(held_r != 0),
-                     r.pick_hi_same.eq((sel & same).any()),
+                     r.whole_above.eq(_or_select(sel_now, Cat(*above_r), s, gw)), r.sample_held.eq(held),
+                     r.pick_hi_same.eq(hi_same.any()),
                      r.finish_eq.eq(_or_select(sel, Cat(*left), s, len(r.target)))]
+
+    @staticmethod
+    def _pick_register(m, sel, sel_hi, hi_same, vals, left, held):
+        """The second pick stage: the one-hot selections and, beside them, the operands they select from (the
+        values, the exact finish's ties per lane, whether any lane was held, which lanes have the upper pick equal
+        to the lower one) registered, so that the pivots, the k-th value and its ties load one cycle later through
+        an AND-OR from registers only (H114/H121: want_hi_c/want_lo_c -> one-hot -> pivot_hi, finish_eq, sel_eq)."""
+        q = [Signal.like(x, name=f"{x.name}_q") for x in (sel, sel_hi, vals)]
+        hi_same_q, held_q = Signal.like(sel, name="sample_hi_same_q"), Signal(name="sample_held_q")
+        left_q = [Signal.like(x, name=f"{x.name}_q") for x in left]
+        m.d.sync += [x.eq(y) for x, y in zip(q, (sel, sel_hi, vals))]
+        m.d.sync += [hi_same_q.eq(hi_same), held_q.eq(held), *[x.eq(y) for x, y in zip(left_q, left)]]
+        return q[0], q[1], hi_same_q, q[2], left_q, held_q
 
     def _copy_groups(self):
         """The lane groups that get registers of their own with ``sample_register``."""
@@ -712,6 +764,23 @@ class TopK(wiring.Component):
         m.d.sync += [keep_c.eq(keep), flat_c.eq(flat)]
         return (lambda j, i: copies[j, grp(i)]), keep_c, flat_c
 
+    def _capture_row(self, m, pk, tag, used):
+        """The packer's row as a capture sees it (its first ``used`` lanes): with ``sample_register`` one register
+        stage behind the packer (row valid, lanes, keep bits and flushing registered every cycle), so that no
+        packer count, adder or input enable sits in front of the captures' take and clock enables; the packers
+        then flush a cycle before Decide (PREDECIDE), so the captures are final in Decide as without the stage.
+        Else the packer's own outputs."""
+        if not self.sample_register:
+            return pk
+        lb = pk.lane_bits
+        st = SimpleNamespace(row_valid=Signal(name=f"sample_row_valid_{tag}"),
+                             flushing=Signal(name=f"sample_row_flush_{tag}"),
+                             row_lanes=Signal(used * lb, name=f"sample_row_lanes_{tag}"),
+                             row_keep=Signal(used, name=f"sample_row_keep_{tag}"))
+        m.d.sync += [st.row_valid.eq(pk.row_valid), st.flushing.eq(pk.flushing),
+                     st.row_lanes.eq(pk.row_lanes[:used * lb]), st.row_keep.eq(pk.row_keep[:used])]
+        return st
+
     def _sample_capture(self, m, r, tag, pk, cur):
         """One FIFO's sample capture (archgen.sim.topk_model.captured_sample): q slots of g lanes (P < S: whole
         rows, q = w; P >= S: slot i holds lane i of a row, q = S). The packer's rows at positions 0, s, 2s, ...
@@ -735,6 +804,7 @@ class TopK(wiring.Component):
         # pos_ok = ((pos & mask) == 0) as a register, updated with pos and mask from its candidates (computed from
         # registers beside the row's valid), so that no reduce of pos sits between the packer and the slots' enables
         pos_ok = Signal(init=1, name=f"sample_cap_pos_ok_{tag}")
+        pk = self._capture_row(m, pk, tag, cur if whole_row else q)
         m.d.comb += [partial.eq(pk.flushing),
                      empty.eq((ptr == 0) if not whole_row else ((mask == 0) & (ptr < q))),
                      take.eq(pk.row_valid & pos_ok & (~partial | empty)), full.eq(ptr == q)]
@@ -784,7 +854,8 @@ class TopK(wiring.Component):
         if self.sample_register:
             m.d.sync += r.replay_end.eq(r.rows_b + 4)
         if self.sample_register:
-            m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2)]
+            m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_rank_d2.eq(r.ing_rank_d), r.ing_pick.eq(r.ing_rank_d2),
+                         r.ing_load.eq(r.ing_pick)]
         elif self.rank_pipeline:
             m.d.sync += [r.ing_rank_d.eq(r.ing_rank), r.ing_pick.eq(r.ing_rank_d)]
         else:
@@ -799,12 +870,13 @@ class TopK(wiring.Component):
                              r.pivot_hi.eq(Mux(~r.sample_held | r.want_hi_none | r.pick_hi_same, r.pos_inf,
                                                r.pick_hi))]
         # in_decide: high exactly in the DECIDE state (set on the two transitions into it; DECIDE always leaves)
-        m.d.sync += [x.eq(0) for x in r.decide_regs]
+        m.d.sync += r.in_decide.eq(0)
         # idle: high exactly in IDLE (set in DONE and in IDLE without a command); cap_clear: high exactly in IDLE and
         # in SCAN's cycle 0 (also set in a decide cycle that starts a round). Both registers, so that neither the FSM
         # state nor cmd.valid sits in front of the packers' row valid, the captures' take and their clock enables
         m.d.sync += [r.idle.eq(0), r.cap_clear.eq(0)]
-        flush_l, flush_r, flush_u = r.decide_regs if self.sample_register else [r.in_decide] * 3
+        m.d.sync += [x.eq(0) for x in r.flush_regs]
+        flush_l, flush_r, flush_u = r.flush_regs if self.sample_register else [r.in_decide] * 3
         m.d.comb += [mem.pack_l.flush.eq(flush_l), mem.pack_r.flush.eq(flush_r), mem.pack_u.flush.eq(flush_u)]
         # the packers restart empty in every idle cycle (nothing enters them there: the pipeline is empty)
         m.d.comb += [pk.clear.eq(r.idle) for pk in (mem.pack_l, mem.pack_r, mem.pack_u, mem.pack_o)]
@@ -820,9 +892,9 @@ class TopK(wiring.Component):
                              r.rr.eq(r.rr + 1)]
                 with m.If(r.rr + 1 >= r.reread_end):
                     m.next = "INGEST_DRAIN0"
-            if self.sample_register:
-                with m.State("REREAD_WAIT"):     # the ingest's pivots come two cycles after its last beat
-                    m.next = "REREAD"
+            for j in range(1, x):     # the ingest's pivots come up to x cycles after its last beat
+                with m.State(f"REREAD_WAIT{j}"):
+                    m.next = f"REREAD_WAIT{j - 1}" if j > 1 else "REREAD"
             with m.State("INGEST_DRAIN0"):
                 m.next = "INGEST_DRAIN"
             with m.State("INGEST_DRAIN"):
@@ -830,8 +902,11 @@ class TopK(wiring.Component):
             with m.State("INGEST_DRAIN2"):
                 m.next = "INGEST_DRAIN3"
             with m.State("INGEST_DRAIN3"):
-                m.d.sync += [x.eq(1) for x in r.decide_regs]
-                m.next = "DECIDE"
+                self._to_decide(m, r)
+            if self.sample_register:
+                with m.State("PREDECIDE"):      # the packers flush; the captures take their last rows
+                    m.d.sync += r.in_decide.eq(1)
+                    m.next = "DECIDE"
             with m.State("DECIDE"):
                 self._on_decide(m, r)
             with m.State("SCAN"):
@@ -857,13 +932,13 @@ class TopK(wiring.Component):
                 with m.If(reading):
                     m.d.sync += [r.row_ctr.eq(r.row_ctr + 1), r.rows_left.eq(r.rows_left - 1)]
                 with m.If(r.cnt == r.scan_end):
-                    m.d.sync += [x.eq(1) for x in r.decide_regs]
-                    m.next = "DECIDE"
+                    self._to_decide(m, r)
                 with m.If(r.whole & r.pick_sr[0]):
                     # exact finish (the working set was sampled whole): the ranked element is the k-th
                     # value, found without the scan's pipeline
-                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), *[x.eq(0) for x in r.decide_regs],
-                                 r.sel_eq.eq(r.finish_eq), r.cnt.eq(0), r.rounds.eq(r.rounds + 1)]
+                    m.d.sync += [r.kth.eq(r.pick), r.eq_left.eq(r.finish_eq), r.in_decide.eq(0),
+                                 *[x.eq(0) for x in r.flush_regs], r.sel_eq.eq(r.finish_eq), r.cnt.eq(0),
+                                 r.rounds.eq(r.rounds + 1)]
                     m.next = "REPLAY" if self.replay else "DONE"
             with m.State("REPLAY"):
                 m.d.comb += r.rd_addr.eq(r.cnt)
@@ -894,15 +969,26 @@ class TopK(wiring.Component):
         with m.If(r.in_decide):
             self._decide_registers(m, r)
 
+    def _to_decide(self, m, r):
+        """The transition into DECIDE, with ``sample_register`` through PREDECIDE (the packers flush there, one cycle
+        before the decision, so that the captures, one register stage behind the packers, are final in Decide)."""
+        if self.sample_register:
+            m.d.sync += [x.eq(1) for x in r.flush_regs]
+            m.next = "PREDECIDE"
+        else:
+            m.d.sync += r.in_decide.eq(1)
+            m.next = "DECIDE"
+
     def _pivot_take(self, m, r):
         """With sample_register, the pivots' load from the pick stage: enabled by one register (``pivot_take``) set
-        one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's pick follows
-        ``ing_rank_d2`` and a round's follows ``pick_sr[1]`` (a one-hot shift that is only non-zero in SCAN and
-        reaches bit 0 before SCAN can end: its last count is at least 4, the pick at count 1 or 2). The ingest's
-        pick takes +infinity when no candidate was held; the command's +infinity has its own enable (``idle``
-        is high exactly in IDLE)."""
-        m.d.sync += r.pivot_take.eq(r.ing_rank_d2 | r.pick_sr[1])
-        none = r.ing_pick & ~r.sample_held
+        one cycle early, with no FSM state decode in front of the pivots' enables: the ingest's load follows
+        ``ing_pick`` (the second pick stage's cycle; ``ing_rank_d2`` without it) and a round's follows
+        ``pick_sr[1]`` (a one-hot shift that is only non-zero in SCAN and reaches bit 0 before SCAN can end: its
+        last count is at least 6, the load at count 3 or 4). The ingest's pick takes +infinity when no candidate
+        was held; the command's +infinity has its own enable (``idle`` is high exactly in IDLE)."""
+        ing_take, ing_now = (r.ing_pick, r.ing_load) if self.pick_register else (r.ing_rank_d2, r.ing_pick)
+        m.d.sync += r.pivot_take.eq(ing_take | r.pick_sr[1])
+        none = ing_now & ~r.sample_held
         with m.If(r.pivot_take):
             m.d.sync += [r.pivot.eq(Mux(none, r.pos_inf, r.pick)),
                          r.pivot_hi.eq(Mux(none | r.want_hi_none | r.pick_hi_same, r.pos_inf, r.pick_hi))]
@@ -950,19 +1036,34 @@ class TopK(wiring.Component):
                 # others in REREAD; a one-beat request re-reads its beat in the next cycle (the buffer's read
                 # port does not see this cycle's write), and so does one whose pivots come one cycle late (the
                 # rank pipeline when the last beat is a sample beat)
-                # (with sample_register the pivots come two cycles after the last sample beat: a last beat that is
-                # a sample beat waits two cycles, the beat after them one)
-                late = (r.cnt == 0) if not x else (r.cnt < rows) if x == 1 else (r.cnt <= rows)
+                # (with sample_register and its pick stage the pivots come three cycles after the last sample beat:
+                # a last beat that is a sample beat waits three cycles, the beats after them two and one)
+                late = (r.cnt == 0) if not x else (r.cnt < rows + x - 1)
                 with m.If(~late):
                     m.d.comb += r.rd_addr.eq(0)
                     m.d.sync += [r.s1_valid.eq(1), r.s1_replay.eq(0), r.s1_fifo.eq(0), r.s1_row.eq(0), r.rr.eq(1)]
                     m.next = "REREAD" if rows + x > 1 else "INGEST_DRAIN0"
                 with m.Else():
                     m.d.sync += r.rr.eq(0)
-                    m.next = "REREAD_WAIT" if x == 2 else "REREAD"
-                    if x == 2:
-                        with m.If(r.cnt == rows):
-                            m.next = "REREAD"
+                    self._reread_wait(m, r, rows, x)
+
+    @staticmethod
+    def _reread_wait(m, r, rows, x):
+        """The first re-read waits min(x, w + x - B) cycles after the last beat (it must meet the ingest's pivots):
+        this cycle and x - 1 - i REREAD_WAIT states when the last beat is beat w - 1 + i (i >= 0), x - 1 before it."""
+        if x < 2:
+            m.next = "REREAD"
+            return
+
+        def wait_state(j):
+            return f"REREAD_WAIT{j}" if j else "REREAD"
+        with m.If(r.cnt < rows):
+            m.next = wait_state(x - 1)
+        for i in range(1, x - 1):
+            with m.Elif(r.cnt == rows - 1 + i):
+                m.next = wait_state(x - 1 - i)
+        with m.Elif(r.cnt == rows + x - 2):
+            m.next = "REREAD"
 
     def _on_decide(self, m, r):
         """DECIDE's next state (its register updates are ``_decide_registers``, enabled by the in_decide register)."""
@@ -975,12 +1076,17 @@ class TopK(wiring.Component):
 
     def _decide_registers(self, m, r):
         """The decide cycle (``r.in_decide``, a register high exactly in DECIDE, so that no FSM state decode sits in
-        front of these enables; the packers' flush is in_decide too): k = 0 ends the request, k >= candidates
-        replays with everything kept, otherwise continue on the side holding the target rank, or replay when
-        the pivot is the k-th."""
+        front of these enables; without sample_register the packers' flush is in_decide too): k = 0 ends the
+        request, k >= candidates replays with everything kept, otherwise continue on the side holding the target
+        rank, or replay when the pivot is the k-th."""
         go_scan = r.go_scan
         side = r.side
-        sr = int(self.sample_register)     # the round is ranked one cycle later: its reads and pick wait one more
+        if self.sample_register:      # registered (_decide_go)
+            m.d.comb += [go_scan.eq(r.dec_go), side.eq(r.dec_side)]
+
+        def steer(k):
+            return [] if self.sample_register else [side.eq(k), go_scan.eq(1)]
+        sr = self.round_delay     # the round is ranked (and picked) later: its reads and pick wait as many cycles more
         m.d.sync += r.after_ingest.eq(0)
         with m.If(r.after_ingest & r.dec_k_zero):
             m.d.sync += [r.kth.eq(r.pos_inf), r.sel_eq.eq(0)]      # nothing passes x > +inf
@@ -989,13 +1095,13 @@ class TopK(wiring.Component):
         with m.Else():
             m.d.sync += r.rounds.eq(r.rounds + 1)
             with m.If(r.dec_le_a):                       # above the upper pivot: FIFO_U
-                m.d.comb += [side.eq(2), go_scan.eq(1)]
+                m.d.comb += steer(2)
                 m.d.sync += [r.lo.eq(r.pivot_hi), r.target.eq(r.t)]
             with m.Elif(r.dec_le_ae):                    # the upper pivot is the k-th value
                 m.d.sync += [r.kth.eq(r.pivot_hi), r.eq_left.eq(r.t - r.cnt_a), r.sel_eq.eq(r.t - r.cnt_a),
                              r.cnt.eq(0)]
             with m.Elif(r.dec_le_g):                     # between the pivots: FIFO_R
-                m.d.comb += [side.eq(1), go_scan.eq(1)]
+                m.d.comb += steer(1)
                 m.d.sync += [r.lo.eq(r.pivot), r.target.eq(r.t - r.cnt_ae)]
                 with m.If(r.pivot_hi != r.pos_inf):
                     m.d.sync += r.hi.eq(r.pivot_hi)
@@ -1003,7 +1109,7 @@ class TopK(wiring.Component):
                 m.d.sync += [r.kth.eq(r.pivot), r.eq_left.eq(r.t - r.cnt_g), r.sel_eq.eq(r.t - r.cnt_g),
                              r.cnt.eq(0)]
             with m.Else():                               # below the lower pivot: FIFO_L
-                m.d.comb += [side.eq(0), go_scan.eq(1)]
+                m.d.comb += steer(0)
                 m.d.sync += [r.hi.eq(r.pivot), r.target.eq(r.t - r.cnt_ge)]
         with m.If(go_scan):
             m.d.sync += r.cap_clear.eq(1)        # the captures restart empty in SCAN's cycle 0
@@ -1011,7 +1117,7 @@ class TopK(wiring.Component):
                 return Mux(side == 2, x[2], Mux(side == 1, x[1], x[0]))
             m.d.sync += [r.src_fifo.eq(pick3(r.side_fit)), r.src_side.eq(side),
                          r.row_ctr.eq(0), r.rows_left.eq(pick3(r.side_rows)), r.scan_end.eq(pick3(r.side_end)),
-                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, sr) if sr else pick3(r.side_late)),
+                         r.scan_wait.eq(Mux(pick3(r.side_late), (2 << sr) - 1, (1 << sr) - 1) if sr else pick3(r.side_late)),
                          r.pick_sr.eq(Mux(pick3(r.side_late), 0b100 << sr, 0b010 << sr)),
                          r.cnt.eq(0), r.cnt_g.eq(0), r.cnt_e.eq(0), r.cnt_l.eq(0), r.cnt_ge.eq(0),
                          r.cnt_all.eq(0), r.cnt_a.eq(0), r.cnt_ae.eq(0), r.cnt_m.eq(0),
@@ -1088,7 +1194,7 @@ class _Registers:
         # wait before the first read (a late round), and the pick cycle as a one-hot shift (bit 0: now)
         self.row_ctr = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_row")
         self.rows_left = Signal(range(max(tk.buffer_rows, d) + 1), name="scan_rows_left")
-        sr = int(tk.sample_register)
+        sr, x = tk.round_delay, tk.rank_delay
         self.scan_end = Signal(range(max(tk.buffer_rows, d) + 5 + sr), name="scan_end")
         self.scan_wait = Signal(1 + sr, name="scan_wait")
         self.pick_sr = Signal(3 + sr, name="scan_pick")
@@ -1166,10 +1272,11 @@ class _Registers:
         self.ing_rank = Signal(name="ingest_rank")          # the accepted beat is the last sample beat: rank it
         self.ing_rank_d = Signal(name="ingest_rank_d")      # ing_rank one cycle later (rank pipeline)
         self.ing_rank_d2 = Signal(name="ingest_rank_d2")    # and two (sample_register)
+        self.ing_load = Signal(name="ingest_load")          # the cycle after the ingest's pick (its pivots load)
         self.ing_last = Signal(name="ingest_last_beat")     # the ingest's next beat is its last (cnt + 1 == B)
         self.live = Signal(name="ingest_live")              # the accepted beat comes after the sample beats
-        self.rr = Signal(range(rows + 2 + sr), name="reread")    # the next sample beat to re-read
-        self.reread_end = Signal(range(rows + 2 + sr), name="reread_end")   # min(w + x, B): beats to re-read
+        self.rr = Signal(range(rows + 1 + x), name="reread")    # the next sample beat to re-read
+        self.reread_end = Signal(range(rows + 1 + x), name="reread_end")   # min(w + x, B): beats to re-read
         self.cap_clear = Signal(init=1, name="sample_cap_clear")   # the FIFO row captures restart empty (IDLE, SCAN's cycle 0)
         self.idle = Signal(init=1, name="topk_idle")   # the FSM is in IDLE (a register: the packers' clear)
         self.samp_ing = Signal(name="sample_src_ingest")   # the ingest's sample is still to be ranked
@@ -1183,11 +1290,13 @@ class _Registers:
         self.dec_le_a, self.dec_le_ae, self.dec_le_g, self.dec_le_ge, self.dec_k_zero, self.dec_k_all = (
             Signal(name=f"decide_{x}") for x in ("le_a", "le_ae", "le_g", "le_ge", "k_zero", "k_all"))
         self.go_scan = Signal(name="go_scan")         # the decide cycle starts a round
+        self.dec_go, self.dec_side = Signal(name="decide_go"), Signal(2, name="decide_side")   # (sample_register)
         self.in_decide = Signal(name="in_decide")     # the FSM is in DECIDE (a register: the packers' flush)
-        # sample_register: two more copies of in_decide, the flushes of FIFO_R's and FIFO_U's packers (kept apart;
-        # _copy_register's g = 2 and 3: no reset, g = 3 starts high, a flush of an empty packer: nothing happens)
-        self.decide_regs = [self.in_decide] + ([_copy_register(unsigned(1), g, f"in_decide_c{g}") for g in (2, 3)]
-                                               if tk.sample_register else [])
+        # sample_register: the packers' flushes (one copy per packer, kept apart; _copy_register's g = 2 and 3: no
+        # reset, g = 3 starts high, a flush of an empty packer: nothing happens), high exactly in PREDECIDE, the
+        # cycle before DECIDE (H121: the captures take the packers' rows one cycle late, from a register stage)
+        self.flush_regs = ([_copy_register(unsigned(1), g, f"pre_decide_c{g}") for g in (0, 2, 3)]
+                           if tk.sample_register else [])
         self.side = Signal(2, name="side")
 
 

@@ -16,7 +16,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.ir import NodeKind, PortRole
-from archgen.dataflow.memctl import buffer_fit, check_memory_system
+from archgen.dataflow.memctl import buffer_fit, buffer_rooms, check_memory_system
 from archgen.mappings.memory_tiling import plan_layer
 from archgen.mappings.tiling import map_problem
 
@@ -209,7 +209,7 @@ def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, obje
             plans[key] = _searched(compiled, layer, bounds, repeat, how, energy, objective, seed)
         else:
             plans[key] = plan_layer(compiled.design, bounds, compiled.fu_graph.dataflow, layer.name,
-                                    fits=buffer_fit(compiled, layer.name))
+                                    fits=buffer_fit(compiled, layer.name), rooms=buffer_rooms(compiled))
     return plans[key]
 
 
@@ -220,7 +220,8 @@ def _searched(compiled, layer, bounds, repeat, how, energy, objective, seed):
         r = _memory_layer(compiled, layer, cmd, repeat, how, energy)
         return r.cycles, sum(r.energy_pj.values())
     return search_layer(compiled.design, bounds, compiled.fu_graph.dataflow, evaluate, energy,
-                        objective=objective, seed=seed, layer=layer.name).command
+                        objective=objective, seed=seed, layer=layer.name,
+                        fits=buffer_fit(compiled, layer.name), rooms=buffer_rooms(compiled)).command
 
 
 def _hops(fg) -> int:

@@ -876,7 +876,8 @@ def core_cycles(spec: SpattenSpec, queries: np.ndarray, keys: np.ndarray, values
         run = None
         if k < n:
             run = simulate_topk([int(e) for e in r.exps], k, parallelism=spec.topk.parallelism, seed=seed,
-                                fifo_depth=spec.topk.fifo_depth, replay=False)
+                                fifo_depth=spec.topk.fifo_depth, replay=False,
+                                sample_register=spec.topk.sample_register)
             if set(run.indices) != set(np.flatnonzero(r.keep).tolist()):
                 raise AssertionError("top-k model and core reference disagree on the kept tokens")
         results.append(r)

@@ -102,7 +102,8 @@ def _exact_topk_fn(spec):
         if k >= probs.size:
             return -1                   # the core skips the top-k when every V row is kept
         return simulate_topk(_ranked_exps(spec, probs), k, parallelism=spec.topk.parallelism,
-                             fifo_depth=spec.topk.fifo_depth, replay=False).cycles
+                             fifo_depth=spec.topk.fifo_depth, replay=False,
+                             sample_register=spec.topk.sample_register).cycles
     return cycles
 
 

@@ -31,9 +31,12 @@ rank pipeline (default)   the ingest re-reads min(w + 1, B) + [B <= w] beats; a 
                           except a *late* round, whose sample needs the row flushed in the decide (a W
                           sampled whole, 3; with P > S a W of fewer than P elements, R + 6)
 sample register (option)  ``sample_register=True`` (needs the rank pipeline): the sample registered in local
-                          copies before its compare, so every round costs one cycle more (R + 6, a late one
-                          R + 7, the exact finish 4), and the ingest re-reads min(w + 2, B) beats, waiting
-                          2 cycles when B <= w and 1 when B = w + 1
+                          copies before its compare, and its one-hot pick registered before the pivots load
+                          (H122), so every round costs two cycles more (R + 7, a late one R + 8, the exact
+                          finish 5), and the ingest re-reads min(w + 3, B) beats, its first re-read waiting
+                          min(3, w + 3 - B) cycles; and (H121, H133) the packers flush one cycle before
+                          every decide (PREDECIDE; the captures sit one register stage behind the
+                          packers): a scanned round R + 8 (late R + 9), the ingest's decide one cycle later
 replay                    B + 5 + 1 + 1  (B rows read, 5 pipeline cycles: memory, output register,
                           compare register, keep register, compacted-row register; flush; drain)
 ========================  ==========================================================================
@@ -158,12 +161,12 @@ def ingest_cycles(n: int, parallelism: int, fifo_depth: int, sample_lanes: int |
                   rank_pipeline: bool = True, sample_register: bool = False) -> int:
     """Command, ingest with its partition, the re-read of the sample beats, drain and first decide:
     1 + B + min(w, B) + [B = 1] + 3 + 1 cycles without the rank pipeline (docs/topk.md "Cycle contract"); with it (default)
-    1 + B + min(w + 1, B) + [B <= w] + 3 + 1; with ``sample_register`` too 1 + B + min(w + 2, B) + 2 [B <= w]
-    + [B = w + 1] + 3 + 1."""
+    1 + B + min(w + 1, B) + [B <= w] + 3 + 1; with ``sample_register`` too 1 + B + min(w + 3, B)
+    + max(0, min(3, w + 3 - B)) + 3 + 1 + 1 (PREDECIDE: the packers flush a cycle before the decide)."""
     rows = -(-n // parallelism)
     return (CMD_CYCLES + rows
             + _reread_rows(rows, parallelism, fifo_depth, sample_lanes, rank_pipeline, sample_register)
-            + INGEST_DRAIN + DECIDE_CYCLES)
+            + INGEST_DRAIN + DECIDE_CYCLES + int(bool(sample_register)))
 
 
 def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int | None,
@@ -175,13 +178,20 @@ def _reread_rows(rows: int, parallelism: int, fifo_depth: int, sample_lanes: int
     # the first re-read is issued in the last beat's cycle, or one cycle later when the pivots are not yet
     # taken two cycles after it (a one-beat request: the buffer's read port does not see the write of the
     # same cycle)
-    # with the rank pipeline the pivots come x = 1 cycle later, with the sample register x = 2: the x beats after
+    # with the rank pipeline the pivots come x = 1 cycle later, with the sample register (and its second pick
+    # stage) x = 3: the x beats after
     # the sample are re-read too, and the first re-read waits until it meets the pivots (x cycles when the last
     # beat is a sample beat, x - 1 when it is the one after)
-    x = int(rank_pipeline) + int(sample_register)
+    x = int(rank_pipeline) + _register_delay(sample_register)
     if x:
         return min(w + x, rows) + max(0, min(x, w + x - rows))
     return min(w, rows) + (rows == 1)
+
+
+def _register_delay(sample_register: bool) -> int:
+    """Cycles the ``sample_register`` option adds to every round and to the ingest's pivots: the sample registered
+    before its compare, and (since H122) the one-hot pick registered before the pivots load."""
+    return 2 if sample_register else 0
 
 
 def bracket_pivots(sample: Sequence[int], target: int, size: int, lanes: int) -> tuple[int | None, int | None]:
@@ -276,8 +286,9 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     engine's registered sample compare bits (default since H88; one more re-read beat at the ingest, and one
     more cycle for a *late* round: a set sampled whole, or with P > S one of fewer than P elements; other
     rounds compare their sample in the decide cycle and cost the same as without it); ``sample_register`` the
-    engine's sample registered (in local copies) before that compare (needs ``rank_pipeline``): every round one
-    more cycle, and one more re-read beat at the ingest."""
+    engine's sample registered (in local copies) before that compare and its one-hot pick registered (needs
+    ``rank_pipeline``): every round two more cycles, and two more re-read beats at the ingest; and one more cycle
+    before every decide (PREDECIDE: the ingest's and each scanned round's, not the exact finish's)."""
     if sample_register and not rank_pipeline:
         raise ValueError("sample_register needs rank_pipeline")
     if sample_lanes is not None and (sample_lanes < 2 or sample_lanes & (sample_lanes - 1)):
@@ -299,7 +310,7 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
     # in the last beat's cycle).
     sample_rows, sample_lanes = sample_shape(p, fifo_depth, sample_lanes)
     cycles = ingest_cycles(n, p, fifo_depth, sample_lanes, rank_pipeline, sample_register)
-    late, sreg = int(bool(rank_pipeline)), int(bool(sample_register))
+    late, sreg = int(bool(rank_pipeline)), _register_delay(bool(sample_register))
     replay = buffer_rows + REPLAY_LATENCY + REPLAY_TAIL if replay else 0
     if k == 0:
         return _finish(TopKRun((), (), cycles, (), "none"), p)
@@ -360,12 +371,14 @@ def simulate_topk(scores: Sequence[int], k: int, *, parallelism: int, seed: int 
         # then (a set sampled whole, or with P > S one of fewer than P elements, which has no full row), is
         # compared one cycle later and costs one more cycle
         whole = from_fifo and len(work) <= sample_lanes
-        # (the sample register ranks every round's sample one cycle later still)
+        # (the sample register ranks every round's sample one cycle later still, and its pick stage takes the
+        # pivots one more cycle later)
         late_round = sreg + (late if whole or len(work) < p else 0)
         if whole:
             step = EXACT_FINISH + late_round           # sampled whole: found after ranking, no scan pipeline
         else:
-            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round
+            # (with the sample register the packers flush a cycle before the decide: PREDECIDE, one more cycle)
+            step = rows + SCAN_LATENCY + DECIDE_CYCLES + late_round + int(bool(sample_register))
 
     kth = found
     kept, equal_seen = [], 0

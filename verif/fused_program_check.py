@@ -16,8 +16,8 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_fused
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import layer_dram_bytes, layer_program
-from archgen.mappings.memory_tiling import plan_layer
+from archgen.dataflow.memctl import buffer_fit, layer_dram_bytes, layer_program
+from archgen.mappings.memory_tiling import Room, plan_layer
 from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerProgramTop, fused_layer_programs
 from archgen.sim.layer_model import simulate_layer
 
@@ -25,7 +25,14 @@ from .layer_amaranth import run_layer_top
 from .layer_binary import run_layer_binary, strip_zero_memory_init
 from .layer_check import LayerVerification, layer_output
 
-__all__ = ["verify_fused_program"]
+__all__ = ["core_rooms", "verify_fused_program"]
+
+
+def core_rooms(core: FusedLayerCore) -> dict[str, Room]:
+    """The planner's ``rooms`` (``plan_layer``) for the one fused core: per operand, one buffer half of the core's
+    own layouts (which every fused dataflow shares, ``FusedLayerCore``) in whole bank rows, and one bank row, as
+    ``memctl.buffer_rooms`` gives them for one dataflow's build."""
+    return {x: Room(lay.half_elems * lay.elem_bytes, lay.banks * lay.elem_bytes) for x, lay in core.prog.layouts.items()}
 
 
 def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed: int = 0, fuse=None,
@@ -45,7 +52,8 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
     runs, words = [], []
     for k, (name, bounds) in enumerate(layers):
         view = fused.view(name)
-        cmd = plan_layer(view.design, bounds, view.dataflow, f"layer{k}")
+        cmd = plan_layer(view.design, bounds, view.dataflow, f"layer{k}", fits=buffer_fit(view, f"layer{k}"),
+                         rooms=core_rooms(core))
         prog = layer_program(view, cmd, f"layer{k}", spec_size=True)
         tensors = random_operands(view.fu_graph, cmd.mapping, rng)
         at = -(-len(image) // burst) * burst           # each layer's regions from a burst-aligned base word

@@ -16,7 +16,7 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import buffer_fit, descriptor_format, layer_dram_bytes, layer_program
+from archgen.dataflow.memctl import buffer_fit, buffer_rooms, descriptor_format, layer_dram_bytes, layer_program
 from archgen.mappings.memory_tiling import make_command, plan_layer
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
@@ -100,7 +100,8 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         split = tuple(d for d in df.inner_dims() if d in tile)       # default order: split inner loops innermost
         cmd = make_command(compiled.design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
     else:       # the view's design: a folded map fused beside others runs on its own logical array
-        cmd = plan_layer(compiled.design, bounds, df, layer, fits=buffer_fit(compiled, layer))
+        cmd = plan_layer(compiled.design, bounds, df, layer, fits=buffer_fit(compiled, layer),
+                         rooms=buffer_rooms(compiled))
     prog = layer_program(compiled, cmd, layer, spec_size=spec_size)       # refusals happen here, before anything is built
     model = simulate_layer(compiled, cmd, layer=layer)
     mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)

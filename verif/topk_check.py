@@ -153,8 +153,11 @@ def check_topk(requests: list[TopKRequest], rtl: dict, *, parallelism: int, fifo
 
 
 def verify_topk(n: int, k: int, parallelism: int, seed: int, *, max_n: int = 2048,
-                width: int = 16, fifo_depth: int = 64, cache_dir: Path | None = None, replay: bool = True) -> dict:
+                width: int = 16, fifo_depth: int = 64, cache_dir: Path | None = None, replay: bool = True,
+                sample_register: bool = False) -> dict:
     """One random request (seeded) on the RTL: correctness vs numpy and RTL cycles vs the model.
+    ``sample_register``: the engine with its pivot sample registered (a SpAtten spec's
+    ``units.topk.sample_register``; model and RTL both built with it).
 
     Returns ``correct``, ``rtl_cycles``, ``model_cycles``, ``cycles_match``, ``rounds`` and the
     request's parameters. Raises SpecError for out-of-range arguments.
@@ -173,8 +176,10 @@ def verify_topk(n: int, k: int, parallelism: int, seed: int, *, max_n: int = 204
     scores = tuple(int(v) for v in rng.integers(lo, hi + 1, n))
     req = TopKRequest(k, seed & 0xFFFF, scores, (True,) * n)
     rtl = run_topk_rtl([req], parallelism=parallelism, max_n=max_n, width=width,
-                       fifo_depth=fifo_depth, seed=seed, cache_dir=cache_dir, replay=replay)
-    row = check_topk([req], rtl, parallelism=parallelism, fifo_depth=fifo_depth, replay=replay)[0]
+                       fifo_depth=fifo_depth, seed=seed, cache_dir=cache_dir, replay=replay,
+                       sample_register=sample_register)
+    row = check_topk([req], rtl, parallelism=parallelism, fifo_depth=fifo_depth, replay=replay,
+                     sample_register=sample_register)[0]
     return {
         "correct": bool(row["correct"] and rtl["passed"]),
         "rtl_cycles": row["rtl_cycles"],
@@ -183,6 +188,6 @@ def verify_topk(n: int, k: int, parallelism: int, seed: int, *, max_n: int = 204
         "rounds": row.get("rtl_rounds"),
         "model_rounds": row["model_rounds"],
         "n": n, "k": k, "parallelism": parallelism, "seed": seed, "max_n": max_n,
-        "fifo_depth": fifo_depth, "width": width, "kept": row.get("got_count"),
+        "fifo_depth": fifo_depth, "width": width, "kept": row.get("got_count"), "sample_register": sample_register,
         "detail": row.get("problem", ""),
     }

@@ -50,12 +50,14 @@ def test_cycles_follow_the_documented_schedule(scores, data):
     w, lanes = sample_shape(p, depth, s_opt)
     # command, B beats, the re-read of the sample beats (min(w, B); one cycle later for B = 1), drain 3, decide;
     # the rank pipeline re-reads one beat more, one cycle later when the last beat is a sample beat; the sample
-    # register one beat more again, two cycles later when the last beat is a sample beat, one when it is the next
+    # register (with its pick stage) two beats more again, three cycles later when the last beat is a sample beat,
+    # two when it is the next, one when it is the one after
     if sreg:
-        reread = min(w + 2, b) + 2 * (b <= w) + (b == w + 1)
+        reread = min(w + 3, b) + 3 * (b <= w) + 2 * (b == w + 1) + (b == w + 2)
     else:
         reread = min(w + 1, b) + (b <= w) if pipe else min(w, b) + (b == 1)
-    first_decide = 1 + b + reread + 3 + 1
+    # (with the sample register the packers flush in PREDECIDE, one cycle before every decide)
+    first_decide = 1 + b + reread + 3 + 1 + int(sreg)
     assert ingest_cycles(n, p, depth, s_opt, rank_pipeline=pipe, sample_register=sreg) == first_decide
     if k == 0:
         assert run.mode == "none" and run.cycles == first_decide
@@ -70,11 +72,12 @@ def test_cycles_follow_the_documented_schedule(scores, data):
         # is ranked and the pivots taken while the first row is read), or 2 when its working set was sampled
         # whole (the exact finish: rank, then pick); the rank pipeline adds a cycle only to a late round (its
         # sample needs the row flushed in the decide: sampled whole, or with P > S fewer than P elements); the
-        # sample register one more cycle to every round
+        # sample register two more cycles to every round (the sample registered, the one-hot pick registered),
+        # and a scanned round one more (PREDECIDE)
         for r in later:
             whole = r.source == "fifo" and r.size <= lanes
             late = x if whole or r.size < p else 0
-            assert r.cycles == (2 if whole else r.rows + 5) + late + int(sreg)
+            assert r.cycles == (2 if whole else r.rows + 5 + int(sreg)) + late + 2 * int(sreg)
         size = n
         for r in run.rounds:
             assert r.size == size == r.greater + r.equal + r.less
@@ -106,10 +109,11 @@ def test_pinned_small_case():
     assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False).cycles == 10
     assert simulate_topk(scores, 3, parallelism=4, seed=1, rank_pipeline=False).cycles == 18
     assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, rank_pipeline=False).cycles == 9
-    # with the sample register: the ingest's pivots one cycle later still (both beats re-read, two cycles later):
-    # 1 + (2 + 4 + 3) + 1 = 11 cycles without the replay, 20 with it
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, sample_register=True).cycles == 11
-    assert simulate_topk(scores, 3, parallelism=4, seed=1, sample_register=True).cycles == 20
+    # with the sample register and its pick stage: the ingest's pivots two cycles later still (both beats re-read,
+    # three cycles later), and PREDECIDE before the decide: 1 + (2 + 5 + 3) + 1 + 1 = 13 cycles without the
+    # replay, 22 with it
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, replay=False, sample_register=True).cycles == 13
+    assert simulate_topk(scores, 3, parallelism=4, seed=1, sample_register=True).cycles == 22
     with pytest.raises(ValueError, match="sample_register"):
         simulate_topk(scores, 3, parallelism=4, rank_pipeline=False, sample_register=True)
 

@@ -94,15 +94,17 @@ def test_sample_width_and_rank_pipeline_exact(p, max_n, depth, lanes, pipe):
     pytest.param(2, 40, 8, None, True, marks=pytest.mark.slow),
     pytest.param(16, 256, 4, None, False, marks=pytest.mark.slow)])
 def test_sample_register_exact(p, max_n, depth, lanes, replay):
-    """The engine with its sample registered in local copies before the compare (``sample_register``): every
-    round one cycle later, the ingest one more re-read beat (two cycles' wait when its last beat is a sample
-    beat, one when it is the next). S = 2 at P = 4 (late rounds: P > S); P = 2 with w = 8 (many requests end
-    their ingest on a sample beat or the one after) with the replay; P = 16 (S = 32, two rows): exact, RTL cycles
-    == model cycles, through FIFO rounds and buffer rescans."""
+    """The engine with its sample registered in local copies before the compare and its one-hot pick registered
+    (``sample_register``): every round two cycles later, the ingest two more re-read beats (three cycles' wait
+    when its last beat is a sample beat, two when it is the next, one when it is the one after), and the captures
+    one register stage behind the packers, which flush in PREDECIDE (one more cycle before every decide but the
+    exact finish's). S = 2 at P = 4 (late rounds: P > S); P = 2 with w = 8 (many requests end their ingest on a
+    sample beat or the one after) with the replay; P = 16 (S = 32, two rows): exact, RTL cycles == model cycles,
+    through FIFO rounds and buffer rescans."""
     reqs = _exact_through_every_round_source(p, max_n, depth, lanes, replay, sample_register=True)
     w = sample_shape(p, depth, lanes)[0]
     rows_b = {-(-q.n // p) for q in reqs}
-    assert any(b <= w for b in rows_b) and w + 1 in rows_b      # both re-read waits
+    assert any(b <= w for b in rows_b) and {w + 1, w + 2} <= rows_b      # every re-read wait
     with pytest.raises(ValueError, match="sample_register"):
         topk_verilog(p, max_n, rank_pipeline=False, sample_register=True)
 
