@@ -55,6 +55,51 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
         raise SpecError(problems)
 
 
+def output_deskew(fg: FUGraph):
+    """An output streamed per step over one padded loop l of the map's own schedule (``schedule: map``), l the
+    tile's last loop: lane s streams, at row position pos, the element (and takes the partial sum) of its FUs'
+    iteration pos - offset(s) (mappings/tiling.py ``RowPad``; one offset per lane, interconnect.py
+    ``_check_output_over_tile``). The memory system writes every lane at one position, so the layer core delays
+    each lane: its partial sum by offset(s) beats (the psum walk reads iteration pos on every lane) and its result
+    by span - offset(s) (the write walk writes iteration pos - span, holding its first span positions of each
+    row: masked). Returns (l, span, offsets per output lane) or None (no such output)."""
+    from archgen.dataflow.ir import Role
+    out = fg.output
+    xop = fg.design.operation.output
+    pads = [p for p in row_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
+    if out.role is not Role.STREAM_OUT or len(pads) != 1 or fg.dataflow.inner_dims()[-1] != pads[0].loop:
+        return None
+    pad = pads[0]
+    return pad.loop, pad.span(fg.design.shape), tuple(pad.offset(ln.fus[-1]) for ln in out.lanes)
+
+
+def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> None:
+    """The array issues a step of a later reduction tile once the beat D steps back has left it (dataflow/control.py
+    ``psum_raw_hw``: D = steps x the trips of the tile loops inside the innermost reduction loop). The de-skewed
+    write lands a lane's element up to ``span`` beats later than that beat, so a block whose D is within ``span``
+    of the array's output latency could read a partial sum before it is written: refused, naming the layer (a
+    larger chunk of the padded loop, or of the loops inside the reduction, lengthens D)."""
+    df, shape = compiled.dataflow, compiled.design.shape
+    outer, inner = tuple(df.outer_dims()), tuple(df.inner_dims())
+    red = [i for i, d in enumerate(outer) if not compiled.design.operation.output.uses(d)]
+    if not red or compiled.psum_port is None:
+        return
+    halos = dict(compiled.fu_graph.halo)
+    lat = compiled.schedule.out_latency
+    for blk in blocks:
+        ext = {d: e - s for d, s, e in blk.ranges}
+        trips = {d: -(-ext[d] // (shape[df.axis_of[d]] if d in df.axis_of else 1)) for d in outer}
+        if math.prod(trips[outer[i]] for i in red) < 2:
+            continue                  # every tile of the block is its output block's first visit
+        steps = math.prod(ext[d] + halos.get(d, 0) for d in inner)
+        distance = steps * math.prod(trips[d] for d in outer[red[-1] + 1:])
+        if distance - span < lat + 1:
+            _refuse(f"layers.{layer}", f"the output {compiled.fu_graph.output.name} is streamed over a padded loop and "
+                    f"read back as partial sums {distance} steps later, within the de-skewed write's {span} beats of "
+                    f"the array's output latency ({lat} cycles): it needs {lat + 1 + span} steps at least; use larger "
+                    "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
+
+
 def _outer_padded_loops(fg: FUGraph) -> list:
     """Under the map's own schedule a skewed reduction loop outside the tile (mappings/tiling.py ``outer_pads``) runs
     K + span tiles with FU s on tile t - offset(s): its input lanes would need a per-lane lead on the tile walk of
@@ -70,22 +115,23 @@ def _outer_padded_loops(fg: FUGraph) -> list:
 
 
 def _streamed_padded_output(fg: FUGraph) -> list:
-    """Under the map's own schedule an output streamed per step that depends on a padded loop writes, on each lane,
-    the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``), and padding
-    outside their L positions. The output walk writes every lane at one position per step, so the memory system
-    would put each lane's elements offset(s) positions off: refused, naming the field (the array level runs it;
-    docs/limits.md says what the write side would need)."""
+    """Under the map's own schedule an output streamed per step that depends on padded loops writes, on each lane,
+    the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``). One padded
+    loop last in the tile is de-skewed per lane by a fixed delay (:func:`output_deskew`); over several padded loops,
+    or loops after the padded one, a lane's delay would be a run-time number of beats (a row of the inner loops
+    per position): refused, naming the field (the array level runs it; docs/limits.md says what it would need)."""
     from archgen.dataflow.ir import Role
     out = fg.output
     xop = fg.design.operation.output
     loops = [p.loop for p in row_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
-    if out.role is not Role.STREAM_OUT or not loops:
+    if out.role is not Role.STREAM_OUT or not loops or output_deskew(fg) is not None:
         return []
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {out.name} is streamed per step over the "
-                    f"padded loop(s) {', '.join(loops)}, each lane at its own position; the memory system's output "
-                    "walk writes every lane at one position (per-lane write leads and a margin for the padded "
-                    "positions are not built): use archgen verify --ideal-dram (the array level), or schedule: "
-                    "compressed", fg.dataflow.schedule)]
+                    f"padded loop(s) {', '.join(loops)}, each lane at its own position; the memory system de-skews "
+                    "the lanes of one padded loop that is the tile's last (a fixed delay per lane), not of several "
+                    "padded loops or of loops after the padded one (a delay of a run-time number of beats per lane "
+                    "is not built): use archgen verify --ideal-dram (the array level), or schedule: compressed",
+                    fg.dataflow.schedule)]
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -431,6 +477,9 @@ class PortWalk:
     # use none of the tile's loops): the walk skips, one tile a cycle, every tile with a keep level not at 0 (and
     # every reduction level, ``red_levels``, at 0 when partial sums are preloaded: those tiles load anyway)
     keep_levels: tuple[int, ...] = ()
+    # an output streamed over a padded loop (``output_deskew``): per lane, the beats the layer core delays the
+    # partial sum read for it (psum walk) or its result before the write (write walk); empty: no delay
+    deskew: tuple[int, ...] = ()
 
     @property
     def groups(self) -> int:
@@ -748,6 +797,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     halos = dict(fg.halo)         # several loops under the map's own schedule (each padded by its span)
     chained = chained_inputs(compiled)
     pads = row_pads(design, df)
+    deskew = output_deskew(fg)
+    if deskew is not None:
+        _check_deskewed_partial_sums(compiled, blocks, deskew[1], layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -916,6 +968,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
         held = hl is not None and x not in chained and not pads     # the map's own schedule masks per FU
+        delays = ()
+        if deskew is not None and x == out.name:      # the write holds the span; both are delayed per lane
+            dl, dspan, doffs = deskew
+            delays = tuple(dspan - o for o in doffs) if kind == "write" else doffs
+            held = kind == "write"
+            hl, hold = levels.index(f"inner:{dl}"), dspan
+        else:
+            hold = halo
         skips = kind == "psum" and red_split
         keeps = rows and kind == "read" and x != out.name and bool(compiled.schedule.keep_dims)
         preload = compiled.schedule.accumulate and compiled.schedule.psum_in
@@ -935,7 +995,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               levels.index("row") if rows and not multi else None,
                               (1 if not rows else shape[0] if len(shape) == 2 and x != out.name else
                                math.prod(lead_axes) if multi or x != out.name else drained),
-                              hl if held else None, halo if held else 0,
+                              hl if held else None, hold if held else 0,
                               len(outer) - 1 if skips or keeps else None,
                               tuple(levels.index(f"tile:{d}") for d in red) if skips or (keeps and preload) else (),
                               pn in broadcast,
@@ -943,7 +1003,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               lane_masks=lane_masks,
                               keep_levels=tuple(levels.index(f"tile:{d}") for d in compiled.schedule.keep_dims)
                               if keeps else (), **({} if lmap is None else {
-                                  "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]})))
+                                  "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
+                              deskew=delays))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -1497,16 +1558,21 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
 def buffer_fit(compiled, layer: str = "layer"):
     """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
-    in front of it (its ``margins``) and a lane-interleaved output's padding to whole array tiles
-    (:func:`output_lane_split`, :func:`block_bytes`); None for a design without either (no chained input, no split
-    output: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
+    in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
+    (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_deskew`)
+    the distance at which its partial sums are read back (:func:`_check_deskewed_partial_sums`), so the planner picks
+    an order and chunks that run; None for a design without any of them (no chained input, no split output, no
+    de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
     where they are built."""
-    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled)):
+    deskew = None if hasattr(compiled, "network") else output_deskew(compiled.fu_graph)
+    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
     def fits(cmd: LayerCommand) -> None:
+        if deskew is not None:        # a de-skewed output's read-back distance (it depends on the loop order)
+            _check_deskewed_partial_sums(compiled, [j.block for j in layer_jobs(cmd)], deskew[1], layer)
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:

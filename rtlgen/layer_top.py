@@ -495,6 +495,7 @@ class LayerCore(Elaboratable):
             bits = 8 * lay.elem_bytes
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
+            data = _deskewed(m, w, alts, data, fire)
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             at = _run_order(w)            # a lane-interleaved output: lane l at its offset in the one run
@@ -514,6 +515,10 @@ class LayerCore(Elaboratable):
             if w.broadcast:              # every lane holds the element at lane 0's position (memctl.PortWalk)
                 vals = [vals[0]] * w.lanes
             vals = vals[::w.lane_step]   # lane l at position base + lane_step x l
+        if any(wa.deskew for wa, _, _ in alts or [(w, None, None)]):   # a streamed output's partial sums, delayed
+            vals = _deskewed(m, w, alts, [Mux(st.lane_ok[l] & st.row_ok, vals[l], 0) for l in range(w.lanes)], fire)
+            m.d.comb += [p.payload[l].eq(vals[l]) for l in range(w.lanes)]
+            return
         for l in range(w.lanes):
             m.d.comb += p.payload[l].eq(Mux(st.lane_ok[l] & st.row_ok, vals[l], 0))
 
@@ -777,6 +782,35 @@ def _group_runs(m, port, kind, groups, n, seq, row_c, buf, addr):
             m.d.comb += pos.eq(addr + Mux(seq.start_c, row_c[f"{port}_group{g}"], off))
         runs.append(buf.read_lanes(m, pos, n, transparent=(kind == "psum"), port=kind if g == 0 else f"{kind}@{g}"))
     return runs
+
+
+def _delayed(m, name, values, delays, fire):
+    """Each lane's value ``delays[l]`` beats (``fire``s) ago: a shift register per lane that moves on every beat
+    (an output streamed over a padded loop, memctl.output_deskew; its first positions of a row carry the previous
+    row's last, which the write walk masks). No delays: the values themselves."""
+    if not delays:
+        return values
+    out = []
+    for l, (v, d) in enumerate(zip(values, delays)):
+        regs = [Signal(len(v), name=f"{name}{l}_{i}") for i in range(d)]
+        with m.If(fire):
+            m.d.sync += [r.eq(prev) for r, prev in zip(regs, [v, *regs[:-1]])]
+        out.append(regs[-1] if regs else v)
+    return out
+
+
+def _deskewed(m, w, alts, values, fire):
+    """A port's lanes delayed per lane by its walk's ``deskew`` (:func:`_delayed`); in one core for several
+    dataflows (``alts``: [(walk, on, prog)]), by the selected dataflow's walk (a mux on ``on`` after the delays)."""
+    walks = [(w, None)] if alts is None else [(wa, on) for wa, on, _ in alts]
+    if not any(wa.deskew for wa, _ in walks):
+        return values
+    outs = [_delayed(m, f"{w.port}_deskew{i}_", values, wa.deskew, fire) for i, (wa, _) in enumerate(walks)]
+    if alts is None:
+        return outs[0]
+    n = len(values)
+    outs = [list(o) + [Const(0)] * (n - len(o)) for o in outs]
+    return [_pick_on([o[l] for o in outs], [on for _, on in walks]) for l in range(n)]
 
 
 def _pick_on(values, ons):

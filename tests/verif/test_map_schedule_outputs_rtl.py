@@ -2,8 +2,9 @@
 depend on loops of the tile"). Held per run of the skewed reduction loops (tile [D, R], the skews in R): the padded
 run is the tile, masked per FU, drained at its end; outputs exact and RTL cycles == model cycles at the array level
 (``archgen verify SPEC --ideal-dram``) and through the memory system (DRAM bytes RTL == model). Streamed per step
-over a padded loop: each lane's element at its own position, at the array level (the memory system refuses it,
-tests/dataflow/test_map_schedule_outputs.py). ``cycles`` pins the figures the docs report."""
+over a padded loop: each lane's element at its own position, at the array level; through the memory system, which
+delays each lane (dataflow/memctl.py ``output_deskew``), over one padded loop last in the tile (over two it is
+refused, tests/dataflow/test_map_schedule_outputs.py). ``cycles`` pins the figures the docs report."""
 import pytest
 
 import test_skewed_maps_rtl as own
@@ -73,4 +74,20 @@ MEMORY_CASES = [
 @pytest.mark.parametrize("make,bounds,seed,cycles", MEMORY_CASES)
 def test_output_held_per_run_through_the_memory_system(make, bounds, seed, cycles):
     """Outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model (the planner's command)."""
+    own.test_maps_own_schedule_through_the_memory_system(make, bounds, seed, None, cycles)
+
+
+STREAMED_MEMORY_CASES = [
+    pytest.param(lambda: _held(GEMM, (3,), GEMM_STREAMED, ["i", "k", "j"], ["j"]), {"i": 4, "j": 4, "k": 3}, 1, 236,
+                 id="gemm-3-streamed"),
+    pytest.param(lambda: _held(CONV_OP, (3, 2), CONV_STREAMED, ["n", "k", "p", "c", "r", "s", "q"], ["q"]),
+                 {"n": 1, "k": 4, "p": 3, "q": 3, "c": 2, "r": 2, "s": 2}, 4, 399, id="conv-3x2-streamed",
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("make,bounds,seed,cycles", STREAMED_MEMORY_CASES)
+def test_output_streamed_over_a_padded_loop_through_the_memory_system(make, bounds, seed, cycles):
+    """Each lane's partial sum delayed by its offset and its result by span - offset (the layer core), the write
+    walk holding the padded positions: outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model."""
     own.test_maps_own_schedule_through_the_memory_system(make, bounds, seed, None, cycles)
