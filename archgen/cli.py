@@ -384,8 +384,8 @@ def _mapper_options(args, skewed: bool, fuse) -> dict:
     ``archgen sim --mapper`` plans it (the search seeded by ``--seed``, as sim's is), so sim's searched command is
     verified as one command. Refused where no planner runs: a hand command, --ideal-dram, a skewed stt map."""
     if args.objective is not None and args.mapper != "search":
-        _check_options([problem("--objective", "applies to --mapper search (verify runs every dataflow of a fused "
-                                "design, none is chosen)", args.objective)])
+        _check_options([problem("--objective", "applies to --mapper search only (add --mapper search; verify "
+                                "checks every dataflow of a fused design, so no objective picks one)", args.objective)])
     if args.mapper is None:
         return {}
     hand = [f for f, v in (("--tile", args.tile), ("--order", args.order)) if v is not None]

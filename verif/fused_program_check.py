@@ -88,7 +88,8 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
         detail = {"rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
                   "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(), "dram_base_word": at,
                   "mismatches": int(np.sum(got != ref)), "error": res.get("error"), "wall_s": res.get("wall_s"),
-                  "verilog_lines": text.count("\n"), "mapper": mapper_note(cmd, mapper, mapper_objective, mapper_seed)}
+                  "verilog_lines": text.count("\n"),
+                  "mapper": mapper_note(cmd, mapper, mapper_objective, mapper_seed, by_hand=False)}
         results.append(LayerVerification(design.name, name, dict(cmd.mapping.bound), cmd.describe(), exact,
                                          raw.get(top.layer_cycles[k].name), model.cycles, model_bytes, detail))
     return results

@@ -68,14 +68,17 @@ def plan_command(compiled, bounds: dict[str, int], layer: str, *, mapper: str = 
     return _searched(compiled, one, bounds, 1, "verify", EnergyModel.load(), mapper_objective, mapper_seed)
 
 
-def mapper_note(cmd, mapper: str, objective: str, seed: int) -> str | None:
-    """How a searched command was planned and the options that give it by hand (``--tile``/``--order``), for
-    ``format_layer_verification``; None for the heuristic (the default, nothing to repeat)."""
+def mapper_note(cmd, mapper: str, objective: str, seed: int, by_hand: bool = True) -> str | None:
+    """How a searched command was planned and, ``by_hand``, the ``--tile``/``--order`` that give it (verify takes
+    them for a single design, not a fused one), for ``format_layer_verification``; None for the heuristic."""
     if mapper != "search":
         return None
+    note = f"--mapper search, objective {objective}, seed {seed} (as archgen sim)"
+    if not by_hand:
+        return note
     tile = dict(cmd.tile)
-    return (f"--mapper search, objective {objective}, seed {seed} (as archgen sim); by hand: --tile "
-            + ",".join(f"{d}={tile[d]}" for d in cmd.order) + " --order " + ",".join(cmd.order))
+    return (f"{note}; by hand: --tile " + ",".join(f"{d}={tile[d]}" for d in cmd.order)
+            + " --order " + ",".join(cmd.order))
 
 
 def layer_verilog(prog, image, name: str) -> str:
@@ -168,7 +171,8 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     detail = {"wall_s": res.get("wall_s"), "rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
               "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(),
               "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error"),
-              "mapper": None if tile is not None else mapper_note(cmd, mapper, mapper_objective, mapper_seed)}
+              "mapper": None if tile is not None else mapper_note(cmd, mapper, mapper_objective, mapper_seed,
+                                                                 by_hand=fuse is None)}
     return LayerVerification(design.name, df.name, dict(mapping.bound), cmd.describe(), exact, res.get("rtl_cycles"),
                              model.cycles, layer_dram_bytes(compiled, cmd), detail)
 
