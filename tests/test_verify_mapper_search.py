@@ -97,6 +97,15 @@ def test_options_that_cannot_apply_are_refused(extra, field, words, tmp_path, mo
     assert f"{field}:" in err and all(w in err for w in words), err
 
 
+@pytest.mark.parametrize("spec, extra, why", [
+    ("gemm_hex", ["--set", "array.shape=3x5"], "a skewed stt map"),
+    ("gemm_fused", ["--set", "array.shape=3x2", "--ideal-dram"], "--ideal-dram (each dataflow"),
+])
+def test_designs_that_plan_no_blocks_refuse_the_mapper(spec, extra, why, tmp_path, monkeypatch):
+    rc, _out, err = run_cli(["verify", spec, *extra, "--gemm", "7,5,6", "--mapper", "search"], tmp_path, monkeypatch)
+    assert rc == 2 and f"--mapper: does not apply with {why}" in err, err
+
+
 def test_a_spatten_spec_refuses_the_mapper(tmp_path, monkeypatch):
     rc, _out, err = run_cli(["verify", "spatten_small", "--unit", "topk", "--n", "8", "--k", "2", "--mapper", "search"],
                             tmp_path, monkeypatch)
