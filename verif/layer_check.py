@@ -59,13 +59,13 @@ def plan_command(compiled, bounds: dict[str, int], layer: str, *, mapper: str = 
     if mapper == "heuristic":
         return plan_layer(compiled.design, bounds, compiled.dataflow, layer, fits=buffer_fit(compiled, layer),
                           rooms=buffer_rooms(compiled) if rooms is None else rooms)
-    from archgen.sim.array_sim import _searched     # sim's search itself: the same candidates, model and ranking
+    from archgen.sim.array_sim import searched_command     # sim's search itself: the same candidates, model and ranking
     from archgen.sim.energy import EnergyModel
     if rooms is not None and rooms != buffer_rooms(compiled):   # sim's search plans with the build's own rooms
         raise SpecError([problem("mapper", "the search plans with the memory system's buffer rooms, and this core's "
                                  "differ; plan with the heuristic (--mapper heuristic)", mapper)])
     one = SimpleNamespace(name=layer, kind="verify", macs=math.prod(bounds.values()))   # one instance, no repeat
-    return _searched(compiled, one, bounds, 1, "verify", EnergyModel.load(), mapper_objective, mapper_seed)
+    return searched_command(compiled, one, bounds, 1, "verify", EnergyModel.load(), mapper_objective, mapper_seed)
 
 
 def mapper_note(cmd, mapper: str, objective: str, seed: int, by_hand: bool = True) -> str | None:
