@@ -82,7 +82,7 @@ def test_the_model_counts_k_plus_span_tiles():
 
 def test_where_it_is_not_built_it_is_refused_by_name():
     """The memory system (per-lane leads on a tile walk) and a fused design (per-tile masks) refuse it; a skewed tile
-    loop the output depends on is still refused."""
+    loop the output depends on, skewed along an axis the output is reduced along, is still refused."""
     design = _spec(GEMM, (3,), GEMM_MAP, ["i", "k", "j"], ["k", "j"])
     with pytest.raises(SpecError) as err:
         check_memory_system(compile_array(design).fu_graph)
@@ -94,8 +94,9 @@ def test_where_it_is_not_built_it_is_refused_by_name():
         compile_fused(fused, ["m", "ws"])
     assert any(p.path == "dataflows.m.schedule" and "fused design" in p.message for p in err.value.problems)
     with pytest.raises(SpecError) as err:
-        compile_array(_spec(GEMM, (3,), {"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}, ["j", "i", "k"]))
-    assert any("which the output C depends on" in p.message for p in err.value.problems)
+        compile_array(_spec(GEMM, (3,), {"k": "3*t_k + s0", "i": "t_i", "j": "t_j - s0"}, ["j", "i", "k"]))
+    assert any("the output C depends on the skewed loop j and is reduced along array axis 0" in p.message
+               for p in err.value.problems)
 
 
 def test_explain_states_the_cost():
