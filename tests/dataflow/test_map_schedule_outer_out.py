@@ -17,7 +17,7 @@ from archgen.dataflow.host import host_program, random_operands
 from archgen.dataflow.memctl import check_memory_system
 from archgen.mappings.tiling import map_problem, outer_pads
 from test_map_schedule import _random_sigma, _skewed_row
-from test_map_schedule_outer import CONV_OP, GEMM, _exact, _spec
+from test_map_schedule_outer import CONV_OP, GEMM, _exact, _issue_cycles, _random_conv_rest, _random_outer_cases, _spec
 
 GEMM_OUT = {"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}
 
@@ -74,12 +74,7 @@ def test_each_drain_carries_the_element_of_its_own_tile():
 
 def test_the_model_counts_l_plus_span_tiles():
     """The price: (J + span) / J as many tiles of j as the compressed build (the issue cycles follow)."""
-    from archgen.sim.array_model import simulate_array
-    bounds = {"i": 3, "j": 5, "k": 4}
-    issued = {}
-    for schedule in ("map", "compressed"):
-        compiled = compile_array(_spec(GEMM, (3,), GEMM_OUT, ["j", "i", "k"], schedule=schedule))
-        issued[schedule] = simulate_array(compiled, map_problem(compiled.design, bounds, compiled.dataflow)).issue_cycles
+    issued = _issue_cycles(GEMM_OUT, ["j", "i", "k"], {"i": 3, "j": 5, "k": 4})
     assert issued["map"] * 5 == issued["compressed"] * (5 + 2)
 
 
@@ -131,27 +126,13 @@ def _random_outer_out_case(rng):
     if rng.random() < 0.4:
         d = str(rng.choice([x for x in ("c", "r", "s") if x != a0]))
         mp[d] = _skewed_row(d, _random_sigma(rng, shape, leads), shape)
-    order = [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]
-    spatial = {"p"} | ({a0} if shape[0] > 1 else set())
-    inner = [d for d in order if d not in spatial][-int(rng.integers(1, 4)):]
-    order = [d for d in order if d not in inner] + inner
-    design = _spec(CONV_OP, shape, mp, order, inner, control=[int(rng.integers(-1, 2)) for _ in range(2)],
-                   clock=int(rng.choice([500, 1500])))
-    bounds = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
-              "q": int(rng.integers(1, 4)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
-              "s": int(rng.integers(1, 3))}
-    return design, bounds, int(rng.integers(1000))
+    return _random_conv_rest(rng, shape, mp, {"p"} | ({a0} if shape[0] > 1 else set()), q=3)
 
 
 def _random_cases(seed, count):
     """``count`` random cases with a skewed output loop outside the tile the array runs."""
-    rng = np.random.default_rng(seed)
-    found = 0
-    while found < count:
-        design, bounds, s = _random_outer_out_case(rng)
-        if _outer_output_loops(design):
-            found += 1
-            yield design, bounds, s
+    return _random_outer_cases(seed, count, _random_outer_out_case,
+                               lambda design, pads: [p for p in pads if design.operation.output.uses(p.loop)])
 
 
 def test_random_convolutions_are_exact():
