@@ -250,6 +250,10 @@ def _schedule_choice(design: Design, df, skews) -> str:
                    "build runs")
 
 
+# interconnect.py ``_check_output_over_tile`` refuses the map's own schedule of such an output
+_UNLESS_REDUCED = ", unless the output is reduced along an axis the skew moves"
+
+
 def _why_compressed(design: Design, df, skews) -> str:
     """Why a skew on a loop with loops after it keeps the compressed build: a tile loop as written, or an inner loop
     the tile's forms move out of it (a reduction loop before an output-dependent one runs as partial-sum rounds; a
@@ -267,10 +271,11 @@ def _why_compressed(design: Design, df, skews) -> str:
             return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
                     f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule pads t_{sk.loop} per FU (K + "
                     "span tiles, each FU draining its own tiles of it, one memory lane per FU; schedule: map builds "
-                    "it at the array level)")
+                    f"it at the array level{_UNLESS_REDUCED})")
     loops = ", ".join(f"t_{sk.loop}" for sk in skews)
     return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule runs it K + span tiles, "
-            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level)")
+            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level"
+            + (_UNLESS_REDUCED if any(design.operation.output.uses(sk.loop) for sk in skews) else "") + ")")
 
 
 def _outer_pad_text(design: Design, tiled) -> str:
