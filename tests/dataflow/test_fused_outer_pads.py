@@ -17,6 +17,7 @@ from archgen.dataflow.compile import compile_array, compile_fused
 from archgen.mappings.tiling import map_problem, outer_pads, row_pads
 from archgen.sim.array_model import simulate_array
 from archgen.verif.fused_amaranth import verify_fused_amaranth
+from test_map_schedule_outer import random_flow
 
 GEMM = "C[i,j] += A[i,k] * B[k,j]"
 CONV = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
@@ -124,28 +125,6 @@ def test_the_memory_system_still_refuses_it_by_name():
     assert any(p.path == "dataflows.m.schedule" and "outside the tile" in p.message for p in err.value.problems)
 
 
-def _row(loop, sigma, shape):
-    terms = [f"{'-' if v > 0 else '+'} {abs(v)}*s{a}" for a, v in enumerate(sigma) if v and shape[a] > 1]
-    early = sum(-v * (shape[a] - 1) for a, v in enumerate(sigma) if v < 0)
-    return " ".join([f"t_{loop}"] + terms + ([f"- {early}"] if early else []))
-
-
-def _random_map(rng, shape):
-    """A convolution map with 1-2 of c, r, s skewed (lags, leads, mixed), a random loop order and tile (1-3 inner
-    loops), control -1..1: some skewed loops land outside the tile, some inside."""
-    mp = {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
-          "q": "t_q", "c": "t_c", "r": "t_r", "s": "t_s"}
-    for loop in rng.choice(["c", "r", "s"], size=int(rng.integers(1, 3)), replace=False):
-        sigma = (0, 0)
-        while not any(sigma):
-            sigma = tuple(int(rng.integers(-2, 3)) if e > 1 else 0 for e in shape)
-        mp[str(loop)] = _row(str(loop), sigma, shape)
-    order = [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]
-    inner = [d for d in order if d not in ("k", "p")][-int(rng.integers(1, 4)):]
-    return {"map": mp, "order": [d for d in order if d not in inner] + inner, "inner": inner, "schedule": "map",
-            "control": [int(rng.integers(-1, 2)) for _ in range(2)]}
-
-
 def _partner(rng, shape, own):
     """The other dataflow: a plain spatial one (k, p on the axes, a random order), another random map, or the
     compressed build of the same map."""
@@ -153,7 +132,7 @@ def _partner(rng, shape, own):
     if pick == 0:
         spatial = {"k": 0, "p": 1} if shape[0] > 1 else {"p": 1}
         return {"spatial": spatial, "order": [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]}
-    return _random_map(rng, shape) if pick == 1 else own | {"schedule": "compressed"}
+    return random_flow(rng, shape) if pick == 1 else own | {"schedule": "compressed"}
 
 
 def _random_cases(seed, count):
@@ -162,7 +141,7 @@ def _random_cases(seed, count):
     found = 0
     while found < count:
         shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
-        own = _random_map(rng, shape)
+        own = random_flow(rng, shape)
         design = _design(CONV, shape, {"m": own, "o": _partner(rng, shape, own)}, clock=int(rng.choice([500, 1500])))
         try:
             fused = compile_fused(design, design.fuse)
@@ -171,9 +150,7 @@ def _random_cases(seed, count):
         if not outer_pads(fused.view("m").design, fused.view("m").dataflow):
             continue
         found += 1
-        bounds = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
-                  "q": int(rng.integers(1, 3)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
-                  "s": int(rng.integers(1, 3))}
+        bounds = {d: int(rng.integers(1, top)) for d, top in zip("nkpqcrs", (3, 5, 6, 3, 3, 4, 3))}
         yield design, bounds, int(rng.integers(1000))
 
 

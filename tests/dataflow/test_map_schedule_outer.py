@@ -106,10 +106,9 @@ def _row(loop, sigma, shape):
     return " ".join([f"t_{loop}"] + terms + ([f"- {early}"] if early else []))
 
 
-def _random_conv(rng):
-    """A random convolution with 1-2 of c, r, s skewed (lags, leads, mixed), a random loop order and tile (1-3 inner
-    loops), control -1..1, 500/1500 MHz: some skewed loops land outside the tile, some inside."""
-    shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
+def random_flow(rng, shape) -> dict:
+    """A random convolution dataflow on ``shape`` with 1-2 of c, r, s skewed (lags, leads, mixed), a random loop order
+    and tile (1-3 inner loops), control -1..1: some skewed loops land outside the tile, some inside."""
     mp = {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
           "q": "t_q", "c": "t_c", "r": "t_r", "s": "t_s"}
     for loop in rng.choice(["c", "r", "s"], size=int(rng.integers(1, 3)), replace=False):
@@ -119,8 +118,15 @@ def _random_conv(rng):
         mp[str(loop)] = _row(str(loop), sigma, shape)
     order = [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]
     inner = [d for d in order if d not in ("k", "p")][-int(rng.integers(1, 4)):]
-    order = [d for d in order if d not in inner] + inner
-    design = _spec(CONV_OP, shape, mp, order, inner, control=[int(rng.integers(-1, 2)) for _ in range(2)],
+    return {"map": mp, "order": [d for d in order if d not in inner] + inner, "inner": inner, "schedule": "map",
+            "control": [int(rng.integers(-1, 2)) for _ in range(2)]}
+
+
+def _random_conv(rng):
+    """A random convolution (:func:`random_flow`) on 1xN or 2-D, 500/1500 MHz."""
+    shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
+    df = random_flow(rng, shape)
+    design = _spec(CONV_OP, shape, df["map"], df["order"], df["inner"], control=df["control"],
                    clock=int(rng.choice([500, 1500])))
     b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
          "q": int(rng.integers(1, 3)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
