@@ -23,6 +23,7 @@ GEMM = "C[i,j] += A[i,k] * B[k,j]"
 CONV = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
 # both inputs read real elements at a masked tile (I[p+r, c], W[r+c] stay inside their tensors for r = -1)
 MASKED = "O[p] += I[p+r,c] * W[r+c]"
+W_RS = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r+s]"     # likewise for r or s skewed (CONV reads zeros there)
 
 # the GEMM on 2x2 with the skew on its reduction tile loop t_k, beside gemm_fused's three dataflows
 GEMM_2D = {"map": {"i": "2*t_i + s0", "j": "2*t_j + s1", "k": "t_k - s0 - s1"}, "order": ["k", "i", "j"],
@@ -136,13 +137,15 @@ def _partner(rng, shape, own):
 
 
 def _random_cases(seed, count):
-    """Random fused convolutions (1xN and 2-D) whose first dataflow runs a skewed loop outside its tile."""
+    """Random fused convolutions (1xN and 2-D; half of them with W[k,c,r+s], whose masked products are real) whose
+    first dataflow runs a skewed loop outside its tile."""
     rng = np.random.default_rng(seed)
     found = 0
     while found < count:
         shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
         own = random_flow(rng, shape)
-        design = _design(CONV, shape, {"m": own, "o": _partner(rng, shape, own)}, clock=int(rng.choice([500, 1500])))
+        op = CONV if rng.random() < 0.5 else W_RS
+        design = _design(op, shape, {"m": own, "o": _partner(rng, shape, own)}, clock=int(rng.choice([500, 1500])))
         try:
             fused = compile_fused(design, design.fuse)
         except SpecError:           # a random map that misses iterations, or a pair that does not fuse
