@@ -31,6 +31,7 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
+from archgen.dataflow.reduce_skew import product_waits
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
@@ -129,6 +130,8 @@ class ArrayTop(wiring.Component):
         self._pad_offsets = {p.loop: p.offsets(compiled.design.shape) for p in self._pads}
         # ... and of skewed reduction loops outside the tile (``outer_pads``): masked per FU by the tile counter
         self._outer = outer_pads(compiled.design, compiled.dataflow)
+        # ... and of an output reduced along an axis a padded loop it uses is skewed along: products wait per FU
+        self._waits = product_waits(self.fg)
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -240,7 +243,8 @@ class ArrayTop(wiring.Component):
         """Per issued step (valid, first, last, swap, final), delayed by k slots at index k: every FU taps
         the control of the step it is working on at its own node time."""
         sch = self.schedule
-        length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency)
+        length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency,
+                     *(self._product_time(s) for s in self._waits))
         names = ("valid", "first", "last", "swap", "final")
         if self._pads or self._outer:
             names += tuple(f"pad_{loop}_{k}" for loop, ks in self._pad_offsets.items() for k in ks)
@@ -272,6 +276,8 @@ class ArrayTop(wiring.Component):
         pg = tm.prim.graph
         for v in nx.topological_sort(pg):
             if ctx.nets.build(v):
+                if v.kind is NodeKind.MUL and v.coord in self._waits:
+                    self._wait(ctx, v)
                 continue
             kind = v.kind
             if kind is NodeKind.MEM_PORT and v in tm.lane_offset:       # load-phase ports write shadows
@@ -286,6 +292,19 @@ class ArrayTop(wiring.Component):
                 self._output_lane(ctx, v)
         if self.schedule.accumulate:
             self._drain_rows(ctx, outs, drain)
+
+    def _product_time(self, coord) -> int:
+        """The slot at which FU ``coord``'s product leaves its multiplier (the step line index it is valid at)."""
+        v = Node(NodeKind.MUL, coord)
+        return self.timing.time[v] + self.timing.node_latency(v)
+
+    def _wait(self, ctx, v: Node):
+        """FU v's product waits its lane's offset difference before the reduction (dataflow/reduce_skew.py): a
+        register chain shifting on the FU's valid steps, so the lane sums terms of one position of the padded loop
+        (the tile's last: one iteration is one step) whatever bubbles the issuer leaves."""
+        n = sum(self._waits[v.coord].values())
+        shift = ctx.adv & ctx.line["valid"][self._product_time(v.coord)]
+        ctx.nets.out[v] = _delay(ctx.m, ctx.nets.out[v], n, shift, f"prod_{_tag(v.coord)}_wait", ctx.acc_shape)
 
     def _shadows(self, ctx, operand: str):
         port = self._in(operand)

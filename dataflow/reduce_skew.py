@@ -1,0 +1,50 @@
+"""The map's own schedule (``schedule: map``) of an output reduced along an array axis that a padded loop it uses is
+skewed along (docs/dataflows.md "Outputs reduced along a skewed axis").
+
+Under the map's own schedule FU s works, at row position pos of a padded loop l, on iteration pos - offset_l(s)
+(mappings/tiling.py ``RowPad``). An output lane sums the products of several FUs (a partial-sum chain or an adder
+tree along the axes the output is reduced along); when l is skewed along such an axis, those FUs work on different
+iterations of l at one step. Each FU's product therefore waits before the reduction, as the inputs wait in their
+FIFOs: FU s of a lane whose FUs' largest offset is O_l waits O_l - offset_l(s) iterations of l, so every term the lane
+sums at pos belongs to iteration pos - O_l, and the lane streams that element (its offset is O_l). The wait is
+counted in issued steps (the register shifts on the FU's valid steps), so bubbles and the cycle schedule are
+unchanged: only which element a lane carries at a step moves.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from archgen.mappings.tiling import RowPad, row_pads
+
+if TYPE_CHECKING:
+    from archgen.dataflow.interconnect import FUGraph
+
+__all__ = ["reduced_skews", "lane_offsets", "product_waits"]
+
+
+def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
+    """The padded loops the output uses whose skew moves an array axis the output is reduced along (an axis whose
+    loop the output does not use): their lanes sum FUs at different offsets."""
+    out, axis_of = fg.design.operation.output, fg.dataflow.spatial_dims
+    return tuple(p for p in row_pads(fg.design, fg.dataflow)
+                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+
+
+def lane_offsets(fg: FUGraph) -> tuple[dict[str, int], ...]:
+    """Per output lane, {loop: O_l}: the largest offset of its FUs on each loop of :func:`reduced_skews` (the
+    position its beats lag by; the FUs of a lane share their offsets on every other padded loop)."""
+    pads = reduced_skews(fg)
+    return tuple({p.loop: max(p.offset(s) for s in lane.fus) for p in pads} for lane in fg.output.lanes)
+
+
+def product_waits(fg: FUGraph) -> dict[tuple[int, ...], dict[str, int]]:
+    """FU coordinate -> {loop: iterations of that loop its product waits before the lane's reduction}, nonzero
+    entries only ({} when no padded loop the output uses is skewed along an axis it is reduced along)."""
+    pads = reduced_skews(fg)
+    waits: dict = {}
+    for lane, top in zip(fg.output.lanes, lane_offsets(fg)):
+        for s in lane.fus:
+            w = {p.loop: top[p.loop] - p.offset(s) for p in pads if top[p.loop] != p.offset(s)}
+            if w:
+                waits[tuple(s)] = w
+    return waits
