@@ -16,7 +16,7 @@ from archgen.mappings.tiling import RowPad, Tile, TileMapping, outer_pads, row_p
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
-from .reduce_skew import lane_offsets, product_waits, reduced_skews
+from .reduce_skew import lane_members, lane_offsets, product_waits, reduced_skews
 from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
@@ -254,9 +254,9 @@ def _padded_stream_beats(fg: FUGraph, coords: np.ndarray, prod: np.ndarray, idx:
     fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
     waits = {s: sum(w.values()) for s, w in product_waits(fg).items()}     # steps (the tile's last loop)
     out = beats.copy()
+    members = lane_members(fg)
     for b, lane in zip(*np.nonzero(idx[..., 0] < 0)):
-        out[b, lane] = sum(int(prod[b - waits.get(tuple(f), 0), fu_index[tuple(f)]])
-                           for f in fg.output.lanes[lane].fus if b >= waits.get(tuple(f), 0))
+        out[b, lane] = sum(int(prod[b - waits.get(f, 0), fu_index[f]]) for f in members[lane] if b >= waits.get(f, 0))
     return wrap(out, fg.acc_width)
 
 

@@ -19,7 +19,7 @@ from archgen.mappings.tiling import RowPad, row_pads
 if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
-__all__ = ["reduced_skews", "lane_offsets", "product_waits"]
+__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -30,11 +30,20 @@ def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
                  if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
 
 
+def lane_members(fg: FUGraph) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """Per output lane, every FU whose product it sums: the FUs that differ from its terminal FU only along the
+    axes the output is reduced along (chains and trees). ``Lane.fus`` lists one path of a chain's in-tree only
+    (chains along several axes merge), so it is not the set."""
+    reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
+    key = lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)        # noqa: E731
+    return tuple(tuple(s for s in fg.coords() if key(s) == key(lane.fus[-1])) for lane in fg.output.lanes)
+
+
 def lane_offsets(fg: FUGraph) -> tuple[dict[str, int], ...]:
     """Per output lane, {loop: O_l}: the largest offset of its FUs on each loop of :func:`reduced_skews` (the
     position its beats lag by; the FUs of a lane share their offsets on every other padded loop)."""
     pads = reduced_skews(fg)
-    return tuple({p.loop: max(p.offset(s) for s in lane.fus) for p in pads} for lane in fg.output.lanes)
+    return tuple({p.loop: max(p.offset(s) for s in fus) for p in pads} for fus in lane_members(fg))
 
 
 def product_waits(fg: FUGraph) -> dict[tuple[int, ...], dict[str, int]]:
@@ -42,8 +51,8 @@ def product_waits(fg: FUGraph) -> dict[tuple[int, ...], dict[str, int]]:
     entries only ({} when no padded loop the output uses is skewed along an axis it is reduced along)."""
     pads = reduced_skews(fg)
     waits: dict = {}
-    for lane, top in zip(fg.output.lanes, lane_offsets(fg)):
-        for s in lane.fus:
+    for fus, top in zip(lane_members(fg), lane_offsets(fg)):
+        for s in fus:
             w = {p.loop: top[p.loop] - p.offset(s) for p in pads if top[p.loop] != p.offset(s)}
             if w:
                 waits[tuple(s)] = w
