@@ -670,12 +670,14 @@ def _check_output_over_tile(design: Design, own: Dataflow, skewed: tuple[str, ..
     axis_of = own.spatial_dims
     for pad in row_pads(design, formed):
         mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
-        if out.uses(pad.loop) and mixed and pad.loop != formed.inner_dims()[-1]:
+        if out.uses(pad.loop) and mixed and (pad.loop != formed.inner_dims()[-1] or own.name in design.fuse):
             # on the tile's last loop each FU's product waits offset differences in steps (dataflow/reduce_skew.py)
             _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
-                                 f"along array axis {mixed[0]}, which the skew moves, and loops follow {pad.loop} in "
-                                 "the tile, so an output lane's terms would wait whole rows; skew the loop along axes "
-                                 "that carry output loops, or make it the tile's last loop")
+                                 f"along array axis {mixed[0]}, which the skew moves, " + (
+                                     "and a fused design does not build the per-FU waits that line up the lane's "
+                                     "terms" if pad.loop == formed.inner_dims()[-1] else
+                                     f"and loops follow {pad.loop} in the tile, so an output lane's terms would wait "
+                                     "whole rows") + "; skew the loop along axes that carry output loops")
 
 
 @functools.lru_cache(maxsize=64)
