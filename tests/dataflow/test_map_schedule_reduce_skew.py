@@ -137,3 +137,17 @@ def test_random_reductions_along_skewed_axes_in_amaranth(make, seed, count):
         assert product_waits(fg), design.dataflows[0].ts_map
         res = verify_array_amaranth(design, b, seed=t)
         assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
+
+
+def test_a_fused_design_refuses_it():
+    """The fused top builds no waits (before this guard its Amaranth run was wrong): refused naming the dataflow."""
+    from archgen.arch.spec import load_spec_data
+    flows = {"own": {"map": FIXED[0].values[2], "order": ["i", "k", "j"], "inner": ["j"], "schedule": "map"},
+             "os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"]}}
+    design = load_spec_data({"version": 1, "name": "fm", "operation": GEMM, "array": {"shape": [2, 2]},
+                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "dataflows": flows,
+                             "fuse": list(flows)})
+    with pytest.raises(SpecError) as err:
+        compile_array(design, "own")
+    assert any(p.path == "dataflows.own.schedule" and "a fused design does not build the per-FU waits" in p.message
+               for p in err.value.problems), err.value
