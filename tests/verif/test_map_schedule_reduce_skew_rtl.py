@@ -6,22 +6,14 @@ stalls (the waits shift on issued steps only). ``cycles`` pins the figures the d
 import pytest
 
 import test_skewed_maps_rtl as own
-from archgen.arch.spec import load_spec_data
 from archgen.verif.array_check import verify_array
+from test_map_schedule_outputs_rtl import _held as _spec
 
 pytestmark = pytest.mark.verilator
 
 GEMM = "C[i,j] += A[i,k] * B[k,j]"
 BATCHED = "C[i,j] += A[i,k,m] * B[k,m,j]"
 CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
-
-
-def _spec(op, shape, mp, order, inner, control=None):
-    """A ``schedule: map`` dataflow of ``op`` (its output 32 bits wide, inputs 8)."""
-    out, a, b = (n for n in op.replace("[", " ").split() if n[:1].isupper())
-    df = {"map": mp, "order": order, "inner": inner, "schedule": "map"} | ({"control": control} if control else {})
-    return load_spec_data({"version": 1, "name": "reduce_skew", "operation": op, "array": {"shape": list(shape)},
-                           "types": {out: "int32", a: "int8", b: "int8"}, "dataflows": {"m": df}})
 
 
 # the brief's GEMM: i on axis 0, k on axis 1 (C reduced across it by an adder tree), j skewed along axis 1
@@ -48,16 +40,17 @@ ARRAY_CASES = [
 ]
 
 
+# idle input beats and output back-pressure (30 % each) on the lead case: the waits shift on issued steps only
+ARRAY_CASES += [pytest.param(ARRAY_CASES[2].values[0], {"i": 3, "j": 5, "k": 5}, seed, "stalls",
+                             id=f"gemm-2x3-lead-stalls-{seed}", marks=pytest.mark.slow) for seed in (3, 4)]
+
+
 @pytest.mark.parametrize("make,bounds,seed,cycles", ARRAY_CASES)
 def test_output_reduced_along_a_skewed_axis_on_verilator(make, bounds, seed, cycles):
-    """Outputs exact, RTL cycles == model cycles (the own-schedule check of tests/verif/test_skewed_maps_rtl.py)."""
-    own.test_maps_own_schedule_on_verilator(make, bounds, seed, cycles)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [3, 4])
-def test_with_bubbles_and_stalls_on_verilator(seed):
-    """Random idle input beats and output back-pressure: the waits shift on issued steps, so the outputs stay exact."""
-    make = ARRAY_CASES[2].values[0]
-    res = verify_array(make(), {"i": 3, "j": 5, "k": 5}, seed=seed, idle_prob=0.3, stall_prob=0.3)
+    """Outputs exact, RTL cycles == model cycles (the own-schedule check of tests/verif/test_skewed_maps_rtl.py);
+    under stalls only the outputs (cycles then depend on the bubbles)."""
+    if cycles != "stalls":
+        own.test_maps_own_schedule_on_verilator(make, bounds, seed, cycles)
+        return
+    res = verify_array(make(), bounds, seed=seed, idle_prob=0.3, stall_prob=0.3)
     assert res.outputs_exact, res.detail
