@@ -16,7 +16,7 @@ from archgen.mappings.tiling import RowPad, Tile, TileMapping, outer_pads, row_p
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
-from .reduce_skew import lane_members, lane_offsets, product_waits, reduced_skews
+from .reduce_skew import lane_members, lane_offsets, reduced_skews, wait_steps
 from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
@@ -233,7 +233,7 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
         lvals = x[..., dims.index(pad.loop)]
         prod = np.where((lvals >= 0) & (lvals < mapping.bound[pad.loop]), prod, 0)
     if fg.output.role is not Role.ACCUMULATE:
-        return _padded_stream_beats(fg, coords, prod, idx, beats)
+        return _padded_stream_beats(fg, coords, prod, idx, beats, wait_steps(fg, mapping.trips()))
     prod = prod.sum(axis=0)
     reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
     canon = [tuple(0 if a in reduced else v for a, v in enumerate(s)) for s in coords.tolist()]
@@ -247,12 +247,12 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
 
 
 def _padded_stream_beats(fg: FUGraph, coords: np.ndarray, prod: np.ndarray, idx: np.ndarray,
-                         beats: np.ndarray) -> np.ndarray:
+                         beats: np.ndarray, waits: dict) -> np.ndarray:
     """A streamed output under the map's own schedule: a lane whose step is padding (a position outside its FUs' own
     L positions of the padded loop, or an FU past a ragged spatial bound) carries that step's masked products of the
-    FUs it reduces (zero at masked positions; real elements over the map's wires on padded FUs)."""
+    FUs it reduces (zero at masked positions; real elements over the map's wires on padded FUs), each from the step
+    its wait (``waits``, steps per FU, reduce_skew.py) reaches back to (zero before the tile: masked positions)."""
     fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
-    waits = {s: sum(w.values()) for s, w in product_waits(fg).items()}     # steps (the tile's last loop)
     out = beats.copy()
     members = lane_members(fg)
     for b, lane in zip(*np.nonzero(idx[..., 0] < 0)):

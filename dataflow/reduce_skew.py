@@ -7,27 +7,27 @@ tree along the axes the output is reduced along); when l is skewed along such an
 iterations of l at one step. Each FU's product therefore waits before the reduction, as the inputs wait in their
 FIFOs: FU s of a lane whose FUs' largest offset is O_l waits O_l - offset_l(s) iterations of l, so every term the lane
 sums at pos belongs to iteration pos - O_l, and the lane streams that element (its offset is O_l). The wait is
-counted in issued steps (the register shifts on the FU's valid steps), so bubbles and the cycle schedule are
-unchanged: only which element a lane carries at a step moves.
+counted in issued steps (the register chain or run-time buffer shifts on the FU's valid steps), so bubbles and the cycle
+schedule are unchanged: only which element a lane carries at a step moves. With loops after l in the tile one
+iteration of l is a run-time number of steps, and the wait is a buffer of run-time depth, as the delay connections'
+FIFOs on an outer inner loop are.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archgen.mappings.tiling import RowPad, row_pads
+from archgen.mappings.tiling import RowPad, output_wait_steps, reduced_pads
 
 if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
-__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits"]
+__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
     """The padded loops the output uses whose skew moves an array axis the output is reduced along (an axis whose
-    loop the output does not use): their lanes sum FUs at different offsets."""
-    out, axis_of = fg.design.operation.output, fg.dataflow.spatial_dims
-    return tuple(p for p in row_pads(fg.design, fg.dataflow)
-                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+    loop the output does not use): their lanes sum FUs at different offsets (mappings/tiling.py ``reduced_pads``)."""
+    return reduced_pads(fg.design, fg.dataflow)
 
 
 def lane_members(fg: FUGraph) -> tuple[tuple[tuple[int, ...], ...], ...]:
@@ -57,3 +57,10 @@ def product_waits(fg: FUGraph) -> dict[tuple[int, ...], dict[str, int]]:
             if w:
                 waits[tuple(s)] = w
     return waits
+
+
+def wait_steps(fg: FUGraph, trips) -> dict[tuple[int, ...], int]:
+    """FU coordinate -> the array steps its product waits for problem ``trips`` (:func:`product_waits` times the
+    steps of one iteration of each loop, mappings/tiling.py ``output_wait_steps``)."""
+    per = output_wait_steps(fg.design, fg.dataflow, trips)
+    return {s: sum(n * per[loop] for loop, n in w.items()) for s, w in product_waits(fg).items()}

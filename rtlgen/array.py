@@ -35,7 +35,7 @@ from archgen.dataflow.reduce_skew import product_waits
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
-__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop"]
+__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product"]
 
 
 def struct_layout(command: CommandLayout) -> data.StructLayout:
@@ -73,14 +73,20 @@ def fifo_step_registers(m: Module, design, df, fg, padded: bool, payload, latch)
     out = {}
     for loop, loops in after.items():
         steps = Signal(range(design.max_fifo_depth + 1), name="fifo_steps" if len(after) == 1 else f"fifo_steps_{loop}")
-        value = Const(1)
-        for d in loops:
-            trips = getattr(payload, f"trips_{d}")
-            value = value * (trips + spans[d] if d in spans else trips)
         with m.If(latch):
-            m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
-        out[loop] = steps
+            m.d.sync += steps.eq(trips_product(payload, loops, spans))   # map_problem / the layer program keep it
+        out[loop] = steps                                                 # <= array.max_fifo_depth
     return out
+
+
+def trips_product(payload, loops, spans: dict):
+    """The product of the command ``payload``'s trip counts of ``loops``, a padded loop's with its span (``spans``):
+    the steps of one iteration of the loop they follow."""
+    value = Const(1)
+    for d in loops:
+        trips = getattr(payload, f"trips_{d}")
+        value = value * (trips + spans[d] if d in spans else trips)
+    return value
 
 
 def fifo_loop(design, df, operand: str, axis: int) -> str:
@@ -265,6 +271,7 @@ class ArrayTop(wiring.Component):
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
         ctx.fifo_steps = fifo_steps
+        ctx.wait_steps = self._wait_steps(m)
         pads = self._pads + self._outer
         mask = ((lambda v: pad_mask(pads, v.coord, lambda name: ctx.tap(name, v)))
                 if pads else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
@@ -299,12 +306,32 @@ class ArrayTop(wiring.Component):
         return self.timing.time[v] + self.timing.node_latency(v)
 
     def _wait(self, ctx, v: Node):
-        """FU v's product waits its lane's offset difference before the reduction (dataflow/reduce_skew.py): a
-        register chain shifting on the FU's valid steps, so the lane sums terms of one position of the padded loop
-        (the tile's last: one iteration is one step) whatever bubbles the issuer leaves."""
-        n = sum(self._waits[v.coord].values())
+        """FU v's product waits its lane's offset difference before the reduction (dataflow/reduce_skew.py), shifting
+        on the FU's valid steps, so the lane sums terms of one position of each padded loop whatever bubbles the
+        issuer leaves: a register chain on the tile's last loop (one iteration is one step), a buffer of run-time
+        depth on a loop with loops after it (``wait_steps`` per iteration, as the delay connections' FIFOs)."""
         shift = ctx.adv & ctx.line["valid"][self._product_time(v.coord)]
-        ctx.nets.out[v] = _delay(ctx.m, ctx.nets.out[v], n, shift, f"prod_{_tag(v.coord)}_wait", ctx.acc_shape)
+        value, name = ctx.nets.out[v], f"prod_{_tag(v.coord)}_wait"
+        for loop, n in sorted(self._waits[v.coord].items()):
+            if loop in ctx.wait_steps:
+                value = fifo_buffer(ctx.m, f"{name}_{loop}", value, ctx.acc_shape, shift, n, ctx.wait_steps[loop],
+                                    self.compiled.design.max_fifo_depth)
+            else:
+                value = _delay(ctx.m, value, n, shift, name, ctx.acc_shape)
+        ctx.nets.out[v] = value
+
+    def _wait_steps(self, m: Module) -> dict:
+        """Run-time steps of one iteration of each waited loop with loops after it in the tile (mappings/tiling.py
+        ``output_wait_steps`` of the command's trips), latched with the command; {} when every wait is on the tile's
+        last loop."""
+        inner, spans = self.compiled.dataflow.inner_dims(), dict(self.fg.halo)
+        out = {}
+        for loop in sorted({d for w in self._waits.values() for d in w if d != inner[-1]}):
+            steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name=f"wait_steps_{loop}")
+            with m.If(self.cmd.valid & self.cmd.ready):     # map_problem keeps it <= array.max_fifo_depth
+                m.d.sync += steps.eq(trips_product(self.cmd.payload, inner[inner.index(loop) + 1:], spans))
+            out[loop] = steps
+        return out
 
     def _shadows(self, ctx, operand: str):
         port = self._in(operand)
@@ -421,6 +448,7 @@ class _Datapath:
         self.shadow_of: dict = {}
         self.nets = None
         self.fifo_steps = {}       # loop -> run-time FIFO depth in steps (delay connections on an outer inner loop)
+        self.wait_steps = {}       # loop -> run-time steps of one iteration (output waits on a loop with loops after it)
 
     def tap(self, name: str, node: Node):
         """The control of the step ``node`` works on: the step line at the node's time."""

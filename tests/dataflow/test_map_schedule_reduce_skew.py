@@ -1,9 +1,10 @@
 """``schedule: map`` with an output reduced along an array axis that a padded loop it uses is skewed along (issue 14;
 docs/dataflows.md "Outputs reduced along a skewed axis"). The FUs a lane sums work on different positions of the
-padded loop at one step, so each FU's product waits its lane's offset difference in steps before the adder tree or
-partial-sum chain (dataflow/reduce_skew.py); the lane streams the element of its largest offset. Built when the
-padded loop is the tile's last; checked in Amaranth (outputs exact, RTL cycles == model cycles) on fixed and random
-maps, 2-D and 3-D arrays, lags, leads and mixed signs, trees and chains; loops after it in the tile are refused."""
+padded loop at one step, so each FU's product waits its lane's offset difference in issued steps before the adder
+tree or partial-sum chain (dataflow/reduce_skew.py; with loops after it in the tile a buffer of run-time depth); the
+lane streams the element of its largest offset. Checked in Amaranth (outputs exact, RTL cycles == model cycles) on
+fixed and random maps, 2-D and 3-D arrays, lags, leads and mixed signs, trees and chains; a fused design and a wait
+longer than the buffers are refused."""
 import numpy as np
 import pytest
 
@@ -62,13 +63,43 @@ def test_without_the_waits_the_lanes_sum_different_positions(monkeypatch):
         assert not res.outputs_exact, case.id
 
 
-def test_loops_after_the_padded_loop_are_refused():
-    """With loops after the padded loop in the tile a term would wait whole rows (a run-time depth): refused."""
-    mp = {"i": "2*t_i + s0", "k": "2*t_k + s1", "j": "t_j - s1", "m": "t_m"}
+# loops after the padded loop in the tile: a wait of whole rows of them, a buffer of run-time depth
+AFTER = [
+    pytest.param("C[i,j,m] += A[i,k,m] * B[k,j]", (2, 2), {"i": "2*t_i + s0", "k": "2*t_k + s1", "j": "t_j - s1",
+                                                         "m": "t_m"}, ["i", "k", "j", "m"], ["j", "m"], None,
+                 {"i": 3, "j": 3, "k": 4, "m": 3}, id="gemm-2x2-loop-after"),
+    pytest.param("C[i,j,m] += A[i,k,m] * B[k,j]", (2, 3), {"i": "2*t_i + s0", "k": "3*t_k + s1", "j": "t_j + s1 - 2",
+                                                         "m": "t_m - s0"}, ["i", "k", "j", "m"], ["j", "m"], None,
+                 {"i": 3, "j": 3, "k": 4, "m": 2}, id="gemm-2x3-lead-padded-loop-after"),
+    pytest.param(CONV_OP, (1, 4), {"n": "t_n - s1", "k": "t_k", "p": "t_p", "c": "4*t_c + s1", "q": "t_q", "r": "t_r",
+                                   "s": "t_s"}, ["k", "p", "c", "r", "s", "n", "q"], ["n", "q"], [0, 1],
+                 {"n": 3, "k": 2, "p": 2, "q": 3, "c": 5, "r": 2, "s": 2}, id="conv-1x4-n-before-q"),
+]
+
+
+@pytest.mark.parametrize("op,shape,mp,order,inner,control,bounds", AFTER)
+def test_loops_after_the_padded_loop_wait_whole_rows(monkeypatch, op, shape, mp, order, inner, control, bounds):
+    """A wait of n iterations of l is n x (the steps of the loops after l) at run time: exact, cycles equal; without
+    the waits wrong."""
+    design = _held(op, shape, mp, order, inner, control=control)
+    res = verify_array_amaranth(design, bounds, seed=1)
+    assert res.outputs_exact and res.rtl_cycles == res.model_cycles, res.detail
+    import archgen.rtlgen.array as array
+    monkeypatch.setattr(array, "product_waits", lambda fg: {})
+    assert not verify_array_amaranth(design, bounds, seed=1).outputs_exact
+
+
+def test_a_wait_longer_than_the_buffers_is_refused():
+    """The wait buffers hold array.max_fifo_depth steps per iteration, like the delay connections' FIFOs."""
+    from archgen.mappings.tiling import map_problem
+    op, shape, mp, order, inner, control, bounds = AFTER[0].values
+    design = _held(op, shape, mp, order, inner, control=control)
+    df = compile_array(design).dataflow
+    map_problem(design, {**bounds, "m": design.max_fifo_depth}, df)
     with pytest.raises(SpecError) as err:
-        compile_array(_held("C[i,j,m] += A[i,k,m] * B[k,j]", (2, 2), mp, ["i", "k", "j", "m"], ["j", "m"]))
-    assert any(p.path == "dataflows.m.schedule" and "is reduced along array axis 1, which the skew moves, and loops "
-               "follow j in the tile" in p.message for p in err.value.problems), err.value
+        map_problem(design, {**bounds, "m": design.max_fifo_depth + 1}, df)
+    assert err.value.problems[0].path == "array.max_fifo_depth"
+    assert f"output terms wait whole steps of t_j = {design.max_fifo_depth + 1} array steps" in err.value.problems[0].message
 
 
 def _sigma(rng, shape, leads, axes):
@@ -83,8 +114,8 @@ def _sigma(rng, shape, leads, axes):
 
 def _random_conv_case(rng):
     """A random convolution on a 2-D array whose axes carry k or c (axis 0) and p, c or r (axis 1), one of them at
-    least reduced; its tile one or both of n, q in any order, the last skewed along a reduced axis at least (lags,
-    leads, mixed signs), the other skewed along the output's axes only or not at all; the other loops outside."""
+    least reduced; its tile one or both of n, q in any order, one skewed along the reduced axes (lags, leads, mixed
+    signs), the other along any axes or not at all; the other loops outside."""
     while True:
         a0, a1 = str(rng.choice(["k", "c"])), str(rng.choice(["p", "c", "r"]))
         if a0 != a1 and "k" + "p" != a0 + a1:
@@ -95,10 +126,11 @@ def _random_conv_case(rng):
     tile = [str(d) for d in rng.permutation(["n", "q"])][: int(rng.integers(1, 3))]
     mp = {d: f"t_{d}" for d in ("n", "k", "c", "p", "q", "r", "s")}
     mp.update({a0: f"{shape[0]}*t_{a0} + s0", a1: f"{shape[1]}*t_{a1} + s1"})
-    mp[tile[-1]] = _skewed_row(tile[-1], _sigma(rng, shape, leads, reduced), shape)
-    kept = [a for a in (0, 1) if a not in reduced]
-    if len(tile) == 2 and kept and rng.random() < 0.5:
-        mp[tile[0]] = _skewed_row(tile[0], _sigma(rng, shape, leads, kept), shape)
+    waited = str(rng.choice(tile))
+    mp[waited] = _skewed_row(waited, _sigma(rng, shape, leads, reduced), shape)
+    for d in tile:
+        if d != waited and rng.random() < 0.5:
+            mp[d] = _skewed_row(d, _sigma(rng, shape, leads, (0, 1)), shape)
     outer = [str(d) for d in rng.permutation([d for d in mp if d not in tile])]
     low = -1 if leads else 0
     design = _held(CONV_OP, shape, mp, outer + tile, tile,
