@@ -40,6 +40,18 @@ ARRAY_CASES = [
 ]
 
 
+# loops after the padded loop: the waits are buffers of run-time depth (n x the steps of the loops after it)
+ARRAY_CASES += [
+    pytest.param(lambda: _spec("C[i,j,m] += A[i,k,m] * B[k,j]", (2, 3), {"i": "2*t_i + s0", "k": "3*t_k + s1",
+                                                                       "j": "t_j + s1 - 2", "m": "t_m - s0"},
+                               ["i", "k", "j", "m"], ["j", "m"]), {"i": 3, "j": 3, "k": 4, "m": 2}, 1, None,
+                 id="gemm-2x3-lead-padded-loop-after", marks=pytest.mark.slow),
+    pytest.param(lambda: _spec(CONV_OP, (1, 4), {"n": "t_n - s1", "k": "t_k", "p": "t_p", "c": "4*t_c + s1",
+                                                 "q": "t_q", "r": "t_r", "s": "t_s"},
+                               ["k", "p", "c", "r", "s", "n", "q"], ["n", "q"], control=[0, 1]),
+                 {"n": 3, "k": 2, "p": 2, "q": 3, "c": 5, "r": 2, "s": 2}, 1, None, id="conv-1x4-n-before-q",
+                 marks=pytest.mark.slow),
+]
 # idle input beats and output back-pressure (30 % each) on the lead case: the waits shift on issued steps only
 ARRAY_CASES += [pytest.param(ARRAY_CASES[2].values[0], {"i": 3, "j": 5, "k": 5}, seed, "stalls",
                              id=f"gemm-2x3-lead-stalls-{seed}", marks=pytest.mark.slow) for seed in (3, 4)]
@@ -54,3 +66,21 @@ def test_output_reduced_along_a_skewed_axis_on_verilator(make, bounds, seed, cyc
         return
     res = verify_array(make(), bounds, seed=seed, idle_prob=0.3, stall_prob=0.3)
     assert res.outputs_exact, res.detail
+
+
+# through the memory system (``archgen verify SPEC --bounds ...``): the layer core de-skews each output lane by the
+# offset ``memctl.output_deskew`` gives it, its terminal FU's; exact where that is the lane's largest offset
+MEMORY_CASES = [
+    pytest.param(ARRAY_CASES[0].values[0], {"i": 3, "j": 5, "k": 4}, 3, 225, id="gemm-2x2-tree"),
+    # the lane's largest offset is its first FU's (a lead): output_deskew must take reduce_skew.lane_offsets
+    pytest.param(ARRAY_CASES[2].values[0], {"i": 3, "j": 5, "k": 5}, 3, 237, id="gemm-2x3-lead",
+                 marks=pytest.mark.xfail(strict=True, reason="memctl.output_deskew takes the terminal FU's offset, "
+                                                             "not the lane's largest (reduce_skew.lane_offsets)")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make,bounds,seed,cycles", MEMORY_CASES)
+def test_output_reduced_along_a_skewed_axis_through_the_memory_system(make, bounds, seed, cycles):
+    """Outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model (the planner's command)."""
+    own.test_maps_own_schedule_through_the_memory_system(make, bounds, seed, None, cycles)
