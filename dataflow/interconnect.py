@@ -658,24 +658,15 @@ def _check_output_over_tile(design: Design, own: Dataflow, skewed: tuple[str, ..
     own position, pos - offset(s): the write side takes each lane's element at its own position, as the host program
     and the partial sums do; padded positions carry masked products). Refused: a skewed loop moved out of the tile
     (a reduction loop before an output-dependent one runs as partial-sum rounds; a loop the output depends on before
-    trailing reduction loops runs outside the run), whose padded rows nothing masks; and a padded loop the output
-    uses skewed along an axis the output reduces, in a fused design (built alone: each FU's product waits its lane's
-    offset difference before the adder tree or chain, dataflow/reduce_skew.py)."""
+    trailing reduction loops runs outside the run), whose padded rows nothing masks. (A padded loop the output uses,
+    skewed along an axis the output is reduced along, is built: each FU's product waits its lane's offset difference
+    before the adder tree or chain, dataflow/reduce_skew.py.)"""
     out = design.operation.output
     formed = tile_forms(design, own)
     moved = [d for d in skewed if d not in formed.inner_dims()]
     if moved and out.uses(moved[0]):
         _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {moved[0]}, which runs outside the "
                              "run of the trailing reduction loops (out of the tile), whose padded rows are not built")
-    axis_of = own.spatial_dims
-    for pad in row_pads(design, formed):
-        mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
-        if out.uses(pad.loop) and mixed and own.name in design.fuse:
-            # built alone: each FU's product waits its offset difference before the reduction (dataflow/reduce_skew.py)
-            _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
-                                 f"along array axis {mixed[0]}, which the skew moves, and a fused design does not "
-                                 "build the per-FU waits that line up the lane's terms; skew the loop along axes that "
-                                 "carry output loops")
 
 
 @functools.lru_cache(maxsize=64)

@@ -171,15 +171,19 @@ def test_random_reductions_along_skewed_axes_in_amaranth(make, seed, count):
         assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
 
 
-def test_a_fused_design_refuses_it():
-    """The fused top builds no waits (before this guard its Amaranth run was wrong): refused naming the dataflow."""
+@pytest.mark.parametrize("in_spec", [True, False], ids=["fuse-field", "fuse-names"])
+def test_a_fused_design_refuses_it(in_spec):
+    """The fused top builds no waits (before this guard its Amaranth run was wrong): refused naming the dataflow,
+    from the spec's ``fuse:`` and from names given to ``compile_fused`` (``--fuse``); alone it compiles."""
     from archgen.arch.spec import load_spec_data
+    from archgen.dataflow.compile import compile_fused
     flows = {"own": {"map": FIXED[0].values[2], "order": ["i", "k", "j"], "inner": ["j"], "schedule": "map"},
              "os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"]}}
     design = load_spec_data({"version": 1, "name": "fm", "operation": GEMM, "array": {"shape": [2, 2]},
-                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "dataflows": flows,
-                             "fuse": list(flows)})
+                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "dataflows": flows}
+                            | ({"fuse": list(flows)} if in_spec else {}))
     with pytest.raises(SpecError) as err:
-        compile_array(design, "own")
-    assert any(p.path == "dataflows.own.schedule" and "a fused design does not build the per-FU waits" in p.message
+        compile_fused(design, list(flows))
+    assert any(p.path == "dataflows.own.schedule" and "which a fused design does not build" in p.message
                for p in err.value.problems), err.value
+    compile_array(design, "own")
