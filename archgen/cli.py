@@ -236,7 +236,7 @@ def cmd_verify(args) -> int:
     path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
     if _is_spatten(data):
         _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency", "fuse",
-                                     "tile", "order"),
+                                     "tile", "order", "mapper", "objective"),
                               "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
@@ -265,13 +265,15 @@ def cmd_verify(args) -> int:
     from archgen.fusion_cli import fused_dataflows, verify_fused_cli
     design, fuse = fused_dataflows(design, args.fuse, args.dataflow, "verify")
     tile, order = _layer_command_options(args, design, skewed, fuse)
+    planner = _mapper_options(args, skewed, fuse)
     if fuse:                                 # each dataflow of the fused design (docs/dataflows.md, Fusion)
         with _working(con, f"verifying fused {design.name} on Verilator (build, then run)"):
-            return verify_fused_cli(args, design, fuse, bounds, con)
+            return verify_fused_cli(args, design, fuse, bounds, con, planner)
     if not args.ideal_dram and not skewed:   # the whole layer through the memory system (docs/memory.md)
         from archgen.verif.layer_check import format_layer_verification, verify_layer
         with _working(con, f"verifying {design.name} with its memory system on Verilator (build, then run)"):
-            lres = verify_layer(design, bounds, seed=args.seed, dataflow=args.dataflow, tile=tile, order=order)
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=args.dataflow, tile=tile, order=order,
+                                **planner)
         for line in format_layer_verification(lres, args.seed):
             con.print(line, markup=False)
         return EXIT_OK if lres.ok else EXIT_FAIL
@@ -375,6 +377,25 @@ def _layer_command_options(args, design, skewed: bool, fuse) -> tuple[dict | Non
     if problems:
         raise SpecError(problems)
     return tile, order
+
+
+def _mapper_options(args, skewed: bool, fuse) -> dict:
+    """``--mapper``/``--objective`` of verify as keyword arguments of ``verify_layer``: the layer is planned as
+    ``archgen sim --mapper`` plans it (the search seeded by ``--seed``, as sim's is), so sim's searched command is
+    verified as one command. Refused where no planner runs: a hand command, --ideal-dram, a skewed stt map."""
+    if args.objective is not None and args.mapper != "search":
+        _check_options([problem("--objective", "applies to --mapper search only (add --mapper search; verify "
+                                "checks every dataflow of a fused design, so no objective picks one)", args.objective)])
+    if args.mapper is None:
+        return {}
+    hand = [f for f, v in (("--tile", args.tile), ("--order", args.order)) if v is not None]
+    why = (f"{'/'.join(hand)} (a hand command; give --mapper or {'/'.join(hand)}, not both)" if hand else
+           "--ideal-dram (one array command, no blocks)" if args.ideal_dram and not fuse else
+           "--ideal-dram (each dataflow is one array command, no blocks)" if args.ideal_dram else
+           "a skewed stt map (its blocks are planned by its own memory system)" if skewed else None)
+    if why:
+        _check_options([problem("--mapper", f"does not apply with {why}", args.mapper)])
+    return {"mapper": args.mapper, "mapper_objective": args.objective or "edp", "mapper_seed": args.seed}
 
 
 def _refuse_array_options(args, names, what: str) -> None:
@@ -696,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     spec_args(v)
     v.add_argument("--gemm", help="GEMM sizes M,K,N")
     v.add_argument("--bounds", help="loop sizes, e.g. n=1,k=6,p=3,q=3,c=5,r=3,s=3")
-    v.add_argument("--seed", type=int, default=0, help="random operands (0..2^32-1)")
+    v.add_argument("--seed", type=int, default=0, help="random operands (0..2^32-1); also the --mapper search seed, "
+                   "as archgen sim's --seed")
     v.add_argument("--unit", choices=["topk", "core", "softmax", "pq"], help="SpAtten unit to verify")
     v.add_argument("--n", type=int, help="SpAtten: number of scores / keys")
     v.add_argument("--k", type=int, help="SpAtten: k of the top-k (or kept values for --unit core)")
@@ -707,6 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "array tiles per block of each outer loop, elements per chunk of a split inner loop (docs/memory.md)")
     v.add_argument("--order", metavar="LOOP,...", help="the layer command's tile-loop order, outer to inner (with "
                    "--tile; default the dataflow's outer loops, then the split inner loops)")
+    v.add_argument("--mapper", choices=["heuristic", "search"],
+                   help="plan the layer command as archgen sim --mapper does: the plan_layer heuristic (default), or "
+                   "the seeded search judged by the cycle model (docs/dse.md, Mapper)")
+    v.add_argument("--objective", choices=["latency", "energy", "edp"],
+                   help="objective of --mapper search (default edp, as archgen sim)")
     v.add_argument("--dram-bw", type=int, metavar="BYTES", help="DRAM port width in bytes per cycle "
                    "(overrides memory.dram.width_bytes)")
     v.add_argument("--dram-latency", type=int, metavar="CYCLES", help="DRAM latency in cycles "

@@ -262,9 +262,11 @@ def format_fusion_report(report: dict) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # verify
 
-def verify_fused_cli(args, design, names, bounds, con) -> int:
+def verify_fused_cli(args, design, names, bounds, con, planner: dict | None = None) -> int:
     """Each fused dataflow (or ``--dataflow``) on the fused design: the array alone with ideal streams
-    (``--ideal-dram``), or the whole layer through the memory system with the select from the layer."""
+    (``--ideal-dram``), or the whole layer through the memory system with the select from the layer.
+    ``planner``: ``--mapper`` as keyword arguments of ``verify_layer`` (how each tiled layer is planned)."""
+    planner = planner or {}
     from archgen.verif.fused_check import verify_fused
     from archgen.verif.layer_check import format_layer_verification, verify_layer
     if args.dataflow and args.dataflow not in names:
@@ -285,7 +287,8 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
                   f"{', '.join(f'{n} (command field dataflow = {names.index(n)})' for n in shared)} one after "
                   "another in ONE simulation of the one layer core of `build --memory` (no rebuild, no reset)",
                   markup=False)
-        for lres in verify_fused_program(design, [(n, bounds) for n in shared], seed=args.seed, fuse=names):
+        for lres in verify_fused_program(design, [(n, bounds) for n in shared], seed=args.seed, fuse=names,
+                                         **planner):
             for line in format_layer_verification(lres, args.seed):
                 con.print(line, markup=False)
             ok = ok and lres.ok
@@ -298,7 +301,7 @@ def verify_fused_cli(args, design, names, bounds, con) -> int:
             from archgen.verif.stt_layer_check import verify_stt_layer
             lres = verify_stt_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
         elif not args.ideal_dram:
-            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names)
+            lres = verify_layer(design, bounds, seed=args.seed, dataflow=name, fuse=names, **planner)
         if not args.ideal_dram:
             for line in format_layer_verification(lres, args.seed):
                 con.print(line, markup=False)

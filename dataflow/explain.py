@@ -250,6 +250,10 @@ def _schedule_choice(design: Design, df, skews) -> str:
                    "build runs")
 
 
+# interconnect.py ``_check_output_over_tile`` refuses the map's own schedule of such an output
+_UNLESS_REDUCED = ", unless the output is reduced along an axis the skew moves"
+
+
 def _why_compressed(design: Design, df, skews) -> str:
     """Why a skew on a loop with loops after it keeps the compressed build: a tile loop as written, or an inner loop
     the tile's forms move out of it (a reduction loop before an output-dependent one runs as partial-sum rounds; a
@@ -265,17 +269,24 @@ def _why_compressed(design: Design, df, skews) -> str:
                     "it at the array level)")
         if runs is not None and sk.loop in runs.dep:
             return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
-                    f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule would pad those runs per FU, "
-                    "which is not built")
+                    f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule pads t_{sk.loop} per FU (K + "
+                    "span tiles, each FU draining its own tiles of it, one memory lane per FU; schedule: map builds "
+                    f"it at the array level{_UNLESS_REDUCED})")
     loops = ", ".join(f"t_{sk.loop}" for sk in skews)
-    return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule would shift each FU's "
-            "tile boundaries (stationary loads, accumulator drains) by a run-time number of cycles")
+    return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule runs it K + span tiles, "
+            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level"
+            + (_UNLESS_REDUCED if any(design.operation.output.uses(sk.loop) for sk in skews) else "") + ")")
 
 
 def _outer_pad_text(design: Design, tiled) -> str:
-    """The map's own schedule of skewed reduction loops outside the tile (mappings/tiling.py ``outer_pads``)."""
+    """The map's own schedule of skewed loops outside the tile (mappings/tiling.py ``outer_pads``); for a loop the
+    output depends on, what each drain carries (interconnect.py ``_check_output_over_tile``)."""
+    out = design.operation.output
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
-                     f"masked outside its own K tiles" for pad in outer_pads(design, tiled)) + (
+                     f"masked outside its own K tiles" + (
+                         f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the "
+                         "drains of its masked tiles are padding, dropped by the host program)"
+                         if out.uses(pad.loop) else "") for pad in outer_pads(design, tiled)) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); the memory system is not built "
         "for it (archgen verify --ideal-dram)")
 

@@ -32,7 +32,7 @@ from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
 from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, RowPad, delay_axes, delay_halo, fifo_depth_loops,
-                                     row_lead, row_pads)
+                                     outer_pads, row_lead, row_pads)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
@@ -610,16 +610,13 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     Built for skews on loops inside the tile and an output accumulated in place over the tile the array runs (the
     padded positions then only add masked products): over the whole tile, or held per run of trailing reduction
     loops that hold every skew (:func:`reduction_runs` moves the loops the output depends on out of the tile, so the
-    padded run is the tile and every FU drains at its end); anything else is refused, naming the field
-    (:func:`_check_output_over_tile`)."""
-    tile = [d for d in skews if d not in inner and design.operation.output.uses(d)]
+    padded run is the tile and every FU drains at its end); and for skewed loops outside the tile, reduction loops or
+    loops the output depends on (mappings/tiling.py ``outer_pads``: K + span tiles, FU s on tile t - offset(s), so
+    at each drain it writes its element of tile t - offset(s), and the drains of its masked tiles are padding the
+    host program drops); anything else is refused, naming the field (:func:`_check_output_over_tile`)."""
     if not skews:
         _refuse_map_schedule(df, "the map skews no loop; the map's own schedule is built for loops skewed by the FU "
                              "coordinates")
-    if tile:
-        _refuse_map_schedule(df, f"the skew is on the tile loop t_{tile[0]}, which the output "
-                             f"{design.operation.output.name} depends on; under the map's own schedule each FU would "
-                             "write its own tile of the output, which is not built (a skewed reduction tile loop is)")
     shape = design.shape
     exprs = []
     for d in design.operation.dims:
@@ -633,7 +630,7 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                               inner=inner if df.inner is not None else None, stt=None)
-    _check_output_over_tile(design, own, tuple(skews))
+    _check_output_over_tile(design, own)
     halo = _row_halo(design, own)
     if not any(halo.values()):
         return own
@@ -648,25 +645,28 @@ def _refuse_map_schedule(df: Dataflow, why: str):
                              df.schedule)])
 
 
-def _check_output_over_tile(design: Design, own: Dataflow, skewed: tuple[str, ...]):
-    """Refuse the map's own schedule where a padded row would leave the tile the array runs (:func:`tile_forms` of
-    ``own``), or where an output lane would sum FUs at different padded positions.
+def _check_output_over_tile(design: Design, own: Dataflow):
+    """Refuse the map's own schedule where an output lane would sum FUs at different padded positions or tiles.
 
-    Built: an output accumulated in place over the tile, or held per run of trailing reduction loops that hold every
-    skew (the loops it depends on move out of the tile, so the padded run is the tile and every FU drains at its end);
-    and an output streamed per step that depends on a padded loop inside the tile (each FU writes the element of its
-    own position, pos - offset(s): the write side takes each lane's element at its own position, as the host program
-    and the partial sums do; padded positions carry masked products). Refused: a skewed loop moved out of the tile
-    (a reduction loop before an output-dependent one runs as partial-sum rounds; a loop the output depends on before
-    trailing reduction loops runs outside the run), whose padded rows nothing masks. (A padded loop the output uses,
-    skewed along an axis the output is reduced along, is built: each FU's product waits its lane's offset difference
-    before the adder tree or chain, dataflow/reduce_skew.py.)"""
+    Built: an output accumulated in place over the tile, or held per run of trailing reduction loops (the loops it
+    depends on move out of the tile); an output streamed per step that depends on a padded loop inside the tile (each
+    FU writes the element of its own position, pos - offset(s): the write side takes each lane's element at its own
+    position, as the host program and the partial sums do; padded positions carry masked products); and an output
+    that depends on a skewed loop outside the tile (:func:`tile_forms` moved it out, or it is a tile loop as written:
+    at each drain FU s writes its element of tile t - offset(s), which the host program's per-lane output index
+    expects, and the drains of its masked tiles carry index -1); and an output reduced along an axis that a padded
+    loop inside the tile it uses is skewed along (each FU's product waits its lane's offset difference before the
+    adder tree or chain, dataflow/reduce_skew.py). Refused: a skewed loop outside the tile the output uses, skewed
+    along an axis the output reduces (the lane's adder tree or chain would sum elements of different tiles)."""
     out = design.operation.output
     formed = tile_forms(design, own)
-    moved = [d for d in skewed if d not in formed.inner_dims()]
-    if moved and out.uses(moved[0]):
-        _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {moved[0]}, which runs outside the "
-                             "run of the trailing reduction loops (out of the tile), whose padded rows are not built")
+    axis_of = own.spatial_dims
+    for pad in row_pads(design, formed) + outer_pads(design, formed):
+        mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
+        if out.uses(pad.loop) and mixed and pad.loop not in formed.inner_dims():    # inside: reduce_skew.py waits
+            _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
+                                 f"along array axis {mixed[0]}, which the skew moves, so an output lane would sum "
+                                 "elements of different tiles; skew the loop along axes that carry output loops")
 
 
 @functools.lru_cache(maxsize=64)

@@ -206,14 +206,17 @@ def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, obje
     key = (compiled.fu_graph.dataflow.name, tuple(sorted(bounds.items())))   # a plan depends on these only
     if key not in plans:
         if mapper == "search":
-            plans[key] = _searched(compiled, layer, bounds, repeat, how, energy, objective, seed)
+            plans[key] = searched_command(compiled, layer, bounds, repeat, how, energy, objective, seed)
         else:
             plans[key] = plan_layer(compiled.design, bounds, compiled.fu_graph.dataflow, layer.name,
                                     fits=buffer_fit(compiled, layer.name), rooms=buffer_rooms(compiled))
     return plans[key]
 
 
-def _searched(compiled, layer, bounds, repeat, how, energy, objective, seed):
+def searched_command(compiled, layer, bounds, repeat, how, energy, objective, seed):
+    """``--mapper search``'s command for ``layer``: every candidate ranked by this model's own report of the layer
+    (all repeats) under ``objective``, with the memory system's fit check and bank-row rooms, so that ``archgen
+    sim`` and ``archgen verify --mapper search`` plan the same command."""
     from archgen.mappings.mapper import search_layer
 
     def evaluate(cmd):        # the layer as it will be reported (all repeats): same ranking, same checks

@@ -16,14 +16,14 @@ from amaranth.back import verilog
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_fused
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import buffer_fit, layer_dram_bytes, layer_program
-from archgen.mappings.memory_tiling import Room, plan_layer
+from archgen.dataflow.memctl import layer_dram_bytes, layer_program
+from archgen.mappings.memory_tiling import Room
 from archgen.rtlgen.fused_layer import FusedLayerCore, FusedLayerProgramTop, fused_layer_programs
 from archgen.sim.layer_model import simulate_layer
 
 from .layer_amaranth import run_layer_top
 from .layer_binary import run_layer_binary, strip_zero_memory_init
-from .layer_check import LayerVerification, layer_output
+from .layer_check import LayerVerification, layer_output, mapper_note, plan_command
 
 __all__ = ["core_rooms", "verify_fused_program"]
 
@@ -36,12 +36,15 @@ def core_rooms(core: FusedLayerCore) -> dict[str, Room]:
 
 
 def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed: int = 0, fuse=None,
-                         cache_dir: Path | None = None, simulator: str = "verilator") -> list[LayerVerification]:
+                         cache_dir: Path | None = None, simulator: str = "verilator",
+                         mapper: str = "heuristic", mapper_objective: str = "edp",
+                         mapper_seed: int = 0) -> list[LayerVerification]:
     """Run ``layers`` = [(dataflow, loop bounds), ...] in order on the one core ``archgen build --memory``
     writes for the fused design ``fuse`` (default: the spec's ``fuse:``). Refusals (a layer that does not
     fit the core's buffers, a dataflow the core does not run) happen before anything is built.
     ``simulator``: "verilator" (the Verilog, a stand-alone executable) or "amaranth" (the same top in
-    Amaranth's simulator: no compile, for small tests)."""
+    Amaranth's simulator: no compile, for small tests). ``mapper``, ``mapper_objective``, ``mapper_seed``: how
+    each layer is planned (``layer_check.plan_command``: as ``archgen sim --mapper`` plans it)."""
     if simulator not in ("verilator", "amaranth"):
         raise ValueError(f"simulator must be 'verilator' or 'amaranth', not {simulator!r}")
     fused = compile_fused(design, tuple(fuse or design.fuse))
@@ -52,8 +55,8 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
     runs, words = [], []
     for k, (name, bounds) in enumerate(layers):
         view = fused.view(name)
-        cmd = plan_layer(view.design, bounds, view.dataflow, f"layer{k}", fits=buffer_fit(view, f"layer{k}"),
-                         rooms=core_rooms(core))
+        cmd = plan_command(view, bounds, f"layer{k}", mapper=mapper, mapper_objective=mapper_objective,
+                           mapper_seed=mapper_seed, rooms=core_rooms(core))
         prog = layer_program(view, cmd, f"layer{k}", spec_size=True)
         tensors = random_operands(view.fu_graph, cmd.mapping, rng)
         at = -(-len(image) // burst) * burst           # each layer's regions from a burst-aligned base word
@@ -85,7 +88,8 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
         detail = {"rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
                   "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(), "dram_base_word": at,
                   "mismatches": int(np.sum(got != ref)), "error": res.get("error"), "wall_s": res.get("wall_s"),
-                  "verilog_lines": text.count("\n")}
+                  "verilog_lines": text.count("\n"),
+                  "mapper": mapper_note(cmd, mapper, mapper_objective, mapper_seed, by_hand=False)}
         results.append(LayerVerification(design.name, name, dict(cmd.mapping.bound), cmd.describe(), exact,
                                          raw.get(top.layer_cycles[k].name), model.cycles, model_bytes, detail))
     return results

@@ -7,12 +7,15 @@ numpy evaluation of the loop nest, and the RTL's cycles against ``sim/layer_mode
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth.back import verilog
 
+from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
@@ -24,7 +27,7 @@ from archgen.sim.layer_model import simulate_layer
 from .golden import reference_einsum
 from .runner import run_testbench
 
-__all__ = ["LayerVerification", "verify_layer", "layer_verilog"]
+__all__ = ["LayerVerification", "plan_command", "verify_layer", "layer_verilog"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,39 @@ class LayerVerification:
     def ok(self) -> bool:
         return (self.outputs_exact and self.rtl_cycles == self.model_cycles
                 and self.detail.get("rtl_dram_bytes") == self.dram_bytes)
+
+
+def plan_command(compiled, bounds: dict[str, int], layer: str, *, mapper: str = "heuristic",
+                 mapper_objective: str = "edp", mapper_seed: int = 0, rooms=None):
+    """The layer command ``archgen verify`` runs, planned as ``archgen sim --mapper MAPPER`` plans it: ``plan_layer``
+    (``heuristic``) or the mapper's search (``search``) judged by sim's own layer model and energy, so that the
+    command verified is the one sim reports. Both with the memory system's fit check and bank-row ``rooms``
+    (default ``buffer_rooms(compiled)``; the fused core passes its own)."""
+    if mapper not in ("heuristic", "search"):
+        raise SpecError([problem("mapper", "must be heuristic or search", mapper)])
+    if mapper == "heuristic":
+        return plan_layer(compiled.design, bounds, compiled.dataflow, layer, fits=buffer_fit(compiled, layer),
+                          rooms=buffer_rooms(compiled) if rooms is None else rooms)
+    from archgen.sim.array_sim import searched_command     # sim's search itself: the same candidates, model and ranking
+    from archgen.sim.energy import EnergyModel
+    if rooms is not None and rooms != buffer_rooms(compiled):   # sim's search plans with the build's own rooms
+        raise SpecError([problem("mapper", "the search plans with the memory system's buffer rooms, and this core's "
+                                 "differ; plan with the heuristic (--mapper heuristic)", mapper)])
+    one = SimpleNamespace(name=layer, kind="verify", macs=math.prod(bounds.values()))   # one instance, no repeat
+    return searched_command(compiled, one, bounds, 1, "verify", EnergyModel.load(), mapper_objective, mapper_seed)
+
+
+def mapper_note(cmd, mapper: str, objective: str, seed: int, by_hand: bool = True) -> str | None:
+    """How a searched command was planned and, ``by_hand``, the ``--tile``/``--order`` that give it (verify takes
+    them for a single design, not a fused one), for ``format_layer_verification``; None for the heuristic."""
+    if mapper != "search":
+        return None
+    note = f"--mapper search, objective {objective}, seed {seed} (as archgen sim)"
+    if not by_hand:
+        return note
+    tile = dict(cmd.tile)
+    return (f"{note}; by hand: --tile " + ",".join(f"{d}={tile[d]}" for d in cmd.order)
+            + " --order " + ",".join(cmd.order))
 
 
 def layer_verilog(prog, image, name: str) -> str:
@@ -78,7 +114,8 @@ def layer_output(prog, words: list[int], tensors: dict, bound: dict, acc_width: 
 def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataflow: str | None = None,
                  tile: dict | None = None, order: tuple | None = None, cache_dir: Path | None = None,
                  layer: str = "layer", binary: bool = True, fuse=None, spec_size: bool = False,
-                 one_core: bool = False) -> LayerVerification:
+                 one_core: bool = False, mapper: str = "heuristic", mapper_objective: str = "edp",
+                 mapper_seed: int = 0) -> LayerVerification:
     """Plan (or take ``tile``/``order``), check, build and run one layer; nothing runs if the command is refused.
     ``binary`` (default): run as a stand-alone Verilator executable (verif/layer_binary.py); False: under
     cocotb (verif/tb_layer.py), same top, same checks. ``fuse``: the array is the fused design of these
@@ -86,7 +123,8 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     ``spec_size``: the core is the synthesis build's (``archgen build --memory``: buffers at the spec's sizes,
     the descriptor tables of ``descriptor_format(prog)``), not one sized to this layer. ``one_core`` (with
     ``fuse``): the core is rtlgen/fused_layer.py's one core for every tiled fused dataflow (the build's), the
-    layer's dataflow selected by its command (implies ``spec_size``)."""
+    layer's dataflow selected by its command (implies ``spec_size``). ``mapper``, ``mapper_objective``,
+    ``mapper_seed``: how the command is planned without ``tile`` (``plan_command``: as ``archgen sim`` plans it)."""
     spec_size = spec_size or one_core
     fused = None
     if fuse:
@@ -100,8 +138,8 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         split = tuple(d for d in df.inner_dims() if d in tile)       # default order: split inner loops innermost
         cmd = make_command(compiled.design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
     else:       # the view's design: a folded map fused beside others runs on its own logical array
-        cmd = plan_layer(compiled.design, bounds, df, layer, fits=buffer_fit(compiled, layer),
-                         rooms=buffer_rooms(compiled))
+        cmd = plan_command(compiled, bounds, layer, mapper=mapper, mapper_objective=mapper_objective,
+                           mapper_seed=mapper_seed)
     prog = layer_program(compiled, cmd, layer, spec_size=spec_size)       # refusals happen here, before anything is built
     model = simulate_layer(compiled, cmd, layer=layer)
     mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)
@@ -132,7 +170,9 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     rtl_bytes = {k: raw[n] for k, n in moved_names.items() if n in raw and (raw[n] or k in model.dram_bytes)}
     detail = {"wall_s": res.get("wall_s"), "rtl_dram_bytes": rtl_bytes, "blocks": model.blocks, "stall_cycles": model.stall_cycles,
               "compute_cycles": model.compute_cycles, "n_blocks": cmd.n_blocks(),
-              "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error")}
+              "verilog_lines": text.count("\n"), "mismatches": int(np.sum(got != ref)), "error": res.get("error"),
+              "mapper": None if tile is not None else mapper_note(cmd, mapper, mapper_objective, mapper_seed,
+                                                                 by_hand=fuse is None)}
     return LayerVerification(design.name, df.name, dict(mapping.bound), cmd.describe(), exact, res.get("rtl_cycles"),
                              model.cycles, layer_dram_bytes(compiled, cmd), detail)
 
@@ -143,6 +183,7 @@ def format_layer_verification(res: LayerVerification, seed: int) -> list[str]:
     blocks = res.detail.get("blocks")
     out = [f"{res.design} / {res.dataflow}  layer {res.bounds}  seed {seed}",
            f"  command: {res.command}, {blocks} block{'' if blocks == 1 else 's'}",
+           *([f"  planned by {res.detail['mapper']}"] if res.detail.get("mapper") else []),
            f"  outputs: {'exact' if res.outputs_exact else 'WRONG'}"
            + ("" if res.outputs_exact else f" ({res.detail.get('mismatches')} elements differ; {res.detail.get('error') or ''})"),
            f"  RTL cycles:   {res.rtl_cycles} cycles",

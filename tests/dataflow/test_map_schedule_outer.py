@@ -69,20 +69,25 @@ def test_the_per_tile_flags_are_what_zero_the_masked_tiles(monkeypatch):
     assert not verify_array_amaranth(design, {"p": 5, "r": 3, "c": 2}, seed=3).outputs_exact
 
 
-def test_the_model_counts_k_plus_span_tiles():
-    """The price: (K + span) / K as many tiles of k as the compressed build (the issue cycles follow)."""
+def _issue_cycles(mp, order, bounds) -> dict[str, int]:
+    """The model's issue cycles of the GEMM on [3] under ``mp`` per schedule (map, compressed)."""
     from archgen.sim.array_model import simulate_array
-    bounds = {"i": 3, "j": 4, "k": 5}
     issued = {}
     for schedule in ("map", "compressed"):
-        compiled = compile_array(_spec(GEMM, (3,), GEMM_MAP, ["k", "i", "j"], schedule=schedule))
+        compiled = compile_array(_spec(GEMM, (3,), mp, order, schedule=schedule))
         issued[schedule] = simulate_array(compiled, map_problem(compiled.design, bounds, compiled.dataflow)).issue_cycles
+    return issued
+
+
+def test_the_model_counts_k_plus_span_tiles():
+    """The price: (K + span) / K as many tiles of k as the compressed build (the issue cycles follow)."""
+    issued = _issue_cycles(GEMM_MAP, ["k", "i", "j"], {"i": 3, "j": 4, "k": 5})
     assert issued["map"] * 5 == issued["compressed"] * (5 + 2)
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
     """The memory system (per-lane leads on a tile walk) and a fused design (per-tile masks) refuse it; a skewed tile
-    loop the output depends on is still refused."""
+    loop the output depends on, skewed along an axis the output is reduced along, is still refused."""
     design = _spec(GEMM, (3,), GEMM_MAP, ["i", "k", "j"], ["k", "j"])
     with pytest.raises(SpecError) as err:
         check_memory_system(compile_array(design).fu_graph)
@@ -94,8 +99,9 @@ def test_where_it_is_not_built_it_is_refused_by_name():
         compile_fused(fused, ["m", "ws"])
     assert any(p.path == "dataflows.m.schedule" and "fused design" in p.message for p in err.value.problems)
     with pytest.raises(SpecError) as err:
-        compile_array(_spec(GEMM, (3,), {"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}, ["j", "i", "k"]))
-    assert any("which the output C depends on" in p.message for p in err.value.problems)
+        compile_array(_spec(GEMM, (3,), {"k": "3*t_k + s0", "i": "t_i", "j": "t_j - s0"}, ["j", "i", "k"]))
+    assert any("the output C depends on the skewed loop j and is reduced along array axis 0" in p.message
+               for p in err.value.problems)
 
 
 def test_explain_states_the_cost():
@@ -122,23 +128,31 @@ def _random_conv(rng):
         while not any(sigma):
             sigma = tuple(int(rng.integers(-2, 3)) if e > 1 else 0 for e in shape)
         mp[str(loop)] = _row(str(loop), sigma, shape)
+    return _random_conv_rest(rng, shape, mp, ("k", "p"), q=2)
+
+
+def _random_conv_rest(rng, shape, mp, spatial, q):
+    """The rest of a random convolution under ``mp``: a random order and tile of 1-3 loops not in ``spatial``, control
+    -1..1, 500/1500 MHz, bounds (q up to ``q``) and a seed."""
     order = [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]
-    inner = [d for d in order if d not in ("k", "p")][-int(rng.integers(1, 4)):]
+    inner = [d for d in order if d not in spatial][-int(rng.integers(1, 4)):]
     order = [d for d in order if d not in inner] + inner
     design = _spec(CONV_OP, shape, mp, order, inner, control=[int(rng.integers(-1, 2)) for _ in range(2)],
                    clock=int(rng.choice([500, 1500])))
     b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),
-         "q": int(rng.integers(1, 3)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
+         "q": int(rng.integers(1, q + 1)), "c": int(rng.integers(1, 3)), "r": int(rng.integers(1, 4)),
          "s": int(rng.integers(1, 3))}
     return design, b, int(rng.integers(1000))
 
 
-def _random_outer_cases(seed, count):
+def _random_outer_cases(seed, count, draw=_random_conv, loops=lambda design, pads: pads):
+    """``count`` random (design, bounds, seed) of ``draw`` whose compiled dataflow runs a skewed loop outside the tile
+    (``loops`` picks which of its ``outer_pads`` count)."""
     rng = np.random.default_rng(seed)
     found = 0
     while found < count:
-        design, b, s = _random_conv(rng)
-        if outer_pads(design, compile_array(design).dataflow):
+        design, b, s = draw(rng)
+        if loops(design, outer_pads(design, compile_array(design).dataflow)):
             found += 1
             yield design, b, s
 

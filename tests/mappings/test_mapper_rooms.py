@@ -2,7 +2,7 @@
 
 ``layer_program`` gives a block one buffer half rounded down to whole bank rows (``memctl.buffer_rooms``). H131 made
 ``plan_layer`` check that for ``archgen sim`` and ``archgen verify``; two callers still checked ``bytes / halves``:
-``--mapper search`` (mappings/mapper.py ``search_layer``, called by sim/array_sim.py ``_searched``) and the fused
+``--mapper search`` (mappings/mapper.py ``search_layer``, called by sim/array_sim.py ``searched_command``) and the fused
 core's program check (verif/fused_program_check.py). On fa98e34, gemm_os 2x2 with ``memory.A.bytes: 96`` (48 B per
 half, 32 B in whole bank rows) and the layer i=8, j=8, k=48 made the search pick ``i:4 > k:6 > j:4``, a 48 B block of
 A that ``layer_program`` refuses (``archgen sim --mapper search`` reported its 1,236 cycles), and made the fused
