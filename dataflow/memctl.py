@@ -29,6 +29,7 @@ from archgen.mappings.memory_tiling import Block, LayerCommand, Room, bounding_b
 from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
+from .reduce_skew import lane_offsets
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
@@ -70,7 +71,9 @@ def output_deskew(fg: FUGraph):
     if out.role is not Role.STREAM_OUT or len(pads) != 1 or fg.dataflow.inner_dims()[-1] != pads[0].loop:
         return None
     pad = pads[0]
-    return pad.loop, pad.span(fg.design.shape), tuple(pad.offset(ln.fus[-1]) for ln in out.lanes)
+    tops = lane_offsets(fg)             # a lane reduced along the skewed axis streams its FUs' largest offset
+    return pad.loop, pad.span(fg.design.shape), tuple(top.get(pad.loop, pad.offset(ln.fus[-1]))
+                                                      for top, ln in zip(tops, out.lanes))
 
 
 def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> None:

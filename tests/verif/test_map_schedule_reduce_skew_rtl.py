@@ -69,13 +69,11 @@ def test_output_reduced_along_a_skewed_axis_on_verilator(make, bounds, seed, cyc
 
 
 # through the memory system (``archgen verify SPEC --bounds ...``): the layer core de-skews each output lane by the
-# offset ``memctl.output_deskew`` gives it, its terminal FU's; exact where that is the lane's largest offset
+# offset ``memctl.output_deskew`` gives it, the largest of the FUs it sums (``reduce_skew.lane_offsets``)
 MEMORY_CASES = [
     pytest.param(ARRAY_CASES[0].values[0], {"i": 3, "j": 5, "k": 4}, 3, 225, id="gemm-2x2-tree"),
-    # the lane's largest offset is its first FU's (a lead): output_deskew must take reduce_skew.lane_offsets
-    pytest.param(ARRAY_CASES[2].values[0], {"i": 3, "j": 5, "k": 5}, 3, 237, id="gemm-2x3-lead",
-                 marks=pytest.mark.xfail(strict=True, reason="memctl.output_deskew takes the terminal FU's offset, "
-                                                             "not the lane's largest (reduce_skew.lane_offsets)")),
+    # the lane's largest offset is its first FU's (a lead), not its terminal FU's
+    pytest.param(ARRAY_CASES[2].values[0], {"i": 3, "j": 5, "k": 5}, 3, 237, id="gemm-2x3-lead"),
 ]
 
 
