@@ -50,7 +50,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _streamed_padded_output(fg) + _outer_padded_loops(fg)
+    problems += _streamed_padded_output(fg)
     if problems:
         raise SpecError(problems)
 
@@ -578,23 +578,38 @@ def chained_inputs(compiled) -> frozenset:
     pads = row_pads(fg.design, fg.dataflow)
     led = (p.name for p in fg.inputs if p.role is Role.STREAM
            and any(fg.design.operation.operand(p.name).uses(pad.loop) for pad in pads))
-    return frozenset(e.operand for _u, _v, e in fg.fifos()) | frozenset(led)
+    return frozenset(e.operand for _u, _v, e in fg.fifos()) | frozenset(led) | _tile_led(compiled)
+
+
+def _tile_led(compiled) -> frozenset:
+    """Inputs, streamed or stationary, that use a skewed reduction loop outside the tile (mappings/tiling.py
+    ``outer_pads``): in tile t each lane (and each row of a stationary load) reads the element of its FU's tile
+    t - offset(s) of the loop (:func:`lane_lead`), up to the span tiles before the block's box. Those elements are
+    never used (the FU's products are masked outside its own tiles), so like a FIFO chain root's they need only a
+    margin in front of the box, no load."""
+    fg = compiled.fu_graph
+    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow)]
+    return frozenset(p.name for p in fg.inputs if any(fg.design.operation.operand(p.name).uses(d) for d in loops))
 
 
 def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
     """The inner-loop values a stream lane whose root is FU ``coord`` starts at, as walk levels (``inner:<d>`` ->
     value): a FIFO chain's root ``-halo`` on the halo loop (it streams what the FUs behind it use first); under the
     map's own schedule ``-(h_l + sigma_l.s)`` of its root on each padded loop l it uses (FU s runs iteration
-    pos - h_l - sigma_l.s at row position pos, mappings/tiling.py ``RowPad``); {} for every other lane."""
+    pos - h_l - sigma_l.s at row position pos, mappings/tiling.py ``RowPad``); and on each skewed reduction loop
+    outside the tile that the operand uses, ``-offset(s)`` of the FU on its tile walk (``tile:<d>``: in tile t FU s
+    runs tile t - offset(s), ``outer_pads``, for streamed lanes and stationary rows alike); {} for every other lane."""
     fg = compiled.fu_graph
+    xop = fg.design.operation.operand(operand)
+    tiles = {f"tile:{pad.loop}": -pad.offset(coord) for pad in outer_pads(fg.design, fg.dataflow) if xop.uses(pad.loop)}
     if operand not in chained_inputs(compiled) or not fg.halo:
-        return {}
+        return tiles
     pads = row_pads(fg.design, fg.dataflow)
     if not pads:
         loop, halo = fg.halo[0]
         return {f"inner:{loop}": -halo}
     xop = fg.design.operation.operand(operand)
-    return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)}
+    return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)} | tiles
 
 
 def signed_group_offsets(compiled, operand: str) -> bool:
@@ -606,7 +621,8 @@ def signed_group_offsets(compiled, operand: str) -> bool:
     fg = compiled.fu_graph
     op = compiled.design.operation
     xop = op.operand(operand)
-    led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in row_pads(fg.design, fg.dataflow))
+    pads = row_pads(fg.design, fg.dataflow) + outer_pads(fg.design, fg.dataflow)
+    led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in pads)
     return led or bool((xop.access_matrix(op.dims) < 0).any())
 
 
@@ -1010,6 +1026,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         """Loop starts, array trips of the outer loops and extents of one block."""
         start = {d: b * dict(cmd.tile)[d] for d, b in blk.tiles}
         btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
+        for pad in outer_pads(design, df):       # a skewed reduction loop outside the tile: K + span tiles a block
+            btrips[pad.loop] += pad.span(shape)
         bext = {d: e - s for d, s, e in blk.ranges}
         return start, btrips, bext
 
