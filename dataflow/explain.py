@@ -276,8 +276,9 @@ def _outer_pad_text(design: Design, tiled) -> str:
     """The map's own schedule of skewed reduction loops outside the tile (mappings/tiling.py ``outer_pads``)."""
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
                      f"masked outside its own K tiles" for pad in outer_pads(design, tiled)) + (
-        "; memory lanes feed every FU its own elements (no FIFO along a tile loop); the memory system is not built "
-        "for it (archgen verify --ideal-dram)")
+        "; memory lanes feed every FU its own elements (no FIFO along a tile loop); through the memory system each "
+        "lane reads its FU's tile of the loop (a lead of offset(s) tiles; the buffer keeps a margin of up to span "
+        "tiles of it in front of the block)")
 
 
 def _outer_cost_text(design: Design, df) -> str:

@@ -100,20 +100,6 @@ def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> Non
                     "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
 
 
-def _outer_padded_loops(fg: FUGraph) -> list:
-    """Under the map's own schedule a skewed reduction loop outside the tile (mappings/tiling.py ``outer_pads``) runs
-    K + span tiles with FU s on tile t - offset(s): its input lanes would need a per-lane lead on the tile walk of
-    that loop and the partial-sum walk K + span rounds, neither built: refused, naming the field (the array level
-    runs it)."""
-    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow)]
-    if not loops:
-        return []
-    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
-                    "the tile, each FU on its own tiles of them; the memory system's walks read every lane at one "
-                    "tile (per-lane leads on a tile loop's walk are not built): use archgen verify --ideal-dram (the "
-                    "array level), or schedule: compressed", fg.dataflow.schedule)]
-
-
 def _streamed_padded_output(fg: FUGraph) -> list:
     """Under the map's own schedule an output streamed per step that depends on padded loops writes, on each lane,
     the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``). One padded
@@ -572,7 +558,8 @@ def chained_inputs(compiled) -> frozenset:
     """Inputs whose lane roots' walks stream elements outside a block's box, so their buffers keep a margin around
     the box (``ld_off_X``): those fed through delay connections (FIFO chains, issue 14), and under the map's own
     schedule (``schedule: map``) every streamed input that uses a padded loop (its lanes start ``h_l + sigma_l.s``
-    positions early: :func:`lane_lead`)."""
+    positions early: :func:`lane_lead`) and every input that uses a skewed reduction loop outside the tile
+    (:func:`_tile_led`)."""
     from archgen.dataflow.ir import Role
     fg = compiled.fu_graph
     pads = row_pads(fg.design, fg.dataflow)
@@ -607,8 +594,7 @@ def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
     pads = row_pads(fg.design, fg.dataflow)
     if not pads:
         loop, halo = fg.halo[0]
-        return {f"inner:{loop}": -halo}
-    xop = fg.design.operation.operand(operand)
+        return {f"inner:{loop}": -halo} | tiles
     return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)} | tiles
 
 
