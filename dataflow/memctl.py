@@ -612,6 +612,15 @@ def signed_group_offsets(compiled, operand: str) -> bool:
     return led or bool((xop.access_matrix(op.dims) < 0).any())
 
 
+def walks_down(compiled, operand: str) -> bool:
+    """Whether a walk of ``operand`` may step its buffer downwards, so its stride fields are signed (design-level): an
+    index with a negative coefficient (a true convolution's I[p - r]) along that loop, or a lead on a skewed reduction
+    loop's tile walk (:func:`_tile_led`) that grows from row to row of a stationary load faster than the row's own
+    step (offset(s) tiles of the loop back per row)."""
+    op = compiled.design.operation
+    return bool((op.operand(operand).access_matrix(op.dims) < 0).any()) or operand in _tile_led(compiled)
+
+
 def _unravel(r: int, dims) -> tuple[int, ...]:
     """Row-major coordinates of flat index ``r`` over ``dims`` (the last fastest)."""
     out = []
@@ -1212,9 +1221,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
-                if stride < 0 and not (op.operand(w.operand).access_matrix(op.dims) < 0).any():
-                    # a guard: only an index with a negative coefficient walks downwards (descriptor_format's
-                    # signed stride fields)
+                if stride < 0 and not walks_down(compiled, w.operand):
+                    # a guard: only an index with a negative coefficient or a tile lead walks downwards
+                    # (descriptor_format's signed stride fields)
                     _refuse(f"dataflows.{df.name}", f"port {w.port}: a negative address stride is not supported")
                 row[f"{w.port}_stride{li}"] = stride
                 row[f"{w.port}_trips{li}"] = trips[li]
@@ -1539,9 +1548,9 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     for w in prog.walks:
         pb = pos_bits[w.operand]
         S += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
-        # an operand index with a negative coefficient (a true convolution's I[p - r]) walks its buffer downwards
-        # along that loop: its strides are signed, one bit wider (positions stay >= 0: the walk's adds wrap)
-        neg = bool((op.operand(w.operand).access_matrix(op.dims) < 0).any())
+        # an operand walked downwards (walks_down): its strides are signed, one bit wider (positions stay >= 0: the
+        # walk's adds wrap)
+        neg = walks_down(comp, w.operand)
         for j in range(len(w.levels)):
             S += [(f"{w.port}_stride{j}", pb + neg), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
             if neg:
