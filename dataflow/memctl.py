@@ -100,6 +100,17 @@ def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> Non
                     "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
 
 
+def _with_rounds(compiled, blocks) -> list:
+    """The blocks as their array commands run them: a skewed reduction loop outside the tile (mappings/tiling.py
+    ``outer_pads``) runs its chunk + span tiles, so a block of one tile of it still reads partial sums back (span
+    rounds) and the de-skewed read-back check must see it (:func:`_check_deskewed_partial_sums`)."""
+    import dataclasses
+    spans = {p.loop: p.span(compiled.design.shape) for p in outer_pads(compiled.design, compiled.dataflow)}
+    if not spans:
+        return blocks
+    return [dataclasses.replace(b, ranges=tuple((d, s, e + spans.get(d, 0)) for d, s, e in b.ranges)) for b in blocks]
+
+
 def _streamed_padded_output(fg: FUGraph) -> list:
     """Under the map's own schedule an output streamed per step that depends on padded loops writes, on each lane,
     the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``). One padded
@@ -810,7 +821,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     pads = row_pads(design, df)
     deskew = output_deskew(fg)
     if deskew is not None:
-        _check_deskewed_partial_sums(compiled, blocks, deskew[1], layer)
+        _check_deskewed_partial_sums(compiled, _with_rounds(compiled, blocks), deskew[1], layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -1585,7 +1596,8 @@ def buffer_fit(compiled, layer: str = "layer"):
 
     def fits(cmd: LayerCommand) -> None:
         if deskew is not None:        # a de-skewed output's read-back distance (it depends on the loop order)
-            _check_deskewed_partial_sums(compiled, [j.block for j in layer_jobs(cmd)], deskew[1], layer)
+            _check_deskewed_partial_sums(compiled, _with_rounds(compiled, [j.block for j in layer_jobs(cmd)]),
+                                         deskew[1], layer)
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:

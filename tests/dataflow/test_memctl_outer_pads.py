@@ -17,6 +17,7 @@ from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import buffer_fit, check_memory_system, layer_dram_bytes, layer_program
 from archgen.mappings.memory_tiling import make_command, plan_layer
 from test_map_schedule_outer import CONV_OP, GEMM, GEMM_MAP, MASKED, _spec
+from test_map_schedule_outputs import _held
 
 CONV_MIXED = {"n": "t_n", "k": "3*t_k + s0", "p": "2*t_p + s1", "q": "t_q", "c": "t_c - s0 + s1 - 1", "r": "t_r",
               "s": "t_s"}
@@ -34,7 +35,11 @@ CASES = {
                                                      "c": "t_c", "r": "t_r - s0 - 2*s1", "s": "t_s - 2*s0 - 2*s1"},
                                    ["n", "r", "s", "c", "p", "k", "q"], ["q"]),
                      {"n": 1, "k": 2, "p": 2, "q": 1, "c": 1, "r": 1, "s": 1}),
+    # the output streamed over the padded j (de-skewed per lane, memctl.output_deskew) and k skewed outside the tile
+    "gemm-deskewed": (lambda: _held(GEMM, (3,), {"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k - s0"}, ["i", "k", "j"],
+                                    ["j"]), {"i": 4, "j": 4, "k": 3}),
 }
+CASES["gemm-deskewed-j1"] = (CASES["gemm-deskewed"][0], {"i": 3, "j": 1, "k": 3})
 
 
 def _command(name, tile=None, order=None, spill=False):
@@ -149,3 +154,17 @@ def test_without_the_tile_leads_the_outputs_are_wrong(monkeypatch):
     lead = memctl.lane_lead
     monkeypatch.setattr(memctl, "lane_lead", lambda *a: {k: v for k, v in lead(*a).items() if not k.startswith("tile:")})
     assert not _run(c, cmd, 3)[0]
+
+
+def test_a_deskewed_output_over_span_rounds(monkeypatch):
+    """An output de-skewed per lane (j padded in the tile) with k skewed outside it: one tile of k per block still runs
+    1 + 2 rounds, reading partial sums back, so the read-back check counts the rounds. At j = 4 it runs exact; at
+    j = 1 (3 steps a round, the de-skewed write 2 beats late) one tile of k per block is refused naming the layer,
+    and without the rounds counted (the check sees one tile) it would run wrong."""
+    from archgen.arch.errors import SpecError
+    assert _run(*_command("gemm-deskewed", {"i": 2, "k": 1}, ["i", "k"]), 1)[0]
+    with pytest.raises(SpecError) as err:
+        layer_program(*_command("gemm-deskewed-j1", {"i": 1, "k": 1}, ["i", "k"]), spec_size=False)
+    assert err.value.problems[0].path == "layers.layer" and "read back as partial sums 3 steps later" in str(err.value)
+    monkeypatch.setattr(memctl, "_with_rounds", lambda compiled, blocks: blocks)
+    assert not _run(*_command("gemm-deskewed-j1", {"i": 1, "k": 1}, ["i", "k"]), 1)[0]
