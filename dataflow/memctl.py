@@ -623,6 +623,14 @@ def signed_group_offsets(compiled, operand: str) -> bool:
     return led or bool((xop.access_matrix(op.dims) < 0).any())
 
 
+def _lead_text(compiled, operand: str) -> str:
+    """What walks in front of ``operand``'s box, for the fit refusal: a FIFO chain root, or lanes on their FU's tiles of
+    a skewed loop outside the tile (:func:`_tile_led`)."""
+    if operand in _tile_led(compiled):
+        return "its lanes read their FUs' tiles of a skewed loop outside the tile, starting up to"
+    return "its FIFO chain root's walk starts"
+
+
 def walks_down(compiled, operand: str) -> bool:
     """Whether a walk of ``operand`` may step its buffer downwards, so its stride fields are signed (design-level): an
     index with a negative coefficient (a true convolution's I[p - r]) along that loop, or a lead on a skewed reduction
@@ -1139,7 +1147,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if need > half:
             edge = max(mg.get(x.name, (0, 0))[0] for mg in margin_at)
             _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half"
-                    + (f" (its FIFO chain root's walk starts {edge * eb} B before the block's box)" if edge else ""),
+                    + (f" ({_lead_text(compiled, x.name)} {edge * eb} B before the block's box)" if edge else ""),
                     buf.bytes)
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)

@@ -47,7 +47,7 @@ def _command(name, tile=None, order=None, spill=False):
     grants partial sums through DRAM."""
     design = CASES[name][0]()
     if spill:
-        design = dataclasses.replace(design, memory_system=dataclasses.replace(design.memory_system,
+        design = dataclasses.replace(design, memory=dataclasses.replace(design.memory_system,
                                                                                partial_sums_through_dram=True))
     c = compile_array(design)
     bounds = CASES[name][1]
@@ -168,3 +168,22 @@ def test_a_deskewed_output_over_span_rounds(monkeypatch):
     assert err.value.problems[0].path == "layers.layer" and "read back as partial sums 3 steps later" in str(err.value)
     monkeypatch.setattr(memctl, "_with_rounds", lambda compiled, blocks: blocks)
     assert not _run(*_command("gemm-deskewed-j1", {"i": 1, "k": 1}, ["i", "k"]), 1)[0]
+
+
+def test_the_planner_sees_the_margin():
+    """The conv 3x2 with memory.I.bytes = 128: the footprint alone plans blocks whose margin (I's lanes up to 2 tiles of
+    c in front of the box) overflows a half, refused naming the field; with memctl's buffer_fit the planner picks
+    blocks that fit."""
+    from archgen.arch.errors import SpecError
+    from archgen.dataflow.memctl import buffer_rooms
+    design = CASES["conv-3x2"][0]()
+    mem = design.memory_system
+    design = dataclasses.replace(design, memory=dataclasses.replace(mem, buffers=tuple(
+        dataclasses.replace(b, bytes=128) if b.operand == "I" else b for b in mem.buffers)))
+    c = compile_array(design)
+    bounds = CASES["conv-3x2"][1]
+    blind = plan_layer(c.design, bounds, c.dataflow, rooms=buffer_rooms(c))
+    with pytest.raises(SpecError) as err:
+        layer_program(c, blind)
+    assert err.value.problems[0].path == "memory.I.bytes" and "skewed loop outside the tile" in str(err.value)
+    layer_program(c, plan_layer(c.design, bounds, c.dataflow, fits=buffer_fit(c), rooms=buffer_rooms(c)))
