@@ -38,7 +38,7 @@ def _spill(make):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make,plan,seed,cycles", [
-    # one tile of k per block: 4 x 3 blocks of 1 + 2 tiles, each adding onto the partial sums in the buffer
+    # one tile of k per block: 2 x 3 blocks of 1 + 2 tiles, each adding onto the partial sums in the buffer
     pytest.param(_make["gemm-3-psum-rounds"], ({"i": 1, "k": 1}, ("i", "k")), 2, 930, id="k-split"),
     # k outermost in blocks of 2 and 1 tiles: the output blocks come back, their partial sums through DRAM
     pytest.param(_spill(_make["gemm-3-tile-loop"]), ({"k": 2, "i": 1}, ("k", "i")), 4, 783, id="psums-through-dram"),
