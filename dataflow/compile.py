@@ -223,18 +223,6 @@ def compile_fused(design: Design, dataflows: Sequence[str], *, pipeline: bool = 
     return _compile_fused(design, check_fusable(design, list(dataflows)), period, str(target))
 
 
-def _refuse_fused_outer_pads(design: Design, tiled: Sequence[Dataflow]) -> None:
-    """A ``schedule: map`` dataflow skewed on a loop outside its tile (mappings/tiling.py ``outer_pads``): the fused
-    top's pad flags count positions inside the tile only, so its masks are not built there (the single top runs it)."""
-    from archgen.mappings.tiling import outer_pads
-    bad = [df for df in tiled if outer_pads(design, df)]
-    if bad:
-        raise SpecError([problem(f"dataflows.{bad[0].name}.schedule", "the skewed loop(s) "
-                                 f"{', '.join(p.loop for p in outer_pads(design, bad[0]))} run outside the tile; a "
-                                 "fused design does not build its per-tile masks: build it alone, or use schedule: "
-                                 "compressed", bad[0].schedule)])
-
-
 @lru_cache(maxsize=16)
 def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | None, target: str):
     from .fusion import (FusedArray, fused_command_layout, fused_ports, merge_fu_graphs, relabel_fu_graph,
@@ -247,7 +235,6 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
     own = {df.name: _own_geometry(design, df) for df in dfs if not df.skewed}
     tiled = tuple(tiled_equivalent(_hardware_only(own[df.name]), own[df.name].dataflow(df.name))
                   for df in dfs if not df.skewed)
-    _refuse_fused_outer_pads(design, tiled)
     names = tuple(df.name for df in tiled)
     place = {n: dict(own[n].placement) if own[n] is not design else {} for n in names}
     back = {n: {ph: lg for lg, ph in p.items()} for n, p in place.items()}

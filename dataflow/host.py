@@ -16,6 +16,7 @@ from archgen.mappings.tiling import RowPad, Tile, TileMapping, outer_pads, row_p
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
+from .reduce_skew import lane_members, lane_offsets, reduced_skews, wait_steps
 from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
@@ -185,7 +186,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
             idx = idx.reshape(drain_rc.shape[0], drain_rc.shape[1], -1)
         else:                              # one beat per step from the reduction terminals
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
-            _, idx = _gather(result, op.output, dims, _iterations(fg, mapping, tile, terms, steps), bounds)
+            _, idx = _gather(result, op.output, dims, _lane_iterations(fg, mapping, tile, terms, steps), bounds)
         if out.psum_in and not tile.first:
             add(port_name(PortRole.PSUM, out.name), _lookup(before, idx))
             record_psum(idx)
@@ -198,6 +199,17 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
     return HostProgram({k: np.concatenate(v, axis=0) for k, v in streams.items()},
                        np.concatenate(expected, axis=0), np.concatenate(out_index, axis=0), result,
                        np.concatenate(psum_source, axis=0) if psum_source else None)
+
+
+def _lane_iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, terms: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Loop values of each streamed output lane's beats (its terminal FU's), at its lane offset on a padded loop
+    skewed along an axis the output is reduced along (its FUs' products wait to that offset, reduce_skew.py)."""
+    x = _iterations(fg, mapping, tile, terms, steps)
+    pads = {p.loop: p for p in reduced_skews(fg)}
+    for loop, pad in pads.items():
+        lag = [top[loop] - pad.offset(t) for top, t in zip(lane_offsets(fg), terms.tolist())]
+        x[:, :, fg.design.operation.dims.index(loop)] -= np.array(lag, dtype=np.int64)
+    return x
 
 
 def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, pads: tuple[RowPad, ...],
@@ -221,7 +233,7 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
         lvals = x[..., dims.index(pad.loop)]
         prod = np.where((lvals >= 0) & (lvals < mapping.bound[pad.loop]), prod, 0)
     if fg.output.role is not Role.ACCUMULATE:
-        return _padded_stream_beats(fg, coords, prod, idx, beats)
+        return _padded_stream_beats(fg, coords, prod, idx, beats, wait_steps(fg, mapping.trips()))
     prod = prod.sum(axis=0)
     reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
     canon = [tuple(0 if a in reduced else v for a, v in enumerate(s)) for s in coords.tolist()]
@@ -235,14 +247,16 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
 
 
 def _padded_stream_beats(fg: FUGraph, coords: np.ndarray, prod: np.ndarray, idx: np.ndarray,
-                         beats: np.ndarray) -> np.ndarray:
+                         beats: np.ndarray, waits: dict) -> np.ndarray:
     """A streamed output under the map's own schedule: a lane whose step is padding (a position outside its FUs' own
     L positions of the padded loop, or an FU past a ragged spatial bound) carries that step's masked products of the
-    FUs it reduces (zero at masked positions; real elements over the map's wires on padded FUs)."""
+    FUs it reduces (zero at masked positions; real elements over the map's wires on padded FUs), each from the step
+    its wait (``waits``, steps per FU, reduce_skew.py) reaches back to (zero before the tile: masked positions)."""
     fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
     out = beats.copy()
+    members = lane_members(fg)
     for b, lane in zip(*np.nonzero(idx[..., 0] < 0)):
-        out[b, lane] = sum(int(prod[b, fu_index[tuple(f)]]) for f in fg.output.lanes[lane].fus)
+        out[b, lane] = sum(int(prod[b - waits.get(f, 0), fu_index[f]]) for f in members[lane] if b >= waits.get(f, 0))
     return wrap(out, fg.acc_width)
 
 

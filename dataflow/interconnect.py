@@ -271,6 +271,22 @@ def derive_interconnect(design: Design, dataflow: str | Dataflow | None = None, 
     return _derive(design, df, tuple(single_tile), tuple(streamed), design.operation.inputs)
 
 
+def _reduced_rows(design: Design, df: Dataflow) -> Dataflow:
+    """``df`` whose padded rows of loops the output uses lose their skew along the axes the output is reduced along:
+    the output's reduction across those axes as the tiled map builds it (chains or trees by the control vector).
+    The FUs of a lane work on different positions of such a row; their products wait the difference in steps before
+    the reduction (dataflow/reduce_skew.py). ``df`` itself for every other dataflow."""
+    out, axis_of = design.operation.output, df.spatial_dims
+    cut = {space_var(a) for a, d in axis_of.items() if not out.uses(d)}
+    loops = {p.loop for p in row_pads(design, df) if out.uses(p.loop)}
+    dims = design.operation.dims
+    exprs = [AffineExpr.of({k: v for k, v in e.terms if k not in cut}, e.const) if d in loops else e
+             for d, e in zip(dims, df.ts_map.exprs)]
+    if exprs == list(df.ts_map.exprs):
+        return df
+    return dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names))
+
+
 def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed: tuple[str, ...],
             inputs) -> FUGraph:
     """:func:`derive_interconnect` of the tiled ``df``, the inputs taking their FU-to-FU edges in the order
@@ -279,7 +295,8 @@ def _derive(design: Design, df: Dataflow, single_tile: tuple[str, ...], streamed
     shape = design.shape
     axis_dim = df.spatial_dims
     inner = df.inner_dims()
-    reuse = {x.name: _Reuse.of(unit_reuse(design, df, x.name), df.order) for x in op.operands}
+    reuse = {x.name: _Reuse.of(unit_reuse(design, _reduced_rows(design, df) if x is op.output else df, x.name),
+                               df.order) for x in op.operands}
     for x in op.inputs:
         found = _delay_connections(design, df, x.name)
         if found:
@@ -637,18 +654,19 @@ def _check_output_over_tile(design: Design, own: Dataflow):
     position, as the host program and the partial sums do; padded positions carry masked products); and an output
     that depends on a skewed loop outside the tile (:func:`tile_forms` moved it out, or it is a tile loop as written:
     at each drain FU s writes its element of tile t - offset(s), which the host program's per-lane output index
-    expects, and the drains of its masked tiles carry index -1). Refused: a padded loop the output uses, skewed along
-    an axis the output reduces (the lane's adder tree or chain would sum different elements)."""
+    expects, and the drains of its masked tiles carry index -1); and an output reduced along an axis that a padded
+    loop inside the tile it uses is skewed along (each FU's product waits its lane's offset difference before the
+    adder tree or chain, dataflow/reduce_skew.py). Refused: a skewed loop outside the tile the output uses, skewed
+    along an axis the output reduces (the lane's adder tree or chain would sum elements of different tiles)."""
     out = design.operation.output
     formed = tile_forms(design, own)
     axis_of = own.spatial_dims
     for pad in row_pads(design, formed) + outer_pads(design, formed):
         mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
-        if out.uses(pad.loop) and mixed:
-            where = "positions" if pad.loop in formed.inner_dims() else "tiles"
+        if out.uses(pad.loop) and mixed and pad.loop not in formed.inner_dims():    # inside: reduce_skew.py waits
             _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
                                  f"along array axis {mixed[0]}, which the skew moves, so an output lane would sum "
-                                 f"elements of different {where}; skew the loop along axes that carry output loops")
+                                 "elements of different tiles; skew the loop along axes that carry output loops")
 
 
 @functools.lru_cache(maxsize=64)

@@ -347,7 +347,36 @@ def map_problem(design: Design, bounds: Mapping[str, int], dataflow: str | Dataf
     mapping = TileMapping(design, df, tuple((d, int(bounds[d])) for d in design.operation.dims))
     if fifo_check:
         check_fifo_depth(design, df, {d: mapping.trips()[d] for d in fifo_depth_loops(design, df)})
+        check_output_waits(design, df, mapping.trips())
     return mapping
+
+
+def reduced_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
+    """The padded loops (:func:`row_pads`) the output uses whose skew moves an array axis the output is reduced
+    along (an axis whose loop it does not use): an output lane sums FUs at different positions of them, so each FU's
+    product waits its offset difference before the reduction (dataflow/reduce_skew.py)."""
+    out, axis_of = design.operation.output, df.spatial_dims
+    return tuple(p for p in row_pads(design, df)
+                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+
+
+def output_wait_steps(design: Design, df: Dataflow, trips: Mapping[str, int]) -> dict[str, int]:
+    """Array steps of one iteration of each loop of :func:`reduced_pads`: the product of ``trips`` of the inner loops
+    after it as issued (padded loops with their span); 1 for the tile's last loop."""
+    halo, inner = dict(delay_halo(design, df)), df.inner_dims()
+    return {p.loop: math.prod(trips[d] + halo.get(d, 0) for d in inner[inner.index(p.loop) + 1:])
+            for p in reduced_pads(design, df)}
+
+
+def check_output_waits(design: Design, df: Dataflow, trips: Mapping[str, int]) -> None:
+    """A SpecError when a product's wait holds more than ``array.max_fifo_depth`` steps per iteration of its loop
+    (:func:`output_wait_steps`: the wait buffers are sized like the delay connections' FIFOs)."""
+    loop, depth = max(output_wait_steps(design, df, trips).items(), key=lambda kv: kv[1], default=(None, 0))
+    if depth > design.max_fifo_depth:
+        raise SpecError([problem("array.max_fifo_depth", f"dataflow {df.name}'s output terms wait whole steps of t_{loop}"
+                                 f" = {depth} array steps in these bounds; the wait buffers hold at most "
+                                 "array.max_fifo_depth steps: raise it or give the loops after it fewer trips",
+                                 design.max_fifo_depth)])
 
 
 def check_fifo_depth(design: Design, df: Dataflow, trips: Mapping[str, int], what: str = "bounds") -> None:

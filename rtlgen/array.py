@@ -31,10 +31,11 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
+from archgen.dataflow.reduce_skew import product_waits
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
-__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop"]
+__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product"]
 
 
 def struct_layout(command: CommandLayout) -> data.StructLayout:
@@ -72,14 +73,20 @@ def fifo_step_registers(m: Module, design, df, fg, padded: bool, payload, latch)
     out = {}
     for loop, loops in after.items():
         steps = Signal(range(design.max_fifo_depth + 1), name="fifo_steps" if len(after) == 1 else f"fifo_steps_{loop}")
-        value = Const(1)
-        for d in loops:
-            trips = getattr(payload, f"trips_{d}")
-            value = value * (trips + spans[d] if d in spans else trips)
         with m.If(latch):
-            m.d.sync += steps.eq(value)        # map_problem / the layer program keep it <= array.max_fifo_depth
-        out[loop] = steps
+            m.d.sync += steps.eq(trips_product(payload, loops, spans))   # map_problem / the layer program keep it
+        out[loop] = steps                                                 # <= array.max_fifo_depth
     return out
+
+
+def trips_product(payload, loops, spans: dict):
+    """The product of the command ``payload``'s trip counts of ``loops``, a padded loop's with its span (``spans``):
+    the steps of one iteration of the loop they follow."""
+    value = Const(1)
+    for d in loops:
+        trips = getattr(payload, f"trips_{d}")
+        value = value * (trips + spans[d] if d in spans else trips)
+    return value
 
 
 def fifo_loop(design, df, operand: str, axis: int) -> str:
@@ -129,6 +136,8 @@ class ArrayTop(wiring.Component):
         self._pad_offsets = {p.loop: p.offsets(compiled.design.shape) for p in self._pads}
         # ... and of skewed reduction loops outside the tile (``outer_pads``): masked per FU by the tile counter
         self._outer = outer_pads(compiled.design, compiled.dataflow)
+        # ... and of an output reduced along an axis a padded loop it uses is skewed along: products wait per FU
+        self._waits = product_waits(self.fg)
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -240,7 +249,8 @@ class ArrayTop(wiring.Component):
         """Per issued step (valid, first, last, swap, final), delayed by k slots at index k: every FU taps
         the control of the step it is working on at its own node time."""
         sch = self.schedule
-        length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency)
+        length = max(sch.commit_skew, sch.swap_skew, 0 if sch.accumulate else sch.out_latency,
+                     *(self._product_time(s) for s in self._waits))
         names = ("valid", "first", "last", "swap", "final")
         if self._pads or self._outer:
             names += tuple(f"pad_{loop}_{k}" for loop, ks in self._pad_offsets.items() for k in ks)
@@ -261,6 +271,7 @@ class ArrayTop(wiring.Component):
         ctx = _Datapath(m, line, adv, loader, iss, tm, _shape(out.width, out.signed),
                         {p.name: _shape(p.width, design.type_of[p.name].signed) for p in fg.inputs})
         ctx.fifo_steps = fifo_steps
+        ctx.wait_steps = self._wait_steps(m)
         pads = self._pads + self._outer
         mask = ((lambda v: pad_mask(pads, v.coord, lambda name: ctx.tap(name, v)))
                 if pads else (lambda v: ctx.tap("halo", v)) if fg.halo else None)
@@ -272,6 +283,8 @@ class ArrayTop(wiring.Component):
         pg = tm.prim.graph
         for v in nx.topological_sort(pg):
             if ctx.nets.build(v):
+                if v.kind is NodeKind.MUL and v.coord in self._waits:
+                    self._wait(ctx, v)
                 continue
             kind = v.kind
             if kind is NodeKind.MEM_PORT and v in tm.lane_offset:       # load-phase ports write shadows
@@ -286,6 +299,39 @@ class ArrayTop(wiring.Component):
                 self._output_lane(ctx, v)
         if self.schedule.accumulate:
             self._drain_rows(ctx, outs, drain)
+
+    def _product_time(self, coord) -> int:
+        """The slot at which FU ``coord``'s product leaves its multiplier (the step line index it is valid at)."""
+        v = Node(NodeKind.MUL, coord)
+        return self.timing.time[v] + self.timing.node_latency(v)
+
+    def _wait(self, ctx, v: Node):
+        """FU v's product waits its lane's offset difference before the reduction (dataflow/reduce_skew.py), shifting
+        on the FU's valid steps, so the lane sums terms of one position of each padded loop whatever bubbles the
+        issuer leaves: a register chain on the tile's last loop (one iteration is one step), a buffer of run-time
+        depth on a loop with loops after it (``wait_steps`` per iteration, as the delay connections' FIFOs)."""
+        shift = ctx.adv & ctx.line["valid"][self._product_time(v.coord)]
+        value, name = ctx.nets.out[v], f"prod_{_tag(v.coord)}_wait"
+        for loop, n in sorted(self._waits[v.coord].items()):
+            if loop in ctx.wait_steps:
+                value = fifo_buffer(ctx.m, f"{name}_{loop}", value, ctx.acc_shape, shift, n, ctx.wait_steps[loop],
+                                    self.compiled.design.max_fifo_depth)
+            else:
+                value = _delay(ctx.m, value, n, shift, name, ctx.acc_shape)
+        ctx.nets.out[v] = value
+
+    def _wait_steps(self, m: Module) -> dict:
+        """Run-time steps of one iteration of each waited loop with loops after it in the tile (mappings/tiling.py
+        ``output_wait_steps`` of the command's trips), latched with the command; {} when every wait is on the tile's
+        last loop."""
+        inner, spans = self.compiled.dataflow.inner_dims(), dict(self.fg.halo)
+        out = {}
+        for loop in sorted({d for w in self._waits.values() for d in w if d != inner[-1]}):
+            steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name=f"wait_steps_{loop}")
+            with m.If(self.cmd.valid & self.cmd.ready):     # map_problem keeps it <= array.max_fifo_depth
+                m.d.sync += steps.eq(trips_product(self.cmd.payload, inner[inner.index(loop) + 1:], spans))
+            out[loop] = steps
+        return out
 
     def _shadows(self, ctx, operand: str):
         port = self._in(operand)
@@ -402,6 +448,7 @@ class _Datapath:
         self.shadow_of: dict = {}
         self.nets = None
         self.fifo_steps = {}       # loop -> run-time FIFO depth in steps (delay connections on an outer inner loop)
+        self.wait_steps = {}       # loop -> run-time steps of one iteration (output waits on a loop with loops after it)
 
     def tap(self, name: str, node: Node):
         """The control of the step ``node`` works on: the step line at the node's time."""

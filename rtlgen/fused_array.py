@@ -20,10 +20,10 @@ from amaranth import Array, Const, Module, Mux, Signal, hdl
 from amaranth.lib import wiring
 
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
-                                      stream_drain_hw)
+                                      outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
-from archgen.mappings.tiling import row_pads
+from archgen.mappings.tiling import outer_pads, row_pads
 from archgen.rtlgen.array import _row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
@@ -87,8 +87,10 @@ class FusedArrayTop(wiring.Component):
                           0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled),
                      default=0)
         # delay connections: a halo flag rides the step line (products masked while the FIFOs fill); the map's own
-        # schedule (``schedule: map``): its pad flags (rtlgen/array.py ``pad_flags``), set only while it runs
+        # schedule (``schedule: map``): its pad flags (rtlgen/array.py ``pad_flags``), set only while it runs; a
+        # skewed reduction loop outside its tile: per-offset flags from its issuer's tile counter (``outer_pad_hw``)
         self.pads = {k: row_pads(views[k].design, views[k].dataflow) for k in self.tiled}
+        self.outer = {k: outer_pads(views[k].design, views[k].dataflow) for k in self.tiled}
         self.names = names = _LINE + self._mask_names()
         self.line = line = {n: [Signal(name=f"step_{n}_d{k}") for k in range(length + 1)] for n in names}
         for k in range(1, length + 1):
@@ -118,12 +120,18 @@ class FusedArrayTop(wiring.Component):
 
     def _mask_names(self) -> tuple:
         """The step line's mask flags: ``halo`` when a dataflow has delay connections under the compressed
-        schedule, ``pad_<loop>_<k>`` of every ``schedule: map`` dataflow (two such dataflows share a name: each
-        sets it only while it runs, and each multiplier reads the selected dataflow's own flags)."""
-        pads = {k: {p.loop: p.offsets(self.views[k].design.shape) for p in ps} for k, ps in self.pads.items() if ps}
+        schedule, ``pad_<loop>_<k>`` of every ``schedule: map`` dataflow, its loops inside the tile and outside
+        (two such dataflows share a name: each sets it only while it runs, and each multiplier reads the selected
+        dataflow's own flags)."""
+        pads = {k: {p.loop: p.offsets(self.views[k].design.shape) for p in self._padded(k)} for k in self.tiled
+                if self._padded(k)}
         halo = ("halo",) if any(self.views[k].fu_graph.halo for k in self.tiled if k not in pads) else ()
         return halo + tuple(sorted({f"pad_{loop}_{o}" for offs in pads.values() for loop, ks in offs.items()
                                     for o in ks}))
+
+    def _padded(self, k: int) -> tuple:
+        """Dataflow k's padded loops under the map's own schedule: those inside its tile, then those outside."""
+        return self.pads.get(k, ()) + self.outer.get(k, ())
 
     # ---- selection ------------------------------------------------------------------------------
     def _pick(self, m, shape, name, options):
@@ -246,6 +254,9 @@ class FusedArrayTop(wiring.Component):
             offsets = {p.loop: p.offsets(view.design.shape) for p in pads}
             for flags in pad_flags(m, cmd, iss.issue, view.dataflow, fg_k, offsets):
                 halo.update({n: run_k & f for n, f in flags.items()})
+        for p in self.outer[k]:         # skewed loops outside the tile: flags from the issued tile (only while it runs)
+            flags = outer_pad_hw(m, hdl, cmd, iss.tile, p.loop, p.span(view.design.shape), p.offsets(view.design.shape))
+            halo.update({f"pad_{p.loop}_{o}": run_k & f for o, f in flags.items()})
         for loop, n in () if pads else fg_k.halo:      # delay connections: the halo steps (only while it runs)
             halo["halo"] = run_k & halo_hw(m, hdl, cmd, iss.issue, loop, n, fg_k.fifo_depth_loops)
         # FIFO buffers of run-time depth: the command's trips after their loop (a padded loop's with its span)
@@ -404,14 +415,15 @@ class FusedArrayTop(wiring.Component):
 
     def _masks(self, v: Node, ks) -> list:
         """Per dataflow the product mask of multiplier ``v`` at its node time: the halo flag, the OR of its pad
-        flags at its own (logical) FU's offsets, or none (a dataflow that does not use ``v`` or has no mask)."""
+        flags (loops inside its tile and outside) at its own (logical) FU's offsets, or none (a dataflow that does not
+        use ``v`` or has no mask)."""
         out = []
         for k, view in enumerate(self.views):
             t = view.timing.time[v] if k in ks else None
-            if k in ks and self.pads.get(k):
-                names = tuple(f"pad_{p.loop}_{p.offset(self._logical(k, v.coord))}" for p in self.pads[k])
-                out.append((k, ("pad", t, names), pad_mask(self.pads[k], self._logical(k, v.coord),
-                                                            lambda n: self.line[n][t])))
+            if k in ks and self._padded(k):
+                pads = self._padded(k)
+                names = tuple(f"pad_{p.loop}_{p.offset(self._logical(k, v.coord))}" for p in pads)
+                out.append((k, ("pad", t, names), pad_mask(pads, self._logical(k, v.coord), lambda n: self.line[n][t])))
             elif k in ks and view.fu_graph.halo:
                 out.append((k, ("halo", t), self.line["halo"][t]))
             else:

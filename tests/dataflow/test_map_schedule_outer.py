@@ -3,7 +3,7 @@ loops outside the tile"): a reduction loop before an output-dependent one, which
 skewed reduction tile loop. The loop runs K + span tiles, FU s runs tile t as iteration t - offset(s), its products
 are masked outside its own K tiles by per-offset flags from the issuer's tile counter, and memory lanes feed every
 FU its own elements. Checked in Amaranth's simulator (outputs exact against a tiling-independent loop nest, RTL
-cycles == model cycles); the memory system and fused designs refuse it naming ``dataflows.X.schedule``."""
+cycles == model cycles); the memory system refuses it naming ``dataflows.X.schedule``."""
 import itertools
 
 import numpy as np
@@ -86,18 +86,13 @@ def test_the_model_counts_k_plus_span_tiles():
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
-    """The memory system (per-lane leads on a tile walk) and a fused design (per-tile masks) refuse it; a skewed tile
-    loop the output depends on, skewed along an axis the output is reduced along, is still refused."""
+    """The memory system (per-lane leads on a tile walk) refuses it (a fused design builds it); a skewed tile loop the
+    output depends on, skewed along an axis the output is reduced along, is still refused."""
     design = _spec(GEMM, (3,), GEMM_MAP, ["i", "k", "j"], ["k", "j"])
     with pytest.raises(SpecError) as err:
         check_memory_system(compile_array(design).fu_graph)
     assert any(p.path == "dataflows.m.schedule" and "run outside the tile" in p.message for p in err.value.problems)
-    from archgen.dataflow.compile import compile_fused
-    fused = _spec(GEMM, (3,), GEMM_MAP, ["i", "k", "j"], ["k", "j"], fuse={"ws": {"spatial": {"i": 0},
-                                                                               "order": ["i", "j", "k"]}})
-    with pytest.raises(SpecError) as err:
-        compile_fused(fused, ["m", "ws"])
-    assert any(p.path == "dataflows.m.schedule" and "fused design" in p.message for p in err.value.problems)
+    # a fused design builds it (tests/dataflow/test_fused_outer_pads.py)
     with pytest.raises(SpecError) as err:
         compile_array(_spec(GEMM, (3,), {"k": "3*t_k + s0", "i": "t_i", "j": "t_j - s0"}, ["j", "i", "k"]))
     assert any("the output C depends on the skewed loop j and is reduced along array axis 0" in p.message
@@ -117,10 +112,8 @@ def _row(loop, sigma, shape):
     return " ".join([f"t_{loop}"] + terms + ([f"- {early}"] if early else []))
 
 
-def _random_conv(rng):
-    """A random convolution with 1-2 of c, r, s skewed (lags, leads, mixed), a random loop order and tile (1-3 inner
-    loops), control -1..1, 500/1500 MHz: some skewed loops land outside the tile, some inside."""
-    shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
+def _skewed_map(rng, shape) -> dict:
+    """A convolution's map on ``shape`` with 1-2 of c, r, s skewed (lags, leads, mixed)."""
     mp = {"n": "t_n", "k": f"{shape[0]}*t_k + s0" if shape[0] > 1 else "t_k", "p": f"{shape[1]}*t_p + s1",
           "q": "t_q", "c": "t_c", "r": "t_r", "s": "t_s"}
     for loop in rng.choice(["c", "r", "s"], size=int(rng.integers(1, 3)), replace=False):
@@ -128,15 +121,36 @@ def _random_conv(rng):
         while not any(sigma):
             sigma = tuple(int(rng.integers(-2, 3)) if e > 1 else 0 for e in shape)
         mp[str(loop)] = _row(str(loop), sigma, shape)
-    return _random_conv_rest(rng, shape, mp, ("k", "p"), q=2)
+    return mp
+
+
+def _order_and_tile(rng, spatial) -> tuple[list, list]:
+    """A random loop order and a tile of its last 1-3 loops not in ``spatial``."""
+    order = [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]
+    inner = [d for d in order if d not in spatial][-int(rng.integers(1, 4)):]
+    return [d for d in order if d not in inner] + inner, inner
+
+
+def random_flow(rng, shape) -> dict:
+    """A random convolution dataflow on ``shape`` (:func:`_skewed_map`), a random loop order and tile (1-3 inner
+    loops), control -1..1: some skewed loops land outside the tile, some inside."""
+    mp = _skewed_map(rng, shape)
+    order, inner = _order_and_tile(rng, ("k", "p"))
+    return {"map": mp, "order": order, "inner": inner, "schedule": "map",
+            "control": [int(rng.integers(-1, 2)) for _ in range(2)]}
+
+
+def _random_conv(rng):
+    """A random convolution (:func:`_skewed_map`) on 1xN or 2-D: some skewed loops land outside the tile, some
+    inside."""
+    shape = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
+    return _random_conv_rest(rng, shape, _skewed_map(rng, shape), ("k", "p"), q=2)
 
 
 def _random_conv_rest(rng, shape, mp, spatial, q):
     """The rest of a random convolution under ``mp``: a random order and tile of 1-3 loops not in ``spatial``, control
     -1..1, 500/1500 MHz, bounds (q up to ``q``) and a seed."""
-    order = [str(x) for x in rng.permutation(["n", "k", "p", "q", "c", "r", "s"])]
-    inner = [d for d in order if d not in spatial][-int(rng.integers(1, 4)):]
-    order = [d for d in order if d not in inner] + inner
+    order, inner = _order_and_tile(rng, spatial)
     design = _spec(CONV_OP, shape, mp, order, inner, control=[int(rng.integers(-1, 2)) for _ in range(2)],
                    clock=int(rng.choice([500, 1500])))
     b = {"n": int(rng.integers(1, 3)), "k": int(rng.integers(1, 5)), "p": int(rng.integers(1, 6)),

@@ -4,8 +4,9 @@ loops and leaves the tile with the run's form. The loop runs L + span tiles (map
 runs tile t as iteration t - offset(s) and is masked outside its own L tiles, so at each drain it writes its element
 of tile t - offset(s): the host program's per-lane output index expects it, and the drains of its masked tiles are
 padding (index -1, dropped). Checked in Amaranth's simulator (outputs exact against a tiling-independent loop nest,
-RTL cycles == model cycles); the memory system and fused designs refuse it naming ``dataflows.X.schedule``; an output
-reduced along an axis the skew moves is refused."""
+RTL cycles == model cycles), alone and in a fused design (the fused top gates the per-tile flags by its dataflow,
+H139); the memory system refuses it naming ``dataflows.X.schedule``; an output reduced along an axis the skew moves is
+refused."""
 import itertools
 
 import numpy as np
@@ -79,22 +80,40 @@ def test_the_model_counts_l_plus_span_tiles():
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
-    """The memory system (its walks write every lane at one tile) and a fused design refuse it; an output reduced
-    along the axis the skew of its loop moves (c on axis 0, n skewed along it) is refused at the array level."""
+    """The memory system (its walks write every lane at one tile) refuses it; an output reduced along the axis the skew
+    of its loop moves (c on axis 0, n skewed along it) is refused at the array level."""
     design = _spec(GEMM, (3,), GEMM_OUT, ["j", "i", "k"])
     with pytest.raises(SpecError) as err:
         check_memory_system(compile_array(design).fu_graph)
     assert any(p.path == "dataflows.m.schedule" and "j run outside the tile" in p.message for p in err.value.problems)
-    fused = _spec(GEMM, (3,), GEMM_OUT, ["j", "i", "k"], fuse={"ws": {"spatial": {"i": 0}, "order": ["i", "j", "k"]}})
-    with pytest.raises(SpecError) as err:
-        compile_fused(fused, ["m", "ws"])
-    assert any(p.path == "dataflows.m.schedule" and "fused design" in p.message for p in err.value.problems)
     mp = {"n": "t_n - s0", "k": "t_k", "p": "2*t_p + s1", "q": "t_q", "c": "2*t_c + s0", "r": "t_r", "s": "t_s"}
     with pytest.raises(SpecError) as err:
         compile_array(_spec(CONV_OP, (2, 2), mp, ["n", "k", "p", "c", "q", "r", "s"], ["r", "s"]))
     assert any(p.path == "dataflows.m.schedule" and "the output O depends on the skewed loop n and is reduced along "
                "array axis 0, which the skew moves, so an output lane would sum elements of different tiles"
                in p.message for p in err.value.problems), err.value
+
+
+def _fused_with_a_spatial_partner(op, shape, mp, order, inner):
+    """The map fused with a plain spatial dataflow of the same loop order (i on the array for the GEMM, k and p for
+    the convolution)."""
+    spatial = {"i": 0} if op == GEMM else ({"k": 0, "p": 1} if shape[0] > 1 else {"p": 1})
+    return _spec(op, shape, mp, order, inner, fuse={"ws": {"spatial": spatial, "order": list(order)}})
+
+
+@pytest.mark.parametrize("case", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow),
+                                  pytest.param(4, marks=pytest.mark.slow)])
+def test_in_a_fused_design_every_dataflow_is_exact(case):
+    """The fused top runs it as the single top does (H139's per-tile flags gated by the dataflow; the drains of masked
+    tiles are the host program's padding): both dataflows exact, RTL cycles == model cycles."""
+    from archgen.verif.fused_amaranth import verify_fused_amaranth
+    op, shape, mp, order, inner, bounds, seed = FIXED[case]
+    design = _fused_with_a_spatial_partner(op, shape, mp, order, inner)
+    assert [p.loop for p in outer_pads(design, compile_fused(design, ["m", "ws"]).view("m").dataflow)
+            if design.operation.output.uses(p.loop)]
+    runs = verify_fused_amaranth(design, design.fuse, bounds, seed=seed)
+    assert [r.dataflow for r in runs] == ["m", "ws"]
+    assert all(r.outputs_exact and r.rtl_cycles == r.model_cycles for r in runs), runs
 
 
 def test_explain_states_the_schedule_and_its_cost():

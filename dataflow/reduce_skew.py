@@ -1,0 +1,81 @@
+"""The map's own schedule (``schedule: map``) of an output reduced along an array axis that a padded loop it uses is
+skewed along (docs/dataflows.md "Outputs reduced along a skewed axis").
+
+Under the map's own schedule FU s works, at row position pos of a padded loop l, on iteration pos - offset_l(s)
+(mappings/tiling.py ``RowPad``). An output lane sums the products of several FUs (a partial-sum chain or an adder
+tree along the axes the output is reduced along); when l is skewed along such an axis, those FUs work on different
+iterations of l at one step. Each FU's product therefore waits before the reduction, as the inputs wait in their
+FIFOs: FU s of a lane whose FUs' largest offset is O_l waits O_l - offset_l(s) iterations of l, so every term the lane
+sums at pos belongs to iteration pos - O_l, and the lane streams that element (its offset is O_l). The wait is
+counted in issued steps (the register chain or run-time buffer shifts on the FU's valid steps), so bubbles and the cycle
+schedule are unchanged: only which element a lane carries at a step moves. With loops after l in the tile one
+iteration of l is a run-time number of steps, and the wait is a buffer of run-time depth, as the delay connections'
+FIFOs on an outer inner loop are.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from archgen.arch.errors import SpecError, problem
+
+from archgen.mappings.tiling import RowPad, output_wait_steps, reduced_pads
+
+if TYPE_CHECKING:
+    from archgen.dataflow.interconnect import FUGraph
+
+__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "refuse_fused_waits"]
+
+
+def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
+    """The padded loops the output uses whose skew moves an array axis the output is reduced along (an axis whose
+    loop the output does not use): their lanes sum FUs at different offsets (mappings/tiling.py ``reduced_pads``)."""
+    return reduced_pads(fg.design, fg.dataflow)
+
+
+def lane_members(fg: FUGraph) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """Per output lane, every FU whose product it sums: the FUs that differ from its terminal FU only along the
+    axes the output is reduced along (chains and trees). ``Lane.fus`` lists one path of a chain's in-tree only
+    (chains along several axes merge), so it is not the set."""
+    reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
+    key = lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)        # noqa: E731
+    return tuple(tuple(s for s in fg.coords() if key(s) == key(lane.fus[-1])) for lane in fg.output.lanes)
+
+
+def lane_offsets(fg: FUGraph) -> tuple[dict[str, int], ...]:
+    """Per output lane, {loop: O_l}: the largest offset of its FUs on each loop of :func:`reduced_skews` (the
+    position its beats lag by; the FUs of a lane share their offsets on every other padded loop)."""
+    pads = reduced_skews(fg)
+    return tuple({p.loop: max(p.offset(s) for s in fus) for p in pads} for fus in lane_members(fg))
+
+
+def product_waits(fg: FUGraph) -> dict[tuple[int, ...], dict[str, int]]:
+    """FU coordinate -> {loop: iterations of that loop its product waits before the lane's reduction}, nonzero
+    entries only ({} when no padded loop the output uses is skewed along an axis it is reduced along)."""
+    pads = reduced_skews(fg)
+    waits: dict = {}
+    for fus, top in zip(lane_members(fg), lane_offsets(fg)):
+        for s in fus:
+            w = {p.loop: top[p.loop] - p.offset(s) for p in pads if top[p.loop] != p.offset(s)}
+            if w:
+                waits[tuple(s)] = w
+    return waits
+
+
+def wait_steps(fg: FUGraph, trips) -> dict[tuple[int, ...], int]:
+    """FU coordinate -> the array steps its product waits for problem ``trips`` (:func:`product_waits` times the
+    steps of one iteration of each loop, mappings/tiling.py ``output_wait_steps``)."""
+    per = output_wait_steps(fg.design, fg.dataflow, trips)
+    return {s: sum(n * per[loop] for loop, n in w.items()) for s, w in product_waits(fg).items()}
+
+
+def refuse_fused_waits(fgs) -> None:
+    """A SpecError naming ``dataflows.X.schedule`` for a dataflow of a fused design whose products wait: the fused top
+    (rtlgen/fused_array.py) builds no waits, and without them a lane sums different positions (Amaranth: wrong)."""
+    for fg in fgs:
+        pads = reduced_skews(fg)
+        if pads:
+            raise SpecError([problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends "
+                                     f"on the skewed loop {pads[0].loop} and is reduced along an array axis its skew "
+                                     "moves; its FUs' products wait before the reduction, which a fused design does "
+                                     "not build; fuse it with schedule: compressed (the default) or build it alone",
+                                     fg.dataflow.schedule)])
