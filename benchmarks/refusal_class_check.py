@@ -16,6 +16,9 @@ Amaranth (one problem per dataflow), or with --memory each dataflow as a layer t
 fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM bytes moved == the model's for the
 latter). --bytes (with --memory, a tiled layer): the DRAM bytes the RTL's DMA moved (its byte counters) must equal
 the model's (sim/layer_model.py) and the closed form's (memctl.layer_dram_bytes) too, printed per layer.
+The search's ``schedule`` mode writes every spec with each level's outcome (``spec: ok | array: ok | memory: ...``):
+``refusal_class_check.py refusal_search_schedule.json - "| array: ok" 20`` runs 20 ``schedule: map`` specs the array
+builds (``"| memory: ok" ... --memory``: those the memory system builds; ``"fused array: ok"``: the fused ones).
 --load-gap (array level, the class of inputs loaded per run): the cycles the run build spends more than the tile's
 own schedule, modelled with the same loader, issuer and drain (sim/array_model.py ``load_gaps``), before the first
 step and after it.
