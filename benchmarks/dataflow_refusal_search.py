@@ -286,19 +286,19 @@ def probe_schedule(op, shape, df, fuse=None):
                 _build_array(design, fuse)
             else:
                 _probe_design(design, fuse)
-        except SpecError as e:
-            outcome.append((level, "refused", str(e)))
+        except SpecError as e:              # its class: each problem's, several joined by " + "
+            names = _class_names(op, df)
+            outcome.append((level, " + ".join(sorted({message_class(str(p), names) for p in e.problems})), str(e)))
             break
         except Exception as e:              # not a SpecError: a crash, recorded with its type
-            outcome.append((level, "crash", "CRASH " + type(e).__name__ + " " + str(e)))
+            outcome.append((level, "CRASH " + type(e).__name__ + " " + str(e)[:100], "CRASH " + type(e).__name__
+                            + " " + str(e)))
             break
         outcome.append((level, "ok", "ok"))
-    level, kind, msg = outcome[-1]
-    key = message_class(msg, _class_names(op, df)) if kind == "refused" else msg[:100]
     fused = "fused " if fuse else ""
-    stats[f"{fused}{level} {key}"] += 1
+    stats[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
     hits.append((op, shape, df, " | ".join(f"{fused}{lv}: {m[:300]}" for lv, _, m in outcome)))
-    return "ok" if len(outcome) > 2 else outcome[-1][1]
+    return "ok" if len(outcome) > 2 else "crash" if outcome[-1][1].startswith("CRASH") else "refused"
 
 
 def _build_array(d, fuse):
