@@ -75,6 +75,7 @@ def base(op, shape, df):
     return d
 
 stats = collections.Counter()
+two_skews = collections.Counter()          # mode schedule: the outcomes of the specs with two skewed loops
 hits = []
 def probe(op, shape, df, fuse=None, record=True, layer=None):
     """One spec through the spec checks, compile and the memory system's probe; its outcome counted (when
@@ -297,6 +298,8 @@ def probe_schedule(op, shape, df, fuse=None):
         outcome.append((level, "ok", "ok"))
     fused = "fused " if fuse else ""
     stats[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
+    if len(skewed_loops(df["m"] if fuse else df)) > 1:
+        two_skews[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
     hits.append((op, shape, df, " | ".join(f"{fused}{lv}: {m[:300]}" for lv, _, m in outcome)))
     return "ok" if len(outcome) > 2 else "crash" if outcome[-1][1].startswith("CRASH") else "refused"
 
@@ -406,6 +409,10 @@ def main():
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
         print(f"{v:7d} {k}")
+    if two_skews:
+        print("of which with two skewed loops:")
+        for k, v in sorted(two_skews.items(), key=lambda kv: -kv[1]):
+            print(f"{v:7d} {k}")
     import json
     json.dump(hits, open(f"refusal_search_{mode}.json", "w"))    # every refused spec, with its message
     print("hits", len(hits))
