@@ -63,3 +63,17 @@ def test_schedule_forms_skew_a_temporal_loop_and_pass_the_spec_checks(seed):
                 pytest.fail(f"{op} {shape} {df}: {e}")
             seen += 1
     assert seen >= 20
+
+
+def test_a_schedule_json_counts_a_spec_as_refused_until_the_checked_level_builds_it():
+    """refusal_class_check.py: a ``schedule`` json lists built specs too; a spec the array builds and the memory
+    system refuses is still refused for a --memory check, not for an array one; other modes' entries all count."""
+    import refusal_class_check as check
+    spec = ["gemm", [3], {"map": {"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}, "order": ["j", "k", "i"]}]
+    outer = spec[:2] + [{**spec[2], "order": ["k", "j", "i"]}]
+    entries = [spec + ["spec: ok | array: ok | memory: ok"],
+               outer + ["spec: ok | array: ok | memory: dataflows.d.schedule: the skewed loop(s) k run outside"],
+               spec[:2] + [{"spatial": {"i": 0}}, "dataflows.d.order: ..."]]
+    keys = [check.json.dumps(e[:3], sort_keys=True) for e in entries]
+    assert check.still_refused(entries, memory=False) == {keys[2]}
+    assert check.still_refused(entries, memory=True) == {keys[1], keys[2]}
