@@ -310,9 +310,11 @@ def _build_array(d, fuse):
     compile_array(d) if fuse is None else compile_fused(d, list(fuse))
 
 
-def schedule_search(rng, count, fused):
+def schedule_search(rng, count, fused, fused_rng):
     """``count`` :func:`schedule_form` specs per operation and array shape, probed by :func:`probe_schedule`; then
-    ``fused`` of those the array builds, each fused with a spatial form that builds alone (a ws/os-like dataflow)."""
+    ``fused`` of those the array builds, each fused with a spatial form that builds alone (a ws/os-like dataflow).
+    The fused draws take ``fused_rng``, so the single specs of a seed stay the same whatever the code builds (a
+    before/after comparison of two runs is spec by spec)."""
     for op in OPS:
         dims = dims_of(op)
         for shape in SHAPES:
@@ -325,10 +327,10 @@ def schedule_search(rng, count, fused):
                     built.append(df)
             if not built or not fused:
                 continue
-            spatial = [f for f in (spatial_form(rng, dims, shape) for _ in range(20))
+            spatial = [f for f in (spatial_form(fused_rng, dims, shape) for _ in range(20))
                        if probe(op, shape, f, record=False) == "ok"][:6]
-            for df in rng.sample(built, min(fused, len(built))) if spatial else []:
-                pair = {"m": df, "o": rng.choice(spatial)}
+            for df in fused_rng.sample(built, min(fused, len(built))) if spatial else []:
+                pair = {"m": df, "o": fused_rng.choice(spatial)}
                 probe_schedule(op, shape, pair, fuse=list(pair))
 
 
@@ -405,7 +407,8 @@ def main():
         fused_search(rng, int(sys.argv[3]) if len(sys.argv) > 3 else 40)
     elif mode == "schedule":
         count = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-        schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4)
+        schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
+                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"))
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
         print(f"{v:7d} {k}")

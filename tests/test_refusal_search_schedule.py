@@ -77,3 +77,19 @@ def test_a_schedule_json_counts_a_spec_as_refused_until_the_checked_level_builds
     keys = [check.json.dumps(e[:3], sort_keys=True) for e in entries]
     assert check.still_refused(entries, memory=False) == {keys[2]}
     assert check.still_refused(entries, memory=True) == {keys[1], keys[2]}
+
+
+@pytest.mark.parametrize("fused", [0, 3])
+def test_the_single_specs_of_a_seed_do_not_depend_on_what_builds(monkeypatch, fused):
+    """A before/after comparison is spec by spec: the fused draws take their own generator, so the single specs are
+    the same whether the code builds every map or none (the probes are replaced by fixed outcomes here)."""
+    runs = []
+    for outcome in ("ok", "refused"):
+        singles = []
+        monkeypatch.setattr(search, "probe", lambda *a, **k: "ok")
+        monkeypatch.setattr(search, "probe_schedule",
+                            lambda op, shape, df, fuse=None: singles.append((op, shape, df)) if fuse is None else None
+                            or outcome)
+        search.schedule_search(random.Random(5), 4, fused, random.Random("fused 5"))
+        runs.append(singles)
+    assert runs[0] == runs[1] and len(runs[0]) == 4 * 28
