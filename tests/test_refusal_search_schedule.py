@@ -85,11 +85,14 @@ def test_the_single_specs_of_a_seed_do_not_depend_on_what_builds(monkeypatch, fu
     the same whether the code builds every map or none (the probes are replaced by fixed outcomes here)."""
     runs = []
     for outcome in ("ok", "refused"):
-        singles = []
+        singles, pairs = [], []
+
+        def fixed(op, shape, df, fuse=None):
+            (singles if fuse is None else pairs).append((op, shape, df))
+            return outcome
         monkeypatch.setattr(search, "probe", lambda *a, **k: "ok")
-        monkeypatch.setattr(search, "probe_schedule",
-                            lambda op, shape, df, fuse=None: singles.append((op, shape, df)) if fuse is None else None
-                            or outcome)
+        monkeypatch.setattr(search, "probe_schedule", fixed)
         search.schedule_search(random.Random(5), 4, fused, random.Random("fused 5"))
         runs.append(singles)
+        assert len(pairs) == (28 * min(fused, 4) if outcome == "ok" else 0)
     assert runs[0] == runs[1] and len(runs[0]) == 4 * 28
