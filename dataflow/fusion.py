@@ -86,8 +86,6 @@ class FuMerge:
 
 
 def merge_fu_graphs(fgs: Sequence[FUGraph]) -> FuMerge:
-    from .reduce_skew import refuse_fused_waits
-    refuse_fused_waits(fgs)
     edges: dict = {}
     inputs: dict = {}
     for fg in fgs:

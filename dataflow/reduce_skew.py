@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archgen.arch.errors import SpecError, problem
-
 from archgen.mappings.tiling import RowPad, output_wait_steps, reduced_pads
 
 if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
-__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "refuse_fused_waits"]
+__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -66,16 +64,3 @@ def wait_steps(fg: FUGraph, trips) -> dict[tuple[int, ...], int]:
     steps of one iteration of each loop, mappings/tiling.py ``output_wait_steps``)."""
     per = output_wait_steps(fg.design, fg.dataflow, trips)
     return {s: sum(n * per[loop] for loop, n in w.items()) for s, w in product_waits(fg).items()}
-
-
-def refuse_fused_waits(fgs) -> None:
-    """A SpecError naming ``dataflows.X.schedule`` for a dataflow of a fused design whose products wait: the fused top
-    (rtlgen/fused_array.py) builds no waits, and without them a lane sums different positions (Amaranth: wrong)."""
-    for fg in fgs:
-        pads = reduced_skews(fg)
-        if pads:
-            raise SpecError([problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends "
-                                     f"on the skewed loop {pads[0].loop} and is reduced along an array axis its skew "
-                                     "moves; its FUs' products wait before the reduction, which a fused design does "
-                                     "not build; fuse it with schedule: compressed (the default) or build it alone",
-                                     fg.dataflow.schedule)])

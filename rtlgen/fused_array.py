@@ -24,7 +24,9 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.mappings.tiling import outer_pads, row_pads
-from archgen.rtlgen.array import _row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members
+from archgen.dataflow.reduce_skew import product_waits
+from archgen.rtlgen.array import (_row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members,
+                                 wait_product, wait_step_registers)
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
 from archgen.rtlgen.stt_array import tag_validity
@@ -83,9 +85,13 @@ class FusedArrayTop(wiring.Component):
         self.adv = adv = Signal(name="advance")
         self.tiled = [k for k, v in enumerate(views) if not is_stt_view(v)]
         self.stt = [k for k, v in enumerate(views) if is_stt_view(v)]
+        # an output reduced along an axis a padded loop it uses is skewed along: per dataflow its FUs' product waits
+        # (dataflow/reduce_skew.py, keyed by its own logical FU), read off the step line at their product times
+        self.waits = {k: product_waits(views[k].fu_graph) for k in self.tiled}
+        self.wait_time = {k: self._wait_times(k) for k in self.tiled}
         length = max((max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
-                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled),
-                     default=0)
+                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency,
+                          *self.wait_time[k].values()) for k in self.tiled), default=0)
         # delay connections: a halo flag rides the step line (products masked while the FIFOs fill); the map's own
         # schedule (``schedule: map``): its pad flags (rtlgen/array.py ``pad_flags``), set only while it runs; a
         # skewed reduction loop outside its tile: per-offset flags from its issuer's tile counter (``outer_pad_hw``)
@@ -128,6 +134,13 @@ class FusedArrayTop(wiring.Component):
         halo = ("halo",) if any(self.views[k].fu_graph.halo for k in self.tiled if k not in pads) else ()
         return halo + tuple(sorted({f"pad_{loop}_{o}" for offs in pads.values() for loop, ks in offs.items()
                                     for o in ks}))
+
+    def _wait_times(self, k: int) -> dict:
+        """Physical multiplier node -> its product time in dataflow k (the step-line slot its product leaves the
+        multiplier at), for the FUs whose products wait in k."""
+        timing = self.views[k].timing
+        return {v: timing.time[v] + timing.node_latency(v) for v in timing.prim.graph.nodes
+                if v.kind is NodeKind.MUL and self._logical(k, v.coord) in self.waits[k]}
 
     def _padded(self, k: int) -> tuple:
         """Dataflow k's padded loops under the map's own schedule: those inside its tile, then those outside."""
@@ -261,8 +274,10 @@ class FusedArrayTop(wiring.Component):
             halo["halo"] = run_k & halo_hw(m, hdl, cmd, iss.issue, loop, n, fg_k.fifo_depth_loops)
         # FIFO buffers of run-time depth: the command's trips after their loop (a padded loop's with its span)
         fifo_steps = fifo_step_registers(m, view.design, view.dataflow, fg_k, bool(pads), self.cmd.payload, start_k)
+        # product waits on a loop with loops after it: the steps of one iteration, latched by this dataflow's command
+        wait_steps = wait_step_registers(m, view.design, view.dataflow, fg_k, self.waits[k], self.cmd.payload, start_k)
         return {**halo, "valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
-                "final": iss.final, "fifo_steps": fifo_steps, "selected": chosen, "advance": drain.advance, "finish": drain.finish & chosen,
+                "final": iss.final, "fifo_steps": fifo_steps, "wait_steps": wait_steps, "selected": chosen, "advance": drain.advance, "finish": drain.finish & chosen,
                 "out_valid": drain.valid & chosen, "ready": ready, "loader": loader, "iss": iss, "drain": drain,
                 "fewer": fewer}
 
@@ -480,7 +495,33 @@ class FusedArrayTop(wiring.Component):
             with m.If(self.mul_en):
                 m.d.sync += r.eq(prev)
             prev = r
-        m.d.comb += self.out[v].eq(prev)
+        m.d.comb += self.out[v].eq(self._waited(m, v, ks, prev))
+
+    def _waited(self, m, v: Node, ks, prod):
+        """Multiplier v's product as the selected dataflow's reduction reads it: waited (rtlgen/array.py
+        ``wait_product``) in a dataflow whose lane sums FUs at different offsets of a padded loop, straight in the
+        others. Dataflows that wait alike (same product time and waits, each a register chain) share one chain; a
+        chain shifts only on its dataflows' valid steps, so another dataflow's products never enter it (a run ends
+        with masked, zero, products in it, as the single design's does). A buffer of run-time depth is per dataflow
+        (its depth register is latched by that dataflow's command)."""
+        waits = {k: self.waits[k].get(self._logical(k, v.coord)) for k in ks}
+        if not any(waits.values()):
+            return prod
+        groups: dict = {}
+        for k, w in waits.items():
+            if w:
+                runtime = set(w) & set(self.ctl[k]["wait_steps"])
+                key = (self.wait_time[k][v], tuple(sorted(w.items())), k if runtime else -1)
+                groups.setdefault(key, []).append(k)
+        options = [(k, "straight", prod) for k in range(len(self.views)) if not waits.get(k)]
+        full = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}_full")     # sign-extended: a buffer stores raw bits
+        m.d.comb += full.eq(prod)
+        for i, ((t, w, _), group) in enumerate(sorted(groups.items())):
+            shift = self.adv & self.line["valid"][t] & _any(self.ctl[k]["selected"] for k in group)
+            value = wait_product(m, f"prod_{tag(v.coord)}_wait{i}", full, self.acc_shape, shift, dict(w),
+                                 self.ctl[group[0]]["wait_steps"], self.views[group[0]].design.max_fifo_depth)
+            options += [(k, ("wait", i), value) for k in group]
+        return self._pick(m, self.acc_shape, f"{v.name}_wait_sel", options)
 
     # ---- a skewed stt map's chains (rtlgen/stt_array.py's datapath, products from the shared multipliers) ----
     def _stt_inputs(self, m, k):
