@@ -389,6 +389,12 @@ class FusedArray:
                                      f"{', '.join(self.names)}", name)])
         return self.names.index(name)
 
+    def logical_fu(self, k: int, s: tuple) -> tuple:
+        """Dataflow k's own FU at physical FU s (s itself unless k is a folded map on its logical array)."""
+        if not self.placements or not self.placements[k]:
+            return s
+        return next(lg for lg, ph in self.placements[k] if ph == s)
+
     def view(self, name: str):
         """The CompiledArray of one dataflow with the fused design's timing."""
         return self.views[self.index(name)]

@@ -24,7 +24,7 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.mappings.tiling import outer_pads, row_pads
-from archgen.dataflow.reduce_skew import product_waits
+from archgen.dataflow.reduce_skew import fused_wait_groups, product_waits
 from archgen.rtlgen.array import (_row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members,
                                  wait_product, wait_step_registers)
 from archgen.dataflow.stt_array import is_direct, tag_port
@@ -88,10 +88,10 @@ class FusedArrayTop(wiring.Component):
         # an output reduced along an axis a padded loop it uses is skewed along: per dataflow its FUs' product waits
         # (dataflow/reduce_skew.py, keyed by its own logical FU), read off the step line at their product times
         self.waits = {k: product_waits(views[k].fu_graph) for k in self.tiled}
-        self.wait_time = {k: self._wait_times(k) for k in self.tiled}
-        length = max((max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
-                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency,
-                          *self.wait_time[k].values()) for k in self.tiled), default=0)
+        self.wait_groups = fused_wait_groups(F)
+        length = max([max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
+                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled]
+                     + [key[0] for groups in self.wait_groups.values() for key in groups], default=0)
         # delay connections: a halo flag rides the step line (products masked while the FIFOs fill); the map's own
         # schedule (``schedule: map``): its pad flags (rtlgen/array.py ``pad_flags``), set only while it runs; a
         # skewed reduction loop outside its tile: per-offset flags from its issuer's tile counter (``outer_pad_hw``)
@@ -134,13 +134,6 @@ class FusedArrayTop(wiring.Component):
         halo = ("halo",) if any(self.views[k].fu_graph.halo for k in self.tiled if k not in pads) else ()
         return halo + tuple(sorted({f"pad_{loop}_{o}" for offs in pads.values() for loop, ks in offs.items()
                                     for o in ks}))
-
-    def _wait_times(self, k: int) -> dict:
-        """Physical multiplier node -> its product time in dataflow k (the step-line slot its product leaves the
-        multiplier at), for the FUs whose products wait in k."""
-        timing = self.views[k].timing
-        return {v: timing.time[v] + timing.node_latency(v) for v in timing.prim.graph.nodes
-                if v.kind is NodeKind.MUL and self._logical(k, v.coord) in self.waits[k]}
 
     def _padded(self, k: int) -> tuple:
         """Dataflow k's padded loops under the map's own schedule: those inside its tile, then those outside."""
@@ -466,11 +459,8 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(Mux(swap, shadow, act))
 
     def _logical(self, k: int, s: tuple) -> tuple:
-        """Dataflow k's own FU at physical FU s (s itself unless k is a folded map on its logical array)."""
-        places = self.fused.placements
-        if not places or not places[k]:
-            return s
-        return next(lg for lg, ph in places[k] if ph == s)
+        """Dataflow k's own FU at physical FU s (``FusedArray.logical_fu``)."""
+        return self.fused.logical_fu(k, s)
 
     def _multiplier(self, m, v: Node, ks):
         slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)}
@@ -495,25 +485,19 @@ class FusedArrayTop(wiring.Component):
             with m.If(self.mul_en):
                 m.d.sync += r.eq(prev)
             prev = r
-        m.d.comb += self.out[v].eq(self._waited(m, v, ks, prev))
+        m.d.comb += self.out[v].eq(self._waited(m, v, prev))
 
-    def _waited(self, m, v: Node, ks, prod):
+    def _waited(self, m, v: Node, prod):
         """Multiplier v's product as the selected dataflow's reduction reads it: waited (rtlgen/array.py
         ``wait_product``) in a dataflow whose lane sums FUs at different offsets of a padded loop, straight in the
-        others. Dataflows that wait alike (same product time and waits, each a register chain) share one chain; a
-        chain shifts only on its dataflows' valid steps, so another dataflow's products never enter it (a run ends
-        with masked, zero, products in it, as the single design's does). A buffer of run-time depth is per dataflow
-        (its depth register is latched by that dataflow's command)."""
-        waits = {k: self.waits[k].get(self._logical(k, v.coord)) for k in ks}
-        if not any(waits.values()):
+        others. Dataflows that wait alike share one chain (dataflow/reduce_skew.py ``fused_wait_groups``); a chain
+        shifts only on its dataflows' valid steps, so another dataflow's products never enter it (a run ends with
+        masked, zero, products in it, as the single design's does)."""
+        groups = self.wait_groups.get(v)
+        if not groups:
             return prod
-        groups: dict = {}
-        for k, w in waits.items():
-            if w:
-                runtime = set(w) & set(self.ctl[k]["wait_steps"])
-                key = (self.wait_time[k][v], tuple(sorted(w.items())), k if runtime else -1)
-                groups.setdefault(key, []).append(k)
-        options = [(k, "straight", prod) for k in range(len(self.views)) if not waits.get(k)]
+        waiting = {k for ks_ in groups.values() for k in ks_}
+        options = [(k, "straight", prod) for k in range(len(self.views)) if k not in waiting]
         full = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}_full")     # sign-extended: a buffer stores raw bits
         m.d.comb += full.eq(prod)
         for i, ((t, w, _), group) in enumerate(sorted(groups.items())):
