@@ -89,15 +89,25 @@ def trips_product(payload, loops, spans: dict):
     return value
 
 
-def wait_product(m: Module, name: str, value, shape, shift, waits: dict, steps: dict, max_depth: int):
+def wait_product(m: Module, name: str, value, shape, shift, waits: dict, steps: dict, max_depth: int, start):
     """A product that waits before its lane's reduction (dataflow/reduce_skew.py ``product_waits``: {loop: n}),
     shifting on ``shift`` (the FU's valid steps at its product time), so the lane sums terms of one position of each
     padded loop whatever bubbles the issuer leaves: a register chain of n on the tile's last loop (one iteration is
     one step), a buffer of run-time depth n x ``steps[loop]`` on a loop with loops after it (as the delay
-    connections' FIFOs). Shared by the single and the fused top."""
+    connections' FIFOs). Shared by the single and the fused top.
+
+    A buffer reads zero until it has shifted its depth since the command ``start``: a command's first reads reach
+    back past its first row (padding beats only), and under a deeper command than the last one they would read the
+    last command's unmasked products (a register chain's last n entries are always masked, zero)."""
     for loop, n in sorted(waits.items()):
         if loop in steps:
-            value = fifo_buffer(m, f"{name}_{loop}", value, shape, shift, n, steps[loop], max_depth)
+            out = fifo_buffer(m, f"{name}_{loop}", value, shape, shift, n, steps[loop], max_depth)
+            filled = Signal(range(n * max_depth + 1), name=f"{name}_{loop}_filled")
+            with m.If(start):
+                m.d.sync += filled.eq(0)
+            with m.Elif(shift & (filled < n * steps[loop])):
+                m.d.sync += filled.eq(filled + 1)
+            value = Mux(filled < n * steps[loop], 0, out)
         else:
             value = _delay(m, value, n, shift, name, shape)
     return value
@@ -338,7 +348,8 @@ class ArrayTop(wiring.Component):
         on the FU's valid steps."""
         shift = ctx.adv & ctx.line["valid"][self._product_time(v.coord)]
         ctx.nets.out[v] = wait_product(ctx.m, f"prod_{_tag(v.coord)}_wait", ctx.nets.out[v], ctx.acc_shape, shift,
-                                       self._waits[v.coord], ctx.wait_steps, self.compiled.design.max_fifo_depth)
+                                       self._waits[v.coord], ctx.wait_steps, self.compiled.design.max_fifo_depth,
+                                       self.cmd.valid & self.cmd.ready)
 
     def _wait_steps(self, m: Module) -> dict:
         """Run-time steps of one iteration of each waited loop with loops after it (:func:`wait_step_registers`)."""

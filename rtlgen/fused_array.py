@@ -270,7 +270,8 @@ class FusedArrayTop(wiring.Component):
         # product waits on a loop with loops after it: the steps of one iteration, latched by this dataflow's command
         wait_steps = wait_step_registers(m, view.design, view.dataflow, fg_k, self.waits[k], self.cmd.payload, start_k)
         return {**halo, "valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
-                "final": iss.final, "fifo_steps": fifo_steps, "wait_steps": wait_steps, "selected": chosen, "advance": drain.advance, "finish": drain.finish & chosen,
+                "final": iss.final, "fifo_steps": fifo_steps, "wait_steps": wait_steps, "start": start_k, "selected": chosen,
+                "advance": drain.advance, "finish": drain.finish & chosen,
                 "out_valid": drain.valid & chosen, "ready": ready, "loader": loader, "iss": iss, "drain": drain,
                 "fewer": fewer}
 
@@ -503,7 +504,8 @@ class FusedArrayTop(wiring.Component):
         for i, ((t, w, _), group) in enumerate(sorted(groups.items())):
             shift = self.adv & self.line["valid"][t] & _any(self.ctl[k]["selected"] for k in group)
             value = wait_product(m, f"prod_{tag(v.coord)}_wait{i}", full, self.acc_shape, shift, dict(w),
-                                 self.ctl[group[0]]["wait_steps"], self.views[group[0]].design.max_fifo_depth)
+                                 self.ctl[group[0]]["wait_steps"], self.views[group[0]].design.max_fifo_depth,
+                                 self.ctl[group[0]]["start"])
             options += [(k, ("wait", i), value) for k in group]
         return self._pick(m, self.acc_shape, f"{v.name}_wait_sel", options)
 
