@@ -104,7 +104,7 @@ def test_without_the_waits_the_waiting_dataflows_are_wrong(monkeypatch):
     import archgen.rtlgen.fused_array as fa
     op, shape, flows, bounds = CASES["gemm-2x2-loop-after+lead+compressed"]
     design = _design(op, shape, flows)
-    monkeypatch.setattr(fa, "product_waits", lambda fg: {})
+    monkeypatch.setattr(fa, "fused_wait_groups", lambda fused: {})
     runs = verify_fused_amaranth(design, design.fuse, bounds, seed=3)
     assert {r.dataflow: r.outputs_exact for r in runs} == {"after": False, "lead": False, "comp": True}
     op, shape, flows, bounds = CASES["gemm-2x2-tree+os+ws+is"]
