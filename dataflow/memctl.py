@@ -29,6 +29,7 @@ from archgen.mappings.memory_tiling import Block, LayerCommand, Room, bounding_b
 from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
+from .ir import Role
 from .reduce_skew import lane_offsets
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
@@ -51,37 +52,95 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _streamed_padded_output(fg) + _outer_padded_loops(fg)
+    problems += _outer_padded_loops(fg)
     if problems:
         raise SpecError(problems)
 
 
-def output_deskew(fg: FUGraph):
-    """An output streamed per step over one padded loop l of the map's own schedule (``schedule: map``), l the
-    tile's last loop: lane s streams, at row position pos, the element (and takes the partial sum) of its FUs'
-    iteration pos - offset(s) (mappings/tiling.py ``RowPad``; one offset per lane, interconnect.py
-    ``_check_output_over_tile``). The memory system writes every lane at one position, so the layer core delays
-    each lane: its partial sum by offset(s) beats (the psum walk reads iteration pos on every lane) and its result
-    by span - offset(s) (the write walk writes iteration pos - span, holding its first span positions of each
-    row: masked). Returns (l, span, offsets per output lane) or None (no such output)."""
-    from archgen.dataflow.ir import Role
+def output_pads(fg: FUGraph) -> tuple:
+    """An output streamed per step over padded loops of the map's own schedule (``schedule: map``): lane s streams, at
+    row positions pos, the element (and takes the partial sum) of its FUs' iteration pos - offset(s) on each padded
+    loop (mappings/tiling.py ``RowPad``; one offset per lane, interconnect.py ``_check_output_over_tile``). Returns
+    (loop, span, offset per output lane) per padded loop the output uses, in the tile's order; () for every other
+    output."""
     out = fg.output
     xop = fg.design.operation.output
-    pads = [p for p in row_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
-    if out.role is not Role.STREAM_OUT or len(pads) != 1 or fg.dataflow.inner_dims()[-1] != pads[0].loop:
+    if out.role is not Role.STREAM_OUT:
+        return ()
+    tops = lane_offsets(fg)             # a lane reduced along a skewed axis streams its FUs' largest offset
+    return tuple((p.loop, p.span(fg.design.shape), tuple(top.get(p.loop, p.offset(ln.fus[-1]))
+                                                         for top, ln in zip(tops, out.lanes)))
+                 for p in row_pads(fg.design, fg.dataflow) if xop.uses(p.loop))
+
+
+def output_deskew(fg: FUGraph):
+    """The memory system writes every lane at one position, so the layer core delays each lane of a streamed output
+    (:func:`output_pads`): its partial sum by its offsets (the psum walk reads iteration pos on every lane) and its
+    result by span - offset (the write walk writes iteration pos - span, holding its first span positions of each
+    row of every padded loop: masked). Over one padded loop l that is the tile's last, those are fixed numbers of
+    beats: returns (l, span, offsets per output lane); None otherwise (no such output, or a delay set per block:
+    :func:`deskew_terms`)."""
+    pads = output_pads(fg)
+    if len(pads) != 1 or fg.dataflow.inner_dims()[-1] != pads[0][0]:
         return None
-    pad = pads[0]
-    tops = lane_offsets(fg)             # a lane reduced along the skewed axis streams its FUs' largest offset
-    return pad.loop, pad.span(fg.design.shape), tuple(top.get(pad.loop, pad.offset(ln.fus[-1]))
-                                                      for top, ln in zip(tops, out.lanes))
+    return pads[0]
 
 
-def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> None:
+def deskew_terms(fg: FUGraph, kind: str) -> tuple:
+    """Over several padded loops, or loops after the padded one, a lane's delay is a number of beats set per block:
+    the beats of a row position of each padded loop d are the trips of the inner loops after d (L + span of the
+    padded ones), so lane s is delayed by sum_d c_d(s) x prod(trips after d), c_d = offset_d(s) for the partial
+    sums (``kind`` "psum") and span_d - offset_d(s) for the result ("write"). Returns, per output lane, c per inner
+    loop of the tile (0 on loops without a pad); () when :func:`output_deskew` applies or nothing is streamed."""
+    pads = output_pads(fg)
+    if not pads or output_deskew(fg) is not None:
+        return ()
+    inner = fg.dataflow.inner_dims()
+    by_loop = {loop: (span, offs) for loop, span, offs in pads}
+    lanes = len(pads[0][2])
+    return tuple(tuple(0 if d not in by_loop else by_loop[d][1][s] if kind == "psum" else
+                       by_loop[d][0] - by_loop[d][1][s] for d in inner) for s in range(lanes))
+
+
+def _deskew_strides(compiled, blk) -> dict:
+    """Beats of one row position of each inner loop of the tile in block ``blk``: the trips (L + span of a padded
+    loop) of the inner loops after it."""
+    inner = tuple(compiled.dataflow.inner_dims())
+    halos = dict(compiled.fu_graph.halo)
+    ext = {d: e - s for d, s, e in blk.ranges}
+    return {d: math.prod(ext[e] + halos.get(e, 0) for e in inner[i + 1:]) for i, d in enumerate(inner)}
+
+
+def _check_deskewed_output(compiled, blocks, layer: str) -> None:
+    """The checks of a de-skewed output (:func:`output_pads`) in every block: its read-back distance
+    (:func:`_check_deskewed_partial_sums`) and, for a delay set per block (:func:`deskew_terms`), the layer core's
+    de-skew buffers: one row position of a padded loop that is not the tile's last holds at most
+    ``array.max_fifo_depth`` beats (as the delay connections' FIFOs of run-time depth, mappings/tiling.py
+    ``check_fifo_depth``), refused naming that field otherwise."""
+    pads = output_pads(compiled.fu_graph)
+    if not pads:
+        return
+    _check_deskewed_partial_sums(compiled, blocks, pads, layer)
+    if output_deskew(compiled.fu_graph) is not None:
+        return
+    design, last = compiled.design, compiled.dataflow.inner_dims()[-1]
+    for blk in blocks:
+        strides = _deskew_strides(compiled, blk)
+        for loop, _span, _offs in pads:
+            if loop != last and strides[loop] > design.max_fifo_depth:
+                _refuse("array.max_fifo_depth", f"the output {compiled.fu_graph.output.name} is streamed over the "
+                        f"padded loop {loop}, whose row position is {strides[loop]} beats in the blocks of layer "
+                        f"{layer}; the layer core's de-skew buffers hold at most array.max_fifo_depth beats per "
+                        "position: raise it, or give the loops after it fewer trips", design.max_fifo_depth)
+
+
+def _check_deskewed_partial_sums(compiled, blocks, pads, layer: str) -> None:
     """The array issues a step of a later reduction tile once the beat D steps back has left it (dataflow/control.py
-    ``psum_raw_hw``: D = steps x the trips of the tile loops inside the innermost reduction loop). The de-skewed
-    write lands a lane's element up to ``span`` beats later than that beat, so a block whose D is within ``span``
-    of the array's output latency could read a partial sum before it is written: refused, naming the layer (a
-    larger chunk of the padded loop, or of the loops inside the reduction, lengthens D)."""
+    ``psum_raw_hw``: D = steps x the trips of the tile loops inside the innermost reduction loop). De-skewed, the
+    psum walk reads an element and the write lands it sum_d span_d x (the beats of a row position of d) beats apart
+    (the span itself over one padded loop last in the tile), so a block whose D is within that of the array's output
+    latency could read a partial sum before it is written: refused, naming the layer (a larger chunk of the padded
+    loop, or of the loops inside the reduction, lengthens D)."""
     df, shape = compiled.dataflow, compiled.design.shape
     outer, inner = tuple(df.outer_dims()), tuple(df.inner_dims())
     red = [i for i, d in enumerate(outer) if not compiled.design.operation.output.uses(d)]
@@ -96,6 +155,8 @@ def _check_deskewed_partial_sums(compiled, blocks, span: int, layer: str) -> Non
             continue                  # every tile of the block is its output block's first visit
         steps = math.prod(ext[d] + halos.get(d, 0) for d in inner)
         distance = steps * math.prod(trips[d] for d in outer[red[-1] + 1:])
+        strides = _deskew_strides(compiled, blk)
+        span = sum(sp * strides[loop] for loop, sp, _offs in pads)
         if distance - span < lat + 1:
             _refuse(f"layers.{layer}", f"the output {compiled.fu_graph.output.name} is streamed over a padded loop and "
                     f"read back as partial sums {distance} steps later, within the de-skewed write's {span} beats of "
@@ -115,26 +176,6 @@ def _outer_padded_loops(fg: FUGraph) -> list:
                     "the tile, each FU on its own tiles of them; the memory system's walks read every lane at one "
                     "tile (per-lane leads on a tile loop's walk are not built): use archgen verify --ideal-dram (the "
                     "array level), or schedule: compressed", fg.dataflow.schedule)]
-
-
-def _streamed_padded_output(fg: FUGraph) -> list:
-    """Under the map's own schedule an output streamed per step that depends on padded loops writes, on each lane,
-    the element of its FUs' own position (pos - offset(s), interconnect.py ``_check_output_over_tile``). One padded
-    loop last in the tile is de-skewed per lane by a fixed delay (:func:`output_deskew`); over several padded loops,
-    or loops after the padded one, a lane's delay would be a run-time number of beats (a row of the inner loops
-    per position): refused, naming the field (the array level runs it; docs/limits.md says what it would need)."""
-    from archgen.dataflow.ir import Role
-    out = fg.output
-    xop = fg.design.operation.output
-    loops = [p.loop for p in row_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
-    if out.role is not Role.STREAM_OUT or not loops or output_deskew(fg) is not None:
-        return []
-    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {out.name} is streamed per step over the "
-                    f"padded loop(s) {', '.join(loops)}, each lane at its own position; the memory system de-skews "
-                    "the lanes of one padded loop that is the tile's last (a fixed delay per lane), not of several "
-                    "padded loops or of loops after the padded one (a delay of a run-time number of beats per lane "
-                    "is not built): use archgen verify --ideal-dram (the array level), or schedule: compressed",
-                    fg.dataflow.schedule)]
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -483,6 +524,12 @@ class PortWalk:
     # an output streamed over a padded loop (``output_deskew``): per lane, the beats the layer core delays the
     # partial sum read for it (psum walk) or its result before the write (write walk); empty: no delay
     deskew: tuple[int, ...] = ()
+    # the same over several padded loops, or loops after the padded one (``deskew_terms``): per lane, a coefficient
+    # per level; lane l is delayed by sum_j c_j x the trips of the levels after j (set per block); empty: none
+    deskew_terms: tuple[tuple[int, ...], ...] = ()
+    # further (level, h) pairs held like ``halo_level``/``halo`` (the write walk of an output de-skewed over several
+    # padded loops: every padded level holds and masks its first span positions)
+    holds: tuple[tuple[int, int], ...] = ()
 
     @property
     def groups(self) -> int:
@@ -800,9 +847,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     halos = dict(fg.halo)         # several loops under the map's own schedule (each padded by its span)
     chained = chained_inputs(compiled)
     pads = row_pads(design, df)
-    deskew = output_deskew(fg)
-    if deskew is not None:
-        _check_deskewed_partial_sums(compiled, blocks, deskew[1], layer)
+    deskew, opads = output_deskew(fg), output_pads(fg)
+    _check_deskewed_output(compiled, blocks, layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -971,12 +1017,16 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         row_level = levels.index(f"tile:{row_loop}") if row_loop and xop.uses(row_loop) and f"tile:{row_loop}" in levels else None
         hl = levels.index(f"inner:{halo_loop}") if halo and f"inner:{halo_loop}" in levels else None
         held = hl is not None and x not in chained and not pads     # the map's own schedule masks per FU
-        delays = ()
-        if deskew is not None and x == out.name:      # the write holds the span; both are delayed per lane
-            dl, dspan, doffs = deskew
-            delays = tuple(dspan - o for o in doffs) if kind == "write" else doffs
+        delays, terms, holds = (), (), ()
+        if opads and x == out.name:      # the write holds the spans; both are delayed per lane
             held = kind == "write"
-            hl, hold = levels.index(f"inner:{dl}"), dspan
+            hl, hold = levels.index(f"inner:{opads[-1][0]}"), opads[-1][1]
+            holds = tuple((levels.index(f"inner:{lp}"), sp) for lp, sp, _ in opads[:-1]) if held else ()
+            if deskew is not None:       # fixed delays (one padded loop, the tile's last)
+                delays = tuple(deskew[1] - o for o in deskew[2]) if kind == "write" else deskew[2]
+            else:                        # delays set per block from the walk's trips (its inner levels last)
+                assert tuple(levels[len(levels) - len(inner):]) == tuple(f"inner:{d}" for d in inner), levels
+                terms = tuple((0,) * (len(levels) - len(inner)) + t for t in deskew_terms(fg, kind))
         else:
             hold = halo
         skips = kind == "psum" and red_split
@@ -1007,7 +1057,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               keep_levels=tuple(levels.index(f"tile:{d}") for d in compiled.schedule.keep_dims)
                               if keeps else (), **({} if lmap is None else {
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
-                              deskew=delays))
+                              deskew=delays, deskew_terms=terms, holds=holds))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -1562,20 +1612,20 @@ def buffer_fit(compiled, layer: str = "layer"):
     """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
     in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
-    (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_deskew`)
-    the distance at which its partial sums are read back (:func:`_check_deskewed_partial_sums`), so the planner picks
-    an order and chunks that run; None for a design without any of them (no chained input, no split output, no
+    (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
+    the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), so
+    the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
     where they are built."""
-    deskew = None if hasattr(compiled, "network") else output_deskew(compiled.fu_graph)
+    deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
     if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
     def fits(cmd: LayerCommand) -> None:
-        if deskew is not None:        # a de-skewed output's read-back distance (it depends on the loop order)
-            _check_deskewed_partial_sums(compiled, [j.block for j in layer_jobs(cmd)], deskew[1], layer)
+        if deskew:        # a de-skewed output's read-back distance (it depends on the loop order) and buffers
+            _check_deskewed_output(compiled, [j.block for j in layer_jobs(cmd)], layer)
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:

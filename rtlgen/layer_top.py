@@ -39,6 +39,7 @@ from archgen.dataflow.memctl import (BLOCK_COUNT_BITS, DRAM_WORD_BITS, Descripto
                                      block_walker_hw, descriptor_format, layer_sequencer_hw, transfer_timer_hw)
 from archgen.rtlgen.array import ArrayTop
 from archgen.rtlgen.buffer import CyclicBanks
+from archgen.rtlgen.datapath import fifo_buffer
 
 __all__ = ["LayerCore", "LayerTop", "affine_walk_hw", "buffer_copies", "read_shape"]
 
@@ -80,13 +81,14 @@ def _unpack(fmt: DescriptorFormat, table: str, word) -> dict:
 
 
 def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, trips, advance, pos_bits: int = 24,
-                   cnt_bits: int = 20, hold: tuple[int, int] | None = None, skip=None):
+                   cnt_bits: int = 20, hold: tuple[int, int] | None = None, skip=None, holds=()):
     """Nested counters (outer to inner) walking ``base + sum_j c_j * strides[j]`` with adds only: an anchor
     per level holds the position where that level's current iteration began. ``load`` (with ``base``,
     ``strides``, ``trips`` valid that cycle) restarts the walk; ``advance`` steps it. Returns (pos, next,
     counters, trips_minus_1): ``pos`` the current position (registered), ``next`` the position after an
     advance this cycle (combinational). ``hold`` = (level, h): that level's first h iterations stay at its
-    first position (the halo steps of delay connections: position base + max(0, c - h) * stride). ``skip`` =
+    first position (the halo steps of delay connections: position base + max(0, c - h) * stride); ``holds``: further
+    (level, h) pairs held the same way (a de-skewed output's write over several padded loops). ``skip`` =
     (level, signal): while the signal is high (never with ``advance``) the walk steps that level as if every
     inner level wrapped (a whole iteration of the inner levels skipped in one cycle); ``next`` shows it too."""
     cnt = [Signal(cnt_bits, name=f"{name}_c{j}") for j in range(n_levels)]
@@ -107,6 +109,8 @@ def affine_walk_hw(m: Module, name: str, n_levels: int, load, base, strides, tri
     step = list(stride)
     if hold is not None and hold[1]:
         hj, h = hold
+        step[hj] = Mux(cnt[hj] >= h, stride[hj], 0)
+    for hj, h in holds:
         step[hj] = Mux(cnt[hj] >= h, stride[hj], 0)
     skips = []
     if skip is not None:                   # level j steps on a skip when levels j+1 .. sj wrap and j does not
@@ -495,7 +499,7 @@ class LayerCore(Elaboratable):
             bits = 8 * lay.elem_bytes
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
-            data = _deskewed(m, w, alts, data, fire)
+            data = _deskewed(m, w, alts, data, fire, seq, row_c, self.prog.compiled.design.max_fifo_depth)
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             at = _run_order(w)            # a lane-interleaved output: lane l at its offset in the one run
@@ -515,8 +519,9 @@ class LayerCore(Elaboratable):
             if w.broadcast:              # every lane holds the element at lane 0's position (memctl.PortWalk)
                 vals = [vals[0]] * w.lanes
             vals = vals[::w.lane_step]   # lane l at position base + lane_step x l
-        if any(wa.deskew for wa, _, _ in alts or [(w, None, None)]):   # a streamed output's partial sums, delayed
-            vals = _deskewed(m, w, alts, [Mux(st.lane_ok[l] & st.row_ok, vals[l], 0) for l in range(w.lanes)], fire)
+        if any(wa.deskew or wa.deskew_terms for wa, _, _ in alts or [(w, None, None)]):   # a streamed output's psums
+            vals = _deskewed(m, w, alts, [Mux(st.lane_ok[l] & st.row_ok, vals[l], 0) for l in range(w.lanes)], fire,
+                             seq, row_c, self.prog.compiled.design.max_fifo_depth)
             m.d.comb += [p.payload[l].eq(vals[l]) for l in range(w.lanes)]
             return
         for l in range(w.lanes):
@@ -563,7 +568,7 @@ class LayerCore(Elaboratable):
         pos, nxt_pos, cnt, tm1 = affine_walk_hw(
             m, name, nl, load, row_c[f"{w.port}_base"],
             [row_c[f"{w.port}_stride{j}"] for j in range(nl)], [row_c[f"{w.port}_trips{j}"] for j in range(nl)],
-            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip)
+            fire, hold=(w.halo_level, w.halo) if w.halo_level is not None else None, skip=skip, holds=w.holds)
         beats = Signal(32, name=f"{name}_beats_left")
         if skip is not None and w.keep_levels:    # a kept stationary load (ArraySchedule.loads): skip its tiles
             at_tile_start = Cat(*[cnt[j] == 0 for j in (*w.red_levels, *range(w.skip_level + 1, nl))]).all()
@@ -580,6 +585,8 @@ class LayerCore(Elaboratable):
         lane_ok, row_ok = self._walk_bounds(m, w, seq, row_c, cnt, tm1)
         if w.halo_level is not None and w.halo:      # a halo step: no element of this port (masked)
             row_ok = row_ok & (cnt[w.halo_level] >= w.halo)
+        for hj, h in w.holds:                        # the other padded levels of a de-skewed output's write
+            row_ok = row_ok & (cnt[hj] >= h)
         red = {d for d in prog.cmd.dataflow.outer_dims() if not prog.compiled.design.operation.output.uses(d)}
         first = Const(1)                      # the first reduction tile of the command (add-on writes)
         for j, lv in enumerate(w.levels):
@@ -799,18 +806,52 @@ def _delayed(m, name, values, delays, fire):
     return out
 
 
-def _deskewed(m, w, alts, values, fire):
-    """A port's lanes delayed per lane by its walk's ``deskew`` (:func:`_delayed`); in one core for several
-    dataflows (``alts``: [(walk, on, prog)]), by the selected dataflow's walk (a mux on ``on`` after the delays)."""
-    walks = [(w, None)] if alts is None else [(wa, on) for wa, on, _ in alts]
-    if not any(wa.deskew for wa, _ in walks):
+def _delayed_by(m, name, values, terms, trips, load, fire, max_depth: int):
+    """Each lane's value a number of beats ago set per block (an output streamed over several padded loops, or
+    loops after the padded one, memctl.deskew_terms): lane l by sum_j terms[l][j] x the trips of the levels after j,
+    computed from the block's ``trips`` when ``load`` (the compute row's start) and held in a register. A buffer
+    per lane written on every beat and read that many beats back (rtlgen/datapath.py ``fifo_buffer``) of the
+    largest delay memctl lets a block ask: a row position of a padded level that is not the walk's last is at most
+    ``array.max_fifo_depth`` beats (memctl ``_check_deskewed_output``). A lane without terms: its value."""
+    out = []
+    n = len(trips)
+    for l, (v, cs) in enumerate(zip(values, terms)):
+        if not any(cs):
+            out.append(v)
+            continue
+        bound = sum(c * (1 if j == n - 1 else max_depth) for j, c in enumerate(cs))
+        beats = Signal(range(bound + 1), name=f"{name}{l}_beats")
+        total = Const(0)
+        for j, c in enumerate(cs):        # the beats of one position of level j: the trips of the levels after it
+            if c:
+                per = Const(1)
+                for t in trips[j + 1:]:
+                    per = per * t
+                total = total + c * per
+        with m.If(load):
+            m.d.sync += beats.eq(total)
+        out.append(fifo_buffer(m, f"{name}{l}", v, unsigned(len(v)), fire, 1, beats, bound))
+    return out
+
+
+def _deskewed(m, w, alts, values, fire, seq, row_c, max_depth: int):
+    """A port's lanes delayed per lane by its walk's ``deskew`` (:func:`_delayed`) or ``deskew_terms``
+    (:func:`_delayed_by`, from the compute row's trips); in one core for several dataflows (``alts``: [(walk, on,
+    prog)]), by the selected dataflow's walk (a mux on ``on`` after the delays)."""
+    walks = [(w, None, None)] if alts is None else alts
+    if not any(wa.deskew or wa.deskew_terms for wa, _, _ in walks):
         return values
-    outs = [_delayed(m, f"{w.port}_deskew{i}_", values, wa.deskew, fire) for i, (wa, _) in enumerate(walks)]
+    outs = [_delayed(m, f"{w.port}_deskew{i}_", values, wa.deskew, fire) if not wa.deskew_terms else
+            _delayed_by(m, f"{w.port}_deskew{i}_", values, wa.deskew_terms,
+                        [row_c[f"{wa.port}_trips{j}"] for j in range(len(wa.levels))],
+                        seq.start_c if on is None else seq.start_c & on, fire,
+                        max_depth if wp is None else wp.compiled.design.max_fifo_depth)
+            for i, (wa, on, wp) in enumerate(walks)]
     if alts is None:
         return outs[0]
     n = len(values)
     outs = [list(o) + [Const(0)] * (n - len(o)) for o in outs]
-    return [_pick_on([o[l] for o in outs], [on for _, on in walks]) for l in range(n)]
+    return [_pick_on([o[l] for o in outs], [on for _, on, _ in walks]) for l in range(n)]
 
 
 def _pick_on(values, ons):

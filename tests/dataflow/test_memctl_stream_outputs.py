@@ -13,7 +13,7 @@ import pytest
 from archgen.arch.errors import SpecError
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import buffer_fit, check_memory_system, layer_dram_bytes, layer_program, output_deskew
+from archgen.dataflow.memctl import buffer_fit, layer_dram_bytes, layer_program, output_deskew
 from archgen.mappings.memory_tiling import plan_layer
 from test_map_schedule_outputs import _held as _spec
 
@@ -35,9 +35,6 @@ CASES = {
     "conv-3x2": (lambda: _spec(CONV_OP, (3, 2), CONV_MAP, ["n", "k", "p", "c", "r", "s", "q"], ["q"]),
                  {"n": 1, "k": 4, "p": 3, "q": 3, "c": 2, "r": 2, "s": 2}, ("q", 3, (0, 1, 1, 2, 2, 3))),
 }
-TWO_LOOPS = lambda: _spec(CONV_OP, (1, 4), {**CONV_MAP, "k": "t_k", "p": "4*t_p + s1", "q": "t_q + s1 - 3",
-                                            "n": "t_n - s1"}, ["k", "p", "c", "r", "s", "n", "q"], ["n", "q"],
-                          control=[0, 1])
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -58,27 +55,20 @@ def test_the_lanes_delays_are_the_offsets(name):
                for r in prog.rows for w in prog.walks if "ld_pos_" + w.operand in r)
 
 
-def test_several_padded_loops_stay_refused():
-    """Over two padded loops (n and q) a lane's delay is a run-time number of beats (a row of q per position of n):
-    refused naming the field, as before."""
-    c = compile_array(TWO_LOOPS())
-    assert output_deskew(c.fu_graph) is None
-    with pytest.raises(SpecError) as err:
-        check_memory_system(c.fu_graph, c.design)
-    assert err.value.problems[0].path == "dataflows.m.schedule"
-    assert "not of several padded loops" in err.value.problems[0].message
-
-
 def _run(name, seed, fits=False):
     """The planner's command for a case (``fits``: with memctl's ``buffer_fit``) through LayerTop in Amaranth:
     (outputs exact, RTL cycles, model cycles, bytes moved, the model's bytes)."""
+    make, bounds, _ = CASES[name]
+    return run_design(make(), bounds, seed, fits)
+
+
+def run_design(d, bounds, seed, fits=False):
+    """:func:`_run` of a design and bounds (tests/dataflow/test_memctl_deskew_multi.py runs its own)."""
     from archgen.rtlgen.layer_top import LayerTop
     from archgen.sim.layer_model import simulate_layer
     from archgen.verif.golden import reference_einsum
     sys.path.insert(0, str(Path(__file__).parents[1] / "rtlgen"))
     from layer_sim import run_top
-    make, bounds, _ = CASES[name]
-    d = make()
     c = compile_array(d)
     cmd = plan_layer(d, bounds, c.dataflow, fits=buffer_fit(c) if fits else None)
     prog = layer_program(c, cmd, spec_size=False)

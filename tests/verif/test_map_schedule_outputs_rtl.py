@@ -3,8 +3,8 @@ depend on loops of the tile"). Held per run of the skewed reduction loops (tile 
 run is the tile, masked per FU, drained at its end; outputs exact and RTL cycles == model cycles at the array level
 (``archgen verify SPEC --ideal-dram``) and through the memory system (DRAM bytes RTL == model). Streamed per step
 over a padded loop: each lane's element at its own position, at the array level; through the memory system, which
-delays each lane (dataflow/memctl.py ``output_deskew``), over one padded loop last in the tile (over two it is
-refused, tests/dataflow/test_map_schedule_outputs.py). ``cycles`` pins the figures the docs report."""
+delays each lane (dataflow/memctl.py ``output_deskew``), over one padded loop last in the tile (over several, or
+loops after it: tests/verif/test_memory_deskew_multi_rtl.py). ``cycles`` pins the figures the docs report."""
 import pytest
 
 import test_skewed_maps_rtl as own

@@ -82,3 +82,26 @@ MEMORY_CASES = [
 def test_output_reduced_along_a_skewed_axis_through_the_memory_system(make, bounds, seed, cycles):
     """Outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model (the planner's command)."""
     own.test_maps_own_schedule_through_the_memory_system(make, bounds, seed, None, cycles)
+
+
+def _amaranth_memory_cases():
+    """Every array case above but the stalls, through the memory system; the lead with a padded loop after it (the
+    per-block de-skew of H140 with the lane's largest offset) in the default suite."""
+    default = "gemm-2x3-lead-padded-loop-after"
+    return [pytest.param(*p.values[:3], id=p.id, marks=() if p.id == default else pytest.mark.slow)
+            for p in ARRAY_CASES if p.values[3] != "stalls"]
+
+
+@pytest.mark.parametrize("make,bounds,seed", _amaranth_memory_cases())
+def test_output_reduced_along_a_skewed_axis_through_the_memory_system_in_amaranth(make, bounds, seed):
+    """The layer core de-skews each output lane by the largest offset of the FUs it sums (``memctl.output_pads``
+    takes ``reduce_skew.lane_offsets``), also per block when loops follow the padded one: outputs exact, RTL cycles
+    == model cycles, DRAM bytes RTL == model, with the planner's command."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataflow"))
+    from test_memctl_stream_outputs import run_design
+    exact, rtl, model, moved, dram = run_design(make(), bounds, seed, fits=True)
+    assert exact
+    assert rtl == model
+    assert {k: v for k, v in moved.items() if v} == {k: v for k, v in dram.items() if v}
