@@ -282,14 +282,17 @@ def _why_compressed(design: Design, df, skews) -> str:
 def _outer_pad_text(design: Design, tiled) -> str:
     """The map's own schedule of skewed loops outside the tile (mappings/tiling.py ``outer_pads``); for a loop the
     output depends on, what each drain carries (interconnect.py ``_check_output_over_tile``)."""
-    out = design.operation.output
+    out, pads = design.operation.output, outer_pads(design, tiled)
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
                      f"masked outside its own K tiles" + (
                          f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the "
                          "drains of its masked tiles are padding, dropped by the host program)"
-                         if out.uses(pad.loop) else "") for pad in outer_pads(design, tiled)) + (
-        "; memory lanes feed every FU its own elements (no FIFO along a tile loop); the memory system is not built "
-        "for it (archgen verify --ideal-dram)")
+                         if out.uses(pad.loop) else "") for pad in pads) + (
+        "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
+            "the memory system is not built for an output that depends on it (archgen verify --ideal-dram)"
+            if any(out.uses(p.loop) for p in pads) else
+            "through the memory system each lane reads its FU's tile of the loop (a lead of offset(s) tiles; the "
+            "buffer keeps a margin of up to span tiles of it in front of the block)"))
 
 
 def _outer_cost_text(design: Design, df) -> str:

@@ -19,6 +19,7 @@ This module imports neither simpy nor amaranth: the model halves receive a SimPy
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _outer_padded_loops(fg)
+    problems += _outer_output_loops(fg)
     if problems:
         raise SpecError(problems)
 
@@ -164,18 +165,31 @@ def _check_deskewed_partial_sums(compiled, blocks, pads, layer: str) -> None:
                     "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
 
 
-def _outer_padded_loops(fg: FUGraph) -> list:
-    """Under the map's own schedule a skewed reduction loop outside the tile (mappings/tiling.py ``outer_pads``) runs
-    K + span tiles with FU s on tile t - offset(s): its input lanes would need a per-lane lead on the tile walk of
-    that loop and the partial-sum walk K + span rounds, neither built: refused, naming the field (the array level
-    runs it)."""
-    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow)]
+def _outer_output_loops(fg: FUGraph) -> list:
+    """A skewed loop outside the tile that the output depends on (a skewed tile loop the output uses, built at the
+    array level since H141) has FU s write its element of tile t - offset(s) at each drain; the memory system's output
+    and partial-sum walks write every lane at one tile (per-lane leads on the write walk's tile level, with the
+    masked tiles' drains dropped, are not built): refused, naming the field. Skewed reduction loops outside the tile
+    run (tile leads on the input walks, :func:`lane_lead`; chunk + span rounds, :func:`_with_rounds`)."""
+    xop = fg.design.operation.output
+    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
     if not loops:
         return []
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
-                    "the tile, each FU on its own tiles of them; the memory system's walks read every lane at one "
-                    "tile (per-lane leads on a tile loop's walk are not built): use archgen verify --ideal-dram (the "
-                    "array level), or schedule: compressed", fg.dataflow.schedule)]
+                    f"the tile and the output {xop.name} depends on them, each FU writing its own tiles of them; the "
+                    "memory system's output walk writes every lane at one tile (per-lane leads on a tile loop's write "
+                    "walk are not built): use archgen verify --ideal-dram (the array level), or schedule: compressed",
+                    fg.dataflow.schedule)]
+
+
+def _with_rounds(compiled, blocks) -> list:
+    """The blocks as their array commands run them: a skewed reduction loop outside the tile (mappings/tiling.py
+    ``outer_pads``) runs its chunk + span tiles, so a block of one tile of it still reads partial sums back (span
+    rounds) and the de-skewed read-back check must see it (:func:`_check_deskewed_partial_sums`)."""
+    spans = {p.loop: p.span(compiled.design.shape) for p in outer_pads(compiled.design, compiled.dataflow)}
+    if not spans:
+        return blocks
+    return [dataclasses.replace(b, ranges=tuple((d, s, e + spans.get(d, 0)) for d, s, e in b.ranges)) for b in blocks]
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -622,29 +636,44 @@ def chained_inputs(compiled) -> frozenset:
     """Inputs whose lane roots' walks stream elements outside a block's box, so their buffers keep a margin around
     the box (``ld_off_X``): those fed through delay connections (FIFO chains, issue 14), and under the map's own
     schedule (``schedule: map``) every streamed input that uses a padded loop (its lanes start ``h_l + sigma_l.s``
-    positions early: :func:`lane_lead`)."""
+    positions early: :func:`lane_lead`) and every input that uses a skewed reduction loop outside the tile
+    (:func:`_tile_led`)."""
     from archgen.dataflow.ir import Role
     fg = compiled.fu_graph
     pads = row_pads(fg.design, fg.dataflow)
     led = (p.name for p in fg.inputs if p.role is Role.STREAM
            and any(fg.design.operation.operand(p.name).uses(pad.loop) for pad in pads))
-    return frozenset(e.operand for _u, _v, e in fg.fifos()) | frozenset(led)
+    return frozenset(e.operand for _u, _v, e in fg.fifos()) | frozenset(led) | _tile_led(compiled)
+
+
+def _tile_led(compiled) -> frozenset:
+    """Inputs, streamed or stationary, that use a skewed reduction loop outside the tile (mappings/tiling.py
+    ``outer_pads``): in tile t each lane (and each row of a stationary load) reads the element of its FU's tile
+    t - offset(s) of the loop (:func:`lane_lead`), up to the span tiles before the block's box. Those elements are
+    never used (the FU's products are masked outside its own tiles), so like a FIFO chain root's they need only a
+    margin in front of the box, no load."""
+    fg = compiled.fu_graph
+    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow)]
+    return frozenset(p.name for p in fg.inputs if any(fg.design.operation.operand(p.name).uses(d) for d in loops))
 
 
 def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
     """The inner-loop values a stream lane whose root is FU ``coord`` starts at, as walk levels (``inner:<d>`` ->
     value): a FIFO chain's root ``-halo`` on the halo loop (it streams what the FUs behind it use first); under the
     map's own schedule ``-(h_l + sigma_l.s)`` of its root on each padded loop l it uses (FU s runs iteration
-    pos - h_l - sigma_l.s at row position pos, mappings/tiling.py ``RowPad``); {} for every other lane."""
+    pos - h_l - sigma_l.s at row position pos, mappings/tiling.py ``RowPad``); and on each skewed reduction loop
+    outside the tile that the operand uses, ``-offset(s)`` of the FU on its tile walk (``tile:<d>``: in tile t FU s
+    runs tile t - offset(s), ``outer_pads``, for streamed lanes and stationary rows alike); {} for every other lane."""
     fg = compiled.fu_graph
+    xop = fg.design.operation.operand(operand)
+    tiles = {f"tile:{pad.loop}": -pad.offset(coord) for pad in outer_pads(fg.design, fg.dataflow) if xop.uses(pad.loop)}
     if operand not in chained_inputs(compiled) or not fg.halo:
-        return {}
+        return tiles
     pads = row_pads(fg.design, fg.dataflow)
     if not pads:
         loop, halo = fg.halo[0]
-        return {f"inner:{loop}": -halo}
-    xop = fg.design.operation.operand(operand)
-    return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)}
+        return {f"inner:{loop}": -halo} | tiles
+    return {f"inner:{pad.loop}": -pad.offset(coord) for pad in pads if xop.uses(pad.loop)} | tiles
 
 
 def signed_group_offsets(compiled, operand: str) -> bool:
@@ -656,8 +685,26 @@ def signed_group_offsets(compiled, operand: str) -> bool:
     fg = compiled.fu_graph
     op = compiled.design.operation
     xop = op.operand(operand)
-    led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in row_pads(fg.design, fg.dataflow))
+    pads = row_pads(fg.design, fg.dataflow) + outer_pads(fg.design, fg.dataflow)
+    led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in pads)
     return led or bool((xop.access_matrix(op.dims) < 0).any())
+
+
+def _lead_text(compiled, operand: str) -> str:
+    """What walks in front of ``operand``'s box, for the fit refusal: a FIFO chain root, or lanes on their FU's tiles of
+    a skewed loop outside the tile (:func:`_tile_led`)."""
+    if operand in _tile_led(compiled):
+        return "its lanes read their FUs' tiles of a skewed loop outside the tile, starting up to"
+    return "its FIFO chain root's walk starts"
+
+
+def walks_down(compiled, operand: str) -> bool:
+    """Whether a walk of ``operand`` may step its buffer downwards, so its stride fields are signed (design-level): an
+    index with a negative coefficient (a true convolution's I[p - r]) along that loop, or a lead on a skewed reduction
+    loop's tile walk (:func:`_tile_led`) that grows from row to row of a stationary load faster than the row's own
+    step (offset(s) tiles of the loop back per row)."""
+    op = compiled.design.operation
+    return bool((op.operand(operand).access_matrix(op.dims) < 0).any()) or operand in _tile_led(compiled)
 
 
 def _unravel(r: int, dims) -> tuple[int, ...]:
@@ -848,7 +895,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     chained = chained_inputs(compiled)
     pads = row_pads(design, df)
     deskew, opads = output_deskew(fg), output_pads(fg)
-    _check_deskewed_output(compiled, blocks, layer)
+    _check_deskewed_output(compiled, _with_rounds(compiled, blocks), layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -1063,6 +1110,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         """Loop starts, array trips of the outer loops and extents of one block."""
         start = {d: b * dict(cmd.tile)[d] for d, b in blk.tiles}
         btrips = {d: -(-(e - s) // (shape[axis_of[d]] if d in axis_of else 1)) for d, s, e in blk.ranges if d in outer}
+        for pad in outer_pads(design, df):       # a skewed reduction loop outside the tile: K + span tiles a block
+            btrips[pad.loop] += pad.span(shape)
         bext = {d: e - s for d, s, e in blk.ranges}
         return start, btrips, bext
 
@@ -1168,7 +1217,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if need > half:
             edge = max(mg.get(x.name, (0, 0))[0] for mg in margin_at)
             _refuse(f"memory.{x.name}.bytes", f"a block of {need * eb} B does not fit one half"
-                    + (f" (its FIFO chain root's walk starts {edge * eb} B before the block's box)" if edge else ""),
+                    + (f" ({_lead_text(compiled, x.name)} {edge * eb} B before the block's box)" if edge else ""),
                     buf.bytes)
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)
@@ -1261,9 +1310,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 row[f"{w.port}_group{g}"] = off
             base = half_of[w.operand] * layouts[w.operand].half_elems + margin.get(w.operand, 0) + rel
             for li, stride in enumerate(strides):
-                if stride < 0 and not (op.operand(w.operand).access_matrix(op.dims) < 0).any():
-                    # a guard: only an index with a negative coefficient walks downwards (descriptor_format's
-                    # signed stride fields)
+                if stride < 0 and not walks_down(compiled, w.operand):
+                    # a guard: only an index with a negative coefficient or a tile lead walks downwards
+                    # (descriptor_format's signed stride fields)
                     _refuse(f"dataflows.{df.name}", f"port {w.port}: a negative address stride is not supported")
                 row[f"{w.port}_stride{li}"] = stride
                 row[f"{w.port}_trips{li}"] = trips[li]
@@ -1588,9 +1637,9 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     for w in prog.walks:
         pb = pos_bits[w.operand]
         S += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
-        # an operand index with a negative coefficient (a true convolution's I[p - r]) walks its buffer downwards
-        # along that loop: its strides are signed, one bit wider (positions stay >= 0: the walk's adds wrap)
-        neg = bool((op.operand(w.operand).access_matrix(op.dims) < 0).any())
+        # an operand walked downwards (walks_down): its strides are signed, one bit wider (positions stay >= 0: the
+        # walk's adds wrap)
+        neg = walks_down(comp, w.operand)
         for j in range(len(w.levels)):
             S += [(f"{w.port}_stride{j}", pb + neg), (f"{w.port}_trips{j}", WALK_COUNTER_BITS)]
             if neg:
@@ -1625,7 +1674,7 @@ def buffer_fit(compiled, layer: str = "layer"):
 
     def fits(cmd: LayerCommand) -> None:
         if deskew:        # a de-skewed output's read-back distance (it depends on the loop order) and buffers
-            _check_deskewed_output(compiled, [j.block for j in layer_jobs(cmd)], layer)
+            _check_deskewed_output(compiled, _with_rounds(compiled, [j.block for j in layer_jobs(cmd)]), layer)
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:

@@ -69,7 +69,7 @@ import numpy as np
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Dataflow, Design
 
-from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, fifo_steps, map_problem
+from .tiling import TileMapping, check_fifo_depth, fifo_depth_loops, fifo_steps, map_problem, outer_pads
 
 __all__ = ["LayerCommand", "Block", "Room", "plan_layer", "make_command", "check_partial_sums", "dram_bytes",
            "element_bytes", "BLOCK_OVERHEAD_CYCLES"]
@@ -81,6 +81,16 @@ BLOCK_OVERHEAD_CYCLES = 64
 
 def element_bytes(design: Design, operand: str) -> int:
     return max(1, math.ceil(design.type_of[operand].bits / 8))
+
+
+def block_trips(mapping: TileMapping) -> dict[str, int]:
+    """Trip counts the blocks cut: the layer's tiles per loop, without the span a skewed reduction loop outside the
+    tile adds (mappings/tiling.py ``outer_pads``: each block's array command runs its own chunk K + span tiles, so
+    blocks split the loop's K tiles, and its DRAM box along the loop stays the chunk)."""
+    t = mapping.trips()
+    for pad in outer_pads(mapping.design, mapping.dataflow):
+        t[pad.loop] -= pad.span(mapping.design.shape)
+    return t
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ class LayerCommand:
                 for x in op.operands}
 
     def n_blocks(self) -> dict[str, int]:
-        trips, tile = self.mapping.trips(), dict(self.tile)
+        trips, tile = block_trips(self.mapping), dict(self.tile)
         return {d: math.ceil(trips[d] / tile[d]) for d in self.order}
 
     def loop_range(self, d: str, b: int) -> tuple[int, int]:
@@ -357,7 +367,7 @@ def make_command(design: Design, bounds: dict[str, int], dataflow: Dataflow, til
                                     "positive integer", t))
     if problems:
         raise SpecError(problems)
-    trips = mapping.trips()
+    trips = block_trips(mapping)
     cmd = LayerCommand(design, dataflow, mapping.bounds, tuple((d, min(tile[d], trips[d])) for d in outer + split),
                        tuple(order))
     bad = _misfits(cmd, rooms)
@@ -435,7 +445,7 @@ def check_partial_sums(cmd: LayerCommand, layer: str = "layer") -> None:
                              f"splits the reduction loop {d} over {nb[d]} blocks and brings output blocks back after "
                              f"other ones, so their partial sums go to DRAM and back; set it to true (--set "
                              f"memory.partial_sums_through_dram=true), or put the split reduction loops after every "
-                             f"loop the output depends on (or layers.{layer}.tile.{d} = {cmd.mapping.trips()[d]})",
+                             f"loop the output depends on (or layers.{layer}.tile.{d} = {block_trips(cmd.mapping)[d]})",
                              False)])
 
 
@@ -536,7 +546,7 @@ def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str
     mapping = map_problem(design, bounds, dataflow, fifo_check=False)   # FIFO depth per block: _unfit
     outer = tuple(dataflow.outer_dims())
     inner = tuple(dataflow.inner_dims())
-    trips = mapping.trips()
+    trips = block_trips(mapping)
     b = mapping.bounds
     red = {d for d in outer if not design.operation.output.uses(d)}
     whole_red = {d: trips[d] if d in red else 1 for d in outer}

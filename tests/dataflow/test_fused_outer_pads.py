@@ -3,7 +3,8 @@ in a fused design (issue 14; docs/dataflows.md "The map's own schedule in a fuse
 dataflow's per-offset flags from its own issuer's tile counter (dataflow/control.py ``outer_pad_hw``), set only
 while it runs, and its commands and model count K + span tiles of the loop, that dataflow's only. Checked in
 Amaranth's simulator: every dataflow exact, RTL cycles == model cycles, and each runs its single design's tiles
-and steps, at its single design's cycles under the schedule the fused LP chose. The memory system still refuses it, by name."""
+and steps, at its single design's cycles under the schedule the fused LP chose; through the one fused layer core
+(the memory system, H138's tile leads) as well."""
 from __future__ import annotations
 
 import dataclasses
@@ -115,15 +116,24 @@ def test_the_selected_dataflows_tile_flags_are_what_zero_its_masked_tiles(monkey
     assert {r.dataflow: r.outputs_exact for r in runs} == {"m": False, "ws": True}
 
 
-def test_the_memory_system_still_refuses_it_by_name():
-    """The fused layer core reads each dataflow's lanes through the memory system's walks, which refuse a skewed
-    loop outside the tile (dataflow/memctl.py ``_outer_padded_loops``): refused naming ``dataflows.m.schedule``."""
-    from archgen.rtlgen.fused_layer import fused_layer_programs
-    op, shape, flows, _ = CASES["gemm-2x2+os+ws+is"]
+@pytest.mark.parametrize("case", ["gemm-2x2+os+ws+is", pytest.param("masked-1x4+ws", marks=pytest.mark.slow),
+                                  pytest.param("masked-1x4+lead", marks=pytest.mark.slow),
+                                  pytest.param("gemm-3+inner-pad", marks=pytest.mark.slow),
+                                  pytest.param("gemm-3+compressed", marks=pytest.mark.slow)])
+def test_the_one_fused_layer_core_runs_it(case):
+    """Through the memory system (H138's tile leads and chunk + span rounds, on each dataflow's own walks of the one
+    fused layer core): every dataflow, then the map again, exact in Amaranth, RTL cycles == model cycles, DRAM bytes
+    RTL == model."""
+    from archgen.verif.fused_program_check import verify_fused_program
+    op, shape, flows, bounds = CASES[case]
     design = _design(op, shape, flows)
-    with pytest.raises(SpecError) as err:
-        fused_layer_programs(compile_fused(design, design.fuse))
-    assert any(p.path == "dataflows.m.schedule" and "outside the tile" in p.message for p in err.value.problems)
+    layers = [(n, bounds) for n in design.fuse] + [(design.fuse[0], bounds)]
+    runs = verify_fused_program(design, layers, seed=3, simulator="amaranth")
+    assert [r.dataflow for r in runs] == [n for n, _ in layers]
+    for r in runs:
+        assert r.outputs_exact, (r.dataflow, r.detail)
+        assert r.rtl_cycles == r.model_cycles, (r.dataflow, r.rtl_cycles, r.model_cycles)
+        assert r.detail["rtl_dram_bytes"] == r.dram_bytes, r.dataflow
 
 
 def _partner(rng, shape, own):
