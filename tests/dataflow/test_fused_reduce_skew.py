@@ -172,3 +172,23 @@ def test_explain_states_the_waits_and_their_cost():
     assert "1 x (trips of t_m) steps, depth from the command: a buffer of 64 entries x 32 bits" in text
     assert "2 of its 2 waiting FUs add a 32-bit select mux" in text
     assert "output waits" not in "\n".join(explain(design, "comp"))
+
+
+@pytest.mark.parametrize("case", ["gemm-2x2-loop-after+lead+compressed",
+                                  pytest.param("gemm-2x2-tree+os+ws+is", marks=pytest.mark.slow),
+                                  pytest.param("gemm-2x3-lead+chain+mixed", marks=pytest.mark.slow),
+                                  pytest.param("conv-2x3-c-on-rows+ws", marks=pytest.mark.slow)])
+def test_the_one_fused_layer_core_runs_the_waiting_maps(case):
+    """Through the memory system: every dataflow in turn, then the first again, on the one fused layer core (the
+    de-skew takes each lane's largest offset; per block when a loop follows the padded one): exact in Amaranth,
+    RTL cycles == model cycles, DRAM bytes RTL == model."""
+    from archgen.verif.fused_program_check import verify_fused_program
+    op, shape, flows, bounds = CASES[case]
+    design = _design(op, shape, flows)
+    layers = [(n, bounds) for n in design.fuse] + [(design.fuse[0], bounds)]
+    runs = verify_fused_program(design, layers, seed=3, simulator="amaranth")
+    assert [r.dataflow for r in runs] == [n for n, _ in layers]
+    for r in runs:
+        assert r.outputs_exact, (r.dataflow, r.detail)
+        assert r.rtl_cycles == r.model_cycles, (r.dataflow, r.rtl_cycles, r.model_cycles)
+        assert r.detail["rtl_dram_bytes"] == r.dram_bytes, r.dataflow
