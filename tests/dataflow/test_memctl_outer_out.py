@@ -118,7 +118,17 @@ def random_rows_cases(seed, count):
 
 @pytest.mark.slow
 def test_random_convolutions_skewed_along_the_rows_are_exact():
+    """12 random convolutions: each built one exact (RTL == model cycles, DRAM bytes equal); a streamed output whose
+    lanes span both axes has the skew along its lanes too, and only that is refused (by name)."""
+    built = 0
     for design, bounds, seed in random_rows_cases(147, 12):
-        exact, rtl, model, moved, dram = run_design(design, bounds, seed, fits=True)
+        try:
+            exact, rtl, model, moved, dram = run_design(design, bounds, seed, fits=True)
+        except SpecError as e:
+            assert "with a skew along its lanes" in str(e)
+            assert len({tuple(ln.fus[-1])[0] for ln in compile_array(design).fu_graph.output.lanes}) > 1
+            continue
+        built += 1
         assert (exact, rtl) == (True, model), (design.dataflows, bounds, seed)
         assert {k: v for k, v in moved.items() if v} == {k: v for k, v in dram.items() if v}
+    assert built >= 10
