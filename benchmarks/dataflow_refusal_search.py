@@ -14,6 +14,13 @@
     python benchmarks/dataflow_refusal_search.py unused               # every spatial form of operations with
                                                                       # an input that uses no reduction loop
                                                                       # (O[k,p] += W[k] * I[p,r], ...): ~5 min
+    python benchmarks/dataflow_refusal_search.py schedule SEED COUNT [FUSED]   # COUNT ``schedule: map`` maps
+                                                                      # (mapform's temporal skews, leads made
+                                                                      # covering, 1 in 3 with a second skewed
+                                                                      # loop) per operation and array shape, at
+                                                                      # the array level and through the memory
+                                                                      # system; FUSED (default COUNT/4) of those
+                                                                      # the array builds fused with a spatial form
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -21,8 +28,10 @@ refusal_search_<mode>.json with its message (spec-check refusals too, their mess
 exception that is not a SpecError as "CRASH ..."). A skewed stt map goes through its own memory system (the stt
 layer build, ``build_stt`` and a layer planned on it) and counts as "ok (skewed stt)"; a fused design is compiled
 as ``archgen build --fuse`` does (``compile_fused``) and every dataflow's view probed; its json entry holds the
-dict of fused dataflows."""
-import itertools, random, sys, collections, time
+dict of fused dataflows. The ``schedule`` mode counts each spec by the first level that refuses it (spec, array,
+memory), its message stripped of numbers and names (``message_class``) so that one refusal groups across operations
+and shapes, and writes every spec, built or not, with each level's outcome."""
+import itertools, random, re, sys, collections, time
 from archgen.arch.spec import load_spec_data
 from archgen.arch.errors import SpecError
 from archgen.dataflow.compile import compile_array
@@ -66,6 +75,7 @@ def base(op, shape, df):
     return d
 
 stats = collections.Counter()
+two_skews = collections.Counter()          # mode schedule: the outcomes of the specs with two skewed loops
 hits = []
 def probe(op, shape, df, fuse=None, record=True, layer=None):
     """One spec through the spec checks, compile and the memory system's probe; its outcome counted (when
@@ -164,10 +174,15 @@ def map_form(rng, dims, shape):
             rest = [d for d in dims if d not in sp]
             if rest:
                 d = rng.choice(rest)
-                cs = [rng.choice([-1, 0, 1]) for _ in range(n)]
-                cs[rng.randrange(n)] = rng.choice([-1, 1])
-                mp[d] += "".join(f" + s{a}" if c > 0 else f" - s{a}" if c < 0 else "" for a, c in enumerate(cs))
+                mp[d] += _fu_skew(rng, n)
     return {"map": mp, "order": rng.sample(dims, len(dims))}
+
+
+def _fu_skew(rng, n):
+    """The FU terms of a temporal loop's skew (`` + s0 - s1``): coefficients in {-1, 0, 1}, at least one not 0."""
+    cs = [rng.choice([-1, 0, 1]) for _ in range(n)]
+    cs[rng.randrange(n)] = rng.choice([-1, 1])
+    return "".join(f" + s{a}" if c > 0 else f" - s{a}" if c < 0 else "" for a, c in enumerate(cs))
 
 
 def stt_form(rng, dims, shape):
@@ -200,6 +215,123 @@ def fused_search(rng, count):
                         kind = rng.choice(kinds)
                         dfs[f"{kind}{i}"] = rng.choice(pool[kind])
                     probe(op, shape, dfs, fuse=list(dfs))
+
+
+def skewed_loops(df):
+    """The temporal loops a map skews by FU coordinates (``k: t_k - s0``); a spatial loop's ``2*t_i + s0`` and a
+    folded loop's ``4*t_i + 1*s0 + 2*s1`` start with their stride, a temporal loop with ``t_``."""
+    return [d for d, e in df["map"].items() if e.startswith("t_") and re.search(r"[+-] s\d", e)]
+
+
+def schedule_form(rng, dims, shape, tries=60):
+    """A ``schedule: map`` dataflow: a map of :func:`map_form` that skews a temporal loop by FU coordinates (drawn
+    until one does; None when none of ``tries`` does, as on an operation whose loops all sit on the array), one
+    time in three a second temporal loop skewed too, each skew with a positive FU coefficient made covering by the
+    lead constant docs/dataflows.md writes (``r: t_r + s0 - 2`` on an axis of 3: FUs further along start earlier;
+    without it the spec check refuses the map, ``misses iterations``)."""
+    for _ in range(tries if len(dims) > len(shape) else 0):
+        df = map_form(rng, dims, shape)
+        if skewed_loops(df):
+            break
+    else:
+        return None
+    rest = [d for d in dims if df["map"][d] == f"t_{d}"]
+    if rest and rng.random() < 1 / 3:
+        df["map"][rng.choice(rest)] += _fu_skew(rng, len(shape))
+    for d in skewed_loops(df):
+        lead = sum(shape[int(a)] - 1 for a in re.findall(r"\+ s(\d)", df["map"][d]))
+        if lead:
+            df["map"][d] += f" - {lead}"
+    return dict(df, schedule="map")
+
+
+def message_class(msg, names):
+    """A refusal message with its numbers and names stripped, so that refusals of one kind group across
+    operations and shapes: the loops, tensors and dataflows of ``names`` become L / T / X, a run of them one,
+    numbers N, FU coordinates sN, and a witness or a parenthesis after the first clause is cut."""
+    loops, tensors, flows = names
+    msg = re.sub(r"\bdataflows\.(\w+)", "dataflows.X", msg)
+    msg = re.sub(r"\bt_([a-z])\b", "t_L", msg)
+    msg = re.sub(r"\bs\d+\b", "sN", msg)
+    msg = re.sub(r"-?\d+", "N", msg)
+    for group, tag in ((loops, "L"), (tensors, "T"), (flows, "X")):
+        if group:
+            msg = re.sub(r"\b(" + "|".join(map(re.escape, group)) + r")\b", tag, msg)
+    msg = re.sub(r"\b([LTNX])(, \1\b)+", r"\1", msg)
+    msg = re.sub(r"\[[N, ]*\]", "[N]", msg)
+    return msg.split(" (")[0][:160]
+
+
+def _class_names(op, df):
+    from archgen.arch.einsum import parse_operation
+    operation = parse_operation({**OPS, **OPS_NEG, **OPS_UNUSED}[op][0])
+    tensors = [operation.output.name] + [x.name for x in operation.inputs]
+    return list(operation.dims), tensors, list(df) if "map" not in df else []
+
+
+def probe_schedule(op, shape, df, fuse=None):
+    """One ``schedule: map`` spec through the spec checks, the array (``compile_array``, or ``compile_fused`` for a
+    ``fuse`` list) and, when the array builds, the memory system (:func:`_probe_design`, the other modes' probe).
+    Counted by the first level that refuses ("spec <class>", "array <class>", "memory <class>") or "memory ok";
+    every spec goes to the json with each level's outcome (``spec: ok | array: ok | memory: <message>``; a fused
+    design's levels ``fused spec`` ...), so ``refusal_class_check.py`` can pick the specs the array builds (part
+    ``"| array: ok"``, fused ones ``"fused array: ok"``). Returns the array's
+    outcome: "ok", "refused" or "crash" (a spec-check refusal counts as refused)."""
+    data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
+    outcome, design = [], None
+    for level in ("spec", "array", "memory"):
+        try:
+            if level == "spec":
+                design = load_spec_data(data)
+            elif level == "array":
+                _build_array(design, fuse)
+            else:
+                _probe_design(design, fuse)
+        except SpecError as e:              # its class: each problem's, several joined by " + "
+            names = _class_names(op, df)
+            outcome.append((level, " + ".join(sorted({message_class(str(p), names) for p in e.problems})), str(e)))
+            break
+        except Exception as e:              # not a SpecError: a crash, recorded with its type
+            outcome.append((level, "CRASH " + type(e).__name__ + " " + str(e)[:100], "CRASH " + type(e).__name__
+                            + " " + str(e)))
+            break
+        outcome.append((level, "ok", "ok"))
+    fused = "fused " if fuse else ""
+    stats[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
+    if len(skewed_loops(df["m"] if fuse else df)) > 1:
+        two_skews[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
+    hits.append((op, shape, df, " | ".join(f"{fused}{lv}: {m[:300]}" for lv, _, m in outcome)))
+    return "ok" if len(outcome) > 2 else "crash" if outcome[-1][1].startswith("CRASH") else "refused"
+
+
+def _build_array(d, fuse):
+    """The array level alone: the design compiled (a fused one as ``archgen build --fuse`` does)."""
+    from archgen.dataflow.compile import compile_fused
+    compile_array(d) if fuse is None else compile_fused(d, list(fuse))
+
+
+def schedule_search(rng, count, fused, fused_rng):
+    """``count`` :func:`schedule_form` specs per operation and array shape, probed by :func:`probe_schedule`; then
+    ``fused`` of those the array builds, each fused with a spatial form that builds alone (a ws/os-like dataflow).
+    The fused draws take ``fused_rng``, so the single specs of a seed stay the same whatever the code builds (a
+    before/after comparison of two runs is spec by spec)."""
+    for op in OPS:
+        dims = dims_of(op)
+        for shape in SHAPES:
+            built = []
+            for _ in range(count):
+                df = schedule_form(rng, dims, shape)
+                if df is None:
+                    break
+                if probe_schedule(op, shape, df) == "ok":
+                    built.append(df)
+            if not built or not fused:
+                continue
+            spatial = [f for f in (spatial_form(fused_rng, dims, shape) for _ in range(20))
+                       if probe(op, shape, f, record=False) == "ok"][:6]
+            for df in fused_rng.sample(built, min(fused, len(built))) if spatial else []:
+                pair = {"m": df, "o": fused_rng.choice(spatial)}
+                probe_schedule(op, shape, pair, fuse=list(pair))
 
 
 def main():
@@ -273,9 +405,17 @@ def main():
                                               "control": list(ctl)})
     elif mode == "fused":
         fused_search(rng, int(sys.argv[3]) if len(sys.argv) > 3 else 40)
+    elif mode == "schedule":
+        count = int(sys.argv[3]) if len(sys.argv) > 3 else 40
+        schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
+                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"))
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
         print(f"{v:7d} {k}")
+    if two_skews:
+        print("of which with two skewed loops:")
+        for k, v in sorted(two_skews.items(), key=lambda kv: -kv[1]):
+            print(f"{v:7d} {k}")
     import json
     json.dump(hits, open(f"refusal_search_{mode}.json", "w"))    # every refused spec, with its message
     print("hits", len(hits))

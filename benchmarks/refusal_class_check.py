@@ -16,6 +16,11 @@ Amaranth (one problem per dataflow), or with --memory each dataflow as a layer t
 fused array (a tiled dataflow's layer top, a skewed map's stt layer top; DRAM bytes moved == the model's for the
 latter). --bytes (with --memory, a tiled layer): the DRAM bytes the RTL's DMA moved (its byte counters) must equal
 the model's (sim/layer_model.py) and the closed form's (memctl.layer_dram_bytes) too, printed per layer.
+The search's ``schedule`` mode writes every spec with each level's outcome (``spec: ok | array: ok | memory: ...``):
+``refusal_class_check.py refusal_search_schedule.json - "| array: ok" 20`` runs 20 ``schedule: map`` specs the array
+builds (``"| memory: ok" ... --memory``: those the memory system builds; ``"fused array: ok"``: the fused ones); with
+two such jsons, BEFORE AFTER "MESSAGE PART" runs the specs of the class that AFTER's array (with --memory, its memory
+system) builds.
 --load-gap (array level, the class of inputs loaded per run): the cycles the run build spends more than the tile's
 own schedule, modelled with the same loader, issuer and drain (sim/array_model.py ``load_gaps``), before the first
 step and after it.
@@ -163,6 +168,14 @@ def _fused_stt_layer(fused, name, bounds, seed):
     return exact, res["cycles"], model.cycles
 
 
+def still_refused(entries, memory: bool) -> set[str]:
+    """The specs of a search json that its run refused: every entry, but for the ``schedule`` mode's, which lists
+    built specs too (``... | array: ok | memory: ok``): those count as refused unless the level the check runs at
+    (the array, or with --memory the memory system) built them."""
+    built = "memory: ok" if memory else "array: ok"
+    return {json.dumps(h[:3], sort_keys=True) for h in entries if built not in h[3]}
+
+
 def _spec(op, shape, df):
     """The spec of one search entry: one dataflow, or (fused mode) a dict of named dataflows in ``fuse:``."""
     if all(isinstance(v, dict) for v in df.values()):
@@ -185,7 +198,7 @@ def main(argv):
     n = int(args[3]) if len(args) > 3 else None
     rng = random.Random(int(args[4]) if len(args) > 4 else 0)
     key = lambda h: json.dumps(h[:3], sort_keys=True)      # noqa: E731
-    still = set() if after == "-" else {key(h) for h in json.loads(Path(after).read_text())}
+    still = set() if after == "-" else still_refused(json.loads(Path(after).read_text()), memory)
     built = [h for h in json.loads(Path(before).read_text()) if part in h[3] and key(h) not in still]
     if per_shape is not None:          # K specs at random from every (operation, array shape) of the class
         groups = {}

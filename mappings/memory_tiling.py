@@ -514,6 +514,17 @@ def _split_start(design, dataflow, bounds, outer_tile: dict, inner: tuple, order
         tile[d] = -(-tile[d] // 2)
 
 
+def _whole_inner_orders(outer: tuple, red: set) -> list[list[tuple]]:
+    """The block orders tried with whole inner loops, in rounds (a later round only if no order of the earlier ones
+    gives a command): every order of up to four outer loops; else the dataflow's own, then the loops the output
+    depends on before the reduction loops, which never brings an output block back (without it a layer of five or
+    more outer loops whose own order splits a reduction loop before an output loop found no command when partial
+    sums may not go through DRAM)."""
+    if len(outer) <= 4:
+        return [list(itertools.permutations(outer))]
+    return [[outer], [tuple(d for d in outer if d not in red) + tuple(d for d in outer if d in red)]]
+
+
 def _split_orders(outer: tuple, inner: tuple, red: set) -> list[tuple]:
     loops = outer + inner
     if len(loops) <= 4:
@@ -556,12 +567,15 @@ def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str
     for start in (whole_red, ones):
         if _unfit(LayerCommand(design, dataflow, b, tuple(start.items()), outer), rooms, fits):
             continue
-        for order in (list(itertools.permutations(outer)) if len(outer) <= 4 else [outer]):
-            if _forbidden_spill(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
-                continue
-            cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips, rooms=rooms, fits=fits)
-            if best is None or cost < best[0]:
-                best = (cost, cmd)
+        for orders in _whole_inner_orders(outer, red):
+            for order in orders:
+                if _forbidden_spill(LayerCommand(design, dataflow, b, tuple(start.items()), order)):
+                    continue
+                cost, cmd = _greedy(design, dataflow, b, dict(start), order, trips, rooms=rooms, fits=fits)
+                if best is None or cost < best[0]:
+                    best = (cost, cmd)
+            if best is not None:
+                break
         break
     # 2. blocks that also cut the inner loops into chunks (every loop order; partial-sum reloads only if granted), when
     #    whole inner loops fit only with a reduction tile loop split over blocks, or not at all
@@ -583,5 +597,6 @@ def _plan(design: Design, bounds: dict[str, int], dataflow: Dataflow, layer: str
                                 rooms)
         if fits:
             fits(smallest)                                       # make_command or this raises
+        check_partial_sums(smallest, layer)                      # or the smallest block spills partial sums
         raise AssertionError("a fitting command was not found")     # unreachable: the smallest block fits
     return best[1]

@@ -2,11 +2,14 @@
 
 The fused array (rtlgen/fused_array.py) inside ONE memory system (rtlgen/layer_top.py ``LayerCore``): the
 buffers, the DMA with its DRAM port, the sequencer and the block walkers are shared, since they depend on the
-buffer layouts, which must be equal across the dataflows (refused by field otherwise); each array port gets
-one walk per dataflow that uses it (its address generator, and how its lanes are read: one run, broadcast, a
-lane step, a lane map's groups and their offsets), and the selected one drives the buffer and the port; the
-dataflows share the port's read copies of the buffer (the most lane-map groups any of them needs), since one
-runs at a time. Output lanes are written one way for every dataflow (refused by field otherwise). The
+buffers' positions (elements per half, halves), which must be equal across the dataflows (refused by field
+otherwise); a buffer has the most banks any dataflow needs, and the order of the output's positions may differ
+(a lane-interleaved output in one dataflow, not in another: ``FusedLayerCore._shared_layouts``); each array port
+gets one walk per dataflow that uses it (its address generator, and how its lanes are read: one run,
+broadcast, a lane step, a lane map's groups and their offsets), and the selected one drives the buffer and the
+port; the dataflows share the port's read copies of the buffer (the most lane-map groups any of them needs), since one
+runs at a time. The output's lanes are written at the selected dataflow's positions of the run, and the add onto
+partial sums reads each lane's old value there (layer_top ``_run_lanes``: a mux per position, no cycle). The
 command tables are the union of the dataflows' (``descriptor_format`` of each, every field at its widest)
 plus the select field ``dataflow`` in table B (the dataflow's index in the fuse list), which also drives the
 fused array's command. A layer of dataflow D is D's own command (``layer_program`` of D's fused view)
@@ -26,7 +29,7 @@ from archgen.dataflow.fusion import SELECT_FIELD
 from archgen.dataflow.memctl import DescriptorFormat, descriptor_format, layer_program, probe_command
 
 from .fused_array import FusedArrayTop
-from .layer_top import CYCLE_BITS, LayerCore, LayerTop, _unpack, read_shape, simulated_dram
+from .layer_top import CYCLE_BITS, LayerCore, LayerTop, _unpack, simulated_dram
 
 __all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_layer_programs", "tiled_fused_names"]
 
@@ -54,37 +57,40 @@ class FusedLayerCore(LayerCore):
         self.fused, self.progs = fused, dict(progs)
         names = list(self.progs)
         base = self.progs[names[0]]
-        for n in names[1:]:
-            p = self.progs[n]
-            if p.layouts != base.layouts or p.depth != base.depth or p.word_bytes != base.word_bytes:
-                diff = [x for x in base.layouts if p.layouts.get(x) != base.layouts[x]]
-                split = diff and p.layouts[diff[0]].split != base.layouts[diff[0]].split
-                what = (f"the order of {diff[0]}'s positions: {n if p.layouts[diff[0]].split else names[0]} stores "
-                        "it lane-interleaved, its lanes spanning several array axes" if split
-                        else "banks, words per bank, halves")
-                self._MustUse__silence = True            # refused: never elaborated
-                raise SpecError([problem(f"memory.{diff[0] if diff else 'depth'}",
-                                         f"one layer core for the fused dataflows needs the same buffer layout in "
-                                         f"each; {names[0]} and {n} differ ({what}); build "
-                                         "one dataflow with --dataflow", n)])
+        layouts = self._shared_layouts(names)
         walks: dict = {}                       # every port once: its walk of the most lanes (the port's width)
         for n, p in self.progs.items():
             for w in p.walks:
                 other = walks.get(w.port)
-                if other is not None and w.kind == "write" and read_shape(other) != read_shape(w):
-                    self._MustUse__silence = True        # the output's lanes land in one dataflow's order only
-                    raise SpecError([problem(f"dataflows.{n}", f"one layer core for the fused dataflows writes port "
-                                             f"{w.port} the same way in each; {n}'s output lanes follow a lane map "
-                                             "over several array axes, another dataflow's do not; build one "
-                                             "dataflow with --dataflow", w.port)])
                 if other is None or w.lanes > other.lanes:
                     walks[w.port] = w
         self.names = names
         self.own = {n: {f.loop for f in fused.view(n).command.fields if f.loop is not None} for n in names}
         sel_bits = next(f.bits for f in fused.command.fields if f.name == SELECT_FIELD)
-        super().__init__(dataclasses.replace(base, walks=tuple(walks.values())), union_format(self.progs, sel_bits),
-                         array=FusedArrayTop(fused))
+        super().__init__(dataclasses.replace(base, walks=tuple(walks.values()), layouts=layouts),
+                         union_format(self.progs, sel_bits), array=FusedArrayTop(fused))
         self.alt_walks = tuple(w for p in self.progs.values() for w in p.walks)
+
+    def _shared_layouts(self, names) -> dict:
+        """One physical buffer per operand for every dataflow: its positions (elements per half, halves, element
+        and DRAM word widths) must be the same in each (refused by field otherwise), its banks are the most any
+        dataflow needs. A run of up to ``banks`` consecutive positions touches each bank once, so a dataflow that
+        needs fewer banks (fewer lanes in one beat) is served by more: a position's bank and word change, not its
+        place in the half, which is all its command, its DMA and its host image address. The order of positions
+        may differ (``BufferLayout.split``, a lane-interleaved output): each dataflow's host image and write-back
+        blocks follow its own, its output lanes are written in its own order (layer_top ``_run_lanes``)."""
+        base = self.progs[names[0]]
+        for n in names[1:]:
+            p = self.progs[n]
+            if _positions(p.layouts) != _positions(base.layouts) or p.depth != base.depth:
+                diff = [x for x in base.layouts if _positions(p.layouts).get(x) != _positions(base.layouts)[x]]
+                self._MustUse__silence = True            # refused: never elaborated
+                raise SpecError([problem(f"memory.{diff[0] if diff else 'depth'}",
+                                         f"one layer core for the fused dataflows needs the same buffer positions in "
+                                         f"each; {names[0]} and {n} differ (elements per half, halves, element or "
+                                         "DRAM word bytes); build one dataflow with --dataflow", n)])
+        return {x: dataclasses.replace(lay, banks=max(self.progs[n].layouts[x].banks for n in names))
+                for x, lay in base.layouts.items()}
 
     def encode(self, wc, index: int, layer: str = "layer") -> dict:
         """The tables' words for a layer command ``wc`` of the dataflow with fuse-list index ``index``."""
@@ -130,6 +136,13 @@ class FusedLayerCore(LayerCore):
         return super()._port_walk(m, arr, w, seq, row_c, buf, bufs_back, alts)
 
 
+def _positions(layouts: dict) -> dict:
+    """The buffers' position space (elements per half, halves, element and DRAM word widths), which one shared
+    buffer needs equal in every dataflow: without the banks (the core has the most any needs) and the order of
+    the positions (``BufferLayout.split``), which each dataflow keeps its own (``FusedLayerCore._shared_layouts``)."""
+    return {x: dataclasses.replace(lay, banks=0, split=()) for x, lay in layouts.items()}
+
+
 def union_format(progs: dict, sel_bits: int) -> DescriptorFormat:
     """The command tables of one core for several dataflows: every field of any dataflow's
     ``descriptor_format`` at its widest, in first-seen order, and the select field in table B."""
@@ -154,7 +167,7 @@ class FusedLayerTop(LayerTop):
 
     def __init__(self, core: FusedLayerCore, prog, dram_init: list[int], layer: str = "layer"):
         df = prog.compiled.dataflow.name
-        if prog.layouts != core.prog.layouts:
+        if _positions(prog.layouts) != _positions(core.prog.layouts):
             raise ValueError(f"layer {layer}: its buffer layouts are not the core's (build it with spec_size=True)")
         super().__init__(prog, dram_init, layer=layer, fmt=core.fmt)
         self.core._MustUse__silence = True          # LayerTop's own single-dataflow core, replaced here

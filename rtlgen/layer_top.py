@@ -502,9 +502,9 @@ class LayerCore(Elaboratable):
             data = _deskewed(m, w, alts, data, fire, seq, row_c, self.prog.compiled.design.max_fifo_depth)
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
-            at = _run_order(w)            # a lane-interleaved output: lane l at its offset in the one run
-            buf.write_lanes(m, st.pos, [wdata[l] for l in at], [en[l] for l in at])
-            self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata)
+            # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
+            buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
+            self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata, alts)
             return
         m.d.comb += p.valid.eq(st.beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
@@ -595,14 +595,15 @@ class LayerCore(Elaboratable):
         return SimpleNamespace(pos=pos, nxt=nxt_pos, beats=beats, lane_ok=lane_ok, row_ok=row_ok, first=first,
                                moving=fire if skip is None else fire | skip[1])
 
-    def _add_onto_partial_sums(self, m, w, seq, row_c, bufs, st, fire, data, wdata):
+    def _add_onto_partial_sums(self, m, w, seq, row_c, bufs, st, fire, data, wdata, alts=None):
         """A split reduction's later block, or a later visit of an output block (command flag ``acc``): where
         the array starts a sum from zero (the first reduction tile of the command; every tile when the
         reduction is the streamed loop) the result written is the array's plus the partial sum already at
         that position. The old value comes from the accumulator's own read copy (a continued block) or from
         the psum-load copy the DMA filled from DRAM (a later visit: ``back``), addressed one cycle ahead like
         the read walks (transparent for the write port), so the add costs no cycle: the write port stays
-        always ready."""
+        always ready. ``alts`` (one core for several dataflows): lane l's old value is at the selected
+        dataflow's position of lane l (:func:`_run_orders`)."""
         buf, buf_back = bufs
         first = st.first
         acc = Signal(name=f"{w.port}_acc")
@@ -617,9 +618,10 @@ class LayerCore(Elaboratable):
         kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
         loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
-        off = w.lane_offsets or range(w.lanes)
+        offs = [[at.index(l) for l in range(w.lanes)] for at in _run_orders(w, alts)]   # lane l's run position
         for l in range(w.lanes):
-            old = kept[off[l]] if loaded is None else Mux(back, loaded[off[l]], kept[off[l]])
+            olds = [kept[off[l]] if loaded is None else Mux(back, loaded[off[l]], kept[off[l]]) for off in offs]
+            old = _pick_on(olds, [on for _, on, _ in alts or ()]) if len(offs) > 1 else olds[0]
             m.d.comb += wdata[l].eq(Mux(acc & first, (data[l] + old)[:bits], data[l]))
 
     @staticmethod
@@ -766,13 +768,35 @@ def buffer_copies(prog: LayerProgram, alt_walks: tuple = ()) -> dict[str, int]:
     return out
 
 
-def _run_order(w) -> list[int]:
+def _run_order(w, lanes: int = 0) -> list[int]:
     """The lane written at each position of a write walk's run: lane l at ``w.lane_offsets[l]`` (one group: an
-    output's lanes on several array axes in the lane-interleaved layout, memctl.output_lane_split), else l."""
+    output's lanes on several array axes in the lane-interleaved layout, memctl.output_lane_split), else l.
+    ``lanes``: the port's width when wider than the walk (its further lanes at their own positions)."""
+    tail = list(range(w.lanes, max(lanes, w.lanes)))
     if not w.lane_groups:
-        return list(range(w.lanes))
+        return list(range(w.lanes)) + tail
     assert w.groups == 1 and sorted(w.lane_offsets) == list(range(w.lanes)), w
-    return [w.lane_offsets.index(j) for j in range(w.lanes)]
+    return [w.lane_offsets.index(j) for j in range(w.lanes)] + tail
+
+
+def _run_orders(w, alts) -> list[list[int]]:
+    """:func:`_run_order` of each dataflow's walk of the port in ``alts`` (one core for several), or just one
+    when they all agree (then no mux is built: a single-dataflow core and a fused core whose outputs agree keep
+    their Verilog)."""
+    orders = [_run_order(wa, w.lanes) for wa, _, _ in alts or [(w, None, None)]]
+    return orders if any(o != orders[0] for o in orders) else orders[:1]
+
+
+def _run_lanes(w, alts, wdata, en) -> tuple[list, list]:
+    """The data and enable written at each position of the output's run (:func:`_run_order`); in one core for
+    several dataflows (``alts``) whose lanes land in different orders (a lane-interleaved output in one of them,
+    or another interleaving), each position muxed on the select: combinational, so the write keeps its cycle."""
+    ats = _run_orders(w, alts)
+    if len(ats) == 1:
+        return [wdata[l] for l in ats[0]], [en[l] for l in ats[0]]
+    ons = [on for _, on, _ in alts]
+    return ([_pick_on([wdata[at[j]] for at in ats], ons) for j in range(w.lanes)],
+            [_pick_on([en[at[j]] for at in ats], ons) for j in range(w.lanes)])
 
 
 def read_shape(w) -> tuple:
