@@ -71,6 +71,7 @@ def test_the_write_walk_masks_each_rows_own_tiles():
         assert row[f"{w.port}_trips{tl}"] == row[f"{w.port}_tile_len@{tl}"] + 1
 
 
+@pytest.mark.slow
 def test_without_the_masks_the_outputs_are_wrong(monkeypatch):
     """The check can fail: with the masks dropped, the masked tiles' writes land in the box (aliasing)."""
     import archgen.dataflow.memctl as memctl
