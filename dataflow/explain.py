@@ -289,8 +289,9 @@ def _outer_pad_text(design: Design, tiled) -> str:
                          "drains of its masked tiles are padding, dropped by the host program)"
                          if out.uses(pad.loop) else "") for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
-            "the memory system is not built for an output that depends on it (archgen verify --ideal-dram)"
-            if any(out.uses(p.loop) for p in pads) else
+            "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
+            "its masked tiles' writes (a skew along the output's lanes is not built there: archgen verify "
+            "--ideal-dram)" if any(out.uses(p.loop) for p in pads) else
             "through the memory system each lane reads its FU's tile of the loop (a lead of offset(s) tiles; the "
             "buffer keeps a margin of up to span tiles of it in front of the block)"))
 
