@@ -14,6 +14,7 @@ from .compile import compile_array
 from .interconnect import (fu_placement, map_skews, psum_round_text, psum_rounds_of, reduction_runs_of, skew_lane_cost,
                            tiled_equivalent)
 from .ir import Role
+from .reduce_skew import fused_wait_groups, product_waits, reduced_skews
 from .reuse import reuse_vectors
 
 __all__ = ["explain"]
@@ -76,7 +77,7 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         b = banking[p.name]
         lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
                      f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
-    lines += _delay_connection_lines(fg)
+    lines += _delay_connection_lines(fg) + _wait_lines(fg) + _fused_wait_lines(design, fg)
     load = sch.rows if sch.has_stationary else (f"0 or {sch.rows}" if sch.psum_in and sch.accumulate else 0)
     tail = (f"drain {sch.drain_rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
             else f"outputs {sch.out_latency} cycles after their step")
@@ -288,8 +289,9 @@ def _outer_pad_text(design: Design, tiled) -> str:
                          "drains of its masked tiles are padding, dropped by the host program)"
                          if out.uses(pad.loop) else "") for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
-            "the memory system is not built for an output that depends on it (archgen verify --ideal-dram)"
-            if any(out.uses(p.loop) for p in pads) else
+            "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
+            "its masked tiles' writes (a skew along the output's lanes is not built there: archgen verify "
+            "--ideal-dram)" if any(out.uses(p.loop) for p in pads) else
             "through the memory system each lane reads its FU's tile of the loop (a lead of offset(s) tiles; the "
             "buffer keeps a margin of up to span tiles of it in front of the block)"))
 
@@ -383,6 +385,58 @@ def _delay_connection_lines(fg) -> list[str]:
             lines.append(f"    halo: each row of t_{loop} starts with {halo} {unit} in which the FIFOs fill and products "
                          f"are masked; memory-fed input lanes: {memory_fed}")
     return lines
+
+
+def _wait_lines(fg) -> list[str]:
+    """An output reduced along an array axis that a padded loop it uses is skewed along (dataflow/reduce_skew.py):
+    each FU's product waits before the reduction, and what that builds per FU (rtlgen/array.py ``wait_product``: a
+    register chain on the tile's last loop, else a buffer of run-time depth sized like the delay connections')."""
+    waits = product_waits(fg)
+    if not waits:
+        return []
+    design, inner, spans, bits = fg.design, fg.dataflow.inner_dims(), dict(fg.halo), fg.output.width
+    loops = ", ".join(f"t_{p.loop}" for p in reduced_skews(fg))
+    lines = [f"  output waits: {fg.output.name} sums FUs at different offsets of {loops} (docs/dataflows.md \"Outputs "
+             "reduced along a skewed axis\"); FU s's product waits O - offset(s) iterations (O: its lane's largest "
+             "offset), counted in issued steps, before the reduction:"]
+    regs = entries = 0
+    for s, w in sorted(waits.items()):
+        parts = []
+        for loop, n in sorted(w.items()):
+            after = inner[inner.index(loop) + 1:]
+            if not after:
+                parts.append(f"{n} iteration(s) of t_{loop} = {n} step(s): {n} register(s) x {bits} bits")
+                regs += n
+                continue
+            depth = 1 << max(1, (n * design.max_fifo_depth - 1).bit_length())
+            steps = " x ".join(f"trips of t_{d}" + (f" + {spans[d]}" if d in spans else "") for d in after)
+            parts.append(f"{n} iteration(s) of t_{loop} = {n} x ({steps}) steps, depth from the command: a buffer of "
+                         f"{depth} entries x {bits} bits ({n} x array.max_fifo_depth {design.max_fifo_depth}, rounded "
+                         "up to a power of two)")
+            entries += depth
+        lines.append(f"    FU {s}: " + "; ".join(parts))
+    lines.append(f"    cost: {regs} register(s) and {entries} buffer entries, {bits} bits each "
+                 f"({(regs + entries) * bits} bits) on {len(waits)} of {math.prod(design.shape)} FUs")
+    return lines
+
+
+def _fused_wait_lines(design: Design, fg) -> list[str]:
+    """In a fused design (the spec's ``fuse:``): the fused top builds each dataflow's waits, picked by the select
+    (rtlgen/fused_array.py); dataflows that wait alike at an FU share its chain (``fused_wait_groups``), and an FU where
+    dataflows wait differently, or one does not, muxes its product."""
+    name = fg.dataflow.name
+    if len(design.fuse) < 2 or name not in design.fuse or not product_waits(fg):
+        return []
+    from .compile import compile_fused
+    fused = compile_fused(design, design.fuse)
+    k, every = fused.index(name), set(range(len(fused.views)))
+    mine = {v: gs for v, gs in fused_wait_groups(fused).items() if any(k in g for g in gs.values())}
+    shared = sorted({fused.names[j] for gs in mine.values() for g in gs.values() if k in g for j in g if j != k})
+    muxed = sum(1 for gs in mine.values() if len(gs) + bool(every - {j for g in gs.values() for j in g}) > 1)
+    return [f"  fused ({', '.join(fused.names)}): these waits are built beside the shared multipliers and picked by the "
+            f"dataflow select; {name} shares them with {', '.join(shared) or 'no other dataflow'} (same waits at the same "
+            f"product time; a run-time buffer is each dataflow's own); {muxed} of its {len(mine)} waiting FUs add a "
+            f"{fg.output.width}-bit select mux on the product (the other dataflows read it straight or wait otherwise)"]
 
 
 def _offset_text(pads) -> str:

@@ -86,8 +86,6 @@ class FuMerge:
 
 
 def merge_fu_graphs(fgs: Sequence[FUGraph]) -> FuMerge:
-    from .reduce_skew import refuse_fused_waits
-    refuse_fused_waits(fgs)
     edges: dict = {}
     inputs: dict = {}
     for fg in fgs:
@@ -390,6 +388,12 @@ class FusedArray:
             raise SpecError([problem("dataflow", f"dataflow {name!r} is not fused in this design; fused: "
                                      f"{', '.join(self.names)}", name)])
         return self.names.index(name)
+
+    def logical_fu(self, k: int, s: tuple) -> tuple:
+        """Dataflow k's own FU at physical FU s (s itself unless k is a folded map on its logical array)."""
+        if not self.placements or not self.placements[k]:
+            return s
+        return next(lg for lg, ph in self.placements[k] if ph == s)
 
     def view(self, name: str):
         """The CompiledArray of one dataflow with the fused design's timing."""

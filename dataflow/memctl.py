@@ -166,20 +166,45 @@ def _check_deskewed_partial_sums(compiled, blocks, pads, layer: str) -> None:
 
 
 def _outer_output_loops(fg: FUGraph) -> list:
-    """A skewed loop outside the tile that the output depends on (a skewed tile loop the output uses, built at the
-    array level since H141) has FU s write its element of tile t - offset(s) at each drain; the memory system's output
-    and partial-sum walks write every lane at one tile (per-lane leads on the write walk's tile level, with the
-    masked tiles' drains dropped, are not built): refused, naming the field. Skewed reduction loops outside the tile
-    run (tile leads on the input walks, :func:`lane_lead`; chunk + span rounds, :func:`_with_rounds`)."""
+    """A skewed loop outside the tile that the output depends on (built at the array level since H141) has FU s write
+    its element of tile t - offset(s) at each drain. The memory system's output and partial-sum walks give each
+    drained row its lead on the loop's tile level (:func:`lane_lead`) and drop the writes of its masked tiles
+    (``PortWalk.tile_masks``), but write one run per beat: output lanes of one row with different offsets (the
+    skew along the lanes' axis) would be a lane map on the write side, which is not built: refused, naming the
+    field."""
     xop = fg.design.operation.output
-    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop)]
+    lanes = fg.output.lanes
+    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop)
+             and any(len({p.offset(ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
     if not loops:
         return []
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
-                    f"the tile and the output {xop.name} depends on them, each FU writing its own tiles of them; the "
-                    "memory system's output walk writes every lane at one tile (per-lane leads on a tile loop's write "
-                    "walk are not built): use archgen verify --ideal-dram (the array level), or schedule: compressed",
-                    fg.dataflow.schedule)]
+                    f"the tile and the output {xop.name} depends on them with a skew along its lanes, each lane "
+                    "writing its own tile of them; the memory system's output walk writes one run of lanes per beat "
+                    "(a lane map on the write side is not built; a skew along the drained rows only is): use archgen "
+                    "verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]
+
+
+def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tuple:
+    """``PortWalk.tile_masks`` of a walk of operand ``x``: for the output, per skewed loop outside the tile that it
+    uses (``outer_pads``), its tile level, each lane's row-0 FU offset and the offset step per drained row (the
+    offset is affine in the FU coordinate and the rows lie on one line of the array: one step); () for inputs (their
+    out-of-box reads meet masked products only, :func:`_tile_led`) and every other walk."""
+    fg = compiled.fu_graph
+    if x != fg.output.name:
+        return ()
+    out = []
+    for pad in outer_pads(compiled.design, compiled.dataflow):
+        if not compiled.design.operation.output.uses(pad.loop):
+            continue
+        if multi:
+            _refuse(f"dataflows.{compiled.dataflow.name}.schedule", f"the output {x} depends on the skewed loop "
+                    f"{pad.loop} outside the tile and drains over several leading axes of a 3-D array, whose per-row "
+                    "tile masks are not built; use schedule: compressed", compiled.dataflow.schedule)
+        offs = tuple(pad.offset(coords(ln, 0)) for ln in range(len(fg.output.lanes)))
+        step = pad.offset(coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0
+        out.append((levels.index(f"tile:{pad.loop}"), offs, step))
+    return tuple(out)
 
 
 def _with_rounds(compiled, blocks) -> list:
@@ -544,6 +569,12 @@ class PortWalk:
     # further (level, h) pairs held like ``halo_level``/``halo`` (the write walk of an output de-skewed over several
     # padded loops: every padded level holds and masks its first span positions)
     holds: tuple[tuple[int, int], ...] = ()
+    # an output walk over a skewed loop outside the tile that the output uses (mappings/tiling.py ``outer_pads``):
+    # per such loop, (its tile level, the offset of each lane's row-0 FU, the offset step per row). At tile counter t
+    # lane l of row r carries its FU's tile t - offset, so it is in the block only for 0 <= t - offset < the block's
+    # tiles of the loop (``<port>_tile_len@<level>``); outside them the write is dropped (its position would alias
+    # another element of the box) and the partial-sum read gives 0
+    tile_masks: tuple[tuple[int, tuple[int, ...], int], ...] = ()
 
     @property
     def groups(self) -> int:
@@ -704,7 +735,18 @@ def walks_down(compiled, operand: str) -> bool:
     loop's tile walk (:func:`_tile_led`) that grows from row to row of a stationary load faster than the row's own
     step (offset(s) tiles of the loop back per row)."""
     op = compiled.design.operation
-    return bool((op.operand(operand).access_matrix(op.dims) < 0).any()) or operand in _tile_led(compiled)
+    return (bool((op.operand(operand).access_matrix(op.dims) < 0).any()) or operand in _tile_led(compiled)
+            or _output_tile_led(compiled, operand))
+
+
+def _output_tile_led(compiled, operand: str) -> bool:
+    """Whether ``operand`` is the output and uses a skewed loop outside the tile (``outer_pads``): its walks start each
+    drained row at its FU's tile t - offset, up to span tiles before the box (the output keeps no margin), so their
+    base may be negative and their row stride may step down (signed fields; the masked tiles' positions are never
+    written, :func:`_tile_masks`)."""
+    fg = compiled.fu_graph
+    return operand == fg.output.name and any(compiled.design.operation.output.uses(p.loop)
+                                             for p in outer_pads(fg.design, fg.dataflow))
 
 
 def _unravel(r: int, dims) -> tuple[int, ...]:
@@ -1104,7 +1146,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               keep_levels=tuple(levels.index(f"tile:{d}") for d in compiled.schedule.keep_dims)
                               if keeps else (), **({} if lmap is None else {
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
-                              deskew=delays, deskew_terms=terms, holds=holds))
+                              deskew=delays, deskew_terms=terms, holds=holds,
+                              tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi)))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -1336,6 +1379,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             for tl, a, n, _cs in w.lane_masks:
                 d = w.levels[tl][5:]
                 row[f"{w.port}_lane_last@{a}"] = min(n, bound[d] - n * (start[d] + btrips[d] - 1))
+            for tl, _offs, _step in w.tile_masks:       # the block's own tiles of the skewed (non-spatial) loop
+                row[f"{w.port}_tile_len@{tl}"] = next(e - s for d, s, e in blk.ranges if d == w.levels[tl][5:])
         rows_out.append(row)
     wcmd = walker_command(cmd, df, layouts, walks, rows_out, halves_at, dram_base, dram_stride, layer,
                           [{x: lo for x, (lo, _hi) in mg.items()} for mg in margin_at])
@@ -1636,7 +1681,9 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     signed = set()
     for w in prog.walks:
         pb = pos_bits[w.operand]
-        S += [(f"{w.port}_base", pb), (f"{w.port}_beats", 32)]
+        below = _output_tile_led(comp, w.operand)          # a base before the box: signed, one bit wider
+        S += [(f"{w.port}_base", pb + below), (f"{w.port}_beats", 32)]
+        signed |= {f"{w.port}_base"} if below else set()
         # an operand walked downwards (walks_down): its strides are signed, one bit wider (positions stay >= 0: the
         # walk's adds wrap)
         neg = walks_down(comp, w.operand)
@@ -1653,6 +1700,7 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
         S += [(f"{w.port}_group{g}", pb + sg) for g in range(1, w.groups)]
         signed |= {f"{w.port}_group{g}" for g in range(1, w.groups) if sg}
         S += [(f"{w.port}_lane_last@{a}", n.bit_length()) for _tl, a, n, _cs in w.lane_masks]
+        S += [(f"{w.port}_tile_len@{tl}", WALK_COUNTER_BITS) for tl, _offs, _step in w.tile_masks]
     return DescriptorFormat({"K": tuple(K), "B": tuple(B), "S": tuple(S)}, {"K": k, "B": 1, "S": shape_rows or 1 << k},
                             comp.design.name, comp.dataflow.name, frozenset(signed))
 

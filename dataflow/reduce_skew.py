@@ -17,16 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from archgen.arch.errors import SpecError, problem
-
 from archgen.dataflow.ir import Role
 from archgen.mappings.tiling import RowPad, outer_pads, output_wait_steps, reduced_pads
 
 if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
-__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "refuse_fused_waits",
-           "drain_skews", "drain_groups",
-           "outer_reduced_skews", "refuse_fused_drain_waits"]
+__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
+           "drain_skews", "drain_groups", "outer_reduced_skews", "refuse_fused_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -71,17 +69,26 @@ def wait_steps(fg: FUGraph, trips) -> dict[tuple[int, ...], int]:
     return {s: sum(n * per[loop] for loop, n in w.items()) for s, w in product_waits(fg).items()}
 
 
-def refuse_fused_waits(fgs) -> None:
-    """A SpecError naming ``dataflows.X.schedule`` for a dataflow of a fused design whose products wait: the fused top
-    (rtlgen/fused_array.py) builds no waits, and without them a lane sums different positions (Amaranth: wrong)."""
-    for fg in fgs:
-        pads = reduced_skews(fg)
-        if pads:
-            raise SpecError([problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends "
-                                     f"on the skewed loop {pads[0].loop} and is reduced along an array axis its skew "
-                                     "moves; its FUs' products wait before the reduction, which a fused design does "
-                                     "not build; fuse it with schedule: compressed (the default) or build it alone",
-                                     fg.dataflow.schedule)])
+def fused_wait_groups(fused) -> dict:
+    """Of a fused design (dataflow/fusion.py ``FusedArray``): physical multiplier node -> {(product time, waits, k or
+    -1): [dataflow indices]}, the dataflows whose products wait at that FU grouped by what the fused top builds for
+    them (rtlgen/fused_array.py). Dataflows that wait the same iterations at the same product time share one register
+    chain (key -1); a wait on a loop with loops after it in the tile is a buffer whose depth register the dataflow's
+    own command latches, one per dataflow (key k). Every other dataflow's product goes straight to the reduction."""
+    from archgen.dataflow.fusion import is_stt_view
+    from archgen.dataflow.ir import NodeKind
+    out: dict = {}
+    for k, view in enumerate(fused.hardware_views):
+        waits = {} if is_stt_view(view) else product_waits(view.fu_graph)
+        if not waits:
+            continue
+        tm, last = view.timing, view.dataflow.inner_dims()[-1]
+        for v in (n for n in tm.prim.graph.nodes if n.kind is NodeKind.MUL):
+            w = waits.get(fused.logical_fu(k, v.coord))
+            if w:
+                key = (tm.time[v] + tm.node_latency(v), tuple(sorted(w.items())), k if set(w) - {last} else -1)
+                out.setdefault(v, {}).setdefault(key, []).append(k)
+    return out
 
 
 def drain_skews(fg: FUGraph) -> tuple[RowPad, ...]:

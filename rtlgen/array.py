@@ -89,6 +89,44 @@ def trips_product(payload, loops, spans: dict):
     return value
 
 
+def wait_product(m: Module, name: str, value, shape, shift, waits: dict, steps: dict, max_depth: int, start):
+    """A product that waits before its lane's reduction (dataflow/reduce_skew.py ``product_waits``: {loop: n}),
+    shifting on ``shift`` (the FU's valid steps at its product time), so the lane sums terms of one position of each
+    padded loop whatever bubbles the issuer leaves: a register chain of n on the tile's last loop (one iteration is
+    one step), a buffer of run-time depth n x ``steps[loop]`` on a loop with loops after it (as the delay
+    connections' FIFOs). Shared by the single and the fused top.
+
+    A buffer reads zero until it has shifted its depth since the command ``start``: a command's first reads reach
+    back past its first row (padding beats only), and under a deeper command than the last one they would read the
+    last command's unmasked products (a register chain's last n entries are always masked, zero)."""
+    for loop, n in sorted(waits.items()):
+        if loop in steps:
+            out = fifo_buffer(m, f"{name}_{loop}", value, shape, shift, n, steps[loop], max_depth)
+            filled = Signal(range(n * max_depth + 1), name=f"{name}_{loop}_filled")
+            with m.If(start):
+                m.d.sync += filled.eq(0)
+            with m.Elif(shift & (filled < n * steps[loop])):
+                m.d.sync += filled.eq(filled + 1)
+            value = Mux(filled < n * steps[loop], 0, out)
+        else:
+            value = _delay(m, value, n, shift, name, shape)
+    return value
+
+
+def wait_step_registers(m: Module, design, df, fg, waits: dict, payload, latch) -> dict:
+    """Run-time steps of one iteration of each waited loop (``waits``: FU -> {loop: n}) with loops after it in the
+    tile (mappings/tiling.py ``output_wait_steps`` of the command's trips), latched from ``payload`` when ``latch``;
+    {} when every wait is on the tile's last loop."""
+    inner, spans = df.inner_dims(), dict(fg.halo)
+    out = {}
+    for loop in sorted({d for w in waits.values() for d in w if d != inner[-1]}):
+        steps = Signal(range(design.max_fifo_depth + 1), name=f"wait_steps_{loop}")
+        with m.If(latch):     # map_problem keeps it <= array.max_fifo_depth
+            m.d.sync += steps.eq(trips_product(payload, inner[inner.index(loop) + 1:], spans))
+        out[loop] = steps
+    return out
+
+
 def fifo_loop(design, df, operand: str, axis: int) -> str:
     """The loop a delay connection of ``operand`` along array ``axis`` steps (its FIFO's run-time depth)."""
     return next(a.loop for a in delay_axes(design, df) if a.operand == operand and a.axis == axis)
@@ -308,32 +346,17 @@ class ArrayTop(wiring.Component):
         return self.timing.time[v] + self.timing.node_latency(v)
 
     def _wait(self, ctx, v: Node):
-        """FU v's product waits its lane's offset difference before the reduction (dataflow/reduce_skew.py), shifting
-        on the FU's valid steps, so the lane sums terms of one position of each padded loop whatever bubbles the
-        issuer leaves: a register chain on the tile's last loop (one iteration is one step), a buffer of run-time
-        depth on a loop with loops after it (``wait_steps`` per iteration, as the delay connections' FIFOs)."""
+        """FU v's product waits its lane's offset difference before the reduction (:func:`wait_product`), shifting
+        on the FU's valid steps."""
         shift = ctx.adv & ctx.line["valid"][self._product_time(v.coord)]
-        value, name = ctx.nets.out[v], f"prod_{_tag(v.coord)}_wait"
-        for loop, n in sorted(self._waits[v.coord].items()):
-            if loop in ctx.wait_steps:
-                value = fifo_buffer(ctx.m, f"{name}_{loop}", value, ctx.acc_shape, shift, n, ctx.wait_steps[loop],
-                                    self.compiled.design.max_fifo_depth)
-            else:
-                value = _delay(ctx.m, value, n, shift, name, ctx.acc_shape)
-        ctx.nets.out[v] = value
+        ctx.nets.out[v] = wait_product(ctx.m, f"prod_{_tag(v.coord)}_wait", ctx.nets.out[v], ctx.acc_shape, shift,
+                                       self._waits[v.coord], ctx.wait_steps, self.compiled.design.max_fifo_depth,
+                                       self.cmd.valid & self.cmd.ready)
 
     def _wait_steps(self, m: Module) -> dict:
-        """Run-time steps of one iteration of each waited loop with loops after it in the tile (mappings/tiling.py
-        ``output_wait_steps`` of the command's trips), latched with the command; {} when every wait is on the tile's
-        last loop."""
-        inner, spans = self.compiled.dataflow.inner_dims(), dict(self.fg.halo)
-        out = {}
-        for loop in sorted({d for w in self._waits.values() for d in w if d != inner[-1]}):
-            steps = Signal(range(self.compiled.design.max_fifo_depth + 1), name=f"wait_steps_{loop}")
-            with m.If(self.cmd.valid & self.cmd.ready):     # map_problem keeps it <= array.max_fifo_depth
-                m.d.sync += steps.eq(trips_product(self.cmd.payload, inner[inner.index(loop) + 1:], spans))
-            out[loop] = steps
-        return out
+        """Run-time steps of one iteration of each waited loop with loops after it (:func:`wait_step_registers`)."""
+        return wait_step_registers(m, self.compiled.design, self.compiled.dataflow, self.fg, self._waits,
+                                   self.cmd.payload, self.cmd.valid & self.cmd.ready)
 
     def _shadows(self, ctx, operand: str):
         port = self._in(operand)

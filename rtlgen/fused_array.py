@@ -24,7 +24,9 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.mappings.tiling import outer_pads, row_pads
-from archgen.rtlgen.array import _row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members
+from archgen.dataflow.reduce_skew import fused_wait_groups, product_waits
+from archgen.rtlgen.array import (_row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members,
+                                 wait_product, wait_step_registers)
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
 from archgen.rtlgen.stt_array import tag_validity
@@ -83,9 +85,13 @@ class FusedArrayTop(wiring.Component):
         self.adv = adv = Signal(name="advance")
         self.tiled = [k for k, v in enumerate(views) if not is_stt_view(v)]
         self.stt = [k for k, v in enumerate(views) if is_stt_view(v)]
-        length = max((max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
-                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled),
-                     default=0)
+        # an output reduced along an axis a padded loop it uses is skewed along: per dataflow its FUs' product waits
+        # (dataflow/reduce_skew.py, keyed by its own logical FU), read off the step line at their product times
+        self.waits = {k: product_waits(views[k].fu_graph) for k in self.tiled}
+        self.wait_groups = fused_wait_groups(F)
+        length = max([max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
+                          0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled]
+                     + [key[0] for groups in self.wait_groups.values() for key in groups], default=0)
         # delay connections: a halo flag rides the step line (products masked while the FIFOs fill); the map's own
         # schedule (``schedule: map``): its pad flags (rtlgen/array.py ``pad_flags``), set only while it runs; a
         # skewed reduction loop outside its tile: per-offset flags from its issuer's tile counter (``outer_pad_hw``)
@@ -261,8 +267,11 @@ class FusedArrayTop(wiring.Component):
             halo["halo"] = run_k & halo_hw(m, hdl, cmd, iss.issue, loop, n, fg_k.fifo_depth_loops)
         # FIFO buffers of run-time depth: the command's trips after their loop (a padded loop's with its span)
         fifo_steps = fifo_step_registers(m, view.design, view.dataflow, fg_k, bool(pads), self.cmd.payload, start_k)
+        # product waits on a loop with loops after it: the steps of one iteration, latched by this dataflow's command
+        wait_steps = wait_step_registers(m, view.design, view.dataflow, fg_k, self.waits[k], self.cmd.payload, start_k)
         return {**halo, "valid": iss.issue, "first": iss.first_step, "last": iss.last_step, "swap": iss.swap,
-                "final": iss.final, "fifo_steps": fifo_steps, "selected": chosen, "advance": drain.advance, "finish": drain.finish & chosen,
+                "final": iss.final, "fifo_steps": fifo_steps, "wait_steps": wait_steps, "start": start_k, "selected": chosen,
+                "advance": drain.advance, "finish": drain.finish & chosen,
                 "out_valid": drain.valid & chosen, "ready": ready, "loader": loader, "iss": iss, "drain": drain,
                 "fewer": fewer}
 
@@ -451,11 +460,8 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(Mux(swap, shadow, act))
 
     def _logical(self, k: int, s: tuple) -> tuple:
-        """Dataflow k's own FU at physical FU s (s itself unless k is a folded map on its logical array)."""
-        places = self.fused.placements
-        if not places or not places[k]:
-            return s
-        return next(lg for lg, ph in places[k] if ph == s)
+        """Dataflow k's own FU at physical FU s (``FusedArray.logical_fu``)."""
+        return self.fused.logical_fu(k, s)
 
     def _multiplier(self, m, v: Node, ks):
         slots = sorted({s for k in ks for s, _, _ in self._inputs(k, v)}
@@ -480,7 +486,28 @@ class FusedArrayTop(wiring.Component):
             with m.If(self.mul_en):
                 m.d.sync += r.eq(prev)
             prev = r
-        m.d.comb += self.out[v].eq(prev)
+        m.d.comb += self.out[v].eq(self._waited(m, v, prev))
+
+    def _waited(self, m, v: Node, prod):
+        """Multiplier v's product as the selected dataflow's reduction reads it: waited (rtlgen/array.py
+        ``wait_product``) in a dataflow whose lane sums FUs at different offsets of a padded loop, straight in the
+        others. Dataflows that wait alike share one chain (dataflow/reduce_skew.py ``fused_wait_groups``); a chain
+        shifts only on its dataflows' valid steps, so another dataflow's products never enter it (a run ends with
+        masked, zero, products in it, as the single design's does)."""
+        groups = self.wait_groups.get(v)
+        if not groups:
+            return prod
+        waiting = {k for ks_ in groups.values() for k in ks_}
+        options = [(k, "straight", prod) for k in range(len(self.views)) if k not in waiting]
+        full = Signal(self.acc_shape, name=f"prod_{tag(v.coord)}_full")     # sign-extended: a buffer stores raw bits
+        m.d.comb += full.eq(prod)
+        for i, ((t, w, _), group) in enumerate(sorted(groups.items())):
+            shift = self.adv & self.line["valid"][t] & _any(self.ctl[k]["selected"] for k in group)
+            value = wait_product(m, f"prod_{tag(v.coord)}_wait{i}", full, self.acc_shape, shift, dict(w),
+                                 self.ctl[group[0]]["wait_steps"], self.views[group[0]].design.max_fifo_depth,
+                                 self.ctl[group[0]]["start"])
+            options += [(k, ("wait", i), value) for k in group]
+        return self._pick(m, self.acc_shape, f"{v.name}_wait_sel", options)
 
     # ---- a skewed stt map's chains (rtlgen/stt_array.py's datapath, products from the shared multipliers) ----
     def _stt_inputs(self, m, k):

@@ -653,6 +653,12 @@ class LayerCore(Elaboratable):
             with m.If(seq.start_c):
                 m.d.sync += last.eq(row_c.get(f"{w.port}_row_last@{rl}", n))
             row_ok = row_ok & (cnt[rl] < Mux(cnt[tl] == tm1[tl], last, n))
+        for tl, offs, step in w.tile_masks:      # an output lane on its FU's tile t - offset of a skewed outer loop
+            tiles = Signal(len(tm1[tl]), name=f"{w.port}_tile_len{tl}")
+            with m.If(seq.start_c):
+                m.d.sync += tiles.eq(row_c[f"{w.port}_tile_len@{tl}"])
+            lead = step * cnt[w.row_counter] if step else 0
+            lane_ok = [ok & (cnt[tl] >= o + lead) & (cnt[tl] < o + lead + tiles) for ok, o in zip(lane_ok, offs)]
         return lane_ok, row_ok
 
 

@@ -3,8 +3,8 @@ docs/dataflows.md "Outputs reduced along a skewed axis"). The FUs a lane sums wo
 padded loop at one step, so each FU's product waits its lane's offset difference in issued steps before the adder
 tree or partial-sum chain (dataflow/reduce_skew.py; with loops after it in the tile a buffer of run-time depth); the
 lane streams the element of its largest offset. Checked in Amaranth (outputs exact, RTL cycles == model cycles) on
-fixed and random maps, 2-D and 3-D arrays, lags, leads and mixed signs, trees and chains; a fused design and a wait
-longer than the buffers are refused."""
+fixed and random maps, 2-D and 3-D arrays, lags, leads and mixed signs, trees and chains; a wait longer than the
+buffers is refused (fused: tests/dataflow/test_fused_reduce_skew.py)."""
 import numpy as np
 import pytest
 
@@ -171,19 +171,4 @@ def test_random_reductions_along_skewed_axes_in_amaranth(make, seed, count):
         assert res.outputs_exact and res.rtl_cycles == res.model_cycles, (design.dataflows[0].ts_map, b, t, res.detail)
 
 
-@pytest.mark.parametrize("in_spec", [True, False], ids=["fuse-field", "fuse-names"])
-def test_a_fused_design_refuses_it(in_spec):
-    """The fused top builds no waits (before this guard its Amaranth run was wrong): refused naming the dataflow,
-    from the spec's ``fuse:`` and from names given to ``compile_fused`` (``--fuse``); alone it compiles."""
-    from archgen.arch.spec import load_spec_data
-    from archgen.dataflow.compile import compile_fused
-    flows = {"own": {"map": FIXED[0].values[2], "order": ["i", "k", "j"], "inner": ["j"], "schedule": "map"},
-             "os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"]}}
-    design = load_spec_data({"version": 1, "name": "fm", "operation": GEMM, "array": {"shape": [2, 2]},
-                             "types": {"A": "int8", "B": "int8", "C": "int32"}, "dataflows": flows}
-                            | ({"fuse": list(flows)} if in_spec else {}))
-    with pytest.raises(SpecError) as err:
-        compile_fused(design, list(flows))
-    assert any(p.path == "dataflows.own.schedule" and "which a fused design does not build" in p.message
-               for p in err.value.problems), err.value
-    compile_array(design, "own")
+# a fused design builds the waits too (H146): tests/dataflow/test_fused_reduce_skew.py

@@ -35,7 +35,12 @@ SEQUENCES = [
 @pytest.mark.parametrize("case,runs", SEQUENCES)
 def test_a_skewed_loop_outside_the_tile_in_a_fused_design_back_to_back(case, runs):
     op, shape, flows, _ = CASES[case]
-    design = _design(op, shape, flows)
+    assert_back_to_back(_design(op, shape, flows), runs)
+
+
+def assert_back_to_back(design, runs):
+    """``runs`` [(dataflow, bounds, seed)] of fused ``design`` in one Verilator simulation: each exact, RTL == model
+    (shared with tests/verif/test_fused_reduce_skew_rtl.py)."""
     results = verify_fused_sequence(design, list(design.fuse), runs)
     got = [(r.dataflow, r.outputs_exact, r.rtl_cycles) for r in results]
     assert got == [(d, True, r.model_cycles) for (d, _b, _s), r in zip(runs, results)], [r.detail for r in results]
