@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
-           "drain_skews", "drain_groups", "outer_reduced_skews", "refuse_fused_drain_waits"]
+           "drain_skews", "drain_groups", "outer_reduced_skews", "refuse_fused_drain_waits",
+           "memory_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -140,3 +141,16 @@ def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[
         rep = next(s for s in fus if pad.offset(s) == top)
         res.append((rep, tuple((s, top - pad.offset(s)) for s in fus if s != rep)))
     return tuple(res)
+
+
+def memory_drain_waits(fg: FUGraph) -> list:
+    """The memory system's refusal of :func:`drain_groups` (a problem list, empty without them): its output and
+    partial-sum walks give each drained row its own FU's tile (dataflow/memctl.py), but here a group's representative
+    row drains the group's element of its tile and the other rows are padding; per-group walks are not built."""
+    pads = drain_skews(fg)
+    if not pads:
+        return []
+    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
+                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' drained "
+                    "sums wait before the reduction, whose drained rows the memory system's output walks do not follow: "
+                    "use archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]

@@ -72,10 +72,10 @@ def test_without_the_waits_the_outputs_are_wrong(monkeypatch):
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
-    """The memory system (its walks write every lane at one tile), fused designs (no waited drain in the fused top),
+    """The memory system (its walks give each drained row its own tile), fused designs (no waited drain in the fused top),
     two such loops, and bounds whose iteration of l holds more than array.max_fifo_depth tiles."""
     design = _spec(CONV_OP, (2, 2), BRIEF, ORDER, ["r", "s"])
-    with pytest.raises(SpecError, match="n run outside the tile"):
+    with pytest.raises(SpecError, match="the memory system.s output walks do not follow"):
         check_memory_system(compile_array(design).fu_graph)
     fused = _spec(CONV_OP, (2, 2), BRIEF, ORDER, ["r", "s"], fuse={"ws": {"spatial": {"k": 0, "p": 1}, "order": ORDER}})
     for names in (["m", "ws"], ["ws", "m"]):
