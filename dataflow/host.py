@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from archgen.arch.errors import SpecError, problem
 from archgen.mappings.tiling import RowPad, Tile, TileMapping, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
-from .reduce_skew import lane_members, lane_offsets, reduced_skews, wait_steps
+from .reduce_skew import drain_groups, drain_skews, lane_members, lane_offsets, reduced_skews, wait_steps
 from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
@@ -148,6 +149,7 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
 
     chained_operands = {e.operand for _, _, e in fg.fifos()}
     pads = row_pads(design, fg.dataflow) + outer_pads(design, fg.dataflow)
+    waited = _WaitedDrain(fg, mapping, tensors, pads, drain_rc, result) if drain_groups(fg) else None
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
@@ -187,11 +189,15 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         else:                              # one beat per step from the reduction terminals
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
             _, idx = _gather(result, op.output, dims, _lane_iterations(fg, mapping, tile, terms, steps), bounds)
+        if waited is not None:
+            idx = waited.index(idx)
         if out.psum_in and not tile.first:
-            add(port_name(PortRole.PSUM, out.name), _lookup(before, idx))
+            add(port_name(PortRole.PSUM, out.name), _lookup(before if waited is None else waited.drained, idx))
             record_psum(idx)
         beats = _lookup(result, idx)
-        if pads:
+        if waited is not None:
+            beats = waited.beats(tile, idx, beats)
+        elif pads:
             beats = _padded_lanes(fg, mapping, tile, tensors, pads, drain_rc, idx, beats)
         expected.append(beats)
         out_index.append(idx)
@@ -212,14 +218,57 @@ def _lane_iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, terms: np.nd
     return x
 
 
-def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, pads: tuple[RowPad, ...],
-                  drain_rc: np.ndarray,
-                  idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
-    """Drain beats of a ``schedule: map`` tile with the padded lanes (FUs past a ragged spatial loop's bound) set to
-    what those FUs accumulate. The map's reuse feeds them real elements over wires and FIFOs (I's wire along p on 3x2,
-    where W does not use p), so their sums are not zero as under the tiled builds; they are the products of the
-    elements each FU receives (by tensor index, stationary inputs as loaded), masked outside its own L positions of
-    any padded loop, summed over the tile and the FUs an output lane reduces (docs/dataflows.md "Skewed maps")."""
+class _WaitedDrain:
+    """The drains of an output held per FU over a skewed loop l outside the tile that it is reduced across
+    (reduce_skew.py ``drain_groups``): a group's representative row drains the element of its own iteration t - O_l,
+    summing each member's tile sum of n_s x D tiles before (D tiles per iteration of l), the other rows 0 (padding).
+    A beat is the partial sum the element's last drain carried plus those tile sums (the running result is no
+    partial sum of a round here: a member runs later rounds of an element before the representative drains its
+    first); padding beats likewise, from the masked products (0 before the problem's first tile). The assembled
+    output is checked against the loop nest independently (verif/golden.py ``beats_exact``)."""
+
+    def __init__(self, fg, mapping, tensors, pads, drain_rc, result):
+        self.fg, self.mapping, self.tensors, self.pads, self.drain_rc = fg, mapping, tensors, pads, drain_rc
+        (pad,) = drain_skews(fg)
+        outer, trips = list(mapping.outer_dims), mapping.trips()
+        self.per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
+        if self.per > fg.design.max_fifo_depth:
+            raise SpecError([problem("array.max_fifo_depth", f"dataflow {fg.dataflow.name}'s drained sums wait whole "
+                                     f"iterations of the skewed loop {pad.loop} = {self.per} tiles in these bounds; "
+                                     "the drain buffers hold at most array.max_fifo_depth tiles per iteration: raise it "
+                                     "or give the loops after it outside the tile fewer trips",
+                                     fg.design.max_fifo_depth)])
+        self.groups = drain_groups(fg)
+        self.others = {s for _, members in self.groups for s, _ in members}
+        self.drained = np.zeros_like(result)
+        self.sums: list = []          # per tile: FU coordinate -> its masked tile sum
+
+    def index(self, idx: np.ndarray) -> np.ndarray:
+        idx = idx.copy()
+        for r, lane in np.ndindex(*idx.shape[:2]):
+            if tuple(self.drain_rc[r, lane].tolist()) in self.others:
+                idx[r, lane] = -1
+        return idx
+
+    def beats(self, tile: Tile, idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
+        coords, prod = _masked_products(self.fg, self.mapping, tile, self.tensors, self.pads)
+        self.sums.append(dict(zip(map(tuple, coords.tolist()), prod.sum(axis=0).tolist())))
+        t = len(self.sums) - 1
+        total = {rep: self.sums[t][rep] + sum(self.sums[t - n * self.per][s] for s, n in members if t >= n * self.per)
+                 for rep, members in self.groups}
+        psum = _lookup(self.drained, idx) if self.fg.output.psum_in and not tile.first else np.zeros_like(beats)
+        out = beats.copy()
+        for r, lane in np.ndindex(*idx.shape[:2]):
+            out[r, lane] = psum[r, lane] + total.get(tuple(self.drain_rc[r, lane].tolist()), 0)
+        out = wrap(out, self.fg.acc_width)
+        ok = idx[..., 0] >= 0
+        self.drained[tuple(idx[ok].T)] = out[ok]
+        return out
+
+
+def _masked_products(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, pads: tuple[RowPad, ...]):
+    """(FU coordinates, products [step, FU]) of a ``schedule: map`` tile: the elements each FU receives (by tensor
+    index, stationary inputs as loaded), masked outside its own L positions of any padded loop."""
     op, shape = fg.design.operation, fg.design.shape
     dims = op.dims
     coords = np.array(list(np.ndindex(*shape)), dtype=np.int64)
@@ -232,6 +281,18 @@ def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, 
     for pad in pads:
         lvals = x[..., dims.index(pad.loop)]
         prod = np.where((lvals >= 0) & (lvals < mapping.bound[pad.loop]), prod, 0)
+    return coords, prod
+
+
+def _padded_lanes(fg: FUGraph, mapping: TileMapping, tile: Tile, tensors: dict, pads: tuple[RowPad, ...],
+                  drain_rc: np.ndarray,
+                  idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """Drain beats of a ``schedule: map`` tile with the padded lanes (FUs past a ragged spatial loop's bound) set to
+    what those FUs accumulate. The map's reuse feeds them real elements over wires and FIFOs (I's wire along p on 3x2,
+    where W does not use p), so their sums are not zero as under the tiled builds; they are the products of the
+    elements each FU receives (by tensor index, stationary inputs as loaded), masked outside its own L positions of
+    any padded loop, summed over the tile and the FUs an output lane reduces (docs/dataflows.md "Skewed maps")."""
+    coords, prod = _masked_products(fg, mapping, tile, tensors, pads)
     if fg.output.role is not Role.ACCUMULATE:
         return _padded_stream_beats(fg, coords, prod, idx, beats, wait_steps(fg, mapping.trips()))
     prod = prod.sum(axis=0)

@@ -36,6 +36,7 @@ from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, RowPad, delay_
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
+from .reduce_skew import outer_reduced_skews
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "tile_forms", "psum_rounds",
@@ -661,7 +662,11 @@ def _check_output_over_tile(design: Design, own: Dataflow):
     out = design.operation.output
     formed = tile_forms(design, own)
     axis_of = own.spatial_dims
+    outer = outer_reduced_skews(design, formed)
+    held = not any(out.uses(d) for d in formed.inner_dims())
     for pad in row_pads(design, formed) + outer_pads(design, formed):
+        if held and len(outer) == 1 and pad in outer:       # one loop: each FU's drain waits (reduce_skew.py)
+            continue
         mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
         if out.uses(pad.loop) and mixed and pad.loop not in formed.inner_dims():    # inside: reduce_skew.py waits
             _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "

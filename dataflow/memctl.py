@@ -31,7 +31,7 @@ from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import Role
-from .reduce_skew import lane_offsets
+from .reduce_skew import lane_offsets, memory_drain_waits
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
@@ -53,7 +53,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _outer_output_loops(fg)
+    problems += _outer_output_loops(fg) or memory_drain_waits(fg)      # H148: the waited drain
     if problems:
         raise SpecError(problems)
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archgen.mappings.tiling import RowPad, output_wait_steps, reduced_pads
+from archgen.arch.errors import SpecError, problem
+from archgen.dataflow.ir import Role
+from archgen.mappings.tiling import RowPad, outer_pads, output_wait_steps, reduced_pads
 
 if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
-__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups"]
+__all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
+           "drain_skews", "drain_groups", "outer_reduced_skews", "refuse_fused_drain_waits",
+           "memory_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -86,3 +90,67 @@ def fused_wait_groups(fused) -> dict:
                 key = (tm.time[v] + tm.node_latency(v), tuple(sorted(w.items())), k if set(w) - {last} else -1)
                 out.setdefault(v, {}).setdefault(key, []).append(k)
     return out
+
+
+def drain_skews(fg: FUGraph) -> tuple[RowPad, ...]:
+    """The skewed loops outside the tile the output uses whose skew moves an array axis the output is reduced along,
+    for an output accumulated in place over the tile: each FU then holds its own accumulator (no adder tree or chain
+    is derived across that axis) and, at a drain, the FUs of one lane hold different tiles of the loop."""
+    return outer_reduced_skews(fg.design, fg.dataflow) if fg.output.role is Role.ACCUMULATE else ()
+
+
+def outer_reduced_skews(design, df) -> tuple[RowPad, ...]:
+    """The skewed loops outside the tile of ``df`` (mappings/tiling.py ``outer_pads``) that the output uses, skewed
+    along an array axis whose loop the output does not use (an axis it is reduced along)."""
+    out, axis_of = design.operation.output, df.spatial_dims
+    return tuple(p for p in outer_pads(design, df)
+                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+
+
+def refuse_fused_drain_waits(design, dfs) -> None:
+    """A SpecError naming ``dataflows.X.schedule`` for a dataflow of a fused design with a loop of
+    :func:`outer_reduced_skews`: the fused top (rtlgen/fused_array.py) builds no waited drain (:func:`drain_groups`),
+    and without it a lane sums different tiles (Amaranth: wrong outputs)."""
+    for df in dfs:
+        pads = outer_reduced_skews(design, df)
+        if pads:
+            raise SpecError([problem(f"dataflows.{df.name}.schedule", f"the output {design.operation.output.name} "
+                                     f"depends on the skewed loop {pads[0].loop} outside the tile and is reduced along "
+                                     "an array axis its skew moves; its FUs' drained sums wait before the reduction, "
+                                     "which a fused design does not build; fuse it with schedule: compressed (the "
+                                     "default) or build it alone", df.schedule)])
+
+
+def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[int, ...], int], ...]], ...]:
+    """For the one loop l of :func:`drain_skews`: per group of FUs one output element sums (FUs that differ only
+    along the axes the output is reduced along), (rep, ((s, n_s), ...)): rep an FU of the group's largest offset O_l
+    (it runs tile t as iteration t - O_l, the element the group drains), and each other member s with its wait
+    n_s = O_l - offset_l(s) in iterations of l. () when there is no such loop."""
+    pads = drain_skews(fg)
+    if not pads:
+        return ()
+    (pad,) = pads
+    out, axis_of = fg.design.operation.output, fg.dataflow.spatial_dims
+    kept = [a for a in range(len(fg.design.shape)) if a in axis_of and out.uses(axis_of[a])]
+    groups: dict = {}
+    for s in fg.coords():
+        groups.setdefault(tuple(s[a] for a in kept), []).append(tuple(s))
+    res = []
+    for fus in groups.values():
+        top = max(pad.offset(s) for s in fus)
+        rep = next(s for s in fus if pad.offset(s) == top)
+        res.append((rep, tuple((s, top - pad.offset(s)) for s in fus if s != rep)))
+    return tuple(res)
+
+
+def memory_drain_waits(fg: FUGraph) -> list:
+    """The memory system's refusal of :func:`drain_groups` (a problem list, empty without them): its output and
+    partial-sum walks give each drained row its own FU's tile (dataflow/memctl.py), but here a group's representative
+    row drains the group's element of its tile and the other rows are padding; per-group walks are not built."""
+    pads = drain_skews(fg)
+    if not pads:
+        return []
+    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
+                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' drained "
+                    "sums wait before the reduction, whose drained rows the memory system's output walks do not follow: "
+                    "use archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]

@@ -31,7 +31,7 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.dataflow.reduce_skew import product_waits
+from archgen.dataflow.reduce_skew import drain_groups, drain_skews, product_waits
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
@@ -176,6 +176,8 @@ class ArrayTop(wiring.Component):
         self._outer = outer_pads(compiled.design, compiled.dataflow)
         # ... and of an output reduced along an axis a padded loop it uses is skewed along: products wait per FU
         self._waits = product_waits(self.fg)
+        # ... and of such a loop outside the tile (output held per FU): each FU's drained sum waits
+        self._drain_groups = drain_groups(self.fg)
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -445,9 +447,38 @@ class ArrayTop(wiring.Component):
     def _drain_rows(self, ctx, outs, drain):
         """Accumulated outputs: the drain's row selects one result register per lane."""
         out_port = getattr(self, self.compiled.output_port.name)
+        if self._drain_groups:
+            outs = self._waited_drain(ctx, outs, drain)
         for lane in self.fg.output.lanes:
             col = Array([outs[s] for s in lane.fus])
             ctx.m.d.comb += out_port.payload[lane.index].eq(col[drain.row])
+
+    def _waited_drain(self, ctx, outs, drain) -> dict:
+        """A skewed loop l outside the tile the output uses, skewed along an axis it is reduced along
+        (dataflow/reduce_skew.py ``drain_groups``): each FU accumulates its own tile, FU s's drained sum waits n_s
+        iterations of l (n_s x D drains, D the tiles of one iteration of l: the command's trips of the loops after it),
+        and the group's representative row drains the group's sum, the other rows 0. A wait reaching before the
+        problem's first tile adds 0 (the buffer holds the previous problem's tiles)."""
+        m, design = ctx.m, self.compiled.design
+        outer = list(self.compiled.dataflow.outer_dims())
+        (pad,) = drain_skews(self.fg)
+        per = Signal(range(design.max_fifo_depth + 1), name=f"drain_wait_tiles_{pad.loop}")
+        drains = Signal(32, name="tiles_drained")
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [per.eq(trips_product(self.cmd.payload, outer[outer.index(pad.loop) + 1:], {})), drains.eq(0)]
+        with m.Elif(drain.tile_drained):
+            m.d.sync += drains.eq(drains + 1)
+        new = dict(outs)
+        for rep, members in self._drain_groups:
+            total = outs[rep]
+            for s, n in members:
+                late = fifo_buffer(m, f"drain_{_tag(s)}_wait", outs[s], ctx.acc_shape, drain.tile_drained, n, per,
+                                   design.max_fifo_depth)
+                total = total + Mux(drains >= n * per, late, 0)
+                new[s] = Const(0, ctx.acc_shape)
+            new[rep] = Signal(ctx.acc_shape, name=f"drain_{_tag(rep)}_sum")
+            m.d.comb += new[rep].eq(total)
+        return new
 
     @property
     def _fewer_psum_rows(self):
