@@ -7,7 +7,7 @@ from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
-from archgen.mappings.tiling import delay_axes, map_problem, outer_pads, row_pads
+from archgen.mappings.tiling import delay_axes, map_problem, outer_pads, outer_reduced_pads, row_pads
 
 from .banking import derive_banking
 from .compile import compile_array
@@ -284,16 +284,29 @@ def _outer_pad_text(design: Design, tiled) -> str:
     output depends on, what each drain carries (interconnect.py ``_check_output_over_tile``)."""
     out, pads = design.operation.output, outer_pads(design, tiled)
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
-                     f"masked outside its own K tiles" + (
-                         f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the "
-                         "drains of its masked tiles are padding, dropped by the host program)"
-                         if out.uses(pad.loop) else "") for pad in pads) + (
+                     f"masked outside its own K tiles" + _outer_drain_text(design, tiled, pad) for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
+            "the memory system does not build waited drains (archgen verify --ideal-dram)"
+            if outer_reduced_pads(design, tiled) else
             "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
             "its masked tiles' writes (a skew along the output's lanes is not built there: archgen verify "
             "--ideal-dram)" if any(out.uses(p.loop) for p in pads) else
             "through the memory system each lane reads its FU's tile of the loop (a lead of offset(s) tiles; the "
             "buffer keeps a margin of up to span tiles of it in front of the block)"))
+
+
+def _outer_drain_text(design: Design, tiled, pad) -> str:
+    """What a drain of the output carries when it depends on the skewed loop ``pad`` outside the tile: each FU's own
+    tile, or, reduced along an axis the skew moves (H148), the group's sum after each FU's drained sum waits."""
+    out = design.operation.output
+    if not out.uses(pad.loop):
+        return ""
+    if pad in outer_reduced_pads(design, tiled):
+        return (f"; the FUs {out.name} is reduced across hold different tiles of it, so each FU's drained sum waits "
+                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum, and the FU of the largest offset O "
+                "drains its group's element of tile t - O (the other rows drain padding)")
+    return (f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the drains of its "
+            "masked tiles are padding, dropped by the host program)")
 
 
 def _outer_cost_text(design: Design, df) -> str:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archgen.arch.errors import SpecError, problem
-from archgen.mappings.tiling import RowPad, Tile, TileMapping, outer_pads, row_pads
+from archgen.mappings.tiling import RowPad, Tile, TileMapping, check_drain_waits, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
@@ -232,12 +231,7 @@ class _WaitedDrain:
         (pad,) = drain_skews(fg)
         outer, trips = list(mapping.outer_dims), mapping.trips()
         self.per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
-        if self.per > fg.design.max_fifo_depth:
-            raise SpecError([problem("array.max_fifo_depth", f"dataflow {fg.dataflow.name}'s drained sums wait whole "
-                                     f"iterations of the skewed loop {pad.loop} = {self.per} tiles in these bounds; "
-                                     "the drain buffers hold at most array.max_fifo_depth tiles per iteration: raise it "
-                                     "or give the loops after it outside the tile fewer trips",
-                                     fg.design.max_fifo_depth)])
+        check_drain_waits(fg.design, fg.dataflow, mapping)      # map_problem checks it too
         self.groups = drain_groups(fg)
         self.others = {s for _, members in self.groups for s, _ in members}
         self.drained = np.zeros_like(result)

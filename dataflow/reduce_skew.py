@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.ir import Role
-from archgen.mappings.tiling import RowPad, outer_pads, output_wait_steps, reduced_pads
+from archgen.mappings.tiling import RowPad, outer_reduced_pads, output_wait_steps, reduced_pads
 
 if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
@@ -101,10 +101,9 @@ def drain_skews(fg: FUGraph) -> tuple[RowPad, ...]:
 
 def outer_reduced_skews(design, df) -> tuple[RowPad, ...]:
     """The skewed loops outside the tile of ``df`` (mappings/tiling.py ``outer_pads``) that the output uses, skewed
-    along an array axis whose loop the output does not use (an axis it is reduced along)."""
-    out, axis_of = design.operation.output, df.spatial_dims
-    return tuple(p for p in outer_pads(design, df)
-                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+    along an array axis whose loop the output does not use (an axis it is reduced along): mappings/tiling.py
+    ``outer_reduced_pads``."""
+    return outer_reduced_pads(design, df)
 
 
 def refuse_fused_drain_waits(design, dfs) -> None:

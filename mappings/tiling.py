@@ -348,7 +348,32 @@ def map_problem(design: Design, bounds: Mapping[str, int], dataflow: str | Dataf
     if fifo_check:
         check_fifo_depth(design, df, {d: mapping.trips()[d] for d in fifo_depth_loops(design, df)})
         check_output_waits(design, df, mapping.trips())
+        check_drain_waits(design, df, mapping)
     return mapping
+
+
+def outer_reduced_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
+    """The skewed loops outside the tile (:func:`outer_pads`) that the output uses, skewed along an array axis whose
+    loop the output does not use (an axis it is reduced along): an output held per FU then sums, at a drain, FUs at
+    different tiles of the loop, so each FU's drained sum waits (dataflow/reduce_skew.py ``drain_groups``)."""
+    out, axis_of = design.operation.output, df.spatial_dims
+    return tuple(p for p in outer_pads(design, df)
+                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+
+
+def check_drain_waits(design: Design, df: Dataflow, mapping: TileMapping) -> None:
+    """A SpecError when a drained sum (:func:`outer_reduced_pads`) waits whole iterations of its loop of more than
+    ``array.max_fifo_depth`` tiles each (the tiles of the loops outside the tile after it): the drain buffers are
+    sized like the delay connections' FIFOs. The same check as the host program's, here so that ``archgen sim``
+    refuses the bounds the hardware refuses."""
+    outer, trips = list(mapping.outer_dims), mapping.trips()
+    for pad in outer_reduced_pads(design, df):
+        per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
+        if per > design.max_fifo_depth:
+            raise SpecError([problem("array.max_fifo_depth", f"dataflow {df.name}'s drained sums wait whole "
+                                     f"iterations of the skewed loop {pad.loop} = {per} tiles in these bounds; the "
+                                     "drain buffers hold at most array.max_fifo_depth tiles per iteration: raise it "
+                                     "or give the loops after it outside the tile fewer trips", design.max_fifo_depth)])
 
 
 def reduced_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
