@@ -124,11 +124,16 @@ def test_the_one_fused_layer_core_runs_it(case):
     """Through the memory system (H138's tile leads and chunk + span rounds, on each dataflow's own walks of the one
     fused layer core): every dataflow, then the map again, exact in Amaranth, RTL cycles == model cycles, DRAM bytes
     RTL == model."""
-    from archgen.verif.fused_program_check import verify_fused_program
     op, shape, flows, bounds = CASES[case]
-    design = _design(op, shape, flows)
+    assert_one_fused_core_exact(_design(op, shape, flows), bounds)
+
+
+def assert_one_fused_core_exact(design, bounds, seed=3):
+    """Every dataflow of ``design.fuse`` in turn, then the first again, on the one fused layer core in Amaranth:
+    outputs exact, RTL cycles == model cycles, DRAM bytes RTL == model."""
+    from archgen.verif.fused_program_check import verify_fused_program
     layers = [(n, bounds) for n in design.fuse] + [(design.fuse[0], bounds)]
-    runs = verify_fused_program(design, layers, seed=3, simulator="amaranth")
+    runs = verify_fused_program(design, layers, seed=seed, simulator="amaranth")
     assert [r.dataflow for r in runs] == [n for n, _ in layers]
     for r in runs:
         assert r.outputs_exact, (r.dataflow, r.detail)

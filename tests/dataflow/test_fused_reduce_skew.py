@@ -182,13 +182,6 @@ def test_the_one_fused_layer_core_runs_the_waiting_maps(case):
     """Through the memory system: every dataflow in turn, then the first again, on the one fused layer core (the
     de-skew takes each lane's largest offset; per block when a loop follows the padded one): exact in Amaranth,
     RTL cycles == model cycles, DRAM bytes RTL == model."""
-    from archgen.verif.fused_program_check import verify_fused_program
+    from test_fused_outer_pads import assert_one_fused_core_exact
     op, shape, flows, bounds = CASES[case]
-    design = _design(op, shape, flows)
-    layers = [(n, bounds) for n in design.fuse] + [(design.fuse[0], bounds)]
-    runs = verify_fused_program(design, layers, seed=3, simulator="amaranth")
-    assert [r.dataflow for r in runs] == [n for n, _ in layers]
-    for r in runs:
-        assert r.outputs_exact, (r.dataflow, r.detail)
-        assert r.rtl_cycles == r.model_cycles, (r.dataflow, r.rtl_cycles, r.model_cycles)
-        assert r.detail["rtl_dram_bytes"] == r.dram_bytes, r.dataflow
+    assert_one_fused_core_exact(_design(op, shape, flows), bounds)
