@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archgen.arch.errors import SpecError, problem
+from archgen.arch.errors import problem
 from archgen.dataflow.ir import Role
 from archgen.mappings.tiling import RowPad, outer_reduced_pads, output_wait_steps, reduced_pads
 
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
-           "drain_skews", "drain_groups", "outer_reduced_skews", "refuse_fused_drain_waits",
-           "memory_drain_waits"]
+           "drain_skews", "drain_groups", "outer_reduced_skews", "memory_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -104,20 +103,6 @@ def outer_reduced_skews(design, df) -> tuple[RowPad, ...]:
     along an array axis whose loop the output does not use (an axis it is reduced along): mappings/tiling.py
     ``outer_reduced_pads``."""
     return outer_reduced_pads(design, df)
-
-
-def refuse_fused_drain_waits(design, dfs) -> None:
-    """A SpecError naming ``dataflows.X.schedule`` for a dataflow of a fused design with a loop of
-    :func:`outer_reduced_skews`: the fused top (rtlgen/fused_array.py) builds no waited drain (:func:`drain_groups`),
-    and without it a lane sums different tiles (Amaranth: wrong outputs)."""
-    for df in dfs:
-        pads = outer_reduced_skews(design, df)
-        if pads:
-            raise SpecError([problem(f"dataflows.{df.name}.schedule", f"the output {design.operation.output.name} "
-                                     f"depends on the skewed loop {pads[0].loop} outside the tile and is reduced along "
-                                     "an array axis its skew moves; its FUs' drained sums wait before the reduction, "
-                                     "which a fused design does not build; fuse it with schedule: compressed (the "
-                                     "default) or build it alone", df.schedule)])
 
 
 def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[int, ...], int], ...]], ...]:

@@ -35,7 +35,8 @@ from archgen.dataflow.reduce_skew import drain_groups, drain_skews, product_wait
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
-__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product"]
+__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product",
+           "waited_drain"]
 
 
 def struct_layout(command: CommandLayout) -> data.StructLayout:
@@ -111,6 +112,33 @@ def wait_product(m: Module, name: str, value, shape, shift, waits: dict, steps: 
         else:
             value = _delay(m, value, n, shift, name, shape)
     return value
+
+
+def waited_drain(m: Module, outs: dict, groups, tile_drained, start, per: tuple, shape, max_depth: int,
+                 prefix: str = "") -> dict:
+    """The result registers ``outs`` (FU -> value) as the rows drain them when the output is held per FU over a skewed
+    loop l outside the tile and reduced along the axis its skew moves (dataflow/reduce_skew.py ``drain_groups``):
+    each FU accumulates its own tile, FU s's drained sum waits n_s iterations of l (n_s x D drains, ``per`` = (l, D),
+    D the tiles of one iteration of l, latched on ``start``), and the group's representative row drains the group's
+    sum, the other rows 0. A wait reaching before the problem's first tile adds 0 (the buffer still holds the previous
+    problem's tiles). Shared by the single and the fused top (there per group of dataflows that wait alike)."""
+    loop, value = per
+    tiles = Signal(range(max_depth + 1), name=f"{prefix}drain_wait_tiles_{loop}")
+    drains = Signal(32, name=f"{prefix}tiles_drained")
+    with m.If(start):
+        m.d.sync += [tiles.eq(value), drains.eq(0)]
+    with m.Elif(tile_drained):
+        m.d.sync += drains.eq(drains + 1)
+    new = dict(outs)
+    for rep, members in groups:
+        total = outs[rep]
+        for s, n in members:
+            late = fifo_buffer(m, f"{prefix}drain_{tag(s)}_wait", outs[s], shape, tile_drained, n, tiles, max_depth)
+            total = total + Mux(drains >= n * tiles, late, 0)
+            new[s] = Const(0, shape)
+        new[rep] = Signal(shape, name=f"{prefix}drain_{tag(rep)}_sum")
+        m.d.comb += new[rep].eq(total)
+    return new
 
 
 def wait_step_registers(m: Module, design, df, fg, waits: dict, payload, latch) -> dict:
@@ -455,30 +483,12 @@ class ArrayTop(wiring.Component):
 
     def _waited_drain(self, ctx, outs, drain) -> dict:
         """A skewed loop l outside the tile the output uses, skewed along an axis it is reduced along
-        (dataflow/reduce_skew.py ``drain_groups``): each FU accumulates its own tile, FU s's drained sum waits n_s
-        iterations of l (n_s x D drains, D the tiles of one iteration of l: the command's trips of the loops after it),
-        and the group's representative row drains the group's sum, the other rows 0. A wait reaching before the
-        problem's first tile adds 0 (the buffer holds the previous problem's tiles)."""
-        m, design = ctx.m, self.compiled.design
+        (dataflow/reduce_skew.py ``drain_groups``): :func:`waited_drain` on this top's command."""
         outer = list(self.compiled.dataflow.outer_dims())
         (pad,) = drain_skews(self.fg)
-        per = Signal(range(design.max_fifo_depth + 1), name=f"drain_wait_tiles_{pad.loop}")
-        drains = Signal(32, name="tiles_drained")
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [per.eq(trips_product(self.cmd.payload, outer[outer.index(pad.loop) + 1:], {})), drains.eq(0)]
-        with m.Elif(drain.tile_drained):
-            m.d.sync += drains.eq(drains + 1)
-        new = dict(outs)
-        for rep, members in self._drain_groups:
-            total = outs[rep]
-            for s, n in members:
-                late = fifo_buffer(m, f"drain_{_tag(s)}_wait", outs[s], ctx.acc_shape, drain.tile_drained, n, per,
-                                   design.max_fifo_depth)
-                total = total + Mux(drains >= n * per, late, 0)
-                new[s] = Const(0, ctx.acc_shape)
-            new[rep] = Signal(ctx.acc_shape, name=f"drain_{_tag(rep)}_sum")
-            m.d.comb += new[rep].eq(total)
-        return new
+        per = trips_product(self.cmd.payload, outer[outer.index(pad.loop) + 1:], {})
+        return waited_drain(ctx.m, outs, self._drain_groups, drain.tile_drained, self.cmd.valid & self.cmd.ready,
+                            (pad.loop, per), ctx.acc_shape, self.compiled.design.max_fifo_depth)
 
     @property
     def _fewer_psum_rows(self):

@@ -24,9 +24,9 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.mappings.tiling import outer_pads, row_pads
-from archgen.dataflow.reduce_skew import fused_wait_groups, product_waits
+from archgen.dataflow.reduce_skew import drain_groups, drain_skews, fused_wait_groups, product_waits
 from archgen.rtlgen.array import (_row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members,
-                                 wait_product, wait_step_registers)
+                                 trips_product, wait_product, wait_step_registers, waited_drain)
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
 from archgen.rtlgen.stt_array import tag_validity
@@ -630,9 +630,35 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(self._pick(m, self.acc_shape, f"{v.name}_align_sel",
                                               [(k, a, taps[a]) for k, a in align.items()]))
 
+    def _waited_drains(self, m, results) -> dict:
+        """Per dataflow k whose output is held per FU over a skewed loop outside the tile and reduced along the axis
+        its skew moves (dataflow/reduce_skew.py ``drain_groups``): the result registers as its rows drain them
+        (rtlgen/array.py ``waited_drain``). Dataflows that wait alike (the same groups at the same physical FUs, the same
+        loops after l) share one set of buffers, shifted by their drains and latched by their commands."""
+        F, alike = self.fused, {}
+        for k in self.tiled:
+            groups = drain_groups(F.views[k].fu_graph)
+            if not groups:
+                continue
+            place = dict(F.placements[k]) if F.placements else {}       # a folded map's logical FU -> physical
+            groups = tuple((place.get(rep, rep), tuple((place.get(s, s), n) for s, n in members))
+                           for rep, members in groups)
+            (pad,) = drain_skews(F.views[k].fu_graph)
+            outer = list(self.views[k].dataflow.outer_dims())
+            alike.setdefault((groups, pad.loop, tuple(sorted(outer[outer.index(pad.loop) + 1:]))), []).append(k)
+        waited = {}
+        for i, ((groups, loop, after), ks) in enumerate(alike.items()):
+            drained = _any(self.ctl[k]["drain"].tile_drained & self.ctl[k]["selected"] for k in ks)
+            per = (loop, trips_product(self.cmd.payload, after, {}))
+            new = waited_drain(m, results, groups, drained, _any(self.ctl[k]["start"] for k in ks), per,
+                               self.acc_shape, max(self.views[k].design.max_fifo_depth for k in ks), f"w{i}_")
+            waited.update({k: new for k in ks})
+        return waited
+
     def _outputs(self, m, out_port, results, stt_out):
         F = self.fused
         lanes = len(out_port.payload)
+        waited = self._waited_drains(m, results)
         for lane in range(lanes):
             options = [(k, ("stt", k), outs[lane]) for k, outs in stt_out.items() if lane < len(outs)]
             for k in self.tiled:
@@ -641,7 +667,7 @@ class FusedArrayTop(wiring.Component):
                 if lane >= out.n_lanes:
                     continue
                 if view.schedule.accumulate:
-                    col = Array([results[c] for c in out.lanes[lane].fus])
+                    col = Array([waited.get(k, results)[c] for c in out.lanes[lane].fus])
                     options.append((k, ("rows", k), col[self.ctl[k]["drain"].row]))
                 else:
                     options.append((k, ("stream", lane), self.out[Node(NodeKind.DRAIN, operand=out.name, lane=lane)]))

@@ -4,12 +4,13 @@ the tile (no adder tree or chain is derived across that axis), and at a drain th
 of l. Each FU's drained sum waits n_s = O_l - offset_l(s) iterations of l, n_s x D drains (D the tiles of one
 iteration of l), and the lane's representative row (its FU of offset O_l) drains the sum (dataflow/reduce_skew.py
 ``drain_groups``, rtlgen/array.py ``_waited_drain``). Checked in Amaranth's simulator: outputs exact against a
-tiling-independent loop nest, RTL cycles == model cycles. The memory system and fused designs refuse it by name."""
+tiling-independent loop nest, RTL cycles == model cycles. The memory system refuses it by name; fused designs build it
+(tests/dataflow/test_fused_drain_waits.py)."""
 import numpy as np
 import pytest
 
 from archgen.arch.errors import SpecError
-from archgen.dataflow.compile import compile_array, compile_fused
+from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import host_program, random_operands
 from archgen.dataflow.memctl import check_memory_system
 from archgen.dataflow.reduce_skew import drain_groups
@@ -72,15 +73,10 @@ def test_without_the_waits_the_outputs_are_wrong(monkeypatch):
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
-    """The memory system (its walks give each drained row its own tile), fused designs (no waited drain in the fused top),
-    two such loops, and bounds whose iteration of l holds more than array.max_fifo_depth tiles."""
+    """The memory system (its walks give each drained row its own tile), two such loops, and bounds whose iteration of l holds more than array.max_fifo_depth tiles."""
     design = _spec(CONV_OP, (2, 2), BRIEF, ORDER, ["r", "s"])
     with pytest.raises(SpecError, match="the memory system.s output walks do not follow"):
         check_memory_system(compile_array(design).fu_graph)
-    fused = _spec(CONV_OP, (2, 2), BRIEF, ORDER, ["r", "s"], fuse={"ws": {"spatial": {"k": 0, "p": 1}, "order": ORDER}})
-    for names in (["m", "ws"], ["ws", "m"]):
-        with pytest.raises(SpecError, match="drained sums wait before the reduction, which a fused design does not"):
-            compile_fused(fused, names)
     with pytest.raises(SpecError, match="so an output lane would sum elements of different tiles"):
         compile_array(_spec(CONV_OP, (2, 2), BRIEF | {"q": "t_q + s0 - 1"}, ORDER, ["r", "s"]))
     compiled = compile_array(design)
