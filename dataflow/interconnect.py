@@ -665,7 +665,7 @@ def _check_output_over_tile(design: Design, own: Dataflow):
     outer = outer_reduced_skews(design, formed)
     held = not any(out.uses(d) for d in formed.inner_dims())
     for pad in row_pads(design, formed) + outer_pads(design, formed):
-        if held and len(outer) == 1 and pad in outer:       # one loop: each FU's drain waits (reduce_skew.py)
+        if held and pad in outer:       # each FU's drained sum waits (reduce_skew.py drain_groups)
             continue
         mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
         if out.uses(pad.loop) and mixed and pad.loop not in formed.inner_dims():    # inside: reduce_skew.py waits

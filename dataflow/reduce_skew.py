@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
-           "drain_skews", "drain_groups", "outer_reduced_skews", "memory_drain_waits"]
+           "drain_skews", "drain_groups", "rep_waits", "outer_reduced_skews", "memory_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -105,15 +105,18 @@ def outer_reduced_skews(design, df) -> tuple[RowPad, ...]:
     return outer_reduced_pads(design, df)
 
 
-def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[int, ...], int], ...]], ...]:
-    """For the one loop l of :func:`drain_skews`: per group of FUs one output element sums (FUs that differ only
-    along the axes the output is reduced along), (rep, ((s, n_s), ...)): rep an FU of the group's largest offset O_l
-    (it runs tile t as iteration t - O_l, the element the group drains), and each other member s with its wait
-    n_s = O_l - offset_l(s) in iterations of l. () when there is no such loop."""
+def drain_groups(fg: FUGraph) -> tuple:
+    """For the loops l of :func:`drain_skews`: per group of FUs one output element sums (FUs that differ only along
+    the axes the output is reduced along), (rep, ((s, ((l, n_l), ...)), ...)). O_l is the group's largest offset on l:
+    the group drains, at tile t, its element of iteration t - O (on every such loop at once), from rep's row, and each
+    FU s's drained sum waits n_l = O_l - offset_l(s) iterations of each l first (the FUs that wait are listed, the
+    waits of zero left out). rep is the FU of the largest offsets in the loops' order (outer-loop order, lexicographically): with one
+    loop it has offset O and waits nothing; with several no FU may have every largest offset, and then rep waits too
+    (listed with the others; its partial sum is added at the drain, not into its accumulator: rtlgen/array.py
+    ``waited_drain``). () when there is no such loop."""
     pads = drain_skews(fg)
     if not pads:
         return ()
-    (pad,) = pads
     out, axis_of = fg.design.operation.output, fg.dataflow.spatial_dims
     kept = [a for a in range(len(fg.design.shape)) if a in axis_of and out.uses(axis_of[a])]
     groups: dict = {}
@@ -121,10 +124,18 @@ def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[
         groups.setdefault(tuple(s[a] for a in kept), []).append(tuple(s))
     res = []
     for fus in groups.values():
-        top = max(pad.offset(s) for s in fus)
-        rep = next(s for s in fus if pad.offset(s) == top)
-        res.append((rep, tuple((s, top - pad.offset(s)) for s in fus if s != rep)))
+        top = {p.loop: max(p.offset(s) for s in fus) for p in pads}
+        rep = max(fus, key=lambda s: tuple(p.offset(s) for p in pads))
+        waits = ((s, tuple((p.loop, top[p.loop] - p.offset(s)) for p in pads if top[p.loop] != p.offset(s)))
+                 for s in fus)
+        res.append((rep, tuple((s, w) for s, w in waits if w)))
     return tuple(res)
+
+
+def rep_waits(groups) -> dict:
+    """rep -> its waits, for the groups of :func:`drain_groups` whose representative waits (several loops, no FU of
+    every largest offset): their partial sum goes to the drain rather than into rep's accumulator."""
+    return {rep: dict(w) for rep, members in groups for s, w in members if s == rep}
 
 
 def memory_drain_waits(fg: FUGraph) -> list:

@@ -31,12 +31,12 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.dataflow.reduce_skew import drain_groups, drain_skews, product_waits
+from archgen.dataflow.reduce_skew import drain_groups, drain_skews, product_waits, rep_waits
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
 __all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product",
-           "waited_drain"]
+           "waited_drain", "drain_psum"]
 
 
 def struct_layout(command: CommandLayout) -> data.StructLayout:
@@ -114,31 +114,53 @@ def wait_product(m: Module, name: str, value, shape, shift, waits: dict, steps: 
     return value
 
 
-def waited_drain(m: Module, outs: dict, groups, tile_drained, start, per: tuple, shape, max_depth: int,
-                 prefix: str = "") -> dict:
-    """The result registers ``outs`` (FU -> value) as the rows drain them when the output is held per FU over a skewed
-    loop l outside the tile and reduced along the axis its skew moves (dataflow/reduce_skew.py ``drain_groups``):
-    each FU accumulates its own tile, FU s's drained sum waits n_s iterations of l (n_s x D drains, ``per`` = (l, D),
-    D the tiles of one iteration of l, latched on ``start``), and the group's representative row drains the group's
-    sum, the other rows 0. A wait reaching before the problem's first tile adds 0 (the buffer still holds the previous
-    problem's tiles). Shared by the single and the fused top (there per group of dataflows that wait alike)."""
-    loop, value = per
-    tiles = Signal(range(max_depth + 1), name=f"{prefix}drain_wait_tiles_{loop}")
+def waited_drain(m: Module, outs: dict, groups, tile_drained, start, per: dict, shape, max_depth: int,
+                 prefix: str = "", psums: dict | None = None) -> dict:
+    """The result registers ``outs`` (FU -> value) as the rows drain them when the output is held per FU over skewed
+    loops l outside the tile and reduced along the axes their skews move (dataflow/reduce_skew.py ``drain_groups``):
+    each FU accumulates its own tile, FU s's drained sum waits n_l iterations of each l (sum of n_l x D_l drains,
+    ``per`` = {l: D_l}, D_l the tiles of one iteration of l, latched on ``start``: a buffer per loop, in series), and
+    the group's representative row drains the group's sum, the other rows 0. ``psums``: rep -> the partial sum of
+    its drained element, for a representative that waits itself (added here, unwaited). A wait reaching before the
+    problem's first tile adds 0 (the buffers still hold the previous problem's tiles). Shared by the single and the
+    fused top (there per group of dataflows that wait alike)."""
+    tiles = {}
+    for loop, value in per.items():
+        tiles[loop] = Signal(range(max_depth + 1), name=f"{prefix}drain_wait_tiles_{loop}")
+        with m.If(start):
+            m.d.sync += tiles[loop].eq(value)
     drains = Signal(32, name=f"{prefix}tiles_drained")
     with m.If(start):
-        m.d.sync += [tiles.eq(value), drains.eq(0)]
+        m.d.sync += drains.eq(0)
     with m.Elif(tile_drained):
         m.d.sync += drains.eq(drains + 1)
-    new = dict(outs)
+    new, psums = dict(outs), psums or {}
     for rep, members in groups:
-        total = outs[rep]
-        for s, n in members:
-            late = fifo_buffer(m, f"{prefix}drain_{tag(s)}_wait", outs[s], shape, tile_drained, n, tiles, max_depth)
-            total = total + Mux(drains >= n * tiles, late, 0)
+        waiting = dict(members)
+        total = psums.get(rep, 0) if rep in waiting else outs[rep]
+        for s, waits in members:
+            late = outs[s]
+            for loop, n in waits:
+                name = f"{prefix}drain_{tag(s)}_wait" + (f"_{loop}" if len(per) > 1 else "")
+                late = fifo_buffer(m, name, late, shape, tile_drained, n, tiles[loop], max_depth)
+            total = total + Mux(drains >= sum(n * tiles[loop] for loop, n in waits), late, 0)
             new[s] = Const(0, shape)
         new[rep] = Signal(shape, name=f"{prefix}drain_{tag(rep)}_sum")
         m.d.comb += new[rep].eq(total)
     return new
+
+
+def drain_psum(m: Module, base, first, last, en, shape, name: str):
+    """The partial sum a waiting representative (dataflow/reduce_skew.py ``rep_waits``) adds at its drain: ``base``
+    as its tile's first step takes it, held to the tile's last step (then beside the result register). Its
+    accumulator starts from 0 instead, since its own tile sum waits and the partial sum must not."""
+    held = Signal(shape, name=f"{name}_psum_held")
+    out = Signal(shape, name=f"{name}_psum")
+    with m.If(en & first):
+        m.d.sync += held.eq(base)
+    with m.If(en & last):
+        m.d.sync += out.eq(Mux(first, base, held))
+    return out
 
 
 def wait_step_registers(m: Module, design, df, fg, waits: dict, payload, latch) -> dict:
@@ -206,6 +228,7 @@ class ArrayTop(wiring.Component):
         self._waits = product_waits(self.fg)
         # ... and of such a loop outside the tile (output held per FU): each FU's drained sum waits
         self._drain_groups = drain_groups(self.fg)
+        self._rep_waits, self._drain_psums = rep_waits(self._drain_groups), {}
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -452,6 +475,10 @@ class ArrayTop(wiring.Component):
             with m.If(ctx.loader.beat & (ctx.loader.row == row)):
                 m.d.sync += init.eq(Mux(ctx.loader.first, 0, psum_port.payload[lane]))
             base = Mux(ctx.tap("swap", v), init, 0)
+            if s in self._rep_waits:        # a waiting representative: its partial sum is added at the drain
+                self._drain_psums[s] = drain_psum(m, base, ctx.tap("first", v), ctx.tap("last", v),
+                                                  ctx.adv & ctx.tap("valid", v), shape, f"{name}_{_tag(s)}")
+                base = Const(0, shape)
         total = Signal(shape, name=f"{name}_sum_{_tag(s)}")
         m.d.comb += total.eq(Mux(ctx.tap("first", v), base, acc) + ctx.nets.src(mul, v, shape))
         with m.If(ctx.adv & ctx.tap("valid", v)):
@@ -485,10 +512,9 @@ class ArrayTop(wiring.Component):
         """A skewed loop l outside the tile the output uses, skewed along an axis it is reduced along
         (dataflow/reduce_skew.py ``drain_groups``): :func:`waited_drain` on this top's command."""
         outer = list(self.compiled.dataflow.outer_dims())
-        (pad,) = drain_skews(self.fg)
-        per = trips_product(self.cmd.payload, outer[outer.index(pad.loop) + 1:], {})
+        per = {p.loop: trips_product(self.cmd.payload, outer[outer.index(p.loop) + 1:], {}) for p in drain_skews(self.fg)}
         return waited_drain(ctx.m, outs, self._drain_groups, drain.tile_drained, self.cmd.valid & self.cmd.ready,
-                            (pad.loop, per), ctx.acc_shape, self.compiled.design.max_fifo_depth)
+                            per, ctx.acc_shape, self.compiled.design.max_fifo_depth, psums=self._drain_psums)
 
     @property
     def _fewer_psum_rows(self):

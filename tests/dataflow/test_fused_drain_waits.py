@@ -17,7 +17,8 @@ from archgen.dataflow.reduce_skew import drain_groups
 from archgen.verif.fused_amaranth import verify_fused_amaranth
 from test_fused_outer_pads import _check_against_single
 from test_map_schedule_outer import CONV_OP, GEMM, _spec
-from test_map_schedule_outer_reduce import BRIEF, FIXED, ORDER, _random_case, _random_gemm
+from test_map_schedule_outer_reduce import (BRIEF, FIXED, ORDER, TWO, TWO_FIXED, _random_case, _random_gemm,
+                                            _random_two, _random_two_gemm)
 
 WS = {"ws": {"spatial": {"k": 0, "p": 1}, "order": ORDER}}
 OTHER_ORDER = {"m2": {"map": BRIEF, "order": ["n", "p", "k", "c", "q", "r", "s"], "inner": ["r", "s"],
@@ -26,20 +27,24 @@ COMPRESSED = {"comp": {"map": BRIEF, "order": ORDER, "inner": ["r", "s"]}}
 LEAD = {"lead": {"map": BRIEF | {"n": "t_n + s0 - 1"}, "order": ORDER, "inner": ["r", "s"], "schedule": "map"}}
 GEMM_OS = {"os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"]}}
 
-# name: (FIXED index (H148's map m), the other dataflows)
+TWO_CASE = (CONV_OP, (2, 2), TWO, TWO_FIXED[0][1], ["r", "s"], TWO_FIXED[0][2], TWO_FIXED[0][3])
+BRIEF_MAP = {"brief": {"map": BRIEF, "order": ORDER, "inner": ["r", "s"], "schedule": "map"}}
+
+# name: (H148's case (FIXED) or two loops, the other dataflows)
 CASES = {
-    "conv-2x2-brief+ws": (0, WS),
-    "conv-2x2-brief+other-order": (0, OTHER_ORDER),
-    "conv-2x2-brief+compressed+lead": (0, COMPRESSED | LEAD),
-    "conv-2x2-q-lead+ws": (1, WS),
-    "conv-3x2-mixed+compressed": (2, {"comp": {"map": FIXED[2][2], "order": FIXED[2][3], "inner": ["r", "s"]}}),
-    "gemm-2x2-j-lag+os": (3, GEMM_OS),
+    "conv-2x2-brief+ws": (FIXED[0], WS),
+    "conv-2x2-brief+other-order": (FIXED[0], OTHER_ORDER),
+    "conv-2x2-brief+compressed+lead": (FIXED[0], COMPRESSED | LEAD),
+    "conv-2x2-q-lead+ws": (FIXED[1], WS),
+    "conv-3x2-mixed+compressed": (FIXED[2], {"comp": {"map": FIXED[2][2], "order": FIXED[2][3], "inner": ["r", "s"]}}),
+    "gemm-2x2-j-lag+os": (FIXED[3], GEMM_OS),
+    # two loops: every FU waits, the representative's partial sum at the drain; beside one loop and ws
+    "conv-2x2-two-loops+brief+ws": (TWO_CASE, BRIEF_MAP | WS),
 }
 
 
 def _case(name):
-    index, others = CASES[name]
-    op, shape, mp, order, inner, bounds, seed = FIXED[index]
+    (op, shape, mp, order, inner, bounds, seed), others = CASES[name]
     return _spec(op, shape, mp, order, inner, fuse=others), bounds, seed
 
 
@@ -131,8 +136,10 @@ def _random_fused(seed: int, count: int, draw):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("draw,seed", [pytest.param(_random_case, 150, id="conv"),
-                                       pytest.param(_random_gemm, 1150, id="batched-gemm")])
+                                       pytest.param(_random_gemm, 1150, id="batched-gemm"),
+                                       pytest.param(_random_two, 2150, id="conv-two-loops"),
+                                       pytest.param(_random_two_gemm, 3150, id="batched-gemm-two-loops")])
 def test_random_fused_pairs(draw, seed):
-    """H148's random convs and batched GEMMs, each fused with its compressed build or another such map on the same
-    array: every dataflow exact, RTL == model."""
+    """H148's random convs and batched GEMMs (one such loop or two), each fused with its compressed build or another
+    such map on the same array: every dataflow exact, RTL == model."""
     assert _random_fused(seed, 20, draw) == 20
