@@ -14,7 +14,8 @@ from .compile import compile_array
 from .interconnect import (fu_placement, map_skews, psum_round_text, psum_rounds_of, reduction_runs_of, skew_lane_cost,
                            tiled_equivalent)
 from .ir import Role
-from .reduce_skew import fused_wait_groups, product_waits, reduced_skews
+from .reduce_skew import (drain_groups, drain_skews, fused_drain_groups, fused_wait_groups, product_waits,
+                          reduced_skews, rep_waits)
 from .reuse import reuse_vectors
 
 __all__ = ["explain"]
@@ -77,7 +78,8 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         b = banking[p.name]
         lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
                      f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
-    lines += _delay_connection_lines(fg) + _wait_lines(fg) + _fused_wait_lines(design, fg)
+    lines += (_delay_connection_lines(fg) + _wait_lines(fg) + _fused_wait_lines(design, fg) + _drain_wait_lines(fg)
+              + _fused_drain_lines(design, fg))
     load = sch.rows if sch.has_stationary else (f"0 or {sch.rows}" if sch.psum_in and sch.accumulate else 0)
     tail = (f"drain {sch.drain_rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
             else f"outputs {sch.out_latency} cycles after their step")
@@ -303,21 +305,22 @@ def _outer_drain_text(design: Design, tiled, pad) -> str:
         return ""
     if pad in outer_reduced_pads(design, tiled):
         return (f"; the FUs {out.name} is reduced across hold different tiles of it, so each FU's drained sum waits "
-                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum, and the FU of the largest offset O "
-                "drains its group's element of tile t - O (the other rows drain padding)")
+                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum (drain waits, below)")
     return (f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the drains of its "
             "masked tiles are padding, dropped by the host program)")
 
 
 def _outer_cost_text(design: Design, df) -> str:
     """``schedule: map`` with skews only outside the tile: its tiles and memory-fed lanes against the compressed
-    build's at the reference bounds (the price of the padded rounds)."""
+    build's at the reference bounds (the price of the padded rounds). The buffer depths are not checked here: a
+    cost, not a run (the waited drains of an iteration of a loop can hold more tiles there than
+    array.max_fifo_depth)."""
     ref = design.reference_bounds
     own = compile_array(design, df, pipeline=False)
     flat = compile_array(design, dataclasses.replace(df, schedule="compressed"), pipeline=False)
     cost = {}
     for name, c in (("own", own), ("compressed", flat)):
-        mapping = map_problem(design, ref, c.dataflow)
+        mapping = map_problem(design, ref, c.dataflow, fifo_check=False)
         cost[name] = (mapping.n_tiles * mapping.steps, {p.name: p.n_lanes for p in c.fu_graph.inputs})
     return (f"the map's own schedule runs (schedule: map): {cost['own'][0]} steps at the reference bounds against "
             f"{cost['compressed'][0]} for the compressed build (the padded rounds); memory-fed input lanes "
@@ -450,6 +453,52 @@ def _fused_wait_lines(design: Design, fg) -> list[str]:
             f"dataflow select; {name} shares them with {', '.join(shared) or 'no other dataflow'} (same waits at the same "
             f"product time; a run-time buffer is each dataflow's own); {muxed} of its {len(mine)} waiting FUs add a "
             f"{fg.output.width}-bit select mux on the product (the other dataflows read it straight or wait otherwise)"]
+
+
+def _drain_wait_lines(fg) -> list[str]:
+    """An output held per FU over skewed loops outside the tile, reduced along the axes their skews move
+    (dataflow/reduce_skew.py ``drain_groups``): per group the row that drains it and each FU's wait in drains, and the
+    buffers that builds (rtlgen/array.py ``waited_drain``: per waiting FU one buffer per loop of run-time depth)."""
+    groups = drain_groups(fg)
+    if not groups:
+        return []
+    design, bits = fg.design, fg.output.width
+    outer = list(fg.dataflow.outer_dims())
+    per = {p.loop: " x ".join(f"trips of t_{d}" for d in outer[outer.index(p.loop) + 1:]) or "1"
+           for p in drain_skews(fg)}
+    loops = ", ".join(f"t_{loop}" for loop in per)
+    lines = [f"  drain waits: {fg.output.name} is held per FU and sums FUs at different tiles of {loops} (docs/dataflows.md "
+             "\"Skewed output loops outside the tile\"); per group of FUs one element sums, its row drains the element of "
+             "iteration t - O_l of each (O_l the group's largest offset), the other rows drain padding, and FU s's "
+             "drained sum waits O_l - offset_l(s) iterations of each, D_l drains each (the tiles of one iteration):"]
+    entries = 0
+    for rep, members in groups:
+        parts = []
+        for s, waits in members:
+            parts.append(f"FU {s} waits " + " + ".join(f"{n} iteration(s) of t_{loop} = {n} x ({per[loop]}) drains"
+                                                       for loop, n in waits))
+            entries += sum(1 << max(1, (n * design.max_fifo_depth - 1).bit_length()) for _, n in waits)
+        note = "; it waits too, so its partial sum is added at the drain" if rep in rep_waits(groups) else ""
+        lines.append(f"    row of FU {rep}{note}: " + "; ".join(parts))
+    lines.append(f"    cost: {entries} buffer entries x {bits} bits ({entries * bits} bits; depth n x "
+                 f"array.max_fifo_depth {design.max_fifo_depth} per loop, rounded up to a power of two)")
+    return lines
+
+
+def _fused_drain_lines(design: Design, fg) -> list[str]:
+    """In a fused design (the spec's ``fuse:``): the fused top builds each dataflow's drain waits behind the shared
+    result registers, read only by its rows; dataflows that wait alike share them (``fused_drain_groups``)."""
+    name = fg.dataflow.name
+    if len(design.fuse) < 2 or name not in design.fuse or not drain_groups(fg):
+        return []
+    from .compile import compile_fused
+    fused = compile_fused(design, design.fuse)
+    k = fused.index(name)
+    (ks,) = [ks for ks in fused_drain_groups(fused).values() if k in ks]
+    shared = [fused.names[j] for j in ks if j != k]
+    return [f"  fused ({', '.join(fused.names)}): these drain buffers are built behind the shared result registers and "
+            f"read only by {name}'s rows; {name} shares them with {', '.join(shared) or 'no other dataflow'} (the same "
+            "groups and loops after each skewed loop)"]
 
 
 def _offset_text(pads) -> str:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
-           "drain_skews", "drain_groups", "rep_waits", "outer_reduced_skews", "memory_drain_waits"]
+           "drain_skews", "drain_groups", "rep_waits", "fused_drain_groups", "outer_reduced_skews", "memory_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -136,6 +136,26 @@ def rep_waits(groups) -> dict:
     """rep -> its waits, for the groups of :func:`drain_groups` whose representative waits (several loops, no FU of
     every largest offset): their partial sum goes to the drain rather than into rep's accumulator."""
     return {rep: dict(w) for rep, members in groups for s, w in members if s == rep}
+
+
+def fused_drain_groups(fused) -> dict:
+    """Of a fused design (dataflow/fusion.py ``FusedArray``): (groups, after) -> [dataflow indices], the dataflows with
+    :func:`drain_groups` grouped by what the fused top builds for them (rtlgen/fused_array.py ``_waited_drains``):
+    groups are their ``drain_groups`` at the physical FUs (a folded map's logical FUs placed), after the loops outside
+    the tile after each such loop ((l, sorted loops), ...: its D_l). Dataflows with equal keys wait alike and share one
+    set of drain buffers."""
+    from archgen.dataflow.fusion import is_stt_view
+    out: dict = {}
+    for k, view in enumerate(fused.views):
+        groups = () if is_stt_view(view) else drain_groups(view.fu_graph)
+        if not groups:
+            continue
+        place = dict(fused.placements[k]) if fused.placements else {}
+        groups = tuple((place.get(rep, rep), tuple((place.get(s, s), w) for s, w in members)) for rep, members in groups)
+        outer = list(view.dataflow.outer_dims())
+        after = tuple((p.loop, tuple(sorted(outer[outer.index(p.loop) + 1:]))) for p in drain_skews(view.fu_graph))
+        out.setdefault((groups, after), []).append(k)
+    return out
 
 
 def memory_drain_waits(fg: FUGraph) -> list:

@@ -24,7 +24,7 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.mappings.tiling import outer_pads, row_pads
-from archgen.dataflow.reduce_skew import drain_groups, drain_skews, fused_wait_groups, product_waits, rep_waits
+from archgen.dataflow.reduce_skew import fused_drain_groups, fused_wait_groups, product_waits, rep_waits
 from archgen.rtlgen.array import (_row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members,
                                  drain_psum, trips_product, wait_product, wait_step_registers,
                                  waited_drain)
@@ -91,7 +91,8 @@ class FusedArrayTop(wiring.Component):
         self.waits = {k: product_waits(views[k].fu_graph) for k in self.tiled}
         self.wait_groups = fused_wait_groups(F)
         # ... and of such loops outside the tile (output held per FU): per dataflow its drained sums wait
-        self.drain_groups = self._physical_drain_groups()
+        self.drain_sets = fused_drain_groups(F)
+        self.drain_groups = {k: groups for (groups, _), ks in self.drain_sets.items() for k in ks}
         self.drain_psums = {k: {} for k in self.tiled}       # dataflow -> waiting rep -> its partial sum at the drain
         length = max([max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
                           0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled]
@@ -644,16 +645,10 @@ class FusedArrayTop(wiring.Component):
     def _waited_drains(self, m, results) -> dict:
         """Per dataflow k whose output is held per FU over skewed loops outside the tile and reduced along the axes
         their skews move (dataflow/reduce_skew.py ``drain_groups``): the result registers as its rows drain them
-        (rtlgen/array.py ``waited_drain``). Dataflows that wait alike (the same groups at the same physical FUs, the same
-        loops after each l) share one set of buffers, shifted by their drains and latched by their commands."""
-        alike = {}
-        for k, groups in self.drain_groups.items():
-            outer = list(self.views[k].dataflow.outer_dims())
-            after = tuple((p.loop, tuple(sorted(outer[outer.index(p.loop) + 1:])))
-                          for p in drain_skews(self.fused.views[k].fu_graph))
-            alike.setdefault((groups, after), []).append(k)
+        (rtlgen/array.py ``waited_drain``). Dataflows that wait alike (``fused_drain_groups``) share one set of buffers,
+        shifted by their drains and latched by their commands."""
         waited = {}
-        for i, ((groups, after), ks) in enumerate(alike.items()):
+        for i, ((groups, after), ks) in enumerate(self.drain_sets.items()):
             drained = _any(self.ctl[k]["drain"].tile_drained & self.ctl[k]["selected"] for k in ks)
             per = {loop: trips_product(self.cmd.payload, loops, {}) for loop, loops in after}
             psums = {rep: self._pick(m, self.acc_shape, f"w{i}_{tag(rep)}_psum_sel",
@@ -663,18 +658,6 @@ class FusedArrayTop(wiring.Component):
                                self.acc_shape, max(self.views[k].design.max_fifo_depth for k in ks), f"w{i}_", psums)
             waited.update({k: new for k in ks})
         return waited
-
-    def _physical_drain_groups(self) -> dict:
-        """Dataflow k -> its ``drain_groups`` at the physical FUs (a folded map's logical FUs placed), for the
-        dataflows that have them."""
-        F, out = self.fused, {}
-        for k in self.tiled:
-            groups = drain_groups(F.views[k].fu_graph)
-            place = dict(F.placements[k]) if F.placements else {}
-            if groups:
-                out[k] = tuple((place.get(rep, rep), tuple((place.get(s, s), w) for s, w in members))
-                               for rep, members in groups)
-        return out
 
     def _outputs(self, m, out_port, results, stt_out):
         F = self.fused

@@ -143,3 +143,20 @@ def test_random_fused_pairs(draw, seed):
     """H148's random convs and batched GEMMs (one such loop or two), each fused with its compressed build or another
     such map on the same array: every dataflow exact, RTL == model."""
     assert _random_fused(seed, 20, draw) == 20
+
+
+def test_explain_states_the_drain_waits_and_what_is_shared():
+    """``--explain``: per group the row that drains it and each FU's wait in drains (with two loops the row's own FU
+    waits too, its partial sum added at the drain), the buffers' cost, and in a fused design what is shared."""
+    from archgen.dataflow.explain import explain
+    design, _, _ = _case("conv-2x2-two-loops+brief+ws")
+    text = "\n".join(explain(design, "m"))
+    assert ("row of FU (1, 0); it waits too, so its partial sum is added at the drain: FU (0, 0) waits 1 iteration(s) "
+            "of t_n = 1 x (trips of t_k x trips of t_p x trips of t_c x trips of t_q) drains; FU (1, 0) waits 1 "
+            "iteration(s) of t_q = 1 x (1) drains") in text
+    assert "cost: 256 buffer entries x 32 bits" in text and "m shares them with no other dataflow" in text
+    design, _, _ = _case("conv-2x2-brief+other-order")
+    text = "\n".join(explain(design, "m"))
+    assert "row of FU (1, 0): FU (0, 0) waits 1 iteration(s) of t_n" in text and "m shares them with m2" in text
+    design, _, _ = _case("conv-2x2-brief+ws")
+    assert "drain waits" not in "\n".join(explain(design, "ws"))
