@@ -7,7 +7,8 @@ from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
-from archgen.mappings.tiling import delay_axes, map_problem, outer_pads, outer_reduced_pads, row_pads
+from archgen.mappings.tiling import (delay_axes, map_problem, outer_pads, outer_reduced_pads, output_streamed,
+                                     row_pads)
 
 from .banking import derive_banking
 from .compile import compile_array
@@ -253,15 +254,11 @@ def _schedule_choice(design: Design, df, skews) -> str:
                    "build runs")
 
 
-# interconnect.py ``_check_output_over_tile`` refuses the map's own schedule of such an output
-_UNLESS_REDUCED = ", unless the output is reduced along an axis the skew moves"
-
-
 def _why_compressed(design: Design, df, skews) -> str:
     """Why a skew on a loop with loops after it keeps the compressed build: a tile loop as written, or an inner loop
     the tile's forms move out of it (a reduction loop before an output-dependent one runs as partial-sum rounds; a
-    loop the output depends on, before trailing reduction loops, runs outside the run), whose padded rows the map's
-    own schedule does not build (interconnect.py ``_check_output_over_tile``)."""
+    loop the output depends on, before trailing reduction loops, runs outside the run): the map's own schedule builds
+    those padded rounds at the array level; the compressed build is the default."""
     out = design.operation.output.name
     rounds, runs = psum_rounds_of(design, df), reduction_runs_of(design, df)
     for sk in skews:
@@ -274,21 +271,20 @@ def _why_compressed(design: Design, df, skews) -> str:
             return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
                     f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule pads t_{sk.loop} per FU (K + "
                     "span tiles, each FU draining its own tiles of it, one memory lane per FU; schedule: map builds "
-                    f"it at the array level{_UNLESS_REDUCED})")
+                    "it at the array level)")
     loops = ", ".join(f"t_{sk.loop}" for sk in skews)
     return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule runs it K + span tiles, "
-            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level"
-            + (_UNLESS_REDUCED if any(design.operation.output.uses(sk.loop) for sk in skews) else "") + ")")
+            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level)")
 
 
 def _outer_pad_text(design: Design, tiled) -> str:
     """The map's own schedule of skewed loops outside the tile (mappings/tiling.py ``outer_pads``); for a loop the
-    output depends on, what each drain carries (interconnect.py ``_check_output_over_tile``)."""
+    output depends on, what each drain carries (interconnect.py ``_map_schedule``)."""
     out, pads = design.operation.output, outer_pads(design, tiled)
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
                      f"masked outside its own K tiles" + _outer_drain_text(design, tiled, pad) for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
-            "the memory system does not build waited drains (archgen verify --ideal-dram)"
+            "the memory system does not build these waits (archgen verify --ideal-dram)"
             if outer_reduced_pads(design, tiled) else
             "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
             "its masked tiles' writes (a skew along the output's lanes is not built there: archgen verify "
@@ -304,8 +300,10 @@ def _outer_drain_text(design: Design, tiled, pad) -> str:
     if not out.uses(pad.loop):
         return ""
     if pad in outer_reduced_pads(design, tiled):
-        return (f"; the FUs {out.name} is reduced across hold different tiles of it, so each FU's drained sum waits "
-                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum (drain waits, below)")
+        what = "product" if output_streamed(design, tiled) else "drained sum"
+        below = "output waits" if output_streamed(design, tiled) else "drain waits"
+        return (f"; the FUs {out.name} is reduced across hold different tiles of it, so each FU's {what} waits "
+                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum ({below}, below)")
     return (f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the drains of its "
             "masked tiles are padding, dropped by the host program)")
 
@@ -411,6 +409,7 @@ def _wait_lines(fg) -> list[str]:
     if not waits:
         return []
     design, inner, spans, bits = fg.design, fg.dataflow.inner_dims(), dict(fg.halo), fg.output.width
+    outer = list(fg.dataflow.outer_dims())
     loops = ", ".join(f"t_{p.loop}" for p in reduced_skews(fg))
     lines = [f"  output waits: {fg.output.name} sums FUs at different offsets of {loops} (docs/dataflows.md \"Outputs "
              "reduced along a skewed axis\"); FU s's product waits O - offset(s) iterations (O: its lane's largest "
@@ -419,13 +418,14 @@ def _wait_lines(fg) -> list[str]:
     for s, w in sorted(waits.items()):
         parts = []
         for loop, n in sorted(w.items()):
-            after = inner[inner.index(loop) + 1:]
-            if not after:
+            after = inner[inner.index(loop) + 1:] if loop in inner else outer[outer.index(loop) + 1:]
+            if loop == inner[-1]:
                 parts.append(f"{n} iteration(s) of t_{loop} = {n} step(s): {n} register(s) x {bits} bits")
                 regs += n
                 continue
             depth = 1 << max(1, (n * design.max_fifo_depth - 1).bit_length())
-            steps = " x ".join(f"trips of t_{d}" + (f" + {spans[d]}" if d in spans else "") for d in after)
+            steps = " x ".join([f"trips of t_{d}" + (f" + {spans[d]}" if d in spans else "") for d in after]
+                               + ([] if loop in inner else ["steps per tile"]))
             parts.append(f"{n} iteration(s) of t_{loop} = {n} x ({steps}) steps, depth from the command: a buffer of "
                          f"{depth} entries x {bits} bits ({n} x array.max_fifo_depth {design.max_fifo_depth}, rounded "
                          "up to a power of two)")

@@ -148,7 +148,8 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
 
     chained_operands = {e.operand for _, _, e in fg.fifos()}
     pads = row_pads(design, fg.dataflow) + outer_pads(design, fg.dataflow)
-    waited = _WaitedDrain(fg, mapping, tensors, pads, drain_rc, result) if drain_groups(fg) else None
+    waited = (_WaitedDrain(fg, mapping, tensors, pads, drain_rc, result) if drain_groups(fg) else
+              _WaitedStream(fg, mapping, tensors, pads, result) if _waits_across_tiles(fg) else None)
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
@@ -183,13 +184,13 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         result = wrap(result, acc_bits)
         if out.role is Role.ACCUMULATE:       # one beat per array row after the tile
             xr = _iterations(fg, mapping, tile, drain_rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
-            xr = xr if waited is None else waited.shift(xr)
+            xr = waited.shift(xr) if isinstance(waited, _WaitedDrain) else xr
             _, idx = _gather(result, op.output, dims, xr, bounds)
             idx = idx.reshape(drain_rc.shape[0], drain_rc.shape[1], -1)
         else:                              # one beat per step from the reduction terminals
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
             _, idx = _gather(result, op.output, dims, _lane_iterations(fg, mapping, tile, terms, steps), bounds)
-        if waited is not None:
+        if isinstance(waited, _WaitedDrain):
             idx = waited.index(idx)
         if out.psum_in and not tile.first:
             add(port_name(PortRole.PSUM, out.name), _lookup(before if waited is None else waited.drained, idx))
@@ -267,6 +268,46 @@ class _WaitedDrain:
         out = beats.copy()
         for r, lane in np.ndindex(*idx.shape[:2]):
             out[r, lane] = psum[r, lane] + total.get(tuple(self.drain_rc[r, lane].tolist()), 0)
+        out = wrap(out, self.fg.acc_width)
+        ok = idx[..., 0] >= 0
+        self.drained[tuple(idx[ok].T)] = out[ok]
+        return out
+
+
+def _waits_across_tiles(fg: FUGraph) -> bool:
+    """Whether a streamed output's products wait across tiles: a skewed loop outside the tile among
+    reduce_skew.py ``reduced_skews`` (mappings/tiling.py ``reduced_pads``)."""
+    outer = set(fg.dataflow.outer_dims())
+    return any(p.loop in outer for p in reduced_skews(fg))
+
+
+class _WaitedStream:
+    """A streamed output whose lanes sum FUs at different tiles of a skewed loop l outside the tile (reduce_skew.py
+    ``product_waits``): FU s's product waits (O - offset(s)) iterations of l, D tiles x steps each, so a lane's beat at
+    issued step g sums its FUs' masked products of steps g - wait(s) (0 before the problem's first step), plus the
+    partial sum its element's last beat carried (the running result is no partial sum of a round here: a member runs
+    later rounds of an element before the lane streams its current one). The assembled output is checked against
+    the loop nest independently (verif/golden.py ``beats_exact``)."""
+
+    def __init__(self, fg, mapping, tensors, pads, result):
+        self.fg, self.mapping, self.tensors, self.pads = fg, mapping, tensors, pads
+        self.waits = wait_steps(fg, mapping.trips())
+        self.members = lane_members(fg)
+        self.drained = np.zeros_like(result)
+        self.history: list = []           # per tile: masked products [step, FU]
+
+    def beats(self, tile: Tile, idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
+        coords, prod = _masked_products(self.fg, self.mapping, tile, self.tensors, self.pads)
+        self.history.append(prod)
+        past = np.concatenate(self.history, axis=0)
+        fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
+        start = past.shape[0] - prod.shape[0]
+        psum = _lookup(self.drained, idx) if self.fg.output.psum_in and not tile.first else np.zeros_like(beats)
+        out = psum.copy()
+        for b, lane in np.ndindex(*idx.shape[:2]):
+            g = start + b
+            out[b, lane] += sum(int(past[g - self.waits.get(f, 0), fu_index[f]]) for f in self.members[lane]
+                                if g >= self.waits.get(f, 0))
         out = wrap(out, self.fg.acc_width)
         ok = idx[..., 0] >= 0
         self.drained[tuple(idx[ok].T)] = out[ok]

@@ -159,13 +159,18 @@ def fused_drain_groups(fused) -> dict:
 
 
 def memory_drain_waits(fg: FUGraph) -> list:
-    """The memory system's refusal of :func:`drain_groups` (a problem list, empty without them): its output and
-    partial-sum walks give each drained row its own FU's tile (dataflow/memctl.py), but here a group's representative
-    row drains the group's element of its tile and the other rows are padding; per-group walks are not built."""
-    pads = drain_skews(fg)
+    """The memory system's refusal of :func:`drain_groups` and of products that wait across tiles (a problem list,
+    empty without them). Held: its output and partial-sum walks give each drained row its own FU's tile
+    (dataflow/memctl.py), but here a group's representative row drains the group's element of its tile and the other
+    rows are padding; per-group walks are not built. Streamed (:func:`product_waits` on a loop outside the tile):
+    its lanes stream the element of tile t - O, which its output walks do not follow (Amaranth: wrong outputs in 6 of
+    12 random convolutions, H150)."""
+    pads = drain_skews(fg) or tuple(p for p in reduced_skews(fg) if p.loop in fg.dataflow.outer_dims())
     if not pads:
         return []
+    what = "drained sums" if fg.output.role is Role.ACCUMULATE else "products"
+    rows = "drained rows" if fg.output.role is Role.ACCUMULATE else "streamed elements"
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
-                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' drained "
-                    "sums wait before the reduction, whose drained rows the memory system's output walks do not follow: "
+                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' {what} "
+                    f"wait before the reduction, whose {rows} the memory system's output walks do not follow: "
                     "use archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]

@@ -167,12 +167,15 @@ def wait_step_registers(m: Module, design, df, fg, waits: dict, payload, latch) 
     """Run-time steps of one iteration of each waited loop (``waits``: FU -> {loop: n}) with loops after it in the
     tile (mappings/tiling.py ``output_wait_steps`` of the command's trips), latched from ``payload`` when ``latch``;
     {} when every wait is on the tile's last loop."""
-    inner, spans = df.inner_dims(), dict(fg.halo)
+    inner, spans, outer = df.inner_dims(), dict(fg.halo), list(df.outer_dims())
     out = {}
     for loop in sorted({d for w in waits.values() for d in w if d != inner[-1]}):
         steps = Signal(range(design.max_fifo_depth + 1), name=f"wait_steps_{loop}")
+        # a loop outside the tile: the tiles of its later outer loops x the command's steps per tile
+        value = (trips_product(payload, outer[outer.index(loop) + 1:], {}) * payload.steps if loop in outer else
+                 trips_product(payload, inner[inner.index(loop) + 1:], spans))
         with m.If(latch):     # map_problem keeps it <= array.max_fifo_depth
-            m.d.sync += steps.eq(trips_product(payload, inner[inner.index(loop) + 1:], spans))
+            m.d.sync += steps.eq(value)
         out[loop] = steps
     return out
 

@@ -138,10 +138,10 @@ def _random_sweep(seed: int, count: int, draw=_random_case):
     done = 0
     while done < count:
         design, bounds, case_seed = draw(rng)
-        try:        # the output streamed per step (it uses a loop of the formed tile) stays refused
+        try:        # the output streamed per step (test_map_schedule_outer_stream.py) may wait deeper than the buffers
             fg = compile_array(design).fu_graph
         except SpecError as err:
-            assert "so an output lane would sum elements of different tiles" in str(err), err
+            assert all(p.path == "array.max_fifo_depth" for p in err.problems), err
             continue
         if not drain_groups(fg):
             continue
