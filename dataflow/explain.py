@@ -467,10 +467,11 @@ def _drain_wait_lines(fg) -> list[str]:
     per = {p.loop: " x ".join(f"trips of t_{d}" for d in outer[outer.index(p.loop) + 1:]) or "1"
            for p in drain_skews(fg)}
     loops = ", ".join(f"t_{loop}" for loop in per)
-    lines = [f"  drain waits: {fg.output.name} is held per FU and sums FUs at different tiles of {loops} (docs/dataflows.md "
-             "\"Skewed output loops outside the tile\"); per group of FUs one element sums, its row drains the element of "
-             "iteration t - O_l of each (O_l the group's largest offset), the other rows drain padding, and FU s's "
-             "drained sum waits O_l - offset_l(s) iterations of each, D_l drains each (the tiles of one iteration):"]
+    lines = [f"  drain waits: {fg.output.name} is held per FU and sums FUs at different tiles of {loops} "
+             "(docs/dataflows.md \"Skewed output loops outside the tile\"); per group of FUs one element sums, its row "
+             "drains the element of iteration t - O_l of each (O_l the group's largest offset), the other rows drain "
+             "padding, and FU s's drained sum waits O_l - offset_l(s) iterations of each, D_l drains each (the tiles "
+             "of one iteration):"]
     entries = 0
     for rep, members in groups:
         parts = []

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
-           "drain_skews", "drain_groups", "rep_waits", "fused_drain_groups", "outer_reduced_skews", "memory_drain_waits"]
+           "drain_skews", "drain_groups", "rep_waits", "fused_drain_groups", "outer_reduced_skews",
+           "memory_drain_waits"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -110,7 +111,7 @@ def drain_groups(fg: FUGraph) -> tuple:
     the axes the output is reduced along), (rep, ((s, ((l, n_l), ...)), ...)). O_l is the group's largest offset on l:
     the group drains, at tile t, its element of iteration t - O (on every such loop at once), from rep's row, and each
     FU s's drained sum waits n_l = O_l - offset_l(s) iterations of each l first (the FUs that wait are listed, the
-    waits of zero left out). rep is the FU of the largest offsets in the loops' order (outer-loop order, lexicographically): with one
+    waits of zero left out). rep is the FU of the largest offsets in outer-loop order (lexicographically): with one
     loop it has offset O and waits nothing; with several no FU may have every largest offset, and then rep waits too
     (listed with the others; its partial sum is added at the drain, not into its accumulator: rtlgen/array.py
     ``waited_drain``). () when there is no such loop."""
@@ -151,7 +152,8 @@ def fused_drain_groups(fused) -> dict:
         if not groups:
             continue
         place = dict(fused.placements[k]) if fused.placements else {}
-        groups = tuple((place.get(rep, rep), tuple((place.get(s, s), w) for s, w in members)) for rep, members in groups)
+        groups = tuple((place.get(rep, rep), tuple((place.get(s, s), w) for s, w in members))
+                       for rep, members in groups)
         outer = list(view.dataflow.outer_dims())
         after = tuple((p.loop, tuple(sorted(outer[outer.index(p.loop) + 1:]))) for p in drain_skews(view.fu_graph))
         out.setdefault((groups, after), []).append(k)
@@ -171,6 +173,6 @@ def memory_drain_waits(fg: FUGraph) -> list:
     what = "drained sums" if fg.output.role is Role.ACCUMULATE else "products"
     rows = "drained rows" if fg.output.role is Role.ACCUMULATE else "streamed elements"
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
-                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' {what} "
-                    f"wait before the reduction, whose {rows} the memory system's output walks do not follow: "
+                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' "
+                    f"{what} wait before the reduction, whose {rows} the memory system's output walks do not follow: "
                     "use archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]

@@ -515,7 +515,8 @@ class ArrayTop(wiring.Component):
         """A skewed loop l outside the tile the output uses, skewed along an axis it is reduced along
         (dataflow/reduce_skew.py ``drain_groups``): :func:`waited_drain` on this top's command."""
         outer = list(self.compiled.dataflow.outer_dims())
-        per = {p.loop: trips_product(self.cmd.payload, outer[outer.index(p.loop) + 1:], {}) for p in drain_skews(self.fg)}
+        per = {p.loop: trips_product(self.cmd.payload, outer[outer.index(p.loop) + 1:], {})
+               for p in drain_skews(self.fg)}
         return waited_drain(ctx.m, outs, self._drain_groups, drain.tile_drained, self.cmd.valid & self.cmd.ready,
                             per, ctx.acc_shape, self.compiled.design.max_fifo_depth, psums=self._drain_psums)
 

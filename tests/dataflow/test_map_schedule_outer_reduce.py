@@ -73,7 +73,8 @@ def test_without_the_waits_the_outputs_are_wrong(monkeypatch):
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
-    """The memory system (its walks give each drained row its own tile), and bounds whose iteration of l holds more than array.max_fifo_depth tiles."""
+    """The memory system (its walks give each drained row its own tile), and bounds whose iteration of l holds more
+    than array.max_fifo_depth tiles."""
     design = _spec(CONV_OP, (2, 2), BRIEF, ORDER, ["r", "s"])
     with pytest.raises(SpecError, match="the memory system.s output walks do not follow"):
         check_memory_system(compile_array(design).fu_graph)
