@@ -124,14 +124,10 @@ def waited_drain(m: Module, outs: dict, groups, tile_drained, start, per: dict, 
     its drained element, for a representative that waits itself (added here, unwaited). A wait reaching before the
     problem's first tile adds 0 (the buffers still hold the previous problem's tiles). Shared by the single and the
     fused top (there per group of dataflows that wait alike)."""
-    tiles = {}
-    for loop, value in per.items():
-        tiles[loop] = Signal(range(max_depth + 1), name=f"{prefix}drain_wait_tiles_{loop}")
-        with m.If(start):
-            m.d.sync += tiles[loop].eq(value)
+    tiles = {loop: Signal(range(max_depth + 1), name=f"{prefix}drain_wait_tiles_{loop}") for loop in per}
     drains = Signal(32, name=f"{prefix}tiles_drained")
     with m.If(start):
-        m.d.sync += drains.eq(0)
+        m.d.sync += [tiles[loop].eq(value) for loop, value in per.items()] + [drains.eq(0)]
     with m.Elif(tile_drained):
         m.d.sync += drains.eq(drains + 1)
     new, psums = dict(outs), psums or {}
@@ -143,7 +139,8 @@ def waited_drain(m: Module, outs: dict, groups, tile_drained, start, per: dict, 
             for loop, n in waits:
                 name = f"{prefix}drain_{tag(s)}_wait" + (f"_{loop}" if len(per) > 1 else "")
                 late = fifo_buffer(m, name, late, shape, tile_drained, n, tiles[loop], max_depth)
-            total = total + Mux(drains >= sum(n * tiles[loop] for loop, n in waits), late, 0)
+            total = total + Mux(drains >= functools.reduce(operator.add, (n * tiles[loop] for loop, n in waits)),
+                                late, 0)
             new[s] = Const(0, shape)
         new[rep] = Signal(shape, name=f"{prefix}drain_{tag(rep)}_sum")
         m.d.comb += new[rep].eq(total)
