@@ -28,7 +28,6 @@ from .interconnect import FUGraph, derive_interconnect, reduction_runs_of, tiled
 from .ir import CommandLayout, Direction, NodeKind, Port, PortRole, Role, command_layout, port_name
 from .pipelining import ArrayTiming, timing_from_retimed
 from .primitives import PrimitiveGraph, lower_to_primitives
-from .reduce_skew import refuse_fused_drain_waits
 from .schedule import ArraySchedule, array_schedule
 
 __all__ = ["CompiledArray", "compile_array", "compile_fused", "clear_compile_cache", "array_ports"]
@@ -236,7 +235,6 @@ def _compile_fused(design: Design, dfs: tuple[Dataflow, ...], period: float | No
     own = {df.name: _own_geometry(design, df) for df in dfs if not df.skewed}
     tiled = tuple(tiled_equivalent(_hardware_only(own[df.name]), own[df.name].dataflow(df.name))
                   for df in dfs if not df.skewed)
-    refuse_fused_drain_waits(design, tiled)     # the fused top builds no waited drain (H148)
     names = tuple(df.name for df in tiled)
     place = {n: dict(own[n].placement) if own[n] is not design else {} for n in names}
     back = {n: {ph: lg for lg, ph in p.items()} for n, p in place.items()}

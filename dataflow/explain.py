@@ -7,14 +7,16 @@ from collections import Counter
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import Design
-from archgen.mappings.tiling import delay_axes, map_problem, outer_pads, outer_reduced_pads, row_pads
+from archgen.mappings.tiling import (delay_axes, map_problem, outer_pads, outer_reduced_pads, output_streamed,
+                                     row_pads)
 
 from .banking import derive_banking
 from .compile import compile_array
 from .interconnect import (fu_placement, map_skews, psum_round_text, psum_rounds_of, reduction_runs_of, skew_lane_cost,
                            tiled_equivalent)
 from .ir import Role
-from .reduce_skew import fused_wait_groups, product_waits, reduced_skews
+from .reduce_skew import (drain_groups, drain_skews, fused_drain_groups, fused_wait_groups, product_waits,
+                          reduced_skews, rep_waits)
 from .reuse import reuse_vectors
 
 __all__ = ["explain"]
@@ -77,7 +79,8 @@ def explain(design: Design, dataflow: str | None = None) -> list[str]:
         b = banking[p.name]
         lines.append(f"      memory: {b.total_banks} bank(s) (per tensor dim: banks {list(b.banks)}, gcd {list(b.gcd)}); "
                      f"address strides " + ", ".join(f"{v}: {list(s)}" for v, s in b.strides))
-    lines += _delay_connection_lines(fg) + _wait_lines(fg) + _fused_wait_lines(design, fg)
+    lines += (_delay_connection_lines(fg) + _wait_lines(fg) + _fused_wait_lines(design, fg) + _drain_wait_lines(fg)
+              + _fused_drain_lines(design, fg))
     load = sch.rows if sch.has_stationary else (f"0 or {sch.rows}" if sch.psum_in and sch.accumulate else 0)
     tail = (f"drain {sch.drain_rows} rows starting {sch.commit_skew + 1} cycles after a tile's last step" if sch.accumulate
             else f"outputs {sch.out_latency} cycles after their step")
@@ -251,15 +254,11 @@ def _schedule_choice(design: Design, df, skews) -> str:
                    "build runs")
 
 
-# interconnect.py ``_check_output_over_tile`` refuses the map's own schedule of such an output
-_UNLESS_REDUCED = ", unless the output is reduced along an axis the skew moves"
-
-
 def _why_compressed(design: Design, df, skews) -> str:
     """Why a skew on a loop with loops after it keeps the compressed build: a tile loop as written, or an inner loop
     the tile's forms move out of it (a reduction loop before an output-dependent one runs as partial-sum rounds; a
-    loop the output depends on, before trailing reduction loops, runs outside the run), whose padded rows the map's
-    own schedule does not build (interconnect.py ``_check_output_over_tile``)."""
+    loop the output depends on, before trailing reduction loops, runs outside the run): the map's own schedule builds
+    those padded rounds at the array level; the compressed build is the default."""
     out = design.operation.output.name
     rounds, runs = psum_rounds_of(design, df), reduction_runs_of(design, df)
     for sk in skews:
@@ -272,21 +271,20 @@ def _why_compressed(design: Design, df, skews) -> str:
             return (f"why compressed: {out} depends on t_{sk.loop}, which runs outside the run of the trailing "
                     f"reduction loop(s) {', '.join(runs.run)}; the map's own schedule pads t_{sk.loop} per FU (K + "
                     "span tiles, each FU draining its own tiles of it, one memory lane per FU; schedule: map builds "
-                    f"it at the array level{_UNLESS_REDUCED})")
+                    "it at the array level)")
     loops = ", ".join(f"t_{sk.loop}" for sk in skews)
     return (f"why compressed: the skew is on a tile loop ({loops}); the map's own schedule runs it K + span tiles, "
-            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level"
-            + (_UNLESS_REDUCED if any(design.operation.output.uses(sk.loop) for sk in skews) else "") + ")")
+            "each FU on its own tiles of it and masked outside them (schedule: map builds it at the array level)")
 
 
 def _outer_pad_text(design: Design, tiled) -> str:
     """The map's own schedule of skewed loops outside the tile (mappings/tiling.py ``outer_pads``); for a loop the
-    output depends on, what each drain carries (interconnect.py ``_check_output_over_tile``)."""
+    output depends on, what each drain carries (interconnect.py ``_map_schedule``)."""
     out, pads = design.operation.output, outer_pads(design, tiled)
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
                      f"masked outside its own K tiles" + _outer_drain_text(design, tiled, pad) for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
-            "the memory system does not build waited drains (archgen verify --ideal-dram)"
+            "the memory system does not build these waits (archgen verify --ideal-dram)"
             if outer_reduced_pads(design, tiled) else
             "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
             "its masked tiles' writes (a skew along the output's lanes is not built there: archgen verify "
@@ -302,22 +300,25 @@ def _outer_drain_text(design: Design, tiled, pad) -> str:
     if not out.uses(pad.loop):
         return ""
     if pad in outer_reduced_pads(design, tiled):
-        return (f"; the FUs {out.name} is reduced across hold different tiles of it, so each FU's drained sum waits "
-                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum, and the FU of the largest offset O "
-                "drains its group's element of tile t - O (the other rows drain padding)")
+        what = "product" if output_streamed(design, tiled) else "drained sum"
+        below = "output waits" if output_streamed(design, tiled) else "drain waits"
+        return (f"; the FUs {out.name} is reduced across hold different tiles of it, so each FU's {what} waits "
+                f"(O - offset(s)) whole iterations of t_{pad.loop} before the sum ({below}, below)")
     return (f", each drain of {out.name} carrying its element of tile t - {_offset_text([pad])} (the drains of its "
             "masked tiles are padding, dropped by the host program)")
 
 
 def _outer_cost_text(design: Design, df) -> str:
     """``schedule: map`` with skews only outside the tile: its tiles and memory-fed lanes against the compressed
-    build's at the reference bounds (the price of the padded rounds)."""
+    build's at the reference bounds (the price of the padded rounds). The buffer depths are not checked here: a
+    cost, not a run (the waited drains of an iteration of a loop can hold more tiles there than
+    array.max_fifo_depth)."""
     ref = design.reference_bounds
     own = compile_array(design, df, pipeline=False)
     flat = compile_array(design, dataclasses.replace(df, schedule="compressed"), pipeline=False)
     cost = {}
     for name, c in (("own", own), ("compressed", flat)):
-        mapping = map_problem(design, ref, c.dataflow)
+        mapping = map_problem(design, ref, c.dataflow, fifo_check=False)
         cost[name] = (mapping.n_tiles * mapping.steps, {p.name: p.n_lanes for p in c.fu_graph.inputs})
     return (f"the map's own schedule runs (schedule: map): {cost['own'][0]} steps at the reference bounds against "
             f"{cost['compressed'][0]} for the compressed build (the padded rounds); memory-fed input lanes "
@@ -408,6 +409,7 @@ def _wait_lines(fg) -> list[str]:
     if not waits:
         return []
     design, inner, spans, bits = fg.design, fg.dataflow.inner_dims(), dict(fg.halo), fg.output.width
+    outer = list(fg.dataflow.outer_dims())
     loops = ", ".join(f"t_{p.loop}" for p in reduced_skews(fg))
     lines = [f"  output waits: {fg.output.name} sums FUs at different offsets of {loops} (docs/dataflows.md \"Outputs "
              "reduced along a skewed axis\"); FU s's product waits O - offset(s) iterations (O: its lane's largest "
@@ -416,13 +418,14 @@ def _wait_lines(fg) -> list[str]:
     for s, w in sorted(waits.items()):
         parts = []
         for loop, n in sorted(w.items()):
-            after = inner[inner.index(loop) + 1:]
-            if not after:
+            after = inner[inner.index(loop) + 1:] if loop in inner else outer[outer.index(loop) + 1:]
+            if loop == inner[-1]:
                 parts.append(f"{n} iteration(s) of t_{loop} = {n} step(s): {n} register(s) x {bits} bits")
                 regs += n
                 continue
             depth = 1 << max(1, (n * design.max_fifo_depth - 1).bit_length())
-            steps = " x ".join(f"trips of t_{d}" + (f" + {spans[d]}" if d in spans else "") for d in after)
+            steps = " x ".join([f"trips of t_{d}" + (f" + {spans[d]}" if d in spans else "") for d in after]
+                               + ([] if loop in inner else ["steps per tile"]))
             parts.append(f"{n} iteration(s) of t_{loop} = {n} x ({steps}) steps, depth from the command: a buffer of "
                          f"{depth} entries x {bits} bits ({n} x array.max_fifo_depth {design.max_fifo_depth}, rounded "
                          "up to a power of two)")
@@ -450,6 +453,53 @@ def _fused_wait_lines(design: Design, fg) -> list[str]:
             f"dataflow select; {name} shares them with {', '.join(shared) or 'no other dataflow'} (same waits at the same "
             f"product time; a run-time buffer is each dataflow's own); {muxed} of its {len(mine)} waiting FUs add a "
             f"{fg.output.width}-bit select mux on the product (the other dataflows read it straight or wait otherwise)"]
+
+
+def _drain_wait_lines(fg) -> list[str]:
+    """An output held per FU over skewed loops outside the tile, reduced along the axes their skews move
+    (dataflow/reduce_skew.py ``drain_groups``): per group the row that drains it and each FU's wait in drains, and the
+    buffers that builds (rtlgen/array.py ``waited_drain``: per waiting FU one buffer per loop of run-time depth)."""
+    groups = drain_groups(fg)
+    if not groups:
+        return []
+    design, bits = fg.design, fg.output.width
+    outer = list(fg.dataflow.outer_dims())
+    per = {p.loop: " x ".join(f"trips of t_{d}" for d in outer[outer.index(p.loop) + 1:]) or "1"
+           for p in drain_skews(fg)}
+    loops = ", ".join(f"t_{loop}" for loop in per)
+    lines = [f"  drain waits: {fg.output.name} is held per FU and sums FUs at different tiles of {loops} "
+             "(docs/dataflows.md \"Skewed output loops outside the tile\"); per group of FUs one element sums, its row "
+             "drains the element of iteration t - O_l of each (O_l the group's largest offset), the other rows drain "
+             "padding, and FU s's drained sum waits O_l - offset_l(s) iterations of each, D_l drains each (the tiles "
+             "of one iteration):"]
+    entries = 0
+    for rep, members in groups:
+        parts = []
+        for s, waits in members:
+            parts.append(f"FU {s} waits " + " + ".join(f"{n} iteration(s) of t_{loop} = {n} x ({per[loop]}) drains"
+                                                       for loop, n in waits))
+            entries += sum(1 << max(1, (n * design.max_fifo_depth - 1).bit_length()) for _, n in waits)
+        note = "; it waits too, so its partial sum is added at the drain" if rep in rep_waits(groups) else ""
+        lines.append(f"    row of FU {rep}{note}: " + "; ".join(parts))
+    lines.append(f"    cost: {entries} buffer entries x {bits} bits ({entries * bits} bits; depth n x "
+                 f"array.max_fifo_depth {design.max_fifo_depth} per loop, rounded up to a power of two)")
+    return lines
+
+
+def _fused_drain_lines(design: Design, fg) -> list[str]:
+    """In a fused design (the spec's ``fuse:``): the fused top builds each dataflow's drain waits behind the shared
+    result registers, read only by its rows; dataflows that wait alike share them (``fused_drain_groups``)."""
+    name = fg.dataflow.name
+    if len(design.fuse) < 2 or name not in design.fuse or not drain_groups(fg):
+        return []
+    from .compile import compile_fused
+    fused = compile_fused(design, design.fuse)
+    k = fused.index(name)
+    (ks,) = [ks for ks in fused_drain_groups(fused).values() if k in ks]
+    shared = [fused.names[j] for j in ks if j != k]
+    return [f"  fused ({', '.join(fused.names)}): these drain buffers are built behind the shared result registers and "
+            f"read only by {name}'s rows; {name} shares them with {', '.join(shared) or 'no other dataflow'} (the same "
+            "groups and loops after each skewed loop)"]
 
 
 def _offset_text(pads) -> str:

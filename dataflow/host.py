@@ -16,7 +16,7 @@ from archgen.mappings.tiling import RowPad, Tile, TileMapping, check_drain_waits
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
-from .reduce_skew import drain_groups, drain_skews, lane_members, lane_offsets, reduced_skews, wait_steps
+from .reduce_skew import drain_groups, drain_skews, lane_members, lane_offsets, reduced_skews, rep_waits, wait_steps
 from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
@@ -148,7 +148,8 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
 
     chained_operands = {e.operand for _, _, e in fg.fifos()}
     pads = row_pads(design, fg.dataflow) + outer_pads(design, fg.dataflow)
-    waited = _WaitedDrain(fg, mapping, tensors, pads, drain_rc, result) if drain_groups(fg) else None
+    waited = (_WaitedDrain(fg, mapping, tensors, pads, drain_rc, result) if drain_groups(fg) else
+              _WaitedStream(fg, mapping, tensors, pads, result) if _waits_across_tiles(fg) else None)
     for tile in mapping.tiles():
         # stationary inputs: one beat per array row, any step (they do not depend on inner loops)
         for p in fg.inputs:
@@ -183,12 +184,13 @@ def host_program(fg: FUGraph, mapping: TileMapping, tensors: dict[str, np.ndarra
         result = wrap(result, acc_bits)
         if out.role is Role.ACCUMULATE:       # one beat per array row after the tile
             xr = _iterations(fg, mapping, tile, drain_rc.reshape(-1, len(shape)), np.zeros(1, dtype=np.int64))[0]
+            xr = waited.shift(xr) if isinstance(waited, _WaitedDrain) else xr
             _, idx = _gather(result, op.output, dims, xr, bounds)
             idx = idx.reshape(drain_rc.shape[0], drain_rc.shape[1], -1)
         else:                              # one beat per step from the reduction terminals
             terms = np.array([l.fus[-1] for l in out.lanes], dtype=np.int64)
             _, idx = _gather(result, op.output, dims, _lane_iterations(fg, mapping, tile, terms, steps), bounds)
-        if waited is not None:
+        if isinstance(waited, _WaitedDrain):
             idx = waited.index(idx)
         if out.psum_in and not tile.first:
             add(port_name(PortRole.PSUM, out.name), _lookup(before if waited is None else waited.drained, idx))
@@ -218,24 +220,36 @@ def _lane_iterations(fg: FUGraph, mapping: TileMapping, tile: Tile, terms: np.nd
 
 
 class _WaitedDrain:
-    """The drains of an output held per FU over a skewed loop l outside the tile that it is reduced across
-    (reduce_skew.py ``drain_groups``): a group's representative row drains the element of its own iteration t - O_l,
-    summing each member's tile sum of n_s x D tiles before (D tiles per iteration of l), the other rows 0 (padding).
-    A beat is the partial sum the element's last drain carried plus those tile sums (the running result is no
-    partial sum of a round here: a member runs later rounds of an element before the representative drains its
-    first); padding beats likewise, from the masked products (0 before the problem's first tile). The assembled
-    output is checked against the loop nest independently (verif/golden.py ``beats_exact``)."""
+    """The drains of an output held per FU over skewed loops l outside the tile that it is reduced across
+    (reduce_skew.py ``drain_groups``): a group's representative row drains the element of iteration t - O (O_l the
+    group's largest offset on each l), summing each member's tile sum of sum(n_l x D_l) tiles before (D_l tiles per
+    iteration of l), the other rows 0 (padding). A beat is the partial sum the element's last drain carried plus those
+    tile sums (the running result is no partial sum of a round here: a member runs later rounds of an element before
+    the representative drains its first); padding beats likewise, from the masked products (0 before the problem's
+    first tile). The assembled output is checked against the loop nest independently (verif/golden.py
+    ``beats_exact``)."""
 
     def __init__(self, fg, mapping, tensors, pads, drain_rc, result):
         self.fg, self.mapping, self.tensors, self.pads, self.drain_rc = fg, mapping, tensors, pads, drain_rc
-        (pad,) = drain_skews(fg)
         outer, trips = list(mapping.outer_dims), mapping.trips()
-        self.per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
+        per = {p.loop: math.prod(trips[d] for d in outer[outer.index(p.loop) + 1:]) for p in drain_skews(fg)}
         check_drain_waits(fg.design, fg.dataflow, mapping)      # map_problem checks it too
-        self.groups = drain_groups(fg)
-        self.others = {s for _, members in self.groups for s, _ in members}
+        self.groups = tuple((rep, tuple((s, sum(n * per[loop] for loop, n in w)) for s, w in members))
+                            for rep, members in drain_groups(fg))
+        self.others = {s for rep, members in self.groups for s, _ in members if s != rep}
+        self.lead = rep_waits(drain_groups(fg))        # representatives that wait (several loops)
         self.drained = np.zeros_like(result)
         self.sums: list = []          # per tile: FU coordinate -> its masked tile sum
+
+    def shift(self, x: np.ndarray) -> np.ndarray:
+        """The drained rows' loop values ``x`` (one per drain_rc entry) with each waiting representative's moved to
+        its group's element: iteration t - O_l of each l rather than its own t - offset_l(rep)."""
+        x = x.copy()
+        dims = self.fg.design.operation.dims
+        for i, fu in enumerate(self.drain_rc.reshape(-1, self.drain_rc.shape[-1]).tolist()):
+            for loop, n in self.lead.get(tuple(fu), {}).items():
+                x[i, dims.index(loop)] -= n
+        return x
 
     def index(self, idx: np.ndarray) -> np.ndarray:
         idx = idx.copy()
@@ -248,12 +262,52 @@ class _WaitedDrain:
         coords, prod = _masked_products(self.fg, self.mapping, tile, self.tensors, self.pads)
         self.sums.append(dict(zip(map(tuple, coords.tolist()), prod.sum(axis=0).tolist())))
         t = len(self.sums) - 1
-        total = {rep: self.sums[t][rep] + sum(self.sums[t - n * self.per][s] for s, n in members if t >= n * self.per)
-                 for rep, members in self.groups}
+        total = {rep: (0 if rep in self.lead else self.sums[t][rep])
+                 + sum(self.sums[t - n][s] for s, n in members if t >= n) for rep, members in self.groups}
         psum = _lookup(self.drained, idx) if self.fg.output.psum_in and not tile.first else np.zeros_like(beats)
         out = beats.copy()
         for r, lane in np.ndindex(*idx.shape[:2]):
             out[r, lane] = psum[r, lane] + total.get(tuple(self.drain_rc[r, lane].tolist()), 0)
+        out = wrap(out, self.fg.acc_width)
+        ok = idx[..., 0] >= 0
+        self.drained[tuple(idx[ok].T)] = out[ok]
+        return out
+
+
+def _waits_across_tiles(fg: FUGraph) -> bool:
+    """Whether a streamed output's products wait across tiles: a skewed loop outside the tile among
+    reduce_skew.py ``reduced_skews`` (mappings/tiling.py ``reduced_pads``)."""
+    outer = set(fg.dataflow.outer_dims())
+    return any(p.loop in outer for p in reduced_skews(fg))
+
+
+class _WaitedStream:
+    """A streamed output whose lanes sum FUs at different tiles of a skewed loop l outside the tile (reduce_skew.py
+    ``product_waits``): FU s's product waits (O - offset(s)) iterations of l, D tiles x steps each, so a lane's beat at
+    issued step g sums its FUs' masked products of steps g - wait(s) (0 before the problem's first step), plus the
+    partial sum its element's last beat carried (the running result is no partial sum of a round here: a member runs
+    later rounds of an element before the lane streams its current one). The assembled output is checked against
+    the loop nest independently (verif/golden.py ``beats_exact``)."""
+
+    def __init__(self, fg, mapping, tensors, pads, result):
+        self.fg, self.mapping, self.tensors, self.pads = fg, mapping, tensors, pads
+        self.waits = wait_steps(fg, mapping.trips())
+        self.members = lane_members(fg)
+        self.drained = np.zeros_like(result)
+        self.history: list = []           # per tile: masked products [step, FU]
+
+    def beats(self, tile: Tile, idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
+        coords, prod = _masked_products(self.fg, self.mapping, tile, self.tensors, self.pads)
+        self.history.append(prod)
+        past = np.concatenate(self.history, axis=0)
+        fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
+        start = past.shape[0] - prod.shape[0]
+        psum = _lookup(self.drained, idx) if self.fg.output.psum_in and not tile.first else np.zeros_like(beats)
+        out = psum.copy()
+        for b, lane in np.ndindex(*idx.shape[:2]):
+            g = start + b
+            out[b, lane] += sum(int(past[g - self.waits.get(f, 0), fu_index[f]]) for f in self.members[lane]
+                                if g >= self.waits.get(f, 0))
         out = wrap(out, self.fg.acc_width)
         ok = idx[..., 0] >= 0
         self.drained[tuple(idx[ok].T)] = out[ok]

@@ -32,11 +32,10 @@ from archgen.arch.mapping_check import residue_form
 from archgen.arch.names import Dim, space_var, time_var
 from archgen.arch.spec import Dataflow, Design
 from archgen.mappings.tiling import (MEMORY_PORT_COST, DelayAxis, RowPad, delay_axes, delay_halo, fifo_depth_loops,
-                                     outer_pads, row_lead, row_pads)
+                                     outer_pads, reduced_pads, row_lead, row_pads)
 
 from .arborescence import minimum_spanning_arborescence
 from .ir import EdgeKind, Link, Node, NodeKind, Role, fu
-from .reduce_skew import outer_reduced_skews
 from .reuse import ReuseVector, delay_reuse, reuse_vectors, unit_reuse
 
 __all__ = ["FUGraph", "OperandPlan", "Lane", "derive_interconnect", "tiled_equivalent", "tile_forms", "psum_rounds",
@@ -279,7 +278,7 @@ def _reduced_rows(design: Design, df: Dataflow) -> Dataflow:
     the reduction (dataflow/reduce_skew.py). ``df`` itself for every other dataflow."""
     out, axis_of = design.operation.output, df.spatial_dims
     cut = {space_var(a) for a, d in axis_of.items() if not out.uses(d)}
-    loops = {p.loop for p in row_pads(design, df) if out.uses(p.loop)}
+    loops = {p.loop for p in row_pads(design, df) + reduced_pads(design, df) if out.uses(p.loop)}
     dims = design.operation.dims
     exprs = [AffineExpr.of({k: v for k, v in e.terms if k not in cut}, e.const) if d in loops else e
              for d, e in zip(dims, df.ts_map.exprs)]
@@ -614,7 +613,10 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     padded run is the tile and every FU drains at its end); and for skewed loops outside the tile, reduction loops or
     loops the output depends on (mappings/tiling.py ``outer_pads``: K + span tiles, FU s on tile t - offset(s), so
     at each drain it writes its element of tile t - offset(s), and the drains of its masked tiles are padding the
-    host program drops); anything else is refused, naming the field (:func:`_check_output_over_tile`)."""
+    host program drops). An output that depends on a padded loop and is reduced along an axis its skew moves waits
+    before the reduction (dataflow/reduce_skew.py): streamed, each FU's product (a loop inside the tile, H142, or
+    outside it, H150); held per FU over a skewed loop outside the tile, each FU's drained sum (H148, several loops
+    H150). Anything else is refused, naming the field."""
     if not skews:
         _refuse_map_schedule(df, "the map skews no loop; the map's own schedule is built for loops skewed by the FU "
                              "coordinates")
@@ -631,7 +633,6 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     own = dataclasses.replace(df, ts_map=AffineMap(df.ts_map.inputs, tuple(exprs), df.ts_map.names),
                               spatial=tuple(sorted((a, Dim(d)) for a, d in spatial.items())),
                               inner=inner if df.inner is not None else None, stt=None)
-    _check_output_over_tile(design, own)
     halo = _row_halo(design, own)
     if not any(halo.values()):
         return own
@@ -644,34 +645,6 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
 def _refuse_map_schedule(df: Dataflow, why: str):
     raise SpecError([problem(f"dataflows.{df.name}.schedule", why + "; use schedule: compressed (the default)",
                              df.schedule)])
-
-
-def _check_output_over_tile(design: Design, own: Dataflow):
-    """Refuse the map's own schedule where an output lane would sum FUs at different padded positions or tiles.
-
-    Built: an output accumulated in place over the tile, or held per run of trailing reduction loops (the loops it
-    depends on move out of the tile); an output streamed per step that depends on a padded loop inside the tile (each
-    FU writes the element of its own position, pos - offset(s): the write side takes each lane's element at its own
-    position, as the host program and the partial sums do; padded positions carry masked products); and an output
-    that depends on a skewed loop outside the tile (:func:`tile_forms` moved it out, or it is a tile loop as written:
-    at each drain FU s writes its element of tile t - offset(s), which the host program's per-lane output index
-    expects, and the drains of its masked tiles carry index -1); and an output reduced along an axis that a padded
-    loop inside the tile it uses is skewed along (each FU's product waits its lane's offset difference before the
-    adder tree or chain, dataflow/reduce_skew.py). Refused: a skewed loop outside the tile the output uses, skewed
-    along an axis the output reduces (the lane's adder tree or chain would sum elements of different tiles)."""
-    out = design.operation.output
-    formed = tile_forms(design, own)
-    axis_of = own.spatial_dims
-    outer = outer_reduced_skews(design, formed)
-    held = not any(out.uses(d) for d in formed.inner_dims())
-    for pad in row_pads(design, formed) + outer_pads(design, formed):
-        if held and len(outer) == 1 and pad in outer:       # one loop: each FU's drain waits (reduce_skew.py)
-            continue
-        mixed = [a for a, v in enumerate(pad.sigma) if v and not out.uses(axis_of[a])]
-        if out.uses(pad.loop) and mixed and pad.loop not in formed.inner_dims():    # inside: reduce_skew.py waits
-            _refuse_map_schedule(own, f"the output {out.name} depends on the skewed loop {pad.loop} and is reduced "
-                                 f"along array axis {mixed[0]}, which the skew moves, so an output lane would sum "
-                                 "elements of different tiles; skew the loop along axes that carry output loops")
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archgen.arch.errors import SpecError, problem
+from archgen.arch.errors import problem
 from archgen.dataflow.ir import Role
 from archgen.mappings.tiling import RowPad, outer_reduced_pads, output_wait_steps, reduced_pads
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from archgen.dataflow.interconnect import FUGraph
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
-           "drain_skews", "drain_groups", "outer_reduced_skews", "refuse_fused_drain_waits",
+           "drain_skews", "drain_groups", "rep_waits", "fused_drain_groups", "outer_reduced_skews",
            "memory_drain_waits"]
 
 
@@ -106,29 +106,18 @@ def outer_reduced_skews(design, df) -> tuple[RowPad, ...]:
     return outer_reduced_pads(design, df)
 
 
-def refuse_fused_drain_waits(design, dfs) -> None:
-    """A SpecError naming ``dataflows.X.schedule`` for a dataflow of a fused design with a loop of
-    :func:`outer_reduced_skews`: the fused top (rtlgen/fused_array.py) builds no waited drain (:func:`drain_groups`),
-    and without it a lane sums different tiles (Amaranth: wrong outputs)."""
-    for df in dfs:
-        pads = outer_reduced_skews(design, df)
-        if pads:
-            raise SpecError([problem(f"dataflows.{df.name}.schedule", f"the output {design.operation.output.name} "
-                                     f"depends on the skewed loop {pads[0].loop} outside the tile and is reduced along "
-                                     "an array axis its skew moves; its FUs' drained sums wait before the reduction, "
-                                     "which a fused design does not build; fuse it with schedule: compressed (the "
-                                     "default) or build it alone", df.schedule)])
-
-
-def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[int, ...], int], ...]], ...]:
-    """For the one loop l of :func:`drain_skews`: per group of FUs one output element sums (FUs that differ only
-    along the axes the output is reduced along), (rep, ((s, n_s), ...)): rep an FU of the group's largest offset O_l
-    (it runs tile t as iteration t - O_l, the element the group drains), and each other member s with its wait
-    n_s = O_l - offset_l(s) in iterations of l. () when there is no such loop."""
+def drain_groups(fg: FUGraph) -> tuple:
+    """For the loops l of :func:`drain_skews`: per group of FUs one output element sums (FUs that differ only along
+    the axes the output is reduced along), (rep, ((s, ((l, n_l), ...)), ...)). O_l is the group's largest offset on l:
+    the group drains, at tile t, its element of iteration t - O (on every such loop at once), from rep's row, and each
+    FU s's drained sum waits n_l = O_l - offset_l(s) iterations of each l first (the FUs that wait are listed, the
+    waits of zero left out). rep is the FU of the largest offsets in outer-loop order (lexicographically): with one
+    loop it has offset O and waits nothing; with several no FU may have every largest offset, and then rep waits too
+    (listed with the others; its partial sum is added at the drain, not into its accumulator: rtlgen/array.py
+    ``waited_drain``). () when there is no such loop."""
     pads = drain_skews(fg)
     if not pads:
         return ()
-    (pad,) = pads
     out, axis_of = fg.design.operation.output, fg.dataflow.spatial_dims
     kept = [a for a in range(len(fg.design.shape)) if a in axis_of and out.uses(axis_of[a])]
     groups: dict = {}
@@ -136,20 +125,54 @@ def drain_groups(fg: FUGraph) -> tuple[tuple[tuple[int, ...], tuple[tuple[tuple[
         groups.setdefault(tuple(s[a] for a in kept), []).append(tuple(s))
     res = []
     for fus in groups.values():
-        top = max(pad.offset(s) for s in fus)
-        rep = next(s for s in fus if pad.offset(s) == top)
-        res.append((rep, tuple((s, top - pad.offset(s)) for s in fus if s != rep)))
+        top = {p.loop: max(p.offset(s) for s in fus) for p in pads}
+        rep = max(fus, key=lambda s: tuple(p.offset(s) for p in pads))
+        waits = ((s, tuple((p.loop, top[p.loop] - p.offset(s)) for p in pads if top[p.loop] != p.offset(s)))
+                 for s in fus)
+        res.append((rep, tuple((s, w) for s, w in waits if w)))
     return tuple(res)
 
 
+def rep_waits(groups) -> dict:
+    """rep -> its waits, for the groups of :func:`drain_groups` whose representative waits (several loops, no FU of
+    every largest offset): their partial sum goes to the drain rather than into rep's accumulator."""
+    return {rep: dict(w) for rep, members in groups for s, w in members if s == rep}
+
+
+def fused_drain_groups(fused) -> dict:
+    """Of a fused design (dataflow/fusion.py ``FusedArray``): (groups, after) -> [dataflow indices], the dataflows with
+    :func:`drain_groups` grouped by what the fused top builds for them (rtlgen/fused_array.py ``_waited_drains``):
+    groups are their ``drain_groups`` at the physical FUs (a folded map's logical FUs placed), after the loops outside
+    the tile after each such loop ((l, sorted loops), ...: its D_l). Dataflows with equal keys wait alike and share one
+    set of drain buffers."""
+    from archgen.dataflow.fusion import is_stt_view
+    out: dict = {}
+    for k, view in enumerate(fused.views):
+        groups = () if is_stt_view(view) else drain_groups(view.fu_graph)
+        if not groups:
+            continue
+        place = dict(fused.placements[k]) if fused.placements else {}
+        groups = tuple((place.get(rep, rep), tuple((place.get(s, s), w) for s, w in members))
+                       for rep, members in groups)
+        outer = list(view.dataflow.outer_dims())
+        after = tuple((p.loop, tuple(sorted(outer[outer.index(p.loop) + 1:]))) for p in drain_skews(view.fu_graph))
+        out.setdefault((groups, after), []).append(k)
+    return out
+
+
 def memory_drain_waits(fg: FUGraph) -> list:
-    """The memory system's refusal of :func:`drain_groups` (a problem list, empty without them): its output and
-    partial-sum walks give each drained row its own FU's tile (dataflow/memctl.py), but here a group's representative
-    row drains the group's element of its tile and the other rows are padding; per-group walks are not built."""
-    pads = drain_skews(fg)
+    """The memory system's refusal of :func:`drain_groups` and of products that wait across tiles (a problem list,
+    empty without them). Held: its output and partial-sum walks give each drained row its own FU's tile
+    (dataflow/memctl.py), but here a group's representative row drains the group's element of its tile and the other
+    rows are padding; per-group walks are not built. Streamed (:func:`product_waits` on a loop outside the tile):
+    its lanes stream the element of tile t - O, which its output walks do not follow (Amaranth: wrong outputs in 6 of
+    12 random convolutions, H150)."""
+    pads = drain_skews(fg) or tuple(p for p in reduced_skews(fg) if p.loop in fg.dataflow.outer_dims())
     if not pads:
         return []
+    what = "drained sums" if fg.output.role is Role.ACCUMULATE else "products"
+    rows = "drained rows" if fg.output.role is Role.ACCUMULATE else "streamed elements"
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
-                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' drained "
-                    "sums wait before the reduction, whose drained rows the memory system's output walks do not follow: "
+                    f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' "
+                    f"{what} wait before the reduction, whose {rows} the memory system's output walks do not follow: "
                     "use archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]

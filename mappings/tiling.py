@@ -367,7 +367,7 @@ def check_drain_waits(design: Design, df: Dataflow, mapping: TileMapping) -> Non
     sized like the delay connections' FIFOs. The same check as the host program's, here so that ``archgen sim``
     refuses the bounds the hardware refuses."""
     outer, trips = list(mapping.outer_dims), mapping.trips()
-    for pad in outer_reduced_pads(design, df):
+    for pad in () if output_streamed(design, df) else outer_reduced_pads(design, df):
         per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
         if per > design.max_fifo_depth:
             raise SpecError([problem("array.max_fifo_depth", f"dataflow {df.name}'s drained sums wait whole "
@@ -376,20 +376,30 @@ def check_drain_waits(design: Design, df: Dataflow, mapping: TileMapping) -> Non
                                      "or give the loops after it outside the tile fewer trips", design.max_fifo_depth)])
 
 
+def output_streamed(design: Design, df: Dataflow) -> bool:
+    """Whether the output of a (formed) tiled ``df`` is streamed per step: it uses a loop of the tile (else it is
+    held over the tile, per FU or per run of trailing reduction loops)."""
+    return any(design.operation.output.uses(d) for d in df.inner_dims())
+
+
 def reduced_pads(design: Design, df: Dataflow) -> tuple[RowPad, ...]:
     """The padded loops (:func:`row_pads`) the output uses whose skew moves an array axis the output is reduced
     along (an axis whose loop it does not use): an output lane sums FUs at different positions of them, so each FU's
-    product waits its offset difference before the reduction (dataflow/reduce_skew.py)."""
+    product waits its offset difference before the reduction (dataflow/reduce_skew.py). For an output streamed per
+    step also such skewed loops outside the tile (:func:`outer_reduced_pads`): its lanes sum FUs at different tiles of
+    them, and the products wait whole iterations of the loop (tiles x steps) likewise."""
     out, axis_of = design.operation.output, df.spatial_dims
-    return tuple(p for p in row_pads(design, df)
-                 if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+    inside = tuple(p for p in row_pads(design, df)
+                   if out.uses(p.loop) and any(v and not out.uses(axis_of[a]) for a, v in enumerate(p.sigma)))
+    return inside + (outer_reduced_pads(design, df) if output_streamed(design, df) else ())
 
 
 def output_wait_steps(design: Design, df: Dataflow, trips: Mapping[str, int]) -> dict[str, int]:
-    """Array steps of one iteration of each loop of :func:`reduced_pads`: the product of ``trips`` of the inner loops
-    after it as issued (padded loops with their span); 1 for the tile's last loop."""
-    halo, inner = dict(delay_halo(design, df)), df.inner_dims()
-    return {p.loop: math.prod(trips[d] + halo.get(d, 0) for d in inner[inner.index(p.loop) + 1:])
+    """Array steps of one iteration of each loop of :func:`reduced_pads`: the product of ``trips`` of the loops after
+    it (outside the tile, then the tile's) as issued (padded loops of the tile with their span); 1 for the tile's
+    last loop."""
+    halo, loops = dict(delay_halo(design, df)), list(df.outer_dims()) + list(df.inner_dims())
+    return {p.loop: math.prod(trips[d] + halo.get(d, 0) for d in loops[loops.index(p.loop) + 1:])
             for p in reduced_pads(design, df)}
 
 

@@ -31,11 +31,12 @@ from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, halo_hw, issuer_hw, loader_hw,
                                       outer_pad_hw, stream_drain_hw)
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, CommandLayout, Direction, Node, NodeKind, PortRole, Role, port_name
-from archgen.dataflow.reduce_skew import drain_groups, drain_skews, product_waits
+from archgen.dataflow.reduce_skew import drain_groups, drain_skews, product_waits, rep_waits
 from archgen.mappings.tiling import delay_axes, outer_pads, row_pads
 from archgen.rtlgen.datapath import RetimedNets, delay_line, fifo_buffer, shape_of, tag
 
-__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product"]
+__all__ = ["ArrayTop", "struct_layout", "pad_flags", "pad_mask", "fifo_step_registers", "fifo_loop", "trips_product",
+           "waited_drain", "drain_psum"]
 
 
 def struct_layout(command: CommandLayout) -> data.StructLayout:
@@ -113,16 +114,65 @@ def wait_product(m: Module, name: str, value, shape, shift, waits: dict, steps: 
     return value
 
 
+def waited_drain(m: Module, outs: dict, groups, tile_drained, start, per: dict, shape, max_depth: int,
+                 prefix: str = "", psums: dict | None = None) -> dict:
+    """The result registers ``outs`` (FU -> value) as the rows drain them when the output is held per FU over skewed
+    loops l outside the tile and reduced along the axes their skews move (dataflow/reduce_skew.py ``drain_groups``):
+    each FU accumulates its own tile, FU s's drained sum waits n_l iterations of each l (sum of n_l x D_l drains,
+    ``per`` = {l: D_l}, D_l the tiles of one iteration of l, latched on ``start``: a buffer per loop, in series), and
+    the group's representative row drains the group's sum, the other rows 0. ``psums``: rep -> the partial sum of
+    its drained element, for a representative that waits itself (added here, unwaited). A wait reaching before the
+    problem's first tile adds 0 (the buffers still hold the previous problem's tiles). Shared by the single and the
+    fused top (there per group of dataflows that wait alike)."""
+    tiles = {loop: Signal(range(max_depth + 1), name=f"{prefix}drain_wait_tiles_{loop}") for loop in per}
+    drains = Signal(32, name=f"{prefix}tiles_drained")
+    with m.If(start):
+        m.d.sync += [tiles[loop].eq(value) for loop, value in per.items()] + [drains.eq(0)]
+    with m.Elif(tile_drained):
+        m.d.sync += drains.eq(drains + 1)
+    new, psums = dict(outs), psums or {}
+    for rep, members in groups:
+        waiting = dict(members)
+        total = psums.get(rep, 0) if rep in waiting else outs[rep]
+        for s, waits in members:
+            late = outs[s]
+            for loop, n in waits:
+                name = f"{prefix}drain_{tag(s)}_wait" + (f"_{loop}" if len(per) > 1 else "")
+                late = fifo_buffer(m, name, late, shape, tile_drained, n, tiles[loop], max_depth)
+            total = total + Mux(drains >= functools.reduce(operator.add, (n * tiles[loop] for loop, n in waits)),
+                                late, 0)
+            new[s] = Const(0, shape)
+        new[rep] = Signal(shape, name=f"{prefix}drain_{tag(rep)}_sum")
+        m.d.comb += new[rep].eq(total)
+    return new
+
+
+def drain_psum(m: Module, base, first, last, en, shape, name: str):
+    """The partial sum a waiting representative (dataflow/reduce_skew.py ``rep_waits``) adds at its drain: ``base``
+    as its tile's first step takes it, held to the tile's last step (then beside the result register). Its
+    accumulator starts from 0 instead, since its own tile sum waits and the partial sum must not."""
+    held = Signal(shape, name=f"{name}_psum_held")
+    out = Signal(shape, name=f"{name}_psum")
+    with m.If(en & first):
+        m.d.sync += held.eq(base)
+    with m.If(en & last):
+        m.d.sync += out.eq(Mux(first, base, held))
+    return out
+
+
 def wait_step_registers(m: Module, design, df, fg, waits: dict, payload, latch) -> dict:
     """Run-time steps of one iteration of each waited loop (``waits``: FU -> {loop: n}) with loops after it in the
     tile (mappings/tiling.py ``output_wait_steps`` of the command's trips), latched from ``payload`` when ``latch``;
     {} when every wait is on the tile's last loop."""
-    inner, spans = df.inner_dims(), dict(fg.halo)
+    inner, spans, outer = df.inner_dims(), dict(fg.halo), list(df.outer_dims())
     out = {}
     for loop in sorted({d for w in waits.values() for d in w if d != inner[-1]}):
         steps = Signal(range(design.max_fifo_depth + 1), name=f"wait_steps_{loop}")
+        # a loop outside the tile: the tiles of its later outer loops x the command's steps per tile
+        value = (trips_product(payload, outer[outer.index(loop) + 1:], {}) * payload.steps if loop in outer else
+                 trips_product(payload, inner[inner.index(loop) + 1:], spans))
         with m.If(latch):     # map_problem keeps it <= array.max_fifo_depth
-            m.d.sync += steps.eq(trips_product(payload, inner[inner.index(loop) + 1:], spans))
+            m.d.sync += steps.eq(value)
         out[loop] = steps
     return out
 
@@ -178,6 +228,7 @@ class ArrayTop(wiring.Component):
         self._waits = product_waits(self.fg)
         # ... and of such a loop outside the tile (output held per FU): each FU's drained sum waits
         self._drain_groups = drain_groups(self.fg)
+        self._rep_waits, self._drain_psums = rep_waits(self._drain_groups), {}
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -424,6 +475,10 @@ class ArrayTop(wiring.Component):
             with m.If(ctx.loader.beat & (ctx.loader.row == row)):
                 m.d.sync += init.eq(Mux(ctx.loader.first, 0, psum_port.payload[lane]))
             base = Mux(ctx.tap("swap", v), init, 0)
+            if s in self._rep_waits:        # a waiting representative: its partial sum is added at the drain
+                self._drain_psums[s] = drain_psum(m, base, ctx.tap("first", v), ctx.tap("last", v),
+                                                  ctx.adv & ctx.tap("valid", v), shape, f"{name}_{_tag(s)}")
+                base = Const(0, shape)
         total = Signal(shape, name=f"{name}_sum_{_tag(s)}")
         m.d.comb += total.eq(Mux(ctx.tap("first", v), base, acc) + ctx.nets.src(mul, v, shape))
         with m.If(ctx.adv & ctx.tap("valid", v)):
@@ -455,30 +510,12 @@ class ArrayTop(wiring.Component):
 
     def _waited_drain(self, ctx, outs, drain) -> dict:
         """A skewed loop l outside the tile the output uses, skewed along an axis it is reduced along
-        (dataflow/reduce_skew.py ``drain_groups``): each FU accumulates its own tile, FU s's drained sum waits n_s
-        iterations of l (n_s x D drains, D the tiles of one iteration of l: the command's trips of the loops after it),
-        and the group's representative row drains the group's sum, the other rows 0. A wait reaching before the
-        problem's first tile adds 0 (the buffer holds the previous problem's tiles)."""
-        m, design = ctx.m, self.compiled.design
+        (dataflow/reduce_skew.py ``drain_groups``): :func:`waited_drain` on this top's command."""
         outer = list(self.compiled.dataflow.outer_dims())
-        (pad,) = drain_skews(self.fg)
-        per = Signal(range(design.max_fifo_depth + 1), name=f"drain_wait_tiles_{pad.loop}")
-        drains = Signal(32, name="tiles_drained")
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [per.eq(trips_product(self.cmd.payload, outer[outer.index(pad.loop) + 1:], {})), drains.eq(0)]
-        with m.Elif(drain.tile_drained):
-            m.d.sync += drains.eq(drains + 1)
-        new = dict(outs)
-        for rep, members in self._drain_groups:
-            total = outs[rep]
-            for s, n in members:
-                late = fifo_buffer(m, f"drain_{_tag(s)}_wait", outs[s], ctx.acc_shape, drain.tile_drained, n, per,
-                                   design.max_fifo_depth)
-                total = total + Mux(drains >= n * per, late, 0)
-                new[s] = Const(0, ctx.acc_shape)
-            new[rep] = Signal(ctx.acc_shape, name=f"drain_{_tag(rep)}_sum")
-            m.d.comb += new[rep].eq(total)
-        return new
+        per = {p.loop: trips_product(self.cmd.payload, outer[outer.index(p.loop) + 1:], {})
+               for p in drain_skews(self.fg)}
+        return waited_drain(ctx.m, outs, self._drain_groups, drain.tile_drained, self.cmd.valid & self.cmd.ready,
+                            per, ctx.acc_shape, self.compiled.design.max_fifo_depth, psums=self._drain_psums)
 
     @property
     def _fewer_psum_rows(self):

@@ -24,9 +24,10 @@ from archgen.dataflow.control import (CommandHW, accumulator_drain_hw, all_of, h
 from archgen.dataflow.fusion import SELECT_FIELD, FusedArray, is_stt_view, numbered_slots, slot_of
 from archgen.dataflow.ir import STEP_BITS, TRIP_BITS, Node, NodeKind, PortRole, Role, port_name
 from archgen.mappings.tiling import outer_pads, row_pads
-from archgen.dataflow.reduce_skew import fused_wait_groups, product_waits
+from archgen.dataflow.reduce_skew import fused_drain_groups, fused_wait_groups, product_waits, rep_waits
 from archgen.rtlgen.array import (_row_index, fifo_loop, fifo_step_registers, pad_flags, pad_mask, port_members,
-                                 wait_product, wait_step_registers)
+                                 drain_psum, trips_product, wait_product, wait_step_registers,
+                                 waited_drain)
 from archgen.dataflow.stt_array import is_direct, tag_port
 from archgen.rtlgen.datapath import delay_line, fifo_buffer, shape_of, tag
 from archgen.rtlgen.stt_array import tag_validity
@@ -89,6 +90,10 @@ class FusedArrayTop(wiring.Component):
         # (dataflow/reduce_skew.py, keyed by its own logical FU), read off the step line at their product times
         self.waits = {k: product_waits(views[k].fu_graph) for k in self.tiled}
         self.wait_groups = fused_wait_groups(F)
+        # ... and of such loops outside the tile (output held per FU): per dataflow its drained sums wait
+        self.drain_sets = fused_drain_groups(F)
+        self.drain_groups = {k: groups for (groups, _), ks in self.drain_sets.items() for k in ks}
+        self.drain_psums = {k: {} for k in self.tiled}       # dataflow -> waiting rep -> its partial sum at the drain
         length = max([max(views[k].schedule.commit_skew, views[k].schedule.swap_skew,
                           0 if views[k].schedule.accumulate else views[k].schedule.out_latency) for k in self.tiled]
                      + [key[0] for groups in self.wait_groups.values() for key in groups], default=0)
@@ -598,6 +603,13 @@ class FusedArrayTop(wiring.Component):
             with m.If(loader.beat & (loader.row == row)):
                 m.d.sync += init.eq(Mux(loader.first, 0, psum.payload[lane]))
             swap = self.line["swap"][self.views[k].timing.time[v]]
+            if s in rep_waits(self.drain_groups.get(k, ())):      # a waiting representative: the sum at the drain
+                self.drain_psums[k][s] = drain_psum(m, Mux(swap, init, 0), self._step(m, "first", v, [k]),
+                                                    self._step(m, "last", v, [k]),
+                                                    self.adv & self._step(m, "valid", v, [k]) & self.ctl[k]["selected"],
+                                                    shape, f"{tag(s)}_{self.views[k].dataflow.name}")
+                bases.append((k, "zero", Const(0, shape)))
+                continue
             bases.append((k, ("init", k), Mux(swap, init, 0)))
         base = self._pick(m, shape, f"{v.name}_base_sel", bases)
         total = Signal(shape, name=f"sum_{tag(s)}")
@@ -630,9 +642,27 @@ class FusedArrayTop(wiring.Component):
         m.d.comb += self.out[v].eq(self._pick(m, self.acc_shape, f"{v.name}_align_sel",
                                               [(k, a, taps[a]) for k, a in align.items()]))
 
+    def _waited_drains(self, m, results) -> dict:
+        """Per dataflow k whose output is held per FU over skewed loops outside the tile and reduced along the axes
+        their skews move (dataflow/reduce_skew.py ``drain_groups``): the result registers as its rows drain them
+        (rtlgen/array.py ``waited_drain``). Dataflows that wait alike (``fused_drain_groups``) share one set of buffers,
+        shifted by their drains and latched by their commands."""
+        waited = {}
+        for i, ((groups, after), ks) in enumerate(self.drain_sets.items()):
+            drained = _any(self.ctl[k]["drain"].tile_drained & self.ctl[k]["selected"] for k in ks)
+            per = {loop: trips_product(self.cmd.payload, loops, {}) for loop, loops in after}
+            psums = {rep: self._pick(m, self.acc_shape, f"w{i}_{tag(rep)}_psum_sel",
+                                     [(k, ("psum", k), self.drain_psums[k][rep]) if rep in self.drain_psums[k] else
+                                      (k, "zero", Const(0, self.acc_shape)) for k in ks]) for rep in rep_waits(groups)}
+            new = waited_drain(m, results, groups, drained, _any(self.ctl[k]["start"] for k in ks), per,
+                               self.acc_shape, max(self.views[k].design.max_fifo_depth for k in ks), f"w{i}_", psums)
+            waited.update({k: new for k in ks})
+        return waited
+
     def _outputs(self, m, out_port, results, stt_out):
         F = self.fused
         lanes = len(out_port.payload)
+        waited = self._waited_drains(m, results)
         for lane in range(lanes):
             options = [(k, ("stt", k), outs[lane]) for k, outs in stt_out.items() if lane < len(outs)]
             for k in self.tiled:
@@ -641,7 +671,7 @@ class FusedArrayTop(wiring.Component):
                 if lane >= out.n_lanes:
                     continue
                 if view.schedule.accumulate:
-                    col = Array([results[c] for c in out.lanes[lane].fus])
+                    col = Array([waited.get(k, results)[c] for c in out.lanes[lane].fus])
                     options.append((k, ("rows", k), col[self.ctl[k]["drain"].row]))
                 else:
                     options.append((k, ("stream", lane), self.out[Node(NodeKind.DRAIN, operand=out.name, lane=lane)]))

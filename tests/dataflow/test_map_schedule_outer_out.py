@@ -81,18 +81,18 @@ def test_the_model_counts_l_plus_span_tiles():
 
 def test_where_it_is_not_built_it_is_refused_by_name():
     """The memory system (its walks write every lane at one tile) refuses it; an output reduced along the axis the skew
-    of its loop moves (c on axis 0, n skewed along it) is refused at the array level when a second such loop (q) is
-    skewed along it too (one alone is built since H148: tests/dataflow/test_map_schedule_outer_reduce.py)."""
+    of its loop moves (k on axis 0, j skewed along it) is built at the array level since H148 / H150 (held over the
+    tile, one or two such loops: test_map_schedule_outer_reduce.py; streamed per step, as here:
+    test_map_schedule_outer_stream.py) and refused by the memory system too."""
     design = _spec(GEMM, (3,), GEMM_OUT, ["j", "i", "k"])
     with pytest.raises(SpecError) as err:
         check_memory_system(compile_array(design).fu_graph)
     assert any(p.path == "dataflows.m.schedule" and "j run outside the tile" in p.message for p in err.value.problems)
-    mp = {"n": "t_n - s0", "k": "t_k", "p": "2*t_p + s1", "q": "t_q + s0 - 1", "c": "2*t_c + s0", "r": "t_r", "s": "t_s"}
+    design = _spec(GEMM, (3,), {"k": "3*t_k + s0", "i": "t_i", "j": "t_j - s0"}, ["j", "k", "i"])
     with pytest.raises(SpecError) as err:
-        compile_array(_spec(CONV_OP, (2, 2), mp, ["n", "k", "p", "c", "q", "r", "s"], ["r", "s"]))
-    assert any(p.path == "dataflows.m.schedule" and "the output O depends on the skewed loop n and is reduced along "
-               "array axis 0, which the skew moves, so an output lane would sum elements of different tiles"
-               in p.message for p in err.value.problems), err.value
+        check_memory_system(compile_array(design).fu_graph)
+    assert any(p.path == "dataflows.m.schedule" and "the output C depends on the skewed loop j outside the tile and "
+               "is reduced along an array axis its skew moves" in p.message for p in err.value.problems), err.value
 
 
 def _fused_with_a_spatial_partner(op, shape, mp, order, inner):
