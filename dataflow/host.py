@@ -16,7 +16,7 @@ from archgen.mappings.tiling import RowPad, Tile, TileMapping, check_drain_waits
 
 from .interconnect import FUGraph
 from .ir import PortRole, Role, port_name
-from .reduce_skew import drain_groups, drain_skews, lane_members, lane_offsets, reduced_skews, rep_waits, wait_steps
+from .reduce_skew import accumulated_fus, drain_groups, drain_skews, lane_members, lane_offsets, reduced_skews, rep_waits, wait_steps
 from .schedule import ArraySchedule
 
 __all__ = ["HostProgram", "host_program", "wrap", "random_operands"]
@@ -238,6 +238,7 @@ class _WaitedDrain:
                             for rep, members in drain_groups(fg))
         self.others = {s for rep, members in self.groups for s, _ in members if s != rep}
         self.lead = rep_waits(drain_groups(fg))        # representatives that wait (several loops)
+        self.members = accumulated_fus(fg)             # a result register sums its chain's or tree's FUs
         self.drained = np.zeros_like(result)
         self.sums: list = []          # per tile: FU coordinate -> its masked tile sum
 
@@ -260,7 +261,8 @@ class _WaitedDrain:
 
     def beats(self, tile: Tile, idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
         coords, prod = _masked_products(self.fg, self.mapping, tile, self.tensors, self.pads)
-        self.sums.append(dict(zip(map(tuple, coords.tolist()), prod.sum(axis=0).tolist())))
+        own = dict(zip(map(tuple, coords.tolist()), prod.sum(axis=0).tolist()))
+        self.sums.append({a: sum(own[s] for s in fus) for a, fus in self.members.items()})
         t = len(self.sums) - 1
         total = {rep: (0 if rep in self.lead else self.sums[t][rep])
                  + sum(self.sums[t - n][s] for s, n in members if t >= n) for rep, members in self.groups}

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["reduced_skews", "lane_members", "lane_offsets", "product_waits", "wait_steps", "fused_wait_groups",
            "drain_skews", "drain_groups", "rep_waits", "fused_drain_groups", "outer_reduced_skews",
-           "memory_drain_waits"]
+           "memory_drain_waits", "accumulated_fus"]
 
 
 def reduced_skews(fg: FUGraph) -> tuple[RowPad, ...]:
@@ -121,7 +121,7 @@ def drain_groups(fg: FUGraph) -> tuple:
     out, axis_of = fg.design.operation.output, fg.dataflow.spatial_dims
     kept = [a for a in range(len(fg.design.shape)) if a in axis_of and out.uses(axis_of[a])]
     groups: dict = {}
-    for s in fg.coords():
+    for s in _accumulator_fus(fg):
         groups.setdefault(tuple(s[a] for a in kept), []).append(tuple(s))
     res = []
     for fus in groups.values():
@@ -131,6 +131,22 @@ def drain_groups(fg: FUGraph) -> tuple:
                  for s in fus)
         res.append((rep, tuple((s, w) for s, w in waits if w)))
     return tuple(res)
+
+
+def _accumulator_fus(fg: FUGraph) -> list:
+    """The FUs that hold a result register (the output lanes' FUs), in coordinate order. Across a reduced axis the
+    skew does not move, the FU graph sums through an adder tree or chain and only its root accumulates, so the drain
+    groups are formed of these FUs, not of every FU (found by the schedule-verify sweep: a KeyError at elaboration)."""
+    held = {tuple(s) for lane in fg.output.lanes for s in lane.fus}
+    return [tuple(s) for s in fg.coords() if tuple(s) in held]
+
+
+def accumulated_fus(fg: FUGraph) -> dict[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """Result-register FU -> every FU whose product it accumulates: itself and the FUs that differ from it only along
+    the axes the output's chains and trees reduce (as :func:`lane_members`, per drained row rather than per lane)."""
+    reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
+    key = lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)        # noqa: E731
+    return {a: tuple(tuple(s) for s in fg.coords() if key(s) == key(a)) for a in _accumulator_fus(fg)}
 
 
 def rep_waits(groups) -> dict:
