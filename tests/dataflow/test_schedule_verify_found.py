@@ -30,8 +30,10 @@ CASES = [
     ("O[k,p] += I[c,p*2+r] * W[k,c,r]", [2, 2, 2], {"k": "t_k + s0 - s2 - 1", "p": "2*t_p + s2", "c": "2*t_c + s1",
                                                     "r": "2*t_r + s0"}, ["p", "r", "k", "c"],
      {"k": 2, "p": 1, "c": 1, "r": 1}, 90),
+    # found by the lead's sweep after the fix (/tmp/sv_sweep.py): the chain axis (r on s1) has 3 live FUs
+    ("O[k,p] += I[c,p+r] * W[k,c,r]", [2, 3], {"c": "2*t_c + s0", "r": "3*t_r + s1", "p": "t_p - s0", "k": "t_k"},
+     ["k", "p", "c", "r"], {"p": 5, "c": 2, "r": 4, "k": 3}, 4),
 ]
-
 
 
 @pytest.mark.parametrize("op,shape,mp,order,bounds,seed", CASES)
