@@ -169,20 +169,60 @@ def _outer_output_loops(fg: FUGraph) -> list:
     """A skewed loop outside the tile that the output depends on (built at the array level since H141) has FU s write
     its element of tile t - offset(s) at each drain. The memory system's output and partial-sum walks give each
     drained row its lead on the loop's tile level (:func:`lane_lead`) and drop the writes of its masked tiles
-    (``PortWalk.tile_masks``), but write one run per beat: output lanes of one row with different offsets (the
-    skew along the lanes' axis) would be a lane map on the write side, which is not built: refused, naming the
-    field."""
+    (``PortWalk.tile_masks``). Output lanes of one row with different offsets (the skew along the lanes' axis) write
+    positions on a diagonal of the box: a lane map on the write side whose lanes each go to their own bank
+    (``PortWalk.scatter``, :func:`_check_scatter_banks`). Refused, naming the field, where the output's lanes span
+    several array axes in the lane-interleaved layout (:func:`output_lane_split`: its one run per beat assumes one
+    tile for every lane)."""
     xop = fg.design.operation.output
-    lanes = fg.output.lanes
-    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop)
-             and any(len({p.offset(ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
-    if not loops:
+    loops = _lane_skewed_loops(fg)
+    if not loops or not _interleaved_lanes(fg):
         return []
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
-                    f"the tile and the output {xop.name} depends on them with a skew along its lanes, each lane "
-                    "writing its own tile of them; the memory system's output walk writes one run of lanes per beat "
-                    "(a lane map on the write side is not built; a skew along the drained rows only is): use archgen "
-                    "verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]
+                    f"the tile and the output {xop.name} depends on them with a skew along its lanes, which span "
+                    "several array axes (the lane-interleaved layout writes one run of lanes per beat, at one tile); "
+                    "the memory system's lane map on the write side is built for lanes along one array axis: use "
+                    "archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]
+
+
+def _interleaved_lanes(fg: FUGraph) -> bool:
+    """Whether the output's streamed lanes span several array axes (the lane-interleaved layout's case)."""
+    from archgen.dataflow.ir import Role
+    lanes = fg.output.lanes
+    if fg.output.role is Role.ACCUMULATE or len(lanes) < 2:
+        return False
+    return len({a for a in range(len(lanes[0].fus[-1])) if len({tuple(ln.fus[-1])[a] for ln in lanes}) > 1}) > 1
+
+
+def lane_skewed_output(compiled) -> bool:
+    """Whether the output's lanes write their own tiles of a skewed loop outside the tile (:func:`_lane_skewed_loops`)."""
+    return bool(_lane_skewed_loops(compiled.fu_graph))
+
+
+def _check_scatter_banks(compiled, w, starts, banks: int, pext, layer: str) -> None:
+    """A scattered output walk (``PortWalk.scatter``) in one block: lane l sits ``starts[group] + offset`` positions
+    from lane 0 on every beat (the offsets come from the box's pitches, which the block's extents set); the bank
+    crossbar writes every lane in one cycle only when those positions fall in distinct banks (position mod banks).
+    Otherwise refused, naming the layer: two lanes would need one bank's one write port in the same cycle."""
+    offs = [starts[g] + o for g, o in zip(w.lane_groups, w.lane_offsets)]
+    if len({o % banks for o in offs}) == len(offs):
+        return
+    fg = compiled.fu_graph
+    _refuse(f"layers.{layer}", f"the output {fg.output.name}'s {w.lanes} lanes write their own tiles of the skewed "
+            f"loop(s) {', '.join(_lane_skewed_loops(fg))} at buffer positions {offs} from lane 0's (a block box of "
+            f"{'x'.join(map(str, pext))} elements), which fall in banks {[o % banks for o in offs]} of its {banks}: two "
+            "lanes cannot write one bank in one cycle; choose bounds or chunks whose box extents put the lanes in "
+            "distinct banks (an even extent along the output's innermost dimension often does), or schedule: "
+            "compressed", offs)
+
+
+def _lane_skewed_loops(fg: FUGraph) -> list[str]:
+    """The skewed loops outside the tile that the output uses on which the output's lanes of one drained row carry
+    different offsets: each lane then writes its own tile of them (``PortWalk.scatter``)."""
+    xop = fg.design.operation.output
+    lanes = fg.output.lanes
+    return [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop) and len(lanes) > 1
+            and any(len({p.offset(ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
 
 
 def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tuple:
@@ -575,11 +615,21 @@ class PortWalk:
     # tiles of the loop (``<port>_tile_len@<level>``); outside them the write is dropped (its position would alias
     # another element of the box) and the partial-sum read gives 0
     tile_masks: tuple[tuple[int, tuple[int, ...], int], ...] = ()
+    # an output walk whose lanes carry different offsets on such a loop (a skew along the lanes): lane l's position
+    # is the lane map's (``lane_groups``: its group's ``group{g}`` field + its offset), each lane in a bank of its
+    # own (:func:`_check_scatter_banks`), so every lane writes (and reads its partial sum) through one port per
+    # bank in one cycle, in one copy, the bank crossbar choosing the lane per bank (rtlgen/buffer.py)
+    scatter: bool = False
 
     @property
     def groups(self) -> int:
-        """Runs read per beat (buffer read copies this port needs)."""
+        """Lane-map groups (their ``group{g}`` fields)."""
         return max(self.lane_groups, default=0) + 1
+
+    @property
+    def copies(self) -> int:
+        """Runs read per beat (buffer read copies this port needs): one per group, one for a scattered walk."""
+        return 1 if self.scatter else self.groups
 
 
 @dataclass(frozen=True)
@@ -718,7 +768,7 @@ def signed_group_offsets(compiled, operand: str) -> bool:
     xop = op.operand(operand)
     pads = row_pads(fg.design, fg.dataflow) + outer_pads(fg.design, fg.dataflow)
     led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in pads)
-    return led or bool((xop.access_matrix(op.dims) < 0).any())
+    return led or bool((xop.access_matrix(op.dims) < 0).any()) or _output_tile_led(compiled, operand)
 
 
 def _lead_text(compiled, operand: str) -> str:
@@ -997,6 +1047,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     broadcast: set[str] = set()     # stationary ports whose lanes all hold one element (see PortWalk.broadcast)
     lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
     lane_groups: dict[str, tuple] = {}   # input ports read through a lane map (PortWalk.lane_groups): lane_map()
+    scatter: set[str] = set()       # output ports whose lane map puts each lane in its own bank (PortWalk.scatter)
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
 
@@ -1032,7 +1083,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lane_groups[pn] = ((0,) * lanes_of[pn], osplit[2], lanes_of[pn])
             lane_dim[x] = osplit[0]
             continue
-        if kind == "read" and x != out.name and (
+        skew_out = x == out.name and lane_skewed_output(compiled)
+        if skew_out or kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
             each = [lane_index(x, coords, ln) for ln in range(lanes_of[pn])]
@@ -1044,6 +1096,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                 _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1 "
                         f"({e}); the generated buffers cannot bank it")
             lane_dim[x] = ld
+            if skew_out:              # the output's lanes on a diagonal of the box: one bank each (PortWalk.scatter)
+                scatter.add(pn)
             continue
         if len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear:
             # (not linear: the lanes span several array axes, e.g. I[c, p+r] with c and p both on the array and
@@ -1147,7 +1201,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               if keeps else (), **({} if lmap is None else {
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
                               deskew=delays, deskew_terms=terms, holds=holds,
-                              tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi)))
+                              tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
+                              scatter=pn in scatter))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -1241,7 +1296,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if W % eb:
             _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
                     "the generated top", W)
-        lanes = max(1 if pn in broadcast else lane_groups[pn][2] if pn in lane_groups else
+        lanes = max(1 if pn in broadcast else lanes_of[pn] if pn in scatter else lane_groups[pn][2] if pn in lane_groups else
                     lanes_of[pn] * lane_step.get(pn, 1) for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
         if buf.banks and buf.banks != banks:
@@ -1265,6 +1320,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb, split_of.get(x.name, ()))
+    for w in walks:                   # a scattered output: each lane in its own bank, in every block
+        for blk in blocks if w.scatter else ():
+            lo, pext, perm = box(w.operand, blk)
+            starts = walk_geometry(w, blk, lo, pext, perm, groups=True)[3]
+            _check_scatter_banks(compiled, w, starts, layouts[w.operand].banks, pext, layer)
     if fit_only:
         return layouts
 
