@@ -199,21 +199,28 @@ def lane_skewed_output(compiled) -> bool:
     return bool(_lane_skewed_loops(compiled.fu_graph))
 
 
-def _check_scatter_banks(compiled, w, starts, banks: int, pext, layer: str) -> None:
+def _bank_clash(w, starts, banks: int) -> list[int] | None:
     """A scattered output walk (``PortWalk.scatter``) in one block: lane l sits ``starts[group] + offset`` positions
     from lane 0 on every beat (the offsets come from the box's pitches, which the block's extents set); the bank
     crossbar writes every lane in one cycle only when those positions fall in distinct banks (position mod banks).
-    Otherwise refused, naming the layer: two lanes would need one bank's one write port in the same cycle."""
+    Returns the lanes' offsets when two share a bank, else None."""
     offs = [starts[g] + o for g, o in zip(w.lane_groups, w.lane_offsets)]
-    if len({o % banks for o in offs}) == len(offs):
-        return
+    return None if len({o % banks for o in offs}) == len(offs) else offs
+
+
+_BANK_CLASH = "two lanes cannot write one bank in one cycle"     # the planner plans around it (buffer_fit)
+
+
+def _refuse_bank_clash(compiled, w, offs, banks: int, pext, layer: str) -> None:
+    """Two lanes of a scattered output walk in one bank with every innermost dimension tried (:func:`_bank_clash`):
+    refused, naming the layer (one bank's one write port cannot take both in one cycle)."""
     fg = compiled.fu_graph
     _refuse(f"layers.{layer}", f"the output {fg.output.name}'s {w.lanes} lanes write their own tiles of the skewed "
             f"loop(s) {', '.join(_lane_skewed_loops(fg))} at buffer positions {offs} from lane 0's (a block box of "
-            f"{'x'.join(map(str, pext))} elements), which fall in banks {[o % banks for o in offs]} of its {banks}: two "
-            "lanes cannot write one bank in one cycle; choose bounds or chunks whose box extents put the lanes in "
-            "distinct banks (an even extent along the output's innermost dimension often does), or schedule: "
-            "compressed", offs)
+            f"{'x'.join(map(str, pext))} elements), which fall in banks {[o % banks for o in offs]} of its {banks}, with "
+            f"each dimension it moves tried innermost: {_BANK_CLASH}; choose bounds or "
+            "chunks whose box extents put the lanes in distinct banks (an even extent along the output's innermost "
+            "dimension often does), or schedule: compressed", offs)
 
 
 def _lane_skewed_loops(fg: FUGraph) -> list[str]:
@@ -933,7 +940,7 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True,
-                  fit_only: bool = False) -> LayerProgram | dict:
+                  fit_only: bool = False, out_dim: int | None = None) -> LayerProgram | dict:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
     controller receives, whose walk (:func:`walk_rows`) gives the same rows.
@@ -943,7 +950,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     simulation build small; the timing does not depend on it. ``fit_only``: stop after the buffer layouts, whose
     refusals (``memory.<X>.bytes``, the margins included) are all it checks, and return them (operand ->
     ``BufferLayout``; :func:`buffer_fit`, :func:`buffer_rooms`: the DRAM layout and the per-block rows, most of the
-    cost, are skipped)."""
+    cost, are skipped). ``out_dim``: the output's innermost buffer dimension, for an output whose lanes write their
+    own tiles of a skewed loop (``PortWalk.scatter``): tried in turn until the lanes fall in distinct banks."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     if hasattr(compiled, "network"):        # a skewed stt map: its memory system is dataflow/stt_layer.py
         raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "the tiled layer core cannot run a skewed "
@@ -1048,6 +1056,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
     lane_groups: dict[str, tuple] = {}   # input ports read through a lane map (PortWalk.lane_groups): lane_map()
     scatter: set[str] = set()       # output ports whose lane map puts each lane in its own bank (PortWalk.scatter)
+    skew_dims: list[int] = []       # their candidates for the output's innermost dimension (``out_dim``)
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
 
@@ -1090,6 +1099,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             each = [lane_index(x, coords, ln) for ln in range(lanes_of[pn])]
             moved = [k for k in range(len(i0)) if any(ix[k] != i0[k] for ix in each)] or [len(i0) - 1]
             ld = lane_dim.get(x, diff[-1] if diff else moved[-1])
+            if skew_out:              # the output's innermost dimension: the default, or the one tried after it
+                if not skew_dims:     # (the first output port's lanes; the other's are the same)
+                    skew_dims += [ld] + [k for k in moved if k != ld]
+                ld = skew_dims[0] if out_dim is None else out_dim
             try:
                 lane_groups[pn] = lane_map(each, ld)
             except ValueError as e:
@@ -1323,8 +1336,12 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     for w in walks:                   # a scattered output: each lane in its own bank, in every block
         for blk in blocks if w.scatter else ():
             lo, pext, perm = box(w.operand, blk)
-            starts = walk_geometry(w, blk, lo, pext, perm, groups=True)[3]
-            _check_scatter_banks(compiled, w, starts, layouts[w.operand].banks, pext, layer)
+            offs = _bank_clash(w, walk_geometry(w, blk, lo, pext, perm, groups=True)[3], layouts[w.operand].banks)
+            later = skew_dims[skew_dims.index(lane_dim[w.operand]) + 1:]
+            if offs and later:        # another innermost dimension of the output may put its lanes apart
+                return layer_program(compiled, cmd, layer, spec_size=spec_size, fit_only=fit_only, out_dim=later[0])
+            if offs:
+                _refuse_bank_clash(compiled, w, offs, layouts[w.operand].banks, pext, layer)
     if fit_only:
         return layouts
 
@@ -1770,13 +1787,15 @@ def buffer_fit(compiled, layer: str = "layer"):
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
     in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
     (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
-    the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), so
+    the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), and
+    for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), so
     the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
     where they are built."""
     deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
-    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew):
+    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew
+                                            or lane_skewed_output(compiled)):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
@@ -1789,7 +1808,8 @@ def buffer_fit(compiled, layer: str = "layer"):
                 layer_program(compiled, cmd, layer, spec_size=True, fit_only=True)
                 known[key] = None
             except SpecError as err:
-                if any(p.path.startswith("memory.") and p.path.endswith(".bytes") for p in err.problems):
+                if any(p.path.startswith("memory.") and p.path.endswith(".bytes") or _BANK_CLASH in p.message
+                       for p in err.problems):
                     known[key] = err
         if known.get(key) is not None:
             raise known[key]

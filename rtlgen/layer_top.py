@@ -502,8 +502,8 @@ class LayerCore(Elaboratable):
             data = _deskewed(m, w, alts, data, fire, seq, row_c, self.prog.compiled.design.max_fifo_depth)
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
-            if w.scatter:                # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
-                buf.write_scattered(m, st.pos, _lane_offsets(m, w, seq, row_c, ahead=False), wdata, en)
+            if _scatters(w, alts):       # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
+                buf.write_scattered(m, st.pos, _lane_offsets(m, w, alts, seq, row_c, ahead=False), wdata, en)
             else:   # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
                 buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
             self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata, alts)
@@ -511,10 +511,10 @@ class LayerCore(Elaboratable):
         m.d.comb += p.valid.eq(st.beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(st.moving, st.nxt, st.pos)))
-        if alts is not None and len({read_shape(wa) for wa, _, _ in alts}) > 1:
+        if _scatters(w, alts):
+            vals = buf.read_scattered(m, addr, _lane_offsets(m, w, alts, seq, row_c), transparent=True, port=w.kind)
+        elif alts is not None and len({read_shape(wa) for wa, _, _ in alts}) > 1:
             vals = self._selected_read(m, w, alts, seq, row_c, buf, addr)
-        elif w.scatter:
-            vals = buf.read_scattered(m, addr, _lane_offsets(m, w, seq, row_c), transparent=True, port=w.kind)
         elif w.lane_groups:
             vals = self._lane_map_read(m, w, seq, row_c, buf, addr)
         else:
@@ -619,8 +619,9 @@ class LayerCore(Elaboratable):
                 m.d.sync += back.eq(row_c["back"])
         addr = Signal(32, name=f"{w.port}_acc_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, st.nxt, st.pos)))
-        if w.scatter:                     # each lane at its own position (memctl.PortWalk.scatter)
-            lane_offs = _lane_offsets(m, w, seq, row_c, name="acc")
+        scatter = _scatters(w, alts)
+        if scatter:                       # each lane at its own position (memctl.PortWalk.scatter)
+            lane_offs = _lane_offsets(m, w, alts, seq, row_c, name="acc")
             kept = buf.read_scattered(m, addr, lane_offs, transparent=True, port="accumulate")
             loaded = (buf_back.read_scattered(m, addr, lane_offs, port="accumulate") if buf_back is not None
                       else None)
@@ -628,7 +629,7 @@ class LayerCore(Elaboratable):
             kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
             loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
-        offs = ([list(range(w.lanes))] if w.scatter else
+        offs = ([list(range(w.lanes))] if scatter else
                 [[at.index(l) for l in range(w.lanes)] for at in _run_orders(w, alts)])   # lane l's run position
         for l in range(w.lanes):
             olds = [kept[off[l]] if loaded is None else Mux(back, loaded[off[l]], kept[off[l]]) for off in offs]
@@ -832,18 +833,37 @@ def _group_runs(m, port, kind, groups, n, seq, row_c, buf, addr):
     return runs
 
 
-def _lane_offsets(m, w, seq, row_c, ahead: bool = True, name: str = ""):
-    """A scattered walk's (memctl.PortWalk.scatter) lane positions from the walk's: lane l at its group's command
-    field ``<port>_group<g>`` (latched when the compute job starts; group 0 at 0) plus its offset in the group.
-    ``ahead``: a read addressed one cycle ahead, which takes the field itself in the start cycle."""
-    offs = {0: Const(0)}
-    for g in range(1, w.groups):
-        f = row_c[f"{w.port}_group{g}"]
-        off = Signal(signed(len(f) + 1), name=f"{w.port}{name}_scatter{g}_off")
-        with m.If(seq.start_c):
-            m.d.sync += off.eq(f)
-        offs[g] = Mux(seq.start_c, f, off) if ahead else off
-    return [offs[g] + o for g, o in zip(w.lane_groups, w.lane_offsets)]
+def _scatters(w, alts) -> bool:
+    """Whether the port's walk (in any dataflow of one core for several) puts each lane at its own position
+    (memctl.PortWalk.scatter)."""
+    return any(wa.scatter for wa, _, _ in alts or [(w, None, None)])
+
+
+def _lane_offsets(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
+    """Each lane's position from the walk's, for a port written (and read) lane by lane (:func:`_scatters`): in a
+    scattered walk lane l sits at its group's command field ``<port>_group<g>`` (latched when the compute job
+    starts; group 0 at 0) plus its offset in the group; in any other its run position (:func:`_run_order`); in one
+    core for several dataflows (``alts``) the selected one's. ``ahead``: a read addressed one cycle ahead, which
+    takes the field itself in the start cycle."""
+    each = []
+    for i, (wa, _on, _p) in enumerate(alts or [(w, None, None)]):
+        if not wa.scatter:
+            at = _run_order(wa, w.lanes)
+            each.append([Const(at.index(ln)) for ln in range(w.lanes)])
+            continue
+        offs = {0: Const(0)}
+        for g in range(1, wa.groups):
+            f = row_c[f"{w.port}_group{g}"]
+            off = Signal(signed(len(f) + 1), name=f"{w.port}{name}_scatter{g}_off" + (f"_{i}" if alts else ""))
+            with m.If(seq.start_c):
+                m.d.sync += off.eq(f)
+            offs[g] = Mux(seq.start_c, f, off) if ahead else off
+        each.append([offs[g] + o for g, o in zip(wa.lane_groups, wa.lane_offsets)]
+                    + [Const(ln) for ln in range(wa.lanes, w.lanes)])
+    if len(each) == 1:
+        return each[0]
+    ons = [on for _, on, _ in alts]
+    return [_pick_on([e[ln] for e in each], ons) for ln in range(w.lanes)]
 
 
 def _delayed(m, name, values, delays, fire):
