@@ -53,7 +53,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _outer_output_loops(fg) or memory_drain_waits(fg)      # H148: the waited drain
+    problems += memory_drain_waits(fg)      # H148: the waited drain
     if problems:
         raise SpecError(problems)
 
@@ -165,37 +165,15 @@ def _check_deskewed_partial_sums(compiled, blocks, pads, layer: str) -> None:
                     "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
 
 
-def _outer_output_loops(fg: FUGraph) -> list:
-    """A skewed loop outside the tile that the output depends on (built at the array level since H141) has FU s write
-    its element of tile t - offset(s) at each drain. The memory system's output and partial-sum walks give each
-    drained row its lead on the loop's tile level (:func:`lane_lead`) and drop the writes of its masked tiles
-    (``PortWalk.tile_masks``). Output lanes of one row with different offsets (the skew along the lanes' axis) write
-    positions on a diagonal of the box: a lane map on the write side whose lanes each go to their own bank
-    (``PortWalk.scatter``, :func:`_check_scatter_banks`). Refused, naming the field, where the output's lanes span
-    several array axes in the lane-interleaved layout (:func:`output_lane_split`: its one run per beat assumes one
-    tile for every lane)."""
-    xop = fg.design.operation.output
-    loops = _lane_skewed_loops(fg)
-    if not loops or not _interleaved_lanes(fg):
-        return []
-    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
-                    f"the tile and the output {xop.name} depends on them with a skew along its lanes, which span "
-                    "several array axes (the lane-interleaved layout writes one run of lanes per beat, at one tile); "
-                    "the memory system's lane map on the write side is built for lanes along one array axis: use "
-                    "archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]
-
-
-def _interleaved_lanes(fg: FUGraph) -> bool:
-    """Whether the output's streamed lanes span several array axes (the lane-interleaved layout's case)."""
-    from archgen.dataflow.ir import Role
-    lanes = fg.output.lanes
-    if fg.output.role is Role.ACCUMULATE or len(lanes) < 2:
-        return False
-    return len({a for a in range(len(lanes[0].fus[-1])) if len({tuple(ln.fus[-1])[a] for ln in lanes}) > 1}) > 1
-
-
 def lane_skewed_output(compiled) -> bool:
-    """Whether the output's lanes write their own tiles of a skewed loop outside the tile (:func:`_lane_skewed_loops`)."""
+    """Whether the output's lanes write their own tiles of a skewed loop outside the tile (:func:`_lane_skewed_loops`).
+    Such a loop (built at the array level since H141) has FU s write its element of tile t - offset(s) at each
+    drain. The memory system's output and partial-sum walks give each drained row its lead on the loop's tile level
+    (:func:`lane_lead`) and drop the writes of its masked tiles (``PortWalk.tile_masks``, H147); lanes of one row
+    with different offsets (a skew along the lanes) write positions on a diagonal of the box: a lane map on the write
+    side whose lanes each go to their own bank (``PortWalk.scatter``, :func:`_bank_clash`), in the plain layout even
+    where the lanes span several array axes (no lane-interleaved layout, :func:`output_lane_split`: its one run per
+    beat assumes one tile for every lane)."""
     return bool(_lane_skewed_loops(compiled.fu_graph))
 
 
@@ -874,8 +852,8 @@ def output_lane_split(compiled):
     each lane in the run)."""
     from archgen.dataflow.ir import Role
     fg = getattr(compiled, "fu_graph", None)
-    if fg is None or fg.output.role is Role.ACCUMULATE or len(fg.output.lanes) < 2:
-        return None
+    if fg is None or fg.output.role is Role.ACCUMULATE or len(fg.output.lanes) < 2 or _lane_skewed_loops(fg):
+        return None           # (lanes writing their own tiles of a skewed loop: scattered, PortWalk.scatter)
     shape, axis_of = compiled.design.shape, compiled.dataflow.axis_of
     xop = compiled.design.operation.operand(fg.output.name)
     coords = [tuple(ln.fus[-1]) for ln in fg.output.lanes]
