@@ -177,13 +177,23 @@ def lane_skewed_output(compiled) -> bool:
     return bool(_lane_skewed_loops(compiled.fu_graph))
 
 
-def _bank_clash(w, starts, banks: int) -> list[int] | None:
+def _bank_clash(w, starts, banks: int, live) -> list[int] | None:
     """A scattered output walk (``PortWalk.scatter``) in one block: lane l sits ``starts[group] + offset`` positions
     from lane 0 on every beat (the offsets come from the box's pitches, which the block's extents set); the bank
     crossbar writes every lane in one cycle only when those positions fall in distinct banks (position mod banks).
-    Returns the lanes' offsets when two share a bank, else None."""
-    offs = [starts[g] + o for g, o in zip(w.lane_groups, w.lane_offsets)]
+    Lanes never in bounds in the block (``live`` False, :func:`live_lanes`) take no bank. Returns the live lanes'
+    offsets when two share a bank, else None."""
+    offs = [starts[g] + o for (g, o), ok in zip(zip(w.lane_groups, w.lane_offsets), live) if ok]
     return None if len({o % banks for o in offs}) == len(offs) else offs
+
+
+def live_lanes(w, trips, last) -> list[bool]:
+    """Per lane of a walk with ``lane_masks``: whether it is in bounds at some beat of the block, given per mask the
+    block's trips of its tile level (``trips``) and its ``lane_last@a`` (``last``, by axis): with one tile along the
+    axis a lane past the last valid one never is; with more, the first tile has every lane. The crossbar's banks
+    ignore the others (rtlgen/buffer.py ``write_scattered``)."""
+    return [all(t > 1 or cs[ln] < last[a] for t, (_tl, a, _n, cs) in zip(trips, w.lane_masks))
+            for ln in range(w.lanes)]
 
 
 _BANK_CLASH = "two lanes cannot write one bank in one cycle"     # the planner plans around it (buffer_fit)
@@ -1314,7 +1324,11 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     for w in walks:                   # a scattered output: each lane in its own bank, in every block
         for blk in blocks if w.scatter else ():
             lo, pext, perm = box(w.operand, blk)
-            offs = _bank_clash(w, walk_geometry(w, blk, lo, pext, perm, groups=True)[3], layouts[w.operand].banks)
+            start, btrips, _ext = block_geometry(blk)
+            last = {a: min(n, bound[w.levels[tl][5:]] - n * (start[w.levels[tl][5:]] + btrips[w.levels[tl][5:]] - 1))
+                    for tl, a, n, _cs in w.lane_masks}
+            offs = _bank_clash(w, walk_geometry(w, blk, lo, pext, perm, groups=True)[3], layouts[w.operand].banks,
+                               live_lanes(w, [btrips[w.levels[tl][5:]] for tl, *_ in w.lane_masks], last))
             later = skew_dims[skew_dims.index(lane_dim[w.operand]) + 1:]
             if offs and later:        # another innermost dimension of the output may put its lanes apart
                 return layer_program(compiled, cmd, layer, spec_size=spec_size, fit_only=fit_only, out_dim=later[0])

@@ -503,7 +503,8 @@ class LayerCore(Elaboratable):
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             if _scatters(w, alts):       # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
-                buf.write_scattered(m, st.pos, _lane_offsets(m, w, alts, seq, row_c, ahead=False), wdata, en)
+                buf.write_scattered(m, st.pos, _lane_offsets(m, w, alts, seq, row_c, ahead=False), wdata, en,
+                                    _live_lanes(m, w, alts, seq, row_c, ahead=False))
             else:   # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
                 buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
             self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata, alts)
@@ -512,7 +513,8 @@ class LayerCore(Elaboratable):
         addr = Signal(32, name=f"{w.port}_read_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(st.moving, st.nxt, st.pos)))
         if _scatters(w, alts):
-            vals = buf.read_scattered(m, addr, _lane_offsets(m, w, alts, seq, row_c), transparent=True, port=w.kind)
+            vals = buf.read_scattered(m, addr, _lane_offsets(m, w, alts, seq, row_c), transparent=True, port=w.kind,
+                                      live=_live_lanes(m, w, alts, seq, row_c))
         elif alts is not None and len({read_shape(wa) for wa, _, _ in alts}) > 1:
             vals = self._selected_read(m, w, alts, seq, row_c, buf, addr)
         elif w.lane_groups:
@@ -622,9 +624,10 @@ class LayerCore(Elaboratable):
         scatter = _scatters(w, alts)
         if scatter:                       # each lane at its own position (memctl.PortWalk.scatter)
             lane_offs = _lane_offsets(m, w, alts, seq, row_c, name="acc")
-            kept = buf.read_scattered(m, addr, lane_offs, transparent=True, port="accumulate")
-            loaded = (buf_back.read_scattered(m, addr, lane_offs, port="accumulate") if buf_back is not None
-                      else None)
+            live = _live_lanes(m, w, alts, seq, row_c, name="acc")
+            kept = buf.read_scattered(m, addr, lane_offs, transparent=True, port="accumulate", live=live)
+            loaded = (buf_back.read_scattered(m, addr, lane_offs, port="accumulate", live=live)
+                      if buf_back is not None else None)
         else:
             kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
             loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
@@ -860,6 +863,30 @@ def _lane_offsets(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
             offs[g] = Mux(seq.start_c, f, off) if ahead else off
         each.append([offs[g] + o for g, o in zip(wa.lane_groups, wa.lane_offsets)]
                     + [Const(ln) for ln in range(wa.lanes, w.lanes)])
+    if len(each) == 1:
+        return each[0]
+    ons = [on for _, on, _ in alts]
+    return [_pick_on([e[ln] for e in each], ons) for ln in range(w.lanes)]
+
+
+def _live_lanes(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
+    """Per lane of a scattered port whether it is in bounds at some beat of the block (memctl ``live_lanes``: with
+    one tile along a lane-mask axis, only the lanes before its ``lane_last@a``), from the block's command fields
+    (latched when the compute job starts; ``ahead``: the field itself in the start cycle); the crossbar gives a bank
+    to live lanes only (two lanes may share a bank when one of them never writes). Other dataflows' lanes (one core
+    for several): all live."""
+    each = []
+    for i, (wa, _on, _p) in enumerate(alts or [(w, None, None)]):
+        live = [Const(1)] * w.lanes
+        for tl, a, _n, cs in wa.lane_masks if wa.scatter else ():
+            got = []
+            for field in (f"{w.port}_trips{tl}", f"{w.port}_lane_last@{a}"):
+                reg = Signal(len(row_c[field]), name=f"{w.port}{name}_live_{field[len(w.port) + 1:]}_{i}".replace("@", "_"))
+                with m.If(seq.start_c):
+                    m.d.sync += reg.eq(row_c[field])
+                got.append(Mux(seq.start_c, row_c[field], reg) if ahead else reg)
+            live = [ok & ((got[0] > 1) | (got[1] > c)) for ok, c in zip(live, cs)]
+        each.append(live)
     if len(each) == 1:
         return each[0]
     ons = [on for _, on, _ in alts]

@@ -144,3 +144,18 @@ def test_random_convolutions_skewed_along_the_lanes_are_exact():
         assert (exact, rtl) == (True, model), (design.dataflows, bounds, seed)
         assert {k: v for k, v in moved.items() if v} == {k: v for k, v in dram.items() if v}
     assert built >= 8
+
+
+@pytest.mark.slow
+def test_lanes_never_in_bounds_take_no_bank(monkeypatch):
+    """A 2-D streamed output on a tiny box (seed 149's 11th random draw: one tile along each lane axis): the lanes past
+    the bound never write, so the crossbar gives them no bank (``live_lanes``) and the layer builds exact; counting
+    them, two lanes share a bank and it is refused."""
+    import archgen.dataflow.memctl as memctl
+    design, bounds, seed = list(_random_cases(149, 11))[10]
+    exact, rtl, model, moved, dram = run_design(design, bounds, seed, fits=True)
+    assert (exact, rtl) == (True, model)
+    assert {k: v for k, v in moved.items() if v} == {k: v for k, v in dram.items() if v}
+    monkeypatch.setattr(memctl, "live_lanes", lambda w, trips, last: [True] * w.lanes)
+    with pytest.raises(SpecError, match="two lanes cannot write one bank"):
+        run_design(design, bounds, seed, fits=True)
