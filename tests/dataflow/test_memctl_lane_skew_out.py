@@ -17,6 +17,7 @@ from archgen.dataflow.memctl import buffer_fit, lane_skewed_output, layer_progra
 from archgen.mappings.memory_tiling import make_command, plan_layer
 from test_map_schedule_outer import GEMM, _spec
 from test_map_schedule_outer_out import FIXED, _fused_with_a_spatial_partner, _random_cases
+from test_memctl_outer_out import sweep
 from test_memctl_outer_pads import _run
 from test_memctl_stream_outputs import run_design
 
@@ -132,18 +133,8 @@ def test_random_convolutions_skewed_along_the_lanes_are_exact():
     """12 random convolutions with a skewed output loop outside the tile (H141's draws: 1xN and 2-D, lags and leads,
     partial-sum rounds): each built one exact; only a bank clash or the de-skewed read-back distance (both named,
     ``layers.layer``) may be refused."""
-    built = 0
-    for design, bounds, seed in _random_cases(149, 12):
-        try:
-            exact, rtl, model, moved, dram = run_design(design, bounds, seed, fits=True)
-        except SpecError as e:
-            assert e.problems[0].path == "layers.layer" and ("two lanes cannot write one bank" in str(e)
-                                                             or "read back as partial sums" in str(e)), e
-            continue
-        built += 1
-        assert (exact, rtl) == (True, model), (design.dataflows, bounds, seed)
-        assert {k: v for k, v in moved.items() if v} == {k: v for k, v in dram.items() if v}
-    assert built >= 8
+    assert sweep(_random_cases(149, 12), lambda _design, e: e.problems[0].path == "layers.layer" and (
+        "two lanes cannot write one bank" in str(e) or "read back as partial sums" in str(e))) >= 10
 
 
 @pytest.mark.slow
