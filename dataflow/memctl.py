@@ -53,7 +53,7 @@ def check_memory_system(fg: FUGraph, design=None) -> None:
             problems.append(problem(f"memory.{plan.name}.banks", f"must divide the {plan.n_lanes} memory-fed lanes of "
                                     f"operand {plan.name} under dataflow {fg.dataflow.name!r} (0 = one bank per lane)",
                                     buf.banks))
-    problems += _outer_output_loops(fg) or memory_drain_waits(fg)      # H148: the waited drain
+    problems += memory_drain_waits(fg)      # H148: the waited drain
     if problems:
         raise SpecError(problems)
 
@@ -165,24 +165,59 @@ def _check_deskewed_partial_sums(compiled, blocks, pads, layer: str) -> None:
                     "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
 
 
-def _outer_output_loops(fg: FUGraph) -> list:
-    """A skewed loop outside the tile that the output depends on (built at the array level since H141) has FU s write
-    its element of tile t - offset(s) at each drain. The memory system's output and partial-sum walks give each
-    drained row its lead on the loop's tile level (:func:`lane_lead`) and drop the writes of its masked tiles
-    (``PortWalk.tile_masks``), but write one run per beat: output lanes of one row with different offsets (the
-    skew along the lanes' axis) would be a lane map on the write side, which is not built: refused, naming the
-    field."""
+def lane_skewed_output(compiled) -> bool:
+    """Whether the output's lanes write their own tiles of a skewed loop outside the tile (:func:`_lane_skewed_loops`).
+    Such a loop (built at the array level since H141) has FU s write its element of tile t - offset(s) at each
+    drain. The memory system's output and partial-sum walks give each drained row its lead on the loop's tile level
+    (:func:`lane_lead`) and drop the writes of its masked tiles (``PortWalk.tile_masks``, H147); lanes of one row
+    with different offsets (a skew along the lanes) write positions on a diagonal of the box: a lane map on the write
+    side whose lanes each go to their own bank (``PortWalk.scatter``, :func:`_bank_clash`), in the plain layout even
+    where the lanes span several array axes (no lane-interleaved layout, :func:`output_lane_split`: its one run per
+    beat assumes one tile for every lane)."""
+    return bool(_lane_skewed_loops(compiled.fu_graph))
+
+
+def _bank_clash(w, starts, banks: int, live) -> list[int] | None:
+    """A scattered output walk (``PortWalk.scatter``) in one block: lane l sits ``starts[group] + offset`` positions
+    from lane 0 on every beat (the offsets come from the box's pitches, which the block's extents set); the bank
+    crossbar writes every lane in one cycle only when those positions fall in distinct banks (position mod banks).
+    Lanes never in bounds in the block (``live`` False, :func:`live_lanes`) take no bank. Returns the live lanes'
+    offsets when two share a bank, else None."""
+    offs = [starts[g] + o for (g, o), ok in zip(zip(w.lane_groups, w.lane_offsets), live) if ok]
+    return None if len({o % banks for o in offs}) == len(offs) else offs
+
+
+def live_lanes(w, trips, last) -> list[bool]:
+    """Per lane of a walk with ``lane_masks``: whether it is in bounds at some beat of the block, given per mask the
+    block's trips of its tile level (``trips``) and its ``lane_last@a`` (``last``, by axis): with one tile along the
+    axis a lane past the last valid one never is; with more, the first tile has every lane. The crossbar's banks
+    ignore the others (rtlgen/buffer.py ``write_scattered``)."""
+    return [all(t > 1 or cs[ln] < last[a] for t, (_tl, a, _n, cs) in zip(trips, w.lane_masks))
+            for ln in range(w.lanes)]
+
+
+_BANK_CLASH = "two lanes cannot write one bank in one cycle"     # the planner plans around it (buffer_fit)
+
+
+def _refuse_bank_clash(compiled, w, offs, banks: int, pext, layer: str) -> None:
+    """Two lanes of a scattered output walk in one bank with every innermost dimension tried (:func:`_bank_clash`):
+    refused, naming the layer (one bank's one write port cannot take both in one cycle)."""
+    fg = compiled.fu_graph
+    _refuse(f"layers.{layer}", f"the output {fg.output.name}'s {w.lanes} lanes write their own tiles of the skewed "
+            f"loop(s) {', '.join(_lane_skewed_loops(fg))} at buffer positions {offs} from lane 0's (a block box of "
+            f"{'x'.join(map(str, pext))} elements), which fall in banks {[o % banks for o in offs]} of its {banks}, with "
+            f"each dimension it moves tried innermost: {_BANK_CLASH}; choose bounds or "
+            "chunks whose box extents put the lanes in distinct banks (an even extent along the output's innermost "
+            "dimension often does), or schedule: compressed", offs)
+
+
+def _lane_skewed_loops(fg: FUGraph) -> list[str]:
+    """The skewed loops outside the tile that the output uses on which the output's lanes of one drained row carry
+    different offsets: each lane then writes its own tile of them (``PortWalk.scatter``)."""
     xop = fg.design.operation.output
     lanes = fg.output.lanes
-    loops = [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop)
-             and any(len({p.offset(ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
-    if not loops:
-        return []
-    return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the skewed loop(s) {', '.join(loops)} run outside "
-                    f"the tile and the output {xop.name} depends on them with a skew along its lanes, each lane "
-                    "writing its own tile of them; the memory system's output walk writes one run of lanes per beat "
-                    "(a lane map on the write side is not built; a skew along the drained rows only is): use archgen "
-                    "verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]
+    return [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop) and len(lanes) > 1
+            and any(len({p.offset(ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
 
 
 def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tuple:
@@ -575,11 +610,21 @@ class PortWalk:
     # tiles of the loop (``<port>_tile_len@<level>``); outside them the write is dropped (its position would alias
     # another element of the box) and the partial-sum read gives 0
     tile_masks: tuple[tuple[int, tuple[int, ...], int], ...] = ()
+    # an output walk whose lanes carry different offsets on such a loop (a skew along the lanes): lane l's position
+    # is the lane map's (``lane_groups``: its group's ``group{g}`` field + its offset), each lane in a bank of its
+    # own (:func:`_check_scatter_banks`), so every lane writes (and reads its partial sum) through one port per
+    # bank in one cycle, in one copy, the bank crossbar choosing the lane per bank (rtlgen/buffer.py)
+    scatter: bool = False
 
     @property
     def groups(self) -> int:
-        """Runs read per beat (buffer read copies this port needs)."""
+        """Lane-map groups (their ``group{g}`` fields)."""
         return max(self.lane_groups, default=0) + 1
+
+    @property
+    def copies(self) -> int:
+        """Runs read per beat (buffer read copies this port needs): one per group, one for a scattered walk."""
+        return 1 if self.scatter else self.groups
 
 
 @dataclass(frozen=True)
@@ -718,7 +763,7 @@ def signed_group_offsets(compiled, operand: str) -> bool:
     xop = op.operand(operand)
     pads = row_pads(fg.design, fg.dataflow) + outer_pads(fg.design, fg.dataflow)
     led = operand in chained_inputs(compiled) and any(xop.uses(p.loop) for p in pads)
-    return led or bool((xop.access_matrix(op.dims) < 0).any())
+    return led or bool((xop.access_matrix(op.dims) < 0).any()) or _output_tile_led(compiled, operand)
 
 
 def _lead_text(compiled, operand: str) -> str:
@@ -817,8 +862,8 @@ def output_lane_split(compiled):
     each lane in the run)."""
     from archgen.dataflow.ir import Role
     fg = getattr(compiled, "fu_graph", None)
-    if fg is None or fg.output.role is Role.ACCUMULATE or len(fg.output.lanes) < 2:
-        return None
+    if fg is None or fg.output.role is Role.ACCUMULATE or len(fg.output.lanes) < 2 or _lane_skewed_loops(fg):
+        return None           # (lanes writing their own tiles of a skewed loop: scattered, PortWalk.scatter)
     shape, axis_of = compiled.design.shape, compiled.dataflow.axis_of
     xop = compiled.design.operation.operand(fg.output.name)
     coords = [tuple(ln.fus[-1]) for ln in fg.output.lanes]
@@ -883,7 +928,7 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True,
-                  fit_only: bool = False) -> LayerProgram | dict:
+                  fit_only: bool = False, out_dim: int | None = None) -> LayerProgram | dict:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
     controller receives, whose walk (:func:`walk_rows`) gives the same rows.
@@ -893,7 +938,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     simulation build small; the timing does not depend on it. ``fit_only``: stop after the buffer layouts, whose
     refusals (``memory.<X>.bytes``, the margins included) are all it checks, and return them (operand ->
     ``BufferLayout``; :func:`buffer_fit`, :func:`buffer_rooms`: the DRAM layout and the per-block rows, most of the
-    cost, are skipped)."""
+    cost, are skipped). ``out_dim``: the output's innermost buffer dimension, for an output whose lanes write their
+    own tiles of a skewed loop (``PortWalk.scatter``): tried in turn until the lanes fall in distinct banks."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     if hasattr(compiled, "network"):        # a skewed stt map: its memory system is dataflow/stt_layer.py
         raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "the tiled layer core cannot run a skewed "
@@ -997,6 +1043,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     broadcast: set[str] = set()     # stationary ports whose lanes all hold one element (see PortWalk.broadcast)
     lane_step: dict[str, int] = {}  # input ports whose lanes step their dimension by more than 1 (PortWalk.lane_step)
     lane_groups: dict[str, tuple] = {}   # input ports read through a lane map (PortWalk.lane_groups): lane_map()
+    scatter: set[str] = set()       # output ports whose lane map puts each lane in its own bank (PortWalk.scatter)
+    skew_dims: list[int] = []       # their candidates for the output's innermost dimension (``out_dim``)
     first = blocks[0]
     start0 = {d: b * dict(cmd.tile)[d] for d, b in first.tiles}
 
@@ -1032,18 +1080,25 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lane_groups[pn] = ((0,) * lanes_of[pn], osplit[2], lanes_of[pn])
             lane_dim[x] = osplit[0]
             continue
-        if kind == "read" and x != out.name and (
+        skew_out = x == out.name and lane_skewed_output(compiled)
+        if skew_out or kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
             each = [lane_index(x, coords, ln) for ln in range(lanes_of[pn])]
             moved = [k for k in range(len(i0)) if any(ix[k] != i0[k] for ix in each)] or [len(i0) - 1]
             ld = lane_dim.get(x, diff[-1] if diff else moved[-1])
+            if skew_out:              # the output's innermost dimension: the default, or the one tried after it
+                if not skew_dims:     # (the first output port's lanes; the other's are the same)
+                    skew_dims += [ld] + [k for k in moved if k != ld]
+                ld = skew_dims[0] if out_dim is None else out_dim
             try:
                 lane_groups[pn] = lane_map(each, ld)
             except ValueError as e:
                 _refuse(f"dataflows.{df.name}", f"port {pn}: its lanes do not step one tensor dimension of {x} by 1 "
                         f"({e}); the generated buffers cannot bank it")
             lane_dim[x] = ld
+            if skew_out:              # the output's lanes on a diagonal of the box: one bank each (PortWalk.scatter)
+                scatter.add(pn)
             continue
         if len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear:
             # (not linear: the lanes span several array axes, e.g. I[c, p+r] with c and p both on the array and
@@ -1147,7 +1202,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               if keeps else (), **({} if lmap is None else {
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
                               deskew=delays, deskew_terms=terms, holds=holds,
-                              tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi)))
+                              tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
+                              scatter=pn in scatter))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
@@ -1241,7 +1297,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if W % eb:
             _refuse("memory.dram.width_bytes", f"must be a multiple of operand {x.name}'s element size ({eb} B) in "
                     "the generated top", W)
-        lanes = max(1 if pn in broadcast else lane_groups[pn][2] if pn in lane_groups else
+        lanes = max(1 if pn in broadcast else lanes_of[pn] if pn in scatter else lane_groups[pn][2] if pn in lane_groups else
                     lanes_of[pn] * lane_step.get(pn, 1) for pn, xx, *_ in port_specs if xx == x.name)
         banks = _pow2_at_least(max(lanes, W // eb))
         if buf.banks and buf.banks != banks:
@@ -1265,6 +1321,19 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
         if not spec_size:
             half = max(banks, -(-need // banks) * banks)
         layouts[x.name] = BufferLayout(x.name, eb, banks, half, buf.halves, W // eb, split_of.get(x.name, ()))
+    for w in walks:                   # a scattered output: each lane in its own bank, in every block
+        for blk in blocks if w.scatter else ():
+            lo, pext, perm = box(w.operand, blk)
+            start, btrips, _ext = block_geometry(blk)
+            last = {a: min(n, bound[w.levels[tl][5:]] - n * (start[w.levels[tl][5:]] + btrips[w.levels[tl][5:]] - 1))
+                    for tl, a, n, _cs in w.lane_masks}
+            offs = _bank_clash(w, walk_geometry(w, blk, lo, pext, perm, groups=True)[3], layouts[w.operand].banks,
+                               live_lanes(w, [btrips[w.levels[tl][5:]] for tl, *_ in w.lane_masks], last))
+            later = skew_dims[skew_dims.index(lane_dim[w.operand]) + 1:]
+            if offs and later:        # another innermost dimension of the output may put its lanes apart
+                return layer_program(compiled, cmd, layer, spec_size=spec_size, fit_only=fit_only, out_dim=later[0])
+            if offs:
+                _refuse_bank_clash(compiled, w, offs, layouts[w.operand].banks, pext, layer)
     if fit_only:
         return layouts
 
@@ -1710,13 +1779,15 @@ def buffer_fit(compiled, layer: str = "layer"):
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
     in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
     (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
-    the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), so
+    the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), and
+    for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), so
     the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
     where they are built."""
     deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
-    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew):
+    if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew
+                                            or lane_skewed_output(compiled)):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
@@ -1729,7 +1800,8 @@ def buffer_fit(compiled, layer: str = "layer"):
                 layer_program(compiled, cmd, layer, spec_size=True, fit_only=True)
                 known[key] = None
             except SpecError as err:
-                if any(p.path.startswith("memory.") and p.path.endswith(".bytes") for p in err.problems):
+                if any(p.path.startswith("memory.") and p.path.endswith(".bytes") or _BANK_CLASH in p.message
+                       for p in err.problems):
                     known[key] = err
         if known.get(key) is not None:
             raise known[key]

@@ -112,6 +112,61 @@ class CyclicBanks:
     write_group = _write
     write_lanes = _write
 
+    def _scattered(self, m: Module, name: str, pos, offs, live=None):
+        """Per lane its position ``pos + offs[l]``, and per bank b the one live lane whose position falls in it (a
+        hit per lane and bank; memctl proves at most one live lane per bank, ``_bank_clash``: ``live`` per lane, a
+        lane never in bounds in the block taking no bank) and that lane's word."""
+        from amaranth import Signal
+        at = []
+        for l, off in enumerate(offs):
+            p = Signal(len(pos) + 1, name=f"{self.name}_{name}_pos{l}")
+            m.d.comb += p.eq(pos + off)
+            at.append(p)
+        live = live or [1] * len(at)
+        hits = [[(p[:self.k] == b) & ok for p, ok in zip(at, live)] for b in range(self.banks)]
+        addrs = []
+        for b in range(self.banks):
+            a = Signal(len(at[0]) - self.k, name=f"{self.name}_{name}_b{b}_addr")
+            m.d.comb += a.eq(_one_hot(hits[b], [p >> self.k for p in at]))
+            addrs.append(a)
+        return at, hits, addrs
+
+    def write_scattered(self, m: Module, pos, offs, data, en, live=None):
+        """Lane l's element at position ``pos + offs[l]``, each lane in its own bank (the lanes of a skewed output
+        on a diagonal of the box, memctl ``PortWalk.scatter``): one write port per bank (every copy), a crossbar
+        choosing the lane per bank (``live``: see :meth:`_scattered`)."""
+        assert self.wports is None, "one writer per buffer"
+        self.wports = [[] for _ in self.copies]
+        _at, hits, addrs = self._scattered(m, "w", pos, offs, live)
+        for b in range(self.banks):
+            for c, mems in enumerate(self.copies):
+                wp = mems[b].write_port()
+                self.wports[c].append(wp)
+                m.d.comb += [wp.addr.eq(addrs[b]), wp.data.eq(_one_hot(hits[b], data)),
+                             wp.en.eq(_one_hot(hits[b], en))]
+
+    def read_scattered(self, m: Module, pos, offs, transparent: bool = False, port: str = "read", live=None):
+        """Lane l's element at position ``pos + offs[l]`` (each lane in its own bank), one cycle after ``pos``,
+        through reader ``port``'s copy: per bank the address of the lane in it, per lane its bank's word."""
+        from amaranth import Array, Signal
+        assert port not in self.readers, f"reader {port!r} of {self.name} already built"
+        c = self.readers[port] = len(self.readers)
+        assert c < len(self.copies), f"{self.name}: more readers than copies ({len(self.copies)})"
+        at, _hits, addrs = self._scattered(m, f"r{port}", pos, offs, live)
+        datas = []
+        for b, mem in enumerate(self.copies[c]):
+            tf = (self.wports[c][b],) if transparent and self.wports else ()
+            rp = mem.read_port(transparent_for=tf)
+            m.d.comb += rp.addr.eq(addrs[b])
+            datas.append(rp.data)
+        out = []
+        for l, p in enumerate(at):
+            bank = Signal(self.k, name=f"{self.name}_{port}_lane{l}_bank")
+            m.d.sync += bank.eq(p[:self.k])
+            out.append(Array(datas)[bank])
+        return out
+
+
     def _read(self, m: Module, pos, n: int, transparent: bool = False, port: str = "read"):
         """Elements pos .. pos+n-1 (n <= banks), one cycle after ``pos`` is presented, through the copy
         of reader ``port`` (each reader its own copy)."""
@@ -132,3 +187,12 @@ class CyclicBanks:
 
     read_group = _read
     read_lanes = _read
+
+
+def _one_hot(sel, values):
+    """The value whose select is high (at most one is), 0 if none: an OR of ANDs."""
+    from amaranth import Mux
+    out = 0
+    for s, v in zip(sel, values):
+        out = out | Mux(s, v, 0)
+    return out

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, unsigned
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from archgen.dataflow.memctl import (BLOCK_COUNT_BITS, DRAM_WORD_BITS, DescriptorFormat, LayerProgram,
@@ -502,14 +502,20 @@ class LayerCore(Elaboratable):
             data = _deskewed(m, w, alts, data, fire, seq, row_c, self.prog.compiled.design.max_fifo_depth)
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
-            # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
-            buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
+            if _scatters(w, alts):       # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
+                buf.write_scattered(m, st.pos, _lane_offsets(m, w, alts, seq, row_c, ahead=False), wdata, en,
+                                    _live_lanes(m, w, alts, seq, row_c, ahead=False))
+            else:   # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
+                buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
             self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata, alts)
             return
         m.d.comb += p.valid.eq(st.beats != 0)
         addr = Signal(32, name=f"{w.port}_read_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(st.moving, st.nxt, st.pos)))
-        if alts is not None and len({read_shape(wa) for wa, _, _ in alts}) > 1:
+        if _scatters(w, alts):
+            vals = buf.read_scattered(m, addr, _lane_offsets(m, w, alts, seq, row_c), transparent=True, port=w.kind,
+                                      live=_live_lanes(m, w, alts, seq, row_c))
+        elif alts is not None and len({read_shape(wa) for wa, _, _ in alts}) > 1:
             vals = self._selected_read(m, w, alts, seq, row_c, buf, addr)
         elif w.lane_groups:
             vals = self._lane_map_read(m, w, seq, row_c, buf, addr)
@@ -615,10 +621,19 @@ class LayerCore(Elaboratable):
                 m.d.sync += back.eq(row_c["back"])
         addr = Signal(32, name=f"{w.port}_acc_pos")
         m.d.comb += addr.eq(Mux(seq.start_c, row_c[f"{w.port}_base"], Mux(fire, st.nxt, st.pos)))
-        kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
-        loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
+        scatter = _scatters(w, alts)
+        if scatter:                       # each lane at its own position (memctl.PortWalk.scatter)
+            lane_offs = _lane_offsets(m, w, alts, seq, row_c, name="acc")
+            live = _live_lanes(m, w, alts, seq, row_c, name="acc")
+            kept = buf.read_scattered(m, addr, lane_offs, transparent=True, port="accumulate", live=live)
+            loaded = (buf_back.read_scattered(m, addr, lane_offs, port="accumulate", live=live)
+                      if buf_back is not None else None)
+        else:
+            kept = buf.read_lanes(m, addr, w.lanes, transparent=True, port="accumulate")
+            loaded = buf_back.read_lanes(m, addr, w.lanes, port="accumulate") if buf_back is not None else None
         bits = len(wdata[0])
-        offs = [[at.index(l) for l in range(w.lanes)] for at in _run_orders(w, alts)]   # lane l's run position
+        offs = ([list(range(w.lanes))] if scatter else
+                [[at.index(l) for l in range(w.lanes)] for at in _run_orders(w, alts)])   # lane l's run position
         for l in range(w.lanes):
             olds = [kept[off[l]] if loaded is None else Mux(back, loaded[off[l]], kept[off[l]]) for off in offs]
             old = _pick_on(olds, [on for _, on, _ in alts or ()]) if len(offs) > 1 else olds[0]
@@ -760,7 +775,7 @@ def buffer_copies(prog: LayerProgram, alt_walks: tuple = ()) -> dict[str, int]:
     (rtlgen/fused_layer.py), whose dataflows share a port's copies: the port has the most groups of any."""
     op = prog.compiled.design.operation
     extra = 3 if prog.compiled.design.memory_system.partial_sums_through_dram else 2
-    groups = {w.port: max([w.groups] + [a.groups for a in alt_walks if a.port == w.port]) for w in prog.walks}
+    groups = {w.port: max([w.copies] + [a.copies for a in alt_walks if a.port == w.port]) for w in prog.walks}
     out = {}
     for x in prog.layouts:
         n = sum(groups[w.port] for w in prog.walks if w.operand == x and w.kind != "write")   # a run per group
@@ -819,6 +834,63 @@ def _group_runs(m, port, kind, groups, n, seq, row_c, buf, addr):
             m.d.comb += pos.eq(addr + Mux(seq.start_c, row_c[f"{port}_group{g}"], off))
         runs.append(buf.read_lanes(m, pos, n, transparent=(kind == "psum"), port=kind if g == 0 else f"{kind}@{g}"))
     return runs
+
+
+def _scatters(w, alts) -> bool:
+    """Whether the port's walk (in any dataflow of one core for several) puts each lane at its own position
+    (memctl.PortWalk.scatter)."""
+    return any(wa.scatter for wa, _, _ in alts or [(w, None, None)])
+
+
+def _lane_offsets(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
+    """Each lane's position from the walk's, for a port written (and read) lane by lane (:func:`_scatters`): in a
+    scattered walk lane l sits at its group's command field ``<port>_group<g>`` (latched when the compute job
+    starts; group 0 at 0) plus its offset in the group; in any other its run position (:func:`_run_order`); in one
+    core for several dataflows (``alts``) the selected one's. ``ahead``: a read addressed one cycle ahead, which
+    takes the field itself in the start cycle."""
+    each = []
+    for i, (wa, _on, _p) in enumerate(alts or [(w, None, None)]):
+        if not wa.scatter:
+            at = _run_order(wa, w.lanes)
+            each.append([Const(at.index(ln)) for ln in range(w.lanes)])
+            continue
+        offs = {0: Const(0)}
+        for g in range(1, wa.groups):
+            f = row_c[f"{w.port}_group{g}"]
+            off = Signal(signed(len(f) + 1), name=f"{w.port}{name}_scatter{g}_off" + (f"_{i}" if alts else ""))
+            with m.If(seq.start_c):
+                m.d.sync += off.eq(f)
+            offs[g] = Mux(seq.start_c, f, off) if ahead else off
+        each.append([offs[g] + o for g, o in zip(wa.lane_groups, wa.lane_offsets)]
+                    + [Const(ln) for ln in range(wa.lanes, w.lanes)])
+    if len(each) == 1:
+        return each[0]
+    ons = [on for _, on, _ in alts]
+    return [_pick_on([e[ln] for e in each], ons) for ln in range(w.lanes)]
+
+
+def _live_lanes(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
+    """Per lane of a scattered port whether it is in bounds at some beat of the block (memctl ``live_lanes``: with
+    one tile along a lane-mask axis, only the lanes before its ``lane_last@a``), from the block's command fields
+    (latched when the compute job starts; ``ahead``: the field itself in the start cycle); the crossbar gives a bank
+    to live lanes only (two lanes may share a bank when one of them never writes). Other dataflows' lanes (one core
+    for several): all live."""
+    each = []
+    for i, (wa, _on, _p) in enumerate(alts or [(w, None, None)]):
+        live = [Const(1)] * w.lanes
+        for tl, a, _n, cs in wa.lane_masks if wa.scatter else ():
+            got = []
+            for field in (f"{w.port}_trips{tl}", f"{w.port}_lane_last@{a}"):
+                reg = Signal(len(row_c[field]), name=f"{w.port}{name}_live_{field[len(w.port) + 1:]}_{i}".replace("@", "_"))
+                with m.If(seq.start_c):
+                    m.d.sync += reg.eq(row_c[field])
+                got.append(Mux(seq.start_c, row_c[field], reg) if ahead else reg)
+            live = [ok & ((got[0] > 1) | (got[1] > c)) for ok, c in zip(live, cs)]
+        each.append(live)
+    if len(each) == 1:
+        return each[0]
+    ons = [on for _, on, _ in alts]
+    return [_pick_on([e[ln] for e in each], ons) for ln in range(w.lanes)]
 
 
 def _delayed(m, name, values, delays, fire):
