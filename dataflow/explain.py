@@ -287,8 +287,8 @@ def _outer_pad_text(design: Design, tiled) -> str:
             "the memory system does not build these waits (archgen verify --ideal-dram)"
             if outer_reduced_pads(design, tiled) else
             "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
-            "its masked tiles' writes (a skew along the output's lanes is not built there: archgen verify "
-            "--ideal-dram)" if any(out.uses(p.loop) for p in pads) else
+            "its masked tiles' writes (with a skew along the output's lanes each lane writes its own position, in "
+            "its own bank through a bank crossbar; a block that puts two lanes in one bank is refused)" if any(out.uses(p.loop) for p in pads) else
             "through the memory system each lane reads its FU's tile of the loop (a lead of offset(s) tiles; the "
             "buffer keeps a margin of up to span tiles of it in front of the block)"))
 
