@@ -77,7 +77,7 @@ CASES = [
     pytest.param(lambda: _streamed(2), None, STREAMED[2][5], STREAMED[2][6], 100, id="streamed-batched-gemm-3x2",
                  marks=pytest.mark.slow),
     # H152's found case: p's waited drain across axis 0 (c's), beside r's adder tree across axis 1
-    pytest.param(lambda: _found(0), None, FOUND[0][4], FOUND[0][5], None, id="found-chain-beside-the-drain",
+    pytest.param(lambda: _found(0), None, FOUND[0][4], FOUND[0][5], None, id="found-tree-beside-the-drain",
                  marks=pytest.mark.slow),
 ]
 
