@@ -4,25 +4,33 @@ For each case (a layer on a design: the reproducer of r144, GEMM and conv layers
 shapes and buffer sizes) the search runs for every objective and seeds 0..N-1, judged as ``archgen sim --mapper
 search`` judges it (sim/array_sim.py ``searched_command``: the layer model ``_memory_layer``, the memory system's
 rooms and fit check). Per case and objective the table gives the model's objective value of the chosen command across
-seeds (best / median / worst) relative to a reference: the best value over every command of the space when the space
-is small enough to run them all through the model ("exhaustive", with the space's size in admissible commands), else
-the best that any seed and objective of this run found ("any run"). "ms" is the median time of one search.
+seeds (best / median / worst) relative to a reference: the best value over every admissible command of the search's
+grid (every block size of ``_tile_choices`` x every order) run through the model when the grid is small enough
+("grid", with its size and admissible commands), or over every search of this run (of both versions, any seed and
+objective), whichever is lower (a local search also reaches block sizes off the grid). "ms" is the median time of
+one search; "runs" the median commands judged by the model.
 
-    python benchmarks/mapper_quality.py [--seeds 10] [--case NAME ...] [--max-space 6000]
+    python benchmarks/mapper_quality.py [--seeds 10] [--case NAME ...] [--max-grid 10000] [--baseline REV]
 
-A ratio of 1.000 is the reference itself; the objective values are cycles (latency), pJ (energy) and cycles x pJ (edp).
+``--baseline REV`` runs mappings/mapper.py as of git revision REV too (``git show REV:mappings/mapper.py``, loaded
+in place of the current one for its own searches), on the same cases, seeds and load: the before / after columns.
+A ratio of 1.000 is the reference; the objective values are cycles (latency), pJ (energy) and cycles x pJ (edp).
 """
 import argparse
+import importlib.util
 import itertools
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.memctl import buffer_fit, buffer_rooms
-from archgen.mappings.mapper import OBJECTIVES, _tile_choices, search_layer
+from archgen.mappings.mapper import OBJECTIVES, _same_blocks, _tile_choices, search_layer
 from archgen.mappings.memory_tiling import (LayerCommand, _canonical, _forbidden_spill, _misfits, _split_orders,
                                             make_command, plan_layer)
 from archgen.mappings.tiling import map_problem
@@ -67,10 +75,23 @@ def build_case(name: str):
     return compiled, bounds, evaluate, layer.name
 
 
-def search(compiled, bounds, evaluate, layer: str, objective: str, seed: int):
+def search(compiled, bounds, evaluate, layer: str, objective: str, seed: int, searcher=search_layer):
     """One search as sim runs it (the memory system's rooms and fit check)."""
-    return search_layer(compiled.design, bounds, compiled.fu_graph.dataflow, evaluate, ENERGY, objective=objective,
-                        seed=seed, layer=layer, fits=buffer_fit(compiled, layer), rooms=buffer_rooms(compiled))
+    return searcher(compiled.design, bounds, compiled.fu_graph.dataflow, evaluate, ENERGY, objective=objective,
+                    seed=seed, layer=layer, fits=buffer_fit(compiled, layer), rooms=buffer_rooms(compiled))
+
+
+def baseline_search(rev: str):
+    """``search_layer`` of mappings/mapper.py at git revision ``rev``, loaded as a module of its own package."""
+    root = Path(__file__).resolve().parents[1]
+    text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:mappings/mapper.py"], check=True,
+                          capture_output=True, text=True).stdout
+    spec = importlib.util.spec_from_loader("archgen.mappings._mapper_baseline", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "archgen.mappings"
+    sys.modules[spec.name] = module
+    exec(compile(text, f"{rev}:mappings/mapper.py", "exec"), module.__dict__)
+    return module.search_layer
 
 
 def _space(compiled, bounds):
@@ -85,7 +106,7 @@ def _space(compiled, bounds):
     return loops, [_tile_choices(trips[d]) for d in loops], orders, b
 
 
-def space_size(compiled, bounds) -> int:
+def grid_size(compiled, bounds) -> int:
     _, choices, orders, _ = _space(compiled, bounds)
     n = len(orders)
     for c in choices:
@@ -94,11 +115,12 @@ def space_size(compiled, bounds) -> int:
 
 
 def exhaustive(compiled, bounds, evaluate, layer: str):
-    """Every admissible command of the search's space through the model: (count, {objective: best value})."""
+    """Every admissible command of the search's grid through the model: (count, {objective: best value}). Raises
+    AssertionError if two commands the search judges as one (``_same_blocks``) get different verdicts."""
     design, df = compiled.design, compiled.fu_graph.dataflow
     loops, choices, orders, b = _space(compiled, bounds)
     rooms, fits = buffer_rooms(compiled), buffer_fit(compiled, layer)
-    seen, admissible, best = set(), 0, {o: None for o in OBJECTIVES}
+    seen, admissible, best, verdicts = set(), 0, {o: None for o in OBJECTIVES}, {}
     for tile in itertools.product(*choices):
         for order in orders:
             cmd = LayerCommand(design, df, b, tuple(zip(loops, tile)), order)
@@ -115,6 +137,7 @@ def exhaustive(compiled, bounds, evaluate, layer: str):
             except SpecError:
                 continue
             admissible += 1
+            assert verdicts.setdefault(_same_blocks(cmd), (cycles, pj)) == (cycles, pj), cmd.describe()
             for o in OBJECTIVES:
                 v = _value(o, cycles, pj)
                 best[o] = v if best[o] is None else min(best[o], v)
@@ -125,50 +148,67 @@ def _value(objective: str, cycles: float, pj: float) -> float:
     return {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
 
 
-def measure(name: str, seeds: int, max_space: int) -> list[dict]:
-    compiled, bounds, evaluate, layer = build_case(name)
-    runs = {}
+def runs_of(case, searcher, seeds: int) -> dict:
+    """(objective, seed) -> (cycles, pJ, ms, commands judged) of one search each."""
+    compiled, bounds, evaluate, layer = case
+    out = {}
     for o in OBJECTIVES:
         for s in range(seeds):
             t = time.perf_counter()
-            ch = search(compiled, bounds, evaluate, layer, o, s)
-            runs[o, s] = (ch.cycles, ch.energy_pj, (time.perf_counter() - t) * 1e3, ch.finalists_simulated)
-    size = space_size(compiled, bounds)
-    admissible, ref, how = None, None, "any run"
-    if size <= max_space:
-        admissible, ref = exhaustive(compiled, bounds, evaluate, layer)
-        how = "exhaustive"
+            ch = search(compiled, bounds, evaluate, layer, o, s, searcher)
+            out[o, s] = (ch.cycles, ch.energy_pj, (time.perf_counter() - t) * 1e3, ch.finalists_simulated)
+    return out
+
+
+def summary(runs: dict, o: str, seeds: int, ref: float) -> dict:
+    values = sorted(_value(o, *runs[o, s][:2]) for s in range(seeds))
+    return {"best": values[0] / ref, "median": statistics.median(values) / ref, "worst": values[-1] / ref,
+            "ms": statistics.median(runs[o, s][2] for s in range(seeds)),
+            "runs": statistics.median(runs[o, s][3] for s in range(seeds)),
+            "cycles": sorted({runs[o, s][0] for s in range(seeds)})}
+
+
+def measure(name: str, seeds: int, max_grid: int, baseline=None) -> list[dict]:
+    case = build_case(name)
+    versions = {"after": runs_of(case, search_layer, seeds)}
+    if baseline is not None:
+        versions["before"] = runs_of(case, baseline, seeds)
+    size = grid_size(*case[:2])
+    admissible, grid = exhaustive(*case) if size <= max_grid else (None, {})
     rows = []
     for o in OBJECTIVES:
-        mine = sorted(_value(o, *runs[o, s][:2]) for s in range(seeds))
-        anyrun = min(_value(o, *r[:2]) for r in runs.values())
-        r = ref[o] if ref else anyrun
-        ms = statistics.median(runs[o, s][2] for s in range(seeds))
-        model_runs = statistics.median(runs[o, s][3] for s in range(seeds))
-        rows.append({"case": name, "space": size, "admissible": admissible, "objective": o, "ref": how,
-                     "best": mine[0] / r, "median": statistics.median(mine) / r, "worst": mine[-1] / r,
-                     "anyrun": anyrun / r, "distinct": len(set(mine)), "ms": ms, "model_runs": model_runs,
-                     "cycles": sorted({runs[o, s][0] for s in range(seeds)})})
+        ref = min([_value(o, *r[:2]) for runs in versions.values() for r in runs.values()]
+                  + ([grid[o]] if grid.get(o) is not None else []))
+        rows.append({"case": name, "grid": size, "admissible": admissible, "objective": o,
+                     **{v: summary(runs, o, seeds, ref) for v, runs in versions.items()}})
     return rows
+
+
+def _cells(r: dict | None) -> str:
+    if r is None:
+        return "| | | |"
+    cyc = ", ".join(f"{c:,}" for c in r["cycles"][:3]) + (" ..." if len(r["cycles"]) > 3 else "")
+    return (f"| {r['best']:.3f} / {r['median']:.3f} / {r['worst']:.3f} | {r['ms']:.0f} ({r['runs']:.0f}) | "
+            f"{cyc} ")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--case", action="append", choices=sorted(CASES), help="default: every case")
-    ap.add_argument("--max-space", type=int, default=6000, help="largest space (commands before the fit check) "
-                    "run exhaustively through the model")
+    ap.add_argument("--max-grid", type=int, default=10000, help="largest grid (commands before the fit check) "
+                    "run whole through the model")
+    ap.add_argument("--baseline", metavar="REV", help="also run mappings/mapper.py of this git revision")
     args = ap.parse_args()
-    print("| case | space (admissible) | objective | ref | best | median | worst | any run | distinct | "
-          "model runs | ms/search | cycles over seeds |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline = baseline_search(args.baseline) if args.baseline else None
+    print("| case | grid (admissible) | objective | before: best / median / worst | ms (runs) | cycles over seeds "
+          "| after: best / median / worst | ms (runs) | cycles over seeds |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.case or CASES:
-        for r in measure(name, args.seeds, args.max_space):
-            adm = f"{r['space']:,} ({r['admissible']:,})" if r["admissible"] is not None else f"{r['space']:,}"
-            cyc = ", ".join(f"{c:,}" for c in r["cycles"][:4]) + (" ..." if len(r["cycles"]) > 4 else "")
-            print(f"| {r['case']} | {adm} | {r['objective']} | {r['ref']} | {r['best']:.3f} | {r['median']:.3f} | "
-                  f"{r['worst']:.3f} | {r['anyrun']:.3f} | {r['distinct']} | {r['model_runs']:.0f} | {r['ms']:.0f} | "
-                  f"{cyc} |", flush=True)
+        for r in measure(name, args.seeds, args.max_grid, baseline):
+            adm = f"{r['grid']:,} ({r['admissible']:,})" if r["admissible"] is not None else f"{r['grid']:,}"
+            print(f"| {r['case']} | {adm} | {r['objective']} {_cells(r.get('before'))}{_cells(r['after'])}|",
+                  flush=True)
 
 
 if __name__ == "__main__":
