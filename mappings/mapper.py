@@ -40,7 +40,7 @@ from .tiling import map_problem
 __all__ = ["OBJECTIVES", "MapperChoice", "search_layer", "estimate_command"]
 
 OBJECTIVES = ("latency", "energy", "edp")
-POLISH = 12          # verdicts (model runs) each objective's model-guided local search may spend
+POLISH = 4           # new verdicts (model runs) each objective's model-guided local search may spend
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _tile_choices(trips: int) -> list[int]:
 
 
 def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, objective: str = "edp",
-                 seed: int = 0, samples: int = 48, finalists: int = 3, polish: int = POLISH, layer: str = "layer",
+                 seed: int = 0, samples: int = 96, finalists: int = 3, polish: int = POLISH, layer: str = "layer",
                  fits: Fits | None = None, rooms: Rooms = None) -> MapperChoice:
     """The best command found for one layer (see the module docstring); SpecError if no command fits the
     buffers (the same error ``plan_layer`` raises). ``evaluate(cmd) -> (cycles, pJ)`` is the cycle and
