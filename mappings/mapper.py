@@ -15,15 +15,25 @@ searches the same space more widely and judges the finalists with the cycle mode
    table's pJ/bit plus the buffer fills those bytes cause; the objective is ``latency``, ``energy`` or
    ``edp`` (their product);
 3. the search, deterministic for a seed: the heuristic's own command, ``samples`` random admissible
-   commands (numpy ``default_rng(seed)``) and a first-improvement local search from the best few
-   (double / halve / +-1 a block size, swap two adjacent loops) on the estimate;
-4. the final choice: the ``finalists`` best distinct commands by estimate *and* the heuristic's command
-   run through the cycle model (``sim/layer_model.py``, passed in as ``evaluate`` by sim/array_sim.py);
-   the best by the model's own latency / energy / EDP wins, ties to the earlier candidate (the heuristic
-   first). So the result always fits, and on its objective it is never worse than ``plan_layer``'s.
-   With ``fits`` (``memctl.buffer_fit``: a design with margins or a lane-interleaved output) a finalist
-   the memory system refuses is passed over for the next best by estimate (a program build each, so only
-   the finalists pay it, not every candidate).
+   commands (numpy ``default_rng(seed)``) and, for *every* objective, a first-improvement local search on the
+   estimate from its best few (double / halve / +-1 a block size, double one and halve another, swap two adjacent
+   loops);
+4. the final choice, judged by the cycle model (``sim/layer_model.py``, passed in as ``evaluate`` by
+   sim/array_sim.py): the heuristic's command, then for every objective the ``finalists`` best commands by its
+   estimate, then for every objective a local search on the model itself from its ``finalists`` best verdicts (at
+   most ``polish`` new model runs each). Commands that differ only in where a one-block loop sits in the order
+   are one verdict. The best by the model's own figure on the requested objective wins (ties: the other figure,
+   then the earlier judged, the heuristic first). Nothing before this last step depends on the objective, so on
+   its objective the result is never worse than what any other objective's search judged at the same seed, and
+   never worse than ``plan_layer``'s. The estimate only guides: on r144's reproducer (gemm_os 2x2,
+   ``memory.A.bytes: 96``, i=8, j=8, k=48) the model's fastest command, ``i:4 > j:4 > k:4`` at 1,727 cycles, is
+   6th of 84 distinct commands by estimated cycles (2,314: the estimate charges every extra chunk a full pipeline
+   fill) but the first by estimated energy; before 2026-12-06 only the latency estimate's three best were judged,
+   often one command in three orders, and the search found 1,787 to 2,441 cycles depending on the seed
+   (benchmarks/mapper_quality.py, docs/dse.md "Mapper").
+   With ``fits`` (``memctl.buffer_fit``: a design with margins or a lane-interleaved output) a command the memory
+   system refuses is passed over for the next best by estimate (a program build each, so only the commands the
+   model judges pay it, not every candidate).
 """
 from __future__ import annotations
 
