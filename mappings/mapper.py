@@ -116,7 +116,7 @@ def _tile_choices(trips: int) -> list[int]:
 
 
 def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, objective: str = "edp",
-                 seed: int = 0, samples: int = 96, finalists: int = 3, polish: int = POLISH, layer: str = "layer",
+                 seed: int = 0, samples: int = 144, finalists: int = 3, polish: int = POLISH, layer: str = "layer",
                  fits: Fits | None = None, rooms: Rooms = None) -> MapperChoice:
     """The best command found for one layer (see the module docstring); SpecError if no command fits the
     buffers (the same error ``plan_layer`` raises). ``evaluate(cmd) -> (cycles, pJ)`` is the cycle and
@@ -224,8 +224,11 @@ class _Judge:
         self.verdicts: dict = {}
         self.runs = 0
 
+    def key(self, point) -> tuple:
+        return _same_blocks(_canonical(self.space.command(point)))
+
     def known(self, point) -> bool:
-        return _same_blocks(_canonical(self.space.command(point))) in self.verdicts
+        return self.key(point) in self.verdicts
 
     def run(self, point, cmd: LayerCommand | None = None):
         """The verdict on a point (``cmd``: its command as given, the heuristic's, which is not fit-checked again)."""
@@ -249,11 +252,12 @@ class _Judge:
 
     def finalists(self, objective: str, n: int) -> None:
         """Judge the ``n`` best classes by ``objective``'s estimate that ``fits`` accepts."""
-        taken = 0
+        taken: set = set()
         for point in self.space.ranked(objective):
-            if taken == n:
+            if len(taken) == n:
                 return
-            taken += self.run(point) is not None
+            if self.run(point) is not None:
+                taken.add(self.key(point))
 
     def ranked(self, objective: str) -> list:
         """The verdicts, best on ``objective`` first (ties: the earlier judged)."""
