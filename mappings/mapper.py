@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from archgen.arch.errors import SpecError, problem
 
@@ -232,7 +232,7 @@ class _Judge:
 
     def run(self, point, cmd: LayerCommand | None = None):
         """The verdict on a point (``cmd``: its command as given, the heuristic's, which is not fit-checked again)."""
-        checked = cmd or _canonical(self.space.command(point))
+        checked = cmd or _representative(_canonical(self.space.command(point)), self.space.loops)
         key = _same_blocks(checked)
         if key not in self.verdicts:
             self.runs += 1
@@ -299,6 +299,14 @@ def _same_blocks(cmd: LayerCommand) -> tuple:
     that differ only there are judged once (benchmarks/mapper_quality.py checks that their verdicts agree)."""
     nb = cmd.n_blocks()
     return cmd.tile, tuple(d for d in cmd.order if nb[d] > 1)
+
+
+def _representative(cmd: LayerCommand, loops: tuple) -> LayerCommand:
+    """The command its class (:func:`_same_blocks`) is judged and reported as, whatever the seed reached it by: the
+    one-block loops first, in the dataflow's order, then the split loops in the command's order."""
+    nb = cmd.n_blocks()
+    one = tuple(d for d in loops if d in nb and nb[d] == 1)
+    return replace(cmd, order=one + tuple(d for d in cmd.order if nb[d] > 1))
 
 
 def _admissible_estimate(cmd: LayerCommand, energy):
