@@ -136,7 +136,7 @@ def search_layer(design, bounds: dict[str, int], dataflow, evaluate, energy, *, 
         for point in sorted((p for p in starts if space.estimate(p)), key=lambda p: space.value(p, o))[:finalists]:
             space.descend(point, o)
     judge = _Judge(space, evaluate, fits, bounds, layer)
-    judge.run(space.heuristic_point(heuristic), heuristic)          # first: it wins the ties
+    judge.run(space.heuristic_point(heuristic), heuristic)          # first: it wins exact ties
     for o in OBJECTIVES:
         judge.finalists(o, max(1, finalists))
     for o in OBJECTIVES:
