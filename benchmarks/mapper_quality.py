@@ -4,10 +4,10 @@ For each case (a layer on a design: the reproducer of r144, GEMM and conv layers
 shapes and buffer sizes) the search runs for every objective and seeds 0..N-1, judged as ``archgen sim --mapper
 search`` judges it (sim/array_sim.py ``searched_command``: the layer model ``_memory_layer``, the memory system's
 rooms and fit check). Per case and objective the table gives the model's objective value of the chosen command across
-seeds (best / median / worst) relative to a reference: the best value over every admissible command of the search's
-grid (every block size of ``_tile_choices`` x every order) run through the model when the grid has at most ``--max-grid`` points
-(with its size and admissible commands; a grid whose small blocks number in the hundreds of thousands, as bert's
-q_proj, takes the model hours: lower ``--max-grid`` for it), or over every search of this run (of both versions, any seed and
+seeds (best / median / worst) relative to a reference: the best value over every admissible command of the
+search's grid (every block size of ``_tile_choices`` x every order) run through the model when the grid has at most
+``--max-grid`` points (with its size and admissible commands; a grid with blocks of one tile, as bert's q_proj has,
+takes the model hours: lower ``--max-grid`` for it), or over every search of this run (both versions, any seed and
 objective), whichever is lower (a local search also reaches block sizes off the grid). "ms" is the median time of
 one search; "runs" the median commands judged by the model.
 
