@@ -203,11 +203,12 @@ class _Space:
         return sorted(near, key=lambda p: self.value(p, objective))
 
     def descend(self, point, objective: str):
-        """First-improvement local search on the estimate; the point where it stops."""
+        """First-improvement local search on the estimate, without the trades (an estimate costs as much as a model
+        run on a conv layer, and a trade move multiplies the neighbours by the loops); the point where it stops."""
         improved = True
         while improved:
             improved = False
-            for p in _neighbours(*point, self.loops, self.trips):
+            for p in _neighbours(*point, self.loops, self.trips, trades=False):
                 if self.estimate(p) and self.value(p, objective) < self.value(point, objective):
                     point, improved = p, True
                     break
@@ -318,7 +319,7 @@ def _admissible_estimate(cmd: LayerCommand, energy):
     return _priced(cmd, energy, moved)
 
 
-def _neighbours(tile, order, outer, trips):
+def _neighbours(tile, order, outer, trips, trades: bool = True):
     """Double / halve / +-1 one block size; double one and halve another (a buffer's block keeps its size: on
     ``ws 2x4 B128`` of benchmarks/mapper_quality.py the search stopped at j:2 > k:4, 1,038 cycles, next to
     k:2 > j:4, 969); swap two adjacent loops."""
@@ -327,7 +328,7 @@ def _neighbours(tile, order, outer, trips):
             t = min(max(1, t), trips[d])
             if t != tile[i]:
                 yield tile[:i] + (t,) + tile[i + 1:], order
-    for (i, d), (j, e) in itertools.permutations(enumerate(outer), 2):
+    for (i, d), (j, e) in itertools.permutations(enumerate(outer), 2) if trades else ():
         up, down = min(tile[i] * 2, trips[d]), max(1, tile[j] // 2)
         if up != tile[i] and down != tile[j]:
             t = list(tile)
