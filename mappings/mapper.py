@@ -16,12 +16,12 @@ searches the same space more widely and judges the finalists with the cycle mode
    ``edp`` (their product);
 3. the search, deterministic for a seed: the heuristic's own command, ``samples`` random admissible
    commands (numpy ``default_rng(seed)``) and, for *every* objective, a first-improvement local search on the
-   estimate from its best few (double / halve / +-1 a block size, double one and halve another, swap two adjacent
-   loops);
+   estimate from its best few (double / halve / +-1 a block size, swap two adjacent loops);
 4. the final choice, judged by the cycle model (``sim/layer_model.py``, passed in as ``evaluate`` by
    sim/array_sim.py): the heuristic's command, then for every objective the ``finalists`` best commands by its
-   estimate, then for every objective a local search on the model itself from its ``finalists`` best verdicts (at
-   most ``polish`` new model runs each). Commands that differ only in where a one-block loop sits in the order
+   estimate, then for every objective a local search on the model itself from its ``finalists`` best verdicts (the
+   same moves and "double one block size, halve another", which follows a buffer's budget; at most ``polish`` new
+   model runs each). Commands that differ only in where a one-block loop sits in the order
    are one verdict. The best by the model's own figure on the requested objective wins (ties: the other figure,
    then the earlier judged, the heuristic first). Nothing before this last step depends on the objective, so on
    its objective the result is never worse than what any other objective's search judged at the same seed, and
