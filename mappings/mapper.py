@@ -16,7 +16,8 @@ searches the same space more widely and judges the finalists with the cycle mode
    ``edp`` (their product);
 3. the search, deterministic for a seed: the heuristic's own command, ``samples`` random admissible
    commands (numpy ``default_rng(seed)``) and, for *every* objective, a first-improvement local search on the
-   estimate from its best few (double / halve / +-1 a block size, swap two adjacent loops);
+   estimate from its best few (double / halve / +-1 a block size, swap two adjacent loops, and with at most
+   ``TRADE_LOOPS`` loops double one block size and halve another);
 4. the final choice, judged by the cycle model (``sim/layer_model.py``, passed in as ``evaluate`` by
    sim/array_sim.py): the heuristic's command, then for every objective the ``finalists`` best commands by its
    estimate, then for every objective a local search on the model itself from its ``finalists`` best verdicts (the
@@ -50,6 +51,7 @@ from .tiling import map_problem
 __all__ = ["OBJECTIVES", "MapperChoice", "search_layer", "estimate_command"]
 
 OBJECTIVES = ("latency", "energy", "edp")
+TRADE_LOOPS = 4      # the estimate's local search also trades block size between loops up to this many loops
 POLISH = 4           # new verdicts (model runs) each objective's model-guided local search may spend
 
 
@@ -203,12 +205,13 @@ class _Space:
         return sorted(near, key=lambda p: self.value(p, objective))
 
     def descend(self, point, objective: str):
-        """First-improvement local search on the estimate, without the trades (an estimate costs as much as a model
-        run on a conv layer, and a trade move multiplies the neighbours by the loops); the point where it stops."""
+        """First-improvement local search on the estimate; the point where it stops. Trades only with at most
+        ``TRADE_LOOPS`` loops: they add n(n-1) neighbours, and a 7-loop conv's estimate costs about a model run."""
         improved = True
+        trades = len(self.loops) <= TRADE_LOOPS
         while improved:
             improved = False
-            for p in _neighbours(*point, self.loops, self.trips, trades=False):
+            for p in _neighbours(*point, self.loops, self.trips, trades=trades):
                 if self.estimate(p) and self.value(p, objective) < self.value(point, objective):
                     point, improved = p, True
                     break
