@@ -2,8 +2,9 @@
 rooms, objective and seed), so a searched command is verified as it is reported, not copied into ``--tile/--order``.
 
 The reproducer (r137): gemm_os at 2x2 with ``memory.A.bytes: 96`` (32 B of A per half in whole bank rows) and the
-layer i=8, j=8, k=48. ``archgen sim --workload gemm:8,48,8 --mapper search`` reports ``i:2 > k:8 > j:4`` and 1,787
-cycles; ``archgen verify --bounds i=8,j=8,k=48 --mapper search`` runs that command on Verilator."""
+layer i=8, j=8, k=48. ``archgen sim --workload gemm:8,48,8 --mapper search`` reports ``i:4 > j:4 > k:4`` and 1,727
+cycles (r151; ``i:2 > k:8 > j:4``, 1,787 cycles, before the search judged every objective's finalists);
+``archgen verify --bounds i=8,j=8,k=48 --mapper search`` runs that command on Verilator."""
 import re
 
 import pytest
@@ -48,8 +49,9 @@ def test_verify_plans_the_command_sim_reports(spec, sets, bounds, workload, obje
 
 
 def test_the_reproducer_searches_another_command_than_the_heuristic():
-    """The test above can fail: on the reproducer the search and the heuristic disagree (r137: i:2 > k:8 > j:4 against
-    the heuristic's k:12), so verify planning with the wrong mapper would not match sim's searched command."""
+    """The test above can fail: on the reproducer the search and the heuristic disagree (r151: i:4 > j:4 > k:4 against
+    the heuristic's i:1 > j:4 > k:12), so verify planning with the wrong mapper would not match sim's searched
+    command."""
     c = compile_array(load_spec("gemm_os", SETS))
     searched = plan_command(c, LAYER, "layer", mapper="search")
     heuristic = plan_command(c, LAYER, "layer")
@@ -131,7 +133,8 @@ def test_a_negative_seed_is_refused_by_name(tmp_path, monkeypatch):
 @pytest.mark.verilator
 def test_verify_runs_the_command_sim_reports(tmp_path, monkeypatch):
     """The reproducer end to end: ``archgen sim`` and ``archgen verify`` with ``--mapper search`` report the same
-    command; verify's RTL cycles equal its model's and sim's (1,787 cycles, r137), outputs exact, DMA bytes equal."""
+    command; verify's RTL cycles equal its model's and sim's (1,727 cycles, r151; 1,787 in r137 before the search judged
+    every objective's finalists), outputs exact, DMA bytes equal."""
     rc, sim_out, err = run_cli(["sim", "gemm_os", *CLI_SETS, "--workload", "gemm:8,48,8", "--mapper", "search"],
                                tmp_path, monkeypatch)
     assert rc == 0, err
@@ -140,8 +143,8 @@ def test_verify_runs_the_command_sim_reports(tmp_path, monkeypatch):
     rc, out, err = run_cli(["verify", "gemm_os", *CLI_SETS, "--bounds", "i=8,j=8,k=48", "--mapper", "search"],
                            tmp_path, monkeypatch)
     assert rc == 0, out + err
-    assert f"  command: {sim_mapping}, " in out and sim_mapping.startswith("i:2 > k:8 > j:4")
-    assert "by hand: --tile i=2,k=8,j=4 --order i,k,j" in out
+    assert f"  command: {sim_mapping}, " in out and sim_mapping.startswith("i:4 > j:4 > k:4")
+    assert "by hand: --tile i=4,j=4,k=4 --order i,j,k" in out
     assert f"  RTL cycles:   {sim_cycles} cycles" in out
     assert f"  model cycles: {sim_cycles} cycles  (equal)" in out
     assert "outputs: exact" in out and "(RTL's DMA moved the same)" in out
