@@ -21,6 +21,12 @@
                                                                       # the array level and through the memory
                                                                       # system; FUSED (default COUNT/4) of those
                                                                       # the array builds fused with a spatial form
+    python benchmarks/dataflow_refusal_search.py schedule-verify SEED COUNT [FUSED]   # the specs of ``schedule
+                                                                      # SEED COUNT [FUSED]``, each one that builds
+                                                                      # run in Amaranth at every level that built
+                                                                      # it (``ScheduleVerify``): exact, RTL cycles
+                                                                      # == model, DRAM bytes == model; the wrong
+                                                                      # ones to refusal_search_<mode>_wrong.json
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -313,12 +319,13 @@ def _build_array(d, fuse):
     compile_array(d) if fuse is None else compile_fused(d, list(fuse))
 
 
-def schedule_search(rng, count, fused, fused_rng, verify=None):
+def schedule_search(rng, count, fused, fused_rng, verify=None, ops=None, shapes=None):
     """``count`` :func:`schedule_form` specs per operation and array shape, probed by :func:`probe_schedule`; then
     ``fused`` of those the array builds, each fused with a spatial form that builds alone (a ws/os-like dataflow).
     The fused draws take ``fused_rng``, so the single specs of a seed stay the same whatever the code builds (a
     before/after comparison of two runs is spec by spec). ``verify``: called as ``verify(op, shape, df, fuse,
-    built levels)`` after each probe (mode ``schedule-verify`` runs the built levels in Amaranth)."""
+    built levels)`` after each probe (mode ``schedule-verify`` runs the built levels in Amaranth). ``ops``,
+    ``shapes``: a part of :data:`OPS` and :data:`SHAPES` (default all: the seed's specs are those of all)."""
     def probe_one(op, shape, df, fuse=None):
         if verify is None:
             return probe_schedule(op, shape, df, fuse)
@@ -327,9 +334,9 @@ def schedule_search(rng, count, fused, fused_rng, verify=None):
         verify(op, shape, df, fuse, levels)
         return outcome
 
-    for op in OPS:
+    for op in ops or OPS:
         dims = dims_of(op)
-        for shape in SHAPES:
+        for shape in shapes or SHAPES:
             built = []
             for _ in range(count):
                 df = schedule_form(rng, dims, shape)
@@ -350,9 +357,10 @@ class ScheduleVerify:
     """Mode ``schedule-verify``: each spec the ``schedule`` mode's probe builds, run in Amaranth's simulator
     (verif/schedule_verify.py) at every level that built it: the array, and when the memory system built it a layer
     through it; a fused spec's every dataflow on the fused array and on the one fused layer core. Loop bounds small
-    and random (each 1 .. min(spec bound, ``top``): often ragged on the array), drawn with operand seeds from a generator of
-    their own so the specs stay those of ``schedule SEED COUNT``. Counted per class: runs, exact, RTL == model, DRAM
-    bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong), crashed, seconds."""
+    and random (each 1 .. min(spec bound, ``top``): often ragged on the array), drawn with operand seeds from a
+    generator of their own so the specs stay those of ``schedule SEED COUNT``. Counted per class: runs, exact,
+    RTL == model, DRAM bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong),
+    crashed, seconds."""
 
     def __init__(self, seed, top=4):
         self.rng = random.Random(f"verify {seed}")
