@@ -21,12 +21,13 @@
                                                                       # the array level and through the memory
                                                                       # system; FUSED (default COUNT/4) of those
                                                                       # the array builds fused with a spatial form
-    python benchmarks/dataflow_refusal_search.py schedule-verify SEED COUNT [FUSED]   # the specs of ``schedule
+    python benchmarks/dataflow_refusal_search.py schedule-verify SEED COUNT [FUSED [TOP]]  # the specs of ``schedule
                                                                       # SEED COUNT [FUSED]``, each one that builds
                                                                       # run in Amaranth at every level that built
                                                                       # it (``ScheduleVerify``): exact, RTL cycles
                                                                       # == model, DRAM bytes == model; the wrong
-                                                                      # ones to refusal_search_<mode>_wrong.json
+                                                                      # ones to refusal_search_<mode>_wrong.json;
+                                                                      # loop bounds 1 .. TOP (default 4)
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -283,7 +284,8 @@ def probe_schedule(op, shape, df, fuse=None, built=None):
     design's levels ``fused spec`` ...), so ``refusal_class_check.py`` can pick the specs the array builds (part
     ``"| array: ok"``, fused ones ``"fused array: ok"``). Returns the array's
     outcome: "ok", "refused" or "crash" (a spec-check refusal counts as refused); ``built`` (a list) gets the levels
-    that built the spec ("spec", "array", "memory")."""
+    that built the spec ("spec", "array", "memory"; "memory (probe layer refused)" when only the probe's smallest
+    layer was refused, a ``layers.layer`` refusal)."""
     data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
     outcome, design = [], None
     for level in ("spec", "array", "memory"):
@@ -308,8 +310,9 @@ def probe_schedule(op, shape, df, fuse=None, built=None):
     if len(skewed_loops(df["m"] if fuse else df)) > 1:
         two_skews[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
     hits.append((op, shape, df, " | ".join(f"{fused}{lv}: {m[:300]}" for lv, _, m in outcome)))
-    if built is not None:
-        built.extend(lv for lv, cls, _ in outcome if cls == "ok")
+    if built is not None:       # a refusal of the probe's smallest layer only is of that layer, not the dataflow
+        built.extend(lv if cls == "ok" else lv + " (probe layer refused)" for lv, cls, _ in outcome
+                     if cls == "ok" or cls.startswith("layers."))
     return "ok" if len(outcome) > 2 else "crash" if outcome[-1][1].startswith("CRASH") else "refused"
 
 
@@ -356,13 +359,15 @@ def schedule_search(rng, count, fused, fused_rng, verify=None, ops=None, shapes=
 class ScheduleVerify:
     """Mode ``schedule-verify``: each spec the ``schedule`` mode's probe builds, run in Amaranth's simulator
     (verif/schedule_verify.py) at every level that built it: the array, and when the memory system built it a layer
-    through it; a fused spec's every dataflow on the fused array and on the one fused layer core. Loop bounds small
+    through it; a fused spec's every dataflow on the fused array and on the one fused layer core. A spec whose
+    memory probe was refused for its smallest layer only (``layers.layer``) is run at the memory level too, as class
+    "memory (probe layer refused)": the dataflow builds, at other layer sizes. Loop bounds small
     and random (each 1 .. min(spec bound, ``top``): often ragged on the array), drawn with operand seeds from a
     generator of their own so the specs stay those of ``schedule SEED COUNT``. Counted per class: runs, exact,
     RTL == model, DRAM bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong),
     crashed, seconds."""
 
-    def __init__(self, seed, top=4):
+    def __init__(self, seed, top=4):         # top: the largest loop bound drawn
         self.rng = random.Random(f"verify {seed}")
         self.top = top
         self.counts = collections.defaultdict(collections.Counter)
@@ -379,14 +384,14 @@ class ScheduleVerify:
         data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
         design = load_spec_data(data)
         bounds, seed = self.bounds(op), self.rng.randrange(1000)
-        for level in [lv for lv in ("array", "memory") if lv in levels]:
+        for level in [lv for lv in ("array", "memory", "memory (probe layer refused)") if lv in levels]:
             self.run(("fused " if fuse else "") + level, design, bounds, seed, (op, shape, df))
 
     def run(self, cls, design, bounds, seed, spec):
         from archgen.verif.schedule_verify import LEVELS
         count, t0 = self.counts[cls], time.time()
         try:
-            runs = LEVELS[cls][0](design, bounds, seed)
+            runs = LEVELS[cls.replace(" (probe layer refused)", "")][0](design, bounds, seed)
         except SpecError as e:
             count["refused at these bounds"] += 1
             self.seconds[cls] += time.time() - t0
@@ -412,9 +417,9 @@ class ScheduleVerify:
         right) written to refusal_search_<mode>_wrong.json."""
         import json
         cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash")
-        print(f"{'class':14s}" + "".join(f"{c:>25s}" for c in cols) + f"{'seconds':>10s}")
+        print(f"{'class':36s}" + "".join(f"{c:>25s}" for c in cols) + f"{'seconds':>10s}")
         for cls, count in self.counts.items():
-            print(f"{cls:14s}" + "".join(f"{count[c]:25d}" for c in cols) + f"{self.seconds[cls]:10.0f}")
+            print(f"{cls:36s}" + "".join(f"{count[c]:25d}" for c in cols) + f"{self.seconds[cls]:10.0f}")
         json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
         print("wrong or crashed", len(self.wrong))
 
@@ -496,7 +501,7 @@ def main():
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"))
     elif mode == "schedule-verify":
         count = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-        verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+        verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]))
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify)
         verify.report(mode)
