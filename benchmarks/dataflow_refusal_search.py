@@ -392,7 +392,7 @@ class ScheduleVerify:
         count, t0 = self.counts[cls], time.time()
         try:
             runs = LEVELS[cls.replace(" (probe layer refused)", "")][0](design, bounds, seed)
-        except SpecError as e:
+        except SpecError:
             count["refused at these bounds"] += 1
             self.seconds[cls] += time.time() - t0
             return
