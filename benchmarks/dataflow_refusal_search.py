@@ -21,6 +21,13 @@
                                                                       # the array level and through the memory
                                                                       # system; FUSED (default COUNT/4) of those
                                                                       # the array builds fused with a spatial form
+    python benchmarks/dataflow_refusal_search.py schedule-verify SEED COUNT [FUSED [TOP]]  # the specs of ``schedule
+                                                                      # SEED COUNT [FUSED]``, each one that builds
+                                                                      # run in Amaranth at every level that built
+                                                                      # it (``ScheduleVerify``): exact, RTL cycles
+                                                                      # == model, DRAM bytes == model; the wrong
+                                                                      # ones to refusal_search_<mode>_wrong.json;
+                                                                      # loop bounds 1 .. TOP (default 4)
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -269,14 +276,16 @@ def _class_names(op, df):
     return list(operation.dims), tensors, list(df) if "map" not in df else []
 
 
-def probe_schedule(op, shape, df, fuse=None):
+def probe_schedule(op, shape, df, fuse=None, built=None):
     """One ``schedule: map`` spec through the spec checks, the array (``compile_array``, or ``compile_fused`` for a
     ``fuse`` list) and, when the array builds, the memory system (:func:`_probe_design`, the other modes' probe).
     Counted by the first level that refuses ("spec <class>", "array <class>", "memory <class>") or "memory ok";
     every spec goes to the json with each level's outcome (``spec: ok | array: ok | memory: <message>``; a fused
     design's levels ``fused spec`` ...), so ``refusal_class_check.py`` can pick the specs the array builds (part
     ``"| array: ok"``, fused ones ``"fused array: ok"``). Returns the array's
-    outcome: "ok", "refused" or "crash" (a spec-check refusal counts as refused)."""
+    outcome: "ok", "refused" or "crash" (a spec-check refusal counts as refused); ``built`` (a list) gets the levels
+    that built the spec ("spec", "array", "memory"; "memory (probe layer refused)" when only the probe's smallest
+    layer was refused, a ``layers.layer`` refusal)."""
     data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
     outcome, design = [], None
     for level in ("spec", "array", "memory"):
@@ -301,6 +310,9 @@ def probe_schedule(op, shape, df, fuse=None):
     if len(skewed_loops(df["m"] if fuse else df)) > 1:
         two_skews[f"{fused}{outcome[-1][0]} {outcome[-1][1]}"] += 1
     hits.append((op, shape, df, " | ".join(f"{fused}{lv}: {m[:300]}" for lv, _, m in outcome)))
+    if built is not None:       # a refusal of the probe's smallest layer only is of that layer, not the dataflow
+        built.extend(lv if cls == "ok" else lv + " (probe layer refused)" for lv, cls, _ in outcome
+                     if cls == "ok" or cls.startswith("layers."))
     return "ok" if len(outcome) > 2 else "crash" if outcome[-1][1].startswith("CRASH") else "refused"
 
 
@@ -310,20 +322,30 @@ def _build_array(d, fuse):
     compile_array(d) if fuse is None else compile_fused(d, list(fuse))
 
 
-def schedule_search(rng, count, fused, fused_rng):
+def schedule_search(rng, count, fused, fused_rng, verify=None, ops=None, shapes=None):
     """``count`` :func:`schedule_form` specs per operation and array shape, probed by :func:`probe_schedule`; then
     ``fused`` of those the array builds, each fused with a spatial form that builds alone (a ws/os-like dataflow).
     The fused draws take ``fused_rng``, so the single specs of a seed stay the same whatever the code builds (a
-    before/after comparison of two runs is spec by spec)."""
-    for op in OPS:
+    before/after comparison of two runs is spec by spec). ``verify``: called as ``verify(op, shape, df, fuse,
+    built levels)`` after each probe (mode ``schedule-verify`` runs the built levels in Amaranth). ``ops``,
+    ``shapes``: a part of :data:`OPS` and :data:`SHAPES` (default all: the seed's specs are those of all)."""
+    def probe_one(op, shape, df, fuse=None):
+        if verify is None:
+            return probe_schedule(op, shape, df, fuse)
+        levels = []
+        outcome = probe_schedule(op, shape, df, fuse, built=levels)
+        verify(op, shape, df, fuse, levels)
+        return outcome
+
+    for op in ops or OPS:
         dims = dims_of(op)
-        for shape in SHAPES:
+        for shape in shapes or SHAPES:
             built = []
             for _ in range(count):
                 df = schedule_form(rng, dims, shape)
                 if df is None:
                     break
-                if probe_schedule(op, shape, df) == "ok":
+                if probe_one(op, shape, df) == "ok":
                     built.append(df)
             if not built or not fused:
                 continue
@@ -331,7 +353,75 @@ def schedule_search(rng, count, fused, fused_rng):
                        if probe(op, shape, f, record=False) == "ok"][:6]
             for df in fused_rng.sample(built, min(fused, len(built))) if spatial else []:
                 pair = {"m": df, "o": fused_rng.choice(spatial)}
-                probe_schedule(op, shape, pair, fuse=list(pair))
+                probe_one(op, shape, pair, fuse=list(pair))
+
+
+class ScheduleVerify:
+    """Mode ``schedule-verify``: each spec the ``schedule`` mode's probe builds, run in Amaranth's simulator
+    (verif/schedule_verify.py) at every level that built it: the array, and when the memory system built it a layer
+    through it; a fused spec's every dataflow on the fused array and on the one fused layer core. A spec whose
+    memory probe was refused for its smallest layer only (``layers.layer``) is run at the memory level too, as class
+    "memory (probe layer refused)": the dataflow builds, at other layer sizes. Loop bounds small
+    and random (each 1 .. min(spec bound, ``top``): often ragged on the array), drawn with operand seeds from a
+    generator of their own so the specs stay those of ``schedule SEED COUNT``. Counted per class: runs, exact,
+    RTL == model, DRAM bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong),
+    crashed, seconds."""
+
+    def __init__(self, seed, top=4):         # top: the largest loop bound drawn
+        self.rng = random.Random(f"verify {seed}")
+        self.top = top
+        self.counts = collections.defaultdict(collections.Counter)
+        self.seconds = collections.Counter()
+        self.wrong = []
+
+    def bounds(self, op):
+        given = {**OPS, **OPS_NEG, **OPS_UNUSED}[op][2] or {}
+        return {d: self.rng.randint(1, min(self.top, given.get(d, self.top))) for d in dims_of(op)}
+
+    def __call__(self, op, shape, df, fuse, levels):
+        if "array" not in levels:
+            return
+        data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
+        design = load_spec_data(data)
+        bounds, seed = self.bounds(op), self.rng.randrange(1000)
+        for level in [lv for lv in ("array", "memory", "memory (probe layer refused)") if lv in levels]:
+            self.run(("fused " if fuse else "") + level, design, bounds, seed, (op, shape, df))
+
+    def run(self, cls, design, bounds, seed, spec):
+        from archgen.verif.schedule_verify import LEVELS
+        count, t0 = self.counts[cls], time.time()
+        try:
+            runs = LEVELS[cls.replace(" (probe layer refused)", "")][0](design, bounds, seed)
+        except SpecError:
+            count["refused at these bounds"] += 1
+            self.seconds[cls] += time.time() - t0
+            return
+        except Exception as e:
+            runs = None
+            self.wrong.append((cls, *spec, bounds, seed, f"CRASH {type(e).__name__} {str(e)[:300]}"))
+            count["crash"] += 1
+        self.seconds[cls] += time.time() - t0
+        if runs is None:
+            return
+        count["runs"] += 1
+        count["exact"] += all(r.exact for r in runs)
+        count["rtl == model"] += all(r.rtl_cycles == r.model_cycles for r in runs)
+        count["dram equal"] += all(r.dram_equal is not False for r in runs)
+        if not all(r.ok for r in runs):
+            count["wrong"] += 1
+            self.wrong.append((cls, *spec, bounds, seed, [vars(r) for r in runs if not r.ok]))
+            print("WRONG", cls, spec, bounds, seed, flush=True)
+
+    def report(self, mode):
+        """The per-class table printed, and the wrong cases (spec, bounds, operand seed, the runs that were not
+        right) written to refusal_search_<mode>_wrong.json."""
+        import json
+        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash")
+        print(f"{'class':36s}" + "".join(f"{c:>25s}" for c in cols) + f"{'seconds':>10s}")
+        for cls, count in self.counts.items():
+            print(f"{cls:36s}" + "".join(f"{count[c]:25d}" for c in cols) + f"{self.seconds[cls]:10.0f}")
+        json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
+        print("wrong or crashed", len(self.wrong))
 
 
 def main():
@@ -409,6 +499,12 @@ def main():
         count = int(sys.argv[3]) if len(sys.argv) > 3 else 40
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"))
+    elif mode == "schedule-verify":
+        count = int(sys.argv[3]) if len(sys.argv) > 3 else 40
+        verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]))
+        schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
+                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify)
+        verify.report(mode)
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
         print(f"{v:7d} {k}")

@@ -96,3 +96,49 @@ def test_the_single_specs_of_a_seed_do_not_depend_on_what_builds(monkeypatch, fu
         runs.append(singles)
         assert len(pairs) == (28 * min(fused, 4) if outcome == "ok" else 0)
     assert runs[0] == runs[1] and len(runs[0]) == 4 * 28
+
+
+def _verified(seed, count, fused, ops, shapes):
+    """``schedule-verify``'s run of a part of the seed's draws: the counts per class and the wrong cases."""
+    verify = search.ScheduleVerify(seed)
+    search.schedule_search(random.Random(seed), count, fused, random.Random(f"fused {seed}"), verify, ops, shapes)
+    return verify
+
+
+def _assert_all_right(verify, classes):
+    for cls in classes:
+        count = verify.counts[cls]
+        assert count["runs"] >= 1, (cls, dict(count))
+        assert count["exact"] == count["rtl == model"] == count["dram equal"] == count["runs"], (cls, dict(count))
+    assert not verify.wrong, verify.wrong
+
+
+def test_verify_mode_runs_the_built_specs_of_a_few_draws():
+    """Two GEMM maps on a 1-D array and one fused with a spatial form: every level that built them run in Amaranth,
+    all exact, RTL cycles == model cycles, DRAM bytes == model."""
+    verify = _verified(2, 2, 1, ["gemm"], [[3]])
+    _assert_all_right(verify, ["array", "memory", "fused array", "fused memory"])
+
+
+def test_verify_mode_counts_a_wrong_run(monkeypatch):
+    """The check can fail: a level whose run is not exact (or whose cycles differ) is counted wrong and written out
+    with its spec, bounds and operand seed."""
+    from archgen.verif import schedule_verify
+    bad = schedule_verify.LevelRun("d", True, 10, 11)
+    monkeypatch.setitem(schedule_verify.LEVELS, "array", (lambda d, b, s: [bad], False))
+    verify = search.ScheduleVerify(0)
+    verify("gemm", [3], {"map": {"i": "3*t_i + s0", "j": "t_j - s0", "k": "t_k"}, "order": ["i", "k", "j"],
+                         "schedule": "map"}, None, ["spec", "array"])
+    assert verify.counts["array"]["runs"] == verify.counts["array"]["wrong"] == verify.counts["array"]["exact"] == 1
+    assert verify.counts["array"]["rtl == model"] == 0
+    cls, op, shape, df, bounds, seed, runs = verify.wrong[0]
+    assert (cls, op, shape, set(bounds)) == ("array", "gemm", [3], {"i", "j", "k"}) and runs[0]["model_cycles"] == 11
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_verify_mode_on_random_draws_of_every_shape(seed):
+    """Two draws per operation and array shape of a convolution, a depthwise one, a strided one and the GEMM, one
+    of each fused with a spatial form: every built level exact, RTL == model, DRAM bytes == model."""
+    verify = _verified(seed, 2, 1, ["gemm", "conv1", "dw", "conv2s"], search.SHAPES)
+    _assert_all_right(verify, ["array", "memory"])
