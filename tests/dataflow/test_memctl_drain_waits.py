@@ -37,6 +37,7 @@ def test_a_waiting_representative_through_the_memory_system():
     assert _exact(design, bounds, seed) == 283
 
 
+@pytest.mark.slow
 def test_without_the_group_leads_and_row_masks_the_outputs_are_wrong(monkeypatch):
     """The check can fail: each drained row at its own FU's tile and every row written, the outputs are wrong at equal
     cycles (the waiting representative's row writes its group's element at its own tile's position)."""
