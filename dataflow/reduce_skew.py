@@ -191,13 +191,13 @@ def memory_drain_waits(fg: FUGraph) -> list:
     pads = drain_skews(fg) or pads
     if not pads:
         return []
-    what = "drained sums" if fg.output.role is Role.ACCUMULATE else "products"
-    rows = ("drained rows, two lanes of one row in one group (one element written twice a beat)"
-            if fg.output.role is Role.ACCUMULATE else "streamed elements")
+    why = ("drained sums wait before the reduction, and two lanes of one drained row drain one group's element (one "
+           "element written twice a beat), which the memory system's output walks do not build" if groups else
+           "products wait before the reduction, whose streamed elements the memory system's output walks do not follow")
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
                     f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' "
-                    f"{what} wait before the reduction, whose {rows} the memory system's output walks do not follow: "
-                    "use archgen verify --ideal-dram (the array level), or schedule: compressed", fg.dataflow.schedule)]
+                    f"{why}: use archgen verify --ideal-dram (the array level), or schedule: compressed",
+                    fg.dataflow.schedule)]
 
 
 def _lanes_share_a_group(fg: FUGraph, groups) -> bool:
