@@ -65,12 +65,19 @@ def test_h150_two_loop_cases(case):
 @pytest.mark.slow
 @pytest.mark.parametrize("draw", [_random_case, _random_gemm, _random_two, _random_two_gemm])
 def test_random_draws(draw):
-    """Random convs and batched GEMMs, one and two loops, lags and leads, the planner's multi-block commands."""
+    """Random convs and batched GEMMs, one and two loops, lags and leads, the planner's commands. The only refusal
+    allowed is the per-layer command-field width of a walk's base (two loops' group leads can start a drained row more
+    than one buffer before its box: seen once in 20 draws, a two-loop batched GEMM)."""
+    from archgen.arch.errors import SpecError
     rng, done = np.random.default_rng(154), 0
     while done < 6:
         design, bounds, seed = draw(rng)
         if drain_groups(compile_array(design).fu_graph):
-            _exact(design, bounds, seed)
+            try:
+                _exact(design, bounds, seed)
+            except SpecError as err:
+                assert all(p.path.endswith("_base") and "does not fit" in p.message for p in err.problems), err
+                continue
             done += 1
 
 
