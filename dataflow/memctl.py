@@ -31,7 +31,7 @@ from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import Role
-from .reduce_skew import drain_groups, lane_offsets, memory_drain_waits
+from .reduce_skew import drain_groups, drain_skews, lane_offsets, memory_drain_waits
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
@@ -273,6 +273,27 @@ def _with_rounds(compiled, blocks) -> list:
     if not spans:
         return blocks
     return [dataclasses.replace(b, ranges=tuple((d, s, e + spans.get(d, 0)) for d, s, e in b.ranges)) for b in blocks]
+
+
+def _check_drain_depth(compiled, blocks, layer: str) -> None:
+    """The array's drain buffers (reduce_skew.py ``drain_groups``) hold ``array.max_fifo_depth`` tiles per iteration
+    of each waited loop l; in a block one iteration is its trips of the loops outside the tile after l (the command
+    fields the array latches D from; mappings/tiling.py ``check_drain_waits`` checks the whole problem's). Deeper:
+    refused per layer (Amaranth: a 3x1 conv with D = 90 tiles in one block gave wrong outputs, H154)."""
+    design, df = compiled.design, compiled.dataflow
+    if not drain_groups(compiled.fu_graph):
+        return
+    outer, axis_of = list(df.outer_dims()), df.spatial_dims
+    on = {d: design.shape[a] for a, d in axis_of.items()}
+    for blk in blocks:
+        trips = {d: -(-(e - s) // on.get(d, 1)) for d, s, e in blk.ranges}
+        for pad in drain_skews(compiled.fu_graph):
+            per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
+            if per > design.max_fifo_depth:
+                _refuse(f"layers.{layer}", f"a block runs {per} tiles per iteration of the skewed loop {pad.loop} "
+                        f"(its trips of the loops after it outside the tile), more than the drain buffers' "
+                        f"array.max_fifo_depth = {design.max_fifo_depth}: choose smaller chunks (layers.{layer}.tile) "
+                        "of those loops, or raise array.max_fifo_depth", per)
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -1012,6 +1033,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     pads = row_pads(design, df)
     deskew, opads = output_deskew(fg), output_pads(fg)
     _check_deskewed_output(compiled, _with_rounds(compiled, blocks), layer)
+    _check_drain_depth(compiled, _with_rounds(compiled, blocks), layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
