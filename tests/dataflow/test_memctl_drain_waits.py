@@ -110,3 +110,20 @@ def test_a_block_deeper_than_the_drain_buffers_is_refused_by_name():
     cmd = plan_layer(design, bounds, c.dataflow, fits=buffer_fit(c))
     with pytest.raises(SpecError, match="a block runs 90 tiles per iteration of the skewed loop k"):
         layer_program(c, cmd, spec_size=False)
+
+
+@pytest.mark.slow
+def test_the_fused_layer_core_runs_it_beside_ws():
+    """H150's two loops (a waiting representative) fused with a ws dataflow, m / ws / m through the one fused layer
+    core: each exact, RTL == model cycles, DRAM bytes RTL == model (783 / 543 / 783 cycles)."""
+    from archgen.verif.fused_program_check import verify_fused_program
+    from test_fused_outer_pads import _design
+    mp, order, bounds, seed = TWO_FIXED[0]
+    m = {"map": mp, "order": order, "schedule": "map", "inner": ["r", "s"]}
+    design = _design(CONV_OP, (2, 2), {"m": m, "ws": {"spatial": {"k": 0, "p": 1}, "order": order}})
+    runs = verify_fused_program(design, [("m", bounds), ("ws", bounds), ("m", bounds)], seed=seed,
+                                simulator="amaranth")
+    assert [(r.dataflow, r.outputs_exact, r.rtl_cycles == r.model_cycles) for r in runs] == [
+        ("m", True, True), ("ws", True, True), ("m", True, True)]
+    assert all(r.detail["rtl_dram_bytes"] == r.dram_bytes for r in runs)
+    assert [r.rtl_cycles for r in runs] == [783, 543, 783]
