@@ -284,8 +284,10 @@ def _outer_pad_text(design: Design, tiled) -> str:
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
                      f"masked outside its own K tiles" + _outer_drain_text(design, tiled, pad) for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
-            "the memory system does not build these waits (archgen verify --ideal-dram)"
-            if outer_reduced_pads(design, tiled) else
+            ("the memory system does not build these waits (archgen verify --ideal-dram)" if output_streamed(
+                design, tiled) else "through the memory system each drained row writes its group's element of tile "
+             "t - O and the padding rows' writes and partial-sum reads are dropped (two lanes of one row in one group "
+             "are refused)") if outer_reduced_pads(design, tiled) else
             "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
             "its masked tiles' writes (with a skew along the output's lanes each lane writes its own position, in "
             "its own bank through a bank crossbar; a block that puts two lanes in one bank is refused)" if any(out.uses(p.loop) for p in pads) else

@@ -31,7 +31,7 @@ from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import Role
-from .reduce_skew import lane_offsets, memory_drain_waits
+from .reduce_skew import drain_groups, drain_skews, lane_offsets, memory_drain_waits
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
@@ -217,7 +217,30 @@ def _lane_skewed_loops(fg: FUGraph) -> list[str]:
     xop = fg.design.operation.output
     lanes = fg.output.lanes
     return [p.loop for p in outer_pads(fg.design, fg.dataflow) if xop.uses(p.loop) and len(lanes) > 1
-            and any(len({p.offset(ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
+            and any(len({_drained_offset(fg, p, ln.fus[r]) for ln in lanes}) > 1 for r in range(len(lanes[0].fus)))]
+
+
+def _drained_offset(fg: FUGraph, pad, coord) -> int:
+    """The offset on skewed loop ``pad`` outside the tile of the element the output's drained row of FU ``coord``
+    carries: its own offset, or, for an output whose drain groups wait (reduce_skew.py ``drain_groups``), its
+    group's largest O_l (the representative row drains the group's element of tile t - O; each FU's offset plus its
+    wait is O_l, and an FU that waits nothing has offset O_l)."""
+    waits = {s: dict(w) for _rep, members in drain_groups(fg) for s, w in members}
+    return pad.offset(coord) + waits.get(tuple(coord), {}).get(pad.loop, 0)
+
+
+def _drain_rows(compiled, x: str, coords, rows: bool) -> tuple[tuple[int, ...], ...]:
+    """``PortWalk.drain_rows`` of a walk of operand ``x``: for the output held per FU with waited drain groups
+    (reduce_skew.py ``drain_groups``), per lane the drained rows whose FU is a group's representative; the other rows
+    drain 0 (padding) at an element of the group's, so their writes would overwrite its drained value and their
+    partial-sum reads would add it twice (into their waited tile sum and the representative's). () otherwise."""
+    fg = compiled.fu_graph
+    groups = drain_groups(fg)
+    if x != fg.output.name or not groups or not rows:
+        return ()
+    reps = {tuple(rep) for rep, _members in groups}
+    n = len(fg.output.lanes[0].fus)
+    return tuple(tuple(r for r in range(n) if tuple(coords(ln, r)) in reps) for ln in range(len(fg.output.lanes)))
 
 
 def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tuple:
@@ -236,8 +259,8 @@ def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tu
             _refuse(f"dataflows.{compiled.dataflow.name}.schedule", f"the output {x} depends on the skewed loop "
                     f"{pad.loop} outside the tile and drains over several leading axes of a 3-D array, whose per-row "
                     "tile masks are not built; use schedule: compressed", compiled.dataflow.schedule)
-        offs = tuple(pad.offset(coords(ln, 0)) for ln in range(len(fg.output.lanes)))
-        step = pad.offset(coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0
+        offs = tuple(_drained_offset(fg, pad, coords(ln, 0)) for ln in range(len(fg.output.lanes)))
+        step = _drained_offset(fg, pad, coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0
         out.append((levels.index(f"tile:{pad.loop}"), offs, step))
     return tuple(out)
 
@@ -250,6 +273,27 @@ def _with_rounds(compiled, blocks) -> list:
     if not spans:
         return blocks
     return [dataclasses.replace(b, ranges=tuple((d, s, e + spans.get(d, 0)) for d, s, e in b.ranges)) for b in blocks]
+
+
+def _check_drain_depth(compiled, blocks, layer: str) -> None:
+    """The array's drain buffers (reduce_skew.py ``drain_groups``) hold ``array.max_fifo_depth`` tiles per iteration
+    of each waited loop l; in a block one iteration is its trips of the loops outside the tile after l (the command
+    fields the array latches D from; mappings/tiling.py ``check_drain_waits`` checks the whole problem's). Deeper:
+    refused per layer (Amaranth: a 3x1 conv with D = 90 tiles in one block gave wrong outputs, H154)."""
+    design, df = compiled.design, compiled.dataflow
+    if not drain_groups(compiled.fu_graph):
+        return
+    outer, axis_of = list(df.outer_dims()), df.spatial_dims
+    on = {d: design.shape[a] for a, d in axis_of.items()}
+    for blk in blocks:
+        trips = {d: -(-(e - s) // on.get(d, 1)) for d, s, e in blk.ranges}
+        for pad in drain_skews(compiled.fu_graph):
+            per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
+            if per > design.max_fifo_depth:
+                _refuse(f"layers.{layer}", f"a block runs {per} tiles per iteration of the skewed loop {pad.loop} "
+                        f"(its trips of the loops after it outside the tile), more than the drain buffers' "
+                        f"array.max_fifo_depth = {design.max_fifo_depth}: choose smaller chunks (layers.{layer}.tile) "
+                        "of those loops, or raise array.max_fifo_depth", per)
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -615,6 +659,10 @@ class PortWalk:
     # own (:func:`_check_scatter_banks`), so every lane writes (and reads its partial sum) through one port per
     # bank in one cycle, in one copy, the bank crossbar choosing the lane per bank (rtlgen/buffer.py)
     scatter: bool = False
+    # an output held per FU whose drain groups wait (dataflow/reduce_skew.py ``drain_groups``): per lane, the drained
+    # rows that carry a group's element (its representative's); the other rows are padding, their writes dropped and
+    # their partial-sum reads 0 (:func:`_drain_rows`); empty: every row
+    drain_rows: tuple[tuple[int, ...], ...] = ()
 
     @property
     def groups(self) -> int:
@@ -742,7 +790,8 @@ def lane_lead(compiled, operand: str, coord) -> dict[str, int]:
     runs tile t - offset(s), ``outer_pads``, for streamed lanes and stationary rows alike); {} for every other lane."""
     fg = compiled.fu_graph
     xop = fg.design.operation.operand(operand)
-    tiles = {f"tile:{pad.loop}": -pad.offset(coord) for pad in outer_pads(fg.design, fg.dataflow) if xop.uses(pad.loop)}
+    off = (lambda pad: _drained_offset(fg, pad, coord)) if operand == fg.output.name else (lambda pad: pad.offset(coord))
+    tiles = {f"tile:{pad.loop}": -off(pad) for pad in outer_pads(fg.design, fg.dataflow) if xop.uses(pad.loop)}
     if operand not in chained_inputs(compiled) or not fg.halo:
         return tiles
     pads = row_pads(fg.design, fg.dataflow)
@@ -984,6 +1033,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     pads = row_pads(design, df)
     deskew, opads = output_deskew(fg), output_pads(fg)
     _check_deskewed_output(compiled, _with_rounds(compiled, blocks), layer)
+    _check_drain_depth(compiled, _with_rounds(compiled, blocks), layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -1203,7 +1253,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
                               deskew=delays, deskew_terms=terms, holds=holds,
                               tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
-                              scatter=pn in scatter))
+                              scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows)))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""

@@ -674,6 +674,9 @@ class LayerCore(Elaboratable):
                 m.d.sync += tiles.eq(row_c[f"{w.port}_tile_len@{tl}"])
             lead = step * cnt[w.row_counter] if step else 0
             lane_ok = [ok & (cnt[tl] >= o + lead) & (cnt[tl] < o + lead + tiles) for ok, o in zip(lane_ok, offs)]
+        for ln, keep in enumerate(w.drain_rows):  # waited drain groups: only representatives' rows (memctl)
+            row = cnt[w.row_counter]
+            lane_ok[ln] = lane_ok[ln] & Cat(*(row == r for r in keep)).any()
         return lane_ok, row_ok
 
 
