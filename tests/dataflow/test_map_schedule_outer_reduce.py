@@ -4,8 +4,8 @@ the tile (no adder tree or chain is derived across that axis), and at a drain th
 of l. Each FU's drained sum waits n_s = O_l - offset_l(s) iterations of l, n_s x D drains (D the tiles of one
 iteration of l), and the lane's representative row (its FU of offset O_l) drains the sum (dataflow/reduce_skew.py
 ``drain_groups``, rtlgen/array.py ``_waited_drain``). Checked in Amaranth's simulator: outputs exact against a
-tiling-independent loop nest, RTL cycles == model cycles. The memory system refuses it by name; fused designs build it
-(tests/dataflow/test_fused_drain_waits.py)."""
+tiling-independent loop nest, RTL cycles == model cycles. The memory system builds it since H154
+(tests/dataflow/test_memctl_drain_waits.py); fused designs build it (tests/dataflow/test_fused_drain_waits.py)."""
 import numpy as np
 import pytest
 
@@ -73,11 +73,10 @@ def test_without_the_waits_the_outputs_are_wrong(monkeypatch):
 
 
 def test_where_it_is_not_built_it_is_refused_by_name():
-    """The memory system (its walks give each drained row its own tile), and bounds whose iteration of l holds more
-    than array.max_fifo_depth tiles."""
+    """Bounds whose iteration of l holds more than array.max_fifo_depth tiles. (The memory system builds the form
+    since H154: its check passes.)"""
     design = _spec(CONV_OP, (2, 2), BRIEF, ORDER, ["r", "s"])
-    with pytest.raises(SpecError, match="the memory system.s output walks do not follow"):
-        check_memory_system(compile_array(design).fu_graph)
+    check_memory_system(compile_array(design).fu_graph)          # raises if refused
     compiled = compile_array(design)
     big = {"n": 2, "k": 5, "p": 8, "q": 4, "c": 2, "r": 1, "s": 1}
     with pytest.raises(SpecError, match="array.max_fifo_depth"):      # the bounds, as archgen sim plans them
