@@ -197,6 +197,7 @@ def live_lanes(w, trips, last) -> list[bool]:
 
 
 _BANK_CLASH = "two lanes cannot write one bank in one cycle"     # the planner plans around it (buffer_fit)
+_DRAIN_DEPTH = "more than the drain buffers' array.max_fifo_depth"     # the planner plans around it too
 
 
 def _refuse_bank_clash(compiled, w, offs, banks: int, pext, layer: str) -> None:
@@ -291,8 +292,8 @@ def _check_drain_depth(compiled, blocks, layer: str) -> None:
             per = math.prod(trips[d] for d in outer[outer.index(pad.loop) + 1:])
             if per > design.max_fifo_depth:
                 _refuse(f"layers.{layer}", f"a block runs {per} tiles per iteration of the skewed loop {pad.loop} "
-                        f"(its trips of the loops after it outside the tile), more than the drain buffers' "
-                        f"array.max_fifo_depth = {design.max_fifo_depth}: choose smaller chunks (layers.{layer}.tile) "
+                        f"(its trips of the loops after it outside the tile), {_DRAIN_DEPTH} = "
+                        f"{design.max_fifo_depth}: choose smaller chunks (layers.{layer}.tile) "
                         "of those loops, or raise array.max_fifo_depth", per)
 
 
@@ -831,6 +832,19 @@ def walks_down(compiled, operand: str) -> bool:
     op = compiled.design.operation
     return (bool((op.operand(operand).access_matrix(op.dims) < 0).any()) or operand in _tile_led(compiled)
             or _output_tile_led(compiled, operand))
+
+
+def _output_lead_bits(compiled, operand: str) -> int:
+    """The bits a tile-led output's walk bases need below the box (:func:`_output_tile_led`): a drained row starts up
+    to sum_l span_l tiles of its loops before it, each tile at most a buffer half, so the signed base reaches
+    -S x half with S = sum_l span_l (one bit covers S <= 2, as with one loop; two loops' group leads reach further:
+    a -36 base did not fit 6 bits on a two-loop conv, H154). 0 for any other operand."""
+    if not _output_tile_led(compiled, operand):
+        return 0
+    fg = compiled.fu_graph
+    span = sum(p.span(fg.design.shape) for p in outer_pads(fg.design, fg.dataflow)
+               if compiled.design.operation.output.uses(p.loop))
+    return max(1, (span - 1).bit_length())
 
 
 def _output_tile_led(compiled, operand: str) -> bool:
@@ -1800,7 +1814,7 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
     signed = set()
     for w in prog.walks:
         pb = pos_bits[w.operand]
-        below = _output_tile_led(comp, w.operand)          # a base before the box: signed, one bit wider
+        below = _output_lead_bits(comp, w.operand)          # a base before the box: signed, wider
         S += [(f"{w.port}_base", pb + below), (f"{w.port}_beats", 32)]
         signed |= {f"{w.port}_base"} if below else set()
         # an operand walked downwards (walks_down): its strides are signed, one bit wider (positions stay >= 0: the
@@ -1830,14 +1844,15 @@ def buffer_fit(compiled, layer: str = "layer"):
     in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
     (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
     the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), and
-    for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), so
+    for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), and
+    for waited drains a block's tiles per iteration of each waited loop (:func:`_check_drain_depth`), so
     the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
     where they are built."""
     deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
     if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew
-                                            or lane_skewed_output(compiled)):
+                                            or lane_skewed_output(compiled) or drain_groups(compiled.fu_graph)):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
@@ -1851,7 +1866,7 @@ def buffer_fit(compiled, layer: str = "layer"):
                 known[key] = None
             except SpecError as err:
                 if any(p.path.startswith("memory.") and p.path.endswith(".bytes") or _BANK_CLASH in p.message
-                       for p in err.problems):
+                       or _DRAIN_DEPTH in p.message for p in err.problems):
                     known[key] = err
         if known.get(key) is not None:
             raise known[key]
