@@ -83,15 +83,19 @@ def search(compiled, bounds, evaluate, layer: str, objective: str, seed: int, se
 
 
 def baseline_search(rev: str):
-    """``search_layer`` of mappings/mapper.py at git revision ``rev``, loaded as a module of its own package."""
+    """``search_layer`` of mappings/mapper.py at git revision ``rev``: the file as git stores it, written to a
+    temporary directory and imported by the import system as a module of the ``archgen.mappings`` package (its
+    relative imports resolve to the current package)."""
+    import tempfile
     root = Path(__file__).resolve().parents[1]
     text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:mappings/mapper.py"], check=True,
                           capture_output=True, text=True).stdout
-    spec = importlib.util.spec_from_loader("archgen.mappings._mapper_baseline", loader=None)
+    path = Path(tempfile.mkdtemp(prefix="mapper_baseline_")) / "mapper.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("archgen.mappings._mapper_baseline", path)
     module = importlib.util.module_from_spec(spec)
-    module.__package__ = "archgen.mappings"
     sys.modules[spec.name] = module
-    exec(compile(text, f"{rev}:mappings/mapper.py", "exec"), module.__dict__)
+    spec.loader.exec_module(module)
     return module.search_layer
 
 
