@@ -38,9 +38,15 @@ def lane_members(fg: FUGraph) -> tuple[tuple[tuple[int, ...], ...], ...]:
     """Per output lane, every FU whose product it sums: the FUs that differ from its terminal FU only along the
     axes the output is reduced along (chains and trees). ``Lane.fus`` lists one path of a chain's in-tree only
     (chains along several axes merge), so it is not the set."""
-    reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
-    key = lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)        # noqa: E731
+    key = _chain_key(fg)
     return tuple(tuple(s for s in fg.coords() if key(s) == key(lane.fus[-1])) for lane in fg.output.lanes)
+
+
+def _chain_key(fg: FUGraph):
+    """FU coordinate -> its coordinates off the axes the output's chains and trees reduce: FUs with equal keys sum
+    into one result register."""
+    reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
+    return lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)
 
 
 def lane_offsets(fg: FUGraph) -> tuple[dict[str, int], ...]:
@@ -144,8 +150,7 @@ def _accumulator_fus(fg: FUGraph) -> list:
 def accumulated_fus(fg: FUGraph) -> dict[tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """Result-register FU -> every FU whose product it accumulates: itself and the FUs that differ from it only along
     the axes the output's chains and trees reduce (as :func:`lane_members`, per drained row rather than per lane)."""
-    reduced = {a for a, _ in fg.output.reuse_axes} | set(fg.output.tree_axes)
-    key = lambda s: tuple(v for a, v in enumerate(s) if a not in reduced)        # noqa: E731
+    key = _chain_key(fg)
     return {a: tuple(tuple(s) for s in fg.coords() if key(s) == key(a)) for a in _accumulator_fus(fg)}
 
 
