@@ -657,7 +657,7 @@ class PortWalk:
     tile_masks: tuple[tuple[int, tuple[int, ...], int], ...] = ()
     # an output walk whose lanes carry different offsets on such a loop (a skew along the lanes): lane l's position
     # is the lane map's (``lane_groups``: its group's ``group{g}`` field + its offset), each lane in a bank of its
-    # own (:func:`_check_scatter_banks`), so every lane writes (and reads its partial sum) through one port per
+    # own (:func:`_bank_clash`), so every lane writes (and reads its partial sum) through one port per
     # bank in one cycle, in one copy, the bank crossbar choosing the lane per bank (rtlgen/buffer.py)
     scatter: bool = False
     # an output held per FU whose drain groups wait (dataflow/reduce_skew.py ``drain_groups``): per lane, the drained
