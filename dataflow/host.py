@@ -296,11 +296,15 @@ class _WaitedStream:
         self.waits = wait_steps(fg, mapping.trips())
         self.members = lane_members(fg)
         self.drained = np.zeros_like(result)
-        self.history: list = []           # per tile: masked products [step, FU]
+        self.history: list = []           # per tile: masked products [step, FU], the last ones the waits reach
+        self.dropped = 0                  # steps of the tiles dropped from the front of ``history``
+        self.reach = max(self.waits.values(), default=0)
 
     def beats(self, tile: Tile, idx: np.ndarray, beats: np.ndarray) -> np.ndarray:
         coords, prod = _masked_products(self.fg, self.mapping, tile, self.tensors, self.pads)
         self.history.append(prod)
+        while len(self.history) > 1 and sum(h.shape[0] for h in self.history[1:-1]) >= self.reach:
+            self.dropped += self.history.pop(0).shape[0]     # no wait reaches that tile any more
         past = np.concatenate(self.history, axis=0)
         fu_index = {tuple(s): i for i, s in enumerate(coords.tolist())}
         start = past.shape[0] - prod.shape[0]
@@ -309,7 +313,7 @@ class _WaitedStream:
         for b, lane in np.ndindex(*idx.shape[:2]):
             g = start + b
             out[b, lane] += sum(int(past[g - self.waits.get(f, 0), fu_index[f]]) for f in self.members[lane]
-                                if g >= self.waits.get(f, 0))
+                                if self.dropped + g >= self.waits.get(f, 0))
         out = wrap(out, self.fg.acc_width)
         ok = idx[..., 0] >= 0
         self.drained[tuple(idx[ok].T)] = out[ok]
