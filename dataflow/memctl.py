@@ -181,9 +181,12 @@ def _bank_clash(w, starts, banks: int, live) -> list[int] | None:
     """A scattered output walk (``PortWalk.scatter``) in one block: lane l sits ``starts[group] + offset`` positions
     from lane 0 on every beat (the offsets come from the box's pitches, which the block's extents set); the bank
     crossbar writes every lane in one cycle only when those positions fall in distinct banks (position mod banks).
-    Lanes never in bounds in the block (``live`` False, :func:`live_lanes`) take no bank. Returns the live lanes'
-    offsets when two share a bank, else None."""
-    offs = [starts[g] + o for (g, o), ok in zip(zip(w.lane_groups, w.lane_offsets), live) if ok]
+    Lanes never in bounds in the block (``live`` False, :func:`live_lanes`) take no bank, and lanes of one drain group
+    (``PortWalk.lane_alias``) sit at one position and count once: their reads share the address, and only the
+    enabled one writes. Returns the live lanes' offsets when two share a bank, else None."""
+    alias = w.lane_alias or range(w.lanes)
+    offs = [starts[g] + o for (g, o), a, ln, ok in zip(zip(w.lane_groups, w.lane_offsets), alias, range(w.lanes), live)
+            if ok and a == ln]
     return None if len({o % banks for o in offs}) == len(offs) else offs
 
 
@@ -205,7 +208,7 @@ def _refuse_bank_clash(compiled, w, offs, banks: int, pext, layer: str) -> None:
     refused, naming the layer (one bank's one write port cannot take both in one cycle)."""
     fg = compiled.fu_graph
     _refuse(f"layers.{layer}", f"the output {fg.output.name}'s {w.lanes} lanes write their own tiles of the skewed "
-            f"loop(s) {', '.join(_lane_skewed_loops(fg))} at buffer positions {offs} from lane 0's (a block box of "
+            f"loop(s) {', '.join(_lane_skewed_loops(fg) or [p.loop for p in drain_skews(fg)])} at buffer positions {offs} from lane 0's (a block box of "
             f"{'x'.join(map(str, pext))} elements), which fall in banks {[o % banks for o in offs]} of its {banks}, with "
             f"each dimension it moves tried innermost: {_BANK_CLASH}; choose bounds or "
             "chunks whose box extents put the lanes in distinct banks (an even extent along the output's innermost "
@@ -228,6 +231,22 @@ def _drained_offset(fg: FUGraph, pad, coord) -> int:
     wait is O_l, and an FU that waits nothing has offset O_l)."""
     waits = {s: dict(w) for _rep, members in drain_groups(fg) for s, w in members}
     return pad.offset(coord) + waits.get(tuple(coord), {}).get(pad.loop, 0)
+
+
+def _drain_lane_aliases(fg: FUGraph) -> tuple[int, ...]:
+    """``PortWalk.lane_alias`` of the output: for waited drain groups (reduce_skew.py ``drain_groups``) that span lanes
+    of one drained row, per lane the first lane whose FU is in its group in every row (the lanes then carry one
+    element at one position: the representative's lane drains the group's sum, the others padding, masked per row by
+    ``drain_rows``); () when every lane of a row is in a group of its own (reduce_skew.py ``memory_drain_waits``
+    refuses lanes that share a group in some rows only)."""
+    groups = drain_groups(fg)
+    rep_of = {tuple(s): tuple(rep) for rep, members in groups for s in [rep, *(m for m, _w in members)]}
+    lanes = fg.output.lanes
+    if not groups or len(lanes) < 2:
+        return ()
+    keys = [tuple(rep_of.get(tuple(f), tuple(f)) for f in ln.fus) for ln in lanes]
+    alias = tuple(keys.index(k) for k in keys)
+    return alias if alias != tuple(range(len(lanes))) else ()
 
 
 def _drain_rows(compiled, x: str, coords, rows: bool) -> tuple[tuple[int, ...], ...]:
@@ -664,6 +683,11 @@ class PortWalk:
     # rows that carry a group's element (its representative's); the other rows are padding, their writes dropped and
     # their partial-sum reads 0 (:func:`_drain_rows`); empty: every row
     drain_rows: tuple[tuple[int, ...], ...] = ()
+    # such an output whose drain groups span lanes of one drained row (:func:`_drain_lane_aliases`): per lane, the first
+    # lane of its group (in every row; those lanes carry one element, at one position); a scattered walk whose aliased
+    # lanes count as one in the banks (:func:`_bank_clash`) and whose write crossbar takes enabled lanes only, so the
+    # representative's lane alone writes the element; empty: every lane its own
+    lane_alias: tuple[int, ...] = ()
 
     @property
     def groups(self) -> int:
@@ -1144,7 +1168,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lane_groups[pn] = ((0,) * lanes_of[pn], osplit[2], lanes_of[pn])
             lane_dim[x] = osplit[0]
             continue
-        skew_out = x == out.name and lane_skewed_output(compiled)
+        skew_out = x == out.name and (lane_skewed_output(compiled) or bool(_drain_lane_aliases(fg)))
         if skew_out or kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
@@ -1267,7 +1291,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
                               deskew=delays, deskew_terms=terms, holds=holds,
                               tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
-                              scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows)))
+                              scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows),
+                              lane_alias=_drain_lane_aliases(fg) if pn in scatter else ()))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""

@@ -504,7 +504,7 @@ class LayerCore(Elaboratable):
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             if _scatters(w, alts):       # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
                 buf.write_scattered(m, st.pos, _lane_offsets(m, w, alts, seq, row_c, ahead=False), wdata, en,
-                                    _live_lanes(m, w, alts, seq, row_c, ahead=False))
+                                    _write_live(m, w, alts, seq, row_c, en))
             else:   # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
                 buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
             self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata, alts)
@@ -894,6 +894,16 @@ def _live_lanes(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
         return each[0]
     ons = [on for _, on, _ in alts]
     return [_pick_on([e[ln] for e in each], ons) for ln in range(w.lanes)]
+
+
+def _write_live(m, w, alts, seq, row_c, en):
+    """The write crossbar's live lanes (:func:`_live_lanes`); where lanes of one drain group share a position
+    (memctl.PortWalk.lane_alias), only the enabled lane of a beat (the representative's row) takes its bank, so a
+    padding lane neither writes nor mixes its data into the element."""
+    live = _live_lanes(m, w, alts, seq, row_c, ahead=False)
+    if not any(wa.lane_alias for wa, _, _ in alts or [(w, None, None)]):
+        return live
+    return [ok & e for ok, e in zip(live, en)]
 
 
 def _delayed(m, name, values, delays, fire):
