@@ -275,14 +275,21 @@ def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tu
     for pad in outer_pads(compiled.design, compiled.dataflow):
         if not compiled.design.operation.output.uses(pad.loop):
             continue
-        if multi:
-            _refuse(f"dataflows.{compiled.dataflow.name}.schedule", f"the output {x} depends on the skewed loop "
-                    f"{pad.loop} outside the tile and drains over several leading axes of a 3-D array, whose per-row "
-                    "tile masks are not built; use schedule: compressed", compiled.dataflow.schedule)
         offs = tuple(_drained_offset(fg, pad, coords(ln, 0)) for ln in range(len(fg.output.lanes)))
-        step = _drained_offset(fg, pad, coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0
+        step = (_row_steps(compiled, pad, levels, coords, offs[0]) if multi else
+                _drained_offset(fg, pad, coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0)
         out.append((levels.index(f"tile:{pad.loop}"), offs, step))
     return tuple(out)
+
+
+def _row_steps(compiled, pad, levels, coords, off0: int) -> tuple[tuple[int, int], ...]:
+    """A tile mask's offset steps for an output drained over several leading axes of a 3-D array (its ``row@a``
+    levels, unravel order, the last axis fastest): per leading axis a, (the ``row@a`` level, the drained offset's step
+    per FU along a). The offset is affine in the FU coordinate, so row r's is row 0's plus the sum of the steps times
+    its ``row@a`` counters (rtlgen/layer_top.py ``_walk_bounds``)."""
+    lead = compiled.design.shape[:-1]
+    return tuple((levels.index(f"row@{a}"), _drained_offset(compiled.fu_graph, pad, coords_of_spec(
+        coords, 0, math.prod(lead[a + 1:]))) - off0) for a in range(len(lead)))
 
 
 def _with_rounds(compiled, blocks) -> list:
@@ -669,11 +676,12 @@ class PortWalk:
     # padded loops: every padded level holds and masks its first span positions)
     holds: tuple[tuple[int, int], ...] = ()
     # an output walk over a skewed loop outside the tile that the output uses (mappings/tiling.py ``outer_pads``):
-    # per such loop, (its tile level, the offset of each lane's row-0 FU, the offset step per row). At tile counter t
+    # per such loop, (its tile level, the offset of each lane's row-0 FU, the offset step per row: on a 3-D array
+    # drained over several leading axes, ((its ``row@a`` level, step), ...) per axis, :func:`_row_steps`). At tile counter t
     # lane l of row r carries its FU's tile t - offset, so it is in the block only for 0 <= t - offset < the block's
     # tiles of the loop (``<port>_tile_len@<level>``); outside them the write is dropped (its position would alias
     # another element of the box) and the partial-sum read gives 0
-    tile_masks: tuple[tuple[int, tuple[int, ...], int], ...] = ()
+    tile_masks: tuple[tuple[int, tuple[int, ...], int | tuple[tuple[int, int], ...]], ...] = ()
     # an output walk whose lanes carry different offsets on such a loop (a skew along the lanes): lane l's position
     # is the lane map's (``lane_groups``: its group's ``group{g}`` field + its offset), each lane in a bank of its
     # own (:func:`_bank_clash`), so every lane writes (and reads its partial sum) through one port per
@@ -688,6 +696,9 @@ class PortWalk:
     # lanes count as one in the banks (:func:`_bank_clash`) and whose write crossbar takes enabled lanes only, so the
     # representative's lane alone writes the element; empty: every lane its own
     lane_alias: tuple[int, ...] = ()
+    # such an output drained over several leading axes of a 3-D array (its ``row@a`` levels) with ``drain_rows``: the
+    # leading axes' extents, which number its drained rows (unravel order, the last axis fastest); empty otherwise
+    row_extents: tuple[int, ...] = ()
 
     @property
     def groups(self) -> int:
@@ -1292,7 +1303,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                               deskew=delays, deskew_terms=terms, holds=holds,
                               tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
                               scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows),
-                              lane_alias=_drain_lane_aliases(fg) if pn in scatter else ()))
+                              lane_alias=_drain_lane_aliases(fg) if pn in scatter else (),
+                              row_extents=tuple(lead_axes) if multi and _drain_rows(compiled, x, coords, rows) else ()))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
