@@ -168,6 +168,45 @@ def _exact_or_layer_refusal(design, bounds, seed) -> bool:
     return True
 
 
+# 3-D arrays drained over both leading axes (H147's former _tile_masks refusal): specs of the refusal search
+# (benchmarks/dataflow_refusal_search.py ``schedule 0 30``), a drain group spanning the lanes and one that does not
+CONV2 = "O[k,p,q] += I[c,p+r,q] * W[k,c,r]"
+THREE_D = [
+    ({"k": "t_k - s0 - s1", "p": "t_p - s0 + s1 + s2 - 2", "q": "2*t_q + s0", "c": "2*t_c + s1", "r": "2*t_r + s2"},
+     ["k", "p", "q", "c", "r"], {"k": 3, "p": 4, "q": 2, "c": 2, "r": 2}),
+    ({"k": "2*t_k + s1", "p": "2*t_p + s2", "q": "t_q + s0 - s1 - s2 - 1", "c": "t_c + s0 - s2 - 1", "r": "2*t_r + s0"},
+     ["q", "k", "r", "p", "c"], {"k": 3, "p": 3, "q": 2, "c": 2, "r": 3}),
+]
+
+
+def _three_d(case):
+    mp, order, bounds = THREE_D[case]
+    return _spec(CONV2, (2, 2, 2), mp, order), bounds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(len(THREE_D)))
+def test_a_3d_array_drained_over_both_leading_axes(case):
+    """Each row@a level steps the tile masks' offsets (memctl ``_row_steps``) and numbers the drained rows
+    (``PortWalk.row_extents``): exact, RTL == model, DRAM equal."""
+    design, bounds = _three_d(case)
+    c = compile_array(design)
+    assert drain_groups(c.fu_graph) and bool(_drain_lane_aliases(c.fu_graph)) == (case == 0)
+    prog = layer_program(c, plan_layer(design, bounds, c.dataflow), spec_size=False)
+    assert any(isinstance(step, tuple) for w in prog.walks for _tl, _offs, step in w.tile_masks)
+    _exact(design, bounds, 5)
+
+
+@pytest.mark.slow
+def test_without_the_row_steps_a_3d_drain_is_wrong(monkeypatch):
+    """The check can fail: every drained row at row 0's offsets, the outputs are wrong at equal cycles."""
+    import archgen.dataflow.memctl as memctl
+    monkeypatch.setattr(memctl, "_row_steps", lambda compiled, pad, levels, coords, off0: tuple(
+        (levels.index(f"row@{a}"), 0) for a in range(len(compiled.design.shape) - 1)))
+    exact, rtl, model, _moved, _dram = run_design(*_three_d(0), 5, fits=True)
+    assert not exact and rtl == model
+
+
 @pytest.mark.slow
 def test_the_fused_layer_core_runs_it_beside_ws():
     """The former refusal's conv fused with a ws dataflow, m / ws / m through the one fused layer core: each exact,
