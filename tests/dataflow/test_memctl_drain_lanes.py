@@ -4,7 +4,8 @@ the lanes of a row carry one element (their group's) and only the representative
 drain padding. The lanes of one group alias: one position, counted once in the banks, the padding lanes' writes
 dropped per row (``drain_rows``) and kept out of the write crossbar, their partial-sum reads 0 (dataflow/memctl.py
 ``_drain_lane_aliases``, rtlgen/layer_top.py ``_write_live``). Checked in Amaranth through the layer core: outputs
-exact against the loop nest, RTL cycles == model cycles, DRAM bytes equal (H155)."""
+exact against the loop nest, RTL cycles == model cycles, DRAM bytes equal (H155). Also H147's tile masks on a 3-D
+array drained over both leading axes (a step per ``row@a`` level, memctl ``_row_steps``)."""
 import dataclasses
 
 import numpy as np
