@@ -435,6 +435,8 @@ class ScheduleVerify:
         count["exact"] += all(r.exact for r in runs)
         count["rtl == model"] += all(r.rtl_cycles == r.model_cycles for r in runs)
         count["dram equal"] += all(r.dram_equal is not False for r in runs)
+        count["several blocks"] += any((r.blocks or 0) > 1 for r in runs)
+        count["psums via DRAM"] += any(r.spill for r in runs)
         if not all(r.ok for r in runs):
             count["wrong"] += 1
             self.wrong.append((cls, *spec, bounds, seed, [vars(r) for r in runs if not r.ok]))
@@ -444,10 +446,12 @@ class ScheduleVerify:
         """The per-class table printed, and the wrong cases (spec, bounds, operand seed, the runs that were not
         right) written to refusal_search_<mode>_wrong.json."""
         import json
-        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash")
-        print(f"{'class':36s}" + "".join(f"{c:>25s}" for c in cols) + f"{'seconds':>10s}")
+        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash",
+                "several blocks", "psums via DRAM")
+        print(f"{'class':36s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols) + f"{'seconds':>10s}")
         for cls, count in self.counts.items():
-            print(f"{cls:36s}" + "".join(f"{count[c]:25d}" for c in cols) + f"{self.seconds[cls]:10.0f}")
+            print(f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
+                  + f"{self.seconds[cls]:10.0f}")
         json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
         print("wrong or crashed", len(self.wrong))
 

@@ -7,6 +7,7 @@ one it builds: outputs exact, RTL cycles == model cycles, and through the memory
 DMA moved == the model's."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ class LevelRun:
     model_cycles: int
     dram_equal: bool | None = None
     detail: str = ""
+    blocks: int | None = None           # through the memory system: the command's blocks, and whether its output's
+    spill: bool | None = None           # partial sums went to DRAM and back (read back)
 
     @property
     def ok(self) -> bool:
@@ -101,7 +104,8 @@ def run_layer(c, cmd, seed: int, max_cycles: int = 200_000) -> list[LevelRun]:
     exact = "error" not in res and bool(np.array_equal(got, ref))
     detail = f"{cmd.describe()}; RTL bytes {moved}, model {model.dram_bytes}, closed form {closed}"
     return [LevelRun(c.dataflow.name, exact, res["cycles"], model.cycles, moved == model.dram_bytes == closed,
-                     detail + (f"; {res['error']}" if "error" in res else ""))]
+                     detail + (f"; {res['error']}" if "error" in res else ""), math.prod(cmd.n_blocks().values()),
+                     bool(model.dram_bytes.get(f"{c.design.operation.output.name}.read")))]
 
 
 def run_fused_array(design: Design, bounds: dict[str, int], seed: int) -> list[LevelRun]:
