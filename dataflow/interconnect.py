@@ -796,8 +796,8 @@ def map_skews(design: Design, df: Dataflow) -> tuple[MapSkew, ...]:
         co = e.coeffs
         if co.get(time_var(d)) != 1 or any(v.startswith("t_") and v != time_var(d) for v in co):
             continue
-        sigma = tuple(-co.get(space_var(a), 0) for a in range(len(shape)))
-        if any(sigma):
+        sigma = tuple(-co.get(space_var(a), 0) if shape[a] > 1 else 0 for a in range(len(shape)))  # s_a = 0 on
+        if any(sigma):                                                                          # an axis of one FU
             out.append(MapSkew(d, sigma, tuple(order[order.index(d) + 1:])))
     return tuple(sorted(out, key=lambda m: order.index(m.loop)))
 

@@ -8,6 +8,7 @@ import pytest
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array
+from archgen.dataflow.interconnect import map_skews
 from archgen.verif.array_amaranth import verify_array_amaranth
 
 GEMM = ("C[i,j] += A[i,k] * B[k,j]", {"A": "int8", "B": "int8", "C": "int32"})
@@ -36,9 +37,12 @@ def test_a_skew_along_an_axis_of_one_fu_is_dropped(shape, mp, order, bounds, see
 
 
 def test_the_skewed_row_keeps_only_the_axes_with_several_fus():
-    c = compile_array(_design(*CASES[0][:3]))
+    design = _design(*CASES[0][:3])
+    c = compile_array(design)
     j = c.dataflow.ts_map.exprs[c.design.operation.dims.index("j")]
     assert j.coeff("s0") == 0 and j.coeff("s1") == -1
+    (skew,) = map_skews(design, design.dataflow("d"))      # --explain's skews of the map as written: the same
+    assert (skew.loop, skew.sigma) == ("j", (0, 1))
 
 
 def test_a_map_skewed_only_along_an_axis_of_one_fu_is_refused_by_name():
