@@ -29,7 +29,8 @@
                                                                       # ones to refusal_search_<mode>_wrong.json;
                                                                       # loop bounds 1 .. TOP (default 4);
                                                                       # options: --shapes=1x3,3x1 (array shapes
-                                                                      # drawn instead of SHAPES), --compressed
+                                                                      # drawn instead of SHAPES), --ops=gemm,dw
+                                                                      # (operations of OPS), --compressed
                                                                       # (each single spec's map also built by
                                                                       # default, at the array and memory level),
                                                                       # --blocks (a random multi-block command
@@ -540,7 +541,8 @@ def main():
         verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]),
                                 blocks="--blocks" in flags, compressed="--compressed" in flags)
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
-                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify, shapes=shapes)
+                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify,
+                        next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--ops=")), None), shapes)
         verify.report(mode)
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):
