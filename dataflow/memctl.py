@@ -31,7 +31,7 @@ from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
 
 from .interconnect import FUGraph
 from .ir import Role
-from .reduce_skew import drain_groups, drain_skews, lane_offsets, memory_drain_waits
+from .reduce_skew import drain_groups, drain_skews, lane_offsets, memory_drain_waits, product_waits
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
@@ -227,7 +227,16 @@ def _drained_offset(fg: FUGraph, pad, coord) -> int:
     group's largest O_l (the representative row drains the group's element of tile t - O; each FU's offset plus its
     wait is O_l, and an FU that waits nothing has offset O_l)."""
     waits = {s: dict(w) for _rep, members in drain_groups(fg) for s, w in members}
-    return pad.offset(coord) + waits.get(tuple(coord), {}).get(pad.loop, 0)
+    return pad.offset(coord) + waits.get(tuple(coord), {}).get(pad.loop, 0) + _streamed_wait(fg, pad, coord)
+
+
+def _streamed_wait(fg: FUGraph, pad, coord) -> int:
+    """For an output streamed per step whose FUs' products wait across tiles (reduce_skew.py ``product_waits`` on a
+    skewed loop outside the tile): the wait of FU ``coord``, a lane's FU, on ``pad``'s loop, so that its offset plus it
+    is the lane's O_l, the tile t - O_l whose element the lane streams (H150); 0 otherwise."""
+    if fg.output.role is not Role.STREAM_OUT:
+        return 0
+    return product_waits(fg).get(tuple(coord), {}).get(pad.loop, 0)
 
 
 def _drain_rows(compiled, x: str, coords, rows: bool) -> tuple[tuple[int, ...], ...]:
