@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, Room, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
+from archgen.mappings.tiling import check_fifo_depth, outer_pads, output_wait_steps, row_pads
 
 from .interconnect import FUGraph
 from .ir import Role
@@ -304,6 +304,30 @@ def _check_drain_depth(compiled, blocks, layer: str) -> None:
                         f"(its trips of the loops after it outside the tile), {_DRAIN_DEPTH} = "
                         f"{design.max_fifo_depth}: choose smaller chunks (layers.{layer}.tile) "
                         "of those loops, or raise array.max_fifo_depth", per)
+
+
+_WAIT_DEPTH = "more than the product wait buffers' array.max_fifo_depth"     # the planner plans around it too
+
+
+def _check_wait_depth(compiled, blocks, layer: str) -> None:
+    """The array's product wait buffers (reduce_skew.py ``product_waits``) hold ``array.max_fifo_depth`` steps per
+    iteration of each waited loop with loops after it; in a block one iteration is the block's trips of the loops
+    after it (outside the tile, with a skewed loop's rounds, then the tile's), the command fields the array latches
+    ``wait_steps_<l>`` from (rtlgen/array.py ``wait_step_registers``; mappings/tiling.py ``check_output_waits``
+    checks the whole problem's, which the memory path does not call: it runs blocks). Deeper: refused per layer."""
+    design, df = compiled.design, compiled.dataflow
+    loops = sorted({d for w in product_waits(compiled.fu_graph).values() for d in w} - {df.inner_dims()[-1]})
+    if not loops:
+        return
+    on = {d: design.shape[a] for a, d in df.spatial_dims.items()}
+    for blk in blocks:
+        steps = output_wait_steps(design, df, {d: -(-(e - s) // on.get(d, 1)) for d, s, e in blk.ranges})
+        for loop in loops:
+            if steps[loop] > design.max_fifo_depth:
+                _refuse(f"layers.{layer}", f"a block waits {steps[loop]} array steps per iteration of the skewed loop "
+                        f"{loop} (its trips of the loops after it), {_WAIT_DEPTH} = {design.max_fifo_depth}: choose "
+                        f"smaller chunks (layers.{layer}.tile) of those loops, or raise array.max_fifo_depth",
+                        steps[loop])
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -1057,6 +1081,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     deskew, opads = output_deskew(fg), output_pads(fg)
     _check_deskewed_output(compiled, _with_rounds(compiled, blocks), layer)
     _check_drain_depth(compiled, _with_rounds(compiled, blocks), layer)
+    _check_wait_depth(compiled, _with_rounds(compiled, blocks), layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -1861,7 +1886,8 @@ def buffer_fit(compiled, layer: str = "layer"):
     where they are built."""
     deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
     if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew
-                                            or lane_skewed_output(compiled) or drain_groups(compiled.fu_graph)):
+                                            or lane_skewed_output(compiled) or drain_groups(compiled.fu_graph)
+                                            or product_waits(compiled.fu_graph)):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
@@ -1875,7 +1901,7 @@ def buffer_fit(compiled, layer: str = "layer"):
                 known[key] = None
             except SpecError as err:
                 if any(p.path.startswith("memory.") and p.path.endswith(".bytes") or _BANK_CLASH in p.message
-                       or _DRAIN_DEPTH in p.message for p in err.problems):
+                       or _DRAIN_DEPTH in p.message or _WAIT_DEPTH in p.message for p in err.problems):
                     known[key] = err
         if known.get(key) is not None:
             raise known[key]
