@@ -16,7 +16,7 @@ from archgen.arch.errors import SpecError
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.memctl import lane_lead, layer_program
 from archgen.dataflow.reduce_skew import lane_offsets
-from archgen.mappings.memory_tiling import make_command, plan_layer
+from archgen.mappings.memory_tiling import check_partial_sums, make_command, plan_layer
 from test_map_schedule import _skewed_row
 from test_map_schedule_outer import CONV_OP, GEMM, _spec
 from test_map_schedule_outer_reduce import BGEMM
@@ -158,6 +158,7 @@ def _multi_block(rng, draw):
         c = compile_array(design)
         try:
             cmd = make_command(c.design, bounds, c.dataflow, tile, order)
+            check_partial_sums(cmd, "layer")
         except SpecError as err:
             assert "partial_sums_through_dram" in str(err)
             continue
