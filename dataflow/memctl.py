@@ -316,7 +316,7 @@ def _check_wait_depth(compiled, blocks, layer: str) -> None:
     ``wait_steps_<l>`` from (rtlgen/array.py ``wait_step_registers``; mappings/tiling.py ``check_output_waits``
     checks the whole problem's, which the memory path does not call: it runs blocks). Deeper: refused per layer."""
     design, df = compiled.design, compiled.dataflow
-    loops = sorted({d for w in product_waits(compiled.fu_graph).values() for d in w} - {df.inner_dims()[-1]})
+    loops = sorted({d for w in product_waits(compiled.fu_graph).values() for d in w} - set(df.inner_dims()[-1:]))
     if not loops:
         return
     on = {d: design.shape[a] for a, d in df.spatial_dims.items()}

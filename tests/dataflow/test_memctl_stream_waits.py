@@ -214,3 +214,14 @@ def test_the_fused_layer_core_runs_it_beside_ws(case):
     assert [(r.dataflow, r.outputs_exact, r.rtl_cycles == r.model_cycles) for r in runs] == [
         ("m", True, True), ("ws", True, True), ("m", True, True)]
     assert all(r.detail["rtl_dram_bytes"] == r.dram_bytes for r in runs)
+
+
+@pytest.mark.slow
+def test_a_map_without_inner_loops_passes_the_depth_check():
+    """Found by ``schedule-verify 1 4 2``: a held GEMM output with no loop in the tile (``inner_dims()`` empty) crashed
+    the first depth check (IndexError) for the probe layer; it builds."""
+    from archgen.dataflow.memctl import probe_command
+    design = _spec(GEMM, (2, 2), {"i": "2*t_i + s1", "j": "t_j - s0 + s1 - 1", "k": "2*t_k + s0"}, ["k", "j", "i"])
+    c = compile_array(design)
+    assert not c.dataflow.inner_dims()
+    assert layer_program(c, probe_command(c.design, c.dataflow), spec_size=False).walks
