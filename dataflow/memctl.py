@@ -1879,7 +1879,8 @@ def buffer_fit(compiled, layer: str = "layer"):
     (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
     the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), and
     for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), and
-    for waited drains a block's tiles per iteration of each waited loop (:func:`_check_drain_depth`), so
+    for waited drains a block's tiles per iteration of each waited loop (:func:`_check_drain_depth`), and for waited
+    products its steps per iteration (:func:`_check_wait_depth`), so
     the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
