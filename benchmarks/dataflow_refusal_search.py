@@ -27,7 +27,15 @@
                                                                       # it (``ScheduleVerify``): exact, RTL cycles
                                                                       # == model, DRAM bytes == model; the wrong
                                                                       # ones to refusal_search_<mode>_wrong.json;
-                                                                      # loop bounds 1 .. TOP (default 4)
+                                                                      # loop bounds 1 .. TOP (default 4);
+                                                                      # options: --shapes=1x3,3x1 (array shapes
+                                                                      # drawn instead of SHAPES), --ops=gemm,dw
+                                                                      # (operations of OPS), --compressed
+                                                                      # (each single spec's map also built by
+                                                                      # default, at the array and memory level),
+                                                                      # --blocks (a random multi-block command
+                                                                      # of bounds 2 .. TOP+2 with partial sums
+                                                                      # through DRAM granted, per memory build)
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -367,9 +375,10 @@ class ScheduleVerify:
     RTL == model, DRAM bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong),
     crashed, seconds."""
 
-    def __init__(self, seed, top=4):         # top: the largest loop bound drawn
+    def __init__(self, seed, top=4, blocks=False, compressed=False):   # top: the largest loop bound drawn
         self.rng = random.Random(f"verify {seed}")
-        self.top = top
+        self.wide = random.Random(f"verify wide {seed}")    # the options' draws: the default runs' stay as they were
+        self.top, self.blocks, self.compressed = top, blocks, compressed
         self.counts = collections.defaultdict(collections.Counter)
         self.seconds = collections.Counter()
         self.wrong = []
@@ -386,12 +395,32 @@ class ScheduleVerify:
         bounds, seed = self.bounds(op), self.rng.randrange(1000)
         for level in [lv for lv in ("array", "memory", "memory (probe layer refused)") if lv in levels]:
             self.run(("fused " if fuse else "") + level, design, bounds, seed, (op, shape, df))
+        if fuse is None:
+            self.widened(op, shape, df, levels, bounds, seed)
+
+    def widened(self, op, shape, df, levels, bounds, seed):
+        """The options' runs of a single spec: ``--compressed``, the same map built by default (without ``schedule:
+        map``: the compressed schedule) at the array and memory level on the same bounds; ``--blocks``, of each build
+        the memory level runs, a layer of bounds 2 .. TOP + 2 in several blocks of a random command
+        (``run_memory_blocks``: random tiles, split inner loops and order) on the spec with
+        ``memory.partial_sums_through_dram`` granted, so orders that bring output blocks back run too."""
+        forms = [("", df)] + ([("compressed ", {k: v for k, v in df.items() if k != "schedule"})]
+                              if self.compressed else [])
+        for tag, form in forms:
+            if tag:
+                for level in ("array", "memory"):
+                    self.run(tag + level, base(op, shape, form), bounds, seed, (op, shape, form))
+            if self.blocks and (tag or "memory" in levels):
+                big = {d: self.wide.randint(2, self.top + 2) for d in dims_of(op)}
+                data = dict(base(op, shape, form), memory={"partial_sums_through_dram": True})
+                self.run(tag + "memory (blocks)", data, big, self.wide.randrange(1000), (op, shape, form))
 
     def run(self, cls, design, bounds, seed, spec):
         from archgen.verif.schedule_verify import LEVELS
         count, t0 = self.counts[cls], time.time()
         try:
-            runs = LEVELS[cls.replace(" (probe layer refused)", "")][0](design, bounds, seed)
+            design = load_spec_data(design) if isinstance(design, dict) else design   # a widened run's spec data
+            runs = LEVELS[cls.replace(" (probe layer refused)", "").replace("compressed ", "")][0](design, bounds, seed)
         except SpecError:
             count["refused at these bounds"] += 1
             self.seconds[cls] += time.time() - t0
@@ -407,6 +436,8 @@ class ScheduleVerify:
         count["exact"] += all(r.exact for r in runs)
         count["rtl == model"] += all(r.rtl_cycles == r.model_cycles for r in runs)
         count["dram equal"] += all(r.dram_equal is not False for r in runs)
+        count["several blocks"] += any((r.blocks or 0) > 1 for r in runs)
+        count["psums via DRAM"] += any(r.spill for r in runs)
         if not all(r.ok for r in runs):
             count["wrong"] += 1
             self.wrong.append((cls, *spec, bounds, seed, [vars(r) for r in runs if not r.ok]))
@@ -416,15 +447,19 @@ class ScheduleVerify:
         """The per-class table printed, and the wrong cases (spec, bounds, operand seed, the runs that were not
         right) written to refusal_search_<mode>_wrong.json."""
         import json
-        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash")
-        print(f"{'class':36s}" + "".join(f"{c:>25s}" for c in cols) + f"{'seconds':>10s}")
+        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash",
+                "several blocks", "psums via DRAM")
+        print(f"{'class':36s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols) + f"{'seconds':>10s}")
         for cls, count in self.counts.items():
-            print(f"{cls:36s}" + "".join(f"{count[c]:25d}" for c in cols) + f"{self.seconds[cls]:10.0f}")
+            print(f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
+                  + f"{self.seconds[cls]:10.0f}")
         json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
         print("wrong or crashed", len(self.wrong))
 
 
 def main():
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]       # mode schedule-verify's options
+    sys.argv[1:] = [a for a in sys.argv[1:] if not a.startswith("--")]
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     mode = sys.argv[1] if len(sys.argv) > 1 else "spatial"
     t0 = time.time()
@@ -501,9 +536,13 @@ def main():
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"))
     elif mode == "schedule-verify":
         count = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-        verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]))
+        shapes = next(([[int(n) for n in s.split("x")] for s in f.split("=", 1)[1].split(",")]
+                       for f in flags if f.startswith("--shapes=")), None)
+        verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]),
+                                blocks="--blocks" in flags, compressed="--compressed" in flags)
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
-                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify)
+                        random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify,
+                        next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--ops=")), None), shapes)
         verify.report(mode)
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):

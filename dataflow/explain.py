@@ -284,7 +284,8 @@ def _outer_pad_text(design: Design, tiled) -> str:
     return "; ".join(f"t_{pad.loop} runs K + {pad.span(design.shape)} tiles, FU s on tile t - {_offset_text([pad])} and "
                      f"masked outside its own K tiles" + _outer_drain_text(design, tiled, pad) for pad in pads) + (
         "; memory lanes feed every FU its own elements (no FIFO along a tile loop); " + (
-            ("the memory system does not build these waits (archgen verify --ideal-dram)" if output_streamed(
+            ("through the memory system each lane writes and reads the partial sums of its element of tile t - O "
+             "(its lane's largest offset)" if output_streamed(
                 design, tiled) else "through the memory system each drained row writes its group's element of tile "
              "t - O and the padding rows' writes and partial-sum reads are dropped (lanes of one row in one group share "
              "one position, where only the representative's lane writes)") if outer_reduced_pads(design, tiled) else

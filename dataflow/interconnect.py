@@ -546,7 +546,9 @@ def _tiled(design: Design, df: Dataflow) -> Dataflow:
     for d, e in zip(op.dims, df.ts_map.exprs):
         co = e.coeffs
         tv = {v: c for v, c in co.items() if v.startswith("t_")}
-        sv = {int(v[1:]): c for v, c in co.items() if not v.startswith("t_")}
+        # an axis of one FU has s_a = 0 everywhere: its coefficient moves nothing (``k: t_k - s0`` on a 1xN array is
+        # not a skew; kept, it named an axis with no loop as the skew's, a KeyError in mappings/tiling.py)
+        sv = {int(v[1:]): c for v, c in co.items() if not v.startswith("t_") and shape[int(v[1:])] > 1}
         if set(tv) != {time_var(d)}:
             # every t counts from 0 (arch/mapping_check.py): a row shifted by another loop's t leaves its first
             # iterations unrun, so such a map covers the space only where that loop runs once (the witness says so)
@@ -618,8 +620,8 @@ def _map_schedule(design: Design, df: Dataflow, spatial: dict[int, str], skews: 
     outside it, H150); held per FU over a skewed loop outside the tile, each FU's drained sum (H148, several loops
     H150). Anything else is refused, naming the field."""
     if not skews:
-        _refuse_map_schedule(df, "the map skews no loop; the map's own schedule is built for loops skewed by the FU "
-                             "coordinates")
+        _refuse_map_schedule(df, "the map skews no loop (a coordinate of an axis of one FU is always 0); the map's "
+                             "own schedule is built for loops skewed by the FU coordinates")
     shape = design.shape
     exprs = []
     for d in design.operation.dims:
@@ -794,8 +796,8 @@ def map_skews(design: Design, df: Dataflow) -> tuple[MapSkew, ...]:
         co = e.coeffs
         if co.get(time_var(d)) != 1 or any(v.startswith("t_") and v != time_var(d) for v in co):
             continue
-        sigma = tuple(-co.get(space_var(a), 0) for a in range(len(shape)))
-        if any(sigma):
+        sigma = tuple(-co.get(space_var(a), 0) if shape[a] > 1 else 0 for a in range(len(shape)))  # s_a = 0 on
+        if any(sigma):                                                                          # an axis of one FU
             out.append(MapSkew(d, sigma, tuple(order[order.index(d) + 1:])))
     return tuple(sorted(out, key=lambda m: order.index(m.loop)))
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import DramPort
 from archgen.mappings.memory_tiling import Block, LayerCommand, Room, bounding_box, check_partial_sums, element_bytes
-from archgen.mappings.tiling import check_fifo_depth, outer_pads, row_pads
+from archgen.mappings.tiling import check_fifo_depth, outer_pads, output_wait_steps, row_pads
 
 from .interconnect import FUGraph
 from .ir import Role
-from .reduce_skew import drain_groups, drain_skews, lane_offsets, memory_drain_waits
+from .reduce_skew import drain_groups, drain_skews, lane_offsets, memory_drain_waits, product_waits
 
 __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs", "layer_jobs",
            "adds_onto_partial_sums", "loads_partial_sums", "dma_order", "dma_process", "compute_process",
@@ -230,7 +230,16 @@ def _drained_offset(fg: FUGraph, pad, coord) -> int:
     group's largest O_l (the representative row drains the group's element of tile t - O; each FU's offset plus its
     wait is O_l, and an FU that waits nothing has offset O_l)."""
     waits = {s: dict(w) for _rep, members in drain_groups(fg) for s, w in members}
-    return pad.offset(coord) + waits.get(tuple(coord), {}).get(pad.loop, 0)
+    return pad.offset(coord) + waits.get(tuple(coord), {}).get(pad.loop, 0) + _streamed_wait(fg, pad, coord)
+
+
+def _streamed_wait(fg: FUGraph, pad, coord) -> int:
+    """For an output streamed per step whose FUs' products wait across tiles (reduce_skew.py ``product_waits`` on a
+    skewed loop outside the tile): the wait of FU ``coord``, a lane's FU, on ``pad``'s loop, so that its offset plus it
+    is the lane's O_l, the tile t - O_l whose element the lane streams (H150); 0 otherwise."""
+    if fg.output.role is not Role.STREAM_OUT:
+        return 0
+    return product_waits(fg).get(tuple(coord), {}).get(pad.loop, 0)
 
 
 def _drain_lane_aliases(fg: FUGraph) -> tuple[int, ...]:
@@ -321,6 +330,30 @@ def _check_drain_depth(compiled, blocks, layer: str) -> None:
                         f"(its trips of the loops after it outside the tile), {_DRAIN_DEPTH} = "
                         f"{design.max_fifo_depth}: choose smaller chunks (layers.{layer}.tile) "
                         "of those loops, or raise array.max_fifo_depth", per)
+
+
+_WAIT_DEPTH = "more than the product wait buffers' array.max_fifo_depth"     # the planner plans around it too
+
+
+def _check_wait_depth(compiled, blocks, layer: str) -> None:
+    """The array's product wait buffers (reduce_skew.py ``product_waits``) hold ``array.max_fifo_depth`` steps per
+    iteration of each waited loop with loops after it; in a block one iteration is the block's trips of the loops
+    after it (outside the tile, with a skewed loop's rounds, then the tile's), the command fields the array latches
+    ``wait_steps_<l>`` from (rtlgen/array.py ``wait_step_registers``; mappings/tiling.py ``check_output_waits``
+    checks the whole problem's, which the memory path does not call: it runs blocks). Deeper: refused per layer."""
+    design, df = compiled.design, compiled.dataflow
+    loops = sorted({d for w in product_waits(compiled.fu_graph).values() for d in w} - set(df.inner_dims()[-1:]))
+    if not loops:
+        return
+    on = {d: design.shape[a] for a, d in df.spatial_dims.items()}
+    for blk in blocks:
+        steps = output_wait_steps(design, df, {d: -(-(e - s) // on.get(d, 1)) for d, s, e in blk.ranges})
+        for loop in loops:
+            if steps[loop] > design.max_fifo_depth:
+                _refuse(f"layers.{layer}", f"a block waits {steps[loop]} array steps per iteration of the skewed loop "
+                        f"{loop} (its trips of the loops after it), {_WAIT_DEPTH} = {design.max_fifo_depth}: choose "
+                        f"smaller chunks (layers.{layer}.tile) of those loops, or raise array.max_fifo_depth",
+                        steps[loop])
 
 
 def check_command(cmd: LayerCommand, fg: FUGraph, layer: str = "layer", design=None) -> None:
@@ -1083,6 +1116,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     deskew, opads = output_deskew(fg), output_pads(fg)
     _check_deskewed_output(compiled, _with_rounds(compiled, blocks), layer)
     _check_drain_depth(compiled, _with_rounds(compiled, blocks), layer)
+    _check_wait_depth(compiled, _with_rounds(compiled, blocks), layer)
     for blk in blocks:                # the FIFO buffers hold one halo-loop iteration of each block's chunk
         ext = {d: e - s for d, s, e in blk.ranges}
         check_fifo_depth(design, df, {d: ext[d] for d in fg.fifo_depth_loops}, f"blocks of layer {layer}")
@@ -1882,14 +1916,16 @@ def buffer_fit(compiled, layer: str = "layer"):
     (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
     the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), and
     for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), and
-    for waited drains a block's tiles per iteration of each waited loop (:func:`_check_drain_depth`), so
+    for waited drains a block's tiles per iteration of each waited loop (:func:`_check_drain_depth`), and for waited
+    products its steps per iteration (:func:`_check_wait_depth`), so
     the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
     where they are built."""
     deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
     if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew
-                                            or lane_skewed_output(compiled) or drain_groups(compiled.fu_graph)):
+                                            or lane_skewed_output(compiled) or drain_groups(compiled.fu_graph)
+                                            or product_waits(compiled.fu_graph)):
         return None
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
@@ -1903,7 +1939,7 @@ def buffer_fit(compiled, layer: str = "layer"):
                 known[key] = None
             except SpecError as err:
                 if any(p.path.startswith("memory.") and p.path.endswith(".bytes") or _BANK_CLASH in p.message
-                       or _DRAIN_DEPTH in p.message for p in err.problems):
+                       or _DRAIN_DEPTH in p.message or _WAIT_DEPTH in p.message for p in err.problems):
                     known[key] = err
         if known.get(key) is not None:
             raise known[key]

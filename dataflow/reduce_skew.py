@@ -183,23 +183,21 @@ def fused_drain_groups(fused) -> dict:
 
 def memory_drain_waits(fg: FUGraph) -> list:
     """The memory system's refusal of what it does not build of :func:`drain_groups` and of products that wait across
-    tiles (a problem list, empty without them). Held (:func:`drain_groups`): built (H154); its output and partial-sum
-    walks give each row its group's lead (t - O) and drop the padding rows (dataflow/memctl.py ``_drain_rows``); lanes
-    of one row in one group (in every row, H155) sit at one position, the padding lanes masked, and only the
-    representative's lane writes (memctl ``_drain_lane_aliases``). Lanes in one group in some rows only: refused.
-    Streamed (:func:`product_waits` on a loop outside the tile): its lanes stream the element of tile t - O, which its output walks do not follow (Amaranth: wrong outputs in 6 of 12 random
-    convolutions, H150)."""
+    tiles (a problem list, empty when it builds them). Held (:func:`drain_groups`): built (H154); its output and
+    partial-sum walks give each row its group's lead (t - O) and drop the padding rows (dataflow/memctl.py
+    ``_drain_rows``); lanes of one row in one group (in every row, H155) sit at one position, the padding lanes
+    masked, and only the representative's lane writes (memctl ``_drain_lane_aliases``). Lanes in one group in some
+    rows only: refused. Streamed (:func:`product_waits` on a loop outside the tile): built (H156); its lanes stream the
+    element of tile t - O_l, and its output's write and partial-sum walks give each lane that lead (dataflow/memctl.py
+    ``_streamed_wait``; without it, wrong outputs in 6 of 12 random convolutions, H150)."""
     groups = drain_groups(fg)
-    pads = () if groups else tuple(p for p in reduced_skews(fg) if p.loop in fg.dataflow.outer_dims())
     if groups and not _lanes_share_a_group(fg, groups):
         return []
-    pads = drain_skews(fg) or pads
+    pads = drain_skews(fg)
     if not pads:
         return []
     why = ("drained sums wait before the reduction, and two lanes drain one group's element in some drained rows but "
-           "not in others (one lane map cannot place them), which the memory system's output walks do not build"
-           if groups else
-           "products wait before the reduction, whose streamed elements the memory system's output walks do not follow")
+           "not in others (one lane map cannot place them), which the memory system's output walks do not build")
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
                     f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' "
                     f"{why}: use archgen verify --ideal-dram (the array level), or schedule: compressed",

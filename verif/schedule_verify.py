@@ -7,13 +7,15 @@ one it builds: outputs exact, RTL cycles == model cycles, and through the memory
 DMA moved == the model's."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from archgen.arch.spec import Design
 
-__all__ = ["LevelRun", "run_array", "run_memory", "run_fused_array", "run_fused_memory", "LEVELS"]
+__all__ = ["LevelRun", "run_array", "run_memory", "run_memory_blocks", "random_command", "run_layer",
+           "run_fused_array", "run_fused_memory", "LEVELS"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class LevelRun:
     model_cycles: int
     dram_equal: bool | None = None
     detail: str = ""
+    blocks: int | None = None           # through the memory system: the command's blocks, and whether its output's
+    spill: bool | None = None           # partial sums went to DRAM and back (read back)
 
     @property
     def ok(self) -> bool:
@@ -40,19 +44,55 @@ def run_array(design: Design, bounds: dict[str, int], seed: int) -> list[LevelRu
 
 def run_memory(design: Design, bounds: dict[str, int], seed: int, max_cycles: int = 200_000) -> list[LevelRun]:
     """One layer of ``bounds`` through the memory system around the array (``LayerTop``), planned by ``plan_command``
-    (``plan_layer`` with the memory system's fit check and bank-row rooms, as ``archgen verify`` plans it), its
+    (``plan_layer`` with the memory system's fit check and bank-row rooms, as ``archgen verify`` plans it): see
+    :func:`run_layer`."""
+    from archgen.dataflow.compile import compile_array
+    from archgen.verif.layer_check import plan_command
+    c = compile_array(design)
+    return run_layer(c, plan_command(c, bounds, "layer"), seed, max_cycles)
+
+
+def run_memory_blocks(design: Design, bounds: dict[str, int], seed: int, max_cycles: int = 200_000) -> list[LevelRun]:
+    """As :func:`run_memory`, but the command drawn at random (:func:`random_command`, from ``seed``) rather than
+    planned: the planner keeps a small layer in one block, so its multi-block walks, split inner loops and (with
+    ``memory.partial_sums_through_dram``) partial sums through DRAM and back are met only by such commands."""
+    import random
+    from archgen.dataflow.compile import compile_array
+    c = compile_array(design)
+    return run_layer(c, random_command(c, bounds, random.Random(seed)), seed, max_cycles)
+
+
+def random_command(compiled, bounds: dict[str, int], rng):
+    """A layer command of random block sizes (array tiles per block of each outer loop, 1 .. its trips; one inner
+    loop in three split into chunks of 1 .. its bound) in a random order, as ``archgen verify --tile --order``
+    takes it (``make_command``), with the memory system's bank-row rooms and fit check (``buffer_fit``): a block
+    that does not fit is a SpecError (refused at these bounds), not a wrong run."""
+    from archgen.dataflow.memctl import buffer_fit, buffer_rooms
+    from archgen.mappings.memory_tiling import block_trips, make_command
+    from archgen.mappings.tiling import map_problem
+    df = compiled.dataflow
+    trips = block_trips(map_problem(compiled.design, bounds, df, fifo_check=False))
+    tile = {d: rng.randint(1, trips[d]) for d in df.outer_dims()}
+    tile.update({d: rng.randint(1, bounds[d]) for d in df.inner_dims() if rng.random() < 1 / 3})
+    order = rng.sample(sorted(tile), len(tile))
+    cmd = make_command(compiled.design, bounds, df, tile, tuple(order), "layer", rooms=buffer_rooms(compiled))
+    fits = buffer_fit(compiled, "layer")
+    if fits is not None:
+        fits(cmd)
+    return cmd
+
+
+def run_layer(c, cmd, seed: int, max_cycles: int = 200_000) -> list[LevelRun]:
+    """The layer ``cmd`` of the compiled design ``c`` through the memory system around the array (``LayerTop``), its
     output read back from DRAM against numpy, its cycles against ``simulate_layer`` and the bytes its DMA moved
     against the model's and the closed form's (``layer_dram_bytes``). A run that does not finish within
     ``max_cycles`` (or 4x the model's cycles + 1000, the smaller) counts as not exact."""
-    from archgen.dataflow.compile import compile_array
     from archgen.dataflow.host import random_operands
     from archgen.dataflow.memctl import layer_dram_bytes, layer_program
     from archgen.rtlgen.layer_top import LayerTop
     from archgen.sim.layer_model import simulate_layer
     from archgen.verif.layer_amaranth import run_layer_top
-    from archgen.verif.layer_check import layer_output, plan_command
-    c = compile_array(design)
-    cmd = plan_command(c, bounds, "layer")
+    from archgen.verif.layer_check import layer_output
     prog = layer_program(c, cmd, spec_size=False)
     model = simulate_layer(c, cmd)
     tensors = random_operands(c.fu_graph, cmd.mapping, np.random.default_rng(seed))
@@ -64,7 +104,8 @@ def run_memory(design: Design, bounds: dict[str, int], seed: int, max_cycles: in
     exact = "error" not in res and bool(np.array_equal(got, ref))
     detail = f"{cmd.describe()}; RTL bytes {moved}, model {model.dram_bytes}, closed form {closed}"
     return [LevelRun(c.dataflow.name, exact, res["cycles"], model.cycles, moved == model.dram_bytes == closed,
-                     detail + (f"; {res['error']}" if "error" in res else ""))]
+                     detail + (f"; {res['error']}" if "error" in res else ""), math.prod(cmd.n_blocks().values()),
+                     bool(model.dram_bytes.get(f"{c.design.operation.output.name}.read")))]
 
 
 def run_fused_array(design: Design, bounds: dict[str, int], seed: int) -> list[LevelRun]:
@@ -87,5 +128,5 @@ def run_fused_memory(design: Design, bounds: dict[str, int], seed: int) -> list[
 
 
 # level name -> (runner, fused design?)
-LEVELS = {"array": (run_array, False), "memory": (run_memory, False),
+LEVELS = {"array": (run_array, False), "memory": (run_memory, False), "memory (blocks)": (run_memory_blocks, False),
           "fused array": (run_fused_array, True), "fused memory": (run_fused_memory, True)}

@@ -5,8 +5,8 @@ loops outside the tile"). The output's lanes sum FUs (chains or trees across tha
 the reduction: D x S issued steps each (D the tiles of the loops outside the tile after l, S the steps per tile), a
 buffer of run-time depth (H142's product waits, reduce_skew.py ``product_waits``, mappings/tiling.py
 ``reduced_pads``). The lane streams the element of tile t - O_l. Checked in Amaranth's simulator: outputs exact
-against a tiling-independent loop nest, RTL cycles == model cycles; alone and fused. The memory system refuses it by
-name (its output walks do not follow the lanes' elements: wrong outputs in 6 of 12 random convolutions)."""
+against a tiling-independent loop nest, RTL cycles == model cycles; alone and fused. The memory system builds it
+since H156 (tests/dataflow/test_memctl_stream_waits.py)."""
 import collections
 
 import numpy as np
@@ -76,12 +76,11 @@ def test_without_the_waits_the_outputs_are_wrong(monkeypatch):
     assert not verify_array_amaranth(design, bounds, seed=seed).outputs_exact
 
 
-def test_the_memory_system_and_deep_waits_are_refused_by_name():
-    """The memory system (its output walks do not follow the lanes' elements), and bounds whose iteration of j holds
-    more than array.max_fifo_depth steps."""
+def test_deep_waits_are_refused_by_name():
+    """Bounds whose iteration of j holds more than array.max_fifo_depth steps. (The memory system builds the form
+    since H156: tests/dataflow/test_memctl_stream_waits.py.)"""
     design, _, _ = _design(0)
-    with pytest.raises(SpecError, match="its FUs' products wait before the reduction, whose streamed elements"):
-        check_memory_system(compile_array(design).fu_graph)
+    check_memory_system(compile_array(design).fu_graph)
     with pytest.raises(SpecError, match="array.max_fifo_depth"):
         map_problem(design, {"i": 22, "j": 3, "k": 9}, compile_array(design).dataflow)      # 3 rounds x 22 steps
 
@@ -155,11 +154,11 @@ def test_random_convolutions_and_batched_gemms(draw):
 
 def test_explain_states_the_product_waits_across_tiles():
     """``--explain``: each FU's product waits whole iterations of j (tiles x steps, a run-time buffer), and the
-    memory system does not build it."""
+    memory system builds it with each lane's tile lead."""
     from archgen.dataflow.explain import explain
     design, _, _ = _design(0)
     text = "\n".join(explain(design, "m"))
     assert "so each FU's product waits (O - offset(s)) whole iterations of t_j before the sum (output waits" in text
     assert ("FU (0,): 2 iteration(s) of t_j = 2 x (trips of t_k x steps per tile) steps, depth from the command: a "
             "buffer of 128 entries x 32 bits") in text
-    assert "the memory system does not build these waits" in text
+    assert "through the memory system each lane writes and reads the partial sums of its element of tile t - O" in text
