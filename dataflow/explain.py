@@ -287,8 +287,8 @@ def _outer_pad_text(design: Design, tiled) -> str:
             ("through the memory system each lane writes and reads the partial sums of its element of tile t - O "
              "(its lane's largest offset)" if output_streamed(
                 design, tiled) else "through the memory system each drained row writes its group's element of tile "
-             "t - O and the padding rows' writes and partial-sum reads are dropped (two lanes of one row in one group "
-             "are refused)") if outer_reduced_pads(design, tiled) else
+             "t - O and the padding rows' writes and partial-sum reads are dropped (lanes of one row in one group share "
+             "one position, where only the representative's lane writes)") if outer_reduced_pads(design, tiled) else
             "through the memory system each drained row of the output writes its FU's tile of the loop and drops "
             "its masked tiles' writes (with a skew along the output's lanes each lane writes its own position, in "
             "its own bank through a bank crossbar; a block that puts two lanes in one bank is refused)" if any(out.uses(p.loop) for p in pads) else

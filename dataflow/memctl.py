@@ -181,9 +181,12 @@ def _bank_clash(w, starts, banks: int, live) -> list[int] | None:
     """A scattered output walk (``PortWalk.scatter``) in one block: lane l sits ``starts[group] + offset`` positions
     from lane 0 on every beat (the offsets come from the box's pitches, which the block's extents set); the bank
     crossbar writes every lane in one cycle only when those positions fall in distinct banks (position mod banks).
-    Lanes never in bounds in the block (``live`` False, :func:`live_lanes`) take no bank. Returns the live lanes'
-    offsets when two share a bank, else None."""
-    offs = [starts[g] + o for (g, o), ok in zip(zip(w.lane_groups, w.lane_offsets), live) if ok]
+    Lanes never in bounds in the block (``live`` False, :func:`live_lanes`) take no bank, and lanes of one drain group
+    (``PortWalk.lane_alias``) sit at one position and count once: their reads share the address, and only the
+    enabled one writes. Returns the live lanes' offsets when two share a bank, else None."""
+    alias = w.lane_alias or range(w.lanes)
+    offs = [starts[g] + o for (g, o), a, ln, ok in zip(zip(w.lane_groups, w.lane_offsets), alias, range(w.lanes), live)
+            if ok and a == ln]
     return None if len({o % banks for o in offs}) == len(offs) else offs
 
 
@@ -205,7 +208,7 @@ def _refuse_bank_clash(compiled, w, offs, banks: int, pext, layer: str) -> None:
     refused, naming the layer (one bank's one write port cannot take both in one cycle)."""
     fg = compiled.fu_graph
     _refuse(f"layers.{layer}", f"the output {fg.output.name}'s {w.lanes} lanes write their own tiles of the skewed "
-            f"loop(s) {', '.join(_lane_skewed_loops(fg))} at buffer positions {offs} from lane 0's (a block box of "
+            f"loop(s) {', '.join(_lane_skewed_loops(fg) or [p.loop for p in drain_skews(fg)])} at buffer positions {offs} from lane 0's (a block box of "
             f"{'x'.join(map(str, pext))} elements), which fall in banks {[o % banks for o in offs]} of its {banks}, with "
             f"each dimension it moves tried innermost: {_BANK_CLASH}; choose bounds or "
             "chunks whose box extents put the lanes in distinct banks (an even extent along the output's innermost "
@@ -239,6 +242,22 @@ def _streamed_wait(fg: FUGraph, pad, coord) -> int:
     return product_waits(fg).get(tuple(coord), {}).get(pad.loop, 0)
 
 
+def _drain_lane_aliases(fg: FUGraph) -> tuple[int, ...]:
+    """``PortWalk.lane_alias`` of the output: for waited drain groups (reduce_skew.py ``drain_groups``) that span lanes
+    of one drained row, per lane the first lane whose FU is in its group in every row (the lanes then carry one
+    element at one position: the representative's lane drains the group's sum, the others padding, masked per row by
+    ``drain_rows``); () when every lane of a row is in a group of its own (reduce_skew.py ``memory_drain_waits``
+    refuses lanes that share a group in some rows only)."""
+    groups = drain_groups(fg)
+    rep_of = {tuple(s): tuple(rep) for rep, members in groups for s in [rep, *(m for m, _w in members)]}
+    lanes = fg.output.lanes
+    if not groups or len(lanes) < 2:
+        return ()
+    keys = [tuple(rep_of.get(tuple(f), tuple(f)) for f in ln.fus) for ln in lanes]
+    alias = tuple(keys.index(k) for k in keys)
+    return alias if alias != tuple(range(len(lanes))) else ()
+
+
 def _drain_rows(compiled, x: str, coords, rows: bool) -> tuple[tuple[int, ...], ...]:
     """``PortWalk.drain_rows`` of a walk of operand ``x``: for the output held per FU with waited drain groups
     (reduce_skew.py ``drain_groups``), per lane the drained rows whose FU is a group's representative; the other rows
@@ -265,14 +284,21 @@ def _tile_masks(compiled, x: str, levels, coords, rows: bool, multi: bool) -> tu
     for pad in outer_pads(compiled.design, compiled.dataflow):
         if not compiled.design.operation.output.uses(pad.loop):
             continue
-        if multi:
-            _refuse(f"dataflows.{compiled.dataflow.name}.schedule", f"the output {x} depends on the skewed loop "
-                    f"{pad.loop} outside the tile and drains over several leading axes of a 3-D array, whose per-row "
-                    "tile masks are not built; use schedule: compressed", compiled.dataflow.schedule)
         offs = tuple(_drained_offset(fg, pad, coords(ln, 0)) for ln in range(len(fg.output.lanes)))
-        step = _drained_offset(fg, pad, coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0
+        step = (_row_steps(compiled, pad, levels, coords, offs[0]) if multi else
+                _drained_offset(fg, pad, coords_of_spec(coords, 0, 1)) - offs[0] if rows else 0)
         out.append((levels.index(f"tile:{pad.loop}"), offs, step))
     return tuple(out)
+
+
+def _row_steps(compiled, pad, levels, coords, off0: int) -> tuple[tuple[int, int], ...]:
+    """A tile mask's offset steps for an output drained over several leading axes of a 3-D array (its ``row@a``
+    levels, unravel order, the last axis fastest): per leading axis a, (the ``row@a`` level, the drained offset's step
+    per FU along a). The offset is affine in the FU coordinate, so row r's is row 0's plus the sum of the steps times
+    its ``row@a`` counters (rtlgen/layer_top.py ``_walk_bounds``)."""
+    lead = compiled.design.shape[:-1]
+    return tuple((levels.index(f"row@{a}"), _drained_offset(compiled.fu_graph, pad, coords_of_spec(
+        coords, 0, math.prod(lead[a + 1:]))) - off0) for a in range(len(lead)))
 
 
 def _with_rounds(compiled, blocks) -> list:
@@ -683,11 +709,12 @@ class PortWalk:
     # padded loops: every padded level holds and masks its first span positions)
     holds: tuple[tuple[int, int], ...] = ()
     # an output walk over a skewed loop outside the tile that the output uses (mappings/tiling.py ``outer_pads``):
-    # per such loop, (its tile level, the offset of each lane's row-0 FU, the offset step per row). At tile counter t
+    # per such loop, (its tile level, the offset of each lane's row-0 FU, the offset step per row: on a 3-D array
+    # drained over several leading axes, ((its ``row@a`` level, step), ...) per axis, :func:`_row_steps`). At tile counter t
     # lane l of row r carries its FU's tile t - offset, so it is in the block only for 0 <= t - offset < the block's
     # tiles of the loop (``<port>_tile_len@<level>``); outside them the write is dropped (its position would alias
     # another element of the box) and the partial-sum read gives 0
-    tile_masks: tuple[tuple[int, tuple[int, ...], int], ...] = ()
+    tile_masks: tuple[tuple[int, tuple[int, ...], int | tuple[tuple[int, int], ...]], ...] = ()
     # an output walk whose lanes carry different offsets on such a loop (a skew along the lanes): lane l's position
     # is the lane map's (``lane_groups``: its group's ``group{g}`` field + its offset), each lane in a bank of its
     # own (:func:`_bank_clash`), so every lane writes (and reads its partial sum) through one port per
@@ -697,6 +724,14 @@ class PortWalk:
     # rows that carry a group's element (its representative's); the other rows are padding, their writes dropped and
     # their partial-sum reads 0 (:func:`_drain_rows`); empty: every row
     drain_rows: tuple[tuple[int, ...], ...] = ()
+    # such an output whose drain groups span lanes of one drained row (:func:`_drain_lane_aliases`): per lane, the first
+    # lane of its group (in every row; those lanes carry one element, at one position); a scattered walk whose aliased
+    # lanes count as one in the banks (:func:`_bank_clash`) and whose write crossbar takes enabled lanes only, so the
+    # representative's lane alone writes the element; empty: every lane its own
+    lane_alias: tuple[int, ...] = ()
+    # such an output drained over several leading axes of a 3-D array (its ``row@a`` levels) with ``drain_rows``: the
+    # leading axes' extents, which number its drained rows (unravel order, the last axis fastest); empty otherwise
+    row_extents: tuple[int, ...] = ()
 
     @property
     def groups(self) -> int:
@@ -1178,7 +1213,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
             lane_groups[pn] = ((0,) * lanes_of[pn], osplit[2], lanes_of[pn])
             lane_dim[x] = osplit[0]
             continue
-        skew_out = x == out.name and lane_skewed_output(compiled)
+        skew_out = x == out.name and (lane_skewed_output(compiled) or bool(_drain_lane_aliases(fg)))
         if skew_out or kind == "read" and x != out.name and (
                 span > 1 or len(diff) != 1 or step != 1 or lane_dim.get(x, diff[0]) != diff[0] or not linear):
             # lanes on several array axes (or stepping by more than 1 off one line): the lane map
@@ -1301,7 +1336,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
                               deskew=delays, deskew_terms=terms, holds=holds,
                               tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
-                              scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows)))
+                              scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows),
+                              lane_alias=_drain_lane_aliases(fg) if pn in scatter else (),
+                              row_extents=tuple(lead_axes) if multi and _drain_rows(compiled, x, coords, rows) else ()))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""

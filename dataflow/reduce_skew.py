@@ -183,20 +183,21 @@ def fused_drain_groups(fused) -> dict:
 
 def memory_drain_waits(fg: FUGraph) -> list:
     """The memory system's refusal of what it does not build of :func:`drain_groups` and of products that wait across
-    tiles (a problem list, empty when it builds them). Held (:func:`drain_groups`): built (H154) when every drained row's
-    lanes lie in distinct groups; its output and partial-sum walks then give each row its group's lead (t - O) and
-    drop the padding rows (dataflow/memctl.py ``_drain_rows``). Two lanes of one row in one group would write one
-    element from one beat: refused. Streamed (:func:`product_waits` on a loop outside the tile): built (H156); its
-    lanes stream the element of tile t - O_l, and its output's write and partial-sum walks give each lane that lead
-    (dataflow/memctl.py ``_streamed_wait``; without it, wrong outputs in 6 of 12 random convolutions, H150)."""
+    tiles (a problem list, empty when it builds them). Held (:func:`drain_groups`): built (H154); its output and
+    partial-sum walks give each row its group's lead (t - O) and drop the padding rows (dataflow/memctl.py
+    ``_drain_rows``); lanes of one row in one group (in every row, H155) sit at one position, the padding lanes
+    masked, and only the representative's lane writes (memctl ``_drain_lane_aliases``). Lanes in one group in some
+    rows only: refused. Streamed (:func:`product_waits` on a loop outside the tile): built (H156); its lanes stream the
+    element of tile t - O_l, and its output's write and partial-sum walks give each lane that lead (dataflow/memctl.py
+    ``_streamed_wait``; without it, wrong outputs in 6 of 12 random convolutions, H150)."""
     groups = drain_groups(fg)
     if groups and not _lanes_share_a_group(fg, groups):
         return []
     pads = drain_skews(fg)
     if not pads:
         return []
-    why = ("drained sums wait before the reduction, and two lanes of one drained row drain one group's element (one "
-           "element written twice a beat), which the memory system's output walks do not build")
+    why = ("drained sums wait before the reduction, and two lanes drain one group's element in some drained rows but "
+           "not in others (one lane map cannot place them), which the memory system's output walks do not build")
     return [problem(f"dataflows.{fg.dataflow.name}.schedule", f"the output {fg.output.name} depends on the skewed loop "
                     f"{pads[0].loop} outside the tile and is reduced along an array axis its skew moves; its FUs' "
                     f"{why}: use archgen verify --ideal-dram (the array level), or schedule: compressed",
@@ -204,8 +205,13 @@ def memory_drain_waits(fg: FUGraph) -> list:
 
 
 def _lanes_share_a_group(fg: FUGraph, groups) -> bool:
-    """Whether two output lanes drain FUs of one drain group in one row (the group spans the lanes' axis)."""
+    """Whether two output lanes drain FUs of one drain group in some row but not in every row (the lanes of one
+    group then carry one element at one position in some rows and two elements in others, which one lane map does
+    not place). Lanes that share a group in every row alias (dataflow/memctl.py ``_drain_lane_aliases``): built."""
     rep_of = {tuple(s): tuple(rep) for rep, members in groups for s in [rep, *(m for m, _w in members)]}
     lanes = fg.output.lanes
-    rows = range(len(lanes[0].fus)) if lanes else ()
-    return any(len({rep_of.get(tuple(ln.fus[r]), tuple(ln.fus[r])) for ln in lanes}) < len(lanes) for r in rows)
+    parts = set()
+    for r in range(len(lanes[0].fus) if lanes else 0):
+        keys = [rep_of.get(tuple(ln.fus[r]), tuple(ln.fus[r])) for ln in lanes]
+        parts.add(tuple(keys.index(k) for k in keys))
+    return len(parts) > 1

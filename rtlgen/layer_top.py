@@ -29,6 +29,7 @@ movement that those rules time:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -504,7 +505,7 @@ class LayerCore(Elaboratable):
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             if _scatters(w, alts):       # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
                 buf.write_scattered(m, st.pos, _lane_offsets(m, w, alts, seq, row_c, ahead=False), wdata, en,
-                                    _live_lanes(m, w, alts, seq, row_c, ahead=False))
+                                    _write_live(m, w, alts, seq, row_c, en))
             else:   # a lane-interleaved output: lane l at its offset in the one run (the selected dataflow's, _run_lanes)
                 buf.write_lanes(m, st.pos, *_run_lanes(w, alts, wdata, en))
             self._add_onto_partial_sums(m, w, seq, row_c, (buf, bufs_back), st, fire, data, wdata, alts)
@@ -672,10 +673,10 @@ class LayerCore(Elaboratable):
             tiles = Signal(len(tm1[tl]), name=f"{w.port}_tile_len{tl}")
             with m.If(seq.start_c):
                 m.d.sync += tiles.eq(row_c[f"{w.port}_tile_len@{tl}"])
-            lead = step * cnt[w.row_counter] if step else 0
+            lead = _row_lead(w, cnt, step)
             lane_ok = [ok & (cnt[tl] >= o + lead) & (cnt[tl] < o + lead + tiles) for ok, o in zip(lane_ok, offs)]
+        row = _drained_row(w, cnt) if w.drain_rows else None
         for ln, keep in enumerate(w.drain_rows):  # waited drain groups: only representatives' rows (memctl)
-            row = cnt[w.row_counter]
             lane_ok[ln] = lane_ok[ln] & Cat(*(row == r for r in keep)).any()
         return lane_ok, row_ok
 
@@ -894,6 +895,33 @@ def _live_lanes(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
         return each[0]
     ons = [on for _, on, _ in alts]
     return [_pick_on([e[ln] for e in each], ons) for ln in range(w.lanes)]
+
+
+def _row_lead(w, cnt, step):
+    """A tile mask's offset lead at the current drained row (memctl.PortWalk.tile_masks): its step times the row
+    counter, or over several leading axes of a 3-D array the sum of each ``row@a`` level's step times its counter."""
+    if isinstance(step, tuple):
+        return sum(st * cnt[j] for j, st in step if st)
+    return step * cnt[w.row_counter] if step else 0
+
+
+def _drained_row(w, cnt):
+    """The drained row's index (memctl.PortWalk.drain_rows numbers them): the row counter, or over several leading
+    axes of a 3-D array their ``row@a`` counters unravelled (the last axis fastest)."""
+    if w.row_counter is not None:
+        return cnt[w.row_counter]
+    at = [j for j, lv in enumerate(w.levels) if lv.startswith("row@")]
+    return sum(cnt[j] * math.prod(w.row_extents[i + 1:]) for i, j in enumerate(at))
+
+
+def _write_live(m, w, alts, seq, row_c, en):
+    """The write crossbar's live lanes (:func:`_live_lanes`); where lanes of one drain group share a position
+    (memctl.PortWalk.lane_alias), only the enabled lane of a beat (the representative's row) takes its bank, so a
+    padding lane neither writes nor mixes its data into the element."""
+    live = _live_lanes(m, w, alts, seq, row_c, ahead=False)
+    if not any(wa.lane_alias for wa, _, _ in alts or [(w, None, None)]):
+        return live
+    return [ok & e for ok, e in zip(live, en)]
 
 
 def _delayed(m, name, values, delays, fire):
