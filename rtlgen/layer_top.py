@@ -877,11 +877,12 @@ def _live_lanes(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
     """Per lane of a scattered port whether it is in bounds at some beat of the block (memctl ``live_lanes``: with
     one tile along a lane-mask axis, only the lanes before its ``lane_last@a``), from the block's command fields
     (latched when the compute job starts; ``ahead``: the field itself in the start cycle); the crossbar gives a bank
-    to live lanes only (two lanes may share a bank when one of them never writes). Other dataflows' lanes (one core
-    for several): all live."""
+    to live lanes only (two lanes may share a bank when one of them never writes). On one core for several
+    dataflows, each dataflow's own: the port's lanes past a dataflow's own count are not live under its select (they
+    would take banks from its real lanes)."""
     each = []
     for i, (wa, _on, _p) in enumerate(alts or [(w, None, None)]):
-        live = [Const(1)] * w.lanes
+        live = [Const(1)] * wa.lanes + [Const(0)] * (w.lanes - wa.lanes)
         for tl, a, _n, cs in wa.lane_masks if wa.scatter else ():
             got = []
             for field in (f"{w.port}_trips{tl}", f"{w.port}_lane_last@{a}"):
@@ -889,7 +890,7 @@ def _live_lanes(m, w, alts, seq, row_c, ahead: bool = True, name: str = ""):
                 with m.If(seq.start_c):
                     m.d.sync += reg.eq(row_c[field])
                 got.append(Mux(seq.start_c, row_c[field], reg) if ahead else reg)
-            live = [ok & ((got[0] > 1) | (got[1] > c)) for ok, c in zip(live, cs)]
+            live = [ok & ((got[0] > 1) | (got[1] > c)) for ok, c in zip(live, cs)] + live[len(cs):]
         each.append(live)
     if len(each) == 1:
         return each[0]

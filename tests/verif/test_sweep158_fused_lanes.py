@@ -1,12 +1,10 @@
-"""What ``schedule-verify 3 6 3`` found (2026-12-06, H158) in rtlgen/layer_top.py (not H158's file; the lead's to
-fix): on the one fused layer core, a scattered output port whose dataflows have different lane counts crashes at
-elaboration. ``_live_lanes`` starts every dataflow's list with the port's lanes, then zips it with that dataflow's own
-lane constants, which drops the lanes that dataflow does not have; picking lane ``ln`` of every dataflow then raises
-IndexError (``archgen build SPEC --memory`` ends in a traceback). Here the ``schedule: map`` dataflow's O has 2 lanes
-(p on axis 0), the spatial one's 3 (p on axis 1). A trial fix (monkeypatched, not committed): the lanes a dataflow
-does not have are not live under its select (``+ [Const(0)] * (len(live) - len(cs))``) -> every case below exact, RTL
-== model, DRAM bytes equal; keeping them live instead runs the first case with a wrong output. Strict xfail until
-fixed: flip it then."""
+"""What ``schedule-verify 3 6 3`` found (2026-12-06, H158): on the one fused layer core, a scattered output port whose
+dataflows have different lane counts crashed at elaboration (rtlgen/layer_top.py ``_live_lanes`` started every
+dataflow's list with the port's lanes, then zipped it with that dataflow's own lane constants, which dropped the lanes
+that dataflow does not have; picking lane ``ln`` of every dataflow raised IndexError: ``archgen build SPEC --memory``
+ended in a traceback). Here the ``schedule: map`` dataflow's O has 2 lanes (p on axis 0), the spatial one's 3 (p on
+axis 1). Fixed: the lanes a dataflow does not have are not live under its select; keeping them live instead builds
+but runs the first case with a wrong output (a dead lane takes a bank from a real one, H158)."""
 import pytest
 
 from archgen.arch.spec import load_spec_data
@@ -20,7 +18,6 @@ SPEC = {"version": 1, "kind": "array", "name": "f", "operation": "O[p,q] += I[p+
         "fuse": ["m", "o"]}
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="rtlgen/layer_top.py _live_lanes: lane counts differ")
 @pytest.mark.parametrize("bounds,seed", [({"p": 5, "q": 3, "r": 3}, 1), ({"p": 4, "q": 4, "r": 2}, 2)])
 def test_a_fused_core_whose_dataflows_scatter_different_lane_counts(bounds, seed):
     runs = run_fused_memory(load_spec_data(SPEC), bounds, seed)
