@@ -17,6 +17,8 @@ from archgen.dataflow.memctl import check_memory_system
 from archgen.mappings.tiling import map_problem, outer_pads, row_pads
 from archgen.verif.array_amaranth import verify_array_amaranth
 
+from test_memctl_stream_outputs import run_design
+
 GEMM = "C[i,j] += A[i,k] * B[k,j]"
 GEMM_MAP = {"i": "3*t_i + s0", "j": "t_j", "k": "t_k - s0"}
 CONV_OP = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
@@ -85,18 +87,18 @@ def test_the_model_counts_k_plus_span_tiles():
     assert issued["map"] * 5 == issued["compressed"] * (5 + 2)
 
 
-def test_where_it_is_not_built_it_is_refused_by_name():
+def test_the_memory_system_builds_both_forms():
     """The memory system builds it since H138 (tests/dataflow/test_memctl_outer_pads.py) and a fused design since
     H139 (tests/dataflow/test_fused_outer_pads.py); a skewed loop the output depends on, skewed along an axis the output
     is reduced along, is built at the array level (held over the tile, H148: test_map_schedule_outer_reduce.py;
-    streamed per step, H150: test_map_schedule_outer_stream.py) and refused by the memory system."""
+    streamed per step, H150: test_map_schedule_outer_stream.py) and, since H156, through the memory system too (this
+    streamed GEMM was refused there; test_memctl_stream_waits.py runs the form's sweeps)."""
     design = _spec(GEMM, (3,), GEMM_MAP, ["i", "k", "j"], ["k", "j"])
     check_memory_system(compile_array(design).fu_graph)
     design = _spec(GEMM, (3,), {"k": "3*t_k + s0", "i": "t_i", "j": "t_j - s0"}, ["j", "k", "i"])
-    with pytest.raises(SpecError) as err:       # built at the array level since H150, not through the memory system
-        check_memory_system(compile_array(design).fu_graph)
-    assert any("the output C depends on the skewed loop j outside the tile and is reduced along an array axis" in
-               p.message for p in err.value.problems)
+    check_memory_system(compile_array(design).fu_graph)
+    ok, rtl, model, dma, modelled = run_design(design, {"i": 3, "j": 4, "k": 7}, 1, fits=True)
+    assert ok and rtl == model == 254 and dma == modelled
 
 
 def test_explain_states_the_cost():
