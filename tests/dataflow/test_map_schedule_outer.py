@@ -9,7 +9,6 @@ import itertools
 import numpy as np
 import pytest
 
-from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import host_program, random_operands
