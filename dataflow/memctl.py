@@ -1321,6 +1321,7 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                 tuple(coords(ln, 0)[axis_of[d]] for ln in range(lanes_of[pn])))
                                for d in outer if d in axis_of and xop.uses(d) and f"tile:{d}" in levels
                                and axis_of[d] in lane_axes)
+        drain = _drain_rows(compiled, x, coords, rows)
         walks.append(PortWalk(pn, x, kind, tuple(levels), lanes_of[pn], lane_level, row_level,
                               levels.index("row") if rows and not multi else None,
                               (1 if not rows else shape[0] if len(shape) == 2 and x != out.name else
@@ -1336,9 +1337,9 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                   "lane_groups": lmap[0], "lane_offsets": lmap[1], "run": lmap[2]}),
                               deskew=delays, deskew_terms=terms, holds=holds,
                               tile_masks=_tile_masks(compiled, x, levels, coords, rows, multi),
-                              scatter=pn in scatter, drain_rows=_drain_rows(compiled, x, coords, rows),
+                              scatter=pn in scatter, drain_rows=drain,
                               lane_alias=_drain_lane_aliases(fg) if pn in scatter else (),
-                              row_extents=tuple(lead_axes) if multi and _drain_rows(compiled, x, coords, rows) else ()))
+                              row_extents=tuple(lead_axes) if multi and drain else ()))
 
     def block_geometry(blk):
         """Loop starts, array trips of the outer loops and extents of one block."""
