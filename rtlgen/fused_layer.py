@@ -54,10 +54,11 @@ def fused_banks(fused, names=None) -> dict:
     """Operand -> the banks of the core's shared buffer: the most any of its dataflows needs (a power of two,
     memctl ``layer_program``). Every dataflow plans its layers on these banks (``layer_program(core_banks=)``),
     so a buffer half (``memory.<X>.bytes`` / halves, rounded down to whole bank rows) holds the same positions in
-    each: rounded per dataflow, a size that is not a multiple of every dataflow's bank row (3x5 gemm_fused,
-    ``memory.A.bytes=200``: 100 elements a half on os's 4 banks, 96 on is's 8) gave the dataflows different halves,
-    which one buffer cannot have. A bank count the spec sets (``memory.<X>.banks``) is the core's: a dataflow that
-    needs fewer runs on it, one that needs more is refused by that field."""
+    each: rounded per dataflow, a size that is not a multiple of every dataflow's bank row (3x5 gemm_fused, 4 B DRAM
+    words, ``memory.A.bytes=200``: 100 elements a half on os's 4 banks, 96 on is's 8) gave the dataflows different
+    halves, which one buffer cannot have. A bank count the spec sets (``memory.<X>.banks``) is the floor: the core
+    has it, or the dataflow that needs more is refused by that field, as alone (``check_memory_system``'s rule that
+    it divides every dataflow's lanes comes first)."""
     mem = fused.design.memory_system
     banks: dict = {}
     for n in names or tiled_fused_names(fused):
@@ -209,13 +210,13 @@ class FusedLayerTop(LayerTop):
 
 
 def _on_core(core: FusedLayerCore, prog, layer: str):
-    """``prog`` (a layer of one of the core's dataflows) planned again on the core's banks, which a program planned
-    on its dataflow's own may round a buffer half otherwise. Its DRAM layout does not depend on the banks (blocks
-    word aligned in DRAM), so a host image made from ``prog`` stays valid; refused when it does not (a layer not
-    built with spec_size=True)."""
+    """``prog`` (a layer of one of the core's dataflows) planned again at the core's buffers (its banks, the spec's
+    sizes), where a program planned on its dataflow's own banks (verif/layer_check.py's one-core path) or at its
+    layer's sizes rounds a buffer half otherwise. Its DRAM layout depends on neither (blocks word aligned in DRAM),
+    so a host image made from ``prog`` stays valid; a ValueError if it does not."""
     again = layer_program(prog.compiled, prog.cmd, layer, spec_size=True, core_banks=core.banks)
     if _positions(again.layouts) != _positions(core.prog.layouts) or again.regions != prog.regions:
-        raise ValueError(f"layer {layer}: its buffer layouts are not the core's (build it with spec_size=True)")
+        raise ValueError(f"layer {layer}: its DRAM layout on the core's buffers is not the one it was planned with")
     return again
 
 
