@@ -1059,7 +1059,8 @@ def layer_dram_bytes(compiled, cmd: LayerCommand) -> dict[str, int]:
 
 
 def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_size: bool = True,
-                  fit_only: bool = False, out_dim: int | None = None) -> LayerProgram | dict:
+                  fit_only: bool = False, out_dim: int | None = None,
+                  core_banks: dict | None = None) -> LayerProgram | dict:
     """The command for the generated top: buffer layouts, DRAM layout, the per-block rows (what L, C and W
     do, expanded directly from :func:`layer_jobs`, the model's job list) and the ``WalkerCommand`` the
     controller receives, whose walk (:func:`walk_rows`) gives the same rows.
@@ -1070,7 +1071,10 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
     refusals (``memory.<X>.bytes``, the margins included) are all it checks, and return them (operand ->
     ``BufferLayout``; :func:`buffer_fit`, :func:`buffer_rooms`: the DRAM layout and the per-block rows, most of the
     cost, are skipped). ``out_dim``: the output's innermost buffer dimension, for an output whose lanes write their
-    own tiles of a skewed loop (``PortWalk.scatter``): tried in turn until the lanes fall in distinct banks."""
+    own tiles of a skewed loop (``PortWalk.scatter``): tried in turn until the lanes fall in distinct banks.
+    ``core_banks``: operand -> the banks of a core built for several dataflows (rtlgen/fused_layer.py: the most any
+    of them needs), at least this dataflow's own; its halves are then rounded to those banks, so every dataflow of
+    the core plans, loads and addresses the same positions (None: this dataflow's own banks)."""
     from archgen.dataflow.ir import PortRole, Role, port_name as port_name_of
     if hasattr(compiled, "network"):        # a skewed stt map: its memory system is dataflow/stt_layer.py
         raise SpecError([problem(f"dataflows.{compiled.dataflow.name}.stt", "the tiled layer core cannot run a skewed "
@@ -1435,12 +1439,14 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                     "the generated top", W)
         lanes = max(1 if pn in broadcast else lanes_of[pn] if pn in scatter else lane_groups[pn][2] if pn in lane_groups else
                     lanes_of[pn] * lane_step.get(pn, 1) for pn, xx, *_ in port_specs if xx == x.name)
-        banks = _pow2_at_least(max(lanes, W // eb))
+        own = _pow2_at_least(max(lanes, W // eb))
+        banks = max(own, (core_banks or {}).get(x.name, 0))      # a fused core: the most any of its dataflows needs
         if buf.banks and buf.banks != banks:
             _refuse(f"memory.{x.name}.banks", f"the generated buffer of {x.name} needs {banks} banks (a power of two, at "
                     f"least the {lanes} lanes of one beat and the {W // eb} elements of one DRAM word, so that each "
-                    f"moves through one port per bank in one cycle); set {banks}, or 0 to let the generator choose",
-                    buf.banks)
+                    "moves through one port per bank in one cycle"
+                    + ("" if banks == own else f"; {banks} for another dataflow of the fused core") +
+                    f"); set {banks}, or 0 to let the generator choose", buf.banks)
         half = buf.bytes // (eb * buf.halves)
         if half < banks:
             _refuse(f"memory.{x.name}.bytes", f"the generated buffer of {x.name} needs at least one {eb}-byte word in "
@@ -1467,7 +1473,8 @@ def layer_program(compiled, cmd: LayerCommand, layer: str = "layer", *, spec_siz
                                live_lanes(w, [btrips[w.levels[tl][5:]] for tl, *_ in w.lane_masks], last))
             later = skew_dims[skew_dims.index(lane_dim[w.operand]) + 1:]
             if offs and later:        # another innermost dimension of the output may put its lanes apart
-                return layer_program(compiled, cmd, layer, spec_size=spec_size, fit_only=fit_only, out_dim=later[0])
+                return layer_program(compiled, cmd, layer, spec_size=spec_size, fit_only=fit_only, out_dim=later[0],
+                                     core_banks=core_banks)
             if offs:
                 _refuse_bank_clash(compiled, w, offs, layouts[w.operand].banks, pext, layer)
     if fit_only:

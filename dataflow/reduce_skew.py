@@ -187,7 +187,7 @@ def memory_drain_waits(fg: FUGraph) -> list:
     partial-sum walks give each row its group's lead (t - O) and drop the padding rows (dataflow/memctl.py
     ``_drain_rows``); lanes of one row in one group (in every row, H155) sit at one position, the padding lanes
     masked, and only the representative's lane writes (memctl ``_drain_lane_aliases``). Lanes in one group in some
-    rows only: refused. Streamed (:func:`product_waits` on a loop outside the tile): built (H156); its lanes stream the
+    rows only: refused, and unreachable (:func:`_lanes_share_a_group`: lanes are grid lines). Streamed (:func:`product_waits` on a loop outside the tile): built (H156); its lanes stream the
     element of tile t - O_l, and its output's write and partial-sum walks give each lane that lead (dataflow/memctl.py
     ``_streamed_wait``; without it, wrong outputs in 6 of 12 random convolutions, H150)."""
     groups = drain_groups(fg)
@@ -207,7 +207,18 @@ def memory_drain_waits(fg: FUGraph) -> list:
 def _lanes_share_a_group(fg: FUGraph, groups) -> bool:
     """Whether two output lanes drain FUs of one drain group in some row but not in every row (the lanes of one
     group then carry one element at one position in some rows and two elements in others, which one lane map does
-    not place). Lanes that share a group in every row alias (dataflow/memctl.py ``_drain_lane_aliases``): built."""
+    not place). Lanes that share a group in every row alias (dataflow/memctl.py ``_drain_lane_aliases``): built.
+
+    No FU graph the interconnect builds reaches it, whatever the map (H161): the held output's lanes are the lines of
+    the full FU grid along one axis (dataflow/interconnect.py ``_accumulate``: the last axis; ``_reduced_accumulate``:
+    the last axis not reduced, the reduced ones at 0), each lane's FUs the same sorted sequence of the other
+    coordinates, so at any drained row two lanes' FUs differ on the lane axis only. A drain group is the FUs of equal
+    coordinates on the axes whose loop the output uses (:func:`drain_groups` ``kept``). So two lanes share a group at
+    a row iff the lane axis is not kept: the same answer in every row, and the lanes either all alias or none do.
+    Neither the skews nor the affine form of the map enter (they set the waits, not the groups), and 3-D arrays are
+    no exception (rows over both leading axes are still one sequence shared by every lane). The guard stays for a
+    lane layout that is not a grid line (none today): tests/dataflow/test_fused_shared_layout.py exercises it on a
+    hand-made FU graph and checks the grid-line form on the drain designs of the tests."""
     rep_of = {tuple(s): tuple(rep) for rep, members in groups for s in [rep, *(m for m, _w in members)]}
     lanes = fg.output.lanes
     parts = set()

@@ -2,8 +2,9 @@
 
 The fused array (rtlgen/fused_array.py) inside ONE memory system (rtlgen/layer_top.py ``LayerCore``): the
 buffers, the DMA with its DRAM port, the sequencer and the block walkers are shared, since they depend on the
-buffers' positions (elements per half, halves), which must be equal across the dataflows (refused by field
-otherwise); a buffer has the most banks any dataflow needs, and the order of the output's positions may differ
+buffers' positions (elements per half, halves), which are equal across the dataflows: a buffer has the most banks
+any dataflow needs, and every dataflow plans its layers on those banks (``fused_banks``, memctl ``layer_program``
+``core_banks``), so a half rounds to the same whole bank rows in each; the order of the output's positions may differ
 (a lane-interleaved output in one dataflow, not in another: ``FusedLayerCore._shared_layouts``); each array port
 gets one walk per dataflow that uses it (its address generator, and how its lanes are read: one run,
 broadcast, a lane step, a lane map's groups and their offsets), and the selected one drives the buffer and the
@@ -24,7 +25,6 @@ import dataclasses
 from amaranth import Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
-from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.fusion import SELECT_FIELD
 from archgen.dataflow.memctl import DescriptorFormat, descriptor_format, layer_program, probe_command
 
@@ -43,9 +43,35 @@ def tiled_fused_names(fused) -> list[str]:
 
 def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
     """The structure of the core per dataflow: each view's probe layer (``probe_command``), buffers at the
-    spec's sizes; the core does not depend on a layer."""
-    return {n: layer_program(fused.view(n), probe_command(fused.view(n).design, fused.view(n).dataflow), "probe",
-                             spec_size=spec_size) for n in (names or tiled_fused_names(fused))}
+    spec's sizes and at the core's banks (:func:`fused_banks`); the core does not depend on a layer."""
+    names = names or tiled_fused_names(fused)
+    banks = fused_banks(fused, names)
+    return {n: layer_program(fused.view(n), _probe(fused, n), "probe", spec_size=spec_size, core_banks=banks)
+            for n in names}
+
+
+def fused_banks(fused, names=None) -> dict:
+    """Operand -> the banks of the core's shared buffer: the most any of its dataflows needs (a power of two,
+    memctl ``layer_program``). Every dataflow plans its layers on these banks (``layer_program(core_banks=)``),
+    so a buffer half (``memory.<X>.bytes`` / halves, rounded down to whole bank rows) holds the same positions in
+    each: rounded per dataflow, a size that is not a multiple of every dataflow's bank row (3x5 gemm_fused, 4 B DRAM
+    words, ``memory.A.bytes=200``: 100 elements a half on os's 4 banks, 96 on is's 8) gave the dataflows different
+    halves, which one buffer cannot have. A bank count the spec sets (``memory.<X>.banks``) is the floor: the core
+    has it, or the dataflow that needs more is refused by that field, as alone (``check_memory_system``'s rule that
+    it divides every dataflow's lanes comes first)."""
+    mem = fused.design.memory_system
+    banks: dict = {}
+    for n in names or tiled_fused_names(fused):
+        layouts = layer_program(fused.view(n), _probe(fused, n), "probe", fit_only=True,
+                                core_banks={b.operand: b.banks for b in mem.buffers})
+        for x, lay in layouts.items():
+            banks[x] = max(banks.get(x, 0), lay.banks)
+    return banks
+
+
+def _probe(fused, name: str):
+    view = fused.view(name)
+    return probe_command(view.design, view.dataflow)
 
 
 class FusedLayerCore(LayerCore):
@@ -72,25 +98,32 @@ class FusedLayerCore(LayerCore):
         self.alt_walks = tuple(w for p in self.progs.values() for w in p.walks)
 
     def _shared_layouts(self, names) -> dict:
-        """One physical buffer per operand for every dataflow: its positions (elements per half, halves, element
-        and DRAM word widths) must be the same in each (refused by field otherwise), its banks are the most any
-        dataflow needs. A run of up to ``banks`` consecutive positions touches each bank once, so a dataflow that
-        needs fewer banks (fewer lanes in one beat) is served by more: a position's bank and word change, not its
-        place in the half, which is all its command, its DMA and its host image address. The order of positions
-        may differ (``BufferLayout.split``, a lane-interleaved output): each dataflow's host image and write-back
-        blocks follow its own, its output lanes are written in its own order (layer_top ``_run_lanes``)."""
+        """One physical buffer per operand for every dataflow: each dataflow's program is planned on the core's
+        banks (``fused_layer_programs``, :func:`fused_banks`: the most any dataflow needs), so its positions
+        (elements per half, halves, element and DRAM word widths) are the same in each. A run of up to ``banks``
+        consecutive positions touches each bank once, so a dataflow that needs fewer banks (fewer lanes in one
+        beat) is served by more: a position's bank and word change, not its place in the half, which is all its
+        command, its DMA and its host image address. The order of positions may differ (``BufferLayout.split``, a
+        lane-interleaved output): each dataflow's host image and write-back blocks follow its own, its output
+        lanes are written in its own order (layer_top ``_run_lanes``). Programs planned apart (each on its own
+        banks) are a caller's error, not a spec's: nothing of a spec makes the planned positions differ (element
+        bytes are per operand, halves and depth per design)."""
         base = self.progs[names[0]]
         for n in names[1:]:
             p = self.progs[n]
             if _positions(p.layouts) != _positions(base.layouts) or p.depth != base.depth:
-                diff = [x for x in base.layouts if _positions(p.layouts).get(x) != _positions(base.layouts)[x]]
                 self._MustUse__silence = True            # refused: never elaborated
-                raise SpecError([problem(f"memory.{diff[0] if diff else 'depth'}",
-                                         f"one layer core for the fused dataflows needs the same buffer positions in "
-                                         f"each; {names[0]} and {n} differ (elements per half, halves, element or "
-                                         "DRAM word bytes); build one dataflow with --dataflow", n)])
+                raise ValueError(f"the programs of {names[0]} and {n} have different buffer positions "
+                                 f"({_positions(base.layouts)} and {_positions(p.layouts)}): plan every dataflow of the "
+                                 "core on its banks (fused_layer_programs, layer_program(core_banks=fused_banks(...)))")
         return {x: dataclasses.replace(lay, banks=max(self.progs[n].layouts[x].banks for n in names))
                 for x, lay in base.layouts.items()}
+
+    @property
+    def banks(self) -> dict:
+        """Operand -> the banks of the core's buffer, which a layer of any of its dataflows is planned on
+        (``layer_program(core_banks=)``)."""
+        return {x: lay.banks for x, lay in self.prog.layouts.items()}
 
     def encode(self, wc, index: int, layer: str = "layer") -> dict:
         """The tables' words for a layer command ``wc`` of the dataflow with fuse-list index ``index``."""
@@ -167,13 +200,24 @@ class FusedLayerTop(LayerTop):
 
     def __init__(self, core: FusedLayerCore, prog, dram_init: list[int], layer: str = "layer"):
         df = prog.compiled.dataflow.name
-        if _positions(prog.layouts) != _positions(core.prog.layouts):
-            raise ValueError(f"layer {layer}: its buffer layouts are not the core's (build it with spec_size=True)")
+        if _positions(prog.layouts) != _positions(core.prog.layouts):   # planned on its dataflow's own banks
+            prog = _on_core(core, prog, layer)
         super().__init__(prog, dram_init, layer=layer, fmt=core.fmt)
         self.core._MustUse__silence = True          # LayerTop's own single-dataflow core, replaced here
         self.core = core
         self.words = core.encode(prog.command, self.core.fused.index(df), layer)
         self.moved = core.moved
+
+
+def _on_core(core: FusedLayerCore, prog, layer: str):
+    """``prog`` (a layer of one of the core's dataflows) planned again at the core's buffers (its banks, the spec's
+    sizes), where a program planned on its dataflow's own banks (verif/layer_check.py's one-core path) or at its
+    layer's sizes rounds a buffer half otherwise. Its DRAM layout depends on neither (blocks word aligned in DRAM),
+    so a host image made from ``prog`` stays valid; a ValueError if it does not."""
+    again = layer_program(prog.compiled, prog.cmd, layer, spec_size=True, core_banks=core.banks)
+    if _positions(again.layouts) != _positions(core.prog.layouts) or again.regions != prog.regions:
+        raise ValueError(f"layer {layer}: its DRAM layout on the core's buffers is not the one it was planned with")
+    return again
 
 
 class FusedLayerProgramTop(Elaboratable):

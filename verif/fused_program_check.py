@@ -57,7 +57,7 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
         view = fused.view(name)
         cmd = plan_command(view, bounds, f"layer{k}", mapper=mapper, mapper_objective=mapper_objective,
                            mapper_seed=mapper_seed, rooms=core_rooms(core))
-        prog = layer_program(view, cmd, f"layer{k}", spec_size=True)
+        prog = layer_program(view, cmd, f"layer{k}", spec_size=True, core_banks=core.banks)
         tensors = random_operands(view.fu_graph, cmd.mapping, rng)
         at = -(-len(image) // burst) * burst           # each layer's regions from a burst-aligned base word
         image += [0] * (at - len(image)) + prog.dram_image(tensors)

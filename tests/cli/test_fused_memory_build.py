@@ -111,12 +111,12 @@ def test_fused_build_memory_with_a_skewed_map_writes_two_builds(tmp_path, monkey
         assert (tmp_path / "h" / b["file"]).exists()
 
 
-def test_one_core_refuses_dataflows_whose_buffer_layouts_differ():
-    """The shared buffers need one position space: a dataflow whose buffer halves differ is refused by field, not
-    built (banks may differ: tests/verif/test_fused_layer_writes.py)."""
+def test_one_core_refuses_programs_planned_apart():
+    """The shared buffers need one position space, which ``fused_layer_programs`` plans every dataflow on (the core's
+    banks; tests/dataflow/test_fused_shared_layout.py): programs whose buffer halves differ anyway were planned
+    apart, a caller's error (no spec reaches it), not built (banks may differ: tests/verif/test_fused_layer_writes.py)."""
     import dataclasses
 
-    from archgen.arch.errors import SpecError
     from archgen.arch.spec import load_spec
     from archgen.dataflow.compile import compile_fused
     from archgen.rtlgen.fused_layer import FusedLayerCore, fused_layer_programs
@@ -127,8 +127,7 @@ def test_one_core_refuses_dataflows_whose_buffer_layouts_differ():
     lay = progs["ws"].layouts["B"]
     half = dataclasses.replace(lay, half_elems=lay.half_elems // 2)
     progs["ws"] = dataclasses.replace(progs["ws"], layouts={**progs["ws"].layouts, "B": half})
-    with pytest.raises(SpecError, match=r"memory.B: one layer core for the fused dataflows needs the same buffer "
-                                        r"positions in each; os and ws differ"):
+    with pytest.raises(ValueError, match=r"the programs of os and ws have different buffer positions"):
         FusedLayerCore(fused, progs)
 
 
