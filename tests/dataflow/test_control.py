@@ -305,16 +305,22 @@ def test_issuer_pair(seed):
     assert hw == model, (sch, problem, steps, load_gaps, drain_gaps)
 
 
+def _psum_case(rng: random.Random):
+    """A schedule whose streamed output is read back as partial sums (output latency 1 .. 9), a random problem
+    and its tile count."""
+    sch = ArraySchedule(rows=rng.randint(1, 3), commit_skew=0, swap_skew=rng.randint(0, 2),
+                        has_stationary=rng.random() < 0.5, accumulate=False, psum_in=True,
+                        out_latency=rng.randint(1, 9), drain_rows=0)
+    problem = random_problem(rng)
+    return sch, problem, len(problem[3])
+
+
 @pytest.mark.parametrize("seed", range(CASES))
 def test_issuer_pair_psum_read_after_write(seed):
     """Streamed outputs read back as partial sums, with output latencies longer than the reuse distance, so
     the read-after-write wait binds (the general pair test reaches it in about 1 seed of 100)."""
     rng = random.Random(5000 + seed)
-    sch = ArraySchedule(rows=rng.randint(1, 3), commit_skew=0, swap_skew=rng.randint(0, 2),
-                        has_stationary=rng.random() < 0.5, accumulate=False, psum_in=True,
-                        out_latency=rng.randint(1, 9), drain_rows=0)
-    problem = random_problem(rng)
-    n = len(problem[3])
+    sch, problem, n = _psum_case(rng)
     steps = rng.randint(1, 3)
     load_gaps = [rng.randint(1, 3) for _ in range(n)]
     hw, model = issuer_pair(sch, problem, steps, load_gaps, [1] * n)
@@ -326,11 +332,7 @@ def test_issuer_pair_deskewed_psum_read_after_write(seed):
     """The same with a de-skewing layer core's write lag S (1 <= S < steps): the distance steps x tiles - S is no
     whole number of tiles, so the wait binds inside tiles and the model keeps it step by step (H159)."""
     rng = random.Random(7000 + seed)
-    sch = ArraySchedule(rows=rng.randint(1, 3), commit_skew=0, swap_skew=rng.randint(0, 2),
-                        has_stationary=rng.random() < 0.5, accumulate=False, psum_in=True,
-                        out_latency=rng.randint(1, 9), drain_rows=0)
-    problem = random_problem(rng)
-    n = len(problem[3])
+    sch, problem, n = _psum_case(rng)
     steps = rng.randint(2, 7)
     skew = rng.randint(1, steps - 1)
     load_gaps = [rng.randint(1, 3) for _ in range(n)]
