@@ -113,7 +113,7 @@ def _fresh_draws(seed, count, shapes):
     rng, out = random.Random(seed), []
     for op in rs.OPS:
         for shape in shapes:
-            for _ in range(6):
+            for _ in range(12):
                 df = rs.schedule_form(rng, rs.dims_of(op), shape)
                 if df is None:
                     break
