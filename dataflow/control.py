@@ -34,7 +34,7 @@ from .schedule import ArraySchedule
 __all__ = ["Flag", "CommandHW", "TileCounterHW", "LoaderHW", "IssuerHW", "DrainHW",
            "tile_counter_hw", "loader_hw", "issuer_hw", "accumulator_drain_hw", "stream_drain_hw",
            "loader_process", "issuer_process", "accumulator_drain_process", "stream_drain_process",
-           "all_of", "halo_hw", "outer_pad_hw", "psum_raw_hw", "psum_raw_ready_at", "streams_psums_back"]
+           "all_of", "halo_hw", "outer_pad_hw", "psum_raw_hw", "psum_raw_ready_at", "psum_raw_issues", "streams_psums_back"]
 
 
 def all_of(conds):
@@ -253,15 +253,27 @@ def _saturated_product(m, hdl, name: str, factors, cap: int):
     return out
 
 
-def psum_raw_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, issue, out_left):
+def psum_raw_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, issue, out_left, skew=None):
     """Read-after-write wait for streamed outputs read back as partial sums (model half:
-    :func:`psum_raw_ready_at`). A step of a tile that is not its output block's first visit reads the
-    partial sum that the step ``D = steps * P`` issues earlier produced (P: tiles per turn of the innermost
-    reduction tile loop, the product of the trip counts of the outer loops inside it; a later visit reads
-    the previous visit's beats, which are D steps back or more). It may issue only once that beat has
-    left the array: fewer than D steps are in flight (issued, output not yet left; a registered count, so
-    the partial sum is read at least one cycle after its write). At most ``out_latency`` steps are ever in
-    flight, so D saturates there and the product needs no wide multiplier. Returns the one-bit permit."""
+    :func:`psum_raw_ready_at`, :func:`psum_raw_issues`). A step of a tile that is not its output block's first
+    visit reads the partial sum that the step ``D = steps * P`` issues earlier produced (P: tiles per turn of the
+    innermost reduction tile loop, the product of the trip counts of the outer loops inside it; a later visit reads
+    the previous visit's beats, which are D steps back or more). It may issue only once that beat has left the
+    array: fewer than D steps are in flight (issued, output not yet left; a registered count, so the partial sum is
+    read at least one cycle after its write). At most ``out_latency`` steps are ever in flight, so D saturates there
+    and the product needs no wide multiplier. Returns the one-bit permit.
+
+    ``skew`` (a signal, valid from the command's first running cycle): the beats S by which a de-skewing layer
+    core (rtlgen/layer_top.py, memctl ``output_pads``) writes an element after its psum walk read it. The psum walk
+    reads position q on every lane when the step at position q issues (its address one cycle ahead, a transparent
+    read: a write in the cycle before the issue is seen); lane s uses it offset(s) beats later, and the result of
+    that element leaves lane s span - offset(s) beats after it was made, so the write walk writes position q at the
+    output beat of the step at position q + S, S = sum_d span_d x (beats of a row position of d), the same for every
+    lane, inside the tile (q + S < steps: the positions of a row reach L + span). The layer core's write port is
+    always ready (no output stall), so beats and steps keep one order. The step read back at issue n therefore needs
+    step n - (D - S) to have left: the distance is D - S >= 1 (S < steps <= D), a wait, never a deadlock. Beats at
+    the last span positions of a row read elements nothing uses (the lanes take them into masked positions); the
+    wait covers them too, as the hardware cannot tell them apart, and the model keeps the same rule."""
     if not cmd.red:
         return hdl.Const(1)           # every tile is a first visit: nothing is read back
     lat = sch.out_latency
@@ -270,29 +282,68 @@ def psum_raw_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, issue, out_left):
     with m.If(cmd.start):
         m.d.sync += in_flight.eq(0)
     last_red = max(i for i, d in enumerate(cmd.outer) if d in cmd.red)
-    factors = [cmd.steps_m1 + 1] + [cmd.trips_m1[d] + 1 for d in cmd.outer[last_red + 1:]]
-    # registered: off the issue path (the product reads the latched command, so it is valid from cycle 2;
-    # the first tile is a first visit and issues its first step in cycle 1 at the earliest)
+    trips = [cmd.trips_m1[d] + 1 for d in cmd.outer[last_red + 1:]]
+    # registered: off the issue path (the product reads the latched command, and ``skew`` the core's register set
+    # with the command, so it is valid from cycle 2; the first tile is a first visit and issues its first step in
+    # cycle 1 at the earliest)
     distance = hdl.Signal(range(lat + 2), name="psum_raw_distance")
-    m.d.sync += distance.eq(_saturated_product(m, hdl, "psum_raw_distance", factors, lat + 1))
+    if skew is None:
+        m.d.sync += distance.eq(_saturated_product(m, hdl, "psum_raw_distance", [cmd.steps_m1 + 1] + trips, lat + 1))
+    else:
+        m.d.sync += distance.eq(_deskewed_distance(m, hdl, cmd, trips, skew, lat + 1))
     return in_flight < distance
 
 
+def _deskewed_distance(m, hdl, cmd: CommandHW, trips, skew, cap: int):
+    """min(steps x P - skew, cap) with narrow multipliers: (steps - skew) + steps x (P - 1), each term cut to cap
+    (steps - skew >= 1: the skew lies inside the tile)."""
+    rest = hdl.Signal(len(cmd.steps_m1) + 1, name="psum_raw_rest")
+    m.d.comb += rest.eq(cmd.steps_m1 + 1 - skew)
+    parts = hdl.Signal(range(2 * cap + 1), name="psum_raw_parts")
+    near = hdl.Mux(rest >= cap, cap, rest)
+    if not trips:
+        m.d.comb += parts.eq(near)
+    else:
+        p = _saturated_product(m, hdl, "psum_raw_turn", trips, cap + 1)
+        m.d.comb += parts.eq(near + _saturated_product(m, hdl, "psum_raw_far", [cmd.steps_m1 + 1, p - 1], cap))
+    return hdl.Mux(parts >= cap, cap, parts)
+
+
 def psum_raw_ready_at(sch: ArraySchedule, tile_distance: int, first_issues: list, k: int) -> int:
-    """Model half of :func:`psum_raw_hw` at tile granularity: tile k (not a first visit) may issue its
-    first step from this cycle. Its step j reads the beat of step j of tile k - ``tile_distance``, which
+    """Model half of :func:`psum_raw_hw` at tile granularity (no de-skew): tile k (not a first visit) may issue
+    its first step from this cycle. Its step j reads the beat of step j of tile k - ``tile_distance``, which
     left ``out_latency`` cycles after its issue; tiles issue their steps back to back, so once the first
     step may go every later one may too."""
     return first_issues[k - tile_distance] + sch.out_latency + 1
 
 
+def psum_raw_issues(sch: ArraySchedule, history, distance: int, first: int, steps: int, reads: bool) -> list[int]:
+    """Model half of :func:`psum_raw_hw` step by step (a de-skewed output, whose distance is not a whole number of
+    tiles): the issue cycles of a tile's ``steps`` steps, the first at ``first`` at the earliest, the others back to
+    back unless (``reads``: not a first visit) step n waits for step n - ``distance`` to have left:
+    issue(n) >= issue(n - distance) + out_latency + 1, the registered in-flight count below the distance.
+    ``history``: the issue cycles of the steps before (the last ``distance`` are kept; appended to)."""
+    lat = sch.out_latency
+    out = []
+    t = first - 1
+    for _ in range(steps):
+        t += 1
+        if reads and len(history) >= distance:
+            t = max(t, history[-distance] + lat + 1)
+        out.append(t)
+        history.append(t)
+    del history[:-distance]
+    return out
+
+
 def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, shadow_ready, drained_all,
-              out_left=None) -> IssuerHW:
+              out_left=None, psum_skew=None) -> IssuerHW:
     """ISSUER: one step per cycle, tiles back to back. A tile's first step that needs loaded data waits
     for ``shadow_ready``; with outputs accumulated in place, a tile's last step waits for
     ``drained_all`` (every earlier tile drained); with streamed outputs read back as partial sums, a step
     of a later visit waits for its partial sum to have left (:func:`psum_raw_hw`; ``out_left``: an output
-    beat's handshake this cycle). ``stream_valid(first)``: the streamed inputs' valid."""
+    beat's handshake this cycle; ``psum_skew``: a de-skewing layer core's write lag, :func:`psum_raw_hw`).
+    ``stream_valid(first)``: the streamed inputs' valid."""
     tiles = tile_counter_hw(m, hdl, "issue", cmd)
     step = hdl.Signal(STEP_BITS, name="issue_step")
     done = hdl.Signal(name="issue_done")
@@ -311,7 +362,7 @@ def issuer_hw(m, hdl, sch: ArraySchedule, cmd: CommandHW, adv, stream_valid, sha
     if streams_psums_back(sch):
         if out_left is None:
             raise ValueError("issuer_hw: streamed outputs read back as partial sums need out_left")
-        conds.append(tiles.first | psum_raw_hw(m, hdl, sch, cmd, issue, out_left))
+        conds.append(tiles.first | psum_raw_hw(m, hdl, sch, cmd, issue, out_left, psum_skew))
     conds.append(stream_valid(tiles.first))
     m.d.comb += issue.eq(all_of(conds))
     with m.If(issue):
@@ -377,20 +428,30 @@ def outer_pad_hw(m, hdl, cmd: CommandHW, tile, loop: str, span: int, offsets: tu
 
 
 def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, wait_fetched, on_first, on_tile,
-                   psum_tile_distance: int | None = None):
+                   psum_tile_distance: int | None = None, psum_skew: int = 0):
     """ISSUER (model half). ``on_first(k)`` runs at tile k's first step, ``on_tile(k, last_issue)`` after its
     last; returns the cycle of the last step. ``psum_tile_distance``: with streamed outputs read back as
-    partial sums, the tiles between two visits of an output block (``TileMapping.psum_tile_distance``)."""
+    partial sums, the tiles between two visits of an output block (``TileMapping.psum_tile_distance``);
+    ``psum_skew``: the beats a de-skewing layer core writes a partial sum after reading it (:func:`psum_raw_hw`):
+    the wait is then steps x tiles - skew steps, kept step by step (:func:`psum_raw_issues`) when it can bind."""
     yield env.timeout(1)
     last_issue = 0
     first_issues: list = []
     raw = streams_psums_back(sch) and psum_tile_distance is not None
+    distance = steps * psum_tile_distance - psum_skew if raw else 0
+    # a distance beyond out_latency never binds (at most that many steps are in flight)
+    by_step = raw and psum_skew and distance <= sch.out_latency
+    history: list = []
     for k, tile in enumerate(tiles):
         yield from wait_fetched(k)
         needs = sch.has_loader and sch.loads(tile)
         if needs:
             yield loaded[k]
-        if raw and not tile.first:
+        issues = None
+        if by_step:
+            issues = psum_raw_issues(sch, history, distance, env.now, steps, not tile.first)
+            yield env.timeout(issues[0] - env.now)
+        elif raw and not tile.first and not psum_skew:
             ready_at = psum_raw_ready_at(sch, psum_tile_distance, first_issues, k)
             if env.now < ready_at:
                 yield env.timeout(ready_at - env.now)
@@ -398,7 +459,9 @@ def issuer_process(env, sch: ArraySchedule, steps: int, tiles, loaded, drained, 
         if sch.accumulate and steps == 1 and k > 0:
             yield drained[k - 1]
         on_first(k, needs)
-        if steps > 1:
+        if issues is not None:
+            yield env.timeout(issues[-1] - env.now)
+        elif steps > 1:
             yield env.timeout(steps - 1)
             if sch.accumulate and k > 0 and not drained[k - 1].triggered:
                 yield drained[k - 1]

@@ -38,7 +38,7 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
            "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs",
-           "lane_map", "output_lane_split", "block_bytes", "layer_dram_bytes"]
+           "lane_map", "output_lane_split", "block_bytes", "layer_dram_bytes", "psum_read_skew"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -103,66 +103,45 @@ def deskew_terms(fg: FUGraph, kind: str) -> tuple:
                        by_loop[d][0] - by_loop[d][1][s] for d in inner) for s in range(lanes))
 
 
-def _deskew_strides(compiled, blk) -> dict:
-    """Beats of one row position of each inner loop of the tile in block ``blk``: the trips (L + span of a padded
-    loop) of the inner loops after it."""
+def _deskew_strides(compiled, ext: dict) -> dict:
+    """Beats of one row position of each inner loop of the tile in a block of extents ``ext`` (loop -> elements):
+    the trips (L + span of a padded loop) of the inner loops after it."""
     inner = tuple(compiled.dataflow.inner_dims())
     halos = dict(compiled.fu_graph.halo)
-    ext = {d: e - s for d, s, e in blk.ranges}
     return {d: math.prod(ext[e] + halos.get(e, 0) for e in inner[i + 1:]) for i, d in enumerate(inner)}
 
 
+def psum_read_skew(compiled, ext: dict) -> int:
+    """The beats by which the layer core writes an element of a de-skewed output (:func:`output_pads`) after its
+    psum walk read it, in a block of extents ``ext``: sum_d span_d x the beats of a row position of d (lane s reads
+    offset(s) beats early and writes span - offset(s) beats late, so every lane's sum is the same). The array's
+    read-after-write wait counts it (dataflow/control.py ``psum_raw_hw``: a distance of steps x tiles - this);
+    0 for every other output, and with no partial sums read back."""
+    pads = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
+    if not pads or compiled.psum_port is None:
+        return 0
+    strides = _deskew_strides(compiled, ext)
+    return sum(span * strides[loop] for loop, span, _offs in pads)
+
+
 def _check_deskewed_output(compiled, blocks, layer: str) -> None:
-    """The checks of a de-skewed output (:func:`output_pads`) in every block: its read-back distance
-    (:func:`_check_deskewed_partial_sums`) and, for a delay set per block (:func:`deskew_terms`), the layer core's
-    de-skew buffers: one row position of a padded loop that is not the tile's last holds at most
-    ``array.max_fifo_depth`` beats (as the delay connections' FIFOs of run-time depth, mappings/tiling.py
-    ``check_fifo_depth``), refused naming that field otherwise."""
+    """The layer core's de-skew buffers of an output de-skewed with a delay set per block (:func:`output_pads`,
+    :func:`deskew_terms`) in every block: one row position of a padded loop that is not the tile's last holds at
+    most ``array.max_fifo_depth`` beats (as the delay connections' FIFOs of run-time depth, mappings/tiling.py
+    ``check_fifo_depth``), refused naming that field otherwise. (Its partial sums read back are never refused: the
+    array's read-after-write wait counts the de-skew, dataflow/control.py ``psum_raw_hw``.)"""
     pads = output_pads(compiled.fu_graph)
-    if not pads:
-        return
-    _check_deskewed_partial_sums(compiled, blocks, pads, layer)
-    if output_deskew(compiled.fu_graph) is not None:
+    if not pads or output_deskew(compiled.fu_graph) is not None:
         return
     design, last = compiled.design, compiled.dataflow.inner_dims()[-1]
     for blk in blocks:
-        strides = _deskew_strides(compiled, blk)
+        strides = _deskew_strides(compiled, {d: e - s for d, s, e in blk.ranges})
         for loop, _span, _offs in pads:
             if loop != last and strides[loop] > design.max_fifo_depth:
                 _refuse("array.max_fifo_depth", f"the output {compiled.fu_graph.output.name} is streamed over the "
                         f"padded loop {loop}, whose row position is {strides[loop]} beats in the blocks of layer "
                         f"{layer}; the layer core's de-skew buffers hold at most array.max_fifo_depth beats per "
                         "position: raise it, or give the loops after it fewer trips", design.max_fifo_depth)
-
-
-def _check_deskewed_partial_sums(compiled, blocks, pads, layer: str) -> None:
-    """The array issues a step of a later reduction tile once the beat D steps back has left it (dataflow/control.py
-    ``psum_raw_hw``: D = steps x the trips of the tile loops inside the innermost reduction loop). De-skewed, the
-    psum walk reads an element and the write lands it sum_d span_d x (the beats of a row position of d) beats apart
-    (the span itself over one padded loop last in the tile), so a block whose D is within that of the array's output
-    latency could read a partial sum before it is written: refused, naming the layer (a larger chunk of the padded
-    loop, or of the loops inside the reduction, lengthens D)."""
-    df, shape = compiled.dataflow, compiled.design.shape
-    outer, inner = tuple(df.outer_dims()), tuple(df.inner_dims())
-    red = [i for i, d in enumerate(outer) if not compiled.design.operation.output.uses(d)]
-    if not red or compiled.psum_port is None:
-        return
-    halos = dict(compiled.fu_graph.halo)
-    lat = compiled.schedule.out_latency
-    for blk in blocks:
-        ext = {d: e - s for d, s, e in blk.ranges}
-        trips = {d: -(-ext[d] // (shape[df.axis_of[d]] if d in df.axis_of else 1)) for d in outer}
-        if math.prod(trips[outer[i]] for i in red) < 2:
-            continue                  # every tile of the block is its output block's first visit
-        steps = math.prod(ext[d] + halos.get(d, 0) for d in inner)
-        distance = steps * math.prod(trips[d] for d in outer[red[-1] + 1:])
-        strides = _deskew_strides(compiled, blk)
-        span = sum(sp * strides[loop] for loop, sp, _offs in pads)
-        if distance - span < lat + 1:
-            _refuse(f"layers.{layer}", f"the output {compiled.fu_graph.output.name} is streamed over a padded loop and "
-                    f"read back as partial sums {distance} steps later, within the de-skewed write's {span} beats of "
-                    f"the array's output latency ({lat} cycles): it needs {lat + 1 + span} steps at least; use larger "
-                    "bounds (or chunks) of the tile's loops, or schedule: compressed", distance)
 
 
 def lane_skewed_output(compiled) -> bool:
@@ -303,8 +282,7 @@ def _row_steps(compiled, pad, levels, coords, off0: int) -> tuple[tuple[int, int
 
 def _with_rounds(compiled, blocks) -> list:
     """The blocks as their array commands run them: a skewed reduction loop outside the tile (mappings/tiling.py
-    ``outer_pads``) runs its chunk + span tiles, so a block of one tile of it still reads partial sums back (span
-    rounds) and the de-skewed read-back check must see it (:func:`_check_deskewed_partial_sums`)."""
+    ``outer_pads``) runs its chunk + span tiles, so the checks per block see the tiles the array runs."""
     spans = {p.loop: p.span(compiled.design.shape) for p in outer_pads(compiled.design, compiled.dataflow)}
     if not spans:
         return blocks
@@ -1922,7 +1900,8 @@ def buffer_fit(compiled, layer: str = "layer"):
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
     in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
     (:func:`output_lane_split`, :func:`block_bytes`), and for an output de-skewed per lane (:func:`output_pads`)
-    the distance at which its partial sums are read back and its de-skew buffers (:func:`_check_deskewed_output`), and
+    its de-skew buffers (:func:`_check_deskewed_output`; its partial sums read back within the de-skew are a wait of
+    the array, dataflow/control.py ``psum_raw_hw``, never a refusal), and
     for an output whose lanes write their own tiles of a skewed loop those lanes' banks (:func:`_bank_clash`), and
     for waited drains a block's tiles per iteration of each waited loop (:func:`_check_drain_depth`), and for waited
     products its steps per iteration (:func:`_check_wait_depth`), so
@@ -1938,7 +1917,7 @@ def buffer_fit(compiled, layer: str = "layer"):
     known = {}      # (bounds, tile) -> the refusal or None: the buffer refusals do not depend on the loop order
 
     def fits(cmd: LayerCommand) -> None:
-        if deskew:        # a de-skewed output's read-back distance (it depends on the loop order) and buffers
+        if deskew:        # a de-skewed output's de-skew buffers (array.max_fifo_depth)
             _check_deskewed_output(compiled, _with_rounds(compiled, [j.block for j in layer_jobs(cmd)]), layer)
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:

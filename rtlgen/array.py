@@ -229,6 +229,9 @@ class ArrayTop(wiring.Component):
         # ... and of such a loop outside the tile (output held per FU): each FU's drained sum waits
         self._drain_groups = drain_groups(self.fg)
         self._rep_waits, self._drain_psums = rep_waits(self._drain_groups), {}
+        # a de-skewing layer core's partial-sum write lag in beats (rtlgen/layer_top.py sets it; dataflow/control.py
+        # psum_raw_hw); None: the array level, where the host feeds each lane its own element
+        self.psum_skew = None
         super().__init__(port_members(compiled.ports, compiled.command))
 
     def _in(self, operand: str):
@@ -277,7 +280,7 @@ class ArrayTop(wiring.Component):
         drained_all = Signal(name="all_tiles_drained") if sch.accumulate else None
         out_left = out_port.valid & out_port.ready       # a streamed output beat left (psum read-after-write)
         iss = issuer_hw(m, hdl, sch, cmd, adv, issue_valid, None if loader is None else loader.ready, drained_all,
-                        out_left)
+                        out_left, self.psum_skew)
         for p in streamed:
             m.d.comb += self._in(p.name).ready.eq(iss.issue)
         if psum_port is not None and not sch.accumulate:

@@ -58,6 +58,9 @@ class FusedArrayTop(wiring.Component):
         self.views = fused.hardware_views
         super().__init__(port_members(fused.ports, fused.command))
         self.mux_count = 0                      # muxes on the select built by the last elaborate
+        # a de-skewing layer core's partial-sum write lag in beats, the selected dataflow's (rtlgen/layer_top.py sets
+        # it; dataflow/control.py psum_raw_hw); None: the array level, where the host feeds each lane its element
+        self.psum_skew = None
 
     def _port(self, name: str):
         return getattr(self, name, None)
@@ -244,7 +247,7 @@ class FusedArrayTop(wiring.Component):
         drained_all = Signal(name="all_tiles_drained") if sch.accumulate else None
         out_left = self._port(view.output_port.name).valid & self._port(view.output_port.name).ready & chosen
         iss = issuer_hw(m, hdl, sch, cmd, self.adv, issue_valid, None if loader is None else loader.ready, drained_all,
-                        out_left)
+                        out_left, self.psum_skew)
         for p in streamed:
             ready[port_name(PortRole.INPUT, p.name)] = iss.issue
         if psum_port is not None and not sch.accumulate:

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, hdl, signed, unsigned
 from amaranth.lib.memory import Memory
 
+from archgen.dataflow.ir import STEP_BITS
 from archgen.dataflow.memctl import (BLOCK_COUNT_BITS, DRAM_WORD_BITS, DescriptorFormat, LayerProgram,
                                      block_walker_hw, descriptor_format, layer_sequencer_hw, transfer_timer_hw)
 from archgen.rtlgen.array import ArrayTop
@@ -224,9 +225,25 @@ class LayerCore(Elaboratable):
         self._load_datapath(m, bufs, dma, loads)
         self._write_back(m, seq, rows["W"], bufs[op.output.name])
         self._array_command(m, arr, seq, rows["C"], done)
+        self._psum_lags = []                # a de-skewed output's write and psum delays (lane 0), from _port_walk
         for w in sorted(P.walks, key=lambda w: w.kind != "write"):
             self._port_walk(m, arr, w, seq, rows["C"], bufs[w.operand], bufs.get((w.operand, "back")))
+        self._psum_skew(m, arr, seq)
         return m
+
+    def _psum_skew(self, m, arr, seq):
+        """A de-skewed output read back as partial sums: the array's read-after-write wait counts the beats S by
+        which the write of an element follows the psum walk's read of it (dataflow/control.py ``psum_raw_hw``), the
+        write's and the psum's delay of any one lane (span - offset and offset summed over the padded loops: lane
+        0's, as the walks set them per block, memctl ``psum_read_skew`` for the model). Latched with the array's
+        command (the compute row is valid at ``start_c``), so it is valid from the command's first running cycle;
+        the array keeps None (no wait added) for every other output."""
+        if len(self._psum_lags) < 2:        # nothing de-skewed, or no partial sums read back
+            return
+        skew = Signal(STEP_BITS, name="psum_skew")
+        with m.If(seq.start_c):
+            m.d.sync += skew.eq(sum(self._psum_lags))
+        arr.psum_skew = skew
 
     def _sequencer(self, m, n_blocks, l_back):
         """dataflow/memctl.py's DMA order and gates; the cycle and byte counters run while ``go`` is high.
@@ -501,6 +518,8 @@ class LayerCore(Elaboratable):
             data = [p.payload[l].as_unsigned()[:bits] if shape.width >= bits else p.payload[l]
                     for l in range(w.lanes)]
             data = _deskewed(m, w, alts, data, fire, seq, row_c, self.prog.compiled.design.max_fifo_depth)
+            if any(wa.deskew or wa.deskew_terms for wa, _, _ in alts or [(w, None, None)]):
+                self._psum_lags.append(_lane0_delay(w, alts, row_c))
             wdata = [Signal(bits, name=f"{w.port}_wdata{l}") for l in range(w.lanes)]
             en = [fire & ok & st.row_ok for ok in st.lane_ok]
             if _scatters(w, alts):       # each lane at its own position, in its own bank (memctl.PortWalk.scatter)
@@ -527,6 +546,7 @@ class LayerCore(Elaboratable):
                 vals = [vals[0]] * w.lanes
             vals = vals[::w.lane_step]   # lane l at position base + lane_step x l
         if any(wa.deskew or wa.deskew_terms for wa, _, _ in alts or [(w, None, None)]):   # a streamed output's psums
+            self._psum_lags.append(_lane0_delay(w, alts, row_c))
             vals = _deskewed(m, w, alts, [Mux(st.lane_ok[l] & st.row_ok, vals[l], 0) for l in range(w.lanes)], fire,
                              seq, row_c, self.prog.compiled.design.max_fifo_depth)
             m.d.comb += [p.payload[l].eq(vals[l]) for l in range(w.lanes)]
@@ -955,17 +975,31 @@ def _delayed_by(m, name, values, terms, trips, load, fire, max_depth: int):
             continue
         bound = sum(c * (1 if j == n - 1 else max_depth) for j, c in enumerate(cs))
         beats = Signal(range(bound + 1), name=f"{name}{l}_beats")
-        total = Const(0)
-        for j, c in enumerate(cs):        # the beats of one position of level j: the trips of the levels after it
-            if c:
-                per = Const(1)
-                for t in trips[j + 1:]:
-                    per = per * t
-                total = total + c * per
         with m.If(load):
-            m.d.sync += beats.eq(total)
+            m.d.sync += beats.eq(_term_beats(cs, trips))
         out.append(fifo_buffer(m, f"{name}{l}", v, unsigned(len(v)), fire, 1, beats, bound))
     return out
+
+
+def _term_beats(cs, trips):
+    """sum_j cs[j] x the beats of one position of level j (the product of the ``trips`` of the levels after it)."""
+    total = Const(0)
+    for j, c in enumerate(cs):
+        if c:
+            per = Const(1)
+            for t in trips[j + 1:]:
+                per = per * t
+            total = total + c * per
+    return total
+
+
+def _lane0_delay(w, alts, row_c):
+    """The beats by which a de-skewed walk delays its lane 0 (``deskew`` or ``deskew_terms``, :func:`_deskewed`),
+    the selected dataflow's in one core for several (``alts``; 0 for a walk without de-skew)."""
+    walks = [(w, None, None)] if alts is None else alts
+    beats = [_term_beats(wa.deskew_terms[0], [row_c[f"{wa.port}_trips{j}"] for j in range(len(wa.levels))])
+             if wa.deskew_terms else Const(wa.deskew[0] if wa.deskew else 0) for wa, _, _ in walks]
+    return beats[0] if alts is None else _pick_on(beats, [on for _, on, _ in walks])
 
 
 def _deskewed(m, w, alts, values, fire, seq, row_c, max_depth: int):

@@ -101,8 +101,10 @@ class _MemorySide:
 
 
 def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_cycle: float | None = None,
-                   buffers: int = 2) -> ArrayModelResult:
-    """Cycles of one tiled problem on the compiled array (its schedule carries the pipelining).
+                   buffers: int = 2, psum_skew: int = 0) -> ArrayModelResult:
+    """Cycles of one tiled problem on the compiled array (its schedule carries the pipelining). ``psum_skew``: the
+    beats a de-skewing layer core writes a partial sum after reading it (memctl ``psum_read_skew``; 0 at the array
+    level, where the host feeds each lane its own element).
 
     The array's loader, issuer and drain are the model halves of dataflow/control.py; this function adds
     the memory side (a DMA process and write-backs on one DRAM channel) and wires them together."""
@@ -160,7 +162,7 @@ def simulate_array(compiled: CompiledArray, mapping: TileMapping, *, bytes_per_c
         env.process(loader_process(env, sch, tiles, shadow_free, loaded, mem.wait_fetched,
                                    drained if sch.accumulate and sch.psum_in else None))
     env.process(finish(env.process(issuer_process(env, sch, steps, tiles, loaded, drained, mem.wait_fetched,
-                                                  on_first, on_tile, mapping.psum_tile_distance()))))
+                                                  on_first, on_tile, mapping.psum_tile_distance(), psum_skew))))
     env.run()
     total = int(stats["done"])
     firsts = stats["firsts"] + [total]

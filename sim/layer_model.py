@@ -15,7 +15,7 @@ import simpy
 from archgen.dataflow.compile import CompiledArray
 from archgen.dataflow.ir import PortRole
 from archgen.dataflow.memctl import (adds_onto_partial_sums, check_command, compute_process, dma_order, dma_process,
-                                     layer_jobs, loads_partial_sums, output_lane_split)
+                                     layer_jobs, loads_partial_sums, output_lane_split, psum_read_skew)
 from archgen.mappings.memory_tiling import LayerCommand, check_partial_sums, element_bytes
 
 from .array_model import simulate_array
@@ -61,7 +61,7 @@ def simulate_layer(compiled: CompiledArray, cmd: LayerCommand, *, trace: bool = 
     for j in jobs:
         bm = cmd.block_mapping(j.block)
         if bm.bounds not in per_shape:
-            per_shape[bm.bounds] = simulate_array(compiled, bm)
+            per_shape[bm.bounds] = simulate_array(compiled, bm, psum_skew=psum_read_skew(compiled, dict(bm.bounds)))
         r = per_shape[bm.bounds]
         array_cycles.append(r.total_cycles)
         slots += r.mac_slots

@@ -214,10 +214,11 @@ def psum_tile_distance(outer, trips, red):
     return math.prod(trips[d] for d in outer[last + 1:])
 
 
-def issuer_pair(sch: ArraySchedule, problem, steps, load_gaps, drain_gaps):
+def issuer_pair(sch: ArraySchedule, problem, steps, load_gaps, drain_gaps, skew: int = 0):
     """Trace: (first-step cycle, last-step cycle) per tile. The loader stand-in fills tile k's shadow
     ``load_gaps[k]`` cycles after the previous swap; the drain stand-in drains tile k ``drain_gaps[k]``
-    cycles after its last step, in order."""
+    cycles after its last step, in order. ``skew``: a de-skewing layer core's partial-sum write lag (the
+    ``psum_skew`` input, held from the handshake on)."""
     outer, trips, red, tiles = problem
     needs = [sch.has_loader and sch.needs_load(t.first) for t in tiles]
     env = simpy.Environment()
@@ -244,7 +245,7 @@ def issuer_pair(sch: ArraySchedule, problem, steps, load_gaps, drain_gaps):
     if first_needing is not None:
         env.process(after(load_gaps[first_needing], loaded[first_needing]))
     env.process(issuer_process(env, sch, steps, tiles, loaded, drained, lambda _k: iter(()), on_first, on_tile,
-                               psum_tile_distance(outer, trips, red)))
+                               psum_tile_distance(outer, trips, red), skew))
     env.run()
     raw = streams_psums_back(sch)
 
@@ -252,7 +253,8 @@ def issuer_pair(sch: ArraySchedule, problem, steps, load_gaps, drain_gaps):
         ready = h.input("shadow_ready") if sch.has_loader else None
         drained_all = h.input("drained_all") if sch.accumulate else None
         out_left = h.input("out_left") if raw else None
-        return issuer_hw(m, hdl, sch, h.cmd, 1, lambda first: 1, ready, drained_all, out_left)
+        psum_skew = h.input("psum_skew", STEP_BITS) if skew else None
+        return issuer_hw(m, hdl, sch, h.cmd, 1, lambda first: 1, ready, drained_all, out_left, psum_skew)
 
     h = Harness(outer, red, build)
     hw, ready_at, drain_at = [], {}, {}
@@ -261,6 +263,8 @@ def issuer_pair(sch: ArraySchedule, problem, steps, load_gaps, drain_gaps):
         ready_at[first_needing] = load_gaps[first_needing]
 
     def bench(ctx, c):
+        if skew:
+            ctx.set(h.inputs["psum_skew"], skew)
         if raw:
             ctx.set(h.inputs["out_left"], int(c - sch.out_latency in issues))
         j = len(hw) if not hw or hw[-1][1] is not None else len(hw) - 1     # the tile being issued
@@ -301,20 +305,39 @@ def test_issuer_pair(seed):
     assert hw == model, (sch, problem, steps, load_gaps, drain_gaps)
 
 
+def _psum_case(rng: random.Random):
+    """A schedule whose streamed output is read back as partial sums (output latency 1 .. 9), a random problem
+    and its tile count."""
+    sch = ArraySchedule(rows=rng.randint(1, 3), commit_skew=0, swap_skew=rng.randint(0, 2),
+                        has_stationary=rng.random() < 0.5, accumulate=False, psum_in=True,
+                        out_latency=rng.randint(1, 9), drain_rows=0)
+    problem = random_problem(rng)
+    return sch, problem, len(problem[3])
+
+
 @pytest.mark.parametrize("seed", range(CASES))
 def test_issuer_pair_psum_read_after_write(seed):
     """Streamed outputs read back as partial sums, with output latencies longer than the reuse distance, so
     the read-after-write wait binds (the general pair test reaches it in about 1 seed of 100)."""
     rng = random.Random(5000 + seed)
-    sch = ArraySchedule(rows=rng.randint(1, 3), commit_skew=0, swap_skew=rng.randint(0, 2),
-                        has_stationary=rng.random() < 0.5, accumulate=False, psum_in=True,
-                        out_latency=rng.randint(1, 9), drain_rows=0)
-    problem = random_problem(rng)
-    n = len(problem[3])
+    sch, problem, n = _psum_case(rng)
     steps = rng.randint(1, 3)
     load_gaps = [rng.randint(1, 3) for _ in range(n)]
     hw, model = issuer_pair(sch, problem, steps, load_gaps, [1] * n)
     assert hw == model, (sch, problem, steps, load_gaps)
+
+
+@pytest.mark.parametrize("seed", range(CASES))
+def test_issuer_pair_deskewed_psum_read_after_write(seed):
+    """The same with a de-skewing layer core's write lag S (1 <= S < steps): the distance steps x tiles - S is no
+    whole number of tiles, so the wait binds inside tiles and the model keeps it step by step (H159)."""
+    rng = random.Random(7000 + seed)
+    sch, problem, n = _psum_case(rng)
+    steps = rng.randint(2, 7)
+    skew = rng.randint(1, steps - 1)
+    load_gaps = [rng.randint(1, 3) for _ in range(n)]
+    hw, model = issuer_pair(sch, problem, steps, load_gaps, [1] * n, skew)
+    assert hw == model, (sch, problem, steps, skew, load_gaps)
 
 
 # ------------------------------------------------------------------------------------------------ drain

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archgen.arch.errors import SpecError
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import buffer_fit, layer_dram_bytes, layer_program, output_deskew
@@ -105,16 +104,15 @@ CASES["reduced-q2"] = (REDUCED, {"n": 1, "k": 3, "p": 2, "q": 2, "c": 3, "r": 1,
 CASES["reduced-q1"] = (REDUCED, {**CASES["reduced-q2"][1], "q": 1}, ("q", 3, (0, 1, 2, 3)))
 
 
-def test_partial_sums_read_back_before_the_delayed_write_are_refused(monkeypatch):
+def test_partial_sums_read_back_within_the_delayed_write_wait_for_it(monkeypatch):
     """A partial sum read back D steps after its step (the array's read-after-write rule) lands up to span beats
-    later once de-skewed: D - span must cover the array's output latency. At the boundary (q = 2: D = 5, span 3,
-    latency 1) exact; one step shorter (q = 1) refused naming the layer, and without that check wrong. The planner
-    sees the check (``buffer_fit``): at q = 1 it plans blocks of one reduction tile each, which run exact."""
-    assert _run("reduced-q2", 0)[0]
-    assert _run("reduced-q1", 0, fits=True)[0]
-    with pytest.raises(SpecError) as err:
-        _run("reduced-q1", 0)
-    assert err.value.problems[0].path == "layers.layer" and "it needs 5 steps at least" in err.value.problems[0].message
-    import archgen.dataflow.memctl as memctl
-    monkeypatch.setattr(memctl, "_check_deskewed_partial_sums", lambda *a: None)
+    later once de-skewed, so the array waits for step n - (D - span) to have left (dataflow/control.py
+    ``psum_raw_hw``). q = 2 (D = 5, span 3, latency 1) and q = 1 (D = 4: refused before H159) run exact with RTL
+    cycles == model cycles; with the old wait (D, the de-skew not counted) q = 1 runs wrong."""
+    for name in ("reduced-q2", "reduced-q1"):
+        exact, rtl, model, moved, dram = _run(name, 0)
+        assert (exact, rtl) == (True, model), name
+        assert {k: v for k, v in moved.items() if v} == {k: v for k, v in dram.items() if v}
+    import archgen.rtlgen.layer_top as layer_top
+    monkeypatch.setattr(layer_top.LayerCore, "_psum_skew", lambda self, m, arr, seq: None)
     assert not _run("reduced-q1", 0)[0]
