@@ -375,10 +375,15 @@ class ScheduleVerify:
     RTL == model, DRAM bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong),
     crashed, seconds."""
 
-    def __init__(self, seed, top=4, blocks=False, compressed=False):   # top: the largest loop bound drawn
-        self.rng = random.Random(f"verify {seed}")
+    def __init__(self, seed, top=4, blocks=False, compressed=False, dram_psums=False, tiny=False):
+        self.rng = random.Random(f"verify {seed}")          # top: the largest loop bound drawn
         self.wide = random.Random(f"verify wide {seed}")    # the options' draws: the default runs' stay as they were
-        self.top, self.blocks, self.compressed = top, blocks, compressed
+        self.top, self.compressed = 2 if tiny else top, compressed
+        self.blocks = blocks or dram_psums
+        # --dram-psums: the blocks runs' commands send partial sums through DRAM (their own class); --tiny: every
+        # bound 1 .. 2, the blocks runs' too (2 .. TOP + 2 otherwise)
+        self.blocks_class = "memory (blocks, dram psums)" if dram_psums else "memory (blocks)"
+        self.blocks_bounds = (1, 2) if tiny else (2, self.top + 2)
         self.counts = collections.defaultdict(collections.Counter)
         self.seconds = collections.Counter()
         self.wrong = []
@@ -411,9 +416,9 @@ class ScheduleVerify:
                 for level in ("array", "memory"):
                     self.run(tag + level, base(op, shape, form), bounds, seed, (op, shape, form))
             if self.blocks and (tag or "memory" in levels):
-                big = {d: self.wide.randint(2, self.top + 2) for d in dims_of(op)}
+                big = {d: self.wide.randint(*self.blocks_bounds) for d in dims_of(op)}
                 data = dict(base(op, shape, form), memory={"partial_sums_through_dram": True})
-                self.run(tag + "memory (blocks)", data, big, self.wide.randrange(1000), (op, shape, form))
+                self.run(tag + self.blocks_class, data, big, self.wide.randrange(1000), (op, shape, form))
 
     def run(self, cls, design, bounds, seed, spec):
         from archgen.verif.schedule_verify import LEVELS
@@ -453,6 +458,11 @@ class ScheduleVerify:
         for cls, count in self.counts.items():
             print(f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
                   + f"{self.seconds[cls]:10.0f}")
+        for cls, count in self.counts.items():
+            if "blocks" in cls and count["runs"]:
+                print(f"{cls}: {count['psums via DRAM']} of {count['runs']} runs had partial sums through DRAM "
+                      f"({100 * count['psums via DRAM'] / count['runs']:.0f} %), {count['several blocks']} several "
+                      f"blocks")
         json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
         print("wrong or crashed", len(self.wrong))
 
@@ -539,7 +549,8 @@ def main():
         shapes = next(([[int(n) for n in s.split("x")] for s in f.split("=", 1)[1].split(",")]
                        for f in flags if f.startswith("--shapes=")), None)
         verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]),
-                                blocks="--blocks" in flags, compressed="--compressed" in flags)
+                                blocks="--blocks" in flags, compressed="--compressed" in flags,
+                                dram_psums="--dram-psums" in flags, tiny="--tiny" in flags)
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify,
                         next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--ops=")), None), shapes)
