@@ -88,14 +88,21 @@ def random_command(compiled, bounds: dict[str, int], rng, dram_psums: bool = Fal
     if pair is not None:
         tile, order = pair
     else:
-        tile = {d: rng.randint(1, trips[d]) for d in df.outer_dims()}
-        tile.update({d: rng.randint(1, bounds[d]) for d in df.inner_dims() if rng.random() < 1 / 3})
+        tile = _random_tiles(df, trips, bounds, rng)
         order = rng.sample(sorted(tile), len(tile))
     cmd = make_command(compiled.design, bounds, df, tile, tuple(order), "layer", rooms=buffer_rooms(compiled))
     fits = buffer_fit(compiled, "layer")
     if fits is not None:
         fits(cmd)
     return cmd
+
+
+def _random_tiles(df, trips: dict[str, int], bounds: dict[str, int], rng) -> dict[str, int]:
+    """Array tiles per block of every outer loop (1 .. its trips) and, one inner loop in three, elements per chunk
+    (1 .. its bound)."""
+    tile = {d: rng.randint(1, trips[d]) for d in df.outer_dims()}
+    tile.update({d: rng.randint(1, bounds[d]) for d in df.inner_dims() if rng.random() < 1 / 3})
+    return tile
 
 
 def _psum_pair(compiled, trips: dict[str, int], bounds: dict[str, int], rng):
@@ -112,8 +119,7 @@ def _psum_pair(compiled, trips: dict[str, int], bounds: dict[str, int], rng):
     if not reds or not outs:
         return None
     r, o = rng.choice(reds), rng.choice(outs)
-    tile = {d: rng.randint(1, trips[d]) for d in df.outer_dims()}
-    tile.update({d: rng.randint(1, bounds[d]) for d in df.inner_dims() if rng.random() < 1 / 3})
+    tile = _random_tiles(df, trips, bounds, rng)
     tile.update({d: rng.randint(1, count[d] - 1) for d in (r, o)})
     order = rng.sample(sorted(tile), len(tile))
     i, j = order.index(r), order.index(o)
