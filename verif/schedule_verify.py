@@ -128,11 +128,13 @@ def _psum_pair(compiled, trips: dict[str, int], bounds: dict[str, int], rng):
     return tile, order
 
 
-def run_layer(c, cmd, seed: int, max_cycles: int = 200_000) -> list[LevelRun]:
+def run_layer(c, cmd, seed: int, max_cycles: int = 200_000, fused=None) -> list[LevelRun]:
     """The layer ``cmd`` of the compiled design ``c`` through the memory system around the array (``LayerTop``), its
     output read back from DRAM against numpy, its cycles against ``simulate_layer`` and the bytes its DMA moved
     against the model's and the closed form's (``layer_dram_bytes``). A run that does not finish within
-    ``max_cycles`` (or 4x the model's cycles + 1000, the smaller) counts as not exact."""
+    ``max_cycles`` (or 4x the model's cycles + 1000, the smaller) counts as not exact. ``fused``: ``c`` is a view of
+    this fused design, run on its own memory-system build around the fused array (its select and the loops it does
+    not fill tied to constants), as ``archgen verify`` runs a dataflow the one fused layer core does not."""
     from archgen.dataflow.host import random_operands
     from archgen.dataflow.memctl import layer_dram_bytes, layer_program
     from archgen.rtlgen.layer_top import LayerTop
@@ -142,7 +144,7 @@ def run_layer(c, cmd, seed: int, max_cycles: int = 200_000) -> list[LevelRun]:
     prog = layer_program(c, cmd, spec_size=False)
     model = simulate_layer(c, cmd)
     tensors = random_operands(c.fu_graph, cmd.mapping, np.random.default_rng(seed))
-    top = LayerTop(prog, prog.dram_image(tensors))
+    top = LayerTop(prog, prog.dram_image(tensors), *_fused_array(fused, c.dataflow.name))
     res = run_layer_top(top, prog.dram_words, min(max_cycles, 4 * model.cycles + 1000), top.moved)
     got, ref = layer_output(prog, res["words"], tensors, cmd.mapping.bound, c.fu_graph.acc_width)
     moved = {k: v for k, v in res["moved"].items() if v or k in model.dram_bytes}
@@ -161,16 +163,40 @@ def run_fused_array(design: Design, bounds: dict[str, int], seed: int) -> list[L
             for r in verify_fused_amaranth(design, design.fuse, bounds, seed=seed)]
 
 
+def _fused_array(fused, name: str) -> tuple:
+    """``LayerTop``'s array and command constants for dataflow ``name`` of ``fused`` (none without ``fused``)."""
+    if fused is None:
+        return ()
+    from archgen.rtlgen.build import fused_command_constants
+    from archgen.rtlgen.fused_array import FusedArrayTop
+    return FusedArrayTop(fused), fused_command_constants(fused, name)
+
+
 def run_fused_memory(design: Design, bounds: dict[str, int], seed: int) -> list[LevelRun]:
-    """Every dataflow of the spec's ``fuse:`` as a layer of ``bounds``, then the first again, back to back on the one
-    fused layer core ``archgen build --memory`` writes (verif/fused_program_check.py, in Amaranth)."""
+    """Every dataflow of the spec's ``fuse:`` as a layer of ``bounds`` through the memory system, as ``archgen verify``
+    runs them: two or more tiled dataflows back to back, then the first again, on the one fused layer core
+    ``archgen build --memory`` writes (verif/fused_program_check.py, in Amaranth); a dataflow that core does not run
+    (a folded map beside dataflows that fold otherwise, or a lone tiled one) on its own memory-system build around
+    the fused array (:func:`run_layer`). A skewed map's stt layer core is Verilator only: not run here."""
+    from archgen.dataflow.compile import compile_fused
+    from archgen.rtlgen.fused_layer import tiled_fused_names
     from archgen.verif.fused_program_check import verify_fused_program
-    layers = [(n, bounds) for n in design.fuse] + [(design.fuse[0], bounds)]
-    runs = verify_fused_program(design, layers, seed=seed, simulator="amaranth")
-    return [LevelRun(r.dataflow, r.outputs_exact, r.rtl_cycles, r.model_cycles,
-                     r.detail["rtl_dram_bytes"] == r.dram_bytes,
-                     f"{r.command}; RTL bytes {r.detail['rtl_dram_bytes']}, model {r.dram_bytes}; "
-                     f"{r.detail.get('error') or ''}") for r in runs]
+    from archgen.verif.layer_check import plan_command
+    fused = compile_fused(design, tuple(design.fuse))
+    shared = tiled_fused_names(fused) if len(tiled_fused_names(fused)) >= 2 else []
+    runs = []
+    if shared:
+        layers = [(n, bounds) for n in shared] + [(shared[0], bounds)]
+        runs = [LevelRun(r.dataflow, r.outputs_exact, r.rtl_cycles, r.model_cycles,
+                         r.detail["rtl_dram_bytes"] == r.dram_bytes,
+                         f"{r.command}; RTL bytes {r.detail['rtl_dram_bytes']}, model {r.dram_bytes}; "
+                         f"{r.detail.get('error') or ''}")
+                for r in verify_fused_program(design, layers, seed=seed, simulator="amaranth")]
+    for n in design.fuse:
+        view = fused.view(n)
+        if n not in shared and not hasattr(view, "network"):
+            runs += run_layer(view, plan_command(view, bounds, "layer"), seed, fused=fused)
+    return runs
 
 
 # level name -> (runner, fused design?)
