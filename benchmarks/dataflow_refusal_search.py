@@ -403,6 +403,7 @@ class ScheduleVerify:
         self.blocks_bounds = (1, 2) if tiny else (2, self.top + 2)
         self.counts = collections.defaultdict(collections.Counter)
         self.skipped = collections.Counter()                # built levels not run, by class
+        self.partial, self.t0 = None, time.time()           # a file the table so far is written to after each spec
         self.seconds = collections.Counter()
         self.wrong = []
 
@@ -425,6 +426,10 @@ class ScheduleVerify:
             self.run(("fused " if fuse else "") + level, design, bounds, seed, (op, shape, df))
         if fuse is None:
             self.widened(op, shape, df, levels, bounds, seed)
+        if self.partial:            # the table so far, so a sweep stopped early still reports what it ran
+            with open(self.partial, "w") as f:
+                f.write("\n".join([f"after {sum(c['runs'] for c in self.counts.values())} runs, "
+                                    f"{time.time() - self.t0:.0f} s"] + self.table()) + "\n")
 
     def widened(self, op, shape, df, levels, bounds, seed):
         """The options' runs of a single spec: ``--compressed``, the same map built by default (without ``schedule:
@@ -471,26 +476,27 @@ class ScheduleVerify:
             self.wrong.append((cls, *spec, bounds, seed, [vars(r) for r in runs if not r.ok]))
             print("WRONG", cls, spec, bounds, seed, flush=True)
 
+    def table(self) -> list[str]:
+        """The per-class table's lines, and a line per blocks class (partial sums through DRAM) and per class of
+        built levels not run."""
+        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash",
+                "several blocks", "psums via DRAM")
+        lines = [f"{'class':36s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols) + f"{'seconds':>10s}"]
+        lines += [f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
+                  + f"{self.seconds[cls]:10.0f}" for cls, count in self.counts.items()]
+        lines += [f"{cls}: {count['psums via DRAM']} of {count['runs']} runs had partial sums through DRAM "
+                  f"({100 * count['psums via DRAM'] / count['runs']:.0f} %), {count['several blocks']} several blocks"
+                  for cls, count in self.counts.items() if "blocks" in cls and count["runs"]]
+        lines += [f"{cls}: {n} built, not run (a skewed stt map's layer, and alone its array, are verified on "
+                  "Verilator only)" for cls, n in self.skipped.items()]
+        return lines + [f"wrong or crashed {len(self.wrong)}"]
+
     def report(self, mode):
         """The per-class table printed, and the wrong cases (spec, bounds, operand seed, the runs that were not
         right) written to refusal_search_<mode>_wrong.json."""
         import json
-        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash",
-                "several blocks", "psums via DRAM")
-        print(f"{'class':36s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols) + f"{'seconds':>10s}")
-        for cls, count in self.counts.items():
-            print(f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
-                  + f"{self.seconds[cls]:10.0f}")
-        for cls, count in self.counts.items():
-            if "blocks" in cls and count["runs"]:
-                print(f"{cls}: {count['psums via DRAM']} of {count['runs']} runs had partial sums through DRAM "
-                      f"({100 * count['psums via DRAM'] / count['runs']:.0f} %), {count['several blocks']} several "
-                      f"blocks")
-        for cls, n in self.skipped.items():
-            print(f"{cls}: {n} built, not run (a skewed stt map's layer, and alone its array, are verified on "
-                  f"Verilator only)")
+        print("\n".join(self.table()))
         json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
-        print("wrong or crashed", len(self.wrong))
 
 
 def main():
@@ -577,6 +583,7 @@ def main():
         verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]),
                                 blocks="--blocks" in flags, compressed="--compressed" in flags,
                                 dram_psums="--dram-psums" in flags, tiny="--tiny" in flags)
+        verify.partial = f"refusal_search_{mode}_table.txt"
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify,
                         next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--ops=")), None), shapes,
