@@ -35,7 +35,16 @@
                                                                       # default, at the array and memory level),
                                                                       # --blocks (a random multi-block command
                                                                       # of bounds 2 .. TOP+2 with partial sums
-                                                                      # through DRAM granted, per memory build)
+                                                                      # through DRAM granted, per memory build),
+                                                                      # --dram-psums (as --blocks, each command
+                                                                      # cutting a reduction loop outside an
+                                                                      # output loop: partial sums through DRAM),
+                                                                      # --tiny (every bound 1 .. 2, the blocks
+                                                                      # runs' too), --plain (dataflows without
+                                                                      # ``schedule: map``: spatial forms, maps,
+                                                                      # stt rows; skewed stt counted, not run);
+                                                                      # the table so far after every spec in
+                                                                      # refusal_search_<mode>_table.txt
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
