@@ -35,7 +35,16 @@
                                                                       # default, at the array and memory level),
                                                                       # --blocks (a random multi-block command
                                                                       # of bounds 2 .. TOP+2 with partial sums
-                                                                      # through DRAM granted, per memory build)
+                                                                      # through DRAM granted, per memory build),
+                                                                      # --dram-psums (as --blocks, each command
+                                                                      # cutting a reduction loop outside an
+                                                                      # output loop: partial sums through DRAM),
+                                                                      # --tiny (every bound 1 .. 2, the blocks
+                                                                      # runs' too), --plain (dataflows without
+                                                                      # ``schedule: map``: spatial forms, maps,
+                                                                      # stt rows; skewed stt counted, not run);
+                                                                      # the table so far after every spec in
+                                                                      # refusal_search_<mode>_table.txt
 
 Each spec is loaded, compiled and given the smallest layer command (probe_command) through the memory system
 (layer_program); the counts of outcomes are printed and every refused spec is written to
@@ -235,7 +244,7 @@ def fused_search(rng, count):
 def skewed_loops(df):
     """The temporal loops a map skews by FU coordinates (``k: t_k - s0``); a spatial loop's ``2*t_i + s0`` and a
     folded loop's ``4*t_i + 1*s0 + 2*s1`` start with their stride, a temporal loop with ``t_``."""
-    return [d for d, e in df["map"].items() if e.startswith("t_") and re.search(r"[+-] s\d", e)]
+    return [d for d, e in df.get("map", {}).items() if e.startswith("t_") and re.search(r"[+-] s\d", e)]
 
 
 def schedule_form(rng, dims, shape, tries=60):
@@ -258,6 +267,16 @@ def schedule_form(rng, dims, shape, tries=60):
         if lead:
             df["map"][d] += f" - {lead}"
     return dict(df, schedule="map")
+
+
+def plain_form(rng, dims, shape):
+    """A dataflow without ``schedule: map`` (option ``--plain`` of mode ``schedule-verify``): a spatial form, a map
+    of :func:`map_form` (tiled, skewed, FU-skewed or folded; a temporal skew built compressed) or, where the array
+    has one axis fewer than the operation has loops, stt rows of :func:`stt_form`, one kind drawn at random."""
+    if len(dims) < len(shape):
+        return None
+    gens = [spatial_form, map_form] + ([stt_form] if len(dims) == len(shape) + 1 else [])
+    return rng.choice(gens)(rng, dims, shape)
 
 
 def message_class(msg, names):
@@ -324,19 +343,26 @@ def probe_schedule(op, shape, df, fuse=None, built=None):
     return "ok" if len(outcome) > 2 else "crash" if outcome[-1][1].startswith("CRASH") else "refused"
 
 
+def _skewed_stt(design, fuse):
+    """Whether the design (of a fused one, a dataflow of ``fuse``) has a skewed stt map: its layers run on the stt
+    layer build (rtlgen/stt_layer.py), which the Amaranth runners of verif/schedule_verify.py do not drive."""
+    return any(df.skewed for df in design.dataflows if fuse is None or df.name in fuse)
+
+
 def _build_array(d, fuse):
     """The array level alone: the design compiled (a fused one as ``archgen build --fuse`` does)."""
     from archgen.dataflow.compile import compile_fused
     compile_array(d) if fuse is None else compile_fused(d, list(fuse))
 
 
-def schedule_search(rng, count, fused, fused_rng, verify=None, ops=None, shapes=None):
+def schedule_search(rng, count, fused, fused_rng, verify=None, ops=None, shapes=None, form=None):
     """``count`` :func:`schedule_form` specs per operation and array shape, probed by :func:`probe_schedule`; then
     ``fused`` of those the array builds, each fused with a spatial form that builds alone (a ws/os-like dataflow).
     The fused draws take ``fused_rng``, so the single specs of a seed stay the same whatever the code builds (a
     before/after comparison of two runs is spec by spec). ``verify``: called as ``verify(op, shape, df, fuse,
     built levels)`` after each probe (mode ``schedule-verify`` runs the built levels in Amaranth). ``ops``,
-    ``shapes``: a part of :data:`OPS` and :data:`SHAPES` (default all: the seed's specs are those of all)."""
+    ``shapes``: a part of :data:`OPS` and :data:`SHAPES` (default all: the seed's specs are those of all).
+    ``form``: the generator of the specs (default :func:`schedule_form`; ``--plain``: :func:`plain_form`)."""
     def probe_one(op, shape, df, fuse=None):
         if verify is None:
             return probe_schedule(op, shape, df, fuse)
@@ -350,7 +376,7 @@ def schedule_search(rng, count, fused, fused_rng, verify=None, ops=None, shapes=
         for shape in shapes or SHAPES:
             built = []
             for _ in range(count):
-                df = schedule_form(rng, dims, shape)
+                df = (form or schedule_form)(rng, dims, shape)
                 if df is None:
                     break
                 if probe_one(op, shape, df) == "ok":
@@ -375,11 +401,18 @@ class ScheduleVerify:
     RTL == model, DRAM bytes equal, wrong (any of them not), refused at these bounds (a SpecError, not wrong),
     crashed, seconds."""
 
-    def __init__(self, seed, top=4, blocks=False, compressed=False):   # top: the largest loop bound drawn
-        self.rng = random.Random(f"verify {seed}")
+    def __init__(self, seed, top=4, blocks=False, compressed=False, dram_psums=False, tiny=False):
+        self.rng = random.Random(f"verify {seed}")          # top: the largest loop bound drawn
         self.wide = random.Random(f"verify wide {seed}")    # the options' draws: the default runs' stay as they were
-        self.top, self.blocks, self.compressed = top, blocks, compressed
+        self.top, self.compressed = 2 if tiny else top, compressed
+        self.blocks = blocks or dram_psums
+        # --dram-psums: the blocks runs' commands send partial sums through DRAM (their own class); --tiny: every
+        # bound 1 .. 2, the blocks runs' too (2 .. TOP + 2 otherwise)
+        self.blocks_class = "memory (blocks, dram psums)" if dram_psums else "memory (blocks)"
+        self.blocks_bounds = (1, 2) if tiny else (2, self.top + 2)
         self.counts = collections.defaultdict(collections.Counter)
+        self.skipped = collections.Counter()                # built levels not run, by class
+        self.partial, self.t0 = None, time.time()           # a file the table so far is written to after each spec
         self.seconds = collections.Counter()
         self.wrong = []
 
@@ -393,10 +426,19 @@ class ScheduleVerify:
         data = base(op, shape, df) if fuse is None else dict(base(op, shape, None), dataflows=df, fuse=list(fuse))
         design = load_spec_data(data)
         bounds, seed = self.bounds(op), self.rng.randrange(1000)
+        if _skewed_stt(design, fuse):       # its own memory system (and alone its own array check) on Verilator
+            skip = [lv for lv in levels if lv.startswith("memory") or (fuse is None and lv == "array")]
+            for lv in skip:
+                self.skipped[("fused " if fuse else "") + lv + " (skewed stt)"] += 1
+            levels = [lv for lv in levels if lv not in skip]
         for level in [lv for lv in ("array", "memory", "memory (probe layer refused)") if lv in levels]:
             self.run(("fused " if fuse else "") + level, design, bounds, seed, (op, shape, df))
         if fuse is None:
             self.widened(op, shape, df, levels, bounds, seed)
+        if self.partial:            # the table so far, so a sweep stopped early still reports what it ran
+            with open(self.partial, "w") as f:
+                f.write("\n".join([f"after {sum(c['runs'] for c in self.counts.values())} runs, "
+                                    f"{time.time() - self.t0:.0f} s"] + self.table()) + "\n")
 
     def widened(self, op, shape, df, levels, bounds, seed):
         """The options' runs of a single spec: ``--compressed``, the same map built by default (without ``schedule:
@@ -411,9 +453,9 @@ class ScheduleVerify:
                 for level in ("array", "memory"):
                     self.run(tag + level, base(op, shape, form), bounds, seed, (op, shape, form))
             if self.blocks and (tag or "memory" in levels):
-                big = {d: self.wide.randint(2, self.top + 2) for d in dims_of(op)}
+                big = {d: self.wide.randint(*self.blocks_bounds) for d in dims_of(op)}
                 data = dict(base(op, shape, form), memory={"partial_sums_through_dram": True})
-                self.run(tag + "memory (blocks)", data, big, self.wide.randrange(1000), (op, shape, form))
+                self.run(tag + self.blocks_class, data, big, self.wide.randrange(1000), (op, shape, form))
 
     def run(self, cls, design, bounds, seed, spec):
         from archgen.verif.schedule_verify import LEVELS
@@ -443,18 +485,27 @@ class ScheduleVerify:
             self.wrong.append((cls, *spec, bounds, seed, [vars(r) for r in runs if not r.ok]))
             print("WRONG", cls, spec, bounds, seed, flush=True)
 
+    def table(self) -> list[str]:
+        """The per-class table's lines, and a line per blocks class (partial sums through DRAM) and per class of
+        built levels not run."""
+        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash",
+                "several blocks", "psums via DRAM")
+        lines = [f"{'class':36s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols) + f"{'seconds':>10s}"]
+        lines += [f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
+                  + f"{self.seconds[cls]:10.0f}" for cls, count in self.counts.items()]
+        lines += [f"{cls}: {count['psums via DRAM']} of {count['runs']} runs had partial sums through DRAM "
+                  f"({100 * count['psums via DRAM'] / count['runs']:.0f} %), {count['several blocks']} several blocks"
+                  for cls, count in self.counts.items() if "blocks" in cls and count["runs"]]
+        lines += [f"{cls}: {n} built, not run (a skewed stt map's layer, and alone its array, are verified on "
+                  "Verilator only)" for cls, n in self.skipped.items()]
+        return lines + [f"wrong or crashed {len(self.wrong)}"]
+
     def report(self, mode):
         """The per-class table printed, and the wrong cases (spec, bounds, operand seed, the runs that were not
         right) written to refusal_search_<mode>_wrong.json."""
         import json
-        cols = ("runs", "exact", "rtl == model", "dram equal", "wrong", "refused at these bounds", "crash",
-                "several blocks", "psums via DRAM")
-        print(f"{'class':36s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols) + f"{'seconds':>10s}")
-        for cls, count in self.counts.items():
-            print(f"{cls:36s}" + "".join(f"{count[c]:{max(len(c), 6) + 2}d}" for c in cols)
-                  + f"{self.seconds[cls]:10.0f}")
+        print("\n".join(self.table()))
         json.dump(self.wrong, open(f"refusal_search_{mode}_wrong.json", "w"), default=str)
-        print("wrong or crashed", len(self.wrong))
 
 
 def main():
@@ -539,10 +590,13 @@ def main():
         shapes = next(([[int(n) for n in s.split("x")] for s in f.split("=", 1)[1].split(",")]
                        for f in flags if f.startswith("--shapes=")), None)
         verify = ScheduleVerify(int(sys.argv[2]) if len(sys.argv) > 2 else 0, *map(int, sys.argv[5:6]),
-                                blocks="--blocks" in flags, compressed="--compressed" in flags)
+                                blocks="--blocks" in flags, compressed="--compressed" in flags,
+                                dram_psums="--dram-psums" in flags, tiny="--tiny" in flags)
+        verify.partial = f"refusal_search_{mode}_table.txt"
         schedule_search(rng, count, int(sys.argv[4]) if len(sys.argv) > 4 else count // 4,
                         random.Random(f"fused {sys.argv[2] if len(sys.argv) > 2 else 0}"), verify,
-                        next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--ops=")), None), shapes)
+                        next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--ops=")), None), shapes,
+                        plain_form if "--plain" in flags else None)
         verify.report(mode)
     print(mode, f"{time.time()-t0:.0f}s")
     for k, v in sorted(stats.items(), key=lambda kv: -kv[1]):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_fused
 from archgen.dataflow.host import random_operands
@@ -35,6 +36,18 @@ def core_rooms(core: FusedLayerCore) -> dict[str, Room]:
     return {x: Room(lay.half_elems * lay.elem_bytes, lay.banks * lay.elem_bytes) for x, lay in core.prog.layouts.items()}
 
 
+def _check_layers(core: FusedLayerCore, layers) -> None:
+    """Refuse a layer of a dataflow the core does not run (a skewed map, a folded map beside dataflows that fold
+    otherwise): its command would select a dataflow no part of the core answers, and the simulation would hang."""
+    problems = [problem(f"layers.layer{k}.dataflow", f"dataflow {name!r} does not run on the one fused layer core "
+                        f"(it runs {', '.join(core.names)}): a skewed map, or a folded map beside dataflows that fold "
+                        "otherwise, has its own memory-system build around the fused array, where `archgen verify` "
+                        "runs it", name)
+                for k, (name, _bounds) in enumerate(layers) if name not in core.names]
+    if problems:
+        raise SpecError(problems)
+
+
 def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed: int = 0, fuse=None,
                          cache_dir: Path | None = None, simulator: str = "verilator",
                          mapper: str = "heuristic", mapper_objective: str = "edp",
@@ -49,6 +62,7 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
         raise ValueError(f"simulator must be 'verilator' or 'amaranth', not {simulator!r}")
     fused = compile_fused(design, tuple(fuse or design.fuse))
     core = FusedLayerCore(fused, fused_layer_programs(fused))
+    _check_layers(core, layers)
     rng = np.random.default_rng(seed)
     burst = max(1, design.memory_system.dram.burst_bytes // core.prog.word_bytes)
     image: list[int] = []
