@@ -38,7 +38,8 @@ __all__ = ["check_memory_system", "check_command", "transfer_cycles", "BlockJobs
            "TransferTimerHW", "transfer_timer_hw", "SequencerHW", "layer_sequencer_hw",
            "DescriptorFormat", "descriptor_format", "probe_command", "WalkerCommand", "reload_flags",
            "block_steps", "walk_rows", "revisit_flags", "revisits", "BlockWalkerHW", "block_walker_hw", "chained_inputs",
-           "lane_map", "output_lane_split", "block_bytes", "layer_dram_bytes", "psum_read_skew"]
+           "lane_map", "output_lane_split", "block_bytes", "layer_dram_bytes", "psum_read_skew", "fused_banks",
+           "tiled_fused_names"]
 
 
 def check_memory_system(fg: FUGraph, design=None) -> None:
@@ -1895,7 +1896,7 @@ def descriptor_format(prog: "LayerProgram", shape_rows: int | None = None) -> De
                             comp.design.name, comp.dataflow.name, frozenset(signed))
 
 
-def buffer_fit(compiled, layer: str = "layer"):
+def buffer_fit(compiled, layer: str = "layer", core_banks: dict | None = None):
     """The planner's ``fits`` (mappings/memory_tiling.py ``plan_layer``): a check that raises the fit refusal of
     :func:`layer_program` at the spec's buffer sizes (``memory.<X>.bytes``), which counts the margin a block keeps
     in front of it (its ``margins``), a lane-interleaved output's padding to whole array tiles
@@ -1908,7 +1909,7 @@ def buffer_fit(compiled, layer: str = "layer"):
     the planner picks an order and chunks that run; None for a design without any of them (no chained input, no split output, no
     de-skew: the planner's footprint against :func:`buffer_rooms` is the whole need). A command this check cannot
     judge (another refusal first) passes: that refusal is not the buffers', and the commands that build are refused
-    where they are built."""
+    where they are built. ``core_banks``: as :func:`buffer_rooms`'s."""
     deskew = () if hasattr(compiled, "network") else output_pads(compiled.fu_graph)
     if hasattr(compiled, "network") or not (chained_inputs(compiled) or output_lane_split(compiled) or deskew
                                             or lane_skewed_output(compiled) or drain_groups(compiled.fu_graph)
@@ -1922,7 +1923,7 @@ def buffer_fit(compiled, layer: str = "layer"):
         key = (tuple(sorted(cmd.bounds)), tuple(sorted(cmd.tile)))
         if key not in known:
             try:
-                layer_program(compiled, cmd, layer, spec_size=True, fit_only=True)
+                layer_program(compiled, cmd, layer, spec_size=True, fit_only=True, core_banks=core_banks)
                 known[key] = None
             except SpecError as err:
                 if any(p.path.startswith("memory.") and p.path.endswith(".bytes") or _BANK_CLASH in p.message
@@ -1933,12 +1934,13 @@ def buffer_fit(compiled, layer: str = "layer"):
     return fits
 
 
-def buffer_rooms(compiled) -> dict[str, Room] | None:
+def buffer_rooms(compiled, core_banks: dict | None = None) -> dict[str, Room] | None:
     """The planner's ``rooms`` (mappings/memory_tiling.py ``plan_layer``): per operand, the bytes of one buffer half
     that :func:`layer_program` lets a block (and its margin) take, ``memory.<X>.bytes / halves`` rounded down to whole
     bank rows, and the bytes of one bank row. The banks depend on the dataflow's lanes and the DRAM width, not on the
     command, so the buffer layouts of a one-element layer give them. None when the memory system refuses even that
-    (a skewed stt map, another refusal, a half below one bank row): its refusal is made where the command is built."""
+    (a skewed stt map, another refusal, a half below one bank row): its refusal is made where the command is built.
+    ``core_banks``: a dataflow of a fused design's one layer core plans on the core's banks (:func:`fused_banks`)."""
     from archgen.mappings.memory_tiling import make_command
     if hasattr(compiled, "network"):
         return None
@@ -1946,10 +1948,38 @@ def buffer_rooms(compiled) -> dict[str, Room] | None:
     try:
         one = make_command(compiled.design, {d: 1 for d in compiled.design.operation.dims}, compiled.dataflow,
                            {d: 1 for d in outer}, outer, "probe")
-        layouts = layer_program(compiled, one, "probe", spec_size=True, fit_only=True)
+        layouts = layer_program(compiled, one, "probe", spec_size=True, fit_only=True, core_banks=core_banks)
     except SpecError:
         return None
     return {x: Room(lay.half_elems * lay.elem_bytes, lay.banks * lay.elem_bytes) for x, lay in layouts.items()}
+
+
+def tiled_fused_names(fused) -> list[str]:
+    """The fused dataflows the one tiled layer core runs: a skewed map has its own core (rtlgen/stt_layer.py), and
+    so does a folded map beside dataflows that fold otherwise (its view on its own logical array: its lanes, and
+    so its buffer layouts, are that array's; rtlgen/build.py ``layer_core_verilog`` around the fused array)."""
+    return [n for n in fused.names if not hasattr(fused.view(n), "network") and fused.view(n).design is fused.design]
+
+
+def fused_banks(fused, names=None) -> dict:
+    """Operand -> the banks of the one fused layer core's shared buffer (rtlgen/fused_layer.py): the most any of its
+    dataflows needs (a power of two, :func:`layer_program`). Every dataflow plans its layers on these banks
+    (``layer_program(core_banks=)``, and the planner's :func:`buffer_rooms` / :func:`buffer_fit` with them), so a
+    buffer half (``memory.<X>.bytes`` / halves, rounded down to whole bank rows) holds the same positions in each:
+    rounded per dataflow, a size that is not a multiple of every dataflow's bank row (3x5 gemm_fused, 4 B DRAM words,
+    ``memory.A.bytes=200``: 100 elements a half on os's 4 banks, 96 on is's 8) gave the dataflows different halves,
+    which one buffer cannot have. A bank count the spec sets (``memory.<X>.banks``) is the floor: the core has it, or
+    the dataflow that needs more is refused by that field, as alone (``check_memory_system``'s rule that it divides
+    every dataflow's lanes comes first)."""
+    mem = fused.design.memory_system
+    banks: dict = {}
+    for n in names or tiled_fused_names(fused):
+        view = fused.view(n)
+        layouts = layer_program(view, probe_command(view.design, view.dataflow), "probe", fit_only=True,
+                                core_banks={b.operand: b.banks for b in mem.buffers})
+        for x, lay in layouts.items():
+            banks[x] = max(banks.get(x, 0), lay.banks)
+    return banks
 
 
 def probe_command(design, dataflow=None) -> LayerCommand:

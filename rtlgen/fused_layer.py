@@ -26,19 +26,14 @@ from amaranth import Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
 from archgen.dataflow.fusion import SELECT_FIELD
-from archgen.dataflow.memctl import DescriptorFormat, descriptor_format, layer_program, probe_command
+from archgen.dataflow.memctl import (DescriptorFormat, descriptor_format, fused_banks, layer_program, probe_command,
+                                     tiled_fused_names)
 
 from .fused_array import FusedArrayTop
 from .layer_top import CYCLE_BITS, LayerCore, LayerTop, _unpack, simulated_dram
 
-__all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_layer_programs", "tiled_fused_names"]
-
-
-def tiled_fused_names(fused) -> list[str]:
-    """The fused dataflows the one tiled layer core runs: a skewed map has its own core (rtlgen/stt_layer.py), and
-    so does a folded map beside dataflows that fold otherwise (its view on its own logical array: its lanes, and
-    so its buffer layouts, are that array's; rtlgen/build.py ``layer_core_verilog`` around the fused array)."""
-    return [n for n in fused.names if not hasattr(fused.view(n), "network") and fused.view(n).design is fused.design]
+__all__ = ["FusedLayerCore", "FusedLayerProgramTop", "FusedLayerTop", "fused_banks", "fused_layer_programs",
+           "tiled_fused_names"]
 
 
 def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
@@ -48,25 +43,6 @@ def fused_layer_programs(fused, names=None, *, spec_size: bool = True) -> dict:
     banks = fused_banks(fused, names)
     return {n: layer_program(fused.view(n), _probe(fused, n), "probe", spec_size=spec_size, core_banks=banks)
             for n in names}
-
-
-def fused_banks(fused, names=None) -> dict:
-    """Operand -> the banks of the core's shared buffer: the most any of its dataflows needs (a power of two,
-    memctl ``layer_program``). Every dataflow plans its layers on these banks (``layer_program(core_banks=)``),
-    so a buffer half (``memory.<X>.bytes`` / halves, rounded down to whole bank rows) holds the same positions in
-    each: rounded per dataflow, a size that is not a multiple of every dataflow's bank row (3x5 gemm_fused, 4 B DRAM
-    words, ``memory.A.bytes=200``: 100 elements a half on os's 4 banks, 96 on is's 8) gave the dataflows different
-    halves, which one buffer cannot have. A bank count the spec sets (``memory.<X>.banks``) is the floor: the core
-    has it, or the dataflow that needs more is refused by that field, as alone (``check_memory_system``'s rule that
-    it divides every dataflow's lanes comes first)."""
-    mem = fused.design.memory_system
-    banks: dict = {}
-    for n in names or tiled_fused_names(fused):
-        layouts = layer_program(fused.view(n), _probe(fused, n), "probe", fit_only=True,
-                                core_banks={b.operand: b.banks for b in mem.buffers})
-        for x, lay in layouts.items():
-            banks[x] = max(banks.get(x, 0), lay.banks)
-    return banks
 
 
 def _probe(fused, name: str):

@@ -16,7 +16,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.ir import NodeKind, PortRole
-from archgen.dataflow.memctl import buffer_fit, buffer_rooms, check_memory_system
+from archgen.dataflow.memctl import buffer_fit, buffer_rooms, check_memory_system, fused_banks, tiled_fused_names
 from archgen.mappings.memory_tiling import plan_layer
 from archgen.mappings.tiling import map_problem
 
@@ -149,7 +149,8 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
         raise SpecError([problem("dataflow", "give one dataflow or a fused set, not both", dataflow)])
     if fuse:
         from archgen.dataflow.compile import compile_fused
-        views = compile_fused(design, fuse, pipeline=pipeline).views
+        fused = compile_fused(design, fuse, pipeline=pipeline)
+        views = fused.views
     else:
         views = (compile_array(design, dataflow, pipeline=pipeline),)
     energy = energy or EnergyModel.load()
@@ -159,6 +160,7 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
         for compiled in views:
             if not hasattr(compiled, "network"):
                 check_memory_system(compiled.fu_graph, compiled.design)
+    core = _core_banks(fused) if fuse and not ideal_dram else {}
     results, skipped, planned, refused = [], [], [], []
     plans: dict = {}                          # (dataflow, layer bounds) -> command: a shape is planned once
     for layer in workload.layers:
@@ -170,7 +172,8 @@ def simulate_workload_on_array(design: Design, workload, *, dataflow: str | None
         for compiled in views:
             try:
                 options.append((compiled, _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper,
-                                                mapper_objective, mapper_seed, plans)))
+                                                mapper_objective, mapper_seed, plans,
+                                                core.get(compiled.dataflow.name))))
             except SpecError as err:          # every layer that does not fit is named, then nothing runs
                 why += err.problems
         if not options:
@@ -194,9 +197,22 @@ def _rank(r: LayerResult, objective: str) -> tuple[float, float]:
     return {"latency": (r.cycles, e), "energy": (e, r.cycles), "edp": (r.cycles * e, r.cycles)}[objective]
 
 
-def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, objective, seed, plans):
+def _core_banks(fused) -> dict:
+    """Dataflow -> the banks of the one layer core a fused design's tiled dataflows share (memctl ``fused_banks``),
+    so that each plans its layers on the buffer halves the built core has (``archgen build --memory``, ``archgen
+    verify``); {} when the core's probe is refused (each layer is then refused by name where it is planned)."""
+    names = tiled_fused_names(fused)
+    try:
+        banks = fused_banks(fused, names)
+    except SpecError:
+        return {}
+    return {n: banks for n in names}
+
+
+def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, objective, seed, plans, core_banks=None):
     """The layer command under ``compiled``'s dataflow (None with ideal DRAM: one array command; a skewed map's
-    view: None, its stt plan checked here so that a layer it cannot hold is refused by name)."""
+    view: None, its stt plan checked here so that a layer it cannot hold is refused by name). ``core_banks``: a fused
+    design's one layer core (:func:`_core_banks`)."""
     if ideal_dram:
         return None
     if hasattr(compiled, "network"):
@@ -206,17 +222,18 @@ def _plan(compiled, layer, bounds, repeat, how, energy, ideal_dram, mapper, obje
     key = (compiled.fu_graph.dataflow.name, tuple(sorted(bounds.items())))   # a plan depends on these only
     if key not in plans:
         if mapper == "search":
-            plans[key] = searched_command(compiled, layer, bounds, repeat, how, energy, objective, seed)
+            plans[key] = searched_command(compiled, layer, bounds, repeat, how, energy, objective, seed, core_banks)
         else:
             plans[key] = plan_layer(compiled.design, bounds, compiled.fu_graph.dataflow, layer.name,
-                                    fits=buffer_fit(compiled, layer.name), rooms=buffer_rooms(compiled))
+                                    fits=buffer_fit(compiled, layer.name, core_banks),
+                                    rooms=buffer_rooms(compiled, core_banks))
     return plans[key]
 
 
-def searched_command(compiled, layer, bounds, repeat, how, energy, objective, seed):
+def searched_command(compiled, layer, bounds, repeat, how, energy, objective, seed, core_banks=None):
     """``--mapper search``'s command for ``layer``: every candidate ranked by this model's own report of the layer
-    (all repeats) under ``objective``, with the memory system's fit check and bank-row rooms, so that ``archgen
-    sim`` and ``archgen verify --mapper search`` plan the same command."""
+    (all repeats) under ``objective``, with the memory system's fit check and bank-row rooms (a fused core's:
+    ``core_banks``), so that ``archgen sim`` and ``archgen verify --mapper search`` plan the same command."""
     from archgen.mappings.mapper import search_layer
 
     def evaluate(cmd):        # the layer as it will be reported (all repeats): same ranking, same checks
@@ -224,7 +241,8 @@ def searched_command(compiled, layer, bounds, repeat, how, energy, objective, se
         return r.cycles, sum(r.energy_pj.values())
     return search_layer(compiled.design, bounds, compiled.fu_graph.dataflow, evaluate, energy,
                         objective=objective, seed=seed, layer=layer.name,
-                        fits=buffer_fit(compiled, layer.name), rooms=buffer_rooms(compiled)).command
+                        fits=buffer_fit(compiled, layer.name, core_banks),
+                        rooms=buffer_rooms(compiled, core_banks)).command
 
 
 def _hops(fg) -> int:

@@ -70,7 +70,7 @@ def verify_fused_program(design: Design, layers: list[tuple[str, dict]], *, seed
     for k, (name, bounds) in enumerate(layers):
         view = fused.view(name)
         cmd = plan_command(view, bounds, f"layer{k}", mapper=mapper, mapper_objective=mapper_objective,
-                           mapper_seed=mapper_seed, rooms=core_rooms(core))
+                           mapper_seed=mapper_seed, core_banks=core.banks)
         prog = layer_program(view, cmd, f"layer{k}", spec_size=True, core_banks=core.banks)
         tensors = random_operands(view.fu_graph, cmd.mapping, rng)
         at = -(-len(image) // burst) * burst           # each layer's regions from a burst-aligned base word

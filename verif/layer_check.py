@@ -19,7 +19,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
-from archgen.dataflow.memctl import buffer_fit, buffer_rooms, descriptor_format, layer_dram_bytes, layer_program
+from archgen.dataflow.memctl import (buffer_fit, buffer_rooms, descriptor_format, fused_banks, layer_dram_bytes,
+                                     layer_program, tiled_fused_names)
 from archgen.mappings.memory_tiling import make_command, plan_layer
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
@@ -49,23 +50,22 @@ class LayerVerification:
 
 
 def plan_command(compiled, bounds: dict[str, int], layer: str, *, mapper: str = "heuristic",
-                 mapper_objective: str = "edp", mapper_seed: int = 0, rooms=None):
+                 mapper_objective: str = "edp", mapper_seed: int = 0, core_banks=None):
     """The layer command ``archgen verify`` runs, planned as ``archgen sim --mapper MAPPER`` plans it: ``plan_layer``
     (``heuristic``) or the mapper's search (``search``) judged by sim's own layer model and energy, so that the
-    command verified is the one sim reports. Both with the memory system's fit check and bank-row ``rooms``
-    (default ``buffer_rooms(compiled)``; the fused core passes its own)."""
+    command verified is the one sim reports. Both with the memory system's fit check and bank-row rooms
+    (``buffer_fit``, ``buffer_rooms``; ``core_banks``: a fused design's one layer core, memctl ``fused_banks``, as
+    sim plans its layers)."""
     if mapper not in ("heuristic", "search"):
         raise SpecError([problem("mapper", "must be heuristic or search", mapper)])
     if mapper == "heuristic":
-        return plan_layer(compiled.design, bounds, compiled.dataflow, layer, fits=buffer_fit(compiled, layer),
-                          rooms=buffer_rooms(compiled) if rooms is None else rooms)
+        return plan_layer(compiled.design, bounds, compiled.dataflow, layer, fits=buffer_fit(compiled, layer, core_banks),
+                          rooms=buffer_rooms(compiled, core_banks))
     from archgen.sim.array_sim import searched_command     # sim's search itself: the same candidates, model and ranking
     from archgen.sim.energy import EnergyModel
-    if rooms is not None and rooms != buffer_rooms(compiled):   # sim's search plans with the build's own rooms
-        raise SpecError([problem("mapper", "the search plans with the memory system's buffer rooms, and this core's "
-                                 "differ; plan with the heuristic (--mapper heuristic)", mapper)])
     one = SimpleNamespace(name=layer, kind="verify", macs=math.prod(bounds.values()))   # one instance, no repeat
-    return searched_command(compiled, one, bounds, 1, "verify", EnergyModel.load(), mapper_objective, mapper_seed)
+    return searched_command(compiled, one, bounds, 1, "verify", EnergyModel.load(), mapper_objective, mapper_seed,
+                            core_banks)
 
 
 def mapper_note(cmd, mapper: str, objective: str, seed: int, by_hand: bool = True) -> str | None:
@@ -126,11 +126,13 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
     layer's dataflow selected by its command (implies ``spec_size``). ``mapper``, ``mapper_objective``,
     ``mapper_seed``: how the command is planned without ``tile`` (``plan_command``: as ``archgen sim`` plans it)."""
     spec_size = spec_size or one_core
-    fused = None
+    fused = core_banks = None
     if fuse:
         from archgen.dataflow.compile import compile_fused
         fused = compile_fused(design, fuse)
         compiled = fused.view(dataflow or fused.names[0])
+        if one_core:          # planned on the one core's banks, as sim plans a fused design's layers
+            core_banks = fused_banks(fused, tiled_fused_names(fused))
     else:
         compiled = compile_array(design, dataflow)
     df = compiled.dataflow
@@ -139,8 +141,9 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         cmd = make_command(compiled.design, bounds, df, tile, tuple(order or (*df.outer_dims(), *split)), layer)
     else:       # the view's design: a folded map fused beside others runs on its own logical array
         cmd = plan_command(compiled, bounds, layer, mapper=mapper, mapper_objective=mapper_objective,
-                           mapper_seed=mapper_seed)
-    prog = layer_program(compiled, cmd, layer, spec_size=spec_size)       # refusals happen here, before anything is built
+                           mapper_seed=mapper_seed, core_banks=core_banks)
+    prog = layer_program(compiled, cmd, layer, spec_size=spec_size,     # refusals happen here, before anything is built
+                         core_banks=core_banks)
     model = simulate_layer(compiled, cmd, layer=layer)
     mapping = cmd.mapping                 # blocks, not the whole problem, bound the FIFO depth (plan_layer)
     tensors = random_operands(compiled.fu_graph, mapping, np.random.default_rng(seed))
