@@ -39,3 +39,12 @@ def test_a_folded_map_fused_with_a_spatial_form_runs_on_its_own_build(bounds, se
 def test_the_one_core_refuses_a_layer_of_a_dataflow_it_does_not_run():
     with pytest.raises(SpecError, match=r"layers\.layer0\.dataflow: dataflow 'm' does not run on the one fused"):
         verify_fused_program(_design(), [("m", {"i": 2, "k": 1})], simulator="amaranth")
+
+
+def test_the_amaranth_array_check_refuses_a_skewed_stt_map_by_name():
+    """H160 noticed: ``verify_array_amaranth`` on a skewed stt map stopped with AttributeError ``schedule``; it now
+    says what it does not run and where that map is verified."""
+    from archgen.arch.spec import load_spec
+    from archgen.verif.array_amaranth import verify_array_amaranth
+    with pytest.raises(ValueError, match="skewed stt map.*Verilator"):
+        verify_array_amaranth(load_spec("gemm_hex"), {"i": 2, "j": 2, "k": 2})
