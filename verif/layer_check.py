@@ -20,7 +20,7 @@ from archgen.arch.spec import Design
 from archgen.dataflow.compile import compile_array
 from archgen.dataflow.host import random_operands
 from archgen.dataflow.memctl import (buffer_fit, buffer_rooms, descriptor_format, fused_banks, layer_dram_bytes,
-                                     layer_program, tiled_fused_names)
+                                     layer_program)
 from archgen.mappings.memory_tiling import make_command, plan_layer
 from archgen.rtlgen.layer_top import LayerTop
 from archgen.sim.layer_model import simulate_layer
@@ -132,7 +132,7 @@ def verify_layer(design: Design, bounds: dict[str, int], *, seed: int = 0, dataf
         fused = compile_fused(design, fuse)
         compiled = fused.view(dataflow or fused.names[0])
         if one_core:          # planned on the one core's banks, as sim plans a fused design's layers
-            core_banks = fused_banks(fused, tiled_fused_names(fused))
+            core_banks = fused_banks(fused)          # the tiled dataflows' most banks
     else:
         compiled = compile_array(design, dataflow)
     df = compiled.dataflow
