@@ -17,6 +17,7 @@ import yaml
 from archgen.arch.errors import SpecError
 from archgen.arch.spec import load_spec_data
 from archgen.dataflow.compile import compile_array, compile_fused
+from archgen.dataflow.delay_lp import _retime_general, min_cost_flow_dual
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.ir import NodeKind
 from archgen.dataflow.primitives import LinkWire
@@ -220,6 +221,11 @@ def test_the_long_link_gets_one_more_register_and_stays_exact(tmp_path, monkeypa
     phys = _physical(design)
     for compiled in (with_term, without):
         _segments_fit(compiled.timing.retimed)
+    # the array path (_retime_fast) against the PuLP path and the min-cost-flow dual, wire cuts included
+    prim, period = with_term.timing.prim, with_term.clock_period_ns
+    assert _retime_general(prim, period, True).register_bits == with_term.timing.retimed.register_bits
+    primal, dual = min_cost_flow_dual(prim, period)
+    assert primal == dual
     extra = {}
     for (u, v, w), (u0, v0, w0) in zip(_links(with_term.timing.prim), _links(without.timing.prim)):
         assert (u, v) == (u0, v0)
