@@ -5,7 +5,9 @@ physical registers are s_e = tau_v - tau_u - L_u = D_e + r_e, where D_e are the 
 itself needs and r_e >= 0 the ones pipelining and balancing add. Minimise the register bits
 sum_e w_e s_e (equivalently sum w_e r_e: the D_e part is constant). Timing: every combinational segment
 u -> ... -> v whose estimated delay exceeds the clock period needs one register,
-tau_v - tau_u - L_u >= 1. Fan-out sharing: a net driving several sinks is one shared register chain
+tau_v - tau_u - L_u >= 1; a link between FUs more than one FU pitch apart also needs one register more
+than its schedule's D_e where its wire delay after those registers misses the clock (:func:`wire_cuts`).
+Fan-out sharing: a net driving several sinks is one shared register chain
 tapped by each sink, so it pays once for its deepest sink, through a mirror vertex m_u >= tau_v
 (cost w_u (m_u - tau_u - L_u)). Every constraint is a difference of two variables, so the matrix is
 totally unimodular: the LP optimum is integral and its dual is a min-cost flow, which

@@ -2,7 +2,9 @@
 
 Tables live in dataflow/data/delays_<target>.yaml and name the basis of every number. Delays that depend
 on bit width are tabulated at a few widths and interpolated linearly between them (extrapolated from the
-last two points above the largest width), so a 12-bit adder sits between the 8- and 16-bit entries.
+last two points above the largest width), so a 12-bit adder sits between the 8- and 16-bit entries. The
+``fu_pitch_wire`` entry (wire delay per FU pitch a link between FUs spans beyond the first) is optional: a
+table without it loads with 0 ns per pitch.
 """
 from __future__ import annotations
 

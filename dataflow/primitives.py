@@ -31,8 +31,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.ir import EdgeKind, Link, Node, NodeKind, Primitive, Role, Wire
 
-__all__ = ["LinkWire", "PrimitiveGraph", "fu_pitches", "lower_to_primitives", "multiplier_stages", "naive_register_bits", "tree_levels",
-           "PRIMITIVE_KINDS"]
+__all__ = ["LinkWire", "PrimitiveGraph", "fu_pitches", "lower_to_primitives", "multiplier_stages",
+           "naive_register_bits", "tree_levels", "PRIMITIVE_KINDS"]
 
 PRIMITIVE_KINDS = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.MUL, NodeKind.ADD,
                    NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.DRAIN, NodeKind.FIFO)
@@ -49,7 +49,7 @@ class LinkWire(Wire):
     logical neighbours, a reuse vector of more than one pitch). ``span_ns`` is its wire delay beyond a
     neighbour link's (:meth:`DelayTable.span_ns`), already part of ``wire_ns``. The schedule's registers on a
     link sit at its sender (the RTL's register chain is the driver's), so the span also lies between them and
-    the receiver: the delay-matching LP counts it there too (delay_lp.py :func:`~archgen.dataflow.delay_lp.wire_cuts`)."""
+    the receiver: the delay-matching LP counts it there too (delay_lp.py ``wire_cuts``)."""
 
     span_ns: float = 0.0
 
