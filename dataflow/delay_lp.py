@@ -5,7 +5,9 @@ physical registers are s_e = tau_v - tau_u - L_u = D_e + r_e, where D_e are the 
 itself needs and r_e >= 0 the ones pipelining and balancing add. Minimise the register bits
 sum_e w_e s_e (equivalently sum w_e r_e: the D_e part is constant). Timing: every combinational segment
 u -> ... -> v whose estimated delay exceeds the clock period needs one register,
-tau_v - tau_u - L_u >= 1. Fan-out sharing: a net driving several sinks is one shared register chain
+tau_v - tau_u - L_u >= 1; a link between FUs more than one FU pitch apart also needs one register more
+than its schedule's D_e where its wire delay after those registers misses the clock (:func:`wire_cuts`).
+Fan-out sharing: a net driving several sinks is one shared register chain
 tapped by each sink, so it pays once for its deepest sink, through a mirror vertex m_u >= tau_v
 (cost w_u (m_u - tau_u - L_u)). Every constraint is a difference of two variables, so the matrix is
 totally unimodular: the LP optimum is integral and its dual is a min-cost flow, which
@@ -29,7 +31,7 @@ import networkx as nx
 import numpy as np
 
 from archgen.arch.errors import ArchgenError
-from archgen.dataflow.primitives import PrimitiveGraph, naive_register_bits
+from archgen.dataflow.primitives import LinkWire, PrimitiveGraph, naive_register_bits
 
 __all__ = [
     "ClockTargetError",
@@ -40,6 +42,7 @@ __all__ = [
     "insert_pipeline_registers_fused",
     "min_cost_flow_dual",
     "timing_cuts",
+    "wire_cuts",
 ]
 
 _EPS = 1e-6
@@ -125,6 +128,49 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
     return sorted(cuts, key=lambda c: (order[c[0]], order[c[1]]))
 
 
+def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object, object, int]]:
+    """Triples (u, v, b), each a row tau_v - tau_u >= b, for links longer than one FU pitch (a
+    :class:`~archgen.dataflow.primitives.LinkWire`) that carry schedule registers (D_e >= 1).
+
+    The schedule's D_e registers sit at the sender (the RTL's chain is the driver's), so the link's span lies
+    after them: from their clock-to-Q through the span to the receiver and on over register-free edges. Where
+    that segment is slower than the period at node v, the path from u's output to v needs one register more
+    than the schedule's: b = L_u + D_e + 1. The register the LP adds on the link itself sits at its receiving
+    end (a flip-flop along the route), splitting the span from the receiver; one it adds behind the receiver
+    splits the segment there. Register-free links are walked by :func:`timing_cuts` (the span is in their
+    ``wire_ns``); a link whose span alone misses the clock is :class:`ClockTargetError`."""
+    g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
+    order = None
+    cuts: dict = {}
+    for u, b, e in prim.edges():
+        if not isinstance(e, LinkWire) or e.span_ns <= 0 or e.delay < 1 or e.hold:
+            continue
+        if order is None:
+            order = {v: i for i, v in enumerate(nx.topological_sort(g))}
+        bound = prim.primitive(u).latency + e.delay + 1
+        arrival = {b: cq + e.span_ns + prim.primitive(b).delay_ns}
+        frontier = {b}
+        while frontier:
+            a = min(frontier, key=order.__getitem__)  # topological order: arrival[a] is final
+            frontier.discard(a)
+            if arrival[a] + su > period + _EPS:
+                cuts[(u, a)] = max(cuts.get((u, a), 0), bound)
+                continue
+            if prim.primitive(a).latency:
+                continue
+            for c in g.successors(a):
+                w = prim.wire(a, c)
+                if w.delay > 0 or w.hold:
+                    continue
+                t = arrival[a] + w.wire_ns + prim.primitive(c).delay_ns
+                if t > arrival.get(c, -1.0):
+                    arrival[c] = t
+                    frontier.add(c)
+    if order is None:
+        return []
+    return sorted(((u, v, b) for (u, v), b in cuts.items()), key=lambda c: (order[c[0]], order[c[1]]))
+
+
 def _difference_system(prims: Sequence[PrimitiveGraph], period: float, share_fanout: bool) -> _System:
     rows: dict = {}
     timing_rows = 0
@@ -158,6 +204,9 @@ def _difference_system(prims: Sequence[PrimitiveGraph], period: float, share_fan
             continue             # no timing walk on a loop; _run reports the loop from the matching rows
         for u, v in timing_cuts(prim, period):
             row((m, "tau", v), (m, "tau", u), prim.primitive(u).latency + 1, "timing")
+            timing_rows += 1
+        for u, v, b in wire_cuts(prim, period):
+            row((m, "tau", v), (m, "tau", u), b, "timing")
             timing_rows += 1
     cost: dict = defaultdict(int)
     epigraph = {}
@@ -566,6 +615,12 @@ def _retime_fast(prim: PrimitiveGraph, period: float, share_fanout: bool) -> Ret
     heads.append(cv)
     tails.append(cu)
     bs.append(lat[cu] + 1)
+    links = wire_cuts(prim, period)
+    if links:
+        idx = {v: i for i, v in enumerate(nodes)}
+        heads.append(np.fromiter((idx[v] for _, v, _ in links), np.int64, len(links)))
+        tails.append(np.fromiter((idx[u] for u, _, _ in links), np.int64, len(links)))
+        bs.append(np.fromiter((b for _, _, b in links), np.int64, len(links)))
     head, tail, b = np.concatenate(heads), np.concatenate(tails), np.concatenate(bs)
     key, inv = np.unique(head * n_var + tail, return_inverse=True)
     bmax = np.full(key.size, np.iinfo(np.int64).min, dtype=np.int64)
@@ -614,4 +669,4 @@ def _retime_fast(prim: PrimitiveGraph, period: float, share_fanout: bool) -> Ret
     depth = dict(zip([nodes[i] for i in su_idx.tolist()], depth_arr[su_idx].tolist()))
     return RetimedGraph(prim, float(period), share_fanout, MappingProxyType(tau_map), MappingProxyType(stages),
                         MappingProxyType(extra), MappingProxyType(depth), shared, unshared, naive_register_bits(prim),
-                        latency, n_var, int(key.size), int(cuts.size), elapsed, True)
+                        latency, n_var, int(key.size), int(cuts.size) + len(links), elapsed, True)

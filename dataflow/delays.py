@@ -2,7 +2,9 @@
 
 Tables live in dataflow/data/delays_<target>.yaml and name the basis of every number. Delays that depend
 on bit width are tabulated at a few widths and interpolated linearly between them (extrapolated from the
-last two points above the largest width), so a 12-bit adder sits between the 8- and 16-bit entries.
+last two points above the largest width), so a 12-bit adder sits between the 8- and 16-bit entries. The
+``fu_pitch_wire`` entry (wire delay per FU pitch a link between FUs spans beyond the first) is optional: a
+table without it loads with 0 ns per pitch.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class DelayTable:
     fanout_ns_per_log2_sinks: float
     fanout_ns_per_sink: float
     tree_level_wire_ns: float
+    fu_pitch_ns: float              # wire delay per FU pitch a link spans beyond its first (0: no entry)
     sources: tuple[tuple[str, str], ...]   # (entry, where its numbers come from)
 
     @property
@@ -76,6 +79,11 @@ class DelayTable:
         if sinks <= 1:
             return 0.0
         return self.fanout_ns_per_log2_sinks * math.log2(sinks) + self.fanout_ns_per_sink * sinks
+
+    def span_ns(self, pitches: int) -> float:
+        """Extra wire delay of a link between FUs ``pitches`` FU pitches apart (Manhattan distance on the
+        physical array): 0 for neighbours, whose delay the register and multiplier entries already hold."""
+        return self.fu_pitch_ns * max(pitches - 1, 0)
 
     @classmethod
     def load(cls, target: str | Path) -> "DelayTable":
@@ -146,8 +154,10 @@ class DelayTable:
             problems.append(problem("basis", "say what the numbers are based on", basis))
         reg, mul, add, mux = section("register"), section("multiplier"), section("adder"), section("mux2")
         mem, fan, tree = section("memory_port"), section("fanout"), section("tree_level")
+        # optional (tables written before it keep loading): without it a link's length costs nothing
+        pitch = section("fu_pitch_wire") if "fu_pitch_wire" in doc else {"ns_per_pitch": 0.0}
         known = {"version", "target", "basis", "register", "multiplier", "adder", "mux2", "memory_port",
-                 "fanout", "tree_level"}
+                 "fanout", "tree_level", "fu_pitch_wire"}
         for key in sorted(set(doc) - known, key=str):
             problems.append(problem(str(key), f"unknown entry; known: {sorted(known)}"))
         table = dict(
@@ -163,6 +173,7 @@ class DelayTable:
             fanout_ns_per_log2_sinks=number(fan, "fanout", "ns_per_log2_sinks"),
             fanout_ns_per_sink=number(fan, "fanout", "ns_per_sink"),
             tree_level_wire_ns=number(tree, "tree_level", "wire_ns"),
+            fu_pitch_ns=number(pitch, "fu_pitch_wire", "ns_per_pitch"),
         )
         if mem and table["memory_latency"] < 1 and not any(p.path.startswith("memory_port") for p in problems):
             problems.append(problem("memory_port.latency_cycles",
@@ -171,5 +182,6 @@ class DelayTable:
         if problems:
             raise SpecError(problems, source=source)
         sources = tuple((name, doc[name]["source"].strip())
-                        for name in ("register", "multiplier", "adder", "mux2", "memory_port", "fanout", "tree_level"))
+                        for name in ("register", "multiplier", "adder", "mux2", "memory_port", "fanout", "tree_level",
+                                     "fu_pitch_wire") if name in doc)
         return cls(**table, sources=sources)

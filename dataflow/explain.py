@@ -229,7 +229,21 @@ def _folded_lines(design: Design) -> list[str]:
             + ", ".join(f"{lg} -> {ph}" for lg, ph in design.placement)
             + "; the same iterations in the same order per FU; logical neighbours lie "
             + ", ".join(f"{n} x {d} FU pitch{'es' if d != 1 else ''}" for d, n in sorted(spans.items()))
-            + " apart on the physical array (a link between them costs wire length, not registers)"]
+            + " apart on the physical array" + _span_text(spans)]
+
+
+def _span_text(spans: Counter) -> str:
+    """The wire delay the pipelining LP gives the folded map's links longer than one FU pitch, by delay table."""
+    from .delays import DelayTable
+    longer = sorted(d for d in spans if d > 1)
+    if not longer:
+        return ""
+    tables = [DelayTable.load(t) for t in ("asic", "ecp5")]
+    per = "; ".join(f"{t.target} table " + ", ".join(f"{d} pitches +{t.span_ns(d):.3f} ns" for d in longer)
+                    + f" ({t.fu_pitch_ns * 1e3:g} ps per pitch beyond the first)" if t.fu_pitch_ns > 0 else
+                    f"{t.target} table none (no per-pitch figure: its source says why)" for t in tables)
+    return (f" (a longer link's wire delay beyond a neighbour link's: {per}; the pipelining LP counts it after the "
+            "link's registers and adds one where it misses the clock)")
 
 
 def _schedule_choice(design: Design, df, skews) -> str:

@@ -5,8 +5,9 @@ inputs being latched to its output being valid; 0 for combinational logic), its 
 ``delay_ns`` (through the node when latency is 0, in front of its internal register otherwise) and
 ``out_ns`` (clock to output of a registered node). Every edge carries a :class:`Wire`: its bit width, the
 dataflow delay ``delay`` (D_e, the registers the schedule itself requires: systolic hops, skews,
-de-skews), ``wire_ns`` (the fan-out penalty of the net that drives it) and ``fu_edge``, the FU-graph edge
-it implements (None inside an FU).
+de-skews), ``wire_ns`` (the fan-out penalty of the net that drives it, plus, on a link between FUs more
+than one FU pitch apart on the physical array, the table's wire delay per further pitch: a :class:`LinkWire`
+whose ``span_ns`` names that part) and ``fu_edge``, the FU-graph edge it implements (None inside an FU).
 
 What stays outside delay matching: an edge with ``hold=True`` feeds a value that is constant while it
 is used (a stationary operand's register output, a partial-sum preload into an accumulator, an
@@ -30,8 +31,8 @@ from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.ir import EdgeKind, Link, Node, NodeKind, Primitive, Role, Wire
 
-__all__ = ["PrimitiveGraph", "lower_to_primitives", "multiplier_stages", "naive_register_bits", "tree_levels",
-           "PRIMITIVE_KINDS"]
+__all__ = ["LinkWire", "PrimitiveGraph", "fu_pitches", "lower_to_primitives", "multiplier_stages",
+           "naive_register_bits", "tree_levels", "PRIMITIVE_KINDS"]
 
 PRIMITIVE_KINDS = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.MUL, NodeKind.ADD,
                    NodeKind.ACC, NodeKind.TREE_ADD, NodeKind.DRAIN, NodeKind.FIFO)
@@ -40,6 +41,17 @@ _OUTPUT_ROLES = (Role.ACCUMULATE, Role.REDUCE)
 # FU-to-FU edges that forward an input operand from the sender's input port: systolic hops, and the
 # same-cycle hops of a lane whose tree mixes wires with registers or delay connections (interconnect.py)
 _FORWARDS = (EdgeKind.SYSTOLIC, EdgeKind.BROADCAST)
+
+
+@dataclass(frozen=True)
+class LinkWire(Wire):
+    """The Wire of a link between two FUs more than one FU pitch apart on the physical array (a folded map's
+    logical neighbours, a reuse vector of more than one pitch). ``span_ns`` is its wire delay beyond a
+    neighbour link's (:meth:`DelayTable.span_ns`), already part of ``wire_ns``. The schedule's registers on a
+    link sit at its sender (the RTL's register chain is the driver's), so the span also lies between them and
+    the receiver: the delay-matching LP counts it there too (delay_lp.py ``wire_cuts``)."""
+
+    span_ns: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,16 +127,21 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
     problems = []
     nodes: dict[Node, Primitive] = {}
     pending: dict[tuple[Node, Node], Wire] = {}      # wires before their nets' fan-out is known
+    span: dict[tuple[Node, Node], float] = {}        # links longer than one FU pitch: their extra wire delay
+    pitches = fu_pitches(fu_graph)
 
     def node(nid, *, latency, delay_ns=0.0, out_ns=0.0, width, internal_stages=0):
         nodes[nid] = Primitive(int(latency), int(width), float(delay_ns), float(out_ns), int(internal_stages))
 
-    def edge(u, v, *, width, delay, kind, operand, fu_edge=None, hold=False):
+    def edge(u, v, *, width, delay, kind, operand, fu_edge=None, hold=False, link=False):
         if (u, v) in pending:
             problems.append(problem(f"edge {u!r} -> {v!r}", "two FU-graph edges lower onto the same primitive "
                                     "edge; the FU graph has parallel connections", fu_edge))
             return
         pending[(u, v)] = Wire(operand, kind, int(width), int(delay), bool(hold), 0.0, fu_edge)
+        extra = table.span_ns(pitches(*fu_edge)) if link else 0.0
+        if extra > 0:
+            span[(u, v)] = extra
 
     # memory ports, drains
     for n in g.nodes:
@@ -248,7 +265,8 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
                 continue
             fifo = Node(NodeKind.FIFO, v.coord, x)
             node(fifo, latency=0, out_ns=table.clk_to_q_ns + buffer_read_levels * table.mux2_ns, width=e.width)
-            edge(src, fifo, width=e.width, delay=0, kind=kind, operand=x, fu_edge=(u, v))
+            # the FIFO sits at the receiver: the link's wire runs from the sender's port to it
+            edge(src, fifo, width=e.width, delay=0, kind=kind, operand=x, fu_edge=(u, v), link=True)
             edge(fifo, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v))
             continue
         src = _mem_port(u.operand, u.lane) if ku == NodeKind.MEM else u if ku == NodeKind.ACC else \
@@ -261,13 +279,17 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
         # an accumulator is preloaded before and read out after its reduction, while its value is held:
         # neither path streams alongside the MACs, so neither is delay-matched against them
         hold = (e.load and dst.kind == NodeKind.ACC) or src.kind == NodeKind.ACC
-        edge(src, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v), hold=hold)
+        edge(src, dst, width=e.width, delay=e.delay, kind=kind, operand=x, fu_edge=(u, v), hold=hold,
+             link=ku == kv == NodeKind.FU)
 
     if problems:
         raise SpecError(problems, source="primitive lowering")
     fanout = Counter(u for u, _ in pending)
     net_ns = {k: table.fanout_ns(k) for k in set(fanout.values())}
-    wires = [(u, v, Wire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]], w.fu_edge))
+    wires = [(u, v, Wire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]], w.fu_edge)
+              if (u, v) not in span else
+              LinkWire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]] + span[(u, v)], w.fu_edge,
+                       span[(u, v)]))
              for (u, v), w in pending.items()]
     prim = PrimitiveGraph.build(nodes.items(), wires, target=table.target, clk_to_q_ns=table.clk_to_q_ns,
                                 setup_ns=table.setup_ns, name=fu_graph.name)
@@ -276,6 +298,19 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
         raise SpecError([problem("primitive graph", "has a combinational/registered cycle; delay matching needs "
                                  "a DAG", cycle)], source="primitive lowering")
     return prim
+
+
+def fu_pitches(fu_graph):
+    """``pitches(u, v)``: the Manhattan distance in FU pitches between FU-graph FUs u and v on the physical
+    array: between the physical FUs ``fu_graph.design.placement`` runs them on for a folded map built on its
+    logical array (arch/spec.py ``_fold``), between their own coordinates otherwise."""
+    design = getattr(fu_graph, "design", None)
+    place = dict(getattr(design, "placement", ()) or ())
+
+    def pitches(u: Node, v: Node) -> int:
+        a, b = place.get(u.coord, u.coord), place.get(v.coord, v.coord)
+        return sum(abs(p - q) for p, q in zip(a, b))
+    return pitches
 
 
 def multiplier_stages(delay_ns: float, clk_to_q_ns: float, setup_ns: float, clock_period_ns: float) -> int:

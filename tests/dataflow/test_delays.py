@@ -10,7 +10,7 @@ def test_builtin_tables_load_and_name_their_sources(target):
     t = DelayTable.load(target)
     assert t.target == target
     assert {name for name, _ in t.sources} == {"register", "multiplier", "adder", "mux2", "memory_port",
-                                               "fanout", "tree_level"}
+                                               "fanout", "tree_level", "fu_pitch_wire"}
     assert all(src for _, src in t.sources)
     assert t.memory_latency >= 1
     # wider multipliers are not faster than narrow ones in either table
