@@ -31,7 +31,7 @@ import networkx as nx
 import numpy as np
 
 from archgen.arch.errors import ArchgenError
-from archgen.dataflow.primitives import LinkWire, PrimitiveGraph, naive_register_bits
+from archgen.dataflow.primitives import PrimitiveGraph, naive_register_bits
 
 __all__ = [
     "ClockTargetError",
@@ -129,8 +129,8 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
 
 
 def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object, object, int]]:
-    """Triples (u, v, b), each a row tau_v - tau_u >= b, for links longer than one FU pitch (a
-    :class:`~archgen.dataflow.primitives.LinkWire`) that carry schedule registers (D_e >= 1).
+    """Triples (u, v, b), each a row tau_v - tau_u >= b, for links longer than one FU pitch (a wire
+    with ``span_ns`` > 0, dataflow/primitives.py) that carry schedule registers (D_e >= 1).
 
     The schedule's D_e registers sit at the sender (the RTL's chain is the driver's), so the link's span lies
     after them: from their clock-to-Q through the span to the receiver and on over register-free edges. Where
@@ -143,7 +143,7 @@ def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object
     order = None
     cuts: dict = {}
     for u, b, e in prim.edges():
-        if not isinstance(e, LinkWire) or e.span_ns <= 0 or e.delay < 1 or e.hold:
+        if e.span_ns <= 0 or e.delay < 1 or e.hold:
             continue
         if order is None:
             order = {v: i for i, v in enumerate(nx.topological_sort(g))}

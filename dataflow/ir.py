@@ -166,8 +166,11 @@ class Wire:
 
     ``delay``: the registers the schedule needs on it (D_e); ``hold``: it feeds a value held constant while
     it is used (stationary register output, accumulator preload or read-out), so it is not delay-matched;
-    ``wire_ns``: the fan-out penalty of the net that drives it; ``fu_edge``: the FU-graph edge it
-    implements (None inside an FU and between adder-tree levels)."""
+    ``wire_ns``: its wire delay, the fan-out penalty of the net that drives it plus ``span_ns``; ``fu_edge``: the
+    FU-graph edge it implements (None inside an FU and between adder-tree levels); ``span_ns``: on a link between
+    FUs more than one FU pitch apart on the physical array, its wire delay beyond a neighbour link's (the delay
+    table's ``fu_pitch_wire``; 0 elsewhere), part of ``wire_ns`` and counted again by the delay-matching LP after
+    the link's schedule registers (dataflow/delay_lp.py ``wire_cuts``)."""
 
     operand: str
     kind: EdgeKind
@@ -176,6 +179,7 @@ class Wire:
     hold: bool = False
     wire_ns: float = 0.0
     fu_edge: tuple | None = None
+    span_ns: float = 0.0
 
 
 def _sort_key(path):

@@ -6,8 +6,8 @@ inputs being latched to its output being valid; 0 for combinational logic), its 
 ``out_ns`` (clock to output of a registered node). Every edge carries a :class:`Wire`: its bit width, the
 dataflow delay ``delay`` (D_e, the registers the schedule itself requires: systolic hops, skews,
 de-skews), ``wire_ns`` (the fan-out penalty of the net that drives it, plus, on a link between FUs more
-than one FU pitch apart on the physical array, the table's wire delay per further pitch: a :class:`LinkWire`
-whose ``span_ns`` names that part) and ``fu_edge``, the FU-graph edge it implements (None inside an FU).
+than one FU pitch apart on the physical array, the table's wire delay per further pitch: its
+``span_ns``) and ``fu_edge``, the FU-graph edge it implements (None inside an FU).
 
 What stays outside delay matching: an edge with ``hold=True`` feeds a value that is constant while it
 is used (a stationary operand's register output, a partial-sum preload into an accumulator, an
@@ -31,7 +31,7 @@ from archgen.arch.errors import SpecError, problem
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.ir import EdgeKind, Link, Node, NodeKind, Primitive, Role, Wire
 
-__all__ = ["LinkWire", "PrimitiveGraph", "fu_pitches", "lower_to_primitives", "multiplier_stages",
+__all__ = ["PrimitiveGraph", "fu_pitches", "lower_to_primitives", "multiplier_stages",
            "naive_register_bits", "tree_levels", "PRIMITIVE_KINDS"]
 
 PRIMITIVE_KINDS = (NodeKind.MEM_PORT, NodeKind.PORT, NodeKind.STATIONARY_REG, NodeKind.MUL, NodeKind.ADD,
@@ -41,17 +41,6 @@ _OUTPUT_ROLES = (Role.ACCUMULATE, Role.REDUCE)
 # FU-to-FU edges that forward an input operand from the sender's input port: systolic hops, and the
 # same-cycle hops of a lane whose tree mixes wires with registers or delay connections (interconnect.py)
 _FORWARDS = (EdgeKind.SYSTOLIC, EdgeKind.BROADCAST)
-
-
-@dataclass(frozen=True)
-class LinkWire(Wire):
-    """The Wire of a link between two FUs more than one FU pitch apart on the physical array (a folded map's
-    logical neighbours, a reuse vector of more than one pitch). ``span_ns`` is its wire delay beyond a
-    neighbour link's (:meth:`DelayTable.span_ns`), already part of ``wire_ns``. The schedule's registers on a
-    link sit at its sender (the RTL's register chain is the driver's), so the span also lies between them and
-    the receiver: the delay-matching LP counts it there too (delay_lp.py ``wire_cuts``)."""
-
-    span_ns: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -286,10 +275,8 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
         raise SpecError(problems, source="primitive lowering")
     fanout = Counter(u for u, _ in pending)
     net_ns = {k: table.fanout_ns(k) for k in set(fanout.values())}
-    wires = [(u, v, Wire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]], w.fu_edge)
-              if (u, v) not in span else
-              LinkWire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]] + span[(u, v)], w.fu_edge,
-                       span[(u, v)]))
+    wires = [(u, v, Wire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]] + span.get((u, v), 0.0),
+                         w.fu_edge, span.get((u, v), 0.0)))
              for (u, v), w in pending.items()]
     prim = PrimitiveGraph.build(nodes.items(), wires, target=table.target, clk_to_q_ns=table.clk_to_q_ns,
                                 setup_ns=table.setup_ns, name=fu_graph.name)

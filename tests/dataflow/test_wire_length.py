@@ -20,7 +20,6 @@ from archgen.dataflow.compile import compile_array, compile_fused
 from archgen.dataflow.delay_lp import _retime_general, min_cost_flow_dual
 from archgen.dataflow.delays import DelayTable
 from archgen.dataflow.ir import NodeKind
-from archgen.dataflow.primitives import LinkWire
 
 GEMM_OP, GEMM_TYPES = "C[i,j] += A[i,k] * B[k,j]", {"A": "int8", "B": "int8", "C": "int32"}
 CONV_OP, CONV_TYPES = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]", {"I": "int8", "W": "int8", "O": "int32"}
@@ -93,7 +92,7 @@ def _segments_fit(rt) -> int:
         s = rt.stages[(u, v)]
         if w.hold or s == 0:
             continue
-        span = w.span_ns if isinstance(w, LinkWire) else 0.0
+        span = w.span_ns
         if s > w.delay >= 1:          # the LP's register at the receiving end: the span lies before it
             assert cq + span + su <= period + eps, (u, v)
             span = 0.0
@@ -170,19 +169,19 @@ def test_every_link_carries_its_physical_length(tmp_path, which):
         a, b = (phys(x) for x in w.fu_edge)
         pitches = sum(abs(p - q) for p, q in zip(a, b))
         lengths.append(pitches)
-        assert isinstance(w, LinkWire) == (pitches > 1), (u, v, pitches)
-        span = w.span_ns if isinstance(w, LinkWire) else 0.0
+        assert (w.span_ns > 0) == (pitches > 1), (u, v, pitches)
+        span = w.span_ns
         assert span == pytest.approx(0.25 * (pitches - 1))
         assert w.wire_ns == pytest.approx(table.fanout_ns(prim.graph.out_degree(u)) + span)
     assert 1 in lengths and max(lengths) >= 2, lengths
 
 
 def test_a_design_without_long_links_lowers_as_before():
-    """On the spec's own array every link joins neighbours: no LinkWire, whatever the table."""
+    """On the spec's own array every link joins neighbours: no span, whatever the table."""
     spec = {"version": 1, "name": "plain", "operation": GEMM_OP, "types": GEMM_TYPES, "array": {"shape": [3, 3]},
             "dataflows": {"os": {"spatial": {"i": 0, "j": 1}, "order": ["i", "j", "k"], "control": [1, 1]}}}
     prim = compile_array(load_spec_data(spec), "os").timing.prim
-    assert _links(prim) and not any(isinstance(w, LinkWire) for _, _, w in prim.edges())
+    assert _links(prim) and not any(w.span_ns for _, _, w in prim.edges())
 
 
 def test_a_fused_folded_map_keeps_physical_spans():
@@ -196,11 +195,11 @@ def test_a_fused_folded_map_keeps_physical_spans():
     fused = compile_fused(design, design.fuse)
     m = fused.plan.names.index("m")
     prim = fused.plan.prims[m]
-    longs = [(u, v, w) for u, v, w in _links(prim) if isinstance(w, LinkWire)]
+    longs = [(u, v, w) for u, v, w in _links(prim) if w.span_ns > 0]
     assert len(longs) == 1
     for u, v, w in _links(prim):
         pitches = sum(abs(p - q) for p, q in zip(*(x.coord for x in w.fu_edge)))   # renamed: physical FUs
-        assert (w.span_ns if isinstance(w, LinkWire) else 0.0) == pytest.approx(0.003 * (pitches - 1))
+        assert (w.span_ns) == pytest.approx(0.003 * (pitches - 1))
     _segments_fit(fused.plan.retiming.per_dataflow[m])
 
 
