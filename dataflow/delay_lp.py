@@ -31,6 +31,7 @@ import networkx as nx
 import numpy as np
 
 from archgen.arch.errors import ArchgenError
+from archgen.dataflow.ir import NodeKind
 from archgen.dataflow.primitives import PrimitiveGraph, naive_register_bits
 
 __all__ = [
@@ -77,6 +78,29 @@ class _System:
     timing_rows: int
 
 
+def _registered_output(prim: PrimitiveGraph, v) -> bool:
+    """v's output comes from a register in the RTL: a node with latency, or a delay connection's FIFO (one
+    register, or a buffer written on the clock and read through its read multiplexer: rtlgen/array.py ``_fifo``).
+    A FIFO is latency 0 to the LP (it holds steps, not cycles), but a timing segment ends at its input and
+    starts again at its ``out_ns``."""
+    return prim.primitive(v).latency >= 1 or v.kind is NodeKind.FIFO
+
+
+def _wire_after_registers(prim: PrimitiveGraph) -> dict:
+    """Per node, the slowest wire into it that lies after its in-edge's registers: ``wire_ns - span_ns`` of a
+    streamed edge (the fan-out penalty and a fused design's select mux). An edge's registers are its driver's
+    chain (rtlgen/datapath.py ``RetimedNets.src``) and the sink reads a tap of it across that wire, so a segment
+    that starts at any register of the edge (the schedule's or one the LP adds) starts at the sink with
+    clock-to-Q plus that wire. A long link's span is left out: a register the LP adds on the link sits at its
+    receiving end, and the schedule's registers are taken care of by :func:`wire_cuts`."""
+    after: dict = {}
+    for _, v, e in prim.edges():
+        w = e.wire_ns - e.span_ns
+        if not e.hold and w > after.get(v, 0.0):
+            after[v] = w
+    return after
+
+
 def _check_clock(prim: PrimitiveGraph, period: float) -> None:
     g, cq, su = prim.graph, prim.clk_to_q_ns, prim.setup_ns
     bad = []
@@ -84,12 +108,16 @@ def _check_clock(prim: PrimitiveGraph, period: float) -> None:
         need = cq + d.delay_ns + su
         if need > period + _EPS:
             bad.append((v, need, str(v.kind)))
-        if d.latency >= 1 and d.out_ns + su > period + _EPS:
+        if _registered_output(prim, v) and d.out_ns + su > period + _EPS:
             bad.append((v, d.out_ns + su, f"{v.kind} clock-to-output"))
     for u, v, e in prim.edges():
         need = cq + e.wire_ns + su
+        # the wire after a register of the edge, then the sink (up to its internal register if it has one)
+        after = cq + e.wire_ns - e.span_ns + prim.primitive(v).delay_ns + su
         if need > period + _EPS:
             bad.append(((u, v), need, f"net of {g.out_degree(u)} sinks"))
+        elif not e.hold and after > period + _EPS:
+            bad.append(((u, v), after, f"net of {g.out_degree(u)} sinks into {v.kind}"))
     if bad:
         raise ClockTargetError(period, bad)
 
@@ -99,13 +127,17 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
 
     Each needs tau_v - tau_u - L_u >= 1. Found by a longest-path walk from every node over edges without
     schedule registers (D_e = 0) through combinational nodes; the walk stops where a cut is required,
-    because every path that continues is then cut too (tau is monotone along edges).
+    because every path that continues is then cut too (tau is monotone along edges). A walk starts at a
+    registered output's ``out_ns`` (a FIFO's too: it ends a walk like a register), else at clock-to-Q plus
+    the slowest wire into the node after its in-edge's registers (:func:`_wire_after_registers`) plus its
+    delay: every path through the node comes from a register at least that far away.
     """
     g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
     order = {v: i for i, v in enumerate(nx.topological_sort(g))}
+    after = _wire_after_registers(prim)
     cuts = set()
     for u, du in prim.primitives.items():
-        start = du.out_ns if du.latency >= 1 else cq + du.delay_ns
+        start = du.out_ns if _registered_output(prim, u) else cq + after.get(u, 0.0) + du.delay_ns
         arrival = {u: start}
         frontier, cut = {u}, set()
         while frontier:
@@ -122,7 +154,7 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
                 if t + su > period + _EPS:
                     cut.add(b)
                     cuts.add((u, b))
-                elif db.latency == 0 and t > arrival.get(b, -1.0):
+                elif not _registered_output(prim, b) and t > arrival.get(b, -1.0):
                     arrival[b] = t
                     frontier.add(b)
     return sorted(cuts, key=lambda c: (order[c[0]], order[c[1]]))
@@ -132,13 +164,15 @@ def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object
     """Triples (u, v, b), each a row tau_v - tau_u >= b, for links longer than one FU pitch (a wire
     with ``span_ns`` > 0, dataflow/primitives.py) that carry schedule registers (D_e >= 1).
 
-    The schedule's D_e registers sit at the sender (the RTL's chain is the driver's), so the link's span lies
-    after them: from their clock-to-Q through the span to the receiver and on over register-free edges. Where
+    The schedule's D_e registers sit at the sender (the RTL's chain is the driver's), so the link's whole wire
+    (span, fan-out, a fused design's mux) lies after them: from their clock-to-Q through it to the receiver and
+    on over register-free edges to the next registered output (a FIFO's input included). Where
     that segment is slower than the period at node v, the path from u's output to v needs one register more
     than the schedule's: b = L_u + D_e + 1. The register the LP adds on the link itself sits at its receiving
     end (a flip-flop along the route), splitting the span from the receiver; one it adds behind the receiver
-    splits the segment there. Register-free links are walked by :func:`timing_cuts` (the span is in their
-    ``wire_ns``); a link whose span alone misses the clock is :class:`ClockTargetError`."""
+    splits the segment there, leaving the fan-out and mux part of the wire (:func:`timing_cuts` starts the
+    receiver's walk with it). Register-free links are walked by :func:`timing_cuts` (the span is in their
+    ``wire_ns``); a link whose wire alone misses the clock is :class:`ClockTargetError`."""
     g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
     order = None
     cuts: dict = {}
@@ -148,7 +182,7 @@ def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object
         if order is None:
             order = {v: i for i, v in enumerate(nx.topological_sort(g))}
         bound = prim.primitive(u).latency + e.delay + 1
-        arrival = {b: cq + e.span_ns + prim.primitive(b).delay_ns}
+        arrival = {b: cq + e.wire_ns + prim.primitive(b).delay_ns}
         frontier = {b}
         while frontier:
             a = min(frontier, key=order.__getitem__)  # topological order: arrival[a] is final
@@ -156,7 +190,7 @@ def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object
             if arrival[a] + su > period + _EPS:
                 cuts[(u, a)] = max(cuts.get((u, a), 0), bound)
                 continue
-            if prim.primitive(a).latency:
+            if _registered_output(prim, a):
                 continue
             for c in g.successors(a):
                 w = prim.wire(a, c)
@@ -508,7 +542,19 @@ def _graph_arrays(prim: PrimitiveGraph):
     return nodes, lat, dly, outns, eu, ev, width, delay, hold, wns
 
 
-def _timing_cut_arrays(n, lat, dly, outns, eu, ev, delay, hold, wns, cq, su, period):
+def _segment_arrays(prim: PrimitiveGraph, nodes, lat, eu, ev, hold, wns):
+    """Per node: its output is registered (:func:`_registered_output`), and the slowest wire into it after its
+    in-edge's registers (:func:`_wire_after_registers`), as arrays in ``nodes`` order."""
+    n = len(nodes)
+    reg = (lat >= 1) | np.fromiter((v.kind is NodeKind.FIFO for v in nodes), bool, n)
+    span = np.fromiter((w.span_ns for w in prim.wires.values()), np.float64, eu.size)
+    after = np.zeros(n, dtype=np.float64)
+    live = ~hold
+    np.maximum.at(after, ev[live], (wns - span)[live])
+    return reg, after, span
+
+
+def _timing_cut_arrays(n, reg, after, dly, outns, eu, ev, delay, hold, wns, cq, su, period):
     """:func:`timing_cuts` on arrays: unique (u, v) index pairs (as u * n + v keys), any order.
 
     The walk of every start node at once, node by node in topological order of the register-free edges: a
@@ -525,7 +571,7 @@ def _timing_cut_arrays(n, lat, dly, outns, eu, ev, delay, hold, wns, cq, su, per
     limit = period + _EPS
     src = np.arange(n, dtype=np.int64)
     node = src.copy()
-    arr = np.where(lat >= 1, outns, cq + dly)
+    arr = np.where(reg, outns, cq + after + dly)
     cut_keys = []
     cut_all = np.zeros(0, dtype=np.int64)
     while src.size:
@@ -553,7 +599,7 @@ def _timing_cut_arrays(n, lat, dly, outns, eu, ev, delay, hold, wns, cq, su, per
             new = s2[over] * n + b[over]
             cut_keys.append(new)
             cut_all = np.union1d(cut_all, new)
-        go = ~over & (lat[b] == 0)
+        go = ~over & ~reg[b]
         src = np.concatenate([src, s2[go]])
         node = np.concatenate([node, b[go]])
         arr = np.concatenate([arr, t2[go]])
@@ -589,9 +635,10 @@ def _retime_fast(prim: PrimitiveGraph, period: float, share_fanout: bool) -> Ret
     n, cq, su = len(nodes), prim.clk_to_q_ns, prim.setup_ns
     if n == 0 or eu.size == 0:
         return None
+    reg, after, span = _segment_arrays(prim, nodes, lat, eu, ev, hold, wns)
     limit = period + _EPS
-    if ((cq + dly + su > limit).any() or ((lat >= 1) & (outns + su > limit)).any()
-            or (cq + wns + su > limit).any()):
+    if ((cq + dly + su > limit).any() or (reg & (outns + su > limit)).any()
+            or (cq + wns + su > limit).any() or (~hold & (cq + wns - span + dly[ev] + su > limit)).any()):
         _check_clock(prim, period)          # raises, naming the offenders
     if _levels(n, eu, ev) is None:
         return None                         # a loop: the general path reports it
@@ -610,7 +657,7 @@ def _retime_fast(prim: PrimitiveGraph, period: float, share_fanout: bool) -> Ret
     heads.append(mirror[lu[on_net]])
     tails.append(lv[on_net])
     bs.append(np.zeros(int(on_net.sum()), dtype=np.int64))
-    cuts = _timing_cut_arrays(n, lat, dly, outns, eu, ev, delay, hold, wns, cq, su, period)
+    cuts = _timing_cut_arrays(n, reg, after, dly, outns, eu, ev, delay, hold, wns, cq, su, period)
     cu, cv = cuts // n, cuts % n
     heads.append(cv)
     tails.append(cu)

@@ -247,7 +247,9 @@ def mux_plan(prims: Sequence[PrimitiveGraph], stages: Sequence | None = None, ex
 
 def with_mux_delays(prims: Sequence[PrimitiveGraph], muxes: Sequence[MuxPoint], mux2_ns: float
                     ) -> tuple[PrimitiveGraph, ...]:
-    """The dataflows' primitive graphs with each muxed input's wire slowed by its mux levels."""
+    """The dataflows' primitive graphs with each muxed input's wire slowed by its mux levels. The mux sits at the
+    receiver, after the register chain it picks a tap of (rtlgen/fused_array.py ``_pick``): the LP counts this
+    delay after the edge's registers, in the receiver's segment (delay_lp.py ``_wire_after_registers``)."""
     extra = {}
     for mp in muxes:
         for m, src in enumerate(mp.sources):

@@ -118,6 +118,7 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
     pending: dict[tuple[Node, Node], Wire] = {}      # wires before their nets' fan-out is known
     span: dict[tuple[Node, Node], float] = {}        # links longer than one FU pitch: their extra wire delay
     pitches = fu_pitches(fu_graph)
+    muls: dict[Node, tuple[float, int]] = {}        # multiplier -> (delay_ns, width)
 
     def node(nid, *, latency, delay_ns=0.0, out_ns=0.0, width, internal_stages=0):
         nodes[nid] = Primitive(int(latency), int(width), float(delay_ns), float(out_ns), int(internal_stages))
@@ -159,16 +160,9 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
             continue
         in_w = [int(fu_graph.widths[x]) for x in ins]
         mul = Node(NodeKind.MUL, coord)
-        mul_ns = table.multiplier_ns(max(in_w))
-        stages = 1 if table.multiplier_latency > 0 or clock_period_ns is None else \
-            multiplier_stages(mul_ns, table.clk_to_q_ns, table.setup_ns, clock_period_ns)
         mul_width = min(sum(in_w), acc_width)
-        if stages > 1:
-            part = mul_ns / stages
-            node(mul, latency=stages - 1, delay_ns=part, out_ns=table.clk_to_q_ns + part, width=mul_width,
-                 internal_stages=stages - 1)
-        else:
-            node(mul, latency=table.multiplier_latency, delay_ns=mul_ns, width=mul_width)
+        muls[mul] = (table.multiplier_ns(max(in_w)), mul_width)
+        nodes[mul] = _multiplier(table, clock_period_ns, *muls[mul], 0.0)   # its input wires are known below
         for x, w in zip(ins, in_w):
             if roles[x] == Role.STATIONARY:
                 src = Node(NodeKind.STATIONARY_REG, coord, x)
@@ -278,6 +272,14 @@ def lower_to_primitives(fu_graph, table: DelayTable, *, clock_period_ns: float |
     wires = [(u, v, Wire(w.operand, w.kind, w.width, w.delay, w.hold, net_ns[fanout[u]] + span.get((u, v), 0.0),
                          w.fu_edge, span.get((u, v), 0.0)))
              for (u, v), w in pending.items()]
+    # a multiplier's first stage follows the wire from its input ports' register chains (delay_lp.py
+    # ``_wire_after_registers``): split it with that wire in front
+    into = {}
+    for u, v, w in wires:
+        if v in muls and not w.hold:
+            into[v] = max(into.get(v, 0.0), w.wire_ns - w.span_ns)
+    for mul, wire_ns in into.items():
+        nodes[mul] = _multiplier(table, clock_period_ns, *muls[mul], wire_ns)
     prim = PrimitiveGraph.build(nodes.items(), wires, target=table.target, clk_to_q_ns=table.clk_to_q_ns,
                                 setup_ns=table.setup_ns, name=fu_graph.name)
     if not _is_acyclic(prim.graph):
@@ -300,21 +302,34 @@ def fu_pitches(fu_graph):
     return pitches
 
 
-def multiplier_stages(delay_ns: float, clk_to_q_ns: float, setup_ns: float, clock_period_ns: float) -> int:
+def _multiplier(table: DelayTable, clock_period_ns: float | None, delay_ns: float, width: int,
+                wire_ns: float) -> Primitive:
+    """A multiplier's primitive: split into :func:`multiplier_stages` with ``wire_ns`` in front of it."""
+    stages = 1 if table.multiplier_latency > 0 or clock_period_ns is None else \
+        multiplier_stages(delay_ns, table.clk_to_q_ns, table.setup_ns, clock_period_ns, wire_ns=wire_ns)
+    if stages > 1:
+        part = delay_ns / stages
+        return Primitive(stages - 1, int(width), float(part), float(table.clk_to_q_ns + part), stages - 1)
+    return Primitive(int(table.multiplier_latency), int(width), float(delay_ns), 0.0, 0)
+
+
+def multiplier_stages(delay_ns: float, clk_to_q_ns: float, setup_ns: float, clock_period_ns: float, *,
+                      wire_ns: float = 0.0) -> int:
     """Equal stages a multiplier of ``delay_ns`` is split into to fit the clock (1: it fits, or nothing would).
 
-    A multiplier that cannot fit between two registers (clock-to-Q + d + setup > period) is split into
-    s = ceil(d / (period - clock-to-Q - setup)) equal stages: its latency is s - 1, its inputs see d / s
+    A multiplier that cannot fit between two registers (clock-to-Q + ``wire_ns`` + d + setup > period, where
+    ``wire_ns`` is the wire from the registers that feed it) is split into
+    s = ceil(d / (period - clock-to-Q - wire_ns - setup)) equal stages: its latency is s - 1, its inputs see d / s
     before the first internal register and its output d / s after the last. The RTL writes the s - 1
     registers behind the product, where the synthesis tool's register balancing (retiming) moves them
     into the partial-product tree, the usual way to describe a pipelined multiplier. Without this, a
     16 x 12-bit product (1.09 ns with the register overheads in the ASIC table) could never meet a 1 ns
     clock, whatever the LP placed around it.
     """
-    budget = clock_period_ns - clk_to_q_ns - setup_ns
+    budget = clock_period_ns - clk_to_q_ns - wire_ns - setup_ns
     if budget <= 1e-9:          # nothing fits between two registers (float noise counts as nothing)
         return 1
-    if clk_to_q_ns + delay_ns + setup_ns <= clock_period_ns:
+    if clk_to_q_ns + wire_ns + delay_ns + setup_ns <= clock_period_ns:
         return 1
     return math.ceil(delay_ns / budget - 1e-9)
 
