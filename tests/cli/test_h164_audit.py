@@ -1,0 +1,60 @@
+"""What the issue-14 acceptance audit (H164, docs/limits.md) found on the user's path: messages that named the
+wrong field or the wrong fix, the audit's own specs (examples/issue14/) staying valid, and a failed build
+leaving an earlier build's files in ``-o DIR`` untouched."""
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "issue14"
+
+
+@pytest.mark.parametrize("shape,line", [
+    ("2000x2", "array.shape: every array dimension must be at most 1024 (got [2000, 2])"),
+    ("4x1025", "array.shape: every array dimension must be at most 1024 (got [4, 1025])"),
+    ("0x4", "array.shape: every array dimension must be at least 1 (got [0, 4])"),
+])
+def test_an_array_extent_out_of_range_names_the_limit(shape, line, tmp_path, monkeypatch):
+    rc, out, err = run_cli(["check", "gemm_fused", "--set", f"array.shape={shape}"], tmp_path, monkeypatch)
+    assert rc == 2 and line in err and "Traceback" not in err
+    assert "positive integers" not in err          # 2000 is a positive integer: the old message misled
+
+
+@pytest.mark.parametrize("entry", ["nosuch:ws", "gemm_wss:ws"])
+def test_fuse_borrowing_from_a_missing_spec_names_the_option(entry, tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", "gemm_os", "--fuse", f"os,{entry}", "-o", "o"], tmp_path, monkeypatch)
+    spec = entry.split(":")[0]
+    assert rc == 2 and "Traceback" not in err
+    assert f"--fuse: spec '{spec}': no such file, and no built-in spec of that name" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def _files(root: Path) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--fuse", "os,xx"],
+    ["--fuse", "os"],
+    ["--set", "fuse=[os,os]"],
+    ["--set", "fuse=[]"],
+    ["--set", "dataflows.ws.schedule=map"],
+    ["--set", "array.shape=2000x2"],
+])
+def test_a_refused_build_leaves_the_previous_output_directory_intact(argv, tmp_path, monkeypatch):
+    rc, _, err = run_cli(["build", "gemm_fused", "--set", "array.shape=1x2", "-o", "o"], tmp_path, monkeypatch)
+    assert rc == 0, err
+    before = _files(tmp_path / "o")
+    assert len(before) == 2
+    rc, _, err = run_cli(["build", "gemm_fused", "--set", "array.shape=1x2", *argv, "-o", "o"], tmp_path, monkeypatch)
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert _files(tmp_path / "o") == before
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_the_audits_specs_stay_valid(name, tmp_path, monkeypatch):
+    rc, out, err = run_cli(["check", str(EXAMPLES / name)], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "valid array spec" in out
