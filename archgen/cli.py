@@ -678,7 +678,8 @@ def cmd_check(args) -> int:
         return EXIT_OK
     design = _load_array(path, data)
     con.print(f"{path}: valid array spec {design.name!r}: {design.operation} on a {'x'.join(map(str, design.shape))} "
-              f"array at {design.clock_mhz:g} MHz; dataflows {', '.join(d.name for d in design.dataflows)}",
+              f"array at {design.clock_mhz:g} MHz; dataflows {', '.join(d.name for d in design.dataflows)}"
+              + (f"; fused into one design: {', '.join(design.fuse)} (selected per command)" if design.fuse else ""),
               markup=False)
     return EXIT_OK
 

@@ -58,3 +58,11 @@ def test_the_audits_specs_stay_valid(name, tmp_path, monkeypatch):
     rc, out, err = run_cli(["check", str(EXAMPLES / name)], tmp_path, monkeypatch)
     assert rc == 0, err
     assert "valid array spec" in out
+
+
+def test_check_of_a_fused_spec_says_what_is_fused(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["check", str(EXAMPLES / "fold_ws_fused.yaml")], tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert "; fused into one design: fold, ws (selected per command)" in out
+    rc, out, err = run_cli(["check", "gemm_os"], tmp_path, monkeypatch)
+    assert rc == 0 and "fused" not in out
