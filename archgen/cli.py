@@ -360,7 +360,9 @@ def _layer_command_options(args, design, skewed: bool, fuse) -> tuple[dict | Non
         return None, None
     why = ("--ideal-dram (one array command, no blocks)" if args.ideal_dram else
            "a skewed stt map (its blocks are planned by its own memory system)" if skewed else
-           "--fuse (each dataflow is planned)" if fuse else None)
+           ("--fuse (each dataflow is planned)" if args.fuse is not None else
+            f"a fused design (the spec's fuse: {', '.join(fuse)}; each dataflow is planned; for blocks by hand verify "
+            "a copy of the spec without fuse:)") if fuse else None)
     if why:
         _check_options([problem(f, f"does not apply with {why}", v) for f, v in (("--tile", args.tile),
                                                                                 ("--order", args.order)) if v is not None])

@@ -66,3 +66,10 @@ def test_check_of_a_fused_spec_says_what_is_fused(tmp_path, monkeypatch):
     assert "; fused into one design: fold, ws (selected per command)" in out
     rc, out, err = run_cli(["check", "gemm_os"], tmp_path, monkeypatch)
     assert rc == 0 and "fused" not in out
+
+
+def test_tile_on_a_spec_that_fuses_says_where_the_fusion_comes_from(tmp_path, monkeypatch):
+    rc, out, err = run_cli(["verify", "gemm_fused", "--gemm", "3,3,3", "--tile", "i=1"], tmp_path, monkeypatch)
+    assert rc == 2 and "Traceback" not in err
+    assert "--tile: does not apply with a fused design (the spec's fuse: os, ws, is;" in err
+    assert "without fuse:" in err                  # the fix: the user never typed --fuse
