@@ -387,6 +387,7 @@ _SCHEMA_HINTS = {
     "types.*": "data types are intN or uintN with N in 1..64, e.g. int8",
     "dataflows": "dataflow names start with a letter or '_' and hold letters, digits and '_'",
 }
+_FUSE_FIX = "give two or more of this spec's dataflow names, e.g. fuse: [os, ws]"
 
 
 def _schema_problems(data: dict) -> list[Problem]:
@@ -399,6 +400,8 @@ def _schema_problems(data: dict) -> list[Problem]:
         elif p.path == "array.shape" and isinstance(p.got, list) and any(
                 isinstance(v, int) and not isinstance(v, bool) and v > max_extent for v in p.got):
             p = problem(p.path, f"every array dimension must be at most {max_extent}", p.got)
+        elif p.path == "fuse" or p.path.startswith("fuse."):
+            p = dataclasses.replace(p, message=f"{p.message}; {_FUSE_FIX}")
         problems.append(p)
     return problems
 
@@ -554,7 +557,7 @@ def _fuse_problems(fuse, parsed: list[str], declared) -> list[Problem]:
             fix = f"did you mean {close[0]!r}?" if close else f"dataflows are {', '.join(declared)}"
             problems.append(problem(f"fuse.{i}", f"no dataflow of that name; {fix}", name))
         elif list(fuse).index(name) != i:
-            problems.append(problem(f"fuse.{i}", "dataflow listed twice", name))
+            problems.append(problem(f"fuse.{i}", "dataflow listed twice; name each dataflow once", name))
     return problems
 
 

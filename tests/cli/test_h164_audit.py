@@ -73,3 +73,17 @@ def test_tile_on_a_spec_that_fuses_says_where_the_fusion_comes_from(tmp_path, mo
     assert rc == 2 and "Traceback" not in err
     assert "--tile: does not apply with a fused design (the spec's fuse: os, ws, is;" in err
     assert "without fuse:" in err                  # the fix: the user never typed --fuse
+
+
+@pytest.mark.parametrize("value,line", [
+    ("os", "fuse: must be a list; give two or more of this spec's dataflow names, e.g. fuse: [os, ws] (got 'os')"),
+    ("[]", "fuse: must have at least 2 entries; give two or more"),
+    ("[os]", "fuse: must have at least 2 entries; give two or more"),
+    ("[1,2]", "fuse.0: must be text; give two or more"),
+    ("[os,os]", "fuse.1: dataflow listed twice; name each dataflow once (got 'os')"),
+    ("[os,xx]", "fuse.1: no dataflow of that name; dataflows are os, ws, is (got 'xx')"),
+])
+def test_a_malformed_fuse_list_gets_its_fix(value, line, tmp_path, monkeypatch):
+    rc, out, err = run_cli(["check", "gemm_fused", "--set", f"fuse={value}"], tmp_path, monkeypatch)
+    assert rc == 2 and "Traceback" not in err
+    assert line in err
