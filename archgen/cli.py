@@ -58,6 +58,14 @@ def _load_array(path, data):
     return load_spec_data(data, source=str(path))
 
 
+def _check_dataflow_option(design, name: str | None) -> None:
+    """``--dataflow NAME`` names a dataflow of the spec; refused naming the option (not the spec field)."""
+    if name is not None and name not in [d.name for d in design.dataflows]:
+        known = ", ".join(d.name for d in design.dataflows)
+        raise SpecError([problem("--dataflow", f"no dataflow named {name!r} in spec {design.name!r}; choose one of: "
+                                 f"{known}", name)])
+
+
 def _load_spatten(path, data):
     from archgen.arch.spatten_spec import load_spatten_spec
     return load_spatten_spec(data)
@@ -104,7 +112,7 @@ def cmd_build(args) -> int:
         return _build_spatten(args, path, data, con)
     design = _load_array(path, data)
     guard_design_size(design, "build", args.force)
-    design.dataflow(args.dataflow)              # an unknown --dataflow is refused before any work
+    _check_dataflow_option(design, args.dataflow)   # an unknown --dataflow is refused before any work
     if args.dataflow and not args.fuse:         # a folded map beside dataflows that fold otherwise: by itself
         design = design.alone(args.dataflow)
     from archgen.dataflow.delays import DelayTable
@@ -241,7 +249,7 @@ def cmd_verify(args) -> int:
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
     design = _load_array(path, data)
-    design.dataflow(args.dataflow)
+    _check_dataflow_option(design, args.dataflow)
     if not args.fuse and (args.dataflow or not design.fuse):    # a folded map beside dataflows that fold
         design = design.alone(args.dataflow)                    # otherwise: by itself
     if args.gemm is not None and args.bounds is not None:
@@ -502,6 +510,7 @@ def cmd_sim(args) -> int:
         con.print(_topk_line(spec), markup=False)
     else:
         design = _load_array(path, data)
+        _check_dataflow_option(design, args.dataflow)
         if args.trace:
             raise SpecError([problem("--trace", "attention traces drive SpAtten's pruning; an array design has none to apply")])
         if args.dataflow:                       # a folded map beside dataflows that fold otherwise: by itself

@@ -87,3 +87,15 @@ def test_a_malformed_fuse_list_gets_its_fix(value, line, tmp_path, monkeypatch):
     rc, out, err = run_cli(["check", "gemm_fused", "--set", f"fuse={value}"], tmp_path, monkeypatch)
     assert rc == 2 and "Traceback" not in err
     assert line in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["build", "gemm_fused", "--dataflow", "zz", "-o", "o"],
+    ["verify", "gemm_fused", "--dataflow", "zz", "--gemm", "3,3,3"],
+    ["sim", "gemm_fused", "--dataflow", "zz", "--workload", "gemm:4,4,4"],
+])
+def test_an_unknown_dataflow_option_is_refused_naming_the_option(argv, tmp_path, monkeypatch):
+    rc, out, err = run_cli(argv, tmp_path, monkeypatch)
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "archgen: --dataflow: no dataflow named 'zz' in spec 'gemm_fused'; choose one of: os, ws, is (got 'zz')"]
