@@ -99,3 +99,15 @@ def test_an_unknown_dataflow_option_is_refused_naming_the_option(argv, tmp_path,
     assert rc == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [
         "archgen: --dataflow: no dataflow named 'zz' in spec 'gemm_fused'; choose one of: os, ws, is (got 'zz')"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (EXAMPLES / "hostile").glob("*.yaml")))
+def test_the_audits_hostile_specs_are_refused_in_one_field_named_line(name, tmp_path, monkeypatch):
+    rc, out, err = run_cli(["build", str(EXAMPLES / "hostile" / name), "-o", "o"], tmp_path, monkeypatch)
+    assert rc == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    field = "fuse" if name.startswith("fuse") else "dataflows."
+    assert f": {field}" in lines[0], lines[0]
+    assert "(got " in lines[0] or "misses iterations, e.g." in lines[0], lines[0]
+    assert not (tmp_path / "o").exists()
