@@ -111,3 +111,20 @@ def test_the_audits_hostile_specs_are_refused_in_one_field_named_line(name, tmp_
     assert f": {field}" in lines[0], lines[0]
     assert "(got " in lines[0] or "misses iterations, e.g." in lines[0], lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra,says", [
+    (["--dataflow", "ws"], "running ws (command field dataflow = 1) on the one layer core of `build --memory`"),
+    ([], "running os (command field dataflow = 0), ws (command field dataflow = 1), is (command field dataflow = 2) "
+         "one after another in ONE simulation"),
+])
+def test_verify_of_fused_dataflows_says_how_they_run(extra, says, tmp_path, monkeypatch):
+    """The header line only (the Verilator run is replaced by one that returns no layers)."""
+    import archgen.verif.fused_program_check as fpc
+    ran = []
+    monkeypatch.setattr(fpc, "verify_fused_program", lambda design, layers, **kw: ran.append(layers) or [])
+    rc, out, err = run_cli(["verify", "gemm_fused", "--set", "array.shape=1x2", "--gemm", "2,2,2", *extra],
+                           tmp_path, monkeypatch)
+    assert rc == 0, err
+    assert says in out
+    assert [n for n, _ in ran[0]] == (["ws"] if extra else ["os", "ws", "is"])
