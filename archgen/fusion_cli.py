@@ -242,7 +242,8 @@ def format_fusion_report(report: dict) -> list[str]:
                 lines.append(f"  fused / sum of singles: {syn['fused']['cells'] / total['cells']:.2f} of the cells")
     b = report["reference_problem"]
     lines.append(f"  cycles on the reference problem {', '.join(f'{k}={v}' for k, v in b.items())} "
-                 "(cycle model; RTL == model on Verilator for both designs):")
+                 "(cycle model of the array alone, not run on Verilator here; `archgen verify SPEC --ideal-dram "
+                 f"--bounds {','.join(f'{k}={v}' for k, v in b.items())}` checks the fused design's RTL against it):")
     for name, c in report["cycles"].items():
         diff = c["fused"] - c["single"]
         why = ""

@@ -128,3 +128,19 @@ def test_verify_of_fused_dataflows_says_how_they_run(extra, says, tmp_path, monk
     assert rc == 0, err
     assert says in out
     assert [n for n, _ in ran[0]] == (["ws"] if extra else ["os", "ws", "is"])
+
+
+def test_the_fusion_reports_cycle_line_claims_no_verilator_run_it_did_not_make():
+    """`build --report` prints model cycles only; its line said "RTL == model on Verilator" without a run."""
+    from archgen.arch.spec import load_spec
+    from archgen.dataflow.compile import compile_fused
+    from archgen.fusion_cli import format_fusion_report, fusion_report
+    from archgen.rtlgen.fused_array import fused_verilog
+    design = load_spec("gemm_fused", ["array.shape=1x2"])
+    fused = compile_fused(design, design.fuse)
+    text, top = fused_verilog(fused)
+    lines = format_fusion_report(fusion_report(fused, text, top, synth=False))
+    line = next(x for x in lines if "cycles on the reference problem" in x)
+    assert "RTL == model on Verilator for both" not in line
+    assert "not run on Verilator here" in line
+    assert "archgen verify SPEC --ideal-dram --bounds i=3,j=5,k=5" in line
