@@ -49,6 +49,17 @@ def _raw_spec(name: str, overrides):
     return path, data
 
 
+def _raw_spec_dram(args):
+    """The spec with ``--set`` and ``--dram-bw``/``--dram-latency`` applied; a SpAtten spec has no ``memory``
+    section, so those two are refused naming the option, not as an unknown ``memory`` key."""
+    path, data = _raw_spec(args.spec, list(args.set))
+    if _is_spatten(data):
+        _refuse_array_options(args, ("dram_bw", "dram_latency"), "a SpAtten spec (its DRAM is the spec's dram: "
+                              "section; use --set dram.FIELD=VALUE)")
+        return path, data
+    return _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+
+
 def _is_spatten(data) -> bool:
     return isinstance(data, dict) and data.get("kind") == "spatten"
 
@@ -241,13 +252,16 @@ def _build_spatten(args, path, data, con) -> int:
 def cmd_verify(args) -> int:
     con = _console()
     _check_options(guard_int("--seed", args.seed, 0, 2**32 - 1, "a numpy seed"))
-    path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+    path, data = _raw_spec_dram(args)
     if _is_spatten(data):
         _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency", "fuse",
                                      "tile", "order", "mapper", "objective"),
                               "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
+    if args.dram_latency == 0 and not args.ideal_dram:   # refused by the generated port only after the header
+        _check_options([problem("--dram-latency", "the generated DRAM port that verify runs needs a latency of at "
+                                "least 1 cycle (archgen sim models 0)", 0)])
     design = _load_array(path, data)
     _check_dataflow_option(design, args.dataflow)
     if not args.fuse and (args.dataflow or not design.fuse):    # a folded map beside dataflows that fold
@@ -478,7 +492,7 @@ def cmd_sim(args) -> int:
     con = _console()
     _check_options(guard_int("--seq", args.seq, 1, 1_000_000, "tokens") + guard_int("--batch", args.batch, 1, 1_000_000)
                    + guard_int("--kv-len", args.kv_len, 0, 1_000_000, "cached tokens"))
-    path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+    path, data = _raw_spec_dram(args)
     if args.out:
         _check_out(args.out, "--out")
     if args.workload is None and not (_is_spatten(data) and args.trace):

@@ -144,3 +144,22 @@ def test_the_fusion_reports_cycle_line_claims_no_verilator_run_it_did_not_make()
     assert "RTL == model on Verilator for both" not in line
     assert "not run on Verilator here" in line
     assert "archgen verify SPEC --ideal-dram --bounds i=3,j=5,k=5" in line
+
+
+def test_verify_refuses_a_zero_dram_latency_before_any_work(tmp_path, monkeypatch):
+    """It was refused by the generated DRAM port after the run's header, naming memory.dram.latency."""
+    rc, out, err = run_cli(["verify", "gemm_fused", "--gemm", "3,3,3", "--dram-latency", "0"], tmp_path, monkeypatch)
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == ["archgen: --dram-latency: the generated DRAM port that verify runs needs a "
+                                        "latency of at least 1 cycle (archgen sim models 0) (got 0)"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["sim", "spatten_small", "--workload", "bert-base", "--seq", "16", "--dram-latency", "3"],
+    ["verify", "spatten_small", "--unit", "topk", "--n", "4", "--k", "2", "--dram-bw", "3"],
+])
+def test_dram_options_on_a_spatten_spec_name_the_option(argv, tmp_path, monkeypatch):
+    """They were applied as memory.dram.* overrides first and refused as `memory: unknown key`."""
+    rc, out, err = run_cli(argv, tmp_path, monkeypatch)
+    assert rc == 2 and "Traceback" not in err
+    assert f"{argv[-2]}: does not apply to a SpAtten spec" in err and "memory: unknown key" not in err
