@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -264,6 +265,7 @@ def cmd_verify(args) -> int:
                                 "least 1 cycle (archgen sim models 0)", 0)])
     design = _load_array(path, data)
     _check_dataflow_option(design, args.dataflow)
+    _check_dram_bw_for_rtl(design, args)
     if not args.fuse and (args.dataflow or not design.fuse):    # a folded map beside dataflows that fold
         design = design.alone(args.dataflow)                    # otherwise: by itself
     if args.gemm is not None and args.bounds is not None:
@@ -325,6 +327,22 @@ def cmd_verify(args) -> int:
         con.print(f"  note: only the array is verified here; the memory system refuses this dataflow, so `build "
                   f"--memory` and `verify` without --ideal-dram refuse it: {refusal}", markup=False)
     return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def _check_dram_bw_for_rtl(design, args) -> None:
+    """``verify --dram-bw W`` (through the memory system): the generated top moves whole elements per DRAM word,
+    so W is a multiple of every operand's element size (dataflow/memctl.py refuses it later, naming
+    memory.dram.width_bytes, after the run's header)."""
+    if args.dram_bw is None or args.ideal_dram:
+        return
+    from archgen.mappings.memory_tiling import element_bytes
+    sizes = {x.name: element_bytes(design, x.name) for x in design.operation.operands}
+    bad = {n: b for n, b in sizes.items() if args.dram_bw % b}
+    if bad:
+        need = math.lcm(*sizes.values())
+        _check_options([problem("--dram-bw", "the generated DRAM port that verify runs moves whole elements: a "
+                                f"multiple of {', '.join(f'{n} {b} B' for n, b in bad.items())}, e.g. {need}",
+                                args.dram_bw)])
 
 
 def _memory_system_refusal(design, dataflow) -> str | None:

@@ -163,3 +163,14 @@ def test_dram_options_on_a_spatten_spec_name_the_option(argv, tmp_path, monkeypa
     rc, out, err = run_cli(argv, tmp_path, monkeypatch)
     assert rc == 2 and "Traceback" not in err
     assert f"{argv[-2]}: does not apply to a SpAtten spec" in err and "memory: unknown key" not in err
+
+
+@pytest.mark.parametrize("bw", ["1", "6"])
+def test_verify_refuses_a_dram_width_the_generated_top_cannot_move_naming_the_option(bw, tmp_path, monkeypatch):
+    """It was refused after the run's header as memory.dram.width_bytes; archgen sim still models it."""
+    rc, out, err = run_cli(["verify", "gemm_fused", "--gemm", "3,3,3", "--dram-bw", bw], tmp_path, monkeypatch)
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == [f"archgen: --dram-bw: the generated DRAM port that verify runs moves whole "
+                                        f"elements: a multiple of C 4 B, e.g. 4 (got {bw})"]
+    rc, out, err = run_cli(["sim", "gemm_os", "--workload", "gemm:4,4,4", "--dram-bw", bw], tmp_path, monkeypatch)
+    assert rc == 0, err
