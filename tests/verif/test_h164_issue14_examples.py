@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "issue14"
     ("conv1d_skew_map", {"k": 4, "p": 5, "c": 3, "r": 2}, None),          # schedule: map, skew on r
     ("conv1d_red2_3d", {"k": 3, "p": 4, "c": 7, "r": 5}, None),           # reduction across axes 1 and 2
     ("conv_rs_1xn", {"n": 2, "k": 1, "p": 4, "q": 2, "c": 1, "r": 6, "s": 3}, None),   # delay FIFOs on 1x5
+    ("conv_rs_outer_fifo", {"n": 1, "k": 3, "p": 4, "q": 2, "c": 2, "r": 5, "s": 2}, None),  # run-time FIFO depth
     ("gemm_map_sched", {"i": 3, "j": 6, "k": 7}, "mapsched"),
     ("gemm_map_sched", {"i": 3, "j": 6, "k": 7}, "skewc"),
 ])
