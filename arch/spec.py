@@ -387,14 +387,21 @@ _SCHEMA_HINTS = {
     "types.*": "data types are intN or uintN with N in 1..64, e.g. int8",
     "dataflows": "dataflow names start with a letter or '_' and hold letters, digits and '_'",
 }
+_FUSE_FIX = "give two or more of this spec's dataflow names, e.g. fuse: [os, ws]"
 
 
 def _schema_problems(data: dict) -> list[Problem]:
     problems = []
+    max_extent = spec_schema()["properties"]["array"]["properties"]["shape"]["oneOf"][0]["items"]["maximum"]
     for p in schema_problems(spec_schema(), data, _SCHEMA_HINTS):
         if p.path == "array.shape" and isinstance(p.got, list) and any(
                 isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in p.got):
             p = problem(p.path, "every array dimension must be at least 1", p.got)
+        elif p.path == "array.shape" and isinstance(p.got, list) and any(
+                isinstance(v, int) and not isinstance(v, bool) and v > max_extent for v in p.got):
+            p = problem(p.path, f"every array dimension must be at most {max_extent}", p.got)
+        elif p.path == "fuse" or p.path.startswith("fuse."):
+            p = dataclasses.replace(p, message=f"{p.message}; {_FUSE_FIX}")
         problems.append(p)
     return problems
 
@@ -513,7 +520,11 @@ def borrow_dataflow(design: Design, spec: str | Path, name: str, new_name: str, 
     """Dataflow ``name`` of another spec, re-read and checked on ``design``'s operation, array and bounds (for
     fusing it into ``design``); a SpecError naming ``path`` when it does not exist or computes another
     operation."""
-    other = read_spec_file(find_spec(spec))
+    try:
+        other = read_spec_file(find_spec(spec))
+    except SpecError as err:                   # name the option, not the command's spec argument
+        raise SpecError([dataclasses.replace(q, path=path, message=f"spec {str(spec)!r}: {q.message}")
+                         for q in err.problems]) from None
     label = other.get("name", str(spec)) if isinstance(other, dict) else str(spec)
     flows = other.get("dataflows") if isinstance(other, dict) else None
     if not isinstance(flows, dict) or not isinstance(flows.get(name), dict):
@@ -546,7 +557,7 @@ def _fuse_problems(fuse, parsed: list[str], declared) -> list[Problem]:
             fix = f"did you mean {close[0]!r}?" if close else f"dataflows are {', '.join(declared)}"
             problems.append(problem(f"fuse.{i}", f"no dataflow of that name; {fix}", name))
         elif list(fuse).index(name) != i:
-            problems.append(problem(f"fuse.{i}", "dataflow listed twice", name))
+            problems.append(problem(f"fuse.{i}", "dataflow listed twice; name each dataflow once", name))
     return problems
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,17 @@ def _raw_spec(name: str, overrides):
     return path, data
 
 
+def _raw_spec_dram(args):
+    """The spec with ``--set`` and ``--dram-bw``/``--dram-latency`` applied; a SpAtten spec has no ``memory``
+    section, so those two are refused naming the option, not as an unknown ``memory`` key."""
+    path, data = _raw_spec(args.spec, list(args.set))
+    if _is_spatten(data):
+        _refuse_array_options(args, ("dram_bw", "dram_latency"), "a SpAtten spec (its DRAM is the spec's dram: "
+                              "section; use --set dram.FIELD=VALUE)")
+        return path, data
+    return _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+
+
 def _is_spatten(data) -> bool:
     return isinstance(data, dict) and data.get("kind") == "spatten"
 
@@ -56,6 +68,14 @@ def _is_spatten(data) -> bool:
 def _load_array(path, data):
     from archgen.arch.spec import load_spec_data
     return load_spec_data(data, source=str(path))
+
+
+def _check_dataflow_option(design, name: str | None) -> None:
+    """``--dataflow NAME`` names a dataflow of the spec; refused naming the option (not the spec field)."""
+    if name is not None and name not in [d.name for d in design.dataflows]:
+        known = ", ".join(d.name for d in design.dataflows)
+        raise SpecError([problem("--dataflow", f"no dataflow named {name!r} in spec {design.name!r}; choose one of: "
+                                 f"{known}", name)])
 
 
 def _load_spatten(path, data):
@@ -104,7 +124,7 @@ def cmd_build(args) -> int:
         return _build_spatten(args, path, data, con)
     design = _load_array(path, data)
     guard_design_size(design, "build", args.force)
-    design.dataflow(args.dataflow)              # an unknown --dataflow is refused before any work
+    _check_dataflow_option(design, args.dataflow)   # an unknown --dataflow is refused before any work
     if args.dataflow and not args.fuse:         # a folded map beside dataflows that fold otherwise: by itself
         design = design.alone(args.dataflow)
     from archgen.dataflow.delays import DelayTable
@@ -233,15 +253,19 @@ def _build_spatten(args, path, data, con) -> int:
 def cmd_verify(args) -> int:
     con = _console()
     _check_options(guard_int("--seed", args.seed, 0, 2**32 - 1, "a numpy seed"))
-    path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+    path, data = _raw_spec_dram(args)
     if _is_spatten(data):
         _refuse_array_options(args, ("gemm", "bounds", "dataflow", "ideal_dram", "dram_bw", "dram_latency", "fuse",
                                      "tile", "order", "mapper", "objective"),
                               "a SpAtten spec (it is verified unit by unit)")
         return _verify_spatten(args, path, data, con)
     _refuse_array_options(args, ("unit", "n", "k", "queries"), "an array spec (they apply to SpAtten specs)")
+    if args.dram_latency == 0 and not args.ideal_dram:   # refused by the generated port only after the header
+        _check_options([problem("--dram-latency", "the generated DRAM port that verify runs needs a latency of at "
+                                "least 1 cycle (archgen sim models 0)", 0)])
     design = _load_array(path, data)
-    design.dataflow(args.dataflow)
+    _check_dataflow_option(design, args.dataflow)
+    _check_dram_bw_for_rtl(design, args)
     if not args.fuse and (args.dataflow or not design.fuse):    # a folded map beside dataflows that fold
         design = design.alone(args.dataflow)                    # otherwise: by itself
     if args.gemm is not None and args.bounds is not None:
@@ -305,6 +329,22 @@ def cmd_verify(args) -> int:
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
+def _check_dram_bw_for_rtl(design, args) -> None:
+    """``verify --dram-bw W`` (through the memory system): the generated top moves whole elements per DRAM word,
+    so W is a multiple of every operand's element size (dataflow/memctl.py refuses it later, naming
+    memory.dram.width_bytes, after the run's header)."""
+    if args.dram_bw is None or args.ideal_dram:
+        return
+    from archgen.mappings.memory_tiling import element_bytes
+    sizes = {x.name: element_bytes(design, x.name) for x in design.operation.operands}
+    bad = {n: b for n, b in sizes.items() if args.dram_bw % b}
+    if bad:
+        need = math.lcm(*sizes.values())
+        _check_options([problem("--dram-bw", "the generated DRAM port that verify runs moves whole elements: a "
+                                f"multiple of {', '.join(f'{n} {b} B' for n, b in bad.items())}, e.g. {need}",
+                                args.dram_bw)])
+
+
 def _memory_system_refusal(design, dataflow) -> str | None:
     """The first problem the generated memory system finds with this dataflow (its smallest layer, buffers
     sized to it), or None when it builds it."""
@@ -360,7 +400,9 @@ def _layer_command_options(args, design, skewed: bool, fuse) -> tuple[dict | Non
         return None, None
     why = ("--ideal-dram (one array command, no blocks)" if args.ideal_dram else
            "a skewed stt map (its blocks are planned by its own memory system)" if skewed else
-           "--fuse (each dataflow is planned)" if fuse else None)
+           ("--fuse (each dataflow is planned)" if args.fuse is not None else
+            f"a fused design (the spec's fuse: {', '.join(fuse)}; each dataflow is planned; for blocks by hand verify "
+            "a copy of the spec without fuse:)") if fuse else None)
     if why:
         _check_options([problem(f, f"does not apply with {why}", v) for f, v in (("--tile", args.tile),
                                                                                 ("--order", args.order)) if v is not None])
@@ -468,7 +510,7 @@ def cmd_sim(args) -> int:
     con = _console()
     _check_options(guard_int("--seq", args.seq, 1, 1_000_000, "tokens") + guard_int("--batch", args.batch, 1, 1_000_000)
                    + guard_int("--kv-len", args.kv_len, 0, 1_000_000, "cached tokens"))
-    path, data = _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+    path, data = _raw_spec_dram(args)
     if args.out:
         _check_out(args.out, "--out")
     if args.workload is None and not (_is_spatten(data) and args.trace):
@@ -500,6 +542,7 @@ def cmd_sim(args) -> int:
         con.print(_topk_line(spec), markup=False)
     else:
         design = _load_array(path, data)
+        _check_dataflow_option(design, args.dataflow)
         if args.trace:
             raise SpecError([problem("--trace", "attention traces drive SpAtten's pruning; an array design has none to apply")])
         if args.dataflow:                       # a folded map beside dataflows that fold otherwise: by itself
@@ -678,7 +721,8 @@ def cmd_check(args) -> int:
         return EXIT_OK
     design = _load_array(path, data)
     con.print(f"{path}: valid array spec {design.name!r}: {design.operation} on a {'x'.join(map(str, design.shape))} "
-              f"array at {design.clock_mhz:g} MHz; dataflows {', '.join(d.name for d in design.dataflows)}",
+              f"array at {design.clock_mhz:g} MHz; dataflows {', '.join(d.name for d in design.dataflows)}"
+              + (f"; fused into one design: {', '.join(design.fuse)} (selected per command)" if design.fuse else ""),
               markup=False)
     return EXIT_OK
 

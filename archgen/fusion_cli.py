@@ -242,7 +242,8 @@ def format_fusion_report(report: dict) -> list[str]:
                 lines.append(f"  fused / sum of singles: {syn['fused']['cells'] / total['cells']:.2f} of the cells")
     b = report["reference_problem"]
     lines.append(f"  cycles on the reference problem {', '.join(f'{k}={v}' for k, v in b.items())} "
-                 "(cycle model; RTL == model on Verilator for both designs):")
+                 "(cycle model of the array alone, not run on Verilator here; `archgen verify SPEC --ideal-dram "
+                 f"--bounds {','.join(f'{k}={v}' for k, v in b.items())}` checks the fused design's RTL against it):")
     for name, c in report["cycles"].items():
         diff = c["fused"] - c["single"]
         why = ""
@@ -283,9 +284,10 @@ def verify_fused_cli(args, design, names, bounds, con, planner: dict | None = No
     if not args.ideal_dram and len(tiled) >= 2 and any(n in tiled for n in which):
         from archgen.verif.fused_program_check import verify_fused_program
         shared = [n for n in which if n in tiled]
+        how = ("one after another in ONE simulation of the one layer core of `build --memory` (no rebuild, no "
+               "reset)" if len(shared) > 1 else "on the one layer core of `build --memory`")
         con.print(f"{design.name}: fused {'+'.join(names)}, running "
-                  f"{', '.join(f'{n} (command field dataflow = {names.index(n)})' for n in shared)} one after "
-                  "another in ONE simulation of the one layer core of `build --memory` (no rebuild, no reset)",
+                  f"{', '.join(f'{n} (command field dataflow = {names.index(n)})' for n in shared)} {how}",
                   markup=False)
         for lres in verify_fused_program(design, [(n, bounds) for n in shared], seed=args.seed, fuse=names,
                                          **planner):
