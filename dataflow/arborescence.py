@@ -18,9 +18,11 @@ are visited in the order of the graph restricted to the part, and the unrolling 
 reads the edges of the contracted part. tests/dataflow/test_arborescence.py checks the equality.
 
 Anything else goes to networkx's Edmonds on the whole graph. The result always has networkx's edges and
-edge attributes; the fast paths list the edges in the graph's edge order, which is networkx's own order
-whenever its final set of chosen edge indices iterates in ascending order (true for every built-in's
-candidate graphs, checked in the tests; networkx gives no order guarantee).
+edge attributes (the input graph is left as it was; networkx writes its weights back as floats). The
+fast paths list the edges in the graph's edge order; networkx lists them in the iteration order of a
+Python set of edge indices, which is that order unless an index exceeds the set's table. Then the orders
+differ: on the built-ins' candidate graphs (checked up to 12x12) only in the order of the memory
+source's successors (gemm_os_bcast 9x11, 10x10, 11x9, 12x8), which the interconnect sorts.
 """
 from __future__ import annotations
 
