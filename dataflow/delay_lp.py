@@ -132,32 +132,43 @@ def timing_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[obje
     the slowest wire into the node after its in-edge's registers (:func:`_wire_after_registers`) plus its
     delay: every path through the node comes from a register at least that far away.
     """
-    g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
+    g, cq, period = prim.graph, prim.clk_to_q_ns, clock_period_ns
     order = {v: i for i, v in enumerate(nx.topological_sort(g))}
     after = _wire_after_registers(prim)
     cuts = set()
     for u, du in prim.primitives.items():
         start = du.out_ns if _registered_output(prim, u) else cq + after.get(u, 0.0) + du.delay_ns
-        arrival = {u: start}
-        frontier, cut = {u}, set()
-        while frontier:
-            a = min(frontier, key=order.__getitem__)  # topological order: arrival[a] is final
-            frontier.discard(a)
-            if a in cut:
-                continue
-            for b in g.successors(a):
-                e = prim.wire(a, b)
-                if e.delay > 0 or e.hold:
-                    continue
-                db = prim.primitive(b)
-                t = arrival[a] + e.wire_ns + db.delay_ns
-                if t + su > period + _EPS:
-                    cut.add(b)
-                    cuts.add((u, b))
-                elif not _registered_output(prim, b) and t > arrival.get(b, -1.0):
-                    arrival[b] = t
-                    frontier.add(b)
+        cuts.update((u, b) for b in _slow_ends(prim, order, u, start, period, from_output=True))
     return sorted(cuts, key=lambda c: (order[c[0]], order[c[1]]))
+
+
+def _slow_ends(prim: PrimitiveGraph, order: dict, start, t0: float, period: float, *, from_output: bool) -> set:
+    """The nodes at which a register-free segment from ``start`` arrives later than the period allows: a
+    longest-path walk over edges without schedule registers (D_e = 0, not held), in topological order (each
+    node's arrival is final when it is taken), stopping at such a node and at a registered output
+    (:func:`_registered_output`). ``t0``: the arrival at ``start`` (its delay included); ``from_output``: the walk
+    leaves ``start``'s output, which is neither checked nor a stop (:func:`timing_cuts`); else ``start`` is
+    the first node of the segment (:func:`wire_cuts`)."""
+    g, su = prim.graph, prim.setup_ns
+    arrival, frontier, slow = {start: t0}, {start}, set()
+    while frontier:
+        a = min(frontier, key=order.__getitem__)
+        frontier.discard(a)
+        if a is not start or not from_output:
+            if arrival[a] + su > period + _EPS:
+                slow.add(a)
+                continue
+            if _registered_output(prim, a):
+                continue
+        for c in g.successors(a):
+            w = prim.wire(a, c)
+            if w.delay > 0 or w.hold:
+                continue
+            t = arrival[a] + w.wire_ns + prim.primitive(c).delay_ns
+            if t > arrival.get(c, -1.0):
+                arrival[c] = t
+                frontier.add(c)
+    return slow
 
 
 def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object, object, int]]:
@@ -173,7 +184,7 @@ def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object
     splits the segment there, leaving the fan-out and mux part of the wire (:func:`timing_cuts` starts the
     receiver's walk with it). Register-free links are walked by :func:`timing_cuts` (the span is in their
     ``wire_ns``); a link whose wire alone misses the clock is :class:`ClockTargetError`."""
-    g, cq, su, period = prim.graph, prim.clk_to_q_ns, prim.setup_ns, clock_period_ns
+    g, cq, period = prim.graph, prim.clk_to_q_ns, clock_period_ns
     order = None
     cuts: dict = {}
     for u, b, e in prim.edges():
@@ -182,24 +193,8 @@ def wire_cuts(prim: PrimitiveGraph, clock_period_ns: float) -> list[tuple[object
         if order is None:
             order = {v: i for i, v in enumerate(nx.topological_sort(g))}
         bound = prim.primitive(u).latency + e.delay + 1
-        arrival = {b: cq + e.wire_ns + prim.primitive(b).delay_ns}
-        frontier = {b}
-        while frontier:
-            a = min(frontier, key=order.__getitem__)  # topological order: arrival[a] is final
-            frontier.discard(a)
-            if arrival[a] + su > period + _EPS:
-                cuts[(u, a)] = max(cuts.get((u, a), 0), bound)
-                continue
-            if _registered_output(prim, a):
-                continue
-            for c in g.successors(a):
-                w = prim.wire(a, c)
-                if w.delay > 0 or w.hold:
-                    continue
-                t = arrival[a] + w.wire_ns + prim.primitive(c).delay_ns
-                if t > arrival.get(c, -1.0):
-                    arrival[c] = t
-                    frontier.add(c)
+        for a in _slow_ends(prim, order, b, cq + e.wire_ns + prim.primitive(b).delay_ns, period, from_output=False):
+            cuts[(u, a)] = max(cuts.get((u, a), 0), bound)
     if order is None:
         return []
     return sorted(((u, v, b) for (u, v), b in cuts.items()), key=lambda c: (order[c[0]], order[c[1]]))
