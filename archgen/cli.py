@@ -58,7 +58,11 @@ def _raw_spec_dram(args):
         _refuse_array_options(args, ("dram_bw", "dram_latency"), "a SpAtten spec (its DRAM is the spec's dram: "
                               "section; use --set dram.FIELD=VALUE)")
         return path, data
-    return _raw_spec(args.spec, list(args.set) + _dram_sets(args))
+    extra = _dram_sets(args)
+    if extra:
+        from archgen.arch.spec import apply_overrides
+        data = apply_overrides(data, extra)
+    return path, data
 
 
 def _is_spatten(data) -> bool:
